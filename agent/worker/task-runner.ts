@@ -1,0 +1,215 @@
+// Drives one task's container through its life on this node: prepare (image, rootfs, bundle),
+// start (create, network, start), watch until exit, and clean up what it made. It reports every
+// state change through the reporter; the manager's store is the only record of task state.
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import type { Task, TaskState, TaskStatus } from '../../control-plane/resources/types.js';
+import type { ImageStore } from '../images/types.js';
+import type { NodeNetwork } from '../network/types.js';
+import { mountOverlayRootfs, unmountRootfs } from '../runtime/rootfs.js';
+import { buildOciSpec } from '../runtime/spec.js';
+import type { ContainerRuntime, ExitStatus } from '../runtime/types.js';
+import { parseGroup, parsePasswd, resolveProcess, resolveUser, taskHostname } from './container-config.js';
+
+export interface TaskRunnerDeps {
+  runtime: ContainerRuntime;
+  images: ImageStore;
+  network: NodeNetwork;
+  /** Where container bundles live: <containersDir>/<container id>/ */
+  containersDir: string;
+  /** Where container logs live, kept after the container is gone: <logsDir>/<task name>.log */
+  logsDir: string;
+  /** Parent of every container's cgroup. */
+  cgroupParent: string;
+  insecureRegistries: string[];
+  report(task: Task, status: Partial<TaskStatus> & { state: TaskState }): Promise<void>;
+  /** Called when the task starts or stops running, so published ports can follow. */
+  onRunningChanged(task: Task): void;
+  log(message: string): void;
+}
+
+const DEFAULT_STOP_GRACE_MS = 10_000;
+
+export function containerIdFor(task: Task): string {
+  return task.metadata.name.replace(/[^A-Za-z0-9_.-]/g, '-');
+}
+
+export function logPathFor(logsDir: string, taskName: string): string {
+  return join(logsDir, `${taskName.replace(/[^A-Za-z0-9_.-]/g, '-')}.log`);
+}
+
+export class TaskRunner {
+  readonly containerId: string;
+  address: string | undefined;
+  running = false;
+  private stopRequested = false;
+  private created = false;
+  private finished: Promise<void> | undefined;
+  private killTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private task: Task,
+    private readonly deps: TaskRunnerDeps,
+  ) {
+    this.containerId = containerIdFor(task);
+  }
+
+  get name(): string {
+    return this.task.metadata.name;
+  }
+
+  get current(): Task {
+    return this.task;
+  }
+
+  update(task: Task): void {
+    this.task = task;
+    if (task.desiredState === 'shutdown') void this.stop();
+  }
+
+  /** Starts the task's life; resolves when the container has exited and been cleaned up. */
+  start(): Promise<void> {
+    this.finished ??= this.lifecycle();
+    return this.finished;
+  }
+
+  done(): Promise<void> {
+    return this.finished ?? Promise.resolve();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopRequested) return;
+    this.stopRequested = true;
+    if (!this.created) return;
+    const grace = this.task.spec.spec.stopGracePeriodMs ?? DEFAULT_STOP_GRACE_MS;
+    await this.deps.runtime.kill(this.containerId, 'SIGTERM').catch(() => {});
+    this.killTimer = setTimeout(() => {
+      void this.deps.runtime.kill(this.containerId, 'SIGKILL').catch(() => {});
+    }, grace);
+    this.killTimer.unref();
+  }
+
+  private async lifecycle(): Promise<void> {
+    const { deps, task } = this;
+    const containerDir = join(deps.containersDir, this.containerId);
+    let exit: ExitStatus | undefined;
+    let failure: { state: TaskState; message: string } | undefined;
+    try {
+      await deps.report(task, { state: 'accepted', message: 'accepted by node' });
+      if (this.stopRequested) return;
+      await deps.report(task, { state: 'preparing', message: `pulling image ${task.spec.spec.image}` });
+      let image;
+      try {
+        image = await deps.images.ensure(task.spec.spec.image, { insecureRegistries: deps.insecureRegistries });
+      } catch (err) {
+        failure = { state: 'rejected', message: `image ${task.spec.spec.image}: ${(err as Error).message}` };
+        return;
+      }
+      if (this.stopRequested) return;
+
+      await mkdir(containerDir, { recursive: true });
+      await mkdir(deps.logsDir, { recursive: true });
+      const rootfs = await mountOverlayRootfs(image.layerDirs, containerDir);
+      const hostname = taskHostname(task);
+      const processConfig = resolveProcess(task.spec.spec, image.config, hostname);
+      const passwd = parsePasswd(await readFile(join(rootfs, 'etc/passwd'), 'utf8').catch(() => ''));
+      const groups = parseGroup(await readFile(join(rootfs, 'etc/group'), 'utf8').catch(() => ''));
+      const { uid, gid } = resolveUser(processConfig.user, passwd, groups);
+      const limits = task.spec.spec.resources?.limits;
+      const spec = buildOciSpec({
+        args: processConfig.args,
+        env: processConfig.env,
+        cwd: processConfig.cwd,
+        uid,
+        gid,
+        hostname: processConfig.hostname,
+        rootfsPath: rootfs,
+        cgroupsPath: `${deps.cgroupParent}/${this.containerId}`,
+        ...(limits?.memory !== undefined ? { memoryLimit: limits.memory } : {}),
+        ...(limits?.pids !== undefined ? { pidsLimit: limits.pids } : {}),
+        ...(limits?.cpus !== undefined ? { cpuQuota: Math.round(limits.cpus * 100_000) } : {}),
+      });
+      await writeFile(join(containerDir, 'config.json'), JSON.stringify(spec, null, 2));
+
+      await deps.report(task, { state: 'starting', message: 'starting container', containerId: this.containerId });
+      const state = await deps.runtime.create(this.containerId, containerDir, {
+        logPath: logPathFor(deps.logsDir, task.metadata.name),
+      });
+      this.created = true;
+      const attachment = await deps.network.attach(this.containerId, state.pid);
+      this.address = attachment.address;
+      if (this.stopRequested) {
+        await deps.runtime.kill(this.containerId, 'SIGKILL').catch(() => {});
+      } else {
+        await deps.runtime.start(this.containerId);
+        this.running = true;
+        await deps.report(task, {
+          state: 'running',
+          message: 'started',
+          containerId: this.containerId,
+          pid: state.pid,
+          address: attachment.address,
+        });
+        deps.onRunningChanged(this.task);
+      }
+      exit = await deps.runtime.wait(this.containerId);
+    } catch (err) {
+      failure = { state: 'failed', message: (err as Error).message };
+    } finally {
+      if (this.killTimer) clearTimeout(this.killTimer);
+      const wasRunning = this.running;
+      this.running = false;
+      if (wasRunning) deps.onRunningChanged(this.task);
+      await this.cleanup(containerDir);
+      await this.reportEnd(exit, failure);
+    }
+  }
+
+  private async reportEnd(exit: ExitStatus | undefined, failure: { state: TaskState; message: string } | undefined): Promise<void> {
+    const { deps, task } = this;
+    try {
+      if (failure) {
+        await deps.report(task, { state: failure.state, message: failure.message, error: failure.message });
+      } else if (this.stopRequested) {
+        await deps.report(task, {
+          state: 'shutdown',
+          message: 'stopped',
+          ...(exit ? { exitCode: exit.exitCode } : {}),
+        });
+      } else if (exit) {
+        const message = exit.oomKilled
+          ? 'killed: out of memory (cgroup memory limit)'
+          : exit.signal
+            ? `killed by signal ${exit.signal}`
+            : `exited with code ${exit.exitCode}`;
+        await deps.report(task, {
+          state: exit.exitCode === 0 && !exit.oomKilled ? 'complete' : 'failed',
+          message,
+          exitCode: exit.exitCode,
+          oomKilled: exit.oomKilled,
+          ...(exit.exitCode !== 0 ? { error: message } : {}),
+        });
+      }
+    } catch (err) {
+      deps.log(`task ${task.metadata.name}: could not report its end: ${(err as Error).message}`);
+    }
+  }
+
+  private async cleanup(containerDir: string): Promise<void> {
+    const { deps } = this;
+    const steps: Array<[string, () => Promise<unknown>]> = [
+      ['network detach', () => deps.network.detach(this.containerId)],
+      ['container delete', () => (this.created ? deps.runtime.delete(this.containerId) : Promise.resolve())],
+      ['rootfs unmount', () => unmountRootfs(containerDir)],
+      ['bundle removal', () => rm(containerDir, { recursive: true, force: true })],
+    ];
+    for (const [what, step] of steps) {
+      try {
+        await step();
+      } catch (err) {
+        deps.log(`task ${this.task.metadata.name}: ${what} failed: ${(err as Error).message}`);
+      }
+    }
+  }
+}

@@ -1,0 +1,113 @@
+// Keeps an in-memory copy of every object of one kind, kept current by a store watch, and tells
+// subscribers what changed. Controllers read from it and write through the ObjectStore; after a
+// watch error the informer re-lists, so a controller never acts on a view that silently stopped.
+import type { AnyObject, Kind } from '../resources/types.js';
+import type { KeyValue, Store, Watch, WatchEvent } from '../store/store.js';
+
+export type InformerEvent<T> =
+  | { type: 'added' | 'modified'; object: T; previous?: T }
+  | { type: 'deleted'; object: T };
+
+export type InformerListener<T> = (event: InformerEvent<T>) => void;
+
+export class Informer<T extends AnyObject> {
+  private readonly cache = new Map<string, T>();
+  private readonly listeners: Array<InformerListener<T>> = [];
+  private watch: Watch | undefined;
+  private stopped = false;
+  private synced = false;
+  private syncWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly store: Store,
+    readonly kind: Kind,
+    private readonly prefix: string,
+    private readonly onError: (err: Error) => void = () => {},
+  ) {}
+
+  subscribe(listener: InformerListener<T>): void {
+    this.listeners.push(listener);
+  }
+
+  async start(): Promise<void> {
+    await this.relist();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.watch?.cancel();
+  }
+
+  hasSynced(): Promise<void> {
+    if (this.synced) return Promise.resolve();
+    return new Promise((resolve) => this.syncWaiters.push(resolve));
+  }
+
+  list(): T[] {
+    return [...this.cache.values()];
+  }
+
+  get(key: string): T | undefined {
+    return this.cache.get(key);
+  }
+
+  private async relist(): Promise<void> {
+    if (this.stopped) return;
+    this.watch?.cancel();
+    const { kvs, revision } = await this.store.range(this.prefix);
+    const seen = new Set<string>();
+    for (const kv of kvs) {
+      seen.add(kv.key);
+      this.applyPut(kv);
+    }
+    for (const [key, object] of [...this.cache]) {
+      if (!seen.has(key)) {
+        this.cache.delete(key);
+        this.emit({ type: 'deleted', object });
+      }
+    }
+    this.synced = true;
+    for (const w of this.syncWaiters.splice(0)) w();
+    this.watch = await this.store.watch(
+      this.prefix,
+      revision + 1,
+      (events) => this.onEvents(events),
+      (err) => {
+        this.onError(err);
+        if (!this.stopped) setTimeout(() => void this.relist().catch(this.onError), 200).unref();
+      },
+    );
+  }
+
+  private onEvents(events: WatchEvent[]): void {
+    for (const event of events) {
+      if (event.type === 'put') this.applyPut(event.kv);
+      else {
+        const object = this.cache.get(event.kv.key);
+        if (object) {
+          this.cache.delete(event.kv.key);
+          this.emit({ type: 'deleted', object });
+        }
+      }
+    }
+  }
+
+  private applyPut(kv: KeyValue): void {
+    let object: T;
+    try {
+      object = JSON.parse(kv.value) as T;
+    } catch (err) {
+      this.onError(new Error(`corrupt object at ${kv.key}: ${(err as Error).message}`));
+      return;
+    }
+    object.metadata.resourceVersion = String(kv.modRevision);
+    const previous = this.cache.get(kv.key);
+    if (previous && previous.metadata.resourceVersion === object.metadata.resourceVersion) return;
+    this.cache.set(kv.key, object);
+    this.emit(previous ? { type: 'modified', object, previous } : { type: 'added', object });
+  }
+
+  private emit(event: InformerEvent<T>): void {
+    for (const listener of this.listeners) listener(event);
+  }
+}
