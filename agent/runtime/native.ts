@@ -1,0 +1,141 @@
+// Typed face of the tessera_native addon (native/*.cc, built by `node-gyp rebuild`).
+// Every call that fails in the kernel throws an Error whose `code` is the errno name
+// (e.g. 'EBUSY'), like Node's own fs errors.
+
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** Names of MS_* mount flags the addon understands. */
+export type MountFlag =
+  | 'rdonly' | 'nosuid' | 'nodev' | 'noexec' | 'synchronous' | 'remount' | 'mandlock'
+  | 'dirsync' | 'noatime' | 'nodiratime' | 'bind' | 'move' | 'rec' | 'silent'
+  | 'private' | 'slave' | 'shared' | 'unbindable' | 'relatime' | 'strictatime' | 'lazytime';
+
+/** Namespaces the addon can create for a container (CLONE_NEW*). */
+export type NamespaceKind = 'pid' | 'mount' | 'uts' | 'ipc' | 'network' | 'cgroup';
+
+/** One mount the container's init performs inside its rootfs, before pivot_root. */
+export interface NativeMount {
+  source: string;
+  /** Path inside the container, absolute ("/proc"). Resolved inside the rootfs, never outside it. */
+  destination: string;
+  fstype: string;
+  flags: MountFlag[];
+  data: string;
+  /** Bind mounts asked to be read-only need a second, remount call. */
+  remountReadonly: boolean;
+  /** What to create at the destination when missing: a directory, or an empty file (binds of files). */
+  targetKind: 'dir' | 'file';
+}
+
+/** Everything the child needs, computed up front: the child may not allocate memory. */
+export interface NativeSpawnPlan {
+  /** Absolute host path of the root filesystem. */
+  rootfs: string;
+  rootReadonly: boolean;
+  namespaces: NamespaceKind[];
+  hostname: string;
+  /** Host paths of the cgroup.procs files the child writes itself into first. */
+  cgroupProcsFiles: string[];
+  mounts: NativeMount[];
+  maskedPaths: string[];
+  readonlyPaths: string[];
+  /** Host path of the file that receives stdout and stderr (opened O_APPEND). */
+  logPath: string;
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  cwd: string;
+  /** Paths inside the container to try, in order, for args[0] (PATH resolved up front). */
+  executableCandidates: string[];
+  args: string[];
+  env: string[];
+  noNewPrivileges: boolean;
+}
+
+/** A container init that has finished its set-up and is blocked until started. */
+export interface SpawnedChild {
+  pid: number;
+  /** Write end of the pipe that releases the child into execve. */
+  startFd: number;
+  /** Read end of the CLOEXEC pipe on which the child reports an execve failure. */
+  statusFd: number;
+}
+
+export interface ProcessExit {
+  /** Set when the process exited normally. */
+  exitCode?: number;
+  /** Signal number, set when the process was killed by a signal. */
+  signal?: number;
+}
+
+interface NativeBinding {
+  mount(source: string, target: string, fstype: string, flags: MountFlag[], data: string): void;
+  umount(target: string, detach: boolean): void;
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  lsetxattr(path: string, name: string, value: Buffer): void;
+  lgetxattr(path: string, name: string): Buffer | undefined;
+  spawnContainer?(plan: NativeSpawnPlan): Promise<SpawnedChild>;
+  startContainer?(startFd: number, statusFd: number): Promise<void>;
+  abandonContainer?(startFd: number, statusFd: number): void;
+  waitProcess?(pid: number): Promise<ProcessExit>;
+}
+
+const addonPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../build/Release/tessera_native.node');
+const binding = createRequire(import.meta.url)(addonPath) as NativeBinding;
+
+function required<K extends keyof NativeBinding>(name: K): NonNullable<NativeBinding[K]> {
+  const fn = binding[name];
+  if (fn === undefined) throw new Error(`tessera_native addon lacks ${name}: rebuild it with \`npx node-gyp rebuild\``);
+  return fn as NonNullable<NativeBinding[K]>;
+}
+
+/** mount(2). `flags` are MS_* names, `data` the fs-specific option string ('' for none). */
+export function mount(source: string, target: string, fstype: string, flags: MountFlag[], data: string): void {
+  binding.mount(source, target, fstype, flags, data);
+}
+
+/** umount2(2); `detach` is MNT_DETACH (lazy unmount). */
+export function umount(target: string, detach: boolean): void {
+  binding.umount(target, detach);
+}
+
+/** mknod(2). `mode` includes the type bits, e.g. fs.constants.S_IFCHR | 0o000 for an overlay whiteout. */
+export function mknod(filePath: string, mode: number, major: number, minor: number): void {
+  binding.mknod(filePath, mode, major, minor);
+}
+
+/** lsetxattr(2), e.g. lsetxattr(dir, 'trusted.overlay.opaque', Buffer.from('y')). */
+export function lsetxattr(filePath: string, name: string, value: Buffer): void {
+  binding.lsetxattr(filePath, name, value);
+}
+
+/** lgetxattr(2); undefined when the attribute is not set. */
+export function lgetxattr(filePath: string, name: string): Buffer | undefined {
+  return binding.lgetxattr(filePath, name);
+}
+
+/**
+ * Clones the container init into new namespaces; it joins its cgroups, does its mounts and
+ * pivot_root, then blocks before execve. Rejects with the failed step and errno if set-up fails
+ * (the child is reaped by then).
+ */
+export function spawnContainer(plan: NativeSpawnPlan): Promise<SpawnedChild> {
+  return required('spawnContainer')(plan);
+}
+
+/** Releases a spawned child into execve; resolves once execve succeeded, rejects if it failed. Closes both fds. */
+export function startContainer(startFd: number, statusFd: number): Promise<void> {
+  return required('startContainer')(startFd, statusFd);
+}
+
+/** Closes a spawned child's fds without starting it: the child sees EOF and exits. */
+export function abandonContainer(startFd: number, statusFd: number): void {
+  required('abandonContainer')(startFd, statusFd);
+}
+
+/** waitpid(2) on a dedicated thread (not libuv's small pool, which many containers would starve). */
+export function waitProcess(pid: number): Promise<ProcessExit> {
+  return required('waitProcess')(pid);
+}

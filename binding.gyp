@@ -1,0 +1,18 @@
+{
+  "targets": [
+    {
+      "target_name": "tessera_native",
+      "sources": [
+        "native/addon.cc",
+        "native/mount_flags.cc",
+        "native/fs_ops.cc",
+        "native/errno_error.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    }
+  ]
+}

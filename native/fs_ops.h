@@ -1,0 +1,13 @@
+#pragma once
+#include <napi.h>
+
+namespace tessera {
+
+// Small synchronous file-system helpers the image store and rootfs code need.
+Napi::Value Mount(const Napi::CallbackInfo& info);
+Napi::Value Umount(const Napi::CallbackInfo& info);
+Napi::Value Mknod(const Napi::CallbackInfo& info);
+Napi::Value Lsetxattr(const Napi::CallbackInfo& info);
+Napi::Value Lgetxattr(const Napi::CallbackInfo& info);
+
+}  // namespace tessera
