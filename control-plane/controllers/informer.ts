@@ -17,6 +17,8 @@ export class Informer<T extends AnyObject> {
   private stopped = false;
   private synced = false;
   private syncWaiters: Array<() => void> = [];
+  private revision = 0;
+  private revisionWaiters: Array<{ revision: number; resolve: () => void }> = [];
 
   constructor(
     private readonly store: Store,
@@ -41,6 +43,15 @@ export class Informer<T extends AnyObject> {
   hasSynced(): Promise<void> {
     if (this.synced) return Promise.resolve();
     return new Promise((resolve) => this.syncWaiters.push(resolve));
+  }
+
+  /**
+   * Resolves once the cache reflects every change up to `revision`, so a controller that just
+   * wrote does not act again on a view that lacks its own write.
+   */
+  waitForRevision(revision: number): Promise<void> {
+    if (this.revision >= revision) return Promise.resolve();
+    return new Promise((resolve) => this.revisionWaiters.push({ revision, resolve }));
   }
 
   list(): T[] {
@@ -68,15 +79,35 @@ export class Informer<T extends AnyObject> {
     }
     this.synced = true;
     for (const w of this.syncWaiters.splice(0)) w();
+    this.advanceRevision(revision);
     this.watch = await this.store.watch(
       this.prefix,
       revision + 1,
-      (events) => this.onEvents(events),
+      (events, eventRevision) => {
+        this.onEvents(events);
+        this.advanceRevision(eventRevision);
+      },
       (err) => {
         this.onError(err);
         if (!this.stopped) setTimeout(() => void this.relist().catch(this.onError), 200).unref();
       },
     );
+  }
+
+  /**
+   * Writes to other prefixes move the store's revision without an event here, so a waiter for a
+   * revision this informer will never see an event at is released by `noteRevision` too.
+   */
+  noteRevision(revision: number): void {
+    this.advanceRevision(revision);
+  }
+
+  private advanceRevision(revision: number): void {
+    if (revision <= this.revision) return;
+    this.revision = revision;
+    const ready = this.revisionWaiters.filter((w) => w.revision <= revision);
+    this.revisionWaiters = this.revisionWaiters.filter((w) => w.revision > revision);
+    for (const w of ready) w.resolve();
   }
 
   private onEvents(events: WatchEvent[]): void {

@@ -1,0 +1,80 @@
+// Wires the pure service decision (service-reconcile.ts) to the store: one work item per service,
+// triggered by changes to the service or any of its tasks, and by back-off timers.
+import type { Service, Task } from '../resources/types.js';
+import { objectKey } from '../store/keys.js';
+import type { ObjectStore } from '../store/object-store.js';
+import { reconcileService } from './service-reconcile.js';
+import type { Informer } from './informer.js';
+import { WorkQueue, type ReconcileResult } from './work-queue.js';
+
+export interface ServiceControllerOptions {
+  now?: () => number;
+  log?: (message: string) => void;
+}
+
+function keyOf(stack: string, name: string): string {
+  return `${stack}/${name}`;
+}
+
+export class ServiceController {
+  private readonly queue: WorkQueue;
+  private readonly now: () => number;
+  private readonly log: (message: string) => void;
+
+  constructor(
+    private readonly objects: ObjectStore,
+    private readonly services: Informer<Service>,
+    private readonly tasks: Informer<Task>,
+    options: ServiceControllerOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    this.log = options.log ?? (() => {});
+    this.queue = new WorkQueue(
+      (key) => this.reconcile(key),
+      (key, err) => this.log(`service ${key}: reconcile failed: ${(err as Error).message}`),
+    );
+  }
+
+  start(): void {
+    this.services.subscribe((e) => this.queue.add(keyOf(e.object.metadata.stack ?? '', e.object.metadata.name)));
+    this.tasks.subscribe((e) => this.queue.add(keyOf(e.object.spec.serviceStack, e.object.spec.serviceName)));
+    for (const service of this.services.list()) this.queue.add(keyOf(service.metadata.stack ?? '', service.metadata.name));
+  }
+
+  stop(): void {
+    this.queue.stop();
+  }
+
+  idle(): Promise<void> {
+    return this.queue.idle();
+  }
+
+  private async reconcile(key: string): Promise<ReconcileResult> {
+    const slash = key.indexOf('/');
+    const stack = key.slice(0, slash);
+    const name = key.slice(slash + 1);
+    const service = this.services.get(objectKey('Service', stack, name));
+    const tasks = this.tasks.list().filter((t) => t.spec.serviceStack === stack && t.spec.serviceName === name);
+    const decision = reconcileService({ service, serviceKey: { stack, name }, tasks, now: this.now() });
+    let lastRevision = 0;
+    const noteWrite = (obj: { metadata: { resourceVersion?: string } } | undefined) => {
+      const rv = Number(obj?.metadata.resourceVersion ?? 0);
+      if (rv > lastRevision) lastRevision = rv;
+    };
+    for (const task of decision.create) {
+      noteWrite(await this.objects.create(task));
+    }
+    for (const taskName of decision.shutdown) {
+      noteWrite(
+        await this.objects.updateWithRetry('Task', stack, taskName, (t) =>
+          t.desiredState === 'shutdown' ? undefined : { ...t, desiredState: 'shutdown' },
+        ),
+      );
+    }
+    for (const taskName of decision.remove) {
+      await this.objects.delete('Task', stack, taskName).catch(() => {});
+    }
+    if (lastRevision > 0) await this.tasks.waitForRevision(lastRevision);
+    return decision.requeueAfterMs !== undefined ? { requeueAfterMs: decision.requeueAfterMs } : undefined;
+  }
+}

@@ -1,0 +1,70 @@
+// Node liveness from heartbeats. Heartbeats stay in memory (writing each to the store would make
+// every manager replicate a write per node per period); only transitions are written.
+import type { Node, Task } from '../resources/types.js';
+import { isTerminal } from '../resources/types.js';
+import type { ObjectStore } from '../store/object-store.js';
+import type { Informer } from '../controllers/informer.js';
+
+export interface NodeHealthOptions {
+  /** A node missing heartbeats for this long is down. */
+  timeoutMs: number;
+  checkEveryMs: number;
+  now?: () => number;
+  log?: (message: string) => void;
+}
+
+export class NodeHealth {
+  private readonly lastSeen = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly objects: ObjectStore,
+    private readonly nodes: Informer<Node>,
+    private readonly tasks: Informer<Task>,
+    private readonly options: NodeHealthOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+  }
+
+  heartbeat(nodeName: string): void {
+    this.lastSeen.set(nodeName, this.now());
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.check().catch((err: Error) => this.options.log?.(`node health: ${err.message}`)), this.options.checkEveryMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Marks nodes down or ready by their heartbeats; a down node's live tasks become orphaned. */
+  async check(): Promise<void> {
+    const now = this.now();
+    for (const node of this.nodes.list()) {
+      const seen = this.lastSeen.get(node.metadata.name);
+      const alive = seen !== undefined && now - seen <= this.options.timeoutMs;
+      const wanted = alive ? 'ready' : 'down';
+      if (node.status.state !== wanted) {
+        await this.objects.updateWithRetry('Node', '', node.metadata.name, (n) =>
+          n.status.state === wanted
+            ? undefined
+            : { ...n, status: { ...n.status, state: wanted, message: alive ? 'heartbeats received' : `no heartbeat for ${this.options.timeoutMs} ms` } },
+        );
+      }
+      if (!alive) await this.orphanTasksOf(node.metadata.name);
+    }
+  }
+
+  private async orphanTasksOf(nodeName: string): Promise<void> {
+    const timestamp = new Date(this.now()).toISOString();
+    for (const task of this.tasks.list()) {
+      if (task.nodeName !== nodeName || isTerminal(task.status.state)) continue;
+      await this.objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (t) =>
+        isTerminal(t.status.state) ? undefined : { ...t, status: { ...t.status, state: 'orphaned', message: `node ${nodeName} is down`, timestamp } },
+      );
+    }
+  }
+}

@@ -1,0 +1,47 @@
+// Placement constraints, Swarm's syntax: `node.labels.KEY==VALUE`, `node.labels.KEY!=VALUE`,
+// `node.hostname==NAME`, `node.role==manager|worker`. The schema validates them with this parser and
+// stores the canonical text; the scheduler parses the stored text with the same function, so the two
+// can never disagree about what a constraint means.
+
+import type { ParseResult } from './quantity.js';
+
+export type ConstraintOperator = '==' | '!=';
+
+export type PlacementConstraint =
+  | { field: 'label'; key: string; op: ConstraintOperator; value: string }
+  | { field: 'hostname'; op: ConstraintOperator; value: string }
+  | { field: 'role'; op: ConstraintOperator; value: 'manager' | 'worker' };
+
+// Label keys as Kubernetes allows them, prefix included ("example.com/zone").
+export const LABEL_KEY_PATTERN = /^[A-Za-z0-9]([A-Za-z0-9_.\-/]*[A-Za-z0-9])?$/;
+
+const CONSTRAINT_SHAPE = /^\s*([A-Za-z0-9_.\-/]+)\s*(==|!=)\s*(.*?)\s*$/;
+
+const EXPECTED = 'expected node.labels.KEY==VALUE, node.labels.KEY!=VALUE, node.hostname==NAME or node.role==manager|worker';
+
+export function parseConstraint(text: string): ParseResult<PlacementConstraint> {
+  const fail = (why: string): ParseResult<PlacementConstraint> =>
+    ({ ok: false, message: `invalid placement constraint ${JSON.stringify(text)}: ${why}` });
+  const match = CONSTRAINT_SHAPE.exec(text);
+  if (!match) return fail(EXPECTED);
+  const [, field = '', op, value = ''] = match;
+  const operator = op as ConstraintOperator;
+  if (value === '') return fail('missing value after the operator');
+  if (field.startsWith('node.labels.')) {
+    const key = field.slice('node.labels.'.length);
+    if (!LABEL_KEY_PATTERN.test(key)) return fail(`label key ${JSON.stringify(key)} is not a valid label key`);
+    return { ok: true, value: { field: 'label', key, op: operator, value } };
+  }
+  if (field === 'node.hostname') return { ok: true, value: { field: 'hostname', op: operator, value } };
+  if (field === 'node.role') {
+    if (value !== 'manager' && value !== 'worker') return fail(`node.role is "manager" or "worker", got ${JSON.stringify(value)}`);
+    return { ok: true, value: { field: 'role', op: operator, value } };
+  }
+  return fail(`unknown attribute ${JSON.stringify(field)}; ${EXPECTED}`);
+}
+
+/** The canonical text of a constraint: no spaces around the operator. */
+export function formatConstraint(c: PlacementConstraint): string {
+  const attribute = c.field === 'label' ? `node.labels.${c.key}` : `node.${c.field}`;
+  return `${attribute}${c.op}${c.value}`;
+}
