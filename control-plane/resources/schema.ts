@@ -1,0 +1,382 @@
+// The authoritative validation of user-submitted objects. The CLI runs it before sending, and the API
+// server runs it again on the JSON it receives, so both reject the same things with the same words.
+//
+// Input is the manifest form (durations as "5s", memory as "64Mi"); output is the normalised resource
+// of types.ts (milliseconds, bytes, CPUs as a number). The normalised form is accepted as input too
+// (`delayMs`, integer bytes...), so validateObject(normalised) returns it unchanged: the API server can
+// validate what the CLI sends without caring which form it is.
+
+import { z } from 'zod';
+import { API_VERSION, KINDS, type Service } from './types.js';
+import { parseCpuNanos, parseDurationMs, parseMemoryBytes, formatMemory, type ParseResult } from './quantity.js';
+import { formatConstraint, LABEL_KEY_PATTERN, parseConstraint } from './constraints.js';
+
+export type IssuePath = (string | number)[];
+export interface ValidationIssue {
+  path: IssuePath;
+  message: string;
+  /** Set when the issue is about a key that should not be there, so a locator can point at the key. */
+  unknownField?: boolean;
+}
+export type ValidationResult =
+  | { ok: true; object: Service }
+  | { ok: false; issues: ValidationIssue[] };
+
+/** Kinds a user may submit; Task and Node are written by Tessera itself. */
+export const SUBMITTABLE_KINDS = ['Service'] as const;
+
+// ---- describing what was found, for "expected X, got Y" messages ----
+
+export function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (typeof value === 'number' || typeof value === 'boolean') return `${typeof value} ${String(value)}`;
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  return typeof value;
+}
+
+// ---- field schemas ----
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_LABEL_EXPECTED = 'expected a DNS label (lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters)';
+const dnsLabel = z.string({ error: DNS_LABEL_EXPECTED })
+  .max(63, { error: DNS_LABEL_EXPECTED })
+  .regex(DNS_LABEL, { error: DNS_LABEL_EXPECTED });
+
+// RFC 1123 hostname: dot-separated labels, at most 253 characters.
+const HOSTNAME = /^[a-z0-9A-Z]([-a-z0-9A-Z]{0,61}[a-z0-9A-Z])?(\.[a-z0-9A-Z]([-a-z0-9A-Z]{0,61}[a-z0-9A-Z])?)*$/;
+const hostname = z.string().max(253).regex(HOSTNAME, { error: 'expected a hostname (letters, digits, "-" and ".")' });
+
+/** A string where YAML users often write a bare number or boolean: say how to fix it, don't coerce. */
+function yamlString(what = 'a string') {
+  return z.string({
+    error: (issue) => {
+      const input = issue.input;
+      if (typeof input === 'number' || typeof input === 'boolean') {
+        return `expected ${what}, got ${typeof input} ${String(input)} (quote it to make it a string: "${String(input)}")`;
+      }
+      return `expected ${what}`;
+    },
+  });
+}
+
+const stringList = (example: string) => z.array(yamlString(), { error: `expected a list of strings, e.g. ${example}` });
+
+const ENV_NAME = /^[^=\0]+$/;
+const envMap = z.record(
+  z.string().regex(ENV_NAME, { error: 'environment variable names must be non-empty and contain no "="' }),
+  yamlString(),
+  { error: 'expected a mapping of NAME: "value"' },
+);
+
+const labelMap = z.record(
+  z.string().max(253).regex(LABEL_KEY_PATTERN, { error: 'expected a label key (letters, digits, "-", "_", "." and "/")' }),
+  yamlString().max(253, { error: 'expected a label value of at most 253 characters' }),
+  { error: 'expected a mapping of key: "value"' },
+);
+
+function boundedInt(min: number, max: number, expected: string) {
+  return z.int({ error: expected }).min(min, { error: expected }).max(max, { error: expected });
+}
+const port = boundedInt(1, 65535, 'expected a port number between 1 and 65535');
+const nonNegativeInt = boundedInt(0, Number.MAX_SAFE_INTEGER, 'expected an integer >= 0');
+
+/** A quantity accepted as a string with unit or as a number, parsed into an integer. */
+function quantity(parse: (v: string | number) => ParseResult<number>, expected: string, minimum = 0) {
+  return z.unknown().transform((value, ctx): number => {
+    if (typeof value !== 'string' && typeof value !== 'number') {
+      ctx.addIssue({ code: 'custom', message: `expected ${expected}, got ${describeValue(value)}`, input: value });
+      return z.NEVER;
+    }
+    const parsed = parse(value);
+    if (!parsed.ok) {
+      ctx.addIssue({ code: 'custom', message: parsed.message, input: value });
+      return z.NEVER;
+    }
+    if (parsed.value < minimum) {
+      ctx.addIssue({ code: 'custom', message: `expected more than 0, got ${describeValue(value)}`, input: value });
+      return z.NEVER;
+    }
+    return parsed.value;
+  });
+}
+const memory = quantity(parseMemoryBytes, 'a memory quantity like "64Mi" or a number of bytes', 1);
+const cpus = quantity(parseCpuNanos, 'a number of CPUs like 0.5 or "500m"', 1)
+  .transform((nanos) => nanos / 1e9);
+const duration = quantity(parseDurationMs, 'a duration like "5s", "500ms" or "1m30s"');
+
+const constraint = z.string({ error: 'expected a constraint string like "node.labels.zone==a"' })
+  .transform((text, ctx): string => {
+    const parsed = parseConstraint(text);
+    if (!parsed.ok) {
+      ctx.addIssue({ code: 'custom', message: parsed.message, input: text });
+      return z.NEVER;
+    }
+    return formatConstraint(parsed.value);
+  });
+
+const portSpec = z.strictObject({
+  target: port,
+  published: port.optional(),
+  protocol: z.enum(['tcp', 'udp']).default('tcp'),
+}, { error: 'expected a mapping like {target: 80, published: 8080}' });
+
+const restartPolicy = z.strictObject({
+  condition: z.enum(['any', 'on-failure', 'none']).optional(),
+  delay: duration.optional(),
+  delayMs: nonNegativeInt.optional(),
+  maxDelay: duration.optional(),
+  maxDelayMs: nonNegativeInt.optional(),
+  maxAttempts: nonNegativeInt.optional(),
+});
+
+const resources = z.strictObject({
+  limits: z.strictObject({
+    memory: memory.optional(),
+    cpus: cpus.optional(),
+    pids: boundedInt(1, Number.MAX_SAFE_INTEGER, 'expected an integer >= 1').optional(),
+  }).optional(),
+  reservations: z.strictObject({
+    memory: memory.optional(),
+    cpus: cpus.optional(),
+  }).optional(),
+});
+
+const serviceSpec = z.strictObject({
+  image: z.string({ error: 'expected an image reference string' })
+    .regex(/^\S+$/, { error: 'expected an image reference without spaces, e.g. "registry.local/busybox:latest"' }),
+  command: stringList('["sh", "-c", "echo hi"]').optional(),
+  args: stringList('["--port", "80"]').optional(),
+  env: envMap.optional(),
+  workdir: z.string().startsWith('/', { error: 'expected an absolute path' }).optional(),
+  // A numeric uid is natural to write unquoted; unlike env values it has only one meaning.
+  user: z.union([z.string(), z.int().min(0)], { error: 'expected a user name or uid, optionally "user:group"' })
+    .transform((u) => String(u)).optional(),
+  hostname: hostname.optional(),
+  replicas: nonNegativeInt.default(1),
+  ports: z.array(portSpec, { error: 'expected a list of ports like [{target: 80, published: 8080}]' }).optional(),
+  resources: resources.optional(),
+  placement: z.strictObject({ constraints: z.array(constraint).optional() }).optional(),
+  restart: restartPolicy.optional(),
+  stopGracePeriod: duration.optional(),
+  stopGracePeriodMs: nonNegativeInt.optional(),
+}).superRefine((spec, ctx) => {
+  const seen = new Map<string, number>();
+  spec.ports?.forEach((p, index) => {
+    if (p.published === undefined) return;
+    const key = `${p.published}/${p.protocol}`;
+    const first = seen.get(key);
+    if (first !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['ports', index, 'published'], input: p.published,
+        message: `published port ${key} is already used by ports[${first}]` });
+    } else {
+      seen.set(key, index);
+    }
+  });
+  const limit = spec.resources?.limits;
+  const reserve = spec.resources?.reservations;
+  if (limit?.memory !== undefined && reserve?.memory !== undefined && reserve.memory > limit.memory) {
+    ctx.addIssue({ code: 'custom', path: ['resources', 'reservations', 'memory'], input: reserve.memory,
+      message: `reservation ${formatMemory(reserve.memory)} is more than the limit ${formatMemory(limit.memory)}` });
+  }
+  if (limit?.cpus !== undefined && reserve?.cpus !== undefined && reserve.cpus > limit.cpus) {
+    ctx.addIssue({ code: 'custom', path: ['resources', 'reservations', 'cpus'], input: reserve.cpus,
+      message: `reservation ${reserve.cpus} CPUs is more than the limit ${limit.cpus}` });
+  }
+  const both = (a: string, b: string, obj: Record<string, unknown> | undefined, path: IssuePath) => {
+    if (obj?.[a] !== undefined && obj[b] !== undefined) {
+      ctx.addIssue({ code: 'custom', path: [...path, b], input: obj[b], message: `give either ${a} or ${b}, not both` });
+    }
+  };
+  both('delay', 'delayMs', spec.restart, ['restart']);
+  both('maxDelay', 'maxDelayMs', spec.restart, ['restart']);
+  both('stopGracePeriod', 'stopGracePeriodMs', spec, []);
+});
+
+const objectMeta = z.strictObject({
+  name: dnsLabel,
+  stack: dnsLabel.optional(),
+  labels: labelMap.optional(),
+  // Set by the server; accepted so `tsctl get -o yaml` output can be applied again.
+  uid: z.string().optional(),
+  resourceVersion: z.string().optional(),
+  generation: nonNegativeInt.optional(),
+  createdAt: z.string().optional(),
+}, { error: 'expected a mapping with at least name' });
+
+const serviceManifest = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('Service'),
+  metadata: objectMeta,
+  spec: serviceSpec,
+  // Read-only; accepted (and dropped) so that `get -o yaml` output round-trips through apply.
+  status: z.strictObject({
+    observedGeneration: z.number().optional(),
+    runningTasks: z.number().optional(),
+    desiredTasks: z.number().optional(),
+  }).optional(),
+});
+
+type ServiceManifest = z.output<typeof serviceManifest>;
+
+/** Removes keys whose value is undefined, so normalised objects compare and serialise cleanly. */
+function compact<T extends object>(value: T): T {
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (v === undefined) continue;
+    out[key] = v !== null && typeof v === 'object' && !Array.isArray(v) ? compact(v) : v;
+  }
+  return out as T;
+}
+
+/** Manifest form (after parsing) → the stored Service of types.ts. */
+export function normalizeService(manifest: ServiceManifest): Service {
+  const { spec } = manifest;
+  const restart = spec.restart && {
+    condition: spec.restart.condition,
+    delayMs: spec.restart.delay ?? spec.restart.delayMs,
+    maxDelayMs: spec.restart.maxDelay ?? spec.restart.maxDelayMs,
+    maxAttempts: spec.restart.maxAttempts,
+  };
+  return compact<Service>({
+    apiVersion: API_VERSION,
+    kind: 'Service',
+    metadata: manifest.metadata,
+    spec: {
+      image: spec.image,
+      command: spec.command,
+      args: spec.args,
+      env: spec.env,
+      workdir: spec.workdir,
+      user: spec.user,
+      hostname: spec.hostname,
+      replicas: spec.replicas,
+      ports: spec.ports,
+      resources: spec.resources,
+      placement: spec.placement,
+      restart,
+      stopGracePeriodMs: spec.stopGracePeriod ?? spec.stopGracePeriodMs,
+    },
+  });
+}
+
+// ---- turning zod issues into "expected X, got Y" messages ----
+
+const TYPE_NOUNS: Record<string, string> = {
+  string: 'a string', number: 'a number', int: 'an integer', boolean: 'true or false',
+  object: 'a mapping', array: 'a list', record: 'a mapping',
+};
+
+function knownKeysOf(inst: unknown): string[] {
+  if (inst instanceof z.ZodObject) return Object.keys(inst.shape as Record<string, unknown>);
+  return [];
+}
+
+/** Messages for issues whose schema gave none; schema-level messages take precedence. */
+const errorMap: z.core.$ZodErrorMap = (issue) => {
+  switch (issue.code) {
+    case 'invalid_type':
+      if (issue.input === undefined) return `required field is missing (expected ${TYPE_NOUNS[issue.expected] ?? issue.expected})`;
+      return `expected ${TYPE_NOUNS[issue.expected] ?? issue.expected}`;
+    case 'invalid_value':
+      return issue.values.length === 1
+        ? `expected ${JSON.stringify(issue.values[0])}`
+        : `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'too_small':
+      return issue.origin === 'string' && issue.minimum === 1 ? 'expected a non-empty string'
+        : `expected ${issue.origin === 'array' ? 'a list of length ' : ''}${issue.inclusive ? '>=' : '>'} ${String(issue.minimum)}`;
+    case 'too_big':
+      return issue.origin === 'string' ? `expected at most ${String(issue.maximum)} characters`
+        : `expected ${issue.origin === 'array' ? 'a list of length ' : ''}${issue.inclusive ? '<=' : '<'} ${String(issue.maximum)}`;
+    case 'unrecognized_keys':
+      return knownKeysOf(issue.inst).join(', ');
+    default:
+      return undefined;
+  }
+};
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0] ?? 0;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j] ?? 0;
+      row[j] = Math.min(above + 1, (row[j - 1] ?? 0) + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length] ?? 0;
+}
+
+function unknownFieldMessage(key: string, known: string[]): string {
+  const close = known.filter((k) => editDistance(k.toLowerCase(), key.toLowerCase()) <= 2);
+  const hint = close.length > 0 ? `; did you mean ${close.map((k) => JSON.stringify(k)).join(' or ')}?` : '';
+  const list = known.length > 0 ? ` (known fields here: ${known.join(', ')})` : '';
+  return `unknown field ${JSON.stringify(key)}${hint}${list}`;
+}
+
+function toPath(path: PropertyKey[]): IssuePath {
+  return path.map((p) => (typeof p === 'number' ? p : String(p)));
+}
+
+function toIssues(zodIssues: readonly z.core.$ZodIssue[]): ValidationIssue[] {
+  const issues: ValidationIssue[] = [];
+  for (const issue of zodIssues) {
+    const path = toPath(issue.path);
+    if (issue.code === 'unrecognized_keys') {
+      const known = issue.message === '' ? [] : issue.message.split(', ');
+      for (const key of issue.keys) {
+        issues.push({ path: [...path, key], message: unknownFieldMessage(key, known), unknownField: true });
+      }
+      continue;
+    }
+    if (issue.code === 'invalid_key' || issue.code === 'invalid_element') {
+      issues.push({ path, message: issue.issues[0]?.message ?? issue.message, unknownField: true });
+      continue;
+    }
+    let message = issue.message;
+    if (issue.code === 'invalid_type' && issue.input === undefined && !message.startsWith('required')) {
+      message = `required field is missing (${message})`;
+    }
+    // Every "expected ..." message says what was found too, unless the field was missing.
+    if (message.startsWith('expected') && !message.includes(', got ') && 'input' in issue && issue.input !== undefined) {
+      message = `${message}, got ${describeValue(issue.input)}`;
+    }
+    issues.push({ path, message });
+  }
+  return issues;
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** Validates a Service (manifest or normalised form) and returns it normalised. */
+export function validateService(input: unknown): ValidationResult {
+  const result = serviceManifest.safeParse(input, { error: errorMap, reportInput: true });
+  if (!result.success) return { ok: false, issues: toIssues(result.error.issues) };
+  return { ok: true, object: normalizeService(result.data) };
+}
+
+/** Validates any user-submitted object, dispatching on `kind`. */
+export function validateObject(input: unknown): ValidationResult {
+  if (!isMapping(input)) {
+    return { ok: false, issues: [{ path: [], message: `expected a mapping with apiVersion, kind, metadata and spec, got ${describeValue(input)}` }] };
+  }
+  const kind = input['kind'];
+  if (kind === 'Service') return validateService(input);
+  const issues: ValidationIssue[] = [];
+  if (input['apiVersion'] !== API_VERSION) {
+    issues.push({ path: ['apiVersion'], message: `expected ${JSON.stringify(API_VERSION)}, got ${describeValue(input['apiVersion'])}` });
+  }
+  const supported = SUBMITTABLE_KINDS.map((k) => JSON.stringify(k)).join(', ');
+  const systemKinds: readonly unknown[] = KINDS.filter((k) => !(SUBMITTABLE_KINDS as readonly string[]).includes(k));
+  const why = kind === undefined ? 'required field is missing'
+    : systemKinds.includes(kind) ? `kind ${String(kind)} is managed by Tessera and cannot be submitted`
+    : `unsupported kind ${describeValue(kind)}`;
+  issues.push({ path: ['kind'], message: `${why}; supported kinds: ${supported}` });
+  return { ok: false, issues };
+}
