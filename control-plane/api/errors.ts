@@ -1,0 +1,41 @@
+// Maps internal failures to gRPC status codes with messages a user can act on.
+import * as grpc from '@grpc/grpc-js';
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+export function invalidArgument(message: string): ApiError {
+  return new ApiError(grpc.status.INVALID_ARGUMENT, message);
+}
+
+export function notFound(message: string): ApiError {
+  return new ApiError(grpc.status.NOT_FOUND, message);
+}
+
+/** The error's gRPC code: ApiError's own, NOT_FOUND/ALREADY_EXISTS/ABORTED for store errors by name, else INTERNAL. */
+export function grpcCodeOf(err: unknown): grpc.status {
+  if (err instanceof ApiError) return err.code;
+  const name = err instanceof Error ? err.name : '';
+  if (name === 'NotFoundError') return grpc.status.NOT_FOUND;
+  if (name === 'AlreadyExistsError') return grpc.status.ALREADY_EXISTS;
+  if (name === 'ConflictError') return grpc.status.ABORTED;
+  if (name === 'CompactedError') return grpc.status.OUT_OF_RANGE;
+  return grpc.status.INTERNAL;
+}
+
+export function toServiceError(err: unknown): grpc.ServiceError {
+  const message = err instanceof Error ? err.message : String(err);
+  const serviceError = Object.assign(new Error(message), {
+    code: grpcCodeOf(err),
+    details: message,
+    metadata: new grpc.Metadata(),
+  });
+  return serviceError;
+}

@@ -1,0 +1,339 @@
+// The user API (proto/api.proto) over gRPC. Every request is validated here, whatever the client
+// checked before: the server is the last line between user input and the store.
+import * as grpc from '@grpc/grpc-js';
+import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+
+import type { TesseraHandlers } from '../../proto/gen/tessera/api/v1/Tessera.js';
+import type { ObjectRef } from '../../proto/gen/tessera/api/v1/ObjectRef.js';
+import type { ImageSummary } from '../../proto/gen/tessera/api/v1/ImageSummary.js';
+import { loadApiPackage } from '../../proto/load.js';
+import type { ImageRecord, ImageStore } from '../../agent/images/types.js';
+import { serverCredentials, type TransportSecurity } from '../ca/credentials.js';
+import type { AnyObject, Kind, Service, Task } from '../resources/types.js';
+import { KINDS } from '../resources/types.js';
+import { validateObject } from '../resources/schema.js';
+import { kindPrefix, objectKey } from '../store/keys.js';
+import type { Store, TxnOp, Compare } from '../store/store.js';
+import { planApply, type ApplyAction } from './apply-plan.js';
+import { ApiError, grpcCodeOf, invalidArgument, notFound, toServiceError } from './errors.js';
+import type { DaemonMetrics } from '../daemon/metrics.js';
+
+export interface LogSource {
+  /** Streams the log lines of the given tasks; with follow, keeps going until the signal aborts. */
+  stream(tasks: Task[], options: { follow: boolean; tail: number; signal: AbortSignal }, emit: (task: string, line: string) => void): Promise<void>;
+}
+
+export interface ApiServerDeps {
+  store: Store;
+  images: ImageStore;
+  logs: LogSource;
+  metrics?: DaemonMetrics;
+  clusterId: string;
+  version: string;
+  storeBackend: string;
+  managers: () => string[];
+}
+
+const MAX_APPLY_OBJECTS = 1000;
+const MAX_IMAGE_BYTES = 4 * 1024 ** 3;
+
+function parseKind(raw: string): Kind {
+  const match = KINDS.find((k) => k.toLowerCase() === raw.toLowerCase() || `${k.toLowerCase()}s` === raw.toLowerCase());
+  if (!match) throw invalidArgument(`unknown kind "${raw}": expected one of ${KINDS.join(', ')}`);
+  return match;
+}
+
+function requireName(ref: ObjectRef | null | undefined, where: string): { kind: Kind; stack: string; name: string } {
+  if (!ref) throw invalidArgument(`${where}: missing object reference`);
+  if (!ref.name) throw invalidArgument(`${where}: missing name`);
+  return { kind: parseKind(ref.kind ?? ''), stack: ref.stack ?? '', name: ref.name };
+}
+
+function decode<T extends AnyObject>(value: string, modRevision: number): T {
+  const object = JSON.parse(value) as T;
+  object.metadata.resourceVersion = String(modRevision);
+  return object;
+}
+
+function encode(object: AnyObject): string {
+  const copy = structuredClone(object);
+  delete copy.metadata.resourceVersion;
+  return JSON.stringify(copy);
+}
+
+function summary(image: ImageRecord): ImageSummary {
+  return { reference: image.reference, digest: image.digest, size: image.size, createdAt: image.createdAt };
+}
+
+export class ApiServer {
+  private server: grpc.Server | undefined;
+
+  constructor(private readonly deps: ApiServerDeps) {}
+
+  async listen(address: string, security: TransportSecurity): Promise<number> {
+    const pkg = loadApiPackage();
+    const server = new grpc.Server();
+    server.addService(pkg.tessera.api.v1.Tessera.service, this.handlers());
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.bindAsync(address, serverCredentials(security), (err, port) => (err ? reject(err) : resolve(port)));
+    });
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, 2000);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  // --- operations, independent of gRPC so they can be tested and reused -------------------------
+
+  async apply(objectsJson: string[], dryRun: boolean): Promise<Array<{ ref: ObjectRef; action: ApplyAction; object: Service }>> {
+    if (objectsJson.length === 0) throw invalidArgument('apply: no objects given');
+    if (objectsJson.length > MAX_APPLY_OBJECTS) throw invalidArgument(`apply: at most ${MAX_APPLY_OBJECTS} objects per request`);
+    const incoming: Service[] = [];
+    const problems: string[] = [];
+    const seen = new Set<string>();
+    objectsJson.forEach((json, index) => {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(json);
+      } catch (err) {
+        problems.push(`object ${index + 1}: not valid JSON: ${(err as Error).message}`);
+        return;
+      }
+      const result = validateObject(parsed);
+      if (!result.ok) {
+        for (const issue of result.issues) problems.push(`object ${index + 1}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+        return;
+      }
+      const key = objectKey(result.object.kind, result.object.metadata.stack, result.object.metadata.name);
+      if (seen.has(key)) problems.push(`object ${index + 1}: ${result.object.kind} ${result.object.metadata.name} appears twice`);
+      seen.add(key);
+      incoming.push(result.object);
+    });
+    if (problems.length > 0) throw invalidArgument(`nothing applied; ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+
+    // All objects are written in one transaction guarded by each key's revision: either all of
+    // them are applied as planned, or none is and we plan again on fresh data.
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const compare: Compare[] = [];
+      const success: TxnOp[] = [];
+      const planned: Array<{ ref: ObjectRef; action: ApplyAction; object: Service }> = [];
+      for (const object of incoming) {
+        const key = objectKey('Service', object.metadata.stack, object.metadata.name);
+        const kv = await this.deps.store.get(key);
+        const existing = kv ? decode<Service>(kv.value, kv.modRevision) : undefined;
+        const plan = planApply(existing, object, new Date(), randomUUID);
+        compare.push({ key, target: 'modRevision', op: '=', value: kv?.modRevision ?? 0 });
+        if (plan.action !== 'unchanged') success.push({ type: 'put', key, value: encode(plan.object) });
+        planned.push({ ref: { kind: 'Service', stack: object.metadata.stack ?? '', name: object.metadata.name }, action: plan.action, object: plan.object });
+      }
+      if (dryRun || success.length === 0) return planned;
+      const response = await this.deps.store.txn({ compare, success });
+      if (response.succeeded) {
+        for (const p of planned) if (p.action !== 'unchanged') p.object.metadata.resourceVersion = String(response.revision);
+        return planned;
+      }
+    }
+    throw new ApiError(grpc.status.ABORTED, 'apply: the objects kept changing underneath; try again');
+  }
+
+  async list(kind: Kind, stack: string | undefined, service?: string): Promise<{ objects: AnyObject[]; revision: number }> {
+    const { kvs, revision } = await this.deps.store.range(kindPrefix(kind, stack));
+    let objects = kvs.map((kv) => decode<AnyObject>(kv.value, kv.modRevision));
+    if (service) objects = objects.filter((o) => o.kind === 'Task' && o.spec.serviceName === service);
+    return { objects, revision };
+  }
+
+  async get(kind: Kind, stack: string, name: string): Promise<AnyObject> {
+    const kv = await this.deps.store.get(objectKey(kind, stack, name));
+    if (!kv) throw notFound(`${kind.toLowerCase()} "${name}" not found${stack ? ` in stack "${stack}"` : ''}`);
+    return decode<AnyObject>(kv.value, kv.modRevision);
+  }
+
+  async scale(stack: string, name: string, replicas: number): Promise<Service> {
+    if (!Number.isInteger(replicas) || replicas < 0 || replicas > 100_000) throw invalidArgument(`scale: replicas must be an integer from 0 to 100000, got ${replicas}`);
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const service = (await this.get('Service', stack, name)) as Service;
+      if ((service.spec.replicas ?? 1) === replicas) return service;
+      const updated: Service = { ...service, spec: { ...service.spec, replicas } };
+      const key = objectKey('Service', stack, name);
+      const response = await this.deps.store.txn({
+        compare: [{ key, target: 'modRevision', op: '=', value: Number(service.metadata.resourceVersion) }],
+        success: [{ type: 'put', key, value: encode(updated) }],
+      });
+      if (response.succeeded) {
+        updated.metadata.resourceVersion = String(response.revision);
+        return updated;
+      }
+    }
+    throw new ApiError(grpc.status.ABORTED, 'scale: the service kept changing underneath; try again');
+  }
+
+  // --- gRPC glue ----------------------------------------------------------------------------------
+
+  private unary<Req, Res>(method: string, fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      const stopTimer = this.deps.metrics?.apiRequestSeconds.startTimer({ method });
+      fn(call.request)
+        .then((res) => {
+          this.deps.metrics?.apiRequests.inc({ method, code: grpc.status[grpc.status.OK] });
+          callback(null, res);
+        })
+        .catch((err: unknown) => {
+          this.deps.metrics?.apiRequests.inc({ method, code: grpc.status[grpcCodeOf(err)] });
+          callback(toServiceError(err));
+        })
+        .finally(() => stopTimer?.());
+    };
+  }
+
+  private countStreamEnd(method: string, err: unknown): void {
+    this.deps.metrics?.apiRequests.inc({ method, code: grpc.status[err === undefined ? grpc.status.OK : grpcCodeOf(err)] });
+  }
+
+  private handlers(): TesseraHandlers {
+    return {
+      Apply: this.unary('Apply', async (req) => {
+        const results = await this.apply(req.objectsJson, req.dryRun);
+        return { results: results.map((r) => ({ ref: r.ref, action: r.action, objectJson: JSON.stringify(r.object) })) };
+      }),
+      Get: this.unary('Get', async (req) => {
+        const ref = requireName(req.ref, 'get');
+        return { objectJson: JSON.stringify(await this.get(ref.kind, ref.stack, ref.name)) };
+      }),
+      List: this.unary('List', async (req) => {
+        const kind = parseKind(req.kind);
+        const { objects, revision } = await this.list(kind, req.allStacks ? undefined : req.stack, req.service || undefined);
+        return { objectsJson: objects.map((o) => JSON.stringify(o)), revision };
+      }),
+      Delete: this.unary('Delete', async (req) => {
+        const deleted: ObjectRef[] = [];
+        const missing: ObjectRef[] = [];
+        const refs = req.refs.map((r, i) => requireName(r, `delete: reference ${i + 1}`));
+        for (const ref of refs) {
+          if (ref.kind !== 'Service') throw invalidArgument(`delete: ${ref.kind} objects are managed by the system; delete their service instead`);
+        }
+        for (const ref of refs) {
+          const result = await this.deps.store.delete(objectKey(ref.kind, ref.stack, ref.name));
+          (result.deleted > 0 ? deleted : missing).push({ kind: ref.kind, stack: ref.stack, name: ref.name });
+        }
+        return { deleted, notFound: missing };
+      }),
+      Scale: this.unary('Scale', async (req) => {
+        const ref = requireName(req.ref, 'scale');
+        if (ref.kind !== 'Service') throw invalidArgument('scale: only services can be scaled');
+        return { objectJson: JSON.stringify(await this.scale(ref.stack, ref.name, req.replicas)) };
+      }),
+      Watch: (call) => {
+        let kind: Kind;
+        try {
+          kind = parseKind(call.request.kind);
+        } catch (err) {
+          this.countStreamEnd('Watch', err);
+          call.destroy(toServiceError(err));
+          return;
+        }
+        const prefix = kindPrefix(kind, call.request.allStacks ? undefined : call.request.stack);
+        this.deps.store
+          .watch(
+            prefix,
+            call.request.fromRevision,
+            (events, revision) => {
+              for (const event of events) {
+                const objectJson = event.type === 'put' ? event.kv.value : (event.prev?.value ?? JSON.stringify({ kind, key: event.kv.key }));
+                const type = event.type === 'delete' ? 'deleted' : event.kv.version === 1 ? 'added' : 'modified';
+                call.write({ type, objectJson, revision });
+              }
+            },
+            (err) => call.destroy(toServiceError(err)),
+          )
+          .then((watch) => call.on('cancelled', () => watch.cancel()))
+          .catch((err: unknown) => {
+            this.countStreamEnd('Watch', err);
+            call.destroy(toServiceError(err));
+          });
+      },
+      Logs: (call) => {
+        const abort = new AbortController();
+        call.on('cancelled', () => abort.abort());
+        const run = async () => {
+          const { stack, service, follow, tail } = call.request;
+          if (!service) throw invalidArgument('logs: missing service name');
+          await this.get('Service', stack, service);
+          const { objects } = await this.list('Task', stack, service);
+          await this.deps.logs.stream(objects as Task[], { follow, tail, signal: abort.signal }, (task, line) => call.write({ task, line }));
+        };
+        run()
+          .then(() => {
+            this.countStreamEnd('Logs', undefined);
+            call.end();
+          })
+          .catch((err: unknown) => {
+            this.countStreamEnd('Logs', err);
+            call.destroy(toServiceError(err));
+          });
+      },
+      ImageLoad: (call, callback) => {
+        const run = async () => {
+          const dir = await mkdtemp(join(tmpdir(), 'tessera-image-load-'));
+          try {
+            const file = join(dir, 'image.tar');
+            let total = 0;
+            await pipeline(
+              call,
+              async function* (chunks: AsyncIterable<{ data: Buffer }>) {
+                for await (const chunk of chunks) {
+                  total += chunk.data.length;
+                  if (total > MAX_IMAGE_BYTES) throw invalidArgument(`image load: the tarball is larger than ${MAX_IMAGE_BYTES} bytes`);
+                  yield chunk.data;
+                }
+              },
+              createWriteStream(file),
+            );
+            const images = await this.deps.images.load(file);
+            return { images: images.map(summary) };
+          } finally {
+            await rm(dir, { recursive: true, force: true });
+          }
+        };
+        run()
+          .then((res) => {
+            this.countStreamEnd('ImageLoad', undefined);
+            callback(null, res);
+          })
+          .catch((err: unknown) => {
+            this.countStreamEnd('ImageLoad', err);
+            callback(toServiceError(err));
+          });
+      },
+      ImagePull: this.unary('ImagePull', async (req) => {
+        if (!req.reference) throw invalidArgument('image pull: missing image reference');
+        return summary(await this.deps.images.pull(req.reference));
+      }),
+      ImageList: this.unary('ImageList', async () => ({ images: (await this.deps.images.list()).map(summary) })),
+      ClusterInfo: this.unary('ClusterInfo', async () => ({
+        clusterId: this.deps.clusterId,
+        version: this.deps.version,
+        storeBackend: this.deps.storeBackend,
+        revision: await this.deps.store.currentRevision(),
+        managers: this.deps.managers(),
+      })),
+    };
+  }
+}

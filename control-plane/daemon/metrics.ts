@@ -1,0 +1,60 @@
+// The daemon's Prometheus metrics (prom-client) and the HTTP endpoint that serves them.
+import { createServer, type Server } from 'node:http';
+import * as client from 'prom-client';
+
+import type { Task } from '../resources/types.js';
+import { TASK_STATES } from '../resources/types.js';
+
+export class DaemonMetrics {
+  readonly registry = new client.Registry();
+  readonly apiRequests: client.Counter<'method' | 'code'>;
+  readonly apiRequestSeconds: client.Histogram<'method'>;
+
+  constructor(listTasks: () => Task[]) {
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'tessera_' });
+    this.apiRequests = new client.Counter({
+      name: 'tessera_api_requests_total',
+      help: 'API requests handled, by gRPC method and status code.',
+      labelNames: ['method', 'code'],
+      registers: [this.registry],
+    });
+    this.apiRequestSeconds = new client.Histogram({
+      name: 'tessera_api_request_duration_seconds',
+      help: 'Time to handle an API request, by gRPC method.',
+      labelNames: ['method'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers: [this.registry],
+    });
+    new client.Gauge({
+      name: 'tessera_tasks',
+      help: 'Tasks in the store, by observed state.',
+      labelNames: ['state'],
+      registers: [this.registry],
+      collect() {
+        const counts = new Map<string, number>(TASK_STATES.map((s) => [s, 0]));
+        for (const task of listTasks()) counts.set(task.status.state, (counts.get(task.status.state) ?? 0) + 1);
+        for (const [state, count] of counts) this.set({ state }, count);
+      },
+    });
+  }
+
+  /** Serves /metrics on host:port; resolves with the bound port. */
+  async serve(host: string, port: number): Promise<{ server: Server; port: number }> {
+    const server = createServer((req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end('not found: try /metrics\n');
+        return;
+      }
+      this.registry
+        .metrics()
+        .then((body) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(body))
+        .catch((err: Error) => res.writeHead(500).end(`${err.message}\n`));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    const address = server.address();
+    return { server, port: typeof address === 'object' && address ? address.port : port };
+  }
+}
