@@ -369,8 +369,11 @@ export function validateObject(input: unknown): ValidationResult {
   const kind = input['kind'];
   if (kind === 'Service') return validateService(input);
   const issues: ValidationIssue[] = [];
-  if (input['apiVersion'] !== API_VERSION) {
-    issues.push({ path: ['apiVersion'], message: `expected ${JSON.stringify(API_VERSION)}, got ${describeValue(input['apiVersion'])}` });
+  const apiVersion = input['apiVersion'];
+  if (apiVersion === undefined) {
+    issues.push({ path: ['apiVersion'], message: `required field is missing (expected ${JSON.stringify(API_VERSION)})` });
+  } else if (apiVersion !== API_VERSION) {
+    issues.push({ path: ['apiVersion'], message: `expected ${JSON.stringify(API_VERSION)}, got ${describeValue(apiVersion)}` });
   }
   const supported = SUBMITTABLE_KINDS.map((k) => JSON.stringify(k)).join(', ');
   const systemKinds: readonly unknown[] = KINDS.filter((k) => !(SUBMITTABLE_KINDS as readonly string[]).includes(k));
