@@ -1,0 +1,48 @@
+// Removes what an earlier tsd left on this node: containers still running, their cgroups, rootfs
+// mounts and bundles, and the node's network set-up. Used at start-up (the store is in memory in
+// this cut, so nothing left over is wanted) and by `tsctl cluster down` when tsd is already gone.
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import type { NodeNetwork } from '../network/types.js';
+import { unmountRootfs } from '../runtime/rootfs.js';
+import type { ContainerRuntime } from '../runtime/types.js';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function sweepLeftovers(deps: {
+  runtime: ContainerRuntime;
+  network: NodeNetwork;
+  containersDir: string;
+  log: (message: string) => void;
+}): Promise<number> {
+  const { runtime, network, containersDir, log } = deps;
+  const ids = await readdir(containersDir).catch(() => [] as string[]);
+  for (const id of ids) {
+    try {
+      const state = await runtime.state(id);
+      if (state && state.status !== 'stopped' && alive(state.pid)) {
+        await runtime.kill(id, 'SIGKILL').catch(() => {});
+        for (let i = 0; i < 50 && alive(state.pid); i++) await sleep(100);
+      }
+      await network.detach(id).catch(() => {});
+      if (state) await runtime.delete(id);
+    } catch (err) {
+      log(`leftover container ${id}: ${(err as Error).message}`);
+    }
+    const dir = join(containersDir, id);
+    await unmountRootfs(dir).catch((err: Error) => log(`leftover rootfs ${id}: ${err.message}`));
+    await rm(dir, { recursive: true, force: true }).catch(() => {});
+  }
+  await network.teardown().catch((err: Error) => log(`leftover network: ${err.message}`));
+  if (ids.length > 0) log(`removed ${ids.length} container(s) left by an earlier tsd`);
+  return ids.length;
+}

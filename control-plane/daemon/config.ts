@@ -1,0 +1,67 @@
+// tsd's settings, with their defaults and validation. One node daemon runs a manager and an agent.
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+
+export interface DaemonConfig {
+  dataRoot: string;
+  /** gRPC API address, host:port or unix:/path. */
+  listen: string;
+  /** host:port for /metrics; port 0 picks a free one. */
+  metricsListen: string;
+  nodeName: string;
+  bridge: string;
+  subnet: string;
+  nftTable: string;
+  cgroupParent: string;
+  insecureRegistries: string[];
+  heartbeatMs: number;
+  /** A node whose heartbeats stop for this long is down. */
+  nodeDownAfterMs: number;
+}
+
+export function defaultConfig(): DaemonConfig {
+  return {
+    dataRoot: '/var/lib/tessera',
+    listen: '127.0.0.1:7420',
+    metricsListen: '127.0.0.1:7421',
+    nodeName: hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63) || 'node',
+    bridge: 'tessera0',
+    subnet: '10.213.0.0/24',
+    nftTable: 'tessera',
+    cgroupParent: 'tessera',
+    insecureRegistries: [],
+    heartbeatMs: 1000,
+    nodeDownAfterMs: 5000,
+  };
+}
+
+export function dataPaths(config: DaemonConfig) {
+  return {
+    containers: join(config.dataRoot, 'containers'),
+    logs: join(config.dataRoot, 'logs'),
+    images: join(config.dataRoot, 'images'),
+    runtimeState: join(config.dataRoot, 'runtime'),
+    network: join(config.dataRoot, 'network'),
+    daemonLog: join(config.dataRoot, 'tsd.log'),
+    pidFile: join(config.dataRoot, 'tsd.pid'),
+  };
+}
+
+const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const ADDRESS = /^(unix:.+|[A-Za-z0-9.-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})$/;
+
+/** Throws an error naming every setting that is wrong. */
+export function validateConfig(config: DaemonConfig): void {
+  const problems: string[] = [];
+  if (!config.dataRoot.startsWith('/')) problems.push(`--data-root must be an absolute path, got "${config.dataRoot}"`);
+  if (!ADDRESS.test(config.listen)) problems.push(`--listen must be host:port or unix:/path, got "${config.listen}"`);
+  if (!ADDRESS.test(config.metricsListen)) problems.push(`--metrics-listen must be host:port, got "${config.metricsListen}"`);
+  if (!NAME.test(config.nodeName)) problems.push(`--node-name must be a DNS label (a-z, 0-9, -), got "${config.nodeName}"`);
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(config.bridge)) problems.push(`--bridge must be a link name of at most 15 characters, got "${config.bridge}"`);
+  if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(config.subnet)) problems.push(`--subnet must be an IPv4 CIDR such as 10.213.0.0/24, got "${config.subnet}"`);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(config.nftTable)) problems.push(`--nft-table must be letters, digits, _ or -, got "${config.nftTable}"`);
+  if (!/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(config.cgroupParent)) problems.push(`--cgroup-parent must be a relative cgroup path, got "${config.cgroupParent}"`);
+  if (!(config.heartbeatMs >= 50)) problems.push(`--heartbeat-ms must be at least 50, got ${config.heartbeatMs}`);
+  if (!(config.nodeDownAfterMs > config.heartbeatMs)) problems.push(`--node-down-after-ms must exceed --heartbeat-ms`);
+  if (problems.length > 0) throw new Error(`invalid tsd settings:\n  ${problems.join('\n  ')}`);
+}
