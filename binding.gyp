@@ -6,12 +6,17 @@
         "native/addon.cc",
         "native/mount_flags.cc",
         "native/fs_ops.cc",
-        "native/errno_error.cc"
+        "native/errno_error.cc",
+        "native/plan_from_js.cc",
+        "native/container_spawn.cc",
+        "native/container_child.cc",
+        "native/process_wait.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
+      "libraries": ["-lpthread"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]

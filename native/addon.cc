@@ -1,7 +1,9 @@
 // Entry point of the tessera_native addon: registers every exported function.
 #include <napi.h>
 
+#include "container_spawn.h"
 #include "fs_ops.h"
+#include "process_wait.h"
 
 namespace tessera {
 
@@ -11,6 +13,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mknod", Napi::Function::New(env, Mknod, "mknod"));
   exports.Set("lsetxattr", Napi::Function::New(env, Lsetxattr, "lsetxattr"));
   exports.Set("lgetxattr", Napi::Function::New(env, Lgetxattr, "lgetxattr"));
+  exports.Set("spawnContainer", Napi::Function::New(env, SpawnContainer, "spawnContainer"));
+  exports.Set("startContainer", Napi::Function::New(env, StartContainer, "startContainer"));
+  exports.Set("abandonContainer", Napi::Function::New(env, AbandonContainer, "abandonContainer"));
+  exports.Set("waitProcess", Napi::Function::New(env, WaitProcess, "waitProcess"));
   return exports;
 }
 

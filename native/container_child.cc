@@ -1,0 +1,329 @@
+// The container init between clone and execve. Only async-signal-safe calls here: this is a copy
+// of one thread of Node's multithreaded process, so another thread may have held the malloc lock
+// at clone time. glibc wrappers that touch other threads (setuid & co. broadcast to every thread)
+// are replaced by raw syscalls.
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/openat2.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "spawn_plan.h"
+
+namespace tessera {
+
+namespace {
+
+constexpr size_t kPathMax = 4096;
+
+// A fixed buffer the child composes messages and paths in, instead of std::string.
+struct Text {
+  char buf[kPathMax];
+  size_t len = 0;
+  Text() { buf[0] = '\0'; }
+  Text& Add(const char* s) {
+    while (*s != '\0' && len + 1 < sizeof(buf)) buf[len++] = *s++;
+    buf[len] = '\0';
+    return *this;
+  }
+  Text& Add(const std::string& s) { return Add(s.c_str()); }
+  Text& AddInt(long v) {
+    char digits[24];
+    int n = 0;
+    bool neg = v < 0;
+    unsigned long u = neg ? static_cast<unsigned long>(-v) : static_cast<unsigned long>(v);
+    do {
+      digits[n++] = static_cast<char>('0' + u % 10);
+      u /= 10;
+    } while (u != 0);
+    if (neg) Add("-");
+    char one[2] = {0, 0};
+    while (n > 0) {
+      one[0] = digits[--n];
+      Add(one);
+    }
+    return *this;
+  }
+};
+
+void WriteAll(int fd, const void* data, size_t len) {
+  const char* p = static_cast<const char*>(data);
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+}
+
+// Reports the failed step to the parent and exits. Record: 'F', int32 errno, uint16 length, text.
+[[noreturn]] void Fail(const ChildFds& fds, int err, const char* step, const char* detail) {
+  Text msg;
+  msg.Add(step);
+  if (detail != nullptr && detail[0] != '\0') msg.Add(" ").Add(detail);
+  char header[7];
+  header[0] = kStatusFailed;
+  int32_t e = err;
+  memcpy(header + 1, &e, sizeof(e));
+  uint16_t len = static_cast<uint16_t>(msg.len);
+  memcpy(header + 5, &len, sizeof(len));
+  WriteAll(fds.statusWrite, header, sizeof(header));
+  WriteAll(fds.statusWrite, msg.buf, msg.len);
+  _exit(127);
+}
+
+// Closes every inherited fd except the four the child uses: Node's sockets and other
+// containers' start pipes must not be held open by this process.
+void CloseOtherFds(const ChildFds& fds) {
+  int keep[4] = {fds.logFd, fds.nullFd, fds.startRead, fds.statusWrite};
+  for (int i = 0; i < 4; i++)
+    for (int j = i + 1; j < 4; j++)
+      if (keep[j] < keep[i]) {
+        int t = keep[i];
+        keep[i] = keep[j];
+        keep[j] = t;
+      }
+  unsigned int from = 3;
+  for (int fd : keep) {
+    if (fd < 0 || static_cast<unsigned int>(fd) < from) continue;
+    if (static_cast<unsigned int>(fd) > from) syscall(SYS_close_range, from, static_cast<unsigned int>(fd) - 1, 0);
+    from = static_cast<unsigned int>(fd) + 1;
+  }
+  syscall(SYS_close_range, from, ~0U, 0);
+}
+
+void ResetSignals() {
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof(dfl));
+  dfl.sa_handler = SIG_DFL;
+  // Node ignores SIGPIPE and libuv installs handlers; ignored dispositions survive execve.
+  for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+void JoinCgroups(const SpawnPlan& plan, const ChildFds& fds) {
+  for (const std::string& file : plan.cgroupProcsFiles) {
+    int fd = open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) Fail(fds, errno, "join cgroup: open", file.c_str());
+    // "0" means the writing process itself; our own pid would be 1 in the new pid namespace.
+    if (write(fd, "0", 1) != 1) Fail(fds, errno, "join cgroup: write", file.c_str());
+    close(fd);
+  }
+}
+
+int OpenInRoot(int rootFd, const char* path, int flags) {
+  struct open_how how;
+  memset(&how, 0, sizeof(how));
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_IN_ROOT;
+  for (;;) {
+    long fd = syscall(SYS_openat2, rootFd, path, &how, sizeof(how));
+    if (fd >= 0 || errno != EAGAIN) return static_cast<int>(fd);
+  }
+}
+
+void JoinComponents(Text* out, const std::vector<std::string>& comps, size_t count) {
+  out->len = 0;
+  out->buf[0] = '\0';
+  for (size_t i = 0; i < count; i++) {
+    if (i > 0) out->Add("/");
+    out->Add(comps[i]);
+  }
+  if (count == 0) out->Add(".");
+}
+
+// Opens (creating when missing) the mount destination inside the rootfs; symlinks resolve as if
+// the rootfs were "/", so an image cannot redirect a mount or mkdir onto the host.
+int OpenDestination(int rootFd, const ChildMount& m, const ChildFds& fds) {
+  Text path;
+  size_t n = m.components.size();
+  for (size_t i = 1; i <= n; i++) {
+    JoinComponents(&path, m.components, i);
+    int fd = OpenInRoot(rootFd, path.buf, O_PATH);
+    if (fd < 0 && errno == ENOENT) {
+      Text parentPath;
+      JoinComponents(&parentPath, m.components, i - 1);
+      int parentFd = OpenInRoot(rootFd, parentPath.buf, O_PATH | O_DIRECTORY);
+      if (parentFd < 0) Fail(fds, errno, "resolve mount destination", m.destination.c_str());
+      const char* name = m.components[i - 1].c_str();
+      if (i == n && m.targetIsFile) {
+        // O_PATH parents can't create files through openat; go via the magic link.
+        Text viaProc;
+        viaProc.Add("/proc/self/fd/").AddInt(parentFd).Add("/").Add(name);
+        int f = open(viaProc.buf, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (f < 0 && errno != EEXIST) Fail(fds, errno, "create mount destination file", m.destination.c_str());
+        if (f >= 0) close(f);
+      } else if (mkdirat(parentFd, name, 0755) != 0 && errno != EEXIST) {
+        Fail(fds, errno, "create mount destination directory", m.destination.c_str());
+      }
+      close(parentFd);
+      fd = OpenInRoot(rootFd, path.buf, O_PATH);
+    }
+    if (fd < 0) Fail(fds, errno, "resolve mount destination", m.destination.c_str());
+    if (i == n) return fd;
+    close(fd);
+  }
+  return dup(rootFd);
+}
+
+void DoMounts(const SpawnPlan& plan, int rootFd, const ChildFds& fds) {
+  for (const ChildMount& m : plan.mounts) {
+    int fd = OpenDestination(rootFd, m, fds);
+    Text target;
+    target.Add("/proc/self/fd/").AddInt(fd);
+    const char* source = m.source.empty() ? nullptr : m.source.c_str();
+    const char* fstype = m.fstype.empty() ? nullptr : m.fstype.c_str();
+    const char* data = m.data.empty() ? nullptr : m.data.c_str();
+    if (mount(source, target.buf, fstype, m.flags, data) != 0) Fail(fds, errno, "mount", m.destination.c_str());
+    if (m.remountReadonly) {
+      // A bind ignores MS_RDONLY on creation; it only takes effect on a remount of the new mount.
+      close(fd);
+      fd = OpenDestination(rootFd, m, fds);
+      Text again;
+      again.Add("/proc/self/fd/").AddInt(fd);
+      if (mount(nullptr, again.buf, nullptr, m.flags | MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0)
+        Fail(fds, errno, "remount read-only", m.destination.c_str());
+    }
+    close(fd);
+  }
+}
+
+struct DeviceNode {
+  const char* name;
+  unsigned int major;
+  unsigned int minor;
+};
+
+const DeviceNode kDevices[] = {
+    {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+};
+
+void CreateDevices(int rootFd, const ChildFds& fds) {
+  int devFd = OpenInRoot(rootFd, "dev", O_PATH | O_DIRECTORY);
+  if (devFd < 0 && errno == ENOENT) {
+    if (mkdirat(rootFd, "dev", 0755) != 0 && errno != EEXIST) Fail(fds, errno, "create /dev", nullptr);
+    devFd = OpenInRoot(rootFd, "dev", O_PATH | O_DIRECTORY);
+  }
+  if (devFd < 0) Fail(fds, errno, "open /dev", nullptr);
+  for (const DeviceNode& d : kDevices) {
+    if (mknodat(devFd, d.name, S_IFCHR | 0666, makedev(d.major, d.minor)) != 0 && errno != EEXIST)
+      Fail(fds, errno, "mknod /dev/", d.name);
+  }
+  const char* links[][2] = {{"/proc/self/fd", "fd"},     {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
+                            {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}};
+  for (auto& l : links) {
+    if (symlinkat(l[0], devFd, l[1]) != 0 && errno != EEXIST) Fail(fds, errno, "symlink /dev/", l[1]);
+  }
+  close(devFd);
+}
+
+void PivotRoot(const SpawnPlan& plan, const ChildFds& fds) {
+  if (chdir(plan.rootfs.c_str()) != 0) Fail(fds, errno, "chdir to rootfs", plan.rootfs.c_str());
+  // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves the new.
+  if (syscall(SYS_pivot_root, ".", ".") != 0) Fail(fds, errno, "pivot_root", plan.rootfs.c_str());
+  if (umount2(".", MNT_DETACH) != 0) Fail(fds, errno, "detach old root", nullptr);
+  if (chdir("/") != 0) Fail(fds, errno, "chdir /", nullptr);
+}
+
+void MaskAndProtect(const SpawnPlan& plan, const ChildFds& fds) {
+  for (const std::string& p : plan.maskedPaths) {
+    if (mount("/dev/null", p.c_str(), nullptr, MS_BIND, nullptr) == 0) continue;
+    if (errno == ENOENT) continue;
+    if (errno != ENOTDIR || mount("tmpfs", p.c_str(), "tmpfs", MS_RDONLY, nullptr) != 0)
+      Fail(fds, errno, "mask path", p.c_str());
+  }
+  for (const std::string& p : plan.readonlyPaths) {
+    if (mount(p.c_str(), p.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      if (errno == ENOENT) continue;
+      Fail(fds, errno, "bind read-only path", p.c_str());
+    }
+    if (mount(nullptr, p.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, nullptr) != 0)
+      Fail(fds, errno, "remount read-only path", p.c_str());
+  }
+  if (plan.rootReadonly && mount(nullptr, "/", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0)
+    Fail(fds, errno, "remount root read-only", nullptr);
+}
+
+void SetIdentity(const SpawnPlan& plan, const ChildFds& fds) {
+  if (syscall(SYS_setgroups, plan.additionalGids.size(), plan.additionalGids.data()) != 0)
+    Fail(fds, errno, "setgroups", nullptr);
+  if (syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0) Fail(fds, errno, "setgid", nullptr);
+  if (syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0) Fail(fds, errno, "setuid", nullptr);
+  if (plan.noNewPrivileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) Fail(fds, errno, "set no_new_privs", nullptr);
+}
+
+const char* ResolveExecutable(const SpawnPlan& plan, const ChildFds& fds) {
+  int firstErr = ENOENT;
+  for (const std::string& candidate : plan.executableCandidates) {
+    struct stat st;
+    if (stat(candidate.c_str(), &st) != 0) continue;
+    if (!S_ISREG(st.st_mode)) {
+      if (firstErr == ENOENT) firstErr = EACCES;
+      continue;
+    }
+    if (access(candidate.c_str(), X_OK) == 0) return candidate.c_str();
+    if (firstErr == ENOENT) firstErr = errno;
+  }
+  Text detail;
+  detail.Add("'").Add(plan.args.empty() ? "" : plan.args[0].c_str()).Add("'");
+  Fail(fds, firstErr, "find executable", detail.buf);
+}
+
+}  // namespace
+
+void RunContainerChild(const SpawnPlan& plan, const ChildFds& fds) {
+  ResetSignals();
+  CloseOtherFds(fds);
+  // Its own session: a terminal's ^C to tsd's process group must not reach containers.
+  setsid();
+  umask(0);
+  JoinCgroups(plan, fds);
+  if (!plan.hostname.empty() && sethostname(plan.hostname.c_str(), plan.hostname.size()) != 0)
+    Fail(fds, errno, "sethostname", plan.hostname.c_str());
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) Fail(fds, errno, "make mounts private", nullptr);
+  if (mount(plan.rootfs.c_str(), plan.rootfs.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+    Fail(fds, errno, "bind rootfs onto itself", plan.rootfs.c_str());
+  int rootFd = open(plan.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootFd < 0) Fail(fds, errno, "open rootfs", plan.rootfs.c_str());
+  DoMounts(plan, rootFd, fds);
+  CreateDevices(rootFd, fds);
+  close(rootFd);
+  PivotRoot(plan, fds);
+  MaskAndProtect(plan, fds);
+  umask(022);
+  SetIdentity(plan, fds);
+  if (chdir(plan.cwd.c_str()) != 0) Fail(fds, errno, "chdir to cwd", plan.cwd.c_str());
+  const char* executable = ResolveExecutable(plan, fds);
+
+  char ready = kStatusReady;
+  WriteAll(fds.statusWrite, &ready, 1);
+  char go = 0;
+  ssize_t n;
+  do {
+    n = read(fds.startRead, &go, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) _exit(126);  // the runtime went away (or abandoned us) before start
+
+  if (dup2(fds.nullFd, 0) < 0 || dup2(fds.logFd, 1) < 0 || dup2(fds.logFd, 2) < 0)
+    Fail(fds, errno, "redirect stdio to log", plan.logPath.c_str());
+  // Nothing but stdio may leak into the container; the status pipe closes on exec and so
+  // tells the parent that execve succeeded.
+  syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+  execve(executable, plan.argv.data(), plan.envp.data());
+  Fail(fds, errno, "execve", executable);
+}
+
+}  // namespace tessera

@@ -1,0 +1,13 @@
+#pragma once
+#include <napi.h>
+
+namespace tessera {
+
+// spawnContainer(plan) -> Promise<{pid, startFd, statusFd}>
+Napi::Value SpawnContainer(const Napi::CallbackInfo& info);
+// startContainer(startFd, statusFd) -> Promise<void>
+Napi::Value StartContainer(const Napi::CallbackInfo& info);
+// abandonContainer(startFd, statusFd)
+Napi::Value AbandonContainer(const Napi::CallbackInfo& info);
+
+}  // namespace tessera

@@ -1,0 +1,67 @@
+// The container init's whole set-up, converted from JavaScript into plain C data BEFORE clone.
+// The cloned child is a copy of one thread of a multithreaded process: it may only make
+// async-signal-safe calls (no malloc, no locks), so every string and array it touches lives here.
+#pragma once
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace tessera {
+
+struct ChildMount {
+  std::string source;
+  // Components of the destination inside the rootfs, e.g. {"dev", "pts"}; walked one by one so
+  // that symlinks in the image resolve inside the rootfs, never on the host.
+  std::vector<std::string> components;
+  std::string destination;  // for error messages
+  std::string fstype;
+  unsigned long flags = 0;
+  std::string data;
+  bool remountReadonly = false;
+  bool targetIsFile = false;
+};
+
+struct SpawnPlan {
+  std::string rootfs;
+  bool rootReadonly = false;
+  int cloneFlags = 0;
+  std::string hostname;
+  std::vector<std::string> cgroupProcsFiles;
+  std::vector<ChildMount> mounts;
+  std::vector<std::string> maskedPaths;
+  std::vector<std::string> readonlyPaths;
+  std::string logPath;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> additionalGids;
+  std::string cwd;
+  std::vector<std::string> executableCandidates;
+  std::vector<std::string> args;
+  std::vector<std::string> env;
+  bool noNewPrivileges = false;
+
+  // Filled by Prepare(): NULL-terminated pointer arrays into the strings above.
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  void Prepare();
+};
+
+// Fds the parent opens for the child before clone.
+struct ChildFds {
+  int logFd = -1;        // O_APPEND log file, becomes stdout and stderr
+  int nullFd = -1;       // /dev/null of the host, becomes stdin
+  int startRead = -1;    // child blocks reading this until started
+  int startWrite = -1;   // parent's end (closed in the child)
+  int statusRead = -1;   // parent's end
+  int statusWrite = -1;  // CLOEXEC: closes on successful execve, so EOF means "exec worked"
+};
+
+// Status records the child writes on statusWrite.
+constexpr char kStatusReady = 'R';
+constexpr char kStatusFailed = 'F';
+
+// Runs in the cloned child; never returns.
+[[noreturn]] void RunContainerChild(const SpawnPlan& plan, const ChildFds& fds);
+
+}  // namespace tessera
