@@ -9,6 +9,11 @@ export interface NodeNetworkConfig {
   nftTable: string;
   /** Directory for lease state, so addresses survive a tsd restart. */
   stateDir: string;
+  /**
+   * Named network namespace (under /run/netns) to manage instead of the caller's own: nodes of
+   * `tsctl cluster up` and integration tests run a whole node inside one. Absent in production.
+   */
+  netns?: string;
 }
 
 export interface Attachment {
