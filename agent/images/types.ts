@@ -15,6 +15,8 @@ export interface ImageRecord {
   reference: string;
   /** Digest of the manifest, "sha256:…". */
   digest: string;
+  /** Digest of the multi-platform index the manifest was selected from, when there was one. */
+  indexDigest?: string;
   /** Digest of the image config blob. */
   configDigest: string;
   /** Layer diff-ids, bottom first. */

@@ -1,0 +1,80 @@
+// The list of named images: one JSON file per reference under <root>/images/, written to a
+// temporary file and renamed, so concurrent writers (tsd, `tsctl image load`) never see halves.
+import { randomBytes, createHash } from 'node:crypto';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import type { ImageRecord } from './types.js';
+
+const recordSchema = z.object({
+  reference: z.string(),
+  digest: z.string(),
+  indexDigest: z.string().optional(),
+  configDigest: z.string(),
+  layers: z.array(z.string()),
+  size: z.number(),
+  config: z.object({
+    entrypoint: z.array(z.string()).optional(),
+    cmd: z.array(z.string()).optional(),
+    env: z.array(z.string()).optional(),
+    workingDir: z.string().optional(),
+    user: z.string().optional(),
+    exposedPorts: z.array(z.string()).optional(),
+  }),
+  createdAt: z.string(),
+});
+
+export class ImageIndexStore {
+  readonly dir: string;
+
+  constructor(root: string) {
+    this.dir = join(root, 'images');
+  }
+
+  private file(reference: string): string {
+    return join(this.dir, `${createHash('sha256').update(reference).digest('hex')}.json`);
+  }
+
+  async get(reference: string): Promise<ImageRecord | undefined> {
+    return this.read(this.file(reference));
+  }
+
+  async put(record: ImageRecord): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    const temp = join(this.dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    await writeFile(temp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
+    await rename(temp, this.file(record.reference));
+  }
+
+  async remove(reference: string): Promise<void> {
+    await rm(this.file(reference), { force: true });
+  }
+
+  async list(): Promise<ImageRecord[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch {
+      return [];
+    }
+    const records: ImageRecord[] = [];
+    for (const name of names.filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort()) {
+      const record = await this.read(join(this.dir, name));
+      if (record) records.push(record);
+    }
+    return records.sort((a, b) => a.reference.localeCompare(b.reference));
+  }
+
+  private async read(path: string): Promise<ImageRecord | undefined> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch {
+      return undefined;
+    }
+    const parsed = recordSchema.safeParse(JSON.parse(text));
+    if (!parsed.success) throw new Error(`image record ${path} is damaged: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+    const record: ImageRecord = { ...parsed.data, config: { ...parsed.data.config } };
+    return record;
+  }
+}

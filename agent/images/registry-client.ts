@@ -1,0 +1,241 @@
+// Client for the OCI distribution (v2) API: manifests and blobs, with Docker-style token and
+// basic auth. It only fetches; verification of what it fetched happens where bytes are stored.
+import { DigestMismatchError, SizeMismatchError, sha256Digest } from './digest.js';
+import { MANIFEST_ACCEPT } from './media-types.js';
+import { type Descriptor, type ManifestDocument, parseManifestDocument } from './manifest.js';
+import { type ImageReference, isLoopbackRegistry, registryApiHost, repositoryName } from './reference.js';
+
+export interface RegistryCredentials {
+  username: string;
+  password: string;
+}
+
+export interface RegistryClientOptions {
+  /** Registries (host[:port]) spoken to over plain HTTP; loopback registries always are. */
+  insecureRegistries?: string[];
+  credentials?: (registry: string) => RegistryCredentials | undefined;
+  /** Replaces the global fetch (tests count requests with it). */
+  fetch?: typeof globalThis.fetch;
+  /** Timeout for manifest and token requests, in ms. */
+  requestTimeoutMs?: number;
+}
+
+export interface FetchedManifest {
+  digest: string;
+  mediaType: string;
+  bytes: Buffer;
+  document: ManifestDocument;
+}
+
+export class RegistryError extends Error {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'RegistryError';
+  }
+}
+
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+const MAX_TOKEN_BYTES = 1024 * 1024;
+
+interface Challenge {
+  scheme: string;
+  params: Record<string, string>;
+}
+
+export class RegistryClient {
+  private readonly fetchImpl: typeof globalThis.fetch;
+  private readonly insecure: Set<string>;
+  private readonly timeoutMs: number;
+  /** Authorization header per "registry/repository", reused until the registry refuses it. */
+  private readonly authorizations = new Map<string, string>();
+
+  constructor(private readonly options: RegistryClientOptions = {}) {
+    this.fetchImpl = options.fetch ?? globalThis.fetch;
+    this.insecure = new Set(options.insecureRegistries ?? []);
+    this.timeoutMs = options.requestTimeoutMs ?? 30_000;
+  }
+
+  baseUrl(registry: string): string {
+    const scheme = isLoopbackRegistry(registry) || this.insecure.has(registry) ? 'http' : 'https';
+    return `${scheme}://${registryApiHost(registry)}`;
+  }
+
+  /** Fetches a manifest or index by tag or digest and checks it against the digest asked for. */
+  async getManifest(ref: ImageReference, tagOrDigest: string): Promise<FetchedManifest> {
+    const name = `${repositoryName(ref)}${tagOrDigest.startsWith('sha256:') ? '@' : ':'}${tagOrDigest}`;
+    const response = await this.request(ref, `/manifests/${tagOrDigest}`, { accept: MANIFEST_ACCEPT, timeout: true });
+    const bytes = await readLimited(response, MAX_MANIFEST_BYTES, `manifest of ${name}`);
+    const digest = sha256Digest(bytes);
+    if (tagOrDigest.startsWith('sha256:') && digest !== tagOrDigest) {
+      throw new DigestMismatchError(`manifest of ${name}`, tagOrDigest, digest);
+    }
+    const headerDigest = response.headers.get('docker-content-digest');
+    if (headerDigest !== null && headerDigest.startsWith('sha256:') && headerDigest !== digest) {
+      throw new DigestMismatchError(`manifest of ${name} (Docker-Content-Digest header)`, headerDigest, digest);
+    }
+    const contentType = response.headers.get('content-type') ?? undefined;
+    const document = parseManifestDocument(bytes, `manifest of ${name}`, contentType);
+    const mediaType =
+      document.kind === 'index'
+        ? (document.index.mediaType ?? contentType ?? '')
+        : (document.manifest.mediaType ?? contentType ?? '');
+    return { digest, mediaType, bytes, document };
+  }
+
+  /**
+   * Opens a blob for reading. Callers must check the digest of what they read (BlobStore.ingest
+   * does); here only a Content-Length that contradicts the descriptor is refused early.
+   */
+  async openBlob(ref: ImageReference, descriptor: Descriptor): Promise<AsyncIterable<Uint8Array>> {
+    const what = `blob ${descriptor.digest} of ${repositoryName(ref)}`;
+    const response = await this.request(ref, `/blobs/${descriptor.digest}`, { accept: '*/*', timeout: false });
+    const length = response.headers.get('content-length');
+    if (length !== null && Number(length) !== descriptor.size && response.headers.get('content-encoding') === null) {
+      await response.body?.cancel();
+      throw new SizeMismatchError(what, descriptor.size, Number(length));
+    }
+    if (!response.body) throw new RegistryError(`${what}: response has no body`);
+    return response.body;
+  }
+
+  private async request(
+    ref: ImageReference,
+    path: string,
+    options: { accept: string; timeout: boolean },
+  ): Promise<Response> {
+    const url = `${this.baseUrl(ref.registry)}/v2/${ref.repository}${path}`;
+    const scopeKey = repositoryName(ref);
+    for (let attempt = 0; ; attempt++) {
+      const headers: Record<string, string> = { accept: options.accept };
+      const authorization = this.authorizations.get(scopeKey);
+      if (authorization !== undefined) headers.authorization = authorization;
+      let response: Response;
+      try {
+        response = await this.fetchImpl(url, {
+          headers,
+          redirect: 'follow',
+          ...(options.timeout ? { signal: AbortSignal.timeout(this.timeoutMs) } : {}),
+        });
+      } catch (error) {
+        throw new RegistryError(`GET ${url}: ${describeFetchError(error)}`);
+      }
+      if (response.status === 401 && attempt === 0) {
+        const challenge = parseChallenge(response.headers.get('www-authenticate'));
+        await response.body?.cancel();
+        this.authorizations.set(scopeKey, await this.authorize(ref, challenge, url));
+        continue;
+      }
+      if (!response.ok) {
+        const detail = await errorDetail(response);
+        throw new RegistryError(`GET ${url}: ${response.status} ${response.statusText}${detail}`, response.status);
+      }
+      return response;
+    }
+  }
+
+  private async authorize(ref: ImageReference, challenge: Challenge | undefined, url: string): Promise<string> {
+    const credentials = this.options.credentials?.(ref.registry);
+    if (challenge === undefined) {
+      throw new RegistryError(`GET ${url}: 401 Unauthorized without a usable WWW-Authenticate challenge`, 401);
+    }
+    if (challenge.scheme === 'basic') {
+      if (!credentials) {
+        throw new RegistryError(`GET ${url}: registry ${ref.registry} requires a user name and password; none configured`, 401);
+      }
+      return basicAuthorization(credentials);
+    }
+    if (challenge.scheme === 'bearer') {
+      const realm = challenge.params.realm;
+      if (!realm) throw new RegistryError(`GET ${url}: bearer challenge without a realm`, 401);
+      const tokenUrl = new URL(realm);
+      if (challenge.params.service) tokenUrl.searchParams.set('service', challenge.params.service);
+      tokenUrl.searchParams.set('scope', challenge.params.scope ?? `repository:${ref.repository}:pull`);
+      const headers: Record<string, string> = { accept: 'application/json' };
+      if (credentials) headers.authorization = basicAuthorization(credentials);
+      let response: Response;
+      try {
+        response = await this.fetchImpl(tokenUrl, { headers, signal: AbortSignal.timeout(this.timeoutMs) });
+      } catch (error) {
+        throw new RegistryError(`token request to ${tokenUrl.origin}: ${describeFetchError(error)}`);
+      }
+      if (!response.ok) {
+        throw new RegistryError(`token request to ${tokenUrl.origin}: ${response.status} ${response.statusText}`, response.status);
+      }
+      const body: unknown = JSON.parse((await readLimited(response, MAX_TOKEN_BYTES, 'token response')).toString('utf8'));
+      const token =
+        typeof body === 'object' && body !== null
+          ? 'token' in body && typeof body.token === 'string'
+            ? body.token
+            : 'access_token' in body && typeof body.access_token === 'string'
+              ? body.access_token
+              : undefined
+          : undefined;
+      if (!token) throw new RegistryError(`token response from ${tokenUrl.origin} has neither "token" nor "access_token"`);
+      return `Bearer ${token}`;
+    }
+    throw new RegistryError(`GET ${url}: unsupported authentication scheme ${JSON.stringify(challenge.scheme)}`, 401);
+  }
+}
+
+function basicAuthorization(credentials: RegistryCredentials): string {
+  return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+}
+
+/** Parses `Bearer realm="…",service="…",scope="…"` (only the first challenge is used). */
+export function parseChallenge(header: string | null): Challenge | undefined {
+  if (!header) return undefined;
+  const match = /^\s*([A-Za-z]+)\s*(.*)$/.exec(header);
+  if (!match || match[1] === undefined) return undefined;
+  const params: Record<string, string> = {};
+  const paramPattern = /([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g;
+  for (const p of (match[2] ?? '').matchAll(paramPattern)) {
+    if (p[1] !== undefined) params[p[1].toLowerCase()] = (p[2] ?? p[3] ?? '').replace(/\\(.)/g, '$1');
+  }
+  return { scheme: match[1].toLowerCase(), params };
+}
+
+async function readLimited(response: Response, max: number, what: string): Promise<Buffer> {
+  const length = response.headers.get('content-length');
+  if (length !== null && Number(length) > max) {
+    await response.body?.cancel();
+    throw new RegistryError(`${what}: ${length} bytes is larger than the limit of ${max}`);
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (response.body) {
+    for await (const chunk of response.body) {
+      size += chunk.byteLength;
+      if (size > max) throw new RegistryError(`${what}: larger than the limit of ${max} bytes`);
+      chunks.push(chunk);
+    }
+  }
+  return Buffer.concat(chunks);
+}
+
+/** The distribution API's error list, e.g. " (MANIFEST_UNKNOWN: manifest unknown)". */
+async function errorDetail(response: Response): Promise<string> {
+  try {
+    const text = (await readLimited(response, 64 * 1024, 'error body')).toString('utf8');
+    const body: unknown = JSON.parse(text);
+    if (typeof body === 'object' && body !== null && 'errors' in body && Array.isArray(body.errors)) {
+      const parts = body.errors.map((e: unknown) =>
+        typeof e === 'object' && e !== null && 'code' in e && 'message' in e ? `${String(e.code)}: ${String(e.message)}` : JSON.stringify(e),
+      );
+      if (parts.length > 0) return ` (${parts.join('; ')})`;
+    }
+    return text.trim() ? ` (${text.trim().slice(0, 200)})` : '';
+  } catch {
+    return '';
+  }
+}
+
+function describeFetchError(error: unknown): string {
+  if (error instanceof Error) {
+    const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
+    return `${error.message}${cause}`;
+  }
+  return String(error);
+}
