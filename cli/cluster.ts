@@ -1,0 +1,117 @@
+// `tsctl cluster up|down` for a single-node cluster in this machine's network namespace.
+import { spawn } from 'node:child_process';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { cleanupNode } from '../control-plane/daemon/cleanup.js';
+import { dataPaths, validateConfig, type DaemonConfig } from '../control-plane/daemon/config.js';
+import type { Node } from '../control-plane/resources/types.js';
+import { call, connect } from './client.js';
+import { readContext, removeContext, writeContext } from './context.js';
+
+const READY_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 60_000;
+
+function tsdMainPath(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), '..', 'control-plane', 'daemon', 'main.js');
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function daemonArgs(config: DaemonConfig): string[] {
+  const args = [
+    '--data-root', config.dataRoot, '--listen', config.listen, '--metrics-listen', config.metricsListen,
+    '--node-name', config.nodeName, '--bridge', config.bridge, '--subnet', config.subnet,
+    '--nft-table', config.nftTable, '--cgroup-parent', config.cgroupParent,
+    '--heartbeat-ms', String(config.heartbeatMs), '--node-down-after-ms', String(config.nodeDownAfterMs),
+  ];
+  for (const registry of config.insecureRegistries) args.push('--insecure-registry', registry);
+  return args;
+}
+
+/** Resolves when the API answers and this node reports ready; throws with tsd's last words otherwise. */
+async function waitReady(config: DaemonConfig, pid: number): Promise<void> {
+  const client = connect(config.listen);
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  try {
+    while (Date.now() < deadline) {
+      if (!alive(pid)) break;
+      try {
+        const res = await call(client, client.list, { kind: 'Node', allStacks: true }, 2000);
+        const nodes = res.objectsJson.map((j) => JSON.parse(j) as Node);
+        if (nodes.some((n) => n.metadata.name === config.nodeName && n.status.state === 'ready')) return;
+      } catch {
+        // not listening yet
+      }
+      await sleep(200);
+    }
+  } finally {
+    client.close();
+  }
+  const logTail = await readFile(dataPaths(config).daemonLog, 'utf8').then((t) => t.split('\n').slice(-15).join('\n'), () => '');
+  throw new Error(`tsd did not become ready (${alive(pid) ? 'still starting after 60 s' : 'it exited'}); last lines of ${dataPaths(config).daemonLog}:\n${logTail}`);
+}
+
+export async function clusterUp(config: DaemonConfig, out: (line: string) => void): Promise<void> {
+  validateConfig(config);
+  const existing = await readContext();
+  if (existing?.local && alive(existing.local.pid)) {
+    await waitReady(existing.local.config, existing.local.pid);
+    out(`cluster is already up (tsd pid ${existing.local.pid}, API ${existing.server})`);
+    return;
+  }
+  const paths = dataPaths(config);
+  await mkdir(config.dataRoot, { recursive: true });
+  const logFile = await open(paths.daemonLog, 'a');
+  const child = spawn(process.execPath, ['--enable-source-maps', tsdMainPath(), 'run', ...daemonArgs(config)], {
+    detached: true,
+    stdio: ['ignore', logFile.fd, logFile.fd],
+  });
+  await logFile.close();
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('could not start tsd');
+  child.unref();
+  await writeContext({ server: config.listen, local: { pid, config } });
+  try {
+    await waitReady(config, pid);
+  } catch (err) {
+    if (alive(pid)) process.kill(pid, 'SIGTERM');
+    await removeContext();
+    throw err;
+  }
+  out(`cluster is up: node ${config.nodeName} ready, tsd pid ${pid}, API ${config.listen}, metrics http://${config.metricsListen}/metrics`);
+  out(`tsd log: ${paths.daemonLog}`);
+}
+
+export async function clusterDown(out: (line: string) => void): Promise<void> {
+  const context = await readContext();
+  if (!context?.local) {
+    out('no local cluster is recorded in the tsctl context; nothing to stop');
+    return;
+  }
+  const { pid, config } = context.local;
+  if (alive(pid)) {
+    process.kill(pid, 'SIGTERM');
+    const deadline = Date.now() + STOP_TIMEOUT_MS;
+    while (alive(pid) && Date.now() < deadline) await sleep(100);
+    if (alive(pid)) {
+      out(`tsd (pid ${pid}) did not stop within ${STOP_TIMEOUT_MS / 1000} s; killing it`);
+      process.kill(pid, 'SIGKILL');
+      while (alive(pid)) await sleep(100);
+    }
+  }
+  // Whatever tsd could not remove itself (it may have been killed) goes now.
+  await cleanupNode(config, out);
+  await rm(join(config.dataRoot, 'containers'), { recursive: true, force: true });
+  await removeContext();
+  out('cluster is down: containers, mounts, links, cgroups and rules removed');
+}

@@ -1,0 +1,232 @@
+// tsctl: the Tessera command-line client.
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Command, InvalidArgumentError } from 'commander';
+
+import { defaultConfig, type DaemonConfig } from '../control-plane/daemon/config.js';
+import type { AnyObject, Node, Service, Task } from '../control-plane/resources/types.js';
+import { loadManifestPath } from './manifest/load.js';
+import { describeService, formatObjects, type OutputFormat } from './output/format.js';
+import { call, connect, type ApiClient } from './client.js';
+import { clusterDown, clusterUp } from './cluster.js';
+import { serverAddress } from './context.js';
+import { resolveServiceName } from './resolve.js';
+
+const out = (line: string) => process.stdout.write(`${line}\n`);
+
+const program = new Command('tsctl')
+  .description('Tessera cluster client')
+  .option('--server <address>', 'API address (default: from the context written by `tsctl cluster up`)');
+
+async function withClient<T>(fn: (client: ApiClient) => Promise<T>): Promise<T> {
+  const client = connect(await serverAddress(program.opts<{ server?: string }>().server));
+  try {
+    return await fn(client);
+  } finally {
+    client.close();
+  }
+}
+
+async function listAll<T extends AnyObject>(client: ApiClient, kind: T['kind'], service?: string): Promise<T[]> {
+  const res = await call(client, client.list, { kind, allStacks: true, ...(service ? { service } : {}) });
+  return res.objectsJson.map((j) => JSON.parse(j) as T);
+}
+
+function outputFormat(value: string): OutputFormat {
+  if (value === 'table' || value === 'json' || value === 'yaml') return value;
+  throw new InvalidArgumentError(`expected table, json or yaml, got "${value}"`);
+}
+
+// --- cluster ------------------------------------------------------------------------------------
+
+const cluster = program.command('cluster').description('manage the local cluster');
+const d = defaultConfig();
+cluster
+  .command('up')
+  .description('start a single-node cluster in the background (embedded store); harmless if it is already up')
+  .option('--data-root <dir>', 'tsd data directory', d.dataRoot)
+  .option('--listen <address>', 'API address', d.listen)
+  .option('--metrics-listen <address>', 'metrics address', d.metricsListen)
+  .option('--node-name <name>', 'node name', d.nodeName)
+  .option('--bridge <name>', 'container bridge', d.bridge)
+  .option('--subnet <cidr>', 'container subnet', d.subnet)
+  .option('--nft-table <name>', 'nftables table', d.nftTable)
+  .option('--cgroup-parent <path>', 'parent cgroup', d.cgroupParent)
+  .option('--insecure-registry <host:port>', 'registry reachable over plain HTTP (repeatable)', (v: string, p: string[]) => [...p, v], [] as string[])
+  .action(async (options: Partial<DaemonConfig>) => {
+    await clusterUp({ ...defaultConfig(), ...options }, out);
+  });
+cluster
+  .command('down')
+  .description('stop the local cluster and remove every container, mount, link, cgroup and rule it made')
+  .action(async () => clusterDown(out));
+
+// --- objects ------------------------------------------------------------------------------------
+
+program
+  .command('apply')
+  .description('create or update the objects in a manifest file or directory')
+  .requiredOption('-f, --filename <path>', 'manifest file (multi-document YAML) or directory')
+  .option('--dry-run', 'validate on the server and show what would change, without changing anything')
+  .action(async (options: { filename: string; dryRun?: boolean }) => {
+    const objects = await loadManifestPath(options.filename);
+    await withClient(async (client) => {
+      const res = await call(client, client.apply, { objectsJson: objects.map((o) => JSON.stringify(o)), dryRun: options.dryRun === true });
+      for (const r of res.results) {
+        const name = r.ref?.stack ? `${r.ref.stack}/${r.ref.name}` : r.ref?.name;
+        out(`${(r.ref?.kind ?? '').toLowerCase()}/${name} ${r.action}${options.dryRun ? ' (dry run)' : ''}`);
+      }
+    });
+  });
+
+program
+  .command('delete')
+  .description('delete the objects named in a manifest file or directory')
+  .requiredOption('-f, --filename <path>', 'manifest file or directory')
+  .action(async (options: { filename: string }) => {
+    const objects = await loadManifestPath(options.filename);
+    await withClient(async (client) => {
+      const res = await call(client, client.delete, {
+        refs: objects.map((o) => ({ kind: o.kind, stack: o.metadata.stack ?? '', name: o.metadata.name })),
+      });
+      for (const r of res.deleted) out(`${r.kind.toLowerCase()}/${r.stack ? `${r.stack}/` : ''}${r.name} deleted`);
+      for (const r of res.notFound) out(`${r.kind.toLowerCase()}/${r.stack ? `${r.stack}/` : ''}${r.name} not found`);
+    });
+  });
+
+program
+  .command('get')
+  .description('list services, tasks or nodes')
+  .argument('<kind>', 'services, tasks or nodes')
+  .argument('[name]', 'only this service (for services and tasks)')
+  .option('-o, --output <format>', 'table, json or yaml', outputFormat, 'table' as OutputFormat)
+  .option('--stack <stack>', 'only this stack')
+  .action(async (kindArg: string, name: string | undefined, options: { output: OutputFormat; stack?: string }) => {
+    const kind = ({ service: 'Service', services: 'Service', svc: 'Service', task: 'Task', tasks: 'Task', node: 'Node', nodes: 'Node' } as const)[kindArg];
+    if (!kind) throw new Error(`unknown kind "${kindArg}": expected services, tasks or nodes`);
+    await withClient(async (client) => {
+      const services = await listAll<Service>(client, 'Service');
+      const tasks = kind === 'Node' ? [] : await listAll<Task>(client, 'Task');
+      let objects: AnyObject[];
+      if (kind === 'Service') objects = services;
+      else if (kind === 'Task') objects = tasks;
+      else objects = await listAll<Node>(client, 'Node');
+      if (options.stack !== undefined) objects = objects.filter((o) => (o.metadata.stack ?? '') === options.stack);
+      if (name !== undefined) {
+        const service = resolveServiceName(services, name, options.stack);
+        objects = objects.filter((o) =>
+          o.kind === 'Task'
+            ? o.spec.serviceName === service.metadata.name && o.spec.serviceStack === (service.metadata.stack ?? '')
+            : o === service,
+        );
+      }
+      out(formatObjects(objects, options.output, kind, { tasks, now: Date.now() }));
+    });
+  });
+
+const describe = program.command('describe').description('show one object in detail');
+describe
+  .command('service')
+  .argument('<name>', 'service name, STACK/NAME or STACK_NAME')
+  .option('--stack <stack>', 'the service\'s stack')
+  .action(async (name: string, options: { stack?: string }) => {
+    await withClient(async (client) => {
+      const service = resolveServiceName(await listAll<Service>(client, 'Service'), name, options.stack);
+      const tasks = (await listAll<Task>(client, 'Task')).filter(
+        (t) => t.spec.serviceName === service.metadata.name && t.spec.serviceStack === (service.metadata.stack ?? ''),
+      );
+      out(describeService(service, tasks, Date.now()));
+    });
+  });
+
+program
+  .command('scale')
+  .description('set the number of replicas of services')
+  .argument('<service=replicas...>', 'e.g. web=5')
+  .option('--stack <stack>', 'the services\' stack')
+  .action(async (pairs: string[], options: { stack?: string }) => {
+    await withClient(async (client) => {
+      const services = await listAll<Service>(client, 'Service');
+      const requests = pairs.map((pair) => {
+        const match = /^(.+)=(\d+)$/.exec(pair);
+        if (!match) throw new Error(`"${pair}": expected SERVICE=REPLICAS, e.g. web=3`);
+        return { service: resolveServiceName(services, match[1]!, options.stack), replicas: Number(match[2]) };
+      });
+      for (const { service, replicas } of requests) {
+        await call(client, client.scale, {
+          ref: { kind: 'Service', stack: service.metadata.stack ?? '', name: service.metadata.name },
+          replicas,
+        });
+        out(`service/${service.metadata.stack ? `${service.metadata.stack}/` : ''}${service.metadata.name} scaled to ${replicas}`);
+      }
+    });
+  });
+
+program
+  .command('logs')
+  .description('print the logs of a service\'s tasks')
+  .argument('<service>', 'service name, STACK/NAME or STACK_NAME')
+  .option('-f, --follow', 'keep printing new lines')
+  .option('--tail <n>', 'lines from the end of each task\'s log', (v: string) => Number(v), 0)
+  .option('--stack <stack>', 'the service\'s stack')
+  .option('--no-prefix', 'print lines without the task name')
+  .action(async (name: string, options: { follow?: boolean; tail: number; stack?: string; prefix: boolean }) => {
+    await withClient(async (client) => {
+      const service = resolveServiceName(await listAll<Service>(client, 'Service'), name, options.stack);
+      const stream = client.logs({ stack: service.metadata.stack ?? '', service: service.metadata.name, follow: options.follow === true, tail: options.tail });
+      process.once('SIGINT', () => stream.cancel());
+      await new Promise<void>((resolve, reject) => {
+        stream.on('data', (chunk: { task: string; line: string }) => out(options.prefix ? `${chunk.task} | ${chunk.line}` : chunk.line));
+        stream.on('end', () => resolve());
+        stream.on('error', (err: Error & { code?: number; details?: string }) => (err.code === 1 ? resolve() : reject(new Error(err.details ?? err.message))));
+      });
+    });
+  });
+
+// --- images -------------------------------------------------------------------------------------
+
+const image = program.command('image').description('manage images on the node');
+image
+  .command('load')
+  .description('load an OCI image layout or `docker save` tarball')
+  .argument('<file>', 'tarball')
+  .action(async (file: string) => {
+    const info = await stat(file).catch(() => undefined);
+    if (!info?.isFile()) throw new Error(`${file}: no such file`);
+    await withClient(async (client) => {
+      const res = await new Promise<{ images: Array<{ reference: string; digest: string }> }>((resolve, reject) => {
+        const upload = client.imageLoad((err, response) => (err ? reject(new Error(err.details || err.message)) : response ? resolve(response) : reject(new Error('empty response'))));
+        const input = createReadStream(file, { highWaterMark: 1024 * 1024 });
+        input.on('data', (data) => upload.write({ data }));
+        input.on('end', () => upload.end());
+        input.on('error', (err) => {
+          upload.cancel();
+          reject(err);
+        });
+      });
+      for (const img of res.images) out(`loaded ${img.reference} (${img.digest})`);
+    });
+  });
+image
+  .command('pull')
+  .argument('<reference>', 'image reference')
+  .action(async (reference: string) => {
+    await withClient(async (client) => {
+      const res = await call(client, client.imagePull, { reference }, 600_000);
+      out(`pulled ${res.reference} (${res.digest})`);
+    });
+  });
+image
+  .command('ls')
+  .description('list images')
+  .action(async () => {
+    await withClient(async (client) => {
+      const res = await call(client, client.imageList, {});
+      out(formatObjects([], 'table', 'Image', { images: res.images, now: Date.now() }));
+    });
+  });
+
+program.parseAsync(process.argv).catch((err: Error) => {
+  process.stderr.write(`error: ${err.message}\n`);
+  process.exit(1);
+});
