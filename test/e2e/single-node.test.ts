@@ -1,0 +1,228 @@
+// End to end on one real node: tsd in a network namespace of the test's own, real containers from
+// a busybox image the test builds, real nftables port publishing. Serial, because each step
+// builds on the last and the node is expensive.
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+import type { Task } from '../../control-plane/resources/types.js';
+import { buildBusyboxImage } from '../helpers/busybox-image.js';
+import { eventually, listCgroups, startTestNode, type TestNode } from '../helpers/tsd-node.js';
+
+const run = promisify(execFile);
+
+let node: TestNode;
+let workDir: string;
+let imageRef: string;
+
+function manifest(name: string, replicas: number, extra = ''): string {
+  return `apiVersion: tessera/v1
+kind: Service
+metadata:
+  name: ${name}
+  stack: e2e
+spec:
+  image: ${imageRef}
+  command: ["sh", "-c", "mkdir -p /www && echo \\"hello from $(hostname)\\" > /www/index.html && exec httpd -f -p 80 -h /www"]
+  replicas: ${replicas}
+  ports:
+    - target: 80
+      published: 8080
+  resources:
+    limits:
+      memory: 32Mi
+${extra}`;
+}
+
+async function tasksOf(service: string): Promise<Task[]> {
+  const out = await node.tsctl('get', 'tasks', '-o', 'json', '--stack', 'e2e');
+  const parsed = JSON.parse(out) as Task[] | { items: Task[] };
+  const tasks = Array.isArray(parsed) ? parsed : parsed.items;
+  return tasks.filter((t) => t.spec.serviceName === service);
+}
+
+async function running(service: string, count: number): Promise<Task[] | undefined> {
+  const tasks = (await tasksOf(service)).filter((t) => t.desiredState === 'running' && t.status.state === 'running');
+  return tasks.length === count ? tasks : undefined;
+}
+
+async function fetchPage(host: string, port: number): Promise<string> {
+  return node.inNetns('busybox', 'wget', '-q', '-T', '3', '-O', '-', `http://${host}:${port}/`);
+}
+
+async function writeManifest(name: string, text: string): Promise<string> {
+  const path = join(workDir, `${name}.yaml`);
+  await writeFile(path, text);
+  return path;
+}
+
+async function processAlive(pid: number): Promise<boolean> {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test.before(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'tessera-e2e-'));
+  const image = await buildBusyboxImage(join(workDir, 'image'));
+  node = await startTestNode();
+  const loaded = await node.tsctl('image', 'load', image.tarballPath);
+  const match = /loaded (\S+)/.exec(loaded);
+  if (!match) throw new Error(`image load printed nothing useful: ${loaded}`);
+  imageRef = match[1]!;
+});
+
+test.after.always(async () => {
+  if (node) {
+    if (process.env.TESSERA_TEST_KEEP_LOG) await writeFile(process.env.TESSERA_TEST_KEEP_LOG, await node.log());
+    await node.destroy();
+  }
+  if (workDir) await rm(workDir, { recursive: true, force: true });
+});
+
+test.serial('apply 3 replicas: all run and the published port answers from each of them', async (t) => {
+  const path = await writeManifest('web', manifest('web', 3));
+  t.regex(await node.tsctl('apply', '-f', path), /service\/e2e\/web created/);
+  const tasks = await eventually('3 running tasks', () => running('web', 3), 60_000);
+  t.deepEqual(tasks.map((x) => x.spec.slot).sort(), [1, 2, 3]);
+  t.is(new Set(tasks.map((x) => x.status.address)).size, 3, 'each replica has its own address');
+
+  const seen = new Set<string>();
+  for (let i = 0; i < 40 && seen.size < 3; i++) seen.add((await fetchPage('127.0.0.1', 8080)).trim());
+  t.is(seen.size, 3, `every replica answered on 127.0.0.1:8080 (saw ${[...seen].join(', ')})`);
+  t.regex(await fetchPage(node.gateway, 8080), /^hello from web-/, 'the port answers on the node\'s own address too');
+
+  // Apply again is a no-op.
+  t.regex(await node.tsctl('apply', '-f', path), /service\/e2e\/web unchanged/);
+});
+
+test.serial('a killed container is replaced within seconds', async (t) => {
+  const before = (await running('web', 3))!;
+  const victim = before.find((x) => x.spec.slot === 2)!;
+  t.true(victim.status.pid !== undefined && (await processAlive(victim.status.pid)));
+  process.kill(victim.status.pid!, 'SIGKILL');
+  const after = await eventually(
+    'a replacement for slot 2',
+    async () => {
+      const tasks = await running('web', 3);
+      return tasks?.some((x) => x.spec.slot === 2 && x.metadata.name !== victim.metadata.name) ? tasks : undefined;
+    },
+    20_000,
+  );
+  t.is(after.length, 3);
+  const old = (await tasksOf('web')).find((x) => x.metadata.name === victim.metadata.name);
+  t.is(old?.status.state, 'failed');
+  t.is(old?.status.exitCode, 137);
+});
+
+test.serial('scale to 5 and back to 1', async (t) => {
+  await node.tsctl('scale', 'e2e/web=5');
+  const five = await eventually('5 running tasks', () => running('web', 5), 60_000);
+  t.deepEqual(five.map((x) => x.spec.slot).sort(), [1, 2, 3, 4, 5]);
+  await node.tsctl('scale', 'web=1', '--stack', 'e2e');
+  const one = await eventually('1 running task', async () => {
+    const tasks = await tasksOf('web');
+    const live = tasks.filter((x) => x.status.state === 'running');
+    return live.length === 1 ? live : undefined;
+  }, 60_000);
+  t.is(one[0]!.spec.slot, 1);
+  const shutdown = (await tasksOf('web')).filter((x) => x.desiredState === 'shutdown' && x.status.state === 'shutdown');
+  t.true(shutdown.length >= 4, 'scaled-down tasks are shut down, not failed');
+  t.regex(await fetchPage('127.0.0.1', 8080), /^hello from web-1-/);
+});
+
+test.serial('restart policy none leaves an exited task exited', async (t) => {
+  const path = await writeManifest(
+    'once',
+    `apiVersion: tessera/v1
+kind: Service
+metadata:
+  name: once
+  stack: e2e
+spec:
+  image: ${imageRef}
+  command: ["sh", "-c", "echo bye; exit 3"]
+  restart:
+    condition: none
+`,
+  );
+  await node.tsctl('apply', '-f', path);
+  const done = await eventually('the task to fail', async () => {
+    const tasks = await tasksOf('once');
+    return tasks.length === 1 && tasks[0]!.status.state === 'failed' ? tasks[0] : undefined;
+  }, 30_000);
+  t.is(done.status.exitCode, 3);
+  await new Promise((r) => setTimeout(r, 3000));
+  const later = await tasksOf('once');
+  t.is(later.length, 1, 'no replacement was started');
+  t.regex(await node.tsctl('logs', 'e2e/once'), /bye/);
+  await node.tsctl('delete', '-f', path);
+});
+
+test.serial('bad manifests are rejected whole, naming file, line and field', async (t) => {
+  const path = await writeManifest(
+    'bad',
+    `${manifest('good', 1)}---
+apiVersion: tessera/v1
+kind: Service
+metadata:
+  name: broken
+  stack: e2e
+spec:
+  image: ${imageRef}
+  replicas: three
+  colour: blue
+`,
+  );
+  const err = await t.throwsAsync(node.tsctl('apply', '-f', path));
+  t.regex(err!.message, /bad\.yaml:\d+:\d+/);
+  t.regex(err!.message, /spec\.replicas/);
+  t.regex(err!.message, /colour/);
+  const services = JSON.parse(await node.tsctl('get', 'services', '-o', 'json')) as unknown[] | { items: unknown[] };
+  const names = (Array.isArray(services) ? services : services.items).map((s) => (s as { metadata: { name: string } }).metadata.name);
+  t.false(names.includes('good'), 'nothing of the rejected file was applied');
+});
+
+test.serial('delete leaves no container, mount, veth or cgroup behind', async (t) => {
+  const path = join(workDir, 'web.yaml');
+  const pids = ((await tasksOf('web')).map((x) => x.status.pid).filter((p): p is number => p !== undefined));
+  await node.tsctl('delete', '-f', path);
+  await eventually('all web tasks to end', async () => {
+    const tasks = await tasksOf('web').catch(() => []);
+    return tasks.every((x) => ['shutdown', 'failed', 'complete'].includes(x.status.state)) ? true : undefined;
+  }, 30_000);
+  await eventually('no container processes', async () => {
+    const alive = await Promise.all(pids.map(processAlive));
+    return alive.some(Boolean) ? undefined : true;
+  }, 20_000);
+  await eventually('no mounts under the data root', async () => {
+    const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+    return mounts.includes(node.dataRoot) ? undefined : true;
+  }, 10_000);
+  await eventually('no veth on the bridge', async () => {
+    const links = await node.inNetns('ip', '-o', 'link', 'show', 'master', node.bridge).catch(() => '');
+    return links.trim() === '' ? true : undefined;
+  }, 10_000);
+  await eventually('no container cgroups', async () => {
+    const cgroups = (await listCgroups(node.cgroupParent)).filter((c) => !c.endsWith(`/${node.cgroupParent}`));
+    return cgroups.length === 0 ? true : undefined;
+  }, 10_000);
+  await t.throwsAsync(fetchPage('127.0.0.1', 8080), undefined, 'the published port is gone');
+  t.deepEqual(await readdir(join(node.dataRoot, 'containers')), []);
+});
+
+test.serial('stopping tsd removes the bridge and the nftables table', async (t) => {
+  await node.stopDaemon();
+  const links = await node.inNetns('ip', '-o', 'link', 'show');
+  t.false(links.includes(node.bridge));
+  const tables = await node.inNetns('nft', 'list', 'tables');
+  t.false(tables.includes(node.prefix));
+  t.deepEqual((await listCgroups(node.cgroupParent)).filter((c) => !c.endsWith(`/${node.cgroupParent}`)), []);
+  void run;
+});

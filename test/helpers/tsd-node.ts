@@ -1,0 +1,152 @@
+// Starts a real tsd in a network namespace of the test's own, so its bridge, veths and nftables
+// rules never touch the host's namespace, and removes all of it afterwards. The API is served on
+// a unix socket, which the test process reaches from outside the namespace.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, open, readFile, rm, rmdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const run = promisify(execFile);
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const tsdMain = join(repoRoot, 'dist', 'control-plane', 'daemon', 'main.js');
+const tsctlMain = join(repoRoot, 'dist', 'cli', 'main.js');
+
+export interface TestNode {
+  prefix: string;
+  netns: string;
+  dataRoot: string;
+  server: string;
+  cgroupParent: string;
+  bridge: string;
+  subnet: string;
+  gateway: string;
+  pid: number;
+  /** Runs tsctl against this node; rejects with stderr when it exits non-zero. */
+  tsctl(...args: string[]): Promise<string>;
+  /** Runs a command inside the node's network namespace. */
+  inNetns(command: string, ...args: string[]): Promise<string>;
+  log(): Promise<string>;
+  /** SIGTERM tsd and wait for it (it removes its containers and network set-up). */
+  stopDaemon(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+export async function startTestNode(options: { subnetOctet?: number } = {}): Promise<TestNode> {
+  const id = `${process.pid.toString(36)}${Math.floor(Math.random() * 36 ** 3).toString(36)}`;
+  const prefix = `tse${id}`;
+  const netns = `${prefix}-ns`;
+  const dataRoot = await mkdtemp(join(tmpdir(), `${prefix}-`));
+  const server = `unix:${join(dataRoot, 'api.sock')}`;
+  const cgroupParent = `${prefix}`;
+  const bridge = `${prefix}br`.slice(0, 15);
+  const octet = options.subnetOctet ?? 100 + Math.floor(Math.random() * 100);
+  const subnet = `10.${octet}.7.0/24`;
+  const gateway = `10.${octet}.7.1`;
+
+  await run('ip', ['netns', 'add', netns]);
+  await run('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
+
+  let child: ChildProcess | undefined;
+  const logPath = join(dataRoot, 'tsd.log');
+  const logFile = await open(logPath, 'a');
+  child = spawn(
+    'ip',
+    ['netns', 'exec', netns, process.execPath, '--enable-source-maps', tsdMain, 'run',
+      '--data-root', dataRoot, '--listen', server, '--metrics-listen', '127.0.0.1:0',
+      '--node-name', 'node1', '--bridge', bridge, '--subnet', subnet, '--nft-table', prefix,
+      '--cgroup-parent', cgroupParent, '--heartbeat-ms', '500', '--node-down-after-ms', '3000'],
+    { stdio: ['ignore', logFile.fd, logFile.fd] },
+  );
+  await logFile.close();
+  const exited = new Promise<void>((resolve) => child!.once('exit', () => resolve()));
+  let daemonRunning = true;
+  void exited.then(() => (daemonRunning = false));
+
+  const node: TestNode = {
+    prefix, netns, dataRoot, server, cgroupParent, bridge, subnet, gateway,
+    pid: child.pid ?? 0,
+    async tsctl(...args: string[]) {
+      try {
+        const { stdout } = await run(process.execPath, [tsctlMain, '--server', server, ...args], { maxBuffer: 16 * 1024 * 1024 });
+        return stdout;
+      } catch (err) {
+        const e = err as Error & { stderr?: string; stdout?: string };
+        throw new Error(`tsctl ${args.join(' ')} failed: ${e.stderr || e.message}${e.stdout ? `\nstdout: ${e.stdout}` : ''}`);
+      }
+    },
+    async inNetns(command: string, ...args: string[]) {
+      const { stdout } = await run('ip', ['netns', 'exec', netns, command, ...args], { maxBuffer: 16 * 1024 * 1024 });
+      return stdout;
+    },
+    log: () => readFile(logPath, 'utf8').catch(() => ''),
+    async stopDaemon() {
+      if (!daemonRunning) return;
+      // `ip netns exec` execs node, so this PID is tsd itself.
+      child?.kill('SIGTERM');
+      const timeout = sleep(60_000).then(() => 'timeout' as const);
+      if ((await Promise.race([exited.then(() => 'exited' as const), timeout])) === 'timeout') {
+        child?.kill('SIGKILL');
+        await exited;
+      }
+    },
+    async destroy() {
+      await node.stopDaemon();
+      await run(process.execPath, [tsdMain, 'cleanup', '--data-root', dataRoot, '--bridge', bridge, '--subnet', subnet, '--nft-table', prefix, '--cgroup-parent', cgroupParent]).catch(() => {});
+      await run('ip', ['netns', 'delete', netns]).catch(() => {});
+      await removeCgroupTree(cgroupParent);
+      await rm(dataRoot, { recursive: true, force: true });
+    },
+  };
+
+  // Wait until the API answers and the node is ready.
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (!daemonRunning) {
+      const log = await node.log();
+      await node.destroy();
+      throw new Error(`tsd exited during start-up:\n${log}`);
+    }
+    try {
+      const out = await node.tsctl('get', 'nodes', '-o', 'json');
+      if (out.includes('"ready"')) break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) {
+      const log = await node.log();
+      await node.destroy();
+      throw new Error(`tsd did not become ready within 60 s:\n${log}`);
+    }
+    await sleep(200);
+  }
+  return node;
+}
+
+/** Every cgroup v1 directory named by the parent, deepest first; tests use this to prove nothing is left. */
+export async function listCgroups(parent: string): Promise<string[]> {
+  const { stdout } = await run('sh', ['-c', `for c in /sys/fs/cgroup/*/; do [ -d "$c${parent}" ] && find "$c${parent}" -depth -type d; done; true`]);
+  return stdout.split('\n').filter(Boolean);
+}
+
+async function removeCgroupTree(parent: string): Promise<void> {
+  for (const dir of await listCgroups(parent)) await rmdir(dir).catch(() => {});
+}
+
+/** Polls fn until it returns a value that is not undefined; fails with the last observation. */
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000, everyMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await fn();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await sleep(everyMs);
+  }
+}
