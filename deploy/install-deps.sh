@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what Tessera needs on a Debian 12 machine (as root): the Debian packages the daemon and
+# the test suite use, then the npm packages, the native addon and the TypeScript build.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+
+packages=(
+  runc            # reference OCI runtime: the oracle for our own
+  busybox-static  # the test and example image's only binary
+  nftables iptables iproute2 util-linux
+  docker-registry skopeo umoci   # a real OCI registry on loopback, and tools to fill it
+  etcd-server prometheus         # the etcd store backend and metrics scraping
+  ca-certificates make g++ python3
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d keeps the packages' own services (registry, etcd, prometheus) from starting:
+  # tests start their own instances on loopback.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run build
