@@ -69,7 +69,8 @@ export class NamespaceCommands {
 
   async nftRuleset(): Promise<unknown> {
     const { stdout } = await this.run(['nft', '-j', 'list', 'ruleset']);
-    return JSON.parse(stdout) as unknown;
+    // nft 1.0.6 prints nothing at all, not an empty document, when there is no table.
+    return stdout.trim() === '' ? { nftables: [] } : (JSON.parse(stdout) as unknown);
   }
 
   /**

@@ -79,8 +79,8 @@ export class BridgeNetwork implements NodeNetwork {
 
   attach(containerId: string, pid: number): Promise<Attachment> {
     return this.exclusive(async () => {
-      const ipam = this.requireSetup();
       if (!Number.isInteger(pid) || pid < 1) throw new NetworkInputError(`pid must be a positive integer, got ${String(pid)}`);
+      const ipam = this.requireSetup();
       const address = ipam.allocate(containerId);
       await this.leaseFile.save(ipam);
       const hostVeth = hostVethName(containerId);
@@ -113,11 +113,11 @@ export class BridgeNetwork implements NodeNetwork {
 
   publish(serviceKey: string, ports: PublishedPort[], backends: string[]): Promise<void> {
     return this.exclusive(async () => {
-      this.requireSetup();
       validateServiceKey(serviceKey);
       const chain = serviceChainName(serviceKey);
       const wanted = normalisePorts(ports);
       const targets = normaliseBackends(backends);
+      this.requireSetup();
       const table = this.config.nftTable;
 
       if (wanted.length === 0 || targets.length === 0) {
