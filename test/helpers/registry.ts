@@ -1,0 +1,140 @@
+// A real distribution registry (Debian's docker-registry) on 127.0.0.1 for tests, with a config
+// of our own: the packaged default listens on every interface and wants an htpasswd file.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+
+export interface RunningRegistry {
+  /** http://127.0.0.1:PORT */
+  url: string;
+  /** 127.0.0.1:PORT, the registry part of image references. */
+  host: string;
+  stop(): Promise<void>;
+}
+
+export interface StartRegistryOptions {
+  /** Turns on htpasswd (basic) auth with this one user. */
+  htpasswd?: { user: string; password: string };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** An htpasswd line with a bcrypt hash (the only kind the registry accepts), made with perl's crypt(3). */
+async function htpasswdLine(user: string, password: string): Promise<string> {
+  const salt = Array.from({ length: 22 }, () => './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'[Math.floor(Math.random() * 64)]).join('');
+  const { stdout } = await execFileAsync('perl', ['-e', 'print crypt($ARGV[0], $ARGV[1])', password, `$2y$05$${salt}`]);
+  if (!stdout.startsWith('$2')) throw new Error(`crypt(3) here does not support bcrypt (got ${JSON.stringify(stdout)})`);
+  return `${user}:${stdout}\n`;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+export async function startRegistry(opts: StartRegistryOptions = {}): Promise<RunningRegistry> {
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-registry-'));
+  let child: ChildProcess | undefined;
+  const stop = async (): Promise<void> => {
+    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      const done = exited(child);
+      process.kill(child.pid, 'SIGTERM');
+      const timer = setTimeout(() => {
+        if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
+      }, 5000);
+      await done;
+      clearTimeout(timer);
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const port = await freePort();
+    const host = `127.0.0.1:${port}`;
+    const lines = [
+      'version: 0.1',
+      'log:',
+      '  level: warn',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${join(dir, 'data')}`,
+      '  delete:',
+      '    enabled: true',
+      'http:',
+      `  addr: ${host}`,
+    ];
+    if (opts.htpasswd) {
+      await writeFile(join(dir, 'htpasswd'), await htpasswdLine(opts.htpasswd.user, opts.htpasswd.password));
+      lines.push('auth:', '  htpasswd:', '    realm: tessera-test', `    path: ${join(dir, 'htpasswd')}`);
+    }
+    const configPath = join(dir, 'config.yml');
+    await writeFile(configPath, `${lines.join('\n')}\n`);
+    const logPath = join(dir, 'registry.log');
+    const logFd = openSync(logPath, 'a');
+    child = spawn('/usr/bin/docker-registry', ['serve', configPath], { stdio: ['ignore', logFd, logFd] });
+    closeSync(logFd);
+    const url = `http://${host}`;
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`docker-registry exited early: ${await readFile(logPath, 'utf8').catch(() => '')}`);
+      }
+      try {
+        const response = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
+        await response.body?.cancel();
+        // 401 is an answer too: the registry is up, it just wants credentials.
+        if (response.status === 200 || response.status === 401) break;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`docker-registry did not answer on ${url}/v2/ within 15 s`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return { url, host, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/**
+ * Copies the image named `layoutRef` ("latest" in layouts from buildBusyboxImage) from an OCI
+ * layout to HOST/NAME:TAG with skopeo; returns the manifest digest the registry stored.
+ */
+export async function pushImage(
+  ociLayoutDir: string,
+  host: string,
+  nameAndTag: string,
+  options: { layoutRef?: string; credentials?: { user: string; password: string } } = {},
+): Promise<{ digest: string }> {
+  const digestFile = join(await mkdtemp(join(tmpdir(), 'tessera-push-')), 'digest');
+  try {
+    const args = ['copy', '--insecure-policy', '--dest-tls-verify=false', '--digestfile', digestFile];
+    if (options.credentials) args.push('--dest-creds', `${options.credentials.user}:${options.credentials.password}`);
+    args.push(`oci:${ociLayoutDir}:${options.layoutRef ?? 'latest'}`, `docker://${host}/${nameAndTag}`);
+    try {
+      await execFileAsync('skopeo', args, { timeout: 60_000 });
+    } catch (error) {
+      const stderr = (error as { stderr?: string }).stderr ?? '';
+      throw new Error(`skopeo ${args.join(' ')} failed: ${stderr.trim() || (error as Error).message}`);
+    }
+    return { digest: (await readFile(digestFile, 'utf8')).trim() };
+  } finally {
+    await rm(join(digestFile, '..'), { recursive: true, force: true });
+  }
+}
