@@ -1,0 +1,79 @@
+// One directory per container under the runtime's state root, holding state.json.
+// Written atomically (rename) so a crash never leaves a half-written file.
+
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { CgroupRecord } from './cgroups-v1.js';
+import type { ContainerState, ExitStatus } from './types.js';
+
+export interface StoredState {
+  id: string;
+  pid: number;
+  /** Start time of pid (field 22 of /proc/PID/stat), to tell our process from a reused pid. */
+  pidStartTime: string;
+  bundle: string;
+  status: ContainerState['status'];
+  cgroup: CgroupRecord;
+  createdAt: string;
+  exit?: ExitStatus;
+}
+
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export function validateContainerId(id: string): void {
+  if (!ID_PATTERN.test(id)) {
+    throw new Error(`invalid container id '${id}': use 1-128 letters, digits, '_', '.', '-', starting with a letter or digit`);
+  }
+}
+
+export class StateStore {
+  constructor(readonly root: string) {}
+
+  dir(id: string): string {
+    return path.join(this.root, id);
+  }
+
+  /** Claims the id: fails if a container with that id already exists. */
+  async claim(id: string): Promise<void> {
+    await fs.mkdir(this.root, { recursive: true, mode: 0o700 });
+    try {
+      await fs.mkdir(this.dir(id), { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new Error(`container '${id}' already exists`);
+      throw err;
+    }
+  }
+
+  async write(state: StoredState): Promise<void> {
+    const file = path.join(this.dir(state.id), 'state.json');
+    const tmp = `${file}.tmp`;
+    await fs.writeFile(tmp, JSON.stringify(state, null, 2));
+    await fs.rename(tmp, file);
+  }
+
+  async read(id: string): Promise<StoredState | undefined> {
+    try {
+      return JSON.parse(await fs.readFile(path.join(this.dir(id), 'state.json'), 'utf8')) as StoredState;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async remove(id: string): Promise<void> {
+    await fs.rm(this.dir(id), { recursive: true, force: true });
+  }
+}
+
+/** Start time of a live process, or undefined if it is gone. */
+export async function processStartTime(pid: number): Promise<string | undefined> {
+  try {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    // comm (field 2) may contain spaces and parentheses: count fields after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+    return fields[19];
+  } catch {
+    return undefined;
+  }
+}
