@@ -4,32 +4,20 @@ import * as grpc from '@grpc/grpc-js';
 
 import { loadApiPackage } from '../proto/load.js';
 import type { TesseraClient } from '../proto/gen/tessera/api/v1/Tessera.js';
+import type { ApplyRequest } from '../proto/gen/tessera/api/v1/ApplyRequest.js';
+import type { ApplyResponse__Output } from '../proto/gen/tessera/api/v1/ApplyResponse.js';
+import type { DeleteRequest } from '../proto/gen/tessera/api/v1/DeleteRequest.js';
+import type { DeleteResponse__Output } from '../proto/gen/tessera/api/v1/DeleteResponse.js';
+import type { ListRequest } from '../proto/gen/tessera/api/v1/ListRequest.js';
+import type { ListResponse__Output } from '../proto/gen/tessera/api/v1/ListResponse.js';
+import type { ScaleRequest } from '../proto/gen/tessera/api/v1/ScaleRequest.js';
+import type { ScaleResponse__Output } from '../proto/gen/tessera/api/v1/ScaleResponse.js';
+import type { ImageSummary__Output } from '../proto/gen/tessera/api/v1/ImageSummary.js';
+import type { ImageListResponse__Output } from '../proto/gen/tessera/api/v1/ImageListResponse.js';
+import type { ImageLoadResponse__Output } from '../proto/gen/tessera/api/v1/ImageLoadResponse.js';
+import type { LogsRequest } from '../proto/gen/tessera/api/v1/LogsRequest.js';
+import type { LogLine__Output } from '../proto/gen/tessera/api/v1/LogLine.js';
 import { clientCredentials, LOCAL_INSECURE } from '../control-plane/ca/credentials.js';
-
-export type ApiClient = TesseraClient;
-
-export function connect(address: string): ApiClient {
-  const pkg = loadApiPackage();
-  return new pkg.tessera.api.v1.Tessera(address, clientCredentials(LOCAL_INSECURE), {
-    'grpc.max_receive_message_length': 64 * 1024 * 1024,
-  });
-}
-
-/** Calls a unary method and turns gRPC failures into errors whose message is the server's. */
-export function call<Req, Res>(
-  client: ApiClient,
-  method: (req: Req, options: grpc.CallOptions, cb: grpc.requestCallback<Res>) => grpc.ClientUnaryCall,
-  request: Req,
-  timeoutMs = 30_000,
-): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    method.call(client, request, { deadline: Date.now() + timeoutMs }, (err, res) => {
-      if (err) reject(new ApiCallError(err));
-      else if (res === undefined) reject(new Error('empty response from the server'));
-      else resolve(res);
-    });
-  });
-}
 
 export class ApiCallError extends Error {
   readonly code: grpc.status;
@@ -42,4 +30,96 @@ export class ApiCallError extends Error {
     this.code = err.code;
     this.name = 'ApiCallError';
   }
+}
+
+type Callback<T> = (err: grpc.ServiceError | null, value?: T) => void;
+
+function unary<T>(start: (callback: Callback<T>) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    start((err, value) => {
+      if (err) reject(new ApiCallError(err));
+      else if (value === undefined) reject(new Error('empty response from the server'));
+      else resolve(value);
+    });
+  });
+}
+
+export class ApiClient {
+  private readonly raw: TesseraClient;
+
+  constructor(address: string, private readonly timeoutMs = 30_000) {
+    const pkg = loadApiPackage();
+    this.raw = new pkg.tessera.api.v1.Tessera(address, clientCredentials(LOCAL_INSECURE), {
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    });
+  }
+
+  private options(timeoutMs = this.timeoutMs): grpc.CallOptions {
+    return { deadline: Date.now() + timeoutMs };
+  }
+
+  apply(req: ApplyRequest): Promise<ApplyResponse__Output> {
+    return unary((cb) => this.raw.apply(req, this.options(), cb));
+  }
+
+  list(req: ListRequest, timeoutMs?: number): Promise<ListResponse__Output> {
+    return unary((cb) => this.raw.list(req, this.options(timeoutMs), cb));
+  }
+
+  delete(req: DeleteRequest): Promise<DeleteResponse__Output> {
+    return unary((cb) => this.raw.delete(req, this.options(), cb));
+  }
+
+  scale(req: ScaleRequest): Promise<ScaleResponse__Output> {
+    return unary((cb) => this.raw.scale(req, this.options(), cb));
+  }
+
+  imagePull(reference: string): Promise<ImageSummary__Output> {
+    return unary((cb) => this.raw.imagePull({ reference }, this.options(600_000), cb));
+  }
+
+  imageList(): Promise<ImageListResponse__Output> {
+    return unary((cb) => this.raw.imageList({}, this.options(), cb));
+  }
+
+  /** Uploads a tarball through a client stream; chunks come from the iterable. */
+  imageLoad(chunks: AsyncIterable<Buffer>): Promise<ImageLoadResponse__Output> {
+    return new Promise((resolve, reject) => {
+      const upload = this.raw.imageLoad(this.options(600_000), (err, res) => {
+        if (err) reject(new ApiCallError(err));
+        else if (!res) reject(new Error('empty response from the server'));
+        else resolve(res);
+      });
+      void (async () => {
+        try {
+          for await (const data of chunks) {
+            if (!upload.write({ data })) await new Promise((r) => upload.once('drain', r));
+          }
+          upload.end();
+        } catch (err) {
+          upload.cancel();
+          reject(err as Error);
+        }
+      })();
+    });
+  }
+
+  /** Streams log lines to onLine; resolves at the end of the stream or when cancelled. */
+  logs(req: LogsRequest, onLine: (line: LogLine__Output) => void, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const stream = this.raw.logs(req);
+      signal?.addEventListener('abort', () => stream.cancel());
+      stream.on('data', onLine);
+      stream.on('end', () => resolve());
+      stream.on('error', (err: grpc.ServiceError) => (err.code === grpc.status.CANCELLED ? resolve() : reject(new ApiCallError(err))));
+    });
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+}
+
+export function connect(address: string): ApiClient {
+  return new ApiClient(address);
 }

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { cleanupNode } from '../control-plane/daemon/cleanup.js';
 import { dataPaths, validateConfig, type DaemonConfig } from '../control-plane/daemon/config.js';
 import type { Node } from '../control-plane/resources/types.js';
-import { call, connect } from './client.js';
+import { connect } from './client.js';
 import { readContext, removeContext, writeContext } from './context.js';
 
 const READY_TIMEOUT_MS = 60_000;
@@ -46,7 +46,7 @@ async function waitReady(config: DaemonConfig, pid: number): Promise<void> {
     while (Date.now() < deadline) {
       if (!alive(pid)) break;
       try {
-        const res = await call(client, client.list, { kind: 'Node', allStacks: true }, 2000);
+        const res = await client.list({ kind: 'Node', allStacks: true }, 2000);
         const nodes = res.objectsJson.map((j) => JSON.parse(j) as Node);
         if (nodes.some((n) => n.metadata.name === config.nodeName && n.status.state === 'ready')) return;
       } catch {

@@ -5,9 +5,12 @@ import { Command, InvalidArgumentError } from 'commander';
 
 import { defaultConfig, type DaemonConfig } from '../control-plane/daemon/config.js';
 import type { AnyObject, Node, Service, Task } from '../control-plane/resources/types.js';
+import { formatMemory } from '../control-plane/resources/quantity.js';
 import { loadManifestPath } from './manifest/load.js';
-import { describeService, formatObjects, type OutputFormat } from './output/format.js';
-import { call, connect, type ApiClient } from './client.js';
+import { formatObjects, type OutputFormat } from './output/format.js';
+import { describeService } from './output/describe.js';
+import { renderTable } from './output/table.js';
+import { connect, type ApiClient } from './client.js';
 import { clusterDown, clusterUp } from './cluster.js';
 import { serverAddress } from './context.js';
 import { resolveServiceName } from './resolve.js';
@@ -28,7 +31,7 @@ async function withClient<T>(fn: (client: ApiClient) => Promise<T>): Promise<T> 
 }
 
 async function listAll<T extends AnyObject>(client: ApiClient, kind: T['kind'], service?: string): Promise<T[]> {
-  const res = await call(client, client.list, { kind, allStacks: true, ...(service ? { service } : {}) });
+  const res = await client.list({ kind, allStacks: true, ...(service ? { service } : {}) });
   return res.objectsJson.map((j) => JSON.parse(j) as T);
 }
 
@@ -71,7 +74,7 @@ program
   .action(async (options: { filename: string; dryRun?: boolean }) => {
     const objects = await loadManifestPath(options.filename);
     await withClient(async (client) => {
-      const res = await call(client, client.apply, { objectsJson: objects.map((o) => JSON.stringify(o)), dryRun: options.dryRun === true });
+      const res = await client.apply({ objectsJson: objects.map((o) => JSON.stringify(o)), dryRun: options.dryRun === true });
       for (const r of res.results) {
         const name = r.ref?.stack ? `${r.ref.stack}/${r.ref.name}` : r.ref?.name;
         out(`${(r.ref?.kind ?? '').toLowerCase()}/${name} ${r.action}${options.dryRun ? ' (dry run)' : ''}`);
@@ -86,7 +89,7 @@ program
   .action(async (options: { filename: string }) => {
     const objects = await loadManifestPath(options.filename);
     await withClient(async (client) => {
-      const res = await call(client, client.delete, {
+      const res = await client.delete({
         refs: objects.map((o) => ({ kind: o.kind, stack: o.metadata.stack ?? '', name: o.metadata.name })),
       });
       for (const r of res.deleted) out(`${r.kind.toLowerCase()}/${r.stack ? `${r.stack}/` : ''}${r.name} deleted`);
@@ -120,7 +123,7 @@ program
             : o === service,
         );
       }
-      out(formatObjects(objects, options.output, kind, { tasks, now: Date.now() }));
+      out(formatObjects(objects, options.output, kind, { tasks, now: new Date() }));
     });
   });
 
@@ -135,7 +138,7 @@ describe
       const tasks = (await listAll<Task>(client, 'Task')).filter(
         (t) => t.spec.serviceName === service.metadata.name && t.spec.serviceStack === (service.metadata.stack ?? ''),
       );
-      out(describeService(service, tasks, Date.now()));
+      out(describeService(service, tasks, { now: new Date() }));
     });
   });
 
@@ -153,7 +156,7 @@ program
         return { service: resolveServiceName(services, match[1]!, options.stack), replicas: Number(match[2]) };
       });
       for (const { service, replicas } of requests) {
-        await call(client, client.scale, {
+        await client.scale({
           ref: { kind: 'Service', stack: service.metadata.stack ?? '', name: service.metadata.name },
           replicas,
         });
@@ -173,13 +176,13 @@ program
   .action(async (name: string, options: { follow?: boolean; tail: number; stack?: string; prefix: boolean }) => {
     await withClient(async (client) => {
       const service = resolveServiceName(await listAll<Service>(client, 'Service'), name, options.stack);
-      const stream = client.logs({ stack: service.metadata.stack ?? '', service: service.metadata.name, follow: options.follow === true, tail: options.tail });
-      process.once('SIGINT', () => stream.cancel());
-      await new Promise<void>((resolve, reject) => {
-        stream.on('data', (chunk: { task: string; line: string }) => out(options.prefix ? `${chunk.task} | ${chunk.line}` : chunk.line));
-        stream.on('end', () => resolve());
-        stream.on('error', (err: Error & { code?: number; details?: string }) => (err.code === 1 ? resolve() : reject(new Error(err.details ?? err.message))));
-      });
+      const abort = new AbortController();
+      process.once('SIGINT', () => abort.abort());
+      await client.logs(
+        { stack: service.metadata.stack ?? '', service: service.metadata.name, follow: options.follow === true, tail: options.tail },
+        (chunk) => out(options.prefix ? `${chunk.task} | ${chunk.line}` : chunk.line),
+        abort.signal,
+      );
     });
   });
 
@@ -194,16 +197,7 @@ image
     const info = await stat(file).catch(() => undefined);
     if (!info?.isFile()) throw new Error(`${file}: no such file`);
     await withClient(async (client) => {
-      const res = await new Promise<{ images: Array<{ reference: string; digest: string }> }>((resolve, reject) => {
-        const upload = client.imageLoad((err, response) => (err ? reject(new Error(err.details || err.message)) : response ? resolve(response) : reject(new Error('empty response'))));
-        const input = createReadStream(file, { highWaterMark: 1024 * 1024 });
-        input.on('data', (data) => upload.write({ data }));
-        input.on('end', () => upload.end());
-        input.on('error', (err) => {
-          upload.cancel();
-          reject(err);
-        });
-      });
+      const res = await client.imageLoad(createReadStream(file, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>);
       for (const img of res.images) out(`loaded ${img.reference} (${img.digest})`);
     });
   });
@@ -212,7 +206,7 @@ image
   .argument('<reference>', 'image reference')
   .action(async (reference: string) => {
     await withClient(async (client) => {
-      const res = await call(client, client.imagePull, { reference }, 600_000);
+      const res = await client.imagePull(reference);
       out(`pulled ${res.reference} (${res.digest})`);
     });
   });
@@ -221,8 +215,8 @@ image
   .description('list images')
   .action(async () => {
     await withClient(async (client) => {
-      const res = await call(client, client.imageList, {});
-      out(formatObjects([], 'table', 'Image', { images: res.images, now: Date.now() }));
+      const res = await client.imageList();
+      out(renderTable(['REFERENCE', 'DIGEST', 'SIZE', 'CREATED'], res.images.map((i) => [i.reference, i.digest.slice(0, 19), formatMemory(Number(i.size)), i.createdAt])));
     });
   });
 
