@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 
 import type { Task } from '../../control-plane/resources/types.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
-import { eventually, listCgroups, startTestNode, type TestNode } from '../helpers/tsd-node.js';
+import { eventually, listCgroups, METRICS_PORT, startTestNode, type TestNode } from '../helpers/tsd-node.js';
 
 const run = promisify(execFile);
 
@@ -189,6 +189,18 @@ spec:
   t.false(names.includes('good'), 'nothing of the rejected file was applied');
 });
 
+test.serial('/metrics serves process, API and task metrics that promtool accepts', async (t) => {
+  const metrics = await node.inNetns('busybox', 'wget', '-q', '-O', '-', `http://127.0.0.1:${METRICS_PORT}/metrics`);
+  t.regex(metrics, /^tessera_process_cpu_seconds_total /m);
+  t.regex(metrics, /^tessera_api_requests_total\{method="Apply",code="OK"\} \d+/m);
+  t.regex(metrics, /^tessera_api_requests_total\{method="Apply",code="INVALID_ARGUMENT"\} \d+/m);
+  t.regex(metrics, /^tessera_tasks\{state="running"\} [1-9]/m);
+  const path = join(workDir, 'metrics.txt');
+  await writeFile(path, metrics);
+  const { stdout, stderr } = await run('sh', ['-c', `promtool check metrics < ${path}`]).catch((e: Error & { stdout: string; stderr: string }) => e);
+  t.is(`${stdout}${stderr}`.trim(), '', 'promtool finds no problems');
+});
+
 test.serial('delete leaves no container, mount, veth or cgroup behind', async (t) => {
   const path = join(workDir, 'web.yaml');
   const pids = ((await tasksOf('web')).map((x) => x.status.pid).filter((p): p is number => p !== undefined));
@@ -224,5 +236,4 @@ test.serial('stopping tsd removes the bridge and the nftables table', async (t) 
   const tables = await node.inNetns('nft', 'list', 'tables');
   t.false(tables.includes(node.prefix));
   t.deepEqual((await listCgroups(node.cgroupParent)).filter((c) => !c.endsWith(`/${node.cgroupParent}`)), []);
-  void run;
 });

@@ -13,6 +13,8 @@ const run = promisify(execFile);
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const tsdMain = join(repoRoot, 'dist', 'control-plane', 'daemon', 'main.js');
 const tsctlMain = join(repoRoot, 'dist', 'cli', 'main.js');
+/** Inside the node's own network namespace any port is free, so the metrics port is fixed. */
+export const METRICS_PORT = 9323;
 
 export interface TestNode {
   prefix: string;
@@ -55,7 +57,7 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
   child = spawn(
     'ip',
     ['netns', 'exec', netns, process.execPath, '--enable-source-maps', tsdMain, 'run',
-      '--data-root', dataRoot, '--listen', server, '--metrics-listen', '127.0.0.1:0',
+      '--data-root', dataRoot, '--listen', server, '--metrics-listen', `127.0.0.1:${METRICS_PORT}`,
       '--node-name', 'node1', '--bridge', bridge, '--subnet', subnet, '--nft-table', prefix,
       '--cgroup-parent', cgroupParent, '--heartbeat-ms', '500', '--node-down-after-ms', '3000'],
     { stdio: ['ignore', logFile.fd, logFile.fd] },

@@ -145,6 +145,7 @@ test('placement constraints', (t) => {
   t.deepEqual(parseConstraint('node.labels.zone==a'), { ok: true, value: { field: 'label', key: 'zone', op: '==', value: 'a' } });
   t.deepEqual(parseConstraint('node.hostname != n1'), { ok: true, value: { field: 'hostname', op: '!=', value: 'n1' } });
   t.deepEqual(parseConstraint('node.role==worker'), { ok: true, value: { field: 'role', op: '==', value: 'worker' } });
+  t.deepEqual(parseConstraint('node.id==abc'), { ok: true, value: { field: 'id', op: '==', value: 'abc' } });
   for (const bad of ['node.role==boss', 'node.foo==1', 'zone=a', 'node.labels.==a', 'node.labels.zone==', '']) {
     t.false(parseConstraint(bad).ok, bad);
   }
