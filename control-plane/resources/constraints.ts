@@ -1,5 +1,5 @@
 // Placement constraints, Swarm's syntax: `node.labels.KEY==VALUE`, `node.labels.KEY!=VALUE`,
-// `node.hostname==NAME`, `node.role==manager|worker`. The schema validates them with this parser and
+// `node.hostname==NAME`, `node.id==ID`, `node.role==manager|worker`. The schema validates them with this parser and
 // stores the canonical text; the scheduler parses the stored text with the same function, so the two
 // can never disagree about what a constraint means.
 
@@ -9,7 +9,7 @@ export type ConstraintOperator = '==' | '!=';
 
 export type PlacementConstraint =
   | { field: 'label'; key: string; op: ConstraintOperator; value: string }
-  | { field: 'hostname'; op: ConstraintOperator; value: string }
+  | { field: 'hostname' | 'id'; op: ConstraintOperator; value: string }
   | { field: 'role'; op: ConstraintOperator; value: 'manager' | 'worker' };
 
 // Label keys as Kubernetes allows them, prefix included ("example.com/zone").
@@ -17,7 +17,7 @@ export const LABEL_KEY_PATTERN = /^[A-Za-z0-9]([A-Za-z0-9_.\-/]*[A-Za-z0-9])?$/;
 
 const CONSTRAINT_SHAPE = /^\s*([A-Za-z0-9_.\-/]+)\s*(==|!=)\s*(.*?)\s*$/;
 
-const EXPECTED = 'expected node.labels.KEY==VALUE, node.labels.KEY!=VALUE, node.hostname==NAME or node.role==manager|worker';
+const EXPECTED = 'expected node.labels.KEY==VALUE, node.labels.KEY!=VALUE, node.hostname==NAME, node.id==ID or node.role==manager|worker';
 
 export function parseConstraint(text: string): ParseResult<PlacementConstraint> {
   const fail = (why: string): ParseResult<PlacementConstraint> =>
@@ -33,6 +33,7 @@ export function parseConstraint(text: string): ParseResult<PlacementConstraint> 
     return { ok: true, value: { field: 'label', key, op: operator, value } };
   }
   if (field === 'node.hostname') return { ok: true, value: { field: 'hostname', op: operator, value } };
+  if (field === 'node.id') return { ok: true, value: { field: 'id', op: operator, value } };
   if (field === 'node.role') {
     if (value !== 'manager' && value !== 'worker') return fail(`node.role is "manager" or "worker", got ${JSON.stringify(value)}`);
     return { ok: true, value: { field: 'role', op: operator, value } };
