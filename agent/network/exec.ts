@@ -23,11 +23,19 @@ export interface CommandResult {
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 
+// System tools only: under npm/npx, PATH starts with node_modules/.bin, where for example
+// @vercel/nft installs an unrelated `nft`. `ip netns exec` passes this PATH on to what it runs.
+const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
 export function runCommand(argv: string[], input?: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<CommandResult> {
   const [file, ...args] = argv;
   if (file === undefined) return Promise.reject(new Error('runCommand needs a command'));
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs });
+    const child = spawn(file, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      timeout: timeoutMs,
+      env: { ...process.env, PATH: SYSTEM_PATH },
+    });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));

@@ -185,11 +185,15 @@ test('published traffic passes a foreign forward drop policy, and teardown remov
   const node = await startNode(t);
   // Stands in for a host firewall (e.g. iptables-nft FORWARD policy DROP) that is not ours.
   await node.netns.exec('nft', ['-f', '-'], 'table ip hostfw {\n chain forward { type filter hook forward priority filter; policy drop; }\n}\n');
-  await node.network.setup(); // sees the foreign chain now
   const client = await connectClient(t, node);
   const replica = await startReplica(t, 'solo');
   const { address } = await node.network.attach('solo', replica.pid);
   await node.network.publish('default/solo', WEB, [address]);
+  // Loopback does not pass the forward hook; traffic from another host does and is dropped.
+  t.is(await httpGet(node.netns, 'http://127.0.0.1:18080/'), 'solo');
+  t.true(await refuses(client, `http://${NODE_ADDRESS}:18080/`));
+
+  await node.network.setup(); // sees the foreign chain now
   t.is(await httpGet(client, `http://${NODE_ADDRESS}:18080/`), 'solo');
 
   await node.network.setup(); // idempotent: no duplicate accept rules
