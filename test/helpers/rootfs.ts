@@ -21,6 +21,8 @@ export async function makeBusyboxRootfs(dir: string): Promise<string> {
   for (const d of ['proc', 'dev', 'sys', 'tmp', 'etc', 'root', 'home/app']) {
     await fs.mkdir(path.join(dir, d), { recursive: true });
   }
+  await fs.chmod(path.join(dir, 'tmp'), 0o1777);
+  await fs.chown(path.join(dir, 'home/app'), 1000, 1000);
   await fs.writeFile(path.join(dir, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
   await fs.writeFile(path.join(dir, 'etc/group'), 'root:x:0:\napp:x:1000:\nextra:x:2000:\nnogroup:x:65534:\n');
   return dir;
