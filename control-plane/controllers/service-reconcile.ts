@@ -1,0 +1,250 @@
+// The service controller's decision, as a pure function: given a replicated service and every task
+// it has (in any state), which tasks to create, which to shut down and which to delete. The
+// controller wiring (service-controller.ts) applies the decision and calls again on any change,
+// so each rule only has to move the state one step closer to the desired one.
+//
+// Terms used below:
+//   live      desiredState 'running' and not yet in a terminal state
+//   stopping  desiredState 'shutdown' and not yet terminal: an agent (or, for a task never
+//             placed, the scheduling controller) still has to end it; it is left alone
+//   template  the service spec without `replicas`: a task is outdated when its copy of the spec
+//             differs from the service's template. Changing only the replica count is a scale,
+//             not an update, so it never replaces running tasks, even though it bumps the
+//             service's metadata.generation.
+import { API_VERSION, TASK_STATES, isTerminal, type Service, type ServiceSpec, type Task } from '../resources/types.js';
+import { canonicalJson } from '../store/object-store.js';
+import { backoffResetAfterMs, restartDelayMs, type RestartPolicy } from './restart-backoff.js';
+import { randomTaskId, taskName, type TaskIdGenerator } from './task-naming.js';
+
+/** Terminal tasks kept per slot (Swarm's task-history-limit default), for `tsctl describe`. */
+export const TASK_HISTORY_LIMIT = 5;
+
+export interface ReconcileServiceInput {
+  /** undefined when the service has been deleted. */
+  service: Service | undefined;
+  serviceKey: { stack: string; name: string };
+  /** Every task of this service, in any state. */
+  tasks: Task[];
+  /** Current time in ms since the epoch. */
+  now: number;
+}
+
+export interface ReconcileServiceDecision {
+  /** New task objects to store. */
+  create: Task[];
+  /** Names of tasks whose desiredState must become 'shutdown'. */
+  shutdown: string[];
+  /** Names of terminal tasks to delete from the store. */
+  remove: string[];
+  /** Call again after this long: a slot is waiting out its restart back-off. */
+  requeueAfterMs?: number;
+}
+
+export function reconcileService(
+  input: ReconcileServiceInput,
+  newTaskId: TaskIdGenerator = randomTaskId,
+): ReconcileServiceDecision {
+  const { service, tasks } = input;
+  if (!service) return reconcileDeleted(tasks);
+
+  const replicas = Math.max(0, service.spec.replicas ?? 1);
+  const template = templateKey(service.spec);
+  const policy = service.spec.restart;
+  const historyLimit = Math.max(TASK_HISTORY_LIMIT, (policy?.maxAttempts ?? 0) + 1);
+
+  const create: Task[] = [];
+  const shutdown: Array<{ name: string; slot: number }> = [];
+  const remove: string[] = [];
+  let requeueAfterMs: number | undefined;
+
+  const bySlot = groupBySlot(tasks);
+  for (let slot = 1; slot <= replicas; slot++) if (!bySlot.has(slot)) bySlot.set(slot, []);
+
+  for (const [slot, slotTasks] of [...bySlot].sort(([a], [b]) => a - b)) {
+    const live = slotTasks.filter(isLive);
+    const terminal = slotTasks.filter((t) => isTerminal(t.status.state)).sort(newestFirst);
+
+    if (slot < 1 || slot > replicas) {
+      // Scaled away: end whatever still runs, and drop the slot's history with it.
+      for (const t of live) shutdown.push({ name: t.metadata.name, slot });
+      for (const t of terminal) remove.push(t.metadata.name);
+      continue;
+    }
+
+    // Keep at most one live task of the current template; everything else live goes.
+    const current = live.filter((t) => templateKey(t.spec.spec) === template).sort(bestFirst);
+    const keep = current[0];
+    for (const t of live) if (t !== keep) shutdown.push({ name: t.metadata.name, slot });
+
+    if (!keep) {
+      const decision = decideReplacement(slotTasks, template, policy, input.now);
+      if (decision.create) create.push(newTask(service, input.serviceKey, slot, newTaskId(), input.now));
+      if (decision.waitMs !== undefined) requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, decision.waitMs);
+    }
+
+    for (const t of terminal.slice(historyLimit)) remove.push(t.metadata.name);
+  }
+
+  // Scale-down ends the highest slots first, so the survivors are always slots 1..n.
+  shutdown.sort((a, b) => b.slot - a.slot);
+  const decision: ReconcileServiceDecision = { create, shutdown: shutdown.map((s) => s.name), remove };
+  if (requeueAfterMs !== undefined) decision.requeueAfterMs = requeueAfterMs;
+  return decision;
+}
+
+/** A deleted service: stop what runs; delete what has stopped. Stopping tasks are waited for. */
+function reconcileDeleted(tasks: Task[]): ReconcileServiceDecision {
+  const shutdown: string[] = [];
+  const remove: string[] = [];
+  for (const t of tasks) {
+    if (isTerminal(t.status.state)) remove.push(t.metadata.name);
+    else if (t.desiredState === 'running') shutdown.push(t.metadata.name);
+  }
+  return { create: [], shutdown, remove };
+}
+
+interface ReplacementDecision {
+  create: boolean;
+  /** Set when a replacement is due but the back-off has not passed yet. */
+  waitMs?: number;
+}
+
+/**
+ * A slot without a live current task. Whether it gets a new one depends on how its newest task
+ * ended: stopped by us (scale, update) or outdated → replace now; ended on its own → the restart
+ * policy and back-off decide.
+ */
+function decideReplacement(
+  slotTasks: Task[],
+  template: string,
+  policy: RestartPolicy | undefined,
+  now: number,
+): ReplacementDecision {
+  const newest = [...slotTasks].sort(newestFirst)[0];
+  if (!newest || newest.desiredState === 'shutdown' || templateKey(newest.spec.spec) !== template) {
+    return { create: true };
+  }
+  // The newest task wanted to run and is no longer live, so it ended on its own.
+  if (!restartAllowed(newest, policy)) return { create: false };
+
+  const ownEnds = slotTasks
+    .filter((t) => endedOnItsOwn(t) && templateKey(t.spec.spec) === template)
+    .sort(newestFirst);
+  const maxAttempts = policy?.maxAttempts ?? 0;
+  // The first task is not a restart: after maxAttempts restarts, maxAttempts + 1 tasks have ended.
+  if (maxAttempts > 0 && ownEnds.length > maxAttempts) return { create: false };
+
+  const delay = restartDelayMs(policy, consecutiveFailures(ownEnds, policy));
+  const endedAt = Date.parse(newest.status.timestamp);
+  const elapsed = Number.isNaN(endedAt) ? Infinity : now - endedAt;
+  if (elapsed < delay) return { create: false, waitMs: delay - elapsed };
+  return { create: true };
+}
+
+function restartAllowed(ended: Task, policy: RestartPolicy | undefined): boolean {
+  // An orphaned task did not exit: its node went away. It is rescheduled whatever the condition,
+  // which is about what to do when the container itself stops.
+  if (ended.status.state === 'orphaned') return true;
+  switch (policy?.condition ?? 'any') {
+    case 'none':
+      return false;
+    case 'on-failure':
+      return !succeeded(ended);
+    case 'any':
+      return true;
+  }
+}
+
+function succeeded(t: Task): boolean {
+  return t.status.state === 'complete' && (t.status.exitCode ?? 0) === 0;
+}
+
+/**
+ * Ends in a row, newest first, that count towards the back-off. A task that ran long enough to be
+ * considered healthy breaks the streak (its own end still counts, as one).
+ */
+function consecutiveFailures(ownEndsNewestFirst: Task[], policy: RestartPolicy | undefined): number {
+  const resetAfter = backoffResetAfterMs(policy);
+  let count = 0;
+  for (const t of ownEndsNewestFirst) {
+    count++;
+    if (ranFor(t) >= resetAfter) break;
+  }
+  return Math.max(count, 1);
+}
+
+/** How long a terminal task existed, from creation to its last state change; 0 if unknown. */
+function ranFor(t: Task): number {
+  const created = t.metadata.createdAt ? Date.parse(t.metadata.createdAt) : NaN;
+  const ended = Date.parse(t.status.timestamp);
+  return Number.isNaN(created) || Number.isNaN(ended) ? 0 : ended - created;
+}
+
+function isLive(t: Task): boolean {
+  return t.desiredState === 'running' && !isTerminal(t.status.state);
+}
+
+function endedOnItsOwn(t: Task): boolean {
+  return t.desiredState === 'running' && isTerminal(t.status.state);
+}
+
+function groupBySlot(tasks: Task[]): Map<number, Task[]> {
+  const bySlot = new Map<number, Task[]>();
+  for (const t of tasks) {
+    const list = bySlot.get(t.spec.slot);
+    if (list) list.push(t);
+    else bySlot.set(t.spec.slot, [t]);
+  }
+  return bySlot;
+}
+
+/** The service spec minus what does not affect a task (the replica count). */
+export function taskTemplateOf(spec: ServiceSpec): ServiceSpec {
+  const { replicas: _replicas, ...template } = spec;
+  return template;
+}
+
+function templateKey(spec: ServiceSpec): string {
+  return canonicalJson(taskTemplateOf(spec));
+}
+
+/** Creation order; tasks without createdAt (not stored yet) fall back to their last state change. */
+function newestFirst(a: Task, b: Task): number {
+  return (
+    millis(b.metadata.createdAt ?? b.status.timestamp) - millis(a.metadata.createdAt ?? a.status.timestamp) ||
+    millis(b.status.timestamp) - millis(a.status.timestamp) ||
+    compareDesc(a.metadata.name, b.metadata.name)
+  );
+}
+
+/** Timestamps compared as instants, not strings ("…00Z" and "…00.500Z" do not sort as text). */
+function millis(timestamp: string | undefined): number {
+  const ms = timestamp ? Date.parse(timestamp) : NaN;
+  return Number.isNaN(ms) ? 0 : ms;
+}
+
+/** Among duplicate live tasks of a slot, keep the one furthest along, then the newest. */
+function bestFirst(a: Task, b: Task): number {
+  return TASK_STATES.indexOf(b.status.state) - TASK_STATES.indexOf(a.status.state) || newestFirst(a, b);
+}
+
+function compareDesc(a: string, b: string): number {
+  return a < b ? 1 : a > b ? -1 : 0;
+}
+
+function newTask(service: Service, key: { stack: string; name: string }, slot: number, id: string, now: number): Task {
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Task',
+    metadata: { name: taskName(key.stack, key.name, slot, id), ...(key.stack ? { stack: key.stack } : {}) },
+    spec: {
+      serviceName: key.name,
+      serviceStack: key.stack,
+      serviceGeneration: service.metadata.generation ?? 1,
+      slot,
+      spec: structuredClone(service.spec),
+    },
+    desiredState: 'running',
+    status: { state: 'new', timestamp: new Date(now).toISOString() },
+  };
+}
