@@ -75,6 +75,14 @@ function namespacedProcess(child: ChildProcess, pid: number): NamespacedProcess 
   };
 }
 
+/** Starts a long-running process inside an existing named namespace. */
+export function spawnInNetns(netns: Netns, argv: string[]): NamespacedProcess {
+  // `ip netns exec` execs the command, so the PID is the command's own.
+  const child = spawn('/usr/bin/ip', ['netns', 'exec', netns.name, ...argv], { stdio: 'ignore' });
+  if (child.pid === undefined) throw new Error(`could not start ${argv.join(' ')} in ${netns.name}`);
+  return namespacedProcess(child, child.pid);
+}
+
 /** unshare switches namespace before exec; wait for that so callers can attach to it. */
 async function waitForOwnNetns(pid: number, child: ChildProcess): Promise<void> {
   const ours = await readlink('/proc/self/ns/net');

@@ -13,6 +13,7 @@ import {
   createNetns,
   execInPidNetns,
   httpGet,
+  spawnInNetns,
   startInNewNetns,
   type NamespacedProcess,
   type Netns,
@@ -163,7 +164,11 @@ test('a published port answers on 127.0.0.1, the node address and from another h
   t.regex(hairpin.trim(), /^r[123]$/);
 
   // A second service on another port is not disturbed by changes to the first.
-  await node.network.publish('default/other', [{ published: 18081, target: 80, protocol: 'tcp' }], [backends[2]!]);
+  const otherPorts = [
+    { published: 18081, target: 80, protocol: 'tcp' as const },
+    { published: 18081, target: 80, protocol: 'udp' as const },
+  ];
+  await node.network.publish('default/other', otherPorts, [backends[2]!]);
   await node.network.publish('default/web', WEB, [backends[1]!]);
   t.deepEqual([...(await responders(node.netns, loopback, 8)).keys()], ['r2']);
   t.deepEqual([...(await responders(client, nodeAddress, 4)).keys()], ['r2']);
@@ -236,3 +241,37 @@ test('setup is idempotent and a restarted network keeps its leases and service r
   t.deepEqual(await linkNames(node.netns), ['lo']);
   t.deepEqual(await tableNames(node.netns), []);
 });
+
+test('containers reach other hosts masqueraded as the node', async (t) => {
+  const node = await startNode(t);
+  const client = await connectClient(t, node);
+  // The other host answers with the source address it sees, via a busybox httpd CGI script.
+  const root = await mkdtemp(join(tmpdir(), 'tsnet-echo-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  await mkdir(join(root, 'cgi-bin'));
+  await writeFile(join(root, 'cgi-bin', 'peer'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n%s\\n" "$REMOTE_ADDR"\n', { mode: 0o755 });
+  const echo = spawnInNetns(client, ['/bin/busybox', 'httpd', '-f', '-p', '8000', '-h', root]);
+  t.teardown(() => echo.stop());
+  const replica = await startReplica(t, 'egress');
+  await node.network.attach('egress', replica.pid);
+
+  // The client has no route to the container subnet, so only a masqueraded request is answered.
+  const seen = await retry(async () => {
+    const { stdout } = await execInPidNetns(replica.pid, '/bin/busybox', ['wget', '-qO-', `http://${CLIENT_ADDRESS}:8000/cgi-bin/peer`]);
+    return stdout.trim();
+  });
+  // busybox httpd listens dual-stack and reports IPv4 peers as IPv4-mapped IPv6.
+  t.is(seen.replace(/^\[::ffff:(.*)\]$/, '$1'), NODE_ADDRESS);
+});
+
+/** Retries while a just-started server is not listening yet. */
+async function retry<T>(attempt: () => Promise<T>, tries = 20): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (i >= tries) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
