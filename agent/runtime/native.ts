@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 // Typed face of the tessera_native addon (native/*.cc, built by `node-gyp rebuild`).
 // Every call that fails in the kernel throws an Error whose `code` is the errno name
 // (e.g. 'EBUSY'), like Node's own fs errors.
@@ -82,7 +83,10 @@ interface NativeBinding {
   waitProcess?(pid: number): Promise<ProcessExit>;
 }
 
-const addonPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../build/Release/tessera_native.node');
+// From the sources (tsx) the addon is two levels up; from the compiled dist/agent/runtime, three.
+const addonPath = ['../../build/Release/tessera_native.node', '../../../build/Release/tessera_native.node']
+  .map((relative) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), relative))
+  .find((candidate) => existsSync(candidate)) ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../build/Release/tessera_native.node');
 const binding = createRequire(import.meta.url)(addonPath) as NativeBinding;
 
 function required<K extends keyof NativeBinding>(name: K): NonNullable<NativeBinding[K]> {
