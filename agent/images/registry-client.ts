@@ -18,6 +18,8 @@ export interface RegistryClientOptions {
   fetch?: typeof globalThis.fetch;
   /** Timeout for manifest and token requests, in ms. */
   requestTimeoutMs?: number;
+  /** A blob download that receives nothing for this long is aborted, in ms. */
+  blobIdleTimeoutMs?: number;
 }
 
 export interface FetchedManifest {
@@ -49,6 +51,7 @@ export class RegistryClient {
   private readonly fetchImpl: typeof globalThis.fetch;
   private readonly insecure: Set<string>;
   private readonly timeoutMs: number;
+  private readonly blobIdleTimeoutMs: number;
   /** Authorization header per "registry/repository", reused until the registry refuses it. */
   private readonly authorizations = new Map<string, string>();
 
@@ -56,6 +59,7 @@ export class RegistryClient {
     this.fetchImpl = options.fetch ?? globalThis.fetch;
     this.insecure = new Set(options.insecureRegistries ?? []);
     this.timeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.blobIdleTimeoutMs = options.blobIdleTimeoutMs ?? 60_000;
   }
 
   baseUrl(registry: string): string {
@@ -91,20 +95,46 @@ export class RegistryClient {
    */
   async openBlob(ref: ImageReference, descriptor: Descriptor): Promise<AsyncIterable<Uint8Array>> {
     const what = `blob ${descriptor.digest} of ${repositoryName(ref)}`;
-    const response = await this.request(ref, `/blobs/${descriptor.digest}`, { accept: '*/*', timeout: false });
+    // Blobs may be large, so no overall deadline; instead a download that stalls is aborted.
+    const idle = new IdleAbort(this.blobIdleTimeoutMs);
+    let response: Response;
+    try {
+      response = await this.request(ref, `/blobs/${descriptor.digest}`, { accept: '*/*', timeout: false, signal: idle.signal });
+    } catch (error) {
+      idle.clear();
+      throw error;
+    }
     const length = response.headers.get('content-length');
     if (length !== null && Number(length) !== descriptor.size && response.headers.get('content-encoding') === null) {
+      idle.clear();
       await response.body?.cancel();
       throw new SizeMismatchError(what, descriptor.size, Number(length));
     }
-    if (!response.body) throw new RegistryError(`${what}: response has no body`);
-    return response.body;
+    const body = response.body;
+    if (!body) {
+      idle.clear();
+      throw new RegistryError(`${what}: response has no body`);
+    }
+    const timeoutMs = this.blobIdleTimeoutMs;
+    return (async function* () {
+      try {
+        for await (const chunk of body) {
+          idle.touch();
+          yield chunk;
+        }
+      } catch (error) {
+        if (idle.signal.aborted) throw new RegistryError(`${what}: no data received for ${timeoutMs} ms`);
+        throw error;
+      } finally {
+        idle.clear();
+      }
+    })();
   }
 
   private async request(
     ref: ImageReference,
     path: string,
-    options: { accept: string; timeout: boolean },
+    options: { accept: string; timeout: boolean; signal?: AbortSignal },
   ): Promise<Response> {
     const url = `${this.baseUrl(ref.registry)}/v2/${ref.repository}${path}`;
     const scopeKey = repositoryName(ref);
@@ -117,7 +147,7 @@ export class RegistryClient {
         response = await this.fetchImpl(url, {
           headers,
           redirect: 'follow',
-          ...(options.timeout ? { signal: AbortSignal.timeout(this.timeoutMs) } : {}),
+          ...(options.timeout ? { signal: AbortSignal.timeout(this.timeoutMs) } : options.signal ? { signal: options.signal } : {}),
         });
       } catch (error) {
         throw new RegistryError(`GET ${url}: ${describeFetchError(error)}`);
@@ -177,6 +207,28 @@ export class RegistryClient {
       return `Bearer ${token}`;
     }
     throw new RegistryError(`GET ${url}: unsupported authentication scheme ${JSON.stringify(challenge.scheme)}`, 401);
+  }
+}
+
+/** An AbortSignal that fires when `touch` has not been called for `ms`. */
+class IdleAbort {
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout;
+
+  constructor(ms: number) {
+    this.timer = setTimeout(() => this.controller.abort(), ms);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  touch(): void {
+    this.timer.refresh();
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
   }
 }
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { DigestMismatchError, SizeMismatchError, sha256Digest } from '../../agent/images/digest.js';
 import { LocalImageStore } from '../../agent/images/image-store.js';
-import { RegistryError, parseChallenge } from '../../agent/images/registry-client.js';
+import { RegistryClient, RegistryError, parseChallenge } from '../../agent/images/registry-client.js';
 
 const EMPTY_TAR = Buffer.alloc(1024);
 
@@ -230,4 +230,24 @@ test('parses WWW-Authenticate challenges', (t) => {
   });
   t.deepEqual(parseChallenge('Basic realm="Registry Realm"'), { scheme: 'basic', params: { realm: 'Registry Realm' } });
   t.is(parseChallenge(null), undefined);
+});
+
+test('a blob download that stalls is aborted after the idle timeout', async (t) => {
+  const { host } = await fakeRegistry(t, (_req, res) => {
+    res.writeHead(200, { 'content-length': 100 });
+    res.write(Buffer.alloc(10));
+    t.teardown(() => res.destroy()); // never finishes on its own
+    return true;
+  });
+  const client = new RegistryClient({ blobIdleTimeoutMs: 300 });
+  const ref = { registry: host, repository: 'test/app', tag: 'v1' };
+  const body = await client.openBlob(ref, { mediaType: 'application/octet-stream', digest: sha256Digest('x'), size: 100 });
+  const started = Date.now();
+  const error = await t.throwsAsync(async () => {
+    for await (const _chunk of body) {
+      // keep reading until the stall is noticed
+    }
+  });
+  t.regex(error.message, /no data received for 300 ms/);
+  t.true(Date.now() - started < 5000);
 });
