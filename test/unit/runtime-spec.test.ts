@@ -1,0 +1,71 @@
+// Pure parts of the runtime: the spec builder, config validation, mount translation, PATH lookup.
+
+import test from 'ava';
+import { planMounts } from '../../agent/runtime/mount-plan.js';
+import { parseOciSpec } from '../../agent/runtime/oci-config.js';
+import { buildOciSpec, DEFAULT_MOUNTS } from '../../agent/runtime/spec.js';
+import { DEFAULT_PATH, executableCandidates, namespacesOf } from '../../agent/runtime/spawn-plan.js';
+
+test('buildOciSpec fills defaults and limits', (t) => {
+  const spec = buildOciSpec({
+    args: ['httpd', '-f'],
+    env: ['A=1'],
+    rootfsPath: '/var/lib/tessera/c1/rootfs',
+    memoryLimit: 64 * 1024 * 1024,
+    pidsLimit: 100,
+    cpuQuota: 1.5,
+    cgroupsPath: 'tessera/c1',
+    hostname: 'web-1',
+  });
+  t.deepEqual(spec.process.env, [`PATH=${DEFAULT_PATH}`, 'A=1']);
+  t.is(spec.process.cwd, '/');
+  t.deepEqual(spec.process.user, { uid: 0, gid: 0, additionalGids: [] });
+  t.deepEqual(spec.linux?.resources, { memory: { limit: 67108864 }, pids: { limit: 100 }, cpu: { period: 100000, quota: 150000 } });
+  t.is(spec.linux?.cgroupsPath, 'tessera/c1');
+  t.is(spec.hostname, 'web-1');
+  t.true(spec.linux?.maskedPaths?.includes('/proc/kcore'));
+  t.deepEqual(spec.mounts?.map((m) => m.destination), DEFAULT_MOUNTS.map((m) => m.destination));
+  t.is(parseOciSpec(JSON.parse(JSON.stringify(spec)), 'x').process.args[0], 'httpd', 'its output validates');
+});
+
+test('buildOciSpec rejects bad input naming the field', (t) => {
+  t.throws(() => buildOciSpec({ args: [], rootfsPath: '/r' }), { message: /args/ });
+  t.throws(() => buildOciSpec({ args: ['x'], rootfsPath: 'rel' }), { message: /rootfsPath/ });
+  t.throws(() => buildOciSpec({ args: ['x'], rootfsPath: '/r', memoryLimit: -1 }), { message: /memoryLimit/ });
+  t.throws(() => buildOciSpec({ args: ['x'], rootfsPath: '/r', env: ['NOEQUALS'] }), { message: /NOEQUALS/ });
+});
+
+test('parseOciSpec names the file and field of each problem', (t) => {
+  const err = t.throws(() => parseOciSpec({ ociVersion: '1.0.2', process: { user: { uid: -1, gid: 0 }, args: [], cwd: '/' }, root: { path: 'rootfs' } }, 'b/config.json'));
+  t.regex(err?.message ?? '', /^b\/config\.json: invalid OCI config: /);
+  t.regex(err?.message ?? '', /process\.user\.uid/);
+  t.regex(err?.message ?? '', /process\.args/);
+});
+
+test('executableCandidates follows PATH like execvp', (t) => {
+  t.deepEqual(executableCandidates('sh', ['PATH=/bin:/usr/bin/']), ['/bin/sh', '/usr/bin/sh']);
+  t.deepEqual(executableCandidates('/bin/sh', ['PATH=/x']), ['/bin/sh']);
+  t.deepEqual(executableCandidates('sh', []), DEFAULT_PATH.split(':').map((d) => `${d}/sh`));
+});
+
+test('namespacesOf defaults to five and refuses what is not supported', (t) => {
+  const spec = buildOciSpec({ args: ['x'], rootfsPath: '/r' });
+  t.deepEqual(new Set(namespacesOf(spec, 'c')), new Set(['pid', 'network', 'ipc', 'uts', 'mount']));
+  t.throws(() => namespacesOf({ ...spec, linux: { namespaces: [{ type: 'user' }, { type: 'mount' }] } }, 'c'), { message: /user namespaces/ });
+  t.throws(() => namespacesOf({ ...spec, linux: { namespaces: [{ type: 'pid' }] } }, 'c'), { message: /mount namespace is required/ });
+  t.throws(() => namespacesOf({ ...spec, linux: { namespaces: [{ type: 'mount' }, { type: 'network', path: '/proc/1/ns/net' }] } }, 'c'), { message: /not supported yet/ });
+});
+
+test('planMounts splits OCI options into flags and data', async (t) => {
+  const planned = await planMounts(
+    [
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      { destination: '/etc/hosts', type: 'bind', source: '/etc/hosts', options: ['rbind', 'rprivate', 'ro'] },
+    ],
+    'mounts',
+  );
+  t.deepEqual(planned[0], { source: 'tmpfs', destination: '/dev', fstype: 'tmpfs', flags: ['nosuid', 'strictatime'], data: 'mode=755,size=65536k', remountReadonly: false, targetKind: 'dir' });
+  t.deepEqual(planned[1], { source: '/etc/hosts', destination: '/etc/hosts', fstype: '', flags: ['bind', 'rec', 'rdonly'], data: '', remountReadonly: true, targetKind: 'file' });
+  await t.throwsAsync(planMounts([{ destination: '/x', type: 'cgroup', source: 'cgroup' }], 'mounts'), { message: /mounts\[0\] \(\/x\): mount type 'cgroup' is not supported/ });
+  await t.throwsAsync(planMounts([{ destination: '/x', type: 'tmpfs', options: ['rshared'] }], 'mounts'), { message: /propagation 'rshared'/ });
+});
