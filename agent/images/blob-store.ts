@@ -3,7 +3,7 @@
 // file that exists is always complete and correct.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, copyFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DigestMismatchError, SizeMismatchError, digestHex, sha256Digest } from './digest.js';
 
@@ -40,6 +40,24 @@ export class BlobStore {
   async tempPath(prefix: string): Promise<string> {
     await mkdir(this.tmpDir, { recursive: true });
     return join(this.tmpDir, `${prefix}-${process.pid}-${randomBytes(6).toString('hex')}`);
+  }
+
+  /**
+   * Removes work left in the temp dir by processes that are gone (a crash mid-pull); entries of
+   * live processes, this one's included, are left alone.
+   */
+  async removeStaleTemp(): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.tmpDir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const pid = Number(/^[a-z]+-(\d+)-[0-9a-f]+$/.exec(name)?.[1]);
+      if (!Number.isInteger(pid) || pid === process.pid || processAlive(pid)) continue;
+      await rm(join(this.tmpDir, name), { recursive: true, force: true });
+    }
   }
 
   /**
@@ -131,6 +149,15 @@ export class BlobStore {
   /** Copies a stored blob out (used when exporting layouts). */
   async copyTo(digest: string, destination: string): Promise<void> {
     await copyFile(this.path(digest), destination);
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

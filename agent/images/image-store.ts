@@ -59,6 +59,7 @@ export class LocalImageStore implements ImageStore {
   private readonly platform: Platform;
   private readonly log: (message: string) => void;
   private readonly pullsInFlight = new Map<string, Promise<PulledImage>>();
+  private staleTempRemoved: Promise<void> | undefined;
 
   constructor(private readonly options: LocalImageStoreOptions) {
     this.root = options.root;
@@ -79,7 +80,7 @@ export class LocalImageStore implements ImageStore {
     const key = formatReference(ref);
     const existing = this.pullsInFlight.get(key);
     if (existing) return existing;
-    const work = this.pullOnce(ref, options?.insecureRegistries ?? []).finally(() => this.pullsInFlight.delete(key));
+    const work = this.removeStaleTempOnce().then(() => this.pullOnce(ref, options?.insecureRegistries ?? [])).finally(() => this.pullsInFlight.delete(key));
     this.pullsInFlight.set(key, work);
     return work;
   }
@@ -95,6 +96,7 @@ export class LocalImageStore implements ImageStore {
 
   async load(tarballPath: string): Promise<ImageRecord[]> {
     const what = `image archive ${tarballPath}`;
+    await this.removeStaleTempOnce();
     const dir = await this.blobs.tempPath('load');
     await mkdir(dir, { recursive: true });
     try {
@@ -118,6 +120,13 @@ export class LocalImageStore implements ImageStore {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  }
+
+  private removeStaleTempOnce(): Promise<void> {
+    this.staleTempRemoved ??= this.blobs.removeStaleTemp().catch((error: unknown) => {
+      this.log(`image store: could not clean ${this.blobs.tmpDir}: ${(error as Error).message}`);
+    });
+    return this.staleTempRemoved;
   }
 
   private async pullOnce(ref: ImageReference, extraInsecure: string[]): Promise<PulledImage> {
