@@ -15,7 +15,7 @@ export interface ContainerSpecInput {
   /** Bytes. */
   memoryLimit?: number;
   pidsLimit?: number;
-  /** CPUs as a fraction (1.5 = one and a half CPUs), turned into a CFS quota. */
+  /** CFS quota in microseconds per CFS_PERIOD_US (100 ms) period, as OCI's cpu.quota: 150000 = 1.5 CPUs. */
   cpuQuota?: number;
   cpuShares?: number;
   cgroupsPath?: string;
@@ -60,9 +60,12 @@ export function buildOciSpec(input: ContainerSpecInput): OciSpec {
     resources.cpu = {};
     if (input.cpuShares !== undefined) resources.cpu.shares = positiveInt(input.cpuShares, 'cpuShares');
     if (input.cpuQuota !== undefined) {
-      if (!(input.cpuQuota > 0)) throw new Error('buildOciSpec: cpuQuota must be a positive number of CPUs');
+      // The kernel refuses quotas below 1 ms.
+      if (!Number.isInteger(input.cpuQuota) || input.cpuQuota < 1000) {
+        throw new Error(`buildOciSpec: cpuQuota must be an integer number of microseconds >= 1000, got ${input.cpuQuota}`);
+      }
       resources.cpu.period = CFS_PERIOD_US;
-      resources.cpu.quota = Math.max(1000, Math.round(input.cpuQuota * CFS_PERIOD_US));
+      resources.cpu.quota = input.cpuQuota;
     }
   }
 

@@ -29,7 +29,7 @@ test('the memory, pids and cpu limits are written to the container cgroups', asy
   t.teardown(async () => {
     await fx.cleanup();
   });
-  const id = await fx.create({ args: ['sleep', '60'], memoryLimit: 48 * MiB, pidsLimit: 17, cpuQuota: 0.5, cpuShares: 512 });
+  const id = await fx.create({ args: ['sleep', '60'], memoryLimit: 48 * MiB, pidsLimit: 17, cpuQuota: 50_000, cpuShares: 512 });
   const cg = (controller: string, file: string) =>
     fs.readFile(path.join(CGROUP_MOUNT_ROOT, controller, fx.cgroupPathOf(id), file), 'utf8').then((s) => s.trim());
   t.is(await cg('memory', 'memory.limit_in_bytes'), String(48 * MiB));

@@ -13,7 +13,7 @@ test('buildOciSpec fills defaults and limits', (t) => {
     rootfsPath: '/var/lib/tessera/c1/rootfs',
     memoryLimit: 64 * 1024 * 1024,
     pidsLimit: 100,
-    cpuQuota: 1.5,
+    cpuQuota: 150_000,
     cgroupsPath: 'tessera/c1',
     hostname: 'web-1',
   });
@@ -33,6 +33,7 @@ test('buildOciSpec rejects bad input naming the field', (t) => {
   t.throws(() => buildOciSpec({ args: ['x'], rootfsPath: 'rel' }), { message: /rootfsPath/ });
   t.throws(() => buildOciSpec({ args: ['x'], rootfsPath: '/r', memoryLimit: -1 }), { message: /memoryLimit/ });
   t.throws(() => buildOciSpec({ args: ['x'], rootfsPath: '/r', env: ['NOEQUALS'] }), { message: /NOEQUALS/ });
+  t.throws(() => buildOciSpec({ args: ['x'], rootfsPath: '/r', cpuQuota: 0.5 }), { message: /cpuQuota must be an integer number of microseconds/ });
 });
 
 test('parseOciSpec names the file and field of each problem', (t) => {
