@@ -180,3 +180,15 @@ test('creating an id twice is refused', async (t) => {
   t.is((await fx.runtime.state(id))?.status, 'created', 'the first container is untouched');
   await assertNothingLeft(t, fx);
 });
+
+test('an execve failure at start is reported with the step and errno', async (t) => {
+  const fx = await fixture(t);
+  // Executable bit but no valid format: found at create, refused by execve at start.
+  await fs.writeFile(path.join(fx.rootfs, 'bin/not-a-program'), 'garbage without a shebang\n', { mode: 0o755 });
+  const id = await fx.create({ args: ['not-a-program'] });
+  await t.throwsAsync(fx.runtime.start(id), { message: /step 'execve \/bin\/not-a-program'.*Exec format error \(ENOEXEC\)/ });
+  const exit = await withTimeout(fx.runtime.wait(id), 5000);
+  t.is(exit.exitCode, 127);
+  await fx.runtime.delete(id);
+  await assertNothingLeft(t, fx);
+});

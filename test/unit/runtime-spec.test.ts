@@ -70,3 +70,18 @@ test('planMounts splits OCI options into flags and data', async (t) => {
   await t.throwsAsync(planMounts([{ destination: '/x', type: 'cgroup', source: 'cgroup' }], 'mounts'), { message: /mounts\[0\] \(\/x\): mount type 'cgroup' is not supported/ });
   await t.throwsAsync(planMounts([{ destination: '/x', type: 'tmpfs', options: ['rshared'] }], 'mounts'), { message: /propagation 'rshared'/ });
 });
+
+test('detectCgroupVersion tells v1 from v2 by the hierarchy layout', async (t) => {
+  const { detectCgroupVersion } = await import('../../agent/runtime/cgroups-v1.js');
+  const fs = await import('node:fs/promises');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-cgdetect-'));
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
+  await t.throwsAsync(detectCgroupVersion(dir), { message: /no cgroup v1 or v2 hierarchy/ });
+  await fs.mkdir(path.join(dir, 'memory'));
+  await fs.writeFile(path.join(dir, 'memory', 'memory.limit_in_bytes'), '');
+  t.is(await detectCgroupVersion(dir), 'v1');
+  await fs.writeFile(path.join(dir, 'cgroup.controllers'), 'memory pids');
+  t.is(await detectCgroupVersion(dir), 'v2');
+});
