@@ -192,3 +192,30 @@ test('an execve failure at start is reported with the step and errno', async (t)
   await fx.runtime.delete(id);
   await assertNothingLeft(t, fx);
 });
+
+test('bind mounts (file and directory, read-only) and a read-only rootfs', async (t) => {
+  const fx = await fixture(t);
+  const shared = path.join(fx.dir, 'shared');
+  await fs.mkdir(shared);
+  await fs.writeFile(path.join(shared, 'in-dir'), 'dir content\n');
+  const secret = path.join(fx.dir, 'secret.txt');
+  await fs.writeFile(secret, 'secret content\n');
+  const { exit, log } = await fx.run({
+    args: ['sh', '-c', [
+      'cat /data/in-dir /run/secrets/token',
+      'echo new > /data/from-container && echo data-writable',
+      '(echo x > /run/secrets/token) 2>/dev/null || echo secret-readonly',
+      'touch /new-root-file 2>/dev/null || echo root-readonly',
+    ].join('; ')],
+    readonlyRootfs: true,
+    binds: [
+      { source: shared, destination: '/data' },
+      { source: secret, destination: '/run/secrets/token', readonly: true },
+    ],
+  });
+  t.is(exit.exitCode, 0, log);
+  t.deepEqual(log.trim().split('\n'), ['dir content', 'secret content', 'data-writable', 'secret-readonly', 'root-readonly']);
+  t.is(await fs.readFile(path.join(shared, 'from-container'), 'utf8'), 'new\n');
+  t.is(await fs.readFile(secret, 'utf8'), 'secret content\n');
+  await assertNothingLeft(t, fx);
+});
