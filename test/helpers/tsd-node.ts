@@ -54,9 +54,11 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
   let child: ChildProcess | undefined;
   const logPath = join(dataRoot, 'tsd.log');
   const logFile = await open(logPath, 'a');
+  // nsenter rather than `ip netns exec`: the latter remounts /sys for the namespace, which hides
+  // the cgroup hierarchies under /sys/fs/cgroup from tsd.
   child = spawn(
-    'ip',
-    ['netns', 'exec', netns, process.execPath, '--enable-source-maps', tsdMain, 'run',
+    'nsenter',
+    [`--net=/run/netns/${netns}`, process.execPath, '--enable-source-maps', tsdMain, 'run',
       '--data-root', dataRoot, '--listen', server, '--metrics-listen', `127.0.0.1:${METRICS_PORT}`,
       '--node-name', 'node1', '--bridge', bridge, '--subnet', subnet, '--nft-table', prefix,
       '--cgroup-parent', cgroupParent, '--heartbeat-ms', '500', '--node-down-after-ms', '3000'],
@@ -86,7 +88,7 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
     log: () => readFile(logPath, 'utf8').catch(() => ''),
     async stopDaemon() {
       if (!daemonRunning) return;
-      // `ip netns exec` execs node, so this PID is tsd itself.
+      // nsenter execs node, so this PID is tsd itself.
       child?.kill('SIGTERM');
       const timeout = sleep(60_000).then(() => 'timeout' as const);
       if ((await Promise.race([exited.then(() => 'exited' as const), timeout])) === 'timeout') {
