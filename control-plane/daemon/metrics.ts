@@ -12,6 +12,11 @@ export class DaemonMetrics {
 
   constructor(listTasks: () => Task[]) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'tessera_' });
+    // prom-client names these gauges "*_total", which Prometheus reserves for counters and
+    // `promtool check metrics` rejects; they are left out rather than published misnamed.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      this.registry.removeSingleMetric(`tessera_${name}`);
+    }
     this.apiRequests = new client.Counter({
       name: 'tessera_api_requests_total',
       help: 'API requests handled, by gRPC method and status code.',
