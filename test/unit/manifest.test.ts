@@ -44,7 +44,7 @@ test('the hello example loads', async (t) => {
     kind: 'Service',
     metadata: { name: 'hello', stack: 'hello' },
     spec: {
-      image: 'tessera.local/busybox:latest',
+      image: 'busybox:latest',
       replicas: 3,
       ports: [{ target: 80, published: 8080, protocol: 'tcp' }],
       resources: { limits: { memory: 32 * 1024 * 1024 } },
