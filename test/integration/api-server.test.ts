@@ -1,0 +1,149 @@
+// The gRPC API against a real server on a unix socket with the memory store: apply semantics
+// (created / unchanged / configured, all-or-nothing, dry run), server-side validation, get, list,
+// scale, delete and watch. No containers: nothing here needs a node.
+import test from 'ava';
+import * as grpc from '@grpc/grpc-js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { LocalImageStore } from '../../agent/images/image-store.js';
+import { FileLogSource } from '../../agent/worker/log-source.js';
+import { ApiServer } from '../../control-plane/api/server.js';
+import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
+import type { Service } from '../../control-plane/resources/types.js';
+import { MemoryStore } from '../../control-plane/store/memory-store.js';
+import { loadApiPackage } from '../../proto/load.js';
+import type { WatchEvent__Output } from '../../proto/gen/tessera/api/v1/WatchEvent.js';
+import { ApiCallError, ApiClient } from '../../cli/client.js';
+
+interface Fixture {
+  client: ApiClient;
+  server: ApiServer;
+  store: MemoryStore;
+  address: string;
+  dir: string;
+}
+
+async function startFixture(): Promise<Fixture> {
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-api-'));
+  const store = new MemoryStore();
+  const server = new ApiServer({
+    store,
+    images: new LocalImageStore({ root: join(dir, 'images') }),
+    logs: new FileLogSource(join(dir, 'logs')),
+    clusterId: 'test',
+    version: 'test',
+    storeBackend: 'memory',
+    managers: () => [],
+  });
+  const address = `unix:${join(dir, 'api.sock')}`;
+  await server.listen(address, LOCAL_INSECURE);
+  return { client: new ApiClient(address), server, store, address, dir };
+}
+
+async function stopFixture(f: Fixture): Promise<void> {
+  f.client.close();
+  await f.server.close();
+  await f.store.close();
+  await rm(f.dir, { recursive: true, force: true });
+}
+
+function service(name: string, replicas = 1, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Service', metadata: { name, stack: 'app' }, spec: { image: 'busybox', replicas, ...extra } });
+}
+
+test('apply creates, leaves unchanged, then configures with a new generation', async (t) => {
+  const f = await startFixture();
+  t.teardown(() => stopFixture(f));
+  const first = await f.client.apply({ objectsJson: [service('web', 2)] });
+  t.is(first.results[0]!.action, 'created');
+  const created = JSON.parse(first.results[0]!.objectJson) as Service;
+  t.is(created.metadata.generation, 1);
+  t.truthy(created.metadata.uid);
+
+  t.is((await f.client.apply({ objectsJson: [service('web', 2)] })).results[0]!.action, 'unchanged');
+
+  const changed = await f.client.apply({ objectsJson: [service('web', 2, { env: { A: '1' } })] });
+  t.is(changed.results[0]!.action, 'configured');
+  const updated = JSON.parse(changed.results[0]!.objectJson) as Service;
+  t.is(updated.metadata.generation, 2);
+  t.is(updated.metadata.uid, created.metadata.uid, 'the uid survives updates');
+});
+
+test('a bad object rejects the whole request, naming the object and field', async (t) => {
+  const f = await startFixture();
+  t.teardown(() => stopFixture(f));
+  const err = await t.throwsAsync(
+    f.client.apply({ objectsJson: [service('good'), service('bad', 1, { replicas: 'three' }), '{not json'] }),
+    { instanceOf: ApiCallError },
+  );
+  t.is(err!.code, grpc.status.INVALID_ARGUMENT);
+  t.regex(err!.message, /object 2: spec\.replicas/);
+  t.regex(err!.message, /object 3: not valid JSON/);
+  const list = await f.client.list({ kind: 'Service', allStacks: true });
+  t.deepEqual(list.objectsJson, [], 'nothing was applied');
+
+  const unknown = await t.throwsAsync(f.client.apply({ objectsJson: [service('x', 1, { colour: 'blue' })] }));
+  t.regex(unknown!.message, /colour/);
+});
+
+test('dry run validates and plans without writing', async (t) => {
+  const f = await startFixture();
+  t.teardown(() => stopFixture(f));
+  const res = await f.client.apply({ objectsJson: [service('web')], dryRun: true });
+  t.is(res.results[0]!.action, 'created');
+  t.deepEqual((await f.client.list({ kind: 'Service', allStacks: true })).objectsJson, []);
+});
+
+test('get, list by stack, scale and delete', async (t) => {
+  const f = await startFixture();
+  t.teardown(() => stopFixture(f));
+  await f.client.apply({ objectsJson: [service('web'), service('api')] });
+  t.is((await f.client.list({ kind: 'services', stack: 'app' })).objectsJson.length, 2);
+  t.is((await f.client.list({ kind: 'Service', stack: 'other' })).objectsJson.length, 0);
+
+  const scaled = JSON.parse((await f.client.scale({ ref: { kind: 'Service', stack: 'app', name: 'web' }, replicas: 4 })).objectJson) as Service;
+  t.is(scaled.spec.replicas, 4);
+
+  const missing = await t.throwsAsync(f.client.scale({ ref: { kind: 'Service', stack: 'app', name: 'nope' }, replicas: 1 }), { instanceOf: ApiCallError });
+  t.is(missing!.code, grpc.status.NOT_FOUND);
+  t.regex(missing!.message, /service "nope" not found in stack "app"/);
+
+  const deleted = await f.client.delete({ refs: [{ kind: 'Service', stack: 'app', name: 'web' }, { kind: 'Service', stack: 'app', name: 'ghost' }] });
+  t.deepEqual(deleted.deleted.map((r) => r.name), ['web']);
+  t.deepEqual(deleted.notFound.map((r) => r.name), ['ghost']);
+
+  const taskDelete = await t.throwsAsync(f.client.delete({ refs: [{ kind: 'Task', stack: 'app', name: 'web.1.x' }] }));
+  t.regex(taskDelete!.message, /managed by the system/);
+  const badKind = await t.throwsAsync(f.client.list({ kind: 'Gadget' }));
+  t.regex(badKind!.message, /unknown kind "Gadget"/);
+});
+
+test('watch streams added, modified and deleted events from a revision', async (t) => {
+  const f = await startFixture();
+  t.teardown(() => stopFixture(f));
+  const start = (await f.client.list({ kind: 'Service', allStacks: true })).revision;
+  await f.client.apply({ objectsJson: [service('web')] });
+  await f.client.scale({ ref: { kind: 'Service', stack: 'app', name: 'web' }, replicas: 3 });
+  await f.client.delete({ refs: [{ kind: 'Service', stack: 'app', name: 'web' }] });
+
+  const pkg = loadApiPackage();
+  const raw = new pkg.tessera.api.v1.Tessera(f.address, grpc.credentials.createInsecure());
+  t.teardown(() => raw.close());
+  const events = await new Promise<WatchEvent__Output[]>((resolve, reject) => {
+    const got: WatchEvent__Output[] = [];
+    const stream = raw.watch({ kind: 'Service', allStacks: true, fromRevision: start + 1 });
+    stream.on('data', (e: WatchEvent__Output) => {
+      got.push(e);
+      if (got.length === 3) {
+        stream.cancel();
+        resolve(got);
+      }
+    });
+    stream.on('error', (err: grpc.ServiceError) => (err.code === grpc.status.CANCELLED ? undefined : reject(err)));
+  });
+  t.deepEqual(events.map((e) => e.type), ['added', 'modified', 'deleted']);
+  t.is((JSON.parse(events[1]!.objectJson) as Service).spec.replicas, 3);
+  t.true(events[0]!.revision < events[1]!.revision && events[1]!.revision < events[2]!.revision);
+});
