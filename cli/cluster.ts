@@ -10,21 +10,13 @@ import { dataPaths, validateConfig, type DaemonConfig } from '../control-plane/d
 import type { Node } from '../control-plane/resources/types.js';
 import { connect } from './client.js';
 import { readContext, removeContext, writeContext } from './context.js';
+import { processAlive } from '../agent/runtime/process-alive.js';
 
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 60_000;
 
 function tsdMainPath(): string {
   return join(dirname(fileURLToPath(import.meta.url)), '..', 'control-plane', 'daemon', 'main.js');
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function daemonArgs(config: DaemonConfig): string[] {
@@ -44,7 +36,7 @@ async function waitReady(config: DaemonConfig, pid: number): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   try {
     while (Date.now() < deadline) {
-      if (!alive(pid)) break;
+      if (!processAlive(pid)) break;
       try {
         const res = await client.list({ kind: 'Node', allStacks: true }, 2000);
         const nodes = res.objectsJson.map((j) => JSON.parse(j) as Node);
@@ -58,13 +50,13 @@ async function waitReady(config: DaemonConfig, pid: number): Promise<void> {
     client.close();
   }
   const logTail = await readFile(dataPaths(config).daemonLog, 'utf8').then((t) => t.split('\n').slice(-15).join('\n'), () => '');
-  throw new Error(`tsd did not become ready (${alive(pid) ? 'still starting after 60 s' : 'it exited'}); last lines of ${dataPaths(config).daemonLog}:\n${logTail}`);
+  throw new Error(`tsd did not become ready (${processAlive(pid) ? 'still starting after 60 s' : 'it exited'}); last lines of ${dataPaths(config).daemonLog}:\n${logTail}`);
 }
 
 export async function clusterUp(config: DaemonConfig, out: (line: string) => void): Promise<void> {
   validateConfig(config);
   const existing = await readContext();
-  if (existing?.local && alive(existing.local.pid)) {
+  if (existing?.local && processAlive(existing.local.pid)) {
     await waitReady(existing.local.config, existing.local.pid);
     out(`cluster is already up (tsd pid ${existing.local.pid}, API ${existing.server})`);
     return;
@@ -84,7 +76,7 @@ export async function clusterUp(config: DaemonConfig, out: (line: string) => voi
   try {
     await waitReady(config, pid);
   } catch (err) {
-    if (alive(pid)) process.kill(pid, 'SIGTERM');
+    if (processAlive(pid)) process.kill(pid, 'SIGTERM');
     await removeContext();
     throw err;
   }
@@ -99,14 +91,14 @@ export async function clusterDown(out: (line: string) => void): Promise<void> {
     return;
   }
   const { pid, config } = context.local;
-  if (alive(pid)) {
+  if (processAlive(pid)) {
     process.kill(pid, 'SIGTERM');
     const deadline = Date.now() + STOP_TIMEOUT_MS;
-    while (alive(pid) && Date.now() < deadline) await sleep(100);
-    if (alive(pid)) {
+    while (processAlive(pid) && Date.now() < deadline) await sleep(100);
+    if (processAlive(pid)) {
       out(`tsd (pid ${pid}) did not stop within ${STOP_TIMEOUT_MS / 1000} s; killing it`);
       process.kill(pid, 'SIGKILL');
-      while (alive(pid)) await sleep(100);
+      while (processAlive(pid)) await sleep(100);
     }
   }
   // Whatever tsd could not remove itself (it may have been killed) goes now.

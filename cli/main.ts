@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
 
-import { defaultConfig, type DaemonConfig } from '../control-plane/daemon/config.js';
+import { configFromOptions, withNodeOptions } from '../control-plane/daemon/node-options.js';
 import type { AnyObject, Node, Service, Task } from '../control-plane/resources/types.js';
 import { formatMemory } from '../control-plane/resources/quantity.js';
 import { loadManifestPath } from './manifest/load.js';
@@ -43,22 +43,13 @@ function outputFormat(value: string): OutputFormat {
 // --- cluster ------------------------------------------------------------------------------------
 
 const cluster = program.command('cluster').description('manage the local cluster');
-const d = defaultConfig();
-cluster
-  .command('up')
-  .description('start a single-node cluster in the background (embedded store); harmless if it is already up')
-  .option('--data-root <dir>', 'tsd data directory', d.dataRoot)
-  .option('--listen <address>', 'API address', d.listen)
-  .option('--metrics-listen <address>', 'metrics address', d.metricsListen)
-  .option('--node-name <name>', 'node name', d.nodeName)
-  .option('--bridge <name>', 'container bridge', d.bridge)
-  .option('--subnet <cidr>', 'container subnet', d.subnet)
-  .option('--nft-table <name>', 'nftables table', d.nftTable)
-  .option('--cgroup-parent <path>', 'parent cgroup', d.cgroupParent)
-  .option('--insecure-registry <host:port>', 'registry reachable over plain HTTP (repeatable)', (v: string, p: string[]) => [...p, v], [] as string[])
-  .action(async (options: Partial<DaemonConfig>) => {
-    await clusterUp({ ...defaultConfig(), ...options }, out);
-  });
+withNodeOptions(
+  cluster
+    .command('up')
+    .description('start a single-node cluster in the background (embedded store); harmless if it is already up'),
+).action(async (options: Record<string, unknown>) => {
+  await clusterUp(configFromOptions(options), out);
+});
 cluster
   .command('down')
   .description('stop the local cluster and remove every container, mount, link, cgroup and rule it made')

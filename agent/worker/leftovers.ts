@@ -8,15 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NodeNetwork } from '../network/types.js';
 import { unmountRootfs } from '../runtime/rootfs.js';
 import type { ContainerRuntime } from '../runtime/types.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { processAlive } from '../runtime/process-alive.js';
 
 export async function sweepLeftovers(deps: {
   runtime: ContainerRuntime;
@@ -29,9 +21,9 @@ export async function sweepLeftovers(deps: {
   for (const id of ids) {
     try {
       const state = await runtime.state(id);
-      if (state && state.status !== 'stopped' && alive(state.pid)) {
+      if (state && state.status !== 'stopped' && processAlive(state.pid)) {
         await runtime.kill(id, 'SIGKILL').catch(() => {});
-        for (let i = 0; i < 50 && alive(state.pid); i++) await sleep(100);
+        for (let i = 0; i < 50 && processAlive(state.pid); i++) await sleep(100);
       }
       await network.detach(id).catch(() => {});
       if (state) await runtime.delete(id);

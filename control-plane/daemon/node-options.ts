@@ -1,0 +1,38 @@
+// The node settings as command-line options, shared by `tsd run|cleanup` and `tsctl cluster up`
+// so the two can never disagree about a flag's name or default.
+import { Command, InvalidArgumentError } from 'commander';
+
+import { defaultConfig, validateConfig, type DaemonConfig } from './config.js';
+
+function integer(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`expected an integer, got "${value}"`);
+  return n;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+export function withNodeOptions(command: Command): Command {
+  const d = defaultConfig();
+  return command
+    .option('--data-root <dir>', 'where tsd keeps images, containers and logs', d.dataRoot)
+    .option('--listen <address>', 'gRPC API address (host:port or unix:/path)', d.listen)
+    .option('--metrics-listen <address>', 'Prometheus /metrics address', d.metricsListen)
+    .option('--node-name <name>', 'this node\'s name', d.nodeName)
+    .option('--bridge <name>', 'container bridge link name', d.bridge)
+    .option('--subnet <cidr>', 'node-local container subnet', d.subnet)
+    .option('--nft-table <name>', 'nftables table for port publishing', d.nftTable)
+    .option('--cgroup-parent <path>', 'parent cgroup of every container', d.cgroupParent)
+    .option('--insecure-registry <host:port>', 'registry to reach over plain HTTP (repeatable)', collect, d.insecureRegistries)
+    .option('--heartbeat-ms <ms>', 'agent heartbeat period', integer, d.heartbeatMs)
+    .option('--node-down-after-ms <ms>', 'a node silent this long is down', integer, d.nodeDownAfterMs);
+}
+
+/** The validated configuration from options parsed by a command made with withNodeOptions. */
+export function configFromOptions(options: Record<string, unknown>): DaemonConfig {
+  const config: DaemonConfig = { ...defaultConfig(), ...(options as Partial<DaemonConfig>) };
+  validateConfig(config);
+  return config;
+}
