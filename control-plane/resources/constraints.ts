@@ -1,7 +1,8 @@
 // Placement constraints, Swarm's syntax: `node.labels.KEY==VALUE`, `node.labels.KEY!=VALUE`,
-// `node.hostname==NAME`, `node.id==ID`, `node.role==manager|worker`. The schema validates them with this parser and
-// stores the canonical text; the scheduler parses the stored text with the same function, so the two
-// can never disagree about what a constraint means.
+// `node.hostname==NAME`, `node.id==ID`, `node.role==manager|worker`. This is the only parser of that grammar:
+// the schema validates constraints with it and stores the canonical text; the scheduler parses the stored
+// text with the same function (control-plane/scheduler/constraints.ts only matches nodes), so the two can
+// never disagree about what a constraint means. Pure: no I/O, no throwing.
 
 import type { ParseResult } from './quantity.js';
 
@@ -27,8 +28,11 @@ export function parseConstraint(text: string): ParseResult<PlacementConstraint> 
   const [, field = '', op, value = ''] = match;
   const operator = op as ConstraintOperator;
   if (value === '') return fail('missing value after the operator');
+  // "node.labels.a==b==c" is almost certainly a typo; a single "=" inside a value ("x=y") is fine.
+  if (value.includes('==') || value.includes('!=')) return fail('more than one == or != operator');
   if (field.startsWith('node.labels.')) {
     const key = field.slice('node.labels.'.length);
+    if (key === '') return fail('missing label key after "node.labels."');
     if (!LABEL_KEY_PATTERN.test(key)) return fail(`label key ${JSON.stringify(key)} is not a valid label key`);
     return { ok: true, value: { field: 'label', key, op: operator, value } };
   }

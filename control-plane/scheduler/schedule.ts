@@ -2,7 +2,7 @@
 // pending tasks, with a reason for every task it could not place. No I/O, clocks or randomness,
 // so the scheduling controller can run it on every change and tests can run it on any snapshot.
 import { isTerminal, type Node, type Task } from '../resources/types.js';
-import { ConstraintSyntaxError, parseConstraint, type Constraint } from './constraints.js';
+import { ConstraintSyntaxError, parseConstraintOrThrow, type Constraint } from './constraints.js';
 import { availabilityRejection, constraintRejection, demandOf, resourceRejection, type Demand } from './filters.js';
 import { compareForSpread, type NodeLoad } from './score.js';
 
@@ -140,7 +140,7 @@ function groupFor(groups: Map<string, TaskGroup>, task: Task, slots: NodeSlot[])
   };
   groups.set(id, group);
   try {
-    group.constraints = rawConstraints.map(parseConstraint);
+    group.constraints = rawConstraints.map(parseConstraintOrThrow);
   } catch (err) {
     if (!(err instanceof ConstraintSyntaxError)) throw err;
     group.invalid = err.message;

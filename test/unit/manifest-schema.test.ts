@@ -1,6 +1,6 @@
 import test from 'ava';
 import { validateObject, type ValidationIssue } from '../../control-plane/resources/schema.js';
-import { parseConstraint } from '../../control-plane/resources/constraints.js';
+import { formatConstraint, parseConstraint, type PlacementConstraint } from '../../control-plane/resources/constraints.js';
 
 function service(spec: Record<string, unknown>, metadata: Record<string, unknown> = { name: 'web' }): Record<string, unknown> {
   return { apiVersion: 'tessera/v1', kind: 'Service', metadata, spec: { image: 'tessera.local/busybox:latest', ...spec } };
@@ -146,9 +146,18 @@ test('placement constraints', (t) => {
   t.deepEqual(parseConstraint('node.hostname != n1'), { ok: true, value: { field: 'hostname', op: '!=', value: 'n1' } });
   t.deepEqual(parseConstraint('node.role==worker'), { ok: true, value: { field: 'role', op: '==', value: 'worker' } });
   t.deepEqual(parseConstraint('node.id==abc'), { ok: true, value: { field: 'id', op: '==', value: 'abc' } });
-  for (const bad of ['node.role==boss', 'node.foo==1', 'zone=a', 'node.labels.==a', 'node.labels.zone==', '']) {
+  t.deepEqual(parseConstraint('node.labels.example.com/zone==x=y'),
+    { ok: true, value: { field: 'label', key: 'example.com/zone', op: '==', value: 'x=y' } });
+  for (const bad of ['node.role==boss', 'node.foo==1', 'zone=a', 'node.labels.==a', 'node.labels.zone==', '', 'node.labels.zone==a==b', 'node.labels.-x==a']) {
     t.false(parseConstraint(bad).ok, bad);
   }
+  const messageOf = (text: string): string => {
+    const parsed = parseConstraint(text);
+    return parsed.ok ? '' : parsed.message;
+  };
+  t.is(messageOf('node.labels.==a'), 'invalid placement constraint "node.labels.==a": missing label key after "node.labels."');
+  t.is(messageOf('node.labels.zone==a==b'), 'invalid placement constraint "node.labels.zone==a==b": more than one == or != operator');
+  t.is(formatConstraint((parseConstraint(' node.labels.zone != a ') as { value: PlacementConstraint }).value), 'node.labels.zone!=a');
   const issue = onlyIssue(service({ placement: { constraints: ['node.labels.zone==a', 'node.role==boss'] } }));
   t.deepEqual(issue.path, ['spec', 'placement', 'constraints', 1]);
   t.regex(issue.message, /node\.role is "manager" or "worker", got "boss"/);

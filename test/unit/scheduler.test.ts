@@ -1,6 +1,6 @@
 import test from 'ava';
 import { API_VERSION, type Node, type ServiceSpec, type Task, type TaskState } from '../../control-plane/resources/types.js';
-import { ConstraintSyntaxError, matchesConstraint, parseConstraint } from '../../control-plane/scheduler/constraints.js';
+import { ConstraintSyntaxError, matchesConstraint, parseConstraintOrThrow as parseConstraint } from '../../control-plane/scheduler/constraints.js';
 import { schedule } from '../../control-plane/scheduler/schedule.js';
 
 const GiB = 1024 ** 3;
@@ -61,14 +61,27 @@ function placedOn(result: ReturnType<typeof schedule>): Record<string, string> {
   return Object.fromEntries(result.placements.map((p) => [p.task, p.node]));
 }
 
-test('constraints: parse each key and operator', (t) => {
-  t.like(parseConstraint(' node.labels.zone == b '), { text: 'node.labels.zone == b', op: '==', value: 'b', field: { kind: 'label', key: 'zone' } });
-  t.like(parseConstraint('node.role!=manager'), { op: '!=', value: 'manager', field: { kind: 'role' } });
-  t.like(parseConstraint('node.hostname==h1'), { field: { kind: 'hostname' } });
-  t.like(parseConstraint('node.id==n1'), { field: { kind: 'id' } });
-  t.like(parseConstraint('node.labels.a.b==x=y'), { field: { kind: 'label', key: 'a.b' }, value: 'x=y' });
-  for (const bad of ['node.role', 'node.role=worker', 'node.labels.==x', 'node.role==', 'engine.labels.x==y', 'node.role==a==b']) {
-    t.throws(() => parseConstraint(bad), { instanceOf: ConstraintSyntaxError }, bad);
+test('constraints: the scheduler parses with the shared parser, keeping the text for messages', (t) => {
+  t.like(parseConstraint(' node.labels.zone == b '), { text: 'node.labels.zone == b', field: 'label', key: 'zone', op: '==', value: 'b' });
+  t.like(parseConstraint('node.role!=manager'), { field: 'role', op: '!=', value: 'manager' });
+  t.like(parseConstraint('node.hostname==h1'), { field: 'hostname', op: '==', value: 'h1' });
+  t.like(parseConstraint('node.id==n1'), { field: 'id', op: '==', value: 'n1' });
+  t.like(parseConstraint('node.labels.a.b==x=y'), { field: 'label', key: 'a.b', value: 'x=y' });
+  const cases: Array<[string, RegExp]> = [
+    ['node.role', /expected node\.labels\.KEY==VALUE/],
+    ['node.role=worker', /expected node\.labels\.KEY==VALUE/],
+    ['node.labels.==x', /missing label key/],
+    ['node.role==', /missing value/],
+    ['engine.labels.x==y', /unknown attribute "engine\.labels\.x"/],
+    ['node.role==a==b', /more than one == or != operator/],
+    ['node.labels.x==a!=b', /more than one == or != operator/],
+    ['node.role==boss', /node\.role is "manager" or "worker", got "boss"/],
+  ];
+  for (const [bad, why] of cases) {
+    const err = t.throws(() => parseConstraint(bad), { instanceOf: ConstraintSyntaxError }, bad);
+    t.is(err?.constraint, bad);
+    t.true(err?.message.startsWith(`invalid placement constraint ${JSON.stringify(bad)}: `), err?.message);
+    t.regex(err?.message ?? '', why, bad);
   }
 });
 
@@ -178,7 +191,7 @@ test('reasons aggregate per filter across nodes', (t) => {
 test('an invalid constraint leaves the task unplaced with the parse error', (t) => {
   const r = schedule({ nodes: [node('n1')], tasks: [], pending: [task('t1', { constraints: ['zone=b'] })] });
   t.is(r.placements.length, 0);
-  t.regex(r.unplaced[0]?.reason ?? '', /invalid constraint "zone=b"/);
+  t.regex(r.unplaced[0]?.reason ?? '', /invalid placement constraint "zone=b": expected node\.labels\.KEY==VALUE/);
 });
 
 test('spread: replicas of a service go to different nodes', (t) => {
