@@ -83,12 +83,12 @@ void WriteAll(int fd, const void* data, size_t len) {
   _exit(127);
 }
 
-// Closes every inherited fd except the four the child uses: Node's sockets and other
+// Closes every inherited fd except the ones the child uses: Node's sockets and other
 // containers' start pipes must not be held open by this process.
 void CloseOtherFds(const ChildFds& fds) {
-  int keep[4] = {fds.logFd, fds.nullFd, fds.startRead, fds.statusWrite};
-  for (int i = 0; i < 4; i++)
-    for (int j = i + 1; j < 4; j++)
+  int keep[5] = {fds.logFd, fds.nullFd, fds.startRead, fds.statusWrite, fds.stderrFd};
+  for (int i = 0; i < 5; i++)
+    for (int j = i + 1; j < 5; j++)
       if (keep[j] < keep[i]) {
         int t = keep[i];
         keep[i] = keep[j];
@@ -317,7 +317,7 @@ void RunContainerChild(const SpawnPlan& plan, const ChildFds& fds) {
   } while (n < 0 && errno == EINTR);
   if (n != 1) _exit(126);  // the runtime went away (or abandoned us) before start
 
-  if (dup2(fds.nullFd, 0) < 0 || dup2(fds.logFd, 1) < 0 || dup2(fds.logFd, 2) < 0)
+  if (dup2(fds.nullFd, 0) < 0 || dup2(fds.logFd, 1) < 0 || dup2(fds.stderrFd >= 0 ? fds.stderrFd : fds.logFd, 2) < 0)
     Fail(fds, errno, "redirect stdio to log", plan.logPath.c_str());
   // Nothing but stdio may leak into the container; the status pipe closes on exec and so
   // tells the parent that execve succeeded.

@@ -49,7 +49,8 @@ struct SpawnPlan {
 
 // Fds the parent opens for the child before clone.
 struct ChildFds {
-  int logFd = -1;        // O_APPEND log file, becomes stdout and stderr
+  int logFd = -1;        // becomes stdout (and stderr when stderrFd is -1)
+  int stderrFd = -1;     // becomes stderr when set (the shim's separate stderr pipe)
   int nullFd = -1;       // /dev/null of the host, becomes stdin
   int startRead = -1;    // child blocks reading this until started
   int startWrite = -1;   // parent's end (closed in the child)
