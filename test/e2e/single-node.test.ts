@@ -2,7 +2,7 @@
 // a busybox image the test builds, real nftables port publishing. Serial, because each step
 // builds on the last and the node is expensive.
 import test from 'ava';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -165,6 +165,95 @@ spec:
   const later = await tasksOf('once');
   t.is(later.length, 1, 'no replacement was started');
   t.regex(await node.tsctl('logs', 'e2e/once'), /bye/);
+  await node.tsctl('delete', '-f', path);
+});
+
+test.serial('a memory hog is OOM-killed and reported as such, tsd unharmed', async (t) => {
+  const path = await writeManifest(
+    'hog',
+    `apiVersion: tessera/v1
+kind: Service
+metadata:
+  name: hog
+  stack: e2e
+spec:
+  image: ${imageRef}
+  command: ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]
+  resources:
+    limits:
+      memory: 16Mi
+  restart:
+    condition: none
+`,
+  );
+  await node.tsctl('apply', '-f', path);
+  const task = await eventually('the hog to be killed', async () => {
+    const tasks = await tasksOf('hog');
+    return tasks[0]?.status.state === 'failed' ? tasks[0] : undefined;
+  }, 30_000);
+  t.true(task.status.oomKilled);
+  t.regex(task.status.message ?? '', /out of memory/);
+  t.is(task.status.exitCode, 137);
+  t.regex(await node.tsctl('get', 'nodes'), /ready/, 'tsd still answers');
+  await node.tsctl('delete', '-f', path);
+});
+
+test.serial('logs -f follows a running task', async (t) => {
+  const path = await writeManifest(
+    'ticker',
+    `apiVersion: tessera/v1
+kind: Service
+metadata:
+  name: ticker
+  stack: e2e
+spec:
+  image: ${imageRef}
+  command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"]
+`,
+  );
+  await node.tsctl('apply', '-f', path);
+  await eventually('the ticker to run', () => running('ticker', 1), 30_000);
+  const follower = spawn(process.execPath, [join(process.cwd(), 'dist', 'cli', 'main.js'), '--server', node.server, 'logs', '-f', 'e2e/ticker', '--no-prefix']);
+  let output = '';
+  follower.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  await new Promise((r) => setTimeout(r, 2500));
+  follower.kill('SIGINT');
+  await new Promise((r) => follower.once('exit', r));
+  const ticks = [...output.matchAll(/^tick (\d+)$/gm)].map((m) => Number(m[1]));
+  t.true(ticks.length >= 5, `followed at least 5 lines, got: ${output}`);
+  t.deepEqual(ticks, [...ticks].sort((a, b) => a - b), 'in order');
+  t.is(ticks[ticks.length - 1]! - ticks[0]! + 1, ticks.length, 'no line lost or repeated');
+  await node.tsctl('delete', '-f', path);
+});
+
+test.serial('an image is pulled from a registry on the node', async (t) => {
+  // The registry runs inside the node's namespace, so tsd reaches it on its own loopback.
+  const registryDir = join(workDir, 'registry');
+  await run('mkdir', ['-p', registryDir]);
+  const config = join(workDir, 'registry.yml');
+  await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${registryDir}\nhttp:\n  addr: 127.0.0.1:5000\n`);
+  const registry = spawn('nsenter', [`--net=/run/netns/${node.netns}`, '/usr/bin/docker-registry', 'serve', config], { stdio: 'ignore' });
+  t.teardown(() => {
+    registry.kill('SIGTERM');
+  });
+  await eventually('the registry to answer', () => fetchPage('127.0.0.1', 5000, '/v2/').then(() => true), 20_000);
+  const image = await buildBusyboxImage(join(workDir, 'pushed'));
+  await run('nsenter', [`--net=/run/netns/${node.netns}`, 'skopeo', 'copy', '--insecure-policy', '--dest-tls-verify=false', `oci:${image.ociLayoutDir}:latest`, 'docker://127.0.0.1:5000/tessera/pulled:1']);
+  const path = await writeManifest(
+    'pulled',
+    `apiVersion: tessera/v1
+kind: Service
+metadata:
+  name: pulled
+  stack: e2e
+spec:
+  image: 127.0.0.1:5000/tessera/pulled:1
+  command: ["sleep", "1000"]
+`,
+  );
+  await node.tsctl('apply', '-f', path);
+  await eventually('the pulled image to run', () => running('pulled', 1), 60_000);
+  t.regex(await node.tsctl('image', 'ls'), /127\.0\.0\.1:5000\/tessera\/pulled:1/);
   await node.tsctl('delete', '-f', path);
 });
 
