@@ -326,4 +326,19 @@ void RunContainerChild(const SpawnPlan& plan, const ChildFds& fds) {
   Fail(fds, errno, "execve", executable);
 }
 
+// exec into a running container. Keep the process settings in step with RunContainerChild: the
+// exec'd process must get the same identity and restrictions as the container's init.
+void RunExecChild(const SpawnPlan& plan, const ChildFds& fds) {
+  ResetSignals();
+  CloseOtherFds(fds);
+  SetIdentity(plan, fds);
+  if (chdir(plan.cwd.c_str()) != 0) Fail(fds, errno, "chdir to cwd", plan.cwd.c_str());
+  const char* executable = ResolveExecutable(plan, fds);
+  if (dup2(fds.nullFd, 0) < 0 || dup2(fds.logFd, 1) < 0 || dup2(fds.stderrFd >= 0 ? fds.stderrFd : fds.logFd, 2) < 0)
+    Fail(fds, errno, "set up stdio", nullptr);
+  syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+  execve(executable, plan.argv.data(), plan.envp.data());
+  Fail(fds, errno, "execve", executable);
+}
+
 }  // namespace tessera

@@ -65,4 +65,9 @@ constexpr char kStatusFailed = 'F';
 // Runs in the cloned child; never returns.
 [[noreturn]] void RunContainerChild(const SpawnPlan& plan, const ChildFds& fds);
 
+// Runs in a process that already joined a container's namespaces and cgroup (exec): applies the
+// plan's process settings (identity, cwd, no_new_privs, ...) and execs plan.args with stdio from
+// fds (nullFd -> 0, logFd -> 1, stderrFd -> 2). Reports failures on fds.statusWrite; never returns.
+[[noreturn]] void RunExecChild(const SpawnPlan& plan, const ChildFds& fds);
+
 }  // namespace tessera
