@@ -1,0 +1,239 @@
+// Byte layout of the write-ahead log. Pure functions only: framing, CRC and payload codecs.
+//
+// A segment file is a sequence of frames:
+//   u32 payloadLength | u8 type (+0x80 on the last frame of a batch) | u32 batch | u32 crc | payload
+// (little endian). `batch` numbers the group-commit writes within one segment (0 is the segment
+// header); recovery uses it to tell a torn final write from damage to an earlier, fsynced one,
+// and the end-of-batch flag to drop an incomplete batch as a whole (a batch is atomic).
+// `crc` is CRC-32 over type, batch and payload, seeded with the segment's random salt, so bytes a
+// client stored inside an entry can never pass for a frame of this segment.
+import { crc32 } from 'node:zlib';
+import type { Entry, EntryType, HardState } from '../core/types.js';
+
+export const FRAME_HEADER_BYTES = 13;
+/** No frame is larger than this; a larger length field is garbage, not a frame. */
+export const MAX_FRAME_PAYLOAD = 256 * 1024 * 1024;
+const SEGMENT_MAGIC = 0x4c415754; // "TWAL" read little endian
+const SEGMENT_VERSION = 1;
+
+export enum FrameType {
+  SegmentHeader = 1,
+  Entries = 2,
+  HardState = 3,
+  Snapshot = 4,
+}
+
+const FRAME_TYPES = new Set<number>([FrameType.SegmentHeader, FrameType.Entries, FrameType.HardState, FrameType.Snapshot]);
+
+export type WalEntry = Entry;
+export type WalHardState = HardState;
+
+const ENTRY_TYPE_CODES: Record<EntryType, number> = { normal: 0, 'conf-change': 1 };
+const ENTRY_TYPES: EntryType[] = ['normal', 'conf-change'];
+
+export interface SnapshotMarker {
+  index: number;
+  term: number;
+}
+
+export interface SegmentHeader {
+  seq: number;
+  /** Index the first entry appended to this segment was expected to have (lastIndex + 1 at cut time). */
+  firstIndex: number;
+  salt: number;
+}
+
+export type WalRecord =
+  | { type: FrameType.Entries; entries: WalEntry[] }
+  | { type: FrameType.HardState; hardState: WalHardState }
+  | { type: FrameType.Snapshot; snapshot: SnapshotMarker };
+
+const FINAL_FLAG = 0x80;
+
+export interface DecodedFrame {
+  type: FrameType;
+  batch: number;
+  /** The last frame of its batch. */
+  final: boolean;
+  payload: Buffer;
+  /** Offset just past this frame. */
+  end: number;
+}
+
+export type FrameReadResult =
+  | { ok: true; frame: DecodedFrame }
+  | { ok: false; reason: string };
+
+const TWO_32 = 0x1_0000_0000;
+
+function writeU64(buf: Buffer, value: number, offset: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`WAL: ${value} is not a non-negative safe integer`);
+  buf.writeUInt32LE(value % TWO_32, offset);
+  buf.writeUInt32LE(Math.floor(value / TWO_32), offset + 4);
+}
+
+function readU64(buf: Buffer, offset: number): number {
+  const value = buf.readUInt32LE(offset) + buf.readUInt32LE(offset + 4) * TWO_32;
+  if (!Number.isSafeInteger(value)) throw new RangeError(`WAL: 64-bit value at payload offset ${offset} exceeds 2^53`);
+  return value;
+}
+
+function frameCrc(header: Buffer, payload: Uint8Array, salt: number): number {
+  // Covers type and batch (header bytes 4..9) and the payload.
+  return crc32(payload, crc32(header.subarray(4, 9), salt));
+}
+
+export function encodeFrame(type: FrameType, batch: number, payload: Buffer, salt: number, final = true): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
+  out.writeUInt32LE(payload.length, 0);
+  out.writeUInt8(final ? type | FINAL_FLAG : type, 4);
+  out.writeUInt32LE(batch >>> 0, 5);
+  payload.copy(out, FRAME_HEADER_BYTES);
+  out.writeUInt32LE(frameCrc(out, payload, salt), 9);
+  return out;
+}
+
+/** Reads the frame at `offset`; a short, oversized, unknown-type or CRC-failing frame is reported, never thrown. */
+export function readFrame(buf: Buffer, offset: number, salt: number): FrameReadResult {
+  if (offset + FRAME_HEADER_BYTES > buf.length) return { ok: false, reason: 'truncated frame header' };
+  const length = buf.readUInt32LE(offset);
+  const typeByte = buf.readUInt8(offset + 4);
+  const type = typeByte & ~FINAL_FLAG;
+  if (!FRAME_TYPES.has(type)) return { ok: false, reason: `unknown frame type ${type}` };
+  if (length > MAX_FRAME_PAYLOAD) return { ok: false, reason: `frame length ${length} is impossible` };
+  const end = offset + FRAME_HEADER_BYTES + length;
+  if (end > buf.length) return { ok: false, reason: `truncated frame (needs ${length} payload bytes, file ends first)` };
+  const header = buf.subarray(offset, offset + FRAME_HEADER_BYTES);
+  const payload = buf.subarray(offset + FRAME_HEADER_BYTES, end);
+  const stored = buf.readUInt32LE(offset + 9);
+  if (frameCrc(header, payload, salt) !== stored) return { ok: false, reason: 'CRC mismatch' };
+  const final = (typeByte & FINAL_FLAG) !== 0;
+  return { ok: true, frame: { type: type as FrameType, batch: buf.readUInt32LE(offset + 5), final, payload, end } };
+}
+
+export function encodeSegmentHeader(h: SegmentHeader): Buffer {
+  const payload = Buffer.alloc(28);
+  payload.writeUInt32LE(SEGMENT_MAGIC, 0);
+  payload.writeUInt32LE(SEGMENT_VERSION, 4);
+  writeU64(payload, h.seq, 8);
+  writeU64(payload, h.firstIndex, 16);
+  payload.writeUInt32LE(h.salt >>> 0, 24);
+  // The header itself is checked with salt 0: the salt is only known once it is read.
+  return encodeFrame(FrameType.SegmentHeader, 0, payload, 0);
+}
+
+export function decodeSegmentHeader(payload: Buffer): SegmentHeader {
+  if (payload.length !== 28) throw new Error(`segment header payload is ${payload.length} bytes, expected 28`);
+  if (payload.readUInt32LE(0) !== SEGMENT_MAGIC) throw new Error('segment header has a wrong magic number');
+  const version = payload.readUInt32LE(4);
+  if (version !== SEGMENT_VERSION) throw new Error(`segment format version ${version} is not supported`);
+  return { seq: readU64(payload, 8), firstIndex: readU64(payload, 16), salt: payload.readUInt32LE(24) };
+}
+
+export function encodeEntries(entries: readonly WalEntry[]): Buffer {
+  let size = 4;
+  for (const e of entries) size += 21 + e.data.length;
+  const out = Buffer.allocUnsafe(size);
+  out.writeUInt32LE(entries.length, 0);
+  let o = 4;
+  for (const e of entries) {
+    writeU64(out, e.term, o);
+    writeU64(out, e.index, o + 8);
+    out.writeUInt8(ENTRY_TYPE_CODES[e.type], o + 16);
+    out.writeUInt32LE(e.data.length, o + 17);
+    out.set(e.data, o + 21);
+    o += 21 + e.data.length;
+  }
+  return out;
+}
+
+export function decodeEntries(payload: Buffer): WalEntry[] {
+  const fail = (why: string): never => {
+    throw new Error(`entries record: ${why}`);
+  };
+  if (payload.length < 4) fail('shorter than its count');
+  const count = payload.readUInt32LE(0);
+  const entries: WalEntry[] = [];
+  let o = 4;
+  for (let i = 0; i < count; i++) {
+    if (o + 21 > payload.length) fail(`entry ${i} of ${count} is cut short`);
+    const length = payload.readUInt32LE(o + 17);
+    if (o + 21 + length > payload.length) fail(`entry ${i} data is cut short`);
+    // Copy, so entries do not pin the whole segment buffer in memory.
+    const data = new Uint8Array(length);
+    data.set(payload.subarray(o + 21, o + 21 + length));
+    const type = ENTRY_TYPES[payload.readUInt8(o + 16)];
+    if (!type) fail(`entry ${i} has unknown type ${payload.readUInt8(o + 16)}`);
+    const entry: WalEntry = { term: readU64(payload, o), index: readU64(payload, o + 8), type: type as EntryType, data };
+    const prev = entries[entries.length - 1];
+    if (prev && entry.index !== prev.index + 1) fail(`entry indexes jump from ${prev.index} to ${entry.index}`);
+    entries.push(entry);
+    o += 21 + length;
+  }
+  if (o !== payload.length) fail(`${payload.length - o} trailing bytes`);
+  return entries;
+}
+
+export function encodeHardState(h: WalHardState): Buffer {
+  const vote = Buffer.from(h.vote, 'utf8');
+  const out = Buffer.allocUnsafe(20 + vote.length);
+  writeU64(out, h.term, 0);
+  writeU64(out, h.commit, 8);
+  out.writeUInt32LE(vote.length, 16);
+  vote.copy(out, 20);
+  return out;
+}
+
+export function decodeHardState(payload: Buffer): WalHardState {
+  if (payload.length < 20) throw new Error(`hard state record is ${payload.length} bytes, at least 20 expected`);
+  const voteLength = payload.readUInt32LE(16);
+  if (payload.length !== 20 + voteLength) throw new Error(`hard state record is ${payload.length} bytes, expected ${20 + voteLength}`);
+  return { term: readU64(payload, 0), vote: payload.subarray(20).toString('utf8'), commit: readU64(payload, 8) };
+}
+
+export function encodeSnapshotMarker(s: SnapshotMarker): Buffer {
+  const out = Buffer.allocUnsafe(16);
+  writeU64(out, s.index, 0);
+  writeU64(out, s.term, 8);
+  return out;
+}
+
+export function decodeSnapshotMarker(payload: Buffer): SnapshotMarker {
+  if (payload.length !== 16) throw new Error(`snapshot record is ${payload.length} bytes, expected 16`);
+  return { index: readU64(payload, 0), term: readU64(payload, 8) };
+}
+
+export function encodeRecord(record: WalRecord, batch: number, salt: number, final: boolean): Buffer {
+  switch (record.type) {
+    case FrameType.Entries:
+      return encodeFrame(FrameType.Entries, batch, encodeEntries(record.entries), salt, final);
+    case FrameType.HardState:
+      return encodeFrame(FrameType.HardState, batch, encodeHardState(record.hardState), salt, final);
+    case FrameType.Snapshot:
+      return encodeFrame(FrameType.Snapshot, batch, encodeSnapshotMarker(record.snapshot), salt, final);
+  }
+}
+
+export function decodeRecord(frame: DecodedFrame): WalRecord {
+  switch (frame.type) {
+    case FrameType.Entries:
+      return { type: FrameType.Entries, entries: decodeEntries(frame.payload) };
+    case FrameType.HardState:
+      return { type: FrameType.HardState, hardState: decodeHardState(frame.payload) };
+    case FrameType.Snapshot:
+      return { type: FrameType.Snapshot, snapshot: decodeSnapshotMarker(frame.payload) };
+    case FrameType.SegmentHeader:
+      throw new Error('a segment header may only start a segment');
+  }
+}
+
+/** Segment files are named by sequence number and first index, both hex, so they sort by name. */
+export function segmentFileName(seq: number, firstIndex: number): string {
+  return `${seq.toString(16).padStart(16, '0')}-${firstIndex.toString(16).padStart(16, '0')}.wal`;
+}
+
+export function parseSegmentFileName(name: string): { seq: number; firstIndex: number } | undefined {
+  const m = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/.exec(name);
+  if (!m) return undefined;
+  return { seq: parseInt(m[1] as string, 16), firstIndex: parseInt(m[2] as string, 16) };
+}
