@@ -20,6 +20,16 @@ const recordSchema = z.object({
     workingDir: z.string().optional(),
     user: z.string().optional(),
     exposedPorts: z.array(z.string()).optional(),
+    healthcheck: z
+      .object({
+        test: z.array(z.string()),
+        intervalMs: z.number().optional(),
+        timeoutMs: z.number().optional(),
+        startPeriodMs: z.number().optional(),
+        startIntervalMs: z.number().optional(),
+        retries: z.number().optional(),
+      })
+      .optional(),
   }),
   createdAt: z.string(),
 });
@@ -74,7 +84,13 @@ export class ImageIndexStore {
     }
     const parsed = recordSchema.safeParse(JSON.parse(text));
     if (!parsed.success) throw new Error(`image record ${path} is damaged: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
-    const record: ImageRecord = { ...parsed.data, config: { ...parsed.data.config } };
+    const { healthcheck, ...config } = parsed.data.config;
+    const record: ImageRecord = { ...parsed.data, config: { ...config } };
+    if (healthcheck) record.config.healthcheck = stripUndefined(healthcheck);
     return record;
   }
+}
+
+function stripUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }

@@ -5,12 +5,20 @@
 //   <root>/layers/<diff-id hex>/  unpacked layers (overlayfs lowerdirs)
 //   <root>/images/<hash>.json     one record per image reference
 //   <root>/tmp/                   work in progress, renamed into place when complete
+//
+// Pulls, loads and saves share the store through a readers-writer lock; removal and garbage
+// collection take it alone, so a collection never sees a half-written image as garbage. The
+// lock is per process: one store object per root (tsd's), other processes go through its API.
 import { mkdir, rm } from 'node:fs/promises';
+import { stageArchive, tarStream } from './archive-writer.js';
 import { BlobStore } from './blob-store.js';
+import { ReadWriteLock, mapLimit } from './concurrency.js';
 import { isSha256Digest } from './digest.js';
+import { markReferenced, sweep } from './garbage-collector.js';
 import { ImageIndexStore } from './image-index.js';
 import { LayerStore } from './layer-store.js';
 import { extractArchive, readArchive } from './archive.js';
+import { defaultCredentialsFile, loadCredentialsFile } from './registry-credentials.js';
 import {
   type Descriptor,
   type ImageManifest,
@@ -22,16 +30,33 @@ import {
   runtimeConfigOf,
   selectManifest,
 } from './manifest.js';
-import { OCI_LAYER_TAR_ZSTD, SUPPORTED_LAYER_TYPES } from './media-types.js';
+import { SUPPORTED_LAYER_TYPES } from './media-types.js';
 import { type ImageReference, formatReference, parseReference, repositoryName } from './reference.js';
-import { RegistryClient, type RegistryCredentials } from './registry-client.js';
-import type { ImageRecord, ImageStore, PulledImage } from './types.js';
+import { RegistryClient, type RegistryClientOptions, type RegistryCredentials } from './registry-client.js';
+import type {
+  ArchiveFormat,
+  GcResult,
+  ImageRecord,
+  ImageStore,
+  PullOptions,
+  PullProgress,
+  PulledImage,
+  RemoveOptions,
+  RemoveResult,
+} from './types.js';
 
 export interface LocalImageStoreOptions {
   root: string;
   /** Registries always spoken to over plain HTTP, in addition to those given per call. */
   insecureRegistries?: string[];
+  /** Credentials per registry; when absent they come from `credentialsFile`. */
   credentials?: (registry: string) => RegistryCredentials | undefined;
+  /** JSON credentials file read at every pull (see registry-credentials.ts); default ~/.tessera/registries.json. */
+  credentialsFile?: string;
+  /** Layers downloaded at once per pull (default 3). */
+  maxConcurrentDownloads?: number;
+  /** Retry policy, back-off and clock of the registry client (tests make waiting instant). */
+  registry?: Pick<RegistryClientOptions, 'retry' | 'sleep' | 'random' | 'now' | 'blobIdleTimeoutMs' | 'requestTimeoutMs'>;
   /** Platform to select from multi-platform images; defaults to this host's. */
   platform?: Platform;
   /** Replaces the global fetch (tests count requests with it). */
@@ -47,8 +72,44 @@ interface AssembleInput {
   manifest: ImageManifest;
   indexDigest?: string;
   /** Makes sure a blob is in the blob store (downloads it, or checks an import brought it). */
-  fetchBlob: (descriptor: Descriptor, what: string) => Promise<void>;
+  fetchBlob: (descriptor: Descriptor, what: string, progress: (event: PullProgress) => void) => Promise<void>;
   what: string;
+  onProgress?: (event: PullProgress) => void;
+}
+
+export class ImageNotFoundError extends Error {
+  constructor(reference: string) {
+    super(`image ${JSON.stringify(reference)} is not in the store`);
+    this.name = 'ImageNotFoundError';
+  }
+}
+
+export class ImageInUseError extends Error {
+  constructor(
+    readonly reference: string,
+    readonly users: string[],
+  ) {
+    super(`image ${reference} is in use by ${users.length === 1 ? '' : `${users.length} tasks: `}${users.slice(0, 5).join(', ')}${users.length > 5 ? ', …' : ''}; remove or stop them first`);
+    this.name = 'ImageInUseError';
+  }
+}
+
+/** Reports download progress at most every 5% (and at least every 256 KiB apart), so a pull gives tens of events per layer, not thousands. */
+function meteredChunks(source: AsyncIterable<Uint8Array>, total: number, report: (current: number) => void): AsyncIterable<Uint8Array> {
+  const step = Math.max(256 * 1024, Math.ceil(total / 20));
+  return (async function* () {
+    let current = 0;
+    let reported = 0;
+    report(0);
+    for await (const chunk of source) {
+      current += chunk.byteLength;
+      if (current - reported >= step || current === total) {
+        reported = current;
+        report(current);
+      }
+      yield chunk;
+    }
+  })();
 }
 
 export class LocalImageStore implements ImageStore {
@@ -58,7 +119,8 @@ export class LocalImageStore implements ImageStore {
   private readonly index: ImageIndexStore;
   private readonly platform: Platform;
   private readonly log: (message: string) => void;
-  private readonly pullsInFlight = new Map<string, Promise<PulledImage>>();
+  private readonly pullsInFlight = new Map<string, { work: Promise<PulledImage>; listeners: Set<(event: PullProgress) => void> }>();
+  private readonly lock = new ReadWriteLock();
   private staleTempRemoved: Promise<void> | undefined;
 
   constructor(private readonly options: LocalImageStoreOptions) {
@@ -70,33 +132,100 @@ export class LocalImageStore implements ImageStore {
     this.platform = options.platform ?? hostPlatform();
   }
 
-  async ensure(reference: string, options?: { insecureRegistries?: string[] }): Promise<PulledImage> {
+  async ensure(reference: string, options?: PullOptions): Promise<PulledImage> {
     return (await this.get(reference)) ?? this.pull(reference, options);
   }
 
-  /** Pulls `reference`; concurrent pulls of the same reference share one download. */
-  pull(reference: string, options?: { insecureRegistries?: string[] }): Promise<PulledImage> {
+  /** Pulls `reference`; concurrent pulls of the same reference share one download (and its progress). */
+  pull(reference: string, options?: PullOptions): Promise<PulledImage> {
     const ref = parseReference(reference);
     const key = formatReference(ref);
     const existing = this.pullsInFlight.get(key);
-    if (existing) return existing;
-    const work = this.removeStaleTempOnce().then(() => this.pullOnce(ref, options?.insecureRegistries ?? [])).finally(() => this.pullsInFlight.delete(key));
-    this.pullsInFlight.set(key, work);
+    if (existing) {
+      if (options?.onProgress) existing.listeners.add(options.onProgress);
+      return existing.work;
+    }
+    const listeners = new Set<(event: PullProgress) => void>();
+    if (options?.onProgress) listeners.add(options.onProgress);
+    const emit = (event: PullProgress): void => {
+      for (const listener of listeners) listener(event);
+    };
+    const work = this.removeStaleTempOnce()
+      .then(() => this.lock.read(() => this.pullOnce(ref, options?.insecureRegistries ?? [], emit)))
+      .finally(() => this.pullsInFlight.delete(key));
+    this.pullsInFlight.set(key, { work, listeners });
     return work;
   }
 
   async get(reference: string): Promise<PulledImage | undefined> {
-    const record = await this.findRecord(reference);
-    return record ? this.withLayerDirs(record) : undefined;
+    return this.lock.read(async () => {
+      const record = await this.findRecord(reference);
+      return record ? this.withLayerDirs(record) : undefined;
+    });
   }
 
   async list(): Promise<ImageRecord[]> {
     return this.index.list();
   }
 
-  async load(tarballPath: string): Promise<ImageRecord[]> {
-    const what = `image archive ${tarballPath}`;
+  async remove(reference: string, options: RemoveOptions = {}): Promise<RemoveResult> {
+    return this.lock.write(async () => {
+      const targets = await this.recordsToRemove(reference);
+      for (const record of targets) {
+        const users = (await options.inUse?.(record)) ?? [];
+        if (users.length > 0) throw new ImageInUseError(record.reference, users);
+      }
+      for (const record of targets) await this.index.remove(record.reference);
+      const gc = await this.collectGarbage();
+      return { removed: targets.map((r) => r.reference), gc };
+    });
+  }
+
+  async prune(): Promise<GcResult> {
     await this.removeStaleTempOnce();
+    return this.lock.write(async () => {
+      await this.blobs.removeStaleTemp();
+      return this.collectGarbage();
+    });
+  }
+
+  async save(references: string[], format: ArchiveFormat): Promise<AsyncIterable<Uint8Array>> {
+    if (references.length === 0) throw new Error('image save: no image named');
+    if (format !== 'oci' && format !== 'docker') throw new Error(`image save: unknown format ${JSON.stringify(format)} (expected oci or docker)`);
+    await this.removeStaleTempOnce();
+    const dir = await this.blobs.tempPath('save');
+    let paths: string[];
+    try {
+      // Only staging needs the lock: the staged blobs are hard links, which a later collection cannot take away.
+      paths = await this.lock.read(async () => {
+        const records: ImageRecord[] = [];
+        for (const reference of references) {
+          const record = await this.findRecord(reference);
+          if (!record) throw new ImageNotFoundError(reference);
+          if (!records.some((r) => r.reference === record.reference)) records.push(record);
+        }
+        return stageArchive(records, format, this.blobs, dir);
+      });
+    } catch (error) {
+      await rm(dir, { recursive: true, force: true });
+      throw error;
+    }
+    return (async function* () {
+      try {
+        yield* tarStream(dir, paths);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    })();
+  }
+
+  async load(tarballPath: string): Promise<ImageRecord[]> {
+    await this.removeStaleTempOnce();
+    return this.lock.read(() => this.loadLocked(tarballPath));
+  }
+
+  private async loadLocked(tarballPath: string): Promise<ImageRecord[]> {
+    const what = `image archive ${tarballPath}`;
     const dir = await this.blobs.tempPath('load');
     await mkdir(dir, { recursive: true });
     try {
@@ -129,11 +258,52 @@ export class LocalImageStore implements ImageStore {
     return this.staleTempRemoved;
   }
 
-  private async pullOnce(ref: ImageReference, extraInsecure: string[]): Promise<PulledImage> {
-    const clientOptions: ConstructorParameters<typeof RegistryClient>[0] = {
+  /** Records named by `reference`: one name, or every name of a manifest digest or its prefix. */
+  private async recordsToRemove(reference: string): Promise<ImageRecord[]> {
+    let byName: ImageRecord | undefined;
+    try {
+      byName = isSha256Digest(reference) ? undefined : await this.index.get(normaliseName(reference));
+    } catch {
+      byName = undefined; // not a valid name; it may still be a digest prefix
+    }
+    if (byName) return [byName];
+    const hex = /^(?:sha256:)?([a-f0-9]{12,64})$/.exec(reference)?.[1];
+    if (hex !== undefined) {
+      const all = await this.index.list();
+      const prefix = `sha256:${hex}`;
+      const matching = all.filter((r) => r.digest.startsWith(prefix) || (r.indexDigest?.startsWith(prefix) ?? false));
+      const digests = new Set(matching.map((r) => r.digest));
+      if (digests.size > 1) throw new Error(`image ${reference} is ambiguous: it is the start of ${digests.size} image digests; give more digits`);
+      if (matching.length > 0) return matching;
+    }
+    const record = await this.findRecord(reference).catch(() => undefined);
+    if (record) return [record];
+    throw new ImageNotFoundError(reference);
+  }
+
+  private async collectGarbage(): Promise<GcResult> {
+    const marks = await markReferenced(await this.index.list(), this.blobs, this.log);
+    const result = await sweep(marks, this.blobs, this.layers);
+    if (result.blobsRemoved + result.layersRemoved > 0) {
+      this.log(`image gc: removed ${result.blobsRemoved} blobs and ${result.layersRemoved} layers, ${result.bytesFreed} bytes`);
+    }
+    return result;
+  }
+
+  private async credentialsFor(): Promise<((registry: string) => RegistryCredentials | undefined) | undefined> {
+    if (this.options.credentials) return this.options.credentials;
+    const map = await loadCredentialsFile(this.options.credentialsFile ?? defaultCredentialsFile());
+    return map.size > 0 ? (registry) => map.get(registry) : undefined;
+  }
+
+  private async pullOnce(ref: ImageReference, extraInsecure: string[], emit: (event: PullProgress) => void): Promise<PulledImage> {
+    const clientOptions: RegistryClientOptions = {
+      ...this.options.registry,
       insecureRegistries: [...(this.options.insecureRegistries ?? []), ...extraInsecure],
+      onRetry: (message) => this.log(`pull ${formatReference(ref)}: ${message}`),
     };
-    if (this.options.credentials) clientOptions.credentials = this.options.credentials;
+    const credentials = await this.credentialsFor();
+    if (credentials) clientOptions.credentials = credentials;
     if (this.options.fetch) clientOptions.fetch = this.options.fetch;
     const client = new RegistryClient(clientOptions);
     const reference = formatReference(ref);
@@ -164,11 +334,18 @@ export class LocalImageStore implements ImageStore {
       references: [reference],
       manifestDigest,
       manifest,
-      fetchBlob: async (descriptor, blobWhat) => {
+      fetchBlob: async (descriptor, blobWhat, progress) => {
         if (await this.blobs.has(descriptor.digest, descriptor.size)) return;
-        await this.blobs.ingest({ digest: descriptor.digest, size: descriptor.size }, await client.openBlob(ref, descriptor), blobWhat);
+        await client.fetchBlob(ref, descriptor, async (chunks, attempt) => {
+          if (attempt > 1) progress({ digest: descriptor.digest, kind: 'layer', status: 'retrying', current: 0, total: descriptor.size });
+          const metered = meteredChunks(chunks, descriptor.size, (current) =>
+            progress({ digest: descriptor.digest, kind: 'layer', status: 'downloading', current, total: descriptor.size }),
+          );
+          return this.blobs.ingest({ digest: descriptor.digest, size: descriptor.size }, metered, blobWhat);
+        });
       },
       what,
+      onProgress: emit,
     };
     if (indexDigest !== undefined) input.indexDigest = indexDigest;
     const [pulled] = await this.assemble(input);
@@ -179,14 +356,15 @@ export class LocalImageStore implements ImageStore {
   /** Brings config and layers of one manifest into the store and records it under its names. */
   private async assemble(input: AssembleInput): Promise<PulledImage[]> {
     const { manifest, what } = input;
+    const progress = input.onProgress ?? (() => undefined);
     for (const layer of manifest.layers) {
-      if (layer.mediaType === OCI_LAYER_TAR_ZSTD) throw new Error(`${what}: layer ${layer.digest} is zstd-compressed, which is not supported yet`);
       if (!SUPPORTED_LAYER_TYPES.includes(layer.mediaType)) {
         throw new Error(`${what}: layer ${layer.digest} has unsupported media type ${layer.mediaType}`);
       }
     }
     const configWhat = `${what}: config ${manifest.config.digest}`;
-    await input.fetchBlob(manifest.config, configWhat);
+    const configProgress = (event: PullProgress): void => progress({ ...event, kind: 'config' });
+    await input.fetchBlob(manifest.config, configWhat, configProgress);
     const config = parseWith(imageConfigSchema, await this.blobs.readBytes(manifest.config.digest, MAX_JSON_BYTES, configWhat), configWhat);
     const diffIds = config.rootfs.diff_ids;
     if (diffIds.length !== manifest.layers.length) {
@@ -196,12 +374,26 @@ export class LocalImageStore implements ImageStore {
       this.log(`${what}: image is for ${config.os}/${config.architecture}, this node is ${this.platform.os}/${this.platform.architecture}`);
     }
 
-    const layerDirs: string[] = [];
-    for (const [i, layer] of manifest.layers.entries()) {
+    const layerDirs = await mapLimit(manifest.layers, this.options.maxConcurrentDownloads ?? 3, async (layer, i) => {
       const diffId = diffIds[i] as string;
       const layerWhat = `${what}: layer ${layer.digest}`;
-      layerDirs.push(await this.layers.ensure(diffId, layer.digest, () => input.fetchBlob(layer, layerWhat), layerWhat));
-    }
+      const event = { digest: layer.digest, kind: 'layer' as const, total: layer.size };
+      if (await this.layers.has(diffId)) {
+        progress({ ...event, status: 'exists', current: layer.size });
+        return this.layers.dir(diffId);
+      }
+      const dir = await this.layers.ensure(
+        diffId,
+        layer.digest,
+        async () => {
+          await input.fetchBlob(layer, layerWhat, progress);
+          progress({ ...event, status: 'unpacking', current: layer.size });
+        },
+        layerWhat,
+      );
+      progress({ ...event, status: 'done', current: layer.size });
+      return dir;
+    });
 
     const base = {
       digest: input.manifestDigest,
@@ -262,4 +454,8 @@ export class LocalImageStore implements ImageStore {
 function withoutLayerDirs(image: PulledImage): ImageRecord {
   const { layerDirs: _unused, ...record } = image;
   return record;
+}
+
+function normaliseName(reference: string): string {
+  return formatReference(parseReference(reference));
 }

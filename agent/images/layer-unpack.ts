@@ -1,15 +1,14 @@
-// Unpacks one image layer (tar, optionally gzip) into a directory that overlayfs can use as a
+// Unpacks one image layer (tar, optionally gzip or zstd) into a directory that overlayfs can use as a
 // lowerdir. The layer is untrusted input: paths may not leave the directory, nothing is written
 // through a symlink, device nodes are skipped (the runtime provides /dev), and OCI whiteouts
 // become overlayfs whiteouts.
 import { createHash } from 'node:crypto';
-import { constants, createReadStream } from 'node:fs';
+import { constants } from 'node:fs';
 import { type FileHandle, link, lstat, lutimes, mkdir, open, readlink, rm, symlink, chmod, lchown } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { lsetxattr, mknod } from '../runtime/native.js';
+import { readDecompressed } from './decompress.js';
 
 export interface UnpackResult {
   /** sha256 of the uncompressed tar stream: the layer's diff-id. */
@@ -28,8 +27,6 @@ export class UnsafeLayerError extends Error {
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
 export const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
-const GZIP_MAGIC = [0x1f, 0x8b];
-const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 
 /**
  * Splits a tar entry path into components relative to the layer root, refusing absolute paths
@@ -43,26 +40,9 @@ export function layerPathComponents(raw: string, what: string): string[] {
   return parts;
 }
 
-async function detectCompression(path: string): Promise<'gzip' | 'zstd' | 'none'> {
-  const file = await open(path, 'r');
-  try {
-    const head = Buffer.alloc(4);
-    const { bytesRead } = await file.read(head, 0, 4, 0);
-    const starts = (magic: number[]): boolean => bytesRead >= magic.length && magic.every((b, i) => head[i] === b);
-    if (starts(GZIP_MAGIC)) return 'gzip';
-    if (starts(ZSTD_MAGIC)) return 'zstd';
-    return 'none';
-  } finally {
-    await file.close();
-  }
-}
-
 /** Unpacks `blobPath` into `targetDir`, which must exist and be empty. */
 export async function unpackLayer(blobPath: string, targetDir: string, what: string): Promise<UnpackResult> {
-  const compression = await detectCompression(blobPath);
-  if (compression === 'zstd') throw new Error(`${what}: zstd-compressed layers are not supported yet`);
-  const raw = createReadStream(blobPath);
-  const source = compression === 'gzip' ? pipeline(raw, createGunzip(), () => undefined) : raw;
+  const source = readDecompressed(blobPath, what);
 
   const writer = new LayerWriter(targetDir, what);
   const hash = createHash('sha256');
@@ -96,7 +76,7 @@ export async function unpackLayer(blobPath: string, targetDir: string, what: str
   });
 
   try {
-    for await (const chunk of source as AsyncIterable<Buffer>) {
+    for await (const chunk of source) {
       if (failure !== undefined) break;
       hash.update(chunk);
       if (!sawData && chunk.some((b) => b !== 0)) sawData = true;
@@ -105,8 +85,7 @@ export async function unpackLayer(blobPath: string, targetDir: string, what: str
   } catch (error) {
     failure ??= new Error(`${what}: cannot read layer: ${(error as Error).message}`);
   } finally {
-    source.destroy();
-    raw.destroy();
+    await source.return(undefined);
   }
   // Ending the parser also ends a half-read entry, so a handler waiting for its data returns.
   parser.end();

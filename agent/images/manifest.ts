@@ -1,7 +1,7 @@
 // Schemas for the JSON documents of an image (index, manifest, config), checked on every read
 // because they come from registries and tarballs we do not control.
 import { z } from 'zod';
-import type { ImageRuntimeConfig } from './types.js';
+import type { ImageHealthcheck, ImageRuntimeConfig } from './types.js';
 import { INDEX_TYPES, MANIFEST_TYPES } from './media-types.js';
 
 const digestSchema = z.string().regex(/^sha256:[a-f0-9]{64}$/, 'expected "sha256:" followed by 64 lowercase hex digits');
@@ -44,6 +44,29 @@ export type ImageIndex = z.infer<typeof imageIndexSchema>;
 // Docker writes null for absent lists, so null is accepted wherever a list may be missing.
 const stringList = z.array(z.string()).nullable().optional();
 
+// Durations in image configs are Go time.Duration values: integer nanoseconds.
+const durationNs = z.number().int('must be whole nanoseconds').nonnegative().optional();
+
+/** Docker's HEALTHCHECK: Test is [] (inherit), ["NONE"], ["CMD", arg…] or ["CMD-SHELL", command]. */
+const healthcheckSchema = z
+  .object({
+    Test: z
+      .array(z.string())
+      .nullable()
+      .optional()
+      .refine(
+        (test) => !test || test.length === 0 || test[0] === 'NONE' || ((test[0] === 'CMD' || test[0] === 'CMD-SHELL') && test.length >= 2),
+        'must be [], ["NONE"], ["CMD", program, args…] or ["CMD-SHELL", command]',
+      ),
+    Interval: durationNs,
+    Timeout: durationNs,
+    StartPeriod: durationNs,
+    StartInterval: durationNs,
+    Retries: z.number().int().nonnegative().optional(),
+  })
+  .nullable()
+  .optional();
+
 export const imageConfigSchema = z.object({
   architecture: z.string().optional(),
   os: z.string().optional(),
@@ -55,7 +78,11 @@ export const imageConfigSchema = z.object({
       Env: stringList,
       WorkingDir: z.string().optional(),
       User: z.string().optional(),
-      ExposedPorts: z.record(z.string(), z.unknown()).nullable().optional(),
+      ExposedPorts: z
+        .record(z.string().regex(/^\d{1,5}(?:-\d{1,5})?(?:\/(?:tcp|udp|sctp))?$/, 'expected "PORT[/tcp|udp|sctp]"'), z.unknown())
+        .nullable()
+        .optional(),
+      Healthcheck: healthcheckSchema,
     })
     .nullable()
     .optional(),
@@ -175,5 +202,20 @@ export function runtimeConfigOf(config: ImageConfig): ImageRuntimeConfig {
   if (c.WorkingDir) out.workingDir = c.WorkingDir;
   if (c.User) out.user = c.User;
   if (c.ExposedPorts) out.exposedPorts = Object.keys(c.ExposedPorts);
+  const h = c.Healthcheck;
+  if (h && h.Test && h.Test.length > 0) {
+    const healthcheck: ImageHealthcheck = { test: h.Test };
+    const ms = (ns: number | undefined): number | undefined => (ns === undefined || ns === 0 ? undefined : ns / 1e6);
+    const interval = ms(h.Interval);
+    const timeout = ms(h.Timeout);
+    const startPeriod = ms(h.StartPeriod);
+    const startInterval = ms(h.StartInterval);
+    if (interval !== undefined) healthcheck.intervalMs = interval;
+    if (timeout !== undefined) healthcheck.timeoutMs = timeout;
+    if (startPeriod !== undefined) healthcheck.startPeriodMs = startPeriod;
+    if (startInterval !== undefined) healthcheck.startIntervalMs = startInterval;
+    if (h.Retries !== undefined && h.Retries !== 0) healthcheck.retries = h.Retries;
+    out.healthcheck = healthcheck;
+  }
   return out;
 }

@@ -17,7 +17,7 @@ export const DOCKER_FOREIGN_LAYER_TAR_GZIP = 'application/vnd.docker.image.rootf
 export const MANIFEST_TYPES: readonly string[] = [OCI_MANIFEST, DOCKER_MANIFEST];
 export const INDEX_TYPES: readonly string[] = [OCI_INDEX, DOCKER_MANIFEST_LIST];
 
-/** Layer types we can unpack: plain and gzip tar (zstd needs a decoder Node 20 lacks). */
-export const SUPPORTED_LAYER_TYPES: readonly string[] = [OCI_LAYER_TAR, OCI_LAYER_TAR_GZIP, DOCKER_LAYER_TAR_GZIP];
+/** Layer types we can unpack: plain, gzip and zstd tar (zstd through the pure-JS fzstd decoder). */
+export const SUPPORTED_LAYER_TYPES: readonly string[] = [OCI_LAYER_TAR, OCI_LAYER_TAR_GZIP, OCI_LAYER_TAR_ZSTD, DOCKER_LAYER_TAR_GZIP];
 
 export const MANIFEST_ACCEPT = [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST].join(', ');

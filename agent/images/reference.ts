@@ -125,3 +125,17 @@ function registryHostname(registry: string): string {
   const colon = registry.indexOf(':');
   return colon === -1 ? registry : registry.slice(0, colon);
 }
+
+/**
+ * A registry host as references name it: "index.docker.io" and Docker's config key
+ * "https://index.docker.io/v1/" become "docker.io"; a scheme or path around a host is dropped.
+ */
+export function normaliseRegistryHost(input: string): string {
+  let host = input.trim();
+  const scheme = /^[a-z]+:\/\//i.exec(host);
+  if (scheme) host = host.slice(scheme[0].length);
+  host = host.split('/')[0] ?? '';
+  if (host === 'index.docker.io' || host === 'registry-1.docker.io') host = DOCKER_HUB;
+  if (!DOMAIN_NAME.test(host) && !IPV6_DOMAIN.test(host)) throw new Error(`${JSON.stringify(input)} is not a registry host[:port]`);
+  return host;
+}

@@ -1,9 +1,12 @@
 // Client for the OCI distribution (v2) API: manifests and blobs, with Docker-style token and
-// basic auth. It only fetches; verification of what it fetched happens where bytes are stored.
+// basic auth, and bounded retries with back-off for what a registry or network may fail at
+// for a moment (5xx, 429, resets). It only fetches; verification of what it fetched happens
+// where bytes are stored.
 import { DigestMismatchError, SizeMismatchError, sha256Digest } from './digest.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
 import { type Descriptor, type ManifestDocument, parseManifestDocument } from './manifest.js';
 import { type ImageReference, isLoopbackRegistry, registryApiHost, repositoryName } from './reference.js';
+import { DEFAULT_RETRY_POLICY, type RetryPolicy, decideRetry, isRetryableStatus, parseRetryAfter, validateRetryPolicy } from './retry.js';
 
 export interface RegistryCredentials {
   username: string;
@@ -20,6 +23,13 @@ export interface RegistryClientOptions {
   requestTimeoutMs?: number;
   /** A blob download that receives nothing for this long is aborted, in ms. */
   blobIdleTimeoutMs?: number;
+  retry?: Partial<RetryPolicy>;
+  /** Injected for tests: waiting, jitter and the clock (for Retry-After dates). */
+  sleep?: (ms: number) => Promise<void>;
+  random?: () => number;
+  now?: () => number;
+  /** Told about every retry, e.g. for the daemon's log. */
+  onRetry?: (message: string) => void;
 }
 
 export interface FetchedManifest {
@@ -33,6 +43,8 @@ export class RegistryError extends Error {
   constructor(
     message: string,
     readonly status?: number,
+    /** True when asking again may succeed (network trouble, overload); false for answers like 404. */
+    readonly retryable = false,
   ) {
     super(message);
     this.name = 'RegistryError';
@@ -52,6 +64,10 @@ export class RegistryClient {
   private readonly insecure: Set<string>;
   private readonly timeoutMs: number;
   private readonly blobIdleTimeoutMs: number;
+  private readonly retryPolicy: RetryPolicy;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly random: () => number;
+  private readonly now: () => number;
   /** Authorization header per "registry/repository", reused until the registry refuses it. */
   private readonly authorizations = new Map<string, string>();
 
@@ -60,6 +76,10 @@ export class RegistryClient {
     this.insecure = new Set(options.insecureRegistries ?? []);
     this.timeoutMs = options.requestTimeoutMs ?? 30_000;
     this.blobIdleTimeoutMs = options.blobIdleTimeoutMs ?? 60_000;
+    this.retryPolicy = validateRetryPolicy({ ...DEFAULT_RETRY_POLICY, ...options.retry });
+    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.random = options.random ?? Math.random;
+    this.now = options.now ?? Date.now;
   }
 
   baseUrl(registry: string): string {
@@ -99,7 +119,7 @@ export class RegistryClient {
     const idle = new IdleAbort(this.blobIdleTimeoutMs);
     let response: Response;
     try {
-      response = await this.request(ref, `/blobs/${descriptor.digest}`, { accept: '*/*', timeout: false, signal: idle.signal });
+      response = await this.request(ref, `/blobs/${descriptor.digest}`, { accept: '*/*', timeout: false, idle });
     } catch (error) {
       idle.clear();
       throw error;
@@ -123,47 +143,112 @@ export class RegistryClient {
           yield chunk;
         }
       } catch (error) {
-        if (idle.signal.aborted) throw new RegistryError(`${what}: no data received for ${timeoutMs} ms`);
-        throw error;
+        if (idle.signal.aborted) throw new RegistryError(`${what}: no data received for ${timeoutMs} ms`, undefined, true);
+        // The connection broke mid-body: the download as a whole may be tried again.
+        throw new RegistryError(`${what}: download interrupted: ${describeFetchError(error)}`, undefined, true);
       } finally {
         idle.clear();
       }
     })();
   }
 
+  /**
+   * Downloads a blob into `consume` (which must check its digest), starting again from the
+   * beginning when the download breaks off or stalls, within the retry policy. Errors of the
+   * content itself (digest or size mismatch) are never retried: the registry would send the
+   * same bytes again.
+   */
+  async fetchBlob<T>(
+    ref: ImageReference,
+    descriptor: Descriptor,
+    consume: (chunks: AsyncIterable<Uint8Array>, attempt: number) => Promise<T>,
+  ): Promise<T> {
+    const what = `blob ${descriptor.digest} of ${repositoryName(ref)}`;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await consume(await this.openBlob(ref, descriptor), attempt);
+      } catch (error) {
+        if (!(error instanceof RegistryError) || !error.retryable) throw error;
+        const decision = decideRetry(attempt, this.retryPolicy, this.random);
+        if (!decision.retry) throw new RegistryError(`${error.message} (${decision.reason})`, error.status, false);
+        this.options.onRetry?.(`${what}: ${error.message}; downloading again in ${decision.delayMs} ms (attempt ${attempt + 1} of ${this.retryPolicy.maxAttempts})`);
+        await this.sleep(decision.delayMs);
+      }
+    }
+  }
+
   private async request(
     ref: ImageReference,
     path: string,
-    options: { accept: string; timeout: boolean; signal?: AbortSignal },
+    options: { accept: string; timeout: boolean; idle?: IdleAbort },
   ): Promise<Response> {
     const url = `${this.baseUrl(ref.registry)}/v2/${ref.repository}${path}`;
     const scopeKey = repositoryName(ref);
-    for (let attempt = 0; ; attempt++) {
+    let authorized = false;
+    for (let attempt = 1; ; attempt++) {
       const headers: Record<string, string> = { accept: options.accept };
       const authorization = this.authorizations.get(scopeKey);
       if (authorization !== undefined) headers.authorization = authorization;
-      let response: Response;
-      try {
-        response = await this.fetchImpl(url, {
+      options.idle?.renew();
+      const response = await this.fetchWithRetry(
+        url,
+        {
           headers,
           redirect: 'follow',
-          ...(options.timeout ? { signal: AbortSignal.timeout(this.timeoutMs) } : options.signal ? { signal: options.signal } : {}),
-        });
-      } catch (error) {
-        throw new RegistryError(`GET ${url}: ${describeFetchError(error)}`);
-      }
-      if (response.status === 401 && attempt === 0) {
-        const challenge = parseChallenge(response.headers.get('www-authenticate'));
-        await response.body?.cancel();
-        this.authorizations.set(scopeKey, await this.authorize(ref, challenge, url));
+          ...(options.timeout ? { signal: AbortSignal.timeout(this.timeoutMs) } : options.idle ? { signal: options.idle.signal } : {}),
+        },
+        attempt,
+      );
+      if (response.kind === 'retry') {
+        attempt = response.attempt;
         continue;
       }
-      if (!response.ok) {
-        const detail = await errorDetail(response);
-        throw new RegistryError(`GET ${url}: ${response.status} ${response.statusText}${detail}`, response.status);
+      const ok = response.response;
+      if (ok.status === 401 && !authorized) {
+        authorized = true;
+        const challenge = parseChallenge(ok.headers.get('www-authenticate'));
+        await ok.body?.cancel();
+        this.authorizations.set(scopeKey, await this.authorize(ref, challenge, url));
+        attempt = 0;
+        continue;
       }
-      return response;
+      if (!ok.ok) {
+        const detail = await errorDetail(ok);
+        throw new RegistryError(`GET ${url}: ${ok.status} ${ok.statusText}${detail}`, ok.status);
+      }
+      return ok;
     }
+  }
+
+  /**
+   * One fetch; on a network error or a retryable status it waits as the policy says and returns
+   * "retry" (the caller rebuilds the request: headers or signals may have changed), and when
+   * the policy is spent it throws.
+   */
+  private async fetchWithRetry(
+    url: string | URL,
+    init: RequestInit,
+    attempt: number,
+  ): Promise<{ kind: 'response'; response: Response } | { kind: 'retry'; attempt: number }> {
+    const label = `GET ${url instanceof URL ? `${url.origin}${url.pathname}` : url}`;
+    let problem: string;
+    let retryAfterMs: number | undefined;
+    let status: number | undefined;
+    try {
+      const response = await this.fetchImpl(url, init);
+      if (!isRetryableStatus(response.status)) return { kind: 'response', response };
+      status = response.status;
+      retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), this.now());
+      problem = `${response.status} ${response.statusText}${await errorDetail(response)}`;
+    } catch (error) {
+      problem = describeFetchError(error);
+    }
+    const decision = decideRetry(attempt, this.retryPolicy, this.random, retryAfterMs);
+    // Spent: not retryable any more, so callers further up do not start another round.
+    if (!decision.retry) throw new RegistryError(`${label}: ${problem} (${decision.reason})`, status, false);
+    this.options.onRetry?.(`${label}: ${problem}; retrying in ${decision.delayMs} ms (attempt ${attempt + 1} of ${this.retryPolicy.maxAttempts})`);
+    await this.sleep(decision.delayMs);
+    return { kind: 'retry', attempt };
   }
 
   private async authorize(ref: ImageReference, challenge: Challenge | undefined, url: string): Promise<string> {
@@ -186,10 +271,12 @@ export class RegistryClient {
       const headers: Record<string, string> = { accept: 'application/json' };
       if (credentials) headers.authorization = basicAuthorization(credentials);
       let response: Response;
-      try {
-        response = await this.fetchImpl(tokenUrl, { headers, signal: AbortSignal.timeout(this.timeoutMs) });
-      } catch (error) {
-        throw new RegistryError(`token request to ${tokenUrl.origin}: ${describeFetchError(error)}`);
+      for (let attempt = 1; ; attempt++) {
+        const result = await this.fetchWithRetry(tokenUrl, { headers, signal: AbortSignal.timeout(this.timeoutMs) }, attempt);
+        if (result.kind === 'response') {
+          response = result.response;
+          break;
+        }
       }
       if (!response.ok) {
         throw new RegistryError(`token request to ${tokenUrl.origin}: ${response.status} ${response.statusText}`, response.status);
@@ -212,11 +299,17 @@ export class RegistryClient {
 
 /** An AbortSignal that fires when `touch` has not been called for `ms`. */
 class IdleAbort {
-  private readonly controller = new AbortController();
+  private controller = new AbortController();
   private timer: NodeJS.Timeout;
 
   constructor(ms: number) {
     this.timer = setTimeout(() => this.controller.abort(), ms);
+  }
+
+  /** A fresh signal and a fresh deadline, for another attempt after this one fired. */
+  renew(): void {
+    if (this.controller.signal.aborted) this.controller = new AbortController();
+    this.timer.refresh();
   }
 
   get signal(): AbortSignal {

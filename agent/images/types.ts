@@ -7,7 +7,20 @@ export interface ImageRuntimeConfig {
   env?: string[];
   workingDir?: string;
   user?: string;
+  /** "PORT/PROTO" keys of the config's ExposedPorts, e.g. "80/tcp". */
   exposedPorts?: string[];
+  healthcheck?: ImageHealthcheck;
+}
+
+/** The image's HEALTHCHECK; zero or absent durations mean "runtime default" and are left out. */
+export interface ImageHealthcheck {
+  /** ["NONE"] (disabled), ["CMD", program, args…] or ["CMD-SHELL", command]. */
+  test: string[];
+  intervalMs?: number;
+  timeoutMs?: number;
+  startPeriodMs?: number;
+  startIntervalMs?: number;
+  retries?: number;
 }
 
 export interface ImageRecord {
@@ -31,12 +44,67 @@ export interface PulledImage extends ImageRecord {
   layerDirs: string[];
 }
 
+/** How far a pull has come with one blob; events for one blob arrive in order. */
+export interface PullProgress {
+  /** Digest of the blob (compressed layer or config). */
+  digest: string;
+  kind: 'config' | 'layer';
+  /**
+   * exists: already in the store, nothing to do · downloading: `current` of `total` bytes ·
+   * retrying: the download broke off and starts again · unpacking · done.
+   */
+  status: 'exists' | 'downloading' | 'retrying' | 'unpacking' | 'done';
+  current: number;
+  total: number;
+}
+
+export interface PullOptions {
+  insecureRegistries?: string[];
+  onProgress?: (event: PullProgress) => void;
+}
+
+export interface RemoveOptions {
+  /**
+   * Who still uses the image (e.g. names of tasks that are not finished); a non-empty answer
+   * refuses the removal. The store cannot know this itself: the caller asks its worker or store.
+   */
+  inUse?: (image: ImageRecord) => Promise<string[]>;
+}
+
+export interface GcResult {
+  blobsRemoved: number;
+  layersRemoved: number;
+  bytesFreed: number;
+}
+
+export interface RemoveResult {
+  /** References whose records were removed. */
+  removed: string[];
+  /** What the garbage collection after the removal freed. */
+  gc: GcResult;
+}
+
+/** `oci`: an OCI image layout; `docker`: the `docker save` layout (manifest.json, uncompressed layers). */
+export type ArchiveFormat = 'oci' | 'docker';
+
 export interface ImageStore {
   /** Returns the image, pulling it from its registry if it is not in the store. */
-  ensure(reference: string, options?: { insecureRegistries?: string[] }): Promise<PulledImage>;
-  pull(reference: string, options?: { insecureRegistries?: string[] }): Promise<PulledImage>;
+  ensure(reference: string, options?: PullOptions): Promise<PulledImage>;
+  pull(reference: string, options?: PullOptions): Promise<PulledImage>;
   /** Loads an OCI image layout or `docker save` tarball; returns the images it held. */
   load(tarballPath: string): Promise<ImageRecord[]>;
   list(): Promise<ImageRecord[]>;
   get(reference: string): Promise<PulledImage | undefined>;
+  /**
+   * Removes the image named by reference, or every name of a manifest digest (full or at least
+   * 12 hex digits), then collects garbage. Refused, with nothing removed, while in use.
+   */
+  remove(reference: string, options?: RemoveOptions): Promise<RemoveResult>;
+  /** Deletes blobs and unpacked layers no image refers to; never what a pull in progress writes. */
+  prune(): Promise<GcResult>;
+  /**
+   * Writes the named images as one archive that `load` reads back. Resolves once every name is
+   * found (errors come before any byte); the iterable yields the tarball.
+   */
+  save(references: string[], format: ArchiveFormat): Promise<AsyncIterable<Uint8Array>>;
 }

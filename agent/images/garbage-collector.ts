@@ -1,0 +1,87 @@
+// Mark and sweep over the image store: every blob and unpacked layer that no image record leads
+// to is deleted. The caller holds the store's write lock, so no pull or load is half-way through
+// writing something that would look unreferenced.
+import { lstat, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BlobStore } from './blob-store.js';
+import type { LayerStore } from './layer-store.js';
+import { imageManifestSchema, parseWith } from './manifest.js';
+import type { GcResult, ImageRecord } from './types.js';
+
+const MAX_MANIFEST_BYTES = 8 * 1024 * 1024;
+const HEX64 = /^[a-f0-9]{64}$/;
+
+export interface Marks {
+  blobs: Set<string>;
+  layers: Set<string>;
+  /** Set when some record's manifest could not be read: its layer blobs are unknown, so no blob may go. */
+  blobsUnknown: boolean;
+}
+
+/** What the records refer to: manifests, indexes, configs, layer blobs (via manifests), diff-ids. */
+export async function markReferenced(records: ImageRecord[], blobs: BlobStore, log: (message: string) => void): Promise<Marks> {
+  const marks: Marks = { blobs: new Set(), layers: new Set(), blobsUnknown: false };
+  const manifestsRead = new Set<string>();
+  for (const record of records) {
+    marks.blobs.add(record.digest);
+    if (record.indexDigest !== undefined) marks.blobs.add(record.indexDigest);
+    marks.blobs.add(record.configDigest);
+    for (const diffId of record.layers) marks.layers.add(diffId);
+    if (manifestsRead.has(record.digest)) continue;
+    manifestsRead.add(record.digest);
+    try {
+      const what = `manifest of ${record.reference}`;
+      const manifest = parseWith(imageManifestSchema, await blobs.readBytes(record.digest, MAX_MANIFEST_BYTES, what), what);
+      marks.blobs.add(manifest.config.digest);
+      for (const layer of manifest.layers) marks.blobs.add(layer.digest);
+    } catch (error) {
+      marks.blobsUnknown = true;
+      log(`image gc: keeping every blob: cannot read the manifest of ${record.reference}: ${(error as Error).message}`);
+    }
+  }
+  return marks;
+}
+
+export async function sweep(marks: Marks, blobs: BlobStore, layers: LayerStore): Promise<GcResult> {
+  const result: GcResult = { blobsRemoved: 0, layersRemoved: 0, bytesFreed: 0 };
+  if (!marks.blobsUnknown) {
+    for (const hex of await listHex(blobs.blobsDir)) {
+      if (marks.blobs.has(`sha256:${hex}`)) continue;
+      const path = join(blobs.blobsDir, hex);
+      result.bytesFreed += await sizeOf(path);
+      await rm(path, { force: true });
+      result.blobsRemoved++;
+    }
+  }
+  for (const hex of await listHex(layers.layersDir)) {
+    if (marks.layers.has(`sha256:${hex}`)) continue;
+    const path = join(layers.layersDir, hex);
+    result.bytesFreed += await sizeOf(path);
+    await rm(path, { recursive: true, force: true });
+    result.layersRemoved++;
+  }
+  return result;
+}
+
+/** Entries named like a sha256 hex digest; anything else in these directories is not ours to judge. */
+async function listHex(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).filter((name) => HEX64.test(name));
+  } catch {
+    return [];
+  }
+}
+
+/** Bytes in a file or a directory tree (not following symlinks). */
+export async function sizeOf(path: string): Promise<number> {
+  let info;
+  try {
+    info = await lstat(path);
+  } catch {
+    return 0;
+  }
+  if (!info.isDirectory()) return info.size;
+  let total = 0;
+  for (const name of await readdir(path)) total += await sizeOf(join(path, name));
+  return total;
+}
