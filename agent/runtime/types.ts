@@ -1,32 +1,136 @@
 // The TypeScript face of the native runtime. Input is an OCI runtime-spec bundle
 // (config.json + rootfs), so runc can run the same bundle as an oracle.
 
+import type { OciCapabilities } from './capabilities.js';
+import type { OciSeccomp } from './seccomp.js';
+
 /** The subset of the OCI runtime-spec config.json the first cut honours. */
 export interface OciSpec {
   ociVersion: string;
   process: {
     terminal?: boolean;
-    user: { uid: number; gid: number; additionalGids?: number[] };
+    user: { uid: number; gid: number; additionalGids?: number[]; umask?: number };
     args: string[];
     env?: string[];
     cwd: string;
     noNewPrivileges?: boolean;
+    capabilities?: OciCapabilities;
+    rlimits?: Array<{ type: string; hard: number; soft: number }>;
+    oomScoreAdj?: number;
+    apparmorProfile?: string;
+    selinuxLabel?: string;
   };
   root: { path: string; readonly?: boolean };
   hostname?: string;
+  domainname?: string;
   mounts?: Array<{ destination: string; type?: string; source?: string; options?: string[] }>;
   linux?: {
     namespaces?: Array<{ type: 'pid' | 'network' | 'mount' | 'ipc' | 'uts' | 'user' | 'cgroup'; path?: string }>;
     cgroupsPath?: string;
-    resources?: {
-      memory?: { limit?: number; swap?: number };
-      pids?: { limit: number };
-      cpu?: { shares?: number; quota?: number; period?: number };
-    };
+    resources?: LinuxResources;
     maskedPaths?: string[];
     readonlyPaths?: string[];
+    seccomp?: OciSeccomp;
+    sysctl?: Record<string, string>;
+    uidMappings?: OciIdMapping[];
+    gidMappings?: OciIdMapping[];
+    /** Propagation of the container's root mount: shared, slave, private (and r* forms), unbindable. */
+    rootfsPropagation?: string;
+    mountLabel?: string;
   };
   annotations?: Record<string, string>;
+}
+
+/** OCI linux.resources (runtime-spec config-linux.md#control-groups). */
+export interface LinuxResources {
+  memory?: {
+    /** Bytes; -1 = unlimited. */
+    limit?: number;
+    /** Soft limit in bytes (v1 soft_limit_in_bytes, v2 memory.low); -1 = none. */
+    reservation?: number;
+    /** Memory plus swap in bytes (v1 memsw semantics); -1 = unlimited swap. */
+    swap?: number;
+    /** Deprecated by the kernel; accepted and ignored. */
+    kernel?: number;
+    kernelTCP?: number;
+    swappiness?: number;
+    disableOOMKiller?: boolean;
+    useHierarchy?: boolean;
+    checkBeforeUpdate?: boolean;
+  };
+  cpu?: {
+    shares?: number;
+    /** CFS quota in microseconds per period; -1 = unlimited. */
+    quota?: number;
+    period?: number;
+    realtimeRuntime?: number;
+    realtimePeriod?: number;
+    /** cpuset list, e.g. "0-1,3". */
+    cpus?: string;
+    mems?: string;
+    /** SCHED_IDLE for the cgroup (cpu.idle, 0 or 1). */
+    idle?: number;
+  };
+  pids?: { limit: number };
+  blockIO?: {
+    weight?: number;
+    leafWeight?: number;
+    weightDevice?: Array<{ major: number; minor: number; weight?: number; leafWeight?: number }>;
+    throttleReadBpsDevice?: Array<{ major: number; minor: number; rate: number }>;
+    throttleWriteBpsDevice?: Array<{ major: number; minor: number; rate: number }>;
+    throttleReadIOPSDevice?: Array<{ major: number; minor: number; rate: number }>;
+    throttleWriteIOPSDevice?: Array<{ major: number; minor: number; rate: number }>;
+  };
+  /** Device cgroup rules, applied in order after "deny all"; the default device set is always allowed. */
+  devices?: Array<{ allow: boolean; type?: 'a' | 'c' | 'b'; major?: number; minor?: number; access?: string }>;
+  hugepageLimits?: Array<{ pageSize: string; limit: number }>;
+  /** cgroup v2 only: interface file name -> value, written last. */
+  unified?: Record<string, string>;
+}
+
+/** Resource usage read from a container's cgroup; fields the kernel does not report are absent. */
+export interface ContainerStats {
+  cgroupVersion: 'v1' | 'v2';
+  memory: {
+    usageBytes: number;
+    /** Absent when unlimited. */
+    limitBytes?: number;
+    /** Peak usage (v1 max_usage_in_bytes, v2 memory.peak when the kernel has it). */
+    maxUsageBytes?: number;
+    /** Page cache (v1 total_cache, v2 file). */
+    cacheBytes?: number;
+    /** Anonymous memory (v1 total_rss, v2 anon). */
+    rssBytes?: number;
+    swapBytes?: number;
+    /** Times the limit was hit (v1 memory.failcnt, v2 memory.events max). */
+    failCount?: number;
+    /** Processes killed by the OOM killer in this cgroup. */
+    oomKills: number;
+  };
+  cpu: {
+    usageNanos: number;
+    userNanos?: number;
+    systemNanos?: number;
+    /** v1 only (cpuacct.usage_percpu). */
+    perCpuNanos?: number[];
+    periods?: number;
+    throttledPeriods?: number;
+    throttledNanos?: number;
+  };
+  pids: {
+    current: number;
+    /** Absent when unlimited. */
+    limit?: number;
+  };
+  blockIO: {
+    devices: Array<{ major: number; minor: number; readBytes: number; writeBytes: number; readOps: number; writeOps: number }>;
+  };
+}
+
+export interface OciIdMapping {
+  containerID: number;
+  hostID: number;
+  size: number;
 }
 
 export interface CreateOptions {
@@ -57,6 +161,8 @@ export interface ContainerRuntime {
   /** Resolves when the container's init process has exited. */
   wait(id: string): Promise<ExitStatus>;
   state(id: string): Promise<ContainerState | undefined>;
+  /** Resource usage from the container's cgroup (optional: not every runtime has it). */
+  stats?(id: string): Promise<ContainerStats>;
   /** Removes what create made (cgroup, state); the container must be stopped. */
   delete(id: string): Promise<void>;
 }

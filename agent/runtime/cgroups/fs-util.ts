@@ -1,0 +1,101 @@
+// Small file operations shared by the v1 and v2 drivers.
+
+import fs from 'node:fs/promises';
+import path from 'node:path';
+
+export async function exists(p: string): Promise<boolean> {
+  return fs.access(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+export async function readOptional(p: string): Promise<string | undefined> {
+  return fs.readFile(p, 'utf8').catch(() => undefined);
+}
+
+/**
+ * Writes one value into a cgroup interface file, as `echo value >> file` does: the kernel takes
+ * each write() as one command whatever the flags, and a plain-directory test tree then keeps every
+ * line written (io.max and devices.allow take several). The error names the spec field and file.
+ */
+export async function writeControl(dir: string, file: string, value: string, field: string): Promise<void> {
+  try {
+    await fs.writeFile(path.join(dir, file), `${value}\n`, { flag: 'a' });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const hint = explain(e.code, file);
+    throw new Error(`${field}: cannot write "${value}" to ${path.join(dir, file)}: ${e.message}${hint}`, { cause: err });
+  }
+}
+
+function explain(code: string | undefined, file: string): string {
+  if (code === 'EBUSY' && file.startsWith('memory.')) return ' (the limit is below what the cgroup already uses)';
+  if (code === 'EBUSY' && file === 'cgroup.subtree_control') return ' (the cgroup has processes of its own: v2 allows controllers only in cgroups without them)';
+  if (code === 'EINVAL' && file.startsWith('cpu.rt_')) return ' (the parent cgroup has no real-time budget to give)';
+  if (code === 'ENODEV') return ' (no such block device)';
+  if (code === 'EINVAL') return ' (the kernel rejected the value)';
+  return '';
+}
+
+/** Creates relativePath under root one level at a time, recording each directory it made. */
+export async function mkdirRecorded(root: string, relativePath: string, created: string[]): Promise<void> {
+  let current = root;
+  for (const part of relativePath.split('/')) {
+    current = path.join(current, part);
+    try {
+      await fs.mkdir(current);
+      created.push(current);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+}
+
+/** Removes directories made by mkdirRecorded (deepest first); a shared parent still in use is left. */
+export async function removeCreated(createdDirs: string[], leaves: Set<string>): Promise<void> {
+  const failures: string[] = [];
+  for (const dir of [...createdDirs].reverse()) {
+    try {
+      await rmdirDraining(dir, leaves.has(dir));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // A parent we made may now be shared with another container: leave it to the last one.
+      if (!leaves.has(dir) && (code === 'EBUSY' || code === 'ENOTEMPTY')) continue;
+      failures.push(`${dir}: ${(err as Error).message}`);
+    }
+  }
+  if (failures.length > 0) throw new Error(`could not remove cgroup(s): ${failures.join('; ')}`);
+}
+
+async function rmdirDraining(dir: string, isLeaf: boolean): Promise<void> {
+  const deadline = Date.now() + 3000;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await fs.rmdir(dir);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || !isLeaf || Date.now() > deadline) throw err;
+      // Tasks of a dead pid namespace leave asynchronously; after a while, kill stragglers
+      // (they can only be this container's own processes).
+      if (attempt === 20) await killRemaining(dir);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+}
+
+async function killRemaining(dir: string): Promise<void> {
+  const text = await readOptional(path.join(dir, 'cgroup.procs'));
+  for (const line of (text ?? '').split('\n')) {
+    const pid = Number(line);
+    if (Number.isInteger(pid) && pid > 0) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+}

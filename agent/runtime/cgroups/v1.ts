@@ -1,0 +1,178 @@
+// cgroup v1: one directory per controller hierarchy under the mount root
+// (/sys/fs/cgroup/memory/<path>, /sys/fs/cgroup/cpu/<path>, ...).
+
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { ContainerStats } from '../types.js';
+import type { CgroupDriver, CgroupRecord } from './driver.js';
+import { exists, mkdirRecorded, readOptional, removeCreated, writeControl } from './fs-util.js';
+import { planV1, type V1Controller, type V1Write } from './plan.js';
+import { validateResources } from './resources.js';
+import { parseBlkio, parseKeyValues, parseLimit, parseNumber, parsePerCpu } from './stats-parse.js';
+
+/** Hierarchies every container joins when mounted; memory, pids and devices are required. */
+const JOINED: readonly V1Controller[] = ['memory', 'pids', 'cpu', 'cpuacct', 'cpuset', 'devices', 'blkio', 'hugetlb'];
+const REQUIRED: ReadonlySet<V1Controller> = new Set(['memory', 'pids', 'devices']);
+
+/** A file only this controller has, to find its directory among a record's dirs. */
+const MARKER: Record<Exclude<V1Controller, 'hugetlb'>, string> = {
+  memory: 'memory.limit_in_bytes',
+  cpu: 'cpu.shares',
+  cpuacct: 'cpuacct.usage',
+  cpuset: 'cpuset.cpus',
+  pids: 'pids.max',
+  blkio: 'blkio.throttle.read_bps_device',
+  devices: 'devices.list',
+};
+
+export class CgroupsV1 implements CgroupDriver {
+  readonly version = 'v1' as const;
+
+  constructor(private readonly mountRoot: string) {}
+
+  async create(relativePath: string, resources: unknown): Promise<CgroupRecord> {
+    const writes = planV1(validateResources(resources ?? {}));
+    const hierarchies = await this.hierarchies();
+    for (const w of writes) {
+      if (!hierarchies.has(w.controller)) {
+        throw new Error(`${w.field}: the cgroup v1 '${w.controller}' controller is not mounted at ${path.join(this.mountRoot, w.controller)}`);
+      }
+    }
+    const record: CgroupRecord = { dirs: [], createdDirs: [] };
+    try {
+      const dirOf = new Map<V1Controller, string>();
+      const made = new Map<string, string>();
+      for (const [controller, root] of hierarchies) {
+        const dir = path.join(root, relativePath);
+        if (!made.has(root)) {
+          await mkdirRecorded(root, relativePath, record.createdDirs);
+          record.dirs.push(dir);
+          made.set(root, dir);
+        }
+        dirOf.set(controller, dir);
+      }
+      const cpusetRoot = hierarchies.get('cpuset');
+      if (cpusetRoot !== undefined) await inheritCpuset(cpusetRoot, relativePath);
+      for (const w of writes) await applyWrite(dirOf.get(w.controller) ?? '', w);
+      return record;
+    } catch (err) {
+      await this.remove(record).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  procsFiles(record: CgroupRecord): string[] {
+    return record.dirs.map((d) => path.join(d, 'cgroup.procs'));
+  }
+
+  async oomKilled(record: CgroupRecord): Promise<boolean> {
+    const memory = await findWith(record.dirs, MARKER.memory);
+    if (memory === undefined) return false;
+    return (parseKeyValues(await readOptional(path.join(memory, 'memory.oom_control'))).get('oom_kill') ?? 0) > 0;
+  }
+
+  async stats(record: CgroupRecord): Promise<ContainerStats> {
+    const read = async (controller: keyof typeof MARKER, file: string) => {
+      const dir = await findWith(record.dirs, MARKER[controller]);
+      return dir === undefined ? undefined : readOptional(path.join(dir, file));
+    };
+    const memStat = parseKeyValues(await read('memory', 'memory.stat'));
+    const usage = parseNumber(await read('memory', 'memory.usage_in_bytes')) ?? 0;
+    const memsw = parseNumber(await read('memory', 'memory.memsw.usage_in_bytes'));
+    const cpuStat = parseKeyValues(await read('cpu', 'cpu.stat'));
+    const acctUser = parseNumber(await read('cpuacct', 'cpuacct.usage_user'));
+    const acctSys = parseNumber(await read('cpuacct', 'cpuacct.usage_sys'));
+    const blkio = parseBlkio(
+      (await read('blkio', 'blkio.throttle.io_service_bytes_recursive')) ?? (await read('blkio', 'blkio.throttle.io_service_bytes')),
+      (await read('blkio', 'blkio.throttle.io_serviced_recursive')) ?? (await read('blkio', 'blkio.throttle.io_serviced')),
+    );
+    return {
+      cgroupVersion: 'v1',
+      memory: dropUndefined({
+        usageBytes: usage,
+        limitBytes: parseLimit(await read('memory', 'memory.limit_in_bytes')),
+        maxUsageBytes: parseNumber(await read('memory', 'memory.max_usage_in_bytes')),
+        cacheBytes: memStat.get('total_cache') ?? memStat.get('cache'),
+        rssBytes: memStat.get('total_rss') ?? memStat.get('rss'),
+        swapBytes: memsw === undefined ? undefined : Math.max(0, memsw - usage),
+        failCount: parseNumber(await read('memory', 'memory.failcnt')),
+        oomKills: parseKeyValues(await read('memory', 'memory.oom_control')).get('oom_kill') ?? 0,
+      }),
+      cpu: dropUndefined({
+        usageNanos: parseNumber(await read('cpuacct', 'cpuacct.usage')) ?? 0,
+        userNanos: acctUser,
+        systemNanos: acctSys,
+        perCpuNanos: parsePerCpu(await read('cpuacct', 'cpuacct.usage_percpu')),
+        periods: cpuStat.get('nr_periods'),
+        throttledPeriods: cpuStat.get('nr_throttled'),
+        throttledNanos: cpuStat.get('throttled_time'),
+      }),
+      pids: dropUndefined({
+        current: parseNumber(await read('pids', 'pids.current')) ?? 0,
+        limit: parseLimit(await read('pids', 'pids.max')),
+      }),
+      blockIO: { devices: blkio },
+    };
+  }
+
+  async remove(record: CgroupRecord): Promise<void> {
+    await removeCreated(record.createdDirs, new Set(record.dirs));
+  }
+
+  /** Controller -> the real path of its hierarchy root (cpu and cpuacct may share one). */
+  private async hierarchies(): Promise<Map<V1Controller, string>> {
+    const found = new Map<V1Controller, string>();
+    for (const controller of JOINED) {
+      const link = path.join(this.mountRoot, controller);
+      const real = await fs.realpath(link).catch(() => undefined);
+      if (real === undefined || !(await exists(path.join(real, 'cgroup.procs')))) {
+        if (REQUIRED.has(controller)) throw new Error(`cgroup v1 controller '${controller}' is not mounted at ${link}`);
+        continue;
+      }
+      found.set(controller, real);
+    }
+    return found;
+  }
+}
+
+/**
+ * A new v1 cpuset cgroup starts with empty cpus and mems, and nothing can join it: copy them down
+ * from the parent at each level that is empty (the parent may itself have been just created).
+ */
+async function inheritCpuset(root: string, relativePath: string): Promise<void> {
+  let parent = root;
+  for (const part of relativePath.split('/')) {
+    const dir = path.join(parent, part);
+    for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+      const own = (await readOptional(path.join(dir, file)))?.trim();
+      if (own === '') {
+        const inherited = ((await readOptional(path.join(parent, file))) ?? '').trim();
+        await writeControl(dir, file, inherited, `cpuset inheritance from ${parent}`);
+      }
+    }
+    parent = dir;
+  }
+}
+
+async function applyWrite(dir: string, w: V1Write): Promise<void> {
+  if (w.ifExists === true && !(await exists(path.join(dir, w.file)))) return;
+  if (w.alternatives !== undefined) {
+    for (const choice of [{ file: w.file, value: w.value }, ...w.alternatives]) {
+      if (await exists(path.join(dir, choice.file))) return writeControl(dir, choice.file, choice.value, w.field);
+    }
+    const names = [w.file, ...w.alternatives.map((a) => a.file)].join(' or ');
+    throw new Error(`${w.field}: not supported by this kernel: no ${names} in ${dir} (the block device scheduler has no weights)`);
+  }
+  if (!(await exists(path.join(dir, w.file)))) throw new Error(`${w.field}: not supported by this kernel: no ${w.file} in ${dir}`);
+  await writeControl(dir, w.file, w.value, w.field);
+}
+
+async function findWith(dirs: string[], file: string): Promise<string | undefined> {
+  for (const dir of dirs) if (await exists(path.join(dir, file))) return dir;
+  return undefined;
+}
+
+/** Leaves out undefined fields so results compare and serialise cleanly. */
+function dropUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}

@@ -1,0 +1,152 @@
+// cgroup v2 (unified hierarchy): one directory per container; controllers are made available to it
+// by enabling them in every ancestor's cgroup.subtree_control.
+//
+// Not enforced on v2: the device allow-list. v2 has no devices.* files; runc and Docker attach a
+// BPF_CGROUP_DEVICE program instead, which this runtime does not do yet. create() records a
+// warning in the record instead of refusing, so v2 hosts can run containers; device isolation
+// there rests on the container's /dev (only the default nodes) and dropping CAP_MKNOD.
+
+import path from 'node:path';
+import type { ContainerStats } from '../types.js';
+import type { CgroupDriver, CgroupRecord } from './driver.js';
+import { exists, mkdirRecorded, readOptional, removeCreated, writeControl } from './fs-util.js';
+import { planV2, type ControlWrite } from './plan.js';
+import { validateResources } from './resources.js';
+import { parseIoStat, parseKeyValues, parseLimit, parseNumber } from './stats-parse.js';
+
+/** Enabled when available even without a limit, so stats have something to read. */
+const STATS_CONTROLLERS = ['cpu', 'io', 'memory', 'pids'] as const;
+
+export class CgroupsV2 implements CgroupDriver {
+  readonly version = 'v2' as const;
+
+  constructor(private readonly root: string) {}
+
+  async create(relativePath: string, resources: unknown): Promise<CgroupRecord> {
+    const plan = planV2(validateResources(resources ?? {}));
+    const rootAvailable = await this.controllersOf(this.root);
+    // The first field that needs each controller, for the error when it is missing.
+    const neededBy = new Map<string, string>();
+    for (const w of plan.writes) {
+      const controller = w.file.slice(0, w.file.indexOf('.'));
+      if (plan.controllers.has(controller) && !neededBy.has(controller)) neededBy.set(controller, w.field);
+    }
+    const wanted = new Set<string>([...plan.controllers, ...STATS_CONTROLLERS.filter((c) => rootAvailable.has(c))]);
+
+    const record: CgroupRecord = { dirs: [], createdDirs: [] };
+    if (plan.warnings.length > 0) record.warnings = plan.warnings;
+    try {
+      const parts = relativePath.split('/');
+      let dir = this.root;
+      // Controllers available in `dir`: read from the kernel for directories that existed, and
+      // known for ones we made (a new child's cgroup.controllers is its parent's subtree_control).
+      let available: Set<string> | undefined = rootAvailable;
+      for (const part of parts) {
+        available ??= await this.controllersOf(dir);
+        for (const [controller, field] of neededBy) {
+          if (!available.has(controller)) {
+            throw new Error(`${field}: the cgroup v2 '${controller}' controller is not available in ${dir} (cgroup.controllers: ${[...available].join(' ') || 'none'})`);
+          }
+        }
+        const enable = [...wanted].filter((c) => available?.has(c) === true);
+        await this.enable(dir, enable);
+        const child = path.join(dir, part);
+        const before = record.createdDirs.length;
+        await mkdirRecorded(dir, part, record.createdDirs);
+        available = record.createdDirs.length > before ? new Set(enable) : undefined;
+        dir = child;
+      }
+      record.dirs.push(dir);
+      for (const w of plan.writes) await applyWrite(dir, w);
+      return record;
+    } catch (err) {
+      await this.remove(record).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  procsFiles(record: CgroupRecord): string[] {
+    return record.dirs.map((d) => path.join(d, 'cgroup.procs'));
+  }
+
+  async oomKilled(record: CgroupRecord): Promise<boolean> {
+    const dir = record.dirs[0];
+    if (dir === undefined) return false;
+    return (parseKeyValues(await readOptional(path.join(dir, 'memory.events'))).get('oom_kill') ?? 0) > 0;
+  }
+
+  async stats(record: CgroupRecord): Promise<ContainerStats> {
+    const dir = record.dirs[0] ?? '';
+    const read = (file: string) => readOptional(path.join(dir, file));
+    const memStat = parseKeyValues(await read('memory.stat'));
+    const events = parseKeyValues(await read('memory.events'));
+    const cpuStat = parseKeyValues(await read('cpu.stat'));
+    const micros = (key: string) => {
+      const v = cpuStat.get(key);
+      return v === undefined ? undefined : v * 1000;
+    };
+    return {
+      cgroupVersion: 'v2',
+      memory: dropUndefined({
+        usageBytes: parseNumber(await read('memory.current')) ?? 0,
+        limitBytes: parseLimit(await read('memory.max')),
+        maxUsageBytes: parseNumber(await read('memory.peak')),
+        cacheBytes: memStat.get('file'),
+        rssBytes: memStat.get('anon'),
+        swapBytes: parseNumber(await read('memory.swap.current')),
+        failCount: events.get('max'),
+        oomKills: events.get('oom_kill') ?? 0,
+      }),
+      cpu: dropUndefined({
+        usageNanos: micros('usage_usec') ?? 0,
+        userNanos: micros('user_usec'),
+        systemNanos: micros('system_usec'),
+        periods: cpuStat.get('nr_periods'),
+        throttledPeriods: cpuStat.get('nr_throttled'),
+        throttledNanos: micros('throttled_usec'),
+      }),
+      pids: dropUndefined({
+        current: parseNumber(await read('pids.current')) ?? 0,
+        limit: parseLimit(await read('pids.max')),
+      }),
+      blockIO: { devices: parseIoStat(await read('io.stat')) },
+    };
+  }
+
+  async remove(record: CgroupRecord): Promise<void> {
+    await removeCreated(record.createdDirs, new Set(record.dirs));
+  }
+
+  private async controllersOf(dir: string): Promise<Set<string>> {
+    const text = await readOptional(path.join(dir, 'cgroup.controllers'));
+    if (text === undefined) throw new Error(`${dir} is not a cgroup v2 directory (no cgroup.controllers)`);
+    return new Set(text.trim().split(/\s+/).filter((c) => c !== ''));
+  }
+
+  /** Adds controllers to dir's cgroup.subtree_control; ones already enabled are not rewritten. */
+  private async enable(dir: string, controllers: string[]): Promise<void> {
+    const current = new Set(((await readOptional(path.join(dir, 'cgroup.subtree_control'))) ?? '').trim().split(/\s+/));
+    const missing = controllers.filter((c) => !current.has(c)).sort();
+    if (missing.length === 0) return;
+    await writeControl(dir, 'cgroup.subtree_control', missing.map((c) => `+${c}`).join(' '), `enabling controllers in ${dir}`);
+  }
+}
+
+async function applyWrite(dir: string, w: ControlWrite): Promise<void> {
+  if (w.ifExists === true && !(await exists(path.join(dir, w.file)))) return;
+  if (w.alternatives !== undefined) {
+    const choices = [{ file: w.file, value: w.value }, ...w.alternatives];
+    for (const choice of choices) {
+      if (await exists(path.join(dir, choice.file))) return writeControl(dir, choice.file, choice.value, w.field);
+    }
+    // None there yet: the last one is the kernel's generic file; let its write report the error.
+    const last = choices[choices.length - 1] ?? choices[0];
+    if (last !== undefined) await writeControl(dir, last.file, last.value, w.field);
+    return;
+  }
+  await writeControl(dir, w.file, w.value, w.field);
+}
+
+function dropUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
