@@ -7,7 +7,7 @@
 // validate what the CLI sends without caring which form it is.
 
 import { z } from 'zod';
-import { API_VERSION, KINDS, type Service } from './types.js';
+import { API_VERSION, KINDS, type Config, type Network, type Secret, type Service, type StackObject, type Volume } from './types.js';
 import { parseCpuNanos, parseDurationMs, parseMemoryBytes, formatMemory, type ParseResult } from './quantity.js';
 import { formatConstraint, LABEL_KEY_PATTERN, parseConstraint } from './constraints.js';
 
@@ -121,6 +121,7 @@ const portSpec = z.strictObject({
   target: port,
   published: port.optional(),
   protocol: z.enum(['tcp', 'udp']).default('tcp'),
+  mode: z.enum(['ingress', 'host']).optional(),
 }, { error: 'expected a mapping like {target: 80, published: 8080}' });
 
 const restartPolicy = z.strictObject({
@@ -130,6 +131,8 @@ const restartPolicy = z.strictObject({
   maxDelay: duration.optional(),
   maxDelayMs: nonNegativeInt.optional(),
   maxAttempts: nonNegativeInt.optional(),
+  window: duration.optional(),
+  windowMs: nonNegativeInt.optional(),
 });
 
 const resources = z.strictObject({
@@ -143,6 +146,91 @@ const resources = z.strictObject({
     cpus: cpus.optional(),
   }).optional(),
 });
+
+// ---- fields added for Compose (issue 6): normalised form only (milliseconds, bytes) ----
+
+const absolutePath = z.string({ error: 'expected an absolute path' }).startsWith('/', { error: 'expected an absolute path' });
+/** Names of networks, volumes, secrets and configs: not DNS names, so Compose's charset is allowed. */
+const OBJECT_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+const OBJECT_NAME_EXPECTED = 'expected a name of letters, digits, "_", "." and "-", starting with a letter or digit, at most 63 characters';
+const objectName = z.string({ error: OBJECT_NAME_EXPECTED }).max(63, { error: OBJECT_NAME_EXPECTED })
+  .regex(OBJECT_NAME, { error: OBJECT_NAME_EXPECTED });
+const fileMode = boundedInt(0, 0o7777, 'expected permission bits between 0 and 0o7777 (e.g. 0o440 = 288)');
+const stringMap = z.record(z.string(), yamlString(), { error: 'expected a mapping of key: "value"' });
+
+const networkAttachment = z.strictObject({
+  name: objectName,
+  aliases: z.array(hostname).optional(),
+});
+
+const mount = z.strictObject({
+  type: z.enum(['volume', 'bind', 'tmpfs']),
+  source: z.string().min(1).optional(),
+  target: absolutePath,
+  readOnly: z.boolean().optional(),
+  noCopy: z.boolean().optional(),
+  subpath: z.string().optional(),
+  propagation: z.enum(['rprivate', 'private', 'rshared', 'shared', 'rslave', 'slave']).optional(),
+  createHostPath: z.boolean().optional(),
+  sizeBytes: nonNegativeInt.optional(),
+  mode: fileMode.optional(),
+}).superRefine((m, ctx) => {
+  if (m.type === 'bind' && (m.source === undefined || !m.source.startsWith('/'))) {
+    ctx.addIssue({ code: 'custom', path: ['source'], input: m.source, message: 'a bind mount needs an absolute host path as source' });
+  }
+  if (m.type === 'tmpfs' && m.source !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['source'], input: m.source, message: 'a tmpfs mount has no source' });
+  }
+  const only = (field: 'noCopy' | 'subpath' | 'propagation' | 'createHostPath' | 'sizeBytes' | 'mode', type: string) => {
+    if (m[field] !== undefined && m.type !== type) {
+      ctx.addIssue({ code: 'custom', path: [field], input: m[field], message: `${field} applies to ${type} mounts only` });
+    }
+  };
+  only('noCopy', 'volume'); only('subpath', 'volume'); only('propagation', 'bind'); only('createHostPath', 'bind');
+  only('sizeBytes', 'tmpfs'); only('mode', 'tmpfs');
+});
+
+const fileReference = z.strictObject({
+  source: objectName,
+  target: z.string().min(1),
+  uid: z.string().regex(/^\d+$/, { error: 'expected a numeric uid as a string, e.g. "1000"' }).optional(),
+  gid: z.string().regex(/^\d+$/, { error: 'expected a numeric gid as a string, e.g. "1000"' }).optional(),
+  mode: fileMode.optional(),
+});
+
+const healthcheck = z.strictObject({
+  test: z.array(z.string()).min(1).optional(),
+  intervalMs: nonNegativeInt.optional(),
+  timeoutMs: nonNegativeInt.optional(),
+  retries: nonNegativeInt.optional(),
+  startPeriodMs: nonNegativeInt.optional(),
+  startIntervalMs: nonNegativeInt.optional(),
+  disable: z.boolean().optional(),
+}).superRefine((h, ctx) => {
+  const first = h.test?.[0];
+  if (first !== undefined && !['CMD', 'CMD-SHELL', 'NONE'].includes(first)) {
+    ctx.addIssue({ code: 'custom', path: ['test', 0], input: first, message: 'a health check test starts with "CMD", "CMD-SHELL" or "NONE"' });
+  }
+});
+
+const dependency = z.strictObject({
+  service: dnsLabel,
+  condition: z.enum(['service_started', 'service_healthy', 'service_completed_successfully']),
+  restart: z.boolean().optional(),
+  required: z.boolean().optional(),
+});
+
+const updatePolicy = z.strictObject({
+  parallelism: nonNegativeInt.optional(),
+  delayMs: nonNegativeInt.optional(),
+  failureAction: z.enum(['pause', 'continue', 'rollback']).optional(),
+  monitorMs: nonNegativeInt.optional(),
+  maxFailureRatio: z.number().min(0).max(1).optional(),
+  order: z.enum(['stop-first', 'start-first']).optional(),
+});
+
+const ulimit = z.strictObject({ soft: z.int(), hard: z.int() }).refine((u) => u.soft <= u.hard || u.hard === -1,
+  { error: 'the soft limit must not be more than the hard limit' });
 
 const serviceSpec = z.strictObject({
   image: z.string({ error: 'expected an image reference string' })
@@ -158,10 +246,40 @@ const serviceSpec = z.strictObject({
   replicas: nonNegativeInt.default(1),
   ports: z.array(portSpec, { error: 'expected a list of ports like [{target: 80, published: 8080}]' }).optional(),
   resources: resources.optional(),
-  placement: z.strictObject({ constraints: z.array(constraint).optional() }).optional(),
+  placement: z.strictObject({
+    constraints: z.array(constraint).optional(),
+    preferences: z.array(z.strictObject({ spread: z.string().min(1) })).optional(),
+    maxReplicasPerNode: nonNegativeInt.optional(),
+  }).optional(),
   restart: restartPolicy.optional(),
   stopGracePeriod: duration.optional(),
   stopGracePeriodMs: nonNegativeInt.optional(),
+  mode: z.enum(['replicated', 'global', 'replicated-job', 'global-job']).optional(),
+  endpointMode: z.enum(['vip', 'dnsrr']).optional(),
+  networks: z.array(networkAttachment).optional(),
+  mounts: z.array(mount).optional(),
+  secrets: z.array(fileReference).optional(),
+  configs: z.array(fileReference).optional(),
+  healthcheck: healthcheck.optional(),
+  dependsOn: z.array(dependency).optional(),
+  expose: z.array(z.strictObject({ port, protocol: z.enum(['tcp', 'udp']) })).optional(),
+  readOnly: z.boolean().optional(),
+  capAdd: z.array(z.string().regex(/^[A-Z_]+$/, { error: 'expected a capability name like NET_ADMIN' })).optional(),
+  capDrop: z.array(z.string().regex(/^[A-Z_]+$/, { error: 'expected a capability name like NET_ADMIN' })).optional(),
+  ulimits: z.record(z.string().regex(/^[a-z]+$/), ulimit).optional(),
+  sysctls: stringMap.optional(),
+  extraHosts: z.array(z.strictObject({ hostname, address: z.string().min(1) })).optional(),
+  dns: z.strictObject({
+    servers: z.array(z.string()).optional(),
+    search: z.array(z.string()).optional(),
+    options: z.array(z.string()).optional(),
+  }).optional(),
+  stopSignal: z.string().regex(/^(SIG)?[A-Z0-9+-]+$/, { error: 'expected a signal name like SIGTERM' }).optional(),
+  init: z.boolean().optional(),
+  logging: z.strictObject({ driver: z.string().optional(), options: stringMap.optional() }).optional(),
+  containerLabels: stringMap.optional(),
+  updateConfig: updatePolicy.optional(),
+  rollbackConfig: updatePolicy.optional(),
 }).superRefine((spec, ctx) => {
   const seen = new Map<string, number>();
   spec.ports?.forEach((p, index) => {
@@ -192,6 +310,11 @@ const serviceSpec = z.strictObject({
   };
   both('delay', 'delayMs', spec.restart, ['restart']);
   both('maxDelay', 'maxDelayMs', spec.restart, ['restart']);
+  both('window', 'windowMs', spec.restart, ['restart']);
+  const global = spec.mode === 'global' || spec.mode === 'global-job';
+  if (global && spec.replicas !== 1) {
+    ctx.addIssue({ code: 'custom', path: ['replicas'], input: spec.replicas, message: `replicas does not apply to mode ${spec.mode}: it runs one task per node` });
+  }
   both('stopGracePeriod', 'stopGracePeriodMs', spec, []);
 });
 
@@ -239,6 +362,7 @@ export function normalizeService(manifest: ServiceManifest): Service {
     delayMs: spec.restart.delay ?? spec.restart.delayMs,
     maxDelayMs: spec.restart.maxDelay ?? spec.restart.maxDelayMs,
     maxAttempts: spec.restart.maxAttempts,
+    windowMs: spec.restart.window ?? spec.restart.windowMs,
   };
   return compact<Service>({
     apiVersion: API_VERSION,
@@ -258,8 +382,91 @@ export function normalizeService(manifest: ServiceManifest): Service {
       placement: spec.placement,
       restart,
       stopGracePeriodMs: spec.stopGracePeriod ?? spec.stopGracePeriodMs,
+      mode: spec.mode,
+      endpointMode: spec.endpointMode,
+      networks: spec.networks,
+      mounts: spec.mounts,
+      secrets: spec.secrets,
+      configs: spec.configs,
+      healthcheck: spec.healthcheck,
+      dependsOn: spec.dependsOn,
+      expose: spec.expose,
+      readOnly: spec.readOnly,
+      capAdd: spec.capAdd,
+      capDrop: spec.capDrop,
+      ulimits: spec.ulimits,
+      sysctls: spec.sysctls,
+      extraHosts: spec.extraHosts,
+      dns: spec.dns,
+      stopSignal: spec.stopSignal,
+      init: spec.init,
+      logging: spec.logging,
+      containerLabels: spec.containerLabels,
+      updateConfig: spec.updateConfig,
+      rollbackConfig: spec.rollbackConfig,
     },
   });
+}
+
+// ---- the other kinds a stack is made of (Compose, issue 6) ----
+
+const stackObjectMeta = objectMeta.extend({ name: objectName });
+
+function envelope<K extends string, S extends z.ZodType>(kind: K, spec: S) {
+  return z.strictObject({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal(kind),
+    metadata: stackObjectMeta,
+    spec,
+  });
+}
+
+const base64 = z.string({ error: 'expected base64 data' })
+  .regex(/^[A-Za-z0-9+/]*={0,2}$/, { error: 'expected base64 data' })
+  .refine((d) => d.length % 4 === 0, { error: 'expected base64 data (length a multiple of 4)' });
+const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
+const cidr = z.string().refine((c) => {
+  const m = CIDR4.exec(c);
+  return m !== null && m.slice(1, 5).every((o) => Number(o) <= 255) && Number(m[5]) <= 32;
+}, { error: 'expected an IPv4 subnet in CIDR form, e.g. "10.20.0.0/24"' });
+
+const networkManifest = envelope('Network', z.strictObject({
+  driver: z.literal('overlay').optional(),
+  internal: z.boolean().optional(),
+  attachable: z.boolean().optional(),
+  subnets: z.array(cidr).optional(),
+  enableIpv6: z.boolean().optional(),
+}));
+const volumeManifest = envelope('Volume', z.strictObject({
+  driver: z.literal('local').optional(),
+  driverOpts: stringMap.optional(),
+}));
+const secretManifest = envelope('Secret', z.strictObject({ data: base64 }));
+const configManifest = envelope('Config', z.strictObject({ data: base64 }));
+
+export type StackValidationResult =
+  | { ok: true; object: StackObject }
+  | { ok: false; issues: ValidationIssue[] };
+
+function parseStackObject(schema: z.ZodType, input: unknown): StackValidationResult {
+  const result = schema.safeParse(input, { error: errorMap, reportInput: true });
+  if (!result.success) return { ok: false, issues: toIssues(result.error.issues) };
+  return { ok: true, object: compact(result.data as Network | Volume | Secret | Config) };
+}
+
+/**
+ * Validates any object a stack is made of (Service, Network, Volume, Secret, Config). The API
+ * server does not take the last four yet, so validateObject still refuses them.
+ */
+export function validateStackObject(input: unknown): StackValidationResult {
+  if (!isMapping(input)) return validateObject(input);
+  switch (input['kind']) {
+    case 'Network': return parseStackObject(networkManifest, input);
+    case 'Volume': return parseStackObject(volumeManifest, input);
+    case 'Secret': return parseStackObject(secretManifest, input);
+    case 'Config': return parseStackObject(configManifest, input);
+    default: return validateObject(input);
+  }
 }
 
 // ---- turning zod issues into "expected X, got Y" messages ----

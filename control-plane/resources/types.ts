@@ -21,6 +21,85 @@ export interface PortSpec {
   target: number;
   published?: number;
   protocol?: 'tcp' | 'udp';
+  /** ingress: published on every node (the default); host: only on the node running the task. */
+  mode?: 'ingress' | 'host';
+}
+
+/** How tasks of a service are placed: N replicas, one per node, or the same as run-to-completion jobs. */
+export type ServiceMode = 'replicated' | 'global' | 'replicated-job' | 'global-job';
+
+export interface NetworkAttachment {
+  /** A Network object of the same stack, or an external network's name. */
+  name: string;
+  /** Extra DNS names of the service on this network. */
+  aliases?: string[];
+}
+
+export type MountType = 'volume' | 'bind' | 'tmpfs';
+
+export interface Mount {
+  type: MountType;
+  /** volume: a Volume of the stack (absent: an anonymous volume); bind: an absolute host path; tmpfs: absent. */
+  source?: string;
+  target: string;
+  readOnly?: boolean;
+  /** volume: do not copy the image's content at target into a new volume. */
+  noCopy?: boolean;
+  /** volume: mount only this path inside the volume. */
+  subpath?: string;
+  /** bind: mount propagation, e.g. rprivate. */
+  propagation?: string;
+  /** bind: create the host path when it is missing (Compose's default for the short syntax). */
+  createHostPath?: boolean;
+  /** tmpfs: size limit in bytes. */
+  sizeBytes?: number;
+  /** tmpfs: permission bits of the mount root. */
+  mode?: number;
+}
+
+/** A secret or config made visible in the container as a file. */
+export interface FileReference {
+  /** A Secret/Config of the stack, or an external one's name. */
+  source: string;
+  /** Absolute path, or a name relative to /run/secrets (secrets) or / (configs). */
+  target: string;
+  uid?: string;
+  gid?: string;
+  mode?: number;
+}
+
+export interface HealthcheckSpec {
+  /** ["CMD", arg...], ["CMD-SHELL", "command"] or ["NONE"] (Docker's forms). */
+  test?: string[];
+  intervalMs?: number;
+  timeoutMs?: number;
+  retries?: number;
+  startPeriodMs?: number;
+  startIntervalMs?: number;
+  /** Turns off a health check the image defines. */
+  disable?: boolean;
+}
+
+export type DependencyCondition = 'service_started' | 'service_healthy' | 'service_completed_successfully';
+
+export interface ServiceDependency {
+  /** Another service of the same stack. */
+  service: string;
+  condition: DependencyCondition;
+  /** Restart this service when the dependency is updated. */
+  restart?: boolean;
+  /** false: start anyway when the dependency is missing. */
+  required?: boolean;
+}
+
+export interface UpdatePolicy {
+  /** Tasks updated at once; 0 means all at once. */
+  parallelism?: number;
+  delayMs?: number;
+  failureAction?: 'pause' | 'continue' | 'rollback';
+  monitorMs?: number;
+  maxFailureRatio?: number;
+  order?: 'stop-first' | 'start-first';
 }
 
 export interface ServiceSpec {
@@ -37,15 +116,49 @@ export interface ServiceSpec {
     limits?: { memory?: number; cpus?: number; pids?: number };
     reservations?: { memory?: number; cpus?: number };
   };
-  placement?: { constraints?: string[] };
+  placement?: {
+    constraints?: string[];
+    /** Spread tasks evenly over the values of these node labels, e.g. {spread: "node.labels.zone"}. */
+    preferences?: Array<{ spread: string }>;
+    maxReplicasPerNode?: number;
+  };
   restart?: {
     condition?: RestartCondition;
     /** Base back-off between restarts of one slot, in milliseconds; doubles per failure up to maxDelayMs. */
     delayMs?: number;
     maxDelayMs?: number;
     maxAttempts?: number;
+    /** maxAttempts counts failures within this window only. */
+    windowMs?: number;
   };
   stopGracePeriodMs?: number;
+  // ---- fields added for Compose (issue 6); the node agent honours them as it learns to ----
+  mode?: ServiceMode;
+  /** vip: one virtual IP balances over the tasks; dnsrr: the service name resolves to every task. */
+  endpointMode?: 'vip' | 'dnsrr';
+  networks?: NetworkAttachment[];
+  mounts?: Mount[];
+  secrets?: FileReference[];
+  configs?: FileReference[];
+  healthcheck?: HealthcheckSpec;
+  dependsOn?: ServiceDependency[];
+  /** Ports the container listens on without publishing them (informational inside a network). */
+  expose?: Array<{ port: number; protocol: 'tcp' | 'udp' }>;
+  readOnly?: boolean;
+  capAdd?: string[];
+  capDrop?: string[];
+  ulimits?: Record<string, { soft: number; hard: number }>;
+  sysctls?: Record<string, string>;
+  extraHosts?: Array<{ hostname: string; address: string }>;
+  dns?: { servers?: string[]; search?: string[]; options?: string[] };
+  stopSignal?: string;
+  /** Run a minimal init as PID 1 that reaps zombies and forwards signals. */
+  init?: boolean;
+  logging?: { driver?: string; options?: Record<string, string> };
+  /** Labels on the containers (metadata.labels label the service). */
+  containerLabels?: Record<string, string>;
+  updateConfig?: UpdatePolicy;
+  rollbackConfig?: UpdatePolicy;
 }
 
 export interface ServiceStatus {
@@ -138,6 +251,70 @@ export interface Node {
   spec: NodeSpec;
   status: NodeStatus;
 }
+
+// ---- stack-scoped objects that services refer to (added for Compose, issue 6) ----
+
+export interface NetworkSpec {
+  /** Tessera has one driver: an overlay across the cluster's nodes. */
+  driver?: 'overlay';
+  /** No traffic to or from outside the network. */
+  internal?: boolean;
+  /** Standalone containers may join (kept for Compose; services always can). */
+  attachable?: boolean;
+  /** IPv4 subnets in CIDR form to allocate from, instead of the cluster's pool. */
+  subnets?: string[];
+  enableIpv6?: boolean;
+}
+
+export interface Network {
+  apiVersion: typeof API_VERSION;
+  kind: 'Network';
+  metadata: ObjectMeta;
+  spec: NetworkSpec;
+}
+
+export interface VolumeSpec {
+  /** Tessera's one driver: a directory on the node that runs the task. */
+  driver?: 'local';
+  /** Options of the local driver: type, device, o (as for `mount -t TYPE -o O DEVICE`). */
+  driverOpts?: Record<string, string>;
+}
+
+export interface Volume {
+  apiVersion: typeof API_VERSION;
+  kind: 'Volume';
+  metadata: ObjectMeta;
+  spec: VolumeSpec;
+}
+
+export interface SecretSpec {
+  /** The content, base64-encoded. */
+  data: string;
+}
+
+export interface Secret {
+  apiVersion: typeof API_VERSION;
+  kind: 'Secret';
+  metadata: ObjectMeta;
+  spec: SecretSpec;
+}
+
+export interface ConfigSpec {
+  /** The content, base64-encoded. */
+  data: string;
+}
+
+export interface Config {
+  apiVersion: typeof API_VERSION;
+  kind: 'Config';
+  metadata: ObjectMeta;
+  spec: ConfigSpec;
+}
+
+/** Objects a stack is made of; only Service is accepted by the API server so far. */
+export type StackObject = Service | Network | Volume | Secret | Config;
+export type StackKind = StackObject['kind'];
+export const STACK_KINDS: readonly StackKind[] = ['Service', 'Network', 'Volume', 'Secret', 'Config'];
 
 export type AnyObject = Service | Task | Node;
 export type Kind = AnyObject['kind'];
