@@ -15,6 +15,10 @@ import type { ScaleResponse__Output } from '../proto/gen/tessera/api/v1/ScaleRes
 import type { ImageSummary__Output } from '../proto/gen/tessera/api/v1/ImageSummary.js';
 import type { ImageListResponse__Output } from '../proto/gen/tessera/api/v1/ImageListResponse.js';
 import type { ImageLoadResponse__Output } from '../proto/gen/tessera/api/v1/ImageLoadResponse.js';
+import type { ImagePullEvent__Output } from '../proto/gen/tessera/api/v1/ImagePullEvent.js';
+import type { ImageRemoveResponse__Output } from '../proto/gen/tessera/api/v1/ImageRemoveResponse.js';
+import type { ImageGcResult__Output } from '../proto/gen/tessera/api/v1/ImageGcResult.js';
+import type { ImageSaveChunk__Output } from '../proto/gen/tessera/api/v1/ImageSaveChunk.js';
 import type { LogsRequest } from '../proto/gen/tessera/api/v1/LogsRequest.js';
 import type { LogLine__Output } from '../proto/gen/tessera/api/v1/LogLine.js';
 import { clientCredentials, LOCAL_INSECURE } from '../control-plane/ca/credentials.js';
@@ -80,6 +84,40 @@ export class ApiClient {
 
   imageList(): Promise<ImageListResponse__Output> {
     return unary((cb) => this.raw.imageList({}, this.options(), cb));
+  }
+
+  /** Pulls with progress: every event goes to onEvent; resolves with the image from the last one. */
+  imagePullProgress(reference: string, onEvent: (event: ImagePullEvent__Output) => void): Promise<ImageSummary__Output> {
+    return new Promise((resolve, reject) => {
+      let image: ImageSummary__Output | undefined;
+      const stream = this.raw.imagePullProgress({ reference }, this.options(600_000));
+      stream.on('data', (event: ImagePullEvent__Output) => {
+        if (event.image) image = event.image;
+        else onEvent(event);
+      });
+      stream.on('end', () => (image ? resolve(image) : reject(new Error('the pull ended without a result'))));
+      stream.on('error', (err: grpc.ServiceError) => reject(new ApiCallError(err)));
+    });
+  }
+
+  imageRemove(reference: string): Promise<ImageRemoveResponse__Output> {
+    return unary((cb) => this.raw.imageRemove({ reference }, this.options(), cb));
+  }
+
+  imagePrune(): Promise<ImageGcResult__Output> {
+    return unary((cb) => this.raw.imagePrune({}, this.options(600_000), cb));
+  }
+
+  /** The archive of the named images as a stream of chunks. */
+  async *imageSave(references: string[], format: string): AsyncGenerator<Buffer> {
+    const stream = this.raw.imageSave({ references, format }, this.options(3_600_000));
+    try {
+      for await (const chunk of stream as AsyncIterable<ImageSaveChunk__Output>) yield chunk.data;
+    } catch (err) {
+      throw 'code' in (err as object) ? new ApiCallError(err as grpc.ServiceError) : err;
+    } finally {
+      stream.cancel();
+    }
   }
 
   /** Uploads a tarball through a client stream; chunks come from the iterable. */

@@ -1,19 +1,16 @@
 // tsctl: the Tessera command-line client.
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
 
 import { configFromOptions, withNodeOptions } from '../control-plane/daemon/node-options.js';
 import type { AnyObject, Node, Service, Task } from '../control-plane/resources/types.js';
-import { formatMemory } from '../control-plane/resources/quantity.js';
 import { loadManifestPath } from './manifest/load.js';
 import { formatObjects, type OutputFormat } from './output/format.js';
 import { describeService } from './output/describe.js';
-import { renderTable } from './output/table.js';
 import { connect, type ApiClient } from './client.js';
 import { clusterDown, clusterUp } from './cluster.js';
 import { serverAddress } from './context.js';
 import { resolveServiceName } from './resolve.js';
+import { registerImageCommands } from './commands/image.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -179,37 +176,7 @@ program
 
 // --- images -------------------------------------------------------------------------------------
 
-const image = program.command('image').description('manage images on the node');
-image
-  .command('load')
-  .description('load an OCI image layout or `docker save` tarball')
-  .argument('<file>', 'tarball')
-  .action(async (file: string) => {
-    const info = await stat(file).catch(() => undefined);
-    if (!info?.isFile()) throw new Error(`${file}: no such file`);
-    await withClient(async (client) => {
-      const res = await client.imageLoad(createReadStream(file, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>);
-      for (const img of res.images) out(`loaded ${img.reference} (${img.digest})`);
-    });
-  });
-image
-  .command('pull')
-  .argument('<reference>', 'image reference')
-  .action(async (reference: string) => {
-    await withClient(async (client) => {
-      const res = await client.imagePull(reference);
-      out(`pulled ${res.reference} (${res.digest})`);
-    });
-  });
-image
-  .command('ls')
-  .description('list images')
-  .action(async () => {
-    await withClient(async (client) => {
-      const res = await client.imageList();
-      out(renderTable(['REFERENCE', 'DIGEST', 'SIZE', 'CREATED'], res.images.map((i) => [i.reference, i.digest.slice(0, 19), formatMemory(Number(i.size)), i.createdAt])));
-    });
-  });
+registerImageCommands(program, withClient);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`error: ${err.message}\n`);

@@ -11,11 +11,13 @@ import { pipeline } from 'node:stream/promises';
 import type { TesseraHandlers } from '../../proto/gen/tessera/api/v1/Tessera.js';
 import type { ObjectRef } from '../../proto/gen/tessera/api/v1/ObjectRef.js';
 import type { ImageSummary } from '../../proto/gen/tessera/api/v1/ImageSummary.js';
+import type { ImageGcResult } from '../../proto/gen/tessera/api/v1/ImageGcResult.js';
 import { loadApiPackage } from '../../proto/load.js';
-import type { ImageRecord, ImageStore } from '../../agent/images/types.js';
+import type { ArchiveFormat, GcResult, ImageRecord, ImageStore } from '../../agent/images/types.js';
+import { referenceNamesImage } from '../../agent/images/image-usage.js';
 import { serverCredentials, type TransportSecurity } from '../ca/credentials.js';
 import type { AnyObject, Kind, Service, Task } from '../resources/types.js';
-import { KINDS } from '../resources/types.js';
+import { KINDS, isTerminal } from '../resources/types.js';
 import { validateObject } from '../resources/schema.js';
 import { kindPrefix, objectKey } from '../store/keys.js';
 import type { Store, TxnOp, Compare } from '../store/store.js';
@@ -70,15 +72,33 @@ function summary(image: ImageRecord): ImageSummary {
   return { reference: image.reference, digest: image.digest, size: image.size, createdAt: image.createdAt };
 }
 
+function gcSummary(gc: GcResult): ImageGcResult {
+  return { blobsRemoved: gc.blobsRemoved, layersRemoved: gc.layersRemoved, bytesFreed: gc.bytesFreed };
+}
+
+/** The image store's own errors as API errors: a missing image is NOT_FOUND, one in use FAILED_PRECONDITION. */
+function imageError(err: unknown): unknown {
+  if (err instanceof Error && err.name === 'ImageNotFoundError') return notFound(err.message);
+  if (err instanceof Error && err.name === 'ImageInUseError') return new ApiError(grpc.status.FAILED_PRECONDITION, err.message);
+  if (err instanceof Error && err.name === 'InvalidReferenceError') return invalidArgument(err.message);
+  return err;
+}
+
 export class ApiServer {
   private server: grpc.Server | undefined;
 
   constructor(private readonly deps: ApiServerDeps) {}
 
-  async listen(address: string, security: TransportSecurity): Promise<number> {
+  /** Registers the API on a server shared with other services (the dispatcher). */
+  addTo(server: grpc.Server): void {
     const pkg = loadApiPackage();
-    const server = new grpc.Server();
     server.addService(pkg.tessera.api.v1.Tessera.service, this.handlers());
+  }
+
+  /** Serves the API alone on its own server (tests). */
+  async listen(address: string, security: TransportSecurity): Promise<number> {
+    const server = new grpc.Server();
+    this.addTo(server);
     this.server = server;
     return new Promise((resolve, reject) => {
       server.bindAsync(address, serverCredentials(security), (err, port) => (err ? reject(err) : resolve(port)));
@@ -164,6 +184,14 @@ export class ApiServer {
     const kv = await this.deps.store.get(objectKey(kind, stack, name));
     if (!kv) throw notFound(`${kind.toLowerCase()} "${name}" not found${stack ? ` in stack "${stack}"` : ''}`);
     return decode<AnyObject>(kv.value, kv.modRevision);
+  }
+
+  /** Tasks that are not finished and name `image`: while there are any, the image may not be removed. */
+  async tasksUsingImage(image: ImageRecord): Promise<string[]> {
+    const { objects } = await this.list('Task', undefined);
+    return (objects as Task[])
+      .filter((task) => !isTerminal(task.status.state) && referenceNamesImage(task.spec.spec.image, image))
+      .map((task) => (task.metadata.stack ? `${task.metadata.stack}/${task.metadata.name}` : task.metadata.name));
   }
 
   async scale(stack: string, name: string, replicas: number): Promise<Service> {
@@ -327,6 +355,69 @@ export class ApiServer {
         return summary(await this.deps.images.pull(req.reference));
       }),
       ImageList: this.unary('ImageList', async () => ({ images: (await this.deps.images.list()).map(summary) })),
+      ImagePullProgress: (call) => {
+        const run = async () => {
+          if (!call.request.reference) throw invalidArgument('image pull: missing image reference');
+          const image = await this.deps.images
+            .pull(call.request.reference, {
+              onProgress: (e) => call.write({ status: e.status, digest: e.digest, kind: e.kind, current: e.current, total: e.total }),
+            })
+            .catch((err: unknown) => {
+              throw imageError(err);
+            });
+          call.write({ image: summary(image) });
+        };
+        run()
+          .then(() => {
+            this.countStreamEnd('ImagePullProgress', undefined);
+            call.end();
+          })
+          .catch((err: unknown) => {
+            this.countStreamEnd('ImagePullProgress', err);
+            call.destroy(toServiceError(err));
+          });
+      },
+      ImageRemove: this.unary('ImageRemove', async (req) => {
+        if (!req.reference) throw invalidArgument('image rm: missing image reference');
+        const result = await this.deps.images
+          .remove(req.reference, { inUse: (image) => this.tasksUsingImage(image) })
+          .catch((err: unknown) => {
+            throw imageError(err);
+          });
+        return { removed: result.removed, gc: gcSummary(result.gc) };
+      }),
+      ImagePrune: this.unary('ImagePrune', async () => gcSummary(await this.deps.images.prune())),
+      ImageSave: (call) => {
+        const abort = new AbortController();
+        call.on('cancelled', () => abort.abort());
+        const run = async () => {
+          const { references, format } = call.request;
+          if (references.length === 0) throw invalidArgument('image save: no image named');
+          const chosen = format || 'oci';
+          if (chosen !== 'oci' && chosen !== 'docker') throw invalidArgument(`image save: format must be oci or docker, got ${JSON.stringify(format)}`);
+          const chunks = await this.deps.images.save(references, chosen as ArchiveFormat).catch((err: unknown) => {
+            throw imageError(err);
+          });
+          for await (const data of chunks) {
+            if (abort.signal.aborted) break;
+            if (!call.write({ data })) {
+              await new Promise((resolve) => {
+                call.once('drain', resolve);
+                abort.signal.addEventListener('abort', resolve, { once: true });
+              });
+            }
+          }
+        };
+        run()
+          .then(() => {
+            this.countStreamEnd('ImageSave', undefined);
+            call.end();
+          })
+          .catch((err: unknown) => {
+            this.countStreamEnd('ImageSave', err);
+            call.destroy(toServiceError(err));
+          });
+      },
       ClusterInfo: this.unary('ClusterInfo', async () => ({
         clusterId: this.deps.clusterId,
         version: this.deps.version,
