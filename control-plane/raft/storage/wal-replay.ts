@@ -155,11 +155,16 @@ export class LogReplayer {
     // Each segment restates the newest marker at its start; seeing it again changes nothing.
     if (s.index === this.snapshot.index && s.term === this.snapshot.term) return;
     if (s.index < this.snapshot.index) return;
+    this.snapshot = s;
+    if (s.index < this.start - 1) {
+      // The marker falls into the gap left by released segments: the entries held start later
+      // and stay; a later marker must close the gap (finish() checks).
+      return;
+    }
     const last = this.start + this.entries.length - 1;
     const matches = s.index >= this.start && s.index <= last && this.entries[s.index - this.start]?.term === s.term;
-    this.entries = matches ? this.entries.slice(s.index - this.start + 1) : [];
+    this.entries = matches || s.index === this.start - 1 ? this.entries.slice(s.index - this.start + 1) : [];
     this.start = s.index + 1;
-    this.snapshot = s;
   }
 
   private applyEntries(es: WalEntry[], where: () => { file: string; offset: number }): void {

@@ -1,0 +1,227 @@
+// DiskRaftStorage: the Raft core's read-only log view (RaftLogStorage), held in memory and made
+// durable by the WAL and snapshot files under one directory (wal/ and snap/).
+//
+// Only what is durable is visible: save() updates the in-memory view after the WAL fsync, so the
+// core never reads an entry that a crash could still lose.
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  LogCompactedError,
+  LogUnavailableError,
+  type ConfState,
+  type Entry,
+  type HardState,
+  type RaftLogStorage,
+  type Snapshot,
+} from '../core/types.js';
+import { nodeDurableFs, type DurableFs } from './durable-fs.js';
+import { Snapshotter } from './snapshotter.js';
+import { FrameType, type WalRecord } from './wal-codec.js';
+import { Wal, type WalOpenResult } from './wal.js';
+
+export interface DiskRaftStorageOptions {
+  /** Configuration of a brand-new group (ignored once the directory holds state). Default: no members. */
+  bootstrap?: ConfState;
+  segmentBytes?: number;
+  keepSnapshots?: number;
+  fs?: DurableFs;
+  randomUint32?: () => number;
+}
+
+/** What one Ready asks to persist (a subset of the core's Ready). */
+export interface PersistRequest {
+  hardState?: HardState;
+  entries: Entry[];
+  snapshot?: Snapshot;
+}
+
+export class DiskRaftStorage implements RaftLogStorage {
+  private hardState: HardState;
+  private snap: Snapshot;
+  /** Entries after the snapshot: log[0].index === snap.metadata.index + 1. */
+  private log: Entry[];
+  /** Saves are applied to the in-memory view in call order, even when group commit batches them. */
+  private tail: Promise<void> = Promise.resolve();
+  /** Snapshot and last index once every save already called has landed; validates new saves up front. */
+  private projected: { snapIndex: number; lastIndex: number };
+
+  private constructor(
+    private readonly wal: Wal,
+    private readonly snapshotter: Snapshotter,
+    opened: WalOpenResult,
+    snapshot: Snapshot,
+  ) {
+    this.hardState = opened.state.hardState;
+    this.snap = snapshot;
+    this.log = opened.state.entries;
+    this.projected = { snapIndex: this.snap.metadata.index, lastIndex: this.lastIndex() };
+  }
+
+  /** Recovery notes for logs: a torn tail cut off, orphan snapshot files removed. */
+  readonly recovery: string[] = [];
+
+  static async open(dir: string, options: DiskRaftStorageOptions = {}): Promise<DiskRaftStorage> {
+    const walDir = join(dir, 'wal');
+    const snapDir = join(dir, 'snap');
+    await mkdir(walDir, { recursive: true });
+    await mkdir(snapDir, { recursive: true });
+    const snapshotter = new Snapshotter(snapDir, {
+      ...(options.fs ? { fs: options.fs } : {}),
+      ...(options.keepSnapshots === undefined ? {} : { keep: options.keepSnapshots }),
+    });
+    const fs = options.fs ?? nodeDurableFs;
+    const fsOption = { fs };
+    const fresh = (await snapshotter.list()).length === 0 && (await fs.readdir(walDir)).length === 0;
+    if (fresh) {
+      // The bootstrap configuration is made durable as snapshot 0, so a restart cannot change it.
+      const confState = options.bootstrap ?? { voters: [], learners: [] };
+      await new Snapshotter(snapDir, fsOption).save({ metadata: { index: 0, term: 0, confState }, data: new Uint8Array() });
+    }
+    const opened = await Wal.open(walDir, {
+      ...fsOption,
+      ...(options.segmentBytes === undefined ? {} : { segmentBytes: options.segmentBytes }),
+      ...(options.randomUint32 ? { randomUint32: options.randomUint32 } : {}),
+    });
+    const marker = opened.state.snapshot;
+    let snapshot: Snapshot;
+    try {
+      snapshot = await snapshotter.load(marker.index, marker.term);
+    } catch (err) {
+      await opened.wal.close();
+      throw err;
+    }
+    const storage = new DiskRaftStorage(opened.wal, snapshotter, opened, snapshot);
+    if (opened.truncated) {
+      const t = opened.truncated;
+      storage.recovery.push(`cut a torn WAL tail: ${t.droppedBytes} bytes at ${t.file}:${t.offset} (${t.reason})`);
+    }
+    for (const name of await snapshotter.removeNewerThan(marker.index)) {
+      storage.recovery.push(`removed snapshot ${name}: its WAL record was never written`);
+    }
+    return storage;
+  }
+
+  initialState(): { hardState: HardState; confState: ConfState } {
+    return { hardState: { ...this.hardState }, confState: this.snap.metadata.confState };
+  }
+
+  entries(lo: number, hi: number, maxBytes: number): Entry[] {
+    const first = this.firstIndex();
+    if (lo < first) throw new LogCompactedError(lo, first);
+    if (hi > this.lastIndex() + 1) throw new LogUnavailableError(hi - 1, this.lastIndex());
+    const out: Entry[] = [];
+    let bytes = 0;
+    for (let i = lo; i < hi; i++) {
+      const e = this.log[i - first] as Entry;
+      bytes += e.data.length;
+      if (out.length > 0 && bytes > maxBytes) break;
+      out.push(e);
+    }
+    return out;
+  }
+
+  term(index: number): number {
+    const snapIndex = this.snap.metadata.index;
+    if (index === snapIndex) return this.snap.metadata.term;
+    if (index < snapIndex) throw new LogCompactedError(index, snapIndex + 1);
+    if (index > this.lastIndex()) throw new LogUnavailableError(index, this.lastIndex());
+    return (this.log[index - snapIndex - 1] as Entry).term;
+  }
+
+  firstIndex(): number {
+    return this.snap.metadata.index + 1;
+  }
+
+  lastIndex(): number {
+    return this.snap.metadata.index + this.log.length;
+  }
+
+  snapshot(): Snapshot {
+    return this.snap;
+  }
+
+  /**
+   * Persists one Ready's snapshot, entries and hard state (in that order, one WAL fsync), then
+   * shows them through the log view. Concurrent calls share fsyncs (group commit).
+   */
+  async save(req: PersistRequest): Promise<void> {
+    // Validate everything before writing anything: a bad request must not reach the WAL.
+    const first = req.entries[0];
+    const projected = { ...this.projected };
+    if (req.snapshot) {
+      const { index } = req.snapshot.metadata;
+      if (index < projected.snapIndex) throw new Error(`save: snapshot ${index} is older than snapshot ${projected.snapIndex}`);
+      projected.snapIndex = index;
+      projected.lastIndex = Math.max(projected.lastIndex, index);
+    }
+    if (first) {
+      for (let i = 1; i < req.entries.length; i++) {
+        if ((req.entries[i] as Entry).index !== first.index + i) throw new Error(`save: entries are not contiguous at position ${i}`);
+      }
+      if (first.index <= projected.snapIndex) throw new Error(`save: entry ${first.index} is at or below the snapshot index ${projected.snapIndex}`);
+      if (first.index > projected.lastIndex + 1) throw new Error(`save: entry ${first.index} leaves a gap after ${projected.lastIndex}`);
+      projected.lastIndex = first.index + req.entries.length - 1;
+    }
+    this.projected = projected;
+    if (req.snapshot) await this.snapshotter.save(req.snapshot);
+    const records: WalRecord[] = [];
+    if (req.snapshot) records.push({ type: FrameType.Snapshot, snapshot: { index: req.snapshot.metadata.index, term: req.snapshot.metadata.term } });
+    if (req.entries.length > 0) records.push({ type: FrameType.Entries, entries: req.entries });
+    if (req.hardState) records.push({ type: FrameType.HardState, hardState: req.hardState });
+    const durable = this.wal.append(records);
+    const applied = this.tail.then(async () => {
+      await durable;
+      if (req.snapshot) this.installSnapshot(req.snapshot);
+      if (first) this.appendEntries(req.entries);
+      if (req.hardState) this.hardState = { ...req.hardState };
+    });
+    this.tail = applied.catch(() => {});
+    await applied;
+    if (req.snapshot) await this.snapshotter.prune();
+  }
+
+  /**
+   * Records a snapshot the application made of its state at `index` (<= applied), drops the
+   * entries it covers and releases WAL segments holding only those.
+   */
+  async compact(index: number, confState: ConfState, data: Uint8Array): Promise<void> {
+    await this.tail;
+    if (index <= this.snap.metadata.index) return;
+    if (index > this.lastIndex()) throw new LogUnavailableError(index, this.lastIndex());
+    const snapshot: Snapshot = { metadata: { index, term: this.term(index), confState }, data };
+    await this.snapshotter.save(snapshot);
+    await this.wal.append([{ type: FrameType.Snapshot, snapshot: { index, term: snapshot.metadata.term } }]);
+    this.installSnapshot(snapshot);
+    this.projected.snapIndex = Math.max(this.projected.snapIndex, index);
+    await this.snapshotter.prune();
+    await this.wal.releaseTo(index);
+  }
+
+  walSegments(): string[] {
+    return this.wal.segmentNames();
+  }
+
+  walStats(): Wal['stats'] {
+    return this.wal.stats;
+  }
+
+  async close(): Promise<void> {
+    await this.tail;
+    await this.wal.close();
+  }
+
+  private installSnapshot(s: Snapshot): void {
+    const { index, term } = s.metadata;
+    const keepsTail = index > this.snap.metadata.index && index <= this.lastIndex() && this.term(index) === term;
+    this.log = keepsTail ? this.log.slice(index - this.snap.metadata.index) : [];
+    this.snap = s;
+  }
+
+  private appendEntries(es: Entry[]): void {
+    const first = (es[0] as Entry).index;
+    const base = this.snap.metadata.index;
+    // Later entries win: a new leader's entries replace our suffix from `first` on.
+    this.log.length = first - base - 1;
+    for (const e of es) this.log.push(e);
+  }
+}
