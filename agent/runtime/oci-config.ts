@@ -4,6 +4,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { linuxResourcesSchema } from './cgroups/resources.js';
 import type { OciSpec } from './types.js';
 
 const uint32 = z.number().int().min(0).max(0xffff_fffe);
@@ -42,19 +43,7 @@ const ociSpecSchema = z.object({
         )
         .optional(),
       cgroupsPath: z.string().optional(),
-      resources: z
-        .object({
-          memory: z.object({ limit: z.number().int().optional(), swap: z.number().int().optional() }).optional(),
-          pids: z.object({ limit: z.number().int() }).optional(),
-          cpu: z
-            .object({
-              shares: z.number().int().min(2).optional(),
-              quota: z.number().int().optional(),
-              period: z.number().int().min(1000).optional(),
-            })
-            .optional(),
-        })
-        .optional(),
+      resources: linuxResourcesSchema.optional(),
       maskedPaths: z.array(absolutePath).optional(),
       readonlyPaths: z.array(absolutePath).optional(),
     })
