@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
 
 import type { ProtoGrpcType as ApiGrpcType } from './gen/api.js';
+import type { ProtoGrpcType as DispatcherGrpcType } from './gen/dispatcher.js';
 
 /** proto/ in a checkout; when running from dist/proto we look two levels up. */
 function protoDir(): string {
@@ -33,4 +34,14 @@ export function loadApiPackage(): ApiGrpcType {
     apiPackage = grpc.loadPackageDefinition(definition) as unknown as ApiGrpcType;
   }
   return apiPackage;
+}
+
+let dispatcherPackage: DispatcherGrpcType | undefined;
+
+export function loadDispatcherPackage(): DispatcherGrpcType {
+  if (!dispatcherPackage) {
+    const definition = protoLoader.loadSync(join(protoDir(), 'dispatcher.proto'), LOADER_OPTIONS);
+    dispatcherPackage = grpc.loadPackageDefinition(definition) as unknown as DispatcherGrpcType;
+  }
+  return dispatcherPackage;
 }

@@ -27,8 +27,8 @@ export function clientCredentials(security: TransportSecurity): grpc.ChannelCred
 }
 
 /** Refuses to serve without TLS on anything but loopback or a unix socket. */
-export function assertAddressAllowed(address: string, security: TransportSecurity): void {
-  if (security.mode !== 'insecure') return;
+export function assertAddressAllowed(address: string, security: TransportSecurity, allowInsecureRemote = false): void {
+  if (security.mode !== 'insecure' || allowInsecureRemote) return;
   if (address.startsWith('unix:')) return;
   const host = address.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
   if (host === '127.0.0.1' || host === 'localhost' || host === '::1') return;

@@ -27,8 +27,13 @@ export class Informer<T extends AnyObject> {
     private readonly onError: (err: Error) => void = () => {},
   ) {}
 
-  subscribe(listener: InformerListener<T>): void {
+  /** Returns a function that ends the subscription. */
+  subscribe(listener: InformerListener<T>): () => void {
     this.listeners.push(listener);
+    return () => {
+      const at = this.listeners.indexOf(listener);
+      if (at >= 0) this.listeners.splice(at, 1);
+    };
   }
 
   async start(): Promise<void> {
@@ -139,6 +144,6 @@ export class Informer<T extends AnyObject> {
   }
 
   private emit(event: InformerEvent<T>): void {
-    for (const listener of this.listeners) listener(event);
+    for (const listener of [...this.listeners]) listener(event);
   }
 }

@@ -17,6 +17,17 @@ export interface DaemonConfig {
   heartbeatMs: number;
   /** A node whose heartbeats stop for this long is down. */
   nodeDownAfterMs: number;
+  /** Manager address to join as a worker; unset means this node runs a manager itself. */
+  join?: string;
+  /** Join token (needed with `join`). */
+  token?: string;
+  /** Address other nodes reach this node at (its underlay address). */
+  advertiseAddress: string;
+  /**
+   * Serve and dial gRPC without TLS on non-loopback addresses. Only for test clusters in private
+   * network namespaces, until the security issue brings mutual TLS.
+   */
+  insecureTransport: boolean;
 }
 
 export function defaultConfig(): DaemonConfig {
@@ -32,6 +43,8 @@ export function defaultConfig(): DaemonConfig {
     insecureRegistries: [],
     heartbeatMs: 1000,
     nodeDownAfterMs: 5000,
+    advertiseAddress: '127.0.0.1',
+    insecureTransport: false,
   };
 }
 
@@ -63,5 +76,8 @@ export function validateConfig(config: DaemonConfig): void {
   if (!/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(config.cgroupParent)) problems.push(`--cgroup-parent must be a relative cgroup path, got "${config.cgroupParent}"`);
   if (!(config.heartbeatMs >= 50)) problems.push(`--heartbeat-ms must be at least 50, got ${config.heartbeatMs}`);
   if (!(config.nodeDownAfterMs > config.heartbeatMs)) problems.push(`--node-down-after-ms must exceed --heartbeat-ms`);
+  if (config.join !== undefined && !ADDRESS.test(config.join)) problems.push(`--join must be host:port or unix:/path, got "${config.join}"`);
+  if (config.token !== undefined && !/^TSTKN-1-[0-9a-z-]+$/.test(config.token)) problems.push('--token is not a Tessera join token (TSTKN-1-…)');
+  if (!/^\d+\.\d+\.\d+\.\d+$/.test(config.advertiseAddress)) problems.push(`--advertise-address must be an IPv4 address, got "${config.advertiseAddress}"`);
   if (problems.length > 0) throw new Error(`invalid tsd settings:\n  ${problems.join('\n  ')}`);
 }

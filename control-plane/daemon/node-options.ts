@@ -27,7 +27,9 @@ export function withNodeOptions(command: Command): Command {
     .option('--cgroup-parent <path>', 'parent cgroup of every container', d.cgroupParent)
     .option('--insecure-registry <host:port>', 'registry to reach over plain HTTP (repeatable)', collect, d.insecureRegistries)
     .option('--heartbeat-ms <ms>', 'agent heartbeat period', integer, d.heartbeatMs)
-    .option('--node-down-after-ms <ms>', 'a node silent this long is down', integer, d.nodeDownAfterMs);
+    .option('--node-down-after-ms <ms>', 'a node silent this long is down', integer, d.nodeDownAfterMs)
+    .option('--advertise-address <ip>', 'address other nodes reach this node at', d.advertiseAddress)
+    .option('--insecure-transport', 'allow gRPC without TLS on non-loopback addresses (test clusters in private namespaces only)', d.insecureTransport);
 }
 
 /** The validated configuration from options parsed by a command made with withNodeOptions. */

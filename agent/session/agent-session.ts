@@ -1,0 +1,150 @@
+// The agent's side of the dispatcher session: registers this node with a manager, keeps the
+// node's assignment set from the full set and deltas it receives, sends batched status updates and
+// heartbeats, and when the manager goes away reconnects to another one without touching the
+// containers (the worker keeps running what it has).
+import * as grpc from '@grpc/grpc-js';
+
+import type { AgentMessage } from '../../proto/gen/tessera/dispatcher/v1/AgentMessage.js';
+import type { ManagerMessage__Output } from '../../proto/gen/tessera/dispatcher/v1/ManagerMessage.js';
+import type { NodeDescription } from '../../proto/gen/tessera/dispatcher/v1/NodeDescription.js';
+import type { TaskStatusUpdate } from '../../proto/gen/tessera/dispatcher/v1/TaskStatusUpdate.js';
+import { loadDispatcherPackage } from '../../proto/load.js';
+import { clientCredentials, type TransportSecurity } from '../../control-plane/ca/credentials.js';
+import { AssignmentSet } from '../../control-plane/dispatcher/assignments.js';
+import { parseAssignedTask } from '../../control-plane/dispatcher/peer-validation.js';
+import type { Task, TaskState, TaskStatus } from '../../control-plane/resources/types.js';
+
+export interface AgentSessionOptions {
+  managers: string[];
+  nodeName: string;
+  token: string;
+  description: NodeDescription;
+  security: TransportSecurity;
+  /** Called with the node's complete assignment set whenever it changes. */
+  onAssignments: (tasks: Task[]) => void;
+  log: (message: string) => void;
+  /** Status updates are sent at most this often (they are batched in between). */
+  flushEveryMs?: number;
+}
+
+const MAX_BATCH = 500;
+const RETRY_MIN_MS = 200;
+const RETRY_MAX_MS = 3000;
+
+type Stream = grpc.ClientDuplexStream<AgentMessage, ManagerMessage__Output>;
+
+export class AgentSession {
+  private readonly assignments = new AssignmentSet();
+  private managers: string[];
+  private managerIndex = 0;
+  private stream: Stream | undefined;
+  private client: grpc.Client | undefined;
+  private queue: TaskStatusUpdate[] = [];
+  private flushTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelay = RETRY_MIN_MS;
+  private stopped = false;
+  private connectedResolvers: Array<() => void> = [];
+  connected = false;
+
+  constructor(private readonly options: AgentSessionOptions) {
+    if (options.managers.length === 0) throw new Error('agent session: no manager address given');
+    this.managers = [...options.managers];
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  /** Resolves once a session is established (the manager sent its session info). */
+  whenConnected(): Promise<void> {
+    if (this.connected) return Promise.resolve();
+    return new Promise((resolve) => this.connectedResolvers.push(resolve));
+  }
+
+  report(task: Task, status: Partial<TaskStatus> & { state: TaskState }): Promise<void> {
+    this.queue.push({ taskStack: task.metadata.stack ?? '', taskName: task.metadata.name, statusJson: JSON.stringify(status) });
+    if (this.queue.length >= MAX_BATCH) this.flush();
+    else this.flushTimer ??= setTimeout(() => this.flush(), this.options.flushEveryMs ?? 20);
+    return Promise.resolve();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.flush();
+    for (const timer of [this.flushTimer, this.heartbeatTimer, this.retryTimer]) if (timer) clearTimeout(timer);
+    this.stream?.end();
+    this.client?.close();
+  }
+
+  private flush(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (!this.stream || !this.connected || this.queue.length === 0) return;
+    const updates = this.queue.splice(0, MAX_BATCH);
+    this.stream.write({ statuses: { updates } });
+    if (this.queue.length > 0) this.flushTimer = setTimeout(() => this.flush(), 0);
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const address = this.managers[this.managerIndex % this.managers.length]!;
+    const pkg = loadDispatcherPackage();
+    const client = new pkg.tessera.dispatcher.v1.Dispatcher(address, clientCredentials(this.options.security));
+    this.client = client;
+    const stream = client.session() as Stream;
+    this.stream = stream;
+    stream.write({
+      register: { nodeName: this.options.nodeName, token: this.options.token, description: this.options.description },
+    });
+    stream.on('data', (message: ManagerMessage__Output) => this.onMessage(message));
+    let ended = false;
+    const lost = (why: string) => {
+      if (ended) return;
+      ended = true;
+      this.connected = false;
+      if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+      client.close();
+      if (this.stopped) return;
+      this.options.log(`session with manager ${address} lost (${why}); retrying in ${this.retryDelay} ms`);
+      this.managerIndex++;
+      this.retryTimer = setTimeout(() => this.connect(), this.retryDelay);
+      this.retryDelay = Math.min(RETRY_MAX_MS, this.retryDelay * 2);
+    };
+    stream.on('error', (err: grpc.ServiceError) => {
+      if (err.code === grpc.status.PERMISSION_DENIED || err.code === grpc.status.INVALID_ARGUMENT) {
+        this.options.log(`manager ${address} refused this node: ${err.details}`);
+      }
+      lost(err.details || err.message);
+    });
+    stream.on('end', () => lost('stream ended'));
+  }
+
+  private onMessage(message: ManagerMessage__Output): void {
+    if (message.kind === 'session' && message.session) {
+      this.connected = true;
+      this.retryDelay = RETRY_MIN_MS;
+      if (message.session.managers.length > 0) this.managers = message.session.managers;
+      const period = Math.max(50, message.session.heartbeatPeriodMs || 1000);
+      if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+      this.heartbeatTimer = setInterval(() => this.stream?.write({ heartbeat: {} }), period);
+      this.heartbeatTimer.unref();
+      for (const resolve of this.connectedResolvers.splice(0)) resolve();
+      this.flush();
+      return;
+    }
+    if (message.kind === 'assignments' && message.assignments) {
+      const { full, tasksJson, removed } = message.assignments;
+      const tasks: Task[] = [];
+      for (const json of tasksJson) {
+        try {
+          tasks.push(parseAssignedTask(json));
+        } catch (err) {
+          this.options.log(`ignoring an assignment from the manager: ${(err as Error).message}`);
+        }
+      }
+      this.options.onAssignments(this.assignments.apply(full, tasks, removed));
+    }
+  }
+}

@@ -1,0 +1,177 @@
+// The manager's side of agent sessions (proto/dispatcher.proto): registers the node, streams its
+// assignments (full set, then deltas), applies the status updates it reports and records its
+// heartbeats. Everything an agent sends is validated before it touches the store.
+import * as grpc from '@grpc/grpc-js';
+
+import type { DispatcherHandlers } from '../../proto/gen/tessera/dispatcher/v1/Dispatcher.js';
+import type { AgentMessage__Output } from '../../proto/gen/tessera/dispatcher/v1/AgentMessage.js';
+import type { ManagerMessage } from '../../proto/gen/tessera/dispatcher/v1/ManagerMessage.js';
+import type { Register__Output } from '../../proto/gen/tessera/dispatcher/v1/Register.js';
+import { loadDispatcherPackage } from '../../proto/load.js';
+import type { Informer } from '../controllers/informer.js';
+import { API_VERSION, type Node, type Task } from '../resources/types.js';
+import type { ObjectStore } from '../store/object-store.js';
+import { SentAssignments } from './assignments.js';
+import { checkToken, type JoinTokens } from './join-tokens.js';
+import type { NodeHealth } from './node-health.js';
+import { parseReportedStatus } from './peer-validation.js';
+import { reportTaskStatus } from './task-status.js';
+
+const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const REGISTER_TIMEOUT_MS = 10_000;
+const MAX_UPDATES_PER_BATCH = 1000;
+
+export interface DispatcherDeps {
+  objects: ObjectStore;
+  tasks: Informer<Task>;
+  nodes: Informer<Node>;
+  health: NodeHealth;
+  heartbeatPeriodMs: number;
+  /** Current join tokens; undefined means joins need no token (single-node development cluster). */
+  joinTokens: () => JoinTokens | undefined;
+  managers: () => string[];
+  log: (message: string) => void;
+}
+
+type SessionCall = grpc.ServerDuplexStream<AgentMessage__Output, ManagerMessage>;
+
+export class DispatcherServer {
+  private readonly sessions = new Set<SessionCall>();
+
+  constructor(private readonly deps: DispatcherDeps) {}
+
+  addTo(server: grpc.Server): void {
+    const pkg = loadDispatcherPackage();
+    const handlers: DispatcherHandlers = { Session: (call) => this.session(call) };
+    server.addService(pkg.tessera.dispatcher.v1.Dispatcher.service, handlers);
+  }
+
+  /** Ends every session, e.g. at shutdown, so agents fail over. */
+  closeAll(): void {
+    for (const call of this.sessions) call.end();
+    this.sessions.clear();
+  }
+
+  private session(call: SessionCall): void {
+    const { deps } = this;
+    let nodeName: string | undefined;
+    let unsubscribe: (() => void) | undefined;
+    let pending: NodeJS.Immediate | undefined;
+    const sent = new SentAssignments();
+    this.sessions.add(call);
+    const registerTimer = setTimeout(() => fail(grpc.status.DEADLINE_EXCEEDED, 'no register message within 10 s'), REGISTER_TIMEOUT_MS);
+
+    const fail = (code: grpc.status, message: string) => {
+      clearTimeout(registerTimer);
+      deps.log(`dispatcher: session${nodeName ? ` of ${nodeName}` : ''} refused: ${message}`);
+      call.destroy(Object.assign(new Error(message), { code, details: message, metadata: new grpc.Metadata() }));
+    };
+
+    const assignedTasks = () => deps.tasks.list().filter((t) => t.nodeName === nodeName);
+    const sendDelta = (full: boolean) => {
+      const { upserts, removed } = sent.next(assignedTasks());
+      if (!full && upserts.length === 0 && removed.length === 0) return;
+      call.write({ assignments: { full, tasksJson: upserts.map((t) => JSON.stringify(t)), removed, revision: 0 } });
+    };
+
+    // Messages are handled one at a time, in order: a status batch must never overtake the register.
+    let chain: Promise<void> = Promise.resolve();
+    call.on('data', (message: AgentMessage__Output) => {
+      chain = chain
+        .then(() => this.onMessage(message, nodeName))
+        .then((registered) => {
+          if (registered && !nodeName) {
+            clearTimeout(registerTimer);
+            nodeName = registered;
+            call.write({ session: { nodeName, heartbeatPeriodMs: deps.heartbeatPeriodMs, managers: deps.managers() } });
+            sendDelta(true);
+            unsubscribe = deps.tasks.subscribe((event) => {
+              const mine = event.object.nodeName === nodeName || (event.type === 'modified' && event.previous?.nodeName === nodeName);
+              if (!mine) return;
+              pending ??= setImmediate(() => {
+                pending = undefined;
+                sendDelta(false);
+              });
+            });
+          }
+        })
+        .catch((err: Error & { code?: grpc.status }) => fail(err.code ?? grpc.status.INVALID_ARGUMENT, err.message));
+    });
+    const end = () => {
+      clearTimeout(registerTimer);
+      unsubscribe?.();
+      if (pending) clearImmediate(pending);
+      this.sessions.delete(call);
+    };
+    call.on('end', () => {
+      end();
+      call.end();
+    });
+    call.on('error', end);
+    call.on('cancelled', end);
+  }
+
+  /** Handles one agent message; resolves with the node name when it registered the node. */
+  private async onMessage(message: AgentMessage__Output, nodeName: string | undefined): Promise<string | undefined> {
+    const { deps } = this;
+    if (message.kind === 'register' && message.register) {
+      if (nodeName) throw Object.assign(new Error('register sent twice in one session'), { code: grpc.status.FAILED_PRECONDITION });
+      return this.register(message.register);
+    }
+    if (!nodeName) throw Object.assign(new Error('the first message of a session must be register'), { code: grpc.status.FAILED_PRECONDITION });
+    deps.health.heartbeat(nodeName);
+    if (message.kind === 'statuses' && message.statuses) {
+      const updates = message.statuses.updates;
+      if (updates.length > MAX_UPDATES_PER_BATCH) throw new Error(`status batch of ${updates.length} updates exceeds ${MAX_UPDATES_PER_BATCH}`);
+      for (const update of updates) {
+        const where = `status of task ${update.taskStack}/${update.taskName}`;
+        const status = parseReportedStatus(update.statusJson, where);
+        const task = deps.tasks.list().find((t) => t.metadata.name === update.taskName && (t.metadata.stack ?? '') === update.taskStack);
+        if (!task) continue; // deleted meanwhile: nothing to record
+        if (task.nodeName !== nodeName) {
+          deps.log(`dispatcher: ${nodeName} reported on task ${update.taskName} assigned to ${task.nodeName ?? 'no node'}; ignored`);
+          continue;
+        }
+        await reportTaskStatus(deps.objects, nodeName, task, status);
+      }
+    }
+    return undefined;
+  }
+
+  private async register(register: Register__Output): Promise<string> {
+    const { deps } = this;
+    const name = register.nodeName;
+    if (!NODE_NAME.test(name)) throw new Error(`node name "${name}" is not a DNS label (a-z, 0-9, -; at most 63)`);
+    const description = register.description;
+    if (!description) throw new Error('register: missing node description');
+    const existing = await deps.objects.get('Node', '', name);
+    const tokens = deps.joinTokens();
+    let role: Node['spec']['role'] = existing?.spec.role ?? 'worker';
+    if (!existing && tokens) {
+      const check = checkToken(register.token, tokens);
+      if (!check.ok) throw Object.assign(new Error(`join refused for node ${name}: ${check.reason}`), { code: grpc.status.PERMISSION_DENIED });
+      role = check.role;
+    }
+    const status: Node['status'] = {
+      state: 'ready',
+      hostname: description.hostname || name,
+      address: description.address,
+      resources: { memoryBytes: Number(description.memoryBytes), nanoCpus: Number(description.nanoCpus) },
+      message: 'session established',
+    };
+    if (existing) {
+      await deps.objects.updateWithRetry('Node', '', name, (n) => ({ ...n, status: { ...n.status, ...status } }));
+    } else {
+      await deps.objects.create<Node>({
+        apiVersion: API_VERSION,
+        kind: 'Node',
+        metadata: { name, stack: '' },
+        spec: { availability: 'active', role, labels: { ...description.engineLabels } },
+        status,
+      });
+    }
+    deps.health.heartbeat(name);
+    deps.log(`dispatcher: node ${name} (${role}) connected from ${description.address || 'unknown address'}`);
+    return name;
+  }
+}
