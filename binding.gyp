@@ -10,7 +10,8 @@
         "native/plan_from_js.cc",
         "native/container_spawn.cc",
         "native/container_child.cc",
-        "native/process_wait.cc"
+        "native/process_wait.cc",
+        "native/container_exec.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
@@ -18,6 +19,12 @@
       "cflags_cc!": ["-fno-exceptions"],
       "libraries": ["-lpthread"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    },
+    {
+      "target_name": "tessera-shim",
+      "type": "executable",
+      "sources": ["native/shim/shim.c", "native/shim/shim_log.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-std=gnu11"]
     }
   ]
 }

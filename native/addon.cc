@@ -1,6 +1,7 @@
 // Entry point of the tessera_native addon: registers every exported function.
 #include <napi.h>
 
+#include "container_exec.h"
 #include "container_spawn.h"
 #include "fs_ops.h"
 #include "process_wait.h"
@@ -16,6 +17,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawnContainer", Napi::Function::New(env, SpawnContainer, "spawnContainer"));
   exports.Set("startContainer", Napi::Function::New(env, StartContainer, "startContainer"));
   exports.Set("abandonContainer", Napi::Function::New(env, AbandonContainer, "abandonContainer"));
+  exports.Set("spawnShim", Napi::Function::New(env, SpawnShim, "spawnShim"));
+  exports.Set("execInContainer", Napi::Function::New(env, ExecInContainer, "execInContainer"));
   exports.Set("waitProcess", Napi::Function::New(env, WaitProcess, "waitProcess"));
   return exports;
 }

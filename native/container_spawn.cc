@@ -1,5 +1,10 @@
 // Parent side of container creation: open fds, clone the init, and wait (off the JS thread) for
 // the init to report that its set-up is done or which step failed.
+//
+// Two ways: spawnContainer makes the init a child of this process (the first cut); spawnShim
+// double-forks a copy of this process that clones the init and then execs tessera-shim, so the
+// init's parent is the shim and outlives us. Both run the same RunContainerChild on the same
+// SpawnPlan, parsed once by PlanFromJs (no second plan format for the shim to keep in step).
 #include "container_spawn.h"
 
 #include <errno.h>
@@ -9,14 +14,17 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <linux/close_range.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "errno_error.h"
 #include "plan_from_js.h"
+#include "shim/shim_protocol.h"
 #include "spawn_plan.h"
 
 namespace tessera {
@@ -175,6 +183,169 @@ class StartWorker : public Napi::AsyncWorker {
   ChildStatus status_;
 };
 
+// Writes a failure record ('F', int32 errno, uint16 length, text) from a forked copy of this
+// process: no allocation, raw writes only.
+void WriteFailure(int fd, int err, const char* text) {
+  char rec[7 + 128];
+  size_t len = strlen(text);
+  if (len > 128) len = 128;
+  rec[0] = SHIM_REPORT_FAILED;
+  int32_t e = err;
+  uint16_t l = static_cast<uint16_t>(len);
+  memcpy(rec + 1, &e, 4);
+  memcpy(rec + 5, &l, 2);
+  memcpy(rec + 7, text, len);
+  ssize_t ignored = write(fd, rec, 7 + len);
+  (void)ignored;
+}
+
+// Fills buf with the decimal digits of v (async-signal-safe).
+void FormatPid(char* buf, long v) {
+  char digits[24];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v > 0);
+  int i = 0;
+  while (n > 0) buf[i++] = digits[--n];
+  buf[i] = '\0';
+}
+
+struct ShimLaunch {
+  std::string shimPath;
+  std::vector<std::string> args;  // argv after argv[0]; the pid value is filled in by the forked copy
+  size_t pidArgIndex = 0;
+  char pidBuf[24] = {0};
+  std::vector<char*> argv;
+};
+
+// In the forked copy that becomes the shim: clone the init, put the shim's fds in place, exec.
+[[noreturn]] void RunShimParent(const SpawnPlan& plan, ChildFds fds, int reportWrite, int stdoutRead, int stderrRead, int devNull, ShimLaunch* launch) {
+  long pid = syscall(SYS_clone, static_cast<unsigned long>(plan.cloneFlags | SIGCHLD), nullptr, nullptr, nullptr, nullptr);
+  if (pid == 0) RunContainerChild(plan, fds);
+  if (pid < 0) {
+    WriteFailure(reportWrite, errno, "clone container init");
+    _exit(1);
+  }
+  FormatPid(launch->pidBuf, pid);
+  launch->argv[launch->pidArgIndex] = launch->pidBuf;
+  // The init's ends must close here, or the shim would never see EOF on them.
+  close(fds.startRead);
+  close(fds.statusWrite);
+  close(fds.logFd);
+  close(fds.stderrFd);
+  // Move to fixed numbers via high temporaries so no source is clobbered by an earlier dup2.
+  int sources[5] = {reportWrite, fds.startWrite, fds.statusRead, stdoutRead, stderrRead};
+  int temps[5];
+  for (int i = 0; i < 5; i++) {
+    temps[i] = fcntl(sources[i], F_DUPFD_CLOEXEC, 64);
+    if (temps[i] < 0) {
+      WriteFailure(reportWrite, errno, "shim: move fds");
+      _exit(1);
+    }
+  }
+  int errFd = temps[0];
+  if (dup2(devNull, 0) < 0 || dup2(devNull, 1) < 0 || dup2(devNull, 2) < 0) {
+    WriteFailure(errFd, errno, "shim: stdio to /dev/null");
+    _exit(1);
+  }
+  for (int i = 0; i < 5; i++) {
+    if (dup2(temps[i], SHIM_FD_REPORT + i) < 0) {
+      WriteFailure(errFd, errno, "shim: move fds");
+      _exit(1);
+    }
+  }
+  errFd = SHIM_FD_REPORT;
+  syscall(SYS_close_range, static_cast<unsigned int>(SHIM_FD_FIRST_FREE), ~0U, 0);
+  char* envp[] = {nullptr};
+  execve(launch->shimPath.c_str(), launch->argv.data(), envp);
+  WriteFailure(errFd, errno, "exec tessera-shim");
+  _exit(127);
+}
+
+class ShimWorker : public Napi::AsyncWorker {
+ public:
+  ShimWorker(Napi::Env env, pid_t firstChild, int reportRead)
+      : Napi::AsyncWorker(env, "tessera.spawnShim"), deferred_(Napi::Promise::Deferred::New(env)),
+        firstChild_(firstChild), reportRead_(reportRead) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    // The intermediate child exits as soon as it forked the shim; reap it.
+    ReapQuietly(firstChild_);
+    char tag;
+    if (!ReadFull(reportRead_, &tag, 1)) {
+      status_.kind = ChildStatus::kEof;
+    } else if (tag == SHIM_REPORT_READY) {
+      char ids[8];
+      if (ReadFull(reportRead_, ids, 8)) {
+        int32_t a, b;
+        memcpy(&a, ids, 4);
+        memcpy(&b, ids + 4, 4);
+        pid_ = a;
+        shimPid_ = b;
+        status_.kind = ChildStatus::kReady;
+      }
+    } else {
+      char header[6];
+      status_.kind = ChildStatus::kFailed;
+      if (tag != SHIM_REPORT_FAILED || !ReadFull(reportRead_, header, 6)) {
+        status_.step = "(garbled report from tessera-shim)";
+        status_.err = EPROTO;
+      } else {
+        int32_t err;
+        uint16_t len;
+        memcpy(&err, header, 4);
+        memcpy(&len, header + 4, 2);
+        std::string text(len, '\0');
+        if (len > 0 && !ReadFull(reportRead_, text.data(), len)) text = "(truncated report from tessera-shim)";
+        status_.err = err;
+        status_.step = text;
+      }
+    }
+    CloseFd(&reportRead_);
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (status_.kind == ChildStatus::kReady) {
+      Napi::Object result = Napi::Object::New(env);
+      result.Set("pid", Napi::Number::New(env, pid_));
+      result.Set("shimPid", Napi::Number::New(env, shimPid_));
+      deferred_.Resolve(result);
+      return;
+    }
+    if (status_.kind == ChildStatus::kEof) {
+      Napi::Error e = Napi::Error::New(env, "tessera-shim exited before reporting the container's set-up");
+      e.Set("code", Napi::String::New(env, "ESHIM"));
+      deferred_.Reject(e.Value());
+      return;
+    }
+    Napi::Error e = Napi::Error::New(env, DescribeFailure(status_));
+    e.Set("code", Napi::String::New(env, ErrnoName(status_.err)));
+    e.Set("step", Napi::String::New(env, status_.step));
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  pid_t firstChild_;
+  int reportRead_;
+  pid_t pid_ = 0;
+  pid_t shimPid_ = 0;
+  ChildStatus status_;
+};
+
+std::string StrOpt(Napi::Object obj, const char* name) {
+  Napi::Value v = obj.Get(name);
+  if (!v.IsString()) throw Napi::TypeError::New(obj.Env(), std::string("shim options: ") + name + " must be a string");
+  std::string s = v.As<Napi::String>().Utf8Value();
+  if (s.find('\0') != std::string::npos) throw Napi::TypeError::New(obj.Env(), std::string("shim options: ") + name + " contains a NUL byte");
+  return s;
+}
+
 int FdArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
   int fd = info[i].As<Napi::Number>().Int32Value();
@@ -260,6 +431,75 @@ Napi::Value AbandonContainer(const Napi::CallbackInfo& info) {
   close(startFd);
   close(statusFd);
   return info.Env().Undefined();
+}
+
+Napi::Value SpawnShim(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "spawn plan must be an object");
+  if (!info[1].IsObject()) throw Napi::TypeError::New(env, "shim options must be an object");
+  std::unique_ptr<SpawnPlan> plan = std::make_unique<SpawnPlan>(PlanFromJs(env, info[0].As<Napi::Object>()));
+  plan->Prepare();
+  Napi::Object so = info[1].As<Napi::Object>();
+  std::unique_ptr<ShimLaunch> launch = std::make_unique<ShimLaunch>();
+  launch->shimPath = StrOpt(so, "shimPath");
+  launch->args = {"tessera-shim", "--state-dir", StrOpt(so, "stateDir"), "--pid", "", "--log", StrOpt(so, "logPath"),
+                  "--log-format", StrOpt(so, "logFormat"), "--log-max-size", StrOpt(so, "logMaxSize"),
+                  "--log-max-files", StrOpt(so, "logMaxFiles"), "--oom-file", StrOpt(so, "oomFile")};
+  launch->pidArgIndex = 4;
+  for (std::string& a : launch->args) launch->argv.push_back(a.data());
+  launch->argv.push_back(nullptr);
+
+  // Every fd CLOEXEC: only what the shim parent dup2s to fixed numbers survives its execve.
+  int start[2] = {-1, -1}, status[2] = {-1, -1}, report[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+  int devNull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  auto closeAll = [&]() {
+    for (int* p : {start, status, report, out, err}) {
+      CloseFd(&p[0]);
+      CloseFd(&p[1]);
+    }
+    CloseFd(&devNull);
+  };
+  if (devNull < 0 || pipe2(start, O_CLOEXEC) != 0 || pipe2(status, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0 ||
+      pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    int e = errno;
+    closeAll();
+    throw ErrnoError(env, e, "open container init fds");
+  }
+  ChildFds fds;
+  fds.logFd = out[1];
+  fds.stderrFd = err[1];
+  fds.nullFd = devNull;
+  fds.startRead = start[0];
+  fds.startWrite = start[1];
+  fds.statusRead = status[0];
+  fds.statusWrite = status[1];
+
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long first = syscall(SYS_clone, static_cast<unsigned long>(SIGCHLD), nullptr, nullptr, nullptr, nullptr);
+  if (first == 0) {
+    // Intermediate: a new session, then the shim's parent; exiting at once orphans the shim,
+    // so it is not our child and survives us.
+    setsid();
+    long shim = syscall(SYS_clone, static_cast<unsigned long>(SIGCHLD), nullptr, nullptr, nullptr, nullptr);
+    if (shim == 0) RunShimParent(*plan, fds, report[1], out[0], err[0], devNull, launch.get());
+    if (shim < 0) WriteFailure(report[1], errno, "fork tessera-shim");
+    _exit(0);
+  }
+  int cloneErr = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  int reportRead = report[0];
+  report[0] = -1;
+  closeAll();
+  if (first < 0) {
+    CloseFd(&reportRead);
+    throw ErrnoError(env, cloneErr, "fork for tessera-shim");
+  }
+  ShimWorker* worker = new ShimWorker(env, static_cast<pid_t>(first), reportRead);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
 }
 
 }  // namespace tessera

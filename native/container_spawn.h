@@ -10,4 +10,8 @@ Napi::Value StartContainer(const Napi::CallbackInfo& info);
 // abandonContainer(startFd, statusFd)
 Napi::Value AbandonContainer(const Napi::CallbackInfo& info);
 
+// spawnShim(plan, {shimPath, stateDir, logPath, logFormat, logMaxSize, logMaxFiles, oomFile})
+//   -> Promise<{pid, shimPid}>: the init is created, blocked before execve, its parent the shim.
+Napi::Value SpawnShim(const Napi::CallbackInfo& info);
+
 }  // namespace tessera

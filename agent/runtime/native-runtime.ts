@@ -1,48 +1,57 @@
-// ContainerRuntime on top of the tessera_native addon: namespaces, mounts and exec happen in the
-// addon's cloned init; cgroups and state files are managed here.
+// ContainerRuntime on top of the tessera_native addon and one tessera-shim per container.
+// The shim (native/shim/) is the parent of the container's init, owns its stdout/stderr and
+// records its exit, so every operation here works the same whether this process created the
+// container or an earlier one did: start, kill, state and wait talk to the shim's socket, and
+// once the shim has gone, exit.json in the state dir answers. cgroups and state.json are
+// managed here.
 
+import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { CgroupsV1, detectCgroupVersion, normalizeCgroupsPath, type CgroupRecord } from './cgroups-v1.js';
-import { abandonContainer, spawnContainer, startContainer, waitProcess, type ProcessExit } from './native.js';
+import { startExec } from './exec.js';
+import { SHIM_PATH, spawnShim } from './native.js';
 import { readBundleConfig } from './oci-config.js';
+import { ShimClient, ShimGoneError, readExitFile } from './shim-client.js';
 import { buildSpawnPlan, resolveRootfs } from './spawn-plan.js';
 import { processStartTime, StateStore, validateContainerId, type StoredState } from './state-store.js';
-import type { ContainerRuntime, ContainerState, CreateOptions, ExitStatus } from './types.js';
+import type { ContainerRuntime, ContainerState, CreateOptions, ExecOptions, ExecProcess, ExitStatus } from './types.js';
 
 export interface NativeRuntimeOptions {
-  /** Directory holding one <id>/state.json per container. */
+  /** Directory holding one <id>/ per container (state.json, plan.json, shim.sock, exit.json). */
   stateRoot: string;
   /** Where the cgroup hierarchies are mounted; default /sys/fs/cgroup. */
   cgroupMountRoot?: string;
   /** Parent cgroup for specs without linux.cgroupsPath: the container goes to <parent>/<id>. Default "tessera". */
   cgroupParent?: string;
+  /** The tessera-shim executable; default the one built next to the addon. */
+  shimPath?: string;
 }
 
-/** What only this process knows about a container it created: the init's pipes and its reaper. */
-interface LiveHandle {
-  startFd?: number;
-  statusFd?: number;
-  exit: Promise<ExitStatus>;
-}
-
-const SIGNAL_NAMES = new Map<number, string>(Object.entries(os.constants.signals).map(([name, num]) => [num, name]));
+/** The exit reported when neither the shim nor exit.json can tell (the shim was killed). */
+const UNKNOWN_EXIT: ExitStatus = { exitCode: -1, oomKilled: false };
 
 export class NativeRuntime implements ContainerRuntime {
   private readonly store: StateStore;
   private readonly cgroupMountRoot: string;
   private readonly cgroupParent: string;
-  private readonly live = new Map<string, LiveHandle>();
+  private readonly shimPath: string;
   private cgroups?: Promise<CgroupsV1>;
 
   constructor(options: NativeRuntimeOptions) {
     this.store = new StateStore(path.resolve(options.stateRoot));
     this.cgroupMountRoot = options.cgroupMountRoot ?? '/sys/fs/cgroup';
     this.cgroupParent = normalizeCgroupsPath(options.cgroupParent ?? 'tessera', 'cgroupParent');
+    this.shimPath = options.shimPath ?? SHIM_PATH;
   }
 
   async create(id: string, bundleDir: string, options: CreateOptions): Promise<ContainerState> {
     validateContainerId(id);
+    const logFormat = options.logFormat ?? 'raw';
+    const logMaxBytes = options.logMaxBytes ?? 0;
+    const logMaxFiles = options.logMaxFiles ?? 1;
+    if (!Number.isSafeInteger(logMaxBytes) || logMaxBytes < 0) throw new Error(`create container ${id}: logMaxBytes must be a non-negative integer, got ${logMaxBytes}`);
+    if (!Number.isSafeInteger(logMaxFiles) || logMaxFiles < 1 || logMaxFiles > 100) throw new Error(`create container ${id}: logMaxFiles must be an integer from 1 to 100, got ${logMaxFiles}`);
     const bundle = path.resolve(bundleDir);
     const source = path.join(bundle, 'config.json');
     const spec = await readBundleConfig(bundle);
@@ -52,19 +61,23 @@ export class NativeRuntime implements ContainerRuntime {
       spec.linux?.cgroupsPath !== undefined
         ? normalizeCgroupsPath(spec.linux.cgroupsPath, `${source}: linux.cgroupsPath`)
         : `${this.cgroupParent}/${id}`;
+    const logPath = path.resolve(options.logPath);
 
     await this.store.claim(id);
     let cgroup: CgroupRecord | undefined;
     try {
       cgroup = await cgroups.create(cgroupPath, spec.linux?.resources);
-      const plan = await buildSpawnPlan({
-        spec,
-        rootfs,
-        cgroupProcsFiles: cgroups.procsFiles(cgroup),
-        logPath: path.resolve(options.logPath),
-        source,
+      const plan = await buildSpawnPlan({ spec, rootfs, cgroupProcsFiles: cgroups.procsFiles(cgroup), logPath, source });
+      await this.store.writePlan(id, plan);
+      const child = await spawnShim(plan, {
+        shimPath: this.shimPath,
+        stateDir: this.store.dir(id),
+        logPath,
+        logFormat,
+        logMaxSize: String(logMaxBytes),
+        logMaxFiles: String(logMaxFiles),
+        oomFile: await oomFileOf(cgroup),
       });
-      const child = await spawnContainer(plan);
       const state: StoredState = {
         id,
         pid: child.pid,
@@ -73,13 +86,10 @@ export class NativeRuntime implements ContainerRuntime {
         status: 'created',
         cgroup,
         createdAt: new Date().toISOString(),
+        shimPid: child.shimPid,
+        shimStartTime: (await processStartTime(child.shimPid)) ?? '',
       };
       await this.store.write(state);
-      const handle: LiveHandle = { startFd: child.startFd, statusFd: child.statusFd, exit: Promise.resolve({ exitCode: 0, oomKilled: false }) };
-      handle.exit = this.reap(id, child.pid, cgroup, handle);
-      // Callers may never wait; a failed reap must not become an unhandled rejection.
-      handle.exit.catch(() => undefined);
-      this.live.set(id, handle);
       return { id, pid: child.pid, status: 'created', bundle };
     } catch (err) {
       if (cgroup !== undefined) await cgroups.remove(cgroup).catch(() => undefined);
@@ -90,64 +100,102 @@ export class NativeRuntime implements ContainerRuntime {
 
   async start(id: string): Promise<void> {
     const state = await this.mustRead(id);
-    const handle = this.live.get(id);
-    if (state.status !== 'created' || handle?.startFd === undefined || handle.statusFd === undefined) {
-      throw new Error(`start container ${id}: it is ${state.status}${handle === undefined ? ' and was not created by this process' : ''}; only a freshly created container can start`);
-    }
-    const { startFd, statusFd } = handle;
-    handle.startFd = undefined;
-    handle.statusFd = undefined;
-    await this.store.write({ ...state, status: 'running' });
     try {
-      await startContainer(startFd, statusFd);
+      await this.shim(id).start();
     } catch (err) {
-      throw new Error(`start container ${id}: ${(err as Error).message}`, { cause: err });
+      const code = (err as NodeJS.ErrnoException).code;
+      const reason =
+        err instanceof ShimGoneError || code === 'EINVAL'
+          ? `it is ${err instanceof ShimGoneError ? 'stopped' : (err as Error).message.replace(/^the container (was|has) /, '')}; only a freshly created container can start`
+          : (err as Error).message;
+      throw new Error(`start container ${id}: ${reason}`, { cause: err });
     }
+    await this.store.write({ ...state, status: 'running' });
   }
 
   async kill(id: string, signal: NodeJS.Signals | number): Promise<void> {
-    const state = await this.mustRead(id);
-    // Signalling a stopped container is a no-op: the caller's intent (it is not running) holds.
-    if (!(await this.isAlive(state))) return;
+    await this.mustRead(id);
+    const number = typeof signal === 'number' ? signal : os.constants.signals[signal];
+    if (number === undefined || !Number.isInteger(number) || number < 0 || number > 64) throw new Error(`kill container ${id}: unknown signal ${String(signal)}`);
     try {
-      process.kill(state.pid, signal);
+      await this.shim(id).kill(number);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw new Error(`kill container ${id}: ${(err as Error).message}`, { cause: err });
+      // Signalling a stopped container is a no-op: the caller's intent (it is not running) holds.
+      if (err instanceof ShimGoneError) return;
+      throw new Error(`kill container ${id}: ${(err as Error).message}`, { cause: err });
     }
   }
 
   async wait(id: string): Promise<ExitStatus> {
-    const handle = this.live.get(id);
-    if (handle !== undefined) return handle.exit;
     const state = await this.mustRead(id);
-    if (state.exit !== undefined) return state.exit;
-    // Not our child (created by an earlier tsd): it cannot be waitpid'ed, only watched.
-    while (await this.isAlive(state)) await new Promise((r) => setTimeout(r, 200));
-    const cgroups = await this.cgroupDriver();
-    const exit: ExitStatus = { exitCode: -1, oomKilled: await cgroups.oomKilled(state.cgroup) };
-    await this.store.write({ ...state, status: 'stopped', exit });
-    return exit;
+    const dir = this.store.dir(id);
+    const recorded = state.exit ?? (await readExitFile(dir));
+    if (recorded !== undefined) return recorded;
+    try {
+      return await this.shim(id).wait();
+    } catch (err) {
+      if (!(err instanceof ShimGoneError)) throw new Error(`wait for container ${id}: ${(err as Error).message}`, { cause: err });
+    }
+    // The shim exits right after writing exit.json; a missing file means it died abnormally.
+    return (await readExitFile(dir)) ?? this.unknownExit(state);
   }
 
   async state(id: string): Promise<ContainerState | undefined> {
     validateContainerId(id);
     const stored = await this.store.read(id);
     if (stored === undefined) return undefined;
-    const status = stored.status !== 'stopped' && !(await this.isAlive(stored)) ? 'stopped' : stored.status;
-    return { id: stored.id, pid: stored.pid, status, bundle: stored.bundle };
+    const base = { id: stored.id, pid: stored.pid, bundle: stored.bundle };
+    if (stored.exit !== undefined || (await readExitFile(this.store.dir(id))) !== undefined) return { ...base, status: 'stopped' };
+    try {
+      const live = await this.shim(id).state();
+      return { ...base, status: live.status };
+    } catch (err) {
+      if (!(err instanceof ShimGoneError)) throw err;
+      // A shim that is still starting has no socket yet; otherwise gone means stopped.
+      return { ...base, status: (await this.shimAlive(stored)) ? stored.status : 'stopped' };
+    }
   }
 
+  /** Removes the container's cgroup and state; refused while its init is alive (created or running). */
   async delete(id: string): Promise<void> {
     validateContainerId(id);
-    const state = await this.store.read(id);
-    if (state === undefined) return;
-    if (await this.isAlive(state)) throw new Error(`delete container ${id}: it is still running (pid ${state.pid}); kill it first`);
-    const handle = this.live.get(id);
-    if (handle !== undefined) await handle.exit;
+    const stored = await this.store.read(id);
+    if (stored === undefined) return;
+    const current = await this.state(id);
+    if (current !== undefined && current.status !== 'stopped') {
+      throw new Error(`delete container ${id}: it is still running (pid ${stored.pid}, ${current.status}); kill it first`);
+    }
+    await this.waitShimGone(stored);
     const cgroups = await this.cgroupDriver();
-    await cgroups.remove(state.cgroup);
+    await cgroups.remove(stored.cgroup);
     await this.store.remove(id);
-    this.live.delete(id);
+  }
+
+  async exec(id: string, options: ExecOptions): Promise<ExecProcess> {
+    const state = await this.state(id);
+    if (state === undefined) throw new Error(`container '${id}' does not exist`);
+    if (state.status !== 'running') throw new Error(`exec in container ${id}: it is ${state.status}, not running`);
+    const plan = await this.store.readPlan(id);
+    try {
+      return await startExec(plan, state.pid, options);
+    } catch (err) {
+      throw new Error(`exec in container ${id}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Ids of every container in the state root (whichever process created them). */
+  list(): Promise<string[]> {
+    return this.store.list();
+  }
+
+  /** The container's state directory (state.json, plan.json, shim.sock, exit.json). */
+  stateDir(id: string): string {
+    validateContainerId(id);
+    return this.store.dir(id);
+  }
+
+  private shim(id: string): ShimClient {
+    return new ShimClient(this.store.dir(id));
   }
 
   private cgroupDriver(): Promise<CgroupsV1> {
@@ -158,28 +206,20 @@ export class NativeRuntime implements ContainerRuntime {
     return this.cgroups;
   }
 
-  /** Reaps the init (it is our child) and records how it ended. */
-  private async reap(id: string, pid: number, cgroup: CgroupRecord, handle: LiveHandle): Promise<ExitStatus> {
-    const ended: ProcessExit = await waitProcess(pid);
-    if (handle.startFd !== undefined && handle.statusFd !== undefined) {
-      abandonContainer(handle.startFd, handle.statusFd);
-      handle.startFd = undefined;
-      handle.statusFd = undefined;
-    }
+  private async unknownExit(state: StoredState): Promise<ExitStatus> {
     const cgroups = await this.cgroupDriver();
-    const exit: ExitStatus = {
-      exitCode: ended.signal !== undefined ? 128 + ended.signal : (ended.exitCode ?? -1),
-      oomKilled: await cgroups.oomKilled(cgroup),
-    };
-    if (ended.signal !== undefined) exit.signal = SIGNAL_NAMES.get(ended.signal) ?? String(ended.signal);
-    const state = await this.store.read(id);
-    if (state !== undefined && state.pid === pid) await this.store.write({ ...state, status: 'stopped', exit });
-    return exit;
+    return { ...UNKNOWN_EXIT, oomKilled: await cgroups.oomKilled(state.cgroup) };
   }
 
-  private async isAlive(state: StoredState): Promise<boolean> {
-    const startTime = await processStartTime(state.pid);
-    return startTime !== undefined && startTime === state.pidStartTime;
+  private async shimAlive(state: StoredState): Promise<boolean> {
+    if (state.shimPid === undefined) return false;
+    const startTime = await processStartTime(state.shimPid);
+    return startTime !== undefined && startTime === state.shimStartTime;
+  }
+
+  /** The shim exits just after recording the exit; removing its dir under it would race. */
+  private async waitShimGone(state: StoredState): Promise<void> {
+    for (let i = 0; i < 200 && (await this.shimAlive(state)); i++) await new Promise((r) => setTimeout(r, 10));
   }
 
   private async mustRead(id: string): Promise<StoredState> {
@@ -188,4 +228,14 @@ export class NativeRuntime implements ContainerRuntime {
     if (state === undefined) throw new Error(`container '${id}' does not exist`);
     return state;
   }
+}
+
+async function oomFileOf(cgroup: CgroupRecord): Promise<string> {
+  for (const dir of cgroup.dirs) {
+    for (const name of ['memory.oom_control', 'memory.events']) {
+      const file = path.join(dir, name);
+      if (await fs.access(file).then(() => true, () => false)) return file;
+    }
+  }
+  return '';
 }

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import type { NativeSecurityPlan } from './security-plan.js';
 
 /** Names of MS_* mount flags the addon understands. */
 export type MountFlag =
@@ -28,10 +29,12 @@ export interface NativeMount {
   remountReadonly: boolean;
   /** What to create at the destination when missing: a directory, or an empty file (binds of files). */
   targetKind: 'dir' | 'file';
+  /** Propagation set on the new mount afterwards, e.g. ['slave', 'rec'] for rslave; [] or absent for none. */
+  propagation?: MountFlag[];
 }
 
 /** Everything the child needs, computed up front: the child may not allocate memory. */
-export interface NativeSpawnPlan {
+export interface NativeSpawnPlan extends NativeSecurityPlan {
   /** Absolute host path of the root filesystem. */
   rootfs: string;
   rootReadonly: boolean;
@@ -81,12 +84,44 @@ interface NativeBinding {
   startContainer?(startFd: number, statusFd: number): Promise<void>;
   abandonContainer?(startFd: number, statusFd: number): void;
   waitProcess?(pid: number): Promise<ProcessExit>;
+  spawnShim?(plan: NativeSpawnPlan, options: ShimLaunchOptions): Promise<ShimSpawned>;
+  execInContainer?(plan: NativeSpawnPlan, containerPid: number, tty: boolean): Promise<ExecSpawned>;
+}
+
+/** How the addon launches tessera-shim (all strings: they become its argv). */
+export interface ShimLaunchOptions {
+  shimPath: string;
+  /** The container's state directory: the shim puts shim.sock and exit.json there. */
+  stateDir: string;
+  logPath: string;
+  logFormat: 'json' | 'raw';
+  /** Bytes per log file before rotation; '0' = never rotate. */
+  logMaxSize: string;
+  /** Log files kept, the current one included. */
+  logMaxFiles: string;
+  /** memory.oom_control (v1) or memory.events (v2) of the container's cgroup; '' when none. */
+  oomFile: string;
+}
+
+export interface ShimSpawned {
+  /** The container init, blocked before execve; its parent is the shim. */
+  pid: number;
+  shimPid: number;
+}
+
+export interface ExecSpawned {
+  /** The exec'd process, a child of this process in the container's pid namespace. */
+  pid: number;
+  /** [ptyMaster] with a TTY; [stdinWrite, stdoutRead, stderrRead] without. */
+  fds: number[];
 }
 
 // From the sources (tsx) the addon is two levels up; from the compiled dist/agent/runtime, three.
 const addonPath = ['../../build/Release/tessera_native.node', '../../../build/Release/tessera_native.node']
   .map((relative) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), relative))
   .find((candidate) => existsSync(candidate)) ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../build/Release/tessera_native.node');
+/** The tessera-shim executable built next to the addon. */
+export const SHIM_PATH = path.join(path.dirname(addonPath), 'tessera-shim');
 const binding = createRequire(import.meta.url)(addonPath) as NativeBinding;
 
 function required<K extends keyof NativeBinding>(name: K): NonNullable<NativeBinding[K]> {
@@ -142,4 +177,17 @@ export function abandonContainer(startFd: number, statusFd: number): void {
 /** waitpid(2) on a dedicated thread (not libuv's small pool, which many containers would starve). */
 export function waitProcess(pid: number): Promise<ProcessExit> {
   return required('waitProcess')(pid);
+}
+
+/**
+ * Double-forks tessera-shim, which clones the container init (blocked before execve) and becomes
+ * its parent. Rejects with the failed step and errno if the set-up fails (nothing is left then).
+ */
+export function spawnShim(plan: NativeSpawnPlan, options: ShimLaunchOptions): Promise<ShimSpawned> {
+  return required('spawnShim')(plan, options);
+}
+
+/** Starts plan.args inside the namespaces and cgroup of containerPid with the plan's process settings. */
+export function execInContainer(plan: NativeSpawnPlan, containerPid: number, tty: boolean): Promise<ExecSpawned> {
+  return required('execInContainer')(plan, containerPid, tty);
 }

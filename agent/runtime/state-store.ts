@@ -1,9 +1,11 @@
-// One directory per container under the runtime's state root, holding state.json.
+// One directory per container under the runtime's state root, holding state.json (what create
+// recorded), plan.json (the spawn plan, reused by exec) and the shim's shim.sock and exit.json.
 // Written atomically (rename) so a crash never leaves a half-written file.
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { CgroupRecord } from './cgroups-v1.js';
+import type { NativeSpawnPlan } from './native.js';
 import type { ContainerState, ExitStatus } from './types.js';
 
 export interface StoredState {
@@ -15,6 +17,9 @@ export interface StoredState {
   status: ContainerState['status'];
   cgroup: CgroupRecord;
   createdAt: string;
+  /** The container's tessera-shim (its init's parent); with its start time against pid reuse. */
+  shimPid?: number;
+  shimStartTime?: string;
   exit?: ExitStatus;
 }
 
@@ -49,6 +54,23 @@ export class StateStore {
     const tmp = `${file}.tmp`;
     await fs.writeFile(tmp, JSON.stringify(state, null, 2));
     await fs.rename(tmp, file);
+  }
+
+  async writePlan(id: string, plan: NativeSpawnPlan): Promise<void> {
+    const file = path.join(this.dir(id), 'plan.json');
+    await fs.writeFile(`${file}.tmp`, JSON.stringify(plan));
+    await fs.rename(`${file}.tmp`, file);
+  }
+
+  /** The plan the container was created with (shape checked by the addon when it is used). */
+  async readPlan(id: string): Promise<NativeSpawnPlan> {
+    return JSON.parse(await fs.readFile(path.join(this.dir(id), 'plan.json'), 'utf8')) as NativeSpawnPlan;
+  }
+
+  /** Ids of every container with a state directory. */
+  async list(): Promise<string[]> {
+    const entries = await fs.readdir(this.root, { withFileTypes: true }).catch(() => []);
+    return entries.filter((e) => e.isDirectory()).map((e) => e.name);
   }
 
   async read(id: string): Promise<StoredState | undefined> {

@@ -134,8 +134,41 @@ export interface OciIdMapping {
 }
 
 export interface CreateOptions {
-  /** File that receives the container's stdout and stderr. */
+  /** File that receives the container's stdout and stderr (written by its shim). */
   logPath: string;
+  /**
+   * 'json': one JSON object per line, {"time": RFC3339Nano, "stream": "stdout"|"stderr", "log": "..."};
+   * 'raw' (default, the first cut's format): the bytes of both streams as written.
+   */
+  logFormat?: 'json' | 'raw';
+  /** Rotate the log when it would grow past this many bytes (default: never). */
+  logMaxBytes?: number;
+  /** Log files kept when rotating, the current one included: logPath, logPath.1, ... (default 1). */
+  logMaxFiles?: number;
+}
+
+export interface ExecOptions {
+  args: string[];
+  /** Default: the container's env. */
+  env?: string[];
+  /** Default: the container's cwd. */
+  cwd?: string;
+  /** Default: the container's user. */
+  user?: { uid: number; gid: number; additionalGids?: number[] };
+  /** Allocate a pseudo-terminal (stdin/stdout/stderr all on it) instead of three pipes. */
+  tty?: boolean;
+}
+
+/** A process started in a running container; the caller owns its stdio. */
+export interface ExecProcess {
+  pid: number;
+  stdin: NodeJS.WritableStream & { end(): void };
+  /** With a TTY this is the terminal: stdout and stderr together. */
+  stdout: NodeJS.ReadableStream;
+  /** Undefined with a TTY. */
+  stderr?: NodeJS.ReadableStream;
+  /** Resolves when the process exits. */
+  exit: Promise<ExitStatus>;
 }
 
 export interface ContainerState {
@@ -165,4 +198,6 @@ export interface ContainerRuntime {
   stats?(id: string): Promise<ContainerStats>;
   /** Removes what create made (cgroup, state); the container must be stopped. */
   delete(id: string): Promise<void>;
+  /** Runs another process in the running container (its namespaces, cgroup and process settings). */
+  exec?(id: string, options: ExecOptions): Promise<ExecProcess>;
 }

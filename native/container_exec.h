@@ -1,0 +1,11 @@
+#pragma once
+#include <napi.h>
+
+namespace tessera {
+
+// execInContainer(plan, containerPid, tty) -> Promise<{pid, fds}>; fds are the caller's ends:
+// [ptyMaster] with a TTY, [stdinWrite, stdoutRead, stderrRead] without. The plan is the
+// container's own, with args/env/cwd (and user) of the exec'd process. Reap pid with waitProcess.
+Napi::Value ExecInContainer(const Napi::CallbackInfo& info);
+
+}  // namespace tessera
