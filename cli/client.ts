@@ -21,6 +21,9 @@ import type { ImageGcResult__Output } from '../proto/gen/tessera/api/v1/ImageGcR
 import type { ImageSaveChunk__Output } from '../proto/gen/tessera/api/v1/ImageSaveChunk.js';
 import type { LogsRequest } from '../proto/gen/tessera/api/v1/LogsRequest.js';
 import type { LogLine__Output } from '../proto/gen/tessera/api/v1/LogLine.js';
+import type { JoinTokenResponse__Output } from '../proto/gen/tessera/api/v1/JoinTokenResponse.js';
+import type { NodeUpdateRequest } from '../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
+import type { NodeUpdateResponse__Output } from '../proto/gen/tessera/api/v1/NodeUpdateResponse.js';
 import { clientCredentials, LOCAL_INSECURE } from '../control-plane/ca/credentials.js';
 
 export class ApiCallError extends Error {
@@ -151,6 +154,14 @@ export class ApiClient {
       stream.on('end', () => resolve());
       stream.on('error', (err: grpc.ServiceError) => (err.code === grpc.status.CANCELLED ? resolve() : reject(new ApiCallError(err))));
     });
+  }
+
+  joinToken(role: string, rotate: boolean): Promise<JoinTokenResponse__Output> {
+    return unary((cb) => this.raw.joinToken({ role, rotate }, this.options(), cb));
+  }
+
+  updateNode(req: NodeUpdateRequest): Promise<NodeUpdateResponse__Output> {
+    return unary((cb) => this.raw.updateNode(req, this.options(), cb));
   }
 
   close(): void {

@@ -11,6 +11,7 @@ import { clusterDown, clusterUp } from './cluster.js';
 import { serverAddress } from './context.js';
 import { resolveServiceName } from './resolve.js';
 import { registerImageCommands } from './commands/image.js';
+import { registerNodeCommands } from './commands/node.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -177,6 +178,7 @@ program
 // --- images -------------------------------------------------------------------------------------
 
 registerImageCommands(program, withClient);
+registerNodeCommands(program, cluster, withClient);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`error: ${err.message}\n`);

@@ -16,12 +16,15 @@ import { loadApiPackage } from '../../proto/load.js';
 import type { ArchiveFormat, GcResult, ImageRecord, ImageStore } from '../../agent/images/types.js';
 import { referenceNamesImage } from '../../agent/images/image-usage.js';
 import { serverCredentials, type TransportSecurity } from '../ca/credentials.js';
-import type { AnyObject, Kind, Service, Task } from '../resources/types.js';
+import type { AnyObject, Kind, Node, Service, Task } from '../resources/types.js';
 import { KINDS, isTerminal } from '../resources/types.js';
 import { validateObject } from '../resources/schema.js';
 import { kindPrefix, objectKey } from '../store/keys.js';
 import type { Store, TxnOp, Compare } from '../store/store.js';
 import { planApply, type ApplyAction } from './apply-plan.js';
+import { applyNodeUpdate, validateNodeUpdate } from './node-update.js';
+import type { JoinRole } from '../dispatcher/join-tokens.js';
+import type { NodeUpdateRequest__Output } from '../../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
 import { ApiError, grpcCodeOf, invalidArgument, notFound, toServiceError } from './errors.js';
 import type { DaemonMetrics } from '../daemon/metrics.js';
 
@@ -39,6 +42,8 @@ export interface ApiServerDeps {
   version: string;
   storeBackend: string;
   managers: () => string[];
+  /** The cluster's join tokens; rotate replaces one. Absent on servers that issue none (tests). */
+  joinTokens?: { get(role: JoinRole): string; rotate(role: JoinRole): string };
 }
 
 const MAX_APPLY_OBJECTS = 1000;
@@ -211,6 +216,24 @@ export class ApiServer {
       }
     }
     throw new ApiError(grpc.status.ABORTED, 'scale: the service kept changing underneath; try again');
+  }
+
+  async updateNode(req: NodeUpdateRequest__Output): Promise<Node> {
+    const change = validateNodeUpdate(req);
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const node = (await this.get('Node', '', req.name)) as Node;
+      const updated = applyNodeUpdate(node, change);
+      const key = objectKey('Node', '', req.name);
+      const response = await this.deps.store.txn({
+        compare: [{ key, target: 'modRevision', op: '=', value: Number(node.metadata.resourceVersion) }],
+        success: [{ type: 'put', key, value: encode(updated) }],
+      });
+      if (response.succeeded) {
+        updated.metadata.resourceVersion = String(response.revision);
+        return updated;
+      }
+    }
+    throw new ApiError(grpc.status.ABORTED, 'node update: the node kept changing underneath; try again');
   }
 
   // --- gRPC glue ----------------------------------------------------------------------------------
@@ -418,6 +441,13 @@ export class ApiServer {
             call.destroy(toServiceError(err));
           });
       },
+      JoinToken: this.unary('JoinToken', async (req) => {
+        if (req.role !== 'worker' && req.role !== 'manager') throw invalidArgument(`join-token: role must be "worker" or "manager", got "${req.role}"`);
+        const tokens = this.deps.joinTokens;
+        if (!tokens) throw new ApiError(grpc.status.UNIMPLEMENTED, 'this server issues no join tokens');
+        return { token: req.rotate ? tokens.rotate(req.role) : tokens.get(req.role) };
+      }),
+      UpdateNode: this.unary('UpdateNode', async (req) => ({ objectJson: JSON.stringify(await this.updateNode(req)) })),
       ClusterInfo: this.unary('ClusterInfo', async () => ({
         clusterId: this.deps.clusterId,
         version: this.deps.version,

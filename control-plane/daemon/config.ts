@@ -28,6 +28,8 @@ export interface DaemonConfig {
    * network namespaces, until the security issue brings mutual TLS.
    */
   insecureTransport: boolean;
+  /** An extra unix:/path the API is also served on (tools outside the node's network namespace use it). */
+  apiSocket?: string;
 }
 
 export function defaultConfig(): DaemonConfig {
@@ -76,6 +78,7 @@ export function validateConfig(config: DaemonConfig): void {
   if (!/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(config.cgroupParent)) problems.push(`--cgroup-parent must be a relative cgroup path, got "${config.cgroupParent}"`);
   if (!(config.heartbeatMs >= 50)) problems.push(`--heartbeat-ms must be at least 50, got ${config.heartbeatMs}`);
   if (!(config.nodeDownAfterMs > config.heartbeatMs)) problems.push(`--node-down-after-ms must exceed --heartbeat-ms`);
+  if (config.apiSocket !== undefined && !/^unix:\/.+/.test(config.apiSocket)) problems.push(`--api-socket must be unix:/absolute/path, got "${config.apiSocket}"`);
   if (config.join !== undefined && !ADDRESS.test(config.join)) problems.push(`--join must be host:port or unix:/path, got "${config.join}"`);
   if (config.token !== undefined && !/^TSTKN-1-[0-9a-z-]+$/.test(config.token)) problems.push('--token is not a Tessera join token (TSTKN-1-…)');
   if (!/^\d+\.\d+\.\d+\.\d+$/.test(config.advertiseAddress)) problems.push(`--advertise-address must be an IPv4 address, got "${config.advertiseAddress}"`);

@@ -1,19 +1,18 @@
-// `tsd`: the node daemon. `tsd run` serves until SIGTERM/SIGINT; `tsd cleanup` removes what a
-// dead tsd left behind.
+// `tsd`: the node daemon. `tsd init` (alias `run`) starts a new cluster with this node as its
+// manager; `tsd join --token T ADDR` joins an existing one as a worker; both serve until
+// SIGTERM/SIGINT. `tsd cleanup` removes what a dead tsd left behind.
 import { Command } from 'commander';
 
 import { configFromOptions, withNodeOptions } from './node-options.js';
 import { Daemon } from './daemon.js';
 import { cleanupNode } from './cleanup.js';
+import type { DaemonConfig } from './config.js';
 
 function log(message: string): void {
   process.stderr.write(`${new Date().toISOString()} ${message}\n`);
 }
 
-const program = new Command('tsd').description('Tessera node daemon (manager and agent)');
-
-withNodeOptions(program.command('run').description('run the daemon in the foreground')).action(async (options: Record<string, unknown>) => {
-  const config = configFromOptions(options);
+async function serve(config: DaemonConfig): Promise<void> {
   const daemon = new Daemon(config, log);
   let stopping = false;
   const shutdown = (signal: string) => {
@@ -32,12 +31,34 @@ withNodeOptions(program.command('run').description('run the daemon in the foregr
   process.on('SIGINT', () => shutdown('SIGINT'));
   try {
     await daemon.start();
+    if (daemon.manager) {
+      const { worker, manager } = daemon.manager.joinTokens;
+      process.stdout.write(
+        `To add a worker to this cluster, run on it:\n  tsd join --token ${worker} ${daemon.manager.dispatcherAddress()}\n` +
+          `(manager token: ${manager})\n`,
+      );
+    }
   } catch (err) {
     log(`tsd failed to start: ${(err as Error).message}`);
     await daemon.stop();
     process.exit(1);
   }
-});
+}
+
+const program = new Command('tsd').description('Tessera node daemon (manager and agent)');
+
+for (const name of ['init', 'run']) {
+  withNodeOptions(program.command(name).description(name === 'init' ? 'create a cluster with this node as its manager, and serve' : 'same as init'))
+    .action((options: Record<string, unknown>) => serve(configFromOptions(options)));
+}
+
+withNodeOptions(program.command('join').description('join a cluster as a worker, and serve'))
+  .argument('<manager>', 'a manager\'s address, host:port')
+  .action((manager: string, options: Record<string, unknown>) => {
+    const config = configFromOptions({ ...options, join: manager });
+    if (!config.token) throw new Error('tsd join: --token is required (get one with `tsctl cluster join-token worker`)');
+    return serve(config);
+  });
 
 withNodeOptions(program.command('cleanup').description('remove containers, mounts, cgroups, links and rules a stopped tsd left'))
   .action(async (options: Record<string, unknown>) => {

@@ -8,9 +8,10 @@ import type { ImageStore } from '../../agent/images/types.js';
 import { ApiServer, type LogSource } from '../api/server.js';
 import { serverCredentials, type TransportSecurity } from '../ca/credentials.js';
 import { Informer } from '../controllers/informer.js';
+import { DrainController } from '../controllers/drain-controller.js';
 import { SchedulingController } from '../controllers/scheduling-controller.js';
 import { ServiceController } from '../controllers/service-controller.js';
-import { makeTokens, type JoinTokens } from '../dispatcher/join-tokens.js';
+import { makeToken, makeTokens, type JoinTokens } from '../dispatcher/join-tokens.js';
 import { NodeHealth } from '../dispatcher/node-health.js';
 import { DispatcherServer } from '../dispatcher/server.js';
 import { API_VERSION, type Node, type Service, type Task } from '../resources/types.js';
@@ -71,9 +72,11 @@ export class Manager {
 
     const serviceController = new ServiceController(objects, services, tasks, { log });
     const schedulingController = new SchedulingController(objects, nodes, tasks, log);
+    const drainController = new DrainController(objects, nodes, tasks, log);
     serviceController.start();
     schedulingController.start();
-    this.closers.push(() => serviceController.stop(), () => schedulingController.stop());
+    drainController.start();
+    this.closers.push(() => serviceController.stop(), () => schedulingController.stop(), () => drainController.stop());
 
     const metrics = new DaemonMetrics(() => tasks.list());
     const api = new ApiServer({
@@ -85,6 +88,14 @@ export class Manager {
       version: VERSION,
       storeBackend: 'memory',
       managers: () => [config.listen],
+      joinTokens: {
+        get: (role) => this.joinTokens[role],
+        rotate: (role) => {
+          this.joinTokens = { ...this.joinTokens, [role]: makeToken(this.clusterId, role) };
+          log(`${role} join token rotated`);
+          return this.joinTokens[role];
+        },
+      },
     });
     const dispatcher = new DispatcherServer({
       objects,
@@ -102,6 +113,12 @@ export class Manager {
     this.apiPort = await new Promise<number>((resolve, reject) =>
       server.bindAsync(config.listen, serverCredentials(this.deps.security), (err, port) => (err ? reject(err) : resolve(port))),
     );
+    if (config.apiSocket) {
+      const socket = config.apiSocket;
+      await new Promise<number>((resolve, reject) =>
+        server.bindAsync(socket, serverCredentials(this.deps.security), (err, port) => (err ? reject(err) : resolve(port))),
+      );
+    }
     this.closers.push(
       () =>
         new Promise<void>((resolve) => {

@@ -29,6 +29,9 @@ export function withNodeOptions(command: Command): Command {
     .option('--heartbeat-ms <ms>', 'agent heartbeat period', integer, d.heartbeatMs)
     .option('--node-down-after-ms <ms>', 'a node silent this long is down', integer, d.nodeDownAfterMs)
     .option('--advertise-address <ip>', 'address other nodes reach this node at', d.advertiseAddress)
+    .option('--api-socket <unix:/path>', 'also serve the API on this unix socket')
+    .option('--join <address>', 'join the manager at this address as a worker instead of running a manager')
+    .option('--token <token>', 'join token (with --join)')
     .option('--insecure-transport', 'allow gRPC without TLS on non-loopback addresses (test clusters in private namespaces only)', d.insecureTransport);
 }
 

@@ -1,0 +1,38 @@
+// Pure validation and application of `tsctl node update|label`.
+import type { NodeUpdateRequest__Output } from '../../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
+import type { Node, NodeAvailability } from '../resources/types.js';
+import { LABEL_KEY_PATTERN } from '../resources/constraints.js';
+import { invalidArgument } from './errors.js';
+
+export interface NodeChange {
+  availability?: NodeAvailability;
+  addLabels: Record<string, string>;
+  removeLabels: string[];
+}
+
+const AVAILABILITIES: readonly NodeAvailability[] = ['active', 'pause', 'drain'];
+
+export function validateNodeUpdate(req: NodeUpdateRequest__Output): NodeChange {
+  if (!req.name) throw invalidArgument('node update: missing node name');
+  const problems: string[] = [];
+  if (req.availability && !AVAILABILITIES.includes(req.availability as NodeAvailability)) {
+    problems.push(`availability must be one of ${AVAILABILITIES.join(', ')}, got "${req.availability}"`);
+  }
+  for (const [key, value] of Object.entries(req.addLabels)) {
+    if (!LABEL_KEY_PATTERN.test(key)) problems.push(`label key "${key}" is not valid (letters, digits, . _ - /)`);
+    if (value.length > 256) problems.push(`label "${key}": value longer than 256 characters`);
+  }
+  for (const key of req.removeLabels) if (!LABEL_KEY_PATTERN.test(key)) problems.push(`label key "${key}" is not valid`);
+  if (problems.length > 0) throw invalidArgument(`node update of ${req.name}: ${problems.join('; ')}`);
+  return {
+    ...(req.availability ? { availability: req.availability as NodeAvailability } : {}),
+    addLabels: { ...req.addLabels },
+    removeLabels: [...req.removeLabels],
+  };
+}
+
+export function applyNodeUpdate(node: Node, change: NodeChange): Node {
+  const labels = { ...(node.spec.labels ?? {}), ...change.addLabels };
+  for (const key of change.removeLabels) delete labels[key];
+  return { ...node, spec: { ...node.spec, availability: change.availability ?? node.spec.availability, labels } };
+}
