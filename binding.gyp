@@ -11,13 +11,16 @@
         "native/container_spawn.cc",
         "native/container_child.cc",
         "native/process_wait.cc",
-        "native/container_exec.cc"
+        "native/container_exec.cc",
+        "native/security_child.cc",
+        "native/security_seccomp.cc",
+        "native/security_userns.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
-      "libraries": ["-lpthread"],
+      "libraries": ["-lpthread", "-lseccomp"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     },
     {

@@ -11,6 +11,7 @@ packages=(
   docker-registry skopeo umoci   # a real OCI registry on loopback, and tools to fill it
   etcd-server prometheus         # the etcd store backend and metrics scraping
   ca-certificates make g++ python3
+  libseccomp-dev  # the addon compiles seccomp profiles to BPF with libseccomp
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -16,6 +16,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "security_child.h"
 #include "spawn_plan.h"
 
 namespace tessera {
@@ -83,12 +84,19 @@ void WriteAll(int fd, const void* data, size_t len) {
   _exit(127);
 }
 
+[[noreturn]] void Fail(const ChildFds& fds, const ChildError& e) { Fail(fds, e.err, e.step, e.detail); }
+
+void Must(bool ok, const ChildError& e, const ChildFds& fds) {
+  if (!ok) Fail(fds, e);
+}
+
 // Closes every inherited fd except the ones the child uses: Node's sockets and other
 // containers' start pipes must not be held open by this process.
-void CloseOtherFds(const ChildFds& fds) {
-  int keep[5] = {fds.logFd, fds.nullFd, fds.startRead, fds.statusWrite, fds.stderrFd};
-  for (int i = 0; i < 5; i++)
-    for (int j = i + 1; j < 5; j++)
+void CloseOtherFds(const SpawnPlan& plan, const ChildFds& fds) {
+  constexpr int kKeep = 6;
+  int keep[kKeep] = {fds.logFd, fds.nullFd, fds.startRead, fds.statusWrite, fds.stderrFd, plan.userNsSyncRead};
+  for (int i = 0; i < kKeep; i++)
+    for (int j = i + 1; j < kKeep; j++)
       if (keep[j] < keep[i]) {
         int t = keep[i];
         keep[i] = keep[j];
@@ -188,6 +196,14 @@ void DoMounts(const SpawnPlan& plan, int rootFd, const ChildFds& fds) {
     const char* fstype = m.fstype.empty() ? nullptr : m.fstype.c_str();
     const char* data = m.data.empty() ? nullptr : m.data.c_str();
     if (mount(source, target.buf, fstype, m.flags, data) != 0) Fail(fds, errno, "mount", m.destination.c_str());
+    if (m.propagation != 0) {
+      // Propagation is a separate mount(2) call on the new mount (the kernel ignores other flags then).
+      close(fd);
+      fd = OpenDestination(rootFd, m, fds);
+      Text again;
+      again.Add("/proc/self/fd/").AddInt(fd);
+      if (mount(nullptr, again.buf, nullptr, m.propagation, nullptr) != 0) Fail(fds, errno, "set mount propagation", m.destination.c_str());
+    }
     if (m.remountReadonly) {
       // A bind ignores MS_RDONLY on creation; it only takes effect on a remount of the new mount.
       close(fd);
@@ -211,7 +227,20 @@ const DeviceNode kDevices[] = {
     {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
 };
 
-void CreateDevices(int rootFd, const ChildFds& fds) {
+// In a user namespace mknod is refused; the host's device nodes are bind-mounted instead
+// (still the host's view of /dev, since pivot_root has not happened yet).
+void BindHostDevice(int devFd, const DeviceNode& d, const ChildFds& fds) {
+  Text file;
+  file.Add("/proc/self/fd/").AddInt(devFd).Add("/").Add(d.name);
+  int f = open(file.buf, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (f < 0) Fail(fds, errno, "create bind target /dev/", d.name);
+  close(f);
+  Text host;
+  host.Add("/dev/").Add(d.name);
+  if (mount(host.buf, file.buf, nullptr, MS_BIND, nullptr) != 0) Fail(fds, errno, "bind host device /dev/", d.name);
+}
+
+void CreateDevices(const SpawnPlan& plan, int rootFd, const ChildFds& fds) {
   int devFd = OpenInRoot(rootFd, "dev", O_PATH | O_DIRECTORY);
   if (devFd < 0 && errno == ENOENT) {
     if (mkdirat(rootFd, "dev", 0755) != 0 && errno != EEXIST) Fail(fds, errno, "create /dev", nullptr);
@@ -219,6 +248,10 @@ void CreateDevices(int rootFd, const ChildFds& fds) {
   }
   if (devFd < 0) Fail(fds, errno, "open /dev", nullptr);
   for (const DeviceNode& d : kDevices) {
+    if (plan.userNamespace) {
+      BindHostDevice(devFd, d, fds);
+      continue;
+    }
     if (mknodat(devFd, d.name, S_IFCHR | 0666, makedev(d.major, d.minor)) != 0 && errno != EEXIST)
       Fail(fds, errno, "mknod /dev/", d.name);
   }
@@ -257,12 +290,22 @@ void MaskAndProtect(const SpawnPlan& plan, const ChildFds& fds) {
     Fail(fds, errno, "remount root read-only", nullptr);
 }
 
-void SetIdentity(const SpawnPlan& plan, const ChildFds& fds) {
-  if (syscall(SYS_setgroups, plan.additionalGids.size(), plan.additionalGids.data()) != 0)
-    Fail(fds, errno, "setgroups", nullptr);
-  if (syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0) Fail(fds, errno, "setgid", nullptr);
-  if (syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0) Fail(fds, errno, "setuid", nullptr);
-  if (plan.noNewPrivileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) Fail(fds, errno, "set no_new_privs", nullptr);
+// Everything between the mounts and execve that the init and an exec'd process share: rlimits
+// while CAP_SYS_RESOURCE is still held, then (without no_new_privs, where only CAP_SYS_ADMIN may
+// load a filter) seccomp before the capabilities go, then ids and capabilities. The filter must
+// then allow the few calls that follow; runc does the same.
+void ApplyProcessSecurity(const SpawnPlan& plan, const ChildFds& fds) {
+  ChildError e;
+  Must(ApplyRlimits(plan, &e), e, fds);
+  if (!plan.noNewPrivileges) Must(LoadSeccomp(plan, &e), e, fds);
+  Must(SetIdentityAndCapabilities(plan, &e), e, fds);
+}
+
+// The last steps before execve: the spec's umask, and with no_new_privs the seccomp filter.
+void FinalSecurity(const SpawnPlan& plan, const ChildFds& fds) {
+  ChildError e;
+  umask(plan.umask);
+  if (plan.noNewPrivileges) Must(LoadSeccomp(plan, &e), e, fds);
 }
 
 const char* ResolveExecutable(const SpawnPlan& plan, const ChildFds& fds) {
@@ -285,26 +328,42 @@ const char* ResolveExecutable(const SpawnPlan& plan, const ChildFds& fds) {
 }  // namespace
 
 void RunContainerChild(const SpawnPlan& plan, const ChildFds& fds) {
+  ChildError e;
   ResetSignals();
-  CloseOtherFds(fds);
+  CloseOtherFds(plan, fds);
   // Its own session: a terminal's ^C to tsd's process group must not reach containers.
   setsid();
   umask(0);
+  // The runtime writes our id maps right after clone; nothing id-dependent may happen before.
+  Must(WaitForIdMaps(plan, &e), e, fds);
+  Must(JoinNamespacePaths(plan, &e), e, fds);
+  // Still the host's root (even in a user namespace), so the host's cgroup files accept us.
   JoinCgroups(plan, fds);
+  // After joining: the namespace's root is the container's own cgroup.
+  Must(UnshareCgroupNamespace(plan, &e), e, fds);
+  Must(BecomeNamespaceRoot(plan, &e), e, fds);
+  // Lowering the score needs CAP_SYS_RESOURCE, held until the capabilities are dropped.
+  Must(WriteOomScoreAdj(plan, &e), e, fds);
   if (!plan.hostname.empty() && sethostname(plan.hostname.c_str(), plan.hostname.size()) != 0)
     Fail(fds, errno, "sethostname", plan.hostname.c_str());
-  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) Fail(fds, errno, "make mounts private", nullptr);
+  Must(SetDomainname(plan, &e), e, fds);
+  // Namespaced sysctls resolve against the writer's namespaces, so the host's /proc/sys (still
+  // visible before pivot_root) reaches the container's copies; the container's own /proc/sys is
+  // read-only later on.
+  Must(WriteSysctls(plan, &e), e, fds);
+  unsigned long propagation = plan.rootPropagation != 0 ? plan.rootPropagation : static_cast<unsigned long>(MS_PRIVATE);
+  if (mount(nullptr, "/", nullptr, MS_REC | propagation, nullptr) != 0) Fail(fds, errno, "set propagation of /", nullptr);
   if (mount(plan.rootfs.c_str(), plan.rootfs.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
     Fail(fds, errno, "bind rootfs onto itself", plan.rootfs.c_str());
   int rootFd = open(plan.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootFd < 0) Fail(fds, errno, "open rootfs", plan.rootfs.c_str());
   DoMounts(plan, rootFd, fds);
-  CreateDevices(rootFd, fds);
+  CreateDevices(plan, rootFd, fds);
   close(rootFd);
   PivotRoot(plan, fds);
   MaskAndProtect(plan, fds);
   umask(022);
-  SetIdentity(plan, fds);
+  ApplyProcessSecurity(plan, fds);
   if (chdir(plan.cwd.c_str()) != 0) Fail(fds, errno, "chdir to cwd", plan.cwd.c_str());
   const char* executable = ResolveExecutable(plan, fds);
 
@@ -319,6 +378,7 @@ void RunContainerChild(const SpawnPlan& plan, const ChildFds& fds) {
 
   if (dup2(fds.nullFd, 0) < 0 || dup2(fds.logFd, 1) < 0 || dup2(fds.stderrFd >= 0 ? fds.stderrFd : fds.logFd, 2) < 0)
     Fail(fds, errno, "redirect stdio to log", plan.logPath.c_str());
+  FinalSecurity(plan, fds);
   // Nothing but stdio may leak into the container; the status pipe closes on exec and so
   // tells the parent that execve succeeded.
   syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
@@ -330,12 +390,13 @@ void RunContainerChild(const SpawnPlan& plan, const ChildFds& fds) {
 // exec'd process must get the same identity and restrictions as the container's init.
 void RunExecChild(const SpawnPlan& plan, const ChildFds& fds) {
   ResetSignals();
-  CloseOtherFds(fds);
-  SetIdentity(plan, fds);
+  CloseOtherFds(plan, fds);
+  ApplyProcessSecurity(plan, fds);
   if (chdir(plan.cwd.c_str()) != 0) Fail(fds, errno, "chdir to cwd", plan.cwd.c_str());
   const char* executable = ResolveExecutable(plan, fds);
   if (dup2(fds.nullFd, 0) < 0 || dup2(fds.logFd, 1) < 0 || dup2(fds.stderrFd >= 0 ? fds.stderrFd : fds.logFd, 2) < 0)
     Fail(fds, errno, "set up stdio", nullptr);
+  FinalSecurity(plan, fds);
   syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
   execve(executable, plan.argv.data(), plan.envp.data());
   Fail(fds, errno, "execve", executable);

@@ -24,6 +24,7 @@
 
 #include "errno_error.h"
 #include "plan_from_js.h"
+#include "security_userns.h"
 #include "shim/shim_protocol.h"
 #include "spawn_plan.h"
 
@@ -228,6 +229,7 @@ struct ShimLaunch {
     WriteFailure(reportWrite, errno, "clone container init");
     _exit(1);
   }
+  CompleteUserNsSync(plan, static_cast<pid_t>(pid));
   FormatPid(launch->pidBuf, pid);
   launch->argv[launch->pidArgIndex] = launch->pidBuf;
   // The init's ends must close here, or the shim would never see EOF on them.
@@ -363,7 +365,8 @@ Napi::Value SpawnContainer(const Napi::CallbackInfo& info) {
   plan->Prepare();
 
   ChildFds fds;
-  auto closeAll = [&fds]() {
+  auto closeAll = [&fds, &plan]() {
+    CloseUserNsSync(plan.get());
     CloseFd(&fds.logFd);
     CloseFd(&fds.nullFd);
     CloseFd(&fds.startRead);
@@ -390,6 +393,10 @@ Napi::Value SpawnContainer(const Napi::CallbackInfo& info) {
   }
   fds.statusRead = statusPipe[0];
   fds.statusWrite = statusPipe[1];
+  if (int err = OpenUserNsSync(plan.get()); err != 0) {
+    closeAll();
+    throw ErrnoError(env, err, "open user namespace sync pipe");
+  }
 
   // Signals stay blocked across clone so no Node/libuv handler can run in the child before it
   // resets them to their defaults.
@@ -405,6 +412,8 @@ Napi::Value SpawnContainer(const Napi::CallbackInfo& info) {
     closeAll();
     throw ErrnoError(env, cloneErr, "clone container init");
   }
+  CompleteUserNsSync(*plan, static_cast<pid_t>(pid));
+  CloseUserNsSync(plan.get());
   CloseFd(&fds.logFd);
   CloseFd(&fds.nullFd);
   CloseFd(&fds.startRead);
@@ -458,9 +467,10 @@ Napi::Value SpawnShim(const Napi::CallbackInfo& info) {
       CloseFd(&p[1]);
     }
     CloseFd(&devNull);
+    CloseUserNsSync(plan.get());
   };
   if (devNull < 0 || pipe2(start, O_CLOEXEC) != 0 || pipe2(status, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0 ||
-      pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+      pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 || OpenUserNsSync(plan.get()) != 0) {
     int e = errno;
     closeAll();
     throw ErrnoError(env, e, "open container init fds");

@@ -1,8 +1,14 @@
 #include "plan_from_js.h"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cmath>
 
 #include "mount_flags.h"
+#include "security_seccomp.h"
 
 namespace tessera {
 
@@ -79,7 +85,184 @@ int NamespaceFlag(Napi::Env env, const std::string& kind) {
   if (kind == "ipc") return CLONE_NEWIPC;
   if (kind == "network") return CLONE_NEWNET;
   if (kind == "cgroup") return CLONE_NEWCGROUP;
+  if (kind == "user") return CLONE_NEWUSER;
   throw Napi::TypeError::New(env, "spawn plan: unsupported namespace '" + kind + "'");
+}
+
+// Optional fields: plans from callers that predate them keep the old behaviour.
+bool Present(Napi::Object obj, const char* name) {
+  return obj.Has(name) && !obj.Get(name).IsUndefined() && !obj.Get(name).IsNull();
+}
+
+double Num(Napi::Env env, Napi::Value v, const std::string& what) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, "spawn plan: " + what + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d != std::floor(d)) throw Napi::RangeError::New(env, "spawn plan: " + what + " must be an integer");
+  return d;
+}
+
+// uint64 from a JS number; 2^64 - 1 arrives rounded up to 2^64, which means "all ones".
+uint64_t U64(Napi::Env env, Napi::Value v, const std::string& what) {
+  double d = Num(env, v, what);
+  if (d < 0) throw Napi::RangeError::New(env, "spawn plan: " + what + " must not be negative");
+  if (d >= 18446744073709551615.0) return ~0ULL;
+  return static_cast<uint64_t>(d);
+}
+
+int ReadLastCap() {
+  int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 40;
+  char buf[16] = {0};
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return 40;
+  int v = atoi(buf);
+  return v > 0 && v < 64 ? v : 40;
+}
+
+uint64_t CapMask(Napi::Env env, Napi::Object caps, const char* set, int lastCap) {
+  Napi::Array arr = Arr(caps, "capabilities.", set);
+  uint64_t mask = 0;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    double d = Num(env, arr[i], std::string("capabilities.") + set + "[" + std::to_string(i) + "]");
+    if (d < 0 || d > 63) throw Napi::RangeError::New(env, std::string("spawn plan: capabilities.") + set + ": capability number out of range");
+    // Capabilities this kernel does not know cannot be held; runc skips them too.
+    if (d <= lastCap) mask |= 1ULL << static_cast<int>(d);
+  }
+  return mask;
+}
+
+SeccompSpec SeccompFromJs(Napi::Env env, Napi::Object o) {
+  SeccompSpec spec;
+  spec.defaultAction = Str(o, "seccomp.", "defaultAction");
+  spec.defaultErrno = static_cast<int>(Num(env, Field(o, "seccomp.", "defaultErrno"), "seccomp.defaultErrno"));
+  spec.architectures = Strs(o, "seccomp.", "architectures");
+  Napi::Array rules = Arr(o, "seccomp.", "rules");
+  for (uint32_t i = 0; i < rules.Length(); i++) {
+    std::string where = "seccomp.rules[" + std::to_string(i) + "].";
+    Napi::Value rv = rules[i];
+    if (!rv.IsObject()) throw Napi::TypeError::New(env, "spawn plan: " + where + " must be an object");
+    Napi::Object r = rv.As<Napi::Object>();
+    SeccompRuleSpec rule;
+    rule.names = Strs(r, where, "names");
+    rule.action = Str(r, where, "action");
+    rule.errnoRet = static_cast<int>(Num(env, Field(r, where, "errno"), where + "errno"));
+    Napi::Array args = Arr(r, where, "args");
+    for (uint32_t j = 0; j < args.Length(); j++) {
+      std::string aw = where + "args[" + std::to_string(j) + "].";
+      Napi::Value av = args[j];
+      if (!av.IsObject()) throw Napi::TypeError::New(env, "spawn plan: " + aw + " must be an object");
+      Napi::Object a = av.As<Napi::Object>();
+      SeccompArgSpec arg;
+      arg.index = static_cast<unsigned int>(Num(env, Field(a, aw, "index"), aw + "index"));
+      arg.value = U64(env, Field(a, aw, "value"), aw + "value");
+      arg.valueTwo = U64(env, Field(a, aw, "valueTwo"), aw + "valueTwo");
+      arg.op = Str(a, aw, "op");
+      rule.args.push_back(arg);
+    }
+    spec.rules.push_back(rule);
+  }
+  return spec;
+}
+
+// The security part of the plan (agent/runtime/security-plan.ts).
+void SecurityFromJs(Napi::Env env, Napi::Object obj, SpawnPlan* plan) {
+  if (Present(obj, "capabilities")) {
+    Napi::Value v = obj.Get("capabilities");
+    if (!v.IsObject()) throw Napi::TypeError::New(env, "spawn plan: capabilities must be an object or null");
+    Napi::Object caps = v.As<Napi::Object>();
+    plan->hasCapabilities = true;
+    plan->lastCap = ReadLastCap();
+    plan->capabilities.bounding = CapMask(env, caps, "bounding", plan->lastCap);
+    plan->capabilities.effective = CapMask(env, caps, "effective", plan->lastCap);
+    plan->capabilities.inheritable = CapMask(env, caps, "inheritable", plan->lastCap);
+    plan->capabilities.permitted = CapMask(env, caps, "permitted", plan->lastCap);
+    plan->capabilities.ambient = CapMask(env, caps, "ambient", plan->lastCap);
+  }
+  if (Present(obj, "rlimits")) {
+    Napi::Array rl = Arr(obj, "", "rlimits");
+    for (uint32_t i = 0; i < rl.Length(); i++) {
+      std::string where = "rlimits[" + std::to_string(i) + "].";
+      Napi::Value v = rl[i];
+      if (!v.IsObject()) throw Napi::TypeError::New(env, "spawn plan: " + where + " must be an object");
+      Napi::Object r = v.As<Napi::Object>();
+      ChildRlimit lim;
+      lim.resource = static_cast<int>(Num(env, Field(r, where, "resource"), where + "resource"));
+      if (lim.resource < 0 || lim.resource >= RLIM_NLIMITS) throw Napi::RangeError::New(env, "spawn plan: " + where + "resource is out of range");
+      uint64_t soft = U64(env, Field(r, where, "soft"), where + "soft");
+      uint64_t hard = U64(env, Field(r, where, "hard"), where + "hard");
+      lim.soft = soft == ~0ULL ? RLIM_INFINITY : static_cast<rlim_t>(soft);
+      lim.hard = hard == ~0ULL ? RLIM_INFINITY : static_cast<rlim_t>(hard);
+      if (lim.soft > lim.hard) throw Napi::RangeError::New(env, "spawn plan: " + where + "soft exceeds hard");
+      plan->rlimits.push_back(lim);
+    }
+  }
+  if (Present(obj, "umask")) {
+    double u = Num(env, obj.Get("umask"), "umask");
+    if (u > 0777) throw Napi::RangeError::New(env, "spawn plan: umask must be at most 0777");
+    if (u >= 0) plan->umask = static_cast<mode_t>(u);
+  }
+  if (Present(obj, "oomScoreAdj")) {
+    double o = Num(env, obj.Get("oomScoreAdj"), "oomScoreAdj");
+    if (o < -1000 || o > 1000) throw Napi::RangeError::New(env, "spawn plan: oomScoreAdj must be within -1000..1000");
+    plan->hasOomScoreAdj = true;
+    plan->oomScoreAdj = std::to_string(static_cast<int>(o));
+  }
+  if (Present(obj, "sysctls")) {
+    Napi::Array arr = Arr(obj, "", "sysctls");
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      std::string where = "sysctls[" + std::to_string(i) + "].";
+      Napi::Value v = arr[i];
+      if (!v.IsObject()) throw Napi::TypeError::New(env, "spawn plan: " + where + " must be an object");
+      Napi::Object o = v.As<Napi::Object>();
+      ChildSysctl sc;
+      sc.path = Str(o, where, "path");
+      if (sc.path.rfind("/proc/sys/", 0) != 0 || sc.path.find("..") != std::string::npos)
+        throw Napi::TypeError::New(env, "spawn plan: " + where + "path must lie below /proc/sys/");
+      sc.value = Str(o, where, "value");
+      plan->sysctls.push_back(sc);
+    }
+  }
+  if (Present(obj, "domainname")) plan->domainname = Str(obj, "", "domainname");
+  if (Present(obj, "rootPropagation")) {
+    std::string p = Str(obj, "", "rootPropagation");
+    if (p == "private") plan->rootPropagation = MS_PRIVATE;
+    else if (p == "slave") plan->rootPropagation = MS_SLAVE;
+    else throw Napi::TypeError::New(env, "spawn plan: rootPropagation must be 'private' or 'slave'");
+  }
+  if (Present(obj, "namespacePaths")) {
+    Napi::Array arr = Arr(obj, "", "namespacePaths");
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      std::string where = "namespacePaths[" + std::to_string(i) + "].";
+      Napi::Value v = arr[i];
+      if (!v.IsObject()) throw Napi::TypeError::New(env, "spawn plan: " + where + " must be an object");
+      Napi::Object o = v.As<Napi::Object>();
+      ChildNamespacePath ns;
+      std::string type = Str(o, where, "type");
+      ns.nstype = NamespaceFlag(env, type);
+      if (ns.nstype == CLONE_NEWNS || ns.nstype == CLONE_NEWPID || ns.nstype == CLONE_NEWUSER)
+        throw Napi::TypeError::New(env, "spawn plan: " + where + "joining a " + type + " namespace by path is not supported");
+      if (plan->cloneFlags & ns.nstype) throw Napi::TypeError::New(env, "spawn plan: " + where + type + " is both created and joined");
+      ns.path = Str(o, where, "path");
+      plan->namespacePaths.push_back(ns);
+    }
+  }
+  if (Present(obj, "userNamespace")) {
+    Napi::Value v = obj.Get("userNamespace");
+    if (!v.IsObject()) throw Napi::TypeError::New(env, "spawn plan: userNamespace must be an object or null");
+    Napi::Object u = v.As<Napi::Object>();
+    plan->userNamespace = true;
+    plan->uidMap = Str(u, "userNamespace.", "uidMap");
+    plan->gidMap = Str(u, "userNamespace.", "gidMap");
+    if (plan->uidMap.empty() || plan->gidMap.empty()) throw Napi::TypeError::New(env, "spawn plan: userNamespace maps must not be empty");
+    plan->cloneFlags |= CLONE_NEWUSER;
+  }
+  if (Present(obj, "seccomp")) {
+    Napi::Value v = obj.Get("seccomp");
+    if (!v.IsObject()) throw Napi::TypeError::New(env, "spawn plan: seccomp must be an object or null");
+    std::string err = CompileSeccomp(SeccompFromJs(env, v.As<Napi::Object>()), &plan->seccompFilter);
+    if (!err.empty()) throw Napi::Error::New(env, "spawn plan: seccomp: " + err);
+  }
 }
 
 }  // namespace
@@ -98,9 +281,19 @@ SpawnPlan PlanFromJs(Napi::Env env, Napi::Object obj) {
   plan.rootfs = Str(obj, "", "rootfs");
   if (plan.rootfs.empty() || plan.rootfs[0] != '/') throw Napi::TypeError::New(env, "spawn plan: rootfs must be absolute");
   plan.rootReadonly = Bool(obj, "", "rootReadonly");
-  for (const std::string& ns : Strs(obj, "", "namespaces")) plan.cloneFlags |= NamespaceFlag(env, ns);
+  for (const std::string& ns : Strs(obj, "", "namespaces")) {
+    int flag = NamespaceFlag(env, ns);
+    if (flag == CLONE_NEWUSER) throw Napi::TypeError::New(env, "spawn plan: the user namespace comes with userNamespace (its id maps)");
+    plan.cloneFlags |= flag;
+  }
   if ((plan.cloneFlags & CLONE_NEWNS) == 0)
     throw Napi::TypeError::New(env, "spawn plan: a mount namespace is required (pivot_root happens in it)");
+  // The cgroup namespace is unshared by the init once it is in its cgroups, so that the namespace's
+  // root is the container's cgroup rather than tsd's.
+  if (plan.cloneFlags & CLONE_NEWCGROUP) {
+    plan.cloneFlags &= ~CLONE_NEWCGROUP;
+    plan.newCgroupNamespace = true;
+  }
   plan.hostname = Str(obj, "", "hostname");
   plan.cgroupProcsFiles = Strs(obj, "", "cgroupProcsFiles");
   Napi::Array mounts = Arr(obj, "", "mounts");
@@ -123,6 +316,16 @@ SpawnPlan PlanFromJs(Napi::Env env, Napi::Object obj) {
     std::string kind = Str(m, where, "targetKind");
     if (kind != "dir" && kind != "file") throw Napi::TypeError::New(env, "spawn plan: " + where + "targetKind must be 'dir' or 'file'");
     cm.targetIsFile = kind == "file";
+    if (Present(m, "propagation")) {
+      std::string unknownProp;
+      unsigned long prop = 0;
+      if (!ParseMountFlags(Strs(m, where, "propagation"), &prop, &unknownProp))
+        throw Napi::TypeError::New(env, "spawn plan: " + where + "propagation: unknown mount flag '" + unknownProp + "'");
+      if ((prop & ~(MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE | MS_REC)) != 0)
+        throw Napi::TypeError::New(env, "spawn plan: " + where + "propagation may only hold shared, slave, private, unbindable and rec");
+      // Only MS_REC alone would be a no-op mount call; ignore it.
+      if ((prop & ~MS_REC) != 0) cm.propagation = prop;
+    }
     plan.mounts.push_back(cm);
   }
   plan.maskedPaths = Strs(obj, "", "maskedPaths");
@@ -139,6 +342,7 @@ SpawnPlan PlanFromJs(Napi::Env env, Napi::Object obj) {
   if (plan.args.empty()) throw Napi::TypeError::New(env, "spawn plan: args must not be empty");
   plan.env = Strs(obj, "", "env");
   plan.noNewPrivileges = Bool(obj, "", "noNewPrivileges");
+  SecurityFromJs(env, obj, &plan);
   return plan;
 }
 

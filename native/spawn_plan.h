@@ -2,6 +2,9 @@
 // The cloned child is a copy of one thread of a multithreaded process: it may only make
 // async-signal-safe calls (no malloc, no locks), so every string and array it touches lives here.
 #pragma once
+#include <linux/filter.h>
+#include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <string>
@@ -20,6 +23,33 @@ struct ChildMount {
   std::string data;
   bool remountReadonly = false;
   bool targetIsFile = false;
+  // MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (| MS_REC), set by a second mount call; 0 for none.
+  unsigned long propagation = 0;
+};
+
+struct ChildRlimit {
+  int resource = 0;
+  rlim_t soft = 0;
+  rlim_t hard = 0;
+};
+
+struct ChildSysctl {
+  std::string path;  // /proc/sys/...
+  std::string value;
+};
+
+struct ChildNamespacePath {
+  int nstype = 0;  // CLONE_NEW*
+  std::string path;
+};
+
+// Capability sets as bit masks (bit n = capability n), already limited to what the kernel knows.
+struct ChildCapabilities {
+  uint64_t bounding = 0;
+  uint64_t effective = 0;
+  uint64_t inheritable = 0;
+  uint64_t permitted = 0;
+  uint64_t ambient = 0;
 };
 
 struct SpawnPlan {
@@ -40,6 +70,27 @@ struct SpawnPlan {
   std::vector<std::string> args;
   std::vector<std::string> env;
   bool noNewPrivileges = false;
+
+  // Process security (security-plan.ts). Defaults leave the init as before: root's capabilities,
+  // no seccomp filter, umask 022.
+  bool newCgroupNamespace = false;  // unshared after joining the cgroups: its root is the container's cgroup
+  bool userNamespace = false;
+  std::string uidMap;
+  std::string gidMap;
+  int userNsSyncRead = -1;   // the child reads the parent's verdict on the id maps here
+  int userNsSyncWrite = -1;  // parent's end
+  std::vector<ChildNamespacePath> namespacePaths;
+  bool hasCapabilities = false;
+  ChildCapabilities capabilities;
+  int lastCap = 0;  // /proc/sys/kernel/cap_last_cap
+  std::vector<ChildRlimit> rlimits;
+  mode_t umask = 022;
+  bool hasOomScoreAdj = false;
+  std::string oomScoreAdj;  // decimal text, written as is
+  std::vector<ChildSysctl> sysctls;
+  std::string domainname;
+  unsigned long rootPropagation = 0;  // MS_PRIVATE or MS_SLAVE; MS_REC is added
+  std::vector<struct sock_filter> seccompFilter;  // compiled BPF; empty = no filter
 
   // Filled by Prepare(): NULL-terminated pointer arrays into the strings above.
   std::vector<char*> argv;

@@ -15,10 +15,11 @@ const FLAG_OPTIONS: Record<string, MountFlag[]> = {
   nostrictatime: [], bind: ['bind'], rbind: ['bind', 'rec'],
 };
 
-// Every mount below the container root is private already (the root is made rprivate first),
-// so asking for private propagation is satisfied; shared/slave are not supported yet.
-const PRIVATE_PROPAGATION = new Set(['private', 'rprivate']);
-const UNSUPPORTED_PROPAGATION = new Set(['shared', 'rshared', 'slave', 'rslave', 'unbindable', 'runbindable']);
+/** Propagation options, applied to the mount after it is made (mount(2) cannot combine the two). */
+const PROPAGATION: Record<string, MountFlag[]> = {
+  private: ['private'], rprivate: ['private', 'rec'], shared: ['shared'], rshared: ['shared', 'rec'],
+  slave: ['slave'], rslave: ['slave', 'rec'], unbindable: ['unbindable'], runbindable: ['unbindable', 'rec'],
+};
 
 const SUPPORTED_TYPES = new Set(['bind', 'proc', 'tmpfs', 'devpts', 'sysfs', 'mqueue', 'overlay']);
 
@@ -30,11 +31,15 @@ export async function planMounts(mounts: OciMount[], field: string): Promise<Nat
     const options = m.options ?? [];
     const flags = new Set<MountFlag>();
     const data: string[] = [];
+    let propagation: MountFlag[] = [];
     for (const option of options) {
       const mapped = FLAG_OPTIONS[option];
-      if (mapped !== undefined) for (const f of mapped) flags.add(f);
-      else if (UNSUPPORTED_PROPAGATION.has(option)) throw new Error(`${where}: mount propagation '${option}' is not supported yet`);
-      else if (!PRIVATE_PROPAGATION.has(option)) data.push(option);
+      const prop = Object.hasOwn(PROPAGATION, option) ? PROPAGATION[option] : undefined;
+      if (mapped !== undefined && Object.hasOwn(FLAG_OPTIONS, option)) for (const f of mapped) flags.add(f);
+      else if (prop !== undefined) {
+        if (propagation.length > 0) throw new Error(`${where}: more than one propagation option`);
+        propagation = prop;
+      } else data.push(option);
     }
     const isBind = m.type === 'bind' || flags.has('bind');
     const type = isBind ? 'bind' : (m.type ?? '');
@@ -60,6 +65,7 @@ export async function planMounts(mounts: OciMount[], field: string): Promise<Nat
       data: data.join(','),
       remountReadonly: isBind && readonly,
       targetKind,
+      propagation,
     });
   }
   return planned;

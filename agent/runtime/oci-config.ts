@@ -4,24 +4,85 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { CAPABILITY_SETS, isCapabilityName } from './capabilities.js';
+import { SECCOMP_ACTIONS, SECCOMP_ARCHITECTURES, SECCOMP_OPERATORS } from './seccomp.js';
+import { RLIMIT_NAMES, sysctlProblem } from './security-plan.js';
 import { linuxResourcesSchema } from './cgroups/resources.js';
 import type { OciSpec } from './types.js';
 
 const uint32 = z.number().int().min(0).max(0xffff_fffe);
 const absolutePath = z.string().min(1).refine((p) => p.startsWith('/'), 'must be an absolute path');
+/** uint64 fields: JSON numbers above 2^53 lose precision but keep their meaning (effectively "no limit"). */
+const uint64 = z.number().int().min(0);
+
+const capabilityList = z.array(z.string().refine(isCapabilityName, { error: (iss) => `unknown capability '${String(iss.input)}' (expected a CAP_* name such as CAP_CHOWN)` }));
+const capabilities = z
+  .object(Object.fromEntries(CAPABILITY_SETS.map((set) => [set, capabilityList.optional()])) as Record<(typeof CAPABILITY_SETS)[number], z.ZodOptional<typeof capabilityList>>)
+  .strict();
+
+const rlimit = z.object({
+  type: z.string().refine((t) => RLIMIT_NAMES.includes(t), { error: (iss) => `unknown rlimit type '${String(iss.input)}' (expected one of ${RLIMIT_NAMES.join(', ')})` }),
+  hard: uint64,
+  soft: uint64,
+}).refine((r) => r.soft <= r.hard, 'soft must not exceed hard');
+
+const seccompAction = z.enum(SECCOMP_ACTIONS, { error: `must be one of ${SECCOMP_ACTIONS.join(', ')}` });
+const errnoRet = z.number().int().min(1).max(4095);
+const seccomp = z.object({
+  defaultAction: seccompAction,
+  defaultErrnoRet: errnoRet.optional(),
+  architectures: z.array(z.string().refine((a) => Object.hasOwn(SECCOMP_ARCHITECTURES, a), { error: (iss) => `unknown architecture '${String(iss.input)}'` })).optional(),
+  flags: z.array(z.string()).max(0, 'seccomp flags are not supported').optional(),
+  listenerPath: z.undefined({ error: 'seccomp notification (listenerPath) is not supported' }).optional(),
+  syscalls: z
+    .array(
+      z.object({
+        names: z.array(z.string().regex(/^[a-z0-9_]+$/, 'must be a system call name')).min(1, 'must name at least one system call'),
+        action: seccompAction,
+        errnoRet: errnoRet.optional(),
+        args: z
+          .array(
+            z.object({
+              index: z.number().int().min(0).max(5),
+              value: uint64,
+              valueTwo: uint64.optional(),
+              op: z.enum(SECCOMP_OPERATORS, { error: `must be one of ${SECCOMP_OPERATORS.join(', ')}` }),
+            }),
+          )
+          .optional(),
+      }),
+    )
+    .optional(),
+});
+
+const idMappings = z.array(z.object({ containerID: uint32, hostID: uint32, size: z.number().int().min(1).max(0xffff_ffff) })).max(340);
+
+const PROPAGATIONS = ['shared', 'rshared', 'slave', 'rslave', 'private', 'rprivate', 'unbindable', 'runbindable'] as const;
 
 const ociSpecSchema = z.object({
   ociVersion: z.string().min(1),
   process: z.object({
     terminal: z.boolean().optional(),
-    user: z.object({ uid: uint32, gid: uint32, additionalGids: z.array(uint32).optional() }),
+    user: z.object({
+      uid: uint32,
+      gid: uint32,
+      additionalGids: z.array(uint32).optional(),
+      umask: z.number().int().min(0).max(0o777).optional(),
+      username: z.undefined({ error: 'is Windows-only' }).optional(),
+    }),
     args: z.array(z.string()).min(1, 'must name the program to run'),
     env: z.array(z.string().refine((e) => e.includes('='), 'must be NAME=value')).optional(),
     cwd: absolutePath,
     noNewPrivileges: z.boolean().optional(),
+    capabilities: capabilities.optional(),
+    rlimits: z.array(rlimit).optional(),
+    oomScoreAdj: z.number().int().min(-1000).max(1000).optional(),
+    apparmorProfile: z.string().max(0, 'AppArmor is not supported by this runtime; remove the field').optional(),
+    selinuxLabel: z.string().max(0, 'SELinux is not supported by this runtime; remove the field').optional(),
   }),
   root: z.object({ path: z.string().min(1), readonly: z.boolean().optional() }),
   hostname: z.string().max(64).optional(),
+  domainname: z.string().max(64).optional(),
   mounts: z
     .array(
       z.object({
@@ -46,6 +107,20 @@ const ociSpecSchema = z.object({
       resources: linuxResourcesSchema.optional(),
       maskedPaths: z.array(absolutePath).optional(),
       readonlyPaths: z.array(absolutePath).optional(),
+      seccomp: seccomp.optional(),
+      sysctl: z
+        .record(z.string(), z.string())
+        .superRefine((sysctls, ctx) => {
+          for (const key of Object.keys(sysctls)) {
+            const problem = sysctlProblem(key);
+            if (problem !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: problem });
+          }
+        })
+        .optional(),
+      uidMappings: idMappings.optional(),
+      gidMappings: idMappings.optional(),
+      rootfsPropagation: z.enum(PROPAGATIONS).optional(),
+      mountLabel: z.string().max(0, 'SELinux mount labels are not supported by this runtime; remove the field').optional(),
     })
     .optional(),
   annotations: z.record(z.string(), z.string()).optional(),

@@ -5,6 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { planMounts } from './mount-plan.js';
 import type { NamespaceKind, NativeSpawnPlan } from './native.js';
+import { buildSecurityPlan } from './security-plan.js';
 import type { OciSpec } from './types.js';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -28,14 +29,16 @@ export function namespacesOf(spec: OciSpec, source: string): NamespaceKind[] {
   const listed = spec.linux?.namespaces;
   if (listed === undefined) return DEFAULT_NAMESPACES;
   const kinds: NamespaceKind[] = [];
+  const seen = new Set<string>();
   for (const [i, ns] of listed.entries()) {
-    const field = `${source}: linux.namespaces[${i}]`;
-    if (ns.path !== undefined) throw new Error(`${field}: joining an existing namespace (path) is not supported yet`);
-    if (ns.type === 'user') throw new Error(`${field}: user namespaces are not supported yet`);
+    if (seen.has(ns.type)) throw new Error(`${source}: linux.namespaces[${i}]: ${ns.type} is listed twice`);
+    seen.add(ns.type);
+    // Joined namespaces (path) and the user namespace are in the security plan.
+    if (ns.path !== undefined || ns.type === 'user') continue;
     kinds.push(ns.type);
   }
-  if (!kinds.includes('mount')) throw new Error(`${source}: linux.namespaces: a mount namespace is required`);
-  if (spec.hostname !== undefined && !kinds.includes('uts')) {
+  if (!kinds.includes('mount')) throw new Error(`${source}: linux.namespaces: a new mount namespace is required`);
+  if (spec.hostname !== undefined && !seen.has('uts')) {
     throw new Error(`${source}: hostname is set but linux.namespaces has no uts namespace`);
   }
   return kinds;
@@ -64,10 +67,14 @@ export async function buildSpawnPlan(inputs: SpawnPlanInputs): Promise<NativeSpa
   const env = spec.process.env ?? [`PATH=${DEFAULT_PATH}`];
   const args0 = spec.process.args[0];
   if (args0 === undefined || args0 === '') throw new Error(`${source}: process.args[0] must name the program to run`);
+  const namespaces = namespacesOf(spec, source);
+  const security = buildSecurityPlan(spec, source, namespaces);
+  for (const ns of security.namespacePaths) await checkNamespacePath(ns.type, ns.path, source);
   return {
+    ...security,
     rootfs: inputs.rootfs,
     rootReadonly: spec.root.readonly ?? false,
-    namespaces: namespacesOf(spec, source),
+    namespaces,
     hostname: spec.hostname ?? '',
     cgroupProcsFiles: inputs.cgroupProcsFiles,
     mounts: await planMounts(spec.mounts ?? [], `${source}: mounts`),
@@ -83,4 +90,20 @@ export async function buildSpawnPlan(inputs: SpawnPlanInputs): Promise<NativeSpa
     env,
     noNewPrivileges: spec.process.noNewPrivileges ?? false,
   };
+}
+
+/** The namespace file a spec wants joined must exist and be a namespace (nsfs), checked before anything is made. */
+async function checkNamespacePath(type: string, nsPath: string, source: string): Promise<void> {
+  const field = `${source}: linux.namespaces (${type}) path ${nsPath}`;
+  const st = await fs.stat(nsPath).catch((err: NodeJS.ErrnoException) => {
+    throw new Error(`${field}: ${err.code ?? err.message}`);
+  });
+  // nsfs inodes are neither regular files nor directories; a plain file there is a mistake.
+  if (st.isDirectory()) throw new Error(`${field}: is a directory, not a namespace file`);
+  const statfs = await fs.statfs(nsPath).catch(() => undefined);
+  const NSFS_MAGIC = 0x6e736673;
+  const PROC_MAGIC = 0x9fa0;
+  if (statfs !== undefined && statfs.type !== NSFS_MAGIC && statfs.type !== PROC_MAGIC) {
+    throw new Error(`${field}: is not a namespace file (expected /proc/<pid>/ns/${type === 'network' ? 'net' : type} or a bind mount of one)`);
+  }
 }

@@ -1,5 +1,8 @@
 // A pure builder of the OciSpec the agent hands the runtime for one container.
 
+import { DEFAULT_CAPABILITIES } from './capabilities.js';
+import type { OciSeccomp } from './seccomp.js';
+import { defaultSeccompProfile } from './seccomp-default.js';
 import { DEFAULT_PATH } from './spawn-plan.js';
 import type { OciSpec } from './types.js';
 
@@ -25,6 +28,17 @@ export interface ContainerSpecInput {
   /** Extra bind mounts, e.g. secrets or volumes. */
   binds?: Array<{ source: string; destination: string; readonly?: boolean }>;
   annotations?: Record<string, string>;
+  /** CAP_* names for the bounding, effective and permitted sets; default Docker's set (DEFAULT_CAPABILITIES). */
+  capabilities?: string[];
+  /** A seccomp profile, or 'unconfined' for none; default the profile of seccomp-default.ts for the capabilities. */
+  seccomp?: OciSeccomp | 'unconfined';
+  rlimits?: Array<{ type: string; soft: number; hard: number }>;
+  /** Namespaced sysctls only (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*). */
+  sysctls?: Record<string, string>;
+  umask?: number;
+  oomScoreAdj?: number;
+  /** Machine architecture for the default seccomp profile (Node's process.arch); injected for tests. */
+  arch?: string;
 }
 
 export const CFS_PERIOD_US = 100_000;
@@ -76,6 +90,9 @@ export function buildOciSpec(input: ContainerSpecInput): OciSpec {
     options: ['rbind', 'rprivate', ...(b.readonly === true ? ['ro'] : [])],
   }));
 
+  const caps = [...(input.capabilities ?? DEFAULT_CAPABILITIES)];
+  const seccomp = input.seccomp === 'unconfined' ? undefined : (input.seccomp ?? defaultSeccompProfile(caps, input.arch ?? process.arch));
+
   const spec: OciSpec = {
     ociVersion: '1.0.2',
     process: {
@@ -85,6 +102,9 @@ export function buildOciSpec(input: ContainerSpecInput): OciSpec {
       env: withPath,
       cwd: input.cwd ?? '/',
       noNewPrivileges: true,
+      // Inheritable and ambient stay empty: a non-root process gets no capabilities across execve,
+      // as under Docker since CVE-2022-24769.
+      capabilities: { bounding: [...caps], effective: [...caps], permitted: [...caps], inheritable: [], ambient: [] },
     },
     root: { path: input.rootfsPath, readonly: input.readonlyRootfs ?? false },
     mounts: [...DEFAULT_MOUNTS.map((m) => ({ ...m, options: [...(m.options ?? [])] })), ...binds],
@@ -95,6 +115,11 @@ export function buildOciSpec(input: ContainerSpecInput): OciSpec {
       readonlyPaths: [...DEFAULT_READONLY_PATHS],
     },
   };
+  if (seccomp !== undefined && spec.linux !== undefined) spec.linux.seccomp = seccomp;
+  if (input.sysctls !== undefined && spec.linux !== undefined) spec.linux.sysctl = { ...input.sysctls };
+  if (input.rlimits !== undefined) spec.process.rlimits = input.rlimits.map((r) => ({ ...r }));
+  if (input.umask !== undefined) spec.process.user.umask = input.umask;
+  if (input.oomScoreAdj !== undefined) spec.process.oomScoreAdj = input.oomScoreAdj;
   if (input.hostname !== undefined) spec.hostname = input.hostname;
   if (input.cgroupsPath !== undefined && spec.linux !== undefined) spec.linux.cgroupsPath = input.cgroupsPath;
   if (input.annotations !== undefined) spec.annotations = { ...input.annotations };
