@@ -884,6 +884,19 @@ export class RaftNode {
     if (lastApplied) this.log.appliedTo(lastApplied.index);
   }
 
+  /** Cheap accessors for hot paths (status() copies). */
+  get currentTerm(): number {
+    return this.term;
+  }
+
+  get currentRole(): Role {
+    return this.role;
+  }
+
+  get leader(): NodeId {
+    return this.lead;
+  }
+
   status(): RaftStatus {
     const progress: RaftStatus['progress'] = {};
     if (this.role === 'leader') for (const [id, pr] of this.prs) progress[id] = pr.status();
