@@ -1,0 +1,167 @@
+// Starts real etcd servers (Debian's etcd-server, /usr/bin/etcd) for tests and benchmarks: on
+// 127.0.0.1 with free ports and a temporary data directory, one member or a cluster. Stopped by
+// PID (never by name), and the directory is removed.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const ETCD_BINARY = process.env.TESSERA_ETCD_BINARY ?? '/usr/bin/etcd';
+
+export interface EtcdMember {
+  name: string;
+  clientUrl: string;
+  peerUrl: string;
+  dataDir: string;
+  logFile: string;
+  process: ChildProcess;
+  pid: number;
+}
+
+export interface EtcdCluster {
+  members: EtcdMember[];
+  /** Client URLs of the members that are still running. */
+  endpoints(): string[];
+  /** kill -9 of one member (by PID); it stays down. */
+  kill(member: EtcdMember): Promise<void>;
+  /** Stops every member still running and removes the temporary directory. */
+  stop(): Promise<void>;
+}
+
+export interface EtcdClusterOptions {
+  members?: number;
+  /** Extra etcd flags for every member, e.g. ['--heartbeat-interval=100']. */
+  extraArgs?: string[];
+  startTimeoutMs?: number;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function healthy(clientUrl: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(1000) });
+    if (!res.ok) return false;
+    const body = (await res.json()) as { health?: string };
+    return body.health === 'true';
+  } catch {
+    return false;
+  }
+}
+
+function exited(p: ChildProcess): boolean {
+  return p.exitCode !== null || p.signalCode !== null;
+}
+
+async function waitExit(p: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (exited(p)) return true;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    p.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+async function stopMember(m: EtcdMember, signal: NodeJS.Signals): Promise<void> {
+  if (exited(m.process)) return;
+  try {
+    process.kill(m.pid, signal);
+  } catch {
+    return; // already gone
+  }
+  if (!(await waitExit(m.process, 10_000))) {
+    process.kill(m.pid, 'SIGKILL');
+    await waitExit(m.process, 5_000);
+  }
+}
+
+/** Starts an etcd cluster (default one member) and waits until every member reports healthy. */
+export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
+  if (!existsSync(ETCD_BINARY)) throw new Error(`etcd binary not found at ${ETCD_BINARY} (install Debian package etcd-server)`);
+  const count = options.members ?? 1;
+  const root = await mkdtemp(join(tmpdir(), 'tessera-etcd-'));
+  const token = `tessera-test-${randomBytes(4).toString('hex')}`;
+  const specs: Array<{ name: string; clientPort: number; peerPort: number }> = [];
+  const used = new Set<number>();
+  for (let i = 0; i < count; i++) {
+    const ports: number[] = [];
+    while (ports.length < 2) {
+      const p = await freePort();
+      if (!used.has(p)) {
+        used.add(p);
+        ports.push(p);
+      }
+    }
+    specs.push({ name: `m${i}`, clientPort: ports[0] as number, peerPort: ports[1] as number });
+  }
+  const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(',');
+  const members: EtcdMember[] = [];
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(members.map((m) => stopMember(m, 'SIGTERM')));
+    await rm(root, { recursive: true, force: true });
+  };
+  try {
+    for (const s of specs) {
+      const clientUrl = `http://127.0.0.1:${s.clientPort}`;
+      const peerUrl = `http://127.0.0.1:${s.peerPort}`;
+      const dataDir = join(root, s.name);
+      const logFile = join(root, `${s.name}.log`);
+      const log = createWriteStream(logFile);
+      const child = spawn(
+        ETCD_BINARY,
+        [
+          `--name=${s.name}`,
+          `--data-dir=${dataDir}`,
+          `--listen-client-urls=${clientUrl}`,
+          `--advertise-client-urls=${clientUrl}`,
+          `--listen-peer-urls=${peerUrl}`,
+          `--initial-advertise-peer-urls=${peerUrl}`,
+          `--initial-cluster=${initialCluster}`,
+          '--initial-cluster-state=new',
+          `--initial-cluster-token=${token}`,
+          ...(options.extraArgs ?? []),
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      child.stdout?.pipe(log);
+      child.stderr?.pipe(log);
+      if (child.pid === undefined) throw new Error(`could not start ${ETCD_BINARY}`);
+      members.push({ name: s.name, clientUrl, peerUrl, dataDir, logFile, process: child, pid: child.pid });
+    }
+    const deadline = Date.now() + (options.startTimeoutMs ?? 20_000);
+    for (const m of members) {
+      while (!(await healthy(m.clientUrl))) {
+        if (exited(m.process)) {
+          const tail = (await readFile(m.logFile, 'utf8').catch(() => '')).slice(-2000);
+          throw new Error(`etcd member ${m.name} exited during start (code ${m.process.exitCode}):\n${tail}`);
+        }
+        if (Date.now() > deadline) throw new Error(`etcd member ${m.name} not healthy at ${m.clientUrl} in time`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  return {
+    members,
+    endpoints: () => members.filter((m) => !exited(m.process)).map((m) => m.clientUrl),
+    kill: (m) => stopMember(m, 'SIGKILL'),
+    stop: stopAll,
+  };
+}
