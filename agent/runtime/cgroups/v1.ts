@@ -95,7 +95,8 @@ export class CgroupsV1 implements CgroupDriver {
         cacheBytes: memStat.get('total_cache') ?? memStat.get('cache'),
         rssBytes: memStat.get('total_rss') ?? memStat.get('rss'),
         swapBytes: memsw === undefined ? undefined : Math.max(0, memsw - usage),
-        failCount: parseNumber(await read('memory', 'memory.failcnt')),
+        // With memsw = limit the memory+swap counter is charged first and fails first.
+        failCount: maxDefined(parseNumber(await read('memory', 'memory.failcnt')), parseNumber(await read('memory', 'memory.memsw.failcnt'))),
         oomKills: parseKeyValues(await read('memory', 'memory.oom_control')).get('oom_kill') ?? 0,
       }),
       cpu: dropUndefined({
@@ -170,6 +171,11 @@ async function applyWrite(dir: string, w: V1Write): Promise<void> {
 async function findWith(dirs: string[], file: string): Promise<string | undefined> {
   for (const dir of dirs) if (await exists(path.join(dir, file))) return dir;
   return undefined;
+}
+
+function maxDefined(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  return b === undefined ? a : Math.max(a, b);
 }
 
 /** Leaves out undefined fields so results compare and serialise cleanly. */
