@@ -102,7 +102,7 @@ export interface ContainerStats {
     /** Anonymous memory (v1 total_rss, v2 anon). */
     rssBytes?: number;
     swapBytes?: number;
-    /** Times the limit was hit (v1 memory.failcnt, v2 memory.events max). */
+    /** Times the limit was hit (v1 the larger of memory.failcnt and memory.memsw.failcnt, v2 memory.events max). */
     failCount?: number;
     /** Processes killed by the OOM killer in this cgroup. */
     oomKills: number;
