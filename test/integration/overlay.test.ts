@@ -1,0 +1,136 @@
+// The VXLAN overlay against the real kernel: three "node" namespaces on an underlay bridge in a
+// fourth "switch" namespace, "containers" as busybox httpd in namespaces of their own. Nothing
+// runs in or changes the host's own network namespace.
+
+import test from 'ava';
+import { OverlayDriver } from '../../agent/network/overlay/overlay-driver.js';
+import {
+  attachContainer,
+  buildUnderlay,
+  canFetch,
+  eventually,
+  fetchFrom,
+  networkSpec,
+  nodeAddressOf,
+  peersFor,
+  ping,
+  startContainer,
+  type TestNode,
+} from './overlay-harness.js';
+
+const A = 'net-a';
+const B = 'net-b';
+
+async function fdbMacs(node: TestNode, networkId: string): Promise<string[]> {
+  const { vxlan } = OverlayDriver.linkNames(networkId);
+  const { stdout } = await node.netns.exec('bridge', ['-j', 'fdb', 'show', 'dev', vxlan]);
+  return (JSON.parse(stdout) as Array<{ mac: string; dst?: string }>).filter((e) => e.dst).map((e) => `${e.mac}>${e.dst ?? ''}`).sort();
+}
+
+async function neighbours(node: TestNode, networkId: string): Promise<string[]> {
+  const { vxlan } = OverlayDriver.linkNames(networkId);
+  const { stdout } = await node.netns.exec('ip', ['-j', 'neigh', 'show', 'dev', vxlan]);
+  return (JSON.parse(stdout) as Array<{ dst: string; lladdr: string }>).map((e) => `${e.dst}>${e.lladdr}`).sort();
+}
+
+test('containers on one overlay reach each other across nodes, other overlays stay isolated, entries follow endpoints', async (t) => {
+  const { nodes } = await buildUnderlay(t.teardown.bind(t), 'tsovl', 3, 51);
+  const [n1, n2, n3] = nodes as [TestNode, TestNode, TestNode];
+  for (const node of [n1, n2]) await node.driver.ensureNetwork(networkSpec(A, 100, 100, node));
+  for (const node of [n1, n3]) await node.driver.ensureNetwork(networkSpec(B, 200, 200, node));
+  // Idempotent: the same desired state again changes nothing and does not fail.
+  await n1.driver.ensureNetwork(networkSpec(A, 100, 100, n1));
+
+  const [a1, a2, b1, b3] = await Promise.all(['a1', 'a2', 'b1', 'b3'].map((name) => startContainer(t.teardown.bind(t), name)));
+  const attA1 = await attachContainer(n1, A, a1!, '10.100.0.10', true);
+  const attA2 = await attachContainer(n2, A, a2!, '10.100.0.20', true);
+  const attB1 = await attachContainer(n1, B, b1!, '10.200.0.10', true);
+  const attB3 = await attachContainer(n3, B, b3!, '10.200.0.30', true);
+  const onA = [attA1, attA2];
+  const onB = [attB1, attB3];
+  for (const node of [n1, n2]) await node.driver.setPeers(A, peersFor(A, 100, [n1, n2], onA));
+  for (const node of [n1, n3]) await node.driver.setPeers(B, peersFor(B, 200, [n1, n3], onB));
+  await n1.driver.setPeers(A, peersFor(A, 100, [n1, n2], onA)); // idempotent
+
+  // Forwarding entries: flood to the other node, each remote MAC to its node; ARP proxy entries.
+  t.deepEqual(await fdbMacs(n1, A), [
+    `00:00:00:00:00:00>${n2.underlayAddress}`,
+    `${attA2.mac}>${n2.underlayAddress}`,
+    `02:42:0a:64:00:f8>${n2.underlayAddress}`, // n2's node address 10.100.0.248
+  ].sort());
+  t.deepEqual(await neighbours(n1, A), [`10.100.0.20>${attA2.mac}`, `${nodeAddressOf(100, 2)}>02:42:0a:64:00:f8`].sort());
+
+  // Same overlay, different nodes: ping and TCP both ways.
+  t.true(await eventually(async () => (await ping(a1!, '10.100.0.20')) || Promise.reject(new Error('no ping'))));
+  t.is(await fetchFrom(a1!, 'http://10.100.0.20/'), 'a2');
+  t.is(await fetchFrom(a2!, 'http://10.100.0.10/'), 'a1');
+  t.is(await eventually(() => fetchFrom(b1!, 'http://10.200.0.30/')), 'b3');
+  // The node's own address on the network is reachable from a remote container (VIP/mesh replies need it).
+  t.true(await ping(a2!, nodeAddressOf(100, 1)));
+
+  // Different overlays: neither across nodes nor on the same node, though every container has a
+  // default route via its gateway and node 1 holds an address on both networks.
+  t.false(await canFetch(a1!, 'http://10.200.0.10/'));
+  t.false(await canFetch(a1!, 'http://10.200.0.30/'));
+  t.false(await canFetch(b1!, 'http://10.100.0.10/'));
+  t.false(await canFetch(b3!, 'http://10.100.0.20/'));
+  t.false(await ping(a2!, '10.200.0.30'));
+
+  // An endpoint goes away: its entries disappear and it is unreachable; a new one appears.
+  await n2.driver.detach(A, 'a2');
+  await n2.driver.detach(A, 'a2'); // idempotent
+  for (const node of [n1, n2]) await node.driver.setPeers(A, peersFor(A, 100, [n1, n2], [attA1]));
+  t.false((await fdbMacs(n1, A)).some((e) => e.startsWith(attA2.mac)));
+  t.false((await neighbours(n1, A)).some((e) => e.startsWith('10.100.0.20>')));
+  t.false(await canFetch(a1!, 'http://10.100.0.20/'));
+
+  const a2b = await startContainer(t.teardown.bind(t), 'a2b');
+  const attA2b = await attachContainer(n2, A, a2b, '10.100.0.21', true);
+  for (const node of [n1, n2]) await node.driver.setPeers(A, peersFor(A, 100, [n1, n2], [attA1, attA2b]));
+  t.true((await neighbours(n1, A)).includes(`10.100.0.21>${attA2b.mac}`));
+  t.is(await eventually(() => fetchFrom(a1!, 'http://10.100.0.21/')), 'a2b');
+
+  // A node that leaves the network: its flood entry goes too.
+  await n1.driver.setPeers(A, peersFor(A, 100, [n1], [attA1]));
+  t.deepEqual(await fdbMacs(n1, A), []);
+  t.deepEqual(await neighbours(n1, A), []);
+});
+
+test('a restarted driver adopts existing links and entries, and retainNetworks/teardown remove the rest', async (t) => {
+  const { nodes } = await buildUnderlay(t.teardown.bind(t), 'tsovr', 2, 52);
+  const [n1, n2] = nodes as [TestNode, TestNode];
+  for (const node of nodes) await node.driver.ensureNetwork(networkSpec(A, 100, 100, node));
+  await n1.driver.ensureNetwork(networkSpec(B, 200, 200, n1));
+  const [a1, a2] = await Promise.all(['a1', 'a2'].map((name) => startContainer(t.teardown.bind(t), name)));
+  const attA1 = await attachContainer(n1, A, a1!, '10.100.0.10');
+  const attA2 = await attachContainer(n2, A, a2!, '10.100.0.20');
+  for (const node of nodes) await node.driver.setPeers(A, peersFor(A, 100, nodes, [attA1, attA2]));
+  const before = await fdbMacs(n1, A);
+
+  // tsd restarts: a new driver instance with no memory of what the old one did.
+  n1.driver.close();
+  const restarted = new OverlayDriver({ localUnderlayAddress: n1.underlayAddress, underlayInterface: 'ul0', netns: n1.netns.name });
+  t.teardown(() => restarted.close());
+  await restarted.ensureNetwork(networkSpec(A, 100, 100, n1));
+  await restarted.setPeers(A, peersFor(A, 100, nodes, [attA2])); // a2 only: nothing else changes
+  t.deepEqual(await fdbMacs(n1, A), before);
+  t.is(await eventually(() => fetchFrom(a1!, 'http://10.100.0.20/')), 'a2'); // a1's veth survived
+
+  // Network B was not re-announced after the restart: retainNetworks removes it.
+  await restarted.retainNetworks([A]);
+  const { stdout } = await n1.netns.exec('ip', ['-j', 'link', 'show']);
+  const names = (JSON.parse(stdout) as Array<{ ifname: string }>).map((l) => l.ifname);
+  t.false(names.includes(OverlayDriver.linkNames(B).bridge));
+  t.true(names.includes(OverlayDriver.linkNames(A).bridge));
+
+  await t.throwsAsync(restarted.setPeers(A, [{ nodeUnderlayAddress: n2.underlayAddress, endpoints: [{ address: '10.9.9.9', mac: '02:00:00:00:00:01' }] }]), {
+    message: /10\.9\.9\.9 is outside 10\.100\.0\.0\/24/,
+  });
+  await t.throwsAsync(restarted.ensureNetwork({ ...networkSpec(A, 100, 100, n1), vni: 0 }), { message: /vni must be an integer/ });
+
+  await restarted.teardown();
+  const after = await n1.netns.exec('ip', ['-j', 'link', 'show']);
+  t.deepEqual((JSON.parse(after.stdout) as Array<{ ifname: string }>).map((l) => l.ifname).sort(), ['lo', 'ul0']);
+  const tables = await n1.netns.exec('nft', ['list', 'tables']);
+  t.is(tables.stdout.trim(), '');
+});
