@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -233,14 +234,24 @@ Napi::Value ExecInContainer(const Napi::CallbackInfo& info) {
   fds.statusWrite = status[1];
   std::vector<int> childEnds;
   if (setup->tty) {
-    int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (master < 0) throw fail(errno, "exec: posix_openpt");
+    // The pty comes from the container's own devpts, so the process sees /dev/pts/N inside it
+    // (as under runc). Resolved in the container's root: its /dev cannot redirect us.
+    std::string rootPath = "/proc/" + std::to_string(targetPid) + "/root";
+    int rootFd = open(rootPath.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootFd < 0) throw fail(errno, "exec: open " + rootPath);
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = O_RDWR | O_NOCTTY | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    int master = static_cast<int>(syscall(SYS_openat2, rootFd, "dev/pts/ptmx", &how, sizeof(how)));
+    int openErr = errno;
+    close(rootFd);
+    if (master < 0) throw fail(openErr, "exec: open the container's /dev/pts/ptmx");
     opened.push_back(master);
-    char name[128];
-    if (grantpt(master) != 0 || unlockpt(master) != 0 || ptsname_r(master, name, sizeof(name)) != 0)
-      throw fail(errno, "exec: set up the pty");
-    int slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (slave < 0) throw fail(errno, std::string("exec: open ") + name);
+    int unlock = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) != 0) throw fail(errno, "exec: unlock the pty");
+    int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0) throw fail(errno, "exec: open the pty's terminal side");
     opened.push_back(slave);
     fds.nullFd = fds.logFd = fds.stderrFd = slave;
     childEnds = {slave};
