@@ -45,7 +45,8 @@ export class AgentSession {
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelay = RETRY_MIN_MS;
   private stopped = false;
-  private connectedResolvers: Array<() => void> = [];
+  private connectedResolvers: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
+  private everConnected = false;
   connected = false;
 
   constructor(private readonly options: AgentSessionOptions) {
@@ -57,10 +58,13 @@ export class AgentSession {
     this.connect();
   }
 
-  /** Resolves once a session is established (the manager sent its session info). */
+  /**
+   * Resolves once a session is established (the manager sent its session info); rejects if the
+   * manager refuses this node before it ever joined (a wrong token is not worth retrying).
+   */
   whenConnected(): Promise<void> {
     if (this.connected) return Promise.resolve();
-    return new Promise((resolve) => this.connectedResolvers.push(resolve));
+    return new Promise((resolve, reject) => this.connectedResolvers.push({ resolve, reject }));
   }
 
   report(task: Task, status: Partial<TaskStatus> & { state: TaskState }): Promise<void> {
@@ -115,6 +119,13 @@ export class AgentSession {
     stream.on('error', (err: grpc.ServiceError) => {
       if (err.code === grpc.status.PERMISSION_DENIED || err.code === grpc.status.INVALID_ARGUMENT) {
         this.options.log(`manager ${address} refused this node: ${err.details}`);
+        if (!this.everConnected) {
+          ended = true;
+          client.close();
+          this.stopped = true;
+          for (const waiter of this.connectedResolvers.splice(0)) waiter.reject(new Error(err.details || err.message));
+          return;
+        }
       }
       lost(err.details || err.message);
     });
@@ -130,7 +141,8 @@ export class AgentSession {
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
       this.heartbeatTimer = setInterval(() => this.stream?.write({ heartbeat: {} }), period);
       this.heartbeatTimer.unref();
-      for (const resolve of this.connectedResolvers.splice(0)) resolve();
+      this.everConnected = true;
+      for (const waiter of this.connectedResolvers.splice(0)) waiter.resolve();
       this.flush();
       return;
     }
