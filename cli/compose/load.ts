@@ -1,0 +1,178 @@
+// Loading a Compose project: each -c file is parsed (YAML with positions), interpolated with the
+// environment and the .env beside the first file, checked against the Compose structure, and
+// normalised; the files are merged in order and translated into native objects. All-or-nothing:
+// every problem is collected, with file:line:col, and thrown as one ManifestError.
+
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { LineCounter, parseDocument, type Document } from 'yaml';
+import type { StackObject } from '../../control-plane/resources/types.js';
+import type { IssuePath, ValidationIssue } from '../../control-plane/resources/schema.js';
+import { ManifestError, type ManifestIssue } from '../manifest/errors.js';
+import { locate } from '../manifest/locate.js';
+import { composeShape } from './compose-shape.js';
+import { parseDotenv } from './dotenv.js';
+import { interpolateTree, type Lookup } from './interpolate.js';
+import { mergeModels } from './merge.js';
+import { isDict, itemOrigins, normalizeFile, type Dict } from './normalize.js';
+import { check } from './shape.js';
+import { translate, type TranslateIssue } from './translate.js';
+
+export interface LoadComposeOptions {
+  /** The environment variables of this machine (process.env); they win over .env. */
+  env: Record<string, string | undefined>;
+  /** The stack the objects are put in (`tsctl stack deploy ... NAME`). */
+  projectName: string;
+  /** Reads a file; null when it does not exist. Defaults to the filesystem. */
+  readFile?: (path: string) => Buffer | null;
+}
+
+export interface ComposeProject {
+  objects: StackObject[];
+  /** Things worth saying that do not stop the deploy, e.g. a variable that is not set. */
+  warnings: string[];
+}
+
+interface ParsedFile {
+  file: string;
+  doc: Document.Parsed;
+  lineCounter: LineCounter;
+  /** The interpolated JSON value, before normalisation (for locating merged paths). */
+  value: unknown;
+}
+
+function defaultReadFile(path: string): Buffer | null {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+function yamlProblem(message: string): string {
+  return (message.split('\n')[0] ?? message).replace(/ at line \d+, column \d+:?$/, '');
+}
+
+/** Reads the YAML of one file; problems go to `issues`. */
+function parseFile(file: string, text: string, issues: ManifestIssue[]): { doc: Document.Parsed; lineCounter: LineCounter; value: unknown } | undefined {
+  const lineCounter = new LineCounter();
+  // merge: Compose files use `<<: *anchor` to share blocks (often from x- extension keys).
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, merge: true, uniqueKeys: true });
+  const problems = [...doc.errors, ...doc.warnings.filter((w) => w.code === 'TAG_RESOLVE_FAILED')];
+  for (const error of problems) {
+    const { line, col } = lineCounter.linePos(error.pos[0]);
+    const message = error.code === 'TAG_RESOLVE_FAILED'
+      ? `YAML tag not supported (${yamlProblem(error.message)}); !reset and !override are not supported yet`
+      : `YAML syntax error: ${yamlProblem(error.message)}`;
+    issues.push({ file, line, col, message });
+  }
+  if (problems.length > 0) return undefined;
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 1000 });
+  } catch (error) {
+    const { line, col } = lineCounter.linePos(doc.range[0]);
+    issues.push({ file, line, col, message: `YAML error: ${(error as Error).message}` });
+    return undefined;
+  }
+  if (value === null || value === undefined) {
+    issues.push({ file, message: 'the file is empty: expected a Compose mapping with services:' });
+    return undefined;
+  }
+  return { doc, lineCounter, value };
+}
+
+function at(parsed: { doc: Document.Parsed; lineCounter: LineCounter }, path: IssuePath, atKey: boolean) {
+  return locate(parsed.doc, parsed.lineCounter, path, atKey);
+}
+
+/** Checks a parsed Compose document's structure; the same as the compose-spec schema decides. */
+export function checkComposeStructure(value: unknown): ValidationIssue[] {
+  return check(composeShape, value);
+}
+
+function has(value: unknown, path: IssuePath): number {
+  let node = value;
+  let depth = 0;
+  for (const segment of path) {
+    if (Array.isArray(node) && typeof segment === 'number' && segment < node.length) node = node[segment];
+    else if (isDict(node) && typeof segment === 'string' && Object.hasOwn(node, segment)) node = node[segment];
+    else return depth;
+    depth++;
+  }
+  return depth;
+}
+
+/** Where a problem found in the merged model was written: the last file that set that key. */
+function locateMerged(files: readonly ParsedFile[], issue: TranslateIssue): ManifestIssue {
+  const origin = issue.item ? itemOrigins.get(issue.item) : undefined;
+  if (origin) {
+    const file = files.find((f) => f.file === origin.file);
+    const tail = issue.path.slice(origin.path.length);
+    if (file) return { file: file.file, ...at(file, [...origin.path, ...tail], true), path: issue.path, message: issue.message };
+  }
+  let best: ParsedFile | undefined;
+  let bestDepth = -1;
+  for (const file of [...files].reverse()) {
+    const depth = has(file.value, issue.path);
+    if (depth > bestDepth) { best = file; bestDepth = depth; }
+  }
+  if (!best) return { file: files[0]?.file ?? '', path: issue.path, message: issue.message };
+  return { file: best.file, ...at(best, issue.path, true), path: issue.path, message: issue.message };
+}
+
+/**
+ * Loads the Compose files (in -c order) as the objects of stack `projectName`.
+ * Throws ManifestError listing every problem.
+ */
+export function loadCompose(files: readonly string[], options: LoadComposeOptions): ComposeProject {
+  if (files.length === 0) throw new ManifestError([{ file: '(none)', message: 'no Compose file given (-c FILE)' }]);
+  const readFile = options.readFile ?? defaultReadFile;
+  const issues: ManifestIssue[] = [];
+  const warnings: string[] = [];
+  const projectDir = dirname(resolve(files[0] ?? '.'));
+
+  // .env beside the first file supplies variables; this machine's environment wins over it.
+  const shellEnv: Lookup = (name) => options.env[name];
+  const dotenvPath = join(projectDir, '.env');
+  const dotenvData = readFile(dotenvPath);
+  const dotenv = dotenvData ? parseDotenv(dotenvData.toString('utf8'), shellEnv) : { values: new Map<string, string>(), issues: [] };
+  for (const issue of dotenv.issues) issues.push({ file: dotenvPath, line: issue.line, col: 1, message: issue.message });
+  const env: Lookup = (name) => options.env[name] ?? dotenv.values.get(name);
+
+  const parsedFiles: ParsedFile[] = [];
+  const models: Dict[] = [];
+  for (const file of files) {
+    const data = readFile(file);
+    if (data === null) { issues.push({ file, message: 'cannot read: no such file' }); continue; }
+    const parsed = parseFile(file, data.toString('utf8'), issues);
+    if (!parsed) continue;
+    const interpolated = interpolateTree(parsed.value, env);
+    for (const issue of interpolated.issues) issues.push({ file, ...at(parsed, issue.path, false), path: issue.path, message: issue.message });
+    for (const [name, path] of interpolated.unset) {
+      const { line, col } = at(parsed, path, false);
+      warnings.push(`${file}:${line}:${col}: variable ${name} is not set; using an empty string`);
+    }
+    if (interpolated.issues.length > 0) continue;
+    const structure = checkComposeStructure(interpolated.value);
+    for (const issue of structure) {
+      issues.push({ file, ...at(parsed, issue.path, issue.unknownField === true), path: issue.path, message: issue.message });
+    }
+    if (structure.length > 0) continue;
+    parsedFiles.push({ file, doc: parsed.doc, lineCounter: parsed.lineCounter, value: interpolated.value });
+    const normalized = normalizeFile(interpolated.value as Dict, file);
+    for (const issue of normalized.issues) issues.push({ file, ...at(parsed, issue.path, false), path: issue.path, message: issue.message });
+    models.push(normalized.model);
+  }
+  if (issues.length > 0) throw new ManifestError(sorted(issues));
+
+  const merged = models.slice(1).reduce((base, over) => mergeModels(base, over), models[0] ?? {});
+  const translation = translate(merged, { stack: options.projectName, projectDir, env, readFile });
+  if (translation.issues.length > 0) throw new ManifestError(sorted(translation.issues.map((i) => locateMerged(parsedFiles, i))));
+  return { objects: translation.objects, warnings };
+}
+
+function sorted(issues: ManifestIssue[]): ManifestIssue[] {
+  return [...issues].sort((a, b) => a.file.localeCompare(b.file) || (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0));
+}
