@@ -1,6 +1,6 @@
 // Small file operations shared by the v1 and v2 drivers.
 
-import fs from 'node:fs/promises';
+import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
 export async function exists(p: string): Promise<boolean> {
@@ -26,6 +26,35 @@ export async function writeControl(dir: string, file: string, value: string, fie
     const e = err as NodeJS.ErrnoException;
     const hint = explain(e.code, file);
     throw new Error(`${field}: cannot write "${value}" to ${path.join(dir, file)}: ${e.message}${hint}`, { cause: err });
+  }
+}
+
+/**
+ * Writes several values into one interface file through a single open file: the kernel takes
+ * each write() as one command (devices.allow rules, io.max lines), in order. A file the kernel
+ * does not have is reported as "not supported" with the first field that needed it.
+ */
+export async function writeLines(dir: string, file: string, entries: Array<{ value: string; field: string }>): Promise<void> {
+  const target = path.join(dir, file);
+  let handle: FileHandle;
+  try {
+    handle = await fs.open(target, 'a');
+  } catch (err) {
+    const first = entries[0];
+    if (!(await exists(target))) throw new Error(`${first?.field ?? file}: not supported by this kernel: no ${file} in ${dir}`, { cause: err });
+    throw new Error(`${first?.field ?? file}: cannot open ${target}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    for (const { value, field } of entries) {
+      try {
+        await handle.write(`${value}\n`);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new Error(`${field}: cannot write "${value}" to ${target}: ${e.message}${explain(e.code, file)}`, { cause: err });
+      }
+    }
+  } finally {
+    await handle.close();
   }
 }
 

@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { ContainerStats } from '../types.js';
 import type { CgroupDriver, CgroupRecord } from './driver.js';
-import { exists, mkdirRecorded, readOptional, removeCreated, writeControl } from './fs-util.js';
+import { exists, mkdirRecorded, readOptional, removeCreated, writeControl, writeLines } from './fs-util.js';
 import { planV1, type V1Controller, type V1Write } from './plan.js';
 import { validateResources } from './resources.js';
 import { parseBlkio, parseKeyValues, parseLimit, parseNumber, parsePerCpu } from './stats-parse.js';
@@ -27,6 +27,7 @@ const MARKER: Record<Exclude<V1Controller, 'hugetlb'>, string> = {
 
 export class CgroupsV1 implements CgroupDriver {
   readonly version = 'v1' as const;
+  private found?: Promise<Map<V1Controller, string>>;
 
   constructor(private readonly mountRoot: string) {}
 
@@ -40,20 +41,17 @@ export class CgroupsV1 implements CgroupDriver {
     }
     const record: CgroupRecord = { dirs: [], createdDirs: [] };
     try {
-      const dirOf = new Map<V1Controller, string>();
-      const made = new Map<string, string>();
-      for (const [controller, root] of hierarchies) {
-        const dir = path.join(root, relativePath);
-        if (!made.has(root)) {
-          await mkdirRecorded(root, relativePath, record.createdDirs);
-          record.dirs.push(dir);
-          made.set(root, dir);
-        }
-        dirOf.set(controller, dir);
-      }
-      const cpusetRoot = hierarchies.get('cpuset');
-      if (cpusetRoot !== undefined) await inheritCpuset(cpusetRoot, relativePath);
-      for (const w of writes) await applyWrite(dirOf.get(w.controller) ?? '', w);
+      // Hierarchies are independent: make and fill them concurrently, each in its own order.
+      const roots = [...new Set(hierarchies.values())];
+      record.dirs = roots.map((root) => path.join(root, relativePath));
+      await settleAll(roots.map((root) => mkdirRecorded(root, relativePath, record.createdDirs)));
+      await settleAll(
+        [...hierarchies].map(async ([controller, root]) => {
+          const dir = path.join(root, relativePath);
+          if (controller === 'cpuset') await inheritCpuset(root, relativePath);
+          await applyWrites(dir, writes.filter((w) => w.controller === controller));
+        }),
+      );
       return record;
     } catch (err) {
       await this.remove(record).catch(() => undefined);
@@ -120,8 +118,16 @@ export class CgroupsV1 implements CgroupDriver {
     await removeCreated(record.createdDirs, new Set(record.dirs));
   }
 
-  /** Controller -> the real path of its hierarchy root (cpu and cpuacct may share one). */
-  private async hierarchies(): Promise<Map<V1Controller, string>> {
+  /** Controller -> the real path of its hierarchy root (cpu and cpuacct may share one). Mounts do not move: looked up once. */
+  private hierarchies(): Promise<Map<V1Controller, string>> {
+    this.found ??= this.findHierarchies();
+    this.found.catch(() => {
+      this.found = undefined;
+    });
+    return this.found;
+  }
+
+  private async findHierarchies(): Promise<Map<V1Controller, string>> {
     const found = new Map<V1Controller, string>();
     for (const controller of JOINED) {
       const link = path.join(this.mountRoot, controller);
@@ -155,17 +161,41 @@ async function inheritCpuset(root: string, relativePath: string): Promise<void> 
   }
 }
 
-async function applyWrite(dir: string, w: V1Write): Promise<void> {
-  if (w.ifExists === true && !(await exists(path.join(dir, w.file)))) return;
-  if (w.alternatives !== undefined) {
-    for (const choice of [{ file: w.file, value: w.value }, ...w.alternatives]) {
-      if (await exists(path.join(dir, choice.file))) return writeControl(dir, choice.file, choice.value, w.field);
+/** Writes in order; consecutive writes to one file share an open file (the device rules). */
+async function applyWrites(dir: string, writes: V1Write[]): Promise<void> {
+  let run: V1Write[] = [];
+  const flush = async () => {
+    const first = run[0];
+    if (first !== undefined) await writeLines(dir, first.file, run.map((w) => ({ value: w.value, field: w.field })));
+    run = [];
+  };
+  for (const w of writes) {
+    if (w.ifExists === true || w.alternatives !== undefined) {
+      await flush();
+      await applyChoice(dir, w);
+    } else {
+      if (run[0] !== undefined && run[0].file !== w.file) await flush();
+      run.push(w);
     }
-    const names = [w.file, ...w.alternatives.map((a) => a.file)].join(' or ');
-    throw new Error(`${w.field}: not supported by this kernel: no ${names} in ${dir} (the block device scheduler has no weights)`);
   }
-  if (!(await exists(path.join(dir, w.file)))) throw new Error(`${w.field}: not supported by this kernel: no ${w.file} in ${dir}`);
-  await writeControl(dir, w.file, w.value, w.field);
+  await flush();
+}
+
+/** A write that depends on which files the kernel has (defaults, scheduler-specific weights). */
+async function applyChoice(dir: string, w: V1Write): Promise<void> {
+  if (w.ifExists === true && !(await exists(path.join(dir, w.file)))) return;
+  const choices = [{ file: w.file, value: w.value }, ...(w.alternatives ?? [])];
+  for (const choice of choices) {
+    if (await exists(path.join(dir, choice.file))) return writeControl(dir, choice.file, choice.value, w.field);
+  }
+  const names = choices.map((c) => c.file).join(' or ');
+  throw new Error(`${w.field}: not supported by this kernel: no ${names} in ${dir}${w.file.startsWith('blkio.') ? ' (the block I/O scheduler has no weights)' : ''}`);
+}
+
+/** Like Promise.all, but waits for every task before reporting the first failure (no write races a cleanup). */
+async function settleAll(tasks: Array<Promise<unknown>>): Promise<void> {
+  const results = await Promise.allSettled(tasks);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
 }
 
 async function findWith(dirs: string[], file: string): Promise<string | undefined> {
