@@ -1,0 +1,207 @@
+// The DNS resolver the agent serves on each overlay network's gateway address (UDP and TCP):
+// service names, tasks.NAME, dnsrr services and aliases from the network's records; everything
+// else is forwarded to the node's resolvers (from /etc/resolv.conf unless configured).
+
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { readFile } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import * as dnsPacket from 'dns-packet';
+import { NetworkInputError, isIpv4, validatePort } from '../ipv4.js';
+import { forwardTcp, forwardUdp } from './forwarder.js';
+import { NameTable } from './name-table.js';
+import { parseResolvConf } from './resolv-conf.js';
+import type { DnsRecords, DnsUpstream, ResolverListen } from './types.js';
+
+const UDP_LIMIT = 512;
+const RCODE_FORMERR = 1;
+const RCODE_SERVFAIL = 2;
+
+export interface ServiceResolverConfig {
+  /** Where unknown names go; default the nameservers of resolvConfPath, port 53. */
+  upstreams?: DnsUpstream[];
+  resolvConfPath?: string;
+  /** Random source for answer order and forwarded query ids (injected for tests). */
+  random?: () => number;
+  forwardTimeoutMs?: number;
+  /** TTL of our own answers, default 5 s: tasks come and go, clients should ask again soon. */
+  ttl?: number;
+}
+
+interface NetworkListener {
+  key: string;
+  table: NameTable;
+  udp: UdpSocket;
+  tcp: Server;
+  connections: Set<Socket>;
+}
+
+export class ServiceResolver {
+  private readonly networks = new Map<string, NetworkListener>();
+  private readonly random: () => number;
+  private readonly timeoutMs: number;
+  private readonly ttl: number;
+  private upstreams: DnsUpstream[] | undefined;
+
+  constructor(private readonly config: ServiceResolverConfig = {}) {
+    this.random = config.random ?? Math.random;
+    this.timeoutMs = config.forwardTimeoutMs ?? 2000;
+    this.ttl = config.ttl ?? 5;
+    this.upstreams = config.upstreams;
+  }
+
+  /**
+   * Serves `records` for a network on `listen`. The first call binds the sockets; later calls
+   * swap the records atomically (a query sees the old table or the new one), or rebind when the
+   * address changed. Invalid records are rejected before anything changes.
+   */
+  async setNetwork(networkId: string, listen: ResolverListen, records: DnsRecords): Promise<void> {
+    if (typeof listen?.address !== 'string' || !isIpv4(listen.address)) {
+      throw new NetworkInputError(`DNS listen address of network ${JSON.stringify(networkId)} "${String(listen?.address)}" is not an IPv4 address`);
+    }
+    const port = listen.port ?? 53;
+    validatePort(port, `DNS listen port of network ${JSON.stringify(networkId)}`);
+    const table = new NameTable(records);
+    const key = `${listen.address}:${port}`;
+    const existing = this.networks.get(networkId);
+    if (existing && existing.key === key) {
+      existing.table = table;
+      return;
+    }
+    const listener = await this.listen(key, listen.address, port, table);
+    if (existing) await closeListener(existing);
+    this.networks.set(networkId, listener);
+  }
+
+  async removeNetwork(networkId: string): Promise<void> {
+    const existing = this.networks.get(networkId);
+    if (!existing) return;
+    this.networks.delete(networkId);
+    await closeListener(existing);
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.networks.values()];
+    this.networks.clear();
+    await Promise.all(all.map(closeListener));
+  }
+
+  /** Answers one query message; undefined means drop it (not a query we can even reply to). */
+  async handle(table: NameTable, query: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+    let packet: dnsPacket.DecodedPacket;
+    try {
+      packet = dnsPacket.decode(query);
+    } catch {
+      return query.length >= 2 ? errorReply(query.readUInt16BE(0), RCODE_FORMERR) : undefined;
+    }
+    if (packet.type !== 'query') return undefined;
+    const question = packet.questions?.[0];
+    if (!question || (packet.questions?.length ?? 0) !== 1) return errorReply(packet.id ?? 0, RCODE_FORMERR);
+    const result = question.class === 'IN' || question.class === undefined ? table.lookup(question.name, this.random) : { kind: 'forward' as const };
+    if (result.kind === 'forward') return this.forward(query, packet.id ?? 0, transport);
+    const wantsA = question.type === 'A';
+    const answers: dnsPacket.Answer[] = wantsA
+      ? result.addresses.map((address) => ({ type: 'A', class: 'IN', name: question.name, ttl: this.ttl, data: address }))
+      : [];
+    const flags = dnsPacket.AUTHORITATIVE_ANSWER | dnsPacket.RECURSION_AVAILABLE | (packet.flag_rd ? dnsPacket.RECURSION_DESIRED : 0);
+    let reply = dnsPacket.encode({ type: 'response', id: packet.id ?? 0, flags, questions: [question], answers });
+    // Over UDP without EDNS an answer must fit 512 bytes: send what fits and flag truncation,
+    // so the client asks again over TCP for all of them.
+    while (transport === 'udp' && reply.length > UDP_LIMIT && answers.length > 0) {
+      answers.pop();
+      reply = dnsPacket.encode({ type: 'response', id: packet.id ?? 0, flags: flags | dnsPacket.TRUNCATED_RESPONSE, questions: [question], answers });
+    }
+    return reply;
+  }
+
+  private async forward(query: Buffer, id: number, transport: 'udp' | 'tcp'): Promise<Buffer> {
+    const upstreams = await this.resolveUpstreams();
+    for (const upstream of upstreams) {
+      try {
+        return transport === 'udp'
+          ? await forwardUdp(query, upstream, this.timeoutMs, Math.floor(this.random() * 0x10000))
+          : await forwardTcp(query, upstream, this.timeoutMs);
+      } catch {
+        // Next upstream; SERVFAIL when none answers.
+      }
+    }
+    return errorReply(id, RCODE_SERVFAIL);
+  }
+
+  private async resolveUpstreams(): Promise<DnsUpstream[]> {
+    if (this.upstreams) return this.upstreams;
+    const text = await readFile(this.config.resolvConfPath ?? '/etc/resolv.conf', 'utf8').catch(() => '');
+    this.upstreams = parseResolvConf(text);
+    return this.upstreams;
+  }
+
+  private async listen(key: string, address: string, port: number, table: NameTable): Promise<NetworkListener> {
+    const udp = createSocket({ type: 'udp4', reuseAddr: false });
+    const connections = new Set<Socket>();
+    const listener: NetworkListener = { key, table, udp, tcp: createServer(), connections };
+    udp.on('message', (message, remote) => {
+      void this.handle(listener.table, message, 'udp').then(
+        (reply) => reply && udp.send(reply, remote.port, remote.address),
+        () => undefined,
+      );
+    });
+    listener.tcp.on('connection', (socket) => this.serveTcp(listener, socket));
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(port, address, () => {
+        udp.off('error', reject);
+        resolve();
+      });
+    });
+    // A failing socket later (e.g. the address vanished) must not crash the agent.
+    udp.on('error', () => undefined);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        listener.tcp.once('error', reject);
+        listener.tcp.listen(port, address, () => {
+          listener.tcp.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (error) {
+      udp.close();
+      throw error;
+    }
+    return listener;
+  }
+
+  private serveTcp(listener: NetworkListener, socket: Socket): void {
+    listener.connections.add(socket);
+    socket.on('close', () => listener.connections.delete(socket));
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(10_000, () => socket.destroy());
+    let buffered = Buffer.alloc(0);
+    let chain = Promise.resolve();
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
+        const message = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
+        buffered = buffered.subarray(2 + message.length);
+        // Answers go back in order, one at a time.
+        chain = chain.then(async () => {
+          const reply = await this.handle(listener.table, message, 'tcp');
+          if (!reply || socket.destroyed) return;
+          const length = Buffer.alloc(2);
+          length.writeUInt16BE(reply.length, 0);
+          socket.write(Buffer.concat([length, reply]));
+        });
+      }
+    });
+  }
+}
+
+function errorReply(id: number, rcode: number): Buffer {
+  return dnsPacket.encode({ type: 'response', id, flags: dnsPacket.RECURSION_AVAILABLE | rcode, questions: [] });
+}
+
+async function closeListener(listener: NetworkListener): Promise<void> {
+  for (const socket of listener.connections) socket.destroy();
+  await Promise.all([
+    new Promise<void>((resolve) => listener.udp.close(() => resolve())),
+    new Promise<void>((resolve) => listener.tcp.close(() => resolve())),
+  ]);
+}
