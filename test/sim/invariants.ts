@@ -54,7 +54,7 @@ export class Invariants {
     let hi = this.maxAppliedIndex;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
-      if ((this.applied.get(mid) as { committedBy: number }).committedBy < term) lo = mid;
+      if ((this.applied.get(mid)?.committedBy ?? 0) < term) lo = mid;
       else hi = mid - 1;
     }
     const i = lo;

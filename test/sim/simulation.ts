@@ -15,8 +15,10 @@ export interface SimOptions {
   /** Virtual milliseconds of faults, then of healed cluster. */
   chaosMs?: number;
   healMs?: number;
-  /** Inject this many extra bugs for self-tests: 'skip-fsync' persists nothing (must fail). */
-  sabotage?: 'none' | 'forget-vote' | 'stale-read';
+  /** Deliberate bugs, to show the checks catch them: 'send-before-fsync' sends a Ready's
+   *  messages before it is durable (a crash then forgets votes/acks it gave), 'forget-vote' loses
+   *  the vote on crash, 'stale-read' answers some reads with an empty value. */
+  sabotage?: 'none' | 'forget-vote' | 'stale-read' | 'send-before-fsync';
   log?: (line: string) => void;
 }
 
@@ -79,6 +81,8 @@ interface Client {
 }
 
 const KEYS = ['a', 'b', 'c', 'd'];
+/** After faults heal, a leader must appear within this much virtual time. */
+const LIVENESS_MS = 1000;
 
 export class Simulation {
   private readonly rng: Prng;
@@ -106,6 +110,11 @@ export class Simulation {
   private readonly dupRate: number;
   private readonly maxDelay: number;
   private readonly snapshotEvery: number;
+  private readonly fsyncMaxMs: number;
+  private readonly faultGap: readonly [number, number];
+  private readonly crashWeight: number;
+  private readonly preVote: boolean;
+  private readonly checkQuorum: boolean;
   private readonly chaosMs: number;
   private readonly healMs: number;
   private readonly raftKnobs: { electionTick: number; heartbeatTick: number; maxSizePerMsg: number; maxInflightMsgs: number; snapshotChunkSize: number };
@@ -120,6 +129,11 @@ export class Simulation {
     this.dupRate = k.pick([0, 0.02, 0.05]);
     this.maxDelay = k.pick([2, 5, 10, 20]);
     this.snapshotEvery = k.pick([8, 16, 40, 1000]);
+    this.fsyncMaxMs = k.pick([1, 3, 10]);
+    this.faultGap = k.pick([[30, 250], [10, 80]] as const);
+    this.crashWeight = k.pick([0.15, 0.4]);
+    this.preVote = k.chance(0.75);
+    this.checkQuorum = k.chance(0.75);
     this.chaosMs = opts.chaosMs ?? 1500;
     this.healMs = opts.healMs ?? 1500;
     this.raftKnobs = {
@@ -169,8 +183,8 @@ export class Simulation {
       id: node.id,
       storage: node.storage,
       ...this.raftKnobs,
-      preVote: true,
-      checkQuorum: true,
+      preVote: this.preVote,
+      checkQuorum: this.checkQuorum,
       applied: node.applied,
       random: () => this.rng.next(),
     });
@@ -284,7 +298,7 @@ export class Simulation {
       case 'fault':
         if (!this.healed) {
           this.injectFault();
-          this.q.push(this.now + this.rng.int(30, 250), { kind: 'fault' });
+          this.q.push(this.now + this.rng.int(this.faultGap[0], this.faultGap[1]), { kind: 'fault' });
         }
         return;
       case 'restart': {
@@ -310,7 +324,11 @@ export class Simulation {
     const rd = raft.ready();
     if (rd.softState) this.log(`${n.id} is ${rd.softState.role} (term ${raft.currentTerm}, leader ${rd.softState.leader || '-'})`);
     n.fsyncing = true;
-    this.q.push(this.now + this.rng.int(0, 3), { kind: 'fsync', node: n.id, epoch: n.epoch, rd });
+    if (this.opts.sabotage === 'send-before-fsync') {
+      for (const m of rd.messages) this.send(m);
+      rd.messages = [];
+    }
+    this.q.push(this.now + this.rng.int(0, this.fsyncMaxMs), { kind: 'fsync', node: n.id, epoch: n.epoch, rd });
   }
 
   private persistAndApply(n: SimNode, rd: Ready): void {
@@ -482,51 +500,75 @@ export class Simulation {
   }
 
   private injectFault(): void {
-    const roll = this.rng.next();
     const up = [...this.nodes.values()].filter((n) => n.up);
     const leader = this.leaders().sort((a, b) => (b.raft as RaftNode).currentTerm - (a.raft as RaftNode).currentTerm)[0];
-    if (roll < 0.15) {
-      // symmetric partition into two sides
-      this.blocked.clear();
-      const side = new Set(this.ids.filter(() => this.rng.chance(0.5)));
-      for (const a of this.ids) for (const b of this.ids) if (side.has(a) !== side.has(b)) this.blocked.add(`${a}>${b}`);
-      this.log(`partition: {${[...side].join(',')}} | rest`);
-    } else if (roll < 0.25) {
-      // asymmetric: some links drop one way only
-      this.blocked.clear();
-      for (let i = 0; i < 3; i++) {
-        const a = this.rng.pick(this.ids);
-        const b = this.rng.pick(this.ids);
-        if (a !== b) this.blocked.add(`${a}>${b}`);
+    const kinds: Array<[number, () => void]> = [
+      [0.15, () => this.partitionSymmetric()],
+      [0.1, () => this.partitionAsymmetric()],
+      [0.08, () => leader && this.isolate(leader)],
+      [0.12, () => {
+        this.blocked.clear();
+        this.log('network healed');
+      }],
+      [this.crashWeight, () => {
+        if (up.length === 0) return;
+        // Crashing a node that is mid-write is what loses un-synced state; favour it.
+        const writing = up.filter((n) => n.fsyncing);
+        const victim = writing.length > 0 && this.rng.chance(0.5) ? this.rng.pick(writing) : leader && this.rng.chance(0.5) ? leader : this.rng.pick(up);
+        this.crash(victim);
+        this.q.push(this.now + this.rng.int(5, 300), { kind: 'restart', node: victim.id });
+      }],
+      [0.2, () => leader && this.membershipChange(leader)],
+      [0.07, () => leader && this.transfer(leader)],
+    ];
+    const total = kinds.reduce((a, [w]) => a + w, 0);
+    let roll = this.rng.next() * total;
+    for (const [w, act] of kinds) {
+      roll -= w;
+      if (roll < 0) {
+        act();
+        return;
       }
-      this.log(`asymmetric partition: ${[...this.blocked].join(' ')}`);
-    } else if (roll < 0.33 && leader) {
-      this.blocked.clear();
-      for (const b of this.ids) {
-        if (b === leader.id) continue;
-        this.blocked.add(`${leader.id}>${b}`);
-        this.blocked.add(`${b}>${leader.id}`);
-      }
-      this.log(`isolate leader ${leader.id}`);
-    } else if (roll < 0.45) {
-      this.blocked.clear();
-      this.log('network healed');
-    } else if (roll < 0.6 && up.length > 0) {
-      const victim = leader && this.rng.chance(0.5) ? leader : this.rng.pick(up);
-      this.crash(victim);
-      this.q.push(this.now + this.rng.int(20, 400), { kind: 'restart', node: victim.id });
-    } else if (roll < 0.8 && leader) {
-      this.membershipChange(leader);
-    } else if (roll < 0.87 && leader) {
-      const cs = (leader.raft as RaftNode).confState();
-      const to = this.rng.pick(cs.voters);
-      try {
-        (leader.raft as RaftNode).transferLeadership(to);
-        this.log(`transfer leadership ${leader.id} -> ${to}`);
-        this.pump(leader);
-      } catch (err) {
-        if (!(err instanceof ProposalDroppedError)) throw err;
-      }
+    }
+  }
+
+  private partitionSymmetric(): void {
+    this.blocked.clear();
+    const side = new Set(this.ids.filter(() => this.rng.chance(0.5)));
+    for (const a of this.ids) for (const b of this.ids) if (side.has(a) !== side.has(b)) this.blocked.add(`${a}>${b}`);
+    this.log(`partition: {${[...side].join(',')}} | rest`);
+  }
+
+  private partitionAsymmetric(): void {
+    // Some links drop one way only.
+    this.blocked.clear();
+    for (let i = 0; i < 3; i++) {
+      const a = this.rng.pick(this.ids);
+      const b = this.rng.pick(this.ids);
+      if (a !== b) this.blocked.add(`${a}>${b}`);
+    }
+    this.log(`asymmetric partition: ${[...this.blocked].join(' ')}`);
+  }
+
+  private isolate(leader: SimNode): void {
+    this.blocked.clear();
+    for (const b of this.ids) {
+      if (b === leader.id) continue;
+      this.blocked.add(`${leader.id}>${b}`);
+      this.blocked.add(`${b}>${leader.id}`);
+    }
+    this.log(`isolate leader ${leader.id}`);
+  }
+
+  private transfer(leader: SimNode): void {
+    const raft = leader.raft as RaftNode;
+    const to = this.rng.pick(raft.confState().voters);
+    try {
+      raft.transferLeadership(to);
+      this.log(`transfer leadership ${leader.id} -> ${to}`);
+      this.pump(leader);
+    } catch (err) {
+      if (!(err instanceof ProposalDroppedError)) throw err;
     }
   }
 
@@ -587,13 +629,14 @@ export class Simulation {
   }
 
   private finish(): void {
-    if (this.leaderlessSince !== undefined) {
-      this.maxElectMs = Math.max(this.maxElectMs, this.now - this.leaderlessSince);
-      throw new SimViolation(`liveness: no leader for the last ${this.now - this.leaderlessSince} ms after healing`);
-    }
+    if (this.leaderlessSince !== undefined) this.maxElectMs = Math.max(this.maxElectMs, this.now - this.leaderlessSince);
+    // Liveness once the network is healthy: a leader within a bounded time (a few election
+    // timeouts), and progress.
+    if (this.maxElectMs > LIVENESS_MS) throw new SimViolation(`liveness: no leader for ${this.maxElectMs} ms after healing`);
     if (this.lastHealedCommit < 0) throw new SimViolation('liveness: nothing was committed after healing');
     // After healing, every member of the final configuration converges to the same applied state.
-    const leader = this.leaders()[0] as SimNode;
+    const leader = this.leaders()[0];
+    if (!leader) return;
     const cs = (leader.raft as RaftNode).confState();
     for (const id of [...cs.voters, ...cs.learners]) {
       const n = this.nodes.get(id) as SimNode;

@@ -17,10 +17,18 @@ export class MemoryStorage implements RaftLogStorage {
   /** ents[0] is a dummy standing for the snapshot's index and term. */
   private ents: Entry[];
 
-  /** bootstrap: the configuration of a fresh group (empty lists for a member that will join). */
+  /**
+   * bootstrap: the configuration of a fresh group, or empty lists for a member that will join one.
+   * A fresh group starts from a snapshot at index 1, term 1 holding the configuration (and empty
+   * application data), so a member added later learns the base configuration from that snapshot
+   * rather than from a log that only holds the changes.
+   */
   constructor(bootstrap: ConfState) {
-    this.snap = { metadata: { index: 0, term: 0, confState: cloneConfState(bootstrap) }, data: new Uint8Array(0) };
-    this.ents = [{ index: 0, term: 0, type: 'normal', data: new Uint8Array(0) }];
+    const fresh = bootstrap.voters.length > 0;
+    const index = fresh ? 1 : 0;
+    this.snap = { metadata: { index, term: index, confState: cloneConfState(bootstrap) }, data: new Uint8Array(0) };
+    this.ents = [{ index, term: index, type: 'normal', data: new Uint8Array(0) }];
+    if (fresh) this.hardState = { term: 1, vote: '', commit: 1 };
   }
 
   initialState(): { hardState: HardState; confState: ConfState } {

@@ -195,8 +195,10 @@ export interface Ready {
  * an index (and ideally a cache) in memory.
  */
 export interface RaftLogStorage {
-  /** Durable hard state and the configuration as of the snapshot (for a fresh group: the
-   *  bootstrap configuration; for a member joining an existing group: empty voters/learners). */
+  /** Durable hard state and the configuration as of the snapshot. A fresh group starts from a
+   *  snapshot at index 1, term 1 with the bootstrap configuration and empty data (hard state
+   *  { term: 1, vote: '', commit: 1 }), the same on every founding member; a member joining an
+   *  existing group starts empty (index 0, no voters) and receives a snapshot from the leader. */
   initialState(): { hardState: HardState; confState: ConfState };
   /** Entries [lo, hi), at least one if any exist, truncated to about maxBytes of data.
    *  Throws LogCompactedError when lo < firstIndex(), LogUnavailableError when hi > lastIndex()+1. */
