@@ -52,9 +52,11 @@ test('executableCandidates follows PATH like execvp', (t) => {
 test('namespacesOf defaults to five and refuses what is not supported', (t) => {
   const spec = buildOciSpec({ args: ['x'], rootfsPath: '/r' });
   t.deepEqual(new Set(namespacesOf(spec, 'c')), new Set(['pid', 'network', 'ipc', 'uts', 'mount']));
-  t.throws(() => namespacesOf({ ...spec, linux: { namespaces: [{ type: 'user' }, { type: 'mount' }] } }, 'c'), { message: /user namespaces/ });
+  // The user namespace and namespaces joined by path are the security plan's (security-plan.ts).
+  t.deepEqual(namespacesOf({ ...spec, linux: { namespaces: [{ type: 'user' }, { type: 'mount' }] } }, 'c'), ['mount']);
   t.throws(() => namespacesOf({ ...spec, linux: { namespaces: [{ type: 'pid' }] } }, 'c'), { message: /mount namespace is required/ });
-  t.throws(() => namespacesOf({ ...spec, linux: { namespaces: [{ type: 'mount' }, { type: 'network', path: '/proc/1/ns/net' }] } }, 'c'), { message: /not supported yet/ });
+  t.deepEqual(namespacesOf({ ...spec, linux: { namespaces: [{ type: 'mount' }, { type: 'network', path: '/proc/1/ns/net' }] } }, 'c'), ['mount']);
+  t.throws(() => namespacesOf({ ...spec, linux: { namespaces: [{ type: 'mount' }, { type: 'mount' }] } }, 'c'), { message: /listed twice/ });
 });
 
 test('planMounts splits OCI options into flags and data', async (t) => {
@@ -65,10 +67,11 @@ test('planMounts splits OCI options into flags and data', async (t) => {
     ],
     'mounts',
   );
-  t.deepEqual(planned[0], { source: 'tmpfs', destination: '/dev', fstype: 'tmpfs', flags: ['nosuid', 'strictatime'], data: 'mode=755,size=65536k', remountReadonly: false, targetKind: 'dir' });
-  t.deepEqual(planned[1], { source: '/etc/hosts', destination: '/etc/hosts', fstype: '', flags: ['bind', 'rec', 'rdonly'], data: '', remountReadonly: true, targetKind: 'file' });
+  t.deepEqual(planned[0], { source: 'tmpfs', destination: '/dev', fstype: 'tmpfs', flags: ['nosuid', 'strictatime'], data: 'mode=755,size=65536k', remountReadonly: false, targetKind: 'dir', propagation: [] });
+  t.deepEqual(planned[1], { source: '/etc/hosts', destination: '/etc/hosts', fstype: '', flags: ['bind', 'rec', 'rdonly'], data: '', remountReadonly: true, targetKind: 'file', propagation: ['private', 'rec'] });
   await t.throwsAsync(planMounts([{ destination: '/x', type: 'cgroup', source: 'cgroup' }], 'mounts'), { message: /mounts\[0\] \(\/x\): mount type 'cgroup' is not supported/ });
-  await t.throwsAsync(planMounts([{ destination: '/x', type: 'tmpfs', options: ['rshared'] }], 'mounts'), { message: /propagation 'rshared'/ });
+  t.deepEqual((await planMounts([{ destination: '/x', type: 'tmpfs', options: ['rslave'] }], 'mounts'))[0]?.propagation, ['slave', 'rec']);
+  await t.throwsAsync(planMounts([{ destination: '/x', type: 'tmpfs', options: ['rshared', 'private'] }], 'mounts'), { message: /more than one propagation option/ });
 });
 
 test('detectCgroupVersion tells v1 from v2 by the hierarchy layout', async (t) => {
