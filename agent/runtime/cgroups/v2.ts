@@ -4,7 +4,7 @@
 // Not enforced on v2: the device allow-list. v2 has no devices.* files; runc and Docker attach a
 // BPF_CGROUP_DEVICE program instead, which this runtime does not do yet. create() records a
 // warning in the record instead of refusing, so v2 hosts can run containers; device isolation
-// there rests on the container's /dev (only the default nodes) and dropping CAP_MKNOD.
+// there rests on the container's /dev (only the default nodes) and dropping CAP_MKNOD. See README.md.
 
 import path from 'node:path';
 import type { ContainerStats } from '../types.js';
