@@ -217,3 +217,68 @@ test('bad security input: a clear error naming the field, and nothing left behin
   t.deepEqual(await fx.leftoverCgroups(), []);
   t.deepEqual(await fx.leftoverMounts(), []);
 });
+
+test('mount propagation: an rslave bind sees a host mount made after start, an rprivate one does not', async (t) => {
+  const fx = await fixture(t);
+  const { mount, umount } = await import('../../agent/runtime/native.js');
+  // A shared mount of the test's own (the host's / is private here and is left alone).
+  const src = path.join(fx.dir, 'shared-src');
+  await fs.mkdir(path.join(src, 'sub'), { recursive: true });
+  mount(src, src, '', ['bind'], '');
+  t.teardown(() => {
+    for (const p of [path.join(src, 'sub'), src]) {
+      try {
+        umount(p, true);
+      } catch {
+        // already gone
+      }
+    }
+  });
+  mount('', src, '', ['shared'], '');
+  const script = 'for i in $(seq 25); do [ -e /mnt/sub/marker ] && { echo seen; exit 0; }; sleep 0.1; done; echo unseen';
+  const ids: string[] = [];
+  for (const propagation of ['rslave', 'rprivate']) {
+    const id = fx.newId();
+    const spec = fx.specFor(id, { args: ['sh', '-c', script] });
+    spec.mounts?.push({ destination: '/mnt', type: 'bind', source: src, options: ['rbind', propagation] });
+    if (spec.linux !== undefined) spec.linux.rootfsPropagation = propagation;
+    await fs.mkdir(path.join(fx.dir, 'logs'), { recursive: true });
+    const bundle = await fx.writeBundle(id, spec);
+    fx.track(id);
+    await fx.runtime.create(id, bundle, { logPath: fx.logPath(id) });
+    await fx.runtime.start(id);
+    ids.push(id);
+  }
+  mount('tmpfs', path.join(src, 'sub'), 'tmpfs', [], 'size=64k');
+  await fs.writeFile(path.join(src, 'sub', 'marker'), 'x');
+  const logs: string[] = [];
+  for (const id of ids) {
+    await withTimeout(fx.runtime.wait(id), 20_000);
+    logs.push((await fs.readFile(fx.logPath(id), 'utf8')).trim());
+    await fx.runtime.delete(id);
+  }
+  t.deepEqual(logs, ['seen', 'unseen']);
+});
+
+test('seccomp without no_new_privs is loaded before the capabilities are dropped; domainname is set', async (t) => {
+  const fx = await fixture(t);
+  const probe = `${STATUS_PROBE}; cat /proc/sys/kernel/domainname`;
+  const specs: OciSpec[] = [];
+  const ids = [fx.newId(), fx.newId()];
+  for (const id of ids) {
+    const spec = fx.specFor(id, { args: ['sh', '-c', probe], uid: 1000, gid: 1000 });
+    spec.process.noNewPrivileges = false;
+    spec.domainname = 'example.test';
+    specs.push(spec);
+  }
+  const [oursId, runcId] = ids as [string, string];
+  const [oursSpec, runcSpec] = specs as [OciSpec, OciSpec];
+  const ours = await runOurs(fx, oursId, oursSpec);
+  const runc = await runRunc(fx, runcId, runcSpec);
+  t.is(ours.code, 0, ours.out);
+  t.regex(ours.out, /NoNewPrivs:\s+0/);
+  t.regex(ours.out, /Seccomp:\s+2/);
+  t.regex(ours.out, /example\.test/);
+  // runc 1.1.5 (Debian) leaves the spec's domainname unset ("(none)"); compare the rest.
+  t.deepEqual(ours.out.trim().split('\n').slice(0, -1), runc.out.trim().split('\n').slice(0, -1));
+});
