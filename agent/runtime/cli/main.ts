@@ -1,0 +1,194 @@
+// tessera-runtime: the native runtime as a runc-compatible CLI subset (run, create, start, state,
+// kill, delete, exec; --root, --bundle/-b), so the same bundle runs under runc and under ours.
+// The container's output goes to <root>/<id>.log (JSON lines); `run` relays it to our
+// stdout/stderr like runc's foreground mode and exits with the container's exit code.
+
+import { Command } from 'commander';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { NativeRuntime } from '../native-runtime.js';
+import { readBundleConfig } from '../oci-config.js';
+import type { ExecProcess } from '../types.js';
+import { parseSignal, parseUser, type RuncState } from './args.js';
+
+const DEFAULT_ROOT = '/run/tessera-runtime';
+
+interface Globals {
+  root: string;
+}
+
+function runtimeOf(program: Command): { runtime: NativeRuntime; root: string } {
+  const { root } = program.opts<Globals>();
+  const abs = path.resolve(root);
+  return { runtime: new NativeRuntime({ stateRoot: path.join(abs, 'state'), cgroupParent: 'tessera-runtime' }), root: abs };
+}
+
+function logPathOf(root: string, id: string): string {
+  return path.join(root, 'logs', `${id}.log`);
+}
+
+async function create(program: Command, id: string, bundle: string, pidFile: string | undefined): Promise<void> {
+  const { runtime, root } = runtimeOf(program);
+  await fs.mkdir(path.join(root, 'logs'), { recursive: true, mode: 0o700 });
+  const state = await runtime.create(id, bundle, { logPath: logPathOf(root, id), logFormat: 'json' });
+  if (pidFile !== undefined) await fs.writeFile(pidFile, String(state.pid));
+}
+
+/** Copies new JSON log records to our stdout/stderr; returns the new offset. */
+async function relayLog(file: string, offset: number): Promise<number> {
+  const handle = await fs.open(file, 'r').catch(() => undefined);
+  if (handle === undefined) return offset;
+  try {
+    const { size } = await handle.stat();
+    if (size <= offset) return offset;
+    const buffer = Buffer.alloc(size - offset);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
+    const text = buffer.subarray(0, bytesRead).toString('utf8');
+    const complete = text.lastIndexOf('\n') + 1;
+    for (const line of text.slice(0, complete).split('\n')) {
+      if (line === '') continue;
+      const record = JSON.parse(line) as { stream: string; log: string };
+      (record.stream === 'stderr' ? process.stderr : process.stdout).write(record.log);
+    }
+    return offset + Buffer.byteLength(text.slice(0, complete));
+  } finally {
+    await handle.close();
+  }
+}
+
+async function run(program: Command, id: string, bundle: string): Promise<number> {
+  const { runtime, root } = runtimeOf(program);
+  await create(program, id, bundle, undefined);
+  const log = logPathOf(root, id);
+  try {
+    await runtime.start(id);
+    let offset = 0;
+    let done = false;
+    const exit = runtime.wait(id).finally(() => (done = true));
+    while (!done) {
+      offset = await relayLog(log, offset);
+      await Promise.race([exit, new Promise((r) => setTimeout(r, 50))]);
+    }
+    await relayLog(log, offset);
+    return (await exit).exitCode;
+  } finally {
+    await runtime.kill(id, 'SIGKILL').catch(() => undefined);
+    await runtime.wait(id).catch(() => undefined);
+    await runtime.delete(id).catch(() => undefined);
+    await fs.rm(log, { force: true });
+  }
+}
+
+async function state(program: Command, id: string): Promise<RuncState> {
+  const { runtime } = runtimeOf(program);
+  const current = await runtime.state(id);
+  if (current === undefined) throw new Error(`container does not exist`);
+  const spec = await readBundleConfig(current.bundle);
+  const stored = JSON.parse(await fs.readFile(path.join(runtime.stateDir(id), 'state.json'), 'utf8')) as { createdAt: string };
+  return {
+    ociVersion: spec.ociVersion,
+    id,
+    pid: current.status === 'stopped' ? 0 : current.pid,
+    status: current.status,
+    bundle: current.bundle,
+    rootfs: path.resolve(current.bundle, spec.root.path),
+    created: stored.createdAt,
+    owner: '',
+  };
+}
+
+async function del(program: Command, id: string, force: boolean): Promise<void> {
+  const { runtime, root } = runtimeOf(program);
+  const current = await runtime.state(id);
+  if (current === undefined) throw new Error(`container does not exist`);
+  // Like runc: a created container may be deleted (its init is killed); a running one needs --force.
+  if (current.status === 'created' || (force && current.status === 'running')) {
+    await runtime.kill(id, 'SIGKILL');
+    await runtime.wait(id);
+  }
+  await runtime.delete(id);
+  await fs.rm(logPathOf(root, id), { force: true });
+}
+
+async function exec(program: Command, id: string, args: string[], opts: { tty?: boolean; cwd?: string; env?: string[]; user?: string }): Promise<number> {
+  const { runtime } = runtimeOf(program);
+  const current = await runtime.state(id);
+  if (current === undefined) throw new Error(`container does not exist`);
+  let env: string[] | undefined;
+  if (opts.env !== undefined && opts.env.length > 0) {
+    const plan = JSON.parse(await fs.readFile(path.join(runtime.stateDir(id), 'plan.json'), 'utf8')) as { env: string[] };
+    const names = new Set(opts.env.map((e) => e.split('=')[0]));
+    env = [...plan.env.filter((e) => !names.has(e.split('=')[0])), ...opts.env];
+  }
+  const proc: ExecProcess = await runtime.exec(id, {
+    args,
+    ...(env !== undefined ? { env } : {}),
+    ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
+    ...(opts.user !== undefined ? { user: parseUser(opts.user) } : {}),
+    tty: opts.tty === true,
+  });
+  proc.stdout.on('data', (c: Buffer) => process.stdout.write(c));
+  proc.stderr?.on('data', (c: Buffer) => process.stderr.write(c));
+  if (!process.stdin.isTTY) process.stdin.pipe(proc.stdin);
+  else proc.stdin.end();
+  const exit = await proc.exit;
+  process.stdin.unpipe();
+  process.stdin.destroy();
+  return exit.exitCode;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let code = 0;
+  const program = new Command('tessera-runtime')
+    .description('Tessera container runtime (runc-compatible subset)')
+    .option('--root <dir>', 'state directory', DEFAULT_ROOT)
+    .option('--log <file>', 'accepted for runc compatibility; ignored')
+    .option('--log-format <format>', 'accepted for runc compatibility; ignored')
+    .enablePositionalOptions()
+    .exitOverride();
+  const bundleOpt = (c: Command): Command => c.option('-b, --bundle <dir>', 'bundle directory', '.');
+  bundleOpt(program.command('create').argument('<id>').option('--pid-file <file>', 'write the init pid here'))
+    .action(async (id: string, o: { bundle: string; pidFile?: string }) => create(program, id, o.bundle, o.pidFile));
+  bundleOpt(program.command('run').argument('<id>')).action(async (id: string, o: { bundle: string }) => {
+    code = await run(program, id, o.bundle);
+  });
+  program.command('start').argument('<id>').action(async (id: string) => runtimeOf(program).runtime.start(id));
+  program.command('state').argument('<id>').action(async (id: string) => {
+    process.stdout.write(`${JSON.stringify(await state(program, id), null, 2)}\n`);
+  });
+  program
+    .command('kill')
+    .argument('<id>')
+    .argument('[signal]', 'signal name or number', 'SIGTERM')
+    .option('-a, --all', 'accepted for runc compatibility (the pid namespace dies with its init)')
+    .action(async (id: string, signal: string) => runtimeOf(program).runtime.kill(id, parseSignal(signal)));
+  program
+    .command('delete')
+    .argument('<id>')
+    .option('-f, --force', 'kill a running container first')
+    .action(async (id: string, o: { force?: boolean }) => del(program, id, o.force === true));
+  program
+    .command('exec')
+    .argument('<id>')
+    .argument('<command...>')
+    .option('-t, --tty', 'allocate a pseudo-TTY')
+    .option('--cwd <dir>', 'working directory in the container')
+    .option('-e, --env <NAME=value>', 'environment variable (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('-u, --user <uid[:gid]>', 'user to run as')
+    .passThroughOptions()
+    .action(async (id: string, command: string[], o: { tty?: boolean; cwd?: string; env?: string[]; user?: string }) => {
+      code = await exec(program, id, command, o);
+    });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number; message: string };
+    if (e.code?.startsWith('commander.')) return e.exitCode ?? 1;
+    const id = argv.find((a, i) => i > 0 && !a.startsWith('-')) ?? '';
+    process.stderr.write(`tessera-runtime: ${id !== '' ? `${id}: ` : ''}${e.message}\n`);
+    return 1;
+  }
+  return code;
+}
+
+process.exitCode = await main(process.argv.slice(2));
