@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { execCollect } from '../../agent/runtime/exec.js';
 import type { OciSeccomp } from '../../agent/runtime/seccomp.js';
 import type { OciSpec } from '../../agent/runtime/types.js';
 import { RuntimeFixture, withTimeout } from '../helpers/runtime-fixture.js';
@@ -281,4 +282,20 @@ test('seccomp without no_new_privs is loaded before the capabilities are dropped
   t.regex(ours.out, /example\.test/);
   // runc 1.1.5 (Debian) leaves the spec's domainname unset ("(none)"); compare the rest.
   t.deepEqual(ours.out.trim().split('\n').slice(0, -1), runc.out.trim().split('\n').slice(0, -1));
+});
+
+test('a process exec\'d into a container gets the init\'s capabilities, no_new_privs, seccomp and rlimits', async (t) => {
+  const fx = await fixture(t);
+  const probe = `${STATUS_PROBE}; ulimit -n`;
+  const id = await fx.create({ args: ['sh', '-c', `${probe}; sleep 30`], uid: 1000, gid: 1000, rlimits: [{ type: 'RLIMIT_NOFILE', soft: 77, hard: 77 }] });
+  await fx.runtime.start(id);
+  let initOut = '';
+  for (let i = 0; i < 50 && !initOut.includes('\n77'); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    initOut = await fs.readFile(fx.logPath(id), 'utf8').catch(() => '');
+  }
+  const ran = await execCollect(await fx.runtime.exec(id, { args: ['sh', '-c', probe] }));
+  t.is(ran.stdout.trim(), initOut.trim());
+  t.regex(ran.stdout, /Seccomp:\s+2/);
+  t.regex(ran.stdout, /NoNewPrivs:\s+1/);
 });
