@@ -12,6 +12,7 @@ packages=(
   etcd-server prometheus         # the etcd store backend and metrics scraping
   ca-certificates make g++ python3
   libseccomp-dev  # the addon compiles seccomp profiles to BPF with libseccomp
+  iperf3          # bench:overlay measures overlay vs raw veth throughput with it
 )
 missing=()
 for p in "${packages[@]}"; do
