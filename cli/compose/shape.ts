@@ -112,7 +112,7 @@ function checkObject(shape: Shape, value: Record<string, unknown>, path: IssuePa
     }
     if (!matched && shape.closed) {
       const known = Object.keys(shape.properties ?? {});
-      const hint = known.length > 0 ? ` (known keys here: ${known.join(', ')})` : '';
+      const hint = known.length === 0 ? '' : known.length <= 12 ? ` (known keys here: ${known.join(', ')})` : ' (docs/compose.md lists the keys)';
       issues.push({ path: [...path, key], message: `unknown key ${JSON.stringify(key)}${hint}`, unknownField: true });
     }
   }

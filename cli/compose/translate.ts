@@ -107,8 +107,14 @@ function duration(value: unknown, path: IssuePath, r: Reporter): number | undefi
   return r.parsed(parseDurationMs(String(value)), path);
 }
 
+// Docker's byte sizes: k, m, g, t, p are powers of 1024 in any case, optionally followed by b/ib.
+const DOCKER_SIZE = /^(\d+(?:\.\d+)?)\s*([kmgtp])?i?b?$/i;
+const DOCKER_UNITS: Record<string, number> = { k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50 };
+
 function memory(value: unknown, path: IssuePath, r: Reporter): number | undefined {
   if (value === undefined || value === null) return undefined;
+  const m = DOCKER_SIZE.exec(String(value).trim());
+  if (m) return Math.ceil(Number(m[1]) * (m[2] ? DOCKER_UNITS[m[2].toLowerCase()] ?? 1 : 1));
   return r.parsed(parseMemoryBytes(typeof value === 'number' ? value : String(value)), path);
 }
 
@@ -588,7 +594,7 @@ function translateService(c: ServiceContext): Record<string, unknown> {
       placement: placement(c, deploy),
       restart: restartPolicy(c, deploy),
       stopGracePeriodMs: duration(s['stop_grace_period'], [...c.path, 'stop_grace_period'], c.r),
-      mode,
+      mode: deploy['mode'],
       endpointMode,
       networks: networks(c),
       mounts: mounts(c),
