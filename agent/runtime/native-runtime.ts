@@ -8,14 +8,14 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { CgroupsV1, detectCgroupVersion, normalizeCgroupsPath, type CgroupRecord } from './cgroups-v1.js';
+import { normalizeCgroupsPath, openCgroupDriver, type CgroupDriver, type CgroupRecord } from './cgroups/index.js';
 import { startExec } from './exec.js';
 import { SHIM_PATH, spawnShim } from './native.js';
 import { readBundleConfig } from './oci-config.js';
 import { ShimClient, ShimGoneError, readExitFile } from './shim-client.js';
 import { buildSpawnPlan, resolveRootfs } from './spawn-plan.js';
 import { processStartTime, StateStore, validateContainerId, type StoredState } from './state-store.js';
-import type { ContainerRuntime, ContainerState, CreateOptions, ExecOptions, ExecProcess, ExitStatus } from './types.js';
+import type { ContainerRuntime, ContainerState, ContainerStats, CreateOptions, ExecOptions, ExecProcess, ExitStatus } from './types.js';
 
 export interface NativeRuntimeOptions {
   /** Directory holding one <id>/ per container (state.json, plan.json, shim.sock, exit.json). */
@@ -36,7 +36,7 @@ export class NativeRuntime implements ContainerRuntime {
   private readonly cgroupMountRoot: string;
   private readonly cgroupParent: string;
   private readonly shimPath: string;
-  private cgroups?: Promise<CgroupsV1>;
+  private cgroups?: Promise<CgroupDriver>;
 
   constructor(options: NativeRuntimeOptions) {
     this.store = new StateStore(path.resolve(options.stateRoot));
@@ -140,6 +140,12 @@ export class NativeRuntime implements ContainerRuntime {
     return (await readExitFile(dir)) ?? this.unknownExit(state);
   }
 
+  /** Resource usage from the container's cgroup; works for containers an earlier tsd created. */
+  async stats(id: string): Promise<ContainerStats> {
+    const state = await this.mustRead(id);
+    return (await this.cgroupDriver()).stats(state.cgroup);
+  }
+
   async state(id: string): Promise<ContainerState | undefined> {
     validateContainerId(id);
     const stored = await this.store.read(id);
@@ -198,11 +204,8 @@ export class NativeRuntime implements ContainerRuntime {
     return new ShimClient(this.store.dir(id));
   }
 
-  private cgroupDriver(): Promise<CgroupsV1> {
-    this.cgroups ??= detectCgroupVersion(this.cgroupMountRoot).then((version) => {
-      if (version === 'v2') throw new Error(`cgroup v2 (unified hierarchy at ${this.cgroupMountRoot}) is not implemented yet`);
-      return new CgroupsV1(this.cgroupMountRoot);
-    });
+  private cgroupDriver(): Promise<CgroupDriver> {
+    this.cgroups ??= openCgroupDriver(this.cgroupMountRoot);
     return this.cgroups;
   }
 
