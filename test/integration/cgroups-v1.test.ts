@@ -197,6 +197,12 @@ test('stats of a container burning CPU and holding memory', async (t) => {
   await new Promise((r) => setTimeout(r, 300));
   const later = await driver.stats(record);
   t.true(later.cpu.usageNanos > stats.cpu.usageNanos, 'cpu usage grows');
+  // The runtime's own entry point reads the same cgroup through the record in state.json.
+  const viaRuntime = await fx.runtime.stats(id);
+  t.is(viaRuntime.cgroupVersion, 'v1');
+  t.is(viaRuntime.memory.limitBytes, 128 * MiB);
+  t.is(viaRuntime.pids.limit, 50);
+  t.true(viaRuntime.cpu.usageNanos >= later.cpu.usageNanos);
   t.deepEqual(await fx.cleanup(), { cgroups: [], mounts: [] });
 });
 
