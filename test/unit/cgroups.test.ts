@@ -30,6 +30,7 @@ test('validateResources names each bad field', (t) => {
   bad({ hugepageLimits: [{ pageSize: '2M', limit: 1 }] }, /linux\.resources\.hugepageLimits\[0\]\.pageSize/);
   bad({ hugepageLimits: [{ pageSize: '2MB', limit: 1 }, { pageSize: '2MB', limit: 2 }] }, /hugepageLimits\[1\]\.pageSize: 2MB is listed twice/);
   bad({ unified: { '../etc': 'x' } }, /linux\.resources\.unified/);
+  bad({ unified: { 'cgroup.procs': '1' } }, /linux\.resources\.unified\.cgroup\.procs: cgroup\.procs is managed by the runtime/);
   bad({ network: { classID: 1 } }, /linux\.resources: Unrecognized key: "network"/);
   bad({ memory: { limt: 5 } }, /linux\.resources\.memory: Unrecognized key: "limt"/);
   // Several problems are reported together.

@@ -71,7 +71,9 @@ const hugepageLimit = z.strictObject({
   limit: int.min(0),
 });
 
-const unifiedKey = z.string().regex(/^[a-z][a-z0-9_]*\.[a-z0-9_.]+$/, 'must be a cgroup v2 interface file name like "memory.high"');
+/** Files that move processes or reshape the tree: the runtime owns them, a spec may not write them. */
+const RESERVED_UNIFIED = new Set(['cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control', 'cgroup.kill', 'cgroup.type']);
+const UNIFIED_KEY = /^[a-z][a-z0-9_]*\.[a-z0-9_.]+$/;
 
 export const linuxResourcesSchema = z
   .strictObject({
@@ -81,7 +83,7 @@ export const linuxResourcesSchema = z
     blockIO: blockIOSchema.optional(),
     devices: z.array(deviceRule).optional(),
     hugepageLimits: z.array(hugepageLimit).optional(),
-    unified: z.record(unifiedKey, z.string()).optional(),
+    unified: z.record(z.string(), z.string()).optional(),
   })
   .superRefine((r, ctx) => {
     const m = r.memory;
@@ -98,6 +100,10 @@ export const linuxResourcesSchema = z
     const c = r.cpu;
     if (c?.realtimeRuntime !== undefined && c.realtimeRuntime > 0 && c.realtimePeriod !== undefined && c.realtimeRuntime > c.realtimePeriod) {
       ctx.addIssue({ code: 'custom', path: ['cpu', 'realtimeRuntime'], message: `must not exceed cpu.realtimePeriod (${c.realtimePeriod})` });
+    }
+    for (const key of Object.keys(r.unified ?? {})) {
+      if (!UNIFIED_KEY.test(key)) ctx.addIssue({ code: 'custom', path: ['unified', key], message: 'must be a cgroup v2 interface file name like "memory.high"' });
+      else if (RESERVED_UNIFIED.has(key)) ctx.addIssue({ code: 'custom', path: ['unified', key], message: `${key} is managed by the runtime and cannot be set` });
     }
     const seen = new Set<string>();
     (r.hugepageLimits ?? []).forEach((h, i) => {
