@@ -4,6 +4,7 @@ import { applyChange, cloneConfState, decodeConfChange, encodeConfChange } from 
 import { Progress } from './progress.js';
 import { RaftLog } from './raft-log.js';
 import { ReadOnlyQueue } from './read-only.js';
+import { validateMessage } from './validate-message.js';
 import {
   LogCompactedError,
   LogUnavailableError,
@@ -333,7 +334,9 @@ export class RaftNode {
 
   // ---------------------------------------------------------------- step
 
+  /** Feeds a message from a peer. Malformed messages throw (nothing is changed). */
   step(m: Message): void {
+    validateMessage(m);
     if (m.to !== this.id) throw new Error(`raft: message for ${m.to} delivered to ${this.id}`);
     if (m.term > this.term) {
       if (m.type === 'pre-vote' || m.type === 'vote') {
