@@ -137,11 +137,18 @@ export class RegistryClient {
     }
     const timeoutMs = this.blobIdleTimeoutMs;
     return (async function* () {
+      // Node 20's fetch cancels a body, silently ending it early, once its Response object is
+      // garbage-collected; so the Response stays referenced until the body is read.
+      const keepAlive = response;
+      let received = 0;
       try {
         for await (const chunk of body) {
           idle.touch();
+          received += chunk.byteLength;
           yield chunk;
         }
+        // A body shorter than declared is a broken connection (so worth another try), not bad content.
+        if (received < descriptor.size) throw new Error(`the body ended after ${received} of ${keepAlive.headers.get('content-length') ?? descriptor.size} bytes`);
       } catch (error) {
         if (idle.signal.aborted) throw new RegistryError(`${what}: no data received for ${timeoutMs} ms`, undefined, true);
         // The connection broke mid-body: the download as a whole may be tried again.

@@ -15,6 +15,8 @@ export interface RunningRegistry {
   url: string;
   /** 127.0.0.1:PORT, the registry part of image references. */
   host: string;
+  /** Where the registry keeps a blob's bytes on disk (its filesystem driver's layout), to damage it in tests. */
+  blobFile(digest: string): string;
   stop(): Promise<void>;
 }
 
@@ -105,7 +107,11 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
       if (Date.now() > deadline) throw new Error(`docker-registry did not answer on ${url}/v2/ within 15 s`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    return { url, host, stop };
+    const blobFile = (digest: string): string => {
+      const hex = digest.replace(/^sha256:/, '');
+      return join(dir, 'data', 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
+    };
+    return { url, host, blobFile, stop };
   } catch (error) {
     await stop();
     throw error;
