@@ -9,6 +9,7 @@ packages=(
   busybox-static  # the test and example image's only binary
   nftables iptables iproute2 util-linux
   docker-registry skopeo umoci   # a real OCI registry on loopback, and tools to fill it
+  zstd            # an independent zstd encoder for the tests of zstd-compressed layers
   etcd-server prometheus         # the etcd store backend and metrics scraping
   ca-certificates make g++ python3
   libseccomp-dev  # the addon compiles seccomp profiles to BPF with libseccomp

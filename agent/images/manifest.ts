@@ -44,6 +44,8 @@ export type ImageIndex = z.infer<typeof imageIndexSchema>;
 // Docker writes null for absent lists, so null is accepted wherever a list may be missing.
 const stringList = z.array(z.string()).nullable().optional();
 
+const EXPOSED_PORT = /^\d{1,5}(?:-\d{1,5})?(?:\/(?:tcp|udp|sctp))?$/;
+
 // Durations in image configs are Go time.Duration values: integer nanoseconds.
 const durationNs = z.number().int('must be whole nanoseconds').nonnegative().optional();
 
@@ -79,7 +81,12 @@ export const imageConfigSchema = z.object({
       WorkingDir: z.string().optional(),
       User: z.string().optional(),
       ExposedPorts: z
-        .record(z.string().regex(/^\d{1,5}(?:-\d{1,5})?(?:\/(?:tcp|udp|sctp))?$/, 'expected "PORT[/tcp|udp|sctp]"'), z.unknown())
+        .record(z.string(), z.unknown())
+        .superRefine((ports, ctx) => {
+          for (const key of Object.keys(ports)) {
+            if (!EXPOSED_PORT.test(key)) ctx.addIssue({ code: 'custom', path: [key], message: 'expected "PORT[/tcp|udp|sctp]"' });
+          }
+        })
         .nullable()
         .optional(),
       Healthcheck: healthcheckSchema,

@@ -24,11 +24,23 @@ export function shortDigest(digest: string): string {
   return digest.replace(/^sha256:/, '').slice(0, 12);
 }
 
+/** Bytes for people: "512 B", "1.5 MiB". */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
 function describe(event: PullEvent): string {
   const id = shortDigest(event.digest);
   switch (event.status) {
     case 'downloading':
-      return `${id}: downloading ${formatMemory(event.current)} / ${formatMemory(event.total)}`;
+      return `${id}: downloading ${formatBytes(event.current)} / ${formatBytes(event.total)}`;
     case 'exists':
       return `${id}: already present`;
     case 'retrying':
@@ -130,7 +142,7 @@ export function registerImageCommands(program: Command, withClient: WithClient):
           const res = await client.imageRemove(reference);
           for (const removed of res.removed) out(`removed ${removed}`);
           if (res.gc && res.gc.blobsRemoved + res.gc.layersRemoved > 0) {
-            out(`freed ${formatMemory(Number(res.gc.bytesFreed))} (${res.gc.blobsRemoved} blobs, ${res.gc.layersRemoved} layers)`);
+            out(`freed ${formatBytes(Number(res.gc.bytesFreed))} (${res.gc.blobsRemoved} blobs, ${res.gc.layersRemoved} layers)`);
           }
         }
       });
@@ -142,7 +154,7 @@ export function registerImageCommands(program: Command, withClient: WithClient):
     .action(async () => {
       await withClient(async (client) => {
         const res = await client.imagePrune();
-        out(`freed ${formatMemory(Number(res.bytesFreed))} (${res.blobsRemoved} blobs, ${res.layersRemoved} layers)`);
+        out(`freed ${formatBytes(Number(res.bytesFreed))} (${res.blobsRemoved} blobs, ${res.layersRemoved} layers)`);
       });
     });
 
