@@ -518,7 +518,9 @@ export class RaftNode {
     this.incoming = undefined;
     const snap: Snapshot = { metadata: { index, term: m.metadata.term, confState: cloneConfState(m.metadata.confState) }, data };
     this.restore(snap);
-    this.send({ type: 'append-resp', to: m.from, reject: false, index: this.log.lastIndex(), rejectHintIndex: 0, rejectHintTerm: 0 });
+    // Answer with the commit index, not the last index: when we already held the snapshot's
+    // entry, entries after it may still differ from the leader's.
+    this.send({ type: 'append-resp', to: m.from, reject: false, index: this.log.committed, rejectHintIndex: 0, rejectHintTerm: 0 });
   }
 
   private restore(snap: Snapshot): void {
