@@ -132,7 +132,7 @@ export class Simulation {
     this.maxDelay = k.pick([2, 5, 10, 20]);
     this.snapshotEvery = k.pick([8, 16, 40, 1000]);
     this.fsyncMaxMs = k.pick([1, 3, 10]);
-    this.faultGap = k.pick([[30, 250], [10, 80]] as const);
+    this.faultGap = k.pick([[30, 250], [10, 80], [100, 600]] as const);
     this.crashWeight = k.pick([0.15, 0.4]);
     this.preVote = k.chance(0.75);
     this.checkQuorum = k.chance(0.75);
@@ -427,13 +427,14 @@ export class Simulation {
       this.q.push(this.now + 20, { kind: 'client', client: c.id });
       return;
     }
-    const target = this.nodes.get(c.guess);
-    const n = target && target.up ? target : (this.nodes.get(this.rng.pick(up)) as SimNode);
-    const raft = n.raft as RaftNode;
     c.counter++;
     const requestId = `c${c.id}-${c.counter}`;
     const key = this.rng.pick(KEYS);
     const roll = this.rng.next();
+    // Reads sometimes go to any member (followers forward; a deposed leader must not answer).
+    const target = roll < 0.15 ? undefined : this.nodes.get(c.guess);
+    const n = target && target.up ? target : (this.nodes.get(this.rng.pick(up)) as SimNode);
+    const raft = n.raft as RaftNode;
     let input: KvInput;
     if (roll < 0.4) input = { kind: 'get', key };
     else if (roll < 0.75) input = { kind: 'put', key, value: requestId };
