@@ -67,6 +67,8 @@ interface SimNode {
   kv: KvStateMachine;
   applied: number;
   fsyncing: boolean;
+  /** The Ready being written, until its fsync completes. */
+  writing: Ready | undefined;
   tickMs: number;
   proposals: Map<number, PendingOp>;
   reads: Map<string, PendingOp>;
@@ -161,6 +163,7 @@ export class Simulation {
         kv: new KvStateMachine(),
         applied: 0,
         fsyncing: false,
+        writing: undefined,
         tickMs: k.pick([9, 10, 10, 11]),
         proposals: new Map(),
         reads: new Map(),
@@ -326,6 +329,7 @@ export class Simulation {
     const rd = raft.ready();
     if (rd.softState) this.log(`${n.id} is ${rd.softState.role} (term ${raft.currentTerm}, leader ${rd.softState.leader || '-'})`);
     n.fsyncing = true;
+    n.writing = rd;
     if (this.opts.sabotage === 'send-before-fsync') {
       for (const m of rd.messages) this.send(m);
       rd.messages = [];
@@ -335,6 +339,7 @@ export class Simulation {
 
   private persistAndApply(n: SimNode, rd: Ready): void {
     const raft = n.raft as RaftNode;
+    n.writing = undefined;
     if (rd.snapshot) n.storage.applySnapshot(rd.snapshot);
     n.storage.append(rd.entries);
     if (rd.hardState) n.storage.setHardState(rd.hardState);
@@ -576,15 +581,33 @@ export class Simulation {
   }
 
   private crash(n: SimNode): void {
+    const rd = n.writing;
+    if (rd && this.rng.chance(0.5)) this.tornWrite(n, rd);
     this.log(`crash ${n.id} (unsynced writes lost; durable last ${n.storage.lastIndex()})`);
     n.up = false;
     n.epoch++;
     n.raft = undefined;
     n.fsyncing = false;
+    n.writing = undefined;
     if (this.opts.sabotage === 'forget-vote') {
       const hs = n.storage.initialState().hardState;
       n.storage.setHardState({ ...hs, vote: '' });
     }
+  }
+
+  /**
+   * A crash in the middle of a write: a prefix of it reached the disk (in write order: snapshot,
+   * entries, hard state), the rest is lost. Nothing of it had been acknowledged to anyone.
+   */
+  private tornWrite(n: SimNode, rd: Ready): void {
+    if (rd.snapshot) {
+      if (this.rng.chance(0.5)) return;
+      n.storage.applySnapshot(rd.snapshot);
+    }
+    const k = this.rng.int(0, rd.entries.length);
+    n.storage.append(rd.entries.slice(0, k));
+    if (k === rd.entries.length && rd.hardState && this.rng.chance(0.5)) n.storage.setHardState(rd.hardState);
+    this.log(`${n.id}: torn write kept ${k} of ${rd.entries.length} entries`);
   }
 
   private membershipChange(leader: SimNode): void {
