@@ -397,7 +397,8 @@ export class ApiServer {
           })
           .catch((err: unknown) => {
             this.countStreamEnd('ImagePullProgress', err);
-            call.destroy(toServiceError(err));
+            // emit, not destroy: grpc-js sends the status from 'error'; a destroyed call never reports one.
+            call.emit('error', toServiceError(err));
           });
       },
       ImageRemove: this.unary('ImageRemove', async (req) => {
@@ -438,7 +439,8 @@ export class ApiServer {
           })
           .catch((err: unknown) => {
             this.countStreamEnd('ImageSave', err);
-            call.destroy(toServiceError(err));
+            // emit, not destroy: grpc-js sends the status from 'error'; a destroyed call never reports one.
+            call.emit('error', toServiceError(err));
           });
       },
       JoinToken: this.unary('JoinToken', async (req) => {
