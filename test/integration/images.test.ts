@@ -153,3 +153,21 @@ test('pulls from a registry with htpasswd auth only when given credentials', asy
   });
   t.is((await store.pull(reference)).digest, image.manifestDigest);
 });
+
+test('pulls from a registry with token auth: the client follows WWW-Authenticate to the token server', async (t) => {
+  const credentials = { user: 'tessera', password: 'token-pw' };
+  const tokened = await startRegistry({ tokenAuth: credentials });
+  t.teardown(() => tokened.stop());
+  await pushImage(image.ociLayoutDir, tokened.host, 'tokened/busybox:v1', { credentials });
+  const reference = `${tokened.host}/tokened/busybox:v1`;
+
+  const { store: anonymous } = await newStore(t, { credentials: () => undefined });
+  const error = await t.throwsAsync(anonymous.pull(reference), { instanceOf: RegistryError });
+  t.regex(error.message, /token request to http:\/\/127\.0\.0\.1:\d+: 401 Unauthorized/);
+
+  const { store } = await newStore(t, {
+    credentials: (registryHost) => (registryHost === tokened.host ? { username: credentials.user, password: credentials.password } : undefined),
+  });
+  t.is((await store.pull(reference)).digest, image.manifestDigest);
+  t.true(tokened.tokenServer?.requests.includes('tessera repository:tokened/busybox:pull'), tokened.tokenServer?.requests.join('\n'));
+});
