@@ -297,7 +297,7 @@ export class ApiServer {
           kind = parseKind(call.request.kind);
         } catch (err) {
           this.countStreamEnd('Watch', err);
-          call.destroy(toServiceError(err));
+          call.emit('error', toServiceError(err));
           return;
         }
         const prefix = kindPrefix(kind, call.request.allStacks ? undefined : call.request.stack);
@@ -312,12 +312,12 @@ export class ApiServer {
                 call.write({ type, objectJson, revision });
               }
             },
-            (err) => call.destroy(toServiceError(err)),
+            (err) => call.emit('error', toServiceError(err)),
           )
           .then((watch) => call.on('cancelled', () => watch.cancel()))
           .catch((err: unknown) => {
             this.countStreamEnd('Watch', err);
-            call.destroy(toServiceError(err));
+            call.emit('error', toServiceError(err));
           });
       },
       Logs: (call) => {
@@ -337,7 +337,7 @@ export class ApiServer {
           })
           .catch((err: unknown) => {
             this.countStreamEnd('Logs', err);
-            call.destroy(toServiceError(err));
+            call.emit('error', toServiceError(err));
           });
       },
       ImageLoad: (call, callback) => {

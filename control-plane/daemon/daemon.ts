@@ -38,7 +38,7 @@ export class Daemon {
     if (config.join) assertAddressAllowed(config.join, security, config.insecureTransport);
 
     const runtime = new NativeRuntime({ stateRoot: paths.runtimeState });
-    const images = new LocalImageStore({ root: paths.images });
+    const images = new LocalImageStore({ root: paths.images, insecureRegistries: config.insecureRegistries });
     const network = new BridgeNetwork({ bridge: config.bridge, subnet: config.subnet, nftTable: config.nftTable, stateDir: paths.network });
 
     // The store is in memory in this cut, so nothing a previous tsd ran is known any more:

@@ -37,7 +37,10 @@ export function withNodeOptions(command: Command): Command {
 
 /** The validated configuration from options parsed by a command made with withNodeOptions. */
 export function configFromOptions(options: Record<string, unknown>): DaemonConfig {
-  const config: DaemonConfig = { ...defaultConfig(), ...(options as Partial<DaemonConfig>) };
+  // The repeatable --insecure-registry flag arrives under commander's singular name.
+  const { insecureRegistry, ...rest } = options;
+  const config: DaemonConfig = { ...defaultConfig(), ...(rest as Partial<DaemonConfig>) };
+  if (Array.isArray(insecureRegistry)) config.insecureRegistries = insecureRegistry.map(String);
   validateConfig(config);
   return config;
 }

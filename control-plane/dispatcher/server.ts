@@ -64,7 +64,8 @@ export class DispatcherServer {
     const fail = (code: grpc.status, message: string) => {
       clearTimeout(registerTimer);
       deps.log(`dispatcher: session${nodeName ? ` of ${nodeName}` : ''} refused: ${message}`);
-      call.destroy(Object.assign(new Error(message), { code, details: message, metadata: new grpc.Metadata() }));
+      // Emitting 'error' on a server stream is how grpc-js ends it with that status (destroy would not send it).
+      call.emit('error', Object.assign(new Error(message), { code, details: message, metadata: new grpc.Metadata() }));
     };
 
     const assignedTasks = () => deps.tasks.list().filter((t) => t.nodeName === nodeName);

@@ -1,0 +1,156 @@
+// End to end on a 3-node cluster of network namespaces (the same code as `tsctl cluster up
+// --nodes 3`): placement across nodes, node failure, drain, labels and constraints, join tokens.
+// Images come from a real registry the test runs on the cluster's underlay.
+import test from 'ava';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { ApiClient } from '../../cli/client.js';
+import type { Node, Service, Task } from '../../control-plane/resources/types.js';
+import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterState } from '../../deploy/netns-cluster.js';
+import { buildBusyboxImage } from '../helpers/busybox-image.js';
+import { eventually } from '../helpers/tsd-node.js';
+
+const run = promisify(execFile);
+
+let cluster: NetnsClusterState;
+let client: ApiClient;
+let workDir: string;
+let registry: ChildProcess | undefined;
+let image: string;
+const octet = 100 + Math.floor(Math.random() * 100);
+const registryHost = `172.31.${octet}.254:5000`;
+
+async function apply(name: string, spec: Partial<Service['spec']>): Promise<void> {
+  const object: Service = { apiVersion: 'tessera/v1', kind: 'Service', metadata: { name, stack: 'mn' }, spec: { image, command: ['sleep', '100000'], ...spec } };
+  await client.apply({ objectsJson: [JSON.stringify(object)] });
+}
+
+async function tasksOf(service: string): Promise<Task[]> {
+  const res = await client.list({ kind: 'Task', stack: 'mn', service });
+  return res.objectsJson.map((j) => JSON.parse(j) as Task);
+}
+
+async function runningOf(service: string, count: number): Promise<Task[] | undefined> {
+  const all = await tasksOf(service);
+  const live = all.filter((t) => t.desiredState === 'running' && t.status.state === 'running');
+  if (live.length === count) return live;
+  // The last observation becomes the timeout's message.
+  throw new Error(`${live.length}/${count} running: ${all.map((t) => `${t.metadata.name}@${t.nodeName ?? '-'} ${t.status.state} ${t.status.message ?? ''}`).join('; ')}`);
+}
+
+function perNode(tasks: Task[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const t of tasks) counts[t.nodeName ?? '-'] = (counts[t.nodeName ?? '-'] ?? 0) + 1;
+  return counts;
+}
+
+test.before(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'tessera-mn-'));
+  const prefix = `m${process.pid.toString(36).slice(-4)}${Math.floor(Math.random() * 36 ** 2).toString(36)}`;
+  cluster = await createNetnsCluster({
+    prefix,
+    nodes: 3,
+    baseDir: join(workDir, 'cluster'),
+    underlayOctet: octet,
+    hostBridge: false,
+    heartbeatMs: 300,
+    nodeDownAfterMs: 2000,
+    insecureRegistries: [registryHost],
+  });
+  client = new ApiClient(cluster.apiSocket);
+  // The registry lives in the switch namespace, on the underlay every node reaches.
+  const config = join(workDir, 'registry.yml');
+  await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(workDir, 'registry')}\nhttp:\n  addr: ${registryHost}\n`);
+  registry = spawn('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, '/usr/bin/docker-registry', 'serve', config], { stdio: 'ignore' });
+  const built = await buildBusyboxImage(join(workDir, 'image'));
+  await eventually('the registry', () => run('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, 'skopeo', 'copy', '--insecure-policy', '--dest-tls-verify=false', `oci:${built.ociLayoutDir}:latest`, `docker://${registryHost}/tessera/busybox:1`]).then(() => true), 30_000, 500);
+  image = `${registryHost}/tessera/busybox:1`;
+});
+
+test.after.always(async () => {
+  client?.close();
+  if (cluster) await destroyNetnsCluster(cluster);
+  registry?.kill('SIGTERM');
+  if (workDir) await rm(workDir, { recursive: true, force: true });
+});
+
+test.serial('three nodes join and report ready, each with its own hostname and address', async (t) => {
+  const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
+  t.deepEqual(nodes.map((n) => n.metadata.name).sort(), ['node-1', 'node-2', 'node-3']);
+  t.true(nodes.every((n) => n.status.state === 'ready'));
+  t.deepEqual(nodes.map((n) => n.status.hostname).sort(), ['node-1', 'node-2', 'node-3']);
+  t.deepEqual(nodes.map((n) => n.spec.role).sort(), ['manager', 'worker', 'worker']);
+  t.is(new Set(nodes.map((n) => n.status.address)).size, 3);
+});
+
+test.serial('replicas spread over the nodes and run there', async (t) => {
+  await apply('spread', { replicas: 6 });
+  const tasks = await eventually('6 running tasks', () => runningOf('spread', 6), 90_000);
+  t.deepEqual(perNode(tasks), { 'node-1': 2, 'node-2': 2, 'node-3': 2 });
+});
+
+test.serial('a join with a wrong token is refused', async (t) => {
+  const node = cluster.nodes[2]!;
+  const err = await t.throwsAsync(
+    run('nsenter', [`--net=/run/netns/${node.netns}`, process.execPath, join(process.cwd(), 'dist/control-plane/daemon/main.js'), 'join',
+      '--token', 'TSTKN-1-0000000000000000-00000000000000000000000000000000-worker', '--node-name', 'intruder',
+      '--data-root', join(workDir, 'intruder'), '--cgroup-parent', `${cluster.prefix}/intruder`, '--bridge', 'tsintr0', '--subnet', '10.99.99.0/24',
+      '--nft-table', 'intruder', '--listen', '127.0.0.1:7499', '--metrics-listen', '127.0.0.1:7498', '--insecure-transport', cluster.managerAddress], { timeout: 30_000 }),
+  );
+  t.regex(String((err as Error & { stderr?: string }).stderr ?? err?.message), /invalid join token/);
+  const names = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => (JSON.parse(j) as Node).metadata.name);
+  t.false(names.includes('intruder'));
+  await rm(join(workDir, 'intruder'), { recursive: true, force: true });
+});
+
+test.serial('constraints on node labels place tasks only where they match', async (t) => {
+  await client.updateNode({ name: 'node-2', availability: '', addLabels: { zone: 'b' }, removeLabels: [] });
+  await apply('zoned', { replicas: 2, placement: { constraints: ['node.labels.zone==b'] } });
+  const tasks = await eventually('2 running zoned tasks', () => runningOf('zoned', 2), 60_000);
+  t.deepEqual(perNode(tasks), { 'node-2': 2 });
+  await apply('nowhere', { replicas: 1, placement: { constraints: ['node.labels.zone==q'] } });
+  const pending = await eventually('a pending task with a reason', async () => {
+    const task = (await tasksOf('nowhere'))[0];
+    return task?.status.state === 'pending' ? task : undefined;
+  }, 20_000);
+  t.regex(pending.status.schedulingReason ?? '', /3 nodes: 3 failed constraint node\.labels\.zone==q/);
+  await client.delete({ refs: [{ kind: 'Service', stack: 'mn', name: 'zoned' }, { kind: 'Service', stack: 'mn', name: 'nowhere' }] });
+});
+
+test.serial('drain moves tasks off a node and nothing returns to it', async (t) => {
+  await client.updateNode({ name: 'node-3', availability: 'drain', addLabels: {}, removeLabels: [] });
+  const tasks = await eventually('spread tasks to leave node-3', async () => {
+    const live = await runningOf('spread', 6);
+    return live && !live.some((x) => x.nodeName === 'node-3') ? live : undefined;
+  }, 90_000);
+  t.deepEqual(perNode(tasks), { 'node-1': 3, 'node-2': 3 });
+  await client.scale({ ref: { kind: 'Service', stack: 'mn', name: 'spread' }, replicas: 8 });
+  const more = await eventually('8 running', () => runningOf('spread', 8), 60_000);
+  t.false(more.some((x) => x.nodeName === 'node-3'), 'a drained node takes no new tasks');
+  await client.updateNode({ name: 'node-3', availability: 'active', addLabels: {}, removeLabels: [] });
+});
+
+test.serial('killing a node\'s tsd gets its tasks rescheduled elsewhere', async (t) => {
+  await client.scale({ ref: { kind: 'Service', stack: 'mn', name: 'spread' }, replicas: 3 });
+  await apply('victim', { replicas: 3, placement: { constraints: ['node.role==worker'] } });
+  const before = await eventually('3 victims running on workers', () => runningOf('victim', 3), 60_000);
+  const onNode2 = before.filter((x) => x.nodeName === 'node-2').length;
+  t.true(onNode2 > 0);
+  const node2 = cluster.nodes[1]!;
+  process.kill(node2.pid, 'SIGKILL');
+  const started = Date.now();
+  const after = await eventually('victims to run on node-3 only', async () => {
+    const live = await runningOf('victim', 3);
+    return live && live.every((x) => x.nodeName === 'node-3') ? live : undefined;
+  }, 30_000);
+  t.log(`rescheduled ${onNode2} task(s) in ${Date.now() - started} ms (node-down-after 2000 ms)`);
+  t.is(after.length, 3);
+  const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
+  t.is(nodes.find((n) => n.metadata.name === 'node-2')?.status.state, 'down');
+  const orphaned = (await tasksOf('victim')).filter((x) => x.nodeName === 'node-2');
+  t.true(orphaned.every((x) => x.status.state === 'orphaned'));
+});
