@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { cleanupNode } from '../control-plane/daemon/cleanup.js';
 import { dataPaths, validateConfig, type DaemonConfig } from '../control-plane/daemon/config.js';
 import type { Node } from '../control-plane/resources/types.js';
+import { createNetnsCluster, destroyNetnsCluster } from '../deploy/netns-cluster.js';
 import { connect } from './client.js';
 import { readContext, removeContext, writeContext } from './context.js';
 import { processAlive } from '../agent/runtime/process-alive.js';
@@ -84,8 +85,43 @@ export async function clusterUp(config: DaemonConfig, out: (line: string) => voi
   out(`tsd log: ${paths.daemonLog}`);
 }
 
+/**
+ * `cluster up --nodes N` (N > 1): every node in a network namespace of its own, on an underlay
+ * bridge in this machine's namespace (172.31.X.0/24, the host is .254), so the nodes are
+ * reachable from here.
+ */
+export async function clusterUpNetns(nodes: number, managers: number, baseDir: string, out: (line: string) => void): Promise<void> {
+  if (managers !== 1) {
+    throw new Error(`--managers ${managers}: more than one manager needs the replicated (Raft) store, which is not wired into tsd yet; use --managers 1`);
+  }
+  const existing = await readContext();
+  if (existing?.netns && existing.netns.nodes.some((n) => processAlive(n.pid))) {
+    out(`a ${existing.netns.nodes.length}-node cluster is already up (API ${existing.server}); run tsctl cluster down first to change it`);
+    return;
+  }
+  if (existing?.local && processAlive(existing.local.pid)) {
+    throw new Error('a single-node cluster is up; run tsctl cluster down before building a multi-node one');
+  }
+  const state = await createNetnsCluster({
+    prefix: 'tsc',
+    nodes,
+    baseDir,
+    underlayOctet: 213,
+    hostBridge: true,
+  });
+  await writeContext({ server: state.apiSocket, netns: state });
+  out(`cluster is up: ${nodes} nodes ready (node-1 is the manager at ${state.managerAddress}; API also at ${state.apiSocket})`);
+  for (const node of state.nodes) out(`  ${node.name}  ${node.role.padEnd(7)}  ${node.underlayAddress}  netns ${node.netns}  log ${join(node.dataRoot, 'tsd.log')}`);
+}
+
 export async function clusterDown(out: (line: string) => void): Promise<void> {
   const context = await readContext();
+  if (context?.netns) {
+    await destroyNetnsCluster(context.netns, out);
+    await removeContext();
+    out(`cluster is down: ${context.netns.nodes.length} nodes, their namespaces, containers, cgroups and the underlay bridge removed`);
+    return;
+  }
   if (!context?.local) {
     out('no local cluster is recorded in the tsctl context; nothing to stop');
     return;

@@ -5,11 +5,14 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 
 import type { DaemonConfig } from '../control-plane/daemon/config.js';
+import type { NetnsClusterState } from '../deploy/netns-cluster.js';
 
 export interface CliContext {
   server: string;
   /** Present when this machine's `tsctl cluster up` started the cluster. */
   local?: { pid: number; config: DaemonConfig };
+  /** Present when `tsctl cluster up --nodes N` built a cluster of network namespaces. */
+  netns?: NetnsClusterState;
 }
 
 export function contextPath(): string {

@@ -7,7 +7,8 @@ import { loadManifestPath } from './manifest/load.js';
 import { formatObjects, type OutputFormat } from './output/format.js';
 import { describeService } from './output/describe.js';
 import { connect, type ApiClient } from './client.js';
-import { clusterDown, clusterUp } from './cluster.js';
+import { clusterDown, clusterUp, clusterUpNetns } from './cluster.js';
+import { join } from 'node:path';
 import { serverAddress } from './context.js';
 import { resolveServiceName } from './resolve.js';
 import { registerImageCommands } from './commands/image.js';
@@ -44,9 +45,15 @@ const cluster = program.command('cluster').description('manage the local cluster
 withNodeOptions(
   cluster
     .command('up')
-    .description('start a single-node cluster in the background (embedded store); harmless if it is already up'),
-).action(async (options: Record<string, unknown>) => {
-  await clusterUp(configFromOptions(options), out);
+    .description('start a local cluster in the background (embedded store); harmless if it is already up')
+    .option('--nodes <n>', 'nodes; more than 1 puts each node in a network namespace of its own', (v: string) => Number(v), 1)
+    .option('--managers <m>', 'how many of the nodes are managers', (v: string) => Number(v), 1),
+).action(async (options: Record<string, unknown> & { nodes: number; managers: number }) => {
+  const { nodes, managers, ...nodeOptions } = options;
+  if (!Number.isInteger(nodes) || nodes < 1) throw new Error(`--nodes must be a positive integer, got ${String(nodes)}`);
+  const config = configFromOptions(nodeOptions);
+  if (nodes === 1 && managers === 1) await clusterUp(config, out);
+  else await clusterUpNetns(nodes, managers, join(config.dataRoot, 'cluster'), out);
 });
 cluster
   .command('down')
