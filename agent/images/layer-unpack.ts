@@ -83,9 +83,9 @@ export async function unpackLayer(blobPath: string, targetDir: string, what: str
       if (!parser.write(chunk)) await new Promise<void>((resolve) => parser.once('drain', resolve));
     }
   } catch (error) {
-    const message = (error as Error).message;
-    // Decompression errors already name the layer.
-    failure ??= new Error(message.startsWith(`${what}: `) ? message : `${what}: cannot read layer: ${message}`);
+    // Decompression errors already name the layer; say it once.
+    const message = (error as Error).message.replace(`${what}: `, '');
+    failure ??= new Error(`${what}: cannot read layer: ${message}`);
   } finally {
     await source.return(undefined);
   }
