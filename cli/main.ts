@@ -13,6 +13,7 @@ import { serverAddress } from './context.js';
 import { resolveServiceName } from './resolve.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerNodeCommands } from './commands/node.js';
+import { registerStackCommands } from './commands/stack.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -186,6 +187,7 @@ program
 
 registerImageCommands(program, withClient);
 registerNodeCommands(program, cluster, withClient);
+registerStackCommands(program);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`error: ${err.message}\n`);
