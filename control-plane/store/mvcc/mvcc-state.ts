@@ -1,0 +1,287 @@
+// The MVCC state shared by every Store backend that keeps its own data (memory, raft): one global
+// revision, per-key version history, the event log watches replay from, compaction, and a
+// serialised form for Raft snapshots. Pure and synchronous: no timers, no I/O, no watch delivery
+// (that is watch-hub.ts), so applying the same commands in the same order gives the same state on
+// every member. Semantics follow etcd (revisions start at 1, the first write makes 2; an absent key
+// compares as version/createRevision/modRevision 0; deleting an absent key writes nothing).
+import {
+  CompactedError,
+  FutureRevisionError,
+  type Compare,
+  type KeyValue,
+  type TxnOp,
+  type TxnOpResult,
+  type TxnRequest,
+  type TxnResponse,
+  type WatchEvent,
+} from '../store.js';
+
+/** One entry in a key's history; kv undefined is a tombstone (the key was deleted at `revision`). */
+export interface KeyVersion {
+  revision: number;
+  kv: KeyValue | undefined;
+}
+
+/** The events written at one revision, as watches see them. */
+export interface LogEntry {
+  revision: number;
+  events: WatchEvent[];
+}
+
+interface SerializedState {
+  v: 1;
+  revision: number;
+  compactRevision: number;
+  history: Array<[string, KeyVersion[]]>;
+  log: LogEntry[];
+}
+
+export class MvccState {
+  revision = 1;
+  /** Reads and watches below this revision fail; 0 until the first compaction. */
+  compactRevision = 0;
+  private history = new Map<string, KeyVersion[]>();
+  /** Every key that has history, sorted, so a prefix range is a binary search plus a scan. */
+  private sortedKeys: string[] = [];
+  private log: LogEntry[] = [];
+
+  get(key: string): KeyValue | undefined {
+    const kv = this.current(key);
+    return kv && { ...kv };
+  }
+
+  /** Keys under prefix at `revision` (0: current). */
+  range(prefix: string, revision = 0): { kvs: KeyValue[]; revision: number } {
+    const at = revision > 0 ? revision : this.revision;
+    if (at > this.revision) throw new FutureRevisionError(at, this.revision);
+    if (at < this.compactRevision) throw new CompactedError(at, this.compactRevision);
+    return { kvs: this.rangeAt(prefix, at), revision: at };
+  }
+
+  /** Applies a transaction; `entry` is set when it wrote something (for watchers). */
+  txn(request: TxnRequest): { response: TxnResponse; entry?: LogEntry } {
+    const succeeded = request.compare.every((c) => this.evaluate(c));
+    const ops = succeeded ? request.success : (request.failure ?? []);
+    // Validate before touching anything, so a rejected txn leaves no trace.
+    assertNoDuplicateWrites(ops);
+    const writeRevision = this.revision + 1;
+    const events: WatchEvent[] = [];
+    const results = ops.map((op) => this.apply(op, writeRevision, events));
+    if (events.length === 0) return { response: { succeeded, revision: this.revision, results } };
+    this.revision = writeRevision;
+    const entry = { revision: writeRevision, events };
+    this.log.push(entry);
+    return { response: { succeeded, revision: this.revision, results }, entry };
+  }
+
+  /** The logged revisions >= start whose events match prefix. Throws CompactedError. */
+  historyFrom(prefix: string, start: number): LogEntry[] {
+    if (start < this.compactRevision) throw new CompactedError(start, this.compactRevision);
+    const out: LogEntry[] = [];
+    for (const entry of this.log) {
+      if (entry.revision < start) continue;
+      const matching = entry.events.filter((e) => e.kv.key.startsWith(prefix));
+      if (matching.length > 0) out.push({ revision: entry.revision, events: matching });
+    }
+    return out;
+  }
+
+  compact(revision: number): void {
+    if (revision > this.revision) throw new FutureRevisionError(revision, this.revision);
+    if (revision < this.compactRevision) throw new CompactedError(revision, this.compactRevision);
+    this.compactRevision = revision;
+    for (let i = this.sortedKeys.length - 1; i >= 0; i--) {
+      const key = this.sortedKeys[i] as string;
+      const versions = this.history.get(key) as KeyVersion[];
+      // Keep the newest version at or before `revision` (it is what a read at `revision` sees),
+      // unless it is a tombstone: then nothing at or after `revision` needs it.
+      const visible = lastIndexAtOrBefore(versions, revision);
+      if (visible < 0) continue;
+      const dropThrough = versions[visible]?.kv ? visible - 1 : visible;
+      if (dropThrough >= 0) versions.splice(0, dropThrough + 1);
+      if (versions.length === 0) {
+        this.history.delete(key);
+        this.sortedKeys.splice(i, 1);
+      }
+    }
+    const firstKept = this.log.findIndex((e) => e.revision >= revision);
+    this.log.splice(0, firstKept < 0 ? this.log.length : firstKept);
+  }
+
+  serialize(): Uint8Array {
+    const state: SerializedState = {
+      v: 1,
+      revision: this.revision,
+      compactRevision: this.compactRevision,
+      history: this.sortedKeys.map((k) => [k, this.history.get(k) as KeyVersion[]]),
+      log: this.log,
+    };
+    return new TextEncoder().encode(JSON.stringify(state));
+  }
+
+  /** Rebuilds a state from serialize()'s bytes; empty bytes are a fresh state. */
+  static deserialize(data: Uint8Array): MvccState {
+    const s = new MvccState();
+    if (data.length === 0) return s;
+    let parsed: SerializedState;
+    try {
+      parsed = JSON.parse(new TextDecoder().decode(data)) as SerializedState;
+    } catch (err) {
+      throw new Error(`mvcc snapshot: not JSON: ${(err as Error).message}`);
+    }
+    if (parsed?.v !== 1 || !Number.isSafeInteger(parsed.revision) || !Array.isArray(parsed.history) || !Array.isArray(parsed.log)) {
+      throw new Error('mvcc snapshot: unknown format (expected version 1 with revision, history and log)');
+    }
+    s.revision = parsed.revision;
+    s.compactRevision = parsed.compactRevision;
+    s.history = new Map(parsed.history);
+    s.sortedKeys = parsed.history.map(([k]) => k);
+    s.log = parsed.log;
+    return s;
+  }
+
+  private current(key: string): KeyValue | undefined {
+    const versions = this.history.get(key);
+    return versions?.[versions.length - 1]?.kv;
+  }
+
+  private rangeAt(prefix: string, at: number): KeyValue[] {
+    const kvs: KeyValue[] = [];
+    for (let i = lowerBound(this.sortedKeys, prefix); i < this.sortedKeys.length; i++) {
+      const key = this.sortedKeys[i] as string;
+      if (!key.startsWith(prefix)) break;
+      const versions = this.history.get(key) as KeyVersion[];
+      const kv = versions[lastIndexAtOrBefore(versions, at)]?.kv;
+      if (kv) kvs.push({ ...kv });
+    }
+    return kvs;
+  }
+
+  private evaluate(c: Compare): boolean {
+    const kv = this.current(c.key);
+    if (c.target === 'value') {
+      // etcd: a value comparison on an absent key is always false, whatever the operator.
+      if (!kv) return false;
+      return compareWith(c.op, kv.value, String(c.value));
+    }
+    const actual = kv ? kv[c.target] : 0;
+    return compareWith(c.op, actual, Number(c.value));
+  }
+
+  private apply(op: TxnOp, writeRevision: number, events: WatchEvent[]): TxnOpResult {
+    switch (op.type) {
+      case 'put': {
+        const prev = this.current(op.key);
+        const kv: KeyValue = {
+          key: op.key,
+          value: op.value,
+          createRevision: prev ? prev.createRevision : writeRevision,
+          modRevision: writeRevision,
+          version: prev ? prev.version + 1 : 1,
+        };
+        this.record(op.key, { revision: writeRevision, kv });
+        events.push(prev ? { type: 'put', kv: { ...kv }, prev: { ...prev } } : { type: 'put', kv: { ...kv } });
+        return prev ? { type: 'put', prev: { ...prev } } : { type: 'put' };
+      }
+      case 'delete': {
+        const prev = this.deleteKey(op.key, writeRevision, events);
+        return { type: 'delete', deleted: prev ? 1 : 0, prev: prev ? [{ ...prev }] : [] };
+      }
+      case 'deletePrefix': {
+        const prevs: KeyValue[] = [];
+        for (const kv of this.rangeAt(op.prefix, this.revision + 1)) {
+          const prev = this.deleteKey(kv.key, writeRevision, events);
+          if (prev) prevs.push({ ...prev });
+        }
+        return { type: 'delete', deleted: prevs.length, prev: prevs };
+      }
+      case 'get': {
+        const kv = this.current(op.key);
+        return kv ? { type: 'get', kv: { ...kv } } : { type: 'get' };
+      }
+      case 'range':
+        return { type: 'range', kvs: this.rangeAt(op.prefix, writeRevision) };
+    }
+  }
+
+  private deleteKey(key: string, writeRevision: number, events: WatchEvent[]): KeyValue | undefined {
+    const prev = this.current(key);
+    if (!prev) return undefined;
+    this.record(key, { revision: writeRevision, kv: undefined });
+    events.push({
+      type: 'delete',
+      kv: { key, value: '', createRevision: 0, modRevision: writeRevision, version: 0 },
+      prev: { ...prev },
+    });
+    return prev;
+  }
+
+  private record(key: string, version: KeyVersion): void {
+    let versions = this.history.get(key);
+    if (!versions) {
+      versions = [];
+      this.history.set(key, versions);
+      this.sortedKeys.splice(lowerBound(this.sortedKeys, key), 0, key);
+    }
+    versions.push(version);
+  }
+}
+
+function compareWith<T extends string | number>(op: Compare['op'], actual: T, expected: T): boolean {
+  switch (op) {
+    case '=':
+      return actual === expected;
+    case '!=':
+      return actual !== expected;
+    case '<':
+      return actual < expected;
+    case '>':
+      return actual > expected;
+  }
+}
+
+/** etcd rejects a txn that writes one key twice; so do we, so both backends accept the same txns. */
+export function assertNoDuplicateWrites(ops: TxnOp[]): void {
+  const putKeys = new Set<string>();
+  const deletedKeys = new Set<string>();
+  const deletedPrefixes: string[] = [];
+  for (const op of ops) {
+    if (op.type === 'put') {
+      if (putKeys.has(op.key)) throw new Error(`duplicate key in txn: ${op.key}`);
+      putKeys.add(op.key);
+    } else if (op.type === 'delete') {
+      deletedKeys.add(op.key);
+    } else if (op.type === 'deletePrefix') {
+      deletedPrefixes.push(op.prefix);
+    }
+  }
+  for (const key of putKeys) {
+    if (deletedKeys.has(key) || deletedPrefixes.some((p) => key.startsWith(p))) {
+      throw new Error(`txn both puts and deletes key ${key}`);
+    }
+  }
+}
+
+/** Index of the first element >= value in a sorted array. */
+function lowerBound(sorted: string[], value: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((sorted[mid] as string) < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Index of the newest version with revision <= at, or -1. */
+function lastIndexAtOrBefore(versions: KeyVersion[], at: number): number {
+  let lo = 0;
+  let hi = versions.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((versions[mid] as KeyVersion).revision <= at) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
+}
