@@ -151,28 +151,7 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
     await sh('ip', inSwitch(state, ['link', 'add', state.bridge, 'type', 'bridge']));
     await sh('ip', inSwitch(state, ['addr', 'add', `172.31.${options.underlayOctet}.254/24`, 'dev', state.bridge]));
     await sh('ip', inSwitch(state, ['link', 'set', state.bridge, 'up']));
-    for (let i = 1; i <= options.nodes; i++) {
-      const node: ClusterNodeState = {
-        name: `node-${i}`,
-        netns: `${p}-n${i}`,
-        underlayAddress: `172.31.${options.underlayOctet}.${i}`,
-        uplink: `${p}v${i}`,
-        dataRoot: join(options.baseDir, `node-${i}`),
-        cgroupParent: `${p}/node-${i}`,
-        subnet: `10.${200 + (options.underlayOctet % 50)}.${i}.0/24`,
-        pid: 0,
-        role: i === 1 ? 'manager' : 'worker',
-      };
-      state.nodes.push(node);
-      await sh('ip', ['netns', 'add', node.netns]);
-      await sh('ip', ['-n', node.netns, 'link', 'set', 'lo', 'up']);
-      await sh('ip', inSwitch(state, ['link', 'add', node.uplink, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', node.netns]));
-      await sh('ip', inSwitch(state, ['link', 'set', node.uplink, 'master', state.bridge, 'up']));
-      await sh('ip', ['-n', node.netns, 'addr', 'add', `${node.underlayAddress}/24`, 'dev', 'eth0']);
-      await sh('ip', ['-n', node.netns, 'link', 'set', 'eth0', 'up']);
-      await mkdir(node.dataRoot, { recursive: true });
-    }
-
+    for (let i = 1; i <= options.nodes; i++) state.nodes.push(await makeNodeNamespace(state, options, i));
     const manager = state.nodes[0]!;
     manager.pid = await spawnTsd(manager, ['init', ...nodeArgs(manager, options), '--api-socket', state.apiSocket], join(manager.dataRoot, 'tsd.log'));
     const timeout = options.readyTimeoutMs ?? 60_000;
@@ -197,6 +176,47 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
     await destroyNetnsCluster(state).catch(() => {});
     throw err;
   }
+}
+
+async function makeNodeNamespace(state: NetnsClusterState, options: NetnsClusterOptions, i: number): Promise<ClusterNodeState> {
+  const p = state.prefix;
+  const node: ClusterNodeState = {
+    name: `node-${i}`,
+    netns: `${p}-n${i}`,
+    underlayAddress: `172.31.${options.underlayOctet}.${i}`,
+    uplink: `${p}v${i}`,
+    dataRoot: join(options.baseDir, `node-${i}`),
+    cgroupParent: `${p}/node-${i}`,
+    subnet: `10.${200 + (options.underlayOctet % 50)}.${i}.0/24`,
+    pid: 0,
+    role: i === 1 ? 'manager' : 'worker',
+  };
+  await sh('ip', ['netns', 'add', node.netns]);
+  await sh('ip', ['-n', node.netns, 'link', 'set', 'lo', 'up']);
+  await sh('ip', inSwitch(state, ['link', 'add', node.uplink, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', node.netns]));
+  await sh('ip', inSwitch(state, ['link', 'set', node.uplink, 'master', state.bridge, 'up']));
+  await sh('ip', ['-n', node.netns, 'addr', 'add', `${node.underlayAddress}/24`, 'dev', 'eth0']);
+  await sh('ip', ['-n', node.netns, 'link', 'set', 'eth0', 'up']);
+  await mkdir(node.dataRoot, { recursive: true });
+  return node;
+}
+
+/** Adds one more worker node to a running cluster and waits until it is ready. */
+export async function addNetnsNode(state: NetnsClusterState, options: NetnsClusterOptions): Promise<ClusterNodeState> {
+  const node = await makeNodeNamespace(state, options, state.nodes.length + 1);
+  state.nodes.push(node);
+  const client = new ApiClient(state.apiSocket, 5000);
+  try {
+    const { token } = await client.joinToken('worker', false);
+    node.pid = await spawnTsd(node, ['join', ...nodeArgs(node, options), '--token', token, state.managerAddress], join(node.dataRoot, 'tsd.log'));
+    await waitFor(`${node.name} to be ready`, options.readyTimeoutMs ?? 60_000, async () => {
+      const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
+      return nodes.some((n) => n.metadata.name === node.name && n.status.state === 'ready') ? true : undefined;
+    }, () => readFile(join(node.dataRoot, 'tsd.log'), 'utf8').catch(() => ''));
+  } finally {
+    client.close();
+  }
+  return node;
 }
 
 /** Stops every node's tsd (workers first), removes its containers, namespaces, links, cgroups and data. */

@@ -96,3 +96,43 @@ export function resolveUser(user: string, passwd: PasswdEntry[], groups: GroupEn
   }
   return { uid, gid };
 }
+
+/** Docker's spelling of rlimit names in ulimits (nofile, nproc, …) → the OCI RLIMIT_* type. */
+const ULIMIT_NAMES: Readonly<Record<string, string>> = {
+  core: 'RLIMIT_CORE', cpu: 'RLIMIT_CPU', data: 'RLIMIT_DATA', fsize: 'RLIMIT_FSIZE', locks: 'RLIMIT_LOCKS',
+  memlock: 'RLIMIT_MEMLOCK', msgqueue: 'RLIMIT_MSGQUEUE', nice: 'RLIMIT_NICE', nofile: 'RLIMIT_NOFILE',
+  nproc: 'RLIMIT_NPROC', rss: 'RLIMIT_RSS', rtprio: 'RLIMIT_RTPRIO', rttime: 'RLIMIT_RTTIME',
+  sigpending: 'RLIMIT_SIGPENDING', stack: 'RLIMIT_STACK', as: 'RLIMIT_AS',
+};
+
+function capName(name: string): string {
+  const upper = name.toUpperCase();
+  return upper.startsWith('CAP_') ? upper : `CAP_${upper}`;
+}
+
+/**
+ * The service's security and process options as runtime inputs: capabilities (Docker's default
+ * set, plus cap_add, minus cap_drop; "ALL" on either side), rlimits, sysctls, read-only rootfs,
+ * container labels as annotations.
+ */
+export function resolveSecurity(spec: ServiceSpec, defaults: readonly string[], all: readonly string[]) {
+  let caps = new Set(defaults);
+  const add = (spec.capAdd ?? []).map(capName);
+  const drop = (spec.capDrop ?? []).map(capName);
+  if (drop.includes('CAP_ALL')) caps = new Set();
+  for (const c of drop) caps.delete(c);
+  if (add.includes('CAP_ALL')) for (const c of all) caps.add(c);
+  for (const c of add) if (c !== 'CAP_ALL') caps.add(c);
+  const rlimits = Object.entries(spec.ulimits ?? {}).map(([name, { soft, hard }]) => {
+    const type = ULIMIT_NAMES[name];
+    if (!type) throw new Error(`ulimits.${name}: unknown limit (expected one of ${Object.keys(ULIMIT_NAMES).join(', ')})`);
+    return { type, soft, hard };
+  });
+  return {
+    capabilities: [...caps].sort(),
+    rlimits,
+    sysctls: { ...(spec.sysctls ?? {}) },
+    readonlyRootfs: spec.readOnly === true,
+    annotations: { ...(spec.containerLabels ?? {}) },
+  };
+}

@@ -3,6 +3,7 @@
 // state change through the reporter; the manager's store is the only record of task state.
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { constants } from 'node:os';
 
 import type { Task, TaskState, TaskStatus } from '../../control-plane/resources/types.js';
 import type { ImageStore } from '../images/types.js';
@@ -10,7 +11,8 @@ import type { NodeNetwork } from '../network/types.js';
 import { mountOverlayRootfs, unmountRootfs } from '../runtime/rootfs.js';
 import { buildOciSpec } from '../runtime/spec.js';
 import type { ContainerRuntime, ExitStatus } from '../runtime/types.js';
-import { parseGroup, parsePasswd, resolveProcess, resolveUser, taskHostname } from './container-config.js';
+import { parseGroup, parsePasswd, resolveProcess, resolveSecurity, resolveUser, taskHostname } from './container-config.js';
+import { CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES } from '../runtime/capabilities.js';
 
 export interface TaskRunnerDeps {
   runtime: ContainerRuntime;
@@ -30,6 +32,13 @@ export interface TaskRunnerDeps {
 }
 
 const DEFAULT_STOP_GRACE_MS = 10_000;
+
+/** The signal that asks the container to stop: the service's stop signal (TERM or SIGTERM), else SIGTERM. */
+export function stopSignalOf(configured: string | undefined): NodeJS.Signals {
+  if (!configured) return 'SIGTERM';
+  const name = configured.startsWith('SIG') ? configured : `SIG${configured}`;
+  return name in constants.signals ? (name as NodeJS.Signals) : 'SIGTERM';
+}
 
 export function containerIdFor(task: Task): string {
   return task.metadata.name.replace(/[^A-Za-z0-9_.-]/g, '-');
@@ -83,7 +92,8 @@ export class TaskRunner {
     this.stopRequested = true;
     if (!this.created) return;
     const grace = this.task.spec.spec.stopGracePeriodMs ?? DEFAULT_STOP_GRACE_MS;
-    await this.deps.runtime.kill(this.containerId, 'SIGTERM').catch(() => {});
+    const signal = stopSignalOf(this.task.spec.spec.stopSignal);
+    await this.deps.runtime.kill(this.containerId, signal).catch(() => {});
     this.killTimer = setTimeout(() => {
       void this.deps.runtime.kill(this.containerId, 'SIGKILL').catch(() => {});
     }, grace);
@@ -117,7 +127,13 @@ export class TaskRunner {
       const groups = parseGroup(await readFile(join(rootfs, 'etc/group'), 'utf8').catch(() => ''));
       const { uid, gid } = resolveUser(processConfig.user, passwd, groups);
       const limits = task.spec.spec.resources?.limits;
+      const security = resolveSecurity(task.spec.spec, DEFAULT_CAPABILITIES, Object.keys(CAPABILITY_NUMBERS));
       const spec = buildOciSpec({
+        capabilities: security.capabilities,
+        rlimits: security.rlimits,
+        sysctls: security.sysctls,
+        readonlyRootfs: security.readonlyRootfs,
+        annotations: security.annotations,
         args: processConfig.args,
         env: processConfig.env,
         cwd: processConfig.cwd,

@@ -22,6 +22,7 @@ import { validateObject } from '../resources/schema.js';
 import { kindPrefix, objectKey } from '../store/keys.js';
 import type { Store, TxnOp, Compare } from '../store/store.js';
 import { planApply, type ApplyAction } from './apply-plan.js';
+import { unhonouredFields } from './unhonoured-fields.js';
 import { applyNodeUpdate, validateNodeUpdate } from './node-update.js';
 import type { JoinRole } from '../dispatcher/join-tokens.js';
 import type { NodeUpdateRequest__Output } from '../../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
@@ -146,6 +147,7 @@ export class ApiServer {
         for (const issue of result.issues) problems.push(`object ${index + 1}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
         return;
       }
+      for (const problem of unhonouredFields(result.object)) problems.push(`object ${index + 1} (${result.object.metadata.name}): ${problem}`);
       const key = objectKey(result.object.kind, result.object.metadata.stack, result.object.metadata.name);
       if (seen.has(key)) problems.push(`object ${index + 1}: ${result.object.kind} ${result.object.metadata.name} appears twice`);
       seen.add(key);

@@ -1,9 +1,10 @@
 // Wires the pure service decision (service-reconcile.ts) to the store: one work item per service,
 // triggered by changes to the service or any of its tasks, and by back-off timers.
-import type { Service, Task } from '../resources/types.js';
+import type { Node, Service, Task } from '../resources/types.js';
 import { objectKey } from '../store/keys.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { reconcileService } from './service-reconcile.js';
+import { reconcileGlobalService } from './global-reconcile.js';
 import type { Informer } from './informer.js';
 import { WorkQueue, type ReconcileResult } from './work-queue.js';
 
@@ -25,6 +26,7 @@ export class ServiceController {
     private readonly objects: ObjectStore,
     private readonly services: Informer<Service>,
     private readonly tasks: Informer<Task>,
+    private readonly nodes: Informer<Node>,
     options: ServiceControllerOptions = {},
   ) {
     this.now = options.now ?? Date.now;
@@ -38,6 +40,12 @@ export class ServiceController {
   start(): void {
     this.services.subscribe((e) => this.queue.add(keyOf(e.object.metadata.stack ?? '', e.object.metadata.name)));
     this.tasks.subscribe((e) => this.queue.add(keyOf(e.object.spec.serviceStack, e.object.spec.serviceName)));
+    // Global services follow nodes as they join, leave, drain or change labels.
+    this.nodes.subscribe(() => {
+      for (const service of this.services.list()) {
+        if (service.spec.mode === 'global') this.queue.add(keyOf(service.metadata.stack ?? '', service.metadata.name));
+      }
+    });
     for (const service of this.services.list()) this.queue.add(keyOf(service.metadata.stack ?? '', service.metadata.name));
   }
 
@@ -55,7 +63,10 @@ export class ServiceController {
     const name = key.slice(slash + 1);
     const service = this.services.get(objectKey('Service', stack, name));
     const tasks = this.tasks.list().filter((t) => t.spec.serviceStack === stack && t.spec.serviceName === name);
-    const decision = reconcileService({ service, serviceKey: { stack, name }, tasks, now: this.now() });
+    const decision =
+      service?.spec.mode === 'global'
+        ? reconcileGlobalService({ service, serviceKey: { stack, name }, tasks, nodes: this.nodes.list(), now: this.now() })
+        : reconcileService({ service, serviceKey: { stack, name }, tasks, now: this.now() });
     let lastRevision = 0;
     const noteWrite = (obj: { metadata: { resourceVersion?: string } } | undefined) => {
       const rv = Number(obj?.metadata.resourceVersion ?? 0);

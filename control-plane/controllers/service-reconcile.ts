@@ -46,6 +46,9 @@ export function reconcileService(
 ): ReconcileServiceDecision {
   const { service, tasks } = input;
   if (!service) return reconcileDeleted(tasks);
+  if (service.spec.mode === 'global') {
+    throw new Error('reconcileService handles replicated services; global ones go to reconcileGlobalService');
+  }
 
   const replicas = Math.max(0, service.spec.replicas ?? 1);
   const template = templateKey(service.spec);
@@ -93,7 +96,7 @@ export function reconcileService(
 }
 
 /** A deleted service: stop what runs; delete what has stopped. Stopping tasks are waited for. */
-function reconcileDeleted(tasks: Task[]): ReconcileServiceDecision {
+export function reconcileDeleted(tasks: Task[]): ReconcileServiceDecision {
   const shutdown: string[] = [];
   const remove: string[] = [];
   for (const t of tasks) {
@@ -114,7 +117,7 @@ interface ReplacementDecision {
  * ended: stopped by us (scale, update) or outdated → replace now; ended on its own → the restart
  * policy and back-off decide.
  */
-function decideReplacement(
+export function decideReplacement(
   slotTasks: Task[],
   template: string,
   policy: RestartPolicy | undefined,
@@ -180,7 +183,7 @@ function ranFor(t: Task): number {
   return Number.isNaN(created) || Number.isNaN(ended) ? 0 : ended - created;
 }
 
-function isLive(t: Task): boolean {
+export function isLive(t: Task): boolean {
   return t.desiredState === 'running' && !isTerminal(t.status.state);
 }
 
@@ -204,12 +207,12 @@ export function taskTemplateOf(spec: ServiceSpec): ServiceSpec {
   return template;
 }
 
-function templateKey(spec: ServiceSpec): string {
+export function templateKey(spec: ServiceSpec): string {
   return canonicalJson(taskTemplateOf(spec));
 }
 
 /** Creation order; tasks without createdAt (not stored yet) fall back to their last state change. */
-function newestFirst(a: Task, b: Task): number {
+export function newestFirst(a: Task, b: Task): number {
   return (
     millis(b.metadata.createdAt ?? b.status.timestamp) - millis(a.metadata.createdAt ?? a.status.timestamp) ||
     millis(b.status.timestamp) - millis(a.status.timestamp) ||
@@ -224,7 +227,7 @@ function millis(timestamp: string | undefined): number {
 }
 
 /** Among duplicate live tasks of a slot, keep the one furthest along, then the newest. */
-function bestFirst(a: Task, b: Task): number {
+export function bestFirst(a: Task, b: Task): number {
   return TASK_STATES.indexOf(b.status.state) - TASK_STATES.indexOf(a.status.state) || newestFirst(a, b);
 }
 
@@ -232,7 +235,7 @@ function compareDesc(a: string, b: string): number {
   return a < b ? 1 : a > b ? -1 : 0;
 }
 
-function newTask(service: Service, key: { stack: string; name: string }, slot: number, id: string, now: number): Task {
+export function newTask(service: Service, key: { stack: string; name: string }, slot: number, id: string, now: number): Task {
   return {
     apiVersion: API_VERSION,
     kind: 'Task',

@@ -70,7 +70,7 @@ export class Manager {
     health.start();
     this.closers.push(() => health.stop());
 
-    const serviceController = new ServiceController(objects, services, tasks, { log });
+    const serviceController = new ServiceController(objects, services, tasks, nodes, { log });
     const schedulingController = new SchedulingController(objects, nodes, tasks, log);
     const drainController = new DrainController(objects, nodes, tasks, log);
     serviceController.start();

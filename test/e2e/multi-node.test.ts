@@ -10,13 +10,14 @@ import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
 import type { Node, Service, Task } from '../../control-plane/resources/types.js';
-import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterState } from '../../deploy/netns-cluster.js';
+import { addNetnsNode, createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsClusterState } from '../../deploy/netns-cluster.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
 import { eventually } from '../helpers/tsd-node.js';
 
 const run = promisify(execFile);
 
 let cluster: NetnsClusterState;
+let clusterOptions: NetnsClusterOptions;
 let client: ApiClient;
 let workDir: string;
 let registry: ChildProcess | undefined;
@@ -51,7 +52,7 @@ function perNode(tasks: Task[]): Record<string, number> {
 test.before(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'tessera-mn-'));
   const prefix = `m${process.pid.toString(36).slice(-4)}${Math.floor(Math.random() * 36 ** 2).toString(36)}`;
-  cluster = await createNetnsCluster({
+  clusterOptions = {
     prefix,
     nodes: 3,
     baseDir: join(workDir, 'cluster'),
@@ -60,7 +61,8 @@ test.before(async () => {
     heartbeatMs: 300,
     nodeDownAfterMs: 2000,
     insecureRegistries: [registryHost],
-  });
+  };
+  cluster = await createNetnsCluster(clusterOptions);
   client = new ApiClient(cluster.apiSocket);
   // The registry lives in the switch namespace, on the underlay every node reaches.
   const config = join(workDir, 'registry.yml');
@@ -132,6 +134,17 @@ test.serial('drain moves tasks off a node and nothing returns to it', async (t) 
   const more = await eventually('8 running', () => runningOf('spread', 8), 60_000);
   t.false(more.some((x) => x.nodeName === 'node-3'), 'a drained node takes no new tasks');
   await client.updateNode({ name: 'node-3', availability: 'active', addLabels: {}, removeLabels: [] });
+});
+
+test.serial('a global service runs one task per node and gains one on a node that joins', async (t) => {
+  await apply('everywhere', { mode: 'global' });
+  const three = await eventually('3 global tasks', () => runningOf('everywhere', 3), 60_000);
+  t.deepEqual(perNode(three), { 'node-1': 1, 'node-2': 1, 'node-3': 1 });
+  const added = await addNetnsNode(cluster, clusterOptions);
+  const four = await eventually('a 4th global task', () => runningOf('everywhere', 4), 60_000);
+  t.is(four.filter((x) => x.nodeName === added.name).length, 1);
+  await client.delete({ refs: [{ kind: 'Service', stack: 'mn', name: 'everywhere' }] });
+  await client.updateNode({ name: added.name, availability: 'drain', addLabels: {}, removeLabels: [] });
 });
 
 test.serial('killing a node\'s tsd gets its tasks rescheduled elsewhere', async (t) => {

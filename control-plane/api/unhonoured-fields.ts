@@ -1,0 +1,30 @@
+// Fields the schema knows (Compose and the manifest share one model) but the cluster does not act
+// on yet. Accepting them would silently ignore what the user asked for, so the API refuses a
+// service that sets any of them, naming the field — and this list shrinks as the agent learns.
+import type { Service } from '../resources/types.js';
+
+const NOT_YET: ReadonlyArray<[field: string, has: (s: Service['spec']) => boolean, why: string]> = [
+  ['networks', (s) => (s.networks?.length ?? 0) > 0, 'overlay networks are not wired into the node agent yet'],
+  ['endpointMode', (s) => s.endpointMode !== undefined, 'service VIPs and DNS come with overlay networks'],
+  ['mounts', (s) => (s.mounts?.length ?? 0) > 0, 'volumes and bind mounts are not supported yet'],
+  ['secrets', (s) => (s.secrets?.length ?? 0) > 0, 'secrets are not delivered to nodes yet'],
+  ['configs', (s) => (s.configs?.length ?? 0) > 0, 'configs are not delivered to nodes yet'],
+  ['healthcheck', (s) => s.healthcheck !== undefined, 'health checks need exec in the agent, not wired yet'],
+  ['dependsOn', (s) => (s.dependsOn?.length ?? 0) > 0, 'start order between services is not implemented yet'],
+  ['extraHosts', (s) => (s.extraHosts?.length ?? 0) > 0, 'writing /etc/hosts entries is not implemented yet'],
+  ['dns', (s) => s.dns !== undefined, 'per-service resolver settings are not implemented yet'],
+  ['init', (s) => s.init === true, 'no init process is shipped yet'],
+  ['logging', (s) => s.logging?.driver !== undefined && s.logging.driver !== 'json-file' && s.logging.driver !== 'local', 'only the json-file log driver exists'],
+  ['updateConfig', (s) => s.updateConfig !== undefined, 'rolling updates replace tasks all at once for now'],
+  ['rollbackConfig', (s) => s.rollbackConfig !== undefined, 'automatic rollback is not implemented yet'],
+  ['placement.preferences', (s) => (s.placement?.preferences?.length ?? 0) > 0, 'placement preferences are not implemented in the scheduler yet'],
+  ['placement.maxReplicasPerNode', (s) => s.placement?.maxReplicasPerNode !== undefined, 'max replicas per node is not a scheduler filter yet'],
+  ['restart.windowMs', (s) => s.restart?.windowMs !== undefined, 'restart windows are not implemented yet'],
+  ['mode', (s) => s.mode === 'replicated-job' || s.mode === 'global-job', 'job modes are not implemented yet'],
+  ['ports.mode', (s) => (s.ports ?? []).some((p) => p.mode === 'host'), 'host-mode ports are not implemented yet'],
+];
+
+/** Problems, one per unhonoured field the service sets. */
+export function unhonouredFields(service: Service): string[] {
+  return NOT_YET.filter(([, has]) => has(service.spec)).map(([field, , why]) => `spec.${field}: not supported by this cluster yet (${why})`);
+}

@@ -1,0 +1,83 @@
+// The decision for a global service, as a pure function: exactly one task on every eligible node
+// (ready, active, matching the placement constraints), none elsewhere. Tasks are bound to their
+// node when created, so the scheduler never moves them; a node that joins gets one, a node that
+// leaves, drains or stops matching loses its own. Restart policy and back-off work per node as
+// they do per slot for replicated services.
+import type { Node, Service, Task } from '../resources/types.js';
+import { isTerminal } from '../resources/types.js';
+import { parseConstraint } from '../resources/constraints.js';
+import { matchesConstraint } from '../scheduler/constraints.js';
+import {
+  TASK_HISTORY_LIMIT,
+  bestFirst,
+  decideReplacement,
+  isLive,
+  newTask,
+  newestFirst,
+  reconcileDeleted,
+  templateKey,
+  type ReconcileServiceDecision,
+} from './service-reconcile.js';
+import { randomTaskId, type TaskIdGenerator } from './task-naming.js';
+
+/** Global tasks have no slot of their own; 0 marks them. */
+export const GLOBAL_SLOT = 0;
+
+export interface ReconcileGlobalInput {
+  service: Service | undefined;
+  serviceKey: { stack: string; name: string };
+  tasks: Task[];
+  nodes: Node[];
+  now: number;
+}
+
+export function eligibleNodes(service: Service, nodes: readonly Node[]): Node[] {
+  const constraints = (service.spec.placement?.constraints ?? []).map((c) => parseConstraint(c)).flatMap((r) => (r.ok ? [r.value] : []));
+  return nodes.filter(
+    (n) => n.status.state === 'ready' && n.spec.availability === 'active' && constraints.every((c) => matchesConstraint(n, c)),
+  );
+}
+
+export function reconcileGlobalService(input: ReconcileGlobalInput, newTaskId: TaskIdGenerator = randomTaskId): ReconcileServiceDecision {
+  const { service, tasks } = input;
+  if (!service) return reconcileDeleted(tasks);
+  const template = templateKey(service.spec);
+  const policy = service.spec.restart;
+  const historyLimit = Math.max(TASK_HISTORY_LIMIT, (policy?.maxAttempts ?? 0) + 1);
+  const eligible = new Set(eligibleNodes(service, input.nodes).map((n) => n.metadata.name));
+
+  const byNode = new Map<string, Task[]>();
+  for (const name of eligible) byNode.set(name, []);
+  for (const t of tasks) {
+    const node = t.nodeName ?? '';
+    const list = byNode.get(node);
+    if (list) list.push(t);
+    else byNode.set(node, [t]);
+  }
+
+  const decision: ReconcileServiceDecision = { create: [], shutdown: [], remove: [] };
+  for (const [nodeName, nodeTasks] of [...byNode].sort(([a], [b]) => a.localeCompare(b))) {
+    const live = nodeTasks.filter(isLive);
+    const terminal = nodeTasks.filter((t) => isTerminal(t.status.state)).sort(newestFirst);
+    if (!eligible.has(nodeName)) {
+      for (const t of live) decision.shutdown.push(t.metadata.name);
+      // History of a node that is gone or no longer eligible is dropped once its tasks ended.
+      for (const t of terminal) decision.remove.push(t.metadata.name);
+      continue;
+    }
+    const keep = live.filter((t) => templateKey(t.spec.spec) === template).sort(bestFirst)[0];
+    for (const t of live) if (t !== keep) decision.shutdown.push(t.metadata.name);
+    if (!keep) {
+      const replacement = decideReplacement(nodeTasks, template, policy, input.now);
+      if (replacement.create) {
+        const task = newTask(service, input.serviceKey, GLOBAL_SLOT, newTaskId(), input.now);
+        task.nodeName = nodeName;
+        task.status = { state: 'assigned', message: `global service: bound to node ${nodeName}`, timestamp: task.status.timestamp };
+        decision.create.push(task);
+      }
+      if (replacement.waitMs !== undefined) decision.requeueAfterMs = Math.min(decision.requeueAfterMs ?? Infinity, replacement.waitMs);
+    }
+    for (const t of terminal.slice(historyLimit)) decision.remove.push(t.metadata.name);
+  }
+  return decision;
+}
