@@ -48,6 +48,7 @@ type Event =
   | { kind: 'op-timeout'; client: number; opId: number }
   | { kind: 'fault' }
   | { kind: 'restart'; node: NodeId }
+  | { kind: 'crash'; node: NodeId; epoch: number }
   | { kind: 'heal' };
 
 interface PendingOp {
@@ -117,6 +118,8 @@ export class Simulation {
   private readonly fsyncMaxMs: number;
   private readonly faultGap: readonly [number, number];
   private readonly crashWeight: number;
+  /** Leader churn: new leaders often crash within a few ms, mid-replication. */
+  private readonly churn: boolean;
   private readonly preVote: boolean;
   private readonly checkQuorum: boolean;
   private readonly chaosMs: number;
@@ -136,6 +139,7 @@ export class Simulation {
     this.fsyncMaxMs = k.pick([1, 3, 10]);
     this.faultGap = k.pick([[30, 250], [10, 80], [100, 600]] as const);
     this.crashWeight = k.pick([0.15, 0.4]);
+    this.churn = k.chance(0.25);
     this.preVote = k.chance(0.75);
     this.checkQuorum = k.chance(0.75);
     this.chaosMs = opts.chaosMs ?? 1500;
@@ -306,6 +310,13 @@ export class Simulation {
           this.q.push(this.now + this.rng.int(this.faultGap[0], this.faultGap[1]), { kind: 'fault' });
         }
         return;
+      case 'crash': {
+        const n = this.nodes.get(ev.node) as SimNode;
+        if (!n.up || n.epoch !== ev.epoch || this.healed) return;
+        this.crash(n);
+        this.q.push(this.now + this.rng.int(5, 100), { kind: 'restart', node: n.id });
+        return;
+      }
       case 'restart': {
         const n = this.nodes.get(ev.node) as SimNode;
         if (n.up) return;
@@ -327,7 +338,12 @@ export class Simulation {
     const raft = n.raft as RaftNode;
     if (n.fsyncing || !raft.hasReady()) return;
     const rd = raft.ready();
-    if (rd.softState) this.log(`${n.id} is ${rd.softState.role} (term ${raft.currentTerm}, leader ${rd.softState.leader || '-'})`);
+    if (rd.softState) {
+      this.log(`${n.id} is ${rd.softState.role} (term ${raft.currentTerm}, leader ${rd.softState.leader || '-'})`);
+      if (this.churn && !this.healed && rd.softState.role === 'leader' && this.rng.chance(0.5)) {
+        this.q.push(this.now + this.rng.int(1, 15), { kind: 'crash', node: n.id, epoch: n.epoch });
+      }
+    }
     n.fsyncing = true;
     n.writing = rd;
     if (this.opts.sabotage === 'send-before-fsync') {
@@ -416,6 +432,9 @@ export class Simulation {
   }
 
   private send(m: Message): void {
+    if (this.opts.verbose && (m.type === 'vote-resp' || m.type === 'pre-vote-resp')) {
+      this.log(`${m.from} -> ${m.to} ${m.type} term ${m.term} ${m.reject ? 'REJECT' : 'grant'}`);
+    }
     if (m.type === 'snapshot' && m.offset === 0) this.snapshotsSent++;
     if (this.blocked.has(`${m.from}>${m.to}`)) return;
     if (!this.healed && this.net.chance(this.dropRate)) return;

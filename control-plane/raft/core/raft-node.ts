@@ -338,6 +338,10 @@ export class RaftNode {
   step(m: Message): void {
     validateMessage(m);
     if (m.to !== this.id) throw new Error(`raft: message for ${m.to} delivered to ${this.id}`);
+    // Raft §5.2: only hearing from a leader or granting a vote restarts the election timer. A
+    // vote request we reject must not, or a member with a stale log that keeps campaigning
+    // would forever hold back the members that could win (found by the simulation, seed 276).
+    const timer = { elapsed: this.electionElapsed, timeout: this.randomizedElectionTimeout };
     if (m.term > this.term) {
       if (m.type === 'pre-vote' || m.type === 'vote') {
         // Lease (check-quorum): while a leader was heard from within the minimum election timeout,
@@ -378,6 +382,10 @@ export class RaftNode {
         }
       } else {
         this.send({ type: m.type === 'vote' ? 'vote-resp' : 'pre-vote-resp', to: m.from, reject: true });
+        if (this.role === 'follower') {
+          this.electionElapsed = timer.elapsed;
+          this.randomizedElectionTimeout = timer.timeout;
+        }
       }
       return;
     }
