@@ -6,6 +6,7 @@ import type { AnyObject, Node, Service, Task } from '../control-plane/resources/
 import { loadManifestPath } from './manifest/load.js';
 import { formatObjects, type OutputFormat } from './output/format.js';
 import { describeService } from './output/describe.js';
+import { describeTask } from './output/describe-task.js';
 import { connect, type ApiClient } from './client.js';
 import { clusterDown, clusterUp, clusterUpNetns } from './cluster.js';
 import { join } from 'node:path';
@@ -136,6 +137,17 @@ describe
         (t) => t.spec.serviceName === service.metadata.name && t.spec.serviceStack === (service.metadata.stack ?? ''),
       );
       out(describeService(service, tasks, { now: new Date() }));
+    });
+  });
+
+describe
+  .command('task')
+  .argument('<name>', 'task name (see tsctl get tasks)')
+  .action(async (name: string) => {
+    await withClient(async (client) => {
+      const task = (await listAll<Task>(client, 'Task')).find((t) => t.metadata.name === name);
+      if (!task) throw new Error(`task "${name}" not found`);
+      out(describeTask(task, new Date()));
     });
   });
 
