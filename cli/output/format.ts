@@ -82,6 +82,8 @@ export function formatTable(objects: readonly AnyObject[], kind: Kind, options: 
       return renderTable(TASK_HEADERS, ofKind(objects, 'Task').map((t) => taskRow(t, now, options.wide)));
     case 'Node':
       return renderTable(['NAME', 'ROLE', 'STATUS', 'AVAILABILITY', 'ADDRESS', 'MEMORY', 'CPUS'], nodeRows(ofKind(objects, 'Node')));
+    case 'Network':
+      return renderTable(['NAME', 'STACK', 'DRIVER', 'SUBNETS'], ofKind(objects, 'Network').map((n) => [n.metadata.name, n.metadata.stack || NONE, n.spec.driver ?? 'overlay', (n.spec.subnets ?? []).join(',') || NONE]));
   }
 }
 

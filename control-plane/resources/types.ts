@@ -242,6 +242,8 @@ export interface NodeStatus {
   resources: { memoryBytes: number; nanoCpus: number };
   lastHeartbeat?: string;
   message?: string;
+  /** The node's own container bridge subnet; cluster-wide network allocation stays clear of it. */
+  localSubnet?: string;
 }
 
 export interface Node {
@@ -316,6 +318,6 @@ export type StackObject = Service | Network | Volume | Secret | Config;
 export type StackKind = StackObject['kind'];
 export const STACK_KINDS: readonly StackKind[] = ['Service', 'Network', 'Volume', 'Secret', 'Config'];
 
-export type AnyObject = Service | Task | Node;
+export type AnyObject = Service | Task | Node | Network;
 export type Kind = AnyObject['kind'];
-export const KINDS: readonly Kind[] = ['Service', 'Task', 'Node'];
+export const KINDS: readonly Kind[] = ['Service', 'Task', 'Node', 'Network'];
