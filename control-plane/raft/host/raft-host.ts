@@ -1,0 +1,384 @@
+// RaftHost: the I/O around one pure RaftNode. It ticks it on a timer, feeds it peer messages,
+// and runs the Ready loop in the order the core requires: persist (snapshot, entries, hard state:
+// one WAL fsync, shared by everything that queued up meanwhile — group commit) BEFORE sending any
+// message of that Ready, then restore/apply, then advance. It takes snapshots of the state machine
+// every `snapshotEvery` applied entries and compacts the log, and resolves proposals and
+// linearizable reads once they are applied.
+import {
+  ProposalDroppedError,
+  RaftNode,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type Message,
+  type NodeId,
+  type RaftStatus,
+  type ReadState,
+} from '../core/index.js';
+import type { DiskRaftStorage } from '../storage/disk-storage.js';
+import type { TransportSecurity } from '../../ca/credentials.js';
+import { RaftPeerClient } from '../transport/peer-client.js';
+import { PeerSender } from '../transport/peer-sender.js';
+import { fromWire, type WireBatch } from '../transport/wire.js';
+
+/** The application the log drives. apply() must be deterministic: every member applies the same entries. */
+export interface StateMachine<R> {
+  apply(entry: Entry): R;
+  snapshot(): Uint8Array;
+  restore(data: Uint8Array): void;
+}
+
+export interface RaftHostOptions<R> {
+  id: NodeId;
+  /** Members of one group share this name; batches from another group are refused. */
+  group: string;
+  /** Where peers reach this member (host:port). */
+  address: string;
+  storage: DiskRaftStorage;
+  stateMachine: StateMachine<R>;
+  /** Addresses of other members, looked up when a message must go to them. */
+  addressOf: (id: NodeId) => string | undefined;
+  security: TransportSecurity;
+  tickMs?: number;
+  electionTick?: number;
+  heartbeatTick?: number;
+  snapshotEvery?: number;
+  snapshotChunkBytes?: number;
+  proposalTimeoutMs?: number;
+  random?: () => number;
+  log?: (message: string) => void;
+}
+
+interface Pending<R> {
+  term: number;
+  resolve: (v: { result: R | undefined; index: number }) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class NotLeaderError extends Error {
+  constructor(readonly leader: NodeId, readonly leaderAddress: string | undefined) {
+    super(leader ? `not the leader, leader is ${leader}${leaderAddress ? ` at ${leaderAddress}` : ''}` : 'no leader is known yet');
+    this.name = 'NotLeaderError';
+  }
+}
+
+export class RaftHost<R> {
+  readonly node: RaftNode;
+  private readonly tickMs: number;
+  private readonly snapshotEvery: number;
+  private readonly proposalTimeoutMs: number;
+  private readonly log: (m: string) => void;
+  private ticker: NodeJS.Timeout | undefined;
+  private running = false;
+  private stopped = false;
+  private failure: Error | undefined;
+  private applied: number;
+  private readonly pending = new Map<number, Pending<R>>();
+  private readonly reads = new Map<string, { resolve: (index: number) => void; reject: (err: Error) => void; timer: NodeJS.Timeout }>();
+  private appliedWaiters: Array<{ index: number; resolve: () => void }> = [];
+  private readonly learned = new Map<NodeId, string>();
+  private readonly senders = new Map<NodeId, PeerSender>();
+  private readonly clients = new Map<string, RaftPeerClient>();
+  private readCounter = 0;
+  private leaderListeners: Array<(leader: NodeId, isLeader: boolean) => void> = [];
+
+  constructor(private readonly options: RaftHostOptions<R>) {
+    this.tickMs = options.tickMs ?? 100;
+    this.snapshotEvery = options.snapshotEvery ?? 10_000;
+    this.proposalTimeoutMs = options.proposalTimeoutMs ?? 15_000;
+    this.log = options.log ?? (() => {});
+    const snap = options.storage.snapshot();
+    options.stateMachine.restore(snap.data);
+    this.applied = snap.metadata.index;
+    this.node = new RaftNode({
+      id: options.id,
+      storage: options.storage,
+      electionTick: options.electionTick ?? 10,
+      heartbeatTick: options.heartbeatTick ?? 1,
+      preVote: true,
+      checkQuorum: true,
+      maxSizePerMsg: 1 << 20,
+      maxInflightMsgs: 256,
+      snapshotChunkSize: options.snapshotChunkBytes ?? 1 << 20,
+      applied: this.applied,
+      random: options.random ?? Math.random,
+    });
+  }
+
+  get id(): NodeId {
+    return this.options.id;
+  }
+
+  get address(): string {
+    return this.options.address;
+  }
+
+  get appliedIndex(): number {
+    return this.applied;
+  }
+
+  isLeader(): boolean {
+    return this.node.currentRole === 'leader';
+  }
+
+  leader(): NodeId {
+    return this.node.leader;
+  }
+
+  status(): RaftStatus {
+    return this.node.status();
+  }
+
+  addressOf(id: NodeId): string | undefined {
+    if (id === this.options.id) return this.options.address;
+    return this.options.addressOf(id) ?? this.learned.get(id);
+  }
+
+  /** Called with (leader, isLeader) whenever this member's view of the leader changes. */
+  onLeaderChange(listener: (leader: NodeId, isLeader: boolean) => void): void {
+    this.leaderListeners.push(listener);
+  }
+
+  start(): void {
+    // A single-member group elects itself at once instead of waiting out an election timeout.
+    const cs = this.node.confState();
+    if (cs.voters.length === 1 && cs.voters[0] === this.options.id) this.node.campaignNow();
+    this.ticker = setInterval(() => {
+      this.node.tick();
+      this.schedule();
+    }, this.tickMs);
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.ticker) clearInterval(this.ticker);
+    const err = new Error('raft member is stopping');
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.pending.clear();
+    for (const r of this.reads.values()) {
+      clearTimeout(r.timer);
+      r.reject(err);
+    }
+    this.reads.clear();
+    for (const s of this.senders.values()) s.close();
+    this.senders.clear();
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+    while (this.running) await new Promise((r) => setTimeout(r, 5));
+    await this.options.storage.close();
+  }
+
+  /** A batch from the transport. Throws (with the reason) if it is not for this group or member. */
+  receive(batch: WireBatch): void {
+    if (batch.group !== this.options.group) throw new Error(`raft batch for group "${batch.group}", this member is in "${this.options.group}"`);
+    if (batch.fromAddress) this.learned.set(batch.from, batch.fromAddress);
+    const errors: string[] = [];
+    for (const w of batch.messages) {
+      let m: Message;
+      try {
+        m = fromWire(w);
+      } catch (err) {
+        errors.push((err as Error).message);
+        continue;
+      }
+      if (m.to !== this.options.id) {
+        errors.push(`message ${m.type} from ${m.from} is for ${m.to}, this member is ${this.options.id}`);
+        continue;
+      }
+      this.node.step(m);
+    }
+    this.schedule();
+    if (errors.length > 0) throw new Error(errors.join('; '));
+  }
+
+  /** Appends data to the log (leader only) and resolves with the state machine's result once applied. */
+  propose(data: Uint8Array): Promise<{ result: R | undefined; index: number }> {
+    this.assertRunning();
+    if (!this.isLeader()) throw new NotLeaderError(this.leader(), this.addressOf(this.leader()));
+    const at = this.node.propose(data);
+    return this.track(at);
+  }
+
+  proposeConfChange(change: ConfChange): Promise<{ result: R | undefined; index: number }> {
+    this.assertRunning();
+    if (!this.isLeader()) throw new NotLeaderError(this.leader(), this.addressOf(this.leader()));
+    const at = this.node.proposeConfChange(change);
+    return this.track(at);
+  }
+
+  /** Resolves once this member has applied everything committed before the call (ReadIndex). */
+  async readBarrier(timeoutMs = 5000): Promise<void> {
+    this.assertRunning();
+    const context = `${this.options.id}/${++this.readCounter}`;
+    const index = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.reads.delete(context);
+        reject(new Error(`linearizable read: no answer from a leader within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.reads.set(context, { resolve, reject, timer });
+      try {
+        this.node.readIndex(context);
+      } catch (err) {
+        clearTimeout(timer);
+        this.reads.delete(context);
+        reject(err instanceof ProposalDroppedError ? new NotLeaderError(this.leader(), this.addressOf(this.leader())) : err);
+        return;
+      }
+      this.schedule();
+    });
+    await this.waitApplied(index);
+  }
+
+  waitApplied(index: number): Promise<void> {
+    if (this.applied >= index) return Promise.resolve();
+    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
+  }
+
+  /** Waits until some member is known as leader. */
+  async waitForLeader(timeoutMs: number): Promise<NodeId> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.node.leader) {
+      if (Date.now() > deadline) throw new NotLeaderError('', undefined);
+      await new Promise((r) => setTimeout(r, Math.max(10, this.tickMs / 4)));
+    }
+    return this.node.leader;
+  }
+
+  /** A client of another member's Raft service (cached per address). */
+  peerClient(address: string): RaftPeerClient {
+    let c = this.clients.get(address);
+    if (!c) {
+      c = new RaftPeerClient(address, this.options.security);
+      this.clients.set(address, c);
+    }
+    return c;
+  }
+
+  private track(at: { index: number; term: number }): Promise<{ result: R | undefined; index: number }> {
+    this.schedule();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(at.index);
+        reject(new Error(`proposal at index ${at.index} not applied within ${this.proposalTimeoutMs} ms (its outcome is unknown)`));
+      }, this.proposalTimeoutMs);
+      this.pending.set(at.index, { term: at.term, resolve, reject, timer });
+    });
+  }
+
+  private assertRunning(): void {
+    if (this.failure) throw new Error(`raft member failed: ${this.failure.message}`);
+    if (this.stopped) throw new Error('raft member is stopped');
+  }
+
+  private schedule(): void {
+    if (this.running || this.stopped) return;
+    void this.run();
+  }
+
+  private async run(): Promise<void> {
+    this.running = true;
+    try {
+      while (!this.stopped && this.node.hasReady()) {
+        const rd = this.node.ready();
+        if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
+          await this.options.storage.save({
+            ...(rd.snapshot ? { snapshot: rd.snapshot } : {}),
+            entries: rd.entries,
+            ...(rd.hardState ? { hardState: rd.hardState } : {}),
+          });
+        }
+        for (const m of rd.messages) this.sendMessage(m);
+        if (rd.snapshot) this.restoreSnapshot(rd.snapshot.metadata.index, rd.snapshot.data);
+        for (const e of rd.committedEntries) this.applyEntry(e);
+        for (const rs of rd.readStates) this.onReadState(rs);
+        this.node.advance(rd);
+        this.releaseAppliedWaiters();
+        if (rd.softState) for (const l of this.leaderListeners) l(rd.softState.leader, rd.softState.role === 'leader');
+        await this.maybeSnapshot();
+      }
+    } catch (err) {
+      // Persisting failed (the WAL is poisoned) or the state machine broke: this member must not
+      // go on acknowledging anything.
+      this.failure = err instanceof Error ? err : new Error(String(err));
+      this.log(`raft member ${this.options.id} failed: ${this.failure.message}`);
+      this.stopped = true;
+      if (this.ticker) clearInterval(this.ticker);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private sendMessage(m: Message): void {
+    let sender = this.senders.get(m.to);
+    const address = this.addressOf(m.to);
+    if (!address) return; // unknown peer: Raft retries once its address is replicated or learned
+    if (sender && sender.client.address !== address) {
+      sender.close();
+      sender = undefined;
+    }
+    if (!sender) {
+      sender = new PeerSender(new RaftPeerClient(address, this.options.security), {
+        group: this.options.group,
+        from: this.options.id,
+        fromAddress: this.options.address,
+        onError: (err) => this.log(`raft: cannot reach ${m.to} at ${address}: ${err.message}`),
+      });
+      this.senders.set(m.to, sender);
+    }
+    sender.send(m);
+  }
+
+  private restoreSnapshot(index: number, data: Uint8Array): void {
+    this.options.stateMachine.restore(data);
+    this.applied = index;
+    const lost = new Error('a snapshot replaced the log before this proposal was applied here (its outcome is unknown)');
+    for (const [i, p] of this.pending) {
+      if (i > index) continue;
+      clearTimeout(p.timer);
+      p.reject(lost);
+      this.pending.delete(i);
+    }
+  }
+
+  private applyEntry(e: Entry): void {
+    if (e.index <= this.applied) return;
+    let result: R | undefined;
+    if (e.type === 'conf-change') this.node.applyConfChange(e);
+    else if (e.data.length > 0) result = this.options.stateMachine.apply(e);
+    this.applied = e.index;
+    const p = this.pending.get(e.index);
+    if (!p) return;
+    this.pending.delete(e.index);
+    clearTimeout(p.timer);
+    if (p.term === e.term) p.resolve({ result, index: e.index });
+    else p.reject(new Error(`proposal at index ${e.index} was replaced by a new leader's entry (not applied)`));
+  }
+
+  private onReadState(rs: ReadState): void {
+    const r = this.reads.get(rs.context);
+    if (!r) return;
+    this.reads.delete(rs.context);
+    clearTimeout(r.timer);
+    r.resolve(rs.index);
+  }
+
+  private releaseAppliedWaiters(): void {
+    if (this.appliedWaiters.length === 0) return;
+    const ready = this.appliedWaiters.filter((w) => w.index <= this.applied);
+    if (ready.length === 0) return;
+    this.appliedWaiters = this.appliedWaiters.filter((w) => w.index > this.applied);
+    for (const w of ready) w.resolve();
+  }
+
+  private async maybeSnapshot(): Promise<void> {
+    const storage = this.options.storage;
+    if (this.applied - storage.snapshot().metadata.index < this.snapshotEvery) return;
+    const confState: ConfState = this.node.confStateAt(this.applied);
+    await storage.compact(this.applied, confState, this.options.stateMachine.snapshot());
+  }
+}

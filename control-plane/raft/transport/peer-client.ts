@@ -1,0 +1,78 @@
+// A typed client of one member's Raft service (proto/raft.proto), used by peers (messages,
+// forwarded writes and membership changes) and by tools (status, benchmarks, tests).
+import * as grpc from '@grpc/grpc-js';
+
+import { clientCredentials, type TransportSecurity } from '../../ca/credentials.js';
+import { CHANNEL_OPTIONS, raftService } from './proto.js';
+import type { WireBatch } from './wire.js';
+
+export interface WireMemberStatus {
+  id: string;
+  address: string;
+  role: string;
+  term: number;
+  commit: number;
+  applied: number;
+  match: number;
+}
+
+export interface WireStatus {
+  id: string;
+  leader: string;
+  term: number;
+  commit: number;
+  applied: number;
+  role: string;
+  voters: string[];
+  learners: string[];
+  members: WireMemberStatus[];
+}
+
+export interface ChangeMembersRequest {
+  type: 'add-learner' | 'add-voter' | 'remove-node';
+  id: string;
+  address: string;
+}
+
+type Callback<T> = (err: grpc.ServiceError | null, value?: T) => void;
+type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: Callback<Res>) => grpc.ClientUnaryCall;
+
+export class RaftPeerClient {
+  private readonly client: grpc.Client;
+
+  constructor(readonly address: string, security: TransportSecurity) {
+    const { Client } = raftService();
+    this.client = new Client(address, clientCredentials(security), CHANNEL_OPTIONS);
+  }
+
+  private call<Req, Res>(method: string, req: Req, timeoutMs: number): Promise<Res> {
+    const fn = (this.client as unknown as Record<string, Unary<Req, Res>>)[method] as Unary<Req, Res>;
+    return new Promise<Res>((resolve, reject) => {
+      fn.call(this.client, req, { deadline: Date.now() + timeoutMs }, (err, value) => (err ? reject(err) : resolve(value as Res)));
+    });
+  }
+
+  send(batch: WireBatch, timeoutMs = 5000): Promise<void> {
+    return this.call<WireBatch, object>('send', batch, timeoutMs).then(() => undefined);
+  }
+
+  propose(command: Uint8Array, timeoutMs = 15_000): Promise<{ resultJson: string; index: number }> {
+    return this.call('propose', { command }, timeoutMs);
+  }
+
+  range(prefix: string, timeoutMs = 10_000): Promise<{ resultJson: string }> {
+    return this.call('range', { prefix }, timeoutMs);
+  }
+
+  status(timeoutMs = 3000): Promise<WireStatus> {
+    return this.call('status', {}, timeoutMs);
+  }
+
+  changeMembers(req: ChangeMembersRequest, timeoutMs = 15_000): Promise<{ index: number }> {
+    return this.call('changeMembers', req, timeoutMs);
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

@@ -1,0 +1,56 @@
+// The server side of proto/raft.proto: peer message batches go to the host; Propose, Range,
+// Status and ChangeMembers to whoever implements RaftServiceHandlers (the Raft store). Errors
+// reach the caller as gRPC statuses that say what went wrong.
+import * as grpc from '@grpc/grpc-js';
+
+import type { ChangeMembersRequest, WireStatus } from './peer-client.js';
+import { raftService } from './proto.js';
+import type { WireBatch } from './wire.js';
+
+export interface RaftServiceHandlers {
+  receive(batch: WireBatch): void;
+  propose(command: Uint8Array): Promise<{ resultJson: string; index: number }>;
+  rangeJson(prefix: string): Promise<string>;
+  status(): Promise<WireStatus>;
+  changeMembers(req: ChangeMembersRequest): Promise<{ index: number }>;
+}
+
+/** Maps an error to a gRPC status: who is the leader, what was malformed, or what failed. */
+export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const code =
+    e.name === 'NotLeaderError'
+      ? grpc.status.UNAVAILABLE
+      : /^(raft message|raft batch|store command|member change)/.test(e.message)
+        ? grpc.status.INVALID_ARGUMENT
+        : grpc.status.UNKNOWN;
+  return { code, details: e.message, message: e.message };
+}
+
+function unary<Req, Res>(fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    fn(call.request).then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(toServiceError(err)),
+    );
+  };
+}
+
+export function addRaftService(server: grpc.Server, handlers: RaftServiceHandlers): void {
+  server.addService(raftService().service, {
+    send: unary<WireBatch, object>(async (batch) => {
+      handlers.receive(batch);
+      return {};
+    }),
+    propose: unary<{ command: Uint8Array }, { resultJson: string; index: number }>((req) => handlers.propose(req.command)),
+    range: unary<{ prefix: string }, { resultJson: string }>(async (req) => ({ resultJson: await handlers.rangeJson(req.prefix) })),
+    status: unary<object, WireStatus>(() => handlers.status()),
+    changeMembers: unary<ChangeMembersRequest, { index: number }>((req) => {
+      if (!['add-learner', 'add-voter', 'remove-node'].includes(req.type)) {
+        return Promise.reject(new Error(`member change: type must be add-learner, add-voter or remove-node, got ${JSON.stringify(req.type)}`));
+      }
+      if (!/^[A-Za-z0-9._-]{1,63}$/.test(req.id)) return Promise.reject(new Error(`member change: id ${JSON.stringify(req.id)} is not a member name`));
+      return handlers.changeMembers(req);
+    }),
+  });
+}

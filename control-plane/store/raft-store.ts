@@ -1,0 +1,305 @@
+// The Raft backend of the Store contract. Writes (txn, put, delete, compact) are proposals: on the
+// leader they go into the log, on a follower they are forwarded to the leader over the Raft
+// service, and they resolve once applied (a forwarding follower also waits to have applied them
+// itself, so a watch on it has seen the write too). Reads go through ReadIndex, so they are
+// linearizable on any member; watches are served from the local applied state and its history.
+import * as grpc from '@grpc/grpc-js';
+import { join } from 'node:path';
+
+import type { TransportSecurity } from '../ca/credentials.js';
+import type { ConfChange, NodeId } from '../raft/core/index.js';
+import { NotLeaderError, RaftHost } from '../raft/host/raft-host.js';
+import { DiskRaftStorage } from '../raft/storage/disk-storage.js';
+import type { ChangeMembersRequest, WireMemberStatus, WireStatus } from '../raft/transport/peer-client.js';
+import type { RaftServiceHandlers } from '../raft/transport/raft-service.js';
+import type { WireBatch } from '../raft/transport/wire.js';
+import { StoreClosedError } from './memory-store.js';
+import {
+  decodeCommand,
+  decodeResult,
+  encodeCommand,
+  encodeResult,
+  resultError,
+  validateTxnRequest,
+  type CommandResult,
+  type StoreCommand,
+} from './mvcc/commands.js';
+import { assertNoDuplicateWrites } from './mvcc/mvcc-state.js';
+import { bootstrapSnapshotData, ReplicatedState } from './mvcc/replicated-state.js';
+import { WatchHub } from './mvcc/watch-hub.js';
+import type { KeyValue, RangeResponse, Store, TxnRequest, TxnResponse, Watch, WatchHandler } from './store.js';
+
+export interface RaftStoreOptions {
+  id: NodeId;
+  group: string;
+  /** Where the other members reach this one's Raft service (host:port). */
+  address: string;
+  /** The member's own directory (WAL and snapshots). */
+  dataDir: string;
+  /** Founding members of a new group (this one included); omit to join an existing group. */
+  bootstrap?: Array<{ id: NodeId; address: string }>;
+  security: TransportSecurity;
+  tickMs?: number;
+  electionTick?: number;
+  snapshotEvery?: number;
+  snapshotChunkBytes?: number;
+  log?: (message: string) => void;
+}
+
+export class RaftStore implements Store, RaftServiceHandlers {
+  private readonly hub = new WatchHub();
+  private closed = false;
+
+  private constructor(
+    readonly host: RaftHost<CommandResult>,
+    private readonly state: ReplicatedState,
+  ) {}
+
+  static async open(options: RaftStoreOptions): Promise<RaftStore> {
+    const bootstrap = options.bootstrap;
+    if (bootstrap && !bootstrap.some((m) => m.id === options.id)) throw new Error(`raft store: bootstrap members do not include this member ${options.id}`);
+    const storage = await DiskRaftStorage.open(join(options.dataDir), {
+      bootstrap: bootstrap ? { voters: bootstrap.map((m) => m.id).sort(), learners: [] } : { voters: [], learners: [] },
+    });
+    for (const note of storage.recovery) options.log?.(`raft storage: ${note}`);
+    if (bootstrap && storage.lastIndex() === 0) {
+      // Every founding member starts from the same snapshot at index 1, term 1, so a member added
+      // later learns the base configuration (and the addresses) from the snapshot, not the log.
+      const confState = storage.snapshot().metadata.confState;
+      await storage.save({
+        snapshot: { metadata: { index: 1, term: 1, confState }, data: bootstrapSnapshotData(bootstrap) },
+        entries: [],
+        hardState: { term: 1, vote: '', commit: 1 },
+      });
+    }
+    let store: RaftStore | undefined;
+    const state = new ReplicatedState(
+      (entry) => store?.hub.notify(entry),
+      () => store?.hub.endAll(new Error('the store was replaced by a snapshot from the leader; list and watch again')),
+    );
+    const host = new RaftHost<CommandResult>({
+      id: options.id,
+      group: options.group,
+      address: options.address,
+      storage,
+      stateMachine: state,
+      addressOf: (id) => state.members.get(id),
+      security: options.security,
+      ...(options.tickMs ? { tickMs: options.tickMs } : {}),
+      ...(options.electionTick ? { electionTick: options.electionTick } : {}),
+      ...(options.snapshotEvery ? { snapshotEvery: options.snapshotEvery } : {}),
+      ...(options.snapshotChunkBytes ? { snapshotChunkBytes: options.snapshotChunkBytes } : {}),
+      ...(options.log ? { log: options.log } : {}),
+    });
+    store = new RaftStore(host, state);
+    host.start();
+    return store;
+  }
+
+  // ------------------------------------------------------------------ Store
+
+  async get(key: string): Promise<KeyValue | undefined> {
+    await this.linearize();
+    return this.state.mvcc.get(key);
+  }
+
+  async range(prefix: string, options?: { revision?: number }): Promise<RangeResponse> {
+    await this.linearize();
+    return this.state.mvcc.range(prefix, options?.revision ?? 0);
+  }
+
+  async put(key: string, value: string): Promise<{ revision: number; prev?: KeyValue }> {
+    const res = await this.txn({ compare: [], success: [{ type: 'put', key, value }] });
+    const result = res.results[0];
+    const prev = result?.type === 'put' ? result.prev : undefined;
+    return prev ? { revision: res.revision, prev } : { revision: res.revision };
+  }
+
+  async delete(key: string): Promise<{ revision: number; deleted: number }> {
+    const res = await this.txn({ compare: [], success: [{ type: 'delete', key }] });
+    const result = res.results[0];
+    return { revision: res.revision, deleted: result?.type === 'delete' ? result.deleted : 0 };
+  }
+
+  async txn(request: TxnRequest): Promise<TxnResponse> {
+    const txn = validateTxnRequest(request);
+    // Refuse here what the state machine would refuse, without a round through the log.
+    assertNoDuplicateWrites(txn.success);
+    assertNoDuplicateWrites(txn.failure ?? []);
+    const result = await this.write({ op: 'txn', txn });
+    if ('error' in result) throw resultError(result);
+    if (result.ok !== 'txn') throw new Error('raft store: txn answered with a non-txn result');
+    return result.response;
+  }
+
+  async watch(prefix: string, fromRevision: number, handler: WatchHandler, onError?: (err: Error) => void): Promise<Watch> {
+    this.assertOpen();
+    return this.hub.watch(this.state.mvcc, prefix, fromRevision, handler, onError);
+  }
+
+  async compact(revision: number): Promise<void> {
+    const result = await this.write({ op: 'compact', revision });
+    if ('error' in result) throw resultError(result);
+  }
+
+  async currentRevision(): Promise<number> {
+    await this.linearize();
+    return this.state.mvcc.revision;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.hub.endAll(new StoreClosedError());
+    await this.host.stop();
+  }
+
+  // ------------------------------------------------------------------ cluster
+
+  /** Members of the group and their addresses, per the replicated configuration. */
+  memberAddresses(): Map<NodeId, string> {
+    return new Map(this.state.members);
+  }
+
+  isLeader(): boolean {
+    return this.host.isLeader();
+  }
+
+  /** Every member's role, term, commit and applied index (asked of each member; unreachable ones say so). */
+  async clusterMembers(): Promise<WireMemberStatus[]> {
+    const own = await this.status();
+    const leaderAddress = this.host.addressOf(own.leader);
+    const view: WireStatus = this.host.isLeader() || !leaderAddress ? own : await this.host.peerClient(leaderAddress).status().catch(() => own);
+    const ids = [...view.voters, ...view.learners];
+    return Promise.all(
+      ids.map(async (id): Promise<WireMemberStatus> => {
+        const address = this.host.addressOf(id) ?? '';
+        const learner = view.learners.includes(id);
+        const fromLeader = view.members.find((m) => m.id === id);
+        try {
+          const s = id === this.host.id ? own : await this.host.peerClient(address).status(1000);
+          return { id, address, role: learner ? 'learner' : s.role, term: s.term, commit: s.commit, applied: s.applied, match: fromLeader?.match ?? 0 };
+        } catch {
+          return { id, address, role: 'unreachable', term: 0, commit: 0, applied: 0, match: fromLeader?.match ?? 0 };
+        }
+      }),
+    );
+  }
+
+  /** Adds (as learner), promotes or removes a member; forwarded to the leader when needed. */
+  async changeMembers(req: ChangeMembersRequest): Promise<{ index: number }> {
+    this.assertOpen();
+    if (!this.host.isLeader()) {
+      const leader = await this.host.waitForLeader(5000);
+      if (leader !== this.host.id) return this.host.peerClient(this.leaderAddress(leader)).changeMembers(req);
+    }
+    if (req.type === 'add-learner') {
+      if (!/^[A-Za-z0-9.-]+:\d{1,5}$/.test(req.address)) throw new Error(`member change: address ${JSON.stringify(req.address)} is not host:port`);
+      const recorded = await this.host.propose(encodeCommand({ op: 'member', id: req.id, address: req.address }));
+      if (recorded.result && 'error' in recorded.result) throw resultError(recorded.result);
+    }
+    const change: ConfChange = { type: req.type, nodeId: req.id };
+    const { index } = await this.host.proposeConfChange(change);
+    return { index };
+  }
+
+  // ------------------------------------------------------------------ Raft service handlers
+
+  receive(batch: WireBatch): void {
+    this.host.receive(batch);
+  }
+
+  /** A write forwarded by another member: only the leader takes it (no chains of forwarding). */
+  async propose(command: Uint8Array): Promise<{ resultJson: string; index: number }> {
+    this.assertOpen();
+    const decoded = decodeCommand(command);
+    const { result, index } = await this.host.propose(encodeCommand(decoded));
+    return { resultJson: encodeResult(result ?? { ok: 'done' }), index };
+  }
+
+  async status(): Promise<WireStatus> {
+    const s = this.host.status();
+    const members: WireMemberStatus[] = Object.entries(s.progress).map(([id, p]) => ({
+      id,
+      address: this.host.addressOf(id) ?? '',
+      role: p.learner ? 'learner' : id === s.leader ? 'leader' : 'follower',
+      term: s.term,
+      commit: 0,
+      applied: 0,
+      match: p.match,
+    }));
+    return {
+      id: s.id,
+      leader: s.leader,
+      term: s.term,
+      commit: s.commit,
+      applied: this.host.appliedIndex,
+      role: s.role,
+      voters: s.confState.voters,
+      learners: s.confState.learners,
+      members,
+    };
+  }
+
+  // The Raft service's Range (for tools and benchmarks in other processes).
+  async rangeJson(prefix: string): Promise<string> {
+    return JSON.stringify(await this.range(prefix));
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private leaderAddress(leader: NodeId): string {
+    const address = this.host.addressOf(leader);
+    if (!address) throw new NotLeaderError(leader, undefined);
+    return address;
+  }
+
+  private async write(command: StoreCommand): Promise<CommandResult> {
+    this.assertOpen();
+    const data = encodeCommand(command);
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      try {
+        if (this.host.isLeader()) {
+          const { result } = await this.host.propose(data);
+          return result ?? { ok: 'done' };
+        }
+        const leader = await this.host.waitForLeader(Math.max(0, deadline - Date.now()));
+        if (leader === this.host.id) continue;
+        const res = await this.host.peerClient(this.leaderAddress(leader)).propose(data, Math.max(1000, deadline - Date.now()));
+        await this.host.waitApplied(res.index);
+        return decodeResult(res.resultJson);
+      } catch (err) {
+        // Retry only when the write certainly did not happen: no leader, or the member asked is
+        // not (or no longer) the leader and refused it before proposing.
+        const retriable = err instanceof NotLeaderError || (isServiceError(err) && err.code === grpc.status.UNAVAILABLE && /not the leader|no leader/.test(err.details));
+        if (!retriable || Date.now() > deadline || this.closed) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  private async linearize(): Promise<void> {
+    this.assertOpen();
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      try {
+        await this.host.readBarrier(Math.max(500, deadline - Date.now()));
+        return;
+      } catch (err) {
+        if (!(err instanceof NotLeaderError) || Date.now() > deadline || this.closed) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new StoreClosedError();
+  }
+}
+
+function isServiceError(err: unknown): err is grpc.ServiceError {
+  return err instanceof Error && typeof (err as Partial<grpc.ServiceError>).code === 'number';
+}
+
+export { encodeCommand, decodeResult };
