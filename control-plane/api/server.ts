@@ -16,12 +16,13 @@ import { loadApiPackage } from '../../proto/load.js';
 import type { ArchiveFormat, GcResult, ImageRecord, ImageStore } from '../../agent/images/types.js';
 import { referenceNamesImage } from '../../agent/images/image-usage.js';
 import { serverCredentials, type TransportSecurity } from '../ca/credentials.js';
-import type { AnyObject, Kind, Node, Service, Task } from '../resources/types.js';
+import type { AnyObject, Kind, Network, Node, Service, Task } from '../resources/types.js';
 import { KINDS, isTerminal } from '../resources/types.js';
 import { validateObject } from '../resources/schema.js';
 import { kindPrefix, objectKey } from '../store/keys.js';
 import type { Store, TxnOp, Compare } from '../store/store.js';
 import { planApply, type ApplyAction } from './apply-plan.js';
+import { isNetworkManifest, planNetworks, validateNetworkManifest } from './network-objects.js';
 import { unhonouredFields } from './unhonoured-fields.js';
 import { applyNodeUpdate, validateNodeUpdate } from './node-update.js';
 import type { JoinRole } from '../dispatcher/join-tokens.js';
@@ -128,10 +129,11 @@ export class ApiServer {
 
   // --- operations, independent of gRPC so they can be tested and reused -------------------------
 
-  async apply(objectsJson: string[], dryRun: boolean): Promise<Array<{ ref: ObjectRef; action: ApplyAction; object: Service }>> {
+  async apply(objectsJson: string[], dryRun: boolean): Promise<Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network }>> {
     if (objectsJson.length === 0) throw invalidArgument('apply: no objects given');
     if (objectsJson.length > MAX_APPLY_OBJECTS) throw invalidArgument(`apply: at most ${MAX_APPLY_OBJECTS} objects per request`);
     const incoming: Service[] = [];
+    const networks: Network[] = [];
     const problems: string[] = [];
     const seen = new Set<string>();
     objectsJson.forEach((json, index) => {
@@ -140,6 +142,13 @@ export class ApiServer {
         parsed = JSON.parse(json);
       } catch (err) {
         problems.push(`object ${index + 1}: not valid JSON: ${(err as Error).message}`);
+        return;
+      }
+      if (isNetworkManifest(parsed)) {
+        const network = validateNetworkManifest(parsed, index);
+        if (!network.ok) problems.push(...network.problems);
+        else if (networks.some((n) => (n.metadata.stack ?? '') === (network.object.metadata.stack ?? '') && n.metadata.name === network.object.metadata.name)) problems.push(`object ${index + 1}: Network ${network.object.metadata.name} appears twice`);
+        else networks.push(network.object);
         return;
       }
       const result = validateObject(parsed);
@@ -160,7 +169,7 @@ export class ApiServer {
     for (let attempt = 0; attempt < 10; attempt++) {
       const compare: Compare[] = [];
       const success: TxnOp[] = [];
-      const planned: Array<{ ref: ObjectRef; action: ApplyAction; object: Service }> = [];
+      const planned: Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network }> = [];
       for (const object of incoming) {
         const key = objectKey('Service', object.metadata.stack, object.metadata.name);
         const kv = await this.deps.store.get(key);
@@ -170,6 +179,7 @@ export class ApiServer {
         if (plan.action !== 'unchanged') success.push({ type: 'put', key, value: encode(plan.object) });
         planned.push({ ref: { kind: 'Service', stack: object.metadata.stack ?? '', name: object.metadata.name }, action: plan.action, object: plan.object });
       }
+      planned.push(...(await planNetworks(this.deps.store, networks, compare, success)));
       if (dryRun || success.length === 0) return planned;
       const response = await this.deps.store.txn({ compare, success });
       if (response.succeeded) {
@@ -280,7 +290,7 @@ export class ApiServer {
         const missing: ObjectRef[] = [];
         const refs = req.refs.map((r, i) => requireName(r, `delete: reference ${i + 1}`));
         for (const ref of refs) {
-          if (ref.kind !== 'Service') throw invalidArgument(`delete: ${ref.kind} objects are managed by the system; delete their service instead`);
+          if (ref.kind !== 'Service' && ref.kind !== 'Network') throw invalidArgument(`delete: ${ref.kind} objects are managed by the system; delete their service instead`);
         }
         for (const ref of refs) {
           const result = await this.deps.store.delete(objectKey(ref.kind, ref.stack, ref.name));

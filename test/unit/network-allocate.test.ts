@@ -62,7 +62,7 @@ test('ingress and stack default networks get distinct subnets and VNIs; addresse
   const ended = [task(web, 1, 'n1', 'failed'), task(web, 2, 'n2'), task(db, 1, 'n3'), task(web, 3, undefined, 'new')];
   const next = allocateNetworks({ previous: state, networks: [], services: [web, db], tasks: ended, nodes, pool: DEFAULT_POOL }).state;
   const freed = def.tasks['shop/web.1.x1'];
-  t.is(next.networks['shop/default']!.tasks['shop/web.1.x1'], undefined);
+  t.false('shop/web.1.x1' in next.networks['shop/default']!.tasks);
   t.not(next.networks['shop/default']!.tasks['shop/web.3.x3'], freed);
   t.is(next.networks['shop/default']!.tasks['shop/web.2.x2'], def.tasks['shop/web.2.x2'], 'kept addresses never move');
 });
@@ -73,10 +73,10 @@ test('declared networks: explicit subnets, overlap and unknown names are reporte
   const svc = service('s', 'api', { networks: [{ name: 'front' }, { name: 'nope' }] });
   const { state, problems } = allocateNetworks({ previous: emptyNetworkState(), networks: [a, b], services: [svc], tasks: [task(svc, 1, 'n2')], nodes, pool: DEFAULT_POOL });
   t.is(state.networks['s/front']!.subnet, '10.50.0.0/24');
-  t.is(state.networks['s/wide'], undefined);
+  t.false('s/wide' in state.networks);
   t.true(problems.some((p) => /s\/wide: subnet 10.50.0.128\/25 overlaps 10.50.0.0\/24/.test(p)));
   t.true(problems.some((p) => /network "nope" is not defined in stack "s"/.test(p)));
-  t.is(state.networks['s/default'], undefined, 'a service with networks does not join the default network');
+  t.false('s/default' in state.networks, 'a service with networks does not join the default network');
 });
 
 test('node view: peers are the other members with their endpoints; DNS, VIPs, mesh and task attachments', (t) => {
