@@ -82,7 +82,7 @@ async function run(program: Command, id: string, bundle: string): Promise<number
 async function state(program: Command, id: string): Promise<RuncState> {
   const { runtime } = runtimeOf(program);
   const current = await runtime.state(id);
-  if (current === undefined) throw new Error(`container does not exist`);
+  if (current === undefined) throw new Error(`container '${id}' does not exist`);
   const spec = await readBundleConfig(current.bundle);
   const stored = JSON.parse(await fs.readFile(path.join(runtime.stateDir(id), 'state.json'), 'utf8')) as { createdAt: string };
   return {
@@ -100,7 +100,7 @@ async function state(program: Command, id: string): Promise<RuncState> {
 async function del(program: Command, id: string, force: boolean): Promise<void> {
   const { runtime, root } = runtimeOf(program);
   const current = await runtime.state(id);
-  if (current === undefined) throw new Error(`container does not exist`);
+  if (current === undefined) throw new Error(`container '${id}' does not exist`);
   // Like runc: a created container may be deleted (its init is killed); a running one needs --force.
   if (current.status === 'created' || (force && current.status === 'running')) {
     await runtime.kill(id, 'SIGKILL');
@@ -113,7 +113,7 @@ async function del(program: Command, id: string, force: boolean): Promise<void> 
 async function exec(program: Command, id: string, args: string[], opts: { tty?: boolean; cwd?: string; env?: string[]; user?: string }): Promise<number> {
   const { runtime } = runtimeOf(program);
   const current = await runtime.state(id);
-  if (current === undefined) throw new Error(`container does not exist`);
+  if (current === undefined) throw new Error(`container '${id}' does not exist`);
   let env: string[] | undefined;
   if (opts.env !== undefined && opts.env.length > 0) {
     const plan = JSON.parse(await fs.readFile(path.join(runtime.stateDir(id), 'plan.json'), 'utf8')) as { env: string[] };
@@ -184,8 +184,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     const e = err as { code?: string; exitCode?: number; message: string };
     if (e.code?.startsWith('commander.')) return e.exitCode ?? 1;
-    const id = argv.find((a, i) => i > 0 && !a.startsWith('-')) ?? '';
-    process.stderr.write(`tessera-runtime: ${id !== '' ? `${id}: ` : ''}${e.message}\n`);
+    process.stderr.write(`tessera-runtime: ${e.message}\n`);
     return 1;
   }
   return code;
