@@ -13,6 +13,7 @@ import { clientCredentials, type TransportSecurity } from '../../control-plane/c
 import { AssignmentSet } from '../../control-plane/dispatcher/assignments.js';
 import { parseAssignedTask } from '../../control-plane/dispatcher/peer-validation.js';
 import type { Task, TaskState, TaskStatus } from '../../control-plane/resources/types.js';
+import { parseNodeNetworkView, type NodeNetworkView } from '../../control-plane/network/node-view.js';
 
 export interface AgentSessionOptions {
   managers: string[];
@@ -22,6 +23,8 @@ export interface AgentSessionOptions {
   security: TransportSecurity;
   /** Called with the node's complete assignment set whenever it changes. */
   onAssignments: (tasks: Task[]) => void;
+  /** Called with the node's complete overlay state whenever the manager sends a new one. */
+  onNetwork?: (view: NodeNetworkView) => void;
   log: (message: string) => void;
   /** Status updates are sent at most this often (they are batched in between). */
   flushEveryMs?: number;
@@ -157,6 +160,13 @@ export class AgentSession {
         }
       }
       this.options.onAssignments(this.assignments.apply(full, tasks, removed));
+    }
+    if (message.kind === 'network' && message.network) {
+      try {
+        this.options.onNetwork?.(parseNodeNetworkView(message.network.viewJson));
+      } catch (err) {
+        this.options.log(`ignoring network state from the manager: ${(err as Error).message}`);
+      }
     }
   }
 }

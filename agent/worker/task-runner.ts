@@ -11,6 +11,8 @@ import type { NodeNetwork } from '../network/types.js';
 import { mountOverlayRootfs, unmountRootfs } from '../runtime/rootfs.js';
 import { buildOciSpec } from '../runtime/spec.js';
 import type { ContainerRuntime, ExitStatus } from '../runtime/types.js';
+import type { NodeViewAttachment } from '../../control-plane/network/node-view.js';
+import type { TaskOverlay } from './overlay-attachments.js';
 import { parseGroup, parsePasswd, resolveProcess, resolveSecurity, resolveUser, taskHostname } from './container-config.js';
 import { CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES } from '../runtime/capabilities.js';
 
@@ -25,6 +27,8 @@ export interface TaskRunnerDeps {
   /** Parent of every container's cgroup. */
   cgroupParent: string;
   insecureRegistries: string[];
+  /** Overlay networks (cluster mode); absent: the node-local bridge only. */
+  overlay?: TaskOverlay;
   report(task: Task, status: Partial<TaskStatus> & { state: TaskState }): Promise<void>;
   /** Called when the task starts or stops running, so published ports can follow. */
   onRunningChanged(task: Task): void;
@@ -52,6 +56,8 @@ export class TaskRunner {
   readonly containerId: string;
   address: string | undefined;
   running = false;
+  /** The task's overlay interfaces (eth1…), from the managers' allocation. */
+  private overlayAttachments: NodeViewAttachment[] = [];
   private stopRequested = false;
   private created = false;
   private finished: Promise<void> | undefined;
@@ -121,6 +127,11 @@ export class TaskRunner {
       await mkdir(containerDir, { recursive: true });
       await mkdir(deps.logsDir, { recursive: true });
       const rootfs = await mountOverlayRootfs(image.layerDirs, containerDir);
+      // Overlay networks: the managers allocate the task's addresses; wait for them (and for the
+      // networks to be programmed here) before the container exists.
+      const overlay = deps.overlay ? await deps.overlay.prepare(task) : undefined;
+      if (overlay?.dnsServer) await deps.overlay!.writeResolvConf(rootfs, overlay.dnsServer);
+      this.overlayAttachments = overlay?.attachments ?? [];
       const hostname = taskHostname(task);
       const processConfig = resolveProcess(task.spec.spec, image.config, hostname);
       const passwd = parsePasswd(await readFile(join(rootfs, 'etc/passwd'), 'utf8').catch(() => ''));
@@ -155,6 +166,7 @@ export class TaskRunner {
       this.created = true;
       const attachment = await deps.network.attach(this.containerId, state.pid);
       this.address = attachment.address;
+      if (deps.overlay && this.overlayAttachments.length > 0) await deps.overlay.attach(this.containerId, state.pid, this.overlayAttachments);
       if (this.stopRequested) {
         await deps.runtime.kill(this.containerId, 'SIGKILL').catch(() => {});
       } else {
@@ -215,6 +227,7 @@ export class TaskRunner {
   private async cleanup(containerDir: string): Promise<void> {
     const { deps } = this;
     const steps: Array<[string, () => Promise<unknown>]> = [
+      ['overlay detach', () => (deps.overlay && this.overlayAttachments.length > 0 ? deps.overlay.detach(this.containerId, this.overlayAttachments) : Promise.resolve())],
       ['network detach', () => deps.network.detach(this.containerId)],
       ['container delete', () => (this.created ? deps.runtime.delete(this.containerId) : Promise.resolve())],
       ['rootfs unmount', () => unmountRootfs(containerDir)],

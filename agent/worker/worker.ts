@@ -13,9 +13,11 @@ function serviceKeyOf(task: Task): string {
   return `${task.spec.serviceStack || '_'}/${task.spec.serviceName}`;
 }
 
-function publishedPorts(ports: PortSpec[] | undefined): PublishedPort[] {
+/** With the routing mesh on (overlay), only host-mode ports are published on the node-local bridge. */
+function publishedPorts(ports: PortSpec[] | undefined, hostModeOnly = false): PublishedPort[] {
   return (ports ?? [])
     .filter((p): p is PortSpec & { published: number } => p.published !== undefined)
+    .filter((p) => !hostModeOnly || p.mode === 'host')
     .map((p) => ({ published: p.published, target: p.target, protocol: p.protocol ?? 'tcp' }));
 }
 
@@ -89,7 +91,7 @@ export class Worker {
       const live = members.filter((r) => r.running && r.address !== undefined);
       // The newest spec among the live tasks decides the ports (during a spec change both exist).
       const newest = live.map((r) => r.current).sort((a, b) => b.spec.serviceGeneration - a.spec.serviceGeneration)[0];
-      const ports = publishedPorts((newest ?? task).spec.spec.ports);
+      const ports = publishedPorts((newest ?? task).spec.spec.ports, this.deps.overlay !== undefined);
       const backends = live.map((r) => r.address!).sort();
       if (ports.length === 0 && !this.publishedServices.has(key)) return;
       await this.deps.network.publish(key, backends.length > 0 ? ports : [], backends);

@@ -11,6 +11,7 @@ import { AgentSession } from '../../agent/session/agent-session.js';
 import { sweepLeftovers } from '../../agent/worker/leftovers.js';
 import { FileLogSource } from '../../agent/worker/log-source.js';
 import { Worker } from '../../agent/worker/worker.js';
+import { OverlayNetworking } from '../../agent/worker/overlay-attachments.js';
 import { LOCAL_INSECURE, assertAddressAllowed } from '../ca/credentials.js';
 import type { Node } from '../resources/types.js';
 import { dataPaths, type DaemonConfig } from './config.js';
@@ -52,6 +53,7 @@ export class Daemon {
       hostname: hostname(),
       address: config.advertiseAddress,
       resources: { memoryBytes: totalmem(), nanoCpus: availableParallelism() * 1e9 },
+      localSubnet: config.subnet,
     };
     if (!config.join) {
       const manager = new Manager({ config, security, images, logs: new FileLogSource(paths.logs), self, log });
@@ -63,6 +65,9 @@ export class Daemon {
 
     let stopping = false;
     let session: AgentSession | undefined;
+    // Overlay networks, service discovery, VIPs and the routing mesh, from the managers' state.
+    const overlay = new OverlayNetworking({ localUnderlayAddress: config.advertiseAddress, log });
+    this.closers.push(() => overlay.teardown());
     const worker = new Worker({
       runtime,
       images,
@@ -71,6 +76,7 @@ export class Daemon {
       logsDir: paths.logs,
       cgroupParent: config.cgroupParent,
       insecureRegistries: config.insecureRegistries,
+      overlay,
       report: (task, status) => session!.report(task, status),
       log,
     });
@@ -83,10 +89,14 @@ export class Daemon {
         address: config.advertiseAddress,
         memoryBytes: self.resources.memoryBytes,
         nanoCpus: self.resources.nanoCpus,
+        localSubnet: config.subnet,
       },
       security,
       onAssignments: (tasks) => {
         if (!stopping) worker.reconcile(tasks);
+      },
+      onNetwork: (view) => {
+        if (!stopping) overlay.setView(view);
       },
       log,
     });

@@ -14,6 +14,7 @@ import { ServiceController } from '../controllers/service-controller.js';
 import { makeToken, makeTokens, type JoinTokens } from '../dispatcher/join-tokens.js';
 import { NodeHealth } from '../dispatcher/node-health.js';
 import { DispatcherServer } from '../dispatcher/server.js';
+import { startOverlayControl } from '../network/overlay-control.js';
 import { API_VERSION, type Node, type Service, type Task } from '../resources/types.js';
 import { kindPrefix } from '../store/keys.js';
 import { MemoryStore } from '../store/memory-store.js';
@@ -77,6 +78,8 @@ export class Manager {
     schedulingController.start();
     drainController.start();
     this.closers.push(() => serviceController.stop(), () => schedulingController.stop(), () => drainController.stop());
+    const overlay = await startOverlayControl({ store, services, tasks, nodes, reserved: [config.subnet], log });
+    this.closers.push(() => overlay.stop());
 
     const metrics = new DaemonMetrics(() => tasks.list());
     const api = new ApiServer({
@@ -106,6 +109,7 @@ export class Manager {
       joinTokens: () => this.joinTokens,
       managers: () => [this.dispatcherAddress()],
       log,
+      networkViews: overlay.views,
     });
     const server = new grpc.Server();
     api.addTo(server);

@@ -8,12 +8,14 @@ import type { AgentMessage__Output } from '../../proto/gen/tessera/dispatcher/v1
 import type { ManagerMessage } from '../../proto/gen/tessera/dispatcher/v1/ManagerMessage.js';
 import type { Register__Output } from '../../proto/gen/tessera/dispatcher/v1/Register.js';
 import { loadDispatcherPackage } from '../../proto/load.js';
+import { parseCidr } from '../../agent/network/ipv4.js';
 import type { Informer } from '../controllers/informer.js';
 import { API_VERSION, type Node, type Task } from '../resources/types.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { SentAssignments } from './assignments.js';
 import { checkToken, type JoinTokens } from './join-tokens.js';
 import type { NodeHealth } from './node-health.js';
+import type { NetworkViews } from './network-views.js';
 import { parseReportedStatus } from './peer-validation.js';
 import { reportTaskStatus } from './task-status.js';
 
@@ -31,6 +33,8 @@ export interface DispatcherDeps {
   joinTokens: () => JoinTokens | undefined;
   managers: () => string[];
   log: (message: string) => void;
+  /** Per-node overlay state; absent: no overlay networking (tests of the dispatcher alone). */
+  networkViews?: NetworkViews;
 }
 
 type SessionCall = grpc.ServerDuplexStream<AgentMessage__Output, ManagerMessage>;
@@ -57,6 +61,9 @@ export class DispatcherServer {
     let nodeName: string | undefined;
     let unsubscribe: (() => void) | undefined;
     let pending: NodeJS.Immediate | undefined;
+    let unsubscribeNetwork: (() => void) | undefined;
+    let networkPending: NodeJS.Immediate | undefined;
+    let lastNetworkJson = '';
     const sent = new SentAssignments();
     this.sessions.add(call);
     const registerTimer = setTimeout(() => fail(grpc.status.DEADLINE_EXCEEDED, 'no register message within 10 s'), REGISTER_TIMEOUT_MS);
@@ -86,6 +93,23 @@ export class DispatcherServer {
             nodeName = registered;
             call.write({ session: { nodeName, heartbeatPeriodMs: deps.heartbeatPeriodMs, managers: deps.managers() } });
             sendDelta(true);
+            const views = deps.networkViews;
+            if (views) {
+              // The whole view, only when it changed; a burst of store events sends one message.
+              const sendNetwork = () => {
+                const viewJson = JSON.stringify(views.viewFor(nodeName!));
+                if (viewJson === lastNetworkJson) return;
+                lastNetworkJson = viewJson;
+                call.write({ network: { viewJson } });
+              };
+              sendNetwork();
+              unsubscribeNetwork = views.subscribe(() => {
+                networkPending ??= setImmediate(() => {
+                  networkPending = undefined;
+                  sendNetwork();
+                });
+              });
+            }
             unsubscribe = deps.tasks.subscribe((event) => {
               const mine = event.object.nodeName === nodeName || (event.type === 'modified' && event.previous?.nodeName === nodeName);
               if (!mine) return;
@@ -101,7 +125,9 @@ export class DispatcherServer {
     const end = () => {
       clearTimeout(registerTimer);
       unsubscribe?.();
+      unsubscribeNetwork?.();
       if (pending) clearImmediate(pending);
+      if (networkPending) clearImmediate(networkPending);
       this.sessions.delete(call);
     };
     call.on('end', () => {
@@ -145,6 +171,13 @@ export class DispatcherServer {
     if (!NODE_NAME.test(name)) throw new Error(`node name "${name}" is not a DNS label (a-z, 0-9, -; at most 63)`);
     const description = register.description;
     if (!description) throw new Error('register: missing node description');
+    if (description.localSubnet) {
+      try {
+        parseCidr(description.localSubnet);
+      } catch (err) {
+        throw new Error(`register: local subnet: ${(err as Error).message}`);
+      }
+    }
     const existing = await deps.objects.get('Node', '', name);
     const tokens = deps.joinTokens();
     let role: Node['spec']['role'] = existing?.spec.role ?? 'worker';
@@ -159,6 +192,7 @@ export class DispatcherServer {
       address: description.address,
       resources: { memoryBytes: Number(description.memoryBytes), nanoCpus: Number(description.nanoCpus) },
       message: 'session established',
+      ...(description.localSubnet ? { localSubnet: description.localSubnet } : {}),
     };
     if (existing) {
       await deps.objects.updateWithRetry('Node', '', name, (n) => ({ ...n, status: { ...n.status, ...status } }));

@@ -190,3 +190,29 @@ export class NodeViewBuilder {
     return result;
   }
 }
+
+/**
+ * Parses a view received from a manager. Shape only: every address, VNI and name is validated
+ * again by the component that programs it (overlay driver, resolver, balancer), with named errors.
+ */
+export function parseNodeNetworkView(json: string): NodeNetworkView {
+  const view = JSON.parse(json) as unknown;
+  const where = 'network state from the manager';
+  if (typeof view !== 'object' || view === null) throw new Error(`${where}: expected an object`);
+  const v = view as Partial<NodeNetworkView>;
+  if (!Array.isArray(v.networks)) throw new Error(`${where}: networks must be an array`);
+  if (!Array.isArray(v.published)) throw new Error(`${where}: published must be an array`);
+  if (typeof v.tasks !== 'object' || v.tasks === null || Array.isArray(v.tasks)) throw new Error(`${where}: tasks must be an object`);
+  v.networks.forEach((n, i) => {
+    if (typeof n?.id !== 'string' || n.id === '') throw new Error(`${where}: networks[${i}].id must be a non-empty string`);
+    if (!Array.isArray(n.peers) || !Array.isArray(n.vips) || typeof n.dns !== 'object' || n.dns === null) {
+      throw new Error(`${where}: networks[${i}] (${n.id}) needs peers, vips and dns`);
+    }
+  });
+  for (const [key, attachments] of Object.entries(v.tasks)) {
+    if (!Array.isArray(attachments) || attachments.some((a) => typeof a?.networkId !== 'string' || typeof a.address !== 'string')) {
+      throw new Error(`${where}: tasks[${JSON.stringify(key)}] must be a list of { networkId, address }`);
+    }
+  }
+  return v as NodeNetworkView;
+}
