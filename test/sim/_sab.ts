@@ -1,6 +1,5 @@
 import { runSeed } from './simulation.js';
-for (const sabotage of ['none', 'send-before-fsync', 'forget-vote'] as const) {
-  let fails = 0; const msgs = new Set<string>();
-  for (let s = 1; s <= 200; s++) { const r = runSeed({ seed: s, sabotage }); if (!r.ok) { fails++; msgs.add(`${s}: ${(r.failure ?? '').slice(0, 100)}`); } }
-  console.log(sabotage, fails, [...msgs].slice(0, 6));
-}
+const sab = process.argv[2] as 'send-before-fsync'; const n = Number(process.argv[3]);
+let fails = 0; const msgs: string[] = [];
+for (let s = 1; s <= n; s++) { const r = runSeed({ seed: s, sabotage: sab }); if (!r.ok) { fails++; if (msgs.length < 5) msgs.push(`${s}: ${(r.failure ?? '').slice(0, 100)}`); } }
+console.log(sab, fails, msgs);

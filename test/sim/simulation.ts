@@ -120,6 +120,8 @@ export class Simulation {
   private readonly crashWeight: number;
   /** Leader churn: new leaders often crash within a few ms, mid-replication. */
   private readonly churn: boolean;
+  /** Chance that a node crashes while writing a Ready. */
+  private readonly crashInWrite: number;
   private readonly preVote: boolean;
   private readonly checkQuorum: boolean;
   private readonly chaosMs: number;
@@ -140,6 +142,7 @@ export class Simulation {
     this.faultGap = k.pick([[30, 250], [10, 80], [100, 600]] as const);
     this.crashWeight = k.pick([0.15, 0.4]);
     this.churn = k.chance(0.25);
+    this.crashInWrite = k.pick([0, 0.005, 0.02]);
     this.preVote = k.chance(0.75);
     this.checkQuorum = k.chance(0.75);
     this.chaosMs = opts.chaosMs ?? 1500;
@@ -346,6 +349,12 @@ export class Simulation {
     }
     n.fsyncing = true;
     n.writing = rd;
+    // Crash while this write is in flight, mostly when it answers a vote or acknowledges entries:
+    // the moment where durability before sending matters.
+    const answers = rd.messages.some((m) => (m.type === 'vote-resp' && !m.reject) || (m.type === 'append-resp' && !m.reject));
+    if (!this.healed && this.rng.chance(answers ? this.crashInWrite : this.crashInWrite / 10)) {
+      this.q.push(this.now + this.rng.int(0, this.fsyncMaxMs), { kind: 'crash', node: n.id, epoch: n.epoch });
+    }
     if (this.opts.sabotage === 'send-before-fsync') {
       for (const m of rd.messages) this.send(m);
       rd.messages = [];
