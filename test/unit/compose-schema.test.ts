@@ -3,6 +3,7 @@
 // and on mutations of them generated here from a seeded PRNG (wrong types, unknown keys, bad enum
 // values, removed keys, duplicates), and on every schema key given values of every JSON type.
 
+import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +11,8 @@ import { Ajv } from 'ajv';
 import { parse } from 'yaml';
 import { checkComposeStructure } from '../../cli/compose/load.js';
 
-const CORPUS = '/work/shared/corpus/compose';
+// The corpus lives in ../shared beside the checkout (never copied into the repo).
+const CORPUS = fileURLToPath(new URL('../../../shared/corpus/compose', import.meta.url));
 const SCHEMA_PATH = join(CORPUS, 'compose-spec.schema.json');
 const AVAILABLE = existsSync(SCHEMA_PATH);
 

@@ -2,6 +2,7 @@
 // files, error positions, translation; the awesome-compose corpus (each file translated or rejected
 // for the reason recorded below); and the key table of docs/compose.md against the schema.
 
+import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,8 @@ import { planDeploy, renderStackYaml } from '../../cli/commands/stack.js';
 import { ManifestError } from '../../cli/manifest/errors.js';
 import type { Service, StackObject } from '../../control-plane/resources/types.js';
 
-const CORPUS = '/work/shared/corpus/compose';
+// The corpus lives in ../shared beside the checkout (never copied into the repo).
+const CORPUS = fileURLToPath(new URL('../../../shared/corpus/compose', import.meta.url));
 const SCHEMA_PATH = join(CORPUS, 'compose-spec.schema.json');
 const DOC_PATH = new URL('../../docs/compose.md', import.meta.url).pathname;
 
