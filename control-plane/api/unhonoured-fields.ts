@@ -4,8 +4,6 @@
 import type { Service } from '../resources/types.js';
 
 const NOT_YET: ReadonlyArray<[field: string, has: (s: Service['spec']) => boolean, why: string]> = [
-  ['networks', (s) => (s.networks?.length ?? 0) > 0, 'overlay networks are not wired into the node agent yet'],
-  ['endpointMode', (s) => s.endpointMode !== undefined, 'service VIPs and DNS come with overlay networks'],
   ['mounts', (s) => (s.mounts?.length ?? 0) > 0, 'volumes and bind mounts are not supported yet'],
   ['secrets', (s) => (s.secrets?.length ?? 0) > 0, 'secrets are not delivered to nodes yet'],
   ['configs', (s) => (s.configs?.length ?? 0) > 0, 'configs are not delivered to nodes yet'],
