@@ -1,7 +1,10 @@
 // CLI: `npm run sim -- --seeds 2000` runs seeds 1..2000 and prints a summary;
 // `npm run sim -- --seed 1234 --verbose` replays one seed with a trace.
 import { parseArgs } from 'node:util';
-import { runSeed, type SimResult } from './simulation.js';
+import { MUTATIONS, applyMutation, type Mutation } from './mutations.js';
+import { runSeed, type SimOptions, type SimResult } from './simulation.js';
+
+const SABOTAGES = ['none', 'forget-vote', 'stale-read', 'send-before-fsync'] as const;
 
 function intArg(name: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
@@ -42,12 +45,31 @@ function main(): void {
       from: { type: 'string' },
       seed: { type: 'string' },
       verbose: { type: 'boolean', default: false },
+      sabotage: { type: 'string' },
+      mutate: { type: 'string' },
     },
     strict: true,
   });
+  let sabotage: NonNullable<SimOptions['sabotage']> = 'none';
+  if (values.sabotage !== undefined) {
+    const s = SABOTAGES.find((x) => x === values.sabotage);
+    if (!s) {
+      console.error(`sim: --sabotage must be one of ${SABOTAGES.join(', ')}, got ${JSON.stringify(values.sabotage)}`);
+      process.exit(2);
+    }
+    sabotage = s;
+  }
+  if (values.mutate !== undefined) {
+    const m = MUTATIONS.find((x) => x === values.mutate);
+    if (!m) {
+      console.error(`sim: --mutate must be one of ${MUTATIONS.join(', ')}, got ${JSON.stringify(values.mutate)}`);
+      process.exit(2);
+    }
+    applyMutation(m as Mutation);
+  }
   if (values.seed !== undefined) {
     const seed = intArg('seed', values.seed, 1);
-    const r = runSeed({ seed, verbose: values.verbose ?? false });
+    const r = runSeed({ seed, verbose: values.verbose ?? false, sabotage });
     console.log(JSON.stringify(r, null, 2));
     process.exit(r.ok ? 0 : 1);
   }
@@ -55,7 +77,7 @@ function main(): void {
   const from = intArg('from', values.from, 1);
   const t0 = performance.now();
   const results: SimResult[] = [];
-  for (let s = from; s < from + count; s++) results.push(runSeed({ seed: s, verbose: false }));
+  for (let s = from; s < from + count; s++) results.push(runSeed({ seed: s, verbose: false, sabotage }));
   console.log(summarize(results, performance.now() - t0));
   process.exit(results.every((r) => r.ok) ? 0 : 1);
 }

@@ -1,7 +1,6 @@
 // The simulation must catch bugs: run it against deliberately broken variants.
 import test from 'ava';
-import { RaftLog } from '../../control-plane/raft/core/raft-log.js';
-import { RaftNode } from '../../control-plane/raft/core/raft-node.js';
+import { applyMutation, type Mutation } from './mutations.js';
 import { runSeed, type SimOptions } from './simulation.js';
 
 function firstFailure(sabotage: NonNullable<SimOptions['sabotage']>, maxSeeds: number): { seed: number; failure: string } | undefined {
@@ -32,9 +31,8 @@ test('sending messages before the Ready is durable is caught', (t) => {
 
 // Mutation tests: break one rule inside the real core (patched on the prototype for the duration
 // of the test, in this test file's own process) and expect the simulation to notice.
-
-function firstFailureWith(patch: () => () => void, maxSeeds: number): { seed: number; failure: string } | undefined {
-  const restore = patch();
+function firstFailureWith(mutation: Mutation, maxSeeds: number): { seed: number; failure: string } | undefined {
+  const restore = applyMutation(mutation);
   try {
     for (let seed = 1; seed <= maxSeeds; seed++) {
       const r = runSeed({ seed });
@@ -47,29 +45,13 @@ function firstFailureWith(patch: () => () => void, maxSeeds: number): { seed: nu
 }
 
 test('mutation: granting votes without the log up-to-date check is caught', (t) => {
-  const f = firstFailureWith(() => {
-    const orig = RaftLog.prototype.isUpToDate;
-    RaftLog.prototype.isUpToDate = () => true;
-    return () => {
-      RaftLog.prototype.isUpToDate = orig;
-    };
-  }, 50);
+  const f = firstFailureWith('vote-ignores-log', 50);
   t.truthy(f, 'no seed in 1..50 caught it');
   t.log(f);
 });
 
 test('mutation: ReadIndex without confirming leadership is caught by the linearizability check', (t) => {
-  type Internals = { handleReadIndex: (ctx: string, from: string) => void; releaseRead: (r: unknown) => void; log: RaftLog };
-  const proto = RaftNode.prototype as unknown as Internals;
-  const f = firstFailureWith(() => {
-    const orig = proto.handleReadIndex;
-    proto.handleReadIndex = function (this: Internals, context: string, from: string) {
-      this.releaseRead({ context, index: this.log.committed, from });
-    };
-    return () => {
-      proto.handleReadIndex = orig;
-    };
-  }, 300);
+  const f = firstFailureWith('read-without-heartbeat', 300);
   t.truthy(f, 'no seed in 1..300 caught it');
   t.regex(f?.failure ?? '', /linearizable/);
 });
