@@ -209,10 +209,17 @@ export class RaftStore implements Store, RaftServiceHandlers {
     this.host.receive(batch);
   }
 
-  /** A write forwarded by another member: only the leader takes it (no chains of forwarding). */
-  async propose(command: Uint8Array): Promise<{ resultJson: string; index: number }> {
+  /**
+   * A write from another member (only the leader takes it: no chains of forwarding) or from a
+   * client (`forward`: a follower forwards it once, like its own writes).
+   */
+  async propose(command: Uint8Array, forward = false, timeoutMs = 15_000): Promise<{ resultJson: string; index: number }> {
     this.assertOpen();
     const decoded = decodeCommand(command);
+    if (forward && !this.host.isLeader()) {
+      const result = await this.write(decoded, timeoutMs);
+      return { resultJson: encodeResult(result), index: this.host.appliedIndex };
+    }
     const { result, index } = await this.host.propose(encodeCommand(decoded));
     return { resultJson: encodeResult(result ?? { ok: 'done' }), index };
   }
@@ -254,10 +261,10 @@ export class RaftStore implements Store, RaftServiceHandlers {
     return address;
   }
 
-  private async write(command: StoreCommand): Promise<CommandResult> {
+  private async write(command: StoreCommand, timeoutMs = 15_000): Promise<CommandResult> {
     this.assertOpen();
     const data = encodeCommand(command);
-    const deadline = Date.now() + 15_000;
+    const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {
         if (this.host.isLeader()) {
@@ -266,7 +273,9 @@ export class RaftStore implements Store, RaftServiceHandlers {
         }
         const leader = await this.host.waitForLeader(Math.max(0, deadline - Date.now()));
         if (leader === this.host.id) continue;
-        const res = await this.host.peerClient(this.leaderAddress(leader)).propose(data, Math.max(1000, deadline - Date.now()));
+        const left = deadline - Date.now();
+        if (left <= 0) throw new NotLeaderError(leader, this.host.addressOf(leader));
+        const res = await this.host.peerClient(this.leaderAddress(leader)).propose(data, left);
         await this.host.waitApplied(res.index);
         return decodeResult(res.resultJson);
       } catch (err) {

@@ -334,6 +334,7 @@ export class RaftHost<R> {
   }
 
   private restoreSnapshot(index: number, data: Uint8Array): void {
+    this.log(`raft member ${this.options.id}: installed a snapshot at index ${index} (${data.length} bytes) from the leader`);
     this.options.stateMachine.restore(data);
     this.applied = index;
     const lost = new Error('a snapshot replaced the log before this proposal was applied here (its outcome is unknown)');

@@ -32,7 +32,7 @@ export function lateHandlers(get: () => RaftServiceHandlers | undefined): RaftSe
   };
   return {
     receive: (b) => h().receive(b),
-    propose: async (c) => h().propose(c),
+    propose: async (c, f, ms) => h().propose(c, f, ms),
     rangeJson: async (p) => h().rangeJson(p),
     status: async () => h().status(),
     changeMembers: async (r) => h().changeMembers(r),

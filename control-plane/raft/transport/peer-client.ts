@@ -56,8 +56,8 @@ export class RaftPeerClient {
     return this.call<WireBatch, object>('send', batch, timeoutMs).then(() => undefined);
   }
 
-  propose(command: Uint8Array, timeoutMs = 15_000): Promise<{ resultJson: string; index: number }> {
-    return this.call('propose', { command }, timeoutMs);
+  propose(command: Uint8Array, timeoutMs = 15_000, forward = false): Promise<{ resultJson: string; index: number }> {
+    return this.call('propose', { command, forward }, timeoutMs);
   }
 
   range(prefix: string, timeoutMs = 10_000): Promise<{ resultJson: string }> {

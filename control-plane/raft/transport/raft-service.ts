@@ -9,7 +9,8 @@ import type { WireBatch } from './wire.js';
 
 export interface RaftServiceHandlers {
   receive(batch: WireBatch): void;
-  propose(command: Uint8Array): Promise<{ resultJson: string; index: number }>;
+  /** timeoutMs: what is left of the caller's deadline (a forwarded write gives up with it). */
+  propose(command: Uint8Array, forward: boolean, timeoutMs: number): Promise<{ resultJson: string; index: number }>;
   rangeJson(prefix: string): Promise<string>;
   status(): Promise<WireStatus>;
   changeMembers(req: ChangeMembersRequest): Promise<{ index: number }>;
@@ -27,9 +28,15 @@ export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
   return { code, details: e.message, message: e.message };
 }
 
-function unary<Req, Res>(fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+function remainingMs(call: grpc.ServerUnaryCall<unknown, unknown>): number {
+  const d = call.getDeadline();
+  const at = d instanceof Date ? d.getTime() : Number(d);
+  return Number.isFinite(at) && at > 0 ? Math.max(0, at - Date.now()) : 15_000;
+}
+
+function unary<Req, Res>(fn: (req: Req, timeoutMs: number) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
-    fn(call.request).then(
+    fn(call.request, remainingMs(call)).then(
       (res) => callback(null, res),
       (err: unknown) => callback(toServiceError(err)),
     );
@@ -42,7 +49,7 @@ export function addRaftService(server: grpc.Server, handlers: RaftServiceHandler
       handlers.receive(batch);
       return {};
     }),
-    propose: unary<{ command: Uint8Array }, { resultJson: string; index: number }>((req) => handlers.propose(req.command)),
+    propose: unary<{ command: Uint8Array; forward: boolean }, { resultJson: string; index: number }>((req, ms) => handlers.propose(req.command, req.forward, ms)),
     range: unary<{ prefix: string }, { resultJson: string }>(async (req) => ({ resultJson: await handlers.rangeJson(req.prefix) })),
     status: unary<object, WireStatus>(() => handlers.status()),
     changeMembers: unary<ChangeMembersRequest, { index: number }>((req) => {
