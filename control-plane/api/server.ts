@@ -15,13 +15,14 @@ import type { ImageGcResult } from '../../proto/gen/tessera/api/v1/ImageGcResult
 import { loadApiPackage } from '../../proto/load.js';
 import type { ArchiveFormat, GcResult, ImageRecord, ImageStore } from '../../agent/images/types.js';
 import { referenceNamesImage } from '../../agent/images/image-usage.js';
-import { serverCredentials, type TransportSecurity } from '../ca/credentials.js';
+import type { TransportSecurity } from '../ca/credentials.js';
 import type { AnyObject, Kind, Network, Node, Service, Task } from '../resources/types.js';
 import { KINDS, isTerminal } from '../resources/types.js';
 import { validateObject } from '../resources/schema.js';
 import { kindPrefix, objectKey } from '../store/keys.js';
 import type { Store, TxnOp, Compare } from '../store/store.js';
 import { planApply, type ApplyAction } from './apply-plan.js';
+import { bindServer, shutdownServer } from './grpc-server.js';
 import { isNetworkManifest, planNetworks, validateNetworkManifest } from './network-objects.js';
 import { unhonouredFields } from './unhonoured-fields.js';
 import { applyNodeUpdate, validateNodeUpdate } from './node-update.js';
@@ -107,24 +108,11 @@ export class ApiServer {
     const server = new grpc.Server();
     this.addTo(server);
     this.server = server;
-    return new Promise((resolve, reject) => {
-      server.bindAsync(address, serverCredentials(security), (err, port) => (err ? reject(err) : resolve(port)));
-    });
+    return bindServer(server, address, security);
   }
 
   async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 2000);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    if (this.server) await shutdownServer(this.server);
   }
 
   // --- operations, independent of gRPC so they can be tested and reused -------------------------

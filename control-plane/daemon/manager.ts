@@ -6,7 +6,8 @@ import type { Server } from 'node:http';
 
 import type { ImageStore } from '../../agent/images/types.js';
 import { ApiServer, type LogSource } from '../api/server.js';
-import { serverCredentials, type TransportSecurity } from '../ca/credentials.js';
+import { bindServer, shutdownServer } from '../api/grpc-server.js';
+import type { TransportSecurity } from '../ca/credentials.js';
 import { Informer } from '../controllers/informer.js';
 import { DrainController } from '../controllers/drain-controller.js';
 import { SchedulingController } from '../controllers/scheduling-controller.js';
@@ -114,29 +115,15 @@ export class Manager {
     const server = new grpc.Server();
     api.addTo(server);
     dispatcher.addTo(server);
-    this.apiPort = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(config.listen, serverCredentials(this.deps.security), (err, port) => (err ? reject(err) : resolve(port))),
-    );
+    this.apiPort = await bindServer(server, config.listen, this.deps.security);
     if (config.apiSocket) {
       const socket = config.apiSocket;
-      await new Promise<number>((resolve, reject) =>
-        server.bindAsync(socket, serverCredentials(this.deps.security), (err, port) => (err ? reject(err) : resolve(port))),
-      );
+      await bindServer(server, socket, this.deps.security);
     }
-    this.closers.push(
-      () =>
-        new Promise<void>((resolve) => {
-          dispatcher.closeAll();
-          const timer = setTimeout(() => {
-            server.forceShutdown();
-            resolve();
-          }, 2000);
-          server.tryShutdown(() => {
-            clearTimeout(timer);
-            resolve();
-          });
-        }),
-    );
+    this.closers.push(() => {
+      dispatcher.closeAll();
+      return shutdownServer(server);
+    });
 
     const [metricsHost, metricsPort] = splitHostPort(config.metricsListen);
     const served: { server: Server; port: number } = await metrics.serve(metricsHost, Number(metricsPort));

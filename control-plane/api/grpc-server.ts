@@ -1,0 +1,24 @@
+// Binding and stopping gRPC servers, the same way for every service Tessera serves.
+import * as grpc from '@grpc/grpc-js';
+
+import { serverCredentials, type TransportSecurity } from '../ca/credentials.js';
+
+export function bindServer(server: grpc.Server, address: string, security: TransportSecurity): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, serverCredentials(security), (err, port) => (err ? reject(err) : resolve(port)));
+  });
+}
+
+/** Lets calls in flight finish for up to graceMs, then cuts the rest (long watches and sessions). */
+export function shutdownServer(server: grpc.Server, graceMs = 2000): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
