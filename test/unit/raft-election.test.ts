@@ -147,3 +147,24 @@ test('a stale leader learns the new term from an append response and steps down'
   t.is(net.raft('n1').currentRole, 'follower');
   t.false(net.data('n2').includes('stale'));
 });
+
+test('rejected vote requests from a stale member do not hold back the election timer', (t) => {
+  // n3 lags and keeps campaigning with ever higher terms; n1 must still time out and win.
+  const net = new SyncNetwork(['n1', 'n2', 'n3'], { preVote: false, checkQuorum: false });
+  net.elect('n1');
+  net.isolate('n3');
+  net.raft('n1').propose(bytes('a'));
+  net.drain();
+  net.crash('n1');
+  net.heal();
+  net.restart('n1');
+  let ticks = 0;
+  while (net.raft('n1').currentRole !== 'leader' && ticks < 40) {
+    // every 5 ticks, n3 campaigns again (it always loses: its log is behind)
+    if (ticks % 5 === 0) net.raft('n3').campaignNow();
+    net.raft('n1').tick();
+    net.drain();
+    ticks++;
+  }
+  t.true(net.raft('n1').currentRole === 'leader' || net.raft('n2').currentRole === 'leader', `no leader after ${ticks} ticks`);
+});
