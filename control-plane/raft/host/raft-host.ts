@@ -81,6 +81,12 @@ export class RaftHost<R> {
   private readonly senders = new Map<NodeId, PeerSender>();
   private readonly clients = new Map<string, RaftPeerClient>();
   private readCounter = 0;
+  /** ReadIndex rounds: callers arriving while one is in flight share the next one. */
+  private readInFlight: Promise<number> | undefined;
+  private readNext: Promise<number> | undefined;
+  /** Term and vote last made durable: a Ready that changes only the commit index need not wait for its fsync. */
+  private durableTerm: number;
+  private durableVote: NodeId;
   private leaderListeners: Array<(leader: NodeId, isLeader: boolean) => void> = [];
 
   constructor(private readonly options: RaftHostOptions<R>) {
@@ -89,6 +95,9 @@ export class RaftHost<R> {
     this.proposalTimeoutMs = options.proposalTimeoutMs ?? 15_000;
     this.log = options.log ?? (() => {});
     const snap = options.storage.snapshot();
+    const initial = options.storage.initialState().hardState;
+    this.durableTerm = initial.term;
+    this.durableVote = initial.vote;
     options.stateMachine.restore(snap.data);
     this.applied = snap.metadata.index;
     this.node = new RaftNode({
@@ -211,11 +220,46 @@ export class RaftHost<R> {
     return this.track(at);
   }
 
-  /** Resolves once this member has applied everything committed before the call (ReadIndex). */
+  /**
+   * Resolves once this member has applied everything committed before the call (ReadIndex).
+   * Concurrent callers share rounds: a round already in flight may have fixed its index before a
+   * caller arrived, so newcomers wait for the next round, which starts when the current one ends.
+   */
   async readBarrier(timeoutMs = 5000): Promise<void> {
     this.assertRunning();
+    if (!this.readInFlight) {
+      this.readInFlight = this.readRound(timeoutMs).finally(() => this.startNextRound(timeoutMs));
+      await this.waitApplied(await this.readInFlight);
+      return;
+    }
+    if (!this.readNext) {
+      let start!: () => void;
+      const gate = new Promise<void>((r) => (start = r));
+      this.readNext = gate.then(() => this.readRound(timeoutMs));
+      this.pendingStart = start;
+    }
+    await this.waitApplied(await this.readNext);
+  }
+
+  private pendingStart: (() => void) | undefined;
+
+  private startNextRound(timeoutMs: number): void {
+    void timeoutMs;
+    const next = this.readNext;
+    const start = this.pendingStart;
+    this.readNext = undefined;
+    this.pendingStart = undefined;
+    if (!next || !start) {
+      this.readInFlight = undefined;
+      return;
+    }
+    this.readInFlight = next.finally(() => this.startNextRound(timeoutMs));
+    start();
+  }
+
+  private async readRound(timeoutMs: number): Promise<number> {
     const context = `${this.options.id}/${++this.readCounter}`;
-    const index = await new Promise<number>((resolve, reject) => {
+    return new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.reads.delete(context);
         reject(new Error(`linearizable read: no answer from a leader within ${timeoutMs} ms`));
@@ -231,7 +275,6 @@ export class RaftHost<R> {
       }
       this.schedule();
     });
-    await this.waitApplied(index);
   }
 
   waitApplied(index: number): Promise<void> {
@@ -285,12 +328,22 @@ export class RaftHost<R> {
     try {
       while (!this.stopped && this.node.hasReady()) {
         const rd = this.node.ready();
-        if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
+        const hs = rd.hardState;
+        if (!rd.snapshot && rd.entries.length === 0 && hs && hs.term === this.durableTerm && hs.vote === this.durableVote) {
+          // Only the commit index moved. Committed entries are durable on a majority already and
+          // a lost commit index is learnt again from the leader, so this write is ordered (the
+          // storage applies saves in call order) but nobody waits for its fsync.
+          this.options.storage.save({ entries: [], hardState: hs }).catch((err: Error) => this.fail(err));
+        } else if (rd.snapshot || rd.entries.length > 0 || hs) {
           await this.options.storage.save({
             ...(rd.snapshot ? { snapshot: rd.snapshot } : {}),
             entries: rd.entries,
-            ...(rd.hardState ? { hardState: rd.hardState } : {}),
+            ...(hs ? { hardState: hs } : {}),
           });
+          if (hs) {
+            this.durableTerm = hs.term;
+            this.durableVote = hs.vote;
+          }
         }
         for (const m of rd.messages) this.sendMessage(m);
         if (rd.snapshot) this.restoreSnapshot(rd.snapshot.metadata.index, rd.snapshot.data);
@@ -302,15 +355,19 @@ export class RaftHost<R> {
         await this.maybeSnapshot();
       }
     } catch (err) {
-      // Persisting failed (the WAL is poisoned) or the state machine broke: this member must not
-      // go on acknowledging anything.
-      this.failure = err instanceof Error ? err : new Error(String(err));
-      this.log(`raft member ${this.options.id} failed: ${this.failure.message}`);
-      this.stopped = true;
-      if (this.ticker) clearInterval(this.ticker);
+      this.fail(err);
     } finally {
       this.running = false;
     }
+  }
+
+  /** Persisting failed (the WAL is poisoned) or the state machine broke: this member must not go on acknowledging anything. */
+  private fail(err: unknown): void {
+    if (this.failure) return;
+    this.failure = err instanceof Error ? err : new Error(String(err));
+    this.log(`raft member ${this.options.id} failed: ${this.failure.message}`);
+    this.stopped = true;
+    if (this.ticker) clearInterval(this.ticker);
   }
 
   private sendMessage(m: Message): void {
