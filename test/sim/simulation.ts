@@ -344,7 +344,7 @@ export class Simulation {
     if (rd.softState) {
       this.log(`${n.id} is ${rd.softState.role} (term ${raft.currentTerm}, leader ${rd.softState.leader || '-'})`);
       if (this.churn && !this.healed && rd.softState.role === 'leader' && this.rng.chance(0.5)) {
-        this.q.push(this.now + this.rng.int(1, 15), { kind: 'crash', node: n.id, epoch: n.epoch });
+        this.q.push(this.now + this.rng.int(1, 60), { kind: 'crash', node: n.id, epoch: n.epoch });
       }
     }
     n.fsyncing = true;

@@ -127,3 +127,46 @@ test('a restarted member recovers its log and commit from storage', (t) => {
   // After restart n2 re-applies from its snapshot (index 1) onwards.
   t.deepEqual(net.data('n2'), ['a', 'b', 'c']);
 });
+
+test('Figure 8: a leader does not commit an entry of an earlier term by counting replicas', (t) => {
+  const net = new SyncNetwork(['n1', 'n2', 'n3'], { preVote: false, checkQuorum: false, maxSizePerMsg: 1 });
+  net.elect('n1'); // term 2, no-op at 2 committed everywhere
+  net.tickAll(1);
+  // n1 appends X at 3 (term 2) but nobody gets it.
+  net.isolate('n1');
+  net.raft('n1').propose(bytes('XX')); // two bytes: alone in a message of maxSizePerMsg 1
+  net.drain();
+  net.crash('n1');
+  net.heal();
+  // n3 wins term 3 with n2's vote; its no-op at 3 reaches nobody.
+  net.filter = (m) => !(m.from === 'n3' && m.type === 'append');
+  net.elect('n3');
+  t.is(net.raft('n3').currentRole, 'leader');
+  net.crash('n3');
+  net.filter = () => true;
+  // n1 comes back and wins term 4 with n2's vote. It replicates X to n2 (alone: maxSizePerMsg 1)
+  // but the append carrying its own no-op is lost.
+  net.restart('n1');
+  // (The first append, the probe that n2 rejects, goes through.)
+  let probes = 0;
+  net.filter = (m) => {
+    if (m.from !== 'n1' || m.type !== 'append' || !m.entries.some((e) => e.term === m.term)) return true;
+    return probes++ === 0;
+  };
+  net.elect('n1');
+  if (net.raft('n1').currentRole !== 'leader') net.elect('n1');
+  t.is(net.raft('n1').currentRole, 'leader');
+  t.is(net.node('n2').storage.term(3), 2, 'X is now on a majority (n1, n2)');
+  t.is(net.raft('n1').status().commit, 2, 'but it is of an earlier term, so it is not committed');
+  // Indeed it must not be: n1 crashes, n3 returns and wins (its last term 3 beats X's 2) and
+  // overwrites X.
+  net.crash('n1');
+  net.filter = () => true;
+  net.restart('n3');
+  net.elect('n3');
+  if (net.raft('n3').currentRole !== 'leader') net.elect('n3');
+  t.is(net.raft('n3').currentRole, 'leader');
+  net.tickAll(1);
+  t.false(net.data('n2').includes('XX'));
+  t.false(net.data('n1').includes('XX'));
+});
