@@ -158,6 +158,10 @@ export class RaftLog {
     this.unstableEntries = [];
   }
 
+  hasPendingEntries(): boolean {
+    return this.unstableEntries.length > 0;
+  }
+
   pendingEntries(): Entry[] {
     return [...this.unstableEntries];
   }

@@ -851,7 +851,7 @@ export class RaftNode {
     return (
       this.msgs.length > 0 ||
       this.readStates.length > 0 ||
-      this.log.pendingEntries().length > 0 ||
+      this.log.hasPendingEntries() ||
       this.log.pendingSnapshot() !== undefined ||
       this.log.hasNextCommittedEntries() ||
       this.prevSoft.leader !== this.lead ||
