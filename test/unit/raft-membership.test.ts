@@ -132,3 +132,29 @@ test('a member added to a group gets the base configuration by snapshot and can 
   net.tickAll(1);
   t.deepEqual(net.raft('n2').confState().voters, ['n1', 'n2']);
 });
+
+test('a group bootstrapped without a snapshot refuses to catch up a newcomer from index 1', async (t) => {
+  const { RaftNode } = await import('../../control-plane/raft/core/raft-node.js');
+  // A storage that bootstraps at index 0 (no snapshot), unlike the documented convention.
+  const { MemoryStorage } = await import('../../control-plane/raft/core/memory-storage.js');
+  const storage = new MemoryStorage({ voters: [], learners: [] });
+  const orig = storage.initialState.bind(storage);
+  storage.initialState = () => ({ ...orig(), confState: { voters: ['n1'], learners: [] } });
+  const node = new RaftNode({
+    id: 'n1', storage, electionTick: 10, heartbeatTick: 1, preVote: false, checkQuorum: false, maxSizePerMsg: 1 << 20,
+    maxInflightMsgs: 4, snapshotChunkSize: 1 << 20, applied: 0, random: () => 0.5,
+  });
+  node.campaignNow();
+  t.is(node.currentRole, 'leader');
+  node.proposeConfChange({ type: 'add-learner', nodeId: 'n2' });
+  const rd = node.ready();
+  storage.append(rd.entries);
+  node.advance(rd);
+  const probe = rd.messages.find((m) => m.type === 'append' && m.to === 'n2');
+  t.truthy(probe);
+  // n2 has nothing: it rejects, and the leader would have to start from index 1.
+  t.throws(
+    () => node.step({ type: 'append-resp', from: 'n2', to: 'n1', term: node.currentTerm, reject: true, index: probe?.type === 'append' ? probe.prevIndex : 0, rejectHintIndex: 0, rejectHintTerm: 0 }),
+    { message: /cannot catch up n2 from index 1: the group was bootstrapped without a snapshot/ },
+  );
+});

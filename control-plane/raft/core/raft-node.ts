@@ -655,6 +655,7 @@ export class RaftNode {
     const pr = this.prs.get(to);
     if (!pr || to === this.id || pr.isPaused()) return false;
     const prevIndex = pr.next - 1;
+    if (prevIndex === 0) this.refuseBaselessCatchUp(to);
     const prevTerm = this.log.term(prevIndex);
     let entries: Entry[];
     try {
@@ -679,6 +680,22 @@ export class RaftNode {
       pr.probeSent = true;
     }
     return true;
+  }
+
+  /**
+   * A member that was not in the bootstrap configuration can only learn that configuration from a
+   * snapshot: the log holds the changes, not the base. If the group was bootstrapped at index 0
+   * (no snapshot), replicating the log from index 1 would leave the newcomer computing its
+   * configuration from nothing (it could even believe it is the only voter). Refuse loudly.
+   */
+  private refuseBaselessCatchUp(to: NodeId): void {
+    const base = this.configs[0] as ConfigAt;
+    if (base.index !== 0 || base.conf.voters.length === 0) return;
+    if (base.conf.voters.includes(to) || base.conf.learners.includes(to)) return;
+    throw new Error(
+      `raft: cannot catch up ${to} from index 1: the group was bootstrapped without a snapshot, so ${to} would never learn ` +
+        'the bootstrap configuration; storage must start a fresh group from a snapshot at index 1, term 1 holding it (see RaftLogStorage.initialState)',
+    );
   }
 
   private sendSnapshot(to: NodeId, pr: Progress): boolean {
