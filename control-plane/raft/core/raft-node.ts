@@ -451,7 +451,8 @@ export class RaftNode {
         if (this.promotable()) this.hup(true);
         return;
       case 'read-index':
-        if (this.lead !== '') this.send({ type: 'read-index', to: this.lead, context: m.context });
+        // A peer took us for the leader. Forwarding would route the answer to us, not to it;
+        // dropping lets it time out and ask the real leader.
         return;
       case 'read-index-resp':
         if (!m.reject) this.readStates.push({ index: m.index, context: m.context });
