@@ -45,6 +45,11 @@ export interface ApiServerDeps {
   version: string;
   storeBackend: string;
   managers: () => string[];
+  /** The replicated store's members (Raft backend only). */
+  cluster?: {
+    members(): Promise<Array<{ id: string; address: string; role: string; term: number; commit: number; applied: number }>>;
+    change(req: { action: string; name: string; address: string; token: string }): Promise<{ index: number }>;
+  };
   /** The cluster's join tokens; rotate replaces one. Absent on servers that issue none (tests). */
   joinTokens?: { get(role: JoinRole): string; rotate(role: JoinRole): string };
 }
@@ -450,6 +455,16 @@ export class ApiServer {
         return { token: req.rotate ? tokens.rotate(req.role) : tokens.get(req.role) };
       }),
       UpdateNode: this.unary('UpdateNode', async (req) => ({ objectJson: JSON.stringify(await this.updateNode(req)) })),
+      ClusterMembers: this.unary('ClusterMembers', async () => {
+        if (!this.deps.cluster) throw new ApiError(grpc.status.UNIMPLEMENTED, `cluster members: the ${this.deps.storeBackend} store backend has no members to show`);
+        return { members: await this.deps.cluster.members() };
+      }),
+      ClusterMemberChange: this.unary('ClusterMemberChange', async (req) => {
+        if (!this.deps.cluster) throw new ApiError(grpc.status.UNIMPLEMENTED, `cluster members: the ${this.deps.storeBackend} store backend cannot change members`);
+        if (!['add', 'promote', 'remove'].includes(req.action)) throw invalidArgument(`cluster members: action must be add, promote or remove, got "${req.action}"`);
+        if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(req.name)) throw invalidArgument(`cluster members: "${req.name}" is not a member name`);
+        return this.deps.cluster.change(req);
+      }),
       ClusterInfo: this.unary('ClusterInfo', async () => ({
         clusterId: this.deps.clusterId,
         version: this.deps.version,

@@ -30,6 +30,14 @@ export interface DaemonConfig {
   insecureTransport: boolean;
   /** An extra unix:/path the API is also served on (tools outside the node's network namespace use it). */
   apiSocket?: string;
+  /**
+   * Where the manager keeps the cluster's state: `raft` (replicated and durable under
+   * <data-root>/raft; one tsd is a one-member group), `memory` (tests), `etcd` (etcdEndpoints).
+   */
+  store: 'raft' | 'memory' | 'etcd';
+  etcdEndpoints: string[];
+  /** Raft: take a snapshot and compact the log every this many applied entries. */
+  raftSnapshotEvery: number;
 }
 
 export function defaultConfig(): DaemonConfig {
@@ -47,6 +55,9 @@ export function defaultConfig(): DaemonConfig {
     nodeDownAfterMs: 5000,
     advertiseAddress: '127.0.0.1',
     insecureTransport: false,
+    store: 'raft',
+    etcdEndpoints: [],
+    raftSnapshotEvery: 10_000,
   };
 }
 
@@ -58,6 +69,7 @@ export function dataPaths(config: DaemonConfig) {
     runtimeState: join(config.dataRoot, 'runtime'),
     network: join(config.dataRoot, 'network'),
     daemonLog: join(config.dataRoot, 'tsd.log'),
+    raft: join(config.dataRoot, 'raft'),
     pidFile: join(config.dataRoot, 'tsd.pid'),
   };
 }
@@ -82,5 +94,9 @@ export function validateConfig(config: DaemonConfig): void {
   if (config.join !== undefined && !ADDRESS.test(config.join)) problems.push(`--join must be host:port or unix:/path, got "${config.join}"`);
   if (config.token !== undefined && !/^TSTKN-1-[0-9a-z-]+$/.test(config.token)) problems.push('--token is not a Tessera join token (TSTKN-1-…)');
   if (!/^\d+\.\d+\.\d+\.\d+$/.test(config.advertiseAddress)) problems.push(`--advertise-address must be an IPv4 address, got "${config.advertiseAddress}"`);
+  if (!['raft', 'memory', 'etcd'].includes(config.store)) problems.push(`--store must be raft, memory or etcd, got "${config.store}"`);
+  if (config.store === 'etcd' && config.etcdEndpoints.length === 0) problems.push('--store etcd needs --etcd-endpoints http://host:port[,...]');
+  for (const e of config.etcdEndpoints) if (!/^https?:\/\/[^/\s]+$/.test(e)) problems.push(`--etcd-endpoints: "${e}" is not http(s)://host:port`);
+  if (!(Number.isInteger(config.raftSnapshotEvery) && config.raftSnapshotEvery >= 10)) problems.push(`--raft-snapshot-every must be an integer of at least 10, got ${config.raftSnapshotEvery}`);
   if (problems.length > 0) throw new Error(`invalid tsd settings:\n  ${problems.join('\n  ')}`);
 }

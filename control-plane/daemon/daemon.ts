@@ -55,8 +55,10 @@ export class Daemon {
       resources: { memoryBytes: totalmem(), nanoCpus: availableParallelism() * 1e9 },
       localSubnet: config.subnet,
     };
-    if (!config.join) {
-      const manager = new Manager({ config, security, images, logs: new FileLogSource(paths.logs), self, log });
+    // `tsd join` with a manager token (raft store) makes this node one more manager of the cluster.
+    const joinAsManager = config.join !== undefined && config.store === 'raft' && (config.token ?? '').endsWith('-manager');
+    if (!config.join || joinAsManager) {
+      const manager = new Manager({ config, security, images, logs: new FileLogSource(paths.logs), self, log, ...(joinAsManager ? { joinVia: config.join } : {}) });
       this.manager = manager;
       this.closers.push(() => manager.stop());
       await manager.start();
@@ -81,7 +83,8 @@ export class Daemon {
       log,
     });
     session = new AgentSession({
-      managers: [config.join ?? this.manager!.dispatcherAddress()],
+      // A manager's own agent starts at its own dispatcher; a follower sends it on to the leader.
+      managers: this.manager ? [this.manager.dispatcherAddress(), ...(config.join ? [config.join] : [])] : [config.join!],
       nodeName: config.nodeName,
       token: config.token ?? '',
       description: {

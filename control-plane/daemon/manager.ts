@@ -12,7 +12,7 @@ import { Informer } from '../controllers/informer.js';
 import { DrainController } from '../controllers/drain-controller.js';
 import { SchedulingController } from '../controllers/scheduling-controller.js';
 import { ServiceController } from '../controllers/service-controller.js';
-import { makeToken, makeTokens, type JoinTokens } from '../dispatcher/join-tokens.js';
+import { checkToken, makeToken, makeTokens, type JoinTokens } from '../dispatcher/join-tokens.js';
 import { NodeHealth } from '../dispatcher/node-health.js';
 import { DispatcherServer } from '../dispatcher/server.js';
 import { startOverlayControl } from '../network/overlay-control.js';
@@ -20,8 +20,17 @@ import { API_VERSION, type Node, type Service, type Task } from '../resources/ty
 import { kindPrefix } from '../store/keys.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { ObjectStore } from '../store/object-store.js';
-import type { DaemonConfig } from './config.js';
+import { EtcdStore } from '../store/etcd-store.js';
+import { RaftStore } from '../store/raft-store.js';
+import type { Store } from '../store/store.js';
+import { MembersApiClient, grpcMessage } from '../raft/host/members-api.js';
+import { lateHandlers, newRaftServer } from '../raft/host/serve-member.js';
+import { addRaftService } from '../raft/transport/raft-service.js';
+import { dataPaths, type DaemonConfig } from './config.js';
 import { DaemonMetrics } from './metrics.js';
+
+/** Where the cluster's identity and join tokens live, so they survive restarts and are shared by managers. */
+const CLUSTER_META_KEY = '/tessera/cluster/meta';
 
 export const VERSION = '0.1.0';
 
@@ -34,12 +43,15 @@ export interface ManagerDeps {
   /** This node's own description, registered as a manager node before any agent connects. */
   self: Node['status'];
   log: (message: string) => void;
+  /** Join an existing cluster's store as a new manager through this manager's API (raft only). */
+  joinVia?: string;
 }
 
 export class Manager {
   private readonly closers: Array<() => Promise<void> | void> = [];
-  readonly clusterId = randomUUID();
+  clusterId: string = randomUUID();
   joinTokens: JoinTokens = makeTokens(this.clusterId);
+  raft: RaftStore | undefined;
   apiPort = 0;
   metricsPort = 0;
 
@@ -47,8 +59,20 @@ export class Manager {
 
   async start(): Promise<void> {
     const { config, log } = this.deps;
-    const store = new MemoryStore();
+    // The server is bound first: a Raft member must know its own address before its store opens.
+    // The other services are added once the store is there (grpc-js accepts services after bind).
+    const server = newRaftServer();
+    if (config.store === 'raft') addRaftService(server, lateHandlers(() => this.raft));
+    this.apiPort = await bindServer(server, config.listen, this.deps.security);
+    if (config.apiSocket) await bindServer(server, config.apiSocket, this.deps.security);
+    let dispatcherRef: DispatcherServer | undefined;
+    this.closers.push(() => {
+      dispatcherRef?.closeAll();
+      return shutdownServer(server);
+    });
+    const store = await this.openStore();
     this.closers.push(() => store.close());
+    await this.loadClusterMeta(store);
     const objects = new ObjectStore(store);
     const onInformerError = (err: Error) => log(`informer: ${err.message}`);
     const services = new Informer<Service>(store, 'Service', kindPrefix('Service'), onInformerError);
@@ -59,26 +83,59 @@ export class Manager {
       this.closers.push(() => informer.stop());
     }
 
-    await objects.create<Node>({
-      apiVersion: API_VERSION,
-      kind: 'Node',
-      metadata: { name: config.nodeName, stack: '' },
-      spec: { availability: 'active', role: 'manager' },
-      status: this.deps.self,
-    });
+    // Upsert: with a durable store this node is already registered after a restart.
+    if (await objects.get('Node', '', config.nodeName)) {
+      await objects.updateWithRetry('Node', '', config.nodeName, (n) => ({ ...n, status: this.deps.self }));
+    } else {
+      await objects.create<Node>({
+        apiVersion: API_VERSION,
+        kind: 'Node',
+        metadata: { name: config.nodeName, stack: '' },
+        spec: { availability: 'active', role: 'manager' },
+        status: this.deps.self,
+      });
+    }
 
     const health = new NodeHealth(objects, nodes, tasks, { timeoutMs: config.nodeDownAfterMs, checkEveryMs: config.heartbeatMs, log });
     health.heartbeat(config.nodeName);
-    health.start();
-    this.closers.push(() => health.stop());
 
-    const serviceController = new ServiceController(objects, services, tasks, nodes, { log });
-    const schedulingController = new SchedulingController(objects, nodes, tasks, log);
-    const drainController = new DrainController(objects, nodes, tasks, log);
-    serviceController.start();
-    schedulingController.start();
-    drainController.start();
-    this.closers.push(() => serviceController.stop(), () => schedulingController.stop(), () => drainController.stop());
+    // Node health and the controllers run on the Raft leader only (with one manager: always here).
+    let stopDuties: (() => void) | undefined;
+    const lead = (): void => {
+      if (stopDuties) return;
+      // Every known node gets a fresh grace period: its agent is reconnecting to this new leader.
+      for (const n of nodes.list()) health.heartbeat(n.metadata.name);
+      health.start();
+      const serviceController = new ServiceController(objects, services, tasks, nodes, { log });
+      const schedulingController = new SchedulingController(objects, nodes, tasks, log);
+      const drainController = new DrainController(objects, nodes, tasks, log);
+      serviceController.start();
+      schedulingController.start();
+      drainController.start();
+      stopDuties = () => {
+        health.stop();
+        serviceController.stop();
+        schedulingController.stop();
+        drainController.stop();
+      };
+      if (this.raft) log('this manager leads: controllers and node health running');
+    };
+    const follow = (): void => {
+      if (!stopDuties) return;
+      stopDuties();
+      stopDuties = undefined;
+      // Agents holding sessions here move to the new leader.
+      dispatcherRef?.closeAll();
+      log('this manager no longer leads: controllers stopped');
+    };
+    const raft = this.raft;
+    if (raft) {
+      raft.host.onLeaderChange((_leader, isLeader) => (isLeader ? lead() : follow()));
+      if (raft.isLeader()) lead();
+    } else {
+      lead();
+    }
+    this.closers.push(() => stopDuties?.());
     const overlay = await startOverlayControl({ store, services, tasks, nodes, reserved: [config.subnet], log });
     this.closers.push(() => overlay.stop());
 
@@ -90,13 +147,17 @@ export class Manager {
       metrics,
       clusterId: this.clusterId,
       version: VERSION,
-      storeBackend: 'memory',
-      managers: () => [config.listen],
+      storeBackend: config.store,
+      managers: () => this.managerAddresses(),
+      ...(this.raft ? { cluster: this.clusterMembersApi(this.raft) } : {}),
       joinTokens: {
         get: (role) => this.joinTokens[role],
         rotate: (role) => {
           this.joinTokens = { ...this.joinTokens, [role]: makeToken(this.clusterId, role) };
           log(`${role} join token rotated`);
+          void store
+            .put(CLUSTER_META_KEY, JSON.stringify({ clusterId: this.clusterId, tokens: this.joinTokens }))
+            .catch((err: Error) => log(`join token rotation not saved: ${err.message}`));
           return this.joinTokens[role];
         },
       },
@@ -108,22 +169,13 @@ export class Manager {
       health,
       heartbeatPeriodMs: config.heartbeatMs,
       joinTokens: () => this.joinTokens,
-      managers: () => [this.dispatcherAddress()],
+      managers: () => this.managerAddresses(),
       log,
       networkViews: overlay.views,
     });
-    const server = new grpc.Server();
+    dispatcherRef = dispatcher;
     api.addTo(server);
-    dispatcher.addTo(server);
-    this.apiPort = await bindServer(server, config.listen, this.deps.security);
-    if (config.apiSocket) {
-      const socket = config.apiSocket;
-      await bindServer(server, socket, this.deps.security);
-    }
-    this.closers.push(() => {
-      dispatcher.closeAll();
-      return shutdownServer(server);
-    });
+    dispatcher.addTo(raft ? leaderOnly(server, () => this.notLeaderReason()) : server);
 
     const [metricsHost, metricsPort] = splitHostPort(config.metricsListen);
     const served: { server: Server; port: number } = await metrics.serve(metricsHost, Number(metricsPort));
@@ -139,6 +191,116 @@ export class Manager {
     return `${config.advertiseAddress}:${this.apiPort || port}`;
   }
 
+  private async openStore(): Promise<Store> {
+    const { config, log } = this.deps;
+    if (config.store === 'memory') return new MemoryStore();
+    if (config.store === 'etcd') return new EtcdStore({ endpoints: config.etcdEndpoints });
+    const address = this.dispatcherAddress();
+    const raft = await RaftStore.open({
+      id: config.nodeName,
+      group: 'tessera',
+      address,
+      dataDir: dataPaths(config).raft,
+      ...(this.deps.joinVia ? {} : { bootstrap: [{ id: config.nodeName, address }] }),
+      security: this.deps.security,
+      snapshotEvery: config.raftSnapshotEvery,
+      log,
+    });
+    this.raft = raft;
+    if (this.deps.joinVia) {
+      try {
+        await this.joinAsManager(raft, this.deps.joinVia, address);
+      } catch (err) {
+        await raft.close();
+        throw err;
+      }
+    }
+    return raft;
+  }
+
+  /**
+   * Joins an existing group: asks to be added as a learner (the API checks the manager token),
+   * waits for the leader's snapshot, then asks for promotion to voter until the leader agrees it
+   * has caught up. A restarted member that is already in the group skips all that.
+   */
+  private async joinAsManager(raft: RaftStore, via: string, address: string): Promise<void> {
+    const { config, log } = this.deps;
+    const status = await raft.status();
+    if ([...status.voters, ...status.learners].includes(config.nodeName)) return;
+    const client = new MembersApiClient(via, this.deps.security);
+    try {
+      await client.change('add', config.nodeName, address, config.token ?? '').catch((err: unknown) => {
+        throw new Error(`joining the managers at ${via} failed: ${grpcMessage(err)}`);
+      });
+      log(`added as a learner through ${via}; catching up`);
+      const deadline = Date.now() + 120_000;
+      for (;;) {
+        try {
+          if (raft.host.appliedIndex > 0) {
+            await client.change('promote', config.nodeName, address, config.token ?? '');
+            log('promoted to voter');
+            return;
+          }
+        } catch (err) {
+          if (Date.now() > deadline) throw new Error(`not promoted to voter within 120 s: ${grpcMessage(err)}`);
+        }
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    } finally {
+      client.close();
+    }
+  }
+
+  /** The cluster id and join tokens: read from the store, or made and stored by the first manager. */
+  private async loadClusterMeta(store: Store): Promise<void> {
+    const fresh = JSON.stringify({ clusterId: this.clusterId, tokens: this.joinTokens });
+    await store.txn({
+      compare: [{ key: CLUSTER_META_KEY, target: 'createRevision', op: '=', value: 0 }],
+      success: [{ type: 'put', key: CLUSTER_META_KEY, value: fresh }],
+      failure: [],
+    });
+    const kv = await store.get(CLUSTER_META_KEY);
+    const meta = JSON.parse(kv?.value ?? fresh) as { clusterId?: unknown; tokens?: { worker?: unknown; manager?: unknown } };
+    if (typeof meta.clusterId !== 'string' || typeof meta.tokens?.worker !== 'string' || typeof meta.tokens.manager !== 'string') {
+      throw new Error(`the store holds a malformed ${CLUSTER_META_KEY}`);
+    }
+    this.clusterId = meta.clusterId;
+    this.joinTokens = { worker: meta.tokens.worker, manager: meta.tokens.manager };
+  }
+
+  /** Every manager's address, the leader's first (agents try them in order). */
+  managerAddresses(): string[] {
+    const raft = this.raft;
+    if (!raft) return [this.dispatcherAddress()];
+    const leader = raft.host.leader();
+    const members = raft.memberAddresses();
+    const leaderAddress = members.get(leader);
+    return [...(leaderAddress ? [leaderAddress] : []), ...[...members].filter(([id]) => id !== leader).map(([, a]) => a)];
+  }
+
+  private notLeaderReason(): string | undefined {
+    const raft = this.raft;
+    if (!raft || raft.isLeader()) return undefined;
+    const leader = raft.host.leader();
+    const address = leader ? raft.memberAddresses().get(leader) : undefined;
+    return leader ? `not the leader, leader is ${leader}${address ? ` at ${address}` : ''}` : 'no leader is known yet';
+  }
+
+  private clusterMembersApi(raft: RaftStore): NonNullable<ConstructorParameters<typeof ApiServer>[0]['cluster']> {
+    return {
+      members: async () =>
+        (await raft.clusterMembers()).map((m) => ({ id: m.id, address: m.address, role: m.role, term: m.term, commit: m.commit, applied: m.applied })),
+      change: async (req) => {
+        if (req.action !== 'remove') {
+          const check = checkToken(req.token, this.joinTokens);
+          if (!check.ok || check.role !== 'manager') throw new Error(`cluster members: ${check.ok ? 'a worker token cannot add managers' : check.reason}`);
+        }
+        const type = req.action === 'add' ? 'add-learner' : req.action === 'promote' ? 'add-voter' : 'remove-node';
+        return raft.changeMembers({ type, id: req.name, address: req.address });
+      },
+    };
+  }
+
   async stop(): Promise<void> {
     for (const close of this.closers.reverse()) {
       try {
@@ -149,6 +311,29 @@ export class Manager {
     }
     this.closers.length = 0;
   }
+}
+
+/**
+ * The server as seen by a service registered through it: every call is refused with UNAVAILABLE
+ * and `reason()` while it returns one (a follower sends agents on to the leader this way).
+ */
+function leaderOnly(server: grpc.Server, reason: () => string | undefined): grpc.Server {
+  const guard = (impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation => {
+    const out: grpc.UntypedServiceImplementation = {};
+    for (const [name, handler] of Object.entries(impl)) {
+      out[name] = ((call: grpc.ServerDuplexStream<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>) => {
+        const why = reason();
+        if (!why) return (handler as (c: unknown, cb?: unknown) => void)(call, callback);
+        const error = { code: grpc.status.UNAVAILABLE, details: why, message: why };
+        if (callback) callback(error);
+        else call.emit('error', error);
+      }) as grpc.UntypedHandleCall;
+    }
+    return out;
+  };
+  return {
+    addService: (def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) => server.addService(def, guard(impl)),
+  } as unknown as grpc.Server;
 }
 
 export function splitHostPort(address: string): [string, string] {

@@ -32,6 +32,9 @@ export function withNodeOptions(command: Command): Command {
     .option('--api-socket <unix:/path>', 'also serve the API on this unix socket')
     .option('--join <address>', 'join the manager at this address as a worker instead of running a manager')
     .option('--token <token>', 'join token (with --join)')
+    .option('--store <backend>', 'cluster state: raft (replicated, durable), memory (tests) or etcd', d.store)
+    .option('--etcd-endpoints <urls>', 'with --store etcd: comma-separated http://host:port list', (v: string) => v.split(',').filter(Boolean), d.etcdEndpoints)
+    .option('--raft-snapshot-every <entries>', 'raft: snapshot and compact the log every this many entries', integer, d.raftSnapshotEvery)
     .option('--insecure-transport', 'allow gRPC without TLS on non-loopback addresses (test clusters in private namespaces only)', d.insecureTransport);
 }
 
