@@ -14,6 +14,7 @@ import { serverAddress } from './context.js';
 import { resolveServiceName } from './resolve.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerNodeCommands } from './commands/node.js';
+import { registerClusterMembersCommands } from './commands/cluster-members.js';
 import { registerStackCommands } from './commands/stack.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -199,6 +200,7 @@ program
 
 registerImageCommands(program, withClient);
 registerNodeCommands(program, cluster, withClient);
+registerClusterMembersCommands(program, cluster);
 registerStackCommands(program);
 
 program.parseAsync(process.argv).catch((err: Error) => {
