@@ -208,7 +208,17 @@ export class Simulation {
     this.q.push(this.now + this.rng.int(1, node.tickMs), { kind: 'tick', node: node.id, epoch: node.epoch });
   }
 
+  private describeSeed(): string {
+    return (
+      `seed ${this.opts.seed}: ${this.members} voters + 2 spares, drop ${this.dropRate * 100}%, dup ${this.dupRate * 100}%, ` +
+      `delay 1..${this.maxDelay} ms, fsync 0..${this.fsyncMaxMs} ms, faults every ${this.faultGap[0]}..${this.faultGap[1]} ms, ` +
+      `crash weight ${this.crashWeight}, crash-in-write ${this.crashInWrite}, churn ${this.churn}, snapshot every ${this.snapshotEvery}, ` +
+      `preVote ${this.preVote}, checkQuorum ${this.checkQuorum}, ${JSON.stringify(this.raftKnobs)}`
+    );
+  }
+
   run(): SimResult {
+    this.log(this.describeSeed());
     for (const c of this.clients) this.q.push(this.rng.int(20, 60), { kind: 'client', client: c.id });
     this.q.push(this.rng.int(50, 200), { kind: 'fault' });
     this.q.push(this.chaosMs, { kind: 'heal' });
