@@ -180,7 +180,9 @@ export class Simulation {
       this.ids.push(id);
       this.boot(node);
     }
-    for (let c = 0; c < 3; c++) this.clients.push({ id: c, busy: undefined, guess: 'n1', counter: 0 });
+    // More clients, more concurrent operations for the linearizability check.
+    const clients = k.pick([3, 6]);
+    for (let c = 0; c < clients; c++) this.clients.push({ id: c, busy: undefined, guess: 'n1', counter: 0 });
   }
 
   private log(line: string): void {
