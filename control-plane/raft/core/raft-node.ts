@@ -118,15 +118,19 @@ export class RaftNode {
   private noteEntry(e: Entry): void {
     if (e.type !== 'conf-change') return;
     const change = decodeConfChange(e.data);
-    this.configs.push({ index: e.index, conf: applyChange(this.confState(), change) });
+    this.configs.push({ index: e.index, conf: applyChange(this.conf(), change) });
   }
 
   private onTruncate(from: number): void {
     while (this.configs.length > 1 && (this.configs[this.configs.length - 1] as ConfigAt).index >= from) this.configs.pop();
   }
 
-  /** The configuration in effect (the latest in the log). */
+  /** The configuration in effect (the latest in the log), a copy. */
   confState(): ConfState {
+    return cloneConfState(this.conf());
+  }
+
+  private conf(): ConfState {
     return (this.configs[this.configs.length - 1] as ConfigAt).conf;
   }
 
@@ -135,7 +139,7 @@ export class RaftNode {
   }
 
   private isVoter(id: NodeId): boolean {
-    return this.confState().voters.includes(id);
+    return this.conf().voters.includes(id);
   }
 
   private promotable(): boolean {
@@ -143,12 +147,12 @@ export class RaftNode {
   }
 
   private quorum(): number {
-    return Math.floor(this.confState().voters.length / 2) + 1;
+    return Math.floor(this.conf().voters.length / 2) + 1;
   }
 
   /** Bring leader bookkeeping in line with the configuration in effect. */
   private syncProgress(): void {
-    const cs = this.confState();
+    const cs = this.conf();
     const members = new Set([...cs.voters, ...cs.learners]);
     if (this.role === 'leader') {
       for (const id of members) {
@@ -171,13 +175,14 @@ export class RaftNode {
    * it makes at that index. Call it when applying a conf-change entry (or any index).
    */
   applyConfChange(entry: Pick<Entry, 'index'>): ConfState {
-    return cloneConfState(this.confStateAt(entry.index));
+    return this.confStateAt(entry.index);
   }
 
+  /** The configuration in effect at `index` (a copy). */
   confStateAt(index: number): ConfState {
     let found = this.configs[0] as ConfigAt;
     for (const c of this.configs) if (c.index <= index) found = c;
-    return found.conf;
+    return cloneConfState(found.conf);
   }
 
   // ---------------------------------------------------------------- role changes
@@ -275,7 +280,7 @@ export class RaftNode {
   /** Check-quorum: did a majority of voters answer during the last election timeout? */
   private quorumActive(): boolean {
     let active = 0;
-    for (const v of this.confState().voters) {
+    for (const v of this.conf().voters) {
       if (v === this.id) {
         active++;
         continue;
@@ -311,7 +316,7 @@ export class RaftNode {
     }
     const lastLogIndex = this.log.lastIndex();
     const lastLogTerm = this.log.lastTerm();
-    for (const v of this.confState().voters) {
+    for (const v of this.conf().voters) {
       if (v === this.id) continue;
       this.send({ type: kind, to: v, term, lastLogIndex, lastLogTerm, transfer });
     }
@@ -321,14 +326,14 @@ export class RaftNode {
     if (!this.votes.has(id)) this.votes.set(id, granted);
     let yes = 0;
     let no = 0;
-    for (const v of this.confState().voters) {
+    for (const v of this.conf().voters) {
       const g = this.votes.get(v);
       if (g === true) yes++;
       else if (g === false) no++;
     }
     const q = this.quorum();
     if (yes >= q) return 'won';
-    if (no > this.confState().voters.length - q) return 'lost';
+    if (no > this.conf().voters.length - q) return 'lost';
     return 'pending';
   }
 
@@ -615,7 +620,7 @@ export class RaftNode {
 
   private maybeCommit(): boolean {
     const matches: number[] = [];
-    for (const v of this.confState().voters) {
+    for (const v of this.conf().voters) {
       const pr = this.prs.get(v);
       matches.push(pr ? pr.match : 0);
     }
@@ -771,7 +776,7 @@ export class RaftNode {
   }
 
   private onReadAck(from: NodeId, context: string): void {
-    const voters = this.confState().voters;
+    const voters = this.conf().voters;
     const released = this.readOnly.ack(from, context, (acks) => voters.filter((v) => acks.has(v)).length >= this.quorum());
     for (const r of released) this.releaseRead(r);
   }
@@ -799,7 +804,7 @@ export class RaftNode {
     if (this.leadTransferee !== '') throw new ProposalDroppedError(`leadership is being transferred to ${this.leadTransferee}`);
     if (!this.committedInTerm()) throw new ProposalDroppedError('configuration change before an entry of this term is committed');
     if (this.lastConfigIndex() > this.log.committed) throw new ProposalDroppedError('another configuration change is still uncommitted');
-    const cs = this.confState();
+    const cs = this.conf();
     const isVoter = cs.voters.includes(change.nodeId);
     const isLearner = cs.learners.includes(change.nodeId);
     switch (change.type) {
@@ -940,7 +945,7 @@ export class RaftNode {
       commit: this.log.committed,
       applied: this.log.applied,
       lastIndex: this.log.lastIndex(),
-      confState: cloneConfState(this.confState()),
+      confState: this.confState(),
       progress,
       leadTransferee: this.leadTransferee,
     };
