@@ -219,6 +219,19 @@ export async function addNetnsNode(state: NetnsClusterState, options: NetnsClust
   return node;
 }
 
+/** Starts a worker node's tsd again (after it died or was killed), with the same settings. */
+export async function restartNetnsNode(state: NetnsClusterState, options: NetnsClusterOptions, node: ClusterNodeState): Promise<void> {
+  if (node.role !== 'worker') throw new Error(`${node.name} is a manager; restarting managers needs the replicated store`);
+  if (processAlive(node.pid)) throw new Error(`${node.name}'s tsd (pid ${node.pid}) is still running`);
+  const client = new ApiClient(state.apiSocket, 5000);
+  try {
+    const { token } = await client.joinToken('worker', false);
+    node.pid = await spawnTsd(node, ['join', ...nodeArgs(node, options), '--token', token, state.managerAddress], join(node.dataRoot, 'tsd.log'));
+  } finally {
+    client.close();
+  }
+}
+
 /** Stops every node's tsd (workers first), removes its containers, namespaces, links, cgroups and data. */
 export async function destroyNetnsCluster(state: NetnsClusterState, log: (line: string) => void = () => {}): Promise<void> {
   const byRole = [...state.nodes].sort((a, b) => (a.role === b.role ? 0 : a.role === 'worker' ? -1 : 1));

@@ -15,15 +15,21 @@ export async function sweepLeftovers(deps: {
   network: NodeNetwork;
   containersDir: string;
   log: (message: string) => void;
+  /** Containers to leave alone (taken over by this tsd). */
+  keep?: ReadonlySet<string>;
+  /** Also remove the node's network set-up (bridge, nftables table); default true. */
+  teardownNetwork?: boolean;
 }): Promise<number> {
   const { runtime, network, containersDir, log } = deps;
-  const ids = await readdir(containersDir).catch(() => [] as string[]);
+  const ids = (await readdir(containersDir).catch(() => [] as string[])).filter((id) => !deps.keep?.has(id));
   for (const id of ids) {
     try {
       const state = await runtime.state(id);
       if (state && state.status !== 'stopped' && processAlive(state.pid)) {
         await runtime.kill(id, 'SIGKILL').catch(() => {});
         for (let i = 0; i < 50 && processAlive(state.pid); i++) await sleep(100);
+        // Let the shim record the exit, so delete does not find it still running.
+        await Promise.race([runtime.wait(id).catch(() => undefined), sleep(5000)]);
       }
       await network.detach(id).catch(() => {});
       if (state) await runtime.delete(id);
@@ -34,7 +40,7 @@ export async function sweepLeftovers(deps: {
     await unmountRootfs(dir).catch((err: Error) => log(`leftover rootfs ${id}: ${err.message}`));
     await rm(dir, { recursive: true, force: true }).catch(() => {});
   }
-  await network.teardown().catch((err: Error) => log(`leftover network: ${err.message}`));
+  if (deps.teardownNetwork !== false) await network.teardown().catch((err: Error) => log(`leftover network: ${err.message}`));
   if (ids.length > 0) log(`removed ${ids.length} container(s) left by an earlier tsd`);
   return ids.length;
 }

@@ -93,6 +93,36 @@ export class TaskRunner {
     return this.finished ?? Promise.resolve();
   }
 
+  /**
+   * Takes over a container an earlier tsd started for this task (its shim kept it running): no
+   * new state is reported while it runs; its end is reported as usual.
+   */
+  adopt(): Promise<void> {
+    this.finished ??= this.adoptedLifecycle();
+    return this.finished;
+  }
+
+  private async adoptedLifecycle(): Promise<void> {
+    const { deps } = this;
+    let exit: ExitStatus | undefined;
+    let failure: { state: TaskState; message: string } | undefined;
+    this.created = true;
+    this.running = true;
+    this.address = this.task.status.address;
+    deps.onRunningChanged(this.task);
+    try {
+      exit = await deps.runtime.wait(this.containerId);
+    } catch (err) {
+      failure = { state: 'failed', message: `adopted container: ${(err as Error).message}` };
+    } finally {
+      if (this.killTimer) clearTimeout(this.killTimer);
+      this.running = false;
+      deps.onRunningChanged(this.task);
+      await this.cleanup(join(deps.containersDir, this.containerId));
+      await this.reportEnd(exit, failure);
+    }
+  }
+
   async stop(): Promise<void> {
     if (this.stopRequested) return;
     this.stopRequested = true;

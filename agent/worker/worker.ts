@@ -5,7 +5,8 @@ import { rm } from 'node:fs/promises';
 import type { PortSpec, Task } from '../../control-plane/resources/types.js';
 import { isTerminal } from '../../control-plane/resources/types.js';
 import type { PublishedPort } from '../network/types.js';
-import { logPathFor, TaskRunner, type TaskRunnerDeps } from './task-runner.js';
+import { containerIdFor, logPathFor, TaskRunner, type TaskRunnerDeps } from './task-runner.js';
+import { sweepLeftovers } from './leftovers.js';
 
 export type WorkerDeps = Omit<TaskRunnerDeps, 'onRunningChanged'>;
 
@@ -26,6 +27,9 @@ export class Worker {
   /** Per service: the chain of publish calls, so rule updates for one service never interleave. */
   private readonly publishChains = new Map<string, Promise<void>>();
   private readonly publishedServices = new Set<string>();
+  /** Tasks whose containers are being looked up for adoption after a restart. */
+  private readonly adopting = new Set<string>();
+  private swept = false;
 
   constructor(private readonly deps: WorkerDeps) {}
 
@@ -41,19 +45,46 @@ export class Worker {
       }
       if (task.desiredState === 'running' && (task.status.state === 'assigned' || task.status.state === 'new' || task.status.state === 'pending')) {
         this.launch(task);
-      } else if (task.desiredState === 'running' && !isTerminal(task.status.state)) {
-        // The store says it was started here, but no runner knows it: this tsd restarted and the
-        // container was not re-adopted (the runtime issue adds re-adoption). Report it lost so the
-        // service controller replaces it.
-        void this.deps.report(task, { state: 'failed', message: 'container lost: the node agent restarted', error: 'container lost' })
-          .catch((err: Error) => this.deps.log(`task ${task.metadata.name}: ${err.message}`));
-      } else if (task.desiredState === 'shutdown' && !isTerminal(task.status.state)) {
-        // Never started here (or started by a tsd that is gone): nothing to stop, just say so.
-        void this.deps.report(task, { state: 'shutdown', message: 'shut down before it started' }).catch((err: Error) =>
-          this.deps.log(`task ${task.metadata.name}: ${err.message}`),
-        );
+      } else if (!isTerminal(task.status.state) && !this.adopting.has(task.metadata.name)) {
+        // The store says it was started here, but no runner knows it: this tsd restarted. Its
+        // shim may have kept the container running; then it is taken over, else reported.
+        this.adopting.add(task.metadata.name);
+        void this.adoptOrReport(task).finally(() => this.adopting.delete(task.metadata.name));
       }
     }
+    if (!this.swept) {
+      // The first assignment set is the complete truth about this node: containers an earlier
+      // tsd left for tasks that are no longer assigned here go.
+      this.swept = true;
+      const keep = new Set(assigned.filter((t) => !isTerminal(t.status.state)).map((t) => containerIdFor(t)));
+      void sweepLeftovers({ ...this.deps, keep, teardownNetwork: false }).catch((err: Error) => this.deps.log(`sweeping leftovers: ${err.message}`));
+    }
+    this.endUnassigned(names);
+  }
+
+  private async adoptOrReport(task: Task): Promise<void> {
+    const state = await this.deps.runtime.state(containerIdFor(task)).catch(() => undefined);
+    if (state && state.status !== 'stopped' && !this.runners.has(task.metadata.name)) {
+      const runner = new TaskRunner(task, { ...this.deps, onRunningChanged: (t) => this.republish(t) });
+      this.runners.set(task.metadata.name, runner);
+      this.deps.log(`task ${task.metadata.name}: adopted its running container (pid ${state.pid})`);
+      void runner.adopt().finally(() => {
+        if (this.runners.get(task.metadata.name) === runner) this.runners.delete(task.metadata.name);
+      });
+      if (task.desiredState === 'shutdown') void runner.stop();
+      return;
+    }
+    if (task.desiredState === 'shutdown') {
+      await this.deps.report(task, { state: 'shutdown', message: 'shut down before it started' }).catch((err: Error) => this.deps.log(`task ${task.metadata.name}: ${err.message}`));
+      return;
+    }
+    if (task.status.state === 'assigned' || task.status.state === 'new' || task.status.state === 'pending') return;
+    await this.deps
+      .report(task, { state: 'failed', message: 'container lost: it was gone when the node agent restarted', error: 'container lost' })
+      .catch((err: Error) => this.deps.log(`task ${task.metadata.name}: ${err.message}`));
+  }
+
+  private endUnassigned(names: Set<string>): void {
     for (const [name, runner] of this.runners) {
       if (!names.has(name)) {
         // The task object is gone (deleted or garbage-collected): stop its container and forget its logs.

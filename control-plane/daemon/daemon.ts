@@ -44,7 +44,9 @@ export class Daemon {
 
     // The store is in memory in this cut, so nothing a previous tsd ran is known any more:
     // whatever it left on the node is removed before we start.
-    await sweepLeftovers({ runtime, network, containersDir: paths.containers, log });
+    // A worker keeps its containers across a restart: the manager still knows their tasks, and
+    // the worker takes them over (or removes them) once it has the node's assignments.
+    if (!config.join) await sweepLeftovers({ runtime, network, containersDir: paths.containers, log });
     await network.setup();
     this.closers.push(() => network.teardown());
 

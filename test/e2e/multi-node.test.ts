@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
 import type { Node, Service, Task } from '../../control-plane/resources/types.js';
-import { addNetnsNode, createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsClusterState } from '../../deploy/netns-cluster.js';
+import { addNetnsNode, restartNetnsNode, createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsClusterState } from '../../deploy/netns-cluster.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
 import { eventually } from '../helpers/tsd-node.js';
 
@@ -59,7 +59,7 @@ test.before(async () => {
     underlayOctet: octet,
     hostBridge: false,
     heartbeatMs: 300,
-    nodeDownAfterMs: 2000,
+    nodeDownAfterMs: 4000,
     insecureRegistries: [registryHost],
   };
   cluster = await createNetnsCluster(clusterOptions);
@@ -147,6 +147,31 @@ test.serial('a global service runs one task per node and gains one on a node tha
   await client.updateNode({ name: added.name, availability: 'drain', addLabels: {}, removeLabels: [] });
 });
 
+test.serial('a worker whose tsd is killed and restarted takes its containers over', async (t) => {
+  await apply('steady', { replicas: 2, placement: { constraints: ['node.hostname==node-3'] } });
+  const before = await eventually('2 steady tasks on node-3', () => runningOf('steady', 2), 60_000);
+  const node3 = cluster.nodes[2]!;
+  process.kill(node3.pid, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 300));
+  await restartNetnsNode(cluster, clusterOptions, node3);
+  // Give the new tsd time to register and take over, then the tasks must be the same ones.
+  await eventually('node-3 to be ready again', async () => {
+    const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
+    return nodes.find((n) => n.metadata.name === 'node-3')?.status.state === 'ready' ? true : undefined;
+  }, 30_000);
+  await new Promise((r) => setTimeout(r, 5000));
+  const after = await eventually('the same 2 tasks running', () => runningOf('steady', 2), 10_000);
+  t.deepEqual(after.map((x) => x.metadata.name).sort(), before.map((x) => x.metadata.name).sort(), 'no task was replaced');
+  t.deepEqual(after.map((x) => x.status.pid).sort(), before.map((x) => x.status.pid).sort(), 'the same containers run');
+  t.true(before.every((x) => x.status.pid !== undefined && (() => { try { process.kill(x.status.pid!, 0); return true; } catch { return false; } })()));
+  // And the adopted containers still stop when asked.
+  await client.delete({ refs: [{ kind: 'Service', stack: 'mn', name: 'steady' }] });
+  await eventually('the adopted containers to stop', async () => {
+    const alive = before.filter((x) => { try { process.kill(x.status.pid!, 0); return true; } catch { return false; } });
+    return alive.length === 0 ? true : undefined;
+  }, 30_000);
+});
+
 test.serial('killing a node\'s tsd gets its tasks rescheduled elsewhere', async (t) => {
   await client.scale({ ref: { kind: 'Service', stack: 'mn', name: 'spread' }, replicas: 3 });
   await apply('victim', { replicas: 3, placement: { constraints: ['node.role==worker'] } });
@@ -160,7 +185,7 @@ test.serial('killing a node\'s tsd gets its tasks rescheduled elsewhere', async 
     const live = await runningOf('victim', 3);
     return live && live.every((x) => x.nodeName === 'node-3') ? live : undefined;
   }, 30_000);
-  t.log(`rescheduled ${onNode2} task(s) in ${Date.now() - started} ms (node-down-after 2000 ms)`);
+  t.log(`rescheduled ${onNode2} task(s) in ${Date.now() - started} ms (node-down-after 4000 ms)`);
   t.is(after.length, 3);
   const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
   t.is(nodes.find((n) => n.metadata.name === 'node-2')?.status.state, 'down');
