@@ -13,8 +13,6 @@ const NOT_YET: ReadonlyArray<[field: string, has: (s: Service['spec']) => boolea
   ['dns', (s) => s.dns !== undefined, 'per-service resolver settings are not implemented yet'],
   ['init', (s) => s.init === true, 'no init process is shipped yet'],
   ['logging', (s) => s.logging?.driver !== undefined && s.logging.driver !== 'json-file' && s.logging.driver !== 'local', 'only the json-file log driver exists'],
-  ['updateConfig', (s) => s.updateConfig !== undefined, 'rolling updates replace tasks all at once for now'],
-  ['rollbackConfig', (s) => s.rollbackConfig !== undefined, 'automatic rollback is not implemented yet'],
   ['placement.preferences', (s) => (s.placement?.preferences?.length ?? 0) > 0, 'placement preferences are not implemented in the scheduler yet'],
   ['placement.maxReplicasPerNode', (s) => s.placement?.maxReplicasPerNode !== undefined, 'max replicas per node is not a scheduler filter yet'],
   ['restart.windowMs', (s) => s.restart?.windowMs !== undefined, 'restart windows are not implemented yet'],

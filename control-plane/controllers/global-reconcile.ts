@@ -9,8 +9,7 @@ import { parseConstraint } from '../resources/constraints.js';
 import { matchesConstraint } from '../scheduler/constraints.js';
 import {
   TASK_HISTORY_LIMIT,
-  bestFirst,
-  decideReplacement,
+  decideSlot,
   isLive,
   newTask,
   newestFirst,
@@ -18,6 +17,7 @@ import {
   templateKey,
   type ReconcileServiceDecision,
 } from './service-reconcile.js';
+import { planRollout } from './rollout.js';
 import { randomTaskId, type TaskIdGenerator } from './task-naming.js';
 
 /** Global tasks have no slot of their own; 0 marks them. */
@@ -56,7 +56,16 @@ export function reconcileGlobalService(input: ReconcileGlobalInput, newTaskId: T
   }
 
   const decision: ReconcileServiceDecision = { create: [], shutdown: [], remove: [] };
-  for (const [nodeName, nodeTasks] of [...byNode].sort(([a], [b]) => a.localeCompare(b))) {
+  const nodesInOrder = [...byNode].sort(([a], [b]) => a.localeCompare(b));
+  // Nodes play the part of slots in the rolling update.
+  const plan = planRollout({
+    service,
+    slots: nodesInOrder.filter(([nodeName]) => eligible.has(nodeName)).map(([key, nodeTasks]) => ({ key, tasks: nodeTasks })),
+    now: input.now,
+  });
+  if (plan.write) decision.service = plan.write;
+  if (plan.requeueAfterMs !== undefined) decision.requeueAfterMs = plan.requeueAfterMs;
+  for (const [nodeName, nodeTasks] of nodesInOrder) {
     const live = nodeTasks.filter(isLive);
     const terminal = nodeTasks.filter((t) => isTerminal(t.status.state)).sort(newestFirst);
     if (!eligible.has(nodeName)) {
@@ -65,17 +74,16 @@ export function reconcileGlobalService(input: ReconcileGlobalInput, newTaskId: T
       for (const t of terminal) decision.remove.push(t.metadata.name);
       continue;
     }
-    const keep = live.filter((t) => templateKey(t.spec.spec) === template).sort(bestFirst)[0];
-    for (const t of live) if (t !== keep) decision.shutdown.push(t.metadata.name);
-    if (!keep) {
-      const replacement = decideReplacement(nodeTasks, template, policy, input.now);
-      if (replacement.create) {
+    if (!plan.hold) {
+      const slot = decideSlot(nodeName, nodeTasks, { template, policy, now: input.now, plan });
+      for (const t of slot.shutdown) decision.shutdown.push(t.metadata.name);
+      if (slot.create) {
         const task = newTask(service, input.serviceKey, GLOBAL_SLOT, newTaskId(), input.now);
         task.nodeName = nodeName;
         task.status = { state: 'assigned', message: `global service: bound to node ${nodeName}`, timestamp: task.status.timestamp };
         decision.create.push(task);
       }
-      if (replacement.waitMs !== undefined) decision.requeueAfterMs = Math.min(decision.requeueAfterMs ?? Infinity, replacement.waitMs);
+      if (slot.waitMs !== undefined) decision.requeueAfterMs = Math.min(decision.requeueAfterMs ?? Infinity, slot.waitMs);
     }
     for (const t of terminal.slice(historyLimit)) decision.remove.push(t.metadata.name);
   }

@@ -1,8 +1,11 @@
 // Wires the pure service decision (service-reconcile.ts) to the store: one work item per service,
-// triggered by changes to the service or any of its tasks, and by back-off timers.
+// triggered by changes to the service or any of its tasks, and by back-off and rollout timers.
+// The service's own write (rollout status, automatic rollback) goes first and only against the
+// version the decision was made from: if the service changed meanwhile, the pass is dropped and
+// decided again, so tasks are never acted on for a spec the store no longer holds.
 import type { Node, Service, Task } from '../resources/types.js';
 import { objectKey } from '../store/keys.js';
-import type { ObjectStore } from '../store/object-store.js';
+import { ConflictError, NotFoundError, type ObjectStore } from '../store/object-store.js';
 import { reconcileService } from './service-reconcile.js';
 import { reconcileGlobalService } from './global-reconcile.js';
 import type { Informer } from './informer.js';
@@ -72,6 +75,19 @@ export class ServiceController {
       const rv = Number(obj?.metadata.resourceVersion ?? 0);
       if (rv > lastRevision) lastRevision = rv;
     };
+    if (service && decision.service) {
+      try {
+        const written = await this.objects.update<Service>({ ...service, spec: decision.service.spec, status: decision.service.status });
+        noteWrite(written);
+        // The next pass must see this status, or it would start the same rollout again.
+        await this.services.waitForRevision(Number(written.metadata.resourceVersion));
+      } catch (err) {
+        if (err instanceof ConflictError || err instanceof NotFoundError) return { requeueAfterMs: 0 };
+        throw err;
+      }
+      const update = decision.service.status.update;
+      if (update && update.state !== service.status?.update?.state) this.log(`service ${key}: ${update.state}: ${update.message ?? ''}`);
+    }
     for (const task of decision.create) {
       noteWrite(await this.objects.create(task));
     }

@@ -7,14 +7,18 @@
 //   live      desiredState 'running' and not yet in a terminal state
 //   stopping  desiredState 'shutdown' and not yet terminal: an agent (or, for a task never
 //             placed, the scheduling controller) still has to end it; it is left alone
-//   template  the service spec without `replicas`: a task is outdated when its copy of the spec
-//             differs from the service's template. Changing only the replica count is a scale,
-//             not an update, so it never replaces running tasks, even though it bumps the
-//             service's metadata.generation.
-import { API_VERSION, TASK_STATES, isTerminal, type Service, type ServiceSpec, type Task } from '../resources/types.js';
-import { canonicalJson } from '../store/object-store.js';
+//   template  the service spec without `replicas` and the update policies: a task is outdated when
+//             its copy of the spec differs from the service's template. Changing only the replica
+//             count is a scale, not an update, so it never replaces running tasks, even though it
+//             bumps the service's metadata.generation.
+// Outdated tasks are replaced at the pace of the rolling update (rollout.ts), which decides which
+// slots may begin their update in this pass; this file decides what that means for each slot.
+import { API_VERSION, TASK_STATES, isTerminal, type Service, type ServiceSpec, type ServiceStatus, type Task } from '../resources/types.js';
 import { backoffResetAfterMs, restartDelayMs, type RestartPolicy } from './restart-backoff.js';
+import { isReady, planRollout, templateKey, type RolloutPlan, type SlotView } from './rollout.js';
 import { randomTaskId, taskName, type TaskIdGenerator } from './task-naming.js';
+
+export { taskTemplateOf, templateKey } from './rollout.js';
 
 /** Terminal tasks kept per slot (Swarm's task-history-limit default), for `tsctl describe`. */
 export const TASK_HISTORY_LIMIT = 5;
@@ -36,8 +40,10 @@ export interface ReconcileServiceDecision {
   shutdown: string[];
   /** Names of terminal tasks to delete from the store. */
   remove: string[];
-  /** Call again after this long: a slot is waiting out its restart back-off. */
+  /** Call again after this long: a slot is waiting out its restart back-off, or a rollout a timer. */
   requeueAfterMs?: number;
+  /** Write to the service first: its rollout status, and for an automatic rollback its spec. */
+  service?: { spec: ServiceSpec; status: ServiceStatus };
 }
 
 export function reconcileService(
@@ -62,8 +68,13 @@ export function reconcileService(
 
   const bySlot = groupBySlot(tasks);
   for (let slot = 1; slot <= replicas; slot++) if (!bySlot.has(slot)) bySlot.set(slot, []);
+  const slots = [...bySlot].sort(([a], [b]) => a - b);
 
-  for (const [slot, slotTasks] of [...bySlot].sort(([a], [b]) => a - b)) {
+  const inRange: SlotView[] = slots.filter(([slot]) => slot >= 1 && slot <= replicas).map(([slot, ts]) => ({ key: String(slot), tasks: ts }));
+  const plan = planRollout({ service, slots: inRange, now: input.now });
+  if (plan.requeueAfterMs !== undefined) requeueAfterMs = plan.requeueAfterMs;
+
+  for (const [slot, slotTasks] of slots) {
     const live = slotTasks.filter(isLive);
     const terminal = slotTasks.filter((t) => isTerminal(t.status.state)).sort(newestFirst);
 
@@ -74,13 +85,9 @@ export function reconcileService(
       continue;
     }
 
-    // Keep at most one live task of the current template; everything else live goes.
-    const current = live.filter((t) => templateKey(t.spec.spec) === template).sort(bestFirst);
-    const keep = current[0];
-    for (const t of live) if (t !== keep) shutdown.push({ name: t.metadata.name, slot });
-
-    if (!keep) {
-      const decision = decideReplacement(slotTasks, template, policy, input.now);
+    if (!plan.hold) {
+      const decision = decideSlot(String(slot), slotTasks, { template, policy, now: input.now, plan });
+      for (const t of decision.shutdown) shutdown.push({ name: t.metadata.name, slot });
       if (decision.create) create.push(newTask(service, input.serviceKey, slot, newTaskId(), input.now));
       if (decision.waitMs !== undefined) requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, decision.waitMs);
     }
@@ -92,7 +99,47 @@ export function reconcileService(
   shutdown.sort((a, b) => b.slot - a.slot);
   const decision: ReconcileServiceDecision = { create, shutdown: shutdown.map((s) => s.name), remove };
   if (requeueAfterMs !== undefined) decision.requeueAfterMs = requeueAfterMs;
+  if (plan.write) decision.service = plan.write;
   return decision;
+}
+
+export interface SlotContext {
+  template: string;
+  policy: RestartPolicy | undefined;
+  now: number;
+  plan: RolloutPlan;
+}
+
+export interface SlotDecision {
+  shutdown: Task[];
+  create: boolean;
+  waitMs?: number;
+}
+
+/**
+ * One slot (or one node of a global service): keep at most one live task of the current template,
+ * replace an outdated one only when the rollout lets the slot begin, in the rollout's order.
+ */
+export function decideSlot(key: string, slotTasks: Task[], ctx: SlotContext): SlotDecision {
+  const live = slotTasks.filter(isLive);
+  const current = live.filter((t) => templateKey(t.spec.spec) === ctx.template).sort(bestFirst);
+  const old = live.filter((t) => templateKey(t.spec.spec) !== ctx.template).sort(bestFirst);
+  const keep = current[0];
+  if (keep) {
+    // start-first: the old task serves until the new one is ready.
+    const overlap = !isReady(keep) && old.length > 0;
+    return { shutdown: live.filter((t) => t !== keep && !(overlap && t === old[0])), create: false };
+  }
+  if (old.length > 0) {
+    const duplicates = old.slice(1);
+    if (!ctx.plan.start.has(key)) return { shutdown: duplicates, create: false };
+    // stop-first: the new task is created once the old one has stopped (next passes).
+    if (ctx.plan.order === 'stop-first') return { shutdown: old, create: false };
+    return { shutdown: duplicates, ...decideReplacement(slotTasks, ctx.template, ctx.policy, ctx.now) };
+  }
+  const oldStopping = slotTasks.some((t) => t.desiredState === 'shutdown' && !isTerminal(t.status.state) && templateKey(t.spec.spec) !== ctx.template);
+  if (oldStopping && ctx.plan.order === 'stop-first') return { shutdown: [], create: false };
+  return { shutdown: [], ...decideReplacement(slotTasks, ctx.template, ctx.policy, ctx.now) };
 }
 
 /** A deleted service: stop what runs; delete what has stopped. Stopping tasks are waited for. */
@@ -199,16 +246,6 @@ function groupBySlot(tasks: Task[]): Map<number, Task[]> {
     else bySlot.set(t.spec.slot, [t]);
   }
   return bySlot;
-}
-
-/** The service spec minus what does not affect a task (the replica count). */
-export function taskTemplateOf(spec: ServiceSpec): ServiceSpec {
-  const { replicas: _replicas, ...template } = spec;
-  return template;
-}
-
-export function templateKey(spec: ServiceSpec): string {
-  return canonicalJson(taskTemplateOf(spec));
 }
 
 /** Creation order; tasks without createdAt (not stored yet) fall back to their last state change. */

@@ -165,6 +165,36 @@ export interface ServiceStatus {
   observedGeneration?: number;
   runningTasks?: number;
   desiredTasks?: number;
+  // ---- rolling updates (issue 6); written by the service controller only ----
+  /** The spec the controller last started rolling out; a spec that differs from it starts a new rollout. */
+  currentSpec?: ServiceSpec;
+  /** The spec before currentSpec: what a rollback (automatic, or `tsctl rollout undo`) goes back to. */
+  previousSpec?: ServiceSpec;
+  /** The latest rollout; absent until the first spec change after creation. */
+  update?: UpdateStatus;
+  /** The last few spec generations, oldest first, for `tsctl rollout history`. */
+  history?: RolloutRecord[];
+}
+
+export type UpdateState = 'updating' | 'paused' | 'completed' | 'rollback_started' | 'rollback_paused' | 'rollback_completed';
+
+export interface UpdateStatus {
+  state: UpdateState;
+  message?: string;
+  startedAt: string;
+  completedAt?: string;
+  /** Slots (or nodes, for global services) that had to change when the rollout started. */
+  total?: number;
+  /** Tasks of this rollout that failed inside their monitor window; they count towards maxFailureRatio. */
+  failedTasks?: string[];
+}
+
+export interface RolloutRecord {
+  generation: number;
+  at: string;
+  kind: 'create' | 'update' | 'rollback';
+  /** A short summary of what changed, e.g. "image busybox:1 → busybox:2". */
+  change: string;
 }
 
 export interface Service {
@@ -211,6 +241,8 @@ export interface TaskStatus {
   address?: string;
   /** Why the scheduler could not place the task, when it is pending. */
   schedulingReason?: string;
+  /** The container's health, when its service has a health check (reported by the agent). */
+  health?: 'starting' | 'healthy' | 'unhealthy';
 }
 
 export interface Task {

@@ -51,4 +51,6 @@ test('fields the cluster does not act on yet are named, not ignored', (t) => {
   t.true(problems.some((p) => p.startsWith('spec.healthcheck: not supported')));
   t.true(problems.some((p) => p.startsWith('spec.mode: not supported')));
   t.deepEqual(unhonouredFields({ ...svc, spec: { image: 'x', mode: 'global', readOnly: true } }), []);
+  // Rolling updates and rollbacks are honoured by the service controller (rollout.ts).
+  t.deepEqual(unhonouredFields({ ...svc, spec: { image: 'x', updateConfig: { parallelism: 2, order: 'start-first' }, rollbackConfig: { failureAction: 'continue' } } }), []);
 });

@@ -55,7 +55,9 @@ function run(service: Service | undefined, tasks: Task[], nowOffset = 60_000, st
   let id = 0;
   for (const t of tasks) if (service && specFromService.has(t)) t.spec.spec = structuredClone(service.spec);
   const input: ReconcileServiceInput = { service, serviceKey: { stack, name: 'web' }, tasks, now: T0 + nowOffset };
-  return reconcileService(input, () => `id${String(++id).padStart(6, '0')}`);
+  // The rollout status the decision also writes has tests of its own (rollout.test.ts).
+  const { service: _statusWrite, ...decision } = reconcileService(input, () => `id${String(++id).padStart(6, '0')}`);
+  return decision;
 }
 
 const slotsOf = (tasks: Task[]): number[] => tasks.map((t) => t.spec.slot);
@@ -250,13 +252,21 @@ test('maxAttempts caps restarts of the current spec', (t) => {
   t.is(run(service, [ended(0, old), ended(1, old), ended(2)], 1_000_000).create.length, 1);
 });
 
-test('a spec change replaces live tasks with tasks of the new spec', (t) => {
+test('a spec change replaces live tasks with tasks of the new spec (all at once, start-first)', (t) => {
+  const oldSpec: ServiceSpec = { image: 'busybox:1', replicas: 2 };
+  const tasks = [tk({ slot: 1, spec: oldSpec }), tk({ slot: 2, spec: oldSpec })];
+  const d = run(svc({ image: 'busybox:2', replicas: 2, updateConfig: { parallelism: 0, order: 'start-first' } }, 2), tasks);
+  t.deepEqual(d.shutdown, [], 'the old tasks serve until the new ones are ready');
+  t.deepEqual(slotsOf(d.create), [1, 2]);
+  t.true(d.create.every((c) => c.spec.spec.image === 'busybox:2' && c.spec.serviceGeneration === 2));
+});
+
+test('by default a spec change updates one slot at a time, stopping its old task first', (t) => {
   const oldSpec: ServiceSpec = { image: 'busybox:1', replicas: 2 };
   const tasks = [tk({ slot: 1, spec: oldSpec }), tk({ slot: 2, spec: oldSpec })];
   const d = run(svc({ image: 'busybox:2', replicas: 2 }, 2), tasks);
-  t.deepEqual(d.shutdown.sort(), names(tasks).sort());
-  t.deepEqual(slotsOf(d.create), [1, 2]);
-  t.true(d.create.every((c) => c.spec.spec.image === 'busybox:2' && c.spec.serviceGeneration === 2));
+  t.deepEqual(d.shutdown, [tasks[0]!.metadata.name]);
+  t.deepEqual(d.create, [], 'the new task waits until the old one has stopped');
 });
 
 test('once replaced, the old task stopping does not cause another replacement', (t) => {

@@ -1,0 +1,318 @@
+// Rolling updates as a pure, level-triggered decision. Swarm's updater is a goroutine that walks the
+// slots with `parallelism` workers; here every pass of the service controller looks at the tasks
+// and the rollout state recorded on the service status and decides which outdated slots may begin
+// their update now, whether the rollout has failed (and what to do about it) or has completed.
+// Nothing is remembered between passes except what is written to the service status, so a manager
+// that restarts (or a new leader) carries on where the last one stopped.
+//
+// Rules (see docs in the UpdatePolicy type):
+//   - A spec change other than a scale (the task template changed) starts a rollout; the spec
+//     rolled out before becomes `previousSpec`. Going back to `previousSpec` (`tsctl rollout undo`,
+//     or the automatic rollback) is a rollback and follows `rollbackConfig`.
+//   - A slot is "outdated" when its live task runs an older template. At most `parallelism` slots
+//     are busy at once (0: no limit); a slot is busy while its new task is not ready yet (running,
+//     and healthy when the task reports health), and for `delayMs` after it became ready.
+//   - stop-first: the outdated task is shut down, and the new one created once it has stopped.
+//     start-first: the new task is created beside the old one, which is shut down once the new one
+//     is ready, so the number of ready tasks never drops below the desired count.
+//   - A task of this rollout that fails (ends on its own, or reports unhealthy) within `monitorMs`
+//     of its creation counts as a failure. (Measured from creation because tasks do not record when
+//     they started running; an image that is slow to pull shortens the window.) When failures /
+//     slots to update exceed `maxFailureRatio`, `failureAction` applies: pause stops starting slots,
+//     continue ignores it, rollback restores `previousSpec` (a failing rollback pauses instead).
+//   - The rollout is completed when no slot is outdated or busy and `monitorMs` has passed since the
+//     last new task became ready.
+import type { RolloutRecord, Service, ServiceSpec, ServiceStatus, Task, UpdatePolicy, UpdateStatus } from '../resources/types.js';
+import { isTerminal } from '../resources/types.js';
+import { canonicalJson } from '../store/object-store.js';
+import { describeSpecChange } from './rollout-change.js';
+
+export const DEFAULT_UPDATE_POLICY: Readonly<Required<UpdatePolicy>> = {
+  parallelism: 1,
+  delayMs: 0,
+  failureAction: 'pause',
+  monitorMs: 5_000,
+  maxFailureRatio: 0,
+  order: 'stop-first',
+};
+
+/** Rollout records kept on the service status. */
+export const ROLLOUT_HISTORY_LIMIT = 10;
+
+/** The spec minus what does not change a task: the replica count and the update policies. */
+export function taskTemplateOf(spec: ServiceSpec): ServiceSpec {
+  const { replicas: _replicas, updateConfig: _update, rollbackConfig: _rollback, ...template } = spec;
+  return template;
+}
+
+export function templateKey(spec: ServiceSpec): string {
+  return canonicalJson(taskTemplateOf(spec));
+}
+
+/** One slot of a replicated service, or one node of a global service, with all its tasks. */
+export interface SlotView {
+  key: string;
+  tasks: Task[];
+}
+
+export interface RolloutInput {
+  service: Service;
+  /** The slots the service should have (in range / eligible), in the order they are updated. */
+  slots: SlotView[];
+  now: number;
+}
+
+export interface RolloutPlan {
+  /** Outdated slots that begin their update in this pass. */
+  start: Set<string>;
+  order: 'stop-first' | 'start-first';
+  /** A write to the service: new status, and for an automatic rollback the restored spec. */
+  write?: { spec: ServiceSpec; status: ServiceStatus };
+  /** The spec is being rolled back in this very pass: leave the tasks alone until the write is seen. */
+  hold: boolean;
+  requeueAfterMs?: number;
+}
+
+export function isRollingBack(update: UpdateStatus | undefined): boolean {
+  return update?.state === 'rollback_started' || update?.state === 'rollback_paused' || update?.state === 'rollback_completed';
+}
+
+export function isPaused(update: UpdateStatus | undefined): boolean {
+  return update?.state === 'paused' || update?.state === 'rollback_paused';
+}
+
+function isActive(update: UpdateStatus | undefined): boolean {
+  return update?.state === 'updating' || update?.state === 'rollback_started';
+}
+
+/** The policy in force: rollbackConfig while rolling back, updateConfig otherwise, over Swarm's defaults. */
+export function policyFor(spec: ServiceSpec, update: UpdateStatus | undefined): Required<UpdatePolicy> {
+  const chosen = isRollingBack(update) ? spec.rollbackConfig : spec.updateConfig;
+  const policy: Required<UpdatePolicy> = { ...DEFAULT_UPDATE_POLICY };
+  for (const [k, v] of Object.entries(chosen ?? {})) if (v !== undefined) Object.assign(policy, { [k]: v });
+  return policy;
+}
+
+/** Running, and healthy when the task reports health at all. */
+export function isReady(t: Task): boolean {
+  return t.status.state === 'running' && (t.status.health === undefined || t.status.health === 'healthy');
+}
+
+function isLive(t: Task): boolean {
+  return t.desiredState === 'running' && !isTerminal(t.status.state);
+}
+
+function millis(timestamp: string | undefined): number {
+  const ms = timestamp ? Date.parse(timestamp) : NaN;
+  return Number.isNaN(ms) ? 0 : ms;
+}
+
+function createdMs(t: Task): number {
+  return millis(t.metadata.createdAt ?? t.status.timestamp);
+}
+
+/** Where a slot stands against the current template. */
+export interface SlotState {
+  /** No live task of the current template, but a live one of an older template. */
+  outdated: boolean;
+  /** Its new task is not ready yet, or (stop-first) its old task is still stopping. */
+  inFlight: boolean;
+  /** When its current live task became ready, if it is. */
+  readyAt?: number;
+  currentCreatedAt?: number;
+}
+
+export function slotState(tasks: readonly Task[], template: string, order: 'stop-first' | 'start-first'): SlotState {
+  const live = tasks.filter(isLive);
+  const current = live.filter((t) => templateKey(t.spec.spec) === template);
+  const old = live.filter((t) => templateKey(t.spec.spec) !== template);
+  if (current.length === 0) {
+    const stoppingOld = tasks.some((t) => t.desiredState === 'shutdown' && !isTerminal(t.status.state) && templateKey(t.spec.spec) !== template);
+    return { outdated: old.length > 0, inFlight: old.length === 0 && stoppingOld && order === 'stop-first' };
+  }
+  const ready = current.filter(isReady);
+  if (ready.length === 0) return { outdated: false, inFlight: true };
+  const readyAt = Math.min(...ready.map((t) => millis(t.status.timestamp)));
+  return { outdated: false, inFlight: false, readyAt, currentCreatedAt: Math.min(...ready.map(createdMs)) };
+}
+
+/** Tasks of the current template created since `since` that failed within their monitor window. */
+export function monitorFailures(slots: readonly SlotView[], template: string, since: number, monitorMs: number): string[] {
+  const failed: string[] = [];
+  for (const slot of slots) {
+    for (const t of slot.tasks) {
+      if (templateKey(t.spec.spec) !== template || createdMs(t) < since) continue;
+      const endedOnItsOwn = t.desiredState === 'running' && isTerminal(t.status.state);
+      const unhealthy = isLive(t) && t.status.health === 'unhealthy';
+      if (!endedOnItsOwn && !unhealthy) continue;
+      if (millis(t.status.timestamp) - createdMs(t) <= monitorMs) failed.push(t.metadata.name);
+    }
+  }
+  return failed.sort();
+}
+
+function record(history: readonly RolloutRecord[] | undefined, entry: RolloutRecord): RolloutRecord[] {
+  return [...(history ?? []), entry].slice(-ROLLOUT_HISTORY_LIMIT);
+}
+
+/** The spec to restore on rollback: the old template, today's replica count and policies. */
+export function rollbackSpec(current: ServiceSpec, previous: ServiceSpec): ServiceSpec {
+  const spec: ServiceSpec = { ...taskTemplateOf(previous) };
+  if (current.replicas !== undefined) spec.replicas = current.replicas;
+  if (current.updateConfig !== undefined) spec.updateConfig = current.updateConfig;
+  if (current.rollbackConfig !== undefined) spec.rollbackConfig = current.rollbackConfig;
+  return spec;
+}
+
+/**
+ * The status as it should be before deciding anything else: records a new rollout when the spec's
+ * template differs from the one rolled out last.
+ */
+export function noteSpecChange(service: Service, slots: readonly SlotView[], now: number): ServiceStatus {
+  const status: ServiceStatus = { ...(service.status ?? {}) };
+  const spec = service.spec;
+  const template = templateKey(spec);
+  const generation = service.metadata.generation ?? 1;
+  const at = new Date(now).toISOString();
+  const outdatedTasks = slots.flatMap((s) => s.tasks.filter((t) => isLive(t) && templateKey(t.spec.spec) !== template));
+
+  let previous: ServiceSpec | undefined;
+  if (status.currentSpec === undefined) {
+    if (outdatedTasks.length === 0) {
+      status.currentSpec = structuredClone(spec);
+      status.history = record(status.history, { generation, at: service.metadata.createdAt ?? at, kind: 'create', change: 'created' });
+      return status;
+    }
+    // Tasks older than any recorded rollout (a status written before rollouts existed): their
+    // spec is the best guess at what ran before.
+    previous = [...outdatedTasks].sort((a, b) => createdMs(b) - createdMs(a))[0]!.spec.spec;
+  } else if (templateKey(status.currentSpec) === template) {
+    return status;
+  } else {
+    previous = status.currentSpec;
+  }
+
+  const rollback = status.previousSpec !== undefined && templateKey(status.previousSpec) === template;
+  status.previousSpec = structuredClone(previous);
+  status.currentSpec = structuredClone(spec);
+  status.update = {
+    state: rollback ? 'rollback_started' : 'updating',
+    message: rollback ? 'rollback to the previous spec requested' : 'update in progress',
+    startedAt: at,
+    total: slots.filter((s) => slotState(s.tasks, template, 'start-first').outdated).length,
+    failedTasks: [],
+  };
+  status.history = record(status.history, {
+    generation,
+    at,
+    kind: rollback ? 'rollback' : 'update',
+    change: describeSpecChange(previous, spec),
+  });
+  return status;
+}
+
+export function planRollout(input: RolloutInput): RolloutPlan {
+  const { service, slots, now } = input;
+  const before = service.status ?? {};
+  const status = noteSpecChange(service, slots, now);
+  const template = templateKey(service.spec);
+  const policy = policyFor(service.spec, status.update);
+  const plan: RolloutPlan = { start: new Set(), order: policy.order, hold: false };
+  const states = slots.map((s) => ({ key: s.key, state: slotState(s.tasks, template, policy.order) }));
+  const update = status.update ? { ...status.update } : undefined;
+  const requeue = (ms: number) => {
+    plan.requeueAfterMs = Math.min(plan.requeueAfterMs ?? Infinity, Math.max(0, ms));
+  };
+
+  if (update && isActive(update)) {
+    const since = millis(update.startedAt);
+    const failed = new Set([...(update.failedTasks ?? []), ...monitorFailures(slots, template, since, policy.monitorMs)]);
+    update.failedTasks = [...failed].sort();
+    const total = Math.max(update.total ?? 0, 1);
+    const overRatio = failed.size > 0 && failed.size / total > policy.maxFailureRatio;
+    const rollingBack = update.state === 'rollback_started';
+    const culprit = update.failedTasks.at(-1);
+
+    if (overRatio && policy.failureAction !== 'continue') {
+      const why = `task ${culprit ?? '?'} failed within the monitor period (${failed.size} of ${total} failed)`;
+      if (policy.failureAction === 'rollback' && !rollingBack && status.previousSpec !== undefined) {
+        const restored = rollbackSpec(service.spec, status.previousSpec);
+        const generation = (service.metadata.generation ?? 1) + 1;
+        const at = new Date(now).toISOString();
+        plan.hold = true;
+        plan.write = {
+          spec: restored,
+          status: {
+            ...status,
+            previousSpec: structuredClone(service.spec),
+            currentSpec: structuredClone(restored),
+            update: {
+              state: 'rollback_started',
+              message: `update rolled back: ${why}`,
+              startedAt: at,
+              total: states.filter((s) => !s.state.outdated).length,
+              failedTasks: [],
+            },
+            history: record(status.history, { generation, at, kind: 'rollback', change: `automatic rollback: ${describeSpecChange(service.spec, restored)}` }),
+          },
+        };
+        return plan;
+      }
+      update.state = rollingBack ? 'rollback_paused' : 'paused';
+      const reason = policy.failureAction === 'rollback' && !rollingBack ? '; no previous spec to roll back to' : '';
+      update.message = `${rollingBack ? 'rollback' : 'update'} paused: ${why}${reason}`;
+    } else {
+      startSlots(plan, states, policy, since, now, requeue);
+      const busy = states.some((s) => s.state.outdated || s.state.inFlight);
+      if (!busy) {
+        const lastReady = Math.max(since, ...states.flatMap((s) => (s.state.readyAt !== undefined && (s.state.currentCreatedAt ?? 0) >= since ? [s.state.readyAt] : [])));
+        const monitorEnds = lastReady + policy.monitorMs;
+        if (now >= monitorEnds) {
+          update.state = rollingBack ? 'rollback_completed' : 'completed';
+          update.message = rollingBack ? 'rollback completed' : 'update completed';
+          update.completedAt = new Date(now).toISOString();
+        } else {
+          requeue(monitorEnds - now);
+        }
+      }
+    }
+    status.update = update;
+  } else if (!isPaused(update)) {
+    // No rollout under way (never updated, or completed): tasks that are outdated anyway (a node
+    // that comes back with an old task) are still replaced by the policy's pace.
+    startSlots(plan, states, policy, Infinity, now, requeue);
+  }
+
+  if (canonicalJson(status) !== canonicalJson(before)) plan.write = { spec: service.spec, status };
+  return plan;
+}
+
+function startSlots(
+  plan: RolloutPlan,
+  states: ReadonlyArray<{ key: string; state: SlotState }>,
+  policy: Required<UpdatePolicy>,
+  since: number,
+  now: number,
+  requeue: (ms: number) => void,
+): void {
+  let busy = 0;
+  for (const { state } of states) {
+    if (state.inFlight) busy++;
+    else if (
+      policy.delayMs > 0 &&
+      state.readyAt !== undefined &&
+      (state.currentCreatedAt ?? 0) >= since &&
+      now < state.readyAt + policy.delayMs
+    ) {
+      busy++;
+      requeue(state.readyAt + policy.delayMs - now);
+    }
+  }
+  let free = policy.parallelism === 0 ? Infinity : policy.parallelism - busy;
+  for (const { key, state } of states) {
+    if (free <= 0) break;
+    if (!state.outdated) continue;
+    plan.start.add(key);
+    free--;
+  }
+}
