@@ -2,6 +2,8 @@
 // dispatcher that agents (including this node's own) hold their sessions with.
 import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import type { Server } from 'node:http';
 
 import type { ImageStore } from '../../agent/images/types.js';
@@ -64,7 +66,11 @@ export class Manager {
     const server = newRaftServer();
     if (config.store === 'raft') addRaftService(server, lateHandlers(() => this.raft));
     this.apiPort = await bindServer(server, config.listen, this.deps.security);
-    if (config.apiSocket) await bindServer(server, config.apiSocket, this.deps.security);
+    if (config.apiSocket) {
+      // With a durable store tsd restarts after kill -9, which leaves its socket file behind.
+      await removeStaleSocket(config.apiSocket.slice('unix:'.length));
+      await bindServer(server, config.apiSocket, this.deps.security);
+    }
     let dispatcherRef: DispatcherServer | undefined;
     this.closers.push(() => {
       dispatcherRef?.closeAll();
@@ -334,6 +340,19 @@ function leaderOnly(server: grpc.Server, reason: () => string | undefined): grpc
   return {
     addService: (def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) => server.addService(def, guard(impl)),
   } as unknown as grpc.Server;
+}
+
+/** Deletes a unix socket file nobody listens on any more; leaves a live one alone (bind then fails loudly). */
+async function removeStaleSocket(path: string): Promise<void> {
+  const live = await new Promise<boolean>((resolve) => {
+    const socket = connect(path);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+  if (!live) await rm(path, { force: true });
 }
 
 export function splitHostPort(address: string): [string, string] {
