@@ -127,8 +127,15 @@ export function slotState(tasks: readonly Task[], template: string, order: 'stop
   const current = live.filter((t) => templateKey(t.spec.spec) === template);
   const old = live.filter((t) => templateKey(t.spec.spec) !== template);
   if (current.length === 0) {
-    const stoppingOld = tasks.some((t) => t.desiredState === 'shutdown' && !isTerminal(t.status.state) && templateKey(t.spec.spec) !== template);
-    return { outdated: old.length > 0, inFlight: old.length === 0 && stoppingOld && order === 'stop-first' };
+    if (old.length > 0) return { outdated: true, inFlight: false };
+    // Between the old task and the new one (stop-first: the old one stopping, or stopped and the
+    // new one about to be created): the slot's newest task is still an outdated one. A slot whose
+    // newest task is of the current template and ended is in the restart policy's hands instead,
+    // and does not hold up the rollout.
+    const newest = [...tasks].sort((a, b) => createdMs(b) - createdMs(a))[0];
+    const between = newest !== undefined && templateKey(newest.spec.spec) !== template;
+    const stopping = newest !== undefined && newest.desiredState === 'shutdown' && !isTerminal(newest.status.state);
+    return { outdated: false, inFlight: between && (order === 'stop-first' || !stopping) };
   }
   const ready = current.filter(isReady);
   if (ready.length === 0) return { outdated: false, inFlight: true };
