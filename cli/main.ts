@@ -16,6 +16,7 @@ import { registerImageCommands } from './commands/image.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerClusterMembersCommands } from './commands/cluster-members.js';
 import { registerStackCommands } from './commands/stack.js';
+import { registerRolloutCommands } from './commands/rollout.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -202,6 +203,7 @@ registerImageCommands(program, withClient);
 registerNodeCommands(program, cluster, withClient);
 registerClusterMembersCommands(program, cluster);
 registerStackCommands(program);
+registerRolloutCommands(program, withClient);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`error: ${err.message}\n`);
