@@ -78,7 +78,6 @@ export class ServiceController {
     if (service && decision.service) {
       try {
         const written = await this.objects.update<Service>({ ...service, spec: decision.service.spec, status: decision.service.status });
-        noteWrite(written);
         // The next pass must see this status, or it would start the same rollout again.
         await this.services.waitForRevision(Number(written.metadata.resourceVersion));
       } catch (err) {
