@@ -41,7 +41,9 @@ test('raft 3 members: a write through one follower is visible to a linearizable 
   const g = await startLocalGroup(3);
   t.teardown(() => g.stop());
   const leader = await g.leader();
-  const [a, b] = g.stores.filter((s) => s !== leader) as [Store, Store];
+  const followers: Store[] = g.stores.filter((s) => s !== leader);
+  const a = followers[0]!;
+  const b = followers[1]!;
   for (let i = 0; i < 20; i++) {
     const { revision } = await a.put(`/x/${i}`, String(i));
     const kv = await b.get(`/x/${i}`);
