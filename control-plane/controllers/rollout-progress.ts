@@ -43,9 +43,11 @@ export function rolloutProgress(service: Service, tasks: readonly Task[]): Rollo
       return { phase: update.state, updated, desired, done: false, ok: false, line };
     case 'completed':
       return { phase: update.state, updated, desired, done: true, ok: true, line };
+    case 'rollback_completed':
+      // An undo the user asked for ended as asked; an automatic rollback means the update failed.
+      return { phase: update.state, updated, desired, done: true, ok: update.rollbackReason === undefined, line };
     case 'paused':
     case 'rollback_paused':
-    case 'rollback_completed':
       return { phase: update.state, updated, desired, done: true, ok: false, line };
   }
 }

@@ -256,6 +256,7 @@ export function planRollout(input: RolloutInput): RolloutPlan {
             update: {
               state: 'rollback_started',
               message: `update rolled back: ${why}`,
+              rollbackReason: why,
               startedAt: at,
               total: states.filter((s) => !s.state.outdated).length,
               failedTasks: [],
@@ -276,7 +277,9 @@ export function planRollout(input: RolloutInput): RolloutPlan {
         const monitorEnds = lastReady + policy.monitorMs;
         if (now >= monitorEnds) {
           update.state = rollingBack ? 'rollback_completed' : 'completed';
-          update.message = rollingBack ? 'rollback completed' : 'update completed';
+          update.message = rollingBack
+            ? `rollback completed${update.rollbackReason ? ` (the update failed: ${update.rollbackReason})` : ''}`
+            : 'update completed';
           update.completedAt = new Date(now).toISOString();
         } else {
           requeue(monitorEnds - now);

@@ -187,6 +187,8 @@ export interface UpdateStatus {
   total?: number;
   /** Tasks of this rollout that failed inside their monitor window; they count towards maxFailureRatio. */
   failedTasks?: string[];
+  /** Set on an automatic rollback: why the update it undoes failed. Absent for `tsctl rollout undo`. */
+  rollbackReason?: string;
 }
 
 export interface RolloutRecord {

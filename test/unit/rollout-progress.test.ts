@@ -42,9 +42,13 @@ test('progress counts ready tasks of the current spec', (t) => {
   t.is(p.line, 'service shop/web: updating: 1 of 2 tasks on the current spec (update in progress)');
 });
 
-test('completed is done and ok; paused, rollback paused and rolled back are done and not ok', (t) => {
+test('completed is done and ok; paused, rollback paused and rolled back by itself are done and not ok', (t) => {
   t.like(rolloutProgress(withState('completed'), [task(v2), task(v2)]), { done: true, ok: true });
-  for (const state of ['paused', 'rollback_paused', 'rollback_completed'] as const) t.like(rolloutProgress(withState(state), []), { done: true, ok: false }, state);
+  for (const state of ['paused', 'rollback_paused'] as const) t.like(rolloutProgress(withState(state), []), { done: true, ok: false }, state);
+  const automatic = withState('rollback_completed');
+  automatic.status!.update!.rollbackReason = 'task x failed';
+  t.like(rolloutProgress(automatic, []), { done: true, ok: false });
+  t.like(rolloutProgress(withState('rollback_completed'), []), { done: true, ok: true }, 'an undo the user asked for');
   for (const state of ['updating', 'rollback_started'] as const) t.like(rolloutProgress(withState(state), []), { done: false }, state);
 });
 
