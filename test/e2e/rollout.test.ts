@@ -1,0 +1,176 @@
+// Rolling updates end to end on one real node: tsd in a network namespace of the test's own, real
+// containers from a busybox image the test builds. The store is followed through the API's Watch,
+// event by event, so "never fewer than the desired running tasks" is checked at every revision,
+// not at a few polled moments. Serial: each step builds on the last.
+import test from 'ava';
+import * as grpc from '@grpc/grpc-js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import type { Service, Task } from '../../control-plane/resources/types.js';
+import { loadApiPackage } from '../../proto/load.js';
+import type { WatchEvent__Output } from '../../proto/gen/tessera/api/v1/WatchEvent.js';
+import { ApiClient } from '../../cli/client.js';
+import { clientCredentials, LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
+import { buildBusyboxImage } from '../helpers/busybox-image.js';
+import { eventually, startTestNode, type TestNode } from '../helpers/tsd-node.js';
+
+let node: TestNode;
+let workDir: string;
+let imageRef: string;
+let api: ApiClient;
+
+const REPLICAS = 3;
+
+function manifest(version: string, command: string, update: string): string {
+  return `apiVersion: tessera/v1
+kind: Service
+metadata:
+  name: roll
+  stack: e2e
+spec:
+  image: ${imageRef}
+  command: ["sh", "-c", ${JSON.stringify(command)}]
+  env:
+    VERSION: "${version}"
+  replicas: ${REPLICAS}
+  stopGracePeriodMs: 1000
+  updateConfig: ${update}
+`;
+}
+
+async function applyManifest(text: string): Promise<string> {
+  const path = join(workDir, 'roll.yaml');
+  await writeFile(path, text);
+  return node.tsctl('apply', '-f', path);
+}
+
+async function tasks(): Promise<Task[]> {
+  const res = await api.list({ kind: 'Task', stack: 'e2e', service: 'roll' });
+  return res.objectsJson.map((j) => JSON.parse(j) as Task);
+}
+
+async function serviceNow(): Promise<Service> {
+  const res = await api.list({ kind: 'Service', stack: 'e2e' });
+  return res.objectsJson.map((j) => JSON.parse(j) as Service).find((s) => s.metadata.name === 'roll')!;
+}
+
+const isRunning = (t: Task) => t.desiredState === 'running' && t.status.state === 'running';
+const versionOf = (t: Task) => t.spec.spec.env?.['VERSION'];
+
+/**
+ * Follows every change to the service's tasks from the current revision on, and records the
+ * fewest running tasks and the most tasks of `version` that were live but not running yet.
+ */
+async function followTasks(version: string): Promise<{ lowRunning: () => number; mostStarting: () => number; stop: () => void }> {
+  const first = await api.list({ kind: 'Task', stack: 'e2e', service: 'roll' });
+  const view = new Map<string, Task>();
+  for (const j of first.objectsJson) {
+    const t = JSON.parse(j) as Task;
+    view.set(t.metadata.name, t);
+  }
+  let low = Infinity;
+  let most = 0;
+  const measure = () => {
+    const all = [...view.values()].filter((t) => t.spec.serviceName === 'roll');
+    low = Math.min(low, all.filter(isRunning).length);
+    most = Math.max(most, all.filter((t) => versionOf(t) === version && t.desiredState === 'running' && !['running', 'complete', 'failed', 'shutdown', 'rejected', 'orphaned'].includes(t.status.state)).length);
+  };
+  measure();
+  const pkg = loadApiPackage();
+  const raw = new pkg.tessera.api.v1.Tessera(node.server, clientCredentials(LOCAL_INSECURE));
+  const stream = raw.watch({ kind: 'Task', stack: 'e2e', fromRevision: Number(first.revision) + 1 });
+  stream.on('data', (e: WatchEvent__Output) => {
+    const t = JSON.parse(e.objectJson) as Task;
+    if (e.type === 'deleted') view.delete(t.metadata.name);
+    else view.set(t.metadata.name, t);
+    measure();
+  });
+  stream.on('error', (err: grpc.ServiceError) => {
+    if (err.code !== grpc.status.CANCELLED) low = -1; // a broken watch must fail the test, not pass it
+  });
+  return {
+    lowRunning: () => low,
+    mostStarting: () => most,
+    stop: () => {
+      stream.cancel();
+      raw.close();
+    },
+  };
+}
+
+test.before(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'tessera-e2e-rollout-'));
+  const image = await buildBusyboxImage(join(workDir, 'image'));
+  node = await startTestNode();
+  const loaded = await node.tsctl('image', 'load', image.tarballPath);
+  const match = /loaded (\S+)/.exec(loaded);
+  if (!match) throw new Error(`image load printed nothing useful: ${loaded}`);
+  imageRef = match[1]!;
+  api = new ApiClient(node.server);
+});
+
+test.after.always(async () => {
+  api?.close();
+  if (node) {
+    if (process.env.TESSERA_TEST_KEEP_LOG) await writeFile(process.env.TESSERA_TEST_KEEP_LOG, await node.log());
+    await node.destroy();
+  }
+  if (workDir) await rm(workDir, { recursive: true, force: true });
+});
+
+const SERVE = 'exec sleep 100000';
+const START_FIRST = '{parallelism: 1, order: start-first, monitorMs: 1000, failureAction: rollback}';
+
+test.serial('start-first, parallelism 1: every task is replaced one by one, never fewer than the desired running', async (t) => {
+  await applyManifest(manifest('1', SERVE, START_FIRST));
+  await eventually('3 running tasks', async () => ((await tasks()).filter(isRunning).length === REPLICAS ? true : undefined), 60_000);
+  const before = (await tasks()).filter(isRunning).map((x) => x.metadata.name);
+
+  const follow = await followTasks('2');
+  try {
+    t.regex(await applyManifest(manifest('2', SERVE, START_FIRST)), /service\/e2e\/roll configured/);
+    const status = await node.tsctl('rollout', 'status', 'e2e/roll', '--timeout', '120s');
+    t.regex(status, /completed: 3 of 3 tasks on the current spec/);
+    t.is(follow.lowRunning(), REPLICAS, 'at no store revision were fewer than 3 tasks running');
+    t.is(follow.mostStarting(), 1, 'one new task at a time');
+  } finally {
+    follow.stop();
+  }
+  const after = (await tasks()).filter(isRunning);
+  t.is(after.length, REPLICAS);
+  t.true(after.every((x) => versionOf(x) === '2'));
+  t.false(after.some((x) => before.includes(x.metadata.name)), 'every task was replaced');
+
+  const history = await node.tsctl('rollout', 'history', 'e2e/roll');
+  t.regex(history, /^1\s+\S+\s+\S+\s+create\s+created$/m);
+  t.regex(history, /^2\s+\S+\s+\S+\s+update\s+env changed$/m);
+});
+
+test.serial('an update to a command that exits 1 at once rolls back by itself and ends with the old spec running', async (t) => {
+  await applyManifest(manifest('3', 'exit 1', START_FIRST));
+  const err = await t.throwsAsync(node.tsctl('rollout', 'status', 'e2e/roll', '--timeout', '120s'));
+  t.regex(err!.message, /rollback completed: 3 of 3 tasks on the current spec \(rollback completed \(the update failed: task e2e_roll\.\d\.\w+ failed within the monitor period/);
+  const service = await serviceNow();
+  t.is(service.spec.env?.['VERSION'], '2', 'the spec itself went back');
+  t.deepEqual(service.spec.command, ['sh', '-c', SERVE]);
+  t.is(service.status?.update?.state, 'rollback_completed');
+  const running = await eventually('3 running v2 tasks', async () => {
+    const r = (await tasks()).filter(isRunning);
+    return r.length === REPLICAS && r.every((x) => versionOf(x) === '2') ? r : undefined;
+  }, 30_000);
+  t.is(running.length, REPLICAS);
+  t.regex(await node.tsctl('rollout', 'history', 'e2e/roll'), /^4\s+.*rollback\s+automatic rollback: command, env changed$/m);
+});
+
+test.serial('rollout undo goes back to the previous spec as a rollback', async (t) => {
+  // The previous spec is now the failed one; undo it from a fresh, good update instead.
+  await applyManifest(manifest('5', SERVE, '{parallelism: 0, order: start-first, monitorMs: 500}'));
+  t.regex(await node.tsctl('rollout', 'status', 'e2e/roll', '--timeout', '120s'), /completed/);
+  t.regex(await node.tsctl('rollout', 'undo', 'e2e/roll'), /rolling back to the previous spec/);
+  t.regex(await node.tsctl('rollout', 'status', 'e2e/roll', '--timeout', '120s'), /rollback completed: 3 of 3/);
+  const service = await serviceNow();
+  t.is(service.spec.env?.['VERSION'], '2');
+  t.is(service.status?.previousSpec?.env?.['VERSION'], '5');
+});
