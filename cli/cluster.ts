@@ -140,6 +140,8 @@ export async function clusterDown(out: (line: string) => void): Promise<void> {
   // Whatever tsd could not remove itself (it may have been killed) goes now.
   await cleanupNode(config, out);
   await rm(join(config.dataRoot, 'containers'), { recursive: true, force: true });
+  // The cluster itself goes too (like deleting a kind cluster): the next `up` starts empty.
+  await rm(join(config.dataRoot, 'raft'), { recursive: true, force: true });
   await removeContext();
   out('cluster is down: containers, mounts, links, cgroups and rules removed');
 }

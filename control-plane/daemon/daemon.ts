@@ -42,11 +42,11 @@ export class Daemon {
     const images = new LocalImageStore({ root: paths.images, insecureRegistries: config.insecureRegistries });
     const network = new BridgeNetwork({ bridge: config.bridge, subnet: config.subnet, nftTable: config.nftTable, stateDir: paths.network });
 
-    // The store is in memory in this cut, so nothing a previous tsd ran is known any more:
-    // whatever it left on the node is removed before we start.
-    // A worker keeps its containers across a restart: the manager still knows their tasks, and
-    // the worker takes them over (or removes them) once it has the node's assignments.
-    if (!config.join) await sweepLeftovers({ runtime, network, containersDir: paths.containers, log });
+    // With a persistent store (raft, etcd), or on a worker, the cluster still knows this node's
+    // tasks after a restart: the worker takes their containers over (or removes them) once it has
+    // the node's assignments. Only a manager with the memory store forgets everything, so what an
+    // earlier tsd left is removed before we start.
+    if (!config.join && config.store === 'memory') await sweepLeftovers({ runtime, network, containersDir: paths.containers, log });
     await network.setup();
     this.closers.push(() => network.teardown());
 
