@@ -13,7 +13,7 @@ import { API_VERSION, isTerminal, type Node, type Service, type ServiceSpec, typ
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 const iso = (ms: number) => new Date(ms).toISOString();
 
-/** Specs whose command is ["crash"] fail at once; ["unhealthy"] run but report unhealthy. */
+/** Specs whose command is ["crash"] fail at once; ["unhealthy"] run but report unhealthy; ["starting"] run with health checks still starting. */
 interface SimOptions {
   /** How long a new task takes to reach running, in ms. */
   startMs?: number;
@@ -77,7 +77,8 @@ class Sim {
       if (t.status.state !== 'running' && this.now - Date.parse(t.metadata.createdAt!) >= startMs) {
         const cmd = t.spec.spec.command?.[0];
         if (cmd === 'crash') t.status = { state: 'failed', exitCode: 1, timestamp: iso(this.now) };
-        else t.status = { state: 'running', timestamp: iso(this.now), ...(cmd === 'unhealthy' ? { health: 'unhealthy' as const } : {}) };
+        else if (cmd === 'unhealthy' || cmd === 'starting') t.status = { state: 'running', timestamp: iso(this.now), health: cmd };
+        else t.status = { state: 'running', timestamp: iso(this.now) };
       }
     }
   }
@@ -433,4 +434,26 @@ test('what changed, in one line', (t) => {
   t.is(describeSpecChange({ image: 'a:1' }, { image: 'a:2' }), 'image a:1 → a:2');
   t.is(describeSpecChange({ image: 'a', env: { X: '1' } }, { image: 'a', env: { X: '2' }, command: ['x'] }), 'command, env changed');
   t.is(describeSpecChange({ image: 'a', replicas: 1 }, { image: 'a', replicas: 3 }), 'no change to the task template');
+});
+
+test('start-first: a new task that is running but still starting its health checks does not replace the old one yet', (t) => {
+  const sim = steady({ replicas: 1, updateConfig: { order: 'start-first' } });
+  sim.apply({ image: 'app:2', command: ['starting'] });
+  sim.run(3_000);
+  const fresh = [...sim.tasks.values()].find((x) => x.spec.spec.image === 'app:2')!;
+  const old = [...sim.tasks.values()].find((x) => x.spec.spec.image === 'app:1')!;
+  t.like(fresh.status, { state: 'running', health: 'starting' });
+  t.is(old.desiredState, 'running', 'the old task serves while the new one is starting');
+  fresh.status.health = 'healthy';
+  sim.run(500);
+  t.is(sim.tasks.get(old.metadata.name)?.desiredState, 'shutdown', 'replaced once healthy');
+});
+
+test('a new task reporting unhealthy within the monitor period is a failure', (t) => {
+  const sim = steady({ replicas: 2, updateConfig: { order: 'start-first', failureAction: 'pause' } });
+  sim.apply({ image: 'app:2', command: ['unhealthy'] });
+  sim.run(3_000);
+  t.is(sim.update?.state, 'paused');
+  t.is(sim.update?.failedTasks?.length, 1);
+  t.is(sim.ready.filter((x) => x.spec.spec.image === 'app:1').length, 2, 'both old tasks still serve');
 });
