@@ -53,7 +53,7 @@ async function inContainer(task: Task, args: string[], timeoutMs = 8000): Promis
 }
 
 async function fetchIn(task: Task, url: string): Promise<string> {
-  return (await inContainer(task, ['wget', '-q', '-T', '3', '-O', '-', url])).trim();
+  return (await inContainer(task, ['wget', '-q', '-O', '-', url], 5000)).trim();
 }
 
 async function canFetchIn(task: Task, url: string): Promise<boolean> {
@@ -88,6 +88,11 @@ test.before(async () => {
 
 test.after.always(async () => {
   client?.close();
+  // OVC_KEEP=1 leaves the cluster up for debugging (state in /tmp/ovc-cluster.json).
+  if (process.env['OVC_KEEP'] === '1') {
+    await writeFile('/tmp/ovc-cluster.json', JSON.stringify(cluster));
+    return;
+  }
   if (cluster) await destroyNetnsCluster(cluster);
   if (registry?.pid !== undefined && registry.exitCode === null) registry.kill('SIGTERM');
   if (workDir) await rm(workDir, { recursive: true, force: true });
@@ -124,6 +129,8 @@ test.serial('service discovery, VIP, routing mesh and isolation across nodes', a
   t.deepEqual(addressesIn(await inContainer(clientTask!, ['nslookup', `${STACK}_web`])), [vip!]);
 
   // The VIP (by name) reaches every replica; each replica is also reachable directly across nodes.
+  for (const address of taskAddresses) t.regex(await eventually(`replica ${address}`, () => fetchIn(clientTask!, `http://${address}/`), 20_000, 500), /^web-/);
+  t.regex(await eventually('the VIP', () => fetchIn(clientTask!, `http://${vip!}/`), 20_000, 500), /^web-/);
   const hostnames = new Set<string>();
   for (let i = 0; i < 30 && hostnames.size < 2; i++) hostnames.add(await eventually('web by name', () => fetchIn(clientTask!, 'http://web/'), 20_000, 500));
   t.is(hostnames.size, 2, `answers came from ${[...hostnames].join(', ')}`);
@@ -132,7 +139,7 @@ test.serial('service discovery, VIP, routing mesh and isolation across nodes', a
   // Routing mesh: port 8080 answers on every node's underlay address, from the switch namespace.
   for (const node of cluster.nodes) {
     const answer = await eventually(`port 8080 on ${node.name}`, async () => {
-      const { stdout } = await run('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, '/bin/busybox', 'wget', '-q', '-T', '3', '-O', '-', `http://${node.underlayAddress}:8080/`], { timeout: 8000 });
+      const { stdout } = await run('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, '/bin/busybox', 'wget', '-q', '-O', '-', `http://${node.underlayAddress}:8080/`], { timeout: 8000 });
       return stdout.trim();
     }, 30_000, 500);
     t.regex(answer, /^web-/, `via ${node.name}`);
@@ -157,4 +164,17 @@ test.serial('service discovery, VIP, routing mesh and isolation across nodes', a
   for (let i = 0; i < 6; i++) seen.add(await fetchIn(clientTask!, 'http://web/'));
   t.is(seen.size, 1);
   t.truthy(survivor);
+});
+
+test.serial('services that name no network join their stack\'s default network and reach each other by name across nodes', async (t) => {
+  const httpd = ['sh', '-c', 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www'];
+  await client.apply({
+    objectsJson: [
+      serviceObject('plain-web', { command: httpd, replicas: 1, placement: { constraints: ['node.hostname==node-3'] } }),
+      serviceObject('plain-client', { replicas: 1, placement: { constraints: ['node.hostname==node-2'] } }),
+    ],
+  });
+  await eventually('plain-web', () => running('plain-web', 1), 60_000, 500);
+  const [plainClient] = await eventually('plain-client', () => running('plain-client', 1), 60_000, 500);
+  t.regex(await eventually('plain-web by name', () => fetchIn(plainClient!, 'http://plain-web/'), 30_000, 500), /^plain-web-/);
 });
