@@ -36,6 +36,9 @@ export const DEFAULT_UPDATE_POLICY: Readonly<Required<UpdatePolicy>> = {
   order: 'stop-first',
 };
 
+/** Failed task names kept on the service status per rollout. */
+export const MAX_RECORDED_FAILURES = 50;
+
 /** Rollout records kept on the service status. */
 export const ROLLOUT_HISTORY_LIMIT = 10;
 
@@ -233,12 +236,19 @@ export function planRollout(input: RolloutInput): RolloutPlan {
 
   if (update && isActive(update)) {
     const since = millis(update.startedAt);
-    const failed = new Set([...(update.failedTasks ?? []), ...monitorFailures(slots, template, since, policy.monitorMs)]);
+    const failed = new Set(update.failedTasks ?? []);
+    let culprit = update.failedTasks?.at(-1);
+    for (const name of monitorFailures(slots, template, since, policy.monitorMs)) {
+      // Bounded, so a crash loop under failureAction continue cannot grow the service object
+      // without end; past the bound the ratio is exceeded whatever it is.
+      if (failed.has(name) || failed.size >= MAX_RECORDED_FAILURES) continue;
+      failed.add(name);
+      culprit = name;
+    }
     update.failedTasks = [...failed].sort();
     const total = Math.max(update.total ?? 0, 1);
     const overRatio = failed.size > 0 && failed.size / total > policy.maxFailureRatio;
     const rollingBack = update.state === 'rollback_started';
-    const culprit = update.failedTasks.at(-1);
 
     if (overRatio && policy.failureAction !== 'continue') {
       const why = `task ${culprit ?? '?'} failed within the monitor period (${failed.size} of ${total} failed)`;

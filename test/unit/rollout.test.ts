@@ -457,3 +457,15 @@ test('a new task reporting unhealthy within the monitor period is a failure', (t
   t.is(sim.update?.failedTasks?.length, 1);
   t.is(sim.ready.filter((x) => x.spec.spec.image === 'app:1').length, 2, 'both old tasks still serve');
 });
+
+test('failures recorded per rollout are bounded, and the status settles (no write per pass)', (t) => {
+  const sim = steady({ replicas: 60, updateConfig: { parallelism: 0, failureAction: 'continue', monitorMs: 60_000 }, restart: { delayMs: 100, maxDelayMs: 100 } });
+  sim.apply({ image: 'app:2', command: ['crash'] });
+  sim.run(5_000);
+  t.is(sim.update?.failedTasks?.length, 50);
+  t.is(sim.update?.state, 'updating');
+  sim.reconcile();
+  const before = JSON.stringify(sim.service.status);
+  sim.reconcile();
+  t.is(JSON.stringify(sim.service.status), before);
+});
