@@ -18,6 +18,8 @@ interface Harness {
   services: Informer<Service>;
   /** Fewest running tasks of the service seen at any store revision after `watchFloor` was set. */
   floor: { watching: boolean; low: number };
+  /** A new controller in place of the old one, as after a manager restart or a leader change. */
+  replaceController(): void;
   stop(): void;
 }
 
@@ -28,7 +30,7 @@ async function harness(): Promise<Harness> {
   const tasks = new Informer<Task>(store, 'Task', kindPrefix('Task'));
   const nodes = new Informer<Node>(store, 'Node', kindPrefix('Node'));
   for (const i of [services, tasks, nodes]) await i.start();
-  const controller = new ServiceController(objects, services, tasks, nodes);
+  let controller = new ServiceController(objects, services, tasks, nodes);
   controller.start();
   const floor = { watching: false, low: Infinity };
   const timers = new Set<NodeJS.Timeout>();
@@ -62,6 +64,11 @@ async function harness(): Promise<Harness> {
     tasks,
     services,
     floor,
+    replaceController: () => {
+      controller.stop();
+      controller = new ServiceController(objects, services, tasks, nodes);
+      controller.start();
+    },
     stop: () => {
       stopped = true;
       for (const t of timers) clearTimeout(t);
@@ -126,4 +133,19 @@ test('an update whose tasks crash rolls back by itself (failureAction rollback)'
   t.regex(s.status?.update?.message ?? '', /rollback completed/);
   await until('2 running app:1', () => running(h, 'app:1').length === 2);
   t.deepEqual(s.status?.history?.map((x) => x.kind), ['create', 'update', 'rollback']);
+});
+
+test('a controller that takes over mid-rollout carries on from the status in the store', async (t) => {
+  const h = await harness();
+  t.teardown(() => h.stop());
+  await h.objects.create(service({ image: 'app:1', replicas: 4, updateConfig: { parallelism: 1, delayMs: 150, monitorMs: 200 } }));
+  await until('4 running', () => running(h).length === 4);
+  await respec(h, { image: 'app:2' });
+  await until('the first slot updated', () => running(h, 'app:2').length >= 1);
+  const startedAt = serviceNow(h).status?.update?.startedAt;
+  h.replaceController();
+  await until('the update to complete', () => serviceNow(h).status?.update?.state === 'completed');
+  t.is(running(h, 'app:2').length, 4);
+  t.is(serviceNow(h).status?.update?.startedAt, startedAt, 'the same rollout, not a new one');
+  t.deepEqual(serviceNow(h).status?.history?.map((x) => x.kind), ['create', 'update']);
 });
