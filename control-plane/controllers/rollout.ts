@@ -5,21 +5,25 @@
 // Nothing is remembered between passes except what is written to the service status, so a manager
 // that restarts (or a new leader) carries on where the last one stopped.
 //
-// Rules (see docs in the UpdatePolicy type):
+// Rules (defaults are Swarm's, DEFAULT_UPDATE_POLICY below):
 //   - A spec change other than a scale (the task template changed) starts a rollout; the spec
 //     rolled out before becomes `previousSpec`. Going back to `previousSpec` (`tsctl rollout undo`,
 //     or the automatic rollback) is a rollback and follows `rollbackConfig`.
 //   - A slot is "outdated" when its live task runs an older template. At most `parallelism` slots
-//     are busy at once (0: no limit); a slot is busy while its new task is not ready yet (running,
-//     and healthy when the task reports health), and for `delayMs` after it became ready.
+//     are busy at once (0: no limit); a slot is busy between its old and new task (stop-first),
+//     while its new task is not ready yet (running, and healthy when the task reports health), and
+//     for `delayMs` after it became ready. (A restart of a slot of the current spec counts as busy
+//     while it starts, too: the controller does not tell it apart from an update.)
 //   - stop-first: the outdated task is shut down, and the new one created once it has stopped.
 //     start-first: the new task is created beside the old one, which is shut down once the new one
 //     is ready, so the number of ready tasks never drops below the desired count.
 //   - A task of this rollout that fails (ends on its own, or reports unhealthy) within `monitorMs`
 //     of its creation counts as a failure. (Measured from creation because tasks do not record when
-//     they started running; an image that is slow to pull shortens the window.) When failures /
+//     they started running; an image that is slow to pull shortens the window, and monitorMs 0
+//     counts no failure at all.) When failures /
 //     slots to update exceed `maxFailureRatio`, `failureAction` applies: pause stops starting slots,
 //     continue ignores it, rollback restores `previousSpec` (a failing rollback pauses instead).
+//     A paused rollout stays paused until the spec changes again (or `tsctl rollout undo`).
 //   - The rollout is completed when no slot is outdated or busy and `monitorMs` has passed since the
 //     last new task became ready.
 import type { RolloutRecord, Service, ServiceSpec, ServiceStatus, Task, UpdatePolicy, UpdateStatus } from '../resources/types.js';
