@@ -65,9 +65,10 @@ export class Manager {
     // The other services are added once the store is there (grpc-js accepts services after bind).
     const server = newRaftServer();
     if (config.store === 'raft') addRaftService(server, lateHandlers(() => this.raft));
+    // With a durable store tsd restarts after kill -9, which leaves its socket files behind.
+    if (config.listen.startsWith('unix:')) await removeStaleSocket(config.listen.slice('unix:'.length));
     this.apiPort = await bindServer(server, config.listen, this.deps.security);
     if (config.apiSocket) {
-      // With a durable store tsd restarts after kill -9, which leaves its socket file behind.
       await removeStaleSocket(config.apiSocket.slice('unix:'.length));
       await bindServer(server, config.apiSocket, this.deps.security);
     }

@@ -303,6 +303,22 @@ test.serial('/metrics serves process, API and task metrics that promtool accepts
   t.is(`${stdout}${stderr}`.trim(), '', `promtool finds no problems, but said: ${JSON.stringify(`${stdout}${stderr}`)}`);
 });
 
+test.serial('kill -9 of tsd leaves containers running; the restarted tsd takes them over', async (t) => {
+  const before = (await running('web', 1))!;
+  t.truthy(before, 'web runs with one replica');
+  const pid = before[0]!.status.pid!;
+  await node.killDaemon();
+  t.true(await processAlive(pid), 'the container outlives tsd');
+  await node.restartDaemon();
+  await new Promise((r) => setTimeout(r, 2000));
+  const after = await eventually('web to be running again', () => running('web', 1), 30_000);
+  t.is(after[0]!.metadata.name, before[0]!.metadata.name, 'the same task, not a replacement');
+  t.is(after[0]!.status.pid, pid, 'the same container');
+  const failed = (await tasksOf('web')).filter((x) => x.status.state === 'failed' && Date.parse(x.status.timestamp) > Date.now() - 10_000);
+  t.deepEqual(failed, [], 'nothing reported as failed');
+  t.regex(await fetchPage('127.0.0.1', 8080), /^hello from web-1-/, 'the published port still answers');
+});
+
 test.serial('delete leaves no container, mount, veth or cgroup behind', async (t) => {
   const path = join(workDir, 'web.yaml');
   const pids = ((await tasksOf('web')).map((x) => x.status.pid).filter((p): p is number => p !== undefined));

@@ -25,12 +25,16 @@ export interface TestNode {
   bridge: string;
   subnet: string;
   gateway: string;
-  pid: number;
+  readonly pid: number;
   /** Runs tsctl against this node; rejects with stderr when it exits non-zero. */
   tsctl(...args: string[]): Promise<string>;
   /** Runs a command inside the node's network namespace. */
   inNetns(command: string, ...args: string[]): Promise<string>;
   log(): Promise<string>;
+  /** kill -9 of tsd (its containers stay, kept by their shims). */
+  killDaemon(): Promise<void>;
+  /** Starts tsd again with the same settings and waits until it is ready. */
+  restartDaemon(): Promise<void>;
   /** SIGTERM tsd and wait for it (it removes its containers and network set-up). */
   stopDaemon(): Promise<void>;
   destroy(): Promise<void>;
@@ -51,27 +55,34 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
   await run('ip', ['netns', 'add', netns]);
   await run('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
 
-  let child: ChildProcess | undefined;
   const logPath = join(dataRoot, 'tsd.log');
-  const logFile = await open(logPath, 'a');
-  // nsenter rather than `ip netns exec`: the latter remounts /sys for the namespace, which hides
-  // the cgroup hierarchies under /sys/fs/cgroup from tsd.
-  child = spawn(
-    'nsenter',
-    [`--net=/run/netns/${netns}`, process.execPath, '--enable-source-maps', tsdMain, 'run',
-      '--data-root', dataRoot, '--listen', server, '--metrics-listen', `127.0.0.1:${METRICS_PORT}`,
-      '--node-name', 'node1', '--bridge', bridge, '--subnet', subnet, '--nft-table', prefix,
-      '--cgroup-parent', cgroupParent, '--heartbeat-ms', '500', '--node-down-after-ms', '3000'],
-    { stdio: ['ignore', logFile.fd, logFile.fd] },
-  );
-  await logFile.close();
-  const exited = new Promise<void>((resolve) => child!.once('exit', () => resolve()));
-  let daemonRunning = true;
-  void exited.then(() => (daemonRunning = false));
+  let child: ChildProcess;
+  let exited: Promise<void>;
+  let daemonRunning = false;
+  const spawnDaemon = async () => {
+    const logFile = await open(logPath, 'a');
+    // nsenter rather than `ip netns exec`: the latter remounts /sys for the namespace, which hides
+    // the cgroup hierarchies under /sys/fs/cgroup from tsd.
+    child = spawn(
+      'nsenter',
+      [`--net=/run/netns/${netns}`, process.execPath, '--enable-source-maps', tsdMain, 'run',
+        '--data-root', dataRoot, '--listen', server, '--metrics-listen', `127.0.0.1:${METRICS_PORT}`,
+        '--node-name', 'node1', '--bridge', bridge, '--subnet', subnet, '--nft-table', prefix,
+        '--cgroup-parent', cgroupParent, '--heartbeat-ms', '500', '--node-down-after-ms', '3000'],
+      { stdio: ['ignore', logFile.fd, logFile.fd] },
+    );
+    await logFile.close();
+    daemonRunning = true;
+    exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    void exited.then(() => (daemonRunning = false));
+  };
+  await spawnDaemon();
 
   const node: TestNode = {
     prefix, netns, dataRoot, server, cgroupParent, bridge, subnet, gateway,
-    pid: child.pid ?? 0,
+    get pid() {
+      return child.pid ?? 0;
+    },
     async tsctl(...args: string[]) {
       try {
         const { stdout } = await run(process.execPath, [tsctlMain, '--server', server, ...args], { maxBuffer: 16 * 1024 * 1024 });
@@ -86,13 +97,23 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
       return stdout;
     },
     log: () => readFile(logPath, 'utf8').catch(() => ''),
+    async killDaemon() {
+      if (!daemonRunning) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async restartDaemon() {
+      if (daemonRunning) throw new Error('tsd is still running');
+      await spawnDaemon();
+      await waitReady();
+    },
     async stopDaemon() {
       if (!daemonRunning) return;
       // nsenter execs node, so this PID is tsd itself.
-      child?.kill('SIGTERM');
+      child.kill('SIGTERM');
       const timeout = sleep(60_000).then(() => 'timeout' as const);
       if ((await Promise.race([exited.then(() => 'exited' as const), timeout])) === 'timeout') {
-        child?.kill('SIGKILL');
+        child.kill('SIGKILL');
         await exited;
       }
     },
@@ -106,25 +127,25 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
   };
 
   // Wait until the API answers and the node is ready.
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (!daemonRunning) {
-      const log = await node.log();
-      await node.destroy();
-      throw new Error(`tsd exited during start-up:\n${log}`);
+  async function waitReady(): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (!daemonRunning) throw new Error(`tsd exited during start-up:\n${await node.log()}`);
+      try {
+        const out = await node.tsctl('get', 'nodes', '-o', 'json');
+        if (out.includes('"ready"')) return;
+      } catch {
+        // not up yet
+      }
+      if (Date.now() > deadline) throw new Error(`tsd did not become ready within 60 s:\n${await node.log()}`);
+      await sleep(200);
     }
-    try {
-      const out = await node.tsctl('get', 'nodes', '-o', 'json');
-      if (out.includes('"ready"')) break;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) {
-      const log = await node.log();
-      await node.destroy();
-      throw new Error(`tsd did not become ready within 60 s:\n${log}`);
-    }
-    await sleep(200);
+  }
+  try {
+    await waitReady();
+  } catch (err) {
+    await node.destroy();
+    throw err;
   }
   return node;
 }
