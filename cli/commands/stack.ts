@@ -4,7 +4,8 @@
 
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
-import type { Service, ServiceSpec, StackObject } from '../../control-plane/resources/types.js';
+import type { StackObject } from '../../control-plane/resources/types.js';
+import { unhonouredFields } from '../../control-plane/api/unhonoured-fields.js';
 import { loadCompose } from '../compose/load.js';
 import { connect } from '../client.js';
 import { serverAddress } from '../context.js';
@@ -17,42 +18,24 @@ export function renderStackYaml(objects: readonly StackObject[]): string {
   return sorted.map((o) => stringify(o, { lineWidth: 0 })).join('---\n');
 }
 
-/** ServiceSpec fields the cluster acts on today; the rest are recorded only, so deploying would drop them. */
-const SERVED_FIELDS: ReadonlySet<keyof ServiceSpec> = new Set<keyof ServiceSpec>([
-  'image', 'command', 'args', 'env', 'workdir', 'user', 'hostname', 'replicas', 'ports', 'resources',
-  'placement', 'restart', 'stopGracePeriodMs', 'networks',
-]);
-
-function isImplicitDefaultNetwork(o: StackObject): boolean {
-  return o.kind === 'Network' && o.metadata.name === 'default' && Object.keys(o.spec).every((k) => k === 'driver');
-}
+/** Kinds the API server takes today; the others are translated (see --dry-run) but not deployable yet. */
+const DEPLOYABLE_KINDS: ReadonlySet<StackObject['kind']> = new Set<StackObject['kind']>(['Service', 'Network']);
 
 /**
- * The Services to apply, or why the stack cannot be deployed yet. The implicit default network is
- * the cluster's one network, which every service is on already.
+ * The objects to apply, or why the stack cannot be deployed yet. Which service fields the cluster
+ * acts on is decided in one place, the API server's own check (unhonoured-fields.ts), so the CLI
+ * refuses exactly what the server would, before anything is sent.
  */
-export function planDeploy(objects: readonly StackObject[]): { services: Service[] } | { refusal: string } {
+export function planDeploy(objects: readonly StackObject[]): { objects: StackObject[] } | { refusal: string } {
   const problems: string[] = [];
-  const unsupportedKinds = objects.filter((o) => o.kind !== 'Service' && !isImplicitDefaultNetwork(o));
-  for (const o of unsupportedKinds) {
-    problems.push(`${o.kind} ${o.metadata.name}: the server does not take ${o.kind} objects yet`);
-  }
-  const services = objects.filter((o): o is Service => o.kind === 'Service');
-  for (const s of services) {
-    const fields = Object.keys(s.spec).filter((k) => !SERVED_FIELDS.has(k as keyof ServiceSpec));
-    const placement = s.spec.placement;
-    if (placement?.preferences || placement?.maxReplicasPerNode !== undefined) fields.push('placement.preferences/maxReplicasPerNode');
-    if (s.spec.restart?.windowMs !== undefined) fields.push('restart.windowMs');
-    if (s.spec.ports?.some((p) => p.mode === 'host')) fields.push('ports[].mode: host');
-    const networks = s.spec.networks ?? [];
-    if (networks.some((n) => n.name !== 'default' || n.aliases)) fields.push('networks other than default, or aliases');
-    if (fields.length > 0) problems.push(`Service ${s.metadata.name}: the cluster does not act on ${fields.join(', ')} yet`);
+  for (const o of objects) {
+    if (!DEPLOYABLE_KINDS.has(o.kind)) problems.push(`${o.kind} ${o.metadata.name}: the server does not take ${o.kind} objects yet`);
+    if (o.kind === 'Service') for (const problem of unhonouredFields(o)) problems.push(`Service ${o.metadata.name}: ${problem}`);
   }
   if (problems.length > 0) {
     return { refusal: `nothing deployed: this stack needs what the server cannot do yet (see it with --dry-run):\n  ${problems.join('\n  ')}` };
   }
-  // The default network is implied; drop the field so the Service is what today's server expects.
-  return { services: services.map((s) => ({ ...s, spec: Object.fromEntries(Object.entries(s.spec).filter(([k]) => k !== 'networks')) as unknown as ServiceSpec })) };
+  return { objects: [...objects] };
 }
 
 export function registerStackCommands(program: Command): void {
@@ -75,8 +58,8 @@ export function registerStackCommands(program: Command): void {
       if ('refusal' in plan) throw new Error(plan.refusal);
       const client = connect(await serverAddress(program.opts<{ server?: string }>().server));
       try {
-        const res = await client.apply({ objectsJson: plan.services.map((s) => JSON.stringify(s)), dryRun: false });
-        for (const r of res.results) process.stdout.write(`service/${name}/${r.ref?.name ?? ''} ${r.action}\n`);
+        const res = await client.apply({ objectsJson: plan.objects.map((o) => JSON.stringify(o)), dryRun: false });
+        for (const r of res.results) process.stdout.write(`${(r.ref?.kind ?? '').toLowerCase()}/${name}/${r.ref?.name ?? ''} ${r.action}\n`);
       } finally {
         client.close();
       }

@@ -283,7 +283,9 @@ test('env_file that is missing and required is an error; references to undeclare
 test('a deploy without --dry-run refuses kinds and fields the server cannot take yet', (t) => {
   const simple = load({ 'c.yaml': 'services:\n  web:\n    image: nginx\n    ports: ["80:80"]\n' }, ['c.yaml']);
   const plan = planDeploy(simple.objects);
-  t.true('services' in plan && plan.services.length === 1 && !('networks' in plan.services[0]!.spec));
+  t.true('objects' in plan);
+  const kinds = 'objects' in plan ? plan.objects.map((o) => o.kind).sort() : [];
+  t.deepEqual(kinds, ['Network', 'Service'], 'the service and its stack\'s default network');
   const full = load({ 'c.yaml': BASE, '.env': 'TAG=1\n', 'web.env': '', 'token.txt': 'x' }, ['c.yaml']);
   const refused = planDeploy(full.objects);
   t.true('refusal' in refused);
