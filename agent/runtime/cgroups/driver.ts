@@ -20,7 +20,7 @@ export interface CgroupDriver {
    * limit. On failure nothing it created is left behind.
    */
   create(relativePath: string, resources: unknown): Promise<CgroupRecord>;
-  /** The cgroup.procs files the container's init writes "0" into before execve. */
+  /** The files the container's init (single-threaded) writes "0" into before execve to join: cgroup.procs, or tasks on v1. */
   procsFiles(record: CgroupRecord): string[];
   /** True when the kernel OOM killer killed a process of this cgroup. */
   oomKilled(record: CgroupRecord): Promise<boolean>;

@@ -59,8 +59,13 @@ export class CgroupsV1 implements CgroupDriver {
     }
   }
 
+  /**
+   * The `tasks` files, not cgroup.procs: the joiner is always a single-threaded process writing
+   * "0" (itself), and moving one thread skips the kernel's global threadgroup lock, whose first
+   * writer after a quiet spell waits an RCU grace period (about 10 ms here, per container).
+   */
   procsFiles(record: CgroupRecord): string[] {
-    return record.dirs.map((d) => path.join(d, 'cgroup.procs'));
+    return record.dirs.map((d) => path.join(d, 'tasks'));
   }
 
   async oomKilled(record: CgroupRecord): Promise<boolean> {
