@@ -14,7 +14,9 @@
         "native/container_exec.cc",
         "native/security_child.cc",
         "native/security_seccomp.cc",
-        "native/security_userns.cc"
+        "native/security_userns.cc",
+        "native/spawn_plan.cc",
+        "native/spawn_plan_wire.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
@@ -26,8 +28,19 @@
     {
       "target_name": "tessera-shim",
       "type": "executable",
-      "sources": ["native/shim/shim.c", "native/shim/shim_log.c"],
-      "cflags": ["-O2", "-Wall", "-Wextra", "-std=gnu11"]
+      "sources": [
+        "native/shim/shim.c",
+        "native/shim/shim_log.c",
+        "native/shim/shim_launch.cc",
+        "native/container_child.cc",
+        "native/security_child.cc",
+        "native/security_userns.cc",
+        "native/spawn_plan.cc",
+        "native/spawn_plan_wire.cc"
+      ],
+      "cflags": ["-O2", "-Wall", "-Wextra"],
+      "cflags_c": ["-std=gnu11"],
+      "cflags_cc": ["-std=c++17", "-Wno-unused-parameter"]
     }
   ]
 }

@@ -2,15 +2,17 @@
 // the init to report that its set-up is done or which step failed.
 //
 // Two ways: spawnContainer makes the init a child of this process (the first cut); spawnShim
-// double-forks a copy of this process that clones the init and then execs tessera-shim, so the
-// init's parent is the shim and outlives us. Both run the same RunContainerChild on the same
-// SpawnPlan, parsed once by PlanFromJs (no second plan format for the shim to keep in step).
+// posix_spawns tessera-shim and hands it the SpawnPlan (parsed once by PlanFromJs, then encoded
+// by spawn_plan_wire.cc); the shim forks away from us and clones the init itself, so the init's
+// parent is the shim and outlives us, and our large process is never copied. Both run the same
+// RunContainerChild.
 #include "container_spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -27,6 +29,7 @@
 #include "security_userns.h"
 #include "shim/shim_protocol.h"
 #include "spawn_plan.h"
+#include "spawn_plan_wire.h"
 
 namespace tessera {
 
@@ -84,6 +87,26 @@ ChildStatus ReadChildStatus(int fd) {
 
 std::string DescribeFailure(const ChildStatus& st) {
   return "container init failed at step '" + st.step + "': " + strerror(st.err) + " (" + ErrnoName(st.err) + ")";
+}
+
+void WriteAll(int fd, const char* p, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+}
+
+// Moves fd to a number >= 5 (CLOEXEC), so dup2 onto the shim's fixed numbers 3 and 4 cannot clobber a source.
+int AboveShimFds(int fd) {
+  if (fd >= SHIM_FD_FIRST_FREE) return fd;
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, SHIM_FD_FIRST_FREE);
+  int err = errno;
+  close(fd);
+  errno = err;
+  return moved;
 }
 
 void ReapQuietly(pid_t pid) {
@@ -184,98 +207,20 @@ class StartWorker : public Napi::AsyncWorker {
   ChildStatus status_;
 };
 
-// Writes a failure record ('F', int32 errno, uint16 length, text) from a forked copy of this
-// process: no allocation, raw writes only.
-void WriteFailure(int fd, int err, const char* text) {
-  char rec[7 + 128];
-  size_t len = strlen(text);
-  if (len > 128) len = 128;
-  rec[0] = SHIM_REPORT_FAILED;
-  int32_t e = err;
-  uint16_t l = static_cast<uint16_t>(len);
-  memcpy(rec + 1, &e, 4);
-  memcpy(rec + 5, &l, 2);
-  memcpy(rec + 7, text, len);
-  ssize_t ignored = write(fd, rec, 7 + len);
-  (void)ignored;
-}
-
-// Fills buf with the decimal digits of v (async-signal-safe).
-void FormatPid(char* buf, long v) {
-  char digits[24];
-  int n = 0;
-  do {
-    digits[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v > 0);
-  int i = 0;
-  while (n > 0) buf[i++] = digits[--n];
-  buf[i] = '\0';
-}
-
-struct ShimLaunch {
-  std::string shimPath;
-  std::vector<std::string> args;  // argv after argv[0]; the pid value is filled in by the forked copy
-  size_t pidArgIndex = 0;
-  char pidBuf[24] = {0};
-  std::vector<char*> argv;
-};
-
-// In the forked copy that becomes the shim: clone the init, put the shim's fds in place, exec.
-[[noreturn]] void RunShimParent(const SpawnPlan& plan, ChildFds fds, int reportWrite, int stdoutRead, int stderrRead, int devNull, ShimLaunch* launch) {
-  long pid = syscall(SYS_clone, static_cast<unsigned long>(plan.cloneFlags | SIGCHLD), nullptr, nullptr, nullptr, nullptr);
-  if (pid == 0) RunContainerChild(plan, fds);
-  if (pid < 0) {
-    WriteFailure(reportWrite, errno, "clone container init");
-    _exit(1);
-  }
-  CompleteUserNsSync(plan, static_cast<pid_t>(pid));
-  FormatPid(launch->pidBuf, pid);
-  launch->argv[launch->pidArgIndex] = launch->pidBuf;
-  // The init's ends must close here, or the shim would never see EOF on them.
-  close(fds.startRead);
-  close(fds.statusWrite);
-  close(fds.logFd);
-  close(fds.stderrFd);
-  // Move to fixed numbers via high temporaries so no source is clobbered by an earlier dup2.
-  int sources[5] = {reportWrite, fds.startWrite, fds.statusRead, stdoutRead, stderrRead};
-  int temps[5];
-  for (int i = 0; i < 5; i++) {
-    temps[i] = fcntl(sources[i], F_DUPFD_CLOEXEC, 64);
-    if (temps[i] < 0) {
-      WriteFailure(reportWrite, errno, "shim: move fds");
-      _exit(1);
-    }
-  }
-  int errFd = temps[0];
-  if (dup2(devNull, 0) < 0 || dup2(devNull, 1) < 0 || dup2(devNull, 2) < 0) {
-    WriteFailure(errFd, errno, "shim: stdio to /dev/null");
-    _exit(1);
-  }
-  for (int i = 0; i < 5; i++) {
-    if (dup2(temps[i], SHIM_FD_REPORT + i) < 0) {
-      WriteFailure(errFd, errno, "shim: move fds");
-      _exit(1);
-    }
-  }
-  errFd = SHIM_FD_REPORT;
-  syscall(SYS_close_range, static_cast<unsigned int>(SHIM_FD_FIRST_FREE), ~0U, 0);
-  char* envp[] = {nullptr};
-  execve(launch->shimPath.c_str(), launch->argv.data(), envp);
-  WriteFailure(errFd, errno, "exec tessera-shim");
-  _exit(127);
-}
-
 class ShimWorker : public Napi::AsyncWorker {
  public:
-  ShimWorker(Napi::Env env, pid_t firstChild, int reportRead)
+  ShimWorker(Napi::Env env, pid_t firstChild, int reportRead, int planWrite, std::string plan)
       : Napi::AsyncWorker(env, "tessera.spawnShim"), deferred_(Napi::Promise::Deferred::New(env)),
-        firstChild_(firstChild), reportRead_(reportRead) {}
+        firstChild_(firstChild), reportRead_(reportRead), planWrite_(planWrite), plan_(std::move(plan)) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    // The intermediate child exits as soon as it forked the shim; reap it.
+    // Off the JS thread: a plan larger than the pipe buffer blocks until the shim reads it. If the
+    // shim died first the write fails (EPIPE; Node ignores SIGPIPE) and its report says why.
+    WriteAll(planWrite_, plan_.data(), plan_.size());
+    CloseFd(&planWrite_);
+    // The spawned process exits as soon as it forked the shim proper; reap it.
     ReapQuietly(firstChild_);
     char tag;
     if (!ReadFull(reportRead_, &tag, 1)) {
@@ -335,6 +280,8 @@ class ShimWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   pid_t firstChild_;
   int reportRead_;
+  int planWrite_;
+  std::string plan_;
   pid_t pid_ = 0;
   pid_t shimPid_ = 0;
   ChildStatus status_;
@@ -446,67 +393,62 @@ Napi::Value SpawnShim(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "spawn plan must be an object");
   if (!info[1].IsObject()) throw Napi::TypeError::New(env, "shim options must be an object");
-  std::unique_ptr<SpawnPlan> plan = std::make_unique<SpawnPlan>(PlanFromJs(env, info[0].As<Napi::Object>()));
-  plan->Prepare();
+  std::string plan = EncodePlan(PlanFromJs(env, info[0].As<Napi::Object>()));
   Napi::Object so = info[1].As<Napi::Object>();
-  std::unique_ptr<ShimLaunch> launch = std::make_unique<ShimLaunch>();
-  launch->shimPath = StrOpt(so, "shimPath");
-  launch->args = {"tessera-shim", "--state-dir", StrOpt(so, "stateDir"), "--pid", "", "--log", StrOpt(so, "logPath"),
-                  "--log-format", StrOpt(so, "logFormat"), "--log-max-size", StrOpt(so, "logMaxSize"),
-                  "--log-max-files", StrOpt(so, "logMaxFiles"), "--oom-file", StrOpt(so, "oomFile")};
-  launch->pidArgIndex = 4;
-  for (std::string& a : launch->args) launch->argv.push_back(a.data());
-  launch->argv.push_back(nullptr);
+  std::string shimPath = StrOpt(so, "shimPath");
+  std::vector<std::string> args = {"tessera-shim", "--state-dir", StrOpt(so, "stateDir"), "--log", StrOpt(so, "logPath"),
+                                   "--log-format", StrOpt(so, "logFormat"), "--log-max-size", StrOpt(so, "logMaxSize"),
+                                   "--log-max-files", StrOpt(so, "logMaxFiles"), "--oom-file", StrOpt(so, "oomFile")};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  char* envp[] = {nullptr};
 
-  // Every fd CLOEXEC: only what the shim parent dup2s to fixed numbers survives its execve.
-  int start[2] = {-1, -1}, status[2] = {-1, -1}, report[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
-  int devNull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  int report[2] = {-1, -1}, planPipe[2] = {-1, -1};
   auto closeAll = [&]() {
-    for (int* p : {start, status, report, out, err}) {
+    for (int* p : {report, planPipe}) {
       CloseFd(&p[0]);
       CloseFd(&p[1]);
     }
-    CloseFd(&devNull);
-    CloseUserNsSync(plan.get());
   };
-  if (devNull < 0 || pipe2(start, O_CLOEXEC) != 0 || pipe2(status, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0 ||
-      pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 || OpenUserNsSync(plan.get()) != 0) {
+  if (pipe2(report, O_CLOEXEC) != 0 || pipe2(planPipe, O_CLOEXEC) != 0 || (report[1] = AboveShimFds(report[1])) < 0 ||
+      (planPipe[0] = AboveShimFds(planPipe[0])) < 0) {
     int e = errno;
     closeAll();
-    throw ErrnoError(env, e, "open container init fds");
+    throw ErrnoError(env, e, "open tessera-shim pipes");
   }
-  ChildFds fds;
-  fds.logFd = out[1];
-  fds.stderrFd = err[1];
-  fds.nullFd = devNull;
-  fds.startRead = start[0];
-  fds.startWrite = start[1];
-  fds.statusRead = status[0];
-  fds.statusWrite = status[1];
 
-  sigset_t all, old;
+  // posix_spawn (vfork-like): tsd's address space is never copied, unlike fork. The shim starts
+  // in its own session with default signal handling, stdio on /dev/null, and exactly fds 3 and 4.
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDWR, 0);
+  posix_spawn_file_actions_adddup2(&actions, 0, 1);
+  posix_spawn_file_actions_adddup2(&actions, 0, 2);
+  posix_spawn_file_actions_adddup2(&actions, report[1], SHIM_FD_REPORT);
+  posix_spawn_file_actions_adddup2(&actions, planPipe[0], SHIM_FD_PLAN);
+  sigset_t none, all;
+  sigemptyset(&none);
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  long first = syscall(SYS_clone, static_cast<unsigned long>(SIGCHLD), nullptr, nullptr, nullptr, nullptr);
-  if (first == 0) {
-    // Intermediate: a new session, then the shim's parent; exiting at once orphans the shim,
-    // so it is not our child and survives us.
-    setsid();
-    long shim = syscall(SYS_clone, static_cast<unsigned long>(SIGCHLD), nullptr, nullptr, nullptr, nullptr);
-    if (shim == 0) RunShimParent(*plan, fds, report[1], out[0], err[0], devNull, launch.get());
-    if (shim < 0) WriteFailure(report[1], errno, "fork tessera-shim");
-    _exit(0);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, shimPath.c_str(), &actions, &attr, argv.data(), envp);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    closeAll();
+    throw ErrnoError(env, rc, "exec tessera-shim " + shimPath);
   }
-  int cloneErr = errno;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   int reportRead = report[0];
+  int planWrite = planPipe[1];
   report[0] = -1;
+  planPipe[1] = -1;
   closeAll();
-  if (first < 0) {
-    CloseFd(&reportRead);
-    throw ErrnoError(env, cloneErr, "fork for tessera-shim");
-  }
-  ShimWorker* worker = new ShimWorker(env, static_cast<pid_t>(first), reportRead);
+  ShimWorker* worker = new ShimWorker(env, pid, reportRead, planWrite, std::move(plan));
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;

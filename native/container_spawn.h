@@ -11,7 +11,8 @@ Napi::Value StartContainer(const Napi::CallbackInfo& info);
 Napi::Value AbandonContainer(const Napi::CallbackInfo& info);
 
 // spawnShim(plan, {shimPath, stateDir, logPath, logFormat, logMaxSize, logMaxFiles, oomFile})
-//   -> Promise<{pid, shimPid}>: the init is created, blocked before execve, its parent the shim.
+//   -> Promise<{pid, shimPid}>: posix_spawns tessera-shim with the encoded plan on a pipe; the
+//   shim forks away and clones the init, blocked before execve, its parent the shim.
 Napi::Value SpawnShim(const Napi::CallbackInfo& info);
 
 }  // namespace tessera

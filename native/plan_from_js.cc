@@ -267,15 +267,6 @@ void SecurityFromJs(Napi::Env env, Napi::Object obj, SpawnPlan* plan) {
 
 }  // namespace
 
-void SpawnPlan::Prepare() {
-  argv.clear();
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  envp.clear();
-  for (std::string& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-}
-
 SpawnPlan PlanFromJs(Napi::Env env, Napi::Object obj) {
   SpawnPlan plan;
   plan.rootfs = Str(obj, "", "rootfs");

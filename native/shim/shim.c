@@ -5,8 +5,8 @@
  * and a new one talks to the same shim. The shim exits once the exit is recorded, the pipes are
  * drained and waiters are answered; after that exit.json is the container's answer.
  *
- * It is started by the addon (native/container_spawn.cc): a double-forked copy of tsd clones the
- * container init and then execs this program with the fds listed in shim_protocol.h. */
+ * It is started by the addon (native/container_spawn.cc) with posix_spawn and reads the spawn plan
+ * on a pipe (fds in shim_protocol.h); shim_launch.cc forks away from tsd and clones the init. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -20,11 +20,13 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "shim_launch.h"
 #include "shim_protocol.h"
 #include "shim_log.h"
 
@@ -53,8 +55,8 @@ static struct options opts;
 static struct client clients[MAX_CLIENTS];
 static enum status status = CREATED;
 static int wait_status;
-static int start_fd = SHIM_FD_START;
-static int status_fd = SHIM_FD_STATUS;
+static int start_fd = -1;
+static int status_fd = -1;
 
 static void die(const char *what) {
   fprintf(stderr, "tessera-shim: %s: %s\n", what, strerror(errno));
@@ -108,7 +110,6 @@ static void parse_args(int argc, char **argv) {
     }
     const char *value = argv[++i];
     if (strcmp(flag, "--state-dir") == 0) opts.state_dir = value;
-    else if (strcmp(flag, "--pid") == 0) opts.pid = (pid_t)parse_num(value, flag);
     else if (strcmp(flag, "--log") == 0) opts.log.path = value;
     else if (strcmp(flag, "--log-format") == 0) {
       if (strcmp(value, "json") == 0) opts.log.format = LOG_JSON;
@@ -125,8 +126,8 @@ static void parse_args(int argc, char **argv) {
       exit(2);
     }
   }
-  if (opts.state_dir == NULL || opts.pid <= 0 || opts.log.path == NULL) {
-    fprintf(stderr, "tessera-shim: --state-dir, --pid and --log are required\n");
+  if (opts.state_dir == NULL || opts.log.path == NULL) {
+    fprintf(stderr, "tessera-shim: --state-dir and --log are required\n");
     exit(2);
   }
 }
@@ -348,15 +349,36 @@ static long long now_ms(void) {
 
 int main(int argc, char **argv) {
   parse_args(argc, argv);
+  /* Whatever else tsd left open (it should all be CLOEXEC) is not ours to hold. */
+  syscall(SYS_close_range, SHIM_FD_FIRST_FREE, ~0U, 0);
+  fcntl(SHIM_FD_REPORT, F_SETFD, FD_CLOEXEC);
   signal(SIGPIPE, SIG_IGN);
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
-  /* The creator had every signal blocked across fork and exec: start from exactly SIGCHLD. */
+  /* Blocked before the init exists, so its exit is never missed: signalfd sees it pending. */
   sigprocmask(SIG_SETMASK, &chld, NULL);
+  struct shim_launched launched;
+  shim_launch(SHIM_FD_PLAN, SHIM_FD_REPORT, &launched);
+  opts.pid = launched.pid;
+  start_fd = launched.start_fd;
+  status_fd = launched.status_fd;
   int sig_fd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (sig_fd < 0) die("signalfd");
-  for (int fd = SHIM_FD_REPORT; fd < SHIM_FD_FIRST_FREE; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  if (sig_fd < 0) {
+    int32_t e = errno;
+    const char *text = "shim: signalfd";
+    uint16_t len = (uint16_t)strlen(text);
+    char frec[64];
+    frec[0] = SHIM_REPORT_FAILED;
+    memcpy(frec + 1, &e, 4);
+    memcpy(frec + 5, &len, 2);
+    memcpy(frec + 7, text, len);
+    kill(opts.pid, SIGKILL);
+    while (waitpid(opts.pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    write_all(SHIM_FD_REPORT, frec, 7 + len);
+    return 1;
+  }
 
   /* 1. The init's set-up: forward a failure to the creator and leave nothing behind. */
   char rec[1024];
@@ -423,8 +445,8 @@ int main(int argc, char **argv) {
   }
 
   for (int i = 0; i < MAX_CLIENTS; i++) clients[i].fd = -1;
-  struct log_stream out = {SHIM_FD_STDOUT, "stdout", {0}, 0, 0};
-  struct log_stream err = {SHIM_FD_STDERR, "stderr", {0}, 0, 0};
+  struct log_stream out = {launched.stdout_fd, "stdout", {0}, 0, 0};
+  struct log_stream err = {launched.stderr_fd, "stderr", {0}, 0, 0};
   fcntl(out.fd, F_SETFL, O_NONBLOCK);
   fcntl(err.fd, F_SETFL, O_NONBLOCK);
   char exit_record[512] = "";

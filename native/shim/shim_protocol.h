@@ -3,16 +3,13 @@
 #ifndef TESSERA_SHIM_PROTOCOL_H
 #define TESSERA_SHIM_PROTOCOL_H
 
-/* Fds open in the shim when it starts (everything else is closed before its execve). */
+/* Fds open in the shim when it starts (it closes anything else it inherited). */
 #define SHIM_FD_REPORT 3     /* write end: one report record to the creator, then closed */
-#define SHIM_FD_START 4      /* write end of the container init's start pipe */
-#define SHIM_FD_STATUS 5     /* read end of the init's CLOEXEC status pipe */
-#define SHIM_FD_STDOUT 6     /* read end of the container's stdout pipe */
-#define SHIM_FD_STDERR 7     /* read end of the container's stderr pipe */
-#define SHIM_FD_FIRST_FREE 8
+#define SHIM_FD_PLAN 4       /* read end: the spawn plan (spawn_plan_wire.h), then EOF */
+#define SHIM_FD_FIRST_FREE 5
 
-/* Report records. Ready: 'R', int32 container pid, int32 shim pid. Failure: the init's own
- * record, forwarded as is: 'F', int32 errno, uint16 length, text. */
+/* Report records. Ready: 'R', int32 container pid, int32 shim pid. Failure: 'F', int32 errno,
+ * uint16 length, text (the init's own record is forwarded as is). */
 #define SHIM_REPORT_READY 'R'
 #define SHIM_REPORT_FAILED 'F'
 

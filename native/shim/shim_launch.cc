@@ -1,0 +1,103 @@
+// The shim's first steps: tsd posix_spawn()s tessera-shim (no copy of tsd's large address space)
+// and writes the spawn plan, already converted to C data by plan_from_js.cc, on a pipe. Here it
+// is decoded, the process forks once so that the shim is not tsd's child, and the shim clones
+// the container init, which runs the same RunContainerChild as the addon's direct path.
+#include "shim_launch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "../security_userns.h"
+#include "../spawn_plan.h"
+#include "../spawn_plan_wire.h"
+#include "shim_protocol.h"
+
+namespace {
+
+[[noreturn]] void ReportAndExit(int reportFd, int err, const std::string& text) {
+  char rec[7 + 512];
+  size_t len = text.size() < 512 ? text.size() : 512;
+  rec[0] = SHIM_REPORT_FAILED;
+  int32_t e = err;
+  uint16_t l = static_cast<uint16_t>(len);
+  memcpy(rec + 1, &e, 4);
+  memcpy(rec + 5, &l, 2);
+  memcpy(rec + 7, text.data(), len);
+  ssize_t ignored = write(reportFd, rec, 7 + len);
+  (void)ignored;
+  _exit(1);
+}
+
+std::string ReadAll(int fd, int* err) {
+  std::string data;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      *err = errno;
+      return data;
+    }
+    if (n == 0) return data;
+    data.append(buf, static_cast<size_t>(n));
+  }
+}
+
+}  // namespace
+
+extern "C" void shim_launch(int plan_fd, int report_fd, struct shim_launched* out) {
+  using tessera::ChildFds;
+  using tessera::SpawnPlan;
+  int err = 0;
+  std::string bytes = ReadAll(plan_fd, &err);
+  close(plan_fd);
+  if (err != 0) ReportAndExit(report_fd, err, "shim: read spawn plan");
+  SpawnPlan plan;
+  std::string problem = tessera::DecodePlan(bytes.data(), bytes.size(), &plan);
+  if (!problem.empty()) ReportAndExit(report_fd, EPROTO, "shim: " + problem);
+
+  pid_t shim = fork();
+  if (shim < 0) ReportAndExit(report_fd, errno, "shim: fork");
+  // The process tsd spawned leaves at once: tsd reaps it, and the shim is reparented to init.
+  if (shim > 0) _exit(0);
+
+  int devNull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devNull < 0) ReportAndExit(report_fd, errno, "shim: open /dev/null");
+  int start[2], status[2], outPipe[2], errPipe[2];
+  if (pipe2(start, O_CLOEXEC) != 0 || pipe2(status, O_CLOEXEC) != 0 || pipe2(outPipe, O_CLOEXEC) != 0 ||
+      pipe2(errPipe, O_CLOEXEC) != 0)
+    ReportAndExit(report_fd, errno, "shim: open container init pipes");
+  if (int e = tessera::OpenUserNsSync(&plan); e != 0) ReportAndExit(report_fd, e, "shim: open user namespace sync pipe");
+  ChildFds fds;
+  fds.logFd = outPipe[1];
+  fds.stderrFd = errPipe[1];
+  fds.nullFd = devNull;
+  fds.startRead = start[0];
+  fds.startWrite = start[1];
+  fds.statusRead = status[0];
+  fds.statusWrite = status[1];
+
+  long pid = syscall(SYS_clone, static_cast<unsigned long>(plan.cloneFlags | SIGCHLD), nullptr, nullptr, nullptr, nullptr);
+  if (pid == 0) tessera::RunContainerChild(plan, fds);
+  if (pid < 0) ReportAndExit(report_fd, errno, "clone container init");
+  tessera::CompleteUserNsSync(plan, static_cast<pid_t>(pid));
+  tessera::CloseUserNsSync(&plan);
+  // The init's ends must close here, or the shim would never see EOF on them.
+  close(start[0]);
+  close(status[1]);
+  close(outPipe[1]);
+  close(errPipe[1]);
+  close(devNull);
+  out->pid = static_cast<pid_t>(pid);
+  out->start_fd = start[1];
+  out->status_fd = status[0];
+  out->stdout_fd = outPipe[0];
+  out->stderr_fd = errPipe[0];
+}
