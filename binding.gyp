@@ -16,7 +16,8 @@
         "native/security_seccomp.cc",
         "native/security_userns.cc",
         "native/spawn_plan.cc",
-        "native/spawn_plan_wire.cc"
+        "native/spawn_plan_wire.cc",
+        "native/seccomp_cache.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "mount_flags.h"
+#include "seccomp_cache.h"
 #include "security_seccomp.h"
 
 namespace tessera {
@@ -260,7 +261,7 @@ void SecurityFromJs(Napi::Env env, Napi::Object obj, SpawnPlan* plan) {
   if (Present(obj, "seccomp")) {
     Napi::Value v = obj.Get("seccomp");
     if (!v.IsObject()) throw Napi::TypeError::New(env, "spawn plan: seccomp must be an object or null");
-    std::string err = CompileSeccomp(SeccompFromJs(env, v.As<Napi::Object>()), &plan->seccompFilter);
+    std::string err = CompileSeccompCached(SeccompFromJs(env, v.As<Napi::Object>()), &plan->seccompFilter);
     if (!err.empty()) throw Napi::Error::New(env, "spawn plan: seccomp: " + err);
   }
 }
