@@ -348,7 +348,7 @@ export class Simulation {
     }
   }
 
-  /** Start writing the next Ready; its messages go out only once it is durable. */
+  /** Start writing the next Ready; its messages go out only once it is durable (but for rd.earlyMessages). */
   private pump(n: SimNode): void {
     const raft = n.raft as RaftNode;
     if (n.fsyncing || !raft.hasReady()) return;
@@ -370,6 +370,12 @@ export class Simulation {
     if (this.opts.sabotage === 'send-before-fsync') {
       for (const m of rd.messages) this.send(m);
       rd.messages = [];
+    } else if (rd.earlyMessages.length > 0) {
+      // As the real host does: a leader's appends go out while its own write is in flight (thesis
+      // §10.2.1); the core counts the leader's entries toward commit only after advance().
+      const early = new Set(rd.earlyMessages);
+      for (const m of rd.earlyMessages) this.send(m);
+      rd.messages = rd.messages.filter((m) => !early.has(m));
     }
     this.q.push(this.now + this.rng.int(0, this.fsyncMaxMs), { kind: 'fsync', node: n.id, epoch: n.epoch, rd });
   }

@@ -146,6 +146,11 @@ test('a group bootstrapped without a snapshot refuses to catch up a newcomer fro
   });
   node.campaignNow();
   t.is(node.currentRole, 'leader');
+  // The leader's no-op commits once it is durable (a leader counts only its persisted entries).
+  const first = node.ready();
+  storage.append(first.entries);
+  if (first.hardState) storage.setHardState(first.hardState);
+  node.advance(first);
   node.proposeConfChange({ type: 'add-learner', nodeId: 'n2' });
   const rd = node.ready();
   storage.append(rd.entries);

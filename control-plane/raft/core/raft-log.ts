@@ -158,6 +158,15 @@ export class RaftLog {
     this.unstableEntries = [];
   }
 
+  /**
+   * Last index of the log that is durable (persisted and not about to be replaced by unstable
+   * entries). 0 while a received snapshot is pending: nothing of the new log is durable yet.
+   */
+  lastStableIndex(): number {
+    if (this.unstableSnapshot) return 0;
+    return Math.min(this.storage.lastIndex(), this.unstableOffset - 1);
+  }
+
   hasPendingEntries(): boolean {
     return this.unstableEntries.length > 0;
   }

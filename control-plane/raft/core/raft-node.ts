@@ -89,6 +89,8 @@ export class RaftNode {
   private readStates: ReadState[] = [];
   private prevSoft: SoftState;
   private prevHard: HardState;
+  /** The hard state last made durable (from storage at start, then from each advanced Ready). */
+  private stableHard: HardState;
 
   constructor(cfg: RaftConfig) {
     validateConfig(cfg);
@@ -102,6 +104,7 @@ export class RaftNode {
     this.vote = hardState.vote;
     this.prevSoft = { leader: this.lead, role: this.role };
     this.prevHard = this.hardState();
+    this.stableHard = { ...hardState };
   }
 
   // ---------------------------------------------------------------- configuration
@@ -236,8 +239,12 @@ export class RaftNode {
     this.lead = this.id;
     this.syncProgress();
     const self = this.prs.get(this.id);
-    // A leader that is a learner/removed still manages replication (thesis §4.2.2).
-    if (self) self.becomeReplicate();
+    // A leader that is a learner/removed still manages replication (thesis §4.2.2). Its own match
+    // is what it holds durably; entries it appends count once persisted (see advance()).
+    if (self) {
+      self.maybeUpdate(this.log.lastStableIndex());
+      self.becomeReplicate();
+    }
     // The no-op of the new term: committing it commits everything before it (§5.4.2) and is the
     // precondition for ReadIndex and for configuration changes.
     this.appendEntries([{ term: this.term, index: 0, type: 'normal', data: new Uint8Array(0) }]);
@@ -650,10 +657,17 @@ export class RaftNode {
     this.log.append(ents);
     for (const e of ents) this.noteEntry(e);
     if (ents.some((e) => e.type === 'conf-change')) this.syncProgress();
+    // The leader's own progress does NOT move here: these entries are not durable yet, and the
+    // followers may receive them before they are (thesis §10.2.1). advance() counts them once the
+    // application has persisted them (a single voter commits then).
+  }
+
+  /** After a Ready was persisted: the leader's durable log now counts toward commitment. */
+  private selfPersisted(): void {
+    if (this.role !== 'leader') return;
     const self = this.prs.get(this.id);
-    if (self) self.maybeUpdate(li);
-    // A single voter commits on its own.
-    this.maybeCommit();
+    if (!self || !self.maybeUpdate(this.log.lastStableIndex())) return;
+    if (this.maybeCommit() && this.role === 'leader') this.bcastAppend();
   }
 
   /** Sends entries (or a probe) to `to`; false when nothing was sent. */
@@ -888,6 +902,7 @@ export class RaftNode {
     const rd: Ready = {
       entries: this.log.pendingEntries(),
       messages: this.msgs,
+      earlyMessages: this.msgs.filter((m) => this.maySendBeforePersist(m)),
       committedEntries: this.log.nextCommittedEntries(),
       readStates: this.readStates,
     };
@@ -908,6 +923,17 @@ export class RaftNode {
     return rd;
   }
 
+  /**
+   * A leader's replication messages depend on nothing of this Ready being durable, only on its
+   * leadership of their term, which must be durable (a leader that forgot its vote could restart,
+   * vote for another member in the same term and let two leaders write different entries at one
+   * index). Everything else (votes, acknowledgements) waits for the fsync.
+   */
+  private maySendBeforePersist(m: Message): boolean {
+    if (m.type !== 'append' && m.type !== 'heartbeat' && m.type !== 'snapshot') return false;
+    return m.term === this.stableHard.term && this.stableHard.vote === this.id;
+  }
+
   /** The Ready was persisted, its messages sent and its committed entries applied. */
   advance(rd: Ready): void {
     if (rd.snapshot) {
@@ -916,8 +942,10 @@ export class RaftNode {
     }
     const last = rd.entries[rd.entries.length - 1];
     if (last) this.log.stableTo(last.index, last.term);
+    if (rd.hardState) this.stableHard = { ...rd.hardState };
     const lastApplied = rd.committedEntries[rd.committedEntries.length - 1];
     if (lastApplied) this.log.appliedTo(lastApplied.index);
+    this.selfPersisted();
   }
 
   /** Cheap accessors for hot paths (status() copies). */

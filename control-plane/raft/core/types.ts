@@ -174,10 +174,15 @@ export interface SoftState {
 /**
  * One batch of work for the application. Contract:
  *  1. persist `snapshot` (if any), then `entries`, then `hardState` (if any), durably (fsync);
- *  2. only then send `messages`;
+ *  2. only then send `messages` — except those also listed in `earlyMessages`, which may be sent
+ *     before or during step 1 (never required: sending everything after step 1 is correct too);
  *  3. apply `committedEntries` in order (and restore from `snapshot` first when set);
  *  4. call `advance(ready)`.
  * tick()/step() may be called between ready() and advance(); ready() may not.
+ *
+ * Committed entries are durable on a majority of voters before they appear here (the leader counts
+ * itself only for entries it has persisted, i.e. after advance()), so when `snapshot` is unset they
+ * may also be applied before or during step 1.
  */
 export interface Ready {
   softState?: SoftState;
@@ -185,6 +190,13 @@ export interface Ready {
   entries: Entry[];
   snapshot?: Snapshot;
   messages: Message[];
+  /**
+   * The subset of `messages` (same objects) that may go out before this Ready is durable: a
+   * leader's appends, heartbeats and snapshot chunks of a term whose vote is already durable. The
+   * leader writes its log in parallel with replicating it (Raft thesis §10.2.1); this is safe
+   * because it counts itself toward commitment only once its own entries are durable.
+   */
+  earlyMessages: Message[];
   committedEntries: Entry[];
   readStates: ReadState[];
 }
