@@ -41,7 +41,8 @@
       ],
       "cflags": ["-O2", "-Wall", "-Wextra"],
       "cflags_c": ["-std=gnu11"],
-      "cflags_cc": ["-std=c++17", "-Wno-unused-parameter"]
+      "cflags_cc": ["-std=c++17", "-Wno-unused-parameter"],
+      "ldflags": ["-static-libstdc++", "-static-libgcc"]
     }
   ]
 }

@@ -8,9 +8,10 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { normalizeCgroupsPath, openCgroupDriver, type CgroupDriver, type CgroupRecord } from './cgroups/index.js';
 import { startExec } from './exec.js';
-import { SHIM_PATH, spawnShim } from './native.js';
+import { SHIM_PATH, spawnShim, type ShimSpawned } from './native.js';
 import { readBundleConfig } from './oci-config.js';
 import { ShimClient, ShimGoneError, readExitFile } from './shim-client.js';
 import { buildSpawnPlan, resolveRootfs } from './spawn-plan.js';
@@ -68,28 +69,44 @@ export class NativeRuntime implements ContainerRuntime {
     try {
       cgroup = await cgroups.create(cgroupPath, spec.linux?.resources);
       const plan = await buildSpawnPlan({ spec, rootfs, cgroupProcsFiles: cgroups.procsFiles(cgroup), logPath, source });
-      await this.store.writePlan(id, plan);
-      const child = await spawnShim(plan, {
-        shimPath: this.shimPath,
-        stateDir: this.store.dir(id),
-        logPath,
-        logFormat,
-        logMaxSize: String(logMaxBytes),
-        logMaxFiles: String(logMaxFiles),
-        oomFile: await oomFileOf(cgroup),
-      });
-      const state: StoredState = {
-        id,
-        pid: child.pid,
-        pidStartTime: (await processStartTime(child.pid)) ?? '',
-        bundle,
-        status: 'created',
-        cgroup,
-        createdAt: new Date().toISOString(),
-        shimPid: child.shimPid,
-        shimStartTime: (await processStartTime(child.shimPid)) ?? '',
-      };
-      await this.store.write(state);
+      // plan.json is only read by exec, after create: write it while the shim starts.
+      const planWritten = this.store.writePlan(id, plan);
+      planWritten.catch(() => undefined); // awaited below; this only marks it handled while the shim starts
+      let child: ShimSpawned;
+      try {
+        child = await spawnShim(plan, {
+          shimPath: this.shimPath,
+          stateDir: this.store.dir(id),
+          logPath,
+          logFormat,
+          logMaxSize: String(logMaxBytes),
+          logMaxFiles: String(logMaxFiles),
+          oomFile: await oomFileOf(cgroup),
+        });
+      } catch (err) {
+        await planWritten.catch(() => undefined);
+        throw err;
+      }
+      try {
+        const [pidStartTime, shimStartTime] = await Promise.all([processStartTime(child.pid), processStartTime(child.shimPid), planWritten]);
+        const state: StoredState = {
+          id,
+          pid: child.pid,
+          pidStartTime: pidStartTime ?? '',
+          bundle,
+          status: 'created',
+          cgroup,
+          createdAt: new Date().toISOString(),
+          shimPid: child.shimPid,
+          shimStartTime: shimStartTime ?? '',
+        };
+        await this.store.write(state);
+      } catch (err) {
+        // The init (just created by us, blocked before execve) must not outlive a failed create;
+        // its shim exits with it.
+        killQuietly(child.pid);
+        throw err;
+      }
       return { id, pid: child.pid, status: 'created', bundle };
     } catch (err) {
       if (cgroup !== undefined) await cgroups.remove(cgroup).catch(() => undefined);
@@ -136,7 +153,9 @@ export class NativeRuntime implements ContainerRuntime {
     } catch (err) {
       if (!(err instanceof ShimGoneError)) throw new Error(`wait for container ${id}: ${(err as Error).message}`, { cause: err });
     }
-    // The shim exits right after writing exit.json; a missing file means it died abnormally.
+    // The shim removes its socket just before it writes exit.json and exits: once it is gone the
+    // file is there, unless it died abnormally.
+    await this.waitShimGone(state);
     return (await readExitFile(dir)) ?? this.unknownExit(state);
   }
 
@@ -220,9 +239,12 @@ export class NativeRuntime implements ContainerRuntime {
     return startTime !== undefined && startTime === state.shimStartTime;
   }
 
-  /** The shim exits just after recording the exit; removing its dir under it would race. */
+  /** The shim exits just after recording the exit (about a millisecond): poll briefly and often, up to 2 s. */
   private async waitShimGone(state: StoredState): Promise<void> {
-    for (let i = 0; i < 200 && (await this.shimAlive(state)); i++) await new Promise((r) => setTimeout(r, 10));
+    const deadline = performance.now() + 2000;
+    for (let delay = 0.5; (await this.shimAlive(state)) && performance.now() < deadline; delay = Math.min(delay * 2, 20)) {
+      await new Promise((r) => setTimeout(r, delay));
+    }
   }
 
   private async mustRead(id: string): Promise<StoredState> {
@@ -230,6 +252,14 @@ export class NativeRuntime implements ContainerRuntime {
     const state = await this.store.read(id);
     if (state === undefined) throw new Error(`container '${id}' does not exist`);
     return state;
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
   }
 }
 

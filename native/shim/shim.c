@@ -222,7 +222,10 @@ static void record_exit(char *json, size_t cap) {
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return;
   size_t len = strlen(json);
-  int ok = write_all(fd, json, len) == 0 && write_all(fd, "\n", 1) == 0 && fsync(fd) == 0;
+  /* No fsync: the rename keeps a crash of this process from leaving half a record, and a record
+   * that a power loss could cost describes a container that died with the machine anyway. It
+   * would sit between the exit and every waiter. */
+  int ok = write_all(fd, json, len) == 0 && write_all(fd, "\n", 1) == 0;
   close(fd);
   if (ok) rename(tmp, path);
 }
@@ -520,14 +523,16 @@ int main(int argc, char **argv) {
     }
   }
 
-  /* 3. Record the exit, answer waiters, go away. */
+  /* 3. Record the exit, answer waiters, go away. The socket goes first: once exit.json exists the
+   * shim touches nothing in the state dir, so delete may remove it at once (a client that finds
+   * no socket and no exit.json yet waits for this process to be gone, see native-runtime.ts). */
   log_flush(&log, &out);
   log_flush(&log, &err);
   log_close(&log);
-  record_exit(exit_record, sizeof(exit_record));
   char sock[PATH_MAX];
   socket_path(sock, sizeof(sock));
   unlink(sock);
+  record_exit(exit_record, sizeof(exit_record));
   for (int i = 0; i < MAX_CLIENTS; i++) {
     if (clients[i].fd < 0) continue;
     if (clients[i].waiting) reply(&clients[i], exit_record);
