@@ -129,6 +129,13 @@ export class OverlayNetworking implements TaskOverlay {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.wake();
     await this.resolver.close();
+    // A daemon that never programmed anything (e.g. a join that was refused) leaves the kernel
+    // alone: another tsd may own the overlay of this network namespace.
+    if (!this.guardInstalled) {
+      this.balancer.close();
+      this.driver.close();
+      return;
+    }
     await this.balancer.teardown().catch((err: Error) => this.config.log(`overlay: balancer teardown: ${err.message}`));
     await this.driver.teardown().catch((err: Error) => this.config.log(`overlay: driver teardown: ${err.message}`));
     await this.commands.nftApply(`add table ip ${GUARD_TABLE}\ndelete table ip ${GUARD_TABLE}\n`).catch(() => undefined);

@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
 import type { Network, Service, Task } from '../../control-plane/resources/types.js';
-import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterState } from '../../deploy/netns-cluster.js';
+import { createNetnsCluster, destroyNetnsCluster, restartNetnsNode, type NetnsClusterOptions, type NetnsClusterState } from '../../deploy/netns-cluster.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
 import { eventually } from '../helpers/tsd-node.js';
 
@@ -21,6 +21,7 @@ const run = promisify(execFile);
 const STACK = 'ov';
 
 let cluster: NetnsClusterState;
+let clusterOptions: NetnsClusterOptions;
 let client: ApiClient;
 let workDir: string;
 let registry: ChildProcess | undefined;
@@ -73,10 +74,11 @@ function addressesIn(nslookupOutput: string): string[] {
 test.before(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'tessera-ovc-'));
   const prefix = `o${process.pid.toString(36).slice(-4)}${Math.floor(Math.random() * 36 ** 2).toString(36)}`;
-  cluster = await createNetnsCluster({
+  clusterOptions = {
     prefix, nodes: 3, baseDir: join(workDir, 'cluster'), underlayOctet: octet, hostBridge: false,
     heartbeatMs: 300, nodeDownAfterMs: 3000, insecureRegistries: [registryHost],
-  });
+  };
+  cluster = await createNetnsCluster(clusterOptions);
   client = new ApiClient(cluster.apiSocket);
   const config = join(workDir, 'registry.yml');
   await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(workDir, 'registry')}\nhttp:\n  addr: ${registryHost}\n`);
@@ -177,4 +179,14 @@ test.serial('services that name no network join their stack\'s default network a
   await eventually('plain-web', () => running('plain-web', 1), 60_000, 500);
   const [plainClient] = await eventually('plain-client', () => running('plain-client', 1), 60_000, 500);
   t.regex(await eventually('plain-web by name', () => fetchIn(plainClient!, 'http://plain-web/'), 30_000, 500), /^plain-web-/);
+});
+
+test.serial('a worker whose tsd was killed and restarted programs the overlay again for new tasks', async (t) => {
+  const node3 = cluster.nodes[2]!;
+  process.kill(node3.pid, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 300));
+  await restartNetnsNode(cluster, clusterOptions, node3);
+  await client.apply({ objectsJson: [serviceObject('late-client', { replicas: 1, placement: { constraints: ['node.hostname==node-3'] } })] });
+  const [late] = await eventually('late-client on node-3', () => running('late-client', 1), 90_000, 500);
+  t.regex(await eventually('plain-web by name from the restarted node', () => fetchIn(late!, 'http://plain-web/'), 30_000, 500), /^plain-web-/);
 });
