@@ -1,9 +1,12 @@
 // npm run bench:runtime — our runtime against runc on the same busybox bundle, interleaved in
 // the same run: start-to-exit of /bin/true, exec latency, and 50 containers started at once.
 // "ours" is NativeRuntime in-process (what tsd does): create + start + wait + delete, which
-// includes double-forking the shim; runc is `runc run` (create, start, wait, delete) as a process.
+// includes spawning the shim; runc is `runc run` (create, start, wait, delete) as a process,
+// which costs its spawn (~2-3 ms, the same as from a shell loop). Bundles are written before the
+// clock starts for both. The machine is shared: the load average is printed with the table.
 
 import { execFile, spawn } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
@@ -11,7 +14,7 @@ import { execCollect } from '../../agent/runtime/exec.js';
 import { RuntimeFixture } from '../helpers/runtime-fixture.js';
 
 const run = promisify(execFile);
-const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 30);
+const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 50);
 const CONCURRENT = 50;
 
 function percentile(samples: number[], p: number): number {
@@ -33,13 +36,21 @@ try {
     const bundle = await fx.writeBundle(id, fx.specFor(id, { args }));
     const t0 = performance.now();
     await fx.runtime.create(id, bundle, { logPath: fx.logPath(id) });
+    const t1 = performance.now();
     await fx.runtime.start(id);
+    const t2 = performance.now();
     const exit = await fx.runtime.wait(id);
+    const t3 = performance.now();
     await fx.runtime.delete(id);
+    const t4 = performance.now();
     if (exit.exitCode !== 0) throw new Error(`ours: /bin/true exited ${exit.exitCode}`);
-    oursLast = performance.now() - t0;
+    oursLast = t4 - t0;
+    oursPhases = [t1 - t0, t2 - t1, t3 - t2, t4 - t3];
   };
   let oursLast = 0;
+  let oursPhases = [0, 0, 0, 0];
+  const phases: number[][] = [[], [], [], []];
+  const loadBefore = os.loadavg();
   const runcOnce = async (args: string[]): Promise<number> => {
     const id = fx.newId();
     const bundle = await fx.writeBundle(id, fx.specFor(id, { args }));
@@ -53,15 +64,11 @@ try {
   const ours: number[] = [];
   const runc: number[] = [];
   for (let i = 0; i < ITERATIONS; i++) {
-    if (i % 2 === 0) {
-      await oursOnce(['/bin/true']);
-      ours.push(oursLast);
-      runc.push(await runcOnce(['/bin/true']));
-    } else {
-      runc.push(await runcOnce(['/bin/true']));
-      await oursOnce(['/bin/true']);
-      ours.push(oursLast);
-    }
+    if (i % 2 === 1) runc.push(await runcOnce(['/bin/true']));
+    await oursOnce(['/bin/true']);
+    ours.push(oursLast);
+    oursPhases.forEach((ms, k) => phases[k]?.push(ms));
+    if (i % 2 === 0) runc.push(await runcOnce(['/bin/true']));
   }
 
   // exec latency into one running container each.
@@ -100,12 +107,15 @@ try {
     ['start-to-exit /bin/true (ms)', ours, runc],
     ['exec /bin/true (ms)', oursExec, runcExec],
   ];
-  console.log(`runtime benchmark: busybox bundle, ${ITERATIONS} interleaved iterations, same run`);
+  const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
+  console.log(`runtime benchmark: busybox bundle, ${ITERATIONS} interleaved iterations, same run; ${os.cpus().length} CPUs, load average ${load(loadBefore)} before, ${load(os.loadavg())} after`);
   console.log(`${'measure'.padEnd(34)}${'ours p50'.padStart(9)}${'ours p90'.padStart(9)}${'runc p50'.padStart(9)}${'runc p90'.padStart(9)}${'ratio p50'.padStart(10)}`);
   for (const [name, a, b] of rows) {
     console.log(`${name.padEnd(34)}${fmt(percentile(a, 50))}${fmt(percentile(a, 90))}${fmt(percentile(b, 50))}${fmt(percentile(b, 90))}${(percentile(a, 50) / percentile(b, 50)).toFixed(2).padStart(10)}`);
   }
   console.log(`${`${CONCURRENT} concurrent, wall (ms)`.padEnd(34)}${fmt(oursBurst)}${''.padStart(9)}${fmt(runcBurst)}${''.padStart(9)}${(oursBurst / runcBurst).toFixed(2).padStart(10)}`);
+  const names = ['create', 'start', 'wait', 'delete'];
+  console.log(`ours start-to-exit p50 by phase (ms): ${names.map((n, k) => `${n} ${percentile(phases[k] ?? [], 50).toFixed(1)}`).join(', ')}`);
   console.log('goal: ours p50 start-to-exit <= 0.5 x runc p50');
 } finally {
   await run('sh', ['-c', `for c in $(runc --root ${runcRoot} list -q 2>/dev/null); do runc --root ${runcRoot} delete --force $c; done`]).catch(() => undefined);
