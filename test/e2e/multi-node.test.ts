@@ -75,6 +75,11 @@ test.before(async () => {
 
 test.after.always(async () => {
   client?.close();
+  const keep = process.env.TESSERA_TEST_KEEP_LOG_DIR;
+  if (keep && cluster) {
+    await run('mkdir', ['-p', keep]);
+    for (const n of cluster.nodes) await run('cp', [join(n.dataRoot, 'tsd.log'), join(keep, `${n.name}.log`)]).catch(() => {});
+  }
   if (cluster) await destroyNetnsCluster(cluster);
   registry?.kill('SIGTERM');
   if (workDir) await rm(workDir, { recursive: true, force: true });
