@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { ContainerStats } from '../types.js';
 import type { CgroupDriver, CgroupRecord } from './driver.js';
-import { exists, mkdirRecorded, readOptional, removeCreated, writeControl, writeLines } from './fs-util.js';
+import { exists, mkdirRecorded, readControl, readOptional, removeCreated, writeControl, writeLines } from './fs-util.js';
 import { planV1, type V1Controller, type V1Write } from './plan.js';
 import { validateResources } from './resources.js';
 import { parseBlkio, parseKeyValues, parseLimit, parseNumber, parsePerCpu } from './stats-parse.js';
@@ -156,9 +156,9 @@ async function inheritCpuset(root: string, relativePath: string): Promise<void> 
   for (const part of relativePath.split('/')) {
     const dir = path.join(parent, part);
     for (const file of ['cpuset.cpus', 'cpuset.mems']) {
-      const own = (await readOptional(path.join(dir, file)))?.trim();
+      const own = readControl(path.join(dir, file))?.trim();
       if (own === '') {
-        const inherited = ((await readOptional(path.join(parent, file))) ?? '').trim();
+        const inherited = (readControl(path.join(parent, file)) ?? '').trim();
         await writeControl(dir, file, inherited, `cpuset inheritance from ${parent}`);
       }
     }
