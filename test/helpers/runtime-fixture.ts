@@ -88,12 +88,24 @@ export class RuntimeFixture {
     this.containers.add(id);
   }
 
-  /** Existing cgroup directories of this fixture's parent, across all hierarchies. */
+  /**
+   * Existing cgroup directories of this fixture's parent, across all hierarchies: under each
+   * hierarchy's root (where ours puts a relative cgroupsPath) and under this process's own cgroup
+   * (where runc puts it, in the oracle tests).
+   */
   async leftoverCgroups(): Promise<string[]> {
+    const own = new Map<string, string>();
+    for (const line of (await fs.readFile('/proc/self/cgroup', 'utf8')).split('\n')) {
+      const [, controllers, where] = line.split(':');
+      for (const c of controllers?.split(',') ?? []) if (c) own.set(c.replace(/^name=/, ''), where ?? '/');
+    }
     const found: string[] = [];
     for (const controller of await fs.readdir(CGROUP_MOUNT_ROOT)) {
-      const dir = path.join(CGROUP_MOUNT_ROOT, controller, this.cgroupParent);
-      if (await fs.stat(dir).then(() => true, () => false)) found.push(dir);
+      const bases = new Set(['/', ...controller.split(',').map((c) => own.get(c) ?? '/')]);
+      for (const base of bases) {
+        const dir = path.join(CGROUP_MOUNT_ROOT, controller, base, this.cgroupParent);
+        if (await fs.stat(dir).then(() => true, () => false)) found.push(dir);
+      }
     }
     return found;
   }
