@@ -315,3 +315,22 @@ test('wal: crash fuzz — every truncation of the last write and random garbage 
   }
   t.pass(`${cases.length} crash shapes recovered`);
 });
+
+test('wal: a deferred append costs no fsync of its own; it lands with the next synced append, or at close', async (t) => {
+  const dir = await tempDir(t);
+  const log: string[] = [];
+  const { fs, syncs } = countingFs(log);
+  const { wal } = await Wal.open(dir, { fs });
+  await wal.append([ents(entries(1, 2, 1))]);
+  const before = syncs();
+  await wal.append([hs({ term: 1, vote: 'a', commit: 1 })], { sync: false });
+  await new Promise((r) => setTimeout(r, 20));
+  t.is(syncs(), before, 'no fsync for a deferred record alone');
+  await wal.append([ents(entries(3, 3, 1))]);
+  t.is(syncs(), before + 1, 'one fsync covers the deferred record and the synced one');
+  await wal.append([hs({ term: 1, vote: 'a', commit: 3 })], { sync: false });
+  await wal.close();
+  const reopened = await Wal.open(dir);
+  t.deepEqual(summary(reopened.state), { hs: { term: 1, vote: 'a', commit: 3 }, snap: '0@0', log: ['1@1:e1', '2@1:e2', '3@1:e3'] });
+  await reopened.wal.close();
+});

@@ -1,9 +1,12 @@
 // RaftHost: the I/O around one pure RaftNode. It ticks it on a timer, feeds it peer messages,
-// and runs the Ready loop in the order the core requires: persist (snapshot, entries, hard state:
-// one WAL fsync, shared by everything that queued up meanwhile — group commit) BEFORE sending any
-// message of that Ready, then restore/apply, then advance. It takes snapshots of the state machine
-// every `snapshotEvery` applied entries and compacts the log, and resolves proposals and
-// linearizable reads once they are applied.
+// and runs the Ready loop in the order the core requires: a leader's replication messages
+// (rd.earlyMessages) go out first, so followers write while the leader writes (Raft thesis
+// §10.2.1); then persist (snapshot, entries, hard state: one WAL fsync, shared by everything that
+// queued up meanwhile — group commit) and meanwhile apply the committed entries (they are durable
+// on a majority already); only once the write is durable the other messages (acknowledgements,
+// votes) go out; then advance. It takes snapshots of the state machine every `snapshotEvery`
+// applied entries and compacts the log, and resolves proposals and linearizable reads once they
+// are applied.
 import {
   ProposalDroppedError,
   RaftNode,
@@ -14,6 +17,7 @@ import {
   type NodeId,
   type RaftStatus,
   type ReadState,
+  type Ready,
 } from '../core/index.js';
 import type { DiskRaftStorage } from '../storage/disk-storage.js';
 import type { TransportSecurity } from '../../ca/credentials.js';
@@ -328,29 +332,19 @@ export class RaftHost<R> {
     try {
       while (!this.stopped && this.node.hasReady()) {
         const rd = this.node.ready();
-        const hs = rd.hardState;
-        if (!rd.snapshot && rd.entries.length === 0 && hs && hs.term === this.durableTerm && hs.vote === this.durableVote) {
-          // Only the commit index moved. Committed entries are durable on a majority already and
-          // a lost commit index is learnt again from the leader, so this write is ordered (the
-          // storage applies saves in call order) but nobody waits for its fsync.
-          this.options.storage.save({ entries: [], hardState: hs }).catch((err: Error) => this.fail(err));
-        } else if (rd.snapshot || rd.entries.length > 0 || hs) {
-          await this.options.storage.save({
-            ...(rd.snapshot ? { snapshot: rd.snapshot } : {}),
-            entries: rd.entries,
-            ...(hs ? { hardState: hs } : {}),
-          });
-          if (hs) {
-            this.durableTerm = hs.term;
-            this.durableVote = hs.vote;
-          }
+        for (const m of rd.earlyMessages) this.sendMessage(m);
+        const written = this.persist(rd);
+        // Committed entries are durable on a majority (the core counts the leader only for what it
+        // persisted), so they need not wait for this write; a snapshot must be installed first.
+        if (!rd.snapshot) this.applyReady(rd);
+        if (written) await written;
+        const early = rd.earlyMessages.length > 0 ? new Set(rd.earlyMessages) : undefined;
+        for (const m of rd.messages) if (!early?.has(m)) this.sendMessage(m);
+        if (rd.snapshot) {
+          this.restoreSnapshot(rd.snapshot.metadata.index, rd.snapshot.data);
+          this.applyReady(rd);
         }
-        for (const m of rd.messages) this.sendMessage(m);
-        if (rd.snapshot) this.restoreSnapshot(rd.snapshot.metadata.index, rd.snapshot.data);
-        for (const e of rd.committedEntries) this.applyEntry(e);
-        for (const rs of rd.readStates) this.onReadState(rs);
         this.node.advance(rd);
-        this.releaseAppliedWaiters();
         if (rd.softState) for (const l of this.leaderListeners) l(rd.softState.leader, rd.softState.role === 'leader');
         await this.maybeSnapshot();
       }
@@ -359,6 +353,37 @@ export class RaftHost<R> {
     } finally {
       this.running = false;
     }
+  }
+
+  /** Starts writing what the Ready asks to persist; undefined when there is nothing to wait for. */
+  private persist(rd: Ready): Promise<void> | undefined {
+    const hs = rd.hardState;
+    if (!rd.snapshot && rd.entries.length === 0 && hs && hs.term === this.durableTerm && hs.vote === this.durableVote) {
+      // Only the commit index moved. Committed entries are durable on a majority already and a
+      // lost commit index is learnt again from the leader, so it rides along with the next synced
+      // write instead of costing an fsync of its own.
+      this.options.storage.save({ entries: [], hardState: hs }, { sync: false }).catch((err: Error) => this.fail(err));
+      return undefined;
+    }
+    if (!rd.snapshot && rd.entries.length === 0 && !hs) return undefined;
+    return this.options.storage
+      .save({
+        ...(rd.snapshot ? { snapshot: rd.snapshot } : {}),
+        entries: rd.entries,
+        ...(hs ? { hardState: hs } : {}),
+      })
+      .then(() => {
+        if (hs) {
+          this.durableTerm = hs.term;
+          this.durableVote = hs.vote;
+        }
+      });
+  }
+
+  private applyReady(rd: Ready): void {
+    for (const e of rd.committedEntries) this.applyEntry(e);
+    for (const rs of rd.readStates) this.onReadState(rs);
+    this.releaseAppliedWaiters();
   }
 
   /** Persisting failed (the WAL is poisoned) or the state machine broke: this member must not go on acknowledging anything. */

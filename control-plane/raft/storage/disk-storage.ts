@@ -44,6 +44,8 @@ export class DiskRaftStorage implements RaftLogStorage {
   private tail: Promise<void> = Promise.resolve();
   /** Snapshot and last index once every save already called has landed; validates new saves up front. */
   private projected: { snapIndex: number; lastIndex: number };
+  /** The hard state of the latest save called (landed or not). */
+  private projectedHard: HardState;
 
   private constructor(
     private readonly wal: Wal,
@@ -55,6 +57,7 @@ export class DiskRaftStorage implements RaftLogStorage {
     this.snap = snapshot;
     this.log = opened.state.entries;
     this.projected = { snapIndex: this.snap.metadata.index, lastIndex: this.lastIndex() };
+    this.projectedHard = { ...this.hardState };
   }
 
   /** Recovery notes for logs: a torn tail cut off, orphan snapshot files removed. */
@@ -143,8 +146,17 @@ export class DiskRaftStorage implements RaftLogStorage {
   /**
    * Persists one Ready's snapshot, entries and hard state (in that order, one WAL fsync), then
    * shows them through the log view. Concurrent calls share fsyncs (group commit).
+   *
+   * `sync: false` is only for a hard state alone that moves nothing but the commit index: it is
+   * written with the next synced save and resolves without waiting for it (a lost commit index is
+   * learnt again from the leader).
    */
-  async save(req: PersistRequest): Promise<void> {
+  async save(req: PersistRequest, options: { sync?: boolean } = {}): Promise<void> {
+    const sync = options.sync !== false;
+    if (!sync && (req.snapshot || req.entries.length > 0)) throw new Error('save: only a hard state may be saved without sync');
+    if (!sync && req.hardState && (req.hardState.term !== this.projectedHard.term || req.hardState.vote !== this.projectedHard.vote)) {
+      throw new Error('save: a hard state that changes the term or vote must be synced');
+    }
     // Validate everything before writing anything: a bad request must not reach the WAL.
     const first = req.entries[0];
     const projected = { ...this.projected };
@@ -163,12 +175,13 @@ export class DiskRaftStorage implements RaftLogStorage {
       projected.lastIndex = first.index + req.entries.length - 1;
     }
     this.projected = projected;
+    if (req.hardState) this.projectedHard = { ...req.hardState };
     if (req.snapshot) await this.snapshotter.save(req.snapshot);
     const records: WalRecord[] = [];
     if (req.snapshot) records.push({ type: FrameType.Snapshot, snapshot: { index: req.snapshot.metadata.index, term: req.snapshot.metadata.term } });
     if (req.entries.length > 0) records.push({ type: FrameType.Entries, entries: req.entries });
     if (req.hardState) records.push({ type: FrameType.HardState, hardState: req.hardState });
-    const durable = this.wal.append(records);
+    const durable = this.wal.append(records, { sync });
     const applied = this.tail.then(async () => {
       await durable;
       if (req.snapshot) this.installSnapshot(req.snapshot);

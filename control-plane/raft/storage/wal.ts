@@ -5,6 +5,13 @@
 // appends queue up for the next batch, so under load the number of fsyncs per append falls.
 // An append resolves only after its bytes are on disk. A failed write or fsync poisons the WAL:
 // after a failed fsync the page cache state is unknown, so nothing more may be acknowledged.
+//
+// Deferred appends (sync: false) are for records whose loss costs nothing (a hard state that only
+// moves the commit index, which is learnt again from the leader): they resolve at once and are
+// written, in order, with the next synced batch (or at close). They are never written on their
+// own, so every batch on disk is still fsynced before the next one is written: recovery's rule
+// that only the newest batch can be torn holds.
+const NOOP = (): void => {};
 import { join } from 'node:path';
 import { nodeDurableFs, type DurableFile, type DurableFs } from './durable-fs.js';
 import {
@@ -44,6 +51,8 @@ interface Pending {
   records: WalRecord[];
   resolve: () => void;
   reject: (err: Error) => void;
+  /** False for a deferred append: it rides along with the next synced batch. */
+  sync: boolean;
 }
 
 export class WalClosedError extends Error {
@@ -141,19 +150,30 @@ export class Wal {
     return truncated ? { wal, state, truncated } : { wal, state };
   }
 
-  /** Appends records durably; resolves after they are fsynced (group commit with concurrent callers). */
-  append(records: WalRecord[]): Promise<void> {
+  /**
+   * Appends records durably; resolves after they are fsynced (group commit with concurrent
+   * callers). With `sync: false` it resolves at once and the records are written with the next
+   * synced append (see the header): a crash before that loses them.
+   */
+  append(records: WalRecord[], options: { sync?: boolean } = {}): Promise<void> {
     if (this.closed) return Promise.reject(new WalClosedError());
     if (this.failure) return Promise.reject(this.failure);
+    if (options.sync === false) {
+      this.queue.push({ records, resolve: NOOP, reject: NOOP, sync: false });
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ records, resolve, reject });
-      if (!this.flushing) {
-        this.flushing = true;
-        this.idle = new Promise((r) => (this.markIdle = r));
-        // A microtask lets appends issued in the same turn share the first batch.
-        queueMicrotask(() => void this.flushLoop());
-      }
+      this.queue.push({ records, resolve, reject, sync: true });
+      this.startFlushing();
     });
+  }
+
+  private startFlushing(): void {
+    if (this.flushing) return;
+    this.flushing = true;
+    this.idle = new Promise((r) => (this.markIdle = r));
+    // A microtask lets appends issued in the same turn share the first batch.
+    queueMicrotask(() => void this.flushLoop());
   }
 
   /** Deletes segments holding only entries at or below `index` (a durable snapshot covers them). */
@@ -177,12 +197,15 @@ export class Wal {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Deferred records still queued are written (and synced) before the file closes.
+    if (this.queue.length > 0 && !this.failure) this.startFlushing();
     await this.idle;
     await this.file.close();
   }
 
   private async flushLoop(): Promise<void> {
-    while (this.queue.length > 0) {
+    // Deferred records alone do not start a batch (but are flushed at close).
+    while (this.queue.length > 0 && (this.closed || this.queue.some((p) => p.sync))) {
       const batch = this.queue;
       this.queue = [];
       try {
@@ -192,7 +215,7 @@ export class Wal {
         const buffers = records.map((r, i) => this.encode(r, i === records.length - 1));
         const bytes = buffers.reduce((n, b) => n + b.length, 0);
         await this.file.writeAt(buffers, this.size);
-        await this.file.datasync();
+        if (!this.file.writesAreDurable) await this.file.datasync();
         this.size += bytes;
         this.batch++;
         this.stats.batches++;
