@@ -40,7 +40,7 @@ export interface NativeSpawnPlan extends NativeSecurityPlan {
   rootReadonly: boolean;
   namespaces: NamespaceKind[];
   hostname: string;
-  /** Host paths of the cgroup.procs files the child writes itself into first. */
+  /** Host paths of the files the child writes "0" into to join its cgroups first (v1 tasks, v2 cgroup.procs). */
   cgroupProcsFiles: string[];
   mounts: NativeMount[];
   maskedPaths: string[];
@@ -180,8 +180,8 @@ export function waitProcess(pid: number): Promise<ProcessExit> {
 }
 
 /**
- * Double-forks tessera-shim, which clones the container init (blocked before execve) and becomes
- * its parent. Rejects with the failed step and errno if the set-up fails (nothing is left then).
+ * posix_spawns tessera-shim with the plan on a pipe; the shim forks away from this process, clones
+ * the container init (blocked before execve) and becomes its parent. Rejects with the failed step and errno if the set-up fails (nothing is left then).
  */
 export function spawnShim(plan: NativeSpawnPlan, options: ShimLaunchOptions): Promise<ShimSpawned> {
   return required('spawnShim')(plan, options);
