@@ -9,8 +9,11 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { SHIM_PATH } from '../../agent/runtime/native.js';
+import crypto from 'node:crypto';
+import { SHIM_PATH, spawnShim } from '../../agent/runtime/native.js';
 import type { OciSeccomp } from '../../agent/runtime/seccomp.js';
+import { buildSpawnPlan } from '../../agent/runtime/spawn-plan.js';
+import { processStartTime } from '../../agent/runtime/state-store.js';
 import { RuntimeFixture, withTimeout } from '../helpers/runtime-fixture.js';
 
 interface ShimOutcome {
@@ -99,4 +102,48 @@ test('compiled seccomp filters are cached per profile: each container gets exact
     for (const re of expected) t.regex(run.log, re, name);
   }
   t.deepEqual(await fx.cleanup(), { cgroups: [], mounts: [] });
+});
+
+const UNIFIED = '/sys/fs/cgroup/unified';
+
+test('on cgroup v2 the shim creates the init directly in its cgroup (clone3 into the cgroup)', async (t) => {
+  if (!(await fs.access(path.join(UNIFIED, 'cgroup.controllers')).then(() => true, () => false))) {
+    t.log(`no cgroup2 mount at ${UNIFIED}`);
+    t.pass();
+    return;
+  }
+  // This machine's only cgroup2 tree has no memory/pids controllers, so no NativeRuntime runs on
+  // it: the plan is handed to the shim directly, with the v2 cgroup.procs file as its only cgroup.
+  const fx = await RuntimeFixture.create();
+  const leaf = path.join(UNIFIED, `tessera-test-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
+  let initPid: number | undefined;
+  t.teardown(async () => {
+    if (initPid !== undefined) {
+      try {
+        process.kill(initPid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    for (let i = 0; i < 100 && (await fs.rmdir(leaf).then(() => false, (e: NodeJS.ErrnoException) => e.code === 'EBUSY')); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await fx.cleanup();
+  });
+  await fs.mkdir(leaf);
+  const id = fx.newId();
+  const spec = fx.specFor(id, { args: ['true'] });
+  const logPath = fx.logPath(id);
+  await fs.mkdir(path.dirname(logPath), { recursive: true });
+  const plan = await buildSpawnPlan({ spec, rootfs: fx.rootfs, cgroupProcsFiles: [path.join(leaf, 'cgroup.procs')], logPath, source: 'test' });
+  const stateDir = path.join(fx.dir, 'shim-state');
+  await fs.mkdir(stateDir);
+  const child = await spawnShim(plan, { shimPath: SHIM_PATH, stateDir, logPath, logFormat: 'raw', logMaxSize: '0', logMaxFiles: '1', oomFile: '' });
+  initPid = child.pid;
+  t.regex(await fs.readFile(`/proc/${child.pid}/cgroup`, 'utf8'), new RegExp(`^0::/${path.basename(leaf)}$`, 'm'));
+  t.is((await fs.readFile(path.join(leaf, 'cgroup.procs'), 'utf8')).trim(), String(child.pid), 'only the init is in the cgroup');
+  process.kill(child.pid, 'SIGKILL');
+  for (let i = 0; i < 250 && (await processStartTime(child.shimPid)) !== undefined; i++) await new Promise((r) => setTimeout(r, 20));
+  t.is(await processStartTime(child.shimPid), undefined, 'the shim exits with its init');
+  t.regex(await fs.readFile(path.join(stateDir, 'exit.json'), 'utf8'), /"signal":9/);
 });
