@@ -1,14 +1,13 @@
 // The Raft backend of the Store contract. Writes (txn, put, delete, compact) are proposals: on the
-// leader they go into the log, on a follower they are forwarded to the leader over the Raft
-// service, and they resolve once applied (a forwarding follower also waits to have applied them
-// itself, so a watch on it has seen the write too). Reads go through ReadIndex, so they are
-// linearizable on any member; watches are served from the local applied state and its history.
-import * as grpc from '@grpc/grpc-js';
+// leader they go into the log, on a follower they are forwarded to the leader inside its batches of
+// Raft traffic, and they resolve once applied here (so a watch on this member has seen the write
+// too). Reads go through ReadIndex, so they are linearizable on any member; watches are served
+// from the local applied state and its history.
 import { join } from 'node:path';
 
 import type { TransportSecurity } from '../ca/credentials.js';
 import type { ConfChange, NodeId } from '../raft/core/index.js';
-import { NotLeaderError, RaftHost } from '../raft/host/raft-host.js';
+import { ForwardLostError, NotLeaderError, RaftHost } from '../raft/host/raft-host.js';
 import { DiskRaftStorage } from '../raft/storage/disk-storage.js';
 import type { ChangeMembersRequest, WireMemberStatus, WireStatus } from '../raft/transport/peer-client.js';
 import type { RaftServiceHandlers } from '../raft/transport/raft-service.js';
@@ -217,8 +216,8 @@ export class RaftStore implements Store, RaftServiceHandlers {
     this.assertOpen();
     const decoded = decodeCommand(command);
     if (forward && !this.host.isLeader()) {
-      const result = await this.write(decoded, timeoutMs);
-      return { resultJson: encodeResult(result), index: this.host.appliedIndex };
+      const { result, index } = await this.writeAt(decoded, timeoutMs);
+      return { resultJson: encodeResult(result), index };
     }
     const { result, index } = await this.host.propose(encodeCommand(decoded));
     return { resultJson: encodeResult(result ?? { ok: 'done' }), index };
@@ -262,28 +261,26 @@ export class RaftStore implements Store, RaftServiceHandlers {
   }
 
   private async write(command: StoreCommand, timeoutMs = 15_000): Promise<CommandResult> {
+    return (await this.writeAt(command, timeoutMs)).result;
+  }
+
+  private async writeAt(command: StoreCommand, timeoutMs: number): Promise<{ result: CommandResult; index: number }> {
     this.assertOpen();
     const data = encodeCommand(command);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {
-        if (this.host.isLeader()) {
-          const { result } = await this.host.propose(data);
-          return result ?? { ok: 'done' };
-        }
-        const leader = await this.host.waitForLeader(Math.max(0, deadline - Date.now()));
-        if (leader === this.host.id) continue;
-        const left = deadline - Date.now();
-        if (left <= 0) throw new NotLeaderError(leader, this.host.addressOf(leader));
-        const res = await this.host.peerClient(this.leaderAddress(leader)).propose(data, left);
-        await this.host.waitApplied(res.index);
-        return decodeResult(res.resultJson);
+        if (!this.host.leader()) await this.host.waitForLeader(Math.max(0, deadline - Date.now()));
+        // On a follower the write goes to the leader in the next batch of Raft traffic and
+        // resolves once applied here, so a watch on this member has seen it too.
+        const { result, index } = await this.host.proposeOrForward(data, Math.max(1, deadline - Date.now()));
+        return { result: result ?? { ok: 'done' }, index };
       } catch (err) {
-        // Retry only when the write certainly did not happen: no leader, or the member asked is
-        // not (or no longer) the leader and refused it before proposing.
-        const retriable = err instanceof NotLeaderError || (isServiceError(err) && err.code === grpc.status.UNAVAILABLE && /not the leader|no leader/.test(err.details));
+        // Retry only when the write certainly did not happen: no leader, or the leader refused
+        // it, or the log moved on to a later term without it.
+        const retriable = err instanceof NotLeaderError || err instanceof ForwardLostError;
         if (!retriable || Date.now() > deadline || this.closed) throw err;
-        await new Promise((r) => setTimeout(r, 50));
+        await new Promise((r) => setTimeout(r, err instanceof ForwardLostError ? 5 : 20));
       }
     }
   }
@@ -307,8 +304,5 @@ export class RaftStore implements Store, RaftServiceHandlers {
   }
 }
 
-function isServiceError(err: unknown): err is grpc.ServiceError {
-  return err instanceof Error && typeof (err as Partial<grpc.ServiceError>).code === 'number';
-}
 
 export { encodeCommand, decodeResult };

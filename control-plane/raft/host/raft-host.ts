@@ -19,11 +19,14 @@ import {
   type ReadState,
   type Ready,
 } from '../core/index.js';
+import { randomBytes } from 'node:crypto';
+
 import type { DiskRaftStorage } from '../storage/disk-storage.js';
 import type { TransportSecurity } from '../../ca/credentials.js';
 import { RaftPeerClient } from '../transport/peer-client.js';
 import { PeerSender } from '../transport/peer-sender.js';
-import { fromWire, type WireBatch } from '../transport/wire.js';
+import { checkProposal, fromWire, type WireBatch } from '../transport/wire.js';
+import { isEnveloped, unwrapEntry, wrapForwarded } from './forwarded-entry.js';
 
 /** The application the log drives. apply() must be deterministic: every member applies the same entries. */
 export interface StateMachine<R> {
@@ -60,6 +63,26 @@ interface Pending<R> {
   timer: NodeJS.Timeout;
 }
 
+/** A forwarded write waiting to be applied here. */
+interface Forward<R> {
+  /** The term it was forwarded in: the leader takes it only as leader of that term. */
+  term: number;
+  resolve: (v: { result: R | undefined; index: number }) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * A forwarded write that certainly did not happen: the leader refused it, or an entry of a later
+ * term was applied first (entries of its term can no longer follow). Safe to send again.
+ */
+export class ForwardLostError extends Error {
+  constructor(reason: string) {
+    super(`forwarded write not applied: ${reason}`);
+    this.name = 'ForwardLostError';
+  }
+}
+
 export class NotLeaderError extends Error {
   constructor(readonly leader: NodeId, readonly leaderAddress: string | undefined) {
     super(leader ? `not the leader, leader is ${leader}${leaderAddress ? ` at ${leaderAddress}` : ''}` : 'no leader is known yet');
@@ -92,12 +115,19 @@ export class RaftHost<R> {
   private durableTerm: number;
   private durableVote: NodeId;
   private leaderListeners: Array<(leader: NodeId, isLeader: boolean) => void> = [];
+  private readonly forwards = new Map<string, Forward<R>>();
+  /** Forward ids: unique per start of this member, so an old entry never answers a new request. */
+  private readonly forwardPrefix: string;
+  private forwardCounter = 0;
+  /** Term of the last entry applied (forwards of older terms are lost once it moves past them). */
+  private appliedTerm = 0;
 
   constructor(private readonly options: RaftHostOptions<R>) {
     this.tickMs = options.tickMs ?? 100;
     this.snapshotEvery = options.snapshotEvery ?? 10_000;
     this.proposalTimeoutMs = options.proposalTimeoutMs ?? 15_000;
     this.log = options.log ?? (() => {});
+    this.forwardPrefix = `${options.id}.${randomBytes(6).toString('hex')}.`;
     const snap = options.storage.snapshot();
     const initial = options.storage.initialState().hardState;
     this.durableTerm = initial.term;
@@ -178,6 +208,11 @@ export class RaftHost<R> {
       r.reject(err);
     }
     this.reads.clear();
+    for (const f of this.forwards.values()) {
+      clearTimeout(f.timer);
+      f.reject(err);
+    }
+    this.forwards.clear();
     for (const s of this.senders.values()) s.close();
     this.senders.clear();
     for (const c of this.clients.values()) c.close();
@@ -205,8 +240,70 @@ export class RaftHost<R> {
       }
       this.node.step(m);
     }
+    if (batch.proposals && batch.proposals.length > 0) this.takeForwarded(batch, errors);
+    for (const id of batch.refused ?? []) {
+      const f = this.forwards.get(id);
+      if (f) this.settleForward(id, f, new ForwardLostError(`${batch.from} is not the leader of term ${f.term}`));
+    }
     this.schedule();
     if (errors.length > 0) throw new Error(errors.join('; '));
+  }
+
+  /** The leader proposes writes its followers forwarded; anything it cannot take goes back refused. */
+  private takeForwarded(batch: WireBatch, errors: string[]): void {
+    const refused: string[] = [];
+    for (const raw of batch.proposals ?? []) {
+      let p;
+      try {
+        p = checkProposal(raw, batch.from);
+      } catch (err) {
+        errors.push((err as Error).message);
+        continue;
+      }
+      if (!this.isLeader() || this.node.currentTerm !== p.term || this.stopped) {
+        refused.push(p.id);
+        continue;
+      }
+      try {
+        this.node.propose(wrapForwarded(p.id, p.data));
+      } catch (err) {
+        if (!(err instanceof ProposalDroppedError)) throw err;
+        refused.push(p.id);
+      }
+    }
+    if (refused.length > 0) this.sender(batch.from)?.refuse(refused);
+  }
+
+  /**
+   * Proposes on the leader, or forwards to the leader in the next batch to it and resolves once
+   * this member has applied the entry (with its own result, which every member computes alike).
+   * Throws NotLeaderError when no leader is known, ForwardLostError (both: the write certainly did
+   * not happen) or a timeout error (outcome unknown).
+   */
+  proposeOrForward(data: Uint8Array, timeoutMs: number): Promise<{ result: R | undefined; index: number }> {
+    this.assertRunning();
+    if (isEnveloped(data)) throw new Error('raft: application data must not start with byte 0x01 (reserved for forwarded writes)');
+    if (this.isLeader()) return this.propose(data);
+    const leader = this.leader();
+    const sender = leader && leader !== this.options.id ? this.sender(leader) : undefined;
+    if (!sender) throw new NotLeaderError(leader, this.addressOf(leader));
+    const id = this.forwardPrefix + (++this.forwardCounter).toString(36);
+    const term = this.node.currentTerm;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.forwards.delete(id);
+        reject(new Error(`write forwarded to ${leader} not applied here within ${timeoutMs} ms (its outcome is unknown)`));
+      }, timeoutMs);
+      this.forwards.set(id, { term, resolve, reject, timer });
+      sender.forward({ id, term, data });
+    });
+  }
+
+  private settleForward(id: string, f: Forward<R>, outcome: Error | { result: R | undefined; index: number }): void {
+    this.forwards.delete(id);
+    clearTimeout(f.timer);
+    if (outcome instanceof Error) f.reject(outcome);
+    else f.resolve(outcome);
   }
 
   /** Appends data to the log (leader only) and resolves with the state machine's result once applied. */
@@ -396,9 +493,15 @@ export class RaftHost<R> {
   }
 
   private sendMessage(m: Message): void {
-    let sender = this.senders.get(m.to);
-    const address = this.addressOf(m.to);
-    if (!address) return; // unknown peer: Raft retries once its address is replicated or learned
+    // An unknown peer is skipped: Raft retries once its address is replicated or learned.
+    this.sender(m.to)?.send(m);
+  }
+
+  /** The sender to a peer (one stream each), or undefined while its address is unknown. */
+  private sender(to: NodeId): PeerSender | undefined {
+    let sender = this.senders.get(to);
+    const address = this.addressOf(to);
+    if (!address) return undefined;
     if (sender && sender.client.address !== address) {
       sender.close();
       sender = undefined;
@@ -408,11 +511,11 @@ export class RaftHost<R> {
         group: this.options.group,
         from: this.options.id,
         fromAddress: this.options.address,
-        onError: (err) => this.log(`raft: cannot reach ${m.to} at ${address}: ${err.message}`),
+        onError: (err) => this.log(`raft: cannot reach ${to} at ${address}: ${err.message}`),
       });
-      this.senders.set(m.to, sender);
+      this.senders.set(to, sender);
     }
-    sender.send(m);
+    return sender;
   }
 
   private restoreSnapshot(index: number, data: Uint8Array): void {
@@ -426,20 +529,40 @@ export class RaftHost<R> {
       p.reject(lost);
       this.pending.delete(i);
     }
+    // A forwarded write may be inside the snapshot: its outcome is unknown here.
+    for (const [id, f] of this.forwards) this.settleForward(id, f, lost);
   }
 
   private applyEntry(e: Entry): void {
     if (e.index <= this.applied) return;
     let result: R | undefined;
+    let forwardId: string | undefined;
     if (e.type === 'conf-change') this.node.applyConfChange(e);
-    else if (e.data.length > 0) result = this.options.stateMachine.apply(e);
+    else if (e.data.length > 0) {
+      const { id, payload } = unwrapEntry(e.data);
+      forwardId = id;
+      result = this.options.stateMachine.apply(id === undefined ? e : { ...e, data: payload });
+    }
     this.applied = e.index;
+    if (e.term > this.appliedTerm) {
+      this.appliedTerm = e.term;
+      this.dropLostForwards(e.term);
+    }
+    const f = forwardId === undefined ? undefined : this.forwards.get(forwardId);
+    if (f && forwardId !== undefined) this.settleForward(forwardId, f, { result, index: e.index });
     const p = this.pending.get(e.index);
     if (!p) return;
     this.pending.delete(e.index);
     clearTimeout(p.timer);
     if (p.term === e.term) p.resolve({ result, index: e.index });
     else p.reject(new Error(`proposal at index ${e.index} was replaced by a new leader's entry (not applied)`));
+  }
+
+  /** Once an entry of a later term is applied, no entry of an earlier term can follow it. */
+  private dropLostForwards(appliedTerm: number): void {
+    for (const [id, f] of this.forwards) {
+      if (f.term < appliedTerm) this.settleForward(id, f, new ForwardLostError(`the log moved on to term ${appliedTerm} without it`));
+    }
   }
 
   private onReadState(rs: ReadState): void {

@@ -56,6 +56,16 @@ export class RaftPeerClient {
     return this.call<WireBatch, object>('send', batch, timeoutMs).then(() => undefined);
   }
 
+  /**
+   * Opens the long-lived stream of batches to this member. `done` is called once, when the
+   * stream ends: with null after end(), or with the error that broke it (peer down, refused batch).
+   */
+  openStream(done: (err: grpc.ServiceError | null) => void): grpc.ClientWritableStream<WireBatch> {
+    type Streaming = (cb: Callback<object>) => grpc.ClientWritableStream<WireBatch>;
+    const fn = (this.client as unknown as Record<string, Streaming>)['stream'] as Streaming;
+    return fn.call(this.client, (err) => done(err));
+  }
+
   propose(command: Uint8Array, timeoutMs = 15_000, forward = false): Promise<{ resultJson: string; index: number }> {
     return this.call('propose', { command, forward }, timeoutMs);
   }

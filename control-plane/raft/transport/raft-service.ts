@@ -1,4 +1,4 @@
-// The server side of proto/raft.proto: peer message batches go to the host; Propose, Range,
+// The server side of proto/raft.proto: peer message batches (Send, Stream) go to the host; Propose, Range,
 // Status and ChangeMembers to whoever implements RaftServiceHandlers (the Raft store). Errors
 // reach the caller as gRPC statuses that say what went wrong.
 import * as grpc from '@grpc/grpc-js';
@@ -43,12 +43,39 @@ function unary<Req, Res>(fn: (req: Req, timeoutMs: number) => Promise<Res>): grp
   };
 }
 
+/**
+ * A peer's stream of batches. A batch that is refused (another group, a malformed message) ends the
+ * stream with the reason, which the sender logs; it opens a new stream for its next batch.
+ */
+function batchStream(handlers: RaftServiceHandlers): grpc.handleClientStreamingCall<WireBatch, object> {
+  return (call, callback) => {
+    let ended = false;
+    const end = (err: unknown): void => {
+      if (ended) return;
+      ended = true;
+      if (err) callback(toServiceError(err));
+      else callback(null, {});
+    };
+    call.on('data', (batch: WireBatch) => {
+      if (ended) return;
+      try {
+        handlers.receive(batch);
+      } catch (err) {
+        end(err);
+      }
+    });
+    call.on('end', () => end(undefined));
+    call.on('error', () => end(undefined));
+  };
+}
+
 export function addRaftService(server: grpc.Server, handlers: RaftServiceHandlers): void {
   server.addService(raftService().service, {
     send: unary<WireBatch, object>(async (batch) => {
       handlers.receive(batch);
       return {};
     }),
+    stream: batchStream(handlers),
     propose: unary<{ command: Uint8Array; forward: boolean }, { resultJson: string; index: number }>((req, ms) => handlers.propose(req.command, req.forward, ms)),
     range: unary<{ prefix: string }, { resultJson: string }>(async (req) => ({ resultJson: await handlers.rangeJson(req.prefix) })),
     status: unary<object, WireStatus>(() => handlers.status()),

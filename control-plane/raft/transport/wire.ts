@@ -46,11 +46,31 @@ export interface WireMessage {
   nextOffset: number;
 }
 
+/** A client write a follower passes to the leader (proto ForwardedProposal). */
+export interface WireProposal {
+  id: string;
+  term: number;
+  data: Uint8Array;
+}
+
 export interface WireBatch {
   group: string;
   from: string;
   fromAddress: string;
   messages: WireMessage[];
+  /** Absent from batches of members that never forward (and from older members). */
+  proposals?: WireProposal[];
+  refused?: string[];
+}
+
+/** Validates a forwarded proposal from the network; throws naming what is wrong. */
+export function checkProposal(p: WireProposal, from: string): WireProposal {
+  if (typeof p !== 'object' || p === null) throw new Error(`raft batch from ${from}: forwarded proposal is not an object`);
+  if (typeof p.id !== 'string' || p.id === '' || p.id.length > 200) throw new Error(`raft batch from ${from}: forwarded proposal id ${JSON.stringify(p.id)} is not a non-empty string of at most 200 characters`);
+  const term = Number(p.term);
+  if (!Number.isSafeInteger(term) || term < 1) throw new Error(`raft batch from ${from}: forwarded proposal ${p.id} has term ${String(p.term)}`);
+  if (!(p.data instanceof Uint8Array) || p.data.length === 0) throw new Error(`raft batch from ${from}: forwarded proposal ${p.id} has no data`);
+  return { id: p.id, term, data: p.data };
 }
 
 const EMPTY = new Uint8Array(0);
