@@ -6,6 +6,7 @@ import test from 'ava';
 import { OverlayDriver } from '../../agent/network/overlay/overlay-driver.js';
 import {
   attachContainer,
+  attachmentNode,
   buildUnderlay,
   canFetch,
   eventually,
@@ -133,4 +134,41 @@ test('a restarted driver adopts existing links and entries, and retainNetworks/t
   t.deepEqual((JSON.parse(after.stdout) as Array<{ ifname: string }>).map((l) => l.ifname).sort(), ['lo', 'ul0']);
   const tables = await n1.netns.exec('nft', ['list', 'tables']);
   t.is(tables.stdout.trim(), '');
+});
+
+// `bridge -batch` resolves a device name to its ifindex once and caches it for the life of the
+// process: a VXLAN device deleted and created again under the same name (a network that leaves a
+// node when its last task there goes and comes back with the next one — what the e2e test
+// "killing a node's tsd ..." hit on a restarted worker) must not leave the driver programming the
+// old ifindex ("unknown ifindex") forever.
+test('a restarted driver programs a network again after it left the node and came back under the same link names', async (t) => {
+  const { nodes } = await buildUnderlay(t.teardown.bind(t), 'tsovx', 2, 54);
+  const [n1, n2] = nodes as [TestNode, TestNode];
+  for (const node of nodes) await node.driver.ensureNetwork(networkSpec(A, 100, 100, node));
+  const [a1, a2] = await Promise.all(['x1', 'x2'].map((name) => startContainer(t.teardown.bind(t), name)));
+  const attA1 = await attachContainer(n1, A, a1!, '10.100.0.10');
+  const attA2 = await attachContainer(n2, A, a2!, '10.100.0.20');
+  for (const node of nodes) await node.driver.setPeers(A, peersFor(A, 100, nodes, [attA1, attA2]));
+
+  // tsd on node 1 is killed and restarted: the new driver adopts the links and programs peers.
+  n1.driver.close();
+  const restarted = new OverlayDriver({ localUnderlayAddress: n1.underlayAddress, underlayInterface: 'ul0', netns: n1.netns.name });
+  t.teardown(() => restarted.close());
+  await restarted.ensureNetwork(networkSpec(A, 100, 100, n1));
+  await restarted.setPeers(A, peersFor(A, 100, nodes, [attA1]));
+  await restarted.setPeers(A, peersFor(A, 100, nodes, [attA1, attA2])); // peers change while it runs
+  t.is(await eventually(() => fetchFrom(a1!, 'http://10.100.0.20/')), 'x2');
+
+  // Node 1's tasks on the network go away, so the network leaves the node; later it comes back.
+  await restarted.detach(A, 'x1');
+  await restarted.retainNetworks([]);
+  await restarted.ensureNetwork(networkSpec(A, 100, 100, n1));
+  await restarted.setPeers(A, peersFor(A, 100, nodes, [attA2]));
+  const a1b = await startContainer(t.teardown.bind(t), 'x1b');
+  const attA1b = await restarted.attach(A, 'x1b', a1b.process.pid, { address: '10.100.0.11' });
+  attachmentNode.set(attA1b, n1);
+  await restarted.setPeers(A, peersFor(A, 100, nodes, [attA1b, attA2]));
+  await n2.driver.setPeers(A, peersFor(A, 100, nodes, [attA1b, attA2]));
+  t.true((await fdbMacs(n1, A)).includes(`${attA2.mac}>${n2.underlayAddress}`));
+  t.is(await eventually(() => fetchFrom(a1b, 'http://10.100.0.20/')), 'x2');
 });

@@ -10,6 +10,10 @@
 // with a marker line that always fails harmlessly (`link show dev <name longer than IFNAMSIZ>`):
 // when its failure arrives, every line before it has been executed, and the failures seen in
 // between belong to the batch's own lines by line number.
+//
+// `bridge` (iproute2 6.1) resolves a device name to its ifindex once and keeps it for the life of
+// the process, also after the device is deleted: whoever deletes and re-creates a device under the
+// same name must close() the session that addressed it (OverlayDriver does for VXLAN devices).
 
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { CommandError } from '../exec.js';
