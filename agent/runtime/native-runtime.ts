@@ -169,16 +169,7 @@ export class NativeRuntime implements ContainerRuntime {
     validateContainerId(id);
     const stored = await this.store.read(id);
     if (stored === undefined) return undefined;
-    const base = { id: stored.id, pid: stored.pid, bundle: stored.bundle };
-    if (stored.exit !== undefined || (await readExitFile(this.store.dir(id))) !== undefined) return { ...base, status: 'stopped' };
-    try {
-      const live = await this.shim(id).state();
-      return { ...base, status: live.status };
-    } catch (err) {
-      if (!(err instanceof ShimGoneError)) throw err;
-      // A shim that is still starting has no socket yet; otherwise gone means stopped.
-      return { ...base, status: (await this.shimAlive(stored)) ? stored.status : 'stopped' };
-    }
+    return { id: stored.id, pid: stored.pid, bundle: stored.bundle, status: await this.statusOf(stored) };
   }
 
   /** Removes the container's cgroup and state; refused while its init is alive (created or running). */
@@ -186,9 +177,9 @@ export class NativeRuntime implements ContainerRuntime {
     validateContainerId(id);
     const stored = await this.store.read(id);
     if (stored === undefined) return;
-    const current = await this.state(id);
-    if (current !== undefined && current.status !== 'stopped') {
-      throw new Error(`delete container ${id}: it is still running (pid ${stored.pid}, ${current.status}); kill it first`);
+    const status = await this.statusOf(stored);
+    if (status !== 'stopped') {
+      throw new Error(`delete container ${id}: it is still running (pid ${stored.pid}, ${status}); kill it first`);
     }
     await this.waitShimGone(stored);
     const cgroups = await this.cgroupDriver();
@@ -217,6 +208,17 @@ export class NativeRuntime implements ContainerRuntime {
   stateDir(id: string): string {
     validateContainerId(id);
     return this.store.dir(id);
+  }
+
+  private async statusOf(stored: StoredState): Promise<ContainerState['status']> {
+    if (stored.exit !== undefined || (await readExitFile(this.store.dir(stored.id))) !== undefined) return 'stopped';
+    try {
+      return (await this.shim(stored.id).state()).status;
+    } catch (err) {
+      if (!(err instanceof ShimGoneError)) throw err;
+      // A shim that is still starting has no socket yet; otherwise gone means stopped.
+      return (await this.shimAlive(stored)) ? stored.status : 'stopped';
+    }
   }
 
   private shim(id: string): ShimClient {
