@@ -8,11 +8,6 @@ export interface DurableFile {
   /** Writes all of `buffers` at `position` (one writev where the kernel allows). */
   writeAt(buffers: Buffer[], position: number): Promise<void>;
   datasync(): Promise<void>;
-  /**
-   * True when writeAt returns only once the data is durable (the file is open with O_DSYNC), so
-   * no datasync is needed after it: one trip to the I/O thread pool per batch instead of two.
-   */
-  readonly writesAreDurable?: boolean;
   close(): Promise<void>;
 }
 
@@ -30,10 +25,7 @@ export interface DurableFs {
 }
 
 class NodeDurableFile implements DurableFile {
-  constructor(
-    private readonly handle: import('node:fs/promises').FileHandle,
-    readonly writesAreDurable = false,
-  ) {}
+  constructor(private readonly handle: import('node:fs/promises').FileHandle) {}
 
   async writeAt(buffers: Buffer[], position: number): Promise<void> {
     let pending = buffers.filter((b) => b.length > 0);
@@ -78,9 +70,7 @@ export const nodeDurableFs: DurableFs = {
   readdir: (dir) => readdir(dir),
   readFile: (path) => readFile(path),
   async openForWrite(path) {
-    // O_DSYNC: each write is durable (data and the size it grew to) when it returns, like a
-    // write followed by fdatasync, without a second round trip through the thread pool.
-    return new NodeDurableFile(await open(path, constants.O_WRONLY | constants.O_DSYNC), true);
+    return new NodeDurableFile(await open(path, constants.O_WRONLY));
   },
   async writeFileAtomic(path, data) {
     const tmp = join(dirname(path), `.${basename(path)}.tmp`);

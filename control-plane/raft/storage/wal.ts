@@ -215,7 +215,7 @@ export class Wal {
         const buffers = records.map((r, i) => this.encode(r, i === records.length - 1));
         const bytes = buffers.reduce((n, b) => n + b.length, 0);
         await this.file.writeAt(buffers, this.size);
-        if (!this.file.writesAreDurable) await this.file.datasync();
+        await this.file.datasync();
         this.size += bytes;
         this.batch++;
         this.stats.batches++;
