@@ -175,6 +175,9 @@ export class OverlayNetworking implements TaskOverlay {
       this.guardInstalled = true;
     }
     const ids = view.networks.map((n) => n.id);
+    // A network new here (first view, or back after it left the node) may have re-created its
+    // bridge under an old name: the balancer must not trust its mirror or cached ifindexes.
+    if (view.networks.some((n) => !this.programmed.has(n.id))) await this.balancer.forgetKernelState();
     for (const network of view.networks) {
       await this.driver.ensureNetwork({ id: network.id, name: network.name, vni: network.vni, subnet: network.subnet, gateway: network.gateway, nodeAddress: network.nodeAddress });
       this.programmed.add(network.id);

@@ -47,3 +47,19 @@ test('batch session: attributes failures to their lines, tolerates expected erro
   await t.throwsAsync(ip.run([{ command: 'link del tsbt1' }]), { message: /link del tsbt1/ });
   t.throws(() => ip.run([{ command: 'link show\nlink del tsbt0' }]), { message: /must be one line/ });
 });
+
+test('batch session: a device re-created under the same name is addressed again after one failed batch', async (t) => {
+  const netns = await createNetns('tsovbr');
+  t.teardown(() => netns.delete());
+  const ip = new BatchSession('ip', netns.name);
+  t.teardown(() => ip.close());
+  await ip.run([{ command: 'link add tsbr0 type bridge' }, { command: 'addr add 10.77.0.1/32 dev tsbr0' }]);
+  // Someone deletes and re-creates the device: ip keeps the old ifindex cached for the name.
+  await netns.exec('ip', ['link', 'del', 'tsbr0']);
+  await netns.exec('ip', ['link', 'add', 'tsbr0', 'type', 'bridge']);
+  await t.throwsAsync(ip.run([{ command: 'addr add 10.77.0.2/32 dev tsbr0' }]), { message: /Device not found|Cannot find device/ });
+  // The failed batch retires the process: the retry resolves the name afresh.
+  await ip.run([{ command: 'addr add 10.77.0.2/32 dev tsbr0' }]);
+  const { stdout } = await netns.exec('ip', ['-j', 'addr', 'show', 'dev', 'tsbr0']);
+  t.deepEqual((JSON.parse(stdout) as Array<{ addr_info: Array<{ local: string }> }>)[0]?.addr_info.map((a) => a.local), ['10.77.0.2']);
+});

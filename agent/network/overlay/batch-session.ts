@@ -11,9 +11,12 @@
 // when its failure arrives, every line before it has been executed, and the failures seen in
 // between belong to the batch's own lines by line number.
 //
-// `bridge` (iproute2 6.1) resolves a device name to its ifindex once and keeps it for the life of
-// the process, also after the device is deleted: whoever deletes and re-creates a device under the
-// same name must close() the session that addressed it (OverlayDriver does for VXLAN devices).
+// Both tools (iproute2 6.1) resolve a device name to its ifindex once for many commands (`bridge
+// fdb`, `ip addr`) and keep it for the life of the process, also after the device is deleted: a
+// device re-created under the same name is then addressed by its dead ifindex ("unknown ifindex",
+// "Device not found") for ever. Whoever re-creates devices should close() the sessions that
+// addressed them; as a safety net a session whose batch failed starts a fresh process for the next
+// batch once nothing is in flight, so a level-triggered caller's retry heals.
 
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { CommandError } from '../exec.js';
@@ -66,6 +69,8 @@ export class BatchSession {
   private readonly pending: PendingBatch[] = [];
   private stderrTail = '';
   private messageLines: string[] = [];
+  /** A batch failed: its failure may come from a stale name cache, so the next batch gets a new process. */
+  private restartWhenIdle = false;
 
   constructor(
     readonly tool: BatchTool,
@@ -110,7 +115,14 @@ export class BatchSession {
   }
 
   private ensureChild(): ChildProcessWithoutNullStreams {
+    if (this.restartWhenIdle && this.pending.length === 0 && this.child) {
+      const stale = this.child;
+      this.child = undefined;
+      stale.stdin.end();
+      if (stale.exitCode === null) stale.kill('SIGTERM');
+    }
     if (this.child && this.child.exitCode === null && !this.child.killed) return this.child;
+    this.restartWhenIdle = false;
     const args = [...(this.netns ? ['-n', this.netns] : []), '-force', '-batch', '-'];
     const child = spawn(this.tool, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PATH: SYSTEM_PATH } });
     this.child = child;
@@ -169,7 +181,10 @@ export class BatchSession {
       clearTimeout(batch.timer);
       if (this.pending.length === 0 && this.child) this.setReferenced(this.child, false);
       if (batch.failures.length === 0) batch.resolve();
-      else batch.reject(new BatchCommandError(this.tool, batch.failures));
+      else {
+        this.restartWhenIdle = true;
+        batch.reject(new BatchCommandError(this.tool, batch.failures));
+      }
       return;
     }
     const line = batch.lines[lineNumber - batch.firstLine];

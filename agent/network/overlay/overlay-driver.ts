@@ -127,11 +127,11 @@ export class OverlayDriver {
       }
       lines.push({ command: `link set ${vxlan} mtu ${network.mtu} master ${bridge} up` });
       lines.push({ command: `link set ${bridge} up` });
+      // New devices may reuse the names of ones these batch processes addressed before (the
+      // network left the node and came back): ip and bridge cache name→ifindex for their whole
+      // life, so start fresh ones or lines would go to the deleted devices ("unknown ifindex").
+      if (!reusable || bridgeAddresses === undefined) this.close();
       await this.ip.run(lines);
-      // A new VXLAN device may reuse the name of one this process addressed before (the network
-      // left the node and came back): `bridge` caches name→ifindex for its whole life, so start a
-      // fresh one or every FDB line would go to the deleted device ("unknown ifindex").
-      if (!reusable) this.bridgeTool.close();
       // 127.0.0.1 sources (routing mesh via the node's loopback) may be routed onto the bridge.
       await this.commands.writeSysctls([[`/proc/sys/net/ipv4/conf/${bridge}/route_localnet`, '1']]);
 
@@ -160,11 +160,7 @@ export class OverlayDriver {
         await this.ip.run(neighbours);
       } catch (error) {
         // Part of the batch may have applied: forget the mirror, the next call reads the kernel.
-        // The devices may have been replaced behind our back (stale ifindex in a batch process's
-        // name cache): the next call starts fresh processes.
         state.peers = undefined;
-        this.ip.close();
-        this.bridgeTool.close();
         throw error;
       }
       state.peers = desired;

@@ -76,6 +76,17 @@ export class VipBalancer {
     this.ip.close();
   }
 
+  /**
+   * Overlay bridges were (re-)created: addresses on the old ones are gone with them, and the batch
+   * process may still hold their old ifindexes. The next converge reads the kernel again.
+   */
+  forgetKernelState(): Promise<void> {
+    return this.exclusive(async () => {
+      this.addresses = undefined;
+      this.ip.close();
+    });
+  }
+
   /** /32 addresses on overlay bridges are VIPs: gateway and node addresses carry the subnet prefix. */
   private async readVipAddresses(): Promise<Map<string, string>> {
     const { stdout } = await this.commands.ip(['-j', '-4', 'addr', 'show']);
