@@ -948,6 +948,19 @@ export class RaftNode {
     this.selfPersisted();
   }
 
+  /**
+   * Committed entries after `index` (about maxBytes of data, at least one), for an application that
+   * applies them as soon as they are committed (they are durable on a majority) instead of at the
+   * next Ready; they still come again in a later Ready's committedEntries. Empty when there are
+   * none, when `index` is compacted, or while a received snapshot is pending.
+   */
+  committedEntriesAfter(index: number, maxBytes: number): Entry[] {
+    if (this.log.pendingSnapshot()) return [];
+    const lo = index + 1;
+    if (lo < this.log.firstIndex() || lo > this.log.committed) return [];
+    return this.log.slice(lo, this.log.committed + 1, maxBytes);
+  }
+
   /** Cheap accessors for hot paths (status() copies). */
   get currentTerm(): number {
     return this.term;

@@ -223,6 +223,7 @@ export class RaftHost<R> {
 
   /** A batch from the transport. Throws (with the reason) if it is not for this group or member. */
   receive(batch: WireBatch): void {
+    if (this.stopped) throw new Error(`raft member ${this.options.id} is stopped`);
     if (batch.group !== this.options.group) throw new Error(`raft batch for group "${batch.group}", this member is in "${this.options.group}"`);
     if (batch.fromAddress) this.learned.set(batch.from, batch.fromAddress);
     const errors: string[] = [];
@@ -245,6 +246,9 @@ export class RaftHost<R> {
       const f = this.forwards.get(id);
       if (f) this.settleForward(id, f, new ForwardLostError(`${batch.from} is not the leader of term ${f.term}`));
     }
+    // While a Ready is being written, what these messages committed is applied at once rather
+    // than after that write (it is durable on a majority already).
+    if (this.running) this.applyCommittedNow();
     this.schedule();
     if (errors.length > 0) throw new Error(errors.join('; '));
   }
@@ -475,6 +479,19 @@ export class RaftHost<R> {
           this.durableVote = hs.vote;
         }
       });
+  }
+
+  private applyCommittedNow(): void {
+    try {
+      for (;;) {
+        const entries = this.node.committedEntriesAfter(this.applied, 1 << 20);
+        if (entries.length === 0) break;
+        for (const e of entries) this.applyEntry(e);
+      }
+      this.releaseAppliedWaiters();
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   private applyReady(rd: Ready): void {
