@@ -5,6 +5,8 @@
 // Clients spread requests over all three members, as the etcd client does. Run: npm run bench:store
 // (BENCH_SECONDS per measurement, default 4; BENCH_FAILOVERS, default 3; BENCH_ONLY=failover skips
 // the throughput rows).
+import { cpus, loadavg } from 'node:os';
+
 import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
 import { RaftKvClient } from '../../control-plane/raft/transport/kv-client.js';
 import { EtcdStore } from '../../control-plane/store/etcd-store.js';
@@ -180,6 +182,8 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] as number;
 }
 
+const loadAtStart = loadavg()[0]!;
+
 async function main(): Promise<void> {
   const results = new Map<string, Map<string, Result>>();
   for (const make of process.env.BENCH_ONLY === 'failover' ? [] : [tesseraBackend, etcdBackend]) {
@@ -196,6 +200,7 @@ async function main(): Promise<void> {
   const e = results.get('etcd') ?? new Map<string, Result>();
   const lines = [
     `store benchmark: 3 members each, fsync on, 256-byte values, ${SECONDS} s per row, this machine`,
+    `load average (1 min) at start ${loadAtStart.toFixed(2)}, at end ${loadavg()[0]!.toFixed(2)} on ${cpus().length} cores (compare only within one run)`,
     '',
     `${'workload'.padEnd(26)} | ${'tessera ops/s  p50ms   p99ms'} | ${'etcd    ops/s  p50ms   p99ms'} | ops ratio  p99 ratio`,
     `${'-'.repeat(26)}-+-${'-'.repeat(28)}-+-${'-'.repeat(28)}-+-${'-'.repeat(19)}`,
