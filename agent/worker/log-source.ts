@@ -9,6 +9,20 @@ import { logPathFor } from './task-runner.js';
 const FOLLOW_POLL_MS = 200;
 const READ_CHUNK = 64 * 1024;
 
+/**
+ * The text of one log line as the shim writes it: a JSON object {time, stream, log}. Lines that are
+ * not such objects (logs of an older, raw-format container) are shown as they are.
+ */
+export function logText(line: string): string {
+  if (!line.startsWith('{')) return line;
+  try {
+    const entry = JSON.parse(line) as { log?: unknown };
+    return typeof entry.log === 'string' ? entry.log.replace(/\n$/, '') : line;
+  } catch {
+    return line;
+  }
+}
+
 /** The last `count` lines of text (all when count is 0), without a trailing empty line. */
 export function lastLines(text: string, count: number): string[] {
   const lines = text.split('\n');
@@ -47,7 +61,7 @@ export class FileLogSource implements LogSource {
           const complete = all.lastIndexOf('\n');
           partial = complete >= 0 ? all.slice(complete + 1) : all;
           const lines = complete >= 0 ? lastLines(all.slice(0, complete + 1), first ? options.tail : 0) : [];
-          for (const line of lines) emit(line);
+          for (const line of lines) emit(logText(line));
         } finally {
           await handle.close();
         }
@@ -56,6 +70,6 @@ export class FileLogSource implements LogSource {
       if (!options.follow) break;
       await sleep(FOLLOW_POLL_MS, undefined, { signal: options.signal }).catch(() => {});
     }
-    if (partial && !options.follow) emit(partial);
+    if (partial && !options.follow) emit(logText(partial));
   }
 }

@@ -36,6 +36,8 @@ export interface TaskRunnerDeps {
 }
 
 const DEFAULT_STOP_GRACE_MS = 10_000;
+const LOG_MAX_BYTES = 10 * 1024 * 1024;
+const LOG_MAX_FILES = 3;
 
 /** The signal that asks the container to stop: the service's stop signal (TERM or SIGTERM), else SIGTERM. */
 export function stopSignalOf(configured: string | undefined): NodeJS.Signals {
@@ -192,6 +194,10 @@ export class TaskRunner {
       await deps.report(task, { state: 'starting', message: 'starting container', containerId: this.containerId });
       const state = await deps.runtime.create(this.containerId, containerDir, {
         logPath: logPathFor(deps.logsDir, task.metadata.name),
+        // JSON lines with time and stream, rotated by size so a chatty task cannot fill the disk.
+        logFormat: 'json',
+        logMaxBytes: LOG_MAX_BYTES,
+        logMaxFiles: LOG_MAX_FILES,
       });
       this.created = true;
       const attachment = await deps.network.attach(this.containerId, state.pid);

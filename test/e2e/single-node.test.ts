@@ -304,6 +304,23 @@ test.serial('/metrics serves process, API and task metrics that promtool accepts
 });
 
 test.serial('kill -9 of tsd leaves containers running; the restarted tsd takes them over', async (t) => {
+  const chatter = await writeManifest(
+    'chatter',
+    `apiVersion: tessera/v1
+kind: Service
+metadata:
+  name: chatter
+  stack: e2e
+spec:
+  image: ${imageRef}
+  command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"]
+`,
+  );
+  await node.tsctl('apply', '-f', chatter);
+  await eventually('chatter to run', () => running('chatter', 1), 30_000);
+  await new Promise((r) => setTimeout(r, 600));
+  const ticks = async () => [...(await node.tsctl('logs', 'e2e/chatter', '--no-prefix')).matchAll(/^tick (\d+)$/gm)].map((m) => Number(m[1]));
+  const ticksBefore = await ticks();
   const before = (await running('web', 1))!;
   t.truthy(before, 'web runs with one replica');
   const pid = before[0]!.status.pid!;
@@ -317,6 +334,14 @@ test.serial('kill -9 of tsd leaves containers running; the restarted tsd takes t
   const failed = (await tasksOf('web')).filter((x) => x.status.state === 'failed' && Date.parse(x.status.timestamp) > Date.now() - 10_000);
   t.deepEqual(failed, [], 'nothing reported as failed');
   t.regex(await fetchPage('127.0.0.1', 8080), /^hello from web-1-/, 'the published port still answers');
+  // The log went on while no tsd was there (the shim owns it), as JSON lines with stream and time.
+  const ticksAfter = await ticks();
+  t.true(Math.max(...ticksAfter) > Math.max(...ticksBefore) + 5, `logs went on: ${Math.max(...ticksBefore)} → ${Math.max(...ticksAfter)}`);
+  t.deepEqual(ticksAfter, ticksAfter.map((_, i) => ticksAfter[0]! + i), 'no line lost or repeated');
+  const logFiles = await readdir(join(node.dataRoot, 'logs'));
+  const raw = await readFile(join(node.dataRoot, 'logs', logFiles.find((f) => f.startsWith('e2e_chatter'))!), 'utf8');
+  t.regex(raw.split('\n')[0]!, /^\{"time":"[^"]+","stream":"stdout","log":"tick 1\\n"\}$/);
+  await node.tsctl('delete', '-f', chatter);
 });
 
 test.serial('delete leaves no container, mount, veth or cgroup behind', async (t) => {
