@@ -2,20 +2,16 @@
 // tasks with every filter on), and the time from `apply` of 100 replicas to all of them running on
 // a real 3-node cluster of network namespaces. Prints a table. Needs root for the cluster part.
 // (Overlay throughput vs raw veth is `npm run bench:overlay`.)
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
 import { schedule } from '../../control-plane/scheduler/schedule.js';
 import { API_VERSION, type Node, type Service, type Task } from '../../control-plane/resources/types.js';
 import { createNetnsCluster, destroyNetnsCluster } from '../../deploy/netns-cluster.js';
-import { buildBusyboxImage } from '../helpers/busybox-image.js';
+import { startUnderlayRegistry } from '../helpers/underlay-registry.js';
 
-const run = promisify(execFile);
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -61,25 +57,13 @@ async function applyBench(rounds: number): Promise<number[]> {
     prefix: `bc${Math.floor(Math.random() * 36 ** 3).toString(36)}`, nodes: 3, baseDir: join(workDir, 'c'),
     underlayOctet: octet, hostBridge: false, insecureRegistries: [registryHost],
   });
-  const config = join(workDir, 'registry.yml');
-  await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(workDir, 'registry')}\nhttp:\n  addr: ${registryHost}\n`);
-  const registry = spawn('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, '/usr/bin/docker-registry', 'serve', config], { stdio: 'ignore' });
+  const registry = await startUnderlayRegistry(cluster, octet, workDir);
   const client = new ApiClient(cluster.apiSocket);
   const times: number[] = [];
   try {
-    const image = await buildBusyboxImage(join(workDir, 'image'));
-    for (let i = 0; ; i++) {
-      try {
-        await run('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, 'skopeo', 'copy', '--insecure-policy', '--dest-tls-verify=false', `oci:${image.ociLayoutDir}:latest`, `docker://${registryHost}/bench/busybox:1`]);
-        break;
-      } catch (err) {
-        if (i > 50) throw err;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
     for (let round = 0; round < rounds; round++) {
       const name = `hundred${round}`;
-      const service: Service = { apiVersion: API_VERSION, kind: 'Service', metadata: { name, stack: 'bench' }, spec: { image: `${registryHost}/bench/busybox:1`, command: ['sleep', '100000'], replicas: 100, stopGracePeriodMs: 100 } };
+      const service: Service = { apiVersion: API_VERSION, kind: 'Service', metadata: { name, stack: 'bench' }, spec: { image: registry.image, command: ['sleep', '100000'], replicas: 100, stopGracePeriodMs: 100 } };
       const started = Date.now();
       await client.apply({ objectsJson: [JSON.stringify(service)] });
       for (;;) {
@@ -98,7 +82,7 @@ async function applyBench(rounds: number): Promise<number[]> {
   } finally {
     client.close();
     await destroyNetnsCluster(cluster);
-    registry.kill('SIGTERM');
+    registry.stop();
     await rm(workDir, { recursive: true, force: true });
   }
   return times;

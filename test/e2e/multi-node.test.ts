@@ -2,8 +2,8 @@
 // --nodes 3`): placement across nodes, node failure, drain, labels and constraints, join tokens.
 // Images come from a real registry the test runs on the cluster's underlay.
 import test from 'ava';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { ApiClient } from '../../cli/client.js';
 import type { Node, Service, Task } from '../../control-plane/resources/types.js';
 import { addNetnsNode, restartNetnsNode, createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsClusterState } from '../../deploy/netns-cluster.js';
-import { buildBusyboxImage } from '../helpers/busybox-image.js';
+import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { eventually } from '../helpers/tsd-node.js';
 
 const run = promisify(execFile);
@@ -20,7 +20,7 @@ let cluster: NetnsClusterState;
 let clusterOptions: NetnsClusterOptions;
 let client: ApiClient;
 let workDir: string;
-let registry: ChildProcess | undefined;
+let registry: UnderlayRegistry | undefined;
 let image: string;
 const octet = 100 + Math.floor(Math.random() * 100);
 const registryHost = `172.31.${octet}.254:5000`;
@@ -64,13 +64,8 @@ test.before(async () => {
   };
   cluster = await createNetnsCluster(clusterOptions);
   client = new ApiClient(cluster.apiSocket);
-  // The registry lives in the switch namespace, on the underlay every node reaches.
-  const config = join(workDir, 'registry.yml');
-  await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(workDir, 'registry')}\nhttp:\n  addr: ${registryHost}\n`);
-  registry = spawn('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, '/usr/bin/docker-registry', 'serve', config], { stdio: 'ignore' });
-  const built = await buildBusyboxImage(join(workDir, 'image'));
-  await eventually('the registry', () => run('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, 'skopeo', 'copy', '--insecure-policy', '--dest-tls-verify=false', `oci:${built.ociLayoutDir}:latest`, `docker://${registryHost}/tessera/busybox:1`]).then(() => true), 30_000, 500);
-  image = `${registryHost}/tessera/busybox:1`;
+  registry = await startUnderlayRegistry(cluster, octet, workDir);
+  image = registry.image;
 });
 
 test.after.always(async () => {
@@ -81,7 +76,7 @@ test.after.always(async () => {
     for (const n of cluster.nodes) await run('cp', [join(n.dataRoot, 'tsd.log'), join(keep, `${n.name}.log`)]).catch(() => {});
   }
   if (cluster) await destroyNetnsCluster(cluster);
-  registry?.kill('SIGTERM');
+  registry?.stop();
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });
 

@@ -5,7 +5,7 @@
 // cannot reach it. Commands run inside containers by entering their namespaces with nsenter
 // (pid from the task's status), as `exec` does not exist yet.
 import test from 'ava';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { ApiClient } from '../../cli/client.js';
 import type { Network, Service, Task } from '../../control-plane/resources/types.js';
 import { createNetnsCluster, destroyNetnsCluster, restartNetnsNode, type NetnsClusterOptions, type NetnsClusterState } from '../../deploy/netns-cluster.js';
-import { buildBusyboxImage } from '../helpers/busybox-image.js';
+import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { eventually } from '../helpers/tsd-node.js';
 
 const run = promisify(execFile);
@@ -24,7 +24,7 @@ let cluster: NetnsClusterState;
 let clusterOptions: NetnsClusterOptions;
 let client: ApiClient;
 let workDir: string;
-let registry: ChildProcess | undefined;
+let registry: UnderlayRegistry | undefined;
 let image: string;
 const octet = 100 + Math.floor(Math.random() * 100);
 const registryHost = `172.31.${octet}.254:5000`;
@@ -80,12 +80,8 @@ test.before(async () => {
   };
   cluster = await createNetnsCluster(clusterOptions);
   client = new ApiClient(cluster.apiSocket);
-  const config = join(workDir, 'registry.yml');
-  await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(workDir, 'registry')}\nhttp:\n  addr: ${registryHost}\n`);
-  registry = spawn('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, '/usr/bin/docker-registry', 'serve', config], { stdio: 'ignore' });
-  const built = await buildBusyboxImage(join(workDir, 'image'));
-  await eventually('the registry', () => run('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, 'skopeo', 'copy', '--insecure-policy', '--dest-tls-verify=false', `oci:${built.ociLayoutDir}:latest`, `docker://${registryHost}/tessera/busybox:1`]).then(() => true), 30_000, 500);
-  image = `${registryHost}/tessera/busybox:1`;
+  registry = await startUnderlayRegistry(cluster, octet, workDir);
+  image = registry.image;
 });
 
 test.after.always(async () => {
@@ -96,7 +92,7 @@ test.after.always(async () => {
     return;
   }
   if (cluster) await destroyNetnsCluster(cluster);
-  if (registry?.pid !== undefined && registry.exitCode === null) registry.kill('SIGTERM');
+  registry?.stop();
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });
 
