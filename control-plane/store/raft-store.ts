@@ -214,12 +214,13 @@ export class RaftStore implements Store, RaftServiceHandlers {
    */
   async propose(command: Uint8Array, forward = false, timeoutMs = 15_000): Promise<{ resultJson: string; index: number }> {
     this.assertOpen();
+    // Validated here, then proposed as received: every member decodes it again when applying.
     const decoded = decodeCommand(command);
     if (forward && !this.host.isLeader()) {
-      const { result, index } = await this.writeAt(decoded, timeoutMs);
+      const { result, index } = await this.writeAt(decoded, timeoutMs, command);
       return { resultJson: encodeResult(result), index };
     }
-    const { result, index } = await this.host.propose(encodeCommand(decoded));
+    const { result, index } = await this.host.propose(command);
     return { resultJson: encodeResult(result ?? { ok: 'done' }), index };
   }
 
@@ -264,9 +265,10 @@ export class RaftStore implements Store, RaftServiceHandlers {
     return (await this.writeAt(command, timeoutMs)).result;
   }
 
-  private async writeAt(command: StoreCommand, timeoutMs: number): Promise<{ result: CommandResult; index: number }> {
+  /** `encoded`: the command's bytes when the caller has them already (validated). */
+  private async writeAt(command: StoreCommand, timeoutMs: number, encoded?: Uint8Array): Promise<{ result: CommandResult; index: number }> {
     this.assertOpen();
-    const data = encodeCommand(command);
+    const data = encoded ?? encodeCommand(command);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {

@@ -98,6 +98,7 @@ export class RaftHost<R> {
   private readonly log: (m: string) => void;
   private ticker: NodeJS.Timeout | undefined;
   private running = false;
+  private runScheduled = false;
   private stopped = false;
   private failure: Error | undefined;
   private applied: number;
@@ -286,8 +287,8 @@ export class RaftHost<R> {
    */
   proposeOrForward(data: Uint8Array, timeoutMs: number): Promise<{ result: R | undefined; index: number }> {
     this.assertRunning();
-    if (isEnveloped(data)) throw new Error('raft: application data must not start with byte 0x01 (reserved for forwarded writes)');
     if (this.isLeader()) return this.propose(data);
+    if (isEnveloped(data)) throw new Error('raft: application data must not start with byte 0x01 (reserved for forwarded writes)');
     const leader = this.leader();
     const sender = leader && leader !== this.options.id ? this.sender(leader) : undefined;
     if (!sender) throw new NotLeaderError(leader, this.addressOf(leader));
@@ -313,6 +314,7 @@ export class RaftHost<R> {
   /** Appends data to the log (leader only) and resolves with the state machine's result once applied. */
   propose(data: Uint8Array): Promise<{ result: R | undefined; index: number }> {
     this.assertRunning();
+    if (isEnveloped(data)) throw new Error('raft: application data must not start with byte 0x01 (reserved for forwarded writes)');
     if (!this.isLeader()) throw new NotLeaderError(this.leader(), this.addressOf(this.leader()));
     const at = this.node.propose(data);
     return this.track(at);
@@ -424,8 +426,14 @@ export class RaftHost<R> {
   }
 
   private schedule(): void {
-    if (this.running || this.stopped) return;
-    void this.run();
+    if (this.running || this.stopped || this.runScheduled) return;
+    // After the current round of I/O callbacks: everything that arrived in it (peer batches,
+    // client writes) goes into one Ready, one WAL write and one batch per peer.
+    this.runScheduled = true;
+    setImmediate(() => {
+      this.runScheduled = false;
+      if (!this.running && !this.stopped) void this.run();
+    });
   }
 
   private async run(): Promise<void> {

@@ -1,6 +1,6 @@
 // Sends one peer's Raft traffic on a long-lived gRPC stream: Raft messages, writes forwarded to
-// the leader and refusals of forwarded writes. Everything queued within one turn of the event loop
-// goes out as one batch; while the stream pushes back (HTTP/2 flow control), batches grow instead
+// the leader and refusals of forwarded writes. Everything queued within one round of the event
+// loop goes out as one batch; while the stream pushes back (HTTP/2 flow control), batches grow instead
 // of piling up. Raft tolerates lost messages, so a broken stream loses what was written to it (the
 // core retries through heartbeats and probes) and is opened again on the next send; a queue that
 // grows past its bound loses its oldest messages rather than memory.
@@ -76,8 +76,9 @@ export class PeerSender {
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    // Sends made in the same turn (one Ready's messages) share a batch.
-    queueMicrotask(() => {
+    // Sends made in the same round of the event loop (one Ready's messages, the writes of every
+    // client request read in that round) share a batch.
+    setImmediate(() => {
       this.scheduled = false;
       this.pump();
     });
