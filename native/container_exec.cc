@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "errno_error.h"
+#include "fd_util.h"
 #include "plan_from_js.h"
 #include "spawn_plan.h"
 
@@ -38,23 +39,6 @@ bool SameNamespace(const char* kind, int fd) {
   struct stat theirs, ours;
   std::string self = std::string("/proc/self/ns/") + kind;
   return fstat(fd, &theirs) == 0 && stat(self.c_str(), &ours) == 0 && theirs.st_ino == ours.st_ino && theirs.st_dev == ours.st_dev;
-}
-
-void Close(int* fd) {
-  if (*fd >= 0) close(*fd);
-  *fd = -1;
-}
-
-bool ReadFull(int fd, void* buf, size_t len) {
-  char* p = static_cast<char*>(buf);
-  while (len > 0) {
-    ssize_t n = read(fd, p, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    len -= static_cast<size_t>(n);
-  }
-  return true;
 }
 
 void WriteFailure(int fd, int err, const char* step) {
@@ -157,9 +141,9 @@ class ExecWorker : public Napi::AsyncWorker {
       err_ = ECHILD;
       step_ = "exec: the joining process ended without a report";
     }
-    Close(&statusRead_);
+    CloseFd(&statusRead_);
     if (failed_)
-      for (int& fd : callerFds_) Close(&fd);
+      for (int& fd : callerFds_) CloseFd(&fd);
   }
 
   void OnOK() override {
@@ -206,8 +190,8 @@ Napi::Value ExecInContainer(const Napi::CallbackInfo& info) {
 
   std::vector<int> opened;  // everything to close on failure and, in the parent, the child's ends
   auto fail = [&](int err, const std::string& what) -> Napi::Error {
-    for (int& fd : opened) Close(&fd);
-    for (int& fd : setup->nsFds) Close(&fd);
+    for (int& fd : opened) CloseFd(&fd);
+    for (int& fd : setup->nsFds) CloseFd(&fd);
     return ErrnoError(env, err, what);
   };
   for (const char* kind : kNamespaces) {
@@ -279,7 +263,7 @@ Napi::Value ExecInContainer(const Napi::CallbackInfo& info) {
   int cloneErr = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (joiner < 0) throw fail(cloneErr, "exec: fork");
-  for (int& fd : setup->nsFds) Close(&fd);
+  for (int& fd : setup->nsFds) CloseFd(&fd);
   for (int fd : childEnds) close(fd);
   close(status[1]);
   ExecWorker* worker = new ExecWorker(env, static_cast<pid_t>(joiner), status[0], callerFds);

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "errno_error.h"
+#include "fd_util.h"
 #include "plan_from_js.h"
 #include "security_userns.h"
 #include "shim/shim_protocol.h"
@@ -34,23 +35,6 @@
 namespace tessera {
 
 namespace {
-
-void CloseFd(int* fd) {
-  if (*fd >= 0) close(*fd);
-  *fd = -1;
-}
-
-bool ReadFull(int fd, void* buf, size_t len) {
-  char* p = static_cast<char*>(buf);
-  while (len > 0) {
-    ssize_t n = read(fd, p, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    len -= static_cast<size_t>(n);
-  }
-  return true;
-}
 
 // What the child said on its status pipe.
 struct ChildStatus {
@@ -89,6 +73,15 @@ std::string DescribeFailure(const ChildStatus& st) {
   return "container init failed at step '" + st.step + "': " + strerror(st.err) + " (" + ErrnoName(st.err) + ")";
 }
 
+// The error for a reported set-up failure: errno name in `code`, the failed step in `step`.
+Napi::Error SetupFailureError(Napi::Env env, const ChildStatus& st) {
+  Napi::Error e = Napi::Error::New(env, DescribeFailure(st));
+  e.Set("code", Napi::String::New(env, ErrnoName(st.err)));
+  e.Set("step", Napi::String::New(env, st.step));
+  return e;
+}
+
+
 void WriteAll(int fd, const char* p, size_t len) {
   while (len > 0) {
     ssize_t n = write(fd, p, len);
@@ -115,13 +108,46 @@ void ReapQuietly(pid_t pid) {
   }
 }
 
-class SpawnWorker : public Napi::AsyncWorker {
+// A worker that waits (in Execute) for a spawn's set-up report into status_, then settles the
+// promise: ready resolves with ReadyResult(), silence before the report (EOF) rejects with
+// eofCode, a reported failure rejects naming its step and errno.
+class SetupReportWorker : public Napi::AsyncWorker {
+ public:
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  SetupReportWorker(Napi::Env env, const char* name, const char* eofMessage, const char* eofCode)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), eofMessage_(eofMessage),
+        eofCode_(eofCode) {}
+
+  virtual Napi::Object ReadyResult(Napi::Env env) = 0;
+
+  ChildStatus status_;
+
+ private:
+  void OnOK() final {
+    Napi::Env env = Env();
+    if (status_.kind == ChildStatus::kReady) {
+      deferred_.Resolve(ReadyResult(env));
+    } else if (status_.kind == ChildStatus::kEof) {
+      Napi::Error e = Napi::Error::New(env, eofMessage_);
+      e.Set("code", Napi::String::New(env, eofCode_));
+      deferred_.Reject(e.Value());
+    } else {
+      deferred_.Reject(SetupFailureError(env, status_).Value());
+    }
+  }
+
+  Napi::Promise::Deferred deferred_;
+  const char* eofMessage_;
+  const char* eofCode_;
+};
+
+class SpawnWorker : public SetupReportWorker {
  public:
   SpawnWorker(Napi::Env env, pid_t pid, int startFd, int statusFd)
-      : Napi::AsyncWorker(env, "tessera.spawnContainer"), deferred_(Napi::Promise::Deferred::New(env)),
+      : SetupReportWorker(env, "tessera.spawnContainer", "container init exited before finishing its set-up", "EINIT"),
         pid_(pid), startFd_(startFd), statusFd_(statusFd) {}
-
-  Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
     status_ = ReadChildStatus(statusFd_);
@@ -134,34 +160,18 @@ class SpawnWorker : public Napi::AsyncWorker {
     }
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (status_.kind == ChildStatus::kReady) {
-      Napi::Object result = Napi::Object::New(env);
-      result.Set("pid", Napi::Number::New(env, pid_));
-      result.Set("startFd", Napi::Number::New(env, startFd_));
-      result.Set("statusFd", Napi::Number::New(env, statusFd_));
-      deferred_.Resolve(result);
-      return;
-    }
-    if (status_.kind == ChildStatus::kEof) {
-      Napi::Error e = Napi::Error::New(env, "container init exited before finishing its set-up");
-      e.Set("code", Napi::String::New(env, "EINIT"));
-      deferred_.Reject(e.Value());
-      return;
-    }
-    Napi::Error e = Napi::Error::New(env, DescribeFailure(status_));
-    e.Set("code", Napi::String::New(env, ErrnoName(status_.err)));
-    e.Set("step", Napi::String::New(env, status_.step));
-    deferred_.Reject(e.Value());
+  Napi::Object ReadyResult(Napi::Env env) override {
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("pid", Napi::Number::New(env, pid_));
+    result.Set("startFd", Napi::Number::New(env, startFd_));
+    result.Set("statusFd", Napi::Number::New(env, statusFd_));
+    return result;
   }
 
  private:
-  Napi::Promise::Deferred deferred_;
   pid_t pid_;
   int startFd_;
   int statusFd_;
-  ChildStatus status_;
 };
 
 class StartWorker : public Napi::AsyncWorker {
@@ -189,10 +199,7 @@ class StartWorker : public Napi::AsyncWorker {
     if (writeErr_ != 0) {
       deferred_.Reject(ErrnoError(env, writeErr_, "release container init (it is gone)").Value());
     } else if (status_.kind == ChildStatus::kFailed) {
-      Napi::Error e = Napi::Error::New(env, DescribeFailure(status_));
-      e.Set("code", Napi::String::New(env, ErrnoName(status_.err)));
-      e.Set("step", Napi::String::New(env, status_.step));
-      deferred_.Reject(e.Value());
+      deferred_.Reject(SetupFailureError(env, status_).Value());
     } else {
       // EOF: the CLOEXEC status pipe closed, so execve succeeded.
       deferred_.Resolve(env.Undefined());
@@ -207,13 +214,11 @@ class StartWorker : public Napi::AsyncWorker {
   ChildStatus status_;
 };
 
-class ShimWorker : public Napi::AsyncWorker {
+class ShimWorker : public SetupReportWorker {
  public:
   ShimWorker(Napi::Env env, pid_t firstChild, int reportRead, int planWrite, std::string plan)
-      : Napi::AsyncWorker(env, "tessera.spawnShim"), deferred_(Napi::Promise::Deferred::New(env)),
+      : SetupReportWorker(env, "tessera.spawnShim", "tessera-shim exited before reporting the container's set-up", "ESHIM"),
         firstChild_(firstChild), reportRead_(reportRead), planWrite_(planWrite), plan_(std::move(plan)) {}
-
-  Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
     // Off the JS thread: a plan larger than the pipe buffer blocks until the shim reads it. If the
@@ -255,36 +260,20 @@ class ShimWorker : public Napi::AsyncWorker {
     CloseFd(&reportRead_);
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (status_.kind == ChildStatus::kReady) {
-      Napi::Object result = Napi::Object::New(env);
-      result.Set("pid", Napi::Number::New(env, pid_));
-      result.Set("shimPid", Napi::Number::New(env, shimPid_));
-      deferred_.Resolve(result);
-      return;
-    }
-    if (status_.kind == ChildStatus::kEof) {
-      Napi::Error e = Napi::Error::New(env, "tessera-shim exited before reporting the container's set-up");
-      e.Set("code", Napi::String::New(env, "ESHIM"));
-      deferred_.Reject(e.Value());
-      return;
-    }
-    Napi::Error e = Napi::Error::New(env, DescribeFailure(status_));
-    e.Set("code", Napi::String::New(env, ErrnoName(status_.err)));
-    e.Set("step", Napi::String::New(env, status_.step));
-    deferred_.Reject(e.Value());
+  Napi::Object ReadyResult(Napi::Env env) override {
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("pid", Napi::Number::New(env, pid_));
+    result.Set("shimPid", Napi::Number::New(env, shimPid_));
+    return result;
   }
 
  private:
-  Napi::Promise::Deferred deferred_;
   pid_t firstChild_;
   int reportRead_;
   int planWrite_;
   std::string plan_;
   pid_t pid_ = 0;
   pid_t shimPid_ = 0;
-  ChildStatus status_;
 };
 
 std::string StrOpt(Napi::Object obj, const char* name) {

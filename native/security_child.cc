@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "fd_util.h"
 #include "security_userns.h"
 
 namespace tessera {
@@ -22,18 +23,6 @@ bool Failed(ChildError* e, int err, const char* step, const char* detail = nullp
   e->step = step;
   e->detail = detail;
   return false;
-}
-
-bool ReadFull(int fd, void* buf, size_t len) {
-  char* p = static_cast<char*>(buf);
-  while (len > 0) {
-    ssize_t n = read(fd, p, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    len -= static_cast<size_t>(n);
-  }
-  return true;
 }
 
 bool WriteText(const char* path, const char* text, size_t len, int* err) {

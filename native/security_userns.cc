@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fd_util.h"
+
 namespace tessera {
 
 namespace {
@@ -41,11 +43,6 @@ int WriteMap(pid_t pid, const char* file, const std::string& text) {
   int err = n == static_cast<ssize_t>(text.size()) ? 0 : (n < 0 ? errno : EIO);
   close(fd);
   return err;
-}
-
-void CloseFd(int* fd) {
-  if (*fd >= 0) close(*fd);
-  *fd = -1;
 }
 
 }  // namespace
