@@ -19,6 +19,21 @@ let node: TestNode;
 let workDir: string;
 let imageRef: string;
 
+/** A one-service manifest in stack e2e running `command` (JSON list), with extra spec lines. */
+function serviceManifest(name: string, command: string, specLines = ''): string {
+  return `apiVersion: tessera/v1
+kind: Service
+metadata:
+  name: ${name}
+  stack: e2e
+spec:
+  image: ${imageRef}
+  command: ${command}
+${specLines}`;
+}
+
+const TICKER = '["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"]';
+
 function manifest(name: string, replicas: number, extra = ''): string {
   return `apiVersion: tessera/v1
 kind: Service
@@ -143,17 +158,7 @@ test.serial('scale to 5 and back to 1', async (t) => {
 test.serial('restart policy none leaves an exited task exited', async (t) => {
   const path = await writeManifest(
     'once',
-    `apiVersion: tessera/v1
-kind: Service
-metadata:
-  name: once
-  stack: e2e
-spec:
-  image: ${imageRef}
-  command: ["sh", "-c", "echo bye; exit 3"]
-  restart:
-    condition: none
-`,
+    serviceManifest('once', '["sh", "-c", "echo bye; exit 3"]', '  restart:\n    condition: none\n'),
   );
   await node.tsctl('apply', '-f', path);
   const done = await eventually('the task to fail', async () => {
@@ -171,20 +176,7 @@ spec:
 test.serial('a memory hog is OOM-killed and reported as such, tsd unharmed', async (t) => {
   const path = await writeManifest(
     'hog',
-    `apiVersion: tessera/v1
-kind: Service
-metadata:
-  name: hog
-  stack: e2e
-spec:
-  image: ${imageRef}
-  command: ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]
-  resources:
-    limits:
-      memory: 16Mi
-  restart:
-    condition: none
-`,
+    serviceManifest('hog', '["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]', '  resources:\n    limits:\n      memory: 16Mi\n  restart:\n    condition: none\n'),
   );
   await node.tsctl('apply', '-f', path);
   const task = await eventually('the hog to be killed', async () => {
@@ -201,15 +193,7 @@ spec:
 test.serial('logs -f follows a running task', async (t) => {
   const path = await writeManifest(
     'ticker',
-    `apiVersion: tessera/v1
-kind: Service
-metadata:
-  name: ticker
-  stack: e2e
-spec:
-  image: ${imageRef}
-  command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"]
-`,
+    serviceManifest('ticker', TICKER),
   );
   await node.tsctl('apply', '-f', path);
   await eventually('the ticker to run', () => running('ticker', 1), 30_000);
@@ -241,15 +225,7 @@ test.serial('an image is pulled from a registry on the node', async (t) => {
   await run('nsenter', [`--net=/run/netns/${node.netns}`, 'skopeo', 'copy', '--insecure-policy', '--dest-tls-verify=false', `oci:${image.ociLayoutDir}:latest`, 'docker://127.0.0.1:5000/tessera/pulled:1']);
   const path = await writeManifest(
     'pulled',
-    `apiVersion: tessera/v1
-kind: Service
-metadata:
-  name: pulled
-  stack: e2e
-spec:
-  image: 127.0.0.1:5000/tessera/pulled:1
-  command: ["sleep", "1000"]
-`,
+    serviceManifest('pulled', '["sleep", "1000"]').replace(`image: ${imageRef}`, 'image: 127.0.0.1:5000/tessera/pulled:1'),
   );
   await node.tsctl('apply', '-f', path);
   await eventually('the pulled image to run', () => running('pulled', 1), 60_000);
@@ -306,15 +282,7 @@ test.serial('/metrics serves process, API and task metrics that promtool accepts
 test.serial('kill -9 of tsd leaves containers running; the restarted tsd takes them over', async (t) => {
   const chatter = await writeManifest(
     'chatter',
-    `apiVersion: tessera/v1
-kind: Service
-metadata:
-  name: chatter
-  stack: e2e
-spec:
-  image: ${imageRef}
-  command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"]
-`,
+    serviceManifest('chatter', TICKER),
   );
   await node.tsctl('apply', '-f', chatter);
   await eventually('chatter to run', () => running('chatter', 1), 30_000);
