@@ -2,7 +2,8 @@
 // fdatasync) against a 3-member etcd (Debian's etcd-server, fsync on by default) in the same run:
 // puts of 256-byte values at concurrency 1, 16, 64 and 256, linearizable reads at 64, and leader
 // fail-over (kill -9 of the leader until the first write that started after it succeeds).
-// Clients spread requests over all three members, as the etcd client does. Run: npm run bench:store
+// Clients spread requests over all three members, as the etcd client does. Both snapshot every
+// 100,000 entries (etcd's default). Run: npm run bench:store
 // (BENCH_SECONDS per measurement, default 4; BENCH_FAILOVERS, default 3; BENCH_ONLY=failover skips
 // the throughput rows).
 import { cpus, loadavg } from 'node:os';
@@ -67,7 +68,8 @@ async function writeUntilSuccess(put: () => Promise<void>, deadlineMs = 30_000):
 }
 
 async function tesseraBackend(): Promise<Backend> {
-  let cluster: RaftProcessCluster = await startRaftProcesses({ members: 3, netns: false });
+  // Snapshot every 100,000 entries, etcd's default --snapshot-count (etcd runs with its defaults).
+  const cluster: RaftProcessCluster = await startRaftProcesses({ members: 3, netns: false, snapshotEvery: 100_000 });
   const clients = [0, 1, 2].map((i) => new RaftKvClient(cluster.clientAddresses(), LOCAL_INSECURE, i));
   await cluster.leader();
   return {
