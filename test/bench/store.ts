@@ -4,7 +4,7 @@
 // fail-over (kill -9 of the leader until the first write that started after it succeeds).
 // Clients spread requests over all three members, as the etcd client does. Both snapshot every
 // 100,000 entries (etcd's default). Run: npm run bench:store
-// (BENCH_SECONDS per measurement, default 4; BENCH_FAILOVERS, default 3; BENCH_ONLY=failover skips
+// (BENCH_SECONDS per measurement, default 4; BENCH_FAILOVERS, default 5; BENCH_ONLY=failover skips
 // the throughput rows).
 import { cpus, loadavg } from 'node:os';
 
@@ -15,7 +15,7 @@ import { startEtcdCluster, type EtcdCluster, type EtcdMember } from '../helpers/
 import { startRaftProcesses, type RaftProcessCluster } from '../integration/raft-harness.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
-const FAILOVERS = Number(process.env.BENCH_FAILOVERS ?? 3);
+const FAILOVERS = Number(process.env.BENCH_FAILOVERS ?? 5);
 const VALUE = 'v'.repeat(256);
 
 interface Result {

@@ -7,6 +7,8 @@
 // votes) go out; then advance. It takes snapshots of the state machine every `snapshotEvery`
 // applied entries and compacts the log, and resolves proposals and linearizable reads once they
 // are applied.
+import { randomBytes } from 'node:crypto';
+
 import {
   ProposalDroppedError,
   RaftNode,
@@ -19,8 +21,6 @@ import {
   type ReadState,
   type Ready,
 } from '../core/index.js';
-import { randomBytes } from 'node:crypto';
-
 import type { DiskRaftStorage } from '../storage/disk-storage.js';
 import type { TransportSecurity } from '../../ca/credentials.js';
 import { RaftPeerClient } from '../transport/peer-client.js';
