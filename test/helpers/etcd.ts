@@ -91,7 +91,21 @@ async function stopMember(m: EtcdMember, signal: NodeJS.Signals): Promise<void> 
 }
 
 /** Starts an etcd cluster (default one member) and waits until every member reports healthy. */
+/**
+ * Free ports are found by binding port 0 and closing it, so another test may take one before etcd
+ * binds it; a member that exits during start-up is therefore retried with new ports (twice).
+ */
 export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startEtcdClusterOnce(options);
+    } catch (err) {
+      if (attempt >= 3 || !(err instanceof Error) || !/exited during start/.test(err.message)) throw err;
+    }
+  }
+}
+
+async function startEtcdClusterOnce(options: EtcdClusterOptions): Promise<EtcdCluster> {
   if (!existsSync(ETCD_BINARY)) throw new Error(`etcd binary not found at ${ETCD_BINARY} (install Debian package etcd-server)`);
   const count = options.members ?? 1;
   const root = await mkdtemp(join(tmpdir(), 'tessera-etcd-'));
