@@ -442,13 +442,6 @@ export class RaftHost<R> {
       while (!this.stopped && this.node.hasReady()) {
         const rd = this.node.ready();
         for (const m of rd.earlyMessages) this.sendMessage(m);
-        if (rd.earlyMessages.length > 0) {
-          // The WAL write below is synchronous: put the appends on the wire first (one round of
-          // the event loop lets HTTP/2 write them), so the followers write while this one does.
-          for (const s of this.senders.values()) s.flush();
-          await new Promise((r) => setImmediate(r));
-          if (this.stopped) break;
-        }
         const written = this.persist(rd);
         // Committed entries are durable on a majority (the core counts the leader only for what it
         // persisted), so they need not wait for this write; a snapshot must be installed first.

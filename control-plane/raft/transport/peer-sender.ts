@@ -57,11 +57,6 @@ export class PeerSender {
     this.schedule();
   }
 
-  /** Writes what is queued now instead of at the end of this round of the event loop. */
-  flush(): void {
-    this.pump();
-  }
-
   close(): void {
     this.closed = true;
     this.messages = [];
