@@ -4,6 +4,7 @@
 import { MvccState } from './mvcc/mvcc-state.js';
 import { WatchHub } from './mvcc/watch-hub.js';
 import type { KeyValue, RangeResponse, Store, TxnRequest, TxnResponse, Watch, WatchHandler } from './store.js';
+import { deleteByTxn, putByTxn } from './single-key-ops.js';
 
 export class StoreClosedError extends Error {
   constructor() {
@@ -27,17 +28,12 @@ export class MemoryStore implements Store {
     return this.state.range(prefix, options?.revision ?? 0);
   }
 
-  async put(key: string, value: string): Promise<{ revision: number; prev?: KeyValue }> {
-    const res = await this.txn({ compare: [], success: [{ type: 'put', key, value }] });
-    const result = res.results[0];
-    const prev = result?.type === 'put' ? result.prev : undefined;
-    return prev ? { revision: res.revision, prev } : { revision: res.revision };
+  put(key: string, value: string): Promise<{ revision: number; prev?: KeyValue }> {
+    return putByTxn((r) => this.txn(r), key, value);
   }
 
-  async delete(key: string): Promise<{ revision: number; deleted: number }> {
-    const res = await this.txn({ compare: [], success: [{ type: 'delete', key }] });
-    const result = res.results[0];
-    return { revision: res.revision, deleted: result?.type === 'delete' ? result.deleted : 0 };
+  delete(key: string): Promise<{ revision: number; deleted: number }> {
+    return deleteByTxn((r) => this.txn(r), key);
   }
 
   async txn(request: TxnRequest): Promise<TxnResponse> {

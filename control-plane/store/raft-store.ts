@@ -27,6 +27,7 @@ import { assertNoDuplicateWrites } from './mvcc/mvcc-state.js';
 import { bootstrapSnapshotData, ReplicatedState } from './mvcc/replicated-state.js';
 import { WatchHub } from './mvcc/watch-hub.js';
 import type { KeyValue, RangeResponse, Store, TxnRequest, TxnResponse, Watch, WatchHandler } from './store.js';
+import { deleteByTxn, putByTxn } from './single-key-ops.js';
 
 export interface RaftStoreOptions {
   id: NodeId;
@@ -107,17 +108,12 @@ export class RaftStore implements Store, RaftServiceHandlers {
     return this.state.mvcc.range(prefix, options?.revision ?? 0);
   }
 
-  async put(key: string, value: string): Promise<{ revision: number; prev?: KeyValue }> {
-    const res = await this.txn({ compare: [], success: [{ type: 'put', key, value }] });
-    const result = res.results[0];
-    const prev = result?.type === 'put' ? result.prev : undefined;
-    return prev ? { revision: res.revision, prev } : { revision: res.revision };
+  put(key: string, value: string): Promise<{ revision: number; prev?: KeyValue }> {
+    return putByTxn((r) => this.txn(r), key, value);
   }
 
-  async delete(key: string): Promise<{ revision: number; deleted: number }> {
-    const res = await this.txn({ compare: [], success: [{ type: 'delete', key }] });
-    const result = res.results[0];
-    return { revision: res.revision, deleted: result?.type === 'delete' ? result.deleted : 0 };
+  delete(key: string): Promise<{ revision: number; deleted: number }> {
+    return deleteByTxn((r) => this.txn(r), key);
   }
 
   async txn(request: TxnRequest): Promise<TxnResponse> {
