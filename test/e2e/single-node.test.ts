@@ -35,22 +35,11 @@ ${specLines}`;
 const TICKER = '["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"]';
 
 function manifest(name: string, replicas: number, extra = ''): string {
-  return `apiVersion: tessera/v1
-kind: Service
-metadata:
-  name: ${name}
-  stack: e2e
-spec:
-  image: ${imageRef}
-  command: ["sh", "-c", "mkdir -p /www && echo \\"hello from $(hostname)\\" > /www/index.html && exec httpd -f -p 80 -h /www"]
-  replicas: ${replicas}
-  ports:
-    - target: 80
-      published: 8080
-  resources:
-    limits:
-      memory: 32Mi
-${extra}`;
+  return serviceManifest(
+    name,
+    '["sh", "-c", "mkdir -p /www && echo \\"hello from $(hostname)\\" > /www/index.html && exec httpd -f -p 80 -h /www"]',
+    `  replicas: ${replicas}\n  ports:\n    - target: 80\n      published: 8080\n  resources:\n    limits:\n      memory: 32Mi\n${extra}`,
+  );
 }
 
 async function tasksOf(service: string): Promise<Task[]> {
