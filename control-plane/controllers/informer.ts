@@ -147,3 +147,20 @@ export class Informer<T extends AnyObject> {
     for (const listener of [...this.listeners]) listener(event);
   }
 }
+
+/**
+ * The revisions a controller wrote in one reconcile pass, so it can wait until its informer has
+ * seen them (and never act twice on a view that lacks its own writes).
+ */
+export class OwnWrites {
+  private revision = 0;
+
+  note<T extends { metadata: { resourceVersion?: string } }>(written: T | undefined): void {
+    const rv = Number(written?.metadata.resourceVersion ?? 0);
+    if (rv > this.revision) this.revision = rv;
+  }
+
+  seenBy(informer: { waitForRevision(revision: number): Promise<void> }): Promise<void> {
+    return this.revision > 0 ? informer.waitForRevision(this.revision) : Promise.resolve();
+  }
+}

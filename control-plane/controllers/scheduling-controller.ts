@@ -4,7 +4,7 @@ import type { Node, Task } from '../resources/types.js';
 import { isTerminal } from '../resources/types.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { schedule } from '../scheduler/schedule.js';
-import type { Informer } from './informer.js';
+import { OwnWrites, type Informer } from './informer.js';
 import { WorkQueue } from './work-queue.js';
 
 const BATCH_KEY = 'pending';
@@ -51,14 +51,10 @@ export class SchedulingController {
   private async reconcile(): Promise<void> {
     const all = this.tasks.list();
     const timestamp = new Date(this.now()).toISOString();
-    let lastRevision = 0;
-    const noteWrite = (obj: Task | undefined) => {
-      const rv = Number(obj?.metadata.resourceVersion ?? 0);
-      if (rv > lastRevision) lastRevision = rv;
-    };
+    const writes = new OwnWrites();
     // No agent will ever see a task that has no node: end it here.
     for (const task of all.filter((t) => this.isUnstartedShutdown(t))) {
-      noteWrite(
+      writes.note(
         await this.objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (t) =>
           this.isUnstartedShutdown(t) ? { ...t, status: { ...t.status, state: 'shutdown', message: 'shut down before it was scheduled', timestamp } } : undefined,
         ),
@@ -71,7 +67,7 @@ export class SchedulingController {
       const byName = new Map(pending.map((t) => [t.metadata.name, t]));
       for (const placement of result.placements) {
         const task = byName.get(placement.task)!;
-        noteWrite(
+        writes.note(
           await this.objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (t) =>
             needsPlacement(t)
               ? { ...t, nodeName: placement.node, status: { ...t.status, state: 'assigned', message: `assigned to node ${placement.node}`, timestamp } }
@@ -82,7 +78,7 @@ export class SchedulingController {
       for (const { task: taskName, reason } of result.unplaced) {
         const task = byName.get(taskName)!;
         if (task.status.state === 'pending' && task.status.schedulingReason === reason) continue;
-        noteWrite(
+        writes.note(
           await this.objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (t) =>
             needsPlacement(t)
               ? { ...t, status: { ...t.status, state: 'pending', message: reason, schedulingReason: reason, timestamp } }
@@ -91,6 +87,6 @@ export class SchedulingController {
         );
       }
     }
-    if (lastRevision > 0) await this.tasks.waitForRevision(lastRevision);
+    await writes.seenBy(this.tasks);
   }
 }

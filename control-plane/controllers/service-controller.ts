@@ -8,7 +8,7 @@ import { objectKey } from '../store/keys.js';
 import { ConflictError, NotFoundError, type ObjectStore } from '../store/object-store.js';
 import { reconcileService } from './service-reconcile.js';
 import { reconcileGlobalService } from './global-reconcile.js';
-import type { Informer } from './informer.js';
+import { OwnWrites, type Informer } from './informer.js';
 import { WorkQueue, type ReconcileResult } from './work-queue.js';
 
 export interface ServiceControllerOptions {
@@ -70,11 +70,7 @@ export class ServiceController {
       service?.spec.mode === 'global'
         ? reconcileGlobalService({ service, serviceKey: { stack, name }, tasks, nodes: this.nodes.list(), now: this.now() })
         : reconcileService({ service, serviceKey: { stack, name }, tasks, now: this.now() });
-    let lastRevision = 0;
-    const noteWrite = (obj: { metadata: { resourceVersion?: string } } | undefined) => {
-      const rv = Number(obj?.metadata.resourceVersion ?? 0);
-      if (rv > lastRevision) lastRevision = rv;
-    };
+    const writes = new OwnWrites();
     if (service && decision.service) {
       try {
         const written = await this.objects.update<Service>({ ...service, spec: decision.service.spec, status: decision.service.status });
@@ -88,10 +84,10 @@ export class ServiceController {
       if (update && update.state !== service.status?.update?.state) this.log(`service ${key}: ${update.state}: ${update.message ?? ''}`);
     }
     for (const task of decision.create) {
-      noteWrite(await this.objects.create(task));
+      writes.note(await this.objects.create(task));
     }
     for (const taskName of decision.shutdown) {
-      noteWrite(
+      writes.note(
         await this.objects.updateWithRetry('Task', stack, taskName, (t) =>
           t.desiredState === 'shutdown' ? undefined : { ...t, desiredState: 'shutdown' },
         ),
@@ -100,7 +96,7 @@ export class ServiceController {
     for (const taskName of decision.remove) {
       await this.objects.delete('Task', stack, taskName).catch(() => {});
     }
-    if (lastRevision > 0) await this.tasks.waitForRevision(lastRevision);
+    await writes.seenBy(this.tasks);
     return decision.requeueAfterMs !== undefined ? { requeueAfterMs: decision.requeueAfterMs } : undefined;
   }
 }
