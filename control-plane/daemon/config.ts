@@ -38,6 +38,8 @@ export interface DaemonConfig {
   etcdEndpoints: string[];
   /** Raft: take a snapshot and compact the log every this many applied entries. */
   raftSnapshotEvery: number;
+  /** Store history kept by auto-compaction, in revisions; 0 keeps everything (history grows without bound). */
+  historyRevisions: number;
 }
 
 export function defaultConfig(): DaemonConfig {
@@ -58,6 +60,7 @@ export function defaultConfig(): DaemonConfig {
     store: 'raft',
     etcdEndpoints: [],
     raftSnapshotEvery: 10_000,
+    historyRevisions: 10_000,
   };
 }
 
@@ -98,5 +101,6 @@ export function validateConfig(config: DaemonConfig): void {
   if (config.store === 'etcd' && config.etcdEndpoints.length === 0) problems.push('--store etcd needs --etcd-endpoints http://host:port[,...]');
   for (const e of config.etcdEndpoints) if (!/^https?:\/\/[^/\s]+$/.test(e)) problems.push(`--etcd-endpoints: "${e}" is not http(s)://host:port`);
   if (!(Number.isInteger(config.raftSnapshotEvery) && config.raftSnapshotEvery >= 10)) problems.push(`--raft-snapshot-every must be an integer of at least 10, got ${config.raftSnapshotEvery}`);
+  if (!(Number.isInteger(config.historyRevisions) && config.historyRevisions >= 0)) problems.push(`--history-revisions must be a whole number (0 keeps all history), got ${config.historyRevisions}`);
   if (problems.length > 0) throw new Error(`invalid tsd settings:\n  ${problems.join('\n  ')}`);
 }

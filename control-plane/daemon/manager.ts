@@ -24,6 +24,7 @@ import { MemoryStore } from '../store/memory-store.js';
 import { ObjectStore } from '../store/object-store.js';
 import { EtcdStore } from '../store/etcd-store.js';
 import { RaftStore } from '../store/raft-store.js';
+import { AutoCompactor } from '../store/auto-compaction.js';
 import type { Store } from '../store/store.js';
 import { MembersApiClient, grpcMessage } from '../raft/host/members-api.js';
 import { lateHandlers, newRaftServer } from '../raft/host/serve-member.js';
@@ -116,10 +117,13 @@ export class Manager {
       const serviceController = new ServiceController(objects, services, tasks, nodes, { log });
       const schedulingController = new SchedulingController(objects, nodes, tasks, log);
       const drainController = new DrainController(objects, nodes, tasks, log);
+      const compactor = new AutoCompactor(store, { retainRevisions: config.historyRevisions, checkEveryMs: 60_000, log });
       serviceController.start();
       schedulingController.start();
       drainController.start();
+      compactor.start();
       stopDuties = () => {
+        compactor.stop();
         health.stop();
         serviceController.stop();
         schedulingController.stop();

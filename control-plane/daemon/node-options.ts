@@ -35,6 +35,7 @@ export function withNodeOptions(command: Command): Command {
     .option('--store <backend>', 'cluster state: raft (replicated, durable), memory (tests) or etcd', d.store)
     .option('--etcd-endpoints <urls>', 'with --store etcd: comma-separated http://host:port list', (v: string) => v.split(',').filter(Boolean), d.etcdEndpoints)
     .option('--raft-snapshot-every <entries>', 'raft: snapshot and compact the log every this many entries', integer, d.raftSnapshotEvery)
+    .option('--history-revisions <n>', 'store revisions kept for watches to resume from; older ones are compacted (0: keep all)', integer, d.historyRevisions)
     .option('--insecure-transport', 'allow gRPC without TLS on non-loopback addresses (test clusters in private namespaces only)', d.insecureTransport);
 }
 
