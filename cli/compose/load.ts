@@ -5,7 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { LineCounter, parseDocument, type Document } from 'yaml';
+import { LineCounter, parseDocument, type Document, type ScalarTag } from 'yaml';
 import type { StackObject } from '../../control-plane/resources/types.js';
 import type { IssuePath, ValidationIssue } from '../../control-plane/resources/schema.js';
 import { ManifestError, type ManifestIssue } from '../manifest/errors.js';
@@ -54,11 +54,25 @@ function yamlProblem(message: string): string {
   return (message.split('\n')[0] ?? message).replace(/ at line \d+, column \d+:?$/, '');
 }
 
+/**
+ * `mode: 0440` means octal in every Compose file written for Docker: YAML 1.1 read it so, and
+ * compose-go's YAML library still does for compatibility. Plain YAML 1.2 would read decimal 440 —
+ * permission bits nobody meant — so a leading-zero integer is read as octal here too.
+ */
+const LEGACY_OCTAL: ScalarTag = {
+  identify: (value) => typeof value === 'number',
+  default: true,
+  tag: 'tag:yaml.org,2002:int',
+  format: 'OCT',
+  test: /^0[0-7]+$/,
+  resolve: (text) => Number.parseInt(text, 8),
+};
+
 /** Reads the YAML of one file; problems go to `issues`. */
 function parseFile(file: string, text: string, issues: ManifestIssue[]): { doc: Document.Parsed; lineCounter: LineCounter; value: unknown } | undefined {
   const lineCounter = new LineCounter();
   // merge: Compose files use `<<: *anchor` to share blocks (often from x- extension keys).
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, merge: true, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, merge: true, uniqueKeys: true, customTags: (tags) => [LEGACY_OCTAL, ...tags] });
   const problems = [...doc.errors, ...doc.warnings.filter((w) => w.code === 'TAG_RESOLVE_FAILED')];
   for (const error of problems) {
     const { line, col } = lineCounter.linePos(error.pos[0]);

@@ -506,3 +506,24 @@ test('keys marked honoured show up in the output (one project using each top-lev
   t.deepEqual(a.metadata.labels, { team: 'x' });
   t.deepEqual(a.spec.rollbackConfig, { parallelism: 2 });
 });
+
+test('an unquoted mode like 0440 is octal, as Docker reads it (not decimal 440)', (t) => {
+  const { objects } = load({
+    'compose.yaml': `
+services:
+  web:
+    image: busybox
+    secrets: [{source: token, target: token, mode: 0440}]
+    configs: [{source: conf, target: /etc/x.conf, mode: 0o600}]
+secrets:
+  token: {file: ./token}
+configs:
+  conf: {file: ./conf}
+`,
+    token: 'x',
+    conf: 'y',
+  }, ['compose.yaml']);
+  const web = service(objects, 'web');
+  t.is(web.spec.secrets?.[0]?.mode, 0o440);
+  t.is(web.spec.configs?.[0]?.mode, 0o600);
+});
