@@ -1,5 +1,5 @@
 // The filters a node must pass to take a task, in Swarm's order: readiness and availability,
-// resources, constraints. Each returns the reason it rejects the node, so the scheduler can tell
+// resources, constraints, host-mode port conflicts, max replicas per node. Each returns the reason it rejects the node, so the scheduler can tell
 // the user why a task stays pending; a node is counted under the first filter it fails.
 import type { Node, Task } from '../resources/types.js';
 import { firstFailedConstraint, type Constraint } from './constraints.js';
@@ -38,4 +38,24 @@ export function resourceRejection(free: Demand, demand: Demand): string | undefi
   if (demand.memoryBytes > free.memoryBytes) return 'insufficient memory';
   if (demand.nanoCpus > free.nanoCpus) return 'insufficient cpu';
   return undefined;
+}
+
+/** Host-mode ports a task publishes, as "8080/tcp"; only those with a published port can conflict. */
+export function hostPortsOf(task: Task): string[] {
+  return (task.spec.spec.ports ?? [])
+    .filter((p) => p.mode === 'host' && p.published !== undefined)
+    .map((p) => `${p.published as number}/${p.protocol ?? 'tcp'}`);
+}
+
+/** A host-mode port is bound on the node itself, so only one task per node may publish it. */
+export function hostPortRejection(inUse: ReadonlySet<string> | undefined, wanted: readonly string[]): string | undefined {
+  if (inUse === undefined) return undefined;
+  const taken = wanted.find((port) => inUse.has(port));
+  return taken === undefined ? undefined : `host port ${taken} in use`;
+}
+
+/** `max` 0 or absent means no limit, as in Swarm. */
+export function maxReplicasRejection(serviceTasksOnNode: number, max: number | undefined): string | undefined {
+  if (max === undefined || max <= 0 || serviceTasksOnNode < max) return undefined;
+  return `max replicas per node (${max}) reached`;
 }

@@ -3,12 +3,25 @@
 // so the scheduling controller can run it on every change and tests can run it on any snapshot.
 import { isTerminal, type Node, type Task } from '../resources/types.js';
 import { ConstraintSyntaxError, parseConstraintOrThrow, type Constraint } from './constraints.js';
-import { availabilityRejection, constraintRejection, demandOf, resourceRejection, type Demand } from './filters.js';
+import {
+  availabilityRejection,
+  constraintRejection,
+  demandOf,
+  hostPortRejection,
+  hostPortsOf,
+  maxReplicasRejection,
+  resourceRejection,
+  type Demand,
+} from './filters.js';
+import { parsePreferencesOrThrow, PreferenceSyntaxError, SpreadTree } from './preferences.js';
 import { compareForSpread, type NodeLoad } from './score.js';
 
 export interface ScheduleInput {
   nodes: Node[];
-  /** All non-terminal tasks; those with a nodeName count against that node's capacity. */
+  /**
+   * All non-terminal tasks; those with a nodeName count against that node's capacity and hold
+   * their host-mode ports there (of any service, also while shutting down).
+   */
   tasks: Task[];
   /** Tasks without a node, placed in the given order. */
   pending: Task[];
@@ -24,12 +37,18 @@ interface NodeSlot {
   node: Node;
   free: Demand;
   totalTasks: number;
+  /** Host-mode ports ("8080/tcp") of the tasks on the node; undefined while there are none. */
+  hostPorts: Set<string> | undefined;
 }
 
-/** Tasks of one service with the same constraints get the same node-only filter results. */
+/** Tasks of one service with the same placement and ports get the same node-only filter results. */
 interface TaskGroup {
   serviceKey: string;
   constraints: Constraint[];
+  /** Present when the service has placement preferences. */
+  spread: SpreadTree | undefined;
+  maxReplicas: number | undefined;
+  hostPorts: string[];
   /** Indexes of nodes that are ready and active. */
   available: number[];
   /** Per node index: why its constraints reject the task, or undefined. */
@@ -45,6 +64,7 @@ export function schedule(input: ScheduleInput): ScheduleResult {
     node,
     free: { memoryBytes: node.status.resources.memoryBytes, nanoCpus: node.status.resources.nanoCpus },
     totalTasks: 0,
+    hostPorts: undefined,
   }));
   const indexByName = new Map(nodes.map((n, i) => [n.metadata.name, i]));
   // Per service, the number of its tasks on each node (by node index).
@@ -63,7 +83,8 @@ export function schedule(input: ScheduleInput): ScheduleResult {
     const index = indexByName.get(task.nodeName);
     if (index === undefined) continue;
     const slot = slots[index] as NodeSlot;
-    // A task being shut down still holds its reservation until it has stopped...
+    for (const port of hostPortsOf(task)) (slot.hostPorts ??= new Set()).add(port);
+    // A task being shut down still holds its reservation and ports until it has stopped...
     const demand = demandOf(task);
     slot.free.memoryBytes -= demand.memoryBytes;
     slot.free.nanoCpus -= demand.nanoCpus;
@@ -75,13 +96,29 @@ export function schedule(input: ScheduleInput): ScheduleResult {
     }
   }
 
+  // One spread tree per service and preference list, all of a service's trees kept up to date.
+  const trees = new Map<string, SpreadTree>();
+  const treesByService = new Map<string, SpreadTree[]>();
+  const treeFor = (serviceKey: string, labelKeys: string[]): SpreadTree => {
+    const id = `${serviceKey}\u0000${labelKeys.join('\u0000')}`;
+    let tree = trees.get(id);
+    if (!tree) {
+      tree = new SpreadTree(nodes, labelKeys, countsFor(serviceKey));
+      trees.set(id, tree);
+      const list = treesByService.get(serviceKey) ?? [];
+      list.push(tree);
+      treesByService.set(serviceKey, list);
+    }
+    return tree;
+  };
+
   const groups = new Map<string, TaskGroup>();
   const result: ScheduleResult = { placements: [], unplaced: [] };
   const candidate: NodeLoad = { serviceTasks: 0, totalTasks: 0, name: '' };
   const best: NodeLoad = { serviceTasks: 0, totalTasks: 0, name: '' };
 
   for (const task of input.pending) {
-    const group = groupFor(groups, task, slots);
+    const group = groupFor(groups, task, slots, treeFor);
     if (group.invalid !== undefined) {
       result.unplaced.push({ task: task.metadata.name, reason: group.invalid });
       continue;
@@ -92,7 +129,11 @@ export function schedule(input: ScheduleInput): ScheduleResult {
     let rejections: Map<string, number> | undefined;
     for (const index of group.available) {
       const slot = slots[index] as NodeSlot;
-      const rejection = resourceRejection(slot.free, demand) ?? group.constraintReasons[index];
+      const rejection =
+        resourceRejection(slot.free, demand) ??
+        group.constraintReasons[index] ??
+        (group.hostPorts.length > 0 ? hostPortRejection(slot.hostPorts, group.hostPorts) : undefined) ??
+        maxReplicasRejection(counts[index] as number, group.maxReplicas);
       if (rejection !== undefined) {
         rejections ??= new Map();
         rejections.set(rejection, (rejections.get(rejection) ?? 0) + 1);
@@ -101,7 +142,9 @@ export function schedule(input: ScheduleInput): ScheduleResult {
       candidate.serviceTasks = counts[index] as number;
       candidate.totalTasks = slot.totalTasks;
       candidate.name = slot.node.metadata.name;
-      if (bestIndex < 0 || compareForSpread(candidate, best) < 0) {
+      // Preferences first (the emptier label group), then spread over nodes inside the group.
+      const byGroup = bestIndex < 0 || group.spread === undefined ? 0 : group.spread.compare(index, bestIndex);
+      if (bestIndex < 0 || byGroup < 0 || (byGroup === 0 && compareForSpread(candidate, best) < 0)) {
         bestIndex = index;
         Object.assign(best, candidate);
       }
@@ -115,6 +158,8 @@ export function schedule(input: ScheduleInput): ScheduleResult {
     chosen.free.nanoCpus -= demand.nanoCpus;
     chosen.totalTasks++;
     counts[bestIndex] = (counts[bestIndex] as number) + 1;
+    for (const tree of treesByService.get(group.serviceKey) ?? []) tree.add(bestIndex);
+    for (const port of group.hostPorts) (chosen.hostPorts ??= new Set()).add(port);
     result.placements.push({ task: task.metadata.name, node: chosen.node.metadata.name });
   }
   return result;
@@ -124,16 +169,34 @@ function serviceKeyOf(task: Task): string {
   return `${task.spec.serviceStack}/${task.spec.serviceName}`;
 }
 
-function groupFor(groups: Map<string, TaskGroup>, task: Task, slots: NodeSlot[]): TaskGroup {
-  const rawConstraints = task.spec.spec.placement?.constraints ?? [];
+function groupFor(
+  groups: Map<string, TaskGroup>,
+  task: Task,
+  slots: NodeSlot[],
+  treeFor: (serviceKey: string, labelKeys: string[]) => SpreadTree,
+): TaskGroup {
+  const placement = task.spec.spec.placement;
+  const rawConstraints = placement?.constraints ?? [];
+  const preferences = placement?.preferences ?? [];
+  const maxReplicas = placement?.maxReplicasPerNode;
+  const hostPorts = hostPortsOf(task);
   const serviceKey = serviceKeyOf(task);
-  const id = `${serviceKey}\u0000${rawConstraints.join('\u0000')}`;
+  const id = [
+    serviceKey,
+    rawConstraints.join('\u0000'),
+    preferences.map((p) => p.spread).join('\u0000'),
+    String(maxReplicas ?? ''),
+    hostPorts.join(','),
+  ].join('\u0001');
   const existing = groups.get(id);
   if (existing) return existing;
 
   const group: TaskGroup = {
     serviceKey,
     constraints: [],
+    spread: undefined,
+    maxReplicas,
+    hostPorts,
     available: [],
     constraintReasons: new Array<string | undefined>(slots.length),
     availabilityReasons: new Map(),
@@ -141,8 +204,10 @@ function groupFor(groups: Map<string, TaskGroup>, task: Task, slots: NodeSlot[])
   groups.set(id, group);
   try {
     group.constraints = rawConstraints.map(parseConstraintOrThrow);
+    const labelKeys = parsePreferencesOrThrow(preferences);
+    if (labelKeys.length > 0) group.spread = treeFor(serviceKey, labelKeys);
   } catch (err) {
-    if (!(err instanceof ConstraintSyntaxError)) throw err;
+    if (!(err instanceof ConstraintSyntaxError) && !(err instanceof PreferenceSyntaxError)) throw err;
     group.invalid = err.message;
     return group;
   }
@@ -161,10 +226,14 @@ function groupFor(groups: Map<string, TaskGroup>, task: Task, slots: NodeSlot[])
 // Reasons are listed in the order the filters run, as in
 // "no suitable node (3 nodes: 1 not ready, 2 insufficient memory, 1 failed constraint node.role==worker)".
 const REASON_ORDER = ['not ready', 'paused', 'draining', 'insufficient memory', 'insufficient cpu'];
+// Reasons that carry a detail (the constraint, the port, the limit), ranked by their prefix.
+const REASON_PREFIX_ORDER = ['failed constraint ', 'host port ', 'max replicas per node '];
 
 function reasonRank(reason: string): number {
   const i = REASON_ORDER.indexOf(reason);
-  return i >= 0 ? i : REASON_ORDER.length; // constraint failures come last
+  if (i >= 0) return i;
+  const j = REASON_PREFIX_ORDER.findIndex((prefix) => reason.startsWith(prefix));
+  return REASON_ORDER.length + (j >= 0 ? j : REASON_PREFIX_ORDER.length);
 }
 
 export function explain(

@@ -32,7 +32,14 @@ function schedulerBench(): { placementsPerSecond: number[]; unplaced: number } {
       spec: {
         image: 'x',
         resources: { reservations: { memory: 64 * 2 ** 20, cpus: 0.05 } },
-        placement: { constraints: i % 2 === 0 ? ['node.labels.disk!=tape', 'node.role==worker'] : ['node.labels.zone!=d'] },
+        // Every filter on: constraints, preferences (spread over zones, then disks), max replicas
+        // per node, and host-mode ports (a tenth of the services publish one).
+        placement: {
+          constraints: i % 2 === 0 ? ['node.labels.disk!=tape', 'node.role==worker'] : ['node.labels.zone!=d'],
+          ...((i % 100) % 3 === 0 ? { preferences: [{ spread: 'node.labels.zone' }, { spread: 'node.labels.disk' }] } : {}),
+          maxReplicasPerNode: 2,
+        },
+        ...(i % 10 === 0 ? { ports: [{ target: 80, published: 9000 + (i % 100), mode: 'host' as const }] } : {}),
       },
     },
     desiredState: 'running', status: { state: 'new', timestamp: new Date().toISOString() },

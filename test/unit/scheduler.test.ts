@@ -1,5 +1,5 @@
 import test from 'ava';
-import { API_VERSION, type Node, type ServiceSpec, type Task, type TaskState } from '../../control-plane/resources/types.js';
+import { API_VERSION, type Node, type PortSpec, type ServiceSpec, type Task, type TaskState } from '../../control-plane/resources/types.js';
 import { ConstraintSyntaxError, matchesConstraint, parseConstraintOrThrow as parseConstraint } from '../../control-plane/scheduler/constraints.js';
 import { schedule } from '../../control-plane/scheduler/schedule.js';
 
@@ -36,6 +36,10 @@ interface TaskOptions {
   memory?: number;
   cpus?: number;
   constraints?: string[];
+  /** Label keys to spread over, in order (node.labels.KEY). */
+  spread?: string[];
+  maxReplicas?: number;
+  ports?: PortSpec[];
   state?: TaskState;
   desiredState?: Task['desiredState'];
 }
@@ -45,7 +49,14 @@ function task(name: string, o: TaskOptions = {}): Task {
   if (o.memory !== undefined || o.cpus !== undefined) {
     spec.resources = { reservations: { ...(o.memory !== undefined ? { memory: o.memory } : {}), ...(o.cpus !== undefined ? { cpus: o.cpus } : {}) } };
   }
-  if (o.constraints) spec.placement = { constraints: o.constraints };
+  if (o.constraints || o.spread || o.maxReplicas !== undefined) {
+    spec.placement = {
+      ...(o.constraints ? { constraints: o.constraints } : {}),
+      ...(o.spread ? { preferences: o.spread.map((key) => ({ spread: `node.labels.${key}` })) } : {}),
+      ...(o.maxReplicas !== undefined ? { maxReplicasPerNode: o.maxReplicas } : {}),
+    };
+  }
+  if (o.ports) spec.ports = o.ports;
   return {
     apiVersion: API_VERSION,
     kind: 'Task',
@@ -263,4 +274,129 @@ test('1,000 nodes × 10,000 tasks', (t) => {
   // Spread keeps every active node within a small range of the average.
   const counts = [...used.values()];
   t.true(Math.max(...counts) - Math.min(...counts) <= 12);
+});
+
+function countBy<T>(items: T[], key: (item: T) => string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const item of items) counts[key(item)] = (counts[key(item)] ?? 0) + 1;
+  return counts;
+}
+
+test('preferences: spread over a label\'s values, not over nodes', (t) => {
+  // Zone a has three nodes, zone b one: plain spread would put 3 of 4 in a; preferences give 2 and 2.
+  const nodes = [
+    node('a1', { labels: { zone: 'a' } }),
+    node('a2', { labels: { zone: 'a' } }),
+    node('a3', { labels: { zone: 'a' } }),
+    node('b1', { labels: { zone: 'b' } }),
+  ];
+  const zoneOf = (n: string): string => n.slice(0, 1);
+  const r = schedule({ nodes, tasks: [], pending: ['t1', 't2', 't3', 't4'].map((n) => task(n, { spread: ['zone'] })) });
+  t.deepEqual(countBy(r.placements, (p) => zoneOf(p.node)), { a: 2, b: 2 });
+  // Inside zone a, the two tasks still go to different nodes.
+  t.is(new Set(r.placements.filter((p) => zoneOf(p.node) === 'a').map((p) => p.node)).size, 2);
+});
+
+test('preferences: nodes missing the label form their own group', (t) => {
+  const nodes = [node('a1', { labels: { zone: 'a' } }), node('a2', { labels: { zone: 'a' } }), node('x1'), node('x2')];
+  const r = schedule({ nodes, tasks: [], pending: ['t1', 't2', 't3', 't4', 't5', 't6'].map((n) => task(n, { spread: ['zone'] })) });
+  t.deepEqual(countBy(r.placements, (p) => p.node.slice(0, 1)), { a: 3, x: 3 });
+});
+
+test('preferences: existing tasks of the service count towards their group', (t) => {
+  const nodes = [node('a1', { labels: { zone: 'a' } }), node('b1', { labels: { zone: 'b' } }), node('c1', { labels: { zone: 'c' } })];
+  const existing = [task('old-1', { node: 'a1' }), task('old-2', { node: 'a1' }), task('old-3', { node: 'b1' }), task('other', { service: 'x', node: 'c1' })];
+  const r = schedule({ nodes, tasks: existing, pending: ['t1', 't2', 't3'].map((n) => task(n, { spread: ['zone'] })) });
+  // Zone c is emptiest (0 of this service); then b and c tie at 1 (b1 runs fewer tasks overall); then c.
+  t.deepEqual(countBy(r.placements, (p) => p.node), { c1: 2, b1: 1 });
+});
+
+test('preferences: nested in order, second label spread inside each group of the first', (t) => {
+  const nodes = [
+    node('n1', { labels: { dc: 'east', rack: 'r1' } }),
+    node('n2', { labels: { dc: 'east', rack: 'r1' } }),
+    node('n3', { labels: { dc: 'east', rack: 'r2' } }),
+    node('n4', { labels: { dc: 'west', rack: 'r1' } }),
+  ];
+  const r = schedule({ nodes, tasks: [], pending: ['t1', 't2', 't3', 't4'].map((n) => task(n, { spread: ['dc', 'rack'] })) });
+  const byNode = countBy(r.placements, (p) => p.node);
+  // 2 in east (one per rack: r1 has n1/n2, r2 has n3), 2 in west (n4 only).
+  t.is(byNode['n4'], 2);
+  t.is(byNode['n3'], 1);
+  t.is((byNode['n1'] ?? 0) + (byNode['n2'] ?? 0), 1);
+});
+
+test('preferences: a group whose nodes are all filtered out does not hold tasks back', (t) => {
+  const nodes = [node('a1', { labels: { zone: 'a' } }), node('b1', { labels: { zone: 'b' }, availability: 'drain' })];
+  const r = schedule({ nodes, tasks: [], pending: ['t1', 't2'].map((n) => task(n, { spread: ['zone'] })) });
+  t.deepEqual(countBy(r.placements, (p) => p.node), { a1: 2 });
+});
+
+test('preferences: a spread that is not a node label leaves the task unplaced with a clear reason', (t) => {
+  const bad = task('t1');
+  bad.spec.spec.placement = { preferences: [{ spread: 'zone' }] };
+  const r = schedule({ nodes: [node('n1')], tasks: [], pending: [bad] });
+  t.deepEqual(r.unplaced, [{ task: 't1', reason: 'invalid placement preference spread "zone": expected node.labels.KEY' }]);
+});
+
+test('max replicas per node: a filter counting the service\'s tasks already there and placed in the batch', (t) => {
+  const nodes = [node('n1'), node('n2')];
+  const existing = [task('old', { node: 'n1', maxReplicas: 2 }), task('leaving', { node: 'n2', desiredState: 'shutdown' })];
+  const pending = ['t1', 't2', 't3', 't4'].map((n) => task(n, { maxReplicas: 2 }));
+  const r = schedule({ nodes, tasks: existing, pending });
+  t.deepEqual(countBy(r.placements, (p) => p.node), { n1: 1, n2: 2 });
+  t.deepEqual(r.unplaced, [{ task: 't4', reason: 'no suitable node (2 nodes: 2 max replicas per node (2) reached)' }]);
+});
+
+test('max replicas per node 0 means no limit', (t) => {
+  const r = schedule({ nodes: [node('n1')], tasks: [], pending: ['t1', 't2', 't3'].map((n) => task(n, { maxReplicas: 0 })) });
+  t.is(r.placements.length, 3);
+});
+
+test('host-mode ports: a node running a task (of any service) with the port in host mode is skipped', (t) => {
+  const nodes = [node('n1'), node('n2'), node('n3')];
+  const hostPort: PortSpec[] = [{ target: 80, published: 8080, mode: 'host' }];
+  const existing = [
+    task('other-1', { service: 'other', node: 'n1', ports: hostPort }),
+    // Still holds its port while it stops.
+    task('other-2', { service: 'other', node: 'n2', ports: hostPort, desiredState: 'shutdown' }),
+    // Ended: its port is free.
+    task('other-3', { service: 'other', node: 'n3', ports: hostPort, state: 'complete' }),
+  ];
+  const r = schedule({ nodes, tasks: existing, pending: [task('web-1', { ports: hostPort }), task('web-2', { ports: hostPort })] });
+  t.deepEqual(placedOn(r), { 'web-1': 'n3' });
+  t.deepEqual(r.unplaced, [{ task: 'web-2', reason: 'no suitable node (3 nodes: 3 host port 8080/tcp in use)' }]);
+});
+
+test('host-mode ports: protocol, ingress mode and absent published ports do not conflict', (t) => {
+  const nodes = [node('n1')];
+  const existing = [
+    task('udp', { service: 'a', node: 'n1', ports: [{ target: 53, published: 8080, protocol: 'udp', mode: 'host' }] }),
+    task('mesh', { service: 'b', node: 'n1', ports: [{ target: 80, published: 8081 }] }),
+  ];
+  const pending = [
+    task('tcp', { service: 'c', ports: [{ target: 80, published: 8080, mode: 'host' }] }),
+    task('mesh-too', { service: 'd', ports: [{ target: 80, published: 8081 }] }),
+  ];
+  t.deepEqual(placedOn(schedule({ nodes, tasks: existing, pending })), { tcp: 'n1', 'mesh-too': 'n1' });
+});
+
+test('reasons from every filter, in filter order', (t) => {
+  const nodes = [
+    node('n1', { state: 'down' }),
+    node('n2', { memoryBytes: 64 * MiB }),
+    node('n3', { labels: { zone: 'b' } }),
+    node('n4', { labels: { zone: 'a' } }),
+    node('n5', { labels: { zone: 'a' } }),
+  ];
+  const hostPort: PortSpec[] = [{ target: 80, published: 8080, mode: 'host' }];
+  const existing = [task('x', { service: 'x', node: 'n4', ports: hostPort }), task('w', { node: 'n5', maxReplicas: 1 })];
+  const pending = [task('t1', { memory: 128 * MiB, constraints: ['node.labels.zone!=b'], maxReplicas: 1, ports: hostPort })];
+  const r = schedule({ nodes, tasks: existing, pending });
+  t.deepEqual(r.unplaced, [
+    {
+      task: 't1',
+      reason: 'no suitable node (5 nodes: 1 not ready, 1 insufficient memory, 1 failed constraint node.labels.zone!=b, 1 host port 8080/tcp in use, 1 max replicas per node (1) reached)',
+    },
+  ]);
 });
