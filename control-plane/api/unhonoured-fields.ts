@@ -13,11 +13,10 @@ const NOT_YET: ReadonlyArray<[field: string, has: (s: Service['spec']) => boolea
   ['dns', (s) => s.dns !== undefined, 'per-service resolver settings are not implemented yet'],
   ['init', (s) => s.init === true, 'no init process is shipped yet'],
   ['logging', (s) => s.logging?.driver !== undefined && s.logging.driver !== 'json-file' && s.logging.driver !== 'local', 'only the json-file log driver exists'],
-  ['placement.preferences', (s) => (s.placement?.preferences?.length ?? 0) > 0, 'placement preferences are not implemented in the scheduler yet'],
-  ['placement.maxReplicasPerNode', (s) => s.placement?.maxReplicasPerNode !== undefined, 'max replicas per node is not a scheduler filter yet'],
   ['restart.windowMs', (s) => s.restart?.windowMs !== undefined, 'restart windows are not implemented yet'],
   ['mode', (s) => s.mode === 'replicated-job' || s.mode === 'global-job', 'job modes are not implemented yet'],
-  ['ports.mode', (s) => (s.ports ?? []).some((p) => p.mode === 'host'), 'host-mode ports are not implemented yet'],
+  // Swarm picks a free node port for a host-mode port without one; the agent cannot report it back yet.
+  ['ports.published', (s) => (s.ports ?? []).some((p) => p.mode === 'host' && p.published === undefined), 'a host-mode port needs a published port: random host ports are not allocated yet'],
 ];
 
 /** Problems, one per unhonoured field the service sets. */
