@@ -10,6 +10,8 @@ import type { DeleteRequest } from '../proto/gen/tessera/api/v1/DeleteRequest.js
 import type { DeleteResponse__Output } from '../proto/gen/tessera/api/v1/DeleteResponse.js';
 import type { ListRequest } from '../proto/gen/tessera/api/v1/ListRequest.js';
 import type { ListResponse__Output } from '../proto/gen/tessera/api/v1/ListResponse.js';
+import type { WatchRequest } from '../proto/gen/tessera/api/v1/WatchRequest.js';
+import type { WatchEvent__Output } from '../proto/gen/tessera/api/v1/WatchEvent.js';
 import type { ScaleRequest } from '../proto/gen/tessera/api/v1/ScaleRequest.js';
 import type { ScaleResponse__Output } from '../proto/gen/tessera/api/v1/ScaleResponse.js';
 import type { ImageSummary__Output } from '../proto/gen/tessera/api/v1/ImageSummary.js';
@@ -153,6 +155,30 @@ export class ApiClient {
       stream.on('data', onLine);
       stream.on('end', () => resolve());
       stream.on('error', (err: grpc.ServiceError) => (err.code === grpc.status.CANCELLED ? resolve() : reject(new ApiCallError(err))));
+    });
+  }
+
+  /**
+   * Streams the changes of one kind to onEvent. Resolves when the signal aborts it (or the server
+   * ends the stream), rejects when the stream fails. No deadline: a watch lives as long as its user.
+   */
+  watch(req: WatchRequest, onEvent: (event: WatchEvent__Output) => void, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const stream = this.raw.watch(req);
+      const cancel = () => stream.cancel();
+      signal.addEventListener('abort', cancel, { once: true });
+      if (signal.aborted) cancel();
+      const settle = () => signal.removeEventListener('abort', cancel);
+      stream.on('data', onEvent);
+      stream.on('end', () => {
+        settle();
+        resolve();
+      });
+      stream.on('error', (err: grpc.ServiceError) => {
+        settle();
+        if (err.code === grpc.status.CANCELLED && signal.aborted) resolve();
+        else reject(new ApiCallError(err));
+      });
     });
   }
 
