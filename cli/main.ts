@@ -105,17 +105,20 @@ program
   .option('-o, --output <format>', 'table, json or yaml', outputFormat, 'table' as OutputFormat)
   .option('--stack <stack>', 'only this stack')
   .action(async (kindArg: string, name: string | undefined, options: { output: OutputFormat; stack?: string }) => {
-    const kind = ({ service: 'Service', services: 'Service', svc: 'Service', task: 'Task', tasks: 'Task', node: 'Node', nodes: 'Node' } as const)[kindArg];
-    if (!kind) throw new Error(`unknown kind "${kindArg}": expected services, tasks or nodes`);
+    const kind = ({ service: 'Service', services: 'Service', svc: 'Service', task: 'Task', tasks: 'Task', node: 'Node', nodes: 'Node', secret: 'Secret', secrets: 'Secret', config: 'Config', configs: 'Config', volume: 'Volume', volumes: 'Volume' } as const)[kindArg];
+    if (!kind) throw new Error(`unknown kind "${kindArg}": expected services, tasks, nodes, secrets, configs or volumes`);
     await withClient(async (client) => {
       const services = await listAll<Service>(client, 'Service');
       const tasks = kind === 'Node' ? [] : await listAll<Task>(client, 'Task');
       let objects: AnyObject[];
       if (kind === 'Service') objects = services;
       else if (kind === 'Task') objects = tasks;
+      else if (kind === 'Secret' || kind === 'Config' || kind === 'Volume') objects = await listAll(client, kind);
       else objects = await listAll<Node>(client, 'Node');
       if (options.stack !== undefined) objects = objects.filter((o) => (o.metadata.stack ?? '') === options.stack);
-      if (name !== undefined) {
+      if (name !== undefined && (kind === 'Secret' || kind === 'Config' || kind === 'Volume')) {
+        objects = objects.filter((o) => o.metadata.name === name);
+      } else if (name !== undefined) {
         const service = resolveServiceName(services, name, options.stack);
         objects = objects.filter((o) =>
           o.kind === 'Task'

@@ -19,7 +19,7 @@ export function renderStackYaml(objects: readonly StackObject[]): string {
 }
 
 /** Kinds the API server takes today; the others are translated (see --dry-run) but not deployable yet. */
-const DEPLOYABLE_KINDS: ReadonlySet<StackObject['kind']> = new Set<StackObject['kind']>(['Service', 'Network']);
+const DEPLOYABLE_KINDS: ReadonlySet<StackObject['kind']> = new Set<StackObject['kind']>(['Service', 'Network', 'Secret', 'Config', 'Volume']);
 
 /**
  * The objects to apply, or why the stack cannot be deployed yet. Which service fields the cluster

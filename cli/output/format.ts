@@ -84,6 +84,12 @@ export function formatTable(objects: readonly AnyObject[], kind: Kind, options: 
       return renderTable(['NAME', 'ROLE', 'STATUS', 'AVAILABILITY', 'ADDRESS', 'MEMORY', 'CPUS'], nodeRows(ofKind(objects, 'Node')));
     case 'Network':
       return renderTable(['NAME', 'STACK', 'DRIVER', 'SUBNETS'], ofKind(objects, 'Network').map((n) => [n.metadata.name, n.metadata.stack || NONE, n.spec.driver ?? 'overlay', (n.spec.subnets ?? []).join(',') || NONE]));
+    case 'Secret':
+    case 'Config':
+      // Never the data: the server redacts it, and the table shows only its size.
+      return renderTable(['NAME', 'STACK', 'SIZE', 'AGE'], objects.filter((o) => o.kind === kind).map((o) => [o.metadata.name, o.metadata.stack || NONE, o.kind === 'Secret' || o.kind === 'Config' ? String(o.status?.sizeBytes ?? '?') : '?', formatAge(o.metadata.createdAt, now)]));
+    case 'Volume':
+      return renderTable(['NAME', 'STACK', 'DRIVER', 'AGE'], ofKind(objects, 'Volume').map((v) => [v.metadata.name, v.metadata.stack || NONE, v.spec.driver ?? 'local', formatAge(v.metadata.createdAt, now)]));
   }
 }
 

@@ -24,6 +24,7 @@ import type { Store, TxnOp, Compare } from '../store/store.js';
 import { planApply, type ApplyAction } from './apply-plan.js';
 import { bindServer, shutdownServer } from './grpc-server.js';
 import { isNetworkManifest, planNetworks, validateNetworkManifest } from './network-objects.js';
+import { deletionBlocker, isStackFileManifest, planStackFiles, redactJson, redactObject, validateStackFileManifest, type StackFileObject } from './stack-objects.js';
 import { unhonouredFields } from './unhonoured-fields.js';
 import { applyNodeUpdate, validateNodeUpdate } from './node-update.js';
 import type { JoinRole } from '../dispatcher/join-tokens.js';
@@ -122,11 +123,12 @@ export class ApiServer {
 
   // --- operations, independent of gRPC so they can be tested and reused -------------------------
 
-  async apply(objectsJson: string[], dryRun: boolean): Promise<Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network }>> {
+  async apply(objectsJson: string[], dryRun: boolean): Promise<Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network | StackFileObject }>> {
     if (objectsJson.length === 0) throw invalidArgument('apply: no objects given');
     if (objectsJson.length > MAX_APPLY_OBJECTS) throw invalidArgument(`apply: at most ${MAX_APPLY_OBJECTS} objects per request`);
     const incoming: Service[] = [];
     const networks: Network[] = [];
+    const stackFiles: StackFileObject[] = [];
     const problems: string[] = [];
     const seen = new Set<string>();
     objectsJson.forEach((json, index) => {
@@ -142,6 +144,17 @@ export class ApiServer {
         if (!network.ok) problems.push(...network.problems);
         else if (networks.some((n) => (n.metadata.stack ?? '') === (network.object.metadata.stack ?? '') && n.metadata.name === network.object.metadata.name)) problems.push(`object ${index + 1}: Network ${network.object.metadata.name} appears twice`);
         else networks.push(network.object);
+        return;
+      }
+      if (isStackFileManifest(parsed)) {
+        const file = validateStackFileManifest(parsed, index);
+        if (!file.ok) problems.push(...file.problems);
+        else {
+          const key = objectKey(file.object.kind, file.object.metadata.stack, file.object.metadata.name);
+          if (seen.has(key)) problems.push(`object ${index + 1}: ${file.object.kind} ${file.object.metadata.name} appears twice`);
+          seen.add(key);
+          stackFiles.push(file.object);
+        }
         return;
       }
       const result = validateObject(parsed);
@@ -162,7 +175,7 @@ export class ApiServer {
     for (let attempt = 0; attempt < 10; attempt++) {
       const compare: Compare[] = [];
       const success: TxnOp[] = [];
-      const planned: Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network }> = [];
+      const planned: Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network | StackFileObject }> = [];
       for (const object of incoming) {
         const key = objectKey('Service', object.metadata.stack, object.metadata.name);
         const kv = await this.deps.store.get(key);
@@ -173,6 +186,9 @@ export class ApiServer {
         planned.push({ ref: { kind: 'Service', stack: object.metadata.stack ?? '', name: object.metadata.name }, action: plan.action, object: plan.object });
       }
       planned.push(...(await planNetworks(this.deps.store, networks, compare, success)));
+      const files = await planStackFiles(this.deps.store, stackFiles, incoming, compare, success);
+      if (files.problems.length > 0) throw invalidArgument(`nothing applied; ${files.problems.length} problem(s):\n  ${files.problems.join('\n  ')}`);
+      planned.push(...files.planned);
       if (dryRun || success.length === 0) return planned;
       const response = await this.deps.store.txn({ compare, success });
       if (response.succeeded) {
@@ -267,23 +283,27 @@ export class ApiServer {
     return {
       Apply: this.unary('Apply', async (req) => {
         const results = await this.apply(req.objectsJson, req.dryRun);
-        return { results: results.map((r) => ({ ref: r.ref, action: r.action, objectJson: JSON.stringify(r.object) })) };
+        return { results: results.map((r) => ({ ref: r.ref, action: r.action, objectJson: JSON.stringify(redactObject(r.object)) })) };
       }),
       Get: this.unary('Get', async (req) => {
         const ref = requireName(req.ref, 'get');
-        return { objectJson: JSON.stringify(await this.get(ref.kind, ref.stack, ref.name)) };
+        return { objectJson: JSON.stringify(redactObject(await this.get(ref.kind, ref.stack, ref.name))) };
       }),
       List: this.unary('List', async (req) => {
         const kind = parseKind(req.kind);
         const { objects, revision } = await this.list(kind, req.allStacks ? undefined : req.stack, req.service || undefined);
-        return { objectsJson: objects.map((o) => JSON.stringify(o)), revision };
+        return { objectsJson: objects.map((o) => JSON.stringify(redactObject(o))), revision };
       }),
       Delete: this.unary('Delete', async (req) => {
         const deleted: ObjectRef[] = [];
         const missing: ObjectRef[] = [];
         const refs = req.refs.map((r, i) => requireName(r, `delete: reference ${i + 1}`));
         for (const ref of refs) {
-          if (ref.kind !== 'Service' && ref.kind !== 'Network') throw invalidArgument(`delete: ${ref.kind} objects are managed by the system; delete their service instead`);
+          if (ref.kind === 'Task' || ref.kind === 'Node') throw invalidArgument(`delete: ${ref.kind} objects are managed by the system; delete their service instead`);
+        }
+        for (const ref of refs) {
+          const blocker = await deletionBlocker(this.deps.store, ref.kind, ref.stack, ref.name);
+          if (blocker) throw new ApiError(grpc.status.FAILED_PRECONDITION, `delete: nothing deleted: ${blocker}`);
         }
         for (const ref of refs) {
           const result = await this.deps.store.delete(objectKey(ref.kind, ref.stack, ref.name));
@@ -312,7 +332,7 @@ export class ApiServer {
             call.request.fromRevision,
             (events, revision) => {
               for (const event of events) {
-                const objectJson = event.type === 'put' ? event.kv.value : (event.prev?.value ?? JSON.stringify({ kind, key: event.kv.key }));
+                const objectJson = redactJson(event.type === 'put' ? event.kv.value : (event.prev?.value ?? JSON.stringify({ kind, key: event.kv.key })));
                 const type = event.type === 'delete' ? 'deleted' : event.kv.version === 1 ? 'added' : 'modified';
                 call.write({ type, objectJson, revision });
               }

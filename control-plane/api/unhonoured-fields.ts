@@ -4,9 +4,6 @@
 import type { Service } from '../resources/types.js';
 
 const NOT_YET: ReadonlyArray<[field: string, has: (s: Service['spec']) => boolean, why: string]> = [
-  ['mounts', (s) => (s.mounts?.length ?? 0) > 0, 'volumes and bind mounts are not supported yet'],
-  ['secrets', (s) => (s.secrets?.length ?? 0) > 0, 'secrets are not delivered to nodes yet'],
-  ['configs', (s) => (s.configs?.length ?? 0) > 0, 'configs are not delivered to nodes yet'],
   ['healthcheck', (s) => s.healthcheck !== undefined, 'health checks need exec in the agent, not wired yet'],
   ['dependsOn', (s) => (s.dependsOn?.length ?? 0) > 0, 'start order between services is not implemented yet'],
   ['extraHosts', (s) => (s.extraHosts?.length ?? 0) > 0, 'writing /etc/hosts entries is not implemented yet'],

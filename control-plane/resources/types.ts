@@ -245,6 +245,22 @@ export interface TaskStatus {
   schedulingReason?: string;
   /** The container's health, when its service has a health check (reported by the agent). */
   health?: 'starting' | 'healthy' | 'unhealthy';
+  /** Failed health probes in a row (reported with health). */
+  failingStreak?: number;
+  /** The last few health probes, oldest first, output truncated (reported with health). */
+  healthLog?: HealthProbeRecord[];
+  /** When `health` last changed (written by the manager). */
+  healthChangedAt?: string;
+  /** When the task became running (written by the manager); the rollout's monitor window counts from here. */
+  startedAt?: string;
+}
+
+export interface HealthProbeRecord {
+  start: string;
+  end: string;
+  /** -1: timed out or could not run. */
+  exitCode: number;
+  output: string;
 }
 
 export interface Task {
@@ -328,11 +344,17 @@ export interface SecretSpec {
   data: string;
 }
 
+/** Written by the API server: secret and config data is never shown, its size is. */
+export interface FileObjectStatus {
+  sizeBytes: number;
+}
+
 export interface Secret {
   apiVersion: typeof API_VERSION;
   kind: 'Secret';
   metadata: ObjectMeta;
   spec: SecretSpec;
+  status?: FileObjectStatus;
 }
 
 export interface ConfigSpec {
@@ -345,13 +367,14 @@ export interface Config {
   kind: 'Config';
   metadata: ObjectMeta;
   spec: ConfigSpec;
+  status?: FileObjectStatus;
 }
 
-/** Objects a stack is made of; only Service is accepted by the API server so far. */
+/** Objects a stack is made of; the API server accepts all of them. */
 export type StackObject = Service | Network | Volume | Secret | Config;
 export type StackKind = StackObject['kind'];
 export const STACK_KINDS: readonly StackKind[] = ['Service', 'Network', 'Volume', 'Secret', 'Config'];
 
-export type AnyObject = Service | Task | Node | Network;
+export type AnyObject = Service | Task | Node | Network | Secret | Config | Volume;
 export type Kind = AnyObject['kind'];
-export const KINDS: readonly Kind[] = ['Service', 'Task', 'Node', 'Network'];
+export const KINDS: readonly Kind[] = ['Service', 'Task', 'Node', 'Network', 'Secret', 'Config', 'Volume'];
