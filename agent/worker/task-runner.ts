@@ -15,6 +15,9 @@ import type { NodeViewAttachment } from '../../control-plane/network/node-view.j
 import type { TaskOverlay } from './overlay-attachments.js';
 import { parseGroup, parsePasswd, resolveProcess, resolveSecurity, resolveUser, taskHostname } from './container-config.js';
 import { CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES } from '../runtime/capabilities.js';
+import { effectiveHealthConfig, type HealthConfig } from './health/health-state.js';
+import type { HealthProber } from './health/health-prober.js';
+import { startTaskHealth } from './health/task-health.js';
 
 export interface TaskRunnerDeps {
   runtime: ContainerRuntime;
@@ -64,6 +67,8 @@ export class TaskRunner {
   private created = false;
   private finished: Promise<void> | undefined;
   private killTimer: NodeJS.Timeout | undefined;
+  /** The running container's health check, when it has one. */
+  private health: HealthProber | undefined;
 
   constructor(
     private task: Task,
@@ -128,6 +133,8 @@ export class TaskRunner {
   async stop(): Promise<void> {
     if (this.stopRequested) return;
     this.stopRequested = true;
+    // A container being stopped fails its probes; that is not news.
+    this.health?.stop();
     if (!this.created) return;
     const grace = this.task.spec.spec.stopGracePeriodMs ?? DEFAULT_STOP_GRACE_MS;
     const signal = stopSignalOf(this.task.spec.spec.stopSignal);
@@ -155,6 +162,7 @@ export class TaskRunner {
         return;
       }
       if (this.stopRequested) return;
+      const healthConfig = effectiveHealthConfig(task.spec.spec.healthcheck, image.config.healthcheck);
 
       await mkdir(containerDir, { recursive: true });
       await mkdir(deps.logsDir, { recursive: true });
@@ -214,13 +222,16 @@ export class TaskRunner {
           containerId: this.containerId,
           pid: state.pid,
           address: attachment.address,
+          ...(healthConfig ? { health: 'starting' as const } : {}),
         });
         deps.onRunningChanged(this.task);
+        if (healthConfig) this.startHealth(healthConfig);
       }
       exit = await deps.runtime.wait(this.containerId);
     } catch (err) {
       failure = { state: 'failed', message: (err as Error).message };
     } finally {
+      this.health?.stop();
       if (this.killTimer) clearTimeout(this.killTimer);
       const wasRunning = this.running;
       this.running = false;
@@ -228,6 +239,21 @@ export class TaskRunner {
       await this.cleanup(containerDir);
       await this.reportEnd(exit, failure);
     }
+  }
+
+  private startHealth(config: HealthConfig): void {
+    if (this.stopRequested) return;
+    this.health = startTaskHealth({
+      config,
+      runtime: this.deps.runtime,
+      containerId: this.containerId,
+      report: (fields) => {
+        if (this.running && !this.stopRequested) {
+          void this.deps.report(this.task, { state: 'running', ...fields }).catch((err: Error) => this.deps.log(`task ${this.name}: health report: ${err.message}`));
+        }
+      },
+      log: (message) => this.deps.log(`task ${this.name}: ${message}`),
+    });
   }
 
   private async reportEnd(exit: ExitStatus | undefined, failure: { state: TaskState; message: string } | undefined): Promise<void> {

@@ -15,6 +15,12 @@ const taskStatusSchema = z
     exitCode: z.number().int().min(-1).max(255).optional(),
     oomKilled: z.boolean().optional(),
     address: z.string().max(64).optional(),
+    health: z.enum(['starting', 'healthy', 'unhealthy']).optional(),
+    failingStreak: z.number().int().min(0).max(1_000_000).optional(),
+    healthLog: z
+      .array(z.strictObject({ start: z.string().max(64), end: z.string().max(64), exitCode: z.number().int().min(-1).max(255), output: z.string().max(1024) }))
+      .max(5)
+      .optional(),
   })
   .strict();
 

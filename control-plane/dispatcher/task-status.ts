@@ -14,6 +14,9 @@ export function applyStatusReport(task: Task, nodeName: string, report: Partial<
   const status: TaskStatus = { ...task.status, ...report, timestamp: now.toISOString() };
   if (!report.error) delete status.error;
   if (report.state !== 'pending') delete status.schedulingReason;
+  // Written here, by the managers' clock, so windows measured from them compare with its other times.
+  if (report.state === 'running' && task.status.state !== 'running') status.startedAt = now.toISOString();
+  if (report.health !== undefined && report.health !== task.status.health) status.healthChangedAt = now.toISOString();
   return { ...task, status };
 }
 
