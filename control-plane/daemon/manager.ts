@@ -107,6 +107,9 @@ export class Manager {
     const health = new NodeHealth(objects, nodes, tasks, { timeoutMs: config.nodeDownAfterMs, checkEveryMs: config.heartbeatMs, log });
     health.heartbeat(config.nodeName);
 
+    const overlay = await startOverlayControl({ store, services, tasks, nodes, reserved: [config.subnet], log });
+    this.closers.push(() => overlay.stop());
+
     // Node health and the controllers run on the Raft leader only (with one manager: always here).
     let stopDuties: (() => void) | undefined;
     const lead = (): void => {
@@ -122,7 +125,9 @@ export class Manager {
       schedulingController.start();
       drainController.start();
       compactor.start();
+      const stopAllocator = overlay.lead();
       stopDuties = () => {
+        stopAllocator();
         compactor.stop();
         health.stop();
         serviceController.stop();
@@ -147,8 +152,6 @@ export class Manager {
       lead();
     }
     this.closers.push(() => stopDuties?.());
-    const overlay = await startOverlayControl({ store, services, tasks, nodes, reserved: [config.subnet], log });
-    this.closers.push(() => overlay.stop());
 
     const metrics = new DaemonMetrics(() => tasks.list());
     const api = new ApiServer({

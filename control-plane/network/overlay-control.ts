@@ -1,6 +1,7 @@
 // The managers' half of overlay networking in one piece, so the manager's wiring stays a few
 // lines: the Network informer, the allocator controller, the watched allocation document and the
-// per-node views the dispatcher sends.
+// per-node views the dispatcher sends. Views run on every manager; the allocator is a controller
+// and runs only where the controllers do (the Raft leader), started by `lead()`.
 import { Informer } from '../controllers/informer.js';
 import { NetworkAllocator } from '../controllers/network-allocator.js';
 import { NetworkViews } from '../dispatcher/network-views.js';
@@ -11,7 +12,8 @@ import { NetworkStateWatcher } from './allocation-store.js';
 
 export interface OverlayControl {
   views: NetworkViews;
-  allocator: NetworkAllocator;
+  /** Starts a fresh allocator; the returned function stops it (on losing leadership). */
+  lead(): () => void;
   stop(): void;
 }
 
@@ -29,15 +31,24 @@ export async function startOverlayControl(deps: {
   await networks.start();
   const allocations = new NetworkStateWatcher(deps.store, onError);
   await allocations.start();
-  const allocator = new NetworkAllocator({ store: deps.store, networks, services: deps.services, tasks: deps.tasks, nodes: deps.nodes, pool: { reserved: deps.reserved }, log: deps.log });
-  allocator.start();
+  let allocator: NetworkAllocator | undefined;
+  const lead = (): (() => void) => {
+    allocator?.stop();
+    const own = new NetworkAllocator({ store: deps.store, networks, services: deps.services, tasks: deps.tasks, nodes: deps.nodes, pool: { reserved: deps.reserved }, log: deps.log });
+    allocator = own;
+    own.start();
+    return () => {
+      own.stop();
+      if (allocator === own) allocator = undefined;
+    };
+  };
   const views = new NetworkViews({ allocations, networks, services: deps.services, tasks: deps.tasks, nodes: deps.nodes });
   return {
     views,
-    allocator,
+    lead,
     stop: () => {
       views.stop();
-      allocator.stop();
+      allocator?.stop();
       allocations.stop();
       networks.stop();
     },
