@@ -18,9 +18,11 @@
 //     start-first: the new task is created beside the old one, which is shut down once the new one
 //     is ready, so the number of ready tasks never drops below the desired count.
 //   - A task of this rollout that fails (ends on its own, or reports unhealthy) within `monitorMs`
-//     of its creation counts as a failure. (Measured from creation because tasks do not record when
-//     they started running; an image that is slow to pull shortens the window, and monitorMs 0
-//     counts no failure at all.) When failures /
+//     of starting to run (status.startedAt) counts as a failure; so does one that fails before it
+//     ever ran (its image could not be pulled, its container not created). With monitorMs 0 only
+//     those count. A task with a health check is ready only once healthy, so a new task that
+//     never becomes healthy holds its slot (start-first keeps the old task serving) until it is
+//     unhealthy, which is a failure of the rollout. When failures /
 //     slots to update exceed `maxFailureRatio`, `failureAction` applies: pause stops starting slots,
 //     continue ignores it, rollback restores `previousSpec` (a failing rollback pauses instead).
 //     A paused rollout stays paused until the spec changes again (or `tsctl rollout undo`).
@@ -118,6 +120,22 @@ function createdMs(t: Task): number {
   return millis(t.metadata.createdAt ?? t.status.timestamp);
 }
 
+/** When a ready task became ready: healthy since, or running since when it has no health check. */
+export function readySince(t: Task): number {
+  if (t.status.health !== undefined) return millis(t.status.healthChangedAt ?? t.status.timestamp);
+  return millis(t.status.startedAt ?? t.status.timestamp);
+}
+
+/**
+ * When a task of the rollout failed (ended on its own, or became unhealthy), undefined if it has
+ * not. An unhealthy task counts even once the controller has shut it down.
+ */
+function failedAt(t: Task): number | undefined {
+  if (t.status.health === 'unhealthy') return millis(t.status.healthChangedAt ?? t.status.timestamp);
+  if (t.desiredState === 'running' && isTerminal(t.status.state)) return millis(t.status.timestamp);
+  return undefined;
+}
+
 /** Where a slot stands against the current template. */
 export interface SlotState {
   /** No live task of the current template, but a live one of an older template. */
@@ -146,7 +164,7 @@ export function slotState(tasks: readonly Task[], template: string, order: 'stop
   }
   const ready = current.filter(isReady);
   if (ready.length === 0) return { outdated: false, inFlight: true };
-  const readyAt = Math.min(...ready.map((t) => millis(t.status.timestamp)));
+  const readyAt = Math.min(...ready.map(readySince));
   return { outdated: false, inFlight: false, readyAt, currentCreatedAt: Math.min(...ready.map(createdMs)) };
 }
 
@@ -156,10 +174,10 @@ export function monitorFailures(slots: readonly SlotView[], template: string, si
   for (const slot of slots) {
     for (const t of slot.tasks) {
       if (templateKey(t.spec.spec) !== template || createdMs(t) < since) continue;
-      const endedOnItsOwn = t.desiredState === 'running' && isTerminal(t.status.state);
-      const unhealthy = isLive(t) && t.status.health === 'unhealthy';
-      if (!endedOnItsOwn && !unhealthy) continue;
-      if (millis(t.status.timestamp) - createdMs(t) <= monitorMs) failed.push(t.metadata.name);
+      const at = failedAt(t);
+      if (at === undefined) continue;
+      // Never ran: it failed while starting, which is always a failure of the rollout.
+      if (t.status.startedAt === undefined || at - millis(t.status.startedAt) <= monitorMs) failed.push(t.metadata.name);
     }
   }
   return failed.sort();

@@ -121,7 +121,15 @@ export interface SlotDecision {
  * replace an outdated one only when the rollout lets the slot begin, in the rollout's order.
  */
 export function decideSlot(key: string, slotTasks: Task[], ctx: SlotContext): SlotDecision {
-  const live = slotTasks.filter(isLive);
+  const all = slotTasks.filter(isLive);
+  // An unhealthy task is shut down like one that failed; whether it is replaced is the restart
+  // policy's call (decideReplacement), as in Swarm.
+  const unhealthy = all.filter(isUnhealthy);
+  const decision = decideHealthySlot(key, slotTasks, all.filter((t) => !isUnhealthy(t)), ctx);
+  return unhealthy.length === 0 ? decision : { ...decision, shutdown: [...unhealthy, ...decision.shutdown] };
+}
+
+function decideHealthySlot(key: string, slotTasks: Task[], live: Task[], ctx: SlotContext): SlotDecision {
   const current = live.filter((t) => templateKey(t.spec.spec) === ctx.template).sort(bestFirst);
   const old = live.filter((t) => templateKey(t.spec.spec) !== ctx.template).sort(bestFirst);
   const keep = current[0];
@@ -171,10 +179,10 @@ export function decideReplacement(
   now: number,
 ): ReplacementDecision {
   const newest = [...slotTasks].sort(newestFirst)[0];
-  if (!newest || newest.desiredState === 'shutdown' || templateKey(newest.spec.spec) !== template) {
+  if (!newest || (newest.desiredState === 'shutdown' && !isUnhealthy(newest)) || templateKey(newest.spec.spec) !== template) {
     return { create: true };
   }
-  // The newest task wanted to run and is no longer live, so it ended on its own.
+  // The newest task wanted to run and is no longer live (or is unhealthy), so it failed on its own.
   if (!restartAllowed(newest, policy)) return { create: false };
 
   const ownEnds = slotTasks
@@ -234,8 +242,13 @@ export function isLive(t: Task): boolean {
   return t.desiredState === 'running' && !isTerminal(t.status.state);
 }
 
+/** Its health check failed: the controller shuts it down, and it counts as a failure of the task. */
+export function isUnhealthy(t: Task): boolean {
+  return t.status.health === 'unhealthy';
+}
+
 function endedOnItsOwn(t: Task): boolean {
-  return t.desiredState === 'running' && isTerminal(t.status.state);
+  return (t.desiredState === 'running' && isTerminal(t.status.state)) || isUnhealthy(t);
 }
 
 function groupBySlot(tasks: Task[]): Map<number, Task[]> {

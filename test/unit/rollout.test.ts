@@ -13,7 +13,11 @@ import { API_VERSION, isTerminal, type Node, type Service, type ServiceSpec, typ
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 const iso = (ms: number) => new Date(ms).toISOString();
 
-/** Specs whose command is ["crash"] fail at once; ["unhealthy"] run but report unhealthy; ["starting"] run with health checks still starting. */
+/**
+ * Specs whose command is ["crash"] fail at once; ["unhealthy"] run but report unhealthy; ["starting"] run with health checks still starting;
+ * ["crash-later"] fail 1 s after they started running; ["sickens"] are healthy, then unhealthy 2 s after they started running.
+ * Like the manager (task-status.ts), the sim records startedAt and healthChangedAt, and a report keeps the fields it does not set.
+ */
 interface SimOptions {
   /** How long a new task takes to reach running, in ms. */
   startMs?: number;
@@ -71,14 +75,20 @@ class Sim {
     for (const t of this.tasks.values()) {
       if (isTerminal(t.status.state)) continue;
       if (t.desiredState === 'shutdown') {
-        if (this.now - (this.shutdownAt.get(t.metadata.name) ?? 0) >= stopMs) t.status = { state: 'shutdown', timestamp: iso(this.now) };
+        if (this.now - (this.shutdownAt.get(t.metadata.name) ?? 0) >= stopMs) t.status = { ...t.status, state: 'shutdown', timestamp: iso(this.now) };
         continue;
       }
+      const cmd = t.spec.spec.command?.[0];
+      const at = iso(this.now);
       if (t.status.state !== 'running' && this.now - Date.parse(t.metadata.createdAt!) >= startMs) {
-        const cmd = t.spec.spec.command?.[0];
-        if (cmd === 'crash') t.status = { state: 'failed', exitCode: 1, timestamp: iso(this.now) };
-        else if (cmd === 'unhealthy' || cmd === 'starting') t.status = { state: 'running', timestamp: iso(this.now), health: cmd };
-        else t.status = { state: 'running', timestamp: iso(this.now) };
+        if (cmd === 'crash') t.status = { state: 'failed', exitCode: 1, timestamp: at };
+        else if (cmd === 'unhealthy' || cmd === 'starting') t.status = { state: 'running', timestamp: at, startedAt: at, health: cmd, healthChangedAt: at };
+        else if (cmd === 'sickens') t.status = { state: 'running', timestamp: at, startedAt: at, health: 'healthy', healthChangedAt: at };
+        else t.status = { state: 'running', timestamp: at, startedAt: at };
+      } else if (t.status.state === 'running') {
+        const ranFor = this.now - Date.parse(t.status.startedAt ?? at);
+        if (cmd === 'crash-later' && ranFor >= 1_000) t.status = { ...t.status, state: 'failed', exitCode: 1, timestamp: at };
+        if (cmd === 'sickens' && ranFor >= 2_000 && t.status.health === 'healthy') t.status = { ...t.status, health: 'unhealthy', healthChangedAt: at, timestamp: at };
       }
     }
   }
@@ -468,4 +478,48 @@ test('failures recorded per rollout are bounded, and the status settles (no writ
   const before = JSON.stringify(sim.service.status);
   sim.reconcile();
   t.is(JSON.stringify(sim.service.status), before);
+});
+
+test('the monitor window counts from when a task started running, not from its creation (a slow pull does not shorten it)', (t) => {
+  const sim = steady({ replicas: 1, updateConfig: { monitorMs: 5_000, failureAction: 'pause' } }, { startMs: 8_000 });
+  sim.apply({ image: 'app:2', command: ['crash-later'] });
+  sim.run(12_000);
+  t.is(sim.update?.state, 'paused', 'failed 1 s after it started, 9 s after it was created');
+  t.is(sim.update?.failedTasks?.length, 1);
+});
+
+test('a task that was healthy and turns unhealthy within the monitor window fails the rollout, and it is rolled back', (t) => {
+  const sim = steady({ replicas: 2, updateConfig: { monitorMs: 5_000, failureAction: 'rollback' } });
+  sim.apply({ image: 'app:2', command: ['sickens'] });
+  sim.run(20_000);
+  t.is(sim.update?.state, 'rollback_completed');
+  t.regex(sim.update?.rollbackReason ?? '', /failed within the monitor period/);
+  t.deepEqual(sim.images(), ['app:1', 'app:1']);
+  t.false([...sim.tasks.values()].some((x) => x.spec.spec.image === 'app:2' && x.desiredState === 'running' && !isTerminal(x.status.state)), 'no app:2 task is left running');
+});
+
+test('an update to an image whose health check fails rolls back by itself, start-first, never below the desired ready count', (t) => {
+  const sim = steady({ replicas: 2, updateConfig: { order: 'start-first', failureAction: 'rollback', monitorMs: 5_000 } });
+  sim.readyLow = Infinity;
+  sim.apply({ image: 'app:2', command: ['unhealthy'] });
+  sim.run(15_000, true);
+  t.is(sim.update?.state, 'rollback_completed');
+  t.is(sim.readyLow, 2, 'the old tasks served throughout');
+  t.deepEqual(sim.images(), ['app:1', 'app:1']);
+  const unhealthy = [...sim.tasks.values()].filter((x) => x.status.health === 'unhealthy');
+  t.true(unhealthy.length >= 1);
+  t.true(unhealthy.every((x) => x.desiredState === 'shutdown'), 'unhealthy tasks were shut down');
+});
+
+test('a rollout completes only once the new tasks are healthy, and the monitor period runs from when they became healthy', (t) => {
+  const sim = steady({ replicas: 1, updateConfig: { order: 'start-first', monitorMs: 2_000 } });
+  sim.apply({ image: 'app:2', command: ['starting'] });
+  sim.run(5_000);
+  t.is(sim.update?.state, 'updating', 'still starting: not ready');
+  const fresh = [...sim.tasks.values()].find((x) => x.spec.spec.image === 'app:2' && !isTerminal(x.status.state))!;
+  fresh.status = { ...fresh.status, health: 'healthy', healthChangedAt: iso(sim.now) };
+  sim.run(1_500);
+  t.is(sim.update?.state, 'updating', 'inside the monitor period after becoming healthy');
+  sim.run(1_000);
+  t.is(sim.update?.state, 'completed');
 });

@@ -328,3 +328,54 @@ test('GC keeps enough history to count maxAttempts', (t) => {
   const d = run(svc({ restart: { maxAttempts: 6 } }), [tk({ slot: 1, created: 9000 }), ...history], 20_000);
   t.deepEqual(d.remove.sort(), names(history.slice(0, 1)).sort());
 });
+
+// ---- health (issue 6): an unhealthy task is shut down and replaced by the restart policy ----
+
+function unhealthy(o: TaskOptions): Task {
+  const task = tk(o);
+  task.status = { ...task.status, health: 'unhealthy', healthChangedAt: task.status.timestamp };
+  return task;
+}
+
+test('an unhealthy task is shut down and replaced (restart any)', (t) => {
+  const sick = unhealthy({ slot: 1, created: 0, changed: 10_000 });
+  const d = run(svc({ replicas: 2 }), [sick, tk({ slot: 2 })]);
+  t.deepEqual(d.shutdown, [sick.metadata.name]);
+  t.deepEqual(slotsOf(d.create), [1]);
+});
+
+test('healthy and starting tasks are left alone', (t) => {
+  const a = tk({ slot: 1 });
+  a.status.health = 'healthy';
+  const b = tk({ slot: 2 });
+  b.status.health = 'starting';
+  t.deepEqual(run(svc({ replicas: 2 }), [a, b]), { create: [], shutdown: [], remove: [] });
+});
+
+test('restart none: an unhealthy task is shut down and not replaced; on-failure replaces it', (t) => {
+  const sick = unhealthy({ slot: 1, changed: 10_000 });
+  const none = run(svc({ restart: { condition: 'none' } }), [sick]);
+  t.deepEqual(none.shutdown, [sick.metadata.name]);
+  t.deepEqual(none.create, []);
+  t.is(run(svc({ restart: { condition: 'on-failure' } }), [unhealthy({ slot: 1, changed: 10_000 })]).create.length, 1);
+});
+
+test('an unhealthy task the controller shut down counts as a failure: back-off and maxAttempts apply, not an immediate replacement', (t) => {
+  const service = svc({ restart: { delayMs: 1_000, maxAttempts: 1 } });
+  const stopping = unhealthy({ slot: 1, desired: 'shutdown', created: 0, changed: 10_000 });
+  const early = run(service, [stopping], 10_400);
+  t.deepEqual(early.create, [], 'within the back-off');
+  t.is(early.requeueAfterMs, 600);
+  t.is(run(service, [stopping], 11_000).create.length, 1);
+  const stopped = unhealthy({ slot: 1, desired: 'shutdown', state: 'shutdown', created: 0, changed: 10_000 });
+  const second = unhealthy({ slot: 1, desired: 'shutdown', state: 'shutdown', created: 20_000, changed: 30_000 });
+  t.deepEqual(run(service, [stopped, second], 100_000).create, [], 'maxAttempts 1: the original and one restart have failed');
+});
+
+test('a duplicate live task of the slot is kept when the other one turns unhealthy', (t) => {
+  const sick = unhealthy({ slot: 1, created: 0, changed: 10_000 });
+  const fine = tk({ slot: 1, created: 5_000 });
+  const d = run(svc(), [sick, fine]);
+  t.deepEqual(d.shutdown, [sick.metadata.name]);
+  t.deepEqual(d.create, []);
+});
