@@ -1,14 +1,20 @@
 // `tsctl stack deploy -c FILE [-c OVERRIDE ...] NAME`: Compose files → the native objects of stack
 // NAME. --dry-run prints them as multi-document YAML; a real deploy sends the Services through the
-// Apply RPC, and refuses (applying nothing) while the files need what the server cannot take yet.
+// Apply RPC, and refuses (applying nothing) while the files need what the server cannot take yet,
+// then follows the services until they converge (unless --detach).
+// `tsctl stack ls|services|ps|rm`: the stacks, as `docker stack ...` shows and removes them.
 
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import type { StackObject } from '../../control-plane/resources/types.js';
 import { unhonouredFields } from '../../control-plane/api/unhonoured-fields.js';
+import type { Node, Service, Task } from '../../control-plane/resources/types.js';
 import { loadCompose } from '../compose/load.js';
-import { connect } from '../client.js';
+import { connect, type ApiClient } from '../client.js';
 import { serverAddress } from '../context.js';
+import { DEFAULT_FOLLOW_TIMEOUT_MS, followUntilConverged, parseDuration } from '../output/follow-services.js';
+import { listKind, listStackObjects, removeStacks, stackNotFound } from './stack-objects.js';
+import { parsePsFilters, renderStackList, renderStackPs, renderStackServices } from './stack-tables.js';
 
 /** Multi-document YAML, one object per document, in a stable order (kind, then name). */
 export function renderStackYaml(objects: readonly StackObject[]): string {
@@ -38,30 +44,94 @@ export function planDeploy(objects: readonly StackObject[]): { objects: StackObj
   return { objects: [...objects] };
 }
 
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+
 export function registerStackCommands(program: Command): void {
-  const stack = program.command('stack').description('deploy Compose files as stacks');
+  const withClient = async <T>(fn: (client: ApiClient) => Promise<T>): Promise<T> => {
+    const client = connect(await serverAddress(program.opts<{ server?: string }>().server));
+    try {
+      return await fn(client);
+    } finally {
+      client.close();
+    }
+  };
+  const out = (text: string) => process.stdout.write(text);
+
+  const stack = program.command('stack').description('deploy Compose files as stacks, list and remove stacks');
   stack
     .command('deploy')
-    .description('deploy Compose files as stack NAME (every key is honoured or rejected; see docs/compose.md)')
+    .description('deploy Compose files as stack NAME (every key is honoured or rejected; see docs/compose.md) and follow it until it converges')
     .argument('<name>', 'the stack name')
-    .requiredOption('-c, --compose-file <file>', 'Compose file; repeat to merge overrides in order',
-      (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
+    .requiredOption('-c, --compose-file <file>', 'Compose file; repeat to merge overrides in order', collect)
     .option('--dry-run', 'print the native objects as multi-document YAML and change nothing')
-    .action(async (name: string, options: { composeFile: string[]; dryRun?: boolean }) => {
+    .option('-d, --detach', 'return once the objects are applied, without waiting for the services to converge')
+    .option('--timeout <duration>', 'give up waiting for convergence after this long (e.g. 90s, 5m)', `${DEFAULT_FOLLOW_TIMEOUT_MS / 1000}s`)
+    .action(async (name: string, options: { composeFile: string[]; dryRun?: boolean; detach?: boolean; timeout: string }) => {
+      const timeoutMs = parseDuration(options.timeout);
       const project = loadCompose(options.composeFile, { env: process.env, projectName: name });
       for (const warning of project.warnings) process.stderr.write(`warning: ${warning}\n`);
       if (options.dryRun) {
-        process.stdout.write(renderStackYaml(project.objects));
+        out(renderStackYaml(project.objects));
         return;
       }
       const plan = planDeploy(project.objects);
       if ('refusal' in plan) throw new Error(plan.refusal);
-      const client = connect(await serverAddress(program.opts<{ server?: string }>().server));
-      try {
+      await withClient(async (client) => {
         const res = await client.apply({ objectsJson: plan.objects.map((o) => JSON.stringify(o)), dryRun: false });
-        for (const r of res.results) process.stdout.write(`${(r.ref?.kind ?? '').toLowerCase()}/${name}/${r.ref?.name ?? ''} ${r.action}\n`);
-      } finally {
-        client.close();
-      }
+        for (const r of res.results) out(`${(r.ref?.kind ?? '').toLowerCase()}/${name}/${r.ref?.name ?? ''} ${r.action}\n`);
+        await followUntilConverged(client, res.results, { detach: options.detach === true, timeoutMs, out: process.stdout, isTTY: process.stdout.isTTY === true });
+      });
     });
+
+  stack
+    .command('ls')
+    .alias('list')
+    .description('list the stacks and how many services each has')
+    .action(() =>
+      withClient(async (client) => {
+        out(renderStackList(await listStackObjects(client, undefined)));
+      }),
+    );
+
+  stack
+    .command('services')
+    .description('list the services of a stack with their running/desired replicas')
+    .argument('<name>', 'the stack name')
+    .action((name: string) =>
+      withClient(async (client) => {
+        const services = await listKind<Service>(client, 'Service', name);
+        if (services.length === 0 && (await listStackObjects(client, name)).length === 0) throw stackNotFound(name);
+        const tasks = await listKind<Task>(client, 'Task', name);
+        const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
+        out(renderStackServices(services, tasks, nodes));
+      }),
+    );
+
+  stack
+    .command('ps')
+    .description('list the tasks of a stack\'s services')
+    .argument('<name>', 'the stack name')
+    .option('--no-trunc', 'do not shorten task errors')
+    .option('-f, --filter <key=value>', 'only tasks that match: desired-state=running|shutdown|accepted, node=NAME, name=PREFIX, id=PREFIX (repeatable)', collect)
+    .action((name: string, options: { trunc: boolean; filter?: string[] }) =>
+      withClient(async (client) => {
+        const filters = parsePsFilters(options.filter ?? []);
+        const tasks = await listKind<Task>(client, 'Task', name);
+        if (tasks.length === 0 && (await listStackObjects(client, name)).length === 0) throw stackNotFound(name);
+        out(renderStackPs(tasks, { now: new Date(), noTrunc: !options.trunc, filters }));
+      }),
+    );
+
+  stack
+    .command('rm')
+    .alias('remove')
+    .description('remove stacks: their services, networks, secrets, configs and volumes; waits until their tasks are gone')
+    .argument('<name...>', 'stack names')
+    .option('-d, --detach', 'return once the objects are deleted, without waiting for their tasks to stop')
+    .option('--timeout <duration>', 'give up waiting for the tasks to stop after this long', `${DEFAULT_FOLLOW_TIMEOUT_MS / 1000}s`)
+    .action((names: string[], options: { detach?: boolean; timeout: string }) =>
+      withClient((client) =>
+        removeStacks(client, names, { detach: options.detach === true, timeoutMs: parseDuration(options.timeout), out: (line) => out(`${line}\n`) }),
+      ),
+    );
 }
