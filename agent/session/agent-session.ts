@@ -11,6 +11,7 @@ import type { TaskStatusUpdate } from '../../proto/gen/tessera/dispatcher/v1/Tas
 import { loadDispatcherPackage } from '../../proto/load.js';
 import { clientCredentials, type TransportSecurity } from '../../control-plane/ca/credentials.js';
 import { AssignmentSet } from '../../control-plane/dispatcher/assignments.js';
+import { DeliveredFiles, parseStackFile, type DeliveredFile } from '../../control-plane/dispatcher/secret-delivery.js';
 import { parseAssignedTask } from '../../control-plane/dispatcher/peer-validation.js';
 import type { Task, TaskState, TaskStatus } from '../../control-plane/resources/types.js';
 import { parseNodeNetworkView, type NodeNetworkView } from '../../control-plane/network/node-view.js';
@@ -21,8 +22,11 @@ export interface AgentSessionOptions {
   token: string;
   description: NodeDescription;
   security: TransportSecurity;
-  /** Called with the node's complete assignment set whenever it changes. */
-  onAssignments: (tasks: Task[]) => void;
+  /**
+   * Called with the node's complete assignment set whenever it changes, and the secrets, configs
+   * and volume specs its tasks use (kept in memory only, updated before the tasks).
+   */
+  onAssignments: (tasks: Task[], files: DeliveredFiles) => void;
   /** Called with the node's complete overlay state whenever the manager sends a new one. */
   onNetwork?: (view: NodeNetworkView) => void;
   log: (message: string) => void;
@@ -38,6 +42,7 @@ type Stream = grpc.ClientDuplexStream<AgentMessage, ManagerMessage__Output>;
 
 export class AgentSession {
   private readonly assignments = new AssignmentSet();
+  private readonly files = new DeliveredFiles();
   private managers: string[];
   private managerIndex = 0;
   private stream: Stream | undefined;
@@ -159,7 +164,16 @@ export class AgentSession {
           this.options.log(`ignoring an assignment from the manager: ${(err as Error).message}`);
         }
       }
-      this.options.onAssignments(this.assignments.apply(full, tasks, removed));
+      const files: DeliveredFile[] = [];
+      for (const file of message.assignments.files ?? []) {
+        try {
+          files.push(parseStackFile(file));
+        } catch (err) {
+          this.options.log(`ignoring a file from the manager: ${(err as Error).message}`);
+        }
+      }
+      this.files.apply(full, files, message.assignments.removedFiles ?? []);
+      this.options.onAssignments(this.assignments.apply(full, tasks, removed), this.files);
     }
     if (message.kind === 'network' && message.network) {
       try {

@@ -13,6 +13,7 @@ import type { Informer } from '../controllers/informer.js';
 import { API_VERSION, type Node, type Task } from '../resources/types.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { SentAssignments } from './assignments.js';
+import { filesNeededBy, resolveNeeded, SentFiles, toStackFile } from './secret-delivery.js';
 import { checkToken, type JoinTokens } from './join-tokens.js';
 import type { NodeHealth } from './node-health.js';
 import type { NetworkViews } from './network-views.js';
@@ -65,6 +66,9 @@ export class DispatcherServer {
     let networkPending: NodeJS.Immediate | undefined;
     let lastNetworkJson = '';
     const sent = new SentAssignments();
+    const sentFiles = new SentFiles();
+    // Deltas go out one at a time: each reads the secrets/configs its tasks need from the store first.
+    let deltaChain: Promise<void> = Promise.resolve();
     this.sessions.add(call);
     const registerTimer = setTimeout(() => fail(grpc.status.DEADLINE_EXCEEDED, 'no register message within 10 s'), REGISTER_TIMEOUT_MS);
 
@@ -77,9 +81,16 @@ export class DispatcherServer {
 
     const assignedTasks = () => deps.tasks.list().filter((t) => t.nodeName === nodeName);
     const sendDelta = (full: boolean) => {
-      const { upserts, removed } = sent.next(assignedTasks());
-      if (!full && upserts.length === 0 && removed.length === 0) return;
-      call.write({ assignments: { full, tasksJson: upserts.map((t) => JSON.stringify(t)), removed, revision: 0 } });
+      deltaChain = deltaChain.then(async () => {
+        const tasks = assignedTasks();
+        const needed = await resolveNeeded(filesNeededBy(tasks), (kind, stack, name) => deps.objects.get(kind, stack, name));
+        const files = sentFiles.next(needed);
+        const { upserts, removed } = sent.next(tasks);
+        if (!full && upserts.length === 0 && removed.length === 0 && files.send.length === 0 && files.withdraw.length === 0) return;
+        call.write({
+          assignments: { full, tasksJson: upserts.map((t) => JSON.stringify(t)), removed, revision: 0, files: files.send.map(toStackFile), removedFiles: files.withdraw },
+        });
+      }).catch((err: Error) => deps.log(`dispatcher: assignments for ${nodeName ?? '?'}: ${err.message}`));
     };
 
     // Messages are handled one at a time, in order: a status batch must never overtake the register.
