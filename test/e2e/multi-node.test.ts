@@ -1,5 +1,6 @@
 // End to end on a 3-node cluster of network namespaces (the same code as `tsctl cluster up
-// --nodes 3`): placement across nodes, node failure, drain, labels and constraints, join tokens.
+// --nodes 3`): placement across nodes (constraints, preferences, max replicas per node, host-mode
+// ports), node failure, drain, labels, join tokens.
 // Images come from a real registry the test runs on the cluster's underlay.
 import test from 'ava';
 import { execFile } from 'node:child_process';
@@ -121,6 +122,69 @@ test.serial('constraints on node labels place tasks only where they match', asyn
   }, 20_000);
   t.regex(pending.status.schedulingReason ?? '', /3 nodes: 3 failed constraint node\.labels\.zone==q/);
   await client.delete({ refs: [{ kind: 'Service', stack: 'mn', name: 'zoned' }, { kind: 'Service', stack: 'mn', name: 'nowhere' }] });
+});
+
+test.serial('placement preferences spread replicas over a zone label\'s values, not over nodes', async (t) => {
+  // node-2 is in zone b already (previous case); node-1 alone in zone a, node-3 joins b.
+  await client.updateNode({ name: 'node-1', availability: '', addLabels: { zone: 'a' }, removeLabels: [] });
+  await client.updateNode({ name: 'node-3', availability: '', addLabels: { zone: 'b' }, removeLabels: [] });
+  await apply('zonal', { replicas: 6, placement: { preferences: [{ spread: 'node.labels.zone' }] } });
+  const tasks = await eventually('6 running zonal tasks', () => runningOf('zonal', 6), 90_000);
+  const counts = perNode(tasks);
+  // Plain spread would give 2/2/2; half the replicas go to each zone: 3 on node-1, 3 shared by b.
+  t.is(counts['node-1'], 3);
+  t.deepEqual([counts['node-2'], counts['node-3']].sort(), [1, 2]);
+  await client.delete({ refs: [{ kind: 'Service', stack: 'mn', name: 'zonal' }] });
+});
+
+test.serial('max replicas per node leaves the replicas beyond it pending, with the reason', async (t) => {
+  await apply('capped', { replicas: 4, placement: { maxReplicasPerNode: 1 } });
+  const tasks = await eventually('3 running capped tasks', () => runningOf('capped', 3), 90_000);
+  t.deepEqual(perNode(tasks), { 'node-1': 1, 'node-2': 1, 'node-3': 1 });
+  const pending = await eventually('the 4th capped task pending with a reason', async () => {
+    const task = (await tasksOf('capped')).find((x) => x.status.state === 'pending');
+    return task?.status.schedulingReason ? task : undefined;
+  }, 20_000);
+  t.is(pending.status.schedulingReason, 'no suitable node (3 nodes: 3 max replicas per node (1) reached)');
+  await client.delete({ refs: [{ kind: 'Service', stack: 'mn', name: 'capped' }] });
+});
+
+/** What node `address` answers on `port` from the underlay switch, or undefined when nothing does. */
+async function fetchFromUnderlay(address: string, port: number): Promise<string | undefined> {
+  try {
+    const { stdout } = await run('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, '/bin/busybox', 'wget', '-q', '-O', '-', `http://${address}:${port}/`], { timeout: 5000 });
+    return stdout.trim();
+  } catch {
+    return undefined;
+  }
+}
+
+test.serial('a host-mode port answers only on the node running the task, and goes with it', async (t) => {
+  const httpd = ['sh', '-c', 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www'];
+  const ports = [{ target: 80, published: 8088, mode: 'host' as const }];
+  await apply('hostport', { command: httpd, replicas: 1, ports, stopGracePeriodMs: 300, placement: { constraints: ['node.hostname==node-2'] } });
+  await eventually('the hostport task running', () => runningOf('hostport', 1), 60_000);
+  const [node1, node2, node3] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0], typeof cluster.nodes[0]];
+  const answer = await eventually('port 8088 on node-2', async () => fetchFromUnderlay(node2.underlayAddress, 8088), 20_000);
+  t.truthy(answer, 'the container answers on its node');
+  t.is(await fetchFromUnderlay(node1.underlayAddress, 8088), undefined, 'no routing mesh: node-1 does not answer');
+  t.is(await fetchFromUnderlay(node3.underlayAddress, 8088), undefined, 'no routing mesh: node-3 does not answer');
+
+  // Two tasks publishing the same host port cannot share a node: the scheduler says why.
+  await apply('hostport2', { command: httpd, replicas: 1, ports, stopGracePeriodMs: 300, placement: { constraints: ['node.hostname==node-2'] } });
+  const blocked = await eventually('hostport2 pending with a reason', async () => {
+    const x = (await tasksOf('hostport2'))[0];
+    return x?.status.state === 'pending' && x.status.schedulingReason ? x : undefined;
+  }, 20_000);
+  t.is(blocked.status.schedulingReason, 'no suitable node (3 nodes: 2 failed constraint node.hostname==node-2, 1 host port 8088/tcp in use)');
+
+  // When the task goes, so does its port; the waiting task takes the node and the port.
+  await client.delete({ refs: [{ kind: 'Service', stack: 'mn', name: 'hostport' }] });
+  await eventually('hostport2 running on node-2', () => runningOf('hostport2', 1), 60_000);
+  await eventually('port 8088 on node-2 served by hostport2', async () => ((await fetchFromUnderlay(node2.underlayAddress, 8088)) !== undefined ? true : undefined), 20_000);
+  await client.delete({ refs: [{ kind: 'Service', stack: 'mn', name: 'hostport2' }] });
+  await eventually('port 8088 closed once hostport2 is gone', async () => ((await fetchFromUnderlay(node2.underlayAddress, 8088)) === undefined ? true : undefined), 30_000);
+  t.pass();
 });
 
 test.serial('drain moves tasks off a node and nothing returns to it', async (t) => {
