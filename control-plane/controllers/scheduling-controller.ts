@@ -10,7 +10,8 @@ import { WorkQueue } from './work-queue.js';
 const BATCH_KEY = 'pending';
 
 function needsPlacement(task: Task): boolean {
-  return task.nodeName === undefined && task.desiredState === 'running' && (task.status.state === 'new' || task.status.state === 'pending');
+  // A task held for its service's dependencies (dependency-gate.ts) waits for the service controller.
+  return task.nodeName === undefined && task.desiredState === 'running' && (task.status.state === 'new' || task.status.state === 'pending') && task.status.dependencyWait === undefined;
 }
 
 export class SchedulingController {

@@ -8,6 +8,7 @@ import { objectKey } from '../store/keys.js';
 import { ConflictError, NotFoundError, type ObjectStore } from '../store/object-store.js';
 import { reconcileService } from './service-reconcile.js';
 import { reconcileGlobalService } from './global-reconcile.js';
+import { dependencyWait, dependentsOf, gateTask } from './dependency-gate.js';
 import { OwnWrites, type Informer } from './informer.js';
 import { WorkQueue, type ReconcileResult } from './work-queue.js';
 
@@ -41,8 +42,15 @@ export class ServiceController {
   }
 
   start(): void {
-    this.services.subscribe((e) => this.queue.add(keyOf(e.object.metadata.stack ?? '', e.object.metadata.name)));
-    this.tasks.subscribe((e) => this.queue.add(keyOf(e.object.spec.serviceStack, e.object.spec.serviceName)));
+    this.services.subscribe((e) => {
+      this.queue.add(keyOf(e.object.metadata.stack ?? '', e.object.metadata.name));
+      this.addDependents(e.object.metadata.stack ?? '', e.object.metadata.name);
+    });
+    this.tasks.subscribe((e) => {
+      this.queue.add(keyOf(e.object.spec.serviceStack, e.object.spec.serviceName));
+      // Services that wait for this one (depends_on) may start now.
+      this.addDependents(e.object.spec.serviceStack, e.object.spec.serviceName);
+    });
     // Global services follow nodes as they join, leave, drain or change labels.
     this.nodes.subscribe(() => {
       for (const service of this.services.list()) {
@@ -54,6 +62,19 @@ export class ServiceController {
 
   stop(): void {
     this.queue.stop();
+  }
+
+  private addDependents(stack: string, name: string): void {
+    for (const s of dependentsOf(this.services.list(), stack, name)) this.queue.add(keyOf(stack, s.metadata.name));
+  }
+
+  /** Why the service's new tasks must wait for its dependencies (depends_on), if they must. */
+  private dependencyWaitOf(service: Service | undefined, stack: string): string | undefined {
+    if (!service || (service.spec.dependsOn?.length ?? 0) === 0) return undefined;
+    return dependencyWait(service, {
+      service: (n) => this.services.get(objectKey('Service', stack, n)),
+      tasks: (n) => this.tasks.list().filter((t) => t.spec.serviceStack === stack && t.spec.serviceName === n),
+    });
   }
 
   idle(): Promise<void> {
@@ -83,8 +104,15 @@ export class ServiceController {
       const update = decision.service.status.update;
       if (update && update.state !== service.status?.update?.state) this.log(`service ${key}: ${update.state}: ${update.message ?? ''}`);
     }
+    const wait = this.dependencyWaitOf(service, stack);
     for (const task of decision.create) {
-      writes.note(await this.objects.create(task));
+      // A global service's tasks are bound to their nodes at once: held ones are not created yet.
+      if (wait !== undefined && task.nodeName !== undefined) continue;
+      writes.note(await this.objects.create(gateTask(task, wait) ?? task));
+    }
+    for (const task of tasks) {
+      if (decision.shutdown.includes(task.metadata.name) || gateTask(task, wait) === undefined) continue;
+      writes.note(await this.objects.updateWithRetry('Task', stack, task.metadata.name, (t) => gateTask(t, wait)));
     }
     for (const taskName of decision.shutdown) {
       writes.note(
