@@ -17,6 +17,8 @@ export interface FollowTarget {
   stack: string;
   name: string;
   appliedTemplate: string;
+  /** The apply created the service: every failure of its tasks is new. */
+  created?: boolean;
 }
 
 export interface FollowOptions {
@@ -40,7 +42,7 @@ export function followTargets(results: readonly ApplyResult__Output[]): FollowTa
   for (const r of results) {
     if (r.ref?.kind !== 'Service' || !r.objectJson) continue;
     const service = JSON.parse(r.objectJson) as Service;
-    targets.push({ stack: r.ref.stack ?? '', name: r.ref.name, appliedTemplate: templateKey(service.spec) });
+    targets.push({ stack: r.ref.stack ?? '', name: r.ref.name, appliedTemplate: templateKey(service.spec), ...(r.action === 'created' ? { created: true } : {}) });
   }
   return targets;
 }
@@ -152,7 +154,7 @@ class Follower {
         appliedTemplate: target.appliedTemplate,
         tasks: tasks.filter((t) => t.spec.serviceName === target.name && (t.spec.serviceStack ?? '') === target.stack),
         nodes,
-        failedBefore: this.failedBefore ?? new Set(),
+        failedBefore: target.created ? new Set() : (this.failedBefore ?? new Set()),
         failureLimit: this.failureLimit,
       }),
     );

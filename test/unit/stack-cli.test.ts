@@ -112,5 +112,5 @@ test('followTargets: the services among apply results, with the template that wa
     { ref: { kind: 'Service', stack: 'shop', name: 'web' }, action: 'created', objectJson: JSON.stringify(svc('shop', 'web', spec)) },
     { ref: { kind: 'Network', stack: 'shop', name: 'default' }, action: 'created', objectJson: JSON.stringify(net('shop', 'default')) },
   ]);
-  t.deepEqual(targets, [{ stack: 'shop', name: 'web', appliedTemplate: templateKey(spec) }]);
+  t.deepEqual(targets, [{ stack: 'shop', name: 'web', appliedTemplate: templateKey(spec), created: true }]);
 });
