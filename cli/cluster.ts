@@ -91,9 +91,6 @@ export async function clusterUp(config: DaemonConfig, out: (line: string) => voi
  * reachable from here.
  */
 export async function clusterUpNetns(nodes: number, managers: number, baseDir: string, out: (line: string) => void): Promise<void> {
-  if (managers !== 1) {
-    throw new Error(`--managers ${managers}: more than one manager needs the replicated (Raft) store, which is not wired into tsd yet; use --managers 1`);
-  }
   const existing = await readContext();
   if (existing?.netns && existing.netns.nodes.some((n) => processAlive(n.pid))) {
     out(`a ${existing.netns.nodes.length}-node cluster is already up (API ${existing.server}); run tsctl cluster down first to change it`);
@@ -105,12 +102,18 @@ export async function clusterUpNetns(nodes: number, managers: number, baseDir: s
   const state = await createNetnsCluster({
     prefix: 'tsc',
     nodes,
+    managers,
     baseDir,
     underlayOctet: 213,
     hostBridge: true,
   });
   await writeContext({ server: state.apiSocket, netns: state });
-  out(`cluster is up: ${nodes} nodes ready (node-1 is the manager at ${state.managerAddress}; API also at ${state.apiSocket})`);
+  const managerNames = state.nodes.filter((n) => n.role === 'manager').map((n) => n.name);
+  out(
+    managers === 1
+      ? `cluster is up: ${nodes} nodes ready (node-1 is the manager at ${state.managerAddress}; API also at ${state.apiSocket})`
+      : `cluster is up: ${nodes} nodes ready, managers ${managerNames.join(', ')} (node-1 at ${state.managerAddress}; API also at ${state.apiSocket})`,
+  );
   for (const node of state.nodes) out(`  ${node.name}  ${node.role.padEnd(7)}  ${node.underlayAddress}  netns ${node.netns}  log ${join(node.dataRoot, 'tsd.log')}`);
 }
 

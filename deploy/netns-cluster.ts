@@ -12,6 +12,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { processAlive } from '../agent/runtime/process-alive.js';
 import { ApiClient } from '../cli/client.js';
+import { LOCAL_INSECURE } from '../control-plane/ca/credentials.js';
+import { MembersApiClient } from '../control-plane/raft/host/members-api.js';
 import type { Node } from '../control-plane/resources/types.js';
 
 const run = promisify(execFile);
@@ -23,6 +25,8 @@ export interface NetnsClusterOptions {
   /** Unique short prefix (≤ 8 characters, a-z0-9) for namespaces, links and cgroups. */
   prefix: string;
   nodes: number;
+  /** How many of the nodes (the first ones) are managers; default 1. The others are workers. */
+  managers?: number;
   /** Data roots go under it, one folder per node. */
   baseDir: string;
   /** Third octet of the underlay 172.31.X.0/24; pick distinct ones for concurrent clusters. */
@@ -47,6 +51,8 @@ export interface ClusterNodeState {
   subnet: string;
   pid: number;
   role: 'manager' | 'worker';
+  /** Managers only: the node's API on a unix socket (node-1's is the cluster's apiSocket). */
+  apiSocket?: string;
 }
 
 export interface NetnsClusterState {
@@ -84,6 +90,10 @@ function inSwitch(state: Pick<NetnsClusterState, 'switchNetns'>, args: string[])
 function validate(options: NetnsClusterOptions): void {
   if (!/^[a-z0-9]{1,8}$/.test(options.prefix)) throw new Error(`cluster prefix must be 1-8 characters a-z0-9, got "${options.prefix}"`);
   if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > 50) throw new Error(`--nodes must be from 1 to 50, got ${options.nodes}`);
+  const managers = options.managers ?? 1;
+  if (!Number.isInteger(managers) || managers < 1 || managers > options.nodes) {
+    throw new Error(`--managers must be from 1 to the number of nodes (${options.nodes}), got ${managers}`);
+  }
   if (!Number.isInteger(options.underlayOctet) || options.underlayOctet < 0 || options.underlayOctet > 255) throw new Error('underlay octet must be 0-255');
 }
 
@@ -153,14 +163,24 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
     await sh('ip', inSwitch(state, ['link', 'set', state.bridge, 'up']));
     for (let i = 1; i <= options.nodes; i++) state.nodes.push(await makeNodeNamespace(state, options, i));
     const manager = state.nodes[0]!;
-    manager.pid = await spawnTsd(manager, ['init', ...nodeArgs(manager, options), '--api-socket', state.apiSocket], join(manager.dataRoot, 'tsd.log'));
+    manager.pid = await spawnTsd(manager, ['init', ...nodeArgs(manager, options), '--api-socket', manager.apiSocket as string], join(manager.dataRoot, 'tsd.log'));
     const timeout = options.readyTimeoutMs ?? 60_000;
     const client = new ApiClient(state.apiSocket, 5000);
+    const members = new MembersApiClient(state.apiSocket, LOCAL_INSECURE, 5000);
     try {
       const logOf = (n: ClusterNodeState) => () => readFile(join(n.dataRoot, 'tsd.log'), 'utf8').then((t) => `${n.name}: ${t.split('\n').slice(-15).join('\n')}`, () => '');
       await waitFor('the manager to be ready', timeout, async () => (processAlive(manager.pid) ? (await client.list({ kind: 'Node', allStacks: true })).objectsJson.length > 0 || undefined : undefined), logOf(manager));
+      // Managers join one at a time: each must be a voter before the next membership change.
+      const managerToken = (await client.joinToken('manager', false)).token;
+      for (const node of state.nodes.slice(1).filter((n) => n.role === 'manager')) {
+        node.pid = await spawnTsd(node, ['join', ...nodeArgs(node, options), '--api-socket', node.apiSocket as string, '--token', managerToken, state.managerAddress], join(node.dataRoot, 'tsd.log'));
+        await waitFor(`${node.name} to be a voting manager`, timeout, async () => {
+          const rows = await members.members();
+          return rows.some((m) => m.id === node.name && (m.role === 'follower' || m.role === 'leader')) ? true : undefined;
+        }, logOf(node));
+      }
       const { token } = await client.joinToken('worker', false);
-      for (const node of state.nodes.slice(1)) {
+      for (const node of state.nodes.filter((n) => n.role === 'worker')) {
         node.pid = await spawnTsd(node, ['join', ...nodeArgs(node, options), '--token', token, state.managerAddress], join(node.dataRoot, 'tsd.log'));
       }
       await waitFor(`all ${options.nodes} nodes to be ready`, timeout, async () => {
@@ -170,6 +190,7 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
       }, async () => (await Promise.all(state.nodes.map((n) => logOf(n)()))).join('\n'));
     } finally {
       client.close();
+      members.close();
     }
     return state;
   } catch (err) {
@@ -180,6 +201,7 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
 
 async function makeNodeNamespace(state: NetnsClusterState, options: NetnsClusterOptions, i: number): Promise<ClusterNodeState> {
   const p = state.prefix;
+  const role = i <= (options.managers ?? 1) ? 'manager' : 'worker';
   const node: ClusterNodeState = {
     name: `node-${i}`,
     netns: `${p}-n${i}`,
@@ -189,7 +211,8 @@ async function makeNodeNamespace(state: NetnsClusterState, options: NetnsCluster
     cgroupParent: `${p}/node-${i}`,
     subnet: `10.${200 + (options.underlayOctet % 50)}.${i}.0/24`,
     pid: 0,
-    role: i === 1 ? 'manager' : 'worker',
+    role,
+    ...(role === 'manager' ? { apiSocket: `unix:${join(options.baseDir, `node-${i}`, 'api.sock')}` } : {}),
   };
   await sh('ip', ['netns', 'add', node.netns]);
   await sh('ip', ['-n', node.netns, 'link', 'set', 'lo', 'up']);

@@ -2,7 +2,9 @@
 // own on a private underlay (a bridge in a switch namespace this test makes; nothing in the host's
 // namespace): a single tsd keeps every object across kill -9; three managers (init + two `tsd join`
 // with the manager token) show in `tsctl cluster members`, survive kill -9 of the leader, and a
-// manager can be removed.
+// manager can be removed. And a netns cluster of 3 managers and a worker (createNetnsCluster with
+// managers: 3, the code of `tsctl cluster up --managers 3`): kill -9 of the manager the worker is
+// connected to; the worker reconnects to another one and keeps its container.
 import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -12,6 +14,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+
+import { ApiClient } from '../../cli/client.js';
+import type { Node, Service, Task } from '../../control-plane/resources/types.js';
+import { createNetnsCluster, destroyNetnsCluster, type ClusterNodeState, type NetnsClusterState } from '../../deploy/netns-cluster.js';
+import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 
 const run = promisify(execFile);
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -217,4 +224,96 @@ test('three managers: join with the manager token, members listed, leader kill -
     return r.length === 2 ? r : undefined;
   });
   t.false(after.some((r) => r.id === removed.name));
+});
+
+/** The underlay address of the manager whose dispatcher port this node has an established TCP connection to. */
+async function connectedManager(cluster: NetnsClusterState, node: ClusterNodeState): Promise<ClusterNodeState | undefined> {
+  const { stdout } = await run('nsenter', [`--net=/run/netns/${node.netns}`, 'ss', '-Htn', 'state', 'established', '( dport = :7420 )']);
+  const peers = stdout.trim().split('\n').filter(Boolean).map((line) => line.trim().split(/\s+/).at(-1)!.replace(/:7420$/, ''));
+  const managers = cluster.nodes.filter((n) => n.role === 'manager' && peers.includes(n.underlayAddress));
+  return managers.length === 1 ? managers[0] : undefined;
+}
+
+function alive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test.serial('a worker whose manager is killed reconnects to another manager and keeps its container', async (t) => {
+  const workDir = await mkdtemp(join(tmpdir(), 'tessera-mfo-'));
+  const octet = 100 + Math.floor(Math.random() * 100);
+  const prefix = `mf${randomBytes(3).toString('hex')}`;
+  let cluster: NetnsClusterState | undefined;
+  let registry: UnderlayRegistry | undefined;
+  const clients: ApiClient[] = [];
+  t.teardown(async () => {
+    for (const c of clients) c.close();
+    if (cluster) await destroyNetnsCluster(cluster);
+    registry?.stop();
+    await rm(workDir, { recursive: true, force: true });
+  });
+  cluster = await createNetnsCluster({
+    prefix, nodes: 4, managers: 3, baseDir: join(workDir, 'cluster'), underlayOctet: octet, hostBridge: false,
+    heartbeatMs: 300, nodeDownAfterMs: 4000, insecureRegistries: [`172.31.${octet}.254:5000`],
+  });
+  t.deepEqual(cluster.nodes.map((n) => n.role), ['manager', 'manager', 'manager', 'worker']);
+  // `tsctl cluster up --managers 3` builds this: three voters.
+  const { stdout: membersOut } = await run(process.execPath, [TSCTL, '--server', cluster.apiSocket, 'cluster', 'members'], { timeout: 30_000 });
+  const voters = parseMembers(membersOut);
+  t.deepEqual(voters.map((m) => m.id).sort(), ['node-1', 'node-2', 'node-3']);
+  t.deepEqual(voters.map((m) => m.role).sort(), ['follower', 'follower', 'leader']);
+  registry = await startUnderlayRegistry(cluster, octet, workDir);
+  const worker = cluster.nodes[3]!;
+  const apiOf = (n: ClusterNodeState): ApiClient => {
+    const c = new ApiClient(n.apiSocket!, 10_000);
+    clients.push(c);
+    return c;
+  };
+  const tasksOn = async (client: ApiClient, service: string): Promise<Task[]> =>
+    (await client.list({ kind: 'Task', stack: 'fo', service })).objectsJson.map((j) => JSON.parse(j) as Task);
+  const runningOn = (client: ApiClient, service: string) => async () => {
+    const live = (await tasksOn(client, service)).filter((x) => x.desiredState === 'running' && x.status.state === 'running');
+    return live.length === 1 ? live[0] : undefined;
+  };
+  const pinned = (name: string): Service => ({
+    apiVersion: 'tessera/v1', kind: 'Service', metadata: { name, stack: 'fo' },
+    spec: { image: registry!.image, command: ['sleep', '100000'], replicas: 1, stopGracePeriodMs: 300, placement: { constraints: [`node.hostname==${worker.name}`] } },
+  });
+
+  const first = apiOf(cluster.nodes[0]!);
+  await first.apply({ objectsJson: [JSON.stringify(pinned('keeper'))] });
+  const before = await eventually('keeper running on the worker', 90_000, runningOn(first, 'keeper'));
+  t.is(before.nodeName, worker.name);
+  t.true(alive(before.status.pid), 'the container runs');
+
+  const victim = await eventually('the worker\'s session', 10_000, () => connectedManager(cluster!, worker));
+  const killedAt = Date.now();
+  process.kill(victim.pid, 'SIGKILL');
+  const survivor = cluster.nodes.find((n) => n.role === 'manager' && n !== victim)!;
+  const api = apiOf(survivor);
+  const next = await eventually('the worker to reconnect to another manager', 30_000, async () => {
+    const m = await connectedManager(cluster!, worker);
+    return m && m !== victim ? m : undefined;
+  });
+  t.log(`worker reconnected from ${victim.name} to ${next.name} ${Date.now() - killedAt} ms after kill -9`);
+
+  // Past the node-down timeout: the node stays ready and the task is the same one, same container.
+  await sleep(5000);
+  const nodes = (await api.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
+  t.is(nodes.find((n) => n.metadata.name === worker.name)?.status.state, 'ready');
+  const after = await eventually('keeper still running', 10_000, runningOn(api, 'keeper'));
+  t.is(after.metadata.name, before.metadata.name, 'no replacement task');
+  t.is(after.status.containerId, before.status.containerId, 'the same container');
+  t.is(after.status.pid, before.status.pid, 'the same process');
+  t.true(alive(before.status.pid), 'the container was never restarted');
+
+  // The new session carries assignments: a new task is scheduled on the worker and runs.
+  await api.apply({ objectsJson: [JSON.stringify(pinned('newcomer'))] });
+  const newcomer = await eventually('a new task running on the worker', 60_000, runningOn(api, 'newcomer'));
+  t.is(newcomer.nodeName, worker.name);
 });
