@@ -18,6 +18,9 @@ import { CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES } from '../runtime/capabilitie
 import { effectiveHealthConfig, type HealthConfig } from './health/health-state.js';
 import type { HealthProber } from './health/health-prober.js';
 import { startTaskHealth } from './health/task-health.js';
+import { writeNameFiles } from '../network/container-files.js';
+import type { FileLookup } from '../../control-plane/dispatcher/secret-delivery.js';
+import { prepareTaskMounts, releaseTaskMounts } from './task-files-mounts.js';
 
 export interface TaskRunnerDeps {
   runtime: ContainerRuntime;
@@ -170,7 +173,7 @@ export class TaskRunner {
       // Overlay networks: the managers allocate the task's addresses; wait for them (and for the
       // networks to be programmed here) before the container exists.
       const overlay = deps.overlay ? await deps.overlay.prepare(task) : undefined;
-      if (overlay?.dnsServer) await deps.overlay!.writeResolvConf(rootfs, overlay.dnsServer);
+      await writeNameFiles(rootfs, { resolver: overlay?.dnsServer, dns: task.spec.spec.dns, extraHosts: task.spec.spec.extraHosts });
       this.overlayAttachments = overlay?.attachments ?? [];
       const hostname = taskHostname(task);
       const processConfig = resolveProcess(task.spec.spec, image.config, hostname);

@@ -48,6 +48,8 @@ const dnsLabel = z.string({ error: DNS_LABEL_EXPECTED })
 // RFC 1123 hostname: dot-separated labels, at most 253 characters.
 const HOSTNAME = /^[a-z0-9A-Z]([-a-z0-9A-Z]{0,61}[a-z0-9A-Z])?(\.[a-z0-9A-Z]([-a-z0-9A-Z]{0,61}[a-z0-9A-Z])?)*$/;
 const hostname = z.string().max(253).regex(HOSTNAME, { error: 'expected a hostname (letters, digits, "-" and ".")' });
+/** They end up in /etc/hosts and /etc/resolv.conf: an address and nothing else. */
+const ipAddress = z.union([z.ipv4(), z.ipv6()], { error: 'expected an IPv4 or IPv6 address' });
 
 /** A string where YAML users often write a bare number or boolean: say how to fix it, don't coerce. */
 function yamlString(what = 'a string') {
@@ -268,11 +270,11 @@ const serviceSpec = z.strictObject({
   capDrop: z.array(z.string().regex(/^[A-Z_]+$/, { error: 'expected a capability name like NET_ADMIN' })).optional(),
   ulimits: z.record(z.string().regex(/^[a-z]+$/), ulimit).optional(),
   sysctls: stringMap.optional(),
-  extraHosts: z.array(z.strictObject({ hostname, address: z.string().min(1) })).optional(),
+  extraHosts: z.array(z.strictObject({ hostname, address: ipAddress })).optional(),
   dns: z.strictObject({
-    servers: z.array(z.string()).optional(),
-    search: z.array(z.string()).optional(),
-    options: z.array(z.string()).optional(),
+    servers: z.array(ipAddress).optional(),
+    search: z.array(hostname).optional(),
+    options: z.array(z.string().regex(/^[a-z][a-z0-9-]*(:[0-9]+)?$/, { error: 'expected a resolver option like ndots:2 or rotate' })).optional(),
   }).optional(),
   stopSignal: z.string().regex(/^(SIG)?[A-Z0-9+-]+$/, { error: 'expected a signal name like SIGTERM' }).optional(),
   init: z.boolean().optional(),

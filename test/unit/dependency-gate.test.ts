@@ -129,7 +129,7 @@ test('wired: a service_healthy dependent is held pending until its dependency is
   // The db's agent reports running with its check still starting: web stays held.
   const dbTask = of('db')[0]!;
   const report = (status: Partial<TaskStatus>) =>
-    objects.updateWithRetry<Task>('Task', 's', dbTask.metadata.name, (cur) => ({ ...cur, status: { ...cur.status, ...status, timestamp: new Date().toISOString() } }));
+    objects.updateWithRetry('Task', 's', dbTask.metadata.name, (cur) => ({ ...cur, status: { ...cur.status, ...status, timestamp: new Date().toISOString() } }));
   await report({ state: 'running', health: 'starting' });
   await new Promise((r) => setTimeout(r, 200));
   t.is(of('web')[0]!.nodeName, undefined, 'still held while db is starting');
