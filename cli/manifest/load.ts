@@ -1,12 +1,17 @@
 // Loading manifests: multi-document YAML (or JSON) → validated, normalised objects.
 // All-or-nothing: every problem in every document is collected and thrown as one ManifestError, and
 // nothing is returned unless the whole input is good, so a rejected file is never half applied.
+// Documents in Kubernetes' form (any apiVersion but tessera/v1) are translated together by
+// cli/kube/ (a Service in one file may select a Deployment in another), and their problems are
+// placed back at file:line:col here.
 
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
-import type { Service } from '../../control-plane/resources/types.js';
-import { validateObject, type IssuePath } from '../../control-plane/resources/schema.js';
+import type { StackObject } from '../../control-plane/resources/types.js';
+import { validateStackObject, type IssuePath } from '../../control-plane/resources/schema.js';
+import { isKubeDocument, translateKube } from '../kube/translate.js';
+import type { KubeIssue } from '../kube/findings.js';
 import { ManifestError, type ManifestIssue } from './errors.js';
 import { locate, type SourcePosition } from './locate.js';
 
@@ -16,14 +21,36 @@ export const MANIFEST_EXTENSIONS = ['.yaml', '.yml', '.json'] as const;
 
 /** One validated object and where it came from, for duplicate detection and messages. */
 interface LoadedObject {
-  object: Service;
+  object: StackObject;
   file: string;
   position: SourcePosition;
+}
+
+/** A Kubernetes document waiting for translation, with what is needed to place its issues. */
+interface KubeSource {
+  value: unknown;
+  file: string;
+  doc: Document.Parsed;
+  lineCounter: LineCounter;
+  /** Where the object sits in its document (inside a List: ['items', i]). */
+  prefix: IssuePath;
 }
 
 interface LoadOutcome {
   objects: LoadedObject[];
   issues: ManifestIssue[];
+  kube: KubeSource[];
+}
+
+export interface LoadOptions {
+  /** Kubernetes fields that cannot be honoured become warnings (and are dropped) instead of errors. */
+  lenient?: boolean;
+}
+
+export interface LoadResult {
+  objects: StackObject[];
+  /** Problems that did not stop the load (only with lenient). */
+  warnings: ManifestIssue[];
 }
 
 // The yaml package appends " at line L, column C:" and a code frame; we print our own position.
@@ -44,7 +71,7 @@ function objectsOfDocument(value: unknown): Array<{ value: unknown; prefix: Issu
 function loadText(text: string, fileName: string): LoadOutcome {
   const lineCounter = new LineCounter();
   const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false });
-  const outcome: LoadOutcome = { objects: [], issues: [] };
+  const outcome: LoadOutcome = { objects: [], issues: [], kube: [] };
   for (const doc of documents) {
     if (doc.errors.length > 0) {
       for (const error of doc.errors) {
@@ -73,7 +100,11 @@ function validateDocument(doc: Document.Parsed, lineCounter: LineCounter, fileNa
   }
   if (value === null || value === undefined) return; // a document holding only `---` or comments
   for (const { value: item, prefix } of objectsOfDocument(value)) {
-    const result = validateObject(item);
+    if (isKubeDocument(item)) {
+      outcome.kube.push({ value: item, file: fileName, doc, lineCounter, prefix });
+      continue;
+    }
+    const result = validateStackObject(item);
     if (!result.ok) {
       for (const issue of result.issues) {
         const path = [...prefix, ...issue.path];
@@ -87,7 +118,7 @@ function validateDocument(doc: Document.Parsed, lineCounter: LineCounter, fileNa
   }
 }
 
-function objectKey(object: Service): string {
+function objectKey(object: StackObject): string {
   return `${object.kind}/${object.metadata.stack ?? ''}/${object.metadata.name}`;
 }
 
@@ -111,23 +142,50 @@ function duplicateIssues(objects: readonly LoadedObject[]): ManifestIssue[] {
   return issues;
 }
 
-function finish(outcomes: readonly LoadOutcome[]): Service[] {
-  const objects = outcomes.flatMap((o) => o.objects);
-  const issues = [...outcomes.flatMap((o) => o.issues), ...duplicateIssues(objects)];
-  if (issues.length > 0) throw new ManifestError(issues);
-  return objects.map((o) => o.object);
+function placeKubeIssue(sources: readonly KubeSource[], issue: KubeIssue): ManifestIssue {
+  const source = sources[issue.doc]!;
+  const { line, col } = locate(source.doc, source.lineCounter, [...source.prefix, ...issue.path], false);
+  return { file: source.file, line, col, path: issue.path, message: issue.message };
 }
 
-/** Parses and validates manifest text; `fileName` is only used in messages. Throws ManifestError. */
-export function loadManifestText(text: string, fileName: string): Service[] {
-  return finish([loadText(text, fileName)]);
+function byPosition(a: ManifestIssue, b: ManifestIssue): number {
+  return a.file.localeCompare(b.file) || (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0);
+}
+
+function finish(outcomes: readonly LoadOutcome[], options: LoadOptions = {}): LoadResult {
+  const objects = outcomes.flatMap((o) => o.objects);
+  const sources = outcomes.flatMap((o) => o.kube);
+  const kubeIssues: ManifestIssue[] = [];
+  const warnings: ManifestIssue[] = [];
+  if (sources.length > 0) {
+    const translation = translateKube(sources.map((s) => s.value), { lenient: options.lenient === true });
+    kubeIssues.push(...translation.errors.map((i) => placeKubeIssue(sources, i)).sort(byPosition));
+    warnings.push(...translation.warnings.map((i) => placeKubeIssue(sources, i)).sort(byPosition));
+    for (const { object, doc } of translation.objects) {
+      const source = sources[doc]!;
+      objects.push({ object, file: source.file, position: locate(source.doc, source.lineCounter, [...source.prefix, 'metadata', 'name'], false) });
+    }
+  }
+  const issues = [...outcomes.flatMap((o) => o.issues), ...kubeIssues, ...duplicateIssues(objects)];
+  if (issues.length > 0) throw new ManifestError(issues);
+  return { objects: objects.map((o) => o.object), warnings };
+}
+
+/** Parses, validates (and translates) manifest text; `fileName` is only used in messages. Throws ManifestError. */
+export function loadManifestsFromText(text: string, fileName: string, options: LoadOptions = {}): LoadResult {
+  return finish([loadText(text, fileName)], options);
+}
+
+/** loadManifestsFromText without options or warnings. Throws ManifestError. */
+export function loadManifestText(text: string, fileName: string): StackObject[] {
+  return loadManifestsFromText(text, fileName).objects;
 }
 
 async function readText(path: string): Promise<LoadOutcome | string> {
   try {
     return await readFile(path, 'utf8');
   } catch (error) {
-    return { objects: [], issues: [{ file: path, message: `cannot read: ${(error as Error).message}` }] };
+    return { objects: [], issues: [{ file: path, message: `cannot read: ${(error as Error).message}` }], kube: [] };
   }
 }
 
@@ -137,8 +195,8 @@ async function loadFileOutcome(path: string): Promise<LoadOutcome> {
 }
 
 /** Loads one manifest file. Throws ManifestError. */
-export async function loadManifestFile(path: string): Promise<Service[]> {
-  return finish([await loadFileOutcome(path)]);
+export async function loadManifestFile(path: string): Promise<StackObject[]> {
+  return finish([await loadFileOutcome(path)]).objects;
 }
 
 async function manifestFilesUnder(dir: string): Promise<string[]> {
@@ -154,21 +212,27 @@ async function manifestFilesUnder(dir: string): Promise<string[]> {
 
 /**
  * Loads a file, or every *.yaml, *.yml and *.json under a directory (recursively, in sorted path
- * order). Duplicates are detected across files too. Throws ManifestError.
+ * order). Duplicates are detected across files too, and Kubernetes documents of all the files are
+ * translated together. Throws ManifestError.
  */
-export async function loadManifestPath(path: string): Promise<Service[]> {
+export async function loadManifests(path: string, options: LoadOptions = {}): Promise<LoadResult> {
   let isDirectory: boolean;
   try {
     isDirectory = (await stat(path)).isDirectory();
   } catch (error) {
     throw new ManifestError([{ file: path, message: `cannot read: ${(error as Error).message}` }]);
   }
-  if (!isDirectory) return loadManifestFile(path);
+  if (!isDirectory) return finish([await loadFileOutcome(path)], options);
   const files = (await manifestFilesUnder(path)).sort();
   if (files.length === 0) {
     throw new ManifestError([{ file: path, message: `no manifest files (${MANIFEST_EXTENSIONS.join(', ')}) in this directory` }]);
   }
   const outcomes: LoadOutcome[] = [];
   for (const file of files) outcomes.push(await loadFileOutcome(file));
-  return finish(outcomes);
+  return finish(outcomes, options);
+}
+
+/** loadManifests without options or warnings. Throws ManifestError. */
+export async function loadManifestPath(path: string): Promise<StackObject[]> {
+  return (await loadManifests(path)).objects;
 }

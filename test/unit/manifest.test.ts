@@ -5,8 +5,17 @@ import { join } from 'node:path';
 import {
   formatPath, loadManifestFile, loadManifestPath, loadManifestText, ManifestError, type ManifestIssue,
 } from '../../cli/manifest/load.js';
+import type { Service, StackObject } from '../../control-plane/resources/types.js';
 
 const FIXTURES = 'test/fixtures/manifests';
+
+/** The loader returns any stack object; these tests load services only. */
+function services(objects: readonly StackObject[]): Service[] {
+  return objects.map((o) => {
+    if (o.kind !== 'Service') throw new Error(`expected a Service, got ${o.kind}`);
+    return o;
+  });
+}
 
 function rejection(fn: () => unknown): readonly ManifestIssue[] {
   try {
@@ -38,7 +47,7 @@ async function messageOf(file: string): Promise<string> {
 }
 
 test('the hello example loads', async (t) => {
-  const [hello, ...rest] = await loadManifestFile('examples/hello/stack.yaml');
+  const [hello, ...rest] = services(await loadManifestFile('examples/hello/stack.yaml'));
   t.is(rest.length, 0);
   t.like(hello, {
     kind: 'Service',
@@ -55,7 +64,7 @@ test('the hello example loads', async (t) => {
 });
 
 test('multi-document files, empty documents skipped', async (t) => {
-  const objects = await loadManifestFile(join(FIXTURES, 'good-multi.yaml'));
+  const objects = services(await loadManifestFile(join(FIXTURES, 'good-multi.yaml')));
   t.deepEqual(objects.map((o) => o.metadata.name), ['web', 'worker']);
   t.is(objects[1]!.spec.replicas, 0);
   t.deepEqual(objects[0]!.spec.placement?.constraints, ['node.role==worker', 'node.labels.zone==a']);
