@@ -136,3 +136,22 @@ export function resolveSecurity(spec: ServiceSpec, defaults: readonly string[], 
     annotations: { ...(spec.containerLabels ?? {}) },
   };
 }
+
+/** One entry of config.json's mounts. */
+export type OciMount = { destination: string; type?: string; source?: string; options?: string[] };
+
+/**
+ * The service's mounts and its secret/config files in the order the runtime makes them: parents
+ * before children (a bind at /run/secrets after a tmpfs at /run), stable otherwise, as Docker sorts
+ * them. Two mounts at one destination are refused naming it.
+ */
+export function orderMounts(mounts: readonly OciMount[]): OciMount[] {
+  const seen = new Set<string>();
+  for (const m of mounts) {
+    const destination = m.destination.replace(/\/+$/, '') || '/';
+    if (seen.has(destination)) throw new Error(`two mounts have the target ${destination}`);
+    seen.add(destination);
+  }
+  const depth = (m: OciMount) => m.destination.split('/').filter((s) => s !== '').length;
+  return mounts.map((m, i) => ({ m, i })).sort((a, b) => depth(a.m) - depth(b.m) || a.i - b.i).map(({ m }) => m);
+}

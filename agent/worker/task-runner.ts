@@ -35,6 +35,8 @@ export interface TaskRunnerDeps {
   insecureRegistries: string[];
   /** Overlay networks (cluster mode); absent: the node-local bridge only. */
   overlay?: TaskOverlay;
+  /** Secrets, configs and volume specs the managers delivered (in memory); absent: none. */
+  files?: FileLookup;
   report(task: Task, status: Partial<TaskStatus> & { state: TaskState }): Promise<void>;
   /** Called when the task starts or stops running, so published ports can follow. */
   onRunningChanged(task: Task): void;
@@ -182,6 +184,7 @@ export class TaskRunner {
       const { uid, gid } = resolveUser(processConfig.user, passwd, groups);
       const limits = task.spec.spec.resources?.limits;
       const security = resolveSecurity(task.spec.spec, DEFAULT_CAPABILITIES, Object.keys(CAPABILITY_NUMBERS));
+      const extraMounts = await prepareTaskMounts({ task, containerId: this.containerId, containerDir, containersDir: deps.containersDir, rootfs, ...(deps.files ? { files: deps.files } : {}) });
       const spec = buildOciSpec({
         capabilities: security.capabilities,
         rlimits: security.rlimits,
@@ -200,6 +203,7 @@ export class TaskRunner {
         ...(limits?.pids !== undefined ? { pidsLimit: limits.pids } : {}),
         ...(limits?.cpus !== undefined ? { cpuQuota: Math.round(limits.cpus * 100_000) } : {}),
       });
+      spec.mounts = [...(spec.mounts ?? []), ...extraMounts];
       await writeFile(join(containerDir, 'config.json'), JSON.stringify(spec, null, 2));
 
       await deps.report(task, { state: 'starting', message: 'starting container', containerId: this.containerId });
@@ -295,6 +299,7 @@ export class TaskRunner {
       ['overlay detach', () => (deps.overlay && this.overlayAttachments.length > 0 ? deps.overlay.detach(this.containerId, this.overlayAttachments) : Promise.resolve())],
       ['network detach', () => deps.network.detach(this.containerId)],
       ['container delete', () => (this.created ? deps.runtime.delete(this.containerId) : Promise.resolve())],
+      ['secrets, configs and volumes release', () => releaseTaskMounts(this.containerId, deps.containersDir)],
       ['rootfs unmount', () => unmountRootfs(containerDir)],
       ['bundle removal', () => rm(containerDir, { recursive: true, force: true })],
     ];

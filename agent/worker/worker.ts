@@ -7,6 +7,7 @@ import { isTerminal } from '../../control-plane/resources/types.js';
 import type { PublishedPort } from '../network/types.js';
 import { containerIdFor, logPathFor, TaskRunner, type TaskRunnerDeps } from './task-runner.js';
 import { sweepLeftovers } from './leftovers.js';
+import type { FileLookup } from '../../control-plane/dispatcher/secret-delivery.js';
 
 export type WorkerDeps = Omit<TaskRunnerDeps, 'onRunningChanged'>;
 
@@ -34,7 +35,9 @@ export class Worker {
   constructor(private readonly deps: WorkerDeps) {}
 
   /** Brings the node in line with `assigned`, the complete set of tasks the managers gave it. */
-  reconcile(assigned: Task[]): void {
+  reconcile(assigned: Task[], files?: FileLookup): void {
+    // The session's in-memory secrets/configs/volume specs; runners created from here on read them.
+    if (files) this.deps.files = files;
     const names = new Set<string>();
     for (const task of assigned) {
       names.add(task.metadata.name);

@@ -97,8 +97,8 @@ export class Daemon {
         localSubnet: config.subnet,
       },
       security,
-      onAssignments: (tasks) => {
-        if (!stopping) worker.reconcile(tasks);
+      onAssignments: (tasks, files) => {
+        if (!stopping) worker.reconcile(tasks, files);
       },
       onNetwork: (view) => {
         if (!stopping) overlay.setView(view);

@@ -1,0 +1,57 @@
+// Everything a task's container mounts besides its rootfs: its secrets and configs (a tmpfs of its
+// own under the node's runtime root) and the service's volumes, binds and tmpfs mounts. Prepared
+// after the rootfs is mounted (copy-up reads the image there), released after the container is gone.
+import { dirname, join } from 'node:path';
+
+import type { FileLookup } from '../../control-plane/dispatcher/secret-delivery.js';
+import type { Task } from '../../control-plane/resources/types.js';
+import { nodeVolumes } from '../volumes/node-volumes.js';
+import { planVolumeMounts } from '../volumes/volume-plan.js';
+import { orderMounts, type OciMount } from './container-config.js';
+import { planTaskFiles, removeTaskFiles, taskFilesDir, writeTaskFiles } from './task-files.js';
+
+export interface TaskMountsContext {
+  task: Task;
+  containerId: string;
+  /** The container's bundle directory (anonymous volumes live in it). */
+  containerDir: string;
+  /** <dataRoot>/containers: the default runtime and volume roots are its siblings. */
+  containersDir: string;
+  rootfs: string;
+  files?: FileLookup;
+  /** Where per-container files tmpfs mounts go; default <dataRoot>/run. */
+  filesRoot?: string;
+  /** Where named volumes live; default <dataRoot>/volumes. */
+  volumesDir?: string;
+}
+
+export function defaultFilesRoot(containersDir: string): string {
+  return join(dirname(containersDir), 'run');
+}
+
+export function defaultVolumesDir(containersDir: string): string {
+  return join(dirname(containersDir), 'volumes');
+}
+
+/** The container's extra mounts, in mount order. Throws a message naming what is wrong. */
+export async function prepareTaskMounts(ctx: TaskMountsContext): Promise<OciMount[]> {
+  const spec = ctx.task.spec.spec;
+  const stack = ctx.task.spec.serviceStack ?? '';
+  if ((spec.mounts ?? []).length === 0 && (spec.secrets ?? []).length === 0 && (spec.configs ?? []).length === 0) return [];
+  const filesPlan = planTaskFiles(spec, stack, ctx.files);
+  const actions = planVolumeMounts(spec.mounts ?? [], {
+    taskStack: stack,
+    volumesDir: ctx.volumesDir ?? defaultVolumesDir(ctx.containersDir),
+    anonymousDir: join(ctx.containerDir, 'volumes'),
+    ...(ctx.files ? { files: ctx.files } : {}),
+  });
+  const volumeMounts = await nodeVolumes.prepare(ctx.containerId, actions, ctx.rootfs);
+  const fileMounts = await writeTaskFiles(filesPlan, taskFilesDir(ctx.filesRoot ?? defaultFilesRoot(ctx.containersDir), ctx.containerId));
+  return orderMounts([...volumeMounts, ...fileMounts]);
+}
+
+/** After the container is gone: its files tmpfs is unmounted and removed, its volume mounts released. */
+export async function releaseTaskMounts(containerId: string, containersDir: string, filesRoot?: string): Promise<void> {
+  await nodeVolumes.release(containerId);
+  await removeTaskFiles(taskFilesDir(filesRoot ?? defaultFilesRoot(containersDir), containerId));
+}
