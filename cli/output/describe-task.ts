@@ -1,5 +1,5 @@
-// `tsctl describe task`: one task's placement, state history as far as it is known, and why the
-// scheduler could not place it.
+// `tsctl describe task`: one task's placement, state history as far as it is known, why the
+// scheduler could not place it, and its health with the last probes' output.
 import type { Task } from '../../control-plane/resources/types.js';
 import { formatAgo } from './age.js';
 
@@ -20,7 +20,23 @@ export function describeTask(task: Task, now: Date): string {
   if (task.status.containerId) rows.push(['Container', task.status.containerId]);
   if (task.status.pid !== undefined) rows.push(['PID', String(task.status.pid)]);
   if (task.status.address) rows.push(['Address', task.status.address]);
+  if (task.status.startedAt) rows.push(['Started', `${task.status.startedAt} (${formatAgo(task.status.startedAt, now)})`]);
   if (task.status.schedulingReason) rows.push(['Not placed because', task.status.schedulingReason]);
+  if (task.status.health) {
+    const since = task.status.healthChangedAt ? ` ${formatAgo(task.status.healthChangedAt, now)}` : '';
+    const streak = task.status.failingStreak ? `, ${task.status.failingStreak} failed probe${task.status.failingStreak === 1 ? '' : 's'} in a row` : '';
+    rows.push(['Health', `${task.status.health}${since}${streak}`]);
+  }
   const width = Math.max(...rows.map(([k]) => k.length)) + 1;
-  return rows.map(([k, v]) => `${`${k}:`.padEnd(width + 1)}${v}`).join('\n');
+  const lines = rows.map(([k, v]) => `${`${k}:`.padEnd(width + 1)}${v}`);
+  const probes = task.status.healthLog ?? [];
+  if (probes.length > 0) {
+    lines.push('Last health probes:');
+    for (const p of probes) {
+      const result = p.exitCode === 0 ? 'ok' : p.exitCode === -1 ? 'failed (no exit code)' : `failed (exit ${p.exitCode})`;
+      const output = p.output.trim().replace(/\s*\n\s*/g, ' | ');
+      lines.push(`  ${p.end}  ${result}${output ? `: ${output}` : ''}`);
+    }
+  }
+  return lines.join('\n');
 }

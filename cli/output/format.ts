@@ -49,13 +49,14 @@ export function taskRow(task: Task, now: Date, wide = false): string[] {
     task.nodeName ?? NONE,
     task.desiredState,
     `${task.status.state} ${formatAgo(task.status.timestamp, now)}`.trim(),
+    task.status.health ?? NONE,
     task.status.address ?? NONE,
     formatExit(task),
     wide ? message : truncate(message, MESSAGE_WIDTH),
   ];
 }
 
-export const TASK_HEADERS = ['NAME', 'SERVICE', 'SLOT', 'NODE', 'DESIRED', 'STATE', 'ADDRESS', 'EXIT', 'MESSAGE'];
+export const TASK_HEADERS = ['NAME', 'SERVICE', 'SLOT', 'NODE', 'DESIRED', 'STATE', 'HEALTH', 'ADDRESS', 'EXIT', 'MESSAGE'];
 
 function nodeRows(nodes: readonly Node[]): string[][] {
   return nodes.map((node) => [

@@ -81,9 +81,12 @@ test('services table counts running tasks', (t) => {
 
 test('tasks table: state with age, exit code, message', (t) => {
   const lines = formatObjects(tasks, 'table', 'Task', { now }).split('\n');
-  t.regex(lines[0]!, /^NAME\s+SERVICE\s+SLOT\s+NODE\s+DESIRED\s+STATE\s+ADDRESS\s+EXIT\s+MESSAGE$/);
-  t.regex(lines[1]!, /^hello\.1\.running\s+hello\s+1\s+node-1\s+running\s+running 5 seconds ago\s+10\.0\.0\.1\s+-$/);
-  t.regex(lines[3]!, /\s+shutdown\s+failed 2 minutes ago\s+10\.0\.0\.3\s+137 \(OOM\)\s+container killed: out of memory$/);
+  t.regex(lines[0]!, /^NAME\s+SERVICE\s+SLOT\s+NODE\s+DESIRED\s+STATE\s+HEALTH\s+ADDRESS\s+EXIT\s+MESSAGE$/);
+  t.regex(lines[1]!, /^hello\.1\.running\s+hello\s+1\s+node-1\s+running\s+running 5 seconds ago\s+-\s+10\.0\.0\.1\s+-$/);
+  t.regex(lines[3]!, /\s+shutdown\s+failed 2 minutes ago\s+-\s+10\.0\.0\.3\s+137 \(OOM\)\s+container killed: out of memory$/);
+  const healthy = task(1, 'running', 1);
+  healthy.status.health = 'healthy';
+  t.regex(formatObjects([healthy], 'table', 'Task', { now }).split('\n')[1]!, /\srunning \S+ \S+ ago\s+healthy\s/, 'the HEALTH column');
   const long = task(1, 'rejected', 1, { error: 'x'.repeat(100) });
   t.true(formatObjects([long], 'table', 'Task', { now }).includes(`${'x'.repeat(59)}…`));
   t.true(formatObjects([long], 'table', 'Task', { now, wide: true }).includes('x'.repeat(100)));
