@@ -4,10 +4,8 @@
 import type { Service } from '../resources/types.js';
 
 const NOT_YET: ReadonlyArray<[field: string, has: (s: Service['spec']) => boolean, why: string]> = [
-  ['healthcheck', (s) => s.healthcheck !== undefined, 'health checks need exec in the agent, not wired yet'],
-  ['dependsOn', (s) => (s.dependsOn?.length ?? 0) > 0, 'start order between services is not implemented yet'],
-  ['extraHosts', (s) => (s.extraHosts?.length ?? 0) > 0, 'writing /etc/hosts entries is not implemented yet'],
-  ['dns', (s) => s.dns !== undefined, 'per-service resolver settings are not implemented yet'],
+  ['dependsOn.restart', (s) => (s.dependsOn ?? []).some((d) => d.restart === true), 'restarting a service when its dependency is updated is not implemented yet'],
+  ['dependsOn.condition', (s) => (s.dependsOn ?? []).some((d) => d.condition === 'service_completed_successfully'), 'service_completed_successfully needs job modes, which are not implemented yet; use service_started or service_healthy'],
   ['init', (s) => s.init === true, 'no init process is shipped yet'],
   ['logging', (s) => s.logging?.driver !== undefined && s.logging.driver !== 'json-file' && s.logging.driver !== 'local', 'only the json-file log driver exists'],
   ['restart.windowMs', (s) => s.restart?.windowMs !== undefined, 'restart windows are not implemented yet'],
