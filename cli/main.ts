@@ -3,7 +3,6 @@ import { Command, InvalidArgumentError } from 'commander';
 
 import { configFromOptions, withNodeOptions } from '../control-plane/daemon/node-options.js';
 import type { AnyObject, Node, Service, Task } from '../control-plane/resources/types.js';
-import { loadManifestPath } from './manifest/load.js';
 import { formatObjects, type OutputFormat } from './output/format.js';
 import { describeService } from './output/describe.js';
 import { describeTask } from './output/describe-task.js';
@@ -17,6 +16,7 @@ import { registerNodeCommands } from './commands/node.js';
 import { registerClusterMembersCommands } from './commands/cluster-members.js';
 import { registerStackCommands } from './commands/stack.js';
 import { registerRolloutCommands } from './commands/rollout.js';
+import { registerApplyCommands } from './commands/apply.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -66,36 +66,7 @@ cluster
 
 // --- objects ------------------------------------------------------------------------------------
 
-program
-  .command('apply')
-  .description('create or update the objects in a manifest file or directory')
-  .requiredOption('-f, --filename <path>', 'manifest file (multi-document YAML) or directory')
-  .option('--dry-run', 'validate on the server and show what would change, without changing anything')
-  .action(async (options: { filename: string; dryRun?: boolean }) => {
-    const objects = await loadManifestPath(options.filename);
-    await withClient(async (client) => {
-      const res = await client.apply({ objectsJson: objects.map((o) => JSON.stringify(o)), dryRun: options.dryRun === true });
-      for (const r of res.results) {
-        const name = r.ref?.stack ? `${r.ref.stack}/${r.ref.name}` : r.ref?.name;
-        out(`${(r.ref?.kind ?? '').toLowerCase()}/${name} ${r.action}${options.dryRun ? ' (dry run)' : ''}`);
-      }
-    });
-  });
-
-program
-  .command('delete')
-  .description('delete the objects named in a manifest file or directory')
-  .requiredOption('-f, --filename <path>', 'manifest file or directory')
-  .action(async (options: { filename: string }) => {
-    const objects = await loadManifestPath(options.filename);
-    await withClient(async (client) => {
-      const res = await client.delete({
-        refs: objects.map((o) => ({ kind: o.kind, stack: o.metadata.stack ?? '', name: o.metadata.name })),
-      });
-      for (const r of res.deleted) out(`${r.kind.toLowerCase()}/${r.stack ? `${r.stack}/` : ''}${r.name} deleted`);
-      for (const r of res.notFound) out(`${r.kind.toLowerCase()}/${r.stack ? `${r.stack}/` : ''}${r.name} not found`);
-    });
-  });
+registerApplyCommands(program);
 
 program
   .command('get')

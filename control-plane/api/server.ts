@@ -22,6 +22,7 @@ import { validateObject } from '../resources/schema.js';
 import { kindPrefix, objectKey } from '../store/keys.js';
 import type { Store, TxnOp, Compare } from '../store/store.js';
 import { planApply, type ApplyAction } from './apply-plan.js';
+import { planPrune, type PrunedObject } from './prune-plan.js';
 import { bindServer, shutdownServer } from './grpc-server.js';
 import { isNetworkManifest, planNetworks, validateNetworkManifest } from './network-objects.js';
 import { deletionBlocker, isStackFileManifest, planStackFiles, redactJson, redactObject, validateStackFileManifest, type StackFileObject } from './stack-objects.js';
@@ -123,7 +124,7 @@ export class ApiServer {
 
   // --- operations, independent of gRPC so they can be tested and reused -------------------------
 
-  async apply(objectsJson: string[], dryRun: boolean): Promise<Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network | StackFileObject }>> {
+  async apply(objectsJson: string[], dryRun: boolean, pruneStacks: readonly string[] = []): Promise<Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network | StackFileObject } | PrunedObject>> {
     if (objectsJson.length === 0) throw invalidArgument('apply: no objects given');
     if (objectsJson.length > MAX_APPLY_OBJECTS) throw invalidArgument(`apply: at most ${MAX_APPLY_OBJECTS} objects per request`);
     const incoming: Service[] = [];
@@ -175,7 +176,7 @@ export class ApiServer {
     for (let attempt = 0; attempt < 10; attempt++) {
       const compare: Compare[] = [];
       const success: TxnOp[] = [];
-      const planned: Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network | StackFileObject }> = [];
+      const planned: Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network | StackFileObject } | PrunedObject> = [];
       for (const object of incoming) {
         const key = objectKey('Service', object.metadata.stack, object.metadata.name);
         const kv = await this.deps.store.get(key);
@@ -189,10 +190,13 @@ export class ApiServer {
       const files = await planStackFiles(this.deps.store, stackFiles, incoming, compare, success);
       if (files.problems.length > 0) throw invalidArgument(`nothing applied; ${files.problems.length} problem(s):\n  ${files.problems.join('\n  ')}`);
       planned.push(...files.planned);
+      const pruned = await planPrune(this.deps.store, pruneStacks, planned.map((p) => p.ref), incoming, compare, success);
+      if (pruned.problems.length > 0) throw invalidArgument(`nothing applied; ${pruned.problems.length} problem(s):\n  ${pruned.problems.join('\n  ')}`);
+      planned.push(...pruned.planned);
       if (dryRun || success.length === 0) return planned;
       const response = await this.deps.store.txn({ compare, success });
       if (response.succeeded) {
-        for (const p of planned) if (p.action !== 'unchanged') p.object.metadata.resourceVersion = String(response.revision);
+        for (const p of planned) if (p.action !== 'unchanged' && p.action !== 'pruned') p.object.metadata.resourceVersion = String(response.revision);
         return planned;
       }
     }
@@ -282,7 +286,7 @@ export class ApiServer {
   private handlers(): TesseraHandlers {
     return {
       Apply: this.unary('Apply', async (req) => {
-        const results = await this.apply(req.objectsJson, req.dryRun);
+        const results = await this.apply(req.objectsJson, req.dryRun, req.pruneStacks);
         return { results: results.map((r) => ({ ref: r.ref, action: r.action, objectJson: JSON.stringify(redactObject(r.object)) })) };
       }),
       Get: this.unary('Get', async (req) => {
