@@ -15,6 +15,7 @@ import { DeliveredFiles, parseStackFile, type DeliveredFile } from '../../contro
 import { parseAssignedTask } from '../../control-plane/dispatcher/peer-validation.js';
 import type { Task, TaskState, TaskStatus } from '../../control-plane/resources/types.js';
 import { parseNodeNetworkView, type NodeNetworkView } from '../../control-plane/network/node-view.js';
+import { ReconnectPolicy } from './reconnect-policy.js';
 
 export interface AgentSessionOptions {
   managers: string[];
@@ -36,30 +37,27 @@ export interface AgentSessionOptions {
 
 const MAX_BATCH = 500;
 const RETRY_MIN_MS = 200;
-const RETRY_MAX_MS = 3000;
+const RETRY_MAX_MS = 2000;
 
 type Stream = grpc.ClientDuplexStream<AgentMessage, ManagerMessage__Output>;
 
 export class AgentSession {
   private readonly assignments = new AssignmentSet();
   private readonly files = new DeliveredFiles();
-  private managers: string[];
-  private managerIndex = 0;
+  private readonly reconnect: ReconnectPolicy;
   private stream: Stream | undefined;
   private client: grpc.Client | undefined;
   private queue: TaskStatusUpdate[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
-  private retryDelay = RETRY_MIN_MS;
   private stopped = false;
   private connectedResolvers: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
   private everConnected = false;
   connected = false;
 
   constructor(private readonly options: AgentSessionOptions) {
-    if (options.managers.length === 0) throw new Error('agent session: no manager address given');
-    this.managers = [...options.managers];
+    this.reconnect = new ReconnectPolicy(options.managers, { minDelayMs: RETRY_MIN_MS, maxDelayMs: RETRY_MAX_MS });
   }
 
   start(): void {
@@ -101,7 +99,7 @@ export class AgentSession {
 
   private connect(): void {
     if (this.stopped) return;
-    const address = this.managers[this.managerIndex % this.managers.length]!;
+    const address = this.reconnect.current();
     const pkg = loadDispatcherPackage();
     const client = new pkg.tessera.dispatcher.v1.Dispatcher(address, clientCredentials(this.options.security));
     this.client = client;
@@ -119,10 +117,9 @@ export class AgentSession {
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
       client.close();
       if (this.stopped) return;
-      this.options.log(`session with manager ${address} lost (${why}); retrying in ${this.retryDelay} ms`);
-      this.managerIndex++;
-      this.retryTimer = setTimeout(() => this.connect(), this.retryDelay);
-      this.retryDelay = Math.min(RETRY_MAX_MS, this.retryDelay * 2);
+      const next = this.reconnect.failed(why);
+      this.options.log(`session with manager ${address} lost (${why}); trying ${next.address} in ${next.delayMs} ms`);
+      this.retryTimer = setTimeout(() => this.connect(), next.delayMs);
     };
     stream.on('error', (err: grpc.ServiceError) => {
       if (err.code === grpc.status.PERMISSION_DENIED || err.code === grpc.status.INVALID_ARGUMENT) {
@@ -143,8 +140,7 @@ export class AgentSession {
   private onMessage(message: ManagerMessage__Output): void {
     if (message.kind === 'session' && message.session) {
       this.connected = true;
-      this.retryDelay = RETRY_MIN_MS;
-      if (message.session.managers.length > 0) this.managers = message.session.managers;
+      this.reconnect.connected(message.session.managers);
       const period = Math.max(50, message.session.heartbeatPeriodMs || 1000);
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
       this.heartbeatTimer = setInterval(() => this.stream?.write({ heartbeat: {} }), period);

@@ -253,6 +253,11 @@ test.serial('a worker whose manager is killed reconnects to another manager and 
   const clients: ApiClient[] = [];
   t.teardown(async () => {
     for (const c of clients) c.close();
+    const keep = process.env.TESSERA_TEST_KEEP_LOG_DIR;
+    if (keep && cluster) {
+      await run('mkdir', ['-p', keep]);
+      for (const n of cluster.nodes) await run('cp', [join(n.dataRoot, 'tsd.log'), join(keep, `${n.name}.log`)]).catch(() => {});
+    }
     if (cluster) await destroyNetnsCluster(cluster);
     registry?.stop();
     await rm(workDir, { recursive: true, force: true });
