@@ -264,7 +264,7 @@ test.serial('a worker whose manager is killed reconnects to another manager and 
   });
   cluster = await createNetnsCluster({
     prefix, nodes: 4, managers: 3, baseDir: join(workDir, 'cluster'), underlayOctet: octet, hostBridge: false,
-    heartbeatMs: 300, nodeDownAfterMs: 4000, insecureRegistries: [`172.31.${octet}.254:5000`],
+    heartbeatMs: 300, nodeDownAfterMs: 6000, insecureRegistries: [`172.31.${octet}.254:5000`],
   });
   t.deepEqual(cluster.nodes.map((n) => n.role), ['manager', 'manager', 'manager', 'worker']);
   // `tsctl cluster up --managers 3` builds this: three voters.
@@ -308,7 +308,7 @@ test.serial('a worker whose manager is killed reconnects to another manager and 
   t.log(`worker reconnected from ${victim.name} to ${next.name} ${Date.now() - killedAt} ms after kill -9`);
 
   // Past the node-down timeout: the node stays ready and the task is the same one, same container.
-  await sleep(5000);
+  await sleep(6500);
   const nodes = (await api.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
   t.is(nodes.find((n) => n.metadata.name === worker.name)?.status.state, 'ready');
   const after = await eventually('keeper still running', 10_000, runningOn(api, 'keeper'));
