@@ -113,8 +113,9 @@ function waitingFor(
   const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
   const pending = current.find((t) => t.desiredState === 'running' && t.status.schedulingReason && !isTerminal(t.status.state));
   if (pending) return `pending: ${pending.status.schedulingReason}`;
-  const newest = [...current].sort(newestFirst)[0];
-  if (s.ready < s.desired && newest && isFailure(newest) && taskMessage(newest) !== '') return `restarting after: ${taskMessage(newest)}`;
+  // The latest failure stays in view while replacements start, so a crash loop reads as one state.
+  const failed = [...current].sort(newestFirst).find((t) => isFailure(t) && taskMessage(t) !== '');
+  if (s.ready < s.desired && failed) return `retrying after: ${taskMessage(failed)}`;
   const unhealthy = current.some((t) => t.desiredState === 'running' && t.status.state === 'running' && t.status.health !== 'healthy');
   if (s.ready < s.desired && s.health && unhealthy) return 'waiting for health checks';
   if (s.rolling) return s.stale > 0 ? `updating (${plural(s.stale, 'old task')} left)` : 'updating';

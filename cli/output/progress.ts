@@ -71,13 +71,17 @@ const CLEAR_LINE = '\r\x1b[2K';
 
 export class TtyProgress implements ProgressRenderer {
   private drawn = 0;
+  private lastFrame = '';
 
   constructor(private readonly stream: ProgressStream) {}
 
   update(lines: readonly ServiceLine[]): void {
     const nameWidth = Math.max(0, ...lines.map((l) => l.name.length));
+    const frame = lines.map((line) => `${CLEAR_LINE}${cut(formatTtyLine(line, nameWidth), this.stream.columns)}\n`).join('');
+    if (frame === this.lastFrame) return;
+    this.lastFrame = frame;
     let text = this.drawn > 0 ? CURSOR_UP(this.drawn) : '';
-    for (const line of lines) text += `${CLEAR_LINE}${cut(formatTtyLine(line, nameWidth), this.stream.columns)}\n`;
+    text += frame;
     // Lines left over from a longer earlier frame are cleared, then the cursor goes back up.
     const extra = Math.max(0, this.drawn - lines.length);
     if (extra > 0) text += `${`${CLEAR_LINE}\n`.repeat(extra)}${CURSOR_UP(extra)}`;

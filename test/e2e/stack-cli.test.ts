@@ -89,7 +89,7 @@ test.serial('stack ls, services and ps show the stack', async (t) => {
 
   const services = rows(await node.tsctl('stack', 'services', STACK));
   t.deepEqual(services.map((r) => [r[1], r[2], r[3]]), [['scli_web', 'replicated', '2/2'], ['scli_worker', 'replicated', '1/1']]);
-  t.is(services[0]![4], process.env['STACK_CLI_IMAGE']);
+  t.is(services[0]![4], process.env['STACK_CLI_IMAGE'] ?? '');
 
   const ps = await node.tsctl('stack', 'ps', STACK, '--filter', 'desired-state=running', '--no-trunc');
   t.regex(ps.split('\n')[0]!, /^ID\s+NAME\s+IMAGE\s+NODE\s+DESIRED STATE\s+CURRENT STATE\s+ERROR$/);
@@ -107,7 +107,7 @@ test.serial('stack ls, services and ps show the stack', async (t) => {
 
 test.serial('a deploy whose image does not exist exits non-zero naming the service and the task error', async (t) => {
   const err = await t.throwsAsync(node.tsctl('stack', 'deploy', '-c', MISSING_IMAGE, '--timeout', '90s', BAD));
-  t.regex(err!.message, /error: service did not converge: app \(\d+ tasks failed: image 127\.0\.0\.1:9\/tessera-test\/missing:1: /);
+  t.regex(err!.message, /error: service did not converge: app \(\d+ tasks failed: image 127\.0\.0\.1:2\/tessera-test\/missing:1: /);
   t.regex(err!.message, /stdout: [\s\S]*app: 0\/1 running/, 'progress was shown before giving up');
   await node.tsctl('stack', 'rm', BAD);
   t.deepEqual(await tasksOf(BAD), []);

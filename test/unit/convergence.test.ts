@@ -96,10 +96,10 @@ test('tasks that keep failing fail the service with the last task error; failure
 
   const old = serviceConvergence(input(svc(v1), failures, { failedBefore: new Set(failures.map((f) => f.metadata.name)) }));
   t.is(old.phase, 'converging');
-  t.is(old.detail, 'restarting after: image app:1: not found (3)');
+  t.is(old.detail, 'retrying after: image app:1: not found (3)');
 
-  const two = serviceConvergence(input(svc(v1), failures.slice(0, 2)));
-  t.like(two, { phase: 'converging', lastError: 'image app:1: not found (2)' });
+  const two = serviceConvergence(input(svc(v1), [...failures.slice(0, 2), task(v1, 'preparing', { at: '2026-01-01T00:00:05.000Z' })]));
+  t.like(two, { phase: 'converging', lastError: 'image app:1: not found (2)', detail: 'retrying after: image app:1: not found (2)' });
 });
 
 test('a removed service fails', (t) => {

@@ -105,3 +105,14 @@ test('formatPlainLine and the renderer choice', (t) => {
   t.true(progressRenderer(new FakeStream(), true) instanceof TtyProgress);
   t.true(progressRenderer(new FakeStream(), false) instanceof PlainProgress);
 });
+
+test('TTY renderer writes nothing when the frame has not changed', (t) => {
+  const out = new FakeStream(120);
+  const tty = new TtyProgress(out);
+  const frame = [line('web', state('converging', 1, 2, 'starting'))];
+  tty.update(frame);
+  tty.update(frame);
+  t.is(out.writes.length, 1);
+  tty.update([line('web', state('converged', 2, 2))]);
+  t.is(out.writes.length, 2);
+});
