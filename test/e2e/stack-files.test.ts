@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 
 import type { Task } from '../../control-plane/resources/types.js';
 import { ApiCallError, ApiClient } from '../../cli/client.js';
-import { buildBusyboxImage } from '../helpers/busybox-image.js';
+import { BUSYBOX_INDEX_HTML, buildBusyboxImage } from '../helpers/busybox-image.js';
 import { eventually, startTestNode, type TestNode } from '../helpers/tsd-node.js';
 
 const run = promisify(execFile);
@@ -48,6 +48,8 @@ function objects(bindSource: string): string[] {
     { apiVersion: 'tessera/v1', kind: 'Secret', metadata: meta('db_password'), spec: { data: b64(secretText) } },
     { apiVersion: 'tessera/v1', kind: 'Config', metadata: meta('app_conf'), spec: { data: b64(configText) } },
     { apiVersion: 'tessera/v1', kind: 'Volume', metadata: meta('data'), spec: { driver: 'local' } },
+    { apiVersion: 'tessera/v1', kind: 'Volume', metadata: meta('www'), spec: {} },
+    { apiVersion: 'tessera/v1', kind: 'Volume', metadata: meta('cache'), spec: { driver: 'local', driverOpts: { type: 'tmpfs', device: 'tmpfs', o: 'size=2m' } } },
     {
       apiVersion: 'tessera/v1',
       kind: 'Service',
@@ -60,6 +62,8 @@ function objects(bindSource: string): string[] {
         configs: [{ source: 'app_conf', target: '/etc/app.conf', mode: 0o440 }],
         mounts: [
           { type: 'volume', source: 'data', target: '/data' },
+          { type: 'volume', source: 'www', target: '/www' },
+          { type: 'volume', source: 'cache', target: '/cache' },
           { type: 'tmpfs', target: '/scratch', sizeBytes: 1024 * 1024, mode: 0o1777 },
           { type: 'bind', source: bindSource, target: '/hostdir', createHostPath: true },
         ],
@@ -115,7 +119,7 @@ test.after.always(async () => {
 test.serial('secrets, configs and volumes reach the container; secrets only on tmpfs; volume data outlives the container', async (t) => {
   const bindSource = join(workDir, 'bind-src', 'made-by-tsd');
   const applied = await client.apply({ objectsJson: objects(bindSource) });
-  t.deepEqual(applied.results.map((r) => r.action), ['created', 'created', 'created', 'created']);
+  t.deepEqual(applied.results.map((r) => r.action), ['created', 'created', 'created', 'created', 'created', 'created']);
   for (const r of applied.results) t.false(r.objectJson.includes(b64(secretText)), 'apply never echoes secret data');
 
   const first = await eventually('the task running', runningTask, 60_000);
@@ -136,6 +140,9 @@ test.serial('secrets, configs and volumes reach the container; secrets only on t
   t.regex(mounts, /^\S+ \/run\/secrets tmpfs ro[, ]/m, 'inside the container /run/secrets is a read-only tmpfs');
   t.regex(mounts, /^\S+ \/scratch tmpfs \S*size=1024k/m, 'the tmpfs mount with its size');
   t.is(await readFile(join(bindSource, 'hello'), 'utf8'), 'from-container\n', 'the bind mount (created by tsd) is the host directory');
+  t.is(await readFile(join(node.dataRoot, 'volumes', STACK, 'www', '_data', 'index.html'), 'utf8'), BUSYBOX_INDEX_HTML, 'a new volume is filled with the image\'s content at its target');
+  t.regex(mounts, /^tmpfs \/cache tmpfs \S*size=2048k/m, 'a volume with driver options is that mount');
+  t.deepEqual((await mountsUnder(join(node.dataRoot, 'volumes'))).map((m) => m.fstype), ['tmpfs'], 'the driver-options volume is mounted on the node while used');
 
   // On the node: the container's files live on a tmpfs of its own, and nowhere on the disk.
   const filesMounts = await mountsUnder(join(node.dataRoot, 'run'));
@@ -177,8 +184,10 @@ test.serial('secrets, configs and volumes reach the container; secrets only on t
   await client.delete({ refs: [{ kind: 'Service', stack: STACK, name: 'files' }] });
   await eventually('every files tmpfs unmounted', async () => ((await mountsUnder(join(node.dataRoot, 'run'))).length === 0 ? true : undefined), 30_000);
   t.deepEqual(await readdir(join(node.dataRoot, 'run', 'tasks')).catch(() => []), [], 'no task files directory left');
+  t.deepEqual(await mountsUnder(join(node.dataRoot, 'volumes')), [], 'the driver-options volume is unmounted when no container uses it');
   t.deepEqual(await filesOnDiskContaining(node.dataRoot, marker), []);
   const deleted = await client.delete({ refs: [{ kind: 'Secret', stack: STACK, name: 'db_password' }, { kind: 'Config', stack: STACK, name: 'app_conf' }, { kind: 'Volume', stack: STACK, name: 'data' }] });
   t.is(deleted.deleted.length, 3, 'unused secrets, configs and volumes can be deleted');
+  await client.delete({ refs: [{ kind: 'Volume', stack: STACK, name: 'www' }, { kind: 'Volume', stack: STACK, name: 'cache' }] });
   t.true((await readFile(join(volumeData, 'starts'), 'utf8')).length > 0, 'deleting the Volume object keeps the data on the node');
 });
