@@ -7,6 +7,7 @@ import { connect, type ApiClient } from '../client.js';
 import { serverAddress } from '../context.js';
 import { formatIssue, loadManifests, type LoadResult } from '../manifest/load.js';
 import { objectLabel, renderChange, type ObjectChange, type PlannedAction } from '../manifest/object-diff.js';
+import { DEFAULT_FOLLOW_TIMEOUT_MS, followUntilConverged, parseDuration } from '../output/follow-services.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -46,7 +47,9 @@ export function registerApplyCommands(program: Command): void {
     .option('--prune', 'also delete the objects of the files\' stacks that the files no longer contain (in the same transaction)')
     .option('--lenient', 'Kubernetes fields that cannot be honoured become warnings and are dropped, instead of errors')
     .option('-d, --detach', 'return once the objects are applied, without following the services until they converge')
-    .action(async (options: FileOptions & { dryRun?: boolean; prune?: boolean; detach?: boolean }) => {
+    .option('--timeout <duration>', 'give up waiting for the services to converge after this long (e.g. 90s, 5m)', `${DEFAULT_FOLLOW_TIMEOUT_MS / 1000}s`)
+    .action(async (options: FileOptions & { dryRun?: boolean; prune?: boolean; detach?: boolean; timeout: string }) => {
+      const timeoutMs = parseDuration(options.timeout);
       const { objects } = await load(options);
       await withClient(async (client) => {
         const res = await client.apply({
@@ -56,9 +59,8 @@ export function registerApplyCommands(program: Command): void {
         });
         for (const r of res.results) out(`${resultLabel(r)} ${r.action}${options.dryRun ? ' (dry run)' : ''}`);
         if (options.dryRun) return;
-        // Live progress goes here, and only here: follow res.results until the services converge
-        // (exit non-zero if they do not), unless options.detach. The stack CLI exports it from
-        // cli/output/progress.ts.
+        // Live progress: follow the services until they converge (throws naming those that do not).
+        await followUntilConverged(client, res.results, { detach: options.detach === true, timeoutMs, out: process.stdout, isTTY: process.stdout.isTTY === true });
       });
     });
 

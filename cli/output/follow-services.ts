@@ -40,7 +40,8 @@ export interface FollowResult {
 export function followTargets(results: readonly ApplyResult__Output[]): FollowTarget[] {
   const targets: FollowTarget[] = [];
   for (const r of results) {
-    if (r.ref?.kind !== 'Service' || !r.objectJson) continue;
+    // A pruned service is gone on purpose: nothing to wait for.
+    if (r.ref?.kind !== 'Service' || !r.objectJson || r.action === 'pruned') continue;
     const service = JSON.parse(r.objectJson) as Service;
     targets.push({ stack: r.ref.stack ?? '', name: r.ref.name, appliedTemplate: templateKey(service.spec), ...(r.action === 'created' ? { created: true } : {}) });
   }

@@ -111,6 +111,7 @@ test('followTargets: the services among apply results, with the template that wa
   const targets = followTargets([
     { ref: { kind: 'Service', stack: 'shop', name: 'web' }, action: 'created', objectJson: JSON.stringify(svc('shop', 'web', spec)) },
     { ref: { kind: 'Network', stack: 'shop', name: 'default' }, action: 'created', objectJson: JSON.stringify(net('shop', 'default')) },
+    { ref: { kind: 'Service', stack: 'shop', name: 'old' }, action: 'pruned', objectJson: JSON.stringify(svc('shop', 'old', spec)) },
   ]);
   t.deepEqual(targets, [{ stack: 'shop', name: 'web', appliedTemplate: templateKey(spec), created: true }]);
 });
