@@ -45,11 +45,17 @@ export class DocContext {
  */
 export type FieldRules = Readonly<Record<string, true | string>>;
 
+function asksNothing(value: unknown): boolean {
+  if (value === null || value === undefined) return true;
+  if (Array.isArray(value)) return value.length === 0;
+  return typeof value === 'object' && Object.keys(value).length === 0;
+}
+
 export function checkFields(ctx: DocContext, value: Readonly<Record<string, unknown>>, path: IssuePath, rules: FieldRules): void {
   for (const key of Object.keys(value)) {
     const rule = Object.hasOwn(rules, key) ? rules[key] : undefined;
     if (rule === true) continue;
-    if (value[key] === null || value[key] === undefined) continue; // `key:` with nothing asks for nothing
+    if (asksNothing(value[key])) continue; // `key:`, `key: {}` or `key: []` asks for nothing
     ctx.refuse([...path, key], rule ?? 'Tessera has no equivalent');
   }
 }

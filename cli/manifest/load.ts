@@ -72,7 +72,14 @@ function loadText(text: string, fileName: string): LoadOutcome {
   const lineCounter = new LineCounter();
   const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false });
   const outcome: LoadOutcome = { objects: [], issues: [], kube: [] };
-  for (const doc of documents) {
+  // Kubernetes reads YAML 1.1 (`mode: 0400` is octal, `yes` is true); Tessera's own manifests are
+  // YAML 1.2. The text is parsed again as 1.1 only when it holds a Kubernetes document.
+  let legacy: Document.Parsed[] | undefined;
+  const legacyValue = (index: number): unknown => {
+    legacy ??= parseAllDocuments(text, { version: '1.1', prettyErrors: false });
+    return legacy[index]?.toJS({ maxAliasCount: 100 });
+  };
+  for (const [index, doc] of documents.entries()) {
     if (doc.errors.length > 0) {
       for (const error of doc.errors) {
         const { line, col } = lineCounter.linePos(error.pos[0]);
@@ -81,14 +88,14 @@ function loadText(text: string, fileName: string): LoadOutcome {
       continue;
     }
     if (doc.contents === null) continue; // an empty document, e.g. a trailing `---`
-    validateDocument(doc, lineCounter, fileName, outcome);
+    validateDocument(doc, lineCounter, fileName, outcome, () => legacyValue(index));
   }
   // Schema order is not reading order; report top to bottom like a compiler.
   outcome.issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0));
   return outcome;
 }
 
-function validateDocument(doc: Document.Parsed, lineCounter: LineCounter, fileName: string, outcome: LoadOutcome): void {
+function validateDocument(doc: Document.Parsed, lineCounter: LineCounter, fileName: string, outcome: LoadOutcome, legacyValue: () => unknown): void {
   let value: unknown;
   try {
     value = doc.toJS({ maxAliasCount: 100 });
@@ -99,9 +106,10 @@ function validateDocument(doc: Document.Parsed, lineCounter: LineCounter, fileNa
     return;
   }
   if (value === null || value === undefined) return; // a document holding only `---` or comments
-  for (const { value: item, prefix } of objectsOfDocument(value)) {
+  for (const [index, { value: item, prefix }] of objectsOfDocument(value).entries()) {
     if (isKubeDocument(item)) {
-      outcome.kube.push({ value: item, file: fileName, doc, lineCounter, prefix });
+      const asKubernetesReadsIt = objectsOfDocument(legacyValue())[index]?.value ?? item;
+      outcome.kube.push({ value: asKubernetesReadsIt, file: fileName, doc, lineCounter, prefix });
       continue;
     }
     const result = validateStackObject(item);
