@@ -40,9 +40,18 @@ export function filesNeededBy(tasks: readonly Task[]): NeededFile[] {
 
 export type FileObject = Secret | Config | Volume;
 
-/** What a node has been sent: file key → resourceVersion. */
+/** What a node has been sent: file key → the object as sent. */
 export class SentFiles {
-  private readonly sent = new Map<string, string>();
+  private readonly sent = new Map<string, FileObject>();
+
+  /**
+   * The object as last sent, while the node still has it. Secrets, configs and volume options are
+   * immutable and cannot be deleted while a task uses them, so the dispatcher need not read the
+   * store again for what a node already holds.
+   */
+  held(kind: StackFileKind, stack: string, name: string): FileObject | undefined {
+    return this.sent.get(fileKey(kind, stack, name));
+  }
 
   /** The files to send (new or changed) and the keys to withdraw, given everything the node needs now; records them as sent. */
   next(current: readonly FileObject[]): { send: FileObject[]; withdraw: string[] } {
@@ -53,9 +62,9 @@ export class SentFiles {
       if (seen.has(key)) continue;
       seen.add(key);
       const version = object.metadata.resourceVersion ?? '';
-      if (this.sent.get(key) !== version) {
+      if (this.sent.get(key)?.metadata.resourceVersion !== version || !this.sent.has(key)) {
         send.push(object);
-        this.sent.set(key, version);
+        this.sent.set(key, object);
       }
     }
     const withdraw = [...this.sent.keys()].filter((k) => !seen.has(k));

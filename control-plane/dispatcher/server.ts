@@ -83,7 +83,7 @@ export class DispatcherServer {
     const sendDelta = (full: boolean) => {
       deltaChain = deltaChain.then(async () => {
         const tasks = assignedTasks();
-        const needed = await resolveNeeded(filesNeededBy(tasks), (kind, stack, name) => deps.objects.get(kind, stack, name));
+        const needed = await resolveNeeded(filesNeededBy(tasks), async (kind, stack, name) => sentFiles.held(kind, stack, name) ?? deps.objects.get(kind, stack, name));
         const files = sentFiles.next(needed);
         const { upserts, removed } = sent.next(tasks);
         if (!full && upserts.length === 0 && removed.length === 0 && files.send.length === 0 && files.withdraw.length === 0) return;

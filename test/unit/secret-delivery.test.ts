@@ -62,9 +62,11 @@ test('SentFiles sends each object once, again when it changes, and withdraws wha
   t.deepEqual([same.send.length, same.withdraw.length], [0, 0]);
   const changed = sent.next([secret('a', 'app', 'x', '7'), b]);
   t.deepEqual(changed.send.map((o) => o.metadata.name), ['a']);
+  t.is(sent.held('Secret', 'app', 'a')?.metadata.resourceVersion, '7', 'what the node holds is known without a store read');
   const dropped = sent.next([b]);
   t.deepEqual(dropped.withdraw, ['Secret/app/a']);
   t.deepEqual(sent.next([]).withdraw, ['Secret/app/b']);
+  t.is(sent.held('Secret', 'app', 'a'), undefined);
 });
 
 test('wire form round trip, validation, and the agent\'s in-memory set', (t) => {
