@@ -151,7 +151,11 @@ export function translatePorts(ctx: DocContext, container: Readonly<Record<strin
     }
     const protocolText = readString(ctx, port['protocol'], [...at, 'protocol']) ?? 'TCP';
     if (protocolText !== 'TCP' && protocolText !== 'UDP') {
-      ctx.refuse([...at, 'protocol'], `only TCP and UDP, got ${JSON.stringify(protocolText)}`);
+      if (['TCP', 'UDP', 'SCTP'].includes(protocolText.toUpperCase()) && protocolText !== 'SCTP') {
+        ctx.invalid([...at, 'protocol'], `expected ${JSON.stringify(protocolText.toUpperCase())} (Kubernetes spells protocols in upper case), got ${JSON.stringify(protocolText)}`);
+      } else {
+        ctx.refuse([...at, 'protocol'], `only TCP and UDP, got ${JSON.stringify(protocolText)}`);
+      }
       return;
     }
     const protocol = protocolText === 'TCP' ? 'tcp' : 'udp';

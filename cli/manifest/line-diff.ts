@@ -26,10 +26,11 @@ function edits(a: readonly string[], b: readonly string[]): Edit[] {
   while (i < n || j < m) {
     if (i < n && j < m && a[i] === b[j]) {
       out.push({ op: ' ', line: a[i]!, oldNo: i++, newNo: j++ });
-    } else if (j < m && (i === n || lcs[i]![j + 1]! >= lcs[i + 1]![j]!)) {
-      out.push({ op: '+', line: b[j]!, oldNo: i, newNo: j++ });
-    } else {
+    } else if (i < n && (j === m || lcs[i + 1]![j]! >= lcs[i]![j + 1]!)) {
+      // Removals before additions, as diff -u prints them.
       out.push({ op: '-', line: a[i]!, oldNo: i++, newNo: j });
+    } else {
+      out.push({ op: '+', line: b[j]!, oldNo: i, newNo: j++ });
     }
   }
   return out;
