@@ -305,8 +305,9 @@ export class ApiServer {
         for (const ref of refs) {
           if (ref.kind === 'Task' || ref.kind === 'Node') throw invalidArgument(`delete: ${ref.kind} objects are managed by the system; delete their service instead`);
         }
+        const deletedServices = new Set(refs.filter((r) => r.kind === 'Service').map((r) => `${r.stack}/${r.name}`));
         for (const ref of refs) {
-          const blocker = await deletionBlocker(this.deps.store, ref.kind, ref.stack, ref.name);
+          const blocker = await deletionBlocker(this.deps.store, ref.kind, ref.stack, ref.name, deletedServices);
           if (blocker) throw new ApiError(grpc.status.FAILED_PRECONDITION, `delete: nothing deleted: ${blocker}`);
         }
         for (const ref of refs) {

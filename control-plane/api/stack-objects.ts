@@ -200,11 +200,14 @@ export async function planStackFiles(
   return { planned, problems };
 }
 
-/** Why the object may not be deleted now, or undefined: secrets, configs and volumes in use by a service stay. */
-export async function deletionBlocker(store: Store, kind: string, stack: string, name: string): Promise<string | undefined> {
+/**
+ * Why the object may not be deleted now, or undefined: secrets, configs and volumes in use by a
+ * service stay. Services deleted by the same request ("stack/name" in `alsoDeleted`) do not count.
+ */
+export async function deletionBlocker(store: Store, kind: string, stack: string, name: string, alsoDeleted: ReadonlySet<string> = new Set()): Promise<string | undefined> {
   if (!(STACK_FILE_KINDS as readonly string[]).includes(kind)) return undefined;
   const { kvs } = await store.range(kindPrefix('Service'));
-  const services = kvs.map((kv) => JSON.parse(kv.value) as Service);
+  const services = kvs.map((kv) => JSON.parse(kv.value) as Service).filter((s) => !alsoDeleted.has(`${s.metadata.stack ?? ''}/${s.metadata.name}`));
   const users = servicesUsing(kind as StackFileKind, stack, name, services);
   if (users.length === 0) return undefined;
   return `${kind} ${stack ? `${stack}/` : ''}${name} is in use by service(s) ${users.join(', ')}; remove it from them (or delete them) first`;

@@ -129,6 +129,7 @@ test('deleting a secret in use is refused; once the service is gone it is delete
   await server.apply([secret('pw', b64('x')), service('web', { secrets: [{ source: 'pw', target: 'pw' }] })], false);
   const { deletionBlocker } = await import('../../control-plane/api/stack-objects.js');
   t.regex((await deletionBlocker(store, 'Secret', 'app', 'pw')) ?? '', /Secret app\/pw is in use by service\(s\) app\/web/);
+  t.is(await deletionBlocker(store, 'Secret', 'app', 'pw', new Set(['app/web'])), undefined, 'deleted in the same request as its service');
   await store.delete('/tessera/objects/service/app/web');
   t.is(await deletionBlocker(store, 'Secret', 'app', 'pw'), undefined);
 });
