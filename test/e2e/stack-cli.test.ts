@@ -123,6 +123,29 @@ test.serial('--detach returns right after the apply, even for a stack that can n
   await eventually('the detached stack\'s tasks to go', async () => ((await tasksOf(DETACHED)).length === 0 ? true : undefined), 30_000);
 });
 
+test.serial('apply -f follows its services the same way, and names a service that cannot converge', async (t) => {
+  const manifest = (name: string, image: string) => `apiVersion: tessera/v1
+kind: Service
+metadata:
+  name: ${name}
+  stack: scliapply
+spec:
+  image: ${image}
+  command: ["sh", "-c", "while true; do sleep 1; done"]
+  replicas: 2
+  stopGracePeriodMs: 1000
+`;
+  const good = join(workDir, 'apply-good.yaml');
+  await writeFile(good, manifest('ticker', process.env['STACK_CLI_IMAGE'] ?? ''));
+  const out = await node.tsctl('apply', '-f', good);
+  t.regex(out, /^ticker: converged \(2\/2 running\)$/m);
+  const bad = join(workDir, 'apply-bad.yaml');
+  await writeFile(bad, manifest('nothing', '127.0.0.1:2/tessera-test/missing:1'));
+  const err = await t.throwsAsync(node.tsctl('apply', '-f', bad, '--timeout', '2s'));
+  t.regex(err!.message, /error: service not converged after 2s: nothing \(0\/2 running/);
+  await node.tsctl('stack', 'rm', 'scliapply');
+});
+
 test.serial('stack rm removes every object of the stack and waits until no task or container is left', async (t) => {
   const pids = (await tasksOf(STACK)).map((x) => x.status.pid).filter((p): p is number => p !== undefined);
   t.is(pids.length, 3);
