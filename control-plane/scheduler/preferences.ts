@@ -2,6 +2,9 @@
 // the order given (as Swarm does: first over the values of the first label, then, inside each of
 // those groups, over the values of the second, and so on). Nodes without a label form a group of
 // their own at that level. Pure; the scheduler keeps one tree per service and preference list.
+// A group's count is the service's tasks on all its nodes, also those that cannot take the task
+// now (Swarm builds its tree from the nodes that passed the filters only); a group none of whose
+// nodes passes the filters simply takes nothing, so the others get the tasks.
 import type { Node } from '../resources/types.js';
 
 /** "node.labels.zone" → "zone"; undefined when the text is not a node label reference. */
