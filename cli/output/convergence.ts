@@ -83,10 +83,10 @@ export function serviceConvergence(input: ConvergenceInput): ServiceConvergence 
   const reason = (text: string | undefined) => (text ? `: ${text}` : '');
 
   if (template !== input.appliedTemplate) {
-    // The spec on the service is no longer the one applied: rolled back by the controller (or
-    // changed by someone else), either way what was applied will not converge.
-    const why = update?.rollbackReason ?? update?.message;
-    return { phase: 'failed', ...base, detail: `rolled back${reason(why)}` };
+    // The spec on the service is no longer the one applied: rolled back by the controller, or
+    // changed by someone else; either way what was applied will not converge.
+    if (update?.state.startsWith('rollback')) return { phase: 'failed', ...base, detail: `rolled back${reason(update.rollbackReason ?? update.message)}` };
+    return { phase: 'failed', ...base, detail: 'its spec was changed by another apply while following' };
   }
   if (update?.state === 'paused' || update?.state === 'rollback_paused') {
     return { phase: 'failed', ...base, detail: `rollout paused${reason(update.message)}` };

@@ -83,6 +83,11 @@ test('an automatic rollback (the spec on the service is no longer the applied on
   t.like(s, { phase: 'failed', detail: 'rolled back: task shop_web.2 unhealthy' });
 });
 
+test('a spec changed by someone else while following fails without claiming a rollback', (t) => {
+  const changed = svc(v2, { currentSpec: v2, previousSpec: v1, update: update('updating') });
+  t.like(serviceConvergence(input(changed, [task(v2)], { appliedTemplate: templateKey(v1) })), { phase: 'failed', detail: 'its spec was changed by another apply while following' });
+});
+
 test('an old automatic rollback does not fail a later apply of the spec the service already has', (t) => {
   const settled = svc(v1, { currentSpec: v1, previousSpec: v2, update: update('rollback_completed', { rollbackReason: 'earlier failure' }) });
   t.like(serviceConvergence(input(settled, [task(v1), task(v1), task(v1)])), { phase: 'converged' });
