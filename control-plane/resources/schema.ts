@@ -250,7 +250,10 @@ const serviceSpec = z.strictObject({
   resources: resources.optional(),
   placement: z.strictObject({
     constraints: z.array(constraint).optional(),
-    preferences: z.array(z.strictObject({ spread: z.string().min(1) })).optional(),
+    preferences: z.array(z.strictObject({
+      spread: z.string().trim().refine((s) => s.startsWith('node.labels.') && LABEL_KEY_PATTERN.test(s.slice('node.labels.'.length)),
+        { error: 'expected node.labels.KEY, the node label whose values tasks are spread over' }),
+    })).optional(),
     maxReplicasPerNode: nonNegativeInt.optional(),
   }).optional(),
   restart: restartPolicy.optional(),

@@ -180,3 +180,11 @@ test('all issues are reported, not only the first', (t) => {
   const issues = issuesOf(service({ replicas: 'x', foo: 1, env: { A: 1 }, ports: [{ target: 0 }] }, { name: 'Bad' }));
   t.is(issues.length, 5);
 });
+
+test('a placement preference must spread over a node label', (t) => {
+  const issue = onlyIssue(service({ placement: { preferences: [{ spread: 'zone' }] } }));
+  t.deepEqual(issue.path, ['spec', 'placement', 'preferences', 0, 'spread']);
+  t.regex(issue.message, /expected node\.labels\.KEY/);
+  const ok = validateObject(service({ placement: { preferences: [{ spread: ' node.labels.zone ' }] } }));
+  t.true(ok.ok);
+});
