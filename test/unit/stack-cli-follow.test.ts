@@ -96,6 +96,27 @@ test('follows a service through the watch until its tasks run, printing change l
   t.is(lines.at(-1), 'web: converged (2/2 running)');
 });
 
+test('a broken watch (the API server restarts) is re-established from a fresh list', async (t) => {
+  const f = await startFixture();
+  t.teardown(() => stopFixture(f));
+  const res = await f.client.apply({ objectsJson: [manifest('web', 1)] });
+  const out = new FakeStream();
+  const following = followUntilConverged(f.client, res.results, { timeoutMs: 15_000, out, isTTY: false });
+  await sleep(300);
+  // A new server on the same socket and store, as after a manager restart.
+  await f.server.close();
+  f.server = new ApiServer({
+    store: f.store, images: new LocalImageStore({ root: join(f.dir, 'images') }), logs: new FileLogSource(join(f.dir, 'logs')),
+    clusterId: 'test', version: 'test', storeBackend: 'memory', managers: () => [],
+  });
+  await f.server.listen(`unix:${join(f.dir, 'api.sock')}`, LOCAL_INSECURE);
+  // Changes made while no watch runs are picked up by the fresh list.
+  await putTask(f, await noticeSpec(f, 'web'), 1, 'running');
+  const result = await following;
+  t.is(result.services[0]!.state.phase, 'converged');
+  t.regex(out.text, /^web: converged \(1\/1 running\)$/m);
+});
+
 test('tasks that keep failing end the follow with an error naming the service and the task error', async (t) => {
   const f = await startFixture();
   t.teardown(() => stopFixture(f));
