@@ -7,7 +7,7 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -190,4 +190,45 @@ test.serial('secrets, configs and volumes reach the container; secrets only on t
   t.is(deleted.deleted.length, 3, 'unused secrets, configs and volumes can be deleted');
   await client.delete({ refs: [{ kind: 'Volume', stack: STACK, name: 'www' }, { kind: 'Volume', stack: STACK, name: 'cache' }] });
   t.true((await readFile(join(volumeData, 'starts'), 'utf8')).length > 0, 'deleting the Volume object keeps the data on the node');
+});
+
+test.serial('tsctl stack deploy takes a Compose file\'s secrets, configs and volumes; stack rm removes them', async (t) => {
+  const dir = join(workDir, 'compose');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'token.txt'), `${marker}-compose\n`);
+  await writeFile(join(dir, 'compose.yaml'), `services:
+  app:
+    image: ${imageRef}
+    command: ["sh", "-c", "test -s /run/secrets/token && cat /cfg > /vol/cfg-copy && exec sleep 3600"]
+    stop_grace_period: 1s
+    secrets: [token]
+    configs:
+      - source: cfg
+        target: /cfg
+    volumes:
+      - vol:/vol
+secrets:
+  token:
+    file: ./token.txt
+configs:
+  cfg:
+    content: "compose config"
+volumes:
+  vol: {}
+`);
+  const deployed = await node.tsctl('stack', 'deploy', '-c', join(dir, 'compose.yaml'), 'sfc');
+  t.regex(deployed, /secret\/sfc\/token created/);
+  t.regex(deployed, /config\/sfc\/cfg created/);
+  t.regex(deployed, /volume\/sfc\/vol created/);
+  const copy = await eventually('the config copied into the volume', async () => {
+    const text = await readFile(join(node.dataRoot, 'volumes', 'sfc', 'vol', '_data', 'cfg-copy'), 'utf8').catch(() => '');
+    return text.length > 0 ? text : undefined;
+  }, 60_000);
+  t.is(copy, 'compose config');
+  t.regex(await node.tsctl('get', 'secrets', '--stack', 'sfc'), /token\s+sfc\s+\d+/);
+
+  await node.tsctl('stack', 'rm', 'sfc');
+  const left = await client.list({ kind: 'Secret', stack: 'sfc' });
+  t.deepEqual(left.objectsJson, [], 'stack rm removes the stack\'s secrets after its services');
+  await eventually('no files tmpfs left', async () => ((await mountsUnder(join(node.dataRoot, 'run'))).length === 0 ? true : undefined), 30_000);
 });
