@@ -35,8 +35,8 @@ export interface ConvergenceInput {
   tasks: readonly Task[];
   /** Every node, to count the eligible ones of a global service. */
   nodes: readonly Node[];
-  /** Names of tasks that had already failed when following began; they do not count as new failures. */
-  failedBefore: ReadonlySet<string>;
+  /** Names of tasks that had already ended when following began; they do not count as new failures. */
+  endedBefore: ReadonlySet<string>;
   /** New failures of the current template after which the service is given up on. */
   failureLimit: number;
 }
@@ -75,7 +75,7 @@ export function serviceConvergence(input: ConvergenceInput): ServiceConvergence 
     ? current.filter((t) => t.status.state === 'complete').length
     : live.filter((t) => templateKey(t.spec.spec) === template && t.status.state === 'running' && (!health || t.status.health === 'healthy')).length;
   const desired = desiredCount(service, input.nodes);
-  const failures = current.filter((t) => isFailure(t) && !input.failedBefore.has(t.metadata.name)).sort(newestFirst);
+  const failures = current.filter((t) => isFailure(t) && !input.endedBefore.has(t.metadata.name)).sort(newestFirst);
   const withError = [...current].sort(newestFirst).find((t) => isFailure(t) && taskMessage(t) !== '');
   const lastError = withError ? taskMessage(withError) : undefined;
   const base = { ready, desired, ...(lastError !== undefined ? { lastError } : {}) };
@@ -93,6 +93,17 @@ export function serviceConvergence(input: ConvergenceInput): ServiceConvergence 
   }
   if (failures.length >= input.failureLimit) {
     return { phase: 'failed', ...base, detail: `${failures.length} tasks failed${reason(lastError)}` };
+  }
+  // A task that ended and that the restart policy will not replace leaves its slot empty for good.
+  const condition = service.spec.restart?.condition ?? 'any';
+  if (!isJob && condition !== 'any') {
+    const ended = current
+      .filter((t) => !input.endedBefore.has(t.metadata.name) && (t.status.state === 'complete' || (condition === 'none' && isFailure(t))))
+      .sort(newestFirst)[0];
+    if (ended) {
+      const how = ended.status.state === 'complete' ? 'completed' : `${ended.status.state}${reason(taskMessage(ended))}`;
+      return { phase: 'failed', ...base, detail: `task ${ended.metadata.name} ${how}, and the restart policy (${condition}) does not replace it` };
+    }
   }
   const noticed = service.status?.currentSpec !== undefined && templateKey(service.status.currentSpec) === template;
   if (!noticed) return { phase: 'pending', ...base, detail: 'waiting for the controller' };

@@ -136,7 +136,7 @@ class Follower {
   private readonly tasks = new Mirror<Task>();
   private readonly nodes = new Mirror<Node>();
   private readonly stacks: string[];
-  private failedBefore: Set<string> | undefined;
+  private endedBefore: Set<string> | undefined;
 
   constructor(
     private readonly client: ApiClient,
@@ -155,7 +155,7 @@ class Follower {
         appliedTemplate: target.appliedTemplate,
         tasks: tasks.filter((t) => t.spec.serviceName === target.name && (t.spec.serviceStack ?? '') === target.stack),
         nodes,
-        failedBefore: target.created ? new Set() : (this.failedBefore ?? new Set()),
+        endedBefore: target.created ? new Set() : (this.endedBefore ?? new Set()),
         failureLimit: this.failureLimit,
       }),
     );
@@ -180,8 +180,8 @@ class Follower {
     this.services.reset(services);
     this.tasks.reset(tasks);
     this.nodes.reset(n.objectsJson.map((j) => JSON.parse(j) as Node));
-    // Failures that happened before following began are history, not a sign of this apply failing.
-    this.failedBefore ??= new Set(tasks.filter((t) => t.status.state === 'failed' || t.status.state === 'rejected').map((t) => t.metadata.name));
+    // Tasks that had ended before following began are history, not a sign of this apply failing.
+    this.endedBefore ??= new Set(tasks.filter((t) => ['complete', 'failed', 'rejected'].includes(t.status.state)).map((t) => t.metadata.name));
     changed();
     const local = new AbortController();
     const stop = () => local.abort();
@@ -214,7 +214,7 @@ class Follower {
     let pending: NodeJS.Timeout | undefined;
     const evaluate = () => {
       pending = undefined;
-      if (this.failedBefore === undefined) return;
+      if (this.endedBefore === undefined) return;
       latest = this.states();
       draw(latest);
       if (allSettled(latest)) finish(false);
@@ -248,7 +248,7 @@ class Follower {
     if (pending) clearTimeout(pending);
     await loop;
     if (failure !== undefined) throw failure;
-    if (this.failedBefore !== undefined) latest = this.states();
+    if (this.endedBefore !== undefined) latest = this.states();
     return { states: latest, timedOut };
   }
 }

@@ -35,7 +35,7 @@ function node(name: string, extra: Partial<Node['status']> = {}, labels: Record<
 }
 
 function input(service: Service | undefined, tasks: Task[], more: Partial<ConvergenceInput> = {}): ConvergenceInput {
-  return { service, appliedTemplate: templateKey(service?.spec ?? v1), tasks, nodes: [], failedBefore: new Set(), failureLimit: 3, ...more };
+  return { service, appliedTemplate: templateKey(service?.spec ?? v1), tasks, nodes: [], endedBefore: new Set(), failureLimit: 3, ...more };
 }
 
 const update = (state: UpdateStatus['state'], more: Partial<UpdateStatus> = {}): UpdateStatus => ({ state, startedAt: AT, ...more });
@@ -99,12 +99,23 @@ test('tasks that keep failing fail the service with the last task error; failure
   t.like(s, { phase: 'failed', ready: 0, lastError: 'image app:1: not found (3)' });
   t.regex(s.detail, /^3 tasks failed: image app:1: not found \(3\)$/);
 
-  const old = serviceConvergence(input(svc(v1), failures, { failedBefore: new Set(failures.map((f) => f.metadata.name)) }));
+  const old = serviceConvergence(input(svc(v1), failures, { endedBefore: new Set(failures.map((f) => f.metadata.name)) }));
   t.is(old.phase, 'converging');
   t.is(old.detail, 'retrying after: image app:1: not found (3)');
 
   const two = serviceConvergence(input(svc(v1), [...failures.slice(0, 2), task(v1, 'preparing', { at: '2026-01-01T00:00:05.000Z' })]));
   t.like(two, { phase: 'converging', lastError: 'image app:1: not found (2)', detail: 'retrying after: image app:1: not found (2)' });
+});
+
+test('a task the restart policy will not replace fails the service at once', (t) => {
+  const none: ServiceSpec = { ...v1, replicas: 1, restart: { condition: 'none' } };
+  const exited = task(none, 'failed', { message: 'exit status 3', exitCode: 3 });
+  t.like(serviceConvergence(input(svc(none), [exited])), { phase: 'failed', detail: `task ${exited.metadata.name} failed: exit status 3, and the restart policy (none) does not replace it` });
+  const onFailure: ServiceSpec = { ...v1, replicas: 1, restart: { condition: 'on-failure' } };
+  const completed = task(onFailure, 'complete', { exitCode: 0 });
+  t.like(serviceConvergence(input(svc(onFailure), [completed])), { phase: 'failed', detail: `task ${completed.metadata.name} completed, and the restart policy (on-failure) does not replace it` });
+  t.like(serviceConvergence(input(svc(onFailure), [task(onFailure, 'failed', { message: 'exit status 1' }), task(onFailure, 'starting')])), { phase: 'converging' }, 'on-failure restarts a failed task');
+  t.like(serviceConvergence(input(svc(none), [exited], { endedBefore: new Set([exited.metadata.name]) })), { phase: 'converging' }, 'an old end does not count');
 });
 
 test('a removed service fails', (t) => {
