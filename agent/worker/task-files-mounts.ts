@@ -1,6 +1,7 @@
 // Everything a task's container mounts besides its rootfs: its secrets and configs (a tmpfs of its
 // own under the node's runtime root) and the service's volumes, binds and tmpfs mounts. Prepared
 // after the rootfs is mounted (copy-up reads the image there), released after the container is gone.
+import { readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 import type { FileLookup } from '../../control-plane/dispatcher/secret-delivery.js';
@@ -54,4 +55,20 @@ export async function prepareTaskMounts(ctx: TaskMountsContext): Promise<OciMoun
 export async function releaseTaskMounts(containerId: string, containersDir: string, filesRoot?: string): Promise<void> {
   await nodeVolumes.release(containerId);
   await removeTaskFiles(taskFilesDir(filesRoot ?? defaultFilesRoot(containersDir), containerId));
+}
+
+/**
+ * Files tmpfs mounts an earlier tsd left for containers that are not kept (their tasks are no
+ * longer assigned here): unmounted and removed, so no secret outlives its container on the node.
+ */
+export async function sweepTaskFiles(containersDir: string, keep: ReadonlySet<string>, filesRoot?: string): Promise<string[]> {
+  const tasksDir = join(filesRoot ?? defaultFilesRoot(containersDir), 'tasks');
+  const entries = await readdir(tasksDir).catch(() => [] as string[]);
+  const removed: string[] = [];
+  for (const id of entries) {
+    if (keep.has(id)) continue;
+    await removeTaskFiles(taskFilesDir(filesRoot ?? defaultFilesRoot(containersDir), id));
+    removed.push(id);
+  }
+  return removed;
 }

@@ -8,6 +8,7 @@ import type { PublishedPort } from '../network/types.js';
 import { containerIdFor, logPathFor, TaskRunner, type TaskRunnerDeps } from './task-runner.js';
 import { sweepLeftovers } from './leftovers.js';
 import type { FileLookup } from '../../control-plane/dispatcher/secret-delivery.js';
+import { sweepTaskFiles } from './task-files-mounts.js';
 
 export type WorkerDeps = Omit<TaskRunnerDeps, 'onRunningChanged'>;
 
@@ -61,6 +62,7 @@ export class Worker {
       this.swept = true;
       const keep = new Set(assigned.filter((t) => !isTerminal(t.status.state)).map((t) => containerIdFor(t)));
       void sweepLeftovers({ ...this.deps, keep, teardownNetwork: false }).catch((err: Error) => this.deps.log(`sweeping leftovers: ${err.message}`));
+      void sweepTaskFiles(this.deps.containersDir, keep).catch((err: Error) => this.deps.log(`sweeping secret/config mounts: ${err.message}`));
     }
     this.endUnassigned(names);
   }
