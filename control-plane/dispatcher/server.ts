@@ -69,6 +69,7 @@ export class DispatcherServer {
     const sentFiles = new SentFiles();
     // Deltas go out one at a time: each reads the secrets/configs its tasks need from the store first.
     let deltaChain: Promise<void> = Promise.resolve();
+    let ended = false;
     this.sessions.add(call);
     const registerTimer = setTimeout(() => fail(grpc.status.DEADLINE_EXCEEDED, 'no register message within 10 s'), REGISTER_TIMEOUT_MS);
 
@@ -84,6 +85,7 @@ export class DispatcherServer {
       deltaChain = deltaChain.then(async () => {
         const tasks = assignedTasks();
         const needed = await resolveNeeded(filesNeededBy(tasks), async (kind, stack, name) => sentFiles.held(kind, stack, name) ?? deps.objects.get(kind, stack, name));
+        if (ended) return;
         const files = sentFiles.next(needed);
         const { upserts, removed } = sent.next(tasks);
         if (!full && upserts.length === 0 && removed.length === 0 && files.send.length === 0 && files.withdraw.length === 0) return;
@@ -134,6 +136,7 @@ export class DispatcherServer {
         .catch((err: Error & { code?: grpc.status }) => fail(err.code ?? grpc.status.INVALID_ARGUMENT, err.message));
     });
     const end = () => {
+      ended = true;
       clearTimeout(registerTimer);
       unsubscribe?.();
       unsubscribeNetwork?.();
