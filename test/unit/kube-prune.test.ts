@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { LocalImageStore } from '../../agent/images/image-store.js';
+import { loadManifestsFromText } from '../../cli/manifest/load.js';
 import { FileLogSource } from '../../agent/worker/log-source.js';
 import { choosePruned, pruneStackProblems } from '../../control-plane/api/prune-plan.js';
 import { ApiServer } from '../../control-plane/api/server.js';
@@ -80,4 +81,35 @@ test('pure parts: bad stack names; choosing what to prune', (t) => {
   const chosen = choosePruned([{ object: obj('Service', 'a'), kv }, { object: obj('Network', 'n'), kv }], [], new Set(['Service/s/a']), []);
   t.deepEqual(chosen.pruned.map((p) => p.object.metadata.name), ['n']);
   t.deepEqual(chosen.problems, []);
+});
+
+test('translated Kubernetes objects through the real server: a Job is refused naming spec.mode, the rest applies', async (t) => {
+  const { server } = await fixture(t);
+  const job = loadManifestsFromText('apiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: j, image: busybox}]\n', 'job.yaml');
+  const error = await t.throwsAsync(server.apply(job.objects.map((o) => JSON.stringify(o)), true));
+  t.regex(error!.message, /spec\.mode: not supported by this cluster yet \(job modes are not implemented yet\)/);
+  const web = loadManifestsFromText(`apiVersion: v1
+kind: ConfigMap
+metadata: {name: site, namespace: shop}
+data: {index.html: hello}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: w, image: busybox, volumeMounts: [{name: site, mountPath: /www}]}
+      volumes: [{name: site, configMap: {name: site}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {type: NodePort, selector: {app: web}, ports: [{port: 80, nodePort: 30080}]}
+`, 'web.yaml');
+  const results = await server.apply(web.objects.map((o) => JSON.stringify(o)), false);
+  t.deepEqual(results.map((r) => `${r.ref.kind}/${r.ref.stack}/${r.ref.name} ${r.action}`), ['Service/shop/web created', 'Config/shop/site.index.html created']);
 });
