@@ -139,6 +139,17 @@ test('a timeout names every service that has not converged, with what it waits f
   t.is(err?.message, 'services not converged after 1500ms: web (0/1 running, waiting for the controller); api (1/2 running, starting)');
 });
 
+test('a service deleted while it is followed fails with a clear reason (the watch\'s delete event)', async (t) => {
+  const f = await startFixture();
+  t.teardown(() => stopFixture(f));
+  const res = await f.client.apply({ objectsJson: [manifest('web', 1)] });
+  const following = followUntilConverged(f.client, res.results, { timeoutMs: 10_000, out: new FakeStream(), isTTY: false });
+  await sleep(300);
+  await f.client.delete({ refs: [{ kind: 'Service', stack: 'shop', name: 'web' }] });
+  const err = await t.throwsAsync(following);
+  t.is(err?.message, 'service did not converge: web (the service was removed)');
+});
+
 test('detach returns at once without following', async (t) => {
   const f = await startFixture();
   t.teardown(() => stopFixture(f));
