@@ -1,0 +1,186 @@
+// Health checks, depends_on start order, extra_hosts and dns end to end on one real node: tsd in
+// a network namespace of the test's own, real busybox containers whose probes the agent execs
+// inside them. Serial: the node is expensive and the steps share it.
+import test from 'ava';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import type { Service, Task } from '../../control-plane/resources/types.js';
+import { buildBusyboxImage } from '../helpers/busybox-image.js';
+import { eventually, startTestNode, type TestNode } from '../helpers/tsd-node.js';
+
+let node: TestNode;
+let workDir: string;
+let imageRef: string;
+
+const STACK = 'hc';
+/** Probes every 300 ms; two failures in a row make a task unhealthy. */
+const FAST_CHECK = `  healthcheck:
+    test: ["CMD-SHELL", "test -f /tmp/ok"]
+    intervalMs: 300
+    timeoutMs: 2000
+    retries: 2
+`;
+
+function service(name: string, command: string, specLines = ''): string {
+  return `apiVersion: tessera/v1
+kind: Service
+metadata:
+  name: ${name}
+  stack: ${STACK}
+spec:
+  image: ${imageRef}
+  command: ["sh", "-c", ${JSON.stringify(command)}]
+  stopGracePeriodMs: 500
+${specLines}`;
+}
+
+async function apply(name: string, ...docs: string[]): Promise<string> {
+  const path = join(workDir, `${name}.yaml`);
+  await writeFile(path, docs.join('---\n'));
+  // --detach: the steps below watch the tasks themselves, also while a service has not converged.
+  return node.tsctl('apply', '--detach', '-f', path);
+}
+
+async function tasksOf(serviceName: string): Promise<Task[]> {
+  const parsed = JSON.parse(await node.tsctl('get', 'tasks', '-o', 'json', '--stack', STACK)) as Task[] | { items: Task[] };
+  return (Array.isArray(parsed) ? parsed : parsed.items).filter((t) => t.spec.serviceName === serviceName);
+}
+
+async function serviceNamed(name: string): Promise<Service> {
+  const parsed = JSON.parse(await node.tsctl('get', 'services', '-o', 'json', '--stack', STACK)) as Service[] | { items: Service[] };
+  return (Array.isArray(parsed) ? parsed : parsed.items).find((s) => s.metadata.name === name)!;
+}
+
+const live = (t: Task) => t.desiredState === 'running' && t.status.state === 'running';
+
+test.before(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'tessera-e2e-health-'));
+  const image = await buildBusyboxImage(join(workDir, 'image'));
+  node = await startTestNode();
+  const loaded = await node.tsctl('image', 'load', image.tarballPath);
+  const match = /loaded (\S+)/.exec(loaded);
+  if (!match) throw new Error(`image load printed nothing useful: ${loaded}`);
+  imageRef = match[1]!;
+});
+
+test.after.always(async () => {
+  if (node) {
+    if (process.env.TESSERA_TEST_KEEP_LOG) await writeFile(process.env.TESSERA_TEST_KEEP_LOG, await node.log());
+    await node.destroy();
+  }
+  if (workDir) await rm(workDir, { recursive: true, force: true });
+});
+
+test.serial('a task whose check passes becomes healthy, shown by get tasks and describe task', async (t) => {
+  await apply('fine', service('fine', 'touch /tmp/ok; echo probe-me > /tmp/ok; exec sleep 1000', FAST_CHECK));
+  const [task] = await eventually('a healthy task', async () => {
+    const ts = (await tasksOf('fine')).filter((x) => live(x) && x.status.health === 'healthy');
+    return ts.length === 1 ? ts : undefined;
+  }, 60_000);
+  t.truthy(task!.status.startedAt, 'the manager recorded when it started running');
+  t.is(task!.status.failingStreak, 0);
+  t.is(task!.status.healthLog?.at(-1)?.exitCode, 0);
+
+  const table = await node.tsctl('get', 'tasks', '--stack', STACK);
+  t.regex(table.split('\n')[0]!, /\sHEALTH\s/);
+  t.regex(table, new RegExp(`${task!.metadata.name.replace(/\./g, '\\.')}\\s.*\\srunning .*\\shealthy\\s`));
+  const described = await node.tsctl('describe', 'task', task!.metadata.name);
+  t.regex(described, /^Health:\s+healthy/m);
+  t.regex(described, /^Last health probes:\n\s+\S+\s+ok$/m);
+});
+
+test.serial('a task whose check starts failing is shut down and replaced', async (t) => {
+  // Healthy for about 2 s, then the file the check tests is gone.
+  await apply('flaky', service('flaky', 'touch /tmp/ok; sleep 2; rm /tmp/ok; echo gone; exec sleep 1000', `${FAST_CHECK}  restart:
+    delayMs: 100
+`));
+  const first = await eventually('the first task healthy', async () => (await tasksOf('flaky')).find((x) => live(x) && x.status.health === 'healthy'), 60_000);
+  const replaced = await eventually('the first task unhealthy, shut down, and a replacement running', async () => {
+    const ts = await tasksOf('flaky');
+    const old = ts.find((x) => x.metadata.name === first.metadata.name);
+    const fresh = ts.find((x) => x.metadata.name !== first.metadata.name && x.status.state === 'running');
+    return old && old.status.health === 'unhealthy' && old.desiredState === 'shutdown' && fresh ? { old, fresh } : undefined;
+  }, 30_000);
+  t.true((replaced.old.status.failingStreak ?? 0) >= 2, 'retries failures in a row');
+  t.true(replaced.old.status.healthLog!.some((p) => p.exitCode === 1), 'the failed probes are on the task');
+  t.is(replaced.fresh.spec.slot, first.spec.slot);
+  const described = await node.tsctl('describe', 'task', first.metadata.name);
+  t.regex(described, /^Health:\s+unhealthy .*2 failed probes in a row/m);
+  t.regex(described, /failed \(exit 1\)/);
+  await node.tsctl('delete', '-f', join(workDir, 'flaky.yaml'));
+});
+
+test.serial('depends_on service_healthy: the dependent starts only once its dependency is healthy', async (t) => {
+  // The db becomes healthy about 3 s after it starts; its failed probes before that fall in the
+  // start period, so they do not make it unhealthy.
+  const db = service('db', 'sleep 3; touch /tmp/ok; exec sleep 1000', `${FAST_CHECK}    startPeriodMs: 20000
+    startIntervalMs: 300
+`);
+  const app = service('app', 'exec sleep 1000', `  dependsOn:
+    - service: db
+      condition: service_healthy
+`);
+  await apply('deps', app, db);
+  const held = await eventually('app held pending', async () => (await tasksOf('app')).find((x) => x.status.state === 'pending' && x.status.dependencyWait !== undefined), 20_000);
+  t.is(held.status.schedulingReason, 'waiting for service db to be healthy');
+  t.is(held.nodeName, undefined);
+  const table = await node.tsctl('get', 'tasks', '--stack', STACK);
+  t.regex(table, /waiting for service db/);
+
+  const [appTask] = await eventually('app running', async () => {
+    const ts = (await tasksOf('app')).filter(live);
+    return ts.length === 1 ? ts : undefined;
+  }, 60_000);
+  const dbTask = (await tasksOf('db')).find((x) => live(x) && x.status.health === 'healthy');
+  t.truthy(dbTask, 'db is healthy');
+  t.true(Date.parse(appTask!.status.startedAt!) >= Date.parse(dbTask!.status.healthChangedAt!), 'app started after db became healthy');
+  t.is((await tasksOf('db')).length, 1, 'the failures in the start period did not get db replaced');
+});
+
+test.serial('extra_hosts and dns land in the container\'s /etc/hosts and /etc/resolv.conf', async (t) => {
+  await apply('names', service('names', 'exec sleep 1000', `  extraHosts:
+    - hostname: db.internal
+      address: 10.9.8.7
+    - hostname: v6.internal
+      address: fd00::7
+  dns:
+    servers: [192.0.2.53]
+    search: [corp.example]
+    options: ["ndots:2"]
+`));
+  const task = await eventually('names running', async () => (await tasksOf('names')).find(live), 60_000);
+  // The container's rootfs is an overlay mount in the host's mount namespace; what the container
+  // reads as /etc/hosts is this file.
+  const rootfs = join(node.dataRoot, 'containers', task.status.containerId!, 'rootfs');
+  const hosts = await readFile(join(rootfs, 'etc/hosts'), 'utf8');
+  t.regex(hosts, /^127\.0\.0\.1\tlocalhost$/m);
+  t.regex(hosts, /^10\.9\.8\.7\tdb\.internal$/m);
+  t.regex(hosts, /^fd00::7\tv6\.internal$/m);
+  t.is(await readFile(join(rootfs, 'etc/resolv.conf'), 'utf8'), 'nameserver 192.0.2.53\nsearch corp.example\noptions ndots:2\n');
+});
+
+test.serial('an update to a spec whose health check fails rolls back by itself (start-first, the old task serves throughout)', async (t) => {
+  const policy = `  updateConfig:
+    order: start-first
+    failureAction: rollback
+    monitorMs: 3000
+`;
+  const good = service('roll', 'touch /tmp/ok; exec sleep 1000', `${FAST_CHECK}${policy}`);
+  await apply('roll', good);
+  const original = await eventually('roll healthy', async () => (await tasksOf('roll')).find((x) => live(x) && x.status.health === 'healthy'), 60_000);
+
+  // The new spec never creates /tmp/ok: its task runs but never becomes healthy.
+  await apply('roll', service('roll', 'echo v2; exec sleep 1000', `${FAST_CHECK}${policy}`));
+  const rolledBack = await eventually('the update rolled back', async () => {
+    const s = await serviceNamed('roll');
+    return s.status?.update?.state === 'rollback_completed' ? s : undefined;
+  }, 60_000);
+  t.regex(rolledBack.status!.update!.rollbackReason ?? '', /failed within the monitor period/);
+  t.regex(rolledBack.spec.command!.at(-1)!, /touch \/tmp\/ok/, 'the spec is the original one again');
+  const ts = await tasksOf('roll');
+  const orig = ts.find((x) => x.metadata.name === original.metadata.name)!;
+  t.true(live(orig), 'start-first: the original task never stopped');
+  t.true(ts.some((x) => x.status.health === 'unhealthy' && x.spec.spec.command!.at(-1)!.includes('echo v2')), 'the new task was unhealthy');
+});
