@@ -40,8 +40,9 @@ function objects(bindSource: string): string[] {
     'stat -c "%a %u %g" /run/secrets/db_password > /data/secret-stat-$h',
     'stat -c "%a %u %g" /etc/app.conf > /data/config-stat-$h',
     'cat /etc/app.conf > /data/config-$h',
-    'cat /proc/mounts > /data/mounts-$h',
+    'echo $h > /anon/owner',
     'echo from-container > /hostdir/hello',
+    'cat /proc/mounts > /data/mounts-$h',
     'exec sleep 3600',
   ].join('; ');
   return [
@@ -64,6 +65,7 @@ function objects(bindSource: string): string[] {
           { type: 'volume', source: 'data', target: '/data' },
           { type: 'volume', source: 'www', target: '/www' },
           { type: 'volume', source: 'cache', target: '/cache' },
+          { type: 'volume', target: '/anon' },
           { type: 'tmpfs', target: '/scratch', sizeBytes: 1024 * 1024, mode: 0o1777 },
           { type: 'bind', source: bindSource, target: '/hostdir', createHostPath: true },
         ],
@@ -144,6 +146,9 @@ test.serial('secrets, configs and volumes reach the container; secrets only on t
   t.regex(mounts, /^tmpfs \/cache tmpfs \S*size=2048k/m, 'a volume with driver options is that mount');
   t.deepEqual((await mountsUnder(join(node.dataRoot, 'volumes'))).map((m) => m.fstype), ['tmpfs'], 'the driver-options volume is mounted on the node while used');
 
+  const anonymous = join(node.dataRoot, 'containers', first.status.containerId!, 'volumes', '3', '_data', 'owner');
+  t.is((await readFile(anonymous, 'utf8')).trim(), hostname, 'the anonymous volume lives in the container\'s bundle');
+
   // On the node: the container's files live on a tmpfs of its own, and nowhere on the disk.
   const filesMounts = await mountsUnder(join(node.dataRoot, 'run'));
   t.is(filesMounts.length, 1, `one files tmpfs for the one container: ${JSON.stringify(filesMounts)}`);
@@ -178,6 +183,7 @@ test.serial('secrets, configs and volumes reach the container; secrets only on t
   t.is(starts[0], hostname, 'the first container\'s line is still there');
   t.not(starts[1], hostname);
   t.not(second.metadata.name, first.metadata.name);
+  await eventually('the killed container\'s anonymous volume gone', async () => ((await readFile(anonymous).catch(() => undefined)) === undefined ? true : undefined), 20_000);
   await eventually('the killed container\'s files tmpfs gone', async () => ((await mountsUnder(join(node.dataRoot, 'run'))).length === 1 ? true : undefined), 20_000);
 
   // Delete the service: no tmpfs mount is left behind, the volume's data stays (Swarm's rule).
