@@ -112,6 +112,23 @@ test.serial('a task whose check starts failing is shut down and replaced', async
   await node.tsctl('delete', '-f', join(workDir, 'flaky.yaml'));
 });
 
+test.serial('a probe that outlives its timeout is a failure, and the probe process is killed', async (t) => {
+  // One probe every 3 s, each killed after 300 ms: between probes the container holds only its own process.
+  await apply('slow', service('slow', 'exec sleep 1000', `  healthcheck:
+    test: ["CMD", "sleep", "30"]
+    intervalMs: 3000
+    timeoutMs: 300
+    retries: 3
+`));
+  const task = await eventually('a timed-out probe reported', async () => (await tasksOf('slow')).find((x) => live(x) && (x.status.failingStreak ?? 0) >= 1), 60_000);
+  t.is(task.status.health, 'starting');
+  t.is(task.status.healthLog?.at(-1)?.exitCode, -1);
+  t.regex(task.status.healthLog?.at(-1)?.output ?? '', /exceeded timeout \(300 ms\)/);
+  const procs = (await readFile(join('/sys/fs/cgroup/pids', node.cgroupParent, task.status.containerId!, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean);
+  t.deepEqual(procs, [String(task.status.pid)], 'only the container\'s own process is left');
+  await node.tsctl('delete', '-f', join(workDir, 'slow.yaml'));
+});
+
 test.serial('depends_on service_healthy: the dependent starts only once its dependency is healthy', async (t) => {
   // The db becomes healthy about 3 s after it starts; its failed probes before that fall in the
   // start period, so they do not make it unhealthy.
