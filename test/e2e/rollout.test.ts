@@ -43,7 +43,7 @@ spec:
 async function applyManifest(text: string): Promise<string> {
   const path = join(workDir, 'roll.yaml');
   await writeFile(path, text);
-  return node.tsctl('apply', '-f', path);
+  return node.tsctl('apply', '--detach', '-f', path);
 }
 
 async function tasks(): Promise<Task[]> {

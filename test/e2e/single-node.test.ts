@@ -149,7 +149,7 @@ test.serial('restart policy none leaves an exited task exited', async (t) => {
     'once',
     serviceManifest('once', '["sh", "-c", "echo bye; exit 3"]', '  restart:\n    condition: none\n'),
   );
-  await node.tsctl('apply', '-f', path);
+  await node.tsctl('apply', '--detach', '-f', path);
   const done = await eventually('the task to fail', async () => {
     const tasks = await tasksOf('once');
     return tasks.length === 1 && tasks[0]!.status.state === 'failed' ? tasks[0] : undefined;
@@ -167,7 +167,7 @@ test.serial('a memory hog is OOM-killed and reported as such, tsd unharmed', asy
     'hog',
     serviceManifest('hog', '["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]', '  resources:\n    limits:\n      memory: 16Mi\n  restart:\n    condition: none\n'),
   );
-  await node.tsctl('apply', '-f', path);
+  await node.tsctl('apply', '--detach', '-f', path);
   const task = await eventually('the hog to be killed', async () => {
     const tasks = await tasksOf('hog');
     return tasks[0]?.status.state === 'failed' ? tasks[0] : undefined;
