@@ -242,7 +242,7 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'volumes.*.name': ok('names the Volume object'),
   'volumes.*.driver': partial('local only'),
   'volumes.*.driver_opts': ok('options of the local driver (type, device, o)'),
-  'volumes.*.external': ok('not created; the volume must exist on the node'),
+  'volumes.*.external': ok('not created; a Volume of that name must exist in the default stack (tsctl apply it first)'),
   'volumes.*.external.name': ok(),
   'volumes.*.labels': ok(),
 
