@@ -83,6 +83,24 @@ export function missingReferences(services: readonly Service[], exists: ExistsFn
   return problems;
 }
 
+/** Pure: a problem for every container path that two mounts, secrets or configs of one service claim. */
+export function conflictingTargets(services: readonly Service[]): string[] {
+  const problems: string[] = [];
+  for (const service of services) {
+    const claimed = new Map<string, string>();
+    const claim = (path: string, field: string) => {
+      const normal = `/${path.split('/').filter((p) => p !== '' && p !== '.').join('/')}`;
+      const first = claimed.get(normal);
+      if (first) problems.push(`Service ${service.metadata.name}: ${field}: target ${normal} is already used by ${first}`);
+      else claimed.set(normal, field);
+    };
+    (service.spec.mounts ?? []).forEach((m, i) => claim(m.target, `spec.mounts.${i}`));
+    (service.spec.secrets ?? []).forEach((r, i) => claim(r.target.startsWith('/') ? r.target : `/run/secrets/${r.target}`, `spec.secrets.${i}`));
+    (service.spec.configs ?? []).forEach((r, i) => claim(r.target.startsWith('/') ? r.target : `/${r.target}`, `spec.configs.${i}`));
+  }
+  return problems;
+}
+
 /** Pure: the services that refer to the object, as "stack/name" (for refusing its deletion). */
 export function servicesUsing(kind: StackFileKind, stack: string, name: string, services: readonly Service[]): string[] {
   return services
@@ -196,6 +214,7 @@ export async function planStackFiles(
   }
   const exists: ExistsFn = (kind, stack, name) => inRequest.has(objectKey(kind, stack, name)) || stored.has(objectKey(kind, stack, name));
   problems.push(...missingReferences(services, exists));
+  problems.push(...conflictingTargets(services));
   for (const [key, revision] of stored) compare.push({ key, target: 'modRevision', op: '=', value: revision });
   return { planned, problems };
 }

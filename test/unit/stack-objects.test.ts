@@ -97,6 +97,17 @@ test('a service referring to a missing secret, config or volume is refused with 
   t.is((await store.range('/tessera/objects/')).kvs.length, 0, 'nothing was applied');
 });
 
+test('two mounts, secrets or configs at one target are refused at apply', async (t) => {
+  const { server } = await fixture(t);
+  const err = await t.throwsAsync(server.apply([
+    secret('pw', b64('x')),
+    config('conf', b64('y')),
+    service('web', { secrets: [{ source: 'pw', target: 'pw' }, { source: 'pw', target: '/run/secrets/pw/' }], configs: [{ source: 'conf', target: 'data' }], mounts: [{ type: 'tmpfs', target: '/data' }] }),
+  ], false));
+  t.regex(err!.message, /Service web: spec\.secrets\.1: target \/run\/secrets\/pw is already used by spec\.secrets\.0/);
+  t.regex(err!.message, /Service web: spec\.configs\.0: target \/data is already used by spec\.mounts\.0/);
+});
+
 test('external objects: a service may use a secret of the default stack', async (t) => {
   const { server } = await fixture(t);
   await server.apply([secret('shared', b64('s'), '')], false);
