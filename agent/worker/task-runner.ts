@@ -122,11 +122,13 @@ export class TaskRunner {
     this.running = true;
     this.address = this.task.status.address;
     deps.onRunningChanged(this.task);
+    void this.resumeHealth();
     try {
       exit = await deps.runtime.wait(this.containerId);
     } catch (err) {
       failure = { state: 'failed', message: `adopted container: ${(err as Error).message}` };
     } finally {
+      this.health?.stop();
       if (this.killTimer) clearTimeout(this.killTimer);
       this.running = false;
       deps.onRunningChanged(this.task);
@@ -248,9 +250,22 @@ export class TaskRunner {
     }
   }
 
-  private startHealth(config: HealthConfig): void {
+  /** An adopted container's check goes on from the health last reported (the image is in the store already). */
+  private async resumeHealth(): Promise<void> {
+    try {
+      const image = await this.deps.images.get(this.task.spec.spec.image);
+      const config = effectiveHealthConfig(this.task.spec.spec.healthcheck, image?.config.healthcheck);
+      const { health, failingStreak } = this.task.status;
+      if (config && this.running) this.startHealth(config, health ? { status: health, failingStreak: failingStreak ?? 0 } : undefined);
+    } catch (err) {
+      this.deps.log(`task ${this.name}: health check not resumed: ${(err as Error).message}`);
+    }
+  }
+
+  private startHealth(config: HealthConfig, resume?: { status: 'starting' | 'healthy' | 'unhealthy'; failingStreak: number }): void {
     if (this.stopRequested) return;
     this.health = startTaskHealth({
+      ...(resume ? { resume } : {}),
       config,
       runtime: this.deps.runtime,
       containerId: this.containerId,

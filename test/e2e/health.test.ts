@@ -91,6 +91,22 @@ test.serial('a task whose check passes becomes healthy, shown by get tasks and d
   t.regex(described, /^Last health probes:\n\s+\S+\s+ok$/m);
 });
 
+test.serial('after kill -9 of tsd the adopted container is still probed: it turns unhealthy and is replaced', async (t) => {
+  const [before] = (await tasksOf('fine')).filter((x) => live(x) && x.status.health === 'healthy');
+  t.truthy(before);
+  await node.killDaemon();
+  await node.restartDaemon();
+  // The file the check tests goes, from outside (the rootfs is an overlay mount in the host's
+  // mount namespace): only a prober that resumed after the restart can notice.
+  await rm(join(node.dataRoot, 'containers', before!.status.containerId!, 'rootfs', 'tmp', 'ok'));
+  const old = await eventually('the adopted task unhealthy and shut down', async () => {
+    const task = (await tasksOf('fine')).find((x) => x.metadata.name === before!.metadata.name);
+    return task?.status.health === 'unhealthy' && task.desiredState === 'shutdown' ? task : undefined;
+  }, 30_000);
+  t.is(old.status.pid, before!.status.pid, 'the same container, adopted');
+  await eventually('a replacement healthy', async () => (await tasksOf('fine')).find((x) => x.metadata.name !== before!.metadata.name && live(x) && x.status.health === 'healthy'), 30_000);
+});
+
 test.serial('a task whose check starts failing is shut down and replaced', async (t) => {
   // Healthy for about 2 s, then the file the check tests is gone.
   await apply('flaky', service('flaky', 'touch /tmp/ok; sleep 2; rm /tmp/ok; echo gone; exec sleep 1000', `${FAST_CHECK}  restart:

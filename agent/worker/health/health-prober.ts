@@ -32,6 +32,8 @@ export interface HealthProberOptions {
   onChange(state: HealthState): void;
   log(message: string): void;
   now?: () => number;
+  /** Health an earlier tsd reported for this container (it was adopted): carried on, not reset to starting. */
+  resume?: Pick<HealthState, 'status' | 'failingStreak'>;
 }
 
 export class HealthProber {
@@ -42,7 +44,7 @@ export class HealthProber {
 
   constructor(private readonly options: HealthProberOptions) {
     this.now = options.now ?? Date.now;
-    this.state = initialHealth(this.now());
+    this.state = { ...initialHealth(this.now()), ...options.resume };
   }
 
   get current(): HealthState {

@@ -30,6 +30,7 @@ export interface TaskHealthOptions {
   containerId: string;
   report(fields: HealthFields): void;
   log(message: string): void;
+  resume?: Pick<HealthState, 'status' | 'failingStreak'>;
 }
 
 /** Starts probing a running container; stop() ends it (no report follows). */
@@ -39,6 +40,7 @@ export function startTaskHealth(options: TaskHealthOptions): HealthProber {
     runProbe: execProbe(options.runtime, options.containerId),
     onChange: (state) => options.report(healthFields(state)),
     log: options.log,
+    ...(options.resume ? { resume: options.resume } : {}),
   });
   prober.start();
   return prober;
