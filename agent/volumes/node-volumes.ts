@@ -130,3 +130,16 @@ export class NodeVolumes {
 
 /** One per agent process: mounts of volumes are node-wide state. */
 export const nodeVolumes = new NodeVolumes();
+
+/** Unmounts every volume mounted from driver options under `volumesDir` (no tsd runs: `tsd cleanup`). The data stays. */
+export async function sweepVolumeMounts(volumesDir: string): Promise<string[]> {
+  const points = [...(await mountPoints())].filter((p) => p.startsWith(`${volumesDir}/`)).sort().reverse();
+  for (const point of points) {
+    try {
+      umount(point, false);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EBUSY') umount(point, true);
+    }
+  }
+  return points;
+}

@@ -1,14 +1,17 @@
 // The files tmpfs of a container on the real kernel (root; a tmpfs mounted in a temporary
 // directory and always unmounted): files written with their modes and owners onto a tmpfs, and
-// swept when an earlier tsd left them for a container that is no longer kept.
+// swept when an earlier tsd left them for a container that is no longer kept; volume mounts swept
+// by `tsd cleanup`.
 import test from 'ava';
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { DeliveredFiles } from '../../control-plane/dispatcher/secret-delivery.js';
 import { sweepTaskFiles } from '../../agent/worker/task-files-mounts.js';
 import { planTaskFiles, removeTaskFiles, taskFilesDir, writeTaskFiles } from '../../agent/worker/task-files.js';
+import { sweepVolumeMounts } from '../../agent/volumes/node-volumes.js';
+import { mount, umount } from '../../agent/runtime/native.js';
 
 async function fsTypeOf(path: string): Promise<string | undefined> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
@@ -46,4 +49,23 @@ test('files land on a tmpfs of the container\'s own with mode and owner; a sweep
   t.is(await fsTypeOf(dirs[1]!), undefined, 'the stale tmpfs is unmounted');
   t.deepEqual(await readdir(join(filesRoot, 'tasks')), ['kept']);
   t.is(await fsTypeOf(dirs[0]!), 'tmpfs', 'the kept one stays');
+});
+
+test('sweepVolumeMounts unmounts driver-option volumes under the volumes root and keeps their directories', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'tessera-volume-sweep-'));
+  const dataDir = join(root, 'volumes', 'app', 'v', '_data');
+  t.teardown(async () => {
+    try {
+      umount(dataDir, true);
+    } catch {
+      // already unmounted by the sweep
+    }
+    await rm(root, { recursive: true, force: true });
+  });
+  await mkdir(dataDir, { recursive: true });
+  mount('tmpfs', dataDir, 'tmpfs', [], 'size=1m');
+  t.is(await fsTypeOf(dataDir), 'tmpfs');
+  t.deepEqual(await sweepVolumeMounts(join(root, 'volumes')), [dataDir]);
+  t.is(await fsTypeOf(dataDir), undefined);
+  t.true((await stat(dataDir)).isDirectory());
 });
