@@ -238,3 +238,29 @@ volumes:
   t.deepEqual(left.objectsJson, [], 'stack rm removes the stack\'s secrets after its services');
   await eventually('no files tmpfs left', async () => ((await mountsUnder(join(node.dataRoot, 'run'))).length === 0 ? true : undefined), 30_000);
 });
+
+test.serial('kill -9 of tsd: the container keeps its secrets; the restarted tsd removes them when the service goes', async (t) => {
+  await client.apply({ objectsJson: [
+    JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Secret', metadata: { name: 'k9', stack: 'sfk' }, spec: { data: b64(`${marker}-k9\n`) } }),
+    JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Service', metadata: { name: 'k9', stack: 'sfk' }, spec: { image: imageRef, command: ['sleep', '3600'], stopGracePeriodMs: 1000, secrets: [{ source: 'k9', target: 'k9' }] } }),
+  ] });
+  const listRunning = async () => {
+    const tasks = (await client.list({ kind: 'Task', stack: 'sfk' })).objectsJson.map((j) => JSON.parse(j) as Task);
+    return tasks.find((x) => x.status.state === 'running');
+  };
+  const before = await eventually('k9 running', listRunning, 60_000);
+  t.is((await mountsUnder(join(node.dataRoot, 'run'))).length, 1);
+
+  await node.killDaemon();
+  t.is((await mountsUnder(join(node.dataRoot, 'run'))).length, 1, 'the running container\'s files stay while tsd is down');
+  await node.restartDaemon();
+  client.close();
+  client = new ApiClient(node.server);
+  const after = await eventually('k9 adopted', listRunning, 60_000);
+  t.is(after.metadata.name, before.metadata.name, 'the same task, taken over');
+  t.is((await mountsUnder(join(node.dataRoot, 'run'))).length, 1);
+
+  await client.delete({ refs: [{ kind: 'Service', stack: 'sfk', name: 'k9' }, { kind: 'Secret', stack: 'sfk', name: 'k9' }] });
+  await eventually('no files tmpfs left', async () => ((await mountsUnder(join(node.dataRoot, 'run'))).length === 0 ? true : undefined), 30_000);
+  t.deepEqual(await filesOnDiskContaining(node.dataRoot, `${marker}-k9`), []);
+});
