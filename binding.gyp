@@ -18,7 +18,9 @@
         "native/security_userns.cc",
         "native/spawn_plan.cc",
         "native/spawn_plan_wire.cc",
-        "native/seccomp_cache.cc"
+        "native/seccomp_cache.cc",
+        "native/netlink.cc",
+        "native/netlink_socket.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

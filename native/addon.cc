@@ -4,6 +4,7 @@
 #include "container_exec.h"
 #include "container_spawn.h"
 #include "fs_ops.h"
+#include "netlink.h"
 #include "process_wait.h"
 
 namespace tessera {
@@ -20,6 +21,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawnShim", Napi::Function::New(env, SpawnShim, "spawnShim"));
   exports.Set("execInContainer", Napi::Function::New(env, ExecInContainer, "execInContainer"));
   exports.Set("waitProcess", Napi::Function::New(env, WaitProcess, "waitProcess"));
+  exports.Set("netlinkOpen", Napi::Function::New(env, NetlinkOpen, "netlinkOpen"));
+  exports.Set("netlinkTransact", Napi::Function::New(env, NetlinkTransact, "netlinkTransact"));
   return exports;
 }
 
