@@ -1,0 +1,5 @@
+export * from './constants.js';
+export { parseLink, type LinkInfo } from './decode.js';
+export * from './messages.js';
+export { NetlinkError, NetlinkSocket, netlinkBatch, describeNamespace, type NetlinkOutcome, type NetlinkRequest } from './socket.js';
+export { configureContainerInterface, type ContainerInterfaceConfig } from './container-interface.js';
