@@ -21,9 +21,13 @@ namespace {
 
 // The namespace of this thread, not of the process: setns(CLONE_NEWNET) is per thread.
 const char kThreadNetns[] = "/proc/thread-self/ns/net";
-// Requests go out in slices of at most this many bytes, each slice's answers read before the
-// next is sent, so neither the send nor the receive buffer of the socket can overflow.
+// Requests go out in slices of at most this many bytes and requests, each slice's answers read
+// before the next is sent, so neither buffer of the socket can overflow: every answer is queued
+// as its own skb of about 1 KiB truesize (more for a link reply), against a receive buffer of
+// kReceiveBuffer.
 const size_t kSliceBytes = 32 * 1024;
+const size_t kSliceRequests = 64;
+const int kReceiveBuffer = 1024 * 1024;
 const size_t kReceiveBytes = 64 * 1024;
 // rtnetlink answers inside sendmsg (under the rtnl lock); the timeout only guards against a bug.
 const int kReceiveTimeoutSeconds = 5;
@@ -48,6 +52,11 @@ int ConfigureSocket(int fd, std::string* failedStep) {
   // Acks without a copy of the request (smaller, cannot overflow) but with the kernel's message.
   if (setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one)) != 0) return Fail(failedStep, "setsockopt NETLINK_CAP_ACK", errno);
   if (setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one)) != 0) return Fail(failedStep, "setsockopt NETLINK_EXT_ACK", errno);
+  // FORCE passes over net.core.rmem_max (we run as root); the plain option is the fallback.
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &kReceiveBuffer, sizeof(kReceiveBuffer)) != 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kReceiveBuffer, sizeof(kReceiveBuffer)) != 0) {
+    return Fail(failedStep, "setsockopt SO_RCVBUF", errno);
+  }
   struct timeval timeout = {kReceiveTimeoutSeconds, 0};
   if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) != 0) return Fail(failedStep, "setsockopt SO_RCVTIMEO", errno);
   return 0;
@@ -208,7 +217,8 @@ int TransactRoute(int fd, std::vector<std::vector<uint8_t>>& requests, std::vect
   while (first < requests.size()) {
     size_t last = first;
     size_t bytes = 0;
-    while (last < requests.size() && (last == first || bytes + NLMSG_ALIGN(requests[last].size()) <= kSliceBytes)) {
+    while (last < requests.size() &&
+           (last == first || (last - first < kSliceRequests && bytes + NLMSG_ALIGN(requests[last].size()) <= kSliceBytes))) {
       bytes += NLMSG_ALIGN(requests[last].size());
       last++;
     }

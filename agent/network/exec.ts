@@ -1,6 +1,7 @@
-// Runs the iproute2 / nftables commands of the first networking cut.
-// Netlink through the native addon replaces most of these processes in a later issue; until then
-// every method here batches its work so one logical step costs one process.
+// Runs the iproute2 / nftables commands of the agent's networking that is not on the per-container
+// hot path (set-up, reads, nftables). Configuring a container's own namespace goes through netlink
+// in the native addon (./netlink/), with no process; every method here batches its work so one
+// logical step costs one process.
 
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -98,11 +99,6 @@ export class NamespaceCommands {
   private run(argv: string[], input?: string): Promise<CommandResult> {
     return runCommand(this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : argv, input);
   }
-}
-
-/** Runs a batch of `ip` commands inside a container's network namespace, by its init pid. */
-export function ipBatchInPid(pid: number, lines: string[]): Promise<CommandResult> {
-  return runCommand(['nsenter', `--net=/proc/${pid}/ns/net`, 'ip', '-batch', '-'], lines.join('\n') + '\n');
 }
 
 export function isNoSuchDevice(error: unknown): boolean {

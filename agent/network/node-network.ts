@@ -2,7 +2,7 @@
 // published ports. First cut: links are driven through `ip` commands (see exec.ts); netlink
 // through the native addon replaces them in a later issue.
 
-import { NamespaceCommands, ipBatchInPid, isAlreadyExists, isNoSuchDevice } from './exec.js';
+import { NamespaceCommands, isAlreadyExists, isNoSuchDevice } from './exec.js';
 import type { Ipam } from './ipam.js';
 import {
   NetworkInputError,
@@ -16,6 +16,7 @@ import {
   type Ipv4Cidr,
 } from './ipv4.js';
 import { LeaseFile } from './lease-file.js';
+import { configureContainerInterface } from './netlink/index.js';
 import { CONTAINER_IFNAME, hostVethName } from './link-names.js';
 import {
   SERVICE_CHAIN_PREFIX,
@@ -86,12 +87,13 @@ export class BridgeNetwork implements NodeNetwork {
       const hostVeth = hostVethName(containerId);
       try {
         await this.createVeth(hostVeth, pid);
-        await ipBatchInPid(pid, [
-          `addr add ${address}/${this.cidr.prefixLength} dev ${CONTAINER_IFNAME}`,
-          `link set ${CONTAINER_IFNAME} up`,
-          'link set lo up',
-          `route add default via ${this.gateway}`,
-        ]);
+        configureContainerInterface({
+          netnsPath: `/proc/${pid}/ns/net`,
+          interfaceName: CONTAINER_IFNAME,
+          address,
+          prefixLength: this.cidr.prefixLength,
+          defaultRoute: { gateway: this.gateway, mode: 'add' },
+        });
       } catch (error) {
         await this.deleteLink(hostVeth);
         ipam.release(containerId);

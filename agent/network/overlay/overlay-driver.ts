@@ -4,13 +4,14 @@
 // converges the kernel to it; repeating a call changes nothing.
 //
 // Hot-path work (attach, detach, peer changes) goes through one long-lived `ip -batch` and one
-// `bridge -batch` process per node (see batch-session.ts). Only configuring the address inside a
-// new container's own namespace needs `nsenter` once per attach: netlink cannot name a netns by
-// pid from a batch line. State is read back from the kernel only when a network is first seen by
-// this process (a restarted tsd), never per container.
+// `bridge -batch` process per node (see batch-session.ts). Configuring the address inside a new
+// container's own namespace uses a netlink socket the native addon opens in that namespace
+// (../netlink/), so an attach starts no process. State is read back from the kernel only when a
+// network is first seen by this process (a restarted tsd), never per container.
 
 import { NamespaceCommands, runCommand, isNoSuchDevice } from '../exec.js';
 import { NetworkInputError, cidrContains, isIpv4, parseIpv4, validateInterfaceName, validateNftName } from '../ipv4.js';
+import { configureContainerInterface } from '../netlink/index.js';
 import { BatchSession, type BatchLine } from './batch-session.js';
 import {
   OVERLAY_BRIDGE_PREFIX,
@@ -187,15 +188,14 @@ export class OverlayDriver {
         // Left over from an attach interrupted by a crash: start again from a clean slate.
         await this.ip.run([{ command: `link del ${hostVeth}`, tolerate: MISSING }, ...create]);
       }
-      const prefix = state.network.cidr.prefixLength;
-      const inside = [
-        `addr add ${attachment.address}/${prefix} dev ${interfaceName}`,
-        `link set ${interfaceName} up`,
-        'link set lo up',
-        ...(options.defaultRoute ? [`route replace default via ${state.network.spec.gateway} dev ${interfaceName}`] : []),
-      ];
       try {
-        await runCommand(['nsenter', `--net=/proc/${pid}/ns/net`, 'ip', '-batch', '-'], inside.join('\n') + '\n');
+        configureContainerInterface({
+          netnsPath: `/proc/${pid}/ns/net`,
+          interfaceName,
+          address: attachment.address,
+          prefixLength: state.network.cidr.prefixLength,
+          ...(options.defaultRoute ? { defaultRoute: { gateway: state.network.spec.gateway, mode: 'replace' as const } } : {}),
+        });
       } catch (error) {
         await this.ip.run([{ command: `link del ${hostVeth}`, tolerate: MISSING }]);
         throw error;
