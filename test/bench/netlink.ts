@@ -1,0 +1,135 @@
+// Per-container attach cost: configuring a container's own network namespace (address, link up,
+// lo up, default route) the old way, `nsenter --net=/proc/PID/ns/net ip -batch -`, against
+// netlink through the native addon; plus the whole OverlayDriver.attach (host veth through the
+// `ip -batch` session + in-namespace netlink) and its parts. Run: npm run bench:netlink
+// (BENCH_ROUNDS=N to change the sample count). Everything lives in namespaces this script creates
+// and removes; the machine is shared and noisy, so compare only numbers of one run.
+
+import { runCommand } from '../../agent/network/exec.js';
+import {
+  NetlinkSocket,
+  configureContainerInterface,
+  deleteAddress,
+  getLinkByName,
+  parseLink,
+  setLink,
+} from '../../agent/network/netlink/index.js';
+import { startInNewNetns, type NamespacedProcess } from '../helpers/netns.js';
+import { buildUnderlay, networkSpec, type TestNode } from '../integration/overlay-harness.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 200);
+const ATTACH_ROUNDS = Math.max(10, Math.floor(ROUNDS / 4));
+const ADDRESS = '10.171.0.5';
+const GATEWAY = '10.171.0.1';
+
+interface Row {
+  name: string;
+  samples: number[];
+}
+
+function quantile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+}
+
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+async function timed(rounds: number, reset: () => Promise<void> | void, work: () => Promise<void> | void): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    await reset();
+    const start = nowMs();
+    await work();
+    samples.push(nowMs() - start);
+  }
+  return samples;
+}
+
+/** A "container": a process in a fresh netns with an eth0 (one end of a veth pair living there too). */
+async function container(cleanups: Array<() => Promise<void> | void>): Promise<NamespacedProcess> {
+  const process = await startInNewNetns(['sleep', '3600']);
+  cleanups.push(() => process.stop());
+  await runCommand(['nsenter', `--net=/proc/${process.pid}/ns/net`, 'ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0']);
+  await runCommand(['nsenter', `--net=/proc/${process.pid}/ns/net`, 'ip', 'link', 'set', 'peer0', 'up']);
+  return process;
+}
+
+async function inNamespaceRows(cleanups: Array<() => Promise<void> | void>): Promise<Row[]> {
+  const target = await container(cleanups);
+  const netnsPath = `/proc/${target.pid}/ns/net`;
+  // Undo an attach (untimed): dropping the address drops the default route through it too.
+  const socket = NetlinkSocket.open(netnsPath);
+  cleanups.push(() => socket.close());
+  const [replies] = socket.run([{ bytes: getLinkByName('eth0'), what: 'look up eth0' }]);
+  const index = parseLink(replies?.[0] ?? Buffer.alloc(0)).index;
+  const reset = (): void => {
+    socket.run([
+      { bytes: deleteAddress({ index, address: ADDRESS, prefixLength: 24 }), what: 'addr del', tolerate: ['EADDRNOTAVAIL'] },
+      { bytes: setLink({ index, up: false }), what: 'link down' },
+    ]);
+  };
+  const old = await timed(ROUNDS, reset, async () => {
+    await runCommand(
+      ['nsenter', `--net=${netnsPath}`, 'ip', '-batch', '-'],
+      [`addr add ${ADDRESS}/24 dev eth0`, 'link set eth0 up', 'link set lo up', `route add default via ${GATEWAY}`, ''].join('\n'),
+    );
+  });
+  const netlink = await timed(ROUNDS, reset, () =>
+    configureContainerInterface({ netnsPath, interfaceName: 'eth0', address: ADDRESS, prefixLength: 24, defaultRoute: { gateway: GATEWAY, mode: 'add' } }),
+  );
+  const openOnly = await timed(ROUNDS, () => undefined, () => NetlinkSocket.open(netnsPath).close());
+  return [
+    { name: 'in-netns config: nsenter + ip -batch (old)', samples: old },
+    { name: 'in-netns config: netlink (new)', samples: netlink },
+    { name: '  of which: open socket in netns + close', samples: openOnly },
+  ];
+}
+
+async function attachRows(cleanups: Array<() => Promise<void> | void>): Promise<Row[]> {
+  const { nodes } = await buildUnderlay((fn) => cleanups.push(fn), 'tsnlb', 1, 61);
+  const node = nodes[0] as TestNode;
+  await node.driver.ensureNetwork(networkSpec('bench-nl', 700, 172, node));
+  const containers: NamespacedProcess[] = [];
+  for (let i = 0; i < ATTACH_ROUNDS; i++) {
+    const process = await startInNewNetns(['sleep', '3600']);
+    cleanups.push(() => process.stop());
+    containers.push(process);
+  }
+  let next = 0;
+  const attach = await timed(ATTACH_ROUNDS, () => undefined, async () => {
+    const i = next++;
+    const process = containers[i] as NamespacedProcess;
+    await node.driver.attach('bench-nl', `c${i}`, process.pid, { address: `10.172.0.${10 + i}`, defaultRoute: true });
+  });
+  return [{ name: 'OverlayDriver.attach, whole (new)', samples: attach }];
+}
+
+function print(rows: Row[]): void {
+  const header = ['case', 'n', 'median ms', 'p90 ms', 'mean ms'];
+  const lines = rows.map((r) => {
+    const mean = r.samples.reduce((a, b) => a + b, 0) / r.samples.length;
+    return [r.name, String(r.samples.length), quantile(r.samples, 0.5).toFixed(3), quantile(r.samples, 0.9).toFixed(3), mean.toFixed(3)];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
+  const format = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+  console.log(format(header));
+  for (const line of lines) console.log(format(line));
+  const old = rows[0];
+  const now = rows[1];
+  if (old && now) {
+    const ratio = quantile(old.samples, 0.5) / quantile(now.samples, 0.5);
+    console.log(`\nin-netns config, median old / new: ${ratio.toFixed(1)}x faster with netlink`);
+  }
+}
+
+async function main(): Promise<void> {
+  const cleanups: Array<() => Promise<void> | void> = [];
+  try {
+    const rows = [...(await inNamespaceRows(cleanups)), ...(await attachRows(cleanups))];
+    print(rows);
+  } finally {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  }
+}
+
+await main();
