@@ -1,8 +1,8 @@
 // The node's container network: one Linux bridge, a veth per container, nftables DNAT for
-// published ports. First cut: links are driven through `ip` commands (see exec.ts); netlink
-// through the native addon replaces them in a later issue.
+// published ports. Per-container link work (the veth, the container's address and route) goes
+// over netlink through the native addon (./netlink/), no process; set-up and reads use `ip`.
 
-import { NamespaceCommands, isAlreadyExists, isNoSuchDevice } from './exec.js';
+import { NamespaceCommands, isNoSuchDevice } from './exec.js';
 import type { Ipam } from './ipam.js';
 import {
   NetworkInputError,
@@ -16,7 +16,7 @@ import {
   type Ipv4Cidr,
 } from './ipv4.js';
 import { LeaseFile } from './lease-file.js';
-import { configureContainerInterface } from './netlink/index.js';
+import { configureContainerInterface, createContainerVeth, deleteLinkNamed } from './netlink/index.js';
 import { CONTAINER_IFNAME, hostVethName } from './link-names.js';
 import {
   SERVICE_CHAIN_PREFIX,
@@ -221,29 +221,20 @@ export class BridgeNetwork implements NodeNetwork {
     await this.commands.nftApply(base + lines(forwardLines));
   }
 
-  /** Creates the veth with its peer born inside the container's namespace as eth0. */
+  /**
+   * Creates the veth with its peer born inside the container's namespace as eth0, over netlink
+   * (no process per container); a host end left by an interrupted attach is replaced.
+   */
   private async createVeth(hostVeth: string, pid: number): Promise<void> {
-    const batch = [
-      `link add ${hostVeth} type veth peer name ${CONTAINER_IFNAME} netns ${pid}`,
-      `link set ${hostVeth} master ${this.config.bridge}`,
-      `link set ${hostVeth} up`,
-    ];
-    try {
-      await this.commands.ipBatch(batch);
-    } catch (error) {
-      if (!isAlreadyExists(error)) throw error;
-      // Left over from an attach interrupted by a crash: start again from a clean slate.
-      await this.deleteLink(hostVeth);
-      await this.commands.ipBatch(batch);
-    }
+    createContainerVeth({ netnsPath: this.netnsPath(), hostName: hostVeth, bridge: this.config.bridge, peerName: CONTAINER_IFNAME, pid });
   }
 
   private async deleteLink(name: string): Promise<void> {
-    try {
-      await this.commands.ip(['link', 'del', name]);
-    } catch (error) {
-      if (!isNoSuchDevice(error)) throw error;
-    }
+    deleteLinkNamed(this.netnsPath(), name);
+  }
+
+  private netnsPath(): string | null {
+    return this.config.netns === undefined ? null : `/run/netns/${this.config.netns}`;
   }
 
   private async readLink(name: string): Promise<{ kind: string | undefined; addresses: string[] } | undefined> {

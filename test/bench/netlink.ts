@@ -60,8 +60,8 @@ async function inNamespaceRows(cleanups: Array<() => Promise<void> | void>): Pro
   // Undo an attach (untimed): dropping the address drops the default route through it too.
   const socket = NetlinkSocket.open(netnsPath);
   cleanups.push(() => socket.close());
-  const [replies] = socket.run([{ bytes: getLinkByName('eth0'), what: 'look up eth0' }]);
-  const index = parseLink(replies?.[0] ?? Buffer.alloc(0)).index;
+  const [found] = socket.run([{ bytes: getLinkByName('eth0'), what: 'look up eth0' }]);
+  const index = parseLink(found?.replies[0] ?? Buffer.alloc(0)).index;
   const reset = (): void => {
     socket.run([
       { bytes: deleteAddress({ index, address: ADDRESS, prefixLength: 24 }), what: 'addr del', tolerate: ['EADDRNOTAVAIL'] },

@@ -12,6 +12,8 @@ import {
   addRoute,
   addVeth,
   configureContainerInterface,
+  createContainerVeth,
+  deleteLinkNamed,
   deleteAddress,
   deleteLink,
   deleteRoute,
@@ -20,7 +22,7 @@ import {
   parseLink,
   setLink,
 } from '../../agent/network/netlink/index.js';
-import { createNetns, startInNewNetns, type Netns } from '../helpers/netns.js';
+import { createNetns, startInNewNetns, type NamespacedProcess, type Netns } from '../helpers/netns.js';
 
 const PREFIX = 'tsnl';
 
@@ -215,6 +217,46 @@ test('veth creation with the peer moved by pid and by namespace fd equals ip lin
   await t.throwsAsync(ifindex(pair.ours, 'h2'));
 });
 
+test('a container veth on a bridge (peer into the process namespace) equals ip link add/set, and is deleted by name', async (t) => {
+  const pair = await twin(t);
+  const containers = [await startInNewNetns(['sleep', '60']), await startInNewNetns(['sleep', '60'])];
+  t.teardown(async () => {
+    for (const c of containers) await c.stop();
+  });
+  const [ours, reference] = containers as [NamespacedProcess, NamespacedProcess];
+  for (const n of [pair.ours, pair.reference]) await ip(n, ['link', 'add', 'br0', 'address', '02:00:00:00:00:30', 'type', 'bridge']);
+  const netnsPath = `/run/netns/${pair.ours.name}`;
+  createContainerVeth({ netnsPath, hostName: 'tsvhost', bridge: 'br0', peerName: 'eth0', pid: ours.pid });
+  await ip(pair.reference, ['-batch', '-'], `link add tsvhost type veth peer name eth0 netns ${reference.pid}\nlink set tsvhost master br0\nlink set tsvhost up\n`);
+  // A leftover host end (an attach interrupted by a crash) is replaced, not an error.
+  await ip(pair.ours, ['link', 'del', 'tsvhost']);
+  await ip(pair.ours, ['link', 'add', 'tsvhost', 'type', 'veth', 'peer', 'name', 'stale0']);
+  createContainerVeth({ netnsPath, hostName: 'tsvhost', bridge: 'br0', peerName: 'eth0', pid: ours.pid });
+  await ip(pair.reference, ['link', 'del', 'tsvhost']);
+  await ip(pair.reference, ['-batch', '-'], `link add tsvhost type veth peer name eth0 netns ${reference.pid}\nlink set tsvhost master br0\nlink set tsvhost up\n`);
+
+  const hostEnd = async (n: Netns): Promise<unknown> => {
+    const [link] = JSON.parse(await ip(n, ['-j', '-d', 'link', 'show', 'dev', 'tsvhost'])) as Array<Record<string, unknown>>;
+    const { address: _a, ifindex: _i, link_index: _l, link_netnsid: _n, operstate: _o, linkinfo, ...rest } = link ?? {};
+    const kind = (linkinfo as { info_kind?: string; info_slave_kind?: string } | undefined) ?? {};
+    return { ...rest, kind: kind.info_kind, slaveKind: kind.info_slave_kind };
+  };
+  t.deepEqual(await hostEnd(pair.ours), await hostEnd(pair.reference));
+  const inside = async (c: NamespacedProcess): Promise<unknown> => {
+    const links = JSON.parse((await runCommand(['nsenter', `--net=/proc/${c.pid}/ns/net`, 'ip', '-j', 'link', 'show'])).stdout) as Array<{ ifname: string; mtu: number }>;
+    return links.map((l) => [l.ifname, l.mtu]);
+  };
+  t.deepEqual(await inside(ours), [['lo', 65536], ['eth0', 1500]]);
+  t.deepEqual(await inside(ours), await inside(reference));
+  t.false((JSON.parse(await ip(pair.ours, ['-j', 'link', 'show'])) as Array<{ ifname: string }>).some((l) => l.ifname === 'stale0'));
+
+  t.true(deleteLinkNamed(netnsPath, 'tsvhost'));
+  t.false(deleteLinkNamed(netnsPath, 'tsvhost'));
+  t.deepEqual(await inside(ours), [['lo', 65536]]);
+  const missingBridge = t.throws(() => createContainerVeth({ netnsPath, hostName: 'tsvhost', bridge: 'nobr0', peerName: 'eth0', pid: ours.pid }));
+  t.regex(missingBridge?.message ?? '', /look up bridge nobr0 in network namespace .*: No such device \(ENODEV\)/);
+});
+
 test('errors carry errno, the request, the namespace and the kernel message; later requests still run', async (t) => {
   const pair = await twin(t);
   const netnsPath = `/run/netns/${pair.ours.name}`;
@@ -259,8 +301,8 @@ test('the calling thread stays in its own namespace and each socket stays in the
   }
   t.is(readlinkSync('/proc/thread-self/ns/net'), before);
   // x0 exists only in the namespaces; a socket opened there finds it long after the switch back.
-  const [replies] = inside.run([{ bytes: getLinkByName('x0'), what: 'look up x0' }]);
-  t.is(parseLink(replies?.[0] ?? Buffer.alloc(0)).index, pair.x0);
+  const [found] = inside.run([{ bytes: getLinkByName('x0'), what: 'look up x0' }]);
+  t.is(parseLink(found?.replies[0] ?? Buffer.alloc(0)).index, pair.x0);
   const own = NetlinkSocket.open(null);
   t.teardown(() => own.close());
   t.is(own.transact([getLinkByName('x0')])[0]?.errno, 19); // ENODEV: not in the agent's namespace

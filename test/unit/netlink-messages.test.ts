@@ -11,6 +11,7 @@ import {
   addVeth,
   deleteAddress,
   deleteLink,
+  deleteLinkByName,
   getLinkByName,
   parseLink,
   setLink,
@@ -131,6 +132,7 @@ const cases: Array<[title: string, actual: () => Buffer, type: number, flags: nu
   ],
   // Not an iproute2 capture (ip asks with extra attributes): ifinfomsg of zeros and IFLA_IFNAME.
   ['RTM_GETLINK eth0', () => getLinkByName('eth0'), RTM_GETLINK, ACK, '00000000 00000000 00000000 00000000 0900 0300 65746830 00000000'],
+  ['RTM_DELLINK eth0 (by name)', () => deleteLinkByName('eth0'), RTM_DELLINK, ACK, '00000000 00000000 00000000 00000000 0900 0300 65746830 00000000'],
 ];
 
 for (const [title, actual, type, flags, payload] of cases) {

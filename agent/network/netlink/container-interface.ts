@@ -25,8 +25,8 @@ export function configureContainerInterface(config: ContainerInterfaceConfig): v
   const lookup = getLinkByName(name);
   const socket = NetlinkSocket.open(config.netnsPath);
   try {
-    const [replies] = socket.run([{ bytes: lookup, what: `look up interface ${name}` }]);
-    const reply = replies?.[0];
+    const [found] = socket.run([{ bytes: lookup, what: `look up interface ${name}` }]);
+    const reply = found?.replies[0];
     if (reply === undefined) throw new Error(`look up interface ${name} in network namespace ${config.netnsPath}: the kernel sent no link`);
     const index = parseLink(reply).index;
     socket.run([

@@ -105,6 +105,11 @@ export function deleteLink(index: number): Buffer {
   return message(K.RTM_DELLINK, K.NLM_F_REQUEST | K.NLM_F_ACK, ifinfomsg(checkIndex(index, 'link to delete: index'), undefined), []);
 }
 
+/** RTM_DELLINK naming the link (the kernel looks names up itself; iproute2 resolves to an index first). */
+export function deleteLinkByName(name: string): Buffer {
+  return message(K.RTM_DELLINK, K.NLM_F_REQUEST | K.NLM_F_ACK, ifinfomsg(0, undefined), [nameAttribute(name, 'link to delete')]);
+}
+
 /** RTM_GETLINK by name: the reply is the link's RTM_NEWLINK (see parseLink). */
 export function getLinkByName(name: string): Buffer {
   return message(K.RTM_GETLINK, K.NLM_F_REQUEST | K.NLM_F_ACK, ifinfomsg(0, undefined), [nameAttribute(name, 'link to look up')]);

@@ -90,10 +90,10 @@ export class NetlinkSocket {
   }
 
   /**
-   * Sends the requests as one batch; throws a NetlinkError naming the first failed request, the
-   * namespace and the errno text. Returns the replies of each request.
+   * Sends the requests as one batch; throws a NetlinkError naming the first failed request (not
+   * counting tolerated errnos), the namespace and the errno text. Returns every outcome.
    */
-  run(requests: NetlinkRequest[]): Buffer[][] {
+  run(requests: NetlinkRequest[]): NetlinkOutcome[] {
     const outcomes = this.transact(requests.map((r) => r.bytes));
     const failures = outcomes.flatMap((o, i) => {
       const request = requests[i];
@@ -108,7 +108,7 @@ export class NetlinkSocket {
       const more = failures.length > 1 ? `; also failed: ${failures.slice(1).map((f) => `${f.request.what}: ${f.outcome.message}`).join('; ')}` : '';
       throw new NetlinkError(where, first.request.what, first.code, first.outcome.errno, `${first.request.what} in ${where}: ${first.outcome.message} (${first.code})${detail}${more}`);
     }
-    return outcomes.map((o) => o.replies);
+    return outcomes;
   }
 
   close(): void {
