@@ -23,6 +23,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("waitProcess", Napi::Function::New(env, WaitProcess, "waitProcess"));
   exports.Set("netlinkOpen", Napi::Function::New(env, NetlinkOpen, "netlinkOpen"));
   exports.Set("netlinkTransact", Napi::Function::New(env, NetlinkTransact, "netlinkTransact"));
+  exports.Set("netlinkTransactAsync", Napi::Function::New(env, NetlinkTransactAsync, "netlinkTransactAsync"));
   return exports;
 }
 

@@ -1,7 +1,9 @@
-// JavaScript face of netlink_socket: synchronous on purpose. Opening a socket in a namespace is a
-// handful of system calls and an rtnetlink round trip completes inside sendmsg, both microseconds
-// (npm run bench:netlink), far less than a hop to the libuv pool; and setns is per thread, so
-// running it on the JS thread keeps the switch and the restore visibly together.
+// JavaScript face of netlink_socket. Opening a socket in a namespace is synchronous: a handful of
+// system calls (about 20 µs, npm run bench:netlink), and setns is per thread, so doing it on the
+// JS thread keeps the switch and the restore visibly together. A batch can take milliseconds in
+// the kernel (creating a veth pair is about 1 ms), so netlinkTransactAsync runs it on the libuv
+// pool; the socket is already bound to its namespace, so that thread never switches namespace.
+// netlinkTransact is the synchronous form, for callers that measured their batch to be cheap.
 #include "netlink.h"
 
 #include <string.h>
@@ -31,28 +33,29 @@ Napi::Value NetlinkOpen(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
-Napi::Value NetlinkTransact(const Napi::CallbackInfo& info) {
+namespace {
+
+// (fd, requests) from JavaScript, checked and copied so the batch can leave the JS thread.
+int TransactArgs(const Napi::CallbackInfo& info, std::vector<std::vector<uint8_t>>* requests) {
   Napi::Env env = info.Env();
   if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "fd must be a number");
   int fd = info[0].As<Napi::Number>().Int32Value();
   if (fd < 0) throw Napi::RangeError::New(env, "fd must not be negative");
   if (!info[1].IsArray()) throw Napi::TypeError::New(env, "requests must be an array of Buffers");
   Napi::Array array = info[1].As<Napi::Array>();
-  std::vector<std::vector<uint8_t>> requests;
-  requests.reserve(array.Length());
+  requests->reserve(array.Length());
   for (uint32_t i = 0; i < array.Length(); i++) {
     Napi::Value v = array[i];
     if (!v.IsBuffer()) throw Napi::TypeError::New(env, "requests[" + std::to_string(i) + "] must be a Buffer");
     Napi::Buffer<uint8_t> b = v.As<Napi::Buffer<uint8_t>>();
-    requests.emplace_back(b.Data(), b.Data() + b.Length());
-    std::string problem = CheckRouteRequest(requests.back());
+    requests->emplace_back(b.Data(), b.Data() + b.Length());
+    std::string problem = CheckRouteRequest(requests->back());
     if (!problem.empty()) throw Napi::TypeError::New(env, "requests[" + std::to_string(i) + "] " + problem);
   }
-  std::vector<NetlinkOutcome> outcomes;
-  std::string failedStep;
-  int err = TransactRoute(fd, requests, &outcomes, &failedStep);
-  if (err != 0) throw ErrnoError(env, err, "netlink " + failedStep);
+  return fd;
+}
 
+Napi::Array OutcomesToJs(Napi::Env env, const std::vector<NetlinkOutcome>& outcomes) {
   Napi::Array out = Napi::Array::New(env, outcomes.size());
   for (size_t i = 0; i < outcomes.size(); i++) {
     const NetlinkOutcome& o = outcomes[i];
@@ -68,6 +71,55 @@ Napi::Value NetlinkTransact(const Napi::CallbackInfo& info) {
     out.Set(static_cast<uint32_t>(i), result);
   }
   return out;
+}
+
+class TransactWorker : public Napi::AsyncWorker {
+ public:
+  TransactWorker(Napi::Env env, int fd, std::vector<std::vector<uint8_t>> requests)
+      : Napi::AsyncWorker(env, "tessera.netlinkTransact"), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd),
+        requests_(std::move(requests)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override { err_ = TransactRoute(fd_, requests_, &outcomes_, &failedStep_); }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (err_ != 0) {
+      deferred_.Reject(ErrnoError(env, err_, "netlink " + failedStep_).Value());
+    } else {
+      deferred_.Resolve(OutcomesToJs(env, outcomes_));
+    }
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  int fd_;
+  std::vector<std::vector<uint8_t>> requests_;
+  std::vector<NetlinkOutcome> outcomes_;
+  std::string failedStep_;
+  int err_ = 0;
+};
+
+}  // namespace
+
+Napi::Value NetlinkTransact(const Napi::CallbackInfo& info) {
+  std::vector<std::vector<uint8_t>> requests;
+  int fd = TransactArgs(info, &requests);
+  std::vector<NetlinkOutcome> outcomes;
+  std::string failedStep;
+  int err = TransactRoute(fd, requests, &outcomes, &failedStep);
+  if (err != 0) throw ErrnoError(info.Env(), err, "netlink " + failedStep);
+  return OutcomesToJs(info.Env(), outcomes);
+}
+
+Napi::Value NetlinkTransactAsync(const Napi::CallbackInfo& info) {
+  std::vector<std::vector<uint8_t>> requests;
+  int fd = TransactArgs(info, &requests);
+  TransactWorker* worker = new TransactWorker(info.Env(), fd, std::move(requests));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
 }
 
 }  // namespace tessera

@@ -87,7 +87,7 @@ export class BridgeNetwork implements NodeNetwork {
       const hostVeth = hostVethName(containerId);
       try {
         await this.createVeth(hostVeth, pid);
-        configureContainerInterface({
+        await configureContainerInterface({
           netnsPath: `/proc/${pid}/ns/net`,
           interfaceName: CONTAINER_IFNAME,
           address,
@@ -226,11 +226,11 @@ export class BridgeNetwork implements NodeNetwork {
    * (no process per container); a host end left by an interrupted attach is replaced.
    */
   private async createVeth(hostVeth: string, pid: number): Promise<void> {
-    createContainerVeth({ netnsPath: this.netnsPath(), hostName: hostVeth, bridge: this.config.bridge, peerName: CONTAINER_IFNAME, pid });
+    await createContainerVeth({ netnsPath: this.netnsPath(), hostName: hostVeth, bridge: this.config.bridge, peerName: CONTAINER_IFNAME, pid });
   }
 
   private async deleteLink(name: string): Promise<void> {
-    deleteLinkNamed(this.netnsPath(), name);
+    await deleteLinkNamed(this.netnsPath(), name);
   }
 
   private netnsPath(): string | null {

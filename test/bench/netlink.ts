@@ -1,7 +1,11 @@
-// Per-container attach cost: configuring a container's own network namespace (address, link up,
-// lo up, default route) the old way, `nsenter --net=/proc/PID/ns/net ip -batch -`, against
-// netlink through the native addon; plus the whole OverlayDriver.attach (host veth through the
-// `ip -batch` session + in-namespace netlink) and its parts. Run: npm run bench:netlink
+// Per-container attach cost, old way against netlink through the native addon:
+// - a whole attach to a node bridge: the veth (host end on the bridge, peer into the container)
+//   with `ip -n NODE -batch -`, then the container's own namespace (address, link up, lo up,
+//   default route) with `nsenter --net=/proc/PID/ns/net ip -batch -`; against the same two steps
+//   over netlink, as BridgeNetwork.attach now does them;
+// - the in-namespace step alone, and opening a socket in a namespace alone;
+// - the whole OverlayDriver.attach as it is now (host veth through its long-lived `ip -batch`
+//   session + in-namespace netlink). Run: npm run bench:netlink
 // (BENCH_ROUNDS=N to change the sample count). Everything lives in namespaces this script creates
 // and removes; the machine is shared and noisy, so compare only numbers of one run.
 
@@ -9,12 +13,14 @@ import { runCommand } from '../../agent/network/exec.js';
 import {
   NetlinkSocket,
   configureContainerInterface,
+  createContainerVeth,
+  deleteLinkNamed,
   deleteAddress,
   getLinkByName,
   parseLink,
   setLink,
 } from '../../agent/network/netlink/index.js';
-import { startInNewNetns, type NamespacedProcess } from '../helpers/netns.js';
+import { createNetns, startInNewNetns, type NamespacedProcess } from '../helpers/netns.js';
 import { buildUnderlay, networkSpec, type TestNode } from '../integration/overlay-harness.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 200);
@@ -60,10 +66,10 @@ async function inNamespaceRows(cleanups: Array<() => Promise<void> | void>): Pro
   // Undo an attach (untimed): dropping the address drops the default route through it too.
   const socket = NetlinkSocket.open(netnsPath);
   cleanups.push(() => socket.close());
-  const [found] = socket.run([{ bytes: getLinkByName('eth0'), what: 'look up eth0' }]);
+  const [found] = socket.runSync([{ bytes: getLinkByName('eth0'), what: 'look up eth0' }]);
   const index = parseLink(found?.replies[0] ?? Buffer.alloc(0)).index;
   const reset = (): void => {
-    socket.run([
+    socket.runSync([
       { bytes: deleteAddress({ index, address: ADDRESS, prefixLength: 24 }), what: 'addr del', tolerate: ['EADDRNOTAVAIL'] },
       { bytes: setLink({ index, up: false }), what: 'link down' },
     ]);
@@ -78,10 +84,43 @@ async function inNamespaceRows(cleanups: Array<() => Promise<void> | void>): Pro
     configureContainerInterface({ netnsPath, interfaceName: 'eth0', address: ADDRESS, prefixLength: 24, defaultRoute: { gateway: GATEWAY, mode: 'add' } }),
   );
   const openOnly = await timed(ROUNDS, () => undefined, () => NetlinkSocket.open(netnsPath).close());
+  const loUp = [setLink({ index: 1, up: true })];
+  const batchSync = await timed(ROUNDS, () => undefined, () => void socket.transactSync(loUp));
+  const batchPool = await timed(ROUNDS, () => undefined, async () => void (await socket.transact(loUp)));
   return [
     { name: 'in-netns config: nsenter + ip -batch (old)', samples: old },
     { name: 'in-netns config: netlink (new)', samples: netlink },
     { name: '  of which: open socket in netns + close', samples: openOnly },
+    { name: 'one-request batch on an open socket, JS thread', samples: batchSync },
+    { name: 'one-request batch on an open socket, libuv pool', samples: batchPool },
+  ];
+}
+
+async function bridgeAttachRows(cleanups: Array<() => Promise<void> | void>): Promise<Row[]> {
+  const node = await createNetns('tsnlbr');
+  cleanups.push(() => node.delete());
+  await runCommand(['ip', '-n', node.name, '-batch', '-'], `link add br0 type bridge\naddr add ${GATEWAY}/24 dev br0\nlink set br0 up\n`);
+  const target = await startInNewNetns(['sleep', '3600']);
+  cleanups.push(() => target.stop());
+  const nodePath = `/run/netns/${node.name}`;
+  const netnsPath = `/proc/${target.pid}/ns/net`;
+  // Deleting the host end takes the peer, its address and the route with it (untimed).
+  const reset = async (): Promise<void> => void (await deleteLinkNamed(nodePath, 'tsvbench'));
+  const old = await timed(ROUNDS, reset, async () => {
+    await runCommand(['ip', '-n', node.name, '-batch', '-'], `link add tsvbench type veth peer name eth0 netns ${target.pid}\nlink set tsvbench master br0\nlink set tsvbench up\n`);
+    await runCommand(
+      ['nsenter', `--net=${netnsPath}`, 'ip', '-batch', '-'],
+      [`addr add ${ADDRESS}/24 dev eth0`, 'link set eth0 up', 'link set lo up', `route add default via ${GATEWAY}`, ''].join('\n'),
+    );
+  });
+  const netlink = await timed(ROUNDS, reset, async () => {
+    await createContainerVeth({ netnsPath: nodePath, hostName: 'tsvbench', bridge: 'br0', peerName: 'eth0', pid: target.pid });
+    await configureContainerInterface({ netnsPath, interfaceName: 'eth0', address: ADDRESS, prefixLength: 24, defaultRoute: { gateway: GATEWAY, mode: 'add' } });
+  });
+  await reset();
+  return [
+    { name: 'bridge attach (veth + in-netns config): ip -batch + nsenter ip -batch (old)', samples: old },
+    { name: 'bridge attach (veth + in-netns config): netlink (new)', samples: netlink },
   ];
 }
 
@@ -114,18 +153,20 @@ function print(rows: Row[]): void {
   const format = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
   console.log(format(header));
   for (const line of lines) console.log(format(line));
-  const old = rows[0];
-  const now = rows[1];
-  if (old && now) {
+  console.log('');
+  for (let i = 0; i + 1 < rows.length; i++) {
+    const old = rows[i];
+    const now = rows[i + 1];
+    if (!old?.name.endsWith('(old)') || !now?.name.endsWith('(new)')) continue;
     const ratio = quantile(old.samples, 0.5) / quantile(now.samples, 0.5);
-    console.log(`\nin-netns config, median old / new: ${ratio.toFixed(1)}x faster with netlink`);
+    console.log(`${old.name.replace(/:.*$/, '')}: median old / new = ${ratio.toFixed(1)}x`);
   }
 }
 
 async function main(): Promise<void> {
   const cleanups: Array<() => Promise<void> | void> = [];
   try {
-    const rows = [...(await inNamespaceRows(cleanups)), ...(await attachRows(cleanups))];
+    const rows = [...(await bridgeAttachRows(cleanups)), ...(await inNamespaceRows(cleanups)), ...(await attachRows(cleanups))];
     print(rows);
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup();

@@ -19,6 +19,7 @@ import {
   deleteRoute,
   getLinkByName,
   netlinkBatch,
+  netlinkBatchSync,
   parseLink,
   setLink,
 } from '../../agent/network/netlink/index.js';
@@ -79,14 +80,14 @@ async function assertTwinsEqual(t: ExecutionContext, pair: Twin): Promise<void> 
   t.deepEqual(await snapshot(pair.ours), await snapshot(pair.reference));
 }
 
-function run(n: Netns, requests: Buffer[]): void {
-  const outcomes = netlinkBatch(`/run/netns/${n.name}`, requests);
+async function run(n: Netns, requests: Buffer[]): Promise<void> {
+  const outcomes = await netlinkBatch(`/run/netns/${n.name}`, requests);
   for (const o of outcomes) if (o.errno !== 0) throw new Error(`netlink: ${o.message} ${o.extack}`);
 }
 
 test('container interface config equals ip addr/link/route in a twin namespace', async (t) => {
   const pair = await twin(t);
-  configureContainerInterface({
+  await configureContainerInterface({
     netnsPath: `/run/netns/${pair.ours.name}`,
     interfaceName: 'y0',
     address: '10.77.0.5',
@@ -105,7 +106,7 @@ test('configures a namespace named by a process (/proc/PID/ns/net), replacing a 
   const netnsPath = `/proc/${container.pid}/ns/net`;
   await runCommand(['nsenter', `--net=${netnsPath}`, 'ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1']);
   await runCommand(['nsenter', `--net=${netnsPath}`, 'ip', '-batch', '-'], 'addr add 10.78.0.2/24 dev eth1\nlink set eth1 up\nroute add default via 10.78.0.1\n');
-  configureContainerInterface({ netnsPath, interfaceName: 'eth0', address: '10.79.0.2', prefixLength: 24, defaultRoute: { gateway: '10.79.0.1', mode: 'replace' } });
+  await configureContainerInterface({ netnsPath, interfaceName: 'eth0', address: '10.79.0.2', prefixLength: 24, defaultRoute: { gateway: '10.79.0.1', mode: 'replace' } });
   const { stdout } = await runCommand(['nsenter', `--net=${netnsPath}`, 'ip', '-j', 'route', 'show', 'default']);
   t.deepEqual((JSON.parse(stdout) as Array<{ gateway: string; dev: string }>).map((r) => [r.gateway, r.dev]), [['10.79.0.1', 'eth0']]);
   const lo = JSON.parse((await runCommand(['nsenter', `--net=${netnsPath}`, 'ip', '-j', 'link', 'show', 'lo'])).stdout) as Array<{ flags: string[] }>;
@@ -114,7 +115,7 @@ test('configures a namespace named by a process (/proc/PID/ns/net), replacing a 
 
 test('link changes (mtu, address, rename, down) equal ip link set', async (t) => {
   const pair = await twin(t);
-  run(pair.ours, [
+  await run(pair.ours, [
     setLink({ index: pair.x0, mtu: 1400, address: '02:00:00:00:00:20', up: true }),
     setLink({ index: pair.y0, name: 'eth7', mtu: 1400 }),
     setLink({ index: pair.x0, up: false }),
@@ -125,7 +126,7 @@ test('link changes (mtu, address, rename, down) equal ip link set', async (t) =>
 
 test('addresses and routes (on-link, scope link, other table, replace, delete) equal ip addr/route', async (t) => {
   const pair = await twin(t);
-  run(pair.ours, [
+  await run(pair.ours, [
     setLink({ index: pair.x0, up: true }),
     setLink({ index: pair.y0, up: true }),
     addAddress({ index: pair.x0, address: '10.80.0.1', prefixLength: 24 }),
@@ -181,7 +182,7 @@ test('veth creation with the peer moved by pid and by namespace fd equals ip lin
 
   const fd = openSync(`/run/netns/${ourPeer.name}`, 'r');
   try {
-    run(pair.ours, [
+    await run(pair.ours, [
       addVeth({ name: 'h1', mtu: 1450, master: bridge, up: true, peer: { name: 'eth0', mtu: 1450, address: '02:00:0a:00:00:05', netns: { fd } } }),
       addVeth({ name: 'h2', peer: { name: 'eth1', address: '02:00:0a:00:00:06', netns: { pid: byPid.pid } } }),
     ]);
@@ -213,7 +214,7 @@ test('veth creation with the peer moved by pid and by namespace fd equals ip lin
   t.is(master[0]?.master, 'br0');
   t.true(master[0]?.flags.includes('UP'));
 
-  run(pair.ours, [deleteLink(await ifindex(pair.ours, 'h2'))]);
+  await run(pair.ours, [deleteLink(await ifindex(pair.ours, 'h2'))]);
   await t.throwsAsync(ifindex(pair.ours, 'h2'));
 });
 
@@ -226,12 +227,12 @@ test('a container veth on a bridge (peer into the process namespace) equals ip l
   const [ours, reference] = containers as [NamespacedProcess, NamespacedProcess];
   for (const n of [pair.ours, pair.reference]) await ip(n, ['link', 'add', 'br0', 'address', '02:00:00:00:00:30', 'type', 'bridge']);
   const netnsPath = `/run/netns/${pair.ours.name}`;
-  createContainerVeth({ netnsPath, hostName: 'tsvhost', bridge: 'br0', peerName: 'eth0', pid: ours.pid });
+  await createContainerVeth({ netnsPath, hostName: 'tsvhost', bridge: 'br0', peerName: 'eth0', pid: ours.pid });
   await ip(pair.reference, ['-batch', '-'], `link add tsvhost type veth peer name eth0 netns ${reference.pid}\nlink set tsvhost master br0\nlink set tsvhost up\n`);
   // A leftover host end (an attach interrupted by a crash) is replaced, not an error.
   await ip(pair.ours, ['link', 'del', 'tsvhost']);
   await ip(pair.ours, ['link', 'add', 'tsvhost', 'type', 'veth', 'peer', 'name', 'stale0']);
-  createContainerVeth({ netnsPath, hostName: 'tsvhost', bridge: 'br0', peerName: 'eth0', pid: ours.pid });
+  await createContainerVeth({ netnsPath, hostName: 'tsvhost', bridge: 'br0', peerName: 'eth0', pid: ours.pid });
   await ip(pair.reference, ['link', 'del', 'tsvhost']);
   await ip(pair.reference, ['-batch', '-'], `link add tsvhost type veth peer name eth0 netns ${reference.pid}\nlink set tsvhost master br0\nlink set tsvhost up\n`);
 
@@ -250,17 +251,17 @@ test('a container veth on a bridge (peer into the process namespace) equals ip l
   t.deepEqual(await inside(ours), await inside(reference));
   t.false((JSON.parse(await ip(pair.ours, ['-j', 'link', 'show'])) as Array<{ ifname: string }>).some((l) => l.ifname === 'stale0'));
 
-  t.true(deleteLinkNamed(netnsPath, 'tsvhost'));
-  t.false(deleteLinkNamed(netnsPath, 'tsvhost'));
+  t.true(await deleteLinkNamed(netnsPath, 'tsvhost'));
+  t.false(await deleteLinkNamed(netnsPath, 'tsvhost'));
   t.deepEqual(await inside(ours), [['lo', 65536]]);
-  const missingBridge = t.throws(() => createContainerVeth({ netnsPath, hostName: 'tsvhost', bridge: 'nobr0', peerName: 'eth0', pid: ours.pid }));
+  const missingBridge = await t.throwsAsync(() => createContainerVeth({ netnsPath, hostName: 'tsvhost', bridge: 'nobr0', peerName: 'eth0', pid: ours.pid }));
   t.regex(missingBridge?.message ?? '', /look up bridge nobr0 in network namespace .*: No such device \(ENODEV\)/);
 });
 
 test('errors carry errno, the request, the namespace and the kernel message; later requests still run', async (t) => {
   const pair = await twin(t);
   const netnsPath = `/run/netns/${pair.ours.name}`;
-  const outcomes = netlinkBatch(netnsPath, [
+  const outcomes = await netlinkBatch(netnsPath, [
     addAddress({ index: pair.x0, address: '10.82.0.1', prefixLength: 24 }),
     addAddress({ index: pair.x0, address: '10.82.0.1', prefixLength: 24 }),
     addRoute({ destination: '10.95.0.0/16', gateway: '10.99.0.1' }),
@@ -270,14 +271,14 @@ test('errors carry errno, the request, the namespace and the kernel message; lat
   t.is(outcomes[1]?.message, 'File exists');
   t.regex(outcomes[2]?.extack ?? '', /Nexthop has invalid gateway/);
 
-  const error = t.throws(() =>
+  const error = await t.throwsAsync(() =>
     configureContainerInterface({ netnsPath, interfaceName: 'x0', address: '10.82.0.1', prefixLength: 24 }),
   );
   t.true(error instanceof NetlinkError);
   t.is((error as NetlinkError).code, 'EEXIST');
   t.regex(error?.message ?? '', new RegExp(`addr add 10\\.82\\.0\\.1/24 dev x0 in network namespace ${netnsPath}: File exists \\(EEXIST\\)`));
 
-  const missing = t.throws(() => configureContainerInterface({ netnsPath, interfaceName: 'nope0', address: '10.82.0.2', prefixLength: 24 }));
+  const missing = await t.throwsAsync(() => configureContainerInterface({ netnsPath, interfaceName: 'nope0', address: '10.82.0.2', prefixLength: 24 }));
   t.regex(missing?.message ?? '', /look up interface nope0 in network namespace .*: No such device \(ENODEV\)/);
 
   const noNs = t.throws(() => NetlinkSocket.open(`/run/netns/${PREFIX}-does-not-exist`));
@@ -301,18 +302,18 @@ test('the calling thread stays in its own namespace and each socket stays in the
   }
   t.is(readlinkSync('/proc/thread-self/ns/net'), before);
   // x0 exists only in the namespaces; a socket opened there finds it long after the switch back.
-  const [found] = inside.run([{ bytes: getLinkByName('x0'), what: 'look up x0' }]);
+  const [found] = await inside.run([{ bytes: getLinkByName('x0'), what: 'look up x0' }]);
   t.is(parseLink(found?.replies[0] ?? Buffer.alloc(0)).index, pair.x0);
   const own = NetlinkSocket.open(null);
   t.teardown(() => own.close());
-  t.is(own.transact([getLinkByName('x0')])[0]?.errno, 19); // ENODEV: not in the agent's namespace
+  t.is((await own.transact([getLinkByName('x0')]))[0]?.errno, 19); // ENODEV: not in the agent's namespace
 });
 
 test('a batch larger than one send slice (many requests) is acknowledged request by request', async (t) => {
   const pair = await twin(t);
   const requests = Array.from({ length: 1500 }, (_, i) => addAddress({ index: pair.x0, address: `10.${100 + Math.floor(i / 250)}.${i % 250}.1`, prefixLength: 32 }));
   requests.push(requests[0] ?? Buffer.alloc(0));
-  const outcomes = netlinkBatch(`/run/netns/${pair.ours.name}`, requests);
+  const outcomes = await netlinkBatch(`/run/netns/${pair.ours.name}`, requests);
   t.is(outcomes.length, 1501);
   t.is(outcomes.filter((o) => o.errno === 0).length, 1500);
   t.is(outcomes[1500]?.errno, 17);
@@ -324,10 +325,11 @@ test('the native transport refuses malformed requests before sending anything', 
   const pair = await twin(t);
   const bad = setLink({ index: pair.x0, up: true });
   bad.writeUInt32LE(bad.length + 4, 0);
-  t.throws(() => netlinkBatch(`/run/netns/${pair.ours.name}`, [setLink({ index: pair.x0, up: true }), bad]), { message: /requests\[1\] has nlmsg_len/ });
+  await t.throwsAsync(() => netlinkBatch(`/run/netns/${pair.ours.name}`, [setLink({ index: pair.x0, up: true }), bad]), { message: /requests\[1\] has nlmsg_len/ });
+  t.throws(() => netlinkBatchSync(`/run/netns/${pair.ours.name}`, [bad]), { message: /requests\[0\] has nlmsg_len/ });
   const dump = getLinkByName('x0');
   dump.writeUInt16LE(dump.readUInt16LE(6) | 0x300, 6);
-  t.throws(() => netlinkBatch(null, [dump]), { message: /dump request/ });
+  await t.throwsAsync(() => netlinkBatch(null, [dump]), { message: /dump request/ });
   const links = JSON.parse(await ip(pair.ours, ['-j', 'link', 'show', 'dev', 'x0'])) as Array<{ flags: string[] }>;
   t.false(links[0]?.flags.includes('UP'));
 });

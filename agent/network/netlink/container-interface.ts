@@ -19,17 +19,17 @@ export interface ContainerInterfaceConfig {
 }
 
 /** The equivalent of `ip addr add; ip link set IF up; ip link set lo up; ip route add default via GW dev IF`. */
-export function configureContainerInterface(config: ContainerInterfaceConfig): void {
+export async function configureContainerInterface(config: ContainerInterfaceConfig): Promise<void> {
   const { interfaceName: name, address, prefixLength, defaultRoute } = config;
   // Encoded before the socket is opened, so invalid input fails without touching the namespace.
   const lookup = getLinkByName(name);
   const socket = NetlinkSocket.open(config.netnsPath);
   try {
-    const [found] = socket.run([{ bytes: lookup, what: `look up interface ${name}` }]);
+    const [found] = await socket.run([{ bytes: lookup, what: `look up interface ${name}` }]);
     const reply = found?.replies[0];
     if (reply === undefined) throw new Error(`look up interface ${name} in network namespace ${config.netnsPath}: the kernel sent no link`);
     const index = parseLink(reply).index;
-    socket.run([
+    await socket.run([
       { bytes: addAddress({ index, address, prefixLength }), what: `addr add ${address}/${prefixLength} dev ${name}` },
       { bytes: setLink({ index, up: true }), what: `link set ${name} up` },
       { bytes: setLink({ index: K.LOOPBACK_IFINDEX, up: true }), what: 'link set lo up' },

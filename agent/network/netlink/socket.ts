@@ -1,6 +1,7 @@
 // The native NETLINK_ROUTE transport (native/netlink*.cc) with errors that say what failed where.
-// Calls are synchronous: opening a socket in a namespace and one acknowledged batch take tens of
-// microseconds (npm run bench:netlink), less than handing the work to another thread would.
+// Opening a socket in a namespace is synchronous (about 20 µs, npm run bench:netlink; setns is per
+// thread). Batches run on the libuv pool: most take about 0.1 ms, but creating a veth pair takes
+// about 1 ms of kernel time, which would otherwise stall the event loop.
 
 import { closeSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -23,6 +24,7 @@ export interface NetlinkOutcome {
 interface NetlinkBinding {
   netlinkOpen?(netnsPath: string | null): number;
   netlinkTransact?(fd: number, requests: Buffer[]): NetlinkOutcome[];
+  netlinkTransactAsync?(fd: number, requests: Buffer[]): Promise<NetlinkOutcome[]>;
 }
 
 // The addon is already loaded by the runtime's face (agent/runtime/native.ts) from the directory
@@ -65,6 +67,9 @@ export function describeNamespace(netnsPath: string | null): string {
 /** A NETLINK_ROUTE socket bound to one network namespace for its whole life. */
 export class NetlinkSocket {
   private fd: number | undefined;
+  /** Batches in flight on the pool; close() waits for them, as they use the fd. */
+  private inFlight = 0;
+  private closeRequested = false;
 
   private constructor(
     fd: number,
@@ -83,18 +88,52 @@ export class NetlinkSocket {
     }
   }
 
-  /** Sends the requests as one batch and returns the kernel's answer to each (all are attempted). */
-  transact(requests: Buffer[]): NetlinkOutcome[] {
-    if (this.fd === undefined) throw new Error(`netlink socket in ${describeNamespace(this.netnsPath)} is closed`);
-    return native('netlinkTransact')(this.fd, requests);
+  /** Sends the requests as one batch (on the libuv pool) and returns the kernel's answer to each; all are attempted. */
+  async transact(requests: Buffer[]): Promise<NetlinkOutcome[]> {
+    const fd = this.openFd();
+    this.inFlight++;
+    try {
+      return await native('netlinkTransactAsync')(fd, requests);
+    } finally {
+      this.inFlight--;
+      if (this.closeRequested && this.inFlight === 0) this.close();
+    }
+  }
+
+  /** transact on the calling thread, for batches known to be cheap (tests, benchmarks). */
+  transactSync(requests: Buffer[]): NetlinkOutcome[] {
+    return native('netlinkTransact')(this.openFd(), requests);
   }
 
   /**
    * Sends the requests as one batch; throws a NetlinkError naming the first failed request (not
    * counting tolerated errnos), the namespace and the errno text. Returns every outcome.
    */
-  run(requests: NetlinkRequest[]): NetlinkOutcome[] {
-    const outcomes = this.transact(requests.map((r) => r.bytes));
+  async run(requests: NetlinkRequest[]): Promise<NetlinkOutcome[]> {
+    return this.check(requests, await this.transact(requests.map((r) => r.bytes)));
+  }
+
+  runSync(requests: NetlinkRequest[]): NetlinkOutcome[] {
+    return this.check(requests, this.transactSync(requests.map((r) => r.bytes)));
+  }
+
+  /** Closes the socket now, or once the batches in flight are answered. */
+  close(): void {
+    if (this.fd === undefined) return;
+    if (this.inFlight > 0) {
+      this.closeRequested = true;
+      return;
+    }
+    closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  private openFd(): number {
+    if (this.fd === undefined || this.closeRequested) throw new Error(`netlink socket in ${describeNamespace(this.netnsPath)} is closed`);
+    return this.fd;
+  }
+
+  private check(requests: NetlinkRequest[], outcomes: NetlinkOutcome[]): NetlinkOutcome[] {
     const failures = outcomes.flatMap((o, i) => {
       const request = requests[i];
       if (o.errno === 0 || request === undefined) return [];
@@ -110,19 +149,23 @@ export class NetlinkSocket {
     }
     return outcomes;
   }
-
-  close(): void {
-    if (this.fd === undefined) return;
-    closeSync(this.fd);
-    this.fd = undefined;
-  }
 }
 
 /** Opens a socket in the namespace, sends one batch, closes it: the per-call form of NetlinkSocket. */
-export function netlinkBatch(netnsPath: string | null, requests: Buffer[]): NetlinkOutcome[] {
+export async function netlinkBatch(netnsPath: string | null, requests: Buffer[]): Promise<NetlinkOutcome[]> {
   const socket = NetlinkSocket.open(netnsPath);
   try {
-    return socket.transact(requests);
+    return await socket.transact(requests);
+  } finally {
+    socket.close();
+  }
+}
+
+/** netlinkBatch on the calling thread. */
+export function netlinkBatchSync(netnsPath: string | null, requests: Buffer[]): NetlinkOutcome[] {
+  const socket = NetlinkSocket.open(netnsPath);
+  try {
+    return socket.transactSync(requests);
   } finally {
     socket.close();
   }

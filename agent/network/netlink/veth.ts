@@ -23,22 +23,22 @@ export interface ContainerVethConfig {
  * `ip link add HOST master BRIDGE up type veth peer name PEER netns PID`. A host end left over from
  * an attach interrupted by a crash is deleted and the veth created again.
  */
-export function createContainerVeth(config: ContainerVethConfig): void {
+export async function createContainerVeth(config: ContainerVethConfig): Promise<void> {
   const { hostName, bridge, peerName, pid } = config;
   const lookup = getLinkByName(bridge);
   const socket = NetlinkSocket.open(config.netnsPath);
   try {
-    const [found] = socket.run([{ bytes: lookup, what: `look up bridge ${bridge}` }]);
+    const [found] = await socket.run([{ bytes: lookup, what: `look up bridge ${bridge}` }]);
     const master = parseLink(found?.replies[0] ?? Buffer.alloc(0)).index;
     const add = {
       bytes: addVeth({ name: hostName, master, up: true, peer: { name: peerName, netns: { pid } } }),
       what: `link add ${hostName} master ${bridge} up type veth peer name ${peerName} netns ${pid}`,
     };
     try {
-      socket.run([add]);
+      await socket.run([add]);
     } catch (error) {
       if (!(error instanceof NetlinkError && error.code === 'EEXIST')) throw error;
-      socket.run([{ bytes: deleteLinkByName(hostName), what: `link del ${hostName}`, tolerate: ['ENODEV'] }, add]);
+      await socket.run([{ bytes: deleteLinkByName(hostName), what: `link del ${hostName}`, tolerate: ['ENODEV'] }, add]);
     }
   } finally {
     socket.close();
@@ -46,11 +46,11 @@ export function createContainerVeth(config: ContainerVethConfig): void {
 }
 
 /** `ip link del NAME`; false when there was no such link. */
-export function deleteLinkNamed(netnsPath: string | null, name: string): boolean {
+export async function deleteLinkNamed(netnsPath: string | null, name: string): Promise<boolean> {
   const request = deleteLinkByName(name);
   const socket = NetlinkSocket.open(netnsPath);
   try {
-    const [outcome] = socket.run([{ bytes: request, what: `link del ${name}`, tolerate: ['ENODEV'] }]);
+    const [outcome] = await socket.run([{ bytes: request, what: `link del ${name}`, tolerate: ['ENODEV'] }]);
     return outcome?.errno === 0;
   } finally {
     socket.close();

@@ -189,7 +189,7 @@ export class OverlayDriver {
         await this.ip.run([{ command: `link del ${hostVeth}`, tolerate: MISSING }, ...create]);
       }
       try {
-        configureContainerInterface({
+        await configureContainerInterface({
           netnsPath: `/proc/${pid}/ns/net`,
           interfaceName,
           address: attachment.address,
