@@ -309,6 +309,19 @@ test('the calling thread stays in its own namespace and each socket stays in the
   t.is((await own.transact([getLinkByName('x0')]))[0]?.errno, 19); // ENODEV: not in the agent's namespace
 });
 
+test('concurrent batches on one socket each get their own answers; close waits for them', async (t) => {
+  const pair = await twin(t);
+  const socket = NetlinkSocket.open(`/run/netns/${pair.ours.name}`);
+  const batches = Array.from({ length: 20 }, (_, i) =>
+    socket.transact([addAddress({ index: pair.x0, address: `10.83.0.${i + 1}`, prefixLength: 32 }), getLinkByName(i % 2 ? 'x0' : 'y0')]),
+  );
+  socket.close();
+  const results = await Promise.all(batches);
+  t.deepEqual(results.map((r) => r.map((o) => o.errno)), Array.from({ length: 20 }, () => [0, 0]));
+  t.deepEqual(results.map((r) => parseLink(r[1]?.replies[0] ?? Buffer.alloc(0)).name), Array.from({ length: 20 }, (_, i) => (i % 2 ? 'x0' : 'y0')));
+  await t.throwsAsync(() => socket.transact([setLink({ index: pair.x0, up: true })]), { message: /is closed/ });
+});
+
 test('a batch larger than one send slice (many requests) is acknowledged request by request', async (t) => {
   const pair = await twin(t);
   const requests = Array.from({ length: 1500 }, (_, i) => addAddress({ index: pair.x0, address: `10.${100 + Math.floor(i / 250)}.${i % 250}.1`, prefixLength: 32 }));

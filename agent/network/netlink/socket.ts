@@ -70,6 +70,11 @@ export class NetlinkSocket {
   /** Batches in flight on the pool; close() waits for them, as they use the fd. */
   private inFlight = 0;
   private closeRequested = false;
+  /**
+   * Batches on one socket run one after another: each reads answers until its own are in, and
+   * would swallow another's if two read at once.
+   */
+  private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(
     fd: number,
@@ -92,8 +97,11 @@ export class NetlinkSocket {
   async transact(requests: Buffer[]): Promise<NetlinkOutcome[]> {
     const fd = this.openFd();
     this.inFlight++;
+    const work = (): Promise<NetlinkOutcome[]> => native('netlinkTransactAsync')(fd, requests);
+    const result = this.queue.then(work, work);
+    this.queue = result.catch(() => undefined);
     try {
-      return await native('netlinkTransactAsync')(fd, requests);
+      return await result;
     } finally {
       this.inFlight--;
       if (this.closeRequested && this.inFlight === 0) this.close();
@@ -102,7 +110,9 @@ export class NetlinkSocket {
 
   /** transact on the calling thread, for batches known to be cheap (tests, benchmarks). */
   transactSync(requests: Buffer[]): NetlinkOutcome[] {
-    return native('netlinkTransact')(this.openFd(), requests);
+    const fd = this.openFd();
+    if (this.inFlight > 0) throw new Error(`netlink socket in ${describeNamespace(this.netnsPath)} has batches in flight`);
+    return native('netlinkTransact')(fd, requests);
   }
 
   /**
