@@ -14,6 +14,7 @@ packages=(
   ca-certificates make g++ python3
   libseccomp-dev  # the addon compiles seccomp profiles to BPF with libseccomp
   iperf3          # bench:overlay measures overlay vs raw veth throughput with it
+  tini            # init: true runs its static build (tini-static) as a container's PID 1
 )
 missing=()
 for p in "${packages[@]}"; do

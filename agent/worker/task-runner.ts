@@ -19,6 +19,7 @@ import { effectiveHealthConfig, type HealthConfig } from './health/health-state.
 import type { HealthProber } from './health/health-prober.js';
 import { startTaskHealth } from './health/task-health.js';
 import { writeNameFiles } from '../network/container-files.js';
+import { installInit, withInit } from './container-init.js';
 import type { FileLookup } from '../../control-plane/dispatcher/secret-delivery.js';
 import { prepareTaskMounts, releaseTaskMounts } from './task-files-mounts.js';
 
@@ -181,6 +182,7 @@ export class TaskRunner {
       this.overlayAttachments = overlay?.attachments ?? [];
       const hostname = taskHostname(task);
       const processConfig = resolveProcess(task.spec.spec, image.config, hostname);
+      if (task.spec.spec.init === true) await installInit(rootfs);
       const passwd = parsePasswd(await readFile(join(rootfs, 'etc/passwd'), 'utf8').catch(() => ''));
       const groups = parseGroup(await readFile(join(rootfs, 'etc/group'), 'utf8').catch(() => ''));
       const { uid, gid } = resolveUser(processConfig.user, passwd, groups);
@@ -193,7 +195,7 @@ export class TaskRunner {
         sysctls: security.sysctls,
         readonlyRootfs: security.readonlyRootfs,
         annotations: security.annotations,
-        args: processConfig.args,
+        args: task.spec.spec.init === true ? withInit(processConfig.args) : processConfig.args,
         env: processConfig.env,
         cwd: processConfig.cwd,
         uid,

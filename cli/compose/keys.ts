@@ -124,7 +124,7 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.healthcheck.start_interval': ok(),
   'services.*.hostname': ok(),
   'services.*.image': ok(),
-  'services.*.init': ok(),
+  'services.*.init': ok('tini (static, from the node) runs as PID 1: reaps zombies, forwards signals'),
   'services.*.ipc': no(NO_HOST_SHARING),
   'services.*.isolation': no('Windows only'),
   'services.*.label_file': no(NOT_YET('label files') + '; write the labels under labels:'),

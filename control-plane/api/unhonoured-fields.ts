@@ -6,7 +6,6 @@ import type { Service } from '../resources/types.js';
 const NOT_YET: ReadonlyArray<[field: string, has: (s: Service['spec']) => boolean, why: string]> = [
   ['dependsOn.restart', (s) => (s.dependsOn ?? []).some((d) => d.restart === true), 'restarting a service when its dependency is updated is not implemented yet'],
   ['dependsOn.condition', (s) => (s.dependsOn ?? []).some((d) => d.condition === 'service_completed_successfully'), 'service_completed_successfully needs job modes, which are not implemented yet; use service_started or service_healthy'],
-  ['init', (s) => s.init === true, 'no init process is shipped yet'],
   ['logging', (s) => s.logging?.driver !== undefined && s.logging.driver !== 'json-file' && s.logging.driver !== 'local', 'only the json-file log driver exists'],
   ['restart.windowMs', (s) => s.restart?.windowMs !== undefined, 'restart windows are not implemented yet'],
   ['mode', (s) => s.mode === 'replicated-job' || s.mode === 'global-job', 'job modes are not implemented yet'],

@@ -194,6 +194,39 @@ test.serial('extra_hosts and dns land in the container\'s /etc/hosts and /etc/re
   t.is(await readFile(join(rootfs, 'etc/resolv.conf'), 'utf8'), 'nameserver 192.0.2.53\nsearch corp.example\noptions ndots:2\n');
 });
 
+/** States of the children of a host pid, e.g. ['S', 'Z'], from /proc (children are host pids too). */
+async function childStates(pid: number): Promise<string[]> {
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).split(' ').filter(Boolean);
+  return Promise.all(children.map(async (c) => /\) (\S) /.exec(await readFile(`/proc/${c}/stat`, 'utf8'))?.[1] ?? '?'));
+}
+
+test.serial('init: true runs an init as PID 1 that reaps orphans and forwards the stop signal; without it neither happens', async (t) => {
+  // The inner shell leaves a short sleep behind: orphaned, it becomes a child of the container's PID 1.
+  const orphaning = 'sh -c "sleep 0.2 &"; exec sleep 1000';
+  await apply('init', service('withinit', orphaning, '  init: true\n'), service('noinit', orphaning));
+  const [withInit, noInit] = await eventually('both running', async () => {
+    const a = (await tasksOf('withinit')).find(live);
+    const b = (await tasksOf('noinit')).find(live);
+    return a && b ? [a, b] : undefined;
+  }, 60_000);
+  await new Promise((r) => setTimeout(r, 1000));
+  t.regex((await readFile(`/proc/${withInit!.status.pid}/cmdline`, 'utf8')).replace(/\0/g, ' '), /^\/\.tessera-init -- sh -c /);
+  t.deepEqual(await childStates(withInit!.status.pid!), ['S'], 'the init has one child, the service\'s sleep; the orphan was reaped');
+  t.deepEqual(await childStates(noInit!.status.pid!), ['Z'], 'without init the orphan stays a zombie (the contrast)');
+
+  // An update stops the old tasks and keeps them in the history, with their exit codes.
+  const v2 = '  env:\n    V: "2"\n';
+  await apply('init', service('withinit', orphaning, `  init: true\n${v2}`), service('noinit', orphaning, v2));
+  const ended = await eventually('both first tasks stopped', async () => {
+    const ts = [...(await tasksOf('withinit')), ...(await tasksOf('noinit'))].filter((x) => x.metadata.name === withInit!.metadata.name || x.metadata.name === noInit!.metadata.name);
+    return ts.length === 2 && ts.every((x) => x.status.state === 'shutdown') ? ts : undefined;
+  }, 30_000);
+  const byService = new Map(ended.map((x) => [x.spec.serviceName, x]));
+  t.is(byService.get('withinit')!.status.exitCode, 143, 'SIGTERM reached the sleep through the init (a SIGKILL after the grace period would give 137)');
+  t.is(byService.get('noinit')!.status.exitCode, 137, 'a bare PID 1 ignores SIGTERM and is killed after the grace period');
+  await node.tsctl('delete', '-f', join(workDir, 'init.yaml'));
+});
+
 test.serial('an update to a spec whose health check fails rolls back by itself (start-first, the old task serves throughout)', async (t) => {
   const policy = `  updateConfig:
     order: start-first
