@@ -123,30 +123,29 @@ export function execProbe(runtime: ContainerRuntime, containerId: string): RunPr
     const timeout = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), timeoutMs);
     });
-    const first = await Promise.race([exit, timeout]);
-    clearTimeout(timer);
-    const closeStreams = (): void => {
-      // A probe may leave a child holding its pipes open: never wait for their end.
-      for (const stream of streams) (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
-    };
-    if (first === 'timeout') {
-      // Our own exec'd process, by its pid, and only while it has not been reaped.
-      if (!exited) {
-        try {
-          process.kill(proc.pid, 'SIGKILL');
-        } catch {
-          // already gone
+    try {
+      const first = await Promise.race([exit, timeout]);
+      if (first === 'timeout') {
+        // Our own exec'd process, by its pid, and only while it has not been reaped.
+        if (!exited) {
+          try {
+            process.kill(proc.pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
         }
+        await exit.catch(() => undefined);
+        return { exitCode: -1, output: '', timedOut: true };
       }
-      await exit.catch(() => undefined);
-      closeStreams();
-      return { exitCode: -1, output: '', timedOut: true };
+      // The pipes deliver what the probe wrote; a grandchild it left behind may hold them open.
+      let drainTimer: NodeJS.Timeout | undefined;
+      await Promise.race([allEnded, new Promise((resolve) => (drainTimer = setTimeout(resolve, 200)))]);
+      clearTimeout(drainTimer);
+      return { exitCode: first.exitCode, output: Buffer.concat(chunks).toString('utf8'), timedOut: false };
+    } finally {
+      clearTimeout(timer);
+      // Never wait for the pipes' end beyond this: close them.
+      for (const stream of streams) (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
     }
-    // The pipes deliver what the probe wrote; a grandchild it left behind may hold them open.
-    let drainTimer: NodeJS.Timeout | undefined;
-    await Promise.race([allEnded, new Promise((resolve) => (drainTimer = setTimeout(resolve, 200)))]);
-    clearTimeout(drainTimer);
-    closeStreams();
-    return { exitCode: first.exitCode, output: Buffer.concat(chunks).toString('utf8'), timedOut: false };
   };
 }
