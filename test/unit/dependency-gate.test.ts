@@ -1,7 +1,7 @@
 // depends_on as start order: the pure gate, and its wiring through the real service and scheduling
 // controllers over a memory store. No agent runs here: the test writes the dependency's task
 // states itself, as an agent's reports would (the e2e test health.test.ts has real containers).
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 
 import { conditionMet, dependencyWait, dependentsOf, gateTask, type DependencyLookup } from '../../control-plane/controllers/dependency-gate.js';
 import { Informer } from '../../control-plane/controllers/informer.js';
@@ -90,7 +90,8 @@ test('dependentsOf: services of the same stack that name the service', (t) => {
   t.deepEqual(dependentsOf(all, 's', 'db').map((s) => s.metadata.name), ['web']);
 });
 
-test('wired: a service_healthy dependent is held pending until its dependency is healthy, then scheduled', async (t) => {
+/** A memory store with the real service and scheduling controllers and one ready node; start() runs the controllers. */
+async function wired(t: ExecutionContext) {
   const store = new MemoryStore();
   const objects = new ObjectStore(store);
   const services = new Informer<Service>(store, 'Service', kindPrefix('Service'));
@@ -108,11 +109,6 @@ test('wired: a service_healthy dependent is held pending until its dependency is
     apiVersion: API_VERSION, kind: 'Node', metadata: { name: 'n1' }, spec: { availability: 'active', role: 'worker' },
     status: { state: 'ready', hostname: 'n1', resources: { memoryBytes: 1e9, nanoCpus: 1e9 } },
   });
-  await objects.create(service('db', { healthcheck: { test: ['CMD', 'true'] } }));
-  await objects.create(web({ service: 'db', condition: 'service_healthy' }));
-  controller.start();
-  scheduler.start();
-
   const until = async (what: string, ok: () => boolean): Promise<void> => {
     const deadline = Date.now() + 5_000;
     while (!ok()) {
@@ -121,6 +117,21 @@ test('wired: a service_healthy dependent is held pending until its dependency is
     }
   };
   const of = (name: string) => tasks.list().filter((x) => x.spec.serviceName === name);
+  const report = (task: Task, status: Partial<TaskStatus>) =>
+    objects.updateWithRetry('Task', 's', task.metadata.name, (cur) => ({ ...cur, status: { ...cur.status, ...status, timestamp: new Date().toISOString() } }));
+  const start = () => {
+    controller.start();
+    scheduler.start();
+  };
+  return { objects, until, of, report, start };
+}
+
+test('wired: a service_healthy dependent is held pending until its dependency is healthy, then scheduled', async (t) => {
+  const { objects, until, of, report: reportOn, start } = await wired(t);
+  await objects.create(service('db', { healthcheck: { test: ['CMD', 'true'] } }));
+  await objects.create(web({ service: 'db', condition: 'service_healthy' }));
+  start();
+
   await until('db placed and web held', () => of('db')[0]?.nodeName === 'n1' && of('web')[0]?.status.dependencyWait !== undefined);
   const webTask = of('web')[0]!;
   t.is(webTask.nodeName, undefined);
@@ -128,8 +139,7 @@ test('wired: a service_healthy dependent is held pending until its dependency is
 
   // The db's agent reports running with its check still starting: web stays held.
   const dbTask = of('db')[0]!;
-  const report = (status: Partial<TaskStatus>) =>
-    objects.updateWithRetry('Task', 's', dbTask.metadata.name, (cur) => ({ ...cur, status: { ...cur.status, ...status, timestamp: new Date().toISOString() } }));
+  const report = (status: Partial<TaskStatus>) => reportOn(dbTask, status);
   await report({ state: 'running', health: 'starting' });
   await new Promise((r) => setTimeout(r, 200));
   t.is(of('web')[0]!.nodeName, undefined, 'still held while db is starting');
@@ -138,4 +148,17 @@ test('wired: a service_healthy dependent is held pending until its dependency is
   await until('web placed', () => of('web')[0]?.nodeName === 'n1');
   t.is(of('web')[0]!.status.dependencyWait, undefined);
   t.is(of('web')[0]!.status.state, 'assigned');
+});
+
+test('wired: a global dependent gets no task until its dependency has started (its tasks are bound to nodes at once)', async (t) => {
+  const { objects, until, of, report, start } = await wired(t);
+  await objects.create(service('db'));
+  await objects.create(service('agent', { mode: 'global', dependsOn: [{ service: 'db', condition: 'service_started' }] }));
+  start();
+  await until('db placed', () => of('db')[0]?.nodeName === 'n1');
+  await new Promise((r) => setTimeout(r, 200));
+  t.deepEqual(of('agent'), []);
+  await report(of('db')[0]!, { state: 'running' });
+  await until('the agent task', () => of('agent').length === 1);
+  t.is(of('agent')[0]!.nodeName, 'n1');
 });
