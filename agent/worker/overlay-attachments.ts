@@ -60,6 +60,16 @@ export function guardTableScript(): string {
   ].join('\n') + '\n';
 }
 
+/** Each local task address → every (non-ingress) network of that task, in the task's order. */
+export function clientNetworks(view: NodeNetworkView): Map<string, string[]> {
+  const clients = new Map<string, string[]>();
+  for (const attachments of Object.values(view.tasks)) {
+    const networks = attachments.map((a) => a.networkId).filter((id) => id !== INGRESS_NETWORK_ID);
+    for (const a of attachments) if (a.networkId !== INGRESS_NETWORK_ID) clients.set(a.address, networks);
+  }
+  return clients;
+}
+
 export class OverlayNetworking implements TaskOverlay {
   readonly driver: OverlayDriver;
   readonly resolver = new ServiceResolver();
@@ -191,6 +201,7 @@ export class OverlayNetworking implements TaskOverlay {
       if (network.id === INGRESS_NETWORK_ID) continue;
       await this.resolver.setNetwork(network.id, { address: network.gateway }, network.dns);
     }
+    this.resolver.setClients(clientNetworks(view));
     for (const id of this.applied?.networks.map((n) => n.id) ?? []) {
       if (!ids.includes(id)) await this.resolver.removeNetwork(id);
     }

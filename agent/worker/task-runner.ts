@@ -146,11 +146,14 @@ export class TaskRunner {
     if (!this.created) return;
     const grace = this.task.spec.spec.stopGracePeriodMs ?? DEFAULT_STOP_GRACE_MS;
     const signal = stopSignalOf(this.task.spec.spec.stopSignal);
-    await this.deps.runtime.kill(this.containerId, signal).catch(() => {});
+    // Armed before the first signal is sent: a signal that cannot be delivered must not leave
+    // the container running past its grace period.
     this.killTimer = setTimeout(() => {
-      void this.deps.runtime.kill(this.containerId, 'SIGKILL').catch(() => {});
+      void this.deps.runtime.kill(this.containerId, 'SIGKILL').catch((err: Error) => this.deps.log(`task ${this.name}: SIGKILL after the grace period failed: ${err.message}`));
     }, grace);
     this.killTimer.unref();
+    this.deps.log(`task ${this.name}: stopping (${String(signal)}, then SIGKILL after ${grace} ms)`);
+    await this.deps.runtime.kill(this.containerId, signal).catch((err: Error) => this.deps.log(`task ${this.name}: ${String(signal)} failed: ${err.message}`));
   }
 
   private async lifecycle(): Promise<void> {

@@ -193,3 +193,27 @@ test('resolver over UDP and TCP on loopback: own names, NODATA for AAAA, forward
   await resolver.removeNetwork('net1');
   await t.throwsAsync(queryUdp(port, 'web'));
 });
+
+test('a container on several networks finds names on all of them, the asked network first', async (t) => {
+  const upstreamPort = await fakeUpstream(t);
+  const resolver = new ServiceResolver({ upstreams: [{ address: '127.0.0.1', port: upstreamPort }], forwardTimeoutMs: 500 });
+  t.teardown(() => resolver.close());
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', () => resolve()));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+
+  await resolver.setNetwork('front', { address: '127.0.0.1', port }, { services: [{ names: ['api'], endpointMode: 'vip', vip: '10.0.2.2', tasks: ['10.0.2.9'] }], aliases: [] });
+  await resolver.setNetwork('back', { address: '127.0.0.2', port }, {
+    services: [{ names: ['db'], endpointMode: 'vip', vip: '10.0.1.2', tasks: ['10.0.1.7'] }, { names: ['api'], endpointMode: 'vip', vip: '10.0.1.3', tasks: ['10.0.1.9'] }],
+    aliases: [],
+  });
+  // Unknown client (the query comes from 127.0.0.1): only the asked network, the rest is forwarded.
+  t.deepEqual(addresses(await queryUdp(port, 'db')), ['203.0.113.7']);
+  // The same client known to be on front then back.
+  resolver.setClients(new Map([['127.0.0.1', ['front', 'back']]]));
+  t.deepEqual(addresses(await queryUdp(port, 'db')), ['10.0.1.2']);
+  t.deepEqual(addresses(await queryTcp(port, 'tasks.db')), ['10.0.1.7']);
+  t.deepEqual(addresses(await queryUdp(port, 'api')), ['10.0.2.2'], 'the asked network answers first');
+  t.deepEqual(addresses(await queryUdp(port, 'example.test')), ['203.0.113.7']);
+});

@@ -1,6 +1,10 @@
 // The DNS resolver the agent serves on each overlay network's gateway address (UDP and TCP):
 // service names, tasks.NAME, dnsrr services and aliases from the network's records; everything
 // else is forwarded to the node's resolvers (from /etc/resolv.conf unless configured).
+// A container on several networks asks one of them (its resolv.conf names the first network's
+// gateway) but, as with Docker, must find services on every network it is attached to: a query
+// from a known container address is answered from the asked network's names first, then from the
+// container's other networks in its own order.
 
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
@@ -41,6 +45,8 @@ export class ServiceResolver {
   private readonly timeoutMs: number;
   private readonly ttl: number;
   private upstreams: DnsUpstream[] | undefined;
+  /** Container address → the ids of every network that container is attached to, in its order. */
+  private clientNetworks = new Map<string, readonly string[]>();
 
   constructor(private readonly config: ServiceResolverConfig = {}) {
     this.random = config.random ?? Math.random;
@@ -67,9 +73,29 @@ export class ServiceResolver {
       existing.table = table;
       return;
     }
-    const listener = await this.listen(key, listen.address, port, table);
+    const listener = await this.listen(networkId, key, listen.address, port, table);
     if (existing) await closeListener(existing);
     this.networks.set(networkId, listener);
+  }
+
+  /**
+   * Which networks each local container is on, keyed by each of its addresses; replaces the
+   * previous map. A query from an address not in it is answered from the asked network alone.
+   */
+  setClients(clients: ReadonlyMap<string, readonly string[]>): void {
+    this.clientNetworks = new Map(clients);
+  }
+
+  /** The name tables a query arriving on `networkId` from `source` is answered from, in order. */
+  tablesFor(networkId: string, source: string): NameTable[] {
+    const asked = this.networks.get(networkId);
+    const tables = asked ? [asked.table] : [];
+    for (const other of this.clientNetworks.get(source) ?? []) {
+      if (other === networkId) continue;
+      const listener = this.networks.get(other);
+      if (listener) tables.push(listener.table);
+    }
+    return tables;
   }
 
   async removeNetwork(networkId: string): Promise<void> {
@@ -85,8 +111,11 @@ export class ServiceResolver {
     await Promise.all(all.map(closeListener));
   }
 
-  /** Answers one query message; undefined means drop it (not a query we can even reply to). */
-  async handle(table: NameTable, query: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+  /**
+   * Answers one query message from the first of `tables` that knows the name; undefined means
+   * drop it (not a query we can even reply to).
+   */
+  async handle(tables: NameTable | readonly NameTable[], query: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
     let packet: dnsPacket.DecodedPacket;
     try {
       packet = dnsPacket.decode(query);
@@ -96,7 +125,7 @@ export class ServiceResolver {
     if (packet.type !== 'query') return undefined;
     const question = packet.questions?.[0];
     if (!question || (packet.questions?.length ?? 0) !== 1) return errorReply(packet.id ?? 0, RCODE_FORMERR);
-    const result = question.class === 'IN' || question.class === undefined ? table.lookup(question.name, this.random) : { kind: 'forward' as const };
+    const result = question.class === 'IN' || question.class === undefined ? lookupFirst(tables, question.name, this.random) : { kind: 'forward' as const };
     if (result.kind === 'forward') return this.forward(query, packet.id ?? 0, transport);
     const wantsA = question.type === 'A';
     const answers: dnsPacket.Answer[] = wantsA
@@ -134,17 +163,17 @@ export class ServiceResolver {
     return this.upstreams;
   }
 
-  private async listen(key: string, address: string, port: number, table: NameTable): Promise<NetworkListener> {
+  private async listen(networkId: string, key: string, address: string, port: number, table: NameTable): Promise<NetworkListener> {
     const udp = createSocket({ type: 'udp4', reuseAddr: false });
     const connections = new Set<Socket>();
     const listener: NetworkListener = { key, table, udp, tcp: createServer(), connections };
     udp.on('message', (message, remote) => {
-      void this.handle(listener.table, message, 'udp').then(
+      void this.handle(this.tablesFor(networkId, remote.address), message, 'udp').then(
         (reply) => reply && udp.send(reply, remote.port, remote.address),
         () => undefined,
       );
     });
-    listener.tcp.on('connection', (socket) => this.serveTcp(listener, socket));
+    listener.tcp.on('connection', (socket) => this.serveTcp(networkId, listener, socket));
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
       udp.bind(port, address, () => {
@@ -169,7 +198,7 @@ export class ServiceResolver {
     return listener;
   }
 
-  private serveTcp(listener: NetworkListener, socket: Socket): void {
+  private serveTcp(networkId: string, listener: NetworkListener, socket: Socket): void {
     listener.connections.add(socket);
     socket.on('close', () => listener.connections.delete(socket));
     socket.on('error', () => socket.destroy());
@@ -183,7 +212,7 @@ export class ServiceResolver {
         buffered = buffered.subarray(2 + message.length);
         // Answers go back in order, one at a time.
         chain = chain.then(async () => {
-          const reply = await this.handle(listener.table, message, 'tcp');
+          const reply = await this.handle(this.tablesFor(networkId, socket.remoteAddress?.replace(/^::ffff:/, '') ?? ''), message, 'tcp');
           if (!reply || socket.destroyed) return;
           const length = Buffer.alloc(2);
           length.writeUInt16BE(reply.length, 0);
@@ -192,6 +221,15 @@ export class ServiceResolver {
       }
     });
   }
+}
+
+function lookupFirst(tables: NameTable | readonly NameTable[], name: string, random: () => number): ReturnType<NameTable['lookup']> {
+  const list: readonly NameTable[] = tables instanceof NameTable ? [tables] : tables;
+  for (const table of list) {
+    const result = table.lookup(name, random);
+    if (result.kind !== 'forward') return result;
+  }
+  return { kind: 'forward' };
 }
 
 function errorReply(id: number, rcode: number): Buffer {
