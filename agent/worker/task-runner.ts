@@ -242,6 +242,7 @@ export class TaskRunner {
         if (healthConfig) this.startHealth(healthConfig);
       }
       exit = await deps.runtime.wait(this.containerId);
+      if (this.stopRequested) deps.log(`task ${task.metadata.name}: container stopped (exit ${exit.exitCode})`);
     } catch (err) {
       failure = { state: 'failed', message: (err as Error).message };
     } finally {
@@ -324,10 +325,15 @@ export class TaskRunner {
       ['bundle removal', () => rm(containerDir, { recursive: true, force: true })],
     ];
     for (const [what, step] of steps) {
+      // A step that hangs keeps the task from being reported as ended: say which one.
+      const slow = setTimeout(() => deps.log(`task ${this.task.metadata.name}: ${what} still not done after 5 s`), 5000);
+      slow.unref();
       try {
         await step();
       } catch (err) {
         deps.log(`task ${this.task.metadata.name}: ${what} failed: ${(err as Error).message}`);
+      } finally {
+        clearTimeout(slow);
       }
     }
   }

@@ -176,8 +176,11 @@ export function monitorFailures(slots: readonly SlotView[], template: string, si
       if (templateKey(t.spec.spec) !== template || createdMs(t) < since) continue;
       const at = failedAt(t);
       if (at === undefined) continue;
-      // Never ran: it failed while starting, which is always a failure of the rollout.
-      if (t.status.startedAt === undefined || at - millis(t.status.startedAt) <= monitorMs) failed.push(t.metadata.name);
+      // Never ran, or has a health check and never became healthy: it never was up, which is
+      // always a failure of the rollout (a check that cannot pass fails long after any monitor
+      // window counted from the start). Otherwise the window counts from when it was up.
+      const upAt = t.status.health !== undefined ? t.status.healthyAt : t.status.startedAt;
+      if (upAt === undefined || at - millis(upAt) <= monitorMs) failed.push(t.metadata.name);
     }
   }
   return failed.sort();

@@ -17,6 +17,7 @@ export function applyStatusReport(task: Task, nodeName: string, report: Partial<
   // Written here, by the managers' clock, so windows measured from them compare with its other times.
   if (report.state === 'running' && task.status.state !== 'running') status.startedAt = now.toISOString();
   if (report.health !== undefined && report.health !== task.status.health) status.healthChangedAt = now.toISOString();
+  if (report.health === 'healthy' && task.status.healthyAt === undefined) status.healthyAt = now.toISOString();
   return { ...task, status };
 }
 

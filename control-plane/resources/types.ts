@@ -253,6 +253,8 @@ export interface TaskStatus {
   healthChangedAt?: string;
   /** When the task became running (written by the manager); the rollout's monitor window counts from here. */
   startedAt?: string;
+  /** When the task first became healthy (written by the manager); a checked task's monitor window counts from here. */
+  healthyAt?: string;
   /** Set while the task is held unplaced until its service's dependencies (dependsOn) are met. */
   dependencyWait?: string;
 }

@@ -15,8 +15,9 @@ const iso = (ms: number) => new Date(ms).toISOString();
 
 /**
  * Specs whose command is ["crash"] fail at once; ["unhealthy"] run but report unhealthy; ["starting"] run with health checks still starting;
+ * ["never-healthy"] stay starting for 20 s (a long start period), then turn unhealthy;
  * ["crash-later"] fail 1 s after they started running; ["sickens"] are healthy, then unhealthy 2 s after they started running.
- * Like the manager (task-status.ts), the sim records startedAt and healthChangedAt, and a report keeps the fields it does not set.
+ * Like the manager (task-status.ts), the sim records startedAt, healthChangedAt and healthyAt, and a report keeps the fields it does not set.
  */
 interface SimOptions {
   /** How long a new task takes to reach running, in ms. */
@@ -82,12 +83,13 @@ class Sim {
       const at = iso(this.now);
       if (t.status.state !== 'running' && this.now - Date.parse(t.metadata.createdAt!) >= startMs) {
         if (cmd === 'crash') t.status = { state: 'failed', exitCode: 1, timestamp: at };
-        else if (cmd === 'unhealthy' || cmd === 'starting') t.status = { state: 'running', timestamp: at, startedAt: at, health: cmd, healthChangedAt: at };
-        else if (cmd === 'sickens') t.status = { state: 'running', timestamp: at, startedAt: at, health: 'healthy', healthChangedAt: at };
+        else if (cmd === 'unhealthy' || cmd === 'starting' || cmd === 'never-healthy') t.status = { state: 'running', timestamp: at, startedAt: at, health: cmd === 'unhealthy' ? 'unhealthy' : 'starting', healthChangedAt: at };
+        else if (cmd === 'sickens') t.status = { state: 'running', timestamp: at, startedAt: at, health: 'healthy', healthChangedAt: at, healthyAt: at };
         else t.status = { state: 'running', timestamp: at, startedAt: at };
       } else if (t.status.state === 'running') {
         const ranFor = this.now - Date.parse(t.status.startedAt ?? at);
         if (cmd === 'crash-later' && ranFor >= 1_000) t.status = { ...t.status, state: 'failed', exitCode: 1, timestamp: at };
+        if (cmd === 'never-healthy' && ranFor >= 20_000 && t.status.health === 'starting') t.status = { ...t.status, health: 'unhealthy', healthChangedAt: at, timestamp: at };
         if (cmd === 'sickens' && ranFor >= 2_000 && t.status.health === 'healthy') t.status = { ...t.status, health: 'unhealthy', healthChangedAt: at, timestamp: at };
       }
     }
@@ -517,9 +519,25 @@ test('a rollout completes only once the new tasks are healthy, and the monitor p
   sim.run(5_000);
   t.is(sim.update?.state, 'updating', 'still starting: not ready');
   const fresh = [...sim.tasks.values()].find((x) => x.spec.spec.image === 'app:2' && !isTerminal(x.status.state))!;
-  fresh.status = { ...fresh.status, health: 'healthy', healthChangedAt: iso(sim.now) };
+  fresh.status = { ...fresh.status, health: 'healthy', healthChangedAt: iso(sim.now), healthyAt: fresh.status.healthyAt ?? iso(sim.now) };
   sim.run(1_500);
   t.is(sim.update?.state, 'updating', 'inside the monitor period after becoming healthy');
   sim.run(1_000);
   t.is(sim.update?.state, 'completed');
+});
+
+test('a checked task that never becomes healthy fails the rollout even when it turns unhealthy long after the monitor window', (t) => {
+  const sim = steady({ replicas: 1, updateConfig: { order: 'start-first', monitorMs: 5_000, failureAction: 'rollback' } });
+  sim.apply({ image: 'app:2', command: ['never-healthy'] });
+  sim.run(40_000);
+  t.is(sim.update?.state, 'rollback_completed');
+  t.deepEqual(sim.images(), ['app:1']);
+});
+
+test('a task that was healthy for longer than the monitor window and then sickens does not fail the rollout', (t) => {
+  const sim = steady({ replicas: 1, updateConfig: { order: 'start-first', monitorMs: 1_000, failureAction: 'rollback' } });
+  sim.apply({ image: 'app:2', command: ['sickens'] });
+  sim.run(20_000);
+  t.not(sim.update?.state, 'rollback_completed');
+  t.not(sim.update?.state, 'rollback_started');
 });
