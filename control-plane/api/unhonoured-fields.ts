@@ -1,14 +1,13 @@
 // Fields the schema knows (Compose and the manifest share one model) but the cluster does not act
 // on yet. Accepting them would silently ignore what the user asked for, so the API refuses a
 // service that sets any of them, naming the field — and this list shrinks as the agent learns.
-import type { Service } from '../resources/types.js';
+import { isJobMode, type Service } from '../resources/types.js';
 
 const NOT_YET: ReadonlyArray<[field: string, has: (s: Service['spec']) => boolean, why: string]> = [
   ['dependsOn.restart', (s) => (s.dependsOn ?? []).some((d) => d.restart === true), 'restarting a service when its dependency is updated is not implemented yet'],
-  ['dependsOn.condition', (s) => (s.dependsOn ?? []).some((d) => d.condition === 'service_completed_successfully'), 'service_completed_successfully needs job modes, which are not implemented yet; use service_started or service_healthy'],
   ['logging', (s) => s.logging?.driver !== undefined && s.logging.driver !== 'json-file' && s.logging.driver !== 'local', 'only the json-file log driver exists'],
-  ['restart.windowMs', (s) => s.restart?.windowMs !== undefined, 'restart windows are not implemented yet'],
-  ['mode', (s) => s.mode === 'replicated-job' || s.mode === 'global-job', 'job modes are not implemented yet'],
+  // Not "not yet": a job's tasks run to completion, and restarting them on success would never end.
+  ['restart.condition', (s) => isJobMode(s.mode) && s.restart?.condition === 'any', 'a job (replicated-job, global-job) restarts only failed tasks: use on-failure or none'],
   // Swarm picks a free node port for a host-mode port without one; the agent cannot report it back yet.
   ['ports.published', (s) => (s.ports ?? []).some((p) => p.mode === 'host' && p.published === undefined), 'a host-mode port needs a published port: random host ports are not allocated yet'],
 ];

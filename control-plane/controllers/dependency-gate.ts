@@ -6,9 +6,9 @@
 //   service_started                 at least one task running (not: all replicas; like Compose,
 //                                   which waits for a container to have started)
 //   service_healthy                 at least one task running and healthy
-//   service_completed_successfully  a task completed with exit code 0 (job modes are refused by
-//                                   the API for now, so no service can meet it yet; the API refuses
-//                                   the condition too)
+//   service_completed_successfully  nothing of it still runs and the newest task of every slot
+//                                   (node, for a global job) completed with exit code 0 — meant for
+//                                   jobs (replicated-job, global-job), which run to completion
 // A dependency that does not exist holds the service, unless it is marked `required: false`.
 // Only the start is ordered: a dependency that fails later does not stop running tasks.
 import type { DependencyCondition, Service, ServiceDependency, Task } from '../resources/types.js';
@@ -49,8 +49,23 @@ export function conditionMet(condition: DependencyCondition, tasks: readonly Tas
     case 'service_healthy':
       return runningTasks(tasks).some((t) => t.status.health === 'healthy');
     case 'service_completed_successfully':
-      return tasks.some((t) => t.status.state === 'complete' && (t.status.exitCode ?? 0) === 0);
+      return completedSuccessfully(tasks);
   }
+}
+
+/**
+ * The service ran to the end: nothing of it is still live, and the newest task of every slot (of
+ * every node, for a global job) completed with exit code 0 — a failed one may still be restarted.
+ */
+function completedSuccessfully(tasks: readonly Task[]): boolean {
+  if (tasks.length === 0 || tasks.some((t) => t.desiredState === 'running' && !isTerminal(t.status.state))) return false;
+  const newest = new Map<string, Task>();
+  for (const t of tasks) {
+    const key = t.spec.slot > 0 ? `slot ${t.spec.slot}` : `node ${t.nodeName ?? ''}`;
+    const seen = newest.get(key);
+    if (!seen || Date.parse(t.metadata.createdAt ?? '') > Date.parse(seen.metadata.createdAt ?? '')) newest.set(key, t);
+  }
+  return [...newest.values()].every((t) => t.status.state === 'complete' && (t.status.exitCode ?? 0) === 0);
 }
 
 function waitMessage(name: string, condition: DependencyCondition, tasks: readonly Task[]): string {

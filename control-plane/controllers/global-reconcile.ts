@@ -14,6 +14,7 @@ import {
   newTask,
   newestFirst,
   reconcileDeleted,
+  restartPolicyOf,
   templateKey,
   type ReconcileServiceDecision,
 } from './service-reconcile.js';
@@ -42,7 +43,7 @@ export function reconcileGlobalService(input: ReconcileGlobalInput, newTaskId: T
   const { service, tasks } = input;
   if (!service) return reconcileDeleted(tasks);
   const template = templateKey(service.spec);
-  const policy = service.spec.restart;
+  const policy = restartPolicyOf(service.spec);
   const historyLimit = Math.max(TASK_HISTORY_LIMIT, (policy?.maxAttempts ?? 0) + 1);
   const eligible = new Set(eligibleNodes(service, input.nodes).map((n) => n.metadata.name));
 

@@ -1,7 +1,7 @@
 // What `tsctl rollout status|history|undo` show and send, as pure functions of a service and its
 // tasks, so the command itself is only I/O.
 import type { Service, Task, UpdateState } from '../resources/types.js';
-import { isTerminal } from '../resources/types.js';
+import { isGlobalMode, isTerminal } from '../resources/types.js';
 import { isReady, rollbackSpec, templateKey } from './rollout.js';
 
 export type RolloutPhase = UpdateState | 'pending' | 'none';
@@ -25,7 +25,7 @@ export function rolloutProgress(service: Service, tasks: readonly Task[]): Rollo
   const live = tasks.filter((t) => t.desiredState === 'running' && !isTerminal(t.status.state));
   const updated = live.filter((t) => isReady(t) && templateKey(t.spec.spec) === template).length;
   const desired =
-    service.spec.mode === 'global' ? new Set(live.map((t) => t.nodeName ?? '')).size : Math.max(0, service.spec.replicas ?? 1);
+    isGlobalMode(service.spec.mode) ? new Set(live.map((t) => t.nodeName ?? '')).size : Math.max(0, service.spec.replicas ?? 1);
   const status = service.status;
   const noticed = status?.currentSpec !== undefined && templateKey(status.currentSpec) === template;
   const update = status?.update;

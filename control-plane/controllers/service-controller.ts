@@ -7,6 +7,7 @@ import type { Node, Service, Task } from '../resources/types.js';
 import { objectKey } from '../store/keys.js';
 import { ConflictError, NotFoundError, type ObjectStore } from '../store/object-store.js';
 import { reconcileService } from './service-reconcile.js';
+import { isGlobalMode } from '../resources/types.js';
 import { reconcileGlobalService } from './global-reconcile.js';
 import { dependencyWait, dependentsOf, gateTask } from './dependency-gate.js';
 import { OwnWrites, type Informer } from './informer.js';
@@ -54,7 +55,7 @@ export class ServiceController {
     // Global services follow nodes as they join, leave, drain or change labels.
     this.nodes.subscribe(() => {
       for (const service of this.services.list()) {
-        if (service.spec.mode === 'global') this.queue.add(keyOf(service.metadata.stack ?? '', service.metadata.name));
+        if (isGlobalMode(service.spec.mode)) this.queue.add(keyOf(service.metadata.stack ?? '', service.metadata.name));
       }
     });
     for (const service of this.services.list()) this.queue.add(keyOf(service.metadata.stack ?? '', service.metadata.name));
@@ -88,7 +89,7 @@ export class ServiceController {
     const service = this.services.get(objectKey('Service', stack, name));
     const tasks = this.tasks.list().filter((t) => t.spec.serviceStack === stack && t.spec.serviceName === name);
     const decision =
-      service?.spec.mode === 'global'
+      service !== undefined && isGlobalMode(service.spec.mode)
         ? reconcileGlobalService({ service, serviceKey: { stack, name }, tasks, nodes: this.nodes.list(), now: this.now() })
         : reconcileService({ service, serviceKey: { stack, name }, tasks, now: this.now() });
     const writes = new OwnWrites();

@@ -13,12 +13,21 @@
 //             bumps the service's metadata.generation.
 // Outdated tasks are replaced at the pace of the rolling update (rollout.ts), which decides which
 // slots may begin their update in this pass; this file decides what that means for each slot.
-import { API_VERSION, TASK_STATES, isTerminal, type Service, type ServiceSpec, type ServiceStatus, type Task } from '../resources/types.js';
+import { API_VERSION, TASK_STATES, isGlobalMode, isJobMode, isTerminal, type Service, type ServiceSpec, type ServiceStatus, type Task } from '../resources/types.js';
 import { backoffResetAfterMs, restartDelayMs, type RestartPolicy } from './restart-backoff.js';
 import { isReady, planRollout, templateKey, type RolloutPlan, type SlotView } from './rollout.js';
 import { randomTaskId, taskName, type TaskIdGenerator } from './task-naming.js';
 
 export { taskTemplateOf, templateKey } from './rollout.js';
+
+/**
+ * The restart policy the controller applies. A job's tasks run to completion, so a job restarts
+ * only failed tasks unless told otherwise (Swarm's default for jobs); `any` is refused by the API.
+ */
+export function restartPolicyOf(spec: ServiceSpec): RestartPolicy | undefined {
+  if (!isJobMode(spec.mode)) return spec.restart;
+  return { ...spec.restart, condition: spec.restart?.condition ?? 'on-failure' };
+}
 
 /** Terminal tasks kept per slot (Swarm's task-history-limit default), for `tsctl describe`. */
 export const TASK_HISTORY_LIMIT = 5;
@@ -52,13 +61,13 @@ export function reconcileService(
 ): ReconcileServiceDecision {
   const { service, tasks } = input;
   if (!service) return reconcileDeleted(tasks);
-  if (service.spec.mode === 'global') {
+  if (isGlobalMode(service.spec.mode)) {
     throw new Error('reconcileService handles replicated services; global ones go to reconcileGlobalService');
   }
 
   const replicas = Math.max(0, service.spec.replicas ?? 1);
   const template = templateKey(service.spec);
-  const policy = service.spec.restart;
+  const policy = restartPolicyOf(service.spec);
   const historyLimit = Math.max(TASK_HISTORY_LIMIT, (policy?.maxAttempts ?? 0) + 1);
 
   const create: Task[] = [];
@@ -189,14 +198,30 @@ export function decideReplacement(
     .filter((t) => endedOnItsOwn(t) && templateKey(t.spec.spec) === template)
     .sort(newestFirst);
   const maxAttempts = policy?.maxAttempts ?? 0;
-  // The first task is not a restart: after maxAttempts restarts, maxAttempts + 1 tasks have ended.
-  if (maxAttempts > 0 && ownEnds.length > maxAttempts) return { create: false };
+  if (maxAttempts > 0) {
+    // With a window, only the ends inside it count; once enough of them have aged out of it,
+    // restarts are allowed again (Swarm's restart window), so the caller is told when.
+    const windowMs = policy?.windowMs;
+    const counted = windowMs !== undefined && windowMs > 0 ? ownEnds.filter((t) => now - endedAtMs(t) < windowMs) : ownEnds;
+    // The first task is not a restart: after maxAttempts restarts, maxAttempts + 1 tasks have ended.
+    if (counted.length > maxAttempts) {
+      if (windowMs === undefined || windowMs <= 0) return { create: false };
+      // Newest first: the (maxAttempts + 1)-th newest end must leave the window.
+      const blocking = counted[maxAttempts] as Task;
+      return { create: false, waitMs: Math.max(1, endedAtMs(blocking) + windowMs - now) };
+    }
+  }
 
   const delay = restartDelayMs(policy, consecutiveFailures(ownEnds, policy));
   const endedAt = Date.parse(newest.status.timestamp);
   const elapsed = Number.isNaN(endedAt) ? Infinity : now - endedAt;
   if (elapsed < delay) return { create: false, waitMs: delay - elapsed };
   return { create: true };
+}
+
+function endedAtMs(t: Task): number {
+  const at = Date.parse(t.status.timestamp);
+  return Number.isNaN(at) ? 0 : at;
 }
 
 function restartAllowed(ended: Task, policy: RestartPolicy | undefined): boolean {

@@ -28,6 +28,16 @@ export interface PortSpec {
 /** How tasks of a service are placed: N replicas, one per node, or the same as run-to-completion jobs. */
 export type ServiceMode = 'replicated' | 'global' | 'replicated-job' | 'global-job';
 
+/** One task on every eligible node (global, global-job) rather than N slots. */
+export function isGlobalMode(mode: ServiceMode | undefined): boolean {
+  return mode === 'global' || mode === 'global-job';
+}
+
+/** Run-to-completion services: a task that exits 0 is done and is not replaced. */
+export function isJobMode(mode: ServiceMode | undefined): boolean {
+  return mode === 'replicated-job' || mode === 'global-job';
+}
+
 export interface NetworkAttachment {
   /** A Network object of the same stack, or an external network's name. */
   name: string;

@@ -2,13 +2,12 @@
 // a network namespace of the test's own, real busybox containers whose probes the agent execs
 // inside them. Serial: the node is expensive and the steps share it.
 import test from 'ava';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { Service, Task } from '../../control-plane/resources/types.js';
-import { buildBusyboxImage } from '../helpers/busybox-image.js';
-import { eventually, startTestNode, type TestNode } from '../helpers/tsd-node.js';
+import { eventually, type TestNode } from '../helpers/tsd-node.js';
+import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';
 
 let node: TestNode;
 let workDir: string;
@@ -56,21 +55,11 @@ async function serviceNamed(name: string): Promise<Service> {
 const live = (t: Task) => t.desiredState === 'running' && t.status.state === 'running';
 
 test.before(async () => {
-  workDir = await mkdtemp(join(tmpdir(), 'tessera-e2e-health-'));
-  const image = await buildBusyboxImage(join(workDir, 'image'));
-  node = await startTestNode();
-  const loaded = await node.tsctl('image', 'load', image.tarballPath);
-  const match = /loaded (\S+)/.exec(loaded);
-  if (!match) throw new Error(`image load printed nothing useful: ${loaded}`);
-  imageRef = match[1]!;
+  ({ node, workDir, imageRef } = await startBusyboxNode('tessera-e2e-health-'));
 });
 
 test.after.always(async () => {
-  if (node) {
-    if (process.env.TESSERA_TEST_KEEP_LOG) await writeFile(process.env.TESSERA_TEST_KEEP_LOG, await node.log());
-    await node.destroy();
-  }
-  if (workDir) await rm(workDir, { recursive: true, force: true });
+  await stopBusyboxNode(node, workDir);
 });
 
 test.serial('a task whose check passes becomes healthy, shown by get tasks and describe task', async (t) => {
@@ -170,6 +159,31 @@ test.serial('depends_on service_healthy: the dependent starts only once its depe
   t.truthy(dbTask, 'db is healthy');
   t.true(Date.parse(appTask!.status.startedAt!) >= Date.parse(dbTask!.status.healthChangedAt!), 'app started after db became healthy');
   t.is((await tasksOf('db')).length, 1, 'the failures in the start period did not get db replaced');
+});
+
+test.serial('a replicated job runs each completion once; a service that depends on it completing starts after it', async (t) => {
+  const job = service('migrate', 'sleep 1; echo migrated', `  mode: replicated-job
+  replicas: 3
+`);
+  const after = service('after', 'exec sleep 1000', `  dependsOn:
+    - service: migrate
+      condition: service_completed_successfully
+`);
+  await apply('job', after, job);
+  const done = await eventually('3 completions', async () => {
+    const ts = await tasksOf('migrate');
+    return ts.filter((x) => x.status.state === 'complete' && x.status.exitCode === 0).length === 3 ? ts : undefined;
+  }, 60_000);
+  const [afterTask] = await eventually('the dependent running', async () => {
+    const ts = (await tasksOf('after')).filter(live);
+    return ts.length === 1 ? ts : undefined;
+  }, 60_000);
+  const lastCompletion = Math.max(...done.map((x) => Date.parse(x.status.timestamp)));
+  t.true(Date.parse(afterTask!.status.startedAt!) >= lastCompletion, 'the dependent started after the last completion');
+  // A job's completed tasks are not run again.
+  await new Promise((r) => setTimeout(r, 2000));
+  t.is((await tasksOf('migrate')).length, 3);
+  t.is((await node.tsctl('logs', `${STACK}/migrate`, '--no-prefix')).match(/^migrated$/gm)?.length, 3, 'each completion ran once');
 });
 
 test.serial('extra_hosts and dns land in the container\'s /etc/hosts and /etc/resolv.conf', async (t) => {

@@ -4,15 +4,14 @@
 // object dropped from the files.
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 import type { Service, Task } from '../../control-plane/resources/types.js';
-import { buildBusyboxImage } from '../helpers/busybox-image.js';
-import { eventually, startTestNode, type TestNode } from '../helpers/tsd-node.js';
+import { eventually, type TestNode } from '../helpers/tsd-node.js';
+import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';
 
 const run = promisify(execFile);
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -47,12 +46,8 @@ async function services(): Promise<string[]> {
 }
 
 test.before(async () => {
-  workDir = await mkdtemp(join(tmpdir(), 'tessera-kube-e2e-'));
-  const image = await buildBusyboxImage(join(workDir, 'image'));
-  node = await startTestNode();
-  const loaded = await node.tsctl('image', 'load', image.tarballPath);
-  const imageRef = /loaded (\S+)/.exec(loaded)?.[1];
-  if (!imageRef) throw new Error(`image load printed nothing useful: ${loaded}`);
+  let imageRef: string;
+  ({ node, workDir, imageRef } = await startBusyboxNode('tessera-kube-e2e-'));
   // The fixture names its image IMAGE; the copy names the one just loaded.
   manifests = join(workDir, 'manifests');
   await cp(FIXTURE, manifests, { recursive: true });
@@ -63,11 +58,7 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
-  if (node) {
-    if (process.env.TESSERA_TEST_KEEP_LOG) await writeFile(process.env.TESSERA_TEST_KEEP_LOG, await node.log());
-    await node.destroy();
-  }
-  if (workDir) await rm(workDir, { recursive: true, force: true });
+  await stopBusyboxNode(node, workDir);
 });
 
 test.serial('a Deployment and its NodePort Service from Kubernetes manifests answer on the node port', async (t) => {

@@ -4,8 +4,7 @@
 // not at a few polled moments. Serial: each step builds on the last.
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { Service, Task } from '../../control-plane/resources/types.js';
@@ -13,8 +12,8 @@ import { loadApiPackage } from '../../proto/load.js';
 import type { WatchEvent__Output } from '../../proto/gen/tessera/api/v1/WatchEvent.js';
 import { ApiClient } from '../../cli/client.js';
 import { clientCredentials, LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
-import { buildBusyboxImage } from '../helpers/busybox-image.js';
-import { eventually, startTestNode, type TestNode } from '../helpers/tsd-node.js';
+import { eventually, type TestNode } from '../helpers/tsd-node.js';
+import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';
 
 let node: TestNode;
 let workDir: string;
@@ -101,23 +100,13 @@ async function followTasks(version: string): Promise<{ lowRunning: () => number;
 }
 
 test.before(async () => {
-  workDir = await mkdtemp(join(tmpdir(), 'tessera-e2e-rollout-'));
-  const image = await buildBusyboxImage(join(workDir, 'image'));
-  node = await startTestNode();
-  const loaded = await node.tsctl('image', 'load', image.tarballPath);
-  const match = /loaded (\S+)/.exec(loaded);
-  if (!match) throw new Error(`image load printed nothing useful: ${loaded}`);
-  imageRef = match[1]!;
+  ({ node, workDir, imageRef } = await startBusyboxNode('tessera-e2e-rollout-'));
   api = new ApiClient(node.server);
 });
 
 test.after.always(async () => {
   api?.close();
-  if (node) {
-    if (process.env.TESSERA_TEST_KEEP_LOG) await writeFile(process.env.TESSERA_TEST_KEEP_LOG, await node.log());
-    await node.destroy();
-  }
-  if (workDir) await rm(workDir, { recursive: true, force: true });
+  await stopBusyboxNode(node, workDir);
 });
 
 const SERVE = 'exec sleep 100000';

@@ -3,15 +3,15 @@
 // builds on the last and the node is expensive.
 import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import type { Task } from '../../control-plane/resources/types.js';
 import { ApiClient } from '../../cli/client.js';
+import { eventually, listCgroups, METRICS_PORT, type TestNode } from '../helpers/tsd-node.js';
+import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
-import { eventually, listCgroups, METRICS_PORT, startTestNode, type TestNode } from '../helpers/tsd-node.js';
 
 const run = promisify(execFile);
 
@@ -76,21 +76,11 @@ async function processAlive(pid: number): Promise<boolean> {
 }
 
 test.before(async () => {
-  workDir = await mkdtemp(join(tmpdir(), 'tessera-e2e-'));
-  const image = await buildBusyboxImage(join(workDir, 'image'));
-  node = await startTestNode();
-  const loaded = await node.tsctl('image', 'load', image.tarballPath);
-  const match = /loaded (\S+)/.exec(loaded);
-  if (!match) throw new Error(`image load printed nothing useful: ${loaded}`);
-  imageRef = match[1]!;
+  ({ node, workDir, imageRef } = await startBusyboxNode('tessera-e2e-'));
 });
 
 test.after.always(async () => {
-  if (node) {
-    if (process.env.TESSERA_TEST_KEEP_LOG) await writeFile(process.env.TESSERA_TEST_KEEP_LOG, await node.log());
-    await node.destroy();
-  }
-  if (workDir) await rm(workDir, { recursive: true, force: true });
+  await stopBusyboxNode(node, workDir);
 });
 
 test.serial('apply 3 replicas: all run and the published port answers from each of them', async (t) => {

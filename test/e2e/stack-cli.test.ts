@@ -4,15 +4,14 @@
 // `stack rm` leaves no task, container process or container directory behind. One tsd for the
 // whole file; serial, because each step builds on the last.
 import test from 'ava';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { Task } from '../../control-plane/resources/types.js';
 import { ApiClient } from '../../cli/client.js';
-import { buildBusyboxImage } from '../helpers/busybox-image.js';
-import { eventually, listCgroups, startTestNode, type TestNode } from '../helpers/tsd-node.js';
+import { eventually, listCgroups, type TestNode } from '../helpers/tsd-node.js';
+import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'compose-stack-cli');
 const COMPOSE = join(FIXTURES, 'compose.yaml');
@@ -46,24 +45,16 @@ function rows(table: string): string[][] {
 }
 
 test.before(async () => {
-  workDir = await mkdtemp(join(tmpdir(), 'tessera-stack-cli-'));
-  const image = await buildBusyboxImage(join(workDir, 'image'));
-  node = await startTestNode();
+  let imageRef: string;
+  ({ node, workDir, imageRef } = await startBusyboxNode('tessera-stack-cli-'));
   api = new ApiClient(node.server);
-  const loaded = await node.tsctl('image', 'load', image.tarballPath);
-  const match = /loaded (\S+)/.exec(loaded);
-  if (!match) throw new Error(`image load printed nothing useful: ${loaded}`);
   // The compose file names its image through interpolation; tsctl inherits this environment.
-  process.env['STACK_CLI_IMAGE'] = match[1]!;
+  process.env['STACK_CLI_IMAGE'] = imageRef;
 });
 
 test.after.always(async () => {
   api?.close();
-  if (node) {
-    if (process.env['TESSERA_TEST_KEEP_LOG']) await writeFile(process.env['TESSERA_TEST_KEEP_LOG'], await node.log());
-    await node.destroy();
-  }
-  if (workDir) await rm(workDir, { recursive: true, force: true });
+  await stopBusyboxNode(node, workDir);
 });
 
 test.serial('stack deploy prints progress per service and exits 0 once every service has converged', async (t) => {

@@ -7,15 +7,15 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import type { Task } from '../../control-plane/resources/types.js';
 import { ApiCallError, ApiClient } from '../../cli/client.js';
-import { BUSYBOX_INDEX_HTML, buildBusyboxImage } from '../helpers/busybox-image.js';
-import { eventually, startTestNode, type TestNode } from '../helpers/tsd-node.js';
+import { BUSYBOX_INDEX_HTML } from '../helpers/busybox-image.js';
+import { eventually, type TestNode } from '../helpers/tsd-node.js';
+import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';
 
 const run = promisify(execFile);
 const STACK = 'sf';
@@ -99,23 +99,13 @@ async function filesOnDiskContaining(root: string, text: string): Promise<string
 }
 
 test.before(async () => {
-  workDir = await mkdtemp(join(tmpdir(), 'tessera-e2e-files-'));
-  const image = await buildBusyboxImage(join(workDir, 'image'));
-  node = await startTestNode();
+  ({ node, workDir, imageRef } = await startBusyboxNode('tessera-e2e-files-'));
   client = new ApiClient(node.server);
-  const loaded = await node.tsctl('image', 'load', image.tarballPath);
-  const match = /loaded (\S+)/.exec(loaded);
-  if (!match) throw new Error(`image load printed nothing useful: ${loaded}`);
-  imageRef = match[1]!;
 });
 
 test.after.always(async () => {
   client?.close();
-  if (node) {
-    if (process.env.TESSERA_TEST_KEEP_LOG) await writeFile(process.env.TESSERA_TEST_KEEP_LOG, await node.log());
-    await node.destroy();
-  }
-  if (workDir) await rm(workDir, { recursive: true, force: true });
+  await stopBusyboxNode(node, workDir);
 });
 
 test.serial('secrets, configs and volumes reach the container; secrets only on tmpfs; volume data outlives the container', async (t) => {

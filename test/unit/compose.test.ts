@@ -280,17 +280,19 @@ test('env_file that is missing and required is an error; references to undeclare
   t.regex(messages, /network "n" is not declared/);
 });
 
-test('a deploy without --dry-run refuses kinds and fields the server cannot take yet', (t) => {
+test('a deploy without --dry-run sends what the server takes and refuses, before sending, what it cannot', (t) => {
   const simple = load({ 'c.yaml': 'services:\n  web:\n    image: nginx\n    ports: ["80:80"]\n' }, ['c.yaml']);
   const plan = planDeploy(simple.objects);
   t.true('objects' in plan);
   const kinds = 'objects' in plan ? plan.objects.map((o) => o.kind).sort() : [];
   t.deepEqual(kinds, ['Network', 'Service'], 'the service and its stack\'s default network');
   const full = load({ 'c.yaml': BASE, '.env': 'TAG=1\n', 'web.env': '', 'token.txt': 'x' }, ['c.yaml']);
-  const refused = planDeploy(full.objects);
-  t.true('refusal' in refused);
-  // Secrets, configs and volumes are deployable (issue 6): the refusal names only other fields.
-  t.notRegex('refusal' in refused ? refused.refusal : '', /Secret|Config|Volume|spec\.(mounts|secrets|configs)/);
+  // Everything the full project uses (secrets, configs, volumes, health checks, depends_on, …) is deployable.
+  const deployable = planDeploy(full.objects);
+  t.true('objects' in deployable, 'refusal' in deployable ? deployable.refusal : '');
+  const syslog = load({ 'c.yaml': 'services:\n  web:\n    image: nginx\n    logging: {driver: syslog}\n' }, ['c.yaml']);
+  const refused = planDeploy(syslog.objects);
+  t.regex('refusal' in refused ? refused.refusal : '', /spec\.logging: .*only the json-file log driver exists/);
 });
 
 // ---- the corpus ----

@@ -62,6 +62,17 @@ test('service_completed_successfully: a task that completed with exit code 0', (
   t.false(conditionMet('service_completed_successfully', [task('j', { state: 'running' })]));
   t.false(conditionMet('service_completed_successfully', [task('j', { state: 'complete', exitCode: 1 })]));
   t.true(conditionMet('service_completed_successfully', [task('j', { state: 'complete', exitCode: 0 })]));
+  const slot = (n: number, state: TaskStatus['state'], exitCode: number | undefined, createdAt: string, desiredState: Task['desiredState'] = 'running') =>
+    task('j', { state, ...(exitCode !== undefined ? { exitCode } : {}) }, {
+      metadata: { name: `j.${n}.${createdAt}`, stack: 's', createdAt },
+      spec: { serviceName: 'j', serviceStack: 's', serviceGeneration: 1, slot: n, spec: { image: 'busybox' } },
+      desiredState,
+    });
+  // Every slot must be done: one completed, the other still running.
+  t.false(conditionMet('service_completed_successfully', [slot(1, 'complete', 0, '2026-01-01T00:00:01Z'), slot(2, 'running', undefined, '2026-01-01T00:00:01Z')]));
+  // A slot whose newest task failed (a restart may follow) is not done, even though an older one completed.
+  t.false(conditionMet('service_completed_successfully', [slot(1, 'complete', 0, '2026-01-01T00:00:01Z'), slot(2, 'complete', 0, '2026-01-01T00:00:01Z'), slot(2, 'failed', 1, '2026-01-01T00:00:05Z')]));
+  t.true(conditionMet('service_completed_successfully', [slot(1, 'complete', 0, '2026-01-01T00:00:01Z'), slot(2, 'failed', 1, '2026-01-01T00:00:01Z'), slot(2, 'complete', 0, '2026-01-01T00:00:05Z')]));
 });
 
 test('a missing dependency holds the service unless required is false; the first unmet one is named', (t) => {

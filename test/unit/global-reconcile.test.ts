@@ -67,3 +67,13 @@ test('a deleted global service shuts down its tasks', (t) => {
   const d = reconcileGlobalService({ service: undefined, serviceKey: key, tasks: [running], nodes: [node('a')], now: NOW }, nextId);
   t.deepEqual(d.shutdown, [running.metadata.name]);
 });
+
+test('global-job: one run to completion per node; a node whose task completed gets no other, a failed one is retried', (t) => {
+  const job = service({ mode: 'global-job' });
+  const first = reconcileGlobalService({ service: job, serviceKey: key, tasks: [], nodes: [node('a'), node('b')], now: NOW }, nextId);
+  t.deepEqual(first.create.map((x) => x.nodeName), ['a', 'b']);
+  const done = { ...task('a', 'complete', job), status: { state: 'complete' as const, exitCode: 0, timestamp: '2026-01-01T00:00:10Z' } };
+  const failed = { ...task('b', 'failed', job), status: { state: 'failed' as const, exitCode: 1, timestamp: '2026-01-01T00:00:10Z' } };
+  const d = reconcileGlobalService({ service: job, serviceKey: key, tasks: [done, failed], nodes: [node('a'), node('b')], now: NOW }, nextId);
+  t.deepEqual(d.create.map((x) => x.nodeName), ['b']);
+});

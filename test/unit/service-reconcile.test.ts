@@ -379,3 +379,27 @@ test('a duplicate live task of the slot is kept when the other one turns unhealt
   t.deepEqual(d.shutdown, [sick.metadata.name]);
   t.deepEqual(d.create, []);
 });
+
+test('replicated-job: a task that completes is done; a failed one is retried (on-failure by default)', (t) => {
+  const job = svc({ mode: 'replicated-job', replicas: 3 });
+  t.deepEqual(slotsOf(run(job, []).create), [1, 2, 3], 'every completion gets its slot');
+  const done = (slot: number) => tk({ slot, state: 'complete', exitCode: 0, changed: 1000 });
+  t.deepEqual(run(job, [done(1), done(2), done(3)]).create, [], 'all done: nothing runs again');
+  t.deepEqual(slotsOf(run(job, [done(1), done(2), tk({ slot: 3, state: 'failed', exitCode: 2, changed: 1000 })]).create), [3]);
+  // restart none: a failed completion is not retried either.
+  const once = svc({ mode: 'replicated-job', replicas: 1, restart: { condition: 'none' } });
+  t.deepEqual(run(once, [tk({ slot: 1, state: 'failed', exitCode: 2, changed: 1000 })]).create, []);
+});
+
+test('restart window: maxAttempts counts only the ends inside the window, and restarts resume once they age out', (t) => {
+  const service = svc({ restart: { maxAttempts: 1, windowMs: 60_000, delayMs: 0 } });
+  const ended = (at: number) => tk({ slot: 1, state: 'failed', created: at - 1_000, changed: at });
+  // Two ends within the last minute: the one allowed restart is used up; wait until the older leaves the window.
+  const both = run(service, [ended(100_000), ended(130_000)], 140_000);
+  t.deepEqual(both.create, []);
+  t.is(both.requeueAfterMs, 100_000 + 60_000 - 140_000);
+  // Later, the older end is outside the window: one restart is allowed again.
+  t.is(run(service, [ended(100_000), ended(130_000)], 170_000).create.length, 1);
+  // Without a window the same history gives up for good.
+  t.deepEqual(run(svc({ restart: { maxAttempts: 1, delayMs: 0 } }), [ended(100_000), ended(130_000)], 1_000_000).create, []);
+});
