@@ -83,11 +83,12 @@ test('pure parts: bad stack names; choosing what to prune', (t) => {
   t.deepEqual(chosen.problems, []);
 });
 
-test('translated Kubernetes objects through the real server: a Job is refused naming spec.mode, the rest applies', async (t) => {
+test('translated Kubernetes objects through the real server: a Job applies as a replicated job, the rest applies', async (t) => {
   const { server } = await fixture(t);
   const job = loadManifestsFromText('apiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: j, image: busybox}]\n', 'job.yaml');
-  const error = await t.throwsAsync(server.apply(job.objects.map((o) => JSON.stringify(o)), true));
-  t.regex(error!.message, /spec\.mode: not supported by this cluster yet \(job modes are not implemented yet\)/);
+  const planned = await server.apply(job.objects.map((o) => JSON.stringify(o)), true);
+  t.deepEqual(planned.map((r) => `${r.ref.kind}/${r.ref.name} ${r.action}`), ['Service/once created']);
+  t.is((planned[0]!.object as { spec: { mode?: string } }).spec.mode, 'replicated-job');
   const web = loadManifestsFromText(`apiVersion: v1
 kind: ConfigMap
 metadata: {name: site, namespace: shop}
