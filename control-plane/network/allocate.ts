@@ -48,6 +48,7 @@ interface WantedNetwork {
   name: string;
   kind: NetworkKind;
   internal: boolean;
+  local: boolean;
   subnet?: string;
 }
 
@@ -82,11 +83,11 @@ export function allocateNetworks(input: AllocationInput): AllocationResult {
   // The networks that should exist: ingress, every declared one, and a stack's default network
   // while a service or a live task is on it.
   const wanted = new Map<string, WantedNetwork>();
-  wanted.set(INGRESS_NETWORK_ID, { id: INGRESS_NETWORK_ID, stack: '', name: INGRESS_NETWORK_ID, kind: 'ingress', internal: false });
+  wanted.set(INGRESS_NETWORK_ID, { id: INGRESS_NETWORK_ID, stack: '', name: INGRESS_NETWORK_ID, kind: 'ingress', internal: false, local: false });
   for (const network of [...input.networks].sort((a, b) => networkId(a.metadata.stack, a.metadata.name).localeCompare(networkId(b.metadata.stack, b.metadata.name)))) {
     const id = networkId(network.metadata.stack, network.metadata.name);
     const subnet = network.spec.subnets?.[0];
-    wanted.set(id, { id, stack: network.metadata.stack ?? '', name: network.metadata.name, kind: 'declared', internal: network.spec.internal ?? false, ...(subnet ? { subnet } : {}) });
+    wanted.set(id, { id, stack: network.metadata.stack ?? '', name: network.metadata.name, kind: 'declared', internal: network.spec.internal ?? false, local: network.spec.driver === 'bridge', ...(subnet ? { subnet } : {}) });
   }
   const used = [...[...serviceNetworks.values()].flatMap((s) => s.ids), ...[...taskNetworks.values()].flat()];
   for (const id of used.sort()) {
@@ -95,7 +96,7 @@ export function allocateNetworks(input: AllocationInput): AllocationResult {
     const stack = id.slice(0, slash) === '_' ? '' : id.slice(0, slash);
     const name = id.slice(slash + 1);
     // Only default networks come into being by use; a named one that vanished is a problem above.
-    if (name === 'default') wanted.set(id, { id, stack, name, kind: 'default', internal: false });
+    if (name === 'default') wanted.set(id, { id, stack, name, kind: 'default', internal: false, local: false });
   }
 
   const state: ClusterNetworkState = { networks: {} };
@@ -108,6 +109,8 @@ export function allocateNetworks(input: AllocationInput): AllocationResult {
     const want = wanted.get(id)!;
     if (!before || (want.subnet !== undefined && want.subnet !== before.subnet)) continue;
     state.networks[id] = { ...structuredClone(before), kind: want.kind, internal: want.internal, stack: want.stack, name: want.name };
+    if (want.local) state.networks[id].local = true;
+    else delete state.networks[id].local;
     usedVnis.add(before.vni);
     usedSubnets.push(parseCidr(before.subnet));
   }
@@ -141,6 +144,7 @@ export function allocateNetworks(input: AllocationInput): AllocationResult {
     state.networks[id] = {
       id, stack: want.stack, name: want.name, kind: want.kind, internal: want.internal, vni,
       subnet: subnet.text, gateway: formatIpv4(subnet.network + 1), cursor: 1, nodes: {}, vips: {}, tasks: {},
+      ...(want.local ? { local: true } : {}),
     };
   }
 

@@ -118,7 +118,9 @@ export class NodeViewBuilder {
     for (const id of [...onNode].sort()) {
       const allocation = state.networks[id]!;
       const peers: NodeViewPeer[] = [];
-      for (const member of [...this.members(id)].sort()) {
+      // A node-local (bridge) network has no peers: its VXLAN device knows no other node.
+      const members = allocation.local === true ? [] : [...this.members(id)].sort();
+      for (const member of members) {
         const underlay = this.underlay.get(member);
         const nodeAddress = allocation.nodes[member];
         if (member === nodeName || !underlay || !nodeAddress) continue;
@@ -129,7 +131,7 @@ export class NodeViewBuilder {
         }
         peers.push({ nodeUnderlayAddress: underlay, endpoints });
       }
-      const { dns, vips } = id === INGRESS_NETWORK_ID ? { dns: { services: [], aliases: [] }, vips: [] } : this.discovery(id);
+      const { dns, vips } = id === INGRESS_NETWORK_ID ? { dns: { services: [], aliases: [] }, vips: [] } : this.discovery(id, allocation.local === true ? nodeName : undefined);
       view.networks.push({
         id, name: allocation.name, vni: allocation.vni, subnet: allocation.subnet, gateway: allocation.gateway,
         nodeAddress: allocation.nodes[nodeName]!, internal: allocation.internal, peers, dns, vips,
@@ -139,17 +141,18 @@ export class NodeViewBuilder {
     return view;
   }
 
-  private runningAddresses(serviceStack: string, serviceName: string, id: string): string[] {
+  /** `onlyNode`: a node-local network's answers name only the tasks on that node. */
+  private runningAddresses(serviceStack: string, serviceName: string, id: string, onlyNode?: string): string[] {
     const allocation = this.input.state.networks[id];
     if (!allocation) return [];
     return this.liveTasks
-      .filter((t) => isRunning(t) && t.spec.serviceStack === serviceStack && t.spec.serviceName === serviceName)
+      .filter((t) => isRunning(t) && t.spec.serviceStack === serviceStack && t.spec.serviceName === serviceName && (onlyNode === undefined || t.nodeName === onlyNode))
       .map((t) => allocation.tasks[taskKey(t)])
       .filter((a): a is string => a !== undefined)
       .sort();
   }
 
-  private discovery(id: string): { dns: DnsRecords; vips: NodeViewVip[] } {
+  private discovery(id: string, onlyNode?: string): { dns: DnsRecords; vips: NodeViewVip[] } {
     const allocation = this.input.state.networks[id]!;
     const dns: DnsRecords = { services: [], aliases: [] };
     const vips: NodeViewVip[] = [];
@@ -160,7 +163,7 @@ export class NodeViewBuilder {
       const name = service.metadata.name;
       if (!resolveServiceNetworks(stack, name, service.spec, this.declared).ids.includes(id)) continue;
       const key = serviceKey(stack, name);
-      const tasks = this.runningAddresses(stack, name, id);
+      const tasks = this.runningAddresses(stack, name, id, onlyNode);
       const mode = service.spec.endpointMode ?? 'vip';
       const vip = allocation.vips[key];
       if (mode === 'vip' && vip === undefined) continue;

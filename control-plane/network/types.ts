@@ -23,6 +23,8 @@ export interface NetworkAllocation {
   gateway: string;
   /** No traffic beyond the network (kept from the Network object; informational for now). */
   internal: boolean;
+  /** Driver bridge: node-local — no VXLAN peers; names and VIPs resolve to the node's own tasks. */
+  local?: boolean;
   /** Host offset of the last address handed out: the search for a free one starts after it, so a released address is not reused at once. */
   cursor: number;
   /** Node name → the node's own address on the network (its bridge address, the SNAT source). */

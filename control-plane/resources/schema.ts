@@ -436,7 +436,7 @@ const cidr = z.string().refine((c) => {
 }, { error: 'expected an IPv4 subnet in CIDR form, e.g. "10.20.0.0/24"' });
 
 const networkManifest = envelope('Network', z.strictObject({
-  driver: z.literal('overlay').optional(),
+  driver: z.enum(['overlay', 'bridge']).optional(),
   internal: z.boolean().optional(),
   attachable: z.boolean().optional(),
   subnets: z.array(cidr).optional(),

@@ -321,8 +321,11 @@ export interface Node {
 // ---- stack-scoped objects that services refer to (added for Compose, issue 6) ----
 
 export interface NetworkSpec {
-  /** Tessera has one driver: an overlay across the cluster's nodes. */
-  driver?: 'overlay';
+  /**
+   * overlay (the default): one network across the cluster's nodes (VXLAN). bridge: node-local —
+   * a task reaches only the network's tasks on its own node, and names and VIPs resolve to those.
+   */
+  driver?: 'overlay' | 'bridge';
   /** No traffic to or from outside the network. */
   internal?: boolean;
   /** Standalone containers may join (kept for Compose; services always can). */

@@ -177,6 +177,35 @@ test.serial('services that name no network join their stack\'s default network a
   t.regex(await eventually('plain-web by name', () => fetchIn(plainClient!, 'http://plain-web/'), 30_000, 500), /^plain-web-/);
 });
 
+test.serial('a bridge (node-local) network joins tasks on one node only', async (t) => {
+  const httpd = ['sh', '-c', 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www'];
+  const lan: Network = { apiVersion: 'tessera/v1', kind: 'Network', metadata: { name: 'lan', stack: STACK }, spec: { driver: 'bridge' } };
+  await client.apply({
+    objectsJson: [
+      JSON.stringify(lan),
+      serviceObject('lan-web', { command: httpd, replicas: 2, networks: [{ name: 'lan' }], placement: { constraints: ['node.role==worker'], maxReplicasPerNode: 1 } }),
+      serviceObject('lan-client', { replicas: 1, networks: [{ name: 'lan' }], placement: { constraints: ['node.hostname==node-2'] } }),
+    ],
+  });
+  const web = await eventually('2 lan-web replicas', () => running('lan-web', 2), 60_000, 500);
+  const [lanClient] = await eventually('the lan client', () => running('lan-client', 1), 60_000, 500);
+  const far = web.find((x) => x.nodeName === 'node-3')!;
+  t.truthy(web.find((x) => x.nodeName === 'node-2'));
+  t.truthy(far);
+  // Each node's resolver names only its own replica on a node-local network.
+  const lanAddressesSeenFrom = (task: Task) => eventually(`tasks.lan-web from ${task.nodeName}`, async () => {
+    const addresses = addressesIn(await inContainer(task, ['nslookup', 'tasks.lan-web']));
+    return addresses.length === 1 ? addresses : undefined;
+  }, 30_000, 500);
+  const [near] = await lanAddressesSeenFrom(lanClient!);
+  const [farAddress] = await lanAddressesSeenFrom(far);
+  t.not(near, farAddress);
+  // The replica on the client's node answers, by address and by name; the one on node-3 cannot be reached.
+  t.regex(await eventually('the local replica', () => fetchIn(lanClient!, `http://${near}/`), 20_000, 500), /^lan-web-/);
+  t.regex(await fetchIn(lanClient!, 'http://lan-web/'), /^lan-web-/);
+  t.false(await canFetchIn(lanClient!, `http://${farAddress}/`), 'the replica on node-3 is out of reach from node-2');
+});
+
 test.serial('a worker whose tsd was killed and restarted programs the overlay again for new tasks', async (t) => {
   const node3 = cluster.nodes[2]!;
   process.kill(node3.pid, 'SIGKILL');

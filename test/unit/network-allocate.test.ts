@@ -112,3 +112,21 @@ test('a previous state is kept as is for networks still wanted', (t) => {
   t.is(state.networks['ingress']!.subnet, '10.9.0.0/24');
   t.is(Object.keys(state.networks['ingress']!.nodes).length, 3);
 });
+
+test('a bridge (node-local) network: no VXLAN peers, and names and VIPs answer with the node\'s own tasks only', (t) => {
+  const local: Network = { apiVersion: 'tessera/v1', kind: 'Network', metadata: { name: 'lan', stack: 'shop' }, spec: { driver: 'bridge' } };
+  const web = service('shop', 'web', { replicas: 3, networks: [{ name: 'lan' }] });
+  const tasks = [task(web, 1, 'n1'), task(web, 2, 'n1'), task(web, 3, 'n2')];
+  const { state } = allocateNetworks({ previous: emptyNetworkState(), networks: [local], services: [web], tasks, nodes, pool: DEFAULT_POOL });
+  t.true(state.networks['shop/lan']!.local);
+  const builder = new NodeViewBuilder({ state, networks: [local], services: [web], tasks, nodes });
+  const lan1 = builder.build('n1').networks.find((n) => n.id === 'shop/lan')!;
+  const lan2 = builder.build('n2').networks.find((n) => n.id === 'shop/lan')!;
+  t.deepEqual(lan1.peers, []);
+  t.deepEqual(lan2.peers, []);
+  const addressOf = (slot: number) => state.networks['shop/lan']!.tasks[`shop/web.${slot}.x${slot}`]!;
+  t.deepEqual(lan1.dns.services.find((s) => s.names.includes('web'))!.tasks, [addressOf(1), addressOf(2)].sort());
+  t.deepEqual(lan2.vips.find((v) => v.key === 'shop/web@shop/lan')!.backends, [addressOf(3)]);
+  // Addresses stay unique across nodes (one allocation), so a task that moves keeps no stale twin.
+  t.is(new Set([1, 2, 3].map(addressOf)).size, 3);
+});
