@@ -62,8 +62,13 @@ function taskKey(task: Task): string {
   return `${task.metadata.stack ?? ''}/${task.metadata.name}`;
 }
 
-function isRunning(task: Task): boolean {
-  return task.desiredState === 'running' && task.status.state === 'running';
+/**
+ * A task that may take traffic (VIP backends, DNS answers, the routing mesh): running, and healthy
+ * if it has a health check — one still starting or unhealthy gets none (as in Swarm).
+ */
+function servesTraffic(task: Task): boolean {
+  const health = task.status.health;
+  return task.desiredState === 'running' && task.status.state === 'running' && (health === undefined || health === 'healthy');
 }
 
 /** Precomputes what every node's view needs, so building the views of N nodes is not N × work. */
@@ -146,7 +151,7 @@ export class NodeViewBuilder {
     const allocation = this.input.state.networks[id];
     if (!allocation) return [];
     return this.liveTasks
-      .filter((t) => isRunning(t) && t.spec.serviceStack === serviceStack && t.spec.serviceName === serviceName && (onlyNode === undefined || t.nodeName === onlyNode))
+      .filter((t) => servesTraffic(t) && t.spec.serviceStack === serviceStack && t.spec.serviceName === serviceName && (onlyNode === undefined || t.nodeName === onlyNode))
       .map((t) => allocation.tasks[taskKey(t)])
       .filter((a): a is string => a !== undefined)
       .sort();

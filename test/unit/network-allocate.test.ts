@@ -130,3 +130,17 @@ test('a bridge (node-local) network: no VXLAN peers, and names and VIPs answer w
   // Addresses stay unique across nodes (one allocation), so a task that moves keeps no stale twin.
   t.is(new Set([1, 2, 3].map(addressOf)).size, 3);
 });
+
+test('only tasks that may take traffic are VIP backends and DNS answers: a health-checked task must be healthy', (t) => {
+  const web = service('shop', 'web', { replicas: 3 });
+  const tasks = [task(web, 1, 'n1'), task(web, 2, 'n2'), task(web, 3, 'n3')];
+  tasks[0]!.status.health = 'healthy';
+  tasks[1]!.status.health = 'starting';
+  tasks[2]!.status.health = 'unhealthy';
+  const { state } = allocateNetworks({ previous: emptyNetworkState(), networks: [], services: [web], tasks, nodes, pool: DEFAULT_POOL });
+  const view = new NodeViewBuilder({ state, networks: [], services: [web], tasks, nodes }).build('n1');
+  const shop = view.networks.find((n) => n.id === 'shop/default')!;
+  const healthy = state.networks['shop/default']!.tasks['shop/web.1.x1'];
+  t.deepEqual(shop.vips.find((v) => v.key === 'shop/web@shop/default')!.backends, [healthy]);
+  t.deepEqual(shop.dns.services.find((s) => s.names.includes('web'))!.tasks, [healthy]);
+});
