@@ -9,12 +9,8 @@ image_dir="$(mktemp -d)"
 trap 'rm -rf "$image_dir"' EXIT
 node dist/deploy/build-example-image.js "$image_dir/busybox.tar"
 bin/tsctl image load "$image_dir/busybox.tar"
+# apply follows the service until its 3 replicas run (and fails, naming why, if they do not).
 bin/tsctl apply -f examples/hello/stack.yaml
-echo "waiting for 3 replicas of hello to run..."
-for _ in $(seq 1 120); do
-  if [ "$(bin/tsctl get tasks hello -o json | grep -c '"state": "running"')" -ge 3 ]; then break; fi
-  sleep 0.5
-done
 bin/tsctl get tasks hello
 echo
 echo "The example answers at http://127.0.0.1:8080/ (and on this machine's own addresses, port 8080):"
