@@ -6,10 +6,10 @@ import type { AnyObject, Node, Service, Task } from '../control-plane/resources/
 import { formatObjects, type OutputFormat } from './output/format.js';
 import { describeService } from './output/describe.js';
 import { describeTask } from './output/describe-task.js';
-import { connect, type ApiClient } from './client.js';
+import type { ApiClient } from './client.js';
+import { clientRunner } from './with-client.js';
 import { clusterDown, clusterUp, clusterUpNetns } from './cluster.js';
 import { join } from 'node:path';
-import { serverAddress } from './context.js';
 import { resolveServiceName } from './resolve.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerNodeCommands } from './commands/node.js';
@@ -24,14 +24,7 @@ const program = new Command('tsctl')
   .description('Tessera cluster client')
   .option('--server <address>', 'API address (default: from the context written by `tsctl cluster up`)');
 
-async function withClient<T>(fn: (client: ApiClient) => Promise<T>): Promise<T> {
-  const client = connect(await serverAddress(program.opts<{ server?: string }>().server));
-  try {
-    return await fn(client);
-  } finally {
-    client.close();
-  }
-}
+const withClient = clientRunner(program);
 
 async function listAll<T extends AnyObject>(client: ApiClient, kind: T['kind'], service?: string): Promise<T[]> {
   const res = await client.list({ kind, allStacks: true, ...(service ? { service } : {}) });

@@ -3,8 +3,8 @@ import type { Command } from 'commander';
 
 import type { StackObject } from '../../control-plane/resources/types.js';
 import type { ApplyResult__Output } from '../../proto/gen/tessera/api/v1/ApplyResult.js';
-import { connect, type ApiClient } from '../client.js';
-import { serverAddress } from '../context.js';
+import type { ApiClient } from '../client.js';
+import { clientRunner } from '../with-client.js';
 import { formatIssue, loadManifests, type LoadResult } from '../manifest/load.js';
 import { objectLabel, renderChange, type ObjectChange, type PlannedAction } from '../manifest/object-diff.js';
 import { DEFAULT_FOLLOW_TIMEOUT_MS, followUntilConverged, parseDuration } from '../output/follow-services.js';
@@ -30,14 +30,7 @@ function resultLabel(r: ApplyResult__Output): string {
 }
 
 export function registerApplyCommands(program: Command): void {
-  const withClient = async <T>(fn: (client: ApiClient) => Promise<T>): Promise<T> => {
-    const client = connect(await serverAddress(program.opts<{ server?: string }>().server));
-    try {
-      return await fn(client);
-    } finally {
-      client.close();
-    }
-  };
+  const withClient = clientRunner(program);
 
   program
     .command('apply')

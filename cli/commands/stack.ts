@@ -10,8 +10,7 @@ import type { StackObject } from '../../control-plane/resources/types.js';
 import { unhonouredFields } from '../../control-plane/api/unhonoured-fields.js';
 import type { Node, Service, Task } from '../../control-plane/resources/types.js';
 import { loadCompose } from '../compose/load.js';
-import { connect, type ApiClient } from '../client.js';
-import { serverAddress } from '../context.js';
+import { clientRunner } from '../with-client.js';
 import { DEFAULT_FOLLOW_TIMEOUT_MS, followUntilConverged, parseDuration } from '../output/follow-services.js';
 import { listKind, listStackObjects, removeStacks, stackNotFound } from './stack-objects.js';
 import { parsePsFilters, renderStackList, renderStackPs, renderStackServices } from './stack-tables.js';
@@ -47,14 +46,7 @@ export function planDeploy(objects: readonly StackObject[]): { objects: StackObj
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
 export function registerStackCommands(program: Command): void {
-  const withClient = async <T>(fn: (client: ApiClient) => Promise<T>): Promise<T> => {
-    const client = connect(await serverAddress(program.opts<{ server?: string }>().server));
-    try {
-      return await fn(client);
-    } finally {
-      client.close();
-    }
-  };
+  const withClient = clientRunner(program);
   const out = (text: string) => process.stdout.write(text);
 
   const stack = program.command('stack').description('deploy Compose files as stacks, list and remove stacks');

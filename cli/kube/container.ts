@@ -3,7 +3,7 @@ import { describeValue, type IssuePath } from '../../control-plane/resources/sch
 import type { PortSpec, ServiceSpec } from '../../control-plane/resources/types.js';
 import { checkFields, type DocContext } from './findings.js';
 import { parseKubeQuantity } from './quantity.js';
-import { isMap, readInt, readList, readMap, readString, readStringList } from './read.js';
+import { isMap, readInt, readList, readMap, readProtocol, readString, readStringList } from './read.js';
 import type { ContainerPort, KubeLookup } from './types.js';
 
 export const CONTAINER_FIELDS = {
@@ -149,16 +149,8 @@ export function translatePorts(ctx: DocContext, container: Readonly<Record<strin
       if (port['containerPort'] === undefined) ctx.invalid([...at, 'containerPort'], 'required field is missing');
       return;
     }
-    const protocolText = readString(ctx, port['protocol'], [...at, 'protocol']) ?? 'TCP';
-    if (protocolText !== 'TCP' && protocolText !== 'UDP') {
-      if (['TCP', 'UDP', 'SCTP'].includes(protocolText.toUpperCase()) && protocolText !== 'SCTP') {
-        ctx.invalid([...at, 'protocol'], `expected ${JSON.stringify(protocolText.toUpperCase())} (Kubernetes spells protocols in upper case), got ${JSON.stringify(protocolText)}`);
-      } else {
-        ctx.refuse([...at, 'protocol'], `only TCP and UDP, got ${JSON.stringify(protocolText)}`);
-      }
-      return;
-    }
-    const protocol = protocolText === 'TCP' ? 'tcp' : 'udp';
+    const protocol = readProtocol(ctx, port['protocol'], [...at, 'protocol']);
+    if (protocol === undefined) return;
     const name = readString(ctx, port['name'], [...at, 'name']);
     containerPorts.push({ port: target, protocol, ...(name !== undefined ? { name } : {}) });
     const hostPort = readInt(ctx, port['hostPort'], [...at, 'hostPort'], 1);

@@ -69,3 +69,16 @@ export function readStringMap(ctx: DocContext, value: unknown, path: IssuePath):
   }
   return out;
 }
+
+/** A port's protocol (Kubernetes spells TCP and UDP in upper case; SCTP is refused), as ours. */
+export function readProtocol(ctx: DocContext, value: unknown, path: IssuePath): 'tcp' | 'udp' | undefined {
+  const text = readString(ctx, value, path) ?? 'TCP';
+  if (text === 'TCP') return 'tcp';
+  if (text === 'UDP') return 'udp';
+  if (['TCP', 'UDP', 'SCTP'].includes(text.toUpperCase()) && text !== 'SCTP') {
+    ctx.invalid(path, `expected ${JSON.stringify(text.toUpperCase())} (Kubernetes spells protocols in upper case), got ${JSON.stringify(text)}`);
+  } else {
+    ctx.refuse(path, `only TCP and UDP, got ${JSON.stringify(text)}`);
+  }
+  return undefined;
+}

@@ -9,7 +9,7 @@
 import type { IssuePath } from '../../control-plane/resources/schema.js';
 import type { Service } from '../../control-plane/resources/types.js';
 import { checkFields, type DocContext } from './findings.js';
-import { readInt, readList, readMap, readString, readStringMap, type YamlMap } from './read.js';
+import { readInt, readList, readMap, readProtocol, readString, readStringMap, type YamlMap } from './read.js';
 import type { KubeMeta, Workload } from './types.js';
 
 export interface JoinState {
@@ -37,16 +37,8 @@ function portPlans(ctx: DocContext, spec: YamlMap, workload: Workload, type: str
       if (port['port'] === undefined) ctx.invalid([...at, 'port'], 'required field is missing');
       return;
     }
-    const protocolText = readString(ctx, port['protocol'], [...at, 'protocol']) ?? 'TCP';
-    if (protocolText !== 'TCP' && protocolText !== 'UDP') {
-      if (['TCP', 'UDP', 'SCTP'].includes(protocolText.toUpperCase()) && protocolText !== 'SCTP') {
-        ctx.invalid([...at, 'protocol'], `expected ${JSON.stringify(protocolText.toUpperCase())} (Kubernetes spells protocols in upper case), got ${JSON.stringify(protocolText)}`);
-      } else {
-        ctx.refuse([...at, 'protocol'], `only TCP and UDP, got ${JSON.stringify(protocolText)}`);
-      }
-      return;
-    }
-    const protocol = protocolText === 'TCP' ? 'tcp' : 'udp';
+    const protocol = readProtocol(ctx, port['protocol'], [...at, 'protocol']);
+    if (protocol === undefined) return;
     let target = number;
     const rawTarget = port['targetPort'];
     if (typeof rawTarget === 'string' && !/^\d+$/.test(rawTarget)) {

@@ -3,15 +3,12 @@
 // event by event, so "never fewer than the desired running tasks" is checked at every revision,
 // not at a few polled moments. Serial: each step builds on the last.
 import test from 'ava';
-import * as grpc from '@grpc/grpc-js';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { Service, Task } from '../../control-plane/resources/types.js';
-import { loadApiPackage } from '../../proto/load.js';
-import type { WatchEvent__Output } from '../../proto/gen/tessera/api/v1/WatchEvent.js';
 import { ApiClient } from '../../cli/client.js';
-import { clientCredentials, LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
+import { watchServiceTasks } from '../helpers/task-watch.js';
 import { eventually, type TestNode } from '../helpers/tsd-node.js';
 import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';
 
@@ -63,39 +60,16 @@ const versionOf = (t: Task) => t.spec.spec.env?.['VERSION'];
  * fewest running tasks and the most tasks of `version` that were live but not running yet.
  */
 async function followTasks(version: string): Promise<{ lowRunning: () => number; mostStarting: () => number; stop: () => void }> {
-  const first = await api.list({ kind: 'Task', stack: 'e2e', service: 'roll' });
-  const view = new Map<string, Task>();
-  for (const j of first.objectsJson) {
-    const t = JSON.parse(j) as Task;
-    view.set(t.metadata.name, t);
-  }
   let low = Infinity;
   let most = 0;
-  const measure = () => {
-    const all = [...view.values()].filter((t) => t.spec.serviceName === 'roll');
+  const watch = await watchServiceTasks(node.server, api, { stack: 'e2e', service: 'roll' }, (all) => {
     low = Math.min(low, all.filter(isRunning).length);
     most = Math.max(most, all.filter((t) => versionOf(t) === version && t.desiredState === 'running' && !['running', 'complete', 'failed', 'shutdown', 'rejected', 'orphaned'].includes(t.status.state)).length);
-  };
-  measure();
-  const pkg = loadApiPackage();
-  const raw = new pkg.tessera.api.v1.Tessera(node.server, clientCredentials(LOCAL_INSECURE));
-  const stream = raw.watch({ kind: 'Task', stack: 'e2e', fromRevision: Number(first.revision) + 1 });
-  stream.on('data', (e: WatchEvent__Output) => {
-    const t = JSON.parse(e.objectJson) as Task;
-    if (e.type === 'deleted') view.delete(t.metadata.name);
-    else view.set(t.metadata.name, t);
-    measure();
-  });
-  stream.on('error', (err: grpc.ServiceError) => {
-    if (err.code !== grpc.status.CANCELLED) low = -1; // a broken watch must fail the test, not pass it
   });
   return {
-    lowRunning: () => low,
+    lowRunning: () => (watch.broken() ? -1 : low),
     mostStarting: () => most,
-    stop: () => {
-      stream.cancel();
-      raw.close();
-    },
+    stop: () => watch.stop(),
   };
 }
 

@@ -6,7 +6,6 @@
 // a moment without a healthy web replica, and an update whose health check cannot pass rolls back
 // by itself. THREE_TIER_LOGS=DIR keeps each node's tsd.log there.
 import test from 'ava';
-import * as grpc from '@grpc/grpc-js';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -16,13 +15,11 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
-import { clientCredentials, LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
 import type { Service, Task } from '../../control-plane/resources/types.js';
 import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterState } from '../../deploy/netns-cluster.js';
-import { loadApiPackage } from '../../proto/load.js';
-import type { WatchEvent__Output } from '../../proto/gen/tessera/api/v1/WatchEvent.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { eventually } from '../helpers/tsd-node.js';
+import { watchServiceTasks } from '../helpers/task-watch.js';
 
 const run = promisify(execFile);
 const STACK = 'tt';
@@ -83,36 +80,11 @@ async function pageOn(address: string): Promise<string> {
 
 /** Follows web's tasks from now on and records the fewest healthy running ones at any revision. */
 async function followHealthyWeb(): Promise<{ fewest: () => number; stop: () => void }> {
-  const first = await client.list({ kind: 'Task', stack: STACK, service: 'web' });
-  const view = new Map<string, Task>();
-  for (const j of first.objectsJson) {
-    const t = JSON.parse(j) as Task;
-    view.set(t.metadata.name, t);
-  }
   let fewest = Infinity;
-  const measure = (): void => {
-    fewest = Math.min(fewest, [...view.values()].filter((t) => t.spec.serviceName === 'web' && healthyRunning(t)).length);
-  };
-  measure();
-  const pkg = loadApiPackage();
-  const raw = new pkg.tessera.api.v1.Tessera(cluster.apiSocket, clientCredentials(LOCAL_INSECURE));
-  const stream = raw.watch({ kind: 'Task', stack: STACK, fromRevision: Number(first.revision) + 1 });
-  stream.on('data', (e: WatchEvent__Output) => {
-    const t = JSON.parse(e.objectJson) as Task;
-    if (e.type === 'deleted') view.delete(t.metadata.name);
-    else view.set(t.metadata.name, t);
-    measure();
+  const watch = await watchServiceTasks(cluster.apiSocket, client, { stack: STACK, service: 'web' }, (tasks) => {
+    fewest = Math.min(fewest, tasks.filter(healthyRunning).length);
   });
-  stream.on('error', (err: grpc.ServiceError) => {
-    if (err.code !== grpc.status.CANCELLED) fewest = -1; // a broken watch must fail the test, not pass it
-  });
-  return {
-    fewest: () => fewest,
-    stop: () => {
-      stream.cancel();
-      raw.close();
-    },
-  };
+  return { fewest: () => (watch.broken() ? -1 : fewest), stop: () => watch.stop() };
 }
 
 test.before(async () => {
