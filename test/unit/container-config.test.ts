@@ -46,10 +46,12 @@ test('stop signals accept both spellings', (t) => {
 });
 
 test('fields the cluster does not act on yet are named, not ignored', (t) => {
-  const svc: Service = { apiVersion: API_VERSION, kind: 'Service', metadata: { name: 'a' }, spec: { image: 'x', dependsOn: [{ service: 'j', condition: 'service_completed_successfully' }], mode: 'replicated-job' } as Service['spec'] };
+  const svc: Service = { apiVersion: API_VERSION, kind: 'Service', metadata: { name: 'a' }, spec: { image: 'x', logging: { driver: 'syslog' }, mode: 'replicated-job', restart: { condition: 'any' } } as Service['spec'] };
   const problems = unhonouredFields(svc);
-  t.true(problems.some((p) => p.startsWith('spec.dependsOn.condition: not supported')));
-  t.true(problems.some((p) => p.startsWith('spec.mode: not supported')));
+  t.true(problems.some((p) => p.startsWith('spec.logging: not supported')));
+  t.true(problems.some((p) => p.startsWith('spec.restart.condition: not supported')), 'a job may not restart on success');
+  // Jobs, completion dependencies and restart windows are honoured.
+  t.deepEqual(unhonouredFields({ ...svc, spec: { image: 'x', mode: 'replicated-job', dependsOn: [{ service: 'j', condition: 'service_completed_successfully' }], restart: { maxAttempts: 2, windowMs: 60_000 } } }), []);
   t.deepEqual(unhonouredFields({ ...svc, spec: { image: 'x', mode: 'global', readOnly: true } }), []);
   // Health checks, start order and name resolution settings are honoured (issue 6).
   t.deepEqual(unhonouredFields({ ...svc, spec: { image: 'x', healthcheck: { test: ['CMD', 'true'] }, dependsOn: [{ service: 'db', condition: 'service_healthy' }], extraHosts: [{ hostname: 'h', address: '10.0.0.1' }], dns: { servers: ['10.0.0.53'] } } }), []);
