@@ -1,15 +1,12 @@
 // apps/v1 DaemonSet → a global service (one task on every eligible node).
 import { checkFields, type DocContext } from './findings.js';
-import { readInt, readMap, readString, type YamlMap } from './read.js';
+import { readInt, readMap, readRequiredMap, readString, type YamlMap } from './read.js';
 import type { KubeLookup, KubeMeta, Workload } from './types.js';
-import { checkSelector, nativeService, translateTemplate } from './workload.js';
+import { checkRestartsAlways, checkSelector, nativeService, translateTemplate } from './workload.js';
 
 export function translateDaemonSet(ctx: DocContext, doc: YamlMap, meta: KubeMeta, lookup: KubeLookup): Workload | undefined {
-  const spec = readMap(ctx, doc['spec'], ['spec']);
-  if (!spec) {
-    ctx.invalid(['spec'], 'required field is missing');
-    return undefined;
-  }
+  const spec = readRequiredMap(ctx, doc['spec'], ['spec']);
+  if (!spec) return undefined;
   checkFields(ctx, spec, ['spec'], {
     selector: true, template: true, updateStrategy: true, revisionHistoryLimit: true,
     minReadySeconds: 'a new task counts as available once running (or healthy, with a probe)',
@@ -17,9 +14,7 @@ export function translateDaemonSet(ctx: DocContext, doc: YamlMap, meta: KubeMeta
   const template = translateTemplate(ctx, spec, meta.stack, lookup);
   if (!template) return undefined;
   checkSelector(ctx, spec, template.labels, true);
-  if (template.pod.restartPolicy !== undefined && template.pod.restartPolicy !== 'Always') {
-    ctx.invalid(['spec', 'template', 'spec', 'restartPolicy'], `a DaemonSet's pods restart Always, got ${JSON.stringify(template.pod.restartPolicy)}`);
-  }
+  checkRestartsAlways(ctx, template, 'DaemonSet');
   const strategy = readMap(ctx, spec['updateStrategy'], ['spec', 'updateStrategy']) ?? {};
   checkFields(ctx, strategy, ['spec', 'updateStrategy'], { type: true, rollingUpdate: true });
   const type = readString(ctx, strategy['type'], ['spec', 'updateStrategy', 'type']) ?? 'RollingUpdate';

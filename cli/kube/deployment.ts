@@ -2,9 +2,9 @@
 import { describeValue, type IssuePath } from '../../control-plane/resources/schema.js';
 import type { UpdatePolicy } from '../../control-plane/resources/types.js';
 import { checkFields, type DocContext } from './findings.js';
-import { readInt, readMap, readString, type YamlMap } from './read.js';
+import { readInt, readMap, readRequiredMap, readString, type YamlMap } from './read.js';
 import type { KubeLookup, KubeMeta, Workload } from './types.js';
-import { checkSelector, nativeService, translateTemplate } from './workload.js';
+import { checkRestartsAlways, checkSelector, nativeService, translateTemplate } from './workload.js';
 
 /** maxSurge / maxUnavailable: an integer, or a percentage of replicas (surge rounds up, unavailable down, as in Kubernetes). */
 function intOrPercent(ctx: DocContext, value: unknown, path: IssuePath, replicas: number, round: (n: number) => number, fallback: number): number {
@@ -27,11 +27,8 @@ export function rollingUpdatePolicy(ctx: DocContext, strategy: YamlMap, path: Is
 }
 
 export function translateDeployment(ctx: DocContext, doc: YamlMap, meta: KubeMeta, lookup: KubeLookup): Workload | undefined {
-  const spec = readMap(ctx, doc['spec'], ['spec']);
-  if (!spec) {
-    ctx.invalid(['spec'], 'required field is missing');
-    return undefined;
-  }
+  const spec = readRequiredMap(ctx, doc['spec'], ['spec']);
+  if (!spec) return undefined;
   checkFields(ctx, spec, ['spec'], {
     replicas: true, selector: true, template: true, strategy: true,
     // Tessera keeps its own short rollout history; the length is not configurable.
@@ -44,9 +41,7 @@ export function translateDeployment(ctx: DocContext, doc: YamlMap, meta: KubeMet
   const template = translateTemplate(ctx, spec, meta.stack, lookup);
   if (!template) return undefined;
   checkSelector(ctx, spec, template.labels, true);
-  if (template.pod.restartPolicy !== undefined && template.pod.restartPolicy !== 'Always') {
-    ctx.invalid(['spec', 'template', 'spec', 'restartPolicy'], `a Deployment's pods restart Always, got ${JSON.stringify(template.pod.restartPolicy)}`);
-  }
+  checkRestartsAlways(ctx, template, 'Deployment');
   const strategy = readMap(ctx, spec['strategy'], ['spec', 'strategy']) ?? {};
   checkFields(ctx, strategy, ['spec', 'strategy'], { type: true, rollingUpdate: true });
   const type = readString(ctx, strategy['type'], ['spec', 'strategy', 'type']) ?? 'RollingUpdate';

@@ -1,16 +1,13 @@
 // batch/v1 Job → a replicated-job service: `completions` tasks that run to completion, retried on
 // failure up to backoffLimit times. (A new Kubernetes pod after a failure is a new Tessera task.)
 import { checkFields, type DocContext } from './findings.js';
-import { readInt, readMap, type YamlMap } from './read.js';
+import { readInt, readRequiredMap, type YamlMap } from './read.js';
 import type { KubeLookup, KubeMeta, Workload } from './types.js';
 import { nativeService, translateTemplate } from './workload.js';
 
 export function translateJob(ctx: DocContext, doc: YamlMap, meta: KubeMeta, lookup: KubeLookup): Workload | undefined {
-  const spec = readMap(ctx, doc['spec'], ['spec']);
-  if (!spec) {
-    ctx.invalid(['spec'], 'required field is missing');
-    return undefined;
-  }
+  const spec = readRequiredMap(ctx, doc['spec'], ['spec']);
+  if (!spec) return undefined;
   checkFields(ctx, spec, ['spec'], {
     template: true, completions: true, parallelism: true, backoffLimit: true,
     activeDeadlineSeconds: 'jobs have no deadline', ttlSecondsAfterFinished: 'finished jobs are kept until deleted',

@@ -16,6 +16,15 @@ export function readMap(ctx: DocContext, value: unknown, path: IssuePath): YamlM
   return undefined;
 }
 
+/** A mapping that must be there: its absence is an error at `path`. */
+export function readRequiredMap(ctx: DocContext, value: unknown, path: IssuePath): YamlMap | undefined {
+  if (value === undefined || value === null) {
+    ctx.invalid(path, 'required field is missing');
+    return undefined;
+  }
+  return readMap(ctx, value, path);
+}
+
 export function readList(ctx: DocContext, value: unknown, path: IssuePath): readonly unknown[] | undefined {
   if (value === undefined || value === null) return undefined;
   if (Array.isArray(value)) return value;

@@ -8,7 +8,7 @@ import { API_VERSION, type Volume } from '../../control-plane/resources/types.js
 import type { IssuePath } from '../../control-plane/resources/schema.js';
 import { checkFields, type DocContext } from './findings.js';
 import { translateClaimSpec } from './persistent-volume-claim.js';
-import { readInt, readList, readMap, readString, type YamlMap } from './read.js';
+import { readInt, readList, readMap, readRequiredMap, readString, type YamlMap } from './read.js';
 import type { KubeLookup, KubeMeta, Workload } from './types.js';
 import { checkSelector, nativeService, translateTemplate } from './workload.js';
 
@@ -20,11 +20,8 @@ export interface StatefulSetTranslation {
 }
 
 export function translateStatefulSet(ctx: DocContext, doc: YamlMap, meta: KubeMeta, lookup: KubeLookup): StatefulSetTranslation | undefined {
-  const spec = readMap(ctx, doc['spec'], ['spec']);
-  if (!spec) {
-    ctx.invalid(['spec'], 'required field is missing');
-    return undefined;
-  }
+  const spec = readRequiredMap(ctx, doc['spec'], ['spec']);
+  if (!spec) return undefined;
   checkFields(ctx, spec, ['spec'], {
     replicas: true, selector: true, template: true, serviceName: true, volumeClaimTemplates: true,
     podManagementPolicy: true, revisionHistoryLimit: true,

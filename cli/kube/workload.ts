@@ -29,6 +29,14 @@ export function translateTemplate(
 }
 
 /** spec.selector must pick the template's pods (Kubernetes rejects it otherwise); expressions are refused. */
+/** Deployments and DaemonSets keep their pods running: any other restartPolicy is an error. */
+export function checkRestartsAlways(ctx: DocContext, template: Template, kind: string): void {
+  const policy = template.pod.restartPolicy;
+  if (policy !== undefined && policy !== 'Always') {
+    ctx.invalid(['spec', 'template', 'spec', 'restartPolicy'], `a ${kind}'s pods restart Always, got ${JSON.stringify(policy)}`);
+  }
+}
+
 export function checkSelector(ctx: DocContext, spec: YamlMap, podLabels: Readonly<Record<string, string>>, required: boolean): void {
   const path: IssuePath = ['spec', 'selector'];
   const selector = readMap(ctx, spec['selector'], path);
