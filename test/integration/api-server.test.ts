@@ -3,50 +3,21 @@
 // scale, delete and watch. No containers: nothing here needs a node.
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
-import { LocalImageStore } from '../../agent/images/image-store.js';
-import { FileLogSource } from '../../agent/worker/log-source.js';
-import { ApiServer } from '../../control-plane/api/server.js';
-import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
 import type { Service } from '../../control-plane/resources/types.js';
-import { MemoryStore } from '../../control-plane/store/memory-store.js';
 import { loadApiPackage } from '../../proto/load.js';
 import type { WatchEvent__Output } from '../../proto/gen/tessera/api/v1/WatchEvent.js';
-import { ApiCallError, ApiClient } from '../../cli/client.js';
+import { ApiCallError } from '../../cli/client.js';
+import { serveMemoryApi, stopMemoryApi, type ServedMemoryApi } from '../helpers/memory-api.js';
 
-interface Fixture {
-  client: ApiClient;
-  server: ApiServer;
-  store: MemoryStore;
-  address: string;
-  dir: string;
+type Fixture = ServedMemoryApi;
+
+function startFixture(): Promise<Fixture> {
+  return serveMemoryApi('tessera-api-');
 }
 
-async function startFixture(): Promise<Fixture> {
-  const dir = await mkdtemp(join(tmpdir(), 'tessera-api-'));
-  const store = new MemoryStore();
-  const server = new ApiServer({
-    store,
-    images: new LocalImageStore({ root: join(dir, 'images') }),
-    logs: new FileLogSource(join(dir, 'logs')),
-    clusterId: 'test',
-    version: 'test',
-    storeBackend: 'memory',
-    managers: () => [],
-  });
-  const address = `unix:${join(dir, 'api.sock')}`;
-  await server.listen(address, LOCAL_INSECURE);
-  return { client: new ApiClient(address), server, store, address, dir };
-}
-
-async function stopFixture(f: Fixture): Promise<void> {
-  f.client.close();
-  await f.server.close();
-  await f.store.close();
-  await rm(f.dir, { recursive: true, force: true });
+function stopFixture(f: Fixture): Promise<void> {
+  return stopMemoryApi(f);
 }
 
 function service(name: string, replicas = 1, extra: Record<string, unknown> = {}): string {

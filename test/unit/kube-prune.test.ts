@@ -2,31 +2,17 @@
 // request no longer lists are deleted in the same transaction; tasks, nodes and other stacks stay;
 // an object a remaining service still uses is not deleted and nothing is applied.
 import test from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
-import { LocalImageStore } from '../../agent/images/image-store.js';
 import { loadManifestsFromText } from '../../cli/manifest/load.js';
-import { FileLogSource } from '../../agent/worker/log-source.js';
 import { choosePruned, pruneStackProblems } from '../../control-plane/api/prune-plan.js';
-import { ApiServer } from '../../control-plane/api/server.js';
 import type { Service, StackObject } from '../../control-plane/resources/types.js';
 import { objectKey } from '../../control-plane/store/keys.js';
-import { MemoryStore } from '../../control-plane/store/memory-store.js';
+import { memoryApi, stopMemoryApi } from '../helpers/memory-api.js';
 
 async function fixture(t: { teardown(fn: () => Promise<void>): void }) {
-  const dir = await mkdtemp(join(tmpdir(), 'tessera-kube-prune-'));
-  const store = new MemoryStore();
-  const server = new ApiServer({
-    store, images: new LocalImageStore({ root: join(dir, 'images') }), logs: new FileLogSource(join(dir, 'logs')),
-    clusterId: 'test', version: 'test', storeBackend: 'memory', managers: () => [],
-  });
-  t.teardown(async () => {
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  return { server, store };
+  const api = await memoryApi('tessera-kube-prune-');
+  t.teardown(() => stopMemoryApi(api));
+  return { server: api.server, store: api.store };
 }
 
 const service = (name: string, stack: string, extra: Partial<Service['spec']> = {}): string =>

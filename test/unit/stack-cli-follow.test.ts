@@ -3,46 +3,23 @@
 // the store itself, standing in for them, so each outcome (converged, failing, timed out) is exact.
 // test/e2e/stack-cli.test.ts covers the same paths with a real tsd.
 import test from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { LocalImageStore } from '../../agent/images/image-store.js';
-import { FileLogSource } from '../../agent/worker/log-source.js';
-import { ApiServer } from '../../control-plane/api/server.js';
 import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
 import { API_VERSION, type Service, type Task, type TaskState } from '../../control-plane/resources/types.js';
-import { MemoryStore } from '../../control-plane/store/memory-store.js';
 import { objectKey, kindPrefix } from '../../control-plane/store/keys.js';
-import { ApiClient } from '../../cli/client.js';
 import { followUntilConverged } from '../../cli/output/follow-services.js';
 import { removeStacks } from '../../cli/commands/stack-objects.js';
+import { apiServerOn, serveMemoryApi, stopMemoryApi, type ServedMemoryApi } from '../helpers/memory-api.js';
 
-interface Fixture {
-  client: ApiClient;
-  server: ApiServer;
-  store: MemoryStore;
-  dir: string;
+type Fixture = ServedMemoryApi;
+
+function startFixture(): Promise<Fixture> {
+  return serveMemoryApi('tessera-stack-cli-');
 }
 
-async function startFixture(): Promise<Fixture> {
-  const dir = await mkdtemp(join(tmpdir(), 'tessera-stack-cli-'));
-  const store = new MemoryStore();
-  const server = new ApiServer({
-    store, images: new LocalImageStore({ root: join(dir, 'images') }), logs: new FileLogSource(join(dir, 'logs')),
-    clusterId: 'test', version: 'test', storeBackend: 'memory', managers: () => [],
-  });
-  const address = `unix:${join(dir, 'api.sock')}`;
-  await server.listen(address, LOCAL_INSECURE);
-  return { client: new ApiClient(address), server, store, dir };
-}
-
-async function stopFixture(f: Fixture): Promise<void> {
-  f.client.close();
-  await f.server.close();
-  await f.store.close();
-  await rm(f.dir, { recursive: true, force: true });
+function stopFixture(f: Fixture): Promise<void> {
+  return stopMemoryApi(f);
 }
 
 class FakeStream {
@@ -105,11 +82,8 @@ test('a broken watch (the API server restarts) is re-established from a fresh li
   await sleep(300);
   // A new server on the same socket and store, as after a manager restart.
   await f.server.close();
-  f.server = new ApiServer({
-    store: f.store, images: new LocalImageStore({ root: join(f.dir, 'images') }), logs: new FileLogSource(join(f.dir, 'logs')),
-    clusterId: 'test', version: 'test', storeBackend: 'memory', managers: () => [],
-  });
-  await f.server.listen(`unix:${join(f.dir, 'api.sock')}`, LOCAL_INSECURE);
+  f.server = apiServerOn(f.store, f.dir);
+  await f.server.listen(f.address, LOCAL_INSECURE);
   // Changes made while no watch runs are picked up by the fresh list.
   await putTask(f, await noticeSpec(f, 'web'), 1, 'running');
   const result = await following;

@@ -2,34 +2,15 @@
 // limit, immutability, reference checks and redaction. The real ApiServer on the memory store
 // (no gRPC, no node), plus the pure planning functions.
 import test from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
-import { LocalImageStore } from '../../agent/images/image-store.js';
-import { FileLogSource } from '../../agent/worker/log-source.js';
-import { ApiServer } from '../../control-plane/api/server.js';
 import { decodedSize, missingReferences, planStackFile, redactObject, REDACTED, servicesUsing } from '../../control-plane/api/stack-objects.js';
 import type { Secret, Service } from '../../control-plane/resources/types.js';
-import { MemoryStore } from '../../control-plane/store/memory-store.js';
+import { memoryApi, stopMemoryApi } from '../helpers/memory-api.js';
 
 async function fixture(t: { teardown(fn: () => Promise<void>): void }) {
-  const dir = await mkdtemp(join(tmpdir(), 'tessera-stack-objects-'));
-  const store = new MemoryStore();
-  const server = new ApiServer({
-    store,
-    images: new LocalImageStore({ root: join(dir, 'images') }),
-    logs: new FileLogSource(join(dir, 'logs')),
-    clusterId: 'test',
-    version: 'test',
-    storeBackend: 'memory',
-    managers: () => [],
-  });
-  t.teardown(async () => {
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  return { server, store };
+  const api = await memoryApi('tessera-stack-objects-');
+  t.teardown(() => stopMemoryApi(api));
+  return { server: api.server, store: api.store };
 }
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');
