@@ -1,16 +1,13 @@
 // depends_on as start order: the pure gate, and its wiring through the real service and scheduling
 // controllers over a memory store. No agent runs here: the test writes the dependency's task
 // states itself, as an agent's reports would (the e2e test health.test.ts has real containers).
+import { startControllerStore } from '../helpers/informers.js';
 import test, { type ExecutionContext } from 'ava';
 
 import { conditionMet, dependencyWait, dependentsOf, gateTask, type DependencyLookup } from '../../control-plane/controllers/dependency-gate.js';
-import { Informer } from '../../control-plane/controllers/informer.js';
 import { SchedulingController } from '../../control-plane/controllers/scheduling-controller.js';
 import { ServiceController } from '../../control-plane/controllers/service-controller.js';
 import { API_VERSION, type Node, type Service, type ServiceDependency, type ServiceSpec, type Task, type TaskStatus } from '../../control-plane/resources/types.js';
-import { kindPrefix } from '../../control-plane/store/keys.js';
-import { MemoryStore } from '../../control-plane/store/memory-store.js';
-import { ObjectStore } from '../../control-plane/store/object-store.js';
 
 const NOW = '2026-01-01T00:00:00.000Z';
 
@@ -103,18 +100,14 @@ test('dependentsOf: services of the same stack that name the service', (t) => {
 
 /** A memory store with the real service and scheduling controllers and one ready node; start() runs the controllers. */
 async function wired(t: ExecutionContext) {
-  const store = new MemoryStore();
-  const objects = new ObjectStore(store);
-  const services = new Informer<Service>(store, 'Service', kindPrefix('Service'));
-  const tasks = new Informer<Task>(store, 'Task', kindPrefix('Task'));
-  const nodes = new Informer<Node>(store, 'Node', kindPrefix('Node'));
-  for (const i of [services, tasks, nodes]) await i.start();
+  const informers = await startControllerStore();
+  const { objects, services, tasks, nodes } = informers;
   const controller = new ServiceController(objects, services, tasks, nodes);
   const scheduler = new SchedulingController(objects, nodes, tasks);
   t.teardown(() => {
     controller.stop();
     scheduler.stop();
-    for (const i of [services, tasks, nodes]) i.stop();
+    informers.stop();
   });
   await objects.create<Node>({
     apiVersion: API_VERSION, kind: 'Node', metadata: { name: 'n1' }, spec: { availability: 'active', role: 'worker' },

@@ -3,13 +3,12 @@
 // client that moves tasks to running (or failed, for a command ["crash"]) and stops the ones told
 // to stop, as the real agent reports them — what runs the containers is not the subject here
 // (test/e2e/rollout.test.ts has the real thing).
+import { startControllerStore } from '../helpers/informers.js';
 import test from 'ava';
 
 import { Informer } from '../../control-plane/controllers/informer.js';
 import { ServiceController } from '../../control-plane/controllers/service-controller.js';
-import { API_VERSION, isTerminal, type Node, type Service, type ServiceSpec, type Task } from '../../control-plane/resources/types.js';
-import { kindPrefix } from '../../control-plane/store/keys.js';
-import { MemoryStore } from '../../control-plane/store/memory-store.js';
+import { API_VERSION, isTerminal, type Service, type ServiceSpec, type Task } from '../../control-plane/resources/types.js';
 import { ObjectStore } from '../../control-plane/store/object-store.js';
 
 interface Harness {
@@ -24,12 +23,8 @@ interface Harness {
 }
 
 async function harness(): Promise<Harness> {
-  const store = new MemoryStore();
-  const objects = new ObjectStore(store);
-  const services = new Informer<Service>(store, 'Service', kindPrefix('Service'));
-  const tasks = new Informer<Task>(store, 'Task', kindPrefix('Task'));
-  const nodes = new Informer<Node>(store, 'Node', kindPrefix('Node'));
-  for (const i of [services, tasks, nodes]) await i.start();
+  const informers = await startControllerStore();
+  const { objects, services, tasks, nodes } = informers;
   let controller = new ServiceController(objects, services, tasks, nodes);
   controller.start();
   const floor = { watching: false, low: Infinity };
@@ -73,7 +68,7 @@ async function harness(): Promise<Harness> {
       stopped = true;
       for (const t of timers) clearTimeout(t);
       controller.stop();
-      for (const i of [services, tasks, nodes]) i.stop();
+      informers.stop();
     },
   };
 }
