@@ -4,7 +4,7 @@
 // this code. Everything it makes is named with the cluster's prefix and recorded in the returned
 // state, so `destroyNetnsCluster` removes exactly that, also after a crash.
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, open, readFile, rm, rmdir } from 'node:fs/promises';
+import { copyFile, mkdir, open, readFile, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -285,4 +285,10 @@ export async function destroyNetnsCluster(state: NetnsClusterState, log: (line: 
 async function removeCgroups(parent: string): Promise<void> {
   const out = await sh('sh', ['-c', `for c in /sys/fs/cgroup/*/; do [ -d "$c${parent}" ] && find "$c${parent}" -depth -type d; done; true`]).catch(() => '');
   for (const dir of out.split('\n').filter(Boolean)) await rmdir(dir).catch(() => {});
+}
+
+/** Copies every node's tsd.log into `dir` (for a failed test's post-mortem); missing logs are skipped. */
+export async function saveClusterLogs(state: NetnsClusterState, dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const node of state.nodes) await copyFile(join(node.dataRoot, 'tsd.log'), join(dir, `${node.name}.log`)).catch(() => {});
 }

@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { ApiClient } from '../../cli/client.js';
 import type { Node, Service, Task } from '../../control-plane/resources/types.js';
-import { createNetnsCluster, destroyNetnsCluster, type ClusterNodeState, type NetnsClusterState } from '../../deploy/netns-cluster.js';
+import { createNetnsCluster, destroyNetnsCluster, type ClusterNodeState, type NetnsClusterState, saveClusterLogs } from '../../deploy/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 
 const run = promisify(execFile);
@@ -254,10 +254,7 @@ test.serial('a worker whose manager is killed reconnects to another manager and 
   t.teardown(async () => {
     for (const c of clients) c.close();
     const keep = process.env.TESSERA_TEST_KEEP_LOG_DIR;
-    if (keep && cluster) {
-      await run('mkdir', ['-p', keep]);
-      for (const n of cluster.nodes) await run('cp', [join(n.dataRoot, 'tsd.log'), join(keep, `${n.name}.log`)]).catch(() => {});
-    }
+    if (keep && cluster) await saveClusterLogs(cluster, keep);
     if (cluster) await destroyNetnsCluster(cluster);
     registry?.stop();
     await rm(workDir, { recursive: true, force: true });

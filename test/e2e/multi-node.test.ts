@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
 import type { Node, Service, Task } from '../../control-plane/resources/types.js';
-import { addNetnsNode, restartNetnsNode, createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsClusterState } from '../../deploy/netns-cluster.js';
+import { addNetnsNode, restartNetnsNode, createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsClusterState, saveClusterLogs } from '../../deploy/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { eventually } from '../helpers/tsd-node.js';
 
@@ -72,10 +72,7 @@ test.before(async () => {
 test.after.always(async () => {
   client?.close();
   const keep = process.env.TESSERA_TEST_KEEP_LOG_DIR;
-  if (keep && cluster) {
-    await run('mkdir', ['-p', keep]);
-    for (const n of cluster.nodes) await run('cp', [join(n.dataRoot, 'tsd.log'), join(keep, `${n.name}.log`)]).catch(() => {});
-  }
+  if (keep && cluster) await saveClusterLogs(cluster, keep);
   if (cluster) await destroyNetnsCluster(cluster);
   registry?.stop();
   if (workDir) await rm(workDir, { recursive: true, force: true });

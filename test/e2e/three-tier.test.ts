@@ -4,7 +4,7 @@
 // page carries its secret, api's its config; web publishes 8080 on every node. Then a rolling
 // update (start-first) is followed event by event through the API's Watch to show there is never
 // a moment without a healthy web replica, and an update whose health check cannot pass rolls back
-// by itself. THREE_TIER_LOGS=DIR keeps each node's tsd.log there.
+// by itself. TESSERA_TEST_KEEP_LOG_DIR=DIR keeps each node's tsd.log there.
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
 import type { Service, Task } from '../../control-plane/resources/types.js';
-import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterState } from '../../deploy/netns-cluster.js';
+import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterState, saveClusterLogs } from '../../deploy/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { eventually } from '../helpers/tsd-node.js';
 import { watchServiceTasks } from '../helpers/task-watch.js';
@@ -104,9 +104,8 @@ test.before(async () => {
 
 test.after.always(async () => {
   client?.close();
-  if (process.env['THREE_TIER_LOGS']) {
-    for (const node of cluster?.nodes ?? []) await cp(join(node.dataRoot, 'tsd.log'), join(process.env['THREE_TIER_LOGS'], `${node.name}.log`)).catch(() => undefined);
-  }
+  const keep = process.env['TESSERA_TEST_KEEP_LOG_DIR'];
+  if (keep && cluster) await saveClusterLogs(cluster, keep);
   if (cluster) await destroyNetnsCluster(cluster);
   registry?.stop();
   if (workDir) await rm(workDir, { recursive: true, force: true });
