@@ -22,7 +22,7 @@ export { taskTemplateOf, templateKey } from './rollout.js';
 
 /**
  * The restart policy the controller applies. A job's tasks run to completion, so a job restarts
- * only failed tasks unless told otherwise (Swarm's default for jobs); `any` is refused by the API.
+ * only failed tasks unless told otherwise (Swarm's default for jobs); `any` is refused by the schema.
  */
 export function restartPolicyOf(spec: ServiceSpec): RestartPolicy | undefined {
   if (!isJobMode(spec.mode)) return spec.restart;

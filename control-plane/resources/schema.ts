@@ -316,6 +316,10 @@ const serviceSpec = z.strictObject({
   both('delay', 'delayMs', spec.restart, ['restart']);
   both('maxDelay', 'maxDelayMs', spec.restart, ['restart']);
   both('window', 'windowMs', spec.restart, ['restart']);
+  if ((spec.mode === 'replicated-job' || spec.mode === 'global-job') && spec.restart?.condition === 'any') {
+    ctx.addIssue({ code: 'custom', path: ['restart', 'condition'], input: 'any',
+      message: `a job (mode ${spec.mode}) runs to completion and restarts only failed tasks: use on-failure or none` });
+  }
   const global = spec.mode === 'global' || spec.mode === 'global-job';
   if (global && spec.replicas !== 1) {
     ctx.addIssue({ code: 'custom', path: ['replicas'], input: spec.replicas, message: `replicas does not apply to mode ${spec.mode}: it runs one task per node` });

@@ -188,3 +188,10 @@ test('a placement preference must spread over a node label', (t) => {
   const ok = validateObject(service({ placement: { preferences: [{ spread: ' node.labels.zone ' }] } }));
   t.true(ok.ok);
 });
+
+test('a job may not restart on success: restart condition any is refused for job modes', (t) => {
+  const issue = onlyIssue(service({ mode: 'replicated-job', restart: { condition: 'any' } }));
+  t.deepEqual(issue.path, ['spec', 'restart', 'condition']);
+  t.regex(issue.message, /runs to completion and restarts only failed tasks: use on-failure or none/);
+  t.true(validateObject(service({ mode: 'global-job', restart: { condition: 'on-failure', maxAttempts: 3 } })).ok);
+});
