@@ -49,6 +49,8 @@ type Event =
   | { kind: 'fault' }
   | { kind: 'restart'; node: NodeId }
   | { kind: 'crash'; node: NodeId; epoch: number }
+  /** The transport tells `node` its connection to `peer` broke (true after a crash, or spurious). */
+  | { kind: 'peer-down'; node: NodeId; epoch: number; peer: NodeId }
   | { kind: 'heal' };
 
 interface PendingOp {
@@ -332,6 +334,13 @@ export class Simulation {
         this.q.push(this.now + this.rng.int(5, 100), { kind: 'restart', node: n.id });
         return;
       }
+      case 'peer-down': {
+        const n = this.nodes.get(ev.node) as SimNode;
+        if (!n.up || n.epoch !== ev.epoch) return;
+        (n.raft as RaftNode).reportPeerDown(ev.peer);
+        this.pump(n);
+        return;
+      }
       case 'restart': {
         const n = this.nodes.get(ev.node) as SimNode;
         if (n.up) return;
@@ -573,6 +582,8 @@ export class Simulation {
         this.q.push(this.now + this.rng.int(5, 300), { kind: 'restart', node: victim.id });
       }],
       [0.2, () => leader && this.membershipChange(leader)],
+      // A connection to a live leader breaks: its followers may be told it is down when it is not.
+      [0.08, () => leader && this.reportDown(leader, this.rng.chance(0.5) ? 1 : 0.3)],
       [0.07, () => leader && this.transfer(leader)],
     ];
     const total = kinds.reduce((a, [w]) => a + w, 0);
@@ -626,9 +637,19 @@ export class Simulation {
     }
   }
 
+  /** Tells the other members (each with probability p, after 0–5 ms) that `down`'s connections broke. */
+  private reportDown(down: SimNode, p: number): void {
+    for (const n of this.nodes.values()) {
+      if (n === down || !n.up || !this.rng.chance(p)) continue;
+      this.q.push(this.now + this.rng.int(0, 5), { kind: 'peer-down', node: n.id, epoch: n.epoch, peer: down.id });
+    }
+  }
+
   private crash(n: SimNode): void {
     const rd = n.writing;
     if (rd && this.rng.chance(0.5)) this.tornWrite(n, rd);
+    // A killed process's connections close: most peers hear of it at once (not across a partition).
+    this.reportDown(n, 0.7);
     this.log(`crash ${n.id} (unsynced writes lost; durable last ${n.storage.lastIndex()})`);
     n.up = false;
     n.epoch++;

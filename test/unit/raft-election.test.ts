@@ -168,3 +168,59 @@ test('rejected vote requests from a stale member do not hold back the election t
   }
   t.true(net.raft('n1').currentRole === 'leader' || net.raft('n2').currentRole === 'leader', `no leader after ${ticks} ticks`);
 });
+
+/** Ticks every up member once at a time, draining messages after each round, until `done` or `max` rounds. */
+function tickUntil(net: SyncNetwork, ids: string[], done: () => boolean, max: number): number {
+  for (let round = 1; round <= max; round++) {
+    for (const id of ids) net.tick(id);
+    if (done()) return round;
+  }
+  return -1;
+}
+
+test('a leader reported down by its followers is replaced within a few ticks, the first survivor by id winning', (t) => {
+  const net = new SyncNetwork(['n1', 'n2', 'n3']);
+  net.raft('n1').campaignNow();
+  net.drain();
+  t.deepEqual(net.leaders(), ['n1']);
+  const oldTerm = net.raft('n2').currentTerm;
+  net.crash('n1');
+  net.raft('n2').reportPeerDown('n1');
+  net.raft('n3').reportPeerDown('n1');
+  t.is(net.raft('n2').leader, '');
+  // The election timeout is 10–19 ticks; the report makes n2 campaign after 1 and n3 after 3.
+  const rounds = tickUntil(net, ['n2', 'n3'], () => net.leaders().length === 1, 10);
+  t.true(rounds >= 1 && rounds <= 3, `new leader after ${rounds} ticks`);
+  t.deepEqual(net.leaders(), ['n2']);
+  t.is(net.raft('n3').leader, 'n2');
+  t.is(net.raft('n2').currentTerm, oldTerm + 1);
+});
+
+test('a report about a leader that is alive disturbs nothing while the other follower still hears from it', (t) => {
+  const net = new SyncNetwork(['n1', 'n2', 'n3']);
+  net.raft('n1').campaignNow();
+  net.drain();
+  const term = net.raft('n1').currentTerm;
+  net.raft('n3').reportPeerDown('n1');
+  // n3 pre-campaigns after 3 ticks; n2 is in n1's lease and ignores it; n1's heartbeats bring n3 back.
+  for (let i = 0; i < 30; i++) {
+    net.tick('n1');
+    net.tick('n2');
+    net.tick('n3');
+  }
+  t.deepEqual(net.leaders(), ['n1']);
+  for (const id of ['n1', 'n2', 'n3']) t.is(net.raft(id).currentTerm, term);
+  t.is(net.raft('n3').leader, 'n1');
+});
+
+test('a report about a member that is not the leader, or on a leader, is ignored', (t) => {
+  const net = new SyncNetwork(['n1', 'n2', 'n3']);
+  net.raft('n1').campaignNow();
+  net.drain();
+  net.raft('n2').reportPeerDown('n3');
+  net.raft('n1').reportPeerDown('n2');
+  t.is(net.raft('n2').leader, 'n1');
+  t.is(net.raft('n1').currentRole, 'leader');
+  net.tickAll(5);
+  t.deepEqual(net.leaders(), ['n1']);
+});

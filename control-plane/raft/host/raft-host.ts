@@ -537,6 +537,11 @@ export class RaftHost<R> {
         from: this.options.id,
         fromAddress: this.options.address,
         onError: (err) => this.log(`raft: cannot reach ${to} at ${address}: ${err.message}`),
+        onUnreachable: () => {
+          if (this.stopped) return;
+          this.node.reportPeerDown(to);
+          this.schedule();
+        },
       });
       this.senders.set(to, sender);
     }

@@ -4,7 +4,7 @@
 // of piling up. Raft tolerates lost messages, so a broken stream loses what was written to it (the
 // core retries through heartbeats and probes) and is opened again on the next send; a queue that
 // grows past its bound loses its oldest messages rather than memory.
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 
 import type { Message } from '../core/index.js';
 import type { RaftPeerClient } from './peer-client.js';
@@ -19,6 +19,8 @@ export interface PeerSenderOptions {
   /** Messages (and, separately, forwarded proposals) queued beyond this are dropped oldest first. */
   maxQueued?: number;
   onError?: (err: Error) => void;
+  /** The connection was refused or dropped (UNAVAILABLE), as when the peer's process died. */
+  onUnreachable?: () => void;
 }
 
 export class PeerSender {
@@ -110,6 +112,7 @@ export class PeerSender {
       this.stream = undefined;
       this.blocked = false;
       if (!err) return;
+      if (err.code === grpc.status.UNAVAILABLE) this.options.onUnreachable?.();
       // A stream that carried traffic for a while was healthy: report the next failure again.
       if (Date.now() - openedAt > HEALTHY_MS) this.failures = 0;
       if (this.failures++ === 0) this.options.onError?.(err);
