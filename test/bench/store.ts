@@ -4,8 +4,8 @@
 // fail-over (kill -9 of the leader until the first write that started after it succeeds).
 // Clients spread requests over all three members, as the etcd client does. Both snapshot every
 // 100,000 entries (etcd's default). Run: npm run bench:store
-// (BENCH_SECONDS per measurement, default 4; BENCH_FAILOVERS, default 5; BENCH_ONLY=failover skips
-// the throughput rows).
+// (BENCH_SECONDS per measurement, default 3; BENCH_ROUNDS per row and store, default 3;
+// BENCH_FAILOVERS, default 5; BENCH_ONLY=failover skips the throughput rows).
 import { cpus, loadavg } from 'node:os';
 
 import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
@@ -14,8 +14,9 @@ import { EtcdStore } from '../../control-plane/store/etcd-store.js';
 import { startEtcdCluster, type EtcdCluster, type EtcdMember } from '../helpers/etcd.js';
 import { startRaftProcesses, type RaftProcessCluster } from '../integration/raft-harness.js';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const FAILOVERS = Number(process.env.BENCH_FAILOVERS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const VALUE = 'v'.repeat(256);
 
 interface Result {
@@ -153,14 +154,36 @@ function fmt(r: Result): string {
   return `${Math.round(r.ops).toString().padStart(7)} ${r.p50.toFixed(1).padStart(7)} ${r.p99.toFixed(1).padStart(7)}`;
 }
 
-async function runAll(backend: Backend): Promise<Map<string, Result>> {
-  const out = new Map<string, Result>();
-  for (const c of [1, 16, 64, 256]) {
-    out.set(`put c=${c}`, await measure(c, (w, i) => backend.put(w, `/bench/${w}/${i % 100}`)));
-    process.stderr.write(`${backend.name} put c=${c} done\n`);
+/** The workloads, each measured ROUNDS times per backend, the two backends taking turns. */
+const WORKLOADS: Array<{ name: string; concurrency: number; op: (b: Backend) => (w: number, i: number) => Promise<void> }> = [
+  ...[1, 16, 64, 256].map((c) => ({ name: `put c=${c}`, concurrency: c, op: (b: Backend) => (w: number, i: number) => b.put(w, `/bench/${w}/${i % 100}`) })),
+  { name: 'get c=64 (linearizable)', concurrency: 64, op: (b: Backend) => (w: number, i: number) => b.get(w, `/bench/${w % 16}/${i % 100}`) },
+];
+
+/**
+ * Both clusters run for the whole measurement and take turns, row by row, in alternating order
+ * (T E, E T, T E …): load that drifts during the run (this is a shared 2-core machine) falls on
+ * both alike. Each row reports the median of its rounds (ops/s and p99 of the same round).
+ */
+async function runPaired(t: Backend, e: Backend): Promise<Map<string, [Result, Result]>> {
+  const out = new Map<string, [Result, Result]>();
+  for (const w of WORKLOADS) {
+    const rounds: Array<[Result, Result]> = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? [t, e] : [e, t];
+      const got = new Map<Backend, Result>();
+      for (const b of order) got.set(b, await measure(w.concurrency, w.op(b)));
+      rounds.push([got.get(t) as Result, got.get(e) as Result]);
+    }
+    out.set(w.name, [medianResult(rounds.map((x) => x[0])), medianResult(rounds.map((x) => x[1]))]);
+    process.stderr.write(`${w.name}: ${rounds.map(([a, b]) => (a.ops / b.ops).toFixed(2)).join(' ')} (tessera/etcd per round)\n`);
   }
-  out.set('get c=64 (linearizable)', await measure(64, (w, i) => backend.get(w, `/bench/${w % 16}/${i % 100}`)));
   return out;
+}
+
+/** The round with the median throughput (its p50/p99 with it, so the figures belong together). */
+function medianResult(rs: Result[]): Result {
+  return [...rs].sort((a, b) => a.ops - b.ops)[Math.floor(rs.length / 2)] as Result;
 }
 
 async function failovers(make: () => Promise<Backend>): Promise<number[]> {
@@ -187,28 +210,27 @@ function median(xs: number[]): number {
 const loadAtStart = loadavg()[0]!;
 
 async function main(): Promise<void> {
-  const results = new Map<string, Map<string, Result>>();
-  for (const make of process.env.BENCH_ONLY === 'failover' ? [] : [tesseraBackend, etcdBackend]) {
-    const b = await make();
+  let results = new Map<string, [Result, Result]>();
+  if (process.env.BENCH_ONLY !== 'failover') {
+    const t = await tesseraBackend();
+    const e = await etcdBackend();
     try {
-      results.set(b.name, await runAll(b));
+      results = await runPaired(t, e);
     } finally {
-      await b.close();
+      await t.close();
+      await e.close();
     }
   }
   const tf = await failovers(tesseraBackend);
   const ef = await failovers(etcdBackend);
-  const t = results.get('tessera') ?? new Map<string, Result>();
-  const e = results.get('etcd') ?? new Map<string, Result>();
   const lines = [
-    `store benchmark: 3 members each, fsync on, 256-byte values, ${SECONDS} s per row, this machine`,
+    `store benchmark: 3 members each, fsync on, 256-byte values; each row the median of ${ROUNDS} rounds of ${SECONDS} s, the two stores taking turns`,
     `load average (1 min) at start ${loadAtStart.toFixed(2)}, at end ${loadavg()[0]!.toFixed(2)} on ${cpus().length} cores (compare only within one run)`,
     '',
     `${'workload'.padEnd(26)} | ${'tessera ops/s  p50ms   p99ms'} | ${'etcd    ops/s  p50ms   p99ms'} | ops ratio  p99 ratio`,
     `${'-'.repeat(26)}-+-${'-'.repeat(28)}-+-${'-'.repeat(28)}-+-${'-'.repeat(19)}`,
   ];
-  for (const [name, tr] of t) {
-    const er = e.get(name)!;
+  for (const [name, [tr, er]] of results) {
     lines.push(`${name.padEnd(26)} | ${'       '}${fmt(tr)} | ${'       '}${fmt(er)} | ${(tr.ops / er.ops).toFixed(2).padStart(9)} ${(tr.p99 / er.p99).toFixed(2).padStart(10)}`);
   }
   lines.push('');

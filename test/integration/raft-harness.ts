@@ -8,10 +8,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { runCommand } from '../../agent/network/exec.js';
@@ -89,6 +89,12 @@ export async function startRaftProcesses(options: RaftProcessOptions): Promise<R
     await Promise.all(members.map((m) => killMember(m)));
     for (const ns of made.netns) await runCommand(['ip', 'netns', 'del', ns]).catch(() => undefined);
     if (made.switchNs) await runCommand(['ip', 'netns', 'del', switchNs]).catch(() => undefined);
+    // TESSERA_TEST_KEEP_LOG_DIR: copy the members' logs there first (for a failure or a stall to study).
+    const keep = process.env.TESSERA_TEST_KEEP_LOG_DIR;
+    if (keep) {
+      await mkdir(keep, { recursive: true });
+      for (const m of members) await copyFile(m.logFile, join(keep, `${basename(root)}-${m.id}.log`)).catch(() => undefined);
+    }
     await rm(root, { recursive: true, force: true });
   };
 
@@ -104,7 +110,7 @@ export async function startRaftProcesses(options: RaftProcessOptions): Promise<R
     // A member killed with -9 leaves its unix socket behind; binding again needs it gone.
     if (m.clientAddress.startsWith('unix:')) await rm(m.clientAddress.slice('unix:'.length), { force: true });
     const args = [
-      '--import', 'tsx', MEMBER_MAIN, '--id', m.id, '--group', prefix, '--data-dir', m.dataDir, '--listen', m.address,
+      ...(process.env.MEMBER_NODE_FLAGS ? process.env.MEMBER_NODE_FLAGS.split(' ') : []), '--import', 'tsx', MEMBER_MAIN, '--id', m.id, '--group', prefix, '--data-dir', m.dataDir, '--listen', m.address,
       '--bootstrap', bootstrapArg, '--snapshot-every', String(options.snapshotEvery ?? 10_000), '--tick-ms', String(options.tickMs ?? 100),
       ...(options.netns ? ['--client-socket', m.clientAddress] : []),
     ];

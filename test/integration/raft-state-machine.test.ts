@@ -40,6 +40,31 @@ test('replicated state: a snapshot restores revisions, history, compaction and m
   t.throws(() => b.restore(new Uint8Array([0, 0, 0, 9, 1])), { message: /members section of 9 bytes overruns/ });
 });
 
+test('replicated state: a snapshot made in the background is the state when it began, whatever is applied and compacted meanwhile', async (t) => {
+  const a = new ReplicatedState(() => {}, () => {});
+  let index = 1;
+  const apply = (c: Parameters<typeof encodeCommand>[0]) => a.apply({ term: 1, index: ++index, type: 'normal', data: encodeCommand(c) });
+  apply({ op: 'member', id: 'm0', address: '10.0.0.1:7420' });
+  for (let i = 0; i < 20_000; i++) apply({ op: 'txn', txn: { compare: [], success: [{ type: 'put', key: `/k/${i % 3000}`, value: 'v'.repeat(100) }] } });
+  const expected = a.snapshot();
+  const pending = a.snapshotInBackground();
+  let turns = 0;
+  // Meanwhile, turn by turn: new keys, new versions of old ones, a deletion, a compaction, a member.
+  const busy = (async () => {
+    for (let i = 0; !(await Promise.race([pending.then(() => true), new Promise<false>((r) => setImmediate(() => r(false)))])); i++) {
+      turns++;
+      apply({ op: 'txn', txn: { compare: [], success: [{ type: 'put', key: `/k/${i % 5000}`, value: 'new' }] } });
+      if (i === 3) apply({ op: 'txn', txn: { compare: [], success: [{ type: 'delete', key: '/k/7' }] } });
+      if (i === 5) apply({ op: 'compact', revision: a.mvcc.revision - 5 });
+      if (i === 6) apply({ op: 'member', id: 'm1', address: '10.0.0.2:7420' });
+    }
+  })();
+  const got = await pending;
+  await busy;
+  t.true(turns > 1, `the snapshot let ${turns} turns of the event loop run while it was written`);
+  t.true(Buffer.from(got).equals(Buffer.from(expected)), 'same bytes as a snapshot taken at once when it began');
+});
+
 test('wire codec: every message type round-trips; malformed ones are refused', (t) => {
   const base = { from: 'a', to: 'b', term: 3 };
   const messages: Message[] = [

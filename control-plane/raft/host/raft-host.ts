@@ -20,6 +20,7 @@ import {
   type RaftStatus,
   type ReadState,
   type Ready,
+  type Snapshot,
 } from '../core/index.js';
 import type { DiskRaftStorage } from '../storage/disk-storage.js';
 import type { TransportSecurity } from '../../ca/credentials.js';
@@ -32,6 +33,11 @@ import { isEnveloped, unwrapEntry, wrapForwarded } from './forwarded-entry.js';
 export interface StateMachine<R> {
   apply(entry: Entry): R;
   snapshot(): Uint8Array;
+  /**
+   * The state as of the call, produced over several turns of the event loop while entries go on
+   * being applied; used instead of snapshot() when present, so a large state does not stall Raft.
+   */
+  snapshotInBackground?(): Promise<Uint8Array>;
   restore(data: Uint8Array): void;
 }
 
@@ -122,6 +128,10 @@ export class RaftHost<R> {
   private forwardCounter = 0;
   /** Term of the last entry applied (forwards of older terms are lost once it moves past them). */
   private appliedTerm = 0;
+  /** A snapshot is being made (serialized and written); only one at a time. */
+  private snapshotting = false;
+  /** A snapshot whose file is written, to be made the storage's own between two Readys. */
+  private snapshotToCommit: Snapshot | undefined;
 
   constructor(private readonly options: RaftHostOptions<R>) {
     this.tickMs = options.tickMs ?? 100;
@@ -439,7 +449,14 @@ export class RaftHost<R> {
   private async run(): Promise<void> {
     this.running = true;
     try {
-      while (!this.stopped && this.node.hasReady()) {
+      while (!this.stopped && (this.snapshotToCommit || this.node.hasReady())) {
+        if (this.snapshotToCommit) {
+          const snapshot = this.snapshotToCommit;
+          this.snapshotToCommit = undefined;
+          await this.options.storage.commitSnapshot(snapshot);
+          this.snapshotting = false;
+          continue;
+        }
         const rd = this.node.ready();
         for (const m of rd.earlyMessages) this.sendMessage(m);
         const written = this.persist(rd);
@@ -455,7 +472,7 @@ export class RaftHost<R> {
         }
         this.node.advance(rd);
         if (rd.softState) for (const l of this.leaderListeners) l(rd.softState.leader, rd.softState.role === 'leader');
-        await this.maybeSnapshot();
+        this.maybeSnapshot();
       }
     } catch (err) {
       this.fail(err);
@@ -611,10 +628,35 @@ export class RaftHost<R> {
     for (const w of ready) w.resolve();
   }
 
-  private async maybeSnapshot(): Promise<void> {
+  /**
+   * Every `snapshotEvery` applied entries: the state machine's snapshot is made and its file
+   * written in the background (a large state takes a second or more, which would otherwise stall
+   * heartbeats and start elections); only recording it in the WAL waits for a gap between Readys.
+   */
+  private maybeSnapshot(): void {
     const storage = this.options.storage;
-    if (this.applied - storage.snapshot().metadata.index < this.snapshotEvery) return;
-    const confState: ConfState = this.node.confStateAt(this.applied);
-    await storage.compact(this.applied, confState, this.options.stateMachine.snapshot());
+    if (this.snapshotting || this.applied - storage.snapshot().metadata.index < this.snapshotEvery) return;
+    this.snapshotting = true;
+    const index = this.applied;
+    const confState: ConfState = this.node.confStateAt(index);
+    const sm = this.options.stateMachine;
+    const data = sm.snapshotInBackground ? sm.snapshotInBackground() : Promise.resolve(sm.snapshot());
+    data
+      .then((bytes) => (this.stopped ? undefined : storage.prepareSnapshot(index, confState, bytes)))
+      .then(
+        (prepared) => {
+          if (!prepared || this.stopped) {
+            this.snapshotting = false;
+            return;
+          }
+          this.snapshotToCommit = prepared;
+          this.schedule();
+        },
+        (err: unknown) => {
+          // A member that stopped meanwhile may have had its storage closed under the write.
+          if (this.stopped) return;
+          this.fail(err);
+        },
+      );
   }
 }

@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 
 import { serverCredentials, type TransportSecurity } from '../../ca/credentials.js';
 import { RaftStore, type RaftStoreOptions } from '../../store/raft-store.js';
-import { MAX_MESSAGE_BYTES } from '../transport/proto.js';
+import { LEAN_CALL_OPTIONS, MAX_MESSAGE_BYTES } from '../transport/proto.js';
 import { addRaftService, type RaftServiceHandlers } from '../transport/raft-service.js';
 
 export interface ServedMember {
@@ -14,7 +14,7 @@ export interface ServedMember {
 }
 
 export function newRaftServer(): grpc.Server {
-  return new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': MAX_MESSAGE_BYTES });
+  return new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': MAX_MESSAGE_BYTES, ...LEAN_CALL_OPTIONS });
 }
 
 export function bind(server: grpc.Server, address: string, security: TransportSecurity): Promise<number> {

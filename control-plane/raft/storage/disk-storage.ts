@@ -198,12 +198,31 @@ export class DiskRaftStorage implements RaftLogStorage {
    * entries it covers and releases WAL segments holding only those.
    */
   async compact(index: number, confState: ConfState, data: Uint8Array): Promise<void> {
+    const snapshot = await this.prepareSnapshot(index, confState, data);
+    if (snapshot) await this.commitSnapshot(snapshot);
+  }
+
+  /**
+   * compact() in two steps, so the slow one can run beside Raft's writes: this one writes the
+   * snapshot file (nothing refers to it yet; recovery removes it if commitSnapshot never comes).
+   * Undefined when a snapshot at or past `index` is already in place.
+   */
+  async prepareSnapshot(index: number, confState: ConfState, data: Uint8Array): Promise<Snapshot | undefined> {
     await this.tail;
-    if (index <= this.snap.metadata.index) return;
+    if (index <= this.snap.metadata.index) return undefined;
     if (index > this.lastIndex()) throw new LogUnavailableError(index, this.lastIndex());
     const snapshot: Snapshot = { metadata: { index, term: this.term(index), confState }, data };
     await this.snapshotter.save(snapshot);
-    await this.wal.append([{ type: FrameType.Snapshot, snapshot: { index, term: snapshot.metadata.term } }]);
+    return snapshot;
+  }
+
+  /** Makes a prepared snapshot the storage's own: to be called between Raft's writes, not beside them. */
+  async commitSnapshot(snapshot: Snapshot): Promise<void> {
+    await this.tail;
+    const { index, term } = snapshot.metadata;
+    // A newer snapshot (from the leader) was installed meanwhile: this one is left to pruning.
+    if (index <= this.snap.metadata.index) return;
+    await this.wal.append([{ type: FrameType.Snapshot, snapshot: { index, term } }]);
     this.installSnapshot(snapshot);
     this.projected.snapIndex = Math.max(this.projected.snapIndex, index);
     await this.snapshotter.prune();

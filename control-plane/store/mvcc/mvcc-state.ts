@@ -90,33 +90,81 @@ export class MvccState {
     if (revision > this.revision) throw new FutureRevisionError(revision, this.revision);
     if (revision < this.compactRevision) throw new CompactedError(revision, this.compactRevision);
     this.compactRevision = revision;
-    for (let i = this.sortedKeys.length - 1; i >= 0; i--) {
-      const key = this.sortedKeys[i] as string;
+    // New arrays rather than splicing in place: a snapshot being written in slices
+    // (serializeInSlices) holds the old ones and must see them as they were.
+    const keys: string[] = [];
+    for (const key of this.sortedKeys) {
       const versions = this.history.get(key) as KeyVersion[];
       // Keep the newest version at or before `revision` (it is what a read at `revision` sees),
       // unless it is a tombstone: then nothing at or after `revision` needs it.
       const visible = lastIndexAtOrBefore(versions, revision);
-      if (visible < 0) continue;
-      const dropThrough = versions[visible]?.kv ? visible - 1 : visible;
-      if (dropThrough >= 0) versions.splice(0, dropThrough + 1);
-      if (versions.length === 0) {
-        this.history.delete(key);
-        this.sortedKeys.splice(i, 1);
+      const dropThrough = visible < 0 ? -1 : versions[visible]?.kv ? visible - 1 : visible;
+      if (dropThrough >= 0) {
+        if (dropThrough + 1 === versions.length) {
+          this.history.delete(key);
+          continue;
+        }
+        this.history.set(key, versions.slice(dropThrough + 1));
       }
+      keys.push(key);
     }
+    this.sortedKeys = keys;
     const firstKept = this.log.findIndex((e) => e.revision >= revision);
-    this.log.splice(0, firstKept < 0 ? this.log.length : firstKept);
+    this.log = firstKept < 0 ? [] : this.log.slice(firstKept);
   }
 
   serialize(): Uint8Array {
-    const state: SerializedState = {
-      v: 1,
-      revision: this.revision,
-      compactRevision: this.compactRevision,
-      history: this.sortedKeys.map((k) => [k, this.history.get(k) as KeyVersion[]]),
-      log: this.log,
-    };
-    return new TextEncoder().encode(JSON.stringify(state));
+    return Buffer.from([...this.serializedPieces()].join(''));
+  }
+
+  /**
+   * serialize() in slices of about `sliceMs`, awaiting `pause` between them, so a large state does
+   * not hold up the event loop (Raft heartbeats). The bytes are the state as it was when called,
+   * whatever is applied meanwhile: histories and the log only grow at the end (cut off here at
+   * the revision of the call) and compaction replaces arrays instead of changing them.
+   */
+  async serializeInSlices(pause: () => Promise<void>, sliceMs = 4): Promise<Uint8Array> {
+    const pieces = this.serializedPieces();
+    const chunks: Buffer[] = [];
+    let text: string[] = [];
+    let sliceStart = performance.now();
+    let n = 0;
+    for (let next = pieces.next(); !next.done; next = pieces.next()) {
+      text.push(next.value);
+      if (++n % 256 !== 0 || performance.now() - sliceStart < sliceMs) continue;
+      chunks.push(Buffer.from(text.join('')));
+      text = [];
+      await pause();
+      sliceStart = performance.now();
+    }
+    chunks.push(Buffer.from(text.join('')));
+    return Buffer.concat(chunks);
+  }
+
+  /** The JSON of a SerializedState, piece by piece; what it covers is fixed at the first next(). */
+  private *serializedPieces(): Generator<string, void, undefined> {
+    const at = this.revision;
+    const keys = this.sortedKeys.slice();
+    const histories = keys.map((k) => this.history.get(k) as KeyVersion[]);
+    const log = this.log;
+    const logLength = log.length;
+    yield `{"v":1,"revision":${at},"compactRevision":${this.compactRevision},"history":[`;
+    let separator = '';
+    for (let i = 0; i < keys.length; i++) {
+      const all = histories[i] as KeyVersion[];
+      let end = all.length;
+      while (end > 0 && (all[end - 1] as KeyVersion).revision > at) end--;
+      if (end === 0) continue;
+      yield `${separator}${JSON.stringify([keys[i], end === all.length ? all : all.slice(0, end)])}`;
+      separator = ',';
+    }
+    yield '],"log":[';
+    for (let i = 0; i < logLength; i++) {
+      const e = log[i] as LogEntry;
+      if (e.revision > at) break;
+      yield `${i === 0 ? '' : ','}${JSON.stringify(e)}`;
+    }
+    yield ']}';
   }
 
   /** Rebuilds a state from serialize()'s bytes; empty bytes are a fresh state. */

@@ -44,8 +44,21 @@ export class ReplicatedState {
   }
 
   snapshot(): Uint8Array {
-    const members = Buffer.from(JSON.stringify(Object.fromEntries(this.members)));
-    const mvcc = this.mvcc.serialize();
+    return this.frame(this.mvcc.serialize());
+  }
+
+  /** snapshot() written in slices between other work (see MvccState.serializeInSlices). */
+  async snapshotInBackground(): Promise<Uint8Array> {
+    const members = this.membersJson();
+    const mvcc = await this.mvcc.serializeInSlices(() => new Promise((resolve) => setImmediate(resolve)));
+    return this.frame(mvcc, members);
+  }
+
+  private membersJson(): Buffer {
+    return Buffer.from(JSON.stringify(Object.fromEntries(this.members)));
+  }
+
+  private frame(mvcc: Uint8Array, members = this.membersJson()): Uint8Array {
     const out = Buffer.alloc(4 + members.length + mvcc.length);
     out.writeUInt32BE(members.length, 0);
     members.copy(out, 4);
