@@ -5,10 +5,10 @@ import { createSign, randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { type Server, createServer as createHttpServer } from 'node:http';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './free-port.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -94,18 +94,6 @@ async function startTokenServer(dir: string, service: string, issuer: string, us
     certPath,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** An htpasswd line with a bcrypt hash (the only kind the registry accepts), made with perl's crypt(3). */

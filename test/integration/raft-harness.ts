@@ -9,7 +9,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { runCommand } from '../../agent/network/exec.js';
 import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
 import { RaftPeerClient, type WireStatus } from '../../control-plane/raft/transport/peer-client.js';
+import { freePort } from '../helpers/free-port.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MEMBER_MAIN = join(REPO, 'control-plane', 'raft', 'host', 'member-main.ts');
@@ -56,18 +56,6 @@ export interface RaftProcessOptions {
   netns: boolean;
   snapshotEvery?: number;
   tickMs?: number;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function exited(c: ChildProcess | undefined): boolean {
