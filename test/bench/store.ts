@@ -2,21 +2,28 @@
 // fdatasync) against a 3-member etcd (Debian's etcd-server, fsync on by default) in the same run:
 // puts of 256-byte values at concurrency 1, 16, 64 and 256, linearizable reads at 64, and leader
 // fail-over (kill -9 of the leader until the first write that started after it succeeds).
-// Clients spread requests over all three members, as the etcd client does. Both snapshot every
+// Clients spread requests over all three members, as the etcd client does; the load comes from
+// BENCH_CLIENT_PROCESSES (default 2) processes of store-load.ts, the same ones for both stores. Both snapshot every
 // 100,000 entries (etcd's default). Run: npm run bench:store
 // (BENCH_SECONDS per measurement, default 3; BENCH_ROUNDS per row and store, default 3;
 // BENCH_FAILOVERS, default 5; BENCH_ONLY=failover skips the throughput rows).
+import { fork, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
 import { RaftKvClient } from '../../control-plane/raft/transport/kv-client.js';
 import { EtcdStore } from '../../control-plane/store/etcd-store.js';
 import { startEtcdCluster, type EtcdCluster, type EtcdMember } from '../helpers/etcd.js';
 import { startRaftProcesses, type RaftProcessCluster } from '../integration/raft-harness.js';
+import type { LoadCommand, LoadReply, StoreName } from './store-load.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const FAILOVERS = Number(process.env.BENCH_FAILOVERS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const LOAD_PROCESSES = Number(process.env.BENCH_CLIENT_PROCESSES ?? 2);
+const HERE = dirname(fileURLToPath(import.meta.url));
 const VALUE = 'v'.repeat(256);
 
 interface Result {
@@ -26,9 +33,11 @@ interface Result {
 }
 
 interface Backend {
-  name: string;
+  name: StoreName;
+  /** Where the load processes connect: member client addresses (Tessera) or client URLs (etcd). */
+  endpoints: string[];
+  /** A put from this process (warming up before a fail-over). */
   put(worker: number, key: string): Promise<void>;
-  get(worker: number, key: string): Promise<void>;
   /** Kills the leader; resolves with ms until a write started after the kill succeeded. */
   failover(): Promise<number>;
   close(): Promise<void>;
@@ -39,20 +48,62 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
-async function measure(concurrency: number, op: (worker: number, i: number) => Promise<void>): Promise<Result> {
-  const latencies: number[] = [];
-  const end = Date.now() + SECONDS * 1000;
-  await Promise.all(
-    Array.from({ length: concurrency }, async (_, w) => {
-      for (let i = 0; Date.now() < end; i++) {
-        const t0 = performance.now();
-        await op(w, i);
-        latencies.push(performance.now() - t0);
-      }
-    }),
-  );
+function summarize(latencies: number[]): Result {
   latencies.sort((a, b) => a - b);
   return { ops: latencies.length / SECONDS, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
+
+/** The load generator processes (store-load.ts), each answering one command at a time. */
+class LoadPool {
+  private readonly procs: ChildProcess[];
+
+  constructor(count: number) {
+    this.procs = Array.from({ length: count }, () =>
+      fork(join(HERE, 'store-load.ts'), [], { execArgv: ['--import', 'tsx'], cwd: join(HERE, '..', '..'), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+    );
+  }
+
+  private ask(proc: ChildProcess, command: LoadCommand): Promise<LoadReply> {
+    return new Promise((resolve, reject) => {
+      const onExit = (code: number | null): void => reject(new Error(`store-load process exited with ${code}`));
+      proc.once('exit', onExit);
+      proc.once('message', (reply: LoadReply) => {
+        proc.off('exit', onExit);
+        resolve(reply);
+      });
+      proc.send(command);
+    });
+  }
+
+  async connect(tessera: string[], etcd: string[]): Promise<void> {
+    await Promise.all(this.procs.map((p) => this.ask(p, { type: 'connect', tessera, etcd })));
+  }
+
+  /** `concurrency` workers spread over the processes, all running for SECONDS. */
+  async measure(store: StoreName, op: 'put' | 'get', concurrency: number): Promise<Result> {
+    const runs: Array<Promise<LoadReply>> = [];
+    let first = 0;
+    this.procs.forEach((p, k) => {
+      const workers = Math.floor(concurrency / this.procs.length) + (k < concurrency % this.procs.length ? 1 : 0);
+      if (workers === 0) return;
+      runs.push(this.ask(p, { type: 'run', store, op, workers, firstWorker: first, seconds: SECONDS }));
+      first += workers;
+    });
+    return summarize((await Promise.all(runs)).flatMap((r) => r.latencies));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(
+      this.procs.map(
+        (p) =>
+          new Promise<void>((resolve) => {
+            if (p.exitCode !== null) return resolve();
+            p.once('exit', () => resolve());
+            p.send({ type: 'close' } satisfies LoadCommand);
+          }),
+      ),
+    );
+  }
 }
 
 async function writeUntilSuccess(put: () => Promise<void>, deadlineMs = 30_000): Promise<void> {
@@ -75,11 +126,9 @@ async function tesseraBackend(): Promise<Backend> {
   await cluster.leader();
   return {
     name: 'tessera',
+    endpoints: cluster.clientAddresses(),
     put: async (w, key) => {
       await (clients[w % 3] as RaftKvClient).put(key, VALUE);
-    },
-    get: async (w, key) => {
-      await (clients[w % 3] as RaftKvClient).range(key);
     },
     failover: async () => {
       const leader = await cluster.leader();
@@ -120,11 +169,9 @@ async function etcdBackend(): Promise<Backend> {
   const stores = [0, 1, 2].map((i) => new EtcdStore({ endpoints: [cluster.members[i]!.clientUrl] }));
   return {
     name: 'etcd',
+    endpoints: cluster.members.map((m) => m.clientUrl),
     put: async (w, key) => {
       await (stores[w % 3] as EtcdStore).put(key, VALUE);
-    },
-    get: async (w, key) => {
-      await (stores[w % 3] as EtcdStore).get(key);
     },
     failover: async () => {
       const leader = await etcdLeader(cluster);
@@ -154,10 +201,10 @@ function fmt(r: Result): string {
   return `${Math.round(r.ops).toString().padStart(7)} ${r.p50.toFixed(1).padStart(7)} ${r.p99.toFixed(1).padStart(7)}`;
 }
 
-/** The workloads, each measured ROUNDS times per backend, the two backends taking turns. */
-const WORKLOADS: Array<{ name: string; concurrency: number; op: (b: Backend) => (w: number, i: number) => Promise<void> }> = [
-  ...[1, 16, 64, 256].map((c) => ({ name: `put c=${c}`, concurrency: c, op: (b: Backend) => (w: number, i: number) => b.put(w, `/bench/${w}/${i % 100}`) })),
-  { name: 'get c=64 (linearizable)', concurrency: 64, op: (b: Backend) => (w: number, i: number) => b.get(w, `/bench/${w % 16}/${i % 100}`) },
+/** The workloads, each measured ROUNDS times per store, the two stores taking turns. */
+const WORKLOADS: Array<{ name: string; op: 'put' | 'get'; concurrency: number }> = [
+  ...[1, 16, 64, 256].map((c) => ({ name: `put c=${c}`, op: 'put' as const, concurrency: c })),
+  { name: 'get c=64 (linearizable)', op: 'get', concurrency: 64 },
 ];
 
 /**
@@ -165,15 +212,15 @@ const WORKLOADS: Array<{ name: string; concurrency: number; op: (b: Backend) => 
  * (T E, E T, T E …): load that drifts during the run (this is a shared 2-core machine) falls on
  * both alike. Each row reports the median of its rounds (ops/s and p99 of the same round).
  */
-async function runPaired(t: Backend, e: Backend): Promise<Map<string, [Result, Result]>> {
+async function runPaired(load: LoadPool): Promise<Map<string, [Result, Result]>> {
   const out = new Map<string, [Result, Result]>();
   for (const w of WORKLOADS) {
     const rounds: Array<[Result, Result]> = [];
     for (let r = 0; r < ROUNDS; r++) {
-      const order = r % 2 === 0 ? [t, e] : [e, t];
-      const got = new Map<Backend, Result>();
-      for (const b of order) got.set(b, await measure(w.concurrency, w.op(b)));
-      rounds.push([got.get(t) as Result, got.get(e) as Result]);
+      const order: StoreName[] = r % 2 === 0 ? ['tessera', 'etcd'] : ['etcd', 'tessera'];
+      const got = new Map<StoreName, Result>();
+      for (const store of order) got.set(store, await load.measure(store, w.op, w.concurrency));
+      rounds.push([got.get('tessera') as Result, got.get('etcd') as Result]);
     }
     out.set(w.name, [medianResult(rounds.map((x) => x[0])), medianResult(rounds.map((x) => x[1]))]);
     process.stderr.write(`${w.name}: ${rounds.map(([a, b]) => (a.ops / b.ops).toFixed(2)).join(' ')} (tessera/etcd per round)\n`);
@@ -214,9 +261,12 @@ async function main(): Promise<void> {
   if (process.env.BENCH_ONLY !== 'failover') {
     const t = await tesseraBackend();
     const e = await etcdBackend();
+    const load = new LoadPool(LOAD_PROCESSES);
     try {
-      results = await runPaired(t, e);
+      await load.connect(t.endpoints, e.endpoints);
+      results = await runPaired(load);
     } finally {
+      await load.close();
       await t.close();
       await e.close();
     }
