@@ -41,8 +41,14 @@ export class MvccState {
   /** Reads and watches below this revision fail; 0 until the first compaction. */
   compactRevision = 0;
   private history = new Map<string, KeyVersion[]>();
-  /** Every key that has history, sorted, so a prefix range is a binary search plus a scan. */
+  /**
+   * Every key that has history, sorted, so a prefix range is a binary search plus a scan; keys
+   * new since it was last needed wait in newKeys and are merged in by keysInOrder(), so a stream
+   * of new keys costs a sort of the newcomers per read instead of a splice into the whole array
+   * per write.
+   */
   private sortedKeys: string[] = [];
+  private newKeys: string[] = [];
   private log: LogEntry[] = [];
 
   get(key: string): KeyValue | undefined {
@@ -93,7 +99,7 @@ export class MvccState {
     // New arrays rather than splicing in place: a snapshot being written in slices
     // (serializeInSlices) holds the old ones and must see them as they were.
     const keys: string[] = [];
-    for (const key of this.sortedKeys) {
+    for (const key of this.keysInOrder()) {
       const versions = this.history.get(key) as KeyVersion[];
       // Keep the newest version at or before `revision` (it is what a read at `revision` sees),
       // unless it is a tombstone: then nothing at or after `revision` needs it.
@@ -144,7 +150,7 @@ export class MvccState {
   /** The JSON of a SerializedState, piece by piece; what it covers is fixed at the first next(). */
   private *serializedPieces(): Generator<string, void, undefined> {
     const at = this.revision;
-    const keys = this.sortedKeys.slice();
+    const keys = this.keysInOrder().slice();
     const histories = keys.map((k) => this.history.get(k) as KeyVersion[]);
     const log = this.log;
     const logLength = log.length;
@@ -193,10 +199,19 @@ export class MvccState {
     return versions?.[versions.length - 1]?.kv;
   }
 
+  private keysInOrder(): string[] {
+    if (this.newKeys.length > 0) {
+      this.sortedKeys = mergeSorted(this.sortedKeys, this.newKeys.sort());
+      this.newKeys = [];
+    }
+    return this.sortedKeys;
+  }
+
   private rangeAt(prefix: string, at: number): KeyValue[] {
     const kvs: KeyValue[] = [];
-    for (let i = lowerBound(this.sortedKeys, prefix); i < this.sortedKeys.length; i++) {
-      const key = this.sortedKeys[i] as string;
+    const keys = this.keysInOrder();
+    for (let i = lowerBound(keys, prefix); i < keys.length; i++) {
+      const key = keys[i] as string;
       if (!key.startsWith(prefix)) break;
       const versions = this.history.get(key) as KeyVersion[];
       const kv = versions[lastIndexAtOrBefore(versions, at)]?.kv;
@@ -269,7 +284,7 @@ export class MvccState {
     if (!versions) {
       versions = [];
       this.history.set(key, versions);
-      this.sortedKeys.splice(lowerBound(this.sortedKeys, key), 0, key);
+      this.newKeys.push(key);
     }
     versions.push(version);
   }
@@ -308,6 +323,18 @@ export function assertNoDuplicateWrites(ops: TxnOp[]): void {
       throw new Error(`txn both puts and deletes key ${key}`);
     }
   }
+}
+
+/** The sorted union of two sorted arrays with no element in common. */
+function mergeSorted(a: string[], b: string[]): string[] {
+  const out = new Array<string>(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  while (i < a.length && j < b.length) out[k++] = (a[i] as string) < (b[j] as string) ? (a[i++] as string) : (b[j++] as string);
+  while (i < a.length) out[k++] = a[i++] as string;
+  while (j < b.length) out[k++] = b[j++] as string;
+  return out;
 }
 
 /** Index of the first element >= value in a sorted array. */
