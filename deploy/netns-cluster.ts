@@ -289,6 +289,11 @@ async function removeCgroups(parent: string): Promise<void> {
 
 /** Copies every node's tsd.log into `dir` (for a failed test's post-mortem); missing logs are skipped. */
 export async function saveClusterLogs(state: NetnsClusterState, dir: string): Promise<void> {
+  await copyLogs(dir, state.nodes.map((node) => ({ path: join(node.dataRoot, 'tsd.log'), name: `${node.name}.log` })));
+}
+
+/** Copies log files into `dir` under the given names; missing ones are skipped. */
+export async function copyLogs(dir: string, logs: Array<{ path: string; name: string }>): Promise<void> {
   await mkdir(dir, { recursive: true });
-  for (const node of state.nodes) await copyFile(join(node.dataRoot, 'tsd.log'), join(dir, `${node.name}.log`)).catch(() => {});
+  for (const log of logs) await copyFile(log.path, join(dir, log.name)).catch(() => {});
 }

@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { runCommand } from '../../agent/network/exec.js';
 import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
 import { RaftPeerClient, type WireStatus } from '../../control-plane/raft/transport/peer-client.js';
+import { copyLogs } from '../../deploy/netns-cluster.js';
 import { freePort } from '../helpers/free-port.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -79,10 +80,7 @@ export async function startRaftProcesses(options: RaftProcessOptions): Promise<R
     if (made.switchNs) await runCommand(['ip', 'netns', 'del', switchNs]).catch(() => undefined);
     // TESSERA_TEST_KEEP_LOG_DIR: copy the members' logs there first (for a failure or a stall to study).
     const keep = process.env.TESSERA_TEST_KEEP_LOG_DIR;
-    if (keep) {
-      await mkdir(keep, { recursive: true });
-      for (const m of members) await copyFile(m.logFile, join(keep, `${basename(root)}-${m.id}.log`)).catch(() => undefined);
-    }
+    if (keep) await copyLogs(keep, members.map((m) => ({ path: m.logFile, name: `${basename(root)}-${m.id}.log` })));
     await rm(root, { recursive: true, force: true });
   };
 
@@ -98,7 +96,7 @@ export async function startRaftProcesses(options: RaftProcessOptions): Promise<R
     // A member killed with -9 leaves its unix socket behind; binding again needs it gone.
     if (m.clientAddress.startsWith('unix:')) await rm(m.clientAddress.slice('unix:'.length), { force: true });
     const args = [
-      ...(process.env.MEMBER_NODE_FLAGS ? process.env.MEMBER_NODE_FLAGS.split(' ') : []), '--import', 'tsx', MEMBER_MAIN, '--id', m.id, '--group', prefix, '--data-dir', m.dataDir, '--listen', m.address,
+      '--import', 'tsx', MEMBER_MAIN, '--id', m.id, '--group', prefix, '--data-dir', m.dataDir, '--listen', m.address,
       '--bootstrap', bootstrapArg, '--snapshot-every', String(options.snapshotEvery ?? 10_000), '--tick-ms', String(options.tickMs ?? 100),
       ...(options.netns ? ['--client-socket', m.clientAddress] : []),
     ];
