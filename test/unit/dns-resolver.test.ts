@@ -10,6 +10,7 @@ import { NameTable, shuffled } from '../../agent/network/dns/name-table.js';
 import { parseResolvConf } from '../../agent/network/dns/resolv-conf.js';
 import { ServiceResolver } from '../../agent/network/dns/service-resolver.js';
 import type { DnsRecords } from '../../agent/network/dns/types.js';
+import { freePort } from '../helpers/free-port.js';
 
 const RECORDS: DnsRecords = {
   services: [
@@ -138,15 +139,6 @@ function rcodeOf(packet: dnsPacket.DecodedPacket): number {
   return (packet.flags ?? 0) & 0xf;
 }
 
-/** The resolver refuses port 0: a free port found with a throwaway server. */
-async function freeLoopbackPort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', () => resolve()));
-  const port = (probe.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
-
 function addresses(packet: dnsPacket.DecodedPacket): string[] {
   return (packet.answers ?? []).flatMap((a) => (a.type === 'A' ? [a.data] : [])).sort();
 }
@@ -155,7 +147,7 @@ test('resolver over UDP and TCP on loopback: own names, NODATA for AAAA, forward
   const upstreamPort = await fakeUpstream(t);
   const resolver = new ServiceResolver({ upstreams: [{ address: '127.0.0.1', port: upstreamPort }], forwardTimeoutMs: 500 });
   t.teardown(() => resolver.close());
-  const port = await freeLoopbackPort();
+  const port = await freePort();
 
   await resolver.setNetwork('net1', { address: '127.0.0.1', port }, RECORDS);
   const web = await queryUdp(port, 'web');
@@ -203,7 +195,7 @@ test('a container on several networks finds names on all of them, the asked netw
   const upstreamPort = await fakeUpstream(t);
   const resolver = new ServiceResolver({ upstreams: [{ address: '127.0.0.1', port: upstreamPort }], forwardTimeoutMs: 500 });
   t.teardown(() => resolver.close());
-  const port = await freeLoopbackPort();
+  const port = await freePort();
 
   await resolver.setNetwork('front', { address: '127.0.0.1', port }, { services: [{ names: ['api'], endpointMode: 'vip', vip: '10.0.2.2', tasks: ['10.0.2.9'] }], aliases: [] });
   await resolver.setNetwork('back', { address: '127.0.0.2', port }, {
