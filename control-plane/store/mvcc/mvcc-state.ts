@@ -158,19 +158,18 @@ export class MvccState {
   /** The JSON of a SerializedState, piece by piece; what it covers is fixed at the first next(). */
   private *serializedPieces(): Generator<string, void, undefined> {
     const at = this.revision;
-    const keys = this.keysInOrder().slice();
-    const histories = keys.map((k) => this.history.get(k) as KeyVersion[]);
+    // Captured now: the histories and the log as arrays (compaction replaces them rather than
+    // changing them; writes only append, past `at`, which is cut off below).
+    const captured = new Map(this.keysInOrder().map((k) => [k, this.history.get(k) as KeyVersion[]]));
     const log = this.log;
     const logLength = log.length;
-    const captured = new Map(keys.map((k, i) => [k, histories[i] as KeyVersion[]]));
     yield `{"v":2,"revision":${at},"compactRevision":${this.compactRevision},"history":[`;
     let separator = '';
-    for (let i = 0; i < keys.length; i++) {
-      const all = histories[i] as KeyVersion[];
+    for (const [key, all] of captured) {
       let end = all.length;
       while (end > 0 && (all[end - 1] as KeyVersion).revision > at) end--;
       if (end === 0) continue;
-      yield `${separator}${JSON.stringify([keys[i], end === all.length ? all : all.slice(0, end)])}`;
+      yield `${separator}${JSON.stringify([key, end === all.length ? all : all.slice(0, end)])}`;
       separator = ',';
     }
     yield '],"log":[';
