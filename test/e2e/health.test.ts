@@ -22,6 +22,14 @@ const FAST_CHECK = `  healthcheck:
     retries: 2
 `;
 
+/** Spec lines for a service that starts after `on` meets `condition`. */
+function dependsOn(on: string, condition: string): string {
+  return `  dependsOn:
+    - service: ${on}
+      condition: ${condition}
+`;
+}
+
 function service(name: string, command: string, specLines = ''): string {
   return `apiVersion: tessera/v1
 kind: Service
@@ -140,10 +148,7 @@ test.serial('depends_on service_healthy: the dependent starts only once its depe
   const db = service('db', 'sleep 3; touch /tmp/ok; exec sleep 1000', `${FAST_CHECK}    startPeriodMs: 20000
     startIntervalMs: 300
 `);
-  const app = service('app', 'exec sleep 1000', `  dependsOn:
-    - service: db
-      condition: service_healthy
-`);
+  const app = service('app', 'exec sleep 1000', dependsOn('db', 'service_healthy'));
   await apply('deps', app, db);
   const held = await eventually('app held pending', async () => (await tasksOf('app')).find((x) => x.status.state === 'pending' && x.status.dependencyWait !== undefined), 20_000);
   t.is(held.status.schedulingReason, 'waiting for service db to be healthy');
@@ -165,10 +170,7 @@ test.serial('a replicated job runs each completion once; a service that depends 
   const job = service('migrate', 'sleep 1; echo migrated', `  mode: replicated-job
   replicas: 3
 `);
-  const after = service('after', 'exec sleep 1000', `  dependsOn:
-    - service: migrate
-      condition: service_completed_successfully
-`);
+  const after = service('after', 'exec sleep 1000', dependsOn('migrate', 'service_completed_successfully'));
   await apply('job', after, job);
   const done = await eventually('3 completions', async () => {
     const ts = await tasksOf('migrate');
