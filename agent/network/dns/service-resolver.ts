@@ -115,7 +115,7 @@ export class ServiceResolver {
    * Answers one query message from the first of `tables` that knows the name; undefined means
    * drop it (not a query we can even reply to).
    */
-  async handle(tables: NameTable | readonly NameTable[], query: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+  async handle(tables: readonly NameTable[], query: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
     let packet: dnsPacket.DecodedPacket;
     try {
       packet = dnsPacket.decode(query);
@@ -223,9 +223,8 @@ export class ServiceResolver {
   }
 }
 
-function lookupFirst(tables: NameTable | readonly NameTable[], name: string, random: () => number): ReturnType<NameTable['lookup']> {
-  const list: readonly NameTable[] = tables instanceof NameTable ? [tables] : tables;
-  for (const table of list) {
+function lookupFirst(tables: readonly NameTable[], name: string, random: () => number): ReturnType<NameTable['lookup']> {
+  for (const table of tables) {
     const result = table.lookup(name, random);
     if (result.kind !== 'forward') return result;
   }
