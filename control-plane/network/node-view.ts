@@ -123,8 +123,10 @@ export class NodeViewBuilder {
     for (const id of [...onNode].sort()) {
       const allocation = state.networks[id]!;
       const peers: NodeViewPeer[] = [];
-      // A node-local (bridge) network has no peers: its VXLAN device knows no other node.
-      const members = allocation.local === true ? [] : [...this.members(id)].sort();
+      // A node-local (bridge) network has no peers (its VXLAN device knows no other node), and its
+      // names and VIPs answer with this node's tasks only.
+      const local = allocation.local === true;
+      const members = local ? [] : [...this.members(id)].sort();
       for (const member of members) {
         const underlay = this.underlay.get(member);
         const nodeAddress = allocation.nodes[member];
@@ -136,7 +138,7 @@ export class NodeViewBuilder {
         }
         peers.push({ nodeUnderlayAddress: underlay, endpoints });
       }
-      const { dns, vips } = id === INGRESS_NETWORK_ID ? { dns: { services: [], aliases: [] }, vips: [] } : this.discovery(id, allocation.local === true ? nodeName : undefined);
+      const { dns, vips } = id === INGRESS_NETWORK_ID ? { dns: { services: [], aliases: [] }, vips: [] } : this.discovery(id, local ? nodeName : undefined);
       view.networks.push({
         id, name: allocation.name, vni: allocation.vni, subnet: allocation.subnet, gateway: allocation.gateway,
         nodeAddress: allocation.nodes[nodeName]!, internal: allocation.internal, peers, dns, vips,
