@@ -58,6 +58,9 @@ function countingFs(log: string[]): { fs: DurableFs; syncs: () => number } {
   return { fs, syncs: () => syncs };
 }
 
+/** For tests that cut or garble bytes at the end of a file: no zeros after the last record. */
+const EXACT = { preallocateBytes: 0 };
+
 async function onlySegment(dir: string): Promise<string> {
   const names = (await readdir(dir)).filter((n) => n.endsWith('.wal'));
   if (names.length !== 1) throw new Error(`expected one segment, found ${names.join(', ')}`);
@@ -115,7 +118,7 @@ test('wal: group commit batches concurrent appends into few fsyncs, each resolve
 
 test('wal: a torn record at the tail is cut off and recovery goes on', async (t) => {
   const dir = await tempDir(t);
-  const { wal } = await Wal.open(dir);
+  const { wal } = await Wal.open(dir, EXACT);
   await wal.append([ents(entries(1, 2, 1)), hs({ term: 1, vote: 'a', commit: 1 })]);
   await wal.append([ents(entries(3, 3, 1))]);
   await wal.close();
@@ -138,17 +141,81 @@ test('wal: a torn record at the tail is cut off and recovery goes on', async (t)
   await again.wal.close();
 });
 
-test('wal: a zero-filled tail (file extended, data never written) is torn, not corrupt', async (t) => {
+test('wal: the open segment is kept zero-filled ahead, so an append seldom grows the file', async (t) => {
   const dir = await tempDir(t);
   const { wal } = await Wal.open(dir);
   await wal.append([ents(entries(1, 2, 1))]);
+  const path = await onlySegment(dir);
+  const size = (await readFile(path)).length;
+  t.true(size >= 256 * 1024, `segment is ${size} bytes`);
+  for (let i = 3; i <= 20; i++) await wal.append([ents([entry(i, 1)])]);
+  t.is((await readFile(path)).length, size, 'appends inside the zero-filled part do not grow the file');
+  await wal.close();
+  const r = await Wal.open(dir);
+  t.is(r.truncated, undefined, 'the zeros are the unwritten rest of the file, not a torn write');
+  t.deepEqual(r.state.entries.map((e) => e.index), Array.from({ length: 20 }, (_, i) => i + 1));
+  await r.wal.append([ents([entry(21, 1)])]);
+  await r.wal.close();
+  const again = await Wal.open(dir);
+  t.is(again.state.entries.length, 21);
+  t.is((await readFile(path)).length, size, 'after a restart appends go on in the zeros');
+  await again.wal.close();
+});
+
+test('wal: zeros after a complete batch end the log; zeros after an incomplete batch are a torn tail', async (t) => {
+  const dir = await tempDir(t);
+  const { wal } = await Wal.open(dir, EXACT);
+  await wal.append([ents(entries(1, 2, 1))]);
   await wal.close();
   const path = await onlySegment(dir);
-  await writeFile(path, Buffer.concat([await readFile(path), Buffer.alloc(4096)]));
+  const complete = await readFile(path);
+  await writeFile(path, Buffer.concat([complete, Buffer.alloc(4096)]));
+  const clean = await Wal.open(dir, EXACT);
+  t.is(clean.truncated, undefined);
+  t.is(clean.state.entries.length, 2);
+  // A batch of two frames whose final frame never landed, then the zeros that were there before.
+  await clean.wal.append([ents(entries(3, 3, 1)), hs({ term: 1, vote: 'a', commit: 3 })]);
+  await clean.wal.close();
+  const withBatch = await readFile(path);
+  const firstFrameEnd = complete.length + 13 + (withBatch.readUInt32LE(complete.length) as number);
+  await writeFile(path, Buffer.concat([withBatch.subarray(0, firstFrameEnd), Buffer.alloc(4096)]));
+  const torn = await Wal.open(dir, EXACT);
+  t.is(torn.truncated?.offset, complete.length);
+  t.is(torn.state.entries.length, 2, 'the incomplete batch is dropped whole');
+  await torn.wal.close();
+});
+
+test('wal: a zeroed frame header before an intact later batch is refused, not taken for the end', async (t) => {
+  const dir = await tempDir(t);
+  const { wal } = await Wal.open(dir);
+  await wal.append([ents(entries(1, 2, 1))]);
+  await wal.append([ents(entries(3, 4, 1))]);
+  await wal.append([hs({ term: 1, vote: 'a', commit: 4 })]);
+  await wal.close();
+  const path = await onlySegment(dir);
+  const buf = await readFile(path);
+  const second = 41 + 13 + buf.readUInt32LE(41);
+  buf.fill(0, second, second + 13);
+  await writeFile(path, buf);
+  await t.throwsAsync(() => Wal.open(dir), { instanceOf: WalCorruptionError, message: new RegExp(`byte ${second}: .*followed by an intact later write`) });
+});
+
+test('wal: sealed segments may end in zeros, but not in anything else after them', async (t) => {
+  const dir = await tempDir(t);
+  const { wal } = await Wal.open(dir, { segmentBytes: 300, preallocateBytes: 1024 });
+  for (let i = 1; i <= 20; i++) await wal.append([ents([entry(i, 1, 'x'.repeat(40))])]);
+  await wal.close();
   const r = await Wal.open(dir);
-  t.is(r.truncated?.droppedBytes, 4096);
-  t.is(r.state.entries.length, 2);
+  t.is(r.state.entries.length, 20);
   await r.wal.close();
+  const names = (await readdir(dir)).filter((n) => n.endsWith('.wal')).sort();
+  t.true(names.length >= 3, names.join(' '));
+  const first = join(dir, names[0] as string);
+  const buf = await readFile(first);
+  t.is(buf[buf.length - 1], 0, 'the sealed segment ends in zeros');
+  buf[buf.length - 1] = 7;
+  await writeFile(first, buf);
+  await t.throwsAsync(() => Wal.open(dir), { instanceOf: WalCorruptionError, message: /sealed segment/ });
 });
 
 test('wal: damage before a later intact write is refused, naming file and offset', async (t) => {
@@ -173,7 +240,7 @@ test('wal: damage before a later intact write is refused, naming file and offset
 
 test('wal: damage in a sealed segment is refused even at its end', async (t) => {
   const dir = await tempDir(t);
-  const { wal } = await Wal.open(dir, { segmentBytes: 300 });
+  const { wal } = await Wal.open(dir, { segmentBytes: 300, ...EXACT });
   for (let i = 1; i <= 20; i++) await wal.append([ents([entry(i, 1, 'x'.repeat(40))])]);
   await wal.close();
   const names = (await readdir(dir)).filter((n) => n.endsWith('.wal')).sort();
@@ -267,13 +334,13 @@ test('wal: a failed fsync poisons the log; nothing more is acknowledged', async 
 // Recovery must then yield exactly the state before that write (or after it, if it is complete).
 test('wal: crash fuzz — every truncation of the last write and random garbage recover the acknowledged state', async (t) => {
   const dir = await tempDir(t);
-  const { wal } = await Wal.open(dir);
+  const { wal } = await Wal.open(dir, EXACT);
   await wal.append([ents(entries(1, 4, 1)), hs({ term: 1, vote: 'a', commit: 2 })]);
   await wal.append([ents(entries(5, 6, 2)), hs({ term: 2, vote: 'b', commit: 4 })]);
   await wal.close();
   const path = await onlySegment(dir);
   const acknowledged = await readFile(path);
-  const { wal: w2 } = await Wal.open(dir);
+  const { wal: w2 } = await Wal.open(dir, EXACT);
   await w2.append([ents([entry(5, 3, 'overwritten'), entry(6, 3, 'also'), entry(7, 3, 'x'.repeat(100))]), hs({ term: 3, vote: 'c', commit: 6 })]);
   await w2.close();
   const full = await readFile(path);
@@ -303,17 +370,21 @@ test('wal: crash fuzz — every truncation of the last write and random garbage 
     const cut = to + Math.floor(random() * (full.length - to + 1));
     cases.push({ what: `garbage in [${from}, ${to}) cut at ${cut}`, bytes: garbled.subarray(0, cut), expect: acked });
   }
+  // Each shape also as it lies in a preallocated segment: the zeros that were there before the write follow it.
+  const padding = Buffer.alloc(4096);
   for (const c of cases) {
-    await writeFile(scratchPath, c.bytes);
-    const r = await Wal.open(scratch);
-    await r.wal.close();
-    const got = summary(r.state);
-    if (JSON.stringify(got) !== JSON.stringify(c.expect)) {
-      t.fail(`${c.what}: recovered ${JSON.stringify(got)}`);
-      return;
+    for (const [layout, bytes] of [['', c.bytes], [', zeros after', Buffer.concat([c.bytes, padding])]] as const) {
+      await writeFile(scratchPath, bytes);
+      const r = await Wal.open(scratch, EXACT);
+      await r.wal.close();
+      const got = summary(r.state);
+      if (JSON.stringify(got) !== JSON.stringify(c.expect)) {
+        t.fail(`${c.what}${layout}: recovered ${JSON.stringify(got)}`);
+        return;
+      }
     }
   }
-  t.pass(`${cases.length} crash shapes recovered`);
+  t.pass(`${cases.length * 2} crash shapes recovered`);
 });
 
 test('wal: a deferred append costs no fsync of its own; it lands with the next synced append, or at close', async (t) => {

