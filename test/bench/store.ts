@@ -5,7 +5,7 @@
 // Clients spread requests over all three members, as the etcd client does; the load comes from
 // BENCH_CLIENT_PROCESSES (default 2) processes of store-load.ts, the same ones for both stores. Both snapshot every
 // 100,000 entries (etcd's default). Run: npm run bench:store
-// (BENCH_SECONDS per measurement, default 3; BENCH_ROUNDS per row and store, default 3;
+// (BENCH_SECONDS per measurement, default 3; BENCH_ROUNDS per row and store, default 5;
 // BENCH_FAILOVERS, default 5; BENCH_ONLY=failover skips the throughput rows).
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
@@ -21,7 +21,7 @@ import type { LoadCommand, LoadReply, StoreName } from './store-load.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const FAILOVERS = Number(process.env.BENCH_FAILOVERS ?? 5);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const LOAD_PROCESSES = Number(process.env.BENCH_CLIENT_PROCESSES ?? 2);
 const HERE = dirname(fileURLToPath(import.meta.url));
 const VALUE = 'v'.repeat(256);
