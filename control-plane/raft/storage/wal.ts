@@ -18,7 +18,7 @@
 // then the inode with the new size). Measured here (ext4, 8 KiB writes each followed by
 // fdatasync): 250 µs per write when the file grows each time, 140–150 µs with 256 KiB filled
 // ahead, and 40 % less kernel CPU. etcd preallocates its WAL segments for the same reason.
-// Recovery reads an all-zero frame header as the end of what was written (wal-replay.ts).
+// Recovery reads an all-zero rest of a segment as the end of what was written (wal-replay.ts).
 const NOOP = (): void => {};
 import { join } from 'node:path';
 import { nodeDurableFs, type DurableFile, type DurableFs } from './durable-fs.js';
