@@ -177,7 +177,7 @@ test('wal: zeros after a complete batch end the log; zeros after an incomplete b
   await clean.wal.append([ents(entries(3, 3, 1)), hs({ term: 1, vote: 'a', commit: 3 })]);
   await clean.wal.close();
   const withBatch = await readFile(path);
-  const firstFrameEnd = complete.length + 13 + (withBatch.readUInt32LE(complete.length) as number);
+  const firstFrameEnd = complete.length + 13 + withBatch.readUInt32LE(complete.length);
   await writeFile(path, Buffer.concat([withBatch.subarray(0, firstFrameEnd), Buffer.alloc(4096)]));
   const torn = await Wal.open(dir, EXACT);
   t.is(torn.truncated?.offset, complete.length);
