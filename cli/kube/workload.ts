@@ -28,7 +28,6 @@ export function translateTemplate(
   return pod ? { labels, pod } : undefined;
 }
 
-/** spec.selector must pick the template's pods (Kubernetes rejects it otherwise); expressions are refused. */
 /** Deployments and DaemonSets keep their pods running: any other restartPolicy is an error. */
 export function checkRestartsAlways(ctx: DocContext, template: Template, kind: string): void {
   const policy = template.pod.restartPolicy;
@@ -37,6 +36,7 @@ export function checkRestartsAlways(ctx: DocContext, template: Template, kind: s
   }
 }
 
+/** spec.selector must pick the template's pods (Kubernetes rejects it otherwise); expressions are refused. */
 export function checkSelector(ctx: DocContext, spec: YamlMap, podLabels: Readonly<Record<string, string>>, required: boolean): void {
   const path: IssuePath = ['spec', 'selector'];
   const selector = readMap(ctx, spec['selector'], path);
