@@ -7,7 +7,7 @@
 // validate what the CLI sends without caring which form it is.
 
 import { z } from 'zod';
-import { API_VERSION, KINDS, type Config, type Network, type Secret, type Service, type StackObject, type Volume } from './types.js';
+import { API_VERSION, isJobMode, KINDS, type Config, type Network, type Secret, type Service, type StackObject, type Volume } from './types.js';
 import { parseCpuNanos, parseDurationMs, parseMemoryBytes, formatMemory, type ParseResult } from './quantity.js';
 import { formatConstraint, LABEL_KEY_PATTERN, parseConstraint } from './constraints.js';
 
@@ -316,7 +316,7 @@ const serviceSpec = z.strictObject({
   both('delay', 'delayMs', spec.restart, ['restart']);
   both('maxDelay', 'maxDelayMs', spec.restart, ['restart']);
   both('window', 'windowMs', spec.restart, ['restart']);
-  if ((spec.mode === 'replicated-job' || spec.mode === 'global-job') && spec.restart?.condition === 'any') {
+  if (isJobMode(spec.mode) && spec.restart?.condition === 'any') {
     ctx.addIssue({ code: 'custom', path: ['restart', 'condition'], input: 'any',
       message: `a job (mode ${spec.mode}) runs to completion and restarts only failed tasks: use on-failure or none` });
   }
