@@ -31,9 +31,9 @@ export interface DurableFs {
  * works the event loop goes on sending the leader's appends, reading acknowledgements and serving
  * clients. Measured with `npm run bench:store` (then with its load in one client process), paired
  * with etcd in the same run: puts at concurrency 64 went from 1.05× to 1.14× etcd (p99 1.50× →
- * 0.83×), at concurrency 1 from 0.43× to 0.54×. (The
- * libuv thread pool, tried before, costs two hand-offs per write and two per fsync and was worse
- * than fsync on the event loop under CPU contention; one dedicated thread costs one round trip.)
+ * 0.83×), at concurrency 1 from 0.43× to 0.54×. (The libuv thread pool, tried before, costs two
+ * hand-offs per write and two per fsync and was worse than fsync on the event loop under CPU
+ * contention; one dedicated thread costs one round trip.)
  */
 class NodeDurableFile implements DurableFile {
   constructor(private readonly handle: import('node:fs/promises').FileHandle) {}
