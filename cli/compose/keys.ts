@@ -1,7 +1,8 @@
 // What Tessera does with every key of the compose-spec. The translator rejects every key marked
 // "rejected" (with this reason), docs/compose.md is generated from this table, and a unit test
 // walks the published schema to check the table covers every key. Paths use `*` for a name the
-// user chooses and `[]` for the items of a list. A key under a rejected key needs no entry.
+// user chooses and `[]` for the items of a list. A key under a rejected key (or a `wholeKey`) needs
+// no entry.
 
 export type KeyStatusKind = 'honoured' | 'partial' | 'rejected' | 'ignored';
 
@@ -9,6 +10,8 @@ export interface KeyStatus {
   status: KeyStatusKind;
   /** For partial: what is and is not honoured; for rejected and ignored: why. */
   note?: string;
+  /** The keys under it are handled with it as a whole (like those under a rejected key), not one by one. */
+  wholeKey?: true;
 }
 
 const ok = (note?: string): KeyStatus => ({ status: 'honoured', ...(note ? { note } : {}) });
@@ -19,6 +22,9 @@ const ignored = (note: string): KeyStatus => ({ status: 'ignored', note });
 const CPU_KNOBS = 'fine-grained CPU knobs are not supported; use deploy.resources.limits.cpus';
 const NO_HOST_SHARING = 'Tessera gives every task its own namespaces; sharing the host\'s or another container\'s is not supported';
 const NOT_YET = (what: string) => `${what} is not supported by Tessera yet`;
+/** What to do instead of `build:`, said by the error and by docs/compose.md. */
+export const BUILD_ADVICE = 'image builds are not supported yet: build the image and push it to a registry the nodes can pull from (or `tsctl image load FILE.tar` on each node), then set image: to its reference';
+const BUILD_NOTE = `without image: refused (${BUILD_ADVICE}); with image: ignored with a warning, as \`docker stack deploy\` does, and the service runs that image as it is in the registry`;
 const UPDATE_KEYS = (which: string): Record<string, KeyStatus> => Object.fromEntries(
   ['parallelism', 'delay', 'failure_action', 'monitor', 'max_failure_ratio', 'order']
     .map((k) => [`services.*.deploy.${which}.${k}`, ok()]),
@@ -39,7 +45,7 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.annotations': no(NOT_YET('OCI annotations')),
   'services.*.attach': no('log attachment is a `docker compose up` behaviour; use `tsctl logs`'),
   'services.*.blkio_config': no(NOT_YET('block IO control')),
-  'services.*.build': no('Tessera does not build images; build and push it elsewhere, then `tsctl image load FILE.tar` or `tsctl image pull REF`, and set image:'),
+  'services.*.build': { ...partial(BUILD_NOTE), wholeKey: true },
   'services.*.cap_add': ok(),
   'services.*.cap_drop': ok(),
   'services.*.cgroup': no(NO_HOST_SHARING),

@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { LineCounter, parseDocument, type Document, type ScalarTag } from 'yaml';
 import type { StackObject } from '../../control-plane/resources/types.js';
 import type { IssuePath, ValidationIssue } from '../../control-plane/resources/schema.js';
-import { ManifestError, type ManifestIssue } from '../manifest/errors.js';
+import { formatIssue, ManifestError, type ManifestIssue } from '../manifest/errors.js';
 import { locate } from '../manifest/locate.js';
 import { composeShape } from './compose-shape.js';
 import { parseDotenv } from './dotenv.js';
@@ -184,6 +184,7 @@ export function loadCompose(files: readonly string[], options: LoadComposeOption
   const merged = models.slice(1).reduce((base, over) => mergeModels(base, over), models[0] ?? {});
   const translation = translate(merged, { stack: options.projectName, projectDir, env, readFile });
   if (translation.issues.length > 0) throw new ManifestError(sorted(translation.issues.map((i) => locateMerged(parsedFiles, i))));
+  for (const warning of sorted(translation.warnings.map((w) => locateMerged(parsedFiles, w)))) warnings.push(formatIssue(warning));
   return { objects: translation.objects, warnings };
 }
 

@@ -6,7 +6,7 @@ import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { API_VERSION, type Mount, type NetworkAttachment, type ServiceDependency, type StackObject } from '../../control-plane/resources/types.js';
 import { validateStackObject, describeValue, type IssuePath } from '../../control-plane/resources/schema.js';
 import { parseCpuNanos, parseDurationMs, parseMemoryBytes, type ParseResult } from '../../control-plane/resources/quantity.js';
-import { COMPOSE_KEYS, childPath, itemPath } from './keys.js';
+import { BUILD_ADVICE, COMPOSE_KEYS, childPath, itemPath } from './keys.js';
 import { isDict, type Dict } from './normalize.js';
 import type { Lookup } from './interpolate.js';
 import { parseDotenv as parseDotenvText } from './dotenv.js';
@@ -30,6 +30,8 @@ export interface TranslateOptions {
 export interface Translation {
   objects: StackObject[];
   issues: TranslateIssue[];
+  /** Things that do not stop the deploy but change what it does (e.g. an ignored build:). */
+  warnings: TranslateIssue[];
 }
 
 type Issues = TranslateIssue[];
@@ -65,7 +67,11 @@ export function rejectedKeys(model: unknown): Issues {
 // ---- value helpers ----------------------------------------------------------------------------
 
 class Reporter {
+  readonly warnings: Issues = [];
   constructor(readonly issues: Issues) {}
+  warn(path: IssuePath, message: string): void {
+    this.warnings.push({ path, message });
+  }
   add(path: IssuePath, message: string, item?: object): undefined {
     this.issues.push({ path, message, ...(item ? { item } : {}) });
     return undefined;
@@ -542,12 +548,30 @@ function placement(c: ServiceContext, deploy: Dict) {
 
 const MODES = ['replicated', 'global', 'replicated-job', 'global-job'];
 
+/**
+ * `build:` without `image:` cannot be deployed until image builds exist, and the error says so at
+ * the build key. With `image:` too, `docker stack deploy` ignores build: and runs the image; so do
+ * we, saying so, since the image then has to be in a registry already.
+ */
+function imageOrBuild(c: ServiceContext): void {
+  const image = c.service['image'];
+  if (c.service['build'] === undefined) {
+    if (typeof image !== 'string') c.r.add(c.path, 'image: is required');
+    return;
+  }
+  const buildPath = [...c.path, 'build'];
+  if (typeof image === 'string') {
+    c.r.warn(buildPath, `ignored, as docker stack deploy does (image builds are not supported yet): the service runs image ${JSON.stringify(image)}, which must already be pushed to a registry the nodes can pull from`);
+  } else {
+    c.r.add(buildPath, `this service has build: but no image:, and ${BUILD_ADVICE}`);
+  }
+}
+
 function translateService(c: ServiceContext): Record<string, unknown> {
   const s = c.service;
   const deploy = isDict(s['deploy']) ? s['deploy'] : {};
   const dpath = [...c.path, 'deploy'];
-  // With build: the build rejection already says what to do about the image.
-  if (typeof s['image'] !== 'string' && s['build'] === undefined) c.r.add(c.path, 'image: is required');
+  imageOrBuild(c);
   const mode = deploy['mode'] ?? 'replicated';
   if (!MODES.includes(String(mode))) c.r.add([...dpath, 'mode'], `expected one of ${MODES.join(', ')}, got ${describeValue(mode)}`);
   const endpointMode = deploy['endpoint_mode'];
@@ -636,6 +660,9 @@ function prune(value: unknown): unknown {
 /** Translates a merged, normalised Compose model into the objects of stack `o.stack`. */
 export function translate(model: Dict, o: TranslateOptions): Translation {
   const issues: Issues = rejectedKeys(model);
+  // A service with a rejected key is not validated as a whole: the spec made without that key
+  // would only add errors about fields the user never wrote.
+  const refusedServices = new Set(issues.filter((i) => i.path[0] === 'services').map((i) => i.path[1]));
   const r = new Reporter(issues);
   const objects: StackObject[] = [];
   const declared = translateTopLevel(model, o, r, objects);
@@ -653,7 +680,7 @@ export function translate(model: Dict, o: TranslateOptions): Translation {
     if (!isDict(service['networks'])) usesDefault = true;
     const before = issues.length;
     const candidate = prune(translateService({ name, path, service, o, r, declared, services: names }));
-    if (issues.length > before) continue;
+    if (issues.length > before || refusedServices.has(name)) continue;
     const result = validateStackObject(candidate);
     if (!result.ok) {
       for (const issue of result.issues) r.add(path, `translates to spec ${issue.path.slice(1).join('.')}, which Tessera refuses: ${issue.message}`);
@@ -673,5 +700,5 @@ export function translate(model: Dict, o: TranslateOptions): Translation {
       }
     }
   }
-  return { objects: issues.length > 0 ? [] : objects, issues };
+  return { objects: issues.length > 0 ? [] : objects, issues, warnings: r.warnings };
 }
