@@ -3,6 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 
 import { loadApiPackage } from '../proto/load.js';
+import { MAX_REQUEST_BYTES } from '../control-plane/resources/limits.js';
 import type { TesseraClient } from '../proto/gen/tessera/api/v1/Tessera.js';
 import type { ApplyRequest } from '../proto/gen/tessera/api/v1/ApplyRequest.js';
 import type { ApplyResponse__Output } from '../proto/gen/tessera/api/v1/ApplyResponse.js';
@@ -59,7 +60,7 @@ export class ApiClient {
   constructor(address: string, private readonly timeoutMs = 30_000) {
     const pkg = loadApiPackage();
     this.raw = new pkg.tessera.api.v1.Tessera(address, clientCredentials(LOCAL_INSECURE), {
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': MAX_REQUEST_BYTES, // requests: the server's 4 MiB; responses (List) may be larger
     });
   }
 

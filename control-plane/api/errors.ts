@@ -1,12 +1,15 @@
 // Maps internal failures to gRPC status codes with messages a user can act on.
 import * as grpc from '@grpc/grpc-js';
 
+import { capErrorMessage } from '../resources/limits.js';
+
+/** An error a client is meant to read: its message is at most 4 KiB (limits.ts), cut with a note. */
 export class ApiError extends Error {
   constructor(
     readonly code: grpc.status,
     message: string,
   ) {
-    super(message);
+    super(capErrorMessage(message));
     this.name = 'ApiError';
   }
 }
@@ -30,8 +33,9 @@ export function grpcCodeOf(err: unknown): grpc.status {
   return grpc.status.INTERNAL;
 }
 
+/** The error as gRPC sends it; whatever threw it, the message is capped like an ApiError's. */
 export function toServiceError(err: unknown): grpc.ServiceError {
-  const message = err instanceof Error ? err.message : String(err);
+  const message = capErrorMessage(err instanceof Error ? err.message : String(err));
   const serviceError = Object.assign(new Error(message), {
     code: grpcCodeOf(err),
     details: message,

@@ -2,6 +2,10 @@
 import * as grpc from '@grpc/grpc-js';
 
 import { serverCredentials, type TransportSecurity } from '../ca/credentials.js';
+import { MAX_REQUEST_BYTES } from '../resources/limits.js';
+
+/** A server that carries the user API alone: no request beyond 4 MiB is even read. */
+export const API_SERVER_OPTIONS: grpc.ServerOptions = { 'grpc.max_receive_message_length': MAX_REQUEST_BYTES };
 
 export function bindServer(server: grpc.Server, address: string, security: TransportSecurity): Promise<number> {
   return new Promise((resolve, reject) => {

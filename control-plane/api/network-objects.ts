@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 
 import type { ObjectRef } from '../../proto/gen/tessera/api/v1/ObjectRef.js';
-import { validateStackObject } from '../resources/schema.js';
+import { formatIssuePath, validateStackObject } from '../resources/schema.js';
 import type { Network } from '../resources/types.js';
 import { objectKey } from '../store/keys.js';
 import type { Compare, Store, TxnOp } from '../store/store.js';
@@ -18,7 +18,7 @@ export function isNetworkManifest(parsed: unknown): boolean {
 /** Validates one Network manifest; problems are phrased like the Service ones ("object N: path: message"). */
 export function validateNetworkManifest(parsed: unknown, index: number): { ok: true; object: Network } | { ok: false; problems: string[] } {
   const result = validateStackObject(parsed);
-  if (!result.ok) return { ok: false, problems: result.issues.map((i) => `object ${index + 1}: ${i.path.join('.') || '(root)'}: ${i.message}`) };
+  if (!result.ok) return { ok: false, problems: result.issues.map((i) => `object ${index + 1}: ${formatIssuePath(i.path)}: ${i.message}`) };
   return { ok: true, object: result.object as Network };
 }
 

@@ -18,12 +18,13 @@ import { referenceNamesImage } from '../../agent/images/image-usage.js';
 import type { TransportSecurity } from '../ca/credentials.js';
 import type { AnyObject, Kind, Network, Node, Service, Task } from '../resources/types.js';
 import { KINDS, isTerminal } from '../resources/types.js';
-import { validateObject } from '../resources/schema.js';
+import { formatIssuePath, validateObject } from '../resources/schema.js';
+import { MAX_NAME_BYTES, MAX_REPLICAS, MAX_REQUEST_BYTES, quoteName } from '../resources/limits.js';
 import { kindPrefix, objectKey } from '../store/keys.js';
 import type { Store, TxnOp, Compare } from '../store/store.js';
 import { planApply, type ApplyAction } from './apply-plan.js';
 import { planPrune, type PrunedObject } from './prune-plan.js';
-import { bindServer, shutdownServer } from './grpc-server.js';
+import { API_SERVER_OPTIONS, bindServer, shutdownServer } from './grpc-server.js';
 import { isNetworkManifest, planNetworks, validateNetworkManifest } from './network-objects.js';
 import { deletionBlocker, isStackFileManifest, planStackFiles, redactJson, redactObject, validateStackFileManifest, type StackFileObject } from './stack-objects.js';
 import { unhonouredFields } from './unhonoured-fields.js';
@@ -61,14 +62,42 @@ const MAX_IMAGE_BYTES = 4 * 1024 ** 3;
 
 function parseKind(raw: string): Kind {
   const match = KINDS.find((k) => k.toLowerCase() === raw.toLowerCase() || `${k.toLowerCase()}s` === raw.toLowerCase());
-  if (!match) throw invalidArgument(`unknown kind "${raw}": expected one of ${KINDS.join(', ')}`);
+  if (!match) throw invalidArgument(`unknown kind ${quoteName(raw)}: expected one of ${KINDS.join(', ')}`);
   return match;
+}
+
+/** Refuses a name (of an object, stack or service) longer than any object can have. */
+function checkNameSize(value: string, what: string): string {
+  // A string of n UTF-16 units has at least n UTF-8 bytes, so a long one is refused before counting.
+  if (value.length > MAX_NAME_BYTES || Buffer.byteLength(value) > MAX_NAME_BYTES) {
+    throw invalidArgument(`${what} ${quoteName(value)} is longer than ${MAX_NAME_BYTES} bytes`);
+  }
+  return value;
 }
 
 function requireName(ref: ObjectRef | null | undefined, where: string): { kind: Kind; stack: string; name: string } {
   if (!ref) throw invalidArgument(`${where}: missing object reference`);
   if (!ref.name) throw invalidArgument(`${where}: missing name`);
-  return { kind: parseKind(ref.kind ?? ''), stack: ref.stack ?? '', name: ref.name };
+  const stack = checkNameSize(ref.stack ?? '', `${where}: stack`);
+  return { kind: parseKind(ref.kind ?? ''), stack, name: checkNameSize(ref.name, `${where}: name`) };
+}
+
+/**
+ * Refuses an Apply request over MAX_REQUEST_BYTES. On tsd the API shares its gRPC server with Raft,
+ * whose snapshot chunks need a larger receive limit, so this check is what holds requests to 4 MiB there.
+ */
+function checkRequestSize(objectsJson: readonly string[], pruneStacks: readonly string[]): void {
+  let units = 0;
+  for (const s of [...objectsJson, ...pruneStacks]) units += s.length;
+  // At least one UTF-8 byte per UTF-16 unit: count the bytes only when that bound does not decide.
+  let bytes = units;
+  if (units <= MAX_REQUEST_BYTES && units * 3 > MAX_REQUEST_BYTES) {
+    bytes = 0;
+    for (const s of [...objectsJson, ...pruneStacks]) bytes += Buffer.byteLength(s);
+  }
+  if (bytes > MAX_REQUEST_BYTES) {
+    throw invalidArgument(`apply: nothing applied; the request is ${units > MAX_REQUEST_BYTES ? 'more than ' : ''}${bytes} bytes, more than the ${MAX_REQUEST_BYTES} (4 MiB) allowed; split it into several applies`);
+  }
 }
 
 function decode<T extends AnyObject>(value: string, modRevision: number): T {
@@ -112,7 +141,7 @@ export class ApiServer {
 
   /** Serves the API alone on its own server (tests). */
   async listen(address: string, security: TransportSecurity): Promise<number> {
-    const server = new grpc.Server();
+    const server = new grpc.Server(API_SERVER_OPTIONS);
     this.addTo(server);
     this.server = server;
     return bindServer(server, address, security);
@@ -127,6 +156,8 @@ export class ApiServer {
   async apply(objectsJson: string[], dryRun: boolean, pruneStacks: readonly string[] = []): Promise<Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network | StackFileObject } | PrunedObject>> {
     if (objectsJson.length === 0) throw invalidArgument('apply: no objects given');
     if (objectsJson.length > MAX_APPLY_OBJECTS) throw invalidArgument(`apply: at most ${MAX_APPLY_OBJECTS} objects per request`);
+    checkRequestSize(objectsJson, pruneStacks);
+    pruneStacks.forEach((stack, i) => checkNameSize(stack, `apply: prune stack ${i + 1}`));
     const incoming: Service[] = [];
     const networks: Network[] = [];
     const stackFiles: StackFileObject[] = [];
@@ -160,7 +191,7 @@ export class ApiServer {
       }
       const result = validateObject(parsed);
       if (!result.ok) {
-        for (const issue of result.issues) problems.push(`object ${index + 1}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+        for (const issue of result.issues) problems.push(`object ${index + 1}: ${formatIssuePath(issue.path)}: ${issue.message}`);
         return;
       }
       for (const problem of unhonouredFields(result.object)) problems.push(`object ${index + 1} (${result.object.metadata.name}): ${problem}`);
@@ -225,7 +256,7 @@ export class ApiServer {
   }
 
   async scale(stack: string, name: string, replicas: number): Promise<Service> {
-    if (!Number.isInteger(replicas) || replicas < 0 || replicas > 100_000) throw invalidArgument(`scale: replicas must be an integer from 0 to 100000, got ${replicas}`);
+    if (!Number.isInteger(replicas) || replicas < 0 || replicas > MAX_REPLICAS) throw invalidArgument(`scale: replicas must be an integer from 0 to ${MAX_REPLICAS}, got ${replicas}`);
     for (let attempt = 0; attempt < 10; attempt++) {
       const service = (await this.get('Service', stack, name)) as Service;
       if ((service.spec.replicas ?? 1) === replicas) return service;
@@ -295,6 +326,8 @@ export class ApiServer {
       }),
       List: this.unary('List', async (req) => {
         const kind = parseKind(req.kind);
+        checkNameSize(req.stack, 'list: stack');
+        checkNameSize(req.service, 'list: service');
         const { objects, revision } = await this.list(kind, req.allStacks ? undefined : req.stack, req.service || undefined);
         return { objectsJson: objects.map((o) => JSON.stringify(redactObject(o))), revision };
       }),
@@ -325,6 +358,7 @@ export class ApiServer {
         let kind: Kind;
         try {
           kind = parseKind(call.request.kind);
+          checkNameSize(call.request.stack, 'watch: stack');
         } catch (err) {
           this.countStreamEnd('Watch', err);
           call.emit('error', toServiceError(err));
@@ -356,6 +390,8 @@ export class ApiServer {
         const run = async () => {
           const { stack, service, follow, tail } = call.request;
           if (!service) throw invalidArgument('logs: missing service name');
+          checkNameSize(stack, 'logs: stack');
+          checkNameSize(service, 'logs: service');
           await this.get('Service', stack, service);
           const { objects } = await this.list('Task', stack, service);
           await this.deps.logs.stream(objects as Task[], { follow, tail, signal: abort.signal }, (task, line) => call.write({ task, line }));

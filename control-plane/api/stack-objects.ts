@@ -9,7 +9,8 @@ import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 
 import type { ObjectRef } from '../../proto/gen/tessera/api/v1/ObjectRef.js';
-import { validateStackObject } from '../resources/schema.js';
+import { formatIssuePath, validateStackObject } from '../resources/schema.js';
+import { decodedSize, MAX_FILE_OBJECT_BYTES } from '../resources/limits.js';
 import type { Config, Secret, Service, Volume } from '../resources/types.js';
 import { kindPrefix, objectKey } from '../store/keys.js';
 import type { Compare, Store, TxnOp } from '../store/store.js';
@@ -19,8 +20,9 @@ export type StackFileObject = Secret | Config | Volume;
 export type StackFileKind = StackFileObject['kind'];
 export const STACK_FILE_KINDS: readonly StackFileKind[] = ['Secret', 'Config', 'Volume'];
 
-/** Swarm's limit for secrets and configs: 500 KiB of decoded data. */
-export const MAX_FILE_OBJECT_BYTES = 500 * 1024;
+// Swarm's limit for secrets and configs (500 KiB of decoded data) is checked by the schema, so the
+// CLI refuses such an object before sending it too.
+export { decodedSize, MAX_FILE_OBJECT_BYTES };
 /** What `get` shows instead of a secret's data. */
 export const REDACTED = '<redacted>';
 
@@ -29,24 +31,11 @@ export function isStackFileManifest(parsed: unknown): boolean {
   return (STACK_FILE_KINDS as readonly unknown[]).includes(kind);
 }
 
-/** Bytes of base64 data once decoded (the schema has already checked it is base64). */
-export function decodedSize(base64: string): number {
-  const padding = base64.endsWith('==') ? 2 : base64.endsWith('=') ? 1 : 0;
-  return (base64.length / 4) * 3 - padding;
-}
-
 /** Validates one Secret/Config/Volume manifest; problems read "object N: path: message". */
 export function validateStackFileManifest(parsed: unknown, index: number): { ok: true; object: StackFileObject } | { ok: false; problems: string[] } {
   const result = validateStackObject(parsed);
-  if (!result.ok) return { ok: false, problems: result.issues.map((i) => `object ${index + 1}: ${i.path.join('.') || '(root)'}: ${i.message}`) };
-  const object = result.object as StackFileObject;
-  if (object.kind === 'Secret' || object.kind === 'Config') {
-    const size = decodedSize(object.spec.data);
-    if (size > MAX_FILE_OBJECT_BYTES) {
-      return { ok: false, problems: [`object ${index + 1}: spec.data: ${object.kind} ${object.metadata.name} holds ${size} bytes; at most ${MAX_FILE_OBJECT_BYTES} (500 KiB) are allowed`] };
-    }
-  }
-  return { ok: true, object };
+  if (!result.ok) return { ok: false, problems: result.issues.map((i) => `object ${index + 1}: ${formatIssuePath(i.path)}: ${i.message}`) };
+  return { ok: true, object: result.object as StackFileObject };
 }
 
 /** The stacks a reference from a service of `stack` may resolve in, in order: its own, then the default (external objects). */

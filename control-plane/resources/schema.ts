@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { API_VERSION, isJobMode, KINDS, type Config, type Network, type Secret, type Service, type StackObject, type Volume } from './types.js';
 import { parseCpuNanos, parseDurationMs, parseMemoryBytes, formatMemory, type ParseResult } from './quantity.js';
 import { formatConstraint, LABEL_KEY_PATTERN, parseConstraint } from './constraints.js';
+import { decodedSize, MAX_FILE_OBJECT_BYTES, MAX_REPLICAS, MAX_SUGGESTION_KEY_LENGTH, quoteName } from './limits.js';
 
 export type IssuePath = (string | number)[];
 export interface ValidationIssue {
@@ -84,6 +85,8 @@ function boundedInt(min: number, max: number, expected: string) {
 }
 const port = boundedInt(1, 65535, 'expected a port number between 1 and 65535');
 const nonNegativeInt = boundedInt(0, Number.MAX_SAFE_INTEGER, 'expected an integer >= 0');
+const replicaCount = z.int({ error: 'expected an integer >= 0' }).min(0, { error: 'expected an integer >= 0' })
+  .max(MAX_REPLICAS, { error: `expected at most ${MAX_REPLICAS}, the most replicas a service may have` });
 
 /** A quantity accepted as a string with unit or as a number, parsed into an integer. */
 function quantity(parse: (v: string | number) => ParseResult<number>, expected: string, minimum = 0) {
@@ -245,7 +248,7 @@ const serviceSpec = z.strictObject({
   user: z.union([z.string(), z.int().min(0)], { error: 'expected a user name or uid, optionally "user:group"' })
     .transform((u) => String(u)).optional(),
   hostname: hostname.optional(),
-  replicas: nonNegativeInt.default(1),
+  replicas: replicaCount.default(1),
   ports: z.array(portSpec, { error: 'expected a list of ports like [{target: 80, published: 8080}]' }).optional(),
   resources: resources.optional(),
   placement: z.strictObject({
@@ -433,6 +436,16 @@ function envelope<K extends string, S extends z.ZodType>(kind: K, spec: S) {
 const base64 = z.string({ error: 'expected base64 data' })
   .regex(/^[A-Za-z0-9+/]*={0,2}$/, { error: 'expected base64 data' })
   .refine((d) => d.length % 4 === 0, { error: 'expected base64 data (length a multiple of 4)' });
+/** A Secret's or Config's data: base64 of at most 500 KiB once decoded (Swarm's limit). */
+function fileObject<K extends 'Secret' | 'Config'>(kind: K) {
+  return envelope(kind, z.strictObject({ data: base64 })).superRefine((o, ctx) => {
+    const size = decodedSize(o.spec.data);
+    if (size > MAX_FILE_OBJECT_BYTES) {
+      ctx.addIssue({ code: 'custom', path: ['spec', 'data'], input: size,
+        message: `${kind} ${o.metadata.name} holds ${size} bytes; at most ${MAX_FILE_OBJECT_BYTES} (500 KiB) are allowed` });
+    }
+  });
+}
 const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 const cidr = z.string().refine((c) => {
   const m = CIDR4.exec(c);
@@ -450,8 +463,8 @@ const volumeManifest = envelope('Volume', z.strictObject({
   driver: z.literal('local').optional(),
   driverOpts: stringMap.optional(),
 }));
-const secretManifest = envelope('Secret', z.strictObject({ data: base64 }));
-const configManifest = envelope('Config', z.strictObject({ data: base64 }));
+const secretManifest = fileObject('Secret');
+const configManifest = fileObject('Config');
 
 export type StackValidationResult =
   | { ok: true; object: StackObject }
@@ -527,12 +540,30 @@ function editDistance(a: string, b: string): number {
   return row[b.length] ?? 0;
 }
 
+/** Known keys within edit distance 2 of `key`; none for a long key, which no typo explains. */
+function suggestionsFor(key: string, known: string[]): string[] {
+  if (key.length > MAX_SUGGESTION_KEY_LENGTH) return [];
+  return known.filter((k) => editDistance(k.toLowerCase(), key.toLowerCase()) <= 2);
+}
+
 function unknownFieldMessage(key: string, known: string[]): string {
-  const close = known.filter((k) => editDistance(k.toLowerCase(), key.toLowerCase()) <= 2);
+  const close = suggestionsFor(key, known);
   const hint = close.length > 0 ? `; did you mean ${close.map((k) => JSON.stringify(k)).join(' or ')}?` : '';
   const list = known.length > 0 ? ` (known fields here: ${known.join(', ')})` : '';
-  return `unknown field ${JSON.stringify(key)}${hint}${list}`;
+  return `unknown field ${quoteName(key)}${hint}${list}`;
 }
+
+/** An issue path as messages print it ("spec.ports.0.target"), long keys shortened. */
+export function formatIssuePath(path: IssuePath): string {
+  if (path.length === 0) return '(root)';
+  return path.map((p) => (typeof p === 'string' && p.length > MAX_SUGGESTION_KEY_LENGTH ? quoteName(p) : String(p))).join('.');
+}
+
+/**
+ * Issues reported per object. A mapping with a million unknown keys is one mistake repeated;
+ * listing (and spelling out hints for) every one would cost more than the request did.
+ */
+export const MAX_ISSUES_PER_OBJECT = 50;
 
 function toPath(path: PropertyKey[]): IssuePath {
   return path.map((p) => (typeof p === 'number' ? p : String(p)));
@@ -540,11 +571,14 @@ function toPath(path: PropertyKey[]): IssuePath {
 
 function toIssues(zodIssues: readonly z.core.$ZodIssue[]): ValidationIssue[] {
   const issues: ValidationIssue[] = [];
+  let total = 0;
+  for (const issue of zodIssues) total += issue.code === 'unrecognized_keys' ? issue.keys.length : 1;
   for (const issue of zodIssues) {
+    if (issues.length >= MAX_ISSUES_PER_OBJECT) break;
     const path = toPath(issue.path);
     if (issue.code === 'unrecognized_keys') {
       const known = issue.message === '' ? [] : issue.message.split(', ');
-      for (const key of issue.keys) {
+      for (const key of issue.keys.slice(0, MAX_ISSUES_PER_OBJECT - issues.length)) {
         issues.push({ path: [...path, key], message: unknownFieldMessage(key, known), unknownField: true });
       }
       continue;
@@ -563,6 +597,7 @@ function toIssues(zodIssues: readonly z.core.$ZodIssue[]): ValidationIssue[] {
     }
     issues.push({ path, message });
   }
+  if (total > issues.length) issues.push({ path: [], message: `${total - issues.length} more problem(s) in this object not listed` });
   return issues;
 }
 
