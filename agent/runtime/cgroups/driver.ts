@@ -2,6 +2,15 @@
 // linux.resources, hand the init the cgroup.procs files to join, read stats and OOM, remove.
 
 import type { ContainerStats } from '../types.js';
+import type { BlockDevice } from './block-devices.js';
+
+export interface CgroupCreateOptions {
+  /**
+   * Disks whose I/O by the container should be counted in its stats. v1 needs a (no-op) throttle
+   * rule per disk to count at all (block-devices.ts); v2's io.stat counts without one.
+   */
+  ioAccountedDisks?: readonly BlockDevice[];
+}
 
 /** What create() made: remove() needs exactly this (it is kept in the container's state file). */
 export interface CgroupRecord {
@@ -9,7 +18,7 @@ export interface CgroupRecord {
   dirs: string[];
   /** Directories create() made itself (leaf and any new parents), in creation order. */
   createdDirs: string[];
-  /** Spec fields the kernel interface could not honour (v2 only); the container runs without them. */
+  /** What the kernel interface could not do: spec fields not honoured, I/O not accounted; the container runs without them. */
   warnings?: string[];
 }
 
@@ -19,7 +28,7 @@ export interface CgroupDriver {
    * Validates `resources` (untrusted: errors name the field), creates the cgroup and writes every
    * limit. On failure nothing it created is left behind.
    */
-  create(relativePath: string, resources: unknown): Promise<CgroupRecord>;
+  create(relativePath: string, resources: unknown, options?: CgroupCreateOptions): Promise<CgroupRecord>;
   /** The files the container's init (single-threaded) writes "0" into before execve to join: cgroup.procs, or tasks on v1. */
   procsFiles(record: CgroupRecord): string[];
   /** True when the kernel OOM killer killed a process of this cgroup. */

@@ -1,10 +1,12 @@
 // cgroup v1: one directory per controller hierarchy under the mount root
 // (/sys/fs/cgroup/memory/<path>, /sys/fs/cgroup/cpu/<path>, ...).
 
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { ContainerStats } from '../types.js';
-import type { CgroupDriver, CgroupRecord } from './driver.js';
+import type { BlockDevice } from './block-devices.js';
+import type { CgroupCreateOptions, CgroupDriver, CgroupRecord } from './driver.js';
 import { exists, mkdirRecorded, readControl, readOptional, removeCreated, writeControl, writeLines } from './fs-util.js';
 import { planV1, type V1Controller, type V1Write } from './plan.js';
 import { validateResources } from './resources.js';
@@ -31,7 +33,7 @@ export class CgroupsV1 implements CgroupDriver {
 
   constructor(private readonly mountRoot: string) {}
 
-  async create(relativePath: string, resources: unknown): Promise<CgroupRecord> {
+  async create(relativePath: string, resources: unknown, options: CgroupCreateOptions = {}): Promise<CgroupRecord> {
     const writes = planV1(validateResources(resources ?? {}));
     const hierarchies = await this.hierarchies();
     for (const w of writes) {
@@ -49,6 +51,8 @@ export class CgroupsV1 implements CgroupDriver {
         [...hierarchies].map(async ([controller, root]) => {
           const dir = path.join(root, relativePath);
           if (controller === 'cpuset') await inheritCpuset(root, relativePath);
+          // Before the spec's own writes, so a throttle rule of the spec's on the same disk wins.
+          if (controller === 'blkio') startIoAccounting(dir, options.ioAccountedDisks ?? [], record);
           await applyWrites(dir, writes.filter((w) => w.controller === controller));
         }),
       );
@@ -163,6 +167,21 @@ async function inheritCpuset(root: string, relativePath: string): Promise<void> 
       }
     }
     parent = dir;
+  }
+}
+
+/**
+ * Writes "MAJ:MIN 0" (no limit) to the throttle file for each disk, which makes a blk-mq kernel
+ * count the cgroup's I/O on it (see block-devices.ts). A disk that refuses gets a warning, not a
+ * failed container: the container runs, its stats just lack that disk.
+ */
+function startIoAccounting(dir: string, disks: readonly BlockDevice[], record: CgroupRecord): void {
+  for (const { major, minor } of disks) {
+    try {
+      fsSync.appendFileSync(path.join(dir, 'blkio.throttle.read_bps_device'), `${major}:${minor} 0\n`);
+    } catch (err) {
+      (record.warnings ??= []).push(`block I/O on ${major}:${minor} is not accounted: ${(err as Error).message}`);
+    }
   }
 }
 
