@@ -1,4 +1,7 @@
-// `tsctl cluster up|down` for a single-node cluster in this machine's network namespace.
+// `tsctl cluster up|down`: a single-node cluster in this machine's network namespace, or (with
+// --nodes N) a cluster of network-namespace nodes. Every tsd flag `cluster up` accepts either
+// reaches every node's tsd or is refused with the reason (CLUSTER_UP_RULES), and both paths write
+// the tsd command line from the one flag list in control-plane/daemon/node-options.ts.
 import { spawn } from 'node:child_process';
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -6,9 +9,12 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { cleanupNode } from '../control-plane/daemon/cleanup.js';
+import { Command, InvalidArgumentError } from 'commander';
+
 import { dataPaths, validateConfig, type DaemonConfig } from '../control-plane/daemon/config.js';
+import { configFromOptions, flagName, nodeArgv, optionAttribute, withNodeOptions, NODE_SETTING_KEYS, type NodeSettingKey } from '../control-plane/daemon/node-options.js';
 import type { Node } from '../control-plane/resources/types.js';
-import { createNetnsCluster, destroyNetnsCluster } from '../deploy/netns-cluster.js';
+import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsDerivedSetting, type SharedNodeSettings } from '../deploy/netns-cluster.js';
 import { connect } from './client.js';
 import { readContext, removeContext, writeContext } from './context.js';
 import { processAlive } from '../agent/runtime/process-alive.js';
@@ -16,19 +22,141 @@ import { processAlive } from '../agent/runtime/process-alive.js';
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 60_000;
 
+/** The single-node cluster's tsd arguments: every setting, as given or defaulted. */
+function singleNodeTsdArgv(config: DaemonConfig): string[] {
+  return ['run', ...nodeArgv(config)];
+}
+
 function tsdMainPath(): string {
   return join(dirname(fileURLToPath(import.meta.url)), '..', 'control-plane', 'daemon', 'main.js');
 }
 
-function daemonArgs(config: DaemonConfig): string[] {
-  const args = [
-    '--data-root', config.dataRoot, '--listen', config.listen, '--metrics-listen', config.metricsListen,
-    '--node-name', config.nodeName, '--bridge', config.bridge, '--subnet', config.subnet,
-    '--nft-table', config.nftTable, '--cgroup-parent', config.cgroupParent,
-    '--heartbeat-ms', String(config.heartbeatMs), '--node-down-after-ms', String(config.nodeDownAfterMs),
-  ];
-  for (const registry of config.insecureRegistries) args.push('--insecure-registry', registry);
-  return args;
+/**
+ * What `cluster up` does with each tsd setting:
+ * - every-node: the value (given or default) goes to every node's tsd, as given;
+ * - per-node: the cluster derives each node's value from it (the description says how);
+ * - one-node-only: goes to the tsd of a single-node cluster; refused with --nodes/--managers above 1,
+ *   because each node of a multi-node cluster needs its own value and the cluster derives it;
+ * - refused: has no meaning for `cluster up` at all.
+ * The type makes every setting need an entry, so a flag added to tsd cannot be dropped here.
+ */
+export type ClusterUpRule =
+  | { kind: 'every-node' }
+  | { kind: 'per-node'; how: string }
+  | { kind: 'one-node-only'; why: string }
+  | { kind: 'refused'; why: string };
+
+const OWN_NAME_AND_ADDRESSES = 'each node of a multi-node cluster gets its own';
+
+export const CLUSTER_UP_RULES: { readonly [K in NodeSettingKey]-?: K extends NetnsDerivedSetting ? Exclude<ClusterUpRule, { kind: 'every-node' }> : ClusterUpRule } = {
+  dataRoot: { kind: 'per-node', how: 'node N keeps its data under <data-root>/cluster/node-N' },
+  listen: { kind: 'one-node-only', why: `it names one API address; ${OWN_NAME_AND_ADDRESSES} (<underlay address>:7420, and node-1's API is also on <data-root>/cluster/node-1/api.sock)` },
+  metricsListen: { kind: 'one-node-only', why: `it names one metrics address; ${OWN_NAME_AND_ADDRESSES} (<underlay address>:7421)` },
+  nodeName: { kind: 'one-node-only', why: 'the nodes are named node-1 … node-N' },
+  bridge: { kind: 'every-node' },
+  subnet: { kind: 'one-node-only', why: `container subnets must not overlap across nodes; ${OWN_NAME_AND_ADDRESSES} /24 (10.X.N.0/24)` },
+  nftTable: { kind: 'every-node' },
+  cgroupParent: { kind: 'per-node', how: 'node N\'s containers go under <cgroup-parent>/<netns-prefix>/node-N' },
+  insecureRegistries: { kind: 'every-node' },
+  heartbeatMs: { kind: 'every-node' },
+  nodeDownAfterMs: { kind: 'every-node' },
+  advertiseAddress: { kind: 'one-node-only', why: `it names one address; ${OWN_NAME_AND_ADDRESSES} underlay address (172.31.<underlay-octet>.N)` },
+  apiSocket: { kind: 'one-node-only', why: `it names one socket; ${OWN_NAME_AND_ADDRESSES} manager socket (<data-root>/cluster/node-N/api.sock)` },
+  join: { kind: 'refused', why: 'cluster up starts a new cluster; to add this machine to an existing one run `tsd join --token TOKEN MANAGER:7420`' },
+  token: { kind: 'refused', why: 'cluster up starts a new cluster and makes its own join tokens; to join an existing one run `tsd join --token TOKEN MANAGER:7420`' },
+  store: { kind: 'every-node' },
+  etcdEndpoints: { kind: 'every-node' },
+  raftSnapshotEvery: { kind: 'every-node' },
+  historyRevisions: { kind: 'every-node' },
+  insecureTransport: { kind: 'per-node', how: 'always on: the nodes talk plain gRPC on the cluster\'s private underlay until mutual TLS exists' },
+};
+
+/** Options of `cluster up` that are not tsd settings: they shape the cluster itself. */
+export const CLUSTER_SHAPE_OPTIONS = ['nodes', 'managers', 'netnsPrefix', 'underlayOctet'] as const;
+type ClusterShape = { nodes: number; managers: number; netnsPrefix: string; underlayOctet: number };
+const SHAPE_DEFAULTS: ClusterShape = { nodes: 1, managers: 1, netnsPrefix: 'tsc', underlayOctet: 213 };
+/** Shape options that only mean something for a cluster of network namespaces. */
+const NETNS_ONLY: ReadonlyArray<{ key: keyof ClusterShape; flag: string }> = [
+  { key: 'netnsPrefix', flag: '--netns-prefix' },
+  { key: 'underlayOctet', flag: '--underlay-octet' },
+];
+
+/** What `cluster up` will start: one tsd here, or a cluster of network-namespace nodes. */
+export type ClusterUpPlan =
+  | { kind: 'single'; config: DaemonConfig; tsdArgv: string[] }
+  | { kind: 'netns'; cluster: NetnsClusterOptions };
+
+function wholeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`expected a whole number, got "${value}"`);
+  return n;
+}
+
+/**
+ * Declares `cluster up` under `cluster`; its action turns the parsed options into a plan and hands
+ * it to `start` (tsctl starts the cluster; the unit tests look at the plan).
+ */
+export function registerClusterUp(cluster: Command, start: (plan: ClusterUpPlan) => Promise<void>): Command {
+  return withNodeOptions(
+    cluster
+      .command('up')
+      .description('start a local cluster in the background (embedded store); harmless if it is already up')
+      .option('--nodes <n>', 'nodes; more than 1 puts each node in a network namespace of its own', wholeNumber, SHAPE_DEFAULTS.nodes)
+      .option('--managers <m>', 'how many of the nodes are managers', wholeNumber, SHAPE_DEFAULTS.managers)
+      .option('--netns-prefix <name>', 'with --nodes N: names the cluster\'s namespaces, links and cgroups (1-8 of a-z0-9; one per concurrent cluster)', SHAPE_DEFAULTS.netnsPrefix)
+      .option('--underlay-octet <X>', 'with --nodes N: the underlay is 172.31.X.0/24, this machine .254 (one per concurrent cluster)', wholeNumber, SHAPE_DEFAULTS.underlayOctet),
+  ).action(async (options: Record<string, unknown>, command: Command) => {
+    const given = new Set<string>(Object.keys(options).filter((attr) => command.getOptionValueSource(attr) === 'cli'));
+    await start(planClusterUp(options, given));
+  });
+}
+
+/**
+ * The pure translation of `cluster up`'s options: `options` as commander parsed them, `given` the
+ * attributes the user wrote on the command line (a refused flag is refused only when given).
+ */
+export function planClusterUp(options: Record<string, unknown>, given: ReadonlySet<string>): ClusterUpPlan {
+  const shape: ClusterShape = { ...SHAPE_DEFAULTS };
+  for (const key of CLUSTER_SHAPE_OPTIONS) if (options[key] !== undefined) Object.assign(shape, { [key]: options[key] });
+  if (!(shape.nodes >= 1)) throw new Error(`--nodes must be a positive integer, got ${String(shape.nodes)}`);
+  if (!(shape.managers >= 1 && shape.managers <= shape.nodes)) throw new Error(`--managers must be from 1 to the number of nodes (${shape.nodes}), got ${String(shape.managers)}`);
+  const multiNode = shape.nodes > 1;
+  const refusals: string[] = [];
+  for (const key of NODE_SETTING_KEYS) {
+    if (!given.has(optionAttribute(key))) continue;
+    const rule: ClusterUpRule = CLUSTER_UP_RULES[key];
+    if (rule.kind === 'refused') refusals.push(`${flagName(key)}: ${rule.why}`);
+    if (rule.kind === 'one-node-only' && multiNode) refusals.push(`${flagName(key)} cannot be used with --nodes ${shape.nodes}: ${rule.why}`);
+  }
+  if (!multiNode) {
+    for (const { key, flag } of NETNS_ONLY) if (given.has(key)) refusals.push(`${flag} only applies with --nodes above 1 (a single-node cluster runs in this machine's network namespace)`);
+  }
+  if (refusals.length > 0) throw new Error(`tsctl cluster up:\n  ${refusals.join('\n  ')}`);
+  const config = configFromOptions(options);
+  if (!multiNode) return { kind: 'single', config, tsdArgv: singleNodeTsdArgv(config) };
+  return { kind: 'netns', cluster: netnsOptions(config, shape) };
+}
+
+/** The netns cluster's options: the every-node settings as given, the per-node ones as bases. */
+function netnsOptions(config: DaemonConfig, shape: ClusterShape): NetnsClusterOptions {
+  const daemon: Record<string, unknown> = {};
+  for (const key of NODE_SETTING_KEYS) if (CLUSTER_UP_RULES[key].kind === 'every-node') daemon[key] = config[key];
+  return {
+    prefix: shape.netnsPrefix,
+    nodes: shape.nodes,
+    managers: shape.managers,
+    baseDir: join(config.dataRoot, 'cluster'),
+    underlayOctet: shape.underlayOctet,
+    hostBridge: true,
+    cgroupParent: config.cgroupParent,
+    daemon: daemon as SharedNodeSettings,
+  };
+}
+
+/** Starts what the plan says. */
+export async function startClusterUp(plan: ClusterUpPlan, out: (line: string) => void): Promise<void> {
+  if (plan.kind === 'single') await clusterUp(plan.config, out);
+  else await clusterUpNetns(plan.cluster, out);
 }
 
 /** Resolves when the API answers and this node reports ready; throws with tsd's last words otherwise. */
@@ -65,7 +193,7 @@ export async function clusterUp(config: DaemonConfig, out: (line: string) => voi
   const paths = dataPaths(config);
   await mkdir(config.dataRoot, { recursive: true });
   const logFile = await open(paths.daemonLog, 'a');
-  const child = spawn(process.execPath, ['--enable-source-maps', tsdMainPath(), 'run', ...daemonArgs(config)], {
+  const child = spawn(process.execPath, ['--enable-source-maps', tsdMainPath(), ...singleNodeTsdArgv(config)], {
     detached: true,
     stdio: ['ignore', logFile.fd, logFile.fd],
   });
@@ -90,7 +218,9 @@ export async function clusterUp(config: DaemonConfig, out: (line: string) => voi
  * bridge in this machine's namespace (172.31.X.0/24, the host is .254), so the nodes are
  * reachable from here.
  */
-export async function clusterUpNetns(nodes: number, managers: number, baseDir: string, out: (line: string) => void): Promise<void> {
+export async function clusterUpNetns(options: NetnsClusterOptions, out: (line: string) => void): Promise<void> {
+  const { nodes } = options;
+  const managers = options.managers ?? 1;
   const existing = await readContext();
   if (existing?.netns && existing.netns.nodes.some((n) => processAlive(n.pid))) {
     out(`a ${existing.netns.nodes.length}-node cluster is already up (API ${existing.server}); run tsctl cluster down first to change it`);
@@ -99,14 +229,7 @@ export async function clusterUpNetns(nodes: number, managers: number, baseDir: s
   if (existing?.local && processAlive(existing.local.pid)) {
     throw new Error('a single-node cluster is up; run tsctl cluster down before building a multi-node one');
   }
-  const state = await createNetnsCluster({
-    prefix: 'tsc',
-    nodes,
-    managers,
-    baseDir,
-    underlayOctet: 213,
-    hostBridge: true,
-  });
+  const state = await createNetnsCluster(options);
   await writeContext({ server: state.apiSocket, netns: state });
   const managerNames = state.nodes.filter((n) => n.role === 'manager').map((n) => n.name);
   out(

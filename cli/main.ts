@@ -1,15 +1,13 @@
 // tsctl: the Tessera command-line client.
 import { Command, InvalidArgumentError } from 'commander';
 
-import { configFromOptions, withNodeOptions } from '../control-plane/daemon/node-options.js';
 import type { AnyObject, Node, Service, Task } from '../control-plane/resources/types.js';
 import { formatObjects, type OutputFormat } from './output/format.js';
 import { describeService } from './output/describe.js';
 import { describeTask } from './output/describe-task.js';
 import type { ApiClient } from './client.js';
 import { clientRunner } from './with-client.js';
-import { clusterDown, clusterUp, clusterUpNetns } from './cluster.js';
-import { join } from 'node:path';
+import { clusterDown, registerClusterUp, startClusterUp } from './cluster.js';
 import { resolveServiceName } from './resolve.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerNodeCommands } from './commands/node.js';
@@ -39,19 +37,7 @@ function outputFormat(value: string): OutputFormat {
 // --- cluster ------------------------------------------------------------------------------------
 
 const cluster = program.command('cluster').description('manage the local cluster');
-withNodeOptions(
-  cluster
-    .command('up')
-    .description('start a local cluster in the background (embedded store); harmless if it is already up')
-    .option('--nodes <n>', 'nodes; more than 1 puts each node in a network namespace of its own', (v: string) => Number(v), 1)
-    .option('--managers <m>', 'how many of the nodes are managers', (v: string) => Number(v), 1),
-).action(async (options: Record<string, unknown> & { nodes: number; managers: number }) => {
-  const { nodes, managers, ...nodeOptions } = options;
-  if (!Number.isInteger(nodes) || nodes < 1) throw new Error(`--nodes must be a positive integer, got ${String(nodes)}`);
-  const config = configFromOptions(nodeOptions);
-  if (nodes === 1 && managers === 1) await clusterUp(config, out);
-  else await clusterUpNetns(nodes, managers, join(config.dataRoot, 'cluster'), out);
-});
+registerClusterUp(cluster, (plan) => startClusterUp(plan, out));
 cluster
   .command('down')
   .description('stop the local cluster and remove every container, mount, link, cgroup and rule it made')

@@ -4,7 +4,7 @@
 // this code. Everything it makes is named with the cluster's prefix and recorded in the returned
 // state, so `destroyNetnsCluster` removes exactly that, also after a crash.
 import { execFile, spawn } from 'node:child_process';
-import { copyFile, mkdir, open, readFile, rm, rmdir } from 'node:fs/promises';
+import { copyFile, mkdir, open, readFile, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -13,6 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { processAlive } from '../agent/runtime/process-alive.js';
 import { ApiClient } from '../cli/client.js';
 import { LOCAL_INSECURE } from '../control-plane/ca/credentials.js';
+import { defaultConfig, validateConfig, type DaemonConfig } from '../control-plane/daemon/config.js';
+import { nodeArgv } from '../control-plane/daemon/node-options.js';
 import { MembersApiClient } from '../control-plane/raft/host/members-api.js';
 import type { Node } from '../control-plane/resources/types.js';
 
@@ -20,6 +22,21 @@ const run = promisify(execFile);
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const API_PORT = 7420;
 const METRICS_PORT = 7421;
+
+/**
+ * Settings the cluster gives each node itself, because each node needs its own value (or, for
+ * insecureTransport, because the nodes talk plain gRPC on the private underlay until mutual TLS
+ * exists). join and token come from the cluster's own join sequence.
+ */
+export const NETNS_DERIVED_SETTINGS = [
+  'dataRoot', 'nodeName', 'listen', 'metricsListen', 'advertiseAddress', 'apiSocket', 'subnet', 'cgroupParent',
+  'insecureTransport', 'join', 'token',
+] as const satisfies ReadonlyArray<keyof DaemonConfig>;
+
+export type NetnsDerivedSetting = (typeof NETNS_DERIVED_SETTINGS)[number];
+
+/** tsd settings every node of the cluster runs with alike. */
+export type SharedNodeSettings = Partial<Omit<DaemonConfig, NetnsDerivedSetting>>;
 
 export interface NetnsClusterOptions {
   /** Unique short prefix (≤ 8 characters, a-z0-9) for namespaces, links and cgroups. */
@@ -33,10 +50,16 @@ export interface NetnsClusterOptions {
   underlayOctet: number;
   /** Put the underlay bridge in the host's namespace (reachable from the host) or in a switch namespace of its own (tests). */
   hostBridge: boolean;
+  /** Cgroup under which the cluster's cgroups go (<it>/<prefix>/node-N); default: <prefix>/node-N at the root. */
+  cgroupParent?: string;
+  /** tsd settings for every node (defaults: tsd's own). */
+  daemon?: SharedNodeSettings;
+  /** Shorthand for daemon.heartbeatMs. */
   heartbeatMs?: number;
+  /** Shorthand for daemon.nodeDownAfterMs. */
   nodeDownAfterMs?: number;
   readyTimeoutMs?: number;
-  /** Registries the nodes reach over plain HTTP (e.g. one the tests run on the underlay). */
+  /** Shorthand for daemon.insecureRegistries: registries the nodes reach over plain HTTP (e.g. one the tests run on the underlay). */
   insecureRegistries?: string[];
 }
 
@@ -53,6 +76,8 @@ export interface ClusterNodeState {
   role: 'manager' | 'worker';
   /** Managers only: the node's API on a unix socket (node-1's is the cluster's apiSocket). */
   apiSocket?: string;
+  /** The node's tsd options (without the join token), as nodeTsdArgv made them; cleanup reuses them. */
+  tsdOptions?: string[];
 }
 
 export interface NetnsClusterState {
@@ -65,6 +90,8 @@ export interface NetnsClusterState {
   /** The manager's API on a unix socket, reachable from any namespace. */
   apiSocket: string;
   managerAddress: string;
+  /** The topmost cgroup this cluster created (removed with everything under it); absent in older states: the prefix. */
+  cgroupRoot?: string;
   nodes: ClusterNodeState[];
 }
 
@@ -87,7 +114,8 @@ function inSwitch(state: Pick<NetnsClusterState, 'switchNetns'>, args: string[])
   return state.switchNetns ? ['-n', state.switchNetns, ...args] : args;
 }
 
-function validate(options: NetnsClusterOptions): void {
+/** Throws on options the cluster cannot be built with (before anything is made). */
+export function validateNetnsClusterOptions(options: NetnsClusterOptions): void {
   if (!/^[a-z0-9]{1,8}$/.test(options.prefix)) throw new Error(`cluster prefix must be 1-8 characters a-z0-9, got "${options.prefix}"`);
   if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > 50) throw new Error(`--nodes must be from 1 to 50, got ${options.nodes}`);
   const managers = options.managers ?? 1;
@@ -95,6 +123,69 @@ function validate(options: NetnsClusterOptions): void {
     throw new Error(`--managers must be from 1 to the number of nodes (${options.nodes}), got ${managers}`);
   }
   if (!Number.isInteger(options.underlayOctet) || options.underlayOctet < 0 || options.underlayOctet > 255) throw new Error('underlay octet must be 0-255');
+  for (const key of ['heartbeatMs', 'nodeDownAfterMs', 'insecureRegistries'] as const) {
+    if (options[key] !== undefined && options.daemon?.[key] !== undefined) throw new Error(`give ${key} either as a cluster option or in daemon, not both`);
+  }
+  const store = sharedSettings(options).store ?? 'raft';
+  if (managers > 1 && store !== 'raft') {
+    throw new Error(`--store ${store} cannot have ${managers} managers: extra managers join through the replicated raft store (use --store raft, or --managers 1)`);
+  }
+  // Every node's settings are checked before anything is made.
+  for (let i = 1; i <= options.nodes; i++) validateConfig(nodeDaemonConfig(nodeLayout(options, i), options));
+}
+
+function sharedSettings(options: NetnsClusterOptions): SharedNodeSettings {
+  return {
+    ...options.daemon,
+    ...(options.heartbeatMs !== undefined ? { heartbeatMs: options.heartbeatMs } : {}),
+    ...(options.nodeDownAfterMs !== undefined ? { nodeDownAfterMs: options.nodeDownAfterMs } : {}),
+    ...(options.insecureRegistries !== undefined ? { insecureRegistries: options.insecureRegistries } : {}),
+  };
+}
+
+/** The cgroup under which this cluster's node cgroups go. */
+function clusterCgroup(options: Pick<NetnsClusterOptions, 'prefix' | 'cgroupParent'>): string {
+  return options.cgroupParent ? `${options.cgroupParent.replace(/\/+$/, '')}/${options.prefix}` : options.prefix;
+}
+
+/** Node i's names, addresses and directories (pure: nothing is created). */
+export function nodeLayout(options: NetnsClusterOptions, i: number): ClusterNodeState {
+  const p = options.prefix;
+  const role = i <= (options.managers ?? 1) ? 'manager' : 'worker';
+  return {
+    name: `node-${i}`,
+    netns: `${p}-n${i}`,
+    underlayAddress: `172.31.${options.underlayOctet}.${i}`,
+    uplink: `${p}v${i}`,
+    dataRoot: join(options.baseDir, `node-${i}`),
+    cgroupParent: `${clusterCgroup(options)}/node-${i}`,
+    subnet: `10.${200 + (options.underlayOctet % 50)}.${i}.0/24`,
+    pid: 0,
+    role,
+    ...(role === 'manager' ? { apiSocket: `unix:${join(options.baseDir, `node-${i}`, 'api.sock')}` } : {}),
+  };
+}
+
+/** The configuration a node's tsd runs with: the cluster's shared settings plus what is the node's own. */
+export function nodeDaemonConfig(node: ClusterNodeState, options: NetnsClusterOptions): DaemonConfig {
+  const { join: _join, token: _token, apiSocket: _apiSocket, ...base } = { ...defaultConfig(), ...sharedSettings(options) } as DaemonConfig;
+  return {
+    ...base,
+    dataRoot: node.dataRoot,
+    nodeName: node.name,
+    cgroupParent: node.cgroupParent,
+    subnet: node.subnet,
+    listen: `${node.underlayAddress}:${API_PORT}`,
+    metricsListen: `${node.underlayAddress}:${METRICS_PORT}`,
+    advertiseAddress: node.underlayAddress,
+    insecureTransport: true,
+    ...(node.apiSocket !== undefined ? { apiSocket: node.apiSocket } : {}),
+  };
+}
+
+/** tsd's options for this node (without `init`/`join`, the token and the manager address). */
+export function nodeTsdArgv(node: ClusterNodeState, options: NetnsClusterOptions): string[] {
+  return nodeArgv(nodeDaemonConfig(node, options));
 }
 
 async function spawnTsd(node: ClusterNodeState, args: string[], logPath: string): Promise<number> {
@@ -113,15 +204,9 @@ async function spawnTsd(node: ClusterNodeState, args: string[], logPath: string)
   return child.pid;
 }
 
-function nodeArgs(node: ClusterNodeState, options: NetnsClusterOptions): string[] {
-  return [
-    '--data-root', node.dataRoot, '--node-name', node.name, '--cgroup-parent', node.cgroupParent,
-    '--bridge', 'tessera0', '--subnet', node.subnet, '--nft-table', 'tessera',
-    '--listen', `${node.underlayAddress}:${API_PORT}`, '--metrics-listen', `${node.underlayAddress}:${METRICS_PORT}`,
-    '--advertise-address', node.underlayAddress, '--insecure-transport',
-    '--heartbeat-ms', String(options.heartbeatMs ?? 1000), '--node-down-after-ms', String(options.nodeDownAfterMs ?? 5000),
-    ...(options.insecureRegistries ?? []).flatMap((r) => ['--insecure-registry', r]),
-  ];
+/** Node options recorded in the state, or (a state written before they were) rebuilt from the options. */
+function optionsOf(node: ClusterNodeState, options: NetnsClusterOptions): string[] {
+  return node.tsdOptions ?? nodeTsdArgv(node, options);
 }
 
 async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, explain: () => Promise<string>): Promise<T> {
@@ -140,7 +225,7 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
 
 /** Builds the cluster; on failure removes whatever it made before throwing. */
 export async function createNetnsCluster(options: NetnsClusterOptions): Promise<NetnsClusterState> {
-  validate(options);
+  validateNetnsClusterOptions(options);
   const p = options.prefix;
   const state: NetnsClusterState = {
     prefix: p,
@@ -152,6 +237,7 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
     managerAddress: `172.31.${options.underlayOctet}.1:${API_PORT}`,
     nodes: [],
   };
+  state.cgroupRoot = await topmostMissingCgroup(clusterCgroup(options));
   try {
     await mkdir(options.baseDir, { recursive: true });
     if (state.switchNetns) {
@@ -163,7 +249,7 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
     await sh('ip', inSwitch(state, ['link', 'set', state.bridge, 'up']));
     for (let i = 1; i <= options.nodes; i++) state.nodes.push(await makeNodeNamespace(state, options, i));
     const manager = state.nodes[0]!;
-    manager.pid = await spawnTsd(manager, ['init', ...nodeArgs(manager, options), '--api-socket', manager.apiSocket as string], join(manager.dataRoot, 'tsd.log'));
+    manager.pid = await spawnTsd(manager, ['init', ...optionsOf(manager, options)], join(manager.dataRoot, 'tsd.log'));
     const timeout = options.readyTimeoutMs ?? 60_000;
     const client = new ApiClient(state.apiSocket, 5000);
     const members = new MembersApiClient(state.apiSocket, LOCAL_INSECURE, 5000);
@@ -173,7 +259,7 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
       // Managers join one at a time: each must be a voter before the next membership change.
       const managerToken = (await client.joinToken('manager', false)).token;
       for (const node of state.nodes.slice(1).filter((n) => n.role === 'manager')) {
-        node.pid = await spawnTsd(node, ['join', ...nodeArgs(node, options), '--api-socket', node.apiSocket as string, '--token', managerToken, state.managerAddress], join(node.dataRoot, 'tsd.log'));
+        node.pid = await spawnTsd(node, ['join', ...optionsOf(node, options), '--token', managerToken, state.managerAddress], join(node.dataRoot, 'tsd.log'));
         await waitFor(`${node.name} to be a voting manager`, timeout, async () => {
           const rows = await members.members();
           return rows.some((m) => m.id === node.name && (m.role === 'follower' || m.role === 'leader')) ? true : undefined;
@@ -181,7 +267,7 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
       }
       const { token } = await client.joinToken('worker', false);
       for (const node of state.nodes.filter((n) => n.role === 'worker')) {
-        node.pid = await spawnTsd(node, ['join', ...nodeArgs(node, options), '--token', token, state.managerAddress], join(node.dataRoot, 'tsd.log'));
+        node.pid = await spawnTsd(node, ['join', ...optionsOf(node, options), '--token', token, state.managerAddress], join(node.dataRoot, 'tsd.log'));
       }
       await waitFor(`all ${options.nodes} nodes to be ready`, timeout, async () => {
         const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
@@ -200,20 +286,8 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
 }
 
 async function makeNodeNamespace(state: NetnsClusterState, options: NetnsClusterOptions, i: number): Promise<ClusterNodeState> {
-  const p = state.prefix;
-  const role = i <= (options.managers ?? 1) ? 'manager' : 'worker';
-  const node: ClusterNodeState = {
-    name: `node-${i}`,
-    netns: `${p}-n${i}`,
-    underlayAddress: `172.31.${options.underlayOctet}.${i}`,
-    uplink: `${p}v${i}`,
-    dataRoot: join(options.baseDir, `node-${i}`),
-    cgroupParent: `${p}/node-${i}`,
-    subnet: `10.${200 + (options.underlayOctet % 50)}.${i}.0/24`,
-    pid: 0,
-    role,
-    ...(role === 'manager' ? { apiSocket: `unix:${join(options.baseDir, `node-${i}`, 'api.sock')}` } : {}),
-  };
+  const layout = nodeLayout(options, i);
+  const node: ClusterNodeState = { ...layout, tsdOptions: nodeTsdArgv(layout, options) };
   await sh('ip', ['netns', 'add', node.netns]);
   await sh('ip', ['-n', node.netns, 'link', 'set', 'lo', 'up']);
   await sh('ip', inSwitch(state, ['link', 'add', node.uplink, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', node.netns]));
@@ -231,7 +305,7 @@ export async function addNetnsNode(state: NetnsClusterState, options: NetnsClust
   const client = new ApiClient(state.apiSocket, 5000);
   try {
     const { token } = await client.joinToken('worker', false);
-    node.pid = await spawnTsd(node, ['join', ...nodeArgs(node, options), '--token', token, state.managerAddress], join(node.dataRoot, 'tsd.log'));
+    node.pid = await spawnTsd(node, ['join', ...optionsOf(node, options), '--token', token, state.managerAddress], join(node.dataRoot, 'tsd.log'));
     await waitFor(`${node.name} to be ready`, options.readyTimeoutMs ?? 60_000, async () => {
       const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
       return nodes.some((n) => n.metadata.name === node.name && n.status.state === 'ready') ? true : undefined;
@@ -249,7 +323,7 @@ export async function restartNetnsNode(state: NetnsClusterState, options: NetnsC
   const client = new ApiClient(state.apiSocket, 5000);
   try {
     const { token } = await client.joinToken('worker', false);
-    node.pid = await spawnTsd(node, ['join', ...nodeArgs(node, options), '--token', token, state.managerAddress], join(node.dataRoot, 'tsd.log'));
+    node.pid = await spawnTsd(node, ['join', ...optionsOf(node, options), '--token', token, state.managerAddress], join(node.dataRoot, 'tsd.log'));
   } finally {
     client.close();
   }
@@ -271,20 +345,55 @@ export async function destroyNetnsCluster(state: NetnsClusterState, log: (line: 
   }
   for (const node of state.nodes) {
     // The node's own tsd cleans up inside its namespace; this catches what a killed one left.
-    await sh('nsenter', [`--net=/run/netns/${node.netns}`, process.execPath, tsdMain(), 'cleanup', '--data-root', node.dataRoot,
-      '--cgroup-parent', node.cgroupParent, '--bridge', 'tessera0', '--subnet', node.subnet, '--nft-table', 'tessera']).catch((err: Error) => log(`cleanup of ${node.name}: ${err.message}`));
+    // A state written before tsdOptions existed had these settings hard-coded.
+    const cleanupOptions = node.tsdOptions ?? ['--data-root', node.dataRoot, '--cgroup-parent', node.cgroupParent, '--bridge', 'tessera0', '--subnet', node.subnet, '--nft-table', 'tessera'];
+    await sh('nsenter', [`--net=/run/netns/${node.netns}`, process.execPath, tsdMain(), 'cleanup', ...cleanupOptions])
+      .catch((err: Error) => log(`cleanup of ${node.name}: ${err.message}`));
     await sh('ip', ['netns', 'delete', node.netns]).catch(() => {});
     await removeCgroups(node.cgroupParent);
   }
-  await removeCgroups(state.prefix);
+  await removeCgroups(state.cgroupRoot ?? state.prefix);
   if (state.switchNetns) await sh('ip', ['netns', 'delete', state.switchNetns]).catch(() => {});
   else await sh('ip', ['link', 'delete', state.bridge]).catch(() => {});
   await rm(state.baseDir, { recursive: true, force: true });
 }
 
+/** Mount points of every cgroup hierarchy (v1 controllers, cgroup2): hybrid and pure v2 alike. */
+async function cgroupHierarchies(): Promise<string[]> {
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  const roots: string[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const [before, after] = line.split(' - ');
+    const mountPoint = before?.split(' ')[4];
+    const fsType = after?.split(' ')[0];
+    if (mountPoint && (fsType === 'cgroup' || fsType === 'cgroup2')) roots.push(mountPoint);
+  }
+  return roots;
+}
+
+/**
+ * The first component of `path` that exists in no cgroup hierarchy yet: everything from there
+ * down will be the cluster's, so destroy may remove it whole. If all of it exists already (left
+ * by an earlier cluster of this prefix), the path itself.
+ */
+async function topmostMissingCgroup(path: string): Promise<string> {
+  const roots = await cgroupHierarchies();
+  const parts = path.split('/').filter(Boolean);
+  for (let i = 1; i <= parts.length; i++) {
+    const candidate = parts.slice(0, i).join('/');
+    const present = await Promise.all(roots.map((root) => stat(join(root, candidate)).then(() => true, () => false)));
+    if (!present.includes(true)) return candidate;
+  }
+  return parts.join('/');
+}
+
+/** Removes the cgroup `parent` and everything under it in every hierarchy (deepest first). */
 async function removeCgroups(parent: string): Promise<void> {
-  const out = await sh('sh', ['-c', `for c in /sys/fs/cgroup/*/; do [ -d "$c${parent}" ] && find "$c${parent}" -depth -type d; done; true`]).catch(() => '');
-  for (const dir of out.split('\n').filter(Boolean)) await rmdir(dir).catch(() => {});
+  for (const root of await cgroupHierarchies()) {
+    const top = join(root, parent);
+    const out = await sh('find', [top, '-depth', '-type', 'd']).catch(() => ''); // absent in this hierarchy
+    for (const dir of out.split('\n').filter(Boolean)) await rmdir(dir).catch(() => {}); // busy: a process is still in it
+  }
 }
 
 /** Copies every node's tsd.log into `dir` (for a failed test's post-mortem); missing logs are skipped. */

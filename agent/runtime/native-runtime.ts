@@ -68,7 +68,14 @@ export class NativeRuntime implements ContainerRuntime {
     let cgroup: CgroupRecord | undefined;
     try {
       cgroup = await cgroups.create(cgroupPath, spec.linux?.resources);
-      const plan = await buildSpawnPlan({ spec, rootfs, cgroupProcsFiles: cgroups.procsFiles(cgroup), logPath, source });
+      const plan = await buildSpawnPlan({
+        spec,
+        rootfs,
+        cgroupProcsFiles: cgroups.procsFiles(cgroup),
+        cgroups: { version: cgroups.version, mountRoot: this.cgroupMountRoot, dirs: cgroup.dirs },
+        logPath,
+        source,
+      });
       // plan.json is only read by exec, after create: write it while the shim starts.
       const planWritten = this.store.writePlan(id, plan);
       planWritten.catch(() => undefined); // awaited below; this only marks it handled while the shim starts
@@ -99,6 +106,7 @@ export class NativeRuntime implements ContainerRuntime {
           createdAt: new Date().toISOString(),
           shimPid: child.shimPid,
           shimStartTime: shimStartTime ?? '',
+          ...(plan.warnings.length > 0 ? { warnings: plan.warnings } : {}),
         };
         await this.store.write(state);
       } catch (err) {
@@ -169,7 +177,8 @@ export class NativeRuntime implements ContainerRuntime {
     validateContainerId(id);
     const stored = await this.store.read(id);
     if (stored === undefined) return undefined;
-    return { id: stored.id, pid: stored.pid, bundle: stored.bundle, status: await this.statusOf(stored) };
+    const warnings = [...(stored.warnings ?? []), ...(stored.cgroup.warnings ?? [])];
+    return { id: stored.id, pid: stored.pid, bundle: stored.bundle, status: await this.statusOf(stored), ...(warnings.length > 0 ? { warnings } : {}) };
   }
 
   /** Removes the container's cgroup and state; refused while its init is alive (created or running). */

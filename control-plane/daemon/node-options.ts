@@ -1,8 +1,72 @@
-// The node settings as command-line options, shared by `tsd run|cleanup` and `tsctl cluster up`
-// so the two can never disagree about a flag's name or default.
-import { Command, InvalidArgumentError } from 'commander';
+// The node settings as command-line options, shared by `tsd init|join|cleanup` and `tsctl cluster
+// up`. NODE_FLAGS is the one list: tsd's parser is built from it, and so is the argv that tsctl
+// hands to every tsd it starts (nodeArgv), so a flag cannot be parsed on one side and forgotten on
+// the other. Its type has an entry for every DaemonConfig field, so a new setting must get a flag.
+import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { defaultConfig, validateConfig, type DaemonConfig } from './config.js';
+
+/** How a setting is written on the command line; follows from its type in DaemonConfig. */
+type FlagKind<T> = [T] extends [boolean]
+  ? 'switch'
+  : [T] extends [number]
+    ? 'integer'
+    : [T] extends [readonly string[]]
+      ? 'repeated' | 'comma-list'
+      : 'text';
+
+export interface NodeFlag<T> {
+  /** Commander's flag spelling, e.g. `--data-root <dir>`. */
+  spelling: string;
+  description: string;
+  kind: FlagKind<T>;
+}
+
+export type NodeFlags = { readonly [K in keyof DaemonConfig]-?: NodeFlag<DaemonConfig[K]> };
+
+export const NODE_FLAGS: NodeFlags = {
+  dataRoot: { spelling: '--data-root <dir>', description: 'where tsd keeps images, containers and logs', kind: 'text' },
+  listen: { spelling: '--listen <address>', description: 'gRPC API address (host:port or unix:/path)', kind: 'text' },
+  metricsListen: { spelling: '--metrics-listen <address>', description: 'Prometheus /metrics address', kind: 'text' },
+  nodeName: { spelling: '--node-name <name>', description: 'this node\'s name', kind: 'text' },
+  bridge: { spelling: '--bridge <name>', description: 'container bridge link name', kind: 'text' },
+  subnet: { spelling: '--subnet <cidr>', description: 'node-local container subnet', kind: 'text' },
+  nftTable: { spelling: '--nft-table <name>', description: 'nftables table for port publishing', kind: 'text' },
+  cgroupParent: { spelling: '--cgroup-parent <path>', description: 'parent cgroup of every container', kind: 'text' },
+  insecureRegistries: { spelling: '--insecure-registry <host:port>', description: 'registry to reach over plain HTTP (repeatable)', kind: 'repeated' },
+  heartbeatMs: { spelling: '--heartbeat-ms <ms>', description: 'agent heartbeat period', kind: 'integer' },
+  nodeDownAfterMs: { spelling: '--node-down-after-ms <ms>', description: 'a node silent this long is down', kind: 'integer' },
+  advertiseAddress: { spelling: '--advertise-address <ip>', description: 'address other nodes reach this node at', kind: 'text' },
+  apiSocket: { spelling: '--api-socket <unix:/path>', description: 'also serve the API on this unix socket', kind: 'text' },
+  join: { spelling: '--join <address>', description: 'join the manager at this address as a worker instead of running a manager', kind: 'text' },
+  token: { spelling: '--token <token>', description: 'join token (with --join)', kind: 'text' },
+  store: { spelling: '--store <backend>', description: 'cluster state: raft (replicated, durable), memory (tests) or etcd', kind: 'text' },
+  etcdEndpoints: { spelling: '--etcd-endpoints <urls>', description: 'with --store etcd: comma-separated http://host:port list', kind: 'comma-list' },
+  raftSnapshotEvery: { spelling: '--raft-snapshot-every <entries>', description: 'raft: snapshot and compact the log every this many entries', kind: 'integer' },
+  historyRevisions: { spelling: '--history-revisions <n>', description: 'store revisions kept for watches to resume from; older ones are compacted (0: keep all)', kind: 'integer' },
+  insecureTransport: { spelling: '--insecure-transport', description: 'allow gRPC without TLS on non-loopback addresses (test clusters in private namespaces only)', kind: 'switch' },
+};
+
+export type NodeSettingKey = keyof DaemonConfig;
+
+/** Every setting, in the order of NODE_FLAGS (the order of `--help`). */
+export const NODE_SETTING_KEYS = Object.keys(NODE_FLAGS) as NodeSettingKey[];
+
+type AnyNodeFlag = Omit<NodeFlag<unknown>, 'kind'> & { kind: 'switch' | 'integer' | 'repeated' | 'comma-list' | 'text' };
+
+function flagOf(key: NodeSettingKey): AnyNodeFlag {
+  return NODE_FLAGS[key];
+}
+
+/** The long flag alone, e.g. `--data-root`. */
+export function flagName(key: NodeSettingKey): string {
+  return flagOf(key).spelling.split(' ')[0]!;
+}
+
+/** The property commander stores a flag's value under (`--insecure-registry` → insecureRegistry). */
+export function optionAttribute(key: NodeSettingKey): string {
+  return new Option(flagOf(key).spelling).attributeName();
+}
 
 function integer(value: string): number {
   const n = Number(value);
@@ -14,37 +78,65 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
+function nodeOption(key: NodeSettingKey): Option {
+  const flag = flagOf(key);
+  const option = new Option(flag.spelling, flag.description);
+  const fallback = defaultConfig()[key];
+  if (flag.kind === 'integer') option.argParser(integer);
+  if (flag.kind === 'repeated') option.argParser(collect);
+  if (flag.kind === 'comma-list') option.argParser((v: string) => v.split(',').filter(Boolean));
+  if (fallback !== undefined) option.default(fallback);
+  return option;
+}
+
 export function withNodeOptions(command: Command): Command {
-  const d = defaultConfig();
-  return command
-    .option('--data-root <dir>', 'where tsd keeps images, containers and logs', d.dataRoot)
-    .option('--listen <address>', 'gRPC API address (host:port or unix:/path)', d.listen)
-    .option('--metrics-listen <address>', 'Prometheus /metrics address', d.metricsListen)
-    .option('--node-name <name>', 'this node\'s name', d.nodeName)
-    .option('--bridge <name>', 'container bridge link name', d.bridge)
-    .option('--subnet <cidr>', 'node-local container subnet', d.subnet)
-    .option('--nft-table <name>', 'nftables table for port publishing', d.nftTable)
-    .option('--cgroup-parent <path>', 'parent cgroup of every container', d.cgroupParent)
-    .option('--insecure-registry <host:port>', 'registry to reach over plain HTTP (repeatable)', collect, d.insecureRegistries)
-    .option('--heartbeat-ms <ms>', 'agent heartbeat period', integer, d.heartbeatMs)
-    .option('--node-down-after-ms <ms>', 'a node silent this long is down', integer, d.nodeDownAfterMs)
-    .option('--advertise-address <ip>', 'address other nodes reach this node at', d.advertiseAddress)
-    .option('--api-socket <unix:/path>', 'also serve the API on this unix socket')
-    .option('--join <address>', 'join the manager at this address as a worker instead of running a manager')
-    .option('--token <token>', 'join token (with --join)')
-    .option('--store <backend>', 'cluster state: raft (replicated, durable), memory (tests) or etcd', d.store)
-    .option('--etcd-endpoints <urls>', 'with --store etcd: comma-separated http://host:port list', (v: string) => v.split(',').filter(Boolean), d.etcdEndpoints)
-    .option('--raft-snapshot-every <entries>', 'raft: snapshot and compact the log every this many entries', integer, d.raftSnapshotEvery)
-    .option('--history-revisions <n>', 'store revisions kept for watches to resume from; older ones are compacted (0: keep all)', integer, d.historyRevisions)
-    .option('--insecure-transport', 'allow gRPC without TLS on non-loopback addresses (test clusters in private namespaces only)', d.insecureTransport);
+  for (const key of NODE_SETTING_KEYS) command.addOption(nodeOption(key));
+  return command;
 }
 
 /** The validated configuration from options parsed by a command made with withNodeOptions. */
 export function configFromOptions(options: Record<string, unknown>): DaemonConfig {
-  // The repeatable --insecure-registry flag arrives under commander's singular name.
-  const { insecureRegistry, ...rest } = options;
-  const config: DaemonConfig = { ...defaultConfig(), ...(rest as Partial<DaemonConfig>) };
-  if (Array.isArray(insecureRegistry)) config.insecureRegistries = insecureRegistry.map(String);
-  validateConfig(config);
-  return config;
+  const config = defaultConfig() as unknown as Record<NodeSettingKey, unknown>;
+  for (const key of NODE_SETTING_KEYS) {
+    const value = options[optionAttribute(key)];
+    if (value !== undefined) config[key] = value;
+  }
+  const result = config as unknown as DaemonConfig;
+  validateConfig(result);
+  return result;
+}
+
+/**
+ * The command-line options that give a tsd exactly this configuration: every setting, written
+ * out even where it equals the default, so the node's /proc/PID/cmdline shows what it runs with.
+ */
+export function nodeArgv(config: DaemonConfig): string[] {
+  const argv: string[] = [];
+  for (const key of NODE_SETTING_KEYS) {
+    const value: unknown = config[key];
+    if (value === undefined) continue;
+    const flag = flagName(key);
+    switch (flagOf(key).kind) {
+      case 'switch':
+        if (value === true) argv.push(flag);
+        break;
+      case 'repeated':
+        for (const item of value as string[]) argv.push(flag, item);
+        break;
+      case 'comma-list':
+        // An empty list is the default; `--etcd-endpoints ''` would say the same less clearly.
+        if ((value as string[]).length > 0) argv.push(flag, (value as string[]).join(','));
+        break;
+      default:
+        argv.push(flag, String(value));
+    }
+  }
+  return argv;
+}
+
+/** What tsd makes of these options (the parser `tsd init` uses), validated. */
+export function parseNodeArgv(argv: readonly string[]): DaemonConfig {
+  const command = withNodeOptions(new Command('tsd-options')).exitOverride().configureOutput({ writeErr: () => {} });
+  command.parse([...argv], { from: 'user' });
+  return configFromOptions(command.opts());
 }
