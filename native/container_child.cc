@@ -187,8 +187,30 @@ int OpenDestination(int rootFd, const ChildMount& m, const ChildFds& fds) {
   return dup(rootFd);
 }
 
+// A symbolic link at the entry's destination, in a directory resolved inside the rootfs. An
+// existing link with the same target is fine (the image may have it); anything else is an error.
+void MakeSymlink(int rootFd, const ChildMount& m, const ChildFds& fds) {
+  Text parentPath;
+  JoinComponents(&parentPath, m.components, m.components.size() - 1);
+  int parentFd = OpenInRoot(rootFd, parentPath.buf, O_PATH | O_DIRECTORY);
+  if (parentFd < 0) Fail(fds, errno, "resolve symlink directory", m.destination.c_str());
+  const char* name = m.components.back().c_str();
+  if (symlinkat(m.symlinkTarget.c_str(), parentFd, name) != 0) {
+    int err = errno;
+    char existing[kPathMax];
+    ssize_t n = err == EEXIST ? readlinkat(parentFd, name, existing, sizeof(existing) - 1) : -1;
+    bool same = n >= 0 && static_cast<size_t>(n) == m.symlinkTarget.size() && memcmp(existing, m.symlinkTarget.data(), n) == 0;
+    if (!same) Fail(fds, err, "create symlink", m.destination.c_str());
+  }
+  close(parentFd);
+}
+
 void DoMounts(const SpawnPlan& plan, int rootFd, const ChildFds& fds) {
   for (const ChildMount& m : plan.mounts) {
+    if (!m.symlinkTarget.empty()) {
+      MakeSymlink(rootFd, m, fds);
+      continue;
+    }
     int fd = OpenDestination(rootFd, m, fds);
     Text target;
     target.Add("/proc/self/fd/").AddInt(fd);

@@ -318,6 +318,10 @@ SpawnPlan PlanFromJs(Napi::Env env, Napi::Object obj) {
       // Only MS_REC alone would be a no-op mount call; ignore it.
       if ((prop & ~MS_REC) != 0) cm.propagation = prop;
     }
+    if (Present(m, "symlinkTarget")) {
+      cm.symlinkTarget = Str(m, where, "symlinkTarget");
+      if (cm.symlinkTarget.empty()) throw Napi::TypeError::New(env, "spawn plan: " + where + "symlinkTarget must not be empty");
+    }
     plan.mounts.push_back(cm);
   }
   plan.maskedPaths = Strs(obj, "", "maskedPaths");

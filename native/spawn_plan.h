@@ -25,6 +25,9 @@ struct ChildMount {
   bool targetIsFile = false;
   // MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (| MS_REC), set by a second mount call; 0 for none.
   unsigned long propagation = 0;
+  // Not a mount: a symbolic link to this target is made at the destination (e.g. cpu -> cpu,cpuacct
+  // in a container's /sys/fs/cgroup on cgroup v1). Empty for a real mount.
+  std::string symlinkTarget;
 };
 
 struct ChildRlimit {

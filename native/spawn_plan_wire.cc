@@ -11,12 +11,12 @@ namespace {
 // the shim's init silently runs without it), then update these sizes.
 #if defined(__x86_64__) && defined(__GLIBCXX__)
 static_assert(sizeof(SpawnPlan) == 696, "SpawnPlan changed: carry the new field over the wire, then update this size");
-static_assert(sizeof(ChildMount) == 176, "ChildMount changed: carry the new field over the wire, then update this size");
+static_assert(sizeof(ChildMount) == 208, "ChildMount changed: carry the new field over the wire, then update this size");
 static_assert(sizeof(ChildCapabilities) == 40, "ChildCapabilities changed: carry the new field over the wire");
 #endif
 
 // Bumped whenever the layout below changes; the shim refuses other versions.
-constexpr uint32_t kMagic = 0x54535031;  // "TSP1"
+constexpr uint32_t kMagic = 0x54535032;  // "TSP2"
 
 class Writer {
  public:
@@ -116,6 +116,7 @@ std::string EncodePlan(const SpawnPlan& plan) {
     w.U8(m.remountReadonly);
     w.U8(m.targetIsFile);
     w.U64(m.propagation);
+    w.Str(m.symlinkTarget);
   }
   w.Strs(plan.maskedPaths);
   w.Strs(plan.readonlyPaths);
@@ -191,6 +192,7 @@ std::string DecodePlan(const char* data, size_t len, SpawnPlan* plan) {
     m.remountReadonly = r.U8() != 0;
     m.targetIsFile = r.U8() != 0;
     m.propagation = r.U64();
+    m.symlinkTarget = r.Str();
     plan->mounts.push_back(std::move(m));
   }
   plan->maskedPaths = r.Strs();

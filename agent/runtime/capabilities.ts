@@ -55,6 +55,28 @@ export function nativeCapabilities(caps: OciCapabilities, field: string): Native
   return out;
 }
 
+/** capability(7) name of a number, e.g. 10 -> CAP_NET_BIND_SERVICE. */
+export function capabilityName(num: number): string {
+  return Object.keys(CAPABILITY_NUMBERS).find((name) => CAPABILITY_NUMBERS[name] === num) ?? `capability ${num}`;
+}
+
+/**
+ * Drops the ambient capabilities the kernel would refuse to raise: PR_CAP_AMBIENT_RAISE needs the
+ * capability in both the permitted and the inheritable set. runc ignores that refusal, and its
+ * default spec (`runc spec`) lists ambient capabilities without an inheritable set, so we do the
+ * same; each one left out becomes a warning that names it. `field` is process.capabilities.
+ */
+export function withRaisableAmbient(caps: NativeCapabilities, field: string): { capabilities: NativeCapabilities; warnings: string[] } {
+  const ambient: number[] = [];
+  const warnings: string[] = [];
+  for (const cap of caps.ambient) {
+    const missing = [caps.permitted.includes(cap) ? undefined : 'permitted', caps.inheritable.includes(cap) ? undefined : 'inheritable'].filter((s) => s !== undefined);
+    if (missing.length === 0) ambient.push(cap);
+    else warnings.push(`${field}.ambient: ${capabilityName(cap)} is not raised: it is not in the ${missing.join(' or ')} set (the kernel raises only capabilities that are both permitted and inheritable)`);
+  }
+  return { capabilities: { ...caps, ambient }, warnings };
+}
+
 /** The effective set a spec gives its process; all capabilities when the spec leaves them alone. */
 export function effectiveCapabilityNames(caps: OciCapabilities | undefined): string[] {
   if (caps === undefined) return Object.keys(CAPABILITY_NUMBERS);

@@ -31,6 +31,8 @@ export interface NativeMount {
   targetKind: 'dir' | 'file';
   /** Propagation set on the new mount afterwards, e.g. ['slave', 'rec'] for rslave; [] or absent for none. */
   propagation?: MountFlag[];
+  /** Not a mount: a symbolic link to this target is made at `destination` (e.g. cpu -> cpu,cpuacct). */
+  symlinkTarget?: string;
 }
 
 /** Everything the child needs, computed up front: the child may not allocate memory. */

@@ -2,7 +2,7 @@
 // oom_score_adj, sysctls, domain name, namespaces joined by path and user-namespace id maps.
 // Pure: everything here is decided from the validated spec alone.
 
-import { nativeCapabilities, type NativeCapabilities } from './capabilities.js';
+import { nativeCapabilities, withRaisableAmbient, type NativeCapabilities } from './capabilities.js';
 import { nativeSeccomp, type NativeSeccomp } from './seccomp.js';
 import type { NamespaceKind } from './native.js';
 import type { OciIdMapping, OciSpec } from './types.js';
@@ -64,6 +64,12 @@ export interface NativeSecurityPlan {
   /** uid_map and gid_map contents, written by the runtime after clone; null without a user namespace. */
   userNamespace: { uidMap: string; gidMap: string } | null;
   seccomp: NativeSeccomp | null;
+  /**
+   * What the spec asks for that the container runs without, as runc does (e.g. ambient
+   * capabilities that are not inheritable). Not read by the addon: the runtime keeps them in the
+   * container's state.
+   */
+  warnings: string[];
 }
 
 /** Namespace kinds that may be joined by path; the others must be created. */
@@ -158,8 +164,10 @@ export function buildSecurityPlan(spec: OciSpec, source: string, ownNamespaces: 
     throw new Error(`${source}: domainname is set but the container has no uts namespace of its own`);
   }
 
+  const capsField = `${source}: process.capabilities`;
+  const capabilities = proc.capabilities === undefined ? undefined : withRaisableAmbient(nativeCapabilities(proc.capabilities, capsField), 'process.capabilities');
   return {
-    capabilities: proc.capabilities === undefined ? null : nativeCapabilities(proc.capabilities, `${source}: process.capabilities`),
+    capabilities: capabilities?.capabilities ?? null,
     rlimits,
     umask: proc.user.umask ?? -1,
     oomScoreAdj: proc.oomScoreAdj ?? null,
@@ -169,5 +177,6 @@ export function buildSecurityPlan(spec: OciSpec, source: string, ownNamespaces: 
     namespacePaths,
     userNamespace,
     seccomp: spec.linux?.seccomp === undefined ? null : nativeSeccomp(spec.linux.seccomp, `${source}: linux.seccomp`),
+    warnings: capabilities?.warnings ?? [],
   };
 }

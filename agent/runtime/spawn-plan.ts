@@ -3,7 +3,7 @@
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { planMounts } from './mount-plan.js';
+import { planMounts, type CgroupMountContext } from './mount-plan.js';
 import type { NamespaceKind, NativeSpawnPlan } from './native.js';
 import { buildSecurityPlan } from './security-plan.js';
 import type { OciSpec } from './types.js';
@@ -56,6 +56,8 @@ export interface SpawnPlanInputs {
   spec: OciSpec;
   rootfs: string;
   cgroupProcsFiles: string[];
+  /** The container's cgroups (driver version, mount root, CgroupRecord.dirs), shown by a `cgroup` mount. */
+  cgroups?: Omit<CgroupMountContext, 'namespace'>;
   logPath: string;
   /** Names the config in error messages. */
   source: string;
@@ -77,7 +79,7 @@ export async function buildSpawnPlan(inputs: SpawnPlanInputs): Promise<NativeSpa
     namespaces,
     hostname: spec.hostname ?? '',
     cgroupProcsFiles: inputs.cgroupProcsFiles,
-    mounts: await planMounts(spec.mounts ?? [], `${source}: mounts`),
+    mounts: await planMounts(spec.mounts ?? [], `${source}: mounts`, cgroupMountContext(inputs, namespaces, security.namespacePaths)),
     maskedPaths: spec.linux?.maskedPaths ?? [],
     readonlyPaths: spec.linux?.readonlyPaths ?? [],
     logPath: inputs.logPath,
@@ -90,6 +92,11 @@ export async function buildSpawnPlan(inputs: SpawnPlanInputs): Promise<NativeSpa
     env,
     noNewPrivileges: spec.process.noNewPrivileges ?? false,
   };
+}
+
+function cgroupMountContext(inputs: SpawnPlanInputs, created: readonly NamespaceKind[], joined: ReadonlyArray<{ type: NamespaceKind }>): CgroupMountContext | undefined {
+  if (inputs.cgroups === undefined) return undefined;
+  return { ...inputs.cgroups, namespace: created.includes('cgroup') || joined.some((ns) => ns.type === 'cgroup') };
 }
 
 /** The namespace file a spec wants joined must exist and be a namespace (nsfs), checked before anything is made. */

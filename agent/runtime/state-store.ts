@@ -21,6 +21,8 @@ export interface StoredState {
   shimPid?: number;
   shimStartTime?: string;
   exit?: ExitStatus;
+  /** What the spec asked for that the container runs without (e.g. ambient capabilities the kernel would not raise). */
+  warnings?: string[];
 }
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;

@@ -176,6 +176,8 @@ export interface ContainerState {
   pid: number;
   status: 'created' | 'running' | 'stopped';
   bundle: string;
+  /** What the container runs without although its spec or resources asked for it; absent when nothing. */
+  warnings?: string[];
 }
 
 export interface ExitStatus {

@@ -2,7 +2,7 @@
 // profile, sysctl classification, id maps, and config.json validation of the security fields.
 
 import test from 'ava';
-import { capabilityNumbers, DEFAULT_CAPABILITIES, nativeCapabilities } from '../../agent/runtime/capabilities.js';
+import { capabilityNumbers, DEFAULT_CAPABILITIES, nativeCapabilities, withRaisableAmbient } from '../../agent/runtime/capabilities.js';
 import { parseOciSpec } from '../../agent/runtime/oci-config.js';
 import { nativeSeccomp } from '../../agent/runtime/seccomp.js';
 import { ALWAYS_DENIED, defaultSeccompProfile } from '../../agent/runtime/seccomp-default.js';
@@ -30,6 +30,25 @@ test('capability names become sorted, de-duplicated numbers; unknown names are r
   t.throws(() => capabilityNumbers(['toString'], 'f'), { message: /unknown capability 'toString'/ });
   const caps = nativeCapabilities({ bounding: ['CAP_SYS_ADMIN'] }, 'f');
   t.deepEqual(caps, { bounding: [21], effective: [], inheritable: [], permitted: [], ambient: [] });
+});
+
+test('ambient capabilities the kernel would not raise are left out with a warning each, as runc ignores them', (t) => {
+  // process.capabilities as `runc spec` writes it: ambient listed, no inheritable set.
+  const runcDefault = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
+  const spec = baseSpec();
+  spec.process.capabilities = { bounding: runcDefault, effective: runcDefault, permitted: runcDefault, ambient: runcDefault };
+  const plan = buildSecurityPlan(spec, SRC, ['pid', 'network', 'ipc', 'uts', 'mount']);
+  t.deepEqual(plan.capabilities, { bounding: [5, 10, 29], effective: [5, 10, 29], inheritable: [], permitted: [5, 10, 29], ambient: [] });
+  t.deepEqual(plan.warnings, [
+    'process.capabilities.ambient: CAP_KILL is not raised: it is not in the inheritable set (the kernel raises only capabilities that are both permitted and inheritable)',
+    'process.capabilities.ambient: CAP_NET_BIND_SERVICE is not raised: it is not in the inheritable set (the kernel raises only capabilities that are both permitted and inheritable)',
+    'process.capabilities.ambient: CAP_AUDIT_WRITE is not raised: it is not in the inheritable set (the kernel raises only capabilities that are both permitted and inheritable)',
+  ]);
+  // Permitted and inheritable: raised, no warning. Missing from both: both named.
+  const mixed = withRaisableAmbient(nativeCapabilities({ permitted: ['CAP_KILL'], inheritable: ['CAP_KILL'], ambient: ['CAP_KILL', 'CAP_CHOWN'] }, 'f'), 'process.capabilities');
+  t.deepEqual(mixed.capabilities.ambient, [5]);
+  t.deepEqual(mixed.warnings, ['process.capabilities.ambient: CAP_CHOWN is not raised: it is not in the permitted or inheritable set (the kernel raises only capabilities that are both permitted and inheritable)']);
+  t.deepEqual(buildSecurityPlan(baseSpec(), SRC, ['pid', 'network', 'ipc', 'uts', 'mount']).warnings, [], 'our own default spec raises nothing it cannot');
 });
 
 test('the default spec has Docker\'s capability set in bounding/effective/permitted and none inheritable or ambient', (t) => {

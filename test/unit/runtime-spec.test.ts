@@ -69,7 +69,9 @@ test('planMounts splits OCI options into flags and data', async (t) => {
   );
   t.deepEqual(planned[0], { source: 'tmpfs', destination: '/dev', fstype: 'tmpfs', flags: ['nosuid', 'strictatime'], data: 'mode=755,size=65536k', remountReadonly: false, targetKind: 'dir', propagation: [] });
   t.deepEqual(planned[1], { source: '/etc/hosts', destination: '/etc/hosts', fstype: '', flags: ['bind', 'rec', 'rdonly'], data: '', remountReadonly: true, targetKind: 'file', propagation: ['private', 'rec'] });
-  await t.throwsAsync(planMounts([{ destination: '/x', type: 'cgroup', source: 'cgroup' }], 'mounts'), { message: /mounts\[0\] \(\/x\): mount type 'cgroup' is not supported/ });
+  await t.throwsAsync(planMounts([{ destination: '/x', type: 'cgroupfs', source: 'cgroup' }], 'mounts'), { message: /mounts\[0\] \(\/x\): mount type 'cgroupfs' is not supported/ });
+  // A cgroup mount shows the container's own cgroups (test/unit/runtime-cgroup-mount.test.ts); without them it cannot be planned.
+  await t.throwsAsync(planMounts([{ destination: '/x', type: 'cgroup', source: 'cgroup' }], 'mounts'), { message: /mounts\[0\] \(\/x\): a cgroup mount needs the container's cgroup/ });
   t.deepEqual((await planMounts([{ destination: '/x', type: 'tmpfs', options: ['rslave'] }], 'mounts'))[0]?.propagation, ['slave', 'rec']);
   await t.throwsAsync(planMounts([{ destination: '/x', type: 'tmpfs', options: ['rshared', 'private'] }], 'mounts'), { message: /more than one propagation option/ });
 });

@@ -32,4 +32,6 @@ export interface RuncState {
   rootfs: string;
   created: string;
   owner: string;
+  /** Ours only: what the container runs without that its spec asked for; absent when nothing. */
+  warnings?: string[];
 }

@@ -94,6 +94,8 @@ async function state(program: Command, id: string): Promise<RuncState> {
     rootfs: path.resolve(current.bundle, spec.root.path),
     created: stored.createdAt,
     owner: '',
+    // Not in runc's state: what this container runs without that its spec asked for.
+    ...(current.warnings !== undefined ? { warnings: current.warnings } : {}),
   };
 }
 
