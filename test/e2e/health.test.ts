@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Service, Task } from '../../control-plane/resources/types.js';
 import { eventually, type TestNode } from '../helpers/tsd-node.js';
 import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';
+import { controllerDir } from '../helpers/host-cgroups.js';
 
 let node: TestNode;
 let workDir: string;
@@ -137,7 +138,7 @@ test.serial('a probe that outlives its timeout is a failure, and the probe proce
   t.is(task.status.health, 'starting');
   t.is(task.status.healthLog?.at(-1)?.exitCode, -1);
   t.regex(task.status.healthLog?.at(-1)?.output ?? '', /exceeded timeout \(300 ms\)/);
-  const procs = (await readFile(join('/sys/fs/cgroup/pids', node.cgroupParent, task.status.containerId!, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean);
+  const procs = (await readFile(join(await controllerDir('pids', join(node.cgroupParent, task.status.containerId!)), 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean);
   t.deepEqual(procs, [String(task.status.pid)], 'only the container\'s own process is left');
   await node.tsctl('delete', '-f', join(workDir, 'slow.yaml'));
 });

@@ -19,6 +19,7 @@ import { ApiClient } from '../../cli/client.js';
 import type { Node, Service, Task } from '../../control-plane/resources/types.js';
 import { createNetnsCluster, destroyNetnsCluster, type ClusterNodeState, type NetnsClusterState, saveClusterLogs } from '../../deploy/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
+import { cgroupDirsUnder } from '../helpers/host-cgroups.js';
 
 const run = promisify(execFile);
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -94,8 +95,7 @@ async function makeLab(count: number): Promise<Lab> {
         await run('ip', ['netns', 'del', n.netns]).catch(() => {});
       }
       await run('ip', ['netns', 'del', sw]).catch(() => {});
-      const { stdout } = await run('sh', ['-c', `for c in /sys/fs/cgroup/*/; do [ -d "$c${prefix}" ] && find "$c${prefix}" -depth -type d; done; true`]);
-      for (const dir of stdout.split('\n').filter(Boolean)) await rmdir(dir).catch(() => {});
+      for (const dir of await cgroupDirsUnder(prefix)) await rmdir(dir).catch(() => {});
       await rm(base, { recursive: true, force: true });
     },
   };

@@ -11,7 +11,7 @@ export interface HostCgroups {
   mode: 'v1' | 'v2' | 'hybrid';
   /** Where cgroup2 is mounted, if anywhere. */
   v2Root: string | undefined;
-  /** v1 controller name -> its hierarchy's mount point (cpu and cpuacct may share one). */
+  /** v1 controller name (or "name=X" for a named hierarchy) -> its mount point (cpu and cpuacct may share one). */
   v1Roots: Map<string, string>;
   /** Controllers the cgroup2 root offers (cgroup.controllers), empty without cgroup2. */
   v2Controllers: Set<string>;
@@ -36,7 +36,8 @@ async function readHostCgroups(): Promise<HostCgroups> {
     if (fsType === 'cgroup2' && v2Root === undefined) v2Root = mountPoint;
     if (fsType === 'cgroup') {
       for (const option of (superOptions ?? '').split(',')) {
-        if (!['rw', 'ro'].includes(option) && !option.startsWith('name=') && !v1Roots.has(option)) v1Roots.set(option, mountPoint);
+        // Named hierarchies (name=systemd) are kept under their full option: runc joins them too.
+        if (!['rw', 'ro'].includes(option) && !v1Roots.has(option)) v1Roots.set(option, mountPoint);
       }
     }
   }

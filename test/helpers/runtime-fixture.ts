@@ -8,6 +8,7 @@ import path from 'node:path';
 import { NativeRuntime } from '../../agent/runtime/native-runtime.js';
 import { buildOciSpec, type ContainerSpecInput } from '../../agent/runtime/spec.js';
 import type { ExitStatus, OciSpec } from '../../agent/runtime/types.js';
+import { hostCgroups } from './host-cgroups.js';
 import { makeBusyboxRootfs } from './rootfs.js';
 
 export const CGROUP_MOUNT_ROOT = '/sys/fs/cgroup';
@@ -97,13 +98,22 @@ export class RuntimeFixture {
     const own = new Map<string, string>();
     for (const line of (await fs.readFile('/proc/self/cgroup', 'utf8')).split('\n')) {
       const [, controllers, where] = line.split(':');
-      for (const c of controllers?.split(',') ?? []) if (c) own.set(c.replace(/^name=/, ''), where ?? '/');
+      // v1 lines name their controllers; the cgroup2 line ("0::/path") is kept under ''.
+      for (const c of controllers?.split(',') ?? []) own.set(c, where ?? '/');
     }
+    const host = await hostCgroups();
+    const hierarchies: Array<{ root: string; controllers: string[] }> = [];
+    for (const [controller, root] of host.v1Roots) {
+      const known = hierarchies.find((h) => h.root === root);
+      if (known === undefined) hierarchies.push({ root, controllers: [controller] });
+      else known.controllers.push(controller);
+    }
+    if (host.v2Root !== undefined) hierarchies.push({ root: host.v2Root, controllers: [''] });
     const found: string[] = [];
-    for (const controller of await fs.readdir(CGROUP_MOUNT_ROOT)) {
-      const bases = new Set(['/', ...controller.split(',').map((c) => own.get(c) ?? '/')]);
+    for (const { root, controllers } of hierarchies) {
+      const bases = new Set(['/', ...controllers.map((c) => own.get(c) ?? '/')]);
       for (const base of bases) {
-        const dir = path.join(CGROUP_MOUNT_ROOT, controller, base, this.cgroupParent);
+        const dir = path.join(root, base, this.cgroupParent);
         if (await fs.stat(dir).then(() => true, () => false)) found.push(dir);
       }
     }

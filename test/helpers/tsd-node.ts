@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { cgroupDirsUnder } from './host-cgroups.js';
 
 const run = promisify(execFile);
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -150,10 +151,9 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
   return node;
 }
 
-/** Every cgroup v1 directory named by the parent, deepest first; tests use this to prove nothing is left. */
+/** Every cgroup directory named by the parent in any hierarchy (v1 or v2), deepest first; tests use this to prove nothing is left. */
 export async function listCgroups(parent: string): Promise<string[]> {
-  const { stdout } = await run('sh', ['-c', `for c in /sys/fs/cgroup/*/; do [ -d "$c${parent}" ] && find "$c${parent}" -depth -type d; done; true`]);
-  return stdout.split('\n').filter(Boolean);
+  return cgroupDirsUnder(parent);
 }
 
 async function removeCgroupTree(parent: string): Promise<void> {

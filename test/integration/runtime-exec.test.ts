@@ -3,8 +3,10 @@
 
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import { execCollect } from '../../agent/runtime/exec.js';
 import { RuntimeFixture, withTimeout } from '../helpers/runtime-fixture.js';
+import { controllerDir } from '../helpers/host-cgroups.js';
 
 async function runningContainer(t: ExecutionContext): Promise<{ fx: RuntimeFixture; id: string; pid: number }> {
   const fx = await RuntimeFixture.create();
@@ -39,7 +41,7 @@ test('exec without a TTY joins every namespace and the cgroup, with the containe
   t.is(lines[7], '1', 'sees the container sleep (same pid namespace)');
   t.is(lines[8], 'got hello');
   // The exec'd process is in the container's cgroup on the host side too.
-  const procs = await fs.readFile(`/sys/fs/cgroup/memory/${fx.cgroupPathOf(id)}/cgroup.procs`, 'utf8');
+  const procs = await fs.readFile(path.join(await controllerDir('memory', fx.cgroupPathOf(id)), 'cgroup.procs'), 'utf8');
   t.true(procs.split('\n').includes(String(pid)));
   await finish(t, fx, id);
 });
@@ -70,7 +72,7 @@ test('exec with a TTY gets a terminal from the container devpts', async (t) => {
 
 test('exec of a missing program fails clearly and leaves no process; exec into a stopped container is refused', async (t) => {
   const { fx, id } = await runningContainer(t);
-  const procsFile = `/sys/fs/cgroup/pids/${fx.cgroupPathOf(id)}/cgroup.procs`;
+  const procsFile = path.join(await controllerDir('pids', fx.cgroupPathOf(id)), 'cgroup.procs');
   const before = await fs.readFile(procsFile, 'utf8');
   const err = await t.throwsAsync(fx.runtime.exec(id, { args: ['/no/such/program'] }));
   t.regex(err?.message ?? '', /find executable.*ENOENT/);

@@ -6,33 +6,41 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
+import { controllerDir, hostCgroups } from '../helpers/host-cgroups.js';
 import { RuntimeFixture } from '../helpers/runtime-fixture.js';
 
 const run = promisify(execFile);
-const CGROUP_ROOT = '/sys/fs/cgroup';
-
-const LIMIT_FILES: ReadonlyArray<[controller: string, file: string]> = [
+/** The limit files each layout has for the INPUT below, by controller; v1 hierarchies or the one cgroup2 tree. */
+const V1_LIMIT_FILES: ReadonlyArray<[controller: string, file: string]> = [
   ['memory', 'memory.limit_in_bytes'],
   ['pids', 'pids.max'],
   ['cpu', 'cpu.cfs_quota_us'],
   ['cpu', 'cpu.cfs_period_us'],
   ['cpu', 'cpu.shares'],
 ];
+const V2_LIMIT_FILES = ['memory.max', 'pids.max', 'cpu.max', 'cpu.weight'];
 
 /**
  * The runtime spec lets a runtime place a relative cgroupsPath where it likes: ours puts it under
  * the hierarchy's root, runc under the cgroup of the process that runs it. `base` says which.
  */
 async function readLimits(cgroupsPath: string, base: 'root' | 'self'): Promise<Record<string, string>> {
+  const host = await hostCgroups();
   const own = new Map<string, string>();
   for (const line of (await fs.readFile('/proc/self/cgroup', 'utf8')).split('\n')) {
     const [, controllers, where] = line.split(':');
+    // The cgroup2 line is "0::/path": its controller list is empty, kept under ''.
     for (const c of controllers?.split(',') ?? []) own.set(c, where ?? '/');
   }
   const values: Record<string, string> = {};
-  for (const [controller, file] of LIMIT_FILES) {
+  if (host.mode === 'v2' && host.v2Root !== undefined) {
+    const dir = path.join(host.v2Root, base === 'self' ? (own.get('') ?? '/') : '/', cgroupsPath);
+    for (const file of V2_LIMIT_FILES) values[file] = (await fs.readFile(path.join(dir, file), 'utf8')).trim();
+    return values;
+  }
+  for (const [controller, file] of V1_LIMIT_FILES) {
     const parent = base === 'self' ? (own.get(controller) ?? '/') : '/';
-    values[file] = (await fs.readFile(path.join(CGROUP_ROOT, controller, parent, cgroupsPath, file), 'utf8')).trim();
+    values[file] = (await fs.readFile(path.join(await controllerDir(controller, parent), cgroupsPath, file), 'utf8')).trim();
   }
   return values;
 }
@@ -84,8 +92,9 @@ test('cgroup limit files and rlimits are the same under runc and ours', async (t
   const runcOutput = await fs.readFile(outPath, 'utf8');
   await run('runc', ['--root', runcRoot, 'delete', '--force', runcId]);
 
+  t.log(`case: ${(await hostCgroups()).mode} cgroups: ${Object.keys(oursLimits).join(', ')}`);
   t.deepEqual(oursLimits, runcLimits);
-  t.is(oursLimits['memory.limit_in_bytes'], String(48 * 1024 * 1024));
+  t.is(oursLimits['memory.limit_in_bytes'] ?? oursLimits['memory.max'], String(48 * 1024 * 1024));
   t.is(oursLimits['pids.max'], '64');
   t.deepEqual(oursOutput.trim().split('\n'), runcOutput.trim().split('\n'));
   t.regex(oursOutput, /^nofile 1024 2048$/m);

@@ -5,8 +5,10 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { RuntimeFixture, withTimeout } from '../helpers/runtime-fixture.js';
+import { controllerDir } from '../helpers/host-cgroups.js';
 
 const run = promisify(execFile);
 
@@ -112,8 +114,8 @@ test('a fork bomb stops at the pids limit; the test process is unharmed', async 
   const fx = await fixture(t);
   const id = await fx.create({ args: ['sh', '-c', 'b() { b | b & }; b; sleep 30'], pidsLimit: 32 });
   await fx.runtime.start(id);
-  const eventsFile = `/sys/fs/cgroup/pids/${fx.cgroupPathOf(id)}/pids.events`;
-  const currentFile = `/sys/fs/cgroup/pids/${fx.cgroupPathOf(id)}/pids.current`;
+  const eventsFile = path.join(await controllerDir('pids', fx.cgroupPathOf(id)), 'pids.events');
+  const currentFile = path.join(await controllerDir('pids', fx.cgroupPathOf(id)), 'pids.current');
   let refused = 0;
   for (let i = 0; i < 50 && refused === 0; i++) {
     await new Promise((r) => setTimeout(r, 100));

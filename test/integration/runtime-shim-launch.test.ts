@@ -15,6 +15,7 @@ import type { OciSeccomp } from '../../agent/runtime/seccomp.js';
 import { buildSpawnPlan } from '../../agent/runtime/spawn-plan.js';
 import { processStartTime } from '../../agent/runtime/state-store.js';
 import { RuntimeFixture, withTimeout } from '../helpers/runtime-fixture.js';
+import { hostCgroups } from '../helpers/host-cgroups.js';
 
 interface ShimOutcome {
   code: number | null;
@@ -104,18 +105,18 @@ test('compiled seccomp filters are cached per profile: each container gets exact
   t.deepEqual(await fx.cleanup(), { cgroups: [], mounts: [] });
 });
 
-const UNIFIED = '/sys/fs/cgroup/unified';
-
 test('on cgroup v2 the shim creates the init directly in its cgroup (clone3 into the cgroup)', async (t) => {
-  if (!(await fs.access(path.join(UNIFIED, 'cgroup.controllers')).then(() => true, () => false))) {
-    t.log(`no cgroup2 mount at ${UNIFIED}`);
-    t.pass();
+  const { v2Root, mode } = await hostCgroups();
+  if (v2Root === undefined) {
+    t.log('case: cgroup v1 only: there is no cgroup2 tree to clone into');
+    t.is(mode, 'v1');
     return;
   }
-  // This machine's only cgroup2 tree has no memory/pids controllers, so no NativeRuntime runs on
-  // it: the plan is handed to the shim directly, with the v2 cgroup.procs file as its only cgroup.
+  t.log(`case: ${mode} host, cgroup2 at ${v2Root}`);
+  // The plan is handed to the shim directly, with a v2 cgroup.procs file as its only cgroup, so
+  // this runs on a hybrid host's controller-less cgroup2 tree as well as on a pure v2 host.
   const fx = await RuntimeFixture.create();
-  const leaf = path.join(UNIFIED, `tessera-test-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
+  const leaf = path.join(v2Root, `tessera-test-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
   let initPid: number | undefined;
   t.teardown(async () => {
     if (initPid !== undefined) {
