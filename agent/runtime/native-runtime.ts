@@ -9,7 +9,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { normalizeCgroupsPath, openCgroupDriver, type CgroupDriver, type CgroupRecord } from './cgroups/index.js';
+import { normalizeCgroupsPath, openCgroupDriver, wholeDisksBacking, type CgroupDriver, type CgroupRecord } from './cgroups/index.js';
 import { startExec } from './exec.js';
 import { SHIM_PATH, spawnShim, type ShimSpawned } from './native.js';
 import { readBundleConfig } from './oci-config.js';
@@ -67,7 +67,9 @@ export class NativeRuntime implements ContainerRuntime {
     await this.store.claim(id);
     let cgroup: CgroupRecord | undefined;
     try {
-      cgroup = await cgroups.create(cgroupPath, spec.linux?.resources);
+      // The rootfs may be an overlay (no block device of its own); the bundle sits beside its upper dir.
+      const ioAccountedDisks = await wholeDisksBacking([rootfs, bundle]);
+      cgroup = await cgroups.create(cgroupPath, spec.linux?.resources, { ioAccountedDisks });
       const plan = await buildSpawnPlan({
         spec,
         rootfs,
