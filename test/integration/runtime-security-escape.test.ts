@@ -90,10 +90,8 @@ test('host block devices cannot be reached, even after mknod', async (t) => {
   // A block device of this machine, by major:minor (its name varies: vda, sda, nvme0n1).
   const disks = (await fs.readdir('/sys/dev/block').catch(() => [] as string[])).filter((d) => /^\d+:\d+$/.test(d));
   const disk = disks[0];
-  if (disk === undefined) {
-    t.pass('no block device on this machine');
-    return;
-  }
+  // Every Debian machine this runs on has a disk; none would mean nothing here is checked.
+  if (disk === undefined) throw new Error('no block device in /sys/dev/block: this test has nothing to probe');
   const [major, minor] = disk.split(':');
   const results = await probe(
     fx,
