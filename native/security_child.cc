@@ -139,6 +139,9 @@ bool SetIdentityAndCapabilities(const SpawnPlan& plan, ChildError* e) {
     }
     if (syscall(SYS_capset, &header, data) != 0) return Failed(e, errno, "capset (effective must be within permitted)");
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return Failed(e, errno, "clear ambient capabilities");
+    // The plan lists only ambient capabilities that are permitted and inheritable (the others are
+    // left out with a warning in the state, as runc ignores them: capabilities.ts), so a refusal
+    // here is unexpected and fails the container.
     for (int cap = 0; cap <= plan.lastCap; cap++) {
       if (Has(caps.ambient, cap) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0)
         return Failed(e, errno, "raise ambient capability (it must be permitted and inheritable)");
