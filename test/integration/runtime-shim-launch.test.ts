@@ -60,9 +60,9 @@ test('the shim refuses bytes that are not a spawn plan, reports why and leaves n
 });
 
 test('the shim refuses a truncated spawn plan', async (t) => {
-  // The right magic ("TSP1" little-endian), then a string length that runs past the end.
+  // The right magic ("TSP2" little-endian: native/spawn_plan_wire.cc), then a string length that runs past the end.
   const plan = Buffer.alloc(12);
-  plan.writeUInt32LE(0x54535031, 0);
+  plan.writeUInt32LE(0x54535032, 0);
   plan.writeUInt32LE(1000, 4);
   const out = await runShimWithPlan(t, plan);
   t.is(out.code, 1);
