@@ -8,9 +8,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { cleanupNode } from '../control-plane/daemon/cleanup.js';
 import { Command, InvalidArgumentError } from 'commander';
 
+import { cleanupNode } from '../control-plane/daemon/cleanup.js';
 import { dataPaths, validateConfig, type DaemonConfig } from '../control-plane/daemon/config.js';
 import { configFromOptions, flagName, nodeArgv, optionAttribute, withNodeOptions, NODE_SETTING_KEYS, type NodeSettingKey } from '../control-plane/daemon/node-options.js';
 import type { Node } from '../control-plane/resources/types.js';
@@ -35,8 +35,8 @@ function tsdMainPath(): string {
  * What `cluster up` does with each tsd setting:
  * - every-node: the value (given or default) goes to every node's tsd, as given;
  * - per-node: the cluster derives each node's value from it (the description says how);
- * - one-node-only: goes to the tsd of a single-node cluster; refused with --nodes/--managers above 1,
- *   because each node of a multi-node cluster needs its own value and the cluster derives it;
+ * - one-node-only: goes to the tsd of a single-node cluster; refused with --nodes above 1, because
+ *   each node of a multi-node cluster needs its own value and the cluster derives it;
  * - refused: has no meaning for `cluster up` at all.
  * The type makes every setting need an entry, so a flag added to tsd cannot be dropped here.
  */
