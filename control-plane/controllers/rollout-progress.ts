@@ -2,7 +2,7 @@
 // tasks, so the command itself is only I/O.
 import type { Service, Task, UpdateState } from '../resources/types.js';
 import { isGlobalMode, isTerminal } from '../resources/types.js';
-import { isReady, rollbackSpec, templateKey } from './rollout.js';
+import { isReady, rollbackSpec, taskTemplateKey, templateKey } from './rollout.js';
 
 export type RolloutPhase = UpdateState | 'pending' | 'none';
 
@@ -23,7 +23,7 @@ export function rolloutProgress(service: Service, tasks: readonly Task[]): Rollo
   const name = service.metadata.stack ? `${service.metadata.stack}/${service.metadata.name}` : service.metadata.name;
   const template = templateKey(service.spec);
   const live = tasks.filter((t) => t.desiredState === 'running' && !isTerminal(t.status.state));
-  const updated = live.filter((t) => isReady(t) && templateKey(t.spec.spec) === template).length;
+  const updated = live.filter((t) => isReady(t) && taskTemplateKey(t) === template).length;
   const desired =
     isGlobalMode(service.spec.mode) ? new Set(live.map((t) => t.nodeName ?? '')).size : Math.max(0, service.spec.replicas ?? 1);
   const status = service.status;

@@ -6,7 +6,7 @@
 import type { Node, Service, Task } from '../resources/types.js';
 import { objectKey } from '../store/keys.js';
 import { ConflictError, NotFoundError, type ObjectStore } from '../store/object-store.js';
-import { reconcileService } from './service-reconcile.js';
+import { MAX_TASK_WRITES_PER_PASS, reconcileService } from './service-reconcile.js';
 import { isGlobalMode } from '../resources/types.js';
 import { reconcileGlobalService } from './global-reconcile.js';
 import { dependencyWait, dependentsOf, gateTask } from './dependency-gate.js';
@@ -16,6 +16,40 @@ import { WorkQueue, type ReconcileResult } from './work-queue.js';
 export interface ServiceControllerOptions {
   now?: () => number;
   log?: (message: string) => void;
+  /** Called after each pass with the task writes it made (metrics, tests). */
+  onPass?: (key: string, writes: PassWrites) => void;
+}
+
+/** Task writes of one pass, by kind. */
+export interface PassWrites {
+  created: number;
+  updated: number;
+  shutdown: number;
+  removed: number;
+}
+
+/** Writes between two yields to the event loop: a memory store resolves writes without one. */
+const WRITES_BETWEEN_YIELDS = 50;
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Counts a pass's task writes: at most MAX_TASK_WRITES_PER_PASS, with a turn of the event loop
+ * every WRITES_BETWEEN_YIELDS, so timers and I/O (Raft heartbeats) run in between.
+ */
+class WriteBudget {
+  readonly writes: PassWrites = { created: 0, updated: 0, shutdown: 0, removed: 0 };
+  private used = 0;
+
+  get exhausted(): boolean {
+    return this.used >= MAX_TASK_WRITES_PER_PASS;
+  }
+
+  async spend(kind: keyof PassWrites): Promise<void> {
+    this.writes[kind]++;
+    this.used++;
+    if (this.used % WRITES_BETWEEN_YIELDS === 0) await yieldToEventLoop();
+  }
 }
 
 function keyOf(stack: string, name: string): string {
@@ -26,6 +60,7 @@ export class ServiceController {
   private readonly queue: WorkQueue;
   private readonly now: () => number;
   private readonly log: (message: string) => void;
+  private readonly onPass: (key: string, writes: PassWrites) => void;
 
   constructor(
     private readonly objects: ObjectStore,
@@ -36,6 +71,7 @@ export class ServiceController {
   ) {
     this.now = options.now ?? Date.now;
     this.log = options.log ?? (() => {});
+    this.onPass = options.onPass ?? (() => {});
     this.queue = new WorkQueue(
       (key) => this.reconcile(key),
       (key, err) => this.log(`service ${key}: reconcile failed: ${(err as Error).message}`),
@@ -105,27 +141,53 @@ export class ServiceController {
       const update = decision.service.status.update;
       if (update && update.state !== service.status?.update?.state) this.log(`service ${key}: ${update.state}: ${update.message ?? ''}`);
     }
+    const budget = new WriteBudget();
+    await this.writeTasks(stack, service, tasks, decision, budget, writes);
+    await writes.seenBy(this.tasks);
+    this.onPass(key, budget.writes);
+    // Writes left for lack of budget are decided again (level-triggered) in the next pass, at once.
+    if (budget.exhausted) return { requeueAfterMs: 0 };
+    return decision.requeueAfterMs !== undefined ? { requeueAfterMs: decision.requeueAfterMs } : undefined;
+  }
+
+  /** Carries out the decision's task writes, as many as the pass's budget allows. */
+  private async writeTasks(
+    stack: string,
+    service: Service | undefined,
+    tasks: readonly Task[],
+    decision: ReturnType<typeof reconcileService>,
+    budget: WriteBudget,
+    writes: OwnWrites,
+  ): Promise<void> {
     const wait = this.dependencyWaitOf(service, stack);
     for (const task of decision.create) {
+      if (budget.exhausted) return;
       // A global service's tasks are bound to their nodes at once: held ones are not created yet.
       if (wait !== undefined && task.nodeName !== undefined) continue;
       writes.note(await this.objects.create(gateTask(task, wait) ?? task));
+      await budget.spend('created');
     }
+    const shutdown = new Set(decision.shutdown);
     for (const task of tasks) {
-      if (decision.shutdown.includes(task.metadata.name) || gateTask(task, wait) === undefined) continue;
+      if (budget.exhausted) return;
+      if (shutdown.has(task.metadata.name) || gateTask(task, wait) === undefined) continue;
       writes.note(await this.objects.updateWithRetry('Task', stack, task.metadata.name, (t) => gateTask(t, wait)));
+      await budget.spend('updated');
     }
     for (const taskName of decision.shutdown) {
+      if (budget.exhausted) return;
       writes.note(
         await this.objects.updateWithRetry('Task', stack, taskName, (t) =>
           t.desiredState === 'shutdown' ? undefined : { ...t, desiredState: 'shutdown' },
         ),
       );
+      await budget.spend('shutdown');
     }
     for (const taskName of decision.remove) {
+      if (budget.exhausted) return;
+      // Already gone is what we wanted; anything else is retried by the next pass, which still sees the task.
       await this.objects.delete('Task', stack, taskName).catch(() => {});
+      await budget.spend('removed');
     }
-    await writes.seenBy(this.tasks);
-    return decision.requeueAfterMs !== undefined ? { requeueAfterMs: decision.requeueAfterMs } : undefined;
   }
 }

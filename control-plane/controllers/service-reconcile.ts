@@ -15,7 +15,8 @@
 // slots may begin their update in this pass; this file decides what that means for each slot.
 import { API_VERSION, TASK_STATES, isGlobalMode, isJobMode, isTerminal, type Service, type ServiceSpec, type ServiceStatus, type Task } from '../resources/types.js';
 import { backoffResetAfterMs, restartDelayMs, type RestartPolicy } from './restart-backoff.js';
-import { isReady, planRollout, templateKey, type RolloutPlan, type SlotView } from './rollout.js';
+import { isReady, planRollout, taskTemplateKey, templateKey, type RolloutPlan, type SlotView } from './rollout.js';
+import { MAX_REPLICAS } from '../resources/limits.js';
 import { randomTaskId, taskName, type TaskIdGenerator } from './task-naming.js';
 
 export { taskTemplateOf, templateKey } from './rollout.js';
@@ -31,6 +32,13 @@ export function restartPolicyOf(spec: ServiceSpec): RestartPolicy | undefined {
 
 /** Terminal tasks kept per slot (Swarm's task-history-limit default), for `tsctl describe`. */
 export const TASK_HISTORY_LIMIT = 5;
+
+/**
+ * Task writes (creates, shutdowns, deletions) one pass of the controller makes at most. A service
+ * scaled to 100,000 converges over many passes instead of one that holds the manager's event loop
+ * (and Raft heartbeats) for half a minute; each pass decides afresh, so nothing is lost in between.
+ */
+export const MAX_TASK_WRITES_PER_PASS = 1000;
 
 export interface ReconcileServiceInput {
   /** undefined when the service has been deleted. */
@@ -65,7 +73,8 @@ export function reconcileService(
     throw new Error('reconcileService handles replicated services; global ones go to reconcileGlobalService');
   }
 
-  const replicas = Math.max(0, service.spec.replicas ?? 1);
+  // The schema refuses more than MAX_REPLICAS; a service stored before that limit existed gets no more either.
+  const replicas = Math.min(MAX_REPLICAS, Math.max(0, service.spec.replicas ?? 1));
   const template = templateKey(service.spec);
   const policy = restartPolicyOf(service.spec);
   const historyLimit = Math.max(TASK_HISTORY_LIMIT, (policy?.maxAttempts ?? 0) + 1);
@@ -75,15 +84,21 @@ export function reconcileService(
   const remove: string[] = [];
   let requeueAfterMs: number | undefined;
 
+  // Only slots with tasks are materialised: a service of 100,000 replicas that has few tasks yet
+  // must not cost 100,000 slot objects in every pass.
   const bySlot = groupBySlot(tasks);
-  for (let slot = 1; slot <= replicas; slot++) if (!bySlot.has(slot)) bySlot.set(slot, []);
-  const slots = [...bySlot].sort(([a], [b]) => a - b);
-
-  const inRange: SlotView[] = slots.filter(([slot]) => slot >= 1 && slot <= replicas).map(([slot, ts]) => ({ key: String(slot), tasks: ts }));
-  const plan = planRollout({ service, slots: inRange, now: input.now });
+  const occupied = [...bySlot].sort(([a], [b]) => a - b);
+  const inRange: SlotView[] = occupied.filter(([slot]) => slot >= 1 && slot <= replicas).map(([slot, ts]) => ({ key: String(slot), tasks: ts }));
+  const plan = planRollout({ service, slots: inRange, emptySlots: replicas - inRange.length, now: input.now });
   if (plan.requeueAfterMs !== undefined) requeueAfterMs = plan.requeueAfterMs;
 
-  for (const [slot, slotTasks] of slots) {
+  for (const slot of slotsInOrder(occupied.map(([slot]) => slot), replicas)) {
+    const slotTasks = bySlot.get(slot) ?? [];
+    if (slotTasks.length === 0 && create.length >= MAX_TASK_WRITES_PER_PASS) {
+      // An empty slot only ever gets a new task, and this pass has made all it may.
+      requeueAfterMs = 0;
+      continue;
+    }
     const live = slotTasks.filter(isLive);
     const terminal = slotTasks.filter((t) => isTerminal(t.status.state)).sort(newestFirst);
 
@@ -97,7 +112,8 @@ export function reconcileService(
     if (!plan.hold) {
       const decision = decideSlot(String(slot), slotTasks, { template, policy, now: input.now, plan });
       for (const t of decision.shutdown) shutdown.push({ name: t.metadata.name, slot });
-      if (decision.create) create.push(newTask(service, input.serviceKey, slot, newTaskId(), input.now));
+      if (decision.create && create.length < MAX_TASK_WRITES_PER_PASS) create.push(newTask(service, input.serviceKey, slot, newTaskId(), input.now));
+      else if (decision.create) requeueAfterMs = 0; // the next pass creates the rest
       if (decision.waitMs !== undefined) requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, decision.waitMs);
     }
 
@@ -139,8 +155,8 @@ export function decideSlot(key: string, slotTasks: Task[], ctx: SlotContext): Sl
 }
 
 function decideHealthySlot(key: string, slotTasks: Task[], live: Task[], ctx: SlotContext): SlotDecision {
-  const current = live.filter((t) => templateKey(t.spec.spec) === ctx.template).sort(bestFirst);
-  const old = live.filter((t) => templateKey(t.spec.spec) !== ctx.template).sort(bestFirst);
+  const current = live.filter((t) => taskTemplateKey(t) === ctx.template).sort(bestFirst);
+  const old = live.filter((t) => taskTemplateKey(t) !== ctx.template).sort(bestFirst);
   const keep = current[0];
   if (keep) {
     // start-first: the old task serves until the new one is ready.
@@ -154,7 +170,7 @@ function decideHealthySlot(key: string, slotTasks: Task[], live: Task[], ctx: Sl
     if (ctx.plan.order === 'stop-first') return { shutdown: old, create: false };
     return { shutdown: duplicates, ...decideReplacement(slotTasks, ctx.template, ctx.policy, ctx.now) };
   }
-  const oldStopping = slotTasks.some((t) => t.desiredState === 'shutdown' && !isTerminal(t.status.state) && templateKey(t.spec.spec) !== ctx.template);
+  const oldStopping = slotTasks.some((t) => t.desiredState === 'shutdown' && !isTerminal(t.status.state) && taskTemplateKey(t) !== ctx.template);
   if (oldStopping && ctx.plan.order === 'stop-first') return { shutdown: [], create: false };
   return { shutdown: [], ...decideReplacement(slotTasks, ctx.template, ctx.policy, ctx.now) };
 }
@@ -188,14 +204,14 @@ export function decideReplacement(
   now: number,
 ): ReplacementDecision {
   const newest = [...slotTasks].sort(newestFirst)[0];
-  if (!newest || (newest.desiredState === 'shutdown' && !isUnhealthy(newest)) || templateKey(newest.spec.spec) !== template) {
+  if (!newest || (newest.desiredState === 'shutdown' && !isUnhealthy(newest)) || taskTemplateKey(newest) !== template) {
     return { create: true };
   }
   // The newest task wanted to run and is no longer live (or is unhealthy), so it failed on its own.
   if (!restartAllowed(newest, policy)) return { create: false };
 
   const ownEnds = slotTasks
-    .filter((t) => endedOnItsOwn(t) && templateKey(t.spec.spec) === template)
+    .filter((t) => endedOnItsOwn(t) && taskTemplateKey(t) === template)
     .sort(newestFirst);
   const maxAttempts = policy?.maxAttempts ?? 0;
   if (maxAttempts > 0) {
@@ -274,6 +290,13 @@ export function isUnhealthy(t: Task): boolean {
 
 function endedOnItsOwn(t: Task): boolean {
   return (t.desiredState === 'running' && isTerminal(t.status.state)) || isUnhealthy(t);
+}
+
+/** Every slot to look at, ascending: those with tasks below 1, then 1..replicas, then those with tasks above. */
+function* slotsInOrder(occupied: readonly number[], replicas: number): Generator<number> {
+  for (const slot of occupied) if (slot < 1) yield slot;
+  for (let slot = 1; slot <= replicas; slot++) yield slot;
+  for (const slot of occupied) if (slot > replicas) yield slot;
 }
 
 function groupBySlot(tasks: Task[]): Map<number, Task[]> {
