@@ -1,5 +1,6 @@
 import test from 'ava';
-import { validateObject, type ValidationIssue } from '../../control-plane/resources/schema.js';
+import { MAX_ISSUES_PER_OBJECT, validateObject, validateStackObject, type ValidationIssue } from '../../control-plane/resources/schema.js';
+import { capErrorMessage, MAX_ERROR_MESSAGE_BYTES, MAX_FILE_OBJECT_BYTES, MAX_REPLICAS, quoteName } from '../../control-plane/resources/limits.js';
 import { formatConstraint, parseConstraint, type PlacementConstraint } from '../../control-plane/resources/constraints.js';
 
 function service(spec: Record<string, unknown>, metadata: Record<string, unknown> = { name: 'web' }): Record<string, unknown> {
@@ -194,4 +195,79 @@ test('a job may not restart on success: restart condition any is refused for job
   t.deepEqual(issue.path, ['spec', 'restart', 'condition']);
   t.regex(issue.message, /runs to completion and restarts only failed tasks: use on-failure or none/);
   t.true(validateObject(service({ mode: 'global-job', restart: { condition: 'on-failure', maxAttempts: 3 } })).ok);
+});
+
+// ---- size limits (issue 12 §5) ----
+
+test('replicas: at most 100000, the same limit as Scale; 1e6, 2^53-1, -1, 1.5 and "3" are refused', (t) => {
+  const ok = validateObject(service({ replicas: MAX_REPLICAS }));
+  t.true(ok.ok);
+  for (const replicas of [MAX_REPLICAS + 1, 1_000_000, Number.MAX_SAFE_INTEGER]) {
+    const issue = onlyIssue(service({ replicas }));
+    t.deepEqual(issue.path, ['spec', 'replicas']);
+    t.regex(issue.message, /expected at most 100000, the most replicas a service may have/);
+  }
+  for (const replicas of [-1, 1.5, '3']) t.regex(onlyIssue(service({ replicas })).message, /expected an integer >= 0/);
+});
+
+test('an unknown key of a megabyte: no "did you mean" (which cost 3.9 s per MB), the key quoted shortened', (t) => {
+  const key = 'x'.repeat(1024 * 1024);
+  const issue = onlyIssue(service({ [key]: 1 }));
+  t.true(issue.unknownField);
+  t.is(issue.path[1], key, 'the path keeps the key itself, so a locator can find it in the file');
+  t.true(issue.message.length < 1024, `message of ${issue.message.length} characters`);
+  t.true(issue.message.startsWith(`unknown field "${'x'.repeat(32)}"…"${'x'.repeat(32)}" (1048576 characters)`));
+  t.notRegex(issue.message, /did you mean/);
+  // A long key that a short typo would match gets no hint either; a short typo still does.
+  t.notRegex(onlyIssue(service({ [`imagee${'-'.repeat(64)}`]: 1 })).message, /did you mean/);
+  t.regex(onlyIssue(service({ imagee: 'x' })).message, /did you mean "image"\?/);
+});
+
+test('a mapping of many unknown keys is reported with a bounded number of issues', (t) => {
+  const spec: Record<string, unknown> = {};
+  for (let i = 0; i < 100_000; i++) spec[`k${i}`] = i;
+  const issues = issuesOf(service(spec));
+  t.is(issues.length, MAX_ISSUES_PER_OBJECT + 1);
+  t.is(issues.at(-1)!.message, `${100_000 - MAX_ISSUES_PER_OBJECT} more problem(s) in this object not listed`);
+});
+
+test('a Secret or Config over 500 KiB is refused by the schema, so the CLI refuses it too', (t) => {
+  const data = (bytes: number) => Buffer.alloc(bytes, 1).toString('base64');
+  const object = (kind: string, bytes: number) => ({ apiVersion: 'tessera/v1', kind, metadata: { name: 'big' }, spec: { data: data(bytes) } });
+  for (const kind of ['Secret', 'Config']) {
+    t.true(validateStackObject(object(kind, MAX_FILE_OBJECT_BYTES)).ok, `${kind} of exactly 500 KiB`);
+    const result = validateStackObject(object(kind, MAX_FILE_OBJECT_BYTES + 1));
+    t.false(result.ok);
+    if (!result.ok) {
+      t.deepEqual(result.issues.map((i) => i.path), [['spec', 'data']]);
+      t.regex(result.issues[0]!.message, new RegExp(`${kind} big holds 512001 bytes; at most 512000 \\(500 KiB\\)`));
+    }
+  }
+});
+
+test('a constraint with a long run of spaces is parsed in linear time (it backtracked quadratically)', (t) => {
+  // 400,000 spaces inside the value took minutes before.
+  const spaces = ' '.repeat(400_000);
+  const inside = parseConstraint(`node.labels.a==x${spaces}y`);
+  t.true(inside.ok && inside.value.value === `x${spaces}y`, 'spaces inside the value are kept');
+  t.deepEqual(parseConstraint(` node.role == worker${spaces}`), { ok: true, value: { field: 'role', op: '==', value: 'worker' } });
+  const bad = parseConstraint(`node.labels.a==x\ny`);
+  t.false(bad.ok);
+  if (!bad.ok) t.regex(bad.message, /a value cannot contain a line break/);
+  const long = parseConstraint(`node.colour==${'x'.repeat(100_000)}`);
+  t.false(long.ok);
+  if (!long.ok) t.true(long.message.length < 1024, 'the constraint is quoted shortened');
+});
+
+test('error messages are cut at 4 KiB of UTF-8 on a character boundary, saying how much was cut', (t) => {
+  t.is(capErrorMessage('short'), 'short');
+  const long = `${'é'.repeat(3000)}${'x'.repeat(10_000)}`;
+  const capped = capErrorMessage(long);
+  t.true(Buffer.byteLength(capped) <= MAX_ERROR_MESSAGE_BYTES);
+  const cut = /… \[(\d+) more bytes of this message cut\]$/.exec(capped);
+  t.truthy(cut);
+  const kept = capped.slice(0, capped.indexOf('… ['));
+  t.true(long.startsWith(kept));
+  t.is(Buffer.byteLength(kept) + Number(cut![1]), Buffer.byteLength(long), 'kept + cut = the whole message');
+  t.is(quoteName('web'), '"web"');
 });

@@ -1,7 +1,8 @@
 import test from 'ava';
 import { API_VERSION, type Service, type ServiceSpec, type Task, type TaskState } from '../../control-plane/resources/types.js';
 import { restartDelayMs } from '../../control-plane/controllers/restart-backoff.js';
-import { reconcileService, type ReconcileServiceInput } from '../../control-plane/controllers/service-reconcile.js';
+import { MAX_TASK_WRITES_PER_PASS, reconcileService, type ReconcileServiceInput } from '../../control-plane/controllers/service-reconcile.js';
+import { MAX_REPLICAS } from '../../control-plane/resources/limits.js';
 import { taskName } from '../../control-plane/controllers/task-naming.js';
 
 const T0 = Date.parse('2024-01-01T00:00:00Z');
@@ -402,4 +403,38 @@ test('restart window: maxAttempts counts only the ends inside the window, and re
   t.is(run(service, [ended(100_000), ended(130_000)], 170_000).create.length, 1);
   // Without a window the same history gives up for good.
   t.deepEqual(run(svc({ restart: { maxAttempts: 1, delayMs: 0 } }), [ended(100_000), ended(130_000)], 1_000_000).create, []);
+});
+
+// ---- bounded passes (issue 12 §5: replicas 1e6 ran one 34 s pass; 2^53-1 threw RangeError after 35 s) ----
+
+test('one pass creates at most MAX_TASK_WRITES_PER_PASS tasks, lowest free slots first, and asks to run again at once', (t) => {
+  const have = Array.from({ length: 500 }, (_, i) => tk({ slot: i + 1 }));
+  const d = run(svc({ replicas: 3000 }), have);
+  t.is(d.create.length, MAX_TASK_WRITES_PER_PASS);
+  t.deepEqual(slotsOf(d.create), Array.from({ length: MAX_TASK_WRITES_PER_PASS }, (_, i) => 501 + i));
+  t.is(d.requeueAfterMs, 0, 'the rest is created by the next passes');
+  const done = run(svc({ replicas: 600 }), have);
+  t.is(done.create.length, 100);
+  t.is(done.requeueAfterMs, undefined, 'nothing left over: no extra pass');
+});
+
+test('a stored service beyond the replica limit (2^53-1, 1e6) is treated as MAX_REPLICAS, one bounded pass at a time', (t) => {
+  for (const replicas of [Number.MAX_SAFE_INTEGER, 1_000_000]) {
+    const d = run(svc({ replicas }), []);
+    t.is(d.create.length, MAX_TASK_WRITES_PER_PASS);
+    t.is(d.requeueAfterMs, 0);
+  }
+  // At the limit, every task present: nothing to do; one over it (a slot the limit cuts off) is scaled away.
+  const full = Array.from({ length: MAX_REPLICAS + 1 }, (_, i) => tk({ slot: i + 1 }));
+  const d = run(svc({ replicas: 1_000_000 }), full);
+  t.deepEqual(d.create, []);
+  t.deepEqual(d.shutdown, [full.at(-1)!.metadata.name]);
+});
+
+test('scaling away more tasks than one pass may write: the decision lists them all, highest slot first', (t) => {
+  // The controller writes at most MAX_TASK_WRITES_PER_PASS of them per pass (service-controller-bounds.test.ts).
+  const have = Array.from({ length: 1500 }, (_, i) => tk({ slot: i + 1 }));
+  const d = run(svc({ replicas: 10 }), have);
+  t.is(d.shutdown.length, 1490);
+  t.is(d.shutdown[0], have[1499]!.metadata.name);
 });
