@@ -58,9 +58,10 @@ export function registerStackCommands(program: Command): void {
     .option('--dry-run', 'print the native objects as multi-document YAML and change nothing')
     .option('-d, --detach', 'return once the objects are applied, without waiting for the services to converge')
     .option('--timeout <duration>', 'give up waiting for convergence after this long (e.g. 90s, 5m)', `${DEFAULT_FOLLOW_TIMEOUT_MS / 1000}s`)
-    .action(async (name: string, options: { composeFile: string[]; dryRun?: boolean; detach?: boolean; timeout: string }) => {
+    .option('--allow-outside-files', 'read .env, env_file, secret and config files outside the first Compose file\'s directory too (by default they must be inside it, symbolic links resolved)')
+    .action(async (name: string, options: { composeFile: string[]; dryRun?: boolean; detach?: boolean; timeout: string; allowOutsideFiles?: boolean }) => {
       const timeoutMs = parseDuration(options.timeout);
-      const project = loadCompose(options.composeFile, { env: process.env, projectName: name });
+      const project = loadCompose(options.composeFile, { env: process.env, projectName: name, allowOutsideFiles: options.allowOutsideFiles === true });
       for (const warning of project.warnings) process.stderr.write(`warning: ${warning}\n`);
       if (options.dryRun) {
         out(renderStackYaml(project.objects));

@@ -49,16 +49,20 @@ export function parseDotenv(text: string, lookup: Lookup = () => undefined): Dot
         if (end < 0) throw new InterpolationError('missing closing single quote');
         value = rest.slice(1, end);
       } else if (rest.startsWith('"')) {
-        // Double-quoted values may continue over several lines.
-        let text = rest.slice(1);
-        let end = closingQuote(text);
+        // Double-quoted values may continue over several lines. Each line is scanned on its own
+        // (a "\" ending a line escapes the newline, so the next line starts unescaped) and joined
+        // once, so an unclosed quote costs the file's length, not its square.
+        const valueLines = [rest.slice(1)];
+        let end = closingQuote(valueLines[0] ?? '');
         while (end < 0 && index + 1 < lines.length) {
           index++;
-          text += `\n${lines[index] ?? ''}`;
-          end = closingQuote(text);
+          const next = lines[index] ?? '';
+          valueLines.push(next);
+          end = closingQuote(next);
         }
-        if (end < 0) throw new InterpolationError('missing closing double quote');
-        const unescaped = text.slice(0, end).replace(/\\(.)/g, (m: string, ch: string) => ESCAPES[ch] ?? m);
+        if (end < 0) throw new InterpolationError(`missing closing double quote (opened on line ${lineNo})`);
+        valueLines[valueLines.length - 1] = (valueLines.at(-1) ?? '').slice(0, end);
+        const unescaped = valueLines.join('\n').replace(/\\(.)/g, (m: string, ch: string) => ESCAPES[ch] ?? m);
         value = interpolateString(unescaped, resolve).value;
       } else {
         const comment = rest.search(/\s#/);

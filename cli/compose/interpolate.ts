@@ -18,79 +18,149 @@ export interface InterpolationResult {
 
 const NAME_START = /[_a-zA-Z]/;
 const NAME_CHAR = /[_a-zA-Z0-9]/;
+const OPERATORS = [':-', ':?', ':+', '-', '?', '+'] as const;
+type Operator = (typeof OPERATORS)[number];
 
-/** Index of the "}" closing the "${" whose content starts at `from`, honouring nesting. */
-function closingBrace(text: string, from: number): number {
-  let depth = 1;
+/**
+ * How deep `${A:-${B:-...}}` may nest. Real files nest two or three levels; the limit keeps a
+ * hostile file from costing more than a bounded amount of work (and evaluation, which recurses
+ * over the parsed expression, from exhausting the stack).
+ */
+export const MAX_INTERPOLATION_DEPTH = 32;
+
+/** A parsed template: literal text, $NAME / ${NAME}, or ${NAME<op>template}. */
+type Part = string | { name: string } | { name: string; operator: Operator; rest: Part[] };
+
+/** An expression being parsed: its name and operator, and the parts of its default so far. */
+interface OpenExpression {
+  name: string;
+  operator: Operator;
+  parts: Part[];
+  /** Offset of its "${" in the text, for messages. */
+  start: number;
+}
+
+/** The start of a long text for a message: a 16 MB value must not become a 16 MB error. */
+function excerpt(text: string): string {
+  return JSON.stringify(text.length > 60 ? `${text.slice(0, 57)}...` : text);
+}
+
+/** The "${...}" starting at `from` (up to its closing brace, or the end), for messages. */
+function expressionAt(text: string, from: number): string {
+  let depth = 0;
   for (let i = from; i < text.length; i++) {
     if (text[i] === '$' && text[i + 1] === '$') { i++; continue; }
     if (text[i] === '$' && text[i + 1] === '{') { depth++; i++; continue; }
-    if (text[i] === '}' && --depth === 0) return i;
+    if (text[i] === '}' && --depth === 0) return text.slice(from, i + 1);
   }
-  return -1;
+  return text.slice(from);
 }
 
-/** Interpolates one string. Throws InterpolationError for a malformed expression or a ${VAR?err}. */
-export function interpolateString(text: string, lookup: Lookup): InterpolationResult {
-  const unset: string[] = [];
-  let out = '';
+/**
+ * Parses a template without recursion: open `${NAME<op>` expressions sit on an explicit stack, so
+ * the nesting a file can ask for is bounded by MAX_INTERPOLATION_DEPTH, not by the call stack.
+ */
+function parseTemplate(text: string): Part[] {
+  const top: Part[] = [];
+  const open: OpenExpression[] = [];
+  const parts = (): Part[] => open.at(-1)?.parts ?? top;
+  let literal = '';
+  const flush = (): void => {
+    if (literal !== '') parts().push(literal);
+    literal = '';
+  };
   let i = 0;
   while (i < text.length) {
     const c = text[i];
-    if (c !== '$') { out += c; i++; continue; }
+    if (c === '}' && open.length > 0) {
+      flush();
+      const done = open.pop() as OpenExpression;
+      parts().push({ name: done.name, operator: done.operator, rest: done.parts });
+      i++;
+      continue;
+    }
+    if (c !== '$') { literal += c; i++; continue; }
     const next = text[i + 1];
-    if (next === '$') { out += '$'; i += 2; continue; }
+    if (next === '$') { literal += '$'; i += 2; continue; }
     if (next === '{') {
-      const end = closingBrace(text, i + 2);
-      if (end < 0) throw new InterpolationError(`invalid interpolation ${JSON.stringify(text.slice(i))}: missing "}"`);
-      out += substitute(text.slice(i + 2, end), lookup, unset);
-      i = end + 1;
+      const start = i;
+      let j = i + 2;
+      if (NAME_START.test(text[j] ?? '')) while (j < text.length && NAME_CHAR.test(text[j] ?? '')) j++;
+      const name = text.slice(i + 2, j);
+      const operator = OPERATORS.find((op) => text.startsWith(op, j));
+      if (name !== '' && text[j] === '}') {
+        flush();
+        parts().push({ name });
+        i = j + 1;
+        continue;
+      }
+      if (name === '' || operator === undefined) {
+        const expression = expressionAt(text, start);
+        if (!expression.endsWith('}')) throw new InterpolationError(`invalid interpolation ${excerpt(text.slice(start))}: missing "}"`);
+        throw new InterpolationError(`invalid interpolation ${excerpt(expression)}: expected \${NAME}, \${NAME:-default}, \${NAME:?error} or similar`);
+      }
+      if (open.length >= MAX_INTERPOLATION_DEPTH) {
+        throw new InterpolationError(`interpolation nested more than ${MAX_INTERPOLATION_DEPTH} deep (\${NAME:-\${...}} inside each other)`);
+      }
+      flush();
+      open.push({ name, operator, parts: [], start });
+      i = j + operator.length;
       continue;
     }
     if (next !== undefined && NAME_START.test(next)) {
       let j = i + 1;
       while (j < text.length && NAME_CHAR.test(text[j] ?? '')) j++;
-      const name = text.slice(i + 1, j);
-      const value = lookup(name);
-      if (value === undefined) unset.push(name);
-      out += value ?? '';
+      flush();
+      parts().push({ name: text.slice(i + 1, j) });
       i = j;
       continue;
     }
     // A lone "$" (end of string, or before a character that cannot start a name) stays as it is.
-    out += c;
+    literal += c;
     i++;
   }
-  return { value: out, unset };
+  const unclosed = open[0];
+  if (unclosed) throw new InterpolationError(`invalid interpolation ${excerpt(text.slice(unclosed.start))}: missing "}"`);
+  flush();
+  return top;
 }
 
-function substitute(expression: string, lookup: Lookup, unset: string[]): string {
-  const match = /^([_a-zA-Z][_a-zA-Z0-9]*)(?:(:?[-?+])([\s\S]*))?$/.exec(expression);
-  if (!match) throw new InterpolationError(`invalid interpolation "\${${expression}}": expected \${NAME}, \${NAME:-default}, \${NAME:?error} or similar`);
-  const [, name = '', operator, rest = ''] = match;
-  const value = lookup(name);
-  const nested = (): string => {
-    const inner = interpolateString(rest, lookup);
-    unset.push(...inner.unset);
-    return inner.value;
-  };
-  switch (operator) {
-    case undefined:
-      if (value === undefined) unset.push(name);
-      return value ?? '';
-    case ':-': return value === undefined || value === '' ? nested() : value;
-    case '-': return value === undefined ? nested() : value;
-    case ':+': return value === undefined || value === '' ? '' : nested();
-    case '+': return value === undefined ? '' : nested();
-    case ':?':
-      if (value === undefined || value === '') throw new InterpolationError(`required variable ${name} is ${value === undefined ? 'not set' : 'empty'}: ${nested() || 'no message'}`);
-      return value;
-    case '?':
-      if (value === undefined) throw new InterpolationError(`required variable ${name} is not set: ${nested() || 'no message'}`);
-      return value;
-    default:
-      throw new InterpolationError(`invalid interpolation "\${${expression}}"`);
+/** Evaluates parsed parts; recursion depth is bounded by MAX_INTERPOLATION_DEPTH. */
+function evaluate(parts: readonly Part[], lookup: Lookup, unset: string[]): string {
+  let out = '';
+  for (const part of parts) {
+    if (typeof part === 'string') { out += part; continue; }
+    const value = lookup(part.name);
+    if (!('operator' in part)) {
+      if (value === undefined) unset.push(part.name);
+      out += value ?? '';
+      continue;
+    }
+    const nested = (): string => evaluate(part.rest, lookup, unset);
+    const { name } = part;
+    switch (part.operator) {
+      case ':-': out += value === undefined || value === '' ? nested() : value; break;
+      case '-': out += value === undefined ? nested() : value; break;
+      case ':+': out += value === undefined || value === '' ? '' : nested(); break;
+      case '+': out += value === undefined ? '' : nested(); break;
+      case ':?':
+        if (value === undefined || value === '') throw new InterpolationError(`required variable ${name} is ${value === undefined ? 'not set' : 'empty'}: ${nested() || 'no message'}`);
+        out += value;
+        break;
+      case '?':
+        if (value === undefined) throw new InterpolationError(`required variable ${name} is not set: ${nested() || 'no message'}`);
+        out += value;
+        break;
+    }
   }
+  return out;
+}
+
+/** Interpolates one string. Throws InterpolationError for a malformed expression or a ${VAR?err}. */
+export function interpolateString(text: string, lookup: Lookup): InterpolationResult {
+  const unset: string[] = [];
+  const value = evaluate(parseTemplate(text), lookup, unset);
+  return { value, unset };
 }
 
 export interface InterpolationIssue {

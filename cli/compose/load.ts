@@ -3,8 +3,7 @@
 // normalised; the files are merged in order and translated into native objects. All-or-nothing:
 // every problem is collected, with file:line:col, and thrown as one ManifestError.
 
-import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, type Document, type ScalarTag } from 'yaml';
 import type { StackObject } from '../../control-plane/resources/types.js';
 import type { IssuePath, ValidationIssue } from '../../control-plane/resources/schema.js';
@@ -17,14 +16,21 @@ import { mergeModels } from './merge.js';
 import { isDict, itemOrigins, normalizeFile, type Dict } from './normalize.js';
 import { check } from './shape.js';
 import { translate, type TranslateIssue } from './translate.js';
+import { readProjectFile, type CappedReader, type ProjectFileOptions } from './project-files.js';
+import { cappedReadProblem, MAX_INPUT_FILE_BYTES, positionOf, readCapped, yamlNestingProblem } from '../manifest/input-limits.js';
 
 export interface LoadComposeOptions {
   /** The environment variables of this machine (process.env); they win over .env. */
   env: Record<string, string | undefined>;
   /** The stack the objects are put in (`tsctl stack deploy ... NAME`). */
   projectName: string;
-  /** Reads a file; null when it does not exist. Defaults to the filesystem. */
-  readFile?: (path: string) => Buffer | null;
+  /** Reads a file of at most maxBytes. Defaults to the filesystem. */
+  readFile?: CappedReader;
+  /**
+   * Read .env, env_file, secret and config files wherever they are (--allow-outside-files). By
+   * default they must be inside the project directory, symbolic links resolved.
+   */
+  allowOutsideFiles?: boolean;
 }
 
 export interface ComposeProject {
@@ -39,15 +45,6 @@ interface ParsedFile {
   lineCounter: LineCounter;
   /** The interpolated JSON value, before normalisation (for locating merged paths). */
   value: unknown;
-}
-
-function defaultReadFile(path: string): Buffer | null {
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
-  }
 }
 
 function yamlProblem(message: string): string {
@@ -70,6 +67,11 @@ const LEGACY_OCTAL: ScalarTag = {
 
 /** Reads the YAML of one file; problems go to `issues`. */
 function parseFile(file: string, text: string, issues: ManifestIssue[]): { doc: Document.Parsed; lineCounter: LineCounter; value: unknown } | undefined {
+  const nesting = yamlNestingProblem(text);
+  if (nesting) {
+    issues.push({ file, ...positionOf(text, nesting.offset), message: `YAML ${nesting.message}` });
+    return undefined;
+  }
   const lineCounter = new LineCounter();
   // merge: Compose files use `<<: *anchor` to share blocks (often from x- extension keys).
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, merge: true, uniqueKeys: true, customTags: (tags) => [LEGACY_OCTAL, ...tags] });
@@ -142,25 +144,31 @@ function locateMerged(files: readonly ParsedFile[], issue: TranslateIssue): Mani
  */
 export function loadCompose(files: readonly string[], options: LoadComposeOptions): ComposeProject {
   if (files.length === 0) throw new ManifestError([{ file: '(none)', message: 'no Compose file given (-c FILE)' }]);
-  const readFile = options.readFile ?? defaultReadFile;
+  const readFile = options.readFile ?? readCapped;
   const issues: ManifestIssue[] = [];
   const warnings: string[] = [];
   const projectDir = dirname(resolve(files[0] ?? '.'));
+  const projectFiles: ProjectFileOptions = { projectDir, allowOutside: options.allowOutsideFiles === true, read: readFile };
 
   // .env beside the first file supplies variables; this machine's environment wins over it.
   const shellEnv: Lookup = (name) => options.env[name];
-  const dotenvPath = join(projectDir, '.env');
-  const dotenvData = readFile(dotenvPath);
-  const dotenv = dotenvData ? parseDotenv(dotenvData.toString('utf8'), shellEnv) : { values: new Map<string, string>(), issues: [] };
-  for (const issue of dotenv.issues) issues.push({ file: dotenvPath, line: issue.line, col: 1, message: issue.message });
+  const dotenvFile = readProjectFile('.env', MAX_INPUT_FILE_BYTES, projectFiles);
+  if (!dotenvFile.ok && !dotenvFile.missing) issues.push({ file: dotenvFile.path, message: dotenvFile.problem });
+  const dotenv = dotenvFile.ok ? parseDotenv(dotenvFile.data.toString('utf8'), shellEnv) : { values: new Map<string, string>(), issues: [] };
+  for (const issue of dotenv.issues) issues.push({ file: dotenvFile.path, line: issue.line, col: 1, message: issue.message });
   const env: Lookup = (name) => options.env[name] ?? dotenv.values.get(name);
 
   const parsedFiles: ParsedFile[] = [];
   const models: Dict[] = [];
   for (const file of files) {
-    const data = readFile(file);
-    if (data === null) { issues.push({ file, message: 'cannot read: no such file' }); continue; }
-    const parsed = parseFile(file, data.toString('utf8'), issues);
+    const data = readFile(file, MAX_INPUT_FILE_BYTES);
+    if (!data.ok) {
+      const problem = cappedReadProblem(data, MAX_INPUT_FILE_BYTES);
+      issues.push({ file, message: data.reason === 'too-large' ? `refused before parsing: ${problem} (one API request's limit)` : `cannot read: ${problem.replace(/^cannot read: /, '')}` });
+      continue;
+    }
+    const text = data.data.toString('utf8');
+    const parsed = parseFile(file, text, issues);
     if (!parsed) continue;
     const interpolated = interpolateTree(parsed.value, env);
     for (const issue of interpolated.issues) issues.push({ file, ...at(parsed, issue.path, false), path: issue.path, message: issue.message });
@@ -182,7 +190,7 @@ export function loadCompose(files: readonly string[], options: LoadComposeOption
   if (issues.length > 0) throw new ManifestError(sorted(issues));
 
   const merged = models.slice(1).reduce((base, over) => mergeModels(base, over), models[0] ?? {});
-  const translation = translate(merged, { stack: options.projectName, projectDir, env, readFile });
+  const translation = translate(merged, { stack: options.projectName, projectDir, env, files: projectFiles });
   if (translation.issues.length > 0) throw new ManifestError(sorted(translation.issues.map((i) => locateMerged(parsedFiles, i))));
   for (const warning of sorted(translation.warnings.map((w) => locateMerged(parsedFiles, w)))) warnings.push(formatIssue(warning));
   return { objects: translation.objects, warnings };

@@ -10,6 +10,9 @@ import { BUILD_ADVICE, COMPOSE_KEYS, childPath, itemPath } from './keys.js';
 import { isDict, type Dict } from './normalize.js';
 import type { Lookup } from './interpolate.js';
 import { parseDotenv as parseDotenvText } from './dotenv.js';
+import { readProjectFile, type ProjectFileOptions } from './project-files.js';
+import { MAX_FILE_OBJECT_BYTES } from '../../control-plane/resources/limits.js';
+import { describeBytes, MAX_INPUT_FILE_BYTES } from '../manifest/input-limits.js';
 
 export interface TranslateIssue {
   path: IssuePath;
@@ -23,8 +26,8 @@ export interface TranslateOptions {
   /** The first file's directory: relative paths (bind sources, env_file, secret files) start here. */
   projectDir: string;
   env: Lookup;
-  /** Reads a file's bytes; null when it does not exist. */
-  readFile: (path: string) => Buffer | null;
+  /** How env_file, secret and config files are read: confined to the project directory, capped. */
+  files: ProjectFileOptions;
 }
 
 export interface Translation {
@@ -216,18 +219,23 @@ function meta(name: string, stack: string, labels: unknown): { name: string; sta
   return { name, stack, ...(l ? { labels: l } : {}) };
 }
 
+/** The data of a secret or config, base64, within Swarm's size limit. */
 function contentOf(def: Dict, path: IssuePath, o: TranslateOptions, r: Reporter, kind: string): string | undefined {
-  if (typeof def['content'] === 'string') return Buffer.from(def['content']).toString('base64');
+  const capped = (data: Buffer, at: IssuePath, what: string): string | undefined => (data.length > MAX_FILE_OBJECT_BYTES
+    ? r.add(at, `${what} is ${data.length} bytes, larger than the ${describeBytes(MAX_FILE_OBJECT_BYTES)} a ${kind} may hold`)
+    : data.toString('base64'));
+  if (typeof def['content'] === 'string') return capped(Buffer.from(def['content']), [...path, 'content'], 'the content');
   if (typeof def['environment'] === 'string') {
     const value = o.env(def['environment']);
     if (value === undefined) return r.add([...path, 'environment'], `environment variable ${def['environment']} is not set`);
-    return Buffer.from(value).toString('base64');
+    return capped(Buffer.from(value), [...path, 'environment'], `environment variable ${def['environment']}`);
   }
   if (typeof def['file'] === 'string') {
-    const file = resolvePath(o.projectDir, def['file']);
-    const data = o.readFile(file);
-    if (data === null) return r.add([...path, 'file'], `${kind} file ${file} does not exist`);
-    return data.toString('base64');
+    const at = [...path, 'file'];
+    const file = readProjectFile(def['file'], MAX_FILE_OBJECT_BYTES, o.files);
+    if (file.ok) return file.data.toString('base64');
+    if (file.missing) return r.add(at, `${kind} file ${file.path} does not exist`);
+    return r.add(at, `${kind} file ${file.problem}`);
   }
   return r.add(path, `a ${kind} needs file, environment${kind === 'config' ? ', content' : ''} or external`);
 }
@@ -294,15 +302,18 @@ function environment(c: ServiceContext): Record<string, string> | undefined {
   const env: Record<string, string> = {};
   const files = Array.isArray(c.service['env_file']) ? c.service['env_file'] as Dict[] : [];
   files.forEach((f, index) => {
-    const file = resolvePath(c.o.projectDir, String(f['path']));
-    const required = toBool(f['required'], [...c.path, 'env_file', index, 'required'], c.r) ?? true;
-    const data = c.o.readFile(file);
-    if (data === null) {
-      if (required) c.r.add([...c.path, 'env_file', index], `env_file ${file} does not exist (set required: false to make it optional)`);
+    const at = [...c.path, 'env_file', index];
+    const required = toBool(f['required'], [...at, 'required'], c.r) ?? true;
+    const read = readProjectFile(String(f['path']), MAX_INPUT_FILE_BYTES, c.o.files);
+    if (!read.ok) {
+      // Optional means "may be missing", not "may be outside the project or too large".
+      if (!read.missing) c.r.add(at, `env_file ${read.problem}`);
+      else if (required) c.r.add(at, `env_file ${read.path} does not exist (set required: false to make it optional)`);
       return;
     }
-    const parsed = parseDotenvText(data.toString('utf8'), c.o.env);
-    for (const issue of parsed.issues) c.r.add([...c.path, 'env_file', index], `${file}:${issue.line}: ${issue.message}`);
+    const file = read.path;
+    const parsed = parseDotenvText(read.data.toString('utf8'), c.o.env);
+    for (const issue of parsed.issues) c.r.add(at, `${file}:${issue.line}: ${issue.message}`);
     for (const [k, v] of parsed.values) env[k] = v;
   });
   if (isDict(c.service['environment'])) {

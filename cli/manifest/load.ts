@@ -5,7 +5,7 @@
 // cli/kube/ (a Service in one file may select a Deployment in another), and their problems are
 // placed back at file:line:col here.
 
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import type { StackObject } from '../../control-plane/resources/types.js';
@@ -14,6 +14,7 @@ import { isKubeDocument, translateKube } from '../kube/translate.js';
 import type { KubeIssue } from '../kube/findings.js';
 import { ManifestError, type ManifestIssue } from './errors.js';
 import { locate, type SourcePosition } from './locate.js';
+import { cappedReadProblem, MAX_INPUT_FILE_BYTES, positionOf, readCapped, textSizeProblem, yamlNestingProblem } from './input-limits.js';
 
 export { ManifestError, formatIssue, formatPath, type ManifestIssue } from './errors.js';
 
@@ -68,10 +69,24 @@ function objectsOfDocument(value: unknown): Array<{ value: unknown; prefix: Issu
   return [{ value, prefix: [] }];
 }
 
+/** The input refused as a whole (too large, nested too deep) before the YAML library sees it. */
+function inputProblem(text: string, fileName: string): ManifestIssue | undefined {
+  const tooLarge = textSizeProblem(text);
+  if (tooLarge) return { file: fileName, message: `refused before parsing: ${tooLarge} (one API request's limit)` };
+  const nesting = yamlNestingProblem(text);
+  if (!nesting) return undefined;
+  return { file: fileName, ...positionOf(text, nesting.offset), message: `YAML ${nesting.message}` };
+}
+
 function loadText(text: string, fileName: string): LoadOutcome {
+  const outcome: LoadOutcome = { objects: [], issues: [], kube: [] };
+  const refused = inputProblem(text, fileName);
+  if (refused) {
+    outcome.issues.push(refused);
+    return outcome;
+  }
   const lineCounter = new LineCounter();
   const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false });
-  const outcome: LoadOutcome = { objects: [], issues: [], kube: [] };
   // Kubernetes reads YAML 1.1 (`mode: 0400` is octal, `yes` is true); Tessera's own manifests are
   // YAML 1.2. The text is parsed again as 1.1 only when it holds a Kubernetes document.
   let legacy: Document.Parsed[] | undefined;
@@ -190,11 +205,10 @@ export function loadManifestText(text: string, fileName: string): StackObject[] 
 }
 
 async function readText(path: string): Promise<LoadOutcome | string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    return { objects: [], issues: [{ file: path, message: `cannot read: ${(error as Error).message}` }], kube: [] };
-  }
+  const read = readCapped(path, MAX_INPUT_FILE_BYTES);
+  if (read.ok) return read.data.toString('utf8');
+  const problem = cappedReadProblem(read, MAX_INPUT_FILE_BYTES);
+  return { objects: [], issues: [{ file: path, message: read.reason === 'too-large' ? `refused before parsing: ${problem} (one API request's limit)` : problem.startsWith('cannot read') ? problem : `cannot read: ${problem}` }], kube: [] };
 }
 
 async function loadFileOutcome(path: string): Promise<LoadOutcome> {
