@@ -96,7 +96,7 @@ function checkRequestSize(objectsJson: readonly string[], pruneStacks: readonly 
     for (const s of [...objectsJson, ...pruneStacks]) bytes += Buffer.byteLength(s);
   }
   if (bytes > MAX_REQUEST_BYTES) {
-    throw invalidArgument(`apply: nothing applied; the request is ${units > MAX_REQUEST_BYTES ? 'more than ' : ''}${bytes} bytes, more than the ${MAX_REQUEST_BYTES} (4 MiB) allowed; split it into several applies`);
+    throw invalidArgument(`apply: nothing applied; the request is ${units > MAX_REQUEST_BYTES ? 'at least ' : ''}${bytes} bytes, more than the ${MAX_REQUEST_BYTES} (4 MiB) allowed; split it into several applies`);
   }
 }
 

@@ -118,3 +118,76 @@ test('watch streams added, modified and deleted events from a revision', async (
   t.is((JSON.parse(events[1]!.objectJson) as Service).spec.replicas, 3);
   t.true(events[0]!.revision < events[1]!.revision && events[1]!.revision < events[2]!.revision);
 });
+
+// ---- size limits (issue 12 §5) ----
+
+async function storeDump(f: Fixture): Promise<string[]> {
+  const { kvs } = await f.store.range('');
+  return kvs.map((kv) => `${kv.key}@${kv.modRevision}`);
+}
+
+test('replicas: Apply and Scale refuse more than 100000 with the same limit, and nothing is written', async (t) => {
+  const f = await startFixture();
+  t.teardown(() => stopFixture(f));
+  await f.client.apply({ objectsJson: [service('web')] });
+  const before = await storeDump(f);
+  for (const replicas of [100_001, 1_000_000, Number.MAX_SAFE_INTEGER]) {
+    const err = await t.throwsAsync(f.client.apply({ objectsJson: [service('other'), service('web', replicas)] }), { instanceOf: ApiCallError });
+    t.is(err!.code, grpc.status.INVALID_ARGUMENT);
+    t.regex(err!.message, /object 2: spec\.replicas: expected at most 100000, the most replicas a service may have/);
+  }
+  const scale = await t.throwsAsync(f.client.scale({ ref: { kind: 'Service', stack: 'app', name: 'web' }, replicas: 100_001 }), { instanceOf: ApiCallError });
+  t.regex(scale!.message, /replicas must be an integer from 0 to 100000, got 100001/);
+  t.deepEqual(await storeDump(f), before, 'the store is unchanged');
+  t.is((await f.client.apply({ objectsJson: [service('web', 100_000)] })).results[0]!.action, 'configured');
+});
+
+test('an unknown key of a megabyte gets a short error at once (it was 32 MB, after 3.9 s per MB)', async (t) => {
+  const f = await startFixture();
+  t.teardown(() => stopFixture(f));
+  const key = 'k'.repeat(1024 * 1024);
+  const err = await t.throwsAsync(f.client.apply({ objectsJson: [service('web', 1, { [key]: 1 })] }), { instanceOf: ApiCallError });
+  t.is(err!.code, grpc.status.INVALID_ARGUMENT);
+  t.true(Buffer.byteLength(err!.message) < 1024, `error of ${Buffer.byteLength(err!.message)} bytes`);
+  t.regex(err!.message, /object 1: spec\."k{32}"…"k{32}" \(1048576 characters\): unknown field "k{32}"…"k{32}" \(1048576 characters\)/);
+});
+
+test('every error message is at most 4 KiB and says how much was cut', async (t) => {
+  const f = await startFixture();
+  t.teardown(() => stopFixture(f));
+  const objects = Array.from({ length: 1000 }, (_, i) => service(`web${i}`, 1, { colour: 'blue' }));
+  const err = await t.throwsAsync(f.client.apply({ objectsJson: objects }), { instanceOf: ApiCallError });
+  t.true(Buffer.byteLength(err!.message) <= 4096, `error of ${Buffer.byteLength(err!.message)} bytes`);
+  t.regex(err!.message, /^nothing applied; 1000 problem\(s\):/);
+  t.regex(err!.message, /… \[\d+ more bytes of this message cut\]$/);
+});
+
+test('a request over 4 MiB is refused by the server, by the gRPC limit and by its own check; names over 253 bytes too', async (t) => {
+  const f = await startFixture();
+  t.teardown(() => stopFixture(f));
+  // Five objects of 900 KiB each: every one valid on its own (an env value), 4.4 MiB together.
+  const big = (i: number) => service(`web${i}`, 1, { env: { PAD: 'x'.repeat(900 * 1024) } });
+  const objectsJson = [0, 1, 2, 3, 4].map(big);
+
+  // A client without a send limit: the server does not even read the message.
+  const pkg = loadApiPackage();
+  const raw = new pkg.tessera.api.v1.Tessera(f.address, grpc.credentials.createInsecure());
+  t.teardown(() => raw.close());
+  const refused = await new Promise<grpc.ServiceError | null>((resolve) => raw.apply({ objectsJson }, (err: grpc.ServiceError | null) => resolve(err)));
+  t.is(refused?.code, grpc.status.RESOURCE_EXHAUSTED);
+  // tsctl's client refuses to send it at all.
+  const fromCli = await t.throwsAsync(f.client.apply({ objectsJson }), { instanceOf: ApiCallError });
+  t.is(fromCli!.code, grpc.status.RESOURCE_EXHAUSTED);
+  // Where the API shares a server whose limit is larger (tsd serves Raft on it), Apply checks itself.
+  const direct = await t.throwsAsync(f.server.apply(objectsJson, false));
+  t.regex(direct!.message, /^apply: nothing applied; the request is (at least )?\d+ bytes, more than the 4194304 \(4 MiB\) allowed; split it into several applies$/);
+  t.deepEqual(await storeDump(f), [], 'nothing was written');
+  t.is((await f.client.apply({ objectsJson: objectsJson.slice(0, 4) })).results.length, 4, '3.5 MiB is taken');
+
+  const longName = 'n'.repeat(254);
+  const scale = await t.throwsAsync(f.client.scale({ ref: { kind: 'Service', stack: 'app', name: longName }, replicas: 1 }), { instanceOf: ApiCallError });
+  t.is(scale!.code, grpc.status.INVALID_ARGUMENT);
+  t.regex(scale!.message, /^scale: name "n{32}"…"n{32}" \(254 characters\) is longer than 253 bytes$/);
+  const del = await t.throwsAsync(f.client.delete({ refs: [{ kind: 'Service', stack: 'é'.repeat(127), name: 'web0' }] }), { instanceOf: ApiCallError });
+  t.regex(del!.message, /stack .* is longer than 253 bytes/, '127 characters of 2 bytes each');
+});
