@@ -65,19 +65,38 @@ function yamlString(what = 'a string') {
   });
 }
 
-const stringList = (example: string) => z.array(yamlString(), { error: `expected a list of strings, e.g. ${example}` });
+/** Strings that end up in execve(2)'s argv or envp, where a NUL byte would silently cut them short. */
+const NO_NUL = /^[^\0]*$/;
+const NUL_EXPECTED = 'expected no NUL byte (a process argument or environment value cannot hold one)';
+const execString = () => yamlString().regex(NO_NUL, { error: NUL_EXPECTED });
+const stringList = (example: string) => z.array(execString(), { error: `expected a list of strings, e.g. ${example}` });
+
+/**
+ * A mapping with keys of the user's choosing. A key "__proto__" is refused: zod skips it (putting
+ * it into a JavaScript object would set the object's prototype), so the entry would silently vanish.
+ */
+function userMap<V extends z.ZodType>(key: z.ZodType<string>, value: V, error: string) {
+  return z.unknown()
+    .superRefine((input, ctx) => {
+      if (isMapping(input) && Object.hasOwn(input, '__proto__')) {
+        ctx.addIssue({ code: 'custom', path: ['__proto__'], input: undefined,
+          message: '"__proto__" cannot be used as a key (JavaScript gives that name a meaning of its own)' });
+      }
+    })
+    .pipe(z.record(key, value, { error }));
+}
 
 const ENV_NAME = /^[^=\0]+$/;
-const envMap = z.record(
+const envMap = userMap(
   z.string().regex(ENV_NAME, { error: 'environment variable names must be non-empty and contain no "="' }),
-  yamlString(),
-  { error: 'expected a mapping of NAME: "value"' },
+  execString(),
+  'expected a mapping of NAME: "value"',
 );
 
-const labelMap = z.record(
+const labelMap = userMap(
   z.string().max(253).regex(LABEL_KEY_PATTERN, { error: 'expected a label key (letters, digits, "-", "_", "." and "/")' }),
   yamlString().max(253, { error: 'expected a label value of at most 253 characters' }),
-  { error: 'expected a mapping of key: "value"' },
+  'expected a mapping of key: "value"',
 );
 
 function boundedInt(min: number, max: number, expected: string) {
@@ -161,7 +180,7 @@ const OBJECT_NAME_EXPECTED = 'expected a name of letters, digits, "_", "." and "
 const objectName = z.string({ error: OBJECT_NAME_EXPECTED }).max(63, { error: OBJECT_NAME_EXPECTED })
   .regex(OBJECT_NAME, { error: OBJECT_NAME_EXPECTED });
 const fileMode = boundedInt(0, 0o7777, 'expected permission bits between 0 and 0o7777 (e.g. 0o440 = 288)');
-const stringMap = z.record(z.string(), yamlString(), { error: 'expected a mapping of key: "value"' });
+const stringMap = userMap(z.string(), yamlString(), 'expected a mapping of key: "value"');
 
 const networkAttachment = z.strictObject({
   name: objectName,

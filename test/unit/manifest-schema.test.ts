@@ -271,3 +271,20 @@ test('error messages are cut at 4 KiB of UTF-8 on a character boundary, saying h
   t.is(Buffer.byteLength(kept) + Number(cut![1]), Buffer.byteLength(long), 'kept + cut = the whole message');
   t.is(quoteName('web'), '"web"');
 });
+
+test('a "__proto__" key in a mapping is refused, not silently dropped; "constructor" is an ordinary key', (t) => {
+  const input = JSON.parse('{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web","labels":{"__proto__":"x"}},' +
+    '"spec":{"image":"b","env":{"__proto__":"p","constructor":"c"},"sysctls":{"__proto__":{"polluted":1}}}}') as unknown;
+  const issues = issuesOf(input);
+  t.deepEqual(issues.map((i) => i.path), [['metadata', 'labels', '__proto__'], ['spec', 'env', '__proto__'], ['spec', 'sysctls', '__proto__']]);
+  t.regex(issues[0]!.message, /"__proto__" cannot be used as a key/);
+  t.is(({} as Record<string, unknown>)['polluted'], undefined);
+  const ok = validateObject(service({ env: { constructor: 'c', toString: 't' } }));
+  t.true(ok.ok && ok.object.spec.env?.['constructor'] === 'c');
+});
+
+test('a NUL byte in a command, an argument or an environment value is refused (execve would cut it short)', (t) => {
+  for (const spec of [{ command: ['sh', 'a\0b'] }, { args: ['\0'] }, { env: { A: 'x\0y' } }]) {
+    t.regex(onlyIssue(service(spec)).message, /expected no NUL byte/);
+  }
+});
