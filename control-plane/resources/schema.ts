@@ -258,7 +258,8 @@ const ulimit = z.strictObject({ soft: z.int(), hard: z.int() }).refine((u) => u.
 
 const serviceSpec = z.strictObject({
   image: z.string({ error: 'expected an image reference string' })
-    .regex(/^\S+$/, { error: 'expected an image reference without spaces, e.g. "registry.local/busybox:latest"' }),
+    // No spaces, and no control characters (a NUL would cut the reference short in the runtime).
+    .regex(/^[^\s\x00-\x1f\x7f]+$/, { error: 'expected an image reference without spaces, e.g. "registry.local/busybox:latest"' }),
   command: stringList('["sh", "-c", "echo hi"]').optional(),
   args: stringList('["--port", "80"]').optional(),
   env: envMap.optional(),
