@@ -5,9 +5,23 @@ import { isTerminal } from '../resources/types.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { schedule } from '../scheduler/schedule.js';
 import { OwnWrites, type Informer } from './informer.js';
-import { WorkQueue } from './work-queue.js';
+import { WorkQueue, type ReconcileResult } from './work-queue.js';
+import { WriteBudget } from './write-budget.js';
 
 const BATCH_KEY = 'pending';
+
+/**
+ * Task writes one pass makes at most. A node that joins while 20,000 tasks wait used to get them
+ * all in one pass that held the event loop for 1.8 s; now the next pass takes the rest at once.
+ */
+export const MAX_SCHEDULER_WRITES_PER_PASS = 1000;
+
+/** Task writes of one scheduling pass: ended before placement, assigned to a node, left pending with a reason. */
+export interface SchedulerPassWrites {
+  ended: number;
+  assigned: number;
+  pending: number;
+}
 
 function needsPlacement(task: Task): boolean {
   // A task held for its service's dependencies (dependency-gate.ts) waits for the service controller.
@@ -23,6 +37,8 @@ export class SchedulingController {
     private readonly tasks: Informer<Task>,
     private readonly log: (message: string) => void = () => {},
     private readonly now: () => number = Date.now,
+    /** Called after each pass with the writes it made (tests). */
+    private readonly onPass: (writes: SchedulerPassWrites) => void = () => {},
   ) {
     this.queue = new WorkQueue(
       () => this.reconcile(),
@@ -49,12 +65,22 @@ export class SchedulingController {
     return task.nodeName === undefined && task.desiredState === 'shutdown' && !isTerminal(task.status.state);
   }
 
-  private async reconcile(): Promise<void> {
+  private async reconcile(): Promise<ReconcileResult> {
     const all = this.tasks.list();
     const timestamp = new Date(this.now()).toISOString();
     const writes = new OwnWrites();
+    const budget = new WriteBudget<keyof SchedulerPassWrites>(MAX_SCHEDULER_WRITES_PER_PASS, { ended: 0, assigned: 0, pending: 0 });
+    await this.writePass(all, timestamp, writes, budget);
+    await writes.seenBy(this.tasks);
+    this.onPass(budget.writes);
+    return budget.exhausted ? { requeueAfterMs: 0 } : undefined;
+  }
+
+  private async writePass(all: Task[], timestamp: string, writes: OwnWrites, budget: WriteBudget<keyof SchedulerPassWrites>): Promise<void> {
     // No agent will ever see a task that has no node: end it here.
     for (const task of all.filter((t) => this.isUnstartedShutdown(t))) {
+      if (budget.exhausted) return;
+      await budget.spend('ended');
       writes.note(
         await this.objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (t) =>
           this.isUnstartedShutdown(t) ? { ...t, status: { ...t.status, state: 'shutdown', message: 'shut down before it was scheduled', timestamp } } : undefined,
@@ -67,6 +93,8 @@ export class SchedulingController {
       const result = schedule({ nodes: this.nodes.list(), tasks: live, pending });
       const byName = new Map(pending.map((t) => [t.metadata.name, t]));
       for (const placement of result.placements) {
+        if (budget.exhausted) return;
+        await budget.spend('assigned');
         const task = byName.get(placement.task)!;
         writes.note(
           await this.objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (t) =>
@@ -79,6 +107,8 @@ export class SchedulingController {
       for (const { task: taskName, reason } of result.unplaced) {
         const task = byName.get(taskName)!;
         if (task.status.state === 'pending' && task.status.schedulingReason === reason) continue;
+        if (budget.exhausted) return;
+        await budget.spend('pending');
         writes.note(
           await this.objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (t) =>
             needsPlacement(t)
@@ -88,6 +118,5 @@ export class SchedulingController {
         );
       }
     }
-    await writes.seenBy(this.tasks);
   }
 }

@@ -12,6 +12,7 @@ import { reconcileGlobalService } from './global-reconcile.js';
 import { dependencyWait, dependentsOf, gateTask } from './dependency-gate.js';
 import { OwnWrites, type Informer } from './informer.js';
 import { WorkQueue, type ReconcileResult } from './work-queue.js';
+import { WriteBudget } from './write-budget.js';
 
 export interface ServiceControllerOptions {
   now?: () => number;
@@ -20,36 +21,15 @@ export interface ServiceControllerOptions {
   onPass?: (key: string, writes: PassWrites) => void;
 }
 
+/** A decision that took this long makes the service wait as long before its next one. */
+const SLOW_DECISION_MS = 20;
+
 /** Task writes of one pass, by kind. */
 export interface PassWrites {
   created: number;
   updated: number;
   shutdown: number;
   removed: number;
-}
-
-/** Writes between two yields to the event loop: a memory store resolves writes without one. */
-const WRITES_BETWEEN_YIELDS = 50;
-
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-/**
- * Counts a pass's task writes: at most MAX_TASK_WRITES_PER_PASS, with a turn of the event loop
- * every WRITES_BETWEEN_YIELDS, so timers and I/O (Raft heartbeats) run in between.
- */
-class WriteBudget {
-  readonly writes: PassWrites = { created: 0, updated: 0, shutdown: 0, removed: 0 };
-  private used = 0;
-
-  get exhausted(): boolean {
-    return this.used >= MAX_TASK_WRITES_PER_PASS;
-  }
-
-  async spend(kind: keyof PassWrites): Promise<void> {
-    this.writes[kind]++;
-    this.used++;
-    if (this.used % WRITES_BETWEEN_YIELDS === 0) await yieldToEventLoop();
-  }
 }
 
 function keyOf(stack: string, name: string): string {
@@ -61,6 +41,8 @@ export class ServiceController {
   private readonly now: () => number;
   private readonly log: (message: string) => void;
   private readonly onPass: (key: string, writes: PassWrites) => void;
+  /** How long each service's last decision took (performance.now() clock), for cooldownLeftMs. */
+  private readonly decisionCost = new Map<string, { ms: number; endedAt: number }>();
 
   constructor(
     private readonly objects: ObjectStore,
@@ -118,16 +100,37 @@ export class ServiceController {
     return this.queue.idle();
   }
 
+  /**
+   * A decision over tens of thousands of tasks is one synchronous block of a few hundred
+   * milliseconds, and every task event asks for another. Such a service waits as long as its last
+   * decision took before deciding again, so it takes at most half of the event loop and the
+   * scheduler, other services and Raft get the rest. Cheap decisions are never held back.
+   */
+  private cooldownLeftMs(key: string): number {
+    const last = this.decisionCost.get(key);
+    if (last === undefined || last.ms < SLOW_DECISION_MS) return 0;
+    return Math.max(0, Math.ceil(last.endedAt + last.ms - performance.now()));
+  }
+
+  private noteDecisionCost(key: string, exists: boolean, ms: number): void {
+    if (exists) this.decisionCost.set(key, { ms, endedAt: performance.now() });
+    else this.decisionCost.delete(key);
+  }
+
   private async reconcile(key: string): Promise<ReconcileResult> {
+    const cooling = this.cooldownLeftMs(key);
+    if (cooling > 0) return { requeueAfterMs: cooling };
     const slash = key.indexOf('/');
     const stack = key.slice(0, slash);
     const name = key.slice(slash + 1);
     const service = this.services.get(objectKey('Service', stack, name));
+    const started = performance.now();
     const tasks = this.tasks.list().filter((t) => t.spec.serviceStack === stack && t.spec.serviceName === name);
     const decision =
       service !== undefined && isGlobalMode(service.spec.mode)
         ? reconcileGlobalService({ service, serviceKey: { stack, name }, tasks, nodes: this.nodes.list(), now: this.now() })
         : reconcileService({ service, serviceKey: { stack, name }, tasks, now: this.now() });
+    this.noteDecisionCost(key, service !== undefined, performance.now() - started);
     const writes = new OwnWrites();
     if (service && decision.service) {
       try {
@@ -141,7 +144,7 @@ export class ServiceController {
       const update = decision.service.status.update;
       if (update && update.state !== service.status?.update?.state) this.log(`service ${key}: ${update.state}: ${update.message ?? ''}`);
     }
-    const budget = new WriteBudget();
+    const budget = new WriteBudget<keyof PassWrites>(MAX_TASK_WRITES_PER_PASS, { created: 0, updated: 0, shutdown: 0, removed: 0 });
     await this.writeTasks(stack, service, tasks, decision, budget, writes);
     await writes.seenBy(this.tasks);
     this.onPass(key, budget.writes);
@@ -156,7 +159,7 @@ export class ServiceController {
     service: Service | undefined,
     tasks: readonly Task[],
     decision: ReturnType<typeof reconcileService>,
-    budget: WriteBudget,
+    budget: WriteBudget<keyof PassWrites>,
     writes: OwnWrites,
   ): Promise<void> {
     const wait = this.dependencyWaitOf(service, stack);

@@ -1,5 +1,5 @@
-// The service controller against a real (memory) store and real informers, with a service of
-// 20,000 replicas: it must converge over several bounded passes, never one long synchronous
+// The service and scheduling controllers against a real (memory) store and real informers, with
+// thousands of tasks: they must converge over several bounded passes, never one long synchronous
 // block (issue 12 §5: replicas 1e6 was one 34 s pass on the leader, stalling Raft heartbeats).
 // No agent runs the tasks: what happens to them after they are written is not the subject here.
 // The event loop's longest block is measured and logged; timings are not asserted (shared machine).
@@ -7,8 +7,9 @@ import test from 'ava';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 import { ServiceController, type PassWrites } from '../../control-plane/controllers/service-controller.js';
+import { MAX_SCHEDULER_WRITES_PER_PASS, SchedulingController, type SchedulerPassWrites } from '../../control-plane/controllers/scheduling-controller.js';
 import { MAX_TASK_WRITES_PER_PASS } from '../../control-plane/controllers/service-reconcile.js';
-import { API_VERSION, type Service } from '../../control-plane/resources/types.js';
+import { API_VERSION, type Node, type Service } from '../../control-plane/resources/types.js';
 import { startControllerStore } from '../helpers/informers.js';
 
 const REPLICAS = 20_000;
@@ -69,4 +70,35 @@ test(`a service of ${REPLICAS} replicas converges over bounded passes, and so do
   t.true(passes.every((p) => p.shutdown <= MAX_TASK_WRITES_PER_PASS && p.created === 0));
   t.true(passes.filter((p) => p.shutdown > 0).length >= (REPLICAS - 5_000) / MAX_TASK_WRITES_PER_PASS);
   t.log(`scale down to 5000: ${passes.length} passes; longest event loop block ${(delay.max / 1e6).toFixed(0)} ms`);
+});
+
+test('a node that joins while 5000 tasks wait gets them over bounded scheduling passes', async (t) => {
+  const store = await startControllerStore();
+  const passes: SchedulerPassWrites[] = [];
+  const services = new ServiceController(store.objects, store.services, store.tasks, store.nodes);
+  const scheduler = new SchedulingController(store.objects, store.nodes, store.tasks, (message) => t.log(message), Date.now, (writes) => passes.push({ ...writes }));
+  t.teardown(() => {
+    services.stop();
+    scheduler.stop();
+    store.stop();
+    return store.store.close();
+  });
+  services.start();
+  scheduler.start();
+  const count = 5_000;
+  await store.objects.create<Service>({ apiVersion: API_VERSION, kind: 'Service', metadata: { name: 'waiting' }, spec: { image: 'busybox', replicas: count } });
+  await until(`${count} tasks pending for want of a node`, () => store.tasks.list().filter((task) => task.status.state === 'pending').length === count);
+  passes.length = 0;
+
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  await store.objects.create<Node>({
+    apiVersion: API_VERSION, kind: 'Node', metadata: { name: 'late' }, spec: { availability: 'active', role: 'worker' },
+    status: { state: 'ready', hostname: 'late', resources: { memoryBytes: 2 ** 40, nanoCpus: 2 ** 40 } },
+  });
+  await until(`${count} tasks assigned`, () => store.tasks.list().filter((task) => task.nodeName === 'late').length === count);
+  delay.disable();
+  t.true(passes.every((p) => p.ended + p.assigned + p.pending <= MAX_SCHEDULER_WRITES_PER_PASS), 'no pass wrote more than the bound');
+  t.true(passes.filter((p) => p.assigned > 0).length >= count / MAX_SCHEDULER_WRITES_PER_PASS);
+  t.log(`${count} tasks placed over ${passes.filter((p) => p.assigned > 0).length} passes; longest event loop block ${(delay.max / 1e6).toFixed(0)} ms`);
 });
