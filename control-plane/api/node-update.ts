@@ -2,6 +2,7 @@
 import type { NodeUpdateRequest__Output } from '../../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
 import type { Node, NodeAvailability } from '../resources/types.js';
 import { LABEL_KEY_PATTERN } from '../resources/constraints.js';
+import { MAX_NAME_BYTES, quoteName } from '../resources/limits.js';
 import { invalidArgument } from './errors.js';
 
 export interface NodeChange {
@@ -14,15 +15,16 @@ const AVAILABILITIES: readonly NodeAvailability[] = ['active', 'pause', 'drain']
 
 export function validateNodeUpdate(req: NodeUpdateRequest__Output): NodeChange {
   if (!req.name) throw invalidArgument('node update: missing node name');
+  if (Buffer.byteLength(req.name) > MAX_NAME_BYTES) throw invalidArgument(`node update: node name ${quoteName(req.name)} is longer than ${MAX_NAME_BYTES} bytes`);
   const problems: string[] = [];
   if (req.availability && !AVAILABILITIES.includes(req.availability as NodeAvailability)) {
     problems.push(`availability must be one of ${AVAILABILITIES.join(', ')}, got "${req.availability}"`);
   }
   for (const [key, value] of Object.entries(req.addLabels)) {
-    if (!LABEL_KEY_PATTERN.test(key)) problems.push(`label key "${key}" is not valid (letters, digits, . _ - /)`);
-    if (value.length > 256) problems.push(`label "${key}": value longer than 256 characters`);
+    if (!LABEL_KEY_PATTERN.test(key)) problems.push(`label key ${quoteName(key)} is not valid (letters, digits, . _ - /)`);
+    if (value.length > 256) problems.push(`label ${quoteName(key)}: value longer than 256 characters`);
   }
-  for (const key of req.removeLabels) if (!LABEL_KEY_PATTERN.test(key)) problems.push(`label key "${key}" is not valid`);
+  for (const key of req.removeLabels) if (!LABEL_KEY_PATTERN.test(key)) problems.push(`label key ${quoteName(key)} is not valid`);
   if (problems.length > 0) throw invalidArgument(`node update of ${req.name}: ${problems.join('; ')}`);
   return {
     ...(req.availability ? { availability: req.availability as NodeAvailability } : {}),
