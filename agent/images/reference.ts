@@ -1,6 +1,8 @@
 // Image references ("busybox", "127.0.0.1:5000/team/app:v1", "app@sha256:…") parsed and
 // normalised the way Docker does, so that the same image has one name in the store.
 
+import { quoteName } from '../../control-plane/resources/limits.js';
+
 export interface ImageReference {
   /** Registry host with optional port, e.g. "docker.io", "127.0.0.1:5000". */
   registry: string;
@@ -14,7 +16,8 @@ export interface ImageReference {
 
 export class InvalidReferenceError extends Error {
   constructor(input: string, reason: string) {
-    super(`invalid image reference ${JSON.stringify(input)}: ${reason}`);
+    // quoteName: a 16 MB input must not become a 16 MB message.
+    super(`invalid image reference ${quoteName(input)}: ${reason}`);
     this.name = 'InvalidReferenceError';
   }
 }
@@ -29,9 +32,12 @@ const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const DOMAIN_NAME = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?$/;
 const IPV6_DOMAIN = /^\[[0-9A-Fa-f:.]+\](?::[0-9]+)?$/;
 const MAX_NAME_LENGTH = 255;
+/** Name, ":" tag (128) and "@" digest (71): no valid reference is longer, so longer input is refused before any parsing. */
+const MAX_REFERENCE_LENGTH = MAX_NAME_LENGTH + 1 + 128 + 1 + 71;
 
 export function parseReference(input: string): ImageReference {
   if (input.length === 0) throw new InvalidReferenceError(input, 'empty');
+  if (input.length > MAX_REFERENCE_LENGTH) throw new InvalidReferenceError(input, `longer than the ${MAX_REFERENCE_LENGTH} characters a reference can have`);
   if (input !== input.trim()) throw new InvalidReferenceError(input, 'leading or trailing whitespace');
 
   let rest = input;
@@ -41,7 +47,7 @@ export function parseReference(input: string): ImageReference {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
     if (!DIGEST.test(digest)) {
-      throw new InvalidReferenceError(input, `digest ${JSON.stringify(digest)} is not "sha256:" followed by 64 lowercase hex digits`);
+      throw new InvalidReferenceError(input, `digest ${quoteName(digest)} is not "sha256:" followed by 64 lowercase hex digits`);
     }
   }
 
@@ -52,7 +58,7 @@ export function parseReference(input: string): ImageReference {
   if (tagColon !== -1) {
     tag = rest.slice(tagColon + 1);
     rest = rest.slice(0, tagColon);
-    if (!TAG.test(tag)) throw new InvalidReferenceError(input, `tag ${JSON.stringify(tag)} is not valid`);
+    if (!TAG.test(tag)) throw new InvalidReferenceError(input, `tag ${quoteName(tag)} is not valid`);
   }
 
   if (rest.length === 0) throw new InvalidReferenceError(input, 'missing repository name');
@@ -64,7 +70,7 @@ export function parseReference(input: string): ImageReference {
     // Same rule as Docker: the first component is a registry only if it looks like a host.
     if (first.includes('.') || first.includes(':') || first === 'localhost' || first.startsWith('[')) {
       if (!DOMAIN_NAME.test(first) && !IPV6_DOMAIN.test(first)) {
-        throw new InvalidReferenceError(input, `registry ${JSON.stringify(first)} is not a valid host[:port]`);
+        throw new InvalidReferenceError(input, `registry ${quoteName(first)} is not a valid host[:port]`);
       }
       registry = first;
       repository = rest.slice(firstSlash + 1);
@@ -77,7 +83,7 @@ export function parseReference(input: string): ImageReference {
     if (!PATH_COMPONENT.test(component)) {
       throw new InvalidReferenceError(
         input,
-        `repository component ${JSON.stringify(component)} must be lowercase letters and digits separated by ".", "_", "__" or "-"`,
+        `repository component ${quoteName(component)} must be lowercase letters and digits separated by ".", "_", "__" or "-"`,
       );
     }
   }

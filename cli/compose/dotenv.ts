@@ -4,6 +4,7 @@
 // ${VAR} from the variables above them and from the lookup; a bare KEY takes the lookup's value.
 
 import { InterpolationError, interpolateString, type Lookup } from './interpolate.js';
+import { quoteName } from '../../control-plane/resources/limits.js';
 
 export interface DotenvIssue {
   line: number;
@@ -32,7 +33,7 @@ export function parseDotenv(text: string, lookup: Lookup = () => undefined): Dot
     const eq = body.indexOf('=');
     const key = (eq < 0 ? body : body.slice(0, eq)).trim();
     if (!KEY.test(key)) {
-      issues.push({ line: lineNo, message: `invalid variable name ${JSON.stringify(key)}: expected letters, digits and "_", not starting with a digit` });
+      issues.push({ line: lineNo, message: `invalid variable name ${quoteName(key)}: expected letters, digits and "_", not starting with a digit` });
       continue;
     }
     if (eq < 0) {

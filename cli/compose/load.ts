@@ -7,7 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, type Document, type ScalarTag } from 'yaml';
 import type { StackObject } from '../../control-plane/resources/types.js';
 import type { IssuePath, ValidationIssue } from '../../control-plane/resources/schema.js';
-import { formatIssue, ManifestError, type ManifestIssue } from '../manifest/errors.js';
+import { firstIssues, formatIssue, ManifestError, MAX_REPORTED_ISSUES, NOT_SHOWN_PREFIX, yamlProblem, type ManifestIssue } from '../manifest/errors.js';
 import { locate } from '../manifest/locate.js';
 import { composeShape } from './compose-shape.js';
 import { parseDotenv } from './dotenv.js';
@@ -17,7 +17,8 @@ import { isDict, itemOrigins, normalizeFile, type Dict } from './normalize.js';
 import { check } from './shape.js';
 import { translate, type TranslateIssue } from './translate.js';
 import { readProjectFile, type CappedReader, type ProjectFileOptions } from './project-files.js';
-import { cappedReadProblem, MAX_INPUT_FILE_BYTES, positionOf, readCapped, yamlNestingProblem } from '../manifest/input-limits.js';
+import { keyProblems } from '../manifest/unique-keys.js';
+import { cappedReadProblem, MAX_INPUT_FILE_BYTES, positionOf, readCapped, yamlStructureProblem } from '../manifest/input-limits.js';
 
 export interface LoadComposeOptions {
   /** The environment variables of this machine (process.env); they win over .env. */
@@ -47,10 +48,6 @@ interface ParsedFile {
   value: unknown;
 }
 
-function yamlProblem(message: string): string {
-  return (message.split('\n')[0] ?? message).replace(/ at line \d+, column \d+:?$/, '');
-}
-
 /**
  * `mode: 0440` means octal in every Compose file written for Docker: YAML 1.1 read it so, and
  * compose-go's YAML library still does for compatibility. Plain YAML 1.2 would read decimal 440 —
@@ -67,22 +64,25 @@ const LEGACY_OCTAL: ScalarTag = {
 
 /** Reads the YAML of one file; problems go to `issues`. */
 function parseFile(file: string, text: string, issues: ManifestIssue[]): { doc: Document.Parsed; lineCounter: LineCounter; value: unknown } | undefined {
-  const nesting = yamlNestingProblem(text);
+  const nesting = yamlStructureProblem(text);
   if (nesting) {
     issues.push({ file, ...positionOf(text, nesting.offset), message: `YAML ${nesting.message}` });
     return undefined;
   }
   const lineCounter = new LineCounter();
   // merge: Compose files use `<<: *anchor` to share blocks (often from x- extension keys).
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, merge: true, uniqueKeys: true, customTags: (tags) => [LEGACY_OCTAL, ...tags] });
-  const problems = [...doc.errors, ...doc.warnings.filter((w) => w.code === 'TAG_RESOLVE_FAILED')];
-  for (const error of problems) {
-    const { line, col } = lineCounter.linePos(error.pos[0]);
-    const message = error.code === 'TAG_RESOLVE_FAILED'
-      ? `YAML tag not supported (${yamlProblem(error.message)}); !reset and !override are not supported yet`
-      : `YAML syntax error: ${yamlProblem(error.message)}`;
-    issues.push({ file, line, col, message });
-  }
+  // uniqueKeys: false, because keyProblems does the library's quadratic check in linear time.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, merge: true, uniqueKeys: false, customTags: (tags) => [LEGACY_OCTAL, ...tags] });
+  const problems = [
+    ...[...doc.errors, ...doc.warnings.filter((w) => w.code === 'TAG_RESOLVE_FAILED')].map((error) => ({
+      offset: error.pos[0],
+      message: error.code === 'TAG_RESOLVE_FAILED'
+        ? `YAML tag not supported (${yamlProblem(error.message)}); !reset and !override are not supported yet`
+        : `YAML syntax error: ${yamlProblem(error.message)}`,
+    })),
+    ...keyProblems(doc).map(({ offset, message }) => ({ offset, message: `YAML syntax error: ${message}` })),
+  ];
+  for (const { offset, message } of problems) issues.push({ file, ...lineCounter.linePos(offset), message });
   if (problems.length > 0) return undefined;
   let value: unknown;
   try {
@@ -171,31 +171,34 @@ export function loadCompose(files: readonly string[], options: LoadComposeOption
     const parsed = parseFile(file, text, issues);
     if (!parsed) continue;
     const interpolated = interpolateTree(parsed.value, env);
-    for (const issue of interpolated.issues) issues.push({ file, ...at(parsed, issue.path, false), path: issue.path, message: issue.message });
-    for (const [name, path] of interpolated.unset) {
+    issues.push(...firstIssues(interpolated.issues, file, (issue) => ({ file, ...at(parsed, issue.path, false), path: issue.path, message: issue.message })));
+    const unset = [...interpolated.unset];
+    for (const [name, path] of unset.slice(0, MAX_REPORTED_ISSUES)) {
       const { line, col } = at(parsed, path, false);
       warnings.push(`${file}:${line}:${col}: variable ${name} is not set; using an empty string`);
     }
+    if (unset.length > MAX_REPORTED_ISSUES) warnings.push(`${file}: ... and ${unset.length - MAX_REPORTED_ISSUES} more variables that are not set`);
     if (interpolated.issues.length > 0) continue;
     const structure = checkComposeStructure(interpolated.value);
-    for (const issue of structure) {
-      issues.push({ file, ...at(parsed, issue.path, issue.unknownField === true), path: issue.path, message: issue.message });
-    }
+    issues.push(...firstIssues(structure, file, (issue) => ({ file, ...at(parsed, issue.path, issue.unknownField === true), path: issue.path, message: issue.message })));
     if (structure.length > 0) continue;
     parsedFiles.push({ file, doc: parsed.doc, lineCounter: parsed.lineCounter, value: interpolated.value });
     const normalized = normalizeFile(interpolated.value as Dict, file);
-    for (const issue of normalized.issues) issues.push({ file, ...at(parsed, issue.path, false), path: issue.path, message: issue.message });
+    issues.push(...firstIssues(normalized.issues, file, (issue) => ({ file, ...at(parsed, issue.path, false), path: issue.path, message: issue.message })));
     models.push(normalized.model);
   }
   if (issues.length > 0) throw new ManifestError(sorted(issues));
 
   const merged = models.slice(1).reduce((base, over) => mergeModels(base, over), models[0] ?? {});
   const translation = translate(merged, { stack: options.projectName, projectDir, env, files: projectFiles });
-  if (translation.issues.length > 0) throw new ManifestError(sorted(translation.issues.map((i) => locateMerged(parsedFiles, i))));
-  for (const warning of sorted(translation.warnings.map((w) => locateMerged(parsedFiles, w)))) warnings.push(formatIssue(warning));
+  const firstFile = files[0] ?? '';
+  if (translation.issues.length > 0) throw new ManifestError(sorted(firstIssues(translation.issues, firstFile, (i) => locateMerged(parsedFiles, i))));
+  for (const warning of sorted(firstIssues(translation.warnings, firstFile, (w) => locateMerged(parsedFiles, w)))) warnings.push(formatIssue(warning));
   return { objects: translation.objects, warnings };
 }
 
 function sorted(issues: ManifestIssue[]): ManifestIssue[] {
-  return [...issues].sort((a, b) => a.file.localeCompare(b.file) || (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0));
+  // Whole-file problems first, the note of problems not shown last.
+  const line = (i: ManifestIssue) => i.line ?? (i.message.startsWith(NOT_SHOWN_PREFIX) ? Number.MAX_SAFE_INTEGER : 0);
+  return [...issues].sort((a, b) => a.file.localeCompare(b.file) || line(a) - line(b) || (a.col ?? 0) - (b.col ?? 0));
 }

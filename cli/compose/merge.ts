@@ -3,7 +3,7 @@
 // ports / volumes / secrets / configs merge by their unique key, other sequences are appended
 // (without repeating an identical item). Works on normalised files (normalize.ts).
 
-import { jsonEqual } from './shape.js';
+import { canonicalJson } from './shape.js';
 import { isDict, type Dict } from './normalize.js';
 
 /** Assignment that keeps a "__proto__" key as data. */
@@ -29,20 +29,31 @@ const UNIQUE_KEY: Record<string, (item: Dict) => string> = {
   configs: referenceKey('configs'),
 };
 
+// Both merges index the items by key (a Map, a Set) so long lists cost their length, not its square.
+
 function mergeByKey(base: unknown[], over: unknown[], keyOf: (item: Dict) => string): unknown[] {
   const out = [...base];
+  const key = (item: unknown) => (isDict(item) ? keyOf(item) : JSON.stringify(item));
+  const firstAt = new Map<string, number>();
+  out.forEach((item, index) => { if (!firstAt.has(key(item))) firstAt.set(key(item), index); });
   for (const item of over) {
-    const k = isDict(item) ? keyOf(item) : JSON.stringify(item);
-    const at = out.findIndex((b) => (isDict(b) ? keyOf(b) : JSON.stringify(b)) === k);
-    if (at >= 0) out[at] = item;
-    else out.push(item);
+    const k = key(item);
+    const at = firstAt.get(k);
+    if (at !== undefined) out[at] = item;
+    else { firstAt.set(k, out.length); out.push(item); }
   }
   return out;
 }
 
 function appendUnique(base: unknown[], over: unknown[]): unknown[] {
   const out = [...base];
-  for (const item of over) if (!out.some((b) => jsonEqual(b, item))) out.push(item);
+  const present = new Set(out.map(canonicalJson));
+  for (const item of over) {
+    const k = canonicalJson(item);
+    if (present.has(k)) continue;
+    present.add(k);
+    out.push(item);
+  }
   return out;
 }
 

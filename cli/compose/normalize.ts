@@ -40,13 +40,16 @@ export function listOrDictToMap(value: unknown, separator = '='): Record<string,
 }
 
 const PORT_RANGE = /^(\d+)(?:-(\d+))?$/;
+const MAX_PORT = 65535;
 
+/** A port or range of ports; undefined when it is not one (beyond 65535 is no port, and a range
+ * "1-99999999999" would otherwise become 10^11 port objects). */
 function range(text: string): [number, number] | undefined {
   const m = PORT_RANGE.exec(text);
   if (!m) return undefined;
   const start = Number(m[1]);
   const end = m[2] === undefined ? start : Number(m[2]);
-  return end >= start ? [start, end] : undefined;
+  return end >= start && end <= MAX_PORT ? [start, end] : undefined;
 }
 
 /** "[host_ip:][published:]target[/protocol]" with ranges → long-form ports. */

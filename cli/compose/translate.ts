@@ -604,9 +604,13 @@ function translateService(c: ServiceContext): Record<string, unknown> {
   const expose = Array.isArray(s['expose']) ? s['expose'].flatMap((e, index) => {
     const [port = '', protocol = 'tcp'] = String(e).split('/');
     const r = /^(\d+)(?:-(\d+))?$/.exec(port);
-    if (!r || (protocol !== 'tcp' && protocol !== 'udp')) { c.r.add([...c.path, 'expose', index], `expected a port like 80 or 8000-8010/udp, got ${describeValue(e)}`); return []; }
-    const from = Number(r[1]);
-    const to = r[2] === undefined ? from : Number(r[2]);
+    const from = Number(r?.[1]);
+    const to = r?.[2] === undefined ? from : Number(r[2]);
+    // Checked before the range is expanded: "1-99999999999" must not become 10^11 entries.
+    if (!r || to > 65535 || to < from || (protocol !== 'tcp' && protocol !== 'udp')) {
+      c.r.add([...c.path, 'expose', index], `expected a port (at most 65535) like 80 or 8000-8010/udp, got ${describeValue(e)}`);
+      return [];
+    }
     return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => ({ port: from + i, protocol: protocol as 'tcp' | 'udp' }));
   }) : undefined;
   const init = toBool(s['init'], [...c.path, 'init'], c.r);

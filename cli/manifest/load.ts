@@ -12,9 +12,10 @@ import type { StackObject } from '../../control-plane/resources/types.js';
 import { validateStackObject, type IssuePath } from '../../control-plane/resources/schema.js';
 import { isKubeDocument, translateKube } from '../kube/translate.js';
 import type { KubeIssue } from '../kube/findings.js';
-import { ManifestError, type ManifestIssue } from './errors.js';
+import { ManifestError, yamlProblem, type ManifestIssue } from './errors.js';
 import { locate, type SourcePosition } from './locate.js';
-import { cappedReadProblem, MAX_INPUT_FILE_BYTES, positionOf, readCapped, textSizeProblem, yamlNestingProblem } from './input-limits.js';
+import { keyProblems } from './unique-keys.js';
+import { cappedReadProblem, MAX_INPUT_FILE_BYTES, positionOf, readCapped, textSizeProblem, yamlStructureProblem } from './input-limits.js';
 
 export { ManifestError, formatIssue, formatPath, type ManifestIssue } from './errors.js';
 
@@ -54,11 +55,6 @@ export interface LoadResult {
   warnings: ManifestIssue[];
 }
 
-// The yaml package appends " at line L, column C:" and a code frame; we print our own position.
-function yamlProblem(message: string): string {
-  return (message.split('\n')[0] ?? message).replace(/ at line \d+, column \d+:?$/, '');
-}
-
 function objectsOfDocument(value: unknown): Array<{ value: unknown; prefix: IssuePath }> {
   // `kind: List` (what `tsctl get -o yaml` prints) is unpacked so its output can be applied again.
   if (value !== null && typeof value === 'object' && !Array.isArray(value)
@@ -73,7 +69,7 @@ function objectsOfDocument(value: unknown): Array<{ value: unknown; prefix: Issu
 function inputProblem(text: string, fileName: string): ManifestIssue | undefined {
   const tooLarge = textSizeProblem(text);
   if (tooLarge) return { file: fileName, message: `refused before parsing: ${tooLarge} (one API request's limit)` };
-  const nesting = yamlNestingProblem(text);
+  const nesting = yamlStructureProblem(text);
   if (!nesting) return undefined;
   return { file: fileName, ...positionOf(text, nesting.offset), message: `YAML ${nesting.message}` };
 }
@@ -86,7 +82,7 @@ function loadText(text: string, fileName: string): LoadOutcome {
     return outcome;
   }
   const lineCounter = new LineCounter();
-  const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false });
+  const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: false });
   // Kubernetes reads YAML 1.1 (`mode: 0400` is octal, `yes` is true); Tessera's own manifests are
   // YAML 1.2. The text is parsed again as 1.1 only when it holds a Kubernetes document.
   let legacy: Document.Parsed[] | undefined;
@@ -95,10 +91,14 @@ function loadText(text: string, fileName: string): LoadOutcome {
     return legacy[index]?.toJS({ maxAliasCount: 100 });
   };
   for (const [index, doc] of documents.entries()) {
-    if (doc.errors.length > 0) {
-      for (const error of doc.errors) {
-        const { line, col } = lineCounter.linePos(error.pos[0]);
-        outcome.issues.push({ file: fileName, line, col, message: `YAML syntax error: ${yamlProblem(error.message)}` });
+    const problems = [
+      ...doc.errors.map((error) => ({ offset: error.pos[0], message: yamlProblem(error.message) })),
+      ...keyProblems(doc),
+    ];
+    if (problems.length > 0) {
+      for (const { offset, message } of problems) {
+        const { line, col } = lineCounter.linePos(offset);
+        outcome.issues.push({ file: fileName, line, col, message: `YAML syntax error: ${message}` });
       }
       continue;
     }

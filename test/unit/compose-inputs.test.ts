@@ -14,7 +14,7 @@ import { interpolateString, MAX_INTERPOLATION_DEPTH } from '../../cli/compose/in
 import { parseDotenv } from '../../cli/compose/dotenv.js';
 import { ManifestError } from '../../cli/manifest/errors.js';
 import { loadManifests, loadManifestText } from '../../cli/manifest/load.js';
-import { MAX_YAML_NESTING, yamlNestingProblem } from '../../cli/manifest/input-limits.js';
+import { MAX_YAML_NESTING, yamlStructureProblem } from '../../cli/manifest/input-limits.js';
 import type { Secret } from '../../control-plane/resources/types.js';
 
 interface Project { dir: string; path: (name: string) => string; cleanup: () => void }
@@ -212,15 +212,65 @@ test('YAML nested deeper than the limit is refused before the YAML library recur
   const error = refusal(() => loadManifestText(flow, 'deep.yaml'));
   // `a:` is two levels (its line, its mapping value); the bracket that makes it 129 is the 127th.
   t.is(error.message, `deep.yaml:1:${3 + MAX_YAML_NESTING - 1}: YAML nested more than ${MAX_YAML_NESTING} levels deep; manifests and Compose files nest far less, so this file is refused before it is parsed`);
-  t.truthy(yamlNestingProblem(`a:\n${'- '.repeat(1_000_000)}x\n`), 'compact block sequences');
-  t.truthy(yamlNestingProblem(Array.from({ length: 200 }, (_, i) => `${' '.repeat(i)}k:`).join('\n')), 'indented mappings');
-  t.truthy(yamlNestingProblem(`{"a": ${'{"a": '.repeat(200)}1${'}'.repeat(201)}`), 'JSON');
+  t.truthy(yamlStructureProblem(`a:\n${'- '.repeat(1_000_000)}x\n`), 'compact block sequences');
+  t.truthy(yamlStructureProblem(Array.from({ length: 200 }, (_, i) => `${' '.repeat(i)}k:`).join('\n')), 'indented mappings');
+  t.truthy(yamlStructureProblem(`{"a": ${'{"a": '.repeat(200)}1${'}'.repeat(201)}`), 'JSON');
   // Brackets in quotes, comments, block scalars and plain scalars are not nesting.
   const harmless = `a: "${'['.repeat(500)}"\nb: '${'{'.repeat(500)}'\n# ${'['.repeat(500)}\nc: |\n  ${'['.repeat(500)}\nd: x${'['.repeat(500)}\n`;
-  t.is(yamlNestingProblem(harmless), undefined);
+  t.is(yamlStructureProblem(harmless), undefined);
   const p = project({ 'compose.yaml': `services:\n  web:\n    image: busybox\n    command: ${'['.repeat(300)}${']'.repeat(300)}\n` });
   try {
     t.regex(refusal(() => loadIn(p)).message, /compose\.yaml:4:\d+: YAML nested more than 128 levels deep/);
+  } finally {
+    p.cleanup();
+  }
+});
+
+// ---- found by test/unit/fuzz-client-inputs.test.ts ----
+
+test('keys that are lists, mappings or binary are refused at the key, not turned into text', (t) => {
+  const error = refusal(() => loadManifestText('apiVersion: tessera/v1\nkind: Service\nmetadata: {name: web}\nspec:\n  image: busybox\n  env: {[x]: y}\n  !!binary aGk=: 1\n', 'keys.yaml'));
+  t.deepEqual(error.message.split('\n'), [
+    'keys.yaml:6:9: YAML syntax error: a key must be a plain value (a string or number), not a list, mapping or binary data',
+    'keys.yaml:7:12: YAML syntax error: a key must be a plain value (a string or number), not a list, mapping or binary data',
+  ]);
+});
+
+test('a duplicate key among 60,000 is found (in linear time) and named where it is', (t) => {
+  const keys = Array.from({ length: 60_000 }, (_, i) => `  k${i}: x`);
+  keys.push('  k17: again');
+  const p = project({ 'compose.yaml': `services:\n  web:\n    image: busybox\n    labels:\n  ${keys.join('\n  ')}\n` });
+  try {
+    t.is(refusal(() => loadIn(p)).message, `${p.path('compose.yaml')}:60005:5: YAML syntax error: Map keys must be unique`);
+  } finally {
+    p.cleanup();
+  }
+});
+
+test('port ranges beyond 65535 are refused before they are expanded', (t) => {
+  const p = project({ 'compose.yaml': 'services:\n  web:\n    image: busybox\n    ports: ["1-99999999999:1-99999999999"]\n    expose: ["1-99999999999", "9000-8000"]\n' });
+  try {
+    const lines = refusal(() => loadIn(p)).message.split('\n');
+    t.is(lines.length, 1, 'ports are checked first; expose after them');
+    t.regex(lines[0] ?? '', /compose\.yaml:4:13: services\.web\.ports\[0\]: invalid port "1-99999999999:1-99999999999": target "1-99999999999" is not a port or range/);
+    writeFileSync(p.path('compose.yaml'), 'services:\n  web:\n    image: busybox\n    expose: ["1-99999999999", "9000-8000"]\n');
+    const expose = refusal(() => loadIn(p)).message.split('\n');
+    t.is(expose.length, 2);
+    t.regex(expose[0] ?? '', /services\.web\.expose\[0\]: expected a port \(at most 65535\) like 80 or 8000-8010\/udp, got "1-99999999999"/);
+    t.regex(expose[1] ?? '', /services\.web\.expose\[1\]: expected a port \(at most 65535\) like 80 or 8000-8010\/udp, got "9000-8000"/);
+  } finally {
+    p.cleanup();
+  }
+});
+
+test('100,000 unknown keys are reported as the first 100 and a count, quickly', (t) => {
+  const keys = Array.from({ length: 100_000 }, (_, i) => `bogus${i}: 1`).join('\n');
+  const p = project({ 'compose.yaml': `services:\n  web:\n    image: busybox\n${keys}\n` });
+  try {
+    const error = refusal(() => loadIn(p));
+    t.is(error.issues.length, 101);
+    t.regex(error.message.split('\n')[0] ?? '', /compose\.yaml:4:1: bogus0: unknown key "bogus0"/);
+    t.is(error.message.split('\n').at(-1), `${p.path('compose.yaml')}: ... and 99900 more problems of this kind in this file, not shown`);
   } finally {
     p.cleanup();
   }
