@@ -3,7 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 
 import { loadApiPackage } from '../proto/load.js';
-import { MAX_REQUEST_BYTES } from '../control-plane/resources/limits.js';
+import { MAX_REQUEST_BYTES } from '../common/resources/limits.js';
 import type { TesseraClient } from '../proto/gen/tessera/api/v1/Tessera.js';
 import type { ApplyRequest } from '../proto/gen/tessera/api/v1/ApplyRequest.js';
 import type { ApplyResponse__Output } from '../proto/gen/tessera/api/v1/ApplyResponse.js';
@@ -27,7 +27,7 @@ import type { LogLine__Output } from '../proto/gen/tessera/api/v1/LogLine.js';
 import type { JoinTokenResponse__Output } from '../proto/gen/tessera/api/v1/JoinTokenResponse.js';
 import type { NodeUpdateRequest } from '../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
 import type { NodeUpdateResponse__Output } from '../proto/gen/tessera/api/v1/NodeUpdateResponse.js';
-import { clientCredentials, LOCAL_INSECURE } from '../control-plane/ca/credentials.js';
+import { clientCredentials, LOCAL_INSECURE } from '../common/transport/credentials.js';
 
 export class ApiCallError extends Error {
   readonly code: grpc.status;

@@ -13,7 +13,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { cleanupNode } from '../control-plane/daemon/cleanup.js';
 import { dataPaths, validateConfig, type DaemonConfig } from '../control-plane/daemon/config.js';
 import { configFromOptions, flagName, nodeArgv, optionAttribute, withNodeOptions, NODE_SETTING_KEYS, type NodeSettingKey } from '../control-plane/daemon/node-options.js';
-import type { Node } from '../control-plane/resources/types.js';
+import type { Node } from '../common/resources/types.js';
 import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsDerivedSetting, type SharedNodeSettings } from '../deploy/netns-cluster.js';
 import { connect } from './client.js';
 import { readContext, removeContext, writeContext } from './context.js';

@@ -1,7 +1,7 @@
 // tsctl: the Tessera command-line client.
 import { Command, InvalidArgumentError } from 'commander';
 
-import type { AnyObject, Node, Service, Task } from '../control-plane/resources/types.js';
+import type { AnyObject, Node, Service, Task } from '../common/resources/types.js';
 import { formatObjects, type OutputFormat } from './output/format.js';
 import { describeService } from './output/describe.js';
 import { describeTask } from './output/describe-task.js';

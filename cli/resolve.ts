@@ -1,5 +1,5 @@
 // Finds the service a user means by "NAME", "STACK/NAME" or "STACK_NAME" (Swarm's spelling).
-import type { Service } from '../control-plane/resources/types.js';
+import type { Service } from '../common/resources/types.js';
 
 export function resolveServiceName(services: Service[], query: string, stackFlag: string | undefined): Service {
   const describe = (s: Service) => (s.metadata.stack ? `${s.metadata.stack}/${s.metadata.name}` : s.metadata.name);

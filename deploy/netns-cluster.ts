@@ -12,11 +12,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { processAlive } from '../agent/runtime/process-alive.js';
 import { ApiClient } from '../cli/client.js';
-import { LOCAL_INSECURE } from '../control-plane/ca/credentials.js';
+import { LOCAL_INSECURE } from '../common/transport/credentials.js';
 import { defaultConfig, validateConfig, type DaemonConfig } from '../control-plane/daemon/config.js';
 import { nodeArgv } from '../control-plane/daemon/node-options.js';
 import { MembersApiClient } from '../control-plane/raft/host/members-api.js';
-import type { Node } from '../control-plane/resources/types.js';
+import type { Node } from '../common/resources/types.js';
 
 const run = promisify(execFile);
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';

@@ -8,11 +8,11 @@ import { join } from 'node:path';
 import { create } from 'tar';
 import type { BlobStore } from './blob-store.js';
 import { readDecompressed } from './decompress.js';
-import { DigestMismatchError, digestHex } from './digest.js';
+import { DigestMismatchError, digestHex } from '../../common/images/digest.js';
 import { type ImageManifest, imageConfigSchema, imageManifestSchema, parseWith } from './manifest.js';
 import { OCI_INDEX, OCI_MANIFEST } from './media-types.js';
-import { parseReference } from './reference.js';
-import type { ArchiveFormat, ImageRecord } from './types.js';
+import { parseReference } from '../../common/images/reference.js';
+import type { ArchiveFormat, ImageRecord } from '../../common/images/types.js';
 
 const MAX_JSON_BYTES = 8 * 1024 * 1024;
 

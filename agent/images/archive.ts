@@ -19,7 +19,7 @@ import {
   parseWith,
   selectManifest,
 } from './manifest.js';
-import { normaliseReference } from './reference.js';
+import { normaliseReference } from '../../common/images/reference.js';
 
 export interface ArchiveImage {
   /** Normalised references the archive names this image by (may be empty: untagged). */

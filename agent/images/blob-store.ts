@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DigestMismatchError, SizeMismatchError, digestHex, sha256Digest } from './digest.js';
+import { DigestMismatchError, SizeMismatchError, digestHex, sha256Digest } from '../../common/images/digest.js';
 
 export interface ExpectedBlob {
   digest: string;

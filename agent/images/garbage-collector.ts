@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { BlobStore } from './blob-store.js';
 import type { LayerStore } from './layer-store.js';
 import { imageManifestSchema, parseWith } from './manifest.js';
-import type { GcResult, ImageRecord } from './types.js';
+import type { GcResult, ImageRecord } from '../../common/images/types.js';
 
 const MAX_MANIFEST_BYTES = 8 * 1024 * 1024;
 const HEX64 = /^[a-f0-9]{64}$/;

@@ -4,7 +4,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import type { ImageRecord } from './types.js';
+import type { ImageRecord } from '../../common/images/types.js';
 
 const recordSchema = z.object({
   reference: z.string(),

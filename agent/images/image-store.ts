@@ -13,7 +13,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { stageArchive, tarStream } from './archive-writer.js';
 import { BlobStore } from './blob-store.js';
 import { ReadWriteLock, mapLimit } from './concurrency.js';
-import { isSha256Digest } from './digest.js';
+import { isSha256Digest } from '../../common/images/digest.js';
 import { markReferenced, sweep } from './garbage-collector.js';
 import { ImageIndexStore } from './image-index.js';
 import { LayerStore } from './layer-store.js';
@@ -31,7 +31,7 @@ import {
   selectManifest,
 } from './manifest.js';
 import { SUPPORTED_LAYER_TYPES } from './media-types.js';
-import { type ImageReference, formatReference, parseReference, repositoryName } from './reference.js';
+import { type ImageReference, formatReference, parseReference, repositoryName } from '../../common/images/reference.js';
 import { RegistryClient, type RegistryClientOptions, type RegistryCredentials } from './registry-client.js';
 import type {
   ArchiveFormat,
@@ -43,7 +43,7 @@ import type {
   PulledImage,
   RemoveOptions,
   RemoveResult,
-} from './types.js';
+} from '../../common/images/types.js';
 
 export interface LocalImageStoreOptions {
   root: string;

@@ -4,7 +4,7 @@
 import { chmod, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlobStore } from './blob-store.js';
-import { DigestMismatchError, digestHex } from './digest.js';
+import { DigestMismatchError, digestHex } from '../../common/images/digest.js';
 import { unpackLayer } from './layer-unpack.js';
 
 export class LayerStore {

@@ -1,7 +1,7 @@
 // Schemas for the JSON documents of an image (index, manifest, config), checked on every read
 // because they come from registries and tarballs we do not control.
 import { z } from 'zod';
-import type { ImageHealthcheck, ImageRuntimeConfig } from './types.js';
+import type { ImageHealthcheck, ImageRuntimeConfig } from '../../common/images/types.js';
 import { INDEX_TYPES, MANIFEST_TYPES } from './media-types.js';
 
 const digestSchema = z.string().regex(/^sha256:[a-f0-9]{64}$/, 'expected "sha256:" followed by 64 lowercase hex digits');

@@ -2,10 +2,10 @@
 // basic auth, and bounded retries with back-off for what a registry or network may fail at
 // for a moment (5xx, 429, resets). It only fetches; verification of what it fetched happens
 // where bytes are stored.
-import { DigestMismatchError, SizeMismatchError, sha256Digest } from './digest.js';
+import { DigestMismatchError, SizeMismatchError, sha256Digest } from '../../common/images/digest.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
 import { type Descriptor, type ManifestDocument, parseManifestDocument } from './manifest.js';
-import { type ImageReference, isLoopbackRegistry, registryApiHost, repositoryName } from './reference.js';
+import { type ImageReference, isLoopbackRegistry, registryApiHost, repositoryName } from '../../common/images/reference.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy, decideRetry, isRetryableStatus, parseRetryAfter, validateRetryPolicy } from './retry.js';
 
 export interface RegistryCredentials {

@@ -11,7 +11,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { RegistryCredentials } from './registry-client.js';
-import { normaliseRegistryHost } from './reference.js';
+import { normaliseRegistryHost } from '../../common/images/reference.js';
 
 export function defaultCredentialsFile(env: NodeJS.ProcessEnv = process.env): string {
   return env.TESSERA_REGISTRIES_FILE ?? join(homedir(), '.tessera', 'registries.json');

@@ -4,7 +4,7 @@
 import { lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import type { ServiceSpec } from '../../control-plane/resources/types.js';
+import type { ServiceSpec } from '../../common/resources/types.js';
 
 export interface NameFilesInput {
   /** The overlay network's resolver (on its gateway), when the task is on one. */

@@ -10,7 +10,7 @@ import {
   parseCidr,
   parseIpv4,
   type Ipv4Cidr,
-} from './ipv4.js';
+} from '../../common/network/ipv4.js';
 
 export interface IpamState {
   version: 1;

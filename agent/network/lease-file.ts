@@ -3,7 +3,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Ipam, type IpamState } from './ipam.js';
-import { NetworkInputError } from './ipv4.js';
+import { NetworkInputError } from '../../common/network/ipv4.js';
 
 export class LeaseFile {
   readonly path: string;

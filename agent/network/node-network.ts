@@ -14,7 +14,7 @@ import {
   validateNftName,
   validatePort,
   type Ipv4Cidr,
-} from './ipv4.js';
+} from '../../common/network/ipv4.js';
 import { LeaseFile } from './lease-file.js';
 import { configureContainerInterface, createContainerVeth, deleteLinkNamed } from './netlink/index.js';
 import { CONTAINER_IFNAME, hostVethName } from './link-names.js';

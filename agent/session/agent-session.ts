@@ -9,12 +9,12 @@ import type { ManagerMessage__Output } from '../../proto/gen/tessera/dispatcher/
 import type { NodeDescription } from '../../proto/gen/tessera/dispatcher/v1/NodeDescription.js';
 import type { TaskStatusUpdate } from '../../proto/gen/tessera/dispatcher/v1/TaskStatusUpdate.js';
 import { loadDispatcherPackage } from '../../proto/load.js';
-import { clientCredentials, type TransportSecurity } from '../../control-plane/ca/credentials.js';
-import { AssignmentSet } from '../../control-plane/dispatcher/assignments.js';
-import { DeliveredFiles, parseStackFile, type DeliveredFile } from '../../control-plane/dispatcher/secret-delivery.js';
-import { parseAssignedTask } from '../../control-plane/dispatcher/peer-validation.js';
-import type { Task, TaskState, TaskStatus } from '../../control-plane/resources/types.js';
-import { parseNodeNetworkView, type NodeNetworkView } from '../../control-plane/network/node-view.js';
+import { clientCredentials, type TransportSecurity } from '../../common/transport/credentials.js';
+import { AssignmentSet } from '../../common/dispatcher/assignments.js';
+import { DeliveredFiles, parseStackFile, type DeliveredFile } from '../../common/dispatcher/stack-files.js';
+import { parseAssignedTask } from '../../common/dispatcher/peer-validation.js';
+import type { Task, TaskState, TaskStatus } from '../../common/resources/types.js';
+import { parseNodeNetworkView, type NodeNetworkView } from '../../common/network/node-network-view.js';
 import { ReconnectPolicy } from './reconnect-policy.js';
 
 export interface AgentSessionOptions {

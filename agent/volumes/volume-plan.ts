@@ -3,8 +3,8 @@
 // container's bundle and go with it, binds are host paths, tmpfs mounts are made by the runtime.
 import { join } from 'node:path';
 
-import type { FileLookup } from '../../control-plane/dispatcher/secret-delivery.js';
-import type { Mount } from '../../control-plane/resources/types.js';
+import type { FileLookup } from '../../common/dispatcher/stack-files.js';
+import type { Mount } from '../../common/resources/types.js';
 
 export type MountAction =
   | { type: 'named'; destination: string; name: string; volumeDir: string; dataDir: string; driverOpts?: Record<string, string>; copy: boolean; subpath?: string; readOnly: boolean }

@@ -1,8 +1,8 @@
 // Pure merge of a service's spec with its image's defaults into what the container runs, with the
 // Kubernetes rule: `command` replaces the image's Entrypoint, `args` replaces its Cmd, and giving a
 // command without args drops the image's Cmd.
-import type { ServiceSpec, Task } from '../../control-plane/resources/types.js';
-import type { ImageRuntimeConfig } from '../images/types.js';
+import type { ServiceSpec, Task } from '../../common/resources/types.js';
+import type { ImageRuntimeConfig } from '../../common/images/types.js';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 

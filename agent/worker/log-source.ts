@@ -2,8 +2,8 @@
 import { open, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import type { Task } from '../../control-plane/resources/types.js';
-import type { LogSource } from '../../control-plane/api/server.js';
+import type { Task } from '../../common/resources/types.js';
+import type { LogSource } from '../../common/logs/log-source.js';
 import { logPathFor } from './task-runner.js';
 
 const FOLLOW_POLL_MS = 200;

@@ -15,9 +15,9 @@
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import type { NodeNetworkView, NodeViewAttachment } from '../../control-plane/network/node-view.js';
-import { INGRESS_NETWORK_ID } from '../../control-plane/network/types.js';
-import type { Task } from '../../control-plane/resources/types.js';
+import type { NodeNetworkView, NodeViewAttachment } from '../../common/network/node-network-view.js';
+import { INGRESS_NETWORK_ID } from '../../common/network/node-network-view.js';
+import type { Task } from '../../common/resources/types.js';
 import { ServiceResolver } from '../network/dns/service-resolver.js';
 import { NamespaceCommands } from '../network/exec.js';
 import { OverlayDriver } from '../network/overlay/overlay-driver.js';

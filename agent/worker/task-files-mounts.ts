@@ -4,8 +4,8 @@
 import { readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
-import type { FileLookup } from '../../control-plane/dispatcher/secret-delivery.js';
-import type { Task } from '../../control-plane/resources/types.js';
+import type { FileLookup } from '../../common/dispatcher/stack-files.js';
+import type { Task } from '../../common/resources/types.js';
 import { nodeVolumes } from '../volumes/node-volumes.js';
 import { planVolumeMounts } from '../volumes/volume-plan.js';
 import { orderMounts, type OciMount } from './container-config.js';

@@ -6,8 +6,8 @@
 import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 
-import type { FileLookup } from '../../control-plane/dispatcher/secret-delivery.js';
-import type { FileReference, ServiceSpec } from '../../control-plane/resources/types.js';
+import type { FileLookup } from '../../common/dispatcher/stack-files.js';
+import type { FileReference, ServiceSpec } from '../../common/resources/types.js';
 import { mount, umount } from '../runtime/native.js';
 import type { OciMount } from './container-config.js';
 

@@ -5,13 +5,13 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants } from 'node:os';
 
-import type { Task, TaskState, TaskStatus } from '../../control-plane/resources/types.js';
-import type { ImageStore } from '../images/types.js';
+import type { Task, TaskState, TaskStatus } from '../../common/resources/types.js';
+import type { ImageStore } from '../../common/images/types.js';
 import type { NodeNetwork } from '../network/types.js';
 import { mountOverlayRootfs, unmountRootfs } from '../runtime/rootfs.js';
 import { buildOciSpec } from '../runtime/spec.js';
 import type { ContainerRuntime, ExitStatus } from '../runtime/types.js';
-import type { NodeViewAttachment } from '../../control-plane/network/node-view.js';
+import type { NodeViewAttachment } from '../../common/network/node-network-view.js';
 import type { TaskOverlay } from './overlay-attachments.js';
 import { parseGroup, parsePasswd, resolveProcess, resolveSecurity, resolveUser, taskHostname } from './container-config.js';
 import { CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES } from '../runtime/capabilities.js';
@@ -20,7 +20,7 @@ import type { HealthProber } from './health/health-prober.js';
 import { startTaskHealth } from './health/task-health.js';
 import { writeNameFiles } from '../network/container-files.js';
 import { installInit, withInit } from './container-init.js';
-import type { FileLookup } from '../../control-plane/dispatcher/secret-delivery.js';
+import type { FileLookup } from '../../common/dispatcher/stack-files.js';
 import { prepareTaskMounts, releaseTaskMounts } from './task-files-mounts.js';
 
 export interface TaskRunnerDeps {

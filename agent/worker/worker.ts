@@ -2,12 +2,12 @@
 // the full set of assignments (level-triggered): whatever the set says, the node converges to.
 import { rm } from 'node:fs/promises';
 
-import type { PortSpec, Task } from '../../control-plane/resources/types.js';
-import { isTerminal } from '../../control-plane/resources/types.js';
+import type { PortSpec, Task } from '../../common/resources/types.js';
+import { isTerminal } from '../../common/resources/types.js';
 import type { PublishedPort } from '../network/types.js';
 import { containerIdFor, logPathFor, TaskRunner, type TaskRunnerDeps } from './task-runner.js';
 import { sweepLeftovers } from './leftovers.js';
-import type { FileLookup } from '../../control-plane/dispatcher/secret-delivery.js';
+import type { FileLookup } from '../../common/dispatcher/stack-files.js';
 import { sweepTaskFiles } from './task-files-mounts.js';
 
 export type WorkerDeps = Omit<TaskRunnerDeps, 'onRunningChanged'>;

@@ -1,7 +1,7 @@
 // tsctl apply / delete / diff -f FILE|DIR: native manifests and the Kubernetes subset (cli/kube/).
 import type { Command } from 'commander';
 
-import type { StackObject } from '../../control-plane/resources/types.js';
+import type { StackObject } from '../../common/resources/types.js';
 import type { ApplyResult__Output } from '../../proto/gen/tessera/api/v1/ApplyResult.js';
 import type { ApiClient } from '../client.js';
 import { clientRunner } from '../with-client.js';

@@ -2,7 +2,7 @@
 // and applied index) and `tsctl cluster members remove NAME`.
 import type { Command } from 'commander';
 
-import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
+import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
 import { MembersApiClient, grpcMessage, type ClusterMemberRow } from '../../control-plane/raft/host/members-api.js';
 import { serverAddress } from '../context.js';
 

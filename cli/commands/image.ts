@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 
-import { formatMemory } from '../../control-plane/resources/quantity.js';
+import { formatMemory } from '../../common/resources/quantity.js';
 import type { ApiClient } from '../client.js';
 import { renderTable } from '../output/table.js';
 

@@ -1,7 +1,7 @@
 // `tsctl node ls|update|label` and `tsctl cluster join-token`.
 import { Command } from 'commander';
 
-import type { Node } from '../../control-plane/resources/types.js';
+import type { Node } from '../../common/resources/types.js';
 import type { ApiClient } from '../client.js';
 import { formatObjects } from '../output/format.js';
 

@@ -2,7 +2,7 @@
 // service went through, and go back to the previous spec (as a rollback, by rollbackConfig).
 import type { Command } from 'commander';
 
-import type { Service, Task } from '../../control-plane/resources/types.js';
+import type { Service, Task } from '../../common/resources/types.js';
 import { formatRolloutHistory, rolloutProgress, undoManifest } from '../../control-plane/controllers/rollout-progress.js';
 import type { ApiClient } from '../client.js';
 import { resolveServiceName } from '../resolve.js';

@@ -3,8 +3,8 @@
 // no objects, so these commands work against older and newer servers alike.
 import * as grpc from '@grpc/grpc-js';
 
-import type { StackKind, StackObject, Task } from '../../control-plane/resources/types.js';
-import { STACK_KINDS } from '../../control-plane/resources/types.js';
+import type { StackKind, StackObject, Task } from '../../common/resources/types.js';
+import { STACK_KINDS } from '../../common/resources/types.js';
 import { ApiCallError, type ApiClient } from '../client.js';
 
 function unknownKind(err: unknown): boolean {

@@ -1,6 +1,6 @@
 // What `tsctl stack ls|services|ps` print, as pure functions of the objects (the commands only
 // fetch them). Columns follow `docker stack ...` so users' habits and scripts carry over.
-import type { Node, Service, StackObject, Task } from '../../control-plane/resources/types.js';
+import type { Node, Service, StackObject, Task } from '../../common/resources/types.js';
 import { eligibleNodes } from '../../control-plane/controllers/global-reconcile.js';
 import { renderTable, truncate } from '../output/table.js';
 import { formatAgo } from '../output/age.js';

@@ -6,9 +6,9 @@
 
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
-import type { StackObject } from '../../control-plane/resources/types.js';
+import type { StackObject } from '../../common/resources/types.js';
 import { unhonouredFields } from '../../control-plane/api/unhonoured-fields.js';
-import type { Node, Service, Task } from '../../control-plane/resources/types.js';
+import type { Node, Service, Task } from '../../common/resources/types.js';
 import { loadCompose } from '../compose/load.js';
 import { clientRunner } from '../with-client.js';
 import { DEFAULT_FOLLOW_TIMEOUT_MS, followUntilConverged, parseDuration } from '../output/follow-services.js';

@@ -4,7 +4,7 @@
 // ${VAR} from the variables above them and from the lookup; a bare KEY takes the lookup's value.
 
 import { InterpolationError, interpolateString, type Lookup } from './interpolate.js';
-import { quoteName } from '../../control-plane/resources/limits.js';
+import { quoteName } from '../../common/resources/limits.js';
 
 export interface DotenvIssue {
   line: number;

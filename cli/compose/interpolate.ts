@@ -2,7 +2,7 @@
 // ${VAR?error}, ${VAR:+replacement}, ${VAR+replacement}, and $$ for a literal "$". Defaults and
 // replacements may themselves contain interpolations, as in Compose v2.
 
-import type { IssuePath } from '../../control-plane/resources/schema.js';
+import type { IssuePath } from '../../common/resources/schema.js';
 
 export type Lookup = (name: string) => string | undefined;
 

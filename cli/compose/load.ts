@@ -5,8 +5,8 @@
 
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, type Document, type ScalarTag } from 'yaml';
-import type { StackObject } from '../../control-plane/resources/types.js';
-import type { IssuePath, ValidationIssue } from '../../control-plane/resources/schema.js';
+import type { StackObject } from '../../common/resources/types.js';
+import type { IssuePath, ValidationIssue } from '../../common/resources/schema.js';
 import { firstIssues, formatIssue, ManifestError, MAX_REPORTED_ISSUES, NOT_SHOWN_PREFIX, yamlProblem, type ManifestIssue } from '../manifest/errors.js';
 import { locate } from '../manifest/locate.js';
 import { composeShape } from './compose-shape.js';

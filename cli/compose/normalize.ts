@@ -3,7 +3,7 @@
 // strings become {target, published...} / {type, source, target}, secret names become {source}.
 // Only the compose-spec's own key names are used, so the key table applies to the result.
 
-import type { IssuePath } from '../../control-plane/resources/schema.js';
+import type { IssuePath } from '../../common/resources/schema.js';
 
 export type Dict = Record<string, unknown>;
 

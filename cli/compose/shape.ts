@@ -3,8 +3,8 @@
 // the same meaning for each keyword, because the published compose-spec schema is the reference our
 // loader must agree with (a test checks that against the real schema). Messages are ours.
 
-import { describeValue, type IssuePath, type ValidationIssue } from '../../control-plane/resources/schema.js';
-import { quoteName } from '../../control-plane/resources/limits.js';
+import { describeValue, type IssuePath, type ValidationIssue } from '../../common/resources/schema.js';
+import { quoteName } from '../../common/resources/limits.js';
 
 export type JsonType = 'string' | 'number' | 'integer' | 'boolean' | 'null' | 'object' | 'array';
 

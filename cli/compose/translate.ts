@@ -3,15 +3,15 @@
 // honoured here or rejected with the reason from keys.ts; nothing is dropped quietly.
 
 import { isAbsolute, resolve as resolvePath } from 'node:path';
-import { API_VERSION, type Mount, type NetworkAttachment, type ServiceDependency, type StackObject } from '../../control-plane/resources/types.js';
-import { validateStackObject, describeValue, type IssuePath } from '../../control-plane/resources/schema.js';
-import { parseCpuNanos, parseDurationMs, parseMemoryBytes, type ParseResult } from '../../control-plane/resources/quantity.js';
+import { API_VERSION, type Mount, type NetworkAttachment, type ServiceDependency, type StackObject } from '../../common/resources/types.js';
+import { validateStackObject, describeValue, type IssuePath } from '../../common/resources/schema.js';
+import { parseCpuNanos, parseDurationMs, parseMemoryBytes, type ParseResult } from '../../common/resources/quantity.js';
 import { BUILD_ADVICE, COMPOSE_KEYS, childPath, itemPath } from './keys.js';
 import { isDict, type Dict } from './normalize.js';
 import type { Lookup } from './interpolate.js';
 import { parseDotenv as parseDotenvText } from './dotenv.js';
 import { readProjectFile, type ProjectFileOptions } from './project-files.js';
-import { MAX_FILE_OBJECT_BYTES } from '../../control-plane/resources/limits.js';
+import { MAX_FILE_OBJECT_BYTES } from '../../common/resources/limits.js';
 import { describeBytes, MAX_INPUT_FILE_BYTES } from '../manifest/input-limits.js';
 
 export interface TranslateIssue {

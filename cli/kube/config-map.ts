@@ -1,5 +1,5 @@
 // v1 ConfigMap → one Config per key (see keyed-data.ts); env references and volumes resolve against it.
-import type { Config } from '../../control-plane/resources/types.js';
+import type { Config } from '../../common/resources/types.js';
 import { checkFields, type DocContext } from './findings.js';
 import { keyedObjects } from './keyed-data.js';
 import { readBool, readStringMap, type YamlMap } from './read.js';

@@ -1,6 +1,6 @@
 // One container's process, environment, ports and resources.
-import { describeValue, type IssuePath } from '../../control-plane/resources/schema.js';
-import type { PortSpec, ServiceSpec } from '../../control-plane/resources/types.js';
+import { describeValue, type IssuePath } from '../../common/resources/schema.js';
+import type { PortSpec, ServiceSpec } from '../../common/resources/types.js';
 import { checkFields, type DocContext } from './findings.js';
 import { parseKubeQuantity } from './quantity.js';
 import { isMap, readInt, readList, readMap, readProtocol, readString, readStringList } from './read.js';

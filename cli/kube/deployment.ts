@@ -1,6 +1,6 @@
 // apps/v1 Deployment → a replicated service; the rolling-update strategy becomes its update policy.
-import { describeValue, type IssuePath } from '../../control-plane/resources/schema.js';
-import type { UpdatePolicy } from '../../control-plane/resources/types.js';
+import { describeValue, type IssuePath } from '../../common/resources/schema.js';
+import type { UpdatePolicy } from '../../common/resources/types.js';
 import { checkFields, type DocContext } from './findings.js';
 import { readInt, readMap, readRequiredMap, readString, type YamlMap } from './read.js';
 import type { KubeLookup, KubeMeta, Workload } from './types.js';

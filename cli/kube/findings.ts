@@ -1,7 +1,7 @@
 // Where every translation problem goes. A Kubernetes field Tessera cannot honour is refused by
 // name: an error by default, or, with --lenient, a warning and the field is dropped. Input that is
 // simply malformed (a string where a list belongs) is always an error.
-import type { IssuePath } from '../../control-plane/resources/schema.js';
+import type { IssuePath } from '../../common/resources/schema.js';
 
 export interface KubeIssue {
   /** Index of the document in the input to translateKube. */

@@ -1,6 +1,6 @@
 // ConfigMap and Secret share a shape: keys with content. Tessera's Config and Secret hold one file
 // each, so a ConfigMap/Secret NAME becomes one object per key, named NAME.KEY.
-import { API_VERSION, type Config, type Secret } from '../../control-plane/resources/types.js';
+import { API_VERSION, type Config, type Secret } from '../../common/resources/types.js';
 import type { DocContext } from './findings.js';
 import type { KeyedData, KubeMeta } from './types.js';
 

@@ -1,5 +1,5 @@
 // metadata of any Kubernetes object: name, namespace (→ stack) and labels.
-import type { IssuePath } from '../../control-plane/resources/schema.js';
+import type { IssuePath } from '../../common/resources/schema.js';
 import { checkFields, type DocContext } from './findings.js';
 import { readMap, readString, readStringMap } from './read.js';
 import type { KubeMeta } from './types.js';

@@ -1,6 +1,6 @@
 // v1 PersistentVolumeClaim → a Volume (the local driver: a directory on the node that runs the task).
-import type { IssuePath } from '../../control-plane/resources/schema.js';
-import { API_VERSION, type Volume, type VolumeSpec } from '../../control-plane/resources/types.js';
+import type { IssuePath } from '../../common/resources/schema.js';
+import { API_VERSION, type Volume, type VolumeSpec } from '../../common/resources/types.js';
 import { checkFields, type DocContext } from './findings.js';
 import { readMap, readString, readStringList, type YamlMap } from './read.js';
 import type { KubeMeta } from './types.js';

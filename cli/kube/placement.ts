@@ -1,5 +1,5 @@
 // nodeSelector, nodeName and the simple shapes of node affinity → placement constraints.
-import type { IssuePath } from '../../control-plane/resources/schema.js';
+import type { IssuePath } from '../../common/resources/schema.js';
 import { checkFields, type DocContext } from './findings.js';
 import { readList, readMap, readString, readStringList, readStringMap } from './read.js';
 

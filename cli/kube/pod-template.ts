@@ -1,7 +1,7 @@
 // A pod spec (of a Pod, or a workload's template) → most of a native ServiceSpec. One container
 // per pod: Tessera's unit is a task running one container, so sidecars and init containers are refused.
-import type { IssuePath } from '../../control-plane/resources/schema.js';
-import type { RestartCondition } from '../../control-plane/resources/types.js';
+import type { IssuePath } from '../../common/resources/schema.js';
+import type { RestartCondition } from '../../common/resources/types.js';
 import { CONTAINER_FIELDS, translatePorts, translateProcess, translateResources } from './container.js';
 import { checkFields, type DocContext } from './findings.js';
 import { translatePlacement } from './placement.js';

@@ -1,7 +1,7 @@
 // livenessProbe / readinessProbe (exec only) → the service's health check. Kubernetes' defaults
 // (every 10 s, 1 s timeout, 3 failures) are written out, because Docker's differ.
-import type { IssuePath } from '../../control-plane/resources/schema.js';
-import type { HealthcheckSpec } from '../../control-plane/resources/types.js';
+import type { IssuePath } from '../../common/resources/schema.js';
+import type { HealthcheckSpec } from '../../common/resources/types.js';
 import { checkFields, type DocContext } from './findings.js';
 import { readInt, readMap, readStringList } from './read.js';
 

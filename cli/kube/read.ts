@@ -1,6 +1,6 @@
 // Typed reads of parsed YAML. Each returns undefined (and records why) when the value has the wrong
 // shape, so a translation can go on and report every problem of a file at once.
-import { describeValue, type IssuePath } from '../../control-plane/resources/schema.js';
+import { describeValue, type IssuePath } from '../../common/resources/schema.js';
 import type { DocContext } from './findings.js';
 
 export type YamlMap = Readonly<Record<string, unknown>>;

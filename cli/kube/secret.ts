@@ -1,6 +1,6 @@
 // v1 Secret → one Secret per key (see keyed-data.ts). data is base64; stringData is plain text
 // and wins over data for the same key, as in Kubernetes.
-import type { Secret } from '../../control-plane/resources/types.js';
+import type { Secret } from '../../common/resources/types.js';
 import { checkFields, type DocContext } from './findings.js';
 import { keyedObjects } from './keyed-data.js';
 import { readBool, readString, readStringMap, type YamlMap } from './read.js';

@@ -1,6 +1,6 @@
 // securityContext of the pod and of its container (the container's wins, as in Kubernetes).
-import { describeValue, type IssuePath } from '../../control-plane/resources/schema.js';
-import type { ServiceSpec } from '../../control-plane/resources/types.js';
+import { describeValue, type IssuePath } from '../../common/resources/schema.js';
+import type { ServiceSpec } from '../../common/resources/types.js';
 import { checkFields, type DocContext } from './findings.js';
 import { isMap, readBool, readInt, readList, readMap, readString, readStringList } from './read.js';
 

@@ -6,8 +6,8 @@
 //   clusterIP: None      → endpointMode dnsrr (the name resolves to every task)
 //   NodePort             → ports published on every node (the routing mesh), nodePort → published
 //   a name other than the workload's → a DNS alias on the stack's default network
-import type { IssuePath } from '../../control-plane/resources/schema.js';
-import type { Service } from '../../control-plane/resources/types.js';
+import type { IssuePath } from '../../common/resources/schema.js';
+import type { Service } from '../../common/resources/types.js';
 import { checkFields, type DocContext } from './findings.js';
 import { readInt, readList, readMap, readProtocol, readString, readStringMap, type YamlMap } from './read.js';
 import type { KubeMeta, Workload } from './types.js';

@@ -4,8 +4,8 @@
 // Tessera cannot template a volume source per task slot, so the ordinals are separate services.
 // Ordered start (podManagementPolicy OrderedReady, the default) is not honoured and is refused;
 // the ordinals are updated independently of each other, so an explicit updateStrategy is refused.
-import { API_VERSION, type Volume } from '../../control-plane/resources/types.js';
-import type { IssuePath } from '../../control-plane/resources/schema.js';
+import { API_VERSION, type Volume } from '../../common/resources/types.js';
+import type { IssuePath } from '../../common/resources/schema.js';
 import { checkFields, type DocContext } from './findings.js';
 import { translateClaimSpec } from './persistent-volume-claim.js';
 import { readInt, readList, readMap, readRequiredMap, readString, type YamlMap } from './read.js';

@@ -2,8 +2,8 @@
 // (document index + field path) out; cli/manifest/ reads the files and places the issues.
 // Order matters across documents: ConfigMaps and Secrets are read first (env and volumes refer to
 // them), then the workloads, then the Services that join them by selector.
-import { validateStackObject } from '../../control-plane/resources/schema.js';
-import { API_VERSION, type StackObject } from '../../control-plane/resources/types.js';
+import { validateStackObject } from '../../common/resources/schema.js';
+import { API_VERSION, type StackObject } from '../../common/resources/types.js';
 import { formatPath } from '../manifest/errors.js';
 import { translateConfigMap } from './config-map.js';
 import { translateDaemonSet } from './daemon-set.js';

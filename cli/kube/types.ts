@@ -1,7 +1,7 @@
 // What goes in and out of the Kubernetes translation. The input is parsed documents (no files, no
 // positions): issues name a document by its index and a field path inside it, and the caller
 // (cli/manifest/) turns those into file:line:col.
-import type { Mount, PortSpec, Service, ServiceSpec, StackObject } from '../../control-plane/resources/types.js';
+import type { Mount, PortSpec, Service, ServiceSpec, StackObject } from '../../common/resources/types.js';
 import type { KubeIssue } from './findings.js';
 
 export interface KubeTranslateOptions {

@@ -5,8 +5,8 @@
 //   persistentVolumeClaim → the Volume the claim translates to (a Volume of the stack)
 //   a StatefulSet's volumeClaimTemplates → a Volume per ordinal (see stateful-set.ts)
 import { posix } from 'node:path';
-import type { IssuePath } from '../../control-plane/resources/schema.js';
-import type { FileReference, Mount } from '../../control-plane/resources/types.js';
+import type { IssuePath } from '../../common/resources/schema.js';
+import type { FileReference, Mount } from '../../common/resources/types.js';
 import { checkFields, type DocContext } from './findings.js';
 import { parseKubeQuantity } from './quantity.js';
 import { readBool, readInt, readList, readMap, readString } from './read.js';

@@ -1,6 +1,6 @@
 // What the workload kinds share: the pod template, the selector, and the native Service envelope.
-import { API_VERSION, type Service, type ServiceSpec } from '../../control-plane/resources/types.js';
-import type { IssuePath } from '../../control-plane/resources/schema.js';
+import { API_VERSION, type Service, type ServiceSpec } from '../../common/resources/types.js';
+import type { IssuePath } from '../../common/resources/schema.js';
 import { checkFields, type DocContext } from './findings.js';
 import { translatePodSpec } from './pod-template.js';
 import { readMap, readStringMap, type YamlMap } from './read.js';

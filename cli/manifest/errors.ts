@@ -1,8 +1,8 @@
 // The one error type manifest loading throws. It carries every problem found (not just the first),
 // each with the file and, where known, the line and column, so the CLI can print them compiler-style.
 
-import type { IssuePath } from '../../control-plane/resources/schema.js';
-import { capErrorMessage, quoteName } from '../../control-plane/resources/limits.js';
+import type { IssuePath } from '../../common/resources/schema.js';
+import { capErrorMessage, quoteName } from '../../common/resources/limits.js';
 
 export interface ManifestIssue {
   file: string;

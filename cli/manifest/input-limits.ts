@@ -6,7 +6,7 @@
 
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { CST, Lexer } from 'yaml';
-import { MAX_REQUEST_BYTES } from '../../control-plane/resources/limits.js';
+import { MAX_REQUEST_BYTES } from '../../common/resources/limits.js';
 
 /** A manifest or Compose file: no larger than one API request can carry. */
 export const MAX_INPUT_FILE_BYTES = MAX_REQUEST_BYTES;

@@ -8,8 +8,8 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
-import type { StackObject } from '../../control-plane/resources/types.js';
-import { validateStackObject, type IssuePath } from '../../control-plane/resources/schema.js';
+import type { StackObject } from '../../common/resources/types.js';
+import { validateStackObject, type IssuePath } from '../../common/resources/schema.js';
 import { isKubeDocument, translateKube } from '../kube/translate.js';
 import type { KubeIssue } from '../kube/findings.js';
 import { ManifestError, yamlProblem, type ManifestIssue } from './errors.js';

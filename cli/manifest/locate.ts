@@ -3,7 +3,7 @@
 // nearest existing parent is used: "spec.image is missing" points at `spec:`.
 
 import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter, type Node, type Pair } from 'yaml';
-import type { IssuePath } from '../../control-plane/resources/schema.js';
+import type { IssuePath } from '../../common/resources/schema.js';
 
 export interface SourcePosition {
   line: number;

@@ -1,7 +1,7 @@
 // What `tsctl diff` prints for each object, from the server's dry-run plan and the stored objects.
 // Pure: the command fetches, this decides and renders.
 import { stringify } from 'yaml';
-import type { StackObject } from '../../control-plane/resources/types.js';
+import type { StackObject } from '../../common/resources/types.js';
 import { unifiedDiff } from './line-diff.js';
 
 export type PlannedAction = 'created' | 'configured' | 'unchanged' | 'pruned';

@@ -7,8 +7,8 @@
 // (healthy too when the service has a health check), with no task of an older template left.
 // Failed: the rollout paused or was rolled back, the service disappeared, or tasks of the current
 // template keep failing (`failureLimit` failures seen while following).
-import type { Node, Service, ServiceSpec, Task } from '../../control-plane/resources/types.js';
-import { isTerminal } from '../../control-plane/resources/types.js';
+import type { Node, Service, ServiceSpec, Task } from '../../common/resources/types.js';
+import { isTerminal } from '../../common/resources/types.js';
 import { templateKey } from '../../control-plane/controllers/rollout.js';
 import { eligibleNodes } from '../../control-plane/controllers/global-reconcile.js';
 import { taskMessage } from './fields.js';

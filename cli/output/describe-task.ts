@@ -1,6 +1,6 @@
 // `tsctl describe task`: one task's placement, state history as far as it is known, why the
 // scheduler could not place it, and its health with the last probes' output.
-import type { Task } from '../../control-plane/resources/types.js';
+import type { Task } from '../../common/resources/types.js';
 import { formatAgo } from './age.js';
 
 export function describeTask(task: Task, now: Date): string {

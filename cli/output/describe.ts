@@ -1,8 +1,8 @@
 // `tsctl describe service NAME`: everything a person needs to see why a service is (not) healthy,
 // in kubectl-describe style: aligned "Label:  value" lines, then the task table.
 
-import type { Service, Task } from '../../control-plane/resources/types.js';
-import { formatCpus, formatDuration, formatMemory } from '../../control-plane/resources/quantity.js';
+import type { Service, Task } from '../../common/resources/types.js';
+import { formatCpus, formatDuration, formatMemory } from '../../common/resources/quantity.js';
 import { renderTable } from './table.js';
 import { formatAge } from './age.js';
 import { TASK_HEADERS, taskRow } from './format.js';

@@ -1,6 +1,6 @@
 // Renderings of single resource fields, shared by the tables and describe output.
 
-import type { PortSpec, Service, Task } from '../../control-plane/resources/types.js';
+import type { PortSpec, Service, Task } from '../../common/resources/types.js';
 
 export const NONE = '-';
 

@@ -4,7 +4,7 @@
 // watch is re-established from a fresh List.
 import type { ApplyResult__Output } from '../../proto/gen/tessera/api/v1/ApplyResult.js';
 import type { WatchEvent__Output } from '../../proto/gen/tessera/api/v1/WatchEvent.js';
-import type { Node, Service, Task } from '../../control-plane/resources/types.js';
+import type { Node, Service, Task } from '../../common/resources/types.js';
 import { templateKey } from '../../control-plane/controllers/rollout.js';
 import type { ApiClient } from '../client.js';
 import { allSettled, DEFAULT_FAILURE_LIMIT, serviceConvergence, type ServiceConvergence } from './convergence.js';

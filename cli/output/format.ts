@@ -2,9 +2,9 @@
 // `kind: List` envelope ({apiVersion, kind: "List", items}), which `tsctl apply -f` also accepts.
 
 import { stringify } from 'yaml';
-import type { AnyObject, Kind, Node, Service, Task } from '../../control-plane/resources/types.js';
-import { API_VERSION } from '../../control-plane/resources/types.js';
-import { formatMemory, formatNanoCpus } from '../../control-plane/resources/quantity.js';
+import type { AnyObject, Kind, Node, Service, Task } from '../../common/resources/types.js';
+import { API_VERSION } from '../../common/resources/types.js';
+import { formatMemory, formatNanoCpus } from '../../common/resources/quantity.js';
 import { renderTable, truncate } from './table.js';
 import { formatAge, formatAgo } from './age.js';
 import { belongsTo, formatExit, formatPorts, isRunningTask, NONE, taskMessage } from './fields.js';

@@ -2,7 +2,7 @@
 // Fields the server owns (uid, creation time, generation, status) are kept from the stored object.
 import { isDeepStrictEqual } from 'node:util';
 
-import type { Service } from '../resources/types.js';
+import type { Service } from '../../common/resources/types.js';
 
 export type ApplyAction = 'created' | 'configured' | 'unchanged';
 

@@ -1,7 +1,7 @@
 // Maps internal failures to gRPC status codes with messages a user can act on.
 import * as grpc from '@grpc/grpc-js';
 
-import { capErrorMessage } from '../resources/limits.js';
+import { capErrorMessage } from '../../common/resources/limits.js';
 
 /** An error a client is meant to read: its message is at most 4 KiB (limits.ts), cut with a note. */
 export class ApiError extends Error {

@@ -1,8 +1,8 @@
 // Binding and stopping gRPC servers, the same way for every service Tessera serves.
 import * as grpc from '@grpc/grpc-js';
 
-import { serverCredentials, type TransportSecurity } from '../ca/credentials.js';
-import { MAX_REQUEST_BYTES } from '../resources/limits.js';
+import { serverCredentials, type TransportSecurity } from '../../common/transport/credentials.js';
+import { MAX_REQUEST_BYTES } from '../../common/resources/limits.js';
 
 /** A server that carries the user API alone: no request beyond 4 MiB is even read. */
 export const API_SERVER_OPTIONS: grpc.ServerOptions = { 'grpc.max_receive_message_length': MAX_REQUEST_BYTES };

@@ -5,8 +5,8 @@ import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 
 import type { ObjectRef } from '../../proto/gen/tessera/api/v1/ObjectRef.js';
-import { formatIssuePath, validateStackObject } from '../resources/schema.js';
-import type { Network } from '../resources/types.js';
+import { formatIssuePath, validateStackObject } from '../../common/resources/schema.js';
+import type { Network } from '../../common/resources/types.js';
 import { objectKey } from '../store/keys.js';
 import type { Compare, Store, TxnOp } from '../store/store.js';
 import type { ApplyAction } from './apply-plan.js';

@@ -1,8 +1,8 @@
 // Pure validation and application of `tsctl node update|label`.
 import type { NodeUpdateRequest__Output } from '../../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
-import type { Node, NodeAvailability } from '../resources/types.js';
-import { LABEL_KEY_PATTERN } from '../resources/constraints.js';
-import { MAX_NAME_BYTES, quoteName } from '../resources/limits.js';
+import type { Node, NodeAvailability } from '../../common/resources/types.js';
+import { LABEL_KEY_PATTERN } from '../../common/resources/constraints.js';
+import { MAX_NAME_BYTES, quoteName } from '../../common/resources/limits.js';
 import { invalidArgument } from './errors.js';
 
 export interface NodeChange {

@@ -4,10 +4,11 @@
 // service). An object a remaining service still uses (a secret, config, volume or network) is not
 // deleted from under it: that is a problem and nothing is applied.
 import type { ObjectRef } from '../../proto/gen/tessera/api/v1/ObjectRef.js';
-import type { Service, StackKind, StackObject } from '../resources/types.js';
+import type { Service, StackKind, StackObject } from '../../common/resources/types.js';
 import { kindPrefix, objectKey } from '../store/keys.js';
 import type { Compare, KeyValue, Store, TxnOp } from '../store/store.js';
-import { redactObject, servicesUsing, type StackFileKind } from './stack-objects.js';
+import type { StackFileKind } from '../../common/resources/file-references.js';
+import { redactObject, servicesUsing } from './stack-objects.js';
 
 export const PRUNABLE_KINDS: readonly StackKind[] = ['Service', 'Network', 'Secret', 'Config', 'Volume'];
 const STACK_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;

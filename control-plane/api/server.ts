@@ -13,31 +13,28 @@ import type { ObjectRef } from '../../proto/gen/tessera/api/v1/ObjectRef.js';
 import type { ImageSummary } from '../../proto/gen/tessera/api/v1/ImageSummary.js';
 import type { ImageGcResult } from '../../proto/gen/tessera/api/v1/ImageGcResult.js';
 import { loadApiPackage } from '../../proto/load.js';
-import type { ArchiveFormat, GcResult, ImageRecord, ImageStore } from '../../agent/images/types.js';
-import { referenceNamesImage } from '../../agent/images/image-usage.js';
-import type { TransportSecurity } from '../ca/credentials.js';
-import type { AnyObject, Kind, Network, Node, Service, Task } from '../resources/types.js';
-import { KINDS, isTerminal } from '../resources/types.js';
-import { formatIssuePath, validateObject } from '../resources/schema.js';
-import { MAX_NAME_BYTES, MAX_REPLICAS, MAX_REQUEST_BYTES, quoteName } from '../resources/limits.js';
+import type { ArchiveFormat, GcResult, ImageRecord, ImageStore } from '../../common/images/types.js';
+import { referenceNamesImage } from '../../common/images/image-usage.js';
+import type { TransportSecurity } from '../../common/transport/credentials.js';
+import type { AnyObject, Kind, Network, Node, Service, Task } from '../../common/resources/types.js';
+import { KINDS, isTerminal } from '../../common/resources/types.js';
+import { formatIssuePath, validateObject } from '../../common/resources/schema.js';
+import { MAX_NAME_BYTES, MAX_REPLICAS, MAX_REQUEST_BYTES, quoteName } from '../../common/resources/limits.js';
 import { kindPrefix, objectKey } from '../store/keys.js';
 import type { Store, TxnOp, Compare } from '../store/store.js';
 import { planApply, type ApplyAction } from './apply-plan.js';
 import { planPrune, type PrunedObject } from './prune-plan.js';
 import { API_SERVER_OPTIONS, bindServer, shutdownServer } from './grpc-server.js';
 import { isNetworkManifest, planNetworks, validateNetworkManifest } from './network-objects.js';
-import { deletionBlocker, isStackFileManifest, planStackFiles, redactJson, redactObject, validateStackFileManifest, type StackFileObject } from './stack-objects.js';
+import type { StackFileObject } from '../../common/resources/file-references.js';
+import { deletionBlocker, isStackFileManifest, planStackFiles, redactJson, redactObject, validateStackFileManifest } from './stack-objects.js';
 import { unhonouredFields } from './unhonoured-fields.js';
 import { applyNodeUpdate, validateNodeUpdate } from './node-update.js';
 import type { JoinRole } from '../dispatcher/join-tokens.js';
 import type { NodeUpdateRequest__Output } from '../../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
 import { ApiError, grpcCodeOf, invalidArgument, notFound, toServiceError } from './errors.js';
+import type { LogSource } from '../../common/logs/log-source.js';
 import type { DaemonMetrics } from '../daemon/metrics.js';
-
-export interface LogSource {
-  /** Streams the log lines of the given tasks; with follow, keeps going until the signal aborts. */
-  stream(tasks: Task[], options: { follow: boolean; tail: number; signal: AbortSignal }, emit: (task: string, line: string) => void): Promise<void>;
-}
 
 export interface ApiServerDeps {
   store: Store;

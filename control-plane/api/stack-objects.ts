@@ -9,16 +9,13 @@ import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 
 import type { ObjectRef } from '../../proto/gen/tessera/api/v1/ObjectRef.js';
-import { formatIssuePath, validateStackObject } from '../resources/schema.js';
-import { decodedSize, MAX_FILE_OBJECT_BYTES } from '../resources/limits.js';
-import type { Config, Secret, Service, Volume } from '../resources/types.js';
+import { formatIssuePath, validateStackObject } from '../../common/resources/schema.js';
+import { decodedSize, MAX_FILE_OBJECT_BYTES } from '../../common/resources/limits.js';
+import { referenceStacks, STACK_FILE_KINDS, type StackFileKind, type StackFileObject } from '../../common/resources/file-references.js';
+import type { Secret, Service } from '../../common/resources/types.js';
 import { kindPrefix, objectKey } from '../store/keys.js';
 import type { Compare, Store, TxnOp } from '../store/store.js';
 import type { ApplyAction } from './apply-plan.js';
-
-export type StackFileObject = Secret | Config | Volume;
-export type StackFileKind = StackFileObject['kind'];
-export const STACK_FILE_KINDS: readonly StackFileKind[] = ['Secret', 'Config', 'Volume'];
 
 // Swarm's limit for secrets and configs (500 KiB of decoded data) is checked by the schema, so the
 // CLI refuses such an object before sending it too.
@@ -36,11 +33,6 @@ export function validateStackFileManifest(parsed: unknown, index: number): { ok:
   const result = validateStackObject(parsed);
   if (!result.ok) return { ok: false, problems: result.issues.map((i) => `object ${index + 1}: ${formatIssuePath(i.path)}: ${i.message}`) };
   return { ok: true, object: result.object as StackFileObject };
-}
-
-/** The stacks a reference from a service of `stack` may resolve in, in order: its own, then the default (external objects). */
-export function referenceStacks(stack: string): string[] {
-  return stack === '' ? [''] : [stack, ''];
 }
 
 /** Every Secret/Config/Volume a service refers to, by kind and name (anonymous volumes have none). */

@@ -1,7 +1,7 @@
 // Fields the schema knows (Compose and the manifest share one model) but the cluster does not act
 // on yet. Accepting them would silently ignore what the user asked for, so the API refuses a
 // service that sets any of them, naming the field — and this list shrinks as the agent learns.
-import type { Service } from '../resources/types.js';
+import type { Service } from '../../common/resources/types.js';
 
 const NOT_YET: ReadonlyArray<[field: string, has: (s: Service['spec']) => boolean, why: string]> = [
   ['dependsOn.restart', (s) => (s.dependsOn ?? []).some((d) => d.restart === true), 'restarting a service when its dependency is updated is not implemented yet'],

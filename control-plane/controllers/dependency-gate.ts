@@ -11,8 +11,8 @@
 //                                   jobs (replicated-job, global-job), which run to completion
 // A dependency that does not exist holds the service, unless it is marked `required: false`.
 // Only the start is ordered: a dependency that fails later does not stop running tasks.
-import type { DependencyCondition, Service, ServiceDependency, Task } from '../resources/types.js';
-import { isTerminal } from '../resources/types.js';
+import type { DependencyCondition, Service, ServiceDependency, Task } from '../../common/resources/types.js';
+import { isTerminal } from '../../common/resources/types.js';
 
 export interface DependencyLookup {
   /** The service of this name in the dependent's stack, if it exists. */

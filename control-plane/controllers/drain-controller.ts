@@ -1,8 +1,8 @@
 // Moves tasks off drained nodes: a task on a node whose availability is "drain" is told to shut
 // down; the service controller then replaces it and the scheduler, which places nothing on a
 // drained node, puts the replacement elsewhere.
-import type { Node, Task } from '../resources/types.js';
-import { isTerminal } from '../resources/types.js';
+import type { Node, Task } from '../../common/resources/types.js';
+import { isTerminal } from '../../common/resources/types.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { Informer } from './informer.js';
 import { WorkQueue } from './work-queue.js';

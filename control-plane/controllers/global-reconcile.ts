@@ -3,9 +3,9 @@
 // node when created, so the scheduler never moves them; a node that joins gets one, a node that
 // leaves, drains or stops matching loses its own. Restart policy and back-off work per node as
 // they do per slot for replicated services.
-import type { Node, Service, Task } from '../resources/types.js';
-import { isTerminal } from '../resources/types.js';
-import { parseConstraint } from '../resources/constraints.js';
+import type { Node, Service, Task } from '../../common/resources/types.js';
+import { isTerminal } from '../../common/resources/types.js';
+import { parseConstraint } from '../../common/resources/constraints.js';
 import { matchesConstraint } from '../scheduler/constraints.js';
 import {
   TASK_HISTORY_LIMIT,

@@ -1,7 +1,7 @@
 // Keeps an in-memory copy of every object of one kind, kept current by a store watch, and tells
 // subscribers what changed. Controllers read from it and write through the ObjectStore; after a
 // watch error the informer re-lists, so a controller never acts on a view that silently stopped.
-import type { AnyObject, Kind } from '../resources/types.js';
+import type { AnyObject, Kind } from '../../common/resources/types.js';
 import type { KeyValue, Store, Watch, WatchEvent } from '../store/store.js';
 
 export type InformerEvent<T> =

@@ -4,7 +4,7 @@
 // cluster (the managers' leader, today the single manager); a conflict just means "run again".
 import { allocateNetworks, DEFAULT_POOL, type AllocationPool } from '../network/allocate.js';
 import { readNetworkState, writeNetworkState } from '../network/allocation-store.js';
-import type { Network, Node, Service, Task } from '../resources/types.js';
+import type { Network, Node, Service, Task } from '../../common/resources/types.js';
 import type { Store } from '../store/store.js';
 import { canonicalJson } from '../store/object-store.js';
 import type { Informer } from './informer.js';

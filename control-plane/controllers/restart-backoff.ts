@@ -1,6 +1,6 @@
 // How long a slot waits before its next task after the previous one ended: exponential back-off,
 // so a crash-looping container costs little while a one-off failure is replaced almost at once.
-import type { ServiceSpec } from '../resources/types.js';
+import type { ServiceSpec } from '../../common/resources/types.js';
 
 export const DEFAULT_RESTART_DELAY_MS = 100;
 export const DEFAULT_MAX_RESTART_DELAY_MS = 10_000;

@@ -1,6 +1,6 @@
 // A one-line summary of what a spec change changed, for `tsctl rollout history`: the image with its
 // old and new value (what users look for first), then the names of the other fields that differ.
-import type { ServiceSpec } from '../resources/types.js';
+import type { ServiceSpec } from '../../common/resources/types.js';
 import { canonicalJson } from '../store/object-store.js';
 
 /** Fields that do not make a new task; a change to them alone is not a rollout. */

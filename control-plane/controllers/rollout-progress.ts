@@ -1,7 +1,7 @@
 // What `tsctl rollout status|history|undo` show and send, as pure functions of a service and its
 // tasks, so the command itself is only I/O.
-import type { Service, Task, UpdateState } from '../resources/types.js';
-import { isGlobalMode, isTerminal } from '../resources/types.js';
+import type { Service, Task, UpdateState } from '../../common/resources/types.js';
+import { isGlobalMode, isTerminal } from '../../common/resources/types.js';
 import { isReady, rollbackSpec, taskTemplateKey, templateKey } from './rollout.js';
 
 export type RolloutPhase = UpdateState | 'pending' | 'none';

@@ -28,8 +28,8 @@
 //     A paused rollout stays paused until the spec changes again (or `tsctl rollout undo`).
 //   - The rollout is completed when no slot is outdated or busy and `monitorMs` has passed since the
 //     last new task became ready.
-import type { RolloutRecord, Service, ServiceSpec, ServiceStatus, Task, UpdatePolicy, UpdateStatus } from '../resources/types.js';
-import { isTerminal } from '../resources/types.js';
+import type { RolloutRecord, Service, ServiceSpec, ServiceStatus, Task, UpdatePolicy, UpdateStatus } from '../../common/resources/types.js';
+import { isTerminal } from '../../common/resources/types.js';
 import { canonicalJson } from '../store/object-store.js';
 import { describeSpecChange } from './rollout-change.js';
 

@@ -1,7 +1,7 @@
 // Places tasks that have no node yet, in batches, with the pure scheduler; records why a task
 // cannot be placed on the task itself so `tsctl describe` can show it.
-import type { Node, Task } from '../resources/types.js';
-import { isTerminal } from '../resources/types.js';
+import type { Node, Task } from '../../common/resources/types.js';
+import { isTerminal } from '../../common/resources/types.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { schedule } from '../scheduler/schedule.js';
 import { OwnWrites, type Informer } from './informer.js';

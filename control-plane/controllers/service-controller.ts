@@ -3,11 +3,11 @@
 // The service's own write (rollout status, automatic rollback) goes first and only against the
 // version the decision was made from: if the service changed meanwhile, the pass is dropped and
 // decided again, so tasks are never acted on for a spec the store no longer holds.
-import type { Node, Service, Task } from '../resources/types.js';
+import type { Node, Service, Task } from '../../common/resources/types.js';
 import { objectKey } from '../store/keys.js';
 import { ConflictError, NotFoundError, type ObjectStore } from '../store/object-store.js';
 import { MAX_TASK_WRITES_PER_PASS, reconcileService } from './service-reconcile.js';
-import { isGlobalMode } from '../resources/types.js';
+import { isGlobalMode } from '../../common/resources/types.js';
 import { reconcileGlobalService } from './global-reconcile.js';
 import { dependencyWait, dependentsOf, gateTask } from './dependency-gate.js';
 import { OwnWrites, type Informer } from './informer.js';

@@ -13,10 +13,10 @@
 //             bumps the service's metadata.generation.
 // Outdated tasks are replaced at the pace of the rolling update (rollout.ts), which decides which
 // slots may begin their update in this pass; this file decides what that means for each slot.
-import { API_VERSION, TASK_STATES, isGlobalMode, isJobMode, isTerminal, type Service, type ServiceSpec, type ServiceStatus, type Task } from '../resources/types.js';
+import { API_VERSION, TASK_STATES, isGlobalMode, isJobMode, isTerminal, type Service, type ServiceSpec, type ServiceStatus, type Task } from '../../common/resources/types.js';
 import { backoffResetAfterMs, restartDelayMs, type RestartPolicy } from './restart-backoff.js';
 import { isReady, planRollout, taskTemplateKey, templateKey, type RolloutPlan, type SlotView } from './rollout.js';
-import { MAX_REPLICAS } from '../resources/limits.js';
+import { MAX_REPLICAS } from '../../common/resources/limits.js';
 import { randomTaskId, taskName, type TaskIdGenerator } from './task-naming.js';
 
 export { taskTemplateOf, templateKey } from './rollout.js';

@@ -12,8 +12,8 @@ import { sweepLeftovers } from '../../agent/worker/leftovers.js';
 import { FileLogSource } from '../../agent/worker/log-source.js';
 import { Worker } from '../../agent/worker/worker.js';
 import { OverlayNetworking } from '../../agent/worker/overlay-attachments.js';
-import { LOCAL_INSECURE, assertAddressAllowed } from '../ca/credentials.js';
-import type { Node } from '../resources/types.js';
+import { LOCAL_INSECURE, assertAddressAllowed } from '../../common/transport/credentials.js';
+import type { Node } from '../../common/resources/types.js';
 import { dataPaths, type DaemonConfig } from './config.js';
 import { Manager, VERSION } from './manager.js';
 

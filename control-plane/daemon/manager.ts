@@ -6,10 +6,11 @@ import { rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import type { Server } from 'node:http';
 
-import type { ImageStore } from '../../agent/images/types.js';
-import { ApiServer, type LogSource } from '../api/server.js';
+import type { ImageStore } from '../../common/images/types.js';
+import type { LogSource } from '../../common/logs/log-source.js';
+import { ApiServer } from '../api/server.js';
 import { bindServer, shutdownServer } from '../api/grpc-server.js';
-import type { TransportSecurity } from '../ca/credentials.js';
+import type { TransportSecurity } from '../../common/transport/credentials.js';
 import { Informer } from '../controllers/informer.js';
 import { DrainController } from '../controllers/drain-controller.js';
 import { SchedulingController } from '../controllers/scheduling-controller.js';
@@ -18,7 +19,7 @@ import { checkToken, makeToken, makeTokens, type JoinTokens } from '../dispatche
 import { NodeHealth } from '../dispatcher/node-health.js';
 import { DispatcherServer } from '../dispatcher/server.js';
 import { startOverlayControl } from '../network/overlay-control.js';
-import { API_VERSION, type Node, type Service, type Task } from '../resources/types.js';
+import { API_VERSION, type Node, type Service, type Task } from '../../common/resources/types.js';
 import { kindPrefix } from '../store/keys.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { ObjectStore } from '../store/object-store.js';

@@ -2,8 +2,8 @@
 import { createServer, type Server } from 'node:http';
 import * as client from 'prom-client';
 
-import type { Task } from '../resources/types.js';
-import { TASK_STATES } from '../resources/types.js';
+import type { Task } from '../../common/resources/types.js';
+import { TASK_STATES } from '../../common/resources/types.js';
 
 export class DaemonMetrics {
   readonly registry = new client.Registry();

@@ -3,8 +3,9 @@
 // sessions until the next change).
 import type { Informer } from '../controllers/informer.js';
 import type { NetworkStateWatcher } from '../network/allocation-store.js';
-import { NodeViewBuilder, type NodeNetworkView } from '../network/node-view.js';
-import type { Network, Node, Service, Task } from '../resources/types.js';
+import type { NodeNetworkView } from '../../common/network/node-network-view.js';
+import { NodeViewBuilder } from '../network/node-view.js';
+import type { Network, Node, Service, Task } from '../../common/resources/types.js';
 
 export interface NetworkViewSources {
   allocations: NetworkStateWatcher;

@@ -1,7 +1,7 @@
 // Node liveness from heartbeats. Heartbeats stay in memory (writing each to the store would make
 // every manager replicate a write per node per period); only transitions are written.
-import type { Node, Task } from '../resources/types.js';
-import { isTerminal } from '../resources/types.js';
+import type { Node, Task } from '../../common/resources/types.js';
+import { isTerminal } from '../../common/resources/types.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { Informer } from '../controllers/informer.js';
 

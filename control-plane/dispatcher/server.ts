@@ -8,16 +8,17 @@ import type { AgentMessage__Output } from '../../proto/gen/tessera/dispatcher/v1
 import type { ManagerMessage } from '../../proto/gen/tessera/dispatcher/v1/ManagerMessage.js';
 import type { Register__Output } from '../../proto/gen/tessera/dispatcher/v1/Register.js';
 import { loadDispatcherPackage } from '../../proto/load.js';
-import { parseCidr } from '../../agent/network/ipv4.js';
+import { parseCidr } from '../../common/network/ipv4.js';
 import type { Informer } from '../controllers/informer.js';
-import { API_VERSION, type Node, type Task } from '../resources/types.js';
+import { API_VERSION, type Node, type Task } from '../../common/resources/types.js';
 import type { ObjectStore } from '../store/object-store.js';
-import { SentAssignments } from './assignments.js';
-import { filesNeededBy, resolveNeeded, SentFiles, toStackFile } from './secret-delivery.js';
+import { SentAssignments } from '../../common/dispatcher/assignments.js';
+import { SentFiles, toStackFile } from '../../common/dispatcher/stack-files.js';
+import { filesNeededBy, resolveNeeded } from './secret-delivery.js';
 import { checkToken, type JoinTokens } from './join-tokens.js';
 import type { NodeHealth } from './node-health.js';
 import type { NetworkViews } from './network-views.js';
-import { parseReportedStatus } from './peer-validation.js';
+import { parseReportedStatus } from '../../common/dispatcher/peer-validation.js';
 import { reportTaskStatus } from './task-status.js';
 
 const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;

@@ -1,7 +1,7 @@
 // Applies a status an agent reports for one of its tasks. Reports may arrive late or twice, so a
 // task's state only moves forward and a terminal state is final.
-import type { Task, TaskState, TaskStatus } from '../resources/types.js';
-import { isTerminal, TASK_STATES } from '../resources/types.js';
+import type { Task, TaskState, TaskStatus } from '../../common/resources/types.js';
+import { isTerminal, TASK_STATES } from '../../common/resources/types.js';
 import type { ObjectStore } from '../store/object-store.js';
 
 const ORDER = new Map<TaskState, number>(TASK_STATES.map((s, i) => [s, i]));

@@ -3,18 +3,12 @@
 // is still wanted (so addresses never move under a running task), hands out what is missing and
 // releases what nothing uses any more. Collisions cannot happen: every subnet, VNI and address
 // is chosen against the complete previous state.
-import { NetworkInputError, broadcastOf, formatIpv4, parseCidr, parseIpv4, type Ipv4Cidr } from '../../agent/network/ipv4.js';
-import type { Network, Node, Service, Task } from '../resources/types.js';
-import { isTerminal } from '../resources/types.js';
+import { NetworkInputError, broadcastOf, formatIpv4, parseCidr, parseIpv4, type Ipv4Cidr } from '../../common/network/ipv4.js';
+import type { Network, Node, Service, Task } from '../../common/resources/types.js';
+import { isTerminal } from '../../common/resources/types.js';
 import { declaredNetworkIds, resolveServiceNetworks } from './membership.js';
-import {
-  FIRST_VNI,
-  INGRESS_NETWORK_ID,
-  networkId,
-  serviceKey,
-  type ClusterNetworkState,
-  type NetworkKind,
-} from './types.js';
+import { INGRESS_NETWORK_ID } from '../../common/network/node-network-view.js';
+import { FIRST_VNI, networkId, serviceKey, type ClusterNetworkState, type NetworkKind } from './types.js';
 
 export interface AllocationPool {
   /** The pool subnets are carved from, default 10.0.0.0/8. */

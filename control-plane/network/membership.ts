@@ -1,7 +1,8 @@
 // Which overlay networks a service (and so each of its tasks) is on. Shared by the allocator, which
 // hands out addresses, and the dispatcher, which tells nodes what to program: both must agree.
-import type { Network, ServiceSpec } from '../resources/types.js';
-import { INGRESS_NETWORK_ID, networkId } from './types.js';
+import type { Network, ServiceSpec } from '../../common/resources/types.js';
+import { INGRESS_NETWORK_ID } from '../../common/network/node-network-view.js';
+import { networkId } from './types.js';
 
 export interface ResolvedNetworks {
   /** Network ids in attachment order: declared/default networks first, ingress last. */

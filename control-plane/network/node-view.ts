@@ -1,54 +1,15 @@
 // What one node must program for the overlay, computed from the cluster allocation and the
 // objects in the store (pure). The dispatcher sends it to the node whenever it changes; the agent
-// converges its bridges, VXLAN entries, DNS answers and nftables balancing to it.
-import type { DnsRecords } from '../../agent/network/dns/types.js';
-import { macForAddress } from '../../agent/network/overlay/names.js';
-import type { Network, Node, Service, Task } from '../resources/types.js';
-import { isTerminal } from '../resources/types.js';
+// converges its bridges, VXLAN entries, DNS answers and nftables balancing to it. The view's shape
+// is common/network/node-network-view.ts.
+import type { DnsRecords } from '../../common/network/dns-records.js';
+import { macForAddress } from '../../common/network/mac-address.js';
+import type { NodeNetworkView, NodeViewAttachment, NodeViewPeer, NodeViewVip } from '../../common/network/node-network-view.js';
+import type { Network, Node, Service, Task } from '../../common/resources/types.js';
+import { isTerminal } from '../../common/resources/types.js';
 import { declaredNetworkIds, meshPorts, resolveServiceNetworks } from './membership.js';
-import { INGRESS_NETWORK_ID, serviceKey, type ClusterNetworkState } from './types.js';
-
-export interface NodeViewPeer {
-  nodeUnderlayAddress: string;
-  endpoints: Array<{ address: string; mac: string }>;
-}
-
-export interface NodeViewVip {
-  key: string;
-  vip: string;
-  backends: string[];
-}
-
-export interface NodeViewNetwork {
-  id: string;
-  name: string;
-  vni: number;
-  subnet: string;
-  gateway: string;
-  /** This node's own address on the network. */
-  nodeAddress: string;
-  internal: boolean;
-  peers: NodeViewPeer[];
-  /** Names the node's resolver answers on this network's gateway (none on ingress). */
-  dns: DnsRecords;
-  vips: NodeViewVip[];
-}
-
-export interface NodeViewAttachment {
-  networkId: string;
-  address: string;
-}
-
-export interface NodeNetworkView {
-  networks: NodeViewNetwork[];
-  /** Routing mesh: every node publishes these ports, balanced over ingress task addresses. */
-  published: Array<{ key: string; ports: Array<{ published: number; target: number; protocol: 'tcp' | 'udp' }>; backends: string[] }>;
-  /**
-   * Task key → its interfaces in order, for this node's tasks whose every network is allocated
-   * (a task missing here is still waiting for its addresses).
-   */
-  tasks: Record<string, NodeViewAttachment[]>;
-}
+import { INGRESS_NETWORK_ID } from '../../common/network/node-network-view.js';
+import { serviceKey, type ClusterNetworkState } from './types.js';
 
 export interface NodeViewInput {
   state: ClusterNetworkState;
@@ -199,30 +160,4 @@ export class NodeViewBuilder {
     }
     return result;
   }
-}
-
-/**
- * Parses a view received from a manager. Shape only: every address, VNI and name is validated
- * again by the component that programs it (overlay driver, resolver, balancer), with named errors.
- */
-export function parseNodeNetworkView(json: string): NodeNetworkView {
-  const view = JSON.parse(json) as unknown;
-  const where = 'network state from the manager';
-  if (typeof view !== 'object' || view === null) throw new Error(`${where}: expected an object`);
-  const v = view as Partial<NodeNetworkView>;
-  if (!Array.isArray(v.networks)) throw new Error(`${where}: networks must be an array`);
-  if (!Array.isArray(v.published)) throw new Error(`${where}: published must be an array`);
-  if (typeof v.tasks !== 'object' || v.tasks === null || Array.isArray(v.tasks)) throw new Error(`${where}: tasks must be an object`);
-  v.networks.forEach((n, i) => {
-    if (typeof n?.id !== 'string' || n.id === '') throw new Error(`${where}: networks[${i}].id must be a non-empty string`);
-    if (!Array.isArray(n.peers) || !Array.isArray(n.vips) || typeof n.dns !== 'object' || n.dns === null) {
-      throw new Error(`${where}: networks[${i}] (${n.id}) needs peers, vips and dns`);
-    }
-  });
-  for (const [key, attachments] of Object.entries(v.tasks)) {
-    if (!Array.isArray(attachments) || attachments.some((a) => typeof a?.networkId !== 'string' || typeof a.address !== 'string')) {
-      throw new Error(`${where}: tasks[${JSON.stringify(key)}] must be a list of { networkId, address }`);
-    }
-  }
-  return v as NodeNetworkView;
 }

@@ -5,7 +5,7 @@
 import { Informer } from '../controllers/informer.js';
 import { NetworkAllocator } from '../controllers/network-allocator.js';
 import { NetworkViews } from '../dispatcher/network-views.js';
-import type { Network, Node, Service, Task } from '../resources/types.js';
+import type { Network, Node, Service, Task } from '../../common/resources/types.js';
 import { kindPrefix } from '../store/keys.js';
 import type { Store } from '../store/store.js';
 import { NetworkStateWatcher } from './allocation-store.js';

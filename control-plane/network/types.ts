@@ -4,9 +4,6 @@
 
 export const NETWORK_ALLOCATIONS_KEY = '/tessera/network/allocations';
 
-/** The routing-mesh network every node joins; published ingress ports are balanced over it. */
-export const INGRESS_NETWORK_ID = 'ingress';
-
 /** VNIs below this are left to other users of VXLAN on the same underlay. */
 export const FIRST_VNI = 4096;
 

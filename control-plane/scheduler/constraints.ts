@@ -1,8 +1,8 @@
 // Matching placement constraints against nodes. The grammar and its parser live in
-// control-plane/resources/constraints.ts, shared with the manifest schema; this module only adds the
+// common/resources/constraints.ts, shared with the manifest schema; this module only adds the
 // throwing form the scheduler uses (constraints are parsed once per task group) and the matching.
-import { parseConstraint, type PlacementConstraint } from '../resources/constraints.js';
-import type { Node } from '../resources/types.js';
+import { parseConstraint, type PlacementConstraint } from '../../common/resources/constraints.js';
+import type { Node } from '../../common/resources/types.js';
 
 /** A parsed constraint plus the text the user wrote (trimmed), for messages. */
 export type Constraint = PlacementConstraint & { text: string };

@@ -1,7 +1,7 @@
 // The filters a node must pass to take a task, in Swarm's order: readiness and availability,
 // resources, constraints, host-mode port conflicts, max replicas per node. Each returns the reason it rejects the node, so the scheduler can tell
 // the user why a task stays pending; a node is counted under the first filter it fails.
-import type { Node, Task } from '../resources/types.js';
+import type { Node, Task } from '../../common/resources/types.js';
 import { firstFailedConstraint, type Constraint } from './constraints.js';
 
 /** What a task needs from a node, in the node's units. */

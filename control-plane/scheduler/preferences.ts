@@ -5,7 +5,7 @@
 // A group's count is the service's tasks on all its nodes, also those that cannot take the task
 // now (Swarm builds its tree from the nodes that passed the filters only); a group none of whose
 // nodes passes the filters simply takes nothing, so the others get the tasks.
-import type { Node } from '../resources/types.js';
+import type { Node } from '../../common/resources/types.js';
 
 /** "node.labels.zone" → "zone"; undefined when the text is not a node label reference. */
 export function spreadLabelKey(spread: string): string | undefined {

@@ -1,7 +1,7 @@
 // The scheduler: a pure function from a snapshot of nodes and tasks to placements for a batch of
 // pending tasks, with a reason for every task it could not place. No I/O, clocks or randomness,
 // so the scheduling controller can run it on every change and tests can run it on any snapshot.
-import { isTerminal, type Node, type Task } from '../resources/types.js';
+import { isTerminal, type Node, type Task } from '../../common/resources/types.js';
 import { ConstraintSyntaxError, parseConstraintOrThrow, type Constraint } from './constraints.js';
 import {
   availabilityRejection,

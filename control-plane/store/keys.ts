@@ -7,7 +7,7 @@
 // <kind> is the kind in lower case ("service", "task", "node"). The default stack "" is spelled
 // "_" so the key keeps a fixed number of segments; names and stacks are validated elsewhere never
 // to contain "/" and never to be "_".
-import type { Kind } from '../resources/types.js';
+import type { Kind } from '../../common/resources/types.js';
 
 export const OBJECTS_PREFIX = '/tessera/objects/';
 const DEFAULT_STACK_SEGMENT = '_';

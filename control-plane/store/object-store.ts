@@ -2,7 +2,7 @@
 // the key's mod revision is the object's resourceVersion, so optimistic concurrency is one txn
 // compare, and "list at revision R, watch from R+1" gives a controller a gap-free view.
 import { randomUUID } from 'node:crypto';
-import { API_VERSION, type AnyObject, type Kind } from '../resources/types.js';
+import { API_VERSION, type AnyObject, type Kind } from '../../common/resources/types.js';
 import { kindPrefix, objectKey, parseObjectKey } from './keys.js';
 import type { KeyValue, Store, Watch, WatchEvent } from './store.js';
 

@@ -5,7 +5,7 @@
 // from the local applied state and its history.
 import { join } from 'node:path';
 
-import type { TransportSecurity } from '../ca/credentials.js';
+import type { TransportSecurity } from '../../common/transport/credentials.js';
 import type { ConfChange, NodeId } from '../raft/core/index.js';
 import { ForwardLostError, NotLeaderError, RaftHost } from '../raft/host/raft-host.js';
 import { DiskRaftStorage } from '../raft/storage/disk-storage.js';

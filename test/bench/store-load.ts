@@ -3,7 +3,7 @@
 // pauses (a single Node client spends 10–13 % of its time in GC at these rates, with pauses up to
 // 40 ms) weigh on the latencies of both stores much less than with one client process.
 // Commands arrive over the IPC channel; latencies of each run go back the same way.
-import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
+import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
 import { RaftKvClient } from '../../control-plane/raft/transport/kv-client.js';
 import { EtcdStore } from '../../control-plane/store/etcd-store.js';
 

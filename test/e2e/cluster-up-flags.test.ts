@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { ApiClient } from '../../cli/client.js';
 import type { CliContext } from '../../cli/context.js';
 import { parseNodeArgv } from '../../control-plane/daemon/node-options.js';
-import type { Service, Task } from '../../control-plane/resources/types.js';
+import type { Service, Task } from '../../common/resources/types.js';
 import { destroyNetnsCluster, type NetnsClusterState } from '../../deploy/netns-cluster.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
 import { eventually } from '../helpers/tsd-node.js';

@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
-import type { Service, Task } from '../../control-plane/resources/types.js';
+import type { Service, Task } from '../../common/resources/types.js';
 import { eventually, type TestNode } from '../helpers/tsd-node.js';
 import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';
 

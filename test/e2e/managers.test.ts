@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { ApiClient } from '../../cli/client.js';
-import type { Node, Service, Task } from '../../control-plane/resources/types.js';
+import type { Node, Service, Task } from '../../common/resources/types.js';
 import { createNetnsCluster, destroyNetnsCluster, type ClusterNodeState, type NetnsClusterState, saveClusterLogs } from '../../deploy/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { cgroupDirsUnder } from '../helpers/host-cgroups.js';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
-import type { Node, Service, Task } from '../../control-plane/resources/types.js';
+import type { Node, Service, Task } from '../../common/resources/types.js';
 import { addNetnsNode, restartNetnsNode, createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsClusterState, saveClusterLogs } from '../../deploy/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { eventually } from '../helpers/tsd-node.js';

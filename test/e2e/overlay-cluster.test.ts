@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
-import type { Network, Service, Task } from '../../control-plane/resources/types.js';
+import type { Network, Service, Task } from '../../common/resources/types.js';
 import { createNetnsCluster, destroyNetnsCluster, restartNetnsNode, type NetnsClusterOptions, type NetnsClusterState } from '../../deploy/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { eventually } from '../helpers/tsd-node.js';

@@ -6,7 +6,7 @@ import test from 'ava';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import type { Service, Task } from '../../control-plane/resources/types.js';
+import type { Service, Task } from '../../common/resources/types.js';
 import { ApiClient } from '../../cli/client.js';
 import { watchServiceTasks } from '../helpers/task-watch.js';
 import { eventually, type TestNode } from '../helpers/tsd-node.js';

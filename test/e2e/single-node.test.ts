@@ -7,7 +7,7 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import type { Task } from '../../control-plane/resources/types.js';
+import type { Task } from '../../common/resources/types.js';
 import { ApiClient } from '../../cli/client.js';
 import { eventually, listCgroups, METRICS_PORT, type TestNode } from '../helpers/tsd-node.js';
 import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';

@@ -8,7 +8,7 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { Task } from '../../control-plane/resources/types.js';
+import type { Task } from '../../common/resources/types.js';
 import { ApiClient } from '../../cli/client.js';
 import { eventually, listCgroups, type TestNode } from '../helpers/tsd-node.js';
 import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';

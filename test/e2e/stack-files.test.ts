@@ -11,7 +11,7 @@ import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import type { Task } from '../../control-plane/resources/types.js';
+import type { Task } from '../../common/resources/types.js';
 import { ApiCallError, ApiClient } from '../../cli/client.js';
 import { BUSYBOX_INDEX_HTML } from '../helpers/busybox-image.js';
 import { eventually, type TestNode } from '../helpers/tsd-node.js';

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
-import type { Service, Task } from '../../control-plane/resources/types.js';
+import type { Service, Task } from '../../common/resources/types.js';
 import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterState, saveClusterLogs } from '../../deploy/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { eventually } from '../helpers/tsd-node.js';

@@ -1,7 +1,7 @@
 // A memory store with the informers the controllers read (services, tasks, nodes), started and
 // synced — what the tests that run real controllers without a daemon share.
 import { Informer } from '../../control-plane/controllers/informer.js';
-import type { Node, Service, Task } from '../../control-plane/resources/types.js';
+import type { Node, Service, Task } from '../../common/resources/types.js';
 import { kindPrefix } from '../../control-plane/store/keys.js';
 import { MemoryStore } from '../../control-plane/store/memory-store.js';
 import { ObjectStore } from '../../control-plane/store/object-store.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { LocalImageStore } from '../../agent/images/image-store.js';
 import { FileLogSource } from '../../agent/worker/log-source.js';
 import { ApiServer } from '../../control-plane/api/server.js';
-import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
+import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
 import { MemoryStore } from '../../control-plane/store/memory-store.js';
 import { ApiClient } from '../../cli/client.js';
 

@@ -3,8 +3,8 @@
 import * as grpc from '@grpc/grpc-js';
 
 import type { ApiClient } from '../../cli/client.js';
-import { clientCredentials, LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
-import type { Task } from '../../control-plane/resources/types.js';
+import { clientCredentials, LOCAL_INSECURE } from '../../common/transport/credentials.js';
+import type { Task } from '../../common/resources/types.js';
 import { loadApiPackage } from '../../proto/load.js';
 import type { WatchEvent__Output } from '../../proto/gen/tessera/api/v1/WatchEvent.js';
 

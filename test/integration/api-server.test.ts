@@ -4,7 +4,7 @@
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 
-import type { Service } from '../../control-plane/resources/types.js';
+import type { Service } from '../../common/resources/types.js';
 import { loadApiPackage } from '../../proto/load.js';
 import type { WatchEvent__Output } from '../../proto/gen/tessera/api/v1/WatchEvent.js';
 import { ApiCallError } from '../../cli/client.js';

@@ -7,9 +7,9 @@ import { chmod, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { DigestMismatchError } from '../../agent/images/digest.js';
+import { DigestMismatchError } from '../../common/images/digest.js';
 import { ImageInUseError, ImageNotFoundError, LocalImageStore, type LocalImageStoreOptions } from '../../agent/images/image-store.js';
-import type { PullProgress } from '../../agent/images/types.js';
+import type { PullProgress } from '../../common/images/types.js';
 import { type BusyboxImage, type LayeredImage, buildBusyboxImage, buildLayeredImage } from '../helpers/busybox-image.js';
 import { type RunningRegistry, pushImage, startRegistry } from '../helpers/registry.js';
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCommand } from '../../agent/network/exec.js';
 import { OverlayDriver } from '../../agent/network/overlay/overlay-driver.js';
-import { macForAddress } from '../../agent/network/overlay/names.js';
+import { macForAddress } from '../../common/network/mac-address.js';
 import type { OverlayAttachment, OverlayNetworkSpec, OverlayPeer } from '../../agent/network/overlay/types.js';
 import { createNetns, execInPidNetns, startInNewNetns, type NamespacedProcess, type Netns } from '../helpers/netns.js';
 

@@ -9,7 +9,8 @@ import { createSocket } from 'node:dgram';
 import { createInterface } from 'node:readline';
 import * as dnsPacket from 'dns-packet';
 import { ServiceResolver } from '../../agent/network/dns/service-resolver.js';
-import type { DnsRecords, ResolverListen } from '../../agent/network/dns/types.js';
+import type { DnsRecords } from '../../common/network/dns-records.js';
+import type { ResolverListen } from '../../agent/network/dns/types.js';
 
 const UPSTREAM_PORT = 5353;
 

@@ -6,7 +6,7 @@ import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { VipBalancer } from '../../agent/network/vip/vip-balancer.js';
-import type { DnsRecords } from '../../agent/network/dns/types.js';
+import type { DnsRecords } from '../../common/network/dns-records.js';
 import { runCommand } from '../../agent/network/exec.js';
 import {
   attachContainer,

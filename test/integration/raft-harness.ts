@@ -14,7 +14,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { runCommand } from '../../agent/network/exec.js';
-import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
+import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
 import { RaftPeerClient, type WireStatus } from '../../control-plane/raft/transport/peer-client.js';
 import { copyLogs } from '../../deploy/netns-cluster.js';
 import { freePort } from '../helpers/free-port.js';

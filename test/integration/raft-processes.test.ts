@@ -4,7 +4,7 @@
 // is far behind. Clients (this test) reach members on unix sockets.
 import test from 'ava';
 
-import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
+import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
 import { RaftKvClient } from '../../control-plane/raft/transport/kv-client.js';
 import { startRaftProcesses, type MemberProcess, type RaftProcessCluster } from './raft-harness.js';
 

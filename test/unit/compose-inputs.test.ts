@@ -15,7 +15,7 @@ import { parseDotenv } from '../../cli/compose/dotenv.js';
 import { ManifestError } from '../../cli/manifest/errors.js';
 import { loadManifests, loadManifestText } from '../../cli/manifest/load.js';
 import { MAX_YAML_NESTING, yamlStructureProblem } from '../../cli/manifest/input-limits.js';
-import type { Secret } from '../../control-plane/resources/types.js';
+import type { Secret } from '../../common/resources/types.js';
 
 interface Project { dir: string; path: (name: string) => string; cleanup: () => void }
 

@@ -15,7 +15,7 @@ import { COMPOSE_KEYS } from '../../cli/compose/keys.js';
 import { splitCommand } from '../../cli/compose/translate.js';
 import { planDeploy, renderStackYaml } from '../../cli/commands/stack.js';
 import { ManifestError } from '../../cli/manifest/errors.js';
-import type { Service, StackObject } from '../../control-plane/resources/types.js';
+import type { Service, StackObject } from '../../common/resources/types.js';
 
 // The corpus lives in ../shared beside the checkout (never copied into the repo).
 const CORPUS = fileURLToPath(new URL('../../../shared/corpus/compose', import.meta.url));

@@ -1,7 +1,7 @@
 import test from 'ava';
 
 import { unhonouredFields } from '../../control-plane/api/unhonoured-fields.js';
-import { API_VERSION, type Service } from '../../control-plane/resources/types.js';
+import { API_VERSION, type Service } from '../../common/resources/types.js';
 import { resolveProcess, resolveSecurity, resolveUser } from '../../agent/worker/container-config.js';
 import { stopSignalOf } from '../../agent/worker/task-runner.js';
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { hostsFile, resolvConf, writeNameFiles } from '../../agent/network/container-files.js';
-import { validateObject } from '../../control-plane/resources/schema.js';
+import { validateObject } from '../../common/resources/schema.js';
 
 test('hosts: localhost and the extra hosts in order; nothing without extra hosts', (t) => {
   t.is(hostsFile(undefined), undefined);

@@ -2,7 +2,7 @@
 import test from 'ava';
 
 import { templateKey } from '../../control-plane/controllers/rollout.js';
-import { API_VERSION, type Node, type Service, type ServiceSpec, type Task, type UpdateStatus } from '../../control-plane/resources/types.js';
+import { API_VERSION, type Node, type Service, type ServiceSpec, type Task, type UpdateStatus } from '../../common/resources/types.js';
 import { allSettled, requiresHealth, serviceConvergence, type ConvergenceInput } from '../../cli/output/convergence.js';
 
 const AT = '2026-01-01T00:00:00.000Z';

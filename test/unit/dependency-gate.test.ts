@@ -7,7 +7,7 @@ import test, { type ExecutionContext } from 'ava';
 import { conditionMet, dependencyWait, dependentsOf, gateTask, type DependencyLookup } from '../../control-plane/controllers/dependency-gate.js';
 import { SchedulingController } from '../../control-plane/controllers/scheduling-controller.js';
 import { ServiceController } from '../../control-plane/controllers/service-controller.js';
-import { API_VERSION, type Node, type Service, type ServiceDependency, type ServiceSpec, type Task, type TaskStatus } from '../../control-plane/resources/types.js';
+import { API_VERSION, type Node, type Service, type ServiceDependency, type ServiceSpec, type Task, type TaskStatus } from '../../common/resources/types.js';
 
 const NOW = '2026-01-01T00:00:00.000Z';
 

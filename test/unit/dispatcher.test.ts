@@ -1,10 +1,10 @@
 import test from 'ava';
 
-import { AssignmentSet, SentAssignments, taskKey } from '../../control-plane/dispatcher/assignments.js';
+import { AssignmentSet, SentAssignments, taskKey } from '../../common/dispatcher/assignments.js';
 import { checkToken, makeToken, makeTokens } from '../../control-plane/dispatcher/join-tokens.js';
-import { parseAssignedTask, parseReportedStatus } from '../../control-plane/dispatcher/peer-validation.js';
+import { parseAssignedTask, parseReportedStatus } from '../../common/dispatcher/peer-validation.js';
 import { applyStatusReport } from '../../control-plane/dispatcher/task-status.js';
-import { API_VERSION, type Task } from '../../control-plane/resources/types.js';
+import { API_VERSION, type Task } from '../../common/resources/types.js';
 
 function task(name: string, version: string, nodeName = 'n1', state: Task['status']['state'] = 'assigned'): Task {
   return {

@@ -9,7 +9,7 @@ import * as dnsPacket from 'dns-packet';
 import { NameTable, shuffled } from '../../agent/network/dns/name-table.js';
 import { parseResolvConf } from '../../agent/network/dns/resolv-conf.js';
 import { ServiceResolver } from '../../agent/network/dns/service-resolver.js';
-import type { DnsRecords } from '../../agent/network/dns/types.js';
+import type { DnsRecords } from '../../common/network/dns-records.js';
 import { freePort } from '../helpers/free-port.js';
 
 const RECORDS: DnsRecords = {

@@ -9,9 +9,9 @@ import test, { type ExecutionContext } from 'ava';
 import * as grpc from '@grpc/grpc-js';
 
 import { ApiError } from '../../control-plane/api/errors.js';
-import { MAX_ERROR_MESSAGE_BYTES, MAX_REPLICAS, MAX_REQUEST_BYTES } from '../../control-plane/resources/limits.js';
-import { validateObject } from '../../control-plane/resources/schema.js';
-import type { Service } from '../../control-plane/resources/types.js';
+import { MAX_ERROR_MESSAGE_BYTES, MAX_REPLICAS, MAX_REQUEST_BYTES } from '../../common/resources/limits.js';
+import { validateObject } from '../../common/resources/schema.js';
+import type { Service } from '../../common/resources/types.js';
 import { memoryApi, stopMemoryApi, type MemoryApi } from '../helpers/memory-api.js';
 
 /** Total time for the seeded mutations; the nasties run before them, unbounded by it. */

@@ -1,6 +1,6 @@
 // Fuzzing the parsers tsctl runs on what a user (or a file from elsewhere) gives it: the manifest
 // loader (cli/manifest/, with the Kubernetes translation behind it), the Compose loader and
-// translator (cli/compose/) and the image reference parser (agent/images/reference.ts). Inputs are
+// translator (cli/compose/) and the image reference parser (common/images/reference.ts). Inputs are
 // seeded mutations of real files (test fixtures, examples, the awesome-compose and Kubernetes
 // corpora) and hand-written nasties: interpolation 20,000 deep, huge keys, huge numbers, replicas
 // 1e6 and 2^53-1, binary garbage, alias bombs, nesting millions deep. Every input must either load
@@ -17,7 +17,7 @@ import { loadManifestsFromText } from '../../cli/manifest/load.js';
 import { ManifestError, MAX_PRINTED_ISSUES } from '../../cli/manifest/errors.js';
 import { loadCompose } from '../../cli/compose/load.js';
 import type { CappedRead } from '../../cli/manifest/input-limits.js';
-import { formatReference, InvalidReferenceError, parseReference } from '../../agent/images/reference.js';
+import { formatReference, InvalidReferenceError, parseReference } from '../../common/images/reference.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CORPUS = fileURLToPath(new URL('../../../shared/corpus', import.meta.url));

@@ -1,7 +1,7 @@
 import test from 'ava';
 
 import { GLOBAL_SLOT, reconcileGlobalService } from '../../control-plane/controllers/global-reconcile.js';
-import { API_VERSION, type Node, type Service, type Task } from '../../control-plane/resources/types.js';
+import { API_VERSION, type Node, type Service, type Task } from '../../common/resources/types.js';
 
 const NOW = Date.parse('2026-01-01T00:01:00Z');
 let ids = 0;

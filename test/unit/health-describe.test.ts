@@ -3,7 +3,7 @@ import test from 'ava';
 
 import { describeTask } from '../../cli/output/describe-task.js';
 import { formatObjects } from '../../cli/output/format.js';
-import type { Task } from '../../control-plane/resources/types.js';
+import type { Task } from '../../common/resources/types.js';
 
 const now = new Date('2026-01-01T00:01:00Z');
 

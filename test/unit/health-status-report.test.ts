@@ -3,8 +3,8 @@
 import test from 'ava';
 
 import { applyStatusReport } from '../../control-plane/dispatcher/task-status.js';
-import { parseReportedStatus } from '../../control-plane/dispatcher/peer-validation.js';
-import { API_VERSION, type Task } from '../../control-plane/resources/types.js';
+import { parseReportedStatus } from '../../common/dispatcher/peer-validation.js';
+import { API_VERSION, type Task } from '../../common/resources/types.js';
 
 const task: Task = {
   apiVersion: API_VERSION,

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlobStore } from '../../agent/images/blob-store.js';
-import { DigestMismatchError, SizeMismatchError, sha256Digest } from '../../agent/images/digest.js';
+import { DigestMismatchError, SizeMismatchError, sha256Digest } from '../../common/images/digest.js';
 
 async function store(t: { teardown: (fn: () => Promise<void>) => void }): Promise<BlobStore> {
   const root = await mkdtemp(join(tmpdir(), 'tessera-blobs-'));

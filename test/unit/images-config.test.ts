@@ -2,10 +2,10 @@
 // file validation, which references name a stored image, and the concurrency helpers.
 import test from 'ava';
 import { mapLimit, ReadWriteLock } from '../../agent/images/concurrency.js';
-import { referenceNamesImage } from '../../agent/images/image-usage.js';
+import { referenceNamesImage } from '../../common/images/image-usage.js';
 import { InvalidDocumentError, imageConfigSchema, parseWith, runtimeConfigOf } from '../../agent/images/manifest.js';
 import { parseCredentialsFile } from '../../agent/images/registry-credentials.js';
-import type { ImageRecord } from '../../agent/images/types.js';
+import type { ImageRecord } from '../../common/images/types.js';
 
 const DIFF_ID = `sha256:${'a'.repeat(64)}`;
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { Header, type ReadEntry } from 'tar';
-import { sha256Digest } from '../../agent/images/digest.js';
+import { sha256Digest } from '../../common/images/digest.js';
 import { OVERLAY_OPAQUE_XATTR, UnsafeLayerError, unpackLayer } from '../../agent/images/layer-unpack.js';
 import { lgetxattr } from '../../agent/runtime/native.js';
 

@@ -6,7 +6,7 @@ import {
   normaliseReference,
   parseReference,
   registryApiHost,
-} from '../../agent/images/reference.js';
+} from '../../common/images/reference.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { DigestMismatchError, SizeMismatchError, sha256Digest } from '../../agent/images/digest.js';
+import { DigestMismatchError, SizeMismatchError, sha256Digest } from '../../common/images/digest.js';
 import { LocalImageStore } from '../../agent/images/image-store.js';
 import { RegistryClient, RegistryError, parseChallenge } from '../../agent/images/registry-client.js';
 

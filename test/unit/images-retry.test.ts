@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { sha256Digest } from '../../agent/images/digest.js';
+import { sha256Digest } from '../../common/images/digest.js';
 import { LocalImageStore } from '../../agent/images/image-store.js';
 import { RegistryClient, RegistryError } from '../../agent/images/registry-client.js';
 import { DEFAULT_RETRY_POLICY, decideRetry, isRetryableStatus, parseRetryAfter, validateRetryPolicy } from '../../agent/images/retry.js';

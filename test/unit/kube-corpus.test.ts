@@ -7,7 +7,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { formatIssue, formatPath, loadManifests, ManifestError, type LoadResult, type ManifestIssue } from '../../cli/manifest/load.js';
-import type { Secret, Service, StackObject } from '../../control-plane/resources/types.js';
+import type { Secret, Service, StackObject } from '../../common/resources/types.js';
 
 const CORPUS = fileURLToPath(new URL('../../../shared/corpus/k8s/examples', import.meta.url));
 

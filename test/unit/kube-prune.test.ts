@@ -5,7 +5,7 @@ import test from 'ava';
 
 import { loadManifestsFromText } from '../../cli/manifest/load.js';
 import { choosePruned, pruneStackProblems } from '../../control-plane/api/prune-plan.js';
-import type { Service, StackObject } from '../../control-plane/resources/types.js';
+import type { Service, StackObject } from '../../common/resources/types.js';
 import { objectKey } from '../../control-plane/store/keys.js';
 import { memoryApi, stopMemoryApi } from '../helpers/memory-api.js';
 

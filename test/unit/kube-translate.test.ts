@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { formatIssue, loadManifests, loadManifestsFromText, ManifestError, type LoadResult } from '../../cli/manifest/load.js';
-import type { Config, Secret, Service, StackObject, Volume } from '../../control-plane/resources/types.js';
+import type { Config, Secret, Service, StackObject, Volume } from '../../common/resources/types.js';
 
 function load(text: string, lenient = false): LoadResult {
   return loadManifestsFromText(text, 'k.yaml', { lenient });

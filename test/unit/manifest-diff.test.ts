@@ -3,7 +3,7 @@ import test from 'ava';
 
 import { unifiedDiff } from '../../cli/manifest/line-diff.js';
 import { renderChange } from '../../cli/manifest/object-diff.js';
-import type { Service } from '../../control-plane/resources/types.js';
+import type { Service } from '../../common/resources/types.js';
 
 test('unified diff: equal texts give nothing; a change shows with context and hunk header', (t) => {
   t.is(unifiedDiff('a\nb\n', 'a\nb\n'), '');

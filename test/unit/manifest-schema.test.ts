@@ -1,7 +1,7 @@
 import test from 'ava';
-import { MAX_ISSUES_PER_OBJECT, validateObject, validateStackObject, type ValidationIssue } from '../../control-plane/resources/schema.js';
-import { capErrorMessage, MAX_ERROR_MESSAGE_BYTES, MAX_FILE_OBJECT_BYTES, MAX_REPLICAS, quoteName } from '../../control-plane/resources/limits.js';
-import { formatConstraint, parseConstraint, type PlacementConstraint } from '../../control-plane/resources/constraints.js';
+import { MAX_ISSUES_PER_OBJECT, validateObject, validateStackObject, type ValidationIssue } from '../../common/resources/schema.js';
+import { capErrorMessage, MAX_ERROR_MESSAGE_BYTES, MAX_FILE_OBJECT_BYTES, MAX_REPLICAS, quoteName } from '../../common/resources/limits.js';
+import { formatConstraint, parseConstraint, type PlacementConstraint } from '../../common/resources/constraints.js';
 
 function service(spec: Record<string, unknown>, metadata: Record<string, unknown> = { name: 'web' }): Record<string, unknown> {
   return { apiVersion: 'tessera/v1', kind: 'Service', metadata, spec: { image: 'tessera.local/busybox:latest', ...spec } };

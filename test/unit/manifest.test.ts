@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import {
   formatPath, loadManifestFile, loadManifestPath, loadManifestText, ManifestError, type ManifestIssue,
 } from '../../cli/manifest/load.js';
-import type { Service, StackObject } from '../../control-plane/resources/types.js';
+import type { Service, StackObject } from '../../common/resources/types.js';
 
 const FIXTURES = 'test/fixtures/manifests';
 

@@ -16,7 +16,7 @@ import {
   parseLink,
   setLink,
 } from '../../agent/network/netlink/index.js';
-import { NetworkInputError } from '../../agent/network/ipv4.js';
+import { NetworkInputError } from '../../common/network/ipv4.js';
 import { message, u32, cString } from '../../agent/network/netlink/wire.js';
 
 function reference(type: number, flags: number, payloadHex: string): string {

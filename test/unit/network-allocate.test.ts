@@ -4,7 +4,7 @@ import test from 'ava';
 import { allocateNetworks, DEFAULT_POOL } from '../../control-plane/network/allocate.js';
 import { NodeViewBuilder } from '../../control-plane/network/node-view.js';
 import { emptyNetworkState, type ClusterNetworkState } from '../../control-plane/network/types.js';
-import type { Network, Node, Service, ServiceSpec, Task, TaskState } from '../../control-plane/resources/types.js';
+import type { Network, Node, Service, ServiceSpec, Task, TaskState } from '../../common/resources/types.js';
 
 function node(name: string, address: string, localSubnet?: string): Node {
   return {

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { Ipam, IpamExhaustedError } from '../../agent/network/ipam.js';
-import { NetworkInputError, parseCidr, parseIpv4, formatIpv4 } from '../../agent/network/ipv4.js';
+import { NetworkInputError, parseCidr, parseIpv4, formatIpv4 } from '../../common/network/ipv4.js';
 
 test('allocates from .2 on, skipping network, gateway and broadcast', (t) => {
   const ipam = new Ipam('10.1.2.0/29');

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostVethName } from '../../agent/network/link-names.js';
-import { NetworkInputError } from '../../agent/network/ipv4.js';
+import { NetworkInputError } from '../../common/network/ipv4.js';
 import {
   baseTableScript,
   dispatchLines,

@@ -5,7 +5,7 @@ import { formatAge, formatAgo } from '../../cli/output/age.js';
 import { formatObjects } from '../../cli/output/format.js';
 import { describeService } from '../../cli/output/describe.js';
 import { loadManifestText } from '../../cli/manifest/load.js';
-import type { Node, Service, Task, TaskState } from '../../control-plane/resources/types.js';
+import type { Node, Service, Task, TaskState } from '../../common/resources/types.js';
 
 const now = new Date('2024-01-01T01:00:00Z');
 const secondsAgo = (s: number) => new Date(now.getTime() - s * 1000).toISOString();

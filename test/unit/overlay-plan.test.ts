@@ -2,7 +2,8 @@
 // without a kernel (the integration tests run them for real).
 
 import test from 'ava';
-import { macForAddress, overlayBridgeName, overlayVethName } from '../../agent/network/overlay/names.js';
+import { macForAddress } from '../../common/network/mac-address.js';
+import { overlayBridgeName, overlayVethName } from '../../agent/network/overlay/names.js';
 import {
   desiredPeerState,
   diffPeerState,

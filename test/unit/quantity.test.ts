@@ -2,7 +2,7 @@ import test from 'ava';
 import {
   cpuNanos, durationMs, formatCpus, formatDuration, formatMemory, memoryBytes,
   parseCpuNanos, parseDurationMs, parseMemoryBytes, QuantityError,
-} from '../../control-plane/resources/quantity.js';
+} from '../../common/resources/quantity.js';
 
 const Ki = 1024;
 const Mi = 1024 ** 2;

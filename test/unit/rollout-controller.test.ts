@@ -8,7 +8,7 @@ import test from 'ava';
 
 import { Informer } from '../../control-plane/controllers/informer.js';
 import { ServiceController } from '../../control-plane/controllers/service-controller.js';
-import { API_VERSION, isTerminal, type Service, type ServiceSpec, type Task } from '../../control-plane/resources/types.js';
+import { API_VERSION, isTerminal, type Service, type ServiceSpec, type Task } from '../../common/resources/types.js';
 import { ObjectStore } from '../../control-plane/store/object-store.js';
 
 interface Harness {

@@ -3,8 +3,8 @@ import test from 'ava';
 
 import { formatRolloutHistory, rolloutProgress, undoManifest } from '../../control-plane/controllers/rollout-progress.js';
 import { templateKey } from '../../control-plane/controllers/rollout.js';
-import { validateObject } from '../../control-plane/resources/schema.js';
-import { API_VERSION, type Service, type ServiceSpec, type Task, type UpdateState } from '../../control-plane/resources/types.js';
+import { validateObject } from '../../common/resources/schema.js';
+import { API_VERSION, type Service, type ServiceSpec, type Task, type UpdateState } from '../../common/resources/types.js';
 
 const AT = '2026-01-01T00:00:00.000Z';
 

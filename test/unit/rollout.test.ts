@@ -8,7 +8,7 @@ import { reconcileService } from '../../control-plane/controllers/service-reconc
 import { reconcileGlobalService, GLOBAL_SLOT } from '../../control-plane/controllers/global-reconcile.js';
 import { DEFAULT_UPDATE_POLICY, policyFor, rollbackSpec, templateKey } from '../../control-plane/controllers/rollout.js';
 import { describeSpecChange } from '../../control-plane/controllers/rollout-change.js';
-import { API_VERSION, isTerminal, type Node, type Service, type ServiceSpec, type Task, type UpdatePolicy } from '../../control-plane/resources/types.js';
+import { API_VERSION, isTerminal, type Node, type Service, type ServiceSpec, type Task, type UpdatePolicy } from '../../common/resources/types.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 const iso = (ms: number) => new Date(ms).toISOString();

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { API_VERSION, type Node, type PortSpec, type ServiceSpec, type Task, type TaskState } from '../../control-plane/resources/types.js';
+import { API_VERSION, type Node, type PortSpec, type ServiceSpec, type Task, type TaskState } from '../../common/resources/types.js';
 import { ConstraintSyntaxError, matchesConstraint, parseConstraintOrThrow as parseConstraint } from '../../control-plane/scheduler/constraints.js';
 import { schedule } from '../../control-plane/scheduler/schedule.js';
 

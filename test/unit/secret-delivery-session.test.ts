@@ -10,12 +10,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { AgentSession } from '../../agent/session/agent-session.js';
 import { bindServer, shutdownServer } from '../../control-plane/api/grpc-server.js';
-import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
+import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
 import { Informer } from '../../control-plane/controllers/informer.js';
 import { NodeHealth } from '../../control-plane/dispatcher/node-health.js';
-import type { DeliveredFiles } from '../../control-plane/dispatcher/secret-delivery.js';
+import type { DeliveredFiles } from '../../common/dispatcher/stack-files.js';
 import { DispatcherServer } from '../../control-plane/dispatcher/server.js';
-import type { Config, Node, Secret, ServiceSpec, Task } from '../../control-plane/resources/types.js';
+import type { Config, Node, Secret, ServiceSpec, Task } from '../../common/resources/types.js';
 import { kindPrefix } from '../../control-plane/store/keys.js';
 import { MemoryStore } from '../../control-plane/store/memory-store.js';
 import { ObjectStore } from '../../control-plane/store/object-store.js';

@@ -2,17 +2,9 @@
 // in-memory set of what it received.
 import test from 'ava';
 
-import {
-  DeliveredFiles,
-  fileKey,
-  filesNeededBy,
-  parseStackFile,
-  resolveNeeded,
-  SentFiles,
-  toStackFile,
-  type FileObject,
-} from '../../control-plane/dispatcher/secret-delivery.js';
-import type { ServiceSpec, Task, TaskState } from '../../control-plane/resources/types.js';
+import { DeliveredFiles, fileKey, parseStackFile, SentFiles, toStackFile, type FileObject } from '../../common/dispatcher/stack-files.js';
+import { filesNeededBy, resolveNeeded } from '../../control-plane/dispatcher/secret-delivery.js';
+import type { ServiceSpec, Task, TaskState } from '../../common/resources/types.js';
 
 function task(name: string, spec: Partial<ServiceSpec>, state: TaskState = 'assigned', desired: Task['desiredState'] = 'running', stack = 'app'): Task {
   return {

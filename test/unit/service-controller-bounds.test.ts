@@ -9,7 +9,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ServiceController, type PassWrites } from '../../control-plane/controllers/service-controller.js';
 import { MAX_SCHEDULER_WRITES_PER_PASS, SchedulingController, type SchedulerPassWrites } from '../../control-plane/controllers/scheduling-controller.js';
 import { MAX_TASK_WRITES_PER_PASS } from '../../control-plane/controllers/service-reconcile.js';
-import { API_VERSION, type Node, type Service } from '../../control-plane/resources/types.js';
+import { API_VERSION, type Node, type Service } from '../../common/resources/types.js';
 import { startControllerStore } from '../helpers/informers.js';
 
 const REPLICAS = 20_000;

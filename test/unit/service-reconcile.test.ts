@@ -1,8 +1,8 @@
 import test from 'ava';
-import { API_VERSION, type Service, type ServiceSpec, type Task, type TaskState } from '../../control-plane/resources/types.js';
+import { API_VERSION, type Service, type ServiceSpec, type Task, type TaskState } from '../../common/resources/types.js';
 import { restartDelayMs } from '../../control-plane/controllers/restart-backoff.js';
 import { MAX_TASK_WRITES_PER_PASS, reconcileService, type ReconcileServiceInput } from '../../control-plane/controllers/service-reconcile.js';
-import { MAX_REPLICAS } from '../../control-plane/resources/limits.js';
+import { MAX_REPLICAS } from '../../common/resources/limits.js';
 import { taskName } from '../../control-plane/controllers/task-naming.js';
 
 const T0 = Date.parse('2024-01-01T00:00:00Z');

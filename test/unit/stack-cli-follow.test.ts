@@ -5,8 +5,8 @@
 import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { LOCAL_INSECURE } from '../../control-plane/ca/credentials.js';
-import { API_VERSION, type Service, type Task, type TaskState } from '../../control-plane/resources/types.js';
+import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
+import { API_VERSION, type Service, type Task, type TaskState } from '../../common/resources/types.js';
 import { objectKey, kindPrefix } from '../../control-plane/store/keys.js';
 import { followUntilConverged } from '../../cli/output/follow-services.js';
 import { removeStacks } from '../../cli/commands/stack-objects.js';

@@ -1,7 +1,7 @@
 // What `tsctl stack ls|services|ps` print, and the option parsing of the stack commands.
 import test from 'ava';
 
-import { API_VERSION, type Network, type Node, type Service, type ServiceSpec, type Task } from '../../control-plane/resources/types.js';
+import { API_VERSION, type Network, type Node, type Service, type ServiceSpec, type Task } from '../../common/resources/types.js';
 import { desiredTasks, parsePsFilters, renderStackList, renderStackPs, renderStackServices } from '../../cli/commands/stack-tables.js';
 import { followTargets, parseDuration } from '../../cli/output/follow-services.js';
 import { templateKey } from '../../control-plane/controllers/rollout.js';

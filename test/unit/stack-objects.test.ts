@@ -4,7 +4,7 @@
 import test from 'ava';
 
 import { decodedSize, missingReferences, planStackFile, redactObject, REDACTED, servicesUsing } from '../../control-plane/api/stack-objects.js';
-import type { Secret, Service } from '../../control-plane/resources/types.js';
+import type { Secret, Service } from '../../common/resources/types.js';
 import { memoryApi, stopMemoryApi } from '../helpers/memory-api.js';
 
 async function fixture(t: { teardown(fn: () => Promise<void>): void }) {

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { API_VERSION, type Node, type Service } from '../../control-plane/resources/types.js';
+import { API_VERSION, type Node, type Service } from '../../common/resources/types.js';
 import { kindPrefix, objectKey, parseObjectKey } from '../../control-plane/store/keys.js';
 import { MemoryStore } from '../../control-plane/store/memory-store.js';
 import {

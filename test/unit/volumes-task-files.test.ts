@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { DeliveredFiles } from '../../control-plane/dispatcher/secret-delivery.js';
+import { DeliveredFiles } from '../../common/dispatcher/stack-files.js';
 import { sweepTaskFiles } from '../../agent/worker/task-files-mounts.js';
 import { planTaskFiles, removeTaskFiles, taskFilesDir, writeTaskFiles } from '../../agent/worker/task-files.js';
 import { sweepVolumeMounts } from '../../agent/volumes/node-volumes.js';

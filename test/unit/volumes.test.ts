@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { DeliveredFiles } from '../../control-plane/dispatcher/secret-delivery.js';
+import { DeliveredFiles } from '../../common/dispatcher/stack-files.js';
 import { orderMounts } from '../../agent/worker/container-config.js';
 import { planTaskFiles, taskFileMounts } from '../../agent/worker/task-files.js';
 import { NodeVolumes } from '../../agent/volumes/node-volumes.js';

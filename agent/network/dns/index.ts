@@ -2,4 +2,4 @@
 export { ServiceResolver, type ServiceResolverConfig } from './service-resolver.js';
 export { NameTable, type LookupResult } from './name-table.js';
 export { parseResolvConf } from './resolv-conf.js';
-export type { DnsAlias, DnsRecords, DnsService, DnsUpstream, ResolverListen } from './types.js';
+export type { DnsUpstream, ResolverListen } from './types.js';

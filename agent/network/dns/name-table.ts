@@ -1,8 +1,8 @@
 // The names one network's resolver owns, and how a question about them is answered. Pure:
 // shuffling takes an injected random source so answers are deterministic under test.
 
-import { NetworkInputError, isIpv4 } from '../ipv4.js';
-import type { DnsRecords } from './types.js';
+import { NetworkInputError, isIpv4 } from '../../../common/network/ipv4.js';
+import type { DnsRecords } from '../../../common/network/dns-records.js';
 
 export type LookupResult =
   /** A name we own, with A records (possibly none: NODATA). */

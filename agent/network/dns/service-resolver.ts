@@ -10,11 +10,12 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import * as dnsPacket from 'dns-packet';
-import { NetworkInputError, isIpv4, validatePort } from '../ipv4.js';
+import { NetworkInputError, isIpv4, validatePort } from '../../../common/network/ipv4.js';
 import { forwardTcp, forwardUdp } from './forwarder.js';
 import { NameTable } from './name-table.js';
 import { parseResolvConf } from './resolv-conf.js';
-import type { DnsRecords, DnsUpstream, ResolverListen } from './types.js';
+import type { DnsRecords } from '../../../common/network/dns-records.js';
+import type { DnsUpstream, ResolverListen } from './types.js';
 
 const UDP_LIMIT = 512;
 const RCODE_FORMERR = 1;

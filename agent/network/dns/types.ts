@@ -1,26 +1,5 @@
-// What the DNS resolver of one network answers, as the dispatcher/worker hands it over.
-
-export interface DnsService {
-  /** Names the service answers to, e.g. ["web", "shop_web"]; matched case-insensitively. */
-  names: string[];
-  /** "vip": NAME → the VIP. "dnsrr": NAME → task addresses (shuffled). tasks.NAME is always tasks. */
-  endpointMode: 'vip' | 'dnsrr';
-  /** The service's VIP on this network (vip mode). */
-  vip?: string;
-  /** Addresses of the service's running tasks on this network. */
-  tasks: string[];
-}
-
-/** Further names: container hostnames and network aliases. */
-export interface DnsAlias {
-  name: string;
-  addresses: string[];
-}
-
-export interface DnsRecords {
-  services: DnsService[];
-  aliases: DnsAlias[];
-}
+// The DNS resolver's settings. What it answers (DnsRecords) comes from the manager's node view:
+// common/network/dns-records.ts.
 
 export interface DnsUpstream {
   address: string;

@@ -4,7 +4,7 @@
 // Links are named by ifindex, as iproute2 does after resolving a name (getLinkByName).
 // Attribute order follows iproute2's (command-line order, the name last) so the bytes compare.
 
-import { NetworkInputError, parseIpv4, validateInterfaceName } from '../ipv4.js';
+import { NetworkInputError, parseIpv4, validateInterfaceName } from '../../../common/network/ipv4.js';
 import * as K from './constants.js';
 import { cString, ipv4Bytes, message, u32, type Attribute } from './wire.js';
 

@@ -1,8 +1,7 @@
-// Link names and MACs derived from ids, so a restarted agent finds what it created before
-// without having stored names anywhere.
+// Link names derived from ids, so a restarted agent finds what it created before without having
+// stored names anywhere. (Endpoint MACs are derived from addresses: common/network/mac-address.ts.)
 
 import { createHash } from 'node:crypto';
-import { parseIpv4 } from '../ipv4.js';
 
 /** All overlay bridges share this prefix: the isolation rules match other bridges by it. */
 export const OVERLAY_BRIDGE_PREFIX = 'tsob';
@@ -26,14 +25,4 @@ export function overlayVxlanName(networkId: string): string {
 
 export function overlayVethName(networkId: string, containerId: string): string {
   return hashed(OVERLAY_VETH_PREFIX, `${networkId}\0${containerId}`);
-}
-
-/**
- * Locally administered unicast MAC from an IPv4 address (Docker's 02:42 convention): unique as
- * long as addresses are, and any node can compute a remote endpoint's MAC itself.
- */
-export function macForAddress(address: string): string {
-  const value = parseIpv4(address);
-  const octets = [0x02, 0x42, value >>> 24, (value >>> 16) & 255, (value >>> 8) & 255, value & 255];
-  return octets.map((o) => o.toString(16).padStart(2, '0')).join(':');
 }

@@ -10,18 +10,11 @@
 // network is first seen by this process (a restarted tsd), never per container.
 
 import { NamespaceCommands, runCommand, isNoSuchDevice } from '../exec.js';
-import { NetworkInputError, cidrContains, isIpv4, parseIpv4, validateInterfaceName, validateNftName } from '../ipv4.js';
+import { NetworkInputError, cidrContains, isIpv4, parseIpv4, validateInterfaceName, validateNftName } from '../../../common/network/ipv4.js';
 import { configureContainerInterface } from '../netlink/index.js';
 import { BatchSession, type BatchLine } from './batch-session.js';
-import {
-  OVERLAY_BRIDGE_PREFIX,
-  OVERLAY_VXLAN_PREFIX,
-  VXLAN_PORT,
-  macForAddress,
-  overlayBridgeName,
-  overlayVethName,
-  overlayVxlanName,
-} from './names.js';
+import { macForAddress } from '../../../common/network/mac-address.js';
+import { OVERLAY_BRIDGE_PREFIX, OVERLAY_VXLAN_PREFIX, VXLAN_PORT, overlayBridgeName, overlayVethName, overlayVxlanName } from './names.js';
 import {
   deleteTableScript,
   desiredPeerState,

@@ -9,7 +9,7 @@ import {
   parseCidr,
   parseIpv4,
   type Ipv4Cidr,
-} from '../ipv4.js';
+} from '../../../common/network/ipv4.js';
 import type { BatchLine } from './batch-session.js';
 import { OVERLAY_BRIDGE_PREFIX, VXLAN_OVERHEAD } from './names.js';
 import type { OverlayNetworkSpec, OverlayPeer } from './types.js';

@@ -2,7 +2,7 @@
 // is replaced in one `nft -f` transaction, so every update is atomic: a connection sees either the
 // old backend set or the new one, and established flows keep their conntrack NAT binding.
 
-import { NetworkInputError, isIpv4, validatePort } from '../ipv4.js';
+import { NetworkInputError, isIpv4, validatePort } from '../../../common/network/ipv4.js';
 import { overlayBridgeName } from '../overlay/names.js';
 import type { PublishedPort } from '../types.js';
 import type { BalancerState, MeshService, VipService } from './types.js';

@@ -3,7 +3,7 @@
 // the rules that use them and removed after.
 
 import { NamespaceCommands } from '../exec.js';
-import { NetworkInputError, validateNftName } from '../ipv4.js';
+import { NetworkInputError, validateNftName } from '../../../common/network/ipv4.js';
 import { BatchSession, type BatchLine } from '../overlay/batch-session.js';
 import { OVERLAY_BRIDGE_PREFIX } from '../overlay/names.js';
 import { balancerTableScript, validateBalancerState, vipAddresses } from './balancer-rules.js';

@@ -6,8 +6,8 @@
 //   healthy/unhealthy → healthy again after one success (the streak resets)
 // A failure while the container is still `starting` and inside its start period does not count
 // towards the streak. A probe that times out is a failure.
-import type { ImageHealthcheck } from '../../images/types.js';
-import type { HealthcheckSpec } from '../../../control-plane/resources/types.js';
+import type { ImageHealthcheck } from '../../../common/images/types.js';
+import type { HealthcheckSpec } from '../../../common/resources/types.js';
 
 export type HealthStatus = 'starting' | 'healthy' | 'unhealthy';
 

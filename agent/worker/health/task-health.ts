@@ -1,6 +1,6 @@
 // Glue between a task's container and its health check: the fields a health state adds to a task
 // status report, and a prober bound to one container that reports through the task runner.
-import type { TaskStatus } from '../../../control-plane/resources/types.js';
+import type { TaskStatus } from '../../../common/resources/types.js';
 import type { ContainerRuntime } from '../../runtime/types.js';
 import { execProbe, HealthProber } from './health-prober.js';
 import type { HealthConfig, HealthState } from './health-state.js';

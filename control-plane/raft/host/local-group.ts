@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { LOCAL_INSECURE } from '../../ca/credentials.js';
+import { LOCAL_INSECURE } from '../../../common/transport/credentials.js';
 import { RaftStore, type RaftStoreOptions } from '../../store/raft-store.js';
 import { addRaftService } from '../transport/raft-service.js';
 import { bind, lateHandlers, newRaftServer, shutdown } from './serve-member.js';

@@ -4,7 +4,7 @@
 //               (--bootstrap m0=10.0.0.1:7430,m1=...  |  --join)  [--snapshot-every N] [--tick-ms MS]
 import { parseArgs } from 'node:util';
 
-import { LOCAL_INSECURE } from '../../ca/credentials.js';
+import { LOCAL_INSECURE } from '../../../common/transport/credentials.js';
 import { RaftStore } from '../../store/raft-store.js';
 import { addRaftService } from '../transport/raft-service.js';
 import { bind, lateHandlers, newRaftServer, shutdown } from './serve-member.js';

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadApiPackage } from '../../../proto/load.js';
 import type { ClusterMember__Output } from '../../../proto/gen/tessera/api/v1/ClusterMember.js';
 import type { TesseraClient } from '../../../proto/gen/tessera/api/v1/Tessera.js';
-import { clientCredentials, type TransportSecurity } from '../../ca/credentials.js';
+import { clientCredentials, type TransportSecurity } from '../../../common/transport/credentials.js';
 
 export type ClusterMemberRow = ClusterMember__Output;
 

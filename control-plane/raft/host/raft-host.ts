@@ -23,7 +23,7 @@ import {
   type Snapshot,
 } from '../core/index.js';
 import type { DiskRaftStorage } from '../storage/disk-storage.js';
-import type { TransportSecurity } from '../../ca/credentials.js';
+import type { TransportSecurity } from '../../../common/transport/credentials.js';
 import { RaftPeerClient } from '../transport/peer-client.js';
 import { PeerSender } from '../transport/peer-sender.js';
 import { checkProposal, fromWire, type WireBatch } from '../transport/wire.js';

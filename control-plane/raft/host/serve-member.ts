@@ -2,7 +2,7 @@
 // groups and the benchmark run. (tsd serves the Raft service on its API server instead.)
 import * as grpc from '@grpc/grpc-js';
 
-import { serverCredentials, type TransportSecurity } from '../../ca/credentials.js';
+import { serverCredentials, type TransportSecurity } from '../../../common/transport/credentials.js';
 import { RaftStore, type RaftStoreOptions } from '../../store/raft-store.js';
 import { LEAN_CALL_OPTIONS, MAX_MESSAGE_BYTES } from '../transport/proto.js';
 import { addRaftService, type RaftServiceHandlers } from '../transport/raft-service.js';

@@ -1,7 +1,7 @@
 // A small client of a Raft store group from another process (tests, benchmarks, tools): puts and
 // linearizable ranges through the members' Raft service. It sticks to one member and moves on to
 // the next when that one fails or has no leader; a failed put may or may not have happened.
-import type { TransportSecurity } from '../../ca/credentials.js';
+import type { TransportSecurity } from '../../../common/transport/credentials.js';
 import type { RangeResponse } from '../../store/store.js';
 import { decodeResult, encodeCommand, resultError } from '../../store/mvcc/commands.js';
 import { RaftPeerClient } from './peer-client.js';

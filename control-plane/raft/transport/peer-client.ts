@@ -2,7 +2,7 @@
 // forwarded writes and membership changes) and by tools (status, benchmarks, tests).
 import * as grpc from '@grpc/grpc-js';
 
-import { clientCredentials, type TransportSecurity } from '../../ca/credentials.js';
+import { clientCredentials, type TransportSecurity } from '../../../common/transport/credentials.js';
 import { CHANNEL_OPTIONS, raftService } from './proto.js';
 import type { WireBatch } from './wire.js';
 

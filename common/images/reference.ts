@@ -1,7 +1,7 @@
 // Image references ("busybox", "127.0.0.1:5000/team/app:v1", "app@sha256:…") parsed and
 // normalised the way Docker does, so that the same image has one name in the store.
 
-import { quoteName } from '../../control-plane/resources/limits.js';
+import { quoteName } from '../resources/limits.js';
 
 export interface ImageReference {
   /** Registry host with optional port, e.g. "docker.io", "127.0.0.1:5000". */

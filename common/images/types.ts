@@ -1,4 +1,5 @@
-// The image store's face to the worker and the CLI.
+// The image store's face to the worker and to the API server (which serves `tsctl image` from its
+// node's store). The store itself is agent/images/image-store.ts.
 
 /** Defaults an image's config gives a container (OCI image-spec config.config). */
 export interface ImageRuntimeConfig {

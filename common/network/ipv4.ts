@@ -1,4 +1,5 @@
-// IPv4 address arithmetic and input validation shared by IPAM and the nftables rule builder.
+// IPv4 address arithmetic and input validation, shared by the agent (IPAM, nftables rules) and the
+// managers (overlay address allocation).
 // Addresses are handled as unsigned 32-bit integers so ranges are plain number comparisons.
 
 export class NetworkInputError extends Error {
