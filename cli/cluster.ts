@@ -1,7 +1,7 @@
 // `tsctl cluster up|down`: a single-node cluster in this machine's network namespace, or (with
 // --nodes N) a cluster of network-namespace nodes. Every tsd flag `cluster up` accepts either
 // reaches every node's tsd or is refused with the reason (CLUSTER_UP_RULES), and both paths write
-// the tsd command line from the one flag list in control-plane/daemon/node-options.ts.
+// the tsd command line from the one flag list in daemon/node-options.ts.
 import { spawn } from 'node:child_process';
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -10,9 +10,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Command, InvalidArgumentError } from 'commander';
 
-import { cleanupNode } from '../control-plane/daemon/cleanup.js';
-import { dataPaths, validateConfig, type DaemonConfig } from '../control-plane/daemon/config.js';
-import { configFromOptions, flagName, nodeArgv, optionAttribute, withNodeOptions, NODE_SETTING_KEYS, type NodeSettingKey } from '../control-plane/daemon/node-options.js';
+import { cleanupNode } from '../daemon/cleanup.js';
+import { dataPaths, validateConfig, type DaemonConfig } from '../daemon/config.js';
+import { configFromOptions, flagName, nodeArgv, optionAttribute, withNodeOptions, NODE_SETTING_KEYS, type NodeSettingKey } from '../daemon/node-options.js';
 import type { Node } from '../common/resources/types.js';
 import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsDerivedSetting, type SharedNodeSettings } from '../deploy/netns-cluster.js';
 import { connect } from './client.js';
@@ -28,7 +28,7 @@ function singleNodeTsdArgv(config: DaemonConfig): string[] {
 }
 
 function tsdMainPath(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), '..', 'control-plane', 'daemon', 'main.js');
+  return join(dirname(fileURLToPath(import.meta.url)), '..', 'daemon', 'main.js');
 }
 
 /**

@@ -4,7 +4,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 
-import type { DaemonConfig } from '../control-plane/daemon/config.js';
+import type { DaemonConfig } from '../daemon/config.js';
 import type { NetnsClusterState } from '../deploy/netns-cluster.js';
 
 export interface CliContext {

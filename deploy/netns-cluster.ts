@@ -13,8 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { processAlive } from '../agent/runtime/process-alive.js';
 import { ApiClient } from '../cli/client.js';
 import { LOCAL_INSECURE } from '../common/transport/credentials.js';
-import { defaultConfig, validateConfig, type DaemonConfig } from '../control-plane/daemon/config.js';
-import { nodeArgv } from '../control-plane/daemon/node-options.js';
+import { defaultConfig, validateConfig, type DaemonConfig } from '../daemon/config.js';
+import { nodeArgv } from '../daemon/node-options.js';
 import { MembersApiClient } from '../control-plane/raft/host/members-api.js';
 import type { Node } from '../common/resources/types.js';
 
@@ -102,7 +102,7 @@ function repoDist(): string {
 
 function tsdMain(): string {
   const root = repoDist();
-  return root.endsWith('dist') ? join(root, 'control-plane', 'daemon', 'main.js') : join(root, 'dist', 'control-plane', 'daemon', 'main.js');
+  return root.endsWith('dist') ? join(root, 'daemon', 'main.js') : join(root, 'dist', 'daemon', 'main.js');
 }
 
 async function sh(command: string, args: string[]): Promise<string> {

@@ -34,7 +34,7 @@ import type { JoinRole } from '../dispatcher/join-tokens.js';
 import type { NodeUpdateRequest__Output } from '../../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
 import { ApiError, grpcCodeOf, invalidArgument, notFound, toServiceError } from './errors.js';
 import type { LogSource } from '../../common/logs/log-source.js';
-import type { DaemonMetrics } from '../daemon/metrics.js';
+import type { DaemonMetrics } from '../metrics/daemon-metrics.js';
 
 export interface ApiServerDeps {
   store: Store;

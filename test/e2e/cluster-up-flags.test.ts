@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
 import type { CliContext } from '../../cli/context.js';
-import { parseNodeArgv } from '../../control-plane/daemon/node-options.js';
+import { parseNodeArgv } from '../../daemon/node-options.js';
 import type { Service, Task } from '../../common/resources/types.js';
 import { destroyNetnsCluster, type NetnsClusterState } from '../../deploy/netns-cluster.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
@@ -65,7 +65,7 @@ async function readState(): Promise<NetnsClusterState | undefined> {
 /** A running tsd's arguments after its main.js: [mode, ...options, (join:) manager]. */
 async function tsdArguments(pid: number): Promise<string[]> {
   const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').filter(Boolean);
-  const main = argv.findIndex((a) => a.endsWith(join('control-plane', 'daemon', 'main.js')));
+  const main = argv.findIndex((a) => a.endsWith(join('dist', 'daemon', 'main.js')));
   if (main < 0) throw new Error(`pid ${pid} is not a tsd: ${argv.join(' ')}`);
   return argv.slice(main + 1);
 }

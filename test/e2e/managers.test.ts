@@ -23,7 +23,7 @@ import { cgroupDirsUnder } from '../helpers/host-cgroups.js';
 
 const run = promisify(execFile);
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const TSD = join(REPO, 'dist', 'control-plane', 'daemon', 'main.js');
+const TSD = join(REPO, 'dist', 'daemon', 'main.js');
 const TSCTL = join(REPO, 'dist', 'cli', 'main.js');
 
 interface ManagerNode {

@@ -96,7 +96,7 @@ test.serial('replicas spread over the nodes and run there', async (t) => {
 test.serial('a join with a wrong token is refused', async (t) => {
   const node = cluster.nodes[2]!;
   const err = await t.throwsAsync(
-    run('nsenter', [`--net=/run/netns/${node.netns}`, process.execPath, join(process.cwd(), 'dist/control-plane/daemon/main.js'), 'join',
+    run('nsenter', [`--net=/run/netns/${node.netns}`, process.execPath, join(process.cwd(), 'dist/daemon/main.js'), 'join',
       '--token', 'TSTKN-1-0000000000000000-00000000000000000000000000000000-worker', '--node-name', 'intruder',
       '--data-root', join(workDir, 'intruder'), '--cgroup-parent', `${cluster.prefix}/intruder`, '--bridge', 'tsintr0', '--subnet', '10.99.99.0/24',
       '--nft-table', 'intruder', '--listen', '127.0.0.1:7499', '--metrics-listen', '127.0.0.1:7498', '--insecure-transport', cluster.managerAddress], { timeout: 30_000 }),

@@ -12,7 +12,7 @@ import { cgroupDirsUnder } from './host-cgroups.js';
 
 const run = promisify(execFile);
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const tsdMain = join(repoRoot, 'dist', 'control-plane', 'daemon', 'main.js');
+const tsdMain = join(repoRoot, 'dist', 'daemon', 'main.js');
 const tsctlMain = join(repoRoot, 'dist', 'cli', 'main.js');
 /** Inside the node's own network namespace any port is free, so the metrics port is fixed. */
 export const METRICS_PORT = 9323;

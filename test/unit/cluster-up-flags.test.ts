@@ -6,8 +6,8 @@ import test from 'ava';
 import { Command, type Option } from 'commander';
 
 import { CLUSTER_SHAPE_OPTIONS, CLUSTER_UP_RULES, planClusterUp, registerClusterUp, type ClusterUpPlan } from '../../cli/cluster.js';
-import { defaultConfig, type DaemonConfig } from '../../control-plane/daemon/config.js';
-import { flagName, nodeArgv, optionAttribute, parseNodeArgv, NODE_SETTING_KEYS, type NodeSettingKey } from '../../control-plane/daemon/node-options.js';
+import { defaultConfig, type DaemonConfig } from '../../daemon/config.js';
+import { flagName, nodeArgv, optionAttribute, parseNodeArgv, NODE_SETTING_KEYS, type NodeSettingKey } from '../../daemon/node-options.js';
 import { nodeLayout, nodeTsdArgv, validateNetnsClusterOptions, type NetnsClusterOptions } from '../../deploy/netns-cluster.js';
 
 /** A value for every setting that differs from its default, as the user would type it. */

@@ -1,9 +1,9 @@
 // Removes everything a tsd with this configuration may have left on the node, without a running tsd.
-import { BridgeNetwork } from '../../agent/network/node-network.js';
-import { NativeRuntime } from '../../agent/runtime/native-runtime.js';
-import { sweepLeftovers } from '../../agent/worker/leftovers.js';
-import { defaultVolumesDir, sweepTaskFiles } from '../../agent/worker/task-files-mounts.js';
-import { sweepVolumeMounts } from '../../agent/volumes/node-volumes.js';
+import { BridgeNetwork } from '../agent/network/node-network.js';
+import { NativeRuntime } from '../agent/runtime/native-runtime.js';
+import { sweepLeftovers } from '../agent/worker/leftovers.js';
+import { defaultVolumesDir, sweepTaskFiles } from '../agent/worker/task-files-mounts.js';
+import { sweepVolumeMounts } from '../agent/volumes/node-volumes.js';
 import { dataPaths, type DaemonConfig } from './config.js';
 
 export async function cleanupNode(config: DaemonConfig, log: (message: string) => void): Promise<number> {

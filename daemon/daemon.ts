@@ -4,16 +4,16 @@
 import { mkdir } from 'node:fs/promises';
 import { availableParallelism, hostname, totalmem } from 'node:os';
 
-import { LocalImageStore } from '../../agent/images/image-store.js';
-import { BridgeNetwork } from '../../agent/network/node-network.js';
-import { NativeRuntime } from '../../agent/runtime/native-runtime.js';
-import { AgentSession } from '../../agent/session/agent-session.js';
-import { sweepLeftovers } from '../../agent/worker/leftovers.js';
-import { FileLogSource } from '../../agent/worker/log-source.js';
-import { Worker } from '../../agent/worker/worker.js';
-import { OverlayNetworking } from '../../agent/worker/overlay-attachments.js';
-import { LOCAL_INSECURE, assertAddressAllowed } from '../../common/transport/credentials.js';
-import type { Node } from '../../common/resources/types.js';
+import { LocalImageStore } from '../agent/images/image-store.js';
+import { BridgeNetwork } from '../agent/network/node-network.js';
+import { NativeRuntime } from '../agent/runtime/native-runtime.js';
+import { AgentSession } from '../agent/session/agent-session.js';
+import { sweepLeftovers } from '../agent/worker/leftovers.js';
+import { FileLogSource } from '../agent/worker/log-source.js';
+import { Worker } from '../agent/worker/worker.js';
+import { OverlayNetworking } from '../agent/worker/overlay-attachments.js';
+import { LOCAL_INSECURE, assertAddressAllowed } from '../common/transport/credentials.js';
+import type { Node } from '../common/resources/types.js';
 import { dataPaths, type DaemonConfig } from './config.js';
 import { Manager, VERSION } from './manager.js';
 

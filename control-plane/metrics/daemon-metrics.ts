@@ -1,4 +1,5 @@
-// The daemon's Prometheus metrics (prom-client) and the HTTP endpoint that serves them.
+// The manager's Prometheus metrics (API requests, tasks by state, the process's own) and the HTTP
+// endpoint that serves them as tsd's /metrics. Named DaemonMetrics because tsd serves them.
 import { createServer, type Server } from 'node:http';
 import * as client from 'prom-client';
 
