@@ -14,7 +14,7 @@ import { cleanupNode } from '../daemon/cleanup.js';
 import { dataPaths, validateConfig, type DaemonConfig } from '../daemon/config.js';
 import { configFromOptions, flagName, nodeArgv, optionAttribute, withNodeOptions, NODE_SETTING_KEYS, type NodeSettingKey } from '../daemon/node-options.js';
 import type { Node } from '../common/resources/types.js';
-import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsDerivedSetting, type SharedNodeSettings } from '../deploy/netns-cluster.js';
+import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsDerivedSetting, type SharedNodeSettings } from './local-cluster/netns-cluster.js';
 import { connect } from './client.js';
 import { readContext, removeContext, writeContext } from './context.js';
 import { processAlive } from '../agent/runtime/process-alive.js';

@@ -5,7 +5,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 
 import type { DaemonConfig } from '../daemon/config.js';
-import type { NetnsClusterState } from '../deploy/netns-cluster.js';
+import type { NetnsClusterState } from './local-cluster/netns-cluster.js';
 
 export interface CliContext {
   server: string;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { ApiClient } from '../../cli/client.js';
 import { schedule } from '../../control-plane/scheduler/schedule.js';
 import { API_VERSION, type Node, type Service, type Task } from '../../common/resources/types.js';
-import { createNetnsCluster, destroyNetnsCluster } from '../../deploy/netns-cluster.js';
+import { createNetnsCluster, destroyNetnsCluster } from '../../cli/local-cluster/netns-cluster.js';
 import { startUnderlayRegistry } from '../helpers/underlay-registry.js';
 
 

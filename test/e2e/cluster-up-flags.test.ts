@@ -15,7 +15,7 @@ import { ApiClient } from '../../cli/client.js';
 import type { CliContext } from '../../cli/context.js';
 import { parseNodeArgv } from '../../daemon/node-options.js';
 import type { Service, Task } from '../../common/resources/types.js';
-import { destroyNetnsCluster, type NetnsClusterState } from '../../deploy/netns-cluster.js';
+import { destroyNetnsCluster, type NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
 import { eventually } from '../helpers/tsd-node.js';
 

@@ -17,7 +17,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { ApiClient } from '../../cli/client.js';
 import type { Node, Service, Task } from '../../common/resources/types.js';
-import { createNetnsCluster, destroyNetnsCluster, type ClusterNodeState, type NetnsClusterState, saveClusterLogs } from '../../deploy/netns-cluster.js';
+import { saveClusterLogs } from '../helpers/cluster-logs.js';
+import { createNetnsCluster, destroyNetnsCluster, type ClusterNodeState, type NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { cgroupDirsUnder } from '../helpers/host-cgroups.js';
 

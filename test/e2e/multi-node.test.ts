@@ -11,7 +11,8 @@ import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
 import type { Node, Service, Task } from '../../common/resources/types.js';
-import { addNetnsNode, restartNetnsNode, createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsClusterState, saveClusterLogs } from '../../deploy/netns-cluster.js';
+import { saveClusterLogs } from '../helpers/cluster-logs.js';
+import { addNetnsNode, restartNetnsNode, createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { eventually } from '../helpers/tsd-node.js';
 

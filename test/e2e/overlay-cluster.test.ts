@@ -1,4 +1,4 @@
-// End to end on a 3-node netns cluster (deploy/netns-cluster.ts): overlay networks allocated by
+// End to end on a 3-node netns cluster (cli/local-cluster/netns-cluster.ts): overlay networks allocated by
 // the managers and programmed by every node's agent. A service spread over the workers answers by
 // name from a container on the manager node, its VIP reaches every replica, its published port
 // answers on every node (also the one running no replica), and a container on another network
@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
 import type { Network, Service, Task } from '../../common/resources/types.js';
-import { createNetnsCluster, destroyNetnsCluster, restartNetnsNode, type NetnsClusterOptions, type NetnsClusterState } from '../../deploy/netns-cluster.js';
+import { createNetnsCluster, destroyNetnsCluster, restartNetnsNode, type NetnsClusterOptions, type NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { eventually } from '../helpers/tsd-node.js';
 

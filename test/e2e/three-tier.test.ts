@@ -16,7 +16,8 @@ import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
 import type { Service, Task } from '../../common/resources/types.js';
-import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterState, saveClusterLogs } from '../../deploy/netns-cluster.js';
+import { saveClusterLogs } from '../helpers/cluster-logs.js';
+import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { eventually } from '../helpers/tsd-node.js';
 import { watchServiceTasks } from '../helpers/task-watch.js';

@@ -5,7 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import type { NetnsClusterState } from '../../deploy/netns-cluster.js';
+import type { NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 import { buildBusyboxImage } from './busybox-image.js';
 import { eventually } from './tsd-node.js';
 

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { runCommand } from '../../agent/network/exec.js';
 import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
 import { RaftPeerClient, type WireStatus } from '../../control-plane/raft/transport/peer-client.js';
-import { copyLogs } from '../../deploy/netns-cluster.js';
+import { copyLogs } from '../helpers/cluster-logs.js';
 import { freePort } from '../helpers/free-port.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -8,7 +8,7 @@ import { Command, type Option } from 'commander';
 import { CLUSTER_SHAPE_OPTIONS, CLUSTER_UP_RULES, planClusterUp, registerClusterUp, type ClusterUpPlan } from '../../cli/cluster.js';
 import { defaultConfig, type DaemonConfig } from '../../daemon/config.js';
 import { flagName, nodeArgv, optionAttribute, parseNodeArgv, NODE_SETTING_KEYS, type NodeSettingKey } from '../../daemon/node-options.js';
-import { nodeLayout, nodeTsdArgv, validateNetnsClusterOptions, type NetnsClusterOptions } from '../../deploy/netns-cluster.js';
+import { nodeLayout, nodeTsdArgv, validateNetnsClusterOptions, type NetnsClusterOptions } from '../../cli/local-cluster/netns-cluster.js';
 
 /** A value for every setting that differs from its default, as the user would type it. */
 const SAMPLES: Record<NodeSettingKey, string[]> = {

@@ -4,19 +4,19 @@
 // this code. Everything it makes is named with the cluster's prefix and recorded in the returned
 // state, so `destroyNetnsCluster` removes exactly that, also after a crash.
 import { execFile, spawn } from 'node:child_process';
-import { copyFile, mkdir, open, readFile, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { processAlive } from '../agent/runtime/process-alive.js';
-import { ApiClient } from '../cli/client.js';
-import { LOCAL_INSECURE } from '../common/transport/credentials.js';
-import { defaultConfig, validateConfig, type DaemonConfig } from '../daemon/config.js';
-import { nodeArgv } from '../daemon/node-options.js';
-import { MembersApiClient } from '../control-plane/raft/host/members-api.js';
-import type { Node } from '../common/resources/types.js';
+import { processAlive } from '../../agent/runtime/process-alive.js';
+import { ApiClient } from '../client.js';
+import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
+import { defaultConfig, validateConfig, type DaemonConfig } from '../../daemon/config.js';
+import { nodeArgv } from '../../daemon/node-options.js';
+import { MembersApiClient } from '../../control-plane/raft/host/members-api.js';
+import type { Node } from '../../common/resources/types.js';
 
 const run = promisify(execFile);
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -96,8 +96,8 @@ export interface NetnsClusterState {
 }
 
 function repoDist(): string {
-  // this file is dist/deploy/netns-cluster.js (or deploy/netns-cluster.ts under tsx)
-  return join(dirname(fileURLToPath(import.meta.url)), '..');
+  // this file is dist/cli/local-cluster/netns-cluster.js (or cli/local-cluster/netns-cluster.ts under tsx)
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 }
 
 function tsdMain(): string {
@@ -394,15 +394,4 @@ async function removeCgroups(parent: string): Promise<void> {
     const out = await sh('find', [top, '-depth', '-type', 'd']).catch(() => ''); // absent in this hierarchy
     for (const dir of out.split('\n').filter(Boolean)) await rmdir(dir).catch(() => {}); // busy: a process is still in it
   }
-}
-
-/** Copies every node's tsd.log into `dir` (for a failed test's post-mortem); missing logs are skipped. */
-export async function saveClusterLogs(state: NetnsClusterState, dir: string): Promise<void> {
-  await copyLogs(dir, state.nodes.map((node) => ({ path: join(node.dataRoot, 'tsd.log'), name: `${node.name}.log` })));
-}
-
-/** Copies log files into `dir` under the given names; missing ones are skipped. */
-export async function copyLogs(dir: string, logs: Array<{ path: string; name: string }>): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  for (const log of logs) await copyFile(log.path, join(dir, log.name)).catch(() => {});
 }
