@@ -61,7 +61,10 @@ export class SpreadTree {
         groupOf[index] = group;
       });
       const counts = new Int32Array(ids.size);
-      for (let index = 0; index < nodes.length; index++) counts[groupOf[index] as number] += serviceCounts[index] as number;
+      for (let index = 0; index < nodes.length; index++) {
+        const group = groupOf[index] as number;
+        counts[group] = (counts[group] ?? 0) + (serviceCounts[index] as number);
+      }
       this.groupOf.push(groupOf);
       this.counts.push(counts);
     }
@@ -82,7 +85,9 @@ export class SpreadTree {
   add(index: number): void {
     for (let level = 0; level < this.groupOf.length; level++) {
       const groupOf = this.groupOf[level] as Int32Array;
-      (this.counts[level] as Int32Array)[groupOf[index] as number]++;
+      const counts = this.counts[level] as Int32Array;
+      const group = groupOf[index] as number;
+      counts[group] = (counts[group] ?? 0) + 1;
     }
   }
 }

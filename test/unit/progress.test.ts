@@ -35,7 +35,7 @@ function screen(text: string): string[] {
     } else if (text[i] === '\n') {
       row += 1;
       rows[row] ??= '';
-    } else rows[row] += text[i];
+    } else rows[row] = (rows[row] ?? '') + text.charAt(i);
   }
   return rows.filter((r, i) => r !== '' || i < row);
 }

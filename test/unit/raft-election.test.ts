@@ -22,10 +22,12 @@ test('three members: randomized timeouts elect exactly one leader', (t) => {
   net.tickAll(25);
   const leaders = net.leaders();
   t.is(leaders.length, 1);
-  const term = net.raft(leaders[0] as string).currentTerm;
+  const [leader] = leaders;
+  if (leader === undefined) return t.fail('no leader elected');
+  const term = net.raft(leader).currentTerm;
   for (const id of ['n1', 'n2', 'n3']) {
     t.is(net.raft(id).currentTerm, term);
-    t.is(net.raft(id).leader, leaders[0]);
+    t.is(net.raft(id).leader, leader);
   }
 });
 

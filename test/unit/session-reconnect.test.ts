@@ -1,7 +1,7 @@
 import test from 'ava';
 import { ReconnectPolicy } from '../../agent/session/reconnect-policy.js';
 
-const M = ['10.0.0.1:7420', '10.0.0.2:7420', '10.0.0.3:7420'];
+const M: [string, string, string] = ['10.0.0.1:7420', '10.0.0.2:7420', '10.0.0.3:7420'];
 const options = { minDelayMs: 200, maxDelayMs: 2000 };
 
 test('goes round the managers at the shortest delay, doubling only after a whole round failed', (t) => {
@@ -39,9 +39,9 @@ test('a hint naming a manager that could not be reached is stale: the others are
 });
 
 test('a session resets the delay and adopts the managers the manager announced', (t) => {
-  const p = new ReconnectPolicy([M[0]!], options);
+  const p = new ReconnectPolicy([M[0]], options);
   for (let i = 0; i < 5; i++) p.failed('x');
-  p.connected([M[2]!, M[0]!, M[1]!]);
+  p.connected([M[2], M[0], M[1]]);
   t.is(p.current(), M[0], 'still the manager it is connected to');
   t.deepEqual(p.failed('Connection dropped'), { address: M[1], delayMs: 200 });
 });
