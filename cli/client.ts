@@ -57,10 +57,14 @@ function unary<T>(start: (callback: Callback<T>) => void): Promise<T> {
 export class ApiClient {
   private readonly raw: TesseraClient;
 
-  constructor(address: string, private readonly timeoutMs = 30_000) {
+  constructor(
+    address: string,
+    private readonly timeoutMs = 30_000,
+  ) {
     const pkg = loadApiPackage();
     this.raw = new pkg.tessera.api.v1.Tessera(address, clientCredentials(LOCAL_INSECURE), {
-      'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': MAX_REQUEST_BYTES, // requests: the server's 4 MiB; responses (List) may be larger
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.max_send_message_length': MAX_REQUEST_BYTES, // requests: the server's 4 MiB; responses (List) may be larger
     });
   }
 

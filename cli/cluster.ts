@@ -14,7 +14,13 @@ import { cleanupNode } from '../daemon/cleanup.js';
 import { dataPaths, validateConfig, type DaemonConfig } from '../daemon/config.js';
 import { configFromOptions, flagName, nodeArgv, optionAttribute, withNodeOptions, NODE_SETTING_KEYS, type NodeSettingKey } from '../daemon/node-options.js';
 import type { Node } from '../common/resources/types.js';
-import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsDerivedSetting, type SharedNodeSettings } from './local-cluster/netns-cluster.js';
+import {
+  createNetnsCluster,
+  destroyNetnsCluster,
+  type NetnsClusterOptions,
+  type NetnsDerivedSetting,
+  type SharedNodeSettings,
+} from './local-cluster/netns-cluster.js';
 import { connect } from './client.js';
 import { readContext, removeContext, writeContext } from './context.js';
 import { processAlive } from '../agent/runtime/process-alive.js';
@@ -41,34 +47,39 @@ function tsdMainPath(): string {
  * The type makes every setting need an entry, so a flag added to tsd cannot be dropped here.
  */
 export type ClusterUpRule =
-  | { kind: 'every-node' }
-  | { kind: 'per-node'; how: string }
-  | { kind: 'one-node-only'; why: string }
-  | { kind: 'refused'; why: string };
+  { kind: 'every-node' } | { kind: 'per-node'; how: string } | { kind: 'one-node-only'; why: string } | { kind: 'refused'; why: string };
 
 const OWN_NAME_AND_ADDRESSES = 'each node of a multi-node cluster gets its own';
 
-export const CLUSTER_UP_RULES: { readonly [K in NodeSettingKey]-?: K extends NetnsDerivedSetting ? Exclude<ClusterUpRule, { kind: 'every-node' }> : ClusterUpRule } = {
+export const CLUSTER_UP_RULES: {
+  readonly [K in NodeSettingKey]-?: K extends NetnsDerivedSetting ? Exclude<ClusterUpRule, { kind: 'every-node' }> : ClusterUpRule;
+} = {
   dataRoot: { kind: 'per-node', how: 'node N keeps its data under <data-root>/cluster/node-N' },
-  listen: { kind: 'one-node-only', why: `it names one API address; ${OWN_NAME_AND_ADDRESSES} (<underlay address>:7420, and node-1's API is also on <data-root>/cluster/node-1/api.sock)` },
+  listen: {
+    kind: 'one-node-only',
+    why: `it names one API address; ${OWN_NAME_AND_ADDRESSES} (<underlay address>:7420, and node-1's API is also on <data-root>/cluster/node-1/api.sock)`,
+  },
   metricsListen: { kind: 'one-node-only', why: `it names one metrics address; ${OWN_NAME_AND_ADDRESSES} (<underlay address>:7421)` },
   nodeName: { kind: 'one-node-only', why: 'the nodes are named node-1 … node-N' },
   bridge: { kind: 'every-node' },
   subnet: { kind: 'one-node-only', why: `container subnets must not overlap across nodes; ${OWN_NAME_AND_ADDRESSES} /24 (10.X.N.0/24)` },
   nftTable: { kind: 'every-node' },
-  cgroupParent: { kind: 'per-node', how: 'node N\'s containers go under <cgroup-parent>/<netns-prefix>/node-N' },
+  cgroupParent: { kind: 'per-node', how: "node N's containers go under <cgroup-parent>/<netns-prefix>/node-N" },
   insecureRegistries: { kind: 'every-node' },
   heartbeatMs: { kind: 'every-node' },
   nodeDownAfterMs: { kind: 'every-node' },
   advertiseAddress: { kind: 'one-node-only', why: `it names one address; ${OWN_NAME_AND_ADDRESSES} underlay address (172.31.<underlay-octet>.N)` },
   apiSocket: { kind: 'one-node-only', why: `it names one socket; ${OWN_NAME_AND_ADDRESSES} manager socket (<data-root>/cluster/node-N/api.sock)` },
   join: { kind: 'refused', why: 'cluster up starts a new cluster; to add this machine to an existing one run `tsd join --token TOKEN MANAGER:7420`' },
-  token: { kind: 'refused', why: 'cluster up starts a new cluster and makes its own join tokens; to join an existing one run `tsd join --token TOKEN MANAGER:7420`' },
+  token: {
+    kind: 'refused',
+    why: 'cluster up starts a new cluster and makes its own join tokens; to join an existing one run `tsd join --token TOKEN MANAGER:7420`',
+  },
   store: { kind: 'every-node' },
   etcdEndpoints: { kind: 'every-node' },
   raftSnapshotEvery: { kind: 'every-node' },
   historyRevisions: { kind: 'every-node' },
-  insecureTransport: { kind: 'per-node', how: 'always on: the nodes talk plain gRPC on the cluster\'s private underlay until mutual TLS exists' },
+  insecureTransport: { kind: 'per-node', how: "always on: the nodes talk plain gRPC on the cluster's private underlay until mutual TLS exists" },
 };
 
 /** Options of `cluster up` that are not tsd settings: they shape the cluster itself. */
@@ -82,9 +93,7 @@ const NETNS_ONLY: ReadonlyArray<{ key: keyof ClusterShape; flag: string }> = [
 ];
 
 /** What `cluster up` will start: one tsd here, or a cluster of network-namespace nodes. */
-export type ClusterUpPlan =
-  | { kind: 'single'; config: DaemonConfig; tsdArgv: string[] }
-  | { kind: 'netns'; cluster: NetnsClusterOptions };
+export type ClusterUpPlan = { kind: 'single'; config: DaemonConfig; tsdArgv: string[] } | { kind: 'netns'; cluster: NetnsClusterOptions };
 
 function wholeNumber(value: string): number {
   const n = Number(value);
@@ -103,8 +112,17 @@ export function registerClusterUp(cluster: Command, start: (plan: ClusterUpPlan)
       .description('start a local cluster in the background (embedded store); harmless if it is already up')
       .option('--nodes <n>', 'nodes; more than 1 puts each node in a network namespace of its own', wholeNumber, SHAPE_DEFAULTS.nodes)
       .option('--managers <m>', 'how many of the nodes are managers', wholeNumber, SHAPE_DEFAULTS.managers)
-      .option('--netns-prefix <name>', 'with --nodes N: names the cluster\'s namespaces, links and cgroups (1-8 of a-z0-9; one per concurrent cluster)', SHAPE_DEFAULTS.netnsPrefix)
-      .option('--underlay-octet <X>', 'with --nodes N: the underlay is 172.31.X.0/24, this machine .254 (one per concurrent cluster)', wholeNumber, SHAPE_DEFAULTS.underlayOctet),
+      .option(
+        '--netns-prefix <name>',
+        "with --nodes N: names the cluster's namespaces, links and cgroups (1-8 of a-z0-9; one per concurrent cluster)",
+        SHAPE_DEFAULTS.netnsPrefix,
+      )
+      .option(
+        '--underlay-octet <X>',
+        'with --nodes N: the underlay is 172.31.X.0/24, this machine .254 (one per concurrent cluster)',
+        wholeNumber,
+        SHAPE_DEFAULTS.underlayOctet,
+      ),
   ).action(async (options: Record<string, unknown>, command: Command) => {
     const given = new Set<string>(Object.keys(options).filter((attr) => command.getOptionValueSource(attr) === 'cli'));
     await start(planClusterUp(options, given));
@@ -119,7 +137,8 @@ export function planClusterUp(options: Record<string, unknown>, given: ReadonlyS
   const shape: ClusterShape = { ...SHAPE_DEFAULTS };
   for (const key of CLUSTER_SHAPE_OPTIONS) if (options[key] !== undefined) Object.assign(shape, { [key]: options[key] });
   if (!(shape.nodes >= 1)) throw new Error(`--nodes must be a positive integer, got ${String(shape.nodes)}`);
-  if (!(shape.managers >= 1 && shape.managers <= shape.nodes)) throw new Error(`--managers must be from 1 to the number of nodes (${shape.nodes}), got ${String(shape.managers)}`);
+  if (!(shape.managers >= 1 && shape.managers <= shape.nodes))
+    throw new Error(`--managers must be from 1 to the number of nodes (${shape.nodes}), got ${String(shape.managers)}`);
   const multiNode = shape.nodes > 1;
   const refusals: string[] = [];
   for (const key of NODE_SETTING_KEYS) {
@@ -129,7 +148,8 @@ export function planClusterUp(options: Record<string, unknown>, given: ReadonlyS
     if (rule.kind === 'one-node-only' && multiNode) refusals.push(`${flagName(key)} cannot be used with --nodes ${shape.nodes}: ${rule.why}`);
   }
   if (!multiNode) {
-    for (const { key, flag } of NETNS_ONLY) if (given.has(key)) refusals.push(`${flag} only applies with --nodes above 1 (a single-node cluster runs in this machine's network namespace)`);
+    for (const { key, flag } of NETNS_ONLY)
+      if (given.has(key)) refusals.push(`${flag} only applies with --nodes above 1 (a single-node cluster runs in this machine's network namespace)`);
   }
   if (refusals.length > 0) throw new Error(`tsctl cluster up:\n  ${refusals.join('\n  ')}`);
   const config = configFromOptions(options);
@@ -178,8 +198,13 @@ async function waitReady(config: DaemonConfig, pid: number): Promise<void> {
   } finally {
     client.close();
   }
-  const logTail = await readFile(dataPaths(config).daemonLog, 'utf8').then((t) => t.split('\n').slice(-15).join('\n'), () => '');
-  throw new Error(`tsd did not become ready (${processAlive(pid) ? 'still starting after 60 s' : 'it exited'}); last lines of ${dataPaths(config).daemonLog}:\n${logTail}`);
+  const logTail = await readFile(dataPaths(config).daemonLog, 'utf8').then(
+    (t) => t.split('\n').slice(-15).join('\n'),
+    () => '',
+  );
+  throw new Error(
+    `tsd did not become ready (${processAlive(pid) ? 'still starting after 60 s' : 'it exited'}); last lines of ${dataPaths(config).daemonLog}:\n${logTail}`,
+  );
 }
 
 export async function clusterUp(config: DaemonConfig, out: (line: string) => void): Promise<void> {
@@ -237,7 +262,8 @@ export async function clusterUpNetns(options: NetnsClusterOptions, out: (line: s
       ? `cluster is up: ${nodes} nodes ready (node-1 is the manager at ${state.managerAddress}; API also at ${state.apiSocket})`
       : `cluster is up: ${nodes} nodes ready, managers ${managerNames.join(', ')} (node-1 at ${state.managerAddress}; API also at ${state.apiSocket})`,
   );
-  for (const node of state.nodes) out(`  ${node.name}  ${node.role.padEnd(7)}  ${node.underlayAddress}  netns ${node.netns}  log ${join(node.dataRoot, 'tsd.log')}`);
+  for (const node of state.nodes)
+    out(`  ${node.name}  ${node.role.padEnd(7)}  ${node.underlayAddress}  netns ${node.netns}  log ${join(node.dataRoot, 'tsd.log')}`);
 }
 
 export async function clusterDown(out: (line: string) => void): Promise<void> {

@@ -55,7 +55,23 @@ program
   .option('-o, --output <format>', 'table, json or yaml', outputFormat, 'table' as OutputFormat)
   .option('--stack <stack>', 'only this stack')
   .action(async (kindArg: string, name: string | undefined, options: { output: OutputFormat; stack?: string }) => {
-    const kind = ({ service: 'Service', services: 'Service', svc: 'Service', task: 'Task', tasks: 'Task', node: 'Node', nodes: 'Node', secret: 'Secret', secrets: 'Secret', config: 'Config', configs: 'Config', volume: 'Volume', volumes: 'Volume' } as const)[kindArg];
+    const kind = (
+      {
+        service: 'Service',
+        services: 'Service',
+        svc: 'Service',
+        task: 'Task',
+        tasks: 'Task',
+        node: 'Node',
+        nodes: 'Node',
+        secret: 'Secret',
+        secrets: 'Secret',
+        config: 'Config',
+        configs: 'Config',
+        volume: 'Volume',
+        volumes: 'Volume',
+      } as const
+    )[kindArg];
     if (!kind) throw new Error(`unknown kind "${kindArg}": expected services, tasks, nodes, secrets, configs or volumes`);
     await withClient(async (client) => {
       const services = await listAll<Service>(client, 'Service');
@@ -71,9 +87,7 @@ program
       } else if (name !== undefined) {
         const service = resolveServiceName(services, name, options.stack);
         objects = objects.filter((o) =>
-          o.kind === 'Task'
-            ? o.spec.serviceName === service.metadata.name && o.spec.serviceStack === (service.metadata.stack ?? '')
-            : o === service,
+          o.kind === 'Task' ? o.spec.serviceName === service.metadata.name && o.spec.serviceStack === (service.metadata.stack ?? '') : o === service,
         );
       }
       out(formatObjects(objects, options.output, kind, { tasks, now: new Date() }));
@@ -84,7 +98,7 @@ const describe = program.command('describe').description('show one object in det
 describe
   .command('service')
   .argument('<name>', 'service name, STACK/NAME or STACK_NAME')
-  .option('--stack <stack>', 'the service\'s stack')
+  .option('--stack <stack>', "the service's stack")
   .action(async (name: string, options: { stack?: string }) => {
     await withClient(async (client) => {
       const service = resolveServiceName(await listAll<Service>(client, 'Service'), name, options.stack);
@@ -110,7 +124,7 @@ program
   .command('scale')
   .description('set the number of replicas of services')
   .argument('<service=replicas...>', 'e.g. web=5')
-  .option('--stack <stack>', 'the services\' stack')
+  .option('--stack <stack>', "the services' stack")
   .action(async (pairs: string[], options: { stack?: string }) => {
     await withClient(async (client) => {
       const services = await listAll<Service>(client, 'Service');
@@ -131,11 +145,11 @@ program
 
 program
   .command('logs')
-  .description('print the logs of a service\'s tasks')
+  .description("print the logs of a service's tasks")
   .argument('<service>', 'service name, STACK/NAME or STACK_NAME')
   .option('-f, --follow', 'keep printing new lines')
-  .option('--tail <n>', 'lines from the end of each task\'s log', (v: string) => Number(v), 0)
-  .option('--stack <stack>', 'the service\'s stack')
+  .option('--tail <n>', "lines from the end of each task's log", (v: string) => Number(v), 0)
+  .option('--stack <stack>', "the service's stack")
   .option('--no-prefix', 'print lines without the task name')
   .action(async (name: string, options: { follow?: boolean; tail: number; stack?: string; prefix: boolean }) => {
     await withClient(async (client) => {

@@ -47,7 +47,11 @@ export function defaultConfig(): DaemonConfig {
     dataRoot: '/var/lib/tessera',
     listen: '127.0.0.1:7420',
     metricsListen: '127.0.0.1:7421',
-    nodeName: hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63) || 'node',
+    nodeName:
+      hostname()
+        .toLowerCase()
+        .replace(/[^a-z0-9-]/g, '-')
+        .slice(0, 63) || 'node',
     bridge: 'tessera0',
     subnet: '10.213.0.0/24',
     nftTable: 'tessera',
@@ -90,17 +94,21 @@ export function validateConfig(config: DaemonConfig): void {
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(config.bridge)) problems.push(`--bridge must be a link name of at most 15 characters, got "${config.bridge}"`);
   if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(config.subnet)) problems.push(`--subnet must be an IPv4 CIDR such as 10.213.0.0/24, got "${config.subnet}"`);
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(config.nftTable)) problems.push(`--nft-table must be letters, digits, _ or -, got "${config.nftTable}"`);
-  if (!/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(config.cgroupParent)) problems.push(`--cgroup-parent must be a relative cgroup path, got "${config.cgroupParent}"`);
+  if (!/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(config.cgroupParent))
+    problems.push(`--cgroup-parent must be a relative cgroup path, got "${config.cgroupParent}"`);
   if (!(config.heartbeatMs >= 50)) problems.push(`--heartbeat-ms must be at least 50, got ${config.heartbeatMs}`);
   if (!(config.nodeDownAfterMs > config.heartbeatMs)) problems.push(`--node-down-after-ms must exceed --heartbeat-ms`);
-  if (config.apiSocket !== undefined && !/^unix:\/.+/.test(config.apiSocket)) problems.push(`--api-socket must be unix:/absolute/path, got "${config.apiSocket}"`);
+  if (config.apiSocket !== undefined && !/^unix:\/.+/.test(config.apiSocket))
+    problems.push(`--api-socket must be unix:/absolute/path, got "${config.apiSocket}"`);
   if (config.join !== undefined && !ADDRESS.test(config.join)) problems.push(`--join must be host:port or unix:/path, got "${config.join}"`);
   if (config.token !== undefined && !/^TSTKN-1-[0-9a-z-]+$/.test(config.token)) problems.push('--token is not a Tessera join token (TSTKN-1-…)');
   if (!/^\d+\.\d+\.\d+\.\d+$/.test(config.advertiseAddress)) problems.push(`--advertise-address must be an IPv4 address, got "${config.advertiseAddress}"`);
   if (!['raft', 'memory', 'etcd'].includes(config.store)) problems.push(`--store must be raft, memory or etcd, got "${config.store}"`);
   if (config.store === 'etcd' && config.etcdEndpoints.length === 0) problems.push('--store etcd needs --etcd-endpoints http://host:port[,...]');
   for (const e of config.etcdEndpoints) if (!/^https?:\/\/[^/\s]+$/.test(e)) problems.push(`--etcd-endpoints: "${e}" is not http(s)://host:port`);
-  if (!(Number.isInteger(config.raftSnapshotEvery) && config.raftSnapshotEvery >= 10)) problems.push(`--raft-snapshot-every must be an integer of at least 10, got ${config.raftSnapshotEvery}`);
-  if (!(Number.isInteger(config.historyRevisions) && config.historyRevisions >= 0)) problems.push(`--history-revisions must be a whole number (0 keeps all history), got ${config.historyRevisions}`);
+  if (!(Number.isInteger(config.raftSnapshotEvery) && config.raftSnapshotEvery >= 10))
+    problems.push(`--raft-snapshot-every must be an integer of at least 10, got ${config.raftSnapshotEvery}`);
+  if (!(Number.isInteger(config.historyRevisions) && config.historyRevisions >= 0))
+    problems.push(`--history-revisions must be a whole number (0 keeps all history), got ${config.historyRevisions}`);
   if (problems.length > 0) throw new Error(`invalid tsd settings:\n  ${problems.join('\n  ')}`);
 }

@@ -60,7 +60,15 @@ export class Daemon {
     // `tsd join` with a manager token (raft store) makes this node one more manager of the cluster.
     const joinAsManager = config.join !== undefined && config.store === 'raft' && (config.token ?? '').endsWith('-manager');
     if (!config.join || joinAsManager) {
-      const manager = new Manager({ config, security, images, logs: new FileLogSource(paths.logs), self, log, ...(joinAsManager ? { joinVia: config.join } : {}) });
+      const manager = new Manager({
+        config,
+        security,
+        images,
+        logs: new FileLogSource(paths.logs),
+        self,
+        log,
+        ...(joinAsManager ? { joinVia: config.join } : {}),
+      });
       this.manager = manager;
       this.closers.push(() => manager.stop());
       await manager.start();

@@ -34,8 +34,7 @@ async function serve(config: DaemonConfig): Promise<void> {
     if (daemon.manager) {
       const { worker, manager } = daemon.manager.joinTokens;
       process.stdout.write(
-        `To add a worker to this cluster, run on it:\n  tsd join --token ${worker} ${daemon.manager.dispatcherAddress()}\n` +
-          `(manager token: ${manager})\n`,
+        `To add a worker to this cluster, run on it:\n  tsd join --token ${worker} ${daemon.manager.dispatcherAddress()}\n` + `(manager token: ${manager})\n`,
       );
     }
   } catch (err) {
@@ -48,23 +47,25 @@ async function serve(config: DaemonConfig): Promise<void> {
 const program = new Command('tsd').description('Tessera node daemon (manager and agent)');
 
 for (const name of ['init', 'run']) {
-  withNodeOptions(program.command(name).description(name === 'init' ? 'create a cluster with this node as its manager, and serve' : 'same as init'))
-    .action((options: Record<string, unknown>) => serve(configFromOptions(options)));
+  withNodeOptions(program.command(name).description(name === 'init' ? 'create a cluster with this node as its manager, and serve' : 'same as init')).action(
+    (options: Record<string, unknown>) => serve(configFromOptions(options)),
+  );
 }
 
 withNodeOptions(program.command('join').description('join a cluster as a worker, and serve'))
-  .argument('<manager>', 'a manager\'s address, host:port')
+  .argument('<manager>', "a manager's address, host:port")
   .action((manager: string, options: Record<string, unknown>) => {
     const config = configFromOptions({ ...options, join: manager });
     if (!config.token) throw new Error('tsd join: --token is required (get one with `tsctl cluster join-token worker`)');
     return serve(config);
   });
 
-withNodeOptions(program.command('cleanup').description('remove containers, mounts, cgroups, links and rules a stopped tsd left'))
-  .action(async (options: Record<string, unknown>) => {
+withNodeOptions(program.command('cleanup').description('remove containers, mounts, cgroups, links and rules a stopped tsd left')).action(
+  async (options: Record<string, unknown>) => {
     const removed = await cleanupNode(configFromOptions(options), log);
     log(`cleanup done (${removed} container(s) removed)`);
-  });
+  },
+);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   log(err.message);

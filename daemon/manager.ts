@@ -66,7 +66,11 @@ export class Manager {
     // The server is bound first: a Raft member must know its own address before its store opens.
     // The other services are added once the store is there (grpc-js accepts services after bind).
     const server = newRaftServer();
-    if (config.store === 'raft') addRaftService(server, lateHandlers(() => this.raft));
+    if (config.store === 'raft')
+      addRaftService(
+        server,
+        lateHandlers(() => this.raft),
+      );
     // With a durable store tsd restarts after kill -9, which leaves its socket files behind.
     if (config.listen.startsWith('unix:')) await removeStaleSocket(config.listen.slice('unix:'.length));
     this.apiPort = await bindServer(server, config.listen, this.deps.security);

@@ -7,13 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { defaultConfig, validateConfig, type DaemonConfig } from './config.js';
 
 /** How a setting is written on the command line; follows from its type in DaemonConfig. */
-type FlagKind<T> = [T] extends [boolean]
-  ? 'switch'
-  : [T] extends [number]
-    ? 'integer'
-    : [T] extends [readonly string[]]
-      ? 'repeated' | 'comma-list'
-      : 'text';
+type FlagKind<T> = [T] extends [boolean] ? 'switch' : [T] extends [number] ? 'integer' : [T] extends [readonly string[]] ? 'repeated' | 'comma-list' : 'text';
 
 export interface NodeFlag<T> {
   /** Commander's flag spelling, e.g. `--data-root <dir>`. */
@@ -28,7 +22,7 @@ export const NODE_FLAGS: NodeFlags = {
   dataRoot: { spelling: '--data-root <dir>', description: 'where tsd keeps images, containers and logs', kind: 'text' },
   listen: { spelling: '--listen <address>', description: 'gRPC API address (host:port or unix:/path)', kind: 'text' },
   metricsListen: { spelling: '--metrics-listen <address>', description: 'Prometheus /metrics address', kind: 'text' },
-  nodeName: { spelling: '--node-name <name>', description: 'this node\'s name', kind: 'text' },
+  nodeName: { spelling: '--node-name <name>', description: "this node's name", kind: 'text' },
   bridge: { spelling: '--bridge <name>', description: 'container bridge link name', kind: 'text' },
   subnet: { spelling: '--subnet <cidr>', description: 'node-local container subnet', kind: 'text' },
   nftTable: { spelling: '--nft-table <name>', description: 'nftables table for port publishing', kind: 'text' },
@@ -42,9 +36,21 @@ export const NODE_FLAGS: NodeFlags = {
   token: { spelling: '--token <token>', description: 'join token (with --join)', kind: 'text' },
   store: { spelling: '--store <backend>', description: 'cluster state: raft (replicated, durable), memory (tests) or etcd', kind: 'text' },
   etcdEndpoints: { spelling: '--etcd-endpoints <urls>', description: 'with --store etcd: comma-separated http://host:port list', kind: 'comma-list' },
-  raftSnapshotEvery: { spelling: '--raft-snapshot-every <entries>', description: 'raft: snapshot and compact the log every this many entries', kind: 'integer' },
-  historyRevisions: { spelling: '--history-revisions <n>', description: 'store revisions kept for watches to resume from; older ones are compacted (0: keep all)', kind: 'integer' },
-  insecureTransport: { spelling: '--insecure-transport', description: 'allow gRPC without TLS on non-loopback addresses (test clusters in private namespaces only)', kind: 'switch' },
+  raftSnapshotEvery: {
+    spelling: '--raft-snapshot-every <entries>',
+    description: 'raft: snapshot and compact the log every this many entries',
+    kind: 'integer',
+  },
+  historyRevisions: {
+    spelling: '--history-revisions <n>',
+    description: 'store revisions kept for watches to resume from; older ones are compacted (0: keep all)',
+    kind: 'integer',
+  },
+  insecureTransport: {
+    spelling: '--insecure-transport',
+    description: 'allow gRPC without TLS on non-loopback addresses (test clusters in private namespaces only)',
+    kind: 'switch',
+  },
 };
 
 export type NodeSettingKey = keyof DaemonConfig;
@@ -136,7 +142,9 @@ export function nodeArgv(config: DaemonConfig): string[] {
 
 /** What tsd makes of these options (the parser `tsd init` uses), validated. */
 export function parseNodeArgv(argv: readonly string[]): DaemonConfig {
-  const command = withNodeOptions(new Command('tsd-options')).exitOverride().configureOutput({ writeErr: () => {} });
+  const command = withNodeOptions(new Command('tsd-options'))
+    .exitOverride()
+    .configureOutput({ writeErr: () => {} });
   command.parse([...argv], { from: 'user' });
   return configFromOptions(command.opts());
 }

@@ -12,8 +12,17 @@ rmSync(outDir, { recursive: true, force: true });
 const files = readdirSync(protoDir).filter((f) => f.endsWith('.proto'));
 execFileSync(
   join(root, 'node_modules/.bin/proto-loader-gen-types'),
-  ['--longs=Number', '--enums=String', '--defaults', '--oneofs', '--keepCase=false',
-    '--grpcLib=@grpc/grpc-js', `--outDir=${outDir}`, `-I${protoDir}`, ...files],
+  [
+    '--longs=Number',
+    '--enums=String',
+    '--defaults',
+    '--oneofs',
+    '--keepCase=false',
+    '--grpcLib=@grpc/grpc-js',
+    `--outDir=${outDir}`,
+    `-I${protoDir}`,
+    ...files,
+  ],
   { stdio: 'inherit' },
 );
 

@@ -89,7 +89,9 @@ export class ImageInUseError extends Error {
     readonly reference: string,
     readonly users: string[],
   ) {
-    super(`image ${reference} is in use by ${users.length === 1 ? '' : `${users.length} tasks: `}${users.slice(0, 5).join(', ')}${users.length > 5 ? ', …' : ''}; remove or stop them first`);
+    super(
+      `image ${reference} is in use by ${users.length === 1 ? '' : `${users.length} tasks: `}${users.slice(0, 5).join(', ')}${users.length > 5 ? ', …' : ''}; remove or stop them first`,
+    );
     this.name = 'ImageInUseError';
   }
 }
@@ -370,7 +372,11 @@ export class LocalImageStore implements ImageStore {
     if (diffIds.length !== manifest.layers.length) {
       throw new Error(`${what}: manifest has ${manifest.layers.length} layers but the config lists ${diffIds.length} diff_ids`);
     }
-    if (config.os !== undefined && config.architecture !== undefined && (config.os !== this.platform.os || config.architecture !== this.platform.architecture)) {
+    if (
+      config.os !== undefined &&
+      config.architecture !== undefined &&
+      (config.os !== this.platform.os || config.architecture !== this.platform.architecture)
+    ) {
       this.log(`${what}: image is for ${config.os}/${config.architecture}, this node is ${this.platform.os}/${this.platform.architecture}`);
     }
 
@@ -441,7 +447,11 @@ export class LocalImageStore implements ImageStore {
         continue;
       }
       if (!(await this.blobs.has(record.digest))) return undefined;
-      manifest ??= parseWith(imageManifestSchema, await this.blobs.readBytes(record.digest, MAX_JSON_BYTES, record.reference), `manifest of ${record.reference}`);
+      manifest ??= parseWith(
+        imageManifestSchema,
+        await this.blobs.readBytes(record.digest, MAX_JSON_BYTES, record.reference),
+        `manifest of ${record.reference}`,
+      );
       const layer = manifest.layers[i];
       if (!layer || !(await this.blobs.has(layer.digest, layer.size))) return undefined;
       const what = `${record.reference}: layer ${layer.digest}`;

@@ -136,10 +136,7 @@ export type ManifestDocument = { kind: 'manifest'; manifest: ImageManifest } | {
  */
 export function parseManifestDocument(bytes: Uint8Array, what: string, contentType?: string): ManifestDocument {
   const json = parseJson(bytes, what);
-  const bodyType =
-    typeof json === 'object' && json !== null && 'mediaType' in json && typeof json.mediaType === 'string'
-      ? json.mediaType
-      : undefined;
+  const bodyType = typeof json === 'object' && json !== null && 'mediaType' in json && typeof json.mediaType === 'string' ? json.mediaType : undefined;
   const headerType = contentType?.split(';')[0]?.trim();
   const declared = bodyType ?? (headerType && [...MANIFEST_TYPES, ...INDEX_TYPES].includes(headerType) ? headerType : undefined);
   let isIndex: boolean;
@@ -179,10 +176,7 @@ export function hostPlatform(): Platform {
 export function selectManifest(index: ImageIndex, platform: Platform, what: string): Descriptor {
   const candidates = index.manifests.filter(
     (d) =>
-      MANIFEST_TYPES.includes(d.mediaType) &&
-      d.platform !== undefined &&
-      d.platform.os === platform.os &&
-      d.platform.architecture === platform.architecture,
+      MANIFEST_TYPES.includes(d.mediaType) && d.platform !== undefined && d.platform.os === platform.os && d.platform.architecture === platform.architecture,
   );
   const exact = candidates.find((d) => platform.variant === undefined || d.platform?.variant === platform.variant);
   const chosen = exact ?? candidates.find((d) => d.platform?.variant === undefined) ?? candidates[0];
@@ -194,10 +188,7 @@ export function selectManifest(index: ImageIndex, platform: Platform, what: stri
   const available = index.manifests
     .map((d) => (d.platform ? `${d.platform.os}/${d.platform.architecture}${d.platform.variant ? `/${d.platform.variant}` : ''}` : '(no platform)'))
     .join(', ');
-  throw new InvalidDocumentError(
-    what,
-    `no image for ${platform.os}/${platform.architecture} in index (available: ${available || 'none'})`,
-  );
+  throw new InvalidDocumentError(what, `no image for ${platform.os}/${platform.architecture} in index (available: ${available || 'none'})`);
 }
 
 export function runtimeConfigOf(config: ImageConfig): ImageRuntimeConfig {

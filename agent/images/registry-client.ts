@@ -102,10 +102,7 @@ export class RegistryClient {
     }
     const contentType = response.headers.get('content-type') ?? undefined;
     const document = parseManifestDocument(bytes, `manifest of ${name}`, contentType);
-    const mediaType =
-      document.kind === 'index'
-        ? (document.index.mediaType ?? contentType ?? '')
-        : (document.manifest.mediaType ?? contentType ?? '');
+    const mediaType = document.kind === 'index' ? (document.index.mediaType ?? contentType ?? '') : (document.manifest.mediaType ?? contentType ?? '');
     return { digest, mediaType, bytes, document };
   }
 
@@ -148,7 +145,8 @@ export class RegistryClient {
           yield chunk;
         }
         // A body shorter than declared is a broken connection (so worth another try), not bad content.
-        if (received < descriptor.size) throw new Error(`the body ended after ${received} of ${keepAlive.headers.get('content-length') ?? descriptor.size} bytes`);
+        if (received < descriptor.size)
+          throw new Error(`the body ended after ${received} of ${keepAlive.headers.get('content-length') ?? descriptor.size} bytes`);
       } catch (error) {
         if (idle.signal.aborted) throw new RegistryError(`${what}: no data received for ${timeoutMs} ms`, undefined, true);
         // The connection broke mid-body: the download as a whole may be tried again.
@@ -165,11 +163,7 @@ export class RegistryClient {
    * content itself (digest or size mismatch) are never retried: the registry would send the
    * same bytes again.
    */
-  async fetchBlob<T>(
-    ref: ImageReference,
-    descriptor: Descriptor,
-    consume: (chunks: AsyncIterable<Uint8Array>, attempt: number) => Promise<T>,
-  ): Promise<T> {
+  async fetchBlob<T>(ref: ImageReference, descriptor: Descriptor, consume: (chunks: AsyncIterable<Uint8Array>, attempt: number) => Promise<T>): Promise<T> {
     const what = `blob ${descriptor.digest} of ${repositoryName(ref)}`;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -178,17 +172,15 @@ export class RegistryClient {
         if (!(error instanceof RegistryError) || !error.retryable) throw error;
         const decision = decideRetry(attempt, this.retryPolicy, this.random);
         if (!decision.retry) throw new RegistryError(`${error.message} (${decision.reason})`, error.status, false);
-        this.options.onRetry?.(`${what}: ${error.message}; downloading again in ${decision.delayMs} ms (attempt ${attempt + 1} of ${this.retryPolicy.maxAttempts})`);
+        this.options.onRetry?.(
+          `${what}: ${error.message}; downloading again in ${decision.delayMs} ms (attempt ${attempt + 1} of ${this.retryPolicy.maxAttempts})`,
+        );
         await this.sleep(decision.delayMs);
       }
     }
   }
 
-  private async request(
-    ref: ImageReference,
-    path: string,
-    options: { accept: string; timeout: boolean; idle?: IdleAbort },
-  ): Promise<Response> {
+  private async request(ref: ImageReference, path: string, options: { accept: string; timeout: boolean; idle?: IdleAbort }): Promise<Response> {
     const url = `${this.baseUrl(ref.registry)}/v2/${ref.repository}${path}`;
     const scopeKey = repositoryName(ref);
     let authorized = false;

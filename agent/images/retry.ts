@@ -44,7 +44,10 @@ export function decideRetry(retry: number, policy: RetryPolicy, random: () => nu
   if (retry >= policy.maxAttempts) return { retry: false, reason: `gave up after ${policy.maxAttempts} attempts` };
   if (retryAfterMs !== undefined) {
     if (retryAfterMs > policy.maxRetryAfterMs) {
-      return { retry: false, reason: `the registry asked to retry after ${Math.ceil(retryAfterMs / 1000)} s, longer than the ${policy.maxRetryAfterMs / 1000} s we wait` };
+      return {
+        retry: false,
+        reason: `the registry asked to retry after ${Math.ceil(retryAfterMs / 1000)} s, longer than the ${policy.maxRetryAfterMs / 1000} s we wait`,
+      };
     }
     return { retry: true, delayMs: retryAfterMs };
   }

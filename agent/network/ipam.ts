@@ -1,16 +1,7 @@
 // Node-local IP address management: hands out addresses of one subnet to containers.
 // Pure and synchronous; the caller persists `serialise()` and rebuilds with `Ipam.restore()`.
 
-import {
-  NetworkInputError,
-  broadcastOf,
-  cidrContains,
-  formatIpv4,
-  gatewayOf,
-  parseCidr,
-  parseIpv4,
-  type Ipv4Cidr,
-} from '../../common/network/ipv4.js';
+import { NetworkInputError, broadcastOf, cidrContains, formatIpv4, gatewayOf, parseCidr, parseIpv4, type Ipv4Cidr } from '../../common/network/ipv4.js';
 
 export interface IpamState {
   version: 1;

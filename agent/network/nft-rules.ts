@@ -53,10 +53,7 @@ export function baseTableScript(spec: BaseTableSpec, serviceChains: string[]): s
 
 /** Rewrites the dispatch chain to jump to exactly these service chains. */
 export function dispatchLines(table: string, serviceChains: string[]): string[] {
-  return [
-    `flush chain ip ${table} ${DISPATCH_CHAIN}`,
-    ...[...serviceChains].sort().map((chain) => `add rule ip ${table} ${DISPATCH_CHAIN} jump ${chain}`),
-  ];
+  return [`flush chain ip ${table} ${DISPATCH_CHAIN}`, ...[...serviceChains].sort().map((chain) => `add rule ip ${table} ${DISPATCH_CHAIN} jump ${chain}`)];
 }
 
 /** Replaces one service chain's rules; the dispatch chain is rebuilt alongside by the caller. */

@@ -73,11 +73,7 @@ export function hasTable(ruleset: NftRuleset, family: string, name: string): boo
  */
 export function droppingForwardChains(ruleset: NftRuleset, ownTable: string): NftChainInfo[] {
   return ruleset.chains.filter(
-    (c) =>
-      c.hook === 'forward' &&
-      c.policy === 'drop' &&
-      (c.family === 'ip' || c.family === 'inet') &&
-      !(c.family === 'ip' && c.table === ownTable),
+    (c) => c.hook === 'forward' && c.policy === 'drop' && (c.family === 'ip' || c.family === 'inet') && !(c.family === 'ip' && c.table === ownTable),
   );
 }
 

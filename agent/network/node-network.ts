@@ -133,10 +133,7 @@ export class BridgeNetwork implements NodeNetwork {
 
       this.rejectPortConflicts(serviceKey, chain, wanted);
       const isNew = !this.serviceChains.has(chain);
-      const script = [
-        ...serviceChainLines(table, chain, wanted, targets),
-        ...(isNew ? dispatchLines(table, [...this.serviceChains, chain]) : []),
-      ];
+      const script = [...serviceChainLines(table, chain, wanted, targets), ...(isNew ? dispatchLines(table, [...this.serviceChains, chain]) : [])];
       await this.commands.nftApply(lines(script));
       this.serviceChains.add(chain);
       this.published.set(chain, { serviceKey, ports: wanted });
@@ -155,9 +152,7 @@ export class BridgeNetwork implements NodeNetwork {
       if (stale.length === 0) return;
       const table = this.config.nftTable;
       const remaining = [...this.serviceChains].filter((c) => keep.has(c));
-      await this.commands.nftApply(
-        lines([...dispatchLines(table, remaining), ...stale.flatMap((c) => deleteServiceChainLines(table, c))]),
-      );
+      await this.commands.nftApply(lines([...dispatchLines(table, remaining), ...stale.flatMap((c) => deleteServiceChainLines(table, c))]));
       for (const chain of stale) {
         this.serviceChains.delete(chain);
         this.published.delete(chain);
@@ -175,9 +170,7 @@ export class BridgeNetwork implements NodeNetwork {
       }
       const ruleset = parseRuleset(await this.commands.nftRuleset());
       const script = [
-        ...rulesTagged(ruleset, forwardTag(nftTable, bridge)).map(
-          (r) => `delete rule ${r.family} ${r.table} ${r.chain} handle ${r.handle}`,
-        ),
+        ...rulesTagged(ruleset, forwardTag(nftTable, bridge)).map((r) => `delete rule ${r.family} ${r.table} ${r.chain} handle ${r.handle}`),
         ...(hasTable(ruleset, 'ip', nftTable) ? [`delete table ip ${nftTable}`] : []),
       ];
       if (script.length > 0) await this.commands.nftApply(lines(script));
@@ -252,9 +245,7 @@ export class BridgeNetwork implements NodeNetwork {
     if (!link) return undefined;
     return {
       kind: link.linkinfo?.info_kind,
-      addresses: (link.addr_info ?? [])
-        .filter((a) => a.family === 'inet')
-        .map((a) => `${a.local ?? ''}/${a.prefixlen ?? ''}`),
+      addresses: (link.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => `${a.local ?? ''}/${a.prefixlen ?? ''}`),
     };
   }
 
@@ -275,9 +266,7 @@ export class BridgeNetwork implements NodeNetwork {
       if (otherChain === chain) continue;
       for (const port of ports) {
         if (other.ports.some((p) => p.protocol === port.protocol && p.published === port.published)) {
-          throw new NetworkInputError(
-            `port ${port.published}/${port.protocol} of service "${serviceKey}" is already published by "${other.serviceKey}"`,
-          );
+          throw new NetworkInputError(`port ${port.published}/${port.protocol} of service "${serviceKey}" is already published by "${other.serviceKey}"`);
         }
       }
     }

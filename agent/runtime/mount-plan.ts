@@ -9,17 +9,41 @@ type OciMount = NonNullable<OciSpec['mounts']>[number];
 
 /** OCI option → flags it sets; options that only clear a default flag map to []. */
 const FLAG_OPTIONS: Record<string, MountFlag[]> = {
-  ro: ['rdonly'], rw: [], nosuid: ['nosuid'], suid: [], nodev: ['nodev'], dev: [],
-  noexec: ['noexec'], exec: [], sync: ['synchronous'], async: [], dirsync: ['dirsync'],
-  mand: ['mandlock'], nomand: [], atime: [], noatime: ['noatime'], diratime: [],
-  nodiratime: ['nodiratime'], relatime: ['relatime'], norelatime: [], strictatime: ['strictatime'],
-  nostrictatime: [], bind: ['bind'], rbind: ['bind', 'rec'],
+  ro: ['rdonly'],
+  rw: [],
+  nosuid: ['nosuid'],
+  suid: [],
+  nodev: ['nodev'],
+  dev: [],
+  noexec: ['noexec'],
+  exec: [],
+  sync: ['synchronous'],
+  async: [],
+  dirsync: ['dirsync'],
+  mand: ['mandlock'],
+  nomand: [],
+  atime: [],
+  noatime: ['noatime'],
+  diratime: [],
+  nodiratime: ['nodiratime'],
+  relatime: ['relatime'],
+  norelatime: [],
+  strictatime: ['strictatime'],
+  nostrictatime: [],
+  bind: ['bind'],
+  rbind: ['bind', 'rec'],
 };
 
 /** Propagation options, applied to the mount after it is made (mount(2) cannot combine the two). */
 const PROPAGATION: Record<string, MountFlag[]> = {
-  private: ['private'], rprivate: ['private', 'rec'], shared: ['shared'], rshared: ['shared', 'rec'],
-  slave: ['slave'], rslave: ['slave', 'rec'], unbindable: ['unbindable'], runbindable: ['unbindable', 'rec'],
+  private: ['private'],
+  rprivate: ['private', 'rec'],
+  shared: ['shared'],
+  rshared: ['shared', 'rec'],
+  slave: ['slave'],
+  rslave: ['slave', 'rec'],
+  unbindable: ['unbindable'],
+  runbindable: ['unbindable', 'rec'],
 };
 
 const SUPPORTED_TYPES = new Set(['bind', 'proc', 'tmpfs', 'devpts', 'sysfs', 'mqueue', 'overlay', 'cgroup']);
@@ -104,7 +128,13 @@ export async function planMounts(mounts: OciMount[], field: string, cgroup?: Cgr
  *
  * `ro` makes every bind and the tmpfs itself read-only (the tmpfs after its binds and links are in).
  */
-export function planCgroupMount(destination: string, flags: readonly MountFlag[], propagation: MountFlag[], cgroup: CgroupMountContext, where: string): NativeMount[] {
+export function planCgroupMount(
+  destination: string,
+  flags: readonly MountFlag[],
+  propagation: MountFlag[],
+  cgroup: CgroupMountContext,
+  where: string,
+): NativeMount[] {
   const readonly = flags.includes('rdonly');
   const bindOf = (source: string, dest: string): NativeMount => ({
     source,
@@ -136,12 +166,29 @@ export function planCgroupMount(destination: string, flags: readonly MountFlag[]
   for (const name of [...names].sort()) {
     for (const controller of name.split(',')) {
       if (controller === name || controller === '' || names.has(controller)) continue;
-      planned.push({ source: '', destination: path.posix.join(destination, controller), fstype: '', flags: [], data: '', remountReadonly: false, targetKind: 'dir', symlinkTarget: name });
+      planned.push({
+        source: '',
+        destination: path.posix.join(destination, controller),
+        fstype: '',
+        flags: [],
+        data: '',
+        remountReadonly: false,
+        targetKind: 'dir',
+        symlinkTarget: name,
+      });
     }
   }
   if (readonly) {
     // A remount of this mount point only (MS_BIND): the tmpfs's own options stay as they are.
-    planned.push({ source: '', destination, fstype: '', flags: [...new Set<MountFlag>([...withoutRdonly, 'remount', 'bind', 'rdonly'])], data: '', remountReadonly: false, targetKind: 'dir' });
+    planned.push({
+      source: '',
+      destination,
+      fstype: '',
+      flags: [...new Set<MountFlag>([...withoutRdonly, 'remount', 'bind', 'rdonly'])],
+      data: '',
+      remountReadonly: false,
+      targetKind: 'dir',
+    });
   }
   return planned;
 }

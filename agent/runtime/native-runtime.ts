@@ -51,17 +51,17 @@ export class NativeRuntime implements ContainerRuntime {
     const logFormat = options.logFormat ?? 'raw';
     const logMaxBytes = options.logMaxBytes ?? 0;
     const logMaxFiles = options.logMaxFiles ?? 1;
-    if (!Number.isSafeInteger(logMaxBytes) || logMaxBytes < 0) throw new Error(`create container ${id}: logMaxBytes must be a non-negative integer, got ${logMaxBytes}`);
-    if (!Number.isSafeInteger(logMaxFiles) || logMaxFiles < 1 || logMaxFiles > 100) throw new Error(`create container ${id}: logMaxFiles must be an integer from 1 to 100, got ${logMaxFiles}`);
+    if (!Number.isSafeInteger(logMaxBytes) || logMaxBytes < 0)
+      throw new Error(`create container ${id}: logMaxBytes must be a non-negative integer, got ${logMaxBytes}`);
+    if (!Number.isSafeInteger(logMaxFiles) || logMaxFiles < 1 || logMaxFiles > 100)
+      throw new Error(`create container ${id}: logMaxFiles must be an integer from 1 to 100, got ${logMaxFiles}`);
     const bundle = path.resolve(bundleDir);
     const source = path.join(bundle, 'config.json');
     const spec = await readBundleConfig(bundle);
     const rootfs = await resolveRootfs(spec, bundle, source);
     const cgroups = await this.cgroupDriver();
     const cgroupPath =
-      spec.linux?.cgroupsPath !== undefined
-        ? normalizeCgroupsPath(spec.linux.cgroupsPath, `${source}: linux.cgroupsPath`)
-        : `${this.cgroupParent}/${id}`;
+      spec.linux?.cgroupsPath !== undefined ? normalizeCgroupsPath(spec.linux.cgroupsPath, `${source}: linux.cgroupsPath`) : `${this.cgroupParent}/${id}`;
     const logPath = path.resolve(options.logPath);
 
     await this.store.claim(id);
@@ -143,7 +143,8 @@ export class NativeRuntime implements ContainerRuntime {
   async kill(id: string, signal: NodeJS.Signals | number): Promise<void> {
     await this.mustRead(id);
     const number = typeof signal === 'number' ? signal : os.constants.signals[signal];
-    if (number === undefined || !Number.isInteger(number) || number < 0 || number > 64) throw new Error(`kill container ${id}: unknown signal ${String(signal)}`);
+    if (number === undefined || !Number.isInteger(number) || number < 0 || number > 64)
+      throw new Error(`kill container ${id}: unknown signal ${String(signal)}`);
     try {
       await this.shim(id).kill(number);
     } catch (err) {
@@ -280,7 +281,13 @@ async function oomFileOf(cgroup: CgroupRecord): Promise<string> {
   for (const dir of cgroup.dirs) {
     for (const name of ['memory.oom_control', 'memory.events']) {
       const file = path.join(dir, name);
-      if (await fs.access(file).then(() => true, () => false)) return file;
+      if (
+        await fs.access(file).then(
+          () => true,
+          () => false,
+        )
+      )
+        return file;
     }
   }
   return '';

@@ -10,9 +10,27 @@ import type { NativeSecurityPlan } from './security-plan.js';
 
 /** Names of MS_* mount flags the addon understands. */
 export type MountFlag =
-  | 'rdonly' | 'nosuid' | 'nodev' | 'noexec' | 'synchronous' | 'remount' | 'mandlock'
-  | 'dirsync' | 'noatime' | 'nodiratime' | 'bind' | 'move' | 'rec' | 'silent'
-  | 'private' | 'slave' | 'shared' | 'unbindable' | 'relatime' | 'strictatime' | 'lazytime';
+  | 'rdonly'
+  | 'nosuid'
+  | 'nodev'
+  | 'noexec'
+  | 'synchronous'
+  | 'remount'
+  | 'mandlock'
+  | 'dirsync'
+  | 'noatime'
+  | 'nodiratime'
+  | 'bind'
+  | 'move'
+  | 'rec'
+  | 'silent'
+  | 'private'
+  | 'slave'
+  | 'shared'
+  | 'unbindable'
+  | 'relatime'
+  | 'strictatime'
+  | 'lazytime';
 
 /** Namespaces the addon can create for a container (CLONE_NEW*). */
 export type NamespaceKind = 'pid' | 'mount' | 'uts' | 'ipc' | 'network' | 'cgroup';
@@ -119,9 +137,10 @@ export interface ExecSpawned {
 }
 
 // From the sources (tsx) the addon is two levels up; from the compiled dist/agent/runtime, three.
-const addonPath = ['../../build/Release/tessera_native.node', '../../../build/Release/tessera_native.node']
-  .map((relative) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), relative))
-  .find((candidate) => existsSync(candidate)) ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../build/Release/tessera_native.node');
+const addonPath =
+  ['../../build/Release/tessera_native.node', '../../../build/Release/tessera_native.node']
+    .map((relative) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), relative))
+    .find((candidate) => existsSync(candidate)) ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../build/Release/tessera_native.node');
 /** The tessera-shim executable built next to the addon. */
 export const SHIM_PATH = path.join(path.dirname(addonPath), 'tessera-shim');
 const binding = createRequire(import.meta.url)(addonPath) as NativeBinding;

@@ -11,27 +11,43 @@ import { linuxResourcesSchema } from './cgroups/resources.js';
 import type { OciSpec } from './types.js';
 
 const uint32 = z.number().int().min(0).max(0xffff_fffe);
-const absolutePath = z.string().min(1).refine((p) => p.startsWith('/'), 'must be an absolute path');
+const absolutePath = z
+  .string()
+  .min(1)
+  .refine((p) => p.startsWith('/'), 'must be an absolute path');
 /** uint64 fields: JSON numbers above 2^53 lose precision but keep their meaning (effectively "no limit"). */
 const uint64 = z.number().int().min(0);
 
-const capabilityList = z.array(z.string().refine(isCapabilityName, { error: (iss) => `unknown capability '${String(iss.input)}' (expected a CAP_* name such as CAP_CHOWN)` }));
+const capabilityList = z.array(
+  z.string().refine(isCapabilityName, { error: (iss) => `unknown capability '${String(iss.input)}' (expected a CAP_* name such as CAP_CHOWN)` }),
+);
 const capabilities = z
-  .object(Object.fromEntries(CAPABILITY_SETS.map((set) => [set, capabilityList.optional()])) as Record<(typeof CAPABILITY_SETS)[number], z.ZodOptional<typeof capabilityList>>)
+  .object(
+    Object.fromEntries(CAPABILITY_SETS.map((set) => [set, capabilityList.optional()])) as Record<
+      (typeof CAPABILITY_SETS)[number],
+      z.ZodOptional<typeof capabilityList>
+    >,
+  )
   .strict();
 
-const rlimit = z.object({
-  type: z.string().refine((t) => RLIMIT_NAMES.includes(t), { error: (iss) => `unknown rlimit type '${String(iss.input)}' (expected one of ${RLIMIT_NAMES.join(', ')})` }),
-  hard: uint64,
-  soft: uint64,
-}).refine((r) => r.soft <= r.hard, 'soft must not exceed hard');
+const rlimit = z
+  .object({
+    type: z
+      .string()
+      .refine((t) => RLIMIT_NAMES.includes(t), { error: (iss) => `unknown rlimit type '${String(iss.input)}' (expected one of ${RLIMIT_NAMES.join(', ')})` }),
+    hard: uint64,
+    soft: uint64,
+  })
+  .refine((r) => r.soft <= r.hard, 'soft must not exceed hard');
 
 const seccompAction = z.enum(SECCOMP_ACTIONS, { error: `must be one of ${SECCOMP_ACTIONS.join(', ')}` });
 const errnoRet = z.number().int().min(1).max(4095);
 const seccomp = z.object({
   defaultAction: seccompAction,
   defaultErrnoRet: errnoRet.optional(),
-  architectures: z.array(z.string().refine((a) => Object.hasOwn(SECCOMP_ARCHITECTURES, a), { error: (iss) => `unknown architecture '${String(iss.input)}'` })).optional(),
+  architectures: z
+    .array(z.string().refine((a) => Object.hasOwn(SECCOMP_ARCHITECTURES, a), { error: (iss) => `unknown architecture '${String(iss.input)}'` }))
+    .optional(),
   flags: z.array(z.string()).max(0, 'seccomp flags are not supported').optional(),
   listenerPath: z.undefined({ error: 'seccomp notification (listenerPath) is not supported' }).optional(),
   syscalls: z

@@ -1,23 +1,37 @@
 // linux.seccomp of the OCI spec: its types, and the plain form the addon compiles with libseccomp.
 
 export const SECCOMP_ACTIONS = [
-  'SCMP_ACT_ALLOW', 'SCMP_ACT_ERRNO', 'SCMP_ACT_KILL', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_KILL_PROCESS',
-  'SCMP_ACT_TRAP', 'SCMP_ACT_LOG',
+  'SCMP_ACT_ALLOW',
+  'SCMP_ACT_ERRNO',
+  'SCMP_ACT_KILL',
+  'SCMP_ACT_KILL_THREAD',
+  'SCMP_ACT_KILL_PROCESS',
+  'SCMP_ACT_TRAP',
+  'SCMP_ACT_LOG',
 ] as const;
 export type SeccompAction = (typeof SECCOMP_ACTIONS)[number];
 
-export const SECCOMP_OPERATORS = [
-  'SCMP_CMP_NE', 'SCMP_CMP_LT', 'SCMP_CMP_LE', 'SCMP_CMP_EQ', 'SCMP_CMP_GE', 'SCMP_CMP_GT', 'SCMP_CMP_MASKED_EQ',
-] as const;
+export const SECCOMP_OPERATORS = ['SCMP_CMP_NE', 'SCMP_CMP_LT', 'SCMP_CMP_LE', 'SCMP_CMP_EQ', 'SCMP_CMP_GE', 'SCMP_CMP_GT', 'SCMP_CMP_MASKED_EQ'] as const;
 export type SeccompOperator = (typeof SECCOMP_OPERATORS)[number];
 
 /** OCI architecture names → libseccomp's names. */
 export const SECCOMP_ARCHITECTURES: Readonly<Record<string, string>> = {
-  SCMP_ARCH_X86: 'x86', SCMP_ARCH_X86_64: 'x86_64', SCMP_ARCH_X32: 'x32', SCMP_ARCH_ARM: 'arm',
-  SCMP_ARCH_AARCH64: 'aarch64', SCMP_ARCH_MIPS: 'mips', SCMP_ARCH_MIPS64: 'mips64',
-  SCMP_ARCH_MIPS64N32: 'mips64n32', SCMP_ARCH_MIPSEL: 'mipsel', SCMP_ARCH_MIPSEL64: 'mipsel64',
-  SCMP_ARCH_MIPSEL64N32: 'mipsel64n32', SCMP_ARCH_PPC: 'ppc', SCMP_ARCH_PPC64: 'ppc64',
-  SCMP_ARCH_PPC64LE: 'ppc64le', SCMP_ARCH_S390: 's390', SCMP_ARCH_S390X: 's390x',
+  SCMP_ARCH_X86: 'x86',
+  SCMP_ARCH_X86_64: 'x86_64',
+  SCMP_ARCH_X32: 'x32',
+  SCMP_ARCH_ARM: 'arm',
+  SCMP_ARCH_AARCH64: 'aarch64',
+  SCMP_ARCH_MIPS: 'mips',
+  SCMP_ARCH_MIPS64: 'mips64',
+  SCMP_ARCH_MIPS64N32: 'mips64n32',
+  SCMP_ARCH_MIPSEL: 'mipsel',
+  SCMP_ARCH_MIPSEL64: 'mipsel64',
+  SCMP_ARCH_MIPSEL64N32: 'mipsel64n32',
+  SCMP_ARCH_PPC: 'ppc',
+  SCMP_ARCH_PPC64: 'ppc64',
+  SCMP_ARCH_PPC64LE: 'ppc64le',
+  SCMP_ARCH_S390: 's390',
+  SCMP_ARCH_S390X: 's390x',
   SCMP_ARCH_RISCV64: 'riscv64',
 };
 

@@ -9,16 +9,35 @@ import type { OciIdMapping, OciSpec } from './types.js';
 
 /** setrlimit(2) resources by OCI name. */
 export const RLIMIT_NUMBERS: Readonly<Record<string, number>> = {
-  RLIMIT_CPU: 0, RLIMIT_FSIZE: 1, RLIMIT_DATA: 2, RLIMIT_STACK: 3, RLIMIT_CORE: 4, RLIMIT_RSS: 5,
-  RLIMIT_NPROC: 6, RLIMIT_NOFILE: 7, RLIMIT_MEMLOCK: 8, RLIMIT_AS: 9, RLIMIT_LOCKS: 10,
-  RLIMIT_SIGPENDING: 11, RLIMIT_MSGQUEUE: 12, RLIMIT_NICE: 13, RLIMIT_RTPRIO: 14, RLIMIT_RTTIME: 15,
+  RLIMIT_CPU: 0,
+  RLIMIT_FSIZE: 1,
+  RLIMIT_DATA: 2,
+  RLIMIT_STACK: 3,
+  RLIMIT_CORE: 4,
+  RLIMIT_RSS: 5,
+  RLIMIT_NPROC: 6,
+  RLIMIT_NOFILE: 7,
+  RLIMIT_MEMLOCK: 8,
+  RLIMIT_AS: 9,
+  RLIMIT_LOCKS: 10,
+  RLIMIT_SIGPENDING: 11,
+  RLIMIT_MSGQUEUE: 12,
+  RLIMIT_NICE: 13,
+  RLIMIT_RTPRIO: 14,
+  RLIMIT_RTTIME: 15,
 };
 export const RLIMIT_NAMES = Object.keys(RLIMIT_NUMBERS);
 
 /** Sysctls whose state belongs to a namespace the container has its own copy of. */
 const IPC_SYSCTLS = new Set([
-  'kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall', 'kernel.shmmax',
-  'kernel.shmmni', 'kernel.shm_rmid_forced',
+  'kernel.msgmax',
+  'kernel.msgmnb',
+  'kernel.msgmni',
+  'kernel.sem',
+  'kernel.shmall',
+  'kernel.shmmax',
+  'kernel.shmmni',
+  'kernel.shm_rmid_forced',
 ]);
 
 export type SysctlNamespace = 'network' | 'ipc';
@@ -153,7 +172,9 @@ export function buildSecurityPlan(spec: OciSpec, source: string, ownNamespaces: 
     if (problem !== undefined) throw new Error(`${source}: linux.sysctl: ${problem}`);
     const ns = sysctlNamespace(key);
     if (ns === undefined || !ownNamespaces.includes(ns)) {
-      throw new Error(`${source}: linux.sysctl: '${key}' needs the container's own ${ns ?? '?'} namespace (a shared one would change the host or another container)`);
+      throw new Error(
+        `${source}: linux.sysctl: '${key}' needs the container's own ${ns ?? '?'} namespace (a shared one would change the host or another container)`,
+      );
     }
     if (value.includes('\0')) throw new Error(`${source}: linux.sysctl.${key}: value contains a NUL byte`);
     sysctls.push({ path: `/proc/sys/${key.replaceAll('.', '/')}`, value });
@@ -165,7 +186,8 @@ export function buildSecurityPlan(spec: OciSpec, source: string, ownNamespaces: 
   }
 
   const capsField = `${source}: process.capabilities`;
-  const capabilities = proc.capabilities === undefined ? undefined : withRaisableAmbient(nativeCapabilities(proc.capabilities, capsField), 'process.capabilities');
+  const capabilities =
+    proc.capabilities === undefined ? undefined : withRaisableAmbient(nativeCapabilities(proc.capabilities, capsField), 'process.capabilities');
   return {
     capabilities: capabilities?.capabilities ?? null,
     rlimits,

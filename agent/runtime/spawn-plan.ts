@@ -94,7 +94,11 @@ export async function buildSpawnPlan(inputs: SpawnPlanInputs): Promise<NativeSpa
   };
 }
 
-function cgroupMountContext(inputs: SpawnPlanInputs, created: readonly NamespaceKind[], joined: ReadonlyArray<{ type: NamespaceKind }>): CgroupMountContext | undefined {
+function cgroupMountContext(
+  inputs: SpawnPlanInputs,
+  created: readonly NamespaceKind[],
+  joined: ReadonlyArray<{ type: NamespaceKind }>,
+): CgroupMountContext | undefined {
   if (inputs.cgroups === undefined) return undefined;
   return { ...inputs.cgroups, namespace: created.includes('cgroup') || joined.some((ns) => ns.type === 'cgroup') };
 }

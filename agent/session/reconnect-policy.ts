@@ -23,7 +23,10 @@ export class ReconnectPolicy {
   private readonly unreachable = new Set<string>();
   private delayMs: number;
 
-  constructor(managers: readonly string[], private readonly options: ReconnectPolicyOptions) {
+  constructor(
+    managers: readonly string[],
+    private readonly options: ReconnectPolicyOptions,
+  ) {
     if (managers.length === 0) throw new Error('agent session: no manager address given');
     this.managers = [...managers];
     this.delayMs = options.minDelayMs;

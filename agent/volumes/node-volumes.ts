@@ -17,13 +17,21 @@ const run = promisify(execFile);
 const INITIALISED = 'initialised';
 
 async function exists(path: string): Promise<boolean> {
-  return access(path).then(() => true, () => false);
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Mount points of this mount namespace, from /proc/self/mountinfo (octal escapes decoded). */
 async function mountPoints(): Promise<Set<string>> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
-  return new Set(text.split('\n').filter((l) => l !== '').map((l) => (l.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))));
+  return new Set(
+    text
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => (l.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))),
+  );
 }
 
 /** The image's directory at `target`, when it exists inside the rootfs (symlinks may not lead out). */
@@ -83,12 +91,18 @@ export class NodeVolumes {
     const ro = action.readOnly ? ['ro'] : [];
     switch (action.type) {
       case 'tmpfs': {
-        const data = [...(action.sizeBytes !== undefined ? [`size=${action.sizeBytes}`] : []), ...(action.mode !== undefined ? [`mode=${action.mode.toString(8)}`] : [])];
+        const data = [
+          ...(action.sizeBytes !== undefined ? [`size=${action.sizeBytes}`] : []),
+          ...(action.mode !== undefined ? [`mode=${action.mode.toString(8)}`] : []),
+        ];
         return { destination: action.destination, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', ...ro, ...data] };
       }
       case 'bind': {
         if (!(await exists(action.source))) {
-          if (!action.createHostPath) throw new Error(`bind mount at ${action.destination}: source ${action.source} does not exist on this node (create it, or set bind.create_host_path)`);
+          if (!action.createHostPath)
+            throw new Error(
+              `bind mount at ${action.destination}: source ${action.source} does not exist on this node (create it, or set bind.create_host_path)`,
+            );
           await mkdir(action.source, { recursive: true });
         }
         return { destination: action.destination, type: 'bind', source: action.source, options: ['rbind', action.propagation ?? 'rprivate', ...ro] };
@@ -119,7 +133,8 @@ export class NodeVolumes {
           source = join(action.dataDir, action.subpath);
           const real = await realpath(source).catch(() => undefined);
           if (!real) throw new Error(`volume ${action.name}: subpath ${action.subpath} does not exist in the volume`);
-          if (relative(await realpath(action.dataDir), real).startsWith('..')) throw new Error(`volume ${action.name}: subpath ${action.subpath} leads out of the volume`);
+          if (relative(await realpath(action.dataDir), real).startsWith('..'))
+            throw new Error(`volume ${action.name}: subpath ${action.subpath} leads out of the volume`);
           source = real;
         }
         return { destination: action.destination, type: 'bind', source, options: ['rbind', 'rprivate', ...ro] };
@@ -133,7 +148,10 @@ export const nodeVolumes = new NodeVolumes();
 
 /** Unmounts every volume mounted from driver options under `volumesDir` (no tsd runs: `tsd cleanup`). The data stays. */
 export async function sweepVolumeMounts(volumesDir: string): Promise<string[]> {
-  const points = [...(await mountPoints())].filter((p) => p.startsWith(`${volumesDir}/`)).sort().reverse();
+  const points = [...(await mountPoints())]
+    .filter((p) => p.startsWith(`${volumesDir}/`))
+    .sort()
+    .reverse();
   for (const point of points) {
     try {
       umount(point, false);

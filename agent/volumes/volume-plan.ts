@@ -7,7 +7,17 @@ import type { FileLookup } from '../../common/dispatcher/stack-files.js';
 import type { Mount } from '../../common/resources/types.js';
 
 export type MountAction =
-  | { type: 'named'; destination: string; name: string; volumeDir: string; dataDir: string; driverOpts?: Record<string, string>; copy: boolean; subpath?: string; readOnly: boolean }
+  | {
+      type: 'named';
+      destination: string;
+      name: string;
+      volumeDir: string;
+      dataDir: string;
+      driverOpts?: Record<string, string>;
+      copy: boolean;
+      subpath?: string;
+      readOnly: boolean;
+    }
   | { type: 'anonymous'; destination: string; dataDir: string; copy: boolean; readOnly: boolean }
   | { type: 'bind'; destination: string; source: string; createHostPath: boolean; propagation?: string; readOnly: boolean }
   | { type: 'tmpfs'; destination: string; sizeBytes?: number; mode?: number; readOnly: boolean };
@@ -58,9 +68,22 @@ export function planVolumeMounts(mounts: readonly Mount[], ctx: VolumePlanContex
       }
       case 'bind':
         if (m.source === undefined || !m.source.startsWith('/')) throw new Error(`${field}: a bind mount needs an absolute host path`);
-        return { type: 'bind', destination: m.target, source: m.source, createHostPath: m.createHostPath === true, ...(m.propagation ? { propagation: m.propagation } : {}), readOnly };
+        return {
+          type: 'bind',
+          destination: m.target,
+          source: m.source,
+          createHostPath: m.createHostPath === true,
+          ...(m.propagation ? { propagation: m.propagation } : {}),
+          readOnly,
+        };
       case 'tmpfs':
-        return { type: 'tmpfs', destination: m.target, ...(m.sizeBytes !== undefined ? { sizeBytes: m.sizeBytes } : {}), ...(m.mode !== undefined ? { mode: m.mode } : {}), readOnly };
+        return {
+          type: 'tmpfs',
+          destination: m.target,
+          ...(m.sizeBytes !== undefined ? { sizeBytes: m.sizeBytes } : {}),
+          ...(m.mode !== undefined ? { mode: m.mode } : {}),
+          readOnly,
+        };
     }
   });
 }

@@ -17,7 +17,7 @@ export interface ContainerProcessConfig {
 
 export function resolveProcess(spec: ServiceSpec, image: ImageRuntimeConfig, hostname: string): ContainerProcessConfig {
   const entrypoint = spec.command ?? image.entrypoint ?? [];
-  const cmd = spec.args ?? (spec.command ? [] : image.cmd ?? []);
+  const cmd = spec.args ?? (spec.command ? [] : (image.cmd ?? []));
   const args = [...entrypoint, ...cmd];
   if (args.length === 0) {
     throw new Error('no command to run: the service gives no command and the image has no Entrypoint or Cmd');
@@ -46,8 +46,15 @@ export function taskHostname(task: Task): string {
   return label.slice(0, 63).replace(/-+$/, '');
 }
 
-export interface PasswdEntry { name: string; uid: number; gid: number }
-export interface GroupEntry { name: string; gid: number }
+export interface PasswdEntry {
+  name: string;
+  uid: number;
+  gid: number;
+}
+export interface GroupEntry {
+  name: string;
+  gid: number;
+}
 
 export function parsePasswd(text: string): PasswdEntry[] {
   const entries: PasswdEntry[] = [];
@@ -99,10 +106,22 @@ export function resolveUser(user: string, passwd: PasswdEntry[], groups: GroupEn
 
 /** Docker's spelling of rlimit names in ulimits (nofile, nproc, …) → the OCI RLIMIT_* type. */
 const ULIMIT_NAMES: Readonly<Record<string, string>> = {
-  core: 'RLIMIT_CORE', cpu: 'RLIMIT_CPU', data: 'RLIMIT_DATA', fsize: 'RLIMIT_FSIZE', locks: 'RLIMIT_LOCKS',
-  memlock: 'RLIMIT_MEMLOCK', msgqueue: 'RLIMIT_MSGQUEUE', nice: 'RLIMIT_NICE', nofile: 'RLIMIT_NOFILE',
-  nproc: 'RLIMIT_NPROC', rss: 'RLIMIT_RSS', rtprio: 'RLIMIT_RTPRIO', rttime: 'RLIMIT_RTTIME',
-  sigpending: 'RLIMIT_SIGPENDING', stack: 'RLIMIT_STACK', as: 'RLIMIT_AS',
+  core: 'RLIMIT_CORE',
+  cpu: 'RLIMIT_CPU',
+  data: 'RLIMIT_DATA',
+  fsize: 'RLIMIT_FSIZE',
+  locks: 'RLIMIT_LOCKS',
+  memlock: 'RLIMIT_MEMLOCK',
+  msgqueue: 'RLIMIT_MSGQUEUE',
+  nice: 'RLIMIT_NICE',
+  nofile: 'RLIMIT_NOFILE',
+  nproc: 'RLIMIT_NPROC',
+  rss: 'RLIMIT_RSS',
+  rtprio: 'RLIMIT_RTPRIO',
+  rttime: 'RLIMIT_RTTIME',
+  sigpending: 'RLIMIT_SIGPENDING',
+  stack: 'RLIMIT_STACK',
+  as: 'RLIMIT_AS',
 };
 
 function capName(name: string): string {
@@ -153,5 +172,8 @@ export function orderMounts(mounts: readonly OciMount[]): OciMount[] {
     seen.add(destination);
   }
   const depth = (m: OciMount) => m.destination.split('/').filter((s) => s !== '').length;
-  return mounts.map((m, i) => ({ m, i })).sort((a, b) => depth(a.m) - depth(b.m) || a.i - b.i).map(({ m }) => m);
+  return mounts
+    .map((m, i) => ({ m, i }))
+    .sort((a, b) => depth(a.m) - depth(b.m) || a.i - b.i)
+    .map(({ m }) => m);
 }

@@ -44,7 +44,10 @@ export class FileLogSource implements LogSource {
     let partial = '';
     let first = true;
     while (!options.signal.aborted) {
-      const size = await stat(path).then((s) => s.size, () => -1);
+      const size = await stat(path).then(
+        (s) => s.size,
+        () => -1,
+      );
       if (size >= 0 && size < offset) offset = 0; // truncated or replaced
       if (size > offset) {
         const handle = await open(path, 'r');

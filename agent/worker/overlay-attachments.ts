@@ -50,14 +50,16 @@ export function taskKeyOf(task: Task): string {
 
 export function guardTableScript(): string {
   const t = `ip ${GUARD_TABLE}`;
-  return [
-    `add table ${t}`,
-    `delete table ${t}`,
-    `add table ${t}`,
-    `add chain ${t} forward { type filter hook forward priority filter; policy accept; }`,
-    `add rule ${t} forward iifname != "${OVERLAY_BRIDGE_PREFIX}*" oifname "${OVERLAY_BRIDGE_PREFIX}*" ct status dnat accept`,
-    `add rule ${t} forward iifname != "${OVERLAY_BRIDGE_PREFIX}*" oifname "${OVERLAY_BRIDGE_PREFIX}*" drop`,
-  ].join('\n') + '\n';
+  return (
+    [
+      `add table ${t}`,
+      `delete table ${t}`,
+      `add table ${t}`,
+      `add chain ${t} forward { type filter hook forward priority filter; policy accept; }`,
+      `add rule ${t} forward iifname != "${OVERLAY_BRIDGE_PREFIX}*" oifname "${OVERLAY_BRIDGE_PREFIX}*" ct status dnat accept`,
+      `add rule ${t} forward iifname != "${OVERLAY_BRIDGE_PREFIX}*" oifname "${OVERLAY_BRIDGE_PREFIX}*" drop`,
+    ].join('\n') + '\n'
+  );
 }
 
 /** Each local task address → every (non-ingress) network of that task, in the task's order. */
@@ -189,7 +191,14 @@ export class OverlayNetworking implements TaskOverlay {
     // bridge under an old name: the balancer must not trust its mirror or cached ifindexes.
     if (view.networks.some((n) => !this.programmed.has(n.id))) await this.balancer.forgetKernelState();
     for (const network of view.networks) {
-      await this.driver.ensureNetwork({ id: network.id, name: network.name, vni: network.vni, subnet: network.subnet, gateway: network.gateway, nodeAddress: network.nodeAddress });
+      await this.driver.ensureNetwork({
+        id: network.id,
+        name: network.name,
+        vni: network.vni,
+        subnet: network.subnet,
+        gateway: network.gateway,
+        nodeAddress: network.nodeAddress,
+      });
       this.programmed.add(network.id);
       await this.driver.setPeers(network.id, network.peers);
     }

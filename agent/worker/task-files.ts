@@ -38,7 +38,8 @@ export interface TaskFilesPlan {
 function containerPath(raw: string, base: string, field: string): string {
   const absolute = raw.startsWith('/') ? raw : `${base}/${raw}`;
   const segments = absolute.split('/').filter((s) => s !== '');
-  if (segments.length === 0 || segments.some((s) => s === '.' || s === '..')) throw new Error(`${field}: target ${JSON.stringify(raw)} is not a usable file path`);
+  if (segments.length === 0 || segments.some((s) => s === '.' || s === '..'))
+    throw new Error(`${field}: target ${JSON.stringify(raw)} is not a usable file path`);
   return `/${segments.join('/')}`;
 }
 

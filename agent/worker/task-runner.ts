@@ -149,7 +149,9 @@ export class TaskRunner {
     // Armed before the first signal is sent: a signal that cannot be delivered must not leave
     // the container running past its grace period.
     this.killTimer = setTimeout(() => {
-      void this.deps.runtime.kill(this.containerId, 'SIGKILL').catch((err: Error) => this.deps.log(`task ${this.name}: SIGKILL after the grace period failed: ${err.message}`));
+      void this.deps.runtime
+        .kill(this.containerId, 'SIGKILL')
+        .catch((err: Error) => this.deps.log(`task ${this.name}: SIGKILL after the grace period failed: ${err.message}`));
     }, grace);
     this.killTimer.unref();
     this.deps.log(`task ${this.name}: stopping (${String(signal)}, then SIGKILL after ${grace} ms)`);
@@ -191,7 +193,14 @@ export class TaskRunner {
       const { uid, gid } = resolveUser(processConfig.user, passwd, groups);
       const limits = task.spec.spec.resources?.limits;
       const security = resolveSecurity(task.spec.spec, DEFAULT_CAPABILITIES, Object.keys(CAPABILITY_NUMBERS));
-      const extraMounts = await prepareTaskMounts({ task, containerId: this.containerId, containerDir, containersDir: deps.containersDir, rootfs, ...(deps.files ? { files: deps.files } : {}) });
+      const extraMounts = await prepareTaskMounts({
+        task,
+        containerId: this.containerId,
+        containerDir,
+        containersDir: deps.containersDir,
+        rootfs,
+        ...(deps.files ? { files: deps.files } : {}),
+      });
       const spec = buildOciSpec({
         capabilities: security.capabilities,
         rlimits: security.rlimits,
@@ -277,7 +286,9 @@ export class TaskRunner {
       containerId: this.containerId,
       report: (fields) => {
         if (this.running && !this.stopRequested) {
-          void this.deps.report(this.task, { state: 'running', ...fields }).catch((err: Error) => this.deps.log(`task ${this.name}: health report: ${err.message}`));
+          void this.deps
+            .report(this.task, { state: 'running', ...fields })
+            .catch((err: Error) => this.deps.log(`task ${this.name}: health report: ${err.message}`));
         }
       },
       log: (message) => this.deps.log(`task ${this.name}: ${message}`),
@@ -317,7 +328,10 @@ export class TaskRunner {
   private async cleanup(containerDir: string): Promise<void> {
     const { deps } = this;
     const steps: Array<[string, () => Promise<unknown>]> = [
-      ['overlay detach', () => (deps.overlay && this.overlayAttachments.length > 0 ? deps.overlay.detach(this.containerId, this.overlayAttachments) : Promise.resolve())],
+      [
+        'overlay detach',
+        () => (deps.overlay && this.overlayAttachments.length > 0 ? deps.overlay.detach(this.containerId, this.overlayAttachments) : Promise.resolve()),
+      ],
       ['network detach', () => deps.network.detach(this.containerId)],
       ['container delete', () => (this.created ? deps.runtime.delete(this.containerId) : Promise.resolve())],
       ['secrets, configs and volumes release', () => releaseTaskMounts(this.containerId, deps.containersDir)],

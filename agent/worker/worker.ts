@@ -80,7 +80,9 @@ export class Worker {
       return;
     }
     if (task.desiredState === 'shutdown') {
-      await this.deps.report(task, { state: 'shutdown', message: 'shut down before it started' }).catch((err: Error) => this.deps.log(`task ${task.metadata.name}: ${err.message}`));
+      await this.deps
+        .report(task, { state: 'shutdown', message: 'shut down before it started' })
+        .catch((err: Error) => this.deps.log(`task ${task.metadata.name}: ${err.message}`));
       return;
     }
     if (task.status.state === 'assigned' || task.status.state === 'new' || task.status.state === 'pending') return;
@@ -122,18 +124,20 @@ export class Worker {
   private republish(task: Task): void {
     const key = serviceKeyOf(task);
     const previous = this.publishChains.get(key) ?? Promise.resolve();
-    const next = previous.then(async () => {
-      const members = [...this.runners.values()].filter((r) => serviceKeyOf(r.current) === key);
-      const live = members.filter((r) => r.running && r.address !== undefined);
-      // The newest spec among the live tasks decides the ports (during a spec change both exist).
-      const newest = live.map((r) => r.current).sort((a, b) => b.spec.serviceGeneration - a.spec.serviceGeneration)[0];
-      const ports = publishedPorts((newest ?? task).spec.spec.ports, this.deps.overlay !== undefined);
-      const backends = live.map((r) => r.address!).sort();
-      if (ports.length === 0 && !this.publishedServices.has(key)) return;
-      await this.deps.network.publish(key, backends.length > 0 ? ports : [], backends);
-      if (backends.length > 0 && ports.length > 0) this.publishedServices.add(key);
-      else this.publishedServices.delete(key);
-    }).catch((err: Error) => this.deps.log(`publishing ports of ${key}: ${err.message}`));
+    const next = previous
+      .then(async () => {
+        const members = [...this.runners.values()].filter((r) => serviceKeyOf(r.current) === key);
+        const live = members.filter((r) => r.running && r.address !== undefined);
+        // The newest spec among the live tasks decides the ports (during a spec change both exist).
+        const newest = live.map((r) => r.current).sort((a, b) => b.spec.serviceGeneration - a.spec.serviceGeneration)[0];
+        const ports = publishedPorts((newest ?? task).spec.spec.ports, this.deps.overlay !== undefined);
+        const backends = live.map((r) => r.address!).sort();
+        if (ports.length === 0 && !this.publishedServices.has(key)) return;
+        await this.deps.network.publish(key, backends.length > 0 ? ports : [], backends);
+        if (backends.length > 0 && ports.length > 0) this.publishedServices.add(key);
+        else this.publishedServices.delete(key);
+      })
+      .catch((err: Error) => this.deps.log(`publishing ports of ${key}: ${err.message}`));
     this.publishChains.set(key, next);
   }
 }

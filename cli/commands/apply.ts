@@ -11,7 +11,10 @@ import { DEFAULT_FOLLOW_TIMEOUT_MS, followUntilConverged, parseDuration } from '
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
-interface FileOptions { filename: string; lenient?: boolean }
+interface FileOptions {
+  filename: string;
+  lenient?: boolean;
+}
 
 async function load(options: FileOptions): Promise<LoadResult> {
   const result = await loadManifests(options.filename, { lenient: options.lenient === true });
@@ -37,7 +40,7 @@ export function registerApplyCommands(program: Command): void {
     .description('create or update the objects in manifest files (native or Kubernetes; a directory is read recursively)')
     .requiredOption('-f, --filename <path>', 'manifest file (multi-document YAML or JSON) or directory')
     .option('--dry-run', 'validate on the server and show what would change, without changing anything')
-    .option('--prune', 'also delete the objects of the files\' stacks that the files no longer contain (in the same transaction)')
+    .option('--prune', "also delete the objects of the files' stacks that the files no longer contain (in the same transaction)")
     .option('--lenient', 'Kubernetes fields that cannot be honoured become warnings and are dropped, instead of errors')
     .option('-d, --detach', 'return once the objects are applied, without following the services until they converge')
     .option('--timeout <duration>', 'give up waiting for the services to converge after this long (e.g. 90s, 5m)', `${DEFAULT_FOLLOW_TIMEOUT_MS / 1000}s`)
@@ -53,7 +56,12 @@ export function registerApplyCommands(program: Command): void {
         for (const r of res.results) out(`${resultLabel(r)} ${r.action}${options.dryRun ? ' (dry run)' : ''}`);
         if (options.dryRun) return;
         // Live progress: follow the services until they converge (throws naming those that do not).
-        await followUntilConverged(client, res.results, { detach: options.detach === true, timeoutMs, out: process.stdout, isTTY: process.stdout.isTTY === true });
+        await followUntilConverged(client, res.results, {
+          detach: options.detach === true,
+          timeoutMs,
+          out: process.stdout,
+          isTTY: process.stdout.isTTY === true,
+        });
       });
     });
 
@@ -75,7 +83,7 @@ export function registerApplyCommands(program: Command): void {
 
   program
     .command('diff')
-    .description('show what apply would change, as a diff of each object\'s spec; exit 0 when nothing would change, 1 when something would, 2 on errors')
+    .description("show what apply would change, as a diff of each object's spec; exit 0 when nothing would change, 1 when something would, 2 on errors")
     .requiredOption('-f, --filename <path>', 'manifest file or directory')
     .option('--prune', 'also show the objects apply --prune would delete')
     .option('--lenient', 'Kubernetes fields that cannot be honoured become warnings instead of errors')

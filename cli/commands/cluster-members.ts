@@ -12,7 +12,12 @@ export function formatMembers(rows: ClusterMemberRow[]): string[] {
   const header = ['ID', 'ADDRESS', 'ROLE', 'TERM', 'COMMIT', 'APPLIED'];
   const cells = rows.map((m) => [m.id, m.address, m.role, String(m.term), String(m.commit), String(m.applied)]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] as string).length)));
-  return [header, ...cells].map((r) => r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd());
+  return [header, ...cells].map((r) =>
+    r
+      .map((c, i) => c.padEnd(widths[i] as number))
+      .join('  ')
+      .trimEnd(),
+  );
 }
 
 export function registerClusterMembersCommands(program: Command, cluster: Command): void {

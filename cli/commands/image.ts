@@ -128,7 +128,12 @@ export function registerImageCommands(program: Command, withClient: WithClient):
     .action(async () => {
       await withClient(async (client) => {
         const res = await client.imageList();
-        out(renderTable(['REFERENCE', 'DIGEST', 'SIZE', 'CREATED'], res.images.map((i) => [i.reference, i.digest.slice(0, 19), formatMemory(Number(i.size)), i.createdAt])));
+        out(
+          renderTable(
+            ['REFERENCE', 'DIGEST', 'SIZE', 'CREATED'],
+            res.images.map((i) => [i.reference, i.digest.slice(0, 19), formatMemory(Number(i.size)), i.createdAt]),
+          ),
+        );
       });
     });
 
@@ -178,7 +183,8 @@ export function registerImageCommands(program: Command, withClient: WithClient):
     .option('-o, --output <file>', 'tarball to write (default: standard output, unless it is a terminal)')
     .addOption(new Option('--format <format>', 'oci (OCI image layout) or docker (`docker save` layout)').default('oci').argParser(archiveFormat))
     .action(async (references: string[], options: { output?: string; format: 'oci' | 'docker' }) => {
-      if (options.output === undefined && process.stdout.isTTY) throw new Error('refusing to write a tarball to a terminal; give -o FILE or redirect standard output');
+      if (options.output === undefined && process.stdout.isTTY)
+        throw new Error('refusing to write a tarball to a terminal; give -o FILE or redirect standard output');
       await withClient(async (client) => {
         const chunks = client.imageSave(references, options.format);
         if (options.output === undefined) {

@@ -30,12 +30,19 @@ export function registerNodeCommands(program: Command, cluster: Command, withCli
     .action(() =>
       withClient(async (client) => {
         const res = await client.list({ kind: 'Node', allStacks: true });
-        out(formatObjects(res.objectsJson.map((j) => JSON.parse(j) as Node), 'table', 'Node', { now: new Date() }));
+        out(
+          formatObjects(
+            res.objectsJson.map((j) => JSON.parse(j) as Node),
+            'table',
+            'Node',
+            { now: new Date() },
+          ),
+        );
       }),
     );
   node
     .command('update')
-    .description('change a node\'s availability')
+    .description("change a node's availability")
     .argument('<name>', 'node name')
     .requiredOption('--availability <availability>', 'active, pause (no new tasks) or drain (move tasks away)')
     .action((name: string, options: { availability: string }) =>

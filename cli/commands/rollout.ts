@@ -15,7 +15,11 @@ const POLL_MS = 500;
 
 async function findService(client: ApiClient, name: string, stack: string | undefined): Promise<Service> {
   const res = await client.list({ kind: 'Service', allStacks: true });
-  return resolveServiceName(res.objectsJson.map((j) => JSON.parse(j) as Service), name, stack);
+  return resolveServiceName(
+    res.objectsJson.map((j) => JSON.parse(j) as Service),
+    name,
+    stack,
+  );
 }
 
 async function tasksOf(client: ApiClient, service: Service): Promise<Task[]> {
@@ -37,7 +41,7 @@ export function registerRolloutCommands(program: Command, withClient: WithClient
     .command('status')
     .description('wait for the rollout of a service to end, printing its progress; exits non-zero when it pauses or rolls back')
     .argument('<service>', 'service name, STACK/NAME or STACK_NAME')
-    .option('--stack <stack>', 'the service\'s stack')
+    .option('--stack <stack>', "the service's stack")
     .option('--timeout <duration>', 'give up after this long (e.g. 90s, 5m)', '10m')
     .option('--no-watch', 'print the state once and exit')
     .action((name: string, options: { stack?: string; timeout: string; watch: boolean }) =>
@@ -63,7 +67,7 @@ export function registerRolloutCommands(program: Command, withClient: WithClient
     .command('history')
     .description('list the generations of a service: when, update or rollback, and what changed')
     .argument('<service>', 'service name, STACK/NAME or STACK_NAME')
-    .option('--stack <stack>', 'the service\'s stack')
+    .option('--stack <stack>', "the service's stack")
     .action((name: string, options: { stack?: string }) =>
       withClient(async (client) => {
         out(formatRolloutHistory(await findService(client, name, options.stack), new Date()));
@@ -74,7 +78,7 @@ export function registerRolloutCommands(program: Command, withClient: WithClient
     .command('undo')
     .description('go back to the previous spec of a service, rolled out as a rollback (rollbackConfig)')
     .argument('<service>', 'service name, STACK/NAME or STACK_NAME')
-    .option('--stack <stack>', 'the service\'s stack')
+    .option('--stack <stack>', "the service's stack")
     .action((name: string, options: { stack?: string }) =>
       withClient(async (client) => {
         const service = await findService(client, name, options.stack);

@@ -66,7 +66,12 @@ export function parsePsFilters(values: readonly string[]): PsFilters {
   for (const value of values) {
     const match = /^([a-z-]+)=(.+)$/.exec(value);
     const key = match ? FILTER_KEYS[match[1]!] : undefined;
-    if (!match || !key) throw new Error(`--filter "${value}": expected one of ${Object.keys(FILTER_KEYS).map((k) => `${k}=VALUE`).join(', ')}`);
+    if (!match || !key)
+      throw new Error(
+        `--filter "${value}": expected one of ${Object.keys(FILTER_KEYS)
+          .map((k) => `${k}=VALUE`)
+          .join(', ')}`,
+      );
     if (key === 'desiredState' && !['running', 'shutdown', 'accepted'].includes(match[2]!)) {
       throw new Error(`--filter "${value}": desired-state must be running, shutdown or accepted`);
     }

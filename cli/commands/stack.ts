@@ -18,8 +18,7 @@ import { parsePsFilters, renderStackList, renderStackPs, renderStackServices } f
 /** Multi-document YAML, one object per document, in a stable order (kind, then name). */
 export function renderStackYaml(objects: readonly StackObject[]): string {
   const order = ['Network', 'Volume', 'Secret', 'Config', 'Service'];
-  const sorted = [...objects].sort((a, b) =>
-    order.indexOf(a.kind) - order.indexOf(b.kind) || a.metadata.name.localeCompare(b.metadata.name));
+  const sorted = [...objects].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind) || a.metadata.name.localeCompare(b.metadata.name));
   return sorted.map((o) => stringify(o, { lineWidth: 0 })).join('---\n');
 }
 
@@ -58,7 +57,10 @@ export function registerStackCommands(program: Command): void {
     .option('--dry-run', 'print the native objects as multi-document YAML and change nothing')
     .option('-d, --detach', 'return once the objects are applied, without waiting for the services to converge')
     .option('--timeout <duration>', 'give up waiting for convergence after this long (e.g. 90s, 5m)', `${DEFAULT_FOLLOW_TIMEOUT_MS / 1000}s`)
-    .option('--allow-outside-files', 'read .env, env_file, secret and config files outside the first Compose file\'s directory too (by default they must be inside it, symbolic links resolved)')
+    .option(
+      '--allow-outside-files',
+      "read .env, env_file, secret and config files outside the first Compose file's directory too (by default they must be inside it, symbolic links resolved)",
+    )
     .action(async (name: string, options: { composeFile: string[]; dryRun?: boolean; detach?: boolean; timeout: string; allowOutsideFiles?: boolean }) => {
       const timeoutMs = parseDuration(options.timeout);
       const project = loadCompose(options.composeFile, { env: process.env, projectName: name, allowOutsideFiles: options.allowOutsideFiles === true });
@@ -72,7 +74,12 @@ export function registerStackCommands(program: Command): void {
       await withClient(async (client) => {
         const res = await client.apply({ objectsJson: plan.objects.map((o) => JSON.stringify(o)), dryRun: false });
         for (const r of res.results) out(`${(r.ref?.kind ?? '').toLowerCase()}/${name}/${r.ref?.name ?? ''} ${r.action}\n`);
-        await followUntilConverged(client, res.results, { detach: options.detach === true, timeoutMs, out: process.stdout, isTTY: process.stdout.isTTY === true });
+        await followUntilConverged(client, res.results, {
+          detach: options.detach === true,
+          timeoutMs,
+          out: process.stdout,
+          isTTY: process.stdout.isTTY === true,
+        });
       });
     });
 
@@ -102,10 +109,14 @@ export function registerStackCommands(program: Command): void {
 
   stack
     .command('ps')
-    .description('list the tasks of a stack\'s services')
+    .description("list the tasks of a stack's services")
     .argument('<name>', 'the stack name')
     .option('--no-trunc', 'do not shorten task errors')
-    .option('-f, --filter <key=value>', 'only tasks that match: desired-state=running|shutdown|accepted, node=NAME, name=PREFIX, id=PREFIX (repeatable)', collect)
+    .option(
+      '-f, --filter <key=value>',
+      'only tasks that match: desired-state=running|shutdown|accepted, node=NAME, name=PREFIX, id=PREFIX (repeatable)',
+      collect,
+    )
     .action((name: string, options: { trunc: boolean; filter?: string[] }) =>
       withClient(async (client) => {
         const filters = parsePsFilters(options.filter ?? []);

@@ -47,8 +47,12 @@ function mapOf(key: RegExp, value: Shape, closed: boolean, noun?: string): Shape
   return { types: ['object'], patternProperties: [[key, value]], closed, ...(noun ? { noun } : {}) };
 }
 
-const listOf = (items: Shape, unique = false, noun?: string): Shape =>
-  ({ types: ['array'], items, ...(unique ? { uniqueItems: true } : {}), ...(noun ? { noun } : {}) });
+const listOf = (items: Shape, unique = false, noun?: string): Shape => ({
+  types: ['array'],
+  items,
+  ...(unique ? { uniqueItems: true } : {}),
+  ...(noun ? { noun } : {}),
+});
 
 const listOfStrings = listOf(str, true, 'a list of strings');
 const stringOrList: Shape = { oneOf: [str, listOfStrings], noun: 'a string or a list of strings' };
@@ -61,85 +65,149 @@ const extraHosts: Shape = {
   oneOf: [mapOf(/.+/, { oneOf: [str, listOf(str)] }, true), listOf(str, true)],
   noun: 'a mapping of host: address or a list of "host:address" strings',
 };
-const ulimits = mapOf(/^[a-z]+$/, {
-  oneOf: [intOrStr, obj({ hard: intOrStr, soft: intOrStr }, { required: ['soft', 'hard'] })],
-  noun: 'a number or {soft, hard}',
-}, false);
-const serviceHook = obj({
-  command, user: str, privileged: boolOrStr, working_dir: str, environment: listOrDict,
-}, { required: ['command'] });
+const ulimits = mapOf(
+  /^[a-z]+$/,
+  {
+    oneOf: [intOrStr, obj({ hard: intOrStr, soft: intOrStr }, { required: ['soft', 'hard'] })],
+    noun: 'a number or {soft, hard}',
+  },
+  false,
+);
+const serviceHook = obj(
+  {
+    command,
+    user: str,
+    privileged: boolOrStr,
+    working_dir: str,
+    environment: listOrDict,
+  },
+  { required: ['command'] },
+);
 const configOrSecretRefs = listOf({
   oneOf: [str, obj({ source: str, target: str, uid: str, gid: str, mode: numOrStr })],
   noun: 'a name or {source, target, uid, gid, mode}',
 });
-const devices = listOf(obj({
-  capabilities: listOfStrings, count: strOrInt, device_ids: listOfStrings, driver: str, options: listOrDict,
-}, { required: ['capabilities'] }));
-const genericResources = listOf(obj({
-  discrete_resource_spec: obj({ kind: str, value: numOrStr }),
-}));
+const devices = listOf(
+  obj(
+    {
+      capabilities: listOfStrings,
+      count: strOrInt,
+      device_ids: listOfStrings,
+      driver: str,
+      options: listOrDict,
+    },
+    { required: ['capabilities'] },
+  ),
+);
+const genericResources = listOf(
+  obj({
+    discrete_resource_spec: obj({ kind: str, value: numOrStr }),
+  }),
+);
 // The compose-spec puts `additionalProperties: false` beside the oneOf of gpus, where it only
 // applies to a mapping, which the oneOf refuses anyway; the items themselves are open.
 const gpus: Shape = {
   oneOf: [
     { types: ['string'], enum: ['all'] },
-    listOf(obj({ capabilities: listOfStrings, count: strOrInt, device_ids: listOfStrings, driver: str, options: listOrDict },
-      { open: true, extensions: false })),
+    listOf(
+      obj({ capabilities: listOfStrings, count: strOrInt, device_ids: listOfStrings, driver: str, options: listOrDict }, { open: true, extensions: false }),
+    ),
   ],
   noun: '"all" or a list of GPU requests',
 };
 const blkioLimit = obj({ path: str, rate: intOrStr }, { extensions: false });
 const blkioWeight = obj({ path: str, weight: intOrStr }, { extensions: false });
 const updateConfig = obj({
-  parallelism: intOrStr, delay: str, failure_action: str, monitor: str, max_failure_ratio: numOrStr,
+  parallelism: intOrStr,
+  delay: str,
+  failure_action: str,
+  monitor: str,
+  max_failure_ratio: numOrStr,
   order: { types: ['string'], enum: ['start-first', 'stop-first'] },
 });
 
-const deployment = obj({
-  mode: str,
-  endpoint_mode: str,
-  replicas: intOrStr,
-  labels: listOrDict,
-  rollback_config: updateConfig,
-  update_config: updateConfig,
-  resources: obj({
-    limits: obj({ cpus: numOrStr, memory: str, pids: intOrStr }),
-    reservations: obj({ cpus: numOrStr, memory: str, generic_resources: genericResources, devices }),
-  }),
-  restart_policy: obj({ condition: str, delay: str, max_attempts: intOrStr, window: str }),
-  placement: obj({
-    constraints: listOf(str),
-    preferences: listOf(obj({ spread: str })),
-    max_replicas_per_node: intOrStr,
-  }),
-}, { types: ['object', 'null'] });
+const deployment = obj(
+  {
+    mode: str,
+    endpoint_mode: str,
+    replicas: intOrStr,
+    labels: listOrDict,
+    rollback_config: updateConfig,
+    update_config: updateConfig,
+    resources: obj({
+      limits: obj({ cpus: numOrStr, memory: str, pids: intOrStr }),
+      reservations: obj({ cpus: numOrStr, memory: str, generic_resources: genericResources, devices }),
+    }),
+    restart_policy: obj({ condition: str, delay: str, max_attempts: intOrStr, window: str }),
+    placement: obj({
+      constraints: listOf(str),
+      preferences: listOf(obj({ spread: str })),
+      max_replicas_per_node: intOrStr,
+    }),
+  },
+  { types: ['object', 'null'] },
+);
 
-const development = obj({
-  watch: listOf(obj({
-    ignore: stringOrList,
-    include: stringOrList,
-    path: str,
-    action: { types: ['string'], enum: ['rebuild', 'sync', 'restart', 'sync+restart', 'sync+exec'] },
-    target: str,
-    exec: serviceHook,
-    initial_sync: bool,
-  }, { required: ['path', 'action'] })),
-}, { types: ['object', 'null'] });
+const development = obj(
+  {
+    watch: listOf(
+      obj(
+        {
+          ignore: stringOrList,
+          include: stringOrList,
+          path: str,
+          action: { types: ['string'], enum: ['rebuild', 'sync', 'restart', 'sync+restart', 'sync+exec'] },
+          target: str,
+          exec: serviceHook,
+          initial_sync: bool,
+        },
+        { required: ['path', 'action'] },
+      ),
+    ),
+  },
+  { types: ['object', 'null'] },
+);
 
 const healthcheck = obj({
-  disable: boolOrStr, interval: str, retries: numOrStr,
+  disable: boolOrStr,
+  interval: str,
+  retries: numOrStr,
   test: { oneOf: [str, listOf(str)], noun: 'a string or a list of strings' },
-  timeout: str, start_period: str, start_interval: str,
+  timeout: str,
+  start_period: str,
+  start_interval: str,
 });
 
 const build: Shape = {
-  oneOf: [str, obj({
-    context: str, dockerfile: str, dockerfile_inline: str, entitlements: listOf(str), args: listOrDict,
-    ssh: listOrDict, labels: listOrDict, cache_from: listOf(str), cache_to: listOf(str), no_cache: boolOrStr,
-    additional_contexts: listOrDict, network: str, provenance: t('string', 'boolean'), sbom: t('string', 'boolean'),
-    pull: boolOrStr, target: str, shm_size: intOrStr, extra_hosts: extraHosts, isolation: str, privileged: boolOrStr,
-    secrets: configOrSecretRefs, tags: listOf(str), ulimits, platforms: listOf(str),
-  })],
+  oneOf: [
+    str,
+    obj({
+      context: str,
+      dockerfile: str,
+      dockerfile_inline: str,
+      entitlements: listOf(str),
+      args: listOrDict,
+      ssh: listOrDict,
+      labels: listOrDict,
+      cache_from: listOf(str),
+      cache_to: listOf(str),
+      no_cache: boolOrStr,
+      additional_contexts: listOrDict,
+      network: str,
+      provenance: t('string', 'boolean'),
+      sbom: t('string', 'boolean'),
+      pull: boolOrStr,
+      target: str,
+      shm_size: intOrStr,
+      extra_hosts: extraHosts,
+      isolation: str,
+      privileged: boolOrStr,
+      secrets: configOrSecretRefs,
+      tags: listOf(str),
+      ulimits,
+      platforms: listOf(str),
+    }),
+  ],
   noun: 'a build context path or a build mapping',
 };
 
@@ -157,11 +225,17 @@ export const serviceShape: Shape = obj({
   annotations: listOrDict,
   attach: boolOrStr,
   build,
-  blkio_config: obj({
-    device_read_bps: listOf(blkioLimit), device_read_iops: listOf(blkioLimit),
-    device_write_bps: listOf(blkioLimit), device_write_iops: listOf(blkioLimit),
-    weight: intOrStr, weight_device: listOf(blkioWeight),
-  }, { extensions: false }),
+  blkio_config: obj(
+    {
+      device_read_bps: listOf(blkioLimit),
+      device_read_iops: listOf(blkioLimit),
+      device_write_bps: listOf(blkioLimit),
+      device_write_iops: listOf(blkioLimit),
+      weight: intOrStr,
+      weight_device: listOf(blkioWeight),
+    },
+    { extensions: false },
+  ),
   cap_add: listOf(str, true),
   cap_drop: listOf(str, true),
   cgroup: { types: ['string'], enum: ['host', 'private'] },
@@ -182,10 +256,18 @@ export const serviceShape: Shape = obj({
   depends_on: {
     oneOf: [
       listOfStrings,
-      mapOf(NAME_KEY, obj({
-        restart: boolOrStr, required: bool,
-        condition: { types: ['string'], enum: ['service_started', 'service_healthy', 'service_completed_successfully'] },
-      }, { required: ['condition'] }), true),
+      mapOf(
+        NAME_KEY,
+        obj(
+          {
+            restart: boolOrStr,
+            required: bool,
+            condition: { types: ['string'], enum: ['service_started', 'service_healthy', 'service_completed_successfully'] },
+          },
+          { required: ['condition'] },
+        ),
+        true,
+      ),
     ],
     noun: 'a list of service names or a mapping of service: {condition}',
   },
@@ -201,10 +283,13 @@ export const serviceShape: Shape = obj({
   environment: listOrDict,
   expose: listOf(t('string', 'number'), true),
   extends: { oneOf: [str, obj({ service: str, file: str }, { extensions: false, required: ['service'] })] },
-  provider: obj({
-    type: str,
-    options: mapOf(ANY_KEY, { oneOf: [t('string', 'number', 'boolean'), listOf(t('string', 'number', 'boolean'))] }, false),
-  }, { required: ['type'] }),
+  provider: obj(
+    {
+      type: str,
+      options: mapOf(ANY_KEY, { oneOf: [t('string', 'number', 'boolean'), listOf(t('string', 'number', 'boolean'))] }, false),
+    },
+    { required: ['type'] },
+  ),
   external_links: listOf(str, true),
   extra_hosts: extraHosts,
   gpus,
@@ -230,12 +315,26 @@ export const serviceShape: Shape = obj({
   networks: {
     oneOf: [
       listOfStrings,
-      mapOf(NAME_KEY, {
-        oneOf: [obj({
-          aliases: listOfStrings, interface_name: str, ipv4_address: str, ipv6_address: str, link_local_ips: listOfStrings,
-          mac_address: str, driver_opts: mapOf(ANY_KEY, t('string', 'number'), false), priority: t('number'), gw_priority: t('number'),
-        }), t('null')],
-      }, true),
+      mapOf(
+        NAME_KEY,
+        {
+          oneOf: [
+            obj({
+              aliases: listOfStrings,
+              interface_name: str,
+              ipv4_address: str,
+              ipv6_address: str,
+              link_local_ips: listOfStrings,
+              mac_address: str,
+              driver_opts: mapOf(ANY_KEY, t('string', 'number'), false),
+              priority: t('number'),
+              gw_priority: t('number'),
+            }),
+            t('null'),
+          ],
+        },
+        true,
+      ),
     ],
     noun: 'a list of network names or a mapping of network: {aliases}',
   },
@@ -244,18 +343,32 @@ export const serviceShape: Shape = obj({
   pid: t('string', 'null'),
   pids_limit: numOrStr,
   platform: str,
-  ports: listOf({
-    oneOf: [t('number'), str, obj({
-      name: str, mode: str, host_ip: str, target: intOrStr, published: strOrInt, protocol: str, app_protocol: str,
-    })],
-    noun: 'a port number, "published:target/protocol" or {target, published, protocol, mode}',
-  }, true),
+  ports: listOf(
+    {
+      oneOf: [
+        t('number'),
+        str,
+        obj({
+          name: str,
+          mode: str,
+          host_ip: str,
+          target: intOrStr,
+          published: strOrInt,
+          protocol: str,
+          app_protocol: str,
+        }),
+      ],
+      noun: 'a port number, "published:target/protocol" or {target, published, protocol, mode}',
+    },
+    true,
+  ),
   post_start: listOf(serviceHook),
   pre_stop: listOf(serviceHook),
   privileged: boolOrStr,
   profiles: listOfStrings,
   pull_policy: {
-    types: ['string'], pattern: /always|never|build|if_not_present|missing|refresh|daily|weekly|every_([0-9]+[wdhms])+/,
+    types: ['string'],
+    pattern: /always|never|build|if_not_present|missing|refresh|daily|weekly|every_([0-9]+[wdhms])+/,
     noun: 'always, never, missing, build, daily, weekly or every_<duration>',
   },
   pull_refresh_after: str,
@@ -278,60 +391,94 @@ export const serviceShape: Shape = obj({
   user: str,
   uts: str,
   userns_mode: str,
-  volumes: listOf({
-    oneOf: [str, obj({
-      type: { types: ['string'], enum: ['bind', 'volume', 'tmpfs', 'cluster', 'npipe', 'image'] },
-      source: str, target: str, read_only: boolOrStr, consistency: str,
-      bind: obj({
-        propagation: str, create_host_path: boolOrStr,
-        recursive: { types: ['string'], enum: ['enabled', 'disabled', 'writable', 'readonly'] },
-        selinux: { types: ['string'], enum: ['z', 'Z'] },
-      }),
-      volume: obj({ labels: listOrDict, nocopy: boolOrStr, subpath: str }),
-      tmpfs: obj({ size: { oneOf: [{ types: ['integer'], minimum: 0 }, str] }, mode: numOrStr }),
-      image: obj({ subpath: str }),
-    }, { required: ['type'] })],
-    noun: 'a "source:target[:mode]" string or {type, source, target}',
-  }, true),
+  volumes: listOf(
+    {
+      oneOf: [
+        str,
+        obj(
+          {
+            type: { types: ['string'], enum: ['bind', 'volume', 'tmpfs', 'cluster', 'npipe', 'image'] },
+            source: str,
+            target: str,
+            read_only: boolOrStr,
+            consistency: str,
+            bind: obj({
+              propagation: str,
+              create_host_path: boolOrStr,
+              recursive: { types: ['string'], enum: ['enabled', 'disabled', 'writable', 'readonly'] },
+              selinux: { types: ['string'], enum: ['z', 'Z'] },
+            }),
+            volume: obj({ labels: listOrDict, nocopy: boolOrStr, subpath: str }),
+            tmpfs: obj({ size: { oneOf: [{ types: ['integer'], minimum: 0 }, str] }, mode: numOrStr }),
+            image: obj({ subpath: str }),
+          },
+          { required: ['type'] },
+        ),
+      ],
+      noun: 'a "source:target[:mode]" string or {type, source, target}',
+    },
+    true,
+  ),
   volumes_from: listOf(str, true),
   working_dir: str,
 });
 
-export const networkShape: Shape = obj({
-  name: str,
-  driver: str,
-  driver_opts: mapOf(ANY_KEY, t('string', 'number'), false),
-  ipam: obj({
+export const networkShape: Shape = obj(
+  {
+    name: str,
     driver: str,
-    config: listOf(obj({
-      subnet: str, ip_range: str, gateway: str,
-      aux_addresses: mapOf(ANY_KEY, str, true),
-    })),
-    options: mapOf(ANY_KEY, str, true),
-  }),
-  external: externalRef(true),
-  internal: boolOrStr,
-  enable_ipv4: boolOrStr,
-  enable_ipv6: boolOrStr,
-  attachable: boolOrStr,
-  labels: listOrDict,
-}, { types: ['object', 'null'] });
+    driver_opts: mapOf(ANY_KEY, t('string', 'number'), false),
+    ipam: obj({
+      driver: str,
+      config: listOf(
+        obj({
+          subnet: str,
+          ip_range: str,
+          gateway: str,
+          aux_addresses: mapOf(ANY_KEY, str, true),
+        }),
+      ),
+      options: mapOf(ANY_KEY, str, true),
+    }),
+    external: externalRef(true),
+    internal: boolOrStr,
+    enable_ipv4: boolOrStr,
+    enable_ipv6: boolOrStr,
+    attachable: boolOrStr,
+    labels: listOrDict,
+  },
+  { types: ['object', 'null'] },
+);
 
-export const volumeShape: Shape = obj({
-  name: str,
-  driver: str,
-  driver_opts: mapOf(ANY_KEY, t('string', 'number'), false),
-  external: externalRef(true),
-  labels: listOrDict,
-}, { types: ['object', 'null'] });
+export const volumeShape: Shape = obj(
+  {
+    name: str,
+    driver: str,
+    driver_opts: mapOf(ANY_KEY, t('string', 'number'), false),
+    external: externalRef(true),
+    labels: listOrDict,
+  },
+  { types: ['object', 'null'] },
+);
 
 export const secretShape: Shape = obj({
-  name: str, environment: str, file: str, external: externalRef(false), labels: listOrDict,
-  driver: str, driver_opts: mapOf(ANY_KEY, t('string', 'number'), false), template_driver: str,
+  name: str,
+  environment: str,
+  file: str,
+  external: externalRef(false),
+  labels: listOrDict,
+  driver: str,
+  driver_opts: mapOf(ANY_KEY, t('string', 'number'), false),
+  template_driver: str,
 });
 
 export const configShape: Shape = obj({
-  name: str, content: str, environment: str, file: str, external: externalRef(false), labels: listOrDict,
+  name: str,
+  content: str,
+  environment: str,
+  file: str,
+  external: externalRef(false),
+  labels: listOrDict,
   template_driver: str,
 });
 

@@ -82,7 +82,10 @@ export function parseDotenv(text: string, lookup: Lookup = () => undefined): Dot
 
 function closingQuote(text: string): number {
   for (let i = 0; i < text.length; i++) {
-    if (text[i] === '\\') { i++; continue; }
+    if (text[i] === '\\') {
+      i++;
+      continue;
+    }
     if (text[i] === '"') return i;
   }
   return -1;

@@ -49,8 +49,15 @@ function excerpt(text: string): string {
 function expressionAt(text: string, from: number): string {
   let depth = 0;
   for (let i = from; i < text.length; i++) {
-    if (text[i] === '$' && text[i + 1] === '$') { i++; continue; }
-    if (text[i] === '$' && text[i + 1] === '{') { depth++; i++; continue; }
+    if (text[i] === '$' && text[i + 1] === '$') {
+      i++;
+      continue;
+    }
+    if (text[i] === '$' && text[i + 1] === '{') {
+      depth++;
+      i++;
+      continue;
+    }
     if (text[i] === '}' && --depth === 0) return text.slice(from, i + 1);
   }
   return text.slice(from);
@@ -79,9 +86,17 @@ function parseTemplate(text: string): Part[] {
       i++;
       continue;
     }
-    if (c !== '$') { literal += c; i++; continue; }
+    if (c !== '$') {
+      literal += c;
+      i++;
+      continue;
+    }
     const next = text[i + 1];
-    if (next === '$') { literal += '$'; i += 2; continue; }
+    if (next === '$') {
+      literal += '$';
+      i += 2;
+      continue;
+    }
     if (next === '{') {
       const start = i;
       let j = i + 2;
@@ -129,7 +144,10 @@ function parseTemplate(text: string): Part[] {
 function evaluate(parts: readonly Part[], lookup: Lookup, unset: string[]): string {
   let out = '';
   for (const part of parts) {
-    if (typeof part === 'string') { out += part; continue; }
+    if (typeof part === 'string') {
+      out += part;
+      continue;
+    }
     const value = lookup(part.name);
     if (!('operator' in part)) {
       if (value === undefined) unset.push(part.name);
@@ -139,12 +157,21 @@ function evaluate(parts: readonly Part[], lookup: Lookup, unset: string[]): stri
     const nested = (): string => evaluate(part.rest, lookup, unset);
     const { name } = part;
     switch (part.operator) {
-      case ':-': out += value === undefined || value === '' ? nested() : value; break;
-      case '-': out += value === undefined ? nested() : value; break;
-      case ':+': out += value === undefined || value === '' ? '' : nested(); break;
-      case '+': out += value === undefined ? '' : nested(); break;
+      case ':-':
+        out += value === undefined || value === '' ? nested() : value;
+        break;
+      case '-':
+        out += value === undefined ? nested() : value;
+        break;
+      case ':+':
+        out += value === undefined || value === '' ? '' : nested();
+        break;
+      case '+':
+        out += value === undefined ? '' : nested();
+        break;
       case ':?':
-        if (value === undefined || value === '') throw new InterpolationError(`required variable ${name} is ${value === undefined ? 'not set' : 'empty'}: ${nested() || 'no message'}`);
+        if (value === undefined || value === '')
+          throw new InterpolationError(`required variable ${name} is ${value === undefined ? 'not set' : 'empty'}: ${nested() || 'no message'}`);
         out += value;
         break;
       case '?':

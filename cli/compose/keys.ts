@@ -20,15 +20,14 @@ const no = (note: string): KeyStatus => ({ status: 'rejected', note });
 const ignored = (note: string): KeyStatus => ({ status: 'ignored', note });
 
 const CPU_KNOBS = 'fine-grained CPU knobs are not supported; use deploy.resources.limits.cpus';
-const NO_HOST_SHARING = 'Tessera gives every task its own namespaces; sharing the host\'s or another container\'s is not supported';
+const NO_HOST_SHARING = "Tessera gives every task its own namespaces; sharing the host's or another container's is not supported";
 const NOT_YET = (what: string) => `${what} is not supported by Tessera yet`;
 /** What to do instead of `build:`, said by the error and by docs/compose.md. */
-export const BUILD_ADVICE = 'image builds are not supported yet: build the image and push it to a registry the nodes can pull from (or `tsctl image load FILE.tar` on each node), then set image: to its reference';
+export const BUILD_ADVICE =
+  'image builds are not supported yet: build the image and push it to a registry the nodes can pull from (or `tsctl image load FILE.tar` on each node), then set image: to its reference';
 const BUILD_NOTE = `without image: refused (${BUILD_ADVICE}); with image: ignored with a warning, as \`docker stack deploy\` does, and the service runs that image as it is in the registry`;
-const UPDATE_KEYS = (which: string): Record<string, KeyStatus> => Object.fromEntries(
-  ['parallelism', 'delay', 'failure_action', 'monitor', 'max_failure_ratio', 'order']
-    .map((k) => [`services.*.deploy.${which}.${k}`, ok()]),
-);
+const UPDATE_KEYS = (which: string): Record<string, KeyStatus> =>
+  Object.fromEntries(['parallelism', 'delay', 'failure_action', 'monitor', 'max_failure_ratio', 'order'].map((k) => [`services.*.deploy.${which}.${k}`, ok()]));
 
 export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   version: ignored('obsolete; the compose-spec says to ignore it'),
@@ -50,14 +49,16 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.cap_drop': ok(),
   'services.*.cgroup': no(NO_HOST_SHARING),
   'services.*.cgroup_parent': no('Tessera places every task in its own cgroup'),
-  'services.*.command': ok('becomes spec.args (the image\'s CMD is replaced)'),
+  'services.*.command': ok("becomes spec.args (the image's CMD is replaced)"),
   'services.*.configs': ok(),
   'services.*.configs[].source': ok(),
   'services.*.configs[].target': ok(),
   'services.*.configs[].uid': ok(),
   'services.*.configs[].gid': ok(),
   'services.*.configs[].mode': ok(),
-  'services.*.container_name': partial('replicas cannot share one name: it becomes a network alias of the service on each of its networks, so others still reach it by that name'),
+  'services.*.container_name': partial(
+    'replicas cannot share one name: it becomes a network alias of the service on each of its networks, so others still reach it by that name',
+  ),
   'services.*.cpu_count': no(CPU_KNOBS),
   'services.*.cpu_percent': no(CPU_KNOBS),
   'services.*.cpu_shares': no(CPU_KNOBS),
@@ -68,12 +69,18 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.cpus': ok('becomes resources.limits.cpus unless deploy.resources.limits.cpus is set'),
   'services.*.cpuset': no(CPU_KNOBS),
   'services.*.credential_spec': no('Windows only'),
-  'services.*.depends_on': ok('start order: new tasks wait (pending, with the reason) until each dependency has a running task (service_started), a running healthy one (service_healthy, which Swarm ignores) or has run to completion with exit code 0 in every slot (service_completed_successfully, for jobs)'),
+  'services.*.depends_on': ok(
+    'start order: new tasks wait (pending, with the reason) until each dependency has a running task (service_started), a running healthy one (service_healthy, which Swarm ignores) or has run to completion with exit code 0 in every slot (service_completed_successfully, for jobs)',
+  ),
   'services.*.depends_on.*.condition': ok('service_started, service_healthy, service_completed_successfully'),
-  'services.*.depends_on.*.restart': partial('restart: true is refused by the cluster: restarting a service when its dependency is updated is not implemented yet'),
+  'services.*.depends_on.*.restart': partial(
+    'restart: true is refused by the cluster: restarting a service when its dependency is updated is not implemented yet',
+  ),
   'services.*.depends_on.*.required': ok(),
   'services.*.deploy': ok(),
-  'services.*.deploy.mode': ok('replicated, global, replicated-job or global-job (jobs run to completion: a task that exits 0 is not replaced; restart_policy defaults to on-failure and may not be any)'),
+  'services.*.deploy.mode': ok(
+    'replicated, global, replicated-job or global-job (jobs run to completion: a task that exits 0 is not replaced; restart_policy defaults to on-failure and may not be any)',
+  ),
   'services.*.deploy.endpoint_mode': ok('vip or dnsrr'),
   'services.*.deploy.replicas': ok(),
   'services.*.deploy.labels': ok('labels of the Service object (metadata.labels)'),
@@ -104,16 +111,16 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.develop': no('file watching is a `docker compose watch` development feature, not a deployment'),
   'services.*.device_cgroup_rules': no(NOT_YET('device access')),
   'services.*.devices': no(NOT_YET('device access')),
-  'services.*.dns': ok('written to /etc/resolv.conf; replaces the overlay network\'s resolver, as in Docker'),
+  'services.*.dns': ok("written to /etc/resolv.conf; replaces the overlay network's resolver, as in Docker"),
   'services.*.dns_opt': ok(),
   'services.*.dns_search': ok(),
   'services.*.domainname': no(NOT_YET('setting the NIS domain name')),
-  'services.*.entrypoint': ok('becomes spec.command (the image\'s ENTRYPOINT is replaced)'),
-  'services.*.env_file': ok('read on this machine when deploying, relative to the first file\'s directory; environment: wins'),
+  'services.*.entrypoint': ok("becomes spec.command (the image's ENTRYPOINT is replaced)"),
+  'services.*.env_file': ok("read on this machine when deploying, relative to the first file's directory; environment: wins"),
   'services.*.env_file[].path': ok(),
   'services.*.env_file[].required': ok(),
   'services.*.env_file[].format': no('only the default .env format is supported; remove format'),
-  'services.*.environment': ok('a name without a value takes it from this machine\'s environment'),
+  'services.*.environment': ok("a name without a value takes it from this machine's environment"),
   'services.*.expose': ok('informational: every port of a task is reachable on its networks'),
   'services.*.extends': no(NOT_YET('extends') + '; copy the keys into the service or use an override file with -c'),
   'services.*.external_links': no('links to containers outside the stack are not supported; attach an external network'),
@@ -136,7 +143,7 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.label_file': no(NOT_YET('label files') + '; write the labels under labels:'),
   'services.*.labels': ok('labels of the containers (spec.containerLabels)'),
   'services.*.links': no('services reach each other by name on shared networks; remove links (use a network alias for another name)'),
-  'services.*.logging': partial('recorded in spec.logging; the agent keeps every task\'s output for `tsctl logs` whatever the driver'),
+  'services.*.logging': partial("recorded in spec.logging; the agent keeps every task's output for `tsctl logs` whatever the driver"),
   'services.*.logging.driver': partial('recorded; see logging'),
   'services.*.logging.options': partial('recorded; see logging'),
   'services.*.mac_address': no('Tessera assigns addresses'),
@@ -145,7 +152,7 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.mem_swappiness': no(NOT_YET('swap control')),
   'services.*.memswap_limit': no(NOT_YET('swap control')),
   'services.*.models': no(NOT_YET('AI models')),
-  'services.*.network_mode': no(NO_HOST_SHARING + '; services join the stack\'s networks'),
+  'services.*.network_mode': no(NO_HOST_SHARING + "; services join the stack's networks"),
   'services.*.networks': ok(),
   'services.*.networks.*.aliases': ok(),
   'services.*.networks.*.interface_name': no('Tessera names the interfaces'),
@@ -163,7 +170,7 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.platform': no('nodes run images of their own platform; pull or load an image for it'),
   'services.*.ports': ok(),
   'services.*.ports[].name': no(NOT_YET('named ports')),
-  'services.*.ports[].mode': ok('ingress (every node) or host (the task\'s node)'),
+  'services.*.ports[].mode': ok("ingress (every node) or host (the task's node)"),
   'services.*.ports[].host_ip': no(NOT_YET('publishing on one host address')),
   'services.*.ports[].target': ok(),
   'services.*.ports[].published': ok(),
@@ -177,7 +184,9 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.pull_policy': no('nodes pull an image when they do not have it; use `tsctl image pull` to refresh'),
   'services.*.pull_refresh_after': no('nodes pull an image when they do not have it; use `tsctl image pull` to refresh'),
   'services.*.read_only': ok(),
-  'services.*.restart': partial('no, always, on-failure[:N] and unless-stopped become the restart policy unless deploy.restart_policy is set; unless-stopped acts as always'),
+  'services.*.restart': partial(
+    'no, always, on-failure[:N] and unless-stopped become the restart policy unless deploy.restart_policy is set; unless-stopped acts as always',
+  ),
   'services.*.runtime': no('Tessera has one runtime (runc)'),
   'services.*.scale': ok('becomes replicas unless deploy.replicas is set'),
   'services.*.secrets': ok('mounted under /run/secrets on a tmpfs'),
@@ -204,7 +213,7 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.uts': no(NO_HOST_SHARING),
   'services.*.volumes': ok('named volumes, bind mounts and tmpfs; types cluster, npipe and image are rejected'),
   'services.*.volumes[].type': ok('volume, bind or tmpfs'),
-  'services.*.volumes[].source': ok('bind sources are paths on the node that runs the task; relative ones are resolved against the first file\'s directory'),
+  'services.*.volumes[].source': ok("bind sources are paths on the node that runs the task; relative ones are resolved against the first file's directory"),
   'services.*.volumes[].target': ok(),
   'services.*.volumes[].read_only': ok(),
   'services.*.volumes[].consistency': ignored('has no effect on Linux (Docker Desktop only)'),
@@ -226,7 +235,7 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
 
   'networks.*': ok('a Network object of the stack; the implicit network "default" is made for services without networks:'),
   'networks.*.name': ok('names the Network object'),
-  'networks.*.driver': partial('overlay and bridge both mean Tessera\'s cluster network; other drivers are rejected'),
+  'networks.*.driver': partial("overlay and bridge both mean Tessera's cluster network; other drivers are rejected"),
   'networks.*.driver_opts': no(NOT_YET('network driver options')),
   'networks.*.ipam': partial('only config[].subnet'),
   'networks.*.ipam.driver': no('Tessera has one address manager'),
@@ -254,7 +263,7 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
 
   'secrets.*': ok('a Secret object of the stack holding the content'),
   'secrets.*.name': ok('names the Secret object'),
-  'secrets.*.environment': ok('the content is this machine\'s environment variable'),
+  'secrets.*.environment': ok("the content is this machine's environment variable"),
   'secrets.*.file': ok('the content is read on this machine when deploying'),
   'secrets.*.external': ok('not created; must exist in the cluster'),
   'secrets.*.external.name': ok(),
@@ -266,7 +275,7 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'configs.*': ok('a Config object of the stack holding the content'),
   'configs.*.name': ok('names the Config object'),
   'configs.*.content': ok(),
-  'configs.*.environment': ok('the content is this machine\'s environment variable'),
+  'configs.*.environment': ok("the content is this machine's environment variable"),
   'configs.*.file': ok('the content is read on this machine when deploying'),
   'configs.*.external': ok('not created; must exist in the cluster'),
   'configs.*.external.name': ok(),
@@ -275,12 +284,14 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
 };
 
 /** Every prefix of a table path, to tell a fixed key from a user-chosen name while walking a model. */
-const PREFIXES: ReadonlySet<string> = new Set(Object.keys(COMPOSE_KEYS).flatMap((path) => {
-  const out: string[] = [];
-  for (let i = 0; i < path.length; i++) if (path[i] === '.' || path.startsWith('[]', i)) out.push(path.slice(0, i));
-  out.push(path);
-  return out;
-}));
+const PREFIXES: ReadonlySet<string> = new Set(
+  Object.keys(COMPOSE_KEYS).flatMap((path) => {
+    const out: string[] = [];
+    for (let i = 0; i < path.length; i++) if (path[i] === '.' || path.startsWith('[]', i)) out.push(path.slice(0, i));
+    out.push(path);
+    return out;
+  }),
+);
 
 /** Table path of `key` under `parent` ('' at the top level), or undefined outside the table. */
 export function childPath(parent: string, key: string): string | undefined {

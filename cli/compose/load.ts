@@ -76,9 +76,10 @@ function parseFile(file: string, text: string, issues: ManifestIssue[]): { doc: 
   const problems = [
     ...[...doc.errors, ...doc.warnings.filter((w) => w.code === 'TAG_RESOLVE_FAILED')].map((error) => ({
       offset: error.pos[0],
-      message: error.code === 'TAG_RESOLVE_FAILED'
-        ? `YAML tag not supported (${yamlProblem(error.message)}); !reset and !override are not supported yet`
-        : `YAML syntax error: ${yamlProblem(error.message)}`,
+      message:
+        error.code === 'TAG_RESOLVE_FAILED'
+          ? `YAML tag not supported (${yamlProblem(error.message)}); !reset and !override are not supported yet`
+          : `YAML syntax error: ${yamlProblem(error.message)}`,
     })),
     ...keyProblems(doc).map(({ offset, message }) => ({ offset, message: `YAML syntax error: ${message}` })),
   ];
@@ -132,7 +133,10 @@ function locateMerged(files: readonly ParsedFile[], issue: TranslateIssue): Mani
   let bestDepth = -1;
   for (const file of [...files].reverse()) {
     const depth = has(file.value, issue.path);
-    if (depth > bestDepth) { best = file; bestDepth = depth; }
+    if (depth > bestDepth) {
+      best = file;
+      bestDepth = depth;
+    }
   }
   if (!best) return { file: files[0]?.file ?? '', path: issue.path, message: issue.message };
   return { file: best.file, ...at(best, issue.path, true), path: issue.path, message: issue.message };
@@ -164,7 +168,13 @@ export function loadCompose(files: readonly string[], options: LoadComposeOption
     const data = readFile(file, MAX_INPUT_FILE_BYTES);
     if (!data.ok) {
       const problem = cappedReadProblem(data, MAX_INPUT_FILE_BYTES);
-      issues.push({ file, message: data.reason === 'too-large' ? `refused before parsing: ${problem} (one API request's limit)` : `cannot read: ${problem.replace(/^cannot read: /, '')}` });
+      issues.push({
+        file,
+        message:
+          data.reason === 'too-large'
+            ? `refused before parsing: ${problem} (one API request's limit)`
+            : `cannot read: ${problem.replace(/^cannot read: /, '')}`,
+      });
       continue;
     }
     const text = data.data.toString('utf8');
@@ -180,7 +190,9 @@ export function loadCompose(files: readonly string[], options: LoadComposeOption
     if (unset.length > MAX_REPORTED_ISSUES) warnings.push(`${file}: ... and ${unset.length - MAX_REPORTED_ISSUES} more variables that are not set`);
     if (interpolated.issues.length > 0) continue;
     const structure = checkComposeStructure(interpolated.value);
-    issues.push(...firstIssues(structure, file, (issue) => ({ file, ...at(parsed, issue.path, issue.unknownField === true), path: issue.path, message: issue.message })));
+    issues.push(
+      ...firstIssues(structure, file, (issue) => ({ file, ...at(parsed, issue.path, issue.unknownField === true), path: issue.path, message: issue.message })),
+    );
     if (structure.length > 0) continue;
     parsedFiles.push({ file, doc: parsed.doc, lineCounter: parsed.lineCounter, value: interpolated.value });
     const normalized = normalizeFile(interpolated.value as Dict, file);

@@ -35,12 +35,17 @@ function mergeByKey(base: unknown[], over: unknown[], keyOf: (item: Dict) => str
   const out = [...base];
   const key = (item: unknown) => (isDict(item) ? keyOf(item) : JSON.stringify(item));
   const firstAt = new Map<string, number>();
-  out.forEach((item, index) => { if (!firstAt.has(key(item))) firstAt.set(key(item), index); });
+  out.forEach((item, index) => {
+    if (!firstAt.has(key(item))) firstAt.set(key(item), index);
+  });
   for (const item of over) {
     const k = key(item);
     const at = firstAt.get(k);
     if (at !== undefined) out[at] = item;
-    else { firstAt.set(k, out.length); out.push(item); }
+    else {
+      firstAt.set(k, out.length);
+      out.push(item);
+    }
   }
   return out;
 }

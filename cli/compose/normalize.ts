@@ -28,8 +28,12 @@ export function listOrDictToMap(value: unknown, separator = '='): Record<string,
     for (const item of value) {
       const text = String(item);
       const at = text.indexOf(separator);
-      Object.defineProperty(out, at < 0 ? text : text.slice(0, at),
-        { value: at < 0 ? null : text.slice(at + 1), enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(out, at < 0 ? text : text.slice(0, at), {
+        value: at < 0 ? null : text.slice(at + 1),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
   } else if (isDict(value)) {
     for (const [key, v] of Object.entries(value)) {
@@ -60,7 +64,10 @@ export function parsePortString(text: string): Dict[] | string {
   let rest = spec;
   // An IPv6 host address is written in brackets: "[::1]:8080:80".
   const v6 = /^\[([^\]]+)\]:(.*)$/.exec(rest);
-  if (v6) { hostIp = v6[1]; rest = v6[2] ?? ''; }
+  if (v6) {
+    hostIp = v6[1];
+    rest = v6[2] ?? '';
+  }
   const parts = rest.split(':');
   if (!v6 && parts.length === 3) hostIp = parts.shift();
   if (parts.length > 2) return `invalid port ${JSON.stringify(text)}: expected [HOST_IP:][PUBLISHED:]TARGET[/PROTOCOL]`;
@@ -104,7 +111,8 @@ export function parseVolumeString(text: string): Dict | string {
     else if (option === 'nocopy' && !bind) volume['volume'] = { nocopy: true };
     else if ((option === 'z' || option === 'Z') && bind) volume['bind'] = { ...(volume['bind'] as Dict), selinux: option };
     else if (PROPAGATIONS.has(option) && bind) volume['bind'] = { ...(volume['bind'] as Dict), propagation: option };
-    else return `invalid volume ${JSON.stringify(text)}: unknown option ${JSON.stringify(option)} (expected ro, rw${bind ? ', z, Z or a propagation like rprivate' : ' or nocopy'})`;
+    else
+      return `invalid volume ${JSON.stringify(text)}: unknown option ${JSON.stringify(option)} (expected ro, rw${bind ? ', z, Z or a propagation like rprivate' : ' or nocopy'})`;
   }
   return volume;
 }
@@ -118,8 +126,7 @@ function normalizeService(service: Dict, file: string, path: IssuePath, issues: 
   const out: Dict = { ...service };
   for (const key of LIST_OR_DICT_KEYS) if (key in out) out[key] = listOrDictToMap(out[key]);
   if (Array.isArray(out['depends_on'])) {
-    out['depends_on'] = Object.fromEntries((out['depends_on'] as string[])
-      .map((name) => [name, { condition: 'service_started', required: true }]));
+    out['depends_on'] = Object.fromEntries((out['depends_on'] as string[]).map((name) => [name, { condition: 'service_started', required: true }]));
   }
   if (Array.isArray(out['networks'])) {
     out['networks'] = Object.fromEntries((out['networks'] as string[]).map((name) => [name, null]));
@@ -153,10 +160,16 @@ function normalizeService(service: Dict, file: string, path: IssuePath, issues: 
       if (typeof p === 'number') made = [{ target: p, protocol: 'tcp', mode: 'ingress' }];
       else if (typeof p === 'string') {
         const parsed = parsePortString(p);
-        if (typeof parsed === 'string') { issues.push({ path: here, message: parsed }); return; }
+        if (typeof parsed === 'string') {
+          issues.push({ path: here, message: parsed });
+          return;
+        }
         made = parsed;
       } else made = [{ ...(p as Dict) }];
-      for (const m of made) { itemOrigins.set(m, { file, path: here }); ports.push(m); }
+      for (const m of made) {
+        itemOrigins.set(m, { file, path: here });
+        ports.push(m);
+      }
     });
     out['ports'] = ports;
   }
@@ -165,7 +178,10 @@ function normalizeService(service: Dict, file: string, path: IssuePath, issues: 
     (out['volumes'] as unknown[]).forEach((v, index) => {
       const here = [...path, 'volumes', index];
       const made = typeof v === 'string' ? parseVolumeString(v) : { ...(v as Dict) };
-      if (typeof made === 'string') { issues.push({ path: here, message: made }); return; }
+      if (typeof made === 'string') {
+        issues.push({ path: here, message: made });
+        return;
+      }
       itemOrigins.set(made, { file, path: here });
       volumes.push(made);
     });
@@ -191,15 +207,21 @@ export function normalizeFile(model: Dict, file: string): { model: Dict; issues:
   const issues: NormalizeIssue[] = [];
   const out: Dict = { ...model };
   if (isDict(model['services'])) {
-    out['services'] = Object.fromEntries(Object.entries(model['services']).map(([name, service]) =>
-      [name, isDict(service) ? normalizeService(service, file, ['services', name], issues) : service]));
+    out['services'] = Object.fromEntries(
+      Object.entries(model['services']).map(([name, service]) => [
+        name,
+        isDict(service) ? normalizeService(service, file, ['services', name], issues) : service,
+      ]),
+    );
   }
   for (const top of ['networks', 'volumes', 'secrets', 'configs']) {
     if (!isDict(model[top])) continue;
-    out[top] = Object.fromEntries(Object.entries(model[top]).map(([name, def]) => {
-      if (!isDict(def)) return [name, def ?? {}];
-      return [name, 'labels' in def ? { ...def, labels: listOrDictToMap(def['labels']) } : def];
-    }));
+    out[top] = Object.fromEntries(
+      Object.entries(model[top]).map(([name, def]) => {
+        if (!isDict(def)) return [name, def ?? {}];
+        return [name, 'labels' in def ? { ...def, labels: listOrDictToMap(def['labels']) } : def];
+      }),
+    );
   }
   return { model: out, issues };
 }

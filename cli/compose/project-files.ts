@@ -20,9 +20,7 @@ export interface ProjectFileOptions {
 }
 
 export type ProjectFile =
-  | { ok: true; path: string; data: Buffer }
-  | { ok: false; path: string; missing: true }
-  | { ok: false; path: string; missing: false; problem: string };
+  { ok: true; path: string; data: Buffer } | { ok: false; path: string; missing: true } | { ok: false; path: string; missing: false; problem: string };
 
 const ALLOW_HINT = 'files are read only from the project directory (that of the first -c file) unless `tsctl stack deploy --allow-outside-files` is given';
 
@@ -50,7 +48,8 @@ function confinementProblem(given: string, path: string, projectDir: string): st
   if (error !== undefined) return `${JSON.stringify(given)}: cannot resolve ${path}: ${error}`;
   if (real === undefined) return undefined;
   const realDir = realPath(projectDir).real ?? projectDir;
-  if (!inside(realDir, real)) return `${JSON.stringify(given)} leads through a symbolic link to ${real}, outside the project directory ${realDir}: ${ALLOW_HINT}`;
+  if (!inside(realDir, real))
+    return `${JSON.stringify(given)} leads through a symbolic link to ${real}, outside the project directory ${realDir}: ${ALLOW_HINT}`;
   return undefined;
 }
 

@@ -51,8 +51,9 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => jsonEqual(x, b[i]));
   const ka = Object.keys(a as object);
   const kb = Object.keys(b as object);
-  return ka.length === kb.length
-    && ka.every((k) => Object.hasOwn(b as object, k) && jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+  return (
+    ka.length === kb.length && ka.every((k) => Object.hasOwn(b as object, k) && jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]))
+  );
 }
 
 /**
@@ -65,15 +66,22 @@ export function canonicalJson(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value !== null && typeof value === 'object') {
-    const entries = Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
+    const entries = Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
     return `{${entries.join(',')}}`;
   }
   return String(value);
 }
 
 const TYPE_NOUNS: Record<JsonType, string> = {
-  string: 'a string', number: 'a number', integer: 'an integer', boolean: 'true or false', null: 'nothing (null)',
-  object: 'a mapping', array: 'a list',
+  string: 'a string',
+  number: 'a number',
+  integer: 'an integer',
+  boolean: 'true or false',
+  null: 'nothing (null)',
+  object: 'a mapping',
+  array: 'a list',
 };
 
 export function nounOf(shape: Shape): string {
@@ -157,8 +165,7 @@ function checkOneOf(shape: Shape, options: readonly Shape[], value: unknown, pat
   if (matching === 1) return [];
   if (matching > 1) return [{ path, message: `${describeValue(value)} matches more than one form of ${nounOf(shape)}` }];
   // Report the problems of the one form whose type fits, which is what the writer meant.
-  const typeFits = options.map((option, i) => ({ option, issues: results[i] ?? [] }))
-    .filter(({ option }) => !option.types || typeMatches(value, option.types));
+  const typeFits = options.map((option, i) => ({ option, issues: results[i] ?? [] })).filter(({ option }) => !option.types || typeMatches(value, option.types));
   if (typeFits.length === 1 && typeFits[0]) return typeFits[0].issues;
   return [{ path, message: `expected ${nounOf(shape)}, got ${describeValue(value)}` }];
 }

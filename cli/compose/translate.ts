@@ -123,7 +123,7 @@ const DOCKER_UNITS: Record<string, number> = { k: 2 ** 10, m: 2 ** 20, g: 2 ** 3
 function memory(value: unknown, path: IssuePath, r: Reporter): number | undefined {
   if (value === undefined || value === null) return undefined;
   const m = DOCKER_SIZE.exec(String(value).trim());
-  if (m) return Math.ceil(Number(m[1]) * (m[2] ? DOCKER_UNITS[m[2].toLowerCase()] ?? 1 : 1));
+  if (m) return Math.ceil(Number(m[1]) * (m[2] ? (DOCKER_UNITS[m[2].toLowerCase()] ?? 1) : 1));
   return r.parsed(parseMemoryBytes(typeof value === 'number' ? value : String(value)), path);
 }
 
@@ -136,7 +136,8 @@ function cpus(value: unknown, path: IssuePath, r: Reporter): number | undefined 
 /** File modes: a number (YAML 0o440 or decimal) or an octal string like "0440". */
 function fileMode(value: unknown, path: IssuePath, r: Reporter, item?: object): number | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value === 'number') return Number.isInteger(value) && value >= 0 && value <= 0o7777 ? value : r.add(path, `expected permission bits like 0440, got ${value}`, item);
+  if (typeof value === 'number')
+    return Number.isInteger(value) && value >= 0 && value <= 0o7777 ? value : r.add(path, `expected permission bits like 0440, got ${value}`, item);
   const text = String(value).trim();
   if (!/^0?[0-7]{1,4}$/.test(text)) return r.add(path, `expected octal permission bits like "0440", got ${describeValue(value)}`, item);
   return Number.parseInt(text, 8);
@@ -149,8 +150,7 @@ function stringMap(value: unknown): Record<string, string> | undefined {
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
-const strings = (value: unknown): string[] | undefined =>
-  (Array.isArray(value) ? value.map(String) : typeof value === 'string' ? [value] : undefined);
+const strings = (value: unknown): string[] | undefined => (Array.isArray(value) ? value.map(String) : typeof value === 'string' ? [value] : undefined);
 
 /** Compose's string form of command/entrypoint is split like a shell would (quotes, no expansion). */
 export function splitCommand(text: string): string[] {
@@ -161,7 +161,11 @@ export function splitCommand(text: string): string[] {
   while (i < text.length) {
     const c = text[i] ?? '';
     if (/\s/.test(c)) {
-      if (inWord) { words.push(word); word = ''; inWord = false; }
+      if (inWord) {
+        words.push(word);
+        word = '';
+        inWord = false;
+      }
       i++;
     } else if (c === "'") {
       const end = text.indexOf("'", i + 1);
@@ -209,7 +213,7 @@ interface Declared {
 function externalName(def: Dict, key: string, path: IssuePath, r: Reporter): { external: boolean; name: string } {
   const ext = def['external'];
   const explicit = typeof def['name'] === 'string' ? def['name'] : undefined;
-  if (isDict(ext)) return { external: true, name: typeof ext['name'] === 'string' ? ext['name'] : explicit ?? key };
+  if (isDict(ext)) return { external: true, name: typeof ext['name'] === 'string' ? ext['name'] : (explicit ?? key) };
   const external = toBool(ext, [...path, 'external'], r) ?? false;
   return { external, name: explicit ?? key };
 }
@@ -221,9 +225,10 @@ function meta(name: string, stack: string, labels: unknown): { name: string; sta
 
 /** The data of a secret or config, base64, within Swarm's size limit. */
 function contentOf(def: Dict, path: IssuePath, o: TranslateOptions, r: Reporter, kind: string): string | undefined {
-  const capped = (data: Buffer, at: IssuePath, what: string): string | undefined => (data.length > MAX_FILE_OBJECT_BYTES
-    ? r.add(at, `${what} is ${data.length} bytes, larger than the ${describeBytes(MAX_FILE_OBJECT_BYTES)} a ${kind} may hold`)
-    : data.toString('base64'));
+  const capped = (data: Buffer, at: IssuePath, what: string): string | undefined =>
+    data.length > MAX_FILE_OBJECT_BYTES
+      ? r.add(at, `${what} is ${data.length} bytes, larger than the ${describeBytes(MAX_FILE_OBJECT_BYTES)} a ${kind} may hold`)
+      : data.toString('base64');
   if (typeof def['content'] === 'string') return capped(Buffer.from(def['content']), [...path, 'content'], 'the content');
   if (typeof def['environment'] === 'string') {
     const value = o.env(def['environment']);
@@ -252,7 +257,10 @@ function translateTopLevel(model: Dict, o: TranslateOptions, r: Reporter, object
       const path = [top, key];
       const { external, name } = externalName(def, key, path, r);
       d.names.set(key, name);
-      if (external) { d.external.add(key); continue; }
+      if (external) {
+        d.external.add(key);
+        continue;
+      }
       const metadata = meta(name, o.stack, def['labels']);
       if (top === 'networks') {
         const driver = def['driver'];
@@ -263,13 +271,22 @@ function translateTopLevel(model: Dict, o: TranslateOptions, r: Reporter, object
         const subnets = (Array.isArray(ipam['config']) ? ipam['config'] : [])
           .map((c) => (isDict(c) && typeof c['subnet'] === 'string' ? c['subnet'] : undefined))
           .filter((s): s is string => s !== undefined);
-        if (toBool(def['enable_ipv4'], [...path, 'enable_ipv4'], r) === false) r.add([...path, 'enable_ipv4'], 'enable_ipv4: false is not supported: IPv4 cannot be turned off');
-        if (toBool(def['enable_ipv6'], [...path, 'enable_ipv6'], r) === true) r.add([...path, 'enable_ipv6'], 'enable_ipv6: true is not supported: Tessera networks have no IPv6 yet');
+        if (toBool(def['enable_ipv4'], [...path, 'enable_ipv4'], r) === false)
+          r.add([...path, 'enable_ipv4'], 'enable_ipv4: false is not supported: IPv4 cannot be turned off');
+        if (toBool(def['enable_ipv6'], [...path, 'enable_ipv6'], r) === true)
+          r.add([...path, 'enable_ipv6'], 'enable_ipv6: true is not supported: Tessera networks have no IPv6 yet');
         const internal = toBool(def['internal'], [...path, 'internal'], r);
         const attachable = toBool(def['attachable'], [...path, 'attachable'], r);
         objects.push({
-          apiVersion: API_VERSION, kind: 'Network', metadata,
-          spec: { driver: 'overlay', ...(internal !== undefined ? { internal } : {}), ...(attachable !== undefined ? { attachable } : {}), ...(subnets.length > 0 ? { subnets } : {}) },
+          apiVersion: API_VERSION,
+          kind: 'Network',
+          metadata,
+          spec: {
+            driver: 'overlay',
+            ...(internal !== undefined ? { internal } : {}),
+            ...(attachable !== undefined ? { attachable } : {}),
+            ...(subnets.length > 0 ? { subnets } : {}),
+          },
         });
       } else if (top === 'volumes') {
         const driver = def['driver'];
@@ -300,7 +317,7 @@ interface ServiceContext {
 
 function environment(c: ServiceContext): Record<string, string> | undefined {
   const env: Record<string, string> = {};
-  const files = Array.isArray(c.service['env_file']) ? c.service['env_file'] as Dict[] : [];
+  const files = Array.isArray(c.service['env_file']) ? (c.service['env_file'] as Dict[]) : [];
   files.forEach((f, index) => {
     const at = [...c.path, 'env_file', index];
     const required = toBool(f['required'], [...at, 'required'], c.r) ?? true;
@@ -330,22 +347,34 @@ function environment(c: ServiceContext): Record<string, string> | undefined {
 }
 
 function ports(c: ServiceContext) {
-  const list = Array.isArray(c.service['ports']) ? c.service['ports'] as Dict[] : [];
+  const list = Array.isArray(c.service['ports']) ? (c.service['ports'] as Dict[]) : [];
   const out: Array<{ target: number; published?: number; protocol: 'tcp' | 'udp'; mode?: 'ingress' | 'host' }> = [];
   list.forEach((p, index) => {
     const path = [...c.path, 'ports', index];
     const target = toInt(p['target'], [...path, 'target'], c.r, 1, p);
-    if (p['target'] === undefined) { c.r.add(path, 'a port needs a target', p); return; }
+    if (p['target'] === undefined) {
+      c.r.add(path, 'a port needs a target', p);
+      return;
+    }
     let published: number | undefined;
     if (p['published'] !== undefined && p['published'] !== '') {
       const text = String(p['published']);
-      if (/^\d+-\d+$/.test(text)) { c.r.add([...path, 'published'], `published range ${text} in the long syntax is not supported; list the ports one by one`, p); return; }
+      if (/^\d+-\d+$/.test(text)) {
+        c.r.add([...path, 'published'], `published range ${text} in the long syntax is not supported; list the ports one by one`, p);
+        return;
+      }
       published = toInt(p['published'], [...path, 'published'], c.r, 1, p);
     }
     const protocol = p['protocol'] ?? 'tcp';
-    if (protocol !== 'tcp' && protocol !== 'udp') { c.r.add([...path, 'protocol'], `protocol ${describeValue(protocol)} is not supported: tcp or udp`, p); return; }
+    if (protocol !== 'tcp' && protocol !== 'udp') {
+      c.r.add([...path, 'protocol'], `protocol ${describeValue(protocol)} is not supported: tcp or udp`, p);
+      return;
+    }
     const mode = p['mode'] ?? 'ingress';
-    if (mode !== 'ingress' && mode !== 'host') { c.r.add([...path, 'mode'], `mode ${describeValue(mode)} is not supported: ingress or host`, p); return; }
+    if (mode !== 'ingress' && mode !== 'host') {
+      c.r.add([...path, 'mode'], `mode ${describeValue(mode)} is not supported: ingress or host`, p);
+      return;
+    }
     if (target === undefined) return;
     out.push({ target, ...(published !== undefined ? { published } : {}), protocol, mode });
   });
@@ -354,12 +383,15 @@ function ports(c: ServiceContext) {
 
 function mounts(c: ServiceContext): Mount[] | undefined {
   const out: Mount[] = [];
-  const list = Array.isArray(c.service['volumes']) ? c.service['volumes'] as Dict[] : [];
+  const list = Array.isArray(c.service['volumes']) ? (c.service['volumes'] as Dict[]) : [];
   list.forEach((v, index) => {
     const path = [...c.path, 'volumes', index];
     const type = v['type'];
     const target = typeof v['target'] === 'string' ? v['target'] : undefined;
-    if (!target) { c.r.add(path, 'a volume needs a target path', v); return; }
+    if (!target) {
+      c.r.add(path, 'a volume needs a target path', v);
+      return;
+    }
     const readOnly = toBool(v['read_only'], [...path, 'read_only'], c.r, v);
     const common = { target, ...(readOnly !== undefined ? { readOnly } : {}) };
     const source = typeof v['source'] === 'string' && v['source'] !== '' ? v['source'] : undefined;
@@ -370,18 +402,30 @@ function mounts(c: ServiceContext): Mount[] | undefined {
       let name: string | undefined;
       if (source !== undefined) {
         name = c.declared['volumes']?.names.get(source);
-        if (name === undefined) { c.r.add([...path, 'source'], `volume ${JSON.stringify(source)} is not declared under the top-level volumes:`, v); return; }
+        if (name === undefined) {
+          c.r.add([...path, 'source'], `volume ${JSON.stringify(source)} is not declared under the top-level volumes:`, v);
+          return;
+        }
       }
       out.push({ type: 'volume', ...(name ? { source: name } : {}), ...common, ...(noCopy !== undefined ? { noCopy } : {}), ...(subpath ? { subpath } : {}) });
     } else if (type === 'bind') {
-      if (!source) { c.r.add(path, 'a bind mount needs a source path', v); return; }
+      if (!source) {
+        c.r.add(path, 'a bind mount needs a source path', v);
+        return;
+      }
       const home = c.o.env('HOME');
       const expanded = source.startsWith('~') && home ? home + source.slice(1) : source;
       const absolute = isAbsolute(expanded) ? expanded : resolvePath(c.o.projectDir, expanded);
       const opts = isDict(v['bind']) ? v['bind'] : {};
       const createHostPath = toBool(opts['create_host_path'], [...path, 'bind', 'create_host_path'], c.r, v);
       const propagation = typeof opts['propagation'] === 'string' ? opts['propagation'] : undefined;
-      out.push({ type: 'bind', source: absolute, ...common, ...(propagation ? { propagation } : {}), ...(createHostPath !== undefined ? { createHostPath } : {}) });
+      out.push({
+        type: 'bind',
+        source: absolute,
+        ...common,
+        ...(propagation ? { propagation } : {}),
+        ...(createHostPath !== undefined ? { createHostPath } : {}),
+      });
     } else if (type === 'tmpfs') {
       const opts = isDict(v['tmpfs']) ? v['tmpfs'] : {};
       const sizeBytes = memory(opts['size'], [...path, 'tmpfs', 'size'], c.r);
@@ -397,9 +441,13 @@ function mounts(c: ServiceContext): Mount[] | undefined {
     const mount: Mount = { type: 'tmpfs', target: path };
     for (const option of options?.split(',') ?? []) {
       const [k, v = ''] = option.split('=');
-      if (k === 'size') { const size = memory(v, [...c.path, 'tmpfs', index], c.r); if (size !== undefined) mount.sizeBytes = size; }
-      else if (k === 'mode') { const mode = fileMode(v, [...c.path, 'tmpfs', index], c.r); if (mode !== undefined) mount.mode = mode; }
-      else c.r.add([...c.path, 'tmpfs', index], `tmpfs option ${JSON.stringify(option)} is not supported: size and mode`);
+      if (k === 'size') {
+        const size = memory(v, [...c.path, 'tmpfs', index], c.r);
+        if (size !== undefined) mount.sizeBytes = size;
+      } else if (k === 'mode') {
+        const mode = fileMode(v, [...c.path, 'tmpfs', index], c.r);
+        if (mode !== undefined) mount.mode = mode;
+      } else c.r.add([...c.path, 'tmpfs', index], `tmpfs option ${JSON.stringify(option)} is not supported: size and mode`);
     }
     out.push(mount);
   }
@@ -407,21 +455,24 @@ function mounts(c: ServiceContext): Mount[] | undefined {
 }
 
 function fileReferences(c: ServiceContext, key: 'secrets' | 'configs') {
-  const list = Array.isArray(c.service[key]) ? c.service[key] as Dict[] : [];
-  const out = list.map((ref, index) => {
-    const path = [...c.path, key, index];
-    const source = String(ref['source'] ?? '');
-    const name = c.declared[key]?.names.get(source);
-    if (name === undefined) return c.r.add(path, `${key.slice(0, -1)} ${JSON.stringify(source)} is not declared under the top-level ${key}:`, ref);
-    const target = typeof ref['target'] === 'string' ? ref['target'] : key === 'secrets' ? source : `/${source}`;
-    const mode = fileMode(ref['mode'], [...path, 'mode'], c.r, ref);
-    return {
-      source: name, target,
-      ...(ref['uid'] !== undefined ? { uid: String(ref['uid']) } : {}),
-      ...(ref['gid'] !== undefined ? { gid: String(ref['gid']) } : {}),
-      ...(mode !== undefined ? { mode } : {}),
-    };
-  }).filter((x) => x !== undefined);
+  const list = Array.isArray(c.service[key]) ? (c.service[key] as Dict[]) : [];
+  const out = list
+    .map((ref, index) => {
+      const path = [...c.path, key, index];
+      const source = String(ref['source'] ?? '');
+      const name = c.declared[key]?.names.get(source);
+      if (name === undefined) return c.r.add(path, `${key.slice(0, -1)} ${JSON.stringify(source)} is not declared under the top-level ${key}:`, ref);
+      const target = typeof ref['target'] === 'string' ? ref['target'] : key === 'secrets' ? source : `/${source}`;
+      const mode = fileMode(ref['mode'], [...path, 'mode'], c.r, ref);
+      return {
+        source: name,
+        target,
+        ...(ref['uid'] !== undefined ? { uid: String(ref['uid']) } : {}),
+        ...(ref['gid'] !== undefined ? { gid: String(ref['gid']) } : {}),
+        ...(mode !== undefined ? { mode } : {}),
+      };
+    })
+    .filter((x) => x !== undefined);
   return out.length > 0 ? out : undefined;
 }
 
@@ -430,12 +481,15 @@ function networks(c: ServiceContext): NetworkAttachment[] {
   const attached = isDict(c.service['networks']) ? c.service['networks'] : { default: null };
   const containerName = typeof c.service['container_name'] === 'string' ? c.service['container_name'] : undefined;
   if (containerName !== undefined && !DNS_LABEL.test(containerName)) {
-    c.r.add([...c.path, 'container_name'], `container_name ${JSON.stringify(containerName)} becomes a network alias and must be a DNS label (lowercase letters, digits and "-")`);
+    c.r.add(
+      [...c.path, 'container_name'],
+      `container_name ${JSON.stringify(containerName)} becomes a network alias and must be a DNS label (lowercase letters, digits and "-")`,
+    );
   }
   return Object.entries(attached).map(([key, options]) => {
     const name = declared?.names.get(key) ?? (key === 'default' ? 'default' : undefined);
     if (name === undefined) c.r.add([...c.path, 'networks', key], `network ${JSON.stringify(key)} is not declared under the top-level networks:`);
-    const aliases = [...(isDict(options) ? strings(options['aliases']) ?? [] : [])];
+    const aliases = [...(isDict(options) ? (strings(options['aliases']) ?? []) : [])];
     if (containerName !== undefined && DNS_LABEL.test(containerName) && !aliases.includes(containerName)) aliases.push(containerName);
     return { name: name ?? key, ...(aliases.length > 0 ? { aliases } : {}) };
   });
@@ -538,7 +592,10 @@ function resources(c: ServiceContext, deploy: Dict) {
     pids: lim['pids'] !== undefined ? toInt(lim['pids'], [...path, 'limits', 'pids'], c.r, 1) : toInt(s['pids_limit'], [...c.path, 'pids_limit'], c.r, 1),
   };
   const reservations = {
-    memory: rsv['memory'] !== undefined ? memory(rsv['memory'], [...path, 'reservations', 'memory'], c.r) : memory(s['mem_reservation'], [...c.path, 'mem_reservation'], c.r),
+    memory:
+      rsv['memory'] !== undefined
+        ? memory(rsv['memory'], [...path, 'reservations', 'memory'], c.r)
+        : memory(s['mem_reservation'], [...c.path, 'mem_reservation'], c.r),
     cpus: cpus(rsv['cpus'], [...path, 'reservations', 'cpus'], c.r),
   };
   return { limits, reservations };
@@ -548,7 +605,10 @@ function placement(c: ServiceContext, deploy: Dict) {
   const p = isDict(deploy['placement']) ? deploy['placement'] : {};
   const path = [...c.path, 'deploy', 'placement'];
   const preferences = Array.isArray(p['preferences'])
-    ? p['preferences'].filter(isDict).filter((x) => x['spread'] !== undefined).map((x) => ({ spread: String(x['spread']) }))
+    ? p['preferences']
+        .filter(isDict)
+        .filter((x) => x['spread'] !== undefined)
+        .map((x) => ({ spread: String(x['spread']) }))
     : undefined;
   return {
     constraints: strings(p['constraints']),
@@ -572,7 +632,10 @@ function imageOrBuild(c: ServiceContext): void {
   }
   const buildPath = [...c.path, 'build'];
   if (typeof image === 'string') {
-    c.r.warn(buildPath, `ignored, as docker stack deploy does (image builds are not supported yet): the service runs image ${JSON.stringify(image)}, which must already be pushed to a registry the nodes can pull from`);
+    c.r.warn(
+      buildPath,
+      `ignored, as docker stack deploy does (image builds are not supported yet): the service runs image ${JSON.stringify(image)}, which must already be pushed to a registry the nodes can pull from`,
+    );
   } else {
     c.r.add(buildPath, `this service has build: but no image:, and ${BUILD_ADVICE}`);
   }
@@ -586,33 +649,40 @@ function translateService(c: ServiceContext): Record<string, unknown> {
   const mode = deploy['mode'] ?? 'replicated';
   if (!MODES.includes(String(mode))) c.r.add([...dpath, 'mode'], `expected one of ${MODES.join(', ')}, got ${describeValue(mode)}`);
   const endpointMode = deploy['endpoint_mode'];
-  if (endpointMode !== undefined && endpointMode !== 'vip' && endpointMode !== 'dnsrr') c.r.add([...dpath, 'endpoint_mode'], `expected vip or dnsrr, got ${describeValue(endpointMode)}`);
+  if (endpointMode !== undefined && endpointMode !== 'vip' && endpointMode !== 'dnsrr')
+    c.r.add([...dpath, 'endpoint_mode'], `expected vip or dnsrr, got ${describeValue(endpointMode)}`);
   const replicas = deploy['replicas'] !== undefined ? toInt(deploy['replicas'], [...dpath, 'replicas'], c.r) : toInt(s['scale'], [...c.path, 'scale'], c.r);
   const global = mode === 'global' || mode === 'global-job';
   if (global && replicas !== undefined) c.r.add([...dpath, 'replicas'], `replicas does not apply to mode ${String(mode)}: it runs one task per node`);
-  const ulimits = isDict(s['ulimits']) ? Object.fromEntries(Object.entries(s['ulimits']).map(([name, v]) => {
-    const path = [...c.path, 'ulimits', name];
-    if (isDict(v)) return [name, { soft: toInt(v['soft'], [...path, 'soft'], c.r, -1) ?? 0, hard: toInt(v['hard'], [...path, 'hard'], c.r, -1) ?? 0 }];
-    const n = toInt(v, path, c.r, -1) ?? 0;
-    return [name, { soft: n, hard: n }];
-  })) : undefined;
+  const ulimits = isDict(s['ulimits'])
+    ? Object.fromEntries(
+        Object.entries(s['ulimits']).map(([name, v]) => {
+          const path = [...c.path, 'ulimits', name];
+          if (isDict(v)) return [name, { soft: toInt(v['soft'], [...path, 'soft'], c.r, -1) ?? 0, hard: toInt(v['hard'], [...path, 'hard'], c.r, -1) ?? 0 }];
+          const n = toInt(v, path, c.r, -1) ?? 0;
+          return [name, { soft: n, hard: n }];
+        }),
+      )
+    : undefined;
   const extraHosts = isDict(s['extra_hosts'])
     ? Object.entries(s['extra_hosts']).flatMap(([hostname, addresses]) => (strings(addresses) ?? []).map((address) => ({ hostname, address })))
     : undefined;
   const dns = { servers: strings(s['dns']), search: strings(s['dns_search']), options: strings(s['dns_opt']) };
   const logging = isDict(s['logging']) ? { driver: s['logging']['driver'], options: stringMap(s['logging']['options']) } : undefined;
-  const expose = Array.isArray(s['expose']) ? s['expose'].flatMap((e, index) => {
-    const [port = '', protocol = 'tcp'] = String(e).split('/');
-    const r = /^(\d+)(?:-(\d+))?$/.exec(port);
-    const from = Number(r?.[1]);
-    const to = r?.[2] === undefined ? from : Number(r[2]);
-    // Checked before the range is expanded: "1-99999999999" must not become 10^11 entries.
-    if (!r || to > 65535 || to < from || (protocol !== 'tcp' && protocol !== 'udp')) {
-      c.r.add([...c.path, 'expose', index], `expected a port (at most 65535) like 80 or 8000-8010/udp, got ${describeValue(e)}`);
-      return [];
-    }
-    return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => ({ port: from + i, protocol: protocol as 'tcp' | 'udp' }));
-  }) : undefined;
+  const expose = Array.isArray(s['expose'])
+    ? s['expose'].flatMap((e, index) => {
+        const [port = '', protocol = 'tcp'] = String(e).split('/');
+        const r = /^(\d+)(?:-(\d+))?$/.exec(port);
+        const from = Number(r?.[1]);
+        const to = r?.[2] === undefined ? from : Number(r[2]);
+        // Checked before the range is expanded: "1-99999999999" must not become 10^11 entries.
+        if (!r || to > 65535 || to < from || (protocol !== 'tcp' && protocol !== 'udp')) {
+          c.r.add([...c.path, 'expose', index], `expected a port (at most 65535) like 80 or 8000-8010/udp, got ${describeValue(e)}`);
+          return [];
+        }
+        return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => ({ port: from + i, protocol: protocol as 'tcp' | 'udp' }));
+      })
+    : undefined;
   const init = toBool(s['init'], [...c.path, 'init'], c.r);
   const readOnly = toBool(s['read_only'], [...c.path, 'read_only'], c.r);
   return {
@@ -688,7 +758,10 @@ export function translate(model: Dict, o: TranslateOptions): Translation {
   for (const [name, raw] of Object.entries(services)) {
     const path = ['services', name];
     if (!DNS_LABEL.test(name) || name.length > 63) {
-      r.add(path, `service name ${JSON.stringify(name)} must be a DNS label (lowercase letters, digits and "-", at most 63), because other services reach it by that name`);
+      r.add(
+        path,
+        `service name ${JSON.stringify(name)} must be a DNS label (lowercase letters, digits and "-", at most 63), because other services reach it by that name`,
+      );
       continue;
     }
     const service = isDict(raw) ? raw : {};
@@ -711,7 +784,10 @@ export function translate(model: Dict, o: TranslateOptions): Translation {
     const result = validateStackObject(object);
     if (!result.ok) {
       for (const issue of result.issues) {
-        r.add([`${object.kind.toLowerCase()}s`, object.metadata.name], `translates to a ${object.kind} that Tessera refuses: ${issue.path.join('.')}: ${issue.message}`);
+        r.add(
+          [`${object.kind.toLowerCase()}s`, object.metadata.name],
+          `translates to a ${object.kind} that Tessera refuses: ${issue.path.join('.')}: ${issue.message}`,
+        );
       }
     }
   }

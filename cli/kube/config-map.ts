@@ -9,7 +9,12 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export function translateConfigMap(ctx: DocContext, doc: YamlMap, meta: KubeMeta): { objects: Config[]; data: KeyedData } {
   checkFields(ctx, doc, [], {
-    apiVersion: true, kind: true, metadata: true, data: true, binaryData: true, immutable: true,
+    apiVersion: true,
+    kind: true,
+    metadata: true,
+    data: true,
+    binaryData: true,
+    immutable: true,
   });
   if (readBool(ctx, doc['immutable'], ['immutable']) === true) ctx.refuse(['immutable'], 'Tessera configs can be changed by applying again');
   const content = new Map<string, { base64: string; path: (string | number)[] }>();

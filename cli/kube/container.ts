@@ -7,14 +7,27 @@ import { isMap, readInt, readList, readMap, readProtocol, readString, readString
 import type { ContainerPort, KubeLookup } from './types.js';
 
 export const CONTAINER_FIELDS = {
-  name: true, image: true, command: true, args: true, workingDir: true, env: true, envFrom: true, ports: true,
-  resources: true, livenessProbe: true, readinessProbe: true, securityContext: true, volumeMounts: true,
+  name: true,
+  image: true,
+  command: true,
+  args: true,
+  workingDir: true,
+  env: true,
+  envFrom: true,
+  ports: true,
+  resources: true,
+  livenessProbe: true,
+  readinessProbe: true,
+  securityContext: true,
+  volumeMounts: true,
   imagePullPolicy: true,
   // Tessera writes no termination-message file; these only say where Kubernetes would read it.
-  terminationMessagePath: true, terminationMessagePolicy: true,
+  terminationMessagePath: true,
+  terminationMessagePolicy: true,
   startupProbe: 'startup probes are not implemented; a livenessProbe with initialDelaySeconds gives a start period',
   lifecycle: 'no post-start or pre-stop hooks',
-  stdin: 'containers run without standard input', stdinOnce: 'containers run without standard input',
+  stdin: 'containers run without standard input',
+  stdinOnce: 'containers run without standard input',
   tty: 'containers run without a terminal',
   volumeDevices: 'no raw block devices',
   resizePolicy: 'resources are changed by a rolling update',
@@ -23,7 +36,13 @@ export const CONTAINER_FIELDS = {
 
 type ProcessSpec = Pick<ServiceSpec, 'image' | 'command' | 'args' | 'workdir' | 'env'>;
 
-export function translateProcess(ctx: DocContext, container: Readonly<Record<string, unknown>>, path: IssuePath, stack: string, lookup: KubeLookup): Partial<ProcessSpec> {
+export function translateProcess(
+  ctx: DocContext,
+  container: Readonly<Record<string, unknown>>,
+  path: IssuePath,
+  stack: string,
+  lookup: KubeLookup,
+): Partial<ProcessSpec> {
   const out: Partial<ProcessSpec> = {};
   const image = readString(ctx, container['image'], [...path, 'image']);
   if (image === undefined) {
@@ -35,7 +54,10 @@ export function translateProcess(ctx: DocContext, container: Readonly<Record<str
   }
   const command = readStringList(ctx, container['command'], [...path, 'command']);
   const args = readStringList(ctx, container['args'], [...path, 'args']);
-  for (const [key, list] of [['command', command], ['args', args]] as const) {
+  for (const [key, list] of [
+    ['command', command],
+    ['args', args],
+  ] as const) {
     list?.forEach((item, i) => {
       if (/\$\([A-Za-z_][A-Za-z0-9_]*\)/.test(item)) ctx.refuse([...path, key, i], '$(VAR) references are not expanded');
     });
@@ -50,7 +72,10 @@ export function translateProcess(ctx: DocContext, container: Readonly<Record<str
 }
 
 function keyRef(
-  ctx: DocContext, value: unknown, path: IssuePath, what: 'ConfigMap' | 'Secret',
+  ctx: DocContext,
+  value: unknown,
+  path: IssuePath,
+  what: 'ConfigMap' | 'Secret',
   find: (name: string) => { text: ReadonlyMap<string, string> } | undefined,
 ): string | undefined {
   const ref = readMap(ctx, value, path);
@@ -64,12 +89,21 @@ function keyRef(
   }
   const text = find(name)?.text.get(key);
   if (text === undefined && ref['optional'] !== true) {
-    ctx.refuse(path, `${what} ${JSON.stringify(name)} with key ${JSON.stringify(key)} is not in the files applied together: values are resolved when translating`);
+    ctx.refuse(
+      path,
+      `${what} ${JSON.stringify(name)} with key ${JSON.stringify(key)} is not in the files applied together: values are resolved when translating`,
+    );
   }
   return text;
 }
 
-function translateEnv(ctx: DocContext, container: Readonly<Record<string, unknown>>, path: IssuePath, stack: string, lookup: KubeLookup): Record<string, string> {
+function translateEnv(
+  ctx: DocContext,
+  container: Readonly<Record<string, unknown>>,
+  path: IssuePath,
+  stack: string,
+  lookup: KubeLookup,
+): Record<string, string> {
   const env: Record<string, string> = {};
   readList(ctx, container['envFrom'], [...path, 'envFrom'])?.forEach((entry, i) => {
     const at: IssuePath = [...path, 'envFrom', i];
@@ -77,14 +111,18 @@ function translateEnv(ctx: DocContext, container: Readonly<Record<string, unknow
     if (!from) return;
     checkFields(ctx, from, at, { configMapRef: true, secretRef: true, prefix: true });
     const prefix = readString(ctx, from['prefix'], [...at, 'prefix']) ?? '';
-    for (const [key, what] of [['configMapRef', 'ConfigMap'], ['secretRef', 'Secret']] as const) {
+    for (const [key, what] of [
+      ['configMapRef', 'ConfigMap'],
+      ['secretRef', 'Secret'],
+    ] as const) {
       const ref = readMap(ctx, from[key], [...at, key]);
       if (!ref) continue;
       checkFields(ctx, ref, [...at, key], { name: true, optional: true });
       const name = readString(ctx, ref['name'], [...at, key, 'name']) ?? '';
       const data = what === 'ConfigMap' ? lookup.configMap(stack, name) : lookup.secret(stack, name);
       if (!data) {
-        if (ref['optional'] !== true) ctx.refuse([...at, key], `${what} ${JSON.stringify(name)} is not in the files applied together: values are resolved when translating`);
+        if (ref['optional'] !== true)
+          ctx.refuse([...at, key], `${what} ${JSON.stringify(name)} is not in the files applied together: values are resolved when translating`);
         continue;
       }
       for (const [k, v] of data.text) env[`${prefix}${k}`] = v;
@@ -119,21 +157,27 @@ function translateEnv(ctx: DocContext, container: Readonly<Record<string, unknow
       return;
     }
     checkFields(ctx, from, [...at, 'valueFrom'], {
-      configMapKeyRef: true, secretKeyRef: true,
+      configMapKeyRef: true,
+      secretKeyRef: true,
       fieldRef: 'the downward API is not available: pod fields are not known when translating',
       resourceFieldRef: 'the downward API is not available: pod fields are not known when translating',
     });
-    const value = from['configMapKeyRef'] !== undefined
-      ? keyRef(ctx, from['configMapKeyRef'], [...at, 'valueFrom', 'configMapKeyRef'], 'ConfigMap', (n) => lookup.configMap(stack, n))
-      : from['secretKeyRef'] !== undefined
-        ? keyRef(ctx, from['secretKeyRef'], [...at, 'valueFrom', 'secretKeyRef'], 'Secret', (n) => lookup.secret(stack, n))
-        : undefined;
+    const value =
+      from['configMapKeyRef'] !== undefined
+        ? keyRef(ctx, from['configMapKeyRef'], [...at, 'valueFrom', 'configMapKeyRef'], 'ConfigMap', (n) => lookup.configMap(stack, n))
+        : from['secretKeyRef'] !== undefined
+          ? keyRef(ctx, from['secretKeyRef'], [...at, 'valueFrom', 'secretKeyRef'], 'Secret', (n) => lookup.secret(stack, n))
+          : undefined;
     if (value !== undefined) env[name] = value;
   });
   return env;
 }
 
-export function translatePorts(ctx: DocContext, container: Readonly<Record<string, unknown>>, path: IssuePath): { containerPorts: ContainerPort[]; hostPorts: PortSpec[] } {
+export function translatePorts(
+  ctx: DocContext,
+  container: Readonly<Record<string, unknown>>,
+  path: IssuePath,
+): { containerPorts: ContainerPort[]; hostPorts: PortSpec[] } {
   const containerPorts: ContainerPort[] = [];
   const hostPorts: PortSpec[] = [];
   readList(ctx, container['ports'], [...path, 'ports'])?.forEach((entry, i) => {
@@ -141,7 +185,10 @@ export function translatePorts(ctx: DocContext, container: Readonly<Record<strin
     const port = readMap(ctx, entry, at);
     if (!port) return;
     checkFields(ctx, port, at, {
-      containerPort: true, name: true, protocol: true, hostPort: true,
+      containerPort: true,
+      name: true,
+      protocol: true,
+      hostPort: true,
       hostIP: 'host ports listen on every address of the node',
     });
     const target = readInt(ctx, port['containerPort'], [...at, 'containerPort'], 1);
@@ -173,7 +220,10 @@ export function translateResources(ctx: DocContext, container: Readonly<Record<s
   if (!resources) return undefined;
   checkFields(ctx, resources, at, { requests: true, limits: true, claims: 'dynamic resource claims do not exist in Tessera' });
   const out: NonNullable<ServiceSpec['resources']> = {};
-  for (const [key, into] of [['requests', 'reservations'], ['limits', 'limits']] as const) {
+  for (const [key, into] of [
+    ['requests', 'reservations'],
+    ['limits', 'limits'],
+  ] as const) {
     const group = readMap(ctx, resources[key], [...at, key]);
     if (!group) continue;
     checkFields(ctx, group, [...at, key], { cpu: true, memory: true });

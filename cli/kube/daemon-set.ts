@@ -8,7 +8,10 @@ export function translateDaemonSet(ctx: DocContext, doc: YamlMap, meta: KubeMeta
   const spec = readRequiredMap(ctx, doc['spec'], ['spec']);
   if (!spec) return undefined;
   checkFields(ctx, spec, ['spec'], {
-    selector: true, template: true, updateStrategy: true, revisionHistoryLimit: true,
+    selector: true,
+    template: true,
+    updateStrategy: true,
+    revisionHistoryLimit: true,
     minReadySeconds: 'a new task counts as available once running (or healthy, with a probe)',
   });
   const template = translateTemplate(ctx, spec, meta.stack, lookup);
@@ -18,14 +21,28 @@ export function translateDaemonSet(ctx: DocContext, doc: YamlMap, meta: KubeMeta
   const strategy = readMap(ctx, spec['updateStrategy'], ['spec', 'updateStrategy']) ?? {};
   checkFields(ctx, strategy, ['spec', 'updateStrategy'], { type: true, rollingUpdate: true });
   const type = readString(ctx, strategy['type'], ['spec', 'updateStrategy', 'type']) ?? 'RollingUpdate';
-  if (type === 'OnDelete') ctx.refuse(['spec', 'updateStrategy', 'type'], 'tasks are always updated by the service\'s rolling update');
+  if (type === 'OnDelete') ctx.refuse(['spec', 'updateStrategy', 'type'], "tasks are always updated by the service's rolling update");
   const rolling = readMap(ctx, strategy['rollingUpdate'], ['spec', 'updateStrategy', 'rollingUpdate']) ?? {};
-  checkFields(ctx, rolling, ['spec', 'updateStrategy', 'rollingUpdate'], { maxUnavailable: true, maxSurge: 'a node runs one task of a global service at a time' });
-  const unavailable = typeof rolling['maxUnavailable'] === 'string'
-    ? (ctx.refuse(['spec', 'updateStrategy', 'rollingUpdate', 'maxUnavailable'], 'a percentage of nodes is not known in advance; give a number'), 1)
-    : readInt(ctx, rolling['maxUnavailable'], ['spec', 'updateStrategy', 'rollingUpdate', 'maxUnavailable'], 1) ?? 1;
-  const service = nativeService(meta, meta.name, template, {
-    mode: 'global', restart: { condition: 'any' }, updateConfig: { parallelism: unavailable, order: 'stop-first' },
+  checkFields(ctx, rolling, ['spec', 'updateStrategy', 'rollingUpdate'], {
+    maxUnavailable: true,
+    maxSurge: 'a node runs one task of a global service at a time',
   });
-  return { doc: ctx.doc, kind: 'DaemonSet', name: meta.name, stack: meta.stack, podLabels: template.labels, services: [service], containerPorts: template.pod.containerPorts };
+  const unavailable =
+    typeof rolling['maxUnavailable'] === 'string'
+      ? (ctx.refuse(['spec', 'updateStrategy', 'rollingUpdate', 'maxUnavailable'], 'a percentage of nodes is not known in advance; give a number'), 1)
+      : (readInt(ctx, rolling['maxUnavailable'], ['spec', 'updateStrategy', 'rollingUpdate', 'maxUnavailable'], 1) ?? 1);
+  const service = nativeService(meta, meta.name, template, {
+    mode: 'global',
+    restart: { condition: 'any' },
+    updateConfig: { parallelism: unavailable, order: 'stop-first' },
+  });
+  return {
+    doc: ctx.doc,
+    kind: 'DaemonSet',
+    name: meta.name,
+    stack: meta.stack,
+    podLabels: template.labels,
+    services: [service],
+    containerPorts: template.pod.containerPorts,
+  };
 }

@@ -20,7 +20,14 @@ export function rollingUpdatePolicy(ctx: DocContext, strategy: YamlMap, path: Is
   const rolling = readMap(ctx, strategy['rollingUpdate'], [...path, 'rollingUpdate']) ?? {};
   checkFields(ctx, rolling, [...path, 'rollingUpdate'], { maxSurge: true, maxUnavailable: true });
   const surge = intOrPercent(ctx, rolling['maxSurge'], [...path, 'rollingUpdate', 'maxSurge'], replicas, Math.ceil, Math.ceil(replicas / 4));
-  const unavailable = intOrPercent(ctx, rolling['maxUnavailable'], [...path, 'rollingUpdate', 'maxUnavailable'], replicas, Math.floor, Math.floor(replicas / 4));
+  const unavailable = intOrPercent(
+    ctx,
+    rolling['maxUnavailable'],
+    [...path, 'rollingUpdate', 'maxUnavailable'],
+    replicas,
+    Math.floor,
+    Math.floor(replicas / 4),
+  );
   if (surge === 0 && unavailable === 0) ctx.invalid([...path, 'rollingUpdate'], 'maxSurge and maxUnavailable may not both be 0');
   // Tessera replaces `parallelism` tasks at a time, starting the new ones first (a surge) or stopping the old ones first.
   return unavailable === 0 ? { parallelism: Math.max(surge, 1), order: 'start-first' } : { parallelism: unavailable, order: 'stop-first' };
@@ -30,11 +37,14 @@ export function translateDeployment(ctx: DocContext, doc: YamlMap, meta: KubeMet
   const spec = readRequiredMap(ctx, doc['spec'], ['spec']);
   if (!spec) return undefined;
   checkFields(ctx, spec, ['spec'], {
-    replicas: true, selector: true, template: true, strategy: true,
+    replicas: true,
+    selector: true,
+    template: true,
+    strategy: true,
     // Tessera keeps its own short rollout history; the length is not configurable.
     revisionHistoryLimit: true,
     minReadySeconds: 'a new task counts as available once running (or healthy, with a probe)',
-    progressDeadlineSeconds: 'rollouts are watched by the update policy\'s monitor period, not a deadline',
+    progressDeadlineSeconds: "rollouts are watched by the update policy's monitor period, not a deadline",
     paused: 'rollouts cannot be paused from the manifest',
   });
   const replicas = readInt(ctx, spec['replicas'], ['spec', 'replicas']) ?? 1;
@@ -50,7 +60,18 @@ export function translateDeployment(ctx: DocContext, doc: YamlMap, meta: KubeMet
   else if (type === 'RollingUpdate') updateConfig = rollingUpdatePolicy(ctx, strategy, ['spec', 'strategy'], replicas);
   else ctx.invalid(['spec', 'strategy', 'type'], `expected RollingUpdate or Recreate, got ${JSON.stringify(type)}`);
   const service = nativeService(meta, meta.name, template, {
-    mode: 'replicated', replicas, restart: { condition: 'any' }, ...(updateConfig ? { updateConfig } : {}),
+    mode: 'replicated',
+    replicas,
+    restart: { condition: 'any' },
+    ...(updateConfig ? { updateConfig } : {}),
   });
-  return { doc: ctx.doc, kind: 'Deployment', name: meta.name, stack: meta.stack, podLabels: template.labels, services: [service], containerPorts: template.pod.containerPorts };
+  return {
+    doc: ctx.doc,
+    kind: 'Deployment',
+    name: meta.name,
+    stack: meta.stack,
+    podLabels: template.labels,
+    services: [service],
+    containerPorts: template.pod.containerPorts,
+  };
 }

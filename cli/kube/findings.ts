@@ -24,7 +24,10 @@ export class Findings {
 
 /** The problems of one document; every field path is relative to the document's root. */
 export class DocContext {
-  constructor(readonly doc: number, private readonly findings: Findings) {}
+  constructor(
+    readonly doc: number,
+    private readonly findings: Findings,
+  ) {}
 
   /** A field that cannot be honoured. The caller must leave it out of the translation. */
   refuse(path: IssuePath, why: string): void {

@@ -9,12 +9,20 @@ export function translateJob(ctx: DocContext, doc: YamlMap, meta: KubeMeta, look
   const spec = readRequiredMap(ctx, doc['spec'], ['spec']);
   if (!spec) return undefined;
   checkFields(ctx, spec, ['spec'], {
-    template: true, completions: true, parallelism: true, backoffLimit: true,
-    activeDeadlineSeconds: 'jobs have no deadline', ttlSecondsAfterFinished: 'finished jobs are kept until deleted',
-    completionMode: 'completions are not indexed', suspend: 'jobs cannot be suspended',
-    selector: 'a job\'s tasks are its own; selectors are not needed', manualSelector: 'a job\'s tasks are its own; selectors are not needed',
-    podFailurePolicy: 'failures are retried by backoffLimit only', backoffLimitPerIndex: 'completions are not indexed',
-    maxFailedIndexes: 'completions are not indexed', successPolicy: 'a job succeeds when every completion does',
+    template: true,
+    completions: true,
+    parallelism: true,
+    backoffLimit: true,
+    activeDeadlineSeconds: 'jobs have no deadline',
+    ttlSecondsAfterFinished: 'finished jobs are kept until deleted',
+    completionMode: 'completions are not indexed',
+    suspend: 'jobs cannot be suspended',
+    selector: "a job's tasks are its own; selectors are not needed",
+    manualSelector: "a job's tasks are its own; selectors are not needed",
+    podFailurePolicy: 'failures are retried by backoffLimit only',
+    backoffLimitPerIndex: 'completions are not indexed',
+    maxFailedIndexes: 'completions are not indexed',
+    successPolicy: 'a job succeeds when every completion does',
     podReplacementPolicy: 'a failed task is replaced once it has stopped',
     managedBy: 'Tessera runs the jobs it is given',
   });
@@ -31,7 +39,17 @@ export function translateJob(ctx: DocContext, doc: YamlMap, meta: KubeMeta, look
     ctx.invalid(['spec', 'template', 'spec', 'restartPolicy'], `a Job's pods need restartPolicy OnFailure or Never, got ${JSON.stringify(policy ?? null)}`);
   }
   const service = nativeService(meta, meta.name, template, {
-    mode: 'replicated-job', replicas: completions, restart: { condition: 'on-failure', maxAttempts: backoffLimit },
+    mode: 'replicated-job',
+    replicas: completions,
+    restart: { condition: 'on-failure', maxAttempts: backoffLimit },
   });
-  return { doc: ctx.doc, kind: 'Job', name: meta.name, stack: meta.stack, podLabels: template.labels, services: [service], containerPorts: template.pod.containerPorts };
+  return {
+    doc: ctx.doc,
+    kind: 'Job',
+    name: meta.name,
+    stack: meta.stack,
+    podLabels: template.labels,
+    services: [service],
+    containerPorts: template.pod.containerPorts,
+  };
 }

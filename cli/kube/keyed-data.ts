@@ -7,7 +7,10 @@ import type { KeyedData, KubeMeta } from './types.js';
 const OBJECT_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 
 export function keyedObjects<K extends 'Config' | 'Secret'>(
-  ctx: DocContext, kind: K, meta: KubeMeta, content: ReadonlyMap<string, { base64: string; path: (string | number)[] }>,
+  ctx: DocContext,
+  kind: K,
+  meta: KubeMeta,
+  content: ReadonlyMap<string, { base64: string; path: (string | number)[] }>,
 ): { objects: Array<K extends 'Config' ? Config : Secret>; data: KeyedData } {
   const objects: Array<Config | Secret> = [];
   const objectNames = new Map<string, string>();
@@ -21,7 +24,8 @@ export function keyedObjects<K extends 'Config' | 'Secret'>(
     objectNames.set(key, name);
     text.set(key, Buffer.from(base64, 'base64').toString('utf8'));
     objects.push({
-      apiVersion: API_VERSION, kind,
+      apiVersion: API_VERSION,
+      kind,
       metadata: { name, ...(meta.stack ? { stack: meta.stack } : {}), ...(meta.labels ? { labels: meta.labels } : {}) },
       spec: { data: base64 },
     } as Config | Secret);

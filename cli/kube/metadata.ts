@@ -19,11 +19,18 @@ export function readMeta(ctx: DocContext, doc: Readonly<Record<string, unknown>>
     return undefined;
   }
   checkFields(ctx, metadata, path, {
-    name: true, namespace: true, labels: true,
+    name: true,
+    namespace: true,
+    labels: true,
     // Annotations carry no behaviour of their own; the ones that do (e.g. ingress classes) belong to kinds refused anyway.
     annotations: true,
     // Written by a Kubernetes API server; present in `kubectl get -o yaml` output and meaningless here.
-    uid: true, resourceVersion: true, creationTimestamp: true, generation: true, managedFields: true, selfLink: true,
+    uid: true,
+    resourceVersion: true,
+    creationTimestamp: true,
+    generation: true,
+    managedFields: true,
+    selfLink: true,
     generateName: 'names are chosen by the manifest: set metadata.name',
     finalizers: 'Tessera has no finalizers',
     ownerReferences: 'Tessera has no owner references',

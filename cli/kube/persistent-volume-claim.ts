@@ -9,11 +9,14 @@ import type { KubeMeta } from './types.js';
 export function translateClaimSpec(ctx: DocContext, value: unknown, path: IssuePath): VolumeSpec {
   const spec = readMap(ctx, value, path) ?? {};
   checkFields(ctx, spec, path, {
-    accessModes: true, resources: true, volumeMode: true,
+    accessModes: true,
+    resources: true,
+    volumeMode: true,
     storageClassName: 'Tessera has one volume driver (local); there are no storage classes',
     selector: 'volumes are not bound to pre-made persistent volumes',
     volumeName: 'volumes are not bound to pre-made persistent volumes',
-    dataSource: 'volumes start empty (or with the image\'s content)', dataSourceRef: 'volumes start empty (or with the image\'s content)',
+    dataSource: "volumes start empty (or with the image's content)",
+    dataSourceRef: "volumes start empty (or with the image's content)",
     volumeAttributesClassName: 'Tessera has one volume driver (local)',
   });
   readStringList(ctx, spec['accessModes'], [...path, 'accessModes'])?.forEach((mode, i) => {
@@ -26,10 +29,12 @@ export function translateClaimSpec(ctx: DocContext, value: unknown, path: IssueP
   const resources = readMap(ctx, spec['resources'], [...path, 'resources']);
   if (resources) {
     checkFields(ctx, resources, [...path, 'resources'], {
-      requests: true, limits: 'local volumes have no size limit',
+      requests: true,
+      limits: 'local volumes have no size limit',
     });
     const requests = readMap(ctx, resources['requests'], [...path, 'resources', 'requests']);
-    if (requests) checkFields(ctx, requests, [...path, 'resources', 'requests'], { storage: 'local volumes have no size: the space is whatever the node\'s disk has' });
+    if (requests)
+      checkFields(ctx, requests, [...path, 'resources', 'requests'], { storage: "local volumes have no size: the space is whatever the node's disk has" });
   }
   return { driver: 'local' };
 }

@@ -21,7 +21,11 @@ function falseOnly(ctx: DocContext, spec: Readonly<Record<string, unknown>>, pat
 }
 
 export function translatePodSpec(
-  ctx: DocContext, value: unknown, path: IssuePath, stack: string, lookup: KubeLookup,
+  ctx: DocContext,
+  value: unknown,
+  path: IssuePath,
+  stack: string,
+  lookup: KubeLookup,
   claimTemplates: ReadonlySet<string> = new Set(),
 ): PodTranslation | undefined {
   const spec = readMap(ctx, value, path);
@@ -30,25 +34,41 @@ export function translatePodSpec(
     return undefined;
   }
   checkFields(ctx, spec, path, {
-    containers: true, volumes: true, restartPolicy: true, nodeSelector: true, nodeName: true, affinity: true,
-    securityContext: true, terminationGracePeriodSeconds: true, hostname: true, dnsPolicy: true, hostAliases: true,
-    initContainers: true, hostNetwork: true, hostPID: true, hostIPC: true, automountServiceAccountToken: true,
+    containers: true,
+    volumes: true,
+    restartPolicy: true,
+    nodeSelector: true,
+    nodeName: true,
+    affinity: true,
+    securityContext: true,
+    terminationGracePeriodSeconds: true,
+    hostname: true,
+    dnsPolicy: true,
+    hostAliases: true,
+    initContainers: true,
+    hostNetwork: true,
+    hostPID: true,
+    hostIPC: true,
+    automountServiceAccountToken: true,
     enableServiceLinks: true,
     ephemeralContainers: ONE_CONTAINER,
-    serviceAccountName: NO_ACCOUNTS, serviceAccount: NO_ACCOUNTS,
+    serviceAccountName: NO_ACCOUNTS,
+    serviceAccount: NO_ACCOUNTS,
     imagePullSecrets: 'images are pulled with the credentials of the node',
     tolerations: 'Tessera nodes have no taints; drain or pause a node instead',
     topologySpreadConstraints: 'spread is the default; placement.preferences in a native manifest spread over a label',
-    priorityClassName: 'no priorities or preemption', priority: 'no priorities or preemption', preemptionPolicy: 'no priorities or preemption',
+    priorityClassName: 'no priorities or preemption',
+    priority: 'no priorities or preemption',
+    preemptionPolicy: 'no priorities or preemption',
     schedulerName: 'Tessera has one scheduler',
     dnsConfig: 'per-service resolver settings are not translated',
-    subdomain: 'a task is found by its service\'s name',
+    subdomain: "a task is found by its service's name",
     shareProcessNamespace: ONE_CONTAINER,
     activeDeadlineSeconds: 'tasks have no deadline',
     runtimeClassName: 'Tessera has one runtime',
     overhead: 'no pod overhead accounting',
     readinessGates: 'no readiness gates',
-    setHostnameAsFQDN: 'the hostname is the task\'s name',
+    setHostnameAsFQDN: "the hostname is the task's name",
     os: 'Linux containers only',
     hostUsers: 'user namespaces are not configurable per task',
     resourceClaims: 'dynamic resource claims do not exist in Tessera',
@@ -59,11 +79,14 @@ export function translatePodSpec(
   falseOnly(ctx, spec, path, 'hostIPC', 'tasks run in their own ipc namespace');
   // Kubernetes injects *_SERVICE_HOST variables unless told not to; Tessera never does, and says so.
   falseOnly(ctx, spec, path, 'automountServiceAccountToken', NO_ACCOUNTS);
-  if (spec['enableServiceLinks'] === true) ctx.refuse([...path, 'enableServiceLinks'], 'no *_SERVICE_HOST variables are injected: services are found by DNS name');
+  if (spec['enableServiceLinks'] === true)
+    ctx.refuse([...path, 'enableServiceLinks'], 'no *_SERVICE_HOST variables are injected: services are found by DNS name');
   const initContainers = readList(ctx, spec['initContainers'], [...path, 'initContainers']);
-  if (initContainers && initContainers.length > 0) ctx.refuse([...path, 'initContainers'], `${ONE_CONTAINER}; run the setup in the container's command or as a separate job`);
+  if (initContainers && initContainers.length > 0)
+    ctx.refuse([...path, 'initContainers'], `${ONE_CONTAINER}; run the setup in the container's command or as a separate job`);
   const dnsPolicy = readString(ctx, spec['dnsPolicy'], [...path, 'dnsPolicy']);
-  if (dnsPolicy !== undefined && dnsPolicy !== 'ClusterFirst') ctx.refuse([...path, 'dnsPolicy'], `only ClusterFirst: tasks resolve through their network's resolver, got ${JSON.stringify(dnsPolicy)}`);
+  if (dnsPolicy !== undefined && dnsPolicy !== 'ClusterFirst')
+    ctx.refuse([...path, 'dnsPolicy'], `only ClusterFirst: tasks resolve through their network's resolver, got ${JSON.stringify(dnsPolicy)}`);
 
   const containers = readList(ctx, spec['containers'], [...path, 'containers']);
   if (!containers || containers.length === 0) {
@@ -88,7 +111,10 @@ export function translatePodSpec(
   if (resources) out.spec.resources = resources;
   const healthcheck = containerHealthcheck(ctx, container, containerPath);
   if (healthcheck) out.spec.healthcheck = healthcheck;
-  Object.assign(out.spec, translateSecurity(ctx, spec['securityContext'], [...path, 'securityContext'], container['securityContext'], [...containerPath, 'securityContext']));
+  Object.assign(
+    out.spec,
+    translateSecurity(ctx, spec['securityContext'], [...path, 'securityContext'], container['securityContext'], [...containerPath, 'securityContext']),
+  );
   const volumes = translateVolumes(ctx, spec, path, container, containerPath, stack, lookup, claimTemplates);
   if (volumes.mounts.length > 0) out.spec.mounts = volumes.mounts;
   if (volumes.secrets.length > 0) out.spec.secrets = volumes.secrets;
@@ -113,7 +139,8 @@ export function translatePodSpec(
   });
   const restartPolicy = readString(ctx, spec['restartPolicy'], [...path, 'restartPolicy']);
   if (restartPolicy !== undefined) {
-    if (RESTART_CONDITIONS[restartPolicy] === undefined) ctx.invalid([...path, 'restartPolicy'], `expected Always, OnFailure or Never, got ${JSON.stringify(restartPolicy)}`);
+    if (RESTART_CONDITIONS[restartPolicy] === undefined)
+      ctx.invalid([...path, 'restartPolicy'], `expected Always, OnFailure or Never, got ${JSON.stringify(restartPolicy)}`);
     else out.restartPolicy = restartPolicy;
   }
   return out;

@@ -13,4 +13,3 @@ export function translatePod(ctx: DocContext, doc: YamlMap, meta: KubeMeta, look
   const service = nativeService(meta, meta.name, { labels, pod }, { mode: 'replicated', replicas: 1, restart: { condition } });
   return { doc: ctx.doc, kind: 'Pod', name: meta.name, stack: meta.stack, podLabels: labels, services: [service], containerPorts: pod.containerPorts };
 }
-

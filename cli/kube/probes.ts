@@ -11,9 +11,16 @@ export function translateProbe(ctx: DocContext, value: unknown, path: IssuePath)
   const probe = readMap(ctx, value, path);
   if (!probe) return undefined;
   checkFields(ctx, probe, path, {
-    exec: true, initialDelaySeconds: true, periodSeconds: true, timeoutSeconds: true, failureThreshold: true, successThreshold: true,
-    httpGet: NOT_EXEC, tcpSocket: NOT_EXEC, grpc: NOT_EXEC,
-    terminationGracePeriodSeconds: 'a probe cannot set its own grace period; use the pod\'s terminationGracePeriodSeconds',
+    exec: true,
+    initialDelaySeconds: true,
+    periodSeconds: true,
+    timeoutSeconds: true,
+    failureThreshold: true,
+    successThreshold: true,
+    httpGet: NOT_EXEC,
+    tcpSocket: NOT_EXEC,
+    grpc: NOT_EXEC,
+    terminationGracePeriodSeconds: "a probe cannot set its own grace period; use the pod's terminationGracePeriodSeconds",
   });
   const exec = readMap(ctx, probe['exec'], [...path, 'exec']);
   const command = exec ? readStringList(ctx, exec['command'], [...path, 'exec', 'command']) : undefined;
@@ -44,7 +51,10 @@ export function containerHealthcheck(ctx: DocContext, container: Readonly<Record
   const liveness = translateProbe(ctx, container['livenessProbe'], [...path, 'livenessProbe']);
   const readiness = translateProbe(ctx, container['readinessProbe'], [...path, 'readinessProbe']);
   if (liveness && readiness && JSON.stringify(liveness) !== JSON.stringify(readiness)) {
-    ctx.refuse([...path, 'readinessProbe'], 'a container has one health check in Tessera; a readiness probe different from the liveness probe cannot be honoured');
+    ctx.refuse(
+      [...path, 'readinessProbe'],
+      'a container has one health check in Tessera; a readiness probe different from the liveness probe cannot be honoured',
+    );
   }
   return liveness ?? readiness;
 }

@@ -10,7 +10,13 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export function translateSecret(ctx: DocContext, doc: YamlMap, meta: KubeMeta): { objects: Secret[]; data: KeyedData } {
   checkFields(ctx, doc, [], {
-    apiVersion: true, kind: true, metadata: true, data: true, stringData: true, type: true, immutable: true,
+    apiVersion: true,
+    kind: true,
+    metadata: true,
+    data: true,
+    stringData: true,
+    type: true,
+    immutable: true,
   });
   if (readBool(ctx, doc['immutable'], ['immutable']) === true) ctx.refuse(['immutable'], 'Tessera secrets can be changed by applying again');
   const type = readString(ctx, doc['type'], ['type']);

@@ -17,7 +17,12 @@ function capabilityName(raw: string): string {
   return upper.startsWith('CAP_') ? upper.slice(4) : upper;
 }
 
-interface Identity { user?: number; group?: number; nonRoot?: boolean; nonRootPath?: IssuePath }
+interface Identity {
+  user?: number;
+  group?: number;
+  nonRoot?: boolean;
+  nonRootPath?: IssuePath;
+}
 
 function readIdentity(ctx: DocContext, sc: Readonly<Record<string, unknown>>, path: IssuePath, into: Identity): void {
   const user = readInt(ctx, sc['runAsUser'], [...path, 'runAsUser']);
@@ -25,24 +30,28 @@ function readIdentity(ctx: DocContext, sc: Readonly<Record<string, unknown>>, pa
   const nonRoot = readBool(ctx, sc['runAsNonRoot'], [...path, 'runAsNonRoot']);
   if (user !== undefined) into.user = user;
   if (group !== undefined) into.group = group;
-  if (nonRoot !== undefined) { into.nonRoot = nonRoot; into.nonRootPath = [...path, 'runAsNonRoot']; }
+  if (nonRoot !== undefined) {
+    into.nonRoot = nonRoot;
+    into.nonRootPath = [...path, 'runAsNonRoot'];
+  }
   const seccomp = readMap(ctx, sc['seccompProfile'], [...path, 'seccompProfile']);
   if (seccomp && seccomp['type'] !== 'RuntimeDefault') {
     ctx.refuse([...path, 'seccompProfile', 'type'], `only RuntimeDefault (Tessera's default profile), got ${describeValue(seccomp['type'])}`);
   }
 }
 
-export function translateSecurity(
-  ctx: DocContext,
-  podContext: unknown, podPath: IssuePath,
-  containerContext: unknown, containerPath: IssuePath,
-): SecuritySpec {
+export function translateSecurity(ctx: DocContext, podContext: unknown, podPath: IssuePath, containerContext: unknown, containerPath: IssuePath): SecuritySpec {
   const out: SecuritySpec = {};
   const identity: Identity = {};
   const pod = readMap(ctx, podContext, podPath);
   if (pod) {
     checkFields(ctx, pod, podPath, {
-      ...COMMON_REFUSALS, runAsUser: true, runAsGroup: true, runAsNonRoot: true, seccompProfile: true, sysctls: true,
+      ...COMMON_REFUSALS,
+      runAsUser: true,
+      runAsGroup: true,
+      runAsNonRoot: true,
+      seccompProfile: true,
+      sysctls: true,
       fsGroup: 'volume ownership is not changed on mount',
       fsGroupChangePolicy: 'volume ownership is not changed on mount',
       supplementalGroups: 'extra groups are not set on the container process',
@@ -63,8 +72,15 @@ export function translateSecurity(
   const container = readMap(ctx, containerContext, containerPath);
   if (container) {
     checkFields(ctx, container, containerPath, {
-      ...COMMON_REFUSALS, runAsUser: true, runAsGroup: true, runAsNonRoot: true, seccompProfile: true,
-      readOnlyRootFilesystem: true, capabilities: true, privileged: true, allowPrivilegeEscalation: true,
+      ...COMMON_REFUSALS,
+      runAsUser: true,
+      runAsGroup: true,
+      runAsNonRoot: true,
+      seccompProfile: true,
+      readOnlyRootFilesystem: true,
+      capabilities: true,
+      privileged: true,
+      allowPrivilegeEscalation: true,
       procMount: 'the /proc mask is fixed',
     });
     readIdentity(ctx, container, containerPath, identity);
@@ -93,7 +109,7 @@ export function translateSecurity(
   // runAsNonRoot is a check Kubernetes makes against the image's user; it holds by construction
   // when a non-zero uid is set, and cannot be checked before the image is pulled otherwise.
   if (identity.nonRoot === true && (identity.user === undefined || identity.user === 0)) {
-    ctx.refuse(identity.nonRootPath ?? containerPath, 'Tessera does not check the image\'s user; set runAsUser to a non-zero uid');
+    ctx.refuse(identity.nonRootPath ?? containerPath, "Tessera does not check the image's user; set runAsUser to a non-zero uid");
   }
   return out;
 }

@@ -19,7 +19,11 @@ export interface JoinState {
   aliasNetworks: Set<string>;
 }
 
-interface PortPlan { target: number; published?: number; protocol: 'tcp' | 'udp' }
+interface PortPlan {
+  target: number;
+  published?: number;
+  protocol: 'tcp' | 'udp';
+}
 
 function selected(workload: Workload, selector: Readonly<Record<string, string>>): boolean {
   return Object.entries(selector).every(([k, v]) => workload.podLabels[k] === v);
@@ -59,7 +63,8 @@ function portPlans(ctx: DocContext, spec: YamlMap, workload: Workload, type: str
     if (type === 'NodePort') {
       const nodePort = readInt(ctx, port['nodePort'], [...at, 'nodePort'], 1);
       if (nodePort === undefined) {
-        if (port['nodePort'] === undefined) ctx.refuse([...at, 'nodePort'], 'Tessera does not choose node ports: set nodePort to the port to publish on every node');
+        if (port['nodePort'] === undefined)
+          ctx.refuse([...at, 'nodePort'], 'Tessera does not choose node ports: set nodePort to the port to publish on every node');
         return;
       }
       plan.published = nodePort;
@@ -75,11 +80,21 @@ export function joinService(ctx: DocContext, doc: YamlMap, meta: KubeMeta, workl
   checkFields(ctx, doc, [], { apiVersion: true, kind: true, metadata: true, spec: true, status: true });
   const spec = readMap(ctx, doc['spec'], ['spec']) ?? {};
   checkFields(ctx, spec, ['spec'], {
-    type: true, selector: true, ports: true, clusterIP: true, clusterIPs: true, sessionAffinity: true,
-    externalTrafficPolicy: true, internalTrafficPolicy: true, ipFamilies: true, ipFamilyPolicy: true,
+    type: true,
+    selector: true,
+    ports: true,
+    clusterIP: true,
+    clusterIPs: true,
+    sessionAffinity: true,
+    externalTrafficPolicy: true,
+    internalTrafficPolicy: true,
+    ipFamilies: true,
+    ipFamilyPolicy: true,
     externalIPs: 'services are reached on node addresses through published ports',
-    loadBalancerIP: 'no load balancer provider', loadBalancerSourceRanges: 'no load balancer provider',
-    loadBalancerClass: 'no load balancer provider', allocateLoadBalancerNodePorts: 'no load balancer provider',
+    loadBalancerIP: 'no load balancer provider',
+    loadBalancerSourceRanges: 'no load balancer provider',
+    loadBalancerClass: 'no load balancer provider',
+    allocateLoadBalancerNodePorts: 'no load balancer provider',
     healthCheckNodePort: 'no load balancer provider',
     externalName: 'a name elsewhere is not a Tessera service',
     publishNotReadyAddresses: 'only running (and healthy) tasks are balanced to',
@@ -89,14 +104,20 @@ export function joinService(ctx: DocContext, doc: YamlMap, meta: KubeMeta, workl
   const type = readString(ctx, spec['type'], ['spec', 'type']) ?? 'ClusterIP';
   if (type === 'LoadBalancer') ctx.refuse(['spec', 'type'], 'there is no load balancer provider; use NodePort to publish on every node');
   else if (type === 'ExternalName') ctx.refuse(['spec', 'type'], 'a name elsewhere is not a Tessera service');
-  else if (type !== 'ClusterIP' && type !== 'NodePort') ctx.invalid(['spec', 'type'], `expected ClusterIP, NodePort, LoadBalancer or ExternalName, got ${JSON.stringify(type)}`);
+  else if (type !== 'ClusterIP' && type !== 'NodePort')
+    ctx.invalid(['spec', 'type'], `expected ClusterIP, NodePort, LoadBalancer or ExternalName, got ${JSON.stringify(type)}`);
   if (type !== 'ClusterIP' && type !== 'NodePort') return;
   const clusterIP = readString(ctx, spec['clusterIP'], ['spec', 'clusterIP']);
   const headless = clusterIP === 'None';
   if (clusterIP !== undefined && !headless && clusterIP !== '') ctx.refuse(['spec', 'clusterIP'], 'VIPs are allocated by the cluster');
   const ips = readList(ctx, spec['clusterIPs'], ['spec', 'clusterIPs']);
   if (ips && !(ips.length === 1 && ips[0] === clusterIP)) ctx.refuse(['spec', 'clusterIPs'], 'VIPs are allocated by the cluster');
-  for (const [key, ok] of [['sessionAffinity', 'None'], ['externalTrafficPolicy', 'Cluster'], ['internalTrafficPolicy', 'Cluster'], ['ipFamilyPolicy', 'SingleStack']] as const) {
+  for (const [key, ok] of [
+    ['sessionAffinity', 'None'],
+    ['externalTrafficPolicy', 'Cluster'],
+    ['internalTrafficPolicy', 'Cluster'],
+    ['ipFamilyPolicy', 'SingleStack'],
+  ] as const) {
     const value = readString(ctx, spec[key], ['spec', key]);
     if (value !== undefined && value !== ok) ctx.refuse(['spec', key], `only ${ok}, got ${JSON.stringify(value)}`);
   }
@@ -111,17 +132,28 @@ export function joinService(ctx: DocContext, doc: YamlMap, meta: KubeMeta, workl
   }
   const matches = workloads.filter((w) => w.stack === meta.stack && selected(w, selector));
   if (matches.length === 0) {
-    ctx.refuse(['spec', 'selector'], 'selects no Deployment, DaemonSet, StatefulSet, Pod or Job in the files applied together; a Tessera service\'s ports and name belong to its workload, so apply them together');
+    ctx.refuse(
+      ['spec', 'selector'],
+      "selects no Deployment, DaemonSet, StatefulSet, Pod or Job in the files applied together; a Tessera service's ports and name belong to its workload, so apply them together",
+    );
     return;
   }
   if (matches.length > 1) {
-    ctx.refuse(['spec', 'selector'], `selects ${matches.length} workloads (${matches.map((w) => `${w.kind} ${w.name}`).join(', ')}): in Tessera a name and VIP belong to one service`);
+    ctx.refuse(
+      ['spec', 'selector'],
+      `selects ${matches.length} workloads (${matches.map((w) => `${w.kind} ${w.name}`).join(', ')}): in Tessera a name and VIP belong to one service`,
+    );
     return;
   }
   const workload = matches[0]!;
   if (workload.kind === 'StatefulSet') {
-    if (!headless) ctx.refuse(['spec', 'clusterIP'], `a Service over StatefulSet ${workload.name} must be headless (clusterIP: None): each ordinal is a service of its own`);
-    else ctx.refuse(['metadata', 'name'], `this name would resolve to every pod of StatefulSet ${workload.name}, but in Tessera each ordinal is a service of its own, found by its own name (${workload.name}-0, …)`);
+    if (!headless)
+      ctx.refuse(['spec', 'clusterIP'], `a Service over StatefulSet ${workload.name} must be headless (clusterIP: None): each ordinal is a service of its own`);
+    else
+      ctx.refuse(
+        ['metadata', 'name'],
+        `this name would resolve to every pod of StatefulSet ${workload.name}, but in Tessera each ordinal is a service of its own, found by its own name (${workload.name}-0, …)`,
+      );
     for (const service of workload.services) service.spec.endpointMode = 'dnsrr';
     return;
   }
@@ -130,7 +162,10 @@ export function joinService(ctx: DocContext, doc: YamlMap, meta: KubeMeta, workl
   const mode = headless ? 'dnsrr' : 'vip';
   const earlier = state.modes.get(service);
   if (earlier && earlier.mode !== mode) {
-    ctx.refuse(['spec', 'clusterIP'], `Service ${earlier.by} over the same ${workload.kind} is ${earlier.mode === 'dnsrr' ? 'headless' : 'not headless'}; a Tessera service has one endpoint mode`);
+    ctx.refuse(
+      ['spec', 'clusterIP'],
+      `Service ${earlier.by} over the same ${workload.kind} is ${earlier.mode === 'dnsrr' ? 'headless' : 'not headless'}; a Tessera service has one endpoint mode`,
+    );
     return;
   }
   state.modes.set(service, { mode, by: meta.name });

@@ -23,8 +23,13 @@ export function translateStatefulSet(ctx: DocContext, doc: YamlMap, meta: KubeMe
   const spec = readRequiredMap(ctx, doc['spec'], ['spec']);
   if (!spec) return undefined;
   checkFields(ctx, spec, ['spec'], {
-    replicas: true, selector: true, template: true, serviceName: true, volumeClaimTemplates: true,
-    podManagementPolicy: true, revisionHistoryLimit: true,
+    replicas: true,
+    selector: true,
+    template: true,
+    serviceName: true,
+    volumeClaimTemplates: true,
+    podManagementPolicy: true,
+    revisionHistoryLimit: true,
     updateStrategy: 'each ordinal is a service of its own and is updated by its own rolling update',
     minReadySeconds: 'a new task counts as available once running (or healthy, with a probe)',
     persistentVolumeClaimRetentionPolicy: 'volumes are kept until deleted (Retain)',
@@ -61,7 +66,8 @@ export function translateStatefulSet(ctx: DocContext, doc: YamlMap, meta: KubeMe
     services.push(service);
     for (const claim of claimSpecs) {
       volumes.push({
-        apiVersion: API_VERSION, kind: 'Volume',
+        apiVersion: API_VERSION,
+        kind: 'Volume',
         metadata: { name: `${claim.name}-${podName}`, ...(meta.stack ? { stack: meta.stack } : {}) },
         spec: claim.volume,
       });
@@ -69,7 +75,15 @@ export function translateStatefulSet(ctx: DocContext, doc: YamlMap, meta: KubeMe
   }
   const serviceName = readString(ctx, spec['serviceName'], ['spec', 'serviceName']);
   return {
-    workload: { doc: ctx.doc, kind: 'StatefulSet', name: meta.name, stack: meta.stack, podLabels: template.labels, services, containerPorts: template.pod.containerPorts },
+    workload: {
+      doc: ctx.doc,
+      kind: 'StatefulSet',
+      name: meta.name,
+      stack: meta.stack,
+      podLabels: template.labels,
+      services,
+      containerPorts: template.pod.containerPorts,
+    },
     volumes,
     ...(serviceName !== undefined ? { serviceName } : {}),
   };

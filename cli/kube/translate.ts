@@ -22,8 +22,16 @@ import type { KeyedData, KubeLookup, KubeMeta, KubeTranslateOptions, KubeTransla
 
 /** The kinds translated, with the apiVersion each is read in. */
 export const KUBE_KINDS: Readonly<Record<string, string>> = {
-  Deployment: 'apps/v1', DaemonSet: 'apps/v1', StatefulSet: 'apps/v1', Job: 'batch/v1',
-  Pod: 'v1', Service: 'v1', ConfigMap: 'v1', Secret: 'v1', Namespace: 'v1', PersistentVolumeClaim: 'v1',
+  Deployment: 'apps/v1',
+  DaemonSet: 'apps/v1',
+  StatefulSet: 'apps/v1',
+  Job: 'batch/v1',
+  Pod: 'v1',
+  Service: 'v1',
+  ConfigMap: 'v1',
+  Secret: 'v1',
+  Namespace: 'v1',
+  PersistentVolumeClaim: 'v1',
 };
 
 const WORKLOAD_FIELDS = { apiVersion: true, kind: true, metadata: true, spec: true, status: true } as const;
@@ -33,7 +41,12 @@ export function isKubeDocument(value: unknown): boolean {
   return isMap(value) && typeof value['apiVersion'] === 'string' && value['apiVersion'] !== API_VERSION && typeof value['kind'] === 'string';
 }
 
-interface Doc { ctx: DocContext; value: YamlMap; kind: string; meta: KubeMeta }
+interface Doc {
+  ctx: DocContext;
+  value: YamlMap;
+  kind: string;
+  meta: KubeMeta;
+}
 
 function supported(ctx: DocContext, value: unknown): { value: YamlMap; kind: string } | undefined {
   if (!isMap(value)) {
@@ -126,7 +139,10 @@ export function translateKube(documents: readonly unknown[], options: KubeTransl
   const objects: TranslatedObject[] = [];
   for (const stack of [...state.aliasNetworks].sort()) {
     const first = workloads.find((w) => w.stack === stack)!;
-    objects.push({ doc: first.doc, object: { apiVersion: API_VERSION, kind: 'Network', metadata: { name: 'default', ...(stack ? { stack } : {}) }, spec: { driver: 'overlay' } } });
+    objects.push({
+      doc: first.doc,
+      object: { apiVersion: API_VERSION, kind: 'Network', metadata: { name: 'default', ...(stack ? { stack } : {}) }, spec: { driver: 'overlay' } },
+    });
   }
   for (const { doc, objects: list } of produced.sort((a, b) => a.doc - b.doc)) {
     for (const object of list) {
@@ -134,7 +150,13 @@ export function translateKube(documents: readonly unknown[], options: KubeTransl
       // here is a value that was passed through (a name, an image), reported on the document.
       const checked = validateStackObject(object);
       if (!checked.ok) {
-        for (const issue of checked.issues) findings.forDoc(doc).invalid([], `translates to a ${object.kind} ${object.metadata.name} the cluster would refuse: ${formatPath(issue.path) || '(root)'}: ${issue.message}`);
+        for (const issue of checked.issues)
+          findings
+            .forDoc(doc)
+            .invalid(
+              [],
+              `translates to a ${object.kind} ${object.metadata.name} the cluster would refuse: ${formatPath(issue.path) || '(root)'}: ${issue.message}`,
+            );
         continue;
       }
       objects.push({ doc, object: checked.object });

@@ -109,9 +109,13 @@ export interface VolumeTranslation {
 
 export function translateVolumes(
   ctx: DocContext,
-  podSpec: Readonly<Record<string, unknown>>, podPath: IssuePath,
-  container: Readonly<Record<string, unknown>>, containerPath: IssuePath,
-  stack: string, lookup: KubeLookup, claimTemplates: ReadonlySet<string>,
+  podSpec: Readonly<Record<string, unknown>>,
+  podPath: IssuePath,
+  container: Readonly<Record<string, unknown>>,
+  containerPath: IssuePath,
+  stack: string,
+  lookup: KubeLookup,
+  claimTemplates: ReadonlySet<string>,
 ): VolumeTranslation {
   const out: VolumeTranslation = { mounts: [], secrets: [], configs: [], claimMounts: [] };
   const volumes = new Map<string, PodVolume | undefined>();
@@ -130,7 +134,11 @@ export function translateVolumes(
     const vm = readMap(ctx, entry, at);
     if (!vm) return;
     checkFields(ctx, vm, at, {
-      name: true, mountPath: true, readOnly: true, subPath: true, mountPropagation: true,
+      name: true,
+      mountPath: true,
+      readOnly: true,
+      subPath: true,
+      mountPropagation: true,
       subPathExpr: 'paths are not expanded from environment variables',
       recursiveReadOnly: 'read-only mounts are made read-only at the top only',
     });

@@ -12,7 +12,11 @@ export interface Template {
 }
 
 export function translateTemplate(
-  ctx: DocContext, spec: YamlMap, stack: string, lookup: KubeLookup, claimTemplates: ReadonlySet<string> = new Set(),
+  ctx: DocContext,
+  spec: YamlMap,
+  stack: string,
+  lookup: KubeLookup,
+  claimTemplates: ReadonlySet<string> = new Set(),
 ): Template | undefined {
   const path: IssuePath = ['spec', 'template'];
   const template = readMap(ctx, spec['template'], path);
@@ -41,13 +45,17 @@ export function checkSelector(ctx: DocContext, spec: YamlMap, podLabels: Readonl
   const path: IssuePath = ['spec', 'selector'];
   const selector = readMap(ctx, spec['selector'], path);
   if (!selector) {
-    if (required) ctx.invalid(path, 'required field is missing (matchLabels of the template\'s labels)');
+    if (required) ctx.invalid(path, "required field is missing (matchLabels of the template's labels)");
     return;
   }
   checkFields(ctx, selector, path, { matchLabels: true, matchExpressions: 'only matchLabels selectors are translated' });
   const match = readStringMap(ctx, selector['matchLabels'], [...path, 'matchLabels']) ?? {};
   for (const [key, value] of Object.entries(match)) {
-    if (podLabels[key] !== value) ctx.invalid([...path, 'matchLabels', key], `does not match the template's labels (spec.template.metadata.labels.${key} is ${JSON.stringify(podLabels[key] ?? null)})`);
+    if (podLabels[key] !== value)
+      ctx.invalid(
+        [...path, 'matchLabels', key],
+        `does not match the template's labels (spec.template.metadata.labels.${key} is ${JSON.stringify(podLabels[key] ?? null)})`,
+      );
   }
 }
 

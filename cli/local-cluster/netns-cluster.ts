@@ -29,8 +29,17 @@ const METRICS_PORT = 7421;
  * exists). join and token come from the cluster's own join sequence.
  */
 export const NETNS_DERIVED_SETTINGS = [
-  'dataRoot', 'nodeName', 'listen', 'metricsListen', 'advertiseAddress', 'apiSocket', 'subnet', 'cgroupParent',
-  'insecureTransport', 'join', 'token',
+  'dataRoot',
+  'nodeName',
+  'listen',
+  'metricsListen',
+  'advertiseAddress',
+  'apiSocket',
+  'subnet',
+  'cgroupParent',
+  'insecureTransport',
+  'join',
+  'token',
 ] as const satisfies ReadonlyArray<keyof DaemonConfig>;
 
 export type NetnsDerivedSetting = (typeof NETNS_DERIVED_SETTINGS)[number];
@@ -128,7 +137,9 @@ export function validateNetnsClusterOptions(options: NetnsClusterOptions): void 
   }
   const store = sharedSettings(options).store ?? 'raft';
   if (managers > 1 && store !== 'raft') {
-    throw new Error(`--store ${store} cannot have ${managers} managers: extra managers join through the replicated raft store (use --store raft, or --managers 1)`);
+    throw new Error(
+      `--store ${store} cannot have ${managers} managers: extra managers join through the replicated raft store (use --store raft, or --managers 1)`,
+    );
   }
   // Every node's settings are checked before anything is made.
   for (let i = 1; i <= options.nodes; i++) validateConfig(nodeDaemonConfig(nodeLayout(options, i), options));
@@ -194,8 +205,20 @@ async function spawnTsd(node: ClusterNodeState, args: string[], logPath: string)
   // unshare gives the node its own hostname.
   const child = spawn(
     'nsenter',
-    [`--net=/run/netns/${node.netns}`, 'unshare', '--uts', '--', 'sh', '-c', 'hostname "$0" && exec "$@"', node.name,
-      process.execPath, '--enable-source-maps', tsdMain(), ...args],
+    [
+      `--net=/run/netns/${node.netns}`,
+      'unshare',
+      '--uts',
+      '--',
+      'sh',
+      '-c',
+      'hostname "$0" && exec "$@"',
+      node.name,
+      process.execPath,
+      '--enable-source-maps',
+      tsdMain(),
+      ...args,
+    ],
     { detached: true, stdio: ['ignore', logFile.fd, logFile.fd], env: { ...process.env, PATH: SYSTEM_PATH } },
   );
   await logFile.close();
@@ -254,26 +277,45 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
     const client = new ApiClient(state.apiSocket, 5000);
     const members = new MembersApiClient(state.apiSocket, LOCAL_INSECURE, 5000);
     try {
-      const logOf = (n: ClusterNodeState) => () => readFile(join(n.dataRoot, 'tsd.log'), 'utf8').then((t) => `${n.name}: ${t.split('\n').slice(-15).join('\n')}`, () => '');
-      await waitFor('the manager to be ready', timeout, async () => (processAlive(manager.pid) ? (await client.list({ kind: 'Node', allStacks: true })).objectsJson.length > 0 || undefined : undefined), logOf(manager));
+      const logOf = (n: ClusterNodeState) => () =>
+        readFile(join(n.dataRoot, 'tsd.log'), 'utf8').then(
+          (t) => `${n.name}: ${t.split('\n').slice(-15).join('\n')}`,
+          () => '',
+        );
+      await waitFor(
+        'the manager to be ready',
+        timeout,
+        async () => (processAlive(manager.pid) ? (await client.list({ kind: 'Node', allStacks: true })).objectsJson.length > 0 || undefined : undefined),
+        logOf(manager),
+      );
       // Managers join one at a time: each must be a voter before the next membership change.
       const managerToken = (await client.joinToken('manager', false)).token;
       for (const node of state.nodes.slice(1).filter((n) => n.role === 'manager')) {
         node.pid = await spawnTsd(node, ['join', ...optionsOf(node, options), '--token', managerToken, state.managerAddress], join(node.dataRoot, 'tsd.log'));
-        await waitFor(`${node.name} to be a voting manager`, timeout, async () => {
-          const rows = await members.members();
-          return rows.some((m) => m.id === node.name && (m.role === 'follower' || m.role === 'leader')) ? true : undefined;
-        }, logOf(node));
+        await waitFor(
+          `${node.name} to be a voting manager`,
+          timeout,
+          async () => {
+            const rows = await members.members();
+            return rows.some((m) => m.id === node.name && (m.role === 'follower' || m.role === 'leader')) ? true : undefined;
+          },
+          logOf(node),
+        );
       }
       const { token } = await client.joinToken('worker', false);
       for (const node of state.nodes.filter((n) => n.role === 'worker')) {
         node.pid = await spawnTsd(node, ['join', ...optionsOf(node, options), '--token', token, state.managerAddress], join(node.dataRoot, 'tsd.log'));
       }
-      await waitFor(`all ${options.nodes} nodes to be ready`, timeout, async () => {
-        const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
-        const ready = nodes.filter((n) => n.status.state === 'ready').length;
-        return ready === options.nodes ? true : undefined;
-      }, async () => (await Promise.all(state.nodes.map((n) => logOf(n)()))).join('\n'));
+      await waitFor(
+        `all ${options.nodes} nodes to be ready`,
+        timeout,
+        async () => {
+          const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
+          const ready = nodes.filter((n) => n.status.state === 'ready').length;
+          return ready === options.nodes ? true : undefined;
+        },
+        async () => (await Promise.all(state.nodes.map((n) => logOf(n)()))).join('\n'),
+      );
     } finally {
       client.close();
       members.close();
@@ -306,10 +348,15 @@ export async function addNetnsNode(state: NetnsClusterState, options: NetnsClust
   try {
     const { token } = await client.joinToken('worker', false);
     node.pid = await spawnTsd(node, ['join', ...optionsOf(node, options), '--token', token, state.managerAddress], join(node.dataRoot, 'tsd.log'));
-    await waitFor(`${node.name} to be ready`, options.readyTimeoutMs ?? 60_000, async () => {
-      const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
-      return nodes.some((n) => n.metadata.name === node.name && n.status.state === 'ready') ? true : undefined;
-    }, () => readFile(join(node.dataRoot, 'tsd.log'), 'utf8').catch(() => ''));
+    await waitFor(
+      `${node.name} to be ready`,
+      options.readyTimeoutMs ?? 60_000,
+      async () => {
+        const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
+        return nodes.some((n) => n.metadata.name === node.name && n.status.state === 'ready') ? true : undefined;
+      },
+      () => readFile(join(node.dataRoot, 'tsd.log'), 'utf8').catch(() => ''),
+    );
   } finally {
     client.close();
   }
@@ -346,9 +393,21 @@ export async function destroyNetnsCluster(state: NetnsClusterState, log: (line: 
   for (const node of state.nodes) {
     // The node's own tsd cleans up inside its namespace; this catches what a killed one left.
     // A state written before tsdOptions existed had these settings hard-coded.
-    const cleanupOptions = node.tsdOptions ?? ['--data-root', node.dataRoot, '--cgroup-parent', node.cgroupParent, '--bridge', 'tessera0', '--subnet', node.subnet, '--nft-table', 'tessera'];
-    await sh('nsenter', [`--net=/run/netns/${node.netns}`, process.execPath, tsdMain(), 'cleanup', ...cleanupOptions])
-      .catch((err: Error) => log(`cleanup of ${node.name}: ${err.message}`));
+    const cleanupOptions = node.tsdOptions ?? [
+      '--data-root',
+      node.dataRoot,
+      '--cgroup-parent',
+      node.cgroupParent,
+      '--bridge',
+      'tessera0',
+      '--subnet',
+      node.subnet,
+      '--nft-table',
+      'tessera',
+    ];
+    await sh('nsenter', [`--net=/run/netns/${node.netns}`, process.execPath, tsdMain(), 'cleanup', ...cleanupOptions]).catch((err: Error) =>
+      log(`cleanup of ${node.name}: ${err.message}`),
+    );
     await sh('ip', ['netns', 'delete', node.netns]).catch(() => {});
     await removeCgroups(node.cgroupParent);
   }
@@ -381,7 +440,14 @@ async function topmostMissingCgroup(path: string): Promise<string> {
   const parts = path.split('/').filter(Boolean);
   for (let i = 1; i <= parts.length; i++) {
     const candidate = parts.slice(0, i).join('/');
-    const present = await Promise.all(roots.map((root) => stat(join(root, candidate)).then(() => true, () => false)));
+    const present = await Promise.all(
+      roots.map((root) =>
+        stat(join(root, candidate)).then(
+          () => true,
+          () => false,
+        ),
+      ),
+    );
     if (!present.includes(true)) return candidate;
   }
   return parts.join('/');

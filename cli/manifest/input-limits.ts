@@ -26,8 +26,12 @@ export const MAX_YAML_DOCUMENTS = 10_000;
 
 /** "4194304 bytes (4 MiB)" */
 export function describeBytes(bytes: number): string {
-  const unit = bytes >= 1024 * 1024 && bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB`
-    : bytes >= 1024 && bytes % 1024 === 0 ? `${bytes / 1024} KiB` : undefined;
+  const unit =
+    bytes >= 1024 * 1024 && bytes % (1024 * 1024) === 0
+      ? `${bytes / (1024 * 1024)} MiB`
+      : bytes >= 1024 && bytes % 1024 === 0
+        ? `${bytes / 1024} KiB`
+        : undefined;
   return unit ? `${bytes} bytes (${unit})` : `${bytes} bytes`;
 }
 
@@ -75,10 +79,14 @@ export function readCapped(path: string, maxBytes: number): CappedRead {
 /** The message for a failed read, e.g. "is 5000000 bytes, more than the 4194304 bytes (4 MiB) allowed". */
 export function cappedReadProblem(result: Exclude<CappedRead, { ok: true }>, maxBytes: number): string {
   switch (result.reason) {
-    case 'missing': return 'no such file';
-    case 'not-a-file': return 'not a regular file';
-    case 'too-large': return `${result.size} bytes or more, larger than the ${describeBytes(maxBytes)} allowed`;
-    case 'unreadable': return `cannot read: ${result.message}`;
+    case 'missing':
+      return 'no such file';
+    case 'not-a-file':
+      return 'not a regular file';
+    case 'too-large':
+      return `${result.size} bytes or more, larger than the ${describeBytes(maxBytes)} allowed`;
+    case 'unreadable':
+      return `cannot read: ${result.message}`;
   }
 }
 
@@ -119,7 +127,12 @@ export function yamlStructureProblem(text: string, max = MAX_YAML_NESTING): { of
     // The source of a scalar follows its marker: any text (a block scalar's lines too), never an indicator.
     const type = scalarFollows ? 'scalar-source' : CST.tokenType(token);
     scalarFollows = false;
-    if (type === 'newline') { lineStart = true; indent = 0; indicators = 0; continue; }
+    if (type === 'newline') {
+      lineStart = true;
+      indent = 0;
+      indicators = 0;
+      continue;
+    }
     if (lineStart && type === 'scalar-source') indent += token.length - token.trimStart().length;
     if (type === 'space' || type === 'comment' || type === 'byte-order-mark') {
       if (lineStart && type === 'space') indent = token.length;
@@ -144,7 +157,10 @@ export function yamlStructureProblem(text: string, max = MAX_YAML_NESTING): { of
     }
     const depth = indents.length + indicators + flow;
     if (depth > max) {
-      return { offset: at, message: `nested more than ${max} levels deep; manifests and Compose files nest far less, so this file is refused before it is parsed` };
+      return {
+        offset: at,
+        message: `nested more than ${max} levels deep; manifests and Compose files nest far less, so this file is refused before it is parsed`,
+      };
     }
   }
   return undefined;

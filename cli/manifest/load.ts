@@ -57,8 +57,7 @@ export interface LoadResult {
 
 function objectsOfDocument(value: unknown): Array<{ value: unknown; prefix: IssuePath }> {
   // `kind: List` (what `tsctl get -o yaml` prints) is unpacked so its output can be applied again.
-  if (value !== null && typeof value === 'object' && !Array.isArray(value)
-    && (value as Record<string, unknown>)['kind'] === 'List') {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value) && (value as Record<string, unknown>)['kind'] === 'List') {
     const items = (value as Record<string, unknown>)['items'];
     if (Array.isArray(items)) return items.map((item, index) => ({ value: item, prefix: ['items', index] }));
   }
@@ -91,10 +90,7 @@ function loadText(text: string, fileName: string): LoadOutcome {
     return legacy[index]?.toJS({ maxAliasCount: 100 });
   };
   for (const [index, doc] of documents.entries()) {
-    const problems = [
-      ...doc.errors.map((error) => ({ offset: error.pos[0], message: yamlProblem(error.message) })),
-      ...keyProblems(doc),
-    ];
+    const problems = [...doc.errors.map((error) => ({ offset: error.pos[0], message: yamlProblem(error.message) })), ...keyProblems(doc)];
     if (problems.length > 0) {
       for (const { offset, message } of problems) {
         const { line, col } = lineCounter.linePos(offset);
@@ -158,7 +154,9 @@ function duplicateIssues(objects: readonly LoadedObject[]): ManifestIssue[] {
     const { kind, metadata } = loaded.object;
     const stack = metadata.stack ? ` in stack ${JSON.stringify(metadata.stack)}` : '';
     issues.push({
-      file: loaded.file, ...loaded.position, path: ['metadata', 'name'],
+      file: loaded.file,
+      ...loaded.position,
+      path: ['metadata', 'name'],
       message: `duplicate ${kind} ${JSON.stringify(metadata.name)}${stack}: already defined at ${earlier.file}:${earlier.position.line}:${earlier.position.col}`,
     });
   }
@@ -181,7 +179,10 @@ function finish(outcomes: readonly LoadOutcome[], options: LoadOptions = {}): Lo
   const kubeIssues: ManifestIssue[] = [];
   const warnings: ManifestIssue[] = [];
   if (sources.length > 0) {
-    const translation = translateKube(sources.map((s) => s.value), { lenient: options.lenient === true });
+    const translation = translateKube(
+      sources.map((s) => s.value),
+      { lenient: options.lenient === true },
+    );
     kubeIssues.push(...translation.errors.map((i) => placeKubeIssue(sources, i)).sort(byPosition));
     warnings.push(...translation.warnings.map((i) => placeKubeIssue(sources, i)).sort(byPosition));
     for (const { object, doc } of translation.objects) {
@@ -208,7 +209,21 @@ async function readText(path: string): Promise<LoadOutcome | string> {
   const read = readCapped(path, MAX_INPUT_FILE_BYTES);
   if (read.ok) return read.data.toString('utf8');
   const problem = cappedReadProblem(read, MAX_INPUT_FILE_BYTES);
-  return { objects: [], issues: [{ file: path, message: read.reason === 'too-large' ? `refused before parsing: ${problem} (one API request's limit)` : problem.startsWith('cannot read') ? problem : `cannot read: ${problem}` }], kube: [] };
+  return {
+    objects: [],
+    issues: [
+      {
+        file: path,
+        message:
+          read.reason === 'too-large'
+            ? `refused before parsing: ${problem} (one API request's limit)`
+            : problem.startsWith('cannot read')
+              ? problem
+              : `cannot read: ${problem}`,
+      },
+    ],
+    kube: [],
+  };
 }
 
 async function loadFileOutcome(path: string): Promise<LoadOutcome> {
@@ -226,7 +241,7 @@ async function manifestFilesUnder(dir: string): Promise<string[]> {
   const files: string[] = [];
   for (const entry of entries) {
     const full = join(dir, entry.name);
-    if (entry.isDirectory()) files.push(...await manifestFilesUnder(full));
+    if (entry.isDirectory()) files.push(...(await manifestFilesUnder(full)));
     else if (MANIFEST_EXTENSIONS.some((ext) => entry.name.endsWith(ext))) files.push(full);
   }
   return files;

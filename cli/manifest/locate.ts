@@ -49,7 +49,7 @@ export function locateOffset(doc: Document, path: IssuePath, atKey: boolean): nu
     const last = index === path.length - 1;
     if (last && (atKey || valueAt === undefined)) return keyAt ?? best;
     // A missing child of this pair should point at the parent's key, where a reader looks for it.
-    best = last ? valueAt ?? best : keyAt ?? valueAt ?? best;
+    best = last ? (valueAt ?? best) : (keyAt ?? valueAt ?? best);
     node = pair.value;
   }
   return best;

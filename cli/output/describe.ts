@@ -40,9 +40,11 @@ function restartText(service: Service): string {
 
 // Current tasks first in slot order, then the history of each slot, newest first.
 function taskOrder(a: Task, b: Task): number {
-  return (a.desiredState === 'running' ? 0 : 1) - (b.desiredState === 'running' ? 0 : 1)
-    || a.spec.slot - b.spec.slot
-    || Date.parse(b.status.timestamp) - Date.parse(a.status.timestamp);
+  return (
+    (a.desiredState === 'running' ? 0 : 1) - (b.desiredState === 'running' ? 0 : 1) ||
+    a.spec.slot - b.spec.slot ||
+    Date.parse(b.status.timestamp) - Date.parse(a.status.timestamp)
+  );
 }
 
 export interface DescribeOptions {
@@ -81,9 +83,15 @@ export function describeService(service: Service, tasks: readonly Task[], option
   // Multi-line values are continued under the value column, not the label column.
   const width = Math.max(...lines.map(([label]) => label.length)) + 2;
   const aligned: Line[] = lines.map(([label, value]) => [label, value.replace(/\n {2}/g, `\n${' '.repeat(width)}`)]);
-  const taskTable = own.length === 0
-    ? `  ${NONE}\n`
-    : renderTable(TASK_HEADERS, own.map((t) => taskRow(t, now, true)))
-      .split('\n').map((line) => (line === '' ? line : `  ${line}`)).join('\n');
+  const taskTable =
+    own.length === 0
+      ? `  ${NONE}\n`
+      : renderTable(
+          TASK_HEADERS,
+          own.map((t) => taskRow(t, now, true)),
+        )
+          .split('\n')
+          .map((line) => (line === '' ? line : `  ${line}`))
+          .join('\n');
   return `${section(aligned)}\nTasks:\n${taskTable}`;
 }

@@ -43,7 +43,12 @@ export function followTargets(results: readonly ApplyResult__Output[]): FollowTa
     // A pruned service is gone on purpose: nothing to wait for.
     if (r.ref?.kind !== 'Service' || !r.objectJson || r.action === 'pruned') continue;
     const service = JSON.parse(r.objectJson) as Service;
-    targets.push({ stack: r.ref.stack ?? '', name: r.ref.name, appliedTemplate: templateKey(service.spec), ...(r.action === 'created' ? { created: true } : {}) });
+    targets.push({
+      stack: r.ref.stack ?? '',
+      name: r.ref.name,
+      appliedTemplate: templateKey(service.spec),
+      ...(r.action === 'created' ? { created: true } : {}),
+    });
   }
   return targets;
 }
@@ -116,17 +121,13 @@ export async function followUntilConverged(
   const states = await follower.run(timeoutMs, (s) => renderer.update(lines(s)));
   renderer.finish(lines(states.states));
   const result: FollowResult = { services: targets.map((target, i) => ({ target, state: states.states[i]! })) };
-  const unsettled = states.states
-    .map((state, i) => ({ name: names[i]!, state }))
-    .filter(({ state }) => state.phase !== 'converged');
+  const unsettled = states.states.map((state, i) => ({ name: names[i]!, state })).filter(({ state }) => state.phase !== 'converged');
   if (unsettled.length === 0) return result;
   const why = (s: ServiceConvergence) =>
     s.phase === 'failed'
       ? s.detail
       : `${s.ready}/${s.desired} running${s.detail ? `, ${s.detail}` : ''}${s.lastError && !s.detail.includes(s.lastError) ? `; last task error: ${s.lastError}` : ''}`;
-  const head = states.timedOut
-    ? `not converged after ${formatDuration(timeoutMs)}`
-    : 'did not converge';
+  const head = states.timedOut ? `not converged after ${formatDuration(timeoutMs)}` : 'did not converge';
   const list = unsettled.map(({ name, state }) => `${name} (${why(state)})`);
   throw new Error(`${unsettled.length === 1 ? 'service' : 'services'} ${head}: ${list.join('; ')}`);
 }

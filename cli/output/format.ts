@@ -26,9 +26,7 @@ const MESSAGE_WIDTH = 60;
 function serviceRows(services: readonly Service[], options: FormatOptions, now: Date): string[][] {
   return services.map((service) => {
     const desired = service.status?.desiredTasks ?? service.spec.replicas ?? 1;
-    const running = options.tasks
-      ? options.tasks.filter((t) => belongsTo(t, service) && isRunningTask(t)).length
-      : service.status?.runningTasks;
+    const running = options.tasks ? options.tasks.filter((t) => belongsTo(t, service) && isRunningTask(t)).length : service.status?.runningTasks;
     return [
       service.metadata.name,
       service.metadata.stack || NONE,
@@ -80,17 +78,41 @@ export function formatTable(objects: readonly AnyObject[], kind: Kind, options: 
     case 'Service':
       return renderTable(['NAME', 'STACK', 'IMAGE', 'REPLICAS', 'PORTS', 'AGE'], serviceRows(ofKind(objects, 'Service'), options, now));
     case 'Task':
-      return renderTable(TASK_HEADERS, ofKind(objects, 'Task').map((t) => taskRow(t, now, options.wide)));
+      return renderTable(
+        TASK_HEADERS,
+        ofKind(objects, 'Task').map((t) => taskRow(t, now, options.wide)),
+      );
     case 'Node':
       return renderTable(['NAME', 'ROLE', 'STATUS', 'AVAILABILITY', 'ADDRESS', 'MEMORY', 'CPUS'], nodeRows(ofKind(objects, 'Node')));
     case 'Network':
-      return renderTable(['NAME', 'STACK', 'DRIVER', 'SUBNETS'], ofKind(objects, 'Network').map((n) => [n.metadata.name, n.metadata.stack || NONE, n.spec.driver ?? 'overlay', (n.spec.subnets ?? []).join(',') || NONE]));
+      return renderTable(
+        ['NAME', 'STACK', 'DRIVER', 'SUBNETS'],
+        ofKind(objects, 'Network').map((n) => [
+          n.metadata.name,
+          n.metadata.stack || NONE,
+          n.spec.driver ?? 'overlay',
+          (n.spec.subnets ?? []).join(',') || NONE,
+        ]),
+      );
     case 'Secret':
     case 'Config':
       // Never the data: the server redacts it, and the table shows only its size.
-      return renderTable(['NAME', 'STACK', 'SIZE', 'AGE'], objects.filter((o) => o.kind === kind).map((o) => [o.metadata.name, o.metadata.stack || NONE, o.kind === 'Secret' || o.kind === 'Config' ? String(o.status?.sizeBytes ?? '?') : '?', formatAge(o.metadata.createdAt, now)]));
+      return renderTable(
+        ['NAME', 'STACK', 'SIZE', 'AGE'],
+        objects
+          .filter((o) => o.kind === kind)
+          .map((o) => [
+            o.metadata.name,
+            o.metadata.stack || NONE,
+            o.kind === 'Secret' || o.kind === 'Config' ? String(o.status?.sizeBytes ?? '?') : '?',
+            formatAge(o.metadata.createdAt, now),
+          ]),
+      );
     case 'Volume':
-      return renderTable(['NAME', 'STACK', 'DRIVER', 'AGE'], ofKind(objects, 'Volume').map((v) => [v.metadata.name, v.metadata.stack || NONE, v.spec.driver ?? 'local', formatAge(v.metadata.createdAt, now)]));
+      return renderTable(
+        ['NAME', 'STACK', 'DRIVER', 'AGE'],
+        ofKind(objects, 'Volume').map((v) => [v.metadata.name, v.metadata.stack || NONE, v.spec.driver ?? 'local', formatAge(v.metadata.createdAt, now)]),
+      );
   }
 }
 

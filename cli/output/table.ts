@@ -16,7 +16,11 @@ export function renderTable(headers: readonly string[], rows: readonly (readonly
   const cells = [headers.map((h) => h.toUpperCase()), ...rows.map((row) => headers.map((_, i) => oneLine(row[i] ?? '')))];
   const widths = headers.map((_, column) => Math.max(...cells.map((row) => (row[column] ?? '').length)));
   const lines = cells.map((row) =>
-    row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column] ?? 0))).join(gap).trimEnd());
+    row
+      .map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column] ?? 0)))
+      .join(gap)
+      .trimEnd(),
+  );
   return `${lines.join('\n')}\n`;
 }
 

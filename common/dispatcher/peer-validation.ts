@@ -45,23 +45,25 @@ export function parseReportedStatus(json: string, where: string): ReportedStatus
   return status;
 }
 
-const taskShape = z.object({
-  apiVersion: z.literal('tessera/v1'),
-  kind: z.literal('Task'),
-  metadata: z.object({ name: z.string().min(1).max(253), stack: z.string().max(63).optional() }).passthrough(),
-  spec: z
-    .object({
-      serviceName: z.string().min(1),
-      serviceStack: z.string(),
-      serviceGeneration: z.number().int(),
-      slot: z.number().int().min(0),
-      spec: z.object({ image: z.string().min(1) }).passthrough(),
-    })
-    .passthrough(),
-  desiredState: z.enum(['running', 'shutdown']),
-  status: z.object({ state: z.enum(TASK_STATES) }).passthrough(),
-  nodeName: z.string().optional(),
-}).passthrough();
+const taskShape = z
+  .object({
+    apiVersion: z.literal('tessera/v1'),
+    kind: z.literal('Task'),
+    metadata: z.object({ name: z.string().min(1).max(253), stack: z.string().max(63).optional() }).passthrough(),
+    spec: z
+      .object({
+        serviceName: z.string().min(1),
+        serviceStack: z.string(),
+        serviceGeneration: z.number().int(),
+        slot: z.number().int().min(0),
+        spec: z.object({ image: z.string().min(1) }).passthrough(),
+      })
+      .passthrough(),
+    desiredState: z.enum(['running', 'shutdown']),
+    status: z.object({ state: z.enum(TASK_STATES) }).passthrough(),
+    nodeName: z.string().optional(),
+  })
+  .passthrough();
 
 /** Agent side: a task the manager sent must at least have the shape the worker relies on. */
 export function parseAssignedTask(json: string): Task {

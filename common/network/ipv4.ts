@@ -63,9 +63,7 @@ export function parseCidr(text: string): Ipv4Cidr {
   }
   const network = (address & prefixMask(prefixLength)) >>> 0;
   if (network !== address) {
-    throw new NetworkInputError(
-      `invalid CIDR "${text}": host bits are set (did you mean ${formatIpv4(network)}/${prefixLength}?)`,
-    );
+    throw new NetworkInputError(`invalid CIDR "${text}": host bits are set (did you mean ${formatIpv4(network)}/${prefixLength}?)`);
   }
   return { network, prefixLength, text: `${formatIpv4(network)}/${prefixLength}` };
 }
@@ -84,7 +82,7 @@ export function gatewayOf(cidr: Ipv4Cidr): number {
 }
 
 export function cidrContains(cidr: Ipv4Cidr, address: number): boolean {
-  return ((address & prefixMask(cidr.prefixLength)) >>> 0) === cidr.network;
+  return (address & prefixMask(cidr.prefixLength)) >>> 0 === cidr.network;
 }
 
 export function validatePort(port: number, what: string): void {
@@ -96,17 +94,13 @@ export function validatePort(port: number, what: string): void {
 /** Linux IFNAMSIZ is 16 including the terminating NUL; "/" and whitespace are never valid. */
 export function validateInterfaceName(name: string, what: string): void {
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name) || name === '.' || name === '..') {
-    throw new NetworkInputError(
-      `${what} "${name}" is not a valid interface name: 1-15 characters from A-Z a-z 0-9 _ . -`,
-    );
+    throw new NetworkInputError(`${what} "${name}" is not a valid interface name: 1-15 characters from A-Z a-z 0-9 _ . -`);
   }
 }
 
 /** nftables identifiers; kept to a conservative set so they never need quoting in scripts. */
 export function validateNftName(name: string, what: string): void {
   if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name)) {
-    throw new NetworkInputError(
-      `${what} "${name}" is not a valid nftables name: a letter, then up to 63 of A-Z a-z 0-9 _ -`,
-    );
+    throw new NetworkInputError(`${what} "${name}" is not a valid nftables name: a letter, then up to 63 of A-Z a-z 0-9 _ -`);
   }
 }

@@ -24,8 +24,7 @@ const CONSTRAINT_SHAPE = /^([A-Za-z0-9_.\-/]+)\s*(==|!=)\s*(.*)$/s;
 const EXPECTED = 'expected node.labels.KEY==VALUE, node.labels.KEY!=VALUE, node.hostname==NAME, node.id==ID or node.role==manager|worker';
 
 export function parseConstraint(text: string): ParseResult<PlacementConstraint> {
-  const fail = (why: string): ParseResult<PlacementConstraint> =>
-    ({ ok: false, message: `invalid placement constraint ${quoteName(text)}: ${why}` });
+  const fail = (why: string): ParseResult<PlacementConstraint> => ({ ok: false, message: `invalid placement constraint ${quoteName(text)}: ${why}` });
   const match = CONSTRAINT_SHAPE.exec(text.trim());
   if (!match) return fail(EXPECTED);
   const [, field = '', op, value = ''] = match;

@@ -14,10 +14,26 @@ export type ParseResult<T> = { ok: true; value: T } | { ok: false; message: stri
 
 const MEMORY_UNITS: ReadonlyMap<string, bigint> = new Map<string, bigint>([
   ['', 1n],
-  ['Ki', 1n << 10n], ['Mi', 1n << 20n], ['Gi', 1n << 30n], ['Ti', 1n << 40n], ['Pi', 1n << 50n],
-  ['K', 10n ** 3n], ['M', 10n ** 6n], ['G', 10n ** 9n], ['T', 10n ** 12n], ['P', 10n ** 15n],
-  ['b', 1n], ['B', 1n], ['k', 1n << 10n], ['m', 1n << 20n], ['g', 1n << 30n], ['t', 1n << 40n],
-  ['kb', 1n << 10n], ['mb', 1n << 20n], ['gb', 1n << 30n], ['tb', 1n << 40n],
+  ['Ki', 1n << 10n],
+  ['Mi', 1n << 20n],
+  ['Gi', 1n << 30n],
+  ['Ti', 1n << 40n],
+  ['Pi', 1n << 50n],
+  ['K', 10n ** 3n],
+  ['M', 10n ** 6n],
+  ['G', 10n ** 9n],
+  ['T', 10n ** 12n],
+  ['P', 10n ** 15n],
+  ['b', 1n],
+  ['B', 1n],
+  ['k', 1n << 10n],
+  ['m', 1n << 20n],
+  ['g', 1n << 30n],
+  ['t', 1n << 40n],
+  ['kb', 1n << 10n],
+  ['mb', 1n << 20n],
+  ['gb', 1n << 30n],
+  ['tb', 1n << 40n],
 ]);
 
 const MEMORY_UNIT_HINT = 'expected a number with an optional unit Ki, Mi, Gi, Ti, K, M, G, T (or Docker-style b, k, m, g)';
@@ -111,7 +127,13 @@ export function parseCpuNanos(input: string | number): ParseResult<number> {
 }
 
 const DURATION_UNITS_MS: ReadonlyMap<string, number> = new Map([
-  ['ns', 1e-6], ['us', 1e-3], ['µs', 1e-3], ['ms', 1], ['s', 1000], ['m', 60_000], ['h', 3_600_000],
+  ['ns', 1e-6],
+  ['us', 1e-3],
+  ['µs', 1e-3],
+  ['ms', 1],
+  ['s', 1000],
+  ['m', 60_000],
+  ['h', 3_600_000],
 ]);
 const DURATION_PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
 
@@ -120,8 +142,7 @@ const DURATION_PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
  * A bare number is rejected: "5" could be seconds (Compose) or milliseconds, and guessing is worse.
  */
 export function parseDurationMs(input: string | number): ParseResult<number> {
-  const fail = (why: string): ParseResult<number> =>
-    ({ ok: false, message: `invalid duration ${describeInput(input)}: ${why}` });
+  const fail = (why: string): ParseResult<number> => ({ ok: false, message: `invalid duration ${describeInput(input)}: ${why}` });
   if (typeof input === 'number') return fail('a duration needs a unit, e.g. "5s", "500ms", "1m30s"');
   const text = input.trim();
   if (text === '0') return { ok: true, value: 0 };

@@ -19,9 +19,7 @@ export interface ValidationIssue {
   /** Set when the issue is about a key that should not be there, so a locator can point at the key. */
   unknownField?: boolean;
 }
-export type ValidationResult =
-  | { ok: true; object: Service }
-  | { ok: false; issues: ValidationIssue[] };
+export type ValidationResult = { ok: true; object: Service } | { ok: false; issues: ValidationIssue[] };
 
 /** Kinds a user may submit; Task and Node are written by Tessera itself. */
 export const SUBMITTABLE_KINDS = ['Service'] as const;
@@ -42,9 +40,7 @@ export function describeValue(value: unknown): string {
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_LABEL_EXPECTED = 'expected a DNS label (lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters)';
-const dnsLabel = z.string({ error: DNS_LABEL_EXPECTED })
-  .max(63, { error: DNS_LABEL_EXPECTED })
-  .regex(DNS_LABEL, { error: DNS_LABEL_EXPECTED });
+const dnsLabel = z.string({ error: DNS_LABEL_EXPECTED }).max(63, { error: DNS_LABEL_EXPECTED }).regex(DNS_LABEL, { error: DNS_LABEL_EXPECTED });
 
 // RFC 1123 hostname: dot-separated labels, at most 253 characters.
 const HOSTNAME = /^[a-z0-9A-Z]([-a-z0-9A-Z]{0,61}[a-z0-9A-Z])?(\.[a-z0-9A-Z]([-a-z0-9A-Z]{0,61}[a-z0-9A-Z])?)*$/;
@@ -76,11 +72,16 @@ const stringList = (example: string) => z.array(execString(), { error: `expected
  * it into a JavaScript object would set the object's prototype), so the entry would silently vanish.
  */
 function userMap<V extends z.ZodType>(key: z.ZodType<string>, value: V, error: string) {
-  return z.unknown()
+  return z
+    .unknown()
     .superRefine((input, ctx) => {
       if (isMapping(input) && Object.hasOwn(input, '__proto__')) {
-        ctx.addIssue({ code: 'custom', path: ['__proto__'], input: undefined,
-          message: '"__proto__" cannot be used as a key (JavaScript gives that name a meaning of its own)' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['__proto__'],
+          input: undefined,
+          message: '"__proto__" cannot be used as a key (JavaScript gives that name a meaning of its own)',
+        });
       }
     })
     .pipe(z.record(key, value, { error }));
@@ -104,7 +105,9 @@ function boundedInt(min: number, max: number, expected: string) {
 }
 const port = boundedInt(1, 65535, 'expected a port number between 1 and 65535');
 const nonNegativeInt = boundedInt(0, Number.MAX_SAFE_INTEGER, 'expected an integer >= 0');
-const replicaCount = z.int({ error: 'expected an integer >= 0' }).min(0, { error: 'expected an integer >= 0' })
+const replicaCount = z
+  .int({ error: 'expected an integer >= 0' })
+  .min(0, { error: 'expected an integer >= 0' })
   .max(MAX_REPLICAS, { error: `expected at most ${MAX_REPLICAS}, the most replicas a service may have` });
 
 /** A quantity accepted as a string with unit or as a number, parsed into an integer. */
@@ -127,26 +130,27 @@ function quantity(parse: (v: string | number) => ParseResult<number>, expected: 
   });
 }
 const memory = quantity(parseMemoryBytes, 'a memory quantity like "64Mi" or a number of bytes', 1);
-const cpus = quantity(parseCpuNanos, 'a number of CPUs like 0.5 or "500m"', 1)
-  .transform((nanos) => nanos / 1e9);
+const cpus = quantity(parseCpuNanos, 'a number of CPUs like 0.5 or "500m"', 1).transform((nanos) => nanos / 1e9);
 const duration = quantity(parseDurationMs, 'a duration like "5s", "500ms" or "1m30s"');
 
-const constraint = z.string({ error: 'expected a constraint string like "node.labels.zone==a"' })
-  .transform((text, ctx): string => {
-    const parsed = parseConstraint(text);
-    if (!parsed.ok) {
-      ctx.addIssue({ code: 'custom', message: parsed.message, input: text });
-      return z.NEVER;
-    }
-    return formatConstraint(parsed.value);
-  });
+const constraint = z.string({ error: 'expected a constraint string like "node.labels.zone==a"' }).transform((text, ctx): string => {
+  const parsed = parseConstraint(text);
+  if (!parsed.ok) {
+    ctx.addIssue({ code: 'custom', message: parsed.message, input: text });
+    return z.NEVER;
+  }
+  return formatConstraint(parsed.value);
+});
 
-const portSpec = z.strictObject({
-  target: port,
-  published: port.optional(),
-  protocol: z.enum(['tcp', 'udp']).default('tcp'),
-  mode: z.enum(['ingress', 'host']).optional(),
-}, { error: 'expected a mapping like {target: 80, published: 8080}' });
+const portSpec = z.strictObject(
+  {
+    target: port,
+    published: port.optional(),
+    protocol: z.enum(['tcp', 'udp']).default('tcp'),
+    mode: z.enum(['ingress', 'host']).optional(),
+  },
+  { error: 'expected a mapping like {target: 80, published: 8080}' },
+);
 
 const restartPolicy = z.strictObject({
   condition: z.enum(['any', 'on-failure', 'none']).optional(),
@@ -160,15 +164,19 @@ const restartPolicy = z.strictObject({
 });
 
 const resources = z.strictObject({
-  limits: z.strictObject({
-    memory: memory.optional(),
-    cpus: cpus.optional(),
-    pids: boundedInt(1, Number.MAX_SAFE_INTEGER, 'expected an integer >= 1').optional(),
-  }).optional(),
-  reservations: z.strictObject({
-    memory: memory.optional(),
-    cpus: cpus.optional(),
-  }).optional(),
+  limits: z
+    .strictObject({
+      memory: memory.optional(),
+      cpus: cpus.optional(),
+      pids: boundedInt(1, Number.MAX_SAFE_INTEGER, 'expected an integer >= 1').optional(),
+    })
+    .optional(),
+  reservations: z
+    .strictObject({
+      memory: memory.optional(),
+      cpus: cpus.optional(),
+    })
+    .optional(),
 });
 
 // ---- fields added for Compose (issue 6): normalised form only (milliseconds, bytes) ----
@@ -177,8 +185,7 @@ const absolutePath = z.string({ error: 'expected an absolute path' }).startsWith
 /** Names of networks, volumes, secrets and configs: not DNS names, so Compose's charset is allowed. */
 const OBJECT_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const OBJECT_NAME_EXPECTED = 'expected a name of letters, digits, "_", "." and "-", starting with a letter or digit, at most 63 characters';
-const objectName = z.string({ error: OBJECT_NAME_EXPECTED }).max(63, { error: OBJECT_NAME_EXPECTED })
-  .regex(OBJECT_NAME, { error: OBJECT_NAME_EXPECTED });
+const objectName = z.string({ error: OBJECT_NAME_EXPECTED }).max(63, { error: OBJECT_NAME_EXPECTED }).regex(OBJECT_NAME, { error: OBJECT_NAME_EXPECTED });
 const fileMode = boundedInt(0, 0o7777, 'expected permission bits between 0 and 0o7777 (e.g. 0o440 = 288)');
 const stringMap = userMap(z.string(), yamlString(), 'expected a mapping of key: "value"');
 
@@ -187,32 +194,38 @@ const networkAttachment = z.strictObject({
   aliases: z.array(hostname).optional(),
 });
 
-const mount = z.strictObject({
-  type: z.enum(['volume', 'bind', 'tmpfs']),
-  source: z.string().min(1).optional(),
-  target: absolutePath,
-  readOnly: z.boolean().optional(),
-  noCopy: z.boolean().optional(),
-  subpath: z.string().optional(),
-  propagation: z.enum(['rprivate', 'private', 'rshared', 'shared', 'rslave', 'slave']).optional(),
-  createHostPath: z.boolean().optional(),
-  sizeBytes: nonNegativeInt.optional(),
-  mode: fileMode.optional(),
-}).superRefine((m, ctx) => {
-  if (m.type === 'bind' && (m.source === undefined || !m.source.startsWith('/'))) {
-    ctx.addIssue({ code: 'custom', path: ['source'], input: m.source, message: 'a bind mount needs an absolute host path as source' });
-  }
-  if (m.type === 'tmpfs' && m.source !== undefined) {
-    ctx.addIssue({ code: 'custom', path: ['source'], input: m.source, message: 'a tmpfs mount has no source' });
-  }
-  const only = (field: 'noCopy' | 'subpath' | 'propagation' | 'createHostPath' | 'sizeBytes' | 'mode', type: string) => {
-    if (m[field] !== undefined && m.type !== type) {
-      ctx.addIssue({ code: 'custom', path: [field], input: m[field], message: `${field} applies to ${type} mounts only` });
+const mount = z
+  .strictObject({
+    type: z.enum(['volume', 'bind', 'tmpfs']),
+    source: z.string().min(1).optional(),
+    target: absolutePath,
+    readOnly: z.boolean().optional(),
+    noCopy: z.boolean().optional(),
+    subpath: z.string().optional(),
+    propagation: z.enum(['rprivate', 'private', 'rshared', 'shared', 'rslave', 'slave']).optional(),
+    createHostPath: z.boolean().optional(),
+    sizeBytes: nonNegativeInt.optional(),
+    mode: fileMode.optional(),
+  })
+  .superRefine((m, ctx) => {
+    if (m.type === 'bind' && (m.source === undefined || !m.source.startsWith('/'))) {
+      ctx.addIssue({ code: 'custom', path: ['source'], input: m.source, message: 'a bind mount needs an absolute host path as source' });
     }
-  };
-  only('noCopy', 'volume'); only('subpath', 'volume'); only('propagation', 'bind'); only('createHostPath', 'bind');
-  only('sizeBytes', 'tmpfs'); only('mode', 'tmpfs');
-});
+    if (m.type === 'tmpfs' && m.source !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['source'], input: m.source, message: 'a tmpfs mount has no source' });
+    }
+    const only = (field: 'noCopy' | 'subpath' | 'propagation' | 'createHostPath' | 'sizeBytes' | 'mode', type: string) => {
+      if (m[field] !== undefined && m.type !== type) {
+        ctx.addIssue({ code: 'custom', path: [field], input: m[field], message: `${field} applies to ${type} mounts only` });
+      }
+    };
+    only('noCopy', 'volume');
+    only('subpath', 'volume');
+    only('propagation', 'bind');
+    only('createHostPath', 'bind');
+    only('sizeBytes', 'tmpfs');
+    only('mode', 'tmpfs');
+  });
 
 const fileReference = z.strictObject({
   source: objectName,
@@ -222,20 +235,22 @@ const fileReference = z.strictObject({
   mode: fileMode.optional(),
 });
 
-const healthcheck = z.strictObject({
-  test: z.array(z.string()).min(1).optional(),
-  intervalMs: nonNegativeInt.optional(),
-  timeoutMs: nonNegativeInt.optional(),
-  retries: nonNegativeInt.optional(),
-  startPeriodMs: nonNegativeInt.optional(),
-  startIntervalMs: nonNegativeInt.optional(),
-  disable: z.boolean().optional(),
-}).superRefine((h, ctx) => {
-  const first = h.test?.[0];
-  if (first !== undefined && !['CMD', 'CMD-SHELL', 'NONE'].includes(first)) {
-    ctx.addIssue({ code: 'custom', path: ['test', 0], input: first, message: 'a health check test starts with "CMD", "CMD-SHELL" or "NONE"' });
-  }
-});
+const healthcheck = z
+  .strictObject({
+    test: z.array(z.string()).min(1).optional(),
+    intervalMs: nonNegativeInt.optional(),
+    timeoutMs: nonNegativeInt.optional(),
+    retries: nonNegativeInt.optional(),
+    startPeriodMs: nonNegativeInt.optional(),
+    startIntervalMs: nonNegativeInt.optional(),
+    disable: z.boolean().optional(),
+  })
+  .superRefine((h, ctx) => {
+    const first = h.test?.[0];
+    if (first !== undefined && !['CMD', 'CMD-SHELL', 'NONE'].includes(first)) {
+      ctx.addIssue({ code: 'custom', path: ['test', 0], input: first, message: 'a health check test starts with "CMD", "CMD-SHELL" or "NONE"' });
+    }
+  });
 
 const dependency = z.strictObject({
   service: dnsLabel,
@@ -253,113 +268,158 @@ const updatePolicy = z.strictObject({
   order: z.enum(['stop-first', 'start-first']).optional(),
 });
 
-const ulimit = z.strictObject({ soft: z.int(), hard: z.int() }).refine((u) => u.soft <= u.hard || u.hard === -1,
-  { error: 'the soft limit must not be more than the hard limit' });
+const ulimit = z
+  .strictObject({ soft: z.int(), hard: z.int() })
+  .refine((u) => u.soft <= u.hard || u.hard === -1, { error: 'the soft limit must not be more than the hard limit' });
 
-const serviceSpec = z.strictObject({
-  image: z.string({ error: 'expected an image reference string' })
-    // No spaces, and no control characters (a NUL would cut the reference short in the runtime).
-    .regex(/^[^\s\x00-\x1f\x7f]+$/, { error: 'expected an image reference without spaces, e.g. "registry.local/busybox:latest"' }),
-  command: stringList('["sh", "-c", "echo hi"]').optional(),
-  args: stringList('["--port", "80"]').optional(),
-  env: envMap.optional(),
-  workdir: z.string().startsWith('/', { error: 'expected an absolute path' }).optional(),
-  // A numeric uid is natural to write unquoted; unlike env values it has only one meaning.
-  user: z.union([z.string(), z.int().min(0)], { error: 'expected a user name or uid, optionally "user:group"' })
-    .transform((u) => String(u)).optional(),
-  hostname: hostname.optional(),
-  replicas: replicaCount.default(1),
-  ports: z.array(portSpec, { error: 'expected a list of ports like [{target: 80, published: 8080}]' }).optional(),
-  resources: resources.optional(),
-  placement: z.strictObject({
-    constraints: z.array(constraint).optional(),
-    preferences: z.array(z.strictObject({
-      spread: z.string().trim().refine((s) => s.startsWith('node.labels.') && LABEL_KEY_PATTERN.test(s.slice('node.labels.'.length)),
-        { error: 'expected node.labels.KEY, the node label whose values tasks are spread over' }),
-    })).optional(),
-    maxReplicasPerNode: nonNegativeInt.optional(),
-  }).optional(),
-  restart: restartPolicy.optional(),
-  stopGracePeriod: duration.optional(),
-  stopGracePeriodMs: nonNegativeInt.optional(),
-  mode: z.enum(['replicated', 'global', 'replicated-job', 'global-job']).optional(),
-  endpointMode: z.enum(['vip', 'dnsrr']).optional(),
-  networks: z.array(networkAttachment).optional(),
-  mounts: z.array(mount).optional(),
-  secrets: z.array(fileReference).optional(),
-  configs: z.array(fileReference).optional(),
-  healthcheck: healthcheck.optional(),
-  dependsOn: z.array(dependency).optional(),
-  expose: z.array(z.strictObject({ port, protocol: z.enum(['tcp', 'udp']) })).optional(),
-  readOnly: z.boolean().optional(),
-  capAdd: z.array(z.string().regex(/^[A-Z_]+$/, { error: 'expected a capability name like NET_ADMIN' })).optional(),
-  capDrop: z.array(z.string().regex(/^[A-Z_]+$/, { error: 'expected a capability name like NET_ADMIN' })).optional(),
-  ulimits: z.record(z.string().regex(/^[a-z]+$/), ulimit).optional(),
-  sysctls: stringMap.optional(),
-  extraHosts: z.array(z.strictObject({ hostname, address: ipAddress })).optional(),
-  dns: z.strictObject({
-    servers: z.array(ipAddress).optional(),
-    search: z.array(hostname).optional(),
-    options: z.array(z.string().regex(/^[a-z][a-z0-9-]*(:[0-9]+)?$/, { error: 'expected a resolver option like ndots:2 or rotate' })).optional(),
-  }).optional(),
-  stopSignal: z.string().regex(/^(SIG)?[A-Z0-9+-]+$/, { error: 'expected a signal name like SIGTERM' }).optional(),
-  init: z.boolean().optional(),
-  logging: z.strictObject({ driver: z.string().optional(), options: stringMap.optional() }).optional(),
-  containerLabels: stringMap.optional(),
-  updateConfig: updatePolicy.optional(),
-  rollbackConfig: updatePolicy.optional(),
-}).superRefine((spec, ctx) => {
-  const seen = new Map<string, number>();
-  spec.ports?.forEach((p, index) => {
-    if (p.published === undefined) return;
-    const key = `${p.published}/${p.protocol}`;
-    const first = seen.get(key);
-    if (first !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['ports', index, 'published'], input: p.published,
-        message: `published port ${key} is already used by ports[${first}]` });
-    } else {
-      seen.set(key, index);
+const serviceSpec = z
+  .strictObject({
+    image: z
+      .string({ error: 'expected an image reference string' })
+      // No spaces, and no control characters (a NUL would cut the reference short in the runtime).
+      .regex(/^[^\s\x00-\x1f\x7f]+$/, { error: 'expected an image reference without spaces, e.g. "registry.local/busybox:latest"' }),
+    command: stringList('["sh", "-c", "echo hi"]').optional(),
+    args: stringList('["--port", "80"]').optional(),
+    env: envMap.optional(),
+    workdir: z.string().startsWith('/', { error: 'expected an absolute path' }).optional(),
+    // A numeric uid is natural to write unquoted; unlike env values it has only one meaning.
+    user: z
+      .union([z.string(), z.int().min(0)], { error: 'expected a user name or uid, optionally "user:group"' })
+      .transform((u) => String(u))
+      .optional(),
+    hostname: hostname.optional(),
+    replicas: replicaCount.default(1),
+    ports: z.array(portSpec, { error: 'expected a list of ports like [{target: 80, published: 8080}]' }).optional(),
+    resources: resources.optional(),
+    placement: z
+      .strictObject({
+        constraints: z.array(constraint).optional(),
+        preferences: z
+          .array(
+            z.strictObject({
+              spread: z
+                .string()
+                .trim()
+                .refine((s) => s.startsWith('node.labels.') && LABEL_KEY_PATTERN.test(s.slice('node.labels.'.length)), {
+                  error: 'expected node.labels.KEY, the node label whose values tasks are spread over',
+                }),
+            }),
+          )
+          .optional(),
+        maxReplicasPerNode: nonNegativeInt.optional(),
+      })
+      .optional(),
+    restart: restartPolicy.optional(),
+    stopGracePeriod: duration.optional(),
+    stopGracePeriodMs: nonNegativeInt.optional(),
+    mode: z.enum(['replicated', 'global', 'replicated-job', 'global-job']).optional(),
+    endpointMode: z.enum(['vip', 'dnsrr']).optional(),
+    networks: z.array(networkAttachment).optional(),
+    mounts: z.array(mount).optional(),
+    secrets: z.array(fileReference).optional(),
+    configs: z.array(fileReference).optional(),
+    healthcheck: healthcheck.optional(),
+    dependsOn: z.array(dependency).optional(),
+    expose: z.array(z.strictObject({ port, protocol: z.enum(['tcp', 'udp']) })).optional(),
+    readOnly: z.boolean().optional(),
+    capAdd: z.array(z.string().regex(/^[A-Z_]+$/, { error: 'expected a capability name like NET_ADMIN' })).optional(),
+    capDrop: z.array(z.string().regex(/^[A-Z_]+$/, { error: 'expected a capability name like NET_ADMIN' })).optional(),
+    ulimits: z.record(z.string().regex(/^[a-z]+$/), ulimit).optional(),
+    sysctls: stringMap.optional(),
+    extraHosts: z.array(z.strictObject({ hostname, address: ipAddress })).optional(),
+    dns: z
+      .strictObject({
+        servers: z.array(ipAddress).optional(),
+        search: z.array(hostname).optional(),
+        options: z.array(z.string().regex(/^[a-z][a-z0-9-]*(:[0-9]+)?$/, { error: 'expected a resolver option like ndots:2 or rotate' })).optional(),
+      })
+      .optional(),
+    stopSignal: z
+      .string()
+      .regex(/^(SIG)?[A-Z0-9+-]+$/, { error: 'expected a signal name like SIGTERM' })
+      .optional(),
+    init: z.boolean().optional(),
+    logging: z.strictObject({ driver: z.string().optional(), options: stringMap.optional() }).optional(),
+    containerLabels: stringMap.optional(),
+    updateConfig: updatePolicy.optional(),
+    rollbackConfig: updatePolicy.optional(),
+  })
+  .superRefine((spec, ctx) => {
+    const seen = new Map<string, number>();
+    spec.ports?.forEach((p, index) => {
+      if (p.published === undefined) return;
+      const key = `${p.published}/${p.protocol}`;
+      const first = seen.get(key);
+      if (first !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['ports', index, 'published'],
+          input: p.published,
+          message: `published port ${key} is already used by ports[${first}]`,
+        });
+      } else {
+        seen.set(key, index);
+      }
+    });
+    const limit = spec.resources?.limits;
+    const reserve = spec.resources?.reservations;
+    if (limit?.memory !== undefined && reserve?.memory !== undefined && reserve.memory > limit.memory) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['resources', 'reservations', 'memory'],
+        input: reserve.memory,
+        message: `reservation ${formatMemory(reserve.memory)} is more than the limit ${formatMemory(limit.memory)}`,
+      });
     }
+    if (limit?.cpus !== undefined && reserve?.cpus !== undefined && reserve.cpus > limit.cpus) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['resources', 'reservations', 'cpus'],
+        input: reserve.cpus,
+        message: `reservation ${reserve.cpus} CPUs is more than the limit ${limit.cpus}`,
+      });
+    }
+    const both = (a: string, b: string, obj: Record<string, unknown> | undefined, path: IssuePath) => {
+      if (obj?.[a] !== undefined && obj[b] !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [...path, b], input: obj[b], message: `give either ${a} or ${b}, not both` });
+      }
+    };
+    both('delay', 'delayMs', spec.restart, ['restart']);
+    both('maxDelay', 'maxDelayMs', spec.restart, ['restart']);
+    both('window', 'windowMs', spec.restart, ['restart']);
+    if (isJobMode(spec.mode) && spec.restart?.condition === 'any') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['restart', 'condition'],
+        input: 'any',
+        message: `a job (mode ${spec.mode}) runs to completion and restarts only failed tasks: use on-failure or none`,
+      });
+    }
+    const global = spec.mode === 'global' || spec.mode === 'global-job';
+    if (global && spec.replicas !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['replicas'],
+        input: spec.replicas,
+        message: `replicas does not apply to mode ${spec.mode}: it runs one task per node`,
+      });
+    }
+    both('stopGracePeriod', 'stopGracePeriodMs', spec, []);
   });
-  const limit = spec.resources?.limits;
-  const reserve = spec.resources?.reservations;
-  if (limit?.memory !== undefined && reserve?.memory !== undefined && reserve.memory > limit.memory) {
-    ctx.addIssue({ code: 'custom', path: ['resources', 'reservations', 'memory'], input: reserve.memory,
-      message: `reservation ${formatMemory(reserve.memory)} is more than the limit ${formatMemory(limit.memory)}` });
-  }
-  if (limit?.cpus !== undefined && reserve?.cpus !== undefined && reserve.cpus > limit.cpus) {
-    ctx.addIssue({ code: 'custom', path: ['resources', 'reservations', 'cpus'], input: reserve.cpus,
-      message: `reservation ${reserve.cpus} CPUs is more than the limit ${limit.cpus}` });
-  }
-  const both = (a: string, b: string, obj: Record<string, unknown> | undefined, path: IssuePath) => {
-    if (obj?.[a] !== undefined && obj[b] !== undefined) {
-      ctx.addIssue({ code: 'custom', path: [...path, b], input: obj[b], message: `give either ${a} or ${b}, not both` });
-    }
-  };
-  both('delay', 'delayMs', spec.restart, ['restart']);
-  both('maxDelay', 'maxDelayMs', spec.restart, ['restart']);
-  both('window', 'windowMs', spec.restart, ['restart']);
-  if (isJobMode(spec.mode) && spec.restart?.condition === 'any') {
-    ctx.addIssue({ code: 'custom', path: ['restart', 'condition'], input: 'any',
-      message: `a job (mode ${spec.mode}) runs to completion and restarts only failed tasks: use on-failure or none` });
-  }
-  const global = spec.mode === 'global' || spec.mode === 'global-job';
-  if (global && spec.replicas !== 1) {
-    ctx.addIssue({ code: 'custom', path: ['replicas'], input: spec.replicas, message: `replicas does not apply to mode ${spec.mode}: it runs one task per node` });
-  }
-  both('stopGracePeriod', 'stopGracePeriodMs', spec, []);
-});
 
-const objectMeta = z.strictObject({
-  name: dnsLabel,
-  stack: dnsLabel.optional(),
-  labels: labelMap.optional(),
-  // Set by the server; accepted so `tsctl get -o yaml` output can be applied again.
-  uid: z.string().optional(),
-  resourceVersion: z.string().optional(),
-  generation: nonNegativeInt.optional(),
-  createdAt: z.string().optional(),
-}, { error: 'expected a mapping with at least name' });
+const objectMeta = z.strictObject(
+  {
+    name: dnsLabel,
+    stack: dnsLabel.optional(),
+    labels: labelMap.optional(),
+    // Set by the server; accepted so `tsctl get -o yaml` output can be applied again.
+    uid: z.string().optional(),
+    resourceVersion: z.string().optional(),
+    generation: nonNegativeInt.optional(),
+    createdAt: z.string().optional(),
+  },
+  { error: 'expected a mapping with at least name' },
+);
 
 const serviceManifest = z.strictObject({
   apiVersion: z.literal(API_VERSION),
@@ -367,11 +427,13 @@ const serviceManifest = z.strictObject({
   metadata: objectMeta,
   spec: serviceSpec,
   // Read-only; accepted (and dropped) so that `get -o yaml` output round-trips through apply.
-  status: z.strictObject({
-    observedGeneration: z.number().optional(),
-    runningTasks: z.number().optional(),
-    desiredTasks: z.number().optional(),
-  }).optional(),
+  status: z
+    .strictObject({
+      observedGeneration: z.number().optional(),
+      runningTasks: z.number().optional(),
+      desiredTasks: z.number().optional(),
+    })
+    .optional(),
 });
 
 type ServiceManifest = z.output<typeof serviceManifest>;
@@ -453,7 +515,8 @@ function envelope<K extends string, S extends z.ZodType>(kind: K, spec: S) {
   });
 }
 
-const base64 = z.string({ error: 'expected base64 data' })
+const base64 = z
+  .string({ error: 'expected base64 data' })
   .regex(/^[A-Za-z0-9+/]*={0,2}$/, { error: 'expected base64 data' })
   .refine((d) => d.length % 4 === 0, { error: 'expected base64 data (length a multiple of 4)' });
 /** A Secret's or Config's data: base64 of at most 500 KiB once decoded (Swarm's limit). */
@@ -461,34 +524,45 @@ function fileObject<K extends 'Secret' | 'Config'>(kind: K) {
   return envelope(kind, z.strictObject({ data: base64 })).superRefine((o, ctx) => {
     const size = decodedSize(o.spec.data);
     if (size > MAX_FILE_OBJECT_BYTES) {
-      ctx.addIssue({ code: 'custom', path: ['spec', 'data'], input: size,
-        message: `${kind} ${o.metadata.name} holds ${size} bytes; at most ${MAX_FILE_OBJECT_BYTES} (500 KiB) are allowed` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['spec', 'data'],
+        input: size,
+        message: `${kind} ${o.metadata.name} holds ${size} bytes; at most ${MAX_FILE_OBJECT_BYTES} (500 KiB) are allowed`,
+      });
     }
   });
 }
 const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
-const cidr = z.string().refine((c) => {
-  const m = CIDR4.exec(c);
-  return m !== null && m.slice(1, 5).every((o) => Number(o) <= 255) && Number(m[5]) <= 32;
-}, { error: 'expected an IPv4 subnet in CIDR form, e.g. "10.20.0.0/24"' });
+const cidr = z.string().refine(
+  (c) => {
+    const m = CIDR4.exec(c);
+    return m !== null && m.slice(1, 5).every((o) => Number(o) <= 255) && Number(m[5]) <= 32;
+  },
+  { error: 'expected an IPv4 subnet in CIDR form, e.g. "10.20.0.0/24"' },
+);
 
-const networkManifest = envelope('Network', z.strictObject({
-  driver: z.enum(['overlay', 'bridge']).optional(),
-  internal: z.boolean().optional(),
-  attachable: z.boolean().optional(),
-  subnets: z.array(cidr).optional(),
-  enableIpv6: z.boolean().optional(),
-}));
-const volumeManifest = envelope('Volume', z.strictObject({
-  driver: z.literal('local').optional(),
-  driverOpts: stringMap.optional(),
-}));
+const networkManifest = envelope(
+  'Network',
+  z.strictObject({
+    driver: z.enum(['overlay', 'bridge']).optional(),
+    internal: z.boolean().optional(),
+    attachable: z.boolean().optional(),
+    subnets: z.array(cidr).optional(),
+    enableIpv6: z.boolean().optional(),
+  }),
+);
+const volumeManifest = envelope(
+  'Volume',
+  z.strictObject({
+    driver: z.literal('local').optional(),
+    driverOpts: stringMap.optional(),
+  }),
+);
 const secretManifest = fileObject('Secret');
 const configManifest = fileObject('Config');
 
-export type StackValidationResult =
-  | { ok: true; object: StackObject }
-  | { ok: false; issues: ValidationIssue[] };
+export type StackValidationResult = { ok: true; object: StackObject } | { ok: false; issues: ValidationIssue[] };
 
 function parseStackObject(schema: z.ZodType, input: unknown): StackValidationResult {
   const result = schema.safeParse(input, { error: errorMap, reportInput: true });
@@ -503,19 +577,29 @@ function parseStackObject(schema: z.ZodType, input: unknown): StackValidationRes
 export function validateStackObject(input: unknown): StackValidationResult {
   if (!isMapping(input)) return validateObject(input);
   switch (input['kind']) {
-    case 'Network': return parseStackObject(networkManifest, input);
-    case 'Volume': return parseStackObject(volumeManifest, input);
-    case 'Secret': return parseStackObject(secretManifest, input);
-    case 'Config': return parseStackObject(configManifest, input);
-    default: return validateObject(input);
+    case 'Network':
+      return parseStackObject(networkManifest, input);
+    case 'Volume':
+      return parseStackObject(volumeManifest, input);
+    case 'Secret':
+      return parseStackObject(secretManifest, input);
+    case 'Config':
+      return parseStackObject(configManifest, input);
+    default:
+      return validateObject(input);
   }
 }
 
 // ---- turning zod issues into "expected X, got Y" messages ----
 
 const TYPE_NOUNS: Record<string, string> = {
-  string: 'a string', number: 'a number', int: 'an integer', boolean: 'true or false',
-  object: 'a mapping', array: 'a list', record: 'a mapping',
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'true or false',
+  object: 'a mapping',
+  array: 'a list',
+  record: 'a mapping',
 };
 
 function knownKeysOf(inst: unknown): string[] {
@@ -534,10 +618,12 @@ const errorMap: z.core.$ZodErrorMap = (issue) => {
         ? `expected ${JSON.stringify(issue.values[0])}`
         : `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     case 'too_small':
-      return issue.origin === 'string' && issue.minimum === 1 ? 'expected a non-empty string'
+      return issue.origin === 'string' && issue.minimum === 1
+        ? 'expected a non-empty string'
         : `expected ${issue.origin === 'array' ? 'a list of length ' : ''}${issue.inclusive ? '>=' : '>'} ${String(issue.minimum)}`;
     case 'too_big':
-      return issue.origin === 'string' ? `expected at most ${String(issue.maximum)} characters`
+      return issue.origin === 'string'
+        ? `expected at most ${String(issue.maximum)} characters`
         : `expected ${issue.origin === 'array' ? 'a list of length ' : ''}${issue.inclusive ? '<=' : '<'} ${String(issue.maximum)}`;
     case 'unrecognized_keys':
       return knownKeysOf(issue.inst).join(', ');
@@ -648,9 +734,12 @@ export function validateObject(input: unknown): ValidationResult {
   }
   const supported = SUBMITTABLE_KINDS.map((k) => JSON.stringify(k)).join(', ');
   const systemKinds: readonly unknown[] = KINDS.filter((k) => !(SUBMITTABLE_KINDS as readonly string[]).includes(k));
-  const why = kind === undefined ? 'required field is missing'
-    : systemKinds.includes(kind) ? `kind ${String(kind)} is managed by Tessera and cannot be submitted`
-    : `unsupported kind ${describeValue(kind)}`;
+  const why =
+    kind === undefined
+      ? 'required field is missing'
+      : systemKinds.includes(kind)
+        ? `kind ${String(kind)} is managed by Tessera and cannot be submitted`
+        : `unsupported kind ${describeValue(kind)}`;
   issues.push({ path: ['kind'], message: `${why}; supported kinds: ${supported}` });
   return { ok: false, issues };
 }

@@ -219,14 +219,22 @@ export interface Service {
 
 /** Task states in lifecycle order (Swarm's vocabulary). */
 export const TASK_STATES = [
-  'new', 'pending', 'assigned', 'accepted', 'preparing', 'starting', 'running',
-  'complete', 'shutdown', 'failed', 'rejected', 'orphaned',
+  'new',
+  'pending',
+  'assigned',
+  'accepted',
+  'preparing',
+  'starting',
+  'running',
+  'complete',
+  'shutdown',
+  'failed',
+  'rejected',
+  'orphaned',
 ] as const;
 export type TaskState = (typeof TASK_STATES)[number];
 
-export const TERMINAL_TASK_STATES: ReadonlySet<TaskState> = new Set<TaskState>([
-  'complete', 'shutdown', 'failed', 'rejected', 'orphaned',
-]);
+export const TERMINAL_TASK_STATES: ReadonlySet<TaskState> = new Set<TaskState>(['complete', 'shutdown', 'failed', 'rejected', 'orphaned']);
 
 export function isTerminal(state: TaskState): boolean {
   return TERMINAL_TASK_STATES.has(state);

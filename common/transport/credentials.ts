@@ -6,19 +6,13 @@ import * as grpc from '@grpc/grpc-js';
  * How a component talks gRPC. `insecure` is only accepted for loopback and unix-socket endpoints
  * until the cluster CA exists; `mtls` is reserved for the security work.
  */
-export type TransportSecurity =
-  | { mode: 'insecure' }
-  | { mode: 'mtls'; caPem: Buffer; certPem: Buffer; keyPem: Buffer };
+export type TransportSecurity = { mode: 'insecure' } | { mode: 'mtls'; caPem: Buffer; certPem: Buffer; keyPem: Buffer };
 
 export const LOCAL_INSECURE: TransportSecurity = { mode: 'insecure' };
 
 export function serverCredentials(security: TransportSecurity): grpc.ServerCredentials {
   if (security.mode === 'insecure') return grpc.ServerCredentials.createInsecure();
-  return grpc.ServerCredentials.createSsl(
-    security.caPem,
-    [{ private_key: security.keyPem, cert_chain: security.certPem }],
-    true,
-  );
+  return grpc.ServerCredentials.createSsl(security.caPem, [{ private_key: security.keyPem, cert_chain: security.certPem }], true);
 }
 
 export function clientCredentials(security: TransportSecurity): grpc.ChannelCredentials {
@@ -32,7 +26,5 @@ export function assertAddressAllowed(address: string, security: TransportSecurit
   if (address.startsWith('unix:')) return;
   const host = address.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
   if (host === '127.0.0.1' || host === 'localhost' || host === '::1') return;
-  throw new Error(
-    `refusing to serve the API without TLS on ${address}: only loopback or unix: addresses are allowed until mutual TLS is configured`,
-  );
+  throw new Error(`refusing to serve the API without TLS on ${address}: only loopback or unix: addresses are allowed until mutual TLS is configured`);
 }

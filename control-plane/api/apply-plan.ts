@@ -6,12 +6,7 @@ import type { Service } from '../../common/resources/types.js';
 
 export type ApplyAction = 'created' | 'configured' | 'unchanged';
 
-export function planApply(
-  existing: Service | undefined,
-  incoming: Service,
-  now: Date,
-  newUid: () => string,
-): { action: ApplyAction; object: Service } {
+export function planApply(existing: Service | undefined, incoming: Service, now: Date, newUid: () => string): { action: ApplyAction; object: Service } {
   if (!existing) {
     const object: Service = {
       ...incoming,

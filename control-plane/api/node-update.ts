@@ -15,7 +15,8 @@ const AVAILABILITIES: readonly NodeAvailability[] = ['active', 'pause', 'drain']
 
 export function validateNodeUpdate(req: NodeUpdateRequest__Output): NodeChange {
   if (!req.name) throw invalidArgument('node update: missing node name');
-  if (Buffer.byteLength(req.name) > MAX_NAME_BYTES) throw invalidArgument(`node update: node name ${quoteName(req.name)} is longer than ${MAX_NAME_BYTES} bytes`);
+  if (Buffer.byteLength(req.name) > MAX_NAME_BYTES)
+    throw invalidArgument(`node update: node name ${quoteName(req.name)} is longer than ${MAX_NAME_BYTES} bytes`);
   const problems: string[] = [];
   if (req.availability && !AVAILABILITIES.includes(req.availability as NodeAvailability)) {
     problems.push(`availability must be one of ${AVAILABILITIES.join(', ')}, got "${req.availability}"`);

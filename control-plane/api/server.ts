@@ -93,7 +93,9 @@ function checkRequestSize(objectsJson: readonly string[], pruneStacks: readonly 
     for (const s of [...objectsJson, ...pruneStacks]) bytes += Buffer.byteLength(s);
   }
   if (bytes > MAX_REQUEST_BYTES) {
-    throw invalidArgument(`apply: nothing applied; the request is ${units > MAX_REQUEST_BYTES ? 'at least ' : ''}${bytes} bytes, more than the ${MAX_REQUEST_BYTES} (4 MiB) allowed; split it into several applies`);
+    throw invalidArgument(
+      `apply: nothing applied; the request is ${units > MAX_REQUEST_BYTES ? 'at least ' : ''}${bytes} bytes, more than the ${MAX_REQUEST_BYTES} (4 MiB) allowed; split it into several applies`,
+    );
   }
 }
 
@@ -150,7 +152,11 @@ export class ApiServer {
 
   // --- operations, independent of gRPC so they can be tested and reused -------------------------
 
-  async apply(objectsJson: string[], dryRun: boolean, pruneStacks: readonly string[] = []): Promise<Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network | StackFileObject } | PrunedObject>> {
+  async apply(
+    objectsJson: string[],
+    dryRun: boolean,
+    pruneStacks: readonly string[] = [],
+  ): Promise<Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network | StackFileObject } | PrunedObject>> {
     if (objectsJson.length === 0) throw invalidArgument('apply: no objects given');
     if (objectsJson.length > MAX_APPLY_OBJECTS) throw invalidArgument(`apply: at most ${MAX_APPLY_OBJECTS} objects per request`);
     checkRequestSize(objectsJson, pruneStacks);
@@ -171,7 +177,8 @@ export class ApiServer {
       if (isNetworkManifest(parsed)) {
         const network = validateNetworkManifest(parsed, index);
         if (!network.ok) problems.push(...network.problems);
-        else if (networks.some((n) => (n.metadata.stack ?? '') === (network.object.metadata.stack ?? '') && n.metadata.name === network.object.metadata.name)) problems.push(`object ${index + 1}: Network ${network.object.metadata.name} appears twice`);
+        else if (networks.some((n) => (n.metadata.stack ?? '') === (network.object.metadata.stack ?? '') && n.metadata.name === network.object.metadata.name))
+          problems.push(`object ${index + 1}: Network ${network.object.metadata.name} appears twice`);
         else networks.push(network.object);
         return;
       }
@@ -218,7 +225,14 @@ export class ApiServer {
       const files = await planStackFiles(this.deps.store, stackFiles, incoming, compare, success);
       if (files.problems.length > 0) throw invalidArgument(`nothing applied; ${files.problems.length} problem(s):\n  ${files.problems.join('\n  ')}`);
       planned.push(...files.planned);
-      const pruned = await planPrune(this.deps.store, pruneStacks, planned.map((p) => p.ref), incoming, compare, success);
+      const pruned = await planPrune(
+        this.deps.store,
+        pruneStacks,
+        planned.map((p) => p.ref),
+        incoming,
+        compare,
+        success,
+      );
       if (pruned.problems.length > 0) throw invalidArgument(`nothing applied; ${pruned.problems.length} problem(s):\n  ${pruned.problems.join('\n  ')}`);
       planned.push(...pruned.planned);
       if (dryRun || success.length === 0) return planned;
@@ -253,7 +267,8 @@ export class ApiServer {
   }
 
   async scale(stack: string, name: string, replicas: number): Promise<Service> {
-    if (!Number.isInteger(replicas) || replicas < 0 || replicas > MAX_REPLICAS) throw invalidArgument(`scale: replicas must be an integer from 0 to ${MAX_REPLICAS}, got ${replicas}`);
+    if (!Number.isInteger(replicas) || replicas < 0 || replicas > MAX_REPLICAS)
+      throw invalidArgument(`scale: replicas must be an integer from 0 to ${MAX_REPLICAS}, got ${replicas}`);
     for (let attempt = 0; attempt < 10; attempt++) {
       const service = (await this.get('Service', stack, name)) as Service;
       if ((service.spec.replicas ?? 1) === replicas) return service;
@@ -333,7 +348,8 @@ export class ApiServer {
         const missing: ObjectRef[] = [];
         const refs = req.refs.map((r, i) => requireName(r, `delete: reference ${i + 1}`));
         for (const ref of refs) {
-          if (ref.kind === 'Task' || ref.kind === 'Node') throw invalidArgument(`delete: ${ref.kind} objects are managed by the system; delete their service instead`);
+          if (ref.kind === 'Task' || ref.kind === 'Node')
+            throw invalidArgument(`delete: ${ref.kind} objects are managed by the system; delete their service instead`);
         }
         const deletedServices = new Set(refs.filter((r) => r.kind === 'Service').map((r) => `${r.stack}/${r.name}`));
         for (const ref of refs) {
@@ -466,11 +482,9 @@ export class ApiServer {
       },
       ImageRemove: this.unary('ImageRemove', async (req) => {
         if (!req.reference) throw invalidArgument('image rm: missing image reference');
-        const result = await this.deps.images
-          .remove(req.reference, { inUse: (image) => this.tasksUsingImage(image) })
-          .catch((err: unknown) => {
-            throw imageError(err);
-          });
+        const result = await this.deps.images.remove(req.reference, { inUse: (image) => this.tasksUsingImage(image) }).catch((err: unknown) => {
+          throw imageError(err);
+        });
         return { removed: result.removed, gc: gcSummary(result.gc) };
       }),
       ImagePrune: this.unary('ImagePrune', async () => gcSummary(await this.deps.images.prune())),
@@ -514,12 +528,15 @@ export class ApiServer {
       }),
       UpdateNode: this.unary('UpdateNode', async (req) => ({ objectJson: JSON.stringify(await this.updateNode(req)) })),
       ClusterMembers: this.unary('ClusterMembers', async () => {
-        if (!this.deps.cluster) throw new ApiError(grpc.status.UNIMPLEMENTED, `cluster members: the ${this.deps.storeBackend} store backend has no members to show`);
+        if (!this.deps.cluster)
+          throw new ApiError(grpc.status.UNIMPLEMENTED, `cluster members: the ${this.deps.storeBackend} store backend has no members to show`);
         return { members: await this.deps.cluster.members() };
       }),
       ClusterMemberChange: this.unary('ClusterMemberChange', async (req) => {
-        if (!this.deps.cluster) throw new ApiError(grpc.status.UNIMPLEMENTED, `cluster members: the ${this.deps.storeBackend} store backend cannot change members`);
-        if (!['add', 'promote', 'remove'].includes(req.action)) throw invalidArgument(`cluster members: action must be add, promote or remove, got "${req.action}"`);
+        if (!this.deps.cluster)
+          throw new ApiError(grpc.status.UNIMPLEMENTED, `cluster members: the ${this.deps.storeBackend} store backend cannot change members`);
+        if (!['add', 'promote', 'remove'].includes(req.action))
+          throw invalidArgument(`cluster members: action must be add, promote or remove, got "${req.action}"`);
         if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(req.name)) throw invalidArgument(`cluster members: "${req.name}" is not a member name`);
         return this.deps.cluster.change(req);
       }),

@@ -70,7 +70,10 @@ export function conflictingTargets(services: readonly Service[]): string[] {
   for (const service of services) {
     const claimed = new Map<string, string>();
     const claim = (path: string, field: string) => {
-      const normal = `/${path.split('/').filter((p) => p !== '' && p !== '.').join('/')}`;
+      const normal = `/${path
+        .split('/')
+        .filter((p) => p !== '' && p !== '.')
+        .join('/')}`;
       const first = claimed.get(normal);
       if (first) problems.push(`Service ${service.metadata.name}: ${field}: target ${normal} is already used by ${first}`);
       else claimed.set(normal, field);
@@ -108,9 +111,10 @@ export function planStackFile(existing: StackFileObject | undefined, incoming: S
   }
   if (existing.kind !== incoming.kind) return { ok: false, problem: `${what}: stored as a ${existing.kind}` };
   if (!isDeepStrictEqual(normalSpec(existing), normalSpec(incoming))) {
-    const why = incoming.kind === 'Volume'
-      ? 'a volume\'s driver options cannot change once it exists (its data may already be on nodes); use a new name'
-      : `${incoming.kind.toLowerCase()}s are immutable: new data needs a new name (e.g. ${incoming.metadata.name}-v2), and the services pointed at it`;
+    const why =
+      incoming.kind === 'Volume'
+        ? "a volume's driver options cannot change once it exists (its data may already be on nodes); use a new name"
+        : `${incoming.kind.toLowerCase()}s are immutable: new data needs a new name (e.g. ${incoming.metadata.name}-v2), and the services pointed at it`;
     return { ok: false, problem: `${what}: ${why}` };
   }
   if (isDeepStrictEqual(existing.metadata.labels ?? {}, incoming.metadata.labels ?? {})) return { ok: true, action: 'unchanged', object: existing };
@@ -204,7 +208,13 @@ export async function planStackFiles(
  * Why the object may not be deleted now, or undefined: secrets, configs and volumes in use by a
  * service stay. Services deleted by the same request ("stack/name" in `alsoDeleted`) do not count.
  */
-export async function deletionBlocker(store: Store, kind: string, stack: string, name: string, alsoDeleted: ReadonlySet<string> = new Set()): Promise<string | undefined> {
+export async function deletionBlocker(
+  store: Store,
+  kind: string,
+  stack: string,
+  name: string,
+  alsoDeleted: ReadonlySet<string> = new Set(),
+): Promise<string | undefined> {
   if (!(STACK_FILE_KINDS as readonly string[]).includes(kind)) return undefined;
   const { kvs } = await store.range(kindPrefix('Service'));
   const services = kvs.map((kv) => JSON.parse(kv.value) as Service).filter((s) => !alsoDeleted.has(`${s.metadata.stack ?? ''}/${s.metadata.name}`));

@@ -4,10 +4,22 @@
 import type { Service } from '../../common/resources/types.js';
 
 const NOT_YET: ReadonlyArray<[field: string, has: (s: Service['spec']) => boolean, why: string]> = [
-  ['dependsOn.restart', (s) => (s.dependsOn ?? []).some((d) => d.restart === true), 'restarting a service when its dependency is updated is not implemented yet'],
-  ['logging', (s) => s.logging?.driver !== undefined && s.logging.driver !== 'json-file' && s.logging.driver !== 'local', 'only the json-file log driver exists'],
+  [
+    'dependsOn.restart',
+    (s) => (s.dependsOn ?? []).some((d) => d.restart === true),
+    'restarting a service when its dependency is updated is not implemented yet',
+  ],
+  [
+    'logging',
+    (s) => s.logging?.driver !== undefined && s.logging.driver !== 'json-file' && s.logging.driver !== 'local',
+    'only the json-file log driver exists',
+  ],
   // Swarm picks a free node port for a host-mode port without one; the agent cannot report it back yet.
-  ['ports.published', (s) => (s.ports ?? []).some((p) => p.mode === 'host' && p.published === undefined), 'a host-mode port needs a published port: random host ports are not allocated yet'],
+  [
+    'ports.published',
+    (s) => (s.ports ?? []).some((p) => p.mode === 'host' && p.published === undefined),
+    'a host-mode port needs a published port: random host ports are not allocated yet',
+  ],
 ];
 
 /** Problems, one per unhonoured field the service sets. */

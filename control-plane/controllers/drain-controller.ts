@@ -22,7 +22,11 @@ export class DrainController {
     private readonly tasks: Informer<Task>,
     log: (message: string) => void = () => {},
   ) {
-    this.queue = new WorkQueue(() => this.reconcile(), (_k, err) => log(`drain: ${(err as Error).message}`), 1);
+    this.queue = new WorkQueue(
+      () => this.reconcile(),
+      (_k, err) => log(`drain: ${(err as Error).message}`),
+      1,
+    );
   }
 
   start(): void {

@@ -34,9 +34,7 @@ export interface ReconcileGlobalInput {
 
 export function eligibleNodes(service: Service, nodes: readonly Node[]): Node[] {
   const constraints = (service.spec.placement?.constraints ?? []).map((c) => parseConstraint(c)).flatMap((r) => (r.ok ? [r.value] : []));
-  return nodes.filter(
-    (n) => n.status.state === 'ready' && n.spec.availability === 'active' && constraints.every((c) => matchesConstraint(n, c)),
-  );
+  return nodes.filter((n) => n.status.state === 'ready' && n.spec.availability === 'active' && constraints.every((c) => matchesConstraint(n, c)));
 }
 
 export function reconcileGlobalService(input: ReconcileGlobalInput, newTaskId: TaskIdGenerator = randomTaskId): ReconcileServiceDecision {

@@ -4,9 +4,7 @@
 import type { AnyObject, Kind } from '../../common/resources/types.js';
 import type { KeyValue, Store, Watch, WatchEvent } from '../store/store.js';
 
-export type InformerEvent<T> =
-  | { type: 'added' | 'modified'; object: T; previous?: T }
-  | { type: 'deleted'; object: T };
+export type InformerEvent<T> = { type: 'added' | 'modified'; object: T; previous?: T } | { type: 'deleted'; object: T };
 
 export type InformerListener<T> = (event: InformerEvent<T>) => void;
 

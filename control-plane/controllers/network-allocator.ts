@@ -57,10 +57,7 @@ export class NetworkAllocator {
   private async reconcile(): Promise<void> {
     const { deps } = this;
     const nodes = deps.nodes.list();
-    const reserved = [
-      ...(deps.pool?.reserved ?? []),
-      ...nodes.map((n) => n.status.localSubnet).filter((s): s is string => typeof s === 'string'),
-    ];
+    const reserved = [...(deps.pool?.reserved ?? []), ...nodes.map((n) => n.status.localSubnet).filter((s): s is string => typeof s === 'string')];
     for (let attempt = 0; attempt < 5; attempt++) {
       const stored = await readNetworkState(deps.store);
       const { state, problems } = allocateNetworks({

@@ -24,13 +24,20 @@ export function rolloutProgress(service: Service, tasks: readonly Task[]): Rollo
   const template = templateKey(service.spec);
   const live = tasks.filter((t) => t.desiredState === 'running' && !isTerminal(t.status.state));
   const updated = live.filter((t) => isReady(t) && taskTemplateKey(t) === template).length;
-  const desired =
-    isGlobalMode(service.spec.mode) ? new Set(live.map((t) => t.nodeName ?? '')).size : Math.max(0, service.spec.replicas ?? 1);
+  const desired = isGlobalMode(service.spec.mode) ? new Set(live.map((t) => t.nodeName ?? '')).size : Math.max(0, service.spec.replicas ?? 1);
   const status = service.status;
   const noticed = status?.currentSpec !== undefined && templateKey(status.currentSpec) === template;
   const update = status?.update;
   const counts = `${updated} of ${desired} tasks on the current spec`;
-  if (!noticed) return { phase: 'pending', updated, desired, done: false, ok: false, line: `service ${name}: waiting for the controller to take up generation ${service.metadata.generation ?? 1}` };
+  if (!noticed)
+    return {
+      phase: 'pending',
+      updated,
+      desired,
+      done: false,
+      ok: false,
+      line: `service ${name}: waiting for the controller to take up generation ${service.metadata.generation ?? 1}`,
+    };
   if (!update) {
     const converged = updated >= desired;
     return { phase: 'none', updated, desired, done: converged, ok: converged, line: `service ${name}: no rollout since creation; ${counts}` };

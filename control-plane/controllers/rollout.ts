@@ -375,12 +375,7 @@ function startSlots(
   let busy = 0;
   for (const { state } of states) {
     if (state.inFlight) busy++;
-    else if (
-      policy.delayMs > 0 &&
-      state.readyAt !== undefined &&
-      (state.currentCreatedAt ?? 0) >= since &&
-      now < state.readyAt + policy.delayMs
-    ) {
+    else if (policy.delayMs > 0 && state.readyAt !== undefined && (state.currentCreatedAt ?? 0) >= since && now < state.readyAt + policy.delayMs) {
       busy++;
       requeue(state.readyAt + policy.delayMs - now);
     }

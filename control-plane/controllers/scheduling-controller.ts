@@ -25,7 +25,12 @@ export interface SchedulerPassWrites {
 
 function needsPlacement(task: Task): boolean {
   // A task held for its service's dependencies (dependency-gate.ts) waits for the service controller.
-  return task.nodeName === undefined && task.desiredState === 'running' && (task.status.state === 'new' || task.status.state === 'pending') && task.status.dependencyWait === undefined;
+  return (
+    task.nodeName === undefined &&
+    task.desiredState === 'running' &&
+    (task.status.state === 'new' || task.status.state === 'pending') &&
+    task.status.dependencyWait === undefined
+  );
 }
 
 export class SchedulingController {
@@ -83,7 +88,9 @@ export class SchedulingController {
       await budget.spend('ended');
       writes.note(
         await this.objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (t) =>
-          this.isUnstartedShutdown(t) ? { ...t, status: { ...t.status, state: 'shutdown', message: 'shut down before it was scheduled', timestamp } } : undefined,
+          this.isUnstartedShutdown(t)
+            ? { ...t, status: { ...t.status, state: 'shutdown', message: 'shut down before it was scheduled', timestamp } }
+            : undefined,
         ),
       );
     }
@@ -111,9 +118,7 @@ export class SchedulingController {
         await budget.spend('pending');
         writes.note(
           await this.objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (t) =>
-            needsPlacement(t)
-              ? { ...t, status: { ...t.status, state: 'pending', message: reason, schedulingReason: reason, timestamp } }
-              : undefined,
+            needsPlacement(t) ? { ...t, status: { ...t.status, state: 'pending', message: reason, schedulingReason: reason, timestamp } } : undefined,
           ),
         );
       }

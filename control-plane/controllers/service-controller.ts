@@ -180,9 +180,7 @@ export class ServiceController {
     for (const taskName of decision.shutdown) {
       if (budget.exhausted) return;
       writes.note(
-        await this.objects.updateWithRetry('Task', stack, taskName, (t) =>
-          t.desiredState === 'shutdown' ? undefined : { ...t, desiredState: 'shutdown' },
-        ),
+        await this.objects.updateWithRetry('Task', stack, taskName, (t) => (t.desiredState === 'shutdown' ? undefined : { ...t, desiredState: 'shutdown' })),
       );
       await budget.spend('shutdown');
     }

@@ -13,7 +13,17 @@
 //             bumps the service's metadata.generation.
 // Outdated tasks are replaced at the pace of the rolling update (rollout.ts), which decides which
 // slots may begin their update in this pass; this file decides what that means for each slot.
-import { API_VERSION, TASK_STATES, isGlobalMode, isJobMode, isTerminal, type Service, type ServiceSpec, type ServiceStatus, type Task } from '../../common/resources/types.js';
+import {
+  API_VERSION,
+  TASK_STATES,
+  isGlobalMode,
+  isJobMode,
+  isTerminal,
+  type Service,
+  type ServiceSpec,
+  type ServiceStatus,
+  type Task,
+} from '../../common/resources/types.js';
 import { backoffResetAfterMs, restartDelayMs, type RestartPolicy } from './restart-backoff.js';
 import { isReady, planRollout, taskTemplateKey, templateKey, type RolloutPlan, type SlotView } from './rollout.js';
 import { MAX_REPLICAS } from '../../common/resources/limits.js';
@@ -63,10 +73,7 @@ export interface ReconcileServiceDecision {
   service?: { spec: ServiceSpec; status: ServiceStatus };
 }
 
-export function reconcileService(
-  input: ReconcileServiceInput,
-  newTaskId: TaskIdGenerator = randomTaskId,
-): ReconcileServiceDecision {
+export function reconcileService(input: ReconcileServiceInput, newTaskId: TaskIdGenerator = randomTaskId): ReconcileServiceDecision {
   const { service, tasks } = input;
   if (!service) return reconcileDeleted(tasks);
   if (isGlobalMode(service.spec.mode)) {
@@ -92,7 +99,10 @@ export function reconcileService(
   const plan = planRollout({ service, slots: inRange, emptySlots: replicas - inRange.length, now: input.now });
   if (plan.requeueAfterMs !== undefined) requeueAfterMs = plan.requeueAfterMs;
 
-  for (const slot of slotsInOrder(occupied.map(([slot]) => slot), replicas)) {
+  for (const slot of slotsInOrder(
+    occupied.map(([slot]) => slot),
+    replicas,
+  )) {
     const slotTasks = bySlot.get(slot) ?? [];
     if (slotTasks.length === 0 && create.length >= MAX_TASK_WRITES_PER_PASS) {
       // An empty slot only ever gets a new task, and this pass has made all it may.
@@ -150,7 +160,12 @@ export function decideSlot(key: string, slotTasks: Task[], ctx: SlotContext): Sl
   // An unhealthy task is shut down like one that failed; whether it is replaced is the restart
   // policy's call (decideReplacement), as in Swarm.
   const unhealthy = all.filter(isUnhealthy);
-  const decision = decideHealthySlot(key, slotTasks, all.filter((t) => !isUnhealthy(t)), ctx);
+  const decision = decideHealthySlot(
+    key,
+    slotTasks,
+    all.filter((t) => !isUnhealthy(t)),
+    ctx,
+  );
   return unhealthy.length === 0 ? decision : { ...decision, shutdown: [...unhealthy, ...decision.shutdown] };
 }
 
@@ -197,12 +212,7 @@ interface ReplacementDecision {
  * ended: stopped by us (scale, update) or outdated → replace now; ended on its own → the restart
  * policy and back-off decide.
  */
-export function decideReplacement(
-  slotTasks: Task[],
-  template: string,
-  policy: RestartPolicy | undefined,
-  now: number,
-): ReplacementDecision {
+export function decideReplacement(slotTasks: Task[], template: string, policy: RestartPolicy | undefined, now: number): ReplacementDecision {
   const newest = [...slotTasks].sort(newestFirst)[0];
   if (!newest || (newest.desiredState === 'shutdown' && !isUnhealthy(newest)) || taskTemplateKey(newest) !== template) {
     return { create: true };
@@ -210,9 +220,7 @@ export function decideReplacement(
   // The newest task wanted to run and is no longer live (or is unhealthy), so it failed on its own.
   if (!restartAllowed(newest, policy)) return { create: false };
 
-  const ownEnds = slotTasks
-    .filter((t) => endedOnItsOwn(t) && taskTemplateKey(t) === template)
-    .sort(newestFirst);
+  const ownEnds = slotTasks.filter((t) => endedOnItsOwn(t) && taskTemplateKey(t) === template).sort(newestFirst);
   const maxAttempts = policy?.maxAttempts ?? 0;
   if (maxAttempts > 0) {
     // With a window, only the ends inside it count; once enough of them have aged out of it,

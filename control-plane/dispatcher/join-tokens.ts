@@ -15,7 +15,10 @@ const TOKEN = /^TSTKN-1-([0-9a-f]{16})-([0-9a-z]{32})-(worker|manager)$/;
 /** A token: version, a short digest identifying the cluster, the secret and the role. */
 export function makeToken(clusterId: string, role: JoinRole, secret = randomBytes(20)): string {
   const clusterDigest = createHash('sha256').update(clusterId).digest('hex').slice(0, 16);
-  const secretText = BigInt(`0x${secret.toString('hex')}`).toString(36).padStart(32, '0').slice(-32);
+  const secretText = BigInt(`0x${secret.toString('hex')}`)
+    .toString(36)
+    .padStart(32, '0')
+    .slice(-32);
   return `TSTKN-1-${clusterDigest}-${secretText}-${role}`;
 }
 

@@ -83,17 +83,29 @@ export class DispatcherServer {
 
     const assignedTasks = () => deps.tasks.list().filter((t) => t.nodeName === nodeName);
     const sendDelta = (full: boolean) => {
-      deltaChain = deltaChain.then(async () => {
-        const tasks = assignedTasks();
-        const needed = await resolveNeeded(filesNeededBy(tasks), async (kind, stack, name) => sentFiles.held(kind, stack, name) ?? deps.objects.get(kind, stack, name));
-        if (ended) return;
-        const files = sentFiles.next(needed);
-        const { upserts, removed } = sent.next(tasks);
-        if (!full && upserts.length === 0 && removed.length === 0 && files.send.length === 0 && files.withdraw.length === 0) return;
-        call.write({
-          assignments: { full, tasksJson: upserts.map((t) => JSON.stringify(t)), removed, revision: 0, files: files.send.map(toStackFile), removedFiles: files.withdraw },
-        });
-      }).catch((err: Error) => deps.log(`dispatcher: assignments for ${nodeName ?? '?'}: ${err.message}`));
+      deltaChain = deltaChain
+        .then(async () => {
+          const tasks = assignedTasks();
+          const needed = await resolveNeeded(
+            filesNeededBy(tasks),
+            async (kind, stack, name) => sentFiles.held(kind, stack, name) ?? deps.objects.get(kind, stack, name),
+          );
+          if (ended) return;
+          const files = sentFiles.next(needed);
+          const { upserts, removed } = sent.next(tasks);
+          if (!full && upserts.length === 0 && removed.length === 0 && files.send.length === 0 && files.withdraw.length === 0) return;
+          call.write({
+            assignments: {
+              full,
+              tasksJson: upserts.map((t) => JSON.stringify(t)),
+              removed,
+              revision: 0,
+              files: files.send.map(toStackFile),
+              removedFiles: files.withdraw,
+            },
+          });
+        })
+        .catch((err: Error) => deps.log(`dispatcher: assignments for ${nodeName ?? '?'}: ${err.message}`));
     };
 
     // Messages are handled one at a time, in order: a status batch must never overtake the register.

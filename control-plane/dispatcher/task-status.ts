@@ -28,7 +28,5 @@ export async function reportTaskStatus(
   report: Partial<TaskStatus> & { state: TaskState },
   now: () => Date = () => new Date(),
 ): Promise<void> {
-  await objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (current) =>
-    applyStatusReport(current, nodeName, report, now()),
-  );
+  await objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (current) => applyStatusReport(current, nodeName, report, now()));
 }

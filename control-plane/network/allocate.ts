@@ -67,7 +67,9 @@ export function allocateNetworks(input: AllocationInput): AllocationResult {
     taskNetworks.set(taskKey(task), resolved.ids);
   }
   const serviceNetworks = new Map<string, { ids: string[]; vip: boolean }>();
-  for (const service of [...input.services].sort((a, b) => serviceKey(a.metadata.stack, a.metadata.name).localeCompare(serviceKey(b.metadata.stack, b.metadata.name)))) {
+  for (const service of [...input.services].sort((a, b) =>
+    serviceKey(a.metadata.stack, a.metadata.name).localeCompare(serviceKey(b.metadata.stack, b.metadata.name)),
+  )) {
     const stack = service.metadata.stack ?? '';
     const resolved = resolveServiceNetworks(stack, service.metadata.name, service.spec, declared);
     problems.push(...resolved.problems);
@@ -78,10 +80,20 @@ export function allocateNetworks(input: AllocationInput): AllocationResult {
   // while a service or a live task is on it.
   const wanted = new Map<string, WantedNetwork>();
   wanted.set(INGRESS_NETWORK_ID, { id: INGRESS_NETWORK_ID, stack: '', name: INGRESS_NETWORK_ID, kind: 'ingress', internal: false, local: false });
-  for (const network of [...input.networks].sort((a, b) => networkId(a.metadata.stack, a.metadata.name).localeCompare(networkId(b.metadata.stack, b.metadata.name)))) {
+  for (const network of [...input.networks].sort((a, b) =>
+    networkId(a.metadata.stack, a.metadata.name).localeCompare(networkId(b.metadata.stack, b.metadata.name)),
+  )) {
     const id = networkId(network.metadata.stack, network.metadata.name);
     const subnet = network.spec.subnets?.[0];
-    wanted.set(id, { id, stack: network.metadata.stack ?? '', name: network.metadata.name, kind: 'declared', internal: network.spec.internal ?? false, local: network.spec.driver === 'bridge', ...(subnet ? { subnet } : {}) });
+    wanted.set(id, {
+      id,
+      stack: network.metadata.stack ?? '',
+      name: network.metadata.name,
+      kind: 'declared',
+      internal: network.spec.internal ?? false,
+      local: network.spec.driver === 'bridge',
+      ...(subnet ? { subnet } : {}),
+    });
   }
   const used = [...[...serviceNetworks.values()].flatMap((s) => s.ids), ...[...taskNetworks.values()].flat()];
   for (const id of used.sort()) {
@@ -136,8 +148,18 @@ export function allocateNetworks(input: AllocationInput): AllocationResult {
     usedVnis.add(vni);
     usedSubnets.push(subnet);
     state.networks[id] = {
-      id, stack: want.stack, name: want.name, kind: want.kind, internal: want.internal, vni,
-      subnet: subnet.text, gateway: formatIpv4(subnet.network + 1), cursor: 1, nodes: {}, vips: {}, tasks: {},
+      id,
+      stack: want.stack,
+      name: want.name,
+      kind: want.kind,
+      internal: want.internal,
+      vni,
+      subnet: subnet.text,
+      gateway: formatIpv4(subnet.network + 1),
+      cursor: 1,
+      nodes: {},
+      vips: {},
+      tasks: {},
       ...(want.local ? { local: true } : {}),
     };
   }
@@ -172,7 +194,10 @@ export function allocateNetworks(input: AllocationInput): AllocationResult {
     network.tasks = pick(network.tasks, (key) => wantedTasks.get(network.id)!.has(key));
     network.vips = pick(network.vips, (key) => wantedVips.get(network.id)!.has(key));
     const cidr = parseCidr(network.subnet);
-    const taken = new Set<number>([parseIpv4(network.gateway), ...[network.nodes, network.tasks, network.vips].flatMap((m) => Object.values(m).map(parseIpv4))]);
+    const taken = new Set<number>([
+      parseIpv4(network.gateway),
+      ...[network.nodes, network.tasks, network.vips].flatMap((m) => Object.values(m).map(parseIpv4)),
+    ]);
     const give = (what: string): string | undefined => {
       const address = nextFreeAddress(cidr, taken, network.cursor);
       if (address === undefined) {

@@ -34,7 +34,9 @@ export function resolveServiceNetworks(stack: string, serviceName: string, spec:
       const external = networkId('', attachment.name);
       const id = declared.has(own) ? own : declared.has(external) ? external : undefined;
       if (id === undefined) {
-        problems.push(`service ${stack ? `${stack}/` : ''}${serviceName}: network "${attachment.name}" is not defined in stack "${stack}" (nor in the default stack)`);
+        problems.push(
+          `service ${stack ? `${stack}/` : ''}${serviceName}: network "${attachment.name}" is not defined in stack "${stack}" (nor in the default stack)`,
+        );
       } else if (!ids.includes(id)) {
         ids.push(id);
       }

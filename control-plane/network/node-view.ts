@@ -58,7 +58,8 @@ export class NodeViewBuilder {
       return members;
     }
     for (const task of this.liveTasks) {
-      if (task.nodeName && allocation.nodes[task.nodeName] && allocation.tasks[taskKey(task)] && this.taskNetworks.get(taskKey(task))?.includes(id)) members.add(task.nodeName);
+      if (task.nodeName && allocation.nodes[task.nodeName] && allocation.tasks[taskKey(task)] && this.taskNetworks.get(taskKey(task))?.includes(id))
+        members.add(task.nodeName);
     }
     return members;
   }
@@ -101,8 +102,16 @@ export class NodeViewBuilder {
       }
       const { dns, vips } = id === INGRESS_NETWORK_ID ? { dns: { services: [], aliases: [] }, vips: [] } : this.discovery(id, local ? nodeName : undefined);
       view.networks.push({
-        id, name: allocation.name, vni: allocation.vni, subnet: allocation.subnet, gateway: allocation.gateway,
-        nodeAddress: allocation.nodes[nodeName]!, internal: allocation.internal, peers, dns, vips,
+        id,
+        name: allocation.name,
+        vni: allocation.vni,
+        subnet: allocation.subnet,
+        gateway: allocation.gateway,
+        nodeAddress: allocation.nodes[nodeName]!,
+        internal: allocation.internal,
+        peers,
+        dns,
+        vips,
       });
     }
     if (onNode.has(INGRESS_NETWORK_ID)) view.published = this.published();
@@ -114,7 +123,10 @@ export class NodeViewBuilder {
     const allocation = this.input.state.networks[id];
     if (!allocation) return [];
     return this.liveTasks
-      .filter((t) => servesTraffic(t) && t.spec.serviceStack === serviceStack && t.spec.serviceName === serviceName && (onlyNode === undefined || t.nodeName === onlyNode))
+      .filter(
+        (t) =>
+          servesTraffic(t) && t.spec.serviceStack === serviceStack && t.spec.serviceName === serviceName && (onlyNode === undefined || t.nodeName === onlyNode),
+      )
       .map((t) => allocation.tasks[taskKey(t)])
       .filter((a): a is string => a !== undefined)
       .sort();
@@ -125,7 +137,9 @@ export class NodeViewBuilder {
     const dns: DnsRecords = { services: [], aliases: [] };
     const vips: NodeViewVip[] = [];
     const taken = new Set<string>();
-    const services = [...this.input.services].sort((a, b) => serviceKey(a.metadata.stack, a.metadata.name).localeCompare(serviceKey(b.metadata.stack, b.metadata.name)));
+    const services = [...this.input.services].sort((a, b) =>
+      serviceKey(a.metadata.stack, a.metadata.name).localeCompare(serviceKey(b.metadata.stack, b.metadata.name)),
+    );
     for (const service of services) {
       const stack = service.metadata.stack ?? '';
       const name = service.metadata.name;
@@ -150,7 +164,9 @@ export class NodeViewBuilder {
   private published(): NodeNetworkView['published'] {
     const result: NodeNetworkView['published'] = [];
     const claimed = new Set<string>();
-    const services = [...this.input.services].sort((a, b) => serviceKey(a.metadata.stack, a.metadata.name).localeCompare(serviceKey(b.metadata.stack, b.metadata.name)));
+    const services = [...this.input.services].sort((a, b) =>
+      serviceKey(a.metadata.stack, a.metadata.name).localeCompare(serviceKey(b.metadata.stack, b.metadata.name)),
+    );
     for (const service of services) {
       const ports = meshPorts(service.spec).filter((p) => !claimed.has(`${p.published}/${p.protocol}`));
       if (ports.length === 0) continue;

@@ -34,7 +34,15 @@ export async function startOverlayControl(deps: {
   let allocator: NetworkAllocator | undefined;
   const lead = (): (() => void) => {
     allocator?.stop();
-    const own = new NetworkAllocator({ store: deps.store, networks, services: deps.services, tasks: deps.tasks, nodes: deps.nodes, pool: { reserved: deps.reserved }, log: deps.log });
+    const own = new NetworkAllocator({
+      store: deps.store,
+      networks,
+      services: deps.services,
+      tasks: deps.tasks,
+      nodes: deps.nodes,
+      pool: { reserved: deps.reserved },
+      log: deps.log,
+    });
     allocator = own;
     own.start();
     return () => {

@@ -9,7 +9,10 @@ export type Constraint = PlacementConstraint & { text: string };
 
 export class ConstraintSyntaxError extends Error {
   /** `message` comes from the shared parser and names the constraint text and what is wrong with it. */
-  constructor(readonly constraint: string, message: string) {
+  constructor(
+    readonly constraint: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'ConstraintSyntaxError';
   }

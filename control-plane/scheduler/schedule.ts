@@ -169,25 +169,16 @@ function serviceKeyOf(task: Task): string {
   return `${task.spec.serviceStack}/${task.spec.serviceName}`;
 }
 
-function groupFor(
-  groups: Map<string, TaskGroup>,
-  task: Task,
-  slots: NodeSlot[],
-  treeFor: (serviceKey: string, labelKeys: string[]) => SpreadTree,
-): TaskGroup {
+function groupFor(groups: Map<string, TaskGroup>, task: Task, slots: NodeSlot[], treeFor: (serviceKey: string, labelKeys: string[]) => SpreadTree): TaskGroup {
   const placement = task.spec.spec.placement;
   const rawConstraints = placement?.constraints ?? [];
   const preferences = placement?.preferences ?? [];
   const maxReplicas = placement?.maxReplicasPerNode;
   const hostPorts = hostPortsOf(task);
   const serviceKey = serviceKeyOf(task);
-  const id = [
-    serviceKey,
-    rawConstraints.join('\u0000'),
-    preferences.map((p) => p.spread).join('\u0000'),
-    String(maxReplicas ?? ''),
-    hostPorts.join(','),
-  ].join('\u0001');
+  const id = [serviceKey, rawConstraints.join('\u0000'), preferences.map((p) => p.spread).join('\u0000'), String(maxReplicas ?? ''), hostPorts.join(',')].join(
+    '\u0001',
+  );
   const existing = groups.get(id);
   if (existing) return existing;
 
@@ -236,17 +227,11 @@ function reasonRank(reason: string): number {
   return REASON_ORDER.length + (j >= 0 ? j : REASON_PREFIX_ORDER.length);
 }
 
-export function explain(
-  nodeCount: number,
-  availabilityReasons: ReadonlyMap<string, number>,
-  otherReasons: ReadonlyMap<string, number> | undefined,
-): string {
+export function explain(nodeCount: number, availabilityReasons: ReadonlyMap<string, number>, otherReasons: ReadonlyMap<string, number> | undefined): string {
   if (nodeCount === 0) return 'no suitable node (no nodes)';
   const all = new Map(availabilityReasons);
   for (const [reason, count] of otherReasons ?? []) all.set(reason, (all.get(reason) ?? 0) + count);
-  const parts = [...all]
-    .sort(([a], [b]) => reasonRank(a) - reasonRank(b) || compareStrings(a, b))
-    .map(([reason, count]) => `${count} ${reason}`);
+  const parts = [...all].sort(([a], [b]) => reasonRank(a) - reasonRank(b) || compareStrings(a, b)).map(([reason, count]) => `${count} ${reason}`);
   return `no suitable node (${nodeCount} node${nodeCount === 1 ? '' : 's'}: ${parts.join(', ')})`;
 }
 

@@ -22,7 +22,10 @@ export class AutoCompactor {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
 
-  constructor(private readonly store: Store, private readonly options: AutoCompactorOptions) {}
+  constructor(
+    private readonly store: Store,
+    private readonly options: AutoCompactorOptions,
+  ) {}
 
   start(): void {
     if (this.timer || this.options.retainRevisions <= 0) return;

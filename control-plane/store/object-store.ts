@@ -9,14 +9,22 @@ import type { KeyValue, Store, Watch, WatchEvent } from './store.js';
 export type ObjectOfKind<K extends Kind> = Extract<AnyObject, { kind: K }>;
 
 export class NotFoundError extends Error {
-  constructor(readonly objectKind: Kind, readonly objectStack: string, readonly objectName: string) {
+  constructor(
+    readonly objectKind: Kind,
+    readonly objectStack: string,
+    readonly objectName: string,
+  ) {
     super(`${objectKind} ${qualified(objectStack, objectName)} not found`);
     this.name = 'NotFoundError';
   }
 }
 
 export class AlreadyExistsError extends Error {
-  constructor(readonly objectKind: Kind, readonly objectStack: string, readonly objectName: string) {
+  constructor(
+    readonly objectKind: Kind,
+    readonly objectStack: string,
+    readonly objectName: string,
+  ) {
     super(`${objectKind} ${qualified(objectStack, objectName)} already exists`);
     this.name = 'AlreadyExistsError';
   }
@@ -99,14 +107,8 @@ export class ObjectStore {
   }
 
   /** Every object of a kind (in one stack if given), sorted by key, and the revision they were read at. */
-  async list<K extends Kind>(
-    kind: K,
-    options: { stack?: string; revision?: number } = {},
-  ): Promise<{ items: Array<ObjectOfKind<K>>; revision: number }> {
-    const res = await this.store.range(
-      kindPrefix(kind, options.stack),
-      options.revision !== undefined ? { revision: options.revision } : undefined,
-    );
+  async list<K extends Kind>(kind: K, options: { stack?: string; revision?: number } = {}): Promise<{ items: Array<ObjectOfKind<K>>; revision: number }> {
+    const res = await this.store.range(kindPrefix(kind, options.stack), options.revision !== undefined ? { revision: options.revision } : undefined);
     return { items: res.kvs.map((kv) => decode<ObjectOfKind<K>>(kv)), revision: res.revision };
   }
 
@@ -170,12 +172,7 @@ export class ObjectStore {
   }
 
   /** Deletes an object (only at the given resourceVersion, if one is given) and returns its last state. */
-  async delete<K extends Kind>(
-    kind: K,
-    stack: string,
-    name: string,
-    options: { resourceVersion?: string } = {},
-  ): Promise<ObjectOfKind<K>> {
+  async delete<K extends Kind>(kind: K, stack: string, name: string, options: { resourceVersion?: string } = {}): Promise<ObjectOfKind<K>> {
     const key = objectKey(kind, stack, name);
     const compare =
       options.resourceVersion !== undefined
@@ -229,12 +226,7 @@ export class ObjectStore {
    * Watches one kind from a revision (0 = from now on). 'added' vs 'modified' is decided from
    * whether the key existed before the write, which the store reports with every event.
    */
-  async watch<K extends Kind>(
-    kind: K,
-    fromRevision: number,
-    handler: ObjectWatchHandler<ObjectOfKind<K>>,
-    onError?: (err: Error) => void,
-  ): Promise<Watch> {
+  async watch<K extends Kind>(kind: K, fromRevision: number, handler: ObjectWatchHandler<ObjectOfKind<K>>, onError?: (err: Error) => void): Promise<Watch> {
     return this.store.watch(
       kindPrefix(kind),
       fromRevision,

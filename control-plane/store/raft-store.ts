@@ -164,7 +164,13 @@ export class RaftStore implements Store, RaftServiceHandlers {
   async clusterMembers(): Promise<WireMemberStatus[]> {
     const own = await this.status();
     const leaderAddress = this.host.addressOf(own.leader);
-    const view: WireStatus = this.host.isLeader() || !leaderAddress ? own : await this.host.peerClient(leaderAddress).status().catch(() => own);
+    const view: WireStatus =
+      this.host.isLeader() || !leaderAddress
+        ? own
+        : await this.host
+            .peerClient(leaderAddress)
+            .status()
+            .catch(() => own);
     const ids = [...view.voters, ...view.learners];
     return Promise.all(
       ids.map(async (id): Promise<WireMemberStatus> => {
@@ -301,6 +307,5 @@ export class RaftStore implements Store, RaftServiceHandlers {
     if (this.closed) throw new StoreClosedError();
   }
 }
-
 
 export { encodeCommand, decodeResult };

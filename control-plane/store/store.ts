@@ -55,9 +55,7 @@ export interface RangeResponse {
   revision: number;
 }
 
-export type WatchEvent =
-  | { type: 'put'; kv: KeyValue; prev?: KeyValue }
-  | { type: 'delete'; kv: KeyValue; prev?: KeyValue };
+export type WatchEvent = { type: 'put'; kv: KeyValue; prev?: KeyValue } | { type: 'delete'; kv: KeyValue; prev?: KeyValue };
 
 /** Events of one revision are delivered together, in revision order. */
 export type WatchHandler = (events: WatchEvent[], revision: number) => void;
@@ -67,14 +65,20 @@ export interface Watch {
 }
 
 export class CompactedError extends Error {
-  constructor(readonly requested: number, readonly compactRevision: number) {
+  constructor(
+    readonly requested: number,
+    readonly compactRevision: number,
+  ) {
     super(`revision ${requested} has been compacted (compacted up to ${compactRevision})`);
     this.name = 'CompactedError';
   }
 }
 
 export class FutureRevisionError extends Error {
-  constructor(readonly requested: number, readonly current: number) {
+  constructor(
+    readonly requested: number,
+    readonly current: number,
+  ) {
     super(`revision ${requested} is in the future (current revision ${current})`);
     this.name = 'FutureRevisionError';
   }

@@ -12,7 +12,6 @@ import { API_VERSION, type Node, type Service, type Task } from '../../common/re
 import { createNetnsCluster, destroyNetnsCluster } from '../../cli/local-cluster/netns-cluster.js';
 import { startUnderlayRegistry } from '../helpers/underlay-registry.js';
 
-
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)]!;
@@ -21,14 +20,25 @@ function median(values: number[]): number {
 function schedulerBench(): { placementsPerSecond: number[]; unplaced: number } {
   const zones = ['a', 'b', 'c', 'd'];
   const nodes: Node[] = Array.from({ length: 1000 }, (_, i) => ({
-    apiVersion: API_VERSION, kind: 'Node', metadata: { name: `n${String(i).padStart(4, '0')}` },
-    spec: { availability: i % 50 === 0 ? 'drain' : 'active', role: i < 3 ? 'manager' : 'worker', labels: { zone: zones[i % 4]!, disk: i % 3 === 0 ? 'ssd' : 'hdd' } },
+    apiVersion: API_VERSION,
+    kind: 'Node',
+    metadata: { name: `n${String(i).padStart(4, '0')}` },
+    spec: {
+      availability: i % 50 === 0 ? 'drain' : 'active',
+      role: i < 3 ? 'manager' : 'worker',
+      labels: { zone: zones[i % 4]!, disk: i % 3 === 0 ? 'ssd' : 'hdd' },
+    },
     status: { state: i % 97 === 0 ? 'down' : 'ready', hostname: `n${i}`, resources: { memoryBytes: 16 * 2 ** 30, nanoCpus: 8e9 } },
   }));
   const pending: Task[] = Array.from({ length: 10_000 }, (_, i) => ({
-    apiVersion: API_VERSION, kind: 'Task', metadata: { name: `svc${i % 100}.${i}.x`, stack: 'b' },
+    apiVersion: API_VERSION,
+    kind: 'Task',
+    metadata: { name: `svc${i % 100}.${i}.x`, stack: 'b' },
     spec: {
-      serviceName: `svc${i % 100}`, serviceStack: 'b', serviceGeneration: 1, slot: i,
+      serviceName: `svc${i % 100}`,
+      serviceStack: 'b',
+      serviceGeneration: 1,
+      slot: i,
       spec: {
         image: 'x',
         resources: { reservations: { memory: 64 * 2 ** 20, cpus: 0.05 } },
@@ -42,7 +52,8 @@ function schedulerBench(): { placementsPerSecond: number[]; unplaced: number } {
         ...(i % 10 === 0 ? { ports: [{ target: 80, published: 9000 + (i % 100), mode: 'host' as const }] } : {}),
       },
     },
-    desiredState: 'running', status: { state: 'new', timestamp: new Date().toISOString() },
+    desiredState: 'running',
+    status: { state: 'new', timestamp: new Date().toISOString() },
   }));
   const rates: number[] = [];
   let unplaced = 0;
@@ -61,8 +72,12 @@ async function applyBench(rounds: number): Promise<number[]> {
   const octet = 150 + Math.floor(Math.random() * 50);
   const registryHost = `172.31.${octet}.254:5000`;
   const cluster = await createNetnsCluster({
-    prefix: `bc${Math.floor(Math.random() * 36 ** 3).toString(36)}`, nodes: 3, baseDir: join(workDir, 'c'),
-    underlayOctet: octet, hostBridge: false, insecureRegistries: [registryHost],
+    prefix: `bc${Math.floor(Math.random() * 36 ** 3).toString(36)}`,
+    nodes: 3,
+    baseDir: join(workDir, 'c'),
+    underlayOctet: octet,
+    hostBridge: false,
+    insecureRegistries: [registryHost],
   });
   const registry = await startUnderlayRegistry(cluster, octet, workDir);
   const client = new ApiClient(cluster.apiSocket);
@@ -70,7 +85,12 @@ async function applyBench(rounds: number): Promise<number[]> {
   try {
     for (let round = 0; round < rounds; round++) {
       const name = `hundred${round}`;
-      const service: Service = { apiVersion: API_VERSION, kind: 'Service', metadata: { name, stack: 'bench' }, spec: { image: registry.image, command: ['sleep', '100000'], replicas: 100, stopGracePeriodMs: 100 } };
+      const service: Service = {
+        apiVersion: API_VERSION,
+        kind: 'Service',
+        metadata: { name, stack: 'bench' },
+        spec: { image: registry.image, command: ['sleep', '100000'], replicas: 100, stopGracePeriodMs: 100 },
+      };
       const started = Date.now();
       await client.apply({ objectsJson: [JSON.stringify(service)] });
       for (;;) {
@@ -98,7 +118,12 @@ async function applyBench(rounds: number): Promise<number[]> {
 const sched = schedulerBench();
 const apply = await applyBench(Number(process.env.BENCH_ROUNDS ?? 3));
 const rows: Array<[string, string, string, string]> = [
-  ['scheduler placements/s (1,000 nodes, 10,000 tasks, all filters)', Math.round(median(sched.placementsPerSecond)).toLocaleString('en'), Math.round(Math.min(...sched.placementsPerSecond)).toLocaleString('en'), '>= 5,000/s'],
+  [
+    'scheduler placements/s (1,000 nodes, 10,000 tasks, all filters)',
+    Math.round(median(sched.placementsPerSecond)).toLocaleString('en'),
+    Math.round(Math.min(...sched.placementsPerSecond)).toLocaleString('en'),
+    '>= 5,000/s',
+  ],
   ['apply 100 replicas → all running, 3-node netns cluster (ms)', String(median(apply)), String(Math.max(...apply)), '-'],
 ];
 const widths = [0, 1, 2, 3].map((i) => Math.max(...[['measure', 'median', 'worst', 'goal'], ...rows].map((r) => r[i]!.length)));

@@ -83,10 +83,22 @@ async function inNamespaceRows(cleanups: Array<() => Promise<void> | void>): Pro
   const netlink = await timed(ROUNDS, reset, () =>
     configureContainerInterface({ netnsPath, interfaceName: 'eth0', address: ADDRESS, prefixLength: 24, defaultRoute: { gateway: GATEWAY, mode: 'add' } }),
   );
-  const openOnly = await timed(ROUNDS, () => undefined, () => NetlinkSocket.open(netnsPath).close());
+  const openOnly = await timed(
+    ROUNDS,
+    () => undefined,
+    () => NetlinkSocket.open(netnsPath).close(),
+  );
   const loUp = [setLink({ index: 1, up: true })];
-  const batchSync = await timed(ROUNDS, () => undefined, () => void socket.transactSync(loUp));
-  const batchPool = await timed(ROUNDS, () => undefined, async () => void (await socket.transact(loUp)));
+  const batchSync = await timed(
+    ROUNDS,
+    () => undefined,
+    () => void socket.transactSync(loUp),
+  );
+  const batchPool = await timed(
+    ROUNDS,
+    () => undefined,
+    async () => void (await socket.transact(loUp)),
+  );
   return [
     { name: 'in-netns config: nsenter + ip -batch (old)', samples: old },
     { name: 'in-netns config: netlink (new)', samples: netlink },
@@ -107,7 +119,10 @@ async function bridgeAttachRows(cleanups: Array<() => Promise<void> | void>): Pr
   // Deleting the host end takes the peer, its address and the route with it (untimed).
   const reset = async (): Promise<void> => void (await deleteLinkNamed(nodePath, 'tsvbench'));
   const old = await timed(ROUNDS, reset, async () => {
-    await runCommand(['ip', '-n', node.name, '-batch', '-'], `link add tsvbench type veth peer name eth0 netns ${target.pid}\nlink set tsvbench master br0\nlink set tsvbench up\n`);
+    await runCommand(
+      ['ip', '-n', node.name, '-batch', '-'],
+      `link add tsvbench type veth peer name eth0 netns ${target.pid}\nlink set tsvbench master br0\nlink set tsvbench up\n`,
+    );
     await runCommand(
       ['nsenter', `--net=${netnsPath}`, 'ip', '-batch', '-'],
       [`addr add ${ADDRESS}/24 dev eth0`, 'link set eth0 up', 'link set lo up', `route add default via ${GATEWAY}`, ''].join('\n'),
@@ -115,7 +130,13 @@ async function bridgeAttachRows(cleanups: Array<() => Promise<void> | void>): Pr
   });
   const netlink = await timed(ROUNDS, reset, async () => {
     await createContainerVeth({ netnsPath: nodePath, hostName: 'tsvbench', bridge: 'br0', peerName: 'eth0', pid: target.pid });
-    await configureContainerInterface({ netnsPath, interfaceName: 'eth0', address: ADDRESS, prefixLength: 24, defaultRoute: { gateway: GATEWAY, mode: 'add' } });
+    await configureContainerInterface({
+      netnsPath,
+      interfaceName: 'eth0',
+      address: ADDRESS,
+      prefixLength: 24,
+      defaultRoute: { gateway: GATEWAY, mode: 'add' },
+    });
   });
   await reset();
   return [
@@ -135,11 +156,15 @@ async function attachRows(cleanups: Array<() => Promise<void> | void>): Promise<
     containers.push(process);
   }
   let next = 0;
-  const attach = await timed(ATTACH_ROUNDS, () => undefined, async () => {
-    const i = next++;
-    const process = containers[i] as NamespacedProcess;
-    await node.driver.attach('bench-nl', `c${i}`, process.pid, { address: `10.172.0.${10 + i}`, defaultRoute: true });
-  });
+  const attach = await timed(
+    ATTACH_ROUNDS,
+    () => undefined,
+    async () => {
+      const i = next++;
+      const process = containers[i] as NamespacedProcess;
+      await node.driver.attach('bench-nl', `c${i}`, process.pid, { address: `10.172.0.${10 + i}`, defaultRoute: true });
+    },
+  );
   return [{ name: 'OverlayDriver.attach, whole (new)', samples: attach }];
 }
 

@@ -67,7 +67,10 @@ async function main(): Promise<void> {
     const results = { raw: { gbit: [] as number[], rtt: [] as number[] }, overlay: { gbit: [] as number[], rtt: [] as number[] } };
     // Alternate the two paths so drift in the machine's load hits both alike.
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, path] of [['raw', raw], ['overlay', overlay]] as const) {
+      for (const [name, path] of [
+        ['raw', raw],
+        ['overlay', overlay],
+      ] as const) {
         results[name].gbit.push(await iperf(path.server, path.client, path.address));
         results[name].rtt.push(await rtt(path.client, path.address));
       }
@@ -84,7 +87,9 @@ async function main(): Promise<void> {
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  '));
     console.log(`\n${ROUNDS} rounds of ${SECONDS} s each; overlay MTU ${1500 - 50} over an underlay of 1500; goal: throughput ratio >= 0.9`);
-    console.log(`all rounds, Gbit/s: raw ${results.raw.gbit.map((v) => v.toFixed(2)).join(' ')}; overlay ${results.overlay.gbit.map((v) => v.toFixed(2)).join(' ')}`);
+    console.log(
+      `all rounds, Gbit/s: raw ${results.raw.gbit.map((v) => v.toFixed(2)).join(' ')}; overlay ${results.overlay.gbit.map((v) => v.toFixed(2)).join(' ')}`,
+    );
   } finally {
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
   }

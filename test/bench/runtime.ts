@@ -75,7 +75,10 @@ try {
   const oursId = await fx.create({ args: ['sleep', '300'] });
   await fx.runtime.start(oursId);
   const started = await fx.runtime.state(oursId);
-  if (started?.status !== 'running') throw new Error(`exec target is ${started?.status}: ${JSON.stringify(await fx.runtime.wait(oursId))}; log: ${await (await import('node:fs/promises')).readFile(fx.logPath(oursId), 'utf8')}`);
+  if (started?.status !== 'running')
+    throw new Error(
+      `exec target is ${started?.status}: ${JSON.stringify(await fx.runtime.wait(oursId))}; log: ${await (await import('node:fs/promises')).readFile(fx.logPath(oursId), 'utf8')}`,
+    );
   const runcId = fx.newId();
   const runcBundle = await fx.writeBundle(runcId, fx.specFor(runcId, { args: ['sleep', '300'] }));
   // Detached runc hands its stdio to the container: give it none, or execFile would wait for it.
@@ -87,10 +90,12 @@ try {
   const oursExec: number[] = [];
   const runcExec: number[] = [];
   for (let i = 0; i < ITERATIONS; i++) {
-    oursExec.push(await timed(async () => {
-      const r = await execCollect(await fx.runtime.exec(oursId, { args: ['/bin/true'] }));
-      if (r.exit.exitCode !== 0) throw new Error('ours exec failed');
-    }));
+    oursExec.push(
+      await timed(async () => {
+        const r = await execCollect(await fx.runtime.exec(oursId, { args: ['/bin/true'] }));
+        if (r.exit.exitCode !== 0) throw new Error('ours exec failed');
+      }),
+    );
     runcExec.push(await timed(() => run('runc', ['--root', runcRoot, 'exec', runcId, '/bin/true'])));
   }
   await fx.runtime.kill(oursId, 'SIGKILL');
@@ -108,12 +113,20 @@ try {
     ['exec /bin/true (ms)', oursExec, runcExec],
   ];
   const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
-  console.log(`runtime benchmark: busybox bundle, ${ITERATIONS} interleaved iterations, same run; ${os.cpus().length} CPUs, load average ${load(loadBefore)} before, ${load(os.loadavg())} after`);
-  console.log(`${'measure'.padEnd(34)}${'ours p50'.padStart(9)}${'ours p90'.padStart(9)}${'runc p50'.padStart(9)}${'runc p90'.padStart(9)}${'ratio p50'.padStart(10)}`);
+  console.log(
+    `runtime benchmark: busybox bundle, ${ITERATIONS} interleaved iterations, same run; ${os.cpus().length} CPUs, load average ${load(loadBefore)} before, ${load(os.loadavg())} after`,
+  );
+  console.log(
+    `${'measure'.padEnd(34)}${'ours p50'.padStart(9)}${'ours p90'.padStart(9)}${'runc p50'.padStart(9)}${'runc p90'.padStart(9)}${'ratio p50'.padStart(10)}`,
+  );
   for (const [name, a, b] of rows) {
-    console.log(`${name.padEnd(34)}${fmt(percentile(a, 50))}${fmt(percentile(a, 90))}${fmt(percentile(b, 50))}${fmt(percentile(b, 90))}${(percentile(a, 50) / percentile(b, 50)).toFixed(2).padStart(10)}`);
+    console.log(
+      `${name.padEnd(34)}${fmt(percentile(a, 50))}${fmt(percentile(a, 90))}${fmt(percentile(b, 50))}${fmt(percentile(b, 90))}${(percentile(a, 50) / percentile(b, 50)).toFixed(2).padStart(10)}`,
+    );
   }
-  console.log(`${`${CONCURRENT} concurrent, wall (ms)`.padEnd(34)}${fmt(oursBurst)}${''.padStart(9)}${fmt(runcBurst)}${''.padStart(9)}${(oursBurst / runcBurst).toFixed(2).padStart(10)}`);
+  console.log(
+    `${`${CONCURRENT} concurrent, wall (ms)`.padEnd(34)}${fmt(oursBurst)}${''.padStart(9)}${fmt(runcBurst)}${''.padStart(9)}${(oursBurst / runcBurst).toFixed(2).padStart(10)}`,
+  );
   const names = ['create', 'start', 'wait', 'delete'];
   console.log(`ours start-to-exit p50 by phase (ms): ${names.map((n, k) => `${n} ${percentile(phases[k] ?? [], 50).toFixed(1)}`).join(', ')}`);
   console.log('goal: ours p50 start-to-exit <= 0.5 x runc p50');

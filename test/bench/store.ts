@@ -132,7 +132,10 @@ async function tesseraBackend(): Promise<Backend> {
     },
     failover: async () => {
       const leader = await cluster.leader();
-      const kv = new RaftKvClient(cluster.members.filter((m) => m !== leader).map((m) => m.clientAddress), LOCAL_INSECURE);
+      const kv = new RaftKvClient(
+        cluster.members.filter((m) => m !== leader).map((m) => m.clientAddress),
+        LOCAL_INSECURE,
+      );
       const t0 = Date.now();
       await cluster.kill(leader);
       await writeUntilSuccess(() => kv.put('/bench/failover', String(t0), 2000).then(() => undefined));
@@ -281,10 +284,14 @@ async function main(): Promise<void> {
     `${'-'.repeat(26)}-+-${'-'.repeat(28)}-+-${'-'.repeat(28)}-+-${'-'.repeat(19)}`,
   ];
   for (const [name, [tr, er]] of results) {
-    lines.push(`${name.padEnd(26)} | ${'       '}${fmt(tr)} | ${'       '}${fmt(er)} | ${(tr.ops / er.ops).toFixed(2).padStart(9)} ${(tr.p99 / er.p99).toFixed(2).padStart(10)}`);
+    lines.push(
+      `${name.padEnd(26)} | ${'       '}${fmt(tr)} | ${'       '}${fmt(er)} | ${(tr.ops / er.ops).toFixed(2).padStart(9)} ${(tr.p99 / er.p99).toFixed(2).padStart(10)}`,
+    );
   }
   lines.push('');
-  lines.push(`leader fail-over (kill -9 to first successful write), ms: tessera ${tf.join(', ')} (median ${median(tf)}); etcd ${ef.join(', ')} (median ${median(ef)}); ratio ${(median(tf) / median(ef)).toFixed(2)}`);
+  lines.push(
+    `leader fail-over (kill -9 to first successful write), ms: tessera ${tf.join(', ')} (median ${median(tf)}); etcd ${ef.join(', ')} (median ${median(ef)}); ratio ${(median(tf) / median(ef)).toFixed(2)}`,
+  );
   process.stdout.write(lines.join('\n') + '\n');
 }
 

@@ -34,7 +34,10 @@ function tsctl(args: string[]) {
 }
 
 async function exists(path: string): Promise<boolean> {
-  return stat(path).then(() => true, () => false);
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** An underlay octet no address of this machine uses yet (the cluster's bridge gets 172.31.X.254). */
@@ -96,8 +99,12 @@ async function startRegistry(host: string): Promise<string> {
   registryProcess = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: 'ignore' });
   const built = await buildBusyboxImage(join(workDir, 'image'));
   const image = `${host}/tessera/busybox:1`;
-  await eventually('the registry to take the image', () =>
-    run('skopeo', ['copy', '--insecure-policy', '--dest-tls-verify=false', `oci:${built.ociLayoutDir}:latest`, `docker://${image}`]).then(() => true), 30_000, 500);
+  await eventually(
+    'the registry to take the image',
+    () => run('skopeo', ['copy', '--insecure-policy', '--dest-tls-verify=false', `oci:${built.ociLayoutDir}:latest`, `docker://${image}`]).then(() => true),
+    30_000,
+    500,
+  );
   return image;
 }
 
@@ -109,12 +116,10 @@ test.after.always(async () => {
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });
 
-const clusterFlags = () => [
-  '--nodes', '2', '--data-root', join(workDir, 'data'), '--netns-prefix', prefix, '--underlay-octet', String(octet),
-];
+const clusterFlags = () => ['--nodes', '2', '--data-root', join(workDir, 'data'), '--netns-prefix', prefix, '--underlay-octet', String(octet)];
 const registry = () => `172.31.${octet}.254:5000`;
 
-test.serial('a flag that names one node\'s address is refused before anything is made', async (t) => {
+test.serial("a flag that names one node's address is refused before anything is made", async (t) => {
   const err = await t.throwsAsync(tsctl(['cluster', 'up', ...clusterFlags(), '--advertise-address', '10.1.2.3']));
   const stderr = String((err as Error & { stderr?: string }).stderr);
   t.regex(stderr, /--advertise-address cannot be used with --nodes 2: it names one address; each node of a multi-node cluster gets its own underlay address/);
@@ -122,10 +127,22 @@ test.serial('a flag that names one node\'s address is refused before anything is
   t.false(await exists(`/run/netns/${prefix}-n1`), 'no namespace was made');
 });
 
-test.serial('every node\'s tsd runs with the flags given to cluster up', async (t) => {
-  await tsctl(['cluster', 'up', ...clusterFlags(),
-    '--heartbeat-ms', '700', '--node-down-after-ms', '7000', '--insecure-registry', registry(), '--cgroup-parent', cgroupParent,
-    '--history-revisions', '321']);
+test.serial("every node's tsd runs with the flags given to cluster up", async (t) => {
+  await tsctl([
+    'cluster',
+    'up',
+    ...clusterFlags(),
+    '--heartbeat-ms',
+    '700',
+    '--node-down-after-ms',
+    '7000',
+    '--insecure-registry',
+    registry(),
+    '--cgroup-parent',
+    cgroupParent,
+    '--history-revisions',
+    '321',
+  ]);
   const state = await readState();
   if (!state) return t.fail('cluster up recorded no multi-node cluster in the context');
   t.is(state.nodes.length, 2);
@@ -151,22 +168,30 @@ test.serial('every node pulls from the plain-HTTP registry and runs its containe
   const client = new ApiClient(state.apiSocket);
   try {
     const service: Service = {
-      apiVersion: 'tessera/v1', kind: 'Service', metadata: { name: 'flags', stack: 'cuf' },
+      apiVersion: 'tessera/v1',
+      kind: 'Service',
+      metadata: { name: 'flags', stack: 'cuf' },
       spec: { image, command: ['sleep', '100000'], mode: 'global' },
     };
     await client.apply({ objectsJson: [JSON.stringify(service)] });
-    const running = await eventually('a running task on each node', async () => {
-      const tasks = (await client.list({ kind: 'Task', stack: 'cuf', service: 'flags' })).objectsJson.map((j) => JSON.parse(j) as Task);
-      const live = tasks.filter((task) => task.status.state === 'running');
-      if (live.length === state.nodes.length) return live;
-      // The newest task per node says why (a global service replaces rejected tasks).
-      const byAge = [...tasks].sort((a, b) => (a.metadata.createdAt ?? '').localeCompare(b.metadata.createdAt ?? ''));
-      const newest = new Map(byAge.map((task) => [task.nodeName ?? '-', task]));
-      throw new Error([...newest.values()].map((task) => `${task.nodeName ?? '-'} ${task.status.state} ${task.status.message ?? ''}`).join('; '));
-    }, 45_000);
+    const running = await eventually(
+      'a running task on each node',
+      async () => {
+        const tasks = (await client.list({ kind: 'Task', stack: 'cuf', service: 'flags' })).objectsJson.map((j) => JSON.parse(j) as Task);
+        const live = tasks.filter((task) => task.status.state === 'running');
+        if (live.length === state.nodes.length) return live;
+        // The newest task per node says why (a global service replaces rejected tasks).
+        const byAge = [...tasks].sort((a, b) => (a.metadata.createdAt ?? '').localeCompare(b.metadata.createdAt ?? ''));
+        const newest = new Map(byAge.map((task) => [task.nodeName ?? '-', task]));
+        throw new Error([...newest.values()].map((task) => `${task.nodeName ?? '-'} ${task.status.state} ${task.status.message ?? ''}`).join('; '));
+      },
+      45_000,
+    );
     t.deepEqual(running.map((task) => task.nodeName).sort(), state.nodes.map((n) => n.name).sort());
     const hierarchies = await cgroupHierarchies();
-    t.log(`cgroup case: ${hierarchies.length === 1 ? 'pure cgroup v2' : `${hierarchies.length} hierarchies (v1 controllers${hierarchies.some((h) => h.endsWith('unified')) ? ' + cgroup2: hybrid' : ''})`}`);
+    t.log(
+      `cgroup case: ${hierarchies.length === 1 ? 'pure cgroup v2' : `${hierarchies.length} hierarchies (v1 controllers${hierarchies.some((h) => h.endsWith('unified')) ? ' + cgroup2: hybrid' : ''})`}`,
+    );
     for (const task of running) {
       const node = state.nodes.find((n) => n.name === task.nodeName)!;
       const expected = `${cgroupParent}/${prefix}/${node.name}/${task.status.containerId ?? '?'}`;

@@ -36,8 +36,9 @@ async function tsctl(...args: string[]): Promise<{ code: number; stdout: string;
 
 async function runningTasks(service: string): Promise<Task[]> {
   const tasks = JSON.parse(await node.tsctl('get', 'tasks', '-o', 'json', '--stack', STACK)) as Task[] | { items: Task[] };
-  return (Array.isArray(tasks) ? tasks : tasks.items)
-    .filter((t) => t.spec.serviceName === service && t.desiredState === 'running' && t.status.state === 'running');
+  return (Array.isArray(tasks) ? tasks : tasks.items).filter(
+    (t) => t.spec.serviceName === service && t.desiredState === 'running' && t.status.state === 'running',
+  );
 }
 
 async function services(): Promise<string[]> {
@@ -68,15 +69,21 @@ test.serial('a Deployment and its NodePort Service from Kubernetes manifests ans
   t.regex(applied.stdout, /service\/kube-e2e\/extra created/);
   t.regex(applied.stdout, /config\/kube-e2e\/site\.index\.html created/);
   await eventually('2 running web tasks', async () => ((await runningTasks('web')).length === 2 ? true : undefined), 60_000);
-  const page = await eventually('the node port answers', async () => {
-    try {
-      const { stdout } = await run('ip', ['netns', 'exec', node.netns, 'busybox', 'wget', '-q', '-O', '-', `http://127.0.0.1:${NODE_PORT}/`], { timeout: 5000 });
-      return stdout;
-    } catch {
-      return undefined;
-    }
-  }, 30_000);
-  t.is(page, 'hello from a kubernetes manifest\n', 'the page is the ConfigMap\'s, mounted as a Config');
+  const page = await eventually(
+    'the node port answers',
+    async () => {
+      try {
+        const { stdout } = await run('ip', ['netns', 'exec', node.netns, 'busybox', 'wget', '-q', '-O', '-', `http://127.0.0.1:${NODE_PORT}/`], {
+          timeout: 5000,
+        });
+        return stdout;
+      } catch {
+        return undefined;
+      }
+    },
+    30_000,
+  );
+  t.is(page, 'hello from a kubernetes manifest\n', "the page is the ConfigMap's, mounted as a Config");
 });
 
 test.serial('diff: no change exits 0; a changed replica count is shown and exits 1', async (t) => {
@@ -105,7 +112,7 @@ test.serial('apply --prune removes the object dropped from the files, in the sam
   t.regex(applied.stdout, /service\/kube-e2e\/extra pruned/);
   t.deepEqual(await services(), ['web']);
   await eventually('3 running web tasks', async () => ((await runningTasks('web')).length === 3 ? true : undefined), 60_000);
-  await eventually('extra\'s task gone', async () => ((await runningTasks('extra')).length === 0 ? true : undefined), 30_000);
+  await eventually("extra's task gone", async () => ((await runningTasks('extra')).length === 0 ? true : undefined), 30_000);
   const after = await tsctl('diff', '-f', manifests);
   t.is(after.code, 0, after.stdout);
 });

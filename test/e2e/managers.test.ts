@@ -55,12 +55,42 @@ async function makeLab(count: number): Promise<Lab> {
     nodes,
     async start(n, args) {
       const logFile = await open(join(n.dataRoot, 'tsd.log'), 'a');
-      const child = spawn('nsenter', [`--net=/run/netns/${n.netns}`, process.execPath, '--enable-source-maps', TSD, ...args,
-        '--data-root', n.dataRoot, '--node-name', n.name, '--listen', `${n.address}:7420`, '--metrics-listen', `${n.address}:7421`,
-        '--advertise-address', n.address, '--insecure-transport', '--api-socket', n.socket, '--bridge', `${prefix}b`,
-        '--subnet', `10.${150 + nodes.indexOf(n)}.9.0/24`, '--nft-table', prefix, '--cgroup-parent', `${prefix}/${n.name}`,
-        '--heartbeat-ms', '500', '--node-down-after-ms', '5000'],
-      { stdio: ['ignore', logFile.fd, logFile.fd] });
+      const child = spawn(
+        'nsenter',
+        [
+          `--net=/run/netns/${n.netns}`,
+          process.execPath,
+          '--enable-source-maps',
+          TSD,
+          ...args,
+          '--data-root',
+          n.dataRoot,
+          '--node-name',
+          n.name,
+          '--listen',
+          `${n.address}:7420`,
+          '--metrics-listen',
+          `${n.address}:7421`,
+          '--advertise-address',
+          n.address,
+          '--insecure-transport',
+          '--api-socket',
+          n.socket,
+          '--bridge',
+          `${prefix}b`,
+          '--subnet',
+          `10.${150 + nodes.indexOf(n)}.9.0/24`,
+          '--nft-table',
+          prefix,
+          '--cgroup-parent',
+          `${prefix}/${n.name}`,
+          '--heartbeat-ms',
+          '500',
+          '--node-down-after-ms',
+          '5000',
+        ],
+        { stdio: ['ignore', logFile.fd, logFile.fd] },
+      );
       await logFile.close();
       n.pid = child.pid ?? 0;
       n.exited = new Promise((resolve) => child.once('exit', () => resolve()));
@@ -91,8 +121,20 @@ async function makeLab(count: number): Promise<Lab> {
           await Promise.race([n.exited, sleep(30_000)]);
           if (n.pid) await lab.kill9(n);
         }
-        await run(process.execPath, [TSD, 'cleanup', '--data-root', n.dataRoot, '--bridge', `${prefix}b`, '--subnet', `10.${150 + nodes.indexOf(n)}.9.0/24`,
-          '--nft-table', prefix, '--cgroup-parent', `${prefix}/${n.name}`]).catch(() => {});
+        await run(process.execPath, [
+          TSD,
+          'cleanup',
+          '--data-root',
+          n.dataRoot,
+          '--bridge',
+          `${prefix}b`,
+          '--subnet',
+          `10.${150 + nodes.indexOf(n)}.9.0/24`,
+          '--nft-table',
+          prefix,
+          '--cgroup-parent',
+          `${prefix}/${n.name}`,
+        ]).catch(() => {});
         await run('ip', ['netns', 'del', n.netns]).catch(() => {});
       }
       await run('ip', ['netns', 'del', sw]).catch(() => {});
@@ -106,8 +148,13 @@ async function makeLab(count: number): Promise<Lab> {
     await run('ip', ['-n', sw, 'link', 'set', `${prefix}u`, 'up']);
     for (let i = 1; i <= count; i++) {
       const n: ManagerNode = {
-        name: `mgr-${i}`, netns: `${prefix}-n${i}`, address: `10.88.0.${i}`, dataRoot: join(base, `mgr-${i}`),
-        socket: `unix:${join(base, `mgr-${i}.sock`)}`, pid: 0, exited: Promise.resolve(),
+        name: `mgr-${i}`,
+        netns: `${prefix}-n${i}`,
+        address: `10.88.0.${i}`,
+        dataRoot: join(base, `mgr-${i}`),
+        socket: `unix:${join(base, `mgr-${i}.sock`)}`,
+        pid: 0,
+        exited: Promise.resolve(),
       };
       nodes.push(n);
       await run('mkdir', ['-p', n.dataRoot]);
@@ -149,10 +196,14 @@ interface MemberRow {
 }
 
 function parseMembers(out: string): MemberRow[] {
-  return out.trim().split('\n').slice(1).map((line) => {
-    const [id, , role, term, commit, applied] = line.split(/\s+/);
-    return { id: id!, role: role!, term: Number(term), commit: Number(commit), applied: Number(applied) };
-  });
+  return out
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((line) => {
+      const [id, , role, term, commit, applied] = line.split(/\s+/);
+      return { id: id!, role: role!, term: Number(term), commit: Number(commit), applied: Number(applied) };
+    });
 }
 
 test('a single tsd on the raft store keeps every object across kill -9', async (t) => {
@@ -172,7 +223,10 @@ test('a single tsd on the raft store keeps every object across kill -9', async (
   t.is(after.length, before.length, 'the node is registered once (upsert), not twice');
   t.true(JSON.stringify(after).includes('across-kill-9'), 'the label written before kill -9 is still there');
   const members = parseMembers(await lab.tsctl(n, 'cluster', 'members'));
-  t.deepEqual(members.map((m) => [m.id, m.role]), [['mgr-1', 'leader']]);
+  t.deepEqual(
+    members.map((m) => [m.id, m.role]),
+    [['mgr-1', 'leader']],
+  );
 });
 
 test('three managers: join with the manager token, members listed, leader kill -9 fails over, removal', async (t) => {
@@ -181,7 +235,10 @@ test('three managers: join with the manager token, members listed, leader kill -
   const [m1, m2, m3] = lab.nodes as [ManagerNode, ManagerNode, ManagerNode];
   await lab.start(m1, ['init']);
   await eventually('the first manager', 60_000, async () => ((await lab.tsctl(m1, 'get', 'nodes', '-o', 'json')).includes('"ready"') ? true : undefined));
-  const token = (await lab.tsctl(m1, 'cluster', 'join-token', 'manager')).trim().split(/\s+/).find((w) => w.startsWith('TSTKN-'))!;
+  const token = (await lab.tsctl(m1, 'cluster', 'join-token', 'manager'))
+    .trim()
+    .split(/\s+/)
+    .find((w) => w.startsWith('TSTKN-'))!;
   t.truthy(token, 'a manager token');
   for (const m of [m2, m3]) {
     await lab.start(m, ['join', '--token', token, `${m1.address}:7420`]);
@@ -209,7 +266,9 @@ test('three managers: join with the manager token, members listed, leader kill -
   });
   t.log(`new leader ${newLeader} ${Date.now() - killedAt} ms after kill -9 of ${leader.name}`);
   // Writes go on through any survivor (a follower forwards them).
-  await eventually('a write after fail-over', 30_000, async () => ((await lab.tsctl(survivors[1]!, 'node', 'label', survivors[1]!.name, 'after=failover')) !== undefined ? true : undefined));
+  await eventually('a write after fail-over', 30_000, async () =>
+    (await lab.tsctl(survivors[1]!, 'node', 'label', survivors[1]!.name, 'after=failover')) !== undefined ? true : undefined,
+  );
 
   await lab.start(leader, ['init']);
   await eventually(`${leader.name} to rejoin as follower`, 60_000, async () => {
@@ -218,7 +277,13 @@ test('three managers: join with the manager token, members listed, leader kill -
   });
 
   const removed = survivors.find((n) => n.name !== newLeader)!;
-  const out = await lab.tsctl(survivors.find((n) => n.name === newLeader)!, 'cluster', 'members', 'remove', removed.name);
+  const out = await lab.tsctl(
+    survivors.find((n) => n.name === newLeader)!,
+    'cluster',
+    'members',
+    'remove',
+    removed.name,
+  );
   t.regex(out, /removed/);
   const after = await eventually('two members', 30_000, async () => {
     const r = parseMembers(await lab.tsctl(leader, 'cluster', 'members'));
@@ -230,7 +295,17 @@ test('three managers: join with the manager token, members listed, leader kill -
 /** The underlay address of the manager whose dispatcher port this node has an established TCP connection to. */
 async function connectedManager(cluster: NetnsClusterState, node: ClusterNodeState): Promise<ClusterNodeState | undefined> {
   const { stdout } = await run('nsenter', [`--net=/run/netns/${node.netns}`, 'ss', '-Htn', 'state', 'established', '( dport = :7420 )']);
-  const peers = stdout.trim().split('\n').filter(Boolean).map((line) => line.trim().split(/\s+/).at(-1)!.replace(/:7420$/, ''));
+  const peers = stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((line) =>
+      line
+        .trim()
+        .split(/\s+/)
+        .at(-1)!
+        .replace(/:7420$/, ''),
+    );
   const managers = cluster.nodes.filter((n) => n.role === 'manager' && peers.includes(n.underlayAddress));
   return managers.length === 1 ? managers[0] : undefined;
 }
@@ -261,10 +336,20 @@ test.serial('a worker whose manager is killed reconnects to another manager and 
     await rm(workDir, { recursive: true, force: true });
   });
   cluster = await createNetnsCluster({
-    prefix, nodes: 4, managers: 3, baseDir: join(workDir, 'cluster'), underlayOctet: octet, hostBridge: false,
-    heartbeatMs: 300, nodeDownAfterMs: 6000, insecureRegistries: [`172.31.${octet}.254:5000`],
+    prefix,
+    nodes: 4,
+    managers: 3,
+    baseDir: join(workDir, 'cluster'),
+    underlayOctet: octet,
+    hostBridge: false,
+    heartbeatMs: 300,
+    nodeDownAfterMs: 6000,
+    insecureRegistries: [`172.31.${octet}.254:5000`],
   });
-  t.deepEqual(cluster.nodes.map((n) => n.role), ['manager', 'manager', 'manager', 'worker']);
+  t.deepEqual(
+    cluster.nodes.map((n) => n.role),
+    ['manager', 'manager', 'manager', 'worker'],
+  );
   // `tsctl cluster up --managers 3` builds this: three voters.
   const { stdout: membersOut } = await run(process.execPath, [TSCTL, '--server', cluster.apiSocket, 'cluster', 'members'], { timeout: 30_000 });
   const voters = parseMembers(membersOut);
@@ -284,8 +369,16 @@ test.serial('a worker whose manager is killed reconnects to another manager and 
     return live.length === 1 ? live[0] : undefined;
   };
   const pinned = (name: string): Service => ({
-    apiVersion: 'tessera/v1', kind: 'Service', metadata: { name, stack: 'fo' },
-    spec: { image: registry!.image, command: ['sleep', '100000'], replicas: 1, stopGracePeriodMs: 300, placement: { constraints: [`node.hostname==${worker.name}`] } },
+    apiVersion: 'tessera/v1',
+    kind: 'Service',
+    metadata: { name, stack: 'fo' },
+    spec: {
+      image: registry!.image,
+      command: ['sleep', '100000'],
+      replicas: 1,
+      stopGracePeriodMs: 300,
+      placement: { constraints: [`node.hostname==${worker.name}`] },
+    },
   });
 
   const first = apiOf(cluster.nodes[0]!);
@@ -294,7 +387,7 @@ test.serial('a worker whose manager is killed reconnects to another manager and 
   t.is(before.nodeName, worker.name);
   t.true(alive(before.status.pid), 'the container runs');
 
-  const victim = await eventually('the worker\'s session', 10_000, () => connectedManager(cluster!, worker));
+  const victim = await eventually("the worker's session", 10_000, () => connectedManager(cluster!, worker));
   const killedAt = Date.now();
   process.kill(victim.pid, 'SIGKILL');
   const survivor = cluster.nodes.find((n) => n.role === 'manager' && n !== victim)!;

@@ -12,7 +12,14 @@ import { promisify } from 'node:util';
 import { ApiClient } from '../../cli/client.js';
 import type { Node, Service, Task } from '../../common/resources/types.js';
 import { saveClusterLogs } from '../helpers/cluster-logs.js';
-import { addNetnsNode, restartNetnsNode, createNetnsCluster, destroyNetnsCluster, type NetnsClusterOptions, type NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
+import {
+  addNetnsNode,
+  restartNetnsNode,
+  createNetnsCluster,
+  destroyNetnsCluster,
+  type NetnsClusterOptions,
+  type NetnsClusterState,
+} from '../../cli/local-cluster/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { eventually } from '../helpers/tsd-node.js';
 
@@ -28,7 +35,12 @@ const octet = 100 + Math.floor(Math.random() * 100);
 const registryHost = `172.31.${octet}.254:5000`;
 
 async function apply(name: string, spec: Partial<Service['spec']>): Promise<void> {
-  const object: Service = { apiVersion: 'tessera/v1', kind: 'Service', metadata: { name, stack: 'mn' }, spec: { image, command: ['sleep', '100000'], ...spec } };
+  const object: Service = {
+    apiVersion: 'tessera/v1',
+    kind: 'Service',
+    metadata: { name, stack: 'mn' },
+    spec: { image, command: ['sleep', '100000'], ...spec },
+  };
   await client.apply({ objectsJson: [JSON.stringify(object)] });
 }
 
@@ -42,7 +54,9 @@ async function runningOf(service: string, count: number): Promise<Task[] | undef
   const live = all.filter((t) => t.desiredState === 'running' && t.status.state === 'running');
   if (live.length === count) return live;
   // The last observation becomes the timeout's message.
-  throw new Error(`${live.length}/${count} running: ${all.map((t) => `${t.metadata.name}@${t.nodeName ?? '-'} ${t.status.state} ${t.status.message ?? ''}`).join('; ')}`);
+  throw new Error(
+    `${live.length}/${count} running: ${all.map((t) => `${t.metadata.name}@${t.nodeName ?? '-'} ${t.status.state} ${t.status.message ?? ''}`).join('; ')}`,
+  );
 }
 
 function perNode(tasks: Task[]): Record<string, number> {
@@ -97,10 +111,36 @@ test.serial('replicas spread over the nodes and run there', async (t) => {
 test.serial('a join with a wrong token is refused', async (t) => {
   const node = cluster.nodes[2]!;
   const err = await t.throwsAsync(
-    run('nsenter', [`--net=/run/netns/${node.netns}`, process.execPath, join(process.cwd(), 'dist/daemon/main.js'), 'join',
-      '--token', 'TSTKN-1-0000000000000000-00000000000000000000000000000000-worker', '--node-name', 'intruder',
-      '--data-root', join(workDir, 'intruder'), '--cgroup-parent', `${cluster.prefix}/intruder`, '--bridge', 'tsintr0', '--subnet', '10.99.99.0/24',
-      '--nft-table', 'intruder', '--listen', '127.0.0.1:7499', '--metrics-listen', '127.0.0.1:7498', '--insecure-transport', cluster.managerAddress], { timeout: 30_000 }),
+    run(
+      'nsenter',
+      [
+        `--net=/run/netns/${node.netns}`,
+        process.execPath,
+        join(process.cwd(), 'dist/daemon/main.js'),
+        'join',
+        '--token',
+        'TSTKN-1-0000000000000000-00000000000000000000000000000000-worker',
+        '--node-name',
+        'intruder',
+        '--data-root',
+        join(workDir, 'intruder'),
+        '--cgroup-parent',
+        `${cluster.prefix}/intruder`,
+        '--bridge',
+        'tsintr0',
+        '--subnet',
+        '10.99.99.0/24',
+        '--nft-table',
+        'intruder',
+        '--listen',
+        '127.0.0.1:7499',
+        '--metrics-listen',
+        '127.0.0.1:7498',
+        '--insecure-transport',
+        cluster.managerAddress,
+      ],
+      { timeout: 30_000 },
+    ),
   );
   t.regex(String((err as Error & { stderr?: string }).stderr ?? err?.message), /invalid join token/);
   const names = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => (JSON.parse(j) as Node).metadata.name);
@@ -114,15 +154,24 @@ test.serial('constraints on node labels place tasks only where they match', asyn
   const tasks = await eventually('2 running zoned tasks', () => runningOf('zoned', 2), 60_000);
   t.deepEqual(perNode(tasks), { 'node-2': 2 });
   await apply('nowhere', { replicas: 1, placement: { constraints: ['node.labels.zone==q'] } });
-  const pending = await eventually('a pending task with a reason', async () => {
-    const task = (await tasksOf('nowhere'))[0];
-    return task?.status.state === 'pending' ? task : undefined;
-  }, 20_000);
+  const pending = await eventually(
+    'a pending task with a reason',
+    async () => {
+      const task = (await tasksOf('nowhere'))[0];
+      return task?.status.state === 'pending' ? task : undefined;
+    },
+    20_000,
+  );
   t.regex(pending.status.schedulingReason ?? '', /3 nodes: 3 failed constraint node\.labels\.zone==q/);
-  await client.delete({ refs: [{ kind: 'Service', stack: 'mn', name: 'zoned' }, { kind: 'Service', stack: 'mn', name: 'nowhere' }] });
+  await client.delete({
+    refs: [
+      { kind: 'Service', stack: 'mn', name: 'zoned' },
+      { kind: 'Service', stack: 'mn', name: 'nowhere' },
+    ],
+  });
 });
 
-test.serial('placement preferences spread replicas over a zone label\'s values, not over nodes', async (t) => {
+test.serial("placement preferences spread replicas over a zone label's values, not over nodes", async (t) => {
   // node-2 is in zone b already (previous case); node-1 alone in zone a, node-3 joins b.
   await client.updateNode({ name: 'node-1', availability: '', addLabels: { zone: 'a' }, removeLabels: [] });
   await client.updateNode({ name: 'node-3', availability: '', addLabels: { zone: 'b' }, removeLabels: [] });
@@ -139,10 +188,14 @@ test.serial('max replicas per node leaves the replicas beyond it pending, with t
   await apply('capped', { replicas: 4, placement: { maxReplicasPerNode: 1 } });
   const tasks = await eventually('3 running capped tasks', () => runningOf('capped', 3), 90_000);
   t.deepEqual(perNode(tasks), { 'node-1': 1, 'node-2': 1, 'node-3': 1 });
-  const pending = await eventually('the 4th capped task pending with a reason', async () => {
-    const task = (await tasksOf('capped')).find((x) => x.status.state === 'pending');
-    return task?.status.schedulingReason ? task : undefined;
-  }, 20_000);
+  const pending = await eventually(
+    'the 4th capped task pending with a reason',
+    async () => {
+      const task = (await tasksOf('capped')).find((x) => x.status.state === 'pending');
+      return task?.status.schedulingReason ? task : undefined;
+    },
+    20_000,
+  );
   t.is(pending.status.schedulingReason, 'no suitable node (3 nodes: 3 max replicas per node (1) reached)');
   await client.delete({ refs: [{ kind: 'Service', stack: 'mn', name: 'capped' }] });
 });
@@ -150,7 +203,11 @@ test.serial('max replicas per node leaves the replicas beyond it pending, with t
 /** What node `address` answers on `port` from the underlay switch, or undefined when nothing does. */
 async function fetchFromUnderlay(address: string, port: number): Promise<string | undefined> {
   try {
-    const { stdout } = await run('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, '/bin/busybox', 'wget', '-q', '-O', '-', `http://${address}:${port}/`], { timeout: 5000 });
+    const { stdout } = await run(
+      'nsenter',
+      [`--net=/run/netns/${cluster.switchNetns}`, '/bin/busybox', 'wget', '-q', '-O', '-', `http://${address}:${port}/`],
+      { timeout: 5000 },
+    );
     return stdout.trim();
   } catch {
     return undefined;
@@ -162,7 +219,7 @@ test.serial('a host-mode port answers only on the node running the task, and goe
   const ports = [{ target: 80, published: 8088, mode: 'host' as const }];
   await apply('hostport', { command: httpd, replicas: 1, ports, stopGracePeriodMs: 300, placement: { constraints: ['node.hostname==node-2'] } });
   await eventually('the hostport task running', () => runningOf('hostport', 1), 60_000);
-  const [node1, node2, node3] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0], typeof cluster.nodes[0]];
+  const [node1, node2, node3] = cluster.nodes as [(typeof cluster.nodes)[0], (typeof cluster.nodes)[0], (typeof cluster.nodes)[0]];
   const answer = await eventually('port 8088 on node-2', async () => fetchFromUnderlay(node2.underlayAddress, 8088), 20_000);
   t.truthy(answer, 'the container answers on its node');
   t.is(await fetchFromUnderlay(node1.underlayAddress, 8088), undefined, 'no routing mesh: node-1 does not answer');
@@ -170,31 +227,50 @@ test.serial('a host-mode port answers only on the node running the task, and goe
 
   // Two tasks publishing the same host port cannot share a node: the scheduler says why.
   await apply('hostport2', { command: httpd, replicas: 1, ports, stopGracePeriodMs: 300, placement: { constraints: ['node.hostname==node-2'] } });
-  const blocked = await eventually('hostport2 pending with a reason', async () => {
-    const x = (await tasksOf('hostport2'))[0];
-    return x?.status.state === 'pending' && x.status.schedulingReason ? x : undefined;
-  }, 20_000);
+  const blocked = await eventually(
+    'hostport2 pending with a reason',
+    async () => {
+      const x = (await tasksOf('hostport2'))[0];
+      return x?.status.state === 'pending' && x.status.schedulingReason ? x : undefined;
+    },
+    20_000,
+  );
   t.is(blocked.status.schedulingReason, 'no suitable node (3 nodes: 2 failed constraint node.hostname==node-2, 1 host port 8088/tcp in use)');
 
   // When the task goes, so does its port; the waiting task takes the node and the port.
   await client.delete({ refs: [{ kind: 'Service', stack: 'mn', name: 'hostport' }] });
   await eventually('hostport2 running on node-2', () => runningOf('hostport2', 1), 60_000);
-  await eventually('port 8088 on node-2 served by hostport2', async () => ((await fetchFromUnderlay(node2.underlayAddress, 8088)) !== undefined ? true : undefined), 20_000);
+  await eventually(
+    'port 8088 on node-2 served by hostport2',
+    async () => ((await fetchFromUnderlay(node2.underlayAddress, 8088)) !== undefined ? true : undefined),
+    20_000,
+  );
   await client.delete({ refs: [{ kind: 'Service', stack: 'mn', name: 'hostport2' }] });
-  await eventually('port 8088 closed once hostport2 is gone', async () => ((await fetchFromUnderlay(node2.underlayAddress, 8088)) === undefined ? true : undefined), 30_000);
+  await eventually(
+    'port 8088 closed once hostport2 is gone',
+    async () => ((await fetchFromUnderlay(node2.underlayAddress, 8088)) === undefined ? true : undefined),
+    30_000,
+  );
   t.pass();
 });
 
 test.serial('drain moves tasks off a node and nothing returns to it', async (t) => {
   await client.updateNode({ name: 'node-3', availability: 'drain', addLabels: {}, removeLabels: [] });
-  const tasks = await eventually('spread tasks to leave node-3', async () => {
-    const live = await runningOf('spread', 6);
-    return live && !live.some((x) => x.nodeName === 'node-3') ? live : undefined;
-  }, 90_000);
+  const tasks = await eventually(
+    'spread tasks to leave node-3',
+    async () => {
+      const live = await runningOf('spread', 6);
+      return live && !live.some((x) => x.nodeName === 'node-3') ? live : undefined;
+    },
+    90_000,
+  );
   t.deepEqual(perNode(tasks), { 'node-1': 3, 'node-2': 3 });
   await client.scale({ ref: { kind: 'Service', stack: 'mn', name: 'spread' }, replicas: 8 });
   const more = await eventually('8 running', () => runningOf('spread', 8), 60_000);
-  t.false(more.some((x) => x.nodeName === 'node-3'), 'a drained node takes no new tasks');
+  t.false(
+    more.some((x) => x.nodeName === 'node-3'),
+    'a drained node takes no new tasks',
+  );
   await client.updateNode({ name: 'node-3', availability: 'active', addLabels: {}, removeLabels: [] });
 });
 
@@ -217,24 +293,52 @@ test.serial('a worker whose tsd is killed and restarted takes its containers ove
   await new Promise((r) => setTimeout(r, 300));
   await restartNetnsNode(cluster, clusterOptions, node3);
   // Give the new tsd time to register and take over, then the tasks must be the same ones.
-  await eventually('node-3 to be ready again', async () => {
-    const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
-    return nodes.find((n) => n.metadata.name === 'node-3')?.status.state === 'ready' ? true : undefined;
-  }, 30_000);
+  await eventually(
+    'node-3 to be ready again',
+    async () => {
+      const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
+      return nodes.find((n) => n.metadata.name === 'node-3')?.status.state === 'ready' ? true : undefined;
+    },
+    30_000,
+  );
   await new Promise((r) => setTimeout(r, 5000));
   const after = await eventually('the same 2 tasks running', () => runningOf('steady', 2), 10_000);
   t.deepEqual(after.map((x) => x.metadata.name).sort(), before.map((x) => x.metadata.name).sort(), 'no task was replaced');
   t.deepEqual(after.map((x) => x.status.pid).sort(), before.map((x) => x.status.pid).sort(), 'the same containers run');
-  t.true(before.every((x) => x.status.pid !== undefined && (() => { try { process.kill(x.status.pid!, 0); return true; } catch { return false; } })()));
+  t.true(
+    before.every(
+      (x) =>
+        x.status.pid !== undefined &&
+        (() => {
+          try {
+            process.kill(x.status.pid!, 0);
+            return true;
+          } catch {
+            return false;
+          }
+        })(),
+    ),
+  );
   // And the adopted containers still stop when asked.
   await client.delete({ refs: [{ kind: 'Service', stack: 'mn', name: 'steady' }] });
-  await eventually('the adopted containers to stop', async () => {
-    const alive = before.filter((x) => { try { process.kill(x.status.pid!, 0); return true; } catch { return false; } });
-    return alive.length === 0 ? true : undefined;
-  }, 30_000);
+  await eventually(
+    'the adopted containers to stop',
+    async () => {
+      const alive = before.filter((x) => {
+        try {
+          process.kill(x.status.pid!, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      return alive.length === 0 ? true : undefined;
+    },
+    30_000,
+  );
 });
 
-test.serial('killing a node\'s tsd gets its tasks rescheduled elsewhere', async (t) => {
+test.serial("killing a node's tsd gets its tasks rescheduled elsewhere", async (t) => {
   await client.scale({ ref: { kind: 'Service', stack: 'mn', name: 'spread' }, replicas: 3 });
   await apply('victim', { replicas: 3, placement: { constraints: ['node.role==worker'] } });
   const before = await eventually('3 victims running on workers', () => runningOf('victim', 3), 60_000);
@@ -243,10 +347,14 @@ test.serial('killing a node\'s tsd gets its tasks rescheduled elsewhere', async 
   const node2 = cluster.nodes[1]!;
   process.kill(node2.pid, 'SIGKILL');
   const started = Date.now();
-  const after = await eventually('victims to run on node-3 only', async () => {
-    const live = await runningOf('victim', 3);
-    return live && live.every((x) => x.nodeName === 'node-3') ? live : undefined;
-  }, 30_000);
+  const after = await eventually(
+    'victims to run on node-3 only',
+    async () => {
+      const live = await runningOf('victim', 3);
+      return live && live.every((x) => x.nodeName === 'node-3') ? live : undefined;
+    },
+    30_000,
+  );
   t.log(`rescheduled ${onNode2} task(s) in ${Date.now() - started} ms (node-down-after 4000 ms)`);
   t.is(after.length, 3);
   const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);

@@ -13,7 +13,13 @@ import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
 import type { Network, Service, Task } from '../../common/resources/types.js';
-import { createNetnsCluster, destroyNetnsCluster, restartNetnsNode, type NetnsClusterOptions, type NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
+import {
+  createNetnsCluster,
+  destroyNetnsCluster,
+  restartNetnsNode,
+  type NetnsClusterOptions,
+  type NetnsClusterState,
+} from '../../cli/local-cluster/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { eventually } from '../helpers/tsd-node.js';
 
@@ -30,7 +36,12 @@ const octet = 100 + Math.floor(Math.random() * 100);
 const registryHost = `172.31.${octet}.254:5000`;
 
 function serviceObject(name: string, spec: Partial<Service['spec']>): string {
-  const object: Service = { apiVersion: 'tessera/v1', kind: 'Service', metadata: { name, stack: STACK }, spec: { image, command: ['sleep', '100000'], ...spec } };
+  const object: Service = {
+    apiVersion: 'tessera/v1',
+    kind: 'Service',
+    metadata: { name, stack: STACK },
+    spec: { image, command: ['sleep', '100000'], ...spec },
+  };
   return JSON.stringify(object);
 }
 
@@ -43,7 +54,9 @@ async function running(service: string, count: number): Promise<Task[]> {
   const all = (await client.list({ kind: 'Task', stack: STACK, service })).objectsJson.map((j) => JSON.parse(j) as Task);
   const live = all.filter((t) => t.desiredState === 'running' && t.status.state === 'running');
   if (live.length === count) return live;
-  throw new Error(`${service}: ${live.length}/${count} running: ${all.map((t) => `${t.metadata.name}@${t.nodeName ?? '-'} ${t.status.state} ${t.status.message ?? ''}`).join('; ')}`);
+  throw new Error(
+    `${service}: ${live.length}/${count} running: ${all.map((t) => `${t.metadata.name}@${t.nodeName ?? '-'} ${t.status.state} ${t.status.message ?? ''}`).join('; ')}`,
+  );
 }
 
 /** Runs busybox inside a running container: its network, mount (so its resolv.conf), UTS namespaces and root. */
@@ -68,15 +81,25 @@ async function canFetchIn(task: Task, url: string): Promise<boolean> {
 
 function addressesIn(nslookupOutput: string): string[] {
   // busybox prints the server first ("Address: 10.0.1.1:53"), then the answers.
-  return nslookupOutput.split('\n').map((l) => /^Address:\s*(\d+\.\d+\.\d+\.\d+)$/.exec(l.trim())?.[1]).filter((a): a is string => a !== undefined).sort();
+  return nslookupOutput
+    .split('\n')
+    .map((l) => /^Address:\s*(\d+\.\d+\.\d+\.\d+)$/.exec(l.trim())?.[1])
+    .filter((a): a is string => a !== undefined)
+    .sort();
 }
 
 test.before(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'tessera-ovc-'));
   const prefix = `o${process.pid.toString(36).slice(-4)}${Math.floor(Math.random() * 36 ** 2).toString(36)}`;
   clusterOptions = {
-    prefix, nodes: 3, baseDir: join(workDir, 'cluster'), underlayOctet: octet, hostBridge: false,
-    heartbeatMs: 300, nodeDownAfterMs: 3000, insecureRegistries: [registryHost],
+    prefix,
+    nodes: 3,
+    baseDir: join(workDir, 'cluster'),
+    underlayOctet: octet,
+    hostBridge: false,
+    heartbeatMs: 300,
+    nodeDownAfterMs: 3000,
+    insecureRegistries: [registryHost],
   };
   cluster = await createNetnsCluster(clusterOptions);
   client = new ApiClient(cluster.apiSocket);
@@ -103,7 +126,13 @@ test.serial('service discovery, VIP, routing mesh and isolation across nodes', a
       networkObject('front'),
       networkObject('back'),
       // Two replicas, one on each worker; none on node-1, where the client runs.
-      serviceObject('web', { command: httpd, replicas: 2, networks: [{ name: 'front' }], ports: [{ target: 80, published: 8080 }], placement: { constraints: ['node.role==worker'] } }),
+      serviceObject('web', {
+        command: httpd,
+        replicas: 2,
+        networks: [{ name: 'front' }],
+        ports: [{ target: 80, published: 8080 }],
+        placement: { constraints: ['node.role==worker'] },
+      }),
       serviceObject('client', { replicas: 1, networks: [{ name: 'front' }], placement: { constraints: ['node.role==manager'] } }),
       serviceObject('outsider', { replicas: 1, networks: [{ name: 'back' }], placement: { constraints: ['node.role==manager'] } }),
     ],
@@ -115,14 +144,24 @@ test.serial('service discovery, VIP, routing mesh and isolation across nodes', a
   t.is(clientTask!.nodeName, 'node-1');
 
   // By name from node-1: the service name gives one VIP, tasks.web both replicas.
-  const vip = await eventually('web to resolve to its VIP', async () => {
-    const addresses = addressesIn(await inContainer(clientTask!, ['nslookup', 'web']));
-    return addresses.length === 1 ? addresses[0] : undefined;
-  }, 30_000, 500);
-  const taskAddresses = await eventually('tasks.web to list both replicas', async () => {
-    const addresses = addressesIn(await inContainer(clientTask!, ['nslookup', 'tasks.web']));
-    return addresses.length === 2 ? addresses : undefined;
-  }, 30_000, 500);
+  const vip = await eventually(
+    'web to resolve to its VIP',
+    async () => {
+      const addresses = addressesIn(await inContainer(clientTask!, ['nslookup', 'web']));
+      return addresses.length === 1 ? addresses[0] : undefined;
+    },
+    30_000,
+    500,
+  );
+  const taskAddresses = await eventually(
+    'tasks.web to list both replicas',
+    async () => {
+      const addresses = addressesIn(await inContainer(clientTask!, ['nslookup', 'tasks.web']));
+      return addresses.length === 2 ? addresses : undefined;
+    },
+    30_000,
+    500,
+  );
   t.false(taskAddresses.includes(vip!));
   t.deepEqual(addressesIn(await inContainer(clientTask!, ['nslookup', `${STACK}_web`])), [vip!]);
 
@@ -136,10 +175,19 @@ test.serial('service discovery, VIP, routing mesh and isolation across nodes', a
 
   // Routing mesh: port 8080 answers on every node's underlay address, from the switch namespace.
   for (const node of cluster.nodes) {
-    const answer = await eventually(`port 8080 on ${node.name}`, async () => {
-      const { stdout } = await run('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, '/bin/busybox', 'wget', '-q', '-O', '-', `http://${node.underlayAddress}:8080/`], { timeout: 8000 });
-      return stdout.trim();
-    }, 30_000, 500);
+    const answer = await eventually(
+      `port 8080 on ${node.name}`,
+      async () => {
+        const { stdout } = await run(
+          'nsenter',
+          [`--net=/run/netns/${cluster.switchNetns}`, '/bin/busybox', 'wget', '-q', '-O', '-', `http://${node.underlayAddress}:8080/`],
+          { timeout: 8000 },
+        );
+        return stdout.trim();
+      },
+      30_000,
+      500,
+    );
     t.regex(answer, /^web-/, `via ${node.name}`);
   }
 
@@ -153,10 +201,15 @@ test.serial('service discovery, VIP, routing mesh and isolation across nodes', a
   // Entries follow tasks: scaling web to one replica leaves the VIP answering with the survivor only.
   await client.scale({ ref: { kind: 'Service', stack: STACK, name: 'web' }, replicas: 1 });
   const [survivor] = await eventually('1 web replica', () => running('web', 1), 60_000, 500);
-  const survivorName = await eventually('tasks.web to shrink', async () => {
-    const addresses = addressesIn(await inContainer(clientTask!, ['nslookup', 'tasks.web']));
-    return addresses.length === 1 ? addresses[0] : undefined;
-  }, 30_000, 500);
+  const survivorName = await eventually(
+    'tasks.web to shrink',
+    async () => {
+      const addresses = addressesIn(await inContainer(clientTask!, ['nslookup', 'tasks.web']));
+      return addresses.length === 1 ? addresses[0] : undefined;
+    },
+    30_000,
+    500,
+  );
   t.truthy(survivorName);
   const seen = new Set<string>();
   for (let i = 0; i < 6; i++) seen.add(await fetchIn(clientTask!, 'http://web/'));
@@ -164,7 +217,7 @@ test.serial('service discovery, VIP, routing mesh and isolation across nodes', a
   t.truthy(survivor);
 });
 
-test.serial('services that name no network join their stack\'s default network and reach each other by name across nodes', async (t) => {
+test.serial("services that name no network join their stack's default network and reach each other by name across nodes", async (t) => {
   const httpd = ['sh', '-c', 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www'];
   await client.apply({
     objectsJson: [
@@ -183,7 +236,12 @@ test.serial('a bridge (node-local) network joins tasks on one node only', async 
   await client.apply({
     objectsJson: [
       JSON.stringify(lan),
-      serviceObject('lan-web', { command: httpd, replicas: 2, networks: [{ name: 'lan' }], placement: { constraints: ['node.role==worker'], maxReplicasPerNode: 1 } }),
+      serviceObject('lan-web', {
+        command: httpd,
+        replicas: 2,
+        networks: [{ name: 'lan' }],
+        placement: { constraints: ['node.role==worker'], maxReplicasPerNode: 1 },
+      }),
       serviceObject('lan-client', { replicas: 1, networks: [{ name: 'lan' }], placement: { constraints: ['node.hostname==node-2'] } }),
     ],
   });
@@ -193,10 +251,16 @@ test.serial('a bridge (node-local) network joins tasks on one node only', async 
   t.truthy(web.find((x) => x.nodeName === 'node-2'));
   t.truthy(far);
   // Each node's resolver names only its own replica on a node-local network.
-  const lanAddressesSeenFrom = (task: Task) => eventually(`tasks.lan-web from ${task.nodeName}`, async () => {
-    const addresses = addressesIn(await inContainer(task, ['nslookup', 'tasks.lan-web']));
-    return addresses.length === 1 ? addresses : undefined;
-  }, 30_000, 500);
+  const lanAddressesSeenFrom = (task: Task) =>
+    eventually(
+      `tasks.lan-web from ${task.nodeName}`,
+      async () => {
+        const addresses = addressesIn(await inContainer(task, ['nslookup', 'tasks.lan-web']));
+        return addresses.length === 1 ? addresses : undefined;
+      },
+      30_000,
+      500,
+    );
   const [near] = await lanAddressesSeenFrom(lanClient!);
   const [farAddress] = await lanAddressesSeenFrom(far);
   t.not(near, farAddress);

@@ -64,7 +64,15 @@ async function followTasks(version: string): Promise<{ lowRunning: () => number;
   let most = 0;
   const watch = await watchServiceTasks(node.server, api, { stack: 'e2e', service: 'roll' }, (all) => {
     low = Math.min(low, all.filter(isRunning).length);
-    most = Math.max(most, all.filter((t) => versionOf(t) === version && t.desiredState === 'running' && !['running', 'complete', 'failed', 'shutdown', 'rejected', 'orphaned'].includes(t.status.state)).length);
+    most = Math.max(
+      most,
+      all.filter(
+        (t) =>
+          versionOf(t) === version &&
+          t.desiredState === 'running' &&
+          !['running', 'complete', 'failed', 'shutdown', 'rejected', 'orphaned'].includes(t.status.state),
+      ).length,
+    );
   });
   return {
     lowRunning: () => (watch.broken() ? -1 : low),
@@ -104,7 +112,10 @@ test.serial('start-first, parallelism 1: every task is replaced one by one, neve
   const after = (await tasks()).filter(isRunning);
   t.is(after.length, REPLICAS);
   t.true(after.every((x) => versionOf(x) === '2'));
-  t.false(after.some((x) => before.includes(x.metadata.name)), 'every task was replaced');
+  t.false(
+    after.some((x) => before.includes(x.metadata.name)),
+    'every task was replaced',
+  );
 
   const history = await node.tsctl('rollout', 'history', 'e2e/roll');
   t.regex(history, /^1\s+\S+\s+\S+\s+create\s+created$/m);
@@ -114,15 +125,22 @@ test.serial('start-first, parallelism 1: every task is replaced one by one, neve
 test.serial('an update to a command that exits 1 at once rolls back by itself and ends with the old spec running', async (t) => {
   await applyManifest(manifest('3', 'exit 1', START_FIRST));
   const err = await t.throwsAsync(node.tsctl('rollout', 'status', 'e2e/roll', '--timeout', '120s'));
-  t.regex(err!.message, /rollback completed: 3 of 3 tasks on the current spec \(rollback completed \(the update failed: task e2e_roll\.\d\.\w+ failed within the monitor period/);
+  t.regex(
+    err!.message,
+    /rollback completed: 3 of 3 tasks on the current spec \(rollback completed \(the update failed: task e2e_roll\.\d\.\w+ failed within the monitor period/,
+  );
   const service = await serviceNow();
   t.is(service.spec.env?.['VERSION'], '2', 'the spec itself went back');
   t.deepEqual(service.spec.command, ['sh', '-c', SERVE]);
   t.is(service.status?.update?.state, 'rollback_completed');
-  const running = await eventually('3 running v2 tasks', async () => {
-    const r = (await tasks()).filter(isRunning);
-    return r.length === REPLICAS && r.every((x) => versionOf(x) === '2') ? r : undefined;
-  }, 30_000);
+  const running = await eventually(
+    '3 running v2 tasks',
+    async () => {
+      const r = (await tasks()).filter(isRunning);
+      return r.length === REPLICAS && r.every((x) => versionOf(x) === '2') ? r : undefined;
+    },
+    30_000,
+  );
   t.is(running.length, REPLICAS);
   t.regex(await node.tsctl('rollout', 'history', 'e2e/roll'), /^4\s+.*rollback\s+automatic rollback: command, env changed$/m);
 });

@@ -93,7 +93,7 @@ test.serial('apply 3 replicas: all run and the published port answers from each 
   const seen = new Set<string>();
   for (let i = 0; i < 40 && seen.size < 3; i++) seen.add((await fetchPage('127.0.0.1', 8080)).trim());
   t.is(seen.size, 3, `every replica answered on 127.0.0.1:8080 (saw ${[...seen].join(', ')})`);
-  t.regex(await fetchPage(node.gateway, 8080), /^hello from web-/, 'the port answers on the node\'s own address too');
+  t.regex(await fetchPage(node.gateway, 8080), /^hello from web-/, "the port answers on the node's own address too");
 
   // Apply again is a no-op.
   t.regex(await node.tsctl('apply', '-f', path), /service\/e2e\/web unchanged/);
@@ -123,27 +123,36 @@ test.serial('scale to 5 and back to 1', async (t) => {
   const five = await eventually('5 running tasks', () => running('web', 5), 60_000);
   t.deepEqual(five.map((x) => x.spec.slot).sort(), [1, 2, 3, 4, 5]);
   await node.tsctl('scale', 'web=1', '--stack', 'e2e');
-  const one = await eventually('1 running task', async () => {
-    const tasks = await tasksOf('web');
-    const live = tasks.filter((x) => x.status.state === 'running');
-    return live.length === 1 ? live : undefined;
-  }, 60_000);
+  const one = await eventually(
+    '1 running task',
+    async () => {
+      const tasks = await tasksOf('web');
+      const live = tasks.filter((x) => x.status.state === 'running');
+      return live.length === 1 ? live : undefined;
+    },
+    60_000,
+  );
   t.is(one[0]!.spec.slot, 1);
   const scaledDown = (await tasksOf('web')).filter((x) => x.spec.slot > 1);
-  t.deepEqual(scaledDown.filter((x) => x.status.state !== 'shutdown'), [], 'scaled-down tasks are shut down (or already collected), not failed');
+  t.deepEqual(
+    scaledDown.filter((x) => x.status.state !== 'shutdown'),
+    [],
+    'scaled-down tasks are shut down (or already collected), not failed',
+  );
   t.regex(await fetchPage('127.0.0.1', 8080), /^hello from web-1-/);
 });
 
 test.serial('restart policy none leaves an exited task exited', async (t) => {
-  const path = await writeManifest(
-    'once',
-    serviceManifest('once', '["sh", "-c", "echo bye; exit 3"]', '  restart:\n    condition: none\n'),
-  );
+  const path = await writeManifest('once', serviceManifest('once', '["sh", "-c", "echo bye; exit 3"]', '  restart:\n    condition: none\n'));
   await node.tsctl('apply', '--detach', '-f', path);
-  const done = await eventually('the task to fail', async () => {
-    const tasks = await tasksOf('once');
-    return tasks.length === 1 && tasks[0]!.status.state === 'failed' ? tasks[0] : undefined;
-  }, 30_000);
+  const done = await eventually(
+    'the task to fail',
+    async () => {
+      const tasks = await tasksOf('once');
+      return tasks.length === 1 && tasks[0]!.status.state === 'failed' ? tasks[0] : undefined;
+    },
+    30_000,
+  );
   t.is(done.status.exitCode, 3);
   await new Promise((r) => setTimeout(r, 3000));
   const later = await tasksOf('once');
@@ -155,13 +164,21 @@ test.serial('restart policy none leaves an exited task exited', async (t) => {
 test.serial('a memory hog is OOM-killed and reported as such, tsd unharmed', async (t) => {
   const path = await writeManifest(
     'hog',
-    serviceManifest('hog', '["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]', '  resources:\n    limits:\n      memory: 16Mi\n  restart:\n    condition: none\n'),
+    serviceManifest(
+      'hog',
+      '["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]',
+      '  resources:\n    limits:\n      memory: 16Mi\n  restart:\n    condition: none\n',
+    ),
   );
   await node.tsctl('apply', '--detach', '-f', path);
-  const task = await eventually('the hog to be killed', async () => {
-    const tasks = await tasksOf('hog');
-    return tasks[0]?.status.state === 'failed' ? tasks[0] : undefined;
-  }, 30_000);
+  const task = await eventually(
+    'the hog to be killed',
+    async () => {
+      const tasks = await tasksOf('hog');
+      return tasks[0]?.status.state === 'failed' ? tasks[0] : undefined;
+    },
+    30_000,
+  );
   t.true(task.status.oomKilled);
   t.regex(task.status.message ?? '', /out of memory/);
   t.is(task.status.exitCode, 137);
@@ -170,10 +187,7 @@ test.serial('a memory hog is OOM-killed and reported as such, tsd unharmed', asy
 });
 
 test.serial('logs -f follows a running task', async (t) => {
-  const path = await writeManifest(
-    'ticker',
-    serviceManifest('ticker', TICKER),
-  );
+  const path = await writeManifest('ticker', serviceManifest('ticker', TICKER));
   await node.tsctl('apply', '-f', path);
   await eventually('the ticker to run', () => running('ticker', 1), 30_000);
   const follower = spawn(process.execPath, [join(process.cwd(), 'dist', 'cli', 'main.js'), '--server', node.server, 'logs', '-f', 'e2e/ticker', '--no-prefix']);
@@ -184,7 +198,11 @@ test.serial('logs -f follows a running task', async (t) => {
   await new Promise((r) => follower.once('exit', r));
   const ticks = [...output.matchAll(/^tick (\d+)$/gm)].map((m) => Number(m[1]));
   t.true(ticks.length >= 5, `followed at least 5 lines, got: ${output}`);
-  t.deepEqual(ticks, [...ticks].sort((a, b) => a - b), 'in order');
+  t.deepEqual(
+    ticks,
+    [...ticks].sort((a, b) => a - b),
+    'in order',
+  );
   t.is(ticks[ticks.length - 1]! - ticks[0]! + 1, ticks.length, 'no line lost or repeated');
   await node.tsctl('delete', '-f', path);
 });
@@ -201,7 +219,15 @@ test.serial('an image is pulled from a registry on the node', async (t) => {
   });
   await eventually('the registry to answer', () => fetchPage('127.0.0.1', 5000, '/v2/').then(() => true), 20_000);
   const image = await buildBusyboxImage(join(workDir, 'pushed'));
-  await run('nsenter', [`--net=/run/netns/${node.netns}`, 'skopeo', 'copy', '--insecure-policy', '--dest-tls-verify=false', `oci:${image.ociLayoutDir}:latest`, 'docker://127.0.0.1:5000/tessera/pulled:1']);
+  await run('nsenter', [
+    `--net=/run/netns/${node.netns}`,
+    'skopeo',
+    'copy',
+    '--insecure-policy',
+    '--dest-tls-verify=false',
+    `oci:${image.ociLayoutDir}:latest`,
+    'docker://127.0.0.1:5000/tessera/pulled:1',
+  ]);
   const path = await writeManifest(
     'pulled',
     serviceManifest('pulled', '["sleep", "1000"]').replace(`image: ${imageRef}`, 'image: 127.0.0.1:5000/tessera/pulled:1'),
@@ -241,7 +267,9 @@ test.serial('/metrics serves process, API and task metrics that promtool accepts
   const client = new ApiClient(node.server);
   try {
     const err = await t.throwsAsync(
-      client.apply({ objectsJson: [JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Service', metadata: { name: 'x' }, spec: { image: 'busybox', replicas: -1 } })] }),
+      client.apply({
+        objectsJson: [JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Service', metadata: { name: 'x' }, spec: { image: 'busybox', replicas: -1 } })],
+      }),
     );
     t.regex(err!.message, /spec\.replicas/);
   } finally {
@@ -259,10 +287,7 @@ test.serial('/metrics serves process, API and task metrics that promtool accepts
 });
 
 test.serial('kill -9 of tsd leaves containers running; the restarted tsd takes them over', async (t) => {
-  const chatter = await writeManifest(
-    'chatter',
-    serviceManifest('chatter', TICKER),
-  );
+  const chatter = await writeManifest('chatter', serviceManifest('chatter', TICKER));
   await node.tsctl('apply', '-f', chatter);
   await eventually('chatter to run', () => running('chatter', 1), 30_000);
   await new Promise((r) => setTimeout(r, 600));
@@ -284,37 +309,68 @@ test.serial('kill -9 of tsd leaves containers running; the restarted tsd takes t
   // The log went on while no tsd was there (the shim owns it), as JSON lines with stream and time.
   const ticksAfter = await ticks();
   t.true(Math.max(...ticksAfter) > Math.max(...ticksBefore) + 5, `logs went on: ${Math.max(...ticksBefore)} → ${Math.max(...ticksAfter)}`);
-  t.deepEqual(ticksAfter, ticksAfter.map((_, i) => ticksAfter[0]! + i), 'no line lost or repeated');
+  t.deepEqual(
+    ticksAfter,
+    ticksAfter.map((_, i) => ticksAfter[0]! + i),
+    'no line lost or repeated',
+  );
   const logFiles = await readdir(join(node.dataRoot, 'logs'));
-  const raw = await readFile(join(node.dataRoot, 'logs', logFiles.find((f) => f.startsWith('e2e_chatter'))!), 'utf8');
+  const raw = await readFile(
+    join(
+      node.dataRoot,
+      'logs',
+      logFiles.find((f) => f.startsWith('e2e_chatter'))!,
+    ),
+    'utf8',
+  );
   t.regex(raw.split('\n')[0]!, /^\{"time":"[^"]+","stream":"stdout","log":"tick 1\\n"\}$/);
   await node.tsctl('delete', '-f', chatter);
 });
 
 test.serial('delete leaves no container, mount, veth or cgroup behind', async (t) => {
   const path = join(workDir, 'web.yaml');
-  const pids = ((await tasksOf('web')).map((x) => x.status.pid).filter((p): p is number => p !== undefined));
+  const pids = (await tasksOf('web')).map((x) => x.status.pid).filter((p): p is number => p !== undefined);
   await node.tsctl('delete', '-f', path);
-  await eventually('all web tasks to end', async () => {
-    const tasks = await tasksOf('web').catch(() => []);
-    return tasks.every((x) => ['shutdown', 'failed', 'complete'].includes(x.status.state)) ? true : undefined;
-  }, 30_000);
-  await eventually('no container processes', async () => {
-    const alive = await Promise.all(pids.map(processAlive));
-    return alive.some(Boolean) ? undefined : true;
-  }, 20_000);
-  await eventually('no mounts under the data root', async () => {
-    const mounts = await readFile('/proc/self/mountinfo', 'utf8');
-    return mounts.includes(node.dataRoot) ? undefined : true;
-  }, 10_000);
-  await eventually('no veth on the bridge', async () => {
-    const links = await node.inNetns('ip', '-o', 'link', 'show', 'master', node.bridge).catch(() => '');
-    return links.trim() === '' ? true : undefined;
-  }, 10_000);
-  await eventually('no container cgroups', async () => {
-    const cgroups = (await listCgroups(node.cgroupParent)).filter((c) => !c.endsWith(`/${node.cgroupParent}`));
-    return cgroups.length === 0 ? true : undefined;
-  }, 10_000);
+  await eventually(
+    'all web tasks to end',
+    async () => {
+      const tasks = await tasksOf('web').catch(() => []);
+      return tasks.every((x) => ['shutdown', 'failed', 'complete'].includes(x.status.state)) ? true : undefined;
+    },
+    30_000,
+  );
+  await eventually(
+    'no container processes',
+    async () => {
+      const alive = await Promise.all(pids.map(processAlive));
+      return alive.some(Boolean) ? undefined : true;
+    },
+    20_000,
+  );
+  await eventually(
+    'no mounts under the data root',
+    async () => {
+      const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+      return mounts.includes(node.dataRoot) ? undefined : true;
+    },
+    10_000,
+  );
+  await eventually(
+    'no veth on the bridge',
+    async () => {
+      const links = await node.inNetns('ip', '-o', 'link', 'show', 'master', node.bridge).catch(() => '');
+      return links.trim() === '' ? true : undefined;
+    },
+    10_000,
+  );
+  await eventually(
+    'no container cgroups',
+    async () => {
+      const cgroups = (await listCgroups(node.cgroupParent)).filter((c) => !c.endsWith(`/${node.cgroupParent}`));
+      return cgroups.length === 0 ? true : undefined;
+    },
+    10_000,
+  );
   await t.throwsAsync(fetchPage('127.0.0.1', 8080), undefined, 'the published port is gone');
   t.deepEqual(await readdir(join(node.dataRoot, 'containers')), []);
 });
@@ -325,5 +381,8 @@ test.serial('stopping tsd removes the bridge and the nftables table', async (t) 
   t.false(links.includes(node.bridge));
   const tables = await node.inNetns('nft', 'list', 'tables');
   t.false(tables.includes(node.prefix));
-  t.deepEqual((await listCgroups(node.cgroupParent)).filter((c) => !c.endsWith(`/${node.cgroupParent}`)), []);
+  t.deepEqual(
+    (await listCgroups(node.cgroupParent)).filter((c) => !c.endsWith(`/${node.cgroupParent}`)),
+    [],
+  );
 });

@@ -41,7 +41,11 @@ function processAlive(pid: number): boolean {
 
 /** Data rows of a table (header dropped), split on runs of 2+ spaces. */
 function rows(table: string): string[][] {
-  return table.trim().split('\n').slice(1).map((line) => line.split(/\s{2,}/));
+  return table
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((line) => line.split(/\s{2,}/));
 }
 
 test.before(async () => {
@@ -76,10 +80,19 @@ test.serial('stack deploy prints progress per service and exits 0 once every ser
 
 test.serial('stack ls, services and ps show the stack', async (t) => {
   const ls = await node.tsctl('stack', 'ls');
-  t.deepEqual(rows(ls).find((r) => r[0] === STACK), [STACK, '2']);
+  t.deepEqual(
+    rows(ls).find((r) => r[0] === STACK),
+    [STACK, '2'],
+  );
 
   const services = rows(await node.tsctl('stack', 'services', STACK));
-  t.deepEqual(services.map((r) => [r[1], r[2], r[3]]), [['scli_web', 'replicated', '2/2'], ['scli_worker', 'replicated', '1/1']]);
+  t.deepEqual(
+    services.map((r) => [r[1], r[2], r[3]]),
+    [
+      ['scli_web', 'replicated', '2/2'],
+      ['scli_worker', 'replicated', '1/1'],
+    ],
+  );
   t.is(services[0]![4], process.env['STACK_CLI_IMAGE'] ?? '');
 
   const ps = await node.tsctl('stack', 'ps', STACK, '--filter', 'desired-state=running', '--no-trunc');
@@ -111,7 +124,7 @@ test.serial('--detach returns right after the apply, even for a stack that can n
   t.false(/converged|running/.test(out), 'nothing was followed');
   t.log(`detached deploy took ${Date.now() - started} ms`);
   t.regex(await node.tsctl('stack', 'rm', '--detach', DETACHED), /Removing service sclidet_app/);
-  await eventually('the detached stack\'s tasks to go', async () => ((await tasksOf(DETACHED)).length === 0 ? true : undefined), 30_000);
+  await eventually("the detached stack's tasks to go", async () => ((await tasksOf(DETACHED)).length === 0 ? true : undefined), 30_000);
 });
 
 test.serial('apply -f follows its services the same way, and names a service that cannot converge', async (t) => {
@@ -145,11 +158,15 @@ test.serial('stack rm removes every object of the stack and waits until no task 
   t.deepEqual(await tasksOf(STACK), [], 'no task is left when rm returns');
   for (const kind of ['Service', 'Network']) t.deepEqual((await api.list({ kind, stack: STACK })).objectsJson, [], kind);
   t.deepEqual(pids.filter(processAlive), [], 'no container process is left');
-  await eventually('no container directory and no container cgroup', async () => {
-    const containers = await readdir(join(node.dataRoot, 'containers')).catch(() => []);
-    const cgroups = (await listCgroups(node.cgroupParent)).filter((c) => !c.endsWith(`/${node.cgroupParent}`));
-    return containers.length === 0 && cgroups.length === 0 ? true : undefined;
-  }, 10_000);
+  await eventually(
+    'no container directory and no container cgroup',
+    async () => {
+      const containers = await readdir(join(node.dataRoot, 'containers')).catch(() => []);
+      const cgroups = (await listCgroups(node.cgroupParent)).filter((c) => !c.endsWith(`/${node.cgroupParent}`));
+      return containers.length === 0 && cgroups.length === 0 ? true : undefined;
+    },
+    10_000,
+  );
   t.false(rows(await node.tsctl('stack', 'ls')).some((r) => r[0] === STACK));
 
   const err = await t.throwsAsync(node.tsctl('stack', 'rm', STACK));

@@ -71,11 +71,15 @@ async function healthy(service: string, count: number, version?: string): Promis
   const all = await tasksOf(service);
   const good = all.filter((t) => healthyRunning(t) && (version === undefined || t.spec.spec.env?.['VERSION'] === version));
   if (good.length === count) return good;
-  throw new Error(`${service}: ${good.length}/${count} healthy${version ? ` at v${version}` : ''}: ${all.map((t) => `${t.metadata.name}@${t.nodeName ?? '-'} ${t.desiredState}/${t.status.state}/${t.status.health ?? '-'} ${t.status.message ?? ''} ${t.status.error ?? ''}`).join('; ')}`);
+  throw new Error(
+    `${service}: ${good.length}/${count} healthy${version ? ` at v${version}` : ''}: ${all.map((t) => `${t.metadata.name}@${t.nodeName ?? '-'} ${t.desiredState}/${t.status.state}/${t.status.health ?? '-'} ${t.status.message ?? ''} ${t.status.error ?? ''}`).join('; ')}`,
+  );
 }
 
 async function pageOn(address: string): Promise<string> {
-  const { stdout } = await run('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, '/bin/busybox', 'wget', '-q', '-O', '-', `http://${address}:8080/`], { timeout: 8000 });
+  const { stdout } = await run('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, '/bin/busybox', 'wget', '-q', '-O', '-', `http://${address}:8080/`], {
+    timeout: 8000,
+  });
   return stdout.trim();
 }
 
@@ -96,8 +100,14 @@ test.before(async () => {
   await writeFile(join(stackDir, 'db_password.txt'), `${secretMarker}\n`);
   const prefix = `t${process.pid.toString(36).slice(-4)}${Math.floor(Math.random() * 36 ** 2).toString(36)}`;
   cluster = await createNetnsCluster({
-    prefix, nodes: 3, baseDir: join(workDir, 'cluster'), underlayOctet: octet, hostBridge: false,
-    heartbeatMs: 300, nodeDownAfterMs: 3000, insecureRegistries: [`172.31.${octet}.254:5000`],
+    prefix,
+    nodes: 3,
+    baseDir: join(workDir, 'cluster'),
+    underlayOctet: octet,
+    hostBridge: false,
+    heartbeatMs: 300,
+    nodeDownAfterMs: 3000,
+    insecureRegistries: [`172.31.${octet}.254:5000`],
   });
   client = new ApiClient(cluster.apiSocket);
   registry = await startUnderlayRegistry(cluster, octet, workDir);
@@ -118,8 +128,14 @@ test.serial('three tiers on three nodes reach each other by name, with a secret 
   const api = await eventually('api healthy', () => healthy('api', 2), 120_000, 500);
   const web = await eventually('web healthy', () => healthy('web', 2), 120_000, 500);
   t.is(db!.nodeName, 'node-3');
-  t.deepEqual(api.map((x) => x.nodeName), ['node-2', 'node-2']);
-  t.deepEqual(web.map((x) => x.nodeName), ['node-1', 'node-1']);
+  t.deepEqual(
+    api.map((x) => x.nodeName),
+    ['node-2', 'node-2'],
+  );
+  t.deepEqual(
+    web.map((x) => x.nodeName),
+    ['node-1', 'node-1'],
+  );
   // depends_on service_healthy: api started only after db was healthy, web after api.
   const started = (ts: Task[]) => Math.min(...ts.map((x) => Date.parse(x.status.startedAt ?? x.status.timestamp)));
   t.true(started(api) >= started([db!]), 'api started after db');
@@ -127,10 +143,15 @@ test.serial('three tiers on three nodes reach each other by name, with a secret 
 
   // The published port answers on every node, also on node-3 and node-2 that run no web replica.
   for (const node of cluster.nodes) {
-    const page = await eventually(`the page on ${node.name}`, async () => {
-      const text = await pageOn(node.underlayAddress);
-      return text.includes('db:') ? text : undefined;
-    }, 60_000, 500);
+    const page = await eventually(
+      `the page on ${node.name}`,
+      async () => {
+        const text = await pageOn(node.underlayAddress);
+        return text.includes('db:') ? text : undefined;
+      },
+      60_000,
+      500,
+    );
     t.is(page, `web v1 <- api(hello-from-config) <- db:${secretMarker}`);
   }
 });
@@ -140,15 +161,22 @@ test.serial('a rolling update (start-first) never leaves web without a healthy r
   try {
     await deploy('2');
     await eventually('web healthy at v2', () => healthy('web', 2, '2'), 120_000, 500);
-    await eventually('the rollout to complete', async () => {
-      const s = await serviceNamed('web');
-      const state = s.status?.update?.state;
-      if (state !== 'completed') {
-        const all = await tasksOf('web');
-        throw new Error(`update state ${state ?? '-'}: ${JSON.stringify(s.status?.update)}; tasks ${all.map((x) => `${x.metadata.name} v${x.spec.spec.env?.['VERSION']} gen${x.spec.serviceGeneration} ${x.desiredState}/${x.status.state}/${x.status.health ?? '-'}`).join('; ')}`);
-      }
-      return state;
-    }, 60_000, 500);
+    await eventually(
+      'the rollout to complete',
+      async () => {
+        const s = await serviceNamed('web');
+        const state = s.status?.update?.state;
+        if (state !== 'completed') {
+          const all = await tasksOf('web');
+          throw new Error(
+            `update state ${state ?? '-'}: ${JSON.stringify(s.status?.update)}; tasks ${all.map((x) => `${x.metadata.name} v${x.spec.spec.env?.['VERSION']} gen${x.spec.serviceGeneration} ${x.desiredState}/${x.status.state}/${x.status.health ?? '-'}`).join('; ')}`,
+          );
+        }
+        return state;
+      },
+      60_000,
+      500,
+    );
     t.true(follow.fewest() >= 1, `fewest healthy web replicas during the update: ${follow.fewest()}`);
   } finally {
     follow.stop();
@@ -160,14 +188,26 @@ test.serial('an update whose health check fails rolls back by itself', async (t)
   const follow = await followHealthyWeb();
   try {
     await deploy('3', 'broken-health.yaml');
-    const service = await eventually('the automatic rollback', async () => {
-      const s = await serviceNamed('web');
-      if (s.status?.update?.state !== 'rollback_completed') throw new Error(`update state ${s.status?.update?.state ?? '-'}: ${s.status?.update?.message ?? ''}`);
-      return s;
-    }, 180_000, 500);
+    const service = await eventually(
+      'the automatic rollback',
+      async () => {
+        const s = await serviceNamed('web');
+        if (s.status?.update?.state !== 'rollback_completed')
+          throw new Error(`update state ${s.status?.update?.state ?? '-'}: ${s.status?.update?.message ?? ''}`);
+        return s;
+      },
+      180_000,
+      500,
+    );
     t.truthy(service.status?.update?.rollbackReason, 'the rollback says why');
     const web = await eventually('web healthy again at v2', () => healthy('web', 2, '2'), 60_000, 500);
-    t.deepEqual(web.map((x) => x.spec.spec.healthcheck?.test), [['CMD-SHELL', "grep -q 'api(' /www/index.html"], ['CMD-SHELL', "grep -q 'api(' /www/index.html"]]);
+    t.deepEqual(
+      web.map((x) => x.spec.spec.healthcheck?.test),
+      [
+        ['CMD-SHELL', "grep -q 'api(' /www/index.html"],
+        ['CMD-SHELL', "grep -q 'api(' /www/index.html"],
+      ],
+    );
     t.true(follow.fewest() >= 1, `fewest healthy web replicas during the failed update: ${follow.fewest()}`);
   } finally {
     follow.stop();

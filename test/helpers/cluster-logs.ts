@@ -7,7 +7,10 @@ import type { NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js
 
 /** Copies every node's tsd.log into `dir` (for a failed test's post-mortem); missing logs are skipped. */
 export async function saveClusterLogs(state: NetnsClusterState, dir: string): Promise<void> {
-  await copyLogs(dir, state.nodes.map((node) => ({ path: join(node.dataRoot, 'tsd.log'), name: `${node.name}.log` })));
+  await copyLogs(
+    dir,
+    state.nodes.map((node) => ({ path: join(node.dataRoot, 'tsd.log'), name: `${node.name}.log` })),
+  );
 }
 
 /** Copies log files into `dir` under the given names; missing ones are skipped. */

@@ -82,7 +82,13 @@ export async function cgroupDirsUnder(relative: string): Promise<string[]> {
   const found: string[] = [];
   for (const root of await hierarchyRoots()) {
     const top = path.join(root, relative);
-    if (!(await fs.stat(top).then((s) => s.isDirectory(), () => false))) continue;
+    if (
+      !(await fs.stat(top).then(
+        (s) => s.isDirectory(),
+        () => false,
+      ))
+    )
+      continue;
     const walk = async (dir: string): Promise<void> => {
       for (const entry of await fs.readdir(dir, { withFileTypes: true })) if (entry.isDirectory()) await walk(path.join(dir, entry.name));
       found.push(dir);

@@ -26,8 +26,13 @@ export interface ServedMemoryApi extends MemoryApi {
 /** A (new) API server over `store`, keeping images and logs under `dir`. */
 export function apiServerOn(store: MemoryStore, dir: string, images = new LocalImageStore({ root: join(dir, 'images') })): ApiServer {
   return new ApiServer({
-    store, images, logs: new FileLogSource(join(dir, 'logs')),
-    clusterId: 'test', version: 'test', storeBackend: 'memory', managers: () => [],
+    store,
+    images,
+    logs: new FileLogSource(join(dir, 'logs')),
+    clusterId: 'test',
+    version: 'test',
+    storeBackend: 'memory',
+    managers: () => [],
   });
 }
 

@@ -50,10 +50,29 @@ function base64url(data: Buffer | string): string {
  * credentials answers {"token": JWT} granting what was asked. The JWT carries the certificate in
  * its x5c header; the registry trusts it through `rootcertbundle`.
  */
-async function startTokenServer(dir: string, service: string, issuer: string, user: { user: string; password: string }): Promise<TokenServer & { certPath: string }> {
+async function startTokenServer(
+  dir: string,
+  service: string,
+  issuer: string,
+  user: { user: string; password: string },
+): Promise<TokenServer & { certPath: string }> {
   const keyPath = join(dir, 'token.key');
   const certPath = join(dir, 'token.crt');
-  await execFileAsync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-days', '1', '-subj', '/CN=tessera-test-token']);
+  await execFileAsync('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    keyPath,
+    '-out',
+    certPath,
+    '-days',
+    '1',
+    '-subj',
+    '/CN=tessera-test-token',
+  ]);
   const key = await readFile(keyPath, 'utf8');
   const certDer = (await readFile(certPath, 'utf8')).replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
   const requests: string[] = [];
@@ -149,7 +168,14 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
       const service = 'tessera-test-registry';
       const issuer = 'tessera-test-issuer';
       tokenServer = await startTokenServer(dir, service, issuer, opts.tokenAuth);
-      lines.push('auth:', '  token:', `    realm: ${tokenServer.realm}`, `    service: ${service}`, `    issuer: ${issuer}`, `    rootcertbundle: ${tokenServer.certPath}`);
+      lines.push(
+        'auth:',
+        '  token:',
+        `    realm: ${tokenServer.realm}`,
+        `    service: ${service}`,
+        `    issuer: ${issuer}`,
+        `    rootcertbundle: ${tokenServer.certPath}`,
+      );
     }
     const configPath = join(dir, 'config.yml');
     await writeFile(configPath, `${lines.join('\n')}\n`);

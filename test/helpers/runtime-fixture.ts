@@ -24,7 +24,10 @@ export class RuntimeFixture {
   private readonly containers = new Set<string>();
   private counter = 0;
 
-  private constructor(readonly dir: string, readonly prefix: string) {
+  private constructor(
+    readonly dir: string,
+    readonly prefix: string,
+  ) {
     this.cgroupParent = `tessera-test-${prefix}`;
     this.runtime = new NativeRuntime({ stateRoot: path.join(dir, 'state'), cgroupParent: this.cgroupParent });
   }
@@ -114,7 +117,13 @@ export class RuntimeFixture {
       const bases = new Set(['/', ...controllers.map((c) => own.get(c) ?? '/')]);
       for (const base of bases) {
         const dir = path.join(root, base, this.cgroupParent);
-        if (await fs.stat(dir).then(() => true, () => false)) found.push(dir);
+        if (
+          await fs.stat(dir).then(
+            () => true,
+            () => false,
+          )
+        )
+          found.push(dir);
       }
     }
     return found;

@@ -3,13 +3,7 @@
 // so a backend whose store is shared or not empty (an external etcd) can run the suite too.
 import { randomBytes } from 'node:crypto';
 import test, { type ExecutionContext } from 'ava';
-import {
-  CompactedError,
-  FutureRevisionError,
-  type Compare,
-  type Store,
-  type WatchEvent,
-} from '../../control-plane/store/store.js';
+import { CompactedError, FutureRevisionError, type Compare, type Store, type WatchEvent } from '../../control-plane/store/store.js';
 
 interface Batch {
   revision: number;
@@ -56,11 +50,7 @@ function summary(events: WatchEvent[]): string[] {
   return events.map((e) => `${e.type} ${e.kv.key} ${e.type === 'put' ? e.kv.value : ''}`.trimEnd());
 }
 
-export function storeConformance(
-  name: string,
-  makeStore: () => Promise<Store>,
-  cleanup?: (s: Store) => Promise<void>,
-): void {
+export function storeConformance(name: string, makeStore: () => Promise<Store>, cleanup?: (s: Store) => Promise<void>): void {
   // Each test gets its own store, closed (and cleaned up) afterwards even if the test fails.
   const withStore =
     (body: (t: ExecutionContext, store: Store, p: string) => Promise<void>) =>
@@ -128,7 +118,10 @@ export function storeConformance(
       ['a', 'ab', 'b', 'b/1', 'b/2', 'c'].map((k) => `${p}dir/${k}`),
     );
     t.is(all.revision, await s.currentRevision());
-    t.deepEqual((await s.range(`${p}dir/b/`)).kvs.map((kv) => kv.value), ['1', '2'].map((x) => `b/${x}`));
+    t.deepEqual(
+      (await s.range(`${p}dir/b/`)).kvs.map((kv) => kv.value),
+      ['1', '2'].map((x) => `b/${x}`),
+    );
     t.deepEqual((await s.range(`${p}nothing/`)).kvs, []);
   });
 
@@ -140,9 +133,21 @@ export function storeConformance(
     await s.put(`${p}c`, 'c1');
     const past = await s.range(p, { revision: r1 });
     t.is(past.revision, r1);
-    t.deepEqual(past.kvs.map((kv) => [kv.key, kv.value]), [[`${p}a`, 'a1'], [`${p}b`, 'b1']]);
+    t.deepEqual(
+      past.kvs.map((kv) => [kv.key, kv.value]),
+      [
+        [`${p}a`, 'a1'],
+        [`${p}b`, 'b1'],
+      ],
+    );
     const now = await s.range(p);
-    t.deepEqual(now.kvs.map((kv) => [kv.key, kv.value]), [[`${p}a`, 'a2'], [`${p}c`, 'c1']]);
+    t.deepEqual(
+      now.kvs.map((kv) => [kv.key, kv.value]),
+      [
+        [`${p}a`, 'a2'],
+        [`${p}c`, 'c1'],
+      ],
+    );
   });
 
   it('range at a future revision fails', async (t, s, p) => {
@@ -249,8 +254,7 @@ export function storeConformance(
 
   it('create-if-absent with createRevision = 0', async (t, s, p) => {
     const k = `${p}once`;
-    const create = (value: string) =>
-      s.txn({ compare: [{ key: k, target: 'createRevision', op: '=', value: 0 }], success: [{ type: 'put', key: k, value }] });
+    const create = (value: string) => s.txn({ compare: [{ key: k, target: 'createRevision', op: '=', value: 0 }], success: [{ type: 'put', key: k, value }] });
     t.true((await create('first')).succeeded);
     t.false((await create('second')).succeeded);
     t.is((await s.get(k))?.value, 'first');
@@ -275,7 +279,10 @@ export function storeConformance(
     t.is((await s.get(`${p}a`))?.modRevision, r0 + 1);
     t.is((await s.get(`${p}b`))?.modRevision, r0 + 1);
     t.is(await s.get(`${p}c`), undefined);
-    t.deepEqual(res.results.map((r) => r.type), ['put', 'put', 'delete', 'get']);
+    t.deepEqual(
+      res.results.map((r) => r.type),
+      ['put', 'put', 'delete', 'get'],
+    );
     const got = res.results[3];
     t.is(got?.type === 'get' ? got.kv?.value : undefined, '1', 'reads in a txn see its earlier writes');
     await w.waitForEvents(3);
@@ -305,7 +312,13 @@ export function storeConformance(
   it('a txn without writes leaves the revision unchanged', async (t, s, p) => {
     await s.put(`${p}a`, '1');
     const r0 = await s.currentRevision();
-    const res = await s.txn({ compare: [], success: [{ type: 'get', key: `${p}a` }, { type: 'range', prefix: p }] });
+    const res = await s.txn({
+      compare: [],
+      success: [
+        { type: 'get', key: `${p}a` },
+        { type: 'range', prefix: p },
+      ],
+    });
     t.is(res.revision, r0);
     t.is(await s.currentRevision(), r0);
   });
@@ -335,7 +348,10 @@ export function storeConformance(
     const del = res.results[0];
     t.is(del?.type === 'delete' ? del.deleted : -1, 2);
     t.deepEqual(del?.type === 'delete' ? del.prev.map((kv) => kv.value).sort() : [], ['a', 'b']);
-    t.deepEqual((await s.range(p)).kvs.map((kv) => kv.key), [`${p}d2`]);
+    t.deepEqual(
+      (await s.range(p)).kvs.map((kv) => kv.key),
+      [`${p}d2`],
+    );
   });
 
   it('watch delivers puts and deletes in order with previous values', async (t, s, p) => {
@@ -345,7 +361,10 @@ export function storeConformance(
     const { revision: r2 } = await s.put(`${p}k`, 'v2');
     const { revision: r3 } = await s.delete(`${p}k`);
     const events = await w.waitForEvents(3);
-    t.deepEqual(w.batches.map((b) => b.revision), [r1, r2, r3]);
+    t.deepEqual(
+      w.batches.map((b) => b.revision),
+      [r1, r2, r3],
+    );
     t.deepEqual(summary(events), [`put ${p}k v1`, `put ${p}k v2`, `delete ${p}k`]);
     t.is(events[0]?.prev, undefined);
     t.like(events[0]?.kv, { version: 1, createRevision: r1, modRevision: r1 });
@@ -380,7 +399,10 @@ export function storeConformance(
     await w.waitForEvents(3);
     t.deepEqual(summary(w.events).slice(2), [`put ${p}b live`]);
     const revisions = w.batches.map((b) => b.revision);
-    t.deepEqual(revisions, [...revisions].sort((a, b) => a - b));
+    t.deepEqual(
+      revisions,
+      [...revisions].sort((a, b) => a - b),
+    );
     watch.cancel();
   });
 
@@ -455,13 +477,22 @@ export function storeConformance(
     await t.throwsAsync(() => s.range(p, { revision: r1 }), { instanceOf: CompactedError });
     await t.throwsAsync(() => s.watch(p, r1, () => {}), { instanceOf: CompactedError });
     // The compacted revision itself is still readable and watchable.
-    t.deepEqual((await s.range(p, { revision: r2 })).kvs.map((kv) => kv.value), ['2']);
+    t.deepEqual(
+      (await s.range(p, { revision: r2 })).kvs.map((kv) => kv.value),
+      ['2'],
+    );
     const w = new Collector();
     const watch = await s.watch(p, r2, w.handler);
     await w.waitForEvents(4);
-    t.deepEqual(w.batches.map((b) => b.revision), [r2, r2 + 1, r2 + 2, r5]);
+    t.deepEqual(
+      w.batches.map((b) => b.revision),
+      [r2, r2 + 1, r2 + 2, r5],
+    );
     watch.cancel();
-    t.deepEqual((await s.range(p)).kvs.map((kv) => `${kv.key}=${kv.value}`), [`${p}a=2`, `${p}c=1`]);
+    t.deepEqual(
+      (await s.range(p)).kvs.map((kv) => `${kv.key}=${kv.value}`),
+      [`${p}a=2`, `${p}c=1`],
+    );
     t.like(await s.get(`${p}a`), { createRevision: r1, modRevision: r2, version: 2 });
     const future = (await s.currentRevision()) + 1;
     await t.throwsAsync(() => s.compact(future), { instanceOf: FutureRevisionError });
@@ -488,7 +519,10 @@ export function storeConformance(
     await slow.waitForEvents(total, 20_000);
     for (const c of [slow, fast]) {
       const revs = c.batches.map((b) => b.revision);
-      t.deepEqual(revs, [...revs].sort((a, b) => a - b));
+      t.deepEqual(
+        revs,
+        [...revs].sort((a, b) => a - b),
+      );
       t.is(new Set(revs).size, total);
     }
     w1.cancel();

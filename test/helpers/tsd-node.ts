@@ -66,10 +66,33 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
     // the cgroup hierarchies under /sys/fs/cgroup from tsd.
     child = spawn(
       'nsenter',
-      [`--net=/run/netns/${netns}`, process.execPath, '--enable-source-maps', tsdMain, 'run',
-        '--data-root', dataRoot, '--listen', server, '--metrics-listen', `127.0.0.1:${METRICS_PORT}`,
-        '--node-name', 'node1', '--bridge', bridge, '--subnet', subnet, '--nft-table', prefix,
-        '--cgroup-parent', cgroupParent, '--heartbeat-ms', '500', '--node-down-after-ms', '3000'],
+      [
+        `--net=/run/netns/${netns}`,
+        process.execPath,
+        '--enable-source-maps',
+        tsdMain,
+        'run',
+        '--data-root',
+        dataRoot,
+        '--listen',
+        server,
+        '--metrics-listen',
+        `127.0.0.1:${METRICS_PORT}`,
+        '--node-name',
+        'node1',
+        '--bridge',
+        bridge,
+        '--subnet',
+        subnet,
+        '--nft-table',
+        prefix,
+        '--cgroup-parent',
+        cgroupParent,
+        '--heartbeat-ms',
+        '500',
+        '--node-down-after-ms',
+        '3000',
+      ],
       { stdio: ['ignore', logFile.fd, logFile.fd] },
     );
     await logFile.close();
@@ -80,7 +103,14 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
   await spawnDaemon();
 
   const node: TestNode = {
-    prefix, netns, dataRoot, server, cgroupParent, bridge, subnet, gateway,
+    prefix,
+    netns,
+    dataRoot,
+    server,
+    cgroupParent,
+    bridge,
+    subnet,
+    gateway,
     get pid() {
       return child.pid ?? 0;
     },
@@ -120,7 +150,20 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
     },
     async destroy() {
       await node.stopDaemon();
-      await run(process.execPath, [tsdMain, 'cleanup', '--data-root', dataRoot, '--bridge', bridge, '--subnet', subnet, '--nft-table', prefix, '--cgroup-parent', cgroupParent]).catch(() => {});
+      await run(process.execPath, [
+        tsdMain,
+        'cleanup',
+        '--data-root',
+        dataRoot,
+        '--bridge',
+        bridge,
+        '--subnet',
+        subnet,
+        '--nft-table',
+        prefix,
+        '--cgroup-parent',
+        cgroupParent,
+      ]).catch(() => {});
       await run('ip', ['netns', 'delete', netns]).catch(() => {});
       await removeCgroupTree(cgroupParent);
       await rm(dataRoot, { recursive: true, force: true });

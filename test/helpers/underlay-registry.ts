@@ -35,7 +35,16 @@ export async function startUnderlayRegistry(cluster: NetnsClusterState, underlay
     const image = `${host}/tessera/busybox:1`;
     await eventually(
       'the registry to take the image',
-      () => run('nsenter', [inSwitch, 'skopeo', 'copy', '--insecure-policy', '--dest-tls-verify=false', `oci:${built.ociLayoutDir}:latest`, `docker://${image}`]).then(() => true),
+      () =>
+        run('nsenter', [
+          inSwitch,
+          'skopeo',
+          'copy',
+          '--insecure-policy',
+          '--dest-tls-verify=false',
+          `oci:${built.ociLayoutDir}:latest`,
+          `docker://${image}`,
+        ]).then(() => true),
       30_000,
       500,
     );

@@ -45,10 +45,9 @@ test('apply creates, leaves unchanged, then configures with a new generation', a
 test('a bad object rejects the whole request, naming the object and field', async (t) => {
   const f = await startFixture();
   t.teardown(() => stopFixture(f));
-  const err = await t.throwsAsync(
-    f.client.apply({ objectsJson: [service('good'), service('bad', 1, { replicas: 'three' }), '{not json'] }),
-    { instanceOf: ApiCallError },
-  );
+  const err = await t.throwsAsync(f.client.apply({ objectsJson: [service('good'), service('bad', 1, { replicas: 'three' }), '{not json'] }), {
+    instanceOf: ApiCallError,
+  });
   t.is(err!.code, grpc.status.INVALID_ARGUMENT);
   t.regex(err!.message, /object 2: spec\.replicas/);
   t.regex(err!.message, /object 3: not valid JSON/);
@@ -81,9 +80,20 @@ test('get, list by stack, scale and delete', async (t) => {
   t.is(missing!.code, grpc.status.NOT_FOUND);
   t.regex(missing!.message, /service "nope" not found in stack "app"/);
 
-  const deleted = await f.client.delete({ refs: [{ kind: 'Service', stack: 'app', name: 'web' }, { kind: 'Service', stack: 'app', name: 'ghost' }] });
-  t.deepEqual(deleted.deleted.map((r) => r.name), ['web']);
-  t.deepEqual(deleted.notFound.map((r) => r.name), ['ghost']);
+  const deleted = await f.client.delete({
+    refs: [
+      { kind: 'Service', stack: 'app', name: 'web' },
+      { kind: 'Service', stack: 'app', name: 'ghost' },
+    ],
+  });
+  t.deepEqual(
+    deleted.deleted.map((r) => r.name),
+    ['web'],
+  );
+  t.deepEqual(
+    deleted.notFound.map((r) => r.name),
+    ['ghost'],
+  );
 
   const taskDelete = await t.throwsAsync(f.client.delete({ refs: [{ kind: 'Task', stack: 'app', name: 'web.1.x' }] }));
   t.regex(taskDelete!.message, /managed by the system/);
@@ -114,7 +124,10 @@ test('watch streams added, modified and deleted events from a revision', async (
     });
     stream.on('error', (err: grpc.ServiceError) => (err.code === grpc.status.CANCELLED ? undefined : reject(err)));
   });
-  t.deepEqual(events.map((e) => e.type), ['added', 'modified', 'deleted']);
+  t.deepEqual(
+    events.map((e) => e.type),
+    ['added', 'modified', 'deleted'],
+  );
   t.is((JSON.parse(events[1]!.objectJson) as Service).spec.replicas, 3);
   t.true(events[0]!.revision < events[1]!.revision && events[1]!.revision < events[2]!.revision);
 });
@@ -180,7 +193,10 @@ test('a request over 4 MiB is refused by the server, by the gRPC limit and by it
   t.is(fromCli!.code, grpc.status.RESOURCE_EXHAUSTED);
   // Where the API shares a server whose limit is larger (tsd serves Raft on it), Apply checks itself.
   const direct = await t.throwsAsync(f.server.apply(objectsJson, false));
-  t.regex(direct!.message, /^apply: nothing applied; the request is (at least )?\d+ bytes, more than the 4194304 \(4 MiB\) allowed; split it into several applies$/);
+  t.regex(
+    direct!.message,
+    /^apply: nothing applied; the request is (at least )?\d+ bytes, more than the 4194304 \(4 MiB\) allowed; split it into several applies$/,
+  );
   t.deepEqual(await storeDump(f), [], 'nothing was written');
   t.is((await f.client.apply({ objectsJson: objectsJson.slice(0, 4) })).results.length, 4, '3.5 MiB is taken');
 

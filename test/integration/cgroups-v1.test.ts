@@ -75,7 +75,14 @@ async function possibleCpus(): Promise<number> {
 async function blkioWeightFile(): Promise<string | undefined> {
   const root = (await hostCgroups()).v1Roots.get('blkio');
   if (root === undefined) return undefined;
-  for (const file of ['blkio.weight', 'blkio.bfq.weight']) if (await fs.access(path.join(root, file)).then(() => true, () => false)) return file;
+  for (const file of ['blkio.weight', 'blkio.bfq.weight'])
+    if (
+      await fs.access(path.join(root, file)).then(
+        () => true,
+        () => false,
+      )
+    )
+      return file;
   return undefined;
 }
 
@@ -133,7 +140,8 @@ test('every linux.resources field is written to its v1 file for a real container
   if (weightFile === undefined) {
     t.log('case: the block I/O scheduler has no weights: blockIO.weight must be refused, naming the field');
     await t.throwsAsync(createWith(fx, ['true'], { blockIO: { weight: 300 } }), {
-      message: /: linux\.resources\.blockIO\.weight: not supported by this kernel: no blkio\.weight or blkio\.bfq\.weight .*\(the block I\/O scheduler has no weights\)/,
+      message:
+        /: linux\.resources\.blockIO\.weight: not supported by this kernel: no blkio\.weight or blkio\.bfq\.weight .*\(the block I\/O scheduler has no weights\)/,
     });
     t.deepEqual(await fx.leftoverCgroups(), [], 'the refused create left no cgroup');
   } else {
@@ -175,7 +183,20 @@ test('every linux.resources field is written to its v1 file for a real container
   const devices = (await cgFile('devices', cg, 'devices.list')).split('\n').sort();
   t.deepEqual(
     devices,
-    ['b *:* m', 'c *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 10:200 rw', 'c 136:* rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm'].sort(),
+    [
+      'b *:* m',
+      'c *:* m',
+      'c 1:3 rwm',
+      'c 1:5 rwm',
+      'c 1:7 rwm',
+      'c 1:8 rwm',
+      'c 1:9 rwm',
+      'c 10:200 rw',
+      'c 136:* rwm',
+      'c 5:0 rwm',
+      'c 5:1 rwm',
+      'c 5:2 rwm',
+    ].sort(),
   );
   const pid = String((await fx.runtime.state(id))?.pid);
   for (const h of HIERARCHIES) t.is(await cgFile(h, cg, 'cgroup.procs'), pid, `init joined ${h} before exec`);
@@ -195,7 +216,11 @@ test('the device allow-list blocks opening a disallowed node and allows a listed
   const openable = await openableBlockDevice();
   const { major, minor } = openable ?? (await anyDisk());
   // mknod is allowed (as under Docker); opening the node is what the cgroup decides.
-  const probe = ['sh', '-c', `/bin/busybox mknod /dev/disk0 b ${major} ${minor} && echo made; head -c 1 /dev/disk0 >/dev/null && echo OPENED; echo x > /dev/null && echo null-ok`];
+  const probe = [
+    'sh',
+    '-c',
+    `/bin/busybox mknod /dev/disk0 b ${major} ${minor} && echo made; head -c 1 /dev/disk0 >/dev/null && echo OPENED; echo x > /dev/null && echo null-ok`,
+  ];
   const blocked = await runWith(fx, probe, {});
   t.regex(blocked.log, /made/);
   t.regex(blocked.log, /disk0: Operation not permitted/, blocked.log);
@@ -217,7 +242,10 @@ test('stats of a container burning CPU and holding memory', async (t) => {
     await fx.cleanup();
   });
   const disk = await diskUnder(fx.rootfs);
-  const throttleFiles = await fs.access(path.join((await hostCgroups()).v1Roots.get('blkio') ?? '/nonexistent', 'blkio.throttle.io_service_bytes')).then(() => true, () => false);
+  const throttleFiles = await fs.access(path.join((await hostCgroups()).v1Roots.get('blkio') ?? '/nonexistent', 'blkio.throttle.io_service_bytes')).then(
+    () => true,
+    () => false,
+  );
   // Direct I/O to a file in the rootfs (on the disk under it) shows up in blkio; dd's 24 MiB buffer
   // stays resident while it blocks writing into a pipe nobody reads; the loop burns CPU under a
   // 0.1 CPU quota (small, so it throttles even when the machine is busy).
@@ -226,7 +254,9 @@ test('stats of a container burning CPU and holding memory', async (t) => {
     'dd if=/tmp/blk of=/dev/null bs=4096 iflag=direct 2>/dev/null',
     'dd if=/dev/zero bs=24M count=1 | sleep 600 &',
     'while :; do :; done',
-  ].join('; ').replace('&;', '&');
+  ]
+    .join('; ')
+    .replace('&;', '&');
   const id = await createWith(fx, ['sh', '-c', script], {
     memory: { limit: 128 * MiB },
     cpu: { quota: 10_000, period: 100_000 },
@@ -262,7 +292,9 @@ test('stats of a container burning CPU and holding memory', async (t) => {
     t.true((diskStats?.readOps ?? 0) >= 1);
     t.true((diskStats?.writeOps ?? 0) >= 1);
   } else {
-    t.log(`case: ${disk === undefined ? 'the rootfs is on no block device' : 'the kernel has no blkio throttle counters'}: no disk I/O can be accounted, none is reported`);
+    t.log(
+      `case: ${disk === undefined ? 'the rootfs is on no block device' : 'the kernel has no blkio throttle counters'}: no disk I/O can be accounted, none is reported`,
+    );
     t.deepEqual(stats.blockIO.devices, []);
   }
   // Under the quota the loop runs 10 ms of each 100 ms period: look again a few periods later.
@@ -312,12 +344,26 @@ test('limits the kernel refuses give an error naming the field and leave no cgro
     t.is(await fx.runtime.state(id), undefined, 'no state left');
     t.deepEqual(await fx.leftoverCgroups(), [], `no cgroup left after ${JSON.stringify(resources)}`);
   };
-  await refused({ blockIO: { throttleReadBpsDevice: [{ major: 7, minor: 250, rate: 1000 }] } }, /linux\.resources\.blockIO\.throttleReadBpsDevice\[0\]: cannot write "7:250 1000"/);
-  await refused({ cpu: { realtimeRuntime: 10_000, realtimePeriod: 1_000_000 } }, /linux\.resources\.cpu\.realtimeRuntime: cannot write "10000".*real-time budget/);
+  await refused(
+    { blockIO: { throttleReadBpsDevice: [{ major: 7, minor: 250, rate: 1000 }] } },
+    /linux\.resources\.blockIO\.throttleReadBpsDevice\[0\]: cannot write "7:250 1000"/,
+  );
+  await refused(
+    { cpu: { realtimeRuntime: 10_000, realtimePeriod: 1_000_000 } },
+    /linux\.resources\.cpu\.realtimeRuntime: cannot write "10000".*real-time budget/,
+  );
   await refused({ cpu: { cpus: '0-63' } }, /linux\.resources\.cpu\.cpus: cannot write "0-63"/);
   await refused({ memory: { limit: 64 * MiB, swap: 16 * MiB } }, /linux\.resources\.memory\.swap: must be >= memory\.limit/);
-  if (!(await fs.access(path.join(CGROUP_MOUNT_ROOT, 'hugetlb')).then(() => true, () => false))) {
-    await refused({ hugepageLimits: [{ pageSize: '2MB', limit: 0 }] }, /linux\.resources\.hugepageLimits\[0\]: the cgroup v1 'hugetlb' controller is not mounted/);
+  if (
+    !(await fs.access(path.join(CGROUP_MOUNT_ROOT, 'hugetlb')).then(
+      () => true,
+      () => false,
+    ))
+  ) {
+    await refused(
+      { hugepageLimits: [{ pageSize: '2MB', limit: 0 }] },
+      /linux\.resources\.hugepageLimits\[0\]: the cgroup v1 'hugetlb' controller is not mounted/,
+    );
   }
   await refused({ unified: { 'memory.high': '1' } }, /linux\.resources\.unified: only valid on cgroup v2/);
   t.deepEqual(await fx.cleanup(), { cgroups: [], mounts: [] });
@@ -341,7 +387,11 @@ test('a memory limit below what the cgroup already uses is refused; the dirs it 
   });
   // A memory cgroup already holding ~24 MiB of anonymous memory, made outside the driver.
   await fs.mkdir(memoryDir, { recursive: true });
-  const holder = spawn('/bin/busybox', ['sh', '-c', `echo $$ > ${memoryDir}/cgroup.procs && /bin/busybox dd if=/dev/zero bs=24M count=1 | /bin/busybox sleep 600`], { stdio: 'ignore' });
+  const holder = spawn(
+    '/bin/busybox',
+    ['sh', '-c', `echo $$ > ${memoryDir}/cgroup.procs && /bin/busybox dd if=/dev/zero bs=24M count=1 | /bin/busybox sleep 600`],
+    { stdio: 'ignore' },
+  );
   if (holder.pid !== undefined) pids.push(holder.pid);
   for (let i = 0; i < 100; i++) {
     const usage = Number(await fs.readFile(path.join(memoryDir, 'memory.usage_in_bytes'), 'utf8'));
@@ -354,8 +404,20 @@ test('a memory limit below what the cgroup already uses is refused; the dirs it 
     message: /linux\.resources\.memory\.limit: cannot write "4194304" .*\(the limit is below what the cgroup already uses\)/,
   });
   for (const h of HIERARCHIES.filter((x) => x !== 'memory')) {
-    t.false(await fs.access(path.join(CGROUP_MOUNT_ROOT, h, cgPath)).then(() => true, () => false), `${h} dir removed`);
+    t.false(
+      await fs.access(path.join(CGROUP_MOUNT_ROOT, h, cgPath)).then(
+        () => true,
+        () => false,
+      ),
+      `${h} dir removed`,
+    );
   }
-  t.true(await fs.access(memoryDir).then(() => true, () => false), 'the cgroup it did not create stays');
+  t.true(
+    await fs.access(memoryDir).then(
+      () => true,
+      () => false,
+    ),
+    'the cgroup it did not create stays',
+  );
   t.notThrows(() => process.kill(pids[0] ?? 0, 0), 'its processes were not touched');
 });

@@ -21,7 +21,11 @@ import { CgroupsV2 } from '../../agent/runtime/cgroups/v2.js';
 import { hostCgroups } from '../helpers/host-cgroups.js';
 
 const MiB = 1024 * 1024;
-const present = (p: string) => fs.access(p).then(() => true, () => false);
+const present = (p: string) =>
+  fs.access(p).then(
+    () => true,
+    () => false,
+  );
 
 interface Scratch {
   root: string;
@@ -79,7 +83,9 @@ test('a cgroup on the real cgroup2 mount: limits where the controllers are, crea
   }
   const root = host.v2Root;
   const limitsHere = host.v2Controllers.has('memory') && host.v2Controllers.has('pids');
-  t.log(`case: ${host.mode} host, cgroup2 at ${root} with controllers [${[...host.v2Controllers].join(' ')}]: ${limitsHere ? 'limits are applied' : 'limits must be refused'}`);
+  t.log(
+    `case: ${host.mode} host, cgroup2 at ${root} with controllers [${[...host.v2Controllers].join(' ')}]: ${limitsHere ? 'limits are applied' : 'limits must be refused'}`,
+  );
   const scratch = scratchParent(t, root);
   const rootSubtreeBefore = (await fs.readFile(path.join(root, 'cgroup.subtree_control'), 'utf8')).trim().split(/\s+/).filter(Boolean);
   const driver = new CgroupsV2(root);
@@ -109,13 +115,19 @@ test('a cgroup on the real cgroup2 mount: limits where the controllers are, crea
 });
 
 async function checkJoinStatsRemove(t: ExecutionContext, driver: CgroupsV2, record: CgroupRecord, scratch: Scratch, o: { limited: boolean }): Promise<void> {
-  t.true(record.warnings?.some((w) => /NOT enforced on cgroup v2/.test(w)), 'the device allow-list warning is recorded');
+  t.true(
+    record.warnings?.some((w) => /NOT enforced on cgroup v2/.test(w)),
+    'the device allow-list warning is recorded',
+  );
   // Direct I/O to a file on the disk under the temp dir: io.stat counts it where the io controller is on.
   const ioDir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-cg2-io-'));
   t.teardown(() => fs.rm(ioDir, { recursive: true, force: true }));
   const disk = await wholeDiskOf(ioDir);
   const ioCounted = disk !== undefined && record.dirs[0] !== undefined && (await present(path.join(record.dirs[0], 'io.stat')));
-  const child = waitingChild(scratch, `i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; /bin/busybox dd if=/dev/zero of=${ioDir}/f bs=4096 count=16 oflag=direct 2>/dev/null`);
+  const child = waitingChild(
+    scratch,
+    `i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; /bin/busybox dd if=/dev/zero of=${ioDir}/f bs=4096 count=16 oflag=direct 2>/dev/null`,
+  );
   await joinAndRun(driver, record, child);
   t.regex(await fs.readFile(`/proc/${child.pid}/cgroup`, 'utf8'), new RegExp(`^0::/${scratch.parent}/leaf$`, 'm'));
 

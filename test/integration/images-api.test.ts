@@ -37,7 +37,15 @@ async function fixture(t: ExecutionContext): Promise<{ client: ApiClient; store:
   const dir = await mkdtemp(join(tmpdir(), 'tessera-images-api-f-'));
   const store = new MemoryStore();
   const images = new LocalImageStore({ root: join(dir, 'images'), credentialsFile: join(dir, 'none.json') });
-  const server = new ApiServer({ store, images, logs: new FileLogSource(join(dir, 'logs')), clusterId: 't', version: 't', storeBackend: 'memory', managers: () => [] });
+  const server = new ApiServer({
+    store,
+    images,
+    logs: new FileLogSource(join(dir, 'logs')),
+    clusterId: 't',
+    version: 't',
+    storeBackend: 'memory',
+    managers: () => [],
+  });
   const address = `unix:${join(dir, 'api.sock')}`;
   await server.listen(address, LOCAL_INSECURE);
   const client = new ApiClient(address);
@@ -99,7 +107,11 @@ test('save streams an archive that load reads back', async (t) => {
     const { client: other } = await fixture(t);
     const { createReadStream } = await import('node:fs');
     const loaded = await other.imageLoad(createReadStream(tarball) as AsyncIterable<Buffer>);
-    t.deepEqual(loaded.images.map((i) => i.reference), [reference], format);
+    t.deepEqual(
+      loaded.images.map((i) => i.reference),
+      [reference],
+      format,
+    );
     if (format === 'oci') t.is(loaded.images[0]?.digest, image.manifestDigest);
   }
   const unknown = await t.throwsAsync(async () => {

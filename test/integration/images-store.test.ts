@@ -107,7 +107,11 @@ test('layers download concurrently (bounded) with per-layer progress', async (t)
     const statuses = [...new Set(mine.map((e) => e.status))];
     t.deepEqual(statuses, ['downloading', 'unpacking', 'done'], `events of ${digest}`);
     const downloads = mine.filter((e) => e.status === 'downloading').map((e) => e.current);
-    t.deepEqual(downloads, [...downloads].sort((a, b) => a - b), 'progress only grows');
+    t.deepEqual(
+      downloads,
+      [...downloads].sort((a, b) => a - b),
+      'progress only grows',
+    );
     t.is(downloads.at(-1), mine[0]?.total, 'progress ends at the layer size');
   }
   const big = events.filter((e) => e.digest === layered.layerDigests[1] && e.status === 'downloading');
@@ -120,7 +124,10 @@ test('layers download concurrently (bounded) with per-layer progress', async (t)
 
   const again: PullProgress[] = [];
   await store.pull(ref('store/layered:v1'), { onProgress: (e) => again.push(e) });
-  t.true(again.filter((e) => e.kind === 'layer').every((e) => e.status === 'exists'), 'a second pull reports every layer as present');
+  t.true(
+    again.filter((e) => e.kind === 'layer').every((e) => e.status === 'exists'),
+    'a second pull reports every layer as present',
+  );
 });
 
 test('zstd-compressed layers are pulled and unpacked', async (t) => {
@@ -273,5 +280,7 @@ test('basic-auth credentials come from a validated credentials file', async (t) 
   await writeFile(file, JSON.stringify({ auths: { [authed.host]: { username: credentials.user } } }), { mode: 0o600 });
   await chmod(file, 0o600);
   const { store: broken } = await newStore(t, { credentialsFile: file });
-  await t.throwsAsync(broken.pull(`${authed.host}/private/busybox:v1`), { message: new RegExp(`auths\\.${authed.host.replace(/\./g, '\\.')}: needs "username" and "password"`) });
+  await t.throwsAsync(broken.pull(`${authed.host}/private/busybox:v1`), {
+    message: new RegExp(`auths\\.${authed.host.replace(/\./g, '\\.')}: needs "username" and "password"`),
+  });
 });

@@ -94,7 +94,11 @@ test('container interface config equals ip addr/link/route in a twin namespace',
     prefixLength: 24,
     defaultRoute: { gateway: '10.77.0.1', mode: 'add' },
   });
-  await ip(pair.reference, ['-batch', '-'], ['addr add 10.77.0.5/24 dev y0', 'link set y0 up', 'link set lo up', 'route add default via 10.77.0.1 dev y0', ''].join('\n'));
+  await ip(
+    pair.reference,
+    ['-batch', '-'],
+    ['addr add 10.77.0.5/24 dev y0', 'link set y0 up', 'link set lo up', 'route add default via 10.77.0.1 dev y0', ''].join('\n'),
+  );
   await assertTwinsEqual(t, pair);
   const routes = JSON.parse(await ip(pair.ours, ['-j', 'route', 'show'])) as Array<{ dst: string; gateway?: string; dev: string }>;
   t.true(routes.some((r) => r.dst === 'default' && r.gateway === '10.77.0.1' && r.dev === 'y0'));
@@ -105,10 +109,22 @@ test('configures a namespace named by a process (/proc/PID/ns/net), replacing a 
   t.teardown(() => container.stop());
   const netnsPath = `/proc/${container.pid}/ns/net`;
   await runCommand(['nsenter', `--net=${netnsPath}`, 'ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1']);
-  await runCommand(['nsenter', `--net=${netnsPath}`, 'ip', '-batch', '-'], 'addr add 10.78.0.2/24 dev eth1\nlink set eth1 up\nroute add default via 10.78.0.1\n');
-  await configureContainerInterface({ netnsPath, interfaceName: 'eth0', address: '10.79.0.2', prefixLength: 24, defaultRoute: { gateway: '10.79.0.1', mode: 'replace' } });
+  await runCommand(
+    ['nsenter', `--net=${netnsPath}`, 'ip', '-batch', '-'],
+    'addr add 10.78.0.2/24 dev eth1\nlink set eth1 up\nroute add default via 10.78.0.1\n',
+  );
+  await configureContainerInterface({
+    netnsPath,
+    interfaceName: 'eth0',
+    address: '10.79.0.2',
+    prefixLength: 24,
+    defaultRoute: { gateway: '10.79.0.1', mode: 'replace' },
+  });
   const { stdout } = await runCommand(['nsenter', `--net=${netnsPath}`, 'ip', '-j', 'route', 'show', 'default']);
-  t.deepEqual((JSON.parse(stdout) as Array<{ gateway: string; dev: string }>).map((r) => [r.gateway, r.dev]), [['10.79.0.1', 'eth0']]);
+  t.deepEqual(
+    (JSON.parse(stdout) as Array<{ gateway: string; dev: string }>).map((r) => [r.gateway, r.dev]),
+    [['10.79.0.1', 'eth0']],
+  );
   const lo = JSON.parse((await runCommand(['nsenter', `--net=${netnsPath}`, 'ip', '-j', 'link', 'show', 'lo'])).stdout) as Array<{ flags: string[] }>;
   t.true(lo[0]?.flags.includes('UP'));
 });
@@ -190,12 +206,20 @@ test('veth creation with the peer moved by pid and by namespace fd equals ip lin
     closeSync(fd);
   }
   // Both h2 peers go into the one process's namespace, so the reference's is named eth2.
-  await ip(pair.reference, ['-batch', '-'], [
-    `link add h1 mtu 1450 master br0 up type veth peer name eth0 mtu 1450 address 02:00:0a:00:00:05 netns ${referencePeer.name}`,
-    `link add h2 type veth peer name eth2 address 02:00:0a:00:00:06 netns ${byPid.pid}`,
-    '',
-  ].join('\n'));
-  const inPidNs = JSON.parse((await runCommand(['nsenter', `--net=/proc/${byPid.pid}/ns/net`, 'ip', '-j', 'link', 'show'])).stdout) as Array<{ ifname: string; address: string; mtu: number }>;
+  await ip(
+    pair.reference,
+    ['-batch', '-'],
+    [
+      `link add h1 mtu 1450 master br0 up type veth peer name eth0 mtu 1450 address 02:00:0a:00:00:05 netns ${referencePeer.name}`,
+      `link add h2 type veth peer name eth2 address 02:00:0a:00:00:06 netns ${byPid.pid}`,
+      '',
+    ].join('\n'),
+  );
+  const inPidNs = JSON.parse((await runCommand(['nsenter', `--net=/proc/${byPid.pid}/ns/net`, 'ip', '-j', 'link', 'show'])).stdout) as Array<{
+    ifname: string;
+    address: string;
+    mtu: number;
+  }>;
   const peerOf = (name: string): unknown => inPidNs.filter((l) => l.ifname === name).map((l) => [l.address, l.mtu]);
   t.deepEqual(peerOf('eth1'), [['02:00:0a:00:00:06', 1500]]);
   t.deepEqual(peerOf('eth1'), peerOf('eth2'));
@@ -228,13 +252,21 @@ test('a container veth on a bridge (peer into the process namespace) equals ip l
   for (const n of [pair.ours, pair.reference]) await ip(n, ['link', 'add', 'br0', 'address', '02:00:00:00:00:30', 'type', 'bridge']);
   const netnsPath = `/run/netns/${pair.ours.name}`;
   await createContainerVeth({ netnsPath, hostName: 'tsvhost', bridge: 'br0', peerName: 'eth0', pid: ours.pid });
-  await ip(pair.reference, ['-batch', '-'], `link add tsvhost type veth peer name eth0 netns ${reference.pid}\nlink set tsvhost master br0\nlink set tsvhost up\n`);
+  await ip(
+    pair.reference,
+    ['-batch', '-'],
+    `link add tsvhost type veth peer name eth0 netns ${reference.pid}\nlink set tsvhost master br0\nlink set tsvhost up\n`,
+  );
   // A leftover host end (an attach interrupted by a crash) is replaced, not an error.
   await ip(pair.ours, ['link', 'del', 'tsvhost']);
   await ip(pair.ours, ['link', 'add', 'tsvhost', 'type', 'veth', 'peer', 'name', 'stale0']);
   await createContainerVeth({ netnsPath, hostName: 'tsvhost', bridge: 'br0', peerName: 'eth0', pid: ours.pid });
   await ip(pair.reference, ['link', 'del', 'tsvhost']);
-  await ip(pair.reference, ['-batch', '-'], `link add tsvhost type veth peer name eth0 netns ${reference.pid}\nlink set tsvhost master br0\nlink set tsvhost up\n`);
+  await ip(
+    pair.reference,
+    ['-batch', '-'],
+    `link add tsvhost type veth peer name eth0 netns ${reference.pid}\nlink set tsvhost master br0\nlink set tsvhost up\n`,
+  );
 
   const hostEnd = async (n: Netns): Promise<unknown> => {
     const [link] = JSON.parse(await ip(n, ['-j', '-d', 'link', 'show', 'dev', 'tsvhost'])) as Array<Record<string, unknown>>;
@@ -244,10 +276,16 @@ test('a container veth on a bridge (peer into the process namespace) equals ip l
   };
   t.deepEqual(await hostEnd(pair.ours), await hostEnd(pair.reference));
   const inside = async (c: NamespacedProcess): Promise<unknown> => {
-    const links = JSON.parse((await runCommand(['nsenter', `--net=/proc/${c.pid}/ns/net`, 'ip', '-j', 'link', 'show'])).stdout) as Array<{ ifname: string; mtu: number }>;
+    const links = JSON.parse((await runCommand(['nsenter', `--net=/proc/${c.pid}/ns/net`, 'ip', '-j', 'link', 'show'])).stdout) as Array<{
+      ifname: string;
+      mtu: number;
+    }>;
     return links.map((l) => [l.ifname, l.mtu]);
   };
-  t.deepEqual(await inside(ours), [['lo', 65536], ['eth0', 1500]]);
+  t.deepEqual(await inside(ours), [
+    ['lo', 65536],
+    ['eth0', 1500],
+  ]);
   t.deepEqual(await inside(ours), await inside(reference));
   t.false((JSON.parse(await ip(pair.ours, ['-j', 'link', 'show'])) as Array<{ ifname: string }>).some((l) => l.ifname === 'stale0'));
 
@@ -267,13 +305,14 @@ test('errors carry errno, the request, the namespace and the kernel message; lat
     addRoute({ destination: '10.95.0.0/16', gateway: '10.99.0.1' }),
     setLink({ index: pair.x0, up: true }),
   ]);
-  t.deepEqual(outcomes.map((o) => o.errno), [0, 17, 101, 0]); // EEXIST, ENETUNREACH
+  t.deepEqual(
+    outcomes.map((o) => o.errno),
+    [0, 17, 101, 0],
+  ); // EEXIST, ENETUNREACH
   t.is(outcomes[1]?.message, 'File exists');
   t.regex(outcomes[2]?.extack ?? '', /Nexthop has invalid gateway/);
 
-  const error = await t.throwsAsync(() =>
-    configureContainerInterface({ netnsPath, interfaceName: 'x0', address: '10.82.0.1', prefixLength: 24 }),
-  );
+  const error = await t.throwsAsync(() => configureContainerInterface({ netnsPath, interfaceName: 'x0', address: '10.82.0.1', prefixLength: 24 }));
   t.true(error instanceof NetlinkError);
   t.is((error as NetlinkError).code, 'EEXIST');
   t.regex(error?.message ?? '', new RegExp(`addr add 10\\.82\\.0\\.1/24 dev x0 in network namespace ${netnsPath}: File exists \\(EEXIST\\)`));
@@ -317,14 +356,22 @@ test('concurrent batches on one socket each get their own answers; close waits f
   );
   socket.close();
   const results = await Promise.all(batches);
-  t.deepEqual(results.map((r) => r.map((o) => o.errno)), Array.from({ length: 20 }, () => [0, 0]));
-  t.deepEqual(results.map((r) => parseLink(r[1]?.replies[0] ?? Buffer.alloc(0)).name), Array.from({ length: 20 }, (_, i) => (i % 2 ? 'x0' : 'y0')));
+  t.deepEqual(
+    results.map((r) => r.map((o) => o.errno)),
+    Array.from({ length: 20 }, () => [0, 0]),
+  );
+  t.deepEqual(
+    results.map((r) => parseLink(r[1]?.replies[0] ?? Buffer.alloc(0)).name),
+    Array.from({ length: 20 }, (_, i) => (i % 2 ? 'x0' : 'y0')),
+  );
   await t.throwsAsync(() => socket.transact([setLink({ index: pair.x0, up: true })]), { message: /is closed/ });
 });
 
 test('a batch larger than one send slice (many requests) is acknowledged request by request', async (t) => {
   const pair = await twin(t);
-  const requests = Array.from({ length: 1500 }, (_, i) => addAddress({ index: pair.x0, address: `10.${100 + Math.floor(i / 250)}.${i % 250}.1`, prefixLength: 32 }));
+  const requests = Array.from({ length: 1500 }, (_, i) =>
+    addAddress({ index: pair.x0, address: `10.${100 + Math.floor(i / 250)}.${i % 250}.1`, prefixLength: 32 }),
+  );
   requests.push(requests[0] ?? Buffer.alloc(0));
   const outcomes = await netlinkBatch(`/run/netns/${pair.ours.name}`, requests);
   t.is(outcomes.length, 1501);
@@ -338,7 +385,9 @@ test('the native transport refuses malformed requests before sending anything', 
   const pair = await twin(t);
   const bad = setLink({ index: pair.x0, up: true });
   bad.writeUInt32LE(bad.length + 4, 0);
-  await t.throwsAsync(() => netlinkBatch(`/run/netns/${pair.ours.name}`, [setLink({ index: pair.x0, up: true }), bad]), { message: /requests\[1\] has nlmsg_len/ });
+  await t.throwsAsync(() => netlinkBatch(`/run/netns/${pair.ours.name}`, [setLink({ index: pair.x0, up: true }), bad]), {
+    message: /requests\[1\] has nlmsg_len/,
+  });
   t.throws(() => netlinkBatchSync(`/run/netns/${pair.ours.name}`, [bad]), { message: /requests\[0\] has nlmsg_len/ });
   const dump = getLinkByName('x0');
   dump.writeUInt16LE(dump.readUInt16LE(6) | 0x300, 6);

@@ -9,15 +9,7 @@ import { join } from 'node:path';
 import { hostVethName } from '../../agent/network/link-names.js';
 import { BridgeNetwork } from '../../agent/network/node-network.js';
 import type { NodeNetworkConfig } from '../../agent/network/types.js';
-import {
-  createNetns,
-  execInPidNetns,
-  httpGet,
-  spawnInNetns,
-  startInNewNetns,
-  type NamespacedProcess,
-  type Netns,
-} from '../helpers/netns.js';
+import { createNetns, execInPidNetns, httpGet, spawnInNetns, startInNewNetns, type NamespacedProcess, type Netns } from '../helpers/netns.js';
 
 const SUBNET = '10.213.0.0/24';
 const GATEWAY = '10.213.0.1';
@@ -60,11 +52,12 @@ async function startReplica(t: ExecutionContext, name: string): Promise<Namespac
 async function connectClient(t: ExecutionContext, node: TestNode): Promise<Netns> {
   const client = await createNetns('tsnetcl');
   t.teardown(() => client.delete());
-  await node.netns.exec('ip', ['-batch', '-'], [
-    `link add ${UPLINK} type veth peer name ${UPLINK} netns ${client.name}`,
-    `addr add ${NODE_ADDRESS}/24 dev ${UPLINK}`,
-    `link set ${UPLINK} up`,
-  ].join('\n') + '\n');
+  await node.netns.exec(
+    'ip',
+    ['-batch', '-'],
+    [`link add ${UPLINK} type veth peer name ${UPLINK} netns ${client.name}`, `addr add ${NODE_ADDRESS}/24 dev ${UPLINK}`, `link set ${UPLINK} up`].join('\n') +
+      '\n',
+  );
   await client.exec('ip', ['-batch', '-'], [`addr add ${CLIENT_ADDRESS}/24 dev ${UPLINK}`, `link set ${UPLINK} up`].join('\n') + '\n');
   return client;
 }
@@ -121,10 +114,7 @@ test('attach gives each container its own address, eth0, a default route and the
   t.is(page.trim(), 'r2');
 
   const { stdout: bridgePorts } = await node.netns.exec('ip', ['-j', 'link', 'show', 'master', BRIDGE]);
-  t.deepEqual(
-    (JSON.parse(bridgePorts) as Array<{ ifname: string }>).map((l) => l.ifname).sort(),
-    attachments.map((a) => a.hostVeth).sort(),
-  );
+  t.deepEqual((JSON.parse(bridgePorts) as Array<{ ifname: string }>).map((l) => l.ifname).sort(), attachments.map((a) => a.hostVeth).sort());
 
   await node.network.detach('container-0');
   await node.network.detach('container-0'); // idempotent

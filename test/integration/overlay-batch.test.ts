@@ -26,7 +26,10 @@ test('batch session: attributes failures to their lines, tolerates expected erro
   );
   t.true(error instanceof BatchCommandError);
   const failures = (error as BatchCommandError).failures;
-  t.deepEqual(failures.map((f) => f.command), ['link add tsbt0 type bridge', 'link set nosuchdev up']);
+  t.deepEqual(
+    failures.map((f) => f.command),
+    ['link add tsbt0 type bridge', 'link set nosuchdev up'],
+  );
   t.regex(failures[0]!.message, /File exists/);
   // -force: the line between the failures ran.
   const { stdout } = await netns.exec('ip', ['-j', 'link', 'show', 'tsbt1']);
@@ -39,7 +42,10 @@ test('batch session: attributes failures to their lines, tolerates expected erro
     ip.run([{ command: 'link set tsbt9 up' }]),
     ip.run([{ command: 'link set tsbt1 mtu 1300' }]),
   ]);
-  t.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+  t.deepEqual(
+    results.map((r) => r.status),
+    ['fulfilled', 'rejected', 'fulfilled'],
+  );
 
   await bridge.run([{ command: 'fdb show dev tsbt0' }]);
   ip.close();
@@ -61,5 +67,8 @@ test('batch session: a device re-created under the same name is addressed again 
   // The failed batch retires the process: the retry resolves the name afresh.
   await ip.run([{ command: 'addr add 10.77.0.2/32 dev tsbr0' }]);
   const { stdout } = await netns.exec('ip', ['-j', 'addr', 'show', 'dev', 'tsbr0']);
-  t.deepEqual((JSON.parse(stdout) as Array<{ addr_info: Array<{ local: string }> }>)[0]?.addr_info.map((a) => a.local), ['10.77.0.2']);
+  t.deepEqual(
+    (JSON.parse(stdout) as Array<{ addr_info: Array<{ local: string }> }>)[0]?.addr_info.map((a) => a.local),
+    ['10.77.0.2'],
+  );
 });

@@ -41,10 +41,13 @@ export async function buildUnderlay(cleanup: Cleanup, prefix: string, count: num
     cleanup(() => netns.delete());
     const underlayAddress = `192.168.${octet}.${index}`;
     const port = `p${index}`;
-    await switchNs.exec('ip', ['-batch', '-'], [
-      `link add ${port} mtu ${mtu} type veth peer name ${UNDERLAY_IFNAME} mtu ${mtu} netns ${netns.name}`,
-      `link set ${port} master ${SWITCH_BRIDGE} up`,
-    ].join('\n') + '\n');
+    await switchNs.exec(
+      'ip',
+      ['-batch', '-'],
+      [`link add ${port} mtu ${mtu} type veth peer name ${UNDERLAY_IFNAME} mtu ${mtu} netns ${netns.name}`, `link set ${port} master ${SWITCH_BRIDGE} up`].join(
+        '\n',
+      ) + '\n',
+    );
     await netns.exec('ip', ['-batch', '-'], `addr add ${underlayAddress}/24 dev ${UNDERLAY_IFNAME}\nlink set ${UNDERLAY_IFNAME} up\n`);
     const driver = new OverlayDriver({ localUnderlayAddress: underlayAddress, underlayInterface: UNDERLAY_IFNAME, underlayMtu: mtu, netns: netns.name });
     cleanup(() => driver.close());
@@ -80,9 +83,7 @@ export function peersFor(networkId: string, thirdOctet: number, members: TestNod
       nodeUnderlayAddress: node.underlayAddress,
       endpoints: [
         { address: nodeAddress, mac: macForAddress(nodeAddress) },
-        ...attachments
-          .filter((a) => a.networkId === networkId && attachmentNode.get(a) === node)
-          .map((a) => ({ address: a.address, mac: a.mac })),
+        ...attachments.filter((a) => a.networkId === networkId && attachmentNode.get(a) === node).map((a) => ({ address: a.address, mac: a.mac })),
       ],
     };
   });

@@ -35,7 +35,11 @@ async function responders(fetch: () => Promise<string>, requests: number): Promi
 }
 
 async function nslookup(container: TestContainer, name: string, server: string): Promise<string[]> {
-  const { stdout } = await runCommand(['nsenter', `--net=/proc/${container.process.pid}/ns/net`, '/bin/busybox', 'nslookup', '-type=a', name, server], undefined, 5000);
+  const { stdout } = await runCommand(
+    ['nsenter', `--net=/proc/${container.process.pid}/ns/net`, '/bin/busybox', 'nslookup', '-type=a', name, server],
+    undefined,
+    5000,
+  );
   // busybox prints the server's own "Address:" first (with :53), then the answers.
   return stdout
     .split('\n')
@@ -45,7 +49,11 @@ async function nslookup(container: TestContainer, name: string, server: string):
 }
 
 /** Starts the resolver host inside the node's namespace; resolves once the records are served. */
-async function startResolver(t: ExecutionContext, node: TestNode, networks: Array<{ networkId: string; listen: { address: string }; records: DnsRecords }>): Promise<void> {
+async function startResolver(
+  t: ExecutionContext,
+  node: TestNode,
+  networks: Array<{ networkId: string; listen: { address: string }; records: DnsRecords }>,
+): Promise<void> {
   const script = fileURLToPath(new URL('./overlay-resolver-host.ts', import.meta.url));
   const child = spawn('/usr/bin/ip', ['netns', 'exec', node.netns.name, process.execPath, '--import', 'tsx', script], {
     stdio: ['pipe', 'pipe', 'inherit'],
@@ -150,7 +158,9 @@ test('service name → VIP, tasks.NAME, dnsrr and forwarding; the VIP reaches ev
   };
   for (const balancer of balancers) await balancer.converge(onlyWeb2);
   t.deepEqual(await responders(() => fetchFrom(client!, `http://${VIP}/`), 6), ['web2']);
-  t.deepEqual(await responders(async () => (await n2.netns.exec('/bin/busybox', ['wget', '-qO-', `http://${n1.underlayAddress}:8080/`])).stdout.trim(), 6), ['web2']);
+  t.deepEqual(await responders(async () => (await n2.netns.exec('/bin/busybox', ['wget', '-qO-', `http://${n1.underlayAddress}:8080/`])).stdout.trim(), 6), [
+    'web2',
+  ]);
 
   // Invalid state is rejected whole, naming the problem; the previous rules stay in force.
   await t.throwsAsync(balancers[0]!.converge({ vips: [{ ...state.vips[0]!, vip: 'nope' }], published: [] }), { message: /vips\[0\].*not an IPv4 address/ });

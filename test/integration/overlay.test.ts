@@ -25,7 +25,10 @@ const B = 'net-b';
 async function fdbMacs(node: TestNode, networkId: string): Promise<string[]> {
   const { vxlan } = OverlayDriver.linkNames(networkId);
   const { stdout } = await node.netns.exec('bridge', ['-j', 'fdb', 'show', 'dev', vxlan]);
-  return (JSON.parse(stdout) as Array<{ mac: string; dst?: string }>).filter((e) => e.dst).map((e) => `${e.mac}>${e.dst ?? ''}`).sort();
+  return (JSON.parse(stdout) as Array<{ mac: string; dst?: string }>)
+    .filter((e) => e.dst)
+    .map((e) => `${e.mac}>${e.dst ?? ''}`)
+    .sort();
 }
 
 async function neighbours(node: TestNode, networkId: string): Promise<string[]> {
@@ -54,11 +57,14 @@ test('containers on one overlay reach each other across nodes, other overlays st
   await n1.driver.setPeers(A, peersFor(A, 100, [n1, n2], onA)); // idempotent
 
   // Forwarding entries: flood to the other node, each remote MAC to its node; ARP proxy entries.
-  t.deepEqual(await fdbMacs(n1, A), [
-    `00:00:00:00:00:00>${n2.underlayAddress}`,
-    `${attA2.mac}>${n2.underlayAddress}`,
-    `02:42:0a:64:00:f8>${n2.underlayAddress}`, // n2's node address 10.100.0.248
-  ].sort());
+  t.deepEqual(
+    await fdbMacs(n1, A),
+    [
+      `00:00:00:00:00:00>${n2.underlayAddress}`,
+      `${attA2.mac}>${n2.underlayAddress}`,
+      `02:42:0a:64:00:f8>${n2.underlayAddress}`, // n2's node address 10.100.0.248
+    ].sort(),
+  );
   t.deepEqual(await neighbours(n1, A), [`10.100.0.20>${attA2.mac}`, `${nodeAddressOf(100, 2)}>02:42:0a:64:00:f8`].sort());
 
   // Same overlay, different nodes: ping and TCP both ways.

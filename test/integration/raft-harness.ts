@@ -80,7 +80,11 @@ export async function startRaftProcesses(options: RaftProcessOptions): Promise<R
     if (made.switchNs) await runCommand(['ip', 'netns', 'del', switchNs]).catch(() => undefined);
     // TESSERA_TEST_KEEP_LOG_DIR: copy the members' logs there first (for a failure or a stall to study).
     const keep = process.env.TESSERA_TEST_KEEP_LOG_DIR;
-    if (keep) await copyLogs(keep, members.map((m) => ({ path: m.logFile, name: `${basename(root)}-${m.id}.log` })));
+    if (keep)
+      await copyLogs(
+        keep,
+        members.map((m) => ({ path: m.logFile, name: `${basename(root)}-${m.id}.log` })),
+      );
     await rm(root, { recursive: true, force: true });
   };
 
@@ -96,8 +100,23 @@ export async function startRaftProcesses(options: RaftProcessOptions): Promise<R
     // A member killed with -9 leaves its unix socket behind; binding again needs it gone.
     if (m.clientAddress.startsWith('unix:')) await rm(m.clientAddress.slice('unix:'.length), { force: true });
     const args = [
-      '--import', 'tsx', MEMBER_MAIN, '--id', m.id, '--group', prefix, '--data-dir', m.dataDir, '--listen', m.address,
-      '--bootstrap', bootstrapArg, '--snapshot-every', String(options.snapshotEvery ?? 10_000), '--tick-ms', String(options.tickMs ?? 100),
+      '--import',
+      'tsx',
+      MEMBER_MAIN,
+      '--id',
+      m.id,
+      '--group',
+      prefix,
+      '--data-dir',
+      m.dataDir,
+      '--listen',
+      m.address,
+      '--bootstrap',
+      bootstrapArg,
+      '--snapshot-every',
+      String(options.snapshotEvery ?? 10_000),
+      '--tick-ms',
+      String(options.tickMs ?? 100),
       ...(options.netns ? ['--client-socket', m.clientAddress] : []),
     ];
     const argv = options.netns ? ['ip', 'netns', 'exec', m.netns, process.execPath, ...args] : [process.execPath, ...args];
@@ -185,7 +204,13 @@ export async function startRaftProcesses(options: RaftProcessOptions): Promise<R
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const alive = among.filter((m) => !exited(m.child));
-        const statuses = await Promise.all(alive.map((m) => client(m).status(1000).catch(() => undefined)));
+        const statuses = await Promise.all(
+          alive.map((m) =>
+            client(m)
+              .status(1000)
+              .catch(() => undefined),
+          ),
+        );
         const leaders = statuses.filter((s): s is WireStatus => s?.role === 'leader');
         const top = leaders.sort((a, b) => b.term - a.term)[0];
         if (top) {

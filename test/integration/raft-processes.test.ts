@@ -57,7 +57,9 @@ test('raft processes: kill -9 of the leader under write load loses no acknowledg
   await c.kill(leader);
   while (!firstAfterKill && Date.now() - killedAt < 20_000) await new Promise((r) => setTimeout(r, 10));
   t.true(firstAfterKill > 0, 'a write succeeded after the leader died');
-  t.log(`fail-over: first write started after kill -9 of leader ${leader.id} acknowledged in ${firstAfterKill - killedAt} ms (${before} writes acknowledged before)`);
+  t.log(
+    `fail-over: first write started after kill -9 of leader ${leader.id} acknowledged in ${firstAfterKill - killedAt} ms (${before} writes acknowledged before)`,
+  );
   await new Promise((r) => setTimeout(r, 1500));
   stop = true;
   await Promise.all(writers);
@@ -88,7 +90,10 @@ test('raft processes: a partitioned minority cannot commit while the majority go
   await t.throwsAsync(isolated.put('/part/minority', 'x', 3000));
   const newLeader = await c.leader(15_000, majority);
   t.not(newLeader.id, old.id);
-  const kv = new RaftKvClient(majority.map((m) => m.clientAddress), LOCAL_INSECURE);
+  const kv = new RaftKvClient(
+    majority.map((m) => m.clientAddress),
+    LOCAL_INSECURE,
+  );
   t.teardown(() => kv.close());
   for (let i = 0; i < 20; i++) await kv.put(`/part/majority/${i}`, String(i), 5000);
   await t.throwsAsync(isolated.put('/part/minority2', 'y', 2000), undefined, 'still cannot commit');
@@ -98,7 +103,11 @@ test('raft processes: a partitioned minority cannot commit while the majority go
   const healed = new RaftKvClient([old.clientAddress], LOCAL_INSECURE);
   t.teardown(() => healed.close());
   const { kvs } = await healed.range('/part/');
-  t.deepEqual(kvs.map((x) => x.key).sort(), Array.from({ length: 20 }, (_, i) => `/part/majority/${i}`).sort(), 'the minority writes never committed; the majority ones reached the healed member');
+  t.deepEqual(
+    kvs.map((x) => x.key).sort(),
+    Array.from({ length: 20 }, (_, i) => `/part/majority/${i}`).sort(),
+    'the minority writes never committed; the majority ones reached the healed member',
+  );
 });
 
 test('raft processes: a member restarted far behind catches up by snapshot', async (t) => {

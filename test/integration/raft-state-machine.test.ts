@@ -14,8 +14,12 @@ const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 test('store commands: malformed input is refused naming what is wrong', (t) => {
   t.throws(() => decodeCommand(new TextEncoder().encode('{')), { message: /store command: not JSON/ });
   t.throws(() => decodeCommand(enc({ op: 'nope' })), { message: /unknown op "nope"/ });
-  t.throws(() => decodeCommand(enc({ op: 'txn', txn: { compare: [], success: [{ type: 'put', key: 1 }] } })), { message: /success\[0\]: put needs string key and value/ });
-  t.throws(() => decodeCommand(enc({ op: 'txn', txn: { compare: [{ key: 'a', target: 'size', op: '=', value: 1 }], success: [] } })), { message: /compare\[0\]\.target "size" is unknown/ });
+  t.throws(() => decodeCommand(enc({ op: 'txn', txn: { compare: [], success: [{ type: 'put', key: 1 }] } })), {
+    message: /success\[0\]: put needs string key and value/,
+  });
+  t.throws(() => decodeCommand(enc({ op: 'txn', txn: { compare: [{ key: 'a', target: 'size', op: '=', value: 1 }], success: [] } })), {
+    message: /compare\[0\]\.target "size" is unknown/,
+  });
   t.throws(() => decodeCommand(enc({ op: 'compact', revision: -1 })), { message: /compact revision/ });
   t.throws(() => decodeCommand(enc({ op: 'member', id: '', address: 'x:1' })), { message: /member needs non-empty id/ });
   const ok = { op: 'txn' as const, txn: { compare: [], success: [{ type: 'put' as const, key: '/a', value: '1' }], failure: [] } };
@@ -23,14 +27,20 @@ test('store commands: malformed input is refused naming what is wrong', (t) => {
 });
 
 test('replicated state: a snapshot restores revisions, history, compaction and members exactly', (t) => {
-  const a = new ReplicatedState(() => {}, () => {});
+  const a = new ReplicatedState(
+    () => {},
+    () => {},
+  );
   const apply = (c: Parameters<typeof encodeCommand>[0], index: number) => a.apply({ term: 1, index, type: 'normal', data: encodeCommand(c) });
   apply({ op: 'member', id: 'm0', address: '10.0.0.1:7420' }, 2);
   for (let i = 0; i < 5; i++) apply({ op: 'txn', txn: { compare: [], success: [{ type: 'put', key: `/k${i % 2}`, value: String(i) }] } }, 3 + i);
   apply({ op: 'compact', revision: 3 }, 9);
   const bad = apply({ op: 'compact', revision: 2 }, 10);
   t.true('error' in bad, 'compacting below the compacted revision is an error result, not a crash');
-  const b = new ReplicatedState(() => {}, () => {});
+  const b = new ReplicatedState(
+    () => {},
+    () => {},
+  );
   b.restore(a.snapshot());
   t.deepEqual(b.members, a.members);
   t.is(b.mvcc.revision, a.mvcc.revision);
@@ -41,7 +51,10 @@ test('replicated state: a snapshot restores revisions, history, compaction and m
 });
 
 test('replicated state: a snapshot made in the background is the state when it began, whatever is applied and compacted meanwhile', async (t) => {
-  const a = new ReplicatedState(() => {}, () => {});
+  const a = new ReplicatedState(
+    () => {},
+    () => {},
+  );
   let index = 1;
   const apply = (c: Parameters<typeof encodeCommand>[0]) => a.apply({ term: 1, index: ++index, type: 'normal', data: encodeCommand(c) });
   apply({ op: 'member', id: 'm0', address: '10.0.0.1:7420' });
@@ -76,13 +89,23 @@ test('wire codec: every message type round-trips; malformed ones are refused', (
     { ...base, type: 'heartbeat-resp', context: 'r1' },
     { ...base, type: 'read-index', context: 'x' },
     { ...base, type: 'read-index-resp', context: 'x', index: 9, reject: false },
-    { ...base, type: 'snapshot', metadata: { index: 10, term: 2, confState: { voters: ['a', 'b'], learners: [] } }, offset: 0, totalBytes: 3, data: new Uint8Array([7, 8, 9]), done: true },
+    {
+      ...base,
+      type: 'snapshot',
+      metadata: { index: 10, term: 2, confState: { voters: ['a', 'b'], learners: [] } },
+      offset: 0,
+      totalBytes: 3,
+      data: new Uint8Array([7, 8, 9]),
+      done: true,
+    },
     { ...base, type: 'snapshot-resp', index: 10, nextOffset: 3, reject: false },
     { ...base, type: 'timeout-now' },
   ];
   for (const m of messages) t.deepEqual(fromWire(toWire(m)), m, m.type);
   const append = toWire(messages[2]!);
-  t.throws(() => fromWire({ ...append, entries: [{ term: 3, index: 9, type: 'normal', data: new Uint8Array() }] }), { message: /entry index 9 where 5 was expected/ });
+  t.throws(() => fromWire({ ...append, entries: [{ term: 3, index: 9, type: 'normal', data: new Uint8Array() }] }), {
+    message: /entry index 9 where 5 was expected/,
+  });
   t.throws(() => fromWire({ ...toWire(messages[0]!), type: 'gossip' }), { message: /unknown type "gossip"/ });
   t.throws(() => fromWire({ ...toWire(messages[8]!), metadata: null }), { message: /metadata missing/ });
 });

@@ -21,7 +21,7 @@ interface Result {
 function runCommand(file: string, args: string[], input?: string): Promise<Result> {
   return new Promise((resolve) => {
     const child = execFile(file, args, { timeout: 30_000, env: { ...process.env, TESSERA_RUNTIME_FROM_SOURCE: '1' } }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1;
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1;
       resolve({ code, stdout, stderr });
     });
     if (input !== undefined) child.stdin?.end(input);
@@ -49,7 +49,12 @@ async function pair(t: ExecutionContext): Promise<Pair> {
       const oursId = fx.newId();
       const runcId = fx.newId();
       made.push({ oursId, runcId });
-      return { oursId, runcId, oursBundle: await fx.writeBundle(oursId, fx.specFor(oursId, input)), runcBundle: await fx.writeBundle(runcId, fx.specFor(runcId, input)) };
+      return {
+        oursId,
+        runcId,
+        oursBundle: await fx.writeBundle(oursId, fx.specFor(oursId, input)),
+        runcBundle: await fx.writeBundle(runcId, fx.specFor(runcId, input)),
+      };
     },
   };
   t.teardown(async () => {
@@ -66,7 +71,15 @@ const PROBE = 'hostname; id; pwd; echo "v=$V"; ls /sys/class/net; echo err-line 
 
 test('run: the same bundle gives the same output and exit code', async (t) => {
   const p = await pair(t);
-  const b = await p.bundle({ args: ['sh', '-c', PROBE], hostname: 'cli-box', uid: 1000, gid: 1000, additionalGids: [2000], cwd: '/home/app', env: ['V=same', 'PATH=/bin'] });
+  const b = await p.bundle({
+    args: ['sh', '-c', PROBE],
+    hostname: 'cli-box',
+    uid: 1000,
+    gid: 1000,
+    additionalGids: [2000],
+    cwd: '/home/app',
+    env: ['V=same', 'PATH=/bin'],
+  });
   const ours = await p.ours('run', '--bundle', b.oursBundle, b.oursId);
   const runc = await p.runc('run', '--bundle', b.runcBundle, b.runcId);
   t.is(runc.code, 4, runc.stderr);
@@ -89,7 +102,13 @@ test('create, state, start, kill, delete behave like runc', async (t) => {
     t.is((await cli('create', '-b', bundle, id)).code, 1, `${label}: the id is taken`);
     const created = JSON.parse((await cli('state', id)).stdout) as Record<string, unknown>;
     // runc's keys; ours adds `warnings` only when the container runs without something asked for.
-    t.deepEqual(Object.keys(created).filter((k) => k !== 'warnings').sort(), ['bundle', 'created', 'id', 'ociVersion', 'owner', 'pid', 'rootfs', 'status'], label);
+    t.deepEqual(
+      Object.keys(created)
+        .filter((k) => k !== 'warnings')
+        .sort(),
+      ['bundle', 'created', 'id', 'ociVersion', 'owner', 'pid', 'rootfs', 'status'],
+      label,
+    );
     if (created.warnings !== undefined) t.true(Array.isArray(created.warnings) && created.warnings.every((x) => typeof x === 'string'), label);
     t.like(created, { id, status: 'created', bundle, rootfs: p.fx.rootfs, owner: '' }, label);
     // runc reports the spec version it implements ("1.0.2-dev"), ours the bundle's.
@@ -146,7 +165,10 @@ test('an OOM kill: both report exit 137; ours records oomKilled', async (t) => {
   const exitFile = path.join(oursRoot, 'state', b.oursId, 'exit.json');
   let exit: { exitCode: number; oomKilled: boolean } | undefined;
   for (let i = 0; i < 100 && exit === undefined; i++) {
-    exit = await fs.readFile(exitFile, 'utf8').then((s) => JSON.parse(s) as { exitCode: number; oomKilled: boolean }, () => undefined);
+    exit = await fs.readFile(exitFile, 'utf8').then(
+      (s) => JSON.parse(s) as { exitCode: number; oomKilled: boolean },
+      () => undefined,
+    );
     if (exit === undefined) await new Promise((r) => setTimeout(r, 100));
   }
   t.like(exit, { exitCode: 137, oomKilled: true });

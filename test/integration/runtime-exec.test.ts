@@ -29,7 +29,8 @@ async function finish(t: ExecutionContext, fx: RuntimeFixture, id: string): Prom
 
 test('exec without a TTY joins every namespace and the cgroup, with the container identity', async (t) => {
   const { fx, id, pid } = await runningContainer(t);
-  const script = 'hostname; id -u; id -g; echo "$FROM"; pwd; cat /proc/self/cgroup | grep memory; ls /sys/class/net | tr "\\n" " "; echo; ps -o pid,comm | grep -c sleep; read line; echo "got $line"; exit 5';
+  const script =
+    'hostname; id -u; id -g; echo "$FROM"; pwd; cat /proc/self/cgroup | grep memory; ls /sys/class/net | tr "\\n" " "; echo; ps -o pid,comm | grep -c sleep; read line; echo "got $line"; exit 5';
   const ran = await execCollect(await fx.runtime.exec(id, { args: ['sh', '-c', script] }), 'hello\n');
   t.is(ran.exit.exitCode, 5, ran.stderr);
   const lines = ran.stdout.trim().split('\n');
@@ -48,14 +49,19 @@ test('exec without a TTY joins every namespace and the cgroup, with the containe
 
 test('exec with env, cwd and user overrides', async (t) => {
   const { fx, id } = await runningContainer(t);
-  const ran = await execCollect(await fx.runtime.exec(id, { args: ['sh', '-c', 'echo "$X"; pwd; id -u'], env: ['X=override', 'PATH=/bin'], cwd: '/tmp', user: { uid: 0, gid: 0 } }));
+  const ran = await execCollect(
+    await fx.runtime.exec(id, { args: ['sh', '-c', 'echo "$X"; pwd; id -u'], env: ['X=override', 'PATH=/bin'], cwd: '/tmp', user: { uid: 0, gid: 0 } }),
+  );
   t.deepEqual(ran.stdout.trim().split('\n'), ['override', '/tmp', '0']);
   await finish(t, fx, id);
 });
 
 test('exec with a TTY gets a terminal from the container devpts', async (t) => {
   const { fx, id } = await runningContainer(t);
-  const proc = await fx.runtime.exec(id, { args: ['sh', '-c', 'tty; test -t 0 && test -t 1 && echo both-terminals; read x; echo "typed $x"; exit 9'], tty: true });
+  const proc = await fx.runtime.exec(id, {
+    args: ['sh', '-c', 'tty; test -t 0 && test -t 1 && echo both-terminals; read x; echo "typed $x"; exit 9'],
+    tty: true,
+  });
   t.is(proc.stderr, undefined);
   let out = '';
   proc.stdout.on('data', (c: Buffer) => (out += c.toString()));

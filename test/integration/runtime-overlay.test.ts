@@ -34,8 +34,20 @@ test('an overlay of two layers is a container root; writes land in upper; unmoun
   t.is(exit.exitCode, 0, log);
   t.deepEqual(log.trim().split('\n'), ['bottom', 'top', 'top version']);
   t.is(await fs.readFile(path.join(containerDir, 'upper/etc/new-file'), 'utf8'), 'written\n');
-  t.false(await fs.stat(path.join(bottom, 'etc/new-file')).then(() => true, () => false), 'layers stay untouched');
-  t.false(await fs.stat(path.join(top, 'etc/new-file')).then(() => true, () => false), 'layers stay untouched');
+  t.false(
+    await fs.stat(path.join(bottom, 'etc/new-file')).then(
+      () => true,
+      () => false,
+    ),
+    'layers stay untouched',
+  );
+  t.false(
+    await fs.stat(path.join(top, 'etc/new-file')).then(
+      () => true,
+      () => false,
+    ),
+    'layers stay untouched',
+  );
 
   await unmountRootfs(containerDir);
   t.deepEqual(await fx.leftoverMounts(), [], 'no mount left');

@@ -84,7 +84,14 @@ async function ourCgroupDirsLeft(mode: CgroupMode, id: string): Promise<string[]
       ? [path.join(CGROUP_ROOT, CLI_CGROUP_PARENT, id)]
       : (await fs.readdir(CGROUP_ROOT)).map((h) => path.join(CGROUP_ROOT, h, CLI_CGROUP_PARENT, id));
   const left: string[] = [];
-  for (const dir of candidates) if (await fs.stat(dir).then(() => true, () => false)) left.push(dir);
+  for (const dir of candidates)
+    if (
+      await fs.stat(dir).then(
+        () => true,
+        () => false,
+      )
+    )
+      left.push(dir);
   return left;
 }
 
@@ -126,7 +133,7 @@ function lines(out: string): Map<string, string> {
   return map;
 }
 
-test('runc spec\'s bundle: the same identity, capabilities, limits and read-only cgroup view under both', async (t) => {
+test("runc spec's bundle: the same identity, capabilities, limits and read-only cgroup view under both", async (t) => {
   const w = await world(t, ['sh', '-c', PROBE]);
   const runc = await w.runc('run', '--bundle', w.bundle, w.id('runc'));
   const oursId = w.id('ours');
@@ -162,10 +169,13 @@ test('runc spec\'s bundle: the same identity, capabilities, limits and read-only
   if (w.mode === 'v2') {
     // runc 1.1 mounts cgroup2 without a cgroup namespace (the spec asks for none), which shows the
     // host's whole tree; ours binds the container's own directory instead.
-    t.log('pure cgroup v2: ours shows the container\'s own cgroup2 directory read-only');
+    t.log("pure cgroup v2: ours shows the container's own cgroup2 directory read-only");
     t.is(o.get('cgroup-fs'), 'cgroup2');
     t.is(r.get('cgroup-fs'), 'cgroup2');
-    t.deepEqual(ourMounts.map(([k]) => k), ['mount /sys/fs/cgroup']);
+    t.deepEqual(
+      ourMounts.map(([k]) => k),
+      ['mount /sys/fs/cgroup'],
+    );
     t.is(r.get('mount /sys/fs/cgroup'), 'ro');
   } else {
     // v1/hybrid: a tmpfs with one bind per hierarchy, like runc's; runc's hierarchies are the ones
@@ -184,7 +194,7 @@ test('runc spec\'s bundle: the same identity, capabilities, limits and read-only
   t.deepEqual(await ourCgroupDirsLeft(w.mode, oursId), []);
 });
 
-test('runc spec\'s bundle: the ambient capabilities left out are warnings in `tessera-runtime state`', async (t) => {
+test("runc spec's bundle: the ambient capabilities left out are warnings in `tessera-runtime state`", async (t) => {
   const w = await world(t, ['sleep', '30']);
   const id = w.id('ours');
   t.is((await w.ours('create', '--bundle', w.bundle, id)).code, 0);

@@ -76,7 +76,12 @@ test('cgroup limit files and rlimits are the same under runc and ours', async (t
   const runcRoot = path.join(fx.dir, 'runc-state');
   const outPath = path.join(fx.dir, 'runc-out.log');
   const out = await fs.open(outPath, 'w');
-  t.teardown(() => run('runc', ['--root', runcRoot, 'delete', '--force', runcId]).then(() => undefined, () => undefined));
+  t.teardown(() =>
+    run('runc', ['--root', runcRoot, 'delete', '--force', runcId]).then(
+      () => undefined,
+      () => undefined,
+    ),
+  );
   const created = spawn('runc', ['--root', runcRoot, 'create', '--bundle', bundle, runcId], { stdio: ['ignore', out.fd, out.fd] });
   const createCode = await new Promise<number | null>((resolve) => created.once('exit', resolve));
   await out.close();

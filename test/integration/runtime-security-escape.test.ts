@@ -104,7 +104,10 @@ test('host block devices cannot be reached, even after mknod', async (t) => {
   // mknod itself is allowed (CAP_MKNOD, Docker's default); opening the node is what is refused.
   t.not(results.get('read'), '0');
   for (const name of (results.get('dev') ?? '').split(' ').filter((n) => n !== '')) {
-    t.true(['null', 'zero', 'full', 'random', 'urandom', 'tty', 'pts', 'shm', 'mqueue', 'fd', 'stdin', 'stdout', 'stderr', 'ptmx', 'console'].includes(name), `unexpected /dev/${name}`);
+    t.true(
+      ['null', 'zero', 'full', 'random', 'urandom', 'tty', 'pts', 'shm', 'mqueue', 'fd', 'stdin', 'stdout', 'stderr', 'ptmx', 'console'].includes(name),
+      `unexpected /dev/${name}`,
+    );
   }
 });
 

@@ -54,7 +54,10 @@ const STATUS_PROBE = "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' 
 
 test('capabilities, NoNewPrivs and Seccomp in /proc/self/status match runc (root and non-root)', async (t) => {
   const fx = await fixture(t);
-  for (const user of [{ uid: 0, gid: 0 }, { uid: 1000, gid: 1000 }]) {
+  for (const user of [
+    { uid: 0, gid: 0 },
+    { uid: 1000, gid: 1000 },
+  ]) {
     const oursId = fx.newId();
     const runcId = fx.newId();
     const ours = await runOurs(fx, oursId, fx.specFor(oursId, { args: ['sh', '-c', STATUS_PROBE], ...user }));
@@ -132,13 +135,16 @@ test('a namespaced sysctl is set inside the container, not on the host', async (
   const fx = await fixture(t);
   const host = (await fs.readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim();
   const want = host === '1' ? '0' : '1';
-  const r = await fx.run({ args: ['cat', '/proc/sys/net/ipv4/ip_forward', '/proc/sys/kernel/shmmni'], sysctls: { 'net.ipv4.ip_forward': want, 'kernel.shmmni': '1234' } });
+  const r = await fx.run({
+    args: ['cat', '/proc/sys/net/ipv4/ip_forward', '/proc/sys/kernel/shmmni'],
+    sysctls: { 'net.ipv4.ip_forward': want, 'kernel.shmmni': '1234' },
+  });
   t.is(r.exit.exitCode, 0, r.log);
   t.deepEqual(r.log.trim().split('\n'), [want, '1234']);
   t.is((await fs.readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim(), host);
 });
 
-test('a container joins another container\'s network namespace by path, and a named netns', async (t) => {
+test("a container joins another container's network namespace by path, and a named netns", async (t) => {
   const fx = await fixture(t);
   const first = await fx.create({ args: ['sleep', '30'] });
   await fx.runtime.start(first);
@@ -147,7 +153,11 @@ test('a container joins another container\'s network namespace by path, and a na
   const nsPath = `/proc/${state.pid}/ns/net`;
   const id = fx.newId();
   const spec = fx.specFor(id, { args: ['readlink', '/proc/self/ns/net'] });
-  spec.linux?.namespaces?.splice(spec.linux.namespaces.findIndex((n) => n.type === 'network'), 1, { type: 'network', path: nsPath });
+  spec.linux?.namespaces?.splice(
+    spec.linux.namespaces.findIndex((n) => n.type === 'network'),
+    1,
+    { type: 'network', path: nsPath },
+  );
   const ours = await runOurs(fx, id, spec);
   t.is(ours.code, 0, ours.out);
   t.is(ours.out.trim(), await fs.readlink(nsPath));
@@ -161,7 +171,11 @@ test('a container joins another container\'s network namespace by path, and a na
   await run('ip', ['-n', netns, 'link', 'add', 'tsa0', 'type', 'veth', 'peer', 'name', 'tsb0']);
   const id2 = fx.newId();
   const spec2 = fx.specFor(id2, { args: ['ls', '/sys/class/net'] });
-  spec2.linux?.namespaces?.splice(spec2.linux.namespaces.findIndex((n) => n.type === 'network'), 1, { type: 'network', path: `/var/run/netns/${netns}` });
+  spec2.linux?.namespaces?.splice(
+    spec2.linux.namespaces.findIndex((n) => n.type === 'network'),
+    1,
+    { type: 'network', path: `/var/run/netns/${netns}` },
+  );
   const joined = await runOurs(fx, id2, spec2);
   t.is(joined.code, 0, joined.out);
   t.deepEqual(joined.out.trim().split(/\s+/).sort(), ['lo', 'tsa0', 'tsb0']);
@@ -180,11 +194,14 @@ test('user namespace with uid/gid maps; root inside is unprivileged outside', as
   }
   const ours = await runOurs(fx, id, spec);
   t.is(ours.code, 0, ours.out);
-  const lines = ours.out.trim().split('\n').map((l) => l.trim().split(/\s+/).join(' '));
+  const lines = ours.out
+    .trim()
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).join(' '));
   t.deepEqual(lines.slice(0, 3), ['0 200000 65536', '0 200000 65536', '0']);
 });
 
-test('a cgroup namespace is rooted at the container\'s cgroup', async (t) => {
+test("a cgroup namespace is rooted at the container's cgroup", async (t) => {
   const fx = await fixture(t);
   const id = fx.newId();
   const spec = fx.specFor(id, { args: ['cat', '/proc/self/cgroup'] });
@@ -199,12 +216,48 @@ test('a cgroup namespace is rooted at the container\'s cgroup', async (t) => {
 test('bad security input: a clear error naming the field, and nothing left behind', async (t) => {
   const fx = await fixture(t);
   const cases: Array<[string, (spec: OciSpec) => void, RegExp]> = [
-    ['unknown capability', (s) => { s.process.capabilities = { bounding: ['CAP_FLY'] }; }, /process\.capabilities\.bounding\.0: unknown capability 'CAP_FLY'/],
-    ['bad seccomp action', (s) => { if (s.linux?.seccomp !== undefined) (s.linux.seccomp as { defaultAction: string }).defaultAction = 'SCMP_ACT_EXPLODE'; }, /linux\.seccomp\.defaultAction: must be one of/],
-    ['non-namespaced sysctl', (s) => { if (s.linux !== undefined) s.linux.sysctl = { 'vm.drop_caches': '3' }; }, /linux\.sysctl\.vm\.drop_caches: 'vm\.drop_caches' is not namespaced/],
-    ['apparmor', (s) => { s.process.apparmorProfile = 'docker-default'; }, /process\.apparmorProfile: AppArmor is not supported/],
-    ['unknown rlimit', (s) => { s.process.rlimits = [{ type: 'RLIMIT_FOO', soft: 1, hard: 1 }]; }, /process\.rlimits\.0\.type: unknown rlimit type 'RLIMIT_FOO'/],
-    ['missing netns path', (s) => { s.linux?.namespaces?.splice(1, 1, { type: 'network', path: '/nonexistent/ns' }); }, /path \/nonexistent\/ns: ENOENT/],
+    [
+      'unknown capability',
+      (s) => {
+        s.process.capabilities = { bounding: ['CAP_FLY'] };
+      },
+      /process\.capabilities\.bounding\.0: unknown capability 'CAP_FLY'/,
+    ],
+    [
+      'bad seccomp action',
+      (s) => {
+        if (s.linux?.seccomp !== undefined) (s.linux.seccomp as { defaultAction: string }).defaultAction = 'SCMP_ACT_EXPLODE';
+      },
+      /linux\.seccomp\.defaultAction: must be one of/,
+    ],
+    [
+      'non-namespaced sysctl',
+      (s) => {
+        if (s.linux !== undefined) s.linux.sysctl = { 'vm.drop_caches': '3' };
+      },
+      /linux\.sysctl\.vm\.drop_caches: 'vm\.drop_caches' is not namespaced/,
+    ],
+    [
+      'apparmor',
+      (s) => {
+        s.process.apparmorProfile = 'docker-default';
+      },
+      /process\.apparmorProfile: AppArmor is not supported/,
+    ],
+    [
+      'unknown rlimit',
+      (s) => {
+        s.process.rlimits = [{ type: 'RLIMIT_FOO', soft: 1, hard: 1 }];
+      },
+      /process\.rlimits\.0\.type: unknown rlimit type 'RLIMIT_FOO'/,
+    ],
+    [
+      'missing netns path',
+      (s) => {
+        s.linux?.namespaces?.splice(1, 1, { type: 'network', path: '/nonexistent/ns' });
+      },
+      /path \/nonexistent\/ns: ENOENT/,
+    ],
   ];
   for (const [name, mutate, message] of cases) {
     const id = fx.newId();
@@ -284,7 +337,7 @@ test('seccomp without no_new_privs is loaded before the capabilities are dropped
   t.deepEqual(ours.out.trim().split('\n').slice(0, -1), runc.out.trim().split('\n').slice(0, -1));
 });
 
-test('a process exec\'d into a container gets the init\'s capabilities, no_new_privs, seccomp and rlimits', async (t) => {
+test("a process exec'd into a container gets the init's capabilities, no_new_privs, seccomp and rlimits", async (t) => {
   const fx = await fixture(t);
   const probe = `${STATUS_PROBE}; ulimit -n`;
   const id = await fx.create({ args: ['sh', '-c', `${probe}; sleep 30`], uid: 1000, gid: 1000, rlimits: [{ type: 'RLIMIT_NOFILE', soft: 77, hard: 77 }] });

@@ -36,10 +36,7 @@ async function runShimWithPlan(t: ExecutionContext, plan: Buffer): Promise<ShimO
   reportStream.on('data', (c: Buffer) => chunks.push(c));
   planStream.on('error', () => undefined); // the shim may close its end before reading it all
   planStream.end(plan);
-  const code = await withTimeout(
-    new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c))),
-    10_000,
-  );
+  const code = await withTimeout(new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c))), 10_000);
   return { code, report: Buffer.concat(chunks), stateDir };
 }
 
@@ -126,7 +123,15 @@ test('on cgroup v2 the shim creates the init directly in its cgroup (clone3 into
         // gone
       }
     }
-    for (let i = 0; i < 100 && (await fs.rmdir(leaf).then(() => false, (e: NodeJS.ErrnoException) => e.code === 'EBUSY')); i++) {
+    for (
+      let i = 0;
+      i < 100 &&
+      (await fs.rmdir(leaf).then(
+        () => false,
+        (e: NodeJS.ErrnoException) => e.code === 'EBUSY',
+      ));
+      i++
+    ) {
       await new Promise((r) => setTimeout(r, 20));
     }
     await fx.cleanup();

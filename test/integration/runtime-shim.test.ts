@@ -47,10 +47,19 @@ function alive(pid: number): boolean {
 
 /** Runs the creator script as a separate "tsd", waits for "ready", kills it with SIGKILL. */
 async function createInDoomedProcess(t: ExecutionContext, fx: RuntimeFixture, jobs: Array<{ id: string; bundle: string; logPath: string }>): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'runtime-shim-creator.ts'), JSON.stringify({ stateRoot: path.join(fx.dir, 'state'), cgroupParent: fx.cgroupParent, jobs })], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.join(here, 'runtime-shim-creator.ts'),
+      JSON.stringify({ stateRoot: path.join(fx.dir, 'state'), cgroupParent: fx.cgroupParent, jobs }),
+    ],
+    {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const pid = child.pid;
   if (pid === undefined) throw new Error('creator did not start');
   t.teardown(() => {
@@ -109,7 +118,10 @@ test('containers outlive the process that created them; a new runtime re-adopts 
   // The quitter exited while no runtime was watching: its shim recorded the code.
   const quit = await withTimeout(fx.runtime.wait(quitter), 10_000);
   t.deepEqual(quit, { exitCode: 7, oomKilled: false });
-  t.deepEqual((await readRecords(fx.logPath(quitter))).map((r) => [r.stream, r.log]), [['stdout', 'bye\n']]);
+  t.deepEqual(
+    (await readRecords(fx.logPath(quitter))).map((r) => [r.stream, r.log]),
+    [['stdout', 'bye\n']],
+  );
 
   await fx.runtime.kill(looper, 'SIGTERM');
   const exit = await withTimeout(fx.runtime.wait(looper), 10_000);
@@ -146,7 +158,10 @@ test('the log rotates by size and keeps the configured number of files', async (
   // The newest lines survive, in order, without gaps; the oldest went with rotated-out files.
   t.is(numbers[numbers.length - 1], 399);
   t.true(numbers.length < 400 && numbers.length > 100);
-  t.deepEqual(numbers, numbers.map((_, i) => numbers[0]! + i));
+  t.deepEqual(
+    numbers,
+    numbers.map((_, i) => numbers[0]! + i),
+  );
   await fx.runtime.delete(id);
   t.deepEqual(await fx.cleanup(), { cgroups: [], mounts: [] });
 });

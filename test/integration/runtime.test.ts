@@ -32,7 +32,11 @@ test('the container process is pid 1 and sees only its own processes', async (t)
     .filter((l) => l !== '')
     .map((l) => Number(l.split(/\s+/)[0]));
   // pid 1 is the shell, which execs ps as its last command; pid 2 is the background sleep.
-  t.deepEqual(pids.sort((a, b) => a - b), [1, 2], `ps saw: ${log}`);
+  t.deepEqual(
+    pids.sort((a, b) => a - b),
+    [1, 2],
+    `ps saw: ${log}`,
+  );
   await assertNothingLeft(t, fx);
 });
 
@@ -45,7 +49,10 @@ test('the container has its own hostname, mounts and network namespace', async (
   t.is(exit.exitCode, 0, log);
   const [hostname, mountinfo, links] = log.split('---\n');
   t.is(hostname?.trim(), 'inside-box');
-  const mounts = (mountinfo ?? '').trim().split('\n').map((l) => l.split(' '));
+  const mounts = (mountinfo ?? '')
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' '));
   const mountPoints = mounts.map((f) => f[4]);
   const root = mounts.find((f) => f[4] === '/');
   t.is(root?.[3], fx.rootfs, 'the root mount is the bundle rootfs');
@@ -141,7 +148,13 @@ async function assertCreateFails(t: ExecutionContext, fx: RuntimeFixture, id: st
   t.regex(err?.message ?? '', message);
   t.is(await fx.runtime.state(id), undefined, 'no state left');
   t.deepEqual(await fx.leftoverCgroups(), [], 'no cgroup left');
-  t.false(await fs.stat(path.join(fx.dir, 'state', id)).then(() => true, () => false), 'no state dir left');
+  t.false(
+    await fs.stat(path.join(fx.dir, 'state', id)).then(
+      () => true,
+      () => false,
+    ),
+    'no state dir left',
+  );
 }
 
 test('failing creates give a clear error and leave nothing behind', async (t) => {
@@ -201,12 +214,16 @@ test('bind mounts (file and directory, read-only) and a read-only rootfs', async
   const secret = path.join(fx.dir, 'secret.txt');
   await fs.writeFile(secret, 'secret content\n');
   const { exit, log } = await fx.run({
-    args: ['sh', '-c', [
-      'cat /data/in-dir /run/secrets/token',
-      'echo new > /data/from-container && echo data-writable',
-      '(echo x > /run/secrets/token) 2>/dev/null || echo secret-readonly',
-      'touch /new-root-file 2>/dev/null || echo root-readonly',
-    ].join('; ')],
+    args: [
+      'sh',
+      '-c',
+      [
+        'cat /data/in-dir /run/secrets/token',
+        'echo new > /data/from-container && echo data-writable',
+        '(echo x > /run/secrets/token) 2>/dev/null || echo secret-readonly',
+        'touch /new-root-file 2>/dev/null || echo root-readonly',
+      ].join('; '),
+    ],
     readonlyRootfs: true,
     binds: [
       { source: shared, destination: '/data' },

@@ -41,7 +41,12 @@ test('etcd: a 3-member cluster keeps serving and watches resume when a member is
   });
   const events: WatchEvent[] = [];
   const errors: Error[] = [];
-  await store.watch('/resume/', 1, (evs) => events.push(...evs), (err) => errors.push(err));
+  await store.watch(
+    '/resume/',
+    1,
+    (evs) => events.push(...evs),
+    (err) => errors.push(err),
+  );
   for (let i = 0; i < 20; i++) await store.put(`/resume/k${i}`, String(i));
   await cluster.kill(cluster.members[0]!);
   await cluster.kill(cluster.members[0]!); // idempotent
@@ -61,6 +66,10 @@ test('etcd: a 3-member cluster keeps serving and watches resume when a member is
   while (new Set(events.map((e) => e.kv.key)).size < 40 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   t.deepEqual(errors, []);
   const revisions = events.map((e) => e.kv.modRevision);
-  t.deepEqual(revisions, [...new Set(revisions)].sort((a, b) => a - b), 'each revision once, in order');
+  t.deepEqual(
+    revisions,
+    [...new Set(revisions)].sort((a, b) => a - b),
+    'each revision once, in order',
+  );
   t.is(new Set(events.map((e) => e.kv.key)).size, 40);
 });

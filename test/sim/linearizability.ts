@@ -5,9 +5,7 @@
 // is).
 
 export type KvInput =
-  | { kind: 'put'; key: string; value: string }
-  | { kind: 'get'; key: string }
-  | { kind: 'cas'; key: string; expected: string | null; value: string };
+  { kind: 'put'; key: string; value: string } | { kind: 'get'; key: string } | { kind: 'cas'; key: string; expected: string | null; value: string };
 
 /** undefined output = the operation's outcome is unknown (it may or may not have taken effect). */
 export type KvOutput = { kind: 'put' } | { kind: 'get'; value: string | null } | { kind: 'cas'; ok: boolean };

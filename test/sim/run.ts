@@ -34,7 +34,8 @@ export function summarize(results: SimResult[], wallMs: number): string {
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   const lines = rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`);
-  for (const f of failures.slice(0, 20)) lines.push(`FAIL seed ${f.seed} at ${f.failureAtMs} ms: ${f.failure}  (replay: npm run sim -- --seed ${f.seed} --verbose)`);
+  for (const f of failures.slice(0, 20))
+    lines.push(`FAIL seed ${f.seed} at ${f.failureAtMs} ms: ${f.failure}  (replay: npm run sim -- --seed ${f.seed} --verbose)`);
   return lines.join('\n');
 }
 

@@ -141,7 +141,11 @@ export class Simulation {
     this.maxDelay = k.pick([2, 5, 10, 20]);
     this.snapshotEvery = k.pick([8, 16, 40, 1000]);
     this.fsyncMaxMs = k.pick([1, 3, 10]);
-    this.faultGap = k.pick([[30, 250], [10, 80], [100, 600]] as const);
+    this.faultGap = k.pick([
+      [30, 250],
+      [10, 80],
+      [100, 600],
+    ] as const);
     this.crashWeight = k.pick([0.15, 0.4]);
     this.churn = k.chance(0.25);
     this.crashInWrite = k.pick([0, 0.005, 0.02]);
@@ -249,9 +253,7 @@ export class Simulation {
       const r = checkKvHistory(this.history);
       checkerSteps = r.steps;
       if (!r.ok) {
-        failure = r.timedOut
-          ? `linearizability check gave up on key ${r.badKey} (search budget exhausted)`
-          : `history is not linearizable (key ${r.badKey})`;
+        failure = r.timedOut ? `linearizability check gave up on key ${r.badKey} (search budget exhausted)` : `history is not linearizable (key ${r.badKey})`;
         if (this.opts.verbose) {
           for (const op of this.history.filter((o) => o.input.key === r.badKey)) {
             this.log(`  op client=${op.clientId} ${JSON.stringify(op.input)} -> ${JSON.stringify(op.output)} [${op.call}, ${op.ret}]`);
@@ -569,18 +571,24 @@ export class Simulation {
       [0.15, () => this.partitionSymmetric()],
       [0.1, () => this.partitionAsymmetric()],
       [0.08, () => leader && this.isolate(leader)],
-      [0.12, () => {
-        this.blocked.clear();
-        this.log('network healed');
-      }],
-      [this.crashWeight, () => {
-        if (up.length === 0) return;
-        // Crashing a node that is mid-write is what loses un-synced state; favour it.
-        const writing = up.filter((n) => n.fsyncing);
-        const victim = writing.length > 0 && this.rng.chance(0.5) ? this.rng.pick(writing) : leader && this.rng.chance(0.5) ? leader : this.rng.pick(up);
-        this.crash(victim);
-        this.q.push(this.now + this.rng.int(5, 300), { kind: 'restart', node: victim.id });
-      }],
+      [
+        0.12,
+        () => {
+          this.blocked.clear();
+          this.log('network healed');
+        },
+      ],
+      [
+        this.crashWeight,
+        () => {
+          if (up.length === 0) return;
+          // Crashing a node that is mid-write is what loses un-synced state; favour it.
+          const writing = up.filter((n) => n.fsyncing);
+          const victim = writing.length > 0 && this.rng.chance(0.5) ? this.rng.pick(writing) : leader && this.rng.chance(0.5) ? leader : this.rng.pick(up);
+          this.crash(victim);
+          this.q.push(this.now + this.rng.int(5, 300), { kind: 'restart', node: victim.id });
+        },
+      ],
       [0.2, () => leader && this.membershipChange(leader)],
       // A connection to a live leader breaks: its followers may be told it is down when it is not.
       [0.08, () => leader && this.reportDown(leader, this.rng.chance(0.5) ? 1 : 0.3)],

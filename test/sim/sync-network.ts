@@ -26,7 +26,11 @@ export class SyncNetwork {
   filter: (m: Message) => boolean = () => true;
   private readonly rng: Prng;
 
-  constructor(voters: NodeId[], readonly knobs: Knobs = {}, seed = 1) {
+  constructor(
+    voters: NodeId[],
+    readonly knobs: Knobs = {},
+    seed = 1,
+  ) {
     this.rng = new Prng(seed);
     for (const id of voters) this.add(id, new MemoryStorage({ voters, learners: [] }));
   }
@@ -151,7 +155,9 @@ export class SyncNetwork {
   /** Application data applied by a node (no-ops and conf changes left out). */
   data(id: NodeId): string[] {
     const dec = new TextDecoder();
-    return this.node(id).applied.filter((e) => e.type === 'normal' && e.data.length > 0).map((e) => dec.decode(e.data));
+    return this.node(id)
+      .applied.filter((e) => e.type === 'normal' && e.data.length > 0)
+      .map((e) => dec.decode(e.data));
   }
 
   /** Compacts a node's log: snapshot at its last applied index with `data`. */

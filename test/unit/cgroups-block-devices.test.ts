@@ -59,7 +59,12 @@ test('the v1 driver turns on I/O accounting per disk before the spec throttle ru
   const record = await driver.create(
     'tessera/c1',
     { blockIO: { throttleReadBpsDevice: [{ major: 8, minor: 0, rate: 5000 }] } },
-    { ioAccountedDisks: [{ major: 254, minor: 0 }, { major: 8, minor: 0 }] },
+    {
+      ioAccountedDisks: [
+        { major: 254, minor: 0 },
+        { major: 8, minor: 0 },
+      ],
+    },
   );
   const file = await fs.readFile(path.join(root, 'blkio', 'tessera', 'c1', 'blkio.throttle.read_bps_device'), 'utf8');
   // In a plain file every write is a line; the kernel would keep only the last rule per disk.

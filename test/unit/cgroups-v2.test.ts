@@ -37,7 +37,11 @@ test('create enables controllers down the path and writes every limit to the uni
     memory: { limit: 64 * MiB, reservation: 16 * MiB, swap: 80 * MiB },
     cpu: { shares: 512, quota: 150_000, period: 100_000, cpus: '0-1', mems: '0' },
     pids: { limit: 42 },
-    blockIO: { weight: 100, throttleReadBpsDevice: [{ major: 8, minor: 0, rate: 1_000_000 }], throttleWriteBpsDevice: [{ major: 8, minor: 0, rate: 2_000_000 }] },
+    blockIO: {
+      weight: 100,
+      throttleReadBpsDevice: [{ major: 8, minor: 0, rate: 1_000_000 }],
+      throttleWriteBpsDevice: [{ major: 8, minor: 0, rate: 2_000_000 }],
+    },
     hugepageLimits: [{ pageSize: '2MB', limit: 0 }],
     devices: [{ allow: false, access: 'rwm' }],
   });

@@ -28,7 +28,15 @@ test('validateResources names each bad field', (t) => {
   bad({ devices: [{ allow: true, type: 'x' }] }, /linux\.resources\.devices\[0\]\.type/);
   bad({ devices: [{ allow: true, access: 'rwx' }] }, /linux\.resources\.devices\[0\]\.access: must be a combination of r, w and m/);
   bad({ hugepageLimits: [{ pageSize: '2M', limit: 1 }] }, /linux\.resources\.hugepageLimits\[0\]\.pageSize/);
-  bad({ hugepageLimits: [{ pageSize: '2MB', limit: 1 }, { pageSize: '2MB', limit: 2 }] }, /hugepageLimits\[1\]\.pageSize: 2MB is listed twice/);
+  bad(
+    {
+      hugepageLimits: [
+        { pageSize: '2MB', limit: 1 },
+        { pageSize: '2MB', limit: 2 },
+      ],
+    },
+    /hugepageLimits\[1\]\.pageSize: 2MB is listed twice/,
+  );
   bad({ unified: { '../etc': 'x' } }, /linux\.resources\.unified/);
   bad({ unified: { 'cgroup.procs': '1' } }, /linux\.resources\.unified\.cgroup\.procs: cgroup\.procs is managed by the runtime/);
   bad({ network: { classID: 1 } }, /linux\.resources: Unrecognized key: "network"/);
@@ -100,7 +108,10 @@ test('device rules: deny all, the spec rules in order, then the default set', (t
   t.is(deviceRuleLine({ allow: false }), 'a');
   t.is(deviceRuleLine({ allow: true, type: 'b', major: 8 }), 'b 8:* rwm');
   t.is(deviceRuleLine({ allow: true, type: 'c', major: 1, minor: 3, access: 'r' }), 'c 1:3 r');
-  const writes = planDeviceWrites([{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 10, minor: 200, access: 'rwm' }]);
+  const writes = planDeviceWrites([
+    { allow: false, access: 'rwm' },
+    { allow: true, type: 'c', major: 10, minor: 200, access: 'rwm' },
+  ]);
   t.deepEqual(writes.slice(0, 3), [
     { file: 'devices.deny', value: 'a' },
     { file: 'devices.deny', value: 'a' },
@@ -172,7 +183,9 @@ test('planV2 edge values: unlimited, quota without period, no swap by default, r
   t.deepEqual(w({ cpu: { quota: 25_000 } }), ['cpu.max=25000 100000']);
   t.deepEqual(w({ cpu: { period: 50_000 } }), ['cpu.max=max 50000']);
   t.deepEqual(w({ memory: { reservation: -1 } }), ['memory.low=0']);
-  t.throws(() => planV2({ cpu: { realtimeRuntime: 1000 } }), { message: /cpu\.realtimeRuntime\/realtimePeriod: real-time CPU bandwidth has no cgroup v2 interface/ });
+  t.throws(() => planV2({ cpu: { realtimeRuntime: 1000 } }), {
+    message: /cpu\.realtimeRuntime\/realtimePeriod: real-time CPU bandwidth has no cgroup v2 interface/,
+  });
 });
 
 test('shares and blkio weights convert like runc', (t) => {
@@ -191,10 +204,9 @@ test('stats parsers read v1 and v2 files', (t) => {
   t.deepEqual(parsePerCpu('100 200 \n'), [100, 200]);
   const kv = parseKeyValues('oom_kill_disable 0\nunder_oom 0\noom_kill 2\n');
   t.is(kv.get('oom_kill'), 2);
-  t.deepEqual(
-    parseBlkio('254:0 Read 4096\n254:0 Write 8192\n254:0 Sync 0\nTotal 12288\n', '254:0 Read 1\n254:0 Write 2\nTotal 3\n'),
-    [{ major: 254, minor: 0, readBytes: 4096, writeBytes: 8192, readOps: 1, writeOps: 2 }],
-  );
+  t.deepEqual(parseBlkio('254:0 Read 4096\n254:0 Write 8192\n254:0 Sync 0\nTotal 12288\n', '254:0 Read 1\n254:0 Write 2\nTotal 3\n'), [
+    { major: 254, minor: 0, readBytes: 4096, writeBytes: 8192, readOps: 1, writeOps: 2 },
+  ]);
   t.deepEqual(parseIoStat('8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n8:16 rbytes=5 wbytes=0 rios=1 wios=0\n'), [
     { major: 8, minor: 0, readBytes: 10, writeBytes: 20, readOps: 1, writeOps: 2 },
     { major: 8, minor: 16, readBytes: 5, writeBytes: 0, readOps: 1, writeOps: 0 },

@@ -96,7 +96,7 @@ test('each sample differs from the default, so a dropped flag shows', (t) => {
   for (const key of NODE_SETTING_KEYS) t.notDeepEqual(parseNodeArgv(SAMPLES[key])[key], defaults[key], flagName(key));
 });
 
-test('single node: every flag reaches tsd\'s command line, except those refused for cluster up', async (t) => {
+test("single node: every flag reaches tsd's command line, except those refused for cluster up", async (t) => {
   for (const key of NODE_SETTING_KEYS) {
     const flag = flagName(key);
     const rule = CLUSTER_UP_RULES[key];
@@ -117,7 +117,7 @@ test('single node: every flag reaches tsd\'s command line, except those refused 
   }
 });
 
-test('multi-node: every flag reaches every node\'s tsd, is derived per node, or is refused naming the flag and why', async (t) => {
+test("multi-node: every flag reaches every node's tsd, is derived per node, or is refused naming the flag and why", async (t) => {
   for (const key of NODE_SETTING_KEYS) {
     const flag = flagName(key);
     const rule = CLUSTER_UP_RULES[key];
@@ -139,9 +139,20 @@ test('multi-node: every flag reaches every node\'s tsd, is derived per node, or 
 });
 
 test('multi-node: all the flags of the issue together reach all three nodes', async (t) => {
-  const options = netnsOf(await planOf([
-    '--nodes', '3', '--insecure-registry', '172.31.213.254:5000', '--heartbeat-ms', '250', '--node-down-after-ms', '3000', '--cgroup-parent', 'ops',
-  ]));
+  const options = netnsOf(
+    await planOf([
+      '--nodes',
+      '3',
+      '--insecure-registry',
+      '172.31.213.254:5000',
+      '--heartbeat-ms',
+      '250',
+      '--node-down-after-ms',
+      '3000',
+      '--cgroup-parent',
+      'ops',
+    ]),
+  );
   for (const [k, tsd] of nodeConfigs(options).entries()) {
     t.deepEqual(tsd.insecureRegistries, ['172.31.213.254:5000']);
     t.is(tsd.heartbeatMs, 250);
@@ -150,19 +161,36 @@ test('multi-node: all the flags of the issue together reach all three nodes', as
   }
 });
 
-test('multi-node: the settings each node derives are its own, and defaults stay tsd\'s defaults', async (t) => {
+test("multi-node: the settings each node derives are its own, and defaults stay tsd's defaults", async (t) => {
   const options = netnsOf(await planOf(['--nodes', '3', '--managers', '2', '--netns-prefix', 'fl', '--underlay-octet', '77']));
   const configs = nodeConfigs(options);
   for (const key of ['listen', 'metricsListen', 'nodeName', 'subnet', 'advertiseAddress', 'dataRoot', 'cgroupParent'] as const) {
     t.is(new Set(configs.map((c) => c[key])).size, 3, `${key} differs per node`);
   }
-  t.deepEqual(configs.map((c) => c.advertiseAddress), ['172.31.77.1', '172.31.77.2', '172.31.77.3']);
-  t.deepEqual(configs.map((c) => c.listen), ['172.31.77.1:7420', '172.31.77.2:7420', '172.31.77.3:7420']);
-  t.deepEqual(configs.map((c) => c.apiSocket !== undefined), [true, true, false], 'managers have an API socket, the worker not');
-  t.true(configs.every((c) => c.join === undefined && c.token === undefined), 'join and token come from the join sequence, not the options');
+  t.deepEqual(
+    configs.map((c) => c.advertiseAddress),
+    ['172.31.77.1', '172.31.77.2', '172.31.77.3'],
+  );
+  t.deepEqual(
+    configs.map((c) => c.listen),
+    ['172.31.77.1:7420', '172.31.77.2:7420', '172.31.77.3:7420'],
+  );
+  t.deepEqual(
+    configs.map((c) => c.apiSocket !== undefined),
+    [true, true, false],
+    'managers have an API socket, the worker not',
+  );
+  t.true(
+    configs.every((c) => c.join === undefined && c.token === undefined),
+    'join and token come from the join sequence, not the options',
+  );
   const defaults = defaultConfig();
   for (const key of NODE_SETTING_KEYS) {
-    if (CLUSTER_UP_RULES[key].kind === 'every-node') t.true(configs.every((c) => JSON.stringify(c[key]) === JSON.stringify(defaults[key])), `${flagName(key)} keeps tsd's default`);
+    if (CLUSTER_UP_RULES[key].kind === 'every-node')
+      t.true(
+        configs.every((c) => JSON.stringify(c[key]) === JSON.stringify(defaults[key])),
+        `${flagName(key)} keeps tsd's default`,
+      );
   }
 });
 
@@ -195,10 +223,12 @@ test('a setting invalid for tsd is refused before any namespace is made, naming 
   await t.throwsAsync(planOf(['--nodes', '2', '--bridge', 'a-name-longer-than-15']), { message: /--bridge must be a link name of at most 15 characters/ });
   // The netns cluster checks every node's settings too (the e2e tests build it without tsctl).
   const options = netnsOf(await planOf(['--nodes', '2']));
-  t.throws(() => validateNetnsClusterOptions({ ...options, daemon: { ...options.daemon, heartbeatMs: 10 } }), { message: /--heartbeat-ms must be at least 50/ });
+  t.throws(() => validateNetnsClusterOptions({ ...options, daemon: { ...options.daemon, heartbeatMs: 10 } }), {
+    message: /--heartbeat-ms must be at least 50/,
+  });
 });
 
-test('nodeArgv and tsd\'s parser round-trip every setting (defaults and samples)', (t) => {
+test("nodeArgv and tsd's parser round-trip every setting (defaults and samples)", (t) => {
   t.deepEqual(parseNodeArgv(nodeArgv(defaultConfig())), defaultConfig());
   const everything = parseNodeArgv(NODE_SETTING_KEYS.flatMap((key) => SAMPLES[key]));
   t.deepEqual(parseNodeArgv(nodeArgv(everything)), everything);

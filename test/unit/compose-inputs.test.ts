@@ -17,7 +17,11 @@ import { loadManifests, loadManifestText } from '../../cli/manifest/load.js';
 import { MAX_YAML_NESTING, yamlStructureProblem } from '../../cli/manifest/input-limits.js';
 import type { Secret } from '../../common/resources/types.js';
 
-interface Project { dir: string; path: (name: string) => string; cleanup: () => void }
+interface Project {
+  dir: string;
+  path: (name: string) => string;
+  cleanup: () => void;
+}
 
 /** A temp dir holding a project directory "proj" and, beside it, a file that is not the project's. */
 function project(files: Record<string, string | Buffer>): Project {
@@ -65,7 +69,10 @@ test('a Compose value nested 20,000 deep names file, line, column and key', (t) 
   try {
     const error = refusal(() => loadIn(p));
     t.is(error.issues.length, 1);
-    t.is(error.message, `${p.path('compose.yaml')}:5:13: services.web.environment.DEEP: interpolation nested more than 32 deep (\${NAME:-\${...}} inside each other)`);
+    t.is(
+      error.message,
+      `${p.path('compose.yaml')}:5:13: services.web.environment.DEEP: interpolation nested more than 32 deep (\${NAME:-\${...}} inside each other)`,
+    );
   } finally {
     p.cleanup();
   }
@@ -80,7 +87,10 @@ test('a .env value nested 20,000 deep names the .env file, line and variable', (
     p.cleanup();
   }
   const parsed = parseDotenv(`B="${nested(20_000)}"\n`);
-  t.deepEqual(parsed.issues.map((i) => i.line), [1]);
+  t.deepEqual(
+    parsed.issues.map((i) => i.line),
+    [1],
+  );
 });
 
 test('an unclosed double quote at the top of a long .env is one error, found in linear time', (t) => {
@@ -96,8 +106,21 @@ const SECRET_COMPOSE = (file: string) => `services:\n  web:\n    image: busybox\
 test('secret, config and env_file paths outside the project directory are refused, naming key and path', (t) => {
   const p = project({
     'compose.yaml': [
-      'services:', '  web:', '    image: busybox', '    env_file: ../outside.txt', '    secrets: [a, b]', '    configs: [c]',
-      'secrets:', '  a:', '    file: /etc/hostname', '  b:', '    file: ./sub/../../outside.txt', 'configs:', '  c:', '    file: ../outside.txt', '',
+      'services:',
+      '  web:',
+      '    image: busybox',
+      '    env_file: ../outside.txt',
+      '    secrets: [a, b]',
+      '    configs: [c]',
+      'secrets:',
+      '  a:',
+      '    file: /etc/hostname',
+      '  b:',
+      '    file: ./sub/../../outside.txt',
+      'configs:',
+      '  c:',
+      '    file: ../outside.txt',
+      '',
     ].join('\n'),
   });
   try {
@@ -105,9 +128,18 @@ test('secret, config and env_file paths outside the project directory are refuse
     const lines = error.message.split('\n');
     t.is(lines.length, 4, error.message);
     const outside = join(p.dir, '..', 'outside.txt');
-    t.is(lines[0], `${p.path('compose.yaml')}:4:5: services.web.env_file[0]: env_file "../outside.txt" is ${outside}, outside the project directory ${p.dir}: files are read only from the project directory (that of the first -c file) unless \`tsctl stack deploy --allow-outside-files\` is given`);
-    t.regex(lines[1] ?? '', /compose\.yaml:9:5: secrets\.a\.file: secret file "\/etc\/hostname" is \/etc\/hostname, outside the project directory .*--allow-outside-files/);
-    t.regex(lines[2] ?? '', /compose\.yaml:11:5: secrets\.b\.file: secret file "\.\/sub\/\.\.\/\.\.\/outside\.txt" is .*\/outside\.txt, outside the project directory/);
+    t.is(
+      lines[0],
+      `${p.path('compose.yaml')}:4:5: services.web.env_file[0]: env_file "../outside.txt" is ${outside}, outside the project directory ${p.dir}: files are read only from the project directory (that of the first -c file) unless \`tsctl stack deploy --allow-outside-files\` is given`,
+    );
+    t.regex(
+      lines[1] ?? '',
+      /compose\.yaml:9:5: secrets\.a\.file: secret file "\/etc\/hostname" is \/etc\/hostname, outside the project directory .*--allow-outside-files/,
+    );
+    t.regex(
+      lines[2] ?? '',
+      /compose\.yaml:11:5: secrets\.b\.file: secret file "\.\/sub\/\.\.\/\.\.\/outside\.txt" is .*\/outside\.txt, outside the project directory/,
+    );
     t.regex(lines[3] ?? '', /compose\.yaml:14:5: configs\.c\.file: config file "\.\.\/outside\.txt" is .*\/outside\.txt, outside the project directory/);
     // The same project with --allow-outside-files reads them.
     const allowed = loadIn(p, { allowOutsideFiles: true });
@@ -122,7 +154,10 @@ test('a symbolic link inside the project that leads outside is refused; one that
   try {
     symlinkSync(join(p.dir, '..', 'outside.txt'), p.path('link'));
     const error = refusal(() => loadIn(p));
-    t.regex(error.message, /compose\.yaml:7:5: secrets\.token\.file: secret file "\.\/link" leads through a symbolic link to \/.*\/outside\.txt, outside the project directory .*--allow-outside-files/);
+    t.regex(
+      error.message,
+      /compose\.yaml:7:5: secrets\.token\.file: secret file "\.\/link" leads through a symbolic link to \/.*\/outside\.txt, outside the project directory .*--allow-outside-files/,
+    );
     t.is(loadIn(p, { allowOutsideFiles: true }).objects.filter((o) => o.kind === 'Secret').length, 1);
     rmSync(p.path('link'));
     symlinkSync('real/token', p.path('link'));
@@ -147,7 +182,9 @@ test('a .env that is a symbolic link to a file outside the project is refused', 
 });
 
 test('an optional env_file outside the project is still refused (optional means it may be missing)', (t) => {
-  const p = project({ 'compose.yaml': 'services:\n  web:\n    image: busybox\n    env_file: [{path: /etc/hostname, required: false}, {path: gone.env, required: false}]\n' });
+  const p = project({
+    'compose.yaml': 'services:\n  web:\n    image: busybox\n    env_file: [{path: /etc/hostname, required: false}, {path: gone.env, required: false}]\n',
+  });
   try {
     const error = refusal(() => loadIn(p));
     t.is(error.issues.length, 1);
@@ -163,7 +200,10 @@ test('a secret file over 500 KiB is refused by its size, naming the key; 500 KiB
   const p = project({ 'compose.yaml': SECRET_COMPOSE('big'), big: Buffer.alloc(500 * 1024 + 1, 'x') });
   try {
     const error = refusal(() => loadIn(p));
-    t.regex(error.message, /compose\.yaml:7:5: secrets\.token\.file: secret file \/.*\/big: 512001 bytes or more, larger than the 512000 bytes \(500 KiB\) allowed$/);
+    t.regex(
+      error.message,
+      /compose\.yaml:7:5: secrets\.token\.file: secret file \/.*\/big: 512001 bytes or more, larger than the 512000 bytes \(500 KiB\) allowed$/,
+    );
     writeFileSync(p.path('big'), Buffer.alloc(500 * 1024, 'x'));
     t.is(loadIn(p).objects.filter((o) => o.kind === 'Secret').length, 1);
   } finally {
@@ -174,7 +214,10 @@ test('a secret file over 500 KiB is refused by its size, naming the key; 500 KiB
 test('config content over 500 KiB is refused at its key', (t) => {
   const p = project({ 'compose.yaml': `services:\n  web:\n    image: busybox\n    configs: [c]\nconfigs:\n  c:\n    content: "${'y'.repeat(600 * 1024)}"\n` });
   try {
-    t.regex(refusal(() => loadIn(p)).message, /compose\.yaml:7:5: configs\.c\.content: the content is 614400 bytes, larger than the 512000 bytes \(500 KiB\) a config may hold/);
+    t.regex(
+      refusal(() => loadIn(p)).message,
+      /compose\.yaml:7:5: configs\.c\.content: the content is 614400 bytes, larger than the 512000 bytes \(500 KiB\) a config may hold/,
+    );
   } finally {
     p.cleanup();
   }
@@ -195,8 +238,17 @@ test('a Compose file or manifest over 4 MiB is refused before parsing, with a cl
   const p = project({ 'compose.yaml': big, 'big.yaml': big });
   try {
     const error = refusal(() => loadIn(p));
-    t.is(error.message, `${p.path('compose.yaml')}: refused before parsing: 4194304 bytes or more, larger than the 4194304 bytes (4 MiB) allowed (one API request's limit)`.replace('4194304 bytes or more', `${Buffer.byteLength(big)} bytes or more`));
-    const manifest = await loadManifests(p.path('big.yaml')).then(() => undefined, (e: unknown) => e);
+    t.is(
+      error.message,
+      `${p.path('compose.yaml')}: refused before parsing: 4194304 bytes or more, larger than the 4194304 bytes (4 MiB) allowed (one API request's limit)`.replace(
+        '4194304 bytes or more',
+        `${Buffer.byteLength(big)} bytes or more`,
+      ),
+    );
+    const manifest = await loadManifests(p.path('big.yaml')).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     t.true(manifest instanceof ManifestError);
     t.regex((manifest as Error).message, /big\.yaml: refused before parsing: \d+ bytes or more, larger than the 4194304 bytes \(4 MiB\) allowed/);
     t.regex(refusal(() => loadManifestText(big, 'stdin.yaml')).message, /^stdin\.yaml: refused before parsing: /);
@@ -211,7 +263,10 @@ test('YAML nested deeper than the limit is refused before the YAML library recur
   const flow = `a: ${'['.repeat(2_000_000)}${']'.repeat(2_000_000)}\n`;
   const error = refusal(() => loadManifestText(flow, 'deep.yaml'));
   // `a:` is two levels (its line, its mapping value); the bracket that makes it 129 is the 127th.
-  t.is(error.message, `deep.yaml:1:${3 + MAX_YAML_NESTING - 1}: YAML nested more than ${MAX_YAML_NESTING} levels deep; manifests and Compose files nest far less, so this file is refused before it is parsed`);
+  t.is(
+    error.message,
+    `deep.yaml:1:${3 + MAX_YAML_NESTING - 1}: YAML nested more than ${MAX_YAML_NESTING} levels deep; manifests and Compose files nest far less, so this file is refused before it is parsed`,
+  );
   t.truthy(yamlStructureProblem(`a:\n${'- '.repeat(1_000_000)}x\n`), 'compact block sequences');
   t.truthy(yamlStructureProblem(Array.from({ length: 200 }, (_, i) => `${' '.repeat(i)}k:`).join('\n')), 'indented mappings');
   t.truthy(yamlStructureProblem(`{"a": ${'{"a": '.repeat(200)}1${'}'.repeat(201)}`), 'JSON');
@@ -229,7 +284,12 @@ test('YAML nested deeper than the limit is refused before the YAML library recur
 // ---- found by test/unit/fuzz-client-inputs.test.ts ----
 
 test('keys that are lists, mappings or binary are refused at the key, not turned into text', (t) => {
-  const error = refusal(() => loadManifestText('apiVersion: tessera/v1\nkind: Service\nmetadata: {name: web}\nspec:\n  image: busybox\n  env: {[x]: y}\n  !!binary aGk=: 1\n', 'keys.yaml'));
+  const error = refusal(() =>
+    loadManifestText(
+      'apiVersion: tessera/v1\nkind: Service\nmetadata: {name: web}\nspec:\n  image: busybox\n  env: {[x]: y}\n  !!binary aGk=: 1\n',
+      'keys.yaml',
+    ),
+  );
   t.deepEqual(error.message.split('\n'), [
     'keys.yaml:6:9: YAML syntax error: a key must be a plain value (a string or number), not a list, mapping or binary data',
     'keys.yaml:7:12: YAML syntax error: a key must be a plain value (a string or number), not a list, mapping or binary data',
@@ -248,11 +308,16 @@ test('a duplicate key among 60,000 is found (in linear time) and named where it 
 });
 
 test('port ranges beyond 65535 are refused before they are expanded', (t) => {
-  const p = project({ 'compose.yaml': 'services:\n  web:\n    image: busybox\n    ports: ["1-99999999999:1-99999999999"]\n    expose: ["1-99999999999", "9000-8000"]\n' });
+  const p = project({
+    'compose.yaml': 'services:\n  web:\n    image: busybox\n    ports: ["1-99999999999:1-99999999999"]\n    expose: ["1-99999999999", "9000-8000"]\n',
+  });
   try {
     const lines = refusal(() => loadIn(p)).message.split('\n');
     t.is(lines.length, 1, 'ports are checked first; expose after them');
-    t.regex(lines[0] ?? '', /compose\.yaml:4:13: services\.web\.ports\[0\]: invalid port "1-99999999999:1-99999999999": target "1-99999999999" is not a port or range/);
+    t.regex(
+      lines[0] ?? '',
+      /compose\.yaml:4:13: services\.web\.ports\[0\]: invalid port "1-99999999999:1-99999999999": target "1-99999999999" is not a port or range/,
+    );
     writeFileSync(p.path('compose.yaml'), 'services:\n  web:\n    image: busybox\n    expose: ["1-99999999999", "9000-8000"]\n');
     const expose = refusal(() => loadIn(p)).message.split('\n');
     t.is(expose.length, 2);

@@ -25,8 +25,9 @@ type SchemaNode = { [key: string]: unknown };
 
 export function corpusFiles(): string[] {
   const root = join(CORPUS, 'awesome-compose');
-  return readdirSync(root).sort().flatMap((dir) =>
-    ['compose.yaml', 'compose.yml'].map((f) => join(root, dir, f)).filter((p) => existsSync(p)));
+  return readdirSync(root)
+    .sort()
+    .flatMap((dir) => ['compose.yaml', 'compose.yml'].map((f) => join(root, dir, f)).filter((p) => existsSync(p)));
 }
 
 function oracle(): (value: unknown) => boolean {
@@ -88,20 +89,35 @@ function mutate(doc: Json, random: () => number): { value: Json; what: string } 
   const where = path.join('.');
   const op = Math.floor(random() * 5);
   if (parent === null || parent === undefined || typeof parent !== 'object') return { value, what: 'no-op' };
-  const set = (v: Json) => { if (Array.isArray(parent)) parent[last as number] = v; else parent[last as string] = v; };
+  const set = (v: Json) => {
+    if (Array.isArray(parent)) parent[last as number] = v;
+    else parent[last as string] = v;
+  };
   switch (op) {
-    case 0: { const v = pick(SAMPLE_VALUES); set(v); return { value, what: `${where} := ${JSON.stringify(v)}` }; }
+    case 0: {
+      const v = pick(SAMPLE_VALUES);
+      set(v);
+      return { value, what: `${where} := ${JSON.stringify(v)}` };
+    }
     case 1: {
-      if (Array.isArray(parent)) parent.splice(last as number, 1); else delete parent[last as string];
+      if (Array.isArray(parent)) parent.splice(last as number, 1);
+      else delete parent[last as string];
       return { value, what: `remove ${where}` };
     }
     case 2: {
-      if (Array.isArray(parent)) { parent.push(clone(parent[last as number] as Json)); return { value, what: `duplicate ${where}` }; }
+      if (Array.isArray(parent)) {
+        parent.push(clone(parent[last as number] as Json));
+        return { value, what: `duplicate ${where}` };
+      }
       const key = pick(KEYS_TO_ADD);
       parent[key] = pick(SAMPLE_VALUES);
       return { value, what: `add ${path.slice(0, -1).join('.')}.${key}` };
     }
-    case 3: { const v = pick(ENUM_WORDS); set(v); return { value, what: `${where} := ${JSON.stringify(v)}` }; }
+    case 3: {
+      const v = pick(ENUM_WORDS);
+      set(v);
+      return { value, what: `${where} := ${JSON.stringify(v)}` };
+    }
     default: {
       // Turn a scalar into a list of it, or a list into its first item: the shapes people confuse.
       const current = Array.isArray(parent) ? parent[last as number] : parent[last as string];
@@ -143,7 +159,8 @@ test('generated mutations of the corpus: same verdict as the schema', (t) => {
       }
       const theirs = valid(current);
       const ours = checkComposeStructure(current).length === 0;
-      if (theirs) accepted++; else rejected++;
+      if (theirs) accepted++;
+      else rejected++;
       if (!agree(ours, theirs)) disagreements.push(`${file} [${what.join('; ')}]: schema ${theirs ? 'accepts' : 'rejects'}, we ${ours ? 'accept' : 'reject'}`);
     }
   }
@@ -159,12 +176,18 @@ function schemaKeyPaths(schema: SchemaNode): Path[] {
   const seen = new Set<SchemaNode>();
   const walk = (node: SchemaNode | undefined, path: Path, depth: number): void => {
     if (!node || depth > 8) return;
-    if (typeof node['$ref'] === 'string') { walk(defs[(node['$ref']).split('/').pop() ?? ''], path, depth); return; }
+    if (typeof node['$ref'] === 'string') {
+      walk(defs[node['$ref'].split('/').pop() ?? ''], path, depth);
+      return;
+    }
     if (seen.has(node) && depth > 3) return;
     seen.add(node);
     for (const option of (node['oneOf'] as SchemaNode[] | undefined) ?? []) walk(option, path, depth);
     const props = node['properties'] as Record<string, SchemaNode> | undefined;
-    for (const [key, child] of Object.entries(props ?? {})) { out.push([...path, key]); walk(child, [...path, key], depth + 1); }
+    for (const [key, child] of Object.entries(props ?? {})) {
+      out.push([...path, key]);
+      walk(child, [...path, key], depth + 1);
+    }
     const patterns = node['patternProperties'] as Record<string, SchemaNode> | undefined;
     for (const [pattern, child] of Object.entries(patterns ?? {})) if (pattern !== '^x-') walk(child, [...path, 'k'], depth + 1);
     if (node['items']) walk(node['items'] as SchemaNode, [...path, 0], depth + 1);
@@ -183,8 +206,12 @@ function documentWith(path: Path, value: Json): Json {
     const child: Json = isLast ? value : typeof next === 'number' ? [] : {};
     const container = node as Record<string, Json> | Json[];
     const existing = Array.isArray(container) ? container[segment as number] : container[segment as string];
-    if (existing !== undefined && !isLast && typeof existing === 'object' && existing !== null) { node = existing; return; }
-    if (Array.isArray(container)) container[segment as number] = child; else container[segment as string] = child;
+    if (existing !== undefined && !isLast && typeof existing === 'object' && existing !== null) {
+      node = existing;
+      return;
+    }
+    if (Array.isArray(container)) container[segment as number] = child;
+    else container[segment as string] = child;
     node = child;
   });
   return base;

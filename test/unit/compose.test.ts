@@ -31,7 +31,10 @@ function project(files: Record<string, string>): { dir: string; cleanup: () => v
 function load(files: Record<string, string>, names: string[], env: Record<string, string> = {}) {
   const p = project(files);
   try {
-    return loadCompose(names.map((n) => join(p.dir, n)), { env, projectName: 'shop' });
+    return loadCompose(
+      names.map((n) => join(p.dir, n)),
+      { env, projectName: 'shop' },
+    );
   } finally {
     p.cleanup();
   }
@@ -40,7 +43,10 @@ function load(files: Record<string, string>, names: string[], env: Record<string
 function rejection(files: Record<string, string>, names: string[], env: Record<string, string> = {}): ManifestError {
   const p = project(files);
   try {
-    loadCompose(names.map((n) => join(p.dir, n)), { env, projectName: 'shop' });
+    loadCompose(
+      names.map((n) => join(p.dir, n)),
+      { env, projectName: 'shop' },
+    );
   } catch (error) {
     if (error instanceof ManifestError) return error;
     throw error;
@@ -76,12 +82,29 @@ test('interpolation: every form of the compose-spec', (t) => {
 });
 
 test('.env format: quotes, export, comments, escapes, references', (t) => {
-  const r = parseDotenv([
-    '# comment', 'export A=1', 'B = two words  # trailing comment', "C='${A} literal'", 'D="line\\nnext ${A}"',
-    'E=${A}-${MISSING:-dflt}', 'F', 'G="multi', 'line"', '1BAD=x',
-  ].join('\n'), (n) => (n === 'F' ? 'from-shell' : undefined));
+  const r = parseDotenv(
+    [
+      '# comment',
+      'export A=1',
+      'B = two words  # trailing comment',
+      "C='${A} literal'",
+      'D="line\\nnext ${A}"',
+      'E=${A}-${MISSING:-dflt}',
+      'F',
+      'G="multi',
+      'line"',
+      '1BAD=x',
+    ].join('\n'),
+    (n) => (n === 'F' ? 'from-shell' : undefined),
+  );
   t.deepEqual(Object.fromEntries(r.values), {
-    A: '1', B: 'two words', C: '${A} literal', D: 'line\nnext 1', E: '1-dflt', F: 'from-shell', G: 'multi\nline',
+    A: '1',
+    B: 'two words',
+    C: '${A} literal',
+    D: 'line\nnext 1',
+    E: '1-dflt',
+    F: 'from-shell',
+    G: 'multi\nline',
   });
   t.is(r.issues.length, 1);
   t.is(r.issues[0]?.line, 10);
@@ -140,9 +163,16 @@ configs:
 `;
 
 test('a full project: interpolation with .env and the environment, env_file, every form translated', (t) => {
-  const result = load({
-    'compose.yaml': BASE, '.env': 'TAG=1.25\nREPLICAS=3\nMODE=dev\n', 'web.env': 'FROM_FILE=yes\nMODE=file\n', 'token.txt': 's3cret',
-  }, ['compose.yaml'], { MODE: 'shell-wins', FROM_SHELL: 'here' });
+  const result = load(
+    {
+      'compose.yaml': BASE,
+      '.env': 'TAG=1.25\nREPLICAS=3\nMODE=dev\n',
+      'web.env': 'FROM_FILE=yes\nMODE=file\n',
+      'token.txt': 's3cret',
+    },
+    ['compose.yaml'],
+    { MODE: 'shell-wins', FROM_SHELL: 'here' },
+  );
   const web = service(result.objects, 'web');
   t.is(web.spec.image, 'docker.io/nginx:1.25');
   t.deepEqual(web.spec.command, ['/docker-entrypoint.sh']);
@@ -150,11 +180,14 @@ test('a full project: interpolation with .env and the environment, env_file, eve
   // environment: beats env_file; the shell beats .env during interpolation.
   t.deepEqual(web.spec.env, { FROM_FILE: 'yes', MODE: 'shell-wins', FROM_SHELL: 'here' });
   t.is(web.spec.replicas, 3);
-  t.deepEqual(web.spec.ports, [
-    { target: 80, published: 8080, protocol: 'tcp', mode: 'ingress' },
-    { target: 9000, published: 9000, protocol: 'udp', mode: 'ingress' },
-    { target: 9001, published: 9001, protocol: 'udp', mode: 'ingress' },
-  ].map((p) => p));
+  t.deepEqual(
+    web.spec.ports,
+    [
+      { target: 80, published: 8080, protocol: 'tcp', mode: 'ingress' },
+      { target: 9000, published: 9000, protocol: 'udp', mode: 'ingress' },
+      { target: 9001, published: 9001, protocol: 'udp', mode: 'ingress' },
+    ].map((p) => p),
+  );
   t.is(web.spec.mounts?.[0]?.type, 'volume');
   t.deepEqual(web.spec.mounts?.[0], { type: 'volume', source: 'data', target: '/var/data', readOnly: true });
   t.is(web.spec.mounts?.[1]?.type, 'bind');
@@ -228,8 +261,14 @@ services:
   t.is(web.spec.image, 'nginx:2');
   t.deepEqual(web.spec.args, ['c']);
   t.deepEqual(web.spec.env, { A: '1', B: '3', C: '4' });
-  t.deepEqual(web.spec.ports?.map((p) => `${p.published}:${p.target}`), ['8080:80', '9090:90', '7070:70']);
-  t.deepEqual(web.spec.mounts?.map((m) => `${m.type}:${m.target}`), ['tmpfs:/data', 'volume:/logs']);
+  t.deepEqual(
+    web.spec.ports?.map((p) => `${p.published}:${p.target}`),
+    ['8080:80', '9090:90', '7070:70'],
+  );
+  t.deepEqual(
+    web.spec.mounts?.map((m) => `${m.type}:${m.target}`),
+    ['tmpfs:/data', 'volume:/logs'],
+  );
   t.deepEqual(web.spec.dns, { servers: ['1.1.1.1', '8.8.8.8'] });
   t.deepEqual(web.spec.containerLabels, { tier: 'front' });
   t.is(web.spec.replicas, 2);
@@ -238,21 +277,34 @@ services:
 });
 
 test('errors name file, line, column and key; every problem is reported at once', (t) => {
-  const err = rejection({
-    'c.yaml': [
-      'services:', '  web:', '    image: nginx', '    build: .', '    privileged: true', '    ports: ["80:80:80:80"]',
-      '    replicas: 3', '  Bad_Name:', '    image: busybox',
-    ].join('\n'),
-  }, ['c.yaml']);
+  const err = rejection(
+    {
+      'c.yaml': [
+        'services:',
+        '  web:',
+        '    image: nginx',
+        '    build: .',
+        '    privileged: true',
+        '    ports: ["80:80:80:80"]',
+        '    replicas: 3',
+        '  Bad_Name:',
+        '    image: busybox',
+      ].join('\n'),
+    },
+    ['c.yaml'],
+  );
   const lines = err.issues.map((i) => `${i.line}:${i.col} ${i.message}`);
   // Structure problems stop the file before its values are read, so the port comes later.
   t.is(lines.length, 1, lines.join('\n'));
   t.regex(lines[0] ?? '', /^7:5 unknown key "replicas"/);
   const portErr = rejection({ 'c.yaml': 'services:\n  web:\n    image: nginx\n    ports: ["80:80:80:80"]\n' }, ['c.yaml']);
   t.regex(portErr.message, /c\.yaml:4:13: services\.web\.ports\[0\]: invalid port "80:80:80:80"/);
-  const translateErr = rejection({
-    'c.yaml': ['services:', '  web:', '    build: .', '    privileged: true', '  Bad_Name:', '    image: busybox'].join('\n'),
-  }, ['c.yaml']);
+  const translateErr = rejection(
+    {
+      'c.yaml': ['services:', '  web:', '    build: .', '    privileged: true', '  Bad_Name:', '    image: busybox'].join('\n'),
+    },
+    ['c.yaml'],
+  );
   const found = translateErr.issues.map((i) => `${i.file.split('/').pop()}:${i.line}:${i.col} ${i.message}`);
   t.is(found.length, 3, found.join('\n'));
   t.regex(found[0] ?? '', /^c\.yaml:3:5 this service has build: but no image:, and image builds are not supported yet: .*tsctl image load/);
@@ -261,10 +313,13 @@ test('errors name file, line, column and key; every problem is reported at once'
 });
 
 test('a problem in an override file points into the override file', (t) => {
-  const err = rejection({
-    'a.yaml': 'services:\n  web:\n    image: nginx\n',
-    'b.yaml': 'services:\n  web:\n    ports:\n      - target: 80\n        host_ip: 127.0.0.1\n',
-  }, ['a.yaml', 'b.yaml']);
+  const err = rejection(
+    {
+      'a.yaml': 'services:\n  web:\n    image: nginx\n',
+      'b.yaml': 'services:\n  web:\n    ports:\n      - target: 80\n        host_ip: 127.0.0.1\n',
+    },
+    ['a.yaml', 'b.yaml'],
+  );
   const issue = err.issues[0];
   t.is(issue?.file.split('/').pop(), 'b.yaml');
   t.is(issue?.line, 5);
@@ -272,9 +327,12 @@ test('a problem in an override file points into the override file', (t) => {
 });
 
 test('env_file that is missing and required is an error; references to undeclared objects are errors', (t) => {
-  const err = rejection({
-    'c.yaml': 'services:\n  web:\n    image: nginx\n    env_file: nope.env\n    volumes: ["v:/v"]\n    secrets: [s]\n    networks: [n]\n',
-  }, ['c.yaml']);
+  const err = rejection(
+    {
+      'c.yaml': 'services:\n  web:\n    image: nginx\n    env_file: nope.env\n    volumes: ["v:/v"]\n    secrets: [s]\n    networks: [n]\n',
+    },
+    ['c.yaml'],
+  );
   const messages = err.issues.map((i) => i.message).join('\n');
   t.regex(messages, /env_file .*nope\.env does not exist/);
   t.regex(messages, /volume "v" is not declared/);
@@ -287,7 +345,7 @@ test('a deploy without --dry-run sends what the server takes and refuses, before
   const plan = planDeploy(simple.objects);
   t.true('objects' in plan);
   const kinds = 'objects' in plan ? plan.objects.map((o) => o.kind).sort() : [];
-  t.deepEqual(kinds, ['Network', 'Service'], 'the service and its stack\'s default network');
+  t.deepEqual(kinds, ['Network', 'Service'], "the service and its stack's default network");
   const full = load({ 'c.yaml': BASE, '.env': 'TAG=1\n', 'web.env': '', 'token.txt': 'x' }, ['c.yaml']);
   // Everything the full project uses (secrets, configs, volumes, health checks, depends_on, …) is deployable.
   const deployable = planDeploy(full.objects);
@@ -393,7 +451,10 @@ test('awesome-compose: every service with build: and no image: is refused at its
     const error = t.throws(() => loadCompose([file], { env: {}, projectName: 'corpus' }), { instanceOf: ManifestError }) as ManifestError;
     const lines = error.message.split('\n');
     for (const [name, where] of keys) {
-      t.true(lines.some((l) => l.startsWith(`${where}: services.${name}.build: `) && BUILD_ONLY.test(l)), `${dir}: no build error for ${name} at ${where}:\n${error.message}`);
+      t.true(
+        lines.some((l) => l.startsWith(`${where}: services.${name}.build: `) && BUILD_ONLY.test(l)),
+        `${dir}: no build error for ${name} at ${where}:\n${error.message}`,
+      );
     }
     // The old, misleading consequence of the missing image must not be reported any more.
     t.false(/translates to spec image/.test(error.message), `${dir}: ${error.message}`);
@@ -409,18 +470,26 @@ test('build: and image: together: build is ignored with a warning at the build k
   const result = load({ 'c.yaml': 'services:\n  web:\n    image: registry.local:5000/web:1\n    build: {context: ./web}\n' }, ['c.yaml']);
   t.is(service(result.objects, 'web').spec.image, 'registry.local:5000/web:1');
   t.is(result.warnings.length, 1);
-  t.regex(result.warnings[0] ?? '', /c\.yaml:4:5: services\.web\.build: ignored, as docker stack deploy does \(image builds are not supported yet\): the service runs image "registry\.local:5000\/web:1", which must already be pushed/);
+  t.regex(
+    result.warnings[0] ?? '',
+    /c\.yaml:4:5: services\.web\.build: ignored, as docker stack deploy does \(image builds are not supported yet\): the service runs image "registry\.local:5000\/web:1", which must already be pushed/,
+  );
 });
 
 test('build: without image: is one error at the build key, not a missing-image error', (t) => {
   const error = rejection({ 'c.yaml': 'services:\n  web:\n    build: .\n    ports: ["80:80"]\n' }, ['c.yaml']);
   t.is(error.issues.length, 1);
-  t.regex(error.message, /^\S*c\.yaml:3:5: services\.web\.build: this service has build: but no image:, and image builds are not supported yet: build the image and push it to a registry the nodes can pull from \(or `tsctl image load FILE\.tar` on each node\), then set image: to its reference$/);
+  t.regex(
+    error.message,
+    /^\S*c\.yaml:3:5: services\.web\.build: this service has build: but no image:, and image builds are not supported yet: build the image and push it to a registry the nodes can pull from \(or `tsctl image load FILE\.tar` on each node\), then set image: to its reference$/,
+  );
 });
 
 // ---- the key table ----
 
-interface SchemaNode { [key: string]: unknown }
+interface SchemaNode {
+  [key: string]: unknown;
+}
 
 /** Every key path of the schema in the table's notation (`*` for names, `[]` for list items). */
 function schemaKeys(schema: SchemaNode): string[] {
@@ -428,7 +497,10 @@ function schemaKeys(schema: SchemaNode): string[] {
   const out = new Set<string>();
   const walk = (node: SchemaNode | undefined, path: string, stack: readonly SchemaNode[]): void => {
     if (!node || stack.includes(node)) return;
-    if (typeof node['$ref'] === 'string') { walk(defs[node['$ref'].split('/').pop() ?? ''], path, stack); return; }
+    if (typeof node['$ref'] === 'string') {
+      walk(defs[node['$ref'].split('/').pop() ?? ''], path, stack);
+      return;
+    }
     const next = [...stack, node];
     for (const option of (node['oneOf'] as SchemaNode[] | undefined) ?? []) walk(option, path, next);
     for (const [key, child] of Object.entries((node['properties'] as Record<string, SchemaNode> | undefined) ?? {})) {
@@ -465,8 +537,14 @@ export function keyTable(keys: readonly string[]): string {
   const rows = keys.map((key) => {
     const owner = coveredBy(key) ?? key;
     const s = COMPOSE_KEYS[owner];
-    const status = !s ? 'MISSING' : owner !== key ? `${s.status === 'rejected' ? 'rejected ' : ''}with \`${owner}\`` : s.status === 'partial' ? 'partially' : s.status;
-    return `| \`${key}\` | ${status} | ${(owner === key ? s?.note ?? '' : '').replace(/\|/g, '\\|')} |`;
+    const status = !s
+      ? 'MISSING'
+      : owner !== key
+        ? `${s.status === 'rejected' ? 'rejected ' : ''}with \`${owner}\``
+        : s.status === 'partial'
+          ? 'partially'
+          : s.status;
+    return `| \`${key}\` | ${status} | ${(owner === key ? (s?.note ?? '') : '').replace(/\|/g, '\\|')} |`;
   });
   return ['| Key | Status | Notes |', '|---|---|---|', ...rows].join('\n');
 }
@@ -475,8 +553,16 @@ test('the key table covers every key of the compose-spec schema, and docs/compos
   t.true(existsSync(SCHEMA_PATH), `the compose-spec schema is missing at ${SCHEMA_PATH}`);
   const schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as SchemaNode;
   const keys = [...schemaKeys(schema)].sort();
-  t.deepEqual(keys.filter((k) => !coveredBy(k)), [], 'keys missing from cli/compose/keys.ts');
-  t.deepEqual(Object.keys(COMPOSE_KEYS).filter((k) => !keys.includes(k)), [], 'table rows that are not schema keys');
+  t.deepEqual(
+    keys.filter((k) => !coveredBy(k)),
+    [],
+    'keys missing from cli/compose/keys.ts',
+  );
+  t.deepEqual(
+    Object.keys(COMPOSE_KEYS).filter((k) => !keys.includes(k)),
+    [],
+    'table rows that are not schema keys',
+  );
   const table = keyTable(keys);
   const doc = readFileSync(DOC_PATH, 'utf8');
   const begin = '<!-- key table: generated by test/unit/compose.test.ts (UPDATE_COMPOSE_DOC=1) -->';
@@ -499,22 +585,36 @@ function documentFor(path: string): Record<string, unknown> {
     const next = segments[index + 1];
     const value: unknown = last ? 'x' : next === '[]' ? [] : {};
     const key = segment === '*' ? (index === 1 ? 's' : 'k') : segment;
-    if (Array.isArray(node)) { node.push(value); node = value as Record<string, unknown>; return; }
+    if (Array.isArray(node)) {
+      node.push(value);
+      node = value as Record<string, unknown>;
+      return;
+    }
     const existing = node[key];
-    if (existing !== undefined && !last) { node = existing as Record<string, unknown>; return; }
+    if (existing !== undefined && !last) {
+      node = existing as Record<string, unknown>;
+      return;
+    }
     node[key] = value;
     node = value as Record<string, unknown>;
   });
   return doc;
 }
 
-test('every key marked rejected is rejected by the translator, with the table\'s reason', async (t) => {
+test("every key marked rejected is rejected by the translator, with the table's reason", async (t) => {
   const { rejectedKeys } = await import('../../cli/compose/translate.js');
   for (const [path, status] of Object.entries(COMPOSE_KEYS)) {
     if (status.status !== 'rejected') continue;
     const issues = rejectedKeys(documentFor(path));
-    const leaf = path.split(/\.|\[\]/).filter(Boolean).pop() ?? '';
-    t.true(issues.some((i) => i.message === `${leaf}: not supported: ${status.note ?? ''}`), `${path}: ${JSON.stringify(issues)}`);
+    const leaf =
+      path
+        .split(/\.|\[\]/)
+        .filter(Boolean)
+        .pop() ?? '';
+    t.true(
+      issues.some((i) => i.message === `${leaf}: not supported: ${status.note ?? ''}`),
+      `${path}: ${JSON.stringify(issues)}`,
+    );
   }
 });
 
@@ -524,17 +624,36 @@ test('keys marked honoured show up in the output (one project using each top-lev
   const has = (field: string) => specs.some((s) => Object.hasOwn(s, field));
   // Compose key → the ServiceSpec field it lands in.
   const landing: Record<string, string> = {
-    image: 'image', entrypoint: 'command', command: 'args', environment: 'env', env_file: 'env', ports: 'ports',
-    volumes: 'mounts', tmpfs: 'mounts', networks: 'networks', secrets: 'secrets', configs: 'configs', healthcheck: 'healthcheck',
-    depends_on: 'dependsOn', deploy: 'replicas', restart: 'restart', read_only: 'readOnly', cap_add: 'capAdd',
-    ulimits: 'ulimits', extra_hosts: 'extraHosts', stop_signal: 'stopSignal', stop_grace_period: 'stopGracePeriodMs', init: 'init',
+    image: 'image',
+    entrypoint: 'command',
+    command: 'args',
+    environment: 'env',
+    env_file: 'env',
+    ports: 'ports',
+    volumes: 'mounts',
+    tmpfs: 'mounts',
+    networks: 'networks',
+    secrets: 'secrets',
+    configs: 'configs',
+    healthcheck: 'healthcheck',
+    depends_on: 'dependsOn',
+    deploy: 'replicas',
+    restart: 'restart',
+    read_only: 'readOnly',
+    cap_add: 'capAdd',
+    ulimits: 'ulimits',
+    extra_hosts: 'extraHosts',
+    stop_signal: 'stopSignal',
+    stop_grace_period: 'stopGracePeriodMs',
+    init: 'init',
   };
   for (const [key, field] of Object.entries(landing)) {
     t.not(COMPOSE_KEYS[`services.*.${key}`]?.status, 'rejected', key);
     t.true(has(field), `${key} → spec.${field}`);
   }
-  const more = load({
-    'c.yaml': `services:
+  const more = load(
+    {
+      'c.yaml': `services:
   a:
     image: busybox
     working_dir: /w
@@ -556,7 +675,9 @@ test('keys marked honoured show up in the output (one project using each top-lev
     scale: 2
     deploy: {endpoint_mode: dnsrr, labels: {team: x}, rollback_config: {parallelism: 2}}
 `,
-  }, ['c.yaml']);
+    },
+    ['c.yaml'],
+  );
   const a = service(more.objects, 'a');
   t.is(a.spec.workdir, '/w');
   t.is(a.spec.user, '1000');
@@ -576,8 +697,9 @@ test('keys marked honoured show up in the output (one project using each top-lev
 });
 
 test('an unquoted mode like 0440 is octal, as Docker reads it (not decimal 440)', (t) => {
-  const { objects } = load({
-    'compose.yaml': `
+  const { objects } = load(
+    {
+      'compose.yaml': `
 services:
   web:
     image: busybox
@@ -588,9 +710,11 @@ secrets:
 configs:
   conf: {file: ./conf}
 `,
-    token: 'x',
-    conf: 'y',
-  }, ['compose.yaml']);
+      token: 'x',
+      conf: 'y',
+    },
+    ['compose.yaml'],
+  );
   const web = service(objects, 'web');
   t.is(web.spec.secrets?.[0]?.mode, 0o440);
   t.is(web.spec.configs?.[0]?.mode, 0o600);

@@ -15,20 +15,29 @@ function svc(spec: ServiceSpec, status: Service['status'] = { currentSpec: spec 
 }
 
 let seq = 0;
-function task(spec: ServiceSpec, state: Task['status']['state'] = 'running', extra: Partial<Task['status']> & { desiredState?: Task['desiredState']; nodeName?: string; at?: string } = {}): Task {
+function task(
+  spec: ServiceSpec,
+  state: Task['status']['state'] = 'running',
+  extra: Partial<Task['status']> & { desiredState?: Task['desiredState']; nodeName?: string; at?: string } = {},
+): Task {
   const { desiredState, nodeName, at, ...status } = extra;
   seq += 1;
   return {
-    apiVersion: API_VERSION, kind: 'Task', metadata: { name: `shop_web.${seq}.t${seq}`, stack: 'shop' },
+    apiVersion: API_VERSION,
+    kind: 'Task',
+    metadata: { name: `shop_web.${seq}.t${seq}`, stack: 'shop' },
     spec: { serviceName: 'web', serviceStack: 'shop', serviceGeneration: 1, slot: seq, spec },
     ...(nodeName ? { nodeName } : {}),
-    desiredState: desiredState ?? 'running', status: { state, timestamp: at ?? AT, ...status },
+    desiredState: desiredState ?? 'running',
+    status: { state, timestamp: at ?? AT, ...status },
   };
 }
 
 function node(name: string, extra: Partial<Node['status']> = {}, labels: Record<string, string> = {}): Node {
   return {
-    apiVersion: API_VERSION, kind: 'Node', metadata: { name },
+    apiVersion: API_VERSION,
+    kind: 'Node',
+    metadata: { name },
     spec: { availability: 'active', role: 'worker', labels },
     status: { state: 'ready', hostname: name, resources: { memoryBytes: 1 << 30, nanoCpus: 1e9 }, ...extra },
   };
@@ -85,7 +94,10 @@ test('an automatic rollback (the spec on the service is no longer the applied on
 
 test('a spec changed by someone else while following fails without claiming a rollback', (t) => {
   const changed = svc(v2, { currentSpec: v2, previousSpec: v1, update: update('updating') });
-  t.like(serviceConvergence(input(changed, [task(v2)], { appliedTemplate: templateKey(v1) })), { phase: 'failed', detail: 'its spec was changed by another apply while following' });
+  t.like(serviceConvergence(input(changed, [task(v2)], { appliedTemplate: templateKey(v1) })), {
+    phase: 'failed',
+    detail: 'its spec was changed by another apply while following',
+  });
 });
 
 test('an old automatic rollback does not fail a later apply of the spec the service already has', (t) => {
@@ -94,7 +106,9 @@ test('an old automatic rollback does not fail a later apply of the spec the serv
 });
 
 test('tasks that keep failing fail the service with the last task error; failures from before following do not count', (t) => {
-  const failures = [1, 2, 3].map((i) => task(v1, 'rejected', { message: `image app:1: not found (${i})`, desiredState: 'shutdown', at: `2026-01-01T00:00:0${i}.000Z` }));
+  const failures = [1, 2, 3].map((i) =>
+    task(v1, 'rejected', { message: `image app:1: not found (${i})`, desiredState: 'shutdown', at: `2026-01-01T00:00:0${i}.000Z` }),
+  );
   const s = serviceConvergence(input(svc(v1), failures));
   t.like(s, { phase: 'failed', ready: 0, lastError: 'image app:1: not found (3)' });
   t.regex(s.detail, /^3 tasks failed: image app:1: not found \(3\)$/);
@@ -110,12 +124,26 @@ test('tasks that keep failing fail the service with the last task error; failure
 test('a task the restart policy will not replace fails the service at once', (t) => {
   const none: ServiceSpec = { ...v1, replicas: 1, restart: { condition: 'none' } };
   const exited = task(none, 'failed', { message: 'exit status 3', exitCode: 3 });
-  t.like(serviceConvergence(input(svc(none), [exited])), { phase: 'failed', detail: `task ${exited.metadata.name} failed: exit status 3, and the restart policy (none) does not replace it` });
+  t.like(serviceConvergence(input(svc(none), [exited])), {
+    phase: 'failed',
+    detail: `task ${exited.metadata.name} failed: exit status 3, and the restart policy (none) does not replace it`,
+  });
   const onFailure: ServiceSpec = { ...v1, replicas: 1, restart: { condition: 'on-failure' } };
   const completed = task(onFailure, 'complete', { exitCode: 0 });
-  t.like(serviceConvergence(input(svc(onFailure), [completed])), { phase: 'failed', detail: `task ${completed.metadata.name} completed, and the restart policy (on-failure) does not replace it` });
-  t.like(serviceConvergence(input(svc(onFailure), [task(onFailure, 'failed', { message: 'exit status 1' }), task(onFailure, 'starting')])), { phase: 'converging' }, 'on-failure restarts a failed task');
-  t.like(serviceConvergence(input(svc(none), [exited], { endedBefore: new Set([exited.metadata.name]) })), { phase: 'converging' }, 'an old end does not count');
+  t.like(serviceConvergence(input(svc(onFailure), [completed])), {
+    phase: 'failed',
+    detail: `task ${completed.metadata.name} completed, and the restart policy (on-failure) does not replace it`,
+  });
+  t.like(
+    serviceConvergence(input(svc(onFailure), [task(onFailure, 'failed', { message: 'exit status 1' }), task(onFailure, 'starting')])),
+    { phase: 'converging' },
+    'on-failure restarts a failed task',
+  );
+  t.like(
+    serviceConvergence(input(svc(none), [exited], { endedBefore: new Set([exited.metadata.name]) })),
+    { phase: 'converging' },
+    'an old end does not count',
+  );
 });
 
 test('a removed service fails', (t) => {
@@ -141,12 +169,7 @@ test('without a health check (or with it disabled) health is not required', (t) 
 
 test('a global service wants one task per eligible node (ready, active, matching constraints)', (t) => {
   const global: ServiceSpec = { image: 'agent:1', mode: 'global', placement: { constraints: ['node.labels.zone==a'] } };
-  const nodes = [
-    node('n1', {}, { zone: 'a' }),
-    node('n2', {}, { zone: 'a' }),
-    node('n3', {}, { zone: 'b' }),
-    node('n4', { state: 'down' }, { zone: 'a' }),
-  ];
+  const nodes = [node('n1', {}, { zone: 'a' }), node('n2', {}, { zone: 'a' }), node('n3', {}, { zone: 'b' }), node('n4', { state: 'down' }, { zone: 'a' })];
   const one = serviceConvergence(input(svc(global), [task(global, 'running', { nodeName: 'n1' })], { nodes }));
   t.like(one, { phase: 'converging', ready: 1, desired: 2 });
   const both = serviceConvergence(input(svc(global), [task(global, 'running', { nodeName: 'n1' }), task(global, 'running', { nodeName: 'n2' })], { nodes }));

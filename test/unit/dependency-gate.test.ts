@@ -42,7 +42,11 @@ test('service_started: met once one task of the dependency runs', (t) => {
   t.is(dependencyWait(w, lookup([w, db], [])), 'waiting for service db to start');
   t.is(dependencyWait(w, lookup([w, db], [task('db', { state: 'starting' })])), 'waiting for service db to start');
   t.is(dependencyWait(w, lookup([w, db], [task('db', { state: 'running' })])), undefined);
-  t.is(dependencyWait(w, lookup([w, db], [task('db', { state: 'running' }, { desiredState: 'shutdown' })])), 'waiting for service db to start', 'a task being stopped does not count');
+  t.is(
+    dependencyWait(w, lookup([w, db], [task('db', { state: 'running' }, { desiredState: 'shutdown' })])),
+    'waiting for service db to start',
+    'a task being stopped does not count',
+  );
 });
 
 test('service_healthy: met only by a running, healthy task; says when the dependency has no check', (t) => {
@@ -60,20 +64,42 @@ test('service_completed_successfully: a task that completed with exit code 0', (
   t.false(conditionMet('service_completed_successfully', [task('j', { state: 'complete', exitCode: 1 })]));
   t.true(conditionMet('service_completed_successfully', [task('j', { state: 'complete', exitCode: 0 })]));
   const slot = (n: number, state: TaskStatus['state'], exitCode: number | undefined, createdAt: string, desiredState: Task['desiredState'] = 'running') =>
-    task('j', { state, ...(exitCode !== undefined ? { exitCode } : {}) }, {
-      metadata: { name: `j.${n}.${createdAt}`, stack: 's', createdAt },
-      spec: { serviceName: 'j', serviceStack: 's', serviceGeneration: 1, slot: n, spec: { image: 'busybox' } },
-      desiredState,
-    });
+    task(
+      'j',
+      { state, ...(exitCode !== undefined ? { exitCode } : {}) },
+      {
+        metadata: { name: `j.${n}.${createdAt}`, stack: 's', createdAt },
+        spec: { serviceName: 'j', serviceStack: 's', serviceGeneration: 1, slot: n, spec: { image: 'busybox' } },
+        desiredState,
+      },
+    );
   // Every slot must be done: one completed, the other still running.
-  t.false(conditionMet('service_completed_successfully', [slot(1, 'complete', 0, '2026-01-01T00:00:01Z'), slot(2, 'running', undefined, '2026-01-01T00:00:01Z')]));
+  t.false(
+    conditionMet('service_completed_successfully', [slot(1, 'complete', 0, '2026-01-01T00:00:01Z'), slot(2, 'running', undefined, '2026-01-01T00:00:01Z')]),
+  );
   // A slot whose newest task failed (a restart may follow) is not done, even though an older one completed.
-  t.false(conditionMet('service_completed_successfully', [slot(1, 'complete', 0, '2026-01-01T00:00:01Z'), slot(2, 'complete', 0, '2026-01-01T00:00:01Z'), slot(2, 'failed', 1, '2026-01-01T00:00:05Z')]));
-  t.true(conditionMet('service_completed_successfully', [slot(1, 'complete', 0, '2026-01-01T00:00:01Z'), slot(2, 'failed', 1, '2026-01-01T00:00:01Z'), slot(2, 'complete', 0, '2026-01-01T00:00:05Z')]));
+  t.false(
+    conditionMet('service_completed_successfully', [
+      slot(1, 'complete', 0, '2026-01-01T00:00:01Z'),
+      slot(2, 'complete', 0, '2026-01-01T00:00:01Z'),
+      slot(2, 'failed', 1, '2026-01-01T00:00:05Z'),
+    ]),
+  );
+  t.true(
+    conditionMet('service_completed_successfully', [
+      slot(1, 'complete', 0, '2026-01-01T00:00:01Z'),
+      slot(2, 'failed', 1, '2026-01-01T00:00:01Z'),
+      slot(2, 'complete', 0, '2026-01-01T00:00:05Z'),
+    ]),
+  );
 });
 
 test('a missing dependency holds the service unless required is false; the first unmet one is named', (t) => {
-  const w = web({ service: 'cache', condition: 'service_started', required: false }, { service: 'db', condition: 'service_started' }, { service: 'mq', condition: 'service_started' });
+  const w = web(
+    { service: 'cache', condition: 'service_started', required: false },
+    { service: 'db', condition: 'service_started' },
+    { service: 'mq', condition: 'service_started' },
+  );
   const mq = service('mq');
   t.is(dependencyWait(w, lookup([w, mq], [])), 'waiting for service db, which does not exist');
   t.is(dependencyWait(w, lookup([w, mq, service('db')], [task('db', { state: 'running' })])), 'waiting for service mq to start');
@@ -83,7 +109,12 @@ test('a missing dependency holds the service unless required is false; the first
 test('gateTask holds an unplaced task as pending with the reason, releases it, and leaves placed tasks alone', (t) => {
   const fresh = task('web', { state: 'new' });
   const held = gateTask(fresh, 'waiting for service db to start')!;
-  t.like(held.status, { state: 'pending', message: 'waiting for service db to start', schedulingReason: 'waiting for service db to start', dependencyWait: 'waiting for service db to start' });
+  t.like(held.status, {
+    state: 'pending',
+    message: 'waiting for service db to start',
+    schedulingReason: 'waiting for service db to start',
+    dependencyWait: 'waiting for service db to start',
+  });
   t.is(gateTask(held, 'waiting for service db to start'), undefined, 'already held for that reason: no write');
   const released = gateTask(held, undefined)!;
   t.is(released.status.dependencyWait, undefined);
@@ -94,8 +125,15 @@ test('gateTask holds an unplaced task as pending with the reason, releases it, a
 });
 
 test('dependentsOf: services of the same stack that name the service', (t) => {
-  const all = [web({ service: 'db', condition: 'service_started' }), service('db'), service('web2', { dependsOn: [{ service: 'db', condition: 'service_healthy' }] }, 'other')];
-  t.deepEqual(dependentsOf(all, 's', 'db').map((s) => s.metadata.name), ['web']);
+  const all = [
+    web({ service: 'db', condition: 'service_started' }),
+    service('db'),
+    service('web2', { dependsOn: [{ service: 'db', condition: 'service_healthy' }] }, 'other'),
+  ];
+  t.deepEqual(
+    dependentsOf(all, 's', 'db').map((s) => s.metadata.name),
+    ['web'],
+  );
 });
 
 /** A memory store with the real service and scheduling controllers and one ready node; start() runs the controllers. */
@@ -110,13 +148,17 @@ async function wired(t: ExecutionContext) {
     informers.stop();
   });
   await objects.create<Node>({
-    apiVersion: API_VERSION, kind: 'Node', metadata: { name: 'n1' }, spec: { availability: 'active', role: 'worker' },
+    apiVersion: API_VERSION,
+    kind: 'Node',
+    metadata: { name: 'n1' },
+    spec: { availability: 'active', role: 'worker' },
     status: { state: 'ready', hostname: 'n1', resources: { memoryBytes: 1e9, nanoCpus: 1e9 } },
   });
   const until = async (what: string, ok: () => boolean): Promise<void> => {
     const deadline = Date.now() + 5_000;
     while (!ok()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(tasks.list().map((x) => [x.metadata.name, x.nodeName, x.status]))}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for ${what}: ${JSON.stringify(tasks.list().map((x) => [x.metadata.name, x.nodeName, x.status]))}`);
       await new Promise((r) => setTimeout(r, 20));
     }
   };

@@ -21,18 +21,30 @@ function task(name: string, version: string, nodeName = 'n1', state: Task['statu
 test('the first delta is the full set, later ones only changes and removals', (t) => {
   const sent = new SentAssignments();
   const first = sent.next([task('a', '1'), task('b', '2')]);
-  t.deepEqual(first.upserts.map((x) => x.metadata.name), ['a', 'b']);
+  t.deepEqual(
+    first.upserts.map((x) => x.metadata.name),
+    ['a', 'b'],
+  );
   t.deepEqual(first.removed, []);
   t.deepEqual(sent.next([task('a', '1'), task('b', '2')]), { upserts: [], removed: [] });
   const changed = sent.next([task('a', '3')]);
-  t.deepEqual(changed.upserts.map((x) => x.metadata.resourceVersion), ['3']);
+  t.deepEqual(
+    changed.upserts.map((x) => x.metadata.resourceVersion),
+    ['3'],
+  );
   t.deepEqual(changed.removed, ['s/b']);
 });
 
 test('the agent rebuilds the set from a full message and deltas', (t) => {
   const set = new AssignmentSet();
   t.is(set.apply(true, [task('a', '1'), task('b', '1')], []).length, 2);
-  t.deepEqual(set.apply(false, [task('c', '1')], ['s/a']).map(taskKey).sort(), ['s/b', 's/c']);
+  t.deepEqual(
+    set
+      .apply(false, [task('c', '1')], ['s/a'])
+      .map(taskKey)
+      .sort(),
+    ['s/b', 's/c'],
+  );
   t.deepEqual(set.apply(true, [task('z', '1')], []).map(taskKey), ['s/z'], 'a full set replaces everything');
 });
 

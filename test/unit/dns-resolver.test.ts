@@ -168,9 +168,15 @@ test('resolver over UDP and TCP on loopback: own names, NODATA for AAAA, forward
   t.deepEqual(addresses(await queryTcp(port, 'example.test')), ['203.0.113.7']);
 
   // New records take effect at once; invalid ones are rejected and the old ones stay.
-  await resolver.setNetwork('net1', { address: '127.0.0.1', port }, { services: [{ names: ['web'], endpointMode: 'dnsrr', tasks: ['10.0.0.13'] }], aliases: [] });
+  await resolver.setNetwork(
+    'net1',
+    { address: '127.0.0.1', port },
+    { services: [{ names: ['web'], endpointMode: 'dnsrr', tasks: ['10.0.0.13'] }], aliases: [] },
+  );
   t.deepEqual(addresses(await queryUdp(port, 'web')), ['10.0.0.13']);
-  await t.throwsAsync(resolver.setNetwork('net1', { address: '127.0.0.1', port }, { services: [{ names: ['web'], endpointMode: 'vip', tasks: [] }], aliases: [] }));
+  await t.throwsAsync(
+    resolver.setNetwork('net1', { address: '127.0.0.1', port }, { services: [{ names: ['web'], endpointMode: 'vip', tasks: [] }], aliases: [] }),
+  );
   t.deepEqual(addresses(await queryUdp(port, 'web')), ['10.0.0.13']);
 
   // Many tasks over UDP: truncated to 512 bytes with TC set; TCP gets all of them.
@@ -197,11 +203,22 @@ test('a container on several networks finds names on all of them, the asked netw
   t.teardown(() => resolver.close());
   const port = await freePort();
 
-  await resolver.setNetwork('front', { address: '127.0.0.1', port }, { services: [{ names: ['api'], endpointMode: 'vip', vip: '10.0.2.2', tasks: ['10.0.2.9'] }], aliases: [] });
-  await resolver.setNetwork('back', { address: '127.0.0.2', port }, {
-    services: [{ names: ['db'], endpointMode: 'vip', vip: '10.0.1.2', tasks: ['10.0.1.7'] }, { names: ['api'], endpointMode: 'vip', vip: '10.0.1.3', tasks: ['10.0.1.9'] }],
-    aliases: [],
-  });
+  await resolver.setNetwork(
+    'front',
+    { address: '127.0.0.1', port },
+    { services: [{ names: ['api'], endpointMode: 'vip', vip: '10.0.2.2', tasks: ['10.0.2.9'] }], aliases: [] },
+  );
+  await resolver.setNetwork(
+    'back',
+    { address: '127.0.0.2', port },
+    {
+      services: [
+        { names: ['db'], endpointMode: 'vip', vip: '10.0.1.2', tasks: ['10.0.1.7'] },
+        { names: ['api'], endpointMode: 'vip', vip: '10.0.1.3', tasks: ['10.0.1.9'] },
+      ],
+      aliases: [],
+    },
+  );
   // Unknown client (the query comes from 127.0.0.1): only the asked network, the rest is forwarded.
   t.deepEqual(addresses(await queryUdp(port, 'db')), ['203.0.113.7']);
   // The same client known to be on front then back.

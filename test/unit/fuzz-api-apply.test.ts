@@ -37,14 +37,24 @@ const b64 = (text: string) => Buffer.from(text).toString('base64');
 function validRequests(): Json[][] {
   const meta = (name: string, stack = 'fz') => ({ name, stack });
   const web = {
-    apiVersion: 'tessera/v1', kind: 'Service', metadata: { ...meta('web'), labels: { tier: 'front' } },
+    apiVersion: 'tessera/v1',
+    kind: 'Service',
+    metadata: { ...meta('web'), labels: { tier: 'front' } },
     spec: {
-      image: 'registry.local/busybox:latest', command: ['sh', '-c', 'sleep 1000'], env: { A: 'b' }, replicas: 3,
-      ports: [{ target: 80, published: 8080 }], resources: { limits: { memory: '64Mi', cpus: '500m' } },
-      placement: { constraints: ['node.labels.zone==a'] }, restart: { condition: 'on-failure', delay: '5s' },
-      networks: [{ name: 'back', aliases: ['web'] }], secrets: [{ source: 'token', target: 'token' }],
-      configs: [{ source: 'conf', target: '/etc/conf' }], mounts: [{ type: 'volume', source: 'data', target: '/data' }],
-      updateConfig: { parallelism: 1, order: 'start-first' }, healthcheck: { test: ['CMD', 'true'], intervalMs: 1000 },
+      image: 'registry.local/busybox:latest',
+      command: ['sh', '-c', 'sleep 1000'],
+      env: { A: 'b' },
+      replicas: 3,
+      ports: [{ target: 80, published: 8080 }],
+      resources: { limits: { memory: '64Mi', cpus: '500m' } },
+      placement: { constraints: ['node.labels.zone==a'] },
+      restart: { condition: 'on-failure', delay: '5s' },
+      networks: [{ name: 'back', aliases: ['web'] }],
+      secrets: [{ source: 'token', target: 'token' }],
+      configs: [{ source: 'conf', target: '/etc/conf' }],
+      mounts: [{ type: 'volume', source: 'data', target: '/data' }],
+      updateConfig: { parallelism: 1, order: 'start-first' },
+      healthcheck: { test: ['CMD', 'true'], intervalMs: 1000 },
     },
   };
   const network = { apiVersion: 'tessera/v1', kind: 'Network', metadata: meta('back'), spec: { driver: 'overlay', subnets: ['10.20.0.0/24'] } };
@@ -52,7 +62,12 @@ function validRequests(): Json[][] {
   const config = { apiVersion: 'tessera/v1', kind: 'Config', metadata: meta('conf'), spec: { data: b64('key=value\n') } };
   const volume = { apiVersion: 'tessera/v1', kind: 'Volume', metadata: meta('data'), spec: { driver: 'local' } };
   const job = { apiVersion: 'tessera/v1', kind: 'Service', metadata: meta('once'), spec: { image: 'busybox', mode: 'replicated-job', replicas: 2 } };
-  const global = { apiVersion: 'tessera/v1', kind: 'Service', metadata: meta('agent'), spec: { image: 'busybox', mode: 'global', dependsOn: [{ service: 'web', condition: 'service_started' }] } };
+  const global = {
+    apiVersion: 'tessera/v1',
+    kind: 'Service',
+    metadata: meta('agent'),
+    spec: { image: 'busybox', mode: 'global', dependsOn: [{ service: 'web', condition: 'service_started' }] },
+  };
   return [[web, network, secret, config, volume], [job], [global], [network, secret], [web, network, secret, config, volume, job]];
 }
 
@@ -71,31 +86,55 @@ function deepList(depth: number): Json {
 function nastyValue(rand: () => number): Json {
   const pick = Math.floor(rand() * 24);
   switch (pick) {
-    case 0: return null;
-    case 1: return -1;
-    case 2: return 1.5;
-    case 3: return '3';
-    case 4: return 1_000_000;
-    case 5: return Number.MAX_SAFE_INTEGER;
-    case 6: return MAX_REPLICAS;
-    case 7: return MAX_REPLICAS + 1;
-    case 8: return 1e308;
-    case 9: return true;
-    case 10: return '';
-    case 11: return 'a\0b';
-    case 12: return 'x'.repeat(Math.floor(rand() * 300_000));
-    case 13: return [];
-    case 14: return {};
+    case 0:
+      return null;
+    case 1:
+      return -1;
+    case 2:
+      return 1.5;
+    case 3:
+      return '3';
+    case 4:
+      return 1_000_000;
+    case 5:
+      return Number.MAX_SAFE_INTEGER;
+    case 6:
+      return MAX_REPLICAS;
+    case 7:
+      return MAX_REPLICAS + 1;
+    case 8:
+      return 1e308;
+    case 9:
+      return true;
+    case 10:
+      return '';
+    case 11:
+      return 'a\0b';
+    case 12:
+      return 'x'.repeat(Math.floor(rand() * 300_000));
+    case 13:
+      return [];
+    case 14:
+      return {};
     // Shallow enough for the test's own JSON.stringify; the nasties send far deeper nesting as text.
-    case 15: return deepList(1 + Math.floor(rand() * 500));
-    case 16: return ['sh', '-c'];
-    case 17: return { ['k'.repeat(Math.floor(rand() * 200_000))]: 1 };
-    case 18: return '\ud800'; // a lone surrogate
-    case 19: return 'node.labels.zone==' + ' '.repeat(50_000) + 'a';
-    case 20: return 'é'.repeat(200);
-    case 21: return 0;
-    case 22: return '5s';
-    default: return 'registry.local/busybox:latest';
+    case 15:
+      return deepList(1 + Math.floor(rand() * 500));
+    case 16:
+      return ['sh', '-c'];
+    case 17:
+      return { ['k'.repeat(Math.floor(rand() * 200_000))]: 1 };
+    case 18:
+      return '\ud800'; // a lone surrogate
+    case 19:
+      return 'node.labels.zone==' + ' '.repeat(50_000) + 'a';
+    case 20:
+      return 'é'.repeat(200);
+    case 21:
+      return 0;
+    case 22:
+      return '5s';
+    default:
+      return 'registry.local/busybox:latest';
   }
 }
 
@@ -107,8 +146,16 @@ function places(root: Json): Array<{ container: Json[] | { [key: string]: Json }
   const stack: Json[] = [root];
   while (stack.length > 0) {
     const node = stack.pop()!;
-    if (Array.isArray(node)) node.forEach((v, i) => { out.push({ container: node, key: i }); stack.push(v); });
-    else if (node !== null && typeof node === 'object') for (const [k, v] of Object.entries(node)) { out.push({ container: node, key: k }); stack.push(v); }
+    if (Array.isArray(node))
+      node.forEach((v, i) => {
+        out.push({ container: node, key: i });
+        stack.push(v);
+      });
+    else if (node !== null && typeof node === 'object')
+      for (const [k, v] of Object.entries(node)) {
+        out.push({ container: node, key: k });
+        stack.push(v);
+      }
   }
   return out;
 }
@@ -121,7 +168,9 @@ function mutate(request: Json[], rand: () => number): void {
     const op = Math.floor(rand() * 6);
     if (!place || op === 5) {
       // The request itself: a duplicate object, or a foreign one.
-      const other = [JSON.parse(JSON.stringify(request[0] ?? null)) as Json, 'not an object', null, { kind: 'Task' }, { kind: 'Node' }][Math.floor(rand() * 5)]!;
+      const other = [JSON.parse(JSON.stringify(request[0] ?? null)) as Json, 'not an object', null, { kind: 'Task' }, { kind: 'Node' }][
+        Math.floor(rand() * 5)
+      ]!;
       request.push(other);
       continue;
     }
@@ -135,7 +184,8 @@ function mutate(request: Json[], rand: () => number): void {
     } else if (op === 3) {
       const target = Array.isArray(container) ? container : container;
       const value = (target as { [k: string]: Json })[key as string];
-      if (value !== null && typeof value === 'object' && !Array.isArray(value)) withKey(value, NASTY_KEYS[Math.floor(rand() * NASTY_KEYS.length)]!, nastyValue(rand));
+      if (value !== null && typeof value === 'object' && !Array.isArray(value))
+        withKey(value, NASTY_KEYS[Math.floor(rand() * NASTY_KEYS.length)]!, nastyValue(rand));
       else if (Array.isArray(value)) value.push(nastyValue(rand));
     } else {
       // Swap a value for one found elsewhere in the request: right type at the wrong place.
@@ -199,25 +249,71 @@ function nasties(): Array<{ what: string; objects: string[]; refused: boolean; p
     { what: 'a 3 MiB image', objects: [serviceJson({ image: 'b'.repeat(3 * 1024 * 1024) })], refused: false },
     { what: 'a 3 MiB name', objects: [serviceJson({}, { name: 'n'.repeat(3 * 1024 * 1024) })], refused: true },
     { what: 'a 3 MiB stack', objects: [serviceJson({}, { name: 'web', stack: 's'.repeat(3 * 1024 * 1024) })], refused: true },
-    { what: 'a 3 MiB constraint of spaces', objects: [serviceJson({ placement: { constraints: [`node.labels.a==x${' '.repeat(3 * 1024 * 1024)}y`] } })], refused: false },
-    { what: 'a 3 MiB Secret', objects: [JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Secret', metadata: { name: 's' }, spec: { data: Buffer.alloc(2 * 1024 * 1024).toString('base64') } })], refused: true },
-    { what: 'a Secret of invalid base64', objects: [JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Secret', metadata: { name: 's' }, spec: { data: '!'.repeat(1_000_000) } })], refused: true },
+    {
+      what: 'a 3 MiB constraint of spaces',
+      objects: [serviceJson({ placement: { constraints: [`node.labels.a==x${' '.repeat(3 * 1024 * 1024)}y`] } })],
+      refused: false,
+    },
+    {
+      what: 'a 3 MiB Secret',
+      objects: [
+        JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Secret', metadata: { name: 's' }, spec: { data: Buffer.alloc(2 * 1024 * 1024).toString('base64') } }),
+      ],
+      refused: true,
+    },
+    {
+      what: 'a Secret of invalid base64',
+      objects: [JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Secret', metadata: { name: 's' }, spec: { data: '!'.repeat(1_000_000) } })],
+      refused: true,
+    },
     { what: 'a request over 4 MiB', objects: [serviceJson({ env: { A: 'x'.repeat(MAX_REQUEST_BYTES) } })], refused: true },
     { what: '1001 objects', objects: Array.from({ length: 1001 }, (_, i) => serviceJson({}, { name: `w${i}` })), refused: true },
     { what: '1000 bad objects', objects: Array.from({ length: 1000 }, (_, i) => serviceJson({ replicas: -i - 1 }, { name: `w${i}` })), refused: true },
-    { what: 'command nested 500,000 deep', objects: [`{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web"},"spec":{"image":"b","command":${deep(500_000)}}}`], refused: true },
-    { what: 'an unknown key holding 500,000 levels of mappings', objects: [`{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web"},"spec":{"image":"b","x":${deepMap(500_000)}}}`], refused: true },
+    {
+      what: 'command nested 500,000 deep',
+      objects: [`{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web"},"spec":{"image":"b","command":${deep(500_000)}}}`],
+      refused: true,
+    },
+    {
+      what: 'an unknown key holding 500,000 levels of mappings',
+      objects: [`{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web"},"spec":{"image":"b","x":${deepMap(500_000)}}}`],
+      refused: true,
+    },
     { what: 'a whole object nested 1,000,000 deep', objects: [deep(1_000_000)], refused: true },
-    { what: 'labels nested 100,000 deep', objects: [`{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web","labels":${deepMap(100_000)}},"spec":{"image":"b"}}`], refused: true },
+    {
+      what: 'labels nested 100,000 deep',
+      objects: [`{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web","labels":${deepMap(100_000)}},"spec":{"image":"b"}}`],
+      refused: true,
+    },
     { what: 'a NUL in the name', objects: [serviceJson({}, { name: 'we\0b' })], refused: true },
     { what: 'a NUL in the image', objects: [serviceJson({ image: 'busy\0box' })], refused: true },
     { what: 'a NUL in an env value', objects: [serviceJson({ env: { A: 'x\0y' } })], refused: true },
     { what: 'a lone surrogate in the name', objects: [serviceJson({}, { name: '\ud800' })], refused: true },
-    { what: '__proto__ at the top', objects: ['{"__proto__":{"polluted":1},"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web"},"spec":{"image":"b"}}'], refused: true },
-    { what: '__proto__ in spec', objects: ['{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web"},"spec":{"image":"b","__proto__":{"replicas":1000000}}}'], refused: true },
-    { what: '__proto__ in env', objects: ['{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web"},"spec":{"image":"b","env":{"__proto__":{"polluted":1}}}}'], refused: true },
-    { what: '__proto__ in labels', objects: ['{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web","labels":{"__proto__":"x"}},"spec":{"image":"b"}}'], refused: true },
-    { what: 'constructor and prototype as keys', objects: ['{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web"},"spec":{"image":"b","constructor":{"prototype":{"polluted":1}}}}'], refused: true },
+    {
+      what: '__proto__ at the top',
+      objects: ['{"__proto__":{"polluted":1},"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web"},"spec":{"image":"b"}}'],
+      refused: true,
+    },
+    {
+      what: '__proto__ in spec',
+      objects: ['{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web"},"spec":{"image":"b","__proto__":{"replicas":1000000}}}'],
+      refused: true,
+    },
+    {
+      what: '__proto__ in env',
+      objects: ['{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web"},"spec":{"image":"b","env":{"__proto__":{"polluted":1}}}}'],
+      refused: true,
+    },
+    {
+      what: '__proto__ in labels',
+      objects: ['{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web","labels":{"__proto__":"x"}},"spec":{"image":"b"}}'],
+      refused: true,
+    },
+    {
+      what: 'constructor and prototype as keys',
+      objects: ['{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web"},"spec":{"image":"b","constructor":{"prototype":{"polluted":1}}}}'],
+      refused: true,
+    },
     { what: 'constructor as an env name', objects: [serviceJson({ env: { constructor: 'c', toString: 't' } })], refused: false },
     { what: 'kind __proto__', objects: ['{"apiVersion":"tessera/v1","kind":"__proto__","metadata":{"name":"web"},"spec":{}}'], refused: true },
     { what: 'kind Task', objects: ['{"apiVersion":"tessera/v1","kind":"Task","metadata":{"name":"web"},"spec":{}}'], refused: true },
@@ -227,9 +323,17 @@ function nasties(): Array<{ what: string; objects: string[]; refused: boolean; p
     { what: 'a prune stack with a NUL', objects: [serviceJson({})], prune: ['a\0b'], refused: true },
   ];
   for (const replicas of ['1e6', '9007199254740991', '-1', '1.5', '"3"', '1e308', '-1e308', 'null', '[]', '{}', '100001']) {
-    list.push({ what: `replicas ${replicas}`, objects: [`{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web"},"spec":{"image":"b","replicas":${replicas}}}`], refused: true });
+    list.push({
+      what: `replicas ${replicas}`,
+      objects: [`{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web"},"spec":{"image":"b","replicas":${replicas}}}`],
+      refused: true,
+    });
   }
-  list.push({ what: 'replicas 100000', objects: ['{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"big"},"spec":{"image":"b","replicas":100000}}'], refused: false });
+  list.push({
+    what: 'replicas 100000',
+    objects: ['{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"big"},"spec":{"image":"b","replicas":100000}}'],
+    refused: false,
+  });
   return list;
 }
 
@@ -242,7 +346,9 @@ test('apply fuzz: hand-written nasties end in success or a clear, short validati
     const outcome = await applyChecked(t, api, nasty.objects, nasty.what, nasty.prune);
     const ms = performance.now() - started;
     t.is(!outcome.applied, nasty.refused, `${nasty.what}: ${outcome.applied ? 'applied' : `refused: ${outcome.message?.slice(0, 300) ?? ''}`}`);
-    t.log(`${nasty.what}: ${outcome.applied ? 'applied' : 'refused'} in ${ms.toFixed(0)} ms${outcome.message ? ` (${Buffer.byteLength(outcome.message)}-byte error)` : ''}`);
+    t.log(
+      `${nasty.what}: ${outcome.applied ? 'applied' : 'refused'} in ${ms.toFixed(0)} ms${outcome.message ? ` (${Buffer.byteLength(outcome.message)}-byte error)` : ''}`,
+    );
   }
   t.deepEqual(Object.getOwnPropertyNames(Object.prototype).sort(), prototypeKeys, 'Object.prototype untouched');
   t.is(({} as Record<string, unknown>)['polluted'], undefined);
@@ -257,7 +363,12 @@ test('apply fuzz: seeded mutations of valid requests', async (t) => {
   const bases = validRequests();
   // The unmutated requests are valid: the fuzzing starts from what is accepted.
   for (const base of bases) {
-    const outcome = await applyChecked(t, api, base.map((o) => JSON.stringify(o)), 'a valid request');
+    const outcome = await applyChecked(
+      t,
+      api,
+      base.map((o) => JSON.stringify(o)),
+      'a valid request',
+    );
     t.true(outcome.applied, outcome.message);
   }
 
@@ -268,7 +379,13 @@ test('apply fuzz: seeded mutations of valid requests', async (t) => {
     const request = JSON.parse(JSON.stringify(bases[Math.floor(rand() * bases.length)])) as Json[];
     mutate(request, rand);
     const prune = rand() < 0.1 ? ['fz'] : [];
-    const outcome = await applyChecked(t, api, request.map((o) => JSON.stringify(o)), `seed ${seed}, run ${runs}`, prune);
+    const outcome = await applyChecked(
+      t,
+      api,
+      request.map((o) => JSON.stringify(o)),
+      `seed ${seed}, run ${runs}`,
+      prune,
+    );
     if (outcome.applied) applied++;
     runs++;
   }

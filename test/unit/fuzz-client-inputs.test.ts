@@ -41,10 +41,58 @@ function texts(paths: readonly string[]): string[] {
 
 /** Fragments that make YAML, interpolation and our parsers work hard or take odd paths. */
 const SNIPPETS = [
-  '${', '}', '${X:-', '$$', '$', '${X:?boom}', '[', ']', '{', '}', ': ', '- ', '? ', '&a ', '*a', '<<: *a\n', '!!binary ',
-  '!!set ', '!!omap ', '!!timestamp ', '!custom ', '!reset ', '"', "'", '#', '|\n', '>-\n', '\t', '\0', '\uFEFF', '\uD800',
-  '\n---\n', '\n...\n', '%YAML 1.1\n', '1e309', '-1', '0x', '0o777', '9007199254740993', '1000000', '.nan', '-.inf',
-  '~', 'null', '__proto__: {}\n', 'constructor: 1\n', '"\\u0000"', '\r\n', '\u2028', '../', '/etc/hostname', 'a'.repeat(300),
+  '${',
+  '}',
+  '${X:-',
+  '$$',
+  '$',
+  '${X:?boom}',
+  '[',
+  ']',
+  '{',
+  '}',
+  ': ',
+  '- ',
+  '? ',
+  '&a ',
+  '*a',
+  '<<: *a\n',
+  '!!binary ',
+  '!!set ',
+  '!!omap ',
+  '!!timestamp ',
+  '!custom ',
+  '!reset ',
+  '"',
+  "'",
+  '#',
+  '|\n',
+  '>-\n',
+  '\t',
+  '\0',
+  '\uFEFF',
+  '\uD800',
+  '\n---\n',
+  '\n...\n',
+  '%YAML 1.1\n',
+  '1e309',
+  '-1',
+  '0x',
+  '0o777',
+  '9007199254740993',
+  '1000000',
+  '.nan',
+  '-.inf',
+  '~',
+  'null',
+  '__proto__: {}\n',
+  'constructor: 1\n',
+  '"\\u0000"',
+  '\r\n',
+  '\u2028',
+  '../',
+  '/etc/hostname',
+  'a'.repeat(300),
 ];
 
 /** A number in the shapes that have broken integer handling elsewhere. */
@@ -62,16 +110,19 @@ function mutate(text: string, rng: Prng): string {
       case 1: // insert a snippet
         out = out.slice(0, at) + rng.pick(SNIPPETS) + out.slice(at);
         break;
-      case 2: { // delete a range
+      case 2: {
+        // delete a range
         out = out.slice(0, at) + out.slice(at + rng.int(1, 40));
         break;
       }
-      case 3: { // duplicate a range
+      case 3: {
+        // duplicate a range
         const length = rng.int(1, 200);
         out = out.slice(0, at + length) + out.slice(at, at + length) + out.slice(at + length);
         break;
       }
-      case 4: { // swap two lines
+      case 4: {
+        // swap two lines
         const lines = out.split('\n');
         const i = rng.int(0, lines.length - 1);
         const j = rng.int(0, lines.length - 1);
@@ -79,13 +130,15 @@ function mutate(text: string, rng: Prng): string {
         out = lines.join('\n');
         break;
       }
-      case 5: { // replace a number with an awkward one
+      case 5: {
+        // replace a number with an awkward one
         const digits = [...out.matchAll(/\d+/g)];
         const m = digits.length > 0 ? rng.pick(digits) : undefined;
         if (m?.index !== undefined) out = out.slice(0, m.index) + rng.pick(NUMBERS) + out.slice(m.index + m[0].length);
         break;
       }
-      case 6: { // re-indent a line
+      case 6: {
+        // re-indent a line
         const lines = out.split('\n');
         const i = rng.int(0, lines.length - 1);
         lines[i] = ' '.repeat(rng.int(0, 12)) + (lines[i] ?? '').trimStart();
@@ -128,11 +181,22 @@ function yamlNasties(): Array<[string, string]> {
     ['compact sequences 1,000,000 deep', `a:\n${'- '.repeat(1_000_000)}x\n`],
     ['block mappings 2,800 deep (the most that fits in 4 MiB)', `${Array.from({ length: 2800 }, (_, i) => `${' '.repeat(i)}k:`).join('\n')} x\n`],
     ['billion laughs', aliasBomb(10)],
-    ['merge-key bomb', `${aliasBomb(1).trimEnd()}\nb: &b {x: 1}\n${Array.from({ length: 8 }, (_, i) => `c${i}: &c${i} {<<: [${i === 0 ? '*b' : `*c${i - 1}, *c${i - 1}`}]}`).join('\n')}\n`],
+    [
+      'merge-key bomb',
+      `${aliasBomb(1).trimEnd()}\nb: &b {x: 1}\n${Array.from({ length: 8 }, (_, i) => `c${i}: &c${i} {<<: [${i === 0 ? '*b' : `*c${i - 1}, *c${i - 1}`}]}`).join('\n')}\n`,
+    ],
     ['a 3 MiB key', serviceManifest(`  ${bigKey}: 1\n`)],
     // JSON keys have no length limit in YAML: this one reaches the schema's unknown-field check.
     ['a 3 MiB key in JSON', JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Service', metadata: { name: 'web' }, spec: { image: 'busybox', [bigKey]: 1 } })],
-    ['a 1 MiB label key and an unknown 1 MiB key in JSON', JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Service', metadata: { name: 'web', labels: { [bigKey.slice(0, 1 << 20)]: 'x' } }, spec: { image: 'busybox', [`x${bigKey.slice(0, 1 << 20)}`]: 1 } })],
+    [
+      'a 1 MiB label key and an unknown 1 MiB key in JSON',
+      JSON.stringify({
+        apiVersion: 'tessera/v1',
+        kind: 'Service',
+        metadata: { name: 'web', labels: { [bigKey.slice(0, 1 << 20)]: 'x' } },
+        spec: { image: 'busybox', [`x${bigKey.slice(0, 1 << 20)}`]: 1 },
+      }),
+    ],
     ['a 3 MiB Compose key in JSON', JSON.stringify({ services: { web: { image: 'busybox', [bigKey]: 1 } } })],
     ['a 1 MiB environment name in JSON', JSON.stringify({ services: { web: { image: 'busybox', environment: { [bigKey.slice(0, 1 << 20)]: 'x' } } } })],
     ['a 3 MiB value', serviceManifest(`  command: ["${'v'.repeat(3 * 1024 * 1024)}"]\n`)],
@@ -142,7 +206,10 @@ function yamlNasties(): Array<[string, string]> {
     ['a million empty documents', '---\n'.repeat(1_000_000)],
     // Enough that a check comparing every key with every other (as the YAML library's own does) hangs.
     ['60,000 keys', `${Array.from({ length: 60_000 }, (_, i) => `k${i}: ${i}`).join('\n')}\n`],
-    ['60,000 list items', `a: [${Array.from({ length: 60_000 }, (_, i) => `x${i % 7}`).join(', ')}]\nservices: {web: {image: busybox, dns: [${Array.from({ length: 60_000 }, (_, i) => `"10.0.${i % 250}.${i % 200}"`).join(', ')}]}}\n`],
+    [
+      '60,000 list items',
+      `a: [${Array.from({ length: 60_000 }, (_, i) => `x${i % 7}`).join(', ')}]\nservices: {web: {image: busybox, dns: [${Array.from({ length: 60_000 }, (_, i) => `"10.0.${i % 250}.${i % 200}"`).join(', ')}]}}\n`,
+    ],
     ['keys that are collections or binary', serviceManifest('  ? [a, b]\n  : 1\n  {c: d}: 2\n  env: {[x]: y}\n  !!binary aGk=: 3\n')],
     ['odd keys', serviceManifest('  __proto__: {polluted: true}\n  constructor: 1\n  toString: 2\n')],
     ['unknown tags', serviceManifest('  replicas: !!js/function "return 1"\n  env: !custom {a: b}\n')],
@@ -157,7 +224,10 @@ const REPLICAS = ['1000000', '1e6', '9007199254740991', '9007199254740992', '1e3
 
 // ---- the properties ----
 
-interface Failure { label: string; error: unknown }
+interface Failure {
+  label: string;
+  error: unknown;
+}
 
 function describeFailure({ label, error }: Failure): string {
   const what = error instanceof Error ? `${error.name}: ${error.message.slice(0, 300)}` : `non-error ${String(error)}`;
@@ -214,7 +284,9 @@ test('manifest loader: mutated fixtures, examples and Kubernetes corpus, and the
   const k8s = join(CORPUS, 'k8s');
   t.true(existsSync(k8s), `the Kubernetes corpus is missing at ${k8s}`);
   const seeds = texts([
-    ...yamlFiles(join(ROOT, 'test/fixtures/manifests')), ...yamlFiles(join(ROOT, 'test/fixtures/kube')), ...yamlFiles(join(ROOT, 'examples')),
+    ...yamlFiles(join(ROOT, 'test/fixtures/manifests')),
+    ...yamlFiles(join(ROOT, 'test/fixtures/kube')),
+    ...yamlFiles(join(ROOT, 'examples')),
     ...yamlFiles(k8s).slice(0, 60),
   ]);
   const started = Date.now();
@@ -242,7 +314,8 @@ test('Compose loader: mutated corpus and fixtures, and the nasties, load or are 
   t.true(existsSync(awesome), `the Compose corpus is missing at ${awesome}`);
   const seeds = texts([
     ...yamlFiles(awesome).filter((p) => /\/(compose|docker-compose)\.ya?ml$/.test(p)),
-    ...yamlFiles(join(ROOT, 'test/fixtures/compose-stack-cli')), ...yamlFiles(join(ROOT, 'test/fixtures/three-tier')),
+    ...yamlFiles(join(ROOT, 'test/fixtures/compose-stack-cli')),
+    ...yamlFiles(join(ROOT, 'test/fixtures/three-tier')),
   ]);
   const started = Date.now();
   const failures: Failure[] = [];
@@ -257,7 +330,11 @@ test('Compose loader: mutated corpus and fixtures, and the nasties, load or are 
   }
   for (let i = 0; i < 150; i++) {
     const dotenv = mutate('A=1\nexport B="two\nlines ${A}"\nC=\'${A}\'\nD=${A:-${B:-x}} # c\n', rng);
-    counts[attempt(failures, `seed 34 .env case ${i}`, isManifestError, () => composeFrom({ '.env': dotenv, 'compose.yaml': composeService('    environment: {D: "${D}"}\n') }))]++;
+    counts[
+      attempt(failures, `seed 34 .env case ${i}`, isManifestError, () =>
+        composeFrom({ '.env': dotenv, 'compose.yaml': composeService('    environment: {D: "${D}"}\n') }),
+      )
+    ]++;
   }
   const composeNasties: Array<[string, Record<string, string>]> = [
     ...yamlNasties().map(([name, text]): [string, Record<string, string>] => [name, { 'compose.yaml': text }]),
@@ -266,7 +343,14 @@ test('Compose loader: mutated corpus and fixtures, and the nasties, load or are 
     ['expose a range of 10^11 ports', { 'compose.yaml': composeService('    expose: ["1-99999999999"]\n') }],
     ['publish a range of 10^11 ports', { 'compose.yaml': composeService('    ports: ["1-99999999999:1-99999999999"]\n') }],
     ['every port', { 'compose.yaml': composeService('    ports: ["1-65535:1-65535"]\n    expose: ["1-65535"]\n') }],
-    ['huge quantities', { 'compose.yaml': composeService('    mem_limit: 1e400G\n    cpus: 1e308\n    stop_grace_period: 99999999999999999h\n    ulimits: {nofile: 99999999999999999999}\n') }],
+    [
+      'huge quantities',
+      {
+        'compose.yaml': composeService(
+          '    mem_limit: 1e400G\n    cpus: 1e308\n    stop_grace_period: 99999999999999999h\n    ulimits: {nofile: 99999999999999999999}\n',
+        ),
+      },
+    ],
     ['a secret of 600 KiB', { 'compose.yaml': `${composeService('    secrets: [s]\n')}secrets:\n  s: {file: ./s}\n`, s: 'x'.repeat(600 * 1024) }],
     ['a secret outside the project', { 'compose.yaml': `${composeService('    secrets: [s]\n')}secrets:\n  s: {file: /etc/shadow}\n` }],
   ];
@@ -284,9 +368,20 @@ test('Compose loader: mutated corpus and fixtures, and the nasties, load or are 
 test('image reference parser: mutated references and the nasties parse (and round-trip) or throw InvalidReferenceError', (t) => {
   const DIGEST = `sha256:${'a'.repeat(64)}`;
   const seeds = [
-    'busybox', 'busybox:1.36', 'library/busybox', 'team/app', 'docker.io/busybox', 'index.docker.io/library/busybox:1',
-    '127.0.0.1:5000/busybox:v1', 'localhost/a/b/c', 'localhost:5000/app', 'registry.example.com/a_b/c-d.e__f:tag-1.0',
-    `busybox@${DIGEST}`, `127.0.0.1:5000/app:v2@${DIGEST}`, '[::1]:5000/app', 'ghcr.io/o/r/s:t',
+    'busybox',
+    'busybox:1.36',
+    'library/busybox',
+    'team/app',
+    'docker.io/busybox',
+    'index.docker.io/library/busybox:1',
+    '127.0.0.1:5000/busybox:v1',
+    'localhost/a/b/c',
+    'localhost:5000/app',
+    'registry.example.com/a_b/c-d.e__f:tag-1.0',
+    `busybox@${DIGEST}`,
+    `127.0.0.1:5000/app:v2@${DIGEST}`,
+    '[::1]:5000/app',
+    'ghcr.io/o/r/s:t',
   ];
   const started = Date.now();
   const failures: Failure[] = [];

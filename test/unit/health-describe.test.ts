@@ -33,7 +33,10 @@ test('describe task shows health, the failing streak and the last probes with th
   const out = describeTask(task, now);
   t.regex(out, /^Health:\s+unhealthy 10 seconds ago, 3 failed probes in a row$/m);
   t.regex(out, /^Started:\s+2026-01-01T00:00:00Z/m);
-  t.regex(out, /^Last health probes:\n {2}2026-01-01T00:00:30Z {2}failed \(exit 1\): no \/tmp\/ok \| at all\n {2}2026-01-01T00:00:41Z {2}failed \(no exit code\): Health check exceeded timeout \(1000 ms\)\n {2}2026-01-01T00:00:50Z {2}ok$/m);
+  t.regex(
+    out,
+    /^Last health probes:\n {2}2026-01-01T00:00:30Z {2}failed \(exit 1\): no \/tmp\/ok \| at all\n {2}2026-01-01T00:00:41Z {2}failed \(no exit code\): Health check exceeded timeout \(1000 ms\)\n {2}2026-01-01T00:00:50Z {2}ok$/m,
+  );
 });
 
 test('a task without a health check shows none of it', (t) => {

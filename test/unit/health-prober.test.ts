@@ -31,7 +31,15 @@ test('reports only changes: healthy once, then the failing streak, then unhealth
   while (probe.calls() < 6) await sleep(5);
   await sleep(10);
   prober.stop();
-  t.deepEqual(reports.map((r) => [r.status, r.failingStreak]), [['healthy', 0], ['healthy', 1], ['unhealthy', 2], ['unhealthy', 3]]);
+  t.deepEqual(
+    reports.map((r) => [r.status, r.failingStreak]),
+    [
+      ['healthy', 0],
+      ['healthy', 1],
+      ['unhealthy', 2],
+      ['unhealthy', 3],
+    ],
+  );
 });
 
 test('a probe that cannot run is a failure with the reason as its output; a timeout is a failure', async (t) => {
@@ -42,7 +50,13 @@ test('a probe that cannot run is a failure with the reason as its output; a time
   while (reports.length < 2) await sleep(5);
   prober.stop();
   t.is(reports[1]!.status, 'unhealthy');
-  t.deepEqual(reports[1]!.log.map((r) => [r.exitCode, r.output]), [[-1, 'exec in container x: it is stopped, not running'], [-1, 'Health check exceeded timeout (1000 ms)']]);
+  t.deepEqual(
+    reports[1]!.log.map((r) => [r.exitCode, r.output]),
+    [
+      [-1, 'exec in container x: it is stopped, not running'],
+      [-1, 'Health check exceeded timeout (1000 ms)'],
+    ],
+  );
 });
 
 test('stop: no probe and no report afterwards, also for a probe in flight', async (t) => {
@@ -70,7 +84,13 @@ test('stop: no probe and no report afterwards, also for a probe in flight', asyn
 test('resume: an adopted container carries on from the health last reported', async (t) => {
   const probe = scripted([bad]);
   const reports: HealthState[] = [];
-  const prober = new HealthProber({ config, runProbe: probe.run, onChange: (s) => reports.push(s), log: () => {}, resume: { status: 'healthy', failingStreak: 1 } });
+  const prober = new HealthProber({
+    config,
+    runProbe: probe.run,
+    onChange: (s) => reports.push(s),
+    log: () => {},
+    resume: { status: 'healthy', failingStreak: 1 },
+  });
   t.is(prober.current.status, 'healthy');
   prober.start();
   while (reports.length < 1) await sleep(5);

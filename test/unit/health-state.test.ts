@@ -89,7 +89,11 @@ test('a timed-out probe is a failure with a message; output is truncated and the
   t.is(s.status, 'unhealthy');
   const long = recordProbe(initialHealth(0), config, { start: 1, end: 2, exitCode: 0, output: 'x'.repeat(10_000) });
   t.is(long.log[0]!.output.length, HEALTH_OUTPUT_LIMIT + 1);
-  const many = run(initialHealth(0), config, Array.from({ length: 12 }, (_, i) => ok(i * 1000)));
+  const many = run(
+    initialHealth(0),
+    config,
+    Array.from({ length: 12 }, (_, i) => ok(i * 1000)),
+  );
   t.is(many.log.length, HEALTH_LOG_LENGTH);
   t.is(many.log.at(-1)!.start, 11_000);
 });
@@ -118,7 +122,12 @@ test('probe argv: CMD and CMD-SHELL forms; malformed tests are refused', (t) => 
 test('the service check overrides the image check field by field; NONE and disable turn it off', (t) => {
   const image = { test: ['CMD', 'img-check'], intervalMs: 7000, retries: 5 };
   t.deepEqual(effectiveHealthConfig(undefined, image), {
-    args: ['img-check'], intervalMs: 7000, timeoutMs: HEALTH_DEFAULTS.timeoutMs, startPeriodMs: 0, startIntervalMs: HEALTH_DEFAULTS.startIntervalMs, retries: 5,
+    args: ['img-check'],
+    intervalMs: 7000,
+    timeoutMs: HEALTH_DEFAULTS.timeoutMs,
+    startPeriodMs: 0,
+    startIntervalMs: HEALTH_DEFAULTS.startIntervalMs,
+    retries: 5,
   });
   const merged = effectiveHealthConfig({ test: ['CMD-SHELL', 'svc'], timeoutMs: 100 }, image)!;
   t.deepEqual(merged.args, ['/bin/sh', '-c', 'svc']);

@@ -32,9 +32,19 @@ test('startedAt is written when the task becomes running, and kept after', (t) =
 });
 
 test('health fields from an agent are validated; manager-written times are not accepted from it', (t) => {
-  const ok = parseReportedStatus(JSON.stringify({ state: 'running', health: 'unhealthy', failingStreak: 3, healthLog: [{ start: 'a', end: 'b', exitCode: -1, output: 'x' }] }), 'w');
+  const ok = parseReportedStatus(
+    JSON.stringify({ state: 'running', health: 'unhealthy', failingStreak: 3, healthLog: [{ start: 'a', end: 'b', exitCode: -1, output: 'x' }] }),
+    'w',
+  );
   t.is(ok.health, 'unhealthy');
   t.throws(() => parseReportedStatus(JSON.stringify({ state: 'running', health: 'sick' }), 'w'), { message: /health/ });
   t.throws(() => parseReportedStatus(JSON.stringify({ state: 'running', startedAt: 'x' }), 'w'), { message: /startedAt|Unrecognized/ });
-  t.throws(() => parseReportedStatus(JSON.stringify({ state: 'running', healthLog: Array.from({ length: 6 }, () => ({ start: 'a', end: 'b', exitCode: 0, output: '' })) }), 'w'), { message: /healthLog/ });
+  t.throws(
+    () =>
+      parseReportedStatus(
+        JSON.stringify({ state: 'running', healthLog: Array.from({ length: 6 }, () => ({ start: 'a', end: 'b', exitCode: 0, output: '' })) }),
+        'w',
+      ),
+    { message: /healthLog/ },
+  );
 });

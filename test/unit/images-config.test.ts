@@ -49,8 +49,12 @@ test('a malformed healthcheck or exposed port is refused naming the field', (t) 
     instanceOf: InvalidDocumentError,
     message: /config of x: config\.Healthcheck\.Test: must be \[\], \["NONE"\]/,
   });
-  t.throws(() => parseWith(imageConfigSchema, configOf({ Healthcheck: { Test: ['CMD'], Interval: 1.5 } }), 'c'), { message: /Healthcheck\.Test|Healthcheck\.Interval/ });
-  t.throws(() => parseWith(imageConfigSchema, configOf({ ExposedPorts: { http: {} } }), 'c'), { message: /ExposedPorts\.http: expected "PORT\[\/tcp\|udp\|sctp\]"/ });
+  t.throws(() => parseWith(imageConfigSchema, configOf({ Healthcheck: { Test: ['CMD'], Interval: 1.5 } }), 'c'), {
+    message: /Healthcheck\.Test|Healthcheck\.Interval/,
+  });
+  t.throws(() => parseWith(imageConfigSchema, configOf({ ExposedPorts: { http: {} } }), 'c'), {
+    message: /ExposedPorts\.http: expected "PORT\[\/tcp\|udp\|sctp\]"/,
+  });
 });
 
 test('credentials file: username/password and Docker-style auth, hosts normalised', (t) => {

@@ -141,7 +141,9 @@ test('a manifest that does not hash to the digest asked for is rejected', async 
 test('an invalid manifest is rejected naming what is wrong', async (t) => {
   const { host } = await fakeRegistry(t, (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' });
-    res.end(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'x', digest: 'sha256:zz', size: 1 } }));
+    res.end(
+      JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'x', digest: 'sha256:zz', size: 1 } }),
+    );
     return true;
   });
   const { store } = await storeIn(t);
@@ -164,8 +166,18 @@ test('selects linux/amd64 from an index, follows blob redirects and does bearer 
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.index.v1+json',
       manifests: [
-        { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: arm.manifestDigest, size: arm.manifest.length, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
-        { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: amd.manifestDigest, size: amd.manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: arm.manifestDigest,
+          size: arm.manifest.length,
+          platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+        },
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: amd.manifestDigest,
+          size: amd.manifest.length,
+          platform: { os: 'linux', architecture: 'amd64' },
+        },
       ],
     }),
   );

@@ -15,11 +15,26 @@ import { DEFAULT_RETRY_POLICY, decideRetry, isRetryableStatus, parseRetryAfter, 
 
 test('back-off doubles from the base delay with jitter in the upper half, capped', (t) => {
   const policy = { maxAttempts: 10, baseDelayMs: 100, maxDelayMs: 1000, maxRetryAfterMs: 5000 };
-  t.deepEqual(decideRetry(1, policy, () => 0), { retry: true, delayMs: 50 });
-  t.deepEqual(decideRetry(1, policy, () => 1), { retry: true, delayMs: 100 });
-  t.deepEqual(decideRetry(3, policy, () => 1), { retry: true, delayMs: 400 });
-  t.deepEqual(decideRetry(8, policy, () => 1), { retry: true, delayMs: 1000 });
-  t.deepEqual(decideRetry(10, policy, () => 1), { retry: false, reason: 'gave up after 10 attempts' });
+  t.deepEqual(
+    decideRetry(1, policy, () => 0),
+    { retry: true, delayMs: 50 },
+  );
+  t.deepEqual(
+    decideRetry(1, policy, () => 1),
+    { retry: true, delayMs: 100 },
+  );
+  t.deepEqual(
+    decideRetry(3, policy, () => 1),
+    { retry: true, delayMs: 400 },
+  );
+  t.deepEqual(
+    decideRetry(8, policy, () => 1),
+    { retry: true, delayMs: 1000 },
+  );
+  t.deepEqual(
+    decideRetry(10, policy, () => 1),
+    { retry: false, reason: 'gave up after 10 attempts' },
+  );
 });
 
 test('Retry-After is honoured, in seconds or as a date, and refused when too long', (t) => {
@@ -29,7 +44,10 @@ test('Retry-After is honoured, in seconds or as a date, and refused when too lon
   t.is(parseRetryAfter('Sun, 22 Nov 2026 11:00:00 GMT', now), 0);
   t.is(parseRetryAfter('soon', now), undefined);
   t.is(parseRetryAfter(null, now), undefined);
-  t.deepEqual(decideRetry(1, DEFAULT_RETRY_POLICY, () => 0.5, 3000), { retry: true, delayMs: 3000 });
+  t.deepEqual(
+    decideRetry(1, DEFAULT_RETRY_POLICY, () => 0.5, 3000),
+    { retry: true, delayMs: 3000 },
+  );
   const refused = decideRetry(1, DEFAULT_RETRY_POLICY, () => 0.5, 3_600_000);
   t.false(refused.retry);
   if (!refused.retry) t.regex(refused.reason, /asked to retry after 3600 s, longer than the 60 s we wait/);
@@ -58,7 +76,10 @@ const BLOBS = new Map([
 ]);
 
 /** A registry serving one image, whose `misbehave` gets first say on every request. */
-async function flakyRegistry(t: ExecutionContext, misbehave: (req: IncomingMessage, res: ServerResponse) => boolean): Promise<{ host: string; requests: string[] }> {
+async function flakyRegistry(
+  t: ExecutionContext,
+  misbehave: (req: IncomingMessage, res: ServerResponse) => boolean,
+): Promise<{ host: string; requests: string[] }> {
   const requests: string[] = [];
   const server = createServer((req, res) => {
     requests.push(req.url ?? '');
@@ -83,7 +104,11 @@ async function flakyRegistry(t: ExecutionContext, misbehave: (req: IncomingMessa
   return { host: `127.0.0.1:${(server.address() as AddressInfo).port}`, requests };
 }
 
-async function storeWithInstantRetries(t: ExecutionContext, sleeps: number[], maxAttempts = 5): Promise<{ store: LocalImageStore; root: string; log: string[] }> {
+async function storeWithInstantRetries(
+  t: ExecutionContext,
+  sleeps: number[],
+  maxAttempts = 5,
+): Promise<{ store: LocalImageStore; root: string; log: string[] }> {
   const root = await mkdtemp(join(tmpdir(), 'tessera-images-retry-'));
   t.teardown(() => rm(root, { recursive: true, force: true }));
   const log: string[] = [];
@@ -191,7 +216,10 @@ test('dropped connections and a body cut short are downloaded again', async (t) 
   t.is(requests.filter((r) => r.endsWith(layerDigest)).length, 2);
   t.is(sleeps.length, 2);
   t.true(events.includes('layer:retrying'));
-  t.true(log.some((m) => /downloading again/.test(m)), log.join('\n'));
+  t.true(
+    log.some((m) => /downloading again/.test(m)),
+    log.join('\n'),
+  );
 });
 
 test('the client retries a token request that fails with 503', async (t) => {

@@ -12,11 +12,13 @@ import type { Secret, Service, StackObject } from '../../common/resources/types.
 const CORPUS = fileURLToPath(new URL('../../../shared/corpus/k8s/examples', import.meta.url));
 
 function yamlFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const full = join(dir, entry.name);
-    if (entry.isDirectory()) return yamlFiles(full);
-    return /\.ya?ml$/.test(entry.name) ? [full] : [];
-  }).sort();
+  return readdirSync(dir, { withFileTypes: true })
+    .flatMap((entry) => {
+      const full = join(dir, entry.name);
+      if (entry.isDirectory()) return yamlFiles(full);
+      return /\.ya?ml$/.test(entry.name) ? [full] : [];
+    })
+    .sort();
 }
 
 type Outcome = { ok: true; result: LoadResult } | { ok: false; issues: readonly ManifestIssue[] };
@@ -70,28 +72,35 @@ test('with --lenient, every rejection by refusal becomes warnings; what remains 
 test('guestbook-go redis-master Deployment: the native service', async (t) => {
   const result = await outcome(corpus('web/guestbook-go/redis-master-controller.yaml'));
   if (!result.ok) return t.fail(result.issues.map(formatIssue).join('\n'));
-  t.deepEqual(result.result.objects, [{
-    apiVersion: 'tessera/v1',
-    kind: 'Service',
-    metadata: { name: 'redis-master', labels: { app: 'redis', role: 'master' } },
-    spec: {
-      image: 'redis:7.2',
-      mode: 'replicated',
-      replicas: 1,
-      restart: { condition: 'any' },
-      // Kubernetes' default 25% surge rounds up to 1, 25% unavailable down to 0.
-      updateConfig: { parallelism: 1, order: 'start-first' },
-      containerLabels: { app: 'redis', role: 'master' },
-      expose: [{ port: 6379, protocol: 'tcp' }],
+  t.deepEqual(result.result.objects, [
+    {
+      apiVersion: 'tessera/v1',
+      kind: 'Service',
+      metadata: { name: 'redis-master', labels: { app: 'redis', role: 'master' } },
+      spec: {
+        image: 'redis:7.2',
+        mode: 'replicated',
+        replicas: 1,
+        restart: { condition: 'any' },
+        // Kubernetes' default 25% surge rounds up to 1, 25% unavailable down to 0.
+        updateConfig: { parallelism: 1, order: 'start-first' },
+        containerLabels: { app: 'redis', role: 'master' },
+        expose: [{ port: 6379, protocol: 'tcp' }],
+      },
     },
-  }]);
+  ]);
 });
 
 test('guestbook frontend Deployment: requests become reservations, env is kept', async (t) => {
   const result = await outcome(corpus('web/guestbook/frontend-deployment.yaml'));
   if (!result.ok) return t.fail(result.issues.map(formatIssue).join('\n'));
   t.like(service(result.result.objects, 'frontend'), {
-    spec: { image: 'gcr.io/google-samples/gb-frontend:v5', replicas: 3, env: { GET_HOSTS_FROM: 'dns' }, resources: { reservations: { cpus: 0.1, memory: 100 * 1024 * 1024 } } },
+    spec: {
+      image: 'gcr.io/google-samples/gb-frontend:v5',
+      replicas: 3,
+      env: { GET_HOSTS_FROM: 'dns' },
+      resources: { reservations: { cpus: 0.1, memory: 100 * 1024 * 1024 } },
+    },
   });
 });
 
@@ -109,16 +118,23 @@ test('a LoadBalancer Service is refused at spec.type', async (t) => {
   const file = corpus('web/guestbook-go/guestbook-service.yaml');
   const result = await outcome(file);
   if (result.ok) return t.fail('translated');
-  t.true(result.issues.map(formatIssue).includes(`${file}:13:9: spec.type: not supported (there is no load balancer provider; use NodePort to publish on every node)`));
+  t.true(
+    result.issues
+      .map(formatIssue)
+      .includes(`${file}:13:9: spec.type: not supported (there is no load balancer provider; use NodePort to publish on every node)`),
+  );
 });
 
 test('a Secret becomes one native Secret per key; a Namespace becomes nothing', async (t) => {
   const secret = await outcome(corpus('_archived/volumes/azure_file/secret/azure-secret.yaml'));
   if (!secret.ok) return t.fail(secret.issues.map(formatIssue).join('\n'));
-  t.deepEqual(secret.result.objects.map((o) => [o.kind, o.metadata.name, (o as Secret).spec.data]), [
-    ['Secret', 'azure-secret.azurestorageaccountname', 'azhzdGVzdA=='],
-    ['Secret', 'azure-secret.azurestorageaccountkey', (secret.result.objects[1] as Secret).spec.data],
-  ]);
+  t.deepEqual(
+    secret.result.objects.map((o) => [o.kind, o.metadata.name, (o as Secret).spec.data]),
+    [
+      ['Secret', 'azure-secret.azurestorageaccountname', 'azhzdGVzdA=='],
+      ['Secret', 'azure-secret.azurestorageaccountkey', (secret.result.objects[1] as Secret).spec.data],
+    ],
+  );
   const namespace = await outcome(corpus('_archived/cluster-dns/namespace-dev.yaml'));
   t.true(namespace.ok && namespace.result.objects.length === 0);
 });
@@ -127,11 +143,20 @@ test('guestbook all-in-one: refused for the missing nodePort; with --lenient, Se
   const file = corpus('web/guestbook/all-in-one/guestbook-all-in-one.yaml');
   const strict = await outcome(file);
   if (strict.ok) return t.fail('translated');
-  t.deepEqual(strict.issues.map((i) => formatPath(i.path ?? [])), ['spec.ports[0].nodePort']);
+  t.deepEqual(
+    strict.issues.map((i) => formatPath(i.path ?? [])),
+    ['spec.ports[0].nodePort'],
+  );
   const lenient = await outcome(file, true);
   if (!lenient.ok) return t.fail(lenient.issues.map(formatIssue).join('\n'));
-  t.deepEqual(lenient.result.warnings.map((w) => formatPath(w.path ?? [])), ['spec.ports[0].nodePort']);
-  t.deepEqual(lenient.result.objects.map((o) => `${o.kind}/${o.metadata.name}`), ['Service/redis-master', 'Service/redis-replica', 'Service/frontend']);
+  t.deepEqual(
+    lenient.result.warnings.map((w) => formatPath(w.path ?? [])),
+    ['spec.ports[0].nodePort'],
+  );
+  t.deepEqual(
+    lenient.result.objects.map((o) => `${o.kind}/${o.metadata.name}`),
+    ['Service/redis-master', 'Service/redis-replica', 'Service/frontend'],
+  );
   t.deepEqual(service(lenient.result.objects, 'redis-master')?.spec.expose, [{ port: 6379, protocol: 'tcp' }]);
   // The frontend's NodePort lost its publication (the warning), so nothing is published.
   t.is(service(lenient.result.objects, 'frontend')?.spec.ports, undefined);

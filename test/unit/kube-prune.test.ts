@@ -26,12 +26,18 @@ test('prune deletes what the files dropped, in their stacks only, and reports it
   await store.put(objectKey('Task', '', 'web.1'), JSON.stringify({ kind: 'Task', metadata: { name: 'web.1' } }));
 
   const dry = await server.apply([service('web', 'shop')], true, ['shop']);
-  t.deepEqual(dry.map((r) => `${r.ref.kind}/${r.ref.name} ${r.action}`), ['Service/web unchanged', 'Service/api pruned', 'Config/conf pruned']);
+  t.deepEqual(
+    dry.map((r) => `${r.ref.kind}/${r.ref.name} ${r.action}`),
+    ['Service/web unchanged', 'Service/api pruned', 'Config/conf pruned'],
+  );
   t.truthy(await store.get(objectKey('Service', 'shop', 'api')), 'a dry run deletes nothing');
 
   const before = (await store.get(objectKey('Service', 'shop', 'web')))!.modRevision;
   const results = await server.apply([service('web', 'shop', { replicas: 2 })], false, ['shop']);
-  t.deepEqual(results.map((r) => `${r.ref.kind}/${r.ref.name} ${r.action}`), ['Service/web configured', 'Service/api pruned', 'Config/conf pruned']);
+  t.deepEqual(
+    results.map((r) => `${r.ref.kind}/${r.ref.name} ${r.action}`),
+    ['Service/web configured', 'Service/api pruned', 'Config/conf pruned'],
+  );
   const after = await store.get(objectKey('Service', 'shop', 'web'));
   t.is(await store.get(objectKey('Service', 'shop', 'api')), undefined);
   t.is(await store.get(objectKey('Config', 'shop', 'conf')), undefined);
@@ -43,7 +49,10 @@ test('prune deletes what the files dropped, in their stacks only, and reports it
   t.truthy(await store.get(objectKey('Task', '', 'web.1')), 'tasks are never pruned');
 
   // Without --prune nothing is deleted.
-  t.deepEqual((await server.apply([service('solo', 'blog')], false)).map((r) => r.action), ['created']);
+  t.deepEqual(
+    (await server.apply([service('solo', 'blog')], false)).map((r) => r.action),
+    ['created'],
+  );
   t.truthy(await store.get(objectKey('Service', 'blog', 'other')));
 });
 
@@ -56,7 +65,10 @@ test('an object still used by a remaining service is not pruned, and nothing is 
   t.not(JSON.parse((await store.get(objectKey('Service', 'shop', 'web')))!.value).spec.replicas, 3);
   // Dropping the reference in the same apply frees it.
   const results = await server.apply([service('web', 'shop')], false, ['shop']);
-  t.deepEqual(results.map((r) => `${r.ref.kind}/${r.ref.name} ${r.action}`), ['Service/web configured', 'Config/conf pruned']);
+  t.deepEqual(
+    results.map((r) => `${r.ref.kind}/${r.ref.name} ${r.action}`),
+    ['Service/web configured', 'Config/conf pruned'],
+  );
 });
 
 test('pure parts: bad stack names; choosing what to prune', (t) => {
@@ -64,18 +76,39 @@ test('pure parts: bad stack names; choosing what to prune', (t) => {
   const obj = (kind: StackObject['kind'], name: string): StackObject =>
     ({ apiVersion: 'tessera/v1', kind, metadata: { name, stack: 's' }, spec: kind === 'Service' ? { image: 'x' } : {} }) as StackObject;
   const kv = { key: '', value: '', createRevision: 1, modRevision: 1, version: 1 };
-  const chosen = choosePruned([{ object: obj('Service', 'a'), kv }, { object: obj('Network', 'n'), kv }], [], new Set(['Service/s/a']), []);
-  t.deepEqual(chosen.pruned.map((p) => p.object.metadata.name), ['n']);
+  const chosen = choosePruned(
+    [
+      { object: obj('Service', 'a'), kv },
+      { object: obj('Network', 'n'), kv },
+    ],
+    [],
+    new Set(['Service/s/a']),
+    [],
+  );
+  t.deepEqual(
+    chosen.pruned.map((p) => p.object.metadata.name),
+    ['n'],
+  );
   t.deepEqual(chosen.problems, []);
 });
 
 test('translated Kubernetes objects through the real server: a Job applies as a replicated job, the rest applies', async (t) => {
   const { server } = await fixture(t);
-  const job = loadManifestsFromText('apiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: j, image: busybox}]\n', 'job.yaml');
-  const planned = await server.apply(job.objects.map((o) => JSON.stringify(o)), true);
-  t.deepEqual(planned.map((r) => `${r.ref.kind}/${r.ref.name} ${r.action}`), ['Service/once created']);
+  const job = loadManifestsFromText(
+    'apiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: j, image: busybox}]\n',
+    'job.yaml',
+  );
+  const planned = await server.apply(
+    job.objects.map((o) => JSON.stringify(o)),
+    true,
+  );
+  t.deepEqual(
+    planned.map((r) => `${r.ref.kind}/${r.ref.name} ${r.action}`),
+    ['Service/once created'],
+  );
   t.is((planned[0]!.object as { spec: { mode?: string } }).spec.mode, 'replicated-job');
-  const web = loadManifestsFromText(`apiVersion: v1
+  const web = loadManifestsFromText(
+    `apiVersion: v1
 kind: ConfigMap
 metadata: {name: site, namespace: shop}
 data: {index.html: hello}
@@ -96,7 +129,15 @@ apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: shop}
 spec: {type: NodePort, selector: {app: web}, ports: [{port: 80, nodePort: 30080}]}
-`, 'web.yaml');
-  const results = await server.apply(web.objects.map((o) => JSON.stringify(o)), false);
-  t.deepEqual(results.map((r) => `${r.ref.kind}/${r.ref.stack}/${r.ref.name} ${r.action}`), ['Service/shop/web created', 'Config/shop/site.index.html created']);
+`,
+    'web.yaml',
+  );
+  const results = await server.apply(
+    web.objects.map((o) => JSON.stringify(o)),
+    false,
+  );
+  t.deepEqual(
+    results.map((r) => `${r.ref.kind}/${r.ref.stack}/${r.ref.name} ${r.action}`),
+    ['Service/shop/web created', 'Config/shop/site.index.html created'],
+  );
 });

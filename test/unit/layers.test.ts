@@ -54,7 +54,10 @@ test('the import graph respects the layers', (t) => {
   // generated code imports something, and the composition root imports both halves.
   for (const layer of ['common', 'control-plane', 'agent', 'daemon', 'cli'] as const) t.true((byLayer.get(layer) ?? 0) > 0, `no imports read from ${layer}/`);
   for (const half of ['control-plane', 'agent'] as const) {
-    t.true(edges.some((e) => layerOf(e.from) === 'daemon' && layerOf(e.to) === half), `daemon/ imports nothing from ${half}/`);
+    t.true(
+      edges.some((e) => layerOf(e.from) === 'daemon' && layerOf(e.to) === half),
+      `daemon/ imports nothing from ${half}/`,
+    );
   }
 
   const found = violations(edges);
@@ -77,7 +80,9 @@ test('the rules refuse upward and sideways imports (self-check)', (t) => {
   ]);
   t.deepEqual(violations([edge('daemon/main.ts', 'cli/client.ts')]), ['daemon/main.ts:1 → cli/client.ts: daemon may not import cli']);
   t.deepEqual(violations([edge('cli/cluster.ts', 'test/helpers/tsd-node.ts')]), ['cli/cluster.ts:1 → test/helpers/tsd-node.ts: cli may not import test']);
-  t.deepEqual(violations([edge('cli/cluster.ts', 'deploy/build-example-image.ts')]), ['cli/cluster.ts:1 → deploy/build-example-image.ts: cli may not import deploy']);
+  t.deepEqual(violations([edge('cli/cluster.ts', 'deploy/build-example-image.ts')]), [
+    'cli/cluster.ts:1 → deploy/build-example-image.ts: cli may not import deploy',
+  ]);
   t.deepEqual(violations([edge('tools/x.ts', 'common/resources/types.ts')]), ['tools/x.ts is in no layer: add its folder to MAY_IMPORT']);
   // What is allowed stays allowed.
   t.deepEqual(
@@ -95,23 +100,23 @@ test('the rules refuse upward and sideways imports (self-check)', (t) => {
 
 test('import specifiers are read from code only, across lines, and from dynamic imports', (t) => {
   const source = [
-    "import {",
-    "  a,",
-    "  type B,",
+    'import {',
+    '  a,',
+    '  type B,',
     "} from '../one.js';",
-    "import type { C } from \"./two.js\";",
+    'import type { C } from "./two.js";',
     "import './side-effect.js';",
     "export { d } from '../three.js';",
     "export * as e from './four.js';",
     "// import { no } from './in-line-comment.js';",
     "/* import { no } from './in-block-comment.js'; */",
-    "const text = \"import { no } from './in-string.js'\";",
+    'const text = "import { no } from \'./in-string.js\'";',
     "const template = `import { no } from './in-template.js' ${await import('./in-template-expression.js')}`;",
-    "const quote = /['\"]/;",
+    'const quote = /[\'"]/;',
     "const later = await import('./five.js');",
-    "const url = import.meta.url;",
+    'const url = import.meta.url;',
     "export const from = 'not-an-import';",
-    "const computed = import(name);",
+    'const computed = import(name);',
   ].join('\n');
   t.deepEqual(
     importSpecifiers(source).map((s) => `${s.line}:${s.specifier}`),

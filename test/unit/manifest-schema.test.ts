@@ -20,17 +20,25 @@ function onlyIssue(input: unknown): ValidationIssue {
 }
 
 test('a full manifest is normalised to the stored form', (t) => {
-  const result = validateObject(service({
-    command: ['sh', '-c', 'echo hi'],
-    env: { A: 'b' },
-    replicas: 3,
-    ports: [{ target: 80, published: 8080 }, { target: 53, protocol: 'udp' }],
-    resources: { limits: { memory: '32Mi', cpus: '500m', pids: 64 }, reservations: { memory: 1048576, cpus: 0.25 } },
-    placement: { constraints: ['node.labels.zone == a', 'node.role!=manager'] },
-    restart: { condition: 'on-failure', delay: '5s', maxDelay: '1m', maxAttempts: 3 },
-    stopGracePeriod: '10s',
-    user: 1000,
-  }, { name: 'web', stack: 'shop', labels: { tier: 'front' } }));
+  const result = validateObject(
+    service(
+      {
+        command: ['sh', '-c', 'echo hi'],
+        env: { A: 'b' },
+        replicas: 3,
+        ports: [
+          { target: 80, published: 8080 },
+          { target: 53, protocol: 'udp' },
+        ],
+        resources: { limits: { memory: '32Mi', cpus: '500m', pids: 64 }, reservations: { memory: 1048576, cpus: 0.25 } },
+        placement: { constraints: ['node.labels.zone == a', 'node.role!=manager'] },
+        restart: { condition: 'on-failure', delay: '5s', maxDelay: '1m', maxAttempts: 3 },
+        stopGracePeriod: '10s',
+        user: 1000,
+      },
+      { name: 'web', stack: 'shop', labels: { tier: 'front' } },
+    ),
+  );
   t.deepEqual(result, {
     ok: true,
     object: {
@@ -43,7 +51,10 @@ test('a full manifest is normalised to the stored form', (t) => {
         env: { A: 'b' },
         user: '1000',
         replicas: 3,
-        ports: [{ target: 80, published: 8080, protocol: 'tcp' }, { target: 53, protocol: 'udp' }],
+        ports: [
+          { target: 80, published: 8080, protocol: 'tcp' },
+          { target: 53, protocol: 'udp' },
+        ],
         resources: { limits: { memory: 32 * 1024 * 1024, cpus: 0.5, pids: 64 }, reservations: { memory: 1048576, cpus: 0.25 } },
         placement: { constraints: ['node.labels.zone==a', 'node.role!=manager'] },
         restart: { condition: 'on-failure', delayMs: 5000, maxDelayMs: 60_000, maxAttempts: 3 },
@@ -60,9 +71,16 @@ test('replicas defaults to 1', (t) => {
 });
 
 test('the normalised form validates to itself, so the API server can re-check what the CLI sent', (t) => {
-  const first = validateObject(service({
-    restart: { delay: '1s' }, stopGracePeriod: '2s', resources: { limits: { memory: '1Gi', cpus: 2 } },
-  }, { name: 'web', uid: 'u-1', resourceVersion: '7', generation: 2, createdAt: '2024-01-01T00:00:00Z' }));
+  const first = validateObject(
+    service(
+      {
+        restart: { delay: '1s' },
+        stopGracePeriod: '2s',
+        resources: { limits: { memory: '1Gi', cpus: 2 } },
+      },
+      { name: 'web', uid: 'u-1', resourceVersion: '7', generation: 2, createdAt: '2024-01-01T00:00:00Z' },
+    ),
+  );
   if (!first.ok) return t.fail(JSON.stringify(first.issues));
   const second = validateObject(JSON.parse(JSON.stringify(first.object)));
   t.deepEqual(second, first);
@@ -117,7 +135,13 @@ test('names are DNS labels', (t) => {
 
 test('missing required fields', (t) => {
   const issues = issuesOf({ apiVersion: 'tessera/v1', kind: 'Service', metadata: {}, spec: {} });
-  t.deepEqual(issues.map((i) => i.path), [['metadata', 'name'], ['spec', 'image']]);
+  t.deepEqual(
+    issues.map((i) => i.path),
+    [
+      ['metadata', 'name'],
+      ['spec', 'image'],
+    ],
+  );
   t.regex(issues[1]!.message, /^required field is missing/);
 });
 
@@ -132,13 +156,31 @@ test('bad quantities carry the parser message', (t) => {
 });
 
 test('cross-field rules: duplicate published ports, reservations above limits, two spellings', (t) => {
-  const dup = onlyIssue(service({ ports: [{ target: 80, published: 8080 }, { target: 81, published: 8080 }] }));
+  const dup = onlyIssue(
+    service({
+      ports: [
+        { target: 80, published: 8080 },
+        { target: 81, published: 8080 },
+      ],
+    }),
+  );
   t.deepEqual(dup.path, ['spec', 'ports', 1, 'published']);
   t.regex(dup.message, /published port 8080\/tcp is already used by ports\[0\]/);
   // The same number over two protocols is two different ports.
-  t.true(validateObject(service({ ports: [{ target: 53, published: 53 }, { target: 53, published: 53, protocol: 'udp' }] })).ok);
-  t.regex(onlyIssue(service({ resources: { limits: { memory: '64Mi' }, reservations: { memory: '128Mi' } } })).message,
-    /reservation 128Mi is more than the limit 64Mi/);
+  t.true(
+    validateObject(
+      service({
+        ports: [
+          { target: 53, published: 53 },
+          { target: 53, published: 53, protocol: 'udp' },
+        ],
+      }),
+    ).ok,
+  );
+  t.regex(
+    onlyIssue(service({ resources: { limits: { memory: '64Mi' }, reservations: { memory: '128Mi' } } })).message,
+    /reservation 128Mi is more than the limit 64Mi/,
+  );
   t.regex(onlyIssue(service({ restart: { delay: '1s', delayMs: 1000 } })).message, /either delay or delayMs/);
 });
 
@@ -147,8 +189,7 @@ test('placement constraints', (t) => {
   t.deepEqual(parseConstraint('node.hostname != n1'), { ok: true, value: { field: 'hostname', op: '!=', value: 'n1' } });
   t.deepEqual(parseConstraint('node.role==worker'), { ok: true, value: { field: 'role', op: '==', value: 'worker' } });
   t.deepEqual(parseConstraint('node.id==abc'), { ok: true, value: { field: 'id', op: '==', value: 'abc' } });
-  t.deepEqual(parseConstraint('node.labels.example.com/zone==x=y'),
-    { ok: true, value: { field: 'label', key: 'example.com/zone', op: '==', value: 'x=y' } });
+  t.deepEqual(parseConstraint('node.labels.example.com/zone==x=y'), { ok: true, value: { field: 'label', key: 'example.com/zone', op: '==', value: 'x=y' } });
   for (const bad of ['node.role==boss', 'node.foo==1', 'zone=a', 'node.labels.==a', 'node.labels.zone==', '', 'node.labels.zone==a==b', 'node.labels.-x==a']) {
     t.false(parseConstraint(bad).ok, bad);
   }
@@ -239,7 +280,10 @@ test('a Secret or Config over 500 KiB is refused by the schema, so the CLI refus
     const result = validateStackObject(object(kind, MAX_FILE_OBJECT_BYTES + 1));
     t.false(result.ok);
     if (!result.ok) {
-      t.deepEqual(result.issues.map((i) => i.path), [['spec', 'data']]);
+      t.deepEqual(
+        result.issues.map((i) => i.path),
+        [['spec', 'data']],
+      );
       t.regex(result.issues[0]!.message, new RegExp(`${kind} big holds 512001 bytes; at most 512000 \\(500 KiB\\)`));
     }
   }
@@ -273,10 +317,19 @@ test('error messages are cut at 4 KiB of UTF-8 on a character boundary, saying h
 });
 
 test('a "__proto__" key in a mapping is refused, not silently dropped; "constructor" is an ordinary key', (t) => {
-  const input = JSON.parse('{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web","labels":{"__proto__":"x"}},' +
-    '"spec":{"image":"b","env":{"__proto__":"p","constructor":"c"},"sysctls":{"__proto__":{"polluted":1}}}}') as unknown;
+  const input = JSON.parse(
+    '{"apiVersion":"tessera/v1","kind":"Service","metadata":{"name":"web","labels":{"__proto__":"x"}},' +
+      '"spec":{"image":"b","env":{"__proto__":"p","constructor":"c"},"sysctls":{"__proto__":{"polluted":1}}}}',
+  ) as unknown;
   const issues = issuesOf(input);
-  t.deepEqual(issues.map((i) => i.path), [['metadata', 'labels', '__proto__'], ['spec', 'env', '__proto__'], ['spec', 'sysctls', '__proto__']]);
+  t.deepEqual(
+    issues.map((i) => i.path),
+    [
+      ['metadata', 'labels', '__proto__'],
+      ['spec', 'env', '__proto__'],
+      ['spec', 'sysctls', '__proto__'],
+    ],
+  );
   t.regex(issues[0]!.message, /"__proto__" cannot be used as a key/);
   t.is(({} as Record<string, unknown>)['polluted'], undefined);
   const ok = validateObject(service({ env: { constructor: 'c', toString: 't' } }));

@@ -2,9 +2,7 @@ import test from 'ava';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  formatPath, loadManifestFile, loadManifestPath, loadManifestText, ManifestError, type ManifestIssue,
-} from '../../cli/manifest/load.js';
+import { formatPath, loadManifestFile, loadManifestPath, loadManifestText, ManifestError, type ManifestIssue } from '../../cli/manifest/load.js';
 import type { Service, StackObject } from '../../common/resources/types.js';
 
 const FIXTURES = 'test/fixtures/manifests';
@@ -65,7 +63,10 @@ test('the hello example loads', async (t) => {
 
 test('multi-document files, empty documents skipped', async (t) => {
   const objects = services(await loadManifestFile(join(FIXTURES, 'good-multi.yaml')));
-  t.deepEqual(objects.map((o) => o.metadata.name), ['web', 'worker']);
+  t.deepEqual(
+    objects.map((o) => o.metadata.name),
+    ['web', 'worker'],
+  );
   t.is(objects[1]!.spec.replicas, 0);
   t.deepEqual(objects[0]!.spec.placement?.constraints, ['node.role==worker', 'node.labels.zone==a']);
   t.deepEqual(loadManifestText('', 'empty.yaml'), []);
@@ -73,37 +74,50 @@ test('multi-document files, empty documents skipped', async (t) => {
 });
 
 test('YAML syntax errors name file, line and column', async (t) => {
-  t.is(await messageOf('bad-yaml-syntax.yaml'),
-    'test/fixtures/manifests/bad-yaml-syntax.yaml:8:3: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]');
+  t.is(
+    await messageOf('bad-yaml-syntax.yaml'),
+    'test/fixtures/manifests/bad-yaml-syntax.yaml:8:3: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]',
+  );
   const [issue] = rejection(() => loadManifestText('a: 1\na: 2\n', 'dup-keys.yaml'));
   t.like(issue, { file: 'dup-keys.yaml', line: 2, col: 1 });
   t.regex(issue!.message, /^YAML syntax error: Map keys must be unique/);
 });
 
 test('unknown fields point at the key', async (t) => {
-  t.regex(await messageOf('bad-unknown-field.yaml'),
-    /^test\/fixtures\/manifests\/bad-unknown-field\.yaml:8:3: spec\.replica: unknown field "replica"; did you mean "replicas"\?/);
+  t.regex(
+    await messageOf('bad-unknown-field.yaml'),
+    /^test\/fixtures\/manifests\/bad-unknown-field\.yaml:8:3: spec\.replica: unknown field "replica"; did you mean "replicas"\?/,
+  );
 });
 
 test('wrong types point at the value, and every issue is listed', async (t) => {
-  t.is(await messageOf('bad-types.yaml'), [
-    'test/fixtures/manifests/bad-types.yaml:7:13: spec.replicas: expected an integer >= 0, got "three"',
-    'test/fixtures/manifests/bad-types.yaml:9:11: spec.env.PORT: expected a string, got number 8080 (quote it to make it a string: "8080")',
-  ].join('\n'));
+  t.is(
+    await messageOf('bad-types.yaml'),
+    [
+      'test/fixtures/manifests/bad-types.yaml:7:13: spec.replicas: expected an integer >= 0, got "three"',
+      'test/fixtures/manifests/bad-types.yaml:9:11: spec.env.PORT: expected a string, got number 8080 (quote it to make it a string: "8080")',
+    ].join('\n'),
+  );
 });
 
 test('bad quantity, bad constraint, unsupported kind', async (t) => {
   t.regex(await messageOf('bad-quantity.yaml'), /bad-quantity\.yaml:9:22: spec\.resources\.limits\.memory: invalid memory quantity "64Mx"/);
-  t.regex(await messageOf('bad-constraint.yaml'), /bad-constraint\.yaml:10:9: spec\.placement\.constraints\[0\]: invalid placement constraint "node\.role==boss"/);
+  t.regex(
+    await messageOf('bad-constraint.yaml'),
+    /bad-constraint\.yaml:10:9: spec\.placement\.constraints\[0\]: invalid placement constraint "node\.role==boss"/,
+  );
   t.is(await messageOf('bad-kind.yaml'), 'test/fixtures/manifests/bad-kind.yaml:3:7: kind: unsupported kind "Deployment"; supported kinds: "Service"');
 });
 
 test('duplicates in one file are rejected, pointing at both', async (t) => {
-  t.is(await messageOf('bad-duplicate.yaml'),
-    'test/fixtures/manifests/bad-duplicate.yaml:12:9: metadata.name: duplicate Service "twice": already defined at test/fixtures/manifests/bad-duplicate.yaml:5:9');
+  t.is(
+    await messageOf('bad-duplicate.yaml'),
+    'test/fixtures/manifests/bad-duplicate.yaml:12:9: metadata.name: duplicate Service "twice": already defined at test/fixtures/manifests/bad-duplicate.yaml:5:9',
+  );
   // The same name in different stacks is two objects.
-  const text = ['name: a\n  stack: one', 'name: a\n  stack: two'].map((meta) =>
-    `apiVersion: tessera/v1\nkind: Service\nmetadata:\n  ${meta}\nspec:\n  image: x\n`).join('---\n');
+  const text = ['name: a\n  stack: one', 'name: a\n  stack: two']
+    .map((meta) => `apiVersion: tessera/v1\nkind: Service\nmetadata:\n  ${meta}\nspec:\n  image: x\n`)
+    .join('---\n');
   t.is(loadManifestText(text, 'stacks.yaml').length, 2);
 });
 
@@ -122,8 +136,16 @@ test('JSON manifests and kind: List (the output of get -o json|yaml) load', (t) 
   const object = { apiVersion: 'tessera/v1', kind: 'Service', metadata: { name: 'j' }, spec: { image: 'x' } };
   t.is(loadManifestText(JSON.stringify(object), 'one.json')[0]!.metadata.name, 'j');
   const list = { apiVersion: 'tessera/v1', kind: 'List', items: [object, { ...object, metadata: { name: 'k' } }] };
-  t.deepEqual(loadManifestText(JSON.stringify(list), 'list.json').map((o) => o.metadata.name), ['j', 'k']);
-  const [issue] = rejection(() => loadManifestText(`apiVersion: tessera/v1\nkind: List\nitems:\n  - apiVersion: tessera/v1\n    kind: Service\n    metadata: {name: j}\n    spec: {image: x, bogus: 1}\n`, 'list.yaml'));
+  t.deepEqual(
+    loadManifestText(JSON.stringify(list), 'list.json').map((o) => o.metadata.name),
+    ['j', 'k'],
+  );
+  const [issue] = rejection(() =>
+    loadManifestText(
+      `apiVersion: tessera/v1\nkind: List\nitems:\n  - apiVersion: tessera/v1\n    kind: Service\n    metadata: {name: j}\n    spec: {image: x, bogus: 1}\n`,
+      'list.yaml',
+    ),
+  );
   t.like(issue, { line: 7, col: 22, path: ['spec', 'bogus'] });
 });
 
@@ -136,7 +158,10 @@ test('directories: recursive, sorted, duplicates across files, all-or-nothing', 
   await writeFile(join(dir, 'a.yml'), svc('a'));
   await writeFile(join(dir, 'sub', 'c.json'), JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Service', metadata: { name: 'c' }, spec: { image: 'x' } }));
   await writeFile(join(dir, 'notes.txt'), 'not a manifest');
-  t.deepEqual((await loadManifestPath(dir)).map((o) => o.metadata.name), ['a', 'b', 'c']);
+  t.deepEqual(
+    (await loadManifestPath(dir)).map((o) => o.metadata.name),
+    ['a', 'b', 'c'],
+  );
 
   await writeFile(join(dir, 'sub', 'd.yaml'), svc('a'));
   const issues = await asyncRejection(loadManifestPath(dir));
@@ -149,11 +174,21 @@ test('directories: recursive, sorted, duplicates across files, all-or-nothing', 
   t.regex((await asyncRejection(loadManifestPath(join(dir, 'missing.yaml'))))[0]!.message, /^cannot read: /);
 });
 
-test('the fixture directory as a whole is rejected with every file\'s problems', async (t) => {
+test("the fixture directory as a whole is rejected with every file's problems", async (t) => {
   const issues = await asyncRejection(loadManifestPath(FIXTURES));
   const files = new Set(issues.map((i) => i.file.replace(/^.*\//, '')));
-  t.true(['bad-constraint.yaml', 'bad-duplicate.yaml', 'bad-kind.yaml', 'bad-quantity.yaml', 'bad-second-document.yaml',
-    'bad-types.yaml', 'bad-unknown-field.yaml', 'bad-yaml-syntax.yaml'].every((f) => files.has(f)));
+  t.true(
+    [
+      'bad-constraint.yaml',
+      'bad-duplicate.yaml',
+      'bad-kind.yaml',
+      'bad-quantity.yaml',
+      'bad-second-document.yaml',
+      'bad-types.yaml',
+      'bad-unknown-field.yaml',
+      'bad-yaml-syntax.yaml',
+    ].every((f) => files.has(f)),
+  );
   t.false(files.has('good-multi.yaml'));
 });
 

@@ -56,7 +56,15 @@ test('a snapshot restores the watch history event for event, compactions include
       if (roll < 0.5) s.txn({ compare: [], success: [{ type: 'put', key: key(), value: `v${step}` }], failure: [] });
       else if (roll < 0.6) {
         const [a, b] = [key(), key()];
-        if (a !== b) s.txn({ compare: [], success: [{ type: 'put', key: a, value: `x${step}` }, { type: 'put', key: b, value: `y${step}` }], failure: [] });
+        if (a !== b)
+          s.txn({
+            compare: [],
+            success: [
+              { type: 'put', key: a, value: `x${step}` },
+              { type: 'put', key: b, value: `y${step}` },
+            ],
+            failure: [],
+          });
       } else if (roll < 0.8) s.txn({ compare: [], success: [{ type: 'delete', key: key() }], failure: [] });
       else if (roll < 0.83) s.txn({ compare: [], success: [{ type: 'deletePrefix', prefix: `/${'ab'[Math.floor(rand() * 2)]}/1` }], failure: [] });
       else if (roll < 0.85) s.compact(Math.max(s.compactRevision, s.revision - Math.floor(rand() * 30)));
@@ -76,7 +84,10 @@ test('a version 1 snapshot (every log entry whole) is still read; a log that con
   s.txn({ compare: [], success: [{ type: 'delete', key: '/k' }], failure: [] });
   const v2 = JSON.parse(Buffer.from(s.serialize()).toString()) as { v: number; log: unknown[] };
   t.is(v2.v, 2);
-  t.true(v2.log.every((e) => Array.isArray(e)), 'every entry in the short form here');
+  t.true(
+    v2.log.every((e) => Array.isArray(e)),
+    'every entry in the short form here',
+  );
   const v1 = { ...v2, v: 1, log: s.historyFrom('/', 0) };
   t.deepEqual(MvccState.deserialize(Buffer.from(JSON.stringify(v1))).historyFrom('/', 0), s.historyFrom('/', 0));
   const bad = { ...v2, log: [[4, [['p', '/k']]]] };

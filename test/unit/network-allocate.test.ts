@@ -8,7 +8,9 @@ import type { Network, Node, Service, ServiceSpec, Task, TaskState } from '../..
 
 function node(name: string, address: string, localSubnet?: string): Node {
   return {
-    apiVersion: 'tessera/v1', kind: 'Node', metadata: { name, stack: '' },
+    apiVersion: 'tessera/v1',
+    kind: 'Node',
+    metadata: { name, stack: '' },
     spec: { availability: 'active', role: 'worker' },
     status: { state: 'ready', hostname: name, address, resources: { memoryBytes: 1e9, nanoCpus: 1e9 }, ...(localSubnet ? { localSubnet } : {}) },
   };
@@ -20,9 +22,13 @@ function service(stack: string, name: string, spec: Partial<ServiceSpec> = {}): 
 
 function task(svc: Service, slot: number, nodeName: string | undefined, state: TaskState = 'running'): Task {
   return {
-    apiVersion: 'tessera/v1', kind: 'Task', metadata: { name: `${svc.metadata.name}.${slot}.x${slot}`, stack: svc.metadata.stack ?? '' },
+    apiVersion: 'tessera/v1',
+    kind: 'Task',
+    metadata: { name: `${svc.metadata.name}.${slot}.x${slot}`, stack: svc.metadata.stack ?? '' },
     spec: { serviceName: svc.metadata.name, serviceStack: svc.metadata.stack ?? '', serviceGeneration: 1, slot, spec: svc.spec },
-    ...(nodeName ? { nodeName } : {}), desiredState: 'running', status: { state, timestamp: '2026-01-01T00:00:00Z' },
+    ...(nodeName ? { nodeName } : {}),
+    desiredState: 'running',
+    status: { state, timestamp: '2026-01-01T00:00:00Z' },
   };
 }
 
@@ -37,7 +43,11 @@ test('ingress and stack default networks get distinct subnets and VNIs; addresse
   const db = service('shop', 'db', { endpointMode: 'dnsrr' });
   const tasks = [task(web, 1, 'n1'), task(web, 2, 'n2'), task(db, 1, 'n3')];
   const { state, problems } = allocateNetworks({
-    previous: emptyNetworkState(), networks: [], services: [web, db], tasks, nodes,
+    previous: emptyNetworkState(),
+    networks: [],
+    services: [web, db],
+    tasks,
+    nodes,
     pool: { ...DEFAULT_POOL, reserved: ['10.0.1.0/24'] },
   });
   t.deepEqual(problems, []);
@@ -71,7 +81,14 @@ test('declared networks: explicit subnets, overlap and unknown names are reporte
   const a = network('s', 'front', ['10.50.0.0/24']);
   const b = network('s', 'wide', ['10.50.0.128/25']);
   const svc = service('s', 'api', { networks: [{ name: 'front' }, { name: 'nope' }] });
-  const { state, problems } = allocateNetworks({ previous: emptyNetworkState(), networks: [a, b], services: [svc], tasks: [task(svc, 1, 'n2')], nodes, pool: DEFAULT_POOL });
+  const { state, problems } = allocateNetworks({
+    previous: emptyNetworkState(),
+    networks: [a, b],
+    services: [svc],
+    tasks: [task(svc, 1, 'n2')],
+    nodes,
+    pool: DEFAULT_POOL,
+  });
   t.is(state.networks['s/front']!.subnet, '10.50.0.0/24');
   t.false('s/wide' in state.networks);
   t.true(problems.some((p) => /s\/wide: subnet 10.50.0.128\/25 overlaps 10.50.0.0\/24/.test(p)));
@@ -88,32 +105,66 @@ test('node view: peers are the other members with their endpoints; DNS, VIPs, me
   const { state } = allocateNetworks({ previous: emptyNetworkState(), networks: [], services, tasks, nodes, pool: DEFAULT_POOL });
   const builder = new NodeViewBuilder({ state, networks: [], services, tasks, nodes });
   const v3 = builder.build('n3');
-  t.deepEqual(v3.networks.map((n) => n.id), ['ingress', 'iso/default', 'shop/default']);
+  t.deepEqual(
+    v3.networks.map((n) => n.id),
+    ['ingress', 'iso/default', 'shop/default'],
+  );
   const shop = v3.networks.find((n) => n.id === 'shop/default')!;
-  t.deepEqual(shop.peers.map((p) => p.nodeUnderlayAddress), ['172.31.1.1', '172.31.1.2']);
+  t.deepEqual(
+    shop.peers.map((p) => p.nodeUnderlayAddress),
+    ['172.31.1.1', '172.31.1.2'],
+  );
   t.is(shop.peers[0]!.endpoints.length, 2, 'node address + one task');
   const webDns = shop.dns.services.find((s) => s.names.includes('web'))!;
   t.deepEqual(webDns.names, ['web', 'shop_web']);
   t.is(webDns.vip, state.networks['shop/default']!.vips['shop/web']);
   t.is(webDns.tasks.length, 2);
   t.is(shop.vips.find((v) => v.key === 'shop/web@shop/default')!.backends.length, 2);
-  t.false(v3.networks.find((n) => n.id === 'iso/default')!.dns.services.some((s) => s.names.includes('web')), 'isolated stacks do not see each other');
-  t.deepEqual(v3.published, [{ key: 'shop/web', ports: [{ published: 8080, target: 80, protocol: 'tcp' }], backends: Object.values(state.networks['ingress']!.tasks).sort() }]);
+  t.false(
+    v3.networks.find((n) => n.id === 'iso/default')!.dns.services.some((s) => s.names.includes('web')),
+    'isolated stacks do not see each other',
+  );
+  t.deepEqual(v3.published, [
+    { key: 'shop/web', ports: [{ published: 8080, target: 80, protocol: 'tcp' }], backends: Object.values(state.networks['ingress']!.tasks).sort() },
+  ]);
   t.deepEqual(Object.keys(v3.tasks).sort(), ['iso/lonely.1.x1', 'shop/client.1.x1']);
   const v1 = builder.build('n1');
-  t.deepEqual(v1.tasks['shop/web.1.x1']!.map((a) => a.networkId), ['shop/default', 'ingress']);
-  t.false(v1.networks.some((n) => n.id === 'iso/default'), 'a node without tasks of a network does not get it');
+  t.deepEqual(
+    v1.tasks['shop/web.1.x1']!.map((a) => a.networkId),
+    ['shop/default', 'ingress'],
+  );
+  t.false(
+    v1.networks.some((n) => n.id === 'iso/default'),
+    'a node without tasks of a network does not get it',
+  );
 });
 
 test('a previous state is kept as is for networks still wanted', (t) => {
-  const previous: ClusterNetworkState = { networks: { ingress: { id: 'ingress', stack: '', name: 'ingress', kind: 'ingress', vni: 5000, subnet: '10.9.0.0/24', gateway: '10.9.0.1', internal: false, cursor: 1, nodes: {}, vips: {}, tasks: {} } } };
+  const previous: ClusterNetworkState = {
+    networks: {
+      ingress: {
+        id: 'ingress',
+        stack: '',
+        name: 'ingress',
+        kind: 'ingress',
+        vni: 5000,
+        subnet: '10.9.0.0/24',
+        gateway: '10.9.0.1',
+        internal: false,
+        cursor: 1,
+        nodes: {},
+        vips: {},
+        tasks: {},
+      },
+    },
+  };
   const { state } = allocateNetworks({ previous, networks: [], services: [], tasks: [], nodes, pool: DEFAULT_POOL });
   t.is(state.networks['ingress']!.vni, 5000);
   t.is(state.networks['ingress']!.subnet, '10.9.0.0/24');
   t.is(Object.keys(state.networks['ingress']!.nodes).length, 3);
 });
 
-test('a bridge (node-local) network: no VXLAN peers, and names and VIPs answer with the node\'s own tasks only', (t) => {
+test("a bridge (node-local) network: no VXLAN peers, and names and VIPs answer with the node's own tasks only", (t) => {
   const local: Network = { apiVersion: 'tessera/v1', kind: 'Network', metadata: { name: 'lan', stack: 'shop' }, spec: { driver: 'bridge' } };
   const web = service('shop', 'web', { replicas: 3, networks: [{ name: 'lan' }] });
   const tasks = [task(web, 1, 'n1'), task(web, 2, 'n1'), task(web, 3, 'n2')];

@@ -4,13 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostVethName } from '../../agent/network/link-names.js';
 import { NetworkInputError } from '../../common/network/ipv4.js';
-import {
-  baseTableScript,
-  dispatchLines,
-  forwardAcceptLines,
-  serviceChainLines,
-  serviceChainName,
-} from '../../agent/network/nft-rules.js';
+import { baseTableScript, dispatchLines, forwardAcceptLines, serviceChainLines, serviceChainName } from '../../agent/network/nft-rules.js';
 import { droppingForwardChains, parseRuleset, rulesTagged } from '../../agent/network/nft-ruleset.js';
 import { BridgeNetwork } from '../../agent/network/node-network.js';
 import type { NodeNetworkConfig } from '../../agent/network/types.js';
@@ -67,7 +61,10 @@ test('forward accept rules are tagged and narrow', (t) => {
     t.true(line.startsWith('insert rule ip filter FORWARD '));
     t.true(line.endsWith('comment "tessera:t:tessera0"'));
   }
-  t.false(lines.some((l) => /oifname "tessera0" accept/.test(l)), 'inbound to containers only for DNAT and replies');
+  t.false(
+    lines.some((l) => /oifname "tessera0" accept/.test(l)),
+    'inbound to containers only for DNAT and replies',
+  );
 });
 
 test('ruleset parsing finds dropping forward chains of other tables and tagged rules', (t) => {
@@ -86,7 +83,10 @@ test('ruleset parsing finds dropping forward chains of other tables and tagged r
     droppingForwardChains(ruleset, 'tessera').map((c) => `${c.family} ${c.table} ${c.name}`),
     ['ip filter FORWARD'],
   );
-  t.deepEqual(rulesTagged(ruleset, 'tessera:tessera:tessera0').map((r) => r.handle), [7]);
+  t.deepEqual(
+    rulesTagged(ruleset, 'tessera:tessera:tessera0').map((r) => r.handle),
+    [7],
+  );
   t.deepEqual(parseRuleset(undefined), { tables: [], chains: [], rules: [] });
 });
 
@@ -122,7 +122,14 @@ test('publish and attach validate their input before touching the system', async
   const sctp = { published: 80, target: 80, protocol: 'sctp' } as unknown as { published: number; target: number; protocol: 'tcp' };
   await t.throwsAsync(network.publish('web', [sctp], backends), { message: /protocol must be "tcp" or "udp"/ });
   await t.throwsAsync(
-    network.publish('web', [{ published: 80, target: 80, protocol: 'tcp' }, { published: 80, target: 81, protocol: 'tcp' }], backends),
+    network.publish(
+      'web',
+      [
+        { published: 80, target: 80, protocol: 'tcp' },
+        { published: 80, target: 81, protocol: 'tcp' },
+      ],
+      backends,
+    ),
     { message: /port 80\/tcp is published twice/ },
   );
   await t.throwsAsync(network.publish('web', [{ published: 80, target: 80, protocol: 'tcp' }], ['10.0.0']), {

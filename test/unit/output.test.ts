@@ -19,7 +19,10 @@ const service: Service = {
     command: ['sh', '-c', 'echo "hi" && exec httpd -f'],
     env: { MODE: 'demo' },
     replicas: 3,
-    ports: [{ target: 80, published: 8080, protocol: 'tcp' }, { target: 53, protocol: 'udp' }],
+    ports: [
+      { target: 80, published: 8080, protocol: 'tcp' },
+      { target: 53, protocol: 'udp' },
+    ],
     resources: { limits: { memory: 32 * 1024 * 1024, cpus: 0.5 } },
     restart: { condition: 'any', delayMs: 5000 },
   },
@@ -45,8 +48,26 @@ const tasks = [
 ];
 
 test('tables: uppercase headers, padded columns, no trailing spaces', (t) => {
-  t.is(renderTable(['name', 'value'], [['a', '1'], ['longer', '22']]), 'NAME     VALUE\na        1\nlonger   22\n');
-  t.is(renderTable(['a', 'b'], [['x', ''], ['multi\nline', 'y']]), 'A            B\nx\nmulti line   y\n');
+  t.is(
+    renderTable(
+      ['name', 'value'],
+      [
+        ['a', '1'],
+        ['longer', '22'],
+      ],
+    ),
+    'NAME     VALUE\na        1\nlonger   22\n',
+  );
+  t.is(
+    renderTable(
+      ['a', 'b'],
+      [
+        ['x', ''],
+        ['multi\nline', 'y'],
+      ],
+    ),
+    'A            B\nx\nmulti line   y\n',
+  );
   t.is(renderTable(['a'], []), 'A\n');
   t.is(truncate('abcdef', 4), 'abc…');
   t.is(truncate('abc', 4), 'abc');
@@ -69,11 +90,14 @@ test('ages in kubectl and docker styles', (t) => {
 });
 
 test('services table counts running tasks', (t) => {
-  t.is(formatObjects([service], 'table', 'Service', { now, tasks }), [
-    'NAME    STACK   IMAGE                          REPLICAS   PORTS                    AGE',
-    'hello   hello   tessera.local/busybox:latest   2/3        *:8080->80/tcp, 53/udp   5m30s',
-    '',
-  ].join('\n'));
+  t.is(
+    formatObjects([service], 'table', 'Service', { now, tasks }),
+    [
+      'NAME    STACK   IMAGE                          REPLICAS   PORTS                    AGE',
+      'hello   hello   tessera.local/busybox:latest   2/3        *:8080->80/tcp, 53/udp   5m30s',
+      '',
+    ].join('\n'),
+  );
   // Without tasks, the status the controller wrote is used; without either, running is unknown.
   t.regex(formatObjects([{ ...service, status: { runningTasks: 3, desiredTasks: 3 } }], 'table', 'Service', { now }), /\s3\/3\s/);
   t.regex(formatObjects([{ ...service, metadata: { name: 'x' } }], 'table', 'Service', { now }), /^x\s+-\s.*\?\/3/m);
@@ -94,15 +118,16 @@ test('tasks table: state with age, exit code, message', (t) => {
 
 test('nodes table', (t) => {
   const node: Node = {
-    apiVersion: 'tessera/v1', kind: 'Node', metadata: { name: 'node-1' },
+    apiVersion: 'tessera/v1',
+    kind: 'Node',
+    metadata: { name: 'node-1' },
     spec: { availability: 'active', role: 'manager' },
     status: { state: 'ready', hostname: 'h1', address: '10.1.0.1', resources: { memoryBytes: 8 * 1024 ** 3, nanoCpus: 4e9 } },
   };
-  t.is(formatObjects([node], 'table', 'Node', { now }), [
-    'NAME     ROLE      STATUS   AVAILABILITY   ADDRESS    MEMORY   CPUS',
-    'node-1   manager   ready    active         10.1.0.1   8Gi      4',
-    '',
-  ].join('\n'));
+  t.is(
+    formatObjects([node], 'table', 'Node', { now }),
+    ['NAME     ROLE      STATUS   AVAILABILITY   ADDRESS    MEMORY   CPUS', 'node-1   manager   ready    active         10.1.0.1   8Gi      4', ''].join('\n'),
+  );
 });
 
 test('json and yaml output are List envelopes that apply -f accepts back', (t) => {
@@ -125,10 +150,15 @@ test('describe service: spec, limits, restart policy and tasks with their histor
   t.regex(text, /^Limits:\s+memory 32Mi, cpus 0\.5$/m);
   t.regex(text, /^Restart policy:\s+condition any, delay 5s$/m);
   t.regex(text, /^Created:\s+\S+ \(5m30s ago\)$/m);
-  const taskLines = text.slice(text.indexOf('Tasks:\n') + 7).trimEnd().split('\n');
+  const taskLines = text
+    .slice(text.indexOf('Tasks:\n') + 7)
+    .trimEnd()
+    .split('\n');
   t.is(taskLines.length, 5); // header + this service's 4 tasks; the other service's task is left out
-  t.deepEqual(taskLines.slice(1).map((l) => l.trim().split(/\s+/)[0]),
-    ['hello.1.running', 'hello.2.running', 'hello.3.starting', 'hello.3.failed']);
+  t.deepEqual(
+    taskLines.slice(1).map((l) => l.trim().split(/\s+/)[0]),
+    ['hello.1.running', 'hello.2.running', 'hello.3.starting', 'hello.3.failed'],
+  );
   t.regex(taskLines[4]!, /137 \(OOM\)\s+container killed: out of memory$/);
   t.regex(describeService({ ...service, spec: { image: 'x' } }, [], { now }), /Tasks:\n {2}<none>\n$/);
 });

@@ -43,13 +43,19 @@ test('peer state skips the local node and rejects duplicates', (t) => {
   t.deepEqual([...state.macs], [['02:42:0a:01:00:14', '192.168.0.2']]);
   t.deepEqual([...state.neighbours], [['10.1.0.20', '02:42:0a:01:00:14']]);
   const peer = (endpoints: Array<{ address: string; mac: string }>) => [{ nodeUnderlayAddress: '192.168.0.2', endpoints }];
-  t.throws(() => desiredPeerState(network, '192.168.0.1', peer([{ address: '10.1.0.20', mac: '01:00:00:00:00:01' }])), { message: /endpoints\[0\]\.mac: .* multicast/ });
+  t.throws(() => desiredPeerState(network, '192.168.0.1', peer([{ address: '10.1.0.20', mac: '01:00:00:00:00:01' }])), {
+    message: /endpoints\[0\]\.mac: .* multicast/,
+  });
   t.throws(
     () =>
-      desiredPeerState(network, '192.168.0.1', peer([
-        { address: '10.1.0.20', mac: '02:00:00:00:00:01' },
-        { address: '10.1.0.21', mac: '02:00:00:00:00:01' },
-      ])),
+      desiredPeerState(
+        network,
+        '192.168.0.1',
+        peer([
+          { address: '10.1.0.20', mac: '02:00:00:00:00:01' },
+          { address: '10.1.0.21', mac: '02:00:00:00:00:01' },
+        ]),
+      ),
     { message: /MAC 02:00:00:00:00:01 is also used by 10\.1\.0\.20/ },
   );
   t.throws(() => desiredPeerState(network, '192.168.0.1', peer([{ address: '10.1.0.1', mac: '02:00:00:00:00:01' }])), { message: /is the gateway/ });
@@ -95,7 +101,10 @@ test('kernel state is read back from bridge/ip JSON, ignoring entries without a 
 });
 
 test('overlay table: isolation between overlay bridges and SNAT of DNATed traffic to the node address', (t) => {
-  const script = overlayTableScript('tov', [{ bridge: 'tsobB', nodeAddress: '10.2.0.250' }, { bridge: 'tsobA', nodeAddress: '10.1.0.250' }]);
+  const script = overlayTableScript('tov', [
+    { bridge: 'tsobB', nodeAddress: '10.2.0.250' },
+    { bridge: 'tsobA', nodeAddress: '10.1.0.250' },
+  ]);
   t.is(
     script,
     [
@@ -123,12 +132,17 @@ test('balancer: VIP rules only on their bridge, mesh on local addresses, empty b
     published: [{ key: 'web', ports: [{ published: 8080, target: 80, protocol: 'tcp' }], backends: ['10.9.0.5'] }],
   });
   const br = overlayBridgeName('n1');
-  t.deepEqual(balancerTableScript('lb', state).split('\n').filter((l) => l.startsWith('add rule')), [
-    `add rule ip lb prerouting iifname "${br}" ip daddr 10.1.0.100 meta l4proto { tcp, udp } dnat to numgen random mod 2 map { 0 : 10.1.0.11, 1 : 10.1.0.12 }`,
-    'add rule ip lb output ip daddr 10.1.0.100 meta l4proto { tcp, udp } dnat to numgen random mod 2 map { 0 : 10.1.0.11, 1 : 10.1.0.12 }',
-    'add rule ip lb prerouting fib daddr type local meta l4proto tcp th dport 8080 dnat to numgen random mod 1 map { 0 : 10.9.0.5 } : 80',
-    'add rule ip lb output fib daddr type local meta l4proto tcp th dport 8080 dnat to numgen random mod 1 map { 0 : 10.9.0.5 } : 80',
-  ]);
+  t.deepEqual(
+    balancerTableScript('lb', state)
+      .split('\n')
+      .filter((l) => l.startsWith('add rule')),
+    [
+      `add rule ip lb prerouting iifname "${br}" ip daddr 10.1.0.100 meta l4proto { tcp, udp } dnat to numgen random mod 2 map { 0 : 10.1.0.11, 1 : 10.1.0.12 }`,
+      'add rule ip lb output ip daddr 10.1.0.100 meta l4proto { tcp, udp } dnat to numgen random mod 2 map { 0 : 10.1.0.11, 1 : 10.1.0.12 }',
+      'add rule ip lb prerouting fib daddr type local meta l4proto tcp th dport 8080 dnat to numgen random mod 1 map { 0 : 10.9.0.5 } : 80',
+      'add rule ip lb output fib daddr type local meta l4proto tcp th dport 8080 dnat to numgen random mod 1 map { 0 : 10.9.0.5 } : 80',
+    ],
+  );
   t.throws(
     () =>
       validateBalancerState({
@@ -142,7 +156,14 @@ test('balancer: VIP rules only on their bridge, mesh on local addresses, empty b
   );
   const port = { published: 8080, target: 80, protocol: 'tcp' as const };
   t.throws(
-    () => validateBalancerState({ vips: [], published: [{ key: 'a', ports: [port], backends: [] }, { key: 'b', ports: [port], backends: [] }] }),
+    () =>
+      validateBalancerState({
+        vips: [],
+        published: [
+          { key: 'a', ports: [port], backends: [] },
+          { key: 'b', ports: [port], backends: [] },
+        ],
+      }),
     { message: /port 8080\/tcp is already published by "a"/ },
   );
 });

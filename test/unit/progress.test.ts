@@ -62,10 +62,7 @@ test('TTY renderer redraws the same lines in place', (t) => {
   tty.update([line('web', state('converging', 2, 3, 'starting')), line('api', state('converged', 1, 1))]);
   t.true(out.writes[1]!.startsWith('\x1b[2A'), 'later frames go back up over the previous one');
   tty.finish([line('web', state('converged', 3, 3)), line('api', state('converged', 1, 1))]);
-  t.deepEqual(screen(out.text), [
-    'web  3/3 running    [====================]  converged',
-    'api  1/1 running    [====================]  converged',
-  ]);
+  t.deepEqual(screen(out.text), ['web  3/3 running    [====================]  converged', 'api  1/1 running    [====================]  converged']);
 });
 
 test('TTY lines are cut to the terminal width so a wrapped line never breaks the redraw', (t) => {

@@ -1,7 +1,15 @@
 import test from 'ava';
 import {
-  cpuNanos, durationMs, formatCpus, formatDuration, formatMemory, memoryBytes,
-  parseCpuNanos, parseDurationMs, parseMemoryBytes, QuantityError,
+  cpuNanos,
+  durationMs,
+  formatCpus,
+  formatDuration,
+  formatMemory,
+  memoryBytes,
+  parseCpuNanos,
+  parseDurationMs,
+  parseMemoryBytes,
+  QuantityError,
 } from '../../common/resources/quantity.js';
 
 const Ki = 1024;
@@ -43,7 +51,10 @@ test('memory: fractions of a byte round up', (t) => {
 test('memory: errors say what was expected', (t) => {
   const bad = parseMemoryBytes('64Mx');
   t.false(bad.ok);
-  t.is(!bad.ok && bad.message, 'invalid memory quantity "64Mx": expected a number with an optional unit Ki, Mi, Gi, Ti, K, M, G, T (or Docker-style b, k, m, g)');
+  t.is(
+    !bad.ok && bad.message,
+    'invalid memory quantity "64Mx": expected a number with an optional unit Ki, Mi, Gi, Ti, K, M, G, T (or Docker-style b, k, m, g)',
+  );
   for (const input of ['', 'Mi', '1KI', '1 Gi x', '1E', 'lots', '1..2Gi']) {
     t.false(parseMemoryBytes(input).ok, input);
   }

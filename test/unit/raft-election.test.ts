@@ -36,8 +36,16 @@ test('the election timeout is randomized within [electionTick, 2*electionTick)',
     let r = 0;
     const values = [0.0, 0.999, 0.5];
     const node = new RaftNode({
-      id: 'n1', storage: new MemoryStorage({ voters: ['n1', 'n2', 'n3'], learners: [] }), electionTick: 10, heartbeatTick: 1,
-      preVote: false, checkQuorum: false, maxSizePerMsg: 1024, maxInflightMsgs: 4, snapshotChunkSize: 1024, applied: 0,
+      id: 'n1',
+      storage: new MemoryStorage({ voters: ['n1', 'n2', 'n3'], learners: [] }),
+      electionTick: 10,
+      heartbeatTick: 1,
+      preVote: false,
+      checkQuorum: false,
+      maxSizePerMsg: 1024,
+      maxInflightMsgs: 4,
+      snapshotChunkSize: 1024,
+      applied: 0,
       random: () => values[r++ % 3] as number,
     });
     let ticks = 0;

@@ -43,7 +43,10 @@ function ackBeforeLeaderFsync(): { commit: number; index: number; durableLast: n
 
 function assertLeaderWaitsForItsOwnFsync(t: ExecutionContext): void {
   const r = ackBeforeLeaderFsync();
-  t.true(r.rd.entries.some((e) => e.index === r.index), 'the proposal is in the Ready to persist');
+  t.true(
+    r.rd.entries.some((e) => e.index === r.index),
+    'the proposal is in the Ready to persist',
+  );
   t.true(r.durableLast < r.index, 'the leader has not persisted it');
   t.true(r.commit < r.index, `committed ${r.commit} with one durable copy of entry ${r.index} (n2's)`);
   // Once the leader's own write is durable, it counts: n1 + n2 is a majority.
@@ -87,8 +90,17 @@ test('only a leader’s appends, heartbeats and snapshot chunks may precede its 
 test('a leader whose winning vote is not durable yet sends nothing early (single voter with a learner)', (t) => {
   const storage = new MemoryStorage({ voters: ['n1'], learners: ['n2'] });
   const node = new RaftNode({
-    id: 'n1', storage, electionTick: 10, heartbeatTick: 1, preVote: true, checkQuorum: true, maxSizePerMsg: 1 << 20,
-    maxInflightMsgs: 16, snapshotChunkSize: 1 << 20, applied: storage.snapshot().metadata.index, random: () => 0.5,
+    id: 'n1',
+    storage,
+    electionTick: 10,
+    heartbeatTick: 1,
+    preVote: true,
+    checkQuorum: true,
+    maxSizePerMsg: 1 << 20,
+    maxInflightMsgs: 16,
+    snapshotChunkSize: 1 << 20,
+    applied: storage.snapshot().metadata.index,
+    random: () => 0.5,
   });
   node.campaignNow();
   t.is(node.currentRole, 'leader');
@@ -106,13 +118,22 @@ test('a leader whose winning vote is not durable yet sends nothing early (single
   node.advance(next);
   node.tick();
   const third = node.ready();
-  t.true(third.earlyMessages.some((m) => m.type === 'heartbeat' && m.to === 'n2'), 'once the vote is durable, its messages may go early');
+  t.true(
+    third.earlyMessages.some((m) => m.type === 'heartbeat' && m.to === 'n2'),
+    'once the vote is durable, its messages may go early',
+  );
 });
 
 // Mutation: the pre-§10.2.1 rule, where the leader counts an entry for itself as soon as it is
 // appended. The first test must fail under it.
 test('mutation: a leader counting its unpersisted entries is caught by the first test', (t) => {
-  type Internals = { appendEntries: (ents: unknown[]) => void; prs: Map<string, { maybeUpdate(n: number): boolean }>; id: string; log: { lastIndex(): number }; maybeCommit(): boolean };
+  type Internals = {
+    appendEntries: (ents: unknown[]) => void;
+    prs: Map<string, { maybeUpdate(n: number): boolean }>;
+    id: string;
+    log: { lastIndex(): number };
+    maybeCommit(): boolean;
+  };
   const proto = RaftNode.prototype as unknown as Internals;
   const orig = proto.appendEntries;
   proto.appendEntries = function (this: Internals, ents: unknown[]) {

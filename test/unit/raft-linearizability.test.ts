@@ -3,13 +3,25 @@ import test from 'ava';
 import { checkKvHistory, type KvOperation } from '../sim/linearizability.js';
 
 const put = (clientId: number, key: string, value: string, call: number, ret: number): KvOperation => ({
-  clientId, input: { kind: 'put', key, value }, output: ret === Infinity ? undefined : { kind: 'put' }, call, ret,
+  clientId,
+  input: { kind: 'put', key, value },
+  output: ret === Infinity ? undefined : { kind: 'put' },
+  call,
+  ret,
 });
 const get = (clientId: number, key: string, value: string | null, call: number, ret: number): KvOperation => ({
-  clientId, input: { kind: 'get', key }, output: { kind: 'get', value }, call, ret,
+  clientId,
+  input: { kind: 'get', key },
+  output: { kind: 'get', value },
+  call,
+  ret,
 });
 const cas = (clientId: number, key: string, expected: string | null, value: string, ok: boolean | undefined, call: number, ret: number): KvOperation => ({
-  clientId, input: { kind: 'cas', key, expected, value }, output: ok === undefined ? undefined : { kind: 'cas', ok }, call, ret,
+  clientId,
+  input: { kind: 'cas', key, expected, value },
+  output: ok === undefined ? undefined : { kind: 'cas', ok },
+  call,
+  ret,
 });
 
 test('sequential history is linearizable', (t) => {

@@ -141,8 +141,17 @@ test('a group bootstrapped without a snapshot refuses to catch up a newcomer fro
   const orig = storage.initialState.bind(storage);
   storage.initialState = () => ({ ...orig(), confState: { voters: ['n1'], learners: [] } });
   const node = new RaftNode({
-    id: 'n1', storage, electionTick: 10, heartbeatTick: 1, preVote: false, checkQuorum: false, maxSizePerMsg: 1 << 20,
-    maxInflightMsgs: 4, snapshotChunkSize: 1 << 20, applied: 0, random: () => 0.5,
+    id: 'n1',
+    storage,
+    electionTick: 10,
+    heartbeatTick: 1,
+    preVote: false,
+    checkQuorum: false,
+    maxSizePerMsg: 1 << 20,
+    maxInflightMsgs: 4,
+    snapshotChunkSize: 1 << 20,
+    applied: 0,
+    random: () => 0.5,
   });
   node.campaignNow();
   t.is(node.currentRole, 'leader');
@@ -159,7 +168,17 @@ test('a group bootstrapped without a snapshot refuses to catch up a newcomer fro
   t.truthy(probe);
   // n2 has nothing: it rejects, and the leader would have to start from index 1.
   t.throws(
-    () => node.step({ type: 'append-resp', from: 'n2', to: 'n1', term: node.currentTerm, reject: true, index: probe?.type === 'append' ? probe.prevIndex : 0, rejectHintIndex: 0, rejectHintTerm: 0 }),
+    () =>
+      node.step({
+        type: 'append-resp',
+        from: 'n2',
+        to: 'n1',
+        term: node.currentTerm,
+        reject: true,
+        index: probe?.type === 'append' ? probe.prevIndex : 0,
+        rejectHintIndex: 0,
+        rejectHintTerm: 0,
+      }),
     { message: /cannot catch up n2 from index 1: the group was bootstrapped without a snapshot/ },
   );
 });

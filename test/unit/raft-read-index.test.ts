@@ -59,7 +59,10 @@ test('several pending reads are released together by the later heartbeat round',
   t.deepEqual(net.node('n1').readStates, []);
   net.filter = () => true;
   net.tickAll(1);
-  t.deepEqual(net.node('n1').readStates.map((r) => r.context), ['a', 'b']);
+  t.deepEqual(
+    net.node('n1').readStates.map((r) => r.context),
+    ['a', 'b'],
+  );
 });
 
 test('a single-member group answers reads immediately', (t) => {

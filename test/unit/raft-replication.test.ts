@@ -4,8 +4,7 @@ import test from 'ava';
 import type { AppendRequest, Message } from '../../control-plane/raft/core/types.js';
 import { SyncNetwork, bytes } from '../sim/sync-network.js';
 
-const appendsTo = (msgs: Message[], to: string): AppendRequest[] =>
-  msgs.filter((m): m is AppendRequest => m.type === 'append' && m.to === to);
+const appendsTo = (msgs: Message[], to: string): AppendRequest[] => msgs.filter((m): m is AppendRequest => m.type === 'append' && m.to === to);
 
 test('proposals are replicated, committed and applied in order everywhere', (t) => {
   const net = new SyncNetwork(['n1', 'n2', 'n3']);

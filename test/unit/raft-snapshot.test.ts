@@ -23,7 +23,10 @@ test('a member behind the compaction point receives the snapshot in chunks and c
   net.tickAll(3);
   const chunks = net.sent.slice(before).filter((m): m is SnapshotChunk => m.type === 'snapshot' && m.to === 'n3');
   t.is(chunks.length, 11);
-  t.deepEqual(chunks.map((c) => c.offset), [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]);
+  t.deepEqual(
+    chunks.map((c) => c.offset),
+    [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000],
+  );
   t.true(chunks[10]?.done);
   const snap = net.node('n3').storage.snapshot();
   t.deepEqual([...snap.data], [...data]);

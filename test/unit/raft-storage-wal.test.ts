@@ -78,12 +78,15 @@ test('wal: records survive a close and reopen', async (t) => {
   const reopened = await Wal.open(dir);
   t.is(reopened.truncated, undefined);
   t.deepEqual(reopened.state.hardState, { term: 2, vote: 'ünï', commit: 4 });
-  t.deepEqual(reopened.state.entries.map((e) => [e.index, e.term, e.type]), [
-    [1, 1, 'normal'],
-    [2, 1, 'normal'],
-    [3, 1, 'normal'],
-    [4, 2, 'conf-change'],
-  ]);
+  t.deepEqual(
+    reopened.state.entries.map((e) => [e.index, e.term, e.type]),
+    [
+      [1, 1, 'normal'],
+      [2, 1, 'normal'],
+      [3, 1, 'normal'],
+      [4, 2, 'conf-change'],
+    ],
+  );
   t.deepEqual([...(reopened.state.entries[3]?.data ?? [])], [0, 255, 7]);
   await reopened.wal.close();
   await t.throwsAsync(() => reopened.wal.append([ents([entry(5, 2)])]), { name: 'WalClosedError' });
@@ -112,7 +115,10 @@ test('wal: group commit batches concurrent appends into few fsyncs, each resolve
   await wal.close();
   const { state, wal: w2 } = await Wal.open(dir);
   t.is(state.entries.length, n + 50);
-  t.deepEqual(state.entries.map((e) => e.index), Array.from({ length: n + 50 }, (_, i) => i + 1));
+  t.deepEqual(
+    state.entries.map((e) => e.index),
+    Array.from({ length: n + 50 }, (_, i) => i + 1),
+  );
   await w2.close();
 });
 
@@ -131,13 +137,19 @@ test('wal: a torn record at the tail is cut off and recovery goes on', async (t)
   t.truthy(r.truncated);
   t.is(r.truncated?.offset, good.length);
   t.is(r.truncated?.droppedBytes, partial.length);
-  t.deepEqual(r.state.entries.map((e) => e.index), [1, 2, 3]);
+  t.deepEqual(
+    r.state.entries.map((e) => e.index),
+    [1, 2, 3],
+  );
   t.is((await readFile(path)).length, good.length, 'the file is truncated on disk');
   await r.wal.append([ents(entries(4, 4, 1))]);
   await r.wal.close();
   const again = await Wal.open(dir);
   t.is(again.truncated, undefined);
-  t.deepEqual(again.state.entries.map((e) => e.index), [1, 2, 3, 4]);
+  t.deepEqual(
+    again.state.entries.map((e) => e.index),
+    [1, 2, 3, 4],
+  );
   await again.wal.close();
 });
 
@@ -153,7 +165,10 @@ test('wal: the open segment is kept zero-filled ahead, so an append seldom grows
   await wal.close();
   const r = await Wal.open(dir);
   t.is(r.truncated, undefined, 'the zeros are the unwritten rest of the file, not a torn write');
-  t.deepEqual(r.state.entries.map((e) => e.index), Array.from({ length: 20 }, (_, i) => i + 1));
+  t.deepEqual(
+    r.state.entries.map((e) => e.index),
+    Array.from({ length: 20 }, (_, i) => i + 1),
+  );
   await r.wal.append([ents([entry(21, 1)])]);
   await r.wal.close();
   const again = await Wal.open(dir);
@@ -290,7 +305,10 @@ test('wal: a snapshot marker compacts the log and releases old segments', async 
   await wal.close();
   const r = await Wal.open(dir);
   t.deepEqual(r.state.snapshot, { index: 30, term: 1 });
-  t.deepEqual(r.state.entries.map((e) => e.index), Array.from({ length: 15 }, (_, i) => 31 + i));
+  t.deepEqual(
+    r.state.entries.map((e) => e.index),
+    Array.from({ length: 15 }, (_, i) => 31 + i),
+  );
   t.is(r.state.hardState.commit, 40);
   await r.wal.close();
 });
@@ -373,7 +391,10 @@ test('wal: crash fuzz — every truncation of the last write and random garbage 
   // Each shape also as it lies in a preallocated segment: the zeros that were there before the write follow it.
   const padding = Buffer.alloc(4096);
   for (const c of cases) {
-    for (const [layout, bytes] of [['', c.bytes], [', zeros after', Buffer.concat([c.bytes, padding])]] as const) {
+    for (const [layout, bytes] of [
+      ['', c.bytes],
+      [', zeros after', Buffer.concat([c.bytes, padding])],
+    ] as const) {
       await writeFile(scratchPath, bytes);
       const r = await Wal.open(scratch, EXACT);
       await r.wal.close();

@@ -51,7 +51,9 @@ async function harness(): Promise<Harness> {
       later(60, () => setState(t, { state: 'shutdown', timestamp: new Date().toISOString() }));
     } else if (t.desiredState === 'running' && t.status.state === 'new') {
       const crash = t.spec.spec.command?.[0] === 'crash';
-      later(80, () => setState(t, crash ? { state: 'failed', exitCode: 1, timestamp: new Date().toISOString() } : { state: 'running', timestamp: new Date().toISOString() }));
+      later(80, () =>
+        setState(t, crash ? { state: 'failed', exitCode: 1, timestamp: new Date().toISOString() } : { state: 'running', timestamp: new Date().toISOString() }),
+      );
     }
   });
   return {
@@ -107,18 +109,27 @@ test('start-first, parallelism 1: the store never shows fewer running tasks than
   t.is(running(h, 'app:2').length, 3);
   t.is(running(h).length, 3);
   t.is(h.floor.low, 3);
-  t.deepEqual(serviceNow(h).status?.history?.map((x) => x.kind), ['create', 'update'], 'one history record per generation, not per pass');
+  t.deepEqual(
+    serviceNow(h).status?.history?.map((x) => x.kind),
+    ['create', 'update'],
+    'one history record per generation, not per pass',
+  );
   t.is(serviceNow(h).status?.previousSpec?.image, 'app:1');
 });
 
 test('an update whose tasks crash rolls back by itself (failureAction rollback)', async (t) => {
   const h = await harness();
   t.teardown(() => h.stop());
-  await h.objects.create(service({ image: 'app:1', replicas: 2, updateConfig: { failureAction: 'rollback', monitorMs: 2_000 }, rollbackConfig: { monitorMs: 200 } }));
+  await h.objects.create(
+    service({ image: 'app:1', replicas: 2, updateConfig: { failureAction: 'rollback', monitorMs: 2_000 }, rollbackConfig: { monitorMs: 200 } }),
+  );
   await until('2 running', () => running(h).length === 2);
   await respec(h, { image: 'app:2', command: ['crash'] });
   await until('the rollback to complete', () => serviceNow(h).status?.update?.state === 'rollback_completed').catch((err: Error) => {
-    t.log(JSON.stringify(serviceNow(h), null, 1), JSON.stringify(h.tasks.list().map((x) => [x.metadata.name, x.spec.spec.image, x.desiredState, x.status.state, x.metadata.createdAt, x.status.timestamp])));
+    t.log(
+      JSON.stringify(serviceNow(h), null, 1),
+      JSON.stringify(h.tasks.list().map((x) => [x.metadata.name, x.spec.spec.image, x.desiredState, x.status.state, x.metadata.createdAt, x.status.timestamp])),
+    );
     throw err;
   });
   const s = serviceNow(h);
@@ -127,7 +138,10 @@ test('an update whose tasks crash rolls back by itself (failureAction rollback)'
   t.is(s.metadata.generation, 3, 'the rollback is a generation of its own');
   t.regex(s.status?.update?.message ?? '', /rollback completed/);
   await until('2 running app:1', () => running(h, 'app:1').length === 2);
-  t.deepEqual(s.status?.history?.map((x) => x.kind), ['create', 'update', 'rollback']);
+  t.deepEqual(
+    s.status?.history?.map((x) => x.kind),
+    ['create', 'update', 'rollback'],
+  );
 });
 
 test('a controller that takes over mid-rollout carries on from the status in the store', async (t) => {
@@ -142,5 +156,8 @@ test('a controller that takes over mid-rollout carries on from the status in the
   await until('the update to complete', () => serviceNow(h).status?.update?.state === 'completed');
   t.is(running(h, 'app:2').length, 4);
   t.is(serviceNow(h).status?.update?.startedAt, startedAt, 'the same rollout, not a new one');
-  t.deepEqual(serviceNow(h).status?.history?.map((x) => x.kind), ['create', 'update']);
+  t.deepEqual(
+    serviceNow(h).status?.history?.map((x) => x.kind),
+    ['create', 'update'],
+  );
 });

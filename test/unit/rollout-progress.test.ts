@@ -14,9 +14,12 @@ function svc(spec: ServiceSpec, status: Service['status'] = {}): Service {
 
 function task(spec: ServiceSpec, state: Task['status']['state'] = 'running'): Task {
   return {
-    apiVersion: API_VERSION, kind: 'Task', metadata: { name: `web.1.${Math.random().toString(16).slice(2, 8)}` },
+    apiVersion: API_VERSION,
+    kind: 'Task',
+    metadata: { name: `web.1.${Math.random().toString(16).slice(2, 8)}` },
     spec: { serviceName: 'web', serviceStack: 'shop', serviceGeneration: 1, slot: 1, spec },
-    desiredState: 'running', status: { state, timestamp: AT },
+    desiredState: 'running',
+    status: { state, timestamp: AT },
   };
 }
 
@@ -72,11 +75,18 @@ test('history lists generations oldest first with what changed', (t) => {
   t.is(formatRolloutHistory(svc(v1), new Date()), 'no rollout history recorded');
 });
 
-test('undo: the previous template with today\'s replicas and policies, and the server schema accepts it', (t) => {
+test("undo: the previous template with today's replicas and policies, and the server schema accepts it", (t) => {
   const current: ServiceSpec = { image: 'app:2', replicas: 5, command: ['x'], updateConfig: { parallelism: 2 }, rollbackConfig: { parallelism: 0 } };
   const previous: ServiceSpec = { image: 'app:1', replicas: 2, env: { A: '1' }, restart: { condition: 'on-failure', delayMs: 100 } };
   const manifest = undoManifest(svc(current, { currentSpec: current, previousSpec: previous }));
-  t.deepEqual(manifest.spec, { image: 'app:1', env: { A: '1' }, restart: { condition: 'on-failure', delayMs: 100 }, replicas: 5, updateConfig: { parallelism: 2 }, rollbackConfig: { parallelism: 0 } });
+  t.deepEqual(manifest.spec, {
+    image: 'app:1',
+    env: { A: '1' },
+    restart: { condition: 'on-failure', delayMs: 100 },
+    replicas: 5,
+    updateConfig: { parallelism: 2 },
+    rollbackConfig: { parallelism: 0 },
+  });
   t.deepEqual(manifest.metadata, { name: 'web', stack: 'shop' });
   const validated = validateObject(JSON.parse(JSON.stringify(manifest)));
   t.true(validated.ok);

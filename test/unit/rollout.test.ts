@@ -36,7 +36,10 @@ class Sim {
   deleted = false;
   private readonly shutdownAt = new Map<string, number>();
 
-  constructor(public service: Service, private readonly options: SimOptions = {}) {}
+  constructor(
+    public service: Service,
+    private readonly options: SimOptions = {},
+  ) {}
 
   get ready(): Task[] {
     return [...this.tasks.values()].filter((t) => t.desiredState === 'running' && t.status.state === 'running' && t.status.health !== 'unhealthy');
@@ -48,7 +51,12 @@ class Sim {
 
   /** One controller pass. */
   reconcile(): ReturnType<typeof reconcileService> {
-    const input = { service: this.deleted ? undefined : this.service, serviceKey: { stack: '', name: 'web' }, tasks: [...this.tasks.values()].map((t) => structuredClone(t)), now: this.now };
+    const input = {
+      service: this.deleted ? undefined : this.service,
+      serviceKey: { stack: '', name: 'web' },
+      tasks: [...this.tasks.values()].map((t) => structuredClone(t)),
+      now: this.now,
+    };
     const newId = () => `i${++this.ids}`;
     const d =
       this.service.spec.mode === 'global'
@@ -83,14 +91,17 @@ class Sim {
       const at = iso(this.now);
       if (t.status.state !== 'running' && this.now - Date.parse(t.metadata.createdAt!) >= startMs) {
         if (cmd === 'crash') t.status = { state: 'failed', exitCode: 1, timestamp: at };
-        else if (cmd === 'unhealthy' || cmd === 'starting' || cmd === 'never-healthy') t.status = { state: 'running', timestamp: at, startedAt: at, health: cmd === 'unhealthy' ? 'unhealthy' : 'starting', healthChangedAt: at };
+        else if (cmd === 'unhealthy' || cmd === 'starting' || cmd === 'never-healthy')
+          t.status = { state: 'running', timestamp: at, startedAt: at, health: cmd === 'unhealthy' ? 'unhealthy' : 'starting', healthChangedAt: at };
         else if (cmd === 'sickens') t.status = { state: 'running', timestamp: at, startedAt: at, health: 'healthy', healthChangedAt: at, healthyAt: at };
         else t.status = { state: 'running', timestamp: at, startedAt: at };
       } else if (t.status.state === 'running') {
         const ranFor = this.now - Date.parse(t.status.startedAt ?? at);
         if (cmd === 'crash-later' && ranFor >= 1_000) t.status = { ...t.status, state: 'failed', exitCode: 1, timestamp: at };
-        if (cmd === 'never-healthy' && ranFor >= 20_000 && t.status.health === 'starting') t.status = { ...t.status, health: 'unhealthy', healthChangedAt: at, timestamp: at };
-        if (cmd === 'sickens' && ranFor >= 2_000 && t.status.health === 'healthy') t.status = { ...t.status, health: 'unhealthy', healthChangedAt: at, timestamp: at };
+        if (cmd === 'never-healthy' && ranFor >= 20_000 && t.status.health === 'starting')
+          t.status = { ...t.status, health: 'unhealthy', healthChangedAt: at, timestamp: at };
+        if (cmd === 'sickens' && ranFor >= 2_000 && t.status.health === 'healthy')
+          t.status = { ...t.status, health: 'unhealthy', healthChangedAt: at, timestamp: at };
       }
     }
   }
@@ -109,12 +120,20 @@ class Sim {
   }
 
   apply(spec: Partial<ServiceSpec>): void {
-    this.service = { ...this.service, spec: { ...this.service.spec, ...spec }, metadata: { ...this.service.metadata, generation: (this.service.metadata.generation ?? 1) + 1 } };
+    this.service = {
+      ...this.service,
+      spec: { ...this.service.spec, ...spec },
+      metadata: { ...this.service.metadata, generation: (this.service.metadata.generation ?? 1) + 1 },
+    };
   }
 
   /** Replaces the spec wholesale, as `apply` of a whole manifest does. */
   setSpec(spec: ServiceSpec): void {
-    this.service = { ...this.service, spec: structuredClone(spec), metadata: { ...this.service.metadata, generation: (this.service.metadata.generation ?? 1) + 1 } };
+    this.service = {
+      ...this.service,
+      spec: structuredClone(spec),
+      metadata: { ...this.service.metadata, generation: (this.service.metadata.generation ?? 1) + 1 },
+    };
   }
 
   images(): string[] {
@@ -127,11 +146,22 @@ class Sim {
 }
 
 function node(name: string): Node {
-  return { apiVersion: API_VERSION, kind: 'Node', metadata: { name }, spec: { availability: 'active', role: 'worker' }, status: { state: 'ready', hostname: name, resources: { memoryBytes: 1e9, nanoCpus: 1e9 } } };
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Node',
+    metadata: { name },
+    spec: { availability: 'active', role: 'worker' },
+    status: { state: 'ready', hostname: name, resources: { memoryBytes: 1e9, nanoCpus: 1e9 } },
+  };
 }
 
 function service(spec: Partial<ServiceSpec> & { updateConfig?: UpdatePolicy } = {}): Service {
-  return { apiVersion: API_VERSION, kind: 'Service', metadata: { name: 'web', generation: 1, createdAt: iso(T0) }, spec: { image: 'app:1', replicas: 4, ...spec } };
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Service',
+    metadata: { name: 'web', generation: 1, createdAt: iso(T0) },
+    spec: { image: 'app:1', replicas: 4, ...spec },
+  };
 }
 
 /** A service of `replicas` tasks, all running app:1. */
@@ -159,7 +189,10 @@ test('creation is not a rollout: every slot starts at once and the status record
   t.truthy(d.service, 'the status is written in the same pass');
   t.is(d.create.length, 5);
   t.is(sim.update, undefined);
-  t.deepEqual(sim.service.status?.history?.map((h) => [h.generation, h.kind]), [[1, 'create']]);
+  t.deepEqual(
+    sim.service.status?.history?.map((h) => [h.generation, h.kind]),
+    [[1, 'create']],
+  );
   t.is(templateKey(sim.service.status!.currentSpec!), templateKey(sim.service.spec));
 });
 
@@ -171,10 +204,14 @@ test('a scale is not a rollout', (t) => {
   t.is(sim.ready.length, 6);
 });
 
-test('defaults are Swarm\'s: parallelism 1, stop-first, pause, monitor 5 s, ratio 0', (t) => {
+test("defaults are Swarm's: parallelism 1, stop-first, pause, monitor 5 s, ratio 0", (t) => {
   t.deepEqual(policyFor({ image: 'x' }, undefined), DEFAULT_UPDATE_POLICY);
   t.deepEqual(DEFAULT_UPDATE_POLICY, { parallelism: 1, delayMs: 0, failureAction: 'pause', monitorMs: 5_000, maxFailureRatio: 0, order: 'stop-first' });
-  t.is(policyFor({ image: 'x', updateConfig: { order: 'start-first' }, rollbackConfig: { parallelism: 3 } }, { state: 'rollback_started', startedAt: iso(T0) }).parallelism, 3);
+  t.is(
+    policyFor({ image: 'x', updateConfig: { order: 'start-first' }, rollbackConfig: { parallelism: 3 } }, { state: 'rollback_started', startedAt: iso(T0) })
+      .parallelism,
+    3,
+  );
 });
 
 test('parallelism 1: one slot at a time, the update completes after the monitor period', (t) => {
@@ -226,7 +263,10 @@ test('stop-first: the old task has stopped before its replacement exists', (t) =
   sim.reconcile();
   const old = [...sim.tasks.values()].find((x) => x.spec.spec.image === 'app:1')!;
   t.is(old.desiredState, 'shutdown');
-  t.false([...sim.tasks.values()].some((x) => x.spec.spec.image === 'app:2'), 'no new task while the old one stops');
+  t.false(
+    [...sim.tasks.values()].some((x) => x.spec.spec.image === 'app:2'),
+    'no new task while the old one stops',
+  );
   sim.run(400); // stopMs 500: still stopping
   t.false([...sim.tasks.values()].some((x) => x.spec.spec.image === 'app:2'));
   sim.run(400);
@@ -256,7 +296,10 @@ test('start-first waits for health when the task reports it: an unhealthy new ta
   sim.apply({ image: 'app:2', command: ['unhealthy'] });
   sim.run(10_000);
   const live = sim.live.filter((x) => x.desiredState === 'running');
-  t.true(live.some((x) => x.spec.spec.image === 'app:1'), 'the old task still runs');
+  t.true(
+    live.some((x) => x.spec.spec.image === 'app:1'),
+    'the old task still runs',
+  );
   t.true(sim.ready.length >= 2);
 });
 
@@ -288,7 +331,10 @@ test('failureAction rollback restores the previous spec and completes as a rollb
   sim.run(10_000);
   t.is(sim.update?.state, 'rollback_completed');
   t.deepEqual(sim.images(), ['app:1', 'app:1', 'app:1', 'app:1']);
-  t.deepEqual(sim.service.status?.history?.map((h) => h.kind), ['create', 'update', 'rollback']);
+  t.deepEqual(
+    sim.service.status?.history?.map((h) => h.kind),
+    ['create', 'update', 'rollback'],
+  );
   t.regex(sim.service.status!.history!.at(-1)!.change, /automatic rollback: image app:2 → app:1; command changed/);
   t.is(sim.service.spec.updateConfig?.failureAction, 'rollback', 'the policies stay as the user wrote them');
 });
@@ -371,7 +417,10 @@ test('a new spec during an update starts a new rollout from where the tasks are'
   t.deepEqual(sim.images(), ['app:3', 'app:3', 'app:3', 'app:3']);
   t.is(sim.update?.state, 'completed');
   t.is(sim.service.status?.previousSpec?.image, 'app:2');
-  t.deepEqual(sim.service.status?.history?.map((h) => h.change), ['created', 'image app:1 → app:2', 'image app:2 → app:3']);
+  t.deepEqual(
+    sim.service.status?.history?.map((h) => h.change),
+    ['created', 'image app:1 → app:2', 'image app:2 → app:3'],
+  );
 });
 
 test('a scale during an update: new slots start with the new spec, the rollout still completes', (t) => {
@@ -415,7 +464,12 @@ test('changing only the update policy replaces no task', (t) => {
 
 test('global services roll node by node', (t) => {
   const sim = new Sim(
-    { apiVersion: API_VERSION, kind: 'Service', metadata: { name: 'web', generation: 1 }, spec: { image: 'app:1', mode: 'global', updateConfig: { order: 'start-first', monitorMs: 1_000 } } },
+    {
+      apiVersion: API_VERSION,
+      kind: 'Service',
+      metadata: { name: 'web', generation: 1 },
+      spec: { image: 'app:1', mode: 'global', updateConfig: { order: 'start-first', monitorMs: 1_000 } },
+    },
     { nodes: ['a', 'b', 'c'] },
   );
   sim.run(3_000);
@@ -432,7 +486,12 @@ test('global services roll node by node', (t) => {
 
 test('global services: a failing update rolls back on every node', (t) => {
   const sim = new Sim(
-    { apiVersion: API_VERSION, kind: 'Service', metadata: { name: 'web', generation: 1 }, spec: { image: 'app:1', mode: 'global', updateConfig: { failureAction: 'rollback' } } },
+    {
+      apiVersion: API_VERSION,
+      kind: 'Service',
+      metadata: { name: 'web', generation: 1 },
+      spec: { image: 'app:1', mode: 'global', updateConfig: { failureAction: 'rollback' } },
+    },
     { nodes: ['a', 'b'] },
   );
   sim.run(3_000);
@@ -471,7 +530,11 @@ test('a new task reporting unhealthy within the monitor period is a failure', (t
 });
 
 test('failures recorded per rollout are bounded, and the status settles (no write per pass)', (t) => {
-  const sim = steady({ replicas: 60, updateConfig: { parallelism: 0, failureAction: 'continue', monitorMs: 60_000 }, restart: { delayMs: 100, maxDelayMs: 100 } });
+  const sim = steady({
+    replicas: 60,
+    updateConfig: { parallelism: 0, failureAction: 'continue', monitorMs: 60_000 },
+    restart: { delayMs: 100, maxDelayMs: 100 },
+  });
   sim.apply({ image: 'app:2', command: ['crash'] });
   sim.run(5_000);
   t.is(sim.update?.failedTasks?.length, 50);
@@ -497,7 +560,10 @@ test('a task that was healthy and turns unhealthy within the monitor window fail
   t.is(sim.update?.state, 'rollback_completed');
   t.regex(sim.update?.rollbackReason ?? '', /failed within the monitor period/);
   t.deepEqual(sim.images(), ['app:1', 'app:1']);
-  t.false([...sim.tasks.values()].some((x) => x.spec.spec.image === 'app:2' && x.desiredState === 'running' && !isTerminal(x.status.state)), 'no app:2 task is left running');
+  t.false(
+    [...sim.tasks.values()].some((x) => x.spec.spec.image === 'app:2' && x.desiredState === 'running' && !isTerminal(x.status.state)),
+    'no app:2 task is left running',
+  );
 });
 
 test('an update to an image whose health check fails rolls back by itself, start-first, never below the desired ready count', (t) => {
@@ -510,7 +576,10 @@ test('an update to an image whose health check fails rolls back by itself, start
   t.deepEqual(sim.images(), ['app:1', 'app:1']);
   const unhealthy = [...sim.tasks.values()].filter((x) => x.status.health === 'unhealthy');
   t.true(unhealthy.length >= 1);
-  t.true(unhealthy.every((x) => x.desiredState === 'shutdown'), 'unhealthy tasks were shut down');
+  t.true(
+    unhealthy.every((x) => x.desiredState === 'shutdown'),
+    'unhealthy tasks were shut down',
+  );
 });
 
 test('a rollout completes only once the new tasks are healthy, and the monitor period runs from when they became healthy', (t) => {

@@ -15,8 +15,12 @@ function v1(dirs: string[]): CgroupMountContext {
   return { version: 'v1', mountRoot: '/sys/fs/cgroup', dirs, namespace: false };
 }
 
-test('v1: a tmpfs, a read-only bind of the container\'s own directory per hierarchy, then the tmpfs made read-only', async (t) => {
-  const planned = await planMounts([RUNC_DEFAULT], 'mounts', v1(['/sys/fs/cgroup/memory/tessera/c1', '/sys/fs/cgroup/pids/tessera/c1', '/sys/fs/cgroup/blkio/tessera/c1']));
+test("v1: a tmpfs, a read-only bind of the container's own directory per hierarchy, then the tmpfs made read-only", async (t) => {
+  const planned = await planMounts(
+    [RUNC_DEFAULT],
+    'mounts',
+    v1(['/sys/fs/cgroup/memory/tessera/c1', '/sys/fs/cgroup/pids/tessera/c1', '/sys/fs/cgroup/blkio/tessera/c1']),
+  );
   const bind = (name: string): NativeMount => ({
     source: `/sys/fs/cgroup/${name}/tessera/c1`,
     destination: `/sys/fs/cgroup/${name}`,
@@ -28,16 +32,39 @@ test('v1: a tmpfs, a read-only bind of the container\'s own directory per hierar
     propagation: [],
   });
   t.deepEqual(planned, [
-    { source: 'tmpfs', destination: '/sys/fs/cgroup', fstype: 'tmpfs', flags: [...FLAGS], data: 'mode=755', remountReadonly: false, targetKind: 'dir', propagation: [] },
+    {
+      source: 'tmpfs',
+      destination: '/sys/fs/cgroup',
+      fstype: 'tmpfs',
+      flags: [...FLAGS],
+      data: 'mode=755',
+      remountReadonly: false,
+      targetKind: 'dir',
+      propagation: [],
+    },
     bind('blkio'),
     bind('memory'),
     bind('pids'),
-    { source: '', destination: '/sys/fs/cgroup', fstype: '', flags: [...FLAGS, 'remount', 'bind', 'rdonly'], data: '', remountReadonly: false, targetKind: 'dir' },
+    {
+      source: '',
+      destination: '/sys/fs/cgroup',
+      fstype: '',
+      flags: [...FLAGS, 'remount', 'bind', 'rdonly'],
+      data: '',
+      remountReadonly: false,
+      targetKind: 'dir',
+    },
   ]);
 });
 
-test('v1: co-mounted controllers get one bind under the hierarchy\'s name and a symlink per controller', (t) => {
-  const planned = planCgroupMount('/sys/fs/cgroup', [...FLAGS], [], v1(['/sys/fs/cgroup/cpu,cpuacct/a/b', '/sys/fs/cgroup/net_cls,net_prio/a/b', '/sys/fs/cgroup/memory/a/b']), 'm');
+test("v1: co-mounted controllers get one bind under the hierarchy's name and a symlink per controller", (t) => {
+  const planned = planCgroupMount(
+    '/sys/fs/cgroup',
+    [...FLAGS],
+    [],
+    v1(['/sys/fs/cgroup/cpu,cpuacct/a/b', '/sys/fs/cgroup/net_cls,net_prio/a/b', '/sys/fs/cgroup/memory/a/b']),
+    'm',
+  );
   t.deepEqual(
     planned.map((m) => [m.destination, m.symlinkTarget ?? m.fstype ?? '', m.source]),
     [
@@ -57,27 +84,50 @@ test('v1: co-mounted controllers get one bind under the hierarchy\'s name and a 
 
 test('v1: a cgroup namespace changes nothing (its root is the same directory the binds show)', (t) => {
   const dirs = ['/sys/fs/cgroup/memory/tessera/c1'];
-  t.deepEqual(planCgroupMount('/sys/fs/cgroup', ['rdonly'], [], { ...v1(dirs), namespace: true }, 'm'), planCgroupMount('/sys/fs/cgroup', ['rdonly'], [], v1(dirs), 'm'));
+  t.deepEqual(
+    planCgroupMount('/sys/fs/cgroup', ['rdonly'], [], { ...v1(dirs), namespace: true }, 'm'),
+    planCgroupMount('/sys/fs/cgroup', ['rdonly'], [], v1(dirs), 'm'),
+  );
 });
 
 test('v2 with a cgroup namespace: a cgroup2 mount, read-only as asked', async (t) => {
   const ctx: CgroupMountContext = { version: 'v2', mountRoot: '/sys/fs/cgroup', dirs: ['/sys/fs/cgroup/tessera/c1'], namespace: true };
   t.deepEqual(await planMounts([RUNC_DEFAULT], 'mounts', ctx), [
-    { source: 'cgroup', destination: '/sys/fs/cgroup', fstype: 'cgroup2', flags: [...FLAGS, 'rdonly'], data: '', remountReadonly: false, targetKind: 'dir', propagation: [] },
+    {
+      source: 'cgroup',
+      destination: '/sys/fs/cgroup',
+      fstype: 'cgroup2',
+      flags: [...FLAGS, 'rdonly'],
+      data: '',
+      remountReadonly: false,
+      targetKind: 'dir',
+      propagation: [],
+    },
   ]);
 });
 
-test('v2 without a cgroup namespace: a read-only bind of the container\'s own directory, never the host\'s tree', async (t) => {
+test("v2 without a cgroup namespace: a read-only bind of the container's own directory, never the host's tree", async (t) => {
   const ctx: CgroupMountContext = { version: 'v2', mountRoot: '/sys/fs/cgroup', dirs: ['/sys/fs/cgroup/tessera/c1'], namespace: false };
   t.deepEqual(await planMounts([{ ...RUNC_DEFAULT, options: ['nosuid', 'ro', 'rslave'] }], 'mounts', ctx), [
-    { source: '/sys/fs/cgroup/tessera/c1', destination: '/sys/fs/cgroup', fstype: '', flags: ['nosuid', 'rdonly', 'bind', 'rec'], data: '', remountReadonly: true, targetKind: 'dir', propagation: ['slave', 'rec'] },
+    {
+      source: '/sys/fs/cgroup/tessera/c1',
+      destination: '/sys/fs/cgroup',
+      fstype: '',
+      flags: ['nosuid', 'rdonly', 'bind', 'rec'],
+      data: '',
+      remountReadonly: true,
+      targetKind: 'dir',
+      propagation: ['slave', 'rec'],
+    },
   ]);
 });
 
 test('a cgroup mount refuses file-system options and directories outside the mount root, naming the entry', async (t) => {
   await t.throwsAsync(planMounts([{ ...RUNC_DEFAULT, options: ['ro', 'mode=700'] }], 'config.json: mounts', v1(['/sys/fs/cgroup/memory/c'])), {
-    message: "config.json: mounts[0] (/sys/fs/cgroup): unknown option(s) for a cgroup mount: mode=700",
+    message: 'config.json: mounts[0] (/sys/fs/cgroup): unknown option(s) for a cgroup mount: mode=700',
   });
-  await t.throwsAsync(planMounts([RUNC_DEFAULT], 'mounts', v1(['/elsewhere/memory/c'])), { message: /mounts\[0\] \(\/sys\/fs\/cgroup\): the container's cgroup \/elsewhere\/memory\/c is not inside a hierarchy under \/sys\/fs\/cgroup/ });
+  await t.throwsAsync(planMounts([RUNC_DEFAULT], 'mounts', v1(['/elsewhere/memory/c'])), {
+    message: /mounts\[0\] \(\/sys\/fs\/cgroup\): the container's cgroup \/elsewhere\/memory\/c is not inside a hierarchy under \/sys\/fs\/cgroup/,
+  });
   await t.throwsAsync(planMounts([RUNC_DEFAULT], 'mounts', v1(['/sys/fs/cgroup/memory'])), { message: /is not inside a hierarchy/ });
 });

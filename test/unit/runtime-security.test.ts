@@ -45,13 +45,18 @@ test('ambient capabilities the kernel would not raise are left out with a warnin
     'process.capabilities.ambient: CAP_AUDIT_WRITE is not raised: it is not in the inheritable set (the kernel raises only capabilities that are both permitted and inheritable)',
   ]);
   // Permitted and inheritable: raised, no warning. Missing from both: both named.
-  const mixed = withRaisableAmbient(nativeCapabilities({ permitted: ['CAP_KILL'], inheritable: ['CAP_KILL'], ambient: ['CAP_KILL', 'CAP_CHOWN'] }, 'f'), 'process.capabilities');
+  const mixed = withRaisableAmbient(
+    nativeCapabilities({ permitted: ['CAP_KILL'], inheritable: ['CAP_KILL'], ambient: ['CAP_KILL', 'CAP_CHOWN'] }, 'f'),
+    'process.capabilities',
+  );
   t.deepEqual(mixed.capabilities.ambient, [5]);
-  t.deepEqual(mixed.warnings, ['process.capabilities.ambient: CAP_CHOWN is not raised: it is not in the permitted or inheritable set (the kernel raises only capabilities that are both permitted and inheritable)']);
+  t.deepEqual(mixed.warnings, [
+    'process.capabilities.ambient: CAP_CHOWN is not raised: it is not in the permitted or inheritable set (the kernel raises only capabilities that are both permitted and inheritable)',
+  ]);
   t.deepEqual(buildSecurityPlan(baseSpec(), SRC, ['pid', 'network', 'ipc', 'uts', 'mount']).warnings, [], 'our own default spec raises nothing it cannot');
 });
 
-test('the default spec has Docker\'s capability set in bounding/effective/permitted and none inheritable or ambient', (t) => {
+test("the default spec has Docker's capability set in bounding/effective/permitted and none inheritable or ambient", (t) => {
   const spec = baseSpec();
   const caps = spec.process.capabilities;
   t.is(DEFAULT_CAPABILITIES.length, 14);
@@ -73,7 +78,36 @@ test('the default seccomp profile denies what reaches the host unless the capabi
   for (const everyday of ['read', 'write', 'openat', 'execve', 'wait4', 'socket', 'futex', 'mmap', 'chroot', 'setuid']) {
     t.true(names.has(everyday), `${everyday} allowed`);
   }
-  const denied = ['mount', 'umount2', 'unshare', 'setns', 'kexec_load', 'kexec_file_load', 'init_module', 'finit_module', 'delete_module', 'bpf', 'perf_event_open', 'ptrace', 'process_vm_readv', 'keyctl', 'add_key', 'request_key', 'open_by_handle_at', 'reboot', 'swapon', 'swapoff', 'settimeofday', 'clock_settime', 'acct', 'pivot_root', 'userfaultfd', 'iopl', 'syslog', 'clone3'];
+  const denied = [
+    'mount',
+    'umount2',
+    'unshare',
+    'setns',
+    'kexec_load',
+    'kexec_file_load',
+    'init_module',
+    'finit_module',
+    'delete_module',
+    'bpf',
+    'perf_event_open',
+    'ptrace',
+    'process_vm_readv',
+    'keyctl',
+    'add_key',
+    'request_key',
+    'open_by_handle_at',
+    'reboot',
+    'swapon',
+    'swapoff',
+    'settimeofday',
+    'clock_settime',
+    'acct',
+    'pivot_root',
+    'userfaultfd',
+    'iopl',
+    'syslog',
+    'clone3',
+  ];
   for (const name of denied) t.false(names.has(name), `${name} denied`);
   // clone is allowed only without namespace flags; clone3 answers ENOSYS so libc falls back to clone.
   const clone = plain.syscalls?.find((r) => r.names.includes('clone'));
@@ -101,11 +135,15 @@ test('seccomp profiles convert to the addon form; flags and misplaced errnoRet a
     architectures: ['x86_64'],
     rules: [{ names: ['mkdir'], action: 'errno', errno: 13, args: [{ index: 1, value: 448, valueTwo: 0, op: 'eq' }] }],
   });
-  t.throws(() => nativeSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', flags: ['SECCOMP_FILTER_FLAG_LOG'] }, 'linux.seccomp'), { message: /linux\.seccomp\.flags: seccomp flag 'SECCOMP_FILTER_FLAG_LOG' is not supported/ });
-  t.throws(() => nativeSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['x'], action: 'SCMP_ACT_ALLOW', errnoRet: 1 }] }, 'linux.seccomp'), { message: /syscalls\[0\]\.errnoRet: only meaningful with SCMP_ACT_ERRNO/ });
+  t.throws(() => nativeSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', flags: ['SECCOMP_FILTER_FLAG_LOG'] }, 'linux.seccomp'), {
+    message: /linux\.seccomp\.flags: seccomp flag 'SECCOMP_FILTER_FLAG_LOG' is not supported/,
+  });
+  t.throws(() => nativeSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['x'], action: 'SCMP_ACT_ALLOW', errnoRet: 1 }] }, 'linux.seccomp'), {
+    message: /syscalls\[0\]\.errnoRet: only meaningful with SCMP_ACT_ERRNO/,
+  });
 });
 
-test('only namespaced sysctls are accepted, and only with the container\'s own namespace', (t) => {
+test("only namespaced sysctls are accepted, and only with the container's own namespace", (t) => {
   t.is(sysctlNamespace('net.ipv4.ip_forward'), 'network');
   t.is(sysctlNamespace('kernel.shmmax'), 'ipc');
   t.is(sysctlNamespace('kernel.sem'), 'ipc');
@@ -123,7 +161,9 @@ test('only namespaced sysctls are accepted, and only with the container\'s own n
     { path: '/proc/sys/net/ipv4/ip_forward', value: '1' },
     { path: '/proc/sys/kernel/msgmax', value: '9000' },
   ]);
-  t.throws(() => buildSecurityPlan(spec, SRC, ['pid', 'ipc', 'uts', 'mount']), { message: /'net\.ipv4\.ip_forward' needs the container's own network namespace/ });
+  t.throws(() => buildSecurityPlan(spec, SRC, ['pid', 'ipc', 'uts', 'mount']), {
+    message: /'net\.ipv4\.ip_forward' needs the container's own network namespace/,
+  });
 });
 
 test('rlimits, umask, oom_score_adj, domainname and user namespace maps in the plan', (t) => {
@@ -134,7 +174,10 @@ test('rlimits, umask, oom_score_adj, domainname and user namespace maps in the p
   spec.domainname = 'example.org';
   spec.linux?.namespaces?.push({ type: 'user' });
   if (spec.linux !== undefined) {
-    spec.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 1000 }, { containerID: 1000, hostID: 5000, size: 1 }];
+    spec.linux.uidMappings = [
+      { containerID: 0, hostID: 100000, size: 1000 },
+      { containerID: 1000, hostID: 5000, size: 1 },
+    ];
     spec.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
   }
   const plan = buildSecurityPlan(spec, SRC, ['pid', 'network', 'ipc', 'uts', 'mount']);
@@ -145,7 +188,11 @@ test('rlimits, umask, oom_score_adj, domainname and user namespace maps in the p
   t.deepEqual(plan.userNamespace, { uidMap: '0 100000 1000\n1000 5000 1\n', gidMap: '0 100000 65536\n' });
   t.is(plan.rootPropagation, 'private');
 
-  if (spec.linux !== undefined) spec.linux.uidMappings = [{ containerID: 0, hostID: 1, size: 10 }, { containerID: 5, hostID: 100, size: 10 }];
+  if (spec.linux !== undefined)
+    spec.linux.uidMappings = [
+      { containerID: 0, hostID: 1, size: 10 },
+      { containerID: 5, hostID: 100, size: 10 },
+    ];
   t.throws(() => buildSecurityPlan(spec, SRC, ['mount']), { message: /linux\.uidMappings\[1\]: containerID range overlaps/ });
   const noUserNs = baseSpec();
   if (noUserNs.linux !== undefined) noUserNs.linux.uidMappings = [{ containerID: 0, hostID: 1, size: 1 }];
@@ -168,18 +215,78 @@ test('config.json validation names the security field that is wrong', (t) => {
     const err = t.throws(() => parseOciSpec(spec, SRC));
     return err?.message ?? '';
   };
-  t.regex(bad((s) => { s.process.capabilities = { effective: ['CAP_NOPE'] }; }), /config\.json: invalid OCI config: process\.capabilities\.effective\.0: unknown capability 'CAP_NOPE'/);
-  t.regex(bad((s) => { (s.process.capabilities as Record<string, unknown>)['extra'] = []; }), /process\.capabilities/);
-  t.regex(bad((s) => { (s.linux?.seccomp as unknown as Record<string, unknown>)['defaultAction'] = 'SCMP_ACT_NOPE'; }), /linux\.seccomp\.defaultAction: must be one of SCMP_ACT_ALLOW/);
-  t.regex(bad((s) => { s.linux?.seccomp?.syscalls?.push({ names: ['x'], action: 'SCMP_ACT_ERRNO', args: [{ index: 7, value: 0, op: 'SCMP_CMP_EQ' }] }); }), /linux\.seccomp\.syscalls\.\d+\.args\.0\.index/);
-  t.regex(bad((s) => { (s.linux?.seccomp as unknown as Record<string, unknown>)['architectures'] = ['SCMP_ARCH_Z80']; }), /linux\.seccomp\.architectures\.0: unknown architecture 'SCMP_ARCH_Z80'/);
-  t.regex(bad((s) => { if (s.linux !== undefined) s.linux.sysctl = { 'kernel.panic': '1' }; }), /linux\.sysctl\.kernel\.panic: 'kernel\.panic' is not namespaced/);
-  t.regex(bad((s) => { s.process.rlimits = [{ type: 'RLIMIT_NOFILE', soft: 10, hard: 5 }]; }), /process\.rlimits\.0: soft must not exceed hard/);
-  t.regex(bad((s) => { s.process.oomScoreAdj = 5000; }), /process\.oomScoreAdj/);
-  t.regex(bad((s) => { s.process.user.umask = 0o1777; }), /process\.user\.umask/);
-  t.regex(bad((s) => { s.process.selinuxLabel = 'system_u:system_r:container_t:s0'; }), /process\.selinuxLabel: SELinux is not supported/);
-  t.regex(bad((s) => { if (s.linux !== undefined) s.linux.mountLabel = 'x'; }), /linux\.mountLabel: SELinux mount labels are not supported/);
-  t.regex(bad((s) => { if (s.linux !== undefined) s.linux.rootfsPropagation = 'sideways'; }), /linux\.rootfsPropagation/);
+  t.regex(
+    bad((s) => {
+      s.process.capabilities = { effective: ['CAP_NOPE'] };
+    }),
+    /config\.json: invalid OCI config: process\.capabilities\.effective\.0: unknown capability 'CAP_NOPE'/,
+  );
+  t.regex(
+    bad((s) => {
+      (s.process.capabilities as Record<string, unknown>)['extra'] = [];
+    }),
+    /process\.capabilities/,
+  );
+  t.regex(
+    bad((s) => {
+      (s.linux?.seccomp as unknown as Record<string, unknown>)['defaultAction'] = 'SCMP_ACT_NOPE';
+    }),
+    /linux\.seccomp\.defaultAction: must be one of SCMP_ACT_ALLOW/,
+  );
+  t.regex(
+    bad((s) => {
+      s.linux?.seccomp?.syscalls?.push({ names: ['x'], action: 'SCMP_ACT_ERRNO', args: [{ index: 7, value: 0, op: 'SCMP_CMP_EQ' }] });
+    }),
+    /linux\.seccomp\.syscalls\.\d+\.args\.0\.index/,
+  );
+  t.regex(
+    bad((s) => {
+      (s.linux?.seccomp as unknown as Record<string, unknown>)['architectures'] = ['SCMP_ARCH_Z80'];
+    }),
+    /linux\.seccomp\.architectures\.0: unknown architecture 'SCMP_ARCH_Z80'/,
+  );
+  t.regex(
+    bad((s) => {
+      if (s.linux !== undefined) s.linux.sysctl = { 'kernel.panic': '1' };
+    }),
+    /linux\.sysctl\.kernel\.panic: 'kernel\.panic' is not namespaced/,
+  );
+  t.regex(
+    bad((s) => {
+      s.process.rlimits = [{ type: 'RLIMIT_NOFILE', soft: 10, hard: 5 }];
+    }),
+    /process\.rlimits\.0: soft must not exceed hard/,
+  );
+  t.regex(
+    bad((s) => {
+      s.process.oomScoreAdj = 5000;
+    }),
+    /process\.oomScoreAdj/,
+  );
+  t.regex(
+    bad((s) => {
+      s.process.user.umask = 0o1777;
+    }),
+    /process\.user\.umask/,
+  );
+  t.regex(
+    bad((s) => {
+      s.process.selinuxLabel = 'system_u:system_r:container_t:s0';
+    }),
+    /process\.selinuxLabel: SELinux is not supported/,
+  );
+  t.regex(
+    bad((s) => {
+      if (s.linux !== undefined) s.linux.mountLabel = 'x';
+    }),
+    /linux\.mountLabel: SELinux mount labels are not supported/,
+  );
+  t.regex(
+    bad((s) => {
+      if (s.linux !== undefined) s.linux.rootfsPropagation = 'sideways';
+    }),
+    /linux\.rootfsPropagation/,
+  );
   // A valid default spec with every security field passes and keeps them.
   const ok = parseOciSpec(JSON.parse(JSON.stringify(baseSpec())), SRC);
   t.is(ok.process.capabilities?.bounding?.length, 14);

@@ -24,7 +24,10 @@ test('buildOciSpec fills defaults and limits', (t) => {
   t.is(spec.linux?.cgroupsPath, 'tessera/c1');
   t.is(spec.hostname, 'web-1');
   t.true(spec.linux?.maskedPaths?.includes('/proc/kcore'));
-  t.deepEqual(spec.mounts?.map((m) => m.destination), DEFAULT_MOUNTS.map((m) => m.destination));
+  t.deepEqual(
+    spec.mounts?.map((m) => m.destination),
+    DEFAULT_MOUNTS.map((m) => m.destination),
+  );
   t.is(parseOciSpec(JSON.parse(JSON.stringify(spec)), 'x').process.args[0], 'httpd', 'its output validates');
 });
 
@@ -37,7 +40,9 @@ test('buildOciSpec rejects bad input naming the field', (t) => {
 });
 
 test('parseOciSpec names the file and field of each problem', (t) => {
-  const err = t.throws(() => parseOciSpec({ ociVersion: '1.0.2', process: { user: { uid: -1, gid: 0 }, args: [], cwd: '/' }, root: { path: 'rootfs' } }, 'b/config.json'));
+  const err = t.throws(() =>
+    parseOciSpec({ ociVersion: '1.0.2', process: { user: { uid: -1, gid: 0 }, args: [], cwd: '/' }, root: { path: 'rootfs' } }, 'b/config.json'),
+  );
   t.regex(err?.message ?? '', /^b\/config\.json: invalid OCI config: /);
   t.regex(err?.message ?? '', /process\.user\.uid/);
   t.regex(err?.message ?? '', /process\.args/);
@@ -46,7 +51,10 @@ test('parseOciSpec names the file and field of each problem', (t) => {
 test('executableCandidates follows PATH like execvp', (t) => {
   t.deepEqual(executableCandidates('sh', ['PATH=/bin:/usr/bin/']), ['/bin/sh', '/usr/bin/sh']);
   t.deepEqual(executableCandidates('/bin/sh', ['PATH=/x']), ['/bin/sh']);
-  t.deepEqual(executableCandidates('sh', []), DEFAULT_PATH.split(':').map((d) => `${d}/sh`));
+  t.deepEqual(
+    executableCandidates('sh', []),
+    DEFAULT_PATH.split(':').map((d) => `${d}/sh`),
+  );
 });
 
 test('namespacesOf defaults to five and refuses what is not supported', (t) => {
@@ -67,13 +75,37 @@ test('planMounts splits OCI options into flags and data', async (t) => {
     ],
     'mounts',
   );
-  t.deepEqual(planned[0], { source: 'tmpfs', destination: '/dev', fstype: 'tmpfs', flags: ['nosuid', 'strictatime'], data: 'mode=755,size=65536k', remountReadonly: false, targetKind: 'dir', propagation: [] });
-  t.deepEqual(planned[1], { source: '/etc/hosts', destination: '/etc/hosts', fstype: '', flags: ['bind', 'rec', 'rdonly'], data: '', remountReadonly: true, targetKind: 'file', propagation: ['private', 'rec'] });
-  await t.throwsAsync(planMounts([{ destination: '/x', type: 'cgroupfs', source: 'cgroup' }], 'mounts'), { message: /mounts\[0\] \(\/x\): mount type 'cgroupfs' is not supported/ });
+  t.deepEqual(planned[0], {
+    source: 'tmpfs',
+    destination: '/dev',
+    fstype: 'tmpfs',
+    flags: ['nosuid', 'strictatime'],
+    data: 'mode=755,size=65536k',
+    remountReadonly: false,
+    targetKind: 'dir',
+    propagation: [],
+  });
+  t.deepEqual(planned[1], {
+    source: '/etc/hosts',
+    destination: '/etc/hosts',
+    fstype: '',
+    flags: ['bind', 'rec', 'rdonly'],
+    data: '',
+    remountReadonly: true,
+    targetKind: 'file',
+    propagation: ['private', 'rec'],
+  });
+  await t.throwsAsync(planMounts([{ destination: '/x', type: 'cgroupfs', source: 'cgroup' }], 'mounts'), {
+    message: /mounts\[0\] \(\/x\): mount type 'cgroupfs' is not supported/,
+  });
   // A cgroup mount shows the container's own cgroups (test/unit/runtime-cgroup-mount.test.ts); without them it cannot be planned.
-  await t.throwsAsync(planMounts([{ destination: '/x', type: 'cgroup', source: 'cgroup' }], 'mounts'), { message: /mounts\[0\] \(\/x\): a cgroup mount needs the container's cgroup/ });
+  await t.throwsAsync(planMounts([{ destination: '/x', type: 'cgroup', source: 'cgroup' }], 'mounts'), {
+    message: /mounts\[0\] \(\/x\): a cgroup mount needs the container's cgroup/,
+  });
   t.deepEqual((await planMounts([{ destination: '/x', type: 'tmpfs', options: ['rslave'] }], 'mounts'))[0]?.propagation, ['slave', 'rec']);
-  await t.throwsAsync(planMounts([{ destination: '/x', type: 'tmpfs', options: ['rshared', 'private'] }], 'mounts'), { message: /more than one propagation option/ });
+  await t.throwsAsync(planMounts([{ destination: '/x', type: 'tmpfs', options: ['rshared', 'private'] }], 'mounts'), {
+    message: /more than one propagation option/,
+  });
 });
 
 test('detectCgroupVersion tells v1 from v2 by the hierarchy layout', async (t) => {

@@ -212,7 +212,10 @@ test('spread: replicas of a service go to different nodes', (t) => {
   for (const p of r.placements) counts[p.node] = (counts[p.node] ?? 0) + 1;
   t.deepEqual(counts, { n1: 2, n2: 2, n3: 2 });
   // Ties broken by node name: deterministic.
-  t.deepEqual(r.placements.slice(0, 3).map((p) => p.node), ['n1', 'n2', 'n3']);
+  t.deepEqual(
+    r.placements.slice(0, 3).map((p) => p.node),
+    ['n1', 'n2', 'n3'],
+  );
 });
 
 test('spread: fewest tasks of the same service first, then fewest tasks overall', (t) => {
@@ -270,7 +273,10 @@ test('1,000 nodes × 10,000 tasks', (t) => {
   t.is(r.unplaced.length, 0);
   const used = new Map<string, number>();
   for (const p of r.placements) used.set(p.node, (used.get(p.node) ?? 0) + 1);
-  t.false([...used.keys()].some((n) => Number(n.slice(5)) % 50 === 0), 'no task on a draining node');
+  t.false(
+    [...used.keys()].some((n) => Number(n.slice(5)) % 50 === 0),
+    'no task on a draining node',
+  );
   // Spread keeps every active node within a small range of the average.
   const counts = [...used.values()];
   t.true(Math.max(...counts) - Math.min(...counts) <= 12);
@@ -282,7 +288,7 @@ function countBy<T>(items: T[], key: (item: T) => string): Record<string, number
   return counts;
 }
 
-test('preferences: spread over a label\'s values, not over nodes', (t) => {
+test("preferences: spread over a label's values, not over nodes", (t) => {
   // Zone a has three nodes, zone b one: plain spread would put 3 of 4 in a; preferences give 2 and 2.
   const nodes = [
     node('a1', { labels: { zone: 'a' } }),
@@ -292,7 +298,10 @@ test('preferences: spread over a label\'s values, not over nodes', (t) => {
   ];
   const zoneOf = (n: string): string => n.slice(0, 1);
   const r = schedule({ nodes, tasks: [], pending: ['t1', 't2', 't3', 't4'].map((n) => task(n, { spread: ['zone'] })) });
-  t.deepEqual(countBy(r.placements, (p) => zoneOf(p.node)), { a: 2, b: 2 });
+  t.deepEqual(
+    countBy(r.placements, (p) => zoneOf(p.node)),
+    { a: 2, b: 2 },
+  );
   // Inside zone a, the two tasks still go to different nodes.
   t.is(new Set(r.placements.filter((p) => zoneOf(p.node) === 'a').map((p) => p.node)).size, 2);
 });
@@ -300,7 +309,10 @@ test('preferences: spread over a label\'s values, not over nodes', (t) => {
 test('preferences: nodes missing the label form their own group', (t) => {
   const nodes = [node('a1', { labels: { zone: 'a' } }), node('a2', { labels: { zone: 'a' } }), node('x1'), node('x2')];
   const r = schedule({ nodes, tasks: [], pending: ['t1', 't2', 't3', 't4', 't5', 't6'].map((n) => task(n, { spread: ['zone'] })) });
-  t.deepEqual(countBy(r.placements, (p) => p.node.slice(0, 1)), { a: 3, x: 3 });
+  t.deepEqual(
+    countBy(r.placements, (p) => p.node.slice(0, 1)),
+    { a: 3, x: 3 },
+  );
 });
 
 test('preferences: existing tasks of the service count towards their group', (t) => {
@@ -308,7 +320,10 @@ test('preferences: existing tasks of the service count towards their group', (t)
   const existing = [task('old-1', { node: 'a1' }), task('old-2', { node: 'a1' }), task('old-3', { node: 'b1' }), task('other', { service: 'x', node: 'c1' })];
   const r = schedule({ nodes, tasks: existing, pending: ['t1', 't2', 't3'].map((n) => task(n, { spread: ['zone'] })) });
   // Zone c is emptiest (0 of this service); then b and c tie at 1 (b1 runs fewer tasks overall); then c.
-  t.deepEqual(countBy(r.placements, (p) => p.node), { c1: 2, b1: 1 });
+  t.deepEqual(
+    countBy(r.placements, (p) => p.node),
+    { c1: 2, b1: 1 },
+  );
 });
 
 test('preferences: nested in order, second label spread inside each group of the first', (t) => {
@@ -329,7 +344,10 @@ test('preferences: nested in order, second label spread inside each group of the
 test('preferences: a group whose nodes are all filtered out does not hold tasks back', (t) => {
   const nodes = [node('a1', { labels: { zone: 'a' } }), node('b1', { labels: { zone: 'b' }, availability: 'drain' })];
   const r = schedule({ nodes, tasks: [], pending: ['t1', 't2'].map((n) => task(n, { spread: ['zone'] })) });
-  t.deepEqual(countBy(r.placements, (p) => p.node), { a1: 2 });
+  t.deepEqual(
+    countBy(r.placements, (p) => p.node),
+    { a1: 2 },
+  );
 });
 
 test('preferences: a spread that is not a node label leaves the task unplaced with a clear reason', (t) => {
@@ -339,12 +357,15 @@ test('preferences: a spread that is not a node label leaves the task unplaced wi
   t.deepEqual(r.unplaced, [{ task: 't1', reason: 'invalid placement preference spread "zone": expected node.labels.KEY' }]);
 });
 
-test('max replicas per node: a filter counting the service\'s tasks already there and placed in the batch', (t) => {
+test("max replicas per node: a filter counting the service's tasks already there and placed in the batch", (t) => {
   const nodes = [node('n1'), node('n2')];
   const existing = [task('old', { node: 'n1', maxReplicas: 2 }), task('leaving', { node: 'n2', desiredState: 'shutdown' })];
   const pending = ['t1', 't2', 't3', 't4'].map((n) => task(n, { maxReplicas: 2 }));
   const r = schedule({ nodes, tasks: existing, pending });
-  t.deepEqual(countBy(r.placements, (p) => p.node), { n1: 1, n2: 2 });
+  t.deepEqual(
+    countBy(r.placements, (p) => p.node),
+    { n1: 1, n2: 2 },
+  );
   t.deepEqual(r.unplaced, [{ task: 't4', reason: 'no suitable node (2 nodes: 2 max replicas per node (2) reached)' }]);
 });
 
@@ -396,7 +417,8 @@ test('reasons from every filter, in filter order', (t) => {
   t.deepEqual(r.unplaced, [
     {
       task: 't1',
-      reason: 'no suitable node (5 nodes: 1 not ready, 1 insufficient memory, 1 failed constraint node.labels.zone!=b, 1 host port 8080/tcp in use, 1 max replicas per node (1) reached)',
+      reason:
+        'no suitable node (5 nodes: 1 not ready, 1 insufficient memory, 1 failed constraint node.labels.zone!=b, 1 host port 8080/tcp in use, 1 max replicas per node (1) reached)',
     },
   ]);
 });

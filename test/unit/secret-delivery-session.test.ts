@@ -44,7 +44,7 @@ async function until<T>(what: string, fn: () => T | undefined, timeoutMs = 10_00
   }
 }
 
-test('each node gets only its own tasks\' secrets and configs, and loses them when unused', async (t) => {
+test("each node gets only its own tasks' secrets and configs, and loses them when unused", async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-delivery-'));
   const store = new MemoryStore();
   const objects = new ObjectStore(store);
@@ -53,7 +53,16 @@ test('each node gets only its own tasks\' secrets and configs, and loses them wh
   await tasks.start();
   await nodes.start();
   const health = new NodeHealth(objects, nodes, tasks, { timeoutMs: 60_000, checkEveryMs: 60_000 });
-  const dispatcher = new DispatcherServer({ objects, tasks, nodes, health, heartbeatPeriodMs: 1000, joinTokens: () => undefined, managers: () => [], log: () => {} });
+  const dispatcher = new DispatcherServer({
+    objects,
+    tasks,
+    nodes,
+    health,
+    heartbeatPeriodMs: 1000,
+    joinTokens: () => undefined,
+    managers: () => [],
+    log: () => {},
+  });
   const server = new grpc.Server();
   dispatcher.addTo(server);
   const address = `unix:${join(dir, 'dispatcher.sock')}`;
@@ -72,13 +81,24 @@ test('each node gets only its own tasks\' secrets and configs, and loses them wh
   await objects.create<Secret>({ apiVersion: 'tessera/v1', kind: 'Secret', metadata: { name: 'pw', stack: 'app' }, spec: { data: b64('for n1 only') } });
   await objects.create<Secret>({ apiVersion: 'tessera/v1', kind: 'Secret', metadata: { name: 'shared', stack: '' }, spec: { data: b64('external') } });
   await objects.create<Config>({ apiVersion: 'tessera/v1', kind: 'Config', metadata: { name: 'conf', stack: 'app' }, spec: { data: b64('n2 config') } });
-  await objects.create(task('t1', 'n1', { secrets: [{ source: 'pw', target: 'pw' }, { source: 'shared', target: 'shared' }] }));
+  await objects.create(
+    task('t1', 'n1', {
+      secrets: [
+        { source: 'pw', target: 'pw' },
+        { source: 'shared', target: 'shared' },
+      ],
+    }),
+  );
   await objects.create(task('t2', 'n2', { configs: [{ source: 'conf', target: '/conf' }] }));
 
   const seen = new Map<string, { tasks: string[]; files: DeliveredFiles }>();
   for (const name of ['n1', 'n2']) {
     const session = new AgentSession({
-      managers: [address], nodeName: name, token: '', security: LOCAL_INSECURE, log: () => {},
+      managers: [address],
+      nodeName: name,
+      token: '',
+      security: LOCAL_INSECURE,
+      log: () => {},
       description: { hostname: name, address: '127.0.0.1', memoryBytes: 1 << 30, nanoCpus: 1e9 },
       onAssignments: (assigned, files) => seen.set(name, { tasks: assigned.map((x) => x.metadata.name), files }),
     });
@@ -89,15 +109,18 @@ test('each node gets only its own tasks\' secrets and configs, and loses them wh
   const n1 = await until('n1 assignments', () => seen.get('n1'));
   const n2 = await until('n2 assignments', () => seen.get('n2'));
   t.deepEqual(n1.tasks, ['t1']);
-  t.deepEqual(n1.files.keys(), ['Secret//shared', 'Secret/app/pw'], 'n1 has its task\'s secrets (one external), nothing else');
+  t.deepEqual(n1.files.keys(), ['Secret//shared', 'Secret/app/pw'], "n1 has its task's secrets (one external), nothing else");
   t.is(n1.files.resolve('Secret', 'app', 'pw')?.data.toString(), 'for n1 only');
-  t.deepEqual(n2.files.keys(), ['Config/app/conf'], 'n2 never receives n1\'s secrets');
+  t.deepEqual(n2.files.keys(), ['Config/app/conf'], "n2 never receives n1's secrets");
 
   // t1 ends: n1 no longer needs its secrets and forgets them; n2 is untouched.
   const held = n1.files.resolve('Secret', 'app', 'pw')!;
   await objects.updateWithRetry('Task', 'app', 't1', (x) => ({ ...x, status: { ...x.status, state: 'complete' } }));
   await until('n1 files withdrawn', () => (seen.get('n1')!.files.keys().length === 0 ? true : undefined));
-  t.true(held.data.every((byte) => byte === 0), 'withdrawn secret bytes are overwritten in memory');
+  t.true(
+    held.data.every((byte) => byte === 0),
+    'withdrawn secret bytes are overwritten in memory',
+  );
   t.deepEqual(seen.get('n2')!.files.keys(), ['Config/app/conf']);
 
   // A new task on n2 that uses pw: now (and only now) n2 gets it, with the task.

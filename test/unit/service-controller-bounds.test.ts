@@ -51,9 +51,14 @@ test(`a service of ${REPLICAS} replicas converges over bounded passes, and so do
   t.true(tasks.every((task) => task.spec.slot >= 1 && task.spec.slot <= REPLICAS));
   const creating = passes.filter((p) => p.created > 0);
   t.true(creating.length >= REPLICAS / MAX_TASK_WRITES_PER_PASS, `${creating.length} passes created tasks`);
-  t.true(passes.every((p) => p.created + p.updated + p.shutdown + p.removed <= MAX_TASK_WRITES_PER_PASS), 'no pass wrote more than the bound');
-  t.log(`scale up to ${REPLICAS}: ${creating.length} passes, ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
-    `longest event loop block ${(delay.max / 1e6).toFixed(0)} ms (p99 ${(delay.percentile(99) / 1e6).toFixed(0)} ms)`);
+  t.true(
+    passes.every((p) => p.created + p.updated + p.shutdown + p.removed <= MAX_TASK_WRITES_PER_PASS),
+    'no pass wrote more than the bound',
+  );
+  t.log(
+    `scale up to ${REPLICAS}: ${creating.length} passes, ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
+      `longest event loop block ${(delay.max / 1e6).toFixed(0)} ms (p99 ${(delay.percentile(99) / 1e6).toFixed(0)} ms)`,
+  );
 
   // Scale down to 5,000: 15,000 shutdowns, again in bounded passes.
   passes.length = 0;
@@ -66,7 +71,10 @@ test(`a service of ${REPLICAS} replicas converges over bounded passes, and so do
   delay.disable();
   const stopping = store.tasks.list().filter((task) => task.desiredState === 'shutdown');
   t.is(stopping.length, REPLICAS - 5_000);
-  t.true(stopping.every((task) => task.spec.slot > 5_000), 'the highest slots are scaled away');
+  t.true(
+    stopping.every((task) => task.spec.slot > 5_000),
+    'the highest slots are scaled away',
+  );
   t.true(passes.every((p) => p.shutdown <= MAX_TASK_WRITES_PER_PASS && p.created === 0));
   t.true(passes.filter((p) => p.shutdown > 0).length >= (REPLICAS - 5_000) / MAX_TASK_WRITES_PER_PASS);
   t.log(`scale down to 5000: ${passes.length} passes; longest event loop block ${(delay.max / 1e6).toFixed(0)} ms`);
@@ -76,7 +84,14 @@ test('a node that joins while 5000 tasks wait gets them over bounded scheduling 
   const store = await startControllerStore();
   const passes: SchedulerPassWrites[] = [];
   const services = new ServiceController(store.objects, store.services, store.tasks, store.nodes);
-  const scheduler = new SchedulingController(store.objects, store.nodes, store.tasks, (message) => t.log(message), Date.now, (writes) => passes.push({ ...writes }));
+  const scheduler = new SchedulingController(
+    store.objects,
+    store.nodes,
+    store.tasks,
+    (message) => t.log(message),
+    Date.now,
+    (writes) => passes.push({ ...writes }),
+  );
   t.teardown(() => {
     services.stop();
     scheduler.stop();
@@ -93,12 +108,18 @@ test('a node that joins while 5000 tasks wait gets them over bounded scheduling 
   const delay = monitorEventLoopDelay({ resolution: 10 });
   delay.enable();
   await store.objects.create<Node>({
-    apiVersion: API_VERSION, kind: 'Node', metadata: { name: 'late' }, spec: { availability: 'active', role: 'worker' },
+    apiVersion: API_VERSION,
+    kind: 'Node',
+    metadata: { name: 'late' },
+    spec: { availability: 'active', role: 'worker' },
     status: { state: 'ready', hostname: 'late', resources: { memoryBytes: 2 ** 40, nanoCpus: 2 ** 40 } },
   });
   await until(`${count} tasks assigned`, () => store.tasks.list().filter((task) => task.nodeName === 'late').length === count);
   delay.disable();
-  t.true(passes.every((p) => p.ended + p.assigned + p.pending <= MAX_SCHEDULER_WRITES_PER_PASS), 'no pass wrote more than the bound');
+  t.true(
+    passes.every((p) => p.ended + p.assigned + p.pending <= MAX_SCHEDULER_WRITES_PER_PASS),
+    'no pass wrote more than the bound',
+  );
   t.true(passes.filter((p) => p.assigned > 0).length >= count / MAX_SCHEDULER_WRITES_PER_PASS);
   t.log(`${count} tasks placed over ${passes.filter((p) => p.assigned > 0).length} passes; longest event loop block ${(delay.max / 1e6).toFixed(0)} ms`);
 });

@@ -222,10 +222,7 @@ test('back-off restarts from the base delay after a task that ran long enough', 
 });
 
 test('the requeue time is the shortest wait over all slots', (t) => {
-  const tasks = [
-    tk({ slot: 1, state: 'failed', changed: 1000 }),
-    tk({ slot: 2, state: 'failed', changed: 1030 }),
-  ];
+  const tasks = [tk({ slot: 1, state: 'failed', changed: 1000 }), tk({ slot: 2, state: 'failed', changed: 1030 })];
   const d = run(svc({ replicas: 2 }), tasks, 1050);
   t.is(d.requeueAfterMs, 50);
 });
@@ -411,7 +408,10 @@ test('one pass creates at most MAX_TASK_WRITES_PER_PASS tasks, lowest free slots
   const have = Array.from({ length: 500 }, (_, i) => tk({ slot: i + 1 }));
   const d = run(svc({ replicas: 3000 }), have);
   t.is(d.create.length, MAX_TASK_WRITES_PER_PASS);
-  t.deepEqual(slotsOf(d.create), Array.from({ length: MAX_TASK_WRITES_PER_PASS }, (_, i) => 501 + i));
+  t.deepEqual(
+    slotsOf(d.create),
+    Array.from({ length: MAX_TASK_WRITES_PER_PASS }, (_, i) => 501 + i),
+  );
   t.is(d.requeueAfterMs, 0, 'the rest is created by the next passes');
   const done = run(svc({ replicas: 600 }), have);
   t.is(done.create.length, 100);

@@ -8,8 +8,14 @@ test('goes round the managers at the shortest delay, doubling only after a whole
   const p = new ReconnectPolicy(M, options);
   t.is(p.current(), M[0]);
   const attempts = Array.from({ length: 9 }, () => p.failed('Connection dropped'));
-  t.deepEqual(attempts.map((a) => a.address), [M[1], M[2], M[0], M[1], M[2], M[0], M[1], M[2], M[0]]);
-  t.deepEqual(attempts.map((a) => a.delayMs), [200, 200, 200, 400, 400, 400, 800, 800, 800]);
+  t.deepEqual(
+    attempts.map((a) => a.address),
+    [M[1], M[2], M[0], M[1], M[2], M[0], M[1], M[2], M[0]],
+  );
+  t.deepEqual(
+    attempts.map((a) => a.delayMs),
+    [200, 200, 200, 400, 400, 400, 800, 800, 800],
+  );
 });
 
 test('the delay is capped', (t) => {

@@ -46,9 +46,12 @@ async function noticeSpec(f: Fixture, name: string): Promise<Service> {
 async function putTask(f: Fixture, service: Service, slot: number, state: TaskState, message?: string): Promise<void> {
   const name = `shop_${service.metadata.name}.${slot}.t${slot}`;
   const task: Task = {
-    apiVersion: API_VERSION, kind: 'Task', metadata: { name, stack: 'shop' },
+    apiVersion: API_VERSION,
+    kind: 'Task',
+    metadata: { name, stack: 'shop' },
     spec: { serviceName: service.metadata.name, serviceStack: 'shop', serviceGeneration: 1, slot, spec: service.spec },
-    nodeName: 'node1', desiredState: state === 'rejected' ? 'shutdown' : 'running',
+    nodeName: 'node1',
+    desiredState: state === 'rejected' ? 'shutdown' : 'running',
     status: { state, timestamp: new Date().toISOString(), ...(message ? { message } : {}) },
   };
   await f.store.put(objectKey('Task', 'shop', name), JSON.stringify(task));
@@ -113,7 +116,7 @@ test('a timeout names every service that has not converged, with what it waits f
   t.is(err?.message, 'services not converged after 1500ms: web (0/1 running, waiting for the controller); api (1/2 running, starting)');
 });
 
-test('a service deleted while it is followed fails with a clear reason (the watch\'s delete event)', async (t) => {
+test("a service deleted while it is followed fails with a clear reason (the watch's delete event)", async (t) => {
   const f = await startFixture();
   t.teardown(() => stopFixture(f));
   const res = await f.client.apply({ objectsJson: [manifest('web', 1)] });

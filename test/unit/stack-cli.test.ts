@@ -16,29 +16,47 @@ function net(stack: string, name: string): Network {
   return { apiVersion: API_VERSION, kind: 'Network', metadata: { name, stack }, spec: {} };
 }
 
-function task(service: string, slot: number, id: string, state: Task['status']['state'], more: { desired?: Task['desiredState']; node?: string; at?: string; error?: string; message?: string } = {}): Task {
+function task(
+  service: string,
+  slot: number,
+  id: string,
+  state: Task['status']['state'],
+  more: { desired?: Task['desiredState']; node?: string; at?: string; error?: string; message?: string } = {},
+): Task {
   return {
-    apiVersion: API_VERSION, kind: 'Task', metadata: { name: `shop_${service}.${slot}.${id}`, stack: 'shop' },
+    apiVersion: API_VERSION,
+    kind: 'Task',
+    metadata: { name: `shop_${service}.${slot}.${id}`, stack: 'shop' },
     spec: { serviceName: service, serviceStack: 'shop', serviceGeneration: 1, slot, spec: { image: `${service}:1` } },
     nodeName: more.node ?? 'node1',
     desiredState: more.desired ?? 'running',
     status: {
-      state, timestamp: more.at ?? '2026-01-01T00:09:50.000Z',
-      ...(more.error ? { error: more.error } : {}), ...(more.message ? { message: more.message } : {}),
+      state,
+      timestamp: more.at ?? '2026-01-01T00:09:50.000Z',
+      ...(more.error ? { error: more.error } : {}),
+      ...(more.message ? { message: more.message } : {}),
     },
   };
 }
 
 function node(name: string): Node {
   return {
-    apiVersion: API_VERSION, kind: 'Node', metadata: { name },
+    apiVersion: API_VERSION,
+    kind: 'Node',
+    metadata: { name },
     spec: { availability: 'active', role: 'manager' },
     status: { state: 'ready', hostname: name, resources: { memoryBytes: 1 << 30, nanoCpus: 1e9 } },
   };
 }
 
 test('stack ls: one row per stack with its service count; objects outside any stack are not a stack', (t) => {
-  const out = renderStackList([svc('shop', 'web', { image: 'a' }), svc('shop', 'db', { image: 'b' }), net('shop', 'default'), net('blog', 'default'), svc('', 'loose', { image: 'c' })]);
+  const out = renderStackList([
+    svc('shop', 'web', { image: 'a' }),
+    svc('shop', 'db', { image: 'b' }),
+    net('shop', 'default'),
+    net('blog', 'default'),
+    svc('', 'loose', { image: 'c' }),
+  ]);
   t.is(out, 'NAME   SERVICES\nblog   0\nshop   2\n');
   t.is(renderStackList([]), 'NAME   SERVICES\n');
 });
@@ -49,17 +67,22 @@ test('stack services: ID, STACK_NAME, mode, running/desired, image, ports', (t) 
     svc('shop', 'agent', { image: 'agent:1', mode: 'global' }, 'fedcba9876543210'),
   ];
   const tasks = [
-    task('web', 1, 'a1', 'running'), task('web', 2, 'a2', 'running'), task('web', 3, 'a3', 'starting'),
+    task('web', 1, 'a1', 'running'),
+    task('web', 2, 'a2', 'running'),
+    task('web', 3, 'a3', 'starting'),
     task('web', 4, 'a4', 'running', { desired: 'shutdown' }),
     task('agent', 0, 'b1', 'running'),
   ];
   const out = renderStackServices(services, tasks, [node('node1'), node('node2')]);
-  t.is(out, [
-    'ID             NAME         MODE         REPLICAS   IMAGE     PORTS',
-    'fedcba987654   shop_agent   global       1/2        agent:1   -',
-    '0123456789ab   shop_web     replicated   2/3        web:1     *:8080->80/tcp',
-    '',
-  ].join('\n'));
+  t.is(
+    out,
+    [
+      'ID             NAME         MODE         REPLICAS   IMAGE     PORTS',
+      'fedcba987654   shop_agent   global       1/2        agent:1   -',
+      '0123456789ab   shop_web     replicated   2/3        web:1     *:8080->80/tcp',
+      '',
+    ].join('\n'),
+  );
   t.is(desiredTasks(svc('s', 'x', { image: 'x' }), []), 1, 'replicas default to 1');
 });
 
@@ -82,7 +105,14 @@ test('stack ps: newest task of each slot first, older ones as " \\_", states cap
   t.true(full.includes(`"image web:1: ${'a very long registry error '.repeat(3)}"`), '--no-trunc shows the whole error');
 
   const running = renderStackPs(tasks, { now: NOW, filters: parsePsFilters(['desired-state=running']) });
-  t.deepEqual(running.trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0]), ['new1', 'x10']);
+  t.deepEqual(
+    running
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(/\s+/)[0]),
+    ['new1', 'x10'],
+  );
 });
 
 test('stack ps: a global task is named by its node', (t) => {

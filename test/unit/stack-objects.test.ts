@@ -16,7 +16,8 @@ async function fixture(t: { teardown(fn: () => Promise<void>): void }) {
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 const secret = (name: string, data: string, stack = 'app', labels?: Record<string, string>) =>
   JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Secret', metadata: { name, ...(stack ? { stack } : {}), ...(labels ? { labels } : {}) }, spec: { data } });
-const config = (name: string, data: string, stack = 'app') => JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Config', metadata: { name, stack }, spec: { data } });
+const config = (name: string, data: string, stack = 'app') =>
+  JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Config', metadata: { name, stack }, spec: { data } });
 const volume = (name: string, driverOpts?: Record<string, string>, stack = 'app') =>
   JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Volume', metadata: { name, stack }, spec: { driver: 'local', ...(driverOpts ? { driverOpts } : {}) } });
 const service = (name: string, spec: Record<string, unknown>, stack = 'app') =>
@@ -24,13 +25,25 @@ const service = (name: string, spec: Record<string, unknown>, stack = 'app') =>
 
 test('apply creates secrets, configs and volumes with the service that uses them, in one request', async (t) => {
   const { server } = await fixture(t);
-  const results = await server.apply([
-    secret('pw', b64('hunter2')),
-    config('conf', b64('a=1\n')),
-    volume('data'),
-    service('web', { secrets: [{ source: 'pw', target: 'pw' }], configs: [{ source: 'conf', target: '/etc/conf' }], mounts: [{ type: 'volume', source: 'data', target: '/data' }] }),
-  ], false);
-  t.deepEqual(results.map((r) => `${r.ref.kind}/${r.ref.name}:${r.action}`).sort(), ['Config/conf:created', 'Secret/pw:created', 'Service/web:created', 'Volume/data:created']);
+  const results = await server.apply(
+    [
+      secret('pw', b64('hunter2')),
+      config('conf', b64('a=1\n')),
+      volume('data'),
+      service('web', {
+        secrets: [{ source: 'pw', target: 'pw' }],
+        configs: [{ source: 'conf', target: '/etc/conf' }],
+        mounts: [{ type: 'volume', source: 'data', target: '/data' }],
+      }),
+    ],
+    false,
+  );
+  t.deepEqual(results.map((r) => `${r.ref.kind}/${r.ref.name}:${r.action}`).sort(), [
+    'Config/conf:created',
+    'Secret/pw:created',
+    'Service/web:created',
+    'Volume/data:created',
+  ]);
   const stored = (await server.get('Secret', 'app', 'pw')) as Secret;
   t.is(stored.status?.sizeBytes, 7);
   t.is(stored.spec.data, b64('hunter2'), 'stored as given (the gRPC layer redacts)');
@@ -61,16 +74,30 @@ test('validation names the field: bad base64, size limit, bad name', async (t) =
   t.regex(big!.message, /object 1: spec\.data: Secret big holds 512001 bytes; at most 512000/);
   const name = await t.throwsAsync(server.apply([config('a/b', b64('x'))], false));
   t.regex(name!.message, /object 1: metadata\.name: expected a name of letters/);
-  const unknown = await t.throwsAsync(server.apply([JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Volume', metadata: { name: 'v' }, spec: { driver: 'nfs' } })], false));
+  const unknown = await t.throwsAsync(
+    server.apply([JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Volume', metadata: { name: 'v' }, spec: { driver: 'nfs' } })], false),
+  );
   t.regex(unknown!.message, /object 1: spec\.driver/);
 });
 
 test('a service referring to a missing secret, config or volume is refused with its name; nothing applied', async (t) => {
   const { server, store } = await fixture(t);
-  const err = await t.throwsAsync(server.apply([
-    secret('present', b64('x')),
-    service('web', { secrets: [{ source: 'nope', target: 'nope' }], configs: [{ source: 'gone', target: '/gone' }], mounts: [{ type: 'volume', source: 'missing', target: '/m' }, { type: 'volume', target: '/anon' }] }),
-  ], false));
+  const err = await t.throwsAsync(
+    server.apply(
+      [
+        secret('present', b64('x')),
+        service('web', {
+          secrets: [{ source: 'nope', target: 'nope' }],
+          configs: [{ source: 'gone', target: '/gone' }],
+          mounts: [
+            { type: 'volume', source: 'missing', target: '/m' },
+            { type: 'volume', target: '/anon' },
+          ],
+        }),
+      ],
+      false,
+    ),
+  );
   t.regex(err!.message, /Service web: spec\.secrets\.0\.source: Secret "nope" does not exist in stack "app"/);
   t.regex(err!.message, /Service web: spec\.configs\.0\.source: Config "gone" does not exist/);
   t.regex(err!.message, /Service web: spec\.mounts\.0\.source: Volume "missing" does not exist/);
@@ -80,11 +107,23 @@ test('a service referring to a missing secret, config or volume is refused with 
 
 test('two mounts, secrets or configs at one target are refused at apply', async (t) => {
   const { server } = await fixture(t);
-  const err = await t.throwsAsync(server.apply([
-    secret('pw', b64('x')),
-    config('conf', b64('y')),
-    service('web', { secrets: [{ source: 'pw', target: 'pw' }, { source: 'pw', target: '/run/secrets/pw/' }], configs: [{ source: 'conf', target: 'data' }], mounts: [{ type: 'tmpfs', target: '/data' }] }),
-  ], false));
+  const err = await t.throwsAsync(
+    server.apply(
+      [
+        secret('pw', b64('x')),
+        config('conf', b64('y')),
+        service('web', {
+          secrets: [
+            { source: 'pw', target: 'pw' },
+            { source: 'pw', target: '/run/secrets/pw/' },
+          ],
+          configs: [{ source: 'conf', target: 'data' }],
+          mounts: [{ type: 'tmpfs', target: '/data' }],
+        }),
+      ],
+      false,
+    ),
+  );
   t.regex(err!.message, /Service web: spec\.secrets\.1: target \/run\/secrets\/pw is already used by spec\.secrets\.0/);
   t.regex(err!.message, /Service web: spec\.configs\.0: target \/data is already used by spec\.mounts\.0/);
 });
@@ -95,22 +134,36 @@ test('external objects: a service may use a secret of the default stack', async 
   const results = await server.apply([service('web', { secrets: [{ source: 'shared', target: 'shared' }] })], false);
   t.is(results[0]!.action, 'created');
   const other = await t.throwsAsync(server.apply([secret('x', b64('x'), 'other'), service('api', { secrets: [{ source: 'x', target: 'x' }] })], false));
-  t.regex(other!.message, /Secret "x" does not exist in stack "app"/, 'another stack\'s secret is not visible');
+  t.regex(other!.message, /Secret "x" does not exist in stack "app"/, "another stack's secret is not visible");
 });
 
 test('planStackFile and the pure helpers', (t) => {
   const now = new Date('2026-01-01T00:00:00Z');
   const s: Secret = { apiVersion: 'tessera/v1', kind: 'Secret', metadata: { name: 'pw', stack: 'app' }, spec: { data: b64('abcd') } };
   const created = planStackFile(undefined, s, now, () => 'uid-1');
-  t.true(created.ok && created.action === 'created' && created.object.metadata.uid === 'uid-1' && created.object.kind === 'Secret' && created.object.status?.sizeBytes === 4);
+  t.true(
+    created.ok &&
+      created.action === 'created' &&
+      created.object.metadata.uid === 'uid-1' &&
+      created.object.kind === 'Secret' &&
+      created.object.status?.sizeBytes === 4,
+  );
   t.is(decodedSize(b64('a')), 1);
   t.is(decodedSize(b64('ab')), 2);
   t.is(decodedSize(''), 0);
   const redacted = redactObject(s);
   t.is(redacted.spec.data, REDACTED);
   t.is(s.spec.data, b64('abcd'), 'the original is untouched');
-  const web: Service = { apiVersion: 'tessera/v1', kind: 'Service', metadata: { name: 'web', stack: 'app' }, spec: { image: 'x', secrets: [{ source: 'pw', target: 'pw' }] } };
-  t.deepEqual(missingReferences([web], (kind, stack, name) => kind === 'Secret' && stack === '' && name === 'pw'), []);
+  const web: Service = {
+    apiVersion: 'tessera/v1',
+    kind: 'Service',
+    metadata: { name: 'web', stack: 'app' },
+    spec: { image: 'x', secrets: [{ source: 'pw', target: 'pw' }] },
+  };
+  t.deepEqual(
+    missingReferences([web], (kind, stack, name) => kind === 'Secret' && stack === '' && name === 'pw'),
+    [],
+  );
   t.is(missingReferences([web], () => false).length, 1);
   t.deepEqual(servicesUsing('Secret', 'app', 'pw', [web]), ['app/web']);
   t.deepEqual(servicesUsing('Secret', 'other', 'pw', [web]), []);

@@ -51,7 +51,12 @@ test('memory: a handler that throws ends its watch with onError, others keep goi
 test('memory: close reports StoreClosedError to watchers', async (t) => {
   const s = new MemoryStore();
   const errors: Error[] = [];
-  await s.watch('/', 0, () => {}, (err) => errors.push(err));
+  await s.watch(
+    '/',
+    0,
+    () => {},
+    (err) => errors.push(err),
+  );
   await s.close();
   await new Promise((resolve) => setImmediate(resolve));
   t.true(errors[0] instanceof StoreClosedError);

@@ -2,14 +2,7 @@ import test from 'ava';
 import { API_VERSION, type Node, type Service } from '../../common/resources/types.js';
 import { kindPrefix, objectKey, parseObjectKey } from '../../control-plane/store/keys.js';
 import { MemoryStore } from '../../control-plane/store/memory-store.js';
-import {
-  AlreadyExistsError,
-  ConflictError,
-  NotFoundError,
-  ObjectStore,
-  canonicalJson,
-  type ObjectEvent,
-} from '../../control-plane/store/object-store.js';
+import { AlreadyExistsError, ConflictError, NotFoundError, ObjectStore, canonicalJson, type ObjectEvent } from '../../control-plane/store/object-store.js';
 
 function service(name: string, stack?: string, replicas = 1): Service {
   return {
@@ -91,12 +84,24 @@ test('list by kind and by stack, with the read revision', async (t) => {
   await objects.create(service('c'));
   await objects.create(node('n1'));
   const all = await objects.list('Service');
-  t.deepEqual(all.items.map((s) => `${s.metadata.stack ?? ''}/${s.metadata.name}`), ['/c', 's1/a', 's1/b']);
+  t.deepEqual(
+    all.items.map((s) => `${s.metadata.stack ?? ''}/${s.metadata.name}`),
+    ['/c', 's1/a', 's1/b'],
+  );
   t.is(all.revision, await store.currentRevision());
   t.true(all.items.every((s) => s.metadata.resourceVersion !== undefined));
-  t.deepEqual((await objects.list('Service', { stack: 's1' })).items.map((s) => s.metadata.name), ['a', 'b']);
-  t.deepEqual((await objects.list('Service', { stack: '' })).items.map((s) => s.metadata.name), ['c']);
-  t.deepEqual((await objects.list('Node')).items.map((n) => n.metadata.name), ['n1']);
+  t.deepEqual(
+    (await objects.list('Service', { stack: 's1' })).items.map((s) => s.metadata.name),
+    ['a', 'b'],
+  );
+  t.deepEqual(
+    (await objects.list('Service', { stack: '' })).items.map((s) => s.metadata.name),
+    ['c'],
+  );
+  t.deepEqual(
+    (await objects.list('Node')).items.map((n) => n.metadata.name),
+    ['n1'],
+  );
 });
 
 test('update is compare-and-swap on resourceVersion', async (t) => {
@@ -206,11 +211,14 @@ test('watch maps store events to added, modified and deleted objects', async (t)
   await objects.create(node('n1'));
   const deleted = await objects.delete('Service', 'web', 'api');
   await new Promise((resolve) => setTimeout(resolve, 20));
-  t.deepEqual(seen.map((e) => [e.type, e.stack, e.name]), [
-    ['added', 'web', 'api'],
-    ['modified', 'web', 'api'],
-    ['deleted', 'web', 'api'],
-  ]);
+  t.deepEqual(
+    seen.map((e) => [e.type, e.stack, e.name]),
+    [
+      ['added', 'web', 'api'],
+      ['modified', 'web', 'api'],
+      ['deleted', 'web', 'api'],
+    ],
+  );
   t.deepEqual(seen[0]?.object, created);
   t.deepEqual(seen[1]?.object, updated);
   t.is(seen[2]?.object.spec.replicas, 2);

@@ -22,7 +22,7 @@ async function fsTypeOf(path: string): Promise<string | undefined> {
   return undefined;
 }
 
-test('files land on a tmpfs of the container\'s own with mode and owner; a sweep unmounts what is not kept', async (t) => {
+test("files land on a tmpfs of the container's own with mode and owner; a sweep unmounts what is not kept", async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'tessera-task-files-'));
   const containersDir = join(root, 'containers');
   const filesRoot = join(root, 'run');
@@ -32,13 +32,27 @@ test('files land on a tmpfs of the container\'s own with mode and owner; a sweep
     await rm(root, { recursive: true, force: true });
   });
   const files = new DeliveredFiles();
-  files.apply(true, [{ kind: 'Secret', stack: 'app', name: 'pw', data: Buffer.from('s3cret') }, { kind: 'Config', stack: 'app', name: 'conf', data: Buffer.from('a=1') }], []);
-  const plan = planTaskFiles({ image: 'x', secrets: [{ source: 'pw', target: 'pw', uid: '1000', gid: '1001', mode: 0o400 }], configs: [{ source: 'conf', target: '/etc/conf' }] }, 'app', files);
+  files.apply(
+    true,
+    [
+      { kind: 'Secret', stack: 'app', name: 'pw', data: Buffer.from('s3cret') },
+      { kind: 'Config', stack: 'app', name: 'conf', data: Buffer.from('a=1') },
+    ],
+    [],
+  );
+  const plan = planTaskFiles(
+    { image: 'x', secrets: [{ source: 'pw', target: 'pw', uid: '1000', gid: '1001', mode: 0o400 }], configs: [{ source: 'conf', target: '/etc/conf' }] },
+    'app',
+    files,
+  );
 
   for (const dir of dirs) {
     const mounts = await writeTaskFiles(plan, dir);
     t.is(await fsTypeOf(dir), 'tmpfs');
-    t.deepEqual(mounts.map((m) => m.destination), ['/run/secrets', '/etc/conf']);
+    t.deepEqual(
+      mounts.map((m) => m.destination),
+      ['/run/secrets', '/etc/conf'],
+    );
   }
   const secret = await stat(join(dirs[0]!, 'secrets', 'pw'));
   t.deepEqual([secret.mode & 0o7777, secret.uid, secret.gid], [0o400, 1000, 1001]);

@@ -238,8 +238,5 @@ function errorReply(id: number, rcode: number): Buffer {
 
 async function closeListener(listener: NetworkListener): Promise<void> {
   for (const socket of listener.connections) socket.destroy();
-  await Promise.all([
-    new Promise<void>((resolve) => listener.udp.close(() => resolve())),
-    new Promise<void>((resolve) => listener.tcp.close(() => resolve())),
-  ]);
+  await Promise.all([new Promise<void>((resolve) => listener.udp.close(() => resolve())), new Promise<void>((resolve) => listener.tcp.close(() => resolve()))]);
 }

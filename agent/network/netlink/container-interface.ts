@@ -34,10 +34,12 @@ export async function configureContainerInterface(config: ContainerInterfaceConf
       { bytes: setLink({ index, up: true }), what: `link set ${name} up` },
       { bytes: setLink({ index: K.LOOPBACK_IFINDEX, up: true }), what: 'link set lo up' },
       ...(defaultRoute
-        ? [{
-            bytes: addRoute({ gateway: defaultRoute.gateway, index }, defaultRoute.mode),
-            what: `route ${defaultRoute.mode} default via ${defaultRoute.gateway} dev ${name}`,
-          }]
+        ? [
+            {
+              bytes: addRoute({ gateway: defaultRoute.gateway, index }, defaultRoute.mode),
+              what: `route ${defaultRoute.mode} default via ${defaultRoute.gateway} dev ${name}`,
+            },
+          ]
         : []),
     ]);
   } finally {

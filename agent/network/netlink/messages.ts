@@ -147,7 +147,13 @@ function addressBody(spec: AddressSpec): [Buffer, Attribute[]] {
   header.writeUInt8(prefixLength, 1);
   header.writeUInt32LE(index, 4);
   // Local and peer address are the same on a broadcast link; iproute2 sends both.
-  return [header, [{ type: K.IFA_LOCAL, value: ipv4Bytes(address) }, { type: K.IFA_ADDRESS, value: ipv4Bytes(address) }]];
+  return [
+    header,
+    [
+      { type: K.IFA_LOCAL, value: ipv4Bytes(address) },
+      { type: K.IFA_ADDRESS, value: ipv4Bytes(address) },
+    ],
+  ];
 }
 
 function routeBody(spec: RouteSpec): [Buffer, Attribute[]] {

@@ -89,7 +89,13 @@ export class NetlinkSocket {
       return new NetlinkSocket(native('netlinkOpen')(netnsPath), netnsPath);
     } catch (error) {
       const e = error as Error & { code?: string; errno?: number };
-      throw new NetlinkError(describeNamespace(netnsPath), 'open netlink socket', e.code ?? 'EUNKNOWN', e.errno ?? 0, `netlink in ${describeNamespace(netnsPath)}: ${e.message}`);
+      throw new NetlinkError(
+        describeNamespace(netnsPath),
+        'open netlink socket',
+        e.code ?? 'EUNKNOWN',
+        e.errno ?? 0,
+        `netlink in ${describeNamespace(netnsPath)}: ${e.message}`,
+      );
     }
   }
 
@@ -154,8 +160,20 @@ export class NetlinkSocket {
     if (first !== undefined) {
       const where = describeNamespace(this.netnsPath);
       const detail = first.outcome.extack ? ` (${first.outcome.extack})` : '';
-      const more = failures.length > 1 ? `; also failed: ${failures.slice(1).map((f) => `${f.request.what}: ${f.outcome.message}`).join('; ')}` : '';
-      throw new NetlinkError(where, first.request.what, first.code, first.outcome.errno, `${first.request.what} in ${where}: ${first.outcome.message} (${first.code})${detail}${more}`);
+      const more =
+        failures.length > 1
+          ? `; also failed: ${failures
+              .slice(1)
+              .map((f) => `${f.request.what}: ${f.outcome.message}`)
+              .join('; ')}`
+          : '';
+      throw new NetlinkError(
+        where,
+        first.request.what,
+        first.code,
+        first.outcome.errno,
+        `${first.request.what} in ${where}: ${first.outcome.message} (${first.code})${detail}${more}`,
+      );
     }
     return outcomes;
   }

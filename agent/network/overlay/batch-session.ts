@@ -45,11 +45,7 @@ export class BatchCommandError extends CommandError {
     tool: BatchTool,
     readonly failures: Array<{ command: string; message: string }>,
   ) {
-    super(
-      [tool, '-batch'],
-      1,
-      failures.map((f) => `"${f.command}": ${f.message}`).join('; '),
-    );
+    super([tool, '-batch'], 1, failures.map((f) => `"${f.command}": ${f.message}`).join('; '));
   }
 }
 
@@ -135,9 +131,7 @@ export class BatchSession {
     child.stderr.on('data', (chunk: string) => this.onStderr(chunk));
     child.stdin.on('error', () => undefined);
     child.on('error', (error) => this.onExit(child, error));
-    child.on('exit', (code, signal) =>
-      this.onExit(child, new Error(`${this.tool} -batch exited (${signal ?? `code ${String(code)}`})`)),
-    );
+    child.on('exit', (code, signal) => this.onExit(child, new Error(`${this.tool} -batch exited (${signal ?? `code ${String(code)}`})`)));
     this.setReferenced(child, false);
     return child;
   }

@@ -29,13 +29,7 @@ import {
   type PeerState,
   type ValidNetwork,
 } from './overlay-plan.js';
-import type {
-  OverlayAttachOptions,
-  OverlayAttachment,
-  OverlayDriverConfig,
-  OverlayNetworkSpec,
-  OverlayPeer,
-} from './types.js';
+import type { OverlayAttachOptions, OverlayAttachment, OverlayDriverConfig, OverlayNetworkSpec, OverlayPeer } from './types.js';
 
 const EXISTS = /File exists/i;
 const MISSING = /Cannot find device|does not exist|No such device/i;
@@ -225,9 +219,7 @@ export class OverlayDriver {
       const keepVxlans = new Set(networkIds.map((id) => overlayVxlanName(id)));
       const links = await this.listLinks();
       const stale = links.filter(
-        (l) =>
-          (l.name.startsWith(OVERLAY_BRIDGE_PREFIX) && !keepBridges.has(l.name)) ||
-          (l.name.startsWith(OVERLAY_VXLAN_PREFIX) && !keepVxlans.has(l.name)),
+        (l) => (l.name.startsWith(OVERLAY_BRIDGE_PREFIX) && !keepBridges.has(l.name)) || (l.name.startsWith(OVERLAY_VXLAN_PREFIX) && !keepVxlans.has(l.name)),
       );
       const staleBridges = new Set(stale.map((l) => l.name));
       const ports = links.filter((l) => l.master !== undefined && staleBridges.has(l.master) && !l.name.startsWith(OVERLAY_VXLAN_PREFIX));

@@ -2,14 +2,7 @@
 // against what is programmed, and the nftables isolation/SNAT table. No I/O, so every command the
 // driver sends is unit-tested without a kernel.
 
-import {
-  NetworkInputError,
-  cidrContains,
-  isIpv4,
-  parseCidr,
-  parseIpv4,
-  type Ipv4Cidr,
-} from '../../../common/network/ipv4.js';
+import { NetworkInputError, cidrContains, isIpv4, parseCidr, parseIpv4, type Ipv4Cidr } from '../../../common/network/ipv4.js';
 import type { BatchLine } from './batch-session.js';
 import { OVERLAY_BRIDGE_PREFIX, VXLAN_OVERHEAD } from './names.js';
 import type { OverlayNetworkSpec, OverlayPeer } from './types.js';

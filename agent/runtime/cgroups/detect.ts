@@ -19,7 +19,9 @@ export async function detectCgroupMode(root: string): Promise<CgroupMode> {
     const have = new Set(controllers.trim().split(/\s+/));
     const missing = V2_REQUIRED_CONTROLLERS.filter((c) => !have.has(c));
     if (missing.length > 0) {
-      throw new Error(`${root} is cgroup v2 but lacks the ${missing.join(', ')} controller(s) (cgroup.controllers: ${controllers.trim() || 'none'}); they are probably bound to a v1 hierarchy`);
+      throw new Error(
+        `${root} is cgroup v2 but lacks the ${missing.join(', ')} controller(s) (cgroup.controllers: ${controllers.trim() || 'none'}); they are probably bound to a v1 hierarchy`,
+      );
     }
     return 'v2';
   }

@@ -57,7 +57,8 @@ export async function writeLines(dir: string, file: string, entries: Array<{ val
     fd = fsSync.openSync(target, 'a');
   } catch (err) {
     const first = entries[0];
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${first?.field ?? file}: not supported by this kernel: no ${file} in ${dir}`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new Error(`${first?.field ?? file}: not supported by this kernel: no ${file} in ${dir}`, { cause: err });
     throw new Error(`${first?.field ?? file}: cannot open ${target}: ${(err as Error).message}`, { cause: err });
   }
   try {
@@ -76,7 +77,8 @@ export async function writeLines(dir: string, file: string, entries: Array<{ val
 
 function explain(code: string | undefined, file: string): string {
   if (code === 'EBUSY' && file.startsWith('memory.')) return ' (the limit is below what the cgroup already uses)';
-  if (code === 'EBUSY' && file === 'cgroup.subtree_control') return ' (the cgroup has processes of its own: v2 allows controllers only in cgroups without them)';
+  if (code === 'EBUSY' && file === 'cgroup.subtree_control')
+    return ' (the cgroup has processes of its own: v2 allows controllers only in cgroups without them)';
   if (code === 'EINVAL' && file.startsWith('cpu.rt_')) return ' (the parent cgroup has no real-time budget to give)';
   if (code === 'ENODEV') return ' (no such block device)';
   if (code === 'EINVAL') return ' (the kernel rejected the value)';

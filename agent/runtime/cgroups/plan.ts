@@ -67,15 +67,18 @@ export function planV1(r: LinuxResources): V1Write[] {
 
   const b = r.blockIO;
   if (b !== undefined) {
-    if (b.weight !== undefined) add('blkio', 'blkio.weight', String(b.weight), 'blockIO.weight', {
+    if (b.weight !== undefined)
+      add('blkio', 'blkio.weight', String(b.weight), 'blockIO.weight', {
         alternatives: [{ file: 'blkio.bfq.weight', value: String(b.weight) }],
       });
     if (b.leafWeight !== undefined) add('blkio', 'blkio.leaf_weight', String(b.leafWeight), 'blockIO.leafWeight');
     (b.weightDevice ?? []).forEach((d, i) => {
-      if (d.weight !== undefined) add('blkio', 'blkio.weight_device', `${d.major}:${d.minor} ${d.weight}`, `blockIO.weightDevice[${i}].weight`, {
-        alternatives: [{ file: 'blkio.bfq.weight_device', value: `${d.major}:${d.minor} ${d.weight}` }],
-      });
-      if (d.leafWeight !== undefined) add('blkio', 'blkio.leaf_weight_device', `${d.major}:${d.minor} ${d.leafWeight}`, `blockIO.weightDevice[${i}].leafWeight`);
+      if (d.weight !== undefined)
+        add('blkio', 'blkio.weight_device', `${d.major}:${d.minor} ${d.weight}`, `blockIO.weightDevice[${i}].weight`, {
+          alternatives: [{ file: 'blkio.bfq.weight_device', value: `${d.major}:${d.minor} ${d.weight}` }],
+        });
+      if (d.leafWeight !== undefined)
+        add('blkio', 'blkio.leaf_weight_device', `${d.major}:${d.minor} ${d.leafWeight}`, `blockIO.weightDevice[${i}].leafWeight`);
     });
     const throttles = [
       ['throttleReadBpsDevice', 'blkio.throttle.read_bps_device'],
@@ -90,9 +93,7 @@ export function planV1(r: LinuxResources): V1Write[] {
 
   for (const d of planDeviceWrites(r.devices)) add('devices', d.file, d.value, 'devices');
 
-  (r.hugepageLimits ?? []).forEach((h, i) =>
-    add('hugetlb', `hugetlb.${h.pageSize}.limit_in_bytes`, String(h.limit), `hugepageLimits[${i}]`),
-  );
+  (r.hugepageLimits ?? []).forEach((h, i) => add('hugetlb', `hugetlb.${h.pageSize}.limit_in_bytes`, String(h.limit), `hugepageLimits[${i}]`));
 
   if (r.unified !== undefined && Object.keys(r.unified).length > 0) {
     throw new Error(`${F}.unified: only valid on cgroup v2; this host uses cgroup v1`);

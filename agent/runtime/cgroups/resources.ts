@@ -14,7 +14,14 @@ const CPU_LIST = /^\d+(-\d+)?(,\d+(-\d+)?)*$/;
 const cpuList = z
   .string()
   .refine((s) => CPU_LIST.test(s), 'must be a list like "0-2,4"')
-  .refine((s) => s.split(',').every((r) => { const [a, b] = r.split('-').map(Number); return b === undefined || (a !== undefined && a <= b); }), 'a range must not run backwards');
+  .refine(
+    (s) =>
+      s.split(',').every((r) => {
+        const [a, b] = r.split('-').map(Number);
+        return b === undefined || (a !== undefined && a <= b);
+      }),
+    'a range must not run backwards',
+  );
 
 const throttle = z.strictObject({ major: deviceNumber, minor: deviceNumber, rate: int.min(0) });
 
@@ -90,8 +97,10 @@ export const linuxResourcesSchema = z
     if (m !== undefined) {
       const limit = m.limit;
       if (m.swap !== undefined && m.swap !== -1) {
-        if (limit === undefined || limit === -1) ctx.addIssue({ code: 'custom', path: ['memory', 'swap'], message: 'a swap limit needs memory.limit too (swap is memory+swap)' });
-        else if (m.swap < limit) ctx.addIssue({ code: 'custom', path: ['memory', 'swap'], message: `must be >= memory.limit (${limit}): it counts memory+swap` });
+        if (limit === undefined || limit === -1)
+          ctx.addIssue({ code: 'custom', path: ['memory', 'swap'], message: 'a swap limit needs memory.limit too (swap is memory+swap)' });
+        else if (m.swap < limit)
+          ctx.addIssue({ code: 'custom', path: ['memory', 'swap'], message: `must be >= memory.limit (${limit}): it counts memory+swap` });
       }
       if (m.reservation !== undefined && m.reservation > 0 && limit !== undefined && limit > 0 && m.reservation > limit) {
         ctx.addIssue({ code: 'custom', path: ['memory', 'reservation'], message: `must not exceed memory.limit (${limit})` });
@@ -102,8 +111,10 @@ export const linuxResourcesSchema = z
       ctx.addIssue({ code: 'custom', path: ['cpu', 'realtimeRuntime'], message: `must not exceed cpu.realtimePeriod (${c.realtimePeriod})` });
     }
     for (const key of Object.keys(r.unified ?? {})) {
-      if (!UNIFIED_KEY.test(key)) ctx.addIssue({ code: 'custom', path: ['unified', key], message: 'must be a cgroup v2 interface file name like "memory.high"' });
-      else if (RESERVED_UNIFIED.has(key)) ctx.addIssue({ code: 'custom', path: ['unified', key], message: `${key} is managed by the runtime and cannot be set` });
+      if (!UNIFIED_KEY.test(key))
+        ctx.addIssue({ code: 'custom', path: ['unified', key], message: 'must be a cgroup v2 interface file name like "memory.high"' });
+      else if (RESERVED_UNIFIED.has(key))
+        ctx.addIssue({ code: 'custom', path: ['unified', key], message: `${key} is managed by the runtime and cannot be set` });
     }
     const seen = new Set<string>();
     (r.hugepageLimits ?? []).forEach((h, i) => {

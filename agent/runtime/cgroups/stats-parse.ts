@@ -33,7 +33,10 @@ export function parseKeyValues(text: string | undefined): Map<string, number> {
 /** cpuacct.usage_percpu: space-separated nanoseconds. */
 export function parsePerCpu(text: string | undefined): number[] | undefined {
   if (text === undefined) return undefined;
-  const parts = text.trim().split(/\s+/).filter((p) => p !== '');
+  const parts = text
+    .trim()
+    .split(/\s+/)
+    .filter((p) => p !== '');
   if (parts.length === 0 || !parts.every((p) => /^\d+$/.test(p))) return undefined;
   return parts.map(Number);
 }

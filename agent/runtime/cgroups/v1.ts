@@ -53,7 +53,10 @@ export class CgroupsV1 implements CgroupDriver {
           if (controller === 'cpuset') await inheritCpuset(root, relativePath);
           // Before the spec's own writes, so a throttle rule of the spec's on the same disk wins.
           if (controller === 'blkio') startIoAccounting(dir, options.ioAccountedDisks ?? [], record);
-          await applyWrites(dir, writes.filter((w) => w.controller === controller));
+          await applyWrites(
+            dir,
+            writes.filter((w) => w.controller === controller),
+          );
         }),
       );
       return record;
@@ -190,7 +193,12 @@ async function applyWrites(dir: string, writes: V1Write[]): Promise<void> {
   let run: V1Write[] = [];
   const flush = async () => {
     const first = run[0];
-    if (first !== undefined) await writeLines(dir, first.file, run.map((w) => ({ value: w.value, field: w.field })));
+    if (first !== undefined)
+      await writeLines(
+        dir,
+        first.file,
+        run.map((w) => ({ value: w.value, field: w.field })),
+      );
     run = [];
   };
   for (const w of writes) {
@@ -213,7 +221,9 @@ async function applyChoice(dir: string, w: V1Write): Promise<void> {
     if (await exists(path.join(dir, choice.file))) return writeControl(dir, choice.file, choice.value, w.field);
   }
   const names = choices.map((c) => c.file).join(' or ');
-  throw new Error(`${w.field}: not supported by this kernel: no ${names} in ${dir}${w.file.startsWith('blkio.') ? ' (the block I/O scheduler has no weights)' : ''}`);
+  throw new Error(
+    `${w.field}: not supported by this kernel: no ${names} in ${dir}${w.file.startsWith('blkio.') ? ' (the block I/O scheduler has no weights)' : ''}`,
+  );
 }
 
 /** Like Promise.all, but waits for every task before reporting the first failure (no write races a cleanup). */

@@ -45,7 +45,9 @@ export class CgroupsV2 implements CgroupDriver {
         available ??= await this.controllersOf(dir);
         for (const [controller, field] of neededBy) {
           if (!available.has(controller)) {
-            throw new Error(`${field}: the cgroup v2 '${controller}' controller is not available in ${dir} (cgroup.controllers: ${[...available].join(' ') || 'none'})`);
+            throw new Error(
+              `${field}: the cgroup v2 '${controller}' controller is not available in ${dir} (cgroup.controllers: ${[...available].join(' ') || 'none'})`,
+            );
           }
         }
         const enable = [...wanted].filter((c) => available?.has(c) === true);
@@ -120,7 +122,12 @@ export class CgroupsV2 implements CgroupDriver {
   private async controllersOf(dir: string): Promise<Set<string>> {
     const text = await readOptional(path.join(dir, 'cgroup.controllers'));
     if (text === undefined) throw new Error(`${dir} is not a cgroup v2 directory (no cgroup.controllers)`);
-    return new Set(text.trim().split(/\s+/).filter((c) => c !== ''));
+    return new Set(
+      text
+        .trim()
+        .split(/\s+/)
+        .filter((c) => c !== ''),
+    );
   }
 
   /** Adds controllers to dir's cgroup.subtree_control; ones already enabled are not rewritten. */

@@ -149,15 +149,22 @@ export async function main(argv: string[]): Promise<number> {
     .enablePositionalOptions()
     .exitOverride();
   const bundleOpt = (c: Command): Command => c.option('-b, --bundle <dir>', 'bundle directory', '.');
-  bundleOpt(program.command('create').argument('<id>').option('--pid-file <file>', 'write the init pid here'))
-    .action(async (id: string, o: { bundle: string; pidFile?: string }) => create(program, id, o.bundle, o.pidFile));
+  bundleOpt(program.command('create').argument('<id>').option('--pid-file <file>', 'write the init pid here')).action(
+    async (id: string, o: { bundle: string; pidFile?: string }) => create(program, id, o.bundle, o.pidFile),
+  );
   bundleOpt(program.command('run').argument('<id>')).action(async (id: string, o: { bundle: string }) => {
     code = await run(program, id, o.bundle);
   });
-  program.command('start').argument('<id>').action(async (id: string) => runtimeOf(program).runtime.start(id));
-  program.command('state').argument('<id>').action(async (id: string) => {
-    process.stdout.write(`${JSON.stringify(await state(program, id), null, 2)}\n`);
-  });
+  program
+    .command('start')
+    .argument('<id>')
+    .action(async (id: string) => runtimeOf(program).runtime.start(id));
+  program
+    .command('state')
+    .argument('<id>')
+    .action(async (id: string) => {
+      process.stdout.write(`${JSON.stringify(await state(program, id), null, 2)}\n`);
+    });
   program
     .command('kill')
     .argument('<id>')

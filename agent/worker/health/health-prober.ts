@@ -79,7 +79,9 @@ export class HealthProber {
     }
     if (this.stopped) return;
     const end = this.now();
-    const result: ProbeResult = outcome.timedOut ? timedOutResult(start, end, config.timeoutMs) : { start, end, exitCode: outcome.exitCode, output: outcome.output };
+    const result: ProbeResult = outcome.timedOut
+      ? timedOutResult(start, end, config.timeoutMs)
+      : { start, end, exitCode: outcome.exitCode, output: outcome.output };
     const before = this.state;
     this.state = recordProbe(before, config, result);
     if (reportWorthy(before, this.state)) {
@@ -110,10 +112,15 @@ export function execProbe(runtime: ContainerRuntime, containerId: string): RunPr
       });
       stream.on('error', () => undefined);
     }
-    const allEnded = Promise.all(streams.map((stream) => new Promise<void>((resolve) => {
-      stream.on('end', resolve);
-      stream.on('close', resolve);
-    })));
+    const allEnded = Promise.all(
+      streams.map(
+        (stream) =>
+          new Promise<void>((resolve) => {
+            stream.on('end', resolve);
+            stream.on('close', resolve);
+          }),
+      ),
+    );
     let exited = false;
     const exit = proc.exit.then((status) => {
       exited = true;

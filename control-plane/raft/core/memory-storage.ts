@@ -1,14 +1,6 @@
 // An in-memory RaftLogStorage for tests and the simulator; it doubles as the reference for what
 // the on-disk implementation must answer.
-import {
-  LogCompactedError,
-  LogUnavailableError,
-  type ConfState,
-  type Entry,
-  type HardState,
-  type RaftLogStorage,
-  type Snapshot,
-} from './types.js';
+import { LogCompactedError, LogUnavailableError, type ConfState, type Entry, type HardState, type RaftLogStorage, type Snapshot } from './types.js';
 import { cloneConfState } from './conf-change.js';
 
 export class MemoryStorage implements RaftLogStorage {

@@ -50,7 +50,11 @@ export class Progress {
   recentActive = false;
   readonly inflights: Inflights;
 
-  constructor(next: number, maxInflight: number, public learner: boolean) {
+  constructor(
+    next: number,
+    maxInflight: number,
+    public learner: boolean,
+  ) {
     this.next = next;
     this.inflights = new Inflights(maxInflight);
   }

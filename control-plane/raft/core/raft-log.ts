@@ -11,7 +11,10 @@ export class RaftLog {
   committed: number;
   applied: number;
 
-  constructor(readonly storage: RaftLogStorage, applied: number) {
+  constructor(
+    readonly storage: RaftLogStorage,
+    applied: number,
+  ) {
     const first = storage.firstIndex();
     const last = storage.lastIndex();
     this.unstableOffset = last + 1;

@@ -394,10 +394,7 @@ export class RaftNode {
     }
 
     if (m.type === 'pre-vote' || m.type === 'vote') {
-      const canVote =
-        this.vote === m.from ||
-        (this.vote === '' && this.lead === '') ||
-        (m.type === 'pre-vote' && m.term > this.term);
+      const canVote = this.vote === m.from || (this.vote === '' && this.lead === '') || (m.type === 'pre-vote' && m.term > this.term);
       if (canVote && this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm)) {
         this.send({ type: m.type === 'vote' ? 'vote-resp' : 'pre-vote-resp', to: m.from, term: m.term, reject: false });
         if (m.type === 'vote') {
@@ -891,7 +888,9 @@ export class RaftNode {
    */
   reportPeerDown(peer: NodeId): void {
     if (this.role !== 'follower' || this.lead === '' || this.lead !== peer) return;
-    const survivors = this.conf().voters.filter((v) => v !== peer).sort();
+    const survivors = this.conf()
+      .voters.filter((v) => v !== peer)
+      .sort();
     const rank = survivors.indexOf(this.id);
     if (rank < 0) return;
     this.lead = '';

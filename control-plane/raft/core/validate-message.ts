@@ -3,8 +3,19 @@
 import type { Entry, Message } from './types.js';
 
 const TYPES = new Set([
-  'pre-vote', 'vote', 'pre-vote-resp', 'vote-resp', 'append', 'append-resp', 'heartbeat', 'heartbeat-resp',
-  'snapshot', 'snapshot-resp', 'timeout-now', 'read-index', 'read-index-resp',
+  'pre-vote',
+  'vote',
+  'pre-vote-resp',
+  'vote-resp',
+  'append',
+  'append-resp',
+  'heartbeat',
+  'heartbeat-resp',
+  'snapshot',
+  'snapshot-resp',
+  'timeout-now',
+  'read-index',
+  'read-index-resp',
 ]);
 
 function isIndex(v: unknown): v is number {
@@ -34,7 +45,8 @@ export function validateMessage(m: Message): void {
       let expect = m.prevIndex + 1;
       for (const e of m.entries as Entry[]) {
         if (e.index !== expect) fail(`entry index ${String(e.index)} where ${expect} was expected`);
-        if (!isIndex(e.term) || e.term > m.term || e.term < m.prevTerm) fail(`entry ${e.index} has term ${String(e.term)} outside [prevTerm ${m.prevTerm}, ${m.term}]`);
+        if (!isIndex(e.term) || e.term > m.term || e.term < m.prevTerm)
+          fail(`entry ${e.index} has term ${String(e.term)} outside [prevTerm ${m.prevTerm}, ${m.term}]`);
         if (e.type !== 'normal' && e.type !== 'conf-change') fail(`entry ${e.index} has unknown type ${JSON.stringify(e.type)}`);
         if (!(e.data instanceof Uint8Array)) fail(`entry ${e.index} data must be bytes`);
         expect++;

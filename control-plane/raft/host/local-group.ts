@@ -33,7 +33,10 @@ export async function startLocalGroup(
   try {
     const ports: number[] = [];
     for (let i = 0; i < size; i++) {
-      addRaftService(servers[i]!, lateHandlers(() => stores[i]));
+      addRaftService(
+        servers[i]!,
+        lateHandlers(() => stores[i]),
+      );
       ports.push(await bind(servers[i]!, '127.0.0.1:0', LOCAL_INSECURE));
     }
     const addresses = ports.map((p) => `127.0.0.1:${p}`);

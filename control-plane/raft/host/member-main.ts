@@ -47,7 +47,10 @@ async function main(): Promise<void> {
   });
   const server = newRaftServer();
   let store: RaftStore | undefined;
-  addRaftService(server, lateHandlers(() => store));
+  addRaftService(
+    server,
+    lateHandlers(() => store),
+  );
   await bind(server, listen, LOCAL_INSECURE);
   if (values['client-socket']) await bind(server, values['client-socket'], LOCAL_INSECURE);
   store = await RaftStore.open({
@@ -66,7 +69,10 @@ async function main(): Promise<void> {
   opened.host.onLeaderChange((leader, isLeader) => log(`leader is now ${leader || '(none)'}${isLeader ? ' (this member)' : ''}`));
   process.stdout.write(`ready ${listen}\n`);
   const stop = (): void => {
-    void opened.close().then(() => shutdown(server)).then(() => process.exit(0));
+    void opened
+      .close()
+      .then(() => shutdown(server))
+      .then(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

@@ -12,14 +12,20 @@ export type ClusterMemberRow = ClusterMember__Output;
 export class MembersApiClient {
   private readonly raw: TesseraClient;
 
-  constructor(address: string, security: TransportSecurity, private readonly timeoutMs = 15_000) {
+  constructor(
+    address: string,
+    security: TransportSecurity,
+    private readonly timeoutMs = 15_000,
+  ) {
     const pkg = loadApiPackage();
     this.raw = new pkg.tessera.api.v1.Tessera(address, clientCredentials(security));
   }
 
   members(): Promise<ClusterMemberRow[]> {
     return new Promise((resolve, reject) =>
-      this.raw.clusterMembers({}, { deadline: Date.now() + this.timeoutMs }, (err, res) => (err || !res ? reject(err ?? new Error('no answer')) : resolve(res.members))),
+      this.raw.clusterMembers({}, { deadline: Date.now() + this.timeoutMs }, (err, res) =>
+        err || !res ? reject(err ?? new Error('no answer')) : resolve(res.members),
+      ),
     );
   }
 

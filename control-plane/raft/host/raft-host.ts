@@ -90,7 +90,10 @@ export class ForwardLostError extends Error {
 }
 
 export class NotLeaderError extends Error {
-  constructor(readonly leader: NodeId, readonly leaderAddress: string | undefined) {
+  constructor(
+    readonly leader: NodeId,
+    readonly leaderAddress: string | undefined,
+  ) {
     super(leader ? `not the leader, leader is ${leader}${leaderAddress ? ` at ${leaderAddress}` : ''}` : 'no leader is known yet');
     this.name = 'NotLeaderError';
   }

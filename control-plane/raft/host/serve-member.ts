@@ -18,9 +18,7 @@ export function newRaftServer(): grpc.Server {
 }
 
 export function bind(server: grpc.Server, address: string, security: TransportSecurity): Promise<number> {
-  return new Promise((resolve, reject) =>
-    server.bindAsync(address, serverCredentials(security), (err, port) => (err ? reject(err) : resolve(port))),
-  );
+  return new Promise((resolve, reject) => server.bindAsync(address, serverCredentials(security), (err, port) => (err ? reject(err) : resolve(port))));
 }
 
 /** Handlers that wait for the store: the server must be bound (to learn its port) before the store exists. */
@@ -56,13 +54,13 @@ export function shutdown(server: grpc.Server): Promise<void> {
  * Serves a member on `listen` (host:port; port 0 picks one). `bootstrap` may name this member's
  * address as '' when the port is not known yet: it is filled in once bound.
  */
-export async function serveRaftMember(
-  listen: string,
-  options: Omit<RaftStoreOptions, 'address'> & { advertiseHost?: string },
-): Promise<ServedMember> {
+export async function serveRaftMember(listen: string, options: Omit<RaftStoreOptions, 'address'> & { advertiseHost?: string }): Promise<ServedMember> {
   const server = newRaftServer();
   let store: RaftStore | undefined;
-  addRaftService(server, lateHandlers(() => store));
+  addRaftService(
+    server,
+    lateHandlers(() => store),
+  );
   const port = await bind(server, listen, options.security);
   const host = options.advertiseHost ?? listen.slice(0, listen.lastIndexOf(':'));
   const address = `${host}:${port}`;

@@ -5,15 +5,7 @@
 // core never reads an entry that a crash could still lose.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  LogCompactedError,
-  LogUnavailableError,
-  type ConfState,
-  type Entry,
-  type HardState,
-  type RaftLogStorage,
-  type Snapshot,
-} from '../core/types.js';
+import { LogCompactedError, LogUnavailableError, type ConfState, type Entry, type HardState, type RaftLogStorage, type Snapshot } from '../core/types.js';
 import { nodeDurableFs, type DurableFs } from './durable-fs.js';
 import { Snapshotter } from './snapshotter.js';
 import { FrameType, type WalRecord } from './wal-codec.js';

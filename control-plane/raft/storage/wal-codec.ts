@@ -60,9 +60,7 @@ export interface DecodedFrame {
   end: number;
 }
 
-export type FrameReadResult =
-  | { ok: true; frame: DecodedFrame }
-  | { ok: false; reason: string };
+export type FrameReadResult = { ok: true; frame: DecodedFrame } | { ok: false; reason: string };
 
 const TWO_32 = 0x1_0000_0000;
 

@@ -204,11 +204,7 @@ export class LogReplayer {
 
   finish(describe: string): WalState {
     if (this.start !== this.snapshot.index + 1) {
-      throw new WalCorruptionError(
-        describe,
-        0,
-        `entries ${this.snapshot.index + 1}..${this.start - 1} are missing (snapshot at ${this.snapshot.index})`,
-      );
+      throw new WalCorruptionError(describe, 0, `entries ${this.snapshot.index + 1}..${this.start - 1} are missing (snapshot at ${this.snapshot.index})`);
     }
     return { hardState: this.hardState, snapshot: this.snapshot, entries: this.entries };
   }

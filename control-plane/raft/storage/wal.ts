@@ -113,7 +113,8 @@ export class Wal {
     const fs = options.fs ?? nodeDurableFs;
     const segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
     const ahead = options.preallocateBytes;
-    if (ahead !== undefined && !(Number.isInteger(ahead) && ahead >= 0)) throw new RangeError(`WAL: preallocateBytes must be a whole number of bytes, got ${ahead}`);
+    if (ahead !== undefined && !(Number.isInteger(ahead) && ahead >= 0))
+      throw new RangeError(`WAL: preallocateBytes must be a whole number of bytes, got ${ahead}`);
     const random = options.randomUint32 ?? (() => Math.floor(Math.random() * 0x1_0000_0000));
     const names = (await fs.readdir(dir)).filter((n) => n.endsWith('.wal')).sort();
     const segments: Segment[] = [];

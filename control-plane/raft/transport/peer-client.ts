@@ -40,7 +40,10 @@ type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: Callback<Res>) 
 export class RaftPeerClient {
   private readonly client: grpc.Client;
 
-  constructor(readonly address: string, security: TransportSecurity) {
+  constructor(
+    readonly address: string,
+    security: TransportSecurity,
+  ) {
     const { Client } = raftService();
     this.client = new Client(address, clientCredentials(security), CHANNEL_OPTIONS);
   }

@@ -35,7 +35,10 @@ export class PeerSender {
   /** Consecutive broken streams; errors are reported on the first only, so a dead peer does not flood logs. */
   private failures = 0;
 
-  constructor(readonly client: RaftPeerClient, private readonly options: PeerSenderOptions) {}
+  constructor(
+    readonly client: RaftPeerClient,
+    private readonly options: PeerSenderOptions,
+  ) {}
 
   send(m: Message): void {
     if (this.closed) return;

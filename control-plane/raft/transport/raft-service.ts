@@ -76,7 +76,9 @@ export function addRaftService(server: grpc.Server, handlers: RaftServiceHandler
       return {};
     }),
     stream: batchStream(handlers),
-    propose: unary<{ command: Uint8Array; forward: boolean }, { resultJson: string; index: number }>((req, ms) => handlers.propose(req.command, req.forward, ms)),
+    propose: unary<{ command: Uint8Array; forward: boolean }, { resultJson: string; index: number }>((req, ms) =>
+      handlers.propose(req.command, req.forward, ms),
+    ),
     range: unary<{ prefix: string }, { resultJson: string }>(async (req) => ({ resultJson: await handlers.rangeJson(req.prefix) })),
     status: unary<object, WireStatus>(() => handlers.status()),
     changeMembers: unary<ChangeMembersRequest, { index: number }>((req) => {

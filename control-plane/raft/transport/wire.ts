@@ -66,7 +66,8 @@ export interface WireBatch {
 /** Validates a forwarded proposal from the network; throws naming what is wrong. */
 export function checkProposal(p: WireProposal, from: string): WireProposal {
   if (typeof p !== 'object' || p === null) throw new Error(`raft batch from ${from}: forwarded proposal is not an object`);
-  if (typeof p.id !== 'string' || p.id === '' || p.id.length > 200) throw new Error(`raft batch from ${from}: forwarded proposal id ${JSON.stringify(p.id)} is not a non-empty string of at most 200 characters`);
+  if (typeof p.id !== 'string' || p.id === '' || p.id.length > 200)
+    throw new Error(`raft batch from ${from}: forwarded proposal id ${JSON.stringify(p.id)} is not a non-empty string of at most 200 characters`);
   const term = Number(p.term);
   if (!Number.isSafeInteger(term) || term < 1) throw new Error(`raft batch from ${from}: forwarded proposal ${p.id} has term ${String(p.term)}`);
   if (!(p.data instanceof Uint8Array) || p.data.length === 0) throw new Error(`raft batch from ${from}: forwarded proposal ${p.id} has no data`);
@@ -77,9 +78,28 @@ const EMPTY = new Uint8Array(0);
 
 function blank(m: Message): WireMessage {
   return {
-    type: m.type, from: m.from, to: m.to, term: m.term, lastLogIndex: 0, lastLogTerm: 0, transfer: false, reject: false,
-    prevIndex: 0, prevTerm: 0, entries: [], commit: 0, index: 0, rejectHintIndex: 0, rejectHintTerm: 0, context: '',
-    metadata: null, offset: 0, totalBytes: 0, data: EMPTY, done: false, nextOffset: 0,
+    type: m.type,
+    from: m.from,
+    to: m.to,
+    term: m.term,
+    lastLogIndex: 0,
+    lastLogTerm: 0,
+    transfer: false,
+    reject: false,
+    prevIndex: 0,
+    prevTerm: 0,
+    entries: [],
+    commit: 0,
+    index: 0,
+    rejectHintIndex: 0,
+    rejectHintTerm: 0,
+    context: '',
+    metadata: null,
+    offset: 0,
+    totalBytes: 0,
+    data: EMPTY,
+    done: false,
+    nextOffset: 0,
   };
 }
 
@@ -104,7 +124,18 @@ export function toWire(m: Message): WireMessage {
     case 'read-index-resp':
       return { ...w, context: m.context, index: m.index, reject: m.reject };
     case 'snapshot':
-      return { ...w, metadata: { index: m.metadata.index, term: m.metadata.term, confState: { voters: m.metadata.confState.voters, learners: m.metadata.confState.learners } }, offset: m.offset, totalBytes: m.totalBytes, data: m.data, done: m.done };
+      return {
+        ...w,
+        metadata: {
+          index: m.metadata.index,
+          term: m.metadata.term,
+          confState: { voters: m.metadata.confState.voters, learners: m.metadata.confState.learners },
+        },
+        offset: m.offset,
+        totalBytes: m.totalBytes,
+        data: m.data,
+        done: m.done,
+      };
     case 'snapshot-resp':
       return { ...w, index: m.index, nextOffset: m.nextOffset, reject: m.reject };
     case 'timeout-now':
@@ -132,7 +163,11 @@ export function fromWire(w: WireMessage): Message {
       break;
     case 'append':
       m = {
-        ...base, type: 'append', prevIndex: w.prevIndex, prevTerm: w.prevTerm, commit: w.commit,
+        ...base,
+        type: 'append',
+        prevIndex: w.prevIndex,
+        prevTerm: w.prevTerm,
+        commit: w.commit,
         entries: (w.entries ?? []).map((e): Entry => ({ term: e.term, index: e.index, type: e.type as Entry['type'], data: e.data })),
       };
       break;

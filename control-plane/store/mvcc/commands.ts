@@ -10,9 +10,7 @@ export type StoreCommand =
   | { op: 'member'; id: string; address: string };
 
 export type CommandResult =
-  | { ok: 'txn'; response: TxnResponse }
-  | { ok: 'done' }
-  | { error: { name: string; message: string; requested?: number; current?: number } };
+  { ok: 'txn'; response: TxnResponse } | { ok: 'done' } | { error: { name: string; message: string; requested?: number; current?: number } };
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -57,7 +55,8 @@ export function validateTxnRequest(txn: unknown): TxnRequest {
     if (typeof c !== 'object' || c === null) fail(`compare[${i}] is not an object`);
     const r = c as Record<string, unknown>;
     if (!isString(r['key'])) fail(`compare[${i}].key must be a string`);
-    if (!['value', 'version', 'createRevision', 'modRevision'].includes(String(r['target']))) fail(`compare[${i}].target ${JSON.stringify(r['target'])} is unknown`);
+    if (!['value', 'version', 'createRevision', 'modRevision'].includes(String(r['target'])))
+      fail(`compare[${i}].target ${JSON.stringify(r['target'])} is unknown`);
     if (!['=', '!=', '<', '>'].includes(String(r['op']))) fail(`compare[${i}].op ${JSON.stringify(r['op'])} is unknown`);
     if (!isString(r['value']) && typeof r['value'] !== 'number') fail(`compare[${i}].value must be a string or number`);
     return r as unknown as TxnRequest['compare'][number];

@@ -369,7 +369,9 @@ function logEntryFrom(ref: unknown[], history: Map<string, KeyVersion[]>): LogEn
     if (type === 'd' && !kv && prev) {
       return { type: 'delete', kv: { key: key as string, value: '', createRevision: 0, modRevision: revision as number, version: 0 }, prev: { ...prev } };
     }
-    throw new Error(`mvcc snapshot: the log at revision ${String(revision)} has a ${JSON.stringify(type)} of ${JSON.stringify(key)} that its history contradicts`);
+    throw new Error(
+      `mvcc snapshot: the log at revision ${String(revision)} has a ${JSON.stringify(type)} of ${JSON.stringify(key)} that its history contradicts`,
+    );
   });
   return { revision: revision as number, events };
 }

@@ -85,7 +85,10 @@ export class ReplicatedState {
 
 /** The snapshot a founding member starts from: the group's members and an empty store. */
 export function bootstrapSnapshotData(members: Array<{ id: string; address: string }>): Uint8Array {
-  const s = new ReplicatedState(() => {}, () => {});
+  const s = new ReplicatedState(
+    () => {},
+    () => {},
+  );
   for (const m of members) s.members.set(m.id, m.address);
   return s.snapshot();
 }
