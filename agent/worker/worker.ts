@@ -1,16 +1,22 @@
 // Reconciles the tasks assigned to this node with the containers running here. It is driven by
 // the full set of assignments (level-triggered): whatever the set says, the node converges to.
 import { rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import type { PortSpec, Task } from '../../common/resources/types.js';
 import { isTerminal } from '../../common/resources/types.js';
 import type { PublishedPort } from '../network/types.js';
+import type { ContainerState } from '../runtime/types.js';
 import { containerIdFor, logPathFor, TaskRunner, type TaskRunnerDeps } from './task-runner.js';
 import { sweepLeftovers } from './leftovers.js';
 import type { FileLookup } from '../../common/dispatcher/stack-files.js';
 import { sweepTaskFiles } from './task-files-mounts.js';
 
 export type WorkerDeps = Omit<TaskRunnerDeps, 'onRunningChanged'>;
+
+/** Back-off between reads of a container's state that failed while adopting it: 0.5 s doubling to 30 s. */
+const ADOPT_RETRY_FIRST_MS = 500;
+const ADOPT_RETRY_MAX_MS = 30_000;
 
 function serviceKeyOf(task: Task): string {
   return `${task.spec.serviceStack || '_'}/${task.spec.serviceName}`;
@@ -31,6 +37,10 @@ export class Worker {
   private readonly publishedServices = new Set<string>();
   /** Tasks whose containers are being looked up for adoption after a restart. */
   private readonly adopting = new Set<string>();
+  /** The latest version of every task in the last assignment set, by name. */
+  private assigned = new Map<string, Task>();
+  /** Aborted by stopAll: ends adoption retries. */
+  private readonly closing = new AbortController();
   private swept = false;
 
   constructor(private readonly deps: WorkerDeps) {}
@@ -39,9 +49,9 @@ export class Worker {
   reconcile(assigned: Task[], files?: FileLookup): void {
     // The session's in-memory secrets/configs/volume specs; runners created from here on read them.
     if (files) this.deps.files = files;
-    const names = new Set<string>();
+    this.assigned = new Map(assigned.map((t) => [t.metadata.name, t]));
+    const names = new Set(this.assigned.keys());
     for (const task of assigned) {
-      names.add(task.metadata.name);
       const runner = this.runners.get(task.metadata.name);
       if (runner) {
         runner.update(task);
@@ -67,28 +77,65 @@ export class Worker {
     this.endUnassigned(names);
   }
 
-  private async adoptOrReport(task: Task): Promise<void> {
-    const state = await this.deps.runtime.state(containerIdFor(task)).catch(() => undefined);
-    if (state && state.status !== 'stopped' && !this.runners.has(task.metadata.name)) {
+  private async adoptOrReport(assignedTask: Task): Promise<void> {
+    const name = assignedTask.metadata.name;
+    const read = await this.readStateForAdoption(assignedTask);
+    if (read === 'gave up') return;
+    const state = read.state;
+    // The assignment may have changed while the state was read (e.g. to desired shutdown).
+    const task = this.assigned.get(name) ?? assignedTask;
+    if (state && state.status !== 'stopped' && !this.runners.has(name)) {
       const runner = new TaskRunner(task, { ...this.deps, onRunningChanged: (t) => this.republish(t) });
-      this.runners.set(task.metadata.name, runner);
-      this.deps.log(`task ${task.metadata.name}: adopted its running container (pid ${state.pid})`);
+      this.runners.set(name, runner);
+      this.deps.log(`task ${name}: adopted its running container (pid ${state.pid})`);
       void runner.adopt().finally(() => {
-        if (this.runners.get(task.metadata.name) === runner) this.runners.delete(task.metadata.name);
+        if (this.runners.get(name) === runner) this.runners.delete(name);
       });
-      if (task.desiredState === 'shutdown') void runner.stop();
+      // Unassigned while its state was being read: it is adopted only to be stopped.
+      if (task.desiredState === 'shutdown' || !this.assigned.has(name)) void runner.stop();
       return;
     }
+    if (!this.assigned.has(name)) return;
     if (task.desiredState === 'shutdown') {
       await this.deps
         .report(task, { state: 'shutdown', message: 'shut down before it started' })
-        .catch((err: Error) => this.deps.log(`task ${task.metadata.name}: ${err.message}`));
+        .catch((err: Error) => this.deps.log(`task ${name}: ${err.message}`));
       return;
     }
     if (task.status.state === 'assigned' || task.status.state === 'new' || task.status.state === 'pending') return;
     await this.deps
       .report(task, { state: 'failed', message: 'container lost: it was gone when the node agent restarted', error: 'container lost' })
-      .catch((err: Error) => this.deps.log(`task ${task.metadata.name}: ${err.message}`));
+      .catch((err: Error) => this.deps.log(`task ${name}: ${err.message}`));
+  }
+
+  /**
+   * The state of the task's container. Only the runtime's definite answer "no such container"
+   * (undefined) means it is gone: a read that fails (I/O error, unreadable state) says nothing
+   * about whether the container runs, and reporting the task lost then would let the managers
+   * start a second copy of its slot beside a container that may still run. So a failed read is
+   * logged and retried with back-off, and the task is left as it is meanwhile. Gives up only
+   * when the worker stops.
+   */
+  private async readStateForAdoption(task: Task): Promise<{ state: ContainerState | undefined } | 'gave up'> {
+    const name = task.metadata.name;
+    const id = containerIdFor(task);
+    for (let attempt = 1, delay = ADOPT_RETRY_FIRST_MS; ; attempt++, delay = Math.min(delay * 2, ADOPT_RETRY_MAX_MS)) {
+      try {
+        return { state: await this.deps.runtime.state(id) };
+      } catch (err) {
+        this.deps.log(
+          `task ${name}: reading the state of its container ${id} failed (attempt ${attempt}): ${(err as Error).message}; ` +
+            `the task is left as it is and the read retried in ${delay} ms`,
+        );
+      }
+      try {
+        await sleep(delay, undefined, { signal: this.closing.signal });
+      } catch {
+        // Aborted: the worker is stopping (sleep rejects only with AbortError).
+        this.deps.log(`task ${name}: not adopted: the worker stopped while its container's state could not be read`);
+        return 'gave up';
+      }
+    }
   }
 
   private endUnassigned(names: Set<string>): void {
@@ -107,6 +154,7 @@ export class Worker {
 
   /** Stops every container and waits for their clean-up; used at daemon shutdown. */
   async stopAll(): Promise<void> {
+    this.closing.abort();
     const runners = [...this.runners.values()];
     await Promise.all(runners.map((r) => r.stop()));
     await Promise.all(runners.map((r) => r.done()));
