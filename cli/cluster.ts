@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 
 import { cleanupNode } from '../daemon/cleanup.js';
 import { dataPaths, validateConfig, type DaemonConfig } from '../daemon/config.js';

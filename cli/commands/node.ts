@@ -1,5 +1,5 @@
 // `tsctl node ls|update|label` and `tsctl cluster join-token`.
-import { Command } from 'commander';
+import type { Command } from 'commander';
 
 import type { Node } from '../../common/resources/types.js';
 import type { ApiClient } from '../client.js';

@@ -4,7 +4,7 @@
 // (without repeating an identical item). Works on normalised files (normalize.ts).
 
 import { canonicalJson } from './shape.js';
-import { isDict, type Dict } from './normalize.js';
+import { isDict, scalarText, type Dict } from './normalize.js';
 
 /** Assignment that keeps a "__proto__" key as data. */
 function put(target: Dict, key: string, value: unknown): void {
@@ -14,7 +14,7 @@ function put(target: Dict, key: string, value: unknown): void {
 const REPLACED = new Set(['command', 'entrypoint']);
 
 function portKey(p: Dict): string {
-  return JSON.stringify([p['host_ip'] ?? '', String(p['target']), String(p['published'] ?? ''), p['protocol'] ?? 'tcp']);
+  return JSON.stringify([p['host_ip'] ?? '', scalarText(p['target']), scalarText(p['published'] ?? ''), p['protocol'] ?? 'tcp']);
 }
 
 /** Default target of a secret/config reference, as the runtime will place it. */

@@ -16,6 +16,15 @@ export function isDict(value: unknown): value is Dict {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
+/** A scalar's text, as String() writes it. The structure check (load.ts) lets only scalars reach the
+ * places that call this; should a mapping or list slip through, its JSON names it better in a message
+ * than "[object Object]" would. */
+export function scalarText(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || value === null || value === undefined) return String(value);
+  return JSON.stringify(value);
+}
+
 /** Where each list item made by normalisation came from, to point messages at the right line. */
 export const itemOrigins = new WeakMap<object, { file: string; path: IssuePath }>();
 
@@ -37,7 +46,7 @@ export function listOrDictToMap(value: unknown, separator = '='): Record<string,
     }
   } else if (isDict(value)) {
     for (const [key, v] of Object.entries(value)) {
-      Object.defineProperty(out, key, { value: v === null ? null : String(v), enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(out, key, { value: v === null ? null : scalarText(v), enumerable: true, writable: true, configurable: true });
     }
   }
   return out;

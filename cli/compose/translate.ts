@@ -7,7 +7,7 @@ import { API_VERSION, type Mount, type NetworkAttachment, type ServiceDependency
 import { validateStackObject, describeValue, type IssuePath } from '../../common/resources/schema.js';
 import { parseCpuNanos, parseDurationMs, parseMemoryBytes, type ParseResult } from '../../common/resources/quantity.js';
 import { BUILD_ADVICE, COMPOSE_KEYS, childPath, itemPath } from './keys.js';
-import { isDict, type Dict } from './normalize.js';
+import { isDict, scalarText, type Dict } from './normalize.js';
 import type { Lookup } from './interpolate.js';
 import { parseDotenv as parseDotenvText } from './dotenv.js';
 import { readProjectFile, type ProjectFileOptions } from './project-files.js';
@@ -91,7 +91,7 @@ const FALSE = new Set(['0', 'f', 'F', 'false', 'FALSE', 'False', 'n', 'N', 'no',
 function toBool(value: unknown, path: IssuePath, r: Reporter, item?: object): boolean | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value === 'boolean') return value;
-  const text = String(value);
+  const text = scalarText(value);
   if (TRUE.has(text)) return true;
   if (FALSE.has(text)) return false;
   return r.add(path, `expected true or false, got ${describeValue(value)}`, item);
@@ -99,21 +99,21 @@ function toBool(value: unknown, path: IssuePath, r: Reporter, item?: object): bo
 
 function toInt(value: unknown, path: IssuePath, r: Reporter, min = 0, item?: object): number | undefined {
   if (value === undefined || value === null) return undefined;
-  const n = typeof value === 'number' ? value : /^-?\d+$/.test(String(value).trim()) ? Number(String(value).trim()) : Number.NaN;
+  const n = typeof value === 'number' ? value : /^-?\d+$/.test(scalarText(value).trim()) ? Number(scalarText(value).trim()) : Number.NaN;
   if (!Number.isSafeInteger(n) || n < min) return r.add(path, `expected an integer >= ${min}, got ${describeValue(value)}`, item);
   return n;
 }
 
 function toNumber(value: unknown, path: IssuePath, r: Reporter): number | undefined {
   if (value === undefined || value === null) return undefined;
-  const n = typeof value === 'number' ? value : Number(String(value).trim());
-  if (!Number.isFinite(n) || String(value).trim() === '') return r.add(path, `expected a number, got ${describeValue(value)}`);
+  const n = typeof value === 'number' ? value : Number(scalarText(value).trim());
+  if (!Number.isFinite(n) || scalarText(value).trim() === '') return r.add(path, `expected a number, got ${describeValue(value)}`);
   return n;
 }
 
 function duration(value: unknown, path: IssuePath, r: Reporter): number | undefined {
   if (value === undefined || value === null) return undefined;
-  return r.parsed(parseDurationMs(String(value)), path);
+  return r.parsed(parseDurationMs(scalarText(value)), path);
 }
 
 // Docker's byte sizes: k, m, g, t, p are powers of 1024 in any case, optionally followed by b/ib.
@@ -122,14 +122,14 @@ const DOCKER_UNITS: Record<string, number> = { k: 2 ** 10, m: 2 ** 20, g: 2 ** 3
 
 function memory(value: unknown, path: IssuePath, r: Reporter): number | undefined {
   if (value === undefined || value === null) return undefined;
-  const m = DOCKER_SIZE.exec(String(value).trim());
+  const m = DOCKER_SIZE.exec(scalarText(value).trim());
   if (m) return Math.ceil(Number(m[1]) * (m[2] ? (DOCKER_UNITS[m[2].toLowerCase()] ?? 1) : 1));
-  return r.parsed(parseMemoryBytes(typeof value === 'number' ? value : String(value)), path);
+  return r.parsed(parseMemoryBytes(typeof value === 'number' ? value : scalarText(value)), path);
 }
 
 function cpus(value: unknown, path: IssuePath, r: Reporter): number | undefined {
   if (value === undefined || value === null) return undefined;
-  const nanos = r.parsed(parseCpuNanos(typeof value === 'number' ? value : String(value)), path);
+  const nanos = r.parsed(parseCpuNanos(typeof value === 'number' ? value : scalarText(value)), path);
   return nanos === undefined ? undefined : nanos / 1e9;
 }
 
@@ -138,7 +138,7 @@ function fileMode(value: unknown, path: IssuePath, r: Reporter, item?: object): 
   if (value === undefined || value === null) return undefined;
   if (typeof value === 'number')
     return Number.isInteger(value) && value >= 0 && value <= 0o7777 ? value : r.add(path, `expected permission bits like 0440, got ${value}`, item);
-  const text = String(value).trim();
+  const text = scalarText(value).trim();
   if (!/^0?[0-7]{1,4}$/.test(text)) return r.add(path, `expected octal permission bits like "0440", got ${describeValue(value)}`, item);
   return Number.parseInt(text, 8);
 }
@@ -146,7 +146,7 @@ function fileMode(value: unknown, path: IssuePath, r: Reporter, item?: object): 
 function stringMap(value: unknown): Record<string, string> | undefined {
   if (!isDict(value)) return undefined;
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(value)) if (v !== null && v !== undefined) out[k] = String(v);
+  for (const [k, v] of Object.entries(value)) if (v !== null && v !== undefined) out[k] = scalarText(v);
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
@@ -335,7 +335,7 @@ function environment(c: ServiceContext): Record<string, string> | undefined {
   });
   if (isDict(c.service['environment'])) {
     for (const [k, v] of Object.entries(c.service['environment'])) {
-      if (v !== null) env[k] = String(v);
+      if (v !== null) env[k] = scalarText(v);
       else {
         // "- NAME" passes NAME through from this machine; when it is not set, the container has no NAME.
         const inherited = c.o.env(k);
@@ -358,7 +358,7 @@ function ports(c: ServiceContext) {
     }
     let published: number | undefined;
     if (p['published'] !== undefined && p['published'] !== '') {
-      const text = String(p['published']);
+      const text = scalarText(p['published']);
       if (/^\d+-\d+$/.test(text)) {
         c.r.add([...path, 'published'], `published range ${text} in the long syntax is not supported; list the ports one by one`, p);
         return;
@@ -459,7 +459,7 @@ function fileReferences(c: ServiceContext, key: 'secrets' | 'configs') {
   const out = list
     .map((ref, index) => {
       const path = [...c.path, key, index];
-      const source = String(ref['source'] ?? '');
+      const source = scalarText(ref['source'] ?? '');
       const name = c.declared[key]?.names.get(source);
       if (name === undefined) return c.r.add(path, `${key.slice(0, -1)} ${JSON.stringify(source)} is not declared under the top-level ${key}:`, ref);
       const target = typeof ref['target'] === 'string' ? ref['target'] : key === 'secrets' ? source : `/${source}`;
@@ -467,8 +467,8 @@ function fileReferences(c: ServiceContext, key: 'secrets' | 'configs') {
       return {
         source: name,
         target,
-        ...(ref['uid'] !== undefined ? { uid: String(ref['uid']) } : {}),
-        ...(ref['gid'] !== undefined ? { gid: String(ref['gid']) } : {}),
+        ...(ref['uid'] !== undefined ? { uid: scalarText(ref['uid']) } : {}),
+        ...(ref['gid'] !== undefined ? { gid: scalarText(ref['gid']) } : {}),
         ...(mode !== undefined ? { mode } : {}),
       };
     })
@@ -541,7 +541,7 @@ function dependsOn(c: ServiceContext): ServiceDependency[] | undefined {
 function updatePolicy(value: unknown, path: IssuePath, r: Reporter) {
   if (!isDict(value)) return undefined;
   const failureAction = value['failure_action'];
-  if (failureAction !== undefined && !['pause', 'continue', 'rollback'].includes(String(failureAction))) {
+  if (failureAction !== undefined && !['pause', 'continue', 'rollback'].includes(scalarText(failureAction))) {
     r.add([...path, 'failure_action'], `expected pause, continue or rollback, got ${describeValue(failureAction)}`);
   }
   return {
@@ -561,7 +561,7 @@ function restartPolicy(c: ServiceContext, deploy: Dict) {
   const path = [...c.path, 'deploy', 'restart_policy'];
   if (isDict(policy)) {
     const condition = policy['condition'];
-    if (condition !== undefined && !['none', 'on-failure', 'any'].includes(String(condition))) {
+    if (condition !== undefined && !['none', 'on-failure', 'any'].includes(scalarText(condition))) {
       c.r.add([...path, 'condition'], `expected none, on-failure or any, got ${describeValue(condition)}`);
     }
     return {
@@ -573,7 +573,7 @@ function restartPolicy(c: ServiceContext, deploy: Dict) {
   }
   const restart = c.service['restart'];
   if (restart === undefined) return undefined;
-  const m = RESTART.exec(String(restart));
+  const m = RESTART.exec(scalarText(restart));
   if (!m) return c.r.add([...c.path, 'restart'], `expected no, always, on-failure[:N] or unless-stopped, got ${describeValue(restart)}`);
   if (m[1] === 'no') return { condition: 'none' as const };
   if (m[1]?.startsWith('on-failure')) return { condition: 'on-failure' as const, ...(m[2] ? { maxAttempts: Number(m[2]) } : {}) };
@@ -647,7 +647,7 @@ function translateService(c: ServiceContext): Record<string, unknown> {
   const dpath = [...c.path, 'deploy'];
   imageOrBuild(c);
   const mode = deploy['mode'] ?? 'replicated';
-  if (!MODES.includes(String(mode))) c.r.add([...dpath, 'mode'], `expected one of ${MODES.join(', ')}, got ${describeValue(mode)}`);
+  if (!MODES.includes(scalarText(mode))) c.r.add([...dpath, 'mode'], `expected one of ${MODES.join(', ')}, got ${describeValue(mode)}`);
   const endpointMode = deploy['endpoint_mode'];
   if (endpointMode !== undefined && endpointMode !== 'vip' && endpointMode !== 'dnsrr')
     c.r.add([...dpath, 'endpoint_mode'], `expected vip or dnsrr, got ${describeValue(endpointMode)}`);

@@ -14,7 +14,7 @@ function edits(a: readonly string[], b: readonly string[]): Edit[] {
   const n = a.length;
   const m = b.length;
   // lcs[i][j]: length of the common subsequence of a[i..] and b[j..]
-  const lcs = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
+  const lcs = Array.from({ length: n + 1 }, () => Array.from({ length: m + 1 }, () => 0));
   for (let i = n - 1; i >= 0; i--) {
     for (let j = m - 1; j >= 0; j--) {
       lcs[i]![j] = a[i] === b[j] ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!);

@@ -15,7 +15,7 @@ export function formatPorts(ports: readonly PortSpec[] | undefined): string {
 }
 
 export function belongsTo(task: Task, service: Service): boolean {
-  return task.spec.serviceName === service.metadata.name && (task.spec.serviceStack ?? '') === (service.metadata.stack ?? '');
+  return task.spec.serviceName === service.metadata.name && task.spec.serviceStack === (service.metadata.stack ?? '');
 }
 
 /** A task counts as running when it runs and is meant to (not one being shut down). */

@@ -44,7 +44,7 @@ export function followTargets(results: readonly ApplyResult__Output[]): FollowTa
     if (r.ref?.kind !== 'Service' || !r.objectJson || r.action === 'pruned') continue;
     const service = JSON.parse(r.objectJson) as Service;
     targets.push({
-      stack: r.ref.stack ?? '',
+      stack: r.ref.stack,
       name: r.ref.name,
       appliedTemplate: templateKey(service.spec),
       ...(r.action === 'created' ? { created: true } : {}),
@@ -154,7 +154,7 @@ class Follower {
       serviceConvergence({
         service: this.services.byKey.get(keyOf(target.stack, target.name)),
         appliedTemplate: target.appliedTemplate,
-        tasks: tasks.filter((t) => t.spec.serviceName === target.name && (t.spec.serviceStack ?? '') === target.stack),
+        tasks: tasks.filter((t) => t.spec.serviceName === target.name && t.spec.serviceStack === target.stack),
         nodes,
         endedBefore: target.created ? new Set() : (this.endedBefore ?? new Set()),
         failureLimit: this.failureLimit,
@@ -224,22 +224,25 @@ class Follower {
     const changed = () => (pending ??= setTimeout(evaluate, 50));
     const deadline = setTimeout(() => finish(true), timeoutMs);
     const tick = setInterval(changed, 1000);
-    let failure: unknown;
+    let failure: Error | undefined;
+    // A function, not the property itself: the abort comes from outside while the loop awaits, and a
+    // narrowed `abort.signal.aborted` would read as if it could not change.
+    const stopped = (): boolean => abort.signal.aborted;
     const loop = (async () => {
       let attempts = 0;
-      while (!abort.signal.aborted) {
+      while (!stopped()) {
         try {
           await this.listAndWatch(abort.signal, changed);
           attempts = 0;
         } catch (err) {
-          if (abort.signal.aborted) return;
+          if (stopped()) return;
           if (++attempts >= 5) {
-            failure = err;
+            failure = err instanceof Error ? err : new Error(String(err));
             finish(false);
             return;
           }
         }
-        if (!abort.signal.aborted) await new Promise((r) => setTimeout(r, 500));
+        if (!stopped()) await new Promise((r) => setTimeout(r, 500));
       }
     })();
     const timedOut = await finished;

@@ -42,7 +42,8 @@ function status(state: ServiceConvergence): string {
       return 'converged';
     case 'failed':
       return `failed: ${state.detail}`;
-    default:
+    case 'pending':
+    case 'converging':
       return state.detail;
   }
 }
