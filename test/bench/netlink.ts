@@ -97,7 +97,9 @@ async function inNamespaceRows(cleanups: Array<() => Promise<void> | void>): Pro
   const batchPool = await timed(
     ROUNDS,
     () => undefined,
-    async () => void (await socket.transact(loUp)),
+    async () => {
+      await socket.transact(loUp);
+    },
   );
   return [
     { name: 'in-netns config: nsenter + ip -batch (old)', samples: old },
@@ -117,7 +119,9 @@ async function bridgeAttachRows(cleanups: Array<() => Promise<void> | void>): Pr
   const nodePath = `/run/netns/${node.name}`;
   const netnsPath = `/proc/${target.pid}/ns/net`;
   // Deleting the host end takes the peer, its address and the route with it (untimed).
-  const reset = async (): Promise<void> => void (await deleteLinkNamed(nodePath, 'tsvbench'));
+  const reset = async (): Promise<void> => {
+    await deleteLinkNamed(nodePath, 'tsvbench');
+  };
   const old = await timed(ROUNDS, reset, async () => {
     await runCommand(
       ['ip', '-n', node.name, '-batch', '-'],

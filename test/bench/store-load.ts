@@ -30,8 +30,12 @@ function connect(tessera: string[], etcd: string[]): void {
   const stores = etcd.map((url) => new EtcdStore({ endpoints: [url] }));
   ops = {
     tessera: {
-      put: async (w, key) => void (await (kv[w % kv.length] as RaftKvClient).put(key, VALUE)),
-      get: async (w, key) => void (await (kv[w % kv.length] as RaftKvClient).range(key)),
+      put: async (w, key) => {
+        await (kv[w % kv.length] as RaftKvClient).put(key, VALUE);
+      },
+      get: async (w, key) => {
+        await (kv[w % kv.length] as RaftKvClient).range(key);
+      },
       close: async () => kv.forEach((c) => c.close()),
     },
     etcd: {

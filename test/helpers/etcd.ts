@@ -139,8 +139,8 @@ async function startEtcdClusterOnce(options: EtcdClusterOptions): Promise<EtcdCl
         ],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
-      child.stdout?.pipe(log);
-      child.stderr?.pipe(log);
+      child.stdout.pipe(log);
+      child.stderr.pipe(log);
       if (child.pid === undefined) throw new Error(`could not start ${ETCD_BINARY}`);
       members.push({ name: s.name, clientUrl, peerUrl, dataDir, logFile, process: child, pid: child.pid });
     }

@@ -102,7 +102,7 @@ test("single node: every flag reaches tsd's command line, except those refused f
     const rule = CLUSTER_UP_RULES[key];
     if (rule.kind === 'refused') {
       const err = await t.throwsAsync(planOf(SAMPLES[key]), undefined, flag);
-      t.true(err?.message.includes(flag) && err.message.includes(rule.why), `${flag}: ${err?.message}`);
+      t.true(err.message.includes(flag) && err.message.includes(rule.why), `${flag}: ${err.message}`);
       continue;
     }
     const plan = await planOf(SAMPLES[key]);
@@ -124,7 +124,7 @@ test("multi-node: every flag reaches every node's tsd, is derived per node, or i
     const args = ['--nodes', '3', ...SAMPLES[key]];
     if (rule.kind === 'refused' || rule.kind === 'one-node-only') {
       const err = await t.throwsAsync(planOf(args), undefined, flag);
-      t.true(err?.message.includes(flag) && err.message.includes(rule.why), `${flag}: ${err?.message}`);
+      t.true(err.message.includes(flag) && err.message.includes(rule.why), `${flag}: ${err.message}`);
       continue;
     }
     const options = netnsOf(await planOf(args));
@@ -204,9 +204,9 @@ test('--netns-prefix and --underlay-octet are refused for a single node, and --m
 
 test('several refused flags are all named in one error', async (t) => {
   const err = await t.throwsAsync(planOf(['--nodes', '2', '--listen', '10.0.0.1:1', '--node-name', 'x', '--token', 'TSTKN-1-a-b-worker']));
-  t.regex(err?.message ?? '', /--listen cannot be used with --nodes 2/);
-  t.regex(err?.message ?? '', /--node-name cannot be used with --nodes 2: the nodes are named node-1/);
-  t.regex(err?.message ?? '', /--token: cluster up starts a new cluster/);
+  t.regex(err.message, /--listen cannot be used with --nodes 2/);
+  t.regex(err.message, /--node-name cannot be used with --nodes 2: the nodes are named node-1/);
+  t.regex(err.message, /--token: cluster up starts a new cluster/);
 });
 
 test('a flag given with its default value is still refused where it has no meaning (given, not changed, decides)', async (t) => {

@@ -25,11 +25,12 @@ function screen(text: string): string[] {
   const rows: string[] = [''];
   let row = 0;
   for (let i = 0; i < text.length; i++) {
-    const esc = /^\x1b\[(\d*)([AK])/.exec(text.slice(i));
+    // ESC then "[nA" (cursor up) or "[2K" (clear the line)
+    const esc = text[i] === '\x1b' ? /^\[(\d*)([AK])/.exec(text.slice(i + 1)) : null;
     if (esc) {
       if (esc[2] === 'A') row = Math.max(0, row - Number(esc[1] || 1));
       else rows[row] = '';
-      i += esc[0].length - 1;
+      i += esc[0].length;
     } else if (text[i] === '\r') {
       // column 0; the next clear empties the line
     } else if (text[i] === '\n') {

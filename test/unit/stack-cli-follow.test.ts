@@ -104,7 +104,7 @@ test('tasks that keep failing end the follow with an error naming the service an
   const api = await noticeSpec(f, 'api');
   for (const slot of [1, 2, 3]) await putTask(f, api, slot, 'rejected', 'image api:1: manifest unknown');
   const err = await t.throwsAsync(following);
-  t.is(err?.message, 'service did not converge: api (3 tasks failed: image api:1: manifest unknown)');
+  t.is(err.message, 'service did not converge: api (3 tasks failed: image api:1: manifest unknown)');
 });
 
 test('a timeout names every service that has not converged, with what it waits for', async (t) => {
@@ -113,7 +113,7 @@ test('a timeout names every service that has not converged, with what it waits f
   const res = await f.client.apply({ objectsJson: [manifest('web', 1), manifest('api', 2)] });
   await putTask(f, await noticeSpec(f, 'api'), 1, 'running');
   const err = await t.throwsAsync(followUntilConverged(f.client, res.results, { timeoutMs: 1500, out: new FakeStream(), isTTY: false }));
-  t.is(err?.message, 'services not converged after 1500ms: web (0/1 running, waiting for the controller); api (1/2 running, starting)');
+  t.is(err.message, 'services not converged after 1500ms: web (0/1 running, waiting for the controller); api (1/2 running, starting)');
 });
 
 test("a service deleted while it is followed fails with a clear reason (the watch's delete event)", async (t) => {
@@ -124,7 +124,7 @@ test("a service deleted while it is followed fails with a clear reason (the watc
   await sleep(300);
   await f.client.delete({ refs: [{ kind: 'Service', stack: 'shop', name: 'web' }] });
   const err = await t.throwsAsync(following);
-  t.is(err?.message, 'service did not converge: web (the service was removed)');
+  t.is(err.message, 'service did not converge: web (the service was removed)');
 });
 
 test('detach returns at once without following', async (t) => {
