@@ -17,7 +17,7 @@ import { parseNodeArgv } from '../../daemon/node-options.js';
 import type { Service, Task } from '../../common/resources/types.js';
 import { destroyNetnsCluster, type NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
-import { eventually } from '../helpers/tsd-node.js';
+import { eventually } from '../helpers/eventually.js';
 
 const run = promisify(execFile);
 const TSCTL = join(process.cwd(), 'bin', 'tsctl');
@@ -187,7 +187,7 @@ test.serial('every node pulls from the plain-HTTP registry and runs its containe
       },
       45_000,
     );
-    t.deepEqual(running.map((task) => task.nodeName).sort(), state.nodes.map((n) => n.name).sort());
+    t.deepEqual(running.map((task) => task.nodeName ?? '(unplaced)').sort(), state.nodes.map((n) => n.name).sort());
     const hierarchies = await cgroupHierarchies();
     t.log(
       `cgroup case: ${hierarchies.length === 1 ? 'pure cgroup v2' : `${hierarchies.length} hierarchies (v1 controllers${hierarchies.some((h) => h.endsWith('unified')) ? ' + cgroup2: hybrid' : ''})`}`,

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 import type { Service, Task } from '../../common/resources/types.js';
-import { eventually, type TestNode } from '../helpers/tsd-node.js';
+import { eventually } from '../helpers/eventually.js';
+import type { TestNode } from '../helpers/tsd-node.js';
 import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';
 
 const run = promisify(execFile);

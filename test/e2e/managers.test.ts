@@ -21,6 +21,7 @@ import { saveClusterLogs } from '../helpers/cluster-logs.js';
 import { createNetnsCluster, destroyNetnsCluster, type ClusterNodeState, type NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { cgroupDirsUnder } from '../helpers/host-cgroups.js';
+import { eventually } from '../helpers/eventually.js';
 
 const run = promisify(execFile);
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -172,21 +173,6 @@ async function makeLab(count: number): Promise<Lab> {
   return lab;
 }
 
-async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await sleep(250);
-  }
-}
-
 interface MemberRow {
   id: string;
   role: string;
@@ -211,15 +197,19 @@ test('a single tsd on the raft store keeps every object across kill -9', async (
   t.teardown(() => lab.destroy());
   const n = lab.nodes[0]!;
   await lab.start(n, ['init']);
-  await eventually('tsd to be ready', 60_000, async () => ((await lab.tsctl(n, 'get', 'nodes', '-o', 'json')).includes('"ready"') ? true : undefined));
+  await eventually('tsd to be ready', async () => ((await lab.tsctl(n, 'get', 'nodes', '-o', 'json')).includes('"ready"') ? true : undefined), 60_000);
   await lab.tsctl(n, 'node', 'label', 'mgr-1', 'kept=across-kill-9');
   const before = JSON.parse(await lab.tsctl(n, 'get', 'nodes', '-o', 'json')) as unknown[];
   await lab.kill9(n);
   await lab.start(n, ['init']);
-  const after = await eventually('tsd to be back', 60_000, async () => {
-    const out = await lab.tsctl(n, 'get', 'nodes', '-o', 'json');
-    return out.includes('"ready"') ? (JSON.parse(out) as unknown[]) : undefined;
-  });
+  const after = await eventually(
+    'tsd to be back',
+    async () => {
+      const out = await lab.tsctl(n, 'get', 'nodes', '-o', 'json');
+      return out.includes('"ready"') ? (JSON.parse(out) as unknown[]) : undefined;
+    },
+    60_000,
+  );
   t.is(after.length, before.length, 'the node is registered once (upsert), not twice');
   t.true(JSON.stringify(after).includes('across-kill-9'), 'the label written before kill -9 is still there');
   const members = parseMembers(await lab.tsctl(n, 'cluster', 'members'));
@@ -234,7 +224,7 @@ test('three managers: join with the manager token, members listed, leader kill -
   t.teardown(() => lab.destroy());
   const [m1, m2, m3] = lab.nodes as [ManagerNode, ManagerNode, ManagerNode];
   await lab.start(m1, ['init']);
-  await eventually('the first manager', 60_000, async () => ((await lab.tsctl(m1, 'get', 'nodes', '-o', 'json')).includes('"ready"') ? true : undefined));
+  await eventually('the first manager', async () => ((await lab.tsctl(m1, 'get', 'nodes', '-o', 'json')).includes('"ready"') ? true : undefined), 60_000);
   const token = (await lab.tsctl(m1, 'cluster', 'join-token', 'manager'))
     .trim()
     .split(/\s+/)
@@ -242,10 +232,14 @@ test('three managers: join with the manager token, members listed, leader kill -
   t.truthy(token, 'a manager token');
   for (const m of [m2, m3]) {
     await lab.start(m, ['join', '--token', token, `${m1.address}:7420`]);
-    await eventually(`${m.name} to be a voter`, 90_000, async () => {
-      const rows = parseMembers(await lab.tsctl(m1, 'cluster', 'members'));
-      return rows.find((r) => r.id === m.name && r.role === 'follower') ? true : undefined;
-    }).catch(async (err: Error) => {
+    await eventually(
+      `${m.name} to be a voter`,
+      async () => {
+        const rows = parseMembers(await lab.tsctl(m1, 'cluster', 'members'));
+        return rows.find((r) => r.id === m.name && r.role === 'follower') ? true : undefined;
+      },
+      90_000,
+    ).catch(async (err: Error) => {
       t.log(await lab.log(m));
       throw err;
     });
@@ -259,22 +253,36 @@ test('three managers: join with the manager token, members listed, leader kill -
   const survivors = lab.nodes.filter((n) => n !== leader);
   const killedAt = Date.now();
   await lab.kill9(leader);
-  const newLeader = await eventually('a new leader', 30_000, async () => {
-    const r = parseMembers(await lab.tsctl(survivors[0]!, 'cluster', 'members'));
-    const l = r.find((x) => x.role === 'leader');
-    return l && l.id !== leader.name ? l.id : undefined;
-  });
+  const newLeader = await eventually(
+    'a new leader',
+    async () => {
+      const r = parseMembers(await lab.tsctl(survivors[0]!, 'cluster', 'members'));
+      const l = r.find((x) => x.role === 'leader');
+      return l && l.id !== leader.name ? l.id : undefined;
+    },
+    30_000,
+  );
   t.log(`new leader ${newLeader} ${Date.now() - killedAt} ms after kill -9 of ${leader.name}`);
   // Writes go on through any survivor (a follower forwards them).
-  await eventually('a write after fail-over', 30_000, async () =>
-    (await lab.tsctl(survivors[1]!, 'node', 'label', survivors[1]!.name, 'after=failover')) !== undefined ? true : undefined,
+  await eventually(
+    'a write after fail-over',
+    async () => {
+      // tsctl throws while no leader takes the write; eventually retries that.
+      await lab.tsctl(survivors[1]!, 'node', 'label', survivors[1]!.name, 'after=failover');
+      return true;
+    },
+    30_000,
   );
 
   await lab.start(leader, ['init']);
-  await eventually(`${leader.name} to rejoin as follower`, 60_000, async () => {
-    const r = parseMembers(await lab.tsctl(survivors[0]!, 'cluster', 'members'));
-    return r.find((x) => x.id === leader.name && x.role === 'follower') ? true : undefined;
-  });
+  await eventually(
+    `${leader.name} to rejoin as follower`,
+    async () => {
+      const r = parseMembers(await lab.tsctl(survivors[0]!, 'cluster', 'members'));
+      return r.find((x) => x.id === leader.name && x.role === 'follower') ? true : undefined;
+    },
+    60_000,
+  );
 
   const removed = survivors.find((n) => n.name !== newLeader)!;
   const out = await lab.tsctl(
@@ -285,10 +293,14 @@ test('three managers: join with the manager token, members listed, leader kill -
     removed.name,
   );
   t.regex(out, /removed/);
-  const after = await eventually('two members', 30_000, async () => {
-    const r = parseMembers(await lab.tsctl(leader, 'cluster', 'members'));
-    return r.length === 2 ? r : undefined;
-  });
+  const after = await eventually(
+    'two members',
+    async () => {
+      const r = parseMembers(await lab.tsctl(leader, 'cluster', 'members'));
+      return r.length === 2 ? r : undefined;
+    },
+    30_000,
+  );
   t.false(after.some((r) => r.id === removed.name));
 });
 
@@ -383,26 +395,30 @@ test.serial('a worker whose manager is killed reconnects to another manager and 
 
   const first = apiOf(cluster.nodes[0]!);
   await first.apply({ objectsJson: [JSON.stringify(pinned('keeper'))] });
-  const before = await eventually('keeper running on the worker', 90_000, runningOn(first, 'keeper'));
+  const before = await eventually('keeper running on the worker', runningOn(first, 'keeper'), 90_000);
   t.is(before.nodeName, worker.name);
   t.true(alive(before.status.pid), 'the container runs');
 
-  const victim = await eventually("the worker's session", 10_000, () => connectedManager(cluster!, worker));
+  const victim = await eventually("the worker's session", () => connectedManager(cluster!, worker), 10_000);
   const killedAt = Date.now();
   process.kill(victim.pid, 'SIGKILL');
   const survivor = cluster.nodes.find((n) => n.role === 'manager' && n !== victim)!;
   const api = apiOf(survivor);
-  const next = await eventually('the worker to reconnect to another manager', 30_000, async () => {
-    const m = await connectedManager(cluster!, worker);
-    return m && m !== victim ? m : undefined;
-  });
+  const next = await eventually(
+    'the worker to reconnect to another manager',
+    async () => {
+      const m = await connectedManager(cluster!, worker);
+      return m && m !== victim ? m : undefined;
+    },
+    30_000,
+  );
   t.log(`worker reconnected from ${victim.name} to ${next.name} ${Date.now() - killedAt} ms after kill -9`);
 
   // Past the node-down timeout: the node stays ready and the task is the same one, same container.
   await sleep(6500);
   const nodes = (await api.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
   t.is(nodes.find((n) => n.metadata.name === worker.name)?.status.state, 'ready');
-  const after = await eventually('keeper still running', 10_000, runningOn(api, 'keeper'));
+  const after = await eventually('keeper still running', runningOn(api, 'keeper'), 10_000);
   t.is(after.metadata.name, before.metadata.name, 'no replacement task');
   t.is(after.status.containerId, before.status.containerId, 'the same container');
   t.is(after.status.pid, before.status.pid, 'the same process');
@@ -410,6 +426,6 @@ test.serial('a worker whose manager is killed reconnects to another manager and 
 
   // The new session carries assignments: a new task is scheduled on the worker and runs.
   await api.apply({ objectsJson: [JSON.stringify(pinned('newcomer'))] });
-  const newcomer = await eventually('a new task running on the worker', 60_000, runningOn(api, 'newcomer'));
+  const newcomer = await eventually('a new task running on the worker', runningOn(api, 'newcomer'), 60_000);
   t.is(newcomer.nodeName, worker.name);
 });

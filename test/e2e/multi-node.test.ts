@@ -21,7 +21,7 @@ import {
   type NetnsClusterState,
 } from '../../cli/local-cluster/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
-import { eventually } from '../helpers/tsd-node.js';
+import { eventually } from '../helpers/eventually.js';
 
 const run = promisify(execFile);
 
@@ -85,10 +85,12 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
-  client?.close();
+  // before() may have failed before assigning these: the declared types do not hold here.
+  const started = cluster as NetnsClusterState | undefined;
+  (client as ApiClient | undefined)?.close();
   const keep = process.env.TESSERA_TEST_KEEP_LOG_DIR;
-  if (keep && cluster) await saveClusterLogs(cluster, keep);
-  if (cluster) await destroyNetnsCluster(cluster);
+  if (keep && started) await saveClusterLogs(started, keep);
+  if (started) await destroyNetnsCluster(started);
   registry?.stop();
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });
@@ -142,7 +144,7 @@ test.serial('a join with a wrong token is refused', async (t) => {
       { timeout: 30_000 },
     ),
   );
-  t.regex(String((err as Error & { stderr?: string }).stderr ?? err?.message), /invalid join token/);
+  t.regex(String((err as Error & { stderr?: string }).stderr ?? err.message), /invalid join token/);
   const names = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => (JSON.parse(j) as Node).metadata.name);
   t.false(names.includes('intruder'));
   await rm(join(workDir, 'intruder'), { recursive: true, force: true });
@@ -180,7 +182,10 @@ test.serial("placement preferences spread replicas over a zone label's values, n
   const counts = perNode(tasks);
   // Plain spread would give 2/2/2; half the replicas go to each zone: 3 on node-1, 3 shared by b.
   t.is(counts['node-1'], 3);
-  t.deepEqual([counts['node-2'], counts['node-3']].sort(), [1, 2]);
+  t.deepEqual(
+    [counts['node-2'] ?? 0, counts['node-3'] ?? 0].sort((a, b) => a - b),
+    [1, 2],
+  );
   await client.delete({ refs: [{ kind: 'Service', stack: 'mn', name: 'zonal' }] });
 });
 
@@ -304,7 +309,11 @@ test.serial('a worker whose tsd is killed and restarted takes its containers ove
   await new Promise((r) => setTimeout(r, 5000));
   const after = await eventually('the same 2 tasks running', () => runningOf('steady', 2), 10_000);
   t.deepEqual(after.map((x) => x.metadata.name).sort(), before.map((x) => x.metadata.name).sort(), 'no task was replaced');
-  t.deepEqual(after.map((x) => x.status.pid).sort(), before.map((x) => x.status.pid).sort(), 'the same containers run');
+  t.deepEqual(
+    after.map((x) => x.status.pid ?? 0).sort((a, b) => a - b),
+    before.map((x) => x.status.pid ?? 0).sort((a, b) => a - b),
+    'the same containers run',
+  );
   t.true(
     before.every(
       (x) =>

@@ -21,7 +21,7 @@ import {
   type NetnsClusterState,
 } from '../../cli/local-cluster/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
-import { eventually } from '../helpers/tsd-node.js';
+import { eventually } from '../helpers/eventually.js';
 
 const run = promisify(execFile);
 const STACK = 'ov';
@@ -108,13 +108,15 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
-  client?.close();
+  // before() may have failed before assigning these: the declared types do not hold here.
+  const started = cluster as NetnsClusterState | undefined;
+  (client as ApiClient | undefined)?.close();
   // OVC_KEEP=1 leaves the cluster up for debugging (state in /tmp/ovc-cluster.json).
   if (process.env['OVC_KEEP'] === '1') {
     await writeFile('/tmp/ovc-cluster.json', JSON.stringify(cluster));
     return;
   }
-  if (cluster) await destroyNetnsCluster(cluster);
+  if (started) await destroyNetnsCluster(started);
   registry?.stop();
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });
@@ -138,7 +140,7 @@ test.serial('service discovery, VIP, routing mesh and isolation across nodes', a
     ],
   });
   const web = await eventually('2 web replicas', () => running('web', 2), 120_000, 500);
-  t.deepEqual(web.map((x) => x.nodeName).sort(), ['node-2', 'node-3']);
+  t.deepEqual(web.map((x) => x.nodeName ?? '(unplaced)').sort(), ['node-2', 'node-3']);
   const [clientTask] = await eventually('the client', () => running('client', 1), 60_000, 500);
   const [outsider] = await eventually('the outsider', () => running('outsider', 1), 60_000, 500);
   t.is(clientTask!.nodeName, 'node-1');

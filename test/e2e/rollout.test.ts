@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import type { Service, Task } from '../../common/resources/types.js';
 import { ApiClient } from '../../cli/client.js';
 import { watchServiceTasks } from '../helpers/task-watch.js';
-import { eventually, type TestNode } from '../helpers/tsd-node.js';
+import { eventually } from '../helpers/eventually.js';
+import type { TestNode } from '../helpers/tsd-node.js';
 import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';
 
 let node: TestNode;
@@ -87,7 +88,8 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
-  api?.close();
+  // before() may have failed before assigning it: the declared type does not hold here.
+  (api as ApiClient | undefined)?.close();
   await stopBusyboxNode(node, workDir);
 });
 

@@ -9,7 +9,8 @@ import { promisify } from 'node:util';
 
 import type { Task } from '../../common/resources/types.js';
 import { ApiClient } from '../../cli/client.js';
-import { eventually, listCgroups, METRICS_PORT, type TestNode } from '../helpers/tsd-node.js';
+import { eventually } from '../helpers/eventually.js';
+import { listCgroups, METRICS_PORT, type TestNode } from '../helpers/tsd-node.js';
 import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
 
@@ -87,7 +88,10 @@ test.serial('apply 3 replicas: all run and the published port answers from each 
   const path = await writeManifest('web', manifest('web', 3));
   t.regex(await node.tsctl('apply', '-f', path), /service\/e2e\/web created/);
   const tasks = await eventually('3 running tasks', () => running('web', 3), 60_000);
-  t.deepEqual(tasks.map((x) => x.spec.slot).sort(), [1, 2, 3]);
+  t.deepEqual(
+    tasks.map((x) => x.spec.slot).sort((a, b) => a - b),
+    [1, 2, 3],
+  );
   t.is(new Set(tasks.map((x) => x.status.address)).size, 3, 'each replica has its own address');
 
   const seen = new Set<string>();
@@ -121,7 +125,10 @@ test.serial('a killed container is replaced within seconds', async (t) => {
 test.serial('scale to 5 and back to 1', async (t) => {
   await node.tsctl('scale', 'e2e/web=5');
   const five = await eventually('5 running tasks', () => running('web', 5), 60_000);
-  t.deepEqual(five.map((x) => x.spec.slot).sort(), [1, 2, 3, 4, 5]);
+  t.deepEqual(
+    five.map((x) => x.spec.slot).sort((a, b) => a - b),
+    [1, 2, 3, 4, 5],
+  );
   await node.tsctl('scale', 'web=1', '--stack', 'e2e');
   const one = await eventually(
     '1 running task',

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 import type { Task } from '../../common/resources/types.js';
 import { ApiClient } from '../../cli/client.js';
-import { eventually, listCgroups, type TestNode } from '../helpers/tsd-node.js';
+import { eventually } from '../helpers/eventually.js';
+import { listCgroups, type TestNode } from '../helpers/tsd-node.js';
 import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'compose-stack-cli');
@@ -57,7 +58,8 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
-  api?.close();
+  // before() may have failed before assigning it: the declared type does not hold here.
+  (api as ApiClient | undefined)?.close();
   await stopBusyboxNode(node, workDir);
 });
 
@@ -98,7 +100,7 @@ test.serial('stack ls, services and ps show the stack', async (t) => {
   const ps = await node.tsctl('stack', 'ps', STACK, '--filter', 'desired-state=running', '--no-trunc');
   t.regex(ps.split('\n')[0]!, /^ID\s+NAME\s+IMAGE\s+NODE\s+DESIRED STATE\s+CURRENT STATE\s+ERROR$/);
   const tasks = rows(ps);
-  t.deepEqual(tasks.map((r) => r[1]).sort(), ['scli_web.1', 'scli_web.2', 'scli_worker.1']);
+  t.deepEqual(tasks.map((r) => r[1] ?? '').sort(), ['scli_web.1', 'scli_web.2', 'scli_worker.1']);
   for (const r of tasks) {
     t.is(r[3], 'node1');
     t.is(r[4], 'Running');

@@ -14,7 +14,8 @@ import { promisify } from 'node:util';
 import type { Task } from '../../common/resources/types.js';
 import { ApiCallError, ApiClient } from '../../cli/client.js';
 import { BUSYBOX_INDEX_HTML } from '../helpers/busybox-image.js';
-import { eventually, type TestNode } from '../helpers/tsd-node.js';
+import { eventually } from '../helpers/eventually.js';
+import type { TestNode } from '../helpers/tsd-node.js';
 import { startBusyboxNode, stopBusyboxNode } from '../helpers/busybox-node.js';
 
 const run = promisify(execFile);
@@ -115,7 +116,8 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
-  client?.close();
+  // before() may have failed before assigning it: the declared type does not hold here.
+  (client as ApiClient | undefined)?.close();
   await stopBusyboxNode(node, workDir);
 });
 

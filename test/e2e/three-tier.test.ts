@@ -19,7 +19,7 @@ import type { Service, Task } from '../../common/resources/types.js';
 import { saveClusterLogs } from '../helpers/cluster-logs.js';
 import { createNetnsCluster, destroyNetnsCluster, type NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
-import { eventually } from '../helpers/tsd-node.js';
+import { eventually } from '../helpers/eventually.js';
 import { watchServiceTasks } from '../helpers/task-watch.js';
 
 const run = promisify(execFile);
@@ -114,10 +114,12 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
-  client?.close();
+  // before() may have failed before assigning these: the declared types do not hold here.
+  const started = cluster as NetnsClusterState | undefined;
+  (client as ApiClient | undefined)?.close();
   const keep = process.env['TESSERA_TEST_KEEP_LOG_DIR'];
-  if (keep && cluster) await saveClusterLogs(cluster, keep);
-  if (cluster) await destroyNetnsCluster(cluster);
+  if (keep && started) await saveClusterLogs(started, keep);
+  if (started) await destroyNetnsCluster(started);
   registry?.stop();
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });

@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import test, { type ExecutionContext } from 'ava';
 import { CompactedError, FutureRevisionError, type Compare, type Store, type WatchEvent } from '../../control-plane/store/store.js';
+import { until } from './eventually.js';
 
 interface Batch {
   revision: number;
@@ -24,16 +25,8 @@ class Collector {
     return this.batches.flatMap((b) => b.events);
   }
   async waitForEvents(count: number, timeoutMs = 5000): Promise<WatchEvent[]> {
-    await waitFor(() => this.events.length >= count, timeoutMs, `${count} watch events`);
+    await until(`${count} watch events`, () => this.events.length >= count, timeoutMs, 5);
     return this.events;
-  }
-}
-
-async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
 
@@ -535,7 +528,7 @@ export function storeConformance(name: string, makeStore: () => Promise<Store>, 
     await s.put(`${p}a`, '1');
     await w.waitForEvents(1);
     await s.close();
-    await waitFor(() => w.errors.length > 0, 5000, 'watch error after close');
+    await until('watch error after close', () => w.errors.length > 0, 5000, 5);
     await t.throwsAsync(() => s.put(`${p}a`, '2'));
     await t.throwsAsync(() => s.get(`${p}a`));
     t.is(w.events.length, 1);

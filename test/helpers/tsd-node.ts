@@ -203,18 +203,5 @@ async function removeCgroupTree(parent: string): Promise<void> {
   for (const dir of await listCgroups(parent)) await rmdir(dir).catch(() => {});
 }
 
-/** Polls fn until it returns a value that is not undefined; fails with the last observation. */
-export async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000, everyMs = 250): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await fn();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await sleep(everyMs);
-  }
-}
+// The polling helper lives in eventually.ts; re-exported for the tests that import it from here.
+export { eventually } from './eventually.js';

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 
 import type { NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 import { buildBusyboxImage } from './busybox-image.js';
-import { eventually } from './tsd-node.js';
+import { eventually } from './eventually.js';
 
 const run = promisify(execFile);
 

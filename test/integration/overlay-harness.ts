@@ -143,14 +143,5 @@ function execInPidNetnsTimed(pid: number, argv: string[], timeoutMs: number): Pr
   return runCommand(['nsenter', `--net=/proc/${pid}/ns/net`, ...argv], undefined, timeoutMs);
 }
 
-/** Retries an attempt that may fail while the kernel settles (first ARP, a server starting). */
-export async function eventually<T>(attempt: () => Promise<T>, tries = 20, delayMs = 100): Promise<T> {
-  for (let i = 1; ; i++) {
-    try {
-      return await attempt();
-    } catch (error) {
-      if (i >= tries) throw error;
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
-    }
-  }
-}
+// Retries an attempt that may fail while the kernel settles (first ARP, a server starting).
+export { retry as eventually } from '../helpers/eventually.js';

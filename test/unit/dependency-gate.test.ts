@@ -2,6 +2,7 @@
 // controllers over a memory store. No agent runs here: the test writes the dependency's task
 // states itself, as an agent's reports would (the e2e test health.test.ts has real containers).
 import { startControllerStore } from '../helpers/informers.js';
+import { until as pollUntil } from '../helpers/eventually.js';
 import test, { type ExecutionContext } from 'ava';
 
 import { conditionMet, dependencyWait, dependentsOf, gateTask, type DependencyLookup } from '../../control-plane/controllers/dependency-gate.js';
@@ -154,14 +155,9 @@ async function wired(t: ExecutionContext) {
     spec: { availability: 'active', role: 'worker' },
     status: { state: 'ready', hostname: 'n1', resources: { memoryBytes: 1e9, nanoCpus: 1e9 } },
   });
-  const until = async (what: string, ok: () => boolean): Promise<void> => {
-    const deadline = Date.now() + 5_000;
-    while (!ok()) {
-      if (Date.now() > deadline)
-        throw new Error(`timed out waiting for ${what}: ${JSON.stringify(tasks.list().map((x) => [x.metadata.name, x.nodeName, x.status]))}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
+  const until = (what: string, ok: () => boolean) =>
+    pollUntil(() => `${what}: ${JSON.stringify(tasks.list().map((x) => [x.metadata.name, x.nodeName, x.status]))}`, ok, 5_000);
+
   const of = (name: string) => tasks.list().filter((x) => x.spec.serviceName === name);
   const report = (task: Task, status: Partial<TaskStatus>) =>
     objects.updateWithRetry('Task', 's', task.metadata.name, (cur) => ({ ...cur, status: { ...cur.status, ...status, timestamp: new Date().toISOString() } }));

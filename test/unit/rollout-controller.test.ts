@@ -4,6 +4,7 @@
 // to stop, as the real agent reports them — what runs the containers is not the subject here
 // (test/e2e/rollout.test.ts has the real thing).
 import { startControllerStore } from '../helpers/informers.js';
+import { until } from '../helpers/eventually.js';
 import test from 'ava';
 
 import { Informer } from '../../control-plane/controllers/informer.js';
@@ -73,16 +74,6 @@ async function harness(): Promise<Harness> {
       informers.stop();
     },
   };
-}
-
-async function until<T>(what: string, fn: () => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = fn();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 const running = (h: Harness, image?: string) =>

@@ -6,7 +6,6 @@ import * as grpc from '@grpc/grpc-js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 import { AgentSession } from '../../agent/session/agent-session.js';
 import { bindServer, shutdownServer } from '../../control-plane/api/grpc-server.js';
@@ -18,6 +17,7 @@ import { DispatcherServer } from '../../control-plane/dispatcher/server.js';
 import type { Config, Node, Secret, ServiceSpec, Task } from '../../common/resources/types.js';
 import { kindPrefix } from '../../control-plane/store/keys.js';
 import { MemoryStore } from '../../control-plane/store/memory-store.js';
+import { until } from '../helpers/eventually.js';
 import { ObjectStore } from '../../control-plane/store/object-store.js';
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');
@@ -32,16 +32,6 @@ function task(name: string, node: string, spec: Partial<ServiceSpec>): Task {
     desiredState: 'running',
     status: { state: 'assigned', timestamp: new Date().toISOString() },
   };
-}
-
-async function until<T>(what: string, fn: () => T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = fn();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 test("each node gets only its own tasks' secrets and configs, and loses them when unused", async (t) => {

@@ -11,16 +11,9 @@ import { MAX_SCHEDULER_WRITES_PER_PASS, SchedulingController, type SchedulerPass
 import { MAX_TASK_WRITES_PER_PASS } from '../../control-plane/controllers/service-reconcile.js';
 import { API_VERSION, type Node, type Service } from '../../common/resources/types.js';
 import { startControllerStore } from '../helpers/informers.js';
+import { until } from '../helpers/eventually.js';
 
 const REPLICAS = 20_000;
-
-async function until(what: string, done: () => boolean, timeoutMs = 120_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 test(`a service of ${REPLICAS} replicas converges over bounded passes, and so does scaling it down`, async (t) => {
   const store = await startControllerStore();
@@ -41,7 +34,7 @@ test(`a service of ${REPLICAS} replicas converges over bounded passes, and so do
   const started = performance.now();
   const service: Service = { apiVersion: API_VERSION, kind: 'Service', metadata: { name: 'big' }, spec: { image: 'busybox', replicas: REPLICAS } };
   await store.objects.create(service);
-  await until(`${REPLICAS} tasks`, () => store.tasks.list().length >= REPLICAS);
+  await until(`${REPLICAS} tasks`, () => store.tasks.list().length >= REPLICAS, 120_000, 50);
   await controller.idle();
   delay.disable();
 
@@ -66,7 +59,7 @@ test(`a service of ${REPLICAS} replicas converges over bounded passes, and so do
   delay.enable();
   const current = store.services.list()[0]!;
   await store.objects.update<Service>({ ...current, spec: { ...current.spec, replicas: 5_000 } });
-  await until('15000 shutdowns', () => store.tasks.list().filter((task) => task.desiredState === 'shutdown').length >= REPLICAS - 5_000);
+  await until('15000 shutdowns', () => store.tasks.list().filter((task) => task.desiredState === 'shutdown').length >= REPLICAS - 5_000, 120_000, 50);
   await controller.idle();
   delay.disable();
   const stopping = store.tasks.list().filter((task) => task.desiredState === 'shutdown');
@@ -102,7 +95,12 @@ test('a node that joins while 5000 tasks wait gets them over bounded scheduling 
   scheduler.start();
   const count = 5_000;
   await store.objects.create<Service>({ apiVersion: API_VERSION, kind: 'Service', metadata: { name: 'waiting' }, spec: { image: 'busybox', replicas: count } });
-  await until(`${count} tasks pending for want of a node`, () => store.tasks.list().filter((task) => task.status.state === 'pending').length === count);
+  await until(
+    `${count} tasks pending for want of a node`,
+    () => store.tasks.list().filter((task) => task.status.state === 'pending').length === count,
+    120_000,
+    50,
+  );
   passes.length = 0;
 
   const delay = monitorEventLoopDelay({ resolution: 10 });
@@ -114,7 +112,7 @@ test('a node that joins while 5000 tasks wait gets them over bounded scheduling 
     spec: { availability: 'active', role: 'worker' },
     status: { state: 'ready', hostname: 'late', resources: { memoryBytes: 2 ** 40, nanoCpus: 2 ** 40 } },
   });
-  await until(`${count} tasks assigned`, () => store.tasks.list().filter((task) => task.nodeName === 'late').length === count);
+  await until(`${count} tasks assigned`, () => store.tasks.list().filter((task) => task.nodeName === 'late').length === count, 120_000, 50);
   delay.disable();
   t.true(
     passes.every((p) => p.ended + p.assigned + p.pending <= MAX_SCHEDULER_WRITES_PER_PASS),
