@@ -7,7 +7,7 @@ import { join, sep } from 'node:path';
 import { extract } from 'tar';
 import { z } from 'zod';
 import type { BlobStore } from './blob-store.js';
-import { isNotFound } from './blob-store.js';
+import { isNotFound } from '../fs-errors.js';
 import { INDEX_TYPES, MANIFEST_TYPES, OCI_CONFIG, OCI_LAYER_TAR, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from './media-types.js';
 import {
   type Descriptor,
@@ -168,8 +168,9 @@ async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;
-  } catch {
-    return false;
+  } catch (error) {
+    if (isNotFound(error)) return false;
+    throw error;
   }
 }
 

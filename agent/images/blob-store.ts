@@ -6,6 +6,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DigestMismatchError, SizeMismatchError, digestHex, sha256Digest } from '../../common/images/digest.js';
+import { isNotFound } from '../fs-errors.js';
 
 export interface ExpectedBlob {
   digest: string;
@@ -50,8 +51,9 @@ export class BlobStore {
     let names: string[];
     try {
       names = await readdir(this.tmpDir);
-    } catch {
-      return;
+    } catch (error) {
+      if (isNotFound(error)) return; // no temp dir: nothing was ever left there
+      throw error;
     }
     for (const name of names) {
       const pid = Number(/^[a-z]+-(\d+)-[0-9a-f]+$/.exec(name)?.[1]);
@@ -84,6 +86,8 @@ export class BlobStore {
       if (actual !== expected.digest) throw new DigestMismatchError(what, expected.digest, actual);
       await file.sync();
     } catch (error) {
+      // The write failed already (that error is what the caller gets); a close failing after it
+      // adds nothing, and the temp file is removed either way.
       await file.close().catch(() => undefined);
       await rm(temp, { force: true });
       throw error;
@@ -112,6 +116,7 @@ export class BlobStore {
       await file.sync();
       await file.close();
     } catch (error) {
+      // As in ingest: the write's error is the one that matters; the temp file goes either way.
       await file.close().catch(() => undefined);
       await rm(temp, { force: true });
       throw new Error(`${what}: ${(error as Error).message}`);
@@ -159,8 +164,4 @@ function processAlive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
-}
-
-export function isNotFound(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && 'code' in error && error.code === 'ENOENT';
 }

@@ -5,6 +5,7 @@ import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlobStore } from './blob-store.js';
 import type { LayerStore } from './layer-store.js';
+import { isNotFound } from '../fs-errors.js';
 import { imageManifestSchema, parseWith } from './manifest.js';
 import type { GcResult, ImageRecord } from '../../common/images/types.js';
 
@@ -67,8 +68,9 @@ export async function sweep(marks: Marks, blobs: BlobStore, layers: LayerStore):
 async function listHex(dir: string): Promise<string[]> {
   try {
     return (await readdir(dir)).filter((name) => HEX64.test(name));
-  } catch {
-    return [];
+  } catch (error) {
+    if (isNotFound(error)) return []; // not made yet: nothing stored there
+    throw error;
   }
 }
 
@@ -77,8 +79,9 @@ export async function sizeOf(path: string): Promise<number> {
   let info;
   try {
     info = await lstat(path);
-  } catch {
-    return 0;
+  } catch (error) {
+    if (isNotFound(error)) return 0; // removed meanwhile: it frees nothing more
+    throw error;
   }
   if (!info.isDirectory()) return info.size;
   let total = 0;

@@ -5,6 +5,7 @@ import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promise
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { ImageRecord } from '../../common/images/types.js';
+import { isNotFound } from '../fs-errors.js';
 
 const recordSchema = z.object({
   reference: z.string(),
@@ -64,8 +65,10 @@ export class ImageIndexStore {
     let names: string[];
     try {
       names = await readdir(this.dir);
-    } catch {
-      return [];
+    } catch (error) {
+      // No images directory yet: no image was ever stored. Anything else is a failure to report.
+      if (isNotFound(error)) return [];
+      throw new Error(`image index ${this.dir}: ${(error as Error).message}`, { cause: error });
     }
     const records: ImageRecord[] = [];
     for (const name of names.filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort()) {
@@ -79,10 +82,18 @@ export class ImageIndexStore {
     let text: string;
     try {
       text = await readFile(path, 'utf8');
-    } catch {
-      return undefined;
+    } catch (error) {
+      // Only a missing record means "no such image"; an unreadable one must not pass for that.
+      if (isNotFound(error)) return undefined;
+      throw new Error(`image record ${path}: ${(error as Error).message}`, { cause: error });
     }
-    const parsed = recordSchema.safeParse(JSON.parse(text));
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
+      throw new Error(`image record ${path} is damaged: ${(error as Error).message}`, { cause: error });
+    }
+    const parsed = recordSchema.safeParse(json);
     if (!parsed.success) throw new Error(`image record ${path} is damaged: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
     const { healthcheck, ...config } = parsed.data.config;
     const record: ImageRecord = { ...parsed.data, config: { ...config } };

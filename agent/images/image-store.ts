@@ -31,7 +31,7 @@ import {
   selectManifest,
 } from './manifest.js';
 import { SUPPORTED_LAYER_TYPES } from './media-types.js';
-import { type ImageReference, formatReference, parseReference, repositoryName } from '../../common/images/reference.js';
+import { type ImageReference, InvalidReferenceError, formatReference, parseReference, repositoryName } from '../../common/images/reference.js';
 import { RegistryClient, type RegistryClientOptions, type RegistryCredentials } from './registry-client.js';
 import type {
   ArchiveFormat,
@@ -262,12 +262,8 @@ export class LocalImageStore implements ImageStore {
 
   /** Records named by `reference`: one name, or every name of a manifest digest or its prefix. */
   private async recordsToRemove(reference: string): Promise<ImageRecord[]> {
-    let byName: ImageRecord | undefined;
-    try {
-      byName = isSha256Digest(reference) ? undefined : await this.index.get(normaliseName(reference));
-    } catch {
-      byName = undefined; // not a valid name; it may still be a digest prefix
-    }
+    const name = isSha256Digest(reference) ? undefined : validNameOf(reference);
+    const byName = name === undefined ? undefined : await this.index.get(name);
     if (byName) return [byName];
     const hex = /^(?:sha256:)?([a-f0-9]{12,64})$/.exec(reference)?.[1];
     if (hex !== undefined) {
@@ -278,7 +274,8 @@ export class LocalImageStore implements ImageStore {
       if (digests.size > 1) throw new Error(`image ${reference} is ambiguous: it is the start of ${digests.size} image digests; give more digits`);
       if (matching.length > 0) return matching;
     }
-    const record = await this.findRecord(reference).catch(() => undefined);
+    // Neither a name nor a digest: not found. A failure to read the index is not caught here.
+    const record = name === undefined && !isSha256Digest(reference) ? undefined : await this.findRecord(reference);
     if (record) return [record];
     throw new ImageNotFoundError(reference);
   }
@@ -466,6 +463,12 @@ function withoutLayerDirs(image: PulledImage): ImageRecord {
   return record;
 }
 
-function normaliseName(reference: string): string {
-  return formatReference(parseReference(reference));
+/** The normalised name `reference` stands for, or undefined when it is not a valid image reference (it may be a digest prefix). */
+function validNameOf(reference: string): string | undefined {
+  try {
+    return formatReference(parseReference(reference));
+  } catch (error) {
+    if (error instanceof InvalidReferenceError) return undefined;
+    throw error;
+  }
 }

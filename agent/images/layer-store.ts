@@ -4,6 +4,7 @@
 import { chmod, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlobStore } from './blob-store.js';
+import { isNotFound } from '../fs-errors.js';
 import { DigestMismatchError, digestHex } from '../../common/images/digest.js';
 import { unpackLayer } from './layer-unpack.js';
 
@@ -26,8 +27,9 @@ export class LayerStore {
   async has(diffId: string): Promise<boolean> {
     try {
       return (await stat(this.dir(diffId))).isDirectory();
-    } catch {
-      return false;
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw error;
     }
   }
 
