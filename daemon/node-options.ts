@@ -133,8 +133,11 @@ export function nodeArgv(config: DaemonConfig): string[] {
         // An empty list is the default; `--etcd-endpoints ''` would say the same less clearly.
         if ((value as string[]).length > 0) argv.push(flag, (value as string[]).join(','));
         break;
-      default:
-        argv.push(flag, String(value));
+      case 'integer':
+        argv.push(flag, String(value as number));
+        break;
+      case 'text':
+        argv.push(flag, value as string);
     }
   }
   return argv;

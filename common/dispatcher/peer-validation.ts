@@ -39,8 +39,9 @@ export function parseReportedStatus(json: string, where: string): ReportedStatus
     throw new Error(`${where}: invalid status field ${issue.path.join('.') || '(root)'}: ${issue.message}`);
   }
   const status: ReportedStatus = { state: result.data.state };
+  // Zod leaves absent optional fields out (JSON has no undefined), so every entry is a sent field.
   for (const [key, value] of Object.entries(result.data)) {
-    if (value !== undefined && key !== 'timestamp') (status as Record<string, unknown>)[key] = value;
+    if (key !== 'timestamp') (status as Record<string, unknown>)[key] = value;
   }
   return status;
 }

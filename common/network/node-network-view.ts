@@ -55,21 +55,26 @@ export interface NodeNetworkView {
 export function parseNodeNetworkView(json: string): NodeNetworkView {
   const view = JSON.parse(json) as unknown;
   const where = 'network state from the manager';
-  if (typeof view !== 'object' || view === null) throw new Error(`${where}: expected an object`);
-  const v = view as Partial<NodeNetworkView>;
-  if (!Array.isArray(v.networks)) throw new Error(`${where}: networks must be an array`);
-  if (!Array.isArray(v.published)) throw new Error(`${where}: published must be an array`);
-  if (typeof v.tasks !== 'object' || v.tasks === null || Array.isArray(v.tasks)) throw new Error(`${where}: tasks must be an object`);
-  v.networks.forEach((n, i) => {
-    if (typeof n?.id !== 'string' || n.id === '') throw new Error(`${where}: networks[${i}].id must be a non-empty string`);
-    if (!Array.isArray(n.peers) || !Array.isArray(n.vips) || typeof n.dns !== 'object' || n.dns === null) {
+  if (!isRecord(view)) throw new Error(`${where}: expected an object`);
+  const { networks, published, tasks } = view;
+  if (!Array.isArray(networks)) throw new Error(`${where}: networks must be an array`);
+  if (!Array.isArray(published)) throw new Error(`${where}: published must be an array`);
+  if (!isRecord(tasks) || Array.isArray(tasks)) throw new Error(`${where}: tasks must be an object`);
+  networks.forEach((n: unknown, i) => {
+    if (!isRecord(n) || typeof n.id !== 'string' || n.id === '') throw new Error(`${where}: networks[${i}].id must be a non-empty string`);
+    if (!Array.isArray(n.peers) || !Array.isArray(n.vips) || !isRecord(n.dns)) {
       throw new Error(`${where}: networks[${i}] (${n.id}) needs peers, vips and dns`);
     }
   });
-  for (const [key, attachments] of Object.entries(v.tasks)) {
-    if (!Array.isArray(attachments) || attachments.some((a) => typeof a?.networkId !== 'string' || typeof a.address !== 'string')) {
+  for (const [key, attachments] of Object.entries(tasks)) {
+    if (!Array.isArray(attachments) || attachments.some((a: unknown) => !isRecord(a) || typeof a.networkId !== 'string' || typeof a.address !== 'string')) {
       throw new Error(`${where}: tasks[${JSON.stringify(key)}] must be a list of { networkId, address }`);
     }
   }
-  return v as NodeNetworkView;
+  return view as unknown as NodeNetworkView;
+}
+
+/** A non-null object whose fields are still unchecked (the manager's JSON is not trusted). */
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
 }

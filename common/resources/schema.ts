@@ -277,6 +277,7 @@ const serviceSpec = z
     image: z
       .string({ error: 'expected an image reference string' })
       // No spaces, and no control characters (a NUL would cut the reference short in the runtime).
+      // oxlint-disable-next-line no-control-regex -- matching control characters (to refuse them) is this regex's purpose
       .regex(/^[^\s\x00-\x1f\x7f]+$/, { error: 'expected an image reference without spaces, e.g. "registry.local/busybox:latest"' }),
     command: stringList('["sh", "-c", "echo hi"]').optional(),
     args: stringList('["--port", "80"]').optional(),
@@ -627,7 +628,13 @@ const errorMap: z.core.$ZodErrorMap = (issue) => {
         : `expected ${issue.origin === 'array' ? 'a list of length ' : ''}${issue.inclusive ? '<=' : '<'} ${String(issue.maximum)}`;
     case 'unrecognized_keys':
       return knownKeysOf(issue.inst).join(', ');
-    default:
+    // Zod's own message is clear enough for these (and our schemas give custom checks their own).
+    case 'custom':
+    case 'invalid_element':
+    case 'invalid_format':
+    case 'invalid_key':
+    case 'invalid_union':
+    case 'not_multiple_of':
       return undefined;
   }
 };
@@ -733,12 +740,12 @@ export function validateObject(input: unknown): ValidationResult {
     issues.push({ path: ['apiVersion'], message: `expected ${JSON.stringify(API_VERSION)}, got ${describeValue(apiVersion)}` });
   }
   const supported = SUBMITTABLE_KINDS.map((k) => JSON.stringify(k)).join(', ');
-  const systemKinds: readonly unknown[] = KINDS.filter((k) => !(SUBMITTABLE_KINDS as readonly string[]).includes(k));
+  const systemKinds: readonly string[] = KINDS.filter((k) => !(SUBMITTABLE_KINDS as readonly string[]).includes(k));
   const why =
     kind === undefined
       ? 'required field is missing'
-      : systemKinds.includes(kind)
-        ? `kind ${String(kind)} is managed by Tessera and cannot be submitted`
+      : typeof kind === 'string' && systemKinds.includes(kind)
+        ? `kind ${kind} is managed by Tessera and cannot be submitted`
         : `unsupported kind ${describeValue(kind)}`;
   issues.push({ path: ['kind'], message: `${why}; supported kinds: ${supported}` });
   return { ok: false, issues };

@@ -1,5 +1,5 @@
 // Binding and stopping gRPC servers, the same way for every service Tessera serves.
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 
 import { serverCredentials, type TransportSecurity } from '../../common/transport/credentials.js';
 import { MAX_REQUEST_BYTES } from '../../common/resources/limits.js';

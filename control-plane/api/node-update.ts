@@ -35,7 +35,7 @@ export function validateNodeUpdate(req: NodeUpdateRequest__Output): NodeChange {
 }
 
 export function applyNodeUpdate(node: Node, change: NodeChange): Node {
-  const labels = { ...(node.spec.labels ?? {}), ...change.addLabels };
+  const labels = { ...node.spec.labels, ...change.addLabels };
   for (const key of change.removeLabels) delete labels[key];
   return { ...node, spec: { ...node.spec, availability: change.availability ?? node.spec.availability, labels } };
 }

@@ -307,18 +307,24 @@ export class ApiServer {
   // --- gRPC glue ----------------------------------------------------------------------------------
 
   private unary<Req, Res>(method: string, fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+    // The callback is called after the await, not from a promise handler: a throw inside it must
+    // not turn into a second, error answer.
     return (call, callback) => {
-      const stopTimer = this.deps.metrics?.apiRequestSeconds.startTimer({ method });
-      fn(call.request)
-        .then((res) => {
-          this.deps.metrics?.apiRequests.inc({ method, code: grpc.status[grpc.status.OK] });
-          callback(null, res);
-        })
-        .catch((err: unknown) => {
+      void (async () => {
+        const stopTimer = this.deps.metrics?.apiRequestSeconds.startTimer({ method });
+        let res: Res;
+        try {
+          res = await fn(call.request);
+        } catch (err) {
           this.deps.metrics?.apiRequests.inc({ method, code: grpc.status[grpcCodeOf(err)] });
+          stopTimer?.();
           callback(toServiceError(err));
-        })
-        .finally(() => stopTimer?.());
+          return;
+        }
+        this.deps.metrics?.apiRequests.inc({ method, code: grpc.status[grpc.status.OK] });
+        stopTimer?.();
+        callback(null, res);
+      })();
     };
   }
 
@@ -442,15 +448,18 @@ export class ApiServer {
             await rm(dir, { recursive: true, force: true });
           }
         };
-        run()
-          .then((res) => {
-            this.countStreamEnd('ImageLoad', undefined);
-            callback(null, res);
-          })
-          .catch((err: unknown) => {
+        void (async () => {
+          let res: Awaited<ReturnType<typeof run>>;
+          try {
+            res = await run();
+          } catch (err) {
             this.countStreamEnd('ImageLoad', err);
             callback(toServiceError(err));
-          });
+            return;
+          }
+          this.countStreamEnd('ImageLoad', undefined);
+          callback(null, res);
+        })();
       },
       ImagePull: this.unary('ImagePull', async (req) => {
         if (!req.reference) throw invalidArgument('image pull: missing image reference');

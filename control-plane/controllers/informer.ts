@@ -74,7 +74,8 @@ export class Informer<T extends AnyObject> {
       seen.add(kv.key);
       this.applyPut(kv);
     }
-    for (const [key, object] of [...this.cache]) {
+    // A snapshot: listeners called from emit may read or change the cache while we walk it.
+    for (const [key, object] of Array.from(this.cache)) {
       if (!seen.has(key)) {
         this.cache.delete(key);
         this.emit({ type: 'deleted', object });
@@ -142,7 +143,8 @@ export class Informer<T extends AnyObject> {
   }
 
   private emit(event: InformerEvent<T>): void {
-    for (const listener of [...this.listeners]) listener(event);
+    // A snapshot: a listener may unsubscribe (splice the array) while we call them.
+    for (const listener of this.listeners.slice()) listener(event);
   }
 }
 

@@ -233,7 +233,7 @@ export function rollbackSpec(current: ServiceSpec, previous: ServiceSpec): Servi
  * template differs from the one rolled out last.
  */
 export function noteSpecChange(service: Service, slots: readonly SlotView[], now: number): ServiceStatus {
-  const status: ServiceStatus = { ...(service.status ?? {}) };
+  const status: ServiceStatus = { ...service.status };
   const spec = service.spec;
   const template = templateKey(spec);
   const generation = service.metadata.generation ?? 1;

@@ -23,7 +23,8 @@ export class NetworkViews {
   constructor(private readonly sources: NetworkViewSources) {
     const changed = () => {
       this.builder = undefined;
-      for (const listener of [...this.listeners]) listener();
+      // A snapshot: a listener may unsubscribe while we call them.
+      for (const listener of this.listeners.slice()) listener();
     };
     this.unsubscribe.push(sources.allocations.subscribe(changed));
     for (const informer of [sources.networks, sources.services, sources.tasks, sources.nodes] as Array<Informer<Network | Service | Task | Node>>) {

@@ -24,7 +24,7 @@ export function filesNeededBy(tasks: readonly Task[]): NeededFile[] {
   const out = new Map<string, NeededFile>();
   for (const task of tasks) {
     if (!needsFiles(task)) continue;
-    const stacks = referenceStacks(task.spec.serviceStack ?? '');
+    const stacks = referenceStacks(task.spec.serviceStack);
     for (const ref of referencesOf(task.spec.spec)) {
       const id = `${ref.kind}/${stacks.join(',')}/${ref.name}`;
       if (!out.has(id)) out.set(id, { kind: ref.kind, name: ref.name, stacks });

@@ -84,6 +84,7 @@ export class NetworkStateWatcher {
 
   private set(state: ClusterNetworkState): void {
     this.current = state;
-    for (const listener of [...this.listeners]) listener();
+    // A snapshot: a listener may unsubscribe while we call them.
+    for (const listener of this.listeners.slice()) listener();
   }
 }

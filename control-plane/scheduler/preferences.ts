@@ -45,7 +45,7 @@ export class SpreadTree {
   constructor(nodes: readonly Node[], labelKeys: readonly string[], serviceCounts: Int32Array) {
     this.groupOf = [];
     this.counts = [];
-    const path = new Array<string>(nodes.length).fill('');
+    const path = Array.from({ length: nodes.length }, () => '');
     for (const key of labelKeys) {
       const ids = new Map<string, number>();
       const groupOf = new Int32Array(nodes.length);

@@ -189,7 +189,7 @@ function groupFor(groups: Map<string, TaskGroup>, task: Task, slots: NodeSlot[],
     maxReplicas,
     hostPorts,
     available: [],
-    constraintReasons: new Array<string | undefined>(slots.length),
+    constraintReasons: Array.from({ length: slots.length }, (): string | undefined => undefined),
     availabilityReasons: new Map(),
   };
   groups.set(id, group);

@@ -56,6 +56,14 @@ export function prefixRangeEnd(prefix: string): Buffer {
   return Buffer.from([0]);
 }
 
+/**
+ * A response's previous key-value. etcd3's typings call prev_kv always set, but its decoder
+ * (proto-loader, defaults: true) gives null when etcd had none: a new key, or prev_kv not asked.
+ */
+function prevKv(res: { prev_kv: IKeyValue }): IKeyValue | null {
+  return (res as { prev_kv: IKeyValue | null }).prev_kv;
+}
+
 function revision(s: string | number): number {
   const n = Number(s);
   if (!Number.isSafeInteger(n)) throw new Error(`etcd returned revision ${s}, beyond what this client handles`);
@@ -111,13 +119,15 @@ function toRequestOp(op: TxnOp): IRequestOp {
 }
 
 function deleteResult(res: IDeleteRangeResponse): TxnOpResult {
-  return { type: 'delete', deleted: revision(res.deleted), prev: (res.prev_kvs ?? []).map(toKeyValue) };
+  return { type: 'delete', deleted: revision(res.deleted), prev: res.prev_kvs.map(toKeyValue) };
 }
 
 function toResult(op: TxnOp, res: IResponseOp): TxnOpResult {
   switch (op.type) {
-    case 'put':
-      return res.response_put.prev_kv ? { type: 'put', prev: toKeyValue(res.response_put.prev_kv) } : { type: 'put' };
+    case 'put': {
+      const prev = prevKv(res.response_put);
+      return prev ? { type: 'put', prev: toKeyValue(prev) } : { type: 'put' };
+    }
     case 'delete':
     case 'deletePrefix':
       return deleteResult(res.response_delete_range);
@@ -131,7 +141,8 @@ function toResult(op: TxnOp, res: IResponseOp): TxnOpResult {
 }
 
 function toWatchEvent(ev: IWatchResponse['events'][number]): WatchEvent {
-  const prev = ev.prev_kv ? toKeyValue(ev.prev_kv) : undefined;
+  const previous = prevKv(ev);
+  const prev = previous ? toKeyValue(previous) : undefined;
   const kv = toKeyValue(ev.kv);
   const type = ev.type === 'Put' ? 'put' : 'delete';
   return prev ? { type, kv, prev } : { type, kv };
@@ -189,7 +200,8 @@ export class EtcdStore implements Store {
     this.assertOpen();
     const res = await this.client.kv.put({ key: key(k), value: key(value), prev_kv: true });
     const rev = revision(res.header.revision);
-    return res.prev_kv ? { revision: rev, prev: toKeyValue(res.prev_kv) } : { revision: rev };
+    const prev = prevKv(res);
+    return prev ? { revision: rev, prev: toKeyValue(prev) } : { revision: rev };
   }
 
   async delete(k: string): Promise<{ revision: number; deleted: number }> {
@@ -207,7 +219,8 @@ export class EtcdStore implements Store {
       failure: failure.map(toRequestOp),
     });
     const ops = res.succeeded ? request.success : failure;
-    const responses = res.responses ?? [];
+    // Repeated fields come as [] when empty (proto-loader, defaults: true).
+    const responses = res.responses;
     if (responses.length !== ops.length) throw new Error(`etcd answered ${responses.length} results for ${ops.length} txn ops`);
     return {
       succeeded: res.succeeded,

@@ -8,6 +8,11 @@ export interface KvCommand {
   input: Exclude<KvInput, { kind: 'get' }>;
 }
 
+/** Orders map entries by their (unique) keys. */
+export function byKey(a: readonly [string, unknown], b: readonly [string, unknown]): number {
+  return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
+}
+
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -39,7 +44,7 @@ export class KvStateMachine {
   }
 
   snapshot(): Uint8Array {
-    return enc.encode(JSON.stringify([...this.data.entries()].sort()));
+    return enc.encode(JSON.stringify([...this.data.entries()].sort(byKey)));
   }
 
   static restore(bytes: Uint8Array): KvStateMachine {

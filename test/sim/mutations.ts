@@ -10,34 +10,28 @@ type ReadInternals = { handleReadIndex: (ctx: string, from: string) => void; rel
 
 export function applyMutation(m: Mutation): () => void {
   switch (m) {
-    case 'vote-ignores-log': {
-      const orig = RaftLog.prototype.isUpToDate;
-      RaftLog.prototype.isUpToDate = () => true;
-      return () => {
-        RaftLog.prototype.isUpToDate = orig;
-      };
-    }
-    case 'read-without-heartbeat': {
-      const proto = RaftNode.prototype as unknown as ReadInternals;
-      const orig = proto.handleReadIndex;
-      proto.handleReadIndex = function (this: ReadInternals, context: string, from: string) {
+    case 'vote-ignores-log':
+      return patchMethod(RaftLog.prototype, 'isUpToDate', () => true);
+    case 'read-without-heartbeat':
+      return patchMethod(RaftNode.prototype as unknown as ReadInternals, 'handleReadIndex', function (this: ReadInternals, context: string, from: string) {
         this.releaseRead({ context, index: this.log.committed, from });
-      };
-      return () => {
-        proto.handleReadIndex = orig;
-      };
-    }
-    case 'commit-old-term': {
+      });
+    case 'commit-old-term':
       // Raft paper Figure 8: commit by counting replicas regardless of the entry's term.
-      const orig = RaftLog.prototype.maybeCommit;
-      RaftLog.prototype.maybeCommit = function (this: RaftLog, maxIndex: number): boolean {
+      return patchMethod(RaftLog.prototype, 'maybeCommit', function (this: RaftLog, maxIndex: number): boolean {
         if (maxIndex <= this.committed) return false;
         this.commitTo(maxIndex);
         return true;
-      };
-      return () => {
-        RaftLog.prototype.maybeCommit = orig;
-      };
-    }
+      });
   }
+}
+
+/** Replaces a prototype's method; returns the function that puts the original back as it was. */
+function patchMethod<T extends object, K extends keyof T>(proto: T, name: K, replacement: T[K]): () => void {
+  const original = Object.getOwnPropertyDescriptor(proto, name);
+  if (!original) throw new Error(`mutation: no method ${String(name)} to patch`);
+  Object.defineProperty(proto, name, { ...original, value: replacement });
+  return () => {
+    Object.defineProperty(proto, name, original);
+  };
 }

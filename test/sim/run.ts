@@ -70,7 +70,7 @@ function main(): void {
   }
   if (values.seed !== undefined) {
     const seed = intArg('seed', values.seed, 1);
-    const r = runSeed({ seed, verbose: values.verbose ?? false, sabotage });
+    const r = runSeed({ seed, verbose: values.verbose, sabotage });
     console.log(JSON.stringify(r, null, 2));
     process.exit(r.ok ? 0 : 1);
   }

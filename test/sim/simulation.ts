@@ -5,7 +5,7 @@ import { RaftNode } from '../../control-plane/raft/core/raft-node.js';
 import { ProposalDroppedError, type Entry, type Message, type NodeId, type Ready } from '../../control-plane/raft/core/types.js';
 import { EventQueue } from './event-queue.js';
 import { Invariants, SimViolation } from './invariants.js';
-import { KvStateMachine, decodeCommand, encodeCommand } from './kv.js';
+import { KvStateMachine, byKey, decodeCommand, encodeCommand } from './kv.js';
 import { checkKvHistory, type KvInput, type KvOperation } from './linearizability.js';
 import { Prng } from './prng.js';
 
@@ -745,8 +745,8 @@ export class Simulation {
     for (const id of [...cs.voters, ...cs.learners]) {
       const n = this.nodes.get(id) as SimNode;
       if (n.up && n.applied >= this.inv.maxApplied() - 0 && n.applied === leader.applied) {
-        const a = JSON.stringify([...n.kv.data.entries()].sort());
-        const b = JSON.stringify([...leader.kv.data.entries()].sort());
+        const a = JSON.stringify([...n.kv.data.entries()].sort(byKey));
+        const b = JSON.stringify([...leader.kv.data.entries()].sort(byKey));
         if (a !== b) throw new SimViolation(`${id} and leader ${leader.id} applied up to ${n.applied} but hold different data`);
       }
     }

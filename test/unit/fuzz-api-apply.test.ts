@@ -144,8 +144,8 @@ const NASTY_KEYS = ['__proto__', 'constructor', 'prototype', 'toString', 'imagee
 function places(root: Json): Array<{ container: Json[] | { [key: string]: Json }; key: string | number }> {
   const out: Array<{ container: Json[] | { [key: string]: Json }; key: string | number }> = [];
   const stack: Json[] = [root];
-  while (stack.length > 0) {
-    const node = stack.pop()!;
+  // Not `stack.pop()!`: that would also take null out of the type, and null is a Json value here.
+  for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
     if (Array.isArray(node))
       node.forEach((v, i) => {
         out.push({ container: node, key: i });

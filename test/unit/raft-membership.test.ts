@@ -40,7 +40,7 @@ test('a learner is promoted only once caught up', (t) => {
   net.drain();
   net.tickAll(1);
   const err = t.throws(() => net.raft('n1').proposeConfChange({ type: 'add-voter', nodeId: 'n4' }), { instanceOf: ProposalDroppedError });
-  t.regex(err?.message ?? '', /not caught up/);
+  t.regex(err.message, /not caught up/);
   net.heal();
   net.tickAll(2);
   net.raft('n1').proposeConfChange({ type: 'add-voter', nodeId: 'n4' });
@@ -56,7 +56,7 @@ test('only one configuration change may be uncommitted at a time', (t) => {
   net.raft('n1').proposeConfChange({ type: 'add-learner', nodeId: 'n4' });
   net.drain();
   const err = t.throws(() => net.raft('n1').proposeConfChange({ type: 'add-learner', nodeId: 'n5' }), { instanceOf: ProposalDroppedError });
-  t.regex(err?.message ?? '', /still uncommitted/);
+  t.regex(err.message, /still uncommitted/);
 });
 
 test('a new leader proposes no change before an entry of its term is committed', (t) => {
@@ -66,7 +66,7 @@ test('a new leader proposes no change before an entry of its term is committed',
   net.elect('n1');
   t.is(net.raft('n1').currentRole, 'leader');
   const err = t.throws(() => net.raft('n1').proposeConfChange({ type: 'remove-node', nodeId: 'n3' }), { instanceOf: ProposalDroppedError });
-  t.regex(err?.message ?? '', /entry of this term/);
+  t.regex(err.message, /entry of this term/);
   net.filter = () => true;
   net.tickAll(1);
   t.notThrows(() => net.raft('n1').proposeConfChange({ type: 'remove-node', nodeId: 'n3' }));

@@ -141,8 +141,8 @@ test('disk storage: a damaged snapshot file is refused with its name', async (t)
   buf[buf.length - 1] = (buf[buf.length - 1] as number) ^ 1;
   await writeFile(file, buf);
   const err = await t.throwsAsync(() => DiskRaftStorage.open(dir), { instanceOf: SnapshotCorruptionError });
-  t.true(err?.message.includes(file));
-  t.regex(err?.message ?? '', /CRC mismatch/);
+  t.true(err.message.includes(file));
+  t.regex(err.message, /CRC mismatch/);
 });
 
 test('disk storage: a snapshot file whose WAL record never landed is ignored and removed', async (t) => {

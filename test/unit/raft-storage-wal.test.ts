@@ -247,9 +247,9 @@ test('wal: damage before a later intact write is refused, naming file and offset
   buf[at] = (buf[at] as number) ^ 0xff;
   await writeFile(path, buf);
   const err = await t.throwsAsync(() => Wal.open(dir), { instanceOf: WalCorruptionError });
-  t.true(err?.message.includes(path), err?.message);
-  t.true(err?.message.includes('byte 41'), err?.message);
-  t.true(err?.message.includes('CRC mismatch'), err?.message);
+  t.true(err.message.includes(path), err.message);
+  t.true(err.message.includes('byte 41'), err.message);
+  t.true(err.message.includes('CRC mismatch'), err.message);
   t.is((await readFile(path)).length, buf.length, 'nothing is truncated when refusing');
 });
 
@@ -264,8 +264,8 @@ test('wal: damage in a sealed segment is refused even at its end', async (t) => 
   const buf = await readFile(first);
   await writeFile(first, buf.subarray(0, buf.length - 3));
   const err = await t.throwsAsync(() => Wal.open(dir), { instanceOf: WalCorruptionError });
-  t.regex(err?.message ?? '', /sealed segment/);
-  t.true(err?.message.includes(first));
+  t.regex(err.message, /sealed segment/);
+  t.true(err.message.includes(first));
 });
 
 test('wal: a missing segment in the middle is refused', async (t) => {

@@ -90,9 +90,9 @@ test('constraints: the scheduler parses with the shared parser, keeping the text
   ];
   for (const [bad, why] of cases) {
     const err = t.throws(() => parseConstraint(bad), { instanceOf: ConstraintSyntaxError }, bad);
-    t.is(err?.constraint, bad);
-    t.true(err?.message.startsWith(`invalid placement constraint ${JSON.stringify(bad)}: `), err?.message);
-    t.regex(err?.message ?? '', why, bad);
+    t.is(err.constraint, bad);
+    t.true(err.message.startsWith(`invalid placement constraint ${JSON.stringify(bad)}: `), err.message);
+    t.regex(err.message, why, bad);
   }
 });
 

@@ -1,7 +1,7 @@
 // Auto-compaction keeps the newest N revisions: checked as a pure rule, then against the memory
 // store and a real one-member Raft group (real WAL on disk), where a replayed watch below the
 // kept window must fail with CompactedError while one inside it still replays.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 
 import { startLocalGroup } from '../../control-plane/raft/host/local-group.js';
 import { AutoCompactor, compactionTarget } from '../../control-plane/store/auto-compaction.js';
@@ -19,7 +19,7 @@ async function writeRevisions(store: Store, n: number): Promise<void> {
   for (let i = 0; i < n; i++) await store.put(`/k/${i % 7}`, `v${i}`);
 }
 
-async function checkCompacts(t: import('ava').ExecutionContext, store: Store): Promise<void> {
+async function checkCompacts(t: ExecutionContext, store: Store): Promise<void> {
   const logged: string[] = [];
   const compactor = new AutoCompactor(store, { retainRevisions: 20, checkEveryMs: 60_000, log: (l) => logged.push(l) });
   await writeRevisions(store, 60);

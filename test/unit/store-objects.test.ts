@@ -110,8 +110,8 @@ test('update is compare-and-swap on resourceVersion', async (t) => {
   const v2 = await objects.update({ ...v1, spec: { ...v1.spec, replicas: 3 } });
   t.not(v2.metadata.resourceVersion, v1.metadata.resourceVersion!);
   const err = await t.throwsAsync(() => objects.update({ ...v1, spec: { ...v1.spec, replicas: 5 } }), { instanceOf: ConflictError });
-  t.is(err?.expectedVersion, v1.metadata.resourceVersion!);
-  t.is(err?.actualVersion, v2.metadata.resourceVersion!);
+  t.is(err.expectedVersion, v1.metadata.resourceVersion!);
+  t.is(err.actualVersion, v2.metadata.resourceVersion!);
   t.is((await objects.get('Service', '', 'api'))?.spec.replicas, 3);
 });
 

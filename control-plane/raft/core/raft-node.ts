@@ -170,7 +170,8 @@ export class RaftNode {
           this.prs.set(id, p);
         }
       }
-      for (const id of [...this.prs.keys()]) if (!members.has(id) && id !== this.id) this.prs.delete(id);
+      // Deleting the current key while iterating a Map is well defined.
+      for (const id of this.prs.keys()) if (!members.has(id) && id !== this.id) this.prs.delete(id);
       if (this.leadTransferee !== '' && !cs.voters.includes(this.leadTransferee)) this.leadTransferee = '';
     }
   }
@@ -446,7 +447,16 @@ export class RaftNode {
         }
         return;
       }
-      default:
+      // Votes were answered in step(); the rest are replies to a leadership we do not hold, or
+      // requests only a leader or follower serves.
+      case 'vote':
+      case 'pre-vote':
+      case 'append-resp':
+      case 'heartbeat-resp':
+      case 'snapshot-resp':
+      case 'read-index':
+      case 'read-index-resp':
+      case 'timeout-now':
         return;
     }
   }
@@ -478,7 +488,14 @@ export class RaftNode {
       case 'read-index-resp':
         if (!m.reject) this.readStates.push({ index: m.index, context: m.context });
         return;
-      default:
+      // Votes were answered in step(); responses are for a leader or candidate we are not (stale).
+      case 'vote':
+      case 'pre-vote':
+      case 'vote-resp':
+      case 'pre-vote-resp':
+      case 'append-resp':
+      case 'heartbeat-resp':
+      case 'snapshot-resp':
         return;
     }
   }
@@ -576,7 +593,17 @@ export class RaftNode {
       case 'heartbeat-resp':
       case 'snapshot-resp':
         break;
-      default:
+      // Votes were answered in step(), and a message of a higher term made us a follower there:
+      // what is left is stale (an old term's leader, our own campaign's late replies).
+      case 'vote':
+      case 'pre-vote':
+      case 'vote-resp':
+      case 'pre-vote-resp':
+      case 'append':
+      case 'heartbeat':
+      case 'snapshot':
+      case 'timeout-now':
+      case 'read-index-resp':
         return;
     }
     const pr = this.prs.get(m.from);
@@ -671,12 +698,18 @@ export class RaftNode {
     // application has persisted them (a single voter commits then).
   }
 
+  /** The role read afresh, not narrowed by an earlier check: steps in between may change it. */
+  private isLeader(): boolean {
+    return this.role === 'leader';
+  }
+
   /** After a Ready was persisted: the leader's durable log now counts toward commitment. */
   private selfPersisted(): void {
     if (this.role !== 'leader') return;
     const self = this.prs.get(this.id);
     if (!self || !self.maybeUpdate(this.log.lastStableIndex())) return;
-    if (this.maybeCommit() && this.role === 'leader') this.bcastAppend();
+    // Committing our own removal steps us down (afterCommit), so ask for the role afresh.
+    if (this.maybeCommit() && this.isLeader()) this.bcastAppend();
   }
 
   /** Sends entries (or a probe) to `to`; false when nothing was sent. */

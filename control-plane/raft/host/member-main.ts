@@ -55,7 +55,7 @@ async function main(): Promise<void> {
   if (values['client-socket']) await bind(server, values['client-socket'], LOCAL_INSECURE);
   store = await RaftStore.open({
     id,
-    group: values.group ?? 'bench',
+    group: values.group,
     address: listen,
     dataDir,
     ...(values.join ? {} : { bootstrap: bootstrap ?? [] }),

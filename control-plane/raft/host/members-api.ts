@@ -1,6 +1,6 @@
 // Client side of the API's ClusterMembers / ClusterMemberChange RPCs (proto/api.proto), for
 // `tsd join` of a manager and `tsctl cluster members`.
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 
 import { loadApiPackage } from '../../../proto/load.js';
 import type { ClusterMember__Output } from '../../../proto/gen/tessera/api/v1/ClusterMember.js';

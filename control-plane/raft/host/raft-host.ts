@@ -364,7 +364,6 @@ export class RaftHost<R> {
   private pendingStart: (() => void) | undefined;
 
   private startNextRound(timeoutMs: number): void {
-    void timeoutMs;
     const next = this.readNext;
     const start = this.pendingStart;
     this.readNext = undefined;
@@ -390,7 +389,8 @@ export class RaftHost<R> {
       } catch (err) {
         clearTimeout(timer);
         this.reads.delete(context);
-        reject(err instanceof ProposalDroppedError ? new NotLeaderError(this.leader(), this.addressOf(this.leader())) : err);
+        if (err instanceof ProposalDroppedError) reject(new NotLeaderError(this.leader(), this.addressOf(this.leader())));
+        else reject(err instanceof Error ? err : new Error(String(err)));
         return;
       }
       this.schedule();

@@ -2,7 +2,7 @@
 // fail them. The node implementation is the only one used outside tests.
 import { constants, writevSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 export interface DurableFile {
@@ -36,7 +36,7 @@ export interface DurableFs {
  * contention; one dedicated thread costs one round trip.)
  */
 class NodeDurableFile implements DurableFile {
-  constructor(private readonly handle: import('node:fs/promises').FileHandle) {}
+  constructor(private readonly handle: FileHandle) {}
 
   async writeAt(buffers: Buffer[], position: number): Promise<void> {
     let pending = buffers.filter((b) => b.length > 0);

@@ -42,6 +42,10 @@ export function encodeSnapshot(s: Snapshot): Buffer {
   return out;
 }
 
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null;
+}
+
 function isStringArray(v: unknown): v is string[] {
   return Array.isArray(v) && v.every((x) => typeof x === 'string');
 }
@@ -49,8 +53,8 @@ function isStringArray(v: unknown): v is string[] {
 function validMetadata(v: unknown): SnapshotMetadata | undefined {
   if (typeof v !== 'object' || v === null) return undefined;
   const m = v as Record<string, unknown>;
-  const cs = m.confState as Record<string, unknown> | undefined;
-  if (!Number.isSafeInteger(m.index) || !Number.isSafeInteger(m.term) || typeof cs !== 'object' || cs === null) return undefined;
+  const cs = m.confState;
+  if (!Number.isSafeInteger(m.index) || !Number.isSafeInteger(m.term) || !isRecord(cs)) return undefined;
   if (!isStringArray(cs.voters) || !isStringArray(cs.learners)) return undefined;
   if (cs.votersOutgoing !== undefined && !isStringArray(cs.votersOutgoing)) return undefined;
   const confState: ConfState = { voters: cs.voters, learners: cs.learners };

@@ -1,6 +1,6 @@
 // A typed client of one member's Raft service (proto/raft.proto), used by peers (messages,
 // forwarded writes and membership changes) and by tools (status, benchmarks, tests).
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 
 import { clientCredentials, type TransportSecurity } from '../../../common/transport/credentials.js';
 import { CHANNEL_OPTIONS, raftService } from './proto.js';

@@ -35,11 +35,18 @@ function remainingMs(call: grpc.ServerUnaryCall<unknown, unknown>): number {
 }
 
 function unary<Req, Res>(fn: (req: Req, timeoutMs: number) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  // The callback is called after the await, not from a promise handler (a throw in it stays a throw).
   return (call, callback) => {
-    fn(call.request, remainingMs(call)).then(
-      (res) => callback(null, res),
-      (err: unknown) => callback(toServiceError(err)),
-    );
+    void (async () => {
+      let res: Res;
+      try {
+        res = await fn(call.request, remainingMs(call));
+      } catch (err) {
+        callback(toServiceError(err));
+        return;
+      }
+      callback(null, res);
+    })();
   };
 }
 

@@ -65,7 +65,7 @@ export interface WireBatch {
 
 /** Validates a forwarded proposal from the network; throws naming what is wrong. */
 export function checkProposal(p: WireProposal, from: string): WireProposal {
-  if (typeof p !== 'object' || p === null) throw new Error(`raft batch from ${from}: forwarded proposal is not an object`);
+  // The proto decoder hands us an object with every field set (defaults: true); the values are checked here.
   if (typeof p.id !== 'string' || p.id === '' || p.id.length > 200)
     throw new Error(`raft batch from ${from}: forwarded proposal id ${JSON.stringify(p.id)} is not a non-empty string of at most 200 characters`);
   const term = Number(p.term);
@@ -149,7 +149,8 @@ function confState(c: WireConfState | null): ConfState {
 
 /** Rebuilds and validates one message; throws an Error naming what is wrong. */
 export function fromWire(w: WireMessage): Message {
-  if (typeof w !== 'object' || w === null) throw new Error('raft message: not an object');
+  // The proto decoder hands us an object with every field set (defaults: true, so `entries` is at
+  // least []); validateMessage checks the values.
   const base = { from: w.from, to: w.to, term: Number(w.term) };
   let m: Message;
   switch (w.type) {
@@ -168,7 +169,7 @@ export function fromWire(w: WireMessage): Message {
         prevIndex: w.prevIndex,
         prevTerm: w.prevTerm,
         commit: w.commit,
-        entries: (w.entries ?? []).map((e): Entry => ({ term: e.term, index: e.index, type: e.type as Entry['type'], data: e.data })),
+        entries: w.entries.map((e): Entry => ({ term: e.term, index: e.index, type: e.type as Entry['type'], data: e.data })),
       };
       break;
     case 'append-resp':

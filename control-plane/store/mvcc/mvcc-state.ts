@@ -185,13 +185,13 @@ export class MvccState {
   static deserialize(data: Uint8Array): MvccState {
     const s = new MvccState();
     if (data.length === 0) return s;
-    let parsed: SerializedState;
+    let parsed: unknown;
     try {
-      parsed = JSON.parse(new TextDecoder().decode(data)) as SerializedState;
+      parsed = JSON.parse(new TextDecoder().decode(data));
     } catch (err) {
       throw new Error(`mvcc snapshot: not JSON: ${(err as Error).message}`);
     }
-    if ((parsed?.v !== 1 && parsed?.v !== 2) || !Number.isSafeInteger(parsed.revision) || !Array.isArray(parsed.history) || !Array.isArray(parsed.log)) {
+    if (!looksSerialized(parsed)) {
       throw new Error('mvcc snapshot: unknown format (expected version 1 or 2 with revision, history and log)');
     }
     s.revision = parsed.revision;
@@ -376,15 +376,21 @@ function logEntryFrom(ref: unknown[], history: Map<string, KeyVersion[]>): LogEn
   return { revision: revision as number, events };
 }
 
+/** The outline of a SerializedState (the snapshot bytes come from disk or from the leader). */
+function looksSerialized(v: unknown): v is SerializedState {
+  if (typeof v !== 'object' || v === null) return false;
+  const s = v as Record<string, unknown>;
+  return (s.v === 1 || s.v === 2) && Number.isSafeInteger(s.revision) && Array.isArray(s.history) && Array.isArray(s.log);
+}
+
 /** The sorted union of two sorted arrays with no element in common. */
 function mergeSorted(a: string[], b: string[]): string[] {
-  const out = new Array<string>(a.length + b.length);
+  const out: string[] = [];
   let i = 0;
   let j = 0;
-  let k = 0;
-  while (i < a.length && j < b.length) out[k++] = (a[i] as string) < (b[j] as string) ? (a[i++] as string) : (b[j++] as string);
-  while (i < a.length) out[k++] = a[i++] as string;
-  while (j < b.length) out[k++] = b[j++] as string;
+  while (i < a.length && j < b.length) out.push((a[i] as string) < (b[j] as string) ? (a[i++] as string) : (b[j++] as string));
+  while (i < a.length) out.push(a[i++] as string);
+  while (j < b.length) out.push(b[j++] as string);
   return out;
 }
 
