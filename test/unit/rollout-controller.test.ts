@@ -7,10 +7,10 @@ import { startControllerStore } from '../helpers/informers.js';
 import { until } from '../helpers/eventually.js';
 import test from 'ava';
 
-import { Informer } from '../../control-plane/controllers/informer.js';
+import type { Informer } from '../../control-plane/controllers/informer.js';
 import { ServiceController } from '../../control-plane/controllers/service-controller.js';
 import { API_VERSION, isTerminal, type Service, type ServiceSpec, type Task } from '../../common/resources/types.js';
-import { ObjectStore } from '../../control-plane/store/object-store.js';
+import type { ObjectStore } from '../../control-plane/store/object-store.js';
 
 interface Harness {
   objects: ObjectStore;
@@ -34,6 +34,8 @@ async function harness(): Promise<Harness> {
   const later = (ms: number, fn: () => Promise<unknown>) => {
     const timer = setTimeout(() => {
       timers.delete(timer);
+      // Best effort, as a real agent's late report: the task may have been deleted by the rollout
+      // meanwhile (NotFound), and a wrong state would show in the test's own assertions.
       if (!stopped) void fn().catch(() => {});
     }, ms);
     timers.add(timer);
