@@ -11,11 +11,7 @@ import { schedule } from '../../control-plane/scheduler/schedule.js';
 import { API_VERSION, type Node, type Service, type Task } from '../../common/resources/types.js';
 import { createNetnsCluster, destroyNetnsCluster } from '../../cli/local-cluster/netns-cluster.js';
 import { startUnderlayRegistry } from '../helpers/underlay-registry.js';
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
+import { median } from './stats.js';
 
 function schedulerBench(): { placementsPerSecond: number[]; unplaced: number } {
   const zones = ['a', 'b', 'c', 'd'];

@@ -22,6 +22,7 @@ import {
 } from '../../agent/network/netlink/index.js';
 import { createNetns, startInNewNetns, type NamespacedProcess } from '../helpers/netns.js';
 import { buildUnderlay, networkSpec, type TestNode } from '../integration/overlay-harness.js';
+import { percentile } from './stats.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 200);
 const ATTACH_ROUNDS = Math.max(10, Math.floor(ROUNDS / 4));
@@ -31,11 +32,6 @@ const GATEWAY = '10.171.0.1';
 interface Row {
   name: string;
   samples: number[];
-}
-
-function quantile(values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 }
 
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
@@ -176,7 +172,7 @@ function print(rows: Row[]): void {
   const header = ['case', 'n', 'median ms', 'p90 ms', 'mean ms'];
   const lines = rows.map((r) => {
     const mean = r.samples.reduce((a, b) => a + b, 0) / r.samples.length;
-    return [r.name, String(r.samples.length), quantile(r.samples, 0.5).toFixed(3), quantile(r.samples, 0.9).toFixed(3), mean.toFixed(3)];
+    return [r.name, String(r.samples.length), percentile(r.samples, 50).toFixed(3), percentile(r.samples, 90).toFixed(3), mean.toFixed(3)];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
   const format = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
@@ -187,7 +183,7 @@ function print(rows: Row[]): void {
     const old = rows[i];
     const now = rows[i + 1];
     if (!old?.name.endsWith('(old)') || !now?.name.endsWith('(new)')) continue;
-    const ratio = quantile(old.samples, 0.5) / quantile(now.samples, 0.5);
+    const ratio = percentile(old.samples, 50) / percentile(now.samples, 50);
     console.log(`${old.name.replace(/:.*$/, '')}: median old / new = ${ratio.toFixed(1)}x`);
   }
 }

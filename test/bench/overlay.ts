@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { runCommand } from '../../agent/network/exec.js';
 import { attachContainer, buildUnderlay, eventually, networkSpec, peersFor, type TestNode } from '../integration/overlay-harness.js';
 import { startInNewNetns } from '../helpers/netns.js';
+import { median } from './stats.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -35,12 +36,6 @@ async function rtt(clientPrefix: Prefix, address: string): Promise<number> {
   const match = /min\/avg\/max = [\d.]+\/([\d.]+)\//.exec(stdout);
   if (!match) throw new Error(`no ping summary in: ${stdout}`);
   return Number(match[1]) * 1000;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 async function main(): Promise<void> {

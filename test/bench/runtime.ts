@@ -12,15 +12,11 @@ import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { execCollect } from '../../agent/runtime/exec.js';
 import { RuntimeFixture } from '../helpers/runtime-fixture.js';
+import { percentile } from './stats.js';
 
 const run = promisify(execFile);
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 50);
 const CONCURRENT = 50;
-
-function percentile(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-}
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const start = performance.now();

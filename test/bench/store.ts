@@ -18,6 +18,7 @@ import { EtcdStore } from '../../control-plane/store/etcd-store.js';
 import { startEtcdCluster, type EtcdCluster, type EtcdMember } from '../helpers/etcd.js';
 import { startRaftProcesses, type RaftProcessCluster } from '../integration/raft-harness.js';
 import type { LoadCommand, LoadReply, StoreName } from './store-load.js';
+import { median, percentile } from './stats.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const FAILOVERS = Number(process.env.BENCH_FAILOVERS ?? 5);
@@ -43,13 +44,7 @@ interface Backend {
   close(): Promise<void>;
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
-
 function summarize(latencies: number[]): Result {
-  latencies.sort((a, b) => a - b);
   return { ops: latencies.length / SECONDS, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
 
@@ -250,11 +245,6 @@ async function failovers(make: () => Promise<Backend>): Promise<number[]> {
     }
   }
   return times;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
 }
 
 const loadAtStart = loadavg()[0]!;

@@ -10,6 +10,7 @@ import { EtcdStore } from '../../control-plane/store/etcd-store.js';
 import { FrameType } from '../../control-plane/raft/storage/wal-codec.js';
 import { Wal } from '../../control-plane/raft/storage/wal.js';
 import { startEtcdCluster } from '../helpers/etcd.js';
+import { percentile } from './stats.js';
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
 const CONCURRENCIES = [1, 16, 64];
@@ -20,10 +21,6 @@ interface Result {
   opsPerSec: number;
   p50: number;
   p99: number;
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
 }
 
 /** Runs `op` from `concurrency` loops for DURATION_MS and measures each call. */
@@ -42,8 +39,7 @@ async function drive(concurrency: number, op: (worker: number, i: number) => Pro
     }),
   );
   const elapsed = (performance.now() - start) / 1000;
-  latencies.sort((a, b) => a - b);
-  return { ops: latencies.length, opsPerSec: latencies.length / elapsed, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) };
+  return { ops: latencies.length, opsPerSec: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
 
 async function benchWal(concurrency: number): Promise<Result & { perFsync: number }> {
