@@ -187,7 +187,7 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.restart': partial(
     'no, always, on-failure[:N] and unless-stopped become the restart policy unless deploy.restart_policy is set; unless-stopped acts as always',
   ),
-  'services.*.runtime': no('Tessera has one runtime (runc)'),
+  'services.*.runtime': no('Tessera runs every container with its own built-in runtime; there is no other to choose'),
   'services.*.scale': ok('becomes replicas unless deploy.replicas is set'),
   'services.*.secrets': ok('mounted under /run/secrets on a tmpfs'),
   'services.*.secrets[].source': ok(),
