@@ -4,7 +4,7 @@ import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { buildBusyboxImage } from '../test/helpers/busybox-image.js';
+import { buildBusyboxImage } from './busybox-image.js';
 
 const target = process.argv[2];
 if (!target) {
