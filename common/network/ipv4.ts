@@ -41,6 +41,7 @@ export function isIpv4(text: string): boolean {
     parseIpv4(text);
     return true;
   } catch {
+    // parseIpv4 only throws for text that is not an address: that is the answer, not a failure.
     return false;
   }
 }

@@ -142,6 +142,8 @@ export function redactJson(json: string): string {
     const parsed = JSON.parse(json) as { kind?: unknown };
     return parsed.kind === 'Secret' ? JSON.stringify(redactObject(parsed as { kind: string })) : json;
   } catch {
+    // Not JSON, so not a Secret we could show: the watcher's own parse reports the corrupt value
+    // (the informer's "corrupt object at ..."), and the API server only ever stores JSON.
     return json;
   }
 }

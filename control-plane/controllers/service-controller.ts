@@ -24,6 +24,12 @@ export interface ServiceControllerOptions {
 /** A decision that took this long makes the service wait as long before its next one. */
 const SLOW_DECISION_MS = 20;
 
+/**
+ * A pass whose task removals failed is decided again after this long (as the work queue waits
+ * after a failed pass): no event would come for a task that is simply still there.
+ */
+export const FAILED_REMOVAL_RETRY_MS = 500;
+
 /** Task writes of one pass, by kind. */
 export interface PassWrites {
   created: number;
@@ -145,15 +151,22 @@ export class ServiceController {
       if (update && update.state !== service.status?.update?.state) this.log(`service ${key}: ${update.state}: ${update.message ?? ''}`);
     }
     const budget = new WriteBudget<keyof PassWrites>(MAX_TASK_WRITES_PER_PASS, { created: 0, updated: 0, shutdown: 0, removed: 0 });
-    await this.writeTasks(stack, service, tasks, decision, budget, writes);
+    const failedRemovals = await this.writeTasks(stack, service, tasks, decision, budget, writes);
     await writes.seenBy(this.tasks);
     this.onPass(key, budget.writes);
     // Writes left for lack of budget are decided again (level-triggered) in the next pass, at once.
     if (budget.exhausted) return { requeueAfterMs: 0 };
+    if (failedRemovals.length > 0) {
+      this.log(`service ${key}: removing tasks failed, retrying in ${FAILED_REMOVAL_RETRY_MS} ms: ${failedRemovals.join('; ')}`);
+      return { requeueAfterMs: Math.min(decision.requeueAfterMs ?? Infinity, FAILED_REMOVAL_RETRY_MS) };
+    }
     return decision.requeueAfterMs !== undefined ? { requeueAfterMs: decision.requeueAfterMs } : undefined;
   }
 
-  /** Carries out the decision's task writes, as many as the pass's budget allows. */
+  /**
+   * Carries out the decision's task writes, as many as the pass's budget allows. Returns the
+   * removals that failed (task and reason); other failed writes throw.
+   */
   private async writeTasks(
     stack: string,
     service: Service | undefined,
@@ -161,10 +174,11 @@ export class ServiceController {
     decision: ReturnType<typeof reconcileService>,
     budget: WriteBudget<keyof PassWrites>,
     writes: OwnWrites,
-  ): Promise<void> {
+  ): Promise<string[]> {
     const wait = this.dependencyWaitOf(service, stack);
+    const failedRemovals: string[] = [];
     for (const task of decision.create) {
-      if (budget.exhausted) return;
+      if (budget.exhausted) return failedRemovals;
       // A global service's tasks are bound to their nodes at once: held ones are not created yet.
       if (wait !== undefined && task.nodeName !== undefined) continue;
       writes.note(await this.objects.create(gateTask(task, wait) ?? task));
@@ -172,23 +186,29 @@ export class ServiceController {
     }
     const shutdown = new Set(decision.shutdown);
     for (const task of tasks) {
-      if (budget.exhausted) return;
+      if (budget.exhausted) return failedRemovals;
       if (shutdown.has(task.metadata.name) || gateTask(task, wait) === undefined) continue;
       writes.note(await this.objects.updateWithRetry('Task', stack, task.metadata.name, (t) => gateTask(t, wait)));
       await budget.spend('updated');
     }
     for (const taskName of decision.shutdown) {
-      if (budget.exhausted) return;
+      if (budget.exhausted) return failedRemovals;
       writes.note(
         await this.objects.updateWithRetry('Task', stack, taskName, (t) => (t.desiredState === 'shutdown' ? undefined : { ...t, desiredState: 'shutdown' })),
       );
       await budget.spend('shutdown');
     }
     for (const taskName of decision.remove) {
-      if (budget.exhausted) return;
-      // Already gone is what we wanted; anything else is retried by the next pass, which still sees the task.
-      await this.objects.delete('Task', stack, taskName).catch(() => {});
+      if (budget.exhausted) return failedRemovals;
+      try {
+        await this.objects.delete('Task', stack, taskName);
+      } catch (err) {
+        // Already gone is what we wanted. Anything else is reported and retried by a later pass,
+        // which still sees the task; the other removals go ahead meanwhile.
+        if (!(err instanceof NotFoundError)) failedRemovals.push(`${taskName}: ${err instanceof Error ? err.message : String(err)}`);
+      }
       await budget.spend('removed');
     }
+    return failedRemovals;
   }
 }

@@ -170,6 +170,8 @@ export class RaftStore implements Store, RaftServiceHandlers {
         : await this.host
             .peerClient(leaderAddress)
             .status()
+            // Membership is the same in our own replicated view; only the leader's match indexes
+            // are missing, and those members then show match 0.
             .catch(() => own);
     const ids = [...view.voters, ...view.learners];
     return Promise.all(
@@ -181,6 +183,7 @@ export class RaftStore implements Store, RaftServiceHandlers {
           const s = id === this.host.id ? own : await this.host.peerClient(address).status(1000);
           return { id, address, role: learner ? 'learner' : s.role, term: s.term, commit: s.commit, applied: s.applied, match: fromLeader?.match ?? 0 };
         } catch {
+          // Reported, not hidden: a member that does not answer is listed as unreachable.
           return { id, address, role: 'unreachable', term: 0, commit: 0, applied: 0, match: fromLeader?.match ?? 0 };
         }
       }),

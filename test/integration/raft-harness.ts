@@ -73,11 +73,15 @@ export async function startRaftProcesses(options: RaftProcessOptions): Promise<R
   let bootstrapArg = '';
   const made: { switchNs: boolean; netns: string[] } = { switchNs: false, netns: [] };
 
+  /** Removes everything even when a step fails, then reports what could not be removed (a leak). */
   const stopAll = async (): Promise<void> => {
     for (const c of clients.values()) c.close();
     await Promise.all(members.map((m) => killMember(m)));
-    for (const ns of made.netns) await runCommand(['ip', 'netns', 'del', ns]).catch(() => undefined);
-    if (made.switchNs) await runCommand(['ip', 'netns', 'del', switchNs]).catch(() => undefined);
+    const leaks: string[] = [];
+    const namespaces = made.switchNs ? [...made.netns, switchNs] : made.netns;
+    for (const ns of namespaces) {
+      await runCommand(['ip', 'netns', 'del', ns]).catch((err: unknown) => leaks.push(`netns ${ns}: ${String(err)}`));
+    }
     // TESSERA_TEST_KEEP_LOG_DIR: copy the members' logs there first (for a failure or a stall to study).
     const keep = process.env.TESSERA_TEST_KEEP_LOG_DIR;
     if (keep)
@@ -86,6 +90,7 @@ export async function startRaftProcesses(options: RaftProcessOptions): Promise<R
         members.map((m) => ({ path: m.logFile, name: `${basename(root)}-${m.id}.log` })),
       );
     await rm(root, { recursive: true, force: true });
+    if (leaks.length > 0) throw new Error(`raft harness clean-up failed: ${leaks.join('; ')}`);
   };
 
   async function killMember(m: MemberProcess): Promise<void> {
@@ -122,12 +127,12 @@ export async function startRaftProcesses(options: RaftProcessOptions): Promise<R
     const argv = options.netns ? ['ip', 'netns', 'exec', m.netns, process.execPath, ...args] : [process.execPath, ...args];
     const child = spawn(argv[0] as string, argv.slice(1), { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
     const log = createWriteStream(m.logFile, { flags: 'a' });
-    child.stderr?.pipe(log);
+    child.stderr.pipe(log);
     m.child = child;
     await new Promise<void>((resolve, reject) => {
       let out = '';
       const timer = setTimeout(() => reject(new Error(`member ${m.id} did not start within 30 s`)), 30_000);
-      child.stdout?.on('data', (d: Buffer) => {
+      child.stdout.on('data', (d: Buffer) => {
         out += d.toString();
         if (out.includes('ready')) {
           clearTimeout(timer);
@@ -183,7 +188,9 @@ export async function startRaftProcesses(options: RaftProcessOptions): Promise<R
     bootstrapArg = members.map((m) => `${m.id}=${m.address}`).join(',');
     await Promise.all(members.map((m) => spawnMember(m)));
   } catch (err) {
-    await stopAll();
+    await stopAll().catch((cleanupErr: unknown) => {
+      throw new AggregateError([err, cleanupErr], `raft harness failed to start (${String(err)}), and its clean-up failed too`);
+    });
     throw err;
   }
 
@@ -204,6 +211,7 @@ export async function startRaftProcesses(options: RaftProcessOptions): Promise<R
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const alive = among.filter((m) => !exited(m.child));
+        // A member that does not answer now (starting, cut off, electing) is simply not the leader yet.
         const statuses = await Promise.all(
           alive.map((m) =>
             client(m)
@@ -221,7 +229,12 @@ export async function startRaftProcesses(options: RaftProcessOptions): Promise<R
         await new Promise((r) => setTimeout(r, 50));
       }
     },
-    log: (m) => readFile(m.logFile, 'utf8').catch(() => ''),
+    // A member that never started has no log yet; any other read error is the test's to see.
+    log: (m) =>
+      readFile(m.logFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return '';
+        throw err;
+      }),
     stop: stopAll,
   };
   return cluster;

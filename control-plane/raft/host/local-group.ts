@@ -24,11 +24,14 @@ export async function startLocalGroup(
 ): Promise<LocalGroup> {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-raft-group-'));
   const servers = Array.from({ length: size }, () => newRaftServer());
-  const stores: Array<RaftStore | undefined> = new Array(size).fill(undefined);
+  const stores: Array<RaftStore | undefined> = Array.from({ length: size }, () => undefined);
+  /** Closes every member and removes the group's files even when a close fails; then reports the failures. */
   const stop = async (): Promise<void> => {
-    await Promise.all(stores.map((s) => s?.close().catch(() => {})));
+    const closed = await Promise.allSettled(stores.map((s) => (s ? s.close() : Promise.resolve())));
     await Promise.all(servers.map((s) => shutdown(s)));
     await rm(dir, { recursive: true, force: true });
+    const failures = closed.flatMap((r, i) => (r.status === 'rejected' ? [`m${i}: ${String(r.reason)}`] : []));
+    if (failures.length > 0) throw new Error(`local raft group: closing members failed: ${failures.join('; ')}`);
   };
   try {
     const ports: number[] = [];
@@ -68,7 +71,9 @@ export async function startLocalGroup(
     await leader();
     return { stores: opened, addresses, dir, leader, stop };
   } catch (err) {
-    await stop();
+    await stop().catch((stopErr: unknown) => {
+      throw new AggregateError([err, stopErr], `local raft group failed to start (${String(err)}), and its clean-up failed too`);
+    });
     throw err;
   }
 }

@@ -180,6 +180,8 @@ export class DiskRaftStorage implements RaftLogStorage {
       if (first) this.appendEntries(req.entries);
       if (req.hardState) this.hardState = { ...req.hardState };
     });
+    // The failure reaches this save's caller (await applied below); the next save must not inherit
+    // it, and meets its own (the WAL refuses every write after a failed one).
     this.tail = applied.catch(() => {});
     await applied;
     if (req.snapshot) await this.snapshotter.prune();
