@@ -1,7 +1,7 @@
 // The node (and tsctl) side of certificate issuance: make a key pair here, send only a CSR, keep
 // the private key. The CSR's subject is a hint for humans reading logs; the CA ignores it and
 // writes the subject from its own decision (control-plane/ca/issue.ts).
-import { EC_KEY_ALGORITHM, EC_SIGNING_ALGORITHM, exportPkcs8Pem, type CryptoKey, webcrypto, x509 } from './x509.js';
+import { EC_KEY_ALGORITHM, EC_SIGNING_ALGORITHM, exportPkcs8Pem, type CryptoKey, webcrypto, x509, pemOf } from './x509.js';
 
 export interface NodeKeyPair {
   privateKey: CryptoKey;
@@ -23,5 +23,5 @@ export async function createCsr(keys: Pick<NodeKeyPair, 'privateKey' | 'publicKe
     keys: { privateKey: keys.privateKey, publicKey: keys.publicKey },
     signingAlgorithm: EC_SIGNING_ALGORITHM,
   });
-  return csr.toString('pem');
+  return pemOf(csr);
 }

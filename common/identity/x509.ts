@@ -92,9 +92,26 @@ export function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
   return copy.buffer;
 }
 
+/**
+ * PEM text ending in a newline. The library's PEM has none after the END line, and OpenSSL refuses
+ * a bundle where the next BEGIN line follows it directly ("bad end line").
+ */
+export function pemOf(item: { toString(format: 'pem'): string }): string {
+  return withFinalNewline(item.toString('pem'));
+}
+
+/** Joins certificates (a chain, a set of roots) into one PEM bundle OpenSSL reads. */
+export function joinPem(pems: readonly string[]): string {
+  return pems.map(withFinalNewline).join('');
+}
+
+function withFinalNewline(pem: string): string {
+  return pem.endsWith('\n') ? pem : `${pem}\n`;
+}
+
 export async function exportPkcs8Pem(key: CryptoKey): Promise<string> {
   const der = await webcrypto.subtle.exportKey('pkcs8', key);
-  return x509.PemConverter.encode(der, 'PRIVATE KEY');
+  return withFinalNewline(x509.PemConverter.encode(der, 'PRIVATE KEY'));
 }
 
 /** Imports an ECDSA P-256 private key from PKCS#8 PEM, for signing only and not extractable again. */

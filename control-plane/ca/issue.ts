@@ -3,7 +3,17 @@
 // lifetime are the CA's decision. A CSR asking for CN=admin gets exactly what the caller decided.
 import { isIP } from 'node:net';
 import { assertIdentityName, type NodeRole, type UserRole, isNodeRole, isUserRole } from '../../common/identity/certificate.js';
-import { EC_SIGNING_ALGORITHM, IdentityError, isP256, OID_CLIENT_AUTH, OID_SERVER_AUTH, parseCsr, randomSerial, x509 } from '../../common/identity/x509.js';
+import {
+  EC_SIGNING_ALGORITHM,
+  IdentityError,
+  isP256,
+  OID_CLIENT_AUTH,
+  OID_SERVER_AUTH,
+  parseCsr,
+  randomSerial,
+  x509,
+  pemOf,
+} from '../../common/identity/x509.js';
 import { CLOCK_SKEW_MS, type CaMaterial, type LoadedCa, loadCa } from './root-ca.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -104,7 +114,7 @@ async function issue(caInput: CaMaterial | LoadedCa, csrPem: string, decision: D
       ...decision.extra,
     ],
   });
-  return cert.toString('pem');
+  return pemOf(cert);
 }
 
 function sanExtension(dnsNames: readonly string[], ips: readonly string[]): x509.SubjectAlternativeNameExtension | undefined {

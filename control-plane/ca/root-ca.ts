@@ -14,6 +14,7 @@ import {
   type CryptoKey,
   webcrypto,
   x509,
+  pemOf,
 } from '../../common/identity/x509.js';
 
 /** What a manager keeps: the root certificate and its private key (PKCS#8 PEM). */
@@ -60,7 +61,7 @@ export async function createRootCA(options: { clusterId: string; validityMs?: nu
     // pathLength 1 leaves room for exactly one intermediate: the cross-signed root of a rotation.
     extensions: [...rootExtensions(1), await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)],
   });
-  return { certPem: cert.toString('pem'), keyPem: await exportPkcs8Pem(keys.privateKey) };
+  return { certPem: pemOf(cert), keyPem: await exportPkcs8Pem(keys.privateKey) };
 }
 
 /** Parses and checks CA material: a self-signed CA certificate with O = cluster id, and its key. */
@@ -117,7 +118,7 @@ export async function crossSign(oldCa: CaMaterial | LoadedCa, newRootCertPem: st
       await x509.AuthorityKeyIdentifierExtension.create(issuer.cert.publicKey),
     ],
   });
-  return cert.toString('pem');
+  return pemOf(cert);
 }
 
 /** Step one of a rotation: a new root for the same cluster and its certificate cross-signed by the old key. */

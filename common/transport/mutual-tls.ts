@@ -1,0 +1,78 @@
+// gRPC credentials for mutual TLS with certificates from the cluster CA, and reading the caller's
+// identity from the peer certificate on a server call. OpenSSL (inside Node's tls) verifies the
+// chain against the trusted roots; what Tessera adds is which subject it expects on the other end.
+// Not yet used by tsd: credentials.ts is what the servers and clients call today (issue 14).
+import * as grpc from '@grpc/grpc-js';
+import type { PeerCertificate } from 'node:tls';
+import { type CertificateSubject, parseIdentity } from '../identity/certificate.js';
+import { joinPem } from '../identity/x509.js';
+
+export interface MutualTlsMaterial {
+  /** PEM roots this end trusts; during a CA rotation both the old and the new root. */
+  trustedRootPems: readonly string[];
+  /** This end's certificate, then any intermediate (the cross-signed root during a rotation); see joinPem. */
+  certChainPem: string;
+  /** This end's PKCS#8 private key. */
+  keyPem: string;
+}
+
+/** Who a client expects to reach: a host name the certificate's SAN lists, or a node of the cluster by subject. */
+export type ExpectedServer = { kind: 'hostname' } | { kind: 'cluster-node'; clusterId: string; role?: 'manager' | 'worker'; nodeId?: string };
+
+function rootBundle(material: MutualTlsMaterial): Buffer {
+  if (material.trustedRootPems.length === 0) throw new Error('mutual TLS: at least one trusted root certificate is required');
+  return Buffer.from(joinPem(material.trustedRootPems));
+}
+
+/** Server credentials that require a client certificate chaining to one of the trusted roots. */
+export function mutualTlsServerCredentials(material: MutualTlsMaterial): grpc.ServerCredentials {
+  return grpc.ServerCredentials.createSsl(
+    rootBundle(material),
+    [{ private_key: Buffer.from(material.keyPem), cert_chain: Buffer.from(material.certChainPem) }],
+    true,
+  );
+}
+
+export function mutualTlsClientCredentials(material: MutualTlsMaterial, expected: ExpectedServer): grpc.ChannelCredentials {
+  const verifyOptions: grpc.VerifyOptions = expected.kind === 'hostname' ? {} : { checkServerIdentity: (_host, cert) => checkClusterNode(cert, expected) };
+  return grpc.credentials.createSsl(rootBundle(material), Buffer.from(material.keyPem), Buffer.from(material.certChainPem), verifyOptions);
+}
+
+/**
+ * Node certificates name the node, not the address it is reached on (addresses change, SANs are
+ * optional), so a node-to-node client checks the subject instead of the host name. Runs after
+ * OpenSSL has verified the chain, so the subject was written by a trusted CA.
+ */
+function checkClusterNode(cert: PeerCertificate, expected: Extract<ExpectedServer, { kind: 'cluster-node' }>): Error | undefined {
+  let subject: CertificateSubject;
+  try {
+    subject = parseIdentity(new Uint8Array(cert.raw));
+  } catch (err) {
+    return err as Error;
+  }
+  if (subject.o !== expected.clusterId) return new Error(`server certificate ${subject.cn} belongs to cluster ${subject.o}, expected ${expected.clusterId}`);
+  if (subject.ou !== 'manager' && subject.ou !== 'worker') return new Error(`server certificate ${subject.cn} is not a node certificate (OU=${subject.ou})`);
+  if (expected.role !== undefined && subject.ou !== expected.role) return new Error(`server ${subject.cn} is a ${subject.ou}, expected a ${expected.role}`);
+  if (expected.nodeId !== undefined && subject.cn !== expected.nodeId)
+    return new Error(`server certificate names node ${subject.cn}, expected ${expected.nodeId}`);
+  return undefined;
+}
+
+/**
+ * Anything that exposes grpc-js's auth context: every server call type, and client calls. Written
+ * out because grpc-js (1.14) does not export its AuthContext type from the package root.
+ */
+export interface HasAuthContext {
+  getAuthContext(): { sslPeerCertificate?: PeerCertificate } | null;
+}
+
+/**
+ * The subject of the certificate the caller presented. Throws when there is none (a plaintext
+ * connection, or TLS without a client certificate): an identity is never taken from a request.
+ */
+export function peerIdentity(call: HasAuthContext): CertificateSubject {
+  const peer = call.getAuthContext()?.sslPeerCertificate;
+  // Node reports "no certificate" as an empty object rather than undefined.
+  if (peer?.raw === undefined) throw new Error('the caller presented no TLS client certificate');
+  return parseIdentity(new Uint8Array(peer.raw));
+}
