@@ -1,6 +1,7 @@
 // tsd's settings, with their defaults and validation. One node daemon runs a manager and an agent.
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { DNS_LABEL } from '../common/resources/names.js';
 
 export interface DaemonConfig {
   dataRoot: string;
@@ -81,7 +82,6 @@ export function dataPaths(config: DaemonConfig) {
   };
 }
 
-const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const ADDRESS = /^(unix:.+|[A-Za-z0-9.-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})$/;
 
 /** Throws an error naming every setting that is wrong. */
@@ -90,7 +90,7 @@ export function validateConfig(config: DaemonConfig): void {
   if (!config.dataRoot.startsWith('/')) problems.push(`--data-root must be an absolute path, got "${config.dataRoot}"`);
   if (!ADDRESS.test(config.listen)) problems.push(`--listen must be host:port or unix:/path, got "${config.listen}"`);
   if (!ADDRESS.test(config.metricsListen)) problems.push(`--metrics-listen must be host:port, got "${config.metricsListen}"`);
-  if (!NAME.test(config.nodeName)) problems.push(`--node-name must be a DNS label (a-z, 0-9, -), got "${config.nodeName}"`);
+  if (!DNS_LABEL.test(config.nodeName)) problems.push(`--node-name must be a DNS label (a-z, 0-9, -), got "${config.nodeName}"`);
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(config.bridge)) problems.push(`--bridge must be a link name of at most 15 characters, got "${config.bridge}"`);
   if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(config.subnet)) problems.push(`--subnet must be an IPv4 CIDR such as 10.213.0.0/24, got "${config.subnet}"`);
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(config.nftTable)) problems.push(`--nft-table must be letters, digits, _ or -, got "${config.nftTable}"`);

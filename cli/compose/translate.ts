@@ -12,6 +12,7 @@ import type { Lookup } from './interpolate.js';
 import { parseDotenv as parseDotenvText } from './dotenv.js';
 import { readProjectFile, type ProjectFileOptions } from './project-files.js';
 import { MAX_FILE_OBJECT_BYTES } from '../../common/resources/limits.js';
+import { DNS_LABEL } from '../../common/resources/names.js';
 import { describeBytes, MAX_INPUT_FILE_BYTES } from '../manifest/input-limits.js';
 
 export interface TranslateIssue {
@@ -199,8 +200,6 @@ function command(value: unknown): string[] | undefined {
   if (value === undefined || value === null) return undefined;
   return typeof value === 'string' ? splitCommand(value) : strings(value);
 }
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 // ---- top-level objects --------------------------------------------------------------------------
 

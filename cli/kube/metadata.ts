@@ -1,10 +1,9 @@
 // metadata of any Kubernetes object: name, namespace (→ stack) and labels.
 import type { IssuePath } from '../../common/resources/schema.js';
+import { DNS_LABEL } from '../../common/resources/names.js';
 import { checkFields, type DocContext } from './findings.js';
 import { readMap, readString, readStringMap } from './read.js';
 import type { KubeMeta } from './types.js';
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /** The namespace "default" is Tessera's default stack (""); any other namespace is a stack of that name. */
 export function stackOfNamespace(namespace: string | undefined): string {

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { StackFile, StackFile__Output } from '../../proto/gen/tessera/dispatcher/v1/StackFile.js';
 import { referenceStacks, type StackFileKind } from '../resources/file-references.js';
 import type { Config, Secret, Volume, VolumeSpec } from '../resources/types.js';
+import { DNS_LABEL } from '../resources/names.js';
 
 export function fileKey(kind: StackFileKind, stack: string, name: string): string {
   return `${kind}/${stack}/${name}`;
@@ -60,7 +61,6 @@ export function toStackFile(object: FileObject): StackFile {
 // ---- agent side ----------------------------------------------------------------------------------
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
-const STACK = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$/;
 const volumeSpecSchema = z.strictObject({
   driver: z.literal('local').optional(),
   driverOpts: z.record(z.string(), z.string()).optional(),
@@ -82,7 +82,7 @@ export function parseStackFile(file: StackFile__Output): DeliveredFile {
   const where = `file ${file.kind}/${file.stack}/${file.name}`;
   if (file.kind !== 'Secret' && file.kind !== 'Config' && file.kind !== 'Volume') throw new Error(`${where}: unknown kind`);
   if (!NAME.test(file.name)) throw new Error(`${where}: invalid name`);
-  if (!STACK.test(file.stack)) throw new Error(`${where}: invalid stack`);
+  if (file.stack !== '' && !DNS_LABEL.test(file.stack)) throw new Error(`${where}: invalid stack`);
   if (file.kind === 'Volume') {
     let raw: unknown;
     try {

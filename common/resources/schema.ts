@@ -11,6 +11,7 @@ import { API_VERSION, isJobMode, KINDS, type Config, type Network, type Secret, 
 import { parseCpuNanos, parseDurationMs, parseMemoryBytes, formatMemory, type ParseResult } from './quantity.js';
 import { formatConstraint, LABEL_KEY_PATTERN, parseConstraint } from './constraints.js';
 import { decodedSize, MAX_FILE_OBJECT_BYTES, MAX_REPLICAS, MAX_SUGGESTION_KEY_LENGTH, quoteName } from './limits.js';
+import { DNS_LABEL } from './names.js';
 
 export type IssuePath = (string | number)[];
 export interface ValidationIssue {
@@ -38,9 +39,9 @@ export function describeValue(value: unknown): string {
 
 // ---- field schemas ----
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_LABEL_EXPECTED = 'expected a DNS label (lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters)';
-const dnsLabel = z.string({ error: DNS_LABEL_EXPECTED }).max(63, { error: DNS_LABEL_EXPECTED }).regex(DNS_LABEL, { error: DNS_LABEL_EXPECTED });
+// DNS_LABEL bounds the length too (a separate max(63) would report the same message twice).
+const dnsLabel = z.string({ error: DNS_LABEL_EXPECTED }).regex(DNS_LABEL, { error: DNS_LABEL_EXPECTED });
 
 // RFC 1123 hostname: dot-separated labels, at most 253 characters.
 const HOSTNAME = /^[a-z0-9A-Z]([-a-z0-9A-Z]{0,61}[a-z0-9A-Z])?(\.[a-z0-9A-Z]([-a-z0-9A-Z]{0,61}[a-z0-9A-Z])?)*$/;

@@ -8,10 +8,10 @@ import type { Service, StackKind, StackObject } from '../../common/resources/typ
 import { kindPrefix, objectKey } from '../store/keys.js';
 import type { Compare, KeyValue, Store, TxnOp } from '../store/store.js';
 import type { StackFileKind } from '../../common/resources/file-references.js';
+import { DNS_LABEL } from '../../common/resources/names.js';
 import { redactObject, servicesUsing } from './stack-objects.js';
 
 export const PRUNABLE_KINDS: readonly StackKind[] = ['Service', 'Network', 'Secret', 'Config', 'Volume'];
-const STACK_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 export interface PrunedObject {
   ref: ObjectRef;
@@ -22,7 +22,7 @@ export interface PrunedObject {
 /** Problems with the requested stacks themselves (the API is the last check). */
 export function pruneStackProblems(stacks: readonly string[]): string[] {
   return stacks
-    .filter((s) => s !== '' && !STACK_NAME.test(s))
+    .filter((s) => s !== '' && !DNS_LABEL.test(s))
     .map((s) => `prune: ${JSON.stringify(s)} is not a stack name (a DNS label, or "" for the default stack)`);
 }
 

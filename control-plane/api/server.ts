@@ -34,6 +34,7 @@ import type { JoinRole } from '../dispatcher/join-tokens.js';
 import type { NodeUpdateRequest__Output } from '../../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
 import { ApiError, grpcCodeOf, invalidArgument, notFound, toServiceError } from './errors.js';
 import type { LogSource } from '../../common/logs/log-source.js';
+import { DNS_LABEL } from '../../common/resources/names.js';
 import type { DaemonMetrics } from '../metrics/daemon-metrics.js';
 
 export interface ApiServerDeps {
@@ -546,7 +547,7 @@ export class ApiServer {
           throw new ApiError(grpc.status.UNIMPLEMENTED, `cluster members: the ${this.deps.storeBackend} store backend cannot change members`);
         if (!['add', 'promote', 'remove'].includes(req.action))
           throw invalidArgument(`cluster members: action must be add, promote or remove, got "${req.action}"`);
-        if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(req.name)) throw invalidArgument(`cluster members: "${req.name}" is not a member name`);
+        if (!DNS_LABEL.test(req.name)) throw invalidArgument(`cluster members: "${req.name}" is not a member name`);
         return this.deps.cluster.change(req);
       }),
       ClusterInfo: this.unary('ClusterInfo', async () => ({

@@ -19,9 +19,9 @@ import { checkToken, type JoinTokens } from './join-tokens.js';
 import type { NodeHealth } from './node-health.js';
 import type { NetworkViews } from './network-views.js';
 import { parseReportedStatus } from '../../common/dispatcher/peer-validation.js';
+import { DNS_LABEL } from '../../common/resources/names.js';
 import { reportTaskStatus } from './task-status.js';
 
-const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const REGISTER_TIMEOUT_MS = 10_000;
 const MAX_UPDATES_PER_BATCH = 1000;
 
@@ -195,7 +195,7 @@ export class DispatcherServer {
   private async register(register: Register__Output): Promise<string> {
     const { deps } = this;
     const name = register.nodeName;
-    if (!NODE_NAME.test(name)) throw new Error(`node name "${name}" is not a DNS label (a-z, 0-9, -; at most 63)`);
+    if (!DNS_LABEL.test(name)) throw new Error(`node name "${name}" is not a DNS label (a-z, 0-9, -; at most 63)`);
     const description = register.description;
     if (!description) throw new Error('register: missing node description');
     if (description.localSubnet) {
