@@ -2,6 +2,7 @@
 // tsctl. The subject is the identity: CN = node id or user name, OU = role, O = cluster id; the CA
 // writes these from its own decision, so reading them back is all a peer has to do.
 import { createHash } from 'node:crypto';
+import { DNS_LABEL } from '../resources/names.js';
 import { IdentityError, parseCertificate, normalizeSerial, type x509 } from './x509.js';
 
 export const NODE_ROLES = ['manager', 'worker'] as const;
@@ -9,8 +10,8 @@ export const USER_ROLES = ['admin', 'operator', 'viewer'] as const;
 export type NodeRole = (typeof NODE_ROLES)[number];
 export type UserRole = (typeof USER_ROLES)[number];
 
-/** Node ids, user names and cluster ids: DNS labels, as node names are everywhere else (daemon/config.ts). */
-export const IDENTITY_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+/** Node ids, user names and cluster ids: DNS labels, as node names are everywhere else. */
+export const IDENTITY_NAME = DNS_LABEL;
 
 export interface CertificateSubject {
   cn: string;
