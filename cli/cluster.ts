@@ -24,6 +24,7 @@ import {
 import { connect } from './client.js';
 import { readContext, removeContext, writeContext } from './context.js';
 import { processAlive } from '../agent/runtime/process-alive.js';
+import { isAbsent } from '../agent/fs-errors.js';
 
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 60_000;
@@ -183,6 +184,7 @@ export async function startClusterUp(plan: ClusterUpPlan, out: (line: string) =>
 async function waitReady(config: DaemonConfig, pid: number): Promise<void> {
   const client = connect(config.listen);
   const deadline = Date.now() + READY_TIMEOUT_MS;
+  let lastError: string | undefined;
   try {
     while (Date.now() < deadline) {
       if (!processAlive(pid)) break;
@@ -190,21 +192,22 @@ async function waitReady(config: DaemonConfig, pid: number): Promise<void> {
         const res = await client.list({ kind: 'Node', allStacks: true }, 2000);
         const nodes = res.objectsJson.map((j) => JSON.parse(j) as Node);
         if (nodes.some((n) => n.metadata.name === config.nodeName && n.status.state === 'ready')) return;
-      } catch {
-        // not listening yet
+      } catch (err) {
+        // Not listening yet: asked again until the deadline, and the last answer goes in the error.
+        lastError = err instanceof Error ? err.message : String(err);
       }
       await sleep(200);
     }
   } finally {
     client.close();
   }
-  const logTail = await readFile(dataPaths(config).daemonLog, 'utf8').then(
-    (t) => t.split('\n').slice(-15).join('\n'),
-    () => '',
+  const log = dataPaths(config).daemonLog;
+  const tail = await readFile(log, 'utf8').then(
+    (t) => `last lines of ${log}:\n${t.split('\n').slice(-15).join('\n')}`,
+    (err: unknown) => (isAbsent(err) ? `tsd wrote no ${log}` : `could not read ${log}: ${(err as Error).message}`),
   );
-  throw new Error(
-    `tsd did not become ready (${processAlive(pid) ? 'still starting after 60 s' : 'it exited'}); last lines of ${dataPaths(config).daemonLog}:\n${logTail}`,
-  );
+  const said = lastError === undefined ? '' : `; the API last said: ${lastError}`;
+  throw new Error(`tsd did not become ready (${processAlive(pid) ? 'still starting after 60 s' : 'it exited'})${said}; ${tail}`);
 }
 
 export async function clusterUp(config: DaemonConfig, out: (line: string) => void): Promise<void> {

@@ -4,6 +4,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 
+import { isAbsent } from '../agent/fs-errors.js';
 import type { DaemonConfig } from '../daemon/config.js';
 import type { NetnsClusterState } from './local-cluster/netns-cluster.js';
 
@@ -23,8 +24,10 @@ export async function readContext(): Promise<CliContext | undefined> {
   let text: string;
   try {
     text = await readFile(contextPath(), 'utf8');
-  } catch {
-    return undefined;
+  } catch (err) {
+    if (isAbsent(err)) return undefined; // no cluster was set up from here
+    // Unreadable is not "none": going on without it would talk to the default server instead.
+    throw new Error(`${contextPath()}: cannot read the tsctl context (${(err as Error).message})`);
   }
   try {
     const parsed = JSON.parse(text) as Partial<CliContext>;

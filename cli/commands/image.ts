@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 
+import { unlessAbsent } from '../../agent/fs-errors.js';
 import { formatMemory } from '../../common/resources/quantity.js';
 import type { ApiClient } from '../client.js';
 import { renderTable } from '../output/table.js';
@@ -168,8 +169,10 @@ export function registerImageCommands(program: Command, withClient: WithClient):
     .description('load an OCI image layout or `docker save` tarball')
     .argument('<file>', 'tarball')
     .action(async (file: string) => {
-      const info = await stat(file).catch(() => undefined);
-      if (!info?.isFile()) throw new Error(`${file}: no such file`);
+      // Only a missing file is "no such file"; EACCES and the like are thrown as they are.
+      const info = await unlessAbsent(stat(file), undefined);
+      if (info === undefined) throw new Error(`${file}: no such file`);
+      if (!info.isFile()) throw new Error(`${file}: not a file`);
       await withClient(async (client) => {
         const res = await client.imageLoad(createReadStream(file, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>);
         for (const img of res.images) out(`loaded ${img.reference} (${img.digest})`);

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+import { unlessAbsent, isAbsent } from '../../agent/fs-errors.js';
 import { processAlive } from '../../agent/runtime/process-alive.js';
 import { ApiClient } from '../client.js';
 import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
@@ -234,15 +235,30 @@ function optionsOf(node: ClusterNodeState, options: NetnsClusterOptions): string
 
 async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, explain: () => Promise<string>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
+  let lastError: string | undefined;
   for (;;) {
     try {
       const value = await probe();
       if (value !== undefined) return value;
-    } catch {
-      // not yet
+    } catch (err) {
+      // Refused while tsd starts: asked again until the deadline, and the last answer goes in the error.
+      lastError = err instanceof Error ? err.message : String(err);
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${await explain()}`);
+    if (Date.now() > deadline) {
+      const said = lastError === undefined ? '' : ` (last error: ${lastError})`;
+      throw new Error(`timed out waiting for ${what}${said}\n${await explain()}`);
+    }
     await sleep(200);
+  }
+}
+
+/** The last lines of a node's tsd.log, for an error; says so when there is none or it cannot be read. */
+async function logTail(node: ClusterNodeState, lines = 15): Promise<string> {
+  const path = join(node.dataRoot, 'tsd.log');
+  try {
+    return `${node.name}: ${(await readFile(path, 'utf8')).split('\n').slice(-lines).join('\n')}`;
+  } catch (err) {
+    return isAbsent(err) ? `${node.name}: no ${path} (tsd never started)` : `${node.name}: could not read ${path}: ${(err as Error).message}`;
   }
 }
 
@@ -277,11 +293,7 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
     const client = new ApiClient(state.apiSocket, 5000);
     const members = new MembersApiClient(state.apiSocket, LOCAL_INSECURE, 5000);
     try {
-      const logOf = (n: ClusterNodeState) => () =>
-        readFile(join(n.dataRoot, 'tsd.log'), 'utf8').then(
-          (t) => `${n.name}: ${t.split('\n').slice(-15).join('\n')}`,
-          () => '',
-        );
+      const logOf = (n: ClusterNodeState) => () => logTail(n);
       await waitFor(
         'the manager to be ready',
         timeout,
@@ -322,7 +334,11 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
     }
     return state;
   } catch (err) {
-    await destroyNetnsCluster(state).catch(() => {});
+    // The build's own error is what the caller gets; what the clean-up could not remove is reported
+    // beside it rather than hidden, since it is left on the host.
+    await destroyNetnsCluster(state).catch((cleanupErr: unknown) =>
+      warn(`clean-up after a failed start failed: ${cleanupErr instanceof Error ? cleanupErr.message : String(cleanupErr)}`),
+    );
     throw err;
   }
 }
@@ -355,7 +371,7 @@ export async function addNetnsNode(state: NetnsClusterState, options: NetnsClust
         const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
         return nodes.some((n) => n.metadata.name === node.name && n.status.state === 'ready') ? true : undefined;
       },
-      () => readFile(join(node.dataRoot, 'tsd.log'), 'utf8').catch(() => ''),
+      () => logTail(node, Number.POSITIVE_INFINITY),
     );
   } finally {
     client.close();
@@ -377,7 +393,10 @@ export async function restartNetnsNode(state: NetnsClusterState, options: NetnsC
 }
 
 /** Stops every node's tsd (workers first), removes its containers, namespaces, links, cgroups and data. */
-export async function destroyNetnsCluster(state: NetnsClusterState, log: (line: string) => void = () => {}): Promise<void> {
+const warn = (line: string): void => void process.stderr.write(`netns cluster: ${line}\n`);
+
+/** `log` hears what could not be removed (left on the host); by default it goes to standard error. */
+export async function destroyNetnsCluster(state: NetnsClusterState, log: (line: string) => void = warn): Promise<void> {
   const byRole = [...state.nodes].sort((a, b) => (a.role === b.role ? 0 : a.role === 'worker' ? -1 : 1));
   for (const node of byRole) {
     if (node.pid > 0 && processAlive(node.pid)) process.kill(node.pid, 'SIGTERM');
@@ -408,13 +427,26 @@ export async function destroyNetnsCluster(state: NetnsClusterState, log: (line: 
     await sh('nsenter', [`--net=/run/netns/${node.netns}`, process.execPath, tsdMain(), 'cleanup', ...cleanupOptions]).catch((err: Error) =>
       log(`cleanup of ${node.name}: ${err.message}`),
     );
-    await sh('ip', ['netns', 'delete', node.netns]).catch(() => {});
-    await removeCgroups(node.cgroupParent);
+    await deleteNetns(node.netns, log);
+    await removeCgroups(node.cgroupParent, log);
   }
-  await removeCgroups(state.cgroupRoot ?? state.prefix);
-  if (state.switchNetns) await sh('ip', ['netns', 'delete', state.switchNetns]).catch(() => {});
-  else await sh('ip', ['link', 'delete', state.bridge]).catch(() => {});
+  await removeCgroups(state.cgroupRoot ?? state.prefix, log);
+  if (state.switchNetns) await deleteNetns(state.switchNetns, log);
+  else await deleteLink(state.bridge, log);
   await rm(state.baseDir, { recursive: true, force: true });
+}
+
+// Destroy runs again over a half-built or half-destroyed cluster, so what is already gone is fine;
+// anything else it cannot remove is left on the host, and is logged.
+
+async function deleteNetns(name: string, log: (line: string) => void): Promise<void> {
+  if ((await unlessAbsent(stat(`/run/netns/${name}`), undefined)) === undefined) return;
+  await sh('ip', ['netns', 'delete', name]).catch((err: Error) => log(`could not delete network namespace ${name}: ${err.message}`));
+}
+
+async function deleteLink(name: string, log: (line: string) => void): Promise<void> {
+  if ((await unlessAbsent(stat(`/sys/class/net/${name}`), undefined)) === undefined) return;
+  await sh('ip', ['link', 'delete', name]).catch((err: Error) => log(`could not delete link ${name}: ${err.message}`));
 }
 
 /** Mount points of every cgroup hierarchy (v1 controllers, cgroup2): hybrid and pure v2 alike. */
@@ -440,24 +472,25 @@ async function topmostMissingCgroup(path: string): Promise<string> {
   const parts = path.split('/').filter(Boolean);
   for (let i = 1; i <= parts.length; i++) {
     const candidate = parts.slice(0, i).join('/');
-    const present = await Promise.all(
-      roots.map((root) =>
-        stat(join(root, candidate)).then(
-          () => true,
-          () => false,
-        ),
-      ),
-    );
+    // Only a missing directory is "not there"; an error reading it would make destroy claim it.
+    const present = await Promise.all(roots.map(async (root) => (await unlessAbsent(stat(join(root, candidate)), undefined)) !== undefined));
     if (!present.includes(true)) return candidate;
   }
   return parts.join('/');
 }
 
 /** Removes the cgroup `parent` and everything under it in every hierarchy (deepest first). */
-async function removeCgroups(parent: string): Promise<void> {
+async function removeCgroups(parent: string, log: (line: string) => void): Promise<void> {
   for (const root of await cgroupHierarchies()) {
     const top = join(root, parent);
-    const out = await sh('find', [top, '-depth', '-type', 'd']).catch(() => ''); // absent in this hierarchy
-    for (const dir of out.split('\n').filter(Boolean)) await rmdir(dir).catch(() => {}); // busy: a process is still in it
+    if ((await unlessAbsent(stat(top), undefined)) === undefined) continue; // not in this hierarchy
+    const out = await sh('find', [top, '-depth', '-type', 'd']).catch((err: Error) => {
+      log(`could not list cgroups under ${top}: ${err.message}`);
+      return '';
+    });
+    for (const dir of out.split('\n').filter(Boolean)) {
+      // EBUSY: a process is still in it (its tsd was killed before cleaning up); the cgroup stays.
+      await unlessAbsent(rmdir(dir), undefined).catch((err: Error) => log(`could not remove cgroup ${dir}: ${err.message}`));
+    }
   }
 }

@@ -3,6 +3,7 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
+import { unlessAbsent } from '../../agent/fs-errors.js';
 import type { NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 
 /** Copies every node's tsd.log into `dir` (for a failed test's post-mortem); missing logs are skipped. */
@@ -13,8 +14,16 @@ export async function saveClusterLogs(state: NetnsClusterState, dir: string): Pr
   );
 }
 
-/** Copies log files into `dir` under the given names; missing ones are skipped. */
+/**
+ * Copies log files into `dir` under the given names. A missing one is skipped (that node's tsd never
+ * started). Any other failure is written to standard error, not thrown: callers copy in their clean-up,
+ * which must go on, and a post-mortem that is short should say so.
+ */
 export async function copyLogs(dir: string, logs: Array<{ path: string; name: string }>): Promise<void> {
   await mkdir(dir, { recursive: true });
-  for (const log of logs) await copyFile(log.path, join(dir, log.name)).catch(() => {});
+  for (const log of logs) {
+    await unlessAbsent(copyFile(log.path, join(dir, log.name)), undefined).catch((err: Error) =>
+      process.stderr.write(`could not keep ${log.path} in ${dir}: ${err.message}\n`),
+    );
+  }
 }
