@@ -202,6 +202,3 @@ export async function listCgroups(parent: string): Promise<string[]> {
 async function removeCgroupTree(parent: string): Promise<void> {
   for (const dir of await listCgroups(parent)) await rmdir(dir).catch(() => {});
 }
-
-// The polling helper lives in eventually.ts; re-exported for the tests that import it from here.
-export { eventually } from './eventually.js';

@@ -20,7 +20,7 @@ import type { ContainerRuntime, ContainerState } from '../../agent/runtime/types
 import { containerIdFor } from '../../agent/worker/task-runner.js';
 import { Worker } from '../../agent/worker/worker.js';
 import { RuntimeFixture, withTimeout } from '../helpers/runtime-fixture.js';
-import { eventually } from '../helpers/tsd-node.js';
+import { eventually } from '../helpers/eventually.js';
 
 interface Reported {
   state: TaskState;
