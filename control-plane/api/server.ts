@@ -22,6 +22,7 @@ import { formatIssuePath, validateObject } from '../../common/resources/schema.j
 import { MAX_NAME_BYTES, MAX_REPLICAS, MAX_REQUEST_BYTES, quoteName } from '../../common/resources/limits.js';
 import { kindPrefix, objectKey } from '../store/keys.js';
 import type { Store, TxnOp, Compare } from '../store/store.js';
+import { ConflictError, NotFoundError, ObjectStore, type ObjectOfKind } from '../store/object-store.js';
 import { planApply, type ApplyAction } from './apply-plan.js';
 import { planPrune, type PrunedObject } from './prune-plan.js';
 import { API_SERVER_OPTIONS, bindServer, shutdownServer } from './grpc-server.js';
@@ -106,6 +107,10 @@ function decode<T extends AnyObject>(value: string, modRevision: number): T {
   return object;
 }
 
+function notFoundMessage(kind: Kind, stack: string, name: string): string {
+  return `${kind.toLowerCase()} "${name}" not found${stack ? ` in stack "${stack}"` : ''}`;
+}
+
 function encode(object: AnyObject): string {
   const copy = structuredClone(object);
   delete copy.metadata.resourceVersion;
@@ -131,7 +136,11 @@ function imageError(err: unknown): unknown {
 export class ApiServer {
   private server: grpc.Server | undefined;
 
-  constructor(private readonly deps: ApiServerDeps) {}
+  private readonly objects: ObjectStore;
+
+  constructor(private readonly deps: ApiServerDeps) {
+    this.objects = new ObjectStore(deps.store);
+  }
 
   /** Registers the API on a server shared with other services (the dispatcher). */
   addTo(server: grpc.Server): void {
@@ -208,7 +217,9 @@ export class ApiServer {
     if (problems.length > 0) throw invalidArgument(`nothing applied; ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
 
     // All objects are written in one transaction guarded by each key's revision: either all of
-    // them are applied as planned, or none is and we plan again on fresh data.
+    // them are applied as planned, or none is and we plan again on fresh data. (Not
+    // ObjectStore.updateWithRetry: that changes one existing object; this creates, changes and
+    // prunes many at once.)
     for (let attempt = 0; attempt < 10; attempt++) {
       const compare: Compare[] = [];
       const success: TxnOp[] = [];
@@ -255,8 +266,33 @@ export class ApiServer {
 
   async get(kind: Kind, stack: string, name: string): Promise<AnyObject> {
     const kv = await this.deps.store.get(objectKey(kind, stack, name));
-    if (!kv) throw notFound(`${kind.toLowerCase()} "${name}" not found${stack ? ` in stack "${stack}"` : ''}`);
+    if (!kv) throw notFound(notFoundMessage(kind, stack, name));
     return decode<AnyObject>(kv.value, kv.modRevision);
+  }
+
+  /**
+   * ObjectStore.updateWithRetry, answered as the API answers: the object as it is when no write
+   * was needed, NOT_FOUND for a missing one, ABORTED saying `busy` when it kept changing.
+   */
+  private async updateObject<K extends 'Service' | 'Node'>(
+    kind: K,
+    stack: string,
+    name: string,
+    busy: string,
+    mutate: (current: ObjectOfKind<K>) => ObjectOfKind<K> | undefined,
+  ): Promise<ObjectOfKind<K>> {
+    const seen: { current?: ObjectOfKind<K> } = {};
+    try {
+      const written = await this.objects.updateWithRetry(kind, stack, name, (current) => {
+        seen.current = current;
+        return mutate(current);
+      });
+      return written ?? (seen.current as ObjectOfKind<K>);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw notFound(notFoundMessage(kind, stack, name));
+      if (err instanceof ConflictError) throw new ApiError(grpc.status.ABORTED, busy);
+      throw err;
+    }
   }
 
   /** Tasks that are not finished and name `image`: while there are any, the image may not be removed. */
@@ -270,39 +306,14 @@ export class ApiServer {
   async scale(stack: string, name: string, replicas: number): Promise<Service> {
     if (!Number.isInteger(replicas) || replicas < 0 || replicas > MAX_REPLICAS)
       throw invalidArgument(`scale: replicas must be an integer from 0 to ${MAX_REPLICAS}, got ${replicas}`);
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const service = (await this.get('Service', stack, name)) as Service;
-      if ((service.spec.replicas ?? 1) === replicas) return service;
-      const updated: Service = { ...service, spec: { ...service.spec, replicas } };
-      const key = objectKey('Service', stack, name);
-      const response = await this.deps.store.txn({
-        compare: [{ key, target: 'modRevision', op: '=', value: Number(service.metadata.resourceVersion) }],
-        success: [{ type: 'put', key, value: encode(updated) }],
-      });
-      if (response.succeeded) {
-        updated.metadata.resourceVersion = String(response.revision);
-        return updated;
-      }
-    }
-    throw new ApiError(grpc.status.ABORTED, 'scale: the service kept changing underneath; try again');
+    return this.updateObject('Service', stack, name, 'scale: the service kept changing underneath; try again', (service) =>
+      (service.spec.replicas ?? 1) === replicas ? undefined : { ...service, spec: { ...service.spec, replicas } },
+    );
   }
 
   async updateNode(req: NodeUpdateRequest__Output): Promise<Node> {
     const change = validateNodeUpdate(req);
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const node = (await this.get('Node', '', req.name)) as Node;
-      const updated = applyNodeUpdate(node, change);
-      const key = objectKey('Node', '', req.name);
-      const response = await this.deps.store.txn({
-        compare: [{ key, target: 'modRevision', op: '=', value: Number(node.metadata.resourceVersion) }],
-        success: [{ type: 'put', key, value: encode(updated) }],
-      });
-      if (response.succeeded) {
-        updated.metadata.resourceVersion = String(response.revision);
-        return updated;
-      }
-    }
-    throw new ApiError(grpc.status.ABORTED, 'node update: the node kept changing underneath; try again');
+    return this.updateObject('Node', '', req.name, 'node update: the node kept changing underneath; try again', (node) => applyNodeUpdate(node, change));
   }
 
   // --- gRPC glue ----------------------------------------------------------------------------------

@@ -4,8 +4,9 @@
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 
-import type { Service } from '../../common/resources/types.js';
+import type { Node, Service } from '../../common/resources/types.js';
 import { loadApiPackage } from '../../proto/load.js';
+import { objectKey } from '../../control-plane/store/keys.js';
 import type { WatchEvent__Output } from '../../proto/gen/tessera/api/v1/WatchEvent.js';
 import { ApiCallError } from '../../cli/client.js';
 import { serveMemoryApi, stopMemoryApi, type ServedMemoryApi } from '../helpers/memory-api.js';
@@ -73,8 +74,14 @@ test('get, list by stack, scale and delete', async (t) => {
   t.is((await f.client.list({ kind: 'services', stack: 'app' })).objectsJson.length, 2);
   t.is((await f.client.list({ kind: 'Service', stack: 'other' })).objectsJson.length, 0);
 
+  const before = (await f.server.get('Service', 'app', 'web')) as Service;
   const scaled = JSON.parse((await f.client.scale({ ref: { kind: 'Service', stack: 'app', name: 'web' }, replicas: 4 })).objectJson) as Service;
   t.is(scaled.spec.replicas, 4);
+  // A scale changes the spec, so the service gets a new generation, as an apply of the same change would.
+  t.is(scaled.metadata.generation, (before.metadata.generation ?? 1) + 1);
+  t.is(scaled.metadata.uid, before.metadata.uid);
+  const again = JSON.parse((await f.client.scale({ ref: { kind: 'Service', stack: 'app', name: 'web' }, replicas: 4 })).objectJson) as Service;
+  t.is(again.metadata.resourceVersion, scaled.metadata.resourceVersion, 'scaling to the replicas it has writes nothing');
 
   const missing = await t.throwsAsync(f.client.scale({ ref: { kind: 'Service', stack: 'app', name: 'nope' }, replicas: 1 }), { instanceOf: ApiCallError });
   t.is(missing!.code, grpc.status.NOT_FOUND);
@@ -99,6 +106,32 @@ test('get, list by stack, scale and delete', async (t) => {
   t.regex(taskDelete!.message, /managed by the system/);
   const badKind = await t.throwsAsync(f.client.list({ kind: 'Gadget' }));
   t.regex(badKind!.message, /unknown kind "Gadget"/);
+});
+
+test('node update: labels and availability change against the stored node; a missing node is NOT_FOUND', async (t) => {
+  const f = await startFixture();
+  t.teardown(() => stopFixture(f));
+  const node: Node = {
+    apiVersion: 'tessera/v1',
+    kind: 'Node',
+    metadata: { name: 'n1', uid: 'u1' },
+    spec: { availability: 'active', role: 'worker', labels: { zone: 'a', old: 'x' } },
+    status: { state: 'ready', hostname: 'n1', resources: { memoryBytes: 1 << 30, nanoCpus: 1e9 } },
+  };
+  await f.store.put(objectKey('Node', '', 'n1'), JSON.stringify(node));
+  const updated = JSON.parse(
+    (await f.client.updateNode({ name: 'n1', availability: 'drain', addLabels: { zone: 'b' }, removeLabels: ['old'] })).objectJson,
+  ) as Node;
+  t.is(updated.spec.availability, 'drain');
+  t.deepEqual(updated.spec.labels, { zone: 'b' });
+  t.is(updated.metadata.uid, 'u1');
+  const stored = (await f.server.get('Node', '', 'n1')) as Node;
+  t.deepEqual(stored.spec, updated.spec);
+  t.is(stored.metadata.resourceVersion, updated.metadata.resourceVersion);
+
+  const missing = await t.throwsAsync(f.client.updateNode({ name: 'ghost', availability: '', addLabels: {}, removeLabels: [] }), { instanceOf: ApiCallError });
+  t.is(missing.code, grpc.status.NOT_FOUND);
+  t.regex(missing.message, /node "ghost" not found/);
 });
 
 test('watch streams added, modified and deleted events from a revision', async (t) => {
