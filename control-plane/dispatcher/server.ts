@@ -99,7 +99,6 @@ export class DispatcherServer {
               full,
               tasksJson: upserts.map((t) => JSON.stringify(t)),
               removed,
-              revision: 0,
               files: files.send.map(toStackFile),
               removedFiles: files.withdraw,
             },
