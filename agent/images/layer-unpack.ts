@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Parser, type ReadEntry } from 'tar';
 import { lsetxattr, mknod } from '../runtime/native.js';
 import { readDecompressed } from './decompress.js';
+import { unlessAbsent } from '../fs-errors.js';
 
 export interface UnpackResult {
   /** sha256 of the uncompressed tar stream: the layer's diff-id. */
@@ -173,7 +174,7 @@ class LayerWriter {
         if (targetParts.length === 0) throw new UnsafeLayerError(entryWhat, 'hard link without a target');
         await this.ensureDirectoryChain(targetParts.slice(0, -1), entryWhat, false);
         const targetFull = join(this.root, ...targetParts);
-        const target = await lstat(targetFull).catch(() => undefined);
+        const target = await unlessAbsent(lstat(targetFull), undefined);
         if (!target) throw new Error(`${entryWhat}: hard link target ${JSON.stringify(entry.linkpath)} is not in this layer`);
         if (target.isDirectory()) throw new UnsafeLayerError(entryWhat, 'hard link to a directory');
         await this.clear(rel, full, false);

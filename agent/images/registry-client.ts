@@ -361,19 +361,26 @@ async function readLimited(response: Response, max: number, what: string): Promi
 
 /** The distribution API's error list, e.g. " (MANIFEST_UNKNOWN: manifest unknown)". */
 async function errorDetail(response: Response): Promise<string> {
+  let text: string;
   try {
-    const text = (await readLimited(response, 64 * 1024, 'error body')).toString('utf8');
-    const body: unknown = JSON.parse(text);
-    if (typeof body === 'object' && body !== null && 'errors' in body && Array.isArray(body.errors)) {
-      const parts = body.errors.map((e: unknown) =>
-        typeof e === 'object' && e !== null && 'code' in e && 'message' in e ? `${String(e.code)}: ${String(e.message)}` : JSON.stringify(e),
-      );
-      if (parts.length > 0) return ` (${parts.join('; ')})`;
-    }
-    return text.trim() ? ` (${text.trim().slice(0, 200)})` : '';
-  } catch {
-    return '';
+    text = (await readLimited(response, 64 * 1024, 'error body')).toString('utf8');
+  } catch (error) {
+    // The status is the error being reported; a body that cannot be read is only named in it.
+    return ` (its body could not be read: ${(error as Error).message})`;
   }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined; // not JSON: the text itself is shown below
+  }
+  if (typeof body === 'object' && body !== null && 'errors' in body && Array.isArray(body.errors)) {
+    const parts = body.errors.map((e: unknown) =>
+      typeof e === 'object' && e !== null && 'code' in e && 'message' in e ? `${String(e.code)}: ${String(e.message)}` : JSON.stringify(e),
+    );
+    if (parts.length > 0) return ` (${parts.join('; ')})`;
+  }
+  return text.trim() ? ` (${text.trim().slice(0, 200)})` : '';
 }
 
 function describeFetchError(error: unknown): string {

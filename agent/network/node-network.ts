@@ -12,10 +12,10 @@ import {
   parseCidr,
   validateInterfaceName,
   validateNftName,
-  validatePort,
   type Ipv4Cidr,
 } from '../../common/network/ipv4.js';
 import { LeaseFile } from './lease-file.js';
+import { fieldsOf, validPort, validProtocol } from './input.js';
 import { configureContainerInterface, createContainerVeth, deleteLinkNamed } from './netlink/index.js';
 import { CONTAINER_IFNAME, hostVethName } from './link-names.js';
 import {
@@ -279,6 +279,7 @@ export class BridgeNetwork implements NodeNetwork {
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
     const result = this.queue.then(work, work);
+    // The caller gets the error through `result`; the queue only orders the next work after it.
     this.queue = result.catch(() => undefined);
     return result;
   }
@@ -290,19 +291,19 @@ function validateServiceKey(serviceKey: string): void {
   }
 }
 
-function normalisePorts(ports: PublishedPort[]): PublishedPort[] {
+/** The ports come from a task spec the managers sent: each field is checked (as unknown) here. */
+function normalisePorts(ports: readonly unknown[]): PublishedPort[] {
   const seen = new Set<string>();
   const result: PublishedPort[] = [];
-  for (const [index, port] of ports.entries()) {
-    validatePort(port.published, `ports[${index}].published`);
-    validatePort(port.target, `ports[${index}].target`);
-    if (port.protocol !== 'tcp' && port.protocol !== 'udp') {
-      throw new NetworkInputError(`ports[${index}].protocol must be "tcp" or "udp", got ${JSON.stringify(port.protocol)}`);
-    }
-    const key = `${port.published}/${port.protocol}`;
+  for (const [index, item] of ports.entries()) {
+    const port = fieldsOf(item);
+    const published = validPort(port?.published, `ports[${index}].published`);
+    const target = validPort(port?.target, `ports[${index}].target`);
+    const protocol = validProtocol(port?.protocol, `ports[${index}].protocol`);
+    const key = `${published}/${protocol}`;
     if (seen.has(key)) throw new NetworkInputError(`port ${key} is published twice`);
     seen.add(key);
-    result.push({ published: port.published, target: port.target, protocol: port.protocol });
+    result.push({ published, target, protocol });
   }
   return result;
 }

@@ -17,6 +17,7 @@ import { ShimClient, ShimGoneError, readExitFile } from './shim-client.js';
 import { buildSpawnPlan, resolveRootfs } from './spawn-plan.js';
 import { processStartTime, StateStore, validateContainerId, type StoredState } from './state-store.js';
 import type { ContainerRuntime, ContainerState, ContainerStats, CreateOptions, ExecOptions, ExecProcess, ExitStatus } from './types.js';
+import { unlessAbsent } from '../fs-errors.js';
 
 export interface NativeRuntimeOptions {
   /** Directory holding one <id>/ per container (state.json, plan.json, shim.sock, exit.json). */
@@ -93,6 +94,8 @@ export class NativeRuntime implements ContainerRuntime {
           oomFile: await oomFileOf(cgroup),
         });
       } catch (err) {
+        // Only waited for, so no write is in flight when the state dir is removed below; the
+        // spawn's error is the one to report, and plan.json goes with the dir either way.
         await planWritten.catch(() => undefined);
         throw err;
       }
@@ -119,9 +122,16 @@ export class NativeRuntime implements ContainerRuntime {
       }
       return { id, pid: child.pid, status: 'created', bundle };
     } catch (err) {
-      if (cgroup !== undefined) await cgroups.remove(cgroup).catch(() => undefined);
+      // The create failed; a cgroup that cannot be removed after it is named in the error, not dropped.
+      let leftBehind = '';
+      if (cgroup !== undefined) {
+        const created = cgroup;
+        await cgroups.remove(created).catch((removeError: Error) => {
+          leftBehind = ` (and its cgroup ${created.dirs.join(', ')} could not be removed: ${removeError.message})`;
+        });
+      }
       await this.store.remove(id);
-      throw new Error(`create container ${id}: ${(err as Error).message}`, { cause: err });
+      throw new Error(`create container ${id}: ${(err as Error).message}${leftBehind}`, { cause: err });
     }
   }
 
@@ -273,7 +283,7 @@ function killQuietly(pid: number): void {
   try {
     process.kill(pid, 'SIGKILL');
   } catch {
-    // already gone
+    // Already gone (ESRCH): it is our own child, so no other error can come from the kill.
   }
 }
 
@@ -282,9 +292,9 @@ async function oomFileOf(cgroup: CgroupRecord): Promise<string> {
     for (const name of ['memory.oom_control', 'memory.events']) {
       const file = path.join(dir, name);
       if (
-        await fs.access(file).then(
-          () => true,
-          () => false,
+        await unlessAbsent(
+          fs.access(file).then(() => true),
+          false,
         )
       )
         return file;

@@ -111,10 +111,12 @@ async function checkNamespacePath(type: string, nsPath: string, source: string):
   });
   // nsfs inodes are neither regular files nor directories; a plain file there is a mistake.
   if (st.isDirectory()) throw new Error(`${field}: is a directory, not a namespace file`);
-  const statfs = await fs.statfs(nsPath).catch(() => undefined);
+  const statfs = await fs.statfs(nsPath).catch((err: NodeJS.ErrnoException) => {
+    throw new Error(`${field}: ${err.code ?? err.message}`);
+  });
   const NSFS_MAGIC = 0x6e736673;
   const PROC_MAGIC = 0x9fa0;
-  if (statfs !== undefined && statfs.type !== NSFS_MAGIC && statfs.type !== PROC_MAGIC) {
+  if (statfs.type !== NSFS_MAGIC && statfs.type !== PROC_MAGIC) {
     throw new Error(`${field}: is not a namespace file (expected /proc/<pid>/ns/${type === 'network' ? 'net' : type} or a bind mount of one)`);
   }
 }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { CgroupRecord } from './cgroups-v1.js';
 import type { NativeSpawnPlan } from './native.js';
 import type { ContainerState, ExitStatus } from './types.js';
+import { isNotFound, unlessAbsent } from '../fs-errors.js';
 
 export interface StoredState {
   id: string;
@@ -71,7 +72,8 @@ export class StateStore {
 
   /** Ids of every container with a state directory. */
   async list(): Promise<string[]> {
-    const entries = await fs.readdir(this.root, { withFileTypes: true }).catch(() => []);
+    // No state root yet: no container was ever created here.
+    const entries = await unlessAbsent(fs.readdir(this.root, { withFileTypes: true }), []);
     return entries.filter((e) => e.isDirectory()).map((e) => e.name);
   }
 
@@ -97,7 +99,8 @@ export async function processStartTime(pid: number): Promise<string | undefined>
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
     return fields[19];
-  } catch {
-    return undefined;
+  } catch (err) {
+    if (isNotFound(err)) return undefined; // no /proc/<pid>: the process is gone
+    throw err;
   }
 }

@@ -11,16 +11,25 @@ import { promisify } from 'node:util';
 import { mount, umount } from '../runtime/native.js';
 import type { OciMount } from '../worker/container-config.js';
 import { driverMount, type MountAction } from './volume-plan.js';
+import { unlessAbsent } from '../fs-errors.js';
 
 const run = promisify(execFile);
 /** Beside _data, never inside it: the volume's content was initialised (copied up or used). */
 const INITIALISED = 'initialised';
 
+/** Whether the path exists; errors other than "absent" are thrown. */
 async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
+  return unlessAbsent(
+    access(path).then(() => true),
+    false,
   );
+}
+
+/** After umount failed: busy is detached lazily, not mounted (EINVAL) or gone (ENOENT) is done; anything else is thrown. */
+function unmountFailed(err: unknown, point: string): void {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EBUSY') umount(point, true);
+  else if (code !== 'EINVAL' && code !== 'ENOENT') throw err;
 }
 
 /** Mount points of this mount namespace, from /proc/self/mountinfo (octal escapes decoded). */
@@ -36,12 +45,12 @@ async function mountPoints(): Promise<Set<string>> {
 
 /** The image's directory at `target`, when it exists inside the rootfs (symlinks may not lead out). */
 async function imageDirAt(rootfs: string, target: string): Promise<string | undefined> {
-  const path = await realpath(join(rootfs, target)).catch(() => undefined);
+  const path = await unlessAbsent(realpath(join(rootfs, target)), undefined);
   if (!path) return undefined;
   const root = await realpath(rootfs);
   const rel = relative(root, path);
   if (rel.startsWith('..')) return undefined;
-  const st = await stat(path).catch(() => undefined);
+  const st = await unlessAbsent(stat(path), undefined);
   return st?.isDirectory() ? path : undefined;
 }
 
@@ -82,7 +91,7 @@ export class NodeVolumes {
       try {
         umount(dataDir, false);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EBUSY') umount(dataDir, true);
+        unmountFailed(err, dataDir);
       }
     }
   }
@@ -131,7 +140,7 @@ export class NodeVolumes {
         let source = action.dataDir;
         if (action.subpath !== undefined) {
           source = join(action.dataDir, action.subpath);
-          const real = await realpath(source).catch(() => undefined);
+          const real = await unlessAbsent(realpath(source), undefined);
           if (!real) throw new Error(`volume ${action.name}: subpath ${action.subpath} does not exist in the volume`);
           if (relative(await realpath(action.dataDir), real).startsWith('..'))
             throw new Error(`volume ${action.name}: subpath ${action.subpath} leads out of the volume`);
@@ -156,7 +165,7 @@ export async function sweepVolumeMounts(volumesDir: string): Promise<string[]> {
     try {
       umount(point, false);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EBUSY') umount(point, true);
+      unmountFailed(err, point);
     }
   }
   return points;

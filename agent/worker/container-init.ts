@@ -21,8 +21,10 @@ export function withInit(args: readonly string[]): string[] {
 export async function installInit(rootfs: string, binary = DEFAULT_INIT_BINARY): Promise<void> {
   try {
     await access(binary, constants.X_OK);
-  } catch {
-    throw new Error(`init: true needs ${binary} on the node (Debian package tini); it is missing`);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'it is missing' : `it cannot be run (${code ?? (err as Error).message})`;
+    throw new Error(`init: true needs ${binary} on the node (Debian package tini); ${why}`, { cause: err });
   }
   const target = join(rootfs, CONTAINER_INIT_PATH);
   await rm(target, { force: true, recursive: true });

@@ -9,6 +9,7 @@ import type { NodeNetwork } from '../network/types.js';
 import { unmountRootfs } from '../runtime/rootfs.js';
 import type { ContainerRuntime } from '../runtime/types.js';
 import { processAlive } from '../runtime/process-alive.js';
+import { unlessAbsent } from '../fs-errors.js';
 
 export async function sweepLeftovers(deps: {
   runtime: ContainerRuntime;
@@ -21,26 +22,42 @@ export async function sweepLeftovers(deps: {
   teardownNetwork?: boolean;
 }): Promise<number> {
   const { runtime, network, containersDir, log } = deps;
-  const ids = (await readdir(containersDir).catch(() => [] as string[])).filter((id) => !deps.keep?.has(id));
+  // No containers dir: no container was ever made here.
+  const ids = (await unlessAbsent(readdir(containersDir), [] as string[])).filter((id) => !deps.keep?.has(id));
+  let removed = 0;
   for (const id of ids) {
     try {
-      const state = await runtime.state(id);
-      if (state && state.status !== 'stopped' && processAlive(state.pid)) {
-        await runtime.kill(id, 'SIGKILL').catch(() => {});
-        for (let i = 0; i < 50 && processAlive(state.pid); i++) await sleep(100);
-        // Let the shim record the exit, so delete does not find it still running.
-        await Promise.race([runtime.wait(id).catch(() => undefined), sleep(5000)]);
-      }
-      await network.detach(id).catch(() => {});
-      if (state) await runtime.delete(id);
+      await removeContainer(runtime, network, id, log);
     } catch (err) {
-      log(`leftover container ${id}: ${(err as Error).message}`);
+      // Its bundle dir stays: it is how the next sweep finds this container again (it may still run).
+      log(`leftover container ${id}: ${(err as Error).message}; left for the next sweep`);
+      continue;
     }
     const dir = join(containersDir, id);
-    await unmountRootfs(dir).catch((err: Error) => log(`leftover rootfs ${id}: ${err.message}`));
-    await rm(dir, { recursive: true, force: true }).catch(() => {});
+    try {
+      await unmountRootfs(dir);
+      await rm(dir, { recursive: true, force: true });
+      removed++;
+    } catch (err) {
+      log(`leftover container ${id}: removing its bundle ${dir}: ${(err as Error).message}`);
+    }
   }
   if (deps.teardownNetwork !== false) await network.teardown().catch((err: Error) => log(`leftover network: ${err.message}`));
-  if (ids.length > 0) log(`removed ${ids.length} container(s) left by an earlier tsd`);
-  return ids.length;
+  if (removed > 0) log(`removed ${removed} container(s) left by an earlier tsd`);
+  return removed;
+}
+
+/** Kills the container if it runs, detaches it and deletes it from the runtime; throws what failed. */
+async function removeContainer(runtime: ContainerRuntime, network: NodeNetwork, id: string, log: (message: string) => void): Promise<void> {
+  const state = await runtime.state(id);
+  if (state && state.status !== 'stopped' && processAlive(state.pid)) {
+    await runtime.kill(id, 'SIGKILL');
+    for (let i = 0; i < 50 && processAlive(state.pid); i++) await sleep(100);
+    // Let the shim record the exit, so delete does not find it still running. A wait that fails
+    // or takes longer is not the error to report: delete, next, says whether the container is gone.
+    await Promise.race([runtime.wait(id).catch(() => undefined), sleep(5000)]);
+  }
+  // Detach is idempotent, so a failure is real; but it must not keep the container from going.
+  await network.detach(id).catch((err: Error) => log(`leftover container ${id}: detaching its network: ${err.message}`));
+  if (state) await runtime.delete(id);
 }

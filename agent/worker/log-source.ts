@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Task } from '../../common/resources/types.js';
 import type { LogSource } from '../../common/logs/log-source.js';
 import { logPathFor } from './task-runner.js';
+import { unlessAbsent } from '../fs-errors.js';
 
 const FOLLOW_POLL_MS = 200;
 const READ_CHUNK = 64 * 1024;
@@ -19,6 +20,7 @@ export function logText(line: string): string {
     const entry = JSON.parse(line) as { log?: unknown };
     return typeof entry.log === 'string' ? entry.log.replace(/\n$/, '') : line;
   } catch {
+    // Not JSON (see above): the line is shown as it is.
     return line;
   }
 }
@@ -44,9 +46,10 @@ export class FileLogSource implements LogSource {
     let partial = '';
     let first = true;
     while (!options.signal.aborted) {
-      const size = await stat(path).then(
-        (s) => s.size,
-        () => -1,
+      // -1: no log yet (the task has not started, or its log was removed).
+      const size = await unlessAbsent(
+        stat(path).then((s) => s.size),
+        -1,
       );
       if (size >= 0 && size < offset) offset = 0; // truncated or replaced
       if (size > offset) {
@@ -71,6 +74,7 @@ export class FileLogSource implements LogSource {
       }
       first = false;
       if (!options.follow) break;
+      // Rejects only with AbortError: the follower was stopped, which the loop's condition sees.
       await sleep(FOLLOW_POLL_MS, undefined, { signal: options.signal }).catch(() => {});
     }
     if (partial && !options.follow) emit(logText(partial));

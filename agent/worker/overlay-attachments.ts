@@ -74,7 +74,7 @@ export function clientNetworks(view: NodeNetworkView): Map<string, string[]> {
 
 export class OverlayNetworking implements TaskOverlay {
   readonly driver: OverlayDriver;
-  readonly resolver = new ServiceResolver();
+  readonly resolver: ServiceResolver;
   readonly balancer = new VipBalancer();
   private readonly commands = new NamespaceCommands();
   private latest: NodeNetworkView | undefined;
@@ -89,6 +89,7 @@ export class OverlayNetworking implements TaskOverlay {
 
   constructor(private readonly config: OverlayNetworkingConfig) {
     this.driver = new OverlayDriver({ localUnderlayAddress: config.localUnderlayAddress });
+    this.resolver = new ServiceResolver({ log: (message) => config.log(`overlay dns: ${message}`) });
   }
 
   /** Takes a new view from the manager; converging runs in the background, latest view wins. */
@@ -150,7 +151,10 @@ export class OverlayNetworking implements TaskOverlay {
     }
     await this.balancer.teardown().catch((err: Error) => this.config.log(`overlay: balancer teardown: ${err.message}`));
     await this.driver.teardown().catch((err: Error) => this.config.log(`overlay: driver teardown: ${err.message}`));
-    await this.commands.nftApply(`add table ip ${GUARD_TABLE}\ndelete table ip ${GUARD_TABLE}\n`).catch(() => undefined);
+    // add-then-delete cannot fail for a table that is already gone: an error here is a real one.
+    await this.commands
+      .nftApply(`add table ip ${GUARD_TABLE}\ndelete table ip ${GUARD_TABLE}\n`)
+      .catch((err: Error) => this.config.log(`overlay: removing the guard table ${GUARD_TABLE}: ${err.message}`));
   }
 
   private async pump(): Promise<void> {

@@ -10,6 +10,7 @@ import { nodeVolumes } from '../volumes/node-volumes.js';
 import { planVolumeMounts } from '../volumes/volume-plan.js';
 import { orderMounts, type OciMount } from './container-config.js';
 import { planTaskFiles, removeTaskFiles, taskFilesDir, writeTaskFiles } from './task-files.js';
+import { unlessAbsent } from '../fs-errors.js';
 
 export interface TaskMountsContext {
   task: Task;
@@ -63,7 +64,8 @@ export async function releaseTaskMounts(containerId: string, containersDir: stri
  */
 export async function sweepTaskFiles(containersDir: string, keep: ReadonlySet<string>, filesRoot?: string): Promise<string[]> {
   const tasksDir = join(filesRoot ?? defaultFilesRoot(containersDir), 'tasks');
-  const entries = await readdir(tasksDir).catch(() => [] as string[]);
+  // No tasks dir: no container ever had secrets or configs here.
+  const entries = await unlessAbsent(readdir(tasksDir), [] as string[]);
   const removed: string[] = [];
   for (const id of entries) {
     if (keep.has(id)) continue;

@@ -22,6 +22,7 @@ import { writeNameFiles } from '../network/container-files.js';
 import { installInit, withInit } from './container-init.js';
 import type { FileLookup } from '../../common/dispatcher/stack-files.js';
 import { prepareTaskMounts, releaseTaskMounts } from './task-files-mounts.js';
+import { unlessAbsent } from '../fs-errors.js';
 
 export interface TaskRunnerDeps {
   runtime: ContainerRuntime;
@@ -188,8 +189,9 @@ export class TaskRunner {
       const hostname = taskHostname(task);
       const processConfig = resolveProcess(task.spec.spec, image.config, hostname);
       if (task.spec.spec.init === true) await installInit(rootfs);
-      const passwd = parsePasswd(await readFile(join(rootfs, 'etc/passwd'), 'utf8').catch(() => ''));
-      const groups = parseGroup(await readFile(join(rootfs, 'etc/group'), 'utf8').catch(() => ''));
+      // An image without these files has only numeric users; a file that cannot be read fails the task.
+      const passwd = parsePasswd(await unlessAbsent(readFile(join(rootfs, 'etc/passwd'), 'utf8'), ''));
+      const groups = parseGroup(await unlessAbsent(readFile(join(rootfs, 'etc/group'), 'utf8'), ''));
       const { uid, gid } = resolveUser(processConfig.user, passwd, groups);
       const limits = task.spec.spec.resources?.limits;
       const security = resolveSecurity(task.spec.spec, DEFAULT_CAPABILITIES, Object.keys(CAPABILITY_NUMBERS));
@@ -235,7 +237,10 @@ export class TaskRunner {
       this.address = attachment.address;
       if (deps.overlay && this.overlayAttachments.length > 0) await deps.overlay.attach(this.containerId, state.pid, this.overlayAttachments);
       if (this.stopRequested) {
-        await deps.runtime.kill(this.containerId, 'SIGKILL').catch(() => {});
+        // Stopped before it started: the created container goes; wait below returns when it has.
+        await deps.runtime
+          .kill(this.containerId, 'SIGKILL')
+          .catch((err: Error) => deps.log(`task ${task.metadata.name}: SIGKILL of the created container failed: ${err.message}`));
       } else {
         await deps.runtime.start(this.containerId);
         this.running = true;

@@ -5,6 +5,9 @@ import test from 'ava';
 import { createSocket } from 'node:dgram';
 import { createServer, Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as dnsPacket from 'dns-packet';
 import { NameTable, shuffled } from '../../agent/network/dns/name-table.js';
 import { parseResolvConf } from '../../agent/network/dns/resolv-conf.js';
@@ -227,4 +230,31 @@ test('a container on several networks finds names on all of them, the asked netw
   t.deepEqual(addresses(await queryTcp(port, 'tasks.db')), ['10.0.1.7']);
   t.deepEqual(addresses(await queryUdp(port, 'api')), ['10.0.2.2'], 'the asked network answers first');
   t.deepEqual(addresses(await queryUdp(port, 'example.test')), ['203.0.113.7']);
+});
+
+test('a resolv.conf that cannot be read is logged and answered with SERVFAIL, not taken for "no upstreams"', async (t) => {
+  // A directory where resolv.conf should be: reading it fails with EISDIR (a real error, not absence).
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-resolv-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const resolvConfPath = join(dir, 'resolv.conf');
+  await mkdir(resolvConfPath);
+  const logs: string[] = [];
+  const resolver = new ServiceResolver({ resolvConfPath, forwardTimeoutMs: 200, log: (message) => logs.push(message) });
+  t.teardown(() => resolver.close());
+  const port = await freePort();
+  await resolver.setNetwork('n', { address: '127.0.0.1', port }, { services: [], aliases: [] });
+
+  t.is(rcodeOf(await queryUdp(port, 'example.test')), 2); // SERVFAIL
+  t.true(
+    logs.some((l) => l.includes(resolvConfPath) && l.includes('EISDIR')),
+    `logged: ${JSON.stringify(logs)}`,
+  );
+  // No resolv.conf at all is not an error: no upstreams, SERVFAIL, nothing logged.
+  const quiet: string[] = [];
+  const absent = new ServiceResolver({ resolvConfPath: join(dir, 'none.conf'), forwardTimeoutMs: 200, log: (message) => quiet.push(message) });
+  t.teardown(() => absent.close());
+  const absentPort = await freePort();
+  await absent.setNetwork('n', { address: '127.0.0.1', port: absentPort }, { services: [], aliases: [] });
+  t.is(rcodeOf(await queryUdp(absentPort, 'example.test')), 2);
+  t.deepEqual(quiet, []);
 });

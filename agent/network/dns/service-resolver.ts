@@ -10,12 +10,14 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import * as dnsPacket from 'dns-packet';
-import { NetworkInputError, isIpv4, validatePort } from '../../../common/network/ipv4.js';
+import { NetworkInputError, isIpv4 } from '../../../common/network/ipv4.js';
 import { forwardTcp, forwardUdp } from './forwarder.js';
 import { NameTable } from './name-table.js';
 import { parseResolvConf } from './resolv-conf.js';
 import type { DnsRecords } from '../../../common/network/dns-records.js';
-import type { DnsUpstream, ResolverListen } from './types.js';
+import type { DnsUpstream } from './types.js';
+import { unlessAbsent } from '../../fs-errors.js';
+import { fieldsOf, validPort } from '../input.js';
 
 const UDP_LIMIT = 512;
 const RCODE_FORMERR = 1;
@@ -30,6 +32,8 @@ export interface ServiceResolverConfig {
   forwardTimeoutMs?: number;
   /** TTL of our own answers, default 5 s: tasks come and go, clients should ask again soon. */
   ttl?: number;
+  /** Where failures that no client sees go (a query that could not be answered, a socket error). */
+  log?: (message: string) => void;
 }
 
 interface NetworkListener {
@@ -56,25 +60,35 @@ export class ServiceResolver {
     this.upstreams = config.upstreams;
   }
 
+  private get resolvConfPath(): string {
+    return this.config.resolvConfPath ?? '/etc/resolv.conf';
+  }
+
+  private log(message: string): void {
+    this.config.log?.(message);
+  }
+
   /**
    * Serves `records` for a network on `listen`. The first call binds the sockets; later calls
    * swap the records atomically (a query sees the old table or the new one), or rebind when the
    * address changed. Invalid records are rejected before anything changes.
    */
-  async setNetwork(networkId: string, listen: ResolverListen, records: DnsRecords): Promise<void> {
-    if (typeof listen?.address !== 'string' || !isIpv4(listen.address)) {
-      throw new NetworkInputError(`DNS listen address of network ${JSON.stringify(networkId)} "${String(listen?.address)}" is not an IPv4 address`);
+  async setNetwork(networkId: string, listen: unknown, records: DnsRecords): Promise<void> {
+    // `listen` (a ResolverListen) and `records` come from the managers' view, whose fields are checked here.
+    const listenFields = fieldsOf(listen);
+    const address = listenFields?.address;
+    if (typeof address !== 'string' || !isIpv4(address)) {
+      throw new NetworkInputError(`DNS listen address of network ${JSON.stringify(networkId)} "${String(address)}" is not an IPv4 address`);
     }
-    const port = listen.port ?? 53;
-    validatePort(port, `DNS listen port of network ${JSON.stringify(networkId)}`);
+    const port = validPort(listenFields?.port ?? 53, `DNS listen port of network ${JSON.stringify(networkId)}`);
     const table = new NameTable(records);
-    const key = `${listen.address}:${port}`;
+    const key = `${address}:${port}`;
     const existing = this.networks.get(networkId);
     if (existing && existing.key === key) {
       existing.table = table;
       return;
     }
-    const listener = await this.listen(networkId, key, listen.address, port, table);
+    const listener = await this.listen(networkId, key, address, port, table);
     if (existing) await closeListener(existing);
     this.networks.set(networkId, listener);
   }
@@ -121,6 +135,7 @@ export class ServiceResolver {
     try {
       packet = dnsPacket.decode(query);
     } catch {
+      // Not a DNS message we can read: the client gets FORMERR (when there is an id to answer to).
       return query.length >= 2 ? errorReply(query.readUInt16BE(0), RCODE_FORMERR) : undefined;
     }
     if (packet.type !== 'query') return undefined;
@@ -144,7 +159,13 @@ export class ServiceResolver {
   }
 
   private async forward(query: Buffer, id: number, transport: 'udp' | 'tcp'): Promise<Buffer> {
-    const upstreams = await this.resolveUpstreams();
+    let upstreams: DnsUpstream[];
+    try {
+      upstreams = await this.resolveUpstreams();
+    } catch (error) {
+      this.log(`reading ${this.resolvConfPath}: ${(error as Error).message}; answering SERVFAIL`);
+      return errorReply(id, RCODE_SERVFAIL);
+    }
     for (const upstream of upstreams) {
       try {
         return transport === 'udp'
@@ -159,7 +180,8 @@ export class ServiceResolver {
 
   private async resolveUpstreams(): Promise<DnsUpstream[]> {
     if (this.upstreams) return this.upstreams;
-    const text = await readFile(this.config.resolvConfPath ?? '/etc/resolv.conf', 'utf8').catch(() => '');
+    // No resolv.conf: no upstreams (unknown names get SERVFAIL). Other errors are not cached: the next query reads again.
+    const text = await unlessAbsent(readFile(this.resolvConfPath, 'utf8'), '');
     this.upstreams = parseResolvConf(text);
     return this.upstreams;
   }
@@ -171,7 +193,7 @@ export class ServiceResolver {
     udp.on('message', (message, remote) => {
       void this.handle(this.tablesFor(networkId, remote.address), message, 'udp').then(
         (reply) => reply && udp.send(reply, remote.port, remote.address),
-        () => undefined,
+        (error: unknown) => this.log(`query from ${remote.address} on network ${networkId}: ${(error as Error).message}`),
       );
     });
     listener.tcp.on('connection', (socket) => this.serveTcp(networkId, listener, socket));
@@ -182,8 +204,8 @@ export class ServiceResolver {
         resolve();
       });
     });
-    // A failing socket later (e.g. the address vanished) must not crash the agent.
-    udp.on('error', () => undefined);
+    // A failing socket later (e.g. the address vanished) must not crash the agent; it is logged.
+    udp.on('error', (error) => this.log(`udp socket of network ${networkId} on ${address}:${port}: ${error.message}`));
     try {
       await new Promise<void>((resolve, reject) => {
         listener.tcp.once('error', reject);
@@ -212,13 +234,19 @@ export class ServiceResolver {
         const message = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
         buffered = buffered.subarray(2 + message.length);
         // Answers go back in order, one at a time.
-        chain = chain.then(async () => {
-          const reply = await this.handle(this.tablesFor(networkId, socket.remoteAddress?.replace(/^::ffff:/, '') ?? ''), message, 'tcp');
-          if (!reply || socket.destroyed) return;
-          const length = Buffer.alloc(2);
-          length.writeUInt16BE(reply.length, 0);
-          socket.write(Buffer.concat([length, reply]));
-        });
+        chain = chain
+          .then(async () => {
+            const reply = await this.handle(this.tablesFor(networkId, socket.remoteAddress?.replace(/^::ffff:/, '') ?? ''), message, 'tcp');
+            if (!reply || socket.destroyed) return;
+            const length = Buffer.alloc(2);
+            length.writeUInt16BE(reply.length, 0);
+            socket.write(Buffer.concat([length, reply]));
+          })
+          .catch((error: unknown) => {
+            // The answers of this connection can no longer come in order: it ends.
+            this.log(`tcp query from ${socket.remoteAddress ?? '?'} on network ${networkId}: ${(error as Error).message}`);
+            socket.destroy();
+          });
       }
     });
   }

@@ -105,6 +105,7 @@ export class NetlinkSocket {
     this.inFlight++;
     const work = (): Promise<NetlinkOutcome[]> => native('netlinkTransactAsync')(fd, requests);
     const result = this.queue.then(work, work);
+    // The caller gets the error through `result`; the queue only orders the next work after it.
     this.queue = result.catch(() => undefined);
     try {
       return await result;

@@ -129,6 +129,7 @@ export class BatchSession {
     child.stdout.resume();
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => this.onStderr(chunk));
+    // A write to a tool that died fails with EPIPE; its exit (below) is what gets reported.
     child.stdin.on('error', () => undefined);
     child.on('error', (error) => this.onExit(child, error));
     child.on('exit', (code, signal) => this.onExit(child, new Error(`${this.tool} -batch exited (${signal ?? `code ${String(code)}`})`)));

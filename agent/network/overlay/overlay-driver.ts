@@ -330,6 +330,7 @@ export class OverlayDriver {
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
     const result = this.queue.then(work, work);
+    // The caller gets the error through `result`; the queue only orders the next work after it.
     this.queue = result.catch(() => undefined);
     return result;
   }

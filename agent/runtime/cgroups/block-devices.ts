@@ -9,6 +9,7 @@
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { unlessAbsent } from '../../fs-errors.js';
 
 export interface BlockDevice {
   major: number;
@@ -36,9 +37,9 @@ export async function wholeDiskOf(p: string, sysDevBlock = '/sys/dev/block'): Pr
     throw err;
   });
   if (real === undefined) return undefined;
-  const isPartition = await fs.access(path.join(real, 'partition')).then(
-    () => true,
-    () => false,
+  const isPartition = await unlessAbsent(
+    fs.access(path.join(real, 'partition')).then(() => true),
+    false,
   );
   if (!isPartition) return device;
   return parseDevNumber(await fs.readFile(path.join(path.dirname(real), 'dev'), 'utf8'), path.join(path.dirname(real), 'dev'));

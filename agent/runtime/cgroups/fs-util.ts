@@ -9,24 +9,28 @@
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { isAbsent, unlessAbsent } from '../../fs-errors.js';
 
+/** Whether the file exists; errors other than "absent" are thrown. */
 export async function exists(p: string): Promise<boolean> {
-  return fs.access(p).then(
-    () => true,
-    () => false,
+  return unlessAbsent(
+    fs.access(p).then(() => true),
+    false,
   );
 }
 
+/** A file the kernel may not have (an interface of another version or config); undefined when absent. */
 export async function readOptional(p: string): Promise<string | undefined> {
-  return fs.readFile(p, 'utf8').catch(() => undefined);
+  return unlessAbsent(fs.readFile(p, 'utf8'), undefined);
 }
 
-/** A small control file read synchronously (see the top of this file); undefined when it cannot be read. */
+/** A small control file read synchronously (see the top of this file); undefined when absent. */
 export function readControl(p: string): string | undefined {
   try {
     return fsSync.readFileSync(p, 'utf8');
-  } catch {
-    return undefined;
+  } catch (err) {
+    if (isAbsent(err)) return undefined;
+    throw err;
   }
 }
 
@@ -141,7 +145,7 @@ async function killRemaining(dir: string): Promise<void> {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
-        // already gone
+        // Already gone (ESRCH) between reading cgroup.procs and the kill.
       }
     }
   }

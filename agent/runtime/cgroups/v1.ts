@@ -5,6 +5,7 @@ import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { ContainerStats } from '../types.js';
+import { throwAfterCleanup, unlessAbsent } from '../../fs-errors.js';
 import type { BlockDevice } from './block-devices.js';
 import type { CgroupCreateOptions, CgroupDriver, CgroupRecord } from './driver.js';
 import { exists, mkdirRecorded, readControl, readOptional, removeCreated, writeControl, writeLines } from './fs-util.js';
@@ -61,8 +62,8 @@ export class CgroupsV1 implements CgroupDriver {
       );
       return record;
     } catch (err) {
-      await this.remove(record).catch(() => undefined);
-      throw err;
+      // What was made so far goes; if it cannot, the error says so instead of dropping it.
+      return throwAfterCleanup(err, `removing the partly created cgroup ${relativePath}`, () => this.remove(record));
     }
   }
 
@@ -133,6 +134,7 @@ export class CgroupsV1 implements CgroupDriver {
   /** Controller -> the real path of its hierarchy root (cpu and cpuacct may share one). Mounts do not move: looked up once. */
   private hierarchies(): Promise<Map<V1Controller, string>> {
     this.found ??= this.findHierarchies();
+    // A failed look-up is not cached: the caller gets its error, the next call looks again.
     this.found.catch(() => {
       this.found = undefined;
     });
@@ -143,7 +145,7 @@ export class CgroupsV1 implements CgroupDriver {
     const found = new Map<V1Controller, string>();
     for (const controller of JOINED) {
       const link = path.join(this.mountRoot, controller);
-      const real = await fs.realpath(link).catch(() => undefined);
+      const real = await unlessAbsent(fs.realpath(link), undefined);
       if (real === undefined || !(await exists(path.join(real, 'cgroup.procs')))) {
         if (REQUIRED.has(controller)) throw new Error(`cgroup v1 controller '${controller}' is not mounted at ${link}`);
         continue;

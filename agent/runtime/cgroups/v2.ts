@@ -8,6 +8,7 @@
 
 import path from 'node:path';
 import type { ContainerStats } from '../types.js';
+import { throwAfterCleanup } from '../../fs-errors.js';
 import type { CgroupDriver, CgroupRecord } from './driver.js';
 import { exists, mkdirRecorded, readOptional, removeCreated, writeControl } from './fs-util.js';
 import { planV2, type ControlWrite } from './plan.js';
@@ -62,8 +63,8 @@ export class CgroupsV2 implements CgroupDriver {
       for (const w of plan.writes) await applyWrite(dir, w);
       return record;
     } catch (err) {
-      await this.remove(record).catch(() => undefined);
-      throw err;
+      // What was made so far goes; if it cannot, the error says so instead of dropping it.
+      return throwAfterCleanup(err, `removing the partly created cgroup ${relativePath}`, () => this.remove(record));
     }
   }
 

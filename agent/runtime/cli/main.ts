@@ -9,6 +9,7 @@ import path from 'node:path';
 import { NativeRuntime } from '../native-runtime.js';
 import { readBundleConfig } from '../oci-config.js';
 import type { ExecProcess } from '../types.js';
+import { unlessAbsent } from '../../fs-errors.js';
 import { parseSignal, parseUser, type RuncState } from './args.js';
 
 const DEFAULT_ROOT = '/run/tessera-runtime';
@@ -36,7 +37,8 @@ async function create(program: Command, id: string, bundle: string, pidFile: str
 
 /** Copies new JSON log records to our stdout/stderr; returns the new offset. */
 async function relayLog(file: string, offset: number): Promise<number> {
-  const handle = await fs.open(file, 'r').catch(() => undefined);
+  // No log file yet: the container has not written anything.
+  const handle = await unlessAbsent(fs.open(file, 'r'), undefined);
   if (handle === undefined) return offset;
   try {
     const { size } = await handle.stat();
@@ -72,9 +74,14 @@ async function run(program: Command, id: string, bundle: string): Promise<number
     await relayLog(log, offset);
     return (await exit).exitCode;
   } finally {
-    await runtime.kill(id, 'SIGKILL').catch(() => undefined);
-    await runtime.wait(id).catch(() => undefined);
-    await runtime.delete(id).catch(() => undefined);
+    // The container has normally exited already (kill is then a no-op); on an error path it must
+    // not outlive this command. A step that fails leaves it behind, so it is reported, not dropped.
+    const warn = (step: string) => (err: Error) => {
+      process.stderr.write(`tessera-runtime: ${step} container ${id}: ${err.message}\n`);
+    };
+    await runtime.kill(id, 'SIGKILL').catch(warn('killing'));
+    await runtime.wait(id).catch(warn('waiting for'));
+    await runtime.delete(id).catch(warn('deleting'));
     await fs.rm(log, { force: true });
   }
 }

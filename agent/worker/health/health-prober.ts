@@ -110,6 +110,7 @@ export function execProbe(runtime: ContainerRuntime, containerId: string): RunPr
         if (kept < OUTPUT_READ_LIMIT) chunks.push(buf.subarray(0, OUTPUT_READ_LIMIT - kept));
         kept += buf.length;
       });
+      // A pipe error only cuts the probe's output short; its exit code is the verdict.
       stream.on('error', () => undefined);
     }
     const allEnded = Promise.all(
@@ -138,9 +139,10 @@ export function execProbe(runtime: ContainerRuntime, containerId: string): RunPr
           try {
             process.kill(proc.pid, 'SIGKILL');
           } catch {
-            // already gone
+            // Already gone (ESRCH): it exited between the timeout and the kill.
           }
         }
+        // The probe timed out: that is its result, whatever its exit (or a failure to learn it) says.
         await exit.catch(() => undefined);
         return { exitCode: -1, output: '', timedOut: true };
       }
