@@ -4,7 +4,7 @@
 /** Like Promise.all(items.map(fn)) with at most `limit` calls running; results keep their order. */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   if (!Number.isInteger(limit) || limit < 1) throw new Error(`concurrency limit must be a positive integer, got ${limit}`);
-  const results = new Array<R>(items.length);
+  const results: R[] = [];
   let next = 0;
   let failed = false;
   const worker = async (): Promise<void> => {

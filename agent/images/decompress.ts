@@ -53,11 +53,12 @@ export async function* readDecompressed(path: string, what: string): AsyncGenera
 
 async function* zstdChunks(source: AsyncIterable<Buffer>, what: string): AsyncGenerator<Buffer> {
   const pending: Buffer[] = [];
-  let finished = false;
+  // Set by the decoder's callback (an object, so the check below is not narrowed to its start value).
+  const stream = { finished: false };
   const decoder = new Decompress((data, final) => {
     // fzstd may reuse its window buffer between calls, so keep a copy.
     if (data.byteLength > 0) pending.push(Buffer.from(data));
-    if (final === true) finished = true;
+    if (final === true) stream.finished = true;
   });
   const push = (chunk: Uint8Array, final: boolean): void => {
     try {
@@ -72,5 +73,5 @@ async function* zstdChunks(source: AsyncIterable<Buffer>, what: string): AsyncGe
   }
   push(new Uint8Array(0), true);
   while (pending.length > 0) yield pending.shift() as Buffer;
-  if (!finished) throw new Error(`${what}: cannot decompress zstd: the stream ends inside a frame`);
+  if (!stream.finished) throw new Error(`${what}: cannot decompress zstd: the stream ends inside a frame`);
 }

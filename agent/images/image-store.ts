@@ -33,17 +33,7 @@ import {
 import { SUPPORTED_LAYER_TYPES } from './media-types.js';
 import { type ImageReference, InvalidReferenceError, formatReference, parseReference, repositoryName } from '../../common/images/reference.js';
 import { RegistryClient, type RegistryClientOptions, type RegistryCredentials } from './registry-client.js';
-import type {
-  ArchiveFormat,
-  GcResult,
-  ImageRecord,
-  ImageStore,
-  PullOptions,
-  PullProgress,
-  PulledImage,
-  RemoveOptions,
-  RemoveResult,
-} from '../../common/images/types.js';
+import type { GcResult, ImageRecord, ImageStore, PullOptions, PullProgress, PulledImage, RemoveOptions, RemoveResult } from '../../common/images/types.js';
 
 export interface LocalImageStoreOptions {
   root: string;
@@ -191,7 +181,8 @@ export class LocalImageStore implements ImageStore {
     });
   }
 
-  async save(references: string[], format: ArchiveFormat): Promise<AsyncIterable<Uint8Array>> {
+  /** `format` is checked here: it comes from an API query or a command line. */
+  async save(references: string[], format: string): Promise<AsyncIterable<Uint8Array>> {
     if (references.length === 0) throw new Error('image save: no image named');
     if (format !== 'oci' && format !== 'docker') throw new Error(`image save: unknown format ${JSON.stringify(format)} (expected oci or docker)`);
     await this.removeStaleTempOnce();

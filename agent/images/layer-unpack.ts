@@ -47,7 +47,7 @@ export async function unpackLayer(blobPath: string, targetDir: string, what: str
 
   const writer = new LayerWriter(targetDir, what);
   const hash = createHash('sha256');
-  let failure: unknown;
+  let failure: Error | undefined;
   let sawData = false;
   const parser = new Parser({
     onwarn: (code: string, message: string | Error) => {
@@ -65,7 +65,7 @@ export async function unpackLayer(blobPath: string, targetDir: string, what: str
       try {
         if (failure === undefined) await writer.write(entry);
       } catch (error) {
-        failure ??= error;
+        failure ??= error instanceof Error ? error : new Error(String(error));
       } finally {
         entry.resume();
       }
@@ -192,7 +192,20 @@ class LayerWriter {
       case 'BlockDevice':
         this.notes.push(`skipped ${entry.type === 'CharacterDevice' ? 'character' : 'block'} device ${rel}: the runtime provides /dev`);
         return;
-      default:
+      // Every other type tar knows (node-tar maps unknown ones to 'Unsupported') is refused by name.
+      case 'ContinuationFile':
+      case 'ExtendedHeader':
+      case 'GlobalExtendedHeader':
+      case 'GNUDumpDir':
+      case 'Inode':
+      case 'NextFileHasLongLinkpath':
+      case 'NextFileHasLongPath':
+      case 'OldExtendedHeader':
+      case 'OldGnuLongPath':
+      case 'SolarisACL':
+      case 'SparseFile':
+      case 'TapeVolumeHeader':
+      case 'Unsupported':
         throw new Error(`${entryWhat}: unsupported tar entry type ${entry.type}`);
     }
   }

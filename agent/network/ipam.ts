@@ -2,6 +2,7 @@
 // Pure and synchronous; the caller persists `serialise()` and rebuilds with `Ipam.restore()`.
 
 import { NetworkInputError, broadcastOf, cidrContains, formatIpv4, gatewayOf, parseCidr, parseIpv4, type Ipv4Cidr } from '../../common/network/ipv4.js';
+import { fieldsOf } from './input.js';
 
 export interface IpamState {
   version: 1;
@@ -27,8 +28,9 @@ export class Ipam {
     this.cursor = this.firstHost;
   }
 
-  static restore(state: IpamState): Ipam {
-    if (state.version !== 1) throw new NetworkInputError(`unsupported IPAM state version ${String(state.version)}`);
+  /** `saved` (an IpamState) was read from a file: checked here before it is used. */
+  static restore(saved: unknown): Ipam {
+    const state = checkedState(saved);
     const ipam = new Ipam(state.subnet);
     for (const [containerId, address] of Object.entries(state.leases)) {
       ipam.claim(containerId, address);
@@ -129,4 +131,21 @@ function validateContainerId(containerId: string): void {
   if (containerId.length === 0 || containerId.length > 256 || /[\s\0]/.test(containerId)) {
     throw new NetworkInputError(`invalid container id ${JSON.stringify(containerId)}: 1-256 characters, no whitespace`);
   }
+}
+
+function checkedState(saved: unknown): IpamState {
+  const state = fieldsOf(saved);
+  if (state === undefined) throw new NetworkInputError('IPAM state must be an object');
+  const { version, subnet, leases, cursor } = state;
+  if (version !== 1) throw new NetworkInputError(`unsupported IPAM state version ${String(version)}`);
+  if (typeof subnet !== 'string') throw new NetworkInputError(`IPAM state: subnet must be a string, got ${String(subnet)}`);
+  if (typeof cursor !== 'string') throw new NetworkInputError(`IPAM state: cursor must be a string, got ${String(cursor)}`);
+  const leaseFields = fieldsOf(leases);
+  if (leaseFields === undefined) throw new NetworkInputError('IPAM state: leases must be an object of containerId: address');
+  const checked: Record<string, string> = {};
+  for (const [containerId, address] of Object.entries(leaseFields)) {
+    if (typeof address !== 'string') throw new NetworkInputError(`IPAM state: lease of ${containerId} must be an address, got ${String(address)}`);
+    checked[containerId] = address;
+  }
+  return { version, subnet, leases: checked, cursor };
 }

@@ -2,7 +2,8 @@
 
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Ipam, type IpamState } from './ipam.js';
+import { Ipam } from './ipam.js';
+import { isNotFound } from '../fs-errors.js';
 import { NetworkInputError } from '../../common/network/ipv4.js';
 
 export class LeaseFile {
@@ -18,10 +19,15 @@ export class LeaseFile {
     try {
       text = await readFile(this.path, 'utf8');
     } catch (error) {
-      if (isMissingFile(error)) return new Ipam(subnet);
+      if (isNotFound(error)) return new Ipam(subnet);
       throw error;
     }
-    const state = JSON.parse(text) as IpamState;
+    let state: unknown;
+    try {
+      state = JSON.parse(text);
+    } catch (error) {
+      throw new NetworkInputError(`lease file ${this.path} is damaged: ${(error as Error).message}`);
+    }
     const ipam = Ipam.restore(state);
     if (ipam.subnet !== new Ipam(subnet).subnet) {
       // Silently dropping leases would hand running containers' addresses to new ones.
@@ -44,8 +50,4 @@ export class LeaseFile {
   async remove(): Promise<void> {
     await rm(this.path, { force: true });
   }
-}
-
-function isMissingFile(error: unknown): boolean {
-  return error instanceof Error && 'code' in error && (error as NodeJS.ErrnoException).code === 'ENOENT';
 }

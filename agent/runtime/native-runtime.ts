@@ -153,8 +153,8 @@ export class NativeRuntime implements ContainerRuntime {
   async kill(id: string, signal: NodeJS.Signals | number): Promise<void> {
     await this.mustRead(id);
     const number = typeof signal === 'number' ? signal : os.constants.signals[signal];
-    if (number === undefined || !Number.isInteger(number) || number < 0 || number > 64)
-      throw new Error(`kill container ${id}: unknown signal ${String(signal)}`);
+    // A name that is not a signal (from a caller that cast it) gives undefined: not an integer either.
+    if (!Number.isInteger(number) || number < 0 || number > 64) throw new Error(`kill container ${id}: unknown signal ${String(signal)}`);
     try {
       await this.shim(id).kill(number);
     } catch (err) {

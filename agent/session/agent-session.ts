@@ -161,14 +161,14 @@ export class AgentSession {
         }
       }
       const files: DeliveredFile[] = [];
-      for (const file of message.assignments.files ?? []) {
+      for (const file of message.assignments.files) {
         try {
           files.push(parseStackFile(file));
         } catch (err) {
           this.options.log(`ignoring a file from the manager: ${(err as Error).message}`);
         }
       }
-      this.files.apply(full, files, message.assignments.removedFiles ?? []);
+      this.files.apply(full, files, message.assignments.removedFiles);
       this.options.onAssignments(this.assignments.apply(full, tasks, removed), this.files);
     }
     if (message.kind === 'network' && message.network) {

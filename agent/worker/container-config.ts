@@ -150,9 +150,9 @@ export function resolveSecurity(spec: ServiceSpec, defaults: readonly string[], 
   return {
     capabilities: [...caps].sort(),
     rlimits,
-    sysctls: { ...(spec.sysctls ?? {}) },
+    sysctls: { ...spec.sysctls },
     readonlyRootfs: spec.readOnly === true,
-    annotations: { ...(spec.containerLabels ?? {}) },
+    annotations: { ...spec.containerLabels },
   };
 }
 

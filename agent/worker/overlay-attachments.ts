@@ -157,11 +157,16 @@ export class OverlayNetworking implements TaskOverlay {
       .catch((err: Error) => this.config.log(`overlay: removing the guard table ${GUARD_TABLE}: ${err.message}`));
   }
 
+  /** Read through a method: teardown() sets the flag while pump() awaits, which a narrowed field read would not see. */
+  private isStopped(): boolean {
+    return this.stopped;
+  }
+
   private async pump(): Promise<void> {
     if (this.converging || this.stopped) return;
     this.converging = true;
     try {
-      while (this.latest && this.latest !== this.applied && !this.stopped) {
+      while (this.latest && this.latest !== this.applied && !this.isStopped()) {
         const view = this.latest;
         try {
           await this.converge(view);
@@ -218,7 +223,7 @@ export class OverlayNetworking implements TaskOverlay {
     for (const id of this.applied?.networks.map((n) => n.id) ?? []) {
       if (!ids.includes(id)) await this.resolver.removeNetwork(id);
     }
-    for (const id of [...this.programmed]) if (!ids.includes(id)) this.programmed.delete(id);
+    for (const id of this.programmed) if (!ids.includes(id)) this.programmed.delete(id);
     await this.driver.retainNetworks(ids);
   }
 }

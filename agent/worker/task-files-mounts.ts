@@ -38,7 +38,7 @@ export function defaultVolumesDir(containersDir: string): string {
 /** The container's extra mounts, in mount order. Throws a message naming what is wrong. */
 export async function prepareTaskMounts(ctx: TaskMountsContext): Promise<OciMount[]> {
   const spec = ctx.task.spec.spec;
-  const stack = ctx.task.spec.serviceStack ?? '';
+  const stack = ctx.task.spec.serviceStack;
   if ((spec.mounts ?? []).length === 0 && (spec.secrets ?? []).length === 0 && (spec.configs ?? []).length === 0) return [];
   const filesPlan = planTaskFiles(spec, stack, ctx.files);
   const actions = planVolumeMounts(spec.mounts ?? [], {

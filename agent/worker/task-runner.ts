@@ -139,6 +139,14 @@ export class TaskRunner {
     }
   }
 
+  /**
+   * Read through a method: stop() sets the flag while lifecycle() awaits, and a field read would be
+   * narrowed to the value an earlier check in the same function saw.
+   */
+  private stopWasRequested(): boolean {
+    return this.stopRequested;
+  }
+
   async stop(): Promise<void> {
     if (this.stopRequested) return;
     this.stopRequested = true;
@@ -166,7 +174,7 @@ export class TaskRunner {
     let failure: { state: TaskState; message: string } | undefined;
     try {
       await deps.report(task, { state: 'accepted', message: 'accepted by node' });
-      if (this.stopRequested) return;
+      if (this.stopWasRequested()) return;
       await deps.report(task, { state: 'preparing', message: `pulling image ${task.spec.spec.image}` });
       let image;
       try {
@@ -175,7 +183,7 @@ export class TaskRunner {
         failure = { state: 'rejected', message: `image ${task.spec.spec.image}: ${(err as Error).message}` };
         return;
       }
-      if (this.stopRequested) return;
+      if (this.stopWasRequested()) return;
       const healthConfig = effectiveHealthConfig(task.spec.spec.healthcheck, image.config.healthcheck);
 
       await mkdir(containerDir, { recursive: true });
@@ -236,7 +244,7 @@ export class TaskRunner {
       const attachment = await deps.network.attach(this.containerId, state.pid);
       this.address = attachment.address;
       if (deps.overlay && this.overlayAttachments.length > 0) await deps.overlay.attach(this.containerId, state.pid, this.overlayAttachments);
-      if (this.stopRequested) {
+      if (this.stopWasRequested()) {
         // Stopped before it started: the created container goes; wait below returns when it has.
         await deps.runtime
           .kill(this.containerId, 'SIGKILL')
@@ -256,7 +264,7 @@ export class TaskRunner {
         if (healthConfig) this.startHealth(healthConfig);
       }
       exit = await deps.runtime.wait(this.containerId);
-      if (this.stopRequested) deps.log(`task ${task.metadata.name}: container stopped (exit ${exit.exitCode})`);
+      if (this.stopWasRequested()) deps.log(`task ${task.metadata.name}: container stopped (exit ${exit.exitCode})`);
     } catch (err) {
       failure = { state: 'failed', message: (err as Error).message };
     } finally {

@@ -158,7 +158,7 @@ export class Worker {
     const runners = [...this.runners.values()];
     await Promise.all(runners.map((r) => r.stop()));
     await Promise.all(runners.map((r) => r.done()));
-    await Promise.all([...this.publishChains.values()]);
+    await Promise.all(this.publishChains.values());
   }
 
   private launch(task: Task): void {

@@ -48,7 +48,7 @@ async function diskUnder(dir: string): Promise<{ major: number; minor: number; n
 
 function execFileText(file: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(file, args, (err, stdout) => (err === null ? resolve(stdout) : reject(err)));
+    execFile(file, args, (err, stdout) => (err === null ? resolve(stdout) : reject(new Error(`${file} ${args.join(' ')}: ${err.message}`, { cause: err }))));
   });
 }
 

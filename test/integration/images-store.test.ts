@@ -45,7 +45,7 @@ async function newStore(t: ExecutionContext, options: Partial<LocalImageStoreOpt
 const ref = (name: string): string => `${registry?.host ?? ''}/${name}`;
 
 async function entries(root: string, sub: string): Promise<string[]> {
-  return (await readdir(join(root, sub)).catch(() => [])).sort();
+  return (await readdir(join(root, sub)).catch(() => [])).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)); // code-unit order, as sort() without a compare
 }
 
 /** Blobs and layers on disk must be exactly what the records lead to. */

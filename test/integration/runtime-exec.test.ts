@@ -81,7 +81,7 @@ test('exec of a missing program fails clearly and leaves no process; exec into a
   const procsFile = path.join(await controllerDir('pids', fx.cgroupPathOf(id)), 'cgroup.procs');
   const before = await fs.readFile(procsFile, 'utf8');
   const err = await t.throwsAsync(fx.runtime.exec(id, { args: ['/no/such/program'] }));
-  t.regex(err?.message ?? '', /find executable.*ENOENT/);
+  t.regex(err.message, /find executable.*ENOENT/);
   t.is(await fs.readFile(procsFile, 'utf8'), before, 'no process left in the container');
   await t.throwsAsync(fx.runtime.exec(id, { args: [''] }), { message: /args\[0\]/ });
   await t.throwsAsync(fx.runtime.exec(id, { args: ['true'], cwd: 'relative' }), { message: /cwd must be absolute/ });

@@ -265,7 +265,7 @@ test('bad security input: a clear error naming the field, and nothing left behin
     mutate(spec);
     const bundle = await fx.writeBundle(id, spec);
     const err = await t.throwsAsync(fx.runtime.create(id, bundle, { logPath: fx.logPath(id) }), undefined, name);
-    t.regex(err?.message ?? '', message, name);
+    t.regex(err.message, message, name);
     t.is(await fx.runtime.state(id), undefined, `${name}: no state`);
   }
   t.deepEqual(await fx.leftoverCgroups(), []);

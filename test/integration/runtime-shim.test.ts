@@ -174,7 +174,7 @@ test('a broken shim path fails create with a clear error and leaves nothing behi
   const bundle = await fx.writeBundle(id, fx.specFor(id, { args: ['true'] }));
   await fs.mkdir(path.join(fx.dir, 'logs'), { recursive: true });
   const err = await t.throwsAsync(runtime.create(id, bundle, { logPath: fx.logPath(id) }));
-  t.regex(err?.message ?? '', /exec tessera-shim.*ENOENT/);
+  t.regex(err.message, /exec tessera-shim.*ENOENT/);
   t.is(await runtime.state(id), undefined);
   t.deepEqual(await fx.cleanup(), { cgroups: [], mounts: [] });
 });

@@ -145,7 +145,7 @@ test('a created container can be killed and deleted without starting', async (t)
 async function assertCreateFails(t: ExecutionContext, fx: RuntimeFixture, id: string, message: RegExp): Promise<void> {
   const bundle = path.join(fx.dir, 'bundles', id);
   const err = await t.throwsAsync(fx.runtime.create(id, bundle, { logPath: fx.logPath(id) }));
-  t.regex(err?.message ?? '', message);
+  t.regex(err.message, message);
   t.is(await fx.runtime.state(id), undefined, 'no state left');
   t.deepEqual(await fx.leftoverCgroups(), [], 'no cgroup left');
   t.false(

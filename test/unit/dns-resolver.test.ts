@@ -1,7 +1,7 @@
 // The overlay DNS resolver: name table rules (pure), and the real UDP/TCP server on loopback with
 // a fake upstream resolver on loopback — nothing leaves the machine.
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { createSocket } from 'node:dgram';
 import { createServer, Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -70,7 +70,7 @@ test('resolv.conf: nameserver lines in order, others ignored', (t) => {
 });
 
 /** A fake upstream on loopback: answers any A question with 203.0.113.7, over UDP and TCP. */
-async function fakeUpstream(t: import('ava').ExecutionContext): Promise<number> {
+async function fakeUpstream(t: ExecutionContext): Promise<number> {
   const answer = (query: Buffer): Buffer => {
     const packet = dnsPacket.decode(query);
     const question = packet.questions?.[0];

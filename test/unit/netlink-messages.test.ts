@@ -193,7 +193,7 @@ test('rejects invalid input with a message naming the field', (t) => {
   ];
   for (const [build, pattern] of invalid) {
     const error = t.throws(build, { instanceOf: NetworkInputError });
-    t.regex(error?.message ?? '', pattern);
+    t.regex(error.message, pattern);
   }
 });
 

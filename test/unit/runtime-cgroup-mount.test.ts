@@ -66,7 +66,7 @@ test("v1: co-mounted controllers get one bind under the hierarchy's name and a s
     'm',
   );
   t.deepEqual(
-    planned.map((m) => [m.destination, m.symlinkTarget ?? m.fstype ?? '', m.source]),
+    planned.map((m) => [m.destination, m.symlinkTarget ?? m.fstype, m.source]),
     [
       ['/sys/fs/cgroup', 'tmpfs', 'tmpfs'],
       ['/sys/fs/cgroup/cpu,cpuacct', '', '/sys/fs/cgroup/cpu,cpuacct/a/b'],

@@ -208,12 +208,19 @@ test('namespaces joined by path: network, ipc, uts and cgroup only', (t) => {
   t.throws(() => buildSecurityPlan(pid, SRC, ['mount']), { message: /joining a pid namespace by path is not supported/ });
 });
 
+/** The spec's seccomp profile as loose fields, to break it on purpose; the base spec always has one. */
+function seccompFields(spec: OciSpec): Record<string, unknown> {
+  const seccomp = spec.linux?.seccomp;
+  if (seccomp === undefined) throw new Error('the base spec has no seccomp profile');
+  return seccomp as unknown as Record<string, unknown>;
+}
+
 test('config.json validation names the security field that is wrong', (t) => {
   const bad = (mutate: (s: Record<string, unknown> & OciSpec) => void): string => {
     const spec = JSON.parse(JSON.stringify(baseSpec())) as Record<string, unknown> & OciSpec;
     mutate(spec);
     const err = t.throws(() => parseOciSpec(spec, SRC));
-    return err?.message ?? '';
+    return err.message;
   };
   t.regex(
     bad((s) => {
@@ -229,7 +236,7 @@ test('config.json validation names the security field that is wrong', (t) => {
   );
   t.regex(
     bad((s) => {
-      (s.linux?.seccomp as unknown as Record<string, unknown>)['defaultAction'] = 'SCMP_ACT_NOPE';
+      seccompFields(s)['defaultAction'] = 'SCMP_ACT_NOPE';
     }),
     /linux\.seccomp\.defaultAction: must be one of SCMP_ACT_ALLOW/,
   );
@@ -241,7 +248,7 @@ test('config.json validation names the security field that is wrong', (t) => {
   );
   t.regex(
     bad((s) => {
-      (s.linux?.seccomp as unknown as Record<string, unknown>)['architectures'] = ['SCMP_ARCH_Z80'];
+      seccompFields(s)['architectures'] = ['SCMP_ARCH_Z80'];
     }),
     /linux\.seccomp\.architectures\.0: unknown architecture 'SCMP_ARCH_Z80'/,
   );

@@ -43,9 +43,9 @@ test('parseOciSpec names the file and field of each problem', (t) => {
   const err = t.throws(() =>
     parseOciSpec({ ociVersion: '1.0.2', process: { user: { uid: -1, gid: 0 }, args: [], cwd: '/' }, root: { path: 'rootfs' } }, 'b/config.json'),
   );
-  t.regex(err?.message ?? '', /^b\/config\.json: invalid OCI config: /);
-  t.regex(err?.message ?? '', /process\.user\.uid/);
-  t.regex(err?.message ?? '', /process\.args/);
+  t.regex(err.message, /^b\/config\.json: invalid OCI config: /);
+  t.regex(err.message, /process\.user\.uid/);
+  t.regex(err.message, /process\.args/);
 });
 
 test('executableCandidates follows PATH like execvp', (t) => {

@@ -2,7 +2,7 @@
 // shuffling takes an injected random source so answers are deterministic under test.
 
 import { NetworkInputError, isIpv4 } from '../../../common/network/ipv4.js';
-import type { DnsRecords } from '../../../common/network/dns-records.js';
+import { fieldsOf, itemsOf } from '../input.js';
 
 export type LookupResult =
   /** A name we own, with A records (possibly none: NODATA). */
@@ -44,31 +44,45 @@ interface Entry {
 export class NameTable {
   private readonly entries = new Map<string, Entry>();
 
-  constructor(records: DnsRecords) {
-    if (typeof records !== 'object' || records === null || !Array.isArray(records.services) || !Array.isArray(records.aliases)) {
+  /** `records` (DnsRecords) come from the managers' view: checked here, field by field. */
+  constructor(records: unknown) {
+    const fields = fieldsOf(records);
+    const services = itemsOf(fields?.services);
+    const aliases = itemsOf(fields?.aliases);
+    if (services === undefined || aliases === undefined) {
       throw new NetworkInputError('DNS records must be { services: [...], aliases: [...] }');
     }
-    for (const [i, service] of records.services.entries()) {
+    for (const [i, item] of services.entries()) {
       const where = `services[${i}]`;
-      if (service?.endpointMode !== 'vip' && service?.endpointMode !== 'dnsrr') {
-        throw new NetworkInputError(`${where}.endpointMode must be "vip" or "dnsrr", got ${JSON.stringify(service?.endpointMode)}`);
+      const service = fieldsOf(item);
+      const mode = service?.endpointMode;
+      if (service === undefined || (mode !== 'vip' && mode !== 'dnsrr')) {
+        throw new NetworkInputError(`${where}.endpointMode must be "vip" or "dnsrr", got ${JSON.stringify(mode)}`);
       }
       const tasks = validateAddresses(service.tasks, `${where}.tasks`);
-      if (service.endpointMode === 'vip' && (typeof service.vip !== 'string' || !isIpv4(service.vip))) {
-        throw new NetworkInputError(`${where}.vip "${String(service.vip)}" is not an IPv4 address (endpointMode vip needs one)`);
+      const vip = service.vip;
+      let main: Entry;
+      if (mode === 'vip') {
+        if (typeof vip !== 'string' || !isIpv4(vip)) {
+          throw new NetworkInputError(`${where}.vip "${String(vip)}" is not an IPv4 address (endpointMode vip needs one)`);
+        }
+        main = { addresses: [vip], shuffle: false };
+      } else {
+        main = { addresses: tasks, shuffle: true };
       }
-      if (!Array.isArray(service.names) || service.names.length === 0) throw new NetworkInputError(`${where}.names must list at least one name`);
-      for (const [j, raw] of service.names.entries()) {
+      const names = itemsOf(service.names);
+      if (names === undefined || names.length === 0) throw new NetworkInputError(`${where}.names must list at least one name`);
+      for (const [j, raw] of names.entries()) {
         const name = validateName(raw, `${where}.names[${j}]`);
-        const main: Entry = service.endpointMode === 'vip' ? { addresses: [service.vip as string], shuffle: false } : { addresses: tasks, shuffle: true };
         this.add(name, main, `${where}.names[${j}]`);
         this.add(TASKS_PREFIX + name, { addresses: tasks, shuffle: true }, `${where}.names[${j}]`);
       }
     }
-    for (const [i, alias] of records.aliases.entries()) {
+    for (const [i, item] of aliases.entries()) {
       const where = `aliases[${i}]`;
+      const alias = fieldsOf(item);
       const name = validateName(alias?.name, `${where}.name`);
-      const addresses = validateAddresses(alias.addresses, `${where}.addresses`);
+      const addresses = validateAddresses(alias?.addresses, `${where}.addresses`);
       // A container alias shared by several containers answers with all of them, like Docker.
       const existing = this.entries.get(name);
       if (existing && !existing.shuffle) throw new NetworkInputError(`${where}: "${name}" is already a service name`);

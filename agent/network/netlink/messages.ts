@@ -79,7 +79,6 @@ export function setLink(change: LinkChange): Buffer {
 export function addVeth(spec: VethSpec): Buffer {
   const where = `veth ${JSON.stringify(spec.name)}`;
   const peerWhere = `${where}: peer`;
-  if (typeof spec.peer !== 'object' || spec.peer === null) throw new NetworkInputError(`${peerWhere} must be given`);
   const peerAttributes = linkAttributes(spec.peer, peerWhere);
   if (spec.peer.netns !== undefined) peerAttributes.push(netnsAttribute(spec.peer.netns, peerWhere));
   peerAttributes.push(nameAttribute(spec.peer.name, `${peerWhere} name`));
@@ -181,7 +180,7 @@ function routeBody(spec: RouteSpec): [Buffer, Attribute[]] {
   // Tables above 255 do not fit rtm_table and travel as RTA_TABLE, as iproute2 sends them.
   header.writeUInt8(table < 256 ? table : 0, 4);
   header.writeUInt8(K.RTPROT_BOOT, 5);
-  header.writeUInt8(scopeNumber(scope, where), 6);
+  header.writeUInt8(SCOPE_NUMBERS[scope], 6);
   header.writeUInt8(K.RTN_UNICAST, 7);
   header.writeUInt32LE(spec.onlink ? K.RTNH_F_ONLINK : 0, 8);
   const attributes: Attribute[] = [];
@@ -231,12 +230,12 @@ function attributeBytes(attributes: Attribute[]): Buffer {
   return message(0, 0, Buffer.alloc(0), attributes).subarray(K.NLMSG_HDRLEN);
 }
 
-function scopeNumber(scope: RouteScope, where: string): number {
-  if (scope === 'universe') return K.RT_SCOPE_UNIVERSE;
-  if (scope === 'link') return K.RT_SCOPE_LINK;
-  if (scope === 'host') return K.RT_SCOPE_HOST;
-  throw new NetworkInputError(`${where}: scope must be universe, link or host, got ${String(scope)}`);
-}
+/** RouteScope names to the kernel's RT_SCOPE_* numbers; a Record, so a new scope cannot be left out. */
+const SCOPE_NUMBERS: Record<RouteScope, number> = {
+  universe: K.RT_SCOPE_UNIVERSE,
+  link: K.RT_SCOPE_LINK,
+  host: K.RT_SCOPE_HOST,
+};
 
 function checkIndex(index: number, what: string): number {
   if (!Number.isInteger(index) || index < 1 || index > 0x7fffffff) {

@@ -224,7 +224,7 @@ export class OverlayDriver {
       const staleBridges = new Set(stale.map((l) => l.name));
       const ports = links.filter((l) => l.master !== undefined && staleBridges.has(l.master) && !l.name.startsWith(OVERLAY_VXLAN_PREFIX));
       await this.ip.run([...ports, ...stale].map((l) => ({ command: `link del ${l.name}`, tolerate: MISSING })));
-      for (const id of [...this.networks.keys()]) if (!networkIds.includes(id)) this.networks.delete(id);
+      for (const id of this.networks.keys()) if (!networkIds.includes(id)) this.networks.delete(id);
       await this.applyTable();
     });
   }

@@ -5,7 +5,8 @@
 import { NetworkInputError, cidrContains, isIpv4, parseCidr, parseIpv4, type Ipv4Cidr } from '../../../common/network/ipv4.js';
 import type { BatchLine } from './batch-session.js';
 import { OVERLAY_BRIDGE_PREFIX, VXLAN_OVERHEAD } from './names.js';
-import type { OverlayNetworkSpec, OverlayPeer } from './types.js';
+import type { OverlayNetworkSpec } from './types.js';
+import { fieldsOf, itemsOf } from '../input.js';
 
 const ZERO_MAC = '00:00:00:00:00:00';
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -32,36 +33,45 @@ export interface ValidNetwork {
   mtu: number;
 }
 
-export function validateNetworkSpec(spec: OverlayNetworkSpec, underlayMtu: number): ValidNetwork {
+/** `input` (an OverlayNetworkSpec) comes from the managers' view: checked here, field by field. */
+export function validateNetworkSpec(input: unknown, underlayMtu: number): ValidNetwork {
+  const spec = fieldsOf(input);
   const where = `overlay network ${JSON.stringify(spec?.name ?? spec?.id)}`;
-  if (typeof spec !== 'object' || spec === null) throw new NetworkInputError('overlay network spec must be an object');
-  if (typeof spec.id !== 'string' || spec.id.length === 0 || spec.id.length > 256) {
+  if (spec === undefined) throw new NetworkInputError('overlay network spec must be an object');
+  const { id, name, vni, subnet } = spec;
+  if (typeof id !== 'string' || id.length === 0 || id.length > 256) {
     throw new NetworkInputError(`${where}: id must be 1-256 characters`);
   }
-  if (typeof spec.name !== 'string' || spec.name.length === 0) throw new NetworkInputError(`${where}: name must be set`);
-  if (!Number.isInteger(spec.vni) || spec.vni < 1 || spec.vni > 0xffffff) {
-    throw new NetworkInputError(`${where}: vni must be an integer from 1 to 16777215, got ${String(spec.vni)}`);
+  if (typeof name !== 'string' || name.length === 0) throw new NetworkInputError(`${where}: name must be set`);
+  if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 1 || vni > 0xffffff) {
+    throw new NetworkInputError(`${where}: vni must be an integer from 1 to 16777215, got ${String(vni)}`);
   }
   let cidr: Ipv4Cidr;
   try {
-    cidr = parseCidr(spec.subnet);
+    if (typeof subnet !== 'string') throw new NetworkInputError(`must be a string, got ${String(subnet)}`);
+    cidr = parseCidr(subnet);
   } catch (error) {
     throw new NetworkInputError(`${where}: subnet: ${(error as Error).message}`);
   }
-  for (const field of ['gateway', 'nodeAddress'] as const) {
+  const addressIn = (field: 'gateway' | 'nodeAddress'): string => {
     const value = spec[field];
     if (typeof value !== 'string' || !isIpv4(value)) throw new NetworkInputError(`${where}: ${field} "${String(value)}" is not an IPv4 address`);
     if (!cidrContains(cidr, parseIpv4(value))) throw new NetworkInputError(`${where}: ${field} ${value} is outside ${cidr.text}`);
-  }
-  if (spec.gateway === spec.nodeAddress) throw new NetworkInputError(`${where}: nodeAddress must differ from the gateway ${spec.gateway}`);
-  const mtu = spec.mtu ?? underlayMtu - VXLAN_OVERHEAD;
-  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65_535 - VXLAN_OVERHEAD) {
+    return value;
+  };
+  const gateway = addressIn('gateway');
+  const nodeAddress = addressIn('nodeAddress');
+  if (gateway === nodeAddress) throw new NetworkInputError(`${where}: nodeAddress must differ from the gateway ${gateway}`);
+  const mtu: unknown = spec.mtu ?? underlayMtu - VXLAN_OVERHEAD;
+  if (typeof mtu !== 'number' || !Number.isInteger(mtu) || mtu < 576 || mtu > 65_535 - VXLAN_OVERHEAD) {
     throw new NetworkInputError(`${where}: mtu must be an integer from 576 to ${65_535 - VXLAN_OVERHEAD}, got ${String(mtu)}`);
   }
-  return { spec: { ...spec }, cidr, mtu };
+  const valid: OverlayNetworkSpec = { id, name, vni, subnet, gateway, nodeAddress };
+  if (spec.mtu !== undefined) valid.mtu = mtu;
+  return { spec: valid, cidr, mtu };
 }
 
-export function validateMac(mac: string, what: string): string {
+export function validateMac(mac: unknown, what: string): string {
   const lower = typeof mac === 'string' ? mac.toLowerCase() : '';
   if (!MAC.test(lower)) throw new NetworkInputError(`${what}: "${String(mac)}" is not a MAC address (xx:xx:xx:xx:xx:xx)`);
   if ((parseInt(lower.slice(0, 2), 16) & 1) === 1) throw new NetworkInputError(`${what}: ${lower} is a multicast MAC`);
@@ -73,27 +83,32 @@ export function validateMac(mac: string, what: string): string {
  * Turns the peer list into the state to program. The local node is skipped (its endpoints are on
  * the bridge itself); an address or MAC claimed twice is rejected rather than guessed at.
  */
-export function desiredPeerState(network: ValidNetwork, localUnderlayAddress: string, peers: OverlayPeer[]): PeerState {
+/** `input` (OverlayPeer[]) comes from the managers' view: checked here, field by field. */
+export function desiredPeerState(network: ValidNetwork, localUnderlayAddress: string, input: unknown): PeerState {
   const where = `peers of overlay network "${network.spec.name}"`;
-  if (!Array.isArray(peers)) throw new NetworkInputError(`${where} must be an array`);
+  const peers = itemsOf(input);
+  if (peers === undefined) throw new NetworkInputError(`${where} must be an array`);
   const state = emptyPeerState();
   const macOwner = new Map<string, string>();
   const seenNodes = new Set<string>();
-  for (const [i, peer] of peers.entries()) {
+  for (const [i, item] of peers.entries()) {
+    const peer = fieldsOf(item);
     const node = peer?.nodeUnderlayAddress;
     if (typeof node !== 'string' || !isIpv4(node)) throw new NetworkInputError(`${where}[${i}].nodeUnderlayAddress "${String(node)}" is not an IPv4 address`);
     if (seenNodes.has(node)) throw new NetworkInputError(`${where}[${i}]: node ${node} is listed twice`);
     seenNodes.add(node);
-    if (!Array.isArray(peer.endpoints)) throw new NetworkInputError(`${where}[${i}].endpoints must be an array`);
+    const endpoints = itemsOf(peer?.endpoints);
+    if (endpoints === undefined) throw new NetworkInputError(`${where}[${i}].endpoints must be an array`);
     if (node === localUnderlayAddress) continue;
     state.flood.add(node);
-    for (const [j, endpoint] of peer.endpoints.entries()) {
+    for (const [j, endpointItem] of endpoints.entries()) {
       const what = `${where}[${i}].endpoints[${j}]`;
+      const endpoint = fieldsOf(endpointItem);
       const address = endpoint?.address;
       if (typeof address !== 'string' || !isIpv4(address)) throw new NetworkInputError(`${what}.address "${String(address)}" is not an IPv4 address`);
       if (!cidrContains(network.cidr, parseIpv4(address))) throw new NetworkInputError(`${what}.address ${address} is outside ${network.cidr.text}`);
       if (address === network.spec.gateway) throw new NetworkInputError(`${what}.address ${address} is the gateway`);
-      const mac = validateMac(endpoint.mac, `${what}.mac`);
+      const mac = validateMac(endpoint?.mac, `${what}.mac`);
       if (state.neighbours.has(address)) throw new NetworkInputError(`${what}: address ${address} is listed twice`);
       const owner = macOwner.get(mac);
       if (owner !== undefined) throw new NetworkInputError(`${what}: MAC ${mac} is also used by ${owner}`);

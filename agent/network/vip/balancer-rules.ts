@@ -2,50 +2,60 @@
 // is replaced in one `nft -f` transaction, so every update is atomic: a connection sees either the
 // old backend set or the new one, and established flows keep their conntrack NAT binding.
 
-import { NetworkInputError, isIpv4, validatePort } from '../../../common/network/ipv4.js';
+import { NetworkInputError, isIpv4 } from '../../../common/network/ipv4.js';
+import { fieldsOf, itemsOf, validPort, validProtocol } from '../input.js';
 import { overlayBridgeName } from '../overlay/names.js';
 import type { PublishedPort } from '../types.js';
-import type { BalancerState, MeshService, VipService } from './types.js';
+import type { MeshService, VipService } from './types.js';
 
 export interface ValidBalancerState {
   vips: VipService[];
   published: MeshService[];
 }
 
-export function validateBalancerState(state: BalancerState): ValidBalancerState {
-  if (typeof state !== 'object' || state === null || !Array.isArray(state.vips) || !Array.isArray(state.published)) {
+/** `input` (a BalancerState) comes from the managers' view: checked here, field by field. */
+export function validateBalancerState(input: unknown): ValidBalancerState {
+  const state = fieldsOf(input);
+  const vipItems = itemsOf(state?.vips);
+  const publishedItems = itemsOf(state?.published);
+  if (vipItems === undefined || publishedItems === undefined) {
     throw new NetworkInputError('balancer state must be { vips: [...], published: [...] }');
   }
   const vipOwner = new Map<string, string>();
   const keys = new Set<string>();
-  const vips = state.vips.map((service, i) => {
-    const where = `vips[${i}] (${JSON.stringify(service?.key)})`;
-    validateKey(service?.key, where, keys, 'vip');
-    if (typeof service.networkId !== 'string' || service.networkId.length === 0) throw new NetworkInputError(`${where}.networkId must be set`);
-    if (typeof service.vip !== 'string' || !isIpv4(service.vip)) throw new NetworkInputError(`${where}.vip "${String(service.vip)}" is not an IPv4 address`);
-    const owner = vipOwner.get(service.vip);
-    if (owner !== undefined) throw new NetworkInputError(`${where}: VIP ${service.vip} is already used by "${owner}"`);
-    vipOwner.set(service.vip, service.key);
-    return { key: service.key, networkId: service.networkId, vip: service.vip, backends: validBackends(service.backends, where) };
+  const vips = vipItems.map((item, i): VipService => {
+    const service = fieldsOf(item);
+    const key = service?.key;
+    const where = `vips[${i}] (${JSON.stringify(key)})`;
+    validateKey(key, where, keys, 'vip');
+    const { networkId, vip } = service ?? {};
+    if (typeof networkId !== 'string' || networkId.length === 0) throw new NetworkInputError(`${where}.networkId must be set`);
+    if (typeof vip !== 'string' || !isIpv4(vip)) throw new NetworkInputError(`${where}.vip "${String(vip)}" is not an IPv4 address`);
+    const owner = vipOwner.get(vip);
+    if (owner !== undefined) throw new NetworkInputError(`${where}: VIP ${vip} is already used by "${owner}"`);
+    vipOwner.set(vip, key);
+    return { key, networkId, vip, backends: validBackends(service?.backends, where) };
   });
   const portOwner = new Map<string, string>();
-  const published = state.published.map((service, i) => {
-    const where = `published[${i}] (${JSON.stringify(service?.key)})`;
-    validateKey(service?.key, where, keys, 'mesh');
-    if (!Array.isArray(service.ports)) throw new NetworkInputError(`${where}.ports must be an array`);
-    const ports = service.ports.map((port, j): PublishedPort => {
-      validatePort(port?.published, `${where}.ports[${j}].published`);
-      validatePort(port.target, `${where}.ports[${j}].target`);
-      if (port.protocol !== 'tcp' && port.protocol !== 'udp') {
-        throw new NetworkInputError(`${where}.ports[${j}].protocol must be "tcp" or "udp", got ${JSON.stringify(port.protocol)}`);
-      }
-      const id = `${port.published}/${port.protocol}`;
+  const published = publishedItems.map((item, i): MeshService => {
+    const service = fieldsOf(item);
+    const key = service?.key;
+    const where = `published[${i}] (${JSON.stringify(key)})`;
+    validateKey(key, where, keys, 'mesh');
+    const portItems = itemsOf(service?.ports);
+    if (portItems === undefined) throw new NetworkInputError(`${where}.ports must be an array`);
+    const ports = portItems.map((portItem, j): PublishedPort => {
+      const port = fieldsOf(portItem);
+      const publishedPort = validPort(port?.published, `${where}.ports[${j}].published`);
+      const target = validPort(port?.target, `${where}.ports[${j}].target`);
+      const protocol = validProtocol(port?.protocol, `${where}.ports[${j}].protocol`);
+      const id = `${publishedPort}/${protocol}`;
       const owner = portOwner.get(id);
       if (owner !== undefined) throw new NetworkInputError(`${where}: port ${id} is already published by "${owner}"`);
-      portOwner.set(id, service.key);
-      return { published: port.published, target: port.target, protocol: port.protocol };
+      portOwner.set(id, key);
+      return { published: publishedPort, target, protocol };
     });
-    return { key: service.key, ports, backends: validBackends(service.backends, where) };
+    return { key, ports, backends: validBackends(service?.backends, where) };
   });
   return { vips, published };
 }

@@ -65,11 +65,12 @@ async function run(program: Command, id: string, bundle: string): Promise<number
   try {
     await runtime.start(id);
     let offset = 0;
-    let done = false;
-    const exit = runtime.wait(id).finally(() => (done = true));
-    while (!done) {
+    const exit = runtime.wait(id);
+    const exited = exit.then(() => 'exited' as const);
+    const tick = (): Promise<'tick'> => new Promise((resolve) => setTimeout(() => resolve('tick'), 50));
+    for (;;) {
       offset = await relayLog(log, offset);
-      await Promise.race([exit, new Promise((r) => setTimeout(r, 50))]);
+      if ((await Promise.race([exited, tick()])) === 'exited') break;
     }
     await relayLog(log, offset);
     return (await exit).exitCode;

@@ -122,9 +122,10 @@ export function execProbe(runtime: ContainerRuntime, containerId: string): RunPr
           }),
       ),
     );
-    let exited = false;
+    // Set when the probe's exit is known (an object: set in a callback, read after an await).
+    const reaped = { exited: false };
     const exit = proc.exit.then((status) => {
-      exited = true;
+      reaped.exited = true;
       return status;
     });
     let timer: NodeJS.Timeout | undefined;
@@ -135,7 +136,7 @@ export function execProbe(runtime: ContainerRuntime, containerId: string): RunPr
       const first = await Promise.race([exit, timeout]);
       if (first === 'timeout') {
         // Our own exec'd process, by its pid, and only while it has not been reaped.
-        if (!exited) {
+        if (!reaped.exited) {
           try {
             process.kill(proc.pid, 'SIGKILL');
           } catch {

@@ -39,7 +39,7 @@ export function startTaskHealth(options: TaskHealthOptions): HealthProber {
     config: options.config,
     runProbe: execProbe(options.runtime, options.containerId),
     onChange: (state) => options.report(healthFields(state)),
-    log: options.log,
+    log: (message) => options.log(message),
     ...(options.resume ? { resume: options.resume } : {}),
   });
   prober.start();
