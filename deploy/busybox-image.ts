@@ -86,6 +86,49 @@ export async function writeTar(cwd: string, file: string, paths: string[], gzip:
   await create({ cwd, file, gzip, mtime: FIXED_TIME, noDirRecurse: true, onWriteEntry }, paths);
 }
 
+export interface OciLayerDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+/**
+ * Writes an image's config and manifest blobs, `oci-layout` and an index.json naming the manifest
+ * `latest` into an OCI layout whose layer blobs are already in place; returns the manifest digest.
+ */
+export async function writeOciManifestAndIndex(
+  ociLayoutDir: string,
+  config: { digest: string; bytes: Buffer },
+  layers: OciLayerDescriptor[],
+  index: { platform?: { architecture: string; os: string }; annotations?: Record<string, string> } = {},
+): Promise<string> {
+  const blobsDir = join(ociLayoutDir, 'blobs', 'sha256');
+  await writeFile(join(blobsDir, hexOf(config.digest)), config.bytes);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config.digest, size: config.bytes.byteLength },
+      layers,
+    }),
+  );
+  const manifestDigest = sha256(manifest);
+  await writeFile(join(blobsDir, hexOf(manifestDigest)), manifest);
+  await writeFile(join(ociLayoutDir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  const entry = {
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    digest: manifestDigest,
+    size: manifest.byteLength,
+    ...(index.platform === undefined ? {} : { platform: index.platform }),
+    annotations: { 'org.opencontainers.image.ref.name': 'latest', ...index.annotations },
+  };
+  await writeFile(
+    join(ociLayoutDir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [entry] }),
+  );
+  return manifestDigest;
+}
+
 export async function buildBusyboxImage(dir: string): Promise<BusyboxImage> {
   await mkdir(dir, { recursive: true });
   const work = await mkdtemp(join(dir, 'build-'));
@@ -111,42 +154,16 @@ export async function buildBusyboxImage(dir: string): Promise<BusyboxImage> {
       }),
     );
     const configDigest = sha256(config);
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.byteLength },
-        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: layerGz.byteLength }],
-      }),
-    );
-    const manifestDigest = sha256(manifest);
-
     const ociLayoutDir = join(dir, 'oci-layout');
     await rm(ociLayoutDir, { recursive: true, force: true });
     const blobsDir = join(ociLayoutDir, 'blobs', 'sha256');
     await mkdir(blobsDir, { recursive: true });
     await writeFile(join(blobsDir, hexOf(layerDigest)), layerGz);
-    await writeFile(join(blobsDir, hexOf(configDigest)), config);
-    await writeFile(join(blobsDir, hexOf(manifestDigest)), manifest);
-    await writeFile(join(ociLayoutDir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    await writeFile(
-      join(ociLayoutDir, 'index.json'),
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.index.v1+json',
-        manifests: [
-          {
-            mediaType: 'application/vnd.oci.image.manifest.v1+json',
-            digest: manifestDigest,
-            size: manifest.byteLength,
-            platform: { architecture: ociArchitecture(), os: 'linux' },
-            annotations: {
-              'org.opencontainers.image.ref.name': 'latest',
-              'io.containerd.image.name': BUSYBOX_IMAGE_REFERENCE,
-            },
-          },
-        ],
-      }),
+    const manifestDigest = await writeOciManifestAndIndex(
+      ociLayoutDir,
+      { digest: configDigest, bytes: config },
+      [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: layerGz.byteLength }],
+      { platform: { architecture: ociArchitecture(), os: 'linux' }, annotations: { 'io.containerd.image.name': BUSYBOX_IMAGE_REFERENCE } },
     );
     const tarballPath = join(dir, 'busybox-oci.tar');
     await writeTar(ociLayoutDir, tarballPath, ['oci-layout', 'index.json', 'blobs', 'blobs/sha256', ...(await walk(ociLayoutDir, 'blobs/sha256'))], false);

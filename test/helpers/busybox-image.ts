@@ -4,7 +4,17 @@ import { execFileSync } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { buildBusyboxImage, FIXED_TIME, hexOf, ociArchitecture, PATH_ENV, sha256, writeTar, type BusyboxImage } from '../../deploy/busybox-image.js';
+import {
+  buildBusyboxImage,
+  FIXED_TIME,
+  hexOf,
+  ociArchitecture,
+  PATH_ENV,
+  sha256,
+  writeOciManifestAndIndex,
+  writeTar,
+  type BusyboxImage,
+} from '../../deploy/busybox-image.js';
 
 export { BUSYBOX_BINARY, BUSYBOX_IMAGE_REFERENCE, BUSYBOX_INDEX_HTML, buildBusyboxImage, type BusyboxImage } from '../../deploy/busybox-image.js';
 
@@ -97,33 +107,10 @@ export async function buildLayeredImage(
       rootfs: { type: 'layers', diff_ids: diffIds },
     }),
   );
-  const configDigest = sha256(config);
-  await writeFile(join(blobsDir, hexOf(configDigest)), config);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.byteLength },
-      layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
-    }),
-  );
-  const manifestDigest = sha256(manifest);
-  await writeFile(join(blobsDir, hexOf(manifestDigest)), manifest);
-  await writeFile(join(ociLayoutDir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  await writeFile(
-    join(ociLayoutDir, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.index.v1+json',
-      manifests: [
-        {
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          digest: manifestDigest,
-          size: manifest.byteLength,
-          annotations: { 'org.opencontainers.image.ref.name': 'latest' },
-        },
-      ],
-    }),
+  const manifestDigest = await writeOciManifestAndIndex(
+    ociLayoutDir,
+    { digest: sha256(config), bytes: config },
+    layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
   );
   return { ociLayoutDir, manifestDigest, layerDigests: layers.map((l) => l.digest), diffIds, extraFiles };
 }
