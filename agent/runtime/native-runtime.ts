@@ -68,8 +68,10 @@ export class NativeRuntime implements ContainerRuntime {
     await this.store.claim(id);
     let cgroup: CgroupRecord | undefined;
     try {
-      // The rootfs may be an overlay (no block device of its own); the bundle sits beside its upper dir.
-      const ioAccountedDisks = await wholeDisksBacking([rootfs, bundle]);
+      // Only v1 needs the disks (a throttle rule turns its I/O accounting on; v2's io.stat counts
+      // without one). The rootfs may be an overlay (no block device of its own); the bundle sits
+      // beside its upper dir.
+      const ioAccountedDisks = cgroups.version === 'v1' ? await wholeDisksBacking([rootfs, bundle]) : [];
       cgroup = await cgroups.create(cgroupPath, spec.linux?.resources, { ioAccountedDisks });
       const plan = await buildSpawnPlan({
         spec,

@@ -16,11 +16,17 @@ export interface BlockDevice {
   minor: number;
 }
 
-/** The whole disks behind the given paths, each once; paths on no block device (tmpfs, overlay) give none. */
+/**
+ * The whole disks behind the given paths, each once; paths on no block device (tmpfs, overlay) give
+ * none. Runs on every container create: one stat per path, and the sysfs look-up once per device
+ * (the rootfs and the bundle are usually on the same one).
+ */
 export async function wholeDisksBacking(paths: readonly string[]): Promise<BlockDevice[]> {
+  const devices = new Set<bigint>();
+  for (const p of paths) devices.add((await fs.stat(p, { bigint: true })).dev);
   const found = new Map<string, BlockDevice>();
-  for (const p of paths) {
-    const disk = await wholeDiskOf(p);
+  for (const dev of devices) {
+    const disk = await wholeDiskOfDevice(decodeDev(dev), '/sys/dev/block');
     if (disk !== undefined) found.set(`${disk.major}:${disk.minor}`, disk);
   }
   return [...found.values()];
@@ -29,20 +35,20 @@ export async function wholeDisksBacking(paths: readonly string[]): Promise<Block
 /** The disk (not partition) holding `p`, or undefined when its file system has no block device. */
 export async function wholeDiskOf(p: string, sysDevBlock = '/sys/dev/block'): Promise<BlockDevice | undefined> {
   const { dev } = await fs.stat(p, { bigint: true });
-  const device = decodeDev(dev);
-  const sysDir = path.join(sysDevBlock, `${device.major}:${device.minor}`);
+  return wholeDiskOfDevice(decodeDev(dev), sysDevBlock);
+}
+
+async function wholeDiskOfDevice(device: BlockDevice, sysDevBlock: string): Promise<BlockDevice | undefined> {
   // No entry: an anonymous device (overlayfs, tmpfs, btrfs subvolumes), which no blkio rule can name.
-  const real = await fs.realpath(sysDir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return undefined;
-    throw err;
-  });
+  const real = await unlessAbsent(fs.realpath(path.join(sysDevBlock, `${device.major}:${device.minor}`)), undefined);
   if (real === undefined) return undefined;
   const isPartition = await unlessAbsent(
     fs.access(path.join(real, 'partition')).then(() => true),
     false,
   );
   if (!isPartition) return device;
-  return parseDevNumber(await fs.readFile(path.join(path.dirname(real), 'dev'), 'utf8'), path.join(path.dirname(real), 'dev'));
+  const diskDev = path.join(path.dirname(real), 'dev');
+  return parseDevNumber(await fs.readFile(diskDev, 'utf8'), diskDev);
 }
 
 /** Linux's dev_t layout (glibc's gnu_dev_major/minor): 12 bits of major and 20 of minor, split. */
