@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { unlessAbsent, isAbsent } from '../../agent/fs-errors.js';
+import { cgroupHierarchies } from './cgroup-hierarchies.js';
 import { processAlive } from '../../agent/runtime/process-alive.js';
 import { ApiClient } from '../client.js';
 import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
@@ -447,19 +448,6 @@ async function deleteNetns(name: string, log: (line: string) => void): Promise<v
 async function deleteLink(name: string, log: (line: string) => void): Promise<void> {
   if ((await unlessAbsent(stat(`/sys/class/net/${name}`), undefined)) === undefined) return;
   await sh('ip', ['link', 'delete', name]).catch((err: Error) => log(`could not delete link ${name}: ${err.message}`));
-}
-
-/** Mount points of every cgroup hierarchy (v1 controllers, cgroup2): hybrid and pure v2 alike. */
-async function cgroupHierarchies(): Promise<string[]> {
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
-  const roots: string[] = [];
-  for (const line of mountinfo.split('\n')) {
-    const [before, after] = line.split(' - ');
-    const mountPoint = before?.split(' ')[4];
-    const fsType = after?.split(' ')[0];
-    if (mountPoint && (fsType === 'cgroup' || fsType === 'cgroup2')) roots.push(mountPoint);
-  }
-  return roots;
 }
 
 /**

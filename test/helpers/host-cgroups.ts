@@ -5,6 +5,7 @@
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { cgroupHierarchies } from '../../cli/local-cluster/cgroup-hierarchies.js';
 
 export interface HostCgroups {
   /** 'v2': only a cgroup2 hierarchy; 'hybrid': v1 controllers and a cgroup2 mount; 'v1': no cgroup2. */
@@ -69,18 +70,10 @@ export async function readControllerFile(controller: string, cgroupPath: string,
   return (await fs.readFile(path.join(await controllerDir(controller, cgroupPath), file), 'utf8')).trim();
 }
 
-/** Every hierarchy root of the host (each v1 mount once, and the cgroup2 mount). */
-export async function hierarchyRoots(): Promise<string[]> {
-  const host = await hostCgroups();
-  const roots = new Set(host.v1Roots.values());
-  if (host.v2Root !== undefined) roots.add(host.v2Root);
-  return [...roots];
-}
-
-/** Directories named `relative` under any hierarchy root, deepest first (for leak checks and clean-up). */
+/** Directories named `relative` under any hierarchy root (the roots the netns cluster's clean-up walks), deepest first (for leak checks and clean-up). */
 export async function cgroupDirsUnder(relative: string): Promise<string[]> {
   const found: string[] = [];
-  for (const root of await hierarchyRoots()) {
+  for (const root of await cgroupHierarchies()) {
     const top = path.join(root, relative);
     if (
       !(await fs.stat(top).then(
