@@ -11,7 +11,7 @@ import { API_VERSION, isJobMode, KINDS, type Config, type Network, type Secret, 
 import { parseCpuNanos, parseDurationMs, parseMemoryBytes, formatMemory, type ParseResult } from './quantity.js';
 import { formatConstraint, LABEL_KEY_PATTERN, parseConstraint } from './constraints.js';
 import { decodedSize, MAX_FILE_OBJECT_BYTES, MAX_REPLICAS, MAX_SUGGESTION_KEY_LENGTH, quoteName } from './limits.js';
-import { DNS_LABEL } from './names.js';
+import { DNS_LABEL, DNS_NAME, MAX_DNS_NAME_LENGTH } from './names.js';
 
 export type IssuePath = (string | number)[];
 export interface ValidationIssue {
@@ -43,9 +43,7 @@ const DNS_LABEL_EXPECTED = 'expected a DNS label (lowercase letters, digits and 
 // DNS_LABEL bounds the length too (a separate max(63) would report the same message twice).
 const dnsLabel = z.string({ error: DNS_LABEL_EXPECTED }).regex(DNS_LABEL, { error: DNS_LABEL_EXPECTED });
 
-// RFC 1123 hostname: dot-separated labels, at most 253 characters.
-const HOSTNAME = /^[a-z0-9A-Z]([-a-z0-9A-Z]{0,61}[a-z0-9A-Z])?(\.[a-z0-9A-Z]([-a-z0-9A-Z]{0,61}[a-z0-9A-Z])?)*$/;
-const hostname = z.string().max(253).regex(HOSTNAME, { error: 'expected a hostname (letters, digits, "-" and ".")' });
+const hostname = z.string().max(MAX_DNS_NAME_LENGTH).regex(DNS_NAME, { error: 'expected a hostname (letters, digits, "-" and ".")' });
 /** They end up in /etc/hosts and /etc/resolv.conf: an address and nothing else. */
 const ipAddress = z.union([z.ipv4(), z.ipv6()], { error: 'expected an IPv4 or IPv6 address' });
 

@@ -14,6 +14,7 @@ import {
   x509,
   pemOf,
 } from '../../common/identity/x509.js';
+import { DNS_NAME, MAX_DNS_NAME_LENGTH } from '../../common/resources/names.js';
 import { CLOCK_SKEW_MS, type CaMaterial, type LoadedCa, loadCa } from './root-ca.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -22,7 +23,6 @@ export const DEFAULT_USER_VALIDITY_MS = 365 * DAY_MS;
 /** Short enough for a test to watch a renewal, long enough to outlast one handshake on a loaded machine. */
 export const MIN_VALIDITY_MS = 60 * 1000;
 const MAX_SANS = 32;
-const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
 export interface NodeCertificateRequest {
   nodeId: string;
@@ -121,7 +121,8 @@ function sanExtension(dnsNames: readonly string[], ips: readonly string[]): x509
   if (dnsNames.length + ips.length > MAX_SANS)
     throw new IdentityError('malformed', `${dnsNames.length + ips.length} subject alternative names, at most ${MAX_SANS}`);
   for (const name of dnsNames) {
-    if (!DNS_NAME.test(name)) throw new IdentityError('malformed', `subject alternative name "${name.slice(0, 80)}" is not a DNS name`);
+    if (name.length > MAX_DNS_NAME_LENGTH || !DNS_NAME.test(name))
+      throw new IdentityError('malformed', `subject alternative name "${name.slice(0, 80)}" is not a DNS name`);
   }
   for (const ip of ips) {
     if (isIP(ip) === 0) throw new IdentityError('malformed', `subject alternative name "${ip.slice(0, 80)}" is not an IP address`);
