@@ -1,6 +1,8 @@
 // Telling "absent" from "failed": a file that does not exist is an answer, any other error from the
 // file system (EACCES, EIO, ELOOP, ...) is a failure that must surface, not pass for "not there".
 
+import { access } from 'node:fs/promises';
+
 /** The error's errno code (ENOENT, EIO, ...), when it has one. */
 export function errnoCode(error: unknown): string | undefined {
   if (typeof error !== 'object' || error === null || !('code' in error)) return undefined;
@@ -26,6 +28,14 @@ export async function unlessAbsent<T, F>(promise: Promise<T>, fallback: F): Prom
     if (isAbsent(error)) return fallback;
     throw error;
   }
+}
+
+/** Whether something is at `p`; errors other than "absent" are thrown. */
+export async function exists(p: string): Promise<boolean> {
+  return unlessAbsent(
+    access(p).then(() => true),
+    false,
+  );
 }
 
 export function errorMessage(error: unknown): string {

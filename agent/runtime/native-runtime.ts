@@ -5,7 +5,6 @@
 // once the shim has gone, exit.json in the state dir answers. cgroups and state.json are
 // managed here.
 
-import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -17,7 +16,7 @@ import { ShimClient, ShimGoneError, readExitFile } from './shim-client.js';
 import { buildSpawnPlan, resolveRootfs } from './spawn-plan.js';
 import { processStartTime, StateStore, validateContainerId, type StoredState } from './state-store.js';
 import type { ContainerRuntime, ContainerState, ContainerStats, CreateOptions, ExecOptions, ExecProcess, ExitStatus } from './types.js';
-import { unlessAbsent } from '../fs-errors.js';
+import { exists } from '../fs-errors.js';
 
 export interface NativeRuntimeOptions {
   /** Directory holding one <id>/ per container (state.json, plan.json, shim.sock, exit.json). */
@@ -293,13 +292,7 @@ async function oomFileOf(cgroup: CgroupRecord): Promise<string> {
   for (const dir of cgroup.dirs) {
     for (const name of ['memory.oom_control', 'memory.events']) {
       const file = path.join(dir, name);
-      if (
-        await unlessAbsent(
-          fs.access(file).then(() => true),
-          false,
-        )
-      )
-        return file;
+      if (await exists(file)) return file;
     }
   }
   return '';

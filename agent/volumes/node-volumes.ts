@@ -4,26 +4,18 @@
 // runtime's mount entries. Deleting a Volume object removes nothing here: like Swarm's local
 // volumes, the data stays on the node and a Volume of the same name finds it again.
 import { execFile } from 'node:child_process';
-import { access, mkdir, readdir, readFile, realpath, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, realpath, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 
 import { mount, umount } from '../runtime/native.js';
 import type { OciMount } from '../worker/container-config.js';
 import { driverMount, type MountAction } from './volume-plan.js';
-import { unlessAbsent } from '../fs-errors.js';
+import { exists, unlessAbsent } from '../fs-errors.js';
 
 const run = promisify(execFile);
 /** Beside _data, never inside it: the volume's content was initialised (copied up or used). */
 const INITIALISED = 'initialised';
-
-/** Whether the path exists; errors other than "absent" are thrown. */
-async function exists(path: string): Promise<boolean> {
-  return unlessAbsent(
-    access(path).then(() => true),
-    false,
-  );
-}
 
 /** After umount failed: busy is detached lazily, not mounted (EINVAL) or gone (ENOENT) is done; anything else is thrown. */
 function unmountFailed(err: unknown, point: string): void {

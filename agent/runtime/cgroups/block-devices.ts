@@ -9,7 +9,7 @@
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { unlessAbsent } from '../../fs-errors.js';
+import { exists, unlessAbsent } from '../../fs-errors.js';
 
 export interface BlockDevice {
   major: number;
@@ -42,11 +42,7 @@ async function wholeDiskOfDevice(device: BlockDevice, sysDevBlock: string): Prom
   // No entry: an anonymous device (overlayfs, tmpfs, btrfs subvolumes), which no blkio rule can name.
   const real = await unlessAbsent(fs.realpath(path.join(sysDevBlock, `${device.major}:${device.minor}`)), undefined);
   if (real === undefined) return undefined;
-  const isPartition = await unlessAbsent(
-    fs.access(path.join(real, 'partition')).then(() => true),
-    false,
-  );
-  if (!isPartition) return device;
+  if (!(await exists(path.join(real, 'partition')))) return device;
   const diskDev = path.join(path.dirname(real), 'dev');
   return parseDevNumber(await fs.readFile(diskDev, 'utf8'), diskDev);
 }

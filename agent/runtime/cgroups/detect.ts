@@ -2,7 +2,8 @@
 // (not /proc/mounts), so tests can point it at a scratch tree.
 
 import path from 'node:path';
-import { exists, readOptional } from './fs-util.js';
+import { exists } from '../../fs-errors.js';
+import { readOptional } from './fs-util.js';
 import type { CgroupDriver } from './driver.js';
 import { CgroupsV1 } from './v1.js';
 import { CgroupsV2 } from './v2.js';

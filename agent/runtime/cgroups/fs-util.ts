@@ -11,14 +11,6 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isAbsent, unlessAbsent } from '../../fs-errors.js';
 
-/** Whether the file exists; errors other than "absent" are thrown. */
-export async function exists(p: string): Promise<boolean> {
-  return unlessAbsent(
-    fs.access(p).then(() => true),
-    false,
-  );
-}
-
 /** A file the kernel may not have (an interface of another version or config); undefined when absent. */
 export async function readOptional(p: string): Promise<string | undefined> {
   return unlessAbsent(fs.readFile(p, 'utf8'), undefined);

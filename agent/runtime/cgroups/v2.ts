@@ -8,9 +8,9 @@
 
 import path from 'node:path';
 import type { ContainerStats } from '../types.js';
-import { throwAfterCleanup } from '../../fs-errors.js';
+import { exists, throwAfterCleanup } from '../../fs-errors.js';
 import type { CgroupDriver, CgroupRecord } from './driver.js';
-import { exists, mkdirRecorded, readOptional, removeCreated, writeControl } from './fs-util.js';
+import { mkdirRecorded, readOptional, removeCreated, writeControl } from './fs-util.js';
 import { planV2, type ControlWrite } from './plan.js';
 import { validateResources } from './resources.js';
 import { parseIoStat, parseKeyValues, parseLimit, parseNumber } from './stats-parse.js';
