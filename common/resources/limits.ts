@@ -8,6 +8,12 @@ export const MAX_REPLICAS = 100_000;
 /** Any name a request carries (object, stack, reference): a DNS name's limit, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 253;
 
+/** Whether a name is over MAX_NAME_BYTES of UTF-8 (a long one is refused before its bytes are counted). */
+export function isNameTooLong(name: string): boolean {
+  // A string of n UTF-16 units has at least n UTF-8 bytes.
+  return name.length > MAX_NAME_BYTES || Buffer.byteLength(name) > MAX_NAME_BYTES;
+}
+
 /** One API request, in bytes: the API server's gRPC receive limit and Apply's own check. */
 export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
 

@@ -2,7 +2,7 @@
 import type { NodeUpdateRequest__Output } from '../../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
 import type { Node, NodeAvailability } from '../../common/resources/types.js';
 import { LABEL_KEY_PATTERN } from '../../common/resources/constraints.js';
-import { MAX_NAME_BYTES, quoteName } from '../../common/resources/limits.js';
+import { isNameTooLong, MAX_NAME_BYTES, quoteName } from '../../common/resources/limits.js';
 import { invalidArgument } from './errors.js';
 
 export interface NodeChange {
@@ -15,8 +15,7 @@ const AVAILABILITIES: readonly NodeAvailability[] = ['active', 'pause', 'drain']
 
 export function validateNodeUpdate(req: NodeUpdateRequest__Output): NodeChange {
   if (!req.name) throw invalidArgument('node update: missing node name');
-  if (Buffer.byteLength(req.name) > MAX_NAME_BYTES)
-    throw invalidArgument(`node update: node name ${quoteName(req.name)} is longer than ${MAX_NAME_BYTES} bytes`);
+  if (isNameTooLong(req.name)) throw invalidArgument(`node update: node name ${quoteName(req.name)} is longer than ${MAX_NAME_BYTES} bytes`);
   const problems: string[] = [];
   if (req.availability && !AVAILABILITIES.includes(req.availability as NodeAvailability)) {
     problems.push(`availability must be one of ${AVAILABILITIES.join(', ')}, got "${req.availability}"`);

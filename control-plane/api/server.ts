@@ -19,7 +19,7 @@ import type { TransportSecurity } from '../../common/transport/credentials.js';
 import type { AnyObject, Kind, Network, Node, Service, Task } from '../../common/resources/types.js';
 import { KINDS, isTerminal } from '../../common/resources/types.js';
 import { formatIssuePath, validateObject } from '../../common/resources/schema.js';
-import { MAX_NAME_BYTES, MAX_REPLICAS, MAX_REQUEST_BYTES, quoteName } from '../../common/resources/limits.js';
+import { isNameTooLong, MAX_NAME_BYTES, MAX_REPLICAS, MAX_REQUEST_BYTES, quoteName } from '../../common/resources/limits.js';
 import { kindPrefix, objectKey } from '../store/keys.js';
 import type { Store, TxnOp, Compare } from '../store/store.js';
 import { ConflictError, NotFoundError, ObjectStore, type ObjectOfKind } from '../store/object-store.js';
@@ -67,8 +67,7 @@ function parseKind(raw: string): Kind {
 
 /** Refuses a name (of an object, stack or service) longer than any object can have. */
 function checkNameSize(value: string, what: string): string {
-  // A string of n UTF-16 units has at least n UTF-8 bytes, so a long one is refused before counting.
-  if (value.length > MAX_NAME_BYTES || Buffer.byteLength(value) > MAX_NAME_BYTES) {
+  if (isNameTooLong(value)) {
     throw invalidArgument(`${what} ${quoteName(value)} is longer than ${MAX_NAME_BYTES} bytes`);
   }
   return value;
