@@ -38,7 +38,11 @@ function singleField(name: x509.Name, field: string, what: string): string {
 
 /** Reads CN, OU, O, the serial and the validity of a certificate (PEM, or DER as a TLS peer presents it). */
 export function parseIdentity(certificate: string | Uint8Array): CertificateSubject {
-  const cert = parseCertificate('certificate', certificate);
+  return identityOf(parseCertificate('certificate', certificate));
+}
+
+/** parseIdentity of a certificate already parsed (a verifier has it in hand; no second parse). */
+export function identityOf(cert: x509.X509Certificate): CertificateSubject {
   const what = `certificate ${cert.subject}`;
   return {
     cn: singleField(cert.subjectName, 'CN', what),

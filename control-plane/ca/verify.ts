@@ -1,7 +1,7 @@
 // Verifies a presented certificate chain against the cluster's trusted roots and returns who the
 // holder is. OpenSSL already checks chains inside TLS handshakes; this is for the checks TLS does
 // not know about (cluster, role, revocation) and for certificates handled outside a handshake.
-import { type NodeRole, type UserRole, isNodeRole, isUserRole, parseIdentity } from '../../common/identity/certificate.js';
+import { type NodeRole, type UserRole, identityOf, isNodeRole, isUserRole } from '../../common/identity/certificate.js';
 import { assertCanIssue, assertValidAt, buildPath } from '../../common/identity/chain.js';
 import { IdentityError, OID_CLIENT_AUTH, OID_SERVER_AUTH, parseCertificate, x509 } from '../../common/identity/x509.js';
 import type { RevocationSet } from './revocation.js';
@@ -40,7 +40,7 @@ export async function verifyChain(
   });
   assertLeafUsage(leaf);
 
-  const subject = parseIdentity(leafPem);
+  const subject = identityOf(leaf);
   const root = path[path.length - 1];
   const rootCluster = root?.subjectName.getField('O') ?? [];
   if (rootCluster.length !== 1 || rootCluster[0] !== subject.o) {
