@@ -18,7 +18,7 @@ import { check } from './shape.js';
 import { translate, type TranslateIssue } from './translate.js';
 import { readProjectFile, type CappedReader, type ProjectFileOptions } from './project-files.js';
 import { keyProblems } from '../manifest/unique-keys.js';
-import { cappedReadProblem, MAX_INPUT_FILE_BYTES, positionOf, readCapped, yamlStructureProblem } from '../manifest/input-limits.js';
+import { inputFileProblem, MAX_INPUT_FILE_BYTES, positionOf, readCapped, yamlStructureProblem } from '../manifest/input-limits.js';
 
 export interface LoadComposeOptions {
   /** The environment variables of this machine (process.env); they win over .env. */
@@ -167,14 +167,7 @@ export function loadCompose(files: readonly string[], options: LoadComposeOption
   for (const file of files) {
     const data = readFile(file, MAX_INPUT_FILE_BYTES);
     if (!data.ok) {
-      const problem = cappedReadProblem(data, MAX_INPUT_FILE_BYTES);
-      issues.push({
-        file,
-        message:
-          data.reason === 'too-large'
-            ? `refused before parsing: ${problem} (one API request's limit)`
-            : `cannot read: ${problem.replace(/^cannot read: /, '')}`,
-      });
+      issues.push({ file, message: inputFileProblem(data) });
       continue;
     }
     const text = data.data.toString('utf8');

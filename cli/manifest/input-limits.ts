@@ -90,6 +90,16 @@ export function cappedReadProblem(result: Exclude<CappedRead, { ok: true }>, max
   }
 }
 
+/**
+ * The message for a manifest or Compose file that was not read: "refused before parsing: ... (one
+ * API request's limit)" when too large, "cannot read: ..." otherwise.
+ */
+export function inputFileProblem(result: Exclude<CappedRead, { ok: true }>): string {
+  const problem = cappedReadProblem(result, MAX_INPUT_FILE_BYTES);
+  if (result.reason === 'too-large') return `refused before parsing: ${problem} (one API request's limit)`;
+  return result.reason === 'unreadable' ? problem : `cannot read: ${problem}`;
+}
+
 /** The text is refused when larger than one API request, before any parsing. */
 export function textSizeProblem(text: string, maxBytes = MAX_INPUT_FILE_BYTES): string | undefined {
   // A string of n UTF-16 units is at least n and at most 3n bytes of UTF-8: count only when needed.

@@ -15,7 +15,7 @@ import type { KubeIssue } from '../kube/findings.js';
 import { ManifestError, yamlProblem, type ManifestIssue } from './errors.js';
 import { locate, type SourcePosition } from './locate.js';
 import { keyProblems } from './unique-keys.js';
-import { cappedReadProblem, MAX_INPUT_FILE_BYTES, positionOf, readCapped, textSizeProblem, yamlStructureProblem } from './input-limits.js';
+import { inputFileProblem, MAX_INPUT_FILE_BYTES, positionOf, readCapped, textSizeProblem, yamlStructureProblem } from './input-limits.js';
 
 export { ManifestError, formatIssue, formatPath, type ManifestIssue } from './errors.js';
 
@@ -64,10 +64,8 @@ function objectsOfDocument(value: unknown): Array<{ value: unknown; prefix: Issu
   return [{ value, prefix: [] }];
 }
 
-/** The input refused as a whole (too large, nested too deep) before the YAML library sees it. */
-function inputProblem(text: string, fileName: string): ManifestIssue | undefined {
-  const tooLarge = textSizeProblem(text);
-  if (tooLarge) return { file: fileName, message: `refused before parsing: ${tooLarge} (one API request's limit)` };
+/** YAML refused as a whole (nested too deep, too many documents) before the YAML library sees it. */
+function structureProblem(text: string, fileName: string): ManifestIssue | undefined {
   const nesting = yamlStructureProblem(text);
   if (!nesting) return undefined;
   return { file: fileName, ...positionOf(text, nesting.offset), message: `YAML ${nesting.message}` };
@@ -75,7 +73,7 @@ function inputProblem(text: string, fileName: string): ManifestIssue | undefined
 
 function loadText(text: string, fileName: string): LoadOutcome {
   const outcome: LoadOutcome = { objects: [], issues: [], kube: [] };
-  const refused = inputProblem(text, fileName);
+  const refused = structureProblem(text, fileName);
   if (refused) {
     outcome.issues.push(refused);
     return outcome;
@@ -197,6 +195,9 @@ function finish(outcomes: readonly LoadOutcome[], options: LoadOptions = {}): Lo
 
 /** Parses, validates (and translates) manifest text; `fileName` is only used in messages. Throws ManifestError. */
 export function loadManifestsFromText(text: string, fileName: string, options: LoadOptions = {}): LoadResult {
+  // A file is capped when read (readText); text given directly is measured here, once.
+  const tooLarge = textSizeProblem(text);
+  if (tooLarge) throw new ManifestError([{ file: fileName, message: `refused before parsing: ${tooLarge} (one API request's limit)` }]);
   return finish([loadText(text, fileName)], options);
 }
 
@@ -208,22 +209,7 @@ export function loadManifestText(text: string, fileName: string): StackObject[] 
 async function readText(path: string): Promise<LoadOutcome | string> {
   const read = readCapped(path, MAX_INPUT_FILE_BYTES);
   if (read.ok) return read.data.toString('utf8');
-  const problem = cappedReadProblem(read, MAX_INPUT_FILE_BYTES);
-  return {
-    objects: [],
-    issues: [
-      {
-        file: path,
-        message:
-          read.reason === 'too-large'
-            ? `refused before parsing: ${problem} (one API request's limit)`
-            : problem.startsWith('cannot read')
-              ? problem
-              : `cannot read: ${problem}`,
-      },
-    ],
-    kube: [],
-  };
+  return { objects: [], issues: [{ file: path, message: inputFileProblem(read) }], kube: [] };
 }
 
 async function loadFileOutcome(path: string): Promise<LoadOutcome> {
