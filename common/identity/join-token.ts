@@ -3,7 +3,7 @@
 // the joiner was given the token. Neither part is ever echoed in an error: tokens are not logged.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { caDigest } from './certificate.js';
-import { isSelfSignedRoot, isSignedBy } from './chain.js';
+import { isSelfSignedRoot, isSignedBy, MAX_INTERMEDIATES } from './chain.js';
 import { parseCertificate } from './x509.js';
 
 export const JOIN_TOKEN_PREFIX = 'TSJT';
@@ -118,7 +118,8 @@ export type PinResult = { ok: true } | { ok: false; reason: string };
 export async function pinnedCaMatches(token: string | JoinToken, presentedChainPems: readonly string[]): Promise<PinResult> {
   const pinned = typeof token === 'string' ? parseJoinToken(token) : token;
   if (presentedChainPems.length === 0) return { ok: false, reason: 'the manager presented no certificate' };
-  if (presentedChainPems.length > 4)
+  // The leaf, at most MAX_INTERMEDIATES intermediates, and the root.
+  if (presentedChainPems.length > MAX_INTERMEDIATES + 2)
     return { ok: false, reason: `the manager presented ${presentedChainPems.length} certificates, more than a Tessera chain holds` };
   const chain = presentedChainPems.map((pem, index) => parseCertificate(`presented certificate #${index}`, pem));
   const root = chain[chain.length - 1];

@@ -49,17 +49,17 @@ export class IdentityError extends Error {
   }
 }
 
-function assertBounded(what: string, text: string): void {
-  if (text.length > MAX_PEM_BYTES) throw new IdentityError('malformed', `${what}: ${text.length} bytes is more than the ${MAX_PEM_BYTES} allowed`);
+function assertBounded(what: string, size: number): void {
+  if (size > MAX_PEM_BYTES) throw new IdentityError('malformed', `${what}: ${size} bytes is more than the ${MAX_PEM_BYTES} allowed`);
 }
 
 /** Parses one PEM (or DER) certificate, with a size bound and an error naming `what`. */
 export function parseCertificate(what: string, pemOrDer: string | Uint8Array): x509.X509Certificate {
   if (typeof pemOrDer === 'string') {
-    assertBounded(what, pemOrDer);
+    assertBounded(what, pemOrDer.length);
     if (!pemOrDer.includes('-----BEGIN CERTIFICATE-----')) throw new IdentityError('malformed', `${what}: not a PEM certificate (no BEGIN CERTIFICATE line)`);
-  } else if (pemOrDer.byteLength > MAX_PEM_BYTES) {
-    throw new IdentityError('malformed', `${what}: ${pemOrDer.byteLength} bytes is more than the ${MAX_PEM_BYTES} allowed`);
+  } else {
+    assertBounded(what, pemOrDer.byteLength);
   }
   try {
     return new x509.X509Certificate(typeof pemOrDer === 'string' ? pemOrDer : toArrayBuffer(pemOrDer));
@@ -69,7 +69,7 @@ export function parseCertificate(what: string, pemOrDer: string | Uint8Array): x
 }
 
 export function parseCsr(what: string, pem: string): x509.Pkcs10CertificateRequest {
-  assertBounded(what, pem);
+  assertBounded(what, pem.length);
   if (!pem.includes('-----BEGIN CERTIFICATE REQUEST-----'))
     throw new IdentityError('malformed', `${what}: not a PEM certificate request (no BEGIN CERTIFICATE REQUEST line)`);
   try {
@@ -116,7 +116,7 @@ export async function exportPkcs8Pem(key: CryptoKey): Promise<string> {
 
 /** Imports an ECDSA P-256 private key from PKCS#8 PEM, for signing only and not extractable again. */
 export async function importPkcs8Pem(what: string, pem: string): Promise<CryptoKey> {
-  assertBounded(what, pem);
+  assertBounded(what, pem.length);
   if (!pem.includes('-----BEGIN PRIVATE KEY-----')) throw new IdentityError('malformed', `${what}: not a PKCS#8 PEM private key (no BEGIN PRIVATE KEY line)`);
   try {
     return await webcrypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(pem), EC_KEY_ALGORITHM, false, ['sign']);
