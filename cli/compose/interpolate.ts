@@ -2,7 +2,8 @@
 // ${VAR?error}, ${VAR:+replacement}, ${VAR+replacement}, and $$ for a literal "$". Defaults and
 // replacements may themselves contain interpolations, as in Compose v2.
 
-import type { IssuePath } from '../../common/resources/schema.js';
+// describeValue quotes only the start of a long text: a 16 MB value must not become a 16 MB error.
+import { describeValue, type IssuePath } from '../../common/resources/schema.js';
 
 export type Lookup = (name: string) => string | undefined;
 
@@ -38,11 +39,6 @@ interface OpenExpression {
   parts: Part[];
   /** Offset of its "${" in the text, for messages. */
   start: number;
-}
-
-/** The start of a long text for a message: a 16 MB value must not become a 16 MB error. */
-function excerpt(text: string): string {
-  return JSON.stringify(text.length > 60 ? `${text.slice(0, 57)}...` : text);
 }
 
 /** The "${...}" starting at `from` (up to its closing brace, or the end), for messages. */
@@ -111,8 +107,8 @@ function parseTemplate(text: string): Part[] {
       }
       if (name === '' || operator === undefined) {
         const expression = expressionAt(text, start);
-        if (!expression.endsWith('}')) throw new InterpolationError(`invalid interpolation ${excerpt(text.slice(start))}: missing "}"`);
-        throw new InterpolationError(`invalid interpolation ${excerpt(expression)}: expected \${NAME}, \${NAME:-default}, \${NAME:?error} or similar`);
+        if (!expression.endsWith('}')) throw new InterpolationError(`invalid interpolation ${describeValue(text.slice(start))}: missing "}"`);
+        throw new InterpolationError(`invalid interpolation ${describeValue(expression)}: expected \${NAME}, \${NAME:-default}, \${NAME:?error} or similar`);
       }
       if (open.length >= MAX_INTERPOLATION_DEPTH) {
         throw new InterpolationError(`interpolation nested more than ${MAX_INTERPOLATION_DEPTH} deep (\${NAME:-\${...}} inside each other)`);
@@ -135,7 +131,7 @@ function parseTemplate(text: string): Part[] {
     i++;
   }
   const unclosed = open[0];
-  if (unclosed) throw new InterpolationError(`invalid interpolation ${excerpt(text.slice(unclosed.start))}: missing "}"`);
+  if (unclosed) throw new InterpolationError(`invalid interpolation ${describeValue(text.slice(unclosed.start))}: missing "}"`);
   flush();
   return top;
 }
