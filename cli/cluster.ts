@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Command, InvalidArgumentError } from 'commander';
 
 import { cleanupNode } from '../daemon/cleanup.js';
-import { dataPaths, validateConfig, type DaemonConfig } from '../daemon/config.js';
+import { dataPaths, apiSocketOf, validateConfig, type DaemonConfig } from '../daemon/config.js';
 import { configFromOptions, flagName, nodeArgv, optionAttribute, withNodeOptions, NODE_SETTING_KEYS, type NodeSettingKey } from '../daemon/node-options.js';
 import type { Node } from '../common/resources/types.js';
 import {
@@ -71,16 +71,16 @@ export const CLUSTER_UP_RULES: {
   nodeDownAfterMs: { kind: 'every-node' },
   advertiseAddress: { kind: 'one-node-only', why: `it names one address; ${OWN_NAME_AND_ADDRESSES} underlay address (172.31.<underlay-octet>.N)` },
   apiSocket: { kind: 'one-node-only', why: `it names one socket; ${OWN_NAME_AND_ADDRESSES} manager socket (<data-root>/cluster/node-N/api.sock)` },
-  join: { kind: 'refused', why: 'cluster up starts a new cluster; to add this machine to an existing one run `tsd join --token TOKEN MANAGER:7420`' },
-  token: {
+  join: { kind: 'refused', why: 'cluster up starts a new cluster; to add this machine to an existing one run `tsd join --token-file FILE MANAGER:7420`' },
+  tokenFile: {
     kind: 'refused',
-    why: 'cluster up starts a new cluster and makes its own join tokens; to join an existing one run `tsd join --token TOKEN MANAGER:7420`',
+    why: 'cluster up starts a new cluster and makes its own join tokens; to join an existing one run `tsd join --token-file FILE MANAGER:7420`',
   },
+  certValidityMs: { kind: 'every-node' },
   store: { kind: 'every-node' },
   etcdEndpoints: { kind: 'every-node' },
   raftSnapshotEvery: { kind: 'every-node' },
   historyRevisions: { kind: 'every-node' },
-  insecureTransport: { kind: 'per-node', how: "always on: the nodes talk plain gRPC on the cluster's private underlay until mutual TLS exists" },
 };
 
 /** Options of `cluster up` that are not tsd settings: they shape the cluster itself. */
@@ -182,7 +182,7 @@ export async function startClusterUp(plan: ClusterUpPlan, out: (line: string) =>
 
 /** Resolves when the API answers and this node reports ready; throws with tsd's last words otherwise. */
 async function waitReady(config: DaemonConfig, pid: number): Promise<void> {
-  const client = connect(config.listen);
+  const client = connect(localApi(config));
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let lastError: string | undefined;
   try {
@@ -210,6 +210,11 @@ async function waitReady(config: DaemonConfig, pid: number): Promise<void> {
   throw new Error(`tsd did not become ready (${processAlive(pid) ? 'still starting after 60 s' : 'it exited'})${said}; ${tail}`);
 }
 
+/** The single-node cluster's root-only API socket, which tsctl on this machine talks to. */
+function localApi(config: DaemonConfig): string {
+  return apiSocketOf(config);
+}
+
 export async function clusterUp(config: DaemonConfig, out: (line: string) => void): Promise<void> {
   validateConfig(config);
   const existing = await readContext();
@@ -229,7 +234,7 @@ export async function clusterUp(config: DaemonConfig, out: (line: string) => voi
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not start tsd');
   child.unref();
-  await writeContext({ server: config.listen, local: { pid, config } });
+  await writeContext({ server: localApi(config), local: { pid, config } });
   try {
     await waitReady(config, pid);
   } catch (err) {
@@ -237,7 +242,9 @@ export async function clusterUp(config: DaemonConfig, out: (line: string) => voi
     await removeContext();
     throw err;
   }
-  out(`cluster is up: node ${config.nodeName} ready, tsd pid ${pid}, API ${config.listen}, metrics http://${config.metricsListen}/metrics`);
+  out(
+    `cluster is up: node ${config.nodeName} ready, tsd pid ${pid}, API ${localApi(config)} (root) and ${config.listen} (mutual TLS), metrics http://${config.metricsListen}/metrics`,
+  );
   out(`tsd log: ${paths.daemonLog}`);
 }
 
@@ -297,6 +304,8 @@ export async function clusterDown(out: (line: string) => void): Promise<void> {
   await rm(join(config.dataRoot, 'containers'), { recursive: true, force: true });
   // The cluster itself goes too (like deleting a kind cluster): the next `up` starts empty.
   await rm(join(config.dataRoot, 'raft'), { recursive: true, force: true });
+  // And its identity: the next `up` is a new cluster with a new root CA.
+  await rm(join(config.dataRoot, 'certs'), { recursive: true, force: true });
   await removeContext();
   out('cluster is down: containers, mounts, links, cgroups and rules removed');
 }

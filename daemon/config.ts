@@ -5,7 +5,10 @@ import { DNS_LABEL } from '../common/resources/names.js';
 
 export interface DaemonConfig {
   dataRoot: string;
-  /** gRPC API address, host:port or unix:/path. */
+  /**
+   * host:port of the node's gRPC server: always mutual TLS (the API for remote users, the
+   * dispatcher, NodeCA and Raft).
+   */
   listen: string;
   /** host:port for /metrics; port 0 picks a free one. */
   metricsListen: string;
@@ -20,17 +23,21 @@ export interface DaemonConfig {
   nodeDownAfterMs: number;
   /** Manager address to join as a worker; unset means this node runs a manager itself. */
   join?: string;
-  /** Join token (needed with `join`). */
-  token?: string;
+  /**
+   * Where `tsd join` reads its join token: a file, or '-' for stdin; unset: the TESSERA_JOIN_TOKEN
+   * environment variable. Never a command-line argument (argv shows in ps). Needed only on the
+   * first start: afterwards the node's certificate is its credential.
+   */
+  tokenFile?: string;
   /** Address other nodes reach this node at (its underlay address). */
   advertiseAddress: string;
   /**
-   * Serve and dial gRPC without TLS on non-loopback addresses. Only for test clusters in private
-   * network namespaces, until the security issue brings mutual TLS.
+   * Managers: the API for root on this machine, on a unix socket only root can open (0600); tsctl
+   * on the manager uses it. Default unix:<data-root>/tsd.sock.
    */
-  insecureTransport: boolean;
-  /** An extra unix:/path the API is also served on (tools outside the node's network namespace use it). */
   apiSocket?: string;
+  /** Lifetime of node certificates this cluster issues (set at tsd init); renewed at two thirds. */
+  certValidityMs: number;
   /**
    * Where the manager keeps the cluster's state: `raft` (replicated and durable under
    * <data-root>/raft; one tsd is a one-member group), `memory` (tests), `etcd` (etcdEndpoints).
@@ -61,7 +68,7 @@ export function defaultConfig(): DaemonConfig {
     heartbeatMs: 1000,
     nodeDownAfterMs: 5000,
     advertiseAddress: '127.0.0.1',
-    insecureTransport: false,
+    certValidityMs: 90 * 24 * 60 * 60 * 1000,
     store: 'raft',
     etcdEndpoints: [],
     raftSnapshotEvery: 10_000,
@@ -77,18 +84,28 @@ export function dataPaths(config: DaemonConfig) {
     runtimeState: join(config.dataRoot, 'runtime'),
     network: join(config.dataRoot, 'network'),
     daemonLog: join(config.dataRoot, 'tsd.log'),
+    auditLog: join(config.dataRoot, 'audit', 'audit.log'),
     raft: join(config.dataRoot, 'raft'),
     pidFile: join(config.dataRoot, 'tsd.pid'),
   };
 }
 
 const ADDRESS = /^(unix:.+|[A-Za-z0-9.-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})$/;
+const HOST_PORT = /^([A-Za-z0-9.-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})$/;
+/** Shortest node certificate lifetime: long enough to outlast a handshake on a loaded machine, short enough for a test to watch renewals. */
+export const MIN_CERT_VALIDITY_MS = 60_000;
+
+/** The unix socket a manager serves root on: --api-socket, or <data-root>/tsd.sock. */
+export function apiSocketOf(config: Pick<DaemonConfig, 'apiSocket' | 'dataRoot'>): string {
+  return config.apiSocket ?? `unix:${join(config.dataRoot, 'tsd.sock')}`;
+}
 
 /** Throws an error naming every setting that is wrong. */
 export function validateConfig(config: DaemonConfig): void {
   const problems: string[] = [];
   if (!config.dataRoot.startsWith('/')) problems.push(`--data-root must be an absolute path, got "${config.dataRoot}"`);
-  if (!ADDRESS.test(config.listen)) problems.push(`--listen must be host:port or unix:/path, got "${config.listen}"`);
+  if (!HOST_PORT.test(config.listen))
+    problems.push(`--listen must be host:port (it is always mutual TLS; root on this machine uses --api-socket), got "${config.listen}"`);
   if (!ADDRESS.test(config.metricsListen)) problems.push(`--metrics-listen must be host:port, got "${config.metricsListen}"`);
   if (!DNS_LABEL.test(config.nodeName)) problems.push(`--node-name must be a DNS label (a-z, 0-9, -), got "${config.nodeName}"`);
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(config.bridge)) problems.push(`--bridge must be a link name of at most 15 characters, got "${config.bridge}"`);
@@ -100,8 +117,11 @@ export function validateConfig(config: DaemonConfig): void {
   if (!(config.nodeDownAfterMs > config.heartbeatMs)) problems.push(`--node-down-after-ms must exceed --heartbeat-ms`);
   if (config.apiSocket !== undefined && !/^unix:\/.+/.test(config.apiSocket))
     problems.push(`--api-socket must be unix:/absolute/path, got "${config.apiSocket}"`);
-  if (config.join !== undefined && !ADDRESS.test(config.join)) problems.push(`--join must be host:port or unix:/path, got "${config.join}"`);
-  if (config.token !== undefined && !/^TSTKN-1-[0-9a-z-]+$/.test(config.token)) problems.push('--token is not a Tessera join token (TSTKN-1-…)');
+  if (config.join !== undefined && !HOST_PORT.test(config.join)) problems.push(`--join must be a manager's host:port, got "${config.join}"`);
+  if (config.tokenFile !== undefined && config.tokenFile !== '-' && !config.tokenFile.startsWith('/'))
+    problems.push(`--token-file must be an absolute path or - (stdin), got "${config.tokenFile}"`);
+  if (!(Number.isInteger(config.certValidityMs) && config.certValidityMs >= MIN_CERT_VALIDITY_MS))
+    problems.push(`--cert-validity-ms must be a whole number of at least ${MIN_CERT_VALIDITY_MS} (one minute), got ${config.certValidityMs}`);
   if (!/^\d+\.\d+\.\d+\.\d+$/.test(config.advertiseAddress)) problems.push(`--advertise-address must be an IPv4 address, got "${config.advertiseAddress}"`);
   if (!['raft', 'memory', 'etcd'].includes(config.store)) problems.push(`--store must be raft, memory or etcd, got "${config.store}"`);
   if (config.store === 'etcd' && config.etcdEndpoints.length === 0) problems.push('--store etcd needs --etcd-endpoints http://host:port[,...]');

@@ -12,10 +12,13 @@ import { sweepLeftovers } from '../agent/worker/leftovers.js';
 import { FileLogSource } from '../agent/worker/log-source.js';
 import { Worker } from '../agent/worker/worker.js';
 import { OverlayNetworking } from '../agent/worker/overlay-attachments.js';
-import { LOCAL_INSECURE, assertAddressAllowed } from '../common/transport/credentials.js';
+import type { TransportSecurity } from '../common/transport/credentials.js';
 import type { Node } from '../common/resources/types.js';
 import { dataPaths, type DaemonConfig } from './config.js';
 import { Manager, VERSION } from './manager.js';
+import { initIdentity, joinIdentity, type NodeIdentity } from './identity/bootstrap.js';
+import { CertificateRenewal } from './identity/renewal.js';
+import { readJoinToken } from './identity/join-token-source.js';
 
 export { VERSION };
 
@@ -23,10 +26,19 @@ export class Daemon {
   private readonly closers: Array<() => Promise<void> | void> = [];
   manager: Manager | undefined;
 
+  renewal: CertificateRenewal | undefined;
+
   constructor(
     private readonly config: DaemonConfig,
     private readonly log: (message: string) => void,
   ) {}
+
+  /** The node's certificate: from its files, or made now (init) or obtained with the join token (join). */
+  private identity(): Promise<NodeIdentity> {
+    const { config, log } = this;
+    if (config.join === undefined) return initIdentity(config, log);
+    return joinIdentity(config, config.join, () => readJoinToken(config), log);
+  }
 
   async start(): Promise<void> {
     const { config, log } = this;
@@ -34,9 +46,13 @@ export class Daemon {
     for (const dir of [paths.containers, paths.logs, paths.images, paths.runtimeState, paths.network]) {
       await mkdir(dir, { recursive: true });
     }
-    const security = LOCAL_INSECURE;
-    assertAddressAllowed(config.listen, security, config.insecureTransport);
-    if (config.join) assertAddressAllowed(config.join, security, config.insecureTransport);
+    const node = await this.identity();
+    // Every connection this node makes goes to a manager of its cluster, over mutual TLS.
+    const security: TransportSecurity = {
+      mode: 'mtls',
+      identity: node.identity,
+      expected: { kind: 'cluster-node', clusterId: node.clusterId, role: 'manager' },
+    };
 
     const runtime = new NativeRuntime({ stateRoot: paths.runtimeState });
     const images = new LocalImageStore({ root: paths.images, insecureRegistries: config.insecureRegistries });
@@ -57,22 +73,23 @@ export class Daemon {
       resources: { memoryBytes: totalmem(), nanoCpus: availableParallelism() * 1e9 },
       localSubnet: config.subnet,
     };
-    // `tsd join` with a manager token (raft store) makes this node one more manager of the cluster.
-    const joinAsManager = config.join !== undefined && config.store === 'raft' && (config.token ?? '').endsWith('-manager');
-    if (!config.join || joinAsManager) {
+    // `tsd join` with a manager token makes this node one more manager of the cluster.
+    if (node.role === 'manager') {
+      if (config.join !== undefined && config.store === 'memory')
+        throw new Error('a manager that joins a cluster shares its store: use --store raft (or etcd)');
       const manager = new Manager({
         config,
+        node,
         security,
         images,
         logs: new FileLogSource(paths.logs),
         self,
         log,
-        ...(joinAsManager ? { joinVia: config.join } : {}),
+        ...(config.join !== undefined && config.store === 'raft' ? { joinVia: config.join } : {}),
       });
       this.manager = manager;
       this.closers.push(() => manager.stop());
       await manager.start();
-      log(`join tokens: worker ${manager.joinTokens.worker} manager ${manager.joinTokens.manager}`);
     }
 
     let stopping = false;
@@ -96,7 +113,6 @@ export class Daemon {
       // A manager's own agent starts at its own dispatcher; a follower sends it on to the leader.
       managers: this.manager ? [this.manager.dispatcherAddress(), ...(config.join ? [config.join] : [])] : [config.join!],
       nodeName: config.nodeName,
-      token: config.token ?? '',
       description: {
         hostname: self.hostname,
         address: config.advertiseAddress,
@@ -122,6 +138,17 @@ export class Daemon {
     });
     session.start();
     await session.whenConnected();
+    const renewal = new CertificateRenewal({
+      dataRoot: config.dataRoot,
+      nodeName: config.nodeName,
+      identity: node.identity,
+      security,
+      managers: () => session!.managers(),
+      log,
+    });
+    this.renewal = renewal;
+    renewal.start();
+    this.closers.push(() => renewal.stop());
     log(
       `tsd ${VERSION} ready: node ${config.nodeName}` +
         (this.manager ? `, manager API ${config.listen}, metrics http://${config.metricsListen}/metrics` : `, joined ${config.join}`),

@@ -31,10 +31,11 @@ async function serve(config: DaemonConfig): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
   try {
     await daemon.start();
-    if (daemon.manager) {
-      const { worker, manager } = daemon.manager.joinTokens;
+    if (daemon.manager && config.join === undefined) {
+      // No token is printed: tokens are minted on request and shown once, to root.
       process.stdout.write(
-        `To add a worker to this cluster, run on it:\n  tsd join --token ${worker} ${daemon.manager.dispatcherAddress()}\n` + `(manager token: ${manager})\n`,
+        `To add a node to this cluster, get a token here (tsctl cluster join-token worker > token; chmod 600 token), copy it to the node, and run there:\n` +
+          `  tsd join --token-file token ${daemon.manager.dispatcherAddress()}\n`,
       );
     }
   } catch (err) {
@@ -55,9 +56,8 @@ for (const name of ['init', 'run']) {
 withNodeOptions(program.command('join').description('join a cluster as a worker, and serve'))
   .argument('<manager>', "a manager's address, host:port")
   .action((manager: string, options: Record<string, unknown>) => {
-    const config = configFromOptions({ ...options, join: manager });
-    if (!config.token) throw new Error('tsd join: --token is required (get one with `tsctl cluster join-token worker`)');
-    return serve(config);
+    // The token is needed only on the first start (the node has no certificate yet); it is read then.
+    return serve(configFromOptions({ ...options, join: manager }));
   });
 
 withNodeOptions(program.command('cleanup').description('remove containers, mounts, cgroups, links and rules a stopped tsd left')).action(

@@ -1,21 +1,25 @@
 // The manager half of a node daemon: store, informers, controllers, the user API and the
 // dispatcher that agents (including this node's own) hold their sessions with.
 import * as grpc from '@grpc/grpc-js';
-import { randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { chmod, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import type { Server } from 'node:http';
 
 import type { ImageStore } from '../common/images/types.js';
 import type { LogSource } from '../common/logs/log-source.js';
 import { ApiServer } from '../control-plane/api/server.js';
-import { bindServer, shutdownServer } from '../control-plane/api/grpc-server.js';
-import type { TransportSecurity } from '../common/transport/credentials.js';
+import { API_SERVER_OPTIONS, bindServer, shutdownServer } from '../control-plane/api/grpc-server.js';
+import { LOCAL_INSECURE, expecting, type TransportSecurity } from '../common/transport/credentials.js';
+import { authenticateLocalRoot, certificateAuthenticator, requireNode, type TrustState } from '../control-plane/auth/authenticate.js';
+import type { ClusterSecurity } from '../control-plane/ca/cluster-security.js';
+import { NodeCaService } from '../control-plane/ca/node-ca-service.js';
+import { loadCa, type CaMaterial, type LoadedCa } from '../control-plane/ca/root-ca.js';
+import { identityApi, openAudit, openClusterSecurity } from './manager-identity.js';
+import type { NodeIdentity } from './identity/bootstrap.js';
 import { Informer } from '../control-plane/controllers/informer.js';
 import { DrainController } from '../control-plane/controllers/drain-controller.js';
 import { SchedulingController } from '../control-plane/controllers/scheduling-controller.js';
 import { ServiceController } from '../control-plane/controllers/service-controller.js';
-import { checkToken, makeToken, makeTokens, type JoinTokens } from '../control-plane/dispatcher/join-tokens.js';
 import { NodeHealth } from '../control-plane/dispatcher/node-health.js';
 import { DispatcherServer } from '../control-plane/dispatcher/server.js';
 import { startOverlayControl } from '../control-plane/network/overlay-control.js';
@@ -30,16 +34,15 @@ import type { Store } from '../control-plane/store/store.js';
 import { MembersApiClient, grpcMessage } from '../control-plane/raft/host/members-api.js';
 import { lateHandlers, newRaftServer } from '../control-plane/raft/host/serve-member.js';
 import { addRaftService } from '../control-plane/raft/transport/raft-service.js';
-import { dataPaths, type DaemonConfig } from './config.js';
+import { apiSocketOf, dataPaths, type DaemonConfig } from './config.js';
 import { DaemonMetrics } from '../control-plane/metrics/daemon-metrics.js';
-
-/** Where the cluster's identity and join tokens live, so they survive restarts and are shared by managers. */
-const CLUSTER_META_KEY = '/tessera/cluster/meta';
 
 export const VERSION = '0.1.0';
 
 export interface ManagerDeps {
   config: DaemonConfig;
+  /** This node's identity: its manager certificate and the cluster CA it signs with. */
+  node: NodeIdentity;
   security: TransportSecurity;
   /** The image store and logs of this node, served by the API (single-node cut: the API reads them locally). */
   images: ImageStore;
@@ -53,39 +56,60 @@ export interface ManagerDeps {
 
 export class Manager {
   private readonly closers: Array<() => Promise<void> | void> = [];
-  clusterId: string = randomUUID();
-  joinTokens: JoinTokens = makeTokens(this.clusterId);
   raft: RaftStore | undefined;
+  clusterSecurity: ClusterSecurity | undefined;
   apiPort = 0;
   metricsPort = 0;
 
-  constructor(private readonly deps: ManagerDeps) {}
+  private readonly ca: { material: CaMaterial; loaded: Promise<LoadedCa> };
+
+  constructor(private readonly deps: ManagerDeps) {
+    const material = deps.node.ca;
+    if (!material) throw new Error('a manager needs the cluster CA (ca.crt and ca.key in its certs directory)');
+    this.ca = { material, loaded: loadCa(material) };
+  }
+
+  get clusterId(): string {
+    return this.deps.node.clusterId;
+  }
 
   async start(): Promise<void> {
     const { config, log } = this.deps;
+    const signer = { material: this.ca.material, loaded: await this.ca.loaded };
+    // Who is calling, on the TLS port: the certificate's subject, checked against this cluster and
+    // the revocation list (known once the store is open; Raft traffic comes before that).
+    const trust: TrustState = { clusterId: () => this.clusterId, isRevoked: (serial) => this.clusterSecurity?.isRevoked(serial) ?? false };
+    const authenticate = certificateAuthenticator(trust);
     // The server is bound first: a Raft member must know its own address before its store opens.
     // The other services are added once the store is there (grpc-js accepts services after bind).
     const server = newRaftServer();
+    // Raft is served to manager certificates only, and a peer speaks only for itself (raft-service.ts).
     if (config.store === 'raft')
       addRaftService(
         server,
         lateHandlers(() => this.raft),
+        (call) => requireNode(authenticate(call), 'manager').nodeId,
       );
-    // With a durable store tsd restarts after kill -9, which leaves its socket files behind.
-    if (config.listen.startsWith('unix:')) await removeStaleSocket(config.listen.slice('unix:'.length));
     this.apiPort = await bindServer(server, config.listen, this.deps.security);
-    if (config.apiSocket) {
-      await removeStaleSocket(config.apiSocket.slice('unix:'.length));
-      await bindServer(server, config.apiSocket, this.deps.security);
-    }
     let dispatcherRef: DispatcherServer | undefined;
     this.closers.push(() => {
       dispatcherRef?.closeAll();
       return shutdownServer(server);
     });
+    // Root on this machine: the API alone, plaintext, on a socket only root may open.
+    const localServer = new grpc.Server(API_SERVER_OPTIONS);
+    const localSocket = apiSocketOf(config);
+    const localPath = localSocket.slice('unix:'.length);
+    // With a durable store tsd restarts after kill -9, which leaves its socket files behind.
+    await removeStaleSocket(localPath);
+    await bindRootOnlySocket(localServer, localSocket);
+    await chmod(localPath, 0o600);
+    this.closers.push(() => shutdownServer(localServer));
     const store = await this.openStore();
     this.closers.push(() => store.close());
-    await this.loadClusterMeta(store);
+    const clusterSecurity = await openClusterSecurity(store, this.deps.node, config, log);
+    this.clusterSecurity = clusterSecurity;
+    this.closers.push(() => clusterSecurity.close());
     const objects = new ObjectStore(store);
     const onInformerError = (err: Error) => log(`informer: ${err.message}`);
     const services = new Informer<Service>(store, 'Service', kindPrefix('Service'), onInformerError);
@@ -159,6 +183,8 @@ export class Manager {
     this.closers.push(() => stopDuties?.());
 
     const metrics = new DaemonMetrics(() => tasks.list());
+    const audit = await openAudit(dataPaths(config).auditLog, config.nodeName, log);
+    this.closers.push(() => audit.close());
     const api = new ApiServer({
       store,
       images: this.deps.images,
@@ -170,16 +196,22 @@ export class Manager {
       managers: () => this.managerAddresses(),
       ...(this.raft ? { cluster: this.clusterMembersApi(this.raft) } : {}),
       joinTokens: {
-        get: (role) => this.joinTokens[role],
-        rotate: (role) => {
-          this.joinTokens = { ...this.joinTokens, [role]: makeToken(this.clusterId, role) };
-          log(`${role} join token rotated`);
-          void store
-            .put(CLUSTER_META_KEY, JSON.stringify({ clusterId: this.clusterId, tokens: this.joinTokens }))
-            .catch((err: Error) => log(`join token rotation not saved: ${err.message}`));
-          return this.joinTokens[role];
+        rotate: async (role) => {
+          const token = await clusterSecurity.rotateToken(role);
+          log(`a new ${role} join token was issued; the previous one no longer works`);
+          return token;
         },
       },
+      identity: identityApi({
+        security: clusterSecurity,
+        ca: signer,
+        objects,
+        health,
+        storeMembers: async () => (this.raft ? (await this.raft.clusterMembers()).map((m) => m.id) : []),
+        log,
+      }),
+      audit: audit.audit,
+      readAudit: audit.readAudit,
     });
     const dispatcher = new DispatcherServer({
       objects,
@@ -187,13 +219,17 @@ export class Manager {
       nodes,
       health,
       heartbeatPeriodMs: config.heartbeatMs,
-      joinTokens: () => this.joinTokens,
+      authenticate,
       managers: () => this.managerAddresses(),
       log,
       networkViews: overlay.views,
     });
     dispatcherRef = dispatcher;
-    api.addTo(server);
+    // A removed node's session ends at once; its certificate is refused from then on.
+    this.closers.push(nodes.subscribe((event) => (event.type === 'deleted' ? dispatcher.closeNode(event.object.metadata.name) : undefined)));
+    api.addTo(server, authenticate);
+    api.addTo(localServer, authenticateLocalRoot);
+    new NodeCaService({ security: clusterSecurity, signer: () => signer, objects, authenticate, log }).addTo(server);
     dispatcher.addTo(raft ? leaderOnly(server, () => this.notLeaderReason()) : server);
 
     const [metricsHost, metricsPort] = splitHostPort(config.metricsListen);
@@ -205,7 +241,6 @@ export class Manager {
   /** Where agents on other nodes reach this manager's dispatcher. */
   dispatcherAddress(): string {
     const { config } = this.deps;
-    if (config.listen.startsWith('unix:')) return config.listen;
     const [, port] = splitHostPort(config.listen);
     return `${config.advertiseAddress}:${this.apiPort || port}`;
   }
@@ -221,7 +256,8 @@ export class Manager {
       address,
       dataDir: dataPaths(config).raft,
       ...(this.deps.joinVia ? {} : { bootstrap: [{ id: config.nodeName, address }] }),
-      security: this.deps.security,
+      // Raft peers must be managers of this cluster.
+      security: expecting(this.deps.security, { kind: 'cluster-node', clusterId: this.clusterId, role: 'manager' }),
       snapshotEvery: config.raftSnapshotEvery,
       log,
     });
@@ -238,7 +274,7 @@ export class Manager {
   }
 
   /**
-   * Joins an existing group: asks to be added as a learner (the API checks the manager token),
+   * Joins an existing group: asks to be added as a learner (the API checks the manager certificate),
    * waits for the leader's snapshot, then asks for promotion to voter until the leader agrees it
    * has caught up. A restarted member that is already in the group skips all that.
    */
@@ -248,7 +284,7 @@ export class Manager {
     if ([...status.voters, ...status.learners].includes(config.nodeName)) return;
     const client = new MembersApiClient(via, this.deps.security);
     try {
-      await client.change('add', config.nodeName, address, config.token ?? '').catch((err: unknown) => {
+      await client.change('add', config.nodeName, address).catch((err: unknown) => {
         throw new Error(`joining the managers at ${via} failed: ${grpcMessage(err)}`);
       });
       log(`added as a learner through ${via}; catching up`);
@@ -256,7 +292,7 @@ export class Manager {
       for (;;) {
         try {
           if (raft.host.appliedIndex > 0) {
-            await client.change('promote', config.nodeName, address, config.token ?? '');
+            await client.change('promote', config.nodeName, address);
             log('promoted to voter');
             return;
           }
@@ -268,23 +304,6 @@ export class Manager {
     } finally {
       client.close();
     }
-  }
-
-  /** The cluster id and join tokens: read from the store, or made and stored by the first manager. */
-  private async loadClusterMeta(store: Store): Promise<void> {
-    const fresh = JSON.stringify({ clusterId: this.clusterId, tokens: this.joinTokens });
-    await store.txn({
-      compare: [{ key: CLUSTER_META_KEY, target: 'createRevision', op: '=', value: 0 }],
-      success: [{ type: 'put', key: CLUSTER_META_KEY, value: fresh }],
-      failure: [],
-    });
-    const kv = await store.get(CLUSTER_META_KEY);
-    const meta = JSON.parse(kv?.value ?? fresh) as { clusterId?: unknown; tokens?: { worker?: unknown; manager?: unknown } };
-    if (typeof meta.clusterId !== 'string' || typeof meta.tokens?.worker !== 'string' || typeof meta.tokens.manager !== 'string') {
-      throw new Error(`the store holds a malformed ${CLUSTER_META_KEY}`);
-    }
-    this.clusterId = meta.clusterId;
-    this.joinTokens = { worker: meta.tokens.worker, manager: meta.tokens.manager };
   }
 
   /** Every manager's address, the leader's first (agents try them in order). */
@@ -309,11 +328,8 @@ export class Manager {
     return {
       members: async () =>
         (await raft.clusterMembers()).map((m) => ({ id: m.id, address: m.address, role: m.role, term: m.term, commit: m.commit, applied: m.applied })),
+      // Who may change what was decided by the API (authorizeMemberChange): a manager adds itself, an admin anything.
       change: async (req) => {
-        if (req.action !== 'remove') {
-          const check = checkToken(req.token, this.joinTokens);
-          if (!check.ok || check.role !== 'manager') throw new Error(`cluster members: ${check.ok ? 'a worker token cannot add managers' : check.reason}`);
-        }
         const type = req.action === 'add' ? 'add-learner' : req.action === 'promote' ? 'add-voter' : 'remove-node';
         return raft.changeMembers({ type, id: req.name, address: req.address });
       },
@@ -353,6 +369,19 @@ function leaderOnly(server: grpc.Server, reason: () => string | undefined): grpc
   return {
     addService: (def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) => server.addService(def, guard(impl)),
   } as unknown as grpc.Server;
+}
+
+/**
+ * Binds the root-only API socket: created with umask 0177 so it is never, even for an instant,
+ * open to other users (the chmod after it is belt and braces).
+ */
+async function bindRootOnlySocket(server: grpc.Server, address: string): Promise<void> {
+  const previous = process.umask(0o177);
+  try {
+    await bindServer(server, address, LOCAL_INSECURE);
+  } finally {
+    process.umask(previous);
+  }
 }
 
 /** Deletes a unix socket file nobody listens on any more; leaves a live one alone (bind then fails loudly). */

@@ -20,7 +20,7 @@ export type NodeFlags = { readonly [K in keyof DaemonConfig]-?: NodeFlag<DaemonC
 
 export const NODE_FLAGS: NodeFlags = {
   dataRoot: { spelling: '--data-root <dir>', description: 'where tsd keeps images, containers and logs', kind: 'text' },
-  listen: { spelling: '--listen <address>', description: 'gRPC API address (host:port or unix:/path)', kind: 'text' },
+  listen: { spelling: '--listen <address>', description: 'host:port of the mutual-TLS gRPC server (API, dispatcher, Raft)', kind: 'text' },
   metricsListen: { spelling: '--metrics-listen <address>', description: 'Prometheus /metrics address', kind: 'text' },
   nodeName: { spelling: '--node-name <name>', description: "this node's name", kind: 'text' },
   bridge: { spelling: '--bridge <name>', description: 'container bridge link name', kind: 'text' },
@@ -31,9 +31,18 @@ export const NODE_FLAGS: NodeFlags = {
   heartbeatMs: { spelling: '--heartbeat-ms <ms>', description: 'agent heartbeat period', kind: 'integer' },
   nodeDownAfterMs: { spelling: '--node-down-after-ms <ms>', description: 'a node silent this long is down', kind: 'integer' },
   advertiseAddress: { spelling: '--advertise-address <ip>', description: 'address other nodes reach this node at', kind: 'text' },
-  apiSocket: { spelling: '--api-socket <unix:/path>', description: 'also serve the API on this unix socket', kind: 'text' },
+  apiSocket: {
+    spelling: '--api-socket <unix:/path>',
+    description: 'managers: the API for root on this machine (0600; default unix:<data-root>/tsd.sock)',
+    kind: 'text',
+  },
   join: { spelling: '--join <address>', description: 'join the manager at this address as a worker instead of running a manager', kind: 'text' },
-  token: { spelling: '--token <token>', description: 'join token (with --join)', kind: 'text' },
+  tokenFile: {
+    spelling: '--token-file <path>',
+    description: 'join: read the join token from this file (- for stdin); default $TESSERA_JOIN_TOKEN',
+    kind: 'text',
+  },
+  certValidityMs: { spelling: '--cert-validity-ms <ms>', description: 'init: lifetime of node certificates (renewed at 2/3)', kind: 'integer' },
   store: { spelling: '--store <backend>', description: 'cluster state: raft (replicated, durable), memory (tests) or etcd', kind: 'text' },
   etcdEndpoints: { spelling: '--etcd-endpoints <urls>', description: 'with --store etcd: comma-separated http://host:port list', kind: 'comma-list' },
   raftSnapshotEvery: {
@@ -45,11 +54,6 @@ export const NODE_FLAGS: NodeFlags = {
     spelling: '--history-revisions <n>',
     description: 'store revisions kept for watches to resume from; older ones are compacted (0: keep all)',
     kind: 'integer',
-  },
-  insecureTransport: {
-    spelling: '--insecure-transport',
-    description: 'allow gRPC without TLS on non-loopback addresses (test clusters in private namespaces only)',
-    kind: 'switch',
   },
 };
 

@@ -19,8 +19,8 @@ import { ReconnectPolicy } from './reconnect-policy.js';
 
 export interface AgentSessionOptions {
   managers: string[];
+  /** Must be the node id of the certificate in `security`: the manager reads the identity from it. */
   nodeName: string;
-  token: string;
   description: NodeDescription;
   security: TransportSecurity;
   /**
@@ -55,6 +55,11 @@ export class AgentSession {
   private connectedResolvers: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
   private everConnected = false;
   connected = false;
+
+  /** The managers this session knows of (the one it talks to first), e.g. for certificate renewal. */
+  managers(): string[] {
+    return this.reconnect.all();
+  }
 
   constructor(private readonly options: AgentSessionOptions) {
     this.reconnect = new ReconnectPolicy(options.managers, { minDelayMs: RETRY_MIN_MS, maxDelayMs: RETRY_MAX_MS });
@@ -106,7 +111,7 @@ export class AgentSession {
     const stream = client.session() as Stream;
     this.stream = stream;
     stream.write({
-      register: { nodeName: this.options.nodeName, token: this.options.token, description: this.options.description },
+      register: { nodeName: this.options.nodeName, description: this.options.description },
     });
     stream.on('data', (message: ManagerMessage__Output) => this.onMessage(message));
     let ended = false;
@@ -122,7 +127,7 @@ export class AgentSession {
       this.retryTimer = setTimeout(() => this.connect(), next.delayMs);
     };
     stream.on('error', (err: grpc.ServiceError) => {
-      if (err.code === grpc.status.PERMISSION_DENIED || err.code === grpc.status.INVALID_ARGUMENT) {
+      if (err.code === grpc.status.PERMISSION_DENIED || err.code === grpc.status.INVALID_ARGUMENT || err.code === grpc.status.UNAUTHENTICATED) {
         this.options.log(`manager ${address} refused this node: ${err.details}`);
         if (!this.everConnected) {
           ended = true;

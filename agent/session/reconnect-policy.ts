@@ -33,6 +33,12 @@ export class ReconnectPolicy {
   }
 
   /** The manager to connect to now. */
+  /** Every manager address known now, the current one first. */
+  all(): string[] {
+    const current = this.current();
+    return [current, ...this.managers.filter((m) => m !== current)];
+  }
+
   current(): string {
     return this.managers[this.index % this.managers.length] as string;
   }

@@ -4,7 +4,7 @@
 // this code. Everything it makes is named with the cluster's prefix and recorded in the returned
 // state, so `destroyNetnsCluster` removes exactly that, also after a crash.
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, open, readFile, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -26,9 +26,8 @@ const API_PORT = 7420;
 const METRICS_PORT = 7421;
 
 /**
- * Settings the cluster gives each node itself, because each node needs its own value (or, for
- * insecureTransport, because the nodes talk plain gRPC on the private underlay until mutual TLS
- * exists). join and token come from the cluster's own join sequence.
+ * Settings the cluster gives each node itself, because each node needs its own value. join and
+ * tokenFile come from the cluster's own join sequence.
  */
 export const NETNS_DERIVED_SETTINGS = [
   'dataRoot',
@@ -39,9 +38,8 @@ export const NETNS_DERIVED_SETTINGS = [
   'apiSocket',
   'subnet',
   'cgroupParent',
-  'insecureTransport',
   'join',
-  'token',
+  'tokenFile',
 ] as const satisfies ReadonlyArray<keyof DaemonConfig>;
 
 export type NetnsDerivedSetting = (typeof NETNS_DERIVED_SETTINGS)[number];
@@ -181,7 +179,7 @@ export function nodeLayout(options: NetnsClusterOptions, i: number): ClusterNode
 
 /** The configuration a node's tsd runs with: the cluster's shared settings plus what is the node's own. */
 export function nodeDaemonConfig(node: ClusterNodeState, options: NetnsClusterOptions): DaemonConfig {
-  const { join: _join, token: _token, apiSocket: _apiSocket, ...base } = { ...defaultConfig(), ...sharedSettings(options) } as DaemonConfig;
+  const { join: _join, tokenFile: _tokenFile, apiSocket: _apiSocket, ...base } = { ...defaultConfig(), ...sharedSettings(options) } as DaemonConfig;
   return {
     ...base,
     dataRoot: node.dataRoot,
@@ -191,7 +189,6 @@ export function nodeDaemonConfig(node: ClusterNodeState, options: NetnsClusterOp
     listen: `${node.underlayAddress}:${API_PORT}`,
     metricsListen: `${node.underlayAddress}:${METRICS_PORT}`,
     advertiseAddress: node.underlayAddress,
-    insecureTransport: true,
     ...(node.apiSocket !== undefined ? { apiSocket: node.apiSocket } : {}),
   };
 }
@@ -227,6 +224,24 @@ async function spawnTsd(node: ClusterNodeState, args: string[], logPath: string)
   child.unref();
   if (child.pid === undefined) throw new Error(`could not start tsd for ${node.name}`);
   return child.pid;
+}
+
+/**
+ * `join` arguments for a node's first start. The token goes through a 0600 file in the node's data
+ * root, never argv (ps shows argv to every user); removeTokenFile deletes it once the node is in.
+ */
+async function joinArgs(node: ClusterNodeState, options: NetnsClusterOptions, token: string, managerAddress: string): Promise<string[]> {
+  const path = tokenFilePath(node);
+  await writeFile(path, `${token}\n`, { mode: 0o600 });
+  return ['join', ...optionsOf(node, options), '--token-file', path, managerAddress];
+}
+
+function tokenFilePath(node: ClusterNodeState): string {
+  return join(node.dataRoot, 'join-token');
+}
+
+async function removeTokenFile(node: ClusterNodeState): Promise<void> {
+  await rm(tokenFilePath(node), { force: true });
 }
 
 /** Node options recorded in the state, or (a state written before they were) rebuilt from the options. */
@@ -304,7 +319,7 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
       // Managers join one at a time: each must be a voter before the next membership change.
       const managerToken = (await client.joinToken('manager', false)).token;
       for (const node of state.nodes.slice(1).filter((n) => n.role === 'manager')) {
-        node.pid = await spawnTsd(node, ['join', ...optionsOf(node, options), '--token', managerToken, state.managerAddress], join(node.dataRoot, 'tsd.log'));
+        node.pid = await spawnTsd(node, await joinArgs(node, options, managerToken, state.managerAddress), join(node.dataRoot, 'tsd.log'));
         await waitFor(
           `${node.name} to be a voting manager`,
           timeout,
@@ -317,7 +332,7 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
       }
       const { token } = await client.joinToken('worker', false);
       for (const node of state.nodes.filter((n) => n.role === 'worker')) {
-        node.pid = await spawnTsd(node, ['join', ...optionsOf(node, options), '--token', token, state.managerAddress], join(node.dataRoot, 'tsd.log'));
+        node.pid = await spawnTsd(node, await joinArgs(node, options, token, state.managerAddress), join(node.dataRoot, 'tsd.log'));
       }
       await waitFor(
         `all ${options.nodes} nodes to be ready`,
@@ -332,6 +347,8 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
     } finally {
       client.close();
       members.close();
+      // Joined (or failed): the tokens are of no further use and do not stay on disk.
+      await Promise.all(state.nodes.map(removeTokenFile));
     }
     return state;
   } catch (err) {
@@ -364,7 +381,7 @@ export async function addNetnsNode(state: NetnsClusterState, options: NetnsClust
   const client = new ApiClient(state.apiSocket, 5000);
   try {
     const { token } = await client.joinToken('worker', false);
-    node.pid = await spawnTsd(node, ['join', ...optionsOf(node, options), '--token', token, state.managerAddress], join(node.dataRoot, 'tsd.log'));
+    node.pid = await spawnTsd(node, await joinArgs(node, options, token, state.managerAddress), join(node.dataRoot, 'tsd.log'));
     await waitFor(
       `${node.name} to be ready`,
       options.readyTimeoutMs ?? 60_000,
@@ -376,6 +393,7 @@ export async function addNetnsNode(state: NetnsClusterState, options: NetnsClust
     );
   } finally {
     client.close();
+    await removeTokenFile(node);
   }
   return node;
 }
@@ -384,13 +402,8 @@ export async function addNetnsNode(state: NetnsClusterState, options: NetnsClust
 export async function restartNetnsNode(state: NetnsClusterState, options: NetnsClusterOptions, node: ClusterNodeState): Promise<void> {
   if (node.role !== 'worker') throw new Error(`${node.name} is a manager; restarting managers needs the replicated store`);
   if (processAlive(node.pid)) throw new Error(`${node.name}'s tsd (pid ${node.pid}) is still running`);
-  const client = new ApiClient(state.apiSocket, 5000);
-  try {
-    const { token } = await client.joinToken('worker', false);
-    node.pid = await spawnTsd(node, ['join', ...optionsOf(node, options), '--token', token, state.managerAddress], join(node.dataRoot, 'tsd.log'));
-  } finally {
-    client.close();
-  }
+  // The node kept its certificate: it needs no token to come back.
+  node.pid = await spawnTsd(node, ['join', ...optionsOf(node, options), state.managerAddress], join(node.dataRoot, 'tsd.log'));
 }
 
 /** Stops every node's tsd (workers first), removes its containers, namespaces, links, cgroups and data. */

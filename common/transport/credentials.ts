@@ -1,30 +1,49 @@
-// Every gRPC credential in Tessera is made here, so that mutual TLS can be switched on in one place
-// (the security issue) without touching the servers and clients that use them.
+// Every gRPC credential in Tessera is made here. Between nodes and from remote tsctl it is always
+// mutual TLS with certificates from the cluster CA; plaintext exists only for the manager's
+// root-only unix socket and for tests that run one component alone on loopback.
 import * as grpc from '@grpc/grpc-js';
 
-/**
- * How a component talks gRPC. `insecure` is only accepted for loopback and unix-socket endpoints
- * until the cluster CA exists; `mtls` is reserved for the security work.
- */
-export type TransportSecurity = { mode: 'insecure' } | { mode: 'mtls'; caPem: Buffer; certPem: Buffer; keyPem: Buffer };
+import { type ExpectedServer, checkExpectedServer } from './mutual-tls.js';
+import type { TlsIdentity } from './tls-identity.js';
 
+/**
+ * How a component talks gRPC. `mtls`: this end's identity, and who it expects at the other end
+ * when it dials (servers ignore `expected`). `insecure`: no TLS; refused anywhere but a unix socket
+ * or loopback (assertAddressAllowed).
+ */
+export type TransportSecurity = { mode: 'insecure' } | { mode: 'mtls'; identity: TlsIdentity; expected: ExpectedServer };
+
+/** Plaintext, for the unix socket and for single-component tests on loopback. */
 export const LOCAL_INSECURE: TransportSecurity = { mode: 'insecure' };
 
+/**
+ * With mutual TLS the server asks every client for a certificate but does not require one at the
+ * handshake: a joining node has none yet and calls NodeCA.Join with its token. Every other call is
+ * refused unless the certificate verified against the cluster's roots (grpc-js exposes a peer
+ * certificate to handlers only then), so authentication is decided per call, from the certificate.
+ */
 export function serverCredentials(security: TransportSecurity): grpc.ServerCredentials {
   if (security.mode === 'insecure') return grpc.ServerCredentials.createInsecure();
-  return grpc.ServerCredentials.createSsl(security.caPem, [{ private_key: security.keyPem, cert_chain: security.certPem }], true);
+  return grpc.experimental.createCertificateProviderServerCredentials(security.identity, security.identity, false);
 }
 
 export function clientCredentials(security: TransportSecurity): grpc.ChannelCredentials {
   if (security.mode === 'insecure') return grpc.credentials.createInsecure();
-  return grpc.credentials.createSsl(security.caPem, security.keyPem, security.certPem);
+  const { expected } = security;
+  const verifyOptions: grpc.VerifyOptions = expected.kind === 'hostname' ? {} : { checkServerIdentity: (_host, cert) => checkExpectedServer(cert, expected) };
+  return grpc.experimental.createCertificateProviderChannelCredentials(security.identity, security.identity, verifyOptions);
 }
 
-/** Refuses to serve without TLS on anything but loopback or a unix socket. */
-export function assertAddressAllowed(address: string, security: TransportSecurity, allowInsecureRemote = false): void {
-  if (security.mode !== 'insecure' || allowInsecureRemote) return;
+/** The same identity, expecting another kind of peer (e.g. a Raft peer must be a manager). */
+export function expecting(security: TransportSecurity, expected: ExpectedServer): TransportSecurity {
+  return security.mode === 'insecure' ? security : { ...security, expected };
+}
+
+/** Refuses plaintext on anything but loopback or a unix socket. */
+export function assertAddressAllowed(address: string, security: TransportSecurity): void {
+  if (security.mode !== 'insecure') return;
   if (address.startsWith('unix:')) return;
   const host = address.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
   if (host === '127.0.0.1' || host === 'localhost' || host === '::1') return;
-  throw new Error(`refusing to serve the API without TLS on ${address}: only loopback or unix: addresses are allowed until mutual TLS is configured`);
+  throw new Error(`refusing plaintext gRPC on ${address}: only unix sockets and loopback may go without mutual TLS`);
 }

@@ -1,7 +1,8 @@
 // gRPC credentials for mutual TLS with certificates from the cluster CA, and reading the caller's
 // identity from the peer certificate on a server call. OpenSSL (inside Node's tls) verifies the
 // chain against the trusted roots; what Tessera adds is which subject it expects on the other end.
-// Not yet used by tsd: credentials.ts is what the servers and clients call today (issue 14).
+// credentials.ts builds the credentials tsd uses from a TlsIdentity (hot-swappable); the
+// functions here take fixed material (tests, benchmarks, and the join probe).
 import * as grpc from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
 import { type CertificateSubject, parseIdentity } from '../identity/certificate.js';
@@ -34,7 +35,7 @@ export function mutualTlsServerCredentials(material: MutualTlsMaterial): grpc.Se
 }
 
 export function mutualTlsClientCredentials(material: MutualTlsMaterial, expected: ExpectedServer): grpc.ChannelCredentials {
-  const verifyOptions: grpc.VerifyOptions = expected.kind === 'hostname' ? {} : { checkServerIdentity: (_host, cert) => checkClusterNode(cert, expected) };
+  const verifyOptions: grpc.VerifyOptions = expected.kind === 'hostname' ? {} : { checkServerIdentity: (_host, cert) => checkExpectedServer(cert, expected) };
   return grpc.credentials.createSsl(rootBundle(material), Buffer.from(material.keyPem), Buffer.from(material.certChainPem), verifyOptions);
 }
 
@@ -43,7 +44,7 @@ export function mutualTlsClientCredentials(material: MutualTlsMaterial, expected
  * optional), so a node-to-node client checks the subject instead of the host name. Runs after
  * OpenSSL has verified the chain, so the subject was written by a trusted CA.
  */
-function checkClusterNode(cert: PeerCertificate, expected: Extract<ExpectedServer, { kind: 'cluster-node' }>): Error | undefined {
+export function checkExpectedServer(cert: PeerCertificate, expected: Extract<ExpectedServer, { kind: 'cluster-node' }>): Error | undefined {
   let subject: CertificateSubject;
   try {
     subject = parseIdentity(new Uint8Array(cert.raw));

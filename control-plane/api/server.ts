@@ -31,7 +31,13 @@ import type { StackFileObject } from '../../common/resources/file-references.js'
 import { deletionBlocker, isStackFileManifest, planStackFiles, redactJson, redactObject, validateStackFileManifest } from './stack-objects.js';
 import { unhonouredFields } from './unhonoured-fields.js';
 import { applyNodeUpdate, validateNodeUpdate } from './node-update.js';
-import type { JoinRole } from '../dispatcher/join-tokens.js';
+import type { NodeRole, UserRole } from '../../common/identity/certificate.js';
+import { isUserRole } from '../../common/identity/certificate.js';
+import type { Authenticate } from '../auth/authenticate.js';
+import type { Caller } from '../auth/caller.js';
+import { authorizeMemberChange, authorizeMethod, isMutating, redactFor, type ApiMethod } from '../auth/authorization.js';
+import { baselineProblems } from '../../common/resources/admission.js';
+import { guardService } from './guard.js';
 import type { NodeUpdateRequest__Output } from '../../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
 import { ApiError, grpcCodeOf, invalidArgument, notFound, toServiceError } from './errors.js';
 import type { LogSource } from '../../common/logs/log-source.js';
@@ -50,11 +56,36 @@ export interface ApiServerDeps {
   /** The replicated store's members (Raft backend only). */
   cluster?: {
     members(): Promise<Array<{ id: string; address: string; role: string; term: number; commit: number; applied: number }>>;
-    change(req: { action: string; name: string; address: string; token: string }): Promise<{ index: number }>;
+    change(req: { action: string; name: string; address: string }): Promise<{ index: number }>;
   };
-  /** The cluster's join tokens; rotate replaces one. Absent on servers that issue none (tests). */
-  joinTokens?: { get(role: JoinRole): string; rotate(role: JoinRole): string };
+  /** Mints a new join token for a role (the previous one stops working). Absent on servers that issue none (tests). */
+  joinTokens?: { rotate(role: NodeRole): Promise<string> };
+  /** Cluster identity operations (tsd with a CA); absent: those calls are UNIMPLEMENTED. */
+  identity?: {
+    issueUserCertificate(req: { name: string; role: UserRole; csrPem: string; validityMs: number }): Promise<{
+      certChainPem: string;
+      trustedRootPems: string[];
+      clusterId: string;
+    }>;
+    removeNode(name: string, force: boolean): Promise<string[]>;
+    rotateCa(): Promise<{ state: string; message: string }>;
+  };
+  /** Records one mutating request and its result (the audit log). */
+  audit?: (record: AuditRecord) => void;
+  /** Reads the audit log of this manager. */
+  readAudit?: (options: { limit: number; callerContains?: string }) => Promise<string[]>;
 }
+
+export interface AuditRecord {
+  caller: Caller;
+  method: ApiMethod;
+  /** The request as received (a stream's is {}); the audit log keeps only what it names and a digest. */
+  request: unknown;
+  /** Absent when the request succeeded. */
+  error?: unknown;
+}
+
+const MAX_AUDIT_READ = 10_000;
 
 const MAX_APPLY_OBJECTS = 1000;
 const MAX_IMAGE_BYTES = 4 * 1024 ** 3;
@@ -132,8 +163,19 @@ function imageError(err: unknown): unknown {
   return err;
 }
 
+/** Objects a caller may not apply, as messages naming the object and field; [] admits it. */
+type Admission = (object: Service | Network | StackFileObject) => string[];
+
+/** Operators apply under the baseline level (no host access); admins and local root under none. */
+function admissionFor(caller: Caller): Admission {
+  if (caller.kind === 'user' && caller.role === 'operator') return (object) => baselineProblems(object);
+  return () => [];
+}
+
 export class ApiServer {
   private server: grpc.Server | undefined;
+  /** The caller of each call in flight, as the guard authenticated it. */
+  private readonly callers = new WeakMap<object, Caller>();
 
   private readonly objects: ObjectStore;
 
@@ -141,18 +183,37 @@ export class ApiServer {
     this.objects = new ObjectStore(deps.store);
   }
 
-  /** Registers the API on a server shared with other services (the dispatcher). */
-  addTo(server: grpc.Server): void {
+  /**
+   * Registers the API on a server (shared with other services on tsd's TLS port). Every call is
+   * authenticated by `authenticate` and authorised for its method before a handler runs.
+   */
+  addTo(server: grpc.Server, authenticate: Authenticate): void {
     const pkg = loadApiPackage();
-    server.addService(pkg.tessera.api.v1.Tessera.service, this.handlers());
+    const guarded = guardService(this.handlers(), (method, call) => {
+      const caller = authenticate(call);
+      const decision = authorizeMethod(caller, method as ApiMethod);
+      if (!decision.allowed) {
+        const refusal = new ApiError(grpc.status.PERMISSION_DENIED, decision.reason);
+        // A refused change is audited too: who tried what matters most when it was not allowed.
+        this.audited(caller, method as ApiMethod, method === 'ImageLoad' ? {} : (call as { request?: unknown }).request, refusal);
+        throw refusal;
+      }
+      this.callers.set(call, caller);
+    });
+    server.addService(pkg.tessera.api.v1.Tessera.service, guarded);
   }
 
-  /** Serves the API alone on its own server (tests). */
-  async listen(address: string, security: TransportSecurity): Promise<number> {
+  /** Serves the API alone on its own server (tests): every caller is treated as `authenticate` says. */
+  async listen(address: string, security: TransportSecurity, authenticate: Authenticate): Promise<number> {
     const server = new grpc.Server(API_SERVER_OPTIONS);
-    this.addTo(server);
+    this.addTo(server, authenticate);
     this.server = server;
     return bindServer(server, address, security);
+  }
+
+  private identity(): NonNullable<ApiServerDeps['identity']> {
+    if (!this.deps.identity) throw new ApiError(grpc.status.UNIMPLEMENTED, 'this server has no cluster CA');
+    return this.deps.identity;
   }
 
   async close(): Promise<void> {
@@ -165,6 +226,7 @@ export class ApiServer {
     objectsJson: string[],
     dryRun: boolean,
     pruneStacks: readonly string[] = [],
+    admit: Admission = () => [],
   ): Promise<Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network | StackFileObject } | PrunedObject>> {
     if (objectsJson.length === 0) throw invalidArgument('apply: no objects given');
     if (objectsJson.length > MAX_APPLY_OBJECTS) throw invalidArgument(`apply: at most ${MAX_APPLY_OBJECTS} objects per request`);
@@ -213,6 +275,7 @@ export class ApiServer {
       seen.add(key);
       incoming.push(result.object);
     });
+    if (problems.length === 0) for (const object of [...incoming, ...networks, ...stackFiles]) problems.push(...admit(object));
     if (problems.length > 0) throw invalidArgument(`nothing applied; ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
 
     // All objects are written in one transaction guarded by each key's revision: either all of
@@ -317,48 +380,66 @@ export class ApiServer {
 
   // --- gRPC glue ----------------------------------------------------------------------------------
 
-  private unary<Req, Res>(method: string, fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  private callerOf(call: object): Caller {
+    const caller = this.callers.get(call);
+    // The guard sets it before any handler runs; a handler reached without it is a wiring bug.
+    if (!caller) throw new ApiError(grpc.status.UNAUTHENTICATED, 'the call reached the API without an authenticated caller');
+    return caller;
+  }
+
+  private unary<Req, Res>(method: ApiMethod, fn: (req: Req, caller: Caller) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
     // The callback is called after the await, not from a promise handler: a throw inside it must
     // not turn into a second, error answer.
     return (call, callback) => {
       void (async () => {
         const stopTimer = this.deps.metrics?.apiRequestSeconds.startTimer({ method });
         let res: Res;
+        const caller = this.callers.get(call);
         try {
-          res = await fn(call.request);
+          res = await fn(call.request, this.callerOf(call));
         } catch (err) {
           this.deps.metrics?.apiRequests.inc({ method, code: grpc.status[grpcCodeOf(err)] });
           stopTimer?.();
+          if (caller) this.audited(caller, method, call.request, err);
           callback(toServiceError(err));
           return;
         }
         this.deps.metrics?.apiRequests.inc({ method, code: grpc.status[grpc.status.OK] });
         stopTimer?.();
+        if (caller) this.audited(caller, method, call.request, undefined);
         callback(null, res);
       })();
     };
   }
 
-  private countStreamEnd(method: string, err: unknown): void {
+  /** Counts a streaming call's end and audits it when it changes something. */
+  private streamEnded(call: object, method: ApiMethod, err: unknown, request: unknown): void {
     this.deps.metrics?.apiRequests.inc({ method, code: grpc.status[err === undefined ? grpc.status.OK : grpcCodeOf(err)] });
+    const caller = this.callers.get(call);
+    if (caller) this.audited(caller, method, request, err);
+  }
+
+  private audited(caller: Caller, method: ApiMethod, request: unknown, error: unknown): void {
+    if (!isMutating(method)) return;
+    this.deps.audit?.({ caller, method, request, ...(error === undefined ? {} : { error }) });
   }
 
   private handlers(): TesseraHandlers {
     return {
-      Apply: this.unary('Apply', async (req) => {
-        const results = await this.apply(req.objectsJson, req.dryRun, req.pruneStacks);
+      Apply: this.unary('Apply', async (req, caller) => {
+        const results = await this.apply(req.objectsJson, req.dryRun, req.pruneStacks, admissionFor(caller));
         return { results: results.map((r) => ({ ref: r.ref, action: r.action, objectJson: JSON.stringify(redactObject(r.object)) })) };
       }),
-      Get: this.unary('Get', async (req) => {
+      Get: this.unary('Get', async (req, caller) => {
         const ref = requireName(req.ref, 'get');
-        return { objectJson: JSON.stringify(redactObject(await this.get(ref.kind, ref.stack, ref.name))) };
+        return { objectJson: redactFor(caller, ref.kind, JSON.stringify(redactObject(await this.get(ref.kind, ref.stack, ref.name)))) };
       }),
-      List: this.unary('List', async (req) => {
+      List: this.unary('List', async (req, caller) => {
         const kind = parseKind(req.kind);
         checkNameSize(req.stack, 'list: stack');
         checkNameSize(req.service, 'list: service');
         const { objects, revision } = await this.list(kind, req.allStacks ? undefined : req.stack, req.service || undefined);
-        return { objectsJson: objects.map((o) => JSON.stringify(redactObject(o))), revision };
+        return { objectsJson: objects.map((o) => redactFor(caller, kind, JSON.stringify(redactObject(o)))), revision };
       }),
       Delete: this.unary('Delete', async (req) => {
         const deleted: ObjectRef[] = [];
@@ -390,18 +471,23 @@ export class ApiServer {
           kind = parseKind(call.request.kind);
           checkNameSize(call.request.stack, 'watch: stack');
         } catch (err) {
-          this.countStreamEnd('Watch', err);
+          this.streamEnded(call, 'Watch', err, call.request);
           call.emit('error', toServiceError(err));
           return;
         }
         const prefix = kindPrefix(kind, call.request.allStacks ? undefined : call.request.stack);
+        const caller = this.callerOf(call);
         this.deps.store
           .watch(
             prefix,
             call.request.fromRevision,
             (events, revision) => {
               for (const event of events) {
-                const objectJson = redactJson(event.type === 'put' ? event.kv.value : (event.prev?.value ?? JSON.stringify({ kind, key: event.kv.key })));
+                const objectJson = redactFor(
+                  caller,
+                  kind,
+                  redactJson(event.type === 'put' ? event.kv.value : (event.prev?.value ?? JSON.stringify({ kind, key: event.kv.key }))),
+                );
                 const type = event.type === 'delete' ? 'deleted' : event.kv.version === 1 ? 'added' : 'modified';
                 call.write({ type, objectJson, revision });
               }
@@ -410,7 +496,7 @@ export class ApiServer {
           )
           .then((watch) => call.on('cancelled', () => watch.cancel()))
           .catch((err: unknown) => {
-            this.countStreamEnd('Watch', err);
+            this.streamEnded(call, 'Watch', err, call.request);
             call.emit('error', toServiceError(err));
           });
       },
@@ -428,11 +514,11 @@ export class ApiServer {
         };
         run()
           .then(() => {
-            this.countStreamEnd('Logs', undefined);
+            this.streamEnded(call, 'Logs', undefined, call.request);
             call.end();
           })
           .catch((err: unknown) => {
-            this.countStreamEnd('Logs', err);
+            this.streamEnded(call, 'Logs', err, call.request);
             call.emit('error', toServiceError(err));
           });
       },
@@ -464,11 +550,11 @@ export class ApiServer {
           try {
             res = await run();
           } catch (err) {
-            this.countStreamEnd('ImageLoad', err);
+            this.streamEnded(call, 'ImageLoad', err, {});
             callback(toServiceError(err));
             return;
           }
-          this.countStreamEnd('ImageLoad', undefined);
+          this.streamEnded(call, 'ImageLoad', undefined, {});
           callback(null, res);
         })();
       },
@@ -491,11 +577,11 @@ export class ApiServer {
         };
         run()
           .then(() => {
-            this.countStreamEnd('ImagePullProgress', undefined);
+            this.streamEnded(call, 'ImagePullProgress', undefined, call.request);
             call.end();
           })
           .catch((err: unknown) => {
-            this.countStreamEnd('ImagePullProgress', err);
+            this.streamEnded(call, 'ImagePullProgress', err, call.request);
             // emit, not destroy: grpc-js sends the status from 'error'; a destroyed call never reports one.
             call.emit('error', toServiceError(err));
           });
@@ -531,11 +617,11 @@ export class ApiServer {
         };
         run()
           .then(() => {
-            this.countStreamEnd('ImageSave', undefined);
+            this.streamEnded(call, 'ImageSave', undefined, call.request);
             call.end();
           })
           .catch((err: unknown) => {
-            this.countStreamEnd('ImageSave', err);
+            this.streamEnded(call, 'ImageSave', err, call.request);
             // emit, not destroy: grpc-js sends the status from 'error'; a destroyed call never reports one.
             call.emit('error', toServiceError(err));
           });
@@ -544,7 +630,8 @@ export class ApiServer {
         if (req.role !== 'worker' && req.role !== 'manager') throw invalidArgument(`join-token: role must be "worker" or "manager", got "${req.role}"`);
         const tokens = this.deps.joinTokens;
         if (!tokens) throw new ApiError(grpc.status.UNIMPLEMENTED, 'this server issues no join tokens');
-        return { token: req.rotate ? tokens.rotate(req.role) : tokens.get(req.role) };
+        // Tokens are stored hashed, so one cannot be shown twice: every request mints a new one.
+        return { token: await tokens.rotate(req.role) };
       }),
       UpdateNode: this.unary('UpdateNode', async (req) => ({ objectJson: JSON.stringify(await this.updateNode(req)) })),
       ClusterMembers: this.unary('ClusterMembers', async () => {
@@ -552,14 +639,33 @@ export class ApiServer {
           throw new ApiError(grpc.status.UNIMPLEMENTED, `cluster members: the ${this.deps.storeBackend} store backend has no members to show`);
         return { members: await this.deps.cluster.members() };
       }),
-      ClusterMemberChange: this.unary('ClusterMemberChange', async (req) => {
+      ClusterMemberChange: this.unary('ClusterMemberChange', async (req, caller) => {
         if (!this.deps.cluster)
           throw new ApiError(grpc.status.UNIMPLEMENTED, `cluster members: the ${this.deps.storeBackend} store backend cannot change members`);
         if (!['add', 'promote', 'remove'].includes(req.action))
           throw invalidArgument(`cluster members: action must be add, promote or remove, got "${req.action}"`);
         if (!DNS_LABEL.test(req.name)) throw invalidArgument(`cluster members: "${req.name}" is not a member name`);
+        const allowed = authorizeMemberChange(caller, req.action, req.name);
+        if (!allowed.allowed) throw new ApiError(grpc.status.PERMISSION_DENIED, allowed.reason);
         return this.deps.cluster.change(req);
       }),
+      RemoveNode: this.unary('RemoveNode', async (req) => {
+        if (!DNS_LABEL.test(req.name)) throw invalidArgument(`node rm: "${req.name.slice(0, 80)}" is not a node name`);
+        return { revokedSerials: await this.identity().removeNode(req.name, req.force) };
+      }),
+      IssueUserCertificate: this.unary('IssueUserCertificate', async (req) => {
+        if (!DNS_LABEL.test(req.name)) throw invalidArgument(`user add: "${req.name.slice(0, 80)}" is not a user name (a DNS label: a-z, 0-9, -)`);
+        if (!isUserRole(req.role)) throw invalidArgument(`user add: role must be admin, operator or viewer, got "${req.role.slice(0, 40)}"`);
+        const issued = await this.identity().issueUserCertificate({ name: req.name, role: req.role, csrPem: req.csrPem, validityMs: Number(req.validityMs) });
+        return { ...issued, servers: this.deps.managers() };
+      }),
+      AuditLog: this.unary('AuditLog', async (req) => {
+        if (!this.deps.readAudit) throw new ApiError(grpc.status.UNIMPLEMENTED, 'this server keeps no audit log');
+        const limit = req.limit === 0 ? 100 : req.limit;
+        if (!(limit > 0 && limit <= MAX_AUDIT_READ)) throw invalidArgument(`audit: limit must be from 1 to ${MAX_AUDIT_READ}, got ${req.limit}`);
+        return { entriesJson: await this.deps.readAudit({ limit, ...(req.caller ? { callerContains: req.caller.slice(0, 256) } : {}) }) };
+      }),
+      RotateCa: this.unary('RotateCa', async () => this.identity().rotateCa()),
       ClusterInfo: this.unary('ClusterInfo', async () => ({
         clusterId: this.deps.clusterId,
         version: this.deps.version,

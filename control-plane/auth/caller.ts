@@ -4,9 +4,7 @@
 import type { NodeRole, UserRole } from '../../common/identity/certificate.js';
 
 export type Caller =
-  | { kind: 'local-root' }
-  | { kind: 'user'; name: string; role: UserRole; serial: string }
-  | { kind: 'node'; nodeId: string; role: NodeRole; serial: string };
+  { kind: 'local-root' } | { kind: 'user'; name: string; role: UserRole; serial: string } | { kind: 'node'; nodeId: string; role: NodeRole; serial: string };
 
 /** How a caller is named in logs and the audit log: `local:root`, `user:alice (operator)`, `node:node-2 (manager)`. */
 export function describeCaller(caller: Caller): string {

@@ -58,12 +58,13 @@ export class NodeHealth {
     }
   }
 
-  private async orphanTasksOf(nodeName: string): Promise<void> {
+  /** The node's live tasks become orphaned (and are replaced elsewhere); also used when a node is removed. */
+  async orphanTasksOf(nodeName: string, why = `node ${nodeName} is down`): Promise<void> {
     const timestamp = new Date(this.now()).toISOString();
     for (const task of this.tasks.list()) {
       if (task.nodeName !== nodeName || isTerminal(task.status.state)) continue;
       await this.objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (t) =>
-        isTerminal(t.status.state) ? undefined : { ...t, status: { ...t.status, state: 'orphaned', message: `node ${nodeName} is down`, timestamp } },
+        isTerminal(t.status.state) ? undefined : { ...t, status: { ...t.status, state: 'orphaned', message: why, timestamp } },
       );
     }
   }

@@ -10,16 +10,15 @@ import type { Register__Output } from '../../proto/gen/tessera/dispatcher/v1/Reg
 import { loadDispatcherPackage } from '../../proto/load.js';
 import { parseCidr } from '../../common/network/ipv4.js';
 import type { Informer } from '../controllers/informer.js';
-import { API_VERSION, type Node, type Task } from '../../common/resources/types.js';
+import type { Node, Task } from '../../common/resources/types.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { SentAssignments } from '../../common/dispatcher/assignments.js';
 import { SentFiles, toStackFile } from '../../common/dispatcher/stack-files.js';
 import { filesNeededBy, resolveNeeded } from './secret-delivery.js';
-import { checkToken, type JoinTokens } from './join-tokens.js';
+import { type Authenticate, requireNode } from '../auth/authenticate.js';
 import type { NodeHealth } from './node-health.js';
 import type { NetworkViews } from './network-views.js';
 import { parseReportedStatus } from '../../common/dispatcher/peer-validation.js';
-import { DNS_LABEL } from '../../common/resources/names.js';
 import { reportTaskStatus } from './task-status.js';
 
 const REGISTER_TIMEOUT_MS = 10_000;
@@ -31,8 +30,8 @@ export interface DispatcherDeps {
   nodes: Informer<Node>;
   health: NodeHealth;
   heartbeatPeriodMs: number;
-  /** Current join tokens; undefined means joins need no token (single-node development cluster). */
-  joinTokens: () => JoinTokens | undefined;
+  /** Who the agent is: the node certificate of its TLS connection (never the request). */
+  authenticate: Authenticate;
   managers: () => string[];
   log: (message: string) => void;
   /** Per-node overlay state; absent: no overlay networking (tests of the dispatcher alone). */
@@ -43,6 +42,8 @@ type SessionCall = grpc.ServerDuplexStream<AgentMessage__Output, ManagerMessage>
 
 export class DispatcherServer {
   private readonly sessions = new Set<SessionCall>();
+  /** The node each registered session belongs to, so that a removed node's session can be cut. */
+  private readonly sessionNodes = new Map<SessionCall, string>();
 
   constructor(private readonly deps: DispatcherDeps) {}
 
@@ -56,11 +57,37 @@ export class DispatcherServer {
   closeAll(): void {
     for (const call of this.sessions) call.end();
     this.sessions.clear();
+    this.sessionNodes.clear();
+  }
+
+  /** Ends the sessions of one node (it was removed and its certificates revoked). */
+  closeNode(nodeName: string): void {
+    for (const [call, name] of this.sessionNodes) {
+      if (name !== nodeName) continue;
+      call.emit(
+        'error',
+        Object.assign(new Error(`node ${nodeName} was removed from the cluster`), { code: grpc.status.PERMISSION_DENIED, metadata: new grpc.Metadata() }),
+      );
+      this.sessions.delete(call);
+      this.sessionNodes.delete(call);
+    }
   }
 
   private session(call: SessionCall): void {
     const { deps } = this;
     let nodeName: string | undefined;
+    let certifiedNode: string;
+    try {
+      certifiedNode = requireNode(deps.authenticate(call)).nodeId;
+    } catch (err) {
+      const e = err as Error & { code?: grpc.status };
+      deps.log(`dispatcher: session refused: ${e.message}`);
+      call.emit(
+        'error',
+        Object.assign(new Error(e.message), { code: e.code ?? grpc.status.UNAUTHENTICATED, details: e.message, metadata: new grpc.Metadata() }),
+      );
+      return;
+    }
     let unsubscribe: (() => void) | undefined;
     let pending: NodeJS.Immediate | undefined;
     let unsubscribeNetwork: (() => void) | undefined;
@@ -111,11 +138,12 @@ export class DispatcherServer {
     let chain: Promise<void> = Promise.resolve();
     call.on('data', (message: AgentMessage__Output) => {
       chain = chain
-        .then(() => this.onMessage(message, nodeName))
+        .then(() => this.onMessage(message, nodeName, certifiedNode))
         .then((registered) => {
           if (registered && !nodeName) {
             clearTimeout(registerTimer);
             nodeName = registered;
+            this.sessionNodes.set(call, registered);
             call.write({ session: { nodeName, heartbeatPeriodMs: deps.heartbeatPeriodMs, managers: deps.managers() } });
             sendDelta(true);
             const views = deps.networkViews;
@@ -155,6 +183,7 @@ export class DispatcherServer {
       if (pending) clearImmediate(pending);
       if (networkPending) clearImmediate(networkPending);
       this.sessions.delete(call);
+      this.sessionNodes.delete(call);
     };
     call.on('end', () => {
       end();
@@ -165,11 +194,11 @@ export class DispatcherServer {
   }
 
   /** Handles one agent message; resolves with the node name when it registered the node. */
-  private async onMessage(message: AgentMessage__Output, nodeName: string | undefined): Promise<string | undefined> {
+  private async onMessage(message: AgentMessage__Output, nodeName: string | undefined, certifiedNode: string): Promise<string | undefined> {
     const { deps } = this;
     if (message.kind === 'register' && message.register) {
       if (nodeName) throw Object.assign(new Error('register sent twice in one session'), { code: grpc.status.FAILED_PRECONDITION });
-      return this.register(message.register);
+      return this.register(message.register, certifiedNode);
     }
     if (!nodeName) throw Object.assign(new Error('the first message of a session must be register'), { code: grpc.status.FAILED_PRECONDITION });
     deps.health.heartbeat(nodeName);
@@ -191,10 +220,15 @@ export class DispatcherServer {
     return undefined;
   }
 
-  private async register(register: Register__Output): Promise<string> {
+  /** Registers the node the certificate names; the request can only confirm that name, never choose another. */
+  private async register(register: Register__Output, certifiedNode: string): Promise<string> {
     const { deps } = this;
-    const name = register.nodeName;
-    if (!DNS_LABEL.test(name)) throw new Error(`node name "${name}" is not a DNS label (a-z, 0-9, -; at most 63)`);
+    const name = certifiedNode;
+    if (register.nodeName !== name) {
+      throw Object.assign(new Error(`register as node "${register.nodeName.slice(0, 80)}" refused: the session's certificate is node ${name}'s`), {
+        code: grpc.status.PERMISSION_DENIED,
+      });
+    }
     const description = register.description;
     if (!description) throw new Error('register: missing node description');
     if (description.localSubnet) {
@@ -204,14 +238,14 @@ export class DispatcherServer {
         throw new Error(`register: local subnet: ${(err as Error).message}`);
       }
     }
+    // The Node object is made when the node joins (NodeCA.Join) and deleted when it is removed.
     const existing = await deps.objects.get('Node', '', name);
-    const tokens = deps.joinTokens();
-    let role: Node['spec']['role'] = existing?.spec.role ?? 'worker';
-    if (!existing && tokens) {
-      const check = checkToken(register.token, tokens);
-      if (!check.ok) throw Object.assign(new Error(`join refused for node ${name}: ${check.reason}`), { code: grpc.status.PERMISSION_DENIED });
-      role = check.role;
+    if (!existing) {
+      throw Object.assign(new Error(`node ${name} is not a member of this cluster (it was removed); join it again with a new token`), {
+        code: grpc.status.PERMISSION_DENIED,
+      });
     }
+    const role = existing.spec.role;
     const status: Node['status'] = {
       state: 'ready',
       hostname: description.hostname || name,
@@ -220,17 +254,13 @@ export class DispatcherServer {
       message: 'session established',
       ...(description.localSubnet ? { localSubnet: description.localSubnet } : {}),
     };
-    if (existing) {
-      await deps.objects.updateWithRetry('Node', '', name, (n) => ({ ...n, status: { ...n.status, ...status } }));
-    } else {
-      await deps.objects.create<Node>({
-        apiVersion: API_VERSION,
-        kind: 'Node',
-        metadata: { name, stack: '' },
-        spec: { availability: 'active', role, labels: { ...description.engineLabels } },
-        status,
-      });
-    }
+    const engineLabels = description.engineLabels;
+    await deps.objects.updateWithRetry('Node', '', name, (n) => ({
+      ...n,
+      // Engine labels are the node's own description, taken at its first session (as the join did not carry them).
+      spec: n.status.state === 'unknown' && Object.keys(engineLabels).length > 0 ? { ...n.spec, labels: { ...engineLabels, ...n.spec.labels } } : n.spec,
+      status: { ...n.status, ...status },
+    }));
     deps.health.heartbeat(name);
     deps.log(`dispatcher: node ${name} (${role}) connected from ${description.address || 'unknown address'}`);
     return name;

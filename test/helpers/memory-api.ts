@@ -9,6 +9,8 @@ import { LocalImageStore } from '../../agent/images/image-store.js';
 import { FileLogSource } from '../../agent/worker/log-source.js';
 import { ApiServer } from '../../control-plane/api/server.js';
 import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
+// Loopback only, as root: these tests exercise the API itself; authentication has its own tests (test/security/).
+import { authenticateLocalRoot } from '../../control-plane/auth/authenticate.js';
 import { MemoryStore } from '../../control-plane/store/memory-store.js';
 import { ApiClient } from '../../cli/client.js';
 
@@ -46,7 +48,7 @@ export async function memoryApi(prefix: string, images?: (dir: string) => LocalI
 export async function serveMemoryApi(prefix: string, images?: (dir: string) => LocalImageStore): Promise<ServedMemoryApi> {
   const api = await memoryApi(prefix, images);
   const address = `unix:${join(api.dir, 'api.sock')}`;
-  await api.server.listen(address, LOCAL_INSECURE);
+  await api.server.listen(address, LOCAL_INSECURE, authenticateLocalRoot);
   return { ...api, client: new ApiClient(address), address };
 }
 

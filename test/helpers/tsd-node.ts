@@ -74,7 +74,10 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
         'run',
         '--data-root',
         dataRoot,
+        // The mutual-TLS port inside the node's own namespace; tests talk to the root-only socket.
         '--listen',
+        '127.0.0.1:7420',
+        '--api-socket',
         server,
         '--metrics-listen',
         `127.0.0.1:${METRICS_PORT}`,

@@ -10,6 +10,8 @@ import { LocalImageStore } from '../../agent/images/image-store.js';
 import { FileLogSource } from '../../agent/worker/log-source.js';
 import { ApiServer } from '../../control-plane/api/server.js';
 import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
+// Loopback only, as root: these tests exercise the API itself; authentication has its own tests (test/security/).
+import { authenticateLocalRoot } from '../../control-plane/auth/authenticate.js';
 import { API_VERSION, type Task, type TaskState } from '../../common/resources/types.js';
 import { objectKey } from '../../control-plane/store/keys.js';
 import { MemoryStore } from '../../control-plane/store/memory-store.js';
@@ -47,7 +49,7 @@ async function fixture(t: ExecutionContext): Promise<{ client: ApiClient; store:
     managers: () => [],
   });
   const address = `unix:${join(dir, 'api.sock')}`;
-  await server.listen(address, LOCAL_INSECURE);
+  await server.listen(address, LOCAL_INSECURE, authenticateLocalRoot);
   const client = new ApiClient(address);
   t.teardown(async () => {
     client.close();

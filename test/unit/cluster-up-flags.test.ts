@@ -26,19 +26,18 @@ const SAMPLES: Record<NodeSettingKey, string[]> = {
   advertiseAddress: ['--advertise-address', '10.9.8.7'],
   apiSocket: ['--api-socket', 'unix:/run/flags.sock'],
   join: ['--join', '10.0.0.1:7420'],
-  token: ['--token', 'TSTKN-1-abc-def-worker'],
+  tokenFile: ['--token-file', '/run/flags-token'],
+  certValidityMs: ['--cert-validity-ms', '120000'],
   store: ['--store', 'memory'],
   etcdEndpoints: ['--etcd-endpoints', 'http://127.0.0.1:2379,http://127.0.0.1:2380'],
   raftSnapshotEvery: ['--raft-snapshot-every', '123'],
   historyRevisions: ['--history-revisions', '77'],
-  insecureTransport: ['--insecure-transport'],
 };
 
 /** For settings the cluster derives per node: what node i must get from the sample above. */
 const DERIVED: Partial<Record<NodeSettingKey, (i: number, prefix: string) => unknown>> = {
   dataRoot: (i) => `/srv/tessera-flags/cluster/node-${i}`,
   cgroupParent: (i, prefix) => `flags/parent/${prefix}/node-${i}`,
-  insecureTransport: () => true,
 };
 
 function clusterUpCommand(start: (plan: ClusterUpPlan) => Promise<void>): { program: Command; up: Command } {
@@ -181,8 +180,8 @@ test("multi-node: the settings each node derives are its own, and defaults stay 
     'managers have an API socket, the worker not',
   );
   t.true(
-    configs.every((c) => c.join === undefined && c.token === undefined),
-    'join and token come from the join sequence, not the options',
+    configs.every((c) => c.join === undefined && c.tokenFile === undefined),
+    'join and the token file come from the join sequence, not the options',
   );
   const defaults = defaultConfig();
   for (const key of NODE_SETTING_KEYS) {
@@ -203,10 +202,10 @@ test('--netns-prefix and --underlay-octet are refused for a single node, and --m
 });
 
 test('several refused flags are all named in one error', async (t) => {
-  const err = await t.throwsAsync(planOf(['--nodes', '2', '--listen', '10.0.0.1:1', '--node-name', 'x', '--token', 'TSTKN-1-a-b-worker']));
+  const err = await t.throwsAsync(planOf(['--nodes', '2', '--listen', '10.0.0.1:1', '--node-name', 'x', '--token-file', '/run/flags-token']));
   t.regex(err.message, /--listen cannot be used with --nodes 2/);
   t.regex(err.message, /--node-name cannot be used with --nodes 2: the nodes are named node-1/);
-  t.regex(err.message, /--token: cluster up starts a new cluster/);
+  t.regex(err.message, /--token-file: cluster up starts a new cluster/);
 });
 
 test('a flag given with its default value is still refused where it has no meaning (given, not changed, decides)', async (t) => {

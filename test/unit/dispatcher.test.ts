@@ -1,7 +1,6 @@
 import test from 'ava';
 
 import { AssignmentSet, SentAssignments, taskKey } from '../../common/dispatcher/assignments.js';
-import { checkToken, makeToken, makeTokens } from '../../control-plane/dispatcher/join-tokens.js';
 import { parseAssignedTask, parseReportedStatus } from '../../common/dispatcher/peer-validation.js';
 import { applyStatusReport } from '../../control-plane/dispatcher/task-status.js';
 import { API_VERSION, type Task } from '../../common/resources/types.js';
@@ -46,17 +45,6 @@ test('the agent rebuilds the set from a full message and deltas', (t) => {
     ['s/b', 's/c'],
   );
   t.deepEqual(set.apply(true, [task('z', '1')], []).map(taskKey), ['s/z'], 'a full set replaces everything');
-});
-
-test('join tokens grant their role, refuse rotated and malformed ones', (t) => {
-  const tokens = makeTokens('cluster-1');
-  t.deepEqual(checkToken(tokens.worker, tokens), { ok: true, role: 'worker' });
-  t.deepEqual(checkToken(tokens.manager, tokens), { ok: true, role: 'manager' });
-  const rotated = { ...tokens, worker: makeToken('cluster-1', 'worker') };
-  t.like(checkToken(tokens.worker, rotated), { ok: false });
-  t.like(checkToken('', tokens), { ok: false, reason: 'no join token given' });
-  t.like(checkToken('hello', tokens), { ok: false });
-  t.regex(tokens.worker, /^TSTKN-1-[0-9a-f]{16}-[0-9a-z]{32}-worker$/);
 });
 
 test('reported statuses are validated field by field', (t) => {

@@ -1,6 +1,6 @@
-// The real dispatcher and two real agent sessions over gRPC on a unix socket (memory store, no
-// containers): each node receives only the secrets and configs of its own tasks, together with
-// the tasks, and loses them when no task there uses them any more.
+// The real dispatcher and two real agent sessions over gRPC with mutual TLS on loopback (memory
+// store, no containers): each node receives only the secrets and configs of its own tasks,
+// together with the tasks, and loses them when no task there uses them any more.
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,7 +9,8 @@ import { join } from 'node:path';
 
 import { AgentSession } from '../../agent/session/agent-session.js';
 import { bindServer, shutdownServer } from '../../control-plane/api/grpc-server.js';
-import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
+import { certificateAuthenticator } from '../../control-plane/auth/authenticate.js';
+import { testPki } from '../helpers/test-pki.js';
 import { Informer } from '../../control-plane/controllers/informer.js';
 import { NodeHealth } from '../../control-plane/dispatcher/node-health.js';
 import type { DeliveredFiles } from '../../common/dispatcher/stack-files.js';
@@ -36,6 +37,7 @@ function task(name: string, node: string, spec: Partial<ServiceSpec>): Task {
 
 test("each node gets only its own tasks' secrets and configs, and loses them when unused", async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-delivery-'));
+  const pki = await testPki();
   const store = new MemoryStore();
   const objects = new ObjectStore(store);
   const tasks = new Informer<Task>(store, 'Task', kindPrefix('Task'));
@@ -49,14 +51,14 @@ test("each node gets only its own tasks' secrets and configs, and loses them whe
     nodes,
     health,
     heartbeatPeriodMs: 1000,
-    joinTokens: () => undefined,
+    authenticate: certificateAuthenticator({ clusterId: () => pki.clusterId, isRevoked: () => false }),
     managers: () => [],
     log: () => {},
   });
   const server = new grpc.Server();
   dispatcher.addTo(server);
-  const address = `unix:${join(dir, 'dispatcher.sock')}`;
-  await bindServer(server, address, LOCAL_INSECURE);
+  const port = await bindServer(server, '127.0.0.1:0', await pki.node('m1', 'manager'));
+  const address = `127.0.0.1:${port}`;
   const sessions: AgentSession[] = [];
   t.teardown(async () => {
     for (const s of sessions) s.stop();
@@ -83,11 +85,18 @@ test("each node gets only its own tasks' secrets and configs, and loses them whe
 
   const seen = new Map<string, { tasks: string[]; files: DeliveredFiles }>();
   for (const name of ['n1', 'n2']) {
+    // As NodeCA.Join does: the Node exists before its first session.
+    await objects.create<Node>({
+      apiVersion: 'tessera/v1',
+      kind: 'Node',
+      metadata: { name, stack: '' },
+      spec: { availability: 'active', role: 'worker' },
+      status: { state: 'unknown', hostname: name, resources: { memoryBytes: 0, nanoCpus: 0 } },
+    });
     const session = new AgentSession({
       managers: [address],
       nodeName: name,
-      token: '',
-      security: LOCAL_INSECURE,
+      security: await pki.node(name, 'worker'),
       log: () => {},
       description: { hostname: name, address: '127.0.0.1', memoryBytes: 1 << 30, nanoCpus: 1e9 },
       onAssignments: (assigned, files) => seen.set(name, { tasks: assigned.map((x) => x.metadata.name), files }),

@@ -6,6 +6,8 @@ import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
+// Loopback only, as root: these tests exercise the API itself; authentication has its own tests (test/security/).
+import { authenticateLocalRoot } from '../../control-plane/auth/authenticate.js';
 import { API_VERSION, type Service, type Task, type TaskState } from '../../common/resources/types.js';
 import { objectKey, kindPrefix } from '../../control-plane/store/keys.js';
 import { followUntilConverged } from '../../cli/output/follow-services.js';
@@ -86,7 +88,7 @@ test('a broken watch (the API server restarts) is re-established from a fresh li
   // A new server on the same socket and store, as after a manager restart.
   await f.server.close();
   f.server = apiServerOn(f.store, f.dir);
-  await f.server.listen(f.address, LOCAL_INSECURE);
+  await f.server.listen(f.address, LOCAL_INSECURE, authenticateLocalRoot);
   // Changes made while no watch runs are picked up by the fresh list.
   await putTask(f, await noticeSpec(f, 'web'), 1, 'running');
   const result = await following;

@@ -29,9 +29,9 @@ export class MembersApiClient {
     );
   }
 
-  change(action: 'add' | 'promote' | 'remove', name: string, address = '', token = ''): Promise<number> {
+  change(action: 'add' | 'promote' | 'remove', name: string, address = ''): Promise<number> {
     return new Promise((resolve, reject) =>
-      this.raw.clusterMemberChange({ action, name, address, token }, { deadline: Date.now() + this.timeoutMs }, (err, res) =>
+      this.raw.clusterMemberChange({ action, name, address }, { deadline: Date.now() + this.timeoutMs }, (err, res) =>
         err || !res ? reject(err ?? new Error('no answer')) : resolve(Number(res.index)),
       ),
     );

@@ -4,6 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 
 import type { ChangeMembersRequest, WireStatus } from './peer-client.js';
+import type { HasAuthContext } from '../../../common/transport/mutual-tls.js';
 import { raftService } from './proto.js';
 import type { WireBatch } from './wire.js';
 
@@ -28,19 +29,56 @@ export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
   return { code, details: e.message, message: e.message };
 }
 
+/**
+ * Who may use the Raft service: given the call, the id of the member calling (a manager
+ * certificate's node id), or a throw with a gRPC code. Absent: no check (a group in one process's
+ * tests, or on loopback).
+ */
+export type AuthorizePeer = (call: HasAuthContext) => string;
+
+function denied(err: unknown): Partial<grpc.ServiceError> {
+  const e = err as Error & { code?: grpc.status };
+  return { code: e.code ?? grpc.status.PERMISSION_DENIED, details: e.message, message: e.message };
+}
+
+/** A batch must come from the member its certificate names: no peer speaks for another. */
+function checkFrom(batch: WireBatch, peer: string | undefined): void {
+  if (peer === undefined) return;
+  if (batch.from !== peer)
+    throw Object.assign(new Error(`raft batch claims to be from ${String(batch.from).slice(0, 80)}, but the caller's certificate is ${peer}'s`), {
+      code: grpc.status.PERMISSION_DENIED,
+    });
+  for (const message of batch.messages) {
+    if (message.from !== peer)
+      throw Object.assign(new Error(`raft message claims to be from ${String(message.from).slice(0, 80)}, but the caller's certificate is ${peer}'s`), {
+        code: grpc.status.PERMISSION_DENIED,
+      });
+  }
+}
+
 function remainingMs(call: grpc.ServerUnaryCall<unknown, unknown>): number {
   const d = call.getDeadline();
   const at = d instanceof Date ? d.getTime() : Number(d);
   return Number.isFinite(at) && at > 0 ? Math.max(0, at - Date.now()) : 15_000;
 }
 
-function unary<Req, Res>(fn: (req: Req, timeoutMs: number) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+function unary<Req, Res>(
+  authorize: AuthorizePeer | undefined,
+  fn: (req: Req, timeoutMs: number, peer: string | undefined) => Promise<Res>,
+): grpc.handleUnaryCall<Req, Res> {
   // The callback is called after the await, not from a promise handler (a throw in it stays a throw).
   return (call, callback) => {
+    let peer: string | undefined;
+    try {
+      peer = authorize?.(call);
+    } catch (err) {
+      callback(denied(err));
+      return;
+    }
     void (async () => {
       let res: Res;
       try {
-        res = await fn(call.request, remainingMs(call));
+        res = await fn(call.request, remainingMs(call), peer);
       } catch (err) {
         callback(toServiceError(err));
         return;
@@ -54,8 +92,15 @@ function unary<Req, Res>(fn: (req: Req, timeoutMs: number) => Promise<Res>): grp
  * A peer's stream of batches. A batch that is refused (another group, a malformed message) ends the
  * stream with the reason, which the sender logs; it opens a new stream for its next batch.
  */
-function batchStream(handlers: RaftServiceHandlers): grpc.handleClientStreamingCall<WireBatch, object> {
+function batchStream(handlers: RaftServiceHandlers, authorize: AuthorizePeer | undefined): grpc.handleClientStreamingCall<WireBatch, object> {
   return (call, callback) => {
+    let peer: string | undefined;
+    try {
+      peer = authorize?.(call);
+    } catch (err) {
+      callback(denied(err));
+      return;
+    }
     let ended = false;
     const end = (err: unknown): void => {
       if (ended) return;
@@ -66,6 +111,7 @@ function batchStream(handlers: RaftServiceHandlers): grpc.handleClientStreamingC
     call.on('data', (batch: WireBatch) => {
       if (ended) return;
       try {
+        checkFrom(batch, peer);
         handlers.receive(batch);
       } catch (err) {
         end(err);
@@ -76,19 +122,20 @@ function batchStream(handlers: RaftServiceHandlers): grpc.handleClientStreamingC
   };
 }
 
-export function addRaftService(server: grpc.Server, handlers: RaftServiceHandlers): void {
+export function addRaftService(server: grpc.Server, handlers: RaftServiceHandlers, authorize?: AuthorizePeer): void {
   server.addService(raftService().service, {
-    send: unary<WireBatch, object>(async (batch) => {
+    send: unary<WireBatch, object>(authorize, async (batch, _ms, peer) => {
+      checkFrom(batch, peer);
       handlers.receive(batch);
       return {};
     }),
-    stream: batchStream(handlers),
-    propose: unary<{ command: Uint8Array; forward: boolean }, { resultJson: string; index: number }>((req, ms) =>
+    stream: batchStream(handlers, authorize),
+    propose: unary<{ command: Uint8Array; forward: boolean }, { resultJson: string; index: number }>(authorize, (req, ms) =>
       handlers.propose(req.command, req.forward, ms),
     ),
-    range: unary<{ prefix: string }, { resultJson: string }>(async (req) => ({ resultJson: await handlers.rangeJson(req.prefix) })),
-    status: unary<object, WireStatus>(() => handlers.status()),
-    changeMembers: unary<ChangeMembersRequest, { index: number }>((req) => {
+    range: unary<{ prefix: string }, { resultJson: string }>(authorize, async (req) => ({ resultJson: await handlers.rangeJson(req.prefix) })),
+    status: unary<object, WireStatus>(authorize, () => handlers.status()),
+    changeMembers: unary<ChangeMembersRequest, { index: number }>(authorize, (req) => {
       if (!['add-learner', 'add-voter', 'remove-node'].includes(req.type)) {
         return Promise.reject(new Error(`member change: type must be add-learner, add-voter or remove-node, got ${JSON.stringify(req.type)}`));
       }

@@ -1,0 +1,61 @@
+// Turns a call into a Caller. On the TLS port the identity is the subject of the client
+// certificate (OpenSSL has verified it against the cluster's roots, or grpc-js would show none),
+// checked against this cluster and the revocation list; on the manager's unix socket, which only
+// root can open, the caller is local root.
+import * as grpc from '@grpc/grpc-js';
+
+import { isNodeRole, isUserRole, type CertificateSubject } from '../../common/identity/certificate.js';
+import { type HasAuthContext, peerIdentity } from '../../common/transport/mutual-tls.js';
+import type { Caller } from './caller.js';
+
+export class AuthenticationError extends Error {
+  readonly code = grpc.status.UNAUTHENTICATED;
+  constructor(message: string) {
+    super(message);
+    this.name = 'AuthenticationError';
+  }
+}
+
+export type Authenticate = (call: HasAuthContext) => Caller;
+
+export interface TrustState {
+  clusterId(): string;
+  isRevoked(serial: string): boolean;
+}
+
+/** The unix socket's authenticator: file permissions (0600, root) did the authentication. */
+export const authenticateLocalRoot: Authenticate = () => ({ kind: 'local-root' });
+
+export function certificateAuthenticator(trust: TrustState): Authenticate {
+  return (call) => callerOf(subjectOf(call), trust);
+}
+
+function subjectOf(call: HasAuthContext): CertificateSubject {
+  try {
+    return peerIdentity(call);
+  } catch (err) {
+    throw new AuthenticationError(
+      `${(err as Error).message}: this port takes mutual TLS with a certificate from this cluster's CA (a certificate from another CA is not accepted)`,
+    );
+  }
+}
+
+export function callerOf(subject: CertificateSubject, trust: TrustState): Caller {
+  const clusterId = trust.clusterId();
+  if (subject.o !== clusterId) throw new AuthenticationError(`certificate ${subject.cn} belongs to cluster ${subject.o}, this is cluster ${clusterId}`);
+  if (trust.isRevoked(subject.serial)) throw new AuthenticationError(`certificate ${subject.cn} (serial ${subject.serial}) has been revoked`);
+  if (isNodeRole(subject.ou)) return { kind: 'node', nodeId: subject.cn, role: subject.ou, serial: subject.serial };
+  if (isUserRole(subject.ou)) return { kind: 'user', name: subject.cn, role: subject.ou, serial: subject.serial };
+  throw new AuthenticationError(`certificate ${subject.cn}: OU "${subject.ou}" is neither a node role nor a user role`);
+}
+
+/** A caller that must be a node of this cluster, with the role given if any; throws PERMISSION_DENIED otherwise. */
+export function requireNode(caller: Caller, role?: 'manager' | 'worker'): Extract<Caller, { kind: 'node' }> {
+  if (caller.kind !== 'node' || (role !== undefined && caller.role !== role)) {
+    const who = caller.kind === 'node' ? `node ${caller.nodeId} (${caller.role})` : caller.kind === 'user' ? `user ${caller.name}` : 'local root';
+    throw Object.assign(new Error(`${who} is not a ${role ?? 'node'} certificate; only ${role ?? 'node'}s may call this`), {
+      code: grpc.status.PERMISSION_DENIED,
+    });
+  }
+  return caller;
+}

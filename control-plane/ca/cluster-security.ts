@@ -1,0 +1,172 @@
+// The cluster's identity state in the replicated store, as one manager sees it: meta (cluster id,
+// trusted roots, hashed join tokens, certificate lifetime), the revocation list and the serials
+// issued per node. Every manager watches the keys, so a token rotation or a revocation made
+// through any manager holds on all of them at once.
+import { caDigest, type NodeRole } from '../../common/identity/certificate.js';
+import { formatJoinToken, generateJoinSecret, hashJoinSecret, joinSecretMatches } from '../../common/identity/join-token.js';
+import type { Store, Watch } from '../store/store.js';
+import { CLUSTER_META_KEY, type ClusterMeta, ISSUED_PREFIX, parseClusterMeta, parseIssued, plausibleSecret, REVOCATIONS_KEY } from './cluster-meta.js';
+import { RevocationSet } from './revocation.js';
+
+const CLUSTER_PREFIX = '/tessera/cluster/';
+const MAX_CAS_ATTEMPTS = 20;
+
+export class ClusterSecurity {
+  private watch: Watch | undefined;
+  private readonly listeners = new Set<() => void>();
+
+  private constructor(
+    private readonly store: Store,
+    private currentMeta: ClusterMeta,
+    private currentRevocations: RevocationSet,
+    private readonly log: (message: string) => void,
+  ) {}
+
+  /**
+   * Reads the cluster's meta, writing `fresh` first when the store has none (the first manager of a
+   * new cluster), and follows changes from then on.
+   */
+  static async open(store: Store, fresh: () => ClusterMeta, log: (message: string) => void): Promise<ClusterSecurity> {
+    await store.txn({
+      compare: [{ key: CLUSTER_META_KEY, target: 'createRevision', op: '=', value: 0 }],
+      success: [{ type: 'put', key: CLUSTER_META_KEY, value: JSON.stringify(fresh()) }],
+      failure: [],
+    });
+    const read = await store.range(CLUSTER_PREFIX);
+    const metaKv = read.kvs.find((kv) => kv.key === CLUSTER_META_KEY);
+    if (!metaKv) throw new Error(`${CLUSTER_META_KEY} vanished right after it was written`);
+    const revokedKv = read.kvs.find((kv) => kv.key === REVOCATIONS_KEY);
+    const security = new ClusterSecurity(
+      store,
+      parseClusterMeta(metaKv.value),
+      revokedKv ? RevocationSet.fromJSON(JSON.parse(revokedKv.value)) : new RevocationSet(),
+      log,
+    );
+    security.watch = await store.watch(
+      CLUSTER_PREFIX,
+      read.revision + 1,
+      (events) => {
+        let changed = false;
+        for (const event of events) {
+          if (event.type !== 'put') continue;
+          changed = security.apply(event.kv.key, event.kv.value) || changed;
+        }
+        if (changed) for (const listener of security.listeners) listener();
+      },
+      (err) => log(`cluster security watch failed: ${err.message}`),
+    );
+    return security;
+  }
+
+  get meta(): ClusterMeta {
+    return this.currentMeta;
+  }
+
+  get clusterId(): string {
+    return this.currentMeta.clusterId;
+  }
+
+  isRevoked(serial: string): boolean {
+    return this.currentRevocations.isRevoked(serial);
+  }
+
+  /** Called after the meta or the revocation list changed (on any manager). */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The role a presented join secret grants, or undefined; constant time per comparison. */
+  roleForSecret(secret: string): NodeRole | undefined {
+    if (!plausibleSecret(secret)) return undefined;
+    if (joinSecretMatches(secret, this.currentMeta.tokenHashes.manager)) return 'manager';
+    if (joinSecretMatches(secret, this.currentMeta.tokenHashes.worker)) return 'worker';
+    return undefined;
+  }
+
+  /**
+   * A new join token for `role`; the previous one stops working on every manager. The token is
+   * returned once and stored only as a hash, so it cannot be shown again: asking again mints another.
+   */
+  async rotateToken(role: NodeRole): Promise<string> {
+    const secret = generateJoinSecret();
+    const token = formatJoinToken({ caDigest: caDigest(this.signingRootPem()), secret });
+    await this.updateMeta((meta) => ({ ...meta, tokenHashes: { ...meta.tokenHashes, [role]: hashJoinSecret(secret) } }));
+    return token;
+  }
+
+  /** The root the join token pins: the one managers present at the end of their chains. */
+  signingRootPem(): string {
+    const root = this.currentMeta.trustedRootPems[0];
+    if (root === undefined) throw new Error('the cluster trusts no root certificate');
+    return root;
+  }
+
+  async updateMeta(change: (meta: ClusterMeta) => ClusterMeta): Promise<ClusterMeta> {
+    const next = await this.casUpdate(CLUSTER_META_KEY, (text) => {
+      if (text === undefined) throw new Error(`${CLUSTER_META_KEY} is missing from the store`);
+      return JSON.stringify(change(parseClusterMeta(text)));
+    });
+    this.apply(CLUSTER_META_KEY, next);
+    return this.currentMeta;
+  }
+
+  /** Remembers a certificate issued to a node, so that removing the node revokes it; expired ones are dropped. */
+  async recordIssued(nodeId: string, serial: string, notAfter: Date): Promise<void> {
+    const now = Date.now();
+    await this.casUpdate(`${ISSUED_PREFIX}${nodeId}`, (text) => {
+      const kept = (text === undefined ? [] : parseIssued(text, nodeId)).filter((r) => new Date(r.notAfter).getTime() > now);
+      return JSON.stringify([...kept, { serial, notAfter: notAfter.toISOString() }]);
+    });
+  }
+
+  /** Revokes every unexpired certificate issued to the node; returns their serials. */
+  async revokeNode(nodeId: string, reason: string): Promise<string[]> {
+    const issuedKey = `${ISSUED_PREFIX}${nodeId}`;
+    const issued = await this.store.get(issuedKey);
+    const records = issued ? parseIssued(issued.value, nodeId) : [];
+    const next = await this.casUpdate(REVOCATIONS_KEY, (text) => {
+      const set = text === undefined ? new RevocationSet() : RevocationSet.fromJSON(JSON.parse(text));
+      set.prune(new Date());
+      for (const record of records) set.revoke(record.serial, new Date(record.notAfter), reason);
+      return JSON.stringify(set.toJSON());
+    });
+    this.apply(REVOCATIONS_KEY, next);
+    if (issued) await this.store.delete(issuedKey);
+    return records.map((r) => r.serial);
+  }
+
+  async close(): Promise<void> {
+    this.watch?.cancel();
+    this.watch = undefined;
+  }
+
+  /** Takes a changed key's value; says whether it was one this state follows. */
+  private apply(key: string, value: string): boolean {
+    try {
+      if (key === CLUSTER_META_KEY) this.currentMeta = parseClusterMeta(value);
+      else if (key === REVOCATIONS_KEY) this.currentRevocations = RevocationSet.fromJSON(JSON.parse(value));
+      else return false;
+      return true;
+    } catch (err) {
+      // The last good state stays in force: a bad write must not open the cluster or lock it out.
+      this.log(`ignoring a malformed ${key}: ${(err as Error).message}`);
+      return false;
+    }
+  }
+
+  /** Read, change, compare-and-swap on the key's mod revision; retried when another manager wrote first. */
+  private async casUpdate(key: string, change: (text: string | undefined) => string): Promise<string> {
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const kv = await this.store.get(key);
+      const value = change(kv?.value);
+      const written = await this.store.txn({
+        compare: [{ key, target: 'modRevision', op: '=', value: kv?.modRevision ?? 0 }],
+        success: [{ type: 'put', key, value }],
+        failure: [],
+      });
+      if (written.succeeded) return value;
+    }
+    throw new Error(`${key}: gave up after ${MAX_CAS_ATTEMPTS} conflicting writes`);
+  }
+}

@@ -1,0 +1,107 @@
+// How a node comes by its identity when tsd starts: from its certificate files when it has them
+// (a restart needs no token); otherwise `tsd init` creates the cluster's root CA and signs its own
+// manager certificate, and `tsd join` sends a CSR with the join token's secret to a manager whose
+// root matched the token's pin. A new manager then fetches the CA it will sign with.
+import { randomUUID } from 'node:crypto';
+
+import { createCsr, generateKeyPair } from '../../common/identity/csr.js';
+import { parseIdentity, type NodeRole } from '../../common/identity/certificate.js';
+import { parseJoinToken } from '../../common/identity/join-token.js';
+import { joinPem } from '../../common/identity/x509.js';
+import { TlsIdentity, type TlsMaterial } from '../../common/transport/tls-identity.js';
+import { issueNodeCertificate } from '../../control-plane/ca/issue.js';
+import { createRootCA, loadCa, type CaMaterial } from '../../control-plane/ca/root-ca.js';
+import type { DaemonConfig } from '../config.js';
+import { certPaths, readCaFiles, readNodeCertificates, writeCaFiles, writeNodeCertificates } from './cert-files.js';
+import { fetchCaMaterial, joinCluster, pinnedRoot } from './node-ca-client.js';
+
+export interface NodeIdentity {
+  identity: TlsIdentity;
+  clusterId: string;
+  role: NodeRole;
+  /** Managers: the CA this node signs with. */
+  ca?: CaMaterial;
+  /** True when this start created the cluster (tsd init without certificate files). */
+  createdCluster: boolean;
+}
+
+/** What an identity must say to be this node's: its name, and a role it may run as. */
+function checkOwn(subject: { cn: string; ou: string }, config: DaemonConfig): NodeRole {
+  if (subject.cn !== config.nodeName) {
+    throw new Error(`the certificate in ${certPaths(config.dataRoot).dir} is node ${subject.cn}'s, but this tsd is --node-name ${config.nodeName}`);
+  }
+  if (subject.ou !== 'manager' && subject.ou !== 'worker') throw new Error(`the node certificate has role "${subject.ou}", not manager or worker`);
+  return subject.ou;
+}
+
+async function fromFiles(config: DaemonConfig): Promise<NodeIdentity | undefined> {
+  const paths = certPaths(config.dataRoot);
+  const existing = await readNodeCertificates(paths);
+  if (!existing) return undefined;
+  const role = checkOwn(existing.subject, config);
+  const ca = await readCaFiles(paths);
+  if (role === 'manager' && !ca) throw new Error(`${paths.dir}: a manager's certificate without the cluster CA (ca.crt, ca.key)`);
+  return { identity: new TlsIdentity(existing.material), clusterId: existing.subject.o, role, ...(ca ? { ca } : {}), createdCluster: false };
+}
+
+/** `tsd init`: this node's identity, creating the cluster's root CA the first time. */
+export async function initIdentity(config: DaemonConfig, log: (message: string) => void): Promise<NodeIdentity> {
+  const existing = await fromFiles(config);
+  if (existing) {
+    if (existing.role !== 'manager') throw new Error(`this node joined a cluster as a worker; start it with tsd join, not tsd init`);
+    return existing;
+  }
+  const clusterId = randomUUID();
+  const ca = await createRootCA({ clusterId });
+  const keys = await generateKeyPair();
+  const leaf = await issueNodeCertificate(await loadCa(ca), await createCsr(keys, { commonNameHint: config.nodeName }), {
+    nodeId: config.nodeName,
+    role: 'manager',
+    clusterId,
+    validityMs: config.certValidityMs,
+    ips: [config.advertiseAddress],
+  });
+  const material: TlsMaterial = { trustedRootPems: [ca.certPem], certChainPem: joinPem([leaf, ca.certPem]), keyPem: keys.keyPem };
+  const paths = certPaths(config.dataRoot);
+  await writeCaFiles(paths, ca);
+  await writeNodeCertificates(paths, material);
+  log(`created cluster ${clusterId}: root CA and this manager's certificate in ${paths.dir}`);
+  return { identity: new TlsIdentity(material), clusterId, role: 'manager', ca, createdCluster: true };
+}
+
+/**
+ * `tsd join`: the node's identity from its files, or (first start) from the cluster through the
+ * manager at `address`. `readToken` is called only when a token is needed.
+ */
+export async function joinIdentity(
+  config: DaemonConfig,
+  address: string,
+  readToken: () => Promise<string>,
+  log: (message: string) => void,
+): Promise<NodeIdentity> {
+  const existing = await fromFiles(config);
+  if (existing) return existing;
+  const token = parseJoinToken(await readToken());
+  const rootPem = await pinnedRoot(address, token);
+  const keys = await generateKeyPair();
+  const issued = await joinCluster(address, rootPem, {
+    nodeName: config.nodeName,
+    tokenSecret: token.secret,
+    csrPem: await createCsr(keys, { commonNameHint: config.nodeName }),
+    address: config.advertiseAddress,
+  });
+  const material: TlsMaterial = { trustedRootPems: issued.trustedRootPems, certChainPem: issued.certChainPem, keyPem: keys.keyPem };
+  const subject = parseIdentity(issued.certChainPem);
+  const role = checkOwn(subject, config);
+  const identity = new TlsIdentity(material);
+  const paths = certPaths(config.dataRoot);
+  let ca: CaMaterial | undefined;
+  if (role === 'manager') {
+    ca = await fetchCaMaterial(address, { mode: 'mtls', identity, expected: { kind: 'cluster-node', clusterId: subject.o, role: 'manager' } });
+    await loadCa(ca);
+    await writeCaFiles(paths, ca);
+  }
+  await writeNodeCertificates(paths, material);
+  log(`joined cluster ${subject.o} as ${role} ${subject.cn}; certificate valid until ${subject.notAfter.toISOString()}`);
+  return { identity, clusterId: subject.o, role, ...(ca ? { ca } : {}), createdCluster: false };
+}
