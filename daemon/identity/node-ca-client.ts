@@ -9,10 +9,9 @@ import { loadDispatcherPackage } from '../../proto/load.js';
 import type { NodeCAClient } from '../../proto/gen/tessera/dispatcher/v1/NodeCA.js';
 import type { IssuedCertificate__Output } from '../../proto/gen/tessera/dispatcher/v1/IssuedCertificate.js';
 import { type JoinToken, pinnedCaMatches } from '../../common/identity/join-token.js';
-import { x509 } from '../../common/identity/x509.js';
+import { parseCertificate, x509 } from '../../common/identity/x509.js';
 import { checkExpectedServer } from '../../common/transport/mutual-tls.js';
 import { clientCredentials, type TransportSecurity } from '../../common/transport/credentials.js';
-import { parseIdentity } from '../../common/identity/certificate.js';
 
 const CALL_TIMEOUT_MS = 15_000;
 const PROBE_TIMEOUT_MS = 10_000;
@@ -81,7 +80,8 @@ export async function joinCluster(
   rootPem: string,
   request: { nodeName: string; tokenSecret: string; csrPem: string; address: string },
 ): Promise<IssuedCertificate__Output> {
-  const clusterId = parseIdentity(rootPem).o;
+  // The root names the cluster in its O (it has no OU: it is not a node).
+  const clusterId = parseCertificate('pinned root', rootPem).subjectName.getField('O')[0] ?? '';
   const credentials = grpc.credentials.createSsl(Buffer.from(rootPem), null, null, {
     checkServerIdentity: (_host, cert) => checkExpectedServer(cert, { kind: 'cluster-node', clusterId, role: 'manager' }),
   });

@@ -13,6 +13,8 @@ import { renewCertificate } from './node-ca-client.js';
 const MIN_DELAY_MS = 5_000;
 const RETRY_MIN_MS = 2_000;
 const RETRY_MAX_MS = 60_000;
+/** setTimeout's longest delay (about 24.8 days); a later renewal is reached in several waits. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface RenewalOptions {
   dataRoot: string;
@@ -53,8 +55,13 @@ export class CertificateRenewal {
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.renewNow(), delayMs);
-    this.timer.unref();
+    const dueAt = Date.now() + delayMs;
+    const wait = (): void => {
+      const left = dueAt - Date.now();
+      this.timer = left > MAX_TIMER_MS ? setTimeout(wait, MAX_TIMER_MS) : setTimeout(() => void this.renewNow(), Math.max(0, left));
+      this.timer.unref();
+    };
+    wait();
   }
 
   /** One renewal; on failure, another try after a back-off (a manager may be restarting). */

@@ -73,12 +73,12 @@ async function tsdArguments(pid: number): Promise<string[]> {
   return argv.slice(main + 1);
 }
 
-/** The options part of `init OPTIONS` or `join OPTIONS --token T MANAGER`. */
+/** The options part of `init OPTIONS` or `join OPTIONS --token-file F MANAGER`. */
 function optionsOnly(args: string[]): string[] {
   const [mode, ...rest] = args;
   if (mode === 'init') return rest;
   const withoutManager = rest.slice(0, -1);
-  const token = withoutManager.indexOf('--token');
+  const token = withoutManager.indexOf('--token-file');
   return token < 0 ? withoutManager : [...withoutManager.slice(0, token), ...withoutManager.slice(token + 2)];
 }
 
@@ -148,7 +148,7 @@ test.serial("every node's tsd runs with the flags given to cluster up", async (t
   t.is(state.nodes.length, 2);
   for (const node of state.nodes) {
     const args = await tsdArguments(node.pid);
-    t.log(`${node.name} (pid ${node.pid}): tsd ${args.join(' ').replace(/TSTKN-\S+/, 'TSTKN-…')}`);
+    t.log(`${node.name} (pid ${node.pid}): tsd ${args.join(' ')}`);
     t.is(args[0], node.name === 'node-1' ? 'init' : 'join');
     const config = parseNodeArgv(optionsOnly(args));
     t.is(config.heartbeatMs, 700, node.name);
