@@ -1,5 +1,6 @@
 // A promise-based face of the gRPC API for tsctl. The server address comes from --server,
-// $TESSERA_SERVER or the context file `tsctl cluster up` writes.
+// $TESSERA_SERVER or the context file; how to reach it (plaintext on a manager's root socket,
+// mutual TLS with the context's certificate elsewhere) is with-client.ts's choice.
 import * as grpc from '@grpc/grpc-js';
 
 import { loadApiPackage } from '../proto/load.js';
@@ -27,19 +28,46 @@ import type { LogLine__Output } from '../proto/gen/tessera/api/v1/LogLine.js';
 import type { JoinTokenResponse__Output } from '../proto/gen/tessera/api/v1/JoinTokenResponse.js';
 import type { NodeUpdateRequest } from '../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
 import type { NodeUpdateResponse__Output } from '../proto/gen/tessera/api/v1/NodeUpdateResponse.js';
-import { clientCredentials, LOCAL_INSECURE } from '../common/transport/credentials.js';
+import type { NodeRemoveResponse__Output } from '../proto/gen/tessera/api/v1/NodeRemoveResponse.js';
+import type { UserCertificateRequest } from '../proto/gen/tessera/api/v1/UserCertificateRequest.js';
+import type { UserCertificateResponse__Output } from '../proto/gen/tessera/api/v1/UserCertificateResponse.js';
+import type { AuditLogRequest } from '../proto/gen/tessera/api/v1/AuditLogRequest.js';
+import type { AuditLogResponse__Output } from '../proto/gen/tessera/api/v1/AuditLogResponse.js';
+import type { RotateCaResponse__Output } from '../proto/gen/tessera/api/v1/RotateCaResponse.js';
+import { assertAddressAllowed, clientCredentials, LOCAL_INSECURE, type TransportSecurity } from '../common/transport/credentials.js';
 
 export class ApiCallError extends Error {
   readonly code: grpc.status;
   constructor(err: grpc.ServiceError) {
-    super(
-      err.code === grpc.status.UNAVAILABLE
-        ? `cannot reach the Tessera API (${err.details}); is the cluster up? (tsctl cluster up)`
-        : err.details || err.message,
-    );
+    super(callErrorMessage(err));
     this.code = err.code;
     this.name = 'ApiCallError';
   }
+}
+
+/** The server's own words, with what kind of refusal it is where the code alone would leave a user guessing. */
+function callErrorMessage(err: grpc.ServiceError): string {
+  const said = err.details || err.message;
+  if (err.code === grpc.status.UNAVAILABLE) return `cannot reach the Tessera API (${said}); is the cluster up? (tsctl cluster up)`;
+  if (err.code === grpc.status.UNAUTHENTICATED) return `the server did not accept this client's identity: ${said}`;
+  if (err.code === grpc.status.PERMISSION_DENIED) return `permission denied: ${said}`;
+  return said;
+}
+
+export interface ApiClientOptions {
+  /** Deadline of a unary call unless the method sets its own; default 30 s. */
+  timeoutMs?: number;
+  /** Default plaintext, which assertAddressAllowed admits only on a unix socket or loopback. */
+  security?: TransportSecurity;
+}
+
+/**
+ * A manager is checked by its certificate's subject, not by the name it is reached on, so the TLS
+ * server name (SNI) carries no meaning. Without this grpc-js sends the address's host, and for an
+ * IP address Node warns on every connection (DEP0123: SNI may not be an IP address).
+ */
+function tlsServerName(security: TransportSecurity): grpc.ChannelOptions {
+  return security.mode === 'mtls' && security.expected.kind === 'cluster-node' ? { 'grpc.ssl_target_name_override': 'tessera-manager' } : {};
 }
 
 type Callback<T> = (err: grpc.ServiceError | null, value?: T) => void;
@@ -56,15 +84,21 @@ function unary<T>(start: (callback: Callback<T>) => void): Promise<T> {
 
 export class ApiClient {
   private readonly raw: TesseraClient;
+  private readonly timeoutMs: number;
 
+  /** `options` as a number is the timeout alone (how older callers pass it). */
   constructor(
-    address: string,
-    private readonly timeoutMs = 30_000,
+    readonly address: string,
+    options: ApiClientOptions | number = {},
   ) {
+    const { timeoutMs = 30_000, security = LOCAL_INSECURE } = typeof options === 'number' ? { timeoutMs: options } : options;
+    assertAddressAllowed(address, security);
+    this.timeoutMs = timeoutMs;
     const pkg = loadApiPackage();
-    this.raw = new pkg.tessera.api.v1.Tessera(address, clientCredentials(LOCAL_INSECURE), {
+    this.raw = new pkg.tessera.api.v1.Tessera(address, clientCredentials(security), {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
       'grpc.max_send_message_length': MAX_REQUEST_BYTES, // requests: the server's 4 MiB; responses (List) may be larger
+      ...tlsServerName(security),
     });
   }
 
@@ -187,12 +221,47 @@ export class ApiClient {
     });
   }
 
-  joinToken(role: string, rotate: boolean): Promise<JoinTokenResponse__Output> {
+  /** A new token for the role; the previous one stops working (`rotate` is ignored by servers that always mint one). */
+  joinToken(role: string, rotate = true): Promise<JoinTokenResponse__Output> {
     return unary((cb) => this.raw.joinToken({ role, rotate }, this.options(), cb));
+  }
+
+  removeNode(name: string, force: boolean): Promise<NodeRemoveResponse__Output> {
+    return unary((cb) => this.raw.removeNode({ name, force }, this.options(), cb));
+  }
+
+  issueUserCertificate(req: UserCertificateRequest): Promise<UserCertificateResponse__Output> {
+    return unary((cb) => this.raw.issueUserCertificate(req, this.options(), cb));
+  }
+
+  auditLog(req: AuditLogRequest): Promise<AuditLogResponse__Output> {
+    return unary((cb) => this.raw.auditLog(req, this.options(), cb));
+  }
+
+  rotateCa(): Promise<RotateCaResponse__Output> {
+    return unary((cb) => this.raw.rotateCa({}, this.options(), cb));
   }
 
   updateNode(req: NodeUpdateRequest): Promise<NodeUpdateResponse__Output> {
     return unary((cb) => this.raw.updateNode(req, this.options(), cb));
+  }
+
+  /**
+   * Whether a connection (with its TLS handshake) comes up within timeoutMs: false as soon as the
+   * channel fails, so that a caller with several managers moves on without waiting out a deadline.
+   */
+  reachable(timeoutMs: number): Promise<boolean> {
+    const channel = this.raw.getChannel();
+    const deadline = Date.now() + timeoutMs;
+    return new Promise((resolve) => {
+      const check = (): void => {
+        const state = channel.getConnectivityState(true);
+        if (state === grpc.connectivityState.READY) return resolve(true);
+        if (state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN) return resolve(false);
+        channel.watchConnectivityState(state, deadline, (err) => (err ? resolve(false) : check()));
+      };
+      check();
+    });
   }
 
   close(): void {
@@ -200,6 +269,7 @@ export class ApiClient {
   }
 }
 
-export function connect(address: string): ApiClient {
-  return new ApiClient(address);
+/** A client for `address`, plaintext unless `security` says otherwise (see with-client.ts for tsctl's choice). */
+export function connect(address: string, security: TransportSecurity = LOCAL_INSECURE): ApiClient {
+  return new ApiClient(address, { security });
 }

@@ -1,52 +1,86 @@
-// The tsctl context file: where the cluster's API is and how the local cluster was started, so
-// that later commands (and `cluster down`) find it. Kept at $TESSERA_CONTEXT or ~/.tessera/context.json.
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+// The tsctl context file, like a kubeconfig: where the cluster's API is, the client certificate for
+// it (remote users), and how the local cluster was started, so that later commands (and
+// `cluster down`) find it. Kept at $TESSERA_CONTEXT or ~/.tessera/context.json, mode 0600.
+import { mkdir, open, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 
 import { isAbsent } from '../agent/fs-errors.js';
-import type { DaemonConfig } from '../daemon/config.js';
-import type { NetnsClusterState } from './local-cluster/netns-cluster.js';
+import { type CliContext, validateContext } from './context-schema.js';
 
-export interface CliContext {
-  server: string;
-  /** Present when this machine's `tsctl cluster up` started the cluster. */
-  local?: { pid: number; config: DaemonConfig };
-  /** Present when `tsctl cluster up --nodes N` built a cluster of network namespaces. */
-  netns?: NetnsClusterState;
-}
+export type { CliContext, ContextTls } from './context-schema.js';
+
+/** A manager's root-only API socket at the default data root: what tsctl talks to when nothing says otherwise. */
+export const DEFAULT_SERVER = 'unix:/var/lib/tessera/tsd.sock';
+
+/** A context file is a few certificates and a cluster's state; anything larger is not one. */
+const MAX_CONTEXT_FILE_BYTES = 4 * 1024 * 1024;
 
 export function contextPath(): string {
   return process.env.TESSERA_CONTEXT ?? join(homedir(), '.tessera', 'context.json');
 }
 
-export async function readContext(): Promise<CliContext | undefined> {
-  let text: string;
+/** The file's text, undefined when there is none; refuses one too large to be a context before reading it. */
+async function readContextText(path: string): Promise<string | undefined> {
+  let file;
   try {
-    text = await readFile(contextPath(), 'utf8');
+    file = await open(path, 'r');
   } catch (err) {
     if (isAbsent(err)) return undefined; // no cluster was set up from here
-    // Unreadable is not "none": going on without it would talk to the default server instead.
-    throw new Error(`${contextPath()}: cannot read the tsctl context (${(err as Error).message})`);
+    throw err;
   }
   try {
-    const parsed = JSON.parse(text) as Partial<CliContext>;
-    if (typeof parsed.server !== 'string') throw new Error('missing "server"');
-    return parsed as CliContext;
-  } catch (err) {
-    throw new Error(`${contextPath()}: not a valid tsctl context (${(err as Error).message}); remove it or run tsctl cluster up`);
+    const { size } = await file.stat();
+    if (size > MAX_CONTEXT_FILE_BYTES) throw new Error(`${size} bytes, more than the ${MAX_CONTEXT_FILE_BYTES} a context may hold`);
+    return await file.readFile('utf8');
+  } finally {
+    await file.close();
   }
+}
+
+/** The context at `path` (default: contextPath()), undefined when the file does not exist. */
+export async function readContext(path = contextPath()): Promise<CliContext | undefined> {
+  let text: string | undefined;
+  try {
+    text = await readContextText(path);
+  } catch (err) {
+    // Unreadable is not "none": going on without it would talk to the default server instead.
+    throw new Error(`${path}: cannot read the tsctl context (${(err as Error).message})`);
+  }
+  if (text === undefined) return undefined;
+  try {
+    return validateContext(JSON.parse(text));
+  } catch (err) {
+    throw new Error(`${path}: not a valid tsctl context (${(err as Error).message}); remove it or run tsctl cluster up`);
+  }
+}
+
+/** The context as the file's text (what writeContext and `tsctl cluster user add` write). */
+export function contextText(context: CliContext): string {
+  return `${JSON.stringify(context, null, 2)}\n`;
 }
 
 export async function writeContext(context: CliContext): Promise<void> {
   await mkdir(dirname(contextPath()), { recursive: true });
-  await writeFile(contextPath(), `${JSON.stringify(context, null, 2)}\n`, { mode: 0o600 });
+  const file = await open(contextPath(), 'w', 0o600);
+  try {
+    // The mode given to open applies only to a new file; an older, wider one is narrowed before it is written.
+    await file.chmod(0o600);
+    await file.writeFile(contextText(context));
+  } finally {
+    await file.close();
+  }
 }
 
 export async function removeContext(): Promise<void> {
   await rm(contextPath(), { force: true });
 }
 
+/** --server, else $TESSERA_SERVER, else the context's server, else the local root socket. */
+export function chooseServer(flag: string | undefined, context: CliContext | undefined): string {
+  return flag ?? process.env.TESSERA_SERVER ?? context?.server ?? DEFAULT_SERVER;
+}
+
 export async function serverAddress(flag: string | undefined): Promise<string> {
-  return flag ?? process.env.TESSERA_SERVER ?? (await readContext())?.server ?? '127.0.0.1:7420';
+  return chooseServer(flag, await readContext());
 }

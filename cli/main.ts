@@ -12,6 +12,7 @@ import { resolveServiceName } from './resolve.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerClusterMembersCommands } from './commands/cluster-members.js';
+import { registerClusterIdentityCommands } from './commands/cluster-identity.js';
 import { registerStackCommands } from './commands/stack.js';
 import { registerRolloutCommands } from './commands/rollout.js';
 import { registerApplyCommands } from './commands/apply.js';
@@ -20,7 +21,10 @@ const out = (line: string) => process.stdout.write(`${line}\n`);
 
 const program = new Command('tsctl')
   .description('Tessera cluster client')
-  .option('--server <address>', 'API address (default: from the context written by `tsctl cluster up`)');
+  .option(
+    '--server <address>',
+    "API address: unix:/path (a manager's root socket) or host:port (mutual TLS with the context's certificate); default: $TESSERA_SERVER, the context ($TESSERA_CONTEXT or ~/.tessera/context.json), else unix:/var/lib/tessera/tsd.sock",
+  );
 
 const withClient = clientRunner(program);
 
@@ -36,7 +40,7 @@ function outputFormat(value: string): OutputFormat {
 
 // --- cluster ------------------------------------------------------------------------------------
 
-const cluster = program.command('cluster').description('manage the local cluster');
+const cluster = program.command('cluster').description('manage the cluster: local clusters, join tokens, users, the audit log and the CA');
 registerClusterUp(cluster, (plan) => startClusterUp(plan, out));
 cluster
   .command('down')
@@ -169,6 +173,7 @@ program
 registerImageCommands(program, withClient);
 registerNodeCommands(program, cluster, withClient);
 registerClusterMembersCommands(program, cluster);
+registerClusterIdentityCommands(cluster, withClient);
 registerStackCommands(program);
 registerRolloutCommands(program, withClient);
 

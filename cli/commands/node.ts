@@ -1,11 +1,9 @@
-// `tsctl node ls|update|label` and `tsctl cluster join-token`.
-import type { Command } from 'commander';
+// `tsctl node ls|update|label|rm` and `tsctl cluster join-token`.
+import { type Command, Option } from 'commander';
 
 import type { Node } from '../../common/resources/types.js';
-import type { ApiClient } from '../client.js';
 import { formatObjects } from '../output/format.js';
-
-type WithClient = <T>(fn: (client: ApiClient) => Promise<T>) => Promise<T>;
+import type { WithClient } from '../with-client.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -64,16 +62,36 @@ export function registerNodeCommands(program: Command, cluster: Command, withCli
       }),
     );
 
+  node
+    .command('rm')
+    .description('remove a node from the cluster and revoke its certificates (it can no longer connect; rejoining takes a new join token)')
+    .argument('<name>', 'node name')
+    .option('--force', 'remove a node that is still up (its tasks are rescheduled elsewhere)')
+    .action((name: string, options: { force?: boolean }) =>
+      withClient(async (client) => {
+        const { revokedSerials } = await client.removeNode(name, options.force === true);
+        const count = revokedSerials.length;
+        out(`node/${name} removed; ${count} certificate${count === 1 ? '' : 's'} revoked`);
+      }),
+    );
+
   cluster
     .command('join-token')
-    .description('print (or --rotate) the token a node joins with')
+    .description(
+      'make a new token a node joins with; the previous token of that role stops working, and the token is shown only this once (it is stored hashed)',
+    )
     .argument('<role>', 'worker or manager')
-    .option('--rotate', 'replace the token; the old one stops working for new joins')
+    // Kept so that scripts written when tokens could be shown again still run: every call now makes a new one.
+    .addOption(new Option('--rotate', 'no effect: every call makes a new token').hideHelp())
     .option('-q, --quiet', 'print only the token')
-    .action((role: string, options: { rotate?: boolean; quiet?: boolean }) =>
+    .action((role: string, options: { quiet?: boolean }) =>
       withClient(async (client) => {
-        const { token } = await client.joinToken(role, options.rotate === true);
-        out(options.quiet ? token : `${options.rotate ? 'New ' : ''}${role} join token: ${token}\nJoin with: tsd join --token ${token} MANAGER_ADDRESS`);
+        const { token } = await client.joinToken(role);
+        out(
+          options.quiet
+            ? token
+            : `New ${role} join token (shown only once; the previous ${role} token no longer works):\n${token}\nJoin with: tsd join --token ${token} MANAGER_ADDRESS`,
+        );
       }),
     );
 }
