@@ -238,8 +238,9 @@ export class ApiClient {
     return unary((cb) => this.raw.auditLog(req, this.options(), cb));
   }
 
-  rotateCa(): Promise<RotateCaResponse__Output> {
-    return unary((cb) => this.raw.rotateCa({}, this.options(), cb));
+  /** Starts a root CA rotation, or with statusOnly only reports on one. */
+  rotateCa(statusOnly = false): Promise<RotateCaResponse__Output> {
+    return unary((cb) => this.raw.rotateCa({ statusOnly }, this.options(), cb));
   }
 
   updateNode(req: NodeUpdateRequest): Promise<NodeUpdateResponse__Output> {

@@ -19,6 +19,13 @@ import { Manager, VERSION } from './manager.js';
 import { initIdentity, joinIdentity, type NodeIdentity } from './identity/bootstrap.js';
 import { CertificateRenewal } from './identity/renewal.js';
 import { readJoinToken } from './identity/join-token-source.js';
+import { joinPem, parseCertificate, splitPemCertificates } from '../common/identity/x509.js';
+
+/** True when the chain's leaf was signed by (names as its issuer) the given root. */
+function issuedBy(chainPem: string, rootPem: string): boolean {
+  const leaf = splitPemCertificates('node certificate', chainPem)[0];
+  return leaf !== undefined && parseCertificate('node certificate', leaf).issuer === parseCertificate('root', rootPem).subject;
+}
 
 export { VERSION };
 
@@ -94,6 +101,15 @@ export class Daemon {
 
     let stopping = false;
     let session: AgentSession | undefined;
+    const renewal = new CertificateRenewal({
+      dataRoot: config.dataRoot,
+      nodeName: config.nodeName,
+      identity: node.identity,
+      security,
+      managers: () => session?.managers() ?? [],
+      log,
+    });
+    this.renewal = renewal;
     // Overlay networks, service discovery, VIPs and the routing mesh, from the managers' state.
     const overlay = new OverlayNetworking({ localUnderlayAddress: config.advertiseAddress, log });
     this.closers.push(() => overlay.teardown());
@@ -127,6 +143,14 @@ export class Daemon {
       onNetwork: (view) => {
         if (!stopping) overlay.setView(view);
       },
+      onTrust: (update) => {
+        if (stopping) return;
+        const material = node.identity.material;
+        if (joinPem(update.trustedRootPems) !== joinPem(material.trustedRootPems))
+          node.identity.update({ ...material, trustedRootPems: update.trustedRootPems });
+        // A root rotation: this node's certificate must come from the new root.
+        if (!issuedBy(material.certChainPem, update.signingRootPem)) void renewal.renewSoon();
+      },
       log,
     });
     // Closers run newest first: the worker stops its containers (and reports it) before the
@@ -138,15 +162,6 @@ export class Daemon {
     });
     session.start();
     await session.whenConnected();
-    const renewal = new CertificateRenewal({
-      dataRoot: config.dataRoot,
-      nodeName: config.nodeName,
-      identity: node.identity,
-      security,
-      managers: () => session!.managers(),
-      log,
-    });
-    this.renewal = renewal;
     renewal.start();
     this.closers.push(() => renewal.stop());
     log(

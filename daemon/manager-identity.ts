@@ -6,8 +6,13 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 import { generateJoinSecret, hashJoinSecret } from '../common/identity/join-token.js';
-import { parseIdentity } from '../common/identity/certificate.js';
+import { caDigest, parseIdentity } from '../common/identity/certificate.js';
 import { joinPem } from '../common/identity/x509.js';
+import { chainOf } from '../control-plane/ca/node-ca-service.js';
+import { completedRotation, rotationProgress, startedRotation } from '../control-plane/ca/rotation.js';
+import type { IssuedRecord } from '../control-plane/ca/cluster-meta.js';
+import { parseCertificate } from '../common/identity/x509.js';
+import type { CaKeeper } from './ca-keeper.js';
 import type { TlsIdentity } from '../common/transport/tls-identity.js';
 import { ApiError } from '../control-plane/api/errors.js';
 import type { ApiServerDeps, AuditRecord } from '../control-plane/api/server.js';
@@ -54,11 +59,18 @@ export async function openClusterSecurity(
   return security;
 }
 
+/** Issued-certificate records of users are kept under this prefix, apart from nodes'. */
+export const USER_RECORD_PREFIX = 'user:';
+
 export interface IdentityApiDeps {
   security: ClusterSecurity;
-  ca: { material: CaMaterial; loaded: LoadedCa };
+  /** The CA this manager signs with now (the new root's during a rotation, once this manager holds it). */
+  ca: () => { material: CaMaterial; loaded: LoadedCa };
   objects: ObjectStore;
   health: NodeHealth;
+  keeper: CaKeeper;
+  /** Every node of the cluster (a root rotation waits for all of them). */
+  nodeNames: () => string[];
   /** Raft members' ids (a manager must leave the Raft group before it is removed). */
   storeMembers: () => Promise<string[]>;
   log: (message: string) => void;
@@ -69,7 +81,7 @@ export function identityApi(deps: IdentityApiDeps): NonNullable<ApiServerDeps['i
     issueUserCertificate: async (req) => {
       let certPem: string;
       try {
-        certPem = await issueUserCertificate(deps.ca.loaded, req.csrPem, {
+        certPem = await issueUserCertificate(deps.ca().loaded, req.csrPem, {
           name: req.name,
           role: req.role,
           clusterId: deps.security.clusterId,
@@ -79,14 +91,12 @@ export function identityApi(deps: IdentityApiDeps): NonNullable<ApiServerDeps['i
         throw new ApiError(grpc.status.INVALID_ARGUMENT, `user certificate for ${req.name}: ${(err as Error).message}`);
       }
       const subject = parseIdentity(certPem);
-      await deps.security.recordIssued(`user-${req.name}`, subject.serial, subject.notAfter);
+      const signedBy = deps.ca().material.certPem;
+      // Users are kept apart from nodes (a node may be named like a user); they do not count for a CA rotation.
+      await deps.security.recordIssued(`${USER_RECORD_PREFIX}${req.name}`, subject.serial, subject.notAfter, caDigest(signedBy));
       deps.log(`issued a ${req.role} certificate for user ${req.name} (serial ${subject.serial})`);
       const meta = deps.security.meta;
-      return {
-        certChainPem: joinPem([certPem, ...(meta.rotation ? [meta.rotation.crossSignedPem] : [])]),
-        trustedRootPems: meta.trustedRootPems,
-        clusterId: meta.clusterId,
-      };
+      return { certChainPem: chainOf(meta, certPem, signedBy), trustedRootPems: meta.trustedRootPems, clusterId: meta.clusterId };
     },
     removeNode: async (name, force) => {
       const node = await deps.objects.get('Node', '', name);
@@ -109,8 +119,48 @@ export function identityApi(deps: IdentityApiDeps): NonNullable<ApiServerDeps['i
       deps.log(`node ${name} removed; revoked ${serials.length} certificate(s)`);
       return serials;
     },
-    rotateCa: () => Promise.reject(new ApiError(grpc.status.UNIMPLEMENTED, 'CA rotation (tsctl cluster ca --rotate) is not built yet')),
+    rotateCa: async (statusOnly) => {
+      const meta = deps.security.meta;
+      if (meta.rotation) return { state: 'in-progress', message: await progressMessage(deps) };
+      if (statusOnly) return { state: 'idle', message: 'no root CA rotation is running' };
+      const { newRootPem, crossSignedPem } = await deps.keeper.startRotation();
+      await deps.security.updateMeta((current) => startedRotation(current, newRootPem, crossSignedPem, new Date()));
+      deps.log('root CA rotation started: every node renews its certificate from the new root');
+      return { state: 'started', message: `new root ${parseCertificate('new root', newRootPem).subject}; every node renews now` };
+    },
   };
+}
+
+async function issuedByNode(deps: Pick<IdentityApiDeps, 'security' | 'nodeNames'>): Promise<Map<string, IssuedRecord[]>> {
+  const issued = new Map<string, IssuedRecord[]>();
+  for (const name of deps.nodeNames()) issued.set(name, await deps.security.issuedTo(name));
+  return issued;
+}
+
+async function progressMessage(deps: Pick<IdentityApiDeps, 'security' | 'nodeNames'>): Promise<string> {
+  const progress = rotationProgress(deps.security.meta, await issuedByNode(deps));
+  const total = progress.done.length + progress.waiting.length;
+  return (
+    `${progress.done.length} of ${total} nodes hold certificates from the new root` +
+    (progress.waiting.length > 0 ? `; waiting for ${progress.waiting.join(', ')}` : '')
+  );
+}
+
+/**
+ * The leader's step of a root rotation: once every node holds a certificate from the new root,
+ * only the new root is trusted and new join tokens are needed (the old ones pin the old root).
+ * Returns true when it completed the rotation.
+ */
+export async function completeRotationIfDone(deps: Pick<IdentityApiDeps, 'security' | 'nodeNames' | 'log'>): Promise<boolean> {
+  const meta = deps.security.meta;
+  if (!meta.rotation) return false;
+  const progress = rotationProgress(meta, await issuedByNode(deps));
+  if (progress.waiting.length > 0) return false;
+  await deps.security.updateMeta((current) =>
+    current.rotation ? completedRotation(current, { worker: hashJoinSecret(generateJoinSecret()), manager: hashJoinSecret(generateJoinSecret()) }) : current,
+  );
+  deps.log('root CA rotation complete: only the new root is trusted; ask for new join tokens (the old ones pinned the old root)');
+  return true;
 }
 
 /** A refused or failed request as the audit log records it: the gRPC status the caller got, and why. */

@@ -13,8 +13,14 @@ import { LOCAL_INSECURE, expecting, type TransportSecurity } from '../common/tra
 import { authenticateLocalRoot, certificateAuthenticator, requireNode, type TrustState } from '../control-plane/auth/authenticate.js';
 import type { ClusterSecurity } from '../control-plane/ca/cluster-security.js';
 import { NodeCaService } from '../control-plane/ca/node-ca-service.js';
-import { loadCa, type CaMaterial, type LoadedCa } from '../control-plane/ca/root-ca.js';
-import { identityApi, openAudit, openClusterSecurity } from './manager-identity.js';
+import type { CaMaterial } from '../control-plane/ca/root-ca.js';
+import { CaKeeper } from './ca-keeper.js';
+import { certPaths } from './identity/cert-files.js';
+import { completeRotationIfDone, identityApi, openAudit, openClusterSecurity } from './manager-identity.js';
+import { signingRootPem } from '../control-plane/ca/rotation.js';
+
+/** How often the leader checks whether a root CA rotation can complete. */
+const ROTATION_CHECK_MS = 2000;
 import type { NodeIdentity } from './identity/bootstrap.js';
 import { Informer } from '../control-plane/controllers/informer.js';
 import { DrainController } from '../control-plane/controllers/drain-controller.js';
@@ -61,12 +67,12 @@ export class Manager {
   apiPort = 0;
   metricsPort = 0;
 
-  private readonly ca: { material: CaMaterial; loaded: Promise<LoadedCa> };
+  private readonly caMaterial: CaMaterial;
 
   constructor(private readonly deps: ManagerDeps) {
     const material = deps.node.ca;
     if (!material) throw new Error('a manager needs the cluster CA (ca.crt and ca.key in its certs directory)');
-    this.ca = { material, loaded: loadCa(material) };
+    this.caMaterial = material;
   }
 
   get clusterId(): string {
@@ -75,7 +81,7 @@ export class Manager {
 
   async start(): Promise<void> {
     const { config, log } = this.deps;
-    const signer = { material: this.ca.material, loaded: await this.ca.loaded };
+    const keeper = await CaKeeper.open(certPaths(config.dataRoot), this.caMaterial, log);
     // Who is calling, on the TLS port: the certificate's subject, checked against this cluster and
     // the revocation list (known once the store is open; Raft traffic comes before that).
     const trust: TrustState = { clusterId: () => this.clusterId, isRevoked: (serial) => this.clusterSecurity?.isRevoked(serial) ?? false };
@@ -110,6 +116,13 @@ export class Manager {
     const clusterSecurity = await openClusterSecurity(store, this.deps.node, config, log);
     this.clusterSecurity = clusterSecurity;
     this.closers.push(() => clusterSecurity.close());
+    const signer = () => keeper.signer(clusterSecurity.meta);
+    // A root rotation started on another manager: this one fetches the new CA (and, once it is
+    // over, keeps only the new one). Also at start, in case this manager was down meanwhile.
+    const ownAddress = this.dispatcherAddress();
+    const followRoots = () => void keeper.follow(clusterSecurity.meta, () => this.managerAddresses().filter((a) => a !== ownAddress), this.deps.security);
+    this.closers.push(clusterSecurity.onChange(followRoots));
+    followRoots();
     const objects = new ObjectStore(store);
     const onInformerError = (err: Error) => log(`informer: ${err.message}`);
     const services = new Informer<Service>(store, 'Service', kindPrefix('Service'), onInformerError);
@@ -155,7 +168,14 @@ export class Manager {
       drainController.start();
       compactor.start();
       const stopAllocator = overlay.lead();
+      // A root CA rotation ends here, on the leader, once every node holds a certificate from the new root.
+      const rotationCheck = setInterval(() => {
+        completeRotationIfDone({ security: clusterSecurity, nodeNames: () => nodes.list().map((n) => n.metadata.name), log }).catch((err: unknown) =>
+          log(`root CA rotation: ${(err as Error).message}`),
+        );
+      }, ROTATION_CHECK_MS);
       stopDuties = () => {
+        clearInterval(rotationCheck);
         stopAllocator();
         compactor.stop();
         health.stop();
@@ -205,6 +225,8 @@ export class Manager {
       identity: identityApi({
         security: clusterSecurity,
         ca: signer,
+        keeper,
+        nodeNames: () => nodes.list().map((n) => n.metadata.name),
         objects,
         health,
         storeMembers: async () => (this.raft ? (await this.raft.clusterMembers()).map((m) => m.id) : []),
@@ -223,13 +245,17 @@ export class Manager {
       managers: () => this.managerAddresses(),
       log,
       networkViews: overlay.views,
+      trust: {
+        current: () => ({ trustedRootPems: clusterSecurity.meta.trustedRootPems, signingRootPem: signingRootPem(clusterSecurity.meta) }),
+        subscribe: (listener) => clusterSecurity.onChange(listener),
+      },
     });
     dispatcherRef = dispatcher;
     // A removed node's session ends at once; its certificate is refused from then on.
     this.closers.push(nodes.subscribe((event) => (event.type === 'deleted' ? dispatcher.closeNode(event.object.metadata.name) : undefined)));
     api.addTo(server, authenticate);
     api.addTo(localServer, authenticateLocalRoot);
-    new NodeCaService({ security: clusterSecurity, signer: () => signer, objects, authenticate, log }).addTo(server);
+    new NodeCaService({ security: clusterSecurity, signer, objects, authenticate, log }).addTo(server);
     dispatcher.addTo(raft ? leaderOnly(server, () => this.notLeaderReason()) : server);
 
     const [metricsHost, metricsPort] = splitHostPort(config.metricsListen);

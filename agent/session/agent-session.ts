@@ -16,6 +16,7 @@ import { parseAssignedTask } from '../../common/dispatcher/peer-validation.js';
 import type { Task, TaskState, TaskStatus } from '../../common/resources/types.js';
 import { parseNodeNetworkView, type NodeNetworkView } from '../../common/network/node-network-view.js';
 import { ReconnectPolicy } from './reconnect-policy.js';
+import { parseCertificate } from '../../common/identity/x509.js';
 
 export interface AgentSessionOptions {
   managers: string[];
@@ -30,12 +31,31 @@ export interface AgentSessionOptions {
   onAssignments: (tasks: Task[], files: DeliveredFiles) => void;
   /** Called with the node's complete overlay state whenever the manager sends a new one. */
   onNetwork?: (view: NodeNetworkView) => void;
+  /** Called with the roots the cluster trusts and the one certificates come from (validated PEM). */
+  onTrust?: (update: TrustedRoots) => void;
   log: (message: string) => void;
   /** Status updates are sent at most this often (they are batched in between). */
   flushEveryMs?: number;
 }
 
 const MAX_BATCH = 500;
+/** Two roots during a rotation; a few more is still plausible, many is not a Tessera cluster. */
+const MAX_TRUSTED_ROOTS = 4;
+
+export interface TrustedRoots {
+  trustedRootPems: string[];
+  signingRootPem: string;
+}
+
+/** A trust update from the manager, each root parsed (size-bounded) before it is believed. */
+export function parseTrustUpdate(trustedRootPems: readonly string[], signingRootPem: string): TrustedRoots {
+  if (trustedRootPems.length === 0 || trustedRootPems.length > MAX_TRUSTED_ROOTS)
+    throw new Error(`${trustedRootPems.length} trusted roots; expected 1 to ${MAX_TRUSTED_ROOTS}`);
+  trustedRootPems.forEach((pem, i) => parseCertificate(`trusted root #${i}`, pem));
+  parseCertificate('signing root', signingRootPem);
+  if (!trustedRootPems.includes(signingRootPem)) throw new Error('the signing root is not among the trusted roots');
+  return { trustedRootPems: [...trustedRootPems], signingRootPem };
+}
 const RETRY_MIN_MS = 200;
 const RETRY_MAX_MS = 2000;
 
@@ -175,6 +195,13 @@ export class AgentSession {
       }
       this.files.apply(full, files, message.assignments.removedFiles);
       this.options.onAssignments(this.assignments.apply(full, tasks, removed), this.files);
+    }
+    if (message.kind === 'trust' && message.trust) {
+      try {
+        this.options.onTrust?.(parseTrustUpdate(message.trust.trustedRootPems, message.trust.signingRootPem));
+      } catch (err) {
+        this.options.log(`ignoring a trust update from the manager: ${(err as Error).message}`);
+      }
     }
     if (message.kind === 'network' && message.network) {
       try {

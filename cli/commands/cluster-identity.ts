@@ -70,12 +70,11 @@ export function registerClusterIdentityCommands(cluster: Command, withClient: Wi
   cluster
     .command('ca')
     .description("manage the cluster's root certificate authority")
-    .option('--rotate', 'start replacing the root CA (the server answers with the state of the rotation)')
-    .action((options: { rotate?: boolean }) => {
-      if (!options.rotate) throw new Error('tsctl cluster ca: nothing to do; --rotate starts a CA rotation');
-      return withClient(async (client) => {
-        const { state, message } = await client.rotateCa();
+    .option('--rotate', 'start replacing the root CA without downtime (without it: the state of a rotation)')
+    .action((options: { rotate?: boolean }) =>
+      withClient(async (client) => {
+        const { state, message } = await client.rotateCa(!options.rotate);
         out(escapeControl(`CA rotation ${state}${message ? `: ${message}` : ''}`));
-      });
-    });
+      }),
+    );
 }

@@ -68,7 +68,7 @@ export interface ApiServerDeps {
       clusterId: string;
     }>;
     removeNode(name: string, force: boolean): Promise<string[]>;
-    rotateCa(): Promise<{ state: string; message: string }>;
+    rotateCa(statusOnly: boolean): Promise<{ state: string; message: string }>;
   };
   /** Records one mutating request and its result (the audit log). */
   audit?: (record: AuditRecord) => void;
@@ -665,7 +665,7 @@ export class ApiServer {
         if (!(limit > 0 && limit <= MAX_AUDIT_READ)) throw invalidArgument(`audit: limit must be from 1 to ${MAX_AUDIT_READ}, got ${req.limit}`);
         return { entriesJson: await this.deps.readAudit({ limit, ...(req.caller ? { callerContains: req.caller.slice(0, 256) } : {}) }) };
       }),
-      RotateCa: this.unary('RotateCa', async () => this.identity().rotateCa()),
+      RotateCa: this.unary('RotateCa', async (req) => this.identity().rotateCa(req.statusOnly)),
       ClusterInfo: this.unary('ClusterInfo', async () => ({
         clusterId: this.deps.clusterId,
         version: this.deps.version,

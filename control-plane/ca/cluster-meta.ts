@@ -71,6 +71,8 @@ export function plausibleSecret(secret: string): boolean {
 export interface IssuedRecord {
   serial: string;
   notAfter: string;
+  /** caDigest of the root that signed it: a CA rotation is complete when every node's newest is the new root's. */
+  rootDigest?: string;
 }
 
 export function parseIssued(text: string, nodeId: string): IssuedRecord[] {
@@ -80,6 +82,6 @@ export function parseIssued(text: string, nodeId: string): IssuedRecord[] {
     const record = item as Partial<IssuedRecord> | null;
     if (typeof record?.serial !== 'string' || typeof record.notAfter !== 'string')
       throw new Error(`${ISSUED_PREFIX}${nodeId}: entry ${i} is not {serial, notAfter}`);
-    return { serial: record.serial, notAfter: record.notAfter };
+    return { serial: record.serial, notAfter: record.notAfter, ...(typeof record.rootDigest === 'string' ? { rootDigest: record.rootDigest } : {}) };
   });
 }

@@ -5,7 +5,16 @@
 import { caDigest, type NodeRole } from '../../common/identity/certificate.js';
 import { formatJoinToken, generateJoinSecret, hashJoinSecret, joinSecretMatches } from '../../common/identity/join-token.js';
 import type { Store, Watch } from '../store/store.js';
-import { CLUSTER_META_KEY, type ClusterMeta, ISSUED_PREFIX, parseClusterMeta, parseIssued, plausibleSecret, REVOCATIONS_KEY } from './cluster-meta.js';
+import {
+  CLUSTER_META_KEY,
+  type ClusterMeta,
+  type IssuedRecord,
+  ISSUED_PREFIX,
+  parseClusterMeta,
+  parseIssued,
+  plausibleSecret,
+  REVOCATIONS_KEY,
+} from './cluster-meta.js';
 import { RevocationSet } from './revocation.js';
 
 const CLUSTER_PREFIX = '/tessera/cluster/';
@@ -112,12 +121,18 @@ export class ClusterSecurity {
   }
 
   /** Remembers a certificate issued to a node, so that removing the node revokes it; expired ones are dropped. */
-  async recordIssued(nodeId: string, serial: string, notAfter: Date): Promise<void> {
+  async recordIssued(nodeId: string, serial: string, notAfter: Date, rootDigest: string): Promise<void> {
     const now = Date.now();
     await this.casUpdate(`${ISSUED_PREFIX}${nodeId}`, (text) => {
       const kept = (text === undefined ? [] : parseIssued(text, nodeId)).filter((r) => new Date(r.notAfter).getTime() > now);
-      return JSON.stringify([...kept, { serial, notAfter: notAfter.toISOString() }]);
+      return JSON.stringify([...kept, { serial, notAfter: notAfter.toISOString(), rootDigest }]);
     });
+  }
+
+  /** The certificates issued to a node that have not expired, oldest first. */
+  async issuedTo(nodeId: string): Promise<IssuedRecord[]> {
+    const kv = await this.store.get(`${ISSUED_PREFIX}${nodeId}`);
+    return kv ? parseIssued(kv.value, nodeId) : [];
   }
 
   /** Revokes every unexpired certificate issued to the node; returns their serials. */

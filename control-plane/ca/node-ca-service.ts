@@ -8,13 +8,15 @@ import { isIPv4 } from 'node:net';
 import type { NodeCAHandlers } from '../../proto/gen/tessera/dispatcher/v1/NodeCA.js';
 import type { IssuedCertificate } from '../../proto/gen/tessera/dispatcher/v1/IssuedCertificate.js';
 import { loadDispatcherPackage } from '../../proto/load.js';
-import { parseIdentity, type NodeRole } from '../../common/identity/certificate.js';
+import { caDigest, parseIdentity, type NodeRole } from '../../common/identity/certificate.js';
 import { joinPem } from '../../common/identity/x509.js';
 import { API_VERSION, type Node } from '../../common/resources/types.js';
 import { DNS_LABEL } from '../../common/resources/names.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { type Authenticate, requireNode } from '../auth/authenticate.js';
 import type { ClusterSecurity } from './cluster-security.js';
+import type { ClusterMeta } from './cluster-meta.js';
+import { presentedRootPem } from './rotation.js';
 import { issueNodeCertificate } from './issue.js';
 import type { CaMaterial, LoadedCa } from './root-ca.js';
 
@@ -29,6 +31,16 @@ export interface NodeCaDeps {
 
 function refused(code: grpc.status, message: string): Error {
   return Object.assign(new Error(message), { code });
+}
+
+/**
+ * A certificate as its holder presents it: the leaf; during a rotation, if the new root signed it,
+ * the cross-signed new root (so peers trusting only the old root accept it); and the root joining
+ * nodes check their token's pin against.
+ */
+export function chainOf(meta: ClusterMeta, leafPem: string, signedByRootPem: string): string {
+  const crossSigned = meta.rotation && signedByRootPem === meta.rotation.newRootPem ? [meta.rotation.crossSignedPem] : [];
+  return joinPem([leafPem, ...crossSigned, presentedRootPem(meta)]);
 }
 
 export class NodeCaService {
@@ -119,10 +131,10 @@ export class NodeCaService {
       throw refused(grpc.status.INVALID_ARGUMENT, `certificate for node ${nodeId}: ${(err as Error).message}`);
     }
     const subject = parseIdentity(certPem);
-    await security.recordIssued(nodeId, subject.serial, subject.notAfter);
+    const signedBy = this.deps.signer().material.certPem;
+    await security.recordIssued(nodeId, subject.serial, subject.notAfter, caDigest(signedBy));
     return {
-      // The root goes last although peers have it: a joining node reads it from the chain to check the pin.
-      certChainPem: joinPem([certPem, ...(meta.rotation ? [meta.rotation.crossSignedPem] : []), this.deps.signer().material.certPem]),
+      certChainPem: chainOf(meta, certPem, signedBy),
       trustedRootPems: meta.trustedRootPems,
       clusterId: meta.clusterId,
       role,

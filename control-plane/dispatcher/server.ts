@@ -36,6 +36,11 @@ export interface DispatcherDeps {
   log: (message: string) => void;
   /** Per-node overlay state; absent: no overlay networking (tests of the dispatcher alone). */
   networkViews?: NetworkViews;
+  /** The roots nodes must trust and the one they must hold a certificate from; absent: none sent. */
+  trust?: {
+    current(): { trustedRootPems: string[]; signingRootPem: string };
+    subscribe(listener: () => void): () => void;
+  };
 }
 
 type SessionCall = grpc.ServerDuplexStream<AgentMessage__Output, ManagerMessage>;
@@ -91,6 +96,7 @@ export class DispatcherServer {
     let unsubscribe: (() => void) | undefined;
     let pending: NodeJS.Immediate | undefined;
     let unsubscribeNetwork: (() => void) | undefined;
+    let unsubscribeTrust: (() => void) | undefined;
     let networkPending: NodeJS.Immediate | undefined;
     let lastNetworkJson = '';
     const sent = new SentAssignments();
@@ -146,6 +152,15 @@ export class DispatcherServer {
             this.sessionNodes.set(call, registered);
             call.write({ session: { nodeName, heartbeatPeriodMs: deps.heartbeatPeriodMs, managers: deps.managers() } });
             sendDelta(true);
+            const trust = deps.trust;
+            if (trust) {
+              // A root rotation reaches every node this way: it trusts the new root and renews.
+              const sendTrust = () => {
+                if (!ended) call.write({ trust: trust.current() });
+              };
+              sendTrust();
+              unsubscribeTrust = trust.subscribe(sendTrust);
+            }
             const views = deps.networkViews;
             if (views) {
               // The whole view, only when it changed; a burst of store events sends one message.
@@ -180,6 +195,7 @@ export class DispatcherServer {
       clearTimeout(registerTimer);
       unsubscribe?.();
       unsubscribeNetwork?.();
+      unsubscribeTrust?.();
       if (pending) clearImmediate(pending);
       if (networkPending) clearImmediate(networkPending);
       this.sessions.delete(call);

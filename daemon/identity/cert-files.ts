@@ -2,7 +2,7 @@
 // node.key never leaves the node; node.crt is its chain (leaf, then any intermediate, then the
 // root); roots.pem the roots it trusts. A manager also keeps the cluster CA (ca.crt, ca.key) until
 // the encryption-at-rest issue moves the key into the store, encrypted.
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { isAbsent } from '../../agent/fs-errors.js';
@@ -18,6 +18,9 @@ export interface CertPaths {
   roots: string;
   caCert: string;
   caKey: string;
+  /** The new root CA while a rotation runs; it replaces ca.crt/ca.key when the rotation completes. */
+  caNextCert: string;
+  caNextKey: string;
 }
 
 export function certPaths(dataRoot: string): CertPaths {
@@ -29,6 +32,8 @@ export function certPaths(dataRoot: string): CertPaths {
     roots: join(dir, 'roots.pem'),
     caCert: join(dir, 'ca.crt'),
     caKey: join(dir, 'ca.key'),
+    caNextCert: join(dir, 'ca-next.crt'),
+    caNextKey: join(dir, 'ca-next.key'),
   };
 }
 
@@ -77,14 +82,20 @@ export async function writeNodeCertificates(paths: CertPaths, material: TlsMater
   await writePrivate(paths.nodeChain, material.certChainPem);
 }
 
-export async function readCaFiles(paths: CertPaths): Promise<CaMaterial | undefined> {
-  const [certPem, keyPem] = await Promise.all([readOptional(paths.caCert), readOptional(paths.caKey)]);
+export async function readCaFiles(paths: CertPaths, which: 'current' | 'next' = 'current'): Promise<CaMaterial | undefined> {
+  const [certPath, keyPath] = which === 'current' ? [paths.caCert, paths.caKey] : [paths.caNextCert, paths.caNextKey];
+  const [certPem, keyPem] = await Promise.all([readOptional(certPath), readOptional(keyPath)]);
   if (certPem === undefined || keyPem === undefined) return undefined;
   return { certPem, keyPem };
 }
 
-export async function writeCaFiles(paths: CertPaths, ca: CaMaterial): Promise<void> {
+export async function writeCaFiles(paths: CertPaths, ca: CaMaterial, which: 'current' | 'next' = 'current'): Promise<void> {
+  const [certPath, keyPath] = which === 'current' ? [paths.caCert, paths.caKey] : [paths.caNextCert, paths.caNextKey];
   await mkdir(paths.dir, { recursive: true, mode: 0o700 });
-  await writePrivate(paths.caKey, ca.keyPem);
-  await writePrivate(paths.caCert, ca.certPem);
+  await writePrivate(keyPath, ca.keyPem);
+  await writePrivate(certPath, ca.certPem);
+}
+
+export async function removeNextCaFiles(paths: CertPaths): Promise<void> {
+  await Promise.all([rm(paths.caNextKey, { force: true }), rm(paths.caNextCert, { force: true })]);
 }

@@ -37,6 +37,7 @@ export class CertificateRenewal {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private retryMs = RETRY_MIN_MS;
+  private renewing: Promise<void> | undefined;
 
   constructor(private readonly options: RenewalOptions) {}
 
@@ -58,14 +59,22 @@ export class CertificateRenewal {
     const dueAt = Date.now() + delayMs;
     const wait = (): void => {
       const left = dueAt - Date.now();
-      this.timer = left > MAX_TIMER_MS ? setTimeout(wait, MAX_TIMER_MS) : setTimeout(() => void this.renewNow(), Math.max(0, left));
+      this.timer = left > MAX_TIMER_MS ? setTimeout(wait, MAX_TIMER_MS) : setTimeout(() => void this.renewSoon(), Math.max(0, left));
       this.timer.unref();
     };
     wait();
   }
 
+  /** Renews now (a root rotation asks for it), unless a renewal is already under way. */
+  renewSoon(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.renewing ??= this.renewNow().finally(() => (this.renewing = undefined));
+    return this.renewing;
+  }
+
   /** One renewal; on failure, another try after a back-off (a manager may be restarting). */
-  async renewNow(): Promise<void> {
+  private async renewNow(): Promise<void> {
+    if (this.stopped) return;
     const { log } = this.options;
     try {
       const material = await this.renewThroughAnyManager();
