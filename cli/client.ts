@@ -34,7 +34,7 @@ import type { UserCertificateResponse__Output } from '../proto/gen/tessera/api/v
 import type { AuditLogRequest } from '../proto/gen/tessera/api/v1/AuditLogRequest.js';
 import type { AuditLogResponse__Output } from '../proto/gen/tessera/api/v1/AuditLogResponse.js';
 import type { RotateCaResponse__Output } from '../proto/gen/tessera/api/v1/RotateCaResponse.js';
-import { assertAddressAllowed, clientCredentials, LOCAL_INSECURE, type TransportSecurity } from '../common/transport/credentials.js';
+import { assertAddressAllowed, channelOptions, clientCredentials, LOCAL_INSECURE, type TransportSecurity } from '../common/transport/credentials.js';
 
 export class ApiCallError extends Error {
   readonly code: grpc.status;
@@ -59,15 +59,6 @@ export interface ApiClientOptions {
   timeoutMs?: number;
   /** Default plaintext, which assertAddressAllowed admits only on a unix socket or loopback. */
   security?: TransportSecurity;
-}
-
-/**
- * A manager is checked by its certificate's subject, not by the name it is reached on, so the TLS
- * server name (SNI) carries no meaning. Without this grpc-js sends the address's host, and for an
- * IP address Node warns on every connection (DEP0123: SNI may not be an IP address).
- */
-function tlsServerName(security: TransportSecurity): grpc.ChannelOptions {
-  return security.mode === 'mtls' && security.expected.kind === 'cluster-node' ? { 'grpc.ssl_target_name_override': 'tessera-manager' } : {};
 }
 
 type Callback<T> = (err: grpc.ServiceError | null, value?: T) => void;
@@ -98,7 +89,7 @@ export class ApiClient {
     this.raw = new pkg.tessera.api.v1.Tessera(address, clientCredentials(security), {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
       'grpc.max_send_message_length': MAX_REQUEST_BYTES, // requests: the server's 4 MiB; responses (List) may be larger
-      ...tlsServerName(security),
+      ...channelOptions(security),
     });
   }
 

@@ -15,6 +15,7 @@ import type { ClusterSecurity } from '../control-plane/ca/cluster-security.js';
 import { NodeCaService } from '../control-plane/ca/node-ca-service.js';
 import type { CaMaterial } from '../control-plane/ca/root-ca.js';
 import { CaKeeper } from './ca-keeper.js';
+import { certificateRequiredAtTheDoor } from '../control-plane/auth/door.js';
 import { certPaths } from './identity/cert-files.js';
 import { completeRotationIfDone, identityApi, openAudit, openClusterSecurity } from './manager-identity.js';
 import { signingRootPem } from '../control-plane/ca/rotation.js';
@@ -88,7 +89,8 @@ export class Manager {
     const authenticate = certificateAuthenticator(trust);
     // The server is bound first: a Raft member must know its own address before its store opens.
     // The other services are added once the store is there (grpc-js accepts services after bind).
-    const server = newRaftServer();
+    // Anonymous callers get no further than NodeCA.Join (auth/door.ts); the rest is checked per call.
+    const server = newRaftServer([certificateRequiredAtTheDoor()]);
     // Raft is served to manager certificates only, and a peer speaks only for itself (raft-service.ts).
     if (config.store === 'raft')
       addRaftService(

@@ -9,7 +9,7 @@ import type { ManagerMessage__Output } from '../../proto/gen/tessera/dispatcher/
 import type { NodeDescription } from '../../proto/gen/tessera/dispatcher/v1/NodeDescription.js';
 import type { TaskStatusUpdate } from '../../proto/gen/tessera/dispatcher/v1/TaskStatusUpdate.js';
 import { loadDispatcherPackage } from '../../proto/load.js';
-import { clientCredentials, type TransportSecurity } from '../../common/transport/credentials.js';
+import { channelOptions, clientCredentials, type TransportSecurity } from '../../common/transport/credentials.js';
 import { AssignmentSet } from '../../common/dispatcher/assignments.js';
 import { DeliveredFiles, parseStackFile, type DeliveredFile } from '../../common/dispatcher/stack-files.js';
 import { parseAssignedTask } from '../../common/dispatcher/peer-validation.js';
@@ -126,7 +126,7 @@ export class AgentSession {
     if (this.stopped) return;
     const address = this.reconnect.current();
     const pkg = loadDispatcherPackage();
-    const client = new pkg.tessera.dispatcher.v1.Dispatcher(address, clientCredentials(this.options.security));
+    const client = new pkg.tessera.dispatcher.v1.Dispatcher(address, clientCredentials(this.options.security), channelOptions(this.options.security));
     this.client = client;
     const stream = client.session() as Stream;
     this.stream = stream;

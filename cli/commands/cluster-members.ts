@@ -2,9 +2,9 @@
 // and applied index) and `tsctl cluster members remove NAME`.
 import type { Command } from 'commander';
 
-import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
 import { MembersApiClient, grpcMessage, type ClusterMemberRow } from '../../control-plane/raft/host/members-api.js';
-import { serverAddress } from '../context.js';
+import { readContext, serverAddress } from '../context.js';
+import { securityFor } from '../connection.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -22,7 +22,9 @@ export function formatMembers(rows: ClusterMemberRow[]): string[] {
 
 export function registerClusterMembersCommands(program: Command, cluster: Command): void {
   const withMembers = async <T>(fn: (c: MembersApiClient) => Promise<T>): Promise<T> => {
-    const client = new MembersApiClient(await serverAddress(program.opts<{ server?: string }>().server), LOCAL_INSECURE);
+    const address = await serverAddress(program.opts<{ server?: string }>().server);
+    // The root socket in plaintext, a manager's port with the context's certificate.
+    const client = new MembersApiClient(address, securityFor(address, (await readContext())?.tls));
     try {
       return await fn(client);
     } catch (err) {

@@ -90,7 +90,7 @@ export function registerNodeCommands(program: Command, cluster: Command, withCli
         out(
           options.quiet
             ? token
-            : `New ${role} join token (shown only once; the previous ${role} token no longer works):\n${token}\nJoin with: tsd join --token ${token} MANAGER_ADDRESS`,
+            : `New ${role} join token (shown only once; the previous ${role} token no longer works):\n${token}\nPut it in a 0600 file on the node and run there: tsd join --token-file FILE MANAGER_ADDRESS (or set TESSERA_JOIN_TOKEN; never pass it on the command line)`,
         );
       }),
     );

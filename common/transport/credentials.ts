@@ -34,6 +34,16 @@ export function clientCredentials(security: TransportSecurity): grpc.ChannelCred
   return grpc.experimental.createCertificateProviderChannelCredentials(security.identity, security.identity, verifyOptions);
 }
 
+/**
+ * Channel options that go with the credentials. A cluster node is checked by its certificate's
+ * subject, not by the name it is reached on, so the TLS server name (SNI) carries no meaning;
+ * without a fixed one grpc-js sends the address's host, and for an IP address Node warns on every
+ * connection (DEP0123: SNI may not be an IP address).
+ */
+export function channelOptions(security: TransportSecurity): grpc.ChannelOptions {
+  return security.mode === 'mtls' && security.expected.kind === 'cluster-node' ? { 'grpc.ssl_target_name_override': 'tessera-manager' } : {};
+}
+
 /** The same identity, expecting another kind of peer (e.g. a Raft peer must be a manager). */
 export function expecting(security: TransportSecurity, expected: ExpectedServer): TransportSecurity {
   return security.mode === 'insecure' ? security : { ...security, expected };

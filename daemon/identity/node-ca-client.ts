@@ -60,7 +60,8 @@ export async function pinnedRoot(address: string, token: JoinToken): Promise<str
 
 function nodeCaClient(address: string, credentials: grpc.ChannelCredentials): NodeCAClient {
   const pkg = loadDispatcherPackage();
-  return new pkg.tessera.dispatcher.v1.NodeCA(address, credentials);
+  // Managers are checked by certificate subject, so the server name is a fixed one (see channelOptions).
+  return new pkg.tessera.dispatcher.v1.NodeCA(address, credentials, { 'grpc.ssl_target_name_override': 'tessera-manager' });
 }
 
 function call<T>(start: (deadline: grpc.CallOptions, callback: (err: grpc.ServiceError | null, value?: T) => void) => void): Promise<T> {

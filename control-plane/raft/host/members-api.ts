@@ -5,7 +5,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { loadApiPackage } from '../../../proto/load.js';
 import type { ClusterMember__Output } from '../../../proto/gen/tessera/api/v1/ClusterMember.js';
 import type { TesseraClient } from '../../../proto/gen/tessera/api/v1/Tessera.js';
-import { clientCredentials, type TransportSecurity } from '../../../common/transport/credentials.js';
+import { channelOptions, clientCredentials, type TransportSecurity } from '../../../common/transport/credentials.js';
 
 export type ClusterMemberRow = ClusterMember__Output;
 
@@ -18,7 +18,7 @@ export class MembersApiClient {
     private readonly timeoutMs = 15_000,
   ) {
     const pkg = loadApiPackage();
-    this.raw = new pkg.tessera.api.v1.Tessera(address, clientCredentials(security));
+    this.raw = new pkg.tessera.api.v1.Tessera(address, clientCredentials(security), channelOptions(security));
   }
 
   members(): Promise<ClusterMemberRow[]> {

@@ -13,8 +13,13 @@ export interface ServedMember {
   stop(): Promise<void>;
 }
 
-export function newRaftServer(): grpc.Server {
-  return new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': MAX_MESSAGE_BYTES, ...LEAN_CALL_OPTIONS });
+export function newRaftServer(interceptors: grpc.ServerInterceptor[] = []): grpc.Server {
+  return new grpc.Server({
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    ...LEAN_CALL_OPTIONS,
+    interceptors,
+  });
 }
 
 export function bind(server: grpc.Server, address: string, security: TransportSecurity): Promise<number> {

@@ -2,7 +2,7 @@
 // forwarded writes and membership changes) and by tools (status, benchmarks, tests).
 import type * as grpc from '@grpc/grpc-js';
 
-import { clientCredentials, type TransportSecurity } from '../../../common/transport/credentials.js';
+import { channelOptions, clientCredentials, type TransportSecurity } from '../../../common/transport/credentials.js';
 import { CHANNEL_OPTIONS, raftService } from './proto.js';
 import type { WireBatch } from './wire.js';
 
@@ -45,7 +45,7 @@ export class RaftPeerClient {
     security: TransportSecurity,
   ) {
     const { Client } = raftService();
-    this.client = new Client(address, clientCredentials(security), CHANNEL_OPTIONS);
+    this.client = new Client(address, clientCredentials(security), { ...CHANNEL_OPTIONS, ...channelOptions(security) });
   }
 
   private call<Req, Res>(method: string, req: Req, timeoutMs: number): Promise<Res> {
