@@ -1,7 +1,7 @@
 // One node daemon: the agent (worker, runtime, images, network) on every node, and the manager
 // when the node does not join another one. The agent always talks to a manager through a
 // dispatcher session, its own node's included, so one code path serves one node and many.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { availableParallelism, hostname, totalmem } from 'node:os';
 
 import { LocalImageStore } from '../agent/images/image-store.js';
@@ -20,6 +20,14 @@ import { initIdentity, joinIdentity, type NodeIdentity } from './identity/bootst
 import { CertificateRenewal } from './identity/renewal.js';
 import { readJoinToken } from './identity/join-token-source.js';
 import { joinPem, parseCertificate, splitPemCertificates } from '../common/identity/x509.js';
+import { parseIdentity, type CertificateSubject } from '../common/identity/certificate.js';
+import { loadCa } from '../control-plane/ca/root-ca.js';
+import { certPaths, removeCaFiles, writeCaFiles, persistIdentity } from './identity/cert-files.js';
+import { fetchCaMaterial } from './identity/node-ca-client.js';
+
+function leafOf(chainPem: string): CertificateSubject {
+  return parseIdentity(chainPem);
+}
 
 /** True when the chain's leaf was signed by (names as its issuer) the given root. */
 function issuedBy(chainPem: string, rootPem: string): boolean {
@@ -80,27 +88,60 @@ export class Daemon {
       resources: { memoryBytes: totalmem(), nanoCpus: availableParallelism() * 1e9 },
       localSubnet: config.subnet,
     };
+    const logs = new FileLogSource(paths.logs);
+    /** The manager half, now (a manager's start) or later (a promotion); joinVia: a manager to join the Raft group through. */
+    const startManager = async (identity: NodeIdentity, joinVia: string | undefined): Promise<void> => {
+      const manager = new Manager({
+        config,
+        node: identity,
+        security,
+        images,
+        logs,
+        self,
+        log,
+        ...(joinVia !== undefined && config.store === 'raft' ? { joinVia } : {}),
+      });
+      this.manager = manager;
+      await manager.start();
+    };
+    // Whichever manager half runs at shutdown (one may start or stop while tsd runs).
+    this.closers.push(() => this.manager?.stop());
     // `tsd join` with a manager token makes this node one more manager of the cluster.
     if (node.role === 'manager') {
       if (config.join !== undefined && config.store === 'memory')
         throw new Error('a manager that joins a cluster shares its store: use --store raft (or etcd)');
-      const manager = new Manager({
-        config,
-        node,
-        security,
-        images,
-        logs: new FileLogSource(paths.logs),
-        self,
-        log,
-        ...(config.join !== undefined && config.store === 'raft' ? { joinVia: config.join } : {}),
-      });
-      this.manager = manager;
-      this.closers.push(() => manager.stop());
-      await manager.start();
+      await startManager(node, config.join);
     }
 
     let stopping = false;
     let session: AgentSession | undefined;
+    // A promotion or demotion arrives as a renewed certificate with the other role.
+    let roleChange: Promise<void> = Promise.resolve();
+    const followRole = (role: string): void => {
+      // A demotion during a promotion's Raft join: the manager half stops at once, not after the join gives up.
+      if (role === 'worker') void this.manager?.stop();
+      roleChange = roleChange
+        .then(async () => {
+          if (role === 'manager' && !this.manager) {
+            const via = session?.managers()[0];
+            if (via === undefined) throw new Error('no manager is known to fetch the cluster CA from');
+            const ca = await fetchCaMaterial(via, security);
+            await loadCa(ca);
+            await writeCaFiles(certPaths(config.dataRoot), ca);
+            await startManager({ ...node, role: 'manager', ca }, via);
+            log('promoted: this node now runs a manager');
+          } else if (role === 'worker' && this.manager) {
+            const manager = this.manager;
+            this.manager = undefined;
+            await manager.stop();
+            // A worker keeps no CA key and no store: a later promotion starts both afresh.
+            await removeCaFiles(certPaths(config.dataRoot));
+            await rm(paths.raft, { recursive: true, force: true });
+            log('demoted: this node no longer runs a manager');
+          }
+        })
+        .catch((err: unknown) => log(`role change to ${role} failed: ${(err as Error).message}`));
+    };
     const renewal = new CertificateRenewal({
       dataRoot: config.dataRoot,
       nodeName: config.nodeName,
@@ -108,6 +149,7 @@ export class Daemon {
       security,
       managers: () => session?.managers() ?? [],
       log,
+      onRenewed: (material) => followRole(leafOf(material.certChainPem).ou),
     });
     this.renewal = renewal;
     // Overlay networks, service discovery, VIPs and the routing mesh, from the managers' state.
@@ -146,10 +188,18 @@ export class Daemon {
       onTrust: (update) => {
         if (stopping) return;
         const material = node.identity.material;
-        if (joinPem(update.trustedRootPems) !== joinPem(material.trustedRootPems))
-          node.identity.update({ ...material, trustedRootPems: update.trustedRootPems });
-        // A root rotation: this node's certificate must come from the new root.
-        if (!issuedBy(material.certChainPem, update.signingRootPem)) void renewal.renewSoon();
+        if (joinPem(update.trustedRootPems) !== joinPem(material.trustedRootPems)) {
+          const trusted = { ...material, trustedRootPems: update.trustedRootPems };
+          node.identity.update(trusted);
+          // On disk too: a restart must not bring back a root the cluster dropped.
+          persistIdentity(certPaths(config.dataRoot), () => node.identity.material).catch((err: unknown) =>
+            log(`roots.pem not updated: ${(err as Error).message}`),
+          );
+        }
+        // A root rotation: this node's certificate must come from the new root; a promotion or
+        // demotion: it must carry the new role.
+        const roleChanged = update.role !== '' && update.role !== leafOf(material.certChainPem).ou;
+        if (roleChanged || !issuedBy(material.certChainPem, update.signingRootPem)) void renewal.renewSoon();
       },
       log,
     });

@@ -13,6 +13,7 @@ import { completedRotation, rotationProgress, startedRotation } from '../control
 import type { IssuedRecord } from '../control-plane/ca/cluster-meta.js';
 import { parseCertificate } from '../common/identity/x509.js';
 import type { CaKeeper } from './ca-keeper.js';
+import { certPaths, persistIdentity } from './identity/cert-files.js';
 import type { TlsIdentity } from '../common/transport/tls-identity.js';
 import { ApiError } from '../control-plane/api/errors.js';
 import type { ApiServerDeps, AuditRecord } from '../control-plane/api/server.js';
@@ -54,7 +55,14 @@ export async function openClusterSecurity(
   security.onChange(() => {
     const roots = security.meta.trustedRootPems;
     const material = node.identity.material;
-    if (joinPem(roots) !== joinPem(material.trustedRootPems)) node.identity.update({ ...material, trustedRootPems: [...roots] });
+    if (joinPem(roots) !== joinPem(material.trustedRootPems)) {
+      const trusted = { ...material, trustedRootPems: [...roots] };
+      node.identity.update(trusted);
+      // On disk too: a restart must not bring back a root the cluster dropped.
+      persistIdentity(certPaths(config.dataRoot), () => node.identity.material).catch((err: unknown) =>
+        log(`roots.pem not updated: ${(err as Error).message}`),
+      );
+    }
   });
   return security;
 }
@@ -73,6 +81,8 @@ export interface IdentityApiDeps {
   nodeNames: () => string[];
   /** Raft members' ids (a manager must leave the Raft group before it is removed). */
   storeMembers: () => Promise<string[]>;
+  /** The store backend's answer to a promotion or demotion: Raft removes a demoted member; absent: managers cannot change. */
+  storeRoles?: { leader(): string | undefined; removeMember(id: string): Promise<void> };
   log: (message: string) => void;
 }
 
@@ -118,6 +128,21 @@ export function identityApi(deps: IdentityApiDeps): NonNullable<ApiServerDeps['i
       await deps.objects.delete('Node', '', name);
       deps.log(`node ${name} removed; revoked ${serials.length} certificate(s)`);
       return serials;
+    },
+    prepareRoleChange: async (name, role) => {
+      if (!deps.storeRoles) throw new ApiError(grpc.status.FAILED_PRECONDITION, `node ${name}: promotion and demotion need the raft store`);
+      if (role === 'manager') return;
+      const managers = (await deps.objects.list('Node')).items.filter((n) => n.spec.role === 'manager').map((n) => n.metadata.name);
+      if (managers.length <= 1) throw new ApiError(grpc.status.FAILED_PRECONDITION, `node ${name} is the only manager; promote another node first`);
+      if (deps.storeRoles.leader() === name) {
+        throw new ApiError(
+          grpc.status.FAILED_PRECONDITION,
+          `node ${name} leads the Raft group; demote another manager, or stop this one's tsd so another leads, then demote it`,
+        );
+      }
+      // Out of the Raft group first: quorum is counted without it before its certificate changes.
+      if ((await deps.storeMembers()).includes(name)) await deps.storeRoles.removeMember(name);
+      deps.log(`node ${name} demoted: removed from the Raft group; it renews as a worker`);
     },
     rotateCa: async (statusOnly) => {
       const meta = deps.security.meta;

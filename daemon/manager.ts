@@ -65,6 +65,8 @@ export class Manager {
   private readonly closers: Array<() => Promise<void> | void> = [];
   raft: RaftStore | undefined;
   clusterSecurity: ClusterSecurity | undefined;
+  /** Set by stop(): a join still waiting to be promoted gives up instead of waiting its 120 s. */
+  private stopping = false;
   apiPort = 0;
   metricsPort = 0;
 
@@ -232,6 +234,7 @@ export class Manager {
         objects,
         health,
         storeMembers: async () => (this.raft ? (await this.raft.clusterMembers()).map((m) => m.id) : []),
+        ...(this.raft ? { storeRoles: raftRoles(this.raft) } : {}),
         log,
       }),
       audit: audit.audit,
@@ -318,6 +321,7 @@ export class Manager {
       log(`added as a learner through ${via}; catching up`);
       const deadline = Date.now() + 120_000;
       for (;;) {
+        if (this.stopping) throw new Error('stopped while joining the managers');
         try {
           if (raft.host.appliedIndex > 0) {
             await client.change('promote', config.nodeName, address);
@@ -365,6 +369,7 @@ export class Manager {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     for (const close of this.closers.reverse()) {
       try {
         await close();
@@ -374,6 +379,16 @@ export class Manager {
     }
     this.closers.length = 0;
   }
+}
+
+/** What a promotion or demotion needs from the Raft store: who leads, and removing a member. */
+function raftRoles(raft: RaftStore): { leader(): string | undefined; removeMember(id: string): Promise<void> } {
+  return {
+    leader: () => raft.host.leader() || undefined,
+    removeMember: async (id) => {
+      await raft.changeMembers({ type: 'remove-node', id, address: '' });
+    },
+  };
 }
 
 /**

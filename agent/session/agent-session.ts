@@ -45,16 +45,19 @@ const MAX_TRUSTED_ROOTS = 4;
 export interface TrustedRoots {
   trustedRootPems: string[];
   signingRootPem: string;
+  /** The role the store holds for this node ('' when the manager did not say). */
+  role: '' | 'manager' | 'worker';
 }
 
 /** A trust update from the manager, each root parsed (size-bounded) before it is believed. */
-export function parseTrustUpdate(trustedRootPems: readonly string[], signingRootPem: string): TrustedRoots {
+export function parseTrustUpdate(trustedRootPems: readonly string[], signingRootPem: string, role: string): TrustedRoots {
+  if (role !== '' && role !== 'manager' && role !== 'worker') throw new Error(`role "${role.slice(0, 40)}" is not manager or worker`);
   if (trustedRootPems.length === 0 || trustedRootPems.length > MAX_TRUSTED_ROOTS)
     throw new Error(`${trustedRootPems.length} trusted roots; expected 1 to ${MAX_TRUSTED_ROOTS}`);
   trustedRootPems.forEach((pem, i) => parseCertificate(`trusted root #${i}`, pem));
   parseCertificate('signing root', signingRootPem);
   if (!trustedRootPems.includes(signingRootPem)) throw new Error('the signing root is not among the trusted roots');
-  return { trustedRootPems: [...trustedRootPems], signingRootPem };
+  return { trustedRootPems: [...trustedRootPems], signingRootPem, role };
 }
 const RETRY_MIN_MS = 200;
 const RETRY_MAX_MS = 2000;
@@ -198,7 +201,7 @@ export class AgentSession {
     }
     if (message.kind === 'trust' && message.trust) {
       try {
-        this.options.onTrust?.(parseTrustUpdate(message.trust.trustedRootPems, message.trust.signingRootPem));
+        this.options.onTrust?.(parseTrustUpdate(message.trust.trustedRootPems, message.trust.signingRootPem, message.trust.role));
       } catch (err) {
         this.options.log(`ignoring a trust update from the manager: ${(err as Error).message}`);
       }

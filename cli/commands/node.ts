@@ -49,6 +49,24 @@ export function registerNodeCommands(program: Command, cluster: Command, withCli
         out(`node/${name} availability ${options.availability}`);
       }),
     );
+  for (const [command, role, description] of [
+    ['promote', 'manager', 'make worker nodes managers (raft store): each renews its certificate as a manager and joins the Raft group'],
+    ['demote', 'worker', 'make managers workers: each leaves the Raft group first, then renews its certificate as a worker'],
+  ] as const) {
+    node
+      .command(command)
+      .description(description)
+      .argument('<names...>', 'node names')
+      .action((names: string[]) =>
+        withClient(async (client) => {
+          // One at a time: each membership change must be done before the next one is asked for.
+          for (const name of names) {
+            await client.updateNode({ name, availability: '', addLabels: {}, removeLabels: [], role });
+            out(`node/${name} ${command}d to ${role}`);
+          }
+        }),
+      );
+  }
   node
     .command('label')
     .description('set (KEY=VALUE) or remove (KEY-) node labels, for placement constraints')

@@ -4,9 +4,12 @@ import type { Node, NodeAvailability } from '../../common/resources/types.js';
 import { LABEL_KEY_PATTERN } from '../../common/resources/constraints.js';
 import { isNameTooLong, MAX_NAME_BYTES, quoteName } from '../../common/resources/limits.js';
 import { invalidArgument } from './errors.js';
+import type { NodeRole } from '../../common/identity/certificate.js';
 
 export interface NodeChange {
   availability?: NodeAvailability;
+  /** A promotion (manager) or demotion (worker). */
+  role?: NodeRole;
   addLabels: Record<string, string>;
   removeLabels: string[];
 }
@@ -25,9 +28,11 @@ export function validateNodeUpdate(req: NodeUpdateRequest__Output): NodeChange {
     if (value.length > 256) problems.push(`label ${quoteName(key)}: value longer than 256 characters`);
   }
   for (const key of req.removeLabels) if (!LABEL_KEY_PATTERN.test(key)) problems.push(`label key ${quoteName(key)} is not valid`);
+  if (req.role && req.role !== 'manager' && req.role !== 'worker') problems.push(`role must be manager or worker, got ${quoteName(req.role)}`);
   if (problems.length > 0) throw invalidArgument(`node update of ${req.name}: ${problems.join('; ')}`);
   return {
     ...(req.availability ? { availability: req.availability as NodeAvailability } : {}),
+    ...(req.role ? { role: req.role as NodeRole } : {}),
     addLabels: { ...req.addLabels },
     removeLabels: [...req.removeLabels],
   };
@@ -36,5 +41,5 @@ export function validateNodeUpdate(req: NodeUpdateRequest__Output): NodeChange {
 export function applyNodeUpdate(node: Node, change: NodeChange): Node {
   const labels = { ...node.spec.labels, ...change.addLabels };
   for (const key of change.removeLabels) delete labels[key];
-  return { ...node, spec: { ...node.spec, availability: change.availability ?? node.spec.availability, labels } };
+  return { ...node, spec: { ...node.spec, availability: change.availability ?? node.spec.availability, role: change.role ?? node.spec.role, labels } };
 }

@@ -69,6 +69,8 @@ export interface ApiServerDeps {
     }>;
     removeNode(name: string, force: boolean): Promise<string[]>;
     rotateCa(statusOnly: boolean): Promise<{ state: string; message: string }>;
+    /** Checks and prepares a promotion or demotion; throws (with a gRPC code) to refuse it. */
+    prepareRoleChange(name: string, role: NodeRole): Promise<void>;
   };
   /** Records one mutating request and its result (the audit log). */
   audit?: (record: AuditRecord) => void;
@@ -375,6 +377,11 @@ export class ApiServer {
 
   async updateNode(req: NodeUpdateRequest__Output): Promise<Node> {
     const change = validateNodeUpdate(req);
+    if (change.role) {
+      const current = await this.get('Node', '', req.name);
+      // The store's side of a promotion or demotion (e.g. leaving the Raft group) before the role changes.
+      if (current.kind === 'Node' && current.spec.role !== change.role) await this.identity().prepareRoleChange(req.name, change.role);
+    }
     return this.updateObject('Node', '', req.name, 'node update: the node kept changing underneath; try again', (node) => applyNodeUpdate(node, change));
   }
 

@@ -20,6 +20,7 @@ import type { NodeHealth } from './node-health.js';
 import type { NetworkViews } from './network-views.js';
 import { parseReportedStatus } from '../../common/dispatcher/peer-validation.js';
 import { reportTaskStatus } from './task-status.js';
+import { objectKey } from '../store/keys.js';
 
 const REGISTER_TIMEOUT_MS = 10_000;
 const MAX_UPDATES_PER_BATCH = 1000;
@@ -154,12 +155,21 @@ export class DispatcherServer {
             sendDelta(true);
             const trust = deps.trust;
             if (trust) {
-              // A root rotation reaches every node this way: it trusts the new root and renews.
+              // A root rotation, a promotion or a demotion reaches the node this way: it trusts the
+              // new root and renews, or renews for its new role.
               const sendTrust = () => {
-                if (!ended) call.write({ trust: trust.current() });
+                const role = deps.nodes.get(objectKey('Node', '', registered))?.spec.role ?? '';
+                if (!ended) call.write({ trust: { ...trust.current(), role } });
               };
               sendTrust();
-              unsubscribeTrust = trust.subscribe(sendTrust);
+              const stopRoots = trust.subscribe(sendTrust);
+              const stopRole = deps.nodes.subscribe((event) => {
+                if (event.type === 'modified' && event.object.metadata.name === registered && event.previous?.spec.role !== event.object.spec.role) sendTrust();
+              });
+              unsubscribeTrust = () => {
+                stopRoots();
+                stopRole();
+              };
             }
             const views = deps.networkViews;
             if (views) {

@@ -82,6 +82,20 @@ export async function writeNodeCertificates(paths: CertPaths, material: TlsMater
   await writePrivate(paths.nodeChain, material.certChainPem);
 }
 
+const pendingWrites = new Map<string, Promise<void>>();
+
+/**
+ * Writes the identity's material as it is when the write runs, after any earlier write to the
+ * same directory: a renewal and a trust update may overlap, and the files must end as the last
+ * state, never an older key beside a newer chain.
+ */
+export function persistIdentity(paths: CertPaths, current: () => TlsMaterial): Promise<void> {
+  const previous = pendingWrites.get(paths.dir) ?? Promise.resolve();
+  const next = previous.catch(() => undefined).then(() => writeNodeCertificates(paths, current()));
+  pendingWrites.set(paths.dir, next);
+  return next;
+}
+
 export async function readCaFiles(paths: CertPaths, which: 'current' | 'next' = 'current'): Promise<CaMaterial | undefined> {
   const [certPath, keyPath] = which === 'current' ? [paths.caCert, paths.caKey] : [paths.caNextCert, paths.caNextKey];
   const [certPem, keyPem] = await Promise.all([readOptional(certPath), readOptional(keyPath)]);
@@ -94,6 +108,12 @@ export async function writeCaFiles(paths: CertPaths, ca: CaMaterial, which: 'cur
   await mkdir(paths.dir, { recursive: true, mode: 0o700 });
   await writePrivate(keyPath, ca.keyPem);
   await writePrivate(certPath, ca.certPem);
+}
+
+/** A demoted node keeps no CA: its key files (current and next) go. */
+export async function removeCaFiles(paths: CertPaths): Promise<void> {
+  await Promise.all([rm(paths.caKey, { force: true }), rm(paths.caCert, { force: true })]);
+  await removeNextCaFiles(paths);
 }
 
 export async function removeNextCaFiles(paths: CertPaths): Promise<void> {

@@ -7,7 +7,7 @@ import { createCsr, generateKeyPair } from '../../common/identity/csr.js';
 import { parseIdentity } from '../../common/identity/certificate.js';
 import type { TransportSecurity } from '../../common/transport/credentials.js';
 import type { TlsIdentity, TlsMaterial } from '../../common/transport/tls-identity.js';
-import { certPaths, writeNodeCertificates } from './cert-files.js';
+import { certPaths, persistIdentity } from './cert-files.js';
 import { renewCertificate } from './node-ca-client.js';
 
 const MIN_DELAY_MS = 5_000;
@@ -78,8 +78,8 @@ export class CertificateRenewal {
     const { log } = this.options;
     try {
       const material = await this.renewThroughAnyManager();
-      await writeNodeCertificates(certPaths(this.options.dataRoot), material);
       this.options.identity.update(material);
+      await persistIdentity(certPaths(this.options.dataRoot), () => this.options.identity.material);
       this.options.onRenewed?.(material);
       this.retryMs = RETRY_MIN_MS;
       const notAfter = this.notAfter();

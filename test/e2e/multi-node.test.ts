@@ -4,12 +4,16 @@
 // Images come from a real registry the test runs on the cluster's underlay.
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
+import { parseIdentity } from '../../common/identity/certificate.js';
+import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
+import { MembersApiClient } from '../../control-plane/raft/host/members-api.js';
 import type { Node, Service, Task } from '../../common/resources/types.js';
 import { saveClusterLogs } from '../helpers/cluster-logs.js';
 import {
@@ -148,6 +152,41 @@ test.serial('a join with a wrong token is refused', async (t) => {
   const names = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => (JSON.parse(j) as Node).metadata.name);
   t.false(names.includes('intruder'));
   await rm(join(workDir, 'intruder'), { recursive: true, force: true });
+});
+
+test.serial('promote and demote: the certificate carries the new role, the Raft group gains and loses the member', async (t) => {
+  const node2 = cluster.nodes[1]!;
+  const certs = join(node2.dataRoot, 'certs');
+  const roleOf = async () => parseIdentity(await readFile(join(certs, 'node.crt'), 'utf8')).ou;
+  const members = new MembersApiClient(cluster.apiSocket, LOCAL_INSECURE);
+  t.teardown(() => members.close());
+  const memberIds = async () => (await members.members()).map((m) => m.id).sort();
+  t.is(await roleOf(), 'worker');
+
+  await client.updateNode({ name: 'node-2', availability: '', addLabels: {}, removeLabels: [], role: 'manager' });
+  await eventually(
+    'node-2 a voter',
+    async () => ((await members.members()).some((m) => m.id === 'node-2' && (m.role === 'follower' || m.role === 'leader')) ? true : undefined),
+    60_000,
+  );
+  t.is(await roleOf(), 'manager', "node-2's certificate was reissued as a manager's");
+  t.true(existsSync(join(certs, 'ca.key')), 'a manager keeps the CA key');
+
+  // node-1 leads: demoting it is refused, as is leaving the cluster without a manager later.
+  const refused = await t.throwsAsync(client.updateNode({ name: 'node-1', availability: '', addLabels: {}, removeLabels: [], role: 'worker' }));
+  t.regex(refused.message, /leads the Raft group/);
+
+  await client.updateNode({ name: 'node-2', availability: '', addLabels: {}, removeLabels: [], role: 'worker' });
+  t.deepEqual(await memberIds(), ['node-1'], 'out of the Raft group before its certificate changes');
+  await eventually('node-2 renewed as a worker', async () => ((await roleOf()) === 'worker' && !existsSync(join(certs, 'ca.key')) ? true : undefined), 60_000);
+  const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
+  t.is(nodes.find((n) => n.metadata.name === 'node-2')?.spec.role, 'worker');
+  await eventually('node-2 ready', async () => {
+    const listed = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
+    return listed.find((n) => n.metadata.name === 'node-2')?.status.state === 'ready' ? true : undefined;
+  });
+  const last = await t.throwsAsync(client.updateNode({ name: 'node-1', availability: '', addLabels: {}, removeLabels: [], role: 'worker' }));
+  t.regex(last.message, /only manager/);
 });
 
 test.serial('constraints on node labels place tasks only where they match', async (t) => {

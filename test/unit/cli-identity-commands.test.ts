@@ -84,6 +84,7 @@ async function startFixture(t: { teardown(fn: () => Promise<void>): void }): Pro
       // Node removal needs tsd's revocation state and node health (daemon/manager-identity.ts); a stand-in answers here.
       removeNode: async () => ['0a1b', '2c3d'],
       // Rotation runs across tsd's managers and nodes (test/security/); a stand-in answers as the real one does.
+      prepareRoleChange: async () => {},
       rotateCa: async (statusOnly) =>
         statusOnly ? { state: 'idle', message: 'no root CA rotation is running' } : { state: 'started', message: 'every node renews now' },
     },
