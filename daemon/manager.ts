@@ -10,12 +10,22 @@ import type { LogSource } from '../common/logs/log-source.js';
 import { ApiServer } from '../control-plane/api/server.js';
 import { API_SERVER_OPTIONS, bindServer, shutdownServer } from '../control-plane/api/grpc-server.js';
 import { LOCAL_INSECURE, expecting, type TransportSecurity } from '../common/transport/credentials.js';
-import { authenticateLocalRoot, certificateAuthenticator, requireNode, type TrustState } from '../control-plane/auth/authenticate.js';
+import { AuthenticationError, authenticateLocalRoot, certificateAuthenticator, requireNode, type TrustState } from '../control-plane/auth/authenticate.js';
 import type { ClusterSecurity } from '../control-plane/ca/cluster-security.js';
 import { NodeCaService } from '../control-plane/ca/node-ca-service.js';
 import type { CaMaterial } from '../control-plane/ca/root-ca.js';
 import { CaKeeper } from './ca-keeper.js';
 import { certificateRequiredAtTheDoor } from '../control-plane/auth/door.js';
+import { API_METHODS, isMutating, type ApiMethod } from '../control-plane/auth/authorization.js';
+
+const API_PATH_PREFIX = '/tessera.api.v1.Tessera/';
+
+/** The API method a gRPC path names, if it is one. */
+function apiMethodOf(path: string): ApiMethod | undefined {
+  if (!path.startsWith(API_PATH_PREFIX)) return undefined;
+  const name = path.slice(API_PATH_PREFIX.length);
+  return API_METHODS.find((m) => m === name);
+}
 import { certPaths } from './identity/cert-files.js';
 import { completeRotationIfDone, identityApi, openAudit, openClusterSecurity } from './manager-identity.js';
 import { signingRootPem } from '../control-plane/ca/rotation.js';
@@ -92,13 +102,14 @@ export class Manager {
     // The server is bound first: a Raft member must know its own address before its store opens.
     // The other services are added once the store is there (grpc-js accepts services after bind).
     // Anonymous callers get no further than NodeCA.Join (auth/door.ts); the rest is checked per call.
-    const server = newRaftServer([certificateRequiredAtTheDoor()]);
+    let auditRefusal: ((path: string, peer: string, reason: string) => void) | undefined;
+    const server = newRaftServer([certificateRequiredAtTheDoor((path, peer, reason) => auditRefusal?.(path, peer, reason))]);
     // Raft is served to manager certificates only, and a peer speaks only for itself (raft-service.ts).
     if (config.store === 'raft')
       addRaftService(
         server,
         lateHandlers(() => this.raft),
-        (call) => requireNode(authenticate(call), 'manager').nodeId,
+        (call) => raftPeer(requireNode(authenticate(call), 'manager').nodeId, this.raft),
       );
     this.apiPort = await bindServer(server, config.listen, this.deps.security);
     let dispatcherRef: DispatcherServer | undefined;
@@ -209,6 +220,17 @@ export class Manager {
     const metrics = new DaemonMetrics(() => tasks.list());
     const audit = await openAudit(dataPaths(config).auditLog, config.nodeName, log);
     this.closers.push(() => audit.close());
+    // An attempted change without a verified certificate, stopped at the door (its request unread).
+    auditRefusal = (path, peer, reason) => {
+      const method = apiMethodOf(path);
+      if (method && isMutating(method))
+        audit.audit({
+          caller: { kind: 'unauthenticated', who: `no verified certificate from ${peer}` },
+          method,
+          request: {},
+          error: new AuthenticationError(reason),
+        });
+    };
     const api = new ApiServer({
       store,
       images: this.deps.images,
@@ -379,6 +401,17 @@ export class Manager {
     }
     this.closers.length = 0;
   }
+}
+
+/**
+ * A manager certificate is not enough to speak Raft: the node must be a member of the group (a
+ * manager removed with `cluster members remove` keeps its certificate until `node rm`).
+ */
+function raftPeer(nodeId: string, raft: RaftStore | undefined): string {
+  if (raft && !raft.memberAddresses().has(nodeId)) {
+    throw Object.assign(new Error(`node ${nodeId} is not a member of the Raft group`), { code: grpc.status.PERMISSION_DENIED });
+  }
+  return nodeId;
 }
 
 /** What a promotion or demotion needs from the Raft store: who leads, and removing a member. */

@@ -38,6 +38,8 @@ import type { Caller } from '../auth/caller.js';
 import { authorizeMemberChange, authorizeMethod, isMutating, redactFor, type ApiMethod } from '../auth/authorization.js';
 import { baselineProblems } from '../../common/resources/admission.js';
 import { guardService } from './guard.js';
+import type { UnauthenticatedCaller } from '../audit/audit-entry.js';
+import { peerSubjectText } from '../auth/authenticate.js';
 import type { NodeUpdateRequest__Output } from '../../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
 import { ApiError, grpcCodeOf, invalidArgument, notFound, toServiceError } from './errors.js';
 import type { LogSource } from '../../common/logs/log-source.js';
@@ -79,7 +81,7 @@ export interface ApiServerDeps {
 }
 
 export interface AuditRecord {
-  caller: Caller;
+  caller: Caller | UnauthenticatedCaller;
   method: ApiMethod;
   /** The request as received (a stream's is {}); the audit log keeps only what it names and a digest. */
   request: unknown;
@@ -192,7 +194,19 @@ export class ApiServer {
   addTo(server: grpc.Server, authenticate: Authenticate): void {
     const pkg = loadApiPackage();
     const guarded = guardService(this.handlers(), (method, call) => {
-      const caller = authenticate(call);
+      let caller: Caller;
+      try {
+        caller = authenticate(call);
+      } catch (err) {
+        // A change tried with a revoked or foreign certificate is audited too, as unauthenticated.
+        this.audited(
+          { kind: 'unauthenticated', ...peerSubjectText(call) },
+          method as ApiMethod,
+          method === 'ImageLoad' ? {} : (call as { request?: unknown }).request,
+          err,
+        );
+        throw err;
+      }
       const decision = authorizeMethod(caller, method as ApiMethod);
       if (!decision.allowed) {
         const refusal = new ApiError(grpc.status.PERMISSION_DENIED, decision.reason);
@@ -277,8 +291,11 @@ export class ApiServer {
       seen.add(key);
       incoming.push(result.object);
     });
-    if (problems.length === 0) for (const object of [...incoming, ...networks, ...stackFiles]) problems.push(...admit(object));
     if (problems.length > 0) throw invalidArgument(`nothing applied; ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+    // Valid objects this caller may not apply: refused as not permitted (an admin could apply them).
+    const refusals = [...incoming, ...networks, ...stackFiles].flatMap((object) => admit(object));
+    if (refusals.length > 0)
+      throw new ApiError(grpc.status.PERMISSION_DENIED, `nothing applied; ${refusals.length} field(s) not permitted:\n  ${refusals.join('\n  ')}`);
 
     // All objects are written in one transaction guarded by each key's revision: either all of
     // them are applied as planned, or none is and we plan again on fresh data. (Not
@@ -426,7 +443,7 @@ export class ApiServer {
     if (caller) this.audited(caller, method, request, err);
   }
 
-  private audited(caller: Caller, method: ApiMethod, request: unknown, error: unknown): void {
+  private audited(caller: Caller | UnauthenticatedCaller, method: ApiMethod, request: unknown, error: unknown): void {
     if (!isMutating(method)) return;
     this.deps.audit?.({ caller, method, request, ...(error === undefined ? {} : { error }) });
   }

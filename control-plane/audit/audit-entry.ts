@@ -62,9 +62,19 @@ export function describeRequest(method: string, request: unknown): { objects: Au
   return { objects: requestObjects(method, request), digest: sha256Digest(canonicalJson(request ?? null)) };
 }
 
+/**
+ * A caller the manager could not authenticate: `who` says what it presented (a revoked or foreign
+ * certificate's subject, or "no verified certificate") and from where.
+ */
+export interface UnauthenticatedCaller {
+  kind: 'unauthenticated';
+  who: string;
+  serial?: string;
+}
+
 export interface AuditEntryInput {
   time: Date;
-  caller: Caller;
+  caller: Caller | UnauthenticatedCaller;
   /** The RPC name or the gRPC path (`/tessera.api.v1.Tessera/Apply`). */
   method: string;
   request: unknown;
@@ -78,14 +88,15 @@ export function auditEntry(input: AuditEntryInput): AuditEntry {
   const { objects, digest } = describeRequest(input.method, input.request);
   const entry: AuditEntry = {
     time: input.time.toISOString(),
-    caller: cutText(describeCaller(input.caller), MAX_AUDIT_PARTY_CHARS),
+    caller: cutText(input.caller.kind === 'unauthenticated' ? `unauthenticated: ${input.caller.who}` : describeCaller(input.caller), MAX_AUDIT_PARTY_CHARS),
     method: cutText(rpcName(input.method), MAX_AUDIT_METHOD_CHARS),
     objects,
     digest,
     result: boundedResult(input.result),
     manager: cutText(input.manager, MAX_AUDIT_PARTY_CHARS),
   };
-  if (input.caller.kind !== 'local-root') entry.certificateSerial = cutText(input.caller.serial, MAX_AUDIT_SERIAL_CHARS);
+  const serial = input.caller.kind === 'local-root' ? undefined : input.caller.serial;
+  if (serial !== undefined) entry.certificateSerial = cutText(serial, MAX_AUDIT_SERIAL_CHARS);
   return entry;
 }
 

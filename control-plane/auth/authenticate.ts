@@ -44,9 +44,23 @@ export function callerOf(subject: CertificateSubject, trust: TrustState): Caller
   const clusterId = trust.clusterId();
   if (subject.o !== clusterId) throw new AuthenticationError(`certificate ${subject.cn} belongs to cluster ${subject.o}, this is cluster ${clusterId}`);
   if (trust.isRevoked(subject.serial)) throw new AuthenticationError(`certificate ${subject.cn} (serial ${subject.serial}) has been revoked`);
+  // The handshake checked the dates; a connection kept open past the certificate's end is not.
+  if (subject.notAfter.getTime() <= Date.now()) throw new AuthenticationError(`certificate ${subject.cn} expired at ${subject.notAfter.toISOString()}`);
   if (isNodeRole(subject.ou)) return { kind: 'node', nodeId: subject.cn, role: subject.ou, serial: subject.serial };
   if (isUserRole(subject.ou)) return { kind: 'user', name: subject.cn, role: subject.ou, serial: subject.serial };
   throw new AuthenticationError(`certificate ${subject.cn}: OU "${subject.ou}" is neither a node role nor a user role`);
+}
+
+/** What a caller that failed authentication presented, for the audit log: a subject and serial, or that there was none, and from where. */
+export function peerSubjectText(call: HasAuthContext & { getPeer?: () => string }): { who: string; serial?: string } {
+  const from = call.getPeer ? ` from ${call.getPeer()}` : '';
+  try {
+    const subject = peerIdentity(call);
+    return { who: `CN=${subject.cn}, OU=${subject.ou}, O=${subject.o}${from}`, serial: subject.serial };
+  } catch {
+    // No verified certificate: nothing more to say about who it was than where it came from.
+    return { who: `no verified certificate${from}` };
+  }
 }
 
 /** A caller that must be a node of this cluster, with the role given if any; throws PERMISSION_DENIED otherwise. */

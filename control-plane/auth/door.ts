@@ -7,7 +7,14 @@ import * as grpc from '@grpc/grpc-js';
 
 export const JOIN_METHOD = '/tessera.dispatcher.v1.NodeCA/Join';
 
-export function certificateRequiredAtTheDoor(openMethods: ReadonlySet<string> = new Set([JOIN_METHOD])): grpc.ServerInterceptor {
+/**
+ * `onRefused` hears each call ended here (the audit log records attempted changes); the request
+ * itself is never read, so only the method and the peer are known.
+ */
+export function certificateRequiredAtTheDoor(
+  onRefused: (path: string, peer: string, reason: string) => void = () => {},
+  openMethods: ReadonlySet<string> = new Set([JOIN_METHOD]),
+): grpc.ServerInterceptor {
   return (method, call) =>
     new grpc.ServerInterceptingCall(call, {
       start: (next) => {
@@ -17,11 +24,9 @@ export function certificateRequiredAtTheDoor(openMethods: ReadonlySet<string> = 
               passOn(metadata);
               return;
             }
-            call.sendStatus({
-              code: grpc.status.UNAUTHENTICATED,
-              details: `${method.path} needs a client certificate from this cluster's CA (none was presented, or it did not verify)`,
-              metadata: new grpc.Metadata(),
-            });
+            const reason = `${method.path} needs a client certificate from this cluster's CA (none was presented, or it did not verify)`;
+            onRefused(method.path, call.getPeer(), reason);
+            call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: reason, metadata: new grpc.Metadata() });
           },
         });
       },

@@ -49,7 +49,15 @@ export class NodeCaService {
   addTo(server: grpc.Server): void {
     const pkg = loadDispatcherPackage();
     const handlers: NodeCAHandlers = {
-      Join: this.unary((call) => this.join(call.request.nodeName, call.request.tokenSecret, call.request.csrPem, call.request.address)),
+      Join: this.unary(async (call) => {
+        try {
+          return await this.join(call.request.nodeName, call.request.tokenSecret, call.request.csrPem, call.request.address);
+        } catch (err) {
+          // Who tried, from where, and why it failed; never the secret.
+          this.deps.log(`join refused from ${call.getPeer()} (node name ${JSON.stringify(call.request.nodeName.slice(0, 63))}): ${(err as Error).message}`);
+          throw err;
+        }
+      }),
       Renew: this.unary(async (call) => {
         const caller = requireNode(this.deps.authenticate(call));
         return this.renew(caller.nodeId, call.request.csrPem);

@@ -78,7 +78,7 @@ test.serial('7. an operator cannot add capabilities beyond the default set: refu
     'operator Apply with capAdd ALL',
     apply(operator.api, object('Service', 'harmless', {}), object('Service', 'cap-all', { capAdd: ['ALL'] })),
   );
-  t.is(refused.codeName, 'INVALID_ARGUMENT', refused.details);
+  t.is(refused.codeName, 'PERMISSION_DENIED', refused.details);
   t.regex(refused.details, /Service sec\/cap-all: spec\.capAdd\[0\]: ALL is not allowed for operators/);
   const sysAdmin = await refusalOf('operator Apply with capAdd SYS_ADMIN', apply(operator.api, object('Service', 'cap-admin', { capAdd: ['SYS_ADMIN'] })));
   t.regex(sysAdmin.details, /spec\.capAdd\[0\]: SYS_ADMIN is not allowed for operators/);
@@ -91,13 +91,13 @@ test.serial('7. an operator cannot mount a host path, directly or through a bind
     'operator Apply with a bind mount of /',
     apply(operator.api, object('Service', 'host-root', { mounts: [{ type: 'bind', source: '/', target: '/host' }] })),
   );
-  t.is(bind.codeName, 'INVALID_ARGUMENT', bind.details);
+  t.is(bind.codeName, 'PERMISSION_DENIED', bind.details);
   t.regex(bind.details, /Service sec\/host-root: spec\.mounts\[0\]: a bind mount of host path \/ is not allowed for operators/);
   const volume = await refusalOf(
     'operator Apply of a Volume that bind-mounts /etc',
     apply(operator.api, object('Volume', 'host-etc', { driver: 'local', driverOpts: { type: 'none', o: 'bind', device: '/etc' } })),
   );
-  t.is(volume.codeName, 'INVALID_ARGUMENT', volume.details);
+  t.is(volume.codeName, 'PERMISSION_DENIED', volume.details);
   t.regex(volume.details, /Volume sec\/host-etc: spec\.driverOpts\.o: bind bind-mounts a path of the node \(\/etc\)/);
   t.deepEqual(await storeFingerprint(cluster.root), before);
 });
@@ -194,8 +194,8 @@ test.serial('audit: every change tried here is in the audit log with the caller,
   const vera = 'user:vera (viewer)';
 
   const capAll = find(olive, 'Apply', 'cap-all')[0]?.entry;
-  t.like(capAll, { certificateSerial: operator.identity.subject.serial, result: { ok: false, code: 'INVALID_ARGUMENT' } });
-  t.like(find(olive, 'Apply', 'host-root')[0]?.entry, { result: { ok: false, code: 'INVALID_ARGUMENT' } });
+  t.like(capAll, { certificateSerial: operator.identity.subject.serial, result: { ok: false, code: 'PERMISSION_DENIED' } });
+  t.like(find(olive, 'Apply', 'host-root')[0]?.entry, { result: { ok: false, code: 'PERMISSION_DENIED' } });
   t.like(find(olive, 'Apply', 'plain')[0]?.entry, { result: { ok: true } });
   for (const method of ['IssueUserCertificate', 'JoinToken', 'RemoveNode', 'RotateCa']) {
     t.like(find(olive, method)[0]?.entry, { result: { ok: false, code: 'PERMISSION_DENIED' } }, `operator ${method}`);

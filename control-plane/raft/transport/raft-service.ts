@@ -20,6 +20,9 @@ export interface RaftServiceHandlers {
 /** Maps an error to a gRPC status: who is the leader, what was malformed, or what failed. */
 export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
   const e = err instanceof Error ? err : new Error(String(err));
+  // An error that carries its gRPC code (an authorization refusal) keeps it.
+  const own = (e as Error & { code?: unknown }).code;
+  if (typeof own === 'number' && grpc.status[own] !== undefined) return { code: own, details: e.message, message: e.message };
   const code =
     e.name === 'NotLeaderError'
       ? grpc.status.UNAVAILABLE
