@@ -184,11 +184,12 @@ test.serial('a probe that outlives its timeout is a failure, and the probe proce
 });
 
 test.serial('depends_on service_healthy: the dependent starts only once its dependency is healthy', async (t) => {
-  // The db becomes healthy about 3 s after it starts; its failed probes before that fall in the
-  // start period, so they do not make it unhealthy.
+  // The db becomes healthy about 10 s after it starts (long enough for the checks below to see the
+  // app still held on a loaded machine); its failed probes before that fall in the start period,
+  // so they do not make it unhealthy.
   const db = service(
     'db',
-    'sleep 3; touch /tmp/ok; exec sleep 1000',
+    'sleep 10; touch /tmp/ok; exec sleep 1000',
     `${FAST_CHECK}    startPeriodMs: 20000
     startIntervalMs: 300
 `,
