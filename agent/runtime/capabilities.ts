@@ -1,5 +1,6 @@
 // Linux capabilities by name (as the OCI spec writes them, "CAP_CHOWN") and the five sets of
 // process.capabilities turned into capability numbers for the addon.
+import { DOCKER_DEFAULT_CAPABILITIES } from '../../common/resources/admission.js';
 
 /** capability(7) numbers, from <linux/capability.h>. */
 export const CAPABILITY_NUMBERS: Readonly<Record<string, number>> = {
@@ -57,24 +58,10 @@ export type NativeCapabilities = Record<CapabilitySet, number[]>;
 
 /**
  * Docker's default set: enough for ordinary programs that run as root (chown, bind low ports,
- * switch user), nothing that reaches the host kernel's global state.
+ * switch user), nothing that reaches the host kernel's global state. The list lives in common/,
+ * where the managers' admission checks an operator's services against the same set.
  */
-export const DEFAULT_CAPABILITIES: readonly string[] = [
-  'CAP_CHOWN',
-  'CAP_DAC_OVERRIDE',
-  'CAP_FSETID',
-  'CAP_FOWNER',
-  'CAP_MKNOD',
-  'CAP_NET_RAW',
-  'CAP_SETGID',
-  'CAP_SETUID',
-  'CAP_SETFCAP',
-  'CAP_SETPCAP',
-  'CAP_NET_BIND_SERVICE',
-  'CAP_SYS_CHROOT',
-  'CAP_KILL',
-  'CAP_AUDIT_WRITE',
-];
+export const DEFAULT_CAPABILITIES: readonly string[] = DOCKER_DEFAULT_CAPABILITIES;
 
 export function isCapabilityName(name: string): boolean {
   return Object.hasOwn(CAPABILITY_NUMBERS, name);

@@ -14,7 +14,7 @@
 // decision to offer.
 import { quoteName } from './limits.js';
 
-/** Docker's default capability set; the agent's runtime grants the same (a unit test holds them together). */
+/** Docker's default capability set: what the agent's runtime grants by default, and all an operator may add. */
 export const DOCKER_DEFAULT_CAPABILITIES: readonly string[] = [
   'CAP_CHOWN',
   'CAP_DAC_OVERRIDE',

@@ -13,7 +13,7 @@ import { clientCredentials } from '../../common/transport/credentials.js';
 import { checkExpectedServer } from '../../common/transport/mutual-tls.js';
 import { TlsIdentity } from '../../common/transport/tls-identity.js';
 import { RaftPeerClient } from '../../control-plane/raft/transport/peer-client.js';
-import type { WireBatch, WireMessage } from '../../control-plane/raft/transport/wire.js';
+import { toWire, type WireBatch, type WireMessage } from '../../control-plane/raft/transport/wire.js';
 import { encodeCommand } from '../../control-plane/store/mvcc/commands.js';
 import { objectKey } from '../../control-plane/store/keys.js';
 import type { TesseraClient } from '../../proto/gen/tessera/api/v1/Tessera.js';
@@ -61,30 +61,7 @@ async function raftTerm(): Promise<number> {
 
 /** A heartbeat that, if node-1 took it, would move it to a far higher term (it would step down). */
 function disruptiveHeartbeat(from: string, term: number): WireMessage {
-  return {
-    type: 'heartbeat',
-    from,
-    to: 'node-1',
-    term: term + 100,
-    lastLogIndex: 0,
-    lastLogTerm: 0,
-    transfer: false,
-    reject: false,
-    prevIndex: 0,
-    prevTerm: 0,
-    entries: [],
-    commit: 0,
-    index: 0,
-    rejectHintIndex: 0,
-    rejectHintTerm: 0,
-    context: '',
-    metadata: null,
-    offset: 0,
-    totalBytes: 0,
-    data: new Uint8Array(0),
-    done: false,
-    nextOffset: 0,
-  };
+  return toWire({ type: 'heartbeat', from, to: 'node-1', term: term + 100, commit: 0, context: '' });
 }
 
 test.before(async () => {

@@ -65,19 +65,30 @@ function remainingMs(call: grpc.ServerUnaryCall<unknown, unknown>): number {
   return Number.isFinite(at) && at > 0 ? Math.max(0, at - Date.now()) : 15_000;
 }
 
+const REFUSED = Symbol('refused');
+
+/** The calling member (undefined without a check), or REFUSED after answering the call with the refusal. */
+function admitted(
+  authorize: AuthorizePeer | undefined,
+  call: HasAuthContext,
+  callback: (err: Partial<grpc.ServiceError>) => void,
+): string | undefined | typeof REFUSED {
+  try {
+    return authorize?.(call);
+  } catch (err) {
+    callback(denied(err));
+    return REFUSED;
+  }
+}
+
 function unary<Req, Res>(
   authorize: AuthorizePeer | undefined,
   fn: (req: Req, timeoutMs: number, peer: string | undefined) => Promise<Res>,
 ): grpc.handleUnaryCall<Req, Res> {
   // The callback is called after the await, not from a promise handler (a throw in it stays a throw).
   return (call, callback) => {
-    let peer: string | undefined;
-    try {
-      peer = authorize?.(call);
-    } catch (err) {
-      callback(denied(err));
-      return;
-    }
+    const peer = admitted(authorize, call, callback);
+    if (peer === REFUSED) return;
     void (async () => {
       let res: Res;
       try {
@@ -97,13 +108,8 @@ function unary<Req, Res>(
  */
 function batchStream(handlers: RaftServiceHandlers, authorize: AuthorizePeer | undefined): grpc.handleClientStreamingCall<WireBatch, object> {
   return (call, callback) => {
-    let peer: string | undefined;
-    try {
-      peer = authorize?.(call);
-    } catch (err) {
-      callback(denied(err));
-      return;
-    }
+    const peer = admitted(authorize, call, callback);
+    if (peer === REFUSED) return;
     let ended = false;
     const end = (err: unknown): void => {
       if (ended) return;
