@@ -1,38 +1,26 @@
 // The manager half of a node daemon: store, informers, controllers, the user API and the
 // dispatcher that agents (including this node's own) hold their sessions with.
 import * as grpc from '@grpc/grpc-js';
-import { chmod, rm } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { chmod } from 'node:fs/promises';
 import type { Server } from 'node:http';
 
 import type { ImageStore } from '../common/images/types.js';
 import type { LogSource } from '../common/logs/log-source.js';
+import { expecting, type TransportSecurity } from '../common/transport/credentials.js';
 import { ApiServer } from '../control-plane/api/server.js';
 import { API_SERVER_OPTIONS, bindServer, shutdownServer } from '../control-plane/api/grpc-server.js';
-import { LOCAL_INSECURE, expecting, type TransportSecurity } from '../common/transport/credentials.js';
 import { AuthenticationError, authenticateLocalRoot, certificateAuthenticator, requireNode, type TrustState } from '../control-plane/auth/authenticate.js';
+import { isMutating } from '../control-plane/auth/authorization.js';
+import { certificateRequiredAtTheDoor } from '../control-plane/auth/door.js';
 import type { ClusterSecurity } from '../control-plane/ca/cluster-security.js';
 import { NodeCaService } from '../control-plane/ca/node-ca-service.js';
 import type { CaMaterial } from '../control-plane/ca/root-ca.js';
+import { signingRootPem } from '../control-plane/ca/rotation.js';
 import { CaKeeper } from './ca-keeper.js';
-import { certificateRequiredAtTheDoor } from '../control-plane/auth/door.js';
-import { API_METHODS, isMutating, type ApiMethod } from '../control-plane/auth/authorization.js';
-
-const API_PATH_PREFIX = '/tessera.api.v1.Tessera/';
-
-/** The API method a gRPC path names, if it is one. */
-function apiMethodOf(path: string): ApiMethod | undefined {
-  if (!path.startsWith(API_PATH_PREFIX)) return undefined;
-  const name = path.slice(API_PATH_PREFIX.length);
-  return API_METHODS.find((m) => m === name);
-}
+import type { NodeIdentity } from './identity/bootstrap.js';
 import { certPaths } from './identity/cert-files.js';
 import { completeRotationIfDone, identityApi, openAudit, openClusterSecurity } from './manager-identity.js';
-import { signingRootPem } from '../control-plane/ca/rotation.js';
-
-/** How often the leader checks whether a root CA rotation can complete. */
-const ROTATION_CHECK_MS = 2000;
-import type { NodeIdentity } from './identity/bootstrap.js';
+import { apiMethodOf, bindRootOnlySocket, leaderOnly, raftPeer, raftRoles, removeStaleSocket, splitHostPort } from './manager-servers.js';
 import { Informer } from '../control-plane/controllers/informer.js';
 import { DrainController } from '../control-plane/controllers/drain-controller.js';
 import { SchedulingController } from '../control-plane/controllers/scheduling-controller.js';
@@ -55,6 +43,9 @@ import { apiSocketOf, dataPaths, type DaemonConfig } from './config.js';
 import { DaemonMetrics } from '../control-plane/metrics/daemon-metrics.js';
 
 export const VERSION = '0.1.0';
+
+/** How often the leader checks whether a root CA rotation can complete. */
+const ROTATION_CHECK_MS = 2000;
 
 export interface ManagerDeps {
   config: DaemonConfig;
@@ -401,79 +392,4 @@ export class Manager {
     }
     this.closers.length = 0;
   }
-}
-
-/**
- * A manager certificate is not enough to speak Raft: the node must be a member of the group (a
- * manager removed with `cluster members remove` keeps its certificate until `node rm`).
- */
-function raftPeer(nodeId: string, raft: RaftStore | undefined): string {
-  if (raft && !raft.memberAddresses().has(nodeId)) {
-    throw Object.assign(new Error(`node ${nodeId} is not a member of the Raft group`), { code: grpc.status.PERMISSION_DENIED });
-  }
-  return nodeId;
-}
-
-/** What a promotion or demotion needs from the Raft store: who leads, and removing a member. */
-function raftRoles(raft: RaftStore): { leader(): string | undefined; removeMember(id: string): Promise<void> } {
-  return {
-    leader: () => raft.host.leader() || undefined,
-    removeMember: async (id) => {
-      await raft.changeMembers({ type: 'remove-node', id, address: '' });
-    },
-  };
-}
-
-/**
- * The server as seen by a service registered through it: every call is refused with UNAVAILABLE
- * and `reason()` while it returns one (a follower sends agents on to the leader this way).
- */
-function leaderOnly(server: grpc.Server, reason: () => string | undefined): grpc.Server {
-  const guard = (impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation => {
-    const out: grpc.UntypedServiceImplementation = {};
-    for (const [name, handler] of Object.entries(impl)) {
-      out[name] = ((call: grpc.ServerDuplexStream<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>) => {
-        const why = reason();
-        if (!why) return (handler as (c: unknown, cb?: unknown) => void)(call, callback);
-        const error = { code: grpc.status.UNAVAILABLE, details: why, message: why };
-        if (callback) callback(error);
-        else call.emit('error', error);
-      }) as grpc.UntypedHandleCall;
-    }
-    return out;
-  };
-  return {
-    addService: (def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) => server.addService(def, guard(impl)),
-  } as unknown as grpc.Server;
-}
-
-/**
- * Binds the root-only API socket: created with umask 0177 so it is never, even for an instant,
- * open to other users (the chmod after it is belt and braces).
- */
-async function bindRootOnlySocket(server: grpc.Server, address: string): Promise<void> {
-  const previous = process.umask(0o177);
-  try {
-    await bindServer(server, address, LOCAL_INSECURE);
-  } finally {
-    process.umask(previous);
-  }
-}
-
-/** Deletes a unix socket file nobody listens on any more; leaves a live one alone (bind then fails loudly). */
-async function removeStaleSocket(path: string): Promise<void> {
-  const live = await new Promise<boolean>((resolve) => {
-    const socket = connect(path);
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-  if (!live) await rm(path, { force: true });
-}
-
-export function splitHostPort(address: string): [string, string] {
-  const colon = address.lastIndexOf(':');
-  return [address.slice(0, colon).replace(/^\[|\]$/g, ''), address.slice(colon + 1)];
 }
