@@ -37,6 +37,10 @@ function issuedBy(chainPem: string, rootPem: string): boolean {
 
 export { VERSION };
 
+/** A renewal that came back with the old role is asked again after this long, at most this often. */
+const ROLE_RETRY_MS = 1000;
+const MAX_ROLE_RETRIES = 30;
+
 export class Daemon {
   private readonly closers: Array<() => Promise<void> | void> = [];
   manager: Manager | undefined;
@@ -117,6 +121,9 @@ export class Daemon {
     let session: AgentSession | undefined;
     // A promotion or demotion arrives as a renewed certificate with the other role.
     let roleChange: Promise<void> = Promise.resolve();
+    /** The role the managers last said this node has, and how often a renewal came back without it. */
+    let wantedRole: string | undefined;
+    let roleRetries = 0;
     const followRole = (role: string): void => {
       // A demotion during a promotion's Raft join: the manager half stops at once, not after the join gives up.
       if (role === 'worker') void this.manager?.stop();
@@ -149,7 +156,15 @@ export class Daemon {
       security,
       managers: () => session?.managers() ?? [],
       log,
-      onRenewed: (material) => followRole(leafOf(material.certChainPem).ou),
+      onRenewed: (material) => {
+        const role = leafOf(material.certChainPem).ou;
+        followRole(role);
+        // A manager whose store has not caught up with the role change may have issued the old
+        // role again: ask again, a bounded number of times, until the certificate says it.
+        if (wantedRole !== undefined && role !== wantedRole && roleRetries++ < MAX_ROLE_RETRIES) {
+          setTimeout(() => void renewal.renewSoon(), ROLE_RETRY_MS).unref();
+        }
+      },
     });
     this.renewal = renewal;
     // Overlay networks, service discovery, VIPs and the routing mesh, from the managers' state.
@@ -199,6 +214,8 @@ export class Daemon {
         // A root rotation: this node's certificate must come from the new root; a promotion or
         // demotion: it must carry the new role.
         const roleChanged = update.role !== '' && update.role !== leafOf(material.certChainPem).ou;
+        if (update.role !== '') wantedRole = update.role;
+        roleRetries = 0;
         if (roleChanged || !issuedBy(material.certChainPem, update.signingRootPem)) void renewal.renewSoon();
       },
       log,
