@@ -1,7 +1,7 @@
 // One node daemon: the agent (worker, runtime, images, network) on every node, and the manager
 // when the node does not join another one. The agent always talks to a manager through a
 // dispatcher session, its own node's included, so one code path serves one node and many.
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { availableParallelism, hostname, totalmem } from 'node:os';
 
 import { LocalImageStore } from '../agent/images/image-store.js';
@@ -21,9 +21,8 @@ import { CertificateRenewal } from './identity/renewal.js';
 import { readJoinToken } from './identity/join-token-source.js';
 import { joinPem, parseCertificate, splitPemCertificates } from '../common/identity/x509.js';
 import { parseIdentity, type CertificateSubject } from '../common/identity/certificate.js';
-import { loadCa } from '../control-plane/ca/root-ca.js';
-import { certPaths, removeCaFiles, writeCaFiles, persistIdentity } from './identity/cert-files.js';
-import { fetchCaMaterial } from './identity/node-ca-client.js';
+import { certPaths, persistIdentity } from './identity/cert-files.js';
+import { RoleFollower } from './role-follower.js';
 
 function leafOf(chainPem: string): CertificateSubject {
   return parseIdentity(chainPem);
@@ -36,10 +35,6 @@ function issuedBy(chainPem: string, rootPem: string): boolean {
 }
 
 export { VERSION };
-
-/** A renewal that came back with the old role is asked again after this long, at most this often. */
-const ROLE_RETRY_MS = 1000;
-const MAX_ROLE_RETRIES = 30;
 
 export class Daemon {
   private readonly closers: Array<() => Promise<void> | void> = [];
@@ -119,36 +114,6 @@ export class Daemon {
 
     let stopping = false;
     let session: AgentSession | undefined;
-    // A promotion or demotion arrives as a renewed certificate with the other role.
-    let roleChange: Promise<void> = Promise.resolve();
-    /** The role the managers last said this node has, and how often a renewal came back without it. */
-    let wantedRole: string | undefined;
-    let roleRetries = 0;
-    const followRole = (role: string): void => {
-      // A demotion during a promotion's Raft join: the manager half stops at once, not after the join gives up.
-      if (role === 'worker') void this.manager?.stop();
-      roleChange = roleChange
-        .then(async () => {
-          if (role === 'manager' && !this.manager) {
-            const via = session?.managers()[0];
-            if (via === undefined) throw new Error('no manager is known to fetch the cluster CA from');
-            const ca = await fetchCaMaterial(via, security);
-            await loadCa(ca);
-            await writeCaFiles(certPaths(config.dataRoot), ca);
-            await startManager({ ...node, role: 'manager', ca }, via);
-            log('promoted: this node now runs a manager');
-          } else if (role === 'worker' && this.manager) {
-            const manager = this.manager;
-            this.manager = undefined;
-            await manager.stop();
-            // A worker keeps no CA key and no store: a later promotion starts both afresh.
-            await removeCaFiles(certPaths(config.dataRoot));
-            await rm(paths.raft, { recursive: true, force: true });
-            log('demoted: this node no longer runs a manager');
-          }
-        })
-        .catch((err: unknown) => log(`role change to ${role} failed: ${(err as Error).message}`));
-    };
     const renewal = new CertificateRenewal({
       dataRoot: config.dataRoot,
       nodeName: config.nodeName,
@@ -156,17 +121,23 @@ export class Daemon {
       security,
       managers: () => session?.managers() ?? [],
       log,
-      onRenewed: (material) => {
-        const role = leafOf(material.certChainPem).ou;
-        followRole(role);
-        // A manager whose store has not caught up with the role change may have issued the old
-        // role again: ask again, a bounded number of times, until the certificate says it.
-        if (wantedRole !== undefined && role !== wantedRole && roleRetries++ < MAX_ROLE_RETRIES) {
-          setTimeout(() => void renewal.renewSoon(), ROLE_RETRY_MS).unref();
-        }
-      },
+      onRenewed: (material) => roles.renewed(leafOf(material.certChainPem).ou),
     });
     this.renewal = renewal;
+    // A promotion or demotion arrives as a renewed certificate with the other role.
+    const roles = new RoleFollower({
+      node,
+      security,
+      dataRoot: config.dataRoot,
+      raftDir: paths.raft,
+      someManager: () => session?.managers()[0],
+      isManager: () => this.manager !== undefined,
+      startManager,
+      stopManager: async () => this.manager?.stop(),
+      dropManager: () => (this.manager = undefined),
+      renewSoon: () => renewal.renewSoon(),
+      log,
+    });
     // Overlay networks, service discovery, VIPs and the routing mesh, from the managers' state.
     const overlay = new OverlayNetworking({ localUnderlayAddress: config.advertiseAddress, log });
     this.closers.push(() => overlay.teardown());
@@ -213,9 +184,7 @@ export class Daemon {
         }
         // A root rotation: this node's certificate must come from the new root; a promotion or
         // demotion: it must carry the new role.
-        const roleChanged = update.role !== '' && update.role !== leafOf(material.certChainPem).ou;
-        if (update.role !== '') wantedRole = update.role;
-        roleRetries = 0;
+        const roleChanged = roles.told(update.role, leafOf(material.certChainPem).ou);
         if (roleChanged || !issuedBy(material.certChainPem, update.signingRootPem)) void renewal.renewSoon();
       },
       log,
