@@ -7,6 +7,7 @@ import { configFromOptions, withNodeOptions } from './node-options.js';
 import { Daemon } from './daemon.js';
 import { cleanupNode } from './cleanup.js';
 import type { DaemonConfig } from './config.js';
+import { takeJoinTokenFromEnvironment } from './identity/join-token-source.js';
 
 function log(message: string): void {
   process.stderr.write(`${new Date().toISOString()} ${message}\n`);
@@ -44,6 +45,8 @@ async function serve(config: DaemonConfig): Promise<void> {
     process.exit(1);
   }
 }
+
+takeJoinTokenFromEnvironment();
 
 const program = new Command('tsd').description('Tessera node daemon (manager and agent)');
 

@@ -123,9 +123,10 @@ export function identityApi(deps: IdentityApiDeps): NonNullable<ApiServerDeps['i
           `node rm: ${name} is up; stop its tsd first, or give --force (its tasks are rescheduled and its certificate revoked)`,
         );
       }
+      // The Node goes first: from then on its renewals are refused, so the revocation misses none.
+      await deps.objects.delete('Node', '', name);
       const serials = await deps.security.revokeNode(name, `node ${name} removed`);
       await deps.health.orphanTasksOf(name, `node ${name} was removed`);
-      await deps.objects.delete('Node', '', name);
       deps.log(`node ${name} removed; revoked ${serials.length} certificate(s)`);
       return serials;
     },

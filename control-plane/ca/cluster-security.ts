@@ -22,6 +22,8 @@ const MAX_CAS_ATTEMPTS = 20;
 
 export class ClusterSecurity {
   private watch: Watch | undefined;
+  /** The store revision of each key's state held here: an event older than a write this manager already applied is stale. */
+  private readonly appliedRevision = new Map<string, number>();
   private readonly listeners = new Set<() => void>();
 
   private constructor(
@@ -51,6 +53,8 @@ export class ClusterSecurity {
       revokedKv ? RevocationSet.fromJSON(JSON.parse(revokedKv.value)) : new RevocationSet(),
       log,
     );
+    security.appliedRevision.set(CLUSTER_META_KEY, metaKv.modRevision);
+    if (revokedKv) security.appliedRevision.set(REVOCATIONS_KEY, revokedKv.modRevision);
     security.watch = await store.watch(
       CLUSTER_PREFIX,
       read.revision + 1,
@@ -58,9 +62,9 @@ export class ClusterSecurity {
         let changed = false;
         for (const event of events) {
           if (event.type !== 'put') continue;
-          changed = security.apply(event.kv.key, event.kv.value) || changed;
+          changed = security.apply(event.kv.key, event.kv.value, event.kv.modRevision) || changed;
         }
-        if (changed) for (const listener of security.listeners) listener();
+        if (changed) security.notify();
       },
       (err) => log(`cluster security watch failed: ${err.message}`),
     );
@@ -99,13 +103,13 @@ export class ClusterSecurity {
    */
   async rotateToken(role: NodeRole): Promise<string> {
     const secret = generateJoinSecret();
-    const token = formatJoinToken({ caDigest: caDigest(this.signingRootPem()), secret });
+    const token = formatJoinToken({ caDigest: caDigest(this.pinnedRootPem()), secret });
     await this.updateMeta((meta) => ({ ...meta, tokenHashes: { ...meta.tokenHashes, [role]: hashJoinSecret(secret) } }));
     return token;
   }
 
   /** The root the join token pins: the one managers present at the end of their chains. */
-  signingRootPem(): string {
+  pinnedRootPem(): string {
     const root = this.currentMeta.trustedRootPems[0];
     if (root === undefined) throw new Error('the cluster trusts no root certificate');
     return root;
@@ -116,7 +120,8 @@ export class ClusterSecurity {
       if (text === undefined) throw new Error(`${CLUSTER_META_KEY} is missing from the store`);
       return JSON.stringify(change(parseClusterMeta(text)));
     });
-    this.apply(CLUSTER_META_KEY, next);
+    // Applied here at once (its watch event, when it comes, is then not newer): listeners hear it now.
+    if (this.apply(CLUSTER_META_KEY, next.value, next.revision)) this.notify();
     return this.currentMeta;
   }
 
@@ -135,20 +140,35 @@ export class ClusterSecurity {
     return kv ? parseIssued(kv.value, nodeId) : [];
   }
 
-  /** Revokes every unexpired certificate issued to the node; returns their serials. */
+  /**
+   * Revokes every unexpired certificate issued to the node; returns their serials. The revocation
+   * and the removal of the node's record are one transaction, guarded by both keys' revisions, so
+   * a certificate issued meanwhile (a renewal through another manager) is either revoked with the
+   * rest or, when it lands after, retried into the revocation list.
+   */
   async revokeNode(nodeId: string, reason: string): Promise<string[]> {
     const issuedKey = `${ISSUED_PREFIX}${nodeId}`;
-    const issued = await this.store.get(issuedKey);
-    const records = issued ? parseIssued(issued.value, nodeId) : [];
-    const next = await this.casUpdate(REVOCATIONS_KEY, (text) => {
-      const set = text === undefined ? new RevocationSet() : RevocationSet.fromJSON(JSON.parse(text));
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const [issued, revoked] = await Promise.all([this.store.get(issuedKey), this.store.get(REVOCATIONS_KEY)]);
+      const records = issued ? parseIssued(issued.value, nodeId) : [];
+      const set = revoked === undefined ? new RevocationSet() : RevocationSet.fromJSON(JSON.parse(revoked.value));
       set.prune(new Date());
       for (const record of records) set.revoke(record.serial, new Date(record.notAfter), reason);
-      return JSON.stringify(set.toJSON());
-    });
-    this.apply(REVOCATIONS_KEY, next);
-    if (issued) await this.store.delete(issuedKey);
-    return records.map((r) => r.serial);
+      const value = JSON.stringify(set.toJSON());
+      const written = await this.store.txn({
+        compare: [
+          { key: issuedKey, target: 'modRevision', op: '=', value: issued?.modRevision ?? 0 },
+          { key: REVOCATIONS_KEY, target: 'modRevision', op: '=', value: revoked?.modRevision ?? 0 },
+        ],
+        success: [{ type: 'put', key: REVOCATIONS_KEY, value }, ...(issued ? [{ type: 'delete' as const, key: issuedKey }] : [])],
+        failure: [],
+      });
+      if (written.succeeded) {
+        if (this.apply(REVOCATIONS_KEY, value, written.revision)) this.notify();
+        return records.map((r) => r.serial);
+      }
+    }
+    throw new Error(`revoking node ${nodeId}: gave up after ${MAX_CAS_ATTEMPTS} conflicting writes`);
   }
 
   async close(): Promise<void> {
@@ -156,12 +176,18 @@ export class ClusterSecurity {
     this.watch = undefined;
   }
 
-  /** Takes a changed key's value; says whether it was one this state follows. */
-  private apply(key: string, value: string): boolean {
+  private notify(): void {
+    for (const listener of this.listeners) listener();
+  }
+
+  /** Takes a changed key's value at a store revision; says whether it changed the state held here. */
+  private apply(key: string, value: string, revision: number): boolean {
+    if (revision <= (this.appliedRevision.get(key) ?? 0)) return false;
     try {
       if (key === CLUSTER_META_KEY) this.currentMeta = parseClusterMeta(value);
       else if (key === REVOCATIONS_KEY) this.currentRevocations = RevocationSet.fromJSON(JSON.parse(value));
       else return false;
+      this.appliedRevision.set(key, revision);
       return true;
     } catch (err) {
       // The last good state stays in force: a bad write must not open the cluster or lock it out.
@@ -171,7 +197,7 @@ export class ClusterSecurity {
   }
 
   /** Read, change, compare-and-swap on the key's mod revision; retried when another manager wrote first. */
-  private async casUpdate(key: string, change: (text: string | undefined) => string): Promise<string> {
+  private async casUpdate(key: string, change: (text: string | undefined) => string): Promise<{ value: string; revision: number }> {
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const kv = await this.store.get(key);
       const value = change(kv?.value);
@@ -180,7 +206,7 @@ export class ClusterSecurity {
         success: [{ type: 'put', key, value }],
         failure: [],
       });
-      if (written.succeeded) return value;
+      if (written.succeeded) return { value, revision: written.revision };
     }
     throw new Error(`${key}: gave up after ${MAX_CAS_ATTEMPTS} conflicting writes`);
   }

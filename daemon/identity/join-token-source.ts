@@ -31,12 +31,26 @@ async function readTokenFile(path: string): Promise<string> {
   return readFile(path, 'utf8');
 }
 
+let tokenFromEnvironment: string | undefined;
+
+/**
+ * Takes the token out of the environment as tsd starts, whether it will be needed or not (a
+ * restart, --token-file), so that no process tsd starts (shims, helpers) inherits it.
+ */
+export function takeJoinTokenFromEnvironment(): void {
+  tokenFromEnvironment ??= process.env[TOKEN_ENV];
+  delete process.env[TOKEN_ENV];
+}
+
 export async function readJoinToken(config: DaemonConfig): Promise<string> {
+  takeJoinTokenFromEnvironment();
   if (config.tokenFile === '-') return readStdin();
   if (config.tokenFile !== undefined) return readTokenFile(config.tokenFile);
-  const fromEnv = process.env[TOKEN_ENV];
-  // Taken out of the environment, so that no process tsd starts (shims, helpers) inherits it.
-  delete process.env[TOKEN_ENV];
-  if (fromEnv) return fromEnv;
+  if (tokenFromEnvironment) {
+    // Used once, for this join: it is not kept in memory beyond it.
+    const token = tokenFromEnvironment;
+    tokenFromEnvironment = undefined;
+    return token;
+  }
   throw new Error(`tsd join: no join token: give --token-file FILE (or - for stdin) or set ${TOKEN_ENV} (get one with tsctl cluster join-token worker)`);
 }
