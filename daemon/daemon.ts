@@ -20,12 +20,18 @@ import { initIdentity, joinIdentity, type NodeIdentity } from './identity/bootst
 import { CertificateRenewal } from './identity/renewal.js';
 import { readJoinToken } from './identity/join-token-source.js';
 import { joinPem, parseCertificate, splitPemCertificates } from '../common/identity/x509.js';
-import { parseIdentity, type CertificateSubject } from '../common/identity/certificate.js';
+import { caDigest, parseIdentity, type CertificateSubject } from '../common/identity/certificate.js';
 import { certPaths, persistIdentity } from './identity/cert-files.js';
 import { RoleFollower } from './role-follower.js';
 
 function leafOf(chainPem: string): CertificateSubject {
   return parseIdentity(chainPem);
+}
+
+/** True when the chain's last certificate is `rootPem` (compared as DER, not as text). */
+function endsWith(chainPem: string, rootPem: string | undefined): boolean {
+  const last = splitPemCertificates('node certificate', chainPem).at(-1);
+  return last !== undefined && rootPem !== undefined && caDigest(last) === caDigest(rootPem);
 }
 
 /** True when the chain's leaf was signed by (names as its issuer) the given root. */
@@ -185,7 +191,10 @@ export class Daemon {
         // A root rotation: this node's certificate must come from the new root; a promotion or
         // demotion: it must carry the new role.
         const roleChanged = roles.told(update.role, leafOf(material.certChainPem).ou);
-        if (roleChanged || !issuedBy(material.certChainPem, update.signingRootPem)) void renewal.renewSoon();
+        // After a rotation the chain still ends in the old root (and carries the cross-signed
+        // one): a new certificate presents the new root alone, which new tokens pin.
+        const staleChain = !endsWith(material.certChainPem, update.trustedRootPems[0]);
+        if (roleChanged || staleChain || !issuedBy(material.certChainPem, update.signingRootPem)) void renewal.renewSoon();
       },
       log,
     });

@@ -44,8 +44,9 @@ export function callerOf(subject: CertificateSubject, trust: TrustState): Caller
   const clusterId = trust.clusterId();
   if (subject.o !== clusterId) throw new AuthenticationError(`certificate ${subject.cn} belongs to cluster ${subject.o}, this is cluster ${clusterId}`);
   if (trust.isRevoked(subject.serial)) throw new AuthenticationError(`certificate ${subject.cn} (serial ${subject.serial}) has been revoked`);
-  // The handshake checked the dates; a connection kept open past the certificate's end is not.
-  if (subject.notAfter.getTime() <= Date.now()) throw new AuthenticationError(`certificate ${subject.cn} expired at ${subject.notAfter.toISOString()}`);
+  // Validity dates are checked at the handshake only: a renewal does not redo the handshakes of the
+  // connections already open (grpc-js keeps them), so a per-call date check would cut a renewed
+  // node's old connections off at its old certificate's end. Revocation is checked per call.
   if (isNodeRole(subject.ou)) return { kind: 'node', nodeId: subject.cn, role: subject.ou, serial: subject.serial };
   if (isUserRole(subject.ou)) return { kind: 'user', name: subject.cn, role: subject.ou, serial: subject.serial };
   throw new AuthenticationError(`certificate ${subject.cn}: OU "${subject.ou}" is neither a node role nor a user role`);

@@ -322,7 +322,8 @@ test('node certificates renew and the root CA rotates under load: no task restar
   t.log(
     `renewal phase: ${renewalAcked.length} writes acknowledged, ${renewalFailures} failed attempts (retried)${load.errors.length ? `: ${load.errors.join(' | ')}` : ''}`,
   );
-  await assertNoLostWrite(lab.managers, target, renewalAcked);
+  // The writer goes on into the rotation phase: a write after this snapshot may already show.
+  await assertNoLostWrite(lab.managers, target, renewalAcked, true);
   t.deepEqual(taskDifferences(baseline, await tasksOf(api, STEADY)), [], 'the steady tasks are the same containers after renewal');
   t.is(describe(seen.taskChanges), '', 'no steady task changed during renewal');
   t.is(describe(seen.notReady), '', 'every node stayed ready during renewal');
@@ -383,7 +384,9 @@ test('node certificates renew and the root CA rotates under load: no task restar
   // Join tokens: the old one pins the old root (the joiner refuses the managers), and its secret is gone too.
   const refused = await joinAttempt(lab, worker, 'old-token', oldWorkerToken);
   t.true(refused.exited, `tsd join with a pre-rotation token exits: ${refused.output}`);
-  t.regex(refused.output, /refusing to join|pins/, 'the joiner refuses a manager whose root the old token does not pin');
+  // Normally the joiner refuses (the managers now present the new root); a manager that has not yet
+  // renewed since the rotation completed still presents the old root, and then refuses the old secret.
+  t.regex(refused.output, /refusing to join|pins|not valid for this cluster/, 'the pre-rotation token no longer joins');
   t.log(`pre-rotation token: ${lastLine(refused.output)}`);
   const newDigest = (await api.joinToken('worker', false)).token.split('-')[2]!;
   const [prefixField, version, , oldSecret] = oldWorkerToken.split('-');
