@@ -3,11 +3,21 @@
 //
 // Only what is durable is visible: save() updates the in-memory view after the WAL fsync, so the
 // core never reads an entry that a crash could still lose.
+//
+// Encryption at rest: every WAL record and snapshot file is sealed with a data key from the keyring
+// in keys/ (keyring.ts; its key-encryption key in keys/kek unless one is given). A directory left
+// by an older version, in plaintext, is encrypted at open, before anything else is written: the
+// snapshot the log points to is sealed anew, older plaintext snapshot files are deleted, and the
+// log is rewritten into one encrypted segment (Wal.rewriteAll); only then does the keyring stop
+// accepting plaintext. (The unlinked plaintext blocks are not wiped: that is the file system's.)
+// rotateDataKey() makes a new data key that takes over at the next snapshot; a key is dropped
+// once no segment or snapshot file on disk needs it.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LogCompactedError, LogUnavailableError, type ConfState, type Entry, type HardState, type RaftLogStorage, type Snapshot } from '../core/types.js';
 import { nodeDurableFs, type DurableFs } from './durable-fs.js';
-import { Snapshotter } from './snapshotter.js';
+import { Keyring } from './keyring.js';
+import { Snapshotter, snapshotFileName } from './snapshotter.js';
 import { FrameType, type WalRecord } from './wal-codec.js';
 import { Wal, type WalOpenResult } from './wal.js';
 
@@ -18,6 +28,8 @@ export interface DiskRaftStorageOptions {
   keepSnapshots?: number;
   fs?: DurableFs;
   randomUint32?: () => number;
+  /** The key-encryption key, when it must not come from <dir>/keys/kek. */
+  kek?: Uint8Array;
 }
 
 /** What one Ready asks to persist (a subset of the core's Ready). */
@@ -42,6 +54,7 @@ export class DiskRaftStorage implements RaftLogStorage {
   private constructor(
     private readonly wal: Wal,
     private readonly snapshotter: Snapshotter,
+    private readonly keyring: Keyring,
     opened: WalOpenResult,
     snapshot: Snapshot,
   ) {
@@ -60,20 +73,29 @@ export class DiskRaftStorage implements RaftLogStorage {
     const snapDir = join(dir, 'snap');
     await mkdir(walDir, { recursive: true });
     await mkdir(snapDir, { recursive: true });
-    const snapshotter = new Snapshotter(snapDir, {
-      ...(options.fs ? { fs: options.fs } : {}),
-      ...(options.keepSnapshots === undefined ? {} : { keep: options.keepSnapshots }),
-    });
     const fs = options.fs ?? nodeDurableFs;
     const fsOption = { fs };
-    const fresh = (await snapshotter.list()).length === 0 && (await fs.readdir(walDir)).length === 0;
+    const unkeyed = new Snapshotter(snapDir, fsOption);
+    const fresh = (await unkeyed.list()).length === 0 && (await fs.readdir(walDir)).length === 0;
+    const keyring = await Keyring.open(join(dir, 'keys'), {
+      fs,
+      ...(options.kek ? { kek: options.kek } : {}),
+      existingData: !fresh,
+      encryptedDataExists: () => encryptedFilesExist(walDir, unkeyed, fs),
+    });
+    const snapshotter = new Snapshotter(snapDir, {
+      fs,
+      keys: keyring,
+      ...(options.keepSnapshots === undefined ? {} : { keep: options.keepSnapshots }),
+    });
     if (fresh) {
       // The bootstrap configuration is made durable as snapshot 0, so a restart cannot change it.
       const confState = options.bootstrap ?? { voters: [], learners: [] };
-      await new Snapshotter(snapDir, fsOption).save({ metadata: { index: 0, term: 0, confState }, data: new Uint8Array() });
+      await snapshotter.save({ metadata: { index: 0, term: 0, confState }, data: new Uint8Array() });
     }
     const opened = await Wal.open(walDir, {
       ...fsOption,
+      keys: keyring,
       ...(options.segmentBytes === undefined ? {} : { segmentBytes: options.segmentBytes }),
       ...(options.randomUint32 ? { randomUint32: options.randomUint32 } : {}),
     });
@@ -85,15 +107,45 @@ export class DiskRaftStorage implements RaftLogStorage {
       await opened.wal.close();
       throw err;
     }
-    const storage = new DiskRaftStorage(opened.wal, snapshotter, opened, snapshot);
+    const storage = new DiskRaftStorage(opened.wal, snapshotter, keyring, opened, snapshot);
     if (opened.truncated) {
       const t = opened.truncated;
       storage.recovery.push(`cut a torn WAL tail: ${t.droppedBytes} bytes at ${t.file}:${t.offset} (${t.reason})`);
     }
-    for (const name of await snapshotter.removeNewerThan(marker.index)) {
-      storage.recovery.push(`removed snapshot ${name}: its WAL record was never written`);
+    try {
+      for (const name of await snapshotter.removeNewerThan(marker.index)) {
+        storage.recovery.push(`removed snapshot ${name}: its WAL record was never written`);
+      }
+      if (keyring.acceptPlaintext) await storage.encryptOlderVersionFiles();
+    } catch (err) {
+      await opened.wal.close();
+      throw err;
     }
     return storage;
+  }
+
+  /** Seals what an older version left in plaintext (see the header); the keyring then refuses plaintext. */
+  private async encryptOlderVersionFiles(): Promise<void> {
+    const notes: string[] = [];
+    const current = this.snap.metadata;
+    for (const f of await this.snapshotter.keyIds()) {
+      if (f.keyId === undefined) notes.push(`left snapshot ${f.name} as it is: its header cannot be read`);
+      if (f.keyId !== 0) continue;
+      if (f.name === snapshotFileName(current.index, current.term)) {
+        await this.snapshotter.save(this.snap);
+        notes.push(`encrypted snapshot ${f.name}`);
+      } else {
+        await this.snapshotter.remove(f.name);
+        notes.push(`deleted older plaintext snapshot ${f.name}`);
+      }
+    }
+    if (this.wal.segmentKeyIds().has(0)) {
+      const before = this.wal.segmentNames();
+      await this.wal.rewriteAll(this.log);
+      notes.push(`rewrote the plaintext WAL (${before.join(', ')}) as ${this.wal.segmentNames().join(', ')}, encrypted`);
+    }
+    await this.keyring.finishMigration();
+    if (notes.length > 0) this.recovery.push(`encryption at rest: ${notes.join('; ')}`);
   }
 
   initialState(): { hardState: HardState; confState: ConfState } {
@@ -168,7 +220,11 @@ export class DiskRaftStorage implements RaftLogStorage {
     }
     this.projected = projected;
     if (req.hardState) this.projectedHard = { ...req.hardState };
-    if (req.snapshot) await this.snapshotter.save(req.snapshot);
+    if (req.snapshot) {
+      // A snapshot is where a rotated data key takes over (see rotateDataKey).
+      await this.keyring.promote();
+      await this.snapshotter.save(req.snapshot);
+    }
     const records: WalRecord[] = [];
     if (req.snapshot) records.push({ type: FrameType.Snapshot, snapshot: { index: req.snapshot.metadata.index, term: req.snapshot.metadata.term } });
     if (req.entries.length > 0) records.push({ type: FrameType.Entries, entries: req.entries });
@@ -184,7 +240,10 @@ export class DiskRaftStorage implements RaftLogStorage {
     // it, and meets its own (the WAL refuses every write after a failed one).
     this.tail = applied.catch(() => {});
     await applied;
-    if (req.snapshot) await this.snapshotter.prune();
+    if (req.snapshot) {
+      await this.snapshotter.prune();
+      await this.dropUnusedKeys();
+    }
   }
 
   /**
@@ -206,6 +265,8 @@ export class DiskRaftStorage implements RaftLogStorage {
     if (index <= this.snap.metadata.index) return undefined;
     if (index > this.lastIndex()) throw new LogUnavailableError(index, this.lastIndex());
     const snapshot: Snapshot = { metadata: { index, term: this.term(index), confState }, data };
+    // A snapshot is where a rotated data key takes over (see rotateDataKey).
+    await this.keyring.promote();
     await this.snapshotter.save(snapshot);
     return snapshot;
   }
@@ -221,6 +282,30 @@ export class DiskRaftStorage implements RaftLogStorage {
     this.projected.snapIndex = Math.max(this.projected.snapIndex, index);
     await this.snapshotter.prune();
     await this.wal.releaseTo(index);
+    await this.dropUnusedKeys();
+  }
+
+  /**
+   * Makes a new data key. It takes over at the next snapshot: that snapshot's file and, from the
+   * WAL's next write on, a new segment are sealed with it. Older keys stay (wrapped) until no
+   * segment or snapshot file on disk needs them. Returns the new key's id.
+   */
+  rotateDataKey(): Promise<number> {
+    return this.keyring.rotate();
+  }
+
+  /** Ids of the data keys held: the current one, a rotated one waiting, older ones still needed. */
+  dataKeyIds(): { current: number; next: number | undefined; held: number[] } {
+    return { current: this.keyring.current().id, next: this.keyring.nextId(), held: this.keyring.ids() };
+  }
+
+  /** Drops the data keys no file on disk needs any more (called once files were durably removed). */
+  private async dropUnusedKeys(): Promise<void> {
+    const inUse = await this.snapshotter.keyIdsInUse();
+    // A snapshot file whose header cannot be read might need any key: keep them all.
+    if (!inUse) return;
+    for (const id of this.wal.segmentKeyIds()) inUse.add(id);
+    await this.keyring.retain(inUse);
   }
 
   walSegments(): string[] {
@@ -250,4 +335,10 @@ export class DiskRaftStorage implements RaftLogStorage {
     this.log.length = first - base - 1;
     for (const e of es) this.log.push(e);
   }
+}
+
+/** Whether any WAL segment or snapshot file in these directories is encrypted (read from headers only). */
+async function encryptedFilesExist(walDir: string, snapshots: Snapshotter, fs: DurableFs): Promise<boolean> {
+  if ((await Wal.keyIdsOnDisk(walDir, fs)).some((id) => id !== 0)) return true;
+  return (await snapshots.keyIds()).some((f) => f.keyId !== undefined && f.keyId !== 0);
 }

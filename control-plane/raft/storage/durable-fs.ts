@@ -15,6 +15,8 @@ export interface DurableFile {
 export interface DurableFs {
   readdir(dir: string): Promise<string[]>;
   readFile(path: string): Promise<Buffer>;
+  /** The first `bytes` bytes of `path` (fewer when the file is shorter). */
+  readPrefix(path: string, bytes: number): Promise<Buffer>;
   /** Opens an existing file for writing at explicit positions. */
   openForWrite(path: string): Promise<DurableFile>;
   /** Atomically creates or replaces `path`: temp file, fsync, rename, fsync of the directory. */
@@ -130,6 +132,16 @@ async function fsyncPath(path: string, flags: number): Promise<void> {
 export const nodeDurableFs: DurableFs = {
   readdir: (dir) => readdir(dir),
   readFile: (path) => readFile(path),
+  async readPrefix(path, bytes) {
+    const handle = await open(path, constants.O_RDONLY);
+    try {
+      const buf = Buffer.alloc(bytes);
+      const { bytesRead } = await handle.read(buf, 0, bytes, 0);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      await handle.close();
+    }
+  },
   async openForWrite(path) {
     return new NodeDurableFile(await open(path, constants.O_WRONLY));
   },

@@ -1,15 +1,28 @@
 // Snapshot files: one file per snapshot, named by index and term, written atomically (temp file,
 // fsync, rename, fsync of the directory) and checked by CRC when loaded. The newest few are kept.
 //
-// Layout: u32 magic "TSNP" | u32 version | u32 crc32(rest) | u32 metadataLength | metadata JSON | data
+// Layouts (little endian), told apart by the version:
+//   1, plaintext (older versions; a Snapshotter without keys):
+//     u32 magic "TSNP" | u32 1 | u32 crc32(rest) | u32 metadataLength | metadata JSON | data
+//   2, encrypted:
+//     u32 magic "TSNP" | u32 2 | u32 crc32(rest) | u32 keyId | u64 index | u64 term | sealed body
+//   where the sealed body is nonce | AES-256-GCM(u32 metadataLength | metadata JSON | data) | tag,
+//   with the key id, index and term as associated data (sealing.ts): a snapshot renamed, relabelled
+//   or sealed with another key does not open. The CRC still tells damage from tampering.
+// With keys, plaintext files are read only while an older version's files are being encrypted.
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { ConfState, Snapshot, SnapshotMetadata } from '../core/types.js';
 import { nodeDurableFs, type DurableFs } from './durable-fs.js';
+import { SealOpenError, open, seal, snapshotAd, type DataKey, type OpeningKeys, type SealingKeys } from './sealing.js';
 
 const MAGIC = 0x504e5354; // "TSNP" read little endian
-const VERSION = 1;
+const PLAIN_VERSION = 1;
+const SEALED_VERSION = 2;
+/** Magic, version, CRC: the start both layouts share. */
+const COMMON_BYTES = 12;
 const HEADER_BYTES = 16;
+const SEALED_HEADER_BYTES = 32;
 
 export class SnapshotCorruptionError extends Error {
   constructor(
@@ -30,15 +43,31 @@ function parseSnapshotFileName(name: string): { index: number; term: number } | 
   return m ? { index: parseInt(m[1] as string, 16), term: parseInt(m[2] as string, 16) } : undefined;
 }
 
-export function encodeSnapshot(s: Snapshot): Buffer {
+function encodeBody(s: Snapshot): Buffer[] {
   const meta = Buffer.from(JSON.stringify(s.metadata), 'utf8');
-  const out = Buffer.allocUnsafe(HEADER_BYTES + meta.length + s.data.length);
-  out.writeUInt32LE(MAGIC, 0);
-  out.writeUInt32LE(VERSION, 4);
-  out.writeUInt32LE(meta.length, 12);
-  meta.copy(out, HEADER_BYTES);
-  out.set(s.data, HEADER_BYTES + meta.length);
-  out.writeUInt32LE(crc32(out.subarray(12)), 8);
+  const length = Buffer.allocUnsafe(4);
+  length.writeUInt32LE(meta.length, 0);
+  return [length, meta, Buffer.from(s.data.buffer, s.data.byteOffset, s.data.length)];
+}
+
+/** The file of `s`: plaintext (version 1) without `sealWith`, else encrypted with its key and (fresh) nonce. */
+export function encodeSnapshot(s: Snapshot, sealWith?: { key: DataKey; nonce: Uint8Array }): Buffer {
+  const header = Buffer.alloc(sealWith ? SEALED_HEADER_BYTES : COMMON_BYTES);
+  header.writeUInt32LE(MAGIC, 0);
+  if (!sealWith) {
+    header.writeUInt32LE(PLAIN_VERSION, 4);
+    const out = Buffer.concat([header, ...encodeBody(s)]);
+    out.writeUInt32LE(crc32(out.subarray(COMMON_BYTES)), 8);
+    return out;
+  }
+  const { index, term } = s.metadata;
+  header.writeUInt32LE(SEALED_VERSION, 4);
+  header.writeUInt32LE(sealWith.key.id, 12);
+  header.writeBigUInt64LE(BigInt(index), 16);
+  header.writeBigUInt64LE(BigInt(term), 24);
+  const sealed = seal(sealWith.key.key, sealWith.nonce, encodeBody(s), snapshotAd(sealWith.key.id, index, term));
+  const out = Buffer.concat([header, sealed]);
+  out.writeUInt32LE(crc32(out.subarray(COMMON_BYTES)), 8);
   return out;
 }
 
@@ -62,36 +91,87 @@ function validMetadata(v: unknown): SnapshotMetadata | undefined {
   return { index: m.index as number, term: m.term as number, confState };
 }
 
-export function decodeSnapshot(file: string, buf: Buffer): Snapshot {
-  if (buf.length < HEADER_BYTES) throw new SnapshotCorruptionError(file, `${buf.length} bytes is shorter than the header`);
-  if (buf.readUInt32LE(0) !== MAGIC) throw new SnapshotCorruptionError(file, 'wrong magic number');
-  const version = buf.readUInt32LE(4);
-  if (version !== VERSION) throw new SnapshotCorruptionError(file, `format version ${version} is not supported`);
-  if (crc32(buf.subarray(12)) !== buf.readUInt32LE(8)) throw new SnapshotCorruptionError(file, 'CRC mismatch');
-  const metaLength = buf.readUInt32LE(12);
-  if (HEADER_BYTES + metaLength > buf.length) throw new SnapshotCorruptionError(file, 'metadata runs past the end');
+/** Format version and data key id (0: plaintext) from a file's first SEALED_HEADER_BYTES (or fewer) bytes. */
+export function snapshotFormat(file: string, prefix: Buffer): { version: number; keyId: number } {
+  if (prefix.length < HEADER_BYTES) throw new SnapshotCorruptionError(file, `${prefix.length} bytes is shorter than the header`);
+  if (prefix.readUInt32LE(0) !== MAGIC) throw new SnapshotCorruptionError(file, 'wrong magic number');
+  const version = prefix.readUInt32LE(4);
+  if (version === PLAIN_VERSION) return { version, keyId: 0 };
+  if (version !== SEALED_VERSION) throw new SnapshotCorruptionError(file, `format version ${version} is not supported`);
+  const keyId = prefix.readUInt32LE(12);
+  if (keyId === 0) throw new SnapshotCorruptionError(file, 'encrypted snapshot names data key 0');
+  return { version, keyId };
+}
+
+/** Metadata and data from `body` (u32 metadataLength | metadata JSON | data). */
+function decodeBody(file: string, body: Buffer): Snapshot {
+  if (body.length < 4) throw new SnapshotCorruptionError(file, 'shorter than its metadata length');
+  const metaLength = body.readUInt32LE(0);
+  if (4 + metaLength > body.length) throw new SnapshotCorruptionError(file, 'metadata runs past the end');
   let parsed: unknown;
   try {
-    parsed = JSON.parse(buf.subarray(HEADER_BYTES, HEADER_BYTES + metaLength).toString('utf8'));
+    parsed = JSON.parse(body.subarray(4, 4 + metaLength).toString('utf8'));
   } catch (err) {
     throw new SnapshotCorruptionError(file, `metadata is not JSON: ${(err as Error).message}`);
   }
   const metadata = validMetadata(parsed);
   if (!metadata) throw new SnapshotCorruptionError(file, 'metadata lacks index, term or confState voters/learners');
-  const data = new Uint8Array(buf.length - HEADER_BYTES - metaLength);
-  data.set(buf.subarray(HEADER_BYTES + metaLength));
+  const data = new Uint8Array(body.length - 4 - metaLength);
+  data.set(body.subarray(4 + metaLength));
   return { metadata, data };
+}
+
+/**
+ * The snapshot in a file. `keys` opens an encrypted file; without it only plaintext files are read,
+ * with it plaintext ones only while keys.acceptPlaintext. Nothing of a file that fails its CRC or
+ * its seal is decoded.
+ */
+export function decodeSnapshot(file: string, buf: Buffer, keys?: OpeningKeys): Snapshot {
+  const { version, keyId } = snapshotFormat(file, buf);
+  if (crc32(buf.subarray(COMMON_BYTES)) !== buf.readUInt32LE(8)) throw new SnapshotCorruptionError(file, 'CRC mismatch');
+  if (version === PLAIN_VERSION) {
+    if (keys && !keys.acceptPlaintext)
+      throw new SnapshotCorruptionError(file, 'plaintext snapshot (format version 1) where snapshots are encrypted: replaced or downgraded');
+    return decodeBody(file, buf.subarray(COMMON_BYTES));
+  }
+  if (buf.length < SEALED_HEADER_BYTES) throw new SnapshotCorruptionError(file, `${buf.length} bytes is shorter than the encrypted header`);
+  const index = Number(buf.readBigUInt64LE(16));
+  const term = Number(buf.readBigUInt64LE(24));
+  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(term)) throw new SnapshotCorruptionError(file, 'index or term exceeds 2^53');
+  if (!keys) throw new SnapshotCorruptionError(file, `encrypted with data key ${keyId}, and no keys were given to open it`);
+  const key = keys.key(keyId);
+  if (!key) throw new SnapshotCorruptionError(file, `encrypted with data key ${keyId}, which the keyring does not hold`);
+  let body: Buffer;
+  try {
+    body = open(key.key, buf.subarray(SEALED_HEADER_BYTES), snapshotAd(keyId, index, term));
+  } catch (err) {
+    if (err instanceof SealOpenError)
+      throw new SnapshotCorruptionError(file, `snapshot ${index} (term ${term}) does not open with data key ${keyId}: ${err.message}; not decoded`);
+    throw err;
+  }
+  const s = decodeBody(file, body);
+  if (s.metadata.index !== index || s.metadata.term !== term) {
+    throw new SnapshotCorruptionError(file, `header says index ${index} term ${term}, the sealed metadata index ${s.metadata.index} term ${s.metadata.term}`);
+  }
+  return s;
 }
 
 export interface SnapshotterOptions {
   fs?: DurableFs;
   /** How many snapshot files to keep; older ones are deleted after each save. Default 3. */
   keep?: number;
+  /** Encrypts the files written and opens the files read; without it files are plaintext. */
+  keys?: SealingKeys;
 }
 
 export class Snapshotter {
   private readonly fs: DurableFs;
   private readonly keep: number;
+  private readonly keys: SealingKeys | undefined;
+  /** Data key of each file written or read here (0: plaintext), so listing the keys in use reads few headers. */
+  private readonly keyOf = new Map<string, number>();
+  /** Keys of saves in progress: their files may not be listed yet. */
+  private readonly writing = new Map<number, number>();
 
   constructor(
     private readonly dir: string,
@@ -99,11 +179,59 @@ export class Snapshotter {
   ) {
     this.fs = options.fs ?? nodeDurableFs;
     this.keep = Math.max(1, options.keep ?? 3);
+    this.keys = options.keys;
   }
 
-  /** Durably writes the snapshot file. */
+  /** Durably writes the snapshot file (encrypted with the current key when there are keys). */
   async save(s: Snapshot): Promise<void> {
-    await this.fs.writeFileAtomic(join(this.dir, snapshotFileName(s.metadata.index, s.metadata.term)), encodeSnapshot(s));
+    const name = snapshotFileName(s.metadata.index, s.metadata.term);
+    const key = this.keys?.current();
+    const keyId = key?.id ?? 0;
+    this.writing.set(keyId, (this.writing.get(keyId) ?? 0) + 1);
+    try {
+      const bytes = encodeSnapshot(s, key ? { key, nonce: (this.keys as SealingKeys).nonce() } : undefined);
+      await this.fs.writeFileAtomic(join(this.dir, name), bytes);
+      this.keyOf.set(name, keyId);
+    } finally {
+      const left = (this.writing.get(keyId) ?? 1) - 1;
+      if (left === 0) this.writing.delete(keyId);
+      else this.writing.set(keyId, left);
+    }
+  }
+
+  /**
+   * Data key of each snapshot file (0: plaintext), by name, oldest first; `keyId` undefined when
+   * the file's header cannot be read (a damaged file is reported by load(), when it is needed).
+   */
+  async keyIds(): Promise<Array<{ name: string; keyId: number | undefined }>> {
+    const out: Array<{ name: string; keyId: number | undefined }> = [];
+    for (const f of await this.list()) {
+      let keyId = this.keyOf.get(f.name);
+      if (keyId === undefined) {
+        const path = join(this.dir, f.name);
+        try {
+          keyId = snapshotFormat(path, await this.fs.readPrefix(path, SEALED_HEADER_BYTES)).keyId;
+          this.keyOf.set(f.name, keyId);
+        } catch (err) {
+          if (!(err instanceof SnapshotCorruptionError)) throw err;
+        }
+      }
+      out.push({ name: f.name, keyId });
+    }
+    return out;
+  }
+
+  /**
+   * Ids of the data keys that snapshot files on disk, or being written, need; undefined when a
+   * file's header cannot be read (then no key may be dropped).
+   */
+  async keyIdsInUse(): Promise<Set<number> | undefined> {
+    const ids = new Set(this.writing.keys());
+    for (const f of await this.keyIds()) {
+      if (f.keyId === undefined) return undefined;
+      ids.add(f.keyId);
+    }
+    return ids;
   }
 
   /**
@@ -113,7 +241,10 @@ export class Snapshotter {
   async prune(): Promise<void> {
     const all = await this.list();
     const old = all.slice(0, Math.max(0, all.length - this.keep));
-    for (const f of old) await this.fs.unlink(join(this.dir, f.name));
+    for (const f of old) {
+      await this.fs.unlink(join(this.dir, f.name));
+      this.keyOf.delete(f.name);
+    }
     if (old.length > 0) await this.fs.syncDir(this.dir);
   }
 
@@ -126,7 +257,7 @@ export class Snapshotter {
     } catch (err) {
       throw new SnapshotCorruptionError(file, `cannot be read (${(err as Error).message})`);
     }
-    const s = decodeSnapshot(file, buf);
+    const s = decodeSnapshot(file, buf, this.keys);
     if (s.metadata.index !== index || s.metadata.term !== term) {
       throw new SnapshotCorruptionError(file, `holds index ${s.metadata.index} term ${s.metadata.term}`);
     }
@@ -143,12 +274,20 @@ export class Snapshotter {
     return out.sort((a, b) => a.index - b.index || a.term - b.term);
   }
 
+  /** Deletes one snapshot file (durably). */
+  async remove(name: string): Promise<void> {
+    await this.fs.unlink(join(this.dir, name));
+    this.keyOf.delete(name);
+    await this.fs.syncDir(this.dir);
+  }
+
   /** Deletes snapshot files newer than (index, term): saved before a crash cut off their WAL marker. */
   async removeNewerThan(index: number): Promise<string[]> {
     const removed: string[] = [];
     for (const f of await this.list()) {
       if (f.index > index) {
         await this.fs.unlink(join(this.dir, f.name));
+        this.keyOf.delete(f.name);
         removed.push(f.name);
       }
     }

@@ -7,6 +7,11 @@
 // and the end-of-batch flag to drop an incomplete batch as a whole (a batch is atomic).
 // `crc` is CRC-32 over type, batch and payload, seeded with the segment's random salt, so bytes a
 // client stored inside an entry can never pass for a frame of this segment.
+//
+// Segment format versions: 1 holds records in plaintext (written by older versions, and by a Wal
+// opened without keys: benchmarks and tests of the framing); 2 names the data key (u32 key id,
+// never 0) that sealed every record of the segment (sealed-record.ts). The CRC stays: it tells a
+// torn write from a complete one; the seal tells whether a complete one is authentic.
 import { crc32 } from 'node:zlib';
 import type { Entry, EntryType, HardState } from '../core/types.js';
 
@@ -14,7 +19,12 @@ export const FRAME_HEADER_BYTES = 13;
 /** No frame is larger than this; a larger length field is garbage, not a frame. */
 export const MAX_FRAME_PAYLOAD = 256 * 1024 * 1024;
 const SEGMENT_MAGIC = 0x4c415754; // "TWAL" read little endian
-const SEGMENT_VERSION = 1;
+const PLAIN_SEGMENT_VERSION = 1;
+const SEALED_SEGMENT_VERSION = 2;
+const PLAIN_HEADER_BYTES = 28;
+const SEALED_HEADER_BYTES = 32;
+/** The segment header's frame is at most this long (an encrypted segment's). */
+export const SEGMENT_HEADER_FRAME_MAX_BYTES = FRAME_HEADER_BYTES + SEALED_HEADER_BYTES;
 
 export enum FrameType {
   SegmentHeader = 1,
@@ -41,6 +51,8 @@ export interface SegmentHeader {
   /** Index the first entry appended to this segment was expected to have (lastIndex + 1 at cut time). */
   firstIndex: number;
   salt: number;
+  /** The data key sealing the segment's records; 0: plaintext (format version 1). */
+  keyId: number;
 }
 
 export type WalRecord =
@@ -49,6 +61,11 @@ export type WalRecord =
   | { type: FrameType.Snapshot; snapshot: SnapshotMarker };
 
 const FINAL_FLAG = 0x80;
+
+/** The type byte a frame is written with. */
+export function frameTypeByte(type: FrameType, final: boolean): number {
+  return final ? type | FINAL_FLAG : type;
+}
 
 export interface DecodedFrame {
   type: FrameType;
@@ -84,7 +101,7 @@ function frameCrc(header: Buffer, payload: Uint8Array, salt: number): number {
 export function encodeFrame(type: FrameType, batch: number, payload: Buffer, salt: number, final = true): Buffer {
   const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
   out.writeUInt32LE(payload.length, 0);
-  out.writeUInt8(final ? type | FINAL_FLAG : type, 4);
+  out.writeUInt8(frameTypeByte(type, final), 4);
   out.writeUInt32LE(batch >>> 0, 5);
   payload.copy(out, FRAME_HEADER_BYTES);
   out.writeUInt32LE(frameCrc(out, payload, salt), 9);
@@ -110,22 +127,28 @@ export function readFrame(buf: Buffer, offset: number, salt: number): FrameReadR
 }
 
 export function encodeSegmentHeader(h: SegmentHeader): Buffer {
-  const payload = Buffer.alloc(28);
+  const sealed = h.keyId !== 0;
+  const payload = Buffer.alloc(sealed ? SEALED_HEADER_BYTES : PLAIN_HEADER_BYTES);
   payload.writeUInt32LE(SEGMENT_MAGIC, 0);
-  payload.writeUInt32LE(SEGMENT_VERSION, 4);
+  payload.writeUInt32LE(sealed ? SEALED_SEGMENT_VERSION : PLAIN_SEGMENT_VERSION, 4);
   writeU64(payload, h.seq, 8);
   writeU64(payload, h.firstIndex, 16);
   payload.writeUInt32LE(h.salt >>> 0, 24);
+  if (sealed) payload.writeUInt32LE(h.keyId, 28);
   // The header itself is checked with salt 0: the salt is only known once it is read.
   return encodeFrame(FrameType.SegmentHeader, 0, payload, 0);
 }
 
 export function decodeSegmentHeader(payload: Buffer): SegmentHeader {
-  if (payload.length !== 28) throw new Error(`segment header payload is ${payload.length} bytes, expected 28`);
+  if (payload.length < 8) throw new Error(`segment header payload is ${payload.length} bytes, too short for magic and version`);
   if (payload.readUInt32LE(0) !== SEGMENT_MAGIC) throw new Error('segment header has a wrong magic number');
   const version = payload.readUInt32LE(4);
-  if (version !== SEGMENT_VERSION) throw new Error(`segment format version ${version} is not supported`);
-  return { seq: readU64(payload, 8), firstIndex: readU64(payload, 16), salt: payload.readUInt32LE(24) };
+  if (version !== PLAIN_SEGMENT_VERSION && version !== SEALED_SEGMENT_VERSION) throw new Error(`segment format version ${version} is not supported`);
+  const expected = version === SEALED_SEGMENT_VERSION ? SEALED_HEADER_BYTES : PLAIN_HEADER_BYTES;
+  if (payload.length !== expected) throw new Error(`segment header (version ${version}) payload is ${payload.length} bytes, expected ${expected}`);
+  const keyId = version === SEALED_SEGMENT_VERSION ? payload.readUInt32LE(28) : 0;
+  if (version === SEALED_SEGMENT_VERSION && keyId === 0) throw new Error('sealed segment header names data key 0');
+  return { seq: readU64(payload, 8), firstIndex: readU64(payload, 16), salt: payload.readUInt32LE(24), keyId };
 }
 
 export function encodeEntries(entries: readonly WalEntry[]): Buffer {
@@ -201,28 +224,39 @@ export function decodeSnapshotMarker(payload: Buffer): SnapshotMarker {
   return { index: readU64(payload, 0), term: readU64(payload, 8) };
 }
 
-export function encodeRecord(record: WalRecord, batch: number, salt: number, final: boolean): Buffer {
+/** A record's payload as it is framed in a plaintext segment, and sealed in a sealed one. */
+export function encodeRecordPayload(record: WalRecord): Buffer {
   switch (record.type) {
     case FrameType.Entries:
-      return encodeFrame(FrameType.Entries, batch, encodeEntries(record.entries), salt, final);
+      return encodeEntries(record.entries);
     case FrameType.HardState:
-      return encodeFrame(FrameType.HardState, batch, encodeHardState(record.hardState), salt, final);
+      return encodeHardState(record.hardState);
     case FrameType.Snapshot:
-      return encodeFrame(FrameType.Snapshot, batch, encodeSnapshotMarker(record.snapshot), salt, final);
+      return encodeSnapshotMarker(record.snapshot);
   }
 }
 
-export function decodeRecord(frame: DecodedFrame): WalRecord {
-  switch (frame.type) {
+export function decodeRecordPayload(type: FrameType, payload: Buffer): WalRecord {
+  switch (type) {
     case FrameType.Entries:
-      return { type: FrameType.Entries, entries: decodeEntries(frame.payload) };
+      return { type: FrameType.Entries, entries: decodeEntries(payload) };
     case FrameType.HardState:
-      return { type: FrameType.HardState, hardState: decodeHardState(frame.payload) };
+      return { type: FrameType.HardState, hardState: decodeHardState(payload) };
     case FrameType.Snapshot:
-      return { type: FrameType.Snapshot, snapshot: decodeSnapshotMarker(frame.payload) };
+      return { type: FrameType.Snapshot, snapshot: decodeSnapshotMarker(payload) };
     case FrameType.SegmentHeader:
       throw new Error('a segment header may only start a segment');
   }
+}
+
+/** A plaintext record frame (segment format version 1). */
+export function encodeRecord(record: WalRecord, batch: number, salt: number, final: boolean): Buffer {
+  return encodeFrame(record.type, batch, encodeRecordPayload(record), salt, final);
+}
+
+/** The record of a plaintext frame (segment format version 1). */
+export function decodeRecord(frame: DecodedFrame): WalRecord {
+  return decodeRecordPayload(frame.type, frame.payload);
 }
 
 /** Segment files are named by sequence number and first index, both hex, so they sort by name. */

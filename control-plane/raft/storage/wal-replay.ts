@@ -12,6 +12,13 @@
 // what was written, in any segment. A zero frame header with anything but zeros after it is
 // handled like any other bad frame.
 //
+// Encrypted segments (format version 2, sealed-record.ts; the "sealed segment" of the errors below
+// is another thing: a segment no longer written to): the CRC decides torn vs complete as above; a
+// frame whose CRC matches but whose seal does not open was written like this or altered on purpose
+// (a CRC is no secret), so it is corruption, named by the record's index, never a torn tail and
+// never decoded. A plaintext segment is read only while an older version's log is being encrypted
+// (OpeningKeys.acceptPlaintext); anywhere else it is refused as a downgrade.
+//
 // The one case that cannot be told apart is damage to the final batch after it was fsynced; it is
 // treated as torn. That batch was acknowledged, so the Raft layer adds one more check: a hard state
 // whose commit index lies beyond the recovered log is refused too.
@@ -27,6 +34,8 @@ import {
   type WalHardState,
   type WalRecord,
 } from './wal-codec.js';
+import { claimedRecord, openSealedRecord } from './sealed-record.js';
+import type { DataKey, OpeningKeys } from './sealing.js';
 
 export class WalCorruptionError extends Error {
   constructor(
@@ -50,8 +59,25 @@ export interface SegmentScan {
   torn?: { reason: string };
 }
 
-/** Decodes one segment file; `isLast` says whether a torn tail is acceptable here. */
-export function scanSegment(file: string, buf: Buffer, isLast: boolean): SegmentScan {
+/** The key a segment's header asks for, or the refusal when it cannot be read (or must not be). */
+function segmentKey(file: string, header: SegmentHeader, keys: OpeningKeys | undefined): DataKey | undefined {
+  if (header.keyId === 0) {
+    if (keys && !keys.acceptPlaintext) {
+      throw new WalCorruptionError(file, 0, 'plaintext segment (format version 1) in a log whose segments are encrypted: replaced or downgraded');
+    }
+    return undefined;
+  }
+  if (!keys) throw new WalCorruptionError(file, 0, `segment is encrypted with data key ${header.keyId}, and no keys were given to open it`);
+  const key = keys.key(header.keyId);
+  if (!key) throw new WalCorruptionError(file, 0, `segment is encrypted with data key ${header.keyId}, which the keyring does not hold`);
+  return key;
+}
+
+/**
+ * Decodes one segment file; `isLast` says whether a torn tail is acceptable here. `keys` opens
+ * encrypted segments; without it only plaintext segments are read.
+ */
+export function scanSegment(file: string, buf: Buffer, isLast: boolean, keys?: OpeningKeys): SegmentScan {
   const first = readFrame(buf, 0, 0);
   if (!first.ok || first.frame.type !== FrameType.SegmentHeader) {
     // Segments are created atomically (temp file + rename), so a bad header is never a torn write.
@@ -63,6 +89,8 @@ export function scanSegment(file: string, buf: Buffer, isLast: boolean): Segment
   } catch (err) {
     throw new WalCorruptionError(file, 0, (err as Error).message);
   }
+  const key = segmentKey(file, header, keys);
+  const identity = { seq: header.seq, salt: header.salt };
   const records: Array<{ record: WalRecord; offset: number; batch: number }> = [];
   let offset = first.frame.end;
   let lastBatch = 0;
@@ -84,10 +112,12 @@ export function scanSegment(file: string, buf: Buffer, isLast: boolean): Segment
         if (!isLast) throw new WalCorruptionError(file, offset, `sealed segment ends inside batch ${lastBatch}`);
         return dropIncompleteBatch(`batch ${lastBatch} ends without its final frame`);
       }
-      if (!isLast) throw new WalCorruptionError(file, offset, `${r.reason} in a sealed segment`);
+      const claimed = key ? claimedRecord(buf, offset, buf.readUInt8(offset + 4) & 0x7f) : undefined;
+      const reason = claimed ? `${r.reason} (its clear label, unverified, names the ${claimed})` : r.reason;
+      if (!isLast) throw new WalCorruptionError(file, offset, `${reason} in a sealed segment`);
       const later = findLaterBatch(buf, offset + 1, header.salt, lastBatch + 1);
       if (later !== undefined) {
-        throw new WalCorruptionError(file, offset, `${r.reason}, followed by an intact later write at byte ${later}`);
+        throw new WalCorruptionError(file, offset, `${reason}, followed by an intact later write at byte ${later}`);
       }
       return dropIncompleteBatch(r.reason);
     }
@@ -98,9 +128,10 @@ export function scanSegment(file: string, buf: Buffer, isLast: boolean): Segment
     }
     let record: WalRecord;
     try {
-      record = decodeRecord(frame);
+      record = key ? openSealedRecord(frame, offset, identity, key) : decodeRecord(frame);
     } catch (err) {
-      // The CRC matched, so these bytes were written like this: a writer bug, not a torn write.
+      // The CRC matched, so these bytes were written like this (or altered with the CRC redone):
+      // a writer bug or tampering, not a torn write.
       throw new WalCorruptionError(file, offset, (err as Error).message);
     }
     if (!batchComplete && frame.batch !== lastBatch) {

@@ -1,0 +1,199 @@
+// Encryption at rest for Raft storage: AES-256-GCM sealing of WAL records and snapshot files with a
+// data-encryption key (DEK), and wrapping of DEKs by the key-encryption key (KEK).
+//
+// Pure: every function here is a function of its arguments. The nonce is one of them; callers draw
+// a fresh 96-bit nonce from the CSPRNG for every seal (keyring.ts), so no nonce repeats under one
+// key in practice (random nonces stay safe for about 2^32 seals per key; a key is rotated long
+// before that, see keyring.ts).
+//
+// Associated data says where a sealed thing belongs (which record of which segment, which
+// snapshot, which key id), so bytes sealed for one place fail to open anywhere else. Each use has
+// its own domain prefix, so a WAL record can never pass for a snapshot or a wrapped key.
+import { createCipheriv, createDecipheriv } from 'node:crypto';
+
+export const KEY_BYTES = 32;
+export const NONCE_BYTES = 12;
+export const TAG_BYTES = 16;
+/** Bytes a seal adds to its plaintext: the nonce before it, the tag after it. */
+export const SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES;
+/** Key ids are u32; 0 means "not sealed" in the on-disk headers. */
+export const MAX_KEY_ID = 0xffff_ffff;
+
+const CIPHER = 'aes-256-gcm';
+
+/** A data-encryption key and the id the files it sealed carry. */
+export interface DataKey {
+  readonly id: number;
+  readonly key: Uint8Array;
+}
+
+/** The keys the readers need: by id, and whether plaintext (older-version) files are accepted. */
+export interface OpeningKeys {
+  key(id: number): DataKey | undefined;
+  /** True only while an older version's plaintext files are being sealed (migration). */
+  readonly acceptPlaintext: boolean;
+}
+
+/** What a writer needs besides: the key to seal with now, and fresh nonces. */
+export interface SealingKeys extends OpeningKeys {
+  current(): DataKey;
+  nonce(): Uint8Array;
+}
+
+/** Opening failed: wrong key, or the bytes or their associated data were changed. Never partial data. */
+export class SealOpenError extends Error {
+  constructor(detail: string) {
+    super(detail);
+    this.name = 'SealOpenError';
+  }
+}
+
+function checkKey(key: Uint8Array): void {
+  if (key.length !== KEY_BYTES) throw new RangeError(`sealing: a key is ${KEY_BYTES} bytes, got ${key.length}`);
+}
+
+/** nonce | AES-256-GCM(key, nonce, plaintext, ad) | tag. */
+export function seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array | readonly Uint8Array[], ad: Uint8Array): Buffer {
+  checkKey(key);
+  if (nonce.length !== NONCE_BYTES) throw new RangeError(`sealing: a nonce is ${NONCE_BYTES} bytes, got ${nonce.length}`);
+  const cipher = createCipheriv(CIPHER, key, nonce, { authTagLength: TAG_BYTES });
+  cipher.setAAD(ad);
+  const parts: Uint8Array[] = [nonce];
+  for (const p of plaintext instanceof Uint8Array ? [plaintext] : plaintext) parts.push(cipher.update(p));
+  parts.push(cipher.final(), cipher.getAuthTag());
+  return Buffer.concat(parts);
+}
+
+/** The plaintext of `sealed`, only once its tag verified against `key` and `ad`; SealOpenError otherwise. */
+export function open(key: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Buffer {
+  checkKey(key);
+  if (sealed.length < SEAL_OVERHEAD) throw new SealOpenError(`sealed data is ${sealed.length} bytes, shorter than nonce and tag (${SEAL_OVERHEAD})`);
+  const bytes = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
+  const decipher = createDecipheriv(CIPHER, key, bytes.subarray(0, NONCE_BYTES), { authTagLength: TAG_BYTES });
+  decipher.setAAD(ad);
+  decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
+  const body = decipher.update(bytes.subarray(NONCE_BYTES, bytes.length - TAG_BYTES));
+  try {
+    // GCM releases plaintext before it checks the tag; `body` is returned only if final() passes.
+    const rest = decipher.final();
+    return rest.length === 0 ? body : Buffer.concat([body, rest]);
+  } catch {
+    body.fill(0);
+    throw new SealOpenError('authentication failed (tampered, moved from another place, or sealed with another key)');
+  }
+}
+
+// ------------------------------------------------------------------ associated data
+
+const WAL_RECORD_DOMAIN = Buffer.from('tessera raft wal record v1\0', 'latin1');
+const SNAPSHOT_DOMAIN = Buffer.from('tessera raft snapshot v1\0', 'latin1');
+const WRAPPED_KEY_DOMAIN = Buffer.from('tessera raft data key v1\0', 'latin1');
+
+/** Where a WAL record lies: its segment, its byte offset in it, and its frame header. */
+export interface RecordPlace {
+  keyId: number;
+  segmentSeq: number;
+  segmentSalt: number;
+  offset: number;
+  /** The frame's type byte as written (with the end-of-batch flag). */
+  typeByte: number;
+  batch: number;
+}
+
+/**
+ * What a record says about the log, kept in the clear beside the ciphertext so an error can name
+ * it: entries: first and last index and the last entry's term; a hard state: commit and term; a
+ * snapshot marker: its index (twice) and term.
+ */
+export interface RecordLabel {
+  index: number;
+  lastIndex: number;
+  term: number;
+}
+
+export const RECORD_LABEL_BYTES = 24;
+
+class AdWriter {
+  private readonly parts: Buffer[] = [];
+  constructor(domain: Buffer) {
+    this.parts.push(domain);
+  }
+  u8(v: number): this {
+    this.parts.push(Buffer.from([v & 0xff]));
+    return this;
+  }
+  u32(v: number): this {
+    const b = Buffer.allocUnsafe(4);
+    b.writeUInt32LE(v >>> 0, 0);
+    this.parts.push(b);
+    return this;
+  }
+  u64(v: number): this {
+    this.parts.push(u64(v));
+    return this;
+  }
+  bytes(b: Buffer): this {
+    this.parts.push(b);
+    return this;
+  }
+  done(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+}
+
+function u64(v: number): Buffer {
+  if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`sealing: ${v} is not a non-negative safe integer`);
+  const b = Buffer.allocUnsafe(8);
+  b.writeBigUInt64LE(BigInt(v), 0);
+  return b;
+}
+
+export function encodeRecordLabel(label: RecordLabel): Buffer {
+  return Buffer.concat([u64(label.index), u64(label.lastIndex), u64(label.term)]);
+}
+
+/** The label at the start of a sealed record payload, or undefined when the payload is too short. */
+export function decodeRecordLabel(payload: Uint8Array): RecordLabel | undefined {
+  if (payload.length < RECORD_LABEL_BYTES) return undefined;
+  const b = Buffer.from(payload.buffer, payload.byteOffset, RECORD_LABEL_BYTES);
+  const read = (o: number): number => Number(b.readBigUInt64LE(o));
+  return { index: read(0), lastIndex: read(8), term: read(16) };
+}
+
+export function walRecordAd(place: RecordPlace, label: RecordLabel): Buffer {
+  return new AdWriter(WAL_RECORD_DOMAIN)
+    .u32(place.keyId)
+    .u64(place.segmentSeq)
+    .u32(place.segmentSalt)
+    .u64(place.offset)
+    .u8(place.typeByte)
+    .u32(place.batch)
+    .bytes(encodeRecordLabel(label))
+    .done();
+}
+
+export function snapshotAd(keyId: number, index: number, term: number): Buffer {
+  return new AdWriter(SNAPSHOT_DOMAIN).u32(keyId).u64(index).u64(term).done();
+}
+
+// ------------------------------------------------------------------ key wrapping
+
+/** Bytes of a wrapped key: nonce, the sealed 32-byte key, tag. */
+export const WRAPPED_KEY_BYTES = KEY_BYTES + SEAL_OVERHEAD;
+
+/** The DEK sealed by the KEK; its id is bound in, so a wrapped key cannot be relabelled. */
+export function wrapKey(kek: Uint8Array, nonce: Uint8Array, dek: DataKey): Buffer {
+  checkKey(dek.key);
+  return seal(kek, nonce, dek.key, new AdWriter(WRAPPED_KEY_DOMAIN).u32(dek.id).done());
+}
+
+export function unwrapKey(kek: Uint8Array, wrapped: Uint8Array, id: number): DataKey {
+  if (wrapped.length !== WRAPPED_KEY_BYTES) throw new SealOpenError(`wrapped data key ${id} is ${wrapped.length} bytes, expected ${WRAPPED_KEY_BYTES}`);
+  try {
+    return { id, key: open(kek, wrapped, new AdWriter(WRAPPED_KEY_DOMAIN).u32(id).done()) };
+  } catch (err) {
+    if (err instanceof SealOpenError)
+      throw new SealOpenError(`data key ${id} does not unwrap with this key-encryption key (wrong KEK, or the keyring was altered)`);
+    throw err;
+  }
+}
