@@ -225,7 +225,9 @@ export async function clusterUp(config: DaemonConfig, out: (line: string) => voi
   }
   const paths = dataPaths(config);
   await mkdir(config.dataRoot, { recursive: true });
-  const logFile = await open(paths.daemonLog, 'a');
+  // tsd's output is root's alone (0600), also in a log an older version made 0644.
+  const logFile = await open(paths.daemonLog, 'a', 0o600);
+  await logFile.chmod(0o600);
   const child = spawn(process.execPath, ['--enable-source-maps', tsdMainPath(), ...singleNodeTsdArgv(config)], {
     detached: true,
     stdio: ['ignore', logFile.fd, logFile.fd],

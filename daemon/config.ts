@@ -76,6 +76,11 @@ export function defaultConfig(): DaemonConfig {
   };
 }
 
+/**
+ * Where tsd keeps things under its data root (0711). Every directory is root's alone (0700), but
+ * containers/, which leads to container root file systems (0710 root:root); tsd.log and every
+ * file with anything private in it are 0600. daemon/data-root.ts sets the modes at each start.
+ */
 export function dataPaths(config: DaemonConfig) {
   return {
     containers: join(config.dataRoot, 'containers'),
@@ -83,6 +88,10 @@ export function dataPaths(config: DaemonConfig) {
     images: join(config.dataRoot, 'images'),
     runtimeState: join(config.dataRoot, 'runtime'),
     network: join(config.dataRoot, 'network'),
+    /** Per-container secrets and configs (tmpfs mounts); the worker makes it beside containers/. */
+    run: join(config.dataRoot, 'run'),
+    /** Named volumes; the worker makes it beside containers/. */
+    volumes: join(config.dataRoot, 'volumes'),
     daemonLog: join(config.dataRoot, 'tsd.log'),
     auditLog: join(config.dataRoot, 'audit', 'audit.log'),
     raft: join(config.dataRoot, 'raft'),

@@ -1,7 +1,6 @@
 // One node daemon: the agent (worker, runtime, images, network) on every node, and the manager
 // when the node does not join another one. The agent always talks to a manager through a
 // dispatcher session, its own node's included, so one code path serves one node and many.
-import { mkdir } from 'node:fs/promises';
 import { availableParallelism, hostname, totalmem } from 'node:os';
 
 import { LocalImageStore } from '../agent/images/image-store.js';
@@ -23,6 +22,7 @@ import { joinPem, parseCertificate, splitPemCertificates } from '../common/ident
 import { caDigest, parseIdentity, type CertificateSubject } from '../common/identity/certificate.js';
 import { certPaths, persistIdentity } from './identity/cert-files.js';
 import { RoleFollower } from './role-follower.js';
+import { prepareDataRoot, prepareRaftDir } from './data-root.js';
 
 function leafOf(chainPem: string): CertificateSubject {
   return parseIdentity(chainPem);
@@ -63,9 +63,8 @@ export class Daemon {
   async start(): Promise<void> {
     const { config, log } = this;
     const paths = dataPaths(config);
-    for (const dir of [paths.containers, paths.logs, paths.images, paths.runtimeState, paths.network]) {
-      await mkdir(dir, { recursive: true });
-    }
+    // Before anything is written: what an older tsd left gets this version's modes too.
+    await prepareDataRoot(config, log);
     const node = await this.identity();
     // Every connection this node makes goes to a manager of its cluster, over mutual TLS.
     const security: TransportSecurity = {
@@ -96,6 +95,7 @@ export class Daemon {
     const logs = new FileLogSource(paths.logs);
     /** The manager half, now (a manager's start) or later (a promotion); joinVia: a manager to join the Raft group through. */
     const startManager = async (identity: NodeIdentity, joinVia: string | undefined): Promise<void> => {
+      if (config.store === 'raft') await prepareRaftDir(config);
       const manager = new Manager({
         config,
         node: identity,

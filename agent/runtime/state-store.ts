@@ -1,6 +1,7 @@
 // One directory per container under the runtime's state root, holding state.json (what create
 // recorded), plan.json (the spawn plan, reused by exec) and the shim's shim.sock and exit.json.
-// Written atomically (rename) so a crash never leaves a half-written file.
+// Written atomically (rename) so a crash never leaves a half-written file. Only root reads them
+// (directories 0700, files 0600): the plan holds the container's environment.
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -8,6 +9,7 @@ import type { CgroupRecord } from './cgroups-v1.js';
 import type { NativeSpawnPlan } from './native.js';
 import type { ContainerState, ExitStatus } from './types.js';
 import { isNotFound, unlessAbsent } from '../fs-errors.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tightenIfPresent, writePrivateFile } from '../file-modes.js';
 
 export interface StoredState {
   id: string;
@@ -26,6 +28,9 @@ export interface StoredState {
   warnings?: string[];
 }
 
+/** The files of a container's state directory that an older version wrote 0644. */
+const RECORD_FILES = ['state.json', 'plan.json'];
+
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 export function validateContainerId(id: string): void {
@@ -43,9 +48,9 @@ export class StateStore {
 
   /** Claims the id: fails if a container with that id already exists. */
   async claim(id: string): Promise<void> {
-    await fs.mkdir(this.root, { recursive: true, mode: 0o700 });
+    await fs.mkdir(this.root, { recursive: true, mode: PRIVATE_DIR_MODE });
     try {
-      await fs.mkdir(this.dir(id), { mode: 0o700 });
+      await fs.mkdir(this.dir(id), { mode: PRIVATE_DIR_MODE });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new Error(`container '${id}' already exists`);
       throw err;
@@ -55,14 +60,26 @@ export class StateStore {
   async write(state: StoredState): Promise<void> {
     const file = path.join(this.dir(state.id), 'state.json');
     const tmp = `${file}.tmp`;
-    await fs.writeFile(tmp, JSON.stringify(state, null, 2));
+    await writePrivateFile(tmp, JSON.stringify(state, null, 2));
     await fs.rename(tmp, file);
   }
 
   async writePlan(id: string, plan: NativeSpawnPlan): Promise<void> {
     const file = path.join(this.dir(id), 'plan.json');
-    await fs.writeFile(`${file}.tmp`, JSON.stringify(plan));
+    await writePrivateFile(`${file}.tmp`, JSON.stringify(plan));
     await fs.rename(`${file}.tmp`, file);
+  }
+
+  /**
+   * Gives what an older version left (directories 0755, records 0644) the modes this one makes
+   * (0700, 0600); nothing else in the directories changes. A missing state root is fine.
+   */
+  async tightenModes(): Promise<void> {
+    await tightenIfPresent(this.root, PRIVATE_DIR_MODE);
+    for (const id of await this.list()) {
+      await tightenIfPresent(this.dir(id), PRIVATE_DIR_MODE);
+      for (const name of RECORD_FILES) await tightenIfPresent(path.join(this.dir(id), name), PRIVATE_FILE_MODE);
+    }
   }
 
   /** The plan the container was created with (shape checked by the addon when it is used). */

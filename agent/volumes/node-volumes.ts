@@ -12,6 +12,7 @@ import { mount, umount } from '../runtime/native.js';
 import type { OciMount } from '../worker/container-config.js';
 import { driverMount, type MountAction } from './volume-plan.js';
 import { exists, unlessAbsent } from '../fs-errors.js';
+import { PRIVATE_DIR_MODE } from '../file-modes.js';
 
 const run = promisify(execFile);
 /** Beside _data, never inside it: the volume's content was initialised (copied up or used). */
@@ -44,6 +45,16 @@ async function imageDirAt(rootfs: string, target: string): Promise<string | unde
   if (rel.startsWith('..')) return undefined;
   const st = await unlessAbsent(stat(path), undefined);
   return st?.isDirectory() ? path : undefined;
+}
+
+/**
+ * Makes a volume's _data directory. Those above it (the volume's, its stack's, volumes/, or the
+ * container's volumes/) are made root-only: a container can put a setuid binary in its volume, and
+ * _data itself is the volume's root inside the container, so it stays 0755 for non-root users there.
+ */
+async function makeDataDir(dataDir: string): Promise<void> {
+  await mkdir(join(dataDir, '..'), { recursive: true, mode: PRIVATE_DIR_MODE });
+  await mkdir(dataDir, { recursive: true, mode: 0o755 });
 }
 
 async function copyUp(rootfs: string, target: string, dataDir: string, marker: string): Promise<void> {
@@ -109,12 +120,12 @@ export class NodeVolumes {
         return { destination: action.destination, type: 'bind', source: action.source, options: ['rbind', action.propagation ?? 'rprivate', ...ro] };
       }
       case 'anonymous': {
-        await mkdir(action.dataDir, { recursive: true, mode: 0o755 });
+        await makeDataDir(action.dataDir);
         if (action.copy) await copyUp(rootfs, action.destination, action.dataDir, join(action.dataDir, '..', INITIALISED));
         return { destination: action.destination, type: 'bind', source: action.dataDir, options: ['rbind', 'rprivate', ...ro] };
       }
       case 'named': {
-        await mkdir(action.dataDir, { recursive: true, mode: 0o755 });
+        await makeDataDir(action.dataDir);
         if (action.driverOpts) {
           const users = this.users.get(action.dataDir) ?? new Set<string>();
           if (users.size === 0 && !(await mountPoints()).has(action.dataDir)) {

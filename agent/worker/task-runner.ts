@@ -1,7 +1,7 @@
 // Drives one task's container through its life on this node: prepare (image, rootfs, bundle),
 // start (create, network, start), watch until exit, and clean up what it made. It reports every
 // state change through the reporter; the manager's store is the only record of task state.
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants } from 'node:os';
 
@@ -23,14 +23,15 @@ import { installInit, withInit } from './container-init.js';
 import type { FileLookup } from '../../common/dispatcher/stack-files.js';
 import { prepareTaskMounts, releaseTaskMounts } from './task-files-mounts.js';
 import { unlessAbsent } from '../fs-errors.js';
+import { createPrivateFile, ensureDirMode, ensureRootfsParent, PRIVATE_DIR_MODE, writePrivateFile } from '../file-modes.js';
 
 export interface TaskRunnerDeps {
   runtime: ContainerRuntime;
   images: ImageStore;
   network: NodeNetwork;
-  /** Where container bundles live: <containersDir>/<container id>/ */
+  /** Where container bundles live: <containersDir>/<container id>/ (both 0710 root:root: they lead to the rootfs) */
   containersDir: string;
-  /** Where container logs live, kept after the container is gone: <logsDir>/<task name>.log */
+  /** Where container logs live, kept after the container is gone: <logsDir>/<task name>.log (0700, logs 0600) */
   logsDir: string;
   /** Parent of every container's cgroup. */
   cgroupParent: string;
@@ -186,8 +187,10 @@ export class TaskRunner {
       if (this.stopWasRequested()) return;
       const healthConfig = effectiveHealthConfig(task.spec.spec.healthcheck, image.config.healthcheck);
 
-      await mkdir(containerDir, { recursive: true });
-      await mkdir(deps.logsDir, { recursive: true });
+      // Set on every start, not only when made: the directories may be an older tsd's (0755).
+      await ensureRootfsParent(deps.containersDir);
+      await ensureRootfsParent(containerDir);
+      await ensureDirMode(deps.logsDir, PRIVATE_DIR_MODE);
       const rootfs = await mountOverlayRootfs(image.layerDirs, containerDir);
       // Overlay networks: the managers allocate the task's addresses; wait for them (and for the
       // networks to be programmed here) before the container exists.
@@ -230,11 +233,15 @@ export class TaskRunner {
         ...(limits?.cpus !== undefined ? { cpuQuota: Math.round(limits.cpus * 100_000) } : {}),
       });
       spec.mounts = [...(spec.mounts ?? []), ...extraMounts];
-      await writeFile(join(containerDir, 'config.json'), JSON.stringify(spec, null, 2));
+      // The environment is in it (credentials, often).
+      await writePrivateFile(join(containerDir, 'config.json'), JSON.stringify(spec, null, 2));
 
       await deps.report(task, { state: 'starting', message: 'starting container', containerId: this.containerId });
+      const logPath = logPathFor(deps.logsDir, task.metadata.name);
+      // The runtime appends to the file; made here first, it keeps this mode (the runtime's own is 0640).
+      await createPrivateFile(logPath);
       const state = await deps.runtime.create(this.containerId, containerDir, {
-        logPath: logPathFor(deps.logsDir, task.metadata.name),
+        logPath,
         // JSON lines with time and stream, rotated by size so a chatty task cannot fill the disk.
         logFormat: 'json',
         logMaxBytes: LOG_MAX_BYTES,

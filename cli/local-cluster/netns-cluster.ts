@@ -199,7 +199,9 @@ export function nodeTsdArgv(node: ClusterNodeState, options: NetnsClusterOptions
 }
 
 async function spawnTsd(node: ClusterNodeState, args: string[], logPath: string): Promise<number> {
-  const logFile = await open(logPath, 'a');
+  // tsd's output is root's alone (0600), also in a log an older version made 0644.
+  const logFile = await open(logPath, 'a', 0o600);
+  await logFile.chmod(0o600);
   // nsenter keeps the host's /sys (so /sys/fs/cgroup stays visible, which `ip netns exec` hides);
   // unshare gives the node its own hostname.
   const child = spawn(
