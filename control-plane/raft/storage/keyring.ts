@@ -3,9 +3,10 @@
 // Files in <raft data dir>/keys/ (directory 0700, files 0600, written atomically):
 //   kek   "TKEK" | u32 version 1 | 32 key bytes. Not used when the KEK is given to open() (the way
 //         for a KEK that must not lie beside the data, e.g. one derived from an unlock key).
-//   deks  JSON: { format, version, current, next, acceptPlaintext, keys: [{ id, wrapped }] }, each
-//         DEK wrapped by the KEK with its id bound in (sealing.ts wrapKey), so a key cannot be
-//         relabelled or moved between keyrings.
+//   deks  JSON: { format, version, current, next, acceptPlaintext, keys: [{ id, wrapped }], seal },
+//         each DEK wrapped by the KEK with its id bound in (sealing.ts wrapKey), so a key cannot be
+//         relabelled or moved between keyrings; `seal` authenticates the rest with the KEK, so an
+//         edited field (say acceptPlaintext, to slip a plaintext file in) is refused.
 // A DEK's life: made as the first key of a new keyring, or by rotate() as `next`; made current by
 // promote() at the next snapshot (disk-storage.ts), from when on new segments and snapshot files
 // use it; dropped by retain() once no segment or snapshot file on disk names it.
@@ -16,7 +17,20 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { nodeDurableFs, type DurableFs } from './durable-fs.js';
-import { KEY_BYTES, MAX_KEY_ID, NONCE_BYTES, WRAPPED_KEY_BYTES, unwrapKey, wrapKey, type DataKey, type SealingKeys } from './sealing.js';
+import {
+  KEY_BYTES,
+  MAX_KEY_ID,
+  NONCE_BYTES,
+  SEAL_OVERHEAD,
+  WRAPPED_KEY_BYTES,
+  sealKeyringState,
+  unwrapKey,
+  verifyKeyringState,
+  wrapKey,
+  type DataKey,
+  type KeyringState,
+  type SealingKeys,
+} from './sealing.js';
 
 const KEK_MAGIC = 'TKEK';
 const KEK_VERSION = 1;
@@ -47,7 +61,16 @@ export interface KeyringFile {
   next: number | undefined;
   acceptPlaintext: boolean;
   keys: Array<{ id: number; wrapped: Buffer }>;
+  /** sealing.ts sealKeyringState over the rest. */
+  seal: Buffer;
 }
+
+/** The part of the file its seal covers. */
+export function keyringState(f: Omit<KeyringFile, 'seal'>): KeyringState {
+  return { current: f.current, next: f.next ?? 0, acceptPlaintext: f.acceptPlaintext, keys: f.keys };
+}
+
+const isBase64 = (v: unknown): v is string => typeof v === 'string' && /^[A-Za-z0-9+/]+={0,2}$/.test(v);
 
 const isKeyId = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= MAX_KEY_ID;
 
@@ -74,7 +97,7 @@ export function parseKeyringFile(path: string, text: string): KeyringFile {
   for (const [i, k] of (o.keys as unknown[]).entries()) {
     const entry = (typeof k === 'object' && k !== null ? k : {}) as Record<string, unknown>;
     if (!isKeyId(entry.id)) fail(`keys[${i}].id is not a key id`);
-    if (typeof entry.wrapped !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(entry.wrapped)) fail(`keys[${i}].wrapped is not base64`);
+    if (!isBase64(entry.wrapped)) fail(`keys[${i}].wrapped is not base64`);
     const wrapped = Buffer.from(entry.wrapped as string, 'base64');
     if (wrapped.length !== WRAPPED_KEY_BYTES) fail(`keys[${i}].wrapped is ${wrapped.length} bytes, expected ${WRAPPED_KEY_BYTES}`);
     if (keys.some((x) => x.id === entry.id)) fail(`key ${String(entry.id)} appears twice`);
@@ -84,12 +107,16 @@ export function parseKeyringFile(path: string, text: string): KeyringFile {
   const next = o.next === null ? undefined : (o.next as number);
   if (!keys.some((k) => k.id === current)) fail(`the current key ${current} is not in keys`);
   if (next !== undefined && !keys.some((k) => k.id === next)) fail(`the next key ${next} is not in keys`);
-  return { current, next, acceptPlaintext: o.acceptPlaintext as boolean, keys };
+  if (!isBase64(o.seal)) fail('seal is not base64');
+  const seal = Buffer.from(o.seal as string, 'base64');
+  if (seal.length !== SEAL_OVERHEAD) fail(`seal is ${seal.length} bytes, expected ${SEAL_OVERHEAD}`);
+  return { current, next, acceptPlaintext: o.acceptPlaintext as boolean, keys, seal };
 }
 
 export function formatKeyringFile(f: KeyringFile): string {
   const keys = f.keys.map((k) => ({ id: k.id, wrapped: k.wrapped.toString('base64') }));
-  return `${JSON.stringify({ format: KEYRING_FORMAT, version: KEYRING_VERSION, current: f.current, next: f.next ?? null, acceptPlaintext: f.acceptPlaintext, keys }, null, 1)}\n`;
+  const fields = { format: KEYRING_FORMAT, version: KEYRING_VERSION, current: f.current, next: f.next ?? null, acceptPlaintext: f.acceptPlaintext, keys };
+  return `${JSON.stringify({ ...fields, seal: f.seal.toString('base64') }, null, 1)}\n`;
 }
 
 export function encodeKekFile(kek: Uint8Array): Buffer {
@@ -170,12 +197,11 @@ export class Keyring implements SealingKeys {
       }
       const kek = options.kek ?? (await Keyring.readKek(kekPath, fs));
       const keys = new Map<number, DataKey>();
-      for (const k of file.keys) {
-        try {
-          keys.set(k.id, unwrapKey(kek, k.wrapped, k.id));
-        } catch (err) {
-          throw new KeyringError(path, (err as Error).message);
-        }
+      try {
+        verifyKeyringState(kek, file.seal, keyringState(file));
+        for (const k of file.keys) keys.set(k.id, unwrapKey(kek, k.wrapped, k.id));
+      } catch (err) {
+        throw new KeyringError(path, (err as Error).message);
       }
       return new Keyring(path, fs, kek, file, keys);
     }
@@ -191,14 +217,14 @@ export class Keyring implements SealingKeys {
     }
     if (kek.length !== KEY_BYTES) throw new KeyringError(kekPath, `a key-encryption key is ${KEY_BYTES} bytes, got ${kek.length}`);
     const first: DataKey = { id: 1, key: randomBytes(KEY_BYTES) };
-    const file: KeyringFile = {
+    const state = {
       current: 1,
       next: undefined,
       acceptPlaintext: options.existingData === true,
       keys: [{ id: 1, wrapped: wrapKey(kek, randomBytes(NONCE_BYTES), first) }],
     };
-    const keyring = new Keyring(path, fs, kek, file, new Map([[1, first]]));
-    await keyring.write(file);
+    const keyring = new Keyring(path, fs, kek, { ...state, seal: Buffer.alloc(0) }, new Map([[1, first]]));
+    await keyring.write(state);
     return keyring;
   }
 
@@ -293,7 +319,8 @@ export class Keyring implements SealingKeys {
     return result;
   }
 
-  private async write(file: KeyringFile): Promise<void> {
+  private async write(next: Omit<KeyringFile, 'seal'>): Promise<void> {
+    const file: KeyringFile = { ...next, seal: sealKeyringState(this.kek, randomBytes(NONCE_BYTES), keyringState(next)) };
     await this.fs.writeFileAtomic(this.path, Buffer.from(formatKeyringFile(file), 'utf8'));
     this.state = file;
   }

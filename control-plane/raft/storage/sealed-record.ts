@@ -108,9 +108,10 @@ export function openSealedRecord(frame: DecodedFrame, offset: number, segment: S
 }
 
 /** Best effort, for errors about a frame that failed its CRC: what its clear label claims, unverified. */
-export function claimedRecord(buf: Buffer, offset: number, type: number): string | undefined {
+export function claimedRecord(buf: Buffer, offset: number): string | undefined {
   const labelAt = offset + FRAME_HEADER_BYTES;
   if (labelAt + RECORD_LABEL_BYTES > buf.length) return undefined;
+  const type = (buf[offset + 4] as number) & 0x7f;
   if (type !== (FrameType.Entries as number) && type !== (FrameType.HardState as number) && type !== (FrameType.Snapshot as number)) return undefined;
   const label = decodeRecordLabel(buf.subarray(labelAt, labelAt + RECORD_LABEL_BYTES));
   return label ? describeRecord(type as FrameType, label) : undefined;

@@ -88,6 +88,7 @@ export function open(key: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Buffe
 const WAL_RECORD_DOMAIN = Buffer.from('tessera raft wal record v1\0', 'latin1');
 const SNAPSHOT_DOMAIN = Buffer.from('tessera raft snapshot v1\0', 'latin1');
 const WRAPPED_KEY_DOMAIN = Buffer.from('tessera raft data key v1\0', 'latin1');
+const KEYRING_DOMAIN = Buffer.from('tessera raft keyring v1\0', 'latin1');
 
 /** Where a WAL record lies: its segment, its byte offset in it, and its frame header. */
 export interface RecordPlace {
@@ -194,6 +195,39 @@ export function unwrapKey(kek: Uint8Array, wrapped: Uint8Array, id: number): Dat
   } catch (err) {
     if (err instanceof SealOpenError)
       throw new SealOpenError(`data key ${id} does not unwrap with this key-encryption key (wrong KEK, or the keyring was altered)`);
+    throw err;
+  }
+}
+
+/** What a keyring file says besides its keys' bytes: sealed (as associated data) by the KEK so an edit shows. */
+export interface KeyringState {
+  current: number;
+  /** 0: none. */
+  next: number;
+  acceptPlaintext: boolean;
+  keys: ReadonlyArray<{ id: number; wrapped: Uint8Array }>;
+}
+
+function keyringAd(state: KeyringState): Buffer {
+  const w = new AdWriter(KEYRING_DOMAIN)
+    .u32(state.current)
+    .u32(state.next)
+    .u8(state.acceptPlaintext ? 1 : 0)
+    .u32(state.keys.length);
+  for (const k of state.keys) w.u32(k.id).bytes(Buffer.from(k.wrapped));
+  return w.done();
+}
+
+/** A seal of nothing over the keyring's state: only the KEK's holder can make one that opens. */
+export function sealKeyringState(kek: Uint8Array, nonce: Uint8Array, state: KeyringState): Buffer {
+  return seal(kek, nonce, new Uint8Array(), keyringAd(state));
+}
+
+export function verifyKeyringState(kek: Uint8Array, sealed: Uint8Array, state: KeyringState): void {
+  try {
+    open(kek, sealed, keyringAd(state));
+  } catch (err) {
+    if (err instanceof SealOpenError) throw new SealOpenError('the keyring does not verify with this key-encryption key (wrong KEK, or the file was edited)');
     throw err;
   }
 }

@@ -112,7 +112,7 @@ export function scanSegment(file: string, buf: Buffer, isLast: boolean, keys?: O
         if (!isLast) throw new WalCorruptionError(file, offset, `sealed segment ends inside batch ${lastBatch}`);
         return dropIncompleteBatch(`batch ${lastBatch} ends without its final frame`);
       }
-      const claimed = key ? claimedRecord(buf, offset, buf.readUInt8(offset + 4) & 0x7f) : undefined;
+      const claimed = key ? claimedRecord(buf, offset) : undefined;
       const reason = claimed ? `${r.reason} (its clear label, unverified, names the ${claimed})` : r.reason;
       if (!isLast) throw new WalCorruptionError(file, offset, `${reason} in a sealed segment`);
       const later = findLaterBatch(buf, offset + 1, header.salt, lastBatch + 1);
