@@ -20,7 +20,8 @@
         "native/spawn_plan_wire.cc",
         "native/seccomp_cache.cc",
         "native/netlink.cc",
-        "native/netlink_socket.cc"
+        "native/netlink_socket.cc",
+        "native/bpf_device.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

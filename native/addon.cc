@@ -1,6 +1,7 @@
 // Entry point of the tessera_native addon: registers every exported function.
 #include <napi.h>
 
+#include "bpf_device.h"
 #include "container_exec.h"
 #include "container_spawn.h"
 #include "fs_ops.h"
@@ -24,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netlinkOpen", Napi::Function::New(env, NetlinkOpen, "netlinkOpen"));
   exports.Set("netlinkTransact", Napi::Function::New(env, NetlinkTransact, "netlinkTransact"));
   exports.Set("netlinkTransactAsync", Napi::Function::New(env, NetlinkTransactAsync, "netlinkTransactAsync"));
+  exports.Set("attachDeviceFilter", Napi::Function::New(env, AttachDeviceFilter, "attachDeviceFilter"));
   return exports;
 }
 

@@ -106,6 +106,7 @@ interface NativeBinding {
   waitProcess?(pid: number): Promise<ProcessExit>;
   spawnShim?(plan: NativeSpawnPlan, options: ShimLaunchOptions): Promise<ShimSpawned>;
   execInContainer?(plan: NativeSpawnPlan, containerPid: number, tty: boolean): Promise<ExecSpawned>;
+  attachDeviceFilter?(cgroupDir: string, program: Int32Array): void;
 }
 
 /** How the addon launches tessera-shim (all strings: they become its argv). */
@@ -211,4 +212,14 @@ export function spawnShim(plan: NativeSpawnPlan, options: ShimLaunchOptions): Pr
 /** Starts plan.args inside the namespaces and cgroup of containerPid with the plan's process settings. */
 export function execInContainer(plan: NativeSpawnPlan, containerPid: number, tty: boolean): Promise<ExecSpawned> {
   return required('execInContainer')(plan, containerPid, tty);
+}
+
+/**
+ * Loads a BPF_PROG_TYPE_CGROUP_DEVICE program (five integers per instruction: code, dst, src, off,
+ * imm; see cgroups/device-bpf.ts) and attaches it to a cgroup2 directory with BPF_F_ALLOW_MULTI.
+ * Synchronous. Throws with `code` the errno name and, when the verifier refused the program,
+ * `verifierLog` (also in the message).
+ */
+export function attachDeviceFilter(cgroupDir: string, program: Int32Array): void {
+  required('attachDeviceFilter')(cgroupDir, program);
 }

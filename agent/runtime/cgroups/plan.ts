@@ -181,9 +181,7 @@ export function planV2(r: LinuxResources): V2Plan {
     }
   }
 
-  // Device control on v2 is a BPF program attached to the cgroup (BPF_CGROUP_DEVICE); this
-  // runtime does not load one yet, so the list is not enforced on v2. See cgroups/README.md.
-  plan.warnings.push(`${F}.devices: the device allow-list is NOT enforced on cgroup v2 (needs a BPF device program, not implemented)`);
+  // linux.resources.devices: no file on v2; the driver attaches a BPF program (device-bpf.ts).
 
   (r.hugepageLimits ?? []).forEach((h, i) => add('hugetlb', `hugetlb.${h.pageSize}.max`, String(h.limit), `hugepageLimits[${i}]`));
 

@@ -1,15 +1,19 @@
 // cgroup v2 (unified hierarchy): one directory per container; controllers are made available to it
 // by enabling them in every ancestor's cgroup.subtree_control.
 //
-// Not enforced on v2: the device allow-list. v2 has no devices.* files; runc and Docker attach a
-// BPF_CGROUP_DEVICE program instead, which this runtime does not do yet. create() records a
-// warning in the record instead of refusing, so v2 hosts can run containers; device isolation
-// there rests on the container's /dev (only the default nodes) and dropping CAP_MKNOD. See README.md.
+// Devices: v2 has no devices.* files. create() builds a BPF_CGROUP_DEVICE program from the spec's
+// rules and the default set (device-bpf.ts) and attaches it to the container's directory before
+// returning, so the init, created inside that directory, runs under it from its first instruction.
+// A program that cannot be attached fails the create: a container without its device filter
+// could open any device node it can mknod (CAP_MKNOD is in the default set).
+// Hybrid hosts are driven by CgroupsV1 (detect.ts): the container does not join the unified
+// mount there, and the v1 devices controller enforces the same list.
 
 import path from 'node:path';
 import type { ContainerStats } from '../types.js';
 import { exists, throwAfterCleanup } from '../../fs-errors.js';
 import type { CgroupDriver, CgroupRecord } from './driver.js';
+import { deviceProgramFor, encodeProgram } from './device-bpf.js';
 import { mkdirRecorded, readOptional, removeCreated, writeControl } from './fs-util.js';
 import { planV2, type ControlWrite } from './plan.js';
 import { validateResources } from './resources.js';
@@ -18,13 +22,30 @@ import { parseIoStat, parseKeyValues, parseLimit, parseNumber } from './stats-pa
 /** Enabled when available even without a limit, so stats have something to read. */
 const STATS_CONTROLLERS = ['cpu', 'io', 'memory', 'pids'] as const;
 
+/** Loads a device program (encodeProgram's form) and attaches it to a cgroup2 directory; throws on failure. */
+export type AttachDeviceFilter = (cgroupDir: string, program: Int32Array) => void;
+
+export interface CgroupsV2Options {
+  /** Default: the addon's bpf(2) load and attach. Tests on a plain-directory tree pass a recorder. */
+  attachDeviceFilter?: AttachDeviceFilter;
+}
+
 export class CgroupsV2 implements CgroupDriver {
   readonly version = 'v2' as const;
+  private readonly attachDeviceFilter: AttachDeviceFilter | undefined;
 
-  constructor(private readonly root: string) {}
+  constructor(
+    private readonly root: string,
+    options: CgroupsV2Options = {},
+  ) {
+    this.attachDeviceFilter = options.attachDeviceFilter;
+  }
 
   async create(relativePath: string, resources: unknown): Promise<CgroupRecord> {
-    const plan = planV2(validateResources(resources ?? {}));
+    const validated = validateResources(resources ?? {});
+    const plan = planV2(validated);
+    // Built before anything is created: a rule list the program cannot hold is refused up front.
+    const deviceProgram = encodeProgram(deviceProgramFor(validated.devices));
     const rootAvailable = await this.controllersOf(this.root);
     // The first field that needs each controller, for the error when it is missing.
     const neededBy = new Map<string, string>();
@@ -61,6 +82,7 @@ export class CgroupsV2 implements CgroupDriver {
       }
       record.dirs.push(dir);
       for (const w of plan.writes) await applyWrite(dir, w);
+      await this.attachDevices(dir, deviceProgram);
       return record;
     } catch (err) {
       // What was made so far goes; if it cannot, the error says so instead of dropping it.
@@ -118,6 +140,16 @@ export class CgroupsV2 implements CgroupDriver {
 
   async remove(record: CgroupRecord): Promise<void> {
     await removeCreated(record.createdDirs, new Set(record.dirs));
+  }
+
+  private async attachDevices(dir: string, program: Int32Array): Promise<void> {
+    // The addon is loaded only when a v2 container is made, not by whoever imports the drivers.
+    const attach = this.attachDeviceFilter ?? (await import('../native.js')).attachDeviceFilter;
+    try {
+      attach(dir, program);
+    } catch (err) {
+      throw new Error(`linux.resources.devices: cannot attach the device filter (BPF_CGROUP_DEVICE) to ${dir}: ${(err as Error).message}`, { cause: err });
+    }
   }
 
   private async controllersOf(dir: string): Promise<Set<string>> {
