@@ -11,6 +11,10 @@ import { CgroupsV2 } from '../../agent/runtime/cgroups/v2.js';
 import { detectCgroupMode, openCgroupDriver } from '../../agent/runtime/cgroups/detect.js';
 import { hostCgroups } from '../helpers/host-cgroups.js';
 
+/** A plain directory is no cgroup2: nothing can be attached there, so the device program is only recorded. */
+const attached: string[] = [];
+const recordAttach = { attachDeviceFilter: (dir: string) => void attached.push(dir) };
+
 const MiB = 1024 * 1024;
 
 async function scratchRoot(controllers: string, subtree = ''): Promise<{ root: string; cleanup: () => Promise<void> }> {
@@ -32,7 +36,7 @@ const read = (...p: string[]) => fs.readFile(path.join(...p), 'utf8');
 test('create enables controllers down the path and writes every limit to the unified files', async (t) => {
   const { root, cleanup } = await scratchRoot('cpuset cpu io memory hugetlb pids rdma misc');
   t.teardown(cleanup);
-  const driver = new CgroupsV2(root);
+  const driver = new CgroupsV2(root, recordAttach);
   const record = await driver.create('tessera/ctr1', {
     memory: { limit: 64 * MiB, reservation: 16 * MiB, swap: 80 * MiB },
     cpu: { shares: 512, quota: 150_000, period: 100_000, cpus: '0-1', mems: '0' },
@@ -66,7 +70,8 @@ test('create enables controllers down the path and writes every limit to the uni
     'io.max': '8:0 rbps=1000000\n8:0 wbps=2000000\n',
     'hugetlb.2MB.max': '0\n',
   });
-  t.true(record.warnings?.some((w) => /devices: the device allow-list is NOT enforced on cgroup v2/.test(w)));
+  t.true(attached.includes(leaf), 'the device program is attached to the leaf');
+  t.false(record.warnings?.some((w) => /devices/.test(w)) ?? false);
   await dropFilesIn(record.createdDirs);
   await driver.remove(record);
   t.deepEqual(await fs.readdir(root), ['cgroup.controllers', 'cgroup.subtree_control']);
@@ -79,7 +84,7 @@ test('only missing controllers are enabled, and only those available (stats ones
   // An existing parent: its controllers come from the kernel's file.
   await fs.writeFile(path.join(root, 'parent', 'cgroup.controllers'), 'memory pids\n');
   await fs.writeFile(path.join(root, 'parent', 'cgroup.subtree_control'), 'memory\n');
-  const driver = new CgroupsV2(root);
+  const driver = new CgroupsV2(root, recordAttach);
   const record = await driver.create('parent/leaf', { pids: { limit: 5 } });
   t.is(await read(root, 'cgroup.subtree_control'), 'memory pids\n+cpu\n', 'root: cpu added for stats, hugetlb not asked for');
   t.is(await read(root, 'parent', 'cgroup.subtree_control'), 'memory\n+pids\n');
@@ -92,7 +97,7 @@ test('only missing controllers are enabled, and only those available (stats ones
 test('a controller missing on the path is refused naming the field, before anything is created', async (t) => {
   const { root, cleanup } = await scratchRoot('cpu memory pids');
   t.teardown(cleanup);
-  const driver = new CgroupsV2(root);
+  const driver = new CgroupsV2(root, recordAttach);
   await t.throwsAsync(driver.create('tessera/x', { cpu: { cpus: '0' } }), {
     message: /linux\.resources\.cpu\.cpus: the cgroup v2 'cpuset' controller is not available in .* \(cgroup\.controllers: cpu memory pids\)/,
   });
@@ -105,7 +110,7 @@ test('a controller missing on the path is refused naming the field, before anyth
 test('stats and OOM come from memory.current, memory.stat, memory.events, cpu.stat, pids, io.stat', async (t) => {
   const { root, cleanup } = await scratchRoot('cpu io memory pids', 'cpu io memory pids');
   t.teardown(cleanup);
-  const driver = new CgroupsV2(root);
+  const driver = new CgroupsV2(root, recordAttach);
   const record = await driver.create('c', {});
   const leaf = path.join(root, 'c');
   t.false(await driver.oomKilled(record));

@@ -173,7 +173,10 @@ test('planV2 maps the same fields to unified files', (t) => {
   t.deepEqual(plan.writes.find((w) => w.file === 'io.bfq.weight')?.alternatives, [{ file: 'io.weight', value: `default ${blkioToIoWeight(500)}` }]);
   t.deepEqual([...plan.controllers].sort(), ['cpu', 'cpuset', 'hugetlb', 'io', 'memory', 'pids']);
   t.true(plan.warnings.some((w) => /swappiness/.test(w)));
-  t.true(plan.warnings.some((w) => /device allow-list is NOT enforced on cgroup v2/.test(w)));
+  t.false(
+    plan.warnings.some((w) => /devices/.test(w)),
+    'devices are enforced on v2 (a BPF program), not warned about',
+  );
 });
 
 test('planV2 edge values: unlimited, quota without period, no swap by default, realtime refused', (t) => {
