@@ -10,6 +10,7 @@ import { crc32 } from 'node:zlib';
 import test, { type ExecutionContext } from 'ava';
 import type { Entry, HardState } from '../../control-plane/raft/core/types.js';
 import { DiskRaftStorage } from '../../control-plane/raft/storage/disk-storage.js';
+import { nodeDurableFs, type DurableFs } from '../../control-plane/raft/storage/durable-fs.js';
 import { KeyringError } from '../../control-plane/raft/storage/keyring.js';
 import { KEY_BYTES, NONCE_BYTES, type DataKey, type SealingKeys } from '../../control-plane/raft/storage/sealing.js';
 import { SnapshotCorruptionError, Snapshotter, snapshotFileName } from '../../control-plane/raft/storage/snapshotter.js';
@@ -375,9 +376,8 @@ test('encrypted storage: a KEK given from outside is used instead of a file besi
   await r.close();
 });
 
-test("encrypted storage: an older version's plaintext directory is read once and encrypted at open", async (t) => {
-  const dir = await tempDir(t);
-  // The layout an older version wrote: plaintext snapshots and WAL segments, no keys/.
+/** The layout an older version wrote in `dir`: plaintext snapshots (0, 10, 20) and WAL segments (entries 1..30), no keys/. */
+async function olderVersionDirectory(dir: string): Promise<Snapshotter> {
   const snap = new Snapshotter(join(dir, 'snap'));
   const walDir = join(dir, 'wal');
   await mkdir(walDir);
@@ -390,6 +390,13 @@ test("encrypted storage: an older version's plaintext directory is read once and
   await snap.save({ metadata: { index: 20, term: 1, confState: bootstrap }, data: enc(`${MARK}-state20`) });
   await wal.append([{ type: FrameType.Snapshot, snapshot: { index: 20, term: 1 } }]);
   await wal.close();
+  return snap;
+}
+
+test("encrypted storage: an older version's plaintext directory is read once and encrypted at open", async (t) => {
+  const dir = await tempDir(t);
+  const snap = await olderVersionDirectory(dir);
+  const walDir = join(dir, 'wal');
   t.true((await readdir(walDir)).length >= 3, 'several plaintext segments');
   t.true((await filesHolding(dir, MARK)).length > 3);
 
@@ -419,6 +426,36 @@ test("encrypted storage: an older version's plaintext directory is read once and
   // From now on a plaintext file is a downgrade, not an older version.
   await snap.save({ metadata: { index: 20, term: 1, confState: bootstrap }, data: enc('forged') });
   await t.throwsAsync(() => DiskRaftStorage.open(dir), { instanceOf: SnapshotCorruptionError, message: /plaintext snapshot .* replaced or downgraded/ });
+});
+
+test("encrypted storage: encrypting an older version's directory survives a crash midway (after the new segment, before the old ones are gone)", async (t) => {
+  const dir = await tempDir(t);
+  await olderVersionDirectory(dir);
+  // The crash: the first unlink of a WAL segment fails, so the open stops right there.
+  let crashed = false;
+  const crashingFs: DurableFs = {
+    ...nodeDurableFs,
+    async unlink(path) {
+      if (!crashed && path.endsWith('.wal')) {
+        crashed = true;
+        throw new Error('crash (injected)');
+      }
+      await nodeDurableFs.unlink(path);
+    },
+  };
+  await t.throwsAsync(() => DiskRaftStorage.open(dir, { fs: crashingFs }), { message: /crash \(injected\)/ });
+  const keyIds = await Wal.keyIdsOnDisk(join(dir, 'wal'));
+  t.true(keyIds.includes(0) && keyIds.includes(1), `plaintext segments and the new encrypted one lie side by side: ${keyIds.join(' ')}`);
+
+  const s = await DiskRaftStorage.open(dir);
+  t.is(s.firstIndex(), 21);
+  t.is(s.lastIndex(), 30);
+  t.is(new TextDecoder().decode(s.entries(30, 31, 100)[0]?.data), `${MARK}-30`);
+  t.is(s.initialState().hardState.commit, 30);
+  t.regex(s.recovery.join(' '), /rewrote the plaintext WAL/);
+  await s.close();
+  t.deepEqual(await filesHolding(dir, MARK), []);
+  t.deepEqual(await Wal.keyIdsOnDisk(join(dir, 'wal')), [1]);
 });
 
 test('encrypted storage: a rotated data key takes over at the next snapshot; the old one goes once no file needs it', async (t) => {
