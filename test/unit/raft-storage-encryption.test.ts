@@ -484,6 +484,29 @@ test('encrypted storage: a rotated data key takes over at the next snapshot; the
   await r.close();
 });
 
+test('encrypted storage: keys rotate by themselves: after enough seals, and at every open of an existing keyring', async (t) => {
+  const dir = await tempDir(t);
+  const s = await DiskRaftStorage.open(dir, { bootstrap, rotateAfterSeals: 20 });
+  t.deepEqual(s.dataKeyIds(), { current: 1, next: undefined, held: [1] }, 'a new keyring starts with one key');
+  for (let i = 1; i <= 5; i++) await s.save({ entries: [entry(i, 1)], hardState: { term: 1, vote: 'm1', commit: i } });
+  await s.compact(3, bootstrap, enc('state3'));
+  t.is(s.dataKeyIds().current, 1, 'fewer seals than the limit: no rotation');
+  for (let i = 6; i <= 15; i++) await s.save({ entries: [entry(i, 1)], hardState: { term: 1, vote: 'm1', commit: i } });
+  await s.compact(12, bootstrap, enc('state12'));
+  t.is(s.dataKeyIds().current, 2, 'past the limit, the snapshot brought a new key');
+  await s.close();
+
+  const r = await DiskRaftStorage.open(dir);
+  t.deepEqual(r.dataKeyIds().next, 3, 'an open of an existing keyring asks for a new key');
+  await r.save({ entries: [entry(16, 1)] });
+  await r.compact(16, bootstrap, enc('state16'));
+  t.is(r.dataKeyIds().current, 3);
+  await r.close();
+  const again = await DiskRaftStorage.open(dir);
+  t.is(new TextDecoder().decode(again.snapshot().data), 'state16');
+  await again.close();
+});
+
 test('encrypted storage: a tampered snapshot file (CRC redone) is refused naming its index', async (t) => {
   const dir = await tempDir(t);
   const s = await DiskRaftStorage.open(dir, { bootstrap });

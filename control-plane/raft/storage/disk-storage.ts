@@ -11,7 +11,11 @@
 // log is rewritten into one encrypted segment (Wal.rewriteAll); only then does the keyring stop
 // accepting plaintext. (The unlinked plaintext blocks are not wiped: that is the file system's.)
 // rotateDataKey() makes a new data key that takes over at the next snapshot; a key is dropped
-// once no segment or snapshot file on disk needs it.
+// once no segment or snapshot file on disk needs it. Rotation is also automatic: at every open of
+// an existing keyring, and once the current key has sealed ROTATE_AFTER_SEALS records in this
+// process. So a key seals at most one process lifetime's records (and at most about 2^24 of them)
+// before a successor takes over at the next snapshot: random 96-bit nonces stay far below the 2^32
+// seals per key that NIST SP 800-38D allows.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LogCompactedError, LogUnavailableError, type ConfState, type Entry, type HardState, type RaftLogStorage, type Snapshot } from '../core/types.js';
@@ -20,6 +24,9 @@ import { Keyring } from './keyring.js';
 import { Snapshotter, snapshotFileName } from './snapshotter.js';
 import { FrameType, type WalRecord } from './wal-codec.js';
 import { Wal, type WalOpenResult } from './wal.js';
+
+/** Seals by one data key in one process after which the next snapshot brings a new key. */
+const ROTATE_AFTER_SEALS = 2 ** 24;
 
 export interface DiskRaftStorageOptions {
   /** Configuration of a brand-new group (ignored once the directory holds state). Default: no members. */
@@ -30,6 +37,8 @@ export interface DiskRaftStorageOptions {
   randomUint32?: () => number;
   /** The key-encryption key, when it must not come from <dir>/keys/kek. */
   kek?: Uint8Array;
+  /** Seals by one key after which it is rotated at the next snapshot (see the header); for tests. */
+  rotateAfterSeals?: number;
 }
 
 /** What one Ready asks to persist (a subset of the core's Ready). */
@@ -50,6 +59,8 @@ export class DiskRaftStorage implements RaftLogStorage {
   private projected: { snapIndex: number; lastIndex: number };
   /** The hard state of the latest save called (landed or not). */
   private projectedHard: HardState;
+  /** Nonces the keyring had drawn when the current data key took over (or at open). */
+  private sealsBeforeCurrentKey = 0;
 
   private constructor(
     private readonly wal: Wal,
@@ -57,6 +68,7 @@ export class DiskRaftStorage implements RaftLogStorage {
     private readonly keyring: Keyring,
     opened: WalOpenResult,
     snapshot: Snapshot,
+    private readonly rotateAfterSeals: number,
   ) {
     this.hardState = opened.state.hardState;
     this.snap = snapshot;
@@ -107,7 +119,7 @@ export class DiskRaftStorage implements RaftLogStorage {
       await opened.wal.close();
       throw err;
     }
-    const storage = new DiskRaftStorage(opened.wal, snapshotter, keyring, opened, snapshot);
+    const storage = new DiskRaftStorage(opened.wal, snapshotter, keyring, opened, snapshot, options.rotateAfterSeals ?? ROTATE_AFTER_SEALS);
     if (opened.truncated) {
       const t = opened.truncated;
       storage.recovery.push(`cut a torn WAL tail: ${t.droppedBytes} bytes at ${t.file}:${t.offset} (${t.reason})`);
@@ -117,6 +129,8 @@ export class DiskRaftStorage implements RaftLogStorage {
         storage.recovery.push(`removed snapshot ${name}: its WAL record was never written`);
       }
       if (keyring.acceptPlaintext) await storage.encryptOlderVersionFiles();
+      // See the header: a key in use before this process started is replaced at its first snapshot.
+      if (!keyring.created) await keyring.rotate();
     } catch (err) {
       await opened.wal.close();
       throw err;
@@ -221,8 +235,7 @@ export class DiskRaftStorage implements RaftLogStorage {
     this.projected = projected;
     if (req.hardState) this.projectedHard = { ...req.hardState };
     if (req.snapshot) {
-      // A snapshot is where a rotated data key takes over (see rotateDataKey).
-      await this.keyring.promote();
+      await this.keyTakeoverAtSnapshot();
       await this.snapshotter.save(req.snapshot);
     }
     const records: WalRecord[] = [];
@@ -265,8 +278,7 @@ export class DiskRaftStorage implements RaftLogStorage {
     if (index <= this.snap.metadata.index) return undefined;
     if (index > this.lastIndex()) throw new LogUnavailableError(index, this.lastIndex());
     const snapshot: Snapshot = { metadata: { index, term: this.term(index), confState }, data };
-    // A snapshot is where a rotated data key takes over (see rotateDataKey).
-    await this.keyring.promote();
+    await this.keyTakeoverAtSnapshot();
     await this.snapshotter.save(snapshot);
     return snapshot;
   }
@@ -297,6 +309,12 @@ export class DiskRaftStorage implements RaftLogStorage {
   /** Ids of the data keys held: the current one, a rotated one waiting, older ones still needed. */
   dataKeyIds(): { current: number; next: number | undefined; held: number[] } {
     return { current: this.keyring.current().id, next: this.keyring.nextId(), held: this.keyring.ids() };
+  }
+
+  /** A snapshot is where a rotated data key takes over; one that sealed enough here is rotated first (see the header). */
+  private async keyTakeoverAtSnapshot(): Promise<void> {
+    if (this.keyring.noncesDrawn() - this.sealsBeforeCurrentKey >= this.rotateAfterSeals) await this.keyring.rotate();
+    if (await this.keyring.promote()) this.sealsBeforeCurrentKey = this.keyring.noncesDrawn();
   }
 
   /** Drops the data keys no file on disk needs any more (called once files were durably removed). */

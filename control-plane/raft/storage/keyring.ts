@@ -175,7 +175,12 @@ export class Keyring implements SealingKeys {
     private readonly kek: Uint8Array,
     private state: KeyringFile,
     private readonly keys: Map<number, DataKey>,
+    /** Made by this open() (no keyring was there). */
+    readonly created: boolean,
   ) {}
+
+  /** Nonces handed out by this process: one per seal (the rotation policy counts them, disk-storage.ts). */
+  private drawn = 0;
 
   /** Changes run one at a time: each rewrites the file (through one temp file name) from the state before it. */
   private changes: Promise<unknown> = Promise.resolve();
@@ -203,7 +208,7 @@ export class Keyring implements SealingKeys {
       } catch (err) {
         throw new KeyringError(path, (err as Error).message);
       }
-      return new Keyring(path, fs, kek, file, keys);
+      return new Keyring(path, fs, kek, file, keys, false);
     }
     if (options.existingData && (await options.encryptedDataExists?.())) {
       throw new KeyringError(path, 'is missing, but the Raft log or snapshots are encrypted: restore the keys directory (a new keyring cannot decrypt them)');
@@ -223,7 +228,7 @@ export class Keyring implements SealingKeys {
       acceptPlaintext: options.existingData === true,
       keys: [{ id: 1, wrapped: wrapKey(kek, randomBytes(NONCE_BYTES), first) }],
     };
-    const keyring = new Keyring(path, fs, kek, { ...state, seal: Buffer.alloc(0) }, new Map([[1, first]]));
+    const keyring = new Keyring(path, fs, kek, { ...state, seal: Buffer.alloc(0) }, new Map([[1, first]]), true);
     await keyring.write(state);
     return keyring;
   }
@@ -242,7 +247,13 @@ export class Keyring implements SealingKeys {
   }
 
   nonce(): Uint8Array {
+    this.drawn++;
     return randomBytes(NONCE_BYTES);
+  }
+
+  /** How many nonces (seals) this process has drawn. */
+  noncesDrawn(): number {
+    return this.drawn;
   }
 
   get acceptPlaintext(): boolean {

@@ -3,8 +3,8 @@
 //
 // Pure: every function here is a function of its arguments. The nonce is one of them; callers draw
 // a fresh 96-bit nonce from the CSPRNG for every seal (keyring.ts), so no nonce repeats under one
-// key in practice (random nonces stay safe for about 2^32 seals per key; a key is rotated long
-// before that, see keyring.ts).
+// key in practice (random nonces stay safe for about 2^32 seals per key; disk-storage.ts rotates a
+// key long before that).
 //
 // Associated data says where a sealed thing belongs (which record of which segment, which
 // snapshot, which key id), so bytes sealed for one place fail to open anywhere else. Each use has
