@@ -14,7 +14,7 @@ import { nodeDurableFs, type DurableFs } from '../../control-plane/raft/storage/
 import { KeyringError } from '../../control-plane/raft/storage/keyring.js';
 import { KEY_BYTES, NONCE_BYTES, type DataKey, type SealingKeys } from '../../control-plane/raft/storage/sealing.js';
 import { SnapshotCorruptionError, Snapshotter, snapshotFileName } from '../../control-plane/raft/storage/snapshotter.js';
-import { FRAME_HEADER_BYTES, FrameType, decodeSegmentHeader, readFrame, type WalRecord } from '../../control-plane/raft/storage/wal-codec.js';
+import { FRAME_HEADER_BYTES, FrameType, decodeSegmentHeader, readFrame, segmentFileName, type WalRecord } from '../../control-plane/raft/storage/wal-codec.js';
 import { WalCorruptionError, type WalState } from '../../control-plane/raft/storage/wal-replay.js';
 import { Wal } from '../../control-plane/raft/storage/wal.js';
 
@@ -229,6 +229,21 @@ test('encrypted wal: two records swapped are refused, whether whole frames or th
     instanceOf: WalCorruptionError,
     message: new RegExp(`byte ${a.offset}: record of entries 4\\.\\.6 .* does not open`),
   });
+});
+
+test('encrypted wal: a segment header edited to start at another index (file renamed to match) is refused', async (t) => {
+  const dir = await tempDir(t);
+  const keys = memoryKeys(dataKey(1));
+  await threeBatches(dir, keys);
+  const path = await onlySegment(dir);
+  const buf = await readFile(path);
+  // Header frame payload: magic, version, seq (u64 at 8), firstIndex (u64 at 16), salt, key id.
+  buf.writeUInt32LE(2, FRAME_HEADER_BYTES + 16);
+  const header: FrameAt = { offset: 0, type: FrameType.SegmentHeader, batch: 0, end: FRAME_HEADER_BYTES + 32 };
+  redoCrc(buf, header, 0);
+  await rm(path);
+  await writeFile(join(dir, segmentFileName(0, 2)), buf);
+  await t.throwsAsync(() => Wal.open(dir, { keys }), { instanceOf: WalCorruptionError, message: /record of entries 1\.\.3 .* does not open/ });
 });
 
 test('encrypted wal: crash fuzz — every truncation of the last write recovers the acknowledged state', async (t) => {
@@ -505,6 +520,24 @@ test('encrypted storage: keys rotate by themselves: after enough seals, and at e
   const again = await DiskRaftStorage.open(dir);
   t.is(new TextDecoder().decode(again.snapshot().data), 'state16');
   await again.close();
+});
+
+test('encrypted storage: close waits for a snapshot file being written beside Raft, and none is begun after it', async (t) => {
+  const dir = await tempDir(t);
+  const s = await DiskRaftStorage.open(dir, { bootstrap });
+  await s.save({ entries: entries(1, 6, 1) });
+  await s.close();
+  // A reopened keyring has a rotation waiting: the snapshot's key takeover writes the keyring too.
+  const r = await DiskRaftStorage.open(dir);
+  const prepared = r.prepareSnapshot(5, bootstrap, randomBytes(4 * 1024 * 1024));
+  await new Promise((resolve) => setImmediate(resolve)); // under way: past its wait for earlier saves
+  await r.close();
+  const after = { snaps: await readdir(join(dir, 'snap')), keyring: await readFile(join(dir, 'keys', 'deks'), 'utf8') };
+  t.truthy(await prepared, 'the snapshot begun before close was written');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.deepEqual(await readdir(join(dir, 'snap')), after.snaps, 'nothing lands in snap/ after close returned');
+  t.is(await readFile(join(dir, 'keys', 'deks'), 'utf8'), after.keyring, 'nor in the keyring');
+  t.is(await r.prepareSnapshot(6, bootstrap, new Uint8Array()), undefined, 'a snapshot asked for after close is not made');
 });
 
 test('encrypted storage: a tampered snapshot file (CRC redone) is refused naming its index', async (t) => {

@@ -32,7 +32,7 @@ const key = (id = 1): DataKey => ({ id, key: randomBytes(KEY_BYTES) });
 const nonce = (): Buffer => randomBytes(NONCE_BYTES);
 const text = (s: string): Buffer => Buffer.from(s, 'utf8');
 
-const place: RecordPlace = { keyId: 1, segmentSeq: 4, segmentSalt: 0xdeadbeef, offset: 41, typeByte: FrameType.Entries | 0x80, batch: 3 };
+const place: RecordPlace = { keyId: 1, segmentSeq: 4, segmentFirstIndex: 3, segmentSalt: 0xdeadbeef, offset: 41, typeByte: FrameType.Entries | 0x80, batch: 3 };
 const label: RecordLabel = { index: 5, lastIndex: 7, term: 2 };
 
 test('sealing: a sealed message opens with its key and associated data, and only then', (t) => {
@@ -78,6 +78,7 @@ test('sealing: the associated data binds index and term (swapped too) and every 
   const places: RecordPlace[] = [
     { ...place, keyId: 2 },
     { ...place, segmentSeq: 5 },
+    { ...place, segmentFirstIndex: 4 },
     { ...place, segmentSalt: 1 },
     { ...place, offset: 42 },
     { ...place, typeByte: FrameType.Entries },
@@ -107,7 +108,7 @@ test('sealing: every record of a sealed segment carries its own nonce', (t) => {
   let offset = 41;
   for (let i = 1; i <= records; i++) {
     const record: WalRecord = { type: FrameType.Entries, entries: [{ index: i, term: 1, type: 'normal', data: text('same data') }] };
-    const frame = encodeSealedRecord(record, { segment: { seq: 0, salt: 7 }, offset, batch: i, final: true }, k, randomBytes(NONCE_BYTES));
+    const frame = encodeSealedRecord(record, { segment: { seq: 0, firstIndex: 1, salt: 7 }, offset, batch: i, final: true }, k, randomBytes(NONCE_BYTES));
     // Frame header 13 bytes, clear label 24, then the nonce.
     nonces.add(frame.subarray(13 + 24, 13 + 24 + NONCE_BYTES).toString('hex'));
     offset += frame.length;
@@ -142,7 +143,7 @@ function frameOf(buf: Buffer): ReturnType<typeof readFrame> & { ok: true } {
 
 test('sealed records: a record opens at its place only, and a refusal names its index', (t) => {
   const k = key(3);
-  const at: FramePosition = { segment: { seq: 2, salt: 7 }, offset: 100, batch: 5, final: true };
+  const at: FramePosition = { segment: { seq: 2, firstIndex: 1, salt: 7 }, offset: 100, batch: 5, final: true };
   const record: WalRecord = { type: FrameType.Entries, entries: entries(4, 6, 2) };
   const bytes = encodeSealedRecord(record, at, k, nonce());
   t.false(bytes.includes(text('value 5')));
@@ -151,7 +152,7 @@ test('sealed records: a record opens at its place only, and a refusal names its 
   const moved = t.throws(() => openSealedRecord(frame, 200, at.segment, k));
   t.regex(moved.message, /record of entries 4\.\.6 \(last term 2\) does not open with data key 3/);
   t.regex(moved.message, /not decoded/);
-  t.throws(() => openSealedRecord(frame, 100, { seq: 3, salt: 7 }, k), { message: /entries 4\.\.6/ }, 'another segment');
+  t.throws(() => openSealedRecord(frame, 100, { seq: 3, firstIndex: 1, salt: 7 }, k), { message: /entries 4\.\.6/ }, 'another segment');
   t.throws(() => openSealedRecord(frame, 100, at.segment, key(3)), { message: /entries 4\.\.6/ }, 'another key with the same id');
 
   const hard: WalRecord = { type: FrameType.HardState, hardState: { term: 9, vote: 'm1', commit: 12 } };
@@ -165,7 +166,7 @@ test('sealed records: a record opens at its place only, and a refusal names its 
 
 test('sealed records: a relabelled record (clear label edited, CRC redone) does not open', (t) => {
   const k = key();
-  const at: FramePosition = { segment: { seq: 0, salt: 7 }, offset: 41, batch: 1, final: true };
+  const at: FramePosition = { segment: { seq: 0, firstIndex: 1, salt: 7 }, offset: 41, batch: 1, final: true };
   const bytes = encodeSealedRecord({ type: FrameType.Entries, entries: entries(4, 6, 2) }, at, k, nonce());
   // The label's first u64 (index 4) is at frame offset 13; claim index 5 instead.
   bytes.writeUInt32LE(5, 13);

@@ -61,6 +61,9 @@ export class DiskRaftStorage implements RaftLogStorage {
   private projectedHard: HardState;
   /** Nonces the keyring had drawn when the current data key took over (or at open). */
   private sealsBeforeCurrentKey = 0;
+  /** The snapshot file being written beside Raft's writes (prepareSnapshot), if any. */
+  private preparing: Promise<unknown> = Promise.resolve();
+  private closed = false;
 
   private constructor(
     private readonly wal: Wal,
@@ -273,9 +276,16 @@ export class DiskRaftStorage implements RaftLogStorage {
    * snapshot file (nothing refers to it yet; recovery removes it if commitSnapshot never comes).
    * Undefined when a snapshot at or past `index` is already in place.
    */
-  async prepareSnapshot(index: number, confState: ConfState, data: Uint8Array): Promise<Snapshot | undefined> {
+  prepareSnapshot(index: number, confState: ConfState, data: Uint8Array): Promise<Snapshot | undefined> {
+    const prepared = this.writeSnapshotFile(index, confState, data);
+    // close() waits for it: the key takeover and the file must not land after the storage closed.
+    this.preparing = prepared.catch(() => undefined);
+    return prepared;
+  }
+
+  private async writeSnapshotFile(index: number, confState: ConfState, data: Uint8Array): Promise<Snapshot | undefined> {
     await this.tail;
-    if (index <= this.snap.metadata.index) return undefined;
+    if (this.closed || index <= this.snap.metadata.index) return undefined;
     if (index > this.lastIndex()) throw new LogUnavailableError(index, this.lastIndex());
     const snapshot: Snapshot = { metadata: { index, term: this.term(index), confState }, data };
     await this.keyTakeoverAtSnapshot();
@@ -335,7 +345,9 @@ export class DiskRaftStorage implements RaftLogStorage {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await this.tail;
+    await this.preparing;
     await this.wal.close();
   }
 

@@ -2,9 +2,9 @@
 //   label (24 bytes, clear) | nonce (12) | AES-256-GCM(record payload) | tag (16)
 // The label (sealing.ts RecordLabel: the record's index range and term) stays readable so a refusal
 // can name the index; it is authenticated with the record's place as associated data: the key id,
-// the segment's sequence number and salt, the frame's byte offset, type byte and batch. A record
-// copied to another offset, segment or batch, or relabelled, fails to open; so does one sealed
-// with another key. After opening, the content must agree with the label (else a writer bug).
+// the segment's header (sequence number, first index, salt), the frame's byte offset, type byte and
+// batch. A record copied to another offset, segment or batch, or relabelled, or a segment header
+// edited, fails to open; so does a record sealed with another key. After opening, the content must agree with the label (else a writer bug).
 import { SealOpenError, decodeRecordLabel, encodeRecordLabel, open, seal, walRecordAd, RECORD_LABEL_BYTES, type DataKey, type RecordLabel } from './sealing.js';
 import {
   FRAME_HEADER_BYTES,
@@ -18,8 +18,10 @@ import {
 } from './wal-codec.js';
 
 /** The segment a record is sealed into. */
+/** The segment a record is sealed into: what its header says. */
 export interface SegmentIdentity {
   seq: number;
+  firstIndex: number;
   salt: number;
 }
 
@@ -68,6 +70,7 @@ export function encodeSealedRecord(record: WalRecord, at: FramePosition, key: Da
     {
       keyId: key.id,
       segmentSeq: at.segment.seq,
+      segmentFirstIndex: at.segment.firstIndex,
       segmentSalt: at.segment.salt,
       offset: at.offset,
       typeByte: frameTypeByte(record.type, at.final),
@@ -89,7 +92,15 @@ export function openSealedRecord(frame: DecodedFrame, offset: number, segment: S
   if (!label) throw new Error(`sealed ${describeRecord(frame.type, { index: 0, lastIndex: 0, term: 0 })} is shorter than its label`);
   const what = describeRecord(frame.type, label);
   const ad = walRecordAd(
-    { keyId: key.id, segmentSeq: segment.seq, segmentSalt: segment.salt, offset, typeByte: frameTypeByte(frame.type, frame.final), batch: frame.batch },
+    {
+      keyId: key.id,
+      segmentSeq: segment.seq,
+      segmentFirstIndex: segment.firstIndex,
+      segmentSalt: segment.salt,
+      offset,
+      typeByte: frameTypeByte(frame.type, frame.final),
+      batch: frame.batch,
+    },
     label,
   );
   let plain: Buffer;

@@ -94,6 +94,8 @@ const KEYRING_DOMAIN = Buffer.from('tessera raft keyring v1\0', 'latin1');
 export interface RecordPlace {
   keyId: number;
   segmentSeq: number;
+  /** The index the segment's header says it starts at (so the header is bound too). */
+  segmentFirstIndex: number;
   segmentSalt: number;
   offset: number;
   /** The frame's type byte as written (with the end-of-batch flag). */
@@ -165,6 +167,7 @@ export function walRecordAd(place: RecordPlace, label: RecordLabel): Buffer {
   return new AdWriter(WAL_RECORD_DOMAIN)
     .u32(place.keyId)
     .u64(place.segmentSeq)
+    .u64(place.segmentFirstIndex)
     .u32(place.segmentSalt)
     .u64(place.offset)
     .u8(place.typeByte)

@@ -90,7 +90,7 @@ export function scanSegment(file: string, buf: Buffer, isLast: boolean, keys?: O
     throw new WalCorruptionError(file, 0, (err as Error).message);
   }
   const key = segmentKey(file, header, keys);
-  const identity = { seq: header.seq, salt: header.salt };
+  const identity = { seq: header.seq, firstIndex: header.firstIndex, salt: header.salt };
   const records: Array<{ record: WalRecord; offset: number; batch: number }> = [];
   let offset = first.frame.end;
   let lastBatch = 0;

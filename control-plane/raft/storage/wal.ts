@@ -81,6 +81,7 @@ interface Segment {
 /** What the open segment's records are sealed for: the segment and its key (none: plaintext). */
 interface OpenSegment {
   seq: number;
+  firstIndex: number;
   salt: number;
   key: DataKey | undefined;
 }
@@ -184,7 +185,7 @@ export class Wal {
       const file = await fs.openForWrite(join(dir, seg.name));
       const state: WalState = { hardState: { term: 0, vote: '', commit: 0 }, snapshot: { index: 0, term: 0 }, entries: [] };
       const size = header.length;
-      const tail: OpenSegment = { seq: 0, salt, key };
+      const tail: OpenSegment = { seq: 0, firstIndex: 1, salt, key };
       const wal = new Wal(dir, fs, segmentBytes, random, [seg], file, size, size, tail, 1, 0, state.hardState, state.snapshot, options);
       return { wal, state };
     }
@@ -210,7 +211,7 @@ export class Wal {
       if (isLast) {
         // scanSegment refused a key the keyring does not hold, so the lookup finds it here.
         const key = scan.header.keyId === 0 ? undefined : options.keys?.key(scan.header.keyId);
-        const tail: OpenSegment = { seq: seg.seq, salt: scan.header.salt, key };
+        const tail: OpenSegment = { seq: seg.seq, firstIndex: seg.firstIndex, salt: scan.header.salt, key };
         last = { size: scan.validLength, filled: scan.torn ? scan.validLength : buf.length, tail, batch: scan.lastBatch + 1 };
       }
     }
@@ -378,7 +379,7 @@ export class Wal {
   private async startSegment(firstIndex: number, records: WalRecord[]): Promise<Segment> {
     const seq = (this.segments[this.segments.length - 1] as Segment).seq + 1;
     const key = this.keys?.current();
-    const segment: OpenSegment = { seq, salt: this.randomUint32() >>> 0, key };
+    const segment: OpenSegment = { seq, firstIndex, salt: this.randomUint32() >>> 0, key };
     const name = segmentFileName(seq, firstIndex);
     const parts = [encodeSegmentHeader({ seq, firstIndex, salt: segment.salt, keyId: key?.id ?? 0 })];
     let offset = (parts[0] as Buffer).length;
