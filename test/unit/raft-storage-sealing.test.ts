@@ -5,7 +5,15 @@ import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import test from 'ava';
 import type { Entry, Snapshot } from '../../control-plane/raft/core/types.js';
-import { decodeKekFile, encodeKekFile, formatKeyringFile, KeyringError, keyringState, parseKeyringFile } from '../../control-plane/raft/storage/keyring.js';
+import {
+  decodeKekFile,
+  encodeKekFile,
+  formatKeyringFile,
+  KeyringError,
+  keyringState,
+  NonceSource,
+  parseKeyringFile,
+} from '../../control-plane/raft/storage/keyring.js';
 import { encodeSealedRecord, openSealedRecord, type FramePosition } from '../../control-plane/raft/storage/sealed-record.js';
 import {
   KEY_BYTES,
@@ -101,14 +109,34 @@ test('sealing: a nonce is 96 bits and used once: the same plaintext seals differ
   t.is(seen.size, 1000);
 });
 
+test('sealing: the nonce source hands out 96-bit nonces that never repeat, across refills of its pool', (t) => {
+  const source = new NonceSource();
+  const seen = new Set<string>();
+  const n = 100_000;
+  for (let i = 0; i < n; i++) {
+    const nonce = source.next();
+    t.is(nonce.length, NONCE_BYTES);
+    seen.add(Buffer.from(nonce).toString('hex'));
+  }
+  t.is(seen.size, n);
+  // A nonce handed out is a copy: a refill of the pool does not change it.
+  const kept = Buffer.from(source.next());
+  const held = source.next();
+  const copy = Buffer.from(held);
+  for (let i = 0; i < 1000; i++) source.next();
+  t.deepEqual(Buffer.from(held), copy);
+  t.notDeepEqual(kept, copy);
+});
+
 test('sealing: every record of a sealed segment carries its own nonce', (t) => {
   const k = key();
+  const source = new NonceSource();
   const nonces = new Set<string>();
   const records = 5000;
   let offset = 41;
   for (let i = 1; i <= records; i++) {
     const record: WalRecord = { type: FrameType.Entries, entries: [{ index: i, term: 1, type: 'normal', data: text('same data') }] };
-    const frame = encodeSealedRecord(record, { segment: { seq: 0, firstIndex: 1, salt: 7 }, offset, batch: i, final: true }, k, randomBytes(NONCE_BYTES));
+    const frame = encodeSealedRecord(record, { segment: { seq: 0, firstIndex: 1, salt: 7 }, offset, batch: i, final: true }, k, source.next());
     // Frame header 13 bytes, clear label 24, then the nonce.
     nonces.add(frame.subarray(13 + 24, 13 + 24 + NONCE_BYTES).toString('hex'));
     offset += frame.length;

@@ -5,12 +5,22 @@
 // the segment's header (sequence number, first index, salt), the frame's byte offset, type byte and
 // batch. A record copied to another offset, segment or batch, or relabelled, or a segment header
 // edited, fails to open; so does a record sealed with another key. After opening, the content must agree with the label (else a writer bug).
-import { SealOpenError, decodeRecordLabel, encodeRecordLabel, open, seal, walRecordAd, RECORD_LABEL_BYTES, type DataKey, type RecordLabel } from './sealing.js';
+import {
+  SealOpenError,
+  decodeRecordLabel,
+  encodeRecordLabel,
+  open,
+  sealParts,
+  walRecordAd,
+  RECORD_LABEL_BYTES,
+  type DataKey,
+  type RecordLabel,
+} from './sealing.js';
 import {
   FRAME_HEADER_BYTES,
   FrameType,
   decodeRecordPayload,
-  encodeFrame,
+  encodeFrameParts,
   encodeRecordPayload,
   frameTypeByte,
   type DecodedFrame,
@@ -78,8 +88,8 @@ export function encodeSealedRecord(record: WalRecord, at: FramePosition, key: Da
     },
     label,
   );
-  const sealed = seal(key.key, nonce, encodeRecordPayload(record), ad);
-  return encodeFrame(record.type, at.batch, Buffer.concat([encodeRecordLabel(label), sealed]), at.segment.salt, at.final);
+  const { ciphertext, tag } = sealParts(key.key, nonce, encodeRecordPayload(record), ad);
+  return encodeFrameParts(record.type, at.batch, [encodeRecordLabel(label), nonce, ...ciphertext, tag], at.segment.salt, at.final);
 }
 
 /**

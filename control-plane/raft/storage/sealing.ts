@@ -9,7 +9,7 @@
 // Associated data says where a sealed thing belongs (which record of which segment, which
 // snapshot, which key id), so bytes sealed for one place fail to open anywhere else. Each use has
 // its own domain prefix, so a WAL record can never pass for a snapshot or a wrapped key.
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 
 export const KEY_BYTES = 32;
 export const NONCE_BYTES = 12;
@@ -48,28 +48,51 @@ export class SealOpenError extends Error {
   }
 }
 
-function checkKey(key: Uint8Array): void {
-  if (key.length !== KEY_BYTES) throw new RangeError(`sealing: a key is ${KEY_BYTES} bytes, got ${key.length}`);
+/**
+ * The key as a KeyObject, made once per key bytes (a seal with raw bytes costs OpenSSL a key import
+ * each time: about 2.7 µs more per seal here). A cache of a pure function: same bytes, same key.
+ */
+const keyObjects = new WeakMap<Uint8Array, KeyObject>();
+function secretKey(key: Uint8Array): KeyObject {
+  let k = keyObjects.get(key);
+  if (!k) {
+    if (key.length !== KEY_BYTES) throw new RangeError(`sealing: a key is ${KEY_BYTES} bytes, got ${key.length}`);
+    k = createSecretKey(key);
+    keyObjects.set(key, k);
+  }
+  return k;
+}
+
+/** The ciphertext pieces (one per plaintext piece) and the tag: for callers that lay the bytes out themselves. */
+export function sealParts(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  plaintext: Uint8Array | readonly Uint8Array[],
+  ad: Uint8Array,
+): { ciphertext: Buffer[]; tag: Buffer } {
+  const k = secretKey(key);
+  if (nonce.length !== NONCE_BYTES) throw new RangeError(`sealing: a nonce is ${NONCE_BYTES} bytes, got ${nonce.length}`);
+  const cipher = createCipheriv(CIPHER, k, nonce, { authTagLength: TAG_BYTES });
+  cipher.setAAD(ad);
+  const ciphertext: Buffer[] = [];
+  for (const p of plaintext instanceof Uint8Array ? [plaintext] : plaintext) ciphertext.push(cipher.update(p));
+  const rest = cipher.final();
+  if (rest.length > 0) ciphertext.push(rest);
+  return { ciphertext, tag: cipher.getAuthTag() };
 }
 
 /** nonce | AES-256-GCM(key, nonce, plaintext, ad) | tag. */
 export function seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array | readonly Uint8Array[], ad: Uint8Array): Buffer {
-  checkKey(key);
-  if (nonce.length !== NONCE_BYTES) throw new RangeError(`sealing: a nonce is ${NONCE_BYTES} bytes, got ${nonce.length}`);
-  const cipher = createCipheriv(CIPHER, key, nonce, { authTagLength: TAG_BYTES });
-  cipher.setAAD(ad);
-  const parts: Uint8Array[] = [nonce];
-  for (const p of plaintext instanceof Uint8Array ? [plaintext] : plaintext) parts.push(cipher.update(p));
-  parts.push(cipher.final(), cipher.getAuthTag());
-  return Buffer.concat(parts);
+  const { ciphertext, tag } = sealParts(key, nonce, plaintext, ad);
+  return Buffer.concat([nonce, ...ciphertext, tag]);
 }
 
 /** The plaintext of `sealed`, only once its tag verified against `key` and `ad`; SealOpenError otherwise. */
 export function open(key: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Buffer {
-  checkKey(key);
+  const k = secretKey(key);
   if (sealed.length < SEAL_OVERHEAD) throw new SealOpenError(`sealed data is ${sealed.length} bytes, shorter than nonce and tag (${SEAL_OVERHEAD})`);
   const bytes = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
-  const decipher = createDecipheriv(CIPHER, key, bytes.subarray(0, NONCE_BYTES), { authTagLength: TAG_BYTES });
+  const decipher = createDecipheriv(CIPHER, k, bytes.subarray(0, NONCE_BYTES), { authTagLength: TAG_BYTES });
   decipher.setAAD(ad);
   decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
   const body = decipher.update(bytes.subarray(NONCE_BYTES, bytes.length - TAG_BYTES));
@@ -116,55 +139,72 @@ export interface RecordLabel {
 
 export const RECORD_LABEL_BYTES = 24;
 
+/** Associated data laid out field by field into one buffer of a known size (no allocation per field). */
 class AdWriter {
-  private readonly parts: Buffer[] = [];
-  constructor(domain: Buffer) {
-    this.parts.push(domain);
+  private readonly out: Buffer;
+  private at: number;
+  constructor(domain: Buffer, fieldBytes: number) {
+    this.out = Buffer.allocUnsafe(domain.length + fieldBytes);
+    this.at = domain.copy(this.out, 0);
   }
   u8(v: number): this {
-    this.parts.push(Buffer.from([v & 0xff]));
+    this.at = this.out.writeUInt8(v & 0xff, this.at);
     return this;
   }
   u32(v: number): this {
-    const b = Buffer.allocUnsafe(4);
-    b.writeUInt32LE(v >>> 0, 0);
-    this.parts.push(b);
+    this.at = this.out.writeUInt32LE(v >>> 0, this.at);
     return this;
   }
   u64(v: number): this {
-    this.parts.push(u64(v));
+    writeU64(this.out, v, this.at);
+    this.at += 8;
     return this;
   }
-  bytes(b: Buffer): this {
-    this.parts.push(b);
+  bytes(b: Uint8Array): this {
+    this.out.set(b, this.at);
+    this.at += b.length;
     return this;
   }
   done(): Buffer {
-    return Buffer.concat(this.parts);
+    if (this.at !== this.out.length) throw new Error(`sealing: associated data is ${this.at} bytes, ${this.out.length} were laid out`);
+    return this.out;
   }
 }
 
-function u64(v: number): Buffer {
+const TWO_32 = 0x1_0000_0000;
+
+function writeU64(out: Buffer, v: number, at: number): void {
   if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`sealing: ${v} is not a non-negative safe integer`);
-  const b = Buffer.allocUnsafe(8);
-  b.writeBigUInt64LE(BigInt(v), 0);
-  return b;
+  out.writeUInt32LE(v % TWO_32, at);
+  out.writeUInt32LE(Math.floor(v / TWO_32), at + 4);
+}
+
+function readU64(b: Buffer, at: number): number {
+  return b.readUInt32LE(at) + b.readUInt32LE(at + 4) * TWO_32;
+}
+
+/** Writes the label at `at` of `out` (RECORD_LABEL_BYTES bytes). */
+export function writeRecordLabel(out: Buffer, label: RecordLabel, at: number): void {
+  writeU64(out, label.index, at);
+  writeU64(out, label.lastIndex, at + 8);
+  writeU64(out, label.term, at + 16);
 }
 
 export function encodeRecordLabel(label: RecordLabel): Buffer {
-  return Buffer.concat([u64(label.index), u64(label.lastIndex), u64(label.term)]);
+  const out = Buffer.allocUnsafe(RECORD_LABEL_BYTES);
+  writeRecordLabel(out, label, 0);
+  return out;
 }
 
 /** The label at the start of a sealed record payload, or undefined when the payload is too short. */
 export function decodeRecordLabel(payload: Uint8Array): RecordLabel | undefined {
   if (payload.length < RECORD_LABEL_BYTES) return undefined;
   const b = Buffer.from(payload.buffer, payload.byteOffset, RECORD_LABEL_BYTES);
-  const read = (o: number): number => Number(b.readBigUInt64LE(o));
-  return { index: read(0), lastIndex: read(8), term: read(16) };
+  return { index: readU64(b, 0), lastIndex: readU64(b, 8), term: readU64(b, 16) };
 }
 
 export function walRecordAd(place: RecordPlace, label: RecordLabel): Buffer {
-  return new AdWriter(WAL_RECORD_DOMAIN)
+  return new AdWriter(WAL_RECORD_DOMAIN, 4 + 8 + 8 + 4 + 8 + 1 + 4 + RECORD_LABEL_BYTES)
     .u32(place.keyId)
     .u64(place.segmentSeq)
     .u64(place.segmentFirstIndex)
@@ -172,12 +212,14 @@ export function walRecordAd(place: RecordPlace, label: RecordLabel): Buffer {
     .u64(place.offset)
     .u8(place.typeByte)
     .u32(place.batch)
-    .bytes(encodeRecordLabel(label))
+    .u64(label.index)
+    .u64(label.lastIndex)
+    .u64(label.term)
     .done();
 }
 
 export function snapshotAd(keyId: number, index: number, term: number): Buffer {
-  return new AdWriter(SNAPSHOT_DOMAIN).u32(keyId).u64(index).u64(term).done();
+  return new AdWriter(SNAPSHOT_DOMAIN, 4 + 8 + 8).u32(keyId).u64(index).u64(term).done();
 }
 
 // ------------------------------------------------------------------ key wrapping
@@ -187,14 +229,14 @@ export const WRAPPED_KEY_BYTES = KEY_BYTES + SEAL_OVERHEAD;
 
 /** The DEK sealed by the KEK; its id is bound in, so a wrapped key cannot be relabelled. */
 export function wrapKey(kek: Uint8Array, nonce: Uint8Array, dek: DataKey): Buffer {
-  checkKey(dek.key);
-  return seal(kek, nonce, dek.key, new AdWriter(WRAPPED_KEY_DOMAIN).u32(dek.id).done());
+  if (dek.key.length !== KEY_BYTES) throw new RangeError(`sealing: a key is ${KEY_BYTES} bytes, got ${dek.key.length}`);
+  return seal(kek, nonce, dek.key, new AdWriter(WRAPPED_KEY_DOMAIN, 4).u32(dek.id).done());
 }
 
 export function unwrapKey(kek: Uint8Array, wrapped: Uint8Array, id: number): DataKey {
   if (wrapped.length !== WRAPPED_KEY_BYTES) throw new SealOpenError(`wrapped data key ${id} is ${wrapped.length} bytes, expected ${WRAPPED_KEY_BYTES}`);
   try {
-    return { id, key: open(kek, wrapped, new AdWriter(WRAPPED_KEY_DOMAIN).u32(id).done()) };
+    return { id, key: open(kek, wrapped, new AdWriter(WRAPPED_KEY_DOMAIN, 4).u32(id).done()) };
   } catch (err) {
     if (err instanceof SealOpenError)
       throw new SealOpenError(`data key ${id} does not unwrap with this key-encryption key (wrong KEK, or the keyring was altered)`);
@@ -212,12 +254,13 @@ export interface KeyringState {
 }
 
 function keyringAd(state: KeyringState): Buffer {
-  const w = new AdWriter(KEYRING_DOMAIN)
+  const keyBytes = state.keys.reduce((n, k) => n + 4 + k.wrapped.length, 0);
+  const w = new AdWriter(KEYRING_DOMAIN, 4 + 4 + 1 + 4 + keyBytes)
     .u32(state.current)
     .u32(state.next)
     .u8(state.acceptPlaintext ? 1 : 0)
     .u32(state.keys.length);
-  for (const k of state.keys) w.u32(k.id).bytes(Buffer.from(k.wrapped));
+  for (const k of state.keys) w.u32(k.id).bytes(k.wrapped);
   return w.done();
 }
 

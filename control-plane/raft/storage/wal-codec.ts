@@ -108,6 +108,22 @@ export function encodeFrame(type: FrameType, batch: number, payload: Buffer, sal
   return out;
 }
 
+/** A frame whose payload is `parts` laid end to end (one allocation, no payload buffer of its own). */
+export function encodeFrameParts(type: FrameType, batch: number, parts: readonly Uint8Array[], salt: number, final: boolean): Buffer {
+  const length = parts.reduce((n, p) => n + p.length, 0);
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
+  out.writeUInt32LE(length, 0);
+  out.writeUInt8(frameTypeByte(type, final), 4);
+  out.writeUInt32LE(batch >>> 0, 5);
+  let at = FRAME_HEADER_BYTES;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  out.writeUInt32LE(frameCrc(out, out.subarray(FRAME_HEADER_BYTES), salt), 9);
+  return out;
+}
+
 /** Reads the frame at `offset`; a short, oversized, unknown-type or CRC-failing frame is reported, never thrown. */
 export function readFrame(buf: Buffer, offset: number, salt: number): FrameReadResult {
   if (offset + FRAME_HEADER_BYTES > buf.length) return { ok: false, reason: 'truncated frame header' };
