@@ -540,6 +540,27 @@ test('encrypted storage: close waits for a snapshot file being written beside Ra
   t.is(await r.prepareSnapshot(6, bootstrap, new Uint8Array()), undefined, 'a snapshot asked for after close is not made');
 });
 
+test('encrypted storage: a large snapshot is sealed and written in slices, so the event loop turns meanwhile', async (t) => {
+  const dir = await tempDir(t);
+  const s = await DiskRaftStorage.open(dir, { bootstrap });
+  await s.save({ entries: entries(1, 3, 1) });
+  const state = randomBytes(16 * 1024 * 1024);
+  let turns = 0;
+  const ticker = setInterval(() => turns++, 1);
+  const at = s.prepareSnapshot(2, bootstrap, state);
+  const prepared = await at;
+  clearInterval(ticker);
+  t.truthy(prepared);
+  t.true(turns > 0, 'timers ran while the snapshot was sealed');
+  if (prepared) await s.commitSnapshot(prepared);
+  await s.close();
+  const file = await readFile(join(dir, 'snap', snapshotFileName(2, 1)));
+  t.false(file.includes(state.subarray(1000, 1064)), 'the state is not in the file in clear');
+  const r = await DiskRaftStorage.open(dir);
+  t.true(Buffer.from(r.snapshot().data).equals(state));
+  await r.close();
+});
+
 test('encrypted storage: a tampered snapshot file (CRC redone) is refused naming its index', async (t) => {
   const dir = await tempDir(t);
   const s = await DiskRaftStorage.open(dir, { bootstrap });

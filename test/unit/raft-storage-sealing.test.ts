@@ -33,7 +33,7 @@ import {
   type RecordLabel,
   type RecordPlace,
 } from '../../control-plane/raft/storage/sealing.js';
-import { SnapshotCorruptionError, decodeSnapshot, encodeSnapshot } from '../../control-plane/raft/storage/snapshotter.js';
+import { SnapshotCorruptionError, decodeSnapshot, encodeSnapshot, snapshotFileSlices } from '../../control-plane/raft/storage/snapshotter.js';
 import { FrameType, readFrame, type WalRecord } from '../../control-plane/raft/storage/wal-codec.js';
 
 const key = (id = 1): DataKey => ({ id, key: randomBytes(KEY_BYTES) });
@@ -223,6 +223,23 @@ test('snapshot files: encrypted, they open with their key and hold nothing in cl
   });
   t.throws(() => decodeSnapshot('f', file, keysOf(key(1))), { instanceOf: SnapshotCorruptionError, message: /data key 2, which the keyring does not hold/ });
   t.throws(() => decodeSnapshot('f', file), { instanceOf: SnapshotCorruptionError, message: /no keys were given/ });
+});
+
+test('snapshot files: written in slices (a yield per MiB of work), the same bytes as in one go', (t) => {
+  const big: Snapshot = { ...snapshot, data: new Uint8Array(randomBytes(3 * 1024 * 1024 + 5)) };
+  for (const sealWith of [undefined, { key: key(4), nonce: nonce() }]) {
+    const steps = snapshotFileSlices(big, sealWith);
+    let yields = 0;
+    let step = steps.next();
+    while (!step.done) {
+      yields++;
+      step = steps.next();
+    }
+    t.is(yields, 4);
+    const file = Buffer.concat(step.value);
+    t.deepEqual(file, encodeSnapshot(big, sealWith));
+    t.deepEqual(decodeSnapshot('f', file, sealWith ? keysOf(sealWith.key) : undefined), big);
+  }
 });
 
 test('snapshot files: a tampered byte, or a header claiming another index, is refused (CRC redone)', (t) => {

@@ -19,8 +19,8 @@ export interface DurableFs {
   readPrefix(path: string, bytes: number): Promise<Buffer>;
   /** Opens an existing file for writing at explicit positions. */
   openForWrite(path: string): Promise<DurableFile>;
-  /** Atomically creates or replaces `path`: temp file, fsync, rename, fsync of the directory. */
-  writeFileAtomic(path: string, data: Buffer): Promise<void>;
+  /** Atomically creates or replaces `path` with `data` (buffers in order): temp file, fsync, rename, fsync of the directory. */
+  writeFileAtomic(path: string, data: Buffer | readonly Buffer[]): Promise<void>;
   /** Shortens `path` to `size` bytes and fsyncs it. */
   truncate(path: string, size: number): Promise<void>;
   unlink(path: string): Promise<void>;
@@ -149,7 +149,10 @@ export const nodeDurableFs: DurableFs = {
     const tmp = join(dirname(path), `.${basename(path)}.tmp`);
     const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
     try {
-      await handle.writeFile(data);
+      // An array is written buffer by buffer: a large snapshot is never copied into one buffer.
+      for (const b of Buffer.isBuffer(data) ? [data] : data) {
+        for (let at = 0; at < b.length;) at += (await handle.write(b, at, b.length - at)).bytesWritten;
+      }
       await handle.sync();
     } finally {
       await handle.close();

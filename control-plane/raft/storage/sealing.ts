@@ -81,6 +81,29 @@ export function sealParts(
   return { ciphertext, tag: cipher.getAuthTag() };
 }
 
+/** A seal made piece by piece, for data too large to seal in one go on the event loop. */
+export interface StreamSeal {
+  /** The ciphertext of the next piece of plaintext. */
+  update(piece: Uint8Array): Buffer;
+  /** The last ciphertext bytes (if any) and the tag. */
+  finish(): { rest: Buffer; tag: Buffer };
+}
+
+/** Like seal(), fed in pieces: nonce first (the caller writes it), then each update(), then finish(). */
+export function startSeal(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array): StreamSeal {
+  const k = secretKey(key);
+  if (nonce.length !== NONCE_BYTES) throw new RangeError(`sealing: a nonce is ${NONCE_BYTES} bytes, got ${nonce.length}`);
+  const cipher = createCipheriv(CIPHER, k, nonce, { authTagLength: TAG_BYTES });
+  cipher.setAAD(ad);
+  return {
+    update: (piece) => cipher.update(piece),
+    finish: () => {
+      const rest = cipher.final();
+      return { rest, tag: cipher.getAuthTag() };
+    },
+  };
+}
+
 /** nonce | AES-256-GCM(key, nonce, plaintext, ad) | tag. */
 export function seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array | readonly Uint8Array[], ad: Uint8Array): Buffer {
   const { ciphertext, tag } = sealParts(key, nonce, plaintext, ad);

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { ConfState, Snapshot, SnapshotMetadata } from '../core/types.js';
 import { nodeDurableFs, type DurableFs } from './durable-fs.js';
-import { SealOpenError, open, seal, snapshotAd, type DataKey, type OpeningKeys, type SealingKeys } from './sealing.js';
+import { SealOpenError, open, snapshotAd, startSeal, type DataKey, type OpeningKeys, type SealingKeys } from './sealing.js';
 
 const MAGIC = 0x504e5354; // "TSNP" read little endian
 const PLAIN_VERSION = 1;
@@ -50,25 +50,79 @@ function encodeBody(s: Snapshot): Buffer[] {
   return [length, meta, Buffer.from(s.data.buffer, s.data.byteOffset, s.data.length)];
 }
 
-/** The file of `s`: plaintext (version 1) without `sealWith`, else encrypted with its key and (fresh) nonce. */
-export function encodeSnapshot(s: Snapshot, sealWith?: { key: DataKey; nonce: Uint8Array }): Buffer {
+/** Work between two yields of snapshotFileSlices: a state of 100 MiB in one go stalls the event loop for 0.1 s or more. */
+const SLICE_BYTES = 1024 * 1024;
+
+/** `bytes` in views of at most SLICE_BYTES (no copy). */
+function* slicesOf(bytes: Buffer): Generator<Buffer> {
+  for (let at = 0; at < bytes.length; at += SLICE_BYTES) yield bytes.subarray(at, Math.min(bytes.length, at + SLICE_BYTES));
+}
+
+/**
+ * The file of `s` (plaintext, version 1, without `sealWith`; else encrypted with its key and fresh
+ * nonce) as the buffers to write in order. Pure; a generator that yields after each slice of work
+ * (CRC and, sealed, encryption of about SLICE_BYTES), so a caller can let the event loop turn.
+ */
+export function* snapshotFileSlices(s: Snapshot, sealWith?: { key: DataKey; nonce: Uint8Array }): Generator<void, Buffer[]> {
   const header = Buffer.alloc(sealWith ? SEALED_HEADER_BYTES : COMMON_BYTES);
   header.writeUInt32LE(MAGIC, 0);
+  const [length, meta, data] = encodeBody(s) as [Buffer, Buffer, Buffer];
+  const out: Buffer[] = [header];
+  let crc = 0;
+  const add = (b: Buffer): void => {
+    // Empty ones are left out: zlib's crc32 of cipher.final()'s empty buffer returns 0, not the seed.
+    if (b.length === 0) return;
+    out.push(b);
+    crc = crc32(b, crc);
+  };
   if (!sealWith) {
     header.writeUInt32LE(PLAIN_VERSION, 4);
-    const out = Buffer.concat([header, ...encodeBody(s)]);
-    out.writeUInt32LE(crc32(out.subarray(COMMON_BYTES)), 8);
-    return out;
+    add(length);
+    add(meta);
+    for (const slice of slicesOf(data)) {
+      add(slice);
+      yield;
+    }
+  } else {
+    const { index, term } = s.metadata;
+    header.writeUInt32LE(SEALED_VERSION, 4);
+    header.writeUInt32LE(sealWith.key.id, 12);
+    header.writeBigUInt64LE(BigInt(index), 16);
+    header.writeBigUInt64LE(BigInt(term), 24);
+    crc = crc32(header.subarray(COMMON_BYTES));
+    add(Buffer.from(sealWith.nonce));
+    const sealing = startSeal(sealWith.key.key, sealWith.nonce, snapshotAd(sealWith.key.id, index, term));
+    add(sealing.update(length));
+    add(sealing.update(meta));
+    for (const slice of slicesOf(data)) {
+      add(sealing.update(slice));
+      yield;
+    }
+    const { rest, tag } = sealing.finish();
+    add(rest);
+    add(tag);
   }
-  const { index, term } = s.metadata;
-  header.writeUInt32LE(SEALED_VERSION, 4);
-  header.writeUInt32LE(sealWith.key.id, 12);
-  header.writeBigUInt64LE(BigInt(index), 16);
-  header.writeBigUInt64LE(BigInt(term), 24);
-  const sealed = seal(sealWith.key.key, sealWith.nonce, encodeBody(s), snapshotAd(sealWith.key.id, index, term));
-  const out = Buffer.concat([header, sealed]);
-  out.writeUInt32LE(crc32(out.subarray(COMMON_BYTES)), 8);
+  header.writeUInt32LE(crc, 8);
   return out;
+}
+
+/** The whole file of `s` in one buffer (see snapshotFileSlices). */
+export function encodeSnapshot(s: Snapshot, sealWith?: { key: DataKey; nonce: Uint8Array }): Buffer {
+  const steps = snapshotFileSlices(s, sealWith);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return Buffer.concat(step.value);
+  }
+}
+
+/** snapshotFileSlices run with a turn of the event loop after each slice. */
+async function encodeSnapshotYielding(s: Snapshot, sealWith?: { key: DataKey; nonce: Uint8Array }): Promise<Buffer[]> {
+  const steps = snapshotFileSlices(s, sealWith);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -189,8 +243,8 @@ export class Snapshotter {
     const keyId = key?.id ?? 0;
     this.writing.set(keyId, (this.writing.get(keyId) ?? 0) + 1);
     try {
-      const bytes = encodeSnapshot(s, key ? { key, nonce: (this.keys as SealingKeys).nonce() } : undefined);
-      await this.fs.writeFileAtomic(join(this.dir, name), bytes);
+      const buffers = await encodeSnapshotYielding(s, key ? { key, nonce: (this.keys as SealingKeys).nonce() } : undefined);
+      await this.fs.writeFileAtomic(join(this.dir, name), buffers);
       this.keyOf.set(name, keyId);
     } finally {
       const left = (this.writing.get(keyId) ?? 1) - 1;
