@@ -10,6 +10,7 @@
 // snapshot, which key id), so bytes sealed for one place fail to open anywhere else. Each use has
 // its own domain prefix, so a WAL record can never pass for a snapshot or a wrapped key.
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
+import { readU64, writeU64 } from './u64.js';
 
 export const KEY_BYTES = 32;
 export const NONCE_BYTES = 12;
@@ -192,18 +193,6 @@ class AdWriter {
     if (this.at !== this.out.length) throw new Error(`sealing: associated data is ${this.at} bytes, ${this.out.length} were laid out`);
     return this.out;
   }
-}
-
-const TWO_32 = 0x1_0000_0000;
-
-function writeU64(out: Buffer, v: number, at: number): void {
-  if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`sealing: ${v} is not a non-negative safe integer`);
-  out.writeUInt32LE(v % TWO_32, at);
-  out.writeUInt32LE(Math.floor(v / TWO_32), at + 4);
-}
-
-function readU64(b: Buffer, at: number): number {
-  return b.readUInt32LE(at) + b.readUInt32LE(at + 4) * TWO_32;
 }
 
 /** Writes the label at `at` of `out` (RECORD_LABEL_BYTES bytes). */

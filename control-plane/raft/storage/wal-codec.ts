@@ -14,6 +14,7 @@
 // torn write from a complete one; the seal tells whether a complete one is authentic.
 import { crc32 } from 'node:zlib';
 import type { Entry, EntryType, HardState } from '../core/types.js';
+import { readU64, writeU64 } from './u64.js';
 
 export const FRAME_HEADER_BYTES = 13;
 /** No frame is larger than this; a larger length field is garbage, not a frame. */
@@ -78,20 +79,6 @@ export interface DecodedFrame {
 }
 
 export type FrameReadResult = { ok: true; frame: DecodedFrame } | { ok: false; reason: string };
-
-const TWO_32 = 0x1_0000_0000;
-
-function writeU64(buf: Buffer, value: number, offset: number): void {
-  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`WAL: ${value} is not a non-negative safe integer`);
-  buf.writeUInt32LE(value % TWO_32, offset);
-  buf.writeUInt32LE(Math.floor(value / TWO_32), offset + 4);
-}
-
-function readU64(buf: Buffer, offset: number): number {
-  const value = buf.readUInt32LE(offset) + buf.readUInt32LE(offset + 4) * TWO_32;
-  if (!Number.isSafeInteger(value)) throw new RangeError(`WAL: 64-bit value at payload offset ${offset} exceeds 2^53`);
-  return value;
-}
 
 function frameCrc(header: Buffer, payload: Uint8Array, salt: number): number {
   // Covers type and batch (header bytes 4..9) and the payload.
