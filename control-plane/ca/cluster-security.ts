@@ -2,8 +2,8 @@
 // trusted roots, hashed join tokens, certificate lifetime), the revocation list and the serials
 // issued per node. Every manager watches the keys, so a token rotation or a revocation made
 // through any manager holds on all of them at once.
-import { caDigest, type NodeRole } from '../../common/identity/certificate.js';
-import { formatJoinToken, generateJoinSecret, hashJoinSecret, joinSecretMatches } from '../../common/identity/join-token.js';
+import type { NodeRole } from '../../common/identity/certificate.js';
+import { hashJoinSecret, joinSecretMatches, newJoinToken } from '../../common/identity/join-token.js';
 import type { Store, Watch } from '../store/store.js';
 import {
   CLUSTER_META_KEY,
@@ -102,9 +102,8 @@ export class ClusterSecurity {
    * returned once and stored only as a hash, so it cannot be shown again: asking again mints another.
    */
   async rotateToken(role: NodeRole): Promise<string> {
-    const secret = generateJoinSecret();
-    const token = formatJoinToken({ caDigest: caDigest(this.pinnedRootPem()), secret });
-    await this.updateMeta((meta) => ({ ...meta, tokenHashes: { ...meta.tokenHashes, [role]: hashJoinSecret(secret) } }));
+    const { token, parsed } = newJoinToken(this.pinnedRootPem());
+    await this.updateMeta((meta) => ({ ...meta, tokenHashes: { ...meta.tokenHashes, [role]: hashJoinSecret(parsed.secret) } }));
     return token;
   }
 
