@@ -3,7 +3,7 @@
 // root-only unix socket and for tests that run one component alone on loopback.
 import * as grpc from '@grpc/grpc-js';
 
-import { type ExpectedServer, checkExpectedServer } from './mutual-tls.js';
+import { type ExpectedServer, verifyOptionsFor } from './mutual-tls.js';
 import type { TlsIdentity } from './tls-identity.js';
 
 /**
@@ -29,9 +29,7 @@ export function serverCredentials(security: TransportSecurity): grpc.ServerCrede
 
 export function clientCredentials(security: TransportSecurity): grpc.ChannelCredentials {
   if (security.mode === 'insecure') return grpc.credentials.createInsecure();
-  const { expected } = security;
-  const verifyOptions: grpc.VerifyOptions = expected.kind === 'hostname' ? {} : { checkServerIdentity: (_host, cert) => checkExpectedServer(cert, expected) };
-  return grpc.experimental.createCertificateProviderChannelCredentials(security.identity, security.identity, verifyOptions);
+  return grpc.experimental.createCertificateProviderChannelCredentials(security.identity, security.identity, verifyOptionsFor(security.expected));
 }
 
 /**

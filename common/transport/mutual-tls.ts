@@ -1,42 +1,17 @@
 // gRPC credentials for mutual TLS with certificates from the cluster CA, and reading the caller's
 // identity from the peer certificate on a server call. OpenSSL (inside Node's tls) verifies the
 // chain against the trusted roots; what Tessera adds is which subject it expects on the other end.
-// credentials.ts builds the credentials tsd uses from a TlsIdentity (hot-swappable); the
-// functions here take fixed material (tests, benchmarks, and the join probe).
+// credentials.ts builds the credentials tsd uses from a TlsIdentity (hot-swappable).
 import * as grpc from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
 import { type CertificateSubject, parseIdentity } from '../identity/certificate.js';
-import { joinPem } from '../identity/x509.js';
-
-export interface MutualTlsMaterial {
-  /** PEM roots this end trusts; during a CA rotation both the old and the new root. */
-  trustedRootPems: readonly string[];
-  /** This end's certificate, then any intermediate (the cross-signed root during a rotation); see joinPem. */
-  certChainPem: string;
-  /** This end's PKCS#8 private key. */
-  keyPem: string;
-}
 
 /** Who a client expects to reach: a host name the certificate's SAN lists, or a node of the cluster by subject. */
 export type ExpectedServer = { kind: 'hostname' } | { kind: 'cluster-node'; clusterId: string; role?: 'manager' | 'worker'; nodeId?: string };
 
-function rootBundle(material: MutualTlsMaterial): Buffer {
-  if (material.trustedRootPems.length === 0) throw new Error('mutual TLS: at least one trusted root certificate is required');
-  return Buffer.from(joinPem(material.trustedRootPems));
-}
-
-/** Server credentials that require a client certificate chaining to one of the trusted roots. */
-export function mutualTlsServerCredentials(material: MutualTlsMaterial): grpc.ServerCredentials {
-  return grpc.ServerCredentials.createSsl(
-    rootBundle(material),
-    [{ private_key: Buffer.from(material.keyPem), cert_chain: Buffer.from(material.certChainPem) }],
-    true,
-  );
-}
-
-export function mutualTlsClientCredentials(material: MutualTlsMaterial, expected: ExpectedServer): grpc.ChannelCredentials {
-  const verifyOptions: grpc.VerifyOptions = expected.kind === 'hostname' ? {} : { checkServerIdentity: (_host, cert) => checkExpectedServer(cert, expected) };
-  return grpc.credentials.createSsl(rootBundle(material), Buffer.from(material.keyPem), Buffer.from(material.certChainPem), verifyOptions);
+/** How a client checks the server it reached: the SAN host name (OpenSSL's default), or the subject of a cluster node. */
+export function verifyOptionsFor(expected: ExpectedServer): grpc.VerifyOptions {
+  return expected.kind === 'hostname' ? {} : { checkServerIdentity: (_host, cert) => checkExpectedServer(cert, expected) };
 }
 
 /**

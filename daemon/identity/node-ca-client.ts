@@ -10,7 +10,7 @@ import type { NodeCAClient } from '../../proto/gen/tessera/dispatcher/v1/NodeCA.
 import type { IssuedCertificate__Output } from '../../proto/gen/tessera/dispatcher/v1/IssuedCertificate.js';
 import { type JoinToken, pinnedCaMatches } from '../../common/identity/join-token.js';
 import { parseCertificate, x509 } from '../../common/identity/x509.js';
-import { checkExpectedServer } from '../../common/transport/mutual-tls.js';
+import { verifyOptionsFor } from '../../common/transport/mutual-tls.js';
 import { clientCredentials, type TransportSecurity } from '../../common/transport/credentials.js';
 
 const CALL_TIMEOUT_MS = 15_000;
@@ -83,9 +83,7 @@ export async function joinCluster(
 ): Promise<IssuedCertificate__Output> {
   // The root names the cluster in its O (it has no OU: it is not a node).
   const clusterId = parseCertificate('pinned root', rootPem).subjectName.getField('O')[0] ?? '';
-  const credentials = grpc.credentials.createSsl(Buffer.from(rootPem), null, null, {
-    checkServerIdentity: (_host, cert) => checkExpectedServer(cert, { kind: 'cluster-node', clusterId, role: 'manager' }),
-  });
+  const credentials = grpc.credentials.createSsl(Buffer.from(rootPem), null, null, verifyOptionsFor({ kind: 'cluster-node', clusterId, role: 'manager' }));
   const client = nodeCaClient(address, credentials);
   try {
     return await call<IssuedCertificate__Output>((options, cb) => client.join(request, options, cb));

@@ -12,7 +12,8 @@ import { performance } from 'node:perf_hooks';
 import { connect, createServer as createTlsServer } from 'node:tls';
 import { createCsr, generateKeyPair } from '../../common/identity/csr.js';
 import { joinPem } from '../../common/identity/x509.js';
-import { type MutualTlsMaterial, mutualTlsClientCredentials, mutualTlsServerCredentials } from '../../common/transport/mutual-tls.js';
+import type { TlsMaterial } from '../../common/transport/tls-identity.js';
+import { mutualTlsClientCredentials, mutualTlsServerCredentials } from '../helpers/handshake-tls.js';
 import { issueNodeCertificate } from '../../control-plane/ca/issue.js';
 import { createRootCA, loadCa, type CaMaterial } from '../../control-plane/ca/root-ca.js';
 import { verifyChain } from '../../control-plane/ca/verify.js';
@@ -32,13 +33,13 @@ async function timeMs(rounds: number, step: () => Promise<unknown>): Promise<num
   return median(samples);
 }
 
-async function nodeMaterial(ca: CaMaterial, nodeId: string): Promise<MutualTlsMaterial> {
+async function nodeMaterial(ca: CaMaterial, nodeId: string): Promise<TlsMaterial> {
   const keys = await generateKeyPair();
   const certChainPem = await issueNodeCertificate(ca, await createCsr(keys, { commonNameHint: nodeId }), { nodeId, role: 'manager', clusterId: CLUSTER });
   return { trustedRootPems: [ca.certPem], certChainPem, keyPem: keys.keyPem };
 }
 
-async function bareHandshakeMs(server: MutualTlsMaterial, client: MutualTlsMaterial): Promise<number> {
+async function bareHandshakeMs(server: TlsMaterial, client: TlsMaterial): Promise<number> {
   const tlsServer = createTlsServer({
     ca: joinPem(server.trustedRootPems),
     cert: server.certChainPem,

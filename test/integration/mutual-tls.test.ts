@@ -7,13 +7,9 @@ import { connect, createServer as createTlsServer } from 'node:tls';
 import type { CertificateSubject } from '../../common/identity/certificate.js';
 import { createCsr, generateKeyPair } from '../../common/identity/csr.js';
 import { joinPem } from '../../common/identity/x509.js';
-import {
-  type ExpectedServer,
-  type MutualTlsMaterial,
-  mutualTlsClientCredentials,
-  mutualTlsServerCredentials,
-  peerIdentity,
-} from '../../common/transport/mutual-tls.js';
+import { type ExpectedServer, peerIdentity } from '../../common/transport/mutual-tls.js';
+import type { TlsMaterial } from '../../common/transport/tls-identity.js';
+import { mutualTlsClientCredentials, mutualTlsServerCredentials } from '../helpers/handshake-tls.js';
 import { issueNodeCertificate, issueUserCertificate } from '../../control-plane/ca/issue.js';
 import { type CaMaterial, createRootCA, startRootRotation } from '../../control-plane/ca/root-ca.js';
 
@@ -35,7 +31,7 @@ const identityService: grpc.ServiceDefinition = {
   },
 };
 
-interface Identity extends MutualTlsMaterial {
+interface Identity extends TlsMaterial {
   caCertPem: string;
 }
 
@@ -56,7 +52,7 @@ interface RunningServer {
   calls: number;
 }
 
-async function startServer(t: ExecutionContext, material: MutualTlsMaterial): Promise<RunningServer> {
+async function startServer(t: ExecutionContext, material: TlsMaterial): Promise<RunningServer> {
   const server = new grpc.Server();
   const running: RunningServer = { address: '', calls: 0 };
   server.addService(identityService, {
@@ -111,7 +107,7 @@ async function refused(t: ExecutionContext, server: RunningServer, credentials: 
  * verifies the certificate against the same roots as the grpc-js server but keeps the connection
  * open (rejectUnauthorized false) to read OpenSSL's verification result from the socket.
  */
-async function serverVerdict(t: ExecutionContext, serverMaterial: MutualTlsMaterial, client: MutualTlsMaterial): Promise<string> {
+async function serverVerdict(t: ExecutionContext, serverMaterial: TlsMaterial, client: TlsMaterial): Promise<string> {
   const server = createTlsServer({
     ca: joinPem(serverMaterial.trustedRootPems),
     cert: serverMaterial.certChainPem,
@@ -155,7 +151,7 @@ test('a user certificate authenticates as the user; the host-name check works wi
   const server = await startServer(t, await nodeIdentity(ca, 'manager-1', 'manager', { ips: ['127.0.0.1'] }));
   const keys = await generateKeyPair();
   const certPem = await issueUserCertificate(ca, await createCsr(keys, { commonNameHint: 'alice' }), { name: 'alice', role: 'admin', clusterId: CLUSTER });
-  const alice: MutualTlsMaterial = { trustedRootPems: [ca.certPem], certChainPem: certPem, keyPem: keys.keyPem };
+  const alice: TlsMaterial = { trustedRootPems: [ca.certPem], certChainPem: certPem, keyPem: keys.keyPem };
   t.like(await callWhoAmI(t, server.address, mutualTlsClientCredentials(alice, { kind: 'hostname' })), { cn: 'alice', ou: 'admin', o: CLUSTER });
 });
 
@@ -221,7 +217,7 @@ test('CA rotation over real TLS: OpenSSL accepts leaf + cross-signed root agains
   const { newCa, crossSignedPem } = await startRootRotation(oldCa);
   const oldOnly = await nodeIdentity(oldCa, 'manager-1', 'manager');
   const rotated = await nodeIdentity(newCa, 'worker-7', 'worker');
-  const rotatedWithCross: MutualTlsMaterial = {
+  const rotatedWithCross: TlsMaterial = {
     ...rotated,
     certChainPem: joinPem([rotated.certChainPem, crossSignedPem]),
     trustedRootPems: [oldCa.certPem, newCa.certPem],
