@@ -2,7 +2,7 @@
 // identity from the peer certificate on a server call. OpenSSL (inside Node's tls) verifies the
 // chain against the trusted roots; what Tessera adds is which subject it expects on the other end.
 // credentials.ts builds the credentials tsd uses from a TlsIdentity (hot-swappable).
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
 import { type CertificateSubject, parseIdentity } from '../identity/certificate.js';
 
