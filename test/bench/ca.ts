@@ -16,7 +16,7 @@ import type { TlsMaterial } from '../../common/transport/tls-identity.js';
 import { mutualTlsClientCredentials, mutualTlsServerCredentials } from '../helpers/handshake-tls.js';
 import { issueNodeCertificate } from '../../control-plane/ca/issue.js';
 import { createRootCA, loadCa, type CaMaterial } from '../../control-plane/ca/root-ca.js';
-import { verifyChain } from '../../control-plane/ca/verify.js';
+import { verifyChain } from '../helpers/verify-chain.js';
 import { median } from './stats.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 50);

@@ -19,7 +19,7 @@ import { EC_KEY_ALGORITHM, EC_SIGNING_ALGORITHM, IdentityError, type IdentityErr
 import { issueNodeCertificate, issueUserCertificate } from '../../control-plane/ca/issue.js';
 import { RevocationSet } from '../../control-plane/ca/revocation.js';
 import { type CaMaterial, createRootCA, loadCa, startRootRotation } from '../../control-plane/ca/root-ca.js';
-import { verifyChain } from '../../control-plane/ca/verify.js';
+import { verifyChain } from '../helpers/verify-chain.js';
 
 const CLUSTER = 'cluster-a';
 const DAY = 24 * 60 * 60 * 1000;

@@ -17,7 +17,7 @@ import { issueNodeCertificate } from '../../control-plane/ca/issue.js';
 import { chainOf } from '../../control-plane/ca/node-ca-service.js';
 import { type CaMaterial, createRootCA, startRootRotation } from '../../control-plane/ca/root-ca.js';
 import { completedRotation, presentedRootPem, rotationProgress, signingRootPem, startedRotation } from '../../control-plane/ca/rotation.js';
-import { verifyChain } from '../../control-plane/ca/verify.js';
+import { verifyChain } from '../helpers/verify-chain.js';
 
 const CLUSTER = 'cluster-r';
 const HOUR = 60 * 60 * 1000;

@@ -1,10 +1,12 @@
-// Verifies a presented certificate chain against the cluster's trusted roots and returns who the
-// holder is. OpenSSL already checks chains inside TLS handshakes; this is for the checks TLS does
-// not know about (cluster, role, revocation) and for certificates handled outside a handshake.
+// An offline verifier of certificate chains: the path to one of the roots, the validity dates,
+// CA constraints, usages, cluster and revocation, each failure with its IdentityError code. tsd
+// leaves chain verification to OpenSSL in the handshake (and reads the subject per call,
+// control-plane/auth/authenticate.ts); the tests and the CA benchmark use this as a second,
+// independent judge of the chains the CA issues, e.g. during a root rotation.
 import { type NodeRole, type UserRole, identityOf, isNodeRole, isUserRole } from '../../common/identity/certificate.js';
-import { assertCanIssue, assertValidAt, buildPath } from '../../common/identity/chain.js';
+import { isSignedBy, MAX_INTERMEDIATES } from '../../common/identity/chain.js';
 import { IdentityError, OID_CLIENT_AUTH, OID_SERVER_AUTH, parseCertificate, x509 } from '../../common/identity/x509.js';
-import type { RevocationSet } from './revocation.js';
+import type { RevocationSet } from '../../control-plane/ca/revocation.js';
 
 interface VerifiedCommon {
   clusterId: string;
@@ -77,4 +79,66 @@ function assertLeafUsage(leaf: x509.X509Certificate): void {
   if (leaf.getExtension(x509.BasicConstraintsExtension)?.ca)
     throw new IdentityError('wrong-usage', `certificate ${leaf.subject} is a CA certificate, not a node or user identity`);
   if (!extendedUsages(leaf).includes(OID_CLIENT_AUTH)) throw new IdentityError('wrong-usage', `certificate ${leaf.subject} lacks the clientAuth usage`);
+}
+
+/** A CA certificate: basicConstraints cA (and its pathLength) and keyUsage keyCertSign, as RFC 5280 requires of an issuer. */
+export function assertCanIssue(cert: x509.X509Certificate, intermediatesBelow: number): void {
+  const constraints = cert.getExtension(x509.BasicConstraintsExtension);
+  if (!constraints?.ca)
+    throw new IdentityError('not-a-ca', `certificate ${cert.subject} signed another certificate but is not a CA (basicConstraints cA is not set)`);
+  if (constraints.pathLength !== undefined && intermediatesBelow > constraints.pathLength) {
+    throw new IdentityError(
+      'path-too-long',
+      `CA certificate ${cert.subject} allows ${constraints.pathLength} intermediates below it, the path has ${intermediatesBelow}`,
+    );
+  }
+  const usage = cert.getExtension(x509.KeyUsagesExtension);
+  if (usage && (usage.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
+    throw new IdentityError('not-a-ca', `certificate ${cert.subject} signed another certificate but its keyUsage lacks keyCertSign`);
+  }
+}
+
+export function assertValidAt(cert: x509.X509Certificate, now: Date, role: string): void {
+  if (now.getTime() >= cert.notAfter.getTime()) {
+    throw new IdentityError('expired', `${role} ${cert.subject} expired at ${cert.notAfter.toISOString()} (now ${now.toISOString()})`);
+  }
+  if (now.getTime() < cert.notBefore.getTime()) {
+    throw new IdentityError('not-yet-valid', `${role} ${cert.subject} is not valid before ${cert.notBefore.toISOString()} (now ${now.toISOString()})`);
+  }
+}
+
+/**
+ * Builds the path leaf -> intermediates -> one of `roots` by issuer name and signature, and returns
+ * it (leaf first, root last). Validity dates and usages are the caller's to check on the result, so
+ * that an expired certificate from the right CA is reported as expired rather than as unknown.
+ */
+export async function buildPath(
+  leaf: x509.X509Certificate,
+  intermediates: readonly x509.X509Certificate[],
+  roots: readonly x509.X509Certificate[],
+): Promise<x509.X509Certificate[]> {
+  const path = [leaf];
+  let current = leaf;
+  for (let depth = 0; depth <= MAX_INTERMEDIATES; depth++) {
+    for (const root of roots) {
+      if (await isSignedBy(current, root)) return [...path, root];
+    }
+    if (depth === MAX_INTERMEDIATES) break;
+    let next: x509.X509Certificate | undefined;
+    for (const candidate of intermediates) {
+      if (!path.includes(candidate) && (await isSignedBy(current, candidate))) {
+        next = candidate;
+        break;
+      }
+    }
+    if (!next) {
+      throw new IdentityError(
+        'unknown-ca',
+        `certificate ${current.subject} was issued by ${current.issuer}, which is not a trusted root of this cluster and not a presented intermediate that signed it`,
+      );
+    }
+    path.push(next);
+    current = next;
+  }
+  throw new IdentityError('path-too-long', `certificate ${leaf.subject}: no trusted root within ${MAX_INTERMEDIATES} intermediates`);
 }
