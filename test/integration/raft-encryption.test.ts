@@ -16,6 +16,7 @@ import { decodeRecordLabel } from '../../control-plane/raft/storage/sealing.js';
 import { FRAME_HEADER_BYTES, FrameType, decodeSegmentHeader, readFrame } from '../../control-plane/raft/storage/wal-codec.js';
 import { WalCorruptionError } from '../../control-plane/raft/storage/wal-replay.js';
 import { eventually } from '../helpers/eventually.js';
+import { filesUnder } from '../helpers/files-under.js';
 
 async function tempDir(t: ExecutionContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-raft-enc-'));
@@ -63,16 +64,6 @@ function needles(marker: string, plaintext: string, value: string): Buffer[] {
   for (let shift = 0; shift < 3; shift++) {
     const b64 = Buffer.concat([Buffer.alloc(shift, 0x3d), Buffer.from(marker)]).toString('base64');
     out.push(Buffer.from(b64.slice(4, -4)));
-  }
-  return out;
-}
-
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await filesUnder(p)));
-    else out.push(p);
   }
   return out;
 }

@@ -17,6 +17,7 @@ import { SnapshotCorruptionError, Snapshotter, snapshotFileName } from '../../co
 import { FRAME_HEADER_BYTES, FrameType, decodeSegmentHeader, readFrame, segmentFileName, type WalRecord } from '../../control-plane/raft/storage/wal-codec.js';
 import { WalCorruptionError, type WalState } from '../../control-plane/raft/storage/wal-replay.js';
 import { Wal } from '../../control-plane/raft/storage/wal.js';
+import { filesUnder } from '../helpers/files-under.js';
 
 async function tempDir(t: ExecutionContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-walenc-test-'));
@@ -83,17 +84,6 @@ async function onlySegment(dir: string): Promise<string> {
   const names = (await readdir(dir)).filter((n) => n.endsWith('.wal'));
   if (names.length !== 1) throw new Error(`expected one segment, found ${names.join(', ')}`);
   return join(dir, names[0] as string);
-}
-
-/** Every file under `dir`, recursively. */
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await filesUnder(p)));
-    else out.push(p);
-  }
-  return out;
 }
 
 async function filesHolding(dir: string, needle: string): Promise<string[]> {
