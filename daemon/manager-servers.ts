@@ -23,10 +23,9 @@ export function apiMethodOf(path: string): ApiMethod | undefined {
  * manager removed with `cluster members remove` keeps its certificate until `node rm`).
  */
 export function raftPeer(nodeId: string, raft: RaftStore | undefined): string {
-  const members = raft?.memberAddresses();
   // Only a member that knows the group can tell: a new learner has no membership before the
   // leader's first snapshot reaches it, and must take the leader's messages to get one.
-  if (raft && members?.has(raft.host.id) && !members.has(nodeId)) {
+  if (raft?.isMember(raft.host.id) && !raft.isMember(nodeId)) {
     throw Object.assign(new Error(`node ${nodeId} is not a member of the Raft group`), { code: grpc.status.PERMISSION_DENIED });
   }
   return nodeId;

@@ -156,6 +156,11 @@ export class RaftStore implements Store, RaftServiceHandlers {
     return new Map(this.state.members);
   }
 
+  /** Whether `id` is in the group as this member has applied it (no copy: asked on every Raft call). */
+  isMember(id: NodeId): boolean {
+    return this.state.members.has(id);
+  }
+
   isLeader(): boolean {
     return this.host.isLeader();
   }
