@@ -193,25 +193,23 @@ export class ApiServer {
    */
   addTo(server: grpc.Server, authenticate: Authenticate): void {
     const pkg = loadApiPackage();
-    const guarded = guardService(this.handlers(), (method, call) => {
+    const guarded = guardService(this.handlers(), (name, call) => {
+      const method = name as ApiMethod;
+      // A client stream (ImageLoad) has no request object to describe before it is read.
+      const request = method === 'ImageLoad' ? {} : (call as { request?: unknown }).request;
       let caller: Caller;
       try {
         caller = authenticate(call);
       } catch (err) {
         // A change tried with a revoked or foreign certificate is audited too, as unauthenticated.
-        this.audited(
-          { kind: 'unauthenticated', ...peerSubjectText(call) },
-          method as ApiMethod,
-          method === 'ImageLoad' ? {} : (call as { request?: unknown }).request,
-          err,
-        );
+        this.audited({ kind: 'unauthenticated', ...peerSubjectText(call) }, method, request, err);
         throw err;
       }
-      const decision = authorizeMethod(caller, method as ApiMethod);
+      const decision = authorizeMethod(caller, method);
       if (!decision.allowed) {
         const refusal = new ApiError(grpc.status.PERMISSION_DENIED, decision.reason);
         // A refused change is audited too: who tried what matters most when it was not allowed.
-        this.audited(caller, method as ApiMethod, method === 'ImageLoad' ? {} : (call as { request?: unknown }).request, refusal);
+        this.audited(caller, method, request, refusal);
         throw refusal;
       }
       this.callers.set(call, caller);
