@@ -2,7 +2,6 @@
 // the cluster id, the roots every node trusts, the join tokens (hashed: the store never holds a
 // usable token) and the lifetime of node certificates. Pure encoding and checks; the store I/O is
 // in cluster-security.ts.
-import { JOIN_SECRET_LENGTH } from '../../common/identity/join-token.js';
 import { IDENTITY_NAME, type NodeRole } from '../../common/identity/certificate.js';
 import { MIN_VALIDITY_MS } from './issue.js';
 
@@ -61,11 +60,6 @@ export function parseClusterMeta(text: string): ClusterMeta {
     nodeCertValidityMs: meta.nodeCertValidityMs,
     ...(rotation ? { rotation } : {}),
   };
-}
-
-/** The secret is 26 characters of base32; a longer field is refused before it is hashed. */
-export function plausibleSecret(secret: string): boolean {
-  return secret.length === JOIN_SECRET_LENGTH;
 }
 
 export interface IssuedRecord {
