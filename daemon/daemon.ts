@@ -19,14 +19,10 @@ import { initIdentity, joinIdentity, type NodeIdentity } from './identity/bootst
 import { CertificateRenewal } from './identity/renewal.js';
 import { readJoinToken } from './identity/join-token-source.js';
 import { joinPem, parseCertificate, splitPemCertificates } from '../common/identity/x509.js';
-import { caDigest, parseIdentity, type CertificateSubject } from '../common/identity/certificate.js';
+import { caDigest, parseIdentity } from '../common/identity/certificate.js';
 import { certPaths, persistIdentity } from './identity/cert-files.js';
 import { RoleFollower } from './role-follower.js';
 import { prepareDataRoot, prepareRaftDir } from './data-root.js';
-
-function leafOf(chainPem: string): CertificateSubject {
-  return parseIdentity(chainPem);
-}
 
 /** True when the chain's last certificate is `rootPem` (compared as DER, not as text). */
 function endsWith(chainPem: string, rootPem: string | undefined): boolean {
@@ -127,7 +123,7 @@ export class Daemon {
       security,
       managers: () => session?.managers() ?? [],
       log,
-      onRenewed: (material) => roles.renewed(leafOf(material.certChainPem).ou),
+      onRenewed: (material) => roles.renewed(parseIdentity(material.certChainPem).ou),
     });
     this.renewal = renewal;
     // A promotion or demotion arrives as a renewed certificate with the other role.
@@ -190,7 +186,7 @@ export class Daemon {
         }
         // A root rotation: this node's certificate must come from the new root; a promotion or
         // demotion: it must carry the new role.
-        const roleChanged = roles.told(update.role, leafOf(material.certChainPem).ou);
+        const roleChanged = roles.told(update.role, parseIdentity(material.certChainPem).ou);
         // After a rotation the chain still ends in the old root (and carries the cross-signed
         // one): a new certificate presents the new root alone, which new tokens pin.
         const staleChain = !endsWith(material.certChainPem, update.trustedRootPems[0]);
