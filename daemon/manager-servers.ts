@@ -6,6 +6,7 @@ import { connect } from 'node:net';
 
 import { LOCAL_INSECURE } from '../common/transport/credentials.js';
 import { bindServer } from '../control-plane/api/grpc-server.js';
+import { guardService } from '../control-plane/api/guard.js';
 import { API_METHODS, type ApiMethod } from '../control-plane/auth/authorization.js';
 import type { RaftStore } from '../control-plane/store/raft-store.js';
 
@@ -46,21 +47,12 @@ export function raftRoles(raft: RaftStore): { leader(): string | undefined; remo
  * and `reason()` while it returns one (a follower sends agents on to the leader this way).
  */
 export function leaderOnly(server: grpc.Server, reason: () => string | undefined): grpc.Server {
-  const guard = (impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation => {
-    const out: grpc.UntypedServiceImplementation = {};
-    for (const [name, handler] of Object.entries(impl)) {
-      out[name] = ((call: grpc.ServerDuplexStream<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>) => {
-        const why = reason();
-        if (!why) return (handler as (c: unknown, cb?: unknown) => void)(call, callback);
-        const error = { code: grpc.status.UNAVAILABLE, details: why, message: why };
-        if (callback) callback(error);
-        else call.emit('error', error);
-      }) as grpc.UntypedHandleCall;
-    }
-    return out;
+  const notLeader = (): void => {
+    const why = reason();
+    if (why) throw Object.assign(new Error(why), { code: grpc.status.UNAVAILABLE });
   };
   return {
-    addService: (def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) => server.addService(def, guard(impl)),
+    addService: (def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) => server.addService(def, guardService(impl, notLeader)),
   } as unknown as grpc.Server;
 }
 
