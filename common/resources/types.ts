@@ -155,6 +155,12 @@ export interface ServiceSpec {
   /** Ports the container listens on without publishing them (informational inside a network). */
   expose?: Array<{ port: number; protocol: 'tcp' | 'udp' }>;
   readOnly?: boolean;
+  /**
+   * 'auto': the tasks run in their own user namespace, mapped onto a 65,536-id range of the node's
+   * subordinate ids that no other service shares (Kubernetes hostUsers: false, Docker userns-remap).
+   * Absent or 'host': the host's ids, as Docker does by default.
+   */
+  userns?: 'auto' | 'host';
   capAdd?: string[];
   capDrop?: string[];
   ulimits?: Record<string, { soft: number; hard: number }>;
