@@ -27,6 +27,8 @@ import { processAlive } from '../agent/runtime/process-alive.js';
 import { isAbsent } from '../agent/fs-errors.js';
 
 const READY_TIMEOUT_MS = 60_000;
+/** Where a single-node `cluster up` listens unless --listen says otherwise. */
+const LOCAL_LISTEN = '127.0.0.1:7420';
 const STOP_TIMEOUT_MS = 60_000;
 
 /** The single-node cluster's tsd arguments: every setting, as given or defaulted. */
@@ -153,8 +155,15 @@ export function planClusterUp(options: Record<string, unknown>, given: ReadonlyS
       if (given.has(key)) refusals.push(`${flag} only applies with --nodes above 1 (a single-node cluster runs in this machine's network namespace)`);
   }
   if (refusals.length > 0) throw new Error(`tsctl cluster up:\n  ${refusals.join('\n  ')}`);
+  if (!multiNode) {
+    // A local cluster stays on this machine unless told otherwise: tsd's own defaults are the machine's address.
+    const local = { ...options };
+    if (!given.has(optionAttribute('listen'))) local[optionAttribute('listen')] = LOCAL_LISTEN;
+    if (!given.has(optionAttribute('advertiseAddress'))) local[optionAttribute('advertiseAddress')] = '127.0.0.1';
+    const config = configFromOptions(local);
+    return { kind: 'single', config, tsdArgv: singleNodeTsdArgv(config) };
+  }
   const config = configFromOptions(options);
-  if (!multiNode) return { kind: 'single', config, tsdArgv: singleNodeTsdArgv(config) };
   return { kind: 'netns', cluster: netnsOptions(config, shape) };
 }
 

@@ -2,6 +2,7 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { DNS_LABEL } from '../common/resources/names.js';
+import { machineAddress } from './machine-address.js';
 
 export interface DaemonConfig {
   dataRoot: string;
@@ -53,7 +54,8 @@ export interface DaemonConfig {
 export function defaultConfig(): DaemonConfig {
   return {
     dataRoot: '/var/lib/tessera',
-    listen: '127.0.0.1:7420',
+    // Every address of the machine, as Swarm's 2377: the server is mutual TLS only, so reachable is not open.
+    listen: '0.0.0.0:7420',
     metricsListen: '127.0.0.1:7421',
     nodeName:
       hostname()
@@ -67,7 +69,7 @@ export function defaultConfig(): DaemonConfig {
     insecureRegistries: [],
     heartbeatMs: 1000,
     nodeDownAfterMs: 5000,
-    advertiseAddress: '127.0.0.1',
+    advertiseAddress: machineAddress() ?? '127.0.0.1',
     certValidityMs: 90 * 24 * 60 * 60 * 1000,
     store: 'raft',
     etcdEndpoints: [],

@@ -3,10 +3,11 @@
 // SIGTERM/SIGINT. `tsd cleanup` removes what a dead tsd left behind.
 import { Command } from 'commander';
 
-import { configFromOptions, withNodeOptions } from './node-options.js';
+import { configFromCommand, withNodeOptions } from './node-options.js';
+import { configFileText, DEFAULT_CONFIG_FILE, readConfigFile } from './config-file.js';
 import { Daemon } from './daemon.js';
 import { cleanupNode } from './cleanup.js';
-import type { DaemonConfig } from './config.js';
+import { defaultConfig, type DaemonConfig } from './config.js';
 import { takeJoinTokenFromEnvironment } from './identity/join-token-source.js';
 
 function log(message: string): void {
@@ -50,25 +51,45 @@ takeJoinTokenFromEnvironment();
 
 const program = new Command('tsd').description('Tessera node daemon (manager and agent)');
 
-for (const name of ['init', 'run']) {
-  withNodeOptions(program.command(name).description(name === 'init' ? 'create a cluster with this node as its manager, and serve' : 'same as init')).action(
-    (options: Record<string, unknown>) => serve(configFromOptions(options)),
+/** A node command: every setting as a flag, and --config for the file that gives the rest. */
+function nodeCommand(name: string, description: string): Command {
+  return withNodeOptions(program.command(name).description(description)).option(
+    '--config <file>',
+    `settings file (YAML, keys are the long flags without --); default ${DEFAULT_CONFIG_FILE} when it exists`,
   );
 }
 
-withNodeOptions(program.command('join').description('join a cluster as a worker, and serve'))
+async function configOf(command: Command, extra: Partial<DaemonConfig> = {}): Promise<DaemonConfig> {
+  return configFromCommand(command, await readConfigFile(command.opts<{ config?: string }>().config), extra);
+}
+
+for (const name of ['init', 'run']) {
+  nodeCommand(
+    name,
+    name === 'init'
+      ? 'create a cluster with this node as its manager, and serve'
+      : 'serve as the configuration says: init, or join when it names a manager (what the systemd unit runs)',
+  ).action(async (_options: unknown, command: Command) => serve(await configOf(command)));
+}
+
+nodeCommand('join', 'join a cluster as a worker, and serve')
   .argument('<manager>', "a manager's address, host:port")
-  .action((manager: string, options: Record<string, unknown>) => {
+  .action(async (manager: string, _options: unknown, command: Command) => {
     // The token is needed only on the first start (the node has no certificate yet); it is read then.
-    return serve(configFromOptions({ ...options, join: manager }));
+    return serve(await configOf(command, { join: manager }));
   });
 
-withNodeOptions(program.command('cleanup').description('remove containers, mounts, cgroups, links and rules a stopped tsd left')).action(
-  async (options: Record<string, unknown>) => {
-    const removed = await cleanupNode(configFromOptions(options), log);
-    log(`cleanup done (${removed} container(s) removed)`);
-  },
-);
+nodeCommand('cleanup', 'remove containers, mounts, cgroups, links and rules a stopped tsd left').action(async (_options: unknown, command: Command) => {
+  const removed = await cleanupNode(await configOf(command), log);
+  log(`cleanup done (${removed} container(s) removed)`);
+});
+
+program
+  .command('config-example')
+  .description(`print a settings file with every setting and its default (for ${DEFAULT_CONFIG_FILE})`)
+  .action(() => {
+    process.stdout.write(configFileText(defaultConfig()));
+  });
 
 program.parseAsync(process.argv).catch((err: Error) => {
   log(err.message);

@@ -117,6 +117,21 @@ export function configFromOptions(options: Record<string, unknown>): DaemonConfi
 }
 
 /**
+ * The validated configuration of a tsd command: each setting from its flag when given on the
+ * command line, else from the configuration file, else the default.
+ */
+export function configFromCommand(command: Command, file: Partial<Record<NodeSettingKey, unknown>>, extra: Partial<DaemonConfig> = {}): DaemonConfig {
+  const options = command.opts();
+  const merged: Record<string, unknown> = {};
+  for (const key of NODE_SETTING_KEYS) {
+    const attribute = optionAttribute(key);
+    merged[attribute] = command.getOptionValueSource(attribute) === 'cli' ? options[attribute] : (file[key] ?? options[attribute]);
+  }
+  for (const [key, value] of Object.entries(extra)) merged[optionAttribute(key as NodeSettingKey)] = value;
+  return configFromOptions(merged);
+}
+
+/**
  * The command-line options that give a tsd exactly this configuration: every setting, written
  * out even where it equals the default, so the node's /proc/PID/cmdline shows what it runs with.
  */
