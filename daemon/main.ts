@@ -8,11 +8,8 @@ import { configFileText, DEFAULT_CONFIG_FILE, readConfigFile } from './config-fi
 import { Daemon } from './daemon.js';
 import { cleanupNode } from './cleanup.js';
 import { defaultConfig, type DaemonConfig } from './config.js';
+import { log } from './log-sink.js';
 import { takeJoinTokenFromEnvironment } from './identity/join-token-source.js';
-
-function log(message: string): void {
-  process.stderr.write(`${new Date().toISOString()} ${message}\n`);
-}
 
 async function serve(config: DaemonConfig): Promise<void> {
   const daemon = new Daemon(config, log);
@@ -25,7 +22,7 @@ async function serve(config: DaemonConfig): Promise<void> {
       .stop()
       .then(() => process.exit(0))
       .catch((err: Error) => {
-        log(`shutdown failed: ${err.message}`);
+        log(`shutdown failed: ${err.message}`, 'error');
         process.exit(1);
       });
   };
@@ -41,7 +38,7 @@ async function serve(config: DaemonConfig): Promise<void> {
       );
     }
   } catch (err) {
-    log(`tsd failed to start: ${(err as Error).message}`);
+    log(`tsd failed to start: ${(err as Error).message}`, 'error');
     await daemon.stop();
     process.exit(1);
   }
@@ -92,6 +89,6 @@ program
   });
 
 program.parseAsync(process.argv).catch((err: Error) => {
-  log(err.message);
+  log(err.message, 'error');
   process.exit(1);
 });
