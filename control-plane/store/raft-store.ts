@@ -44,6 +44,8 @@ export interface RaftStoreOptions {
   snapshotEvery?: number;
   snapshotChunkBytes?: number;
   log?: (message: string) => void;
+  /** The key-encryption key of the storage's keyring, when it is not in <dataDir>/keys/kek (autolock). */
+  kek?: Uint8Array;
 }
 
 export class RaftStore implements Store, RaftServiceHandlers {
@@ -53,13 +55,20 @@ export class RaftStore implements Store, RaftServiceHandlers {
   private constructor(
     readonly host: RaftHost<CommandResult>,
     private readonly state: ReplicatedState,
+    private readonly storage: DiskRaftStorage,
   ) {}
+
+  /** Autolock: re-wraps the storage's data keys (DiskRaftStorage.protectKeys). */
+  protectKeys(unlockKey: Uint8Array | undefined): Promise<boolean> {
+    return this.storage.protectKeys(unlockKey);
+  }
 
   static async open(options: RaftStoreOptions): Promise<RaftStore> {
     const bootstrap = options.bootstrap;
     if (bootstrap && !bootstrap.some((m) => m.id === options.id)) throw new Error(`raft store: bootstrap members do not include this member ${options.id}`);
     const storage = await DiskRaftStorage.open(join(options.dataDir), {
       bootstrap: bootstrap ? { voters: bootstrap.map((m) => m.id).sort(), learners: [] } : { voters: [], learners: [] },
+      ...(options.kek ? { kek: options.kek } : {}),
     });
     for (const note of storage.recovery) options.log?.(`raft storage: ${note}`);
     if (bootstrap && storage.lastIndex() === 0) {
@@ -91,7 +100,7 @@ export class RaftStore implements Store, RaftServiceHandlers {
       ...(options.snapshotChunkBytes ? { snapshotChunkBytes: options.snapshotChunkBytes } : {}),
       ...(options.log ? { log: options.log } : {}),
     });
-    store = new RaftStore(host, state);
+    store = new RaftStore(host, state, storage);
     host.start();
     return store;
   }

@@ -5,7 +5,8 @@
 // core never reads an entry that a crash could still lose.
 //
 // Encryption at rest: every WAL record and snapshot file is sealed with a data key from the keyring
-// in keys/ (keyring.ts; its key-encryption key in keys/kek unless one is given). A directory left
+// in keys/ (keyring.ts; its key-encryption key in keys/kek unless one is given, as autolock does:
+// keyring-lock.ts). A directory left
 // by an older version, in plaintext, is encrypted at open, before anything else is written: the
 // snapshot the log points to is sealed anew, older plaintext snapshot files are deleted, and the
 // log is rewritten into one encrypted segment (Wal.rewriteAll); only then does the keyring stop
@@ -21,6 +22,7 @@ import { join } from 'node:path';
 import { LogCompactedError, LogUnavailableError, type ConfState, type Entry, type HardState, type RaftLogStorage, type Snapshot } from '../core/types.js';
 import { nodeDurableFs, type DurableFs } from './durable-fs.js';
 import { Keyring } from './keyring.js';
+import { lockKeyring, unlockKeyringForGood } from './keyring-lock.js';
 import { Snapshotter, snapshotFileName } from './snapshotter.js';
 import { FrameType, type WalRecord } from './wal-codec.js';
 import { Wal, type WalOpenResult } from './wal.js';
@@ -72,6 +74,7 @@ export class DiskRaftStorage implements RaftLogStorage {
     opened: WalOpenResult,
     snapshot: Snapshot,
     private readonly rotateAfterSeals: number,
+    private readonly keysDir: string,
   ) {
     this.hardState = opened.state.hardState;
     this.snap = snapshot;
@@ -122,7 +125,7 @@ export class DiskRaftStorage implements RaftLogStorage {
       await opened.wal.close();
       throw err;
     }
-    const storage = new DiskRaftStorage(opened.wal, snapshotter, keyring, opened, snapshot, options.rotateAfterSeals ?? ROTATE_AFTER_SEALS);
+    const storage = new DiskRaftStorage(opened.wal, snapshotter, keyring, opened, snapshot, options.rotateAfterSeals ?? ROTATE_AFTER_SEALS, join(dir, 'keys'));
     if (opened.truncated) {
       const t = opened.truncated;
       storage.recovery.push(`cut a torn WAL tail: ${t.droppedBytes} bytes at ${t.file}:${t.offset} (${t.reason})`);
@@ -314,6 +317,16 @@ export class DiskRaftStorage implements RaftLogStorage {
    */
   rotateDataKey(): Promise<number> {
     return this.keyring.rotate();
+  }
+
+  /**
+   * Autolock (keyring-lock.ts): with an unlock key, the data keys are re-wrapped under the KEK
+   * derived from it and keys/kek is shredded; without one, under a new KEK in keys/kek. True when
+   * something changed. The data keys stay as they are: nothing sealed is rewritten.
+   */
+  protectKeys(unlockKey: Uint8Array | undefined): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    return unlockKey ? lockKeyring(this.keysDir, this.keyring, unlockKey) : unlockKeyringForGood(this.keysDir, this.keyring);
   }
 
   /** Ids of the data keys held: the current one, a rotated one waiting, older ones still needed. */

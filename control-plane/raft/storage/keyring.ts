@@ -7,13 +7,15 @@
 //         each DEK wrapped by the KEK with its id bound in (sealing.ts wrapKey), so a key cannot be
 //         relabelled or moved between keyrings; `seal` authenticates the rest with the KEK, so an
 //         edited field (say acceptPlaintext, to slip a plaintext file in) is refused.
+//   unlock  with autolock instead of kek: the salt its KEK is derived with from the unlock key
+//         (keyring-lock.ts, unlock-key.ts); the KEK itself is then on no disk.
 // A DEK's life: made as the first key of a new keyring, or by rotate() as `next`; made current by
 // promote() at the next snapshot (disk-storage.ts), from when on new segments and snapshot files
 // use it; dropped by retain() once no segment or snapshot file on disk names it.
 //
 // `acceptPlaintext` is true only while an older version's plaintext log and snapshots are being
 // encrypted (a keyring created over existing data): a plaintext file found later is refused.
-import { randomBytes, randomFillSync } from 'node:crypto';
+import { randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { nodeDurableFs, type DurableFs } from './durable-fs.js';
@@ -191,7 +193,8 @@ export class Keyring implements SealingKeys {
   private constructor(
     private readonly path: string,
     private readonly fs: DurableFs,
-    private readonly kek: Uint8Array,
+    /** Changes only through rewrap() (autolock turned on or off, or its unlock key rotated). */
+    private kek: Uint8Array,
     private state: KeyringFile,
     private readonly keys: Map<number, DataKey>,
     /** Made by this open() (no keyring was there). */
@@ -251,6 +254,26 @@ export class Keyring implements SealingKeys {
     const keyring = new Keyring(path, fs, kek, { ...state, seal: Buffer.alloc(0) }, new Map([[1, first]]), true);
     await keyring.write(state);
     return keyring;
+  }
+
+  /**
+   * Whether `kek` opens the keyring in `dir` (its seal verifies): how a locked manager tells the
+   * right unlock key from a wrong one before it opens anything. False when there is no keyring.
+   */
+  static async kekOpens(dir: string, kek: Uint8Array, options: { fs?: DurableFs } = {}): Promise<boolean> {
+    const fs = options.fs ?? nodeDurableFs;
+    const path = join(dir, KEYRING_FILE);
+    if (!(await exists(path))) return false;
+    const bytes = await fs.readFile(path);
+    if (bytes.length > MAX_KEYRING_BYTES) throw new KeyringError(path, `is ${bytes.length} bytes, more than a keyring can be (${MAX_KEYRING_BYTES})`);
+    const file = parseKeyringFile(path, bytes.toString('utf8'));
+    try {
+      verifyKeyringState(kek, file.seal, keyringState(file));
+      return true;
+    } catch {
+      // A seal that does not verify is the answer, not an error: this is not the keyring's KEK.
+      return false;
+    }
   }
 
   private static async readKek(path: string, fs: DurableFs): Promise<Buffer> {
@@ -343,6 +366,27 @@ export class Keyring implements SealingKeys {
     });
   }
 
+  /** Whether the keys are wrapped under this KEK now (compared in constant time). */
+  wrappedUnder(kek: Uint8Array): boolean {
+    return kek.length === this.kek.length && timingSafeEqual(kek, this.kek);
+  }
+
+  /**
+   * Wraps every DEK, and seals the keyring, under a new KEK: one atomic rewrite of the file, so it
+   * is under the old KEK or the new one, never half of each. The DEKs themselves do not change
+   * (nothing sealed needs re-sealing). The caller takes care of where the KEK lives (keys/kek, or
+   * an unlock key) in an order that survives a crash between the steps (keyring-lock.ts).
+   */
+  rewrap(kek: Uint8Array): Promise<void> {
+    if (kek.length !== KEY_BYTES) return Promise.reject(new KeyringError(this.path, `a key-encryption key is ${KEY_BYTES} bytes, got ${kek.length}`));
+    return this.change(async () => {
+      const keys = this.state.keys.map((k) => ({ id: k.id, wrapped: wrapKey(kek, randomBytes(NONCE_BYTES), this.keys.get(k.id) as DataKey) }));
+      const copy = Buffer.from(kek);
+      await this.write({ ...this.state, keys }, copy);
+      this.kek = copy;
+    });
+  }
+
   private change<T>(fn: () => Promise<T>): Promise<T> {
     const result = this.changes.then(fn);
     // A failed change fails its caller; the next one starts from the state the file still holds.
@@ -350,8 +394,8 @@ export class Keyring implements SealingKeys {
     return result;
   }
 
-  private async write(next: Omit<KeyringFile, 'seal'>): Promise<void> {
-    const file: KeyringFile = { ...next, seal: sealKeyringState(this.kek, randomBytes(NONCE_BYTES), keyringState(next)) };
+  private async write(next: Omit<KeyringFile, 'seal'>, kek: Uint8Array = this.kek): Promise<void> {
+    const file: KeyringFile = { ...next, seal: sealKeyringState(kek, randomBytes(NONCE_BYTES), keyringState(next)) };
     await this.fs.writeFileAtomic(this.path, Buffer.from(formatKeyringFile(file), 'utf8'));
     this.state = file;
   }
