@@ -36,7 +36,9 @@ import { isUserRole } from '../../common/identity/certificate.js';
 import type { Authenticate } from '../auth/authenticate.js';
 import type { Caller } from '../auth/caller.js';
 import { authorizeMemberChange, authorizeMethod, isMutating, redactFor, type ApiMethod } from '../auth/authorization.js';
-import { baselineProblems } from '../../common/resources/admission.js';
+import { declaredStackLevels, type AdmissionRole } from '../../common/resources/admission-levels.js';
+import { clusterDefaultOf, planAdmission, readClusterSettings, updateClusterSettings } from './admission-store.js';
+import { validateClusterUpdate } from './cluster-update.js';
 import { guardService } from './guard.js';
 import type { UnauthenticatedCaller } from '../audit/audit-entry.js';
 import { peerSubjectText } from '../auth/authenticate.js';
@@ -167,13 +169,12 @@ function imageError(err: unknown): unknown {
   return err;
 }
 
-/** Objects a caller may not apply, as messages naming the object and field; [] admits it. */
-type Admission = (object: Service | Network | StackFileObject) => string[];
-
-/** Operators apply under the baseline level (no host access); admins and local root under none. */
-function admissionFor(caller: Caller): Admission {
-  if (caller.kind === 'user' && caller.role === 'operator') return (object) => baselineProblems(object);
-  return () => [];
+/**
+ * The role an Apply is admitted for (common/resources/admission-levels.ts): admins and local root
+ * from privileged, everyone else from baseline (only operators get as far as Apply; the rest fail closed).
+ */
+function admissionRoleOf(caller: Caller): AdmissionRole {
+  return caller.kind === 'local-root' || (caller.kind === 'user' && caller.role === 'admin') ? 'admin' : 'operator';
 }
 
 export class ApiServer {
@@ -240,7 +241,7 @@ export class ApiServer {
     objectsJson: string[],
     dryRun: boolean,
     pruneStacks: readonly string[] = [],
-    admit: Admission = () => [],
+    caller: Caller = { kind: 'local-root' },
   ): Promise<Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network | StackFileObject } | PrunedObject>> {
     if (objectsJson.length === 0) throw invalidArgument('apply: no objects given');
     if (objectsJson.length > MAX_APPLY_OBJECTS) throw invalidArgument(`apply: at most ${MAX_APPLY_OBJECTS} objects per request`);
@@ -289,11 +290,10 @@ export class ApiServer {
       seen.add(key);
       incoming.push(result.object);
     });
+    const admitted = [...incoming, ...networks, ...stackFiles];
+    const declared = declaredStackLevels(admitted);
+    problems.push(...declared.problems);
     if (problems.length > 0) throw invalidArgument(`nothing applied; ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
-    // Valid objects this caller may not apply: refused as not permitted (an admin could apply them).
-    const refusals = [...incoming, ...networks, ...stackFiles].flatMap((object) => admit(object));
-    if (refusals.length > 0)
-      throw new ApiError(grpc.status.PERMISSION_DENIED, `nothing applied; ${refusals.length} field(s) not permitted:\n  ${refusals.join('\n  ')}`);
 
     // All objects are written in one transaction guarded by each key's revision: either all of
     // them are applied as planned, or none is and we plan again on fresh data. (Not
@@ -303,6 +303,11 @@ export class ApiServer {
       const compare: Compare[] = [];
       const success: TxnOp[] = [];
       const planned: Array<{ ref: ObjectRef; action: ApplyAction; object: Service | Network | StackFileObject } | PrunedObject> = [];
+      // Valid objects the admission level refuses: not permitted (a looser level would take them).
+      // Dry runs refuse the same; the stack levels declared are written with the objects.
+      const refusals = await planAdmission(this.deps.store, { role: admissionRoleOf(caller), objects: admitted, declared: declared.levels }, compare, success);
+      if (refusals.length > 0)
+        throw new ApiError(grpc.status.PERMISSION_DENIED, `nothing applied; ${refusals.length} field(s) not permitted:\n  ${refusals.join('\n  ')}`);
       for (const object of incoming) {
         const key = objectKey('Service', object.metadata.stack, object.metadata.name);
         const kv = await this.deps.store.get(key);
@@ -449,7 +454,7 @@ export class ApiServer {
   private handlers(): TesseraHandlers {
     return {
       Apply: this.unary('Apply', async (req, caller) => {
-        const results = await this.apply(req.objectsJson, req.dryRun, req.pruneStacks, admissionFor(caller));
+        const results = await this.apply(req.objectsJson, req.dryRun, req.pruneStacks, caller);
         return { results: results.map((r) => ({ ref: r.ref, action: r.action, objectJson: JSON.stringify(redactObject(r.object)) })) };
       }),
       Get: this.unary('Get', async (req, caller) => {
@@ -688,7 +693,12 @@ export class ApiServer {
         return { entriesJson: await this.deps.readAudit({ limit, ...(req.caller ? { callerContains: req.caller.slice(0, 256) } : {}) }) };
       }),
       RotateCa: this.unary('RotateCa', async (req) => this.identity().rotateCa(req.statusOnly)),
+      UpdateCluster: this.unary('UpdateCluster', async (req) => {
+        const settings = await updateClusterSettings(this.deps.store, validateClusterUpdate(req));
+        return { defaultAdmission: clusterDefaultOf(settings) };
+      }),
       ClusterInfo: this.unary('ClusterInfo', async () => ({
+        defaultAdmission: clusterDefaultOf(await readClusterSettings(this.deps.store)),
         clusterId: this.deps.clusterId,
         version: this.deps.version,
         storeBackend: this.deps.storeBackend,

@@ -29,6 +29,7 @@ const DESCRIBERS: ReadonlyMap<string, Describer> = new Map<string, Describer>([
   ['ClusterMemberChange', (request) => [named('ClusterMember', text(request, 'name'))]],
   ['IssueUserCertificate', (request) => [named('User', text(request, 'name'))]],
   ['RotateCa', () => [named('RootCA', 'cluster')]],
+  ['UpdateCluster', () => [named('ClusterSettings', 'cluster')]],
   ['ImagePull', imageByReference],
   ['ImagePullProgress', imageByReference],
   ['ImageRemove', imageByReference],

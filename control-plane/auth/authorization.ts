@@ -31,7 +31,8 @@ export type ApiMethod =
   | 'RemoveNode'
   | 'IssueUserCertificate'
   | 'AuditLog'
-  | 'RotateCa';
+  | 'RotateCa'
+  | 'UpdateCluster';
 
 /** read: viewers and up. workload: operators and up (deploy, scale, roll back, images they run). admin: admins only. */
 type Access = 'read' | 'workload' | 'admin';
@@ -62,6 +63,8 @@ const METHOD_ACCESS: Readonly<Record<ApiMethod, Access>> = {
   IssueUserCertificate: 'admin',
   AuditLog: 'admin',
   RotateCa: 'admin',
+  // The cluster default admission level: loosening it would let every stack ask for more.
+  UpdateCluster: 'admin',
 };
 
 export const API_METHODS: readonly ApiMethod[] = Object.keys(METHOD_ACCESS) as ApiMethod[];
@@ -85,6 +88,7 @@ const MUTATING_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>([
   'RemoveNode',
   'IssueUserCertificate',
   'RotateCa',
+  'UpdateCluster',
 ]);
 
 export type AuthorizationResult = { allowed: true } | { allowed: false; reason: string };

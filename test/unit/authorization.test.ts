@@ -72,6 +72,7 @@ test('isMutating names the calls the audit log records', (t) => {
     'RemoveNode',
     'RotateCa',
     'Scale',
+    'UpdateCluster',
     'UpdateNode',
   ]);
   for (const method of READ) t.false(isMutating(method), method);
