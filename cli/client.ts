@@ -34,6 +34,8 @@ import type { UserCertificateResponse__Output } from '../proto/gen/tessera/api/v
 import type { AuditLogRequest } from '../proto/gen/tessera/api/v1/AuditLogRequest.js';
 import type { AuditLogResponse__Output } from '../proto/gen/tessera/api/v1/AuditLogResponse.js';
 import type { RotateCaResponse__Output } from '../proto/gen/tessera/api/v1/RotateCaResponse.js';
+import type { ClusterUpdateRequest } from '../proto/gen/tessera/api/v1/ClusterUpdateRequest.js';
+import type { ClusterUpdateResponse__Output } from '../proto/gen/tessera/api/v1/ClusterUpdateResponse.js';
 import { assertAddressAllowed, channelOptions, clientCredentials, LOCAL_INSECURE, type TransportSecurity } from '../common/transport/credentials.js';
 
 export class ApiCallError extends Error {
@@ -232,6 +234,11 @@ export class ApiClient {
   /** Starts a root CA rotation, or with statusOnly only reports on one. */
   rotateCa(statusOnly = false): Promise<RotateCaResponse__Output> {
     return unary((cb) => this.raw.rotateCa({ statusOnly }, this.options(), cb));
+  }
+
+  /** Changes cluster-wide settings (tsctl cluster update); admin only. */
+  updateCluster(req: ClusterUpdateRequest): Promise<ClusterUpdateResponse__Output> {
+    return unary((cb) => this.raw.updateCluster(req, this.options(), cb));
   }
 
   updateNode(req: NodeUpdateRequest): Promise<NodeUpdateResponse__Output> {

@@ -16,6 +16,7 @@ import { registerClusterIdentityCommands } from './commands/cluster-identity.js'
 import { registerStackCommands } from './commands/stack.js';
 import { registerRolloutCommands } from './commands/rollout.js';
 import { registerApplyCommands } from './commands/apply.js';
+import { registerClusterUpdateCommand } from './commands/cluster-update.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -40,7 +41,7 @@ function outputFormat(value: string): OutputFormat {
 
 // --- cluster ------------------------------------------------------------------------------------
 
-const cluster = program.command('cluster').description('manage the cluster: local clusters, join tokens, users, the audit log and the CA');
+const cluster = program.command('cluster').description('manage the cluster: local clusters, join tokens, users, settings, the audit log and the CA');
 registerClusterUp(cluster, (plan) => startClusterUp(plan, out));
 cluster
   .command('down')
@@ -174,6 +175,7 @@ registerImageCommands(program, withClient);
 registerNodeCommands(program, cluster, withClient);
 registerClusterMembersCommands(program, cluster);
 registerClusterIdentityCommands(cluster, withClient);
+registerClusterUpdateCommand(cluster, withClient);
 registerStackCommands(program);
 registerRolloutCommands(program, withClient);
 
