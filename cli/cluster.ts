@@ -83,6 +83,7 @@ export const CLUSTER_UP_RULES: {
   etcdEndpoints: { kind: 'every-node' },
   raftSnapshotEvery: { kind: 'every-node' },
   historyRevisions: { kind: 'every-node' },
+  liveRestore: { kind: 'every-node' },
 };
 
 /** Options of `cluster up` that are not tsd settings: they shape the cluster itself. */

@@ -49,6 +49,12 @@ export interface DaemonConfig {
   raftSnapshotEvery: number;
   /** Store history kept by auto-compaction, in revisions; 0 keeps everything (history grows without bound). */
   historyRevisions: number;
+  /**
+   * A stop (SIGTERM) leaves this node's containers running with their network, for the next tsd
+   * to take over (Docker's live-restore): what the systemd unit runs with, so that restarting or
+   * upgrading tsd never stops a container. Without it, a stop removes them (a local cluster's down).
+   */
+  liveRestore: boolean;
 }
 
 export function defaultConfig(): DaemonConfig {
@@ -75,6 +81,7 @@ export function defaultConfig(): DaemonConfig {
     etcdEndpoints: [],
     raftSnapshotEvery: 10_000,
     historyRevisions: 10_000,
+    liveRestore: false,
   };
 }
 

@@ -79,7 +79,9 @@ export class Daemon {
     // earlier tsd left is removed before we start.
     if (!config.join && config.store === 'memory') await sweepLeftovers({ runtime, network, containersDir: paths.containers, log });
     await network.setup();
-    this.closers.push(() => network.teardown());
+    // With --live-restore a stop leaves the data plane (containers, bridge, rules, overlay) to the next tsd.
+    const dataPlane = config.liveRestore ? 'kept' : 'removed';
+    if (dataPlane === 'removed') this.closers.push(() => network.teardown());
 
     const self: Node['status'] = {
       state: 'ready',
@@ -142,7 +144,7 @@ export class Daemon {
     });
     // Overlay networks, service discovery, VIPs and the routing mesh, from the managers' state.
     const overlay = new OverlayNetworking({ localUnderlayAddress: config.advertiseAddress, log });
-    this.closers.push(() => overlay.teardown());
+    if (dataPlane === 'removed') this.closers.push(() => overlay.teardown());
     const worker = new Worker({
       runtime,
       images,
@@ -199,7 +201,8 @@ export class Daemon {
     this.closers.push(() => session!.stop());
     this.closers.push(async () => {
       stopping = true;
-      await worker.stopAll();
+      if (dataPlane === 'removed') await worker.stopAll();
+      else log("live restore: this node's containers keep running for the next tsd");
     });
     session.start();
     await session.whenConnected();

@@ -55,6 +55,11 @@ export const NODE_FLAGS: NodeFlags = {
     description: 'store revisions kept for watches to resume from; older ones are compacted (0: keep all)',
     kind: 'integer',
   },
+  liveRestore: {
+    spelling: '--live-restore',
+    description: "on stop, leave this node's containers running for the next tsd to take over (as the systemd unit does)",
+    kind: 'switch',
+  },
 };
 
 export type NodeSettingKey = keyof DaemonConfig;

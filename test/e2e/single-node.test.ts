@@ -382,6 +382,26 @@ test.serial('delete leaves no container, mount, veth or cgroup behind', async (t
   t.deepEqual(await readdir(join(node.dataRoot, 'containers')), []);
 });
 
+test.serial(
+  'with --live-restore, stopping tsd (SIGTERM, as systemd does) leaves containers and their network running; the next tsd takes them over',
+  async (t) => {
+    const before = await eventually('web to run', () => running('web', 1), 30_000);
+    const pid = before[0]!.status.pid!;
+    await node.killDaemon();
+    await node.restartDaemon(['--live-restore']);
+    await eventually('web to be taken over', () => running('web', 1), 30_000);
+    await node.stopDaemon();
+    t.regex(await node.log(), /live restore: this node's containers keep running/);
+    t.true(await processAlive(pid), 'the container outlives a stopped tsd');
+    t.true((await node.inNetns('ip', '-o', 'link', 'show')).includes(node.bridge), 'the bridge stays');
+    t.regex(await fetchPage('127.0.0.1', 8080), /^hello from web-1-/, 'the published port answers with no tsd running');
+    await node.restartDaemon();
+    const after = await eventually('web to be running again', () => running('web', 1), 30_000);
+    t.is(after[0]!.status.pid, pid, 'the same container, taken over');
+    t.regex(await fetchPage('127.0.0.1', 8080), /^hello from web-1-/);
+  },
+);
+
 test.serial('stopping tsd removes the bridge and the nftables table', async (t) => {
   await node.stopDaemon();
   const links = await node.inNetns('ip', '-o', 'link', 'show');

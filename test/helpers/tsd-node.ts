@@ -34,9 +34,9 @@ export interface TestNode {
   log(): Promise<string>;
   /** kill -9 of tsd (its containers stay, kept by their shims). */
   killDaemon(): Promise<void>;
-  /** Starts tsd again with the same settings and waits until it is ready. */
-  restartDaemon(): Promise<void>;
-  /** SIGTERM tsd and wait for it (it removes its containers and network set-up). */
+  /** Starts tsd again with the same settings (plus these flags) and waits until it is ready. */
+  restartDaemon(extraFlags?: string[]): Promise<void>;
+  /** SIGTERM tsd and wait for it (it removes its containers and network set-up, unless run with --live-restore). */
   stopDaemon(): Promise<void>;
   destroy(): Promise<void>;
 }
@@ -60,7 +60,7 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
   let child: ChildProcess;
   let exited: Promise<void>;
   let daemonRunning = false;
-  const spawnDaemon = async () => {
+  const spawnDaemon = async (extraFlags: string[] = []) => {
     const logFile = await open(logPath, 'a');
     // nsenter rather than `ip netns exec`: the latter remounts /sys for the namespace, which hides
     // the cgroup hierarchies under /sys/fs/cgroup from tsd.
@@ -91,10 +91,14 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
         prefix,
         '--cgroup-parent',
         cgroupParent,
+        // tsd's default is the machine's own address, which this namespace does not have.
+        '--advertise-address',
+        '127.0.0.1',
         '--heartbeat-ms',
         '500',
         '--node-down-after-ms',
         '3000',
+        ...extraFlags,
       ],
       { stdio: ['ignore', logFile.fd, logFile.fd] },
     );
@@ -136,9 +140,9 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
       child.kill('SIGKILL');
       await exited;
     },
-    async restartDaemon() {
+    async restartDaemon(extraFlags: string[] = []) {
       if (daemonRunning) throw new Error('tsd is still running');
-      await spawnDaemon();
+      await spawnDaemon(extraFlags);
       await waitReady();
     },
     async stopDaemon() {

@@ -32,6 +32,7 @@ const SAMPLES: Record<NodeSettingKey, string[]> = {
   etcdEndpoints: ['--etcd-endpoints', 'http://127.0.0.1:2379,http://127.0.0.1:2380'],
   raftSnapshotEvery: ['--raft-snapshot-every', '123'],
   historyRevisions: ['--history-revisions', '77'],
+  liveRestore: ['--live-restore'],
 };
 
 /** For settings the cluster derives per node: what node i must get from the sample above. */
