@@ -1,92 +1,80 @@
-// The root CA a manager signs with, and its files. Normally one CA; during a root rotation also the
-// new one, which this manager made (it started the rotation) or fetched over mutual TLS from a
-// manager that has it. When the rotation completes the new CA replaces the old in ca.crt/ca.key.
-import type { TransportSecurity } from '../common/transport/credentials.js';
+// The root CA a manager signs with. Its key is in the replicated store (control-plane/ca/
+// ca-record.ts), sealed at rest with the rest of it, so a manager signs as soon as its store holds
+// the record: the one that ran `tsd init` wrote it with the cluster's meta, and one that joined
+// reads it once it is a Raft member. During a root rotation the record holds the new CA too, and
+// the new root signs. An older version kept the key in <data-root>/certs/ca.key: adoptFiles()
+// moves it into the store and destroys the files.
 import { startRootRotation, loadCa, type CaMaterial, type LoadedCa } from '../control-plane/ca/root-ca.js';
-import type { ClusterMeta } from '../control-plane/ca/cluster-meta.js';
+import { materialFor } from '../control-plane/ca/ca-record.js';
+import type { ClusterSecurity } from '../control-plane/ca/cluster-security.js';
 import { signingRootPem } from '../control-plane/ca/rotation.js';
-import { type CertPaths, readCaFiles, removeNextCaFiles, writeCaFiles } from './identity/cert-files.js';
-import { fetchCaMaterial } from './identity/node-ca-client.js';
+import { type CertPaths, readCaFiles, shredCaFiles } from './identity/cert-files.js';
 
 export interface Signer {
   material: CaMaterial;
   loaded: LoadedCa;
 }
 
-async function signerOf(material: CaMaterial): Promise<Signer> {
-  return { material, loaded: await loadCa(material) };
-}
+/** The current and the next CA are all a keeper ever loads; older ones are dropped from the cache. */
+const MAX_LOADED = 4;
 
 export class CaKeeper {
-  private following: Promise<void> = Promise.resolve();
+  /** Parsed and checked CAs by certificate: loading imports the key and makes a trial signature. */
+  private readonly loaded = new Map<string, Promise<LoadedCa>>();
 
-  private constructor(
-    private readonly paths: CertPaths,
-    private current: Signer,
-    private next: Signer | undefined,
-    private readonly log: (message: string) => void,
-  ) {}
+  constructor(private readonly security: ClusterSecurity) {}
 
-  static async open(paths: CertPaths, material: CaMaterial, log: (message: string) => void): Promise<CaKeeper> {
-    const next = await readCaFiles(paths, 'next');
-    return new CaKeeper(paths, await signerOf(material), next ? await signerOf(next) : undefined, log);
+  /** What this manager signs with now: the new CA while a rotation runs. */
+  async signer(): Promise<Signer> {
+    const record = this.security.ca;
+    if (!record) throw new Error("this manager's store holds no cluster CA key yet (it is still catching up with the Raft group)");
+    const wanted = signingRootPem(this.security.meta);
+    const material = materialFor(record, wanted);
+    if (!material) throw new Error('the store holds no key for the root the cluster signs with');
+    return { material, loaded: await this.load(material) };
   }
 
-  /** What this manager signs with now: the new CA while a rotation runs, if this manager holds it. */
-  signer(meta: ClusterMeta): Signer {
-    const wanted = signingRootPem(meta);
-    if (this.next?.material.certPem === wanted) return this.next;
-    return this.current;
-  }
-
-  /** Step one of a rotation, on the manager asked to rotate: the new root, and its cross-signed certificate. */
+  /** Step one of a rotation: a new root, cross-signed by the current key, stored with the meta that starts the rotation. */
   async startRotation(): Promise<{ newRootPem: string; crossSignedPem: string }> {
-    const { newCa, crossSignedPem } = await startRootRotation(this.current.material);
-    await writeCaFiles(this.paths, newCa, 'next');
-    this.next = await signerOf(newCa);
+    const record = this.security.ca;
+    if (!record) throw new Error("this manager's store holds no cluster CA key");
+    const { newCa, crossSignedPem } = await startRootRotation(record.current);
+    await this.security.startRotation(newCa, crossSignedPem, new Date());
     return { newRootPem: newCa.certPem, crossSignedPem };
   }
 
   /**
-   * Brings this manager's CA files in line with the cluster's meta: fetches the new CA during a
-   * rotation (from any manager that has it), and makes it the only one once the rotation is over.
-   * Calls are queued, so two meta changes never interleave their file writes.
+   * Moves the CA files an older version wrote (ca.crt/ca.key, ca-next.*) into the store, unless the
+   * store has its CA already, then overwrites and removes them. Returns what it did, for the log.
    */
-  follow(meta: ClusterMeta, managers: () => string[], security: TransportSecurity): Promise<void> {
-    this.following = this.following.then(() => this.align(meta, managers, security)).catch((err: unknown) => this.log(`root CA: ${(err as Error).message}`));
-    return this.following;
+  async adoptFiles(paths: CertPaths): Promise<string | undefined> {
+    const [current, next] = await Promise.all([readCaFiles(paths, 'current'), readCaFiles(paths, 'next')]);
+    if (!current && !next) return undefined;
+    let what: string;
+    if (current) {
+      await loadCa(current);
+      if (next) await loadCa(next);
+      const held = await this.security.adoptCa(next ? { current, next } : { current });
+      what =
+        held.current.certPem === current.certPem
+          ? `moved the cluster CA key from ${paths.caKey} into the store`
+          : `the store already holds the cluster CA; the one in ${paths.caKey} was dropped`;
+    } else {
+      what = `dropped ${paths.caNextKey} without ${paths.caKey}`;
+    }
+    await shredCaFiles(paths);
+    return `${what}; the files were overwritten and removed`;
   }
 
-  private async align(meta: ClusterMeta, managers: () => string[], security: TransportSecurity): Promise<void> {
-    const wanted = signingRootPem(meta);
-    if (this.current.material.certPem === wanted) return;
-    if (this.next?.material.certPem !== wanted) this.next = await signerOf(await this.fetch(wanted, managers, security));
-    if (meta.rotation) {
-      await writeCaFiles(this.paths, this.next.material, 'next');
-      return;
+  private load(material: CaMaterial): Promise<LoadedCa> {
+    let loading = this.loaded.get(material.certPem);
+    if (!loading) {
+      if (this.loaded.size >= MAX_LOADED) this.loaded.clear();
+      loading = loadCa(material);
+      // A CA that fails to load is tried again next time rather than cached as failed.
+      loading.catch(() => this.loaded.delete(material.certPem));
+      this.loaded.set(material.certPem, loading);
     }
-    // The rotation is over: the new CA is the only one.
-    await writeCaFiles(this.paths, this.next.material, 'current');
-    await removeNextCaFiles(this.paths);
-    this.current = this.next;
-    this.next = undefined;
-    this.log('root CA rotation complete on this manager: the new root signs from now on');
-  }
-
-  private async fetch(wantedCertPem: string, managers: () => string[], security: TransportSecurity): Promise<CaMaterial> {
-    const failures: string[] = [];
-    for (let round = 0; round < 20; round++) {
-      for (const address of managers()) {
-        try {
-          const material = await fetchCaMaterial(address, security);
-          if (material.certPem === wantedCertPem) return material;
-          failures.push(`${address} does not hold the new root yet`);
-        } catch (err) {
-          failures.push((err as Error).message);
-        }
-      }
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-    throw new Error(`could not fetch the cluster's new root CA from any manager: ${failures.slice(-3).join('; ')}`);
+    return loading;
   }
 }

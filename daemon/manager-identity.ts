@@ -9,12 +9,11 @@ import { generateJoinSecret, hashJoinSecret } from '../common/identity/join-toke
 import { caDigest, parseIdentity } from '../common/identity/certificate.js';
 import { joinPem } from '../common/identity/x509.js';
 import { chainOf } from '../control-plane/ca/node-ca-service.js';
-import { completedRotation, rotationProgress, startedRotation } from '../control-plane/ca/rotation.js';
+import { rotationProgress } from '../control-plane/ca/rotation.js';
 import type { IssuedRecord } from '../control-plane/ca/cluster-meta.js';
 import { parseCertificate } from '../common/identity/x509.js';
-import type { CaKeeper } from './ca-keeper.js';
+import type { CaKeeper, Signer } from './ca-keeper.js';
 import { certPaths, persistIdentity } from './identity/cert-files.js';
-import type { TlsIdentity } from '../common/transport/tls-identity.js';
 import { ApiError } from '../control-plane/api/errors.js';
 import type { ApiServerDeps, AuditRecord } from '../control-plane/api/server.js';
 import { auditEntry } from '../control-plane/audit/audit-entry.js';
@@ -23,16 +22,19 @@ import { auditLine } from '../control-plane/audit/audit-line.js';
 import { grpcCodeOf } from '../control-plane/api/errors.js';
 import { ClusterSecurity } from '../control-plane/ca/cluster-security.js';
 import { issueUserCertificate } from '../control-plane/ca/issue.js';
-import type { LoadedCa, CaMaterial } from '../control-plane/ca/root-ca.js';
 import type { NodeHealth } from '../control-plane/dispatcher/node-health.js';
 import type { ObjectStore } from '../control-plane/store/object-store.js';
 import type { Store } from '../control-plane/store/store.js';
 import type { DaemonConfig } from './config.js';
+import type { NodeIdentity } from './identity/bootstrap.js';
 
-/** The cluster's trust state; the first manager writes it. A store of another cluster is refused. */
+/**
+ * The cluster's trust state; the first manager writes it, with the root CA `tsd init` made
+ * (node.ca). A store of another cluster is refused.
+ */
 export async function openClusterSecurity(
   store: Store,
-  node: { clusterId: string; identity: TlsIdentity },
+  node: Pick<NodeIdentity, 'clusterId' | 'identity' | 'ca'>,
   config: DaemonConfig,
   log: (message: string) => void,
 ): Promise<ClusterSecurity> {
@@ -46,6 +48,7 @@ export async function openClusterSecurity(
       nodeCertValidityMs: config.certValidityMs,
     }),
     log,
+    node.ca,
   );
   if (security.clusterId !== node.clusterId) {
     await security.close();
@@ -73,7 +76,7 @@ export const USER_RECORD_PREFIX = 'user:';
 export interface IdentityApiDeps {
   security: ClusterSecurity;
   /** The CA this manager signs with now (the new root's during a rotation, once this manager holds it). */
-  ca: () => { material: CaMaterial; loaded: LoadedCa };
+  ca: () => Promise<Signer>;
   objects: ObjectStore;
   health: NodeHealth;
   keeper: CaKeeper;
@@ -89,9 +92,12 @@ export interface IdentityApiDeps {
 export function identityApi(deps: IdentityApiDeps): NonNullable<ApiServerDeps['identity']> {
   return {
     issueUserCertificate: async (req) => {
+      const signer = await deps.ca().catch((err: unknown) => {
+        throw new ApiError(grpc.status.UNAVAILABLE, `user certificate for ${req.name}: ${(err as Error).message}`);
+      });
       let certPem: string;
       try {
-        certPem = await issueUserCertificate(deps.ca().loaded, req.csrPem, {
+        certPem = await issueUserCertificate(signer.loaded, req.csrPem, {
           name: req.name,
           role: req.role,
           clusterId: deps.security.clusterId,
@@ -101,7 +107,7 @@ export function identityApi(deps: IdentityApiDeps): NonNullable<ApiServerDeps['i
         throw new ApiError(grpc.status.INVALID_ARGUMENT, `user certificate for ${req.name}: ${(err as Error).message}`);
       }
       const subject = parseIdentity(certPem);
-      const signedBy = deps.ca().material.certPem;
+      const signedBy = signer.material.certPem;
       // Users are kept apart from nodes (a node may be named like a user); they do not count for a CA rotation.
       await deps.security.recordIssued(`${USER_RECORD_PREFIX}${req.name}`, subject.serial, subject.notAfter, caDigest(signedBy));
       deps.log(`issued a ${req.role} certificate for user ${req.name} (serial ${subject.serial})`);
@@ -149,8 +155,7 @@ export function identityApi(deps: IdentityApiDeps): NonNullable<ApiServerDeps['i
       const meta = deps.security.meta;
       if (meta.rotation) return { state: 'in-progress', message: await progressMessage(deps) };
       if (statusOnly) return { state: 'idle', message: 'no root CA rotation is running' };
-      const { newRootPem, crossSignedPem } = await deps.keeper.startRotation();
-      await deps.security.updateMeta((current) => startedRotation(current, newRootPem, crossSignedPem, new Date()));
+      const { newRootPem } = await deps.keeper.startRotation();
       deps.log('root CA rotation started: every node renews its certificate from the new root');
       return { state: 'started', message: `new root ${parseCertificate('new root', newRootPem).subject}; every node renews now` };
     },
@@ -182,9 +187,9 @@ export async function completeRotationIfDone(deps: Pick<IdentityApiDeps, 'securi
   if (!meta.rotation) return false;
   const progress = rotationProgress(meta, await issuedByNode(deps));
   if (progress.waiting.length > 0) return false;
-  await deps.security.updateMeta((current) =>
-    current.rotation ? completedRotation(current, { worker: hashJoinSecret(generateJoinSecret()), manager: hashJoinSecret(generateJoinSecret()) }) : current,
-  );
+  // The meta and the CA record change in one transaction: the old key goes with the old root.
+  const completed = await deps.security.completeRotation({ worker: hashJoinSecret(generateJoinSecret()), manager: hashJoinSecret(generateJoinSecret()) });
+  if (!completed) return false;
   deps.log('root CA rotation complete: only the new root is trusted; ask for new join tokens (the old ones pinned the old root)');
   return true;
 }

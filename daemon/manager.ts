@@ -14,7 +14,6 @@ import { isMutating } from '../control-plane/auth/authorization.js';
 import { certificateRequiredAtTheDoor } from '../control-plane/auth/door.js';
 import type { ClusterSecurity } from '../control-plane/ca/cluster-security.js';
 import { NodeCaService } from '../control-plane/ca/node-ca-service.js';
-import type { CaMaterial } from '../control-plane/ca/root-ca.js';
 import { signingRootPem } from '../control-plane/ca/rotation.js';
 import { CaKeeper } from './ca-keeper.js';
 import type { NodeIdentity } from './identity/bootstrap.js';
@@ -49,7 +48,7 @@ const ROTATION_CHECK_MS = 2000;
 
 export interface ManagerDeps {
   config: DaemonConfig;
-  /** This node's identity: its manager certificate and the cluster CA it signs with. */
+  /** This node's identity: its manager certificate (and, at `tsd init`, the root CA to store). */
   node: NodeIdentity;
   security: TransportSecurity;
   /** The image store and logs of this node, served by the API (single-node cut: the API reads them locally). */
@@ -71,13 +70,7 @@ export class Manager {
   apiPort = 0;
   metricsPort = 0;
 
-  private readonly caMaterial: CaMaterial;
-
-  constructor(private readonly deps: ManagerDeps) {
-    const material = deps.node.ca;
-    if (!material) throw new Error('a manager needs the cluster CA (ca.crt and ca.key in its certs directory)');
-    this.caMaterial = material;
-  }
+  constructor(private readonly deps: ManagerDeps) {}
 
   get clusterId(): string {
     return this.deps.node.clusterId;
@@ -85,7 +78,6 @@ export class Manager {
 
   async start(): Promise<void> {
     const { config, log } = this.deps;
-    const keeper = await CaKeeper.open(certPaths(config.dataRoot), this.caMaterial, log);
     // Who is calling, on the TLS port: the certificate's subject, checked against this cluster and
     // the revocation list (known once the store is open; Raft traffic comes before that).
     const trust: TrustState = { clusterId: () => this.clusterId, isRevoked: (serial) => this.clusterSecurity?.isRevoked(serial) ?? false };
@@ -122,13 +114,12 @@ export class Manager {
     const clusterSecurity = await openClusterSecurity(store, this.deps.node, config, log);
     this.clusterSecurity = clusterSecurity;
     this.closers.push(() => clusterSecurity.close());
-    const signer = () => keeper.signer(clusterSecurity.meta);
-    // A root rotation started on another manager: this one fetches the new CA (and, once it is
-    // over, keeps only the new one). Also at start, in case this manager was down meanwhile.
-    const ownAddress = this.dispatcherAddress();
-    const followRoots = () => void keeper.follow(clusterSecurity.meta, () => this.managerAddresses().filter((a) => a !== ownAddress), this.deps.security);
-    this.closers.push(clusterSecurity.onChange(followRoots));
-    followRoots();
+    // The root CA's key is in the store (a joining manager has it once it is a member); an older
+    // version's ca.key file is moved into the store and destroyed.
+    const keeper = new CaKeeper(clusterSecurity);
+    const adopted = await keeper.adoptFiles(certPaths(config.dataRoot));
+    if (adopted) log(adopted);
+    const signer = () => keeper.signer();
     const objects = new ObjectStore(store);
     const onInformerError = (err: Error) => log(`informer: ${err.message}`);
     const services = new Informer<Service>(store, 'Service', kindPrefix('Service'), onInformerError);

@@ -1,14 +1,12 @@
 // A promotion or demotion of this node, as its tsd lives it: the managers change the node's role
 // in the store and tell the node (TrustUpdate.role); the node renews its certificate, and when the
-// new certificate carries the new role it starts its manager half (fetching the cluster CA) or
-// stops it (dropping the CA key and its copy of the store).
+// new certificate carries the new role it starts its manager half (which finds the cluster CA in
+// its store once it is a Raft member) or stops it (dropping its copy of the store).
 import { rm } from 'node:fs/promises';
 
 import type { TransportSecurity } from '../common/transport/credentials.js';
-import { loadCa, type CaMaterial } from '../control-plane/ca/root-ca.js';
 import type { NodeIdentity } from './identity/bootstrap.js';
-import { certPaths, removeCaFiles, writeCaFiles } from './identity/cert-files.js';
-import { fetchCaMaterial } from './identity/node-ca-client.js';
+import { certPaths, shredCaFiles } from './identity/cert-files.js';
 
 /** A renewal that came back with the old role is asked again after this long, at most this often. */
 const ROLE_RETRY_MS = 1000;
@@ -19,10 +17,10 @@ export interface RoleFollowerDeps {
   security: TransportSecurity;
   dataRoot: string;
   raftDir: string;
-  /** A manager to fetch the CA from and join the Raft group through. */
+  /** A manager to join the Raft group through. */
   someManager: () => string | undefined;
   isManager: () => boolean;
-  startManager: (identity: NodeIdentity & { ca: CaMaterial }, joinVia: string) => Promise<void>;
+  startManager: (identity: NodeIdentity, joinVia: string) => Promise<void>;
   /** Stops the manager half if one runs (idempotent); it still counts as running until dropManager. */
   stopManager: () => Promise<void>;
   dropManager: () => void;
@@ -70,11 +68,8 @@ export class RoleFollower {
   private async promote(): Promise<void> {
     const { deps } = this;
     const via = deps.someManager();
-    if (via === undefined) throw new Error('no manager is known to fetch the cluster CA from');
-    const ca = await fetchCaMaterial(via, deps.security);
-    await loadCa(ca);
-    await writeCaFiles(certPaths(deps.dataRoot), ca);
-    await deps.startManager({ ...deps.node, role: 'manager', ca }, via);
+    if (via === undefined) throw new Error('no manager is known to join the Raft group through');
+    await deps.startManager({ ...deps.node, role: 'manager' }, via);
     deps.log('promoted: this node now runs a manager');
   }
 
@@ -82,8 +77,9 @@ export class RoleFollower {
     const { deps } = this;
     await deps.stopManager();
     deps.dropManager();
-    // A worker keeps no CA key and no store: a later promotion starts both afresh.
-    await removeCaFiles(certPaths(deps.dataRoot));
+    // A worker keeps no store (and with it no CA key): a later promotion starts afresh. CA files an
+    // older version left are destroyed too.
+    await shredCaFiles(certPaths(deps.dataRoot));
     await rm(deps.raftDir, { recursive: true, force: true });
     deps.log('demoted: this node no longer runs a manager');
   }

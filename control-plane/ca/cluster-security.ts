@@ -1,12 +1,15 @@
 // The cluster's identity state in the replicated store, as one manager sees it: meta (cluster id,
-// trusted roots, hashed join tokens, certificate lifetime), the revocation list and the serials
-// issued per node. Every manager watches the keys, so a token rotation or a revocation made
-// through any manager holds on all of them at once.
+// trusted roots, hashed join tokens, certificate lifetime), the revocation list, the serials
+// issued per node and the root CA's key (ca-record.ts). Every manager watches the keys, so a token
+// rotation, a revocation or a root rotation made through any manager holds on all of them at once.
 import type { NodeRole } from '../../common/identity/certificate.js';
 import { hashJoinSecret, joinSecretMatches, newJoinToken } from '../../common/identity/join-token.js';
 import type { Store, Watch } from '../store/store.js';
 import { CLUSTER_META_KEY, type ClusterMeta, type IssuedRecord, ISSUED_PREFIX, parseClusterMeta, parseIssued, REVOCATIONS_KEY } from './cluster-meta.js';
 import { RevocationSet } from './revocation.js';
+import { CA_KEY, type CaRecord, formatCaRecord, parseCaRecord } from './ca-record.js';
+import type { CaMaterial } from './root-ca.js';
+import { completedRotation, startedRotation } from './rotation.js';
 
 const CLUSTER_PREFIX = '/tessera/cluster/';
 const MAX_CAS_ATTEMPTS = 20;
@@ -16,6 +19,8 @@ export class ClusterSecurity {
   /** The store revision of each key's state held here: an event older than a write this manager already applied is stale. */
   private readonly appliedRevision = new Map<string, number>();
   private readonly listeners = new Set<() => void>();
+  /** The root CA's material as the store holds it; undefined until some manager stored it. */
+  private currentCa: CaRecord | undefined;
 
   private constructor(
     private readonly store: Store,
@@ -26,12 +31,16 @@ export class ClusterSecurity {
 
   /**
    * Reads the cluster's meta, writing `fresh` first when the store has none (the first manager of a
-   * new cluster), and follows changes from then on.
+   * new cluster), and follows changes from then on. `freshCa`, the root CA `tsd init` made, is
+   * written in the same transaction as the meta: a store that holds the meta holds the CA's key.
    */
-  static async open(store: Store, fresh: () => ClusterMeta, log: (message: string) => void): Promise<ClusterSecurity> {
+  static async open(store: Store, fresh: () => ClusterMeta, log: (message: string) => void, freshCa?: CaMaterial): Promise<ClusterSecurity> {
     await store.txn({
       compare: [{ key: CLUSTER_META_KEY, target: 'createRevision', op: '=', value: 0 }],
-      success: [{ type: 'put', key: CLUSTER_META_KEY, value: JSON.stringify(fresh()) }],
+      success: [
+        { type: 'put', key: CLUSTER_META_KEY, value: JSON.stringify(fresh()) },
+        ...(freshCa ? [{ type: 'put' as const, key: CA_KEY, value: formatCaRecord({ current: freshCa }) }] : []),
+      ],
       failure: [],
     });
     const read = await store.range(CLUSTER_PREFIX);
@@ -46,6 +55,8 @@ export class ClusterSecurity {
     );
     security.appliedRevision.set(CLUSTER_META_KEY, metaKv.modRevision);
     if (revokedKv) security.appliedRevision.set(REVOCATIONS_KEY, revokedKv.modRevision);
+    const caKv = read.kvs.find((kv) => kv.key === CA_KEY);
+    if (caKv) security.apply(CA_KEY, caKv.value, caKv.modRevision);
     security.watch = await store.watch(
       CLUSTER_PREFIX,
       read.revision + 1,
@@ -68,6 +79,49 @@ export class ClusterSecurity {
 
   get clusterId(): string {
     return this.currentMeta.clusterId;
+  }
+
+  /** The root CA's key (and the next one's during a rotation), or undefined while the store has none yet. */
+  get ca(): CaRecord | undefined {
+    return this.currentCa;
+  }
+
+  /**
+   * Stores the CA an older version kept in files (ca.key, ca-next.key), unless the store holds one
+   * already. Returns the record the store holds afterwards.
+   */
+  async adoptCa(record: CaRecord): Promise<CaRecord> {
+    const written = await this.store.txn({
+      compare: [{ key: CA_KEY, target: 'createRevision', op: '=', value: 0 }],
+      success: [{ type: 'put', key: CA_KEY, value: formatCaRecord(record) }],
+      failure: [{ type: 'get', key: CA_KEY }],
+    });
+    const held = written.succeeded
+      ? { value: formatCaRecord(record), modRevision: written.revision }
+      : (written.results[0] as { kv?: { value: string; modRevision: number } }).kv;
+    if (!held) throw new Error(`${CA_KEY}: neither written nor found`);
+    if (this.apply(CA_KEY, held.value, held.modRevision)) this.notify();
+    return parseCaRecord(held.value);
+  }
+
+  /** Step one of a root rotation, in one transaction: the new CA's key is stored and the meta says a rotation runs. */
+  async startRotation(newCa: CaMaterial, crossSignedPem: string, now: Date): Promise<void> {
+    await this.updateMetaAndCa((meta, ca) => {
+      if (!ca) throw new Error(`${CA_KEY} is missing from the store: no CA to rotate from`);
+      return { meta: startedRotation(meta, newCa.certPem, crossSignedPem, now), ca: { current: ca.current, next: newCa } };
+    });
+  }
+
+  /** The end of a root rotation, in one transaction: only the new root is trusted and only its key is kept. */
+  async completeRotation(freshTokenHashes: ClusterMeta['tokenHashes']): Promise<boolean> {
+    let completed = false;
+    await this.updateMetaAndCa((meta, ca) => {
+      if (!meta.rotation) return { meta, ca };
+      if (ca?.next?.certPem !== meta.rotation.newRootPem) throw new Error(`${CA_KEY} does not hold the new root's key; the rotation cannot complete`);
+      completed = true;
+      return { meta: completedRotation(meta, freshTokenHashes), ca: { current: ca.next } };
+    });
+    return completed;
   }
 
   isRevoked(serial: string): boolean {
@@ -175,6 +229,7 @@ export class ClusterSecurity {
     try {
       if (key === CLUSTER_META_KEY) this.currentMeta = parseClusterMeta(value);
       else if (key === REVOCATIONS_KEY) this.currentRevocations = RevocationSet.fromJSON(JSON.parse(value));
+      else if (key === CA_KEY) this.currentCa = parseCaRecord(value);
       else return false;
       this.appliedRevision.set(key, revision);
       return true;
@@ -183,6 +238,31 @@ export class ClusterSecurity {
       this.log(`ignoring a malformed ${key}: ${(err as Error).message}`);
       return false;
     }
+  }
+
+  /** The meta and the CA record changed together, compare-and-swap on both keys' revisions; retried on a conflict. */
+  private async updateMetaAndCa(change: (meta: ClusterMeta, ca: CaRecord | undefined) => { meta: ClusterMeta; ca: CaRecord | undefined }): Promise<void> {
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const [metaKv, caKv] = await Promise.all([this.store.get(CLUSTER_META_KEY), this.store.get(CA_KEY)]);
+      if (!metaKv) throw new Error(`${CLUSTER_META_KEY} is missing from the store`);
+      const next = change(parseClusterMeta(metaKv.value), caKv ? parseCaRecord(caKv.value) : undefined);
+      const metaText = JSON.stringify(next.meta);
+      const caText = next.ca ? formatCaRecord(next.ca) : undefined;
+      const written = await this.store.txn({
+        compare: [
+          { key: CLUSTER_META_KEY, target: 'modRevision', op: '=', value: metaKv.modRevision },
+          { key: CA_KEY, target: 'modRevision', op: '=', value: caKv?.modRevision ?? 0 },
+        ],
+        success: [{ type: 'put', key: CLUSTER_META_KEY, value: metaText }, ...(caText ? [{ type: 'put' as const, key: CA_KEY, value: caText }] : [])],
+        failure: [],
+      });
+      if (written.succeeded) {
+        const changed = [this.apply(CLUSTER_META_KEY, metaText, written.revision), caText !== undefined && this.apply(CA_KEY, caText, written.revision)];
+        if (changed.some(Boolean)) this.notify();
+        return;
+      }
+    }
+    throw new Error(`${CLUSTER_META_KEY} and ${CA_KEY}: gave up after ${MAX_CAS_ATTEMPTS} conflicting writes`);
   }
 
   /** Read, change, compare-and-swap on the key's mod revision; retried when another manager wrote first. */

@@ -1,7 +1,8 @@
 // The manager's NodeCA service (proto/dispatcher.proto): certificates for nodes from their CSRs.
 // Join is the one call a client without a certificate may make; the join token's secret is its
 // credential, and it is used once: the node gets a certificate and every later connection is
-// authenticated by it. Renew and CaMaterial need the caller's current certificate.
+// authenticated by it. Renew and StoreKey need the caller's current certificate. No call returns
+// the CA's key: it lives in the replicated store, which a manager reads once it is a member.
 import * as grpc from '@grpc/grpc-js';
 import { isIPv4 } from 'node:net';
 
@@ -22,8 +23,10 @@ import type { CaMaterial, LoadedCa } from './root-ca.js';
 
 export interface NodeCaDeps {
   security: ClusterSecurity;
-  /** The CA this manager signs with (the new root's during a rotation). */
-  signer: () => { material: CaMaterial; loaded: LoadedCa };
+  /** The CA this manager signs with (the new root's during a rotation); throws while the store holds none yet. */
+  signer: () => Promise<{ material: CaMaterial; loaded: LoadedCa }>;
+  /** With the etcd backend: the key-encryption key of the store's sealed values, for a manager that joins. */
+  storeKey?: () => Uint8Array;
   objects: ObjectStore;
   authenticate: Authenticate;
   log: (message: string) => void;
@@ -62,10 +65,13 @@ export class NodeCaService {
         const caller = requireNode(this.deps.authenticate(call));
         return this.renew(caller.nodeId, call.request.csrPem);
       }),
-      CaMaterial: this.unary(async (call) => {
-        requireNode(this.deps.authenticate(call), 'manager');
-        const { material } = this.deps.signer();
-        return { certPem: material.certPem, keyPem: material.keyPem };
+      StoreKey: this.unary(async (call) => {
+        const caller = requireNode(this.deps.authenticate(call), 'manager');
+        const storeKey = this.deps.storeKey;
+        if (!storeKey)
+          throw refused(grpc.status.FAILED_PRECONDITION, 'this cluster keeps its store in Raft: a manager gets it as a Raft member, with no key to fetch');
+        this.deps.log(`store key sent to manager ${caller.nodeId}`);
+        return { kek: Buffer.from(storeKey()) };
       }),
     };
     server.addService(pkg.tessera.dispatcher.v1.NodeCA.service, handlers);
@@ -125,10 +131,15 @@ export class NodeCaService {
   private async issue(nodeId: string, role: NodeRole, csrPem: string, address: string): Promise<IssuedCertificate> {
     const { security } = this.deps;
     const meta = security.meta;
-    const { loaded } = this.deps.signer();
+    let signer: { material: CaMaterial; loaded: LoadedCa };
+    try {
+      signer = await this.deps.signer();
+    } catch (err) {
+      throw refused(grpc.status.UNAVAILABLE, `certificate for node ${nodeId}: ${(err as Error).message}`);
+    }
     let certPem: string;
     try {
-      certPem = await issueNodeCertificate(loaded, csrPem, {
+      certPem = await issueNodeCertificate(signer.loaded, csrPem, {
         nodeId,
         role,
         clusterId: meta.clusterId,
@@ -139,7 +150,7 @@ export class NodeCaService {
       throw refused(grpc.status.INVALID_ARGUMENT, `certificate for node ${nodeId}: ${(err as Error).message}`);
     }
     const subject = parseIdentity(certPem);
-    const signedBy = this.deps.signer().material.certPem;
+    const signedBy = signer.material.certPem;
     await security.recordIssued(nodeId, subject.serial, subject.notAfter, caDigest(signedBy));
     return {
       certChainPem: chainOf(meta, certPem, signedBy),

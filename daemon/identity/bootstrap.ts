@@ -1,7 +1,9 @@
 // How a node comes by its identity when tsd starts: from its certificate files when it has them
 // (a restart needs no token); otherwise `tsd init` creates the cluster's root CA and signs its own
 // manager certificate, and `tsd join` sends a CSR with the join token's secret to a manager whose
-// root matched the token's pin. A new manager then fetches the CA it will sign with.
+// root matched the token's pin. The CA's key is never written to a file: `tsd init` hands it to the
+// manager, which stores it (sealed) with the cluster's meta; a manager that joins finds it in its
+// store once it is a Raft member (daemon/ca-keeper.ts).
 import { randomUUID } from 'node:crypto';
 
 import { createCsr, generateKeyPair } from '../../common/identity/csr.js';
@@ -12,14 +14,14 @@ import { TlsIdentity, type TlsMaterial } from '../../common/transport/tls-identi
 import { issueNodeCertificate } from '../../control-plane/ca/issue.js';
 import { createRootCA, loadCa, type CaMaterial } from '../../control-plane/ca/root-ca.js';
 import type { DaemonConfig } from '../config.js';
-import { certPaths, readCaFiles, readNodeCertificates, writeCaFiles, writeNodeCertificates } from './cert-files.js';
-import { fetchCaMaterial, joinCluster, pinnedRoot } from './node-ca-client.js';
+import { certPaths, readNodeCertificates, writeNodeCertificates } from './cert-files.js';
+import { joinCluster, pinnedRoot } from './node-ca-client.js';
 
 export interface NodeIdentity {
   identity: TlsIdentity;
   clusterId: string;
   role: NodeRole;
-  /** Managers: the CA this node signs with. */
+  /** The root CA this start created (tsd init), for the manager to store with the cluster's meta. */
   ca?: CaMaterial;
   /** True when this start created the cluster (tsd init without certificate files). */
   createdCluster: boolean;
@@ -39,9 +41,7 @@ async function fromFiles(config: DaemonConfig): Promise<NodeIdentity | undefined
   const existing = await readNodeCertificates(paths);
   if (!existing) return undefined;
   const role = checkOwn(existing.subject, config);
-  const ca = await readCaFiles(paths);
-  if (role === 'manager' && !ca) throw new Error(`${paths.dir}: a manager's certificate without the cluster CA (ca.crt, ca.key)`);
-  return { identity: new TlsIdentity(existing.material), clusterId: existing.subject.o, role, ...(ca ? { ca } : {}), createdCluster: false };
+  return { identity: new TlsIdentity(existing.material), clusterId: existing.subject.o, role, createdCluster: false };
 }
 
 /** `tsd init`: this node's identity, creating the cluster's root CA the first time. */
@@ -63,9 +63,8 @@ export async function initIdentity(config: DaemonConfig, log: (message: string) 
   });
   const material: TlsMaterial = { trustedRootPems: [ca.certPem], certChainPem: joinPem([leaf, ca.certPem]), keyPem: keys.keyPem };
   const paths = certPaths(config.dataRoot);
-  await writeCaFiles(paths, ca);
   await writeNodeCertificates(paths, material);
-  log(`created cluster ${clusterId}: root CA and this manager's certificate in ${paths.dir}`);
+  log(`created cluster ${clusterId}: this manager's certificate in ${paths.dir}; the root CA goes into the store`);
   return { identity: new TlsIdentity(material), clusterId, role: 'manager', ca, createdCluster: true };
 }
 
@@ -94,14 +93,7 @@ export async function joinIdentity(
   const subject = parseIdentity(issued.certChainPem);
   const role = checkOwn(subject, config);
   const identity = new TlsIdentity(material);
-  const paths = certPaths(config.dataRoot);
-  let ca: CaMaterial | undefined;
-  if (role === 'manager') {
-    ca = await fetchCaMaterial(address, { mode: 'mtls', identity, expected: { kind: 'cluster-node', clusterId: subject.o, role: 'manager' } });
-    await loadCa(ca);
-    await writeCaFiles(paths, ca);
-  }
-  await writeNodeCertificates(paths, material);
+  await writeNodeCertificates(certPaths(config.dataRoot), material);
   log(`joined cluster ${subject.o} as ${role} ${subject.cn}; certificate valid until ${subject.notAfter.toISOString()}`);
-  return { identity, clusterId: subject.o, role, ...(ca ? { ca } : {}), createdCluster: false };
+  return { identity, clusterId: subject.o, role, createdCluster: false };
 }

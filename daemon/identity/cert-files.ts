@@ -1,8 +1,9 @@
 // Where a node keeps its identity: <data-root>/certs/, the directory 0700 and every file 0600.
 // node.key never leaves the node; node.crt is its chain (leaf, then any intermediate, then the
-// root); roots.pem the roots it trusts. A manager also keeps the cluster CA (ca.crt, ca.key) until
-// the encryption-at-rest issue moves the key into the store, encrypted.
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+// root); roots.pem the roots it trusts. The cluster CA's key is in the replicated store (daemon/ca-keeper.ts);
+// an older version kept it here as ca.crt/ca.key (and ca-next.* during a rotation), which are only
+// read once more, to move them into the store, and then destroyed.
+import { chmod, mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { isAbsent } from '../../agent/fs-errors.js';
@@ -16,9 +17,10 @@ export interface CertPaths {
   nodeKey: string;
   nodeChain: string;
   roots: string;
+  /** Where an older version kept the cluster CA (now in the store). */
   caCert: string;
   caKey: string;
-  /** The new root CA while a rotation runs; it replaces ca.crt/ca.key when the rotation completes. */
+  /** An older version's new root CA while a rotation ran. */
   caNextCert: string;
   caNextKey: string;
 }
@@ -96,6 +98,7 @@ export function persistIdentity(paths: CertPaths, current: () => TlsMaterial): P
   return next;
 }
 
+/** The CA files an older version wrote, or undefined when they are not there. */
 export async function readCaFiles(paths: CertPaths, which: 'current' | 'next' = 'current'): Promise<CaMaterial | undefined> {
   const [certPath, keyPath] = which === 'current' ? [paths.caCert, paths.caKey] : [paths.caNextCert, paths.caNextKey];
   const [certPem, keyPem] = await Promise.all([readOptional(certPath), readOptional(keyPath)]);
@@ -103,19 +106,31 @@ export async function readCaFiles(paths: CertPaths, which: 'current' | 'next' = 
   return { certPem, keyPem };
 }
 
-export async function writeCaFiles(paths: CertPaths, ca: CaMaterial, which: 'current' | 'next' = 'current'): Promise<void> {
-  const [certPath, keyPath] = which === 'current' ? [paths.caCert, paths.caKey] : [paths.caNextCert, paths.caNextKey];
-  await mkdir(paths.dir, { recursive: true, mode: 0o700 });
-  await writePrivate(keyPath, ca.keyPem);
-  await writePrivate(certPath, ca.certPem);
+/**
+ * Overwrites a file with zeros (synced), then unlinks it: the key's bytes are not left in the file's
+ * blocks for whoever reads the disk next. (A copy-on-write or journalled-data filesystem, or an SSD's
+ * remapping, may still keep old blocks: the store's sealing is the protection, this is hygiene.)
+ */
+async function shred(path: string): Promise<void> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r+');
+  } catch (err) {
+    if (isAbsent(err)) return;
+    throw new Error(`${path}: cannot open to overwrite (${(err as Error).message})`);
+  }
+  try {
+    const { size } = await handle.stat();
+    await handle.write(Buffer.alloc(size), 0, size, 0);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rm(path, { force: true });
 }
 
-/** A demoted node keeps no CA: its key files (current and next) go. */
-export async function removeCaFiles(paths: CertPaths): Promise<void> {
-  await Promise.all([rm(paths.caKey, { force: true }), rm(paths.caCert, { force: true })]);
-  await removeNextCaFiles(paths);
-}
-
-export async function removeNextCaFiles(paths: CertPaths): Promise<void> {
-  await Promise.all([rm(paths.caNextKey, { force: true }), rm(paths.caNextCert, { force: true })]);
+/** Destroys the CA files an older version wrote (current and next), and any temporary file of theirs. */
+export async function shredCaFiles(paths: CertPaths): Promise<void> {
+  const files = [paths.caKey, paths.caCert, paths.caNextKey, paths.caNextCert];
+  await Promise.all(files.flatMap((file) => [shred(file), shred(`${file}.tmp`)]));
 }

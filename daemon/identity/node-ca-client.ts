@@ -1,5 +1,5 @@
 // The node's side of NodeCA (proto/dispatcher.proto): join with a token, renew with the current
-// certificate, and (a new manager) fetch the CA it will sign with. Before a joining node sends its
+// certificate, and (a new manager on the etcd backend) fetch the key of the store's sealed values. Before a joining node sends its
 // token it reads the chain the manager presents and checks its root against the digest the token
 // pins; only then does it open the gRPC channel, trusting that root alone.
 import * as grpc from '@grpc/grpc-js';
@@ -105,12 +105,15 @@ export async function renewCertificate(address: string, security: TransportSecur
   }
 }
 
-export async function fetchCaMaterial(address: string, security: TransportSecurity): Promise<{ certPem: string; keyPem: string }> {
+/** The etcd backend's store key (32 bytes), from a manager, over mutual TLS with a manager certificate. */
+export async function fetchStoreKey(address: string, security: TransportSecurity): Promise<Buffer> {
   const client = nodeCaClient(address, clientCredentials(security));
   try {
-    return await call((options, cb) => client.caMaterial({}, options, cb));
+    const { kek } = await call<{ kek: Buffer }>((options, cb) => client.storeKey({}, options, cb));
+    if (kek.length !== 32) throw new Error(`the store key is ${kek.length} bytes, expected 32`);
+    return kek;
   } catch (err) {
-    throw new Error(`fetching the cluster CA from ${address} failed: ${grpcText(err)}`);
+    throw new Error(`fetching the store key from ${address} failed: ${grpcText(err)}`);
   } finally {
     client.close();
   }

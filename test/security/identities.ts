@@ -1,6 +1,6 @@
 // The identities the attacks use, each got the way an attacker (or an honest user) would get it:
 // a node's certificate files read from its data root (a compromised node), certificates minted
-// with the cluster CA's key read from a manager's data root (a compromised manager), and user
+// with the cluster CA's key (which a manager's certificate reads from the store), and user
 // certificates from the cluster's IssueUserCertificate RPC on the root socket (key and CSR made
 // here; only the CSR is sent).
 import { createCsr, generateKeyPair } from '../../common/identity/csr.js';
@@ -10,7 +10,7 @@ import type { TransportSecurity } from '../../common/transport/credentials.js';
 import { TlsIdentity } from '../../common/transport/tls-identity.js';
 import { issueNodeCertificate } from '../../control-plane/ca/issue.js';
 import type { CaMaterial } from '../../control-plane/ca/root-ca.js';
-import { certPaths, readCaFiles, readNodeCertificates } from '../../daemon/identity/cert-files.js';
+import { certPaths, readNodeCertificates } from '../../daemon/identity/cert-files.js';
 import type { TesseraClient } from '../../proto/gen/tessera/api/v1/Tessera.js';
 import type { UserCertificateResponse__Output } from '../../proto/gen/tessera/api/v1/UserCertificateResponse.js';
 import { unary } from './grpc-calls.js';
@@ -34,13 +34,6 @@ export async function nodeIdentityFromDisk(dataRoot: string): Promise<Identity> 
     security: { mode: 'mtls', identity: new TlsIdentity(read.material), expected: expectingManagerOf(read.subject.o) },
     subject: read.subject,
   };
-}
-
-/** The cluster CA as a manager keeps it (ca.crt, ca.key). */
-export async function clusterCaFromDisk(managerDataRoot: string): Promise<CaMaterial> {
-  const ca = await readCaFiles(certPaths(managerDataRoot));
-  if (!ca) throw new Error(`${managerDataRoot}/certs holds no cluster CA`);
-  return ca;
 }
 
 /** A node certificate signed with `ca` (the cluster's, or another one), for any node id, role and validity. */

@@ -13,6 +13,8 @@ import { clientCredentials } from '../../common/transport/credentials.js';
 import { checkExpectedServer } from '../../common/transport/mutual-tls.js';
 import { TlsIdentity } from '../../common/transport/tls-identity.js';
 import { RaftPeerClient } from '../../control-plane/raft/transport/peer-client.js';
+import { CA_KEY, parseCaRecord } from '../../control-plane/ca/ca-record.js';
+import type { CaMaterial } from '../../control-plane/ca/root-ca.js';
 import { toWire, type WireBatch, type WireMessage } from '../../control-plane/raft/transport/wire.js';
 import { encodeCommand } from '../../control-plane/store/mvcc/commands.js';
 import { objectKey } from '../../control-plane/store/keys.js';
@@ -24,7 +26,7 @@ import { loadApiPackage } from '../../proto/load.js';
 import { testPki } from '../helpers/test-pki.js';
 import { eventually } from '../helpers/eventually.js';
 import { apiClient, dispatcherClient, dispatcherSession, nodeCaClient, plaintextApiClient, refusalOf, statusName, unary, type Refusal } from './grpc-calls.js';
-import { clusterCaFromDisk, mintNodeIdentity, nodeIdentityFromDisk, type Identity } from './identities.js';
+import { mintNodeIdentity, nodeIdentityFromDisk, type Identity } from './identities.js';
 import { auditEntries, nodeObject, readTsdLog, startSecurityCluster, storeFingerprint, type SecurityCluster } from './security-cluster.js';
 
 let cluster: SecurityCluster;
@@ -53,6 +55,13 @@ async function raftRange(prefix: string): Promise<Array<{ key: string; value: st
   const raft = track(new RaftPeerClient(managerTls, manager.security));
   const { resultJson } = await raft.range(prefix);
   return (JSON.parse(resultJson) as { kvs: Array<{ key: string; value: string }> }).kvs;
+}
+
+/** The cluster CA as the store holds it, read over Raft's Range with node-1's manager certificate (a compromised manager). */
+async function clusterCaFromStore(): Promise<CaMaterial> {
+  const [record] = await raftRange(CA_KEY);
+  if (!record) throw new Error(`the store holds no ${CA_KEY}`);
+  return parseCaRecord(record.value).current;
 }
 
 async function raftTerm(): Promise<number> {
@@ -122,16 +131,16 @@ test.serial("2. a client certificate from another CA (or none) is UNAUTHENTICATE
     applyWith(track(new (loadApiPackage().tessera.api.v1.Tessera)(managerTls, anonymous)), service('anonymous')),
   );
   t.is(anonymousApply.codeName, 'UNAUTHENTICATED', anonymousApply.details);
-  const caMaterial = await refusalOf(
-    'NodeCA.CaMaterial without a client certificate',
-    unary((options, callback) => track(nodeCaClient(managerTls, anonymous)).caMaterial({}, options, callback)),
+  const storeKey = await refusalOf(
+    'NodeCA.StoreKey without a client certificate',
+    unary((options, callback) => track(nodeCaClient(managerTls, anonymous)).storeKey({}, options, callback)),
   );
-  t.is(caMaterial.codeName, 'UNAUTHENTICATED', caMaterial.details);
-  t.regex(caMaterial.details, /none was presented/);
+  t.is(storeKey.codeName, 'UNAUTHENTICATED', storeKey.details);
+  t.regex(storeKey.details, /none was presented/);
   t.deepEqual(await storeFingerprint(cluster.root), before);
 });
 
-test.serial("3. a worker's certificate (from its certs directory) is refused by Raft, the CA key and the API", async (t) => {
+test.serial("3. a worker's certificate (from its certs directory) is refused by Raft, the store key and the API", async (t) => {
   const worker = await nodeIdentityFromDisk(cluster.node('node-2').dataRoot);
   t.is(worker.subject.ou, 'worker');
   const before = await storeFingerprint(cluster.root);
@@ -158,8 +167,8 @@ test.serial("3. a worker's certificate (from its certs directory) is refused by 
   }
   const caClient = track(nodeCaClient(managerTls, clientCredentials(worker.security)));
   const caKey = await refusalOf(
-    'NodeCA.CaMaterial with a worker certificate',
-    unary((options, callback) => caClient.caMaterial({}, options, callback)),
+    'NodeCA.StoreKey with a worker certificate',
+    unary((options, callback) => caClient.storeKey({}, options, callback)),
   );
   t.is(caKey.codeName, 'PERMISSION_DENIED', caKey.details);
   const api = track(apiClient(managerTls, worker.security));
@@ -176,9 +185,9 @@ let forgeries:
 
 function forgeRaftSenders(): NonNullable<typeof forgeries> {
   forgeries ??= (async () => {
-    // Manager certificates minted with the CA key a compromised manager's disk holds: one of the
-    // Raft member node-1 (speaking for node-2), one of node-9, which is in no Raft group.
-    const ca = await clusterCaFromDisk(cluster.node('node-1').dataRoot);
+    // Manager certificates minted with the CA key a compromised manager's certificate reads from
+    // the store: one of the Raft member node-1 (speaking for node-2), one of node-9, which is in no Raft group.
+    const ca = await clusterCaFromStore();
     const member = await mintNodeIdentity(ca, { clusterId, nodeId: 'node-1', role: 'manager' });
     const outsider = await mintNodeIdentity(ca, { clusterId, nodeId: 'node-9', role: 'manager' });
     const raft = track(new RaftPeerClient(managerTls, member.security));
@@ -223,7 +232,7 @@ test.serial('4. (code) a forged or outside Raft sender is refused with PERMISSIO
 });
 
 test.serial('10. an expired node certificate from the cluster CA is UNAUTHENTICATED everywhere', async (t) => {
-  const ca = await clusterCaFromDisk(cluster.node('node-1').dataRoot);
+  const ca = await clusterCaFromStore();
   const expired = await mintNodeIdentity(ca, { clusterId, nodeId: 'node-1', role: 'manager', validityMs: 60_000, now: new Date(Date.now() - 2 * 3600_000) });
   t.true(expired.subject.notAfter.getTime() < Date.now(), 'the certificate has expired');
   const before = await storeFingerprint(cluster.root);

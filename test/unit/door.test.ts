@@ -63,7 +63,7 @@ async function startDoor(t: { teardown(fn: () => Promise<void>): void }): Promis
       reached.push({ path: RENEW_METHOD, caller: callerOf(call) });
       callback(null, answer(callerOf(call)));
     },
-    CaMaterial: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: 'not in this test' }),
+    StoreKey: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: 'not in this test' }),
   };
   const dispatcher: DispatcherHandlers = {
     Session: (call) => {
@@ -188,7 +188,7 @@ test('the open methods are the ones given: with none open, Join is refused too',
       callback({ code: grpc.status.INTERNAL, details: 'must not run' });
     },
     Renew: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED }),
-    CaMaterial: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED }),
+    StoreKey: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED }),
   } satisfies NodeCAHandlers);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', serverCredentials(manager), (err, bound) => (err ? reject(err) : resolve(bound))),

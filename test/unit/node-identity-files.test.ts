@@ -3,7 +3,7 @@
 // directory, real certificates from a real CA, and stdin through a real child process.
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, link as linkFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -20,8 +20,7 @@ import {
   persistIdentity,
   readCaFiles,
   readNodeCertificates,
-  removeCaFiles,
-  writeCaFiles,
+  shredCaFiles,
   writeNodeCertificates,
 } from '../../daemon/identity/cert-files.js';
 import { readJoinToken, TOKEN_ENV } from '../../daemon/identity/join-token-source.js';
@@ -140,19 +139,32 @@ test('persistIdentity writes the material as it is when the write runs, and a fa
   t.is((await filesOf(paths)).key, second.keyPem, 'the queued write took the material current when it ran');
 });
 
-test('CA files: written 0600 in a 0700 directory, read back (current and next), removed together', async (t) => {
+test('CA files an older version wrote: read back (current and next), then overwritten and removed together', async (t) => {
   const [ca, next] = await sharedCas();
   const paths = certPaths(await tempDir(t));
   t.is(await readCaFiles(paths), undefined);
-  await writeCaFiles(paths, ca);
-  await writeCaFiles(paths, next, 'next');
-  t.is(await modeOf(paths.dir), 0o700);
-  for (const file of [paths.caCert, paths.caKey, paths.caNextCert, paths.caNextKey]) t.is(await modeOf(file), 0o600, file);
+  await mkdir(paths.dir, { recursive: true, mode: 0o700 });
+  const written: Array<[string, string]> = [
+    [paths.caCert, ca.certPem],
+    [paths.caKey, ca.keyPem],
+    [paths.caNextCert, next.certPem],
+    [paths.caNextKey, next.keyPem],
+  ];
+  for (const [file, text] of written) await writeFile(file, text, { mode: 0o600 });
   t.deepEqual(await readCaFiles(paths), ca);
   t.deepEqual(await readCaFiles(paths, 'next'), next);
-  await removeCaFiles(paths);
+  // A hard link sees the inode the file had: after the shred it holds zeros, not the key.
+  const link = join(paths.dir, 'ca-key-link');
+  await linkFile(paths.caKey, link);
+  await shredCaFiles(paths);
   t.is(await readCaFiles(paths), undefined);
   t.is(await readCaFiles(paths, 'next'), undefined);
+  const left = await readFile(link);
+  t.is(left.length, Buffer.byteLength(ca.keyPem));
+  t.true(
+    left.every((b) => b === 0),
+    'the key file was overwritten with zeros before it was removed',
+  );
 });
 
 const configWithTokenFile = (tokenFile: string | undefined): DaemonConfig => ({ ...defaultConfig(), tokenFile });
