@@ -209,7 +209,9 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.ulimits.*.hard': ok(),
   'services.*.use_api_socket': no('Tessera does not expose its API socket to containers'),
   'services.*.user': ok(),
-  'services.*.userns_mode': no(NOT_YET('user namespaces')),
+  'services.*.userns_mode': partial(
+    "auto (as in Podman): the service's tasks run in a user namespace of their own (spec.userns: auto); host: the host's ids, Docker's default. Other modes are refused",
+  ),
   'services.*.uts': no(NO_HOST_SHARING),
   'services.*.volumes': ok('named volumes, bind mounts and tmpfs; types cluster, npipe and image are rejected'),
   'services.*.volumes[].type': ok('volume, bind or tmpfs'),

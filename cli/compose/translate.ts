@@ -14,6 +14,7 @@ import { readProjectFile, type ProjectFileOptions } from './project-files.js';
 import { MAX_FILE_OBJECT_BYTES } from '../../common/resources/limits.js';
 import { DNS_LABEL } from '../../common/resources/names.js';
 import { describeBytes, MAX_INPUT_FILE_BYTES } from '../manifest/input-limits.js';
+import { applyStackExtension, readStackExtension } from './stack-extension.js';
 
 export interface TranslateIssue {
   path: IssuePath;
@@ -712,6 +713,7 @@ function translateService(c: ServiceContext): Record<string, unknown> {
       dependsOn: dependsOn(c),
       expose: expose && expose.length > 0 ? expose : undefined,
       ...(readOnly !== undefined ? { readOnly } : {}),
+      userns: usernsMode(s['userns_mode'], [...c.path, 'userns_mode'], c.r),
       capAdd: strings(s['cap_add']),
       capDrop: strings(s['cap_drop']),
       ulimits,
@@ -726,6 +728,13 @@ function translateService(c: ServiceContext): Record<string, unknown> {
       rollbackConfig: updatePolicy(deploy['rollback_config'], [...dpath, 'rollback_config'], c.r),
     },
   };
+}
+
+/** userns_mode: auto (Podman's word: a user namespace of the service's own) or host (Docker's: the host's ids). */
+function usernsMode(value: unknown, path: IssuePath, r: Reporter): 'auto' | 'host' | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (value === 'auto' || value === 'host') return value;
+  return r.add(path, `expected auto (a user namespace of the service's own) or host, got ${describeValue(value)}`);
 }
 
 /** Drops undefined values and empty mappings, so the native objects carry only what was given. */
@@ -748,6 +757,8 @@ export function translate(model: Dict, o: TranslateOptions): Translation {
   // would only add errors about fields the user never wrote.
   const refusedServices = new Set(issues.filter((i) => i.path[0] === 'services').map((i) => i.path[1]));
   const r = new Reporter(issues);
+  const extension = readStackExtension(model);
+  issues.push(...extension.issues);
   const objects: StackObject[] = [];
   const declared = translateTopLevel(model, o, r, objects);
   const services = isDict(model['services']) ? model['services'] : {};
@@ -790,5 +801,9 @@ export function translate(model: Dict, o: TranslateOptions): Translation {
       }
     }
   }
-  return { objects: issues.length > 0 ? [] : objects, issues, warnings: r.warnings };
+  if (issues.length > 0) return { objects: [], issues, warnings: r.warnings };
+  // The stack's admission level (x-tessera) on every object, and what that level refuses.
+  const admitted = applyStackExtension(objects, extension.extension, o.stack);
+  issues.push(...admitted.issues);
+  return { objects: issues.length > 0 ? [] : admitted.objects, issues, warnings: r.warnings };
 }

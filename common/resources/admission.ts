@@ -88,16 +88,21 @@ interface Violation {
  * `Service shop/web: spec.capAdd[0]: ALL is not allowed for operators (admission level baseline: only Docker's default capabilities)`.
  */
 export function admissionProblems(object: AdmissionObject, decision: LevelDecision): string[] {
-  if (decision.level === 'privileged') return [];
   const stack = object.metadata.stack ?? '';
   const where = `${object.kind} ${stack ? `${stack}/` : ''}${object.metadata.name}`;
+  return fieldProblems(object, decision).map((problem) => `${where}: ${problem}`);
+}
+
+/** admissionProblems without the object's name in front (`spec.capAdd[0]: ALL is not allowed ...`), for callers that name it their own way (Compose paths). */
+export function fieldProblems(object: AdmissionObject, decision: LevelDecision): string[] {
+  if (decision.level === 'privileged') return [];
   const spec = asRecord(object.spec);
   const violations = spec === undefined ? [] : violationsOf(object.kind, spec, decision.level === 'restricted');
   const who = describeLevelSource(decision);
   const shownProblems = violations
     .slice(0, MAX_PROBLEMS)
-    .map((v) => `${where}: ${v.field}: ${v.problem} ${who} (admission level ${decision.level}${v.hint ? `: ${v.hint}` : ''})`);
-  if (violations.length > MAX_PROBLEMS) shownProblems.push(`${where}: ${violations.length - MAX_PROBLEMS} more problem(s) not listed`);
+    .map((v) => `${v.field}: ${v.problem} ${who} (admission level ${decision.level}${v.hint ? `: ${v.hint}` : ''})`);
+  if (violations.length > MAX_PROBLEMS) shownProblems.push(`${violations.length - MAX_PROBLEMS} more problem(s) not listed`);
   return shownProblems;
 }
 

@@ -1,5 +1,5 @@
-// Admission for operators (issue 14): each rule with an object it passes and one it refuses, the
-// messages naming object and field, and the shared lists held to the agent's runtime. Fixtures are
+// The baseline level as operators meet it (issues 14 and 15): each rule with an object it passes and
+// one it refuses, the messages naming object, field and level, and the shared lists held to the agent's runtime. Fixtures are
 // run through the schema first, so they are objects the API server would accept from an admin.
 import test from 'ava';
 
@@ -56,15 +56,15 @@ test('a host bind mount is refused', (t) => {
         ],
       }),
     ),
-    ['Service web: spec.mounts[1]: a bind mount of host path /etc is not allowed for operators (use a volume or a tmpfs mount)'],
+    ['Service web: spec.mounts[1]: a bind mount of host path /etc is not allowed for operators (admission level baseline: use a volume or a tmpfs mount)'],
   );
 });
 
 test('ALL and capabilities beyond the default set are refused, one message each', (t) => {
   t.deepEqual(baselineProblems(service({ capAdd: ['ALL', 'CHOWN', 'NET_ADMIN', 'SYS_ADMIN'] })), [
-    "Service web: spec.capAdd[0]: ALL is not allowed for operators (only Docker's default capabilities)",
-    "Service web: spec.capAdd[2]: NET_ADMIN is not allowed for operators (only Docker's default capabilities)",
-    "Service web: spec.capAdd[3]: SYS_ADMIN is not allowed for operators (only Docker's default capabilities)",
+    "Service web: spec.capAdd[0]: ALL is not allowed for operators (admission level baseline: only Docker's default capabilities)",
+    "Service web: spec.capAdd[2]: NET_ADMIN is not allowed for operators (admission level baseline: only Docker's default capabilities)",
+    "Service web: spec.capAdd[3]: SYS_ADMIN is not allowed for operators (admission level baseline: only Docker's default capabilities)",
   ]);
   const lower = baselineProblems({ kind: 'Service', metadata: { name: 'web' }, spec: { capAdd: ['cap_sys_ptrace', 'all'] } });
   t.is(lower.length, 2);
@@ -73,7 +73,7 @@ test('ALL and capabilities beyond the default set are refused, one message each'
 test('sysctls outside the safe set are refused, namespaced or not', (t) => {
   const problems = baselineProblems(service({ sysctls: { 'net.ipv4.tcp_syncookies': '1', 'net.core.somaxconn': '1024', 'kernel.msgmax': '65536' } }));
   t.is(problems.length, 2);
-  t.true(problems[0]!.startsWith('Service web: spec.sysctls["net.core.somaxconn"]: not allowed for operators (only Kubernetes\' safe sysctls: '), problems[0]);
+  t.true(problems[0]!.startsWith('Service web: spec.sysctls["net.core.somaxconn"]: not allowed for operators (admission level baseline: only Kubernetes\' safe sysctls: '), problems[0]);
   t.true(problems[1]!.startsWith('Service web: spec.sysctls["kernel.msgmax"]: '), problems[1]);
 });
 
@@ -99,15 +99,15 @@ test('volumes without driver options, tmpfs and nfs pass', (t) => {
 
 test('a volume that bind-mounts a host path is refused', (t) => {
   t.deepEqual(baselineProblems(volume({ type: 'none', o: 'bind', device: '/srv/data' })), [
-    'Volume data: spec.driverOpts.o: bind bind-mounts a path of the node (/srv/data), which is not allowed for operators',
+    'Volume data: spec.driverOpts.o: bind bind-mounts a path of the node (/srv/data), which is not allowed for operators (admission level baseline)',
   ]);
   t.is(baselineProblems(volume({ o: 'rbind,ro', device: '/' })).length, 1);
 });
 
 test("a volume that mounts the node's devices or directories is refused", (t) => {
   t.deepEqual(baselineProblems(volume({ type: 'ext4', device: '/dev/sdb1' })), [
-    "Volume data: spec.driverOpts.type: ext4 is not allowed for operators (only tmpfs, nfs, nfs4: other filesystems mount the node's devices or directories)",
-    'Volume data: spec.driverOpts.device: /dev/sdb1 is a path on the node, which is not allowed for operators',
+    "Volume data: spec.driverOpts.type: ext4 is not allowed for operators (admission level baseline: only tmpfs, nfs, nfs4: other filesystems mount the node's devices or directories)",
+    'Volume data: spec.driverOpts.device: /dev/sdb1 is a path on the node, which is not allowed for operators (admission level baseline)',
   ]);
   t.is(baselineProblems(volume({ type: 'overlay', device: 'overlay', o: 'lowerdir=/etc,upperdir=/tmp/u,workdir=/tmp/w' })).length, 1);
   t.is(baselineProblems(volume({ type: 'tmpfs', device: '/dev/sda' })).length, 1);
@@ -119,7 +119,7 @@ test('overlay and bridge networks pass; any other driver is refused', (t) => {
   t.deepEqual(baselineProblems(object('Network', { driver: 'bridge', internal: true }, 'front')), []);
   // The schema has no host driver today; the rule stands for the day one is added.
   t.deepEqual(baselineProblems({ kind: 'Network', metadata: { name: 'front' }, spec: { driver: 'host' } }), [
-    'Network front: spec.driver: host is not allowed for operators (only overlay and bridge networks)',
+    'Network front: spec.driver: host is not allowed for operators (admission level baseline: only overlay and bridge networks)',
   ]);
 });
 
@@ -131,9 +131,9 @@ test('secrets and configs pass', (t) => {
 test('odd input is named safely and refused rather than passed', (t) => {
   const problems = baselineProblems({ kind: 'Service', metadata: { name: 'web' }, spec: { capAdd: [7, 'NET ADMIN"x'], mounts: [{ type: 'bind' }] } });
   t.deepEqual(problems, [
-    'Service web: spec.mounts[0]: a bind mount of host path (none) is not allowed for operators (use a volume or a tmpfs mount)',
-    "Service web: spec.capAdd[0]: number is not allowed for operators (only Docker's default capabilities)",
-    `Service web: spec.capAdd[1]: ${JSON.stringify('NET ADMIN"x')} is not allowed for operators (only Docker's default capabilities)`,
+    'Service web: spec.mounts[0]: a bind mount of host path (none) is not allowed for operators (admission level baseline: use a volume or a tmpfs mount)',
+    "Service web: spec.capAdd[0]: number is not allowed for operators (admission level baseline: only Docker's default capabilities)",
+    `Service web: spec.capAdd[1]: ${JSON.stringify('NET ADMIN"x')} is not allowed for operators (admission level baseline: only Docker's default capabilities)`,
   ]);
   t.deepEqual(baselineProblems({ kind: 'Service', metadata: { name: 'web' } }), []);
 });
