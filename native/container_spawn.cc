@@ -385,9 +385,18 @@ Napi::Value SpawnShim(const Napi::CallbackInfo& info) {
   std::string plan = EncodePlan(PlanFromJs(env, info[0].As<Napi::Object>()));
   Napi::Object so = info[1].As<Napi::Object>();
   std::string shimPath = StrOpt(so, "shimPath");
-  std::vector<std::string> args = {"tessera-shim", "--state-dir", StrOpt(so, "stateDir"), "--log", StrOpt(so, "logPath"),
-                                   "--log-format", StrOpt(so, "logFormat"), "--log-max-size", StrOpt(so, "logMaxSize"),
-                                   "--log-max-files", StrOpt(so, "logMaxFiles"), "--oom-file", StrOpt(so, "oomFile")};
+  std::string stdio = StrOpt(so, "stdio");
+  if (stdio != "log" && stdio != "inherit") throw Napi::TypeError::New(env, "shim option stdio must be 'log' or 'inherit'");
+  const bool inheritStdio = stdio == "inherit";
+  std::vector<std::string> args = {"tessera-shim", "--state-dir", StrOpt(so, "stateDir"), "--stdio", stdio, "--oom-file", StrOpt(so, "oomFile")};
+  if (!inheritStdio) {
+    const char* const logFlags[][2] = {
+        {"--log", "logPath"}, {"--log-format", "logFormat"}, {"--log-max-size", "logMaxSize"}, {"--log-max-files", "logMaxFiles"}};
+    for (const auto& flag : logFlags) {
+      args.push_back(flag[0]);
+      args.push_back(StrOpt(so, flag[1]));
+    }
+  }
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -408,14 +417,24 @@ Napi::Value SpawnShim(const Napi::CallbackInfo& info) {
   }
 
   // posix_spawn (vfork-like): tsd's address space is never copied, unlike fork. The shim starts
-  // in its own session with default signal handling, stdio on /dev/null, and exactly fds 3 and 4.
+  // in its own session with default signal handling, stdio on /dev/null (or ours, for the
+  // container to inherit), and exactly fds 3 and 4.
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&actions);
   posix_spawnattr_init(&attr);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDWR, 0);
-  posix_spawn_file_actions_adddup2(&actions, 0, 1);
-  posix_spawn_file_actions_adddup2(&actions, 0, 2);
+  if (!inheritStdio) {
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDWR, 0);
+    posix_spawn_file_actions_adddup2(&actions, 0, 1);
+    posix_spawn_file_actions_adddup2(&actions, 0, 2);
+  } else {
+    for (int fd = 0; fd <= 2; fd++) {
+      // dup2 onto itself clears FD_CLOEXEC (libuv may set it on our stdio); a closed one becomes
+      // /dev/null, so the shim's own descriptors never take the numbers 0-2.
+      if (fcntl(fd, F_GETFD) >= 0) posix_spawn_file_actions_adddup2(&actions, fd, fd);
+      else posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", O_RDWR, 0);
+    }
+  }
   posix_spawn_file_actions_adddup2(&actions, report[1], SHIM_FD_REPORT);
   posix_spawn_file_actions_adddup2(&actions, planPipe[0], SHIM_FD_PLAN);
   sigset_t none, all;

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { normalizeCgroupsPath, openCgroupDriver, wholeDisksBacking, type CgroupDriver, type CgroupRecord } from './cgroups/index.js';
 import { startExec } from './exec.js';
-import { SHIM_PATH, spawnShim, type ShimSpawned } from './native.js';
+import { SHIM_PATH, spawnShim, type ShimLaunchOptions, type ShimSpawned } from './native.js';
 import { readBundleConfig } from './oci-config.js';
 import { ShimClient, ShimGoneError, readExitFile } from './shim-client.js';
 import { buildSpawnPlan, resolveRootfs } from './spawn-plan.js';
@@ -48,13 +48,7 @@ export class NativeRuntime implements ContainerRuntime {
 
   async create(id: string, bundleDir: string, options: CreateOptions): Promise<ContainerState> {
     validateContainerId(id);
-    const logFormat = options.logFormat ?? 'raw';
-    const logMaxBytes = options.logMaxBytes ?? 0;
-    const logMaxFiles = options.logMaxFiles ?? 1;
-    if (!Number.isSafeInteger(logMaxBytes) || logMaxBytes < 0)
-      throw new Error(`create container ${id}: logMaxBytes must be a non-negative integer, got ${logMaxBytes}`);
-    if (!Number.isSafeInteger(logMaxFiles) || logMaxFiles < 1 || logMaxFiles > 100)
-      throw new Error(`create container ${id}: logMaxFiles must be an integer from 1 to 100, got ${logMaxFiles}`);
+    const stdio = shimStdioOf(id, options);
     const bundle = path.resolve(bundleDir);
     const source = path.join(bundle, 'config.json');
     const spec = await readBundleConfig(bundle);
@@ -62,7 +56,6 @@ export class NativeRuntime implements ContainerRuntime {
     const cgroups = await this.cgroupDriver();
     const cgroupPath =
       spec.linux?.cgroupsPath !== undefined ? normalizeCgroupsPath(spec.linux.cgroupsPath, `${source}: linux.cgroupsPath`) : `${this.cgroupParent}/${id}`;
-    const logPath = path.resolve(options.logPath);
 
     await this.store.claim(id);
     let cgroup: CgroupRecord | undefined;
@@ -77,7 +70,7 @@ export class NativeRuntime implements ContainerRuntime {
         rootfs,
         cgroupProcsFiles: cgroups.procsFiles(cgroup),
         cgroups: { version: cgroups.version, mountRoot: this.cgroupMountRoot, dirs: cgroup.dirs },
-        logPath,
+        logPath: stdio.logPath,
         source,
       });
       // plan.json is only read by exec, after create: write it while the shim starts.
@@ -88,10 +81,7 @@ export class NativeRuntime implements ContainerRuntime {
         child = await spawnShim(plan, {
           shimPath: this.shimPath,
           stateDir: this.store.dir(id),
-          logPath,
-          logFormat,
-          logMaxSize: String(logMaxBytes),
-          logMaxFiles: String(logMaxFiles),
+          ...stdio,
           oomFile: await oomFileOf(cgroup),
         });
       } catch (err) {
@@ -278,6 +268,26 @@ export class NativeRuntime implements ContainerRuntime {
     if (state === undefined) throw new Error(`container '${id}' does not exist`);
     return state;
   }
+}
+
+type ShimStdio = Pick<ShimLaunchOptions, 'stdio' | 'logPath' | 'logFormat' | 'logMaxSize' | 'logMaxFiles'>;
+
+/** The shim's stdio options from create's; log options are validated only when there is a log. */
+function shimStdioOf(id: string, options: CreateOptions): ShimStdio {
+  if (options.stdio === 'inherit') return { stdio: 'inherit', logPath: '', logFormat: 'raw', logMaxSize: '0', logMaxFiles: '1' };
+  const logMaxBytes = options.logMaxBytes ?? 0;
+  const logMaxFiles = options.logMaxFiles ?? 1;
+  if (!Number.isSafeInteger(logMaxBytes) || logMaxBytes < 0)
+    throw new Error(`create container ${id}: logMaxBytes must be a non-negative integer, got ${logMaxBytes}`);
+  if (!Number.isSafeInteger(logMaxFiles) || logMaxFiles < 1 || logMaxFiles > 100)
+    throw new Error(`create container ${id}: logMaxFiles must be an integer from 1 to 100, got ${logMaxFiles}`);
+  return {
+    stdio: 'log',
+    logPath: path.resolve(options.logPath),
+    logFormat: options.logFormat ?? 'raw',
+    logMaxSize: String(logMaxBytes),
+    logMaxFiles: String(logMaxFiles),
+  };
 }
 
 function killQuietly(pid: number): void {

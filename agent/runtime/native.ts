@@ -114,6 +114,11 @@ export interface ShimLaunchOptions {
   shimPath: string;
   /** The container's state directory: the shim puts shim.sock and exit.json there. */
   stateDir: string;
+  /**
+   * 'log' (default): the init's stdout and stderr are pipes the shim writes to logPath, its stdin
+   * /dev/null. 'inherit': the init gets this process's fds 0-2 and the log options are unused.
+   */
+  stdio?: 'log' | 'inherit';
   logPath: string;
   logFormat: 'json' | 'raw';
   /** Bytes per log file before rotation; '0' = never rotate. */
@@ -206,7 +211,7 @@ export function waitProcess(pid: number): Promise<ProcessExit> {
  * the container init (blocked before execve) and becomes its parent. Rejects with the failed step and errno if the set-up fails (nothing is left then).
  */
 export function spawnShim(plan: NativeSpawnPlan, options: ShimLaunchOptions): Promise<ShimSpawned> {
-  return required('spawnShim')(plan, options);
+  return required('spawnShim')(plan, { ...options, stdio: options.stdio ?? 'log' });
 }
 
 /** Starts plan.args inside the namespaces and cgroup of containerPid with the plan's process settings. */

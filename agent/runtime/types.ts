@@ -133,7 +133,21 @@ export interface OciIdMapping {
   size: number;
 }
 
-export interface CreateOptions {
+/** How a container's stdio is wired: to a log its shim writes (the default), or inherited. */
+export type CreateOptions = LoggedCreateOptions | InheritedStdioCreateOptions;
+
+/**
+ * The container's stdin, stdout and stderr are the creating process's own fds 0-2, as runc's
+ * detached pass-through mode gives them (`runc create` run by a caller that reads files it passed
+ * as stdio). The shim holds none of them, and there is no log.
+ */
+export interface InheritedStdioCreateOptions {
+  stdio: 'inherit';
+}
+
+export interface LoggedCreateOptions {
+  /** Default 'log': stdin is /dev/null, stdout and stderr go to logPath. */
+  stdio?: 'log';
   /** File that receives the container's stdout and stderr (written by its shim). */
   logPath: string;
   /**

@@ -39,6 +39,7 @@ struct options {
   const char *state_dir;
   const char *oom_file; /* memory.oom_control (v1) or memory.events (v2); may be NULL */
   pid_t pid;
+  int inherit_stdio; /* --stdio inherit: the init has the shim's fds 0-2, there is no log */
   struct log_options log;
 };
 
@@ -121,13 +122,19 @@ static void parse_args(int argc, char **argv) {
     } else if (strcmp(flag, "--log-max-size") == 0) opts.log.max_size = parse_num(value, flag);
     else if (strcmp(flag, "--log-max-files") == 0) opts.log.max_files = (int)parse_num(value, flag);
     else if (strcmp(flag, "--oom-file") == 0) opts.oom_file = value[0] != '\0' ? value : NULL;
-    else {
+    else if (strcmp(flag, "--stdio") == 0) {
+      if (strcmp(value, "inherit") == 0) opts.inherit_stdio = 1;
+      else if (strcmp(value, "log") != 0) {
+        fprintf(stderr, "tessera-shim: --stdio must be log or inherit\n");
+        exit(2);
+      }
+    } else {
       fprintf(stderr, "tessera-shim: unknown option %s\n", flag);
       exit(2);
     }
   }
-  if (opts.state_dir == NULL || opts.log.path == NULL) {
-    fprintf(stderr, "tessera-shim: --state-dir and --log are required\n");
+  if (opts.state_dir == NULL || (opts.log.path == NULL && !opts.inherit_stdio)) {
+    fprintf(stderr, "tessera-shim: --state-dir and --log (unless --stdio inherit) are required\n");
     exit(2);
   }
 }
@@ -362,7 +369,7 @@ int main(int argc, char **argv) {
   /* Blocked before the init exists, so its exit is never missed: signalfd sees it pending. */
   sigprocmask(SIG_SETMASK, &chld, NULL);
   struct shim_launched launched;
-  shim_launch(SHIM_FD_PLAN, SHIM_FD_REPORT, &launched);
+  shim_launch(SHIM_FD_PLAN, SHIM_FD_REPORT, opts.inherit_stdio, &launched);
   opts.pid = launched.pid;
   start_fd = launched.start_fd;
   status_fd = launched.status_fd;
@@ -406,11 +413,11 @@ int main(int argc, char **argv) {
   }
 
   /* 2. Log and socket, then tell the creator we are ready. */
-  struct log_writer log;
+  struct log_writer log = {&opts.log, -1, 0};
   int listen_fd = -1;
   int setup_err = 0;
   const char *setup_step = NULL;
-  if (log_open(&log, &opts.log) != 0) {
+  if (!opts.inherit_stdio && log_open(&log, &opts.log) != 0) {
     setup_err = errno;
     setup_step = "shim: open log";
   } else if ((listen_fd = listen_on_socket()) < 0) {
@@ -440,6 +447,8 @@ int main(int argc, char **argv) {
   memcpy(ready + 5, &spid, 4);
   write_all(SHIM_FD_REPORT, ready, sizeof(ready));
   close(SHIM_FD_REPORT);
+  /* The creator's stdio (inherited with --stdio inherit) must not be held open by the shim: a
+   * creator reading a pipe to EOF would otherwise wait for the container's end. */
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devnull >= 0) {
     dup2(devnull, 0);
@@ -448,10 +457,10 @@ int main(int argc, char **argv) {
   }
 
   for (int i = 0; i < MAX_CLIENTS; i++) clients[i].fd = -1;
-  struct log_stream out = {launched.stdout_fd, "stdout", {0}, 0, 0};
-  struct log_stream err = {launched.stderr_fd, "stderr", {0}, 0, 0};
-  fcntl(out.fd, F_SETFL, O_NONBLOCK);
-  fcntl(err.fd, F_SETFL, O_NONBLOCK);
+  struct log_stream out = {launched.stdout_fd, "stdout", {0}, 0, launched.stdout_fd < 0};
+  struct log_stream err = {launched.stderr_fd, "stderr", {0}, 0, launched.stderr_fd < 0};
+  if (out.fd >= 0) fcntl(out.fd, F_SETFL, O_NONBLOCK);
+  if (err.fd >= 0) fcntl(err.fd, F_SETFL, O_NONBLOCK);
   char exit_record[512] = "";
   int exited = 0;
   long long exited_at = 0;

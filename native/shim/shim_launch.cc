@@ -79,7 +79,7 @@ std::string ReadAll(int fd, int* err) {
 
 }  // namespace
 
-extern "C" void shim_launch(int plan_fd, int report_fd, struct shim_launched* out) {
+extern "C" void shim_launch(int plan_fd, int report_fd, int inherit_stdio, struct shim_launched* out) {
   using tessera::ChildFds;
   using tessera::SpawnPlan;
   int err = 0;
@@ -97,15 +97,16 @@ extern "C" void shim_launch(int plan_fd, int report_fd, struct shim_launched* ou
 
   int devNull = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devNull < 0) ReportAndExit(report_fd, errno, "shim: open /dev/null");
-  int start[2], status[2], outPipe[2], errPipe[2];
-  if (pipe2(start, O_CLOEXEC) != 0 || pipe2(status, O_CLOEXEC) != 0 || pipe2(outPipe, O_CLOEXEC) != 0 ||
-      pipe2(errPipe, O_CLOEXEC) != 0)
+  int start[2], status[2], outPipe[2] = {-1, -1}, errPipe[2] = {-1, -1};
+  if (pipe2(start, O_CLOEXEC) != 0 || pipe2(status, O_CLOEXEC) != 0 ||
+      (!inherit_stdio && (pipe2(outPipe, O_CLOEXEC) != 0 || pipe2(errPipe, O_CLOEXEC) != 0)))
     ReportAndExit(report_fd, errno, "shim: open container init pipes");
   if (int e = tessera::OpenUserNsSync(&plan); e != 0) ReportAndExit(report_fd, e, "shim: open user namespace sync pipe");
   ChildFds fds;
-  fds.logFd = outPipe[1];
-  fds.stderrFd = errPipe[1];
-  fds.nullFd = devNull;
+  // Inherited: the init's stdio dup2()s onto itself, so fds 0-2 stay the creator's files.
+  fds.logFd = inherit_stdio ? 1 : outPipe[1];
+  fds.stderrFd = inherit_stdio ? 2 : errPipe[1];
+  fds.nullFd = inherit_stdio ? 0 : devNull;
   fds.startRead = start[0];
   fds.startWrite = start[1];
   fds.statusRead = status[0];
@@ -136,8 +137,10 @@ extern "C" void shim_launch(int plan_fd, int report_fd, struct shim_launched* ou
   // The init's ends must close here, or the shim would never see EOF on them.
   close(start[0]);
   close(status[1]);
-  close(outPipe[1]);
-  close(errPipe[1]);
+  if (!inherit_stdio) {
+    close(outPipe[1]);
+    close(errPipe[1]);
+  }
   close(devNull);
   out->pid = static_cast<pid_t>(pid);
   out->start_fd = start[1];

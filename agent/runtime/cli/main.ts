@@ -1,7 +1,8 @@
 // tessera-runtime: the native runtime as a runc-compatible CLI subset (run, create, start, state,
-// kill, delete, exec; --root, --bundle/-b), so the same bundle runs under runc and under ours.
-// The container's output goes to <root>/<id>.log (JSON lines); `run` relays it to our
-// stdout/stderr like runc's foreground mode and exits with the container's exit code.
+// kill, delete, list, exec; --root, --bundle/-b), so the same bundle runs under runc and under ours.
+// `create` passes its own stdin/stdout/stderr to the container, like runc's detached mode. `run`
+// sends the container's output to <root>/logs/<id>.log (JSON lines) and relays it to our
+// stdout/stderr like runc's foreground mode, exiting with the container's exit code.
 
 import { Command } from 'commander';
 import fs from 'node:fs/promises';
@@ -28,10 +29,9 @@ function logPathOf(root: string, id: string): string {
   return path.join(root, 'logs', `${id}.log`);
 }
 
+/** `create`: like runc's detached mode, the container's stdio is ours (fds 0-2), passed through. */
 async function create(program: Command, id: string, bundle: string, pidFile: string | undefined): Promise<void> {
-  const { runtime, root } = runtimeOf(program);
-  await fs.mkdir(path.join(root, 'logs'), { recursive: true, mode: 0o700 });
-  const state = await runtime.create(id, bundle, { logPath: logPathOf(root, id), logFormat: 'json' });
+  const state = await runtimeOf(program).runtime.create(id, bundle, { stdio: 'inherit' });
   if (pidFile !== undefined) await fs.writeFile(pidFile, String(state.pid));
 }
 
@@ -60,8 +60,9 @@ async function relayLog(file: string, offset: number): Promise<number> {
 
 async function run(program: Command, id: string, bundle: string): Promise<number> {
   const { runtime, root } = runtimeOf(program);
-  await create(program, id, bundle, undefined);
+  await fs.mkdir(path.join(root, 'logs'), { recursive: true, mode: 0o700 });
   const log = logPathOf(root, id);
+  await runtime.create(id, bundle, { logPath: log, logFormat: 'json' });
   try {
     await runtime.start(id);
     let offset = 0;
@@ -105,6 +106,31 @@ async function state(program: Command, id: string): Promise<RuncState> {
     // Not in runc's state: what this container runs without that its spec asked for.
     ...(current.warnings !== undefined ? { warnings: current.warnings } : {}),
   };
+}
+
+/** `list`: every container in the root, as runc prints them (a table, ids alone with -q, or JSON). */
+async function list(program: Command, opts: { quiet?: boolean; format: string }): Promise<string> {
+  if (opts.format !== 'table' && opts.format !== 'json') throw new Error(`list --format ${opts.format}: expected table or json`);
+  const { runtime } = runtimeOf(program);
+  const states: RuncState[] = [];
+  for (const id of (await runtime.list()).sort()) {
+    // A container whose create is still in progress (or failed half-way) has no state yet.
+    const current = await state(program, id).catch(() => undefined);
+    if (current !== undefined) states.push(current);
+  }
+  if (opts.quiet === true) return states.map((s) => `${s.id}\n`).join('');
+  if (opts.format === 'json') return `${JSON.stringify(states)}\n`;
+  const rows = [['ID', 'PID', 'STATUS', 'BUNDLE', 'CREATED', 'OWNER'], ...states.map((s) => [s.id, String(s.pid), s.status, s.bundle, s.created, s.owner])];
+  const widths = rows[0]!.map((_, col) => Math.max(...rows.map((row) => row[col]!.length)));
+  return rows
+    .map(
+      (row) =>
+        `${row
+          .map((cell, col) => cell.padEnd(widths[col]!))
+          .join('   ')
+          .trimEnd()}\n`,
+    )
+    .join('');
 }
 
 async function del(program: Command, id: string, force: boolean): Promise<void> {
@@ -179,6 +205,13 @@ export async function main(argv: string[]): Promise<number> {
     .argument('[signal]', 'signal name or number', 'SIGTERM')
     .option('-a, --all', 'accepted for runc compatibility (the pid namespace dies with its init)')
     .action(async (id: string, signal: string) => runtimeOf(program).runtime.kill(id, parseSignal(signal)));
+  program
+    .command('list')
+    .option('-q, --quiet', 'print only the container ids')
+    .option('-f, --format <format>', 'table or json', 'table')
+    .action(async (o: { quiet?: boolean; format: string }) => {
+      process.stdout.write(await list(program, o));
+    });
   program
     .command('delete')
     .argument('<id>')
