@@ -253,8 +253,9 @@ function asArray(value: unknown): readonly unknown[] {
   return Array.isArray(value) ? value : [];
 }
 
-/** A plain name or path as it is; anything else quoted and cut to a readable length. */
+/** A plain name or path as it is, true and false as themselves; other strings quoted and cut to a readable length, other values by their type. */
 function shown(value: unknown): string {
   if (typeof value === 'string') return /^[\w.:/-]{1,64}$/.test(value) ? value : quoteName(value);
+  if (typeof value === 'boolean') return String(value);
   return value === undefined ? '(none)' : typeof value;
 }
