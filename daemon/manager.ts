@@ -32,6 +32,8 @@ import { kindPrefix } from '../control-plane/store/keys.js';
 import { MemoryStore } from '../control-plane/store/memory-store.js';
 import { ObjectStore } from '../control-plane/store/object-store.js';
 import { EtcdStore } from '../control-plane/store/etcd-store.js';
+import { SealedStore } from '../control-plane/store/sealed-store.js';
+import { readOrCreateStoreKey } from './identity/store-key.js';
 import { RaftStore } from '../control-plane/store/raft-store.js';
 import { AutoCompactor } from '../control-plane/store/auto-compaction.js';
 import type { Store } from '../control-plane/store/store.js';
@@ -40,6 +42,7 @@ import { lateHandlers, newRaftServer } from '../control-plane/raft/host/serve-me
 import { addRaftService } from '../control-plane/raft/transport/raft-service.js';
 import { apiSocketOf, dataPaths, type DaemonConfig } from './config.js';
 import { DaemonMetrics } from '../control-plane/metrics/daemon-metrics.js';
+import { keyringKekAtStart, serveAutolock, type KeyringKek } from './autolock-start.js';
 
 export const VERSION = '0.1.0';
 
@@ -65,10 +68,14 @@ export class Manager {
   private readonly closers: Array<() => Promise<void> | void> = [];
   raft: RaftStore | undefined;
   clusterSecurity: ClusterSecurity | undefined;
+  /** With the etcd backend: the key of the store's sealed values, for managers that join (NodeCA.StoreKey). */
+  private storeKey: Uint8Array | undefined;
   /** Set by stop(): a join still waiting to be promoted gives up instead of waiting its 120 s. */
   private stopping = false;
   apiPort = 0;
   metricsPort = 0;
+  /** Autolock: the KEK that opens the Raft keyring when it is not keys/kek (autolock-start.ts). */
+  private keyringKek: KeyringKek = {};
 
   constructor(private readonly deps: ManagerDeps) {}
 
@@ -76,8 +83,17 @@ export class Manager {
     return this.deps.node.clusterId;
   }
 
+  /** The unlock key of a cluster this manager just founded with `tsd init --autolock`, once (then forgotten here). */
+  takeInitialUnlockKey(): string | undefined {
+    const key = this.keyringKek.initialUnlockKey;
+    this.keyringKek = { ...this.keyringKek, initialUnlockKey: undefined };
+    return key;
+  }
+
   async start(): Promise<void> {
     const { config, log } = this.deps;
+    // Autolock: a locked manager waits here, serving nothing but the unlock call on its socket.
+    this.keyringKek = await keyringKekAtStart({ config, founding: !this.deps.joinVia, log, onWaiting: (close) => this.closers.push(close) });
     // Who is calling, on the TLS port: the certificate's subject, checked against this cluster and
     // the revocation list (known once the store is open; Raft traffic comes before that).
     const trust: TrustState = { clusterId: () => this.clusterId, isRevoked: (serial) => this.clusterSecurity?.isRevoked(serial) ?? false };
@@ -264,7 +280,23 @@ export class Manager {
     this.closers.push(nodes.subscribe((event) => (event.type === 'deleted' ? dispatcher.closeNode(event.object.metadata.name) : undefined)));
     api.addTo(server, authenticate);
     api.addTo(localServer, authenticateLocalRoot);
-    new NodeCaService({ security: clusterSecurity, signer, objects, authenticate, log }).addTo(server);
+    if (this.raft) {
+      const servers = [
+        { server, authenticate },
+        { server: localServer, authenticate: authenticateLocalRoot },
+      ];
+      const autolock = await serveAutolock({
+        store: this.raft,
+        initialUnlockKey: this.keyringKek.initialUnlockKey,
+        log,
+        node: config.nodeName,
+        audit: audit.audit,
+        servers,
+      });
+      this.closers.push(() => autolock.close());
+    }
+    const storeKey = this.storeKey;
+    new NodeCaService({ security: clusterSecurity, signer, objects, authenticate, log, ...(storeKey ? { storeKey: () => storeKey } : {}) }).addTo(server);
     dispatcher.addTo(raft ? leaderOnly(server, () => this.notLeaderReason()) : server);
 
     const [metricsHost, metricsPort] = splitHostPort(config.metricsListen);
@@ -283,7 +315,12 @@ export class Manager {
   private async openStore(): Promise<Store> {
     const { config, log } = this.deps;
     if (config.store === 'memory') return new MemoryStore();
-    if (config.store === 'etcd') return new EtcdStore({ endpoints: config.etcdEndpoints });
+    if (config.store === 'etcd') {
+      // Every value is sealed before it reaches etcd, with data keys the managers share (sealed-store.ts).
+      const storeKey = await readOrCreateStoreKey(config.dataRoot, log);
+      this.storeKey = storeKey;
+      return SealedStore.open(new EtcdStore({ endpoints: config.etcdEndpoints }), storeKey, log);
+    }
     const address = this.dispatcherAddress();
     const raft = await RaftStore.open({
       id: config.nodeName,
@@ -295,6 +332,7 @@ export class Manager {
       security: expecting(this.deps.security, { kind: 'cluster-node', clusterId: this.clusterId, role: 'manager' }),
       snapshotEvery: config.raftSnapshotEvery,
       log,
+      ...(this.keyringKek.kek ? { kek: this.keyringKek.kek } : {}),
     });
     this.raft = raft;
     if (this.deps.joinVia) {

@@ -15,7 +15,8 @@ import { issueNodeCertificate } from '../../control-plane/ca/issue.js';
 import { createRootCA, loadCa, type CaMaterial } from '../../control-plane/ca/root-ca.js';
 import type { DaemonConfig } from '../config.js';
 import { certPaths, readNodeCertificates, writeNodeCertificates } from './cert-files.js';
-import { joinCluster, pinnedRoot } from './node-ca-client.js';
+import { fetchStoreKey, joinCluster, pinnedRoot } from './node-ca-client.js';
+import { writeStoreKey } from './store-key.js';
 
 export interface NodeIdentity {
   identity: TlsIdentity;
@@ -93,6 +94,12 @@ export async function joinIdentity(
   const subject = parseIdentity(issued.certChainPem);
   const role = checkOwn(subject, config);
   const identity = new TlsIdentity(material);
+  // A manager sharing an etcd needs the key of the store's sealed values (and with it the CA's key).
+  if (role === 'manager' && config.store === 'etcd') {
+    const kek = await fetchStoreKey(address, { mode: 'mtls', identity, expected: { kind: 'cluster-node', clusterId: subject.o, role: 'manager' } });
+    await writeStoreKey(config.dataRoot, kek);
+    kek.fill(0);
+  }
   await writeNodeCertificates(certPaths(config.dataRoot), material);
   log(`joined cluster ${subject.o} as ${role} ${subject.cn}; certificate valid until ${subject.notAfter.toISOString()}`);
   return { identity, clusterId: subject.o, role, createdCluster: false };
