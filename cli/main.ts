@@ -17,6 +17,7 @@ import { registerStackCommands } from './commands/stack.js';
 import { registerRolloutCommands } from './commands/rollout.js';
 import { registerApplyCommands } from './commands/apply.js';
 import { registerClusterUpdateCommand } from './commands/cluster-update.js';
+import { registerClusterAutolockCommands } from './commands/cluster-autolock.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -176,6 +177,7 @@ registerNodeCommands(program, cluster, withClient);
 registerClusterMembersCommands(program, cluster);
 registerClusterIdentityCommands(cluster, withClient);
 registerClusterUpdateCommand(cluster, withClient);
+registerClusterAutolockCommands(cluster);
 registerStackCommands(program);
 registerRolloutCommands(program, withClient);
 

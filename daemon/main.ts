@@ -10,6 +10,7 @@ import { cleanupNode } from './cleanup.js';
 import { defaultConfig, type DaemonConfig } from './config.js';
 import { log } from './log-sink.js';
 import { takeJoinTokenFromEnvironment } from './identity/join-token-source.js';
+import { requestAutolockAtInit, unlockKeyNotice } from './autolock-init.js';
 
 async function serve(config: DaemonConfig): Promise<void> {
   const daemon = new Daemon(config, log);
@@ -30,6 +31,8 @@ async function serve(config: DaemonConfig): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
   try {
     await daemon.start();
+    const unlockKey = daemon.manager?.takeInitialUnlockKey();
+    if (unlockKey !== undefined) process.stdout.write(unlockKeyNotice(unlockKey, process.stdout.isTTY === true));
     if (daemon.manager && config.join === undefined) {
       // No token is printed: tokens are minted on request and shown once, to root.
       process.stdout.write(
@@ -66,7 +69,12 @@ for (const name of ['init', 'run']) {
     name === 'init'
       ? 'create a cluster with this node as its manager, and serve'
       : 'serve as the configuration says: init, or join when it names a manager (what the systemd unit runs)',
-  ).action(async (_options: unknown, command: Command) => serve(await configOf(command)));
+  )
+    .option('--autolock', 'a new cluster: protect the Raft keys with an unlock key (on no disk); a restarted manager waits for `tsctl cluster unlock`')
+    .action(async (_options: unknown, command: Command) => {
+      if (command.opts<{ autolock?: boolean }>().autolock === true) requestAutolockAtInit();
+      return serve(await configOf(command));
+    });
 }
 
 nodeCommand('join', 'join a cluster as a worker, and serve')

@@ -7,10 +7,13 @@ import { ADMISSION_LEVELS, isAdmissionLevel, type AdmissionLevel } from '../../c
 import type { ClusterUpdateRequest } from '../../proto/gen/tessera/api/v1/ClusterUpdateRequest.js';
 import type { ClusterUpdateResponse__Output } from '../../proto/gen/tessera/api/v1/ClusterUpdateResponse.js';
 import type { WithClient } from '../with-client.js';
+import { AUTOLOCK_OPTION_HELP, parseAutolockFlag, updateAutolock } from './cluster-autolock.js';
 
 /** What `cluster update` was asked to change; an absent field is left as it is. */
 export interface ClusterUpdateOptions {
   defaultAdmission?: AdmissionLevel;
+  /** Not a field of the request: autolock has a service of its own (cluster-autolock.ts), which a locked manager serves alone. */
+  autolock?: boolean;
 }
 
 function admissionLevel(value: string): AdmissionLevel {
@@ -22,7 +25,7 @@ function admissionLevel(value: string): AdmissionLevel {
 export function clusterUpdateRequest(options: ClusterUpdateOptions): ClusterUpdateRequest {
   const request: ClusterUpdateRequest = {};
   if (options.defaultAdmission !== undefined) request.defaultAdmission = options.defaultAdmission;
-  if (Object.keys(request).length === 0) throw new Error('cluster update: nothing to change; give --default-admission LEVEL');
+  if (Object.keys(request).length === 0) throw new Error('cluster update: nothing to change; give --default-admission LEVEL or --autolock true|false');
   return request;
 }
 
@@ -40,10 +43,15 @@ export function registerClusterUpdateCommand(cluster: Command, withClient: WithC
       `the least admission level every stack is held to: ${ADMISSION_LEVELS.join(', ')} (operators are never held to less than baseline)`,
       admissionLevel,
     )
-    .action((options: ClusterUpdateOptions) => {
-      const request = clusterUpdateRequest(options);
-      return withClient(async (client) => {
-        for (const line of clusterUpdateLines(await client.updateCluster(request))) process.stdout.write(`${line}\n`);
-      });
+    .option('--autolock <true|false>', AUTOLOCK_OPTION_HELP, parseAutolockFlag)
+    .action(async (options: ClusterUpdateOptions, command: Command) => {
+      const { autolock, ...settings } = options;
+      if (autolock === undefined || Object.keys(settings).length > 0) {
+        const request = clusterUpdateRequest(settings);
+        await withClient(async (client) => {
+          for (const line of clusterUpdateLines(await client.updateCluster(request))) process.stdout.write(`${line}\n`);
+        });
+      }
+      if (autolock !== undefined) for (const line of await updateAutolock(command, autolock)) process.stdout.write(`${line}\n`);
     });
 }

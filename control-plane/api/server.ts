@@ -84,7 +84,8 @@ export interface ApiServerDeps {
 
 export interface AuditRecord {
   caller: Caller | UnauthenticatedCaller;
-  method: ApiMethod;
+  /** The RPC name: an ApiMethod, or a method of another service on the same port (tessera.autolock.v1.Autolock). */
+  method: string;
   /** The request as received (a stream's is {}); the audit log keeps only what it names and a digest. */
   request: unknown;
   /** Absent when the request succeeded. */
