@@ -20,8 +20,10 @@ const ROOTFS_MOUNT_FLAGS: MountFlag[] = ['nosuid', 'nodev'];
  * them) at <containerDir>/rootfs, nosuid and nodev, with upper/ and work/ beside it. Returns the
  * rootfs path. upper/ keeps mkdir's 0755: the overlay's root directory takes its mode, and the
  * container's non-root users must pass through `/`; <containerDir> is what keeps others out.
+ * `rootOwner`: the host ids of the container's root when it has a user namespace; upper/ (the
+ * overlay's `/`) is given to it, so that root can write its own `/`.
  */
-export async function mountOverlayRootfs(layerDirs: string[], containerDir: string): Promise<string> {
+export async function mountOverlayRootfs(layerDirs: string[], containerDir: string, rootOwner?: { uid: number; gid: number }): Promise<string> {
   if (layerDirs.length === 0) throw new Error('mountOverlayRootfs: at least one layer directory is needed');
   const lowers = layerDirs.map((d) => path.resolve(d));
   for (const dir of lowers) {
@@ -32,6 +34,7 @@ export async function mountOverlayRootfs(layerDirs: string[], containerDir: stri
   const work = path.join(base, 'work');
   const rootfs = path.join(base, 'rootfs');
   for (const dir of [upper, rootfs]) await fs.mkdir(dir, { recursive: true });
+  if (rootOwner !== undefined) await fs.chown(upper, rootOwner.uid, rootOwner.gid);
   // Only the kernel uses work/.
   await fs.mkdir(work, { recursive: true, mode: 0o700 });
   // overlay lists lowerdir topmost first.

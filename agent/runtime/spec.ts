@@ -4,7 +4,7 @@ import { DEFAULT_CAPABILITIES } from './capabilities.js';
 import type { OciSeccomp } from './seccomp.js';
 import { defaultSeccompProfile } from './seccomp-default.js';
 import { DEFAULT_PATH } from './spawn-plan.js';
-import type { OciSpec } from './types.js';
+import type { OciIdMapping, OciSpec } from './types.js';
 
 export interface ContainerSpecInput {
   args: string[];
@@ -39,6 +39,8 @@ export interface ContainerSpecInput {
   oomScoreAdj?: number;
   /** Machine architecture for the default seccomp profile (Node's process.arch); injected for tests. */
   arch?: string;
+  /** A user namespace of its own with these id maps (userns: auto); absent: the host's ids. */
+  userNamespace?: { uidMappings: OciIdMapping[]; gidMappings: OciIdMapping[] };
 }
 
 export const CFS_PERIOD_US = 100_000;
@@ -132,6 +134,11 @@ export function buildOciSpec(input: ContainerSpecInput): OciSpec {
   if (input.hostname !== undefined) spec.hostname = input.hostname;
   if (input.cgroupsPath !== undefined && spec.linux !== undefined) spec.linux.cgroupsPath = input.cgroupsPath;
   if (input.annotations !== undefined) spec.annotations = { ...input.annotations };
+  if (input.userNamespace !== undefined && spec.linux !== undefined) {
+    spec.linux.namespaces?.push({ type: 'user' });
+    spec.linux.uidMappings = input.userNamespace.uidMappings.map((m) => ({ ...m }));
+    spec.linux.gidMappings = input.userNamespace.gidMappings.map((m) => ({ ...m }));
+  }
   return spec;
 }
 

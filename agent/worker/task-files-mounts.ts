@@ -11,6 +11,8 @@ import { planVolumeMounts } from '../volumes/volume-plan.js';
 import { orderMounts, type OciMount } from './container-config.js';
 import { planTaskFiles, removeTaskFiles, taskFilesDir, writeTaskFiles } from './task-files.js';
 import { unlessAbsent } from '../fs-errors.js';
+import { hostIdOf, type ServiceIdRange } from '../userns/id-ranges.js';
+import { adoptNewVolumeData, claimVolumeData, HOST_IDS } from '../userns/volume-ownership.js';
 
 export interface TaskMountsContext {
   task: Task;
@@ -25,6 +27,8 @@ export interface TaskMountsContext {
   filesRoot?: string;
   /** Where named volumes live; default <dataRoot>/volumes. */
   volumesDir?: string;
+  /** The service's id range when the container has a user namespace: files and volumes are owned in it. */
+  ids?: ServiceIdRange;
 }
 
 export function defaultFilesRoot(containersDir: string): string {
@@ -40,14 +44,23 @@ export async function prepareTaskMounts(ctx: TaskMountsContext): Promise<OciMoun
   const spec = ctx.task.spec.spec;
   const stack = ctx.task.spec.serviceStack;
   if ((spec.mounts ?? []).length === 0 && (spec.secrets ?? []).length === 0 && (spec.configs ?? []).length === 0) return [];
-  const filesPlan = planTaskFiles(spec, stack, ctx.files);
+  const planned = planTaskFiles(spec, stack, ctx.files);
+  const { ids } = ctx;
+  // Owners are the container's ids: seen from the host they lie in the service's range.
+  const filesPlan = ids
+    ? { ...planned, files: planned.files.map((f) => ({ ...f, uid: hostIdOf(f.uid, ids.uidStart), gid: hostIdOf(f.gid, ids.gidStart) })) }
+    : planned;
   const actions = planVolumeMounts(spec.mounts ?? [], {
     taskStack: stack,
     volumesDir: ctx.volumesDir ?? defaultVolumesDir(ctx.containersDir),
     anonymousDir: join(ctx.containerDir, 'volumes'),
     ...(ctx.files ? { files: ctx.files } : {}),
   });
+  const owner = ids ?? HOST_IDS;
+  const dataDirs = actions.flatMap((a) => (a.type === 'named' || a.type === 'anonymous' ? [a.dataDir] : []));
+  for (const dir of dataDirs) await claimVolumeData(dir, owner);
   const volumeMounts = await nodeVolumes.prepare(ctx.containerId, actions, ctx.rootfs);
+  for (const dir of dataDirs) await adoptNewVolumeData(dir, owner);
   const fileMounts = await writeTaskFiles(filesPlan, taskFilesDir(ctx.filesRoot ?? defaultFilesRoot(ctx.containersDir), ctx.containerId));
   return orderMounts([...volumeMounts, ...fileMounts]);
 }

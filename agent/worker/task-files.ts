@@ -77,13 +77,20 @@ export function planTaskFiles(spec: ServiceSpec, taskStack: string, files: FileL
   return { files: out, secretsDir };
 }
 
+/**
+ * The binds' options. nosuid,nodev,noexec are the tmpfs's own (a bind has them anyway); named, the
+ * read-only remount keeps them, which a container in a user namespace must: it may not clear flags
+ * the mount it binds from has (EPERM).
+ */
+const FILE_BIND_OPTIONS = ['rbind', 'rprivate', 'ro', 'nosuid', 'nodev', 'noexec'];
+
 /** Pure: the container's bind mounts of a plan whose tmpfs is at `filesDir`. */
 export function taskFileMounts(plan: TaskFilesPlan, filesDir: string): OciMount[] {
   const mounts: OciMount[] = [];
-  if (plan.secretsDir) mounts.push({ destination: SECRETS_DIR, type: 'bind', source: join(filesDir, 'secrets'), options: ['rbind', 'rprivate', 'ro'] });
+  if (plan.secretsDir) mounts.push({ destination: SECRETS_DIR, type: 'bind', source: join(filesDir, 'secrets'), options: [...FILE_BIND_OPTIONS] });
   for (const file of plan.files) {
     if (file.hostPath.startsWith('secrets/')) continue;
-    mounts.push({ destination: file.target, type: 'bind', source: join(filesDir, file.hostPath), options: ['rbind', 'rprivate', 'ro'] });
+    mounts.push({ destination: file.target, type: 'bind', source: join(filesDir, file.hostPath), options: [...FILE_BIND_OPTIONS] });
   }
   return mounts;
 }

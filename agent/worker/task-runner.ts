@@ -2,7 +2,7 @@
 // start (create, network, start), watch until exit, and clean up what it made. It reports every
 // state change through the reporter; the manager's store is the only record of task state.
 import { readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { constants } from 'node:os';
 
 import type { Task, TaskState, TaskStatus } from '../../common/resources/types.js';
@@ -19,11 +19,15 @@ import { effectiveHealthConfig, type HealthConfig } from './health/health-state.
 import type { HealthProber } from './health/health-prober.js';
 import { startTaskHealth } from './health/task-health.js';
 import { writeNameFiles } from '../network/container-files.js';
-import { installInit, withInit } from './container-init.js';
+import { CONTAINER_INIT_PATH, installInit, withInit } from './container-init.js';
 import type { FileLookup } from '../../common/dispatcher/stack-files.js';
 import { prepareTaskMounts, releaseTaskMounts } from './task-files-mounts.js';
 import { unlessAbsent } from '../fs-errors.js';
 import { createPrivateFile, ensureDirMode, ensureRootfsParent, PRIVATE_DIR_MODE, writePrivateFile } from '../file-modes.js';
+import type { UsernsAllocator } from '../userns/allocator.js';
+import { directoriesOnTheWay, giveToContainerRoot, usernsServiceKey, wantsUserNamespace } from '../userns/container-ids.js';
+import { grantSearch } from '../userns/search-acl.js';
+import { idMappingsOf, type ServiceIdRange } from '../userns/id-ranges.js';
 
 export interface TaskRunnerDeps {
   runtime: ContainerRuntime;
@@ -40,6 +44,8 @@ export interface TaskRunnerDeps {
   overlay?: TaskOverlay;
   /** Secrets, configs and volume specs the managers delivered (in memory); absent: none. */
   files?: FileLookup;
+  /** Id ranges and shifted layers of services with `userns: auto`; absent: such tasks fail. */
+  userns?: UsernsAllocator;
   report(task: Task, status: Partial<TaskStatus> & { state: TaskState }): Promise<void>;
   /** Called when the task starts or stops running, so published ports can follow. */
   onRunningChanged(task: Task): void;
@@ -47,6 +53,8 @@ export interface TaskRunnerDeps {
 }
 
 const DEFAULT_STOP_GRACE_MS = 10_000;
+/** What the agent writes into a rootfs as host root, handed to a user-namespaced container's root. */
+const AGENT_WRITTEN_PATHS = ['etc', 'etc/hosts', 'etc/resolv.conf', 'etc/hostname', CONTAINER_INIT_PATH.slice(1)];
 const LOG_MAX_BYTES = 10 * 1024 * 1024;
 const LOG_MAX_FILES = 3;
 
@@ -191,7 +199,10 @@ export class TaskRunner {
       await ensureRootfsParent(deps.containersDir);
       await ensureRootfsParent(containerDir);
       await ensureDirMode(deps.logsDir, PRIVATE_DIR_MODE);
-      const rootfs = await mountOverlayRootfs(image.layerDirs, containerDir);
+      const ids = await this.idRange();
+      // Lower layers owned by the range (a shifted copy per range; see agent/userns/shifted-layers.ts).
+      const layerDirs = ids && deps.userns ? await deps.userns.layers.layersFor(image.layerDirs, ids) : image.layerDirs;
+      const rootfs = await mountOverlayRootfs(layerDirs, containerDir, ids ? { uid: ids.uidStart, gid: ids.gidStart } : undefined);
       // Overlay networks: the managers allocate the task's addresses; wait for them (and for the
       // networks to be programmed here) before the container exists.
       const overlay = deps.overlay ? await deps.overlay.prepare(task) : undefined;
@@ -200,6 +211,7 @@ export class TaskRunner {
       const hostname = taskHostname(task);
       const processConfig = resolveProcess(task.spec.spec, image.config, hostname);
       if (task.spec.spec.init === true) await installInit(rootfs);
+      if (ids) await giveToContainerRoot(rootfs, AGENT_WRITTEN_PATHS, ids);
       // An image without these files has only numeric users; a file that cannot be read fails the task.
       const passwd = parsePasswd(await unlessAbsent(readFile(join(rootfs, 'etc/passwd'), 'utf8'), ''));
       const groups = parseGroup(await unlessAbsent(readFile(join(rootfs, 'etc/group'), 'utf8'), ''));
@@ -213,6 +225,7 @@ export class TaskRunner {
         containersDir: deps.containersDir,
         rootfs,
         ...(deps.files ? { files: deps.files } : {}),
+        ...(ids ? { ids } : {}),
       });
       const spec = buildOciSpec({
         capabilities: security.capabilities,
@@ -231,8 +244,14 @@ export class TaskRunner {
         ...(limits?.memory !== undefined ? { memoryLimit: limits.memory } : {}),
         ...(limits?.pids !== undefined ? { pidsLimit: limits.pids } : {}),
         ...(limits?.cpus !== undefined ? { cpuQuota: Math.round(limits.cpus * 100_000) } : {}),
+        ...(ids ? { userNamespace: idMappingsOf(ids) } : {}),
       });
       spec.mounts = [...(spec.mounts ?? []), ...extraMounts];
+      if (ids) {
+        // The init mounts these as the namespace's root, an unprivileged id on the host.
+        const sources = [rootfs, ...extraMounts.flatMap((m) => (m.type === 'bind' && m.source !== undefined ? [m.source] : []))];
+        await grantSearch(directoriesOnTheWay(dirname(deps.containersDir), sources), ids.gidStart);
+      }
       // The environment is in it (credentials, often).
       await writePrivateFile(join(containerDir, 'config.json'), JSON.stringify(spec, null, 2));
 
@@ -283,6 +302,13 @@ export class TaskRunner {
       await this.cleanup(containerDir);
       await this.reportEnd(exit, failure);
     }
+  }
+
+  /** The service's id range when its tasks run in a user namespace of their own; undefined otherwise. */
+  private async idRange(): Promise<ServiceIdRange | undefined> {
+    if (!wantsUserNamespace(this.task)) return undefined;
+    if (!this.deps.userns) throw new Error('userns: auto: this node agent has no user-namespace id ranges configured');
+    return this.deps.userns.acquire(usernsServiceKey(this.task));
   }
 
   /** An adopted container's check goes on from the health last reported (the image is in the store already). */

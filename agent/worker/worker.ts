@@ -1,6 +1,7 @@
 // Reconciles the tasks assigned to this node with the containers running here. It is driven by
 // the full set of assignments (level-triggered): whatever the set says, the node converges to.
 import { rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import type { PortSpec, Task } from '../../common/resources/types.js';
@@ -11,6 +12,8 @@ import { containerIdFor, logPathFor, TaskRunner, type TaskRunnerDeps } from './t
 import { sweepLeftovers } from './leftovers.js';
 import type { FileLookup } from '../../common/dispatcher/stack-files.js';
 import { sweepTaskFiles } from './task-files-mounts.js';
+import { UsernsAllocator } from '../userns/allocator.js';
+import { usernsServiceKey } from '../userns/container-ids.js';
 
 export type WorkerDeps = Omit<TaskRunnerDeps, 'onRunningChanged'>;
 
@@ -43,7 +46,10 @@ export class Worker {
   private readonly closing = new AbortController();
   private swept = false;
 
-  constructor(private readonly deps: WorkerDeps) {}
+  constructor(private readonly deps: WorkerDeps) {
+    // <dataRoot>/userns beside containers/; nothing is read or written until a task asks for `userns: auto`.
+    deps.userns ??= new UsernsAllocator({ dir: join(dirname(deps.containersDir), 'userns') });
+  }
 
   /** Brings the node in line with `assigned`, the complete set of tasks the managers gave it. */
   reconcile(assigned: Task[], files?: FileLookup): void {
@@ -75,6 +81,7 @@ export class Worker {
       void sweepTaskFiles(this.deps.containersDir, keep).catch((err: Error) => this.deps.log(`sweeping secret/config mounts: ${err.message}`));
     }
     this.endUnassigned(names);
+    this.releaseIdRanges();
   }
 
   private async adoptOrReport(assignedTask: Task): Promise<void> {
@@ -90,6 +97,7 @@ export class Worker {
       this.deps.log(`task ${name}: adopted its running container (pid ${state.pid})`);
       void runner.adopt().finally(() => {
         if (this.runners.get(name) === runner) this.runners.delete(name);
+        this.releaseIdRanges();
       });
       // Unassigned while its state was being read: it is adopted only to be stopped.
       if (task.desiredState === 'shutdown' || !this.assigned.has(name)) void runner.stop();
@@ -166,7 +174,26 @@ export class Worker {
     this.runners.set(task.metadata.name, runner);
     void runner.start().finally(() => {
       if (this.runners.get(task.metadata.name) === runner) this.runners.delete(task.metadata.name);
+      this.releaseIdRanges();
     });
+  }
+
+  /**
+   * Frees the id ranges of services none of whose tasks remain here: no runner, and none assigned
+   * that is not over (a task being adopted after a restart is assigned). Not while adoptions are
+   * being looked up: their services are not known to be running yet.
+   */
+  private releaseIdRanges(): void {
+    const { userns } = this.deps;
+    if (!userns || this.adopting.size > 0) return;
+    const keep = new Set([...this.runners.values()].map((r) => usernsServiceKey(r.current)));
+    for (const task of this.assigned.values()) if (!isTerminal(task.status.state)) keep.add(usernsServiceKey(task));
+    void userns
+      .retain(keep)
+      .then((freed) => {
+        if (freed.length > 0) this.deps.log(`user-namespace id ranges freed: ${freed.join(', ')}`);
+      })
+      .catch((err: Error) => this.deps.log(`freeing user-namespace id ranges: ${err.message}`));
   }
 
   private republish(task: Task): void {

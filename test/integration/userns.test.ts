@@ -1,0 +1,241 @@
+// User namespaces per service (issue 15, `userns: auto`): real containers started by the worker
+// (image store, shifted layers, overlay rootfs, native runtime, bridge in a network namespace of the
+// test's own). The node's subordinate-id files are temporary files of the test (the host's
+// /etc/subuid is not touched); everything else is the product's code path.
+//
+// The "escape" is simulated by what an escaped container root would reach first: host files. A
+// host directory is bind-mounted into the container; a root-owned 0600 file and a root-owned
+// directory in it must refuse the container's root (EACCES), while the same container with the
+// host's ids (`userns: host`) reads and writes them, so the refusal is the namespace's doing.
+import test, { type ExecutionContext } from 'ava';
+import { chmod, mkdir, mkdtemp, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { API_VERSION, type ServiceSpec, type Task, type TaskState, type TaskStatus } from '../../common/resources/types.js';
+import { DeliveredFiles } from '../../common/dispatcher/stack-files.js';
+import { LocalImageStore } from '../../agent/images/image-store.js';
+import { BridgeNetwork } from '../../agent/network/node-network.js';
+import { NativeRuntime } from '../../agent/runtime/native-runtime.js';
+import { containerIdFor, logPathFor } from '../../agent/worker/task-runner.js';
+import { Worker } from '../../agent/worker/worker.js';
+import { UsernsAllocator } from '../../agent/userns/allocator.js';
+import { dataPaths, defaultConfig, type DaemonConfig } from '../../daemon/config.js';
+import { prepareDataRoot } from '../../daemon/data-root.js';
+import { buildBusyboxImage } from '../helpers/busybox-image.js';
+import { cgroupDirsUnder } from '../helpers/host-cgroups.js';
+import { eventually } from '../helpers/eventually.js';
+import { createNetns } from '../helpers/netns.js';
+
+const SUBUID_START = 300_000_000;
+
+interface Node {
+  config: DaemonConfig;
+  worker: Worker;
+  reports: Array<{ task: string; state: TaskState; message?: string }>;
+  imageRef: string;
+  files: DeliveredFiles;
+  hostDir: string;
+  subid: { subuid: string; subgid: string };
+}
+
+async function startNode(t: ExecutionContext): Promise<Node> {
+  const dataRoot = await mkdtemp(join(tmpdir(), 'tessera-userns-'));
+  const scratch = await mkdtemp(join(tmpdir(), 'tessera-userns-host-'));
+  const config: DaemonConfig = { ...defaultConfig(), dataRoot };
+  const paths = dataPaths(config);
+  const netns = await createNetns('tsuserns');
+  const id = `${process.pid.toString(36)}${Math.floor(Math.random() * 36 ** 3).toString(36)}`;
+  const cgroupParent = `tessera-test-userns-${id}`;
+  const network = new BridgeNetwork({
+    bridge: `tsu${id}`.slice(0, 15),
+    subnet: '10.219.9.0/24',
+    nftTable: `tsuserns${id}`,
+    stateDir: paths.network,
+    netns: netns.name,
+  });
+  let worker: Worker | undefined;
+  t.teardown(async () => {
+    // Stops every container (namespaces go with their processes), unmounts rootfs and secret tmpfs.
+    await worker?.stopAll();
+    await network.teardown().catch((err: Error) => t.log(`network teardown: ${err.message}`));
+    await netns.delete();
+    for (const dir of await cgroupDirsUnder(cgroupParent)) await rmdir(dir).catch(() => undefined);
+    await rm(dataRoot, { recursive: true, force: true });
+    await rm(scratch, { recursive: true, force: true });
+  });
+  await prepareDataRoot(config, (m) => t.log(m));
+  await network.setup();
+  const images = new LocalImageStore({ root: paths.images });
+  const imageDir = join(scratch, 'image');
+  await mkdir(imageDir);
+  const loaded = await images.load((await buildBusyboxImage(imageDir)).tarballPath);
+  const imageRef = loaded[0]?.reference;
+  if (imageRef === undefined) throw new Error('the busybox archive loaded no image');
+  // The node's subordinate ids: a `tessera` entry in the uid file, none in the gid file (recorded by the agent).
+  const subid = { subuid: join(scratch, 'subuid'), subgid: join(scratch, 'subgid') };
+  await writeFile(subid.subuid, `someone:100000:65536\ntessera:${SUBUID_START}:${4 * 65_536}\n`);
+  await writeFile(subid.subgid, 'someone:100000:65536\n');
+  // Host files an escaped container root would go for: root's own, 0600, and a root-owned directory.
+  const hostDir = join(scratch, 'host');
+  // A host bind source must be reachable by the container's root, an unprivileged id (docs/security.md).
+  await chmod(scratch, 0o711);
+  await mkdir(join(hostDir, 'rootdir'), { recursive: true });
+  await chmod(join(hostDir, 'rootdir'), 0o755);
+  await writeFile(join(hostDir, 'shadow'), 'host-secret\n', { mode: 0o600 });
+  const reports: Node['reports'] = [];
+  const files = new DeliveredFiles();
+  files.apply(true, [{ kind: 'Secret', stack: '', name: 'db-password', data: Buffer.from('s3cret-in-container\n') }], []);
+  worker = new Worker({
+    runtime: new NativeRuntime({ stateRoot: paths.runtimeState, cgroupParent }),
+    images,
+    network,
+    containersDir: paths.containers,
+    logsDir: paths.logs,
+    cgroupParent,
+    insecureRegistries: [],
+    userns: new UsernsAllocator({ dir: join(dataRoot, 'userns'), subidFiles: subid }),
+    report: (task: Task, status: Partial<TaskStatus> & { state: TaskState }) => {
+      reports.push({ task: task.metadata.name, state: status.state, ...(status.message !== undefined ? { message: status.message } : {}) });
+      return Promise.resolve();
+    },
+    log: (message) => t.log(message),
+  });
+  return { config, worker, reports, imageRef, files, hostDir, subid };
+}
+
+function taskOf(service: string, imageRef: string, script: string, extra: Partial<ServiceSpec> = {}): Task {
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Task',
+    metadata: { name: `${service}.1.t${Math.floor(Math.random() * 36 ** 4).toString(36)}` },
+    spec: {
+      serviceName: service,
+      serviceStack: '',
+      serviceGeneration: 1,
+      slot: 1,
+      spec: { image: imageRef, command: ['sh', '-c', script], stopGracePeriodMs: 500, ...extra },
+    },
+    nodeName: 'n1',
+    desiredState: 'running',
+    status: { state: 'assigned', timestamp: new Date().toISOString() },
+  };
+}
+
+/** The container's output (its JSON-lines log) once `marker` is in it. */
+async function outputUntil(node: Node, task: Task, marker: string): Promise<string> {
+  const path = logPathFor(dataPaths(node.config).logs, task.metadata.name);
+  return eventually(
+    () => `${task.metadata.name} to print ${marker} (reports: ${JSON.stringify(node.reports.filter((r) => r.task === task.metadata.name))})`,
+    async () => {
+      const failed = node.reports.find((r) => r.task === task.metadata.name && (r.state === 'failed' || r.state === 'rejected'));
+      if (failed) throw new Error(`task ${failed.state}: ${failed.message ?? ''}`);
+      const lines = (await readFile(path, 'utf8').catch(() => ''))
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => (JSON.parse(l) as { log: string }).log)
+        .join('');
+      return lines.includes(marker) ? lines : undefined;
+    },
+    60_000,
+    100,
+  );
+}
+
+/** What the escape probes print: one "name=ok" or "name=denied" line each. */
+const ESCAPE_PROBES = [
+  'cat /host/shadow >/dev/null 2>/tmp/e && echo read0600=ok || { echo read0600=denied; cat /tmp/e; }',
+  'touch /host/rootdir/planted 2>/tmp/e && echo writedir=ok || { echo writedir=denied; cat /tmp/e; }',
+  'echo x >>/host/shadow 2>/tmp/e && echo append=ok || { echo append=denied; cat /tmp/e; }',
+  'chown 0:0 /host/rootdir 2>/tmp/e && echo chown=ok || { echo chown=denied; cat /tmp/e; }',
+].join('; ');
+
+function probeResults(output: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const match of output.matchAll(/^(read0600|writedir|append|chown)=(ok|denied)$/gm)) out[match[1]!] = match[2]!;
+  return out;
+}
+
+test('userns auto: root inside is an unprivileged range outside; host root files refuse it; the container works', async (t) => {
+  const node = await startNode(t);
+  const script = [
+    'echo uid_map: $(cat /proc/self/uid_map)',
+    'echo gid_map: $(cat /proc/self/gid_map)',
+    'echo id: $(id -u):$(id -g)',
+    ESCAPE_PROBES,
+    // The container's own files: its rootfs (/ itself and /etc), its secret, its volume.
+    'echo hello >/made-at-root && echo own-root=ok',
+    'echo more >>/etc/passwd && echo own-etc=ok',
+    'echo secret: $(cat /run/secrets/db-password)',
+    'echo data >/data/file && echo own-volume=ok',
+    'echo done; exec sleep 600',
+  ].join('; ');
+  const task = taskOf('confined', node.imageRef, script, {
+    userns: 'auto',
+    secrets: [{ source: 'db-password', target: 'db-password', mode: 0o400 }],
+    mounts: [
+      { type: 'bind', source: node.hostDir, target: '/host' },
+      { type: 'volume', target: '/data' },
+    ],
+  });
+  node.worker.reconcile([task], node.files);
+  const output = await outputUntil(node, task, 'done');
+  t.log(output);
+  t.regex(output, new RegExp(`uid_map: 0 ${SUBUID_START} 65536`), 'uid 0 inside is the start of the tessera range outside');
+  // The gid file had no tessera entry: the agent recorded its default range there.
+  t.regex(output, new RegExp(`gid_map: 0 ${0x7000_0000} 65536`));
+  t.regex(output, /id: 0:0/);
+  t.deepEqual(probeResults(output), { read0600: 'denied', writedir: 'denied', append: 'denied', chown: 'denied' });
+  t.regex(output, /Permission denied|Operation not permitted/);
+  for (const line of ['own-root=ok', 'own-etc=ok', 'secret: s3cret-in-container', 'own-volume=ok']) t.true(output.includes(line), line);
+
+  // Seen from the host: what the container's root made is owned by the range, not by root.
+  const bundle = join(dataPaths(node.config).containers, containerIdFor(task));
+  const made = await stat(join(bundle, 'upper', 'made-at-root'));
+  t.deepEqual([made.uid, made.gid], [SUBUID_START, 0x7000_0000]);
+  t.is(await readFile(join(node.hostDir, 'shadow'), 'utf8'), 'host-secret\n', 'the host file is unchanged');
+  await t.throwsAsync(stat(join(node.hostDir, 'rootdir', 'planted')), { code: 'ENOENT' });
+  t.true((await readFile(node.subid.subgid, 'utf8')).includes(`tessera:${0x7000_0000}:${4000 * 65_536}`), 'the default gid range is recorded');
+  t.is((await readFile(node.subid.subuid, 'utf8')).match(/tessera/g)?.length, 1, 'the existing uid entry is used, not added to');
+
+  // The allocation is on disk, root's only.
+  const allocations = join(node.config.dataRoot, 'userns', 'allocations.json');
+  t.is((await stat(allocations)).mode & 0o777, 0o600);
+  t.is((await stat(join(node.config.dataRoot, 'userns'))).mode & 0o777, 0o700);
+  t.deepEqual((JSON.parse(await readFile(allocations, 'utf8')) as { services: Record<string, number> }).services, { '_/confined': 0 });
+
+  // No task of the service left: its range and its shifted layers are freed.
+  node.worker.reconcile([], node.files);
+  await eventually('the range to be freed', async () => {
+    const services = (JSON.parse(await readFile(allocations, 'utf8')) as { services: Record<string, number> }).services;
+    return Object.keys(services).length === 0;
+  });
+  await t.throwsAsync(stat(join(node.config.dataRoot, 'userns', 'layers', `${SUBUID_START}-${0x7000_0000}`)), { code: 'ENOENT' });
+});
+
+test('control: the same probes with the host ids reach the host files (the refusal above is the namespace)', async (t) => {
+  const node = await startNode(t);
+  const task = taskOf('unconfined', node.imageRef, `echo uid_map: $(cat /proc/self/uid_map); ${ESCAPE_PROBES}; echo done; exec sleep 600`, {
+    userns: 'host',
+    mounts: [{ type: 'bind', source: node.hostDir, target: '/host' }],
+  });
+  node.worker.reconcile([task], node.files);
+  const output = await outputUntil(node, task, 'done');
+  t.regex(output, /uid_map: 0 0 4294967295/);
+  t.deepEqual(probeResults(output), { read0600: 'ok', writedir: 'ok', append: 'ok', chown: 'ok' });
+});
+
+test('two services get disjoint ranges, each stable for its tasks', async (t) => {
+  const node = await startNode(t);
+  const script = 'echo uid_map: $(cat /proc/self/uid_map); echo done; exec sleep 600';
+  const a1 = taskOf('alpha', node.imageRef, script, { userns: 'auto' });
+  const b1 = taskOf('beta', node.imageRef, script, { userns: 'auto' });
+  const a2 = { ...taskOf('alpha', node.imageRef, script, { userns: 'auto' }), spec: { ...a1.spec, slot: 2 } };
+  node.worker.reconcile([a1, b1, a2], node.files);
+  const start = async (task: Task) => Number(/uid_map: 0 (\d+) 65536/.exec(await outputUntil(node, task, 'done'))?.[1]);
+  const [alpha1, beta, alpha2] = [await start(a1), await start(b1), await start(a2)];
+  t.log({ alpha1, beta, alpha2 });
+  t.is(alpha1, alpha2, 'tasks of one service share its range');
+  t.true(Math.abs(alpha1 - beta) >= 65_536, 'the two ranges do not overlap');
+  for (const s of [alpha1, beta]) t.true(s >= SUBUID_START && s + 65_536 <= SUBUID_START + 4 * 65_536, 'both lie in the node range');
+});
