@@ -28,8 +28,11 @@
 //   succeeds.
 // Rows are the median of BENCH_ROUNDS rounds (default 5) of BENCH_SECONDS each (default 3), the
 // stores taking turns; CPU figures are the median over the rounds. BENCH_FAILOVERS (default 5).
+// - etcd sealed vs plain (store-sealed.ts): the same etcd through SealedStore and through EtcdStore,
+//   one client in this process, put and get at c=64, taking turns round by round.
 // BENCH_ONLY=failover: only the fail-overs. BENCH_ONLY=tls: only put c=64 for the four stores
 // (plaintext ones as the baseline of the TLS cost) and the handshakes, no fail-overs.
+// BENCH_ONLY=sealed: only the sealed-etcd rows.
 import { cpus, loadavg } from 'node:os';
 
 import { etcdBackend, etcdTlsBackend, tesseraBackend, tesseraTlsBackend, type Backend, type ServedStore } from './store-backends.js';
@@ -37,6 +40,7 @@ import type { StoreName } from './store-load.js';
 import { LoadPool, type Result } from './store-pool.js';
 import { writeBenchPki } from './store-tls.js';
 import { median } from './stats.js';
+import { sealedTable, sealedVsPlain } from './store-sealed.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const FAILOVERS = Number(process.env.BENCH_FAILOVERS ?? 5);
@@ -206,15 +210,17 @@ function tlsTable(row: Row, handshakes: Map<StoreName, number[]>): string[] {
 const loadAtStart = loadavg()[0]!;
 
 async function main(): Promise<void> {
-  if (ONLY !== undefined && ONLY !== 'failover' && ONLY !== 'tls') throw new Error(`BENCH_ONLY must be failover or tls, got "${ONLY}"`);
+  if (ONLY !== undefined && ONLY !== 'failover' && ONLY !== 'tls' && ONLY !== 'sealed')
+    throw new Error(`BENCH_ONLY must be failover, tls or sealed, got "${ONLY}"`);
   const lines = [
     `store benchmark: 3 members each, fsync on, 256-byte values; each row the median of ${ROUNDS} rounds of ${SECONDS} s, the stores taking turns`,
   ];
-  if (ONLY !== 'failover') {
+  if (ONLY === undefined || ONLY === 'sealed') lines.push('', ...sealedTable(await sealedVsPlain(ROUNDS, SECONDS)));
+  if (ONLY !== 'failover' && ONLY !== 'sealed') {
     const { rows, handshakes } = await measureThroughput();
     lines.push('', ...plaintextTable(rows), '', ...tlsTable(rows.get(TLS_ROW) as Row, handshakes));
   }
-  if (ONLY !== 'tls') {
+  if (ONLY !== 'tls' && ONLY !== 'sealed') {
     const tf = await failovers(tesseraBackend);
     const ef = await failovers(etcdBackend);
     lines.push(
