@@ -3,11 +3,12 @@
 // restarted service finds its shifted layers again. A range is freed when no task of its service
 // remains on the node (retain), and its shifted layer copies go with it.
 import { chmod, mkdir, open, readFile, rename, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { z } from 'zod';
 
 import { unlessAbsent } from '../fs-errors.js';
 import { allocateBlock, blockCount, blockRange, retainBlocks, type Allocations, type ServiceIdRange, type SubordinateRange } from './id-ranges.js';
+import { revokeSearchUnder } from './search-acl.js';
 import { ShiftedLayers } from './shifted-layers.js';
 import { ensureSubordinateRanges, HOST_SUBID_FILES, type SubidFiles } from './subordinate-ids.js';
 
@@ -24,7 +25,7 @@ const stateSchema = z
 type StoredState = z.infer<typeof stateSchema>;
 
 export interface UsernsAllocatorOptions {
-  /** <dataRoot>/userns: allocations.json and layers/. */
+  /** <dataRoot>/userns: allocations.json and layers/. A freed range's search grants are revoked under <dataRoot>. */
   dir: string;
   subidFiles?: SubidFiles;
 }
@@ -110,17 +111,24 @@ export class UsernsAllocator {
     });
   }
 
-  /** Frees the ranges of services not in `keep`, with their shifted layers. Returns the freed services. */
-  retain(keep: ReadonlySet<string>): Promise<string[]> {
+  /** Frees the ranges of services not in `keep`, with their shifted layers. Returns what was freed. */
+  retain(keep: ReadonlySet<string>): Promise<Array<{ service: string; range: ServiceIdRange }>> {
     return this.serial(async () => {
       // Nothing was ever allocated on this node: the subordinate-id files are not even read.
       if (this.state === undefined && (await unlessAbsent(stat(this.statePath), undefined)) === undefined) return [];
       const state = await this.load();
       const { allocations, freed } = retainBlocks(state.services, keep);
       if (freed.length === 0) return [];
-      const gone = Object.keys(state.services).filter((s) => !keep.has(s));
+      const gone = Object.entries(state.services)
+        .filter(([service]) => !keep.has(service))
+        .map(([service, block]) => ({ service, range: blockRange(block, state.uids, state.gids) }));
       await this.save({ ...state, services: { ...(allocations as Allocations) } });
-      for (const block of freed) await this.layers.remove(blockRange(block, state.uids, state.gids));
+      // Inside the serial section: the block may be handed out again right after, and its new
+      // holder's grants must not be taken away by this release.
+      for (const { range } of gone) {
+        await this.layers.remove(range);
+        await revokeSearchUnder(dirname(this.options.dir), range.gidStart);
+      }
       return gone;
     });
   }

@@ -4,7 +4,10 @@
 // opening those directories to everyone, each gets a POSIX ACL entry granting search (x) alone to
 // the service range's root group; `ls` shows the mode unchanged apart from the mask. The ACL is
 // written as the kernel's system.posix_acl_access xattr (no acl tools are needed on the node).
-import { lstat } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { unlessAbsent } from '../fs-errors.js';
 
 import { lgetxattr, lsetxattr } from '../runtime/native.js';
 
@@ -101,4 +104,18 @@ export async function revokeSearch(dirs: readonly string[], gid: number): Promis
     if (!entries.some((e) => e.tag === TAG.group && e.id === gid)) continue;
     lsetxattr(dir, ACL_XATTR, encodeAcl(withoutGroup(entries, gid)));
   }
+}
+
+/**
+ * When a range is freed: its group's entries come off the node's shared directories, those every
+ * container's way passes (containers/, run/, run/tasks/) and the named volumes' (volumes/<stack>/<name>).
+ * Per-container directories go with their containers.
+ */
+export async function revokeSearchUnder(dataRoot: string, gid: number): Promise<void> {
+  const volumes = join(dataRoot, 'volumes');
+  const stacks = (await unlessAbsent(readdir(volumes), [] as string[])).map((name) => join(volumes, name));
+  const named: string[] = [];
+  for (const stack of stacks) for (const name of await unlessAbsent(readdir(stack), [] as string[])) named.push(join(stack, name));
+  const shared = [join(dataRoot, 'containers'), join(dataRoot, 'run'), join(dataRoot, 'run', 'tasks'), volumes, ...stacks, ...named];
+  await revokeSearch(shared, gid);
 }

@@ -191,7 +191,7 @@ export class Worker {
     void userns
       .retain(keep)
       .then((freed) => {
-        if (freed.length > 0) this.deps.log(`user-namespace id ranges freed: ${freed.join(', ')}`);
+        if (freed.length > 0) this.deps.log(`user-namespace id ranges freed: ${freed.map((f) => f.service).join(', ')}`);
       })
       .catch((err: Error) => this.deps.log(`freeing user-namespace id ranges: ${err.message}`));
   }

@@ -20,6 +20,8 @@ import { NativeRuntime } from '../../agent/runtime/native-runtime.js';
 import { containerIdFor, logPathFor } from '../../agent/worker/task-runner.js';
 import { Worker } from '../../agent/worker/worker.js';
 import { UsernsAllocator } from '../../agent/userns/allocator.js';
+import { decodeAcl } from '../../agent/userns/search-acl.js';
+import { lgetxattr } from '../../agent/runtime/native.js';
 import { dataPaths, defaultConfig, type DaemonConfig } from '../../daemon/config.js';
 import { prepareDataRoot } from '../../daemon/data-root.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
@@ -142,11 +144,17 @@ async function outputUntil(node: Node, task: Task, marker: string): Promise<stri
   );
 }
 
+/** The named groups of a directory's access ACL. */
+function aclGroups(dir: string): number[] {
+  const value = lgetxattr(dir, 'system.posix_acl_access');
+  return value === undefined ? [] : decodeAcl(value).flatMap((e) => (e.tag === 0x08 ? [e.id] : []));
+}
+
 /** What the escape probes print: one "name=ok" or "name=denied" line each. */
 const ESCAPE_PROBES = [
   'cat /host/shadow >/dev/null 2>/tmp/e && echo read0600=ok || { echo read0600=denied; cat /tmp/e; }',
   'touch /host/rootdir/planted 2>/tmp/e && echo writedir=ok || { echo writedir=denied; cat /tmp/e; }',
-  'echo x >>/host/shadow 2>/tmp/e && echo append=ok || { echo append=denied; cat /tmp/e; }',
+  ': >/tmp/e; echo x >>/host/shadow 2>/tmp/e && echo append=ok || { echo append=denied; cat /tmp/e; }',
   'chown 0:0 /host/rootdir 2>/tmp/e && echo chown=ok || { echo chown=denied; cat /tmp/e; }',
 ].join('; ');
 
@@ -204,6 +212,14 @@ test('userns auto: root inside is an unprivileged range outside; host root files
   t.is((await stat(join(node.config.dataRoot, 'userns'))).mode & 0o777, 0o700);
   t.deepEqual((JSON.parse(await readFile(allocations, 'utf8')) as { services: Record<string, number> }).services, { '_/confined': 0 });
 
+  // An agent started again (a new allocator over the same directory) finds the same range.
+  const again = new UsernsAllocator({ dir: join(node.config.dataRoot, 'userns'), subidFiles: node.subid });
+  t.like(await again.held('_/confined'), { uidStart: SUBUID_START, gidStart: 0x7000_0000, size: 65_536 });
+  // The way to the container's mounts: search for the range's root group only, modes as before.
+  const containers = dataPaths(node.config).containers;
+  t.is((await stat(containers)).mode & 0o777, 0o710);
+  t.true(aclGroups(containers).includes(0x7000_0000), 'containers/ lets the range root pass');
+
   // No task of the service left: its range and its shifted layers are freed.
   node.worker.reconcile([], node.files);
   await eventually('the range to be freed', async () => {
@@ -211,6 +227,8 @@ test('userns auto: root inside is an unprivileged range outside; host root files
     return Object.keys(services).length === 0;
   });
   await t.throwsAsync(stat(join(node.config.dataRoot, 'userns', 'layers', `${SUBUID_START}-${0x7000_0000}`)), { code: 'ENOENT' });
+  t.deepEqual(aclGroups(containers), [], 'and its search grant is gone');
+  t.is((await stat(containers)).mode & 0o777, 0o710);
 });
 
 test('control: the same probes with the host ids reach the host files (the refusal above is the namespace)', async (t) => {
