@@ -52,9 +52,18 @@ export function parseStackSettings(text: string | undefined, what: string): Stac
   return admission ? { admission } : {};
 }
 
-/** The stored text with `change` made, every other key kept (a newer manager's settings survive an older one's write). */
+/**
+ * The stored text with `change` made, every other key kept (a newer manager's settings survive an
+ * older one's write). A stored value that is not a JSON object is replaced: it holds nothing to
+ * keep, and an admin's update is the way out of the refusals it causes.
+ */
 export function updateClusterSettingsText(text: string | undefined, change: ClusterSettingsChange, what: string): string {
-  const object = text === undefined ? {} : parseObject(text, what);
+  let object: Record<string, unknown> = {};
+  try {
+    if (text !== undefined) object = parseObject(text, what);
+  } catch {
+    // Deliberately replaced, as said above.
+  }
   return JSON.stringify({ ...object, ...change });
 }
 

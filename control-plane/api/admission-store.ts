@@ -27,13 +27,22 @@ export function stackSettingsKey(stack: string): string {
   return `${STACK_SETTINGS_PREFIX}${stack === '' ? '_' : stack}`;
 }
 
-export async function readClusterSettings(store: Store): Promise<ClusterSettings> {
-  return parseClusterSettings((await store.get(CLUSTER_SETTINGS_KEY))?.value, CLUSTER_SETTINGS_KEY);
-}
-
 /** The cluster default in force: the stored one, or DEFAULT_CLUSTER_ADMISSION. */
 export function clusterDefaultOf(settings: ClusterSettings): AdmissionLevel {
   return settings.defaultAdmission ?? DEFAULT_CLUSTER_ADMISSION;
+}
+
+/**
+ * The cluster default for ClusterInfo. A settings value that does not parse is reported, not
+ * thrown: ClusterInfo is how a joining manager starts, and Apply refuses on such a value anyway.
+ */
+export async function describeClusterDefault(store: Store): Promise<string> {
+  const kv = await store.get(CLUSTER_SETTINGS_KEY);
+  try {
+    return clusterDefaultOf(parseClusterSettings(kv?.value, CLUSTER_SETTINGS_KEY));
+  } catch (err) {
+    return `unreadable (${(err as Error).message})`;
+  }
 }
 
 /** Changes the cluster settings by compare-and-swap on the key's revision; returns them as written. */

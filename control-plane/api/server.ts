@@ -37,7 +37,7 @@ import type { Authenticate } from '../auth/authenticate.js';
 import type { Caller } from '../auth/caller.js';
 import { authorizeMemberChange, authorizeMethod, isMutating, redactFor, type ApiMethod } from '../auth/authorization.js';
 import { declaredStackLevels, type AdmissionRole } from '../../common/resources/admission-levels.js';
-import { clusterDefaultOf, planAdmission, readClusterSettings, updateClusterSettings } from './admission-store.js';
+import { clusterDefaultOf, describeClusterDefault, planAdmission, updateClusterSettings } from './admission-store.js';
 import { validateClusterUpdate } from './cluster-update.js';
 import { guardService } from './guard.js';
 import type { UnauthenticatedCaller } from '../audit/audit-entry.js';
@@ -699,7 +699,7 @@ export class ApiServer {
         return { defaultAdmission: clusterDefaultOf(settings) };
       }),
       ClusterInfo: this.unary('ClusterInfo', async () => ({
-        defaultAdmission: clusterDefaultOf(await readClusterSettings(this.deps.store)),
+        defaultAdmission: await describeClusterDefault(this.deps.store),
         clusterId: this.deps.clusterId,
         version: this.deps.version,
         storeBackend: this.deps.storeBackend,

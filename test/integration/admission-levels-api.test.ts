@@ -21,6 +21,7 @@ import { STACK_ADMISSION_LABEL } from '../../common/resources/admission-levels.j
 import type { UserRole } from '../../common/identity/certificate.js';
 import { ApiServer, type AuditRecord } from '../../control-plane/api/server.js';
 import { certificateAuthenticator } from '../../control-plane/auth/authenticate.js';
+import { CLUSTER_SETTINGS_KEY } from '../../control-plane/api/admission-store.js';
 import { MemoryStore } from '../../control-plane/store/memory-store.js';
 import { testPki, type TestPki } from '../helpers/test-pki.js';
 import { apiClient, unary } from '../security/grpc-calls.js';
@@ -34,6 +35,7 @@ interface Fixture {
   dir: string;
   address: string;
   audit: AuditRecord[];
+  store: MemoryStore;
   client(name: string, role: UserRole): Promise<ApiClient>;
   context(name: string, role: UserRole): Promise<string>;
 }
@@ -71,6 +73,7 @@ async function startFixture(t: { teardown(fn: () => Promise<void> | void): void 
     dir,
     address,
     audit,
+    store,
     client: async (name, role) => {
       const client = connect(address, await pki.user(name, role));
       clients.push(client);
@@ -247,4 +250,15 @@ test('an admin changes the cluster default with tsctl cluster update; an operato
       ['ada', 'ok'],
     ],
   );
+});
+
+test('a cluster settings value that does not parse refuses every Apply (fail closed) until an admin sets the default again', async (t) => {
+  const f = await startFixture(t);
+  const admin = await f.client('ada', 'admin');
+  await f.store.put(CLUSTER_SETTINGS_KEY, '{"defaultAdmission":"lax"}');
+  const refused = await refusal(t, admin.apply({ objectsJson: [service('shop', 'web', {})] }));
+  t.regex(refused.message, /\/tessera\/settings\/cluster: defaultAdmission is not an admission level/);
+  t.regex((await clusterInfo(f, 'vera', 'viewer')).defaultAdmission, /^unreadable \(/);
+  t.is((await admin.updateCluster({ defaultAdmission: 'baseline' })).defaultAdmission, 'baseline');
+  t.is((await admin.apply({ objectsJson: [service('shop', 'web', {})] })).results[0]?.action, 'created');
 });

@@ -258,6 +258,8 @@ test('cluster and stack settings: parsed strictly, updated keeping keys this ver
     defaultAdmission: 'baseline',
   });
   t.deepEqual(JSON.parse(updateClusterSettingsText(undefined, { defaultAdmission: 'baseline' }, 'k')), { defaultAdmission: 'baseline' });
+  // A value that is not an object is what an admin's update repairs.
+  t.deepEqual(JSON.parse(updateClusterSettingsText('{oops', { defaultAdmission: 'restricted' }, 'k')), { defaultAdmission: 'restricted' });
   t.deepEqual(parseStackSettings(updateStackSettingsText(undefined, 'restricted', 'k'), 'k'), { admission: 'restricted' });
 });
 
