@@ -4,6 +4,8 @@
 
 /** Wrong keys allowed back to back before each further attempt has to wait. */
 export const FREE_ATTEMPTS = 3;
+/** The wait after the first slowed attempt; it doubles with each further wrong key. */
+export const FIRST_WAIT_MS = 10_000;
 /** The longest wait between two attempts. */
 export const MAX_WAIT_MS = 60_000;
 
@@ -26,7 +28,7 @@ export class UnlockAttempts {
   /** Records a wrong key; returns how long the next attempt must wait (0 for the first few). */
   recordFailure(): number {
     this.failures++;
-    const wait = this.failures < FREE_ATTEMPTS ? 0 : Math.min(MAX_WAIT_MS, 1000 * 2 ** (this.failures - FREE_ATTEMPTS));
+    const wait = this.failures < FREE_ATTEMPTS ? 0 : Math.min(MAX_WAIT_MS, FIRST_WAIT_MS * 2 ** (this.failures - FREE_ATTEMPTS));
     this.notBefore = this.now() + wait;
     return wait;
   }

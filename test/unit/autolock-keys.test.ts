@@ -18,6 +18,7 @@ import {
   unlockKeyringForGood,
   unlockedKek,
 } from '../../control-plane/raft/storage/keyring-lock.js';
+import { FIRST_WAIT_MS, MAX_WAIT_MS, UnlockAttempts } from '../../daemon/unlock-attempts.js';
 import { base32Decode, base32Encode, deriveKek, formatUnlockKey, newUnlockKey, parseUnlockKey } from '../../control-plane/raft/storage/unlock-key.js';
 
 test('base32 round-trips every length and refuses non-canonical spare bits', (t) => {
@@ -158,4 +159,20 @@ test('shredFile overwrites before it unlinks, and is a no-op for a missing file'
   t.true(await shredFile(join(dir, KEK_FILE)));
   t.false(await shredFile(join(dir, KEK_FILE)));
   t.deepEqual(await readdir(dir), ['deks']);
+});
+
+test('wrong unlock keys: three are taken back to back, then each waits twice as long as the last, up to a minute', (t) => {
+  let now = 0;
+  const attempts = new UnlockAttempts(() => now);
+  t.is(attempts.recordFailure(), 0);
+  t.is(attempts.recordFailure(), 0);
+  t.is(attempts.waitMs(), 0);
+  t.is(attempts.recordFailure(), FIRST_WAIT_MS);
+  t.is(attempts.waitMs(), FIRST_WAIT_MS);
+  now += FIRST_WAIT_MS;
+  t.is(attempts.waitMs(), 0);
+  t.is(attempts.recordFailure(), 2 * FIRST_WAIT_MS);
+  for (let i = 0; i < 10; i++) attempts.recordFailure();
+  t.is(attempts.waitMs(), MAX_WAIT_MS);
+  t.is(attempts.failed, 14);
 });

@@ -1,0 +1,143 @@
+// Autolock with real tsd processes and real files (autolock-lab.ts): `tsd init --autolock`, a
+// locked manager after a restart that serves nothing but the unlock call on its root socket, wrong
+// keys refused, rotation of the unlock key across three managers (a restarted one opens with the
+// new key only), autolock turned off (a kek file again). After each, the data roots (logs, audit
+// log, Raft files) are searched for the unlock keys: they must not be anywhere on disk.
+import test, { type ExecutionContext } from 'ava';
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { unlockedKek } from '../../control-plane/raft/storage/keyring-lock.js';
+import { newUnlockKey, parseUnlockKey } from '../../control-plane/raft/storage/unlock-key.js';
+import { eventually } from '../helpers/eventually.js';
+import { filesUnder } from '../helpers/files-under.js';
+import { makeLab, type Lab, type LabNode } from './autolock-lab.js';
+
+const UNLOCK_KEY = /TSUK-1-[a-z2-7]{52}/;
+
+function keysDir(n: LabNode): string {
+  return join(n.dataRoot, 'raft', 'keys');
+}
+
+async function keyFiles(n: LabNode): Promise<string[]> {
+  return (await readdir(keysDir(n))).filter((f) => !f.startsWith('.')).sort();
+}
+
+function keyIn(out: string): string {
+  const key = UNLOCK_KEY.exec(out)?.[0];
+  if (!key) throw new Error(`no unlock key in: ${out}`);
+  return key;
+}
+
+async function ready(lab: Lab, n: LabNode): Promise<void> {
+  await eventually(
+    `${n.name} to serve the API`,
+    async () => ((await lab.tsctl(n, 'get', 'nodes', '-o', 'json').catch(() => '')).includes('"ready"') ? true : undefined),
+    90_000,
+  );
+}
+
+async function locked(lab: Lab, n: LabNode): Promise<void> {
+  await eventually(`${n.name} to wait locked`, async () => ((await lab.log(n)).includes('this manager is locked') ? true : undefined), 60_000);
+}
+
+/** Every file under the data roots (and the lab's sockets' directory) holding one of the keys, as text or as its raw bytes' base32. */
+async function filesHolding(nodes: LabNode[], keys: string[]): Promise<string[]> {
+  const hits: string[] = [];
+  for (const n of nodes) {
+    for (const file of await filesUnder(n.dataRoot)) {
+      const info = await stat(file).catch(() => undefined);
+      if (!info?.isFile()) continue;
+      const bytes = await readFile(file).catch(() => Buffer.alloc(0));
+      for (const key of keys) {
+        if (bytes.includes(key.slice('TSUK-1-'.length)) || bytes.includes(parseUnlockKey(key))) hits.push(`${file} holds ${key.slice(0, 12)}…`);
+      }
+    }
+  }
+  return hits;
+}
+
+async function opensWith(n: LabNode, key: string): Promise<boolean> {
+  return (await unlockedKek(keysDir(n), parseUnlockKey(key))) !== undefined;
+}
+
+async function listening(lab: Lab, n: LabNode): Promise<string> {
+  return lab.inNetns(n, 'ss', '-Hltn');
+}
+
+function logOnFailure(t: ExecutionContext, lab: Lab): void {
+  t.teardown(async () => {
+    if (t.passed) return;
+    for (const n of lab.nodes) t.log(`--- ${n.name}\n${(await lab.log(n)).split('\n').slice(-40).join('\n')}`);
+  });
+}
+
+test.serial('tsd init --autolock: no kek file; restarted, the manager serves only the unlock call until the right key comes', async (t) => {
+  const lab = await makeLab(1);
+  t.teardown(() => lab.destroy());
+  logOnFailure(t, lab);
+  const [m1] = lab.nodes as [LabNode];
+  await lab.start(m1, ['init', '--autolock']);
+  await ready(lab, m1);
+
+  // The key is on no disk: keys/ holds the wrapped data keys and the salt, no kek file.
+  t.deepEqual(await keyFiles(m1), ['deks', 'unlock']);
+  const log = await lab.log(m1);
+  t.regex(log, /Autolock is on\. This output is not a terminal, so the unlock key is not printed here/);
+  t.notRegex(log, UNLOCK_KEY);
+  const key = keyIn(await lab.tsctl(m1, 'cluster', 'unlock-key'));
+  t.true(await opensWith(m1, key), 'the keyring is wrapped under the KEK derived from the unlock key');
+  t.regex(await lab.tsctl(m1, 'cluster', 'unlock'), /manager mgr-1 is not locked/);
+
+  await lab.kill9(m1);
+  await lab.start(m1, ['run']);
+  await locked(lab, m1);
+  // Nothing but the root socket: no TLS port (API, dispatcher, NodeCA, Raft), no metrics.
+  t.notRegex(await listening(lab, m1), /:742[01]\b/);
+  const refused = await lab.tsctlWithInput(m1, '', 'get', 'nodes');
+  t.not(refused.code, 0);
+  t.regex(refused.stderr, /locked \(autolock\).*tsctl cluster unlock/);
+  t.regex(await lab.tsctl(m1, 'cluster', 'unlock-key').catch((err: Error) => err.message), /locked/);
+
+  // Wrong keys: refused, counted, then slowed.
+  const other = newUnlockKey();
+  const wrong = await lab.tsctlWithInput(m1, `${other}\n`, 'cluster', 'unlock');
+  t.not(wrong.code, 0);
+  t.regex(wrong.stderr, /wrong unlock key/);
+  const malformed = await lab.tsctlWithInput(m1, 'nonsense\n', 'cluster', 'unlock');
+  t.regex(malformed.stderr, /unlock key: expected TSUK-1-<key>/);
+  t.notRegex(malformed.stderr, /nonsense/);
+  const third = await lab.tsctlWithInput(m1, `${other}\n`, 'cluster', 'unlock');
+  t.regex(third.stderr, /wrong unlock key.*next attempt is taken in \d+ s/);
+  const slowed = await lab.tsctlWithInput(m1, `${key}\n`, 'cluster', 'unlock');
+  t.regex(slowed.stderr, /3 wrong unlock keys: try again in \d+ s/);
+  t.regex(await lab.log(m1), /a wrong unlock key was refused \(3 wrong so far\)/);
+
+  // A key file others may read is refused before it is sent.
+  const keyFile = join(m1.dataRoot, '..', 'unlock-key');
+  await writeFile(keyFile, `${key}\n`, { mode: 0o644 });
+  const loose = await lab.tsctlWithInput(m1, '', 'cluster', 'unlock', '--key-file', keyFile);
+  t.regex(loose.stderr, /must be its owner's alone \(chmod 600\)/);
+  await rm(keyFile);
+  await writeFile(keyFile, `${key}\n`, { mode: 0o600 });
+  await eventually(
+    'the unlock to be taken',
+    async () => {
+      const res = await lab.tsctlWithInput(m1, '', 'cluster', 'unlock', '--key-file', keyFile);
+      return res.code === 0 ? res.stdout : undefined;
+    },
+    30_000,
+    1000,
+  );
+  await rm(keyFile);
+  await ready(lab, m1);
+  t.deepEqual(await keyFiles(m1), ['deks', 'unlock']);
+  t.regex(await listening(lab, m1), /:7420\b/);
+
+  // Audited: who read the key; and the key itself nowhere on disk (logs, audit log, Raft files).
+  t.regex(
+    await readFile(join(m1.dataRoot, 'audit', 'audit.log'), 'utf8'),
+    /"method":"UnlockKey".*"caller":"local:root"|"caller":"local:root".*"method":"UnlockKey"/,
+  );
+  t.deepEqual(await filesHolding([m1], [key]), []);
+});
