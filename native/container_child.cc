@@ -373,7 +373,9 @@ void RunContainerChild(const SpawnPlan& plan, const ChildFds& fds) {
   // visible before pivot_root) reaches the container's copies; the container's own /proc/sys is
   // read-only later on.
   Must(WriteSysctls(plan, &e), e, fds);
-  unsigned long propagation = plan.rootPropagation != 0 ? plan.rootPropagation : static_cast<unsigned long>(MS_PRIVATE);
+  // pivot_root refuses a shared root and a mount cannot be bound once unbindable: those two are
+  // set on the container's root after the pivot, in this namespace only.
+  unsigned long propagation = (plan.rootPropagation & MS_SLAVE) != 0 ? MS_SLAVE : static_cast<unsigned long>(MS_PRIVATE);
   if (mount(nullptr, "/", nullptr, MS_REC | propagation, nullptr) != 0) Fail(fds, errno, "set propagation of /", nullptr);
   if (mount(plan.rootfs.c_str(), plan.rootfs.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
     Fail(fds, errno, "bind rootfs onto itself", plan.rootfs.c_str());
@@ -384,6 +386,8 @@ void RunContainerChild(const SpawnPlan& plan, const ChildFds& fds) {
   close(rootFd);
   PivotRoot(plan, fds);
   MaskAndProtect(plan, fds);
+  if ((plan.rootPropagation & (MS_SHARED | MS_UNBINDABLE)) != 0 && mount(nullptr, "/", nullptr, plan.rootPropagation, nullptr) != 0)
+    Fail(fds, errno, "set propagation of the container's root", nullptr);
   umask(022);
   ApplyProcessSecurity(plan, fds);
   if (chdir(plan.cwd.c_str()) != 0) Fail(fds, errno, "chdir to cwd", plan.cwd.c_str());

@@ -227,9 +227,13 @@ void SecurityFromJs(Napi::Env env, Napi::Object obj, SpawnPlan* plan) {
   if (Present(obj, "domainname")) plan->domainname = Str(obj, "", "domainname");
   if (Present(obj, "rootPropagation")) {
     std::string p = Str(obj, "", "rootPropagation");
+    const bool rec = p.size() > 1 && p[0] == 'r';
+    const std::string kind = rec ? p.substr(1) : p;
     if (p == "private") plan->rootPropagation = MS_PRIVATE;
     else if (p == "slave") plan->rootPropagation = MS_SLAVE;
-    else throw Napi::TypeError::New(env, "spawn plan: rootPropagation must be 'private' or 'slave'");
+    else if (kind == "shared") plan->rootPropagation = MS_SHARED | (rec ? MS_REC : 0);
+    else if (kind == "unbindable") plan->rootPropagation = MS_UNBINDABLE | (rec ? MS_REC : 0);
+    else throw Napi::TypeError::New(env, "spawn plan: rootPropagation must be private, slave, [r]shared or [r]unbindable");
   }
   if (Present(obj, "namespacePaths")) {
     Napi::Array arr = Arr(obj, "", "namespacePaths");

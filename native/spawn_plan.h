@@ -92,7 +92,9 @@ struct SpawnPlan {
   std::string oomScoreAdj;  // decimal text, written as is
   std::vector<ChildSysctl> sysctls;
   std::string domainname;
-  unsigned long rootPropagation = 0;  // MS_PRIVATE or MS_SLAVE; MS_REC is added
+  // MS_PRIVATE or MS_SLAVE (MS_REC is added), applied before the mounts; or MS_SHARED or
+  // MS_UNBINDABLE (with MS_REC for the r* forms): private before, this on the new root after pivot_root.
+  unsigned long rootPropagation = 0;
   std::vector<struct sock_filter> seccompFilter;  // compiled BPF; empty = no filter
 
   // Filled by Prepare(): NULL-terminated pointer arrays into the strings above.

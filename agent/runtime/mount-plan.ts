@@ -97,7 +97,12 @@ export async function planMounts(mounts: OciMount[], field: string, cgroup?: Cgr
         throw new Error(`${where}: bind source ${m.source}: ${err.code ?? err.message}`);
       });
       targetKind = st.isDirectory() ? 'dir' : 'file';
-      if (data.length > 0) throw new Error(`${where}: unknown option(s) for a bind mount: ${data.join(', ')}`);
+      // File-system parameters (key=value, e.g. a tmpfs's mode=755 shared by a spec's mount
+      // entries) do not apply to a bind: the kernel ignores mount(2)'s data with MS_BIND, and so
+      // do runc and crun. A bare word that is no mount flag is still a mistake.
+      const unknown = data.filter((option) => !option.includes('='));
+      if (unknown.length > 0) throw new Error(`${where}: unknown option(s) for a bind mount: ${unknown.join(', ')}`);
+      data.length = 0;
     }
     const readonly = flags.has('rdonly');
     planned.push({

@@ -76,8 +76,13 @@ export interface NativeSecurityPlan {
   /** /proc/sys files and values, written inside the container's namespaces. */
   sysctls: Array<{ path: string; value: string }>;
   domainname: string;
-  /** Propagation of every mount in the container's mount namespace before its mounts are made. */
-  rootPropagation: 'private' | 'slave';
+  /**
+   * linux.rootfsPropagation. private and slave (always recursive) apply to every mount in the
+   * container's mount namespace before its mounts are made. shared and unbindable keep them
+   * private until after pivot_root (which refuses a shared root) and then apply to the container's
+   * root mount, in the container's own namespace only (the r* forms to every mount below it too).
+   */
+  rootPropagation: 'private' | 'slave' | 'shared' | 'rshared' | 'unbindable' | 'runbindable';
   /** Existing namespaces the init joins with setns instead of creating them. */
   namespacePaths: Array<{ type: NamespaceKind; path: string }>;
   /** uid_map and gid_map contents, written by the runtime after clone; null without a user namespace. */
@@ -113,8 +118,8 @@ function rootPropagationOf(spec: OciSpec, source: string): NativeSecurityPlan['r
   const p = spec.linux?.rootfsPropagation;
   if (p === undefined || p === 'private' || p === 'rprivate') return 'private';
   if (p === 'slave' || p === 'rslave') return 'slave';
-  // A shared root would need the rootfs's parent mount made private for pivot_root; not done.
-  throw new Error(`${source}: linux.rootfsPropagation '${p}' is not supported (use private, rprivate, slave or rslave)`);
+  if (p === 'shared' || p === 'rshared' || p === 'unbindable' || p === 'runbindable') return p;
+  throw new Error(`${source}: linux.rootfsPropagation '${p}' is not supported (use shared, slave, private or unbindable, optionally r-prefixed)`);
 }
 
 /**

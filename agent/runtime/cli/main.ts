@@ -8,7 +8,6 @@ import { Command } from 'commander';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { NativeRuntime } from '../native-runtime.js';
-import { readBundleConfig } from '../oci-config.js';
 import type { ExecProcess } from '../types.js';
 import { unlessAbsent } from '../../fs-errors.js';
 import { parseSignal, parseUser, type RuncState } from './args.js';
@@ -88,24 +87,41 @@ async function run(program: Command, id: string, bundle: string): Promise<number
   }
 }
 
+/**
+ * The version of the runtime spec our state output follows (the state's ociVersion is that, not
+ * the config's). config.json is not read again after create: the spec says later edits to it
+ * must not affect the container.
+ */
+const STATE_OCI_VERSION = '1.0.2';
+
 async function state(program: Command, id: string): Promise<RuncState> {
   const { runtime } = runtimeOf(program);
   const current = await runtime.state(id);
   if (current === undefined) throw new Error(`container '${id}' does not exist`);
-  const spec = await readBundleConfig(current.bundle);
-  const stored = JSON.parse(await fs.readFile(path.join(runtime.stateDir(id), 'state.json'), 'utf8')) as { createdAt: string };
+  const dir = runtime.stateDir(id);
+  const stored = JSON.parse(await fs.readFile(path.join(dir, 'state.json'), 'utf8')) as { createdAt: string };
+  const plan = JSON.parse(await fs.readFile(path.join(dir, 'plan.json'), 'utf8')) as { rootfs: string };
   return {
-    ociVersion: spec.ociVersion,
+    ociVersion: STATE_OCI_VERSION,
     id,
     pid: current.status === 'stopped' ? 0 : current.pid,
     status: current.status,
     bundle: current.bundle,
-    rootfs: path.resolve(current.bundle, spec.root.path),
+    rootfs: plan.rootfs,
     created: stored.createdAt,
     owner: '',
     // Not in runc's state: what this container runs without that its spec asked for.
     ...(current.warnings !== undefined ? { warnings: current.warnings } : {}),
   };
+}
+
+/** `kill`: as the spec's kill operation, an error unless the container is created or running. */
+async function kill(program: Command, id: string, signal: number): Promise<void> {
+  const { runtime } = runtimeOf(program);
+  const current = await runtime.state(id);
+  if (current === undefined) throw new Error(`container '${id}' does not exist`);
+  if (current.status === 'stopped') throw new Error(`kill container ${id}: it is stopped (only a created or running container takes signals)`);
+  await runtime.kill(id, signal);
 }
 
 /** `list`: every container in the root, as runc prints them (a table, ids alone with -q, or JSON). */
@@ -204,7 +220,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<id>')
     .argument('[signal]', 'signal name or number', 'SIGTERM')
     .option('-a, --all', 'accepted for runc compatibility (the pid namespace dies with its init)')
-    .action(async (id: string, signal: string) => runtimeOf(program).runtime.kill(id, parseSignal(signal)));
+    .action(async (id: string, signal: string) => kill(program, id, parseSignal(signal)));
   program
     .command('list')
     .option('-q, --quiet', 'print only the container ids')
