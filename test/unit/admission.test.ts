@@ -73,7 +73,12 @@ test('ALL and capabilities beyond the default set are refused, one message each'
 test('sysctls outside the safe set are refused, namespaced or not', (t) => {
   const problems = baselineProblems(service({ sysctls: { 'net.ipv4.tcp_syncookies': '1', 'net.core.somaxconn': '1024', 'kernel.msgmax': '65536' } }));
   t.is(problems.length, 2);
-  t.true(problems[0]!.startsWith('Service web: spec.sysctls["net.core.somaxconn"]: not allowed for operators (admission level baseline: only Kubernetes\' safe sysctls: '), problems[0]);
+  t.true(
+    problems[0]!.startsWith(
+      'Service web: spec.sysctls["net.core.somaxconn"]: not allowed for operators (admission level baseline: only Kubernetes\' safe sysctls: ',
+    ),
+    problems[0],
+  );
   t.true(problems[1]!.startsWith('Service web: spec.sysctls["kernel.msgmax"]: '), problems[1]);
 });
 
