@@ -385,6 +385,8 @@ test.serial('delete leaves no container, mount, veth or cgroup behind', async (t
 test.serial(
   'with --live-restore, stopping tsd (SIGTERM, as systemd does) leaves containers and their network running; the next tsd takes them over',
   async (t) => {
+    const web = await writeManifest('web-live', manifest('web', 1));
+    await node.tsctl('apply', '-f', web);
     const before = await eventually('web to run', () => running('web', 1), 30_000);
     const pid = before[0]!.status.pid!;
     await node.killDaemon();
@@ -399,6 +401,7 @@ test.serial(
     const after = await eventually('web to be running again', () => running('web', 1), 30_000);
     t.is(after[0]!.status.pid, pid, 'the same container, taken over');
     t.regex(await fetchPage('127.0.0.1', 8080), /^hello from web-1-/);
+    await node.tsctl('delete', '-f', web);
   },
 );
 
