@@ -10,12 +10,13 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { normalizeCgroupsPath, openCgroupDriver, wholeDisksBacking, type CgroupDriver, type CgroupRecord } from './cgroups/index.js';
 import { startExec } from './exec.js';
+import { runHooksOrFail, runHooksWarning, STATE_OCI_VERSION, type HookState } from './hooks.js';
 import { SHIM_PATH, spawnShim, type ShimLaunchOptions, type ShimSpawned } from './native.js';
 import { readBundleConfig } from './oci-config.js';
 import { ShimClient, ShimGoneError, readExitFile } from './shim-client.js';
 import { buildSpawnPlan, resolveRootfs } from './spawn-plan.js';
 import { processStartTime, StateStore, validateContainerId, type StoredState } from './state-store.js';
-import type { ContainerRuntime, ContainerState, ContainerStats, CreateOptions, ExecOptions, ExecProcess, ExitStatus } from './types.js';
+import type { ContainerRuntime, ContainerState, ContainerStats, CreateOptions, ExecOptions, ExecProcess, ExitStatus, OciSpec } from './types.js';
 import { exists } from '../fs-errors.js';
 
 export interface NativeRuntimeOptions {
@@ -27,6 +28,8 @@ export interface NativeRuntimeOptions {
   cgroupParent?: string;
   /** The tessera-shim executable; default the one built next to the addon. */
   shimPath?: string;
+  /** Where failures that do not stop the lifecycle go (poststart and poststop hooks); default process.emitWarning. */
+  warn?: (message: string) => void;
 }
 
 /** The exit reported when neither the shim nor exit.json can tell (the shim was killed). */
@@ -37,6 +40,7 @@ export class NativeRuntime implements ContainerRuntime {
   private readonly cgroupMountRoot: string;
   private readonly cgroupParent: string;
   private readonly shimPath: string;
+  private readonly warn: (message: string) => void;
   private cgroups?: Promise<CgroupDriver>;
 
   constructor(options: NativeRuntimeOptions) {
@@ -44,6 +48,7 @@ export class NativeRuntime implements ContainerRuntime {
     this.cgroupMountRoot = options.cgroupMountRoot ?? '/sys/fs/cgroup';
     this.cgroupParent = normalizeCgroupsPath(options.cgroupParent ?? 'tessera', 'cgroupParent');
     this.shimPath = options.shimPath ?? SHIM_PATH;
+    this.warn = options.warn ?? ((message) => process.emitWarning(message));
   }
 
   async create(id: string, bundleDir: string, options: CreateOptions): Promise<ContainerState> {
@@ -103,12 +108,15 @@ export class NativeRuntime implements ContainerRuntime {
           shimPid: child.shimPid,
           shimStartTime: shimStartTime ?? '',
           ...(plan.warnings.length > 0 ? { warnings: plan.warnings } : {}),
+          ...storedHooksOf(spec),
         };
         await this.store.write(state);
+        await runHooksOrFail(spec.hooks?.createRuntime, hookStateOf(state, 'created'), 'createRuntime');
       } catch (err) {
         // The init (just created by us, blocked before execve) must not outlive a failed create;
-        // its shim exits with it.
+        // its shim exits with it, before the cgroup can go.
         killQuietly(child.pid);
+        await this.waitShimGone({ shimPid: child.shimPid, shimStartTime: (await processStartTime(child.shimPid)) ?? '' });
         throw err;
       }
       return { id, pid: child.pid, status: 'created', bundle };
@@ -126,8 +134,19 @@ export class NativeRuntime implements ContainerRuntime {
     }
   }
 
+  /** Runs the prestart hooks, releases the init into execve, then runs the poststart hooks. */
   async start(id: string): Promise<void> {
     const state = await this.mustRead(id);
+    // Not created (already started or stopped): the shim's refusal below says so.
+    if (state.hooks?.prestart !== undefined && (await this.statusOf(state)) === 'created') {
+      try {
+        await runHooksOrFail(state.hooks.prestart, hookStateOf(state, 'created'), 'prestart');
+      } catch (err) {
+        // A failed prestart hook stops the container (runtime-spec lifecycle); delete cleans up.
+        await this.kill(id, 'SIGKILL');
+        throw new Error(`start container ${id}: ${(err as Error).message}`, { cause: err });
+      }
+    }
     try {
       await this.shim(id).start();
     } catch (err) {
@@ -139,6 +158,7 @@ export class NativeRuntime implements ContainerRuntime {
       throw new Error(`start container ${id}: ${reason}`, { cause: err });
     }
     await this.store.write({ ...state, status: 'running' });
+    await runHooksWarning(state.hooks?.poststart, hookStateOf(state, 'running'), 'poststart', this.warn);
   }
 
   async kill(id: string, signal: NodeJS.Signals | number): Promise<void> {
@@ -195,6 +215,7 @@ export class NativeRuntime implements ContainerRuntime {
       throw new Error(`delete container ${id}: it is still running (pid ${stored.pid}, ${status}); kill it first`);
     }
     await this.waitShimGone(stored);
+    await runHooksWarning(stored.hooks?.poststop, hookStateOf(stored, 'stopped'), 'poststop', this.warn);
     const cgroups = await this.cgroupDriver();
     await cgroups.remove(stored.cgroup);
     await this.store.remove(id);
@@ -248,14 +269,14 @@ export class NativeRuntime implements ContainerRuntime {
     return { ...UNKNOWN_EXIT, oomKilled: await cgroups.oomKilled(state.cgroup) };
   }
 
-  private async shimAlive(state: StoredState): Promise<boolean> {
+  private async shimAlive(state: Pick<StoredState, 'shimPid' | 'shimStartTime'>): Promise<boolean> {
     if (state.shimPid === undefined) return false;
     const startTime = await processStartTime(state.shimPid);
     return startTime !== undefined && startTime === state.shimStartTime;
   }
 
   /** The shim exits just after recording the exit (about a millisecond): poll briefly and often, up to 2 s. */
-  private async waitShimGone(state: StoredState): Promise<void> {
+  private async waitShimGone(state: Pick<StoredState, 'shimPid' | 'shimStartTime'>): Promise<void> {
     const deadline = performance.now() + 2000;
     for (let delay = 0.5; (await this.shimAlive(state)) && performance.now() < deadline; delay = Math.min(delay * 2, 20)) {
       await new Promise((r) => setTimeout(r, delay));
@@ -287,6 +308,25 @@ function shimStdioOf(id: string, options: CreateOptions): ShimStdio {
     logFormat: options.logFormat ?? 'raw',
     logMaxSize: String(logMaxBytes),
     logMaxFiles: String(logMaxFiles),
+  };
+}
+
+/** The hooks and annotations state.json keeps for the hooks run after create. */
+function storedHooksOf(spec: OciSpec): Pick<StoredState, 'hooks' | 'annotations'> {
+  const { prestart, poststart, poststop } = spec.hooks ?? {};
+  const hooks = { ...(prestart ? { prestart } : {}), ...(poststart ? { poststart } : {}), ...(poststop ? { poststop } : {}) };
+  return { ...(Object.keys(hooks).length > 0 ? { hooks } : {}), ...(spec.annotations !== undefined ? { annotations: spec.annotations } : {}) };
+}
+
+/** The container's state as hooks read it on stdin; a stopped container has no pid. */
+function hookStateOf(state: StoredState, status: HookState['status']): HookState {
+  return {
+    ociVersion: STATE_OCI_VERSION,
+    id: state.id,
+    status,
+    ...(status !== 'stopped' ? { pid: state.pid } : {}),
+    bundle: state.bundle,
+    ...(state.annotations !== undefined ? { annotations: state.annotations } : {}),
   };
 }
 

@@ -73,6 +73,27 @@ const seccomp = z.object({
 
 const idMappings = z.array(z.object({ containerID: uint32, hostID: uint32, size: z.number().int().min(1).max(0xffff_ffff) })).max(340);
 
+const hook = z.object({
+  path: absolutePath,
+  args: z.array(z.string()).max(1024).optional(),
+  env: z
+    .array(z.string().refine((e) => e.indexOf('=') > 0, 'must be NAME=value'))
+    .max(1024)
+    .optional(),
+  timeout: z.number().int().min(1).optional(),
+});
+const hookList = z.array(hook).max(64).optional();
+/** Hooks run in the container's namespaces (createContainer, startContainer) are not implemented. */
+const containerHook = z.array(hook).max(0, 'hooks run inside the container are not supported by this runtime').optional();
+const hooks = z.object({
+  prestart: hookList,
+  createRuntime: hookList,
+  createContainer: containerHook,
+  startContainer: containerHook,
+  poststart: hookList,
+  poststop: hookList,
+});
+
 const PROPAGATIONS = ['shared', 'rshared', 'slave', 'rslave', 'private', 'rprivate', 'unbindable', 'runbindable'] as const;
 
 const ociSpecSchema = z.object({
@@ -139,6 +160,7 @@ const ociSpecSchema = z.object({
       mountLabel: z.string().max(0, 'SELinux mount labels are not supported by this runtime; remove the field').optional(),
     })
     .optional(),
+  hooks: hooks.optional(),
   annotations: z.record(z.string(), z.string()).optional(),
 });
 

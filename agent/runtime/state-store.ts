@@ -6,6 +6,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { CgroupRecord } from './cgroups-v1.js';
+import type { OciHooks } from './hooks.js';
 import type { NativeSpawnPlan } from './native.js';
 import type { ContainerState, ExitStatus } from './types.js';
 import { isNotFound, unlessAbsent } from '../fs-errors.js';
@@ -26,6 +27,10 @@ export interface StoredState {
   exit?: ExitStatus;
   /** What the spec asked for that the container runs without (e.g. ambient capabilities the kernel would not raise). */
   warnings?: string[];
+  /** The spec's hooks still to run after create, kept because config.json is not read again. */
+  hooks?: Pick<OciHooks, 'prestart' | 'poststart' | 'poststop'>;
+  /** The spec's annotations, for the state given to hooks. */
+  annotations?: Record<string, string>;
 }
 
 /** The files of a container's state directory that an older version wrote 0644. */

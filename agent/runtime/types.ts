@@ -2,6 +2,7 @@
 // (config.json + rootfs), so runc can run the same bundle as an oracle.
 
 import type { OciCapabilities } from './capabilities.js';
+import type { OciHooks } from './hooks.js';
 import type { OciSeccomp } from './seccomp.js';
 
 /** The subset of the OCI runtime-spec config.json the first cut honours. */
@@ -38,6 +39,7 @@ export interface OciSpec {
     rootfsPropagation?: string;
     mountLabel?: string;
   };
+  hooks?: OciHooks;
   annotations?: Record<string, string>;
 }
 

@@ -206,5 +206,5 @@ test("runc spec's bundle: the ambient capabilities left out are warnings in `tes
     ['CAP_KILL', 'CAP_NET_BIND_SERVICE', 'CAP_AUDIT_WRITE'],
   );
   for (const x of ambient) t.regex(x, /is not raised: it is not in the inheritable set/);
-  t.is((await w.ours('delete', id)).code, 0);
+  t.is((await w.ours('delete', '--force', id)).code, 0);
 });

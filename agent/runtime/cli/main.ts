@@ -7,6 +7,7 @@
 import { Command } from 'commander';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { STATE_OCI_VERSION } from '../hooks.js';
 import { NativeRuntime } from '../native-runtime.js';
 import type { ExecProcess } from '../types.js';
 import { unlessAbsent } from '../../fs-errors.js';
@@ -21,7 +22,10 @@ interface Globals {
 function runtimeOf(program: Command): { runtime: NativeRuntime; root: string } {
   const { root } = program.opts<Globals>();
   const abs = path.resolve(root);
-  return { runtime: new NativeRuntime({ stateRoot: path.join(abs, 'state'), cgroupParent: 'tessera-runtime' }), root: abs };
+  const warn = (message: string): void => {
+    process.stderr.write(`tessera-runtime: warning: ${message}\n`);
+  };
+  return { runtime: new NativeRuntime({ stateRoot: path.join(abs, 'state'), cgroupParent: 'tessera-runtime', warn }), root: abs };
 }
 
 function logPathOf(root: string, id: string): string {
@@ -87,17 +91,12 @@ async function run(program: Command, id: string, bundle: string): Promise<number
   }
 }
 
-/**
- * The version of the runtime spec our state output follows (the state's ociVersion is that, not
- * the config's). config.json is not read again after create: the spec says later edits to it
- * must not affect the container.
- */
-const STATE_OCI_VERSION = '1.0.2';
-
 async function state(program: Command, id: string): Promise<RuncState> {
   const { runtime } = runtimeOf(program);
   const current = await runtime.state(id);
   if (current === undefined) throw new Error(`container '${id}' does not exist`);
+  // config.json is not read again after create: the spec says later edits to it must not affect
+  // the container. The state's ociVersion is the spec version this output follows, not the config's.
   const dir = runtime.stateDir(id);
   const stored = JSON.parse(await fs.readFile(path.join(dir, 'state.json'), 'utf8')) as { createdAt: string };
   const plan = JSON.parse(await fs.readFile(path.join(dir, 'plan.json'), 'utf8')) as { rootfs: string };
@@ -153,8 +152,12 @@ async function del(program: Command, id: string, force: boolean): Promise<void> 
   const { runtime, root } = runtimeOf(program);
   const current = await runtime.state(id);
   if (current === undefined) throw new Error(`container '${id}' does not exist`);
-  // Like runc: a created container may be deleted (its init is killed); a running one needs --force.
-  if (current.status === 'created' || (force && current.status === 'running')) {
+  // The spec's delete refuses a container that is not stopped; --force kills it first. (runc 1.1
+  // also deletes a created container without --force, a deviation from the spec.)
+  if (current.status !== 'stopped' && !force) {
+    throw new Error(`delete container ${id}: it is ${current.status}; only a stopped container can be deleted (or use --force)`);
+  }
+  if (current.status !== 'stopped') {
     await runtime.kill(id, 'SIGKILL');
     await runtime.wait(id);
   }
