@@ -142,10 +142,10 @@ test.serial('tsd init --autolock: no kek file; restarted, the manager serves onl
   t.deepEqual(await filesHolding([m1], [key]), []);
 });
 
-async function joinManagers(t: ExecutionContext, lab: Lab): Promise<void> {
-  const [m1, ...rest] = lab.nodes as [LabNode, ...LabNode[]];
+async function joinManagers(t: ExecutionContext, lab: Lab, joining: LabNode[]): Promise<void> {
+  const m1 = lab.nodes[0]!;
   const token = keyOfJoin(await lab.tsctl(m1, 'cluster', 'join-token', 'manager'));
-  for (const m of rest) {
+  for (const m of joining) {
     // Through a 0600 file, never argv; removed once the node is in.
     const tokenFile = join(m.dataRoot, 'join-token');
     await writeFile(tokenFile, token, { mode: 0o600 });
@@ -170,63 +170,68 @@ function memberRow(out: string, name: string): string {
   return out.split('\n').find((line) => line.startsWith(`${name} `)) ?? '';
 }
 
-test.serial('three managers: autolock on, the key rotated (a restarted manager opens with the new key only), autolock off', async (t) => {
-  const lab = await makeLab(3);
-  t.teardown(() => lab.destroy());
-  logOnFailure(t, lab);
-  const [m1, m2, m3] = lab.nodes as [LabNode, LabNode, LabNode];
-  await lab.start(m1, ['init']);
-  await ready(lab, m1);
-  await joinManagers(t, lab);
-  for (const m of lab.nodes) t.deepEqual(await keyFiles(m), ['deks', 'kek']);
+test.serial(
+  'three managers: autolock on, a manager joins and re-wraps, the key rotated (a restarted manager opens with the new key only), autolock off',
+  async (t) => {
+    const lab = await makeLab(3);
+    t.teardown(() => lab.destroy());
+    logOnFailure(t, lab);
+    const [m1, m2, m3] = lab.nodes as [LabNode, LabNode, LabNode];
+    await lab.start(m1, ['init']);
+    await ready(lab, m1);
+    await joinManagers(t, lab, [m2]);
+    for (const m of [m1, m2]) t.deepEqual(await keyFiles(m), ['deks', 'kek']);
 
-  // On, through any manager: every manager re-wraps its own keyring and loses its kek file.
-  const on = await lab.tsctl(m2, 'cluster', 'update', '--autolock=true');
-  const first = keyIn(on);
-  t.regex(on, /autolock: on/);
-  for (const m of lab.nodes) {
+    // On, through any manager: every manager re-wraps its own keyring and loses its kek file.
+    const on = await lab.tsctl(m2, 'cluster', 'update', '--autolock=true');
+    const first = keyIn(on);
+    t.regex(on, /autolock: on/);
+    // A manager that joins the autolocked cluster finds the key in the store and does the same.
+    await joinManagers(t, lab, [m3]);
+    for (const m of lab.nodes) {
+      await eventually(
+        `${m.name} to re-wrap under the unlock key`,
+        async () => (await keyFiles(m)).join() === 'deks,unlock' && (await opensWith(m, first)),
+        30_000,
+      );
+    }
+    t.regex(await lab.tsctl(m1, 'cluster', 'update', '--autolock=true'), /already on/);
+    t.is(keyIn(await lab.tsctl(m3, 'cluster', 'unlock-key')), first);
+
+    // Rotation: each running manager re-wraps under the new key; the old one opens none of them.
+    const second = keyIn(await lab.tsctl(m1, 'cluster', 'unlock-key', '--rotate'));
+    t.not(second, first);
+    for (const m of lab.nodes) {
+      await eventually(`${m.name} to re-wrap under the new key`, () => opensWith(m, second), 30_000);
+      t.false(await opensWith(m, first), `${m.name}'s keyring no longer opens with the old key`);
+    }
+
+    // A restarted manager is locked; the old key is refused, the new one unlocks it and it rejoins.
+    await lab.kill9(m3);
+    await lab.start(m3, ['run']);
+    await locked(lab, m3);
+    t.notRegex(await listening(lab, m3), /:7420\b/);
+    const old = await lab.tsctlWithInput(m3, `${first}\n`, 'cluster', 'unlock');
+    t.not(old.code, 0);
+    t.regex(old.stderr, /wrong unlock key/);
+    t.regex((await lab.tsctlWithInput(m3, `${second}\n`, 'cluster', 'unlock')).stdout, /manager mgr-3 is unlocked/);
     await eventually(
-      `${m.name} to re-wrap under the unlock key`,
-      async () => (await keyFiles(m)).join() === 'deks,unlock' && (await opensWith(m, first)),
-      30_000,
+      'mgr-3 back as a voter',
+      async () => (/\bfollower\b|\bleader\b/.test(memberRow(await lab.tsctl(m1, 'cluster', 'members'), 'mgr-3')) ? true : undefined),
+      90_000,
     );
-  }
-  t.regex(await lab.tsctl(m1, 'cluster', 'update', '--autolock=true'), /already on/);
-  t.is(keyIn(await lab.tsctl(m3, 'cluster', 'unlock-key')), first);
+    await ready(lab, m3);
 
-  // Rotation: each running manager re-wraps under the new key; the old one opens none of them.
-  const second = keyIn(await lab.tsctl(m1, 'cluster', 'unlock-key', '--rotate'));
-  t.not(second, first);
-  for (const m of lab.nodes) {
-    await eventually(`${m.name} to re-wrap under the new key`, () => opensWith(m, second), 30_000);
-    t.false(await opensWith(m, first), `${m.name}'s keyring no longer opens with the old key`);
-  }
+    // Off: every manager writes a kek file again, and a restart needs no key.
+    t.regex(await lab.tsctl(m3, 'cluster', 'update', '--autolock=false'), /autolock: off/);
+    for (const m of lab.nodes) await eventually(`${m.name} to have a kek file again`, async () => (await keyFiles(m)).join() === 'deks,kek', 30_000);
+    await lab.kill9(m2);
+    await lab.start(m2, ['run']);
+    await ready(lab, m2);
+    t.notRegex(await lab.log(m2), /this manager is locked/);
+    const unlockKey = await lab.tsctlWithInput(m2, '', 'cluster', 'unlock-key');
+    t.regex(unlockKey.stderr, /autolock is off/);
 
-  // A restarted manager is locked; the old key is refused, the new one unlocks it and it rejoins.
-  await lab.kill9(m3);
-  await lab.start(m3, ['run']);
-  await locked(lab, m3);
-  t.notRegex(await listening(lab, m3), /:7420\b/);
-  const old = await lab.tsctlWithInput(m3, `${first}\n`, 'cluster', 'unlock');
-  t.not(old.code, 0);
-  t.regex(old.stderr, /wrong unlock key/);
-  t.regex((await lab.tsctlWithInput(m3, `${second}\n`, 'cluster', 'unlock')).stdout, /manager mgr-3 is unlocked/);
-  await eventually(
-    'mgr-3 back as a voter',
-    async () => (/\bfollower\b|\bleader\b/.test(memberRow(await lab.tsctl(m1, 'cluster', 'members'), 'mgr-3')) ? true : undefined),
-    90_000,
-  );
-  await ready(lab, m3);
-
-  // Off: every manager writes a kek file again, and a restart needs no key.
-  t.regex(await lab.tsctl(m3, 'cluster', 'update', '--autolock=false'), /autolock: off/);
-  for (const m of lab.nodes) await eventually(`${m.name} to have a kek file again`, async () => (await keyFiles(m)).join() === 'deks,kek', 30_000);
-  await lab.kill9(m2);
-  await lab.start(m2, ['run']);
-  await ready(lab, m2);
-  t.notRegex(await lab.log(m2), /this manager is locked/);
-  const unlockKey = await lab.tsctlWithInput(m2, '', 'cluster', 'unlock-key');
-  t.regex(unlockKey.stderr, /autolock is off/);
-
-  t.deepEqual(await filesHolding(lab.nodes, [first, second]), []);
-});
+    t.deepEqual(await filesHolding(lab.nodes, [first, second]), []);
+  },
+);
