@@ -2,6 +2,7 @@
 // manager; `tsd join --token T ADDR` joins an existing one as a worker; both serve until
 // SIGTERM/SIGINT. `tsd cleanup` removes what a dead tsd left behind.
 import { Command } from 'commander';
+import { existsSync } from 'node:fs';
 
 import { configFromCommand, withNodeOptions } from './node-options.js';
 import { configFileText, DEFAULT_CONFIG_FILE, readConfigFile } from './config-file.js';
@@ -18,7 +19,9 @@ async function serve(config: DaemonConfig): Promise<void> {
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log(`${signal}: stopping containers and removing the node's set-up`);
+    log(
+      config.liveRestore ? `${signal}: stopping tsd; containers keep running (live restore)` : `${signal}: stopping containers and removing the node's set-up`,
+    );
     daemon
       .stop()
       .then(() => process.exit(0))
@@ -40,6 +43,11 @@ async function serve(config: DaemonConfig): Promise<void> {
           `  tsd join --token-file token ${daemon.manager.dispatcherAddress()}\n`,
       );
     }
+    // Said while the file is there: once the node has its certificate the token has done its job.
+    if (config.join !== undefined && config.tokenFile !== undefined && config.tokenFile !== '-' && existsSync(config.tokenFile))
+      process.stdout.write(
+        `Joined the cluster at ${config.join}. The token in ${config.tokenFile} is no longer needed here: remove it (shred -u ${config.tokenFile}).\n`,
+      );
   } catch (err) {
     log(`tsd failed to start: ${(err as Error).message}`, 'error');
     await daemon.stop();
