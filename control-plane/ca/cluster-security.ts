@@ -35,14 +35,26 @@ export class ClusterSecurity {
    * written in the same transaction as the meta: a store that holds the meta holds the CA's key.
    */
   static async open(store: Store, fresh: () => ClusterMeta, log: (message: string) => void, freshCa?: CaMaterial): Promise<ClusterSecurity> {
+    // Read first, write only for a new cluster: a restarted or joining manager proposes nothing
+    // here, and its (linearizable) read waits until it has caught up with the leader, so a snapshot
+    // the leader sends it meanwhile cannot swallow a write of its own whose outcome it then never learns.
+    if (!(await store.get(CLUSTER_META_KEY))) await ClusterSecurity.createMeta(store, fresh(), freshCa);
+    return ClusterSecurity.follow(store, log);
+  }
+
+  /** The first manager's write: the meta and the root CA in one transaction, unless some manager wrote them first. */
+  private static async createMeta(store: Store, meta: ClusterMeta, freshCa: CaMaterial | undefined): Promise<void> {
     await store.txn({
       compare: [{ key: CLUSTER_META_KEY, target: 'createRevision', op: '=', value: 0 }],
       success: [
-        { type: 'put', key: CLUSTER_META_KEY, value: JSON.stringify(fresh()) },
+        { type: 'put', key: CLUSTER_META_KEY, value: JSON.stringify(meta) },
         ...(freshCa ? [{ type: 'put' as const, key: CA_KEY, value: formatCaRecord({ current: freshCa }) }] : []),
       ],
       failure: [],
     });
+  }
+
+  private static async follow(store: Store, log: (message: string) => void): Promise<ClusterSecurity> {
     const read = await store.range(CLUSTER_PREFIX);
     const metaKv = read.kvs.find((kv) => kv.key === CLUSTER_META_KEY);
     if (!metaKv) throw new Error(`${CLUSTER_META_KEY} vanished right after it was written`);
