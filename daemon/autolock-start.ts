@@ -65,22 +65,23 @@ export async function keyringKekAtStart(options: KekAtStartOptions): Promise<Key
   return {};
 }
 
+/** Follows the cluster's autolock record; `initialUnlockKey` (tsd init --autolock) is stored first when the store has no record. */
+export function startAutolockKeeper(store: RaftStore, initialUnlockKey: string | undefined, log: (message: string) => void): Promise<AutolockKeeper> {
+  return AutolockKeeper.start(store, store, log, initialUnlockKey);
+}
+
 export interface AutolockServing {
-  store: RaftStore;
-  initialUnlockKey: string | undefined;
-  log: (message: string) => void;
+  keeper: AutolockKeeper;
   node: string;
   audit: (record: AuditRecord) => void;
   /** The TLS port's server and its authenticator; the root socket's server and its. */
   servers: Array<{ server: grpc.Server; authenticate: Authenticate }>;
 }
 
-/** Starts the keeper and serves the Autolock service; returns the keeper (to close at stop). */
-export async function serveAutolock(options: AutolockServing): Promise<AutolockKeeper> {
-  const keeper = await AutolockKeeper.start(options.store, options.store, options.log, options.initialUnlockKey);
+/** Serves the Autolock service on each server. */
+export function serveAutolock(options: AutolockServing): void {
   for (const { server, authenticate } of options.servers) {
-    const handlers = autolockHandlers({ keeper, authenticate, audit: options.audit, node: options.node });
+    const handlers = autolockHandlers({ keeper: options.keeper, authenticate, audit: options.audit, node: options.node });
     server.addService(autolockService().service, handlers as unknown as grpc.UntypedServiceImplementation);
   }
-  return keeper;
 }

@@ -42,7 +42,7 @@ import { lateHandlers, newRaftServer } from '../control-plane/raft/host/serve-me
 import { addRaftService } from '../control-plane/raft/transport/raft-service.js';
 import { apiSocketOf, dataPaths, type DaemonConfig } from './config.js';
 import { DaemonMetrics } from '../control-plane/metrics/daemon-metrics.js';
-import { keyringKekAtStart, serveAutolock, type KeyringKek } from './autolock-start.js';
+import { keyringKekAtStart, serveAutolock, startAutolockKeeper, type KeyringKek } from './autolock-start.js';
 
 export const VERSION = '0.1.0';
 
@@ -127,6 +127,9 @@ export class Manager {
     this.closers.push(() => shutdownServer(localServer));
     const store = await this.openStore();
     this.closers.push(() => store.close());
+    // Autolock: followed (and a new cluster's unlock key stored) as soon as the store is open.
+    const autolock = this.raft ? await startAutolockKeeper(this.raft, this.keyringKek.initialUnlockKey, log) : undefined;
+    if (autolock) this.closers.push(() => autolock.close());
     const clusterSecurity = await openClusterSecurity(store, this.deps.node, config, log);
     this.clusterSecurity = clusterSecurity;
     this.closers.push(() => clusterSecurity.close());
@@ -280,20 +283,12 @@ export class Manager {
     this.closers.push(nodes.subscribe((event) => (event.type === 'deleted' ? dispatcher.closeNode(event.object.metadata.name) : undefined)));
     api.addTo(server, authenticate);
     api.addTo(localServer, authenticateLocalRoot);
-    if (this.raft) {
+    if (autolock) {
       const servers = [
         { server, authenticate },
         { server: localServer, authenticate: authenticateLocalRoot },
       ];
-      const autolock = await serveAutolock({
-        store: this.raft,
-        initialUnlockKey: this.keyringKek.initialUnlockKey,
-        log,
-        node: config.nodeName,
-        audit: audit.audit,
-        servers,
-      });
-      this.closers.push(() => autolock.close());
+      serveAutolock({ keeper: autolock, node: config.nodeName, audit: audit.audit, servers });
     }
     const storeKey = this.storeKey;
     new NodeCaService({ security: clusterSecurity, signer, objects, authenticate, log, ...(storeKey ? { storeKey: () => storeKey } : {}) }).addTo(server);
