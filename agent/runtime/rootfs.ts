@@ -65,6 +65,15 @@ export function hardenRootfsMount(containerDir: string): boolean {
   }
 }
 
+/**
+ * Makes the host's mount of a rootfs read-only (keeping nosuid,nodev). For a container in a user
+ * namespace this is how its root is made read-only: the init, root only in that namespace, may
+ * not remount a mount whose flags it would change (EPERM), and a flag set here is locked for it.
+ */
+export function makeRootfsReadonly(rootfs: string): void {
+  mount('', rootfs, '', ['remount', 'bind', 'rdonly', ...ROOTFS_MOUNT_FLAGS], '');
+}
+
 /** Unmounts <containerDir>/rootfs; a rootfs that is not mounted is fine. Leaves the directories. */
 export async function unmountRootfs(containerDir: string): Promise<void> {
   const rootfs = path.join(path.resolve(containerDir), 'rootfs');

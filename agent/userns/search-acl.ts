@@ -78,8 +78,24 @@ async function currentAcl(dir: string): Promise<AclEntry[]> {
   return aclOfMode((await lstat(dir)).mode);
 }
 
+/**
+ * Every change of an ACL here is a read-modify-write of one xattr, and containers of different
+ * services share directories (containers/, run/): changes run one after another, or two grants
+ * made at once would keep only the last.
+ */
+let aclChain: Promise<unknown> = Promise.resolve();
+function serially<T>(work: () => Promise<T>): Promise<T> {
+  const next = aclChain.then(work);
+  aclChain = next.catch(() => undefined);
+  return next;
+}
+
 /** Lets group `gid` pass through each directory (search only; no listing, no reading). */
-export async function grantSearch(dirs: readonly string[], gid: number): Promise<void> {
+export function grantSearch(dirs: readonly string[], gid: number): Promise<void> {
+  return serially(() => grantNow(dirs, gid));
+}
+
+async function grantNow(dirs: readonly string[], gid: number): Promise<void> {
   for (const dir of dirs) {
     try {
       lsetxattr(dir, ACL_XATTR, encodeAcl(withGroupSearch(await currentAcl(dir), gid)));
@@ -90,7 +106,11 @@ export async function grantSearch(dirs: readonly string[], gid: number): Promise
 }
 
 /** Takes group `gid`'s entry off each directory that has one; a missing directory is skipped. */
-export async function revokeSearch(dirs: readonly string[], gid: number): Promise<void> {
+export function revokeSearch(dirs: readonly string[], gid: number): Promise<void> {
+  return serially(() => revokeNow(dirs, gid));
+}
+
+async function revokeNow(dirs: readonly string[], gid: number): Promise<void> {
   for (const dir of dirs) {
     let value: Buffer | undefined;
     try {

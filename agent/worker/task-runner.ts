@@ -8,7 +8,7 @@ import { constants } from 'node:os';
 import type { Task, TaskState, TaskStatus } from '../../common/resources/types.js';
 import type { ImageStore } from '../../common/images/types.js';
 import type { NodeNetwork } from '../network/types.js';
-import { mountOverlayRootfs, unmountRootfs } from '../runtime/rootfs.js';
+import { makeRootfsReadonly, mountOverlayRootfs, unmountRootfs } from '../runtime/rootfs.js';
 import { buildOciSpec } from '../runtime/spec.js';
 import type { ContainerRuntime, ExitStatus } from '../runtime/types.js';
 import type { NodeViewAttachment } from '../../common/network/node-network-view.js';
@@ -27,6 +27,7 @@ import { createPrivateFile, ensureDirMode, ensureRootfsParent, PRIVATE_DIR_MODE,
 import type { UsernsAllocator } from '../userns/allocator.js';
 import { directoriesOnTheWay, giveToContainerRoot, usernsServiceKey, wantsUserNamespace } from '../userns/container-ids.js';
 import { grantSearch } from '../userns/search-acl.js';
+import { makeMountPoints, mountPointsOf } from '../userns/mount-points.js';
 import { idMappingsOf, type ServiceIdRange } from '../userns/id-ranges.js';
 
 export interface TaskRunnerDeps {
@@ -251,6 +252,12 @@ export class TaskRunner {
         // The init mounts these as the namespace's root, an unprivileged id on the host.
         const sources = [rootfs, ...extraMounts.flatMap((m) => (m.type === 'bind' && m.source !== undefined ? [m.source] : []))];
         await grantSearch(directoriesOnTheWay(dirname(deps.containersDir), sources), ids.gidStart);
+        if (spec.root.readonly === true) {
+          // Read-only from the host's side, last (the agent's own files and the mount points are in); see makeRootfsReadonly.
+          await makeMountPoints(rootfs, await mountPointsOf(spec.mounts), ids);
+          makeRootfsReadonly(rootfs);
+          spec.root.readonly = false;
+        }
       }
       // The environment is in it (credentials, often).
       await writePrivateFile(join(containerDir, 'config.json'), JSON.stringify(spec, null, 2));

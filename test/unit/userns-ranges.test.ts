@@ -18,6 +18,7 @@ import { capabilityForRange, shiftedId } from '../../agent/userns/shifted-layers
 import { movedId, parseIdBase } from '../../agent/userns/volume-ownership.js';
 import { aclOfMode, decodeAcl, encodeAcl, withGroupSearch, withoutGroup } from '../../agent/userns/search-acl.js';
 import { directoriesOnTheWay } from '../../agent/userns/container-ids.js';
+import { destinationSegments } from '../../agent/userns/mount-points.js';
 
 test('parseSubidFile reads owner:start:count lines and names the file and line of a bad one', (t) => {
   const entries = parseSubidFile('# comment\n\nalice:100000:65536\ntessera:200000:131072\n', '/etc/subuid');
@@ -144,4 +145,12 @@ test('directoriesOnTheWay lists the directories between the data root and each m
     '/var/lib/tessera/run/tasks/c1',
     '/var/lib/tessera/run/tasks/c1/files',
   ]);
+});
+
+test('destinationSegments: mount points to make before a read-only rootfs, never under the runtime own /proc, /dev, /sys', (t) => {
+  t.deepEqual(destinationSegments('/run/secrets/'), ['run', 'secrets']);
+  t.is(destinationSegments('/dev/shm'), undefined);
+  t.is(destinationSegments('/proc'), undefined);
+  t.is(destinationSegments('/'), undefined);
+  t.is(destinationSegments('/a/../etc'), undefined);
 });
