@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 static int open_current(struct log_writer *w, int truncate) {
-  w->fd = open(w->opts->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0640);
+  w->fd = open(w->opts->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0600);
   if (w->fd < 0) return -1;
   struct stat st;
   w->size = fstat(w->fd, &st) == 0 ? st.st_size : 0;
