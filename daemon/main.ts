@@ -49,6 +49,8 @@ async function serve(config: DaemonConfig): Promise<void> {
         `Joined the cluster at ${config.join}. The token in ${config.tokenFile} is no longer needed here: remove it (shred -u ${config.tokenFile}).\n`,
       );
   } catch (err) {
+    // Stopped while starting (say, a manager waiting locked for its unlock key): shutdown() exits.
+    if (stopping) return;
     log(`tsd failed to start: ${(err as Error).message}`, 'error');
     await daemon.stop();
     process.exit(1);
