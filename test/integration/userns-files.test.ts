@@ -1,0 +1,105 @@
+// The file side of `userns: auto` on a real file system: a layer's shifted copy (owners moved into
+// the range; hard links, set-id bits, overlay whiteouts and opaque directories, file capabilities
+// kept), a volume's data moved between ranges and back, and search ACLs on real directories.
+import test from 'ava';
+import { chmod, link, lstat, mkdir, mkdtemp, rm, stat, symlink, writeFile, chown } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { lgetxattr, lsetxattr, mknod } from '../../agent/runtime/native.js';
+import { blockRange } from '../../agent/userns/id-ranges.js';
+import { ShiftedLayers } from '../../agent/userns/shifted-layers.js';
+import { adoptNewVolumeData, claimVolumeData, HOST_IDS } from '../../agent/userns/volume-ownership.js';
+import { decodeAcl, grantSearch, revokeSearch } from '../../agent/userns/search-acl.js';
+
+const RANGE = blockRange(1, { start: 400_000, count: 4 * 65_536 }, { start: 900_000, count: 4 * 65_536 });
+
+async function scratch(t: { teardown(fn: () => Promise<void>): void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-userns-files-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('a shifted layer: owners in the range, links, set-id bits, whiteouts, opaque dirs and capabilities kept', async (t) => {
+  const dir = await scratch(t);
+  const layer = join(dir, 'layer');
+  await mkdir(join(layer, 'opaque'), { recursive: true });
+  await writeFile(join(layer, 'suid'), 'x', { mode: 0o755 });
+  await chmod(join(layer, 'suid'), 0o4755);
+  await writeFile(join(layer, 'user-file'), 'y');
+  await chown(join(layer, 'user-file'), 1000, 1000);
+  await link(join(layer, 'user-file'), join(layer, 'hard-link'));
+  await symlink('user-file', join(layer, 'sym'));
+  mknod(join(layer, 'gone'), constants.S_IFCHR, 0, 0);
+  lsetxattr(join(layer, 'opaque'), 'trusted.overlay.opaque', Buffer.from('y'));
+  const capability = Buffer.alloc(20);
+  capability.writeUInt32LE(0x0200_0001, 0);
+  capability.writeUInt32LE(1 << 10, 4);
+  await writeFile(join(layer, 'capped'), 'z', { mode: 0o755 });
+  lsetxattr(join(layer, 'capped'), 'security.capability', capability);
+
+  const layers = new ShiftedLayers(join(dir, 'cache'));
+  const [copy] = await layers.layersFor([layer], RANGE);
+  if (copy === undefined) throw new Error('no copy');
+  const owner = async (name: string) => {
+    const info = await lstat(join(copy, name));
+    return [info.uid, info.gid];
+  };
+  t.deepEqual(await owner('.'), [RANGE.uidStart, RANGE.gidStart]);
+  t.deepEqual(await owner('user-file'), [RANGE.uidStart + 1000, RANGE.gidStart + 1000], 'a hard link is shifted once, not twice');
+  t.is((await lstat(join(copy, 'hard-link'))).ino, (await lstat(join(copy, 'user-file'))).ino);
+  t.deepEqual(await owner('sym'), [RANGE.uidStart, RANGE.gidStart]);
+  t.is((await stat(join(copy, 'suid'))).mode & 0o7777, 0o4755, 'chown clears set-id bits; they are put back');
+  const whiteout = await lstat(join(copy, 'gone'));
+  t.true(whiteout.isCharacterDevice() && whiteout.rdev === 0);
+  t.is(lgetxattr(join(copy, 'opaque'), 'trusted.overlay.opaque')?.toString(), 'y');
+  const shiftedCap = lgetxattr(join(copy, 'capped'), 'security.capability');
+  t.is(shiftedCap?.readUInt32LE(0), 0x0300_0001, 'revision 3');
+  t.is(shiftedCap?.readUInt32LE(20), RANGE.uidStart, 'rooted at the range');
+  t.deepEqual([(await lstat(join(layer, 'user-file'))).uid], [1000], 'the original layer is untouched');
+
+  // Asked again (another task, another image with the layer): the same copy, not made again.
+  const again = await layers.layersFor([layer], RANGE);
+  t.deepEqual(again, [copy]);
+  await layers.remove(RANGE);
+  await t.throwsAsync(stat(copy), { code: 'ENOENT' });
+});
+
+test('volume data follows the range that mounts it: host ids -> range -> host ids', async (t) => {
+  const dir = await scratch(t);
+  const data = join(dir, 'vol', '_data');
+  await mkdir(join(data, 'sub'), { recursive: true });
+  await writeFile(join(data, 'sub', 'f'), 'v');
+  await chown(join(data, 'sub', 'f'), 33, 33);
+  await claimVolumeData(data, RANGE);
+  t.is((await lstat(join(data, 'sub', 'f'))).uid, RANGE.uidStart + 33);
+  t.is((await lstat(data)).gid, RANGE.gidStart);
+  // Mounted again by the same range: nothing moves (the record says so).
+  await claimVolumeData(data, RANGE);
+  t.is((await lstat(join(data, 'sub', 'f'))).uid, RANGE.uidStart + 33);
+  await claimVolumeData(data, HOST_IDS);
+  t.deepEqual([(await lstat(join(data, 'sub', 'f'))).uid, (await lstat(data)).uid], [33, 0]);
+
+  // A new, empty volume made by host root for a range task: only its directory is handed over.
+  const fresh = join(dir, 'new', '_data');
+  await claimVolumeData(fresh, RANGE);
+  await mkdir(fresh, { recursive: true });
+  await adoptNewVolumeData(fresh, RANGE);
+  t.deepEqual([(await lstat(fresh)).uid, (await lstat(fresh)).gid], [RANGE.uidStart, RANGE.gidStart]);
+});
+
+test('search ACLs on a real directory: the mode stays, the entry comes and goes', async (t) => {
+  const dir = await scratch(t);
+  const target = join(dir, 'private');
+  await mkdir(target, { mode: 0o700 });
+  await chmod(target, 0o700);
+  await Promise.all([grantSearch([target], 1_000_001), grantSearch([target], 1_000_002)]);
+  const groups = () => decodeAcl(lgetxattr(target, 'system.posix_acl_access') ?? Buffer.from([2, 0, 0, 0])).flatMap((e) => (e.tag === 8 ? [e.id] : []));
+  t.deepEqual(groups(), [1_000_001, 1_000_002], 'two grants made at once both hold');
+  t.is((await stat(target)).mode & 0o777, 0o710, 'group bits show the mask: search only');
+  await revokeSearch([target], 1_000_001);
+  await revokeSearch([target], 1_000_002);
+  t.deepEqual(groups(), []);
+  t.is((await stat(target)).mode & 0o777, 0o700, 'back to the plain mode');
+});
