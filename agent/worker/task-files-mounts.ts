@@ -9,7 +9,7 @@ import type { Task } from '../../common/resources/types.js';
 import { nodeVolumes } from '../volumes/node-volumes.js';
 import { planVolumeMounts } from '../volumes/volume-plan.js';
 import { orderMounts, type OciMount } from './container-config.js';
-import { planTaskFiles, removeTaskFiles, taskFilesDir, writeTaskFiles } from './task-files.js';
+import { planTaskFiles, removeTaskFiles, taskFilesDir, writeTaskFiles, type TaskFile } from './task-files.js';
 import { unlessAbsent } from '../fs-errors.js';
 import { hostIdOf, type ServiceIdRange } from '../userns/id-ranges.js';
 import { adoptNewVolumeData, claimVolumeData, HOST_IDS } from '../userns/volume-ownership.js';
@@ -39,6 +39,17 @@ export function defaultVolumesDir(containersDir: string): string {
   return join(dirname(containersDir), 'volumes');
 }
 
+/** A secret's or config's owner as the host sees it in the range; an id the range cannot hold names the file. */
+function ownerInRange(file: TaskFile, ids: ServiceIdRange): { uid: number; gid: number } {
+  try {
+    return { uid: hostIdOf(file.uid, ids.uidStart), gid: hostIdOf(file.gid, ids.gidStart) };
+  } catch (err) {
+    throw new Error(`${file.kind.toLowerCase()} "${file.name}" at ${file.target}: owner ${file.uid}:${file.gid}: ${(err as Error).message} (userns: auto)`, {
+      cause: err,
+    });
+  }
+}
+
 /** The container's extra mounts, in mount order. Throws a message naming what is wrong. */
 export async function prepareTaskMounts(ctx: TaskMountsContext): Promise<OciMount[]> {
   const spec = ctx.task.spec.spec;
@@ -47,9 +58,7 @@ export async function prepareTaskMounts(ctx: TaskMountsContext): Promise<OciMoun
   const planned = planTaskFiles(spec, stack, ctx.files);
   const { ids } = ctx;
   // Owners are the container's ids: seen from the host they lie in the service's range.
-  const filesPlan = ids
-    ? { ...planned, files: planned.files.map((f) => ({ ...f, uid: hostIdOf(f.uid, ids.uidStart), gid: hostIdOf(f.gid, ids.gidStart) })) }
-    : planned;
+  const filesPlan = ids ? { ...planned, files: planned.files.map((f) => ({ ...f, ...ownerInRange(f, ids) })) } : planned;
   const actions = planVolumeMounts(spec.mounts ?? [], {
     taskStack: stack,
     volumesDir: ctx.volumesDir ?? defaultVolumesDir(ctx.containersDir),
