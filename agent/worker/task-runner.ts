@@ -28,6 +28,7 @@ import type { UsernsAllocator } from '../userns/allocator.js';
 import { directoriesOnTheWay, giveToContainerRoot, usernsServiceKey, wantsUserNamespace } from '../userns/container-ids.js';
 import { grantSearch } from '../userns/search-acl.js';
 import { makeMountPoints, mountPointsOf } from '../userns/mount-points.js';
+import { assertUserNamespaces } from '../userns/kernel-support.js';
 import { idMappingsOf, type ServiceIdRange } from '../userns/id-ranges.js';
 
 export interface TaskRunnerDeps {
@@ -315,6 +316,7 @@ export class TaskRunner {
   private async idRange(): Promise<ServiceIdRange | undefined> {
     if (!wantsUserNamespace(this.task)) return undefined;
     if (!this.deps.userns) throw new Error('userns: auto: this node agent has no user-namespace id ranges configured');
+    await assertUserNamespaces();
     return this.deps.userns.acquire(usernsServiceKey(this.task));
   }
 

@@ -19,6 +19,7 @@ import { movedId, parseIdBase } from '../../agent/userns/volume-ownership.js';
 import { aclOfMode, decodeAcl, encodeAcl, withGroupSearch, withoutGroup } from '../../agent/userns/search-acl.js';
 import { directoriesOnTheWay } from '../../agent/userns/container-ids.js';
 import { destinationSegments } from '../../agent/userns/mount-points.js';
+import { userNamespaceProblem } from '../../agent/userns/kernel-support.js';
 
 test('parseSubidFile reads owner:start:count lines and names the file and line of a bad one', (t) => {
   const entries = parseSubidFile('# comment\n\nalice:100000:65536\ntessera:200000:131072\n', '/etc/subuid');
@@ -153,4 +154,11 @@ test('destinationSegments: mount points to make before a read-only rootfs, never
   t.is(destinationSegments('/proc'), undefined);
   t.is(destinationSegments('/'), undefined);
   t.is(destinationSegments('/a/../etc'), undefined);
+});
+
+test('userNamespaceProblem tells a kernel without user namespaces and one that turned them off', (t) => {
+  t.is(userNamespaceProblem(true, '96367\n'), undefined);
+  t.is(userNamespaceProblem(true, undefined), undefined);
+  t.regex(userNamespaceProblem(false, undefined) ?? '', /CONFIG_USER_NS/);
+  t.regex(userNamespaceProblem(true, '0\n') ?? '', /user\.max_user_namespaces = 0/);
 });
