@@ -84,6 +84,7 @@ export const CLUSTER_UP_RULES: {
   raftSnapshotEvery: { kind: 'every-node' },
   historyRevisions: { kind: 'every-node' },
   liveRestore: { kind: 'every-node' },
+  autolock: { kind: 'every-node' },
 };
 
 /** Options of `cluster up` that are not tsd settings: they shape the cluster itself. */

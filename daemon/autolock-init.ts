@@ -1,18 +1,4 @@
-// `tsd init --autolock`: the request to create this manager's keyring under an unlock key from the
-// start (no kek file is ever written). A setting of this process's command line, like the join
-// token taken from the environment (identity/join-token-source.ts), held here because the manager
-// is composed by daemon.ts, which has no place for it; it matters only when the Raft directory is
-// new and the manager founds the cluster (not when it joins one).
-let requested = false;
-
-export function requestAutolockAtInit(): void {
-  requested = true;
-}
-
-export function autolockRequestedAtInit(): boolean {
-  return requested;
-}
-
+// What `tsd init --autolock` prints about the new cluster's unlock key.
 /**
  * What `tsd init --autolock` says about the unlock key. On a terminal it shows the key, once; when
  * stdout is not a terminal it is most likely a log (tsd.log, the journal), and the key must never

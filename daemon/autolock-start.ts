@@ -12,7 +12,6 @@ import { deriveKek, newUnlockKey, parseUnlockKey } from '../control-plane/raft/s
 import type { Authenticate } from '../control-plane/auth/authenticate.js';
 import type { AuditRecord } from '../control-plane/api/server.js';
 import type { RaftStore } from '../control-plane/store/raft-store.js';
-import { autolockRequestedAtInit } from './autolock-init.js';
 import { AutolockKeeper } from './autolock-keeper.js';
 import { autolockService } from './autolock-proto.js';
 import { autolockHandlers } from './autolock-service.js';
@@ -50,7 +49,7 @@ export async function keyringKekAtStart(options: KekAtStartOptions): Promise<Key
     log('autolock: unlocked; starting');
     return { kek };
   }
-  if (state.kind === 'new' && options.founding && autolockRequestedAtInit()) {
+  if (state.kind === 'new' && options.founding && config.autolock) {
     await mkdir(keysDir, { recursive: true, mode: 0o700 });
     const unlockKey = newUnlockKey();
     const key = parseUnlockKey(unlockKey);
@@ -59,7 +58,7 @@ export async function keyringKekAtStart(options: KekAtStartOptions): Promise<Key
     log('autolock: on from the start; the Raft keyring is wrapped under a key derived from the unlock key (no keys/kek)');
     return { kek, initialUnlockKey: unlockKey };
   }
-  if (autolockRequestedAtInit() && state.kind !== 'new') {
+  if (config.autolock && state.kind !== 'new') {
     log('autolock: --autolock applies when a cluster is founded; this manager already has its keyring (use tsctl cluster update --autolock=true)');
   }
   return {};

@@ -55,6 +55,12 @@ export interface DaemonConfig {
    * upgrading tsd never stops a container. Without it, a stop removes them (a local cluster's down).
    */
   liveRestore: boolean;
+  /**
+   * Founding a cluster (tsd init with a new Raft directory): protect the Raft keyring with an unlock
+   * key instead of keys/kek (autolock-start.ts). Ignored afterwards: `tsctl cluster update --autolock`
+   * changes it for the whole cluster.
+   */
+  autolock: boolean;
 }
 
 export function defaultConfig(): DaemonConfig {
@@ -82,6 +88,7 @@ export function defaultConfig(): DaemonConfig {
     raftSnapshotEvery: 10_000,
     historyRevisions: 10_000,
     liveRestore: false,
+    autolock: false,
   };
 }
 

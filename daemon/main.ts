@@ -11,7 +11,7 @@ import { cleanupNode } from './cleanup.js';
 import { defaultConfig, type DaemonConfig } from './config.js';
 import { log } from './log-sink.js';
 import { takeJoinTokenFromEnvironment } from './identity/join-token-source.js';
-import { requestAutolockAtInit, unlockKeyNotice } from './autolock-init.js';
+import { unlockKeyNotice } from './autolock-init.js';
 
 async function serve(config: DaemonConfig): Promise<void> {
   const daemon = new Daemon(config, log);
@@ -79,12 +79,7 @@ for (const name of ['init', 'run']) {
     name === 'init'
       ? 'create a cluster with this node as its manager, and serve'
       : 'serve as the configuration says: init, or join when it names a manager (what the systemd unit runs)',
-  )
-    .option('--autolock', 'a new cluster: protect the Raft keys with an unlock key (on no disk); a restarted manager waits for `tsctl cluster unlock`')
-    .action(async (_options: unknown, command: Command) => {
-      if (command.opts<{ autolock?: boolean }>().autolock === true) requestAutolockAtInit();
-      return serve(await configOf(command));
-    });
+  ).action(async (_options: unknown, command: Command) => serve(await configOf(command)));
 }
 
 nodeCommand('join', 'join a cluster as a worker, and serve')

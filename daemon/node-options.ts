@@ -60,6 +60,11 @@ export const NODE_FLAGS: NodeFlags = {
     description: "on stop, leave this node's containers running for the next tsd to take over (as the systemd unit does)",
     kind: 'switch',
   },
+  autolock: {
+    spelling: '--autolock',
+    description: 'init: protect the Raft keys with an unlock key (on no disk); a restarted manager waits for `tsctl cluster unlock`',
+    kind: 'switch',
+  },
 };
 
 export type NodeSettingKey = keyof DaemonConfig;

@@ -33,6 +33,7 @@ const SAMPLES: Record<NodeSettingKey, string[]> = {
   raftSnapshotEvery: ['--raft-snapshot-every', '123'],
   historyRevisions: ['--history-revisions', '77'],
   liveRestore: ['--live-restore'],
+  autolock: ['--autolock'],
 };
 
 /** For settings the cluster derives per node: what node i must get from the sample above. */
