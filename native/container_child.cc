@@ -262,6 +262,46 @@ void BindHostDevice(int devFd, const DeviceNode& d, const ChildFds& fds) {
   if (mount(host.buf, file.buf, nullptr, MS_BIND, nullptr) != 0) Fail(fds, errno, "bind host device /dev/", d.name);
 }
 
+// Opens (making what is missing, 0755) the directory holding a linux.devices node. Each level is
+// made in the one above, opened with RESOLVE_IN_ROOT: a symlink in the image cannot lead outside.
+int OpenDeviceParent(int rootFd, const ChildDevice& d, const ChildFds& fds) {
+  int dirFd = OpenInRoot(rootFd, ".", O_PATH | O_DIRECTORY);
+  Text sofar;
+  for (size_t i = 0; dirFd >= 0 && i + 1 < d.components.size(); i++) {
+    if (mkdirat(dirFd, d.components[i].c_str(), 0755) != 0 && errno != EEXIST) Fail(fds, errno, "create directory for device", d.path.c_str());
+    if (i > 0) sofar.Add("/");
+    sofar.Add(d.components[i]);
+    close(dirFd);
+    dirFd = OpenInRoot(rootFd, sofar.buf, O_PATH | O_DIRECTORY);
+  }
+  if (dirFd < 0) Fail(fds, errno, "open directory for device", d.path.c_str());
+  return dirFd;
+}
+
+// linux.devices: mknod with the spec's exact mode and owner. A node that is already there (from
+// the image) is kept, as runc does. In a user namespace mknod is refused: the host's node at the
+// same path is bound instead.
+void CreateSpecDevices(const SpawnPlan& plan, int rootFd, const ChildFds& fds) {
+  for (const ChildDevice& d : plan.devices) {
+    int dirFd = OpenDeviceParent(rootFd, d, fds);
+    const char* name = d.components.back().c_str();
+    if (plan.userNamespace) {
+      Text file;
+      file.Add("/proc/self/fd/").AddInt(dirFd).Add("/").Add(name);
+      int f = open(file.buf, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (f < 0) Fail(fds, errno, "create bind target for device", d.path.c_str());
+      close(f);
+      if (mount(d.path.c_str(), file.buf, nullptr, MS_BIND, nullptr) != 0) Fail(fds, errno, "bind host device", d.path.c_str());
+    } else if (mknodat(dirFd, name, d.type | d.perm, d.dev) == 0) {
+      if (fchmodat(dirFd, name, d.perm, 0) != 0) Fail(fds, errno, "chmod device", d.path.c_str());
+      if (fchownat(dirFd, name, d.uid, d.gid, AT_SYMLINK_NOFOLLOW) != 0) Fail(fds, errno, "chown device", d.path.c_str());
+    } else if (errno != EEXIST) {
+      Fail(fds, errno, "mknod device", d.path.c_str());
+    }
+    close(dirFd);
+  }
+}
+
 void CreateDevices(const SpawnPlan& plan, int rootFd, const ChildFds& fds) {
   int devFd = OpenInRoot(rootFd, "dev", O_PATH | O_DIRECTORY);
   if (devFd < 0 && errno == ENOENT) {
@@ -287,6 +327,11 @@ void CreateDevices(const SpawnPlan& plan, int rootFd, const ChildFds& fds) {
 
 void PivotRoot(const SpawnPlan& plan, const ChildFds& fds) {
   if (chdir(plan.rootfs.c_str()) != 0) Fail(fds, errno, "chdir to rootfs", plan.rootfs.c_str());
+  if (plan.hostMountNamespace) {
+    if (chroot(".") != 0) Fail(fds, errno, "chroot", plan.rootfs.c_str());
+    if (chdir("/") != 0) Fail(fds, errno, "chdir /", nullptr);
+    return;
+  }
   // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves the new.
   if (syscall(SYS_pivot_root, ".", ".") != 0) Fail(fds, errno, "pivot_root", plan.rootfs.c_str());
   if (umount2(".", MNT_DETACH) != 0) Fail(fds, errno, "detach old root", nullptr);
@@ -375,14 +420,20 @@ void RunContainerChild(const SpawnPlan& plan, const ChildFds& fds) {
   Must(WriteSysctls(plan, &e), e, fds);
   // pivot_root refuses a shared root and a mount cannot be bound once unbindable: those two are
   // set on the container's root after the pivot, in this namespace only.
-  unsigned long propagation = (plan.rootPropagation & MS_SLAVE) != 0 ? MS_SLAVE : static_cast<unsigned long>(MS_PRIVATE);
-  if (mount(nullptr, "/", nullptr, MS_REC | propagation, nullptr) != 0) Fail(fds, errno, "set propagation of /", nullptr);
+  unsigned long propagation = static_cast<unsigned long>((plan.rootPropagation & MS_SLAVE) != 0 ? MS_SLAVE : MS_PRIVATE);
+  if (!plan.hostMountNamespace && mount(nullptr, "/", nullptr, MS_REC | propagation, nullptr) != 0)
+    Fail(fds, errno, "set propagation of /", nullptr);
   if (mount(plan.rootfs.c_str(), plan.rootfs.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
     Fail(fds, errno, "bind rootfs onto itself", plan.rootfs.c_str());
+  // In the host's namespace the rootfs's bind is made private, so the container's mounts stay out
+  // of the host's peer groups. The runtime detaches it at delete.
+  if (plan.hostMountNamespace && mount(nullptr, plan.rootfs.c_str(), nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    Fail(fds, errno, "make the rootfs's bind private", plan.rootfs.c_str());
   int rootFd = open(plan.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootFd < 0) Fail(fds, errno, "open rootfs", plan.rootfs.c_str());
   DoMounts(plan, rootFd, fds);
   CreateDevices(plan, rootFd, fds);
+  CreateSpecDevices(plan, rootFd, fds);
   close(rootFd);
   PivotRoot(plan, fds);
   MaskAndProtect(plan, fds);

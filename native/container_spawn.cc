@@ -27,6 +27,7 @@
 #include "errno_error.h"
 #include "fd_util.h"
 #include "plan_from_js.h"
+#include "security_child.h"
 #include "security_userns.h"
 #include "shim/shim_protocol.h"
 #include "spawn_plan.h"
@@ -299,6 +300,8 @@ Napi::Value SpawnContainer(const Napi::CallbackInfo& info) {
   // Heap-allocated and prepared in place: argv/envp point into its strings.
   std::unique_ptr<SpawnPlan> plan = std::make_unique<SpawnPlan>(PlanFromJs(env, info[0].As<Napi::Object>()));
   plan->Prepare();
+  // Joining it would move this process's future children for good; only the shim does that.
+  if (HasPidNamespacePath(*plan)) throw Napi::Error::New(env, "spawn plan: a pid namespace path needs the shim (spawnShim)");
 
   ChildFds fds;
   auto closeAll = [&fds, &plan]() {

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -245,7 +247,8 @@ void SecurityFromJs(Napi::Env env, Napi::Object obj, SpawnPlan* plan) {
       ChildNamespacePath ns;
       std::string type = Str(o, where, "type");
       ns.nstype = NamespaceFlag(env, type);
-      if (ns.nstype == CLONE_NEWNS || ns.nstype == CLONE_NEWPID || ns.nstype == CLONE_NEWUSER)
+      // A joined pid namespace is entered by the shim before clone, a mount namespace last by the init.
+      if (ns.nstype == CLONE_NEWUSER)
         throw Napi::TypeError::New(env, "spawn plan: " + where + "joining a " + type + " namespace by path is not supported");
       if (plan->cloneFlags & ns.nstype) throw Napi::TypeError::New(env, "spawn plan: " + where + type + " is both created and joined");
       ns.path = Str(o, where, "path");
@@ -282,8 +285,6 @@ SpawnPlan PlanFromJs(Napi::Env env, Napi::Object obj) {
     if (flag == CLONE_NEWUSER) throw Napi::TypeError::New(env, "spawn plan: the user namespace comes with userNamespace (its id maps)");
     plan.cloneFlags |= flag;
   }
-  if ((plan.cloneFlags & CLONE_NEWNS) == 0)
-    throw Napi::TypeError::New(env, "spawn plan: a mount namespace is required (pivot_root happens in it)");
   // The cgroup namespace is unshared by the init once it is in its cgroups, so that the namespace's
   // root is the container's cgroup rather than tsd's.
   if (plan.cloneFlags & CLONE_NEWCGROUP) {
@@ -342,7 +343,37 @@ SpawnPlan PlanFromJs(Napi::Env env, Napi::Object obj) {
   if (plan.args.empty()) throw Napi::TypeError::New(env, "spawn plan: args must not be empty");
   plan.env = Strs(obj, "", "env");
   plan.noNewPrivileges = Bool(obj, "", "noNewPrivileges");
+  if (Present(obj, "devices")) {
+    Napi::Array arr = Arr(obj, "", "devices");
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      std::string where = "devices[" + std::to_string(i) + "].";
+      Napi::Value v = arr[i];
+      if (!v.IsObject()) throw Napi::TypeError::New(env, "spawn plan: " + where + " must be an object");
+      Napi::Object o = v.As<Napi::Object>();
+      ChildDevice d;
+      d.path = Str(o, where, "path");
+      d.components = SplitPath(env, d.path, where + "path");
+      if (d.components.empty()) throw Napi::TypeError::New(env, "spawn plan: " + where + "path must name a file");
+      std::string type = Str(o, where, "type");
+      if (type == "c") d.type = S_IFCHR;
+      else if (type == "b") d.type = S_IFBLK;
+      else if (type == "p") d.type = S_IFIFO;
+      else throw Napi::TypeError::New(env, "spawn plan: " + where + "type must be c, b or p");
+      uint32_t major = Id(env, Field(o, where, "major"), where + "major");
+      uint32_t minor = Id(env, Field(o, where, "minor"), where + "minor");
+      d.dev = makedev(major, minor);
+      uint32_t perm = Id(env, Field(o, where, "mode"), where + "mode");
+      if (perm > 07777) throw Napi::RangeError::New(env, "spawn plan: " + where + "mode must be permission bits (at most 07777)");
+      d.perm = perm;
+      d.uid = Id(env, Field(o, where, "uid"), where + "uid");
+      d.gid = Id(env, Field(o, where, "gid"), where + "gid");
+      plan.devices.push_back(std::move(d));
+    }
+  }
   SecurityFromJs(env, obj, &plan);
+  bool joinsMountNs = false;
+  for (const ChildNamespacePath& ns : plan.namespacePaths) joinsMountNs = joinsMountNs || ns.nstype == CLONE_NEWNS;
+  plan.hostMountNamespace = (plan.cloneFlags & CLONE_NEWNS) == 0 && !joinsMountNs;
   return plan;
 }
 

@@ -62,18 +62,63 @@ bool BecomeNamespaceRoot(const SpawnPlan& plan, ChildError* e) {
   return true;
 }
 
+// Every path is opened before any is joined (a joined mount namespace would change what the
+// later paths name), and the mount namespace is joined last. A pid namespace is joined by the
+// parent before clone (JoinPidNamespacePath): setns only moves the caller's future children.
 bool JoinNamespacePaths(const SpawnPlan& plan, ChildError* e) {
-  for (const ChildNamespacePath& ns : plan.namespacePaths) {
-    int fd = open(ns.path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Failed(e, errno, "open namespace", ns.path.c_str());
-    if (syscall(SYS_setns, fd, ns.nstype) != 0) {
-      int err = errno;
-      close(fd);
-      return Failed(e, err, "setns", ns.path.c_str());
+  constexpr size_t kMax = 8;
+  int fds[kMax];
+  int types[kMax];
+  const char* paths[kMax];
+  size_t n = 0;
+  auto closeAll = [&]() {
+    for (size_t i = 0; i < n; i++) close(fds[i]);
+  };
+  for (int pass = 0; pass < 2; pass++) {
+    for (const ChildNamespacePath& ns : plan.namespacePaths) {
+      if (ns.nstype == CLONE_NEWPID || (ns.nstype == CLONE_NEWNS) != (pass == 1)) continue;
+      if (n == kMax) {
+        closeAll();
+        return Failed(e, E2BIG, "open namespace", ns.path.c_str());
+      }
+      int fd = open(ns.path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        int err = errno;
+        closeAll();
+        return Failed(e, err, "open namespace", ns.path.c_str());
+      }
+      fds[n] = fd;
+      paths[n] = ns.path.c_str();
+      types[n++] = ns.nstype;
     }
-    close(fd);
   }
+  for (size_t i = 0; i < n; i++) {
+    if (syscall(SYS_setns, fds[i], types[i]) != 0) {
+      int err = errno;
+      closeAll();
+      return Failed(e, err, "setns", paths[i]);
+    }
+  }
+  closeAll();
   return true;
+}
+
+int JoinPidNamespacePath(const SpawnPlan& plan) {
+  for (const ChildNamespacePath& ns : plan.namespacePaths) {
+    if (ns.nstype != CLONE_NEWPID) continue;
+    int fd = open(ns.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    int err = syscall(SYS_setns, fd, CLONE_NEWPID) != 0 ? errno : 0;
+    close(fd);
+    return err;
+  }
+  return 0;
+}
+
+bool HasPidNamespacePath(const SpawnPlan& plan) {
+  for (const ChildNamespacePath& ns : plan.namespacePaths)
+    if (ns.nstype == CLONE_NEWPID) return true;
+  return false;
 }
 
 bool UnshareCgroupNamespace(const SpawnPlan& plan, ChildError* e) {

@@ -17,6 +17,10 @@ struct ChildError {
 bool WaitForIdMaps(const SpawnPlan& plan, ChildError* e);
 bool BecomeNamespaceRoot(const SpawnPlan& plan, ChildError* e);
 bool JoinNamespacePaths(const SpawnPlan& plan, ChildError* e);
+// In the parent, before clone: joins the plan's pid namespace path (if any), so that the init is
+// born in it. Returns 0 or an errno. Only the shim may call it: it changes the caller for good.
+int JoinPidNamespacePath(const SpawnPlan& plan);
+bool HasPidNamespacePath(const SpawnPlan& plan);
 bool UnshareCgroupNamespace(const SpawnPlan& plan, ChildError* e);
 bool WriteOomScoreAdj(const SpawnPlan& plan, ChildError* e);
 bool SetDomainname(const SpawnPlan& plan, ChildError* e);

@@ -30,6 +30,17 @@ struct ChildMount {
   std::string symlinkTarget;
 };
 
+// A device node of linux.devices, made after the mounts (so inside the container's /dev tmpfs).
+struct ChildDevice {
+  std::vector<std::string> components;  // below the rootfs, e.g. {"dev", "fuse"}
+  std::string path;                     // "/dev/fuse": error messages, and the host node bound in a user namespace
+  mode_t type = 0;                      // S_IFCHR, S_IFBLK or S_IFIFO
+  dev_t dev = 0;
+  mode_t perm = 0666;  // set with fchmodat after mknod, so the umask does not apply
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
 struct ChildRlimit {
   int resource = 0;
   rlim_t soft = 0;
@@ -96,6 +107,11 @@ struct SpawnPlan {
   // MS_UNBINDABLE (with MS_REC for the r* forms): private before, this on the new root after pivot_root.
   unsigned long rootPropagation = 0;
   std::vector<struct sock_filter> seccompFilter;  // compiled BPF; empty = no filter
+  std::vector<ChildDevice> devices;
+  // No mount namespace of its own (the spec lists none): the mounts are made in the runtime's
+  // namespace under the rootfs, nothing outside the rootfs changes propagation, and the init
+  // chroots instead of pivot_root (which would move the root of every process on the host).
+  bool hostMountNamespace = false;
 
   // Filled by Prepare(): NULL-terminated pointer arrays into the strings above.
   std::vector<char*> argv;

@@ -10,8 +10,9 @@ namespace {
 // A tripwire for whoever adds a field to SpawnPlan: carry it in EncodePlan and DecodePlan (or
 // the shim's init silently runs without it), then update these sizes.
 #if defined(__x86_64__) && defined(__GLIBCXX__)
-static_assert(sizeof(SpawnPlan) == 696, "SpawnPlan changed: carry the new field over the wire, then update this size");
+static_assert(sizeof(SpawnPlan) == 728, "SpawnPlan changed: carry the new field over the wire, then update this size");
 static_assert(sizeof(ChildMount) == 208, "ChildMount changed: carry the new field over the wire, then update this size");
+static_assert(sizeof(ChildDevice) == 88, "ChildDevice changed: carry the new field over the wire, then update this size");
 static_assert(sizeof(ChildCapabilities) == 40, "ChildCapabilities changed: carry the new field over the wire");
 #endif
 
@@ -169,6 +170,17 @@ std::string EncodePlan(const SpawnPlan& plan) {
     w.U8(f.jf);
     w.U32(f.k);
   }
+  w.U8(plan.hostMountNamespace);
+  w.U32(static_cast<uint32_t>(plan.devices.size()));
+  for (const ChildDevice& d : plan.devices) {
+    w.Strs(d.components);
+    w.Str(d.path);
+    w.U32(d.type);
+    w.U64(d.dev);
+    w.U32(d.perm);
+    w.U32(d.uid);
+    w.U32(d.gid);
+  }
   return std::move(w.out);
 }
 
@@ -253,6 +265,19 @@ std::string DecodePlan(const char* data, size_t len, SpawnPlan* plan) {
     f.jf = r.U8();
     f.k = r.U32();
     plan->seccompFilter.push_back(f);
+  }
+  plan->hostMountNamespace = r.U8() != 0;
+  uint32_t devices = r.Count();
+  for (uint32_t i = 0; i < devices && r.ok; i++) {
+    ChildDevice d;
+    d.components = r.Strs();
+    d.path = r.Str();
+    d.type = r.U32();
+    d.dev = r.U64();
+    d.perm = r.U32();
+    d.uid = r.U32();
+    d.gid = r.U32();
+    plan->devices.push_back(std::move(d));
   }
   if (!r.ok) return "spawn plan is truncated or malformed";
   if (!r.AtEnd()) return "spawn plan has trailing bytes";

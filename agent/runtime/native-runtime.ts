@@ -11,10 +11,10 @@ import { performance } from 'node:perf_hooks';
 import { normalizeCgroupsPath, openCgroupDriver, wholeDisksBacking, type CgroupDriver, type CgroupRecord } from './cgroups/index.js';
 import { startExec } from './exec.js';
 import { runHooksOrFail, runHooksWarning, STATE_OCI_VERSION, type HookState } from './hooks.js';
-import { SHIM_PATH, spawnShim, type ShimLaunchOptions, type ShimSpawned } from './native.js';
+import { SHIM_PATH, spawnShim, umount, type ShimLaunchOptions, type ShimSpawned } from './native.js';
 import { readBundleConfig } from './oci-config.js';
 import { ShimClient, ShimGoneError, readExitFile } from './shim-client.js';
-import { buildSpawnPlan, resolveRootfs } from './spawn-plan.js';
+import { buildSpawnPlan, resolveRootfs, sharesHostMountNamespace } from './spawn-plan.js';
 import { processStartTime, StateStore, validateContainerId, type StoredState } from './state-store.js';
 import type { ContainerRuntime, ContainerState, ContainerStats, CreateOptions, ExecOptions, ExecProcess, ExitStatus, OciSpec } from './types.js';
 import { exists } from '../fs-errors.js';
@@ -93,6 +93,9 @@ export class NativeRuntime implements ContainerRuntime {
         // Only waited for, so no write is in flight when the state dir is removed below; the
         // spawn's error is the one to report, and plan.json goes with the dir either way.
         await planWritten.catch(() => undefined);
+        await this.detachHostMounts(id).catch((detachError: Error) => {
+          throw new Error(`${(err as Error).message} (and ${detachError.message})`, { cause: err });
+        });
         throw err;
       }
       try {
@@ -216,6 +219,7 @@ export class NativeRuntime implements ContainerRuntime {
     }
     await this.waitShimGone(stored);
     await runHooksWarning(stored.hooks?.poststop, hookStateOf(stored, 'stopped'), 'poststop', this.warn);
+    await this.detachHostMounts(id);
     const cgroups = await this.cgroupDriver();
     await cgroups.remove(stored.cgroup);
     await this.store.remove(id);
@@ -226,6 +230,9 @@ export class NativeRuntime implements ContainerRuntime {
     if (state === undefined) throw new Error(`container '${id}' does not exist`);
     if (state.status !== 'running') throw new Error(`exec in container ${id}: it is ${state.status}, not running`);
     const plan = await this.store.readPlan(id);
+    // Its init is chrooted in the host's mount namespace: joining that namespace would not put the
+    // new process inside the container's root.
+    if (sharesHostMountNamespace(plan)) throw new Error(`exec in container ${id}: it has no mount namespace of its own; exec is not supported then`);
     try {
       return await startExec(plan, state.pid, options);
     } catch (err) {
@@ -252,6 +259,22 @@ export class NativeRuntime implements ContainerRuntime {
       if (!(err instanceof ShimGoneError)) throw err;
       // A shim that is still starting has no socket yet; otherwise gone means stopped.
       return (await this.shimAlive(stored)) ? stored.status : 'stopped';
+    }
+  }
+
+  /**
+   * A container without a mount namespace of its own made its mounts in ours, under its rootfs
+   * (the rootfs's own bind holds them all): they are detached with it. Nothing to do otherwise.
+   */
+  private async detachHostMounts(id: string): Promise<void> {
+    const plan = await this.store.readPlan(id).catch(() => undefined);
+    if (plan === undefined || !sharesHostMountNamespace(plan)) return;
+    try {
+      umount(plan.rootfs, true);
+    } catch (err) {
+      // EINVAL: not a mount point (the init failed before binding it); nothing was left.
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL')
+        throw new Error(`delete container ${id}: detach its mounts under ${plan.rootfs}: ${(err as Error).message}`, { cause: err });
     }
   }
 

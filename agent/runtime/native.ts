@@ -76,6 +76,22 @@ export interface NativeSpawnPlan extends NativeSecurityPlan {
   args: string[];
   env: string[];
   noNewPrivileges: boolean;
+  /** linux.devices: nodes made in the container after its mounts (absent: none). */
+  devices?: NativeDevice[];
+}
+
+/** A device node for the container (OCI linux.devices), resolved for the addon. */
+export interface NativeDevice {
+  /** Absolute path in the container, e.g. /dev/fuse. */
+  path: string;
+  /** c (character; OCI's u too), b (block) or p (FIFO). */
+  type: 'c' | 'b' | 'p';
+  major: number;
+  minor: number;
+  /** Permission bits (0-0o7777), set exactly (the umask does not apply). */
+  mode: number;
+  uid: number;
+  gid: number;
 }
 
 /** A container init that has finished its set-up and is blocked until started. */

@@ -94,6 +94,19 @@ const hooks = z.object({
   poststop: hookList,
 });
 
+/** major/minor are required except for a FIFO (runtime-spec config-linux.md#devices). */
+const device = z
+  .object({
+    path: absolutePath.refine((p) => p !== '/' && !p.split('/').some((c) => c === '..' || c === '.'), 'must name a file, without . or .. components'),
+    type: z.enum(['c', 'u', 'b', 'p']),
+    major: z.number().int().min(0).max(0xfff).optional(),
+    minor: z.number().int().min(0).max(0xfffff).optional(),
+    fileMode: z.number().int().min(0).max(0o7777).optional(),
+    uid: uint32.optional(),
+    gid: uint32.optional(),
+  })
+  .refine((d) => d.type === 'p' || (d.major !== undefined && d.minor !== undefined), 'major and minor are required for c, u and b devices');
+
 const PROPAGATIONS = ['shared', 'rshared', 'slave', 'rslave', 'private', 'rprivate', 'unbindable', 'runbindable'] as const;
 
 const ociSpecSchema = z.object({
@@ -156,6 +169,7 @@ const ociSpecSchema = z.object({
         .optional(),
       uidMappings: idMappings.optional(),
       gidMappings: idMappings.optional(),
+      devices: z.array(device).max(1024).optional(),
       rootfsPropagation: z.enum(PROPAGATIONS).optional(),
       mountLabel: z.string().max(0, 'SELinux mount labels are not supported by this runtime; remove the field').optional(),
     })

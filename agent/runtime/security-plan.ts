@@ -97,7 +97,7 @@ export interface NativeSecurityPlan {
 }
 
 /** Namespace kinds that may be joined by path; the others must be created. */
-const JOINABLE: ReadonlySet<string> = new Set(['network', 'ipc', 'uts', 'cgroup']);
+const JOINABLE: ReadonlySet<string> = new Set(['network', 'ipc', 'uts', 'cgroup', 'pid', 'mount']);
 
 function idMap(mappings: OciIdMapping[] | undefined, field: string): string {
   if (mappings === undefined || mappings.length === 0) throw new Error(`${field}: a user namespace needs at least one mapping`);

@@ -4,13 +4,11 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { planMounts, type CgroupMountContext } from './mount-plan.js';
-import type { NamespaceKind, NativeSpawnPlan } from './native.js';
+import type { NamespaceKind, NativeDevice, NativeSpawnPlan } from './native.js';
 import { buildSecurityPlan } from './security-plan.js';
 import type { OciSpec } from './types.js';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-const DEFAULT_NAMESPACES: NamespaceKind[] = ['pid', 'mount', 'uts', 'ipc', 'network'];
 
 /** Resolves root.path against the bundle and insists on a real directory. */
 export async function resolveRootfs(spec: OciSpec, bundleDir: string, source: string): Promise<string> {
@@ -25,9 +23,14 @@ export async function resolveRootfs(spec: OciSpec, bundleDir: string, source: st
   return real;
 }
 
+/**
+ * The namespaces to create. A kind the spec does not list is the runtime's own (runtime-spec
+ * config-linux.md#namespaces), so no list at all means none. Without a mount namespace (new or
+ * joined) the container's mounts are made in the host's namespace under its rootfs, and it is
+ * chrooted (see NativeSpawnPlan's hostMountNamespace): that is no isolation of the file system.
+ */
 export function namespacesOf(spec: OciSpec, source: string): NamespaceKind[] {
-  const listed = spec.linux?.namespaces;
-  if (listed === undefined) return DEFAULT_NAMESPACES;
+  const listed = spec.linux?.namespaces ?? [];
   const kinds: NamespaceKind[] = [];
   const seen = new Set<string>();
   for (const [i, ns] of listed.entries()) {
@@ -37,11 +40,15 @@ export function namespacesOf(spec: OciSpec, source: string): NamespaceKind[] {
     if (ns.path !== undefined || ns.type === 'user') continue;
     kinds.push(ns.type);
   }
-  if (!kinds.includes('mount')) throw new Error(`${source}: linux.namespaces: a new mount namespace is required`);
   if (spec.hostname !== undefined && !seen.has('uts')) {
     throw new Error(`${source}: hostname is set but linux.namespaces has no uts namespace`);
   }
   return kinds;
+}
+
+/** True when the container has no mount namespace of its own, new or joined (it shares the host's). */
+export function sharesHostMountNamespace(plan: Pick<NativeSpawnPlan, 'namespaces' | 'namespacePaths'>): boolean {
+  return !plan.namespaces.includes('mount') && !plan.namespacePaths.some((ns) => ns.type === 'mount');
 }
 
 /** Paths inside the container to try for args[0], following PATH from the spec's env like execvp. */
@@ -91,6 +98,20 @@ export async function buildSpawnPlan(inputs: SpawnPlanInputs): Promise<NativeSpa
     args: spec.process.args,
     env,
     noNewPrivileges: spec.process.noNewPrivileges ?? false,
+    ...(spec.linux?.devices !== undefined && spec.linux.devices.length > 0 ? { devices: spec.linux.devices.map(nativeDevice) } : {}),
+  };
+}
+
+/** An OCI device for the addon: mode 0666 and owner root unless the spec says otherwise. */
+function nativeDevice(d: NonNullable<NonNullable<OciSpec['linux']>['devices']>[number]): NativeDevice {
+  return {
+    path: d.path,
+    type: d.type === 'u' ? 'c' : d.type,
+    major: d.major ?? 0,
+    minor: d.minor ?? 0,
+    mode: d.fileMode ?? 0o666,
+    uid: d.uid ?? 0,
+    gid: d.gid ?? 0,
   };
 }
 

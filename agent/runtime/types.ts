@@ -35,6 +35,8 @@ export interface OciSpec {
     sysctl?: Record<string, string>;
     uidMappings?: OciIdMapping[];
     gidMappings?: OciIdMapping[];
+    /** Device nodes to make in the container (config-linux.md#devices). */
+    devices?: Array<{ path: string; type: 'c' | 'u' | 'b' | 'p'; major?: number; minor?: number; fileMode?: number; uid?: number; gid?: number }>;
     /** Propagation of the container's root mount: shared, slave, private (and r* forms), unbindable. */
     rootfsPropagation?: string;
     mountLabel?: string;

@@ -15,6 +15,7 @@
 
 #include <string>
 
+#include "../security_child.h"
 #include "../security_userns.h"
 #include "../spawn_plan.h"
 #include "../spawn_plan_wire.h"
@@ -102,6 +103,8 @@ extern "C" void shim_launch(int plan_fd, int report_fd, int inherit_stdio, struc
       (!inherit_stdio && (pipe2(outPipe, O_CLOEXEC) != 0 || pipe2(errPipe, O_CLOEXEC) != 0)))
     ReportAndExit(report_fd, errno, "shim: open container init pipes");
   if (int e = tessera::OpenUserNsSync(&plan); e != 0) ReportAndExit(report_fd, e, "shim: open user namespace sync pipe");
+  // The init is born in a pid namespace given by path: this process joins it for its children.
+  if (int e = tessera::JoinPidNamespacePath(plan); e != 0) ReportAndExit(report_fd, e, "shim: join pid namespace");
   ChildFds fds;
   // Inherited: the init's stdio dup2()s onto itself, so fds 0-2 stay the creator's files.
   fds.logFd = inherit_stdio ? 1 : outPipe[1];

@@ -199,13 +199,17 @@ test('rlimits, umask, oom_score_adj, domainname and user namespace maps in the p
   t.throws(() => buildSecurityPlan(noUserNs, SRC, ['mount']), { message: /uidMappings\/gidMappings are set but linux\.namespaces has no user namespace/ });
 });
 
-test('namespaces joined by path: network, ipc, uts and cgroup only', (t) => {
+test('namespaces joined by path: all kinds but user', (t) => {
   const spec = baseSpec();
   spec.linux?.namespaces?.splice(1, 1, { type: 'network', path: '/var/run/netns/x' });
   t.deepEqual(buildSecurityPlan(spec, SRC, ['pid', 'ipc', 'uts', 'mount']).namespacePaths, [{ type: 'network', path: '/var/run/netns/x' }]);
+  // pid (joined by the shim before it clones the init) and mount, as the conformance suite's linux_ns_path asks.
   const pid = baseSpec();
   pid.linux?.namespaces?.splice(0, 1, { type: 'pid', path: '/proc/1/ns/pid' });
-  t.throws(() => buildSecurityPlan(pid, SRC, ['mount']), { message: /joining a pid namespace by path is not supported/ });
+  t.deepEqual(buildSecurityPlan(pid, SRC, ['mount']).namespacePaths, [{ type: 'pid', path: '/proc/1/ns/pid' }]);
+  const user = baseSpec();
+  user.linux?.namespaces?.push({ type: 'user', path: '/proc/1/ns/user' });
+  t.throws(() => buildSecurityPlan(user, SRC, ['mount']), { message: /joining a user namespace by path is not supported/ });
 });
 
 /** The spec's seccomp profile as loose fields, to break it on purpose; the base spec always has one. */

@@ -57,12 +57,14 @@ test('executableCandidates follows PATH like execvp', (t) => {
   );
 });
 
-test('namespacesOf defaults to five and refuses what is not supported', (t) => {
+test('namespacesOf creates what the spec lists (buildOciSpec: five) and refuses what is not supported', (t) => {
   const spec = buildOciSpec({ args: ['x'], rootfsPath: '/r' });
   t.deepEqual(new Set(namespacesOf(spec, 'c')), new Set(['pid', 'network', 'ipc', 'uts', 'mount']));
   // The user namespace and namespaces joined by path are the security plan's (security-plan.ts).
   t.deepEqual(namespacesOf({ ...spec, linux: { namespaces: [{ type: 'user' }, { type: 'mount' }] } }, 'c'), ['mount']);
-  t.throws(() => namespacesOf({ ...spec, linux: { namespaces: [{ type: 'pid' }] } }, 'c'), { message: /mount namespace is required/ });
+  // A kind not listed is the runtime's own (runtime-spec); no list at all means none is created.
+  t.deepEqual(namespacesOf({ ...spec, linux: { namespaces: [{ type: 'pid' }] } }, 'c'), ['pid']);
+  t.deepEqual(namespacesOf({ ...spec, linux: {} }, 'c'), []);
   t.deepEqual(namespacesOf({ ...spec, linux: { namespaces: [{ type: 'mount' }, { type: 'network', path: '/proc/1/ns/net' }] } }, 'c'), ['mount']);
   t.throws(() => namespacesOf({ ...spec, linux: { namespaces: [{ type: 'mount' }, { type: 'mount' }] } }, 'c'), { message: /listed twice/ });
 });
