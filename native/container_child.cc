@@ -12,6 +12,8 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -205,6 +207,23 @@ void MakeSymlink(int rootFd, const ChildMount& m, const ChildFds& fds) {
   close(parentFd);
 }
 
+// A bind remount sets a mount's flags to exactly those given. In a user namespace the flags a
+// mount came in with from the host (nosuid, nodev, noexec) are locked, and a remount that would
+// drop one is refused (EPERM); runc then tries again keeping them, and so does this. Returns 0 or errno.
+int RemountKeepingLocked(const char* target, unsigned long flags) {
+  if (mount(nullptr, target, nullptr, flags, nullptr) == 0) return 0;
+  if (errno != EPERM) return errno;
+  // statfs, not glibc's statvfs: a plain system call, safe in this child. f_flags has the ST_* bits.
+  struct statfs current;
+  if (statfs(target, &current) != 0) return EPERM;
+  unsigned long locked = 0;
+  if ((current.f_flags & ST_NOSUID) != 0) locked |= MS_NOSUID;
+  if ((current.f_flags & ST_NODEV) != 0) locked |= MS_NODEV;
+  if ((current.f_flags & ST_NOEXEC) != 0) locked |= MS_NOEXEC;
+  if ((flags | locked) == flags) return EPERM;
+  return mount(nullptr, target, nullptr, flags | locked, nullptr) == 0 ? 0 : errno;
+}
+
 void DoMounts(const SpawnPlan& plan, int rootFd, const ChildFds& fds) {
   for (const ChildMount& m : plan.mounts) {
     if (!m.symlinkTarget.empty()) {
@@ -232,8 +251,8 @@ void DoMounts(const SpawnPlan& plan, int rootFd, const ChildFds& fds) {
       fd = OpenDestination(rootFd, m, fds);
       Text again;
       again.Add("/proc/self/fd/").AddInt(fd);
-      if (mount(nullptr, again.buf, nullptr, m.flags | MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0)
-        Fail(fds, errno, "remount read-only", m.destination.c_str());
+      int err = RemountKeepingLocked(again.buf, m.flags | MS_REMOUNT | MS_BIND | MS_RDONLY);
+      if (err != 0) Fail(fds, err, "remount read-only", m.destination.c_str());
     }
     close(fd);
   }
@@ -350,11 +369,11 @@ void MaskAndProtect(const SpawnPlan& plan, const ChildFds& fds) {
       if (errno == ENOENT) continue;
       Fail(fds, errno, "bind read-only path", p.c_str());
     }
-    if (mount(nullptr, p.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, nullptr) != 0)
-      Fail(fds, errno, "remount read-only path", p.c_str());
+    int err = RemountKeepingLocked(p.c_str(), MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC);
+    if (err != 0) Fail(fds, err, "remount read-only path", p.c_str());
   }
-  if (plan.rootReadonly && mount(nullptr, "/", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0)
-    Fail(fds, errno, "remount root read-only", nullptr);
+  int rootErr = plan.rootReadonly ? RemountKeepingLocked("/", MS_BIND | MS_REMOUNT | MS_RDONLY) : 0;
+  if (rootErr != 0) Fail(fds, rootErr, "remount root read-only", nullptr);
 }
 
 // Everything between the mounts and execve that the init and an exec'd process share: rlimits

@@ -1,15 +1,22 @@
 #include "fs_ops.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include <string>
 #include <vector>
 
 #include "errno_error.h"
+#include "fd_util.h"
 #include "mount_flags.h"
 
 namespace tessera {
@@ -48,6 +55,33 @@ std::vector<std::string> StringArrayArg(const Napi::CallbackInfo& info, size_t i
     out.push_back(v.As<Napi::String>().Utf8Value());
   }
   return out;
+}
+
+// An id map as /proc/<pid>/uid_map takes it: "inside outside count" lines of digits, one write.
+constexpr size_t kMaxIdMapBytes = 4096;
+
+std::string IdMapArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  std::string text = StringArg(info, i, name);
+  bool digitsAndSpaces = text.find_first_not_of("0123456789 \n") == std::string::npos;
+  if (text.empty() || text.size() > kMaxIdMapBytes || !digitsAndSpaces) {
+    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be 1-4096 bytes of \"inside outside count\" lines");
+  }
+  return text;
+}
+
+int WriteProcFile(pid_t pid, const char* file, const std::string& text) {
+  std::string path = "/proc/" + std::to_string(pid) + "/" + file;
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  ssize_t n = write(fd, text.data(), text.size());
+  int err = n == static_cast<ssize_t>(text.size()) ? 0 : (n < 0 ? errno : EIO);
+  close(fd);
+  return err;
+}
+
+void Reap(pid_t pid) {
+  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
 }
 
 }  // namespace
@@ -126,6 +160,77 @@ Napi::Value Lgetxattr(const Napi::CallbackInfo& info) {
     }
     return Napi::Buffer<uint8_t>::Copy(info.Env(), buf.data(), static_cast<size_t>(got));
   }
+}
+
+// createUserNamespace(uidMap, gidMap) -> fd of a user namespace with those maps and no process in
+// it (what an idmapped mount needs). A raw clone (no fork handlers: this process has threads) makes
+// a child in a new user namespace that only waits for its pipe to close; the maps are written from
+// here, the namespace opened, and the child let go and reaped. The caller closes the fd.
+Napi::Value CreateUserNamespace(const Napi::CallbackInfo& info) {
+  std::string uidMap = IdMapArg(info, 0, "uidMap");
+  std::string gidMap = IdMapArg(info, 1, "gidMap");
+  int hold[2];
+  if (pipe2(hold, O_CLOEXEC) != 0) throw ErrnoError(info.Env(), errno, "createUserNamespace: pipe");
+  long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (pid == 0) {
+    // The child: only async-signal-safe calls. It ends when the parent closes its end (EOF).
+    close(hold[1]);
+    char byte;
+    while (read(hold[0], &byte, 1) < 0 && errno == EINTR) {
+    }
+    _exit(0);
+  }
+  int cloneErr = errno;
+  close(hold[0]);
+  if (pid < 0) {
+    close(hold[1]);
+    throw ErrnoError(info.Env(), cloneErr, "createUserNamespace: clone(CLONE_NEWUSER)");
+  }
+  pid_t child = static_cast<pid_t>(pid);
+  std::string failed;
+  int err = WriteProcFile(child, "uid_map", uidMap);
+  if (err != 0) failed = "write uid_map";
+  if (err == 0 && (err = WriteProcFile(child, "gid_map", gidMap)) != 0) failed = "write gid_map";
+  int nsFd = -1;
+  if (err == 0) {
+    std::string path = "/proc/" + std::to_string(child) + "/ns/user";
+    nsFd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (nsFd < 0) {
+      err = errno;
+      failed = "open " + path;
+    }
+  }
+  close(hold[1]);
+  Reap(child);
+  if (err != 0) throw ErrnoError(info.Env(), err, "createUserNamespace: " + failed);
+  return Napi::Number::New(info.Env(), nsFd);
+}
+
+// idmappedMount(source, target, usernsFd): a bind of `source` at `target` whose owners are moved
+// by the namespace's maps: with "0 R 65536", a file stored as uid U is seen (and written) as R+U,
+// and nothing on disk changes. Not recursive: mounts below `source` are not carried. open_tree
+// makes a detached clone; only a detached mount may be given an idmap.
+Napi::Value IdmappedMount(const Napi::CallbackInfo& info) {
+  std::string source = StringArg(info, 0, "source");
+  std::string target = StringArg(info, 1, "target");
+  uint32_t usernsFd = UintArg(info, 2, "usernsFd");
+  int tree = static_cast<int>(syscall(SYS_open_tree, AT_FDCWD, source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  if (tree < 0) throw ErrnoError(info.Env(), errno, "open_tree " + source);
+  struct mount_attr attr = {};
+  attr.attr_set = MOUNT_ATTR_IDMAP;
+  attr.userns_fd = usernsFd;
+  if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof(attr)) != 0) {
+    int err = errno;
+    close(tree);
+    throw ErrnoError(info.Env(), err, "mount_setattr MOUNT_ATTR_IDMAP on " + source);
+  }
+  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+    int err = errno;
+    close(tree);
+    throw ErrnoError(info.Env(), err, "move_mount " + source + " to " + target);
+  }
+  close(tree);
+  return info.Env().Undefined();
 }
 
 }  // namespace tessera

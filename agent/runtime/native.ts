@@ -116,6 +116,8 @@ interface NativeBinding {
   mknod(path: string, mode: number, major: number, minor: number): void;
   lsetxattr(path: string, name: string, value: Buffer): void;
   lgetxattr(path: string, name: string): Buffer | undefined;
+  createUserNamespace?(uidMap: string, gidMap: string): number;
+  idmappedMount?(source: string, target: string, usernsFd: number): void;
   spawnContainer?(plan: NativeSpawnPlan): Promise<SpawnedChild>;
   startContainer?(startFd: number, statusFd: number): Promise<void>;
   abandonContainer?(startFd: number, statusFd: number): void;
@@ -196,6 +198,19 @@ export function lsetxattr(filePath: string, name: string, value: Buffer): void {
 /** lgetxattr(2); undefined when the attribute is not set. */
 export function lgetxattr(filePath: string, name: string): Buffer | undefined {
   return binding.lgetxattr(filePath, name);
+}
+
+/**
+ * A user namespace with these maps ("inside outside count" lines, as /proc/<pid>/uid_map takes)
+ * and no process in it, as an fd (close it with fs.closeSync). Only idmapped mounts use it.
+ */
+export function createUserNamespace(uidMap: string, gidMap: string): number {
+  return required('createUserNamespace')(uidMap, gidMap);
+}
+
+/** Binds `source` at `target` with its owners moved by the maps of the user namespace `usernsFd` (nothing on disk changes). */
+export function idmappedMount(source: string, target: string, usernsFd: number): void {
+  required('idmappedMount')(source, target, usernsFd);
 }
 
 /**
