@@ -25,6 +25,8 @@ import type { ImageGcResult__Output } from '../proto/gen/tessera/api/v1/ImageGcR
 import type { ImageSaveChunk__Output } from '../proto/gen/tessera/api/v1/ImageSaveChunk.js';
 import type { LogsRequest } from '../proto/gen/tessera/api/v1/LogsRequest.js';
 import type { LogLine__Output } from '../proto/gen/tessera/api/v1/LogLine.js';
+import type { EventsRequest } from '../proto/gen/tessera/api/v1/EventsRequest.js';
+import type { ClusterEventMessage__Output } from '../proto/gen/tessera/api/v1/ClusterEventMessage.js';
 import type { JoinTokenResponse__Output } from '../proto/gen/tessera/api/v1/JoinTokenResponse.js';
 import type { NodeUpdateRequest } from '../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
 import type { NodeUpdateResponse__Output } from '../proto/gen/tessera/api/v1/NodeUpdateResponse.js';
@@ -181,13 +183,12 @@ export class ApiClient {
 
   /** Streams log lines to onLine; resolves at the end of the stream or when cancelled. */
   logs(req: LogsRequest, onLine: (line: LogLine__Output) => void, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const stream = this.raw.logs(req);
-      signal?.addEventListener('abort', () => stream.cancel());
-      stream.on('data', onLine);
-      stream.on('end', () => resolve());
-      stream.on('error', (err: grpc.ServiceError) => (err.code === grpc.status.CANCELLED ? resolve() : reject(new ApiCallError(err))));
-    });
+    return untilEnd(this.raw.logs(req), onLine, signal);
+  }
+
+  /** Streams cluster events to onEvent; resolves at the end of the stream or when cancelled. */
+  events(req: EventsRequest, onEvent: (event: ClusterEventMessage__Output) => void, signal?: AbortSignal): Promise<void> {
+    return untilEnd(this.raw.events(req), onEvent, signal);
   }
 
   /**
@@ -271,4 +272,14 @@ export class ApiClient {
 /** A client for `address`, plaintext unless `security` says otherwise (see with-client.ts for tsctl's choice). */
 export function connect(address: string, security: TransportSecurity = LOCAL_INSECURE): ApiClient {
   return new ApiClient(address, { security });
+}
+
+/** Hands a server stream's messages to onData; resolves when it ends or is cancelled (by the signal), rejects when it fails. */
+function untilEnd<T>(stream: grpc.ClientReadableStream<T>, onData: (message: T) => void, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    signal?.addEventListener('abort', () => stream.cancel());
+    stream.on('data', onData);
+    stream.on('end', () => resolve());
+    stream.on('error', (err: grpc.ServiceError) => (err.code === grpc.status.CANCELLED ? resolve() : reject(new ApiCallError(err))));
+  });
 }

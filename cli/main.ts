@@ -15,6 +15,7 @@ import { registerClusterMembersCommands } from './commands/cluster-members.js';
 import { registerClusterIdentityCommands } from './commands/cluster-identity.js';
 import { registerStackCommands } from './commands/stack.js';
 import { registerRolloutCommands } from './commands/rollout.js';
+import { registerEventsCommand } from './commands/events.js';
 import { registerApplyCommands } from './commands/apply.js';
 import { registerClusterUpdateCommand } from './commands/cluster-update.js';
 import { registerClusterAutolockCommands } from './commands/cluster-autolock.js';
@@ -180,6 +181,7 @@ registerClusterUpdateCommand(cluster, withClient);
 registerClusterAutolockCommands(cluster);
 registerStackCommands(program);
 registerRolloutCommands(program, withClient);
+registerEventsCommand(program, withClient);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`error: ${err.message}\n`);

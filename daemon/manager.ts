@@ -8,6 +8,8 @@ import type { ImageStore } from '../common/images/types.js';
 import type { LogSource } from '../common/logs/log-source.js';
 import { expecting, type TransportSecurity } from '../common/transport/credentials.js';
 import { ApiServer } from '../control-plane/api/server.js';
+import { EventLog } from '../control-plane/events/event-log.js';
+import { EventRecorder } from '../control-plane/events/event-recorder.js';
 import { API_SERVER_OPTIONS, bindServer, shutdownServer } from '../control-plane/api/grpc-server.js';
 import { AuthenticationError, authenticateLocalRoot, certificateAuthenticator, requireNode, type TrustState } from '../control-plane/auth/authenticate.js';
 import { isMutating } from '../control-plane/auth/authorization.js';
@@ -127,6 +129,11 @@ export class Manager {
     this.closers.push(() => shutdownServer(localServer));
     const store = await this.openStore();
     this.closers.push(() => store.close());
+    // From the store's first moment here: `tsctl events` on this manager shows what happened since.
+    const events = new EventLog();
+    const recorder = new EventRecorder(store, events, log);
+    await recorder.start();
+    this.closers.push(() => recorder.stop());
     // Autolock: followed (and a new cluster's unlock key stored) as soon as the store is open.
     const autolock = this.raft ? await startAutolockKeeper(this.raft, this.keyringKek.initialUnlockKey, log) : undefined;
     if (autolock) this.closers.push(() => autolock.close());
@@ -237,6 +244,7 @@ export class Manager {
       images: this.deps.images,
       logs: this.deps.logs,
       metrics,
+      events,
       clusterId: this.clusterId,
       version: VERSION,
       storeBackend: config.store,

@@ -40,6 +40,8 @@ import { declaredStackLevels, type AdmissionRole } from '../../common/resources/
 import { clusterDefaultOf, describeClusterDefault, planAdmission, updateClusterSettings } from './admission-store.js';
 import { validateClusterUpdate } from './cluster-update.js';
 import { guardService } from './guard.js';
+import { eventsQuery, streamEvents } from './events-stream.js';
+import type { EventLog } from '../events/event-log.js';
 import type { UnauthenticatedCaller } from '../audit/audit-entry.js';
 import { peerSubjectText } from '../auth/authenticate.js';
 import type { NodeUpdateRequest__Output } from '../../proto/gen/tessera/api/v1/NodeUpdateRequest.js';
@@ -57,6 +59,8 @@ export interface ApiServerDeps {
   version: string;
   storeBackend: string;
   managers: () => string[];
+  /** The cluster events this manager has seen (tsctl events); absent: Events is UNIMPLEMENTED. */
+  events?: EventLog;
   /** The replicated store's members (Raft backend only). */
   cluster?: {
     members(): Promise<Array<{ id: string; address: string; role: string; term: number; commit: number; applied: number }>>;
@@ -591,6 +595,21 @@ export class ApiServer {
         return summary(await this.deps.images.pull(req.reference));
       }),
       ImageList: this.unary('ImageList', async () => ({ images: (await this.deps.images.list()).map(summary) })),
+      Events: (call) => {
+        const run = async () => {
+          if (!this.deps.events) throw new ApiError(grpc.status.UNIMPLEMENTED, 'events: this server keeps no cluster events');
+          await streamEvents(this.deps.events, eventsQuery(call.request, Date.now()), call);
+        };
+        run()
+          .then(() => {
+            this.streamEnded(call, 'Events', undefined, call.request);
+            call.end();
+          })
+          .catch((err: unknown) => {
+            this.streamEnded(call, 'Events', err, call.request);
+            call.emit('error', toServiceError(err));
+          });
+      },
       ImagePullProgress: (call) => {
         const run = async () => {
           if (!call.request.reference) throw invalidArgument('image pull: missing image reference');

@@ -32,7 +32,8 @@ export type ApiMethod =
   | 'IssueUserCertificate'
   | 'AuditLog'
   | 'RotateCa'
-  | 'UpdateCluster';
+  | 'UpdateCluster'
+  | 'Events';
 
 /** read: viewers and up. workload: operators and up (deploy, scale, roll back, images they run). admin: admins only. */
 type Access = 'read' | 'workload' | 'admin';
@@ -65,6 +66,8 @@ const METHOD_ACCESS: Readonly<Record<ApiMethod, Access>> = {
   RotateCa: 'admin',
   // The cluster default admission level: loosening it would let every stack ask for more.
   UpdateCluster: 'admin',
+  // Names and states only, no object data: what a viewer can already List.
+  Events: 'read',
 };
 
 export const API_METHODS: readonly ApiMethod[] = Object.keys(METHOD_ACCESS) as ApiMethod[];

@@ -15,6 +15,7 @@ import { parseIdentity } from '../../common/identity/certificate.js';
 import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
 import { MembersApiClient } from '../../control-plane/raft/host/members-api.js';
 import type { Node, Service, Task } from '../../common/resources/types.js';
+import type { ClusterEventMessage__Output } from '../../proto/gen/tessera/api/v1/ClusterEventMessage.js';
 import { saveClusterLogs } from '../helpers/cluster-logs.js';
 import {
   addNetnsNode,
@@ -393,6 +394,14 @@ test.serial("killing a node's tsd gets its tasks rescheduled elsewhere", async (
   const onNode2 = before.filter((x) => x.nodeName === 'node-2').length;
   t.true(onNode2 > 0);
   const node2 = cluster.nodes[1]!;
+  // tsctl events -f, across the failure: the stream goes on while a node goes down.
+  const seen: ClusterEventMessage__Output[] = [];
+  const following = new AbortController();
+  const streaming = client.events(
+    { sinceMs: Date.now(), untilMs: 0, follow: true, filters: ['type=node', 'type=task'] },
+    (e) => seen.push(e),
+    following.signal,
+  );
   process.kill(node2.pid, 'SIGKILL');
   const started = Date.now();
   const after = await eventually(
@@ -409,4 +418,34 @@ test.serial("killing a node's tsd gets its tasks rescheduled elsewhere", async (
   t.is(nodes.find((n) => n.metadata.name === 'node-2')?.status.state, 'down');
   const orphaned = (await tasksOf('victim')).filter((x) => x.nodeName === 'node-2');
   t.true(orphaned.every((x) => x.status.state === 'orphaned'));
+
+  const lines = () => seen.map((e) => `${e.type} ${e.action} ${e.name} ${JSON.stringify(e.attributes)}`).join('\n');
+  await eventually(
+    'the replacements running on node-3 in the event stream',
+    async () => {
+      const running = seen.filter(
+        (e) => e.type === 'task' && e.action === 'running' && e.attributes['node'] === 'node-3' && e.attributes['service'] === 'victim',
+      );
+      return running.length >= onNode2 || undefined;
+    },
+    10_000,
+  ).catch((err: Error) => t.fail(`${err.message}:\n${lines()}`));
+  t.true(
+    seen.some((e) => e.type === 'node' && e.action === 'down' && e.name === 'node-2' && e.attributes['from'] === 'ready'),
+    lines(),
+  );
+  t.is(seen.filter((e) => e.type === 'task' && e.action === 'orphaned' && e.attributes['node'] === 'node-2').length, orphaned.length, lines());
+  t.true(
+    seen.every((e) => e.type === 'node' || e.type === 'task'),
+    'only the types asked for',
+  );
+  following.abort();
+  await streaming;
+  // Asked afterwards, without follow: the same node event, from the manager's record.
+  const past: ClusterEventMessage__Output[] = [];
+  await client.events({ sinceMs: started - 1000, untilMs: 0, follow: false, filters: ['type=node', 'name=node-2'] }, (e) => past.push(e));
+  t.deepEqual(
+    past.filter((e) => !e.notice).map((e) => `${e.type} ${e.action} ${e.name}`),
+    ['node down node-2'],
+  );
 });

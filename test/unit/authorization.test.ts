@@ -16,7 +16,7 @@ const viewer: Caller = { kind: 'user', name: 'bob', role: 'viewer', serial: '03'
 const manager: Caller = { kind: 'node', nodeId: 'node-2', role: 'manager', serial: '04' };
 const worker: Caller = { kind: 'node', nodeId: 'node-3', role: 'worker', serial: '05' };
 
-const READ: ApiMethod[] = ['Get', 'List', 'Watch', 'Logs', 'ImageList', 'ClusterInfo', 'ClusterMembers'];
+const READ: ApiMethod[] = ['Get', 'List', 'Watch', 'Logs', 'ImageList', 'ClusterInfo', 'ClusterMembers', 'Events'];
 const WORKLOAD: ApiMethod[] = ['Apply', 'Delete', 'Scale', 'ImagePull', 'ImagePullProgress', 'ImageLoad', 'ImageSave'];
 
 // Written out rather than derived from the implementation's table, so the test states the matrix.
