@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { unlessAbsent } from '../fs-errors.js';
 import { allocateBlock, blockCount, blockRange, retainBlocks, type Allocations, type ServiceIdRange, type SubordinateRange } from './id-ranges.js';
 import { revokeSearchUnder } from './search-acl.js';
+import { RangeRootfs, type LayerOwnership } from './range-rootfs.js';
 import { ShiftedLayers } from './shifted-layers.js';
 import { ensureSubordinateRanges, HOST_SUBID_FILES, type SubidFiles } from './subordinate-ids.js';
 
@@ -28,6 +29,8 @@ export interface UsernsAllocatorOptions {
   /** <dataRoot>/userns: allocations.json and layers/. A freed range's search grants are revoked under <dataRoot>. */
   dir: string;
   subidFiles?: SubidFiles;
+  /** How image layers come to be owned by a range (default auto: idmapped mounts where they work, else copies). */
+  layerOwnership?: LayerOwnership;
 }
 
 function sameRange(a: SubordinateRange, b: SubordinateRange): boolean {
@@ -39,9 +42,12 @@ export class UsernsAllocator {
   /** Every read-modify-write of the state runs after the previous one. */
   private chain: Promise<unknown> = Promise.resolve();
   readonly layers: ShiftedLayers;
+  /** Mounts a range's rootfs over its layers (idmapped or copied). */
+  readonly rootfs: RangeRootfs;
 
   constructor(private readonly options: UsernsAllocatorOptions) {
     this.layers = new ShiftedLayers(join(options.dir, 'layers'));
+    this.rootfs = new RangeRootfs(join(options.dir, 'idmapped'), this.layers, options.layerOwnership);
   }
 
   private get statePath(): string {

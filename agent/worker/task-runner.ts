@@ -202,9 +202,11 @@ export class TaskRunner {
       await ensureRootfsParent(containerDir);
       await ensureDirMode(deps.logsDir, PRIVATE_DIR_MODE);
       const ids = await this.idRange();
-      // Lower layers owned by the range (a shifted copy per range; see agent/userns/shifted-layers.ts).
-      const layerDirs = ids && deps.userns ? await deps.userns.layers.layersFor(image.layerDirs, ids) : image.layerDirs;
-      const rootfs = await mountOverlayRootfs(layerDirs, containerDir, ids ? { uid: ids.uidStart, gid: ids.gidStart } : undefined);
+      // With a range: lower layers owned by it, through idmapped mounts or shifted copies (agent/userns/range-rootfs.ts).
+      const rootfs =
+        ids && deps.userns
+          ? await deps.userns.rootfs.mount(image.layerDirs, containerDir, ids, (message) => deps.log(message))
+          : await mountOverlayRootfs(image.layerDirs, containerDir);
       // Overlay networks: the managers allocate the task's addresses; wait for them (and for the
       // networks to be programmed here) before the container exists.
       const overlay = deps.overlay ? await deps.overlay.prepare(task) : undefined;
