@@ -1,15 +1,18 @@
 // The file side of `userns: auto` on a real file system: a layer's shifted copy (owners moved into
 // the range; hard links, set-id bits, overlay whiteouts and opaque directories, file capabilities
-// kept), a volume's data moved between ranges and back, and search ACLs on real directories.
-import test from 'ava';
-import { chmod, link, lstat, mkdir, mkdtemp, rm, stat, symlink, writeFile, chown } from 'node:fs/promises';
+// kept), the same rootfs over idmapped layers and over copies, a volume's data moved between ranges
+// and back, and search ACLs on real directories.
+import test, { type ExecutionContext } from 'ava';
+import { appendFile, chmod, link, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile, chown } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { lgetxattr, lsetxattr, mknod } from '../../agent/runtime/native.js';
 import { blockRange } from '../../agent/userns/id-ranges.js';
-import { ShiftedLayers } from '../../agent/userns/shifted-layers.js';
+import { rangeCacheDir, ShiftedLayers } from '../../agent/userns/shifted-layers.js';
+import { RangeRootfs, type LayerOwnership } from '../../agent/userns/range-rootfs.js';
+import { unmountRootfs } from '../../agent/runtime/rootfs.js';
 import { adoptNewVolumeData, claimVolumeData, HOST_IDS } from '../../agent/userns/volume-ownership.js';
 import { decodeAcl, grantSearch, revokeSearch } from '../../agent/userns/search-acl.js';
 
@@ -64,6 +67,86 @@ test('a shifted layer: owners in the range, links, set-id bits, whiteouts, opaqu
   t.deepEqual(again, [copy]);
   await layers.remove(RANGE);
   await t.throwsAsync(stat(copy), { code: 'ENOENT' });
+});
+
+/** Two layers: the lower with owners, links, set-id bits and a capability; the upper deleting and making opaque. */
+async function twoLayers(dir: string): Promise<[string, string]> {
+  const [bottom, top] = [join(dir, 'bottom'), join(dir, 'top')];
+  await mkdir(join(bottom, 'opaque'), { recursive: true });
+  await writeFile(join(bottom, 'opaque', 'hidden'), 'h');
+  await writeFile(join(bottom, 'deleted'), 'd');
+  await writeFile(join(bottom, 'user-file'), 'y');
+  await chown(join(bottom, 'user-file'), 1000, 1000);
+  await link(join(bottom, 'user-file'), join(bottom, 'hard-link'));
+  await symlink('user-file', join(bottom, 'sym'));
+  await writeFile(join(bottom, 'suid'), 'x', { mode: 0o755 });
+  await chmod(join(bottom, 'suid'), 0o4755);
+  const capability = Buffer.alloc(20);
+  capability.writeUInt32LE(0x0200_0001, 0);
+  capability.writeUInt32LE(1 << 10, 4);
+  await writeFile(join(bottom, 'capped'), 'z', { mode: 0o755 });
+  lsetxattr(join(bottom, 'capped'), 'security.capability', capability);
+  await mkdir(join(top, 'opaque'), { recursive: true });
+  lsetxattr(join(top, 'opaque'), 'trusted.overlay.opaque', Buffer.from('y'));
+  await writeFile(join(top, 'opaque', 'kept'), 'k');
+  mknod(join(top, 'deleted'), constants.S_IFCHR, 0, 0);
+  return [bottom, top];
+}
+
+/** The same rootfs, whichever way the layers come to be owned by the range. */
+async function rangeRootfsBehaves(t: ExecutionContext, ownership: Exclude<LayerOwnership, 'auto'>): Promise<void> {
+  const dir = await scratch(t);
+  const layers = await twoLayers(dir);
+  const usernsDir = join(dir, 'userns');
+  const copies = new ShiftedLayers(join(usernsDir, 'layers'));
+  const rootfsOf = new RangeRootfs(join(usernsDir, 'idmapped'), copies, ownership);
+  const bundle = join(dir, 'bundle');
+  await mkdir(bundle);
+  const logs: string[] = [];
+  t.teardown(() => unmountRootfs(bundle));
+  const rootfs = await rootfsOf.mount(layers, bundle, RANGE, (m) => logs.push(m));
+  t.is((await rootfsOf.chosen(RANGE, () => undefined)).mode, ownership);
+  t.regex(logs.join('\n'), ownership === 'idmapped' ? /idmapped mounts/ : /chowned copies per range \(configured\)/, 'the choice is logged');
+
+  const owner = async (name: string) => {
+    const info = await lstat(join(rootfs, name));
+    return [info.uid - RANGE.uidStart, info.gid - RANGE.gidStart];
+  };
+  t.deepEqual(await owner('.'), [0, 0], "the container's root owns /");
+  t.deepEqual(await owner('user-file'), [1000, 1000]);
+  t.deepEqual(await owner('sym'), [0, 0]);
+  t.deepEqual(await owner('opaque/kept'), [0, 0]);
+  t.is((await lstat(join(rootfs, 'hard-link'))).ino, (await lstat(join(rootfs, 'user-file'))).ino, 'hard links stay one file');
+  t.is((await stat(join(rootfs, 'suid'))).mode & 0o7777, 0o4755);
+  await t.throwsAsync(lstat(join(rootfs, 'deleted')), { code: 'ENOENT' }, 'the whiteout deletes');
+  await t.throwsAsync(lstat(join(rootfs, 'opaque', 'hidden')), { code: 'ENOENT' }, 'the opaque directory hides the lower one');
+  const capability = lgetxattr(join(rootfs, 'capped'), 'security.capability');
+  t.is(capability?.readUInt32LE(0), 0x0300_0001, 'the capability reads as revision 3');
+  t.is(capability?.readUInt32LE(20), RANGE.uidStart, "rooted at the range's root");
+  // A write copies the file up keeping its (range) owner.
+  await appendFile(join(rootfs, 'user-file'), '+');
+  const upper = await lstat(join(bundle, 'upper', 'user-file'));
+  t.deepEqual([upper.uid, upper.gid], [RANGE.uidStart + 1000, RANGE.gidStart + 1000]);
+  t.is(await readFile(join(layers[0], 'user-file'), 'utf8'), 'y', 'the layer itself is not written');
+
+  // The layers on disk: untouched with idmapped mounts; copied (and the copy shifted) otherwise.
+  t.deepEqual([(await lstat(join(layers[0], 'user-file'))).uid, (await lstat(layers[0])).uid], [1000, 0], 'the layer keeps its host owners');
+  const copied = await stat(rangeCacheDir(join(usernsDir, 'layers'), RANGE)).then(
+    () => true,
+    () => false,
+  );
+  t.is(copied, ownership === 'copy', ownership === 'copy' ? 'copies made' : 'nothing copied');
+  // No idmapped bind is left staged: the overlay holds its own.
+  const staged = await readdir(join(usernsDir, 'idmapped')).catch(() => []);
+  t.deepEqual(staged, []);
+}
+
+test('a rootfs over idmapped layers: owners, links, set-id bits, whiteouts, opaque dirs, capabilities; nothing chowned on disk', async (t) => {
+  await rangeRootfsBehaves(t, 'idmapped');
+});
+
+test('the same rootfs over chowned copies (the fallback, forced)', async (t) => {
+  await rangeRootfsBehaves(t, 'copy');
 });
 
 test('volume data follows the range that mounts it: host ids -> range -> host ids', async (t) => {

@@ -8,7 +8,7 @@
 // directory in it must refuse the container's root (EACCES), while the same container with the
 // host's ids (`userns: host`) reads and writes them, so the refusal is the namespace's doing.
 import test, { type ExecutionContext } from 'ava';
-import { chmod, mkdir, mkdtemp, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -21,7 +21,8 @@ import { containerIdFor, logPathFor } from '../../agent/worker/task-runner.js';
 import { Worker } from '../../agent/worker/worker.js';
 import { UsernsAllocator } from '../../agent/userns/allocator.js';
 import { decodeAcl } from '../../agent/userns/search-acl.js';
-import { lgetxattr } from '../../agent/runtime/native.js';
+import { lgetxattr, mount, umount } from '../../agent/runtime/native.js';
+import type { LayerOwnership } from '../../agent/userns/range-rootfs.js';
 import { dataPaths, defaultConfig, type DaemonConfig } from '../../daemon/config.js';
 import { prepareDataRoot } from '../../daemon/data-root.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
@@ -36,13 +37,17 @@ interface Node {
   worker: Worker;
   runtime: NativeRuntime;
   reports: Array<{ task: string; state: TaskState; message?: string }>;
+  /** What the worker logged. */
+  logs: string[];
   imageRef: string;
+  /** The image's layer directories in the store (host side). */
+  layerDirs: string[];
   files: DeliveredFiles;
   hostDir: string;
   subid: { subuid: string; subgid: string };
 }
 
-async function startNode(t: ExecutionContext): Promise<Node> {
+async function startNode(t: ExecutionContext, layerOwnership: LayerOwnership = 'auto'): Promise<Node> {
   const dataRoot = await mkdtemp(join(tmpdir(), 'tessera-userns-'));
   const scratch = await mkdtemp(join(tmpdir(), 'tessera-userns-host-'));
   const config: DaemonConfig = { ...defaultConfig(), dataRoot };
@@ -75,6 +80,7 @@ async function startNode(t: ExecutionContext): Promise<Node> {
   const loaded = await images.load((await buildBusyboxImage(imageDir)).tarballPath);
   const imageRef = loaded[0]?.reference;
   if (imageRef === undefined) throw new Error('the busybox archive loaded no image');
+  const layerDirs = (await images.get(imageRef))?.layerDirs ?? [];
   // The node's subordinate ids: a `tessera` entry in the uid file, none in the gid file (recorded by the agent).
   const subid = { subuid: join(scratch, 'subuid'), subgid: join(scratch, 'subgid') };
   await writeFile(subid.subuid, `someone:100000:65536\ntessera:${SUBUID_START}:${4 * 65_536}\n`);
@@ -87,6 +93,7 @@ async function startNode(t: ExecutionContext): Promise<Node> {
   await chmod(join(hostDir, 'rootdir'), 0o755);
   await writeFile(join(hostDir, 'shadow'), 'host-secret\n', { mode: 0o600 });
   const reports: Node['reports'] = [];
+  const logs: string[] = [];
   const files = new DeliveredFiles();
   files.apply(true, [{ kind: 'Secret', stack: '', name: 'db-password', data: Buffer.from('s3cret-in-container\n') }], []);
   const runtime = new NativeRuntime({ stateRoot: paths.runtimeState, cgroupParent });
@@ -98,14 +105,17 @@ async function startNode(t: ExecutionContext): Promise<Node> {
     logsDir: paths.logs,
     cgroupParent,
     insecureRegistries: [],
-    userns: new UsernsAllocator({ dir: join(dataRoot, 'userns'), subidFiles: subid }),
+    userns: new UsernsAllocator({ dir: join(dataRoot, 'userns'), subidFiles: subid, layerOwnership }),
     report: (task: Task, status: Partial<TaskStatus> & { state: TaskState }) => {
       reports.push({ task: task.metadata.name, state: status.state, ...(status.message !== undefined ? { message: status.message } : {}) });
       return Promise.resolve();
     },
-    log: (message) => t.log(message),
+    log: (message) => {
+      logs.push(message);
+      t.log(message);
+    },
   });
-  return { config, worker, runtime, reports, imageRef, files, hostDir, subid };
+  return { config, worker, runtime, reports, logs, imageRef, layerDirs, files, hostDir, subid };
 }
 
 function taskOf(service: string, imageRef: string, script: string, extra: Partial<ServiceSpec> = {}): Task {
@@ -166,85 +176,122 @@ function probeResults(output: string): Record<string, string> {
   return out;
 }
 
-test('userns auto: root inside is an unprivileged range outside; host root files refuse it; the container works', async (t) => {
-  const node = await startNode(t);
-  const script = [
-    'echo uid_map: $(cat /proc/self/uid_map)',
-    'echo gid_map: $(cat /proc/self/gid_map)',
-    'echo id: $(id -u):$(id -g)',
-    ESCAPE_PROBES,
-    // The container's own files: its rootfs (/ itself and /etc), its secret, its volume.
-    'echo hello >/made-at-root && echo own-root=ok',
-    'echo more >>/etc/passwd && echo own-etc=ok',
-    'echo secret: $(cat /run/secrets/db-password)',
-    'echo data >/data/file && echo own-volume=ok',
-    'echo done; exec sleep 600',
-  ].join('; ');
-  const task = taskOf('confined', node.imageRef, script, {
-    userns: 'auto',
-    secrets: [{ source: 'db-password', target: 'db-password', mode: 0o400 }],
-    mounts: [
-      { type: 'bind', source: node.hostDir, target: '/host' },
-      { type: 'volume', target: '/data' },
-    ],
-  });
-  node.worker.reconcile([task], node.files);
-  const output = await outputUntil(node, task, 'done');
-  t.log(output);
-  t.regex(output, new RegExp(`uid_map: 0 ${SUBUID_START} 65536`), 'uid 0 inside is the start of the tessera range outside');
-  // The gid file had no tessera entry: the agent recorded its default range there.
-  t.regex(output, new RegExp(`gid_map: 0 ${0x7000_0000} 65536`));
-  t.regex(output, /id: 0:0/);
-  t.deepEqual(probeResults(output), { read0600: 'denied', writedir: 'denied', append: 'denied', chown: 'denied' });
-  t.regex(output, /Permission denied|Operation not permitted/);
-  for (const line of ['own-root=ok', 'own-etc=ok', 'secret: s3cret-in-container', 'own-volume=ok']) t.true(output.includes(line), line);
+/** Owners (host side) of every file in the image's layers: none may have moved into a range. */
+async function layerOwners(dirs: readonly string[]): Promise<Set<string>> {
+  const owners = new Set<string>();
+  const visit = async (path: string): Promise<void> => {
+    const info = await lstat(path);
+    owners.add(`${info.uid}:${info.gid}`);
+    if (info.isDirectory()) for (const name of await readdir(path)) await visit(join(path, name));
+  };
+  for (const dir of dirs) await visit(dir);
+  return owners;
+}
 
-  // Seen from the host: what the container's root made is owned by the range, not by root.
-  const bundle = join(dataPaths(node.config).containers, containerIdFor(task));
-  const made = await stat(join(bundle, 'upper', 'made-at-root'));
-  t.deepEqual([made.uid, made.gid], [SUBUID_START, 0x7000_0000]);
-  t.is(await readFile(join(node.hostDir, 'shadow'), 'utf8'), 'host-secret\n', 'the host file is unchanged');
-  await t.throwsAsync(stat(join(node.hostDir, 'rootdir', 'planted')), { code: 'ENOENT' });
-  t.true((await readFile(node.subid.subgid, 'utf8')).includes(`tessera:${0x7000_0000}:${4000 * 65_536}`), 'the default gid range is recorded');
-  t.is((await readFile(node.subid.subuid, 'utf8')).match(/tessera/g)?.length, 1, 'the existing uid entry is used, not added to');
-
-  // The allocation is on disk, root's only.
-  const allocations = join(node.config.dataRoot, 'userns', 'allocations.json');
-  t.is((await stat(allocations)).mode & 0o777, 0o600);
-  t.is((await stat(join(node.config.dataRoot, 'userns'))).mode & 0o777, 0o700);
-  t.deepEqual((JSON.parse(await readFile(allocations, 'utf8')) as { services: Record<string, number> }).services, { '_/confined': 0 });
-
-  // A process exec'd into the container (health checks, tsctl exec) joins its user namespace too.
-  const exec = await node.runtime.exec(containerIdFor(task), { args: ['sh', '-c', 'cat /proc/self/uid_map; cat /host/shadow 2>&1'] });
-  exec.stdin.end();
-  const chunks: Buffer[] = [];
-  exec.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
-  await Promise.all([exec.exit, new Promise((resolve) => exec.stdout.on('end', resolve))]);
-  const execOutput = Buffer.concat(chunks).toString();
-  t.regex(execOutput, new RegExp(`^\\s*0\\s+${SUBUID_START}\\s+65536`));
-  t.regex(execOutput, /Permission denied/);
-
-  // An agent started again (a new allocator over the same directory) finds the same range.
-  const again = new UsernsAllocator({ dir: join(node.config.dataRoot, 'userns'), subidFiles: node.subid });
-  t.like(await again.held('_/confined'), { uidStart: SUBUID_START, gidStart: 0x7000_0000, size: 65_536 });
-  // The way to the container's mounts: search for the range's root group only, modes as before.
-  const containers = dataPaths(node.config).containers;
-  t.is((await stat(containers)).mode & 0o777, 0o710);
-  t.true(aclGroups(containers).includes(0x7000_0000), 'containers/ lets the range root pass');
-
-  // No task of the service left: its range and its shifted layers are freed.
-  node.worker.reconcile([], node.files);
-  const shifted = join(node.config.dataRoot, 'userns', 'layers', `${SUBUID_START}-${0x7000_0000}`);
-  await eventually('the range, its shifted layers and its search grant to be gone', async () => {
-    const services = (JSON.parse(await readFile(allocations, 'utf8')) as { services: Record<string, number> }).services;
-    const layersLeft = await stat(shifted).then(
-      () => true,
-      () => false,
+// Run with the layers idmapped (forced: a node where the probe fails fails this test instead of
+// quietly copying) and with the chowned copies (the fallback, forced): the same container either way.
+const confinedContainer = test.macro({
+  title: (_provided, ownership: 'idmapped' | 'copy') =>
+    `userns auto (${ownership} layers): root inside is an unprivileged range outside; host root files refuse it; the container works`,
+  exec: async (t, ownership: 'idmapped' | 'copy') => {
+    const node = await startNode(t, ownership);
+    const script = [
+      'echo uid_map: $(cat /proc/self/uid_map)',
+      'echo gid_map: $(cat /proc/self/gid_map)',
+      'echo id: $(id -u):$(id -g)',
+      // The image's files as the container sees them: its root's.
+      'echo owners: $(stat -c %u:%g / /etc /etc/passwd /bin)',
+      ESCAPE_PROBES,
+      // The container's own files: its rootfs (/ itself and /etc), its secret, its volume.
+      'echo hello >/made-at-root && echo own-root=ok',
+      'echo more >>/etc/passwd && echo own-etc=ok',
+      'echo secret: $(cat /run/secrets/db-password)',
+      'echo data >/data/file && echo own-volume=ok',
+      'echo done; exec sleep 600',
+    ].join('; ');
+    const task = taskOf('confined', node.imageRef, script, {
+      userns: 'auto',
+      secrets: [{ source: 'db-password', target: 'db-password', mode: 0o400 }],
+      mounts: [
+        { type: 'bind', source: node.hostDir, target: '/host' },
+        { type: 'volume', target: '/data' },
+      ],
+    });
+    node.worker.reconcile([task], node.files);
+    const output = await outputUntil(node, task, 'done');
+    t.log(output);
+    t.regex(output, new RegExp(`uid_map: 0 ${SUBUID_START} 65536`), 'uid 0 inside is the start of the tessera range outside');
+    // The gid file had no tessera entry: the agent recorded its default range there.
+    t.regex(output, new RegExp(`gid_map: 0 ${0x7000_0000} 65536`));
+    t.regex(output, /id: 0:0/);
+    t.regex(output, /owners: 0:0 0:0 0:0 0:0/, "the container's root owns / and the image's files");
+    t.true(
+      node.logs.some((m) => m.includes(ownership === 'idmapped' ? 'idmapped mounts per range' : 'chowned copies per range')),
+      'the choice is logged',
     );
-    return Object.keys(services).length === 0 && !layersLeft && aclGroups(containers).length === 0;
-  });
-  t.is((await stat(containers)).mode & 0o777, 0o710);
+    // The image's layers on the host: still host root's; copies of them only for the fallback.
+    t.deepEqual([...(await layerOwners(node.layerDirs))], ['0:0'], 'nothing in the layers was chowned');
+    const shifted = join(node.config.dataRoot, 'userns', 'layers', `${SUBUID_START}-${0x7000_0000}`);
+    t.is(
+      await stat(shifted).then(
+        () => true,
+        () => false,
+      ),
+      ownership === 'copy',
+    );
+    t.deepEqual(probeResults(output), { read0600: 'denied', writedir: 'denied', append: 'denied', chown: 'denied' });
+    t.regex(output, /Permission denied|Operation not permitted/);
+    for (const line of ['own-root=ok', 'own-etc=ok', 'secret: s3cret-in-container', 'own-volume=ok']) t.true(output.includes(line), line);
+
+    // Seen from the host: what the container's root made is owned by the range, not by root.
+    const bundle = join(dataPaths(node.config).containers, containerIdFor(task));
+    const made = await stat(join(bundle, 'upper', 'made-at-root'));
+    t.deepEqual([made.uid, made.gid], [SUBUID_START, 0x7000_0000]);
+    t.is(await readFile(join(node.hostDir, 'shadow'), 'utf8'), 'host-secret\n', 'the host file is unchanged');
+    await t.throwsAsync(stat(join(node.hostDir, 'rootdir', 'planted')), { code: 'ENOENT' });
+    t.true((await readFile(node.subid.subgid, 'utf8')).includes(`tessera:${0x7000_0000}:${4000 * 65_536}`), 'the default gid range is recorded');
+    t.is((await readFile(node.subid.subuid, 'utf8')).match(/tessera/g)?.length, 1, 'the existing uid entry is used, not added to');
+
+    // The allocation is on disk, root's only.
+    const allocations = join(node.config.dataRoot, 'userns', 'allocations.json');
+    t.is((await stat(allocations)).mode & 0o777, 0o600);
+    t.is((await stat(join(node.config.dataRoot, 'userns'))).mode & 0o777, 0o700);
+    t.deepEqual((JSON.parse(await readFile(allocations, 'utf8')) as { services: Record<string, number> }).services, { '_/confined': 0 });
+
+    // A process exec'd into the container (health checks, tsctl exec) joins its user namespace too.
+    const exec = await node.runtime.exec(containerIdFor(task), { args: ['sh', '-c', 'cat /proc/self/uid_map; cat /host/shadow 2>&1'] });
+    exec.stdin.end();
+    const chunks: Buffer[] = [];
+    exec.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+    await Promise.all([exec.exit, new Promise((resolve) => exec.stdout.on('end', resolve))]);
+    const execOutput = Buffer.concat(chunks).toString();
+    t.regex(execOutput, new RegExp(`^\\s*0\\s+${SUBUID_START}\\s+65536`));
+    t.regex(execOutput, /Permission denied/);
+
+    // An agent started again (a new allocator over the same directory) finds the same range.
+    const again = new UsernsAllocator({ dir: join(node.config.dataRoot, 'userns'), subidFiles: node.subid });
+    t.like(await again.held('_/confined'), { uidStart: SUBUID_START, gidStart: 0x7000_0000, size: 65_536 });
+    // The way to the container's mounts: search for the range's root group only, modes as before.
+    const containers = dataPaths(node.config).containers;
+    t.is((await stat(containers)).mode & 0o777, 0o710);
+    t.true(aclGroups(containers).includes(0x7000_0000), 'containers/ lets the range root pass');
+
+    // No task of the service left: its range and its shifted layers are freed.
+    node.worker.reconcile([], node.files);
+    await eventually('the range, its shifted layers and its search grant to be gone', async () => {
+      const services = (JSON.parse(await readFile(allocations, 'utf8')) as { services: Record<string, number> }).services;
+      const layersLeft = await stat(shifted).then(
+        () => true,
+        () => false,
+      );
+      return Object.keys(services).length === 0 && !layersLeft && aclGroups(containers).length === 0;
+    });
+    t.is((await stat(containers)).mode & 0o777, 0o710);
+  },
 });
+
+test(confinedContainer, 'idmapped');
+test(confinedContainer, 'copy');
 
 test('control: the same probes with the host ids reach the host files (the refusal above is the namespace)', async (t) => {
   const node = await startNode(t);
@@ -293,4 +340,23 @@ test('userns auto with a read-only rootfs, a tmpfs, a read-only volume and an in
   t.regex(output, /Read-only file system/);
   t.regex(output, /tmpfs=ok/);
   t.regex(output, /rovolume=ok/);
+});
+
+test('userns auto: a read-only bind of a nosuid,nodev,noexec host mount (its flags are locked in the namespace) is kept read-only', async (t) => {
+  const node = await startNode(t);
+  const locked = join(node.hostDir, 'locked');
+  await mkdir(locked);
+  mount('tmpfs', locked, 'tmpfs', ['nosuid', 'nodev', 'noexec'], 'mode=0755,size=1m');
+  t.teardown(() => umount(locked, true));
+  await writeFile(join(locked, 'f'), 'from-the-host\n');
+  const task = taskOf('locked', node.imageRef, 'cat /locked/f; touch /locked/x 2>&1; echo done; exec sleep 600', {
+    userns: 'auto',
+    // Names none of the source's flags: the runtime's read-only remount must keep them itself.
+    mounts: [{ type: 'bind', source: locked, target: '/locked', readOnly: true }],
+  });
+  node.worker.reconcile([task], node.files);
+  const output = await outputUntil(node, task, 'done');
+  t.log(output);
+  t.regex(output, /from-the-host/);
+  t.regex(output, /Read-only file system/);
 });
