@@ -49,6 +49,7 @@ export function translatePodSpec(
     hostNetwork: true,
     hostPID: true,
     hostIPC: true,
+    hostUsers: true,
     automountServiceAccountToken: true,
     enableServiceLinks: true,
     ephemeralContainers: ONE_CONTAINER,
@@ -70,7 +71,6 @@ export function translatePodSpec(
     readinessGates: 'no readiness gates',
     setHostnameAsFQDN: "the hostname is the task's name",
     os: 'Linux containers only',
-    hostUsers: 'user namespaces are not configurable per task',
     resourceClaims: 'dynamic resource claims do not exist in Tessera',
     schedulingGates: 'no scheduling gates',
   });
@@ -123,6 +123,9 @@ export function translatePodSpec(
 
   const constraints = translatePlacement(ctx, spec, path);
   if (constraints.length > 0) out.spec.placement = { constraints };
+  // A user namespace of the pod's own in Kubernetes; in Tessera the service's tasks share one id
+  // range no other service has. true (Kubernetes' default) is the host's ids, Tessera's default too.
+  if (readBool(ctx, spec['hostUsers'], [...path, 'hostUsers']) === false) out.spec.userns = 'auto';
   const grace = readInt(ctx, spec['terminationGracePeriodSeconds'], [...path, 'terminationGracePeriodSeconds']);
   if (grace !== undefined) out.spec.stopGracePeriodMs = grace * 1000;
   const hostname = readString(ctx, spec['hostname'], [...path, 'hostname']);
