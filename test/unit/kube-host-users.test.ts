@@ -35,5 +35,5 @@ test('hostUsers: true or absent keeps the host ids (no userns field)', (t) => {
 
 test('a hostUsers that is not a boolean is an error naming the field', (t) => {
   const error = t.throws(() => service(podWith('"no"')), { instanceOf: ManifestError });
-  t.deepEqual(error?.issues.map(formatIssue), ['k.yaml:9:18: spec.template.spec.hostUsers: expected true or false, got "no"']);
+  t.deepEqual(error.issues.map(formatIssue), ['k.yaml:9:18: spec.template.spec.hostUsers: expected true or false, got "no"']);
 });
