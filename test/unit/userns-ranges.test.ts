@@ -20,6 +20,8 @@ import { aclOfMode, decodeAcl, encodeAcl, withGroupSearch, withoutGroup } from '
 import { directoriesOnTheWay } from '../../agent/userns/container-ids.js';
 import { destinationSegments } from '../../agent/userns/mount-points.js';
 import { userNamespaceProblem } from '../../agent/userns/kernel-support.js';
+import { idMapsOf } from '../../agent/userns/idmapped-layers.js';
+import { describeChoice } from '../../agent/userns/range-rootfs.js';
 
 test('parseSubidFile reads owner:start:count lines and names the file and line of a bad one', (t) => {
   const entries = parseSubidFile('# comment\n\nalice:100000:65536\ntessera:200000:131072\n', '/etc/subuid');
@@ -161,4 +163,19 @@ test('userNamespaceProblem tells a kernel without user namespaces and one that t
   t.is(userNamespaceProblem(true, undefined), undefined);
   t.regex(userNamespaceProblem(false, undefined) ?? '', /CONFIG_USER_NS/);
   t.regex(userNamespaceProblem(true, '0\n') ?? '', /user\.max_user_namespaces = 0/);
+});
+
+test("idMapsOf: the maps an idmapped layer is seen through are the container's own (0 onto the range start)", (t) => {
+  const range = blockRange(2, { start: 300_000, count: 4 * IDS_PER_SERVICE }, { start: 900_000, count: 4 * IDS_PER_SERVICE });
+  t.deepEqual(idMapsOf(range), { uidMap: `0 ${300_000 + 2 * IDS_PER_SERVICE} 65536\n`, gidMap: `0 ${900_000 + 2 * IDS_PER_SERVICE} 65536\n` });
+  const { uidMappings } = idMappingsOf(range);
+  t.is(idMapsOf(range).uidMap, `${uidMappings[0]?.containerID} ${uidMappings[0]?.hostID} ${uidMappings[0]?.size}\n`, "the same as the container's uid_map");
+});
+
+test('describeChoice: the log line says idmapped mounts, or copies and why', (t) => {
+  t.regex(describeChoice({ mode: 'idmapped' }), /idmapped mounts/);
+  t.regex(
+    describeChoice({ mode: 'copy', reason: 'idmapped overlay layers do not work here: EINVAL' }),
+    /chowned copies per range \(idmapped overlay layers do not work here: EINVAL\)/,
+  );
 });
