@@ -7,7 +7,7 @@
 // The binds go under <userns dir>/idmapped/, never inside a container's bundle: a bind left behind
 // by a crash there would take the image's own files with it when the bundle is removed (rm -r).
 import { closeSync } from 'node:fs';
-import { lstat, mkdir, readdir, rmdir } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rm, rmdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
@@ -61,13 +61,27 @@ async function clearStaging(staging: string): Promise<void> {
   });
 }
 
-/** Removes what an earlier process left under <root> (binds of a mount it did not finish). */
+/** The prefix of a probe's directory under <root> (range-rootfs.ts); the other directories are stagings. */
+export const PROBE_PREFIX = 'probe-';
+
+/** Removes what an earlier process left under <root>: binds of a mount it did not finish, a probe's overlay. */
 export async function clearIdmappedLeftovers(root: string): Promise<void> {
   const names = await readdir(root).catch((err: unknown) => {
     if (isAbsent(err)) return [];
     throw err;
   });
-  for (const name of names) if ((await lstat(join(root, name))).isDirectory()) await clearStaging(join(root, name));
+  for (const name of names) {
+    const path = join(root, name);
+    if (!(await lstat(path)).isDirectory()) continue;
+    if (!name.startsWith(PROBE_PREFIX)) {
+      await clearStaging(path);
+      continue;
+    }
+    // A probe holds only files of its own; once its binds and overlay are detached it can go whole.
+    await clearStaging(join(path, 'staging'));
+    detach(join(path, 'rootfs'));
+    await rm(path, { recursive: true, force: true });
+  }
 }
 
 /**

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 
 import { mountOverlayRootfs, unmountRootfs } from '../runtime/rootfs.js';
 import type { ServiceIdRange } from './id-ranges.js';
-import { clearIdmappedLeftovers, mountIdmappedRootfs } from './idmapped-layers.js';
+import { clearIdmappedLeftovers, mountIdmappedRootfs, PROBE_PREFIX } from './idmapped-layers.js';
 import type { ShiftedLayers } from './shifted-layers.js';
 
 /** auto: idmapped mounts when the probe shows they work, else copies. The others force one (idmapped: fail without). */
@@ -30,7 +30,7 @@ export function describeChoice(choice: LayerChoice): string {
 
 /** Throws, naming the step, unless an idmapped overlay lower behaves here as the rootfs needs. */
 async function probeIdmappedOverlay(root: string, range: ServiceIdRange): Promise<void> {
-  const dir = join(root, `probe-${randomBytes(6).toString('hex')}`);
+  const dir = join(root, `${PROBE_PREFIX}${randomBytes(6).toString('hex')}`);
   const layer = join(dir, 'layer');
   await mkdir(layer, { recursive: true, mode: 0o700 });
   await writeFile(join(layer, 'file'), 'probe');
@@ -67,19 +67,27 @@ export class RangeRootfs {
 
   /** How this node gives layers to a range; probed (and logged) at the first call only. */
   chosen(range: ServiceIdRange, log: (message: string) => void): Promise<LayerChoice> {
-    this.choice ??= this.decide(range).then((choice) => {
-      log(describeChoice(choice));
-      return choice;
-    });
+    this.choice ??= this.decide(range, log).then(
+      (choice) => {
+        log(describeChoice(choice));
+        return choice;
+      },
+      (err: unknown) => {
+        // Not kept: the next task asks again.
+        this.choice = undefined;
+        throw err;
+      },
+    );
     return this.choice;
   }
 
-  private async decide(range: ServiceIdRange): Promise<LayerChoice> {
+  private async decide(range: ServiceIdRange, log: (message: string) => void): Promise<LayerChoice> {
     if (this.ownership === 'copy') return { mode: 'copy', reason: 'configured' };
     await mkdir(this.root, { recursive: true, mode: 0o700 });
     if (!this.leftoversCleared) {
-      await clearIdmappedLeftovers(this.root);
       this.leftoversCleared = true;
+      // A leftover costs a mount, not correctness: said, and the probe goes on.
+      await clearIdmappedLeftovers(this.root).catch((err: Error) => log(`userns: clearing ${this.root}: ${err.message}`));
     }
     try {
       await probeIdmappedOverlay(this.root, range);

@@ -4,11 +4,12 @@
 // and back, and search ACLs on real directories.
 import test, { type ExecutionContext } from 'ava';
 import { appendFile, chmod, link, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile, chown } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { closeSync, constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { lgetxattr, lsetxattr, mknod } from '../../agent/runtime/native.js';
+import { createUserNamespace, idmappedMount, lgetxattr, lsetxattr, mknod, umount } from '../../agent/runtime/native.js';
+import { idMapsOf } from '../../agent/userns/idmapped-layers.js';
 import { blockRange } from '../../agent/userns/id-ranges.js';
 import { rangeCacheDir, ShiftedLayers } from '../../agent/userns/shifted-layers.js';
 import { RangeRootfs, type LayerOwnership } from '../../agent/userns/range-rootfs.js';
@@ -17,6 +18,14 @@ import { adoptNewVolumeData, claimVolumeData, HOST_IDS } from '../../agent/usern
 import { decodeAcl, grantSearch, revokeSearch } from '../../agent/userns/search-acl.js';
 
 const RANGE = blockRange(1, { start: 400_000, count: 4 * 65_536 }, { start: 900_000, count: 4 * 65_536 });
+
+function umountIfMounted(path: string): void {
+  try {
+    umount(path, true);
+  } catch {
+    // Not mounted (any more): what the test wanted.
+  }
+}
 
 async function scratch(t: { teardown(fn: () => Promise<void>): void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-userns-files-'));
@@ -147,6 +156,32 @@ test('a rootfs over idmapped layers: owners, links, set-id bits, whiteouts, opaq
 
 test('the same rootfs over chowned copies (the fallback, forced)', async (t) => {
   await rangeRootfsBehaves(t, 'copy');
+});
+
+test('binds an earlier agent left staged (a crash mid-mount, mid-probe) are detached, never emptied, before the probe', async (t) => {
+  const dir = await scratch(t);
+  const [bottom] = await twoLayers(dir);
+  const idmapped = join(dir, 'userns', 'idmapped');
+  const staged = [join(idmapped, 'a1b2c3', '0'), join(idmapped, 'probe-d4e5f6', 'staging', '0')];
+  const { uidMap, gidMap } = idMapsOf(RANGE);
+  const usernsFd = createUserNamespace(uidMap, gidMap);
+  try {
+    for (const path of staged) {
+      await mkdir(path, { recursive: true });
+      idmappedMount(bottom, path, usernsFd);
+      t.teardown(() => umountIfMounted(path));
+    }
+  } finally {
+    closeSync(usernsFd);
+  }
+  t.is((await lstat(join(staged[0]!, 'user-file'))).uid, RANGE.uidStart + 1000, 'the leftover bind is idmapped');
+  const bundle = join(dir, 'bundle');
+  await mkdir(bundle);
+  t.teardown(() => unmountRootfs(bundle));
+  const rootfsOf = new RangeRootfs(idmapped, new ShiftedLayers(join(dir, 'userns', 'layers')), 'idmapped');
+  await rootfsOf.mount([bottom], bundle, RANGE, () => undefined);
+  t.deepEqual(await readdir(idmapped), [], 'the leftovers are gone');
+  t.deepEqual((await readdir(bottom)).sort(), ['capped', 'deleted', 'hard-link', 'opaque', 'suid', 'sym', 'user-file'], "the layer's files are all there");
 });
 
 test('volume data follows the range that mounts it: host ids -> range -> host ids', async (t) => {
