@@ -145,9 +145,16 @@ export class NativeRuntime implements ContainerRuntime {
       try {
         await runHooksOrFail(state.hooks.prestart, hookStateOf(state, 'created'), 'prestart');
       } catch (err) {
-        // A failed prestart hook stops the container (runtime-spec lifecycle); delete cleans up.
-        await this.kill(id, 'SIGKILL');
-        throw new Error(`start container ${id}: ${(err as Error).message}`, { cause: err });
+        // A failed prestart hook stops the container and the lifecycle goes on with its deletion
+        // (runtime-spec runtime.md#lifecycle): poststop hooks run, cgroup and state go.
+        const outcome = await this.kill(id, 'SIGKILL')
+          .then(() => this.wait(id))
+          .then(() => this.delete(id))
+          .then(
+            () => 'the container was stopped and deleted',
+            (cleanupError: Error) => `stopping and deleting the container failed: ${cleanupError.message}`,
+          );
+        throw new Error(`start container ${id}: ${(err as Error).message}; ${outcome}`, { cause: err });
       }
     }
     try {
