@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -171,6 +172,12 @@ Napi::Value CreateUserNamespace(const Napi::CallbackInfo& info) {
   std::string gidMap = IdMapArg(info, 1, "gidMap");
   int hold[2];
   if (pipe2(hold, O_CLOEXEC) != 0) throw ErrnoError(info.Env(), errno, "createUserNamespace: pipe");
+  // Every signal blocked across the clone: the child keeps the mask, so none of this process's
+  // handlers (libuv's write to pipes it shares) can run in it.
+  sigset_t all;
+  sigset_t previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
   long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
   if (pid == 0) {
     // The child: only async-signal-safe calls. It ends when the parent closes its end (EOF).
@@ -181,6 +188,7 @@ Napi::Value CreateUserNamespace(const Napi::CallbackInfo& info) {
     _exit(0);
   }
   int cloneErr = errno;
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   close(hold[0]);
   if (pid < 0) {
     close(hold[1]);
