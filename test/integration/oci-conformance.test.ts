@@ -7,7 +7,11 @@
 // wrapper with a state root of its own; no other test's containers are visible to it. Its
 // programs' bundles (/tmp/ocitest*) and test cgroups (testdir, cgrouptest) are names no other
 // test uses. The Go build is cached in a stable WORK dir under the OS tmp dir (~90 s once);
-// the results (WORK/out/<runtime>) are made fresh each run.
+// the results (WORK/out/<runtime>) are made fresh each run. Two runs of run.sh at once (this test
+// and a manual one) spoil each other: its cleanup removes every /tmp/ocitest* bundle.
+//
+// bin/tessera-runtime runs dist/ when it is built (CI builds it first): after changing the runtime
+// without `npm run build`, set TESSERA_RUNTIME_FROM_SOURCE=1 (slower: tsx on every call).
 
 import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
