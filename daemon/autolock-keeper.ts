@@ -1,7 +1,7 @@
 // One manager's side of autolock while it runs: it follows the cluster's autolock record
-// (autolock-state.ts) and keeps its own Raft keyring wrapped accordingly — under the KEK derived
-// from the current unlock key when autolock is on (keys/kek shredded), under a KEK in keys/kek
-// when it is off. So a manager that joins an autolocked cluster, and every running manager when
+// (autolock-state.ts) and keeps its own keys (the Raft keyring, or the etcd backend's store key)
+// wrapped accordingly — under the KEK derived from the current unlock key when autolock is on (the
+// kek file shredded), opened by a kek file when it is off. So a manager that joins an autolocked cluster, and every running manager when
 // the key rotates or autolock is turned on or off, re-wraps its keys by itself. The changes
 // themselves (on, off, rotate) are made here too, for the Autolock service.
 import * as grpc from '@grpc/grpc-js';
@@ -15,9 +15,13 @@ const MAX_CAS_ATTEMPTS = 20;
 /** After a failed re-wrap (say, no leader to read the record from), try again after this long. */
 const RETRY_MS = 3000;
 
-/** What the keeper changes: the Raft store's keyring (RaftStore.protectKeys). */
+/** What the keeper changes: the Raft store's keyring (RaftStore.protectKeys), or the etcd store key. */
 export interface ProtectedKeys {
-  /** With an unlock key: wrap under the KEK derived from it; without: under a KEK in keys/kek. True when something changed. */
+  /** What the log calls them: "Raft data keys", "etcd store key". */
+  readonly what: string;
+  /** The file that opens them without autolock, for the log: "raft/keys/kek". */
+  readonly kekFile: string;
+  /** With an unlock key: wrap under the KEK derived from it; without: opened by the kek file. True when something changed. */
   protectKeys(unlockKey: Uint8Array | undefined): Promise<boolean>;
 }
 
@@ -70,7 +74,7 @@ export class AutolockKeeper {
   reconcile(): Promise<void> {
     const round = this.queue.then(() => this.applyRecord());
     this.queue = round.catch((err: unknown) => {
-      this.log(`autolock: re-wrapping this manager's Raft keyring failed: ${(err as Error).message}; trying again in ${RETRY_MS / 1000} s`);
+      this.log(`autolock: re-wrapping this manager's ${this.keys.what} failed: ${(err as Error).message}; trying again in ${RETRY_MS / 1000} s`);
       this.scheduleRetry();
     });
     return this.queue;
@@ -81,13 +85,13 @@ export class AutolockKeeper {
     const { record } = await readAutolock(this.store);
     this.enabled = record.enabled;
     if (!record.enabled) {
-      if (await this.keys.protectKeys(undefined)) this.log('autolock is off: this manager wrapped its Raft data keys under a new key in keys/kek');
+      if (await this.keys.protectKeys(undefined)) this.log(`autolock is off: ${this.keys.kekFile} opens this manager's ${this.keys.what} again`);
       return;
     }
     const key = parseUnlockKey(record.unlockKey ?? '');
     try {
       if (await this.keys.protectKeys(key)) {
-        this.log("autolock: this manager wrapped its Raft data keys under the cluster's current unlock key; keys/kek is removed");
+        this.log(`autolock: this manager wrapped its ${this.keys.what} under the cluster's current unlock key; ${this.keys.kekFile} is removed`);
       }
     } finally {
       key.fill(0);

@@ -35,7 +35,7 @@ import { MemoryStore } from '../control-plane/store/memory-store.js';
 import { ObjectStore } from '../control-plane/store/object-store.js';
 import { EtcdStore } from '../control-plane/store/etcd-store.js';
 import { SealedStore } from '../control-plane/store/sealed-store.js';
-import { readOrCreateStoreKey } from './identity/store-key.js';
+import { openStoreKey } from './identity/store-key.js';
 import { RaftStore } from '../control-plane/store/raft-store.js';
 import { AutoCompactor } from '../control-plane/store/auto-compaction.js';
 import type { Store } from '../control-plane/store/store.js';
@@ -44,7 +44,7 @@ import { lateHandlers, newRaftServer } from '../control-plane/raft/host/serve-me
 import { addRaftService } from '../control-plane/raft/transport/raft-service.js';
 import { apiSocketOf, dataPaths, type DaemonConfig } from './config.js';
 import { DaemonMetrics } from '../control-plane/metrics/daemon-metrics.js';
-import { keyringKekAtStart, serveAutolock, startAutolockKeeper, type KeyringKek } from './autolock-start.js';
+import { kekAtStart, protectedKeysOf, serveAutolock, startAutolockKeeper, type StartingKek } from './autolock-start.js';
 
 export const VERSION = '0.1.0';
 
@@ -76,8 +76,8 @@ export class Manager {
   private stopping = false;
   apiPort = 0;
   metricsPort = 0;
-  /** Autolock: the KEK that opens the Raft keyring when it is not keys/kek (autolock-start.ts). */
-  private keyringKek: KeyringKek = {};
+  /** Autolock: the KEK that opens the Raft keyring or the etcd store key when a kek file does not (autolock-start.ts). */
+  private startingKek: StartingKek = {};
 
   constructor(private readonly deps: ManagerDeps) {}
 
@@ -87,15 +87,15 @@ export class Manager {
 
   /** The unlock key of a cluster this manager just founded with `tsd init --autolock`, once (then forgotten here). */
   takeInitialUnlockKey(): string | undefined {
-    const key = this.keyringKek.initialUnlockKey;
-    this.keyringKek = { ...this.keyringKek, initialUnlockKey: undefined };
+    const key = this.startingKek.initialUnlockKey;
+    this.startingKek = { ...this.startingKek, initialUnlockKey: undefined };
     return key;
   }
 
   async start(): Promise<void> {
     const { config, log } = this.deps;
     // Autolock: a locked manager waits here, serving nothing but the unlock call on its socket.
-    this.keyringKek = await keyringKekAtStart({ config, founding: !this.deps.joinVia, log, onWaiting: (close) => this.closers.push(close) });
+    this.startingKek = await kekAtStart({ config, founding: !this.deps.joinVia, log, onWaiting: (close) => this.closers.push(close) });
     // Who is calling, on the TLS port: the certificate's subject, checked against this cluster and
     // the revocation list (known once the store is open; Raft traffic comes before that).
     const trust: TrustState = { clusterId: () => this.clusterId, isRevoked: (serial) => this.clusterSecurity?.isRevoked(serial) ?? false };
@@ -135,7 +135,8 @@ export class Manager {
     await recorder.start();
     this.closers.push(() => recorder.stop());
     // Autolock: followed (and a new cluster's unlock key stored) as soon as the store is open.
-    const autolock = this.raft ? await startAutolockKeeper(this.raft, this.keyringKek.initialUnlockKey, log) : undefined;
+    const protectedKeys = protectedKeysOf(this.raft, this.storeKey, config.dataRoot);
+    const autolock = protectedKeys ? await startAutolockKeeper(store, protectedKeys, this.startingKek.initialUnlockKey, log) : undefined;
     if (autolock) this.closers.push(() => autolock.close());
     const clusterSecurity = await openClusterSecurity(store, this.deps.node, config, log);
     this.clusterSecurity = clusterSecurity;
@@ -320,7 +321,8 @@ export class Manager {
     if (config.store === 'memory') return new MemoryStore();
     if (config.store === 'etcd') {
       // Every value is sealed before it reaches etcd, with data keys the managers share (sealed-store.ts).
-      const storeKey = await readOrCreateStoreKey(config.dataRoot, log);
+      // With autolock, the store key is opened with the KEK the unlock key gave (never a plaintext file).
+      const storeKey = await openStoreKey(config.dataRoot, this.startingKek.kek, log);
       this.storeKey = storeKey;
       return SealedStore.open(new EtcdStore({ endpoints: config.etcdEndpoints }), storeKey, log);
     }
@@ -335,7 +337,7 @@ export class Manager {
       security: expecting(this.deps.security, { kind: 'cluster-node', clusterId: this.clusterId, role: 'manager' }),
       snapshotEvery: config.raftSnapshotEvery,
       log,
-      ...(this.keyringKek.kek ? { kek: this.keyringKek.kek } : {}),
+      ...(this.startingKek.kek ? { kek: this.startingKek.kek } : {}),
     });
     this.raft = raft;
     if (this.deps.joinVia) {

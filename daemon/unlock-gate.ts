@@ -3,14 +3,14 @@
 // and waits for the unlock key. Every other API call on the socket is answered with UNAVAILABLE
 // and what to do; the TLS port is not even bound yet. A wrong key is refused and counted, and
 // after a few the next attempt must wait (unlock-attempts.ts). The right key gives the KEK that
-// opens the keyring; the key itself is dropped at once.
+// opens this manager's keys (the Raft keyring, or the etcd store key); the key itself is dropped at once.
 import * as grpc from '@grpc/grpc-js';
 import { chmod } from 'node:fs/promises';
 
 import { loadApiPackage } from '../proto/load.js';
 import { API_SERVER_OPTIONS, shutdownServer } from '../control-plane/api/grpc-server.js';
 import { guardService } from '../control-plane/api/guard.js';
-import { unlockedKek } from '../control-plane/raft/storage/keyring-lock.js';
+import { unlockedKek, type GuardedFiles } from '../control-plane/raft/storage/kek-lock.js';
 import { parseUnlockKey, type UnlockKeyError } from '../control-plane/raft/storage/unlock-key.js';
 import { autolockService, type AutolockHandlers } from './autolock-proto.js';
 import { bindRootOnlySocket, removeStaleSocket } from './manager-servers.js';
@@ -19,8 +19,8 @@ import { UnlockAttempts } from './unlock-attempts.js';
 export const LOCKED_MESSAGE = 'this manager is locked (autolock): unlock it with `tsctl cluster unlock` on this machine';
 
 export interface UnlockGateOptions {
-  /** The Raft keys directory (<data-root>/raft/keys). */
-  keysDir: string;
+  /** The keys a right unlock key opens (<data-root>/raft/keys, or <data-root>/etcd-keys). */
+  keys: GuardedFiles;
   /** unix:/path of the root-only socket. */
   socket: string;
   node: string;
@@ -51,7 +51,7 @@ function lockedApi(): { definition: grpc.ServiceDefinition; handlers: grpc.Untyp
 }
 
 export async function openUnlockGate(options: UnlockGateOptions): Promise<UnlockGate> {
-  const { keysDir, socket, node, log } = options;
+  const { keys, socket, node, log } = options;
   const attempts = new UnlockAttempts();
   let resolveKek: (kek: Buffer) => void = () => undefined;
   let rejectKek: (err: Error) => void = () => undefined;
@@ -75,7 +75,7 @@ export async function openUnlockGate(options: UnlockGateOptions): Promise<Unlock
       log(`autolock: an unlock attempt was refused (${(err as UnlockKeyError).message}); ${attempts.failed} wrong so far`);
       throw refusal(grpc.status.INVALID_ARGUMENT, (err as UnlockKeyError).message);
     }
-    const kek = await unlockedKek(keysDir, key);
+    const kek = await unlockedKek(keys, key);
     key.fill(0);
     if (!kek) {
       const next = attempts.recordFailure();
@@ -83,7 +83,7 @@ export async function openUnlockGate(options: UnlockGateOptions): Promise<Unlock
       const after = next > 0 ? `; the next attempt is taken in ${Math.ceil(next / 1000)} s` : '';
       throw refusal(
         grpc.status.PERMISSION_DENIED,
-        `wrong unlock key: it does not open this manager's keyring${after} (after a key rotation, a manager that was down still needs the key it was locked with)`,
+        `wrong unlock key: it does not open this manager's keys${after} (after a key rotation, a manager that was down still needs the key it was locked with)`,
       );
     }
     done = true;

@@ -24,7 +24,10 @@ async function keyringKeys(t: { teardown(fn: () => Promise<void>): void }): Prom
   t.teardown(() => rm(root, { recursive: true, force: true }));
   const dir = join(root, 'keys');
   const keyring = await Keyring.open(dir);
-  return { dir, keys: { protectKeys: (key) => (key ? lockKeyring(dir, keyring, key) : unlockKeyringForGood(dir, keyring)) } };
+  return {
+    dir,
+    keys: { what: 'Raft data keys', kekFile: 'keys/kek', protectKeys: (key) => (key ? lockKeyring(dir, keyring, key) : unlockKeyringForGood(dir, keyring)) },
+  };
 }
 
 type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
