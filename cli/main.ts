@@ -16,6 +16,7 @@ import { registerClusterIdentityCommands } from './commands/cluster-identity.js'
 import { registerStackCommands } from './commands/stack.js';
 import { registerRolloutCommands } from './commands/rollout.js';
 import { registerEventsCommand } from './commands/events.js';
+import { registerLogsCommand } from './commands/logs.js';
 import { registerApplyCommands } from './commands/apply.js';
 import { registerClusterUpdateCommand } from './commands/cluster-update.js';
 import { registerClusterAutolockCommands } from './commands/cluster-autolock.js';
@@ -150,27 +151,6 @@ program
     });
   });
 
-program
-  .command('logs')
-  .description("print the logs of a service's tasks")
-  .argument('<service>', 'service name, STACK/NAME or STACK_NAME')
-  .option('-f, --follow', 'keep printing new lines')
-  .option('--tail <n>', "lines from the end of each task's log", (v: string) => Number(v), 0)
-  .option('--stack <stack>', "the service's stack")
-  .option('--no-prefix', 'print lines without the task name')
-  .action(async (name: string, options: { follow?: boolean; tail: number; stack?: string; prefix: boolean }) => {
-    await withClient(async (client) => {
-      const service = resolveServiceName(await listAll<Service>(client, 'Service'), name, options.stack);
-      const abort = new AbortController();
-      process.once('SIGINT', () => abort.abort());
-      await client.logs(
-        { stack: service.metadata.stack ?? '', service: service.metadata.name, follow: options.follow === true, tail: options.tail },
-        (chunk) => out(options.prefix ? `${chunk.task} | ${chunk.line}` : chunk.line),
-        abort.signal,
-      );
-    });
-  });
-
 // --- images -------------------------------------------------------------------------------------
 
 registerImageCommands(program, withClient);
@@ -182,6 +162,7 @@ registerClusterAutolockCommands(cluster);
 registerStackCommands(program);
 registerRolloutCommands(program, withClient);
 registerEventsCommand(program, withClient);
+registerLogsCommand(program, withClient);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`error: ${err.message}\n`);

@@ -169,6 +169,7 @@ export class Daemon {
         localSubnet: config.subnet,
       },
       security,
+      logs,
       onAssignments: (tasks, files) => {
         if (!stopping) worker.reconcile(tasks, files);
       },

@@ -10,6 +10,7 @@ import { expecting, type TransportSecurity } from '../common/transport/credentia
 import { ApiServer } from '../control-plane/api/server.js';
 import { EventLog } from '../control-plane/events/event-log.js';
 import { EventRecorder } from '../control-plane/events/event-recorder.js';
+import { NodeLogs } from '../control-plane/dispatcher/node-logs.js';
 import { API_SERVER_OPTIONS, bindServer, shutdownServer } from '../control-plane/api/grpc-server.js';
 import { AuthenticationError, authenticateLocalRoot, certificateAuthenticator, requireNode, type TrustState } from '../control-plane/auth/authenticate.js';
 import { isMutating } from '../control-plane/auth/authorization.js';
@@ -68,6 +69,8 @@ export interface ManagerDeps {
 
 export class Manager {
   private readonly closers: Array<() => Promise<void> | void> = [];
+  /** Other nodes' task logs, asked over their sessions with this manager's dispatcher (tsctl logs). */
+  private readonly nodeLogs = new NodeLogs();
   raft: RaftStore | undefined;
   clusterSecurity: ClusterSecurity | undefined;
   /** With the etcd backend: the key of the store's sealed values, for managers that join (NodeCA.StoreKey). */
@@ -244,6 +247,8 @@ export class Manager {
       store,
       images: this.deps.images,
       logs: this.deps.logs,
+      selfNode: config.nodeName,
+      nodeLogs: this.nodeLogs,
       metrics,
       events,
       clusterId: this.clusterId,
@@ -282,6 +287,7 @@ export class Manager {
       managers: () => this.managerAddresses(),
       log,
       networkViews: overlay.views,
+      nodeLogs: this.nodeLogs,
       trust: {
         current: () => ({ trustedRootPems: clusterSecurity.meta.trustedRootPems, signingRootPem: signingRootPem(clusterSecurity.meta) }),
         subscribe: (listener) => clusterSecurity.onChange(listener),

@@ -16,6 +16,9 @@ import { parseAssignedTask } from '../../common/dispatcher/peer-validation.js';
 import type { Task, TaskState, TaskStatus } from '../../common/resources/types.js';
 import { parseNodeNetworkView, type NodeNetworkView } from '../../common/network/node-network-view.js';
 import { ReconnectPolicy } from './reconnect-policy.js';
+import { LogRequestServer } from './log-requests.js';
+import type { LogSource } from '../../common/logs/log-source.js';
+import type { LogChunk } from '../../proto/gen/tessera/dispatcher/v1/LogChunk.js';
 import { parseCertificate } from '../../common/identity/x509.js';
 
 export interface AgentSessionOptions {
@@ -34,6 +37,8 @@ export interface AgentSessionOptions {
   /** Called with the roots the cluster trusts and the one certificates come from (validated PEM). */
   onTrust?: (update: TrustedRoots) => void;
   log: (message: string) => void;
+  /** This node's task logs, for a manager's LogRequests (tsctl logs); absent: such requests are refused. */
+  logs?: LogSource;
   /** Status updates are sent at most this often (they are batched in between). */
   flushEveryMs?: number;
 }
@@ -84,8 +89,11 @@ export class AgentSession {
     return this.reconnect.all();
   }
 
+  private readonly logRequests: LogRequestServer | undefined;
+
   constructor(private readonly options: AgentSessionOptions) {
     this.reconnect = new ReconnectPolicy(options.managers, { minDelayMs: RETRY_MIN_MS, maxDelayMs: RETRY_MAX_MS });
+    this.logRequests = options.logs ? new LogRequestServer(options.logs, options.log) : undefined;
   }
 
   start(): void {
@@ -112,6 +120,7 @@ export class AgentSession {
     this.stopped = true;
     this.flush();
     for (const timer of [this.flushTimer, this.heartbeatTimer, this.retryTimer]) if (timer) clearTimeout(timer);
+    this.logRequests?.cancelAll();
     this.stream?.end();
     this.client?.close();
   }
@@ -142,6 +151,7 @@ export class AgentSession {
       if (ended) return;
       ended = true;
       this.connected = false;
+      this.logRequests?.cancelAll();
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
       client.close();
       if (this.stopped) return;
@@ -206,6 +216,14 @@ export class AgentSession {
         this.options.log(`ignoring a trust update from the manager: ${(err as Error).message}`);
       }
     }
+    if (message.kind === 'logRequest' && message.logRequest) {
+      const stream = this.stream;
+      // Answers go back on the session the request came on; a new session has other requests.
+      const send = (chunk: LogChunk) => (this.stream === stream ? stream?.write({ logChunk: chunk }) : undefined);
+      if (this.logRequests) this.logRequests.start(message.logRequest, send);
+      else send({ requestId: message.logRequest.requestId, done: true, error: 'this node serves no logs' });
+    }
+    if (message.kind === 'logCancel' && message.logCancel) this.logRequests?.cancel(Number(message.logCancel.requestId));
     if (message.kind === 'network' && message.network) {
       try {
         this.options.onNetwork?.(parseNodeNetworkView(message.network.viewJson));

@@ -1,8 +1,31 @@
-// How the API server reads task logs: the manager's API serves `tsctl logs` from the log files the
-// agent of its own node writes (agent/worker/log-source.ts implements this).
-import type { Task } from '../resources/types.js';
+// Task logs as the API serves them (`tsctl logs`): timed entries from the log files an agent's
+// containers write. The agent of each node reads its own files (agent/worker/log-source.ts); a
+// manager asks other nodes' agents over their sessions (control-plane/dispatcher/node-logs.ts).
+
+export interface LogEntry {
+  /** The task's name (metadata.name). */
+  task: string;
+  /** When the container wrote it, in ms since the epoch (0 when the line carries no time). */
+  timeMs: number;
+  stream: 'stdout' | 'stderr';
+  text: string;
+}
+
+export interface LogQuery {
+  follow: boolean;
+  /** Lines from the end of each task's log; 0: all. */
+  tail: number;
+  /** Only lines written at or after / up to these times (ms since the epoch); 0: no bound. */
+  sinceMs: number;
+  untilMs: number;
+  signal: AbortSignal;
+}
 
 export interface LogSource {
-  /** Streams the log lines of the given tasks; with follow, keeps going until the signal aborts. */
-  stream(tasks: Task[], options: { follow: boolean; tail: number; signal: AbortSignal }, emit: (task: string, line: string) => void): Promise<void>;
+  /**
+   * Streams the log entries of the named tasks in batches: first every entry already written (the
+   * backlog; `onCaughtUp` is called once it is all out), then, with follow, new ones until the
+   * signal aborts.
+   */
+  stream(taskNames: string[], query: LogQuery, emit: (entries: LogEntry[]) => void, onCaughtUp?: () => void): Promise<void>;
 }

@@ -41,6 +41,8 @@ import { clusterDefaultOf, describeClusterDefault, planAdmission, updateClusterS
 import { validateClusterUpdate } from './cluster-update.js';
 import { guardService } from './guard.js';
 import { eventsQuery, streamEvents } from './events-stream.js';
+import { streamLogs } from './logs-stream.js';
+import type { NodeLogs } from '../dispatcher/node-logs.js';
 import type { EventLog } from '../events/event-log.js';
 import type { UnauthenticatedCaller } from '../audit/audit-entry.js';
 import { peerSubjectText } from '../auth/authenticate.js';
@@ -54,6 +56,9 @@ export interface ApiServerDeps {
   store: Store;
   images: ImageStore;
   logs: LogSource;
+  /** This manager's own node: its tasks' logs are read from `logs`; other nodes' through nodeLogs. */
+  selfNode?: string;
+  nodeLogs?: NodeLogs;
   metrics?: DaemonMetrics;
   clusterId: string;
   version: string;
@@ -536,13 +541,23 @@ export class ApiServer {
         const abort = new AbortController();
         call.on('cancelled', () => abort.abort());
         const run = async () => {
-          const { stack, service, follow, tail } = call.request;
+          const { stack, service, follow, tail, sinceMs, untilMs, task } = call.request;
           if (!service) throw invalidArgument('logs: missing service name');
           checkNameSize(stack, 'logs: stack');
           checkNameSize(service, 'logs: service');
+          checkNameSize(task, 'logs: task');
+          if (sinceMs < 0 || untilMs < 0 || (untilMs > 0 && untilMs < sinceMs)) throw invalidArgument('logs: since and until must be times, since first');
           await this.get('Service', stack, service);
-          const { objects } = await this.list('Task', stack, service);
-          await this.deps.logs.stream(objects as Task[], { follow, tail, signal: abort.signal }, (task, line) => call.write({ task, line }));
+          const tasks = ((await this.list('Task', stack, service)).objects as Task[]).filter((t) => !task || t.metadata.name === task);
+          if (task && tasks.length === 0) throw notFound(`logs: service ${quoteName(service)} has no task ${quoteName(task)}`);
+          // A follow with an end stops there.
+          const untilTimer = follow && untilMs > 0 ? setTimeout(() => abort.abort(), Math.max(0, Math.min(untilMs - Date.now(), 2 ** 31 - 1))) : undefined;
+          const deps = {
+            local: this.deps.logs,
+            ...(this.deps.selfNode !== undefined ? { selfNode: this.deps.selfNode } : {}),
+            ...(this.deps.nodeLogs ? { nodeLogs: this.deps.nodeLogs } : {}),
+          };
+          await streamLogs(deps, tasks, { follow, tail, sinceMs, untilMs }, (line) => call.write(line), abort.signal).finally(() => clearTimeout(untilTimer));
         };
         run()
           .then(() => {

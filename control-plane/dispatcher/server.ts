@@ -21,6 +21,7 @@ import type { NetworkViews } from './network-views.js';
 import { parseReportedStatus } from '../../common/dispatcher/peer-validation.js';
 import { reportTaskStatus } from './task-status.js';
 import { objectKey } from '../store/keys.js';
+import type { NodeLogs } from './node-logs.js';
 
 const REGISTER_TIMEOUT_MS = 10_000;
 const MAX_UPDATES_PER_BATCH = 1000;
@@ -42,6 +43,8 @@ export interface DispatcherDeps {
     current(): { trustedRootPems: string[]; signingRootPem: string };
     subscribe(listener: () => void): () => void;
   };
+  /** Where requests for other nodes' task logs go out on their sessions; absent: none are asked. */
+  nodeLogs?: NodeLogs;
 }
 
 type SessionCall = grpc.ServerDuplexStream<AgentMessage__Output, ManagerMessage>;
@@ -141,6 +144,10 @@ export class DispatcherServer {
         .catch((err: Error) => deps.log(`dispatcher: assignments for ${nodeName ?? '?'}: ${err.message}`));
     };
 
+    const sendToNode = (message: ManagerMessage) => {
+      if (!ended) call.write(message);
+    };
+
     // Messages are handled one at a time, in order: a status batch must never overtake the register.
     let chain: Promise<void> = Promise.resolve();
     call.on('data', (message: AgentMessage__Output) => {
@@ -152,6 +159,7 @@ export class DispatcherServer {
             nodeName = registered;
             this.sessionNodes.set(call, registered);
             call.write({ session: { nodeName, heartbeatPeriodMs: deps.heartbeatPeriodMs, managers: deps.managers() } });
+            deps.nodeLogs?.attach(registered, sendToNode);
             sendDelta(true);
             const trust = deps.trust;
             if (trust) {
@@ -201,6 +209,7 @@ export class DispatcherServer {
         .catch((err: Error & { code?: grpc.status }) => fail(err.code ?? grpc.status.INVALID_ARGUMENT, err.message));
     });
     const end = () => {
+      if (nodeName !== undefined) deps.nodeLogs?.detach(nodeName, 'its session with this manager ended', sendToNode);
       ended = true;
       clearTimeout(registerTimer);
       unsubscribe?.();
@@ -228,6 +237,7 @@ export class DispatcherServer {
     }
     if (!nodeName) throw Object.assign(new Error('the first message of a session must be register'), { code: grpc.status.FAILED_PRECONDITION });
     deps.health.heartbeat(nodeName);
+    if (message.kind === 'logChunk' && message.logChunk) deps.nodeLogs?.onChunk(nodeName, message.logChunk);
     if (message.kind === 'statuses' && message.statuses) {
       const updates = message.statuses.updates;
       if (updates.length > MAX_UPDATES_PER_BATCH) throw new Error(`status batch of ${updates.length} updates exceeds ${MAX_UPDATES_PER_BATCH}`);

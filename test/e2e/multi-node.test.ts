@@ -16,6 +16,7 @@ import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
 import { MembersApiClient } from '../../control-plane/raft/host/members-api.js';
 import type { Node, Service, Task } from '../../common/resources/types.js';
 import type { ClusterEventMessage__Output } from '../../proto/gen/tessera/api/v1/ClusterEventMessage.js';
+import type { LogLine__Output } from '../../proto/gen/tessera/api/v1/LogLine.js';
 import { saveClusterLogs } from '../helpers/cluster-logs.js';
 import {
   addNetnsNode,
@@ -393,6 +394,31 @@ test.serial("killing a node's tsd gets its tasks rescheduled elsewhere", async (
   const before = await eventually('3 victims running on workers', () => runningOf('victim', 3), 60_000);
   const onNode2 = before.filter((x) => x.nodeName === 'node-2').length;
   t.true(onNode2 > 0);
+  // A talker on each of the three nodes, for tsctl logs across them.
+  await apply('talker', {
+    mode: 'global',
+    placement: { constraints: ['node.hostname!=node-4'] },
+    command: ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.2; done'],
+  });
+  const talkers = await eventually('a talker on each of 3 nodes', () => runningOf('talker', 3), 60_000);
+  await new Promise((r) => setTimeout(r, 1000));
+  const backlog: LogLine__Output[] = [];
+  await client.logs({ stack: 'mn', service: 'talker', follow: false, tail: 3 }, (l) => backlog.push(l));
+  t.deepEqual([...new Set(backlog.map((l) => l.node))].sort(), ['node-1', 'node-2', 'node-3'], 'lines from every node');
+  t.deepEqual(
+    backlog.map((l) => l.timeMs),
+    backlog.map((l) => l.timeMs).sort((a, b) => a - b),
+    'merged by time',
+  );
+  t.is(backlog.length, 9, 'the last 3 lines of each task');
+  t.true(
+    talkers.every((x) => backlog.some((l) => l.task === x.metadata.name && /^tick \d+$/.test(l.line))),
+    'each task prefixed with its name',
+  );
+  const followedLogs: LogLine__Output[] = [];
+  const followingLogs = new AbortController();
+  const logsStream = client.logs({ stack: 'mn', service: 'talker', follow: true, tail: 1 }, (l) => followedLogs.push(l), followingLogs.signal);
+
   const node2 = cluster.nodes[1]!;
   // tsctl events -f, across the failure: the stream goes on while a node goes down.
   const seen: ClusterEventMessage__Output[] = [];
@@ -443,6 +469,19 @@ test.serial("killing a node's tsd gets its tasks rescheduled elsewhere", async (
   );
   following.abort();
   await streaming;
+  // tsctl logs -f across the failure: a notice for node-2, and the other nodes' lines go on.
+  t.true(
+    followedLogs.some((l) => /^node node-2: .*its tasks' lines are missing$/.test(l.notice)),
+    followedLogs.map((l) => l.notice).join('\n'),
+  );
+  for (const other of ['node-1', 'node-3'])
+    await eventually(
+      `${other}'s talker to go on in the followed logs`,
+      async () => followedLogs.some((l) => l.node === other && l.timeMs > started) || undefined,
+      10_000,
+    );
+  followingLogs.abort();
+  await logsStream;
   // Asked afterwards, without follow: the same node event, from the manager's record.
   const past: ClusterEventMessage__Output[] = [];
   await client.events({ sinceMs: started - 1000, untilMs: 0, follow: false, filters: ['type=node', 'name=node-2'] }, (e) => past.push(e));
