@@ -15,9 +15,12 @@ function base64Core(marker: Buffer, alignment: 0 | 1 | 2): string {
 }
 
 export function markerNeedles(marker: string): Array<{ encoding: string; needle: string }> {
-  const bytes = Buffer.from(marker, 'utf8');
+  return [{ encoding: 'text', needle: marker }, ...encodedNeedles(Buffer.from(marker, 'utf8'))];
+}
+
+/** The text forms of `bytes` (hex, base64 and base64url at each alignment); the raw bytes themselves are the caller's to look for. */
+export function encodedNeedles(bytes: Buffer): Array<{ encoding: string; needle: string }> {
   const needles = [
-    { encoding: 'text', needle: marker },
     { encoding: 'hex', needle: bytes.toString('hex') },
     { encoding: 'HEX', needle: bytes.toString('hex').toUpperCase() },
   ];
