@@ -45,7 +45,9 @@ export function runHook(hook: OciHook, state: HookState, label: string): Promise
   const argv = hook.args !== undefined && hook.args.length > 0 ? hook.args : [hook.path];
   const env = Object.fromEntries((hook.env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
   return new Promise((resolve, reject) => {
-    const child = spawn(hook.path, argv.slice(1), { argv0: argv[0], env, stdio: ['pipe', 'pipe', 'pipe'] });
+    // A process group of its own, so that a timeout also kills what the hook started (which
+    // would otherwise hold its output pipes open).
+    const child = spawn(hook.path, argv.slice(1), { argv0: argv[0], env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     let output = '';
     const keep = (chunk: Buffer): void => {
       output = (output + chunk.toString('utf8')).slice(-OUTPUT_LIMIT);
@@ -58,7 +60,7 @@ export function runHook(hook: OciHook, state: HookState, label: string): Promise
         ? undefined
         : setTimeout(() => {
             timedOut = true;
-            child.kill('SIGKILL');
+            killGroup(child.pid);
           }, hook.timeout * 1000);
     const fail = (why: string): void => {
       const tail = output.trim();
@@ -78,6 +80,15 @@ export function runHook(hook: OciHook, state: HookState, label: string): Promise
     child.stdin.on('error', () => undefined);
     child.stdin.end(JSON.stringify(state));
   });
+}
+
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // ESRCH: the group has already gone.
+  }
 }
 
 /** Runs hooks in order; the first failure stops the rest and is thrown (prestart, createRuntime). */
