@@ -249,6 +249,7 @@ export class Manager {
       logs: this.deps.logs,
       selfNode: config.nodeName,
       nodeLogs: this.nodeLogs,
+      logsLeader: () => this.leaderApi(),
       metrics,
       events,
       clusterId: this.clusterId,
@@ -399,6 +400,14 @@ export class Manager {
     const members = raft.memberAddresses();
     const leaderAddress = members.get(leader);
     return [...(leaderAddress ? [leaderAddress] : []), ...[...members].filter(([id]) => id !== leader).map(([, a]) => a)];
+  }
+
+  /** The leader's API address when another manager leads (it holds the nodes' sessions); undefined here. */
+  private leaderApi(): { address: string; security: TransportSecurity } | undefined {
+    const raft = this.raft;
+    if (!raft || raft.isLeader()) return undefined;
+    const address = raft.memberAddresses().get(raft.host.leader());
+    return address === undefined ? undefined : { address, security: this.deps.security };
   }
 
   private notLeaderReason(): string | undefined {

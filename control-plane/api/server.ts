@@ -42,6 +42,7 @@ import { validateClusterUpdate } from './cluster-update.js';
 import { guardService } from './guard.js';
 import { eventsQuery, streamEvents } from './events-stream.js';
 import { streamLogs } from './logs-stream.js';
+import { logsFromLeader } from './forward-logs.js';
 import type { NodeLogs } from '../dispatcher/node-logs.js';
 import type { EventLog } from '../events/event-log.js';
 import type { UnauthenticatedCaller } from '../audit/audit-entry.js';
@@ -59,6 +60,8 @@ export interface ApiServerDeps {
   /** This manager's own node: its tasks' logs are read from `logs`; other nodes' through nodeLogs. */
   selfNode?: string;
   nodeLogs?: NodeLogs;
+  /** On a follower: the leader's address, which asks the other nodes; undefined where this server asks them itself. */
+  logsLeader?: () => { address: string; security: TransportSecurity } | undefined;
   metrics?: DaemonMetrics;
   clusterId: string;
   version: string;
@@ -548,6 +551,8 @@ export class ApiServer {
           checkNameSize(task, 'logs: task');
           if (sinceMs < 0 || untilMs < 0 || (untilMs > 0 && untilMs < sinceMs)) throw invalidArgument('logs: since and until must be times, since first');
           await this.get('Service', stack, service);
+          const leader = this.deps.logsLeader?.();
+          if (leader !== undefined) return logsFromLeader(leader.address, leader.security, call.request, (line) => call.write(line), abort.signal);
           const tasks = ((await this.list('Task', stack, service)).objects as Task[]).filter((t) => !task || t.metadata.name === task);
           if (task && tasks.length === 0) throw notFound(`logs: service ${quoteName(service)} has no task ${quoteName(task)}`);
           // A follow with an end stops there.

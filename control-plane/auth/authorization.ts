@@ -72,8 +72,11 @@ const METHOD_ACCESS: Readonly<Record<ApiMethod, Access>> = {
 
 export const API_METHODS: readonly ApiMethod[] = Object.keys(METHOD_ACCESS) as ApiMethod[];
 
-/** What a manager's node certificate needs to join itself; the member change is narrowed further by authorizeMemberChange. */
-const MANAGER_NODE_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>(['ClusterInfo', 'ClusterMemberChange']);
+/**
+ * What a manager's node certificate may call: what it needs to join itself (the member change is
+ * narrowed further by authorizeMemberChange), and Logs, which a follower forwards to the leader.
+ */
+const MANAGER_NODE_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>(['ClusterInfo', 'ClusterMemberChange', 'Logs']);
 
 /** Calls that change the cluster; JoinToken counts because it may rotate a token. */
 const MUTATING_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>([
@@ -119,7 +122,11 @@ export function authorizeMethod(caller: Caller, method: ApiMethod): Authorizatio
     case 'node':
       if (caller.role === 'manager' && MANAGER_NODE_METHODS.has(method)) return ALLOWED;
       if (caller.role === 'manager')
-        return refused(caller, method, "a manager node's certificate may call only ClusterInfo and ClusterMemberChange (to join itself)");
+        return refused(
+          caller,
+          method,
+          "a manager node's certificate may call only ClusterInfo and ClusterMemberChange (to join itself) and Logs (forwarded to the leader)",
+        );
       return refused(caller, method, "a worker node's certificate has no access to the API (workers talk to the dispatcher)");
   }
 }

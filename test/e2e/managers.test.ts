@@ -431,4 +431,22 @@ test.serial('a worker whose manager is killed reconnects to another manager and 
   await api.apply({ objectsJson: [JSON.stringify(pinned('newcomer'))] });
   const newcomer = await eventually('a new task running on the worker', runningOn(api, 'newcomer'), 60_000);
   t.is(newcomer.nodeName, worker.name);
+
+  // tsctl logs on every surviving manager, followers included (they forward to the leader, which holds the sessions).
+  const talker = pinned('talker');
+  talker.spec.command = ['sh', '-c', 'echo "hello from the worker"; exec sleep 100000'];
+  await api.apply({ objectsJson: [JSON.stringify(talker)] });
+  await eventually('the talker running', runningOn(api, 'talker'), 60_000);
+  for (const manager of cluster.nodes.filter((n) => n.role === 'manager' && n !== victim)) {
+    const lines = await eventually(
+      `the worker's line through ${manager.name}`,
+      async () => {
+        const got: string[] = [];
+        await apiOf(manager).logs({ stack: 'fo', service: 'talker', follow: false, tail: 0 }, (l) => got.push(l.notice || `${l.node}: ${l.line}`));
+        return got.includes(`${worker.name}: hello from the worker`) ? got : undefined;
+      },
+      15_000,
+    );
+    t.deepEqual(lines, [`${worker.name}: hello from the worker`], `through ${manager.name}`);
+  }
 });

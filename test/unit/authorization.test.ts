@@ -25,7 +25,11 @@ const MATRIX: Array<{ caller: Caller; allowed: readonly ApiMethod[]; why?: strin
   { caller: admin, allowed: API_METHODS },
   { caller: operator, allowed: [...READ, ...WORKLOAD], why: 'cluster administration is for admins only' },
   { caller: viewer, allowed: READ, why: 'viewers have read-only access' },
-  { caller: manager, allowed: ['ClusterInfo', 'ClusterMemberChange'], why: 'may call only ClusterInfo and ClusterMemberChange' },
+  {
+    caller: manager,
+    allowed: ['ClusterInfo', 'ClusterMemberChange', 'Logs'],
+    why: 'may call only ClusterInfo and ClusterMemberChange (to join itself) and Logs',
+  },
   { caller: worker, allowed: [], why: 'has no access to the API' },
 ];
 
