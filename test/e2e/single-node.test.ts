@@ -200,7 +200,8 @@ test.serial('logs -f follows a running task', async (t) => {
   const follower = spawn(process.execPath, [join(process.cwd(), 'dist', 'cli', 'main.js'), '--server', node.server, 'logs', '-f', 'e2e/ticker', '--no-prefix']);
   let output = '';
   follower.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  await new Promise((r) => setTimeout(r, 2500));
+  // Until 5 lines came (tsctl's own start takes a while on a loaded machine), then stop following.
+  await eventually('5 followed lines', async () => ([...output.matchAll(/^tick \d+$/gm)].length >= 5 ? true : undefined), 20_000).catch(() => undefined);
   follower.kill('SIGINT');
   await new Promise((r) => follower.once('exit', r));
   const ticks = [...output.matchAll(/^tick (\d+)$/gm)].map((m) => Number(m[1]));
