@@ -9,7 +9,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 
 import { nodeDurableFs, type DurableFs } from '../../control-plane/raft/storage/durable-fs.js';
-import { exists, KeysDirError, type GuardedFiles, type GuardedSecret } from '../../control-plane/raft/storage/kek-lock.js';
+import { exists, KeysDirError, readKeysFile, type GuardedFiles, type GuardedSecret } from '../../control-plane/raft/storage/kek-lock.js';
 import { KEK_FILE } from '../../control-plane/raft/storage/keyring.js';
 import { KEY_BYTES, NONCE_BYTES, SEAL_OVERHEAD, SealOpenError, open, seal } from '../../control-plane/raft/storage/sealing.js';
 
@@ -46,10 +46,8 @@ export function decodeSealedStoreKey(path: string, bytes: Buffer, kek: Uint8Arra
 }
 
 /** The store key sealed in `dir`, opened with `kek`; undefined when there is no sealed-key file or `kek` does not open it. */
-export async function readSealedStoreKey(dir: string, kek: Uint8Array, fs: DurableFs = nodeDurableFs): Promise<Buffer | undefined> {
-  const path = join(dir, SEALED_STORE_KEY_FILE);
-  if (!(await exists(path))) return undefined;
-  return decodeSealedStoreKey(path, await fs.readFile(path), kek);
+export function readSealedStoreKey(dir: string, kek: Uint8Array, fs: DurableFs = nodeDurableFs): Promise<Buffer | undefined> {
+  return readKeysFile(dir, SEALED_STORE_KEY_FILE, (path, bytes) => decodeSealedStoreKey(path, bytes, kek), fs);
 }
 
 /** The store key's files before anything is open: kek is the key itself; a derived KEK must open sealed-key. */

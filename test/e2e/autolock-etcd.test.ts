@@ -6,7 +6,7 @@
 // puts etcd-keys/kek back. Neither the unlock keys nor the store key are in any file of the data
 // roots, as text, raw bytes, hex or base64.
 import test, { type ExecutionContext } from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -15,7 +15,7 @@ import { unlockedKek } from '../../control-plane/raft/storage/kek-lock.js';
 import { newUnlockKey, parseUnlockKey } from '../../control-plane/raft/storage/unlock-key.js';
 import { storeKeyDir } from '../../daemon/identity/store-key.js';
 import { readSealedStoreKey, storeKeyFiles } from '../../daemon/identity/store-key-lock.js';
-import { ETCD_BINARY } from '../helpers/etcd.js';
+import { spawnEtcdInNetns } from '../helpers/etcd-netns.js';
 import { eventually } from '../helpers/eventually.js';
 import { filesUnder } from '../helpers/files-under.js';
 import { encodedNeedles, markerNeedles } from '../helpers/marker-needles.js';
@@ -91,22 +91,7 @@ test.serial('etcd backend: init --autolock writes no store key in the clear; joi
   logOnFailure(t, lab);
   // etcd in m1's namespace, on its underlay address: m2 reaches it across the lab's bridge.
   const etcdUrl = `http://${m1.address}:${ETCD_PORT}`;
-  etcd = spawn(
-    'nsenter',
-    [
-      `--net=/run/netns/${m1.netns}`,
-      ETCD_BINARY,
-      '--data-dir',
-      join(m1.dataRoot, '..', 'etcd'),
-      '--listen-client-urls',
-      etcdUrl,
-      '--advertise-client-urls',
-      etcdUrl,
-      '--listen-peer-urls',
-      'http://127.0.0.1:2380',
-    ],
-    { stdio: 'ignore' },
-  );
+  etcd = spawnEtcdInNetns(m1.netns, etcdUrl, join(m1.dataRoot, '..', 'etcd'));
   await eventually(
     'etcd to answer',
     async () => ((await lab.inNetns(m1, 'curl', '-sf', `${etcdUrl}/health`).catch(() => '')).includes('true') ? true : undefined),

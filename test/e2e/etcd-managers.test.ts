@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { eventually } from '../helpers/eventually.js';
-import { ETCD_BINARY } from '../helpers/etcd.js';
+import { spawnEtcdInNetns } from '../helpers/etcd-netns.js';
 
 const run = promisify(execFile);
 const TSD = fileURLToPath(new URL('../../dist/daemon/main.js', import.meta.url));
@@ -128,22 +128,7 @@ test('two managers on one etcd: the second joins with the store key, signs with 
     await run('ip', ['-n', n.netns, 'link', 'set', 'eth0', 'up']);
   }
   const etcdUrl = `http://${SWITCH_ADDRESS}:2379`;
-  etcd = spawn(
-    'nsenter',
-    [
-      `--net=/run/netns/${sw}`,
-      ETCD_BINARY,
-      '--data-dir',
-      join(base, 'etcd'),
-      '--listen-client-urls',
-      etcdUrl,
-      '--advertise-client-urls',
-      etcdUrl,
-      '--listen-peer-urls',
-      'http://127.0.0.1:2380',
-    ],
-    { stdio: 'ignore' },
-  );
+  etcd = spawnEtcdInNetns(sw, etcdUrl, join(base, 'etcd'));
   await eventually('etcd to answer', async () => ((await etcdDump().catch(() => undefined)) ? true : undefined), 30_000);
 
   const [m1, m2] = nodes as [Node, Node];

@@ -105,10 +105,20 @@ export function decodeUnlockFile(path: string, bytes: Buffer): Buffer {
   return salt;
 }
 
-export async function readUnlockSalt(dir: string, fs: DurableFs = nodeDurableFs): Promise<Buffer | undefined> {
-  const path = join(dir, UNLOCK_FILE);
+/** `name` in `dir`, decoded; undefined when there is no such file. */
+export async function readKeysFile<T>(
+  dir: string,
+  name: string,
+  decode: (path: string, bytes: Buffer) => T,
+  fs: DurableFs = nodeDurableFs,
+): Promise<T | undefined> {
+  const path = join(dir, name);
   if (!(await exists(path))) return undefined;
-  return decodeUnlockFile(path, await fs.readFile(path));
+  return decode(path, await fs.readFile(path));
+}
+
+export function readUnlockSalt(dir: string, fs: DurableFs = nodeDurableFs): Promise<Buffer | undefined> {
+  return readKeysFile(dir, UNLOCK_FILE, decodeUnlockFile, fs);
 }
 
 /** The salt of the unlock file, written first (durably) when there is none; it is kept across key rotations. */
@@ -120,10 +130,8 @@ export async function ensureUnlockSalt(dir: string, fs: DurableFs = nodeDurableF
   return salt;
 }
 
-export async function readKekFile(dir: string, fs: DurableFs = nodeDurableFs): Promise<Buffer | undefined> {
-  const path = join(dir, KEK_FILE);
-  if (!(await exists(path))) return undefined;
-  return decodeKekFile(path, await fs.readFile(path));
+export function readKekFile(dir: string, fs: DurableFs = nodeDurableFs): Promise<Buffer | undefined> {
+  return readKeysFile(dir, KEK_FILE, decodeKekFile, fs);
 }
 
 /** What opens the secret (see KeysDirState); throws when nothing can. */
