@@ -18,7 +18,7 @@ const MAX_KEY_INPUT_BYTES = 1024;
 const CALL_TIMEOUT_MS = 30_000;
 
 export const AUTOLOCK_OPTION_HELP =
-  "true: protect every manager's Raft keys with an unlock key (shown once; restarted managers wait for `tsctl cluster unlock`); false: back to a key file on each manager";
+  "true: protect every manager's storage keys (Raft keyring, or the etcd store key) with an unlock key (shown once; restarted managers wait for `tsctl cluster unlock`); false: back to a key file on each manager";
 
 export function parseAutolockFlag(value: string): boolean {
   if (value === 'true') return true;
@@ -147,7 +147,7 @@ export async function updateAutolock(command: Command, enabled: boolean): Promis
   return withAutolockClient(command, async (client, address) => {
     const res = await call(address, client.SetAutolock.bind(client), { enabled });
     if (!res.changed) return [`autolock: already ${enabled ? 'on' : 'off'}`];
-    if (!enabled) return ['autolock: off (each manager keeps its Raft key-encryption key in a file again)'];
+    if (!enabled) return ['autolock: off (each manager keeps its storage key-encryption key in a file again)'];
     return [
       'autolock: on. The unlock key, shown this once (tsctl cluster unlock-key shows it again, to admins):',
       '',

@@ -9,7 +9,8 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 
 import { nodeDurableFs, type DurableFs } from '../../control-plane/raft/storage/durable-fs.js';
-import { exists, KeysDirError, readKeysFile, type GuardedFiles, type GuardedSecret } from '../../control-plane/raft/storage/kek-lock.js';
+import { KeysDirError, readKeysFile, type GuardedFiles, type GuardedSecret } from '../../control-plane/raft/storage/kek-lock.js';
+import { exists } from '../../control-plane/raft/storage/keyring.js';
 import { KEK_FILE } from '../../control-plane/raft/storage/keyring.js';
 import { KEY_BYTES, NONCE_BYTES, SEAL_OVERHEAD, SealOpenError, open, seal } from '../../control-plane/raft/storage/sealing.js';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 import { isAbsent } from '../../agent/fs-errors.js';
 import { nodeDurableFs } from '../../control-plane/raft/storage/durable-fs.js';
-import { exists } from '../../control-plane/raft/storage/kek-lock.js';
+import { exists } from '../../control-plane/raft/storage/keyring.js';
 import { decodeKekFile, encodeKekFile, KEK_FILE } from '../../control-plane/raft/storage/keyring.js';
 import { encodeSealedStoreKey, readSealedStoreKey, SEALED_STORE_KEY_FILE } from './store-key-lock.js';
 

@@ -10,10 +10,10 @@
 // that opens the secret wins; when none does and `unlock` is there, the manager is locked.
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { nodeDurableFs, type DurableFs } from './durable-fs.js';
-import { KEK_FILE, decodeKekFile, encodeKekFile } from './keyring.js';
+import { KEK_FILE, decodeKekFile, encodeKekFile, exists } from './keyring.js';
 import { KEK_SALT_BYTES, deriveKek } from './unlock-key.js';
 
 export const UNLOCK_FILE = 'unlock';
@@ -70,16 +70,6 @@ export interface GuardedSecret {
   newFileKek(): Buffer;
   /** Once keys/kek durably holds `kek`: what the secret's other files need. True when something changed. */
   followFileKek(kek: Uint8Array): Promise<boolean>;
-}
-
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
 }
 
 export function encodeUnlockFile(salt: Uint8Array): Buffer {

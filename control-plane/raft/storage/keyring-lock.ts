@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { nodeDurableFs, type DurableFs } from './durable-fs.js';
 import {
   guardState,
-  exists,
   lockSecret,
   unlockSecretForGood,
   unlockedKek as guardedKek,
@@ -18,7 +17,7 @@ import {
   type GuardedSecret,
   type KeysDirState,
 } from './kek-lock.js';
-import { KEYRING_FILE, Keyring } from './keyring.js';
+import { KEYRING_FILE, Keyring, exists } from './keyring.js';
 import { KEY_BYTES } from './sealing.js';
 
 export { UNLOCK_FILE, decodeUnlockFile, encodeUnlockFile, ensureUnlockSalt, readUnlockSalt, shredFile, type KeysDirState } from './kek-lock.js';

@@ -160,7 +160,8 @@ async function checkPrivate(path: string, what: string): Promise<void> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Whether a file is there (any error but ENOENT is thrown, not taken for "no"). */
+export async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;
