@@ -357,6 +357,21 @@ static long long now_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Any of fds 0-2 that is closed (the stdio given to the container, or a creator that started us
+ * without them) is held on /dev/null, so that the signalfd and the socket made next cannot take
+ * those numbers: the /dev/null dup2 onto 0-2 below would otherwise close them under the poll loop,
+ * which then spins on fds that are no longer what it polls. */
+static void reserve_std_fds(void) {
+  for (;;) {
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return;
+    if (fd > 2) {
+      close(fd);
+      return;
+    }
+  }
+}
+
 int main(int argc, char **argv) {
   parse_args(argc, argv);
   /* Whatever else tsd left open (it should all be CLOEXEC) is not ours to hold. */
@@ -370,6 +385,7 @@ int main(int argc, char **argv) {
   sigprocmask(SIG_SETMASK, &chld, NULL);
   struct shim_launched launched;
   shim_launch(SHIM_FD_PLAN, SHIM_FD_REPORT, opts.inherit_stdio, &launched);
+  reserve_std_fds();
   opts.pid = launched.pid;
   start_fd = launched.start_fd;
   status_fd = launched.status_fd;
