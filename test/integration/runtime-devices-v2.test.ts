@@ -269,6 +269,34 @@ test('a spec rule is enforced by the program: a listed device opens read-only, a
   t.deepEqual(await fx.cleanup(), { cgroups: [], mounts: [] });
 });
 
+test("the runtime's own device control (v1 devices controller on a hybrid or v1 host, the program on pure v2): escapes fail, and a device given to another container stays out of reach", async (t) => {
+  const host = caseOf(await hostCgroups());
+  // On a hybrid host the runtime drives v1: without the moves of the tests above, v1 is what answers.
+  const own: Case = host.kind === 'hybrid' ? { kind: 'v1' } : host;
+  t.log(own.kind === 'v1' ? 'case: the runtime drives the v1 devices controller' : 'case: pure v2: the runtime attaches the program');
+  const fx = await fixture(t);
+  const disk = await hostDisk();
+  const targets: Targets = { disk, block: await openableBlockDevice(disk), tun: await openableByHost(['/dev/net/tun']) };
+  const escapes = await runProbes(fx, own, probeScript(targets), undefined);
+  const refused = ['read_disk', 'open_disk_w', 'open_disk_rw', 'open_kmsg_w', ...(targets.block ? ['read_block'] : []), ...(targets.tun ? ['open_tun'] : [])];
+  for (const name of refused) t.regex(escapes.results.get(name)?.message ?? '', EPERM, `${name} is refused by the device cgroup: ${escapes.log}`);
+  for (const name of ['null', 'zero', 'urandom']) t.is(escapes.results.get(name)?.code, 0, `${name}: ${escapes.log}`);
+
+  // Container B is given a device; container A, with the default list, cannot reach it.
+  const given = targets.block ?? targets.tun;
+  if (given === undefined) throw new Error('neither a block device nor /dev/net/tun opens on this host: nothing to give a container');
+  const defaults = fx.specFor('defaults', { args: ['true'] }).linux?.resources?.devices ?? [];
+  const script = [
+    `busybox mknod /dev/given ${given.type} ${given.major} ${given.minor}`,
+    'out=$(sh -c "exec 3</dev/given" 2>&1); echo "open_given=$? $(echo $out)"',
+  ].join('\n');
+  const holder = await runProbes(fx, own, script, [...defaults, { allow: true, type: given.type, major: given.major, minor: given.minor, access: 'rwm' }]);
+  t.is(holder.results.get('open_given')?.code, 0, `the container given ${given.path} opens it: ${holder.log}`);
+  const other = await runProbes(fx, own, script, undefined);
+  t.regex(other.results.get('open_given')?.message ?? '', EPERM, `another container cannot open ${given.path}: ${other.log}`);
+  t.deepEqual(await fx.cleanup(), { cgroups: [], mounts: [] }, 'no container, cgroup or mount is left');
+});
+
 test('the kernel verifier accepts the programs the generator makes; the addon reports errno and the verifier log', async (t) => {
   const host = await hostCgroups();
   if (host.v2Root === undefined) {
