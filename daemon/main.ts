@@ -15,10 +15,11 @@ import { unlockKeyNotice } from './autolock-init.js';
 
 async function serve(config: DaemonConfig): Promise<void> {
   const daemon = new Daemon(config, log);
-  let stopping = false;
+  // An object, not a let: the signal handler sets it while start() is awaited (TypeScript's narrowing cannot see that).
+  const shutdownState = { stopping: false };
   const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+    if (shutdownState.stopping) return;
+    shutdownState.stopping = true;
     log(
       config.liveRestore ? `${signal}: stopping tsd; containers keep running (live restore)` : `${signal}: stopping containers and removing the node's set-up`,
     );
@@ -50,7 +51,7 @@ async function serve(config: DaemonConfig): Promise<void> {
       );
   } catch (err) {
     // Stopped while starting (say, a manager waiting locked for its unlock key): shutdown() exits.
-    if (stopping) return;
+    if (shutdownState.stopping) return;
     log(`tsd failed to start: ${(err as Error).message}`, 'error');
     await daemon.stop();
     process.exit(1);

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 
 import { LocalImageStore } from '../../agent/images/image-store.js';
 import { FileLogSource } from '../../agent/worker/log-source.js';
-import { ApiCallError, connect, type ApiClient } from '../../cli/client.js';
+import { connect, type ApiCallError, type ApiClient } from '../../cli/client.js';
 import { contextText, type CliContext } from '../../cli/context.js';
 import { STACK_ADMISSION_LABEL } from '../../common/resources/admission-levels.js';
 import type { UserRole } from '../../common/identity/certificate.js';
