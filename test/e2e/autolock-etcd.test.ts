@@ -1,4 +1,4 @@
-// Autolock with the etcd backend, real tsd processes (autolock-lab.ts, from the sources: no build)
+// Autolock with the etcd backend, real tsd processes (managers-lab.ts, from the sources: no build)
 // and a real etcd (Debian's etcd-server) in the first manager's network namespace, which the second
 // reaches over the lab's underlay. `tsd init --autolock --store etcd` writes no plaintext store key;
 // a manager that joins re-wraps the store key it fetched; a rotation re-wraps both; a restarted
@@ -19,7 +19,7 @@ import { spawnEtcdInNetns } from '../helpers/etcd-netns.js';
 import { eventually } from '../helpers/eventually.js';
 import { filesUnder } from '../helpers/files-under.js';
 import { encodedNeedles, markerNeedles } from '../helpers/marker-needles.js';
-import { makeLab, type Lab, type LabNode } from './autolock-lab.js';
+import { makeLab, type Lab, type LabNode } from '../helpers/managers-lab.js';
 
 const UNLOCK_KEY = /TSUK-1-[a-z2-7]{52}/;
 const ETCD_PORT = 2379;
@@ -81,7 +81,7 @@ function logOnFailure(t: ExecutionContext, lab: Lab): void {
 
 test.serial('etcd backend: init --autolock writes no store key in the clear; join, rotation, a locked restart and autolock off', async (t) => {
   t.timeout(600_000);
-  const lab = await makeLab(2);
+  const lab = await makeLab({ count: 2, from: 'source' });
   const [m1, m2] = lab.nodes as [LabNode, LabNode];
   let etcd: ChildProcess | undefined;
   t.teardown(async () => {

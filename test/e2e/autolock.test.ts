@@ -1,8 +1,9 @@
-// Autolock with real tsd processes and real files (autolock-lab.ts): `tsd init --autolock`, a
-// locked manager after a restart that serves nothing but the unlock call on its root socket, wrong
-// keys refused, rotation of the unlock key across three managers (a restarted one opens with the
-// new key only), autolock turned off (a kek file again). After each, the data roots (logs, audit
-// log, Raft files) are searched for the unlock keys: they must not be anywhere on disk.
+// Autolock with real tsd processes and real files (test/helpers/managers-lab.ts, from the sources:
+// no build): `tsd init --autolock`, a locked manager after a restart that serves nothing but the
+// unlock call on its root socket, wrong keys refused, rotation of the unlock key across three
+// managers (a restarted one opens with the new key only), autolock turned off (a kek file again).
+// After each, the data roots (logs, audit log, Raft files) are searched for the unlock keys: they
+// must not be anywhere on disk.
 import test, { type ExecutionContext } from 'ava';
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { unlockedKek } from '../../control-plane/raft/storage/keyring-lock.js';
 import { newUnlockKey, parseUnlockKey } from '../../control-plane/raft/storage/unlock-key.js';
 import { eventually } from '../helpers/eventually.js';
 import { filesUnder } from '../helpers/files-under.js';
-import { makeLab, type Lab, type LabNode } from './autolock-lab.js';
+import { makeLab, type Lab, type LabNode } from '../helpers/managers-lab.js';
 
 const UNLOCK_KEY = /TSUK-1-[a-z2-7]{52}/;
 
@@ -73,7 +74,7 @@ function logOnFailure(t: ExecutionContext, lab: Lab): void {
 }
 
 test.serial('tsd init --autolock: no kek file; restarted, the manager serves only the unlock call until the right key comes', async (t) => {
-  const lab = await makeLab(1);
+  const lab = await makeLab({ count: 1, from: 'source' });
   t.teardown(() => lab.destroy());
   logOnFailure(t, lab);
   const [m1] = lab.nodes as [LabNode];
@@ -173,7 +174,7 @@ function memberRow(out: string, name: string): string {
 test.serial(
   'three managers: autolock on, a manager joins and re-wraps, the key rotated (a restarted manager opens with the new key only), autolock off',
   async (t) => {
-    const lab = await makeLab(3);
+    const lab = await makeLab({ count: 3, from: 'source' });
     t.teardown(() => lab.destroy());
     logOnFailure(t, lab);
     const [m1, m2, m3] = lab.nodes as [LabNode, LabNode, LabNode];

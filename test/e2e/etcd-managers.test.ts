@@ -1,174 +1,82 @@
 // Two managers sharing one etcd (`--store etcd`), real tsd processes, each in a network namespace
-// of its own on a private underlay; etcd runs in the switch namespace this test makes. The second
-// manager joins with the manager token and fetches the store key over mutual TLS (NodeCA.StoreKey);
-// then it signs a user certificate with the CA key it read from etcd, and etcd holds only sealed
-// values: the CA record, the meta and every object are ciphertext there. Needs `npm run build`.
+// of its own on a private underlay (test/helpers/managers-lab.ts, running dist/: needs `npm run
+// build`); etcd runs in the lab's switch namespace. The second manager joins with the manager token
+// and fetches the store key over mutual TLS (NodeCA.StoreKey); then it signs a user certificate
+// with the CA key it read from etcd, and etcd holds only sealed values: the CA record, the meta and
+// every object are ciphertext there.
 import test from 'ava';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 import { eventually } from '../helpers/eventually.js';
 import { spawnEtcdInNetns } from '../helpers/etcd-netns.js';
+import { makeLab, type Lab, type LabNode } from '../helpers/managers-lab.js';
 
 const run = promisify(execFile);
-const TSD = fileURLToPath(new URL('../../dist/daemon/main.js', import.meta.url));
-const TSCTL = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
-const SWITCH_ADDRESS = '10.89.0.254';
 
-interface Node {
-  name: string;
-  netns: string;
-  address: string;
-  dataRoot: string;
-  socket: string;
-  child?: ChildProcess;
+/** Every key and value in etcd, read through its JSON gateway from inside the switch namespace. */
+async function etcdDump(lab: Lab, etcdUrl: string): Promise<Array<{ key: string; value: string }>> {
+  const body = JSON.stringify({ key: Buffer.from('/').toString('base64'), range_end: Buffer.from('0').toString('base64') });
+  const { stdout } = await run('nsenter', [`--net=/run/netns/${lab.switchNetns}`, 'curl', '-s', '-X', 'POST', `${etcdUrl}/v3/kv/range`, '-d', body]);
+  const kvs = (JSON.parse(stdout) as { kvs?: Array<{ key: string; value?: string }> }).kvs ?? [];
+  return kvs.map((kv) => ({ key: Buffer.from(kv.key, 'base64').toString('utf8'), value: Buffer.from(kv.value ?? '', 'base64').toString('utf8') }));
 }
 
 test('two managers on one etcd: the second joins with the store key, signs with the CA from etcd, and etcd holds only sealed values', async (t) => {
   t.timeout(600_000);
-  const prefix = `te${randomBytes(3).toString('hex')}`;
-  const base = await mkdtemp(join(tmpdir(), `${prefix}-`));
-  const sw = `${prefix}-sw`;
-  const nodes: Node[] = [1, 2].map((i) => ({
-    name: `mgr-${i}`,
-    netns: `${prefix}-n${i}`,
-    address: `10.89.0.${i}`,
-    dataRoot: join(base, `mgr-${i}`),
-    socket: `unix:${join(base, `mgr-${i}.sock`)}`,
-  }));
+  const lab = await makeLab({ count: 2, from: 'dist', addressOnSwitch: true });
   let etcd: ChildProcess | undefined;
-  const tsdArgs = (n: Node, i: number): string[] => [
-    '--data-root',
-    n.dataRoot,
-    '--node-name',
-    n.name,
-    '--listen',
-    `${n.address}:7420`,
-    '--metrics-listen',
-    `${n.address}:7421`,
-    '--advertise-address',
-    n.address,
-    '--api-socket',
-    n.socket,
-    '--bridge',
-    `${prefix}b`,
-    '--subnet',
-    `10.${160 + i}.9.0/24`,
-    '--nft-table',
-    prefix,
-    '--cgroup-parent',
-    `${prefix}/${n.name}`,
-    '--store',
-    'etcd',
-    '--etcd-endpoints',
-    `http://${SWITCH_ADDRESS}:2379`,
-  ];
-  const start = async (n: Node, i: number, verb: string[]): Promise<void> => {
-    const log = await open(join(n.dataRoot, 'tsd.log'), 'a', 0o600);
-    n.child = spawn('nsenter', [`--net=/run/netns/${n.netns}`, process.execPath, TSD, ...verb, ...tsdArgs(n, i)], { stdio: ['ignore', log.fd, log.fd] });
-    await log.close();
-  };
-  const stop = async (n: Node): Promise<void> => {
-    const child = n.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<boolean>((resolve) => child.once('exit', () => resolve(true)));
-    child.kill('SIGTERM');
-    if (!(await Promise.race([exited, sleep(30_000).then(() => false)]))) child.kill('SIGKILL');
-  };
-  const tsctl = async (n: Node, ...args: string[]): Promise<string> =>
-    (await run(process.execPath, [TSCTL, '--server', n.socket, ...args], { timeout: 30_000, cwd: base })).stdout;
-  const logOf = (n: Node): Promise<string> => readFile(join(n.dataRoot, 'tsd.log'), 'utf8').catch(() => '');
-  /** Every key and value in etcd, read through its JSON gateway from inside the switch namespace. */
-  const etcdDump = async (): Promise<Array<{ key: string; value: string }>> => {
-    const body = JSON.stringify({ key: Buffer.from('/').toString('base64'), range_end: Buffer.from('0').toString('base64') });
-    const { stdout } = await run('nsenter', [`--net=/run/netns/${sw}`, 'curl', '-s', '-X', 'POST', `http://${SWITCH_ADDRESS}:2379/v3/kv/range`, '-d', body]);
-    const kvs = (JSON.parse(stdout) as { kvs?: Array<{ key: string; value?: string }> }).kvs ?? [];
-    return kvs.map((kv) => ({ key: Buffer.from(kv.key, 'base64').toString('utf8'), value: Buffer.from(kv.value ?? '', 'base64').toString('utf8') }));
-  };
   t.teardown(async () => {
-    for (const [i, n] of nodes.entries()) {
-      await stop(n);
-      await run(process.execPath, [
-        TSD,
-        'cleanup',
-        '--data-root',
-        n.dataRoot,
-        '--bridge',
-        `${prefix}b`,
-        '--subnet',
-        `10.${161 + i}.9.0/24`,
-        '--nft-table',
-        prefix,
-      ]).catch(() => undefined);
-      await run('ip', ['netns', 'del', n.netns]).catch(() => undefined);
-    }
+    // The managers stop before etcd does, so their shutdown does not wait on a store that is gone.
+    for (const n of lab.nodes) await lab.stop(n);
     etcd?.kill('SIGTERM');
-    await run('ip', ['netns', 'del', sw]).catch(() => undefined);
-    await rm(base, { recursive: true, force: true });
+    await lab.destroy();
   });
+  const etcdUrl = `http://${lab.switchAddress}:2379`;
+  const store = ['--store', 'etcd', '--etcd-endpoints', etcdUrl];
+  etcd = spawnEtcdInNetns(lab.switchNetns, etcdUrl, join(lab.dir, 'etcd'));
+  await eventually('etcd to answer', async () => ((await etcdDump(lab, etcdUrl).catch(() => undefined)) ? true : undefined), 30_000);
 
-  await run('ip', ['netns', 'add', sw]);
-  await run('ip', ['-n', sw, 'link', 'set', 'lo', 'up']);
-  await run('ip', ['-n', sw, 'link', 'add', `${prefix}u`, 'type', 'bridge']);
-  await run('ip', ['-n', sw, 'addr', 'add', `${SWITCH_ADDRESS}/24`, 'dev', `${prefix}u`]);
-  await run('ip', ['-n', sw, 'link', 'set', `${prefix}u`, 'up']);
-  for (const [i, n] of nodes.entries()) {
-    await mkdir(n.dataRoot, { recursive: true });
-    await run('ip', ['netns', 'add', n.netns]);
-    await run('ip', ['-n', n.netns, 'link', 'set', 'lo', 'up']);
-    await run('ip', ['-n', sw, 'link', 'add', `${prefix}v${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', n.netns]);
-    await run('ip', ['-n', sw, 'link', 'set', `${prefix}v${i}`, 'master', `${prefix}u`, 'up']);
-    await run('ip', ['-n', n.netns, 'addr', 'add', `${n.address}/24`, 'dev', 'eth0']);
-    await run('ip', ['-n', n.netns, 'link', 'set', 'eth0', 'up']);
-  }
-  const etcdUrl = `http://${SWITCH_ADDRESS}:2379`;
-  etcd = spawnEtcdInNetns(sw, etcdUrl, join(base, 'etcd'));
-  await eventually('etcd to answer', async () => ((await etcdDump().catch(() => undefined)) ? true : undefined), 30_000);
-
-  const [m1, m2] = nodes as [Node, Node];
-  await start(m1, 0, ['init']);
+  const [m1, m2] = lab.nodes as [LabNode, LabNode];
+  await lab.start(m1, ['init', ...store]);
   await eventually(
     'the first manager',
-    async () => ((await tsctl(m1, 'get', 'nodes', '-o', 'json').catch(() => '')).includes('"ready"') ? true : undefined),
+    async () => ((await lab.tsctl(m1, 'get', 'nodes', '-o', 'json').catch(() => '')).includes('"ready"') ? true : undefined),
     90_000,
   ).catch(async (err: Error) => {
-    t.log(await logOf(m1));
+    t.log(await lab.log(m1));
     throw err;
   });
-  const token = (await tsctl(m1, 'cluster', 'join-token', 'manager'))
+  const token = (await lab.tsctl(m1, 'cluster', 'join-token', 'manager'))
     .trim()
     .split(/\s+/)
     .find((w) => w.startsWith('TSJT-'))!;
   const tokenFile = join(m2.dataRoot, 'join-token');
   await writeFile(tokenFile, token, { mode: 0o600 });
-  await start(m2, 1, ['join', '--token-file', tokenFile, `${m1.address}:7420`]);
+  await lab.start(m2, ['join', '--token-file', tokenFile, `${m1.address}:7420`, ...store]);
   await eventually(
     'the second manager to serve its API',
-    async () => ((await tsctl(m2, 'get', 'nodes', '-o', 'json').catch(() => '')).includes('mgr-2') ? true : undefined),
+    async () => ((await lab.tsctl(m2, 'get', 'nodes', '-o', 'json').catch(() => '')).includes('mgr-2') ? true : undefined),
     90_000,
   ).catch(async (err: Error) => {
-    t.log(await logOf(m2));
+    t.log(await lab.log(m2));
     throw err;
   });
   await rm(tokenFile, { force: true });
-  t.regex(await logOf(m1), /store key sent to manager mgr-2/);
+  t.regex(await lab.log(m1), /store key sent to manager mgr-2/);
 
-  const keys = await Promise.all(nodes.map((n) => readFile(join(n.dataRoot, 'etcd-keys', 'kek'))));
+  const keys = await Promise.all(lab.nodes.map((n) => readFile(join(n.dataRoot, 'etcd-keys', 'kek'))));
   t.true(keys[0]!.equals(keys[1]!), 'both managers hold the same store key');
-  for (const n of nodes) t.is((await stat(join(n.dataRoot, 'etcd-keys', 'kek'))).mode & 0o777, 0o600);
-  for (const n of nodes) await t.throwsAsync(stat(join(n.dataRoot, 'certs', 'ca.key')), { code: 'ENOENT' }, `${n.name} keeps no ca.key`);
+  for (const n of lab.nodes) t.is((await stat(join(n.dataRoot, 'etcd-keys', 'kek'))).mode & 0o777, 0o600);
+  for (const n of lab.nodes) await t.throwsAsync(stat(join(n.dataRoot, 'certs', 'ca.key')), { code: 'ENOENT' }, `${n.name} keeps no ca.key`);
 
   // The second manager signs with the CA it read from etcd.
-  await tsctl(m2, 'cluster', 'user', 'add', 'alice', '--role', 'viewer', '--output', join(base, 'alice.json'));
-  t.regex(await readFile(join(base, 'alice.json'), 'utf8'), /BEGIN CERTIFICATE/);
+  await lab.tsctl(m2, 'cluster', 'user', 'add', 'alice', '--role', 'viewer', '--output', join(lab.dir, 'alice.json'));
+  t.regex(await readFile(join(lab.dir, 'alice.json'), 'utf8'), /BEGIN CERTIFICATE/);
 
-  const dump = await etcdDump();
+  const dump = await etcdDump(lab, etcdUrl);
   const tessera = dump.filter((kv) => kv.key.startsWith('/tessera/'));
   t.true(
     tessera.some((kv) => kv.key === '/tessera/cluster/ca'),
@@ -181,11 +89,11 @@ test('two managers on one etcd: the second joins with the store key, signs with 
   }
 
   // A restart of the joined manager needs nothing but its files.
-  await stop(m2);
-  await start(m2, 1, ['join', `${m1.address}:7420`]);
+  await lab.stop(m2);
+  await lab.start(m2, ['join', `${m1.address}:7420`, ...store]);
   await eventually(
     'the second manager back',
-    async () => ((await tsctl(m2, 'get', 'nodes', '-o', 'json').catch(() => '')).includes('mgr-1') ? true : undefined),
+    async () => ((await lab.tsctl(m2, 'get', 'nodes', '-o', 'json').catch(() => '')).includes('mgr-1') ? true : undefined),
     90_000,
   );
 });

@@ -1,16 +1,16 @@
 // Managers over the Raft store, with real tsd processes, each node in a network namespace of its
-// own on a private underlay (a bridge in a switch namespace this test makes; nothing in the host's
+// own on a private underlay (test/helpers/managers-lab.ts, running dist/; nothing in the host's
 // namespace): a single tsd keeps every object across kill -9; three managers (init + two `tsd join`
 // with the manager token) show in `tsctl cluster members`, survive kill -9 of the leader, and a
 // manager can be removed. And a netns cluster of 3 managers and a worker (createNetnsCluster with
 // managers: 3, the code of `tsctl cluster up --managers 3`): kill -9 of the manager the worker is
 // connected to; the worker reconnects to another one and keeps its container.
 import test from 'ava';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,157 +20,11 @@ import type { Node, Service, Task } from '../../common/resources/types.js';
 import { saveClusterLogs } from '../helpers/cluster-logs.js';
 import { createNetnsCluster, destroyNetnsCluster, type ClusterNodeState, type NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
-import { cgroupDirsUnder } from '../helpers/host-cgroups.js';
 import { eventually } from '../helpers/eventually.js';
+import { makeLab, type LabNode } from '../helpers/managers-lab.js';
 
 const run = promisify(execFile);
-const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const TSD = join(REPO, 'dist', 'daemon', 'main.js');
-const TSCTL = join(REPO, 'dist', 'cli', 'main.js');
-
-interface ManagerNode {
-  name: string;
-  netns: string;
-  address: string;
-  dataRoot: string;
-  socket: string;
-  pid: number;
-  exited: Promise<void>;
-}
-
-interface Lab {
-  nodes: ManagerNode[];
-  start(n: ManagerNode, args: string[]): Promise<void>;
-  kill9(n: ManagerNode): Promise<void>;
-  tsctl(n: ManagerNode, ...args: string[]): Promise<string>;
-  log(n: ManagerNode): Promise<string>;
-  destroy(): Promise<void>;
-}
-
-async function makeLab(count: number): Promise<Lab> {
-  const prefix = `tm${randomBytes(3).toString('hex')}`;
-  const base = await mkdtemp(join(tmpdir(), `${prefix}-`));
-  const sw = `${prefix}-sw`;
-  const nodes: ManagerNode[] = [];
-  const lab: Lab = {
-    nodes,
-    async start(n, args) {
-      const logFile = await open(join(n.dataRoot, 'tsd.log'), 'a');
-      const child = spawn(
-        'nsenter',
-        [
-          `--net=/run/netns/${n.netns}`,
-          process.execPath,
-          '--enable-source-maps',
-          TSD,
-          ...args,
-          '--data-root',
-          n.dataRoot,
-          '--node-name',
-          n.name,
-          '--listen',
-          `${n.address}:7420`,
-          '--metrics-listen',
-          `${n.address}:7421`,
-          '--advertise-address',
-          n.address,
-          '--api-socket',
-          n.socket,
-          '--bridge',
-          `${prefix}b`,
-          '--subnet',
-          `10.${150 + nodes.indexOf(n)}.9.0/24`,
-          '--nft-table',
-          prefix,
-          '--cgroup-parent',
-          `${prefix}/${n.name}`,
-          '--heartbeat-ms',
-          '500',
-          '--node-down-after-ms',
-          '5000',
-        ],
-        { stdio: ['ignore', logFile.fd, logFile.fd] },
-      );
-      await logFile.close();
-      n.pid = child.pid ?? 0;
-      n.exited = new Promise((resolve) => child.once('exit', () => resolve()));
-    },
-    async kill9(n) {
-      if (!n.pid) return;
-      try {
-        process.kill(n.pid, 'SIGKILL');
-      } catch {
-        return;
-      }
-      await n.exited;
-      n.pid = 0;
-    },
-    async tsctl(n, ...args) {
-      const { stdout } = await run(process.execPath, [TSCTL, '--server', n.socket, ...args], { timeout: 30_000 });
-      return stdout;
-    },
-    log: (n) => readFile(join(n.dataRoot, 'tsd.log'), 'utf8').catch(() => ''),
-    async destroy() {
-      for (const n of nodes) {
-        if (n.pid) {
-          try {
-            process.kill(n.pid, 'SIGTERM');
-          } catch {
-            // gone
-          }
-          await Promise.race([n.exited, sleep(30_000)]);
-          if (n.pid) await lab.kill9(n);
-        }
-        await run(process.execPath, [
-          TSD,
-          'cleanup',
-          '--data-root',
-          n.dataRoot,
-          '--bridge',
-          `${prefix}b`,
-          '--subnet',
-          `10.${150 + nodes.indexOf(n)}.9.0/24`,
-          '--nft-table',
-          prefix,
-          '--cgroup-parent',
-          `${prefix}/${n.name}`,
-        ]).catch(() => {});
-        await run('ip', ['netns', 'del', n.netns]).catch(() => {});
-      }
-      await run('ip', ['netns', 'del', sw]).catch(() => {});
-      for (const dir of await cgroupDirsUnder(prefix)) await rmdir(dir).catch(() => {});
-      await rm(base, { recursive: true, force: true });
-    },
-  };
-  try {
-    await run('ip', ['netns', 'add', sw]);
-    await run('ip', ['-n', sw, 'link', 'add', `${prefix}u`, 'type', 'bridge']);
-    await run('ip', ['-n', sw, 'link', 'set', `${prefix}u`, 'up']);
-    for (let i = 1; i <= count; i++) {
-      const n: ManagerNode = {
-        name: `mgr-${i}`,
-        netns: `${prefix}-n${i}`,
-        address: `10.88.0.${i}`,
-        dataRoot: join(base, `mgr-${i}`),
-        socket: `unix:${join(base, `mgr-${i}.sock`)}`,
-        pid: 0,
-        exited: Promise.resolve(),
-      };
-      nodes.push(n);
-      await run('mkdir', ['-p', n.dataRoot]);
-      await run('ip', ['netns', 'add', n.netns]);
-      await run('ip', ['-n', n.netns, 'link', 'set', 'lo', 'up']);
-      await run('ip', ['-n', sw, 'link', 'add', `${prefix}v${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', n.netns]);
-      await run('ip', ['-n', sw, 'link', 'set', `${prefix}v${i}`, 'master', `${prefix}u`, 'up']);
-      await run('ip', ['-n', n.netns, 'addr', 'add', `${n.address}/24`, 'dev', 'eth0']);
-      await run('ip', ['-n', n.netns, 'link', 'set', 'eth0', 'up']);
-    }
-  } catch (err) {
-    await lab.destroy();
-    throw err;
-  }
-  return lab;
-}
+const TSCTL = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 interface MemberRow {
   id: string;
@@ -192,7 +46,7 @@ function parseMembers(out: string): MemberRow[] {
 }
 
 test('a single tsd on the raft store keeps every object across kill -9', async (t) => {
-  const lab = await makeLab(1);
+  const lab = await makeLab({ count: 1, from: 'dist' });
   t.teardown(() => lab.destroy());
   const n = lab.nodes[0]!;
   await lab.start(n, ['init']);
@@ -219,9 +73,9 @@ test('a single tsd on the raft store keeps every object across kill -9', async (
 });
 
 test('three managers: join with the manager token, members listed, leader kill -9 fails over, removal', async (t) => {
-  const lab = await makeLab(3);
+  const lab = await makeLab({ count: 3, from: 'dist' });
   t.teardown(() => lab.destroy());
-  const [m1, m2, m3] = lab.nodes as [ManagerNode, ManagerNode, ManagerNode];
+  const [m1, m2, m3] = lab.nodes as [LabNode, LabNode, LabNode];
   await lab.start(m1, ['init']);
   await eventually('the first manager', async () => ((await lab.tsctl(m1, 'get', 'nodes', '-o', 'json')).includes('"ready"') ? true : undefined), 60_000);
   const token = (await lab.tsctl(m1, 'cluster', 'join-token', 'manager'))
