@@ -15,24 +15,20 @@
 // that the probe sees a setuid exec.
 import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
-import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import { API_VERSION, type Task, type TaskState, type TaskStatus } from '../../common/resources/types.js';
-import { LocalImageStore } from '../../agent/images/image-store.js';
-import { BridgeNetwork } from '../../agent/network/node-network.js';
+import { API_VERSION, type Task } from '../../common/resources/types.js';
 import { NativeRuntime } from '../../agent/runtime/native-runtime.js';
 import { mount, umount } from '../../agent/runtime/native.js';
 import { containerIdFor, logPathFor } from '../../agent/worker/task-runner.js';
-import { Worker } from '../../agent/worker/worker.js';
+import type { Worker } from '../../agent/worker/worker.js';
 import { dataPaths, defaultConfig, type DaemonConfig } from '../../daemon/config.js';
 import { prepareDataRoot } from '../../daemon/data-root.js';
-import { buildBusyboxImage } from '../helpers/busybox-image.js';
-import { cgroupDirsUnder } from '../helpers/host-cgroups.js';
 import { eventually } from '../helpers/eventually.js';
-import { createNetns } from '../helpers/netns.js';
+import { startWorkerHost, type TaskReport } from '../helpers/worker-host.js';
 import { makeBusyboxRootfs } from '../helpers/rootfs.js';
 
 const run = promisify(execFile);
@@ -175,57 +171,18 @@ test('at start, what an older tsd left gets the modes: data root, state dirs, ts
 interface Node {
   config: DaemonConfig;
   worker: Worker;
-  reports: Array<{ task: string; state: TaskState; message?: string }>;
+  reports: TaskReport[];
   imageRef: string;
 }
 
 /** A data root prepared as tsd's start does, an image store with busybox loaded, and a worker over a real runtime and bridge. */
 async function startNode(t: ExecutionContext): Promise<Node> {
-  const dataRoot = await mkdtemp(join(tmpdir(), 'tessera-modes-'));
-  const imageDir = await mkdtemp(join(tmpdir(), 'tessera-modes-image-'));
-  const config = configFor(dataRoot);
-  const paths = dataPaths(config);
-  const netns = await createNetns('tsmodes');
-  const id = `${process.pid.toString(36)}${Math.floor(Math.random() * 36 ** 3).toString(36)}`;
-  const cgroupParent = `tessera-test-modes-${id}`;
-  const network = new BridgeNetwork({
-    bridge: `tsm${id}`.slice(0, 15),
-    subnet: '10.219.7.0/24',
-    nftTable: `tsmodes${id}`,
-    stateDir: paths.network,
-    netns: netns.name,
-  });
-  let worker: Worker | undefined;
-  t.teardown(async () => {
-    await worker?.stopAll();
-    await network.teardown().catch((err: Error) => t.log(`network teardown: ${err.message}`));
-    await netns.delete();
-    for (const dir of await cgroupDirsUnder(cgroupParent)) await rmdir(dir).catch(() => undefined);
-    await rm(dataRoot, { recursive: true, force: true });
-    await rm(imageDir, { recursive: true, force: true });
-  });
-  await prepareDataRoot(config, (m) => t.log(m));
-  await network.setup();
-  const images = new LocalImageStore({ root: paths.images });
-  const loaded = await images.load((await buildBusyboxImage(imageDir)).tarballPath);
-  const imageRef = loaded[0]?.reference;
-  if (imageRef === undefined) throw new Error('the busybox archive loaded no image');
-  const reports: Node['reports'] = [];
-  worker = new Worker({
-    runtime: new NativeRuntime({ stateRoot: paths.runtimeState, cgroupParent }),
-    images,
-    network,
-    containersDir: paths.containers,
-    logsDir: paths.logs,
-    cgroupParent,
-    insecureRegistries: [],
-    report: (task: Task, status: Partial<TaskStatus> & { state: TaskState }) => {
-      reports.push({ task: task.metadata.name, state: status.state, ...(status.message !== undefined ? { message: status.message } : {}) });
-      return Promise.resolve();
-    },
+  const host = await startWorkerHost(t, { name: 'modes', subnet: '10.219.7.0/24' });
+  const worker = host.startWorker({
+    runtime: new NativeRuntime({ stateRoot: host.paths.runtimeState, cgroupParent: host.cgroupParent }),
     log: (message) => t.log(message),
   });
-  return { config, worker, reports, imageRef };
+  return { config: host.config, worker, reports: host.reports, imageRef: host.imageRef };
 }
 
 function taskRunning(name: string, imageRef: string, command: string[]): Task {

@@ -8,27 +8,21 @@
 // directory in it must refuse the container's root (EACCES), while the same container with the
 // host's ids (`userns: host`) reads and writes them, so the refusal is the namespace's doing.
 import test, { type ExecutionContext } from 'ava';
-import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, lstat, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { API_VERSION, type ServiceSpec, type Task, type TaskState, type TaskStatus } from '../../common/resources/types.js';
+import { API_VERSION, type ServiceSpec, type Task } from '../../common/resources/types.js';
 import { DeliveredFiles } from '../../common/dispatcher/stack-files.js';
-import { LocalImageStore } from '../../agent/images/image-store.js';
-import { BridgeNetwork } from '../../agent/network/node-network.js';
 import { NativeRuntime } from '../../agent/runtime/native-runtime.js';
 import { containerIdFor, logPathFor } from '../../agent/worker/task-runner.js';
-import { Worker } from '../../agent/worker/worker.js';
+import type { Worker } from '../../agent/worker/worker.js';
 import { UsernsAllocator } from '../../agent/userns/allocator.js';
 import { decodeAcl } from '../../agent/userns/search-acl.js';
 import { lgetxattr, mount, umount } from '../../agent/runtime/native.js';
 import type { LayerOwnership } from '../../agent/userns/range-rootfs.js';
-import { dataPaths, defaultConfig, type DaemonConfig } from '../../daemon/config.js';
-import { prepareDataRoot } from '../../daemon/data-root.js';
-import { buildBusyboxImage } from '../helpers/busybox-image.js';
-import { cgroupDirsUnder } from '../helpers/host-cgroups.js';
+import { dataPaths, type DaemonConfig } from '../../daemon/config.js';
 import { eventually } from '../helpers/eventually.js';
-import { createNetns } from '../helpers/netns.js';
+import { startWorkerHost, type TaskReport } from '../helpers/worker-host.js';
 
 const SUBUID_START = 300_000_000;
 
@@ -36,7 +30,7 @@ interface Node {
   config: DaemonConfig;
   worker: Worker;
   runtime: NativeRuntime;
-  reports: Array<{ task: string; state: TaskState; message?: string }>;
+  reports: TaskReport[];
   /** What the worker logged. */
   logs: string[];
   imageRef: string;
@@ -48,39 +42,9 @@ interface Node {
 }
 
 async function startNode(t: ExecutionContext, layerOwnership: LayerOwnership = 'auto'): Promise<Node> {
-  const dataRoot = await mkdtemp(join(tmpdir(), 'tessera-userns-'));
-  const scratch = await mkdtemp(join(tmpdir(), 'tessera-userns-host-'));
-  const config: DaemonConfig = { ...defaultConfig(), dataRoot };
-  const paths = dataPaths(config);
-  const netns = await createNetns('tsuserns');
-  const id = `${process.pid.toString(36)}${Math.floor(Math.random() * 36 ** 3).toString(36)}`;
-  const cgroupParent = `tessera-test-userns-${id}`;
-  const network = new BridgeNetwork({
-    bridge: `tsu${id}`.slice(0, 15),
-    subnet: '10.219.9.0/24',
-    nftTable: `tsuserns${id}`,
-    stateDir: paths.network,
-    netns: netns.name,
-  });
-  let worker: Worker | undefined;
-  t.teardown(async () => {
-    // Stops every container (namespaces go with their processes), unmounts rootfs and secret tmpfs.
-    await worker?.stopAll();
-    await network.teardown().catch((err: Error) => t.log(`network teardown: ${err.message}`));
-    await netns.delete();
-    for (const dir of await cgroupDirsUnder(cgroupParent)) await rmdir(dir).catch(() => undefined);
-    await rm(dataRoot, { recursive: true, force: true });
-    await rm(scratch, { recursive: true, force: true });
-  });
-  await prepareDataRoot(config, (m) => t.log(m));
-  await network.setup();
-  const images = new LocalImageStore({ root: paths.images });
-  const imageDir = join(scratch, 'image');
-  await mkdir(imageDir);
-  const loaded = await images.load((await buildBusyboxImage(imageDir)).tarballPath);
-  const imageRef = loaded[0]?.reference;
-  if (imageRef === undefined) throw new Error('the busybox archive loaded no image');
-  const layerDirs = (await images.get(imageRef))?.layerDirs ?? [];
+  const host = await startWorkerHost(t, { name: 'userns', subnet: '10.219.9.0/24' });
+  const { config, paths, scratch, reports, imageRef } = host;
+  const layerDirs = (await host.images.get(imageRef))?.layerDirs ?? [];
   // The node's subordinate ids: a `tessera` entry in the uid file, none in the gid file (recorded by the agent).
   const subid = { subuid: join(scratch, 'subuid'), subgid: join(scratch, 'subgid') };
   await writeFile(subid.subuid, `someone:100000:65536\ntessera:${SUBUID_START}:${4 * 65_536}\n`);
@@ -92,24 +56,13 @@ async function startNode(t: ExecutionContext, layerOwnership: LayerOwnership = '
   await mkdir(join(hostDir, 'rootdir'), { recursive: true });
   await chmod(join(hostDir, 'rootdir'), 0o755);
   await writeFile(join(hostDir, 'shadow'), 'host-secret\n', { mode: 0o600 });
-  const reports: Node['reports'] = [];
   const logs: string[] = [];
   const files = new DeliveredFiles();
   files.apply(true, [{ kind: 'Secret', stack: '', name: 'db-password', data: Buffer.from('s3cret-in-container\n') }], []);
-  const runtime = new NativeRuntime({ stateRoot: paths.runtimeState, cgroupParent });
-  worker = new Worker({
+  const runtime = new NativeRuntime({ stateRoot: paths.runtimeState, cgroupParent: host.cgroupParent });
+  const worker = host.startWorker({
     runtime,
-    images,
-    network,
-    containersDir: paths.containers,
-    logsDir: paths.logs,
-    cgroupParent,
-    insecureRegistries: [],
-    userns: new UsernsAllocator({ dir: join(dataRoot, 'userns'), subidFiles: subid, layerOwnership }),
-    report: (task: Task, status: Partial<TaskStatus> & { state: TaskState }) => {
-      reports.push({ task: task.metadata.name, state: status.state, ...(status.message !== undefined ? { message: status.message } : {}) });
-      return Promise.resolve();
-    },
+    userns: new UsernsAllocator({ dir: join(config.dataRoot, 'userns'), subidFiles: subid, layerOwnership }),
     log: (message) => {
       logs.push(message);
       t.log(message);
