@@ -7,16 +7,13 @@
 // is built with are never used here.
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 
 import { LocalImageStore } from '../../agent/images/image-store.js';
 import { FileLogSource } from '../../agent/worker/log-source.js';
 import { connect, type ApiCallError, type ApiClient } from '../../cli/client.js';
-import { contextText, type CliContext } from '../../cli/context.js';
 import { STACK_ADMISSION_LABEL } from '../../common/resources/admission-levels.js';
 import type { UserRole } from '../../common/identity/certificate.js';
 import { ApiServer, type AuditRecord } from '../../control-plane/api/server.js';
@@ -24,11 +21,9 @@ import { certificateAuthenticator } from '../../control-plane/auth/authenticate.
 import { CLUSTER_SETTINGS_KEY } from '../../control-plane/api/admission-store.js';
 import { MemoryStore } from '../../control-plane/store/memory-store.js';
 import { testPki, type TestPki } from '../helpers/test-pki.js';
+import { tsctlWithContext as tsctl, writeUserContext } from '../helpers/tsctl-context.js';
 import { apiClient, unary } from '../security/grpc-calls.js';
 import type { ClusterInfoResponse__Output } from '../../proto/gen/tessera/api/v1/ClusterInfoResponse.js';
-
-const run = promisify(execFile);
-const TSCTL = new URL('../../cli/main.ts', import.meta.url).pathname;
 
 interface Fixture {
   pki: TestPki;
@@ -79,35 +74,8 @@ async function startFixture(t: { teardown(fn: () => Promise<void> | void): void 
       clients.push(client);
       return client;
     },
-    context: async (name, role) => {
-      const { material } = (await pki.user(name, role)).identity;
-      const context: CliContext = {
-        server: address,
-        tls: {
-          clusterId: pki.clusterId,
-          trustedRootPems: [...material.trustedRootPems],
-          certChainPem: material.certChainPem,
-          keyPem: material.keyPem,
-          user: name,
-        },
-      };
-      const path = join(dir, `${name}.json`);
-      await writeFile(path, contextText(context), { mode: 0o600 });
-      return path;
-    },
+    context: (name, role) => writeUserContext({ pki, dir, address }, name, role),
   };
-}
-
-async function tsctl(contextFile: string, args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, TESSERA_CONTEXT: contextFile };
-  delete env['TESSERA_SERVER'];
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', TSCTL, ...args], { env });
-    return { stdout, stderr, code: 0 };
-  } catch (err) {
-    const failed = err as Error & { stdout: string; stderr: string; code: number };
-    return { stdout: failed.stdout, stderr: failed.stderr, code: failed.code };
-  }
 }
 
 function service(stack: string, name: string, spec: Record<string, unknown>, labels?: Record<string, string>): string {

@@ -4,18 +4,16 @@
 // `cluster audit` prints what was refused with every field escaped. No cluster, no containers.
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 
 import { LocalImageStore } from '../../agent/images/image-store.js';
 import { FileLogSource } from '../../agent/worker/log-source.js';
 import { ApiCallError, type ApiClient } from '../../cli/client.js';
 import { escapeControl, formatAuditJson, formatAuditTable, objectsCell } from '../../cli/commands/audit-table.js';
 import { addUser } from '../../cli/commands/user-add.js';
-import { readContext, contextText, type CliContext } from '../../cli/context.js';
+import { readContext } from '../../cli/context.js';
 import { openClient } from '../../cli/with-client.js';
 import { parseIdentity } from '../../common/identity/certificate.js';
 import { ApiServer } from '../../control-plane/api/server.js';
@@ -25,9 +23,7 @@ import { MemoryStore } from '../../control-plane/store/memory-store.js';
 import { openAudit } from '../../daemon/manager-identity.js';
 import { freePort } from '../helpers/free-port.js';
 import { testPki, type TestPki } from '../helpers/test-pki.js';
-
-const run = promisify(execFile);
-const TSCTL = new URL('../../cli/main.ts', import.meta.url).pathname;
+import { tsctlWithContext as tsctl, writeUserContext } from '../helpers/tsctl-context.js';
 
 interface Fixture {
   pki: TestPki;
@@ -39,23 +35,6 @@ interface Fixture {
   adminContext: string;
   /** Serials the server treats as revoked. */
   revoked: Set<string>;
-}
-
-async function writeUserContext(f: Pick<Fixture, 'pki' | 'dir' | 'address'>, name: string, role: 'admin' | 'operator' | 'viewer'): Promise<string> {
-  const { material } = (await f.pki.user(name, role)).identity;
-  const context: CliContext = {
-    server: f.address,
-    tls: {
-      clusterId: f.pki.clusterId,
-      trustedRootPems: [...material.trustedRootPems],
-      certChainPem: material.certChainPem,
-      keyPem: material.keyPem,
-      user: name,
-    },
-  };
-  const path = join(f.dir, `${name}.json`);
-  await writeFile(path, contextText(context), { mode: 0o600 });
-  return path;
 }
 
 async function startFixture(t: { teardown(fn: () => Promise<void>): void }): Promise<Fixture> {
@@ -111,18 +90,6 @@ async function clientFor(t: { teardown(fn: () => void): void }, contextFile: str
   const client = await openClient(undefined, await readContext(contextFile));
   t.teardown(() => client.close());
   return client;
-}
-
-async function tsctl(contextFile: string, args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, TESSERA_CONTEXT: contextFile };
-  delete env['TESSERA_SERVER'];
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', TSCTL, ...args], { env });
-    return { stdout, stderr, code: 0 };
-  } catch (err) {
-    const failed = err as Error & { stdout: string; stderr: string; code: number };
-    return { stdout: failed.stdout, stderr: failed.stderr, code: failed.code };
-  }
 }
 
 const service = (name: string) => JSON.stringify({ apiVersion: 'tessera/v1', kind: 'Service', metadata: { name, stack: 'app' }, spec: { image: 'busybox' } });
