@@ -7,20 +7,15 @@
 // is built with are never used here.
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
-import { LocalImageStore } from '../../agent/images/image-store.js';
-import { FileLogSource } from '../../agent/worker/log-source.js';
 import { connect, type ApiCallError, type ApiClient } from '../../cli/client.js';
 import { STACK_ADMISSION_LABEL } from '../../common/resources/admission-levels.js';
 import type { UserRole } from '../../common/identity/certificate.js';
-import { ApiServer, type AuditRecord } from '../../control-plane/api/server.js';
-import { certificateAuthenticator } from '../../control-plane/auth/authenticate.js';
+import type { AuditRecord } from '../../control-plane/api/server.js';
 import { CLUSTER_SETTINGS_KEY } from '../../control-plane/api/admission-store.js';
-import { MemoryStore } from '../../control-plane/store/memory-store.js';
-import { testPki, type TestPki } from '../helpers/test-pki.js';
+import type { MemoryStore } from '../../control-plane/store/memory-store.js';
+import { serveMtlsApi } from '../helpers/mtls-api.js';
+import type { TestPki } from '../helpers/test-pki.js';
 import { tsctlWithContext as tsctl, writeUserContext } from '../helpers/tsctl-context.js';
 import { apiClient, unary } from '../security/grpc-calls.js';
 import type { ClusterInfoResponse__Output } from '../../proto/gen/tessera/api/v1/ClusterInfoResponse.js';
@@ -36,32 +31,11 @@ interface Fixture {
 }
 
 async function startFixture(t: { teardown(fn: () => Promise<void> | void): void }): Promise<Fixture> {
-  const dir = await mkdtemp(join(tmpdir(), 'tessera-admission-api-'));
-  const pki = await testPki();
-  const store = new MemoryStore();
   const audit: AuditRecord[] = [];
-  const server = new ApiServer({
-    store,
-    images: new LocalImageStore({ root: join(dir, 'images') }),
-    logs: new FileLogSource(join(dir, 'logs')),
-    clusterId: pki.clusterId,
-    version: 'test',
-    storeBackend: 'memory',
-    managers: () => [],
-    audit: (record) => audit.push(record),
-  });
-  const port = await server.listen(
-    '127.0.0.1:0',
-    await pki.node('m1', 'manager'),
-    certificateAuthenticator({ clusterId: () => pki.clusterId, isRevoked: () => false }),
-  );
-  const address = `127.0.0.1:${port}`;
+  const { pki, dir, store, address } = await serveMtlsApi(t, { prefix: 'tessera-admission-api-', deps: () => ({ audit: (record) => audit.push(record) }) });
   const clients: ApiClient[] = [];
-  t.teardown(async () => {
+  t.teardown(() => {
     for (const c of clients) c.close();
-    await server.close();
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
   });
   return {
     pki,

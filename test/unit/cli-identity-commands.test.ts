@@ -4,25 +4,20 @@
 // `cluster audit` prints what was refused with every field escaped. No cluster, no containers.
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { LocalImageStore } from '../../agent/images/image-store.js';
-import { FileLogSource } from '../../agent/worker/log-source.js';
 import { ApiCallError, type ApiClient } from '../../cli/client.js';
 import { escapeControl, formatAuditJson, formatAuditTable, objectsCell } from '../../cli/commands/audit-table.js';
 import { addUser } from '../../cli/commands/user-add.js';
 import { readContext } from '../../cli/context.js';
 import { openClient } from '../../cli/with-client.js';
 import { parseIdentity } from '../../common/identity/certificate.js';
-import { ApiServer } from '../../control-plane/api/server.js';
-import { certificateAuthenticator } from '../../control-plane/auth/authenticate.js';
 import { issueUserCertificate } from '../../control-plane/ca/issue.js';
-import { MemoryStore } from '../../control-plane/store/memory-store.js';
 import { openAudit } from '../../daemon/manager-identity.js';
 import { freePort } from '../helpers/free-port.js';
-import { testPki, type TestPki } from '../helpers/test-pki.js';
+import { serveMtlsApi } from '../helpers/mtls-api.js';
+import type { TestPki } from '../helpers/test-pki.js';
 import { tsctlWithContext as tsctl, writeUserContext } from '../helpers/tsctl-context.js';
 
 interface Fixture {
@@ -38,49 +33,36 @@ interface Fixture {
 }
 
 async function startFixture(t: { teardown(fn: () => Promise<void>): void }): Promise<Fixture> {
-  const dir = await mkdtemp(join(tmpdir(), 'tessera-cli-identity-'));
-  const pki = await testPki();
-  const store = new MemoryStore();
-  const audit = await openAudit(join(dir, 'audit', 'audit.log'), 'm1', () => {});
   const issued: Fixture['issued'] = [];
   const revoked = new Set<string>();
-  let address = '';
-  const server = new ApiServer({
-    store,
-    images: new LocalImageStore({ root: join(dir, 'images') }),
-    logs: new FileLogSource(join(dir, 'logs')),
-    clusterId: pki.clusterId,
-    version: 'test',
-    storeBackend: 'memory',
-    managers: () => [address],
-    identity: {
-      // The real issuer with the test CA, as tsd's identityApi calls it.
-      issueUserCertificate: async (req) => {
-        issued.push(structuredClone(req));
-        const certPem = await issueUserCertificate(pki.ca, req.csrPem, { name: req.name, role: req.role, clusterId: pki.clusterId });
-        return { certChainPem: certPem, trustedRootPems: [pki.ca.certPem], clusterId: pki.clusterId };
-      },
-      // Node removal needs tsd's revocation state and node health (daemon/manager-identity.ts); a stand-in answers here.
-      removeNode: async () => ['0a1b', '2c3d'],
-      // Rotation runs across tsd's managers and nodes (test/security/); a stand-in answers as the real one does.
-      prepareRoleChange: async () => {},
-      rotateCa: async (statusOnly) =>
-        statusOnly ? { state: 'idle', message: 'no root CA rotation is running' } : { state: 'started', message: 'every node renews now' },
+  let audit: Awaited<ReturnType<typeof openAudit>> | undefined;
+  const { pki, dir, address } = await serveMtlsApi(t, {
+    prefix: 'tessera-cli-identity-',
+    isRevoked: (serial) => revoked.has(serial),
+    afterClose: async () => audit?.close(),
+    deps: async (api) => {
+      const { pki } = api;
+      audit = await openAudit(join(api.dir, 'audit', 'audit.log'), 'm1', () => {});
+      return {
+        managers: () => [api.address()],
+        identity: {
+          // The real issuer with the test CA, as tsd's identityApi calls it.
+          issueUserCertificate: async (req) => {
+            issued.push(structuredClone(req));
+            const certPem = await issueUserCertificate(pki.ca, req.csrPem, { name: req.name, role: req.role, clusterId: pki.clusterId });
+            return { certChainPem: certPem, trustedRootPems: [pki.ca.certPem], clusterId: pki.clusterId };
+          },
+          // Node removal needs tsd's revocation state and node health (daemon/manager-identity.ts); a stand-in answers here.
+          removeNode: async () => ['0a1b', '2c3d'],
+          // Rotation runs across tsd's managers and nodes (test/security/); a stand-in answers as the real one does.
+          prepareRoleChange: async () => {},
+          rotateCa: async (statusOnly) =>
+            statusOnly ? { state: 'idle', message: 'no root CA rotation is running' } : { state: 'started', message: 'every node renews now' },
+        },
+        audit: audit.audit,
+        readAudit: audit.readAudit,
+      };
     },
-    audit: audit.audit,
-    readAudit: audit.readAudit,
-  });
-  const port = await server.listen(
-    '127.0.0.1:0',
-    await pki.node('m1', 'manager'),
-    certificateAuthenticator({ clusterId: () => pki.clusterId, isRevoked: (serial) => revoked.has(serial) }),
-  );
-  address = `127.0.0.1:${port}`;
-  t.teardown(async () => {
-    await server.close();
-    await audit.close();
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
   });
   const f = { pki, dir, address, issued, revoked };
   return { ...f, adminContext: await writeUserContext(f, 'ada', 'admin') };
