@@ -4,7 +4,7 @@
 // and fetches the store key over mutual TLS (NodeCA.StoreKey); then it signs a user certificate
 // with the CA key it read from etcd, and etcd holds only sealed values: the CA record, the meta and
 // every object are ciphertext there.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFile, type ChildProcess } from 'node:child_process';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -24,6 +24,15 @@ async function etcdDump(lab: Lab, etcdUrl: string): Promise<Array<{ key: string;
   return kvs.map((kv) => ({ key: Buffer.from(kv.key, 'base64').toString('utf8'), value: Buffer.from(kv.value ?? '', 'base64').toString('utf8') }));
 }
 
+/** Waits until `n` lists nodes and the list holds `needle`; on a timeout the test log gets its tsd.log. */
+async function serving(t: ExecutionContext, lab: Lab, n: LabNode, needle: string, what: string): Promise<void> {
+  const lists = async (): Promise<true | undefined> => ((await lab.tsctl(n, 'get', 'nodes', '-o', 'json').catch(() => '')).includes(needle) ? true : undefined);
+  await eventually(what, lists, 90_000).catch(async (err: Error) => {
+    t.log(await lab.log(n));
+    throw err;
+  });
+}
+
 test('two managers on one etcd: the second joins with the store key, signs with the CA from etcd, and etcd holds only sealed values', async (t) => {
   t.timeout(600_000);
   const lab = await makeLab({ count: 2, from: 'dist', addressOnSwitch: true });
@@ -41,14 +50,7 @@ test('two managers on one etcd: the second joins with the store key, signs with 
 
   const [m1, m2] = lab.nodes as [LabNode, LabNode];
   await lab.start(m1, ['init', ...store]);
-  await eventually(
-    'the first manager',
-    async () => ((await lab.tsctl(m1, 'get', 'nodes', '-o', 'json').catch(() => '')).includes('"ready"') ? true : undefined),
-    90_000,
-  ).catch(async (err: Error) => {
-    t.log(await lab.log(m1));
-    throw err;
-  });
+  await serving(t, lab, m1, '"ready"', 'the first manager');
   const token = (await lab.tsctl(m1, 'cluster', 'join-token', 'manager'))
     .trim()
     .split(/\s+/)
@@ -56,14 +58,7 @@ test('two managers on one etcd: the second joins with the store key, signs with 
   const tokenFile = join(m2.dataRoot, 'join-token');
   await writeFile(tokenFile, token, { mode: 0o600 });
   await lab.start(m2, ['join', '--token-file', tokenFile, `${m1.address}:7420`, ...store]);
-  await eventually(
-    'the second manager to serve its API',
-    async () => ((await lab.tsctl(m2, 'get', 'nodes', '-o', 'json').catch(() => '')).includes('mgr-2') ? true : undefined),
-    90_000,
-  ).catch(async (err: Error) => {
-    t.log(await lab.log(m2));
-    throw err;
-  });
+  await serving(t, lab, m2, 'mgr-2', 'the second manager to serve its API');
   await rm(tokenFile, { force: true });
   t.regex(await lab.log(m1), /store key sent to manager mgr-2/);
 
@@ -91,9 +86,5 @@ test('two managers on one etcd: the second joins with the store key, signs with 
   // A restart of the joined manager needs nothing but its files.
   await lab.stop(m2);
   await lab.start(m2, ['join', `${m1.address}:7420`, ...store]);
-  await eventually(
-    'the second manager back',
-    async () => ((await lab.tsctl(m2, 'get', 'nodes', '-o', 'json').catch(() => '')).includes('mgr-1') ? true : undefined),
-    90_000,
-  );
+  await serving(t, lab, m2, 'mgr-1', 'the second manager back');
 });
