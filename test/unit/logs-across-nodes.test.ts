@@ -75,7 +75,7 @@ test("a node's answers: batches, caught-up after the backlog, done at the end; t
       if (chunk.done) resolve();
     }),
   );
-  const texts = chunks.flatMap((c) => (c.entries ?? []).map((e) => e.text)).sort((a, b) => a.localeCompare(b));
+  const texts = chunks.flatMap((c) => (c.entries ?? []).map((e) => e.text ?? '')).sort((a, b) => a.localeCompare(b));
   t.deepEqual(texts, ['three', 'two'], 'the last line of each task after since');
   t.deepEqual(chunks.at(-1), { requestId: 7, done: true, error: '' });
   t.regex(
