@@ -100,7 +100,7 @@ test("a node's answers: batches, caught-up after the backlog, done at the end; t
 });
 
 async function waitFor(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 100 && !condition(); i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 400 && !condition(); i++) await new Promise((r) => setTimeout(r, 50));
   if (!condition()) throw new Error('timed out');
 }
 
