@@ -22,6 +22,8 @@ export VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_BOX_UPDATE_CHECK_DISABLE=1 VAGRANT_N
 subnet=${TESSERA_VM_SUBNET:-192.168.57}
 addresses=("$subnet.11" "$subnet.12" "$subnet.13")
 libvirt_uri=qemu:///system
+# Set when this test defined libvirt's pool `default` (kept across a TESSERA_VM_KEEP run for the clean-up).
+pool_marker=$vagrant_dir/.vagrant/test-vms-defined-pool
 test_started=$(date +%s)
 
 [ "$(id -u)" = 0 ] || { echo "test:vms: run as root" >&2; exit 1; }
@@ -76,9 +78,11 @@ start_libvirt() {
   virsh -c "$libvirt_uri" version >/dev/null
   if ! virsh -c "$libvirt_uri" pool-info default >/dev/null 2>&1; then
     virsh -c "$libvirt_uri" pool-define-as default dir --target /var/lib/libvirt/images >/dev/null
-    touch "$work/pool-defined"
+    mkdir -p "$vagrant_dir/.vagrant" && touch "$pool_marker"
   fi
-  virsh -c "$libvirt_uri" pool-info default | grep -q running || virsh -c "$libvirt_uri" pool-start default >/dev/null
+  local pool_info
+  pool_info=$(virsh -c "$libvirt_uri" pool-info default)
+  [[ $pool_info == *running* ]] || virsh -c "$libvirt_uri" pool-start default >/dev/null
 }
 
 cleanup() {
@@ -105,9 +109,9 @@ cleanup() {
     for vol in $(virsh -c "$libvirt_uri" vol-list default 2>/dev/null | awk 'NR > 2 {print $1}' | grep -E "^(vagrant_node|$box_volume)"); do
       virsh -c "$libvirt_uri" vol-delete --pool default "$vol" >/dev/null 2>&1
     done
-    if [ -f "$work/pool-defined" ]; then
+    if [ -f "$pool_marker" ]; then
       virsh -c "$libvirt_uri" pool-destroy default >/dev/null 2>&1
-      virsh -c "$libvirt_uri" pool-undefine default >/dev/null 2>&1
+      virsh -c "$libvirt_uri" pool-undefine default >/dev/null 2>&1 && rm -f "$pool_marker"
     fi
   fi
   for daemon in libvirtd virtlogd; do
@@ -191,7 +195,10 @@ running_tasks() {
   [ "$count" -ge "$3" ]
 }
 port_answers() { # address, port, text
-  in_ns curl -sf --max-time 5 "http://$1:$2/" | tee /dev/stderr | grep -q "$3"
+  local page
+  page=$(in_ns curl -sf --max-time 5 "http://$1:$2/") || return 1
+  echo "$1:$2 $page"
+  [[ $page == *"$3"* ]]
 }
 ports_answer() { # port, text, addresses...
   local port=$1 text=$2
@@ -219,7 +226,7 @@ export TESSERA_RELEASE=$release
 log "release: $release ($(du -h "$release" | cut -f1))"
 
 slug=${TESSERA_BOX//\//-}
-if ! vagrant box list 2>/dev/null | grep -q "^$TESSERA_BOX " || [ ! -f "/var/lib/libvirt/boot/$slug-vmlinuz" ] || [ "${TESSERA_REBUILD_BOX:-}" = 1 ]; then
+if ! vagrant box list 2>/dev/null | grep "^$TESSERA_BOX " >/dev/null || [ ! -f "/var/lib/libvirt/boot/$slug-vmlinuz" ] || [ "${TESSERA_REBUILD_BOX:-}" = 1 ]; then
   step "build the box (deploy/vagrant/build-box.sh)"
   bash "$vagrant_dir/build-box.sh" >"$work/build-box.log" 2>&1 || { cat "$work/build-box.log" >&2; exit 1; }
 fi
