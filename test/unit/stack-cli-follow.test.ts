@@ -12,6 +12,7 @@ import { API_VERSION, type Service, type Task, type TaskState } from '../../comm
 import { objectKey, kindPrefix } from '../../control-plane/store/keys.js';
 import { followUntilConverged } from '../../cli/output/follow-services.js';
 import { removeStacks } from '../../cli/commands/stack-objects.js';
+import { eventually } from '../helpers/eventually.js';
 import { apiServerOn, serveMemoryApi, stopMemoryApi, type ServedMemoryApi } from '../helpers/memory-api.js';
 
 type Fixture = ServedMemoryApi;
@@ -65,7 +66,8 @@ test('follows a service through the watch until its tasks run, printing change l
   const res = await f.client.apply({ objectsJson: [manifest('web', 2)] });
   const out = new FakeStream();
   const following = followUntilConverged(f.client, res.results, { timeoutMs: 10_000, out, isTTY: false });
-  await sleep(200);
+  // The follower's first line before the controller's part, however slowly the machine runs it.
+  await eventually('the first follow line', async () => (out.text.includes('\n') ? true : undefined), 10_000);
   const service = await noticeSpec(f, 'web');
   await putTask(f, service, 1, 'starting');
   await sleep(200);
