@@ -10,6 +10,9 @@ export interface ReconnectPolicyOptions {
   maxDelayMs: number;
 }
 
+/** A cluster has a handful of managers; a list past this is not one, and is not grown further. */
+const MAX_MANAGERS = 16;
+
 export interface Attempt {
   address: string;
   delayMs: number;
@@ -67,8 +70,10 @@ export class ReconnectPolicy {
     const failedAddress = this.current();
     const refused = /not the leader|no leader is known/.test(reason);
     if (!refused) this.unreachable.add(failedAddress);
-    const hinted = /leader is \S+ at (\S+)$/.exec(reason)?.[1];
+    const hinted = /leader is \S+ at ([A-Za-z0-9.-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})$/.exec(reason)?.[1];
     const usable = hinted !== undefined && hinted !== failedAddress && !this.unreachable.has(hinted);
+    // A manager that joined after this node's session began is not in the list yet: the hint adds it.
+    if (usable && !this.managers.includes(hinted) && this.managers.length < MAX_MANAGERS) this.managers.push(hinted);
     const hintedIndex = usable ? this.managers.indexOf(hinted) : -1;
     this.index = hintedIndex >= 0 ? hintedIndex : (this.index + 1) % this.managers.length;
     // A leader named by a follower is fresh news: go there at once.

@@ -27,9 +27,10 @@ test('the delay is capped', (t) => {
 test('a follower naming the leader sends the next attempt there', (t) => {
   const p = new ReconnectPolicy(M, options);
   t.is(p.failed('not the leader, leader is node-3 at 10.0.0.3:7420').address, M[2]);
-  // A hint naming the manager that just failed (or one not in the list) is ignored.
+  // A hint naming the manager that just failed is ignored.
   t.is(p.failed('not the leader, leader is node-3 at 10.0.0.3:7420').address, M[0]);
-  t.is(p.failed('not the leader, leader is node-9 at 10.0.0.9:7420').address, M[1]);
+  // One not in the list (a manager that joined since) is added and tried: the connection proves it a manager of the cluster or fails.
+  t.is(p.failed('not the leader, leader is node-9 at 10.0.0.9:7420').address, '10.0.0.9:7420');
 });
 
 test('a hint naming a manager that could not be reached is stale: the others are tried', (t) => {
@@ -54,4 +55,15 @@ test('a session resets the delay and adopts the managers the manager announced',
 
 test('needs at least one manager', (t) => {
   t.throws(() => new ReconnectPolicy([], options), { message: /no manager address/ });
+});
+
+test('a follower naming a leader this node has not heard of (it joined after the session began) adds it and goes there', (t) => {
+  const policy = new ReconnectPolicy(['10.0.0.1:7420'], { minDelayMs: 100, maxDelayMs: 2000 });
+  t.deepEqual(policy.failed('not the leader, leader is node2 at 10.0.0.2:7420'), { address: '10.0.0.2:7420', delayMs: 100 });
+  t.deepEqual(policy.all(), ['10.0.0.2:7420', '10.0.0.1:7420']);
+  t.deepEqual(
+    policy.failed('not the leader, leader is node2 at not-an-address'),
+    { address: '10.0.0.1:7420', delayMs: 100 },
+    'a hint that is no address is not followed',
+  );
 });
