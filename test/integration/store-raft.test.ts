@@ -51,3 +51,22 @@ test('raft 3 members: a write through one follower is visible to a linearizable 
     t.is(kv?.modRevision, revision);
   }
 });
+
+test('raft: linearizable reads that find no leader fail, each to its caller, and the process goes on (no unhandled rejection)', async (t) => {
+  t.timeout(60_000);
+  const g = await startLocalGroup(3);
+  t.teardown(() => g.stop());
+  const leader = await g.leader();
+  const alone = g.stores.find((s) => s !== leader)!;
+  // The other two go: the one left can find no leader to confirm a read.
+  for (const s of g.stores) if (s !== alone) await s.close();
+  // Concurrent reads share rounds: one in flight and one queued behind it, both timing out.
+  const first = await Promise.allSettled([alone.get('/a'), alone.get('/b'), alone.get('/c')]);
+  const second = await Promise.allSettled([alone.get('/a'), alone.get('/b')]);
+  for (const result of [...first, ...second]) {
+    t.is(result.status, 'rejected');
+    if (result.status === 'rejected') t.regex(String(result.reason), /no answer from a leader|no leader/);
+  }
+  // Give a stray rejection the turn it needs to surface (ava fails the run on one).
+  await new Promise((resolve) => setTimeout(resolve, 200));
+});

@@ -372,7 +372,11 @@ export class RaftHost<R> {
       this.readInFlight = undefined;
       return;
     }
-    this.readInFlight = next.finally(() => this.startNextRound(timeoutMs));
+    const inFlight = next.finally(() => this.startNextRound(timeoutMs));
+    // Only a marker that a round runs: its callers await `next` itself and get its error there. Left
+    // unhandled, a round that times out (no leader) would end the process.
+    inFlight.catch(() => undefined);
+    this.readInFlight = inFlight;
     start();
   }
 
