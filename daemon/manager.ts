@@ -38,6 +38,8 @@ import { EtcdStore } from '../control-plane/store/etcd-store.js';
 import { SealedStore } from '../control-plane/store/sealed-store.js';
 import { openStoreKey } from './identity/store-key.js';
 import { RaftStore } from '../control-plane/store/raft-store.js';
+import { NoLeaderAnswerError, NotLeaderError } from '../control-plane/raft/host/raft-host.js';
+import { CLUSTER_META_KEY } from '../control-plane/ca/cluster-meta.js';
 import { AutoCompactor } from '../control-plane/store/auto-compaction.js';
 import type { Store } from '../control-plane/store/store.js';
 import { MembersApiClient, grpcMessage } from '../control-plane/raft/host/members-api.js';
@@ -132,6 +134,7 @@ export class Manager {
     this.closers.push(() => shutdownServer(localServer));
     const store = await this.openStore();
     this.closers.push(() => store.close());
+    if (this.raft) await this.waitForLeader(this.raft);
     // From the store's first moment here: `tsctl events` on this manager shows what happened since.
     const events = new EventLog();
     const recorder = new EventRecorder(store, events, log);
@@ -428,6 +431,24 @@ export class Manager {
         return raft.changeMembers({ type, id: req.name, address: req.address });
       },
     };
+  }
+
+  /**
+   * A restarted manager whose peers are not up yet waits for a leader, however long, rather than
+   * failing its start: under systemd, managers that each gave up after a while and restarted could
+   * keep missing one another and never make a majority.
+   */
+  private async waitForLeader(store: RaftStore): Promise<void> {
+    for (;;) {
+      try {
+        // Any key: what matters is that a leader confirms the read.
+        await store.get(CLUSTER_META_KEY);
+        return;
+      } catch (err) {
+        if (this.stopping || !(err instanceof NotLeaderError || err instanceof NoLeaderAnswerError)) throw err;
+        this.deps.log(`waiting for a Raft leader (a majority of the managers must be up): ${(err as Error).message}`);
+      }
+    }
   }
 
   async stop(): Promise<void> {

@@ -159,6 +159,21 @@ test('three managers: join with the manager token, members listed, leader kill -
     30_000,
   );
   t.false(after.some((r) => r.id === removed.name));
+
+  // Both members down: the first restarted waits for a leader (no majority alone) rather than
+  // failing its start, and the two serve again once the other is back (as systemd restarts them).
+  const pair = lab.nodes.filter((n) => n !== removed) as [LabNode, LabNode];
+  for (const n of pair) await lab.kill9(n);
+  await lab.start(pair[0], ['init']);
+  await sleep(15_000);
+  t.true(pair[0].pid > 0 && alive(pair[0].pid), `${pair[0].name} still waits 15 s on, alone`);
+  t.regex(await lab.log(pair[0]), /waiting for a Raft leader \(a majority of the managers must be up\)/);
+  await lab.start(pair[1], ['init']);
+  await eventually(
+    'the pair to elect a leader and serve',
+    async () => (parseMembers(await lab.tsctl(pair[0], 'cluster', 'members')).some((r) => r.role === 'leader') ? true : undefined),
+    90_000,
+  );
 });
 
 /** The underlay address of the manager whose dispatcher port this node has an established TCP connection to. */

@@ -89,6 +89,14 @@ export class ForwardLostError extends Error {
   }
 }
 
+/** A linearizable read found no leader to confirm it within its time (no quorum, or an election). */
+export class NoLeaderAnswerError extends Error {
+  constructor(timeoutMs: number) {
+    super(`linearizable read: no answer from a leader within ${timeoutMs} ms`);
+    this.name = 'NoLeaderAnswerError';
+  }
+}
+
 export class NotLeaderError extends Error {
   constructor(
     readonly leader: NodeId,
@@ -385,7 +393,7 @@ export class RaftHost<R> {
     return new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.reads.delete(context);
-        reject(new Error(`linearizable read: no answer from a leader within ${timeoutMs} ms`));
+        reject(new NoLeaderAnswerError(timeoutMs));
       }, timeoutMs);
       this.reads.set(context, { resolve, reject, timer });
       try {
