@@ -2,7 +2,7 @@
 # `npm run package [-- OUT_DIR]`: a release tarball that installs offline on a Debian 12 machine of
 # the same architecture (deploy/install.sh inside it): the compiled dist/ (without its tests), the
 # runtime dependencies from node_modules (dev ones pruned), the built addon and shim, the .proto
-# files, bin/, the systemd unit and the example stack. Builds first if dist/ or the addon is missing.
+# files, bin/, the systemd unit and the example stack. Builds the addon and dist/ first, from the sources as they are.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 out_dir=$(readlink -f "${1:-release}")
@@ -10,8 +10,9 @@ version=$(node -p 'require("./package.json").version')
 arch=$(node -p 'process.arch')
 name="tessera-$version-linux-$arch"
 
-[ -f build/Release/tessera_native.node ] && [ -x build/Release/tessera-shim ] || npx node-gyp rebuild
-[ -f dist/daemon/main.js ] || npm run build
+# Always from the checkout as it is: a dist/ or addon left from older sources must not ship.
+if [ -f build/Makefile ]; then npx node-gyp build >/dev/null; else npx node-gyp rebuild >/dev/null; fi
+npm run build >/dev/null
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
