@@ -48,7 +48,8 @@ elif [ -f "$here/../RELEASE" ]; then
 elif [ -f "$here/../package.json" ]; then
   apt_install "${build_packages[@]}"
   checkout=$(readlink -f "$here/..")
-  (cd "$checkout" && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build >/dev/null)
+  # package.sh builds the addon and dist/ itself.
+  (cd "$checkout" && { [ -d node_modules ] || npm ci --no-audit --no-fund; })
   tar -C "$work" -xzf "$(bash "$checkout/deploy/package.sh" "$work/out" | tail -1)"
   release=$(find "$work" -mindepth 2 -maxdepth 2 -name RELEASE -printf '%h\n' | head -1)
 else
