@@ -5,8 +5,8 @@ import type { AnyObject, Node, Service, Task } from '../common/resources/types.j
 import { formatObjects, type OutputFormat } from './output/format.js';
 import { describeService } from './output/describe.js';
 import { describeTask } from './output/describe-task.js';
-import type { ApiClient } from './client.js';
 import { clientRunner } from './with-client.js';
+import { listAll } from './list-all.js';
 import { clusterDown, registerClusterUp, startClusterUp } from './cluster.js';
 import { resolveServiceName } from './resolve.js';
 import { registerImageCommands } from './commands/image.js';
@@ -31,11 +31,6 @@ const program = new Command('tsctl')
   );
 
 const withClient = clientRunner(program);
-
-async function listAll<T extends AnyObject>(client: ApiClient, kind: T['kind'], service?: string): Promise<T[]> {
-  const res = await client.list({ kind, allStacks: true, ...(service ? { service } : {}) });
-  return res.objectsJson.map((j) => JSON.parse(j) as T);
-}
 
 function outputFormat(value: string): OutputFormat {
   if (value === 'table' || value === 'json' || value === 'yaml') return value;

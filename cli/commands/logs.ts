@@ -4,7 +4,8 @@
 // written. A node that cannot be asked is said on stderr, and the rest is printed.
 import type { Command } from 'commander';
 
-import type { AnyObject, Service, Task } from '../../common/resources/types.js';
+import type { Service, Task } from '../../common/resources/types.js';
+import { listAll } from '../list-all.js';
 import type { LogLine__Output } from '../../proto/gen/tessera/api/v1/LogLine.js';
 import type { ApiClient } from '../client.js';
 import { resolveServiceName } from '../resolve.js';
@@ -25,10 +26,6 @@ interface LogsOptions {
 export function logLineText(line: LogLine__Output, options: { prefix: boolean; timestamps: boolean }): string {
   const time = options.timestamps ? `${line.timeMs > 0 ? new Date(line.timeMs).toISOString() : '-'} ` : '';
   return `${time}${options.prefix ? `${line.task} | ` : ''}${line.line}`;
-}
-
-async function listAll<T extends AnyObject>(client: ApiClient, kind: T['kind']): Promise<T[]> {
-  return (await client.list({ kind, allStacks: true })).objectsJson.map((j) => JSON.parse(j) as T);
 }
 
 /** The service a name means, and the task when it names one (a task's name, e.g. shop_web.1.ab12cd34). */
