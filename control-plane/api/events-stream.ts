@@ -9,6 +9,7 @@ import type { EventLog } from '../events/event-log.js';
 import type { ClusterEventMessage } from '../../proto/gen/tessera/api/v1/ClusterEventMessage.js';
 import type { EventsRequest__Output } from '../../proto/gen/tessera/api/v1/EventsRequest.js';
 import { ApiError, invalidArgument } from './errors.js';
+import { atTime } from '../../common/timers/at-time.js';
 
 const EVENT_TYPES: readonly string[] = KINDS.map((kind) => kind.toLowerCase());
 /** More filters than this is not a question a person asks. */
@@ -18,7 +19,6 @@ const MAX_FILTERS = 32;
  * RESOURCE_EXHAUSTED rather than holding a growing queue in the manager's memory.
  */
 export const MAX_UNREAD_EVENTS = 10_000;
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface EventsQuery {
   filter: EventFilter;
@@ -66,10 +66,10 @@ export function streamEvents(log: EventLog, query: EventsQuery, call: grpc.Serve
   for (const event of log.read(query.filter, query.from, query.until)) call.write(message(event));
   if (!query.follow) return Promise.resolve();
   return new Promise((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
+    let cancelEnd: (() => void) | undefined;
     const finish = (err?: Error) => {
       unfollow();
-      if (timer !== undefined) clearTimeout(timer);
+      cancelEnd?.();
       if (err === undefined) resolve();
       else reject(err);
     };
@@ -81,12 +81,6 @@ export function streamEvents(log: EventLog, query: EventsQuery, call: grpc.Serve
     });
     call.on('cancelled', () => finish());
     call.on('close', () => finish());
-    // setTimeout holds at most 2^31-1 ms (about 24 days): a later end is waited for in such steps.
-    const endAtUntil = () => {
-      const left = query.until - Date.now();
-      if (left <= 0) finish();
-      else timer = setTimeout(endAtUntil, Math.min(left, MAX_TIMER_MS));
-    };
-    if (query.until !== Number.MAX_SAFE_INTEGER) endAtUntil();
+    if (query.until !== Number.MAX_SAFE_INTEGER) cancelEnd = atTime(query.until, () => finish());
   });
 }

@@ -43,6 +43,7 @@ import { guardService } from './guard.js';
 import { eventsQuery, streamEvents } from './events-stream.js';
 import { streamLogs } from './logs-stream.js';
 import { logsFromLeader } from './forward-logs.js';
+import { atTime } from '../../common/timers/at-time.js';
 import type { NodeLogs } from '../dispatcher/node-logs.js';
 import type { EventLog } from '../events/event-log.js';
 import type { UnauthenticatedCaller } from '../audit/audit-entry.js';
@@ -556,13 +557,13 @@ export class ApiServer {
           const tasks = ((await this.list('Task', stack, service)).objects as Task[]).filter((t) => !task || t.metadata.name === task);
           if (task && tasks.length === 0) throw notFound(`logs: service ${quoteName(service)} has no task ${quoteName(task)}`);
           // A follow with an end stops there.
-          const untilTimer = follow && untilMs > 0 ? setTimeout(() => abort.abort(), Math.max(0, Math.min(untilMs - Date.now(), 2 ** 31 - 1))) : undefined;
+          const cancelEnd = follow && untilMs > 0 ? atTime(untilMs, () => abort.abort()) : undefined;
           const deps = {
             local: this.deps.logs,
             ...(this.deps.selfNode !== undefined ? { selfNode: this.deps.selfNode } : {}),
             ...(this.deps.nodeLogs ? { nodeLogs: this.deps.nodeLogs } : {}),
           };
-          await streamLogs(deps, tasks, { follow, tail, sinceMs, untilMs }, (line) => call.write(line), abort.signal).finally(() => clearTimeout(untilTimer));
+          await streamLogs(deps, tasks, { follow, tail, sinceMs, untilMs }, (line) => call.write(line), abort.signal).finally(() => cancelEnd?.());
         };
         run()
           .then(() => {
