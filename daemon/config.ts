@@ -80,7 +80,9 @@ export function defaultConfig(): DaemonConfig {
     cgroupParent: 'tessera',
     insecureRegistries: [],
     heartbeatMs: 1000,
-    nodeDownAfterMs: 5000,
+    // 15 s, as Swarm (three missed 5 s heartbeats): 5 s made busy or emulated machines (the Vagrant
+    // VMs under QEMU TCG) flap down and up, and every flap moves their tasks.
+    nodeDownAfterMs: 15_000,
     advertiseAddress: machineAddress() ?? '127.0.0.1',
     certValidityMs: 90 * 24 * 60 * 60 * 1000,
     store: 'raft',
