@@ -247,6 +247,7 @@ test.serial('per-node totals beside capacity, one node alone, and the follower m
 
   // tsctl itself: the table, -o json and the per-node table.
   const table = await tsctl(cluster.apiSocket, 'top');
+  t.log(`tsctl top:\n${table.stdout}`);
   t.regex(table.stdout.split('\n')[0] ?? '', /^TASK\s+NODE\s+CPU %\s+MEM USAGE \/ LIMIT/);
   t.regex(table.stdout, /^tp_mem\.1\.\S+\s+node-1\s+\d+\.\d\d%\s+\d+\.\d MiB \/ 256\.0 MiB\s/m);
   t.is(table.stderr, '');
@@ -256,6 +257,7 @@ test.serial('per-node totals beside capacity, one node alone, and the follower m
     [['burn', 'node-2']],
   );
   const nodes = await tsctl(follower.apiSocket!, 'top', 'node');
+  t.log(`tsctl top node (through the follower):\n${nodes.stdout}`);
   t.deepEqual(
     nodes.stdout
       .trim()
