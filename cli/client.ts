@@ -38,6 +38,8 @@ import type { AuditLogResponse__Output } from '../proto/gen/tessera/api/v1/Audit
 import type { RotateCaResponse__Output } from '../proto/gen/tessera/api/v1/RotateCaResponse.js';
 import type { ClusterUpdateRequest } from '../proto/gen/tessera/api/v1/ClusterUpdateRequest.js';
 import type { ClusterUpdateResponse__Output } from '../proto/gen/tessera/api/v1/ClusterUpdateResponse.js';
+import type { TopRequest } from '../proto/gen/tessera/api/v1/TopRequest.js';
+import type { TopResponse__Output } from '../proto/gen/tessera/api/v1/TopResponse.js';
 import { assertAddressAllowed, channelOptions, clientCredentials, LOCAL_INSECURE, type TransportSecurity } from '../common/transport/credentials.js';
 
 export class ApiCallError extends Error {
@@ -230,6 +232,11 @@ export class ApiClient {
 
   auditLog(req: AuditLogRequest): Promise<AuditLogResponse__Output> {
     return unary((cb) => this.raw.auditLog(req, this.options(), cb));
+  }
+
+  /** Resource use of running tasks (or per node); the nodes take about a second to sample. */
+  top(req: TopRequest): Promise<TopResponse__Output> {
+    return unary((cb) => this.raw.top(req, this.options(), cb));
   }
 
   /** Starts a root CA rotation, or with statusOnly only reports on one. */

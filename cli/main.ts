@@ -17,6 +17,7 @@ import { registerStackCommands } from './commands/stack.js';
 import { registerRolloutCommands } from './commands/rollout.js';
 import { registerEventsCommand } from './commands/events.js';
 import { registerLogsCommand } from './commands/logs.js';
+import { registerTopCommand } from './commands/top.js';
 import { registerApplyCommands } from './commands/apply.js';
 import { registerClusterUpdateCommand } from './commands/cluster-update.js';
 import { registerClusterAutolockCommands } from './commands/cluster-autolock.js';
@@ -158,6 +159,7 @@ registerStackCommands(program);
 registerRolloutCommands(program, withClient);
 registerEventsCommand(program, withClient);
 registerLogsCommand(program, withClient);
+registerTopCommand(program, withClient);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`error: ${err.message}\n`);

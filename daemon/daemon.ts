@@ -10,6 +10,7 @@ import { AgentSession } from '../agent/session/agent-session.js';
 import { sweepLeftovers } from '../agent/worker/leftovers.js';
 import { FileLogSource } from '../agent/worker/log-source.js';
 import { Worker } from '../agent/worker/worker.js';
+import { UsageSampler } from '../agent/stats/usage-sampler.js';
 import { OverlayNetworking } from '../agent/worker/overlay-attachments.js';
 import type { TransportSecurity } from '../common/transport/credentials.js';
 import type { Node } from '../common/resources/types.js';
@@ -170,6 +171,11 @@ export class Daemon {
       },
       security,
       logs,
+      // tsctl top: the running containers' use, read from their cgroups and network namespaces.
+      usage: new UsageSampler({
+        runtime,
+        running: () => worker.running().flatMap((r) => (r.running ? [{ task: r.name, containerId: r.containerId }] : [])),
+      }),
       onAssignments: (tasks, files) => {
         if (!stopping) worker.reconcile(tasks, files);
       },

@@ -105,6 +105,8 @@ export interface ContainerStats {
     cacheBytes?: number;
     /** Anonymous memory (v1 total_rss, v2 anon). */
     rssBytes?: number;
+    /** Page cache the kernel can reclaim at once (v1 total_inactive_file, v2 inactive_file). */
+    inactiveFileBytes?: number;
     swapBytes?: number;
     /** Times the limit was hit (v1 the larger of memory.failcnt and memory.memsw.failcnt, v2 memory.events max). */
     failCount?: number;

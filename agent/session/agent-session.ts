@@ -20,6 +20,8 @@ import { LogRequestServer } from './log-requests.js';
 import type { LogSource } from '../../common/logs/log-source.js';
 import type { LogChunk } from '../../proto/gen/tessera/dispatcher/v1/LogChunk.js';
 import { parseCertificate } from '../../common/identity/x509.js';
+import { TopRequestServer, type UsageSource } from './top-requests.js';
+import type { TopAnswer } from '../../proto/gen/tessera/dispatcher/v1/TopAnswer.js';
 
 export interface AgentSessionOptions {
   managers: string[];
@@ -39,6 +41,8 @@ export interface AgentSessionOptions {
   log: (message: string) => void;
   /** This node's task logs, for a manager's LogRequests (tsctl logs); absent: such requests are refused. */
   logs?: LogSource;
+  /** This node's tasks' resource use, for a manager's TopRequests (tsctl top); absent: such requests are refused. */
+  usage?: UsageSource;
   /** Status updates are sent at most this often (they are batched in between). */
   flushEveryMs?: number;
 }
@@ -90,10 +94,12 @@ export class AgentSession {
   }
 
   private readonly logRequests: LogRequestServer | undefined;
+  private readonly topRequests: TopRequestServer | undefined;
 
   constructor(private readonly options: AgentSessionOptions) {
     this.reconnect = new ReconnectPolicy(options.managers, { minDelayMs: RETRY_MIN_MS, maxDelayMs: RETRY_MAX_MS });
     this.logRequests = options.logs ? new LogRequestServer(options.logs, options.log) : undefined;
+    this.topRequests = options.usage ? new TopRequestServer(options.usage, options.log) : undefined;
   }
 
   start(): void {
@@ -224,6 +230,13 @@ export class AgentSession {
       else send({ requestId: message.logRequest.requestId, done: true, error: 'this node serves no logs' });
     }
     if (message.kind === 'logCancel' && message.logCancel) this.logRequests?.cancel(Number(message.logCancel.requestId));
+    if (message.kind === 'topRequest' && message.topRequest) {
+      const stream = this.stream;
+      // As for logs: the answer goes back on the session the request came on, or nowhere.
+      const send = (answer: TopAnswer) => (this.stream === stream ? stream?.write({ topAnswer: answer }) : undefined);
+      if (this.topRequests) this.topRequests.start(message.topRequest, send);
+      else send({ requestId: message.topRequest.requestId, error: 'this node reports no resource use' });
+    }
     if (message.kind === 'network' && message.network) {
       try {
         this.options.onNetwork?.(parseNodeNetworkView(message.network.viewJson));

@@ -43,6 +43,9 @@ import { guardService } from './guard.js';
 import { eventsQuery, streamEvents } from './events-stream.js';
 import { streamLogs } from './logs-stream.js';
 import { logsFromLeader } from './forward-logs.js';
+import { gatherTop } from './top.js';
+import { topFromLeader } from './forward-top.js';
+import type { NodeTop } from '../dispatcher/node-top.js';
 import { atTime } from '../../common/timers/at-time.js';
 import type { NodeLogs } from '../dispatcher/node-logs.js';
 import type { EventLog } from '../events/event-log.js';
@@ -63,6 +66,8 @@ export interface ApiServerDeps {
   nodeLogs?: NodeLogs;
   /** On a follower: the leader's address, which asks the other nodes; undefined where this server asks them itself. */
   logsLeader?: () => { address: string; security: TransportSecurity } | undefined;
+  /** Other nodes' task resource use through their sessions (tsctl top); absent: Top answers with a notice per node. */
+  nodeTop?: NodeTop;
   metrics?: DaemonMetrics;
   clusterId: string;
   version: string;
@@ -737,6 +742,20 @@ export class ApiServer {
       UpdateCluster: this.unary('UpdateCluster', async (req) => {
         const settings = await updateClusterSettings(this.deps.store, validateClusterUpdate(req));
         return { defaultAdmission: clusterDefaultOf(settings) };
+      }),
+      Top: this.unary('Top', async (req) => {
+        checkNameSize(req.stack, 'top: stack');
+        checkNameSize(req.service, 'top: service');
+        if (req.node !== '' && !DNS_LABEL.test(req.node)) throw invalidArgument(`top: "${req.node.slice(0, 80)}" is not a node name`);
+        if (req.stack !== '' && req.service === '') throw invalidArgument('top: a stack needs a service name');
+        if (req.service !== '') await this.get('Service', req.stack, req.service);
+        if (req.node !== '') await this.get('Node', '', req.node);
+        // Only the leader's dispatcher holds the nodes' sessions: a follower asks it.
+        const leader = this.deps.logsLeader?.();
+        if (leader !== undefined) return topFromLeader(leader.address, leader.security, req);
+        const tasks = (await this.list('Task', req.service === '' ? undefined : req.stack, req.service || undefined)).objects as Task[];
+        const nodes = (await this.list('Node', undefined)).objects as Node[];
+        return gatherTop(this.deps.nodeTop, tasks, nodes, { byNode: req.byNode, node: req.node });
       }),
       ClusterInfo: this.unary('ClusterInfo', async () => ({
         defaultAdmission: await describeClusterDefault(this.deps.store),

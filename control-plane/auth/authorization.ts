@@ -33,7 +33,8 @@ export type ApiMethod =
   | 'AuditLog'
   | 'RotateCa'
   | 'UpdateCluster'
-  | 'Events';
+  | 'Events'
+  | 'Top';
 
 /** read: viewers and up. workload: operators and up (deploy, scale, roll back, images they run). admin: admins only. */
 type Access = 'read' | 'workload' | 'admin';
@@ -68,15 +69,17 @@ const METHOD_ACCESS: Readonly<Record<ApiMethod, Access>> = {
   UpdateCluster: 'admin',
   // Names and states only, no object data: what a viewer can already List.
   Events: 'read',
+  // Figures of running tasks (CPU, memory, I/O): no object data, no secrets.
+  Top: 'read',
 };
 
 export const API_METHODS: readonly ApiMethod[] = Object.keys(METHOD_ACCESS) as ApiMethod[];
 
 /**
  * What a manager's node certificate may call: what it needs to join itself (the member change is
- * narrowed further by authorizeMemberChange), and Logs, which a follower forwards to the leader.
+ * narrowed further by authorizeMemberChange), and Logs and Top, which a follower forwards to the leader.
  */
-const MANAGER_NODE_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>(['ClusterInfo', 'ClusterMemberChange', 'Logs']);
+const MANAGER_NODE_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>(['ClusterInfo', 'ClusterMemberChange', 'Logs', 'Top']);
 
 /** Calls that change the cluster; JoinToken counts because it may rotate a token. */
 const MUTATING_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>([
@@ -125,7 +128,7 @@ export function authorizeMethod(caller: Caller, method: ApiMethod): Authorizatio
         return refused(
           caller,
           method,
-          "a manager node's certificate may call only ClusterInfo and ClusterMemberChange (to join itself) and Logs (forwarded to the leader)",
+          "a manager node's certificate may call only ClusterInfo and ClusterMemberChange (to join itself) and Logs and Top (forwarded to the leader)",
         );
       return refused(caller, method, "a worker node's certificate has no access to the API (workers talk to the dispatcher)");
   }

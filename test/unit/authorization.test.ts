@@ -16,7 +16,7 @@ const viewer: Caller = { kind: 'user', name: 'bob', role: 'viewer', serial: '03'
 const manager: Caller = { kind: 'node', nodeId: 'node-2', role: 'manager', serial: '04' };
 const worker: Caller = { kind: 'node', nodeId: 'node-3', role: 'worker', serial: '05' };
 
-const READ: ApiMethod[] = ['Get', 'List', 'Watch', 'Logs', 'ImageList', 'ClusterInfo', 'ClusterMembers', 'Events'];
+const READ: ApiMethod[] = ['Get', 'List', 'Watch', 'Logs', 'ImageList', 'ClusterInfo', 'ClusterMembers', 'Events', 'Top'];
 const WORKLOAD: ApiMethod[] = ['Apply', 'Delete', 'Scale', 'ImagePull', 'ImagePullProgress', 'ImageLoad', 'ImageSave'];
 
 // Written out rather than derived from the implementation's table, so the test states the matrix.
@@ -27,8 +27,8 @@ const MATRIX: Array<{ caller: Caller; allowed: readonly ApiMethod[]; why?: strin
   { caller: viewer, allowed: READ, why: 'viewers have read-only access' },
   {
     caller: manager,
-    allowed: ['ClusterInfo', 'ClusterMemberChange', 'Logs'],
-    why: 'may call only ClusterInfo and ClusterMemberChange (to join itself) and Logs',
+    allowed: ['ClusterInfo', 'ClusterMemberChange', 'Logs', 'Top'],
+    why: 'may call only ClusterInfo and ClusterMemberChange (to join itself) and Logs and Top',
   },
   { caller: worker, allowed: [], why: 'has no access to the API' },
 ];

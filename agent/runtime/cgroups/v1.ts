@@ -11,7 +11,8 @@ import type { CgroupCreateOptions, CgroupDriver, CgroupRecord } from './driver.j
 import { mkdirRecorded, readControl, readOptional, removeCreated, writeControl, writeLines } from './fs-util.js';
 import { planV1, type V1Controller, type V1Write } from './plan.js';
 import { validateResources } from './resources.js';
-import { parseBlkio, parseKeyValues, parseLimit, parseNumber, parsePerCpu } from './stats-parse.js';
+import { parseKeyValues } from './stats-parse.js';
+import { statsFromV1Files, V1_STAT_FILES, type V1StatController } from './stats-files.js';
 
 /** Hierarchies every container joins when mounted; memory, pids and devices are required. */
 const JOINED: readonly V1Controller[] = ['memory', 'pids', 'cpu', 'cpuacct', 'cpuset', 'devices', 'blkio', 'hugetlb'];
@@ -83,48 +84,19 @@ export class CgroupsV1 implements CgroupDriver {
   }
 
   async stats(record: CgroupRecord): Promise<ContainerStats> {
-    const read = async (controller: keyof typeof MARKER, file: string) => {
-      const dir = await findWith(record.dirs, MARKER[controller]);
-      return dir === undefined ? undefined : readOptional(path.join(dir, file));
+    const dirs = new Map<V1StatController, Promise<string | undefined>>();
+    const dirOf = (controller: V1StatController) => {
+      let dir = dirs.get(controller);
+      if (dir === undefined) dirs.set(controller, (dir = findWith(record.dirs, MARKER[controller])));
+      return dir;
     };
-    const memStat = parseKeyValues(await read('memory', 'memory.stat'));
-    const usage = parseNumber(await read('memory', 'memory.usage_in_bytes')) ?? 0;
-    const memsw = parseNumber(await read('memory', 'memory.memsw.usage_in_bytes'));
-    const cpuStat = parseKeyValues(await read('cpu', 'cpu.stat'));
-    const acctUser = parseNumber(await read('cpuacct', 'cpuacct.usage_user'));
-    const acctSys = parseNumber(await read('cpuacct', 'cpuacct.usage_sys'));
-    const blkio = parseBlkio(
-      (await read('blkio', 'blkio.throttle.io_service_bytes_recursive')) ?? (await read('blkio', 'blkio.throttle.io_service_bytes')),
-      (await read('blkio', 'blkio.throttle.io_serviced_recursive')) ?? (await read('blkio', 'blkio.throttle.io_serviced')),
-    );
-    return {
-      cgroupVersion: 'v1',
-      memory: dropUndefined({
-        usageBytes: usage,
-        limitBytes: parseLimit(await read('memory', 'memory.limit_in_bytes')),
-        maxUsageBytes: parseNumber(await read('memory', 'memory.max_usage_in_bytes')),
-        cacheBytes: memStat.get('total_cache') ?? memStat.get('cache'),
-        rssBytes: memStat.get('total_rss') ?? memStat.get('rss'),
-        swapBytes: memsw === undefined ? undefined : Math.max(0, memsw - usage),
-        // With memsw = limit the memory+swap counter is charged first and fails first.
-        failCount: maxDefined(parseNumber(await read('memory', 'memory.failcnt')), parseNumber(await read('memory', 'memory.memsw.failcnt'))),
-        oomKills: parseKeyValues(await read('memory', 'memory.oom_control')).get('oom_kill') ?? 0,
-      }),
-      cpu: dropUndefined({
-        usageNanos: parseNumber(await read('cpuacct', 'cpuacct.usage')) ?? 0,
-        userNanos: acctUser,
-        systemNanos: acctSys,
-        perCpuNanos: parsePerCpu(await read('cpuacct', 'cpuacct.usage_percpu')),
-        periods: cpuStat.get('nr_periods'),
-        throttledPeriods: cpuStat.get('nr_throttled'),
-        throttledNanos: cpuStat.get('throttled_time'),
-      }),
-      pids: dropUndefined({
-        current: parseNumber(await read('pids', 'pids.current')) ?? 0,
-        limit: parseLimit(await read('pids', 'pids.max')),
-      }),
-      blockIO: { devices: blkio },
-    };
+    const files = new Map<string, string>();
+    for (const [controller, file] of V1_STAT_FILES) {
+      const dir = await dirOf(controller);
+      const text = dir === undefined ? undefined : await readOptional(path.join(dir, file));
+      if (text !== undefined) files.set(file, text);
+    }
+    return statsFromV1Files(files);
   }
 
   async remove(record: CgroupRecord): Promise<void> {
@@ -237,14 +209,4 @@ async function settleAll(tasks: Array<Promise<unknown>>): Promise<void> {
 async function findWith(dirs: string[], file: string): Promise<string | undefined> {
   for (const dir of dirs) if (await exists(path.join(dir, file))) return dir;
   return undefined;
-}
-
-function maxDefined(a: number | undefined, b: number | undefined): number | undefined {
-  if (a === undefined) return b;
-  return b === undefined ? a : Math.max(a, b);
-}
-
-/** Leaves out undefined fields so results compare and serialise cleanly. */
-function dropUndefined<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }

@@ -17,7 +17,8 @@ import { deviceProgramFor, encodeProgram } from './device-bpf.js';
 import { mkdirRecorded, readOptional, removeCreated, writeControl } from './fs-util.js';
 import { planV2, type ControlWrite } from './plan.js';
 import { validateResources } from './resources.js';
-import { parseIoStat, parseKeyValues, parseLimit, parseNumber } from './stats-parse.js';
+import { parseKeyValues } from './stats-parse.js';
+import { statsFromV2Files, V2_STAT_FILES } from './stats-files.js';
 
 /** Enabled when available even without a limit, so stats have something to read. */
 const STATS_CONTROLLERS = ['cpu', 'io', 'memory', 'pids'] as const;
@@ -102,40 +103,12 @@ export class CgroupsV2 implements CgroupDriver {
 
   async stats(record: CgroupRecord): Promise<ContainerStats> {
     const dir = record.dirs[0] ?? '';
-    const read = (file: string) => readOptional(path.join(dir, file));
-    const memStat = parseKeyValues(await read('memory.stat'));
-    const events = parseKeyValues(await read('memory.events'));
-    const cpuStat = parseKeyValues(await read('cpu.stat'));
-    const micros = (key: string) => {
-      const v = cpuStat.get(key);
-      return v === undefined ? undefined : v * 1000;
-    };
-    return {
-      cgroupVersion: 'v2',
-      memory: dropUndefined({
-        usageBytes: parseNumber(await read('memory.current')) ?? 0,
-        limitBytes: parseLimit(await read('memory.max')),
-        maxUsageBytes: parseNumber(await read('memory.peak')),
-        cacheBytes: memStat.get('file'),
-        rssBytes: memStat.get('anon'),
-        swapBytes: parseNumber(await read('memory.swap.current')),
-        failCount: events.get('max'),
-        oomKills: events.get('oom_kill') ?? 0,
-      }),
-      cpu: dropUndefined({
-        usageNanos: micros('usage_usec') ?? 0,
-        userNanos: micros('user_usec'),
-        systemNanos: micros('system_usec'),
-        periods: cpuStat.get('nr_periods'),
-        throttledPeriods: cpuStat.get('nr_throttled'),
-        throttledNanos: micros('throttled_usec'),
-      }),
-      pids: dropUndefined({
-        current: parseNumber(await read('pids.current')) ?? 0,
-        limit: parseLimit(await read('pids.max')),
-      }),
-      blockIO: { devices: parseIoStat(await read('io.stat')) },
-    };
+    const files = new Map<string, string>();
+    for (const file of V2_STAT_FILES) {
+      const text = await readOptional(path.join(dir, file));
+      if (text !== undefined) files.set(file, text);
+    }
+    return statsFromV2Files(files);
   }
 
   async remove(record: CgroupRecord): Promise<void> {
@@ -185,8 +158,4 @@ async function applyWrite(dir: string, w: ControlWrite): Promise<void> {
     return;
   }
   await writeControl(dir, w.file, w.value, w.field);
-}
-
-function dropUndefined<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }

@@ -1,0 +1,31 @@
+// One reading of a running container: its cgroup's counters (through the runtime, which knows
+// where its cgroup is on v1, hybrid and v2 hosts) and its network counters from
+// /proc/<init pid>/net/dev (the container's own network namespace).
+import { readFile } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+
+import { unlessAbsent } from '../fs-errors.js';
+import type { ContainerRuntime } from '../runtime/types.js';
+import { networkTotals, parseNetDev } from './net-dev.js';
+import type { ContainerReading } from './usage.js';
+
+export type StatsRuntime = Pick<ContainerRuntime, 'state' | 'stats'>;
+
+/** /proc/net/dev of a container has a few lines; more than this is not read. */
+const MAX_NET_DEV_BYTES = 64 * 1024;
+
+export async function readContainer(runtime: StatsRuntime, containerId: string, procRoot = '/proc'): Promise<ContainerReading> {
+  if (runtime.stats === undefined) throw new Error('this node’s container runtime reports no statistics');
+  const state = await runtime.state(containerId);
+  if (state === undefined) throw new Error(`container ${containerId} does not exist`);
+  if (state.status !== 'running') throw new Error(`container ${containerId} is ${state.status}`);
+  const atMs = performance.now();
+  const stats = await runtime.stats(containerId);
+  // The process may have ended since its state was read: then there are no counters to show.
+  const netDev = await unlessAbsent(readFile(`${procRoot}/${state.pid}/net/dev`, 'utf8'), undefined);
+  return {
+    atMs,
+    stats,
+    ...(netDev === undefined ? {} : { network: networkTotals(parseNetDev(netDev.slice(0, MAX_NET_DEV_BYTES))) }),
+  };
+}
