@@ -22,6 +22,7 @@ import { parseReportedStatus } from '../../common/dispatcher/peer-validation.js'
 import { reportTaskStatus } from './task-status.js';
 import { objectKey } from '../store/keys.js';
 import type { NodeLogs } from './node-logs.js';
+import { type ImageDispatchDeps, type ImageSession, startImageSession } from './image-session.js';
 
 const REGISTER_TIMEOUT_MS = 10_000;
 const MAX_UPDATES_PER_BATCH = 1000;
@@ -45,6 +46,8 @@ export interface DispatcherDeps {
   };
   /** Where requests for other nodes' task logs go out on their sessions; absent: none are asked. */
   nodeLogs?: NodeLogs;
+  /** Where images are (inventories, locate requests, revocations for nodes' blob services); absent: not tracked. */
+  images?: ImageDispatchDeps;
 }
 
 type SessionCall = grpc.ServerDuplexStream<AgentMessage__Output, ManagerMessage>;
@@ -67,6 +70,7 @@ export class DispatcherServer {
     for (const call of this.sessions) call.end();
     this.sessions.clear();
     this.sessionNodes.clear();
+    this.deps.images?.locations.clear();
   }
 
   /** Ends the sessions of one node (it was removed and its certificates revoked). */
@@ -102,6 +106,7 @@ export class DispatcherServer {
     let unsubscribeNetwork: (() => void) | undefined;
     let unsubscribeTrust: (() => void) | undefined;
     let networkPending: NodeJS.Immediate | undefined;
+    let imageSession: ImageSession | undefined;
     let lastNetworkJson = '';
     const sent = new SentAssignments();
     const sentFiles = new SentFiles();
@@ -160,6 +165,9 @@ export class DispatcherServer {
             this.sessionNodes.set(call, registered);
             call.write({ session: { nodeName, heartbeatPeriodMs: deps.heartbeatPeriodMs, managers: deps.managers() } });
             deps.nodeLogs?.attach(registered, sendToNode);
+            if (deps.images) {
+              imageSession = startImageSession(deps.images, registered, message.register?.description?.imagePeerAddress ?? '', call, sendToNode);
+            }
             sendDelta(true);
             const trust = deps.trust;
             if (trust) {
@@ -205,6 +213,7 @@ export class DispatcherServer {
               });
             });
           }
+          if (nodeName) imageSession?.onMessage(message);
         })
         .catch((err: Error & { code?: grpc.status }) => fail(err.code ?? grpc.status.INVALID_ARGUMENT, err.message));
     });
@@ -215,6 +224,7 @@ export class DispatcherServer {
       unsubscribe?.();
       unsubscribeNetwork?.();
       unsubscribeTrust?.();
+      imageSession?.end();
       if (pending) clearImmediate(pending);
       if (networkPending) clearImmediate(networkPending);
       this.sessions.delete(call);
