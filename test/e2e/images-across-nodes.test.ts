@@ -122,7 +122,10 @@ test.serial('an image loaded on the manager runs on every node, its blobs fetche
 
   await apply('everywhere', { mode: 'global' });
   const tasks = await eventually('a running task on each node', () => running('everywhere', 3), 120_000);
-  t.deepEqual(tasks.map((task) => task.nodeName).sort(), ['node-1', 'node-2', 'node-3']);
+  t.deepEqual(
+    tasks.map((task) => task.nodeName).sort((a, b) => (a ?? '').localeCompare(b ?? '')),
+    ['node-1', 'node-2', 'node-3'],
+  );
 
   // The workers got it from a peer, never from the registry (there is none to reach).
   for (const worker of ['node-2', 'node-3']) {
