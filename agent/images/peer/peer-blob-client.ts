@@ -68,8 +68,8 @@ export class PeerBlobClient {
         const size = Number(chunk.size);
         if (announced === undefined) {
           if (!Number.isSafeInteger(size) || size < 0) refuse(`announced size ${String(chunk.size)} is not a whole number of bytes`);
-          if (size > limits.maxBytes) refuse(`announced ${size} bytes, more than the limit of ${limits.maxBytes}`);
           if (limits.expectedSize !== undefined && size !== limits.expectedSize) refuse(`announced ${size} bytes, the manifest says ${limits.expectedSize}`);
+          if (size > limits.maxBytes) refuse(`announced ${size} bytes, more than the limit of ${limits.maxBytes}`);
           announced = size;
         } else if (size !== 0 && size !== announced) {
           refuse(`announced ${size} bytes mid-stream after ${announced}`);
