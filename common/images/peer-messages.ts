@@ -52,7 +52,7 @@ export interface ImageHoldingWire {
   reference: string;
   manifestDigest: string;
   indexDigest: string;
-  size: number | string;
+  size: number;
   createdAt: string;
 }
 

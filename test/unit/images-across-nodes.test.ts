@@ -17,6 +17,8 @@ import {
   type ImageHoldingWire,
 } from '../../common/images/peer-messages.js';
 import { ImageLocations } from '../../control-plane/dispatcher/image-locations.js';
+import { startImageSession } from '../../control-plane/dispatcher/image-session.js';
+import type { ManagerMessage } from '../../proto/gen/tessera/dispatcher/v1/ManagerMessage.js';
 import { imageListOf } from '../../control-plane/api/image-list.js';
 import { ImageChannel } from '../../agent/session/image-channel.js';
 import type { AgentMessage } from '../../proto/gen/tessera/dispatcher/v1/AgentMessage.js';
@@ -265,4 +267,55 @@ test('locate resolves with the validated answer, fails on a session end, a bad a
   channel.onMessage({ kind: 'peerRevocations', peerRevocations: { serials: ['zz'] } });
   t.deepEqual(revoked, [['0a', 'bb']], 'a malformed list is ignored, never half applied');
   t.regex(logs.join('\n'), /ignoring a revocation list/);
+});
+
+test("the leader's side of a session: inventory kept, bad reports dropped whole, locates answered, revocations sent when they change", (t) => {
+  const locations = new ImageLocations(() => 0);
+  const other = {};
+  locations.connected('node-1', '10.0.0.1:7420', other);
+  locations.report('node-1', other, [holding(BUSYBOX, D1)]);
+  const sent: ManagerMessage[] = [];
+  const logs: string[] = [];
+  let serials = ['ab'];
+  const listeners = new Set<() => void>();
+  const session = startImageSession(
+    {
+      locations,
+      revocations: {
+        serials: () => serials,
+        subscribe: (l) => {
+          listeners.add(l);
+          return () => listeners.delete(l);
+        },
+      },
+      log: (m) => logs.push(m),
+    },
+    'node-2',
+    '10.0.0.2:7420',
+    {},
+    (m) => sent.push(m),
+  );
+  t.deepEqual(sent.shift(), { peerRevocations: { serials: ['ab'] } }, 'the list goes out at the start');
+  for (const listener of listeners) listener();
+  t.deepEqual(sent, [], 'an unchanged list is not sent again');
+  serials = ['ab', 'cd'];
+  for (const listener of listeners) listener();
+  t.deepEqual(sent.shift(), { peerRevocations: { serials: ['ab', 'cd'] } });
+
+  session.onMessage({ kind: 'imageInventory', imageInventory: { images: [wire({ reference: 'docker.io/x/y:1', manifestDigest: D2 })] } });
+  t.deepEqual(locations.locate('docker.io/x/y:1', 'node-1')?.peers, [{ nodeName: 'node-2', address: '10.0.0.2:7420' }]);
+  session.onMessage({ kind: 'imageInventory', imageInventory: { images: [wire(), wire({ manifestDigest: 'nope' })] } });
+  t.is(locations.locate('docker.io/x/y:1', 'node-1'), undefined, 'a bad report replaced the good one with nothing');
+  t.regex(logs.join('\n'), /image inventory of node-2: image #1: manifest digest "nope"/);
+
+  session.onMessage({ kind: 'imageLocate', imageLocate: { requestId: 7, reference: 'busybox' } });
+  t.deepEqual(sent.shift(), { imageLocation: { requestId: 7, manifestDigest: D1, peers: [{ nodeName: 'node-1', address: '10.0.0.1:7420' }] } });
+  session.onMessage({ kind: 'imageLocate', imageLocate: { requestId: 8, reference: 'Not A Reference' } });
+  t.deepEqual(sent.shift(), { imageLocation: { requestId: 8, manifestDigest: '', peers: [] } }, 'a bad request gets an empty answer');
+  session.end();
+  t.is(listeners.size, 0);
+  t.deepEqual(
+    locations.held().map((h) => h.nodes),
+    [['node-1']],
+  );
 });
