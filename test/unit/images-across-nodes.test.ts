@@ -3,6 +3,7 @@
 // (control-plane/dispatcher/image-locations.ts), ImageList's NODES (control-plane/api/image-list.ts),
 // and the agent's side of the session (agent/session/image-channel.ts) with a recorded "send".
 import test from 'ava';
+import { createHash } from 'node:crypto';
 
 import {
   MAX_INVENTORY_IMAGES,
@@ -21,6 +22,7 @@ import { startImageSession } from '../../control-plane/dispatcher/image-session.
 import type { ManagerMessage } from '../../proto/gen/tessera/dispatcher/v1/ManagerMessage.js';
 import { imageListOf } from '../../control-plane/api/image-list.js';
 import { ImageChannel } from '../../agent/session/image-channel.js';
+import { PeerBlobFetcher } from '../../agent/images/peer/peer-fetch.js';
 import type { AgentMessage } from '../../proto/gen/tessera/dispatcher/v1/AgentMessage.js';
 import type { ImageRecord } from '../../common/images/types.js';
 
@@ -318,4 +320,45 @@ test("the leader's side of a session: inventory kept, bad reports dropped whole,
     locations.held().map((h) => h.nodes),
     [['node-1']],
   );
+});
+
+test('the fetcher takes each blob from the first peer that gives it right, never asks a failed peer again, and stops after 4 failed peers', async (t) => {
+  // The peers are a function here (the real client over mutual TLS is in test/integration/image-peers.test.ts).
+  const good = Buffer.from('{"the":"manifest"}');
+  const digest = `sha256:${createHash('sha256').update(good).digest('hex')}`;
+  const asked: string[] = [];
+  const behaviour: Record<string, () => AsyncIterable<Uint8Array>> = {
+    wrong: async function* () {
+      yield Buffer.from('{"not":"it"}');
+    },
+    down: async function* () {
+      yield* [];
+      throw new Error('connection refused');
+    },
+    right: async function* () {
+      yield good.subarray(0, 5);
+      yield good.subarray(5);
+    },
+  };
+  const source = {
+    open: (peer: { nodeName: string }) => {
+      asked.push(peer.nodeName);
+      return behaviour[peer.nodeName.split('-')[0]!]!();
+    },
+  };
+  const peers = (...names: string[]) => names.map((nodeName, i) => ({ nodeName, address: `10.0.0.${i + 1}:7420` }));
+  const logs: string[] = [];
+  const fetcher = new PeerBlobFetcher(peers('wrong-1', 'down-1', 'right-1'), source, (m) => logs.push(m));
+  t.deepEqual(await fetcher.bytes(digest, 1024, 'manifest'), good);
+  t.deepEqual(asked, ['wrong-1', 'down-1', 'right-1']);
+  t.regex(logs[0] ?? '', /manifest from peer wrong-1: digest mismatch/);
+  t.regex(logs[1] ?? '', /connection refused/);
+  asked.length = 0;
+  t.deepEqual(await fetcher.bytes(digest, 1024, 'again'), good);
+  t.deepEqual(asked, ['right-1'], 'the failed peers are not asked again');
+
+  asked.length = 0;
+  const many = new PeerBlobFetcher(peers('down-1', 'down-2', 'wrong-3', 'down-4', 'right-5', 'right-6'), source, () => undefined);
+  await t.throwsAsync(many.bytes(digest, 1024, 'config'), { message: /config: no peer gave it \(.*4 peers failed already, the most tried for one image\)/ });
+  t.deepEqual(asked, ['down-1', 'down-2', 'wrong-3', 'down-4']);
 });

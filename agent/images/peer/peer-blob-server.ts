@@ -49,8 +49,12 @@ export function addImagePeerService(server: grpc.Server, deps: ImagePeerServiceD
       serveBlob(call, deps)
         .catch((err: unknown) => {
           const e = err as Error & { code?: grpc.status };
-          // A refusal (authorization, request, missing blob) is the caller's answer; other errors are ours to log.
+          // A refusal (request, missing blob) is the caller's answer; a caller refused for who it is, and
+          // errors of our own, are logged here too.
           if (e.code === undefined) deps.log(`image peer: serving ${call.request.digest.slice(0, 80)}: ${e.message}`);
+          else if (e.code === grpc.status.UNAUTHENTICATED || e.code === grpc.status.PERMISSION_DENIED) {
+            deps.log(`image peer: refused a call from ${call.getPeer()}: ${e.message}`);
+          }
           if (!call.cancelled) call.emit('error', statusError(e.code ?? grpc.status.INTERNAL, e.message));
         })
         .finally(() => active--);

@@ -14,6 +14,12 @@ export interface PeerBlobSource {
   open(peer: PeerRef, digest: string, limits: BlobLimits): AsyncIterable<Uint8Array>;
 }
 
+/**
+ * Peers that may fail within one image before it goes to the registry: with the first-chunk
+ * timeout this bounds the time spent on peers that are down (4 × 10 s), however many hold it.
+ */
+export const MAX_FAILED_PEERS = 4;
+
 export class PeerBlobFetcher {
   /** Peers that failed once in this fetch are not asked again: a dead peer costs one timeout per image, not one per blob. */
   private readonly failed = new Set<string>();
@@ -48,6 +54,10 @@ export class PeerBlobFetcher {
     const order = this.peers.filter((p) => !this.failed.has(p.nodeName));
     const failures: string[] = [];
     for (const peer of order) {
+      if (this.failed.size >= MAX_FAILED_PEERS) {
+        failures.push(`${this.failed.size} peers failed already, the most tried for one image`);
+        break;
+      }
       try {
         return await attempt(peer);
       } catch (err) {
