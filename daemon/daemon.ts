@@ -24,6 +24,13 @@ import { caDigest, parseIdentity } from '../common/identity/certificate.js';
 import { certPaths, persistIdentity } from './identity/cert-files.js';
 import { RoleFollower } from './role-follower.js';
 import { prepareDataRoot, prepareRaftDir } from './data-root.js';
+import { PeerAccess } from '../agent/images/peer/peer-access.js';
+import { PeerBlobClient } from '../agent/images/peer/peer-blob-client.js';
+import { addImagePeerService } from '../agent/images/peer/peer-blob-server.js';
+import { ImageChannel } from '../agent/session/image-channel.js';
+import { holdingOf } from '../common/images/peer-messages.js';
+import { WorkerBlobServer } from './image-peer-server.js';
+import { splitHostPort } from './manager-servers.js';
 
 /** True when the chain's last certificate is `rootPem` (compared as DER, not as text). */
 function endsWith(chainPem: string, rootPem: string | undefined): boolean {
@@ -71,7 +78,27 @@ export class Daemon {
     };
 
     const runtime = new NativeRuntime({ stateRoot: paths.runtimeState });
-    const images = new LocalImageStore({ root: paths.images, insecureRegistries: config.insecureRegistries });
+    // Images across nodes: the store reports what it holds over the session (imageChannel), asks
+    // there which peers hold an image it lacks, and fetches its blobs from them (blobPeers) before
+    // going to a registry; this node serves its own blobs to the cluster's other nodes.
+    const peerAccess = new PeerAccess(node.clusterId);
+    const imageChannel = new ImageChannel({
+      inventory: async () => (await images.list()).map(holdingOf),
+      onRevocations: (serials) => peerAccess.setRevoked(serials),
+      log,
+    });
+    const images = new LocalImageStore({
+      root: paths.images,
+      insecureRegistries: config.insecureRegistries,
+      log,
+      onChange: () => imageChannel.inventoryChanged(),
+    });
+    const blobPeers = new PeerBlobClient({ security, clusterId: node.clusterId });
+    this.closers.push(() => blobPeers.close());
+    images.setPeerSource({ locate: (reference) => imageChannel.locate(reference), open: (peer, digest, limits) => blobPeers.open(peer, digest, limits) });
+    const blobService = { blobPath: (digest: string) => images.blobPath(digest), log };
+    const workerBlobs = new WorkerBlobServer(config.listen, security, { ...blobService, authorize: (call) => void peerAccess.authorize(call) });
+    this.closers.push(() => workerBlobs.stop());
     const network = new BridgeNetwork({ bridge: config.bridge, subnet: config.subnet, nftTable: config.nftTable, stateDir: paths.network });
 
     // With a persistent store (raft, etcd), or on a worker, the cluster still knows this node's
@@ -95,6 +122,8 @@ export class Daemon {
     /** The manager half, now (a manager's start) or later (a promotion); joinVia: a manager to join the Raft group through. */
     const startManager = async (identity: NodeIdentity, joinVia: string | undefined): Promise<void> => {
       if (config.store === 'raft') await prepareRaftDir(config);
+      // The manager serves the blobs on its own TLS port, which is the same address.
+      await workerBlobs.stop();
       const manager = new Manager({
         config,
         node: identity,
@@ -103,6 +132,7 @@ export class Daemon {
         logs,
         self,
         log,
+        imagePeer: (server, authorize) => addImagePeerService(server, { ...blobService, authorize }),
         ...(joinVia !== undefined && config.store === 'raft' ? { joinVia } : {}),
       });
       this.manager = manager;
@@ -116,6 +146,13 @@ export class Daemon {
         throw new Error('a manager that joins a cluster shares its store: use --store raft (or etcd)');
       await startManager(node, config.join);
     }
+
+    const workerBlobPort = this.manager ? undefined : await workerBlobs.start();
+    const imagePeerAddress = this.manager
+      ? this.manager.dispatcherAddress()
+      : workerBlobPort === undefined
+        ? ''
+        : `${config.advertiseAddress}:${workerBlobPort || splitHostPort(config.listen)[1]}`;
 
     let stopping = false;
     let session: AgentSession | undefined;
@@ -138,7 +175,11 @@ export class Daemon {
       someManager: () => session?.managers()[0],
       isManager: () => this.manager !== undefined,
       startManager,
-      stopManager: async () => this.manager?.stop(),
+      stopManager: async () => {
+        await this.manager?.stop();
+        // A demoted node serves its blobs on a server of its own again.
+        await workerBlobs.start();
+      },
       dropManager: () => (this.manager = undefined),
       renewSoon: () => renewal.renewSoon(),
       log,
@@ -168,6 +209,7 @@ export class Daemon {
         memoryBytes: self.resources.memoryBytes,
         nanoCpus: self.resources.nanoCpus,
         localSubnet: config.subnet,
+        imagePeerAddress,
       },
       security,
       logs,
@@ -176,6 +218,7 @@ export class Daemon {
         runtime,
         running: () => worker.running().flatMap((r) => (r.running ? [{ task: r.name, containerId: r.containerId }] : [])),
       }),
+      images: imageChannel,
       onAssignments: (tasks, files) => {
         if (!stopping) worker.reconcile(tasks, files);
       },

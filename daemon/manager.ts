@@ -30,6 +30,8 @@ import { SchedulingController } from '../control-plane/controllers/scheduling-co
 import { ServiceController } from '../control-plane/controllers/service-controller.js';
 import { NodeHealth } from '../control-plane/dispatcher/node-health.js';
 import { DispatcherServer } from '../control-plane/dispatcher/server.js';
+import { ImageLocations } from '../control-plane/dispatcher/image-locations.js';
+import type { HasAuthContext } from '../common/transport/mutual-tls.js';
 import { startOverlayControl } from '../control-plane/network/overlay-control.js';
 import { API_VERSION, type Node, type Service, type Task } from '../common/resources/types.js';
 import { kindPrefix } from '../control-plane/store/keys.js';
@@ -68,6 +70,11 @@ export interface ManagerDeps {
   log: (message: string) => void;
   /** Join an existing cluster's store as a new manager through this manager's API (raft only). */
   joinVia?: string;
+  /**
+   * Adds this node's blob service (images across nodes) to the TLS server, with how to authorise a
+   * caller: a node certificate of this cluster, not revoked (the store's list).
+   */
+  imagePeer?: (server: grpc.Server, authorize: (call: HasAuthContext) => void) => void;
 }
 
 export class Manager {
@@ -249,6 +256,8 @@ export class Manager {
           error: new AuthenticationError(reason),
         });
     };
+    // Where images are: the leader's memory of every connected node's inventory (images across nodes).
+    const imageLocations = new ImageLocations();
     const api = new ApiServer({
       store,
       images: this.deps.images,
@@ -284,6 +293,8 @@ export class Manager {
       }),
       audit: audit.audit,
       readAudit: audit.readAudit,
+      // Only the leader holds the sessions, so only it knows where images are.
+      imageHolders: () => (this.raft && !this.raft.isLeader() ? undefined : imageLocations.held()),
     });
     const dispatcher = new DispatcherServer({
       objects,
@@ -297,6 +308,11 @@ export class Manager {
       networkViews: overlay.views,
       nodeLogs: this.nodeLogs,
       nodeTop: this.nodeTop,
+      images: {
+        locations: imageLocations,
+        revocations: { serials: () => clusterSecurity.revokedSerials(), subscribe: (listener) => clusterSecurity.onChange(listener) },
+        log,
+      },
       trust: {
         current: () => ({ trustedRootPems: clusterSecurity.meta.trustedRootPems, signingRootPem: signingRootPem(clusterSecurity.meta) }),
         subscribe: (listener) => clusterSecurity.onChange(listener),
@@ -317,6 +333,8 @@ export class Manager {
     const storeKey = this.storeKey;
     new NodeCaService({ security: clusterSecurity, signer, objects, authenticate, log, ...(storeKey ? { storeKey: () => storeKey } : {}) }).addTo(server);
     dispatcher.addTo(raft ? leaderOnly(server, () => this.notLeaderReason()) : server);
+    // Served by every manager, leader or not, once the revocation list is known (the store is open).
+    this.deps.imagePeer?.(server, (call) => void requireNode(authenticate(call)));
 
     const [metricsHost, metricsPort] = splitHostPort(config.metricsListen);
     const served: { server: Server; port: number } = await metrics.serve(metricsHost, Number(metricsPort));

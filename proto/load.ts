@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 
 import type { ProtoGrpcType as ApiGrpcType } from './gen/api.js';
 import type { ProtoGrpcType as DispatcherGrpcType } from './gen/dispatcher.js';
+import type { ProtoGrpcType as ImagePeerGrpcType } from './gen/image-peer.js';
 
 /** proto/ in a checkout; when running from dist/proto we look two levels up. */
 function protoDir(): string {
@@ -44,4 +45,15 @@ export function loadDispatcherPackage(): DispatcherGrpcType {
     dispatcherPackage = grpc.loadPackageDefinition(definition) as unknown as DispatcherGrpcType;
   }
   return dispatcherPackage;
+}
+
+let imagePeerPackage: ImagePeerGrpcType | undefined;
+
+/** The node-to-node blob service (proto/image-peer.proto). */
+export function loadImagePeerPackage(): ImagePeerGrpcType {
+  if (!imagePeerPackage) {
+    const definition = protoLoader.loadSync(join(protoDir(), 'image-peer.proto'), LOADER_OPTIONS);
+    imagePeerPackage = grpc.loadPackageDefinition(definition) as unknown as ImagePeerGrpcType;
+  }
+  return imagePeerPackage;
 }

@@ -26,11 +26,13 @@ import {
   hostPlatform,
   imageConfigSchema,
   imageManifestSchema,
+  parseManifestDocument,
   parseWith,
   runtimeConfigOf,
   selectManifest,
 } from './manifest.js';
 import { SUPPORTED_LAYER_TYPES } from './media-types.js';
+import { PeerBlobFetcher, type PeerBlobSource } from './peer/peer-fetch.js';
 import { type ImageReference, InvalidReferenceError, formatReference, parseReference, repositoryName } from '../../common/images/reference.js';
 import { RegistryClient, type RegistryClientOptions, type RegistryCredentials } from './registry-client.js';
 import type { GcResult, ImageRecord, ImageStore, PullOptions, PullProgress, PulledImage, RemoveOptions, RemoveResult } from '../../common/images/types.js';
@@ -52,6 +54,8 @@ export interface LocalImageStoreOptions {
   /** Replaces the global fetch (tests count requests with it). */
   fetch?: typeof globalThis.fetch;
   log?: (message: string) => void;
+  /** Called after the set of image records changed (a pull, load, peer fetch or removal): the agent reports its inventory. */
+  onChange?: () => void;
 }
 
 const MAX_JSON_BYTES = 8 * 1024 * 1024;
@@ -112,6 +116,8 @@ export class LocalImageStore implements ImageStore {
   private readonly platform: Platform;
   private readonly log: (message: string) => void;
   private readonly pullsInFlight = new Map<string, { work: Promise<PulledImage>; listeners: Set<(event: PullProgress) => void> }>();
+  private readonly peerFetchesInFlight = new Map<string, Promise<PulledImage | undefined>>();
+  private peers: PeerBlobSource | undefined;
   private readonly lock = new ReadWriteLock();
   private staleTempRemoved: Promise<void> | undefined;
 
@@ -124,8 +130,85 @@ export class LocalImageStore implements ImageStore {
     this.platform = options.platform ?? hostPlatform();
   }
 
+  /** The image from this store, else from the cluster's other nodes (setPeerSource), else from its registry. */
   async ensure(reference: string, options?: PullOptions): Promise<PulledImage> {
-    return (await this.get(reference)) ?? this.pull(reference, options);
+    return (await this.get(reference)) ?? (await this.fromPeers(reference)) ?? this.pull(reference, options);
+  }
+
+  /** The file of a stored blob, for serving it to other nodes (read-only; the digest is checked for its form). */
+  blobPath(digest: string): string {
+    return this.blobs.path(digest);
+  }
+
+  /** Where `ensure` finds images other nodes hold; set once the agent has a session to ask through. */
+  setPeerSource(source: PeerBlobSource | undefined): void {
+    this.peers = source;
+  }
+
+  /**
+   * The image fetched from the peers holding it, verified blob by blob; undefined when no peer
+   * holds it or none could give it (logged: the caller goes to the registry). Concurrent asks for
+   * one reference share one fetch.
+   */
+  private fromPeers(reference: string): Promise<PulledImage | undefined> {
+    const source = this.peers;
+    if (!source) return Promise.resolve(undefined);
+    const name = isSha256Digest(reference) ? reference : validNameOf(reference);
+    if (name === undefined) return Promise.resolve(undefined);
+    const existing = this.peerFetchesInFlight.get(name);
+    if (existing) return existing;
+    const work = this.removeStaleTempOnce()
+      .then(() => this.fetchFromPeers(name, source))
+      .catch((error: unknown) => {
+        this.log(`image ${name}: not fetched from peers (${(error as Error).message}); trying its registry`);
+        return undefined;
+      })
+      .finally(() => this.peerFetchesInFlight.delete(name));
+    this.peerFetchesInFlight.set(name, work);
+    return work;
+  }
+
+  private async fetchFromPeers(name: string, source: PeerBlobSource): Promise<PulledImage | undefined> {
+    const location = await source.locate(name);
+    if (!location) return undefined;
+    const what = `image ${name} from peers`;
+    const fetcher = new PeerBlobFetcher(location.peers, source, this.log);
+    const pulled = await this.lock.read(async () => {
+      const manifestWhat = `${what}: manifest ${location.manifestDigest}`;
+      const manifestBytes = await fetcher.bytes(location.manifestDigest, MAX_JSON_BYTES, manifestWhat);
+      const document = parseManifestDocument(manifestBytes, manifestWhat);
+      if (document.kind !== 'manifest') throw new Error(`${manifestWhat} is an index, not an image manifest`);
+      await this.blobs.putBytes(manifestBytes, { digest: location.manifestDigest, size: manifestBytes.byteLength }, manifestWhat);
+      const input: AssembleInput = {
+        references: [name],
+        manifestDigest: location.manifestDigest,
+        manifest: document.manifest,
+        fetchBlob: async (descriptor, blobWhat) => {
+          if (await this.blobs.has(descriptor.digest, descriptor.size)) return;
+          await fetcher.into(this.blobs, descriptor, blobWhat);
+        },
+        what,
+      };
+      // Asked by an index digest: the index must be there and choose this very manifest for this node.
+      const asked = isSha256Digest(name) ? name : parseReference(name).digest;
+      if (asked !== undefined && asked !== location.manifestDigest)
+        input.indexDigest = await this.indexFromPeers(fetcher, asked, location.manifestDigest, what);
+      const [image] = await this.assemble(input);
+      return image;
+    });
+    if (pulled) this.log(`${what}: stored (${location.peers.map((p) => p.nodeName).join(', ')} held it)`);
+    return pulled;
+  }
+
+  private async indexFromPeers(fetcher: PeerBlobFetcher, indexDigest: string, manifestDigest: string, what: string): Promise<string> {
+    const indexWhat = `${what}: index ${indexDigest}`;
+    const bytes = await fetcher.bytes(indexDigest, MAX_JSON_BYTES, indexWhat);
+    const document = parseManifestDocument(bytes, indexWhat);
+    if (document.kind !== 'index') throw new Error(`${indexWhat} is not an image index, and not the manifest ${manifestDigest} either`);
+    const chosen = selectManifest(document.index, this.platform, indexWhat);
+    if (chosen.digest !== manifestDigest) throw new Error(`${indexWhat} chooses ${chosen.digest} for this node, not ${manifestDigest}`);
+    await this.blobs.putBytes(bytes, { digest: indexDigest, size: bytes.byteLength }, indexWhat);
+    return indexDigest;
   }
 
   /** Pulls `reference`; concurrent pulls of the same reference share one download (and its progress). */
@@ -168,6 +251,7 @@ export class LocalImageStore implements ImageStore {
         if (users.length > 0) throw new ImageInUseError(record.reference, users);
       }
       for (const record of targets) await this.index.remove(record.reference);
+      if (targets.length > 0) this.options.onChange?.();
       const gc = await this.collectGarbage();
       return { removed: targets.map((r) => r.reference), gc };
     });
@@ -406,6 +490,7 @@ export class LocalImageStore implements ImageStore {
       await this.index.put(record);
       images.push({ ...record, layerDirs });
     }
+    this.options.onChange?.();
     return images;
   }
 

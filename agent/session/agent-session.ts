@@ -22,6 +22,7 @@ import type { LogChunk } from '../../proto/gen/tessera/dispatcher/v1/LogChunk.js
 import { parseCertificate } from '../../common/identity/x509.js';
 import { TopRequestServer, type UsageSource } from './top-requests.js';
 import type { TopAnswer } from '../../proto/gen/tessera/dispatcher/v1/TopAnswer.js';
+import type { ImageChannel } from './image-channel.js';
 
 export interface AgentSessionOptions {
   managers: string[];
@@ -45,6 +46,8 @@ export interface AgentSessionOptions {
   usage?: UsageSource;
   /** Status updates are sent at most this often (they are batched in between). */
   flushEveryMs?: number;
+  /** Image inventory, locate requests and revocations over this session (images across nodes). */
+  images?: ImageChannel;
 }
 
 const MAX_BATCH = 500;
@@ -127,6 +130,7 @@ export class AgentSession {
     this.flush();
     for (const timer of [this.flushTimer, this.heartbeatTimer, this.retryTimer]) if (timer) clearTimeout(timer);
     this.logRequests?.cancelAll();
+    this.options.images?.detach('the agent stopped');
     this.stream?.end();
     this.client?.close();
   }
@@ -158,6 +162,7 @@ export class AgentSession {
       ended = true;
       this.connected = false;
       this.logRequests?.cancelAll();
+      this.options.images?.detach(why);
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
       client.close();
       if (this.stopped) return;
@@ -192,6 +197,9 @@ export class AgentSession {
       this.everConnected = true;
       for (const waiter of this.connectedResolvers.splice(0)) waiter.resolve();
       this.flush();
+      const stream = this.stream;
+      // Image messages go on the session they belong to; a newer session is attached anew.
+      this.options.images?.attach((m) => (this.stream === stream ? stream?.write(m) : undefined));
       return;
     }
     if (message.kind === 'assignments' && message.assignments) {
@@ -229,6 +237,7 @@ export class AgentSession {
       if (this.logRequests) this.logRequests.start(message.logRequest, send);
       else send({ requestId: message.logRequest.requestId, done: true, error: 'this node serves no logs' });
     }
+    this.options.images?.onMessage(message);
     if (message.kind === 'logCancel' && message.logCancel) this.logRequests?.cancel(Number(message.logCancel.requestId));
     if (message.kind === 'topRequest' && message.topRequest) {
       const stream = this.stream;

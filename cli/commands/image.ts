@@ -125,14 +125,15 @@ export function registerImageCommands(program: Command, withClient: WithClient):
 
   image
     .command('ls')
-    .description('list images')
+    .description('list images, with the nodes that hold each')
     .action(async () => {
       await withClient(async (client) => {
         const res = await client.imageList();
         out(
           renderTable(
-            ['REFERENCE', 'DIGEST', 'SIZE', 'CREATED'],
-            res.images.map((i) => [i.reference, i.digest.slice(0, 19), formatMemory(Number(i.size)), i.createdAt]),
+            ['REFERENCE', 'DIGEST', 'SIZE', 'CREATED', 'NODES'],
+            // NODES: where the image is, as the nodes' agents report it (a server without that says nothing: "-").
+            res.images.map((i) => [i.reference, i.digest.slice(0, 19), formatMemory(Number(i.size)), i.createdAt, i.nodes.join(',') || '-']),
           ),
         );
       });

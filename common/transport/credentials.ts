@@ -55,3 +55,13 @@ export function assertAddressAllowed(address: string, security: TransportSecurit
   if (host === '127.0.0.1' || host === 'localhost' || host === '::1') return;
   throw new Error(`refusing plaintext gRPC on ${address}: only unix sockets and loopback may go without mutual TLS`);
 }
+
+/**
+ * A server that only nodes call (the node-to-node blob service on a worker): unlike
+ * serverCredentials, a client certificate from the cluster's roots is required at the handshake,
+ * since no one joins through it.
+ */
+export function nodeOnlyServerCredentials(security: TransportSecurity): grpc.ServerCredentials {
+  if (security.mode === 'insecure') return grpc.ServerCredentials.createInsecure();
+  return grpc.experimental.createCertificateProviderServerCredentials(security.identity, security.identity, true);
+}

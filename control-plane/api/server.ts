@@ -56,6 +56,8 @@ import { ApiError, grpcCodeOf, invalidArgument, notFound, toServiceError } from 
 import type { LogSource } from '../../common/logs/log-source.js';
 import { DNS_LABEL } from '../../common/resources/names.js';
 import type { DaemonMetrics } from '../metrics/daemon-metrics.js';
+import type { HeldImage } from '../dispatcher/image-locations.js';
+import { imageListOf } from './image-list.js';
 
 export interface ApiServerDeps {
   store: Store;
@@ -98,6 +100,8 @@ export interface ApiServerDeps {
   audit?: (record: AuditRecord) => void;
   /** Reads the audit log of this manager. */
   readAudit?: (options: { limit: number; callerContains?: string }) => Promise<string[]>;
+  /** The images every connected node reports holding (ImageList's NODES); undefined where not known (not the leader). */
+  imageHolders?: () => HeldImage[] | undefined;
 }
 
 export interface AuditRecord {
@@ -620,7 +624,7 @@ export class ApiServer {
         if (!req.reference) throw invalidArgument('image pull: missing image reference');
         return summary(await this.deps.images.pull(req.reference));
       }),
-      ImageList: this.unary('ImageList', async () => ({ images: (await this.deps.images.list()).map(summary) })),
+      ImageList: this.unary('ImageList', async () => ({ images: imageListOf(await this.deps.images.list(), this.deps.imageHolders?.(), this.deps.selfNode) })),
       Events: (call) => {
         const run = async () => {
           if (!this.deps.events) throw new ApiError(grpc.status.UNIMPLEMENTED, 'events: this server keeps no cluster events');

@@ -140,6 +140,11 @@ export class ClusterSecurity {
     return this.currentRevocations.isRevoked(serial);
   }
 
+  /** Every revoked serial not yet expired (normalised hex), for nodes that check certificates without the store. */
+  revokedSerials(): string[] {
+    return this.currentRevocations.toJSON().map((entry) => entry.serial);
+  }
+
   /** Called after the meta or the revocation list changed (on any manager). */
   onChange(listener: () => void): () => void {
     this.listeners.add(listener);

@@ -23,6 +23,7 @@ import { reportTaskStatus } from './task-status.js';
 import { objectKey } from '../store/keys.js';
 import type { NodeLogs } from './node-logs.js';
 import type { NodeTop } from './node-top.js';
+import { type ImageDispatchDeps, type ImageSession, startImageSession } from './image-session.js';
 
 const REGISTER_TIMEOUT_MS = 10_000;
 const MAX_UPDATES_PER_BATCH = 1000;
@@ -48,6 +49,8 @@ export interface DispatcherDeps {
   nodeLogs?: NodeLogs;
   /** Where requests for other nodes' task resource use (tsctl top) go out on their sessions; absent: none are asked. */
   nodeTop?: NodeTop;
+  /** Where images are (inventories, locate requests, revocations for nodes' blob services); absent: not tracked. */
+  images?: ImageDispatchDeps;
 }
 
 type SessionCall = grpc.ServerDuplexStream<AgentMessage__Output, ManagerMessage>;
@@ -70,6 +73,7 @@ export class DispatcherServer {
     for (const call of this.sessions) call.end();
     this.sessions.clear();
     this.sessionNodes.clear();
+    this.deps.images?.locations.clear();
   }
 
   /** Ends the sessions of one node (it was removed and its certificates revoked). */
@@ -105,6 +109,7 @@ export class DispatcherServer {
     let unsubscribeNetwork: (() => void) | undefined;
     let unsubscribeTrust: (() => void) | undefined;
     let networkPending: NodeJS.Immediate | undefined;
+    let imageSession: ImageSession | undefined;
     let lastNetworkJson = '';
     const sent = new SentAssignments();
     const sentFiles = new SentFiles();
@@ -164,6 +169,9 @@ export class DispatcherServer {
             call.write({ session: { nodeName, heartbeatPeriodMs: deps.heartbeatPeriodMs, managers: deps.managers() } });
             deps.nodeLogs?.attach(registered, sendToNode);
             deps.nodeTop?.attach(registered, sendToNode);
+            if (deps.images) {
+              imageSession = startImageSession(deps.images, registered, message.register?.description?.imagePeerAddress ?? '', call, sendToNode);
+            }
             sendDelta(true);
             const trust = deps.trust;
             if (trust) {
@@ -209,6 +217,7 @@ export class DispatcherServer {
               });
             });
           }
+          if (nodeName) imageSession?.onMessage(message);
         })
         .catch((err: Error & { code?: grpc.status }) => fail(err.code ?? grpc.status.INVALID_ARGUMENT, err.message));
     });
@@ -220,6 +229,7 @@ export class DispatcherServer {
       unsubscribe?.();
       unsubscribeNetwork?.();
       unsubscribeTrust?.();
+      imageSession?.end();
       if (pending) clearImmediate(pending);
       if (networkPending) clearImmediate(networkPending);
       this.sessions.delete(call);
