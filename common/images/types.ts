@@ -64,6 +64,35 @@ export interface PullOptions {
   onProgress?: (event: PullProgress) => void;
 }
 
+/** How far a push has come with one blob; events for one blob arrive in order. */
+export interface PushProgress {
+  digest: string;
+  kind: 'config' | 'layer';
+  /** exists: the registry has it already, nothing sent · pushing: `current` of `total` bytes sent · pushed. */
+  status: 'exists' | 'pushing' | 'pushed';
+  current: number;
+  total: number;
+}
+
+export interface PushOptions {
+  /** The name to push as; absent: the image's own reference, which must then name a registry. */
+  target?: string;
+  insecureRegistries?: string[];
+  onProgress?: (event: PushProgress) => void;
+}
+
+export interface PushResult {
+  /** The normalised reference pushed, e.g. "127.0.0.1:5000/team/busybox:v1". */
+  reference: string;
+  /** The manifest digest, as the registry confirmed it. */
+  digest: string;
+  /** Config and layers, compressed, in bytes. */
+  size: number;
+  /** Blobs sent, and blobs the registry had already. */
+  pushed: number;
+  existed: number;
+}
+
 export interface RemoveOptions {
   /**
    * Who still uses the image (e.g. names of tasks that are not finished); a non-empty answer
@@ -108,4 +137,9 @@ export interface ImageStore {
    * found (errors come before any byte); the iterable yields the tarball.
    */
   save(references: string[], format: ArchiveFormat): Promise<AsyncIterable<Uint8Array>>;
+  /**
+   * Pushes the named image (its one manifest, config and layers) to a registry, under
+   * `options.target` if given. Blobs the registry has are not sent again.
+   */
+  push(reference: string, options?: PushOptions): Promise<PushResult>;
 }

@@ -33,7 +33,8 @@ export type ApiMethod =
   | 'AuditLog'
   | 'RotateCa'
   | 'UpdateCluster'
-  | 'Events';
+  | 'Events'
+  | 'ImagePush';
 
 /** read: viewers and up. workload: operators and up (deploy, scale, roll back, images they run). admin: admins only. */
 type Access = 'read' | 'workload' | 'admin';
@@ -68,6 +69,8 @@ const METHOD_ACCESS: Readonly<Record<ApiMethod, Access>> = {
   UpdateCluster: 'admin',
   // Names and states only, no object data: what a viewer can already List.
   Events: 'read',
+  // Sends an image of the node to a registry with the node's registry credentials, as a pull fetches one.
+  ImagePush: 'workload',
 };
 
 export const API_METHODS: readonly ApiMethod[] = Object.keys(METHOD_ACCESS) as ApiMethod[];
@@ -95,6 +98,8 @@ const MUTATING_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>([
   'IssueUserCertificate',
   'RotateCa',
   'UpdateCluster',
+  // It changes no cluster state, but it publishes an image with the node's credentials: audited.
+  'ImagePush',
 ]);
 
 export type AuthorizationResult = { allowed: true } | { allowed: false; reason: string };
