@@ -25,9 +25,10 @@ function pushError(err: unknown, node: string): unknown {
   if (err.name === 'InvalidReferenceError') return invalidArgument(`image push: ${err.message}`);
   if (err.name === 'PushError') {
     const status = (err.cause as { status?: unknown } | undefined)?.status;
-    // The registry refused our credentials: not the caller's cluster permission, but said as plainly.
+    // The registry refused the node's credentials: not the caller's cluster permission, but said as plainly.
     if (status === 401 || status === 403) return new ApiError(grpc.status.PERMISSION_DENIED, `${err.message} (from ${node})`);
-    return new ApiError(grpc.status.UNAVAILABLE, `${err.message} (from ${node})`);
+    // Not UNAVAILABLE, which says the API itself could not be reached: the registry is what failed.
+    return new ApiError(grpc.status.FAILED_PRECONDITION, `${err.message} (from ${node})`);
   }
   return err;
 }

@@ -2,8 +2,9 @@
 // 127.0.0.1): a loaded busybox pushed under a new name is pulled back by that name into a fresh
 // store with the same digest; a second push finds every blob there; basic and token auth; and
 // failures (no such image, no registry named, a closed port, bad credentials) are clear errors
-// naming the registry, the repository and the step.
+// naming the registry, the repository and the step; and the ImagePush RPC of the API server.
 import test from 'ava';
+import * as grpc from '@grpc/grpc-js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,13 @@ import { InvalidReferenceError } from '../../common/images/reference.js';
 import type { PushProgress } from '../../common/images/types.js';
 import { BUSYBOX_IMAGE_REFERENCE, type BusyboxImage, buildBusyboxImage } from '../helpers/busybox-image.js';
 import { freePort } from '../helpers/free-port.js';
+import { FileLogSource } from '../../agent/worker/log-source.js';
+import { ApiServer, type AuditRecord } from '../../control-plane/api/server.js';
+import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
+// Loopback only, as root: the API's own checks are what is tested here; authentication and roles have their own tests.
+import { authenticateLocalRoot } from '../../control-plane/auth/authenticate.js';
+import { MemoryStore } from '../../control-plane/store/memory-store.js';
+import { ApiCallError, ApiClient } from '../../cli/client.js';
 import { type RunningRegistry, startRegistry } from '../helpers/registry.js';
 
 let workDir = '';
@@ -186,4 +194,71 @@ test('a registry that is not there fails the push with the registry, repository 
     ),
   );
   t.true(waits.length >= 4, `it retried with back-off first: ${waits.join(', ')}`);
+});
+
+test('ImagePush through the API server streams progress per blob, ends with the digest, is audited, and names the node when the image is not there', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-images-push-api-'));
+  const images = new LocalImageStore({ root: join(dir, 'images'), credentialsFile: join(dir, 'no-registries.json') });
+  await images.load(image.tarballPath);
+  const store = new MemoryStore();
+  const audited: AuditRecord[] = [];
+  const server = new ApiServer({
+    store,
+    images,
+    logs: new FileLogSource(join(dir, 'logs')),
+    selfNode: 'node-a',
+    clusterId: 't',
+    version: 't',
+    storeBackend: 'memory',
+    managers: () => [],
+    audit: (record) => audited.push(record),
+  });
+  const address = `unix:${join(dir, 'api.sock')}`;
+  await server.listen(address, LOCAL_INSECURE, authenticateLocalRoot);
+  const client = new ApiClient(address);
+  t.teardown(async () => {
+    client.close();
+    await server.close();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const target = `${registry?.host ?? ''}/api/busybox:v3`;
+  const statuses: string[] = [];
+  const pushed = await client.imagePush('busybox', target, (e) => statuses.push(`${e.kind}:${e.status}`));
+  t.is(pushed.reference, target);
+  t.is(pushed.digest, image.manifestDigest);
+  t.true(statuses.includes('layer:pushed') && statuses.includes('config:pushed'), statuses.join(' '));
+  t.true(statuses.includes('layer:pushing'), statuses.join(' '));
+  t.deepEqual(
+    audited.map((r) => [r.method, r.request, r.error === undefined]),
+    [['ImagePush', { reference: 'busybox', target }, true]],
+  );
+
+  const missing = await t.throwsAsync(
+    client.imagePush('alpine:3', target, () => undefined),
+    { instanceOf: ApiCallError },
+  );
+  t.is(missing.code, grpc.status.NOT_FOUND);
+  t.regex(missing.message, /image "alpine:3" is not in the store of node node-a/);
+
+  const noRegistry = await t.throwsAsync(
+    client.imagePush('busybox', '', () => undefined),
+    { instanceOf: ApiCallError },
+  );
+  t.is(noRegistry.code, grpc.status.INVALID_ARGUMENT);
+  t.regex(noRegistry.message, /names no registry/);
+  // The registry's failure is not UNAVAILABLE, which tsctl reads as "the API cannot be reached".
+  const port = await freePort();
+  const unreachable = await t.throwsAsync(
+    client.imagePush('busybox', `127.0.0.1:${port}/api/busybox:v3`, () => undefined),
+    { instanceOf: ApiCallError },
+  );
+  t.is(unreachable.code, grpc.status.FAILED_PRECONDITION);
+  t.regex(
+    unreachable.message,
+    new RegExp(`^push 127\\.0\\.0\\.1:${port}/api/busybox:v3: checking whether the registry has .*ECONNREFUSED.*\\(from node node-a\\)$`),
+  );
+  t.is(audited.length, 4, 'refused and failed pushes are audited too');
+  t.true(audited.slice(1).every((r) => r.error !== undefined));
 });
