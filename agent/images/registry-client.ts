@@ -272,7 +272,7 @@ export class RegistryClient {
     init: RequestInit,
     attempt: number,
   ): Promise<{ kind: 'response'; response: Response } | { kind: 'retry'; attempt: number }> {
-    const label = `${init.method ?? 'GET'} ${url instanceof URL ? `${url.origin}${url.pathname}` : url}`;
+    const label = `${init.method ?? 'GET'} ${urlForMessages(url)}`;
     let problem: string;
     let retryAfterMs: number | undefined;
     let status: number | undefined;
@@ -367,6 +367,15 @@ export class IdleAbort {
   clear(): void {
     clearTimeout(this.timer);
   }
+}
+
+/**
+ * A URL as errors and logs show it: without its query, which for an upload location may hold a
+ * signature that grants access (a storage backend's pre-signed URL).
+ */
+export function urlForMessages(url: string | URL): string {
+  const parsed = new URL(url);
+  return `${parsed.origin}${parsed.pathname}`;
 }
 
 function basicAuthorization(credentials: RegistryCredentials): string {

@@ -15,7 +15,7 @@ import { mapLimit } from './concurrency.js';
 import type { Descriptor, ImageManifest } from './manifest.js';
 import { OCI_MANIFEST } from './media-types.js';
 import { meteredChunks } from './metered.js';
-import { IdleAbort, type RegistryClient, RegistryError, errorDetail } from './registry-client.js';
+import { IdleAbort, type RegistryClient, RegistryError, errorDetail, urlForMessages } from './registry-client.js';
 
 export interface PushInput {
   /** Where to: registry, repository and the tag to put the manifest under. */
@@ -108,7 +108,7 @@ export async function pushManifest(client: RegistryClient, input: PushInput): Pr
 
 async function unexpected(method: string, url: string, response: Response, hint = ''): Promise<RegistryError> {
   const detail = await errorDetail(response);
-  return new RegistryError(`${method} ${url}: ${response.status} ${response.statusText}${detail}${hint}`, response.status);
+  return new RegistryError(`${method} ${urlForMessages(url)}: ${response.status} ${response.statusText}${detail}${hint}`, response.status);
 }
 
 /** The credentials may allow pulling only: say where they come from when the registry refuses. */
@@ -145,8 +145,8 @@ export function uploadLocation(header: string | null, requestUrl: string): URL {
   try {
     location = new URL(header, requestUrl);
   } catch {
-    // The header is the error: it is quoted (cut) in the message.
-    throw new RegistryError(`POST ${requestUrl}: the upload Location ${JSON.stringify(header.slice(0, 200))} is not a URL`);
+    // Not quoted: a Location may carry a signature, and this one is unusable whatever it says.
+    throw new RegistryError(`POST ${requestUrl}: the upload Location (${header.length} characters) is not a URL`);
   }
   if (location.protocol !== 'https:' && location.protocol !== 'http:') {
     throw new RegistryError(`POST ${requestUrl}: the upload Location has scheme ${location.protocol}, expected http or https`);
@@ -194,9 +194,14 @@ async function uploadBlob(client: RegistryClient, input: PushInput, location: UR
     });
     if (response.status !== 201 && response.status !== 204) throw await unexpected('PUT', url, response, authHint(response.status, input.target));
     await response.body?.cancel();
-    checkConfirmedDigest(response, descriptor.digest, `PUT ${url}`);
+    checkConfirmedDigest(response, descriptor.digest, `PUT ${urlForMessages(url)}`);
   } catch (error) {
-    if (idle.signal.aborted) throw new RegistryError(`PUT ${url}: the registry read nothing of the blob for ${input.blobIdleTimeoutMs} ms`, undefined, true);
+    if (idle.signal.aborted)
+      throw new RegistryError(
+        `PUT ${urlForMessages(url)}: no progress for ${input.blobIdleTimeoutMs} ms (the registry neither read the blob nor answered)`,
+        undefined,
+        true,
+      );
     throw error;
   } finally {
     idle.clear();
