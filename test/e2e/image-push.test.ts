@@ -55,7 +55,10 @@ test.serial('tsctl image push sends the node image to a registry; pushed again i
   const testNode = node;
   await eventually(
     'the registry to answer',
-    async () => (await testNode.inNetns('busybox', 'wget', '-q', '-O', '-', 'http://127.0.0.1:5000/v2/')) !== undefined,
+    async () => {
+      await testNode.inNetns('busybox', 'wget', '-q', '-O', '-', 'http://127.0.0.1:5000/v2/');
+      return true;
+    },
     20_000,
   );
 
