@@ -47,7 +47,7 @@ import type {
   RemoveResult,
 } from '../../common/images/types.js';
 import { pushManifest } from './registry-push.js';
-import { pushTarget } from './push-target.js';
+import { mountSource, pushTarget } from './push-target.js';
 
 export interface LocalImageStoreOptions {
   root: string;
@@ -225,10 +225,12 @@ export class LocalImageStore implements ImageStore {
         }
       }
       const client = await this.registryClient(options.insecureRegistries ?? [], `push ${targetName}`);
+      const source = mountSource(record.reference, target);
       const pushed = await pushManifest(client, {
         target,
         manifestBytes,
         manifest,
+        ...(source === undefined ? {} : { mountFrom: source }),
         blobPath: (digest) => this.blobs.path(digest),
         concurrency: this.options.maxConcurrentDownloads ?? 3,
         blobIdleTimeoutMs: this.options.registry?.blobIdleTimeoutMs ?? 60_000,
@@ -240,6 +242,7 @@ export class LocalImageStore implements ImageStore {
         size: manifest.config.size + manifest.layers.reduce((sum, l) => sum + l.size, 0),
         pushed: pushed.pushed,
         existed: pushed.existed,
+        mounted: pushed.mounted,
       };
     });
   }

@@ -24,3 +24,14 @@ export function pushTarget(reference: string, target: string | undefined): Image
   }
   return { registry: parsed.registry, repository: parsed.repository, tag: parsed.tag ?? 'latest' };
 }
+
+/**
+ * The repository a push may mount blobs from: the one the image was pulled from, when it is on
+ * the target's registry (a mount never crosses registries) and is not the target itself.
+ */
+export function mountSource(storedReference: string, target: ImageReference): string | undefined {
+  // An image stored without a name (by digest) or under a name without a registry came from no registry we can name.
+  if (isSha256Digest(storedReference) || !namesRegistry(storedReference)) return undefined;
+  const source = parseReference(storedReference);
+  return source.registry === target.registry && source.repository !== target.repository ? source.repository : undefined;
+}

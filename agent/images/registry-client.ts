@@ -65,6 +65,8 @@ export interface RegistryRequest {
   /** Made anew for every attempt: a streamed body can be sent only once. */
   body?: () => Uint8Array | AsyncIterable<Uint8Array>;
   actions: RegistryActions;
+  /** Another repository of the same registry the request also reads (a cross-repository mount's source). */
+  alsoPullFrom?: string;
   /** true: the whole request within requestTimeoutMs; false: bounded by `idle` if given. */
   timeout: boolean;
   idle?: IdleAbort;
@@ -223,7 +225,8 @@ export class RegistryClient {
     const origin = new URL(this.baseUrl(ref.registry)).origin;
     const target = new URL(request.url);
     // Pull and push tokens are kept apart: a pull token would be refused for an upload.
-    const scopeKey = `${repositoryName(ref)} ${request.actions}`;
+    const scopes = { actions: request.actions, ...(request.alsoPullFrom === undefined ? {} : { alsoPullFrom: request.alsoPullFrom }) };
+    const scopeKey = `${repositoryName(ref)} ${request.actions}${request.alsoPullFrom === undefined ? '' : ` ${request.alsoPullFrom}:pull`}`;
     let authorized = false;
     for (let attempt = 1; ; attempt++) {
       const headers: Record<string, string> = { ...request.headers };
@@ -254,7 +257,7 @@ export class RegistryClient {
         authorized = true;
         const challenge = parseChallenge(ok.headers.get('www-authenticate'));
         await ok.body?.cancel();
-        this.authorizations.set(scopeKey, await this.authorize(ref, challenge, `${request.method} ${request.url}`, request.actions));
+        this.authorizations.set(scopeKey, await this.authorize(ref, challenge, `${request.method} ${urlForMessages(request.url)}`, scopes));
         attempt = 0;
         continue;
       }
@@ -293,7 +296,12 @@ export class RegistryClient {
     return { kind: 'retry', attempt };
   }
 
-  private async authorize(ref: ImageReference, challenge: Challenge | undefined, what: string, actions: RegistryActions): Promise<string> {
+  private async authorize(
+    ref: ImageReference,
+    challenge: Challenge | undefined,
+    what: string,
+    scopes: { actions: RegistryActions; alsoPullFrom?: string },
+  ): Promise<string> {
     const credentials = this.options.credentials?.(ref.registry);
     if (challenge === undefined) {
       throw new RegistryError(`${what}: 401 Unauthorized without a usable WWW-Authenticate challenge`, 401);
@@ -310,8 +318,10 @@ export class RegistryClient {
       const tokenUrl = new URL(realm);
       if (challenge.params.service) tokenUrl.searchParams.set('service', challenge.params.service);
       // A push asks for pull and push whatever the challenge named (a HEAD's challenge names pull only).
-      const scope = actions === 'pull' ? (challenge.params.scope ?? `repository:${ref.repository}:pull`) : `repository:${ref.repository}:${actions}`;
+      const scope =
+        scopes.actions === 'pull' ? (challenge.params.scope ?? `repository:${ref.repository}:pull`) : `repository:${ref.repository}:${scopes.actions}`;
       tokenUrl.searchParams.set('scope', scope);
+      if (scopes.alsoPullFrom !== undefined) tokenUrl.searchParams.append('scope', `repository:${scopes.alsoPullFrom}:pull`);
       const headers: Record<string, string> = { accept: 'application/json' };
       if (credentials) headers.authorization = basicAuthorization(credentials);
       let response: Response;

@@ -15,13 +15,19 @@ import { mapLimit } from './concurrency.js';
 import type { Descriptor, ImageManifest } from './manifest.js';
 import { OCI_MANIFEST } from './media-types.js';
 import { meteredChunks } from './metered.js';
-import { IdleAbort, type RegistryClient, RegistryError, errorDetail, urlForMessages } from './registry-client.js';
+import { IdleAbort, type RegistryClient, RegistryError, type RegistryRequest, errorDetail, urlForMessages } from './registry-client.js';
 
 export interface PushInput {
   /** Where to: registry, repository and the tag to put the manifest under. */
   target: ImageReference & { tag: string };
   manifestBytes: Buffer;
   manifest: ImageManifest;
+  /**
+   * A repository of the same registry that already holds the image's blobs (the one it was
+   * pulled from): blobs missing from the target are mounted from it instead of sent, where the
+   * registry allows (a cross-repository mount); otherwise they are uploaded.
+   */
+  mountFrom?: string;
   /** The store's file of a blob (verified when it was stored). */
   blobPath: (digest: string) => string;
   /** Blobs checked and sent at once. */
@@ -36,6 +42,7 @@ export interface PushedManifest {
   digest: string;
   pushed: number;
   existed: number;
+  mounted: number;
 }
 
 /** A registry's Location header longer than this is not a URL we follow. */
@@ -81,29 +88,50 @@ function blobsOf(manifest: ImageManifest): Blob[] {
   return blobs;
 }
 
+/** The registry, repository and token scope every request of one push shares (one token serves them all). */
+interface Session {
+  client: RegistryClient;
+  ref: ImageReference;
+  /** .../v2/<repository> of the target. */
+  api: string;
+  access: Pick<RegistryRequest, 'actions' | 'alsoPullFrom'>;
+}
+
 /** Sends the blobs the registry lacks, then the manifest under the target's tag. */
 export async function pushManifest(client: RegistryClient, input: PushInput): Promise<PushedManifest> {
   const target = formatReference(input.target);
-  const api = `${client.baseUrl(input.target.registry)}/v2/${input.target.repository}`;
-  let pushed = 0;
-  let existed = 0;
+  const mountFrom = input.mountFrom !== undefined && input.mountFrom !== input.target.repository ? input.mountFrom : undefined;
+  const session: Session = {
+    client,
+    ref: input.target,
+    api: `${client.baseUrl(input.target.registry)}/v2/${input.target.repository}`,
+    access: { actions: 'pull,push', ...(mountFrom === undefined ? {} : { alsoPullFrom: mountFrom }) },
+  };
+  const counts = { pushed: 0, existed: 0, mounted: 0 };
   await mapLimit(blobsOf(input.manifest), input.concurrency, async ({ descriptor, kind }) => {
     const event = { digest: descriptor.digest, kind, total: descriptor.size };
     const what = `${kind} ${descriptor.digest}`;
-    if (await step(target, `checking whether the registry has ${what}`, () => blobExists(client, input.target, api, descriptor))) {
-      existed++;
+    if (await step(target, `checking whether the registry has ${what}`, () => blobExists(session, descriptor))) {
+      counts.existed++;
       input.onProgress({ ...event, status: 'exists', current: descriptor.size });
       return;
     }
-    const location = await step(target, `starting the upload of ${what}`, () => startUpload(client, input.target, api));
+    const started = await step(target, `starting the upload of ${what}`, () => startUpload(session, descriptor, mountFrom));
+    if (started === 'mounted') {
+      counts.mounted++;
+      input.onProgress({ ...event, status: 'mounted', current: descriptor.size });
+      return;
+    }
     await step(target, `uploading ${what}`, () =>
-      uploadBlob(client, input, location, descriptor, (current) => input.onProgress({ ...event, status: 'pushing', current })),
+      uploadBlob(session, input.blobIdleTimeoutMs, started, descriptor, input.blobPath(descriptor.digest), (current) =>
+        input.onProgress({ ...event, status: 'pushing', current }),
+      ),
     );
-    pushed++;
+    counts.pushed++;
     input.onProgress({ ...event, status: 'pushed', current: descriptor.size });
   });
-  const digest = await step(target, 'putting the manifest', () => putManifest(client, input, api));
-  return { digest, pushed, existed };
+  const digest = await step(target, 'putting the manifest', () => putManifest(session, input));
+  return { digest, ...counts };
 }
 
 async function unexpected(method: string, url: string, response: Response, hint = ''): Promise<RegistryError> {
@@ -116,20 +144,40 @@ function authHint(status: number, ref: ImageReference): string {
   return status === 401 || status === 403 ? `; the node's credentials for ${ref.registry} (its registries file) must allow pushing to ${ref.repository}` : '';
 }
 
-async function blobExists(client: RegistryClient, ref: ImageReference, api: string, descriptor: Descriptor): Promise<boolean> {
-  const url = `${api}/blobs/${descriptor.digest}`;
-  const response = await client.send(ref, { method: 'HEAD', url, actions: 'pull,push', timeout: true });
+async function blobExists(session: Session, descriptor: Descriptor): Promise<boolean> {
+  const url = `${session.api}/blobs/${descriptor.digest}`;
+  const response = await session.client.send(session.ref, { method: 'HEAD', url, ...session.access, timeout: true });
   await response.body?.cancel();
   if (response.status === 404) return false;
   if (response.status === 200) return true;
-  throw await unexpected('HEAD', url, response, authHint(response.status, ref));
+  throw await unexpected('HEAD', url, response, authHint(response.status, session.ref));
 }
 
-/** Opens an upload session; returns its absolute URL. */
-async function startUpload(client: RegistryClient, ref: ImageReference, api: string): Promise<URL> {
-  const url = `${api}/blobs/uploads/`;
-  const response = await client.send(ref, { method: 'POST', url, headers: { 'content-length': '0' }, actions: 'pull,push', timeout: true });
-  if (response.status !== 202) throw await unexpected('POST', url, response, authHint(response.status, ref));
+/**
+ * Opens an upload session and returns its absolute URL; or, asked to mount the blob from
+ * `mountFrom` and the registry did (201), 'mounted'. A registry that will not mount answers 202
+ * with an upload session, as for a plain POST.
+ */
+async function startUpload(session: Session, descriptor: Descriptor, mountFrom: string | undefined): Promise<URL | 'mounted'> {
+  const url = `${session.api}/blobs/uploads/`;
+  const mount = mountFrom === undefined ? '' : `?mount=${encodeURIComponent(descriptor.digest)}&from=${encodeURIComponent(mountFrom)}`;
+  const response = await session.client.send(session.ref, {
+    method: 'POST',
+    url: `${url}${mount}`,
+    headers: { 'content-length': '0' },
+    ...session.access,
+    timeout: true,
+  });
+  if (response.status === 201 && mountFrom !== undefined) {
+    await response.body?.cancel();
+    return 'mounted';
+  }
+  if ((response.status === 401 || response.status === 403) && mountFrom !== undefined) {
+    // The token may grant the target but not reading the source: then the blob is simply uploaded.
+    await response.body?.cancel();
+    return startUpload(session, descriptor, undefined);
+  }
+  if (response.status !== 202) throw await unexpected('POST', url, response, authHint(response.status, session.ref));
   await response.body?.cancel();
   return uploadLocation(response.headers.get('location'), url);
 }
@@ -166,11 +214,17 @@ export function withDigest(location: URL, digest: string): string {
   return url.toString();
 }
 
-async function uploadBlob(client: RegistryClient, input: PushInput, location: URL, descriptor: Descriptor, report: (current: number) => void): Promise<void> {
+async function uploadBlob(
+  session: Session,
+  idleTimeoutMs: number,
+  location: URL,
+  descriptor: Descriptor,
+  path: string,
+  report: (current: number) => void,
+): Promise<void> {
   const url = withDigest(location, descriptor.digest);
-  const path = input.blobPath(descriptor.digest);
   // Blobs may be large, so no overall deadline: an upload the registry stops reading is aborted.
-  const idle = new IdleAbort(input.blobIdleTimeoutMs);
+  const idle = new IdleAbort(idleTimeoutMs);
   try {
     const body = (): AsyncIterable<Uint8Array> =>
       meteredChunks(
@@ -183,22 +237,22 @@ async function uploadBlob(client: RegistryClient, input: PushInput, location: UR
         descriptor.size,
         report,
       );
-    const response = await client.send(input.target, {
+    const response = await session.client.send(session.ref, {
       method: 'PUT',
       url,
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(descriptor.size) },
       body,
-      actions: 'pull,push',
+      ...session.access,
       timeout: false,
       idle,
     });
-    if (response.status !== 201 && response.status !== 204) throw await unexpected('PUT', url, response, authHint(response.status, input.target));
+    if (response.status !== 201 && response.status !== 204) throw await unexpected('PUT', url, response, authHint(response.status, session.ref));
     await response.body?.cancel();
     checkConfirmedDigest(response, descriptor.digest, `PUT ${urlForMessages(url)}`);
   } catch (error) {
     if (idle.signal.aborted)
       throw new RegistryError(
-        `PUT ${urlForMessages(url)}: no progress for ${input.blobIdleTimeoutMs} ms (the registry neither read the blob nor answered)`,
+        `PUT ${urlForMessages(url)}: no progress for ${idleTimeoutMs} ms (the registry neither read the blob nor answered)`,
         undefined,
         true,
       );
@@ -208,27 +262,27 @@ async function uploadBlob(client: RegistryClient, input: PushInput, location: UR
   }
 }
 
-async function putManifest(client: RegistryClient, input: PushInput, api: string): Promise<string> {
-  const url = `${api}/manifests/${input.target.tag}`;
+async function putManifest(session: Session, input: PushInput): Promise<string> {
+  const url = `${session.api}/manifests/${input.target.tag}`;
   const digest = sha256Digest(input.manifestBytes);
   // OCI manifests may leave their media type out; the registry needs it as the Content-Type.
   const contentType = input.manifest.mediaType ?? OCI_MANIFEST;
-  const response = await client.send(input.target, {
+  const response = await session.client.send(session.ref, {
     method: 'PUT',
     url,
     headers: { 'content-type': contentType },
     body: () => input.manifestBytes,
-    actions: 'pull,push',
+    ...session.access,
     timeout: true,
   });
-  if (response.status !== 201 && response.status !== 200) throw await unexpected('PUT', url, response, authHint(response.status, input.target));
+  if (response.status !== 201 && response.status !== 200) throw await unexpected('PUT', url, response, authHint(response.status, session.ref));
   await response.body?.cancel();
   if (response.headers.get('docker-content-digest') !== null) {
     checkConfirmedDigest(response, digest, `PUT ${url}`);
     return digest;
   }
   // No digest in the answer (it is optional): ask for the tag, which must now name our manifest.
-  const head = await client.send(input.target, { method: 'HEAD', url, headers: { accept: contentType }, actions: 'pull,push', timeout: true });
+  const head = await session.client.send(session.ref, { method: 'HEAD', url, headers: { accept: contentType }, ...session.access, timeout: true });
   await head.body?.cancel();
   if (!head.ok) throw await unexpected('HEAD', url, head);
   if (head.headers.get('docker-content-digest') === null) {

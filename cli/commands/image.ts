@@ -62,6 +62,8 @@ function describePush(event: PullEvent): string {
       return `${id}: pushing ${formatBytes(event.current)} / ${formatBytes(event.total)}`;
     case 'exists':
       return `${id}: already in the registry`;
+    case 'mounted':
+      return `${id}: mounted from the repository it came from`;
     case 'pushed':
       return `${id}: pushed`;
     default:

@@ -68,8 +68,11 @@ export interface PullOptions {
 export interface PushProgress {
   digest: string;
   kind: 'config' | 'layer';
-  /** exists: the registry has it already, nothing sent · pushing: `current` of `total` bytes sent · pushed. */
-  status: 'exists' | 'pushing' | 'pushed';
+  /**
+   * exists: the registry has it already, nothing sent · mounted: the registry linked it from the
+   * repository the image came from, nothing sent · pushing: `current` of `total` bytes sent · pushed.
+   */
+  status: 'exists' | 'mounted' | 'pushing' | 'pushed';
   current: number;
   total: number;
 }
@@ -88,9 +91,10 @@ export interface PushResult {
   digest: string;
   /** Config and layers, compressed, in bytes. */
   size: number;
-  /** Blobs sent, and blobs the registry had already. */
+  /** Blobs sent, blobs the registry had already, and blobs it mounted from the repository the image came from. */
   pushed: number;
   existed: number;
+  mounted: number;
 }
 
 export interface RemoveOptions {

@@ -112,6 +112,21 @@ test('the image loaded from a docker save archive (a manifest the store wrote) p
   t.is((await (await newStore(t)).pull(target)).digest, loaded.digest);
 });
 
+test('pushed within the registry it came from, under another repository, the blobs are mounted rather than sent', async (t) => {
+  const host = registry?.host ?? '';
+  await (await storeWithBusybox(t)).push('busybox', { target: `${host}/origin/busybox:v1` });
+  const store = await newStore(t);
+  await store.pull(`${host}/origin/busybox:v1`);
+  const events: PushProgress[] = [];
+  const result = await store.push(`${host}/origin/busybox:v1`, { target: `${host}/copy/busybox:v1`, onProgress: (e) => events.push(e) });
+  t.deepEqual([result.mounted, result.pushed, result.existed], [2, 0, 0]);
+  t.deepEqual(
+    events.map((e) => e.status),
+    ['mounted', 'mounted'],
+  );
+  t.is((await (await newStore(t)).pull(`${host}/copy/busybox:v1`)).digest, image.manifestDigest);
+});
+
 test('an image that is not in the store is a clear error, and nothing is sent', async (t) => {
   let requests = 0;
   const counting: typeof fetch = (input, init) => {
@@ -169,8 +184,14 @@ test('pushes to a registry with token auth, asking the token server for pull and
     requests.some((r) => !r.endsWith(':pull,push')),
     `a push asks only for pull,push tokens: ${requests.join(', ')}`,
   );
+  const pushRequests = requests.length;
   const back = await newStore(t, { credentials: () => ({ username: credentials.user, password: credentials.password }) });
   t.is((await back.pull(target)).digest, image.manifestDigest);
+
+  // Pushed on from the repository it was pulled from: the token also covers reading that one, for the mounts.
+  const mounted = await back.push(target, { target: `${tokened.host}/tokened/copy:v1` });
+  t.is(mounted.mounted, 2);
+  t.true(requests.slice(pushRequests).includes('pusher repository:tokened/copy:pull,push repository:tokened/busybox:pull'), requests.join('\n'));
 });
 
 test('a registry that is not there fails the push with the registry, repository and step named, after the retries', async (t) => {

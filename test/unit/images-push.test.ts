@@ -3,7 +3,7 @@
 // The push itself against a real registry: test/integration/images-push.test.ts.
 import test from 'ava';
 
-import { pushTarget } from '../../agent/images/push-target.js';
+import { mountSource, pushTarget } from '../../agent/images/push-target.js';
 import { uploadLocation, withDigest } from '../../agent/images/registry-push.js';
 import { InvalidReferenceError, namesRegistry } from '../../common/images/reference.js';
 import { PUSH_WORDS, PullProgressDisplay } from '../../cli/commands/image.js';
@@ -29,6 +29,15 @@ test('the push target: TARGET when given (tag defaults to latest), else the refe
   t.throws(() => pushTarget(`127.0.0.1:5000/app@${DIGEST}`, undefined), { message: /pushed under a tag/ });
   t.throws(() => pushTarget(DIGEST, undefined), { message: /bare digest/ });
   t.throws(() => pushTarget('busybox', '127.0.0.1:5000/Team/App'), { instanceOf: InvalidReferenceError });
+});
+
+test('blobs are mounted only from another repository of the same registry the image came from', (t) => {
+  const target = pushTarget('x', 'registry.example/team/app:v1');
+  t.is(mountSource('registry.example/origin/app:v1', target), 'origin/app');
+  t.is(mountSource('registry.example/team/app:v0', target), undefined, 'the same repository: the blobs are there or not');
+  t.is(mountSource('other.example/origin/app:v1', target), undefined, 'another registry');
+  t.is(mountSource(DIGEST, target), undefined, 'an image without a name');
+  t.is(mountSource('busybox:latest', target), undefined);
 });
 
 test('an upload Location is resolved against the request, over http(s) only, never downgraded from https', (t) => {
