@@ -252,9 +252,7 @@ async function uploadBlob(
   } catch (error) {
     if (idle.signal.aborted)
       throw new RegistryError(
-        `PUT ${urlForMessages(url)}: no progress for ${idleTimeoutMs} ms (the registry neither read the blob nor answered)`,
-        undefined,
-        true,
+        `PUT ${urlForMessages(url)}: no progress for ${idleTimeoutMs} ms (the registry neither read the blob nor answered), also when tried again`,
       );
     throw error;
   } finally {
