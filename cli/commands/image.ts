@@ -152,7 +152,7 @@ export function registerImageCommands(program: Command, withClient: WithClient):
   image
     .command('push')
     .description("push an image of the node's store to a registry, under TARGET if given (like docker tag and push in one)")
-    .argument('<reference>', 'image in the node store')
+    .argument('<reference>', "image in the node's store")
     .argument('[target]', 'name to push as, registry/repository[:tag]; default: the reference, which must then name a registry')
     .option('-q, --quiet', 'print only the result')
     .action(async (reference: string, target: string | undefined, options: { quiet?: boolean }) => {
