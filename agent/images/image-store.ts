@@ -235,6 +235,7 @@ export class LocalImageStore implements ImageStore {
         concurrency: this.options.maxConcurrentDownloads ?? 3,
         blobIdleTimeoutMs: this.options.registry?.blobIdleTimeoutMs ?? 60_000,
         onProgress: options.onProgress ?? (() => undefined),
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
       });
       return {
         reference: targetName,

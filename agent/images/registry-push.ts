@@ -35,6 +35,8 @@ export interface PushInput {
   /** A blob upload whose body the registry stops reading for this long is aborted, in ms. */
   blobIdleTimeoutMs: number;
   onProgress: (event: PushProgress) => void;
+  /** Checked before each blob and before the manifest (blob uploads under way finish or fail on their own). */
+  signal?: AbortSignal;
 }
 
 export interface PushedManifest {
@@ -111,6 +113,7 @@ export async function pushManifest(client: RegistryClient, input: PushInput): Pr
   await mapLimit(blobsOf(input.manifest), input.concurrency, async ({ descriptor, kind }) => {
     const event = { digest: descriptor.digest, kind, total: descriptor.size };
     const what = `${kind} ${descriptor.digest}`;
+    stopIfCancelled(input.signal, target);
     if (await step(target, `checking whether the registry has ${what}`, () => blobExists(session, descriptor))) {
       counts.existed++;
       input.onProgress({ ...event, status: 'exists', current: descriptor.size });
@@ -130,8 +133,13 @@ export async function pushManifest(client: RegistryClient, input: PushInput): Pr
     counts.pushed++;
     input.onProgress({ ...event, status: 'pushed', current: descriptor.size });
   });
+  stopIfCancelled(input.signal, target);
   const digest = await step(target, 'putting the manifest', () => putManifest(session, input));
   return { digest, ...counts };
+}
+
+function stopIfCancelled(signal: AbortSignal | undefined, target: string): void {
+  if (signal?.aborted) throw new PushError(target, 'cancelled', new Error('the push was called off before its manifest was put; the tag is unchanged'));
 }
 
 async function unexpected(method: string, url: string, response: Response, hint = ''): Promise<RegistryError> {

@@ -82,6 +82,8 @@ export interface PushOptions {
   target?: string;
   insecureRegistries?: string[];
   onProgress?: (event: PushProgress) => void;
+  /** Aborted (the caller went away): no further blob is started and the manifest is not put, so the tag never names a push that was called off. */
+  signal?: AbortSignal;
 }
 
 export interface PushResult {

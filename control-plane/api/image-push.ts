@@ -33,13 +33,20 @@ function pushError(err: unknown, node: string): unknown {
   return err;
 }
 
-export async function pushImage(images: ImageStore, node: string, request: ImagePushRequest__Output, write: (event: ImagePushEvent) => void): Promise<void> {
+export async function pushImage(
+  images: ImageStore,
+  node: string,
+  request: ImagePushRequest__Output,
+  write: (event: ImagePushEvent) => void,
+  signal?: AbortSignal,
+): Promise<void> {
   if (!request.reference) throw invalidArgument('image push: missing image reference');
   checkReference(request.reference, 'image reference');
   checkReference(request.target, 'target');
   const result = await images
     .push(request.reference, {
       ...(request.target ? { target: request.target } : {}),
+      ...(signal === undefined ? {} : { signal }),
       onProgress: (e) => write({ status: e.status, digest: e.digest, kind: e.kind, current: e.current, total: e.total }),
     })
     .catch((err: unknown) => {

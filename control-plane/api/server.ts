@@ -657,7 +657,10 @@ export class ApiServer {
       },
       ImagePush: (call) => {
         const node = this.deps.selfNode === undefined ? "this manager's node" : `node ${this.deps.selfNode}`;
-        pushImage(this.deps.images, node, call.request, (event) => call.write(event))
+        // A client that goes away (tsctl interrupted) calls the push off before its manifest is put.
+        const cancelled = new AbortController();
+        call.on('cancelled', () => cancelled.abort());
+        pushImage(this.deps.images, node, call.request, (event) => call.write(event), cancelled.signal)
           .then(() => {
             this.streamEnded(call, 'ImagePush', undefined, call.request);
             call.end();

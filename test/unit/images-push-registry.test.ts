@@ -190,3 +190,32 @@ test('a mount the registry refuses (401) or declines (202) falls back to an uplo
   const mounts = registry.seen.filter((s) => s.method === 'POST' && s.url.includes('mount='));
   t.true(mounts.some((s) => s.url.includes('from=refusing%2Fsource')) && mounts.some((s) => s.url.includes('from=declining%2Fsource')));
 });
+
+test('a push called off (the client went away) starts no further blob and never puts the manifest', async (t) => {
+  const registry = await server(t, (req, res, body) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (req.method === 'HEAD') res.writeHead(404);
+    else if (req.method === 'POST') res.writeHead(202, { location: '/v2/team/app/blobs/uploads/u1' });
+    else if (req.method === 'PUT' && url.pathname.includes('/uploads/')) res.writeHead(201, { 'docker-content-digest': sha256Digest(body) });
+    else res.writeHead(500);
+    res.end();
+  });
+  const input = await image(t);
+  const cancel = new AbortController();
+  const error = await t.throwsAsync(
+    pushManifest(new RegistryClient(instant), {
+      ...input,
+      signal: cancel.signal,
+      target: { ...parseReference(`${registry.host}/team/app:v1`), tag: 'v1' },
+      onProgress: (e) => {
+        if (e.status === 'pushed') cancel.abort();
+      },
+    }),
+  );
+  t.regex(error.message, /^push 127\.0\.0\.1:\d+\/team\/app:v1: cancelled: the push was called off before its manifest was put; the tag is unchanged$/);
+  t.deepEqual(
+    registry.seen.map((s) => s.method),
+    ['HEAD', 'POST', 'PUT'],
+    'the config only; the layer and the manifest were never sent',
+  );
+});
