@@ -20,6 +20,7 @@ import type { ImageSummary__Output } from '../proto/gen/tessera/api/v1/ImageSumm
 import type { ImageListResponse__Output } from '../proto/gen/tessera/api/v1/ImageListResponse.js';
 import type { ImageLoadResponse__Output } from '../proto/gen/tessera/api/v1/ImageLoadResponse.js';
 import type { ImagePullEvent__Output } from '../proto/gen/tessera/api/v1/ImagePullEvent.js';
+import type { ImagePushEvent__Output } from '../proto/gen/tessera/api/v1/ImagePushEvent.js';
 import type { ImageRemoveResponse__Output } from '../proto/gen/tessera/api/v1/ImageRemoveResponse.js';
 import type { ImageGcResult__Output } from '../proto/gen/tessera/api/v1/ImageGcResult.js';
 import type { ImageSaveChunk__Output } from '../proto/gen/tessera/api/v1/ImageSaveChunk.js';
@@ -137,6 +138,20 @@ export class ApiClient {
         else onEvent(event);
       });
       stream.on('end', () => (image ? resolve(image) : reject(new Error('the pull ended without a result'))));
+      stream.on('error', (err: grpc.ServiceError) => reject(new ApiCallError(err)));
+    });
+  }
+
+  /** Pushes an image of the answering manager's node to a registry; `target` "" pushes it under its own name. */
+  imagePush(reference: string, target: string, onEvent: (event: ImagePushEvent__Output) => void): Promise<ImageSummary__Output> {
+    return new Promise((resolve, reject) => {
+      let image: ImageSummary__Output | undefined;
+      const stream = this.raw.imagePush({ reference, target }, this.options(3_600_000));
+      stream.on('data', (event: ImagePushEvent__Output) => {
+        if (event.image) image = event.image;
+        else onEvent(event);
+      });
+      stream.on('end', () => (image ? resolve(image) : reject(new Error('the push ended without a result'))));
       stream.on('error', (err: grpc.ServiceError) => reject(new ApiCallError(err)));
     });
   }

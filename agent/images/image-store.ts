@@ -13,6 +13,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { stageArchive, tarStream } from './archive-writer.js';
 import { BlobStore } from './blob-store.js';
 import { ReadWriteLock, mapLimit } from './concurrency.js';
+import { meteredChunks } from './metered.js';
 import { isSha256Digest } from '../../common/images/digest.js';
 import { markReferenced, sweep } from './garbage-collector.js';
 import { ImageIndexStore } from './image-index.js';
@@ -35,7 +36,20 @@ import { SUPPORTED_LAYER_TYPES } from './media-types.js';
 import { PeerBlobFetcher, type PeerBlobSource } from './peer/peer-fetch.js';
 import { type ImageReference, InvalidReferenceError, formatReference, parseReference, repositoryName } from '../../common/images/reference.js';
 import { RegistryClient, type RegistryClientOptions, type RegistryCredentials } from './registry-client.js';
-import type { GcResult, ImageRecord, ImageStore, PullOptions, PullProgress, PulledImage, RemoveOptions, RemoveResult } from '../../common/images/types.js';
+import type {
+  GcResult,
+  ImageRecord,
+  ImageStore,
+  PullOptions,
+  PullProgress,
+  PulledImage,
+  PushOptions,
+  PushResult,
+  RemoveOptions,
+  RemoveResult,
+} from '../../common/images/types.js';
+import { pushManifest } from './registry-push.js';
+import { mountSource, pushTarget } from './push-target.js';
 
 export interface LocalImageStoreOptions {
   root: string;
@@ -88,24 +102,6 @@ export class ImageInUseError extends Error {
     );
     this.name = 'ImageInUseError';
   }
-}
-
-/** Reports download progress at most every 5% (and at least every 256 KiB apart), so a pull gives tens of events per layer, not thousands. */
-function meteredChunks(source: AsyncIterable<Uint8Array>, total: number, report: (current: number) => void): AsyncIterable<Uint8Array> {
-  const step = Math.max(256 * 1024, Math.ceil(total / 20));
-  return (async function* () {
-    let current = 0;
-    let reported = 0;
-    report(0);
-    for await (const chunk of source) {
-      current += chunk.byteLength;
-      if (current - reported >= step || current === total) {
-        reported = current;
-        report(current);
-      }
-      yield chunk;
-    }
-  })();
 }
 
 export class LocalImageStore implements ImageStore {
@@ -296,6 +292,46 @@ export class LocalImageStore implements ImageStore {
     })();
   }
 
+  async push(reference: string, options: PushOptions = {}): Promise<PushResult> {
+    const target = pushTarget(reference, options.target);
+    const targetName = formatReference(target);
+    await this.removeStaleTempOnce();
+    // The read lock keeps a collection from deleting blobs while they are being sent.
+    return this.lock.read(async () => {
+      const record = await this.findRecord(reference);
+      if (!record) throw new ImageNotFoundError(reference);
+      const what = `push ${targetName}: manifest ${record.digest} of ${record.reference}`;
+      const manifestBytes = await this.blobs.readBytes(record.digest, MAX_JSON_BYTES, what);
+      const manifest = parseWith(imageManifestSchema, manifestBytes, what);
+      for (const blob of [manifest.config, ...manifest.layers]) {
+        if (!(await this.blobs.has(blob.digest, blob.size))) {
+          throw new Error(`push ${targetName}: blob ${blob.digest} of ${record.reference} is missing from the image store; pull or load the image again`);
+        }
+      }
+      const client = await this.registryClient(options.insecureRegistries ?? [], `push ${targetName}`);
+      const source = mountSource(record.reference, target);
+      const pushed = await pushManifest(client, {
+        target,
+        manifestBytes,
+        manifest,
+        ...(source === undefined ? {} : { mountFrom: source }),
+        blobPath: (digest) => this.blobs.path(digest),
+        concurrency: this.options.maxConcurrentDownloads ?? 3,
+        blobIdleTimeoutMs: this.options.registry?.blobIdleTimeoutMs ?? 60_000,
+        onProgress: options.onProgress ?? (() => undefined),
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      });
+      return {
+        reference: targetName,
+        digest: pushed.digest,
+        size: manifest.config.size + manifest.layers.reduce((sum, l) => sum + l.size, 0),
+        pushed: pushed.pushed,
+        existed: pushed.existed,
+        mounted: pushed.mounted,
+      };
+    });
+  }
+
   async load(tarballPath: string): Promise<ImageRecord[]> {
     await this.removeStaleTempOnce();
     return this.lock.read(() => this.loadLocked(tarballPath));
@@ -370,16 +406,21 @@ export class LocalImageStore implements ImageStore {
     return map.size > 0 ? (registry) => map.get(registry) : undefined;
   }
 
-  private async pullOnce(ref: ImageReference, extraInsecure: string[], emit: (event: PullProgress) => void): Promise<PulledImage> {
+  /** A registry client with the node's insecure registries, credentials and retry policy; `what` prefixes its retry log lines. */
+  private async registryClient(extraInsecure: string[], what: string): Promise<RegistryClient> {
     const clientOptions: RegistryClientOptions = {
       ...this.options.registry,
       insecureRegistries: [...(this.options.insecureRegistries ?? []), ...extraInsecure],
-      onRetry: (message) => this.log(`pull ${formatReference(ref)}: ${message}`),
+      onRetry: (message) => this.log(`${what}: ${message}`),
     };
     const credentials = await this.credentialsFor();
     if (credentials) clientOptions.credentials = credentials;
     if (this.options.fetch) clientOptions.fetch = this.options.fetch;
-    const client = new RegistryClient(clientOptions);
+    return new RegistryClient(clientOptions);
+  }
+
+  private async pullOnce(ref: ImageReference, extraInsecure: string[], emit: (event: PullProgress) => void): Promise<PulledImage> {
+    const client = await this.registryClient(extraInsecure, `pull ${formatReference(ref)}`);
     const reference = formatReference(ref);
     const what = `pull ${reference}`;
 

@@ -54,6 +54,24 @@ export class RegistryError extends Error {
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_TOKEN_BYTES = 1024 * 1024;
 
+/** What a bearer token is asked for: reading, or reading and writing (a push). */
+export type RegistryActions = 'pull' | 'pull,push';
+
+export interface RegistryRequest {
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT';
+  /** Absolute: an API URL under baseUrl(), or an upload location the registry gave. */
+  url: string;
+  headers?: Record<string, string>;
+  /** Made anew for every attempt: a streamed body can be sent only once. */
+  body?: () => Uint8Array | AsyncIterable<Uint8Array>;
+  actions: RegistryActions;
+  /** Another repository of the same registry the request also reads (a cross-repository mount's source). */
+  alsoPullFrom?: string;
+  /** true: the whole request within requestTimeoutMs; false: bounded by `idle` if given. */
+  timeout: boolean;
+  idle?: IdleAbort;
+}
+
 interface Challenge {
   scheme: string;
   params: Record<string, string>;
@@ -182,38 +200,66 @@ export class RegistryClient {
 
   private async request(ref: ImageReference, path: string, options: { accept: string; timeout: boolean; idle?: IdleAbort }): Promise<Response> {
     const url = `${this.baseUrl(ref.registry)}/v2/${ref.repository}${path}`;
-    const scopeKey = repositoryName(ref);
+    const response = await this.send(ref, {
+      method: 'GET',
+      url,
+      headers: { accept: options.accept },
+      actions: 'pull',
+      ...(options.timeout ? {} : { idle: options.idle }),
+      timeout: options.timeout,
+    });
+    if (!response.ok) {
+      const detail = await errorDetail(response);
+      throw new RegistryError(`GET ${url}: ${response.status} ${response.statusText}${detail}`, response.status);
+    }
+    return response;
+  }
+
+  /**
+   * One request to the registry, authorised (a 401 is answered once with credentials or a token
+   * for `actions`) and retried as the policy says. Any other status is the caller's to judge.
+   * The Authorization header goes only to the registry's own origin: an upload location on
+   * another host (a storage backend) must not see the registry's token.
+   */
+  async send(ref: ImageReference, request: RegistryRequest): Promise<Response> {
+    const origin = new URL(this.baseUrl(ref.registry)).origin;
+    const target = new URL(request.url);
+    // Pull and push tokens are kept apart: a pull token would be refused for an upload.
+    const scopes = { actions: request.actions, ...(request.alsoPullFrom === undefined ? {} : { alsoPullFrom: request.alsoPullFrom }) };
+    const scopeKey = `${repositoryName(ref)} ${request.actions}${request.alsoPullFrom === undefined ? '' : ` ${request.alsoPullFrom}:pull`}`;
     let authorized = false;
     for (let attempt = 1; ; attempt++) {
-      const headers: Record<string, string> = { accept: options.accept };
+      const headers: Record<string, string> = { ...request.headers };
       const authorization = this.authorizations.get(scopeKey);
-      if (authorization !== undefined) headers.authorization = authorization;
-      options.idle?.renew();
-      const response = await this.fetchWithRetry(
-        url,
-        {
-          headers,
-          redirect: 'follow',
-          ...(options.timeout ? { signal: AbortSignal.timeout(this.timeoutMs) } : options.idle ? { signal: options.idle.signal } : {}),
-        },
-        attempt,
-      );
+      if (authorization !== undefined && target.origin === origin) headers.authorization = authorization;
+      request.idle?.renew();
+      const signal = request.timeout ? AbortSignal.timeout(this.timeoutMs) : request.idle?.signal;
+      const init: RequestInit & { duplex?: 'half' } = {
+        method: request.method,
+        headers,
+        // A streamed body cannot be sent again to a redirect's target: only reads follow them.
+        redirect: request.method === 'GET' || request.method === 'HEAD' ? 'follow' : 'manual',
+        ...(signal ? { signal } : {}),
+      };
+      if (request.body) {
+        // Node's fetch (undici) sends an async iterable as a stream; the DOM's BodyInit type does not list it.
+        init.body = request.body() as BodyInit;
+        // Required by fetch for a streamed request body.
+        init.duplex = 'half';
+      }
+      const response = await this.fetchWithRetry(request.url, init, attempt);
       if (response.kind === 'retry') {
         attempt = response.attempt;
         continue;
       }
       const ok = response.response;
-      if (ok.status === 401 && !authorized) {
+      if (ok.status === 401 && !authorized && target.origin === origin) {
         authorized = true;
         const challenge = parseChallenge(ok.headers.get('www-authenticate'));
         await ok.body?.cancel();
-        this.authorizations.set(scopeKey, await this.authorize(ref, challenge, url));
+        this.authorizations.set(scopeKey, await this.authorize(ref, challenge, `${request.method} ${urlForMessages(request.url)}`, scopes));
         attempt = 0;
         continue;
-      }
-      if (!ok.ok) {
-        const detail = await errorDetail(ok);
-        throw new RegistryError(`GET ${url}: ${ok.status} ${ok.statusText}${detail}`, ok.status);
       }
       return ok;
     }
@@ -229,7 +275,7 @@ export class RegistryClient {
     init: RequestInit,
     attempt: number,
   ): Promise<{ kind: 'response'; response: Response } | { kind: 'retry'; attempt: number }> {
-    const label = `GET ${url instanceof URL ? `${url.origin}${url.pathname}` : url}`;
+    const label = `${init.method ?? 'GET'} ${urlForMessages(url)}`;
     let problem: string;
     let retryAfterMs: number | undefined;
     let status: number | undefined;
@@ -250,23 +296,32 @@ export class RegistryClient {
     return { kind: 'retry', attempt };
   }
 
-  private async authorize(ref: ImageReference, challenge: Challenge | undefined, url: string): Promise<string> {
+  private async authorize(
+    ref: ImageReference,
+    challenge: Challenge | undefined,
+    what: string,
+    scopes: { actions: RegistryActions; alsoPullFrom?: string },
+  ): Promise<string> {
     const credentials = this.options.credentials?.(ref.registry);
     if (challenge === undefined) {
-      throw new RegistryError(`GET ${url}: 401 Unauthorized without a usable WWW-Authenticate challenge`, 401);
+      throw new RegistryError(`${what}: 401 Unauthorized without a usable WWW-Authenticate challenge`, 401);
     }
     if (challenge.scheme === 'basic') {
       if (!credentials) {
-        throw new RegistryError(`GET ${url}: registry ${ref.registry} requires a user name and password; none configured`, 401);
+        throw new RegistryError(`${what}: registry ${ref.registry} requires a user name and password; none configured`, 401);
       }
       return basicAuthorization(credentials);
     }
     if (challenge.scheme === 'bearer') {
       const realm = challenge.params.realm;
-      if (!realm) throw new RegistryError(`GET ${url}: bearer challenge without a realm`, 401);
+      if (!realm) throw new RegistryError(`${what}: bearer challenge without a realm`, 401);
       const tokenUrl = new URL(realm);
       if (challenge.params.service) tokenUrl.searchParams.set('service', challenge.params.service);
-      tokenUrl.searchParams.set('scope', challenge.params.scope ?? `repository:${ref.repository}:pull`);
+      // A push asks for pull and push whatever the challenge named (a HEAD's challenge names pull only).
+      const scope =
+        scopes.actions === 'pull' ? (challenge.params.scope ?? `repository:${ref.repository}:pull`) : `repository:${ref.repository}:${scopes.actions}`;
+      tokenUrl.searchParams.set('scope', scope);
+      if (scopes.alsoPullFrom !== undefined) tokenUrl.searchParams.append('scope', `repository:${scopes.alsoPullFrom}:pull`);
       const headers: Record<string, string> = { accept: 'application/json' };
       if (credentials) headers.authorization = basicAuthorization(credentials);
       let response: Response;
@@ -292,12 +347,12 @@ export class RegistryClient {
       if (!token) throw new RegistryError(`token response from ${tokenUrl.origin} has neither "token" nor "access_token"`);
       return `Bearer ${token}`;
     }
-    throw new RegistryError(`GET ${url}: unsupported authentication scheme ${JSON.stringify(challenge.scheme)}`, 401);
+    throw new RegistryError(`${what}: unsupported authentication scheme ${JSON.stringify(challenge.scheme)}`, 401);
   }
 }
 
 /** An AbortSignal that fires when `touch` has not been called for `ms`. */
-class IdleAbort {
+export class IdleAbort {
   private controller = new AbortController();
   private timer: NodeJS.Timeout;
 
@@ -324,6 +379,15 @@ class IdleAbort {
   }
 }
 
+/**
+ * A URL as errors and logs show it: without its query, which for an upload location may hold a
+ * signature that grants access (a storage backend's pre-signed URL).
+ */
+export function urlForMessages(url: string | URL): string {
+  const parsed = new URL(url);
+  return `${parsed.origin}${parsed.pathname}`;
+}
+
 function basicAuthorization(credentials: RegistryCredentials): string {
   return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
 }
@@ -341,7 +405,7 @@ export function parseChallenge(header: string | null): Challenge | undefined {
   return { scheme: match[1].toLowerCase(), params };
 }
 
-async function readLimited(response: Response, max: number, what: string): Promise<Buffer> {
+export async function readLimited(response: Response, max: number, what: string): Promise<Buffer> {
   const length = response.headers.get('content-length');
   if (length !== null && Number(length) > max) {
     await response.body?.cancel();
@@ -360,7 +424,7 @@ async function readLimited(response: Response, max: number, what: string): Promi
 }
 
 /** The distribution API's error list, e.g. " (MANIFEST_UNKNOWN: manifest unknown)". */
-async function errorDetail(response: Response): Promise<string> {
+export async function errorDetail(response: Response): Promise<string> {
   let text: string;
   try {
     text = (await readLimited(response, 64 * 1024, 'error body')).toString('utf8');
@@ -383,7 +447,7 @@ async function errorDetail(response: Response): Promise<string> {
   return text.trim() ? ` (${text.trim().slice(0, 200)})` : '';
 }
 
-function describeFetchError(error: unknown): string {
+export function describeFetchError(error: unknown): string {
   if (error instanceof Error) {
     const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
     return `${error.message}${cause}`;

@@ -1,4 +1,4 @@
-// `tsctl image pull|ls|rm|load|save|prune`: the node's image store through the API.
+// `tsctl image pull|push|ls|rm|load|save|prune`: the node's image store through the API.
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -55,9 +55,34 @@ function describe(event: PullEvent): string {
   }
 }
 
+function describePush(event: PullEvent): string {
+  const id = shortDigest(event.digest);
+  switch (event.status) {
+    case 'pushing':
+      return `${id}: pushing ${formatBytes(event.current)} / ${formatBytes(event.total)}`;
+    case 'exists':
+      return `${id}: already in the registry`;
+    case 'mounted':
+      return `${id}: mounted from the repository it came from`;
+    case 'pushed':
+      return `${id}: pushed`;
+    default:
+      return `${id}: ${event.status}`;
+  }
+}
+
+/** How a display words the events of one kind of transfer, and which status is the one with a byte count. */
+export interface TransferWords {
+  describe: (event: PullEvent) => string;
+  inFlight: string;
+}
+
+export const PULL_WORDS: TransferWords = { describe, inFlight: 'downloading' };
+export const PUSH_WORDS: TransferWords = { describe: describePush, inFlight: 'pushing' };
+
 /**
- * Shows pull progress. On a terminal one line per layer is redrawn in place; otherwise (logs,
- * CI) plain lines, downloads only at each quarter, so output stays readable when captured.
+ * Shows pull (or push) progress. On a terminal one line per layer is redrawn in place; otherwise
+ * (logs, CI) plain lines, transfers only at each quarter, so output stays readable when captured.
  */
 export class PullProgressDisplay {
   private readonly order: string[] = [];
@@ -68,24 +93,25 @@ export class PullProgressDisplay {
   constructor(
     private readonly tty: boolean,
     private readonly write: (text: string) => void,
+    private readonly words: TransferWords = PULL_WORDS,
   ) {}
 
   update(event: PullEvent): void {
     if (event.kind === 'config') return; // a few hundred bytes: not worth a line
     const key = event.digest;
     if (!this.lines.has(key)) this.order.push(key);
-    this.lines.set(key, describe(event));
+    this.lines.set(key, this.words.describe(event));
     if (this.tty) {
       this.redraw();
       return;
     }
-    if (event.status === 'downloading') {
+    if (event.status === this.words.inFlight) {
       const quarter = event.total > 0 ? Math.floor((event.current / event.total) * 4) : 4;
       const seen = this.quarters.get(key);
       if (seen !== undefined && quarter <= seen) return;
       this.quarters.set(key, quarter);
     }
-    this.write(`${describe(event)}\n`);
+    this.write(`${this.words.describe(event)}\n`);
   }
 
   private redraw(): void {
@@ -120,6 +146,22 @@ export function registerImageCommands(program: Command, withClient: WithClient):
           if (!options.quiet) display.update(event);
         });
         out(`pulled ${res.reference} (${res.digest})`);
+      });
+    });
+
+  image
+    .command('push')
+    .description("push an image of the node's store to a registry, under TARGET if given (like docker tag and push in one)")
+    .argument('<reference>', "image in the node's store")
+    .argument('[target]', 'name to push as, registry/repository[:tag]; default: the reference, which must then name a registry')
+    .option('-q, --quiet', 'print only the result')
+    .action(async (reference: string, target: string | undefined, options: { quiet?: boolean }) => {
+      await withClient(async (client) => {
+        const display = new PullProgressDisplay(process.stderr.isTTY === true, (text) => process.stderr.write(text), PUSH_WORDS);
+        const res = await client.imagePush(reference, target ?? '', (event) => {
+          if (!options.quiet) display.update(event);
+        });
+        out(`pushed ${res.reference} (${res.digest})`);
       });
     });
 

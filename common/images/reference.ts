@@ -67,8 +67,7 @@ export function parseReference(input: string): ImageReference {
   const firstSlash = rest.indexOf('/');
   if (firstSlash !== -1) {
     const first = rest.slice(0, firstSlash);
-    // Same rule as Docker: the first component is a registry only if it looks like a host.
-    if (first.includes('.') || first.includes(':') || first === 'localhost' || first.startsWith('[')) {
+    if (looksLikeHost(first)) {
       if (!DOMAIN_NAME.test(first) && !IPV6_DOMAIN.test(first)) {
         throw new InvalidReferenceError(input, `registry ${quoteName(first)} is not a valid host[:port]`);
       }
@@ -96,6 +95,17 @@ export function parseReference(input: string): ImageReference {
   if (tag !== undefined) reference.tag = tag;
   if (digest !== undefined) reference.digest = digest;
   return reference;
+}
+
+/** Same rule as Docker: the first component of a name is a registry only if it looks like a host. */
+function looksLikeHost(component: string): boolean {
+  return component.includes('.') || component.includes(':') || component === 'localhost' || component.startsWith('[');
+}
+
+/** Whether `input` names its registry itself ("127.0.0.1:5000/app", "docker.io/x/app") rather than defaulting to Docker Hub ("busybox"). */
+export function namesRegistry(input: string): boolean {
+  const slash = input.indexOf('/');
+  return slash !== -1 && looksLikeHost(input.slice(0, slash));
 }
 
 /** "registry/repository" — the name without tag or digest. */

@@ -64,6 +64,41 @@ export interface PullOptions {
   onProgress?: (event: PullProgress) => void;
 }
 
+/** How far a push has come with one blob; events for one blob arrive in order. */
+export interface PushProgress {
+  digest: string;
+  kind: 'config' | 'layer';
+  /**
+   * exists: the registry has it already, nothing sent · mounted: the registry linked it from the
+   * repository the image came from, nothing sent · pushing: `current` of `total` bytes sent · pushed.
+   */
+  status: 'exists' | 'mounted' | 'pushing' | 'pushed';
+  current: number;
+  total: number;
+}
+
+export interface PushOptions {
+  /** The name to push as; absent: the image's own reference, which must then name a registry. */
+  target?: string;
+  insecureRegistries?: string[];
+  onProgress?: (event: PushProgress) => void;
+  /** Aborted (the caller went away): no further blob is started and the manifest is not put, so the tag never names a push that was called off. */
+  signal?: AbortSignal;
+}
+
+export interface PushResult {
+  /** The normalised reference pushed, e.g. "127.0.0.1:5000/team/busybox:v1". */
+  reference: string;
+  /** The manifest digest, as the registry confirmed it. */
+  digest: string;
+  /** Config and layers, compressed, in bytes. */
+  size: number;
+  /** Blobs sent, blobs the registry had already, and blobs it mounted from the repository the image came from. */
+  pushed: number;
+  existed: number;
+  mounted: number;
+}
+
 export interface RemoveOptions {
   /**
    * Who still uses the image (e.g. names of tasks that are not finished); a non-empty answer
@@ -108,4 +143,9 @@ export interface ImageStore {
    * found (errors come before any byte); the iterable yields the tarball.
    */
   save(references: string[], format: ArchiveFormat): Promise<AsyncIterable<Uint8Array>>;
+  /**
+   * Pushes the named image (its one manifest, config and layers) to a registry, under
+   * `options.target` if given. Blobs the registry has are not sent again.
+   */
+  push(reference: string, options?: PushOptions): Promise<PushResult>;
 }

@@ -30,6 +30,7 @@ import { isNetworkManifest, planNetworks, validateNetworkManifest } from './netw
 import type { StackFileObject } from '../../common/resources/file-references.js';
 import { deletionBlocker, isStackFileManifest, planStackFiles, redactJson, redactObject, validateStackFileManifest } from './stack-objects.js';
 import { unhonouredFields } from './unhonoured-fields.js';
+import { pushImage } from './image-push.js';
 import { applyNodeUpdate, validateNodeUpdate } from './node-update.js';
 import type { NodeRole, UserRole } from '../../common/identity/certificate.js';
 import { isUserRole } from '../../common/identity/certificate.js';
@@ -659,6 +660,22 @@ export class ApiServer {
           })
           .catch((err: unknown) => {
             this.streamEnded(call, 'ImagePullProgress', err, call.request);
+            // emit, not destroy: grpc-js sends the status from 'error'; a destroyed call never reports one.
+            call.emit('error', toServiceError(err));
+          });
+      },
+      ImagePush: (call) => {
+        const node = this.deps.selfNode === undefined ? "this manager's node" : `node ${this.deps.selfNode}`;
+        // A client that goes away (tsctl interrupted) calls the push off before its manifest is put.
+        const cancelled = new AbortController();
+        call.on('cancelled', () => cancelled.abort());
+        pushImage(this.deps.images, node, call.request, (event) => call.write(event), cancelled.signal)
+          .then(() => {
+            this.streamEnded(call, 'ImagePush', undefined, call.request);
+            call.end();
+          })
+          .catch((err: unknown) => {
+            this.streamEnded(call, 'ImagePush', err, call.request);
             // emit, not destroy: grpc-js sends the status from 'error'; a destroyed call never reports one.
             call.emit('error', toServiceError(err));
           });

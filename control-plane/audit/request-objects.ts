@@ -36,6 +36,8 @@ const DESCRIBERS: ReadonlyMap<string, Describer> = new Map<string, Describer>([
   // A load is a stream of archive bytes: which images it holds is known only once it is unpacked.
   ['ImageLoad', () => [named('Image', '(uploaded archive)')]],
   ['ImagePrune', () => [named('Image', '(unused images)')]],
+  // The image pushed and the name it was pushed as (empty: its own).
+  ['ImagePush', (request) => [named('Image', text(request, 'reference')), named('PushTarget', text(request, 'target') || text(request, 'reference'))]],
 ]);
 
 /** RPC names of the methods that change something, i.e. those the audit log records. */

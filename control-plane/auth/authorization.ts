@@ -34,7 +34,8 @@ export type ApiMethod =
   | 'RotateCa'
   | 'UpdateCluster'
   | 'Events'
-  | 'Top';
+  | 'Top'
+  | 'ImagePush';
 
 /** read: viewers and up. workload: operators and up (deploy, scale, roll back, images they run). admin: admins only. */
 type Access = 'read' | 'workload' | 'admin';
@@ -71,6 +72,8 @@ const METHOD_ACCESS: Readonly<Record<ApiMethod, Access>> = {
   Events: 'read',
   // Figures of running tasks (CPU, memory, I/O): no object data, no secrets.
   Top: 'read',
+  // Sends an image of the node to a registry with the node's registry credentials, as a pull fetches one.
+  ImagePush: 'workload',
 };
 
 export const API_METHODS: readonly ApiMethod[] = Object.keys(METHOD_ACCESS) as ApiMethod[];
@@ -98,6 +101,8 @@ const MUTATING_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>([
   'IssueUserCertificate',
   'RotateCa',
   'UpdateCluster',
+  // It changes no cluster state, but it publishes an image with the node's credentials: audited.
+  'ImagePush',
 ]);
 
 export type AuthorizationResult = { allowed: true } | { allowed: false; reason: string };

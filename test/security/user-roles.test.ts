@@ -51,6 +51,15 @@ function base64(text: string): string {
   return Buffer.from(text).toString('base64');
 }
 
+/** A server stream as one promise: resolved at its end, rejected with its error. */
+function streamEnd(stream: grpc.ClientReadableStream<unknown>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    stream.on('data', () => undefined);
+    stream.on('end', () => resolve());
+    stream.on('error', reject);
+  });
+}
+
 async function user(name: string, role: 'operator' | 'viewer'): Promise<{ identity: Identity; api: TesseraClient }> {
   const identity = await issueUserIdentity(cluster.root, name, role);
   const api = apiClient(await cluster.tlsAddress(), identity.security);
@@ -125,13 +134,15 @@ test.serial('7. an operator applies a plain service, and cannot administer the c
   }
 });
 
-test.serial('8. a viewer changes nothing: Apply, Delete, Scale, JoinToken are PERMISSION_DENIED', async (t) => {
+test.serial('8. a viewer changes nothing: Apply, Delete, Scale, JoinToken, ImagePush are PERMISSION_DENIED', async (t) => {
   const before = await storeFingerprint(cluster.root);
   const attempts: Array<[string, Promise<unknown>]> = [
     ['Apply', apply(viewer.api, object('Service', 'by-viewer', {}))],
     ['Delete', unary((o, cb) => viewer.api.delete({ refs: [{ kind: 'Service', stack: STACK, name: 'plain' }] }, o, cb))],
     ['Scale', unary((o, cb) => viewer.api.scale({ ref: { kind: 'Service', stack: STACK, name: 'plain' }, replicas: 5 }, o, cb))],
     ['JoinToken', unary((o, cb) => viewer.api.joinToken({ role: 'worker', rotate: false }, o, cb))],
+    // A server stream: refused before the node's store or any registry is touched.
+    ['ImagePush', streamEnd(viewer.api.imagePush({ reference: 'busybox', target: '127.0.0.1:5000/by-viewer/busybox:v1' }, { deadline: Date.now() + 10_000 }))],
   ];
   const refusals: Refusal[] = [];
   for (const [what, call] of attempts) refusals.push(await refusalOf(`viewer ${what}`, call));
@@ -200,7 +211,7 @@ test.serial('audit: every change tried here is in the audit log with the caller,
   for (const method of ['IssueUserCertificate', 'JoinToken', 'RemoveNode', 'RotateCa']) {
     t.like(find(olive, method)[0]?.entry, { result: { ok: false, code: 'PERMISSION_DENIED' } }, `operator ${method}`);
   }
-  for (const method of ['Apply', 'Delete', 'Scale', 'JoinToken']) {
+  for (const method of ['Apply', 'Delete', 'Scale', 'JoinToken', 'ImagePush']) {
     t.like(
       find(vera, method)[0]?.entry,
       { certificateSerial: viewer.identity.subject.serial, result: { ok: false, code: 'PERMISSION_DENIED' } },

@@ -65,6 +65,15 @@ test('node, membership, token, user, CA and image methods name what they change'
     ['ImagePrune', {}, { kind: 'Image', name: '(unused images)' }],
   ];
   for (const [method, request, object] of cases) t.deepEqual(describeRequest(method, request).objects, [object], method);
+  // A push names the image and where it went; without a target, the image's own name.
+  t.deepEqual(describeRequest('ImagePush', { reference: 'busybox', target: '127.0.0.1:5000/team/busybox:v1' }).objects, [
+    { kind: 'Image', name: 'busybox' },
+    { kind: 'PushTarget', name: '127.0.0.1:5000/team/busybox:v1' },
+  ]);
+  t.deepEqual(describeRequest('ImagePush', { reference: 'registry.example/app:v2', target: '' }).objects, [
+    { kind: 'Image', name: 'registry.example/app:v2' },
+    { kind: 'PushTarget', name: 'registry.example/app:v2' },
+  ]);
 });
 
 test('a method is found by its gRPC path; a read-only method lists no objects', (t) => {
