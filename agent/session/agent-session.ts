@@ -20,6 +20,8 @@ import { LogRequestServer } from './log-requests.js';
 import type { LogSource } from '../../common/logs/log-source.js';
 import type { LogChunk } from '../../proto/gen/tessera/dispatcher/v1/LogChunk.js';
 import { parseCertificate } from '../../common/identity/x509.js';
+import { ExecRequestServer, type ExecTask } from './exec-requests.js';
+import { EXEC_EXIT_FAILED } from '../../common/exec/exec-limits.js';
 
 export interface AgentSessionOptions {
   managers: string[];
@@ -41,6 +43,8 @@ export interface AgentSessionOptions {
   logs?: LogSource;
   /** Status updates are sent at most this often (they are batched in between). */
   flushEveryMs?: number;
+  /** Starts a process in one of this node's task containers, for a manager's ExecOpen (tsctl exec); absent: refused. */
+  exec?: ExecTask;
 }
 
 const MAX_BATCH = 500;
@@ -90,10 +94,12 @@ export class AgentSession {
   }
 
   private readonly logRequests: LogRequestServer | undefined;
+  private readonly execRequests: ExecRequestServer | undefined;
 
   constructor(private readonly options: AgentSessionOptions) {
     this.reconnect = new ReconnectPolicy(options.managers, { minDelayMs: RETRY_MIN_MS, maxDelayMs: RETRY_MAX_MS });
     this.logRequests = options.logs ? new LogRequestServer(options.logs, options.log) : undefined;
+    this.execRequests = options.exec ? new ExecRequestServer(options.exec, options.log) : undefined;
   }
 
   start(): void {
@@ -121,6 +127,7 @@ export class AgentSession {
     this.flush();
     for (const timer of [this.flushTimer, this.heartbeatTimer, this.retryTimer]) if (timer) clearTimeout(timer);
     this.logRequests?.cancelAll();
+    this.execRequests?.cancelAll();
     this.stream?.end();
     this.client?.close();
   }
@@ -152,6 +159,7 @@ export class AgentSession {
       ended = true;
       this.connected = false;
       this.logRequests?.cancelAll();
+      this.execRequests?.cancelAll();
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
       client.close();
       if (this.stopped) return;
@@ -173,6 +181,20 @@ export class AgentSession {
       lost(err.details || err.message);
     });
     stream.on('end', () => lost('stream ended'));
+  }
+
+  /** tsctl exec: answers go back on the session the exec was opened on. */
+  private onExecMessage(message: ManagerMessage__Output): void {
+    if (message.kind === 'execOpen' && message.execOpen) {
+      const stream = this.stream;
+      const send = (answer: AgentMessage) => (this.stream === stream ? stream?.write(answer) : undefined);
+      if (this.execRequests) this.execRequests.open(message.execOpen, send);
+      else send({ execExited: { execId: message.execOpen.execId, code: EXEC_EXIT_FAILED, error: 'this node serves no exec' } });
+    }
+    if (message.kind === 'execStdin' && message.execStdin) this.execRequests?.stdin(message.execStdin);
+    if (message.kind === 'execResize' && message.execResize) this.execRequests?.resize(message.execResize);
+    if (message.kind === 'execOutputCredit' && message.execOutputCredit) this.execRequests?.credit(message.execOutputCredit);
+    if (message.kind === 'execCancel' && message.execCancel) this.execRequests?.cancel(Number(message.execCancel.execId));
   }
 
   private onMessage(message: ManagerMessage__Output): void {
@@ -224,6 +246,7 @@ export class AgentSession {
       else send({ requestId: message.logRequest.requestId, done: true, error: 'this node serves no logs' });
     }
     if (message.kind === 'logCancel' && message.logCancel) this.logRequests?.cancel(Number(message.logCancel.requestId));
+    this.onExecMessage(message);
     if (message.kind === 'network' && message.network) {
       try {
         this.options.onNetwork?.(parseNodeNetworkView(message.network.viewJson));
