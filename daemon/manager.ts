@@ -11,6 +11,7 @@ import { ApiServer } from '../control-plane/api/server.js';
 import { EventLog } from '../control-plane/events/event-log.js';
 import { EventRecorder } from '../control-plane/events/event-recorder.js';
 import { NodeLogs } from '../control-plane/dispatcher/node-logs.js';
+import { NodeExec } from '../control-plane/dispatcher/node-exec.js';
 import { API_SERVER_OPTIONS, bindServer, shutdownServer } from '../control-plane/api/grpc-server.js';
 import { AuthenticationError, authenticateLocalRoot, certificateAuthenticator, requireNode, type TrustState } from '../control-plane/auth/authenticate.js';
 import { isMutating } from '../control-plane/auth/authorization.js';
@@ -73,6 +74,7 @@ export class Manager {
   private readonly closers: Array<() => Promise<void> | void> = [];
   /** Other nodes' task logs, asked over their sessions with this manager's dispatcher (tsctl logs). */
   private readonly nodeLogs = new NodeLogs();
+  private readonly nodeExec = new NodeExec();
   raft: RaftStore | undefined;
   clusterSecurity: ClusterSecurity | undefined;
   /** With the etcd backend: the key of the store's sealed values, for managers that join (NodeCA.StoreKey). */
@@ -252,6 +254,7 @@ export class Manager {
       logs: this.deps.logs,
       selfNode: config.nodeName,
       nodeLogs: this.nodeLogs,
+      nodeExec: this.nodeExec,
       logsLeader: () => this.leaderApi(),
       metrics,
       events,
@@ -292,6 +295,7 @@ export class Manager {
       log,
       networkViews: overlay.views,
       nodeLogs: this.nodeLogs,
+      nodeExec: this.nodeExec,
       trust: {
         current: () => ({ trustedRootPems: clusterSecurity.meta.trustedRootPems, signingRootPem: signingRootPem(clusterSecurity.meta) }),
         subscribe: (listener) => clusterSecurity.onChange(listener),

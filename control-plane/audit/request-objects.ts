@@ -36,6 +36,8 @@ const DESCRIBERS: ReadonlyMap<string, Describer> = new Map<string, Describer>([
   // A load is a stream of archive bytes: which images it holds is known only once it is unpacked.
   ['ImageLoad', () => [named('Image', '(uploaded archive)')]],
   ['ImagePrune', () => [named('Image', '(unused images)')]],
+  // The task exec'd into; the command only in the digest (it may carry a secret), stdin never.
+  ['Exec', (request) => [objectOf('Task', request.stack, request.task)]],
 ]);
 
 /** RPC names of the methods that change something, i.e. those the audit log records. */

@@ -33,7 +33,8 @@ export type ApiMethod =
   | 'AuditLog'
   | 'RotateCa'
   | 'UpdateCluster'
-  | 'Events';
+  | 'Events'
+  | 'Exec';
 
 /** read: viewers and up. workload: operators and up (deploy, scale, roll back, images they run). admin: admins only. */
 type Access = 'read' | 'workload' | 'admin';
@@ -68,6 +69,9 @@ const METHOD_ACCESS: Readonly<Record<ApiMethod, Access>> = {
   UpdateCluster: 'admin',
   // Names and states only, no object data: what a viewer can already List.
   Events: 'read',
+  // A process in a running container, as kubectl exec needs create on pods/exec (Kubernetes' edit
+  // role has it, view does not); operators only into services admitted at baseline (exec-authorization.ts).
+  Exec: 'workload',
 };
 
 export const API_METHODS: readonly ApiMethod[] = Object.keys(METHOD_ACCESS) as ApiMethod[];
@@ -76,7 +80,7 @@ export const API_METHODS: readonly ApiMethod[] = Object.keys(METHOD_ACCESS) as A
  * What a manager's node certificate may call: what it needs to join itself (the member change is
  * narrowed further by authorizeMemberChange), and Logs, which a follower forwards to the leader.
  */
-const MANAGER_NODE_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>(['ClusterInfo', 'ClusterMemberChange', 'Logs']);
+const MANAGER_NODE_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>(['ClusterInfo', 'ClusterMemberChange', 'Logs', 'Exec']);
 
 /** Calls that change the cluster; JoinToken counts because it may rotate a token. */
 const MUTATING_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>([
@@ -95,6 +99,8 @@ const MUTATING_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>([
   'IssueUserCertificate',
   'RotateCa',
   'UpdateCluster',
+  // It runs a process: audited like a change, though it changes no object.
+  'Exec',
 ]);
 
 export type AuthorizationResult = { allowed: true } | { allowed: false; reason: string };
@@ -125,7 +131,7 @@ export function authorizeMethod(caller: Caller, method: ApiMethod): Authorizatio
         return refused(
           caller,
           method,
-          "a manager node's certificate may call only ClusterInfo and ClusterMemberChange (to join itself) and Logs (forwarded to the leader)",
+          "a manager node's certificate may call only ClusterInfo and ClusterMemberChange (to join itself) and Logs and Exec (forwarded to the leader)",
         );
       return refused(caller, method, "a worker node's certificate has no access to the API (workers talk to the dispatcher)");
   }

@@ -22,6 +22,7 @@ import { parseReportedStatus } from '../../common/dispatcher/peer-validation.js'
 import { reportTaskStatus } from './task-status.js';
 import { objectKey } from '../store/keys.js';
 import type { NodeLogs } from './node-logs.js';
+import type { NodeExec } from './node-exec.js';
 
 const REGISTER_TIMEOUT_MS = 10_000;
 const MAX_UPDATES_PER_BATCH = 1000;
@@ -45,6 +46,8 @@ export interface DispatcherDeps {
   };
   /** Where requests for other nodes' task logs go out on their sessions; absent: none are asked. */
   nodeLogs?: NodeLogs;
+  /** Where execs in other nodes' containers go out on their sessions (tsctl exec); absent: none are routed. */
+  nodeExec?: NodeExec;
 }
 
 type SessionCall = grpc.ServerDuplexStream<AgentMessage__Output, ManagerMessage>;
@@ -160,6 +163,7 @@ export class DispatcherServer {
             this.sessionNodes.set(call, registered);
             call.write({ session: { nodeName, heartbeatPeriodMs: deps.heartbeatPeriodMs, managers: deps.managers() } });
             deps.nodeLogs?.attach(registered, sendToNode);
+            deps.nodeExec?.attach(registered, sendToNode);
             sendDelta(true);
             const trust = deps.trust;
             if (trust) {
@@ -210,6 +214,7 @@ export class DispatcherServer {
     });
     const end = () => {
       if (nodeName !== undefined) deps.nodeLogs?.detach(nodeName, 'its session with this manager ended', sendToNode);
+      if (nodeName !== undefined) deps.nodeExec?.detach(nodeName, 'its session with this manager ended (the node or its tsd went down)', sendToNode);
       ended = true;
       clearTimeout(registerTimer);
       unsubscribe?.();
@@ -238,6 +243,7 @@ export class DispatcherServer {
     if (!nodeName) throw Object.assign(new Error('the first message of a session must be register'), { code: grpc.status.FAILED_PRECONDITION });
     deps.health.heartbeat(nodeName);
     if (message.kind === 'logChunk' && message.logChunk) deps.nodeLogs?.onChunk(nodeName, message.logChunk);
+    deps.nodeExec?.onMessage(nodeName, message);
     if (message.kind === 'statuses' && message.statuses) {
       const updates = message.statuses.updates;
       if (updates.length > MAX_UPDATES_PER_BATCH) throw new Error(`status batch of ${updates.length} updates exceeds ${MAX_UPDATES_PER_BATCH}`);

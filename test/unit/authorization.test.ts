@@ -17,7 +17,7 @@ const manager: Caller = { kind: 'node', nodeId: 'node-2', role: 'manager', seria
 const worker: Caller = { kind: 'node', nodeId: 'node-3', role: 'worker', serial: '05' };
 
 const READ: ApiMethod[] = ['Get', 'List', 'Watch', 'Logs', 'ImageList', 'ClusterInfo', 'ClusterMembers', 'Events'];
-const WORKLOAD: ApiMethod[] = ['Apply', 'Delete', 'Scale', 'ImagePull', 'ImagePullProgress', 'ImageLoad', 'ImageSave'];
+const WORKLOAD: ApiMethod[] = ['Apply', 'Delete', 'Scale', 'ImagePull', 'ImagePullProgress', 'ImageLoad', 'ImageSave', 'Exec'];
 
 // Written out rather than derived from the implementation's table, so the test states the matrix.
 const MATRIX: Array<{ caller: Caller; allowed: readonly ApiMethod[]; why?: string }> = [
@@ -27,7 +27,7 @@ const MATRIX: Array<{ caller: Caller; allowed: readonly ApiMethod[]; why?: strin
   { caller: viewer, allowed: READ, why: 'viewers have read-only access' },
   {
     caller: manager,
-    allowed: ['ClusterInfo', 'ClusterMemberChange', 'Logs'],
+    allowed: ['ClusterInfo', 'ClusterMemberChange', 'Logs', 'Exec'],
     why: 'may call only ClusterInfo and ClusterMemberChange (to join itself) and Logs',
   },
   { caller: worker, allowed: [], why: 'has no access to the API' },
@@ -66,6 +66,7 @@ test('isMutating names the calls the audit log records', (t) => {
     'Apply',
     'ClusterMemberChange',
     'Delete',
+    'Exec',
     'ImageLoad',
     'ImagePrune',
     'ImagePull',
