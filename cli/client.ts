@@ -38,6 +38,8 @@ import type { AuditLogResponse__Output } from '../proto/gen/tessera/api/v1/Audit
 import type { RotateCaResponse__Output } from '../proto/gen/tessera/api/v1/RotateCaResponse.js';
 import type { ClusterUpdateRequest } from '../proto/gen/tessera/api/v1/ClusterUpdateRequest.js';
 import type { ClusterUpdateResponse__Output } from '../proto/gen/tessera/api/v1/ClusterUpdateResponse.js';
+import type { ExecInput } from '../proto/gen/tessera/api/v1/ExecInput.js';
+import type { ExecOutput__Output } from '../proto/gen/tessera/api/v1/ExecOutput.js';
 import { assertAddressAllowed, channelOptions, clientCredentials, LOCAL_INSECURE, type TransportSecurity } from '../common/transport/credentials.js';
 
 export class ApiCallError extends Error {
@@ -179,6 +181,11 @@ export class ApiClient {
         }
       })();
     });
+  }
+
+  /** The Exec call's stream (tsctl exec): no deadline, it lives as long as the command. */
+  exec(): grpc.ClientDuplexStream<ExecInput, ExecOutput__Output> {
+    return this.raw.exec();
   }
 
   /** Streams log lines to onLine; resolves at the end of the stream or when cancelled. */

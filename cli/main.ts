@@ -20,6 +20,7 @@ import { registerLogsCommand } from './commands/logs.js';
 import { registerApplyCommands } from './commands/apply.js';
 import { registerClusterUpdateCommand } from './commands/cluster-update.js';
 import { registerClusterAutolockCommands } from './commands/cluster-autolock.js';
+import { registerExecCommand } from './commands/exec.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -158,6 +159,7 @@ registerStackCommands(program);
 registerRolloutCommands(program, withClient);
 registerEventsCommand(program, withClient);
 registerLogsCommand(program, withClient);
+registerExecCommand(program, withClient);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`error: ${err.message}\n`);
