@@ -160,6 +160,11 @@ export class Manager {
     const services = new Informer<Service>(store, 'Service', kindPrefix('Service'), onInformerError);
     const tasks = new Informer<Task>(store, 'Task', kindPrefix('Task'), onInformerError);
     const nodes = new Informer<Node>(store, 'Node', kindPrefix('Node'), onInformerError);
+    // tsctl exec: a node marked down ends its execs even when its session has not (yet) broken.
+    nodes.subscribe((event) => {
+      if (event.type === 'modified' && event.object.status.state === 'down' && event.previous?.status.state !== 'down')
+        this.nodeExec.nodeDown(event.object.metadata.name, `the node is down (${event.object.status.message ?? 'no heartbeat'})`);
+    });
     for (const informer of [services, tasks, nodes]) {
       await informer.start();
       this.closers.push(() => informer.stop());

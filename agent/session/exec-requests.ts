@@ -193,6 +193,7 @@ class RunningExec {
   cancel(): void {
     if (this.finished) return;
     this.finished = true;
+    this.log(`exec ${this.id}: cancelled (the client went); killing ${this.proc === undefined ? 'it as it starts' : `process group ${this.proc.pid}`}`);
     if (this.proc !== undefined) killGroup(this.proc.pid);
     this.onDone();
   }

@@ -83,6 +83,19 @@ export class NodeExec {
     for (const [id, exec] of this.pending) if (exec.node === node) this.end(id, exec, { code: EXEC_EXIT_FAILED, signal: '', error: `node ${node}: ${why}` });
   }
 
+  /**
+   * The node was marked down (no heartbeat within the timeout) while its session may still look
+   * open (a partition: no connection reset reaches this manager): its execs end now rather than
+   * when TCP gives up.
+   */
+  nodeDown(node: string, why: string): void {
+    for (const [id, exec] of this.pending) {
+      if (exec.node !== node) continue;
+      exec.send({ execCancel: { execId: id } });
+      this.end(id, exec, { code: EXEC_EXIT_FAILED, signal: '', error: `node ${node}: ${why}` });
+    }
+  }
+
   /** Execs in flight (for tests and limits). */
   get count(): number {
     return this.pending.size;

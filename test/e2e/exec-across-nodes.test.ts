@@ -6,9 +6,11 @@
 // driven by test/helpers/pty-run.py), Ctrl-C killing the process, the audit entry, and node-3's
 // tsd killed mid-exec ending the call with an error instead of a hang.
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +24,7 @@ import { saveClusterLogs } from '../helpers/cluster-logs.js';
 import { startUnderlayRegistry, type UnderlayRegistry } from '../helpers/underlay-registry.js';
 import { eventually } from '../helpers/eventually.js';
 
+const run = promisify(execFile);
 const TSCTL = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const PTY_RUN = fileURLToPath(new URL('../helpers/pty-run.py', import.meta.url));
 
@@ -185,9 +188,9 @@ test.serial('a terminal: the size is the client terminal\'s and follows a resize
       { send: 'stty size\r' },
       { expect: '24 80' },
       { resize: [40, 123] },
-      // The shell reads the new size at SIGWINCH; stty asks the terminal itself.
-      { send: 'stty size; tty\r' },
-      { expect: '40 123' },
+      // stty asks the terminal itself; asked again until the resize has travelled to the node.
+      { repeat: 'stty size\r', until: '40 123' },
+      { send: 'tty\r' },
       { expect: '/dev/pts/\\d+' },
       { send: 'exit 7\r' },
     ],
@@ -211,7 +214,9 @@ test.serial('Ctrl-C without a terminal kills the process in the container', asyn
     'the sleep to be gone from the container',
     async () => {
       const ps = await tsctl(leaderSocket, ['exec', task.metadata.name, '--', 'ps', '-o', 'args']);
+      if (ps.code !== 0) throw new Error(`ps: ${ps.stderr}`);
       if (ps.stdout.includes('sleep 4242')) throw new Error(ps.stdout);
+      return true;
     },
     30_000,
   );
@@ -229,19 +234,79 @@ test.serial('every exec is in the audit log, with the task and never the stdin',
   t.false(entries.some((e) => e.includes(marker)));
 });
 
-test.serial("node-3's tsd killed mid-exec: the client gets an error naming the node and a non-zero exit", async (t) => {
-  const child = spawn(process.execPath, [TSCTL, '--server', leaderSocket, 'exec', task.metadata.name, '--', 'sh', '-c', 'echo ready; sleep 1000'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+async function rssBytes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
+  if (kb === undefined) throw new Error(`no VmRSS for ${pid}`);
+  return Number(kb) * 1024;
+}
+
+/** Starts tsctl exec with its stdout a pipe; resolves once the command printed `ready`. */
+async function startExec(server: string, command: string[], readOutput: boolean): Promise<{ exited: Promise<number>; stderr: () => string; kill: (s: NodeJS.Signals) => void }> {
+  const child = spawn(process.execPath, [TSCTL, '--server', server, 'exec', task.metadata.name, '--', ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  await new Promise<void>((resolve) => child.stdout.on('data', (c: Buffer) => c.toString().includes('ready') && resolve()));
   const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)));
+  await new Promise<void>((resolve, reject) => {
+    const onData = (c: Buffer) => {
+      if (!c.toString('latin1').includes('ready')) return;
+      child.stdout.off('data', onData);
+      // Not reading on: the pipe fills and tsctl stops taking output.
+      if (!readOutput) child.stdout.pause();
+      resolve();
+    };
+    child.stdout.on('data', onData);
+    void exited.then((code) => reject(new Error(`tsctl exec ended (${code}) before it was ready: ${stderr}`)));
+  });
+  return { exited, stderr: () => stderr, kill: (signal) => child.kill(signal) };
+}
+
+test.serial('a client that reads nothing holds the output back: neither the manager nor the agent buffers it', async (t) => {
+  const leaderPid = cluster.nodes.find((n) => n.apiSocket === leaderSocket)!.pid;
+  const agentPid = cluster.nodes[2]!.pid;
+  // `cat /dev/zero` writes as fast as it is let; without flow control gigabytes would pile up.
+  const exec = await startExec(leaderSocket, ['sh', '-c', 'echo ready; exec cat /dev/zero'], false);
+  await sleep(2000);
+  const before = { leader: await rssBytes(leaderPid), agent: await rssBytes(agentPid) };
+  await sleep(3000);
+  const after = { leader: await rssBytes(leaderPid), agent: await rssBytes(agentPid) };
+  t.log(`RSS growth while the client read nothing: leader ${after.leader - before.leader} B, agent ${after.agent - before.agent} B`);
+  t.true(after.leader - before.leader < 32 * 1024 * 1024, `leader grew ${after.leader - before.leader} B`);
+  t.true(after.agent - before.agent < 32 * 1024 * 1024, `agent grew ${after.agent - before.agent} B`);
+  exec.kill('SIGINT');
+  t.is(await exec.exited, 130, exec.stderr());
+});
+
+test.serial('node-3 cut off the network mid-exec: the call ends once the node is marked down', async (t) => {
+  const node3 = cluster.nodes[2]!;
+  const exec = await startExec(leaderSocket, ['sh', '-c', 'echo ready; sleep 1000'], true);
+  const guard = setTimeout(() => exec.kill('SIGKILL'), 60_000);
+  await run('ip', ['-n', cluster.switchNetns, 'link', 'set', node3.uplink, 'down']);
+  try {
+    t.is(await exec.exited, 125, exec.stderr());
+    t.regex(exec.stderr(), /node node-3: the node is down/);
+  } finally {
+    clearTimeout(guard);
+    await run('ip', ['-n', cluster.switchNetns, 'link', 'set', node3.uplink, 'up']);
+  }
+  // The task was orphaned and replaced on node-3 (its constraint) once the node is back.
+  task = await eventually(
+    'a task running on node-3 again',
+    async () => {
+      const tasks = (await client.list({ kind: 'Task', stack: 'ex', service: 'box' })).objectsJson.map((j) => JSON.parse(j) as Task);
+      return tasks.find((x) => x.status.state === 'running' && x.desiredState === 'running' && x.nodeName === 'node-3');
+    },
+    120_000,
+  );
+});
+
+test.serial("node-3's tsd killed mid-exec: the client gets an error naming the node and a non-zero exit", async (t) => {
+  const exec = await startExec(leaderSocket, ['sh', '-c', 'echo ready; sleep 1000'], true);
   // A guard against a hang, not a speed check: the call must end on its own.
-  const guard = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const guard = setTimeout(() => exec.kill('SIGKILL'), 60_000);
   process.kill(cluster.nodes[2]!.pid, 'SIGKILL');
-  const code = await exited;
+  const code = await exec.exited;
   clearTimeout(guard);
-  t.is(code, 125, stderr);
-  t.regex(stderr, /node node-3: .*session with this manager ended/);
+  t.is(code, 125, exec.stderr());
+  t.regex(exec.stderr(), /node node-3: .*session with this manager ended/);
 });

@@ -1,6 +1,8 @@
 # Runs a command on a pseudo-terminal the test owns (tsctl exec -t needs a real terminal on its
 # side), speaking a tiny script given as JSON on stdin: steps of {"send": text}, {"expect": regex},
-# {"resize": [rows, cols]}. Prints one JSON line: {"exit": code, "output": text, "failed": step or null}.
+# {"resize": [rows, cols]}, and {"repeat": text, "until": regex}: send the text again every half
+# second until the regex shows (a resize races with what is typed right after it, as it would
+# for a person typing that fast). Prints one JSON line: {"exit": code, "output": text, "failed": step or null}.
 import json, os, pty, re, select, signal, struct, sys, termios, fcntl, time
 
 script = json.load(sys.stdin)
@@ -50,6 +52,20 @@ for i, step in enumerate(script["steps"]):
         m = re.search(step["expect"].encode(), output)
         output_seen = output[: m.end()]
         script.setdefault("_seen", []).append(output_seen.decode(errors="replace"))
+        output = output[m.end():]
+    elif "repeat" in step:
+        while True:
+            os.write(fd, step["repeat"].encode())
+            if read_until(step["until"], min(deadline, time.time() + 0.5)):
+                break
+            if time.time() >= deadline:
+                failed = {"step": i, "until": step["until"]}
+                break
+        if failed:
+            os.kill(pid, signal.SIGKILL)
+            break
+        m = re.search(step["until"].encode(), output)
+        script.setdefault("_seen", []).append(output[: m.end()].decode(errors="replace"))
         output = output[m.end():]
     elif "resize" in step:
         set_size(*step["resize"])
