@@ -63,6 +63,9 @@ class RunningExec {
   private readonly output = new CreditWindow(EXEC_WINDOW_BYTES);
   private readonly input = new ReceiveWindow(EXEC_WINDOW_BYTES, MAX_EXEC_CHUNK_BYTES);
   private paused = false;
+  /** Output read but not yet sent: the window closed in the middle of a read. */
+  private readonly held: Array<{ stream: string; data: Buffer }> = [];
+  private readonly heldSent: Array<() => void> = [];
   private finished = false;
 
   constructor(
@@ -89,22 +92,21 @@ class RunningExec {
     }
     this.proc = proc;
     this.send({ execStarted: { execId: this.id } });
-    const streams = proc.stderr === undefined ? [{ stream: proc.stdout, name: request.tty ? 'tty' : 'stdout' }] : [
-      { stream: proc.stdout, name: 'stdout' },
-      { stream: proc.stderr, name: 'stderr' },
-    ];
+    const streams =
+      proc.stderr === undefined
+        ? [{ stream: proc.stdout, name: request.tty ? 'tty' : 'stdout' }]
+        : [
+            { stream: proc.stdout, name: 'stdout' },
+            { stream: proc.stderr, name: 'stderr' },
+          ];
     let lastOutput = Date.now();
     const ended = streams.map(
       ({ stream, name }) =>
         new Promise<void>((resolve) => {
           stream.on('data', (chunk: Buffer) => {
             lastOutput = Date.now();
-            for (const piece of splitChunk(chunk, MAX_EXEC_CHUNK_BYTES)) {
-              if (this.finished) return;
-              this.output.sent(piece.length);
-              this.send({ execOutput: { execId: this.id, stream: name, data: piece } });
-            }
-            if (!this.output.open) this.pause();
+            for (const piece of splitChunk(chunk, MAX_EXEC_CHUNK_BYTES)) this.held.push({ stream: name, data: piece });
+            this.sendHeld();
           });
           stream.on('end', resolve);
           stream.on('close', resolve);
@@ -128,8 +130,30 @@ class RunningExec {
           break;
         }
       }
+      // What was read but held by the window goes out before the exit does.
+      await this.whenHeldSent();
       this.finish({ code: status.exitCode, signal: status.signal ?? '', error: '' });
     });
+  }
+
+  /**
+   * Sends what was read while the window is open. One read may be larger than what the window has
+   * left: the rest waits here (at most one read, 64 KiB) with the pipes paused.
+   */
+  private sendHeld(): void {
+    while (this.output.open && !this.finished) {
+      const next = this.held.shift();
+      if (next === undefined) break;
+      this.output.sent(next.data.length);
+      this.send({ execOutput: { execId: this.id, stream: next.stream, data: next.data } });
+    }
+    if (this.held.length > 0) this.pause();
+    else for (const resolve of this.heldSent.splice(0)) resolve();
+  }
+
+  private whenHeldSent(): Promise<void> {
+    if (this.held.length === 0 || this.finished) return Promise.resolve();
+    return new Promise((resolve) => this.heldSent.push(resolve));
   }
 
   private pause(): void {
@@ -186,6 +210,7 @@ class RunningExec {
     } catch (err) {
       return this.fail(`the manager's output credit does not add up: ${(err as Error).message}`);
     }
+    this.sendHeld();
     if (this.output.open) this.resume();
   }
 
@@ -193,6 +218,7 @@ class RunningExec {
   cancel(): void {
     if (this.finished) return;
     this.finished = true;
+    for (const resolve of this.heldSent.splice(0)) resolve();
     this.log(`exec ${this.id}: cancelled (the client went); killing ${this.proc === undefined ? 'it as it starts' : `process group ${this.proc.pid}`}`);
     if (this.proc !== undefined) killGroup(this.proc.pid);
     this.onDone();
@@ -206,6 +232,7 @@ class RunningExec {
   private finish(exit: { code: number; signal: string; error: string }): void {
     if (this.finished) return;
     this.finished = true;
+    for (const resolve of this.heldSent.splice(0)) resolve();
     this.send({ execExited: { execId: this.id, ...exit } });
     this.onDone();
   }
@@ -249,7 +276,8 @@ export class ExecRequestServer {
 
   /** The session went: nobody reads the output any more, so every process is killed. */
   cancelAll(): void {
-    for (const exec of [...this.running.values()]) exec.cancel();
+    // A cancel deletes its own entry; a Map visits no entry deleted during the loop.
+    for (const exec of this.running.values()) exec.cancel();
   }
 
   get count(): number {

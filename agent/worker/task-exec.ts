@@ -15,6 +15,6 @@ export function execInTask(runners: readonly TaskRunner[], runtime: ContainerRun
   const runner = runners.find((r) => r.current.metadata.name === taskName);
   if (runner === undefined) return Promise.reject(new ExecUnservable(`task ${taskName} has no container on this node`));
   if (!runner.running) return Promise.reject(new ExecUnservable(`task ${taskName} is not running (${runner.current.status.state})`));
-  if (runtime.exec === undefined) return Promise.reject(new ExecUnservable('this node\'s runtime cannot exec'));
+  if (runtime.exec === undefined) return Promise.reject(new ExecUnservable("this node's runtime cannot exec"));
   return runtime.exec(runner.containerId, options);
 }

@@ -83,7 +83,7 @@ function runExec(client: ApiClient, task: string, command: string[], options: Ex
       if (message.stderr) pauseUntilDrained(process.stderr, message.stderr);
       if (message.exit) settle(outcomeOfExit(message.exit));
     });
-    stream.on('end', () => settle({ code: EXEC_EXIT_FAILED, message: 'the exec ended without the command\'s exit status' }));
+    stream.on('end', () => settle({ code: EXEC_EXIT_FAILED, message: "the exec ended without the command's exit status" }));
     stream.on('error', (err: grpc.ServiceError) => settle({ code: EXEC_EXIT_FAILED, message: err.details || err.message }));
 
     // Ctrl-C without a terminal of its own (with -t it is a byte for the remote terminal): the call

@@ -149,7 +149,8 @@ function relay(nodeExec: NodeExec, node: string, request: NodeExecRequest, call:
       }
       if (message.stdinClose) return closeStdin();
       if (message.stdin) {
-        if (message.stdin.length > MAX_EXEC_CHUNK_BYTES) return refuse(invalidArgument(`exec: a stdin message of ${message.stdin.length} bytes; at most ${MAX_EXEC_CHUNK_BYTES}`));
+        if (message.stdin.length > MAX_EXEC_CHUNK_BYTES)
+          return refuse(invalidArgument(`exec: a stdin message of ${message.stdin.length} bytes; at most ${MAX_EXEC_CHUNK_BYTES}`));
         if (stdinClosed) return refuse(invalidArgument('exec: stdin after it was closed (or without stdin asked for)'));
         if (message.stdin.length > 0 && !channel.stdin(Buffer.from(message.stdin))) {
           call.pause();

@@ -54,7 +54,9 @@ export function execOnLeader(leader: string, security: TransportSecurity, call: 
     });
     stream.on('error', (err: grpc.ServiceError) => {
       if (err.code === grpc.status.CANCELLED && over) return;
-      finish(new ApiError(err.code === grpc.status.CANCELLED ? grpc.status.UNAVAILABLE : err.code, `exec on the leader at ${leader}: ${err.details || err.message}`));
+      finish(
+        new ApiError(err.code === grpc.status.CANCELLED ? grpc.status.UNAVAILABLE : err.code, `exec on the leader at ${leader}: ${err.details || err.message}`),
+      );
     });
     call.on('data', toLeader);
     call.on('end', () => stream.end());

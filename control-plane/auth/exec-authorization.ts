@@ -12,7 +12,7 @@ import type { AuthorizationResult } from './authorization.js';
 export function authorizeExec(caller: Caller, task: Task): AuthorizationResult {
   // Admins and root may run anything anyway; a manager's node certificate arrives only forwarded
   // by a follower that has already authorised the user.
-  if (caller.kind === 'local-root' || caller.kind === 'node' || (caller.kind === 'user' && caller.role === 'admin')) return { allowed: true };
+  if (caller.kind !== 'user' || caller.role === 'admin') return { allowed: true };
   if (caller.role !== 'operator') return { allowed: false, reason: `${describeCaller(caller)} may not call Exec: viewers have read-only access` };
   const problems = baselineProblems({
     kind: 'Service',

@@ -104,7 +104,8 @@ export class NodeExec {
   open(node: string, request: NodeExecRequest, handlers: NodeExecHandlers): NodeExecChannel {
     const send = this.sessions.get(node);
     if (send === undefined) throw new NodeExecUnavailable(node, 'no session with this manager (the node is down, or connected to another manager)');
-    if (this.pending.size >= MAX_EXECS_PER_MANAGER) throw new NodeExecUnavailable(node, `this manager already routes ${MAX_EXECS_PER_MANAGER} execs; try again later`);
+    if (this.pending.size >= MAX_EXECS_PER_MANAGER)
+      throw new NodeExecUnavailable(node, `this manager already routes ${MAX_EXECS_PER_MANAGER} execs; try again later`);
     const execId = this.nextId++;
     const exec: Pending = {
       node,
@@ -150,7 +151,8 @@ export class NodeExec {
     if (message.execStarted) exec.handlers.onStarted();
     if (message.execOutput) {
       const { stream, data } = message.execOutput;
-      if (stream !== 'stdout' && stream !== 'stderr' && stream !== 'tty') return this.protocolError(execId, exec, `output on an unknown stream "${stream.slice(0, 20)}"`);
+      if (stream !== 'stdout' && stream !== 'stderr' && stream !== 'tty')
+        return this.protocolError(execId, exec, `output on an unknown stream "${stream.slice(0, 20)}"`);
       const overflow = exec.output.take(data.length);
       if (overflow !== undefined) return this.protocolError(execId, exec, `output beyond the flow-control window: ${overflow}`);
       let credited = false;

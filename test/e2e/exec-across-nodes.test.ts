@@ -180,7 +180,7 @@ test.serial('a command that cannot be run exits 127 or 126 with a message; an un
   t.regex(noTerminal.stderr, /the input device is not a TTY/);
 });
 
-test.serial('a terminal: the size is the client terminal\'s and follows a resize; the exit code comes back', async (t) => {
+test.serial("a terminal: the size is the client terminal's and follows a resize; the exit code comes back", async (t) => {
   const script = {
     argv: [process.execPath, TSCTL, '--server', followerSocket, 'exec', '-it', task.metadata.name, '--', 'sh'],
     size: [24, 80],
@@ -242,7 +242,11 @@ async function rssBytes(pid: number): Promise<number> {
 }
 
 /** Starts tsctl exec with its stdout a pipe; resolves once the command printed `ready`. */
-async function startExec(server: string, command: string[], readOutput: boolean): Promise<{ exited: Promise<number>; stderr: () => string; kill: (s: NodeJS.Signals) => void }> {
+async function startExec(
+  server: string,
+  command: string[],
+  readOutput: boolean,
+): Promise<{ exited: Promise<number>; stderr: () => string; kill: (s: NodeJS.Signals) => void }> {
   const child = spawn(process.execPath, [TSCTL, '--server', server, 'exec', task.metadata.name, '--', ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
