@@ -94,6 +94,19 @@ function runExec(client: ApiClient, task: string, command: string[], options: Ex
     };
     process.on('SIGINT', onInterrupt);
     undo.push(() => process.off('SIGINT', onInterrupt));
+    // Ended from outside (a closed terminal, kill): the process goes too, and the terminal is
+    // restored on the way out, which the default action of these signals would skip.
+    for (const [signal, code] of [
+      ['SIGTERM', 143],
+      ['SIGHUP', 129],
+    ] as const) {
+      const onSignal = () => {
+        stream.cancel();
+        settle({ code, message: `${signal}; the process was killed` });
+      };
+      process.on(signal, onSignal);
+      undo.push(() => process.off(signal, onSignal));
+    }
 
     const onStarted = () => {
       if (tty && interactive && process.stdin.isTTY) {

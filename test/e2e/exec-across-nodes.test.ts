@@ -125,6 +125,13 @@ test.before(async () => {
   } finally {
     members.close();
   }
+  const leaderNode = cluster.nodes.find((n) => n.apiSocket === leaderSocket)!.name;
+  const here: Service = {
+    ...service,
+    metadata: { name: 'here', stack: 'ex' },
+    spec: { ...service.spec, placement: { constraints: [`node.hostname==${leaderNode}`] } },
+  };
+  await client.apply({ objectsJson: [JSON.stringify(here)] });
 });
 
 test.after.always(async () => {
@@ -150,9 +157,35 @@ test.serial('exec on a worker node through the leader: stdout, stderr and the ex
 });
 
 test.serial('exec through the follower manager is forwarded to the leader', async (t) => {
-  const ran = await tsctl(followerSocket, ['exec', '--stack', 'ex', task.metadata.name, '--', 'sh', '-c', 'cat /proc/1/cmdline; exit 0']);
+  const ran = await tsctl(followerSocket, [
+    'exec',
+    '--stack',
+    'ex',
+    '-e',
+    'GREETING=hello there',
+    task.metadata.name,
+    '--',
+    'sh',
+    '-c',
+    'cat /proc/1/cmdline; echo "$GREETING"',
+  ]);
   t.is(ran.code, 0, ran.stderr);
-  t.is(ran.stdout, 'sleep\u0000100000\u0000');
+  // The container's own process 1, and the variable given with -e.
+  t.is(ran.stdout, 'sleep\u0000100000\u0000hello there\n');
+});
+
+test.serial("exec into a task on the leader's own node goes through its own agent's session too", async (t) => {
+  const local = await eventually(
+    'the task running on the leader',
+    async () => {
+      const tasks = (await client.list({ kind: 'Task', stack: 'ex', service: 'here' })).objectsJson.map((j) => JSON.parse(j) as Task);
+      return tasks.find((x) => x.status.state === 'running');
+    },
+    120_000,
+  );
+  const ran = await tsctl(followerSocket, ['exec', local.metadata.name, '--', 'sh', '-c', 'exit 0']);
+  t.is(ran.code, 0, ran.stderr);
+  t.is(local.nodeName, cluster.nodes.find((n) => n.apiSocket === leaderSocket)?.name);
 });
 
 test.serial('stdin is piped through, beyond the flow-control window, and its end reaches the process', async (t) => {
