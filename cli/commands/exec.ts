@@ -67,11 +67,16 @@ function runExec(client: ApiClient, task: string, command: string[], options: Ex
     stream.write({ start: { stack: options.stack ?? '', task, command, tty, stdin: interactive, env: options.env, ...size } });
 
     // Output, paused while this terminal or pipe does not take it (the manager then stops crediting the node).
+    // One drain listener per waiting output; the stream goes on when neither waits.
+    const waitingOutputs = new Set<NodeJS.WriteStream>();
     const pauseUntilDrained = (out: NodeJS.WriteStream, data: Buffer) => {
-      if (!out.write(data)) {
-        stream.pause();
-        out.once('drain', () => stream.resume());
-      }
+      if (out.write(data) || waitingOutputs.has(out)) return;
+      waitingOutputs.add(out);
+      stream.pause();
+      out.once('drain', () => {
+        waitingOutputs.delete(out);
+        if (waitingOutputs.size === 0) stream.resume();
+      });
     };
     let started = false;
     stream.on('data', (message: ExecOutput__Output) => {
@@ -119,13 +124,17 @@ function runExec(client: ApiClient, task: string, command: string[], options: Ex
         undo.push(() => process.off('SIGWINCH', onResize));
       }
       if (!interactive) return;
+      let waitingForDrain = false;
       const onData = (chunk: Buffer) => {
-        for (let at = 0; at < chunk.length; at += MAX_EXEC_CHUNK_BYTES) {
-          if (!stream.write({ stdin: chunk.subarray(at, at + MAX_EXEC_CHUNK_BYTES) })) {
-            process.stdin.pause();
-            stream.once('drain', () => process.stdin.resume());
-          }
-        }
+        let full = false;
+        for (let at = 0; at < chunk.length; at += MAX_EXEC_CHUNK_BYTES) full = !stream.write({ stdin: chunk.subarray(at, at + MAX_EXEC_CHUNK_BYTES) }) || full;
+        if (!full || waitingForDrain) return;
+        waitingForDrain = true;
+        process.stdin.pause();
+        stream.once('drain', () => {
+          waitingForDrain = false;
+          process.stdin.resume();
+        });
       };
       const onEnd = () => stream.write({ stdinClose: true });
       process.stdin.on('data', onData);
