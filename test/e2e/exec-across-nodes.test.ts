@@ -267,6 +267,78 @@ test.serial('every exec is in the audit log, with the task and never the stdin',
   t.false(entries.some((e) => e.includes(marker)));
 });
 
+/** tsctl with a user's context, from node-1's namespace (the context names the managers' underlay addresses). */
+function tsctlAs(context: string, args: string[]): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, TESSERA_CONTEXT: context };
+    delete env['TESSERA_SERVER'];
+    const child = spawn('nsenter', [`--net=/run/netns/${cluster.nodes[0]!.netns}`, process.execPath, TSCTL, ...args], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+  });
+}
+
+test.serial('operators exec only into services that pass baseline; viewers not at all; the refusal is audited', async (t) => {
+  const contexts: Record<string, string> = {};
+  for (const [name, role] of [
+    ['carol', 'operator'],
+    ['bob', 'viewer'],
+  ] as const) {
+    contexts[name] = join(workDir, `${name}.json`);
+    const added = await tsctl(leaderSocket, ['cluster', 'user', 'add', name, '--role', role, '--output', contexts[name]]);
+    t.is(added.code, 0, added.stderr);
+  }
+  const privileged: Service = {
+    apiVersion: 'tessera/v1',
+    kind: 'Service',
+    metadata: { name: 'priv', stack: 'ex' },
+    spec: { image: registry!.image, command: ['sleep', '100000'], capAdd: ['NET_ADMIN'], placement: { constraints: ['node.hostname==node-3'] } },
+  };
+  await client.apply({ objectsJson: [JSON.stringify(privileged)] });
+  const privTask = await eventually(
+    'the privileged task running',
+    async () => {
+      const tasks = (await client.list({ kind: 'Task', stack: 'ex', service: 'priv' })).objectsJson.map((j) => JSON.parse(j) as Task);
+      const running = tasks.find((x) => x.status.state === 'running');
+      if (running === undefined)
+        throw new Error(tasks.map((x) => `${x.metadata.name} ${x.status.state} ${x.status.message ?? ''} ${x.status.error ?? ''}`).join('; ') || 'no task');
+      return running;
+    },
+    60_000,
+  );
+  const allowed = await tsctlAs(contexts['carol']!, ['exec', task.metadata.name, '--', 'sh', '-c', 'exit 5']);
+  t.is(allowed.code, 5, allowed.stderr);
+  const refused = await tsctlAs(contexts['carol']!, ['exec', privTask.metadata.name, '--', 'true']);
+  t.is(refused.code, 125);
+  t.regex(refused.stderr, /user:carol \(operator\) may not exec into task .*admission level baseline.*capAdd\[0\]: NET_ADMIN/);
+  const viewer = await tsctlAs(contexts['bob']!, ['exec', task.metadata.name, '--', 'true']);
+  t.is(viewer.code, 125);
+  t.regex(viewer.stderr, /user:bob \(viewer\) may not call Exec: viewers have read-only access/);
+  // The audit log is the answering manager's: carol's context may have reached either.
+  const entries: Array<{ method: string; objects: Array<{ name: string }>; result: { ok: boolean } }> = [];
+  for (const socket of [leaderSocket, followerSocket]) {
+    const manager = new ApiClient(socket);
+    try {
+      for (const e of (await manager.auditLog({ limit: 1000, caller: 'user:carol' })).entriesJson) entries.push(JSON.parse(e) as (typeof entries)[number]);
+    } finally {
+      manager.close();
+    }
+  }
+  t.true(entries.some((e) => e.method === 'Exec' && !e.result.ok && e.objects.some((o) => o.name === privTask.metadata.name)));
+  t.true(entries.some((e) => e.method === 'Exec' && e.result.ok && e.objects.some((o) => o.name === task.metadata.name)));
+});
+
 async function rssBytes(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const kb = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
