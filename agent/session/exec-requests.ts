@@ -138,7 +138,8 @@ class RunningExec {
 
   /**
    * Sends what was read while the window is open. One read may be larger than what the window has
-   * left: the rest waits here (at most one read, 64 KiB) with the pipes paused.
+   * left: the rest waits here with the pipes paused (a read from each pipe at most, 64 KiB each:
+   * a paused stream emits no more data and stops reading once its own buffer is full).
    */
   private sendHeld(): void {
     while (this.output.open && !this.finished) {
