@@ -41,6 +41,8 @@ import type { ClusterUpdateRequest } from '../proto/gen/tessera/api/v1/ClusterUp
 import type { ClusterUpdateResponse__Output } from '../proto/gen/tessera/api/v1/ClusterUpdateResponse.js';
 import type { TopRequest } from '../proto/gen/tessera/api/v1/TopRequest.js';
 import type { TopResponse__Output } from '../proto/gen/tessera/api/v1/TopResponse.js';
+import type { ExecInput } from '../proto/gen/tessera/api/v1/ExecInput.js';
+import type { ExecOutput__Output } from '../proto/gen/tessera/api/v1/ExecOutput.js';
 import { assertAddressAllowed, channelOptions, clientCredentials, LOCAL_INSECURE, type TransportSecurity } from '../common/transport/credentials.js';
 
 export class ApiCallError extends Error {
@@ -196,6 +198,11 @@ export class ApiClient {
         }
       })();
     });
+  }
+
+  /** The Exec call's stream (tsctl exec): no deadline, it lives as long as the command. */
+  exec(): grpc.ClientDuplexStream<ExecInput, ExecOutput__Output> {
+    return this.raw.exec();
   }
 
   /** Streams log lines to onLine; resolves at the end of the stream or when cancelled. */

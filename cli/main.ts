@@ -21,6 +21,7 @@ import { registerTopCommand } from './commands/top.js';
 import { registerApplyCommands } from './commands/apply.js';
 import { registerClusterUpdateCommand } from './commands/cluster-update.js';
 import { registerClusterAutolockCommands } from './commands/cluster-autolock.js';
+import { registerExecCommand } from './commands/exec.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -160,6 +161,7 @@ registerRolloutCommands(program, withClient);
 registerEventsCommand(program, withClient);
 registerLogsCommand(program, withClient);
 registerTopCommand(program, withClient);
+registerExecCommand(program, withClient);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`error: ${err.message}\n`);

@@ -7,6 +7,7 @@ import { LocalImageStore } from '../agent/images/image-store.js';
 import { BridgeNetwork } from '../agent/network/node-network.js';
 import { NativeRuntime } from '../agent/runtime/native-runtime.js';
 import { AgentSession } from '../agent/session/agent-session.js';
+import { execInTask } from '../agent/worker/task-exec.js';
 import { sweepLeftovers } from '../agent/worker/leftovers.js';
 import { FileLogSource } from '../agent/worker/log-source.js';
 import { Worker } from '../agent/worker/worker.js';
@@ -219,6 +220,7 @@ export class Daemon {
         running: () => worker.running().flatMap((r) => (r.running ? [{ task: r.name, containerId: r.containerId }] : [])),
       }),
       images: imageChannel,
+      exec: (taskName, options) => execInTask(worker.running(), runtime, taskName, options),
       onAssignments: (tasks, files) => {
         if (!stopping) worker.reconcile(tasks, files);
       },

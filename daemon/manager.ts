@@ -12,6 +12,7 @@ import { EventLog } from '../control-plane/events/event-log.js';
 import { EventRecorder } from '../control-plane/events/event-recorder.js';
 import { NodeLogs } from '../control-plane/dispatcher/node-logs.js';
 import { NodeTop } from '../control-plane/dispatcher/node-top.js';
+import { NodeExec } from '../control-plane/dispatcher/node-exec.js';
 import { API_SERVER_OPTIONS, bindServer, shutdownServer } from '../control-plane/api/grpc-server.js';
 import { AuthenticationError, authenticateLocalRoot, certificateAuthenticator, requireNode, type TrustState } from '../control-plane/auth/authenticate.js';
 import { isMutating } from '../control-plane/auth/authorization.js';
@@ -83,6 +84,7 @@ export class Manager {
   private readonly nodeLogs = new NodeLogs();
   /** Nodes' task resource use, asked over their sessions with this manager's dispatcher (tsctl top). */
   private readonly nodeTop = new NodeTop();
+  private readonly nodeExec = new NodeExec();
   raft: RaftStore | undefined;
   clusterSecurity: ClusterSecurity | undefined;
   /** With the etcd backend: the key of the store's sealed values, for managers that join (NodeCA.StoreKey). */
@@ -168,6 +170,11 @@ export class Manager {
     const services = new Informer<Service>(store, 'Service', kindPrefix('Service'), onInformerError);
     const tasks = new Informer<Task>(store, 'Task', kindPrefix('Task'), onInformerError);
     const nodes = new Informer<Node>(store, 'Node', kindPrefix('Node'), onInformerError);
+    // tsctl exec: a node marked down ends its execs even when its session has not (yet) broken.
+    nodes.subscribe((event) => {
+      if (event.type === 'modified' && event.object.status.state === 'down' && event.previous?.status.state !== 'down')
+        this.nodeExec.nodeDown(event.object.metadata.name, `the node is down (${event.object.status.message ?? 'no heartbeat'})`);
+    });
     for (const informer of [services, tasks, nodes]) {
       await informer.start();
       this.closers.push(() => informer.stop());
@@ -265,6 +272,7 @@ export class Manager {
       selfNode: config.nodeName,
       nodeLogs: this.nodeLogs,
       nodeTop: this.nodeTop,
+      nodeExec: this.nodeExec,
       logsLeader: () => this.leaderApi(),
       metrics,
       events,
@@ -313,6 +321,7 @@ export class Manager {
         revocations: { serials: () => clusterSecurity.revokedSerials(), subscribe: (listener) => clusterSecurity.onChange(listener) },
         log,
       },
+      nodeExec: this.nodeExec,
       trust: {
         current: () => ({ trustedRootPems: clusterSecurity.meta.trustedRootPems, signingRootPem: signingRootPem(clusterSecurity.meta) }),
         subscribe: (listener) => clusterSecurity.onChange(listener),

@@ -23,6 +23,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abandonContainer", Napi::Function::New(env, AbandonContainer, "abandonContainer"));
   exports.Set("spawnShim", Napi::Function::New(env, SpawnShim, "spawnShim"));
   exports.Set("execInContainer", Napi::Function::New(env, ExecInContainer, "execInContainer"));
+  exports.Set("setWindowSize", Napi::Function::New(env, SetWindowSize, "setWindowSize"));
   exports.Set("waitProcess", Napi::Function::New(env, WaitProcess, "waitProcess"));
   exports.Set("netlinkOpen", Napi::Function::New(env, NetlinkOpen, "netlinkOpen"));
   exports.Set("netlinkTransact", Napi::Function::New(env, NetlinkTransact, "netlinkTransact"));

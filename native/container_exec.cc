@@ -237,6 +237,18 @@ Napi::Value ExecInContainer(const Napi::CallbackInfo& info) {
     int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (slave < 0) throw fail(errno, "exec: open the pty's terminal side");
     opened.push_back(slave);
+    // The first size is set before the process exists, so it never reads the kernel's 0x0.
+    if (info.Length() > 3 && info[3].IsObject()) {
+      Napi::Object size = info[3].As<Napi::Object>();
+      int64_t rows = size.Get("rows").IsNumber() ? size.Get("rows").As<Napi::Number>().Int64Value() : 0;
+      int64_t cols = size.Get("cols").IsNumber() ? size.Get("cols").As<Napi::Number>().Int64Value() : 0;
+      if (rows < 0 || rows > 0xffff || cols < 0 || cols > 0xffff) throw fail(ERANGE, "exec: terminal size out of range");
+      struct winsize ws;
+      memset(&ws, 0, sizeof(ws));
+      ws.ws_row = static_cast<unsigned short>(rows);
+      ws.ws_col = static_cast<unsigned short>(cols);
+      if ((rows > 0 || cols > 0) && ioctl(master, TIOCSWINSZ, &ws) != 0) throw fail(errno, "exec: set the terminal size");
+    }
     fds.nullFd = fds.logFd = fds.stderrFd = slave;
     childEnds = {slave};
     callerFds = {master};
@@ -270,6 +282,22 @@ Napi::Value ExecInContainer(const Napi::CallbackInfo& info) {
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
+}
+
+Napi::Value SetWindowSize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) throw Napi::TypeError::New(env, "setWindowSize(fd, rows, cols) takes three numbers");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int64_t rows = info[1].As<Napi::Number>().Int64Value();
+  int64_t cols = info[2].As<Napi::Number>().Int64Value();
+  // struct winsize holds unsigned shorts: a larger size would be silently cut.
+  if (fd < 0 || rows < 0 || rows > 0xffff || cols < 0 || cols > 0xffff) throw Napi::RangeError::New(env, "setWindowSize: fd must be >= 0, rows and cols 0..65535");
+  struct winsize size;
+  memset(&size, 0, sizeof(size));
+  size.ws_row = static_cast<unsigned short>(rows);
+  size.ws_col = static_cast<unsigned short>(cols);
+  if (ioctl(fd, TIOCSWINSZ, &size) != 0) throw ErrnoError(env, errno, "setWindowSize: TIOCSWINSZ");
+  return env.Undefined();
 }
 
 }  // namespace tessera

@@ -6,8 +6,9 @@
 import net from 'node:net';
 import os from 'node:os';
 import tty from 'node:tty';
-import { execInContainer, waitProcess, type NativeSpawnPlan } from './native.js';
+import { execInContainer, setWindowSize, waitProcess, type NativeSpawnPlan } from './native.js';
 import { executableCandidates } from './spawn-plan.js';
+import { mergeEnv } from '../../common/exec/exec-limits.js';
 import type { ExecOptions, ExecProcess, ExitStatus } from './types.js';
 
 const SIGNAL_NAMES = new Map<number, string>(Object.entries(os.constants.signals).map(([name, num]) => [num, name]));
@@ -16,7 +17,7 @@ const SIGNAL_NAMES = new Map<number, string>(Object.entries(os.constants.signals
 export function execPlan(containerPlan: NativeSpawnPlan, options: ExecOptions): NativeSpawnPlan {
   const args0 = options.args[0];
   if (args0 === undefined || args0 === '') throw new Error('exec: args[0] must name the program to run');
-  const env = options.env ?? containerPlan.env;
+  const env = options.env ?? mergeEnv(containerPlan.env, options.extraEnv ?? []);
   for (const [i, e] of env.entries()) if (!e.includes('=')) throw new Error(`exec: env[${i}] must be NAME=value, got '${e}'`);
   const cwd = options.cwd ?? containerPlan.cwd;
   if (!cwd.startsWith('/')) throw new Error(`exec: cwd must be absolute, got '${cwd}'`);
@@ -35,7 +36,7 @@ export function execPlan(containerPlan: NativeSpawnPlan, options: ExecOptions): 
 
 export async function startExec(containerPlan: NativeSpawnPlan, containerPid: number, options: ExecOptions): Promise<ExecProcess> {
   const plan = execPlan(containerPlan, options);
-  const spawned = await execInContainer(plan, containerPid, options.tty === true);
+  const spawned = await execInContainer(plan, containerPid, options.tty === true, options.tty === true ? options.size : undefined);
   const exit: Promise<ExitStatus> = waitProcess(spawned.pid).then((ended) => {
     const status: ExitStatus = {
       exitCode: ended.signal !== undefined ? 128 + ended.signal : (ended.exitCode ?? -1),
@@ -52,7 +53,11 @@ export async function startExec(containerPlan: NativeSpawnPlan, containerPid: nu
     terminal.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'EIO') terminal.push(null);
     });
-    return { pid: spawned.pid, stdin: terminal, stdout: terminal, exit };
+    // The fd stays open as long as the stream; after the process ended a resize is moot.
+    const resize = (rows: number, cols: number): void => {
+      if (!terminal.destroyed) setWindowSize(master, rows, cols);
+    };
+    return { pid: spawned.pid, stdin: terminal, stdout: terminal, exit, resize };
   }
   const [stdinFd, stdoutFd, stderrFd] = spawned.fds;
   if (stdinFd === undefined || stdoutFd === undefined || stderrFd === undefined) throw new Error('exec: the addon returned too few pipes');

@@ -123,7 +123,8 @@ interface NativeBinding {
   abandonContainer?(startFd: number, statusFd: number): void;
   waitProcess?(pid: number): Promise<ProcessExit>;
   spawnShim?(plan: NativeSpawnPlan, options: ShimLaunchOptions): Promise<ShimSpawned>;
-  execInContainer?(plan: NativeSpawnPlan, containerPid: number, tty: boolean): Promise<ExecSpawned>;
+  execInContainer?(plan: NativeSpawnPlan, containerPid: number, tty: boolean, size?: TerminalSize): Promise<ExecSpawned>;
+  setWindowSize?(fd: number, rows: number, cols: number): void;
   attachDeviceFilter?(cgroupDir: string, program: Int32Array): void;
 }
 
@@ -245,9 +246,23 @@ export function spawnShim(plan: NativeSpawnPlan, options: ShimLaunchOptions): Pr
   return required('spawnShim')(plan, { ...options, stdio: options.stdio ?? 'log' });
 }
 
-/** Starts plan.args inside the namespaces and cgroup of containerPid with the plan's process settings. */
-export function execInContainer(plan: NativeSpawnPlan, containerPid: number, tty: boolean): Promise<ExecSpawned> {
-  return required('execInContainer')(plan, containerPid, tty);
+/** A terminal's size in character cells; 0 leaves a dimension as the kernel has it. */
+export interface TerminalSize {
+  rows: number;
+  cols: number;
+}
+
+/**
+ * Starts plan.args inside the namespaces and cgroup of containerPid with the plan's process
+ * settings; with a TTY of `size` when given (set before the process starts).
+ */
+export function execInContainer(plan: NativeSpawnPlan, containerPid: number, tty: boolean, size?: TerminalSize): Promise<ExecSpawned> {
+  return size === undefined ? required('execInContainer')(plan, containerPid, tty) : required('execInContainer')(plan, containerPid, tty, size);
+}
+
+/** Sets a pty's window size (TIOCSWINSZ on its master); the foreground process group gets SIGWINCH. */
+export function setWindowSize(fd: number, rows: number, cols: number): void {
+  required('setWindowSize')(fd, rows, cols);
 }
 
 /**

@@ -171,12 +171,16 @@ export interface ExecOptions {
   args: string[];
   /** Default: the container's env. */
   env?: string[];
+  /** NAME=value set over the container's env (when `env` is not given). */
+  extraEnv?: string[];
   /** Default: the container's cwd. */
   cwd?: string;
   /** Default: the container's user. */
   user?: { uid: number; gid: number; additionalGids?: number[] };
   /** Allocate a pseudo-terminal (stdin/stdout/stderr all on it) instead of three pipes. */
   tty?: boolean;
+  /** With tty: the terminal's size from the start (rows, cols; 0 leaves one as it is). */
+  size?: { rows: number; cols: number };
 }
 
 /** A process started in a running container; the caller owns its stdio. */
@@ -189,6 +193,8 @@ export interface ExecProcess {
   stderr?: NodeJS.ReadableStream;
   /** Resolves when the process exits. */
   exit: Promise<ExitStatus>;
+  /** With a TTY: sets the terminal's size (the process gets SIGWINCH). */
+  resize?(rows: number, cols: number): void;
 }
 
 export interface ContainerState {

@@ -23,6 +23,8 @@ import { parseCertificate } from '../../common/identity/x509.js';
 import { TopRequestServer, type UsageSource } from './top-requests.js';
 import type { TopAnswer } from '../../proto/gen/tessera/dispatcher/v1/TopAnswer.js';
 import type { ImageChannel } from './image-channel.js';
+import { ExecRequestServer, type ExecTask } from './exec-requests.js';
+import { EXEC_EXIT_FAILED } from '../../common/exec/exec-limits.js';
 
 export interface AgentSessionOptions {
   managers: string[];
@@ -48,6 +50,8 @@ export interface AgentSessionOptions {
   flushEveryMs?: number;
   /** Image inventory, locate requests and revocations over this session (images across nodes). */
   images?: ImageChannel;
+  /** Starts a process in one of this node's task containers, for a manager's ExecOpen (tsctl exec); absent: refused. */
+  exec?: ExecTask;
 }
 
 const MAX_BATCH = 500;
@@ -98,11 +102,13 @@ export class AgentSession {
 
   private readonly logRequests: LogRequestServer | undefined;
   private readonly topRequests: TopRequestServer | undefined;
+  private readonly execRequests: ExecRequestServer | undefined;
 
   constructor(private readonly options: AgentSessionOptions) {
     this.reconnect = new ReconnectPolicy(options.managers, { minDelayMs: RETRY_MIN_MS, maxDelayMs: RETRY_MAX_MS });
     this.logRequests = options.logs ? new LogRequestServer(options.logs, options.log) : undefined;
     this.topRequests = options.usage ? new TopRequestServer(options.usage, options.log) : undefined;
+    this.execRequests = options.exec ? new ExecRequestServer(options.exec, options.log) : undefined;
   }
 
   start(): void {
@@ -131,6 +137,7 @@ export class AgentSession {
     for (const timer of [this.flushTimer, this.heartbeatTimer, this.retryTimer]) if (timer) clearTimeout(timer);
     this.logRequests?.cancelAll();
     this.options.images?.detach('the agent stopped');
+    this.execRequests?.cancelAll();
     this.stream?.end();
     this.client?.close();
   }
@@ -163,6 +170,7 @@ export class AgentSession {
       this.connected = false;
       this.logRequests?.cancelAll();
       this.options.images?.detach(why);
+      this.execRequests?.cancelAll();
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
       client.close();
       if (this.stopped) return;
@@ -184,6 +192,20 @@ export class AgentSession {
       lost(err.details || err.message);
     });
     stream.on('end', () => lost('stream ended'));
+  }
+
+  /** tsctl exec: answers go back on the session the exec was opened on. */
+  private onExecMessage(message: ManagerMessage__Output): void {
+    if (message.kind === 'execOpen' && message.execOpen) {
+      const stream = this.stream;
+      const send = (answer: AgentMessage) => (this.stream === stream ? stream?.write(answer) : undefined);
+      if (this.execRequests) this.execRequests.open(message.execOpen, send);
+      else send({ execExited: { execId: message.execOpen.execId, code: EXEC_EXIT_FAILED, error: 'this node serves no exec' } });
+    }
+    if (message.kind === 'execStdin' && message.execStdin) this.execRequests?.stdin(message.execStdin);
+    if (message.kind === 'execResize' && message.execResize) this.execRequests?.resize(message.execResize);
+    if (message.kind === 'execOutputCredit' && message.execOutputCredit) this.execRequests?.credit(message.execOutputCredit);
+    if (message.kind === 'execCancel' && message.execCancel) this.execRequests?.cancel(Number(message.execCancel.execId));
   }
 
   private onMessage(message: ManagerMessage__Output): void {
@@ -246,6 +268,7 @@ export class AgentSession {
       if (this.topRequests) this.topRequests.start(message.topRequest, send);
       else send({ requestId: message.topRequest.requestId, error: 'this node reports no resource use' });
     }
+    this.onExecMessage(message);
     if (message.kind === 'network' && message.network) {
       try {
         this.options.onNetwork?.(parseNodeNetworkView(message.network.viewJson));

@@ -49,6 +49,9 @@ import { topFromLeader } from './forward-top.js';
 import type { NodeTop } from '../dispatcher/node-top.js';
 import { atTime } from '../../common/timers/at-time.js';
 import type { NodeLogs } from '../dispatcher/node-logs.js';
+import type { NodeExec } from '../dispatcher/node-exec.js';
+import { serveExec } from './exec-stream.js';
+import { execOnLeader } from './forward-exec.js';
 import type { EventLog } from '../events/event-log.js';
 import type { UnauthenticatedCaller } from '../audit/audit-entry.js';
 import { peerSubjectText } from '../auth/authenticate.js';
@@ -67,6 +70,8 @@ export interface ApiServerDeps {
   /** This manager's own node: its tasks' logs are read from `logs`; other nodes' through nodeLogs. */
   selfNode?: string;
   nodeLogs?: NodeLogs;
+  /** Execs in tasks' containers through the nodes' sessions (tsctl exec; the leader's dispatcher holds them). */
+  nodeExec?: NodeExec;
   /** On a follower: the leader's address, which asks the other nodes; undefined where this server asks them itself. */
   logsLeader?: () => { address: string; security: TransportSecurity } | undefined;
   /** Other nodes' task resource use through their sessions (tsctl top); absent: Top answers with a notice per node. */
@@ -431,6 +436,17 @@ export class ApiServer {
 
   // --- gRPC glue ----------------------------------------------------------------------------------
 
+  /** The task an exec names: by stack and name, or by name alone when no stack is given (and only one stack has it). */
+  private async taskNamed(stack: string, name: string): Promise<Task> {
+    checkNameSize(stack, 'exec: stack');
+    checkNameSize(name, 'exec: task');
+    if (stack !== '') return (await this.get('Task', stack, name)) as Task;
+    const found = ((await this.list('Task', undefined)).objects as Task[]).filter((t) => t.metadata.name === name);
+    if (found.length === 0) throw notFound(`exec: no task ${quoteName(name)}`);
+    if (found.length > 1) throw invalidArgument(`exec: ${found.length} stacks have a task ${quoteName(name)}; name the stack`);
+    return found[0]!;
+  }
+
   private callerOf(call: object): Caller {
     const caller = this.callers.get(call);
     // The guard sets it before any handler runs; a handler reached without it is a wiring bug.
@@ -626,6 +642,21 @@ export class ApiServer {
         return summary(await this.deps.images.pull(req.reference));
       }),
       ImageList: this.unary('ImageList', async () => ({ images: imageListOf(await this.deps.images.list(), this.deps.imageHolders?.(), this.deps.selfNode) })),
+      Exec: (call) => {
+        const caller = this.callerOf(call);
+        const deps = {
+          ...(this.deps.nodeExec ? { nodeExec: this.deps.nodeExec } : {}),
+          findTask: (stack: string, name: string) => this.taskNamed(stack, name),
+          // Only the leader's dispatcher holds the nodes' sessions.
+          forward: (relayed: typeof call, start: Parameters<typeof execOnLeader>[3]) => {
+            const leader = this.deps.logsLeader?.();
+            return leader === undefined ? undefined : execOnLeader(leader.address, leader.security, relayed, start);
+          },
+          // The start message names the task; the digest covers the command. Stdin is never recorded.
+          recordStart: (start: unknown, error?: unknown) => this.streamEnded(call, 'Exec', error, start ?? {}),
+        };
+        serveExec(deps, call, caller).catch((err: unknown) => call.emit('error', toServiceError(err)));
+      },
       Events: (call) => {
         const run = async () => {
           if (!this.deps.events) throw new ApiError(grpc.status.UNIMPLEMENTED, 'events: this server keeps no cluster events');

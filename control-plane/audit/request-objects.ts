@@ -38,6 +38,8 @@ const DESCRIBERS: ReadonlyMap<string, Describer> = new Map<string, Describer>([
   ['ImagePrune', () => [named('Image', '(unused images)')]],
   // The image pushed and the name it was pushed as (empty: its own).
   ['ImagePush', (request) => [named('Image', text(request, 'reference')), named('PushTarget', text(request, 'target') || text(request, 'reference'))]],
+  // The task exec'd into; the command only in the digest (it may carry a secret), stdin never.
+  ['Exec', (request) => [objectOf('Task', request.stack, request.task)]],
 ]);
 
 /** RPC names of the methods that change something, i.e. those the audit log records. */

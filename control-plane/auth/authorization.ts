@@ -35,7 +35,8 @@ export type ApiMethod =
   | 'UpdateCluster'
   | 'Events'
   | 'Top'
-  | 'ImagePush';
+  | 'ImagePush'
+  | 'Exec';
 
 /** read: viewers and up. workload: operators and up (deploy, scale, roll back, images they run). admin: admins only. */
 type Access = 'read' | 'workload' | 'admin';
@@ -74,15 +75,18 @@ const METHOD_ACCESS: Readonly<Record<ApiMethod, Access>> = {
   Top: 'read',
   // Sends an image of the node to a registry with the node's registry credentials, as a pull fetches one.
   ImagePush: 'workload',
+  // A process in a running container, as kubectl exec needs create on pods/exec (Kubernetes' edit
+  // role has it, view does not); operators only into services admitted at baseline (exec-authorization.ts).
+  Exec: 'workload',
 };
 
 export const API_METHODS: readonly ApiMethod[] = Object.keys(METHOD_ACCESS) as ApiMethod[];
 
 /**
  * What a manager's node certificate may call: what it needs to join itself (the member change is
- * narrowed further by authorizeMemberChange), and Logs and Top, which a follower forwards to the leader.
+ * narrowed further by authorizeMemberChange), and Logs, Top and Exec, which a follower forwards to the leader.
  */
-const MANAGER_NODE_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>(['ClusterInfo', 'ClusterMemberChange', 'Logs', 'Top']);
+const MANAGER_NODE_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>(['ClusterInfo', 'ClusterMemberChange', 'Logs', 'Top', 'Exec']);
 
 /** Calls that change the cluster; JoinToken counts because it may rotate a token. */
 const MUTATING_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>([
@@ -103,6 +107,8 @@ const MUTATING_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>([
   'UpdateCluster',
   // It changes no cluster state, but it publishes an image with the node's credentials: audited.
   'ImagePush',
+  // It runs a process: audited like a change, though it changes no object.
+  'Exec',
 ]);
 
 export type AuthorizationResult = { allowed: true } | { allowed: false; reason: string };
@@ -133,7 +139,7 @@ export function authorizeMethod(caller: Caller, method: ApiMethod): Authorizatio
         return refused(
           caller,
           method,
-          "a manager node's certificate may call only ClusterInfo and ClusterMemberChange (to join itself) and Logs and Top (forwarded to the leader)",
+          "a manager node's certificate may call only ClusterInfo and ClusterMemberChange (to join itself) and Logs, Top and Exec (forwarded to the leader)",
         );
       return refused(caller, method, "a worker node's certificate has no access to the API (workers talk to the dispatcher)");
   }

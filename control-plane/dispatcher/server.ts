@@ -24,6 +24,7 @@ import { objectKey } from '../store/keys.js';
 import type { NodeLogs } from './node-logs.js';
 import type { NodeTop } from './node-top.js';
 import { type ImageDispatchDeps, type ImageSession, startImageSession } from './image-session.js';
+import type { NodeExec } from './node-exec.js';
 
 const REGISTER_TIMEOUT_MS = 10_000;
 const MAX_UPDATES_PER_BATCH = 1000;
@@ -51,6 +52,8 @@ export interface DispatcherDeps {
   nodeTop?: NodeTop;
   /** Where images are (inventories, locate requests, revocations for nodes' blob services); absent: not tracked. */
   images?: ImageDispatchDeps;
+  /** Where execs in other nodes' containers go out on their sessions (tsctl exec); absent: none are routed. */
+  nodeExec?: NodeExec;
 }
 
 type SessionCall = grpc.ServerDuplexStream<AgentMessage__Output, ManagerMessage>;
@@ -172,6 +175,7 @@ export class DispatcherServer {
             if (deps.images) {
               imageSession = startImageSession(deps.images, registered, message.register?.description?.imagePeerAddress ?? '', call, sendToNode);
             }
+            deps.nodeExec?.attach(registered, sendToNode);
             sendDelta(true);
             const trust = deps.trust;
             if (trust) {
@@ -224,6 +228,7 @@ export class DispatcherServer {
     const end = () => {
       if (nodeName !== undefined) deps.nodeLogs?.detach(nodeName, 'its session with this manager ended', sendToNode);
       if (nodeName !== undefined) deps.nodeTop?.detach(nodeName, 'its session with this manager ended', sendToNode);
+      if (nodeName !== undefined) deps.nodeExec?.detach(nodeName, 'its session with this manager ended (the node or its tsd went down)', sendToNode);
       ended = true;
       clearTimeout(registerTimer);
       unsubscribe?.();
@@ -254,6 +259,7 @@ export class DispatcherServer {
     deps.health.heartbeat(nodeName);
     if (message.kind === 'logChunk' && message.logChunk) deps.nodeLogs?.onChunk(nodeName, message.logChunk);
     if (message.kind === 'topAnswer' && message.topAnswer) deps.nodeTop?.onAnswer(nodeName, message.topAnswer);
+    deps.nodeExec?.onMessage(nodeName, message);
     if (message.kind === 'statuses' && message.statuses) {
       const updates = message.statuses.updates;
       if (updates.length > MAX_UPDATES_PER_BATCH) throw new Error(`status batch of ${updates.length} updates exceeds ${MAX_UPDATES_PER_BATCH}`);

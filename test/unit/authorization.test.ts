@@ -17,7 +17,7 @@ const manager: Caller = { kind: 'node', nodeId: 'node-2', role: 'manager', seria
 const worker: Caller = { kind: 'node', nodeId: 'node-3', role: 'worker', serial: '05' };
 
 const READ: ApiMethod[] = ['Get', 'List', 'Watch', 'Logs', 'ImageList', 'ClusterInfo', 'ClusterMembers', 'Events', 'Top'];
-const WORKLOAD: ApiMethod[] = ['Apply', 'Delete', 'Scale', 'ImagePull', 'ImagePullProgress', 'ImageLoad', 'ImageSave', 'ImagePush'];
+const WORKLOAD: ApiMethod[] = ['Apply', 'Delete', 'Scale', 'ImagePull', 'ImagePullProgress', 'ImageLoad', 'ImageSave', 'ImagePush', 'Exec'];
 
 // Written out rather than derived from the implementation's table, so the test states the matrix.
 const MATRIX: Array<{ caller: Caller; allowed: readonly ApiMethod[]; why?: string }> = [
@@ -27,8 +27,8 @@ const MATRIX: Array<{ caller: Caller; allowed: readonly ApiMethod[]; why?: strin
   { caller: viewer, allowed: READ, why: 'viewers have read-only access' },
   {
     caller: manager,
-    allowed: ['ClusterInfo', 'ClusterMemberChange', 'Logs', 'Top'],
-    why: 'may call only ClusterInfo and ClusterMemberChange (to join itself) and Logs and Top',
+    allowed: ['ClusterInfo', 'ClusterMemberChange', 'Logs', 'Top', 'Exec'],
+    why: 'may call only ClusterInfo and ClusterMemberChange (to join itself) and Logs, Top and Exec',
   },
   { caller: worker, allowed: [], why: 'has no access to the API' },
 ];
@@ -66,6 +66,7 @@ test('isMutating names the calls the audit log records', (t) => {
     'Apply',
     'ClusterMemberChange',
     'Delete',
+    'Exec',
     'ImageLoad',
     'ImagePrune',
     'ImagePull',

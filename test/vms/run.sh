@@ -216,6 +216,24 @@ node_reconciled() { # manager, node
 node_has_running() { # manager, node
   tasks_table "$1" | awk -v n="$2" '$4 == n && $6 == "running" {found=1} END {exit !found}'
 }
+# Every VM holds the image loaded on node1 alone: its NODES column (tsctl image ls on the leader;
+# a follower knows only its own node, so every manager is asked and one must name all three).
+image_on_every_node() {
+  local m table
+  for m in node1 node2 node3; do
+    table=$(vm "$m" sudo tsctl image ls) || continue
+    echo "$table"
+    echo "$table" | awk '/busybox/ && /node1/ && /node2/ && /node3/ {found=1} END {exit !found}' && return 0
+  done
+  return 1
+}
+# tsctl top on a manager lists running hello tasks on every node (its NODE column).
+top_covers_every_node() {
+  local table
+  table=$(vm "$1" sudo tsctl top hello) || return 1
+  echo "$table"
+  for n in node1 node2 node3; do echo "$table" | awk -v n="$n" '$2 == n {found=1} END {exit !found}' || return 1; done
+}
 ssh_up() { vm "$1" true; }
 refresh_ssh_config() { vagrant_ns ssh-config >"$work/ssh_config" 2>>"$work/vagrant.log"; }
 
@@ -250,8 +268,8 @@ step "every node ready (tsctl node ls on node1)"
 eventually 120 "three nodes ready" all_ready node1 node1 node2 node3
 nodes_table node1
 
-step "load the example image on every VM"
-for n in node1 node2 node3; do vm "$n" sudo tsctl image load /vagrant/hello-image.tar; done
+step "load the example image on node1 only (the others fetch it from their peers)"
+vm node1 sudo tsctl image load /vagrant/hello-image.tar
 
 step "deploy examples/hello and the Compose stack"
 vm node1 sudo tsctl apply --detach -f /usr/local/lib/tessera/examples/hello/stack.yaml
@@ -259,6 +277,10 @@ vm node1 sudo tsctl stack deploy --detach -c /vagrant/compose.yaml overlay
 eventually 240 "3 hello tasks running" running_tasks node1 hello 3
 eventually 240 "front and back running" running_tasks node1 front 1
 tasks_table node1
+
+step "the image reached every node; top sees every node's tasks"
+eventually 120 "image ls names node1, node2 and node3" image_on_every_node node1
+eventually 60 "top shows hello tasks on node1, node2 and node3" top_covers_every_node node1
 
 step "published ports answer on every VM"
 eventually 120 "hello on 8080 everywhere" ports_answer 8080 "hello from" "${addresses[@]}"
