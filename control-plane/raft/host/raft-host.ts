@@ -363,7 +363,14 @@ export class RaftHost<R> {
     this.assertRunning();
     if (isEnveloped(data)) throw new Error('raft: application data must not start with byte 0x01 (reserved for forwarded writes)');
     if (!this.isLeader()) throw new NotLeaderError(this.leader(), this.addressOf(this.leader()));
-    const at = this.node.propose(data);
+    let at;
+    try {
+      at = this.node.propose(data);
+    } catch (err) {
+      // The core dropped it (a leadership transfer in progress, say): a failed proposal, as etcd counts them.
+      if (err instanceof ProposalDroppedError) this.counters.proposalsFailed++;
+      throw err;
+    }
     return this.track(at);
   }
 
