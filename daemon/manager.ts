@@ -51,6 +51,7 @@ import { lateHandlers, newRaftServer } from '../control-plane/raft/host/serve-me
 import { addRaftService } from '../control-plane/raft/transport/raft-service.js';
 import { apiSocketOf, dataPaths, type DaemonConfig } from './config.js';
 import { DaemonMetrics } from '../control-plane/metrics/daemon-metrics.js';
+import { registerStoreMetrics } from '../control-plane/metrics/raft-metrics.js';
 import { kekAtStart, protectedKeysOf, serveAutolock, startAutolockKeeper, type StartingKek } from './autolock-start.js';
 
 export const VERSION = '0.1.0';
@@ -250,6 +251,9 @@ export class Manager {
     this.closers.push(() => stopDuties?.());
 
     const metrics = new DaemonMetrics(() => tasks.list());
+    // Raft and store metrics under etcd's names (none with --store etcd: etcd serves its own).
+    const storeMetrics = registerStoreMetrics(metrics.registry, store);
+    this.closers.push(() => storeMetrics.stop());
     const audit = await openAudit(dataPaths(config).auditLog, config.nodeName, log);
     this.closers.push(() => audit.close());
     // An attempted change without a verified certificate, stopped at the door (its request unread).

@@ -1,7 +1,7 @@
 // The in-memory Store backend: the reference implementation of the store contract, used by unit
 // tests and with `tsd --store memory`. The MVCC semantics live in mvcc/mvcc-state.ts, shared with
 // the Raft backend (which applies committed entries to the same state), so the two cannot drift.
-import { MvccState } from './mvcc/mvcc-state.js';
+import { MvccState, type MvccStats } from './mvcc/mvcc-state.js';
 import { WatchHub } from './mvcc/watch-hub.js';
 import type { KeyValue, RangeResponse, Store, TxnRequest, TxnResponse, Watch, WatchHandler } from './store.js';
 import { deleteByTxn, putByTxn } from './single-key-ops.js';
@@ -17,6 +17,12 @@ export class MemoryStore implements Store {
   private readonly state = new MvccState();
   private readonly hub = new WatchHub();
   private closed = false;
+  /** Told how long each compaction took (metrics); must be cheap and must not throw. */
+  onCompaction: ((seconds: number) => void) | undefined;
+
+  mvccStats(): MvccStats {
+    return this.state.stats();
+  }
 
   async get(key: string): Promise<KeyValue | undefined> {
     this.assertOpen();
@@ -50,7 +56,9 @@ export class MemoryStore implements Store {
 
   async compact(revision: number): Promise<void> {
     this.assertOpen();
+    const started = performance.now();
     this.state.compact(revision);
+    this.onCompaction?.((performance.now() - started) / 1000);
   }
 
   async currentRevision(): Promise<number> {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 
 import type { TransportSecurity } from '../../common/transport/credentials.js';
 import type { ConfChange, NodeId } from '../raft/core/index.js';
-import { ForwardLostError, NotLeaderError, RaftHost } from '../raft/host/raft-host.js';
+import { ForwardLostError, NotLeaderError, RaftHost, type RaftHostObserver } from '../raft/host/raft-host.js';
 import { DiskRaftStorage } from '../raft/storage/disk-storage.js';
 import type { ChangeMembersRequest, WireMemberStatus, WireStatus } from '../raft/transport/peer-client.js';
 import type { RaftServiceHandlers } from '../raft/transport/raft-service.js';
@@ -23,7 +23,9 @@ import {
   type CommandResult,
   type StoreCommand,
 } from './mvcc/commands.js';
-import { assertNoDuplicateWrites } from './mvcc/mvcc-state.js';
+import { assertNoDuplicateWrites, type MvccStats } from './mvcc/mvcc-state.js';
+import type { SnapshotObserver } from '../raft/storage/snapshotter.js';
+import type { WalObserver } from '../raft/storage/wal.js';
 import { bootstrapSnapshotData, ReplicatedState } from './mvcc/replicated-state.js';
 import { WatchHub } from './mvcc/watch-hub.js';
 import type { KeyValue, RangeResponse, Store, TxnRequest, TxnResponse, Watch, WatchHandler } from './store.js';
@@ -48,6 +50,11 @@ export interface RaftStoreOptions {
   kek?: Uint8Array;
 }
 
+/** Everything the Raft store reports as it happens (metrics: control-plane/metrics/raft-metrics.ts). */
+export interface RaftStoreObserver extends WalObserver, SnapshotObserver, RaftHostObserver {
+  compaction(seconds: number): void;
+}
+
 export class RaftStore implements Store, RaftServiceHandlers {
   private readonly hub = new WatchHub();
   private closed = false;
@@ -57,6 +64,23 @@ export class RaftStore implements Store, RaftServiceHandlers {
     private readonly state: ReplicatedState,
     private readonly storage: DiskRaftStorage,
   ) {}
+
+  /** Reports WAL batches, snapshots and compactions from now on to `observer` (one observer). */
+  observe(observer: RaftStoreObserver): void {
+    this.storage.observe(observer);
+    this.host.observer = observer;
+    this.state.onCompaction = (seconds) => observer.compaction(seconds);
+  }
+
+  /** The applied state's sizes (this member's). */
+  mvccStats(): MvccStats {
+    return this.state.mvcc.stats();
+  }
+
+  /** What the WAL wrote since this process opened it. */
+  walStats(): { batches: number; bytes: number } {
+    return this.storage.walStats();
+  }
 
   /** Autolock: re-wraps the storage's data keys (DiskRaftStorage.protectKeys). */
   protectKeys(unlockKey: Uint8Array | undefined): Promise<boolean> {

@@ -288,6 +288,11 @@ test.serial('/metrics serves process, API and task metrics that promtool accepts
   t.regex(metrics, /^tessera_api_requests_total\{method="Apply",code="OK"\} \d+/m);
   t.regex(metrics, /^tessera_api_requests_total\{method="Apply",code="INVALID_ARGUMENT"\} \d+/m);
   t.regex(metrics, /^tessera_tasks\{state="running"\} [1-9]/m);
+  // Raft and store metrics under etcd's names (a single-member group: it leads; its writes were fsynced).
+  t.regex(metrics, /^tessera_server_has_leader 1$/m);
+  t.regex(metrics, /^tessera_server_is_leader 1$/m);
+  t.regex(metrics, /^tessera_disk_wal_fsync_duration_seconds_count [1-9]/m);
+  t.regex(metrics, /^tessera_debugging_mvcc_keys [1-9]/m);
   const path = join(workDir, 'metrics.txt');
   await writeFile(path, metrics);
   const { stdout, stderr } = await run('sh', ['-c', `promtool check metrics < ${path}`]).catch((e: Error & { stdout: string; stderr: string }) => e);

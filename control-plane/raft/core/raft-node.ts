@@ -1036,6 +1036,10 @@ export class RaftNode {
     return this.lead;
   }
 
+  get committedIndex(): number {
+    return this.log.committed;
+  }
+
   status(): RaftStatus {
     const progress: RaftStatus['progress'] = {};
     if (this.role === 'leader') for (const [id, pr] of this.prs) progress[id] = pr.status();

@@ -41,6 +41,20 @@ export interface StateMachine<R> {
   restore(data: Uint8Array): void;
 }
 
+/** Told of what happens in the host (metrics: control-plane/metrics/raft-metrics.ts); must be cheap and must not throw. */
+export interface RaftHostObserver {
+  /** The state machine's snapshot was made (serialized; its file is written after): how long it took and its size. */
+  stateSnapshotMade(seconds: number, bytes: number): void;
+}
+
+/** Counts kept for metrics; plain numbers, read when scraped. */
+export interface RaftHostCounters {
+  /** Times this member saw a new leader (none → a leader, or one leader → another), as etcd counts them. */
+  leaderChanges: number;
+  /** Writes proposed or forwarded here that failed: timed out, dropped, replaced by a new leader's entry, or lost. */
+  proposalsFailed: number;
+}
+
 export interface RaftHostOptions<R> {
   id: NodeId;
   /** Members of one group share this name; batches from another group are refused. */
@@ -143,6 +157,10 @@ export class RaftHost<R> {
   private snapshotting = false;
   /** A snapshot whose file is written, to be made the storage's own between two Readys. */
   private snapshotToCommit: Snapshot | undefined;
+  /** The leader as of the last Ready with a soft state (leader changes are counted against it). */
+  private seenLeader: NodeId = '';
+  readonly counters: RaftHostCounters = { leaderChanges: 0, proposalsFailed: 0 };
+  observer: RaftHostObserver | undefined;
 
   constructor(private readonly options: RaftHostOptions<R>) {
     this.tickMs = options.tickMs ?? 100;
@@ -181,6 +199,11 @@ export class RaftHost<R> {
 
   get appliedIndex(): number {
     return this.applied;
+  }
+
+  /** Writes proposed here (on the leader) or forwarded from here, not yet applied or failed. */
+  get pendingProposals(): number {
+    return this.pending.size + this.forwards.size;
   }
 
   isLeader(): boolean {
@@ -318,6 +341,7 @@ export class RaftHost<R> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.forwards.delete(id);
+        this.counters.proposalsFailed++;
         reject(new Error(`write forwarded to ${leader} not applied here within ${timeoutMs} ms (its outcome is unknown)`));
       }, timeoutMs);
       this.forwards.set(id, { term, resolve, reject, timer });
@@ -328,8 +352,10 @@ export class RaftHost<R> {
   private settleForward(id: string, f: Forward<R>, outcome: Error | { result: R | undefined; index: number }): void {
     this.forwards.delete(id);
     clearTimeout(f.timer);
-    if (outcome instanceof Error) f.reject(outcome);
-    else f.resolve(outcome);
+    if (outcome instanceof Error) {
+      this.counters.proposalsFailed++;
+      f.reject(outcome);
+    } else f.resolve(outcome);
   }
 
   /** Appends data to the log (leader only) and resolves with the state machine's result once applied. */
@@ -337,7 +363,14 @@ export class RaftHost<R> {
     this.assertRunning();
     if (isEnveloped(data)) throw new Error('raft: application data must not start with byte 0x01 (reserved for forwarded writes)');
     if (!this.isLeader()) throw new NotLeaderError(this.leader(), this.addressOf(this.leader()));
-    const at = this.node.propose(data);
+    let at;
+    try {
+      at = this.node.propose(data);
+    } catch (err) {
+      // The core dropped it (a leadership transfer in progress, say): a failed proposal, as etcd counts them.
+      if (err instanceof ProposalDroppedError) this.counters.proposalsFailed++;
+      throw err;
+    }
     return this.track(at);
   }
 
@@ -439,6 +472,7 @@ export class RaftHost<R> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(at.index);
+        this.counters.proposalsFailed++;
         reject(new Error(`proposal at index ${at.index} not applied within ${this.proposalTimeoutMs} ms (its outcome is unknown)`));
       }, this.proposalTimeoutMs);
       this.pending.set(at.index, { term: at.term, resolve, reject, timer });
@@ -473,6 +507,7 @@ export class RaftHost<R> {
           continue;
         }
         const rd = this.node.ready();
+        if (rd.softState) this.countLeaderChange(rd.softState.leader);
         for (const m of rd.earlyMessages) this.sendMessage(m);
         const written = this.persist(rd);
         // Committed entries are durable on a majority (the core counts the leader only for what it
@@ -494,6 +529,12 @@ export class RaftHost<R> {
     } finally {
       this.running = false;
     }
+  }
+
+  /** As etcd counts them: a new leader seen, after none or after another. */
+  private countLeaderChange(leader: NodeId): void {
+    if (leader && leader !== this.seenLeader) this.counters.leaderChanges++;
+    this.seenLeader = leader;
   }
 
   /** Starts writing what the Ready asks to persist; undefined when there is nothing to wait for. */
@@ -588,6 +629,7 @@ export class RaftHost<R> {
     for (const [i, p] of this.pending) {
       if (i > index) continue;
       clearTimeout(p.timer);
+      this.counters.proposalsFailed++;
       p.reject(lost);
       this.pending.delete(i);
     }
@@ -617,7 +659,10 @@ export class RaftHost<R> {
     this.pending.delete(e.index);
     clearTimeout(p.timer);
     if (p.term === e.term) p.resolve({ result, index: e.index });
-    else p.reject(new Error(`proposal at index ${e.index} was replaced by a new leader's entry (not applied)`));
+    else {
+      this.counters.proposalsFailed++;
+      p.reject(new Error(`proposal at index ${e.index} was replaced by a new leader's entry (not applied)`));
+    }
   }
 
   /** Once an entry of a later term is applied, no entry of an earlier term can follow it. */
@@ -655,9 +700,13 @@ export class RaftHost<R> {
     const index = this.applied;
     const confState: ConfState = this.node.confStateAt(index);
     const sm = this.options.stateMachine;
+    const started = performance.now();
     const data = sm.snapshotInBackground ? sm.snapshotInBackground() : Promise.resolve(sm.snapshot());
     data
-      .then((bytes) => (this.stopped ? undefined : storage.prepareSnapshot(index, confState, bytes)))
+      .then((bytes) => {
+        this.observer?.stateSnapshotMade((performance.now() - started) / 1000, bytes.length);
+        return this.stopped ? undefined : storage.prepareSnapshot(index, confState, bytes);
+      })
       .then(
         (prepared) => {
           if (!prepared || this.stopped) {

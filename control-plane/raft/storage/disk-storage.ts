@@ -23,9 +23,9 @@ import { LogCompactedError, LogUnavailableError, type ConfState, type Entry, typ
 import { nodeDurableFs, type DurableFs } from './durable-fs.js';
 import { Keyring } from './keyring.js';
 import { lockKeyring, unlockKeyringForGood } from './keyring-lock.js';
-import { Snapshotter, snapshotFileName } from './snapshotter.js';
+import { Snapshotter, snapshotFileName, type SnapshotObserver } from './snapshotter.js';
 import { FrameType, type WalRecord } from './wal-codec.js';
-import { Wal, type WalOpenResult } from './wal.js';
+import { Wal, type WalObserver, type WalOpenResult } from './wal.js';
 
 /** Seals by one data key in one process after which the next snapshot brings a new key. */
 const ROTATE_AFTER_SEALS = 2 ** 24;
@@ -355,6 +355,12 @@ export class DiskRaftStorage implements RaftLogStorage {
 
   walStats(): Wal['stats'] {
     return this.wal.stats;
+  }
+
+  /** Reports every WAL batch and snapshot file written from now on to `observer` (metrics). */
+  observe(observer: WalObserver & SnapshotObserver): void {
+    this.wal.observer = observer;
+    this.snapshotter.observer = observer;
   }
 
   async close(): Promise<void> {

@@ -94,6 +94,12 @@ interface Pending {
   sync: boolean;
 }
 
+/** Told of every batch written (metrics: control-plane/metrics/raft-metrics.ts); must be cheap and must not throw. */
+export interface WalObserver {
+  /** `writeSeconds`: encoding and the write into the page cache; `fsyncSeconds`: the fdatasync. */
+  walBatch(bytes: number, writeSeconds: number, fsyncSeconds: number): void;
+}
+
 export class WalClosedError extends Error {
   constructor() {
     super('WAL is closed');
@@ -114,6 +120,7 @@ export class Wal {
   /** Zeros written with a batch that reaches `filled` (shared: it is never written to). */
   private zeros: Buffer | undefined;
   private readonly keys: SealingKeys | undefined;
+  observer: WalObserver | undefined;
 
   private constructor(
     private readonly dir: string,
@@ -297,6 +304,7 @@ export class Wal {
       try {
         if (this.failure) throw this.failure;
         if (this.size >= this.segmentBytes || this.keyChanged()) await this.cut();
+        const started = performance.now();
         const records = batch.flatMap((p) => p.records);
         const buffers: Buffer[] = [];
         let bytes = 0;
@@ -308,7 +316,9 @@ export class Wal {
         const zeros = this.zerosAfter(this.size + bytes);
         if (zeros) buffers.push(zeros);
         await this.file.writeAt(buffers, this.size);
-        await this.file.datasync();
+        const written = performance.now();
+        const synced = await this.file.datasync();
+        this.observer?.walBatch(bytes, (written - started) / 1000, typeof synced === 'number' ? synced : (performance.now() - written) / 1000);
         this.size += bytes;
         this.batch++;
         this.stats.batches++;

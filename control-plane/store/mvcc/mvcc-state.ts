@@ -44,6 +44,21 @@ interface SerializedState {
 
 type LogEntryRef = [revision: number, events: Array<['p' | 'd', string]>];
 
+/** Sizes for metrics, kept up to date as writes are applied (no scan when they are read). */
+export interface MvccStats {
+  revision: number;
+  compactRevision: number;
+  /** Keys that exist now (not deleted). */
+  keys: number;
+  /** Characters of keys and values in every version held (about bytes: keys and values are mostly ASCII JSON). */
+  sizeHeld: number;
+}
+
+/** What one version holds (see MvccStats.sizeHeld). */
+function versionSize(key: string, version: KeyVersion): number {
+  return key.length + (version.kv ? version.kv.value.length : 0);
+}
+
 export class MvccState {
   revision = 1;
   /** Reads and watches below this revision fail; 0 until the first compaction. */
@@ -58,6 +73,12 @@ export class MvccState {
   private sortedKeys: string[] = [];
   private newKeys: string[] = [];
   private log: LogEntry[] = [];
+  private liveKeys = 0;
+  private sizeHeld = 0;
+
+  stats(): MvccStats {
+    return { revision: this.revision, compactRevision: this.compactRevision, keys: this.liveKeys, sizeHeld: this.sizeHeld };
+  }
 
   get(key: string): KeyValue | undefined {
     const kv = this.current(key);
@@ -113,6 +134,7 @@ export class MvccState {
       // unless it is a tombstone: then nothing at or after `revision` needs it.
       const visible = lastIndexAtOrBefore(versions, revision);
       const dropThrough = visible < 0 ? -1 : versions[visible]?.kv ? visible - 1 : visible;
+      for (let i = 0; i <= dropThrough; i++) this.sizeHeld -= versionSize(key, versions[i] as KeyVersion);
       if (dropThrough >= 0) {
         if (dropThrough + 1 === versions.length) {
           this.history.delete(key);
@@ -198,6 +220,11 @@ export class MvccState {
     s.compactRevision = parsed.compactRevision;
     s.history = new Map(parsed.history);
     s.sortedKeys = parsed.history.map(([k]) => k);
+    for (const [key, versions] of parsed.history) {
+      if (!Array.isArray(versions)) throw new Error(`mvcc snapshot: the history of ${JSON.stringify(String(key)).slice(0, 80)} is not a list`);
+      for (const v of versions) s.sizeHeld += versionSize(key, v);
+      if (versions[versions.length - 1]?.kv) s.liveKeys++;
+    }
     s.log = parsed.log.map((e) => (Array.isArray(e) ? logEntryFrom(e, s.history) : e));
     return s;
   }
@@ -294,6 +321,10 @@ export class MvccState {
       this.history.set(key, versions);
       this.newKeys.push(key);
     }
+    const wasLive = versions[versions.length - 1]?.kv !== undefined;
+    if (version.kv && !wasLive) this.liveKeys++;
+    else if (!version.kv && wasLive) this.liveKeys--;
+    this.sizeHeld += versionSize(key, version);
     versions.push(version);
   }
 }

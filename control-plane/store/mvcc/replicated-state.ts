@@ -8,6 +8,8 @@ import { MvccState, type LogEntry } from './mvcc-state.js';
 export class ReplicatedState {
   mvcc = new MvccState();
   members = new Map<string, string>();
+  /** Told how long each compaction took to apply (metrics); must be cheap and must not throw. */
+  onCompaction: ((seconds: number) => void) | undefined;
 
   constructor(
     /** Called with the events of every applied write (watch delivery). */
@@ -31,9 +33,12 @@ export class ReplicatedState {
           if (written) this.onWrite(written);
           return { ok: 'txn', response };
         }
-        case 'compact':
+        case 'compact': {
+          const started = performance.now();
           this.mvcc.compact(command.revision);
+          this.onCompaction?.((performance.now() - started) / 1000);
           return { ok: 'done' };
+        }
         case 'member':
           this.members.set(command.id, command.address);
           return { ok: 'done' };
