@@ -51,6 +51,7 @@ import { lateHandlers, newRaftServer } from '../control-plane/raft/host/serve-me
 import { addRaftService } from '../control-plane/raft/transport/raft-service.js';
 import { apiSocketOf, dataPaths, type DaemonConfig } from './config.js';
 import { DaemonMetrics } from '../control-plane/metrics/daemon-metrics.js';
+import { PrometheusSdRoutes } from '../control-plane/metrics/prometheus-sd-route.js';
 import { kekAtStart, protectedKeysOf, serveAutolock, startAutolockKeeper, type StartingKek } from './autolock-start.js';
 
 export const VERSION = '0.1.0';
@@ -250,6 +251,16 @@ export class Manager {
     this.closers.push(() => stopDuties?.());
 
     const metrics = new DaemonMetrics(() => tasks.list());
+    // Prometheus HTTP service discovery beside /metrics: every node's endpoint, and opted-in tasks.
+    const sd = new PrometheusSdRoutes({
+      nodes: () => nodes.list(),
+      services: () => services.list(),
+      tasks: () => tasks.list(),
+      networks: () => overlay.allocations.current,
+      metricsPort: () => Number(splitHostPort(config.metricsListen)[1]) || this.metricsPort,
+      log,
+    });
+    for (const [path, handler] of sd.routes()) metrics.addRoute(path, handler);
     const audit = await openAudit(dataPaths(config).auditLog, config.nodeName, log);
     this.closers.push(() => audit.close());
     // An attempted change without a verified certificate, stopped at the door (its request unread).

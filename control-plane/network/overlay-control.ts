@@ -12,6 +12,8 @@ import { NetworkStateWatcher } from './allocation-store.js';
 
 export interface OverlayControl {
   views: NetworkViews;
+  /** The watched allocation document (task addresses on each network), read by Prometheus service discovery. */
+  allocations: NetworkStateWatcher;
   /** Starts a fresh allocator; the returned function stops it (on losing leadership). */
   lead(): () => void;
   stop(): void;
@@ -53,6 +55,7 @@ export async function startOverlayControl(deps: {
   const views = new NetworkViews({ allocations, networks, services: deps.services, tasks: deps.tasks, nodes: deps.nodes });
   return {
     views,
+    allocations,
     lead,
     stop: () => {
       views.stop();
