@@ -12,11 +12,11 @@ import { NetworkStateWatcher } from './allocation-store.js';
 
 export interface OverlayControl {
   views: NetworkViews;
-  /** The watched allocation document (task addresses on each network), read by Prometheus service discovery. */
-  allocations: NetworkStateWatcher;
   /** Starts a fresh allocator; the returned function stops it (on losing leadership). */
   lead(): () => void;
   stop(): void;
+  /** The watched allocation document (task addresses on each network), read by Prometheus service discovery. */
+  allocations: NetworkStateWatcher;
 }
 
 export async function startOverlayControl(deps: {
@@ -55,7 +55,6 @@ export async function startOverlayControl(deps: {
   const views = new NetworkViews({ allocations, networks, services: deps.services, tasks: deps.tasks, nodes: deps.nodes });
   return {
     views,
-    allocations,
     lead,
     stop: () => {
       views.stop();
@@ -63,5 +62,6 @@ export async function startOverlayControl(deps: {
       allocations.stop();
       networks.stop();
     },
+    allocations,
   };
 }
