@@ -34,6 +34,7 @@ import { DispatcherServer } from '../control-plane/dispatcher/server.js';
 import { ImageLocations } from '../control-plane/dispatcher/image-locations.js';
 import type { HasAuthContext } from '../common/transport/mutual-tls.js';
 import { startOverlayControl } from '../control-plane/network/overlay-control.js';
+import { PrometheusSdRoutes } from '../control-plane/metrics/prometheus-sd-route.js';
 import { API_VERSION, type Node, type Service, type Task } from '../common/resources/types.js';
 import { kindPrefix } from '../control-plane/store/keys.js';
 import { MemoryStore } from '../control-plane/store/memory-store.js';
@@ -51,7 +52,6 @@ import { lateHandlers, newRaftServer } from '../control-plane/raft/host/serve-me
 import { addRaftService } from '../control-plane/raft/transport/raft-service.js';
 import { apiSocketOf, dataPaths, type DaemonConfig } from './config.js';
 import { DaemonMetrics } from '../control-plane/metrics/daemon-metrics.js';
-import { PrometheusSdRoutes } from '../control-plane/metrics/prometheus-sd-route.js';
 import { kekAtStart, protectedKeysOf, serveAutolock, startAutolockKeeper, type StartingKek } from './autolock-start.js';
 
 export const VERSION = '0.1.0';
@@ -251,16 +251,6 @@ export class Manager {
     this.closers.push(() => stopDuties?.());
 
     const metrics = new DaemonMetrics(() => tasks.list());
-    // Prometheus HTTP service discovery beside /metrics: every node's endpoint, and opted-in tasks.
-    const sd = new PrometheusSdRoutes({
-      nodes: () => nodes.list(),
-      services: () => services.list(),
-      tasks: () => tasks.list(),
-      networks: () => overlay.allocations.current,
-      metricsPort: () => Number(splitHostPort(config.metricsListen)[1]) || this.metricsPort,
-      log,
-    });
-    for (const [path, handler] of sd.routes()) metrics.addRoute(path, handler);
     const audit = await openAudit(dataPaths(config).auditLog, config.nodeName, log);
     this.closers.push(() => audit.close());
     // An attempted change without a verified certificate, stopped at the door (its request unread).
@@ -341,6 +331,16 @@ export class Manager {
     dispatcherRef = dispatcher;
     // A removed node's session ends at once; its certificate is refused from then on.
     this.closers.push(nodes.subscribe((event) => (event.type === 'deleted' ? dispatcher.closeNode(event.object.metadata.name) : undefined)));
+    // Prometheus HTTP service discovery beside /metrics: every node's endpoint, and opted-in tasks.
+    const sd = new PrometheusSdRoutes({
+      nodes: () => nodes.list(),
+      services: () => services.list(),
+      tasks: () => tasks.list(),
+      networks: () => overlay.allocations.current,
+      metricsPort: () => Number(splitHostPort(config.metricsListen)[1]) || this.metricsPort,
+      log,
+    });
+    for (const [path, handler] of sd.routes()) metrics.addRoute(path, handler);
     api.addTo(server, authenticate);
     api.addTo(localServer, authenticateLocalRoot);
     if (autolock) {
