@@ -33,9 +33,9 @@ test('prometheus.yml passes promtool check config with a real viewer certificate
     const { identity } = await testPki().then((pki) => pki.user('prometheus', 'viewer'));
     const certs = join(dir, 'tessera');
     await mkdir(certs);
-    await writeFile(join(certs, 'ca.crt'), joinPem(identity.material.trustedRootPems));
-    await writeFile(join(certs, 'prometheus.crt'), identity.material.certChainPem);
-    await writeFile(join(certs, 'prometheus.key'), identity.material.keyPem, { mode: 0o600 });
+    await writeFile(join(certs, 'ca.pem'), joinPem(identity.material.trustedRootPems));
+    await writeFile(join(certs, 'cert.pem'), identity.material.certChainPem);
+    await writeFile(join(certs, 'key.pem'), identity.material.keyPem, { mode: 0o600 });
     const config = await readFile(join(DIR, 'prometheus.yml'), 'utf8');
     t.true(config.includes(CERT_DIR), `the shipped config reads its certificates from ${CERT_DIR}`);
     await writeFile(join(dir, 'prometheus.yml'), config.replaceAll(CERT_DIR, certs));
