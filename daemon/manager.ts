@@ -34,6 +34,7 @@ import { DispatcherServer } from '../control-plane/dispatcher/server.js';
 import { ImageLocations } from '../control-plane/dispatcher/image-locations.js';
 import type { HasAuthContext } from '../common/transport/mutual-tls.js';
 import { startOverlayControl } from '../control-plane/network/overlay-control.js';
+import { PrometheusSdRoutes } from '../control-plane/metrics/prometheus-sd-route.js';
 import { API_VERSION, type Node, type Service, type Task } from '../common/resources/types.js';
 import { kindPrefix } from '../control-plane/store/keys.js';
 import { MemoryStore } from '../control-plane/store/memory-store.js';
@@ -334,6 +335,16 @@ export class Manager {
     dispatcherRef = dispatcher;
     // A removed node's session ends at once; its certificate is refused from then on.
     this.closers.push(nodes.subscribe((event) => (event.type === 'deleted' ? dispatcher.closeNode(event.object.metadata.name) : undefined)));
+    // Prometheus HTTP service discovery beside /metrics: every node's endpoint, and opted-in tasks.
+    const sd = new PrometheusSdRoutes({
+      nodes: () => nodes.list(),
+      services: () => services.list(),
+      tasks: () => tasks.list(),
+      networks: () => overlay.allocations.current,
+      metricsPort: () => Number(splitHostPort(config.metricsListen)[1]) || this.metricsPort,
+      log,
+    });
+    for (const [path, handler] of sd.routes()) metrics.addRoute(path, handler);
     api.addTo(server, authenticate);
     api.addTo(localServer, authenticateLocalRoot);
     if (autolock) {

@@ -1,6 +1,6 @@
 // The manager's Prometheus metrics (API requests, tasks by state, the process's own) and the HTTP
 // endpoint that serves them as tsd's /metrics. Named DaemonMetrics because tsd serves them.
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import * as client from 'prom-client';
 
 import type { Task } from '../../common/resources/types.js';
@@ -10,6 +10,8 @@ export class DaemonMetrics {
   readonly registry = new client.Registry();
   readonly apiRequests: client.Counter<'method' | 'code'>;
   readonly apiRequestSeconds: client.Histogram<'method'>;
+  /** Further paths served beside /metrics (Prometheus service discovery), by exact path. */
+  private readonly routes = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>();
 
   constructor(listTasks: () => Task[]) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'tessera_' });
@@ -44,9 +46,19 @@ export class DaemonMetrics {
     });
   }
 
+  /** Serves `handler` at `path` (query ignored) on the same server as /metrics. */
+  addRoute(path: string, handler: (req: IncomingMessage, res: ServerResponse) => void): void {
+    this.routes.set(path, handler);
+  }
+
   /** Serves /metrics on host:port; resolves with the bound port. */
   async serve(host: string, port: number): Promise<{ server: Server; port: number }> {
     const server = createServer((req, res) => {
+      const route = this.routes.get((req.url ?? '').split('?')[0]!);
+      if (route) {
+        route(req, res);
+        return;
+      }
       if (req.url !== '/metrics') {
         res.writeHead(404).end('not found: try /metrics\n');
         return;

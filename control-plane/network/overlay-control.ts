@@ -15,6 +15,8 @@ export interface OverlayControl {
   /** Starts a fresh allocator; the returned function stops it (on losing leadership). */
   lead(): () => void;
   stop(): void;
+  /** The watched allocation document (task addresses on each network), read by Prometheus service discovery. */
+  allocations: NetworkStateWatcher;
 }
 
 export async function startOverlayControl(deps: {
@@ -60,5 +62,6 @@ export async function startOverlayControl(deps: {
       allocations.stop();
       networks.stop();
     },
+    allocations,
   };
 }

@@ -297,6 +297,11 @@ test.serial('/metrics serves process, API and task metrics that promtool accepts
   await writeFile(path, metrics);
   const { stdout, stderr } = await run('sh', ['-c', `promtool check metrics < ${path}`]).catch((e: Error & { stdout: string; stderr: string }) => e);
   t.is(`${stdout}${stderr}`.trim(), '', `promtool finds no problems, but said: ${JSON.stringify(`${stdout}${stderr}`)}`);
+  // Prometheus HTTP SD beside /metrics: this node's metrics endpoint, found from the store.
+  const groups = JSON.parse(await fetchPage('127.0.0.1', METRICS_PORT, '/sd/nodes')) as Array<{ targets: string[]; labels: Record<string, string> }>;
+  t.is(groups.length, 1);
+  t.regex(groups[0]!.targets[0]!, new RegExp(`:${METRICS_PORT}$`));
+  t.like(groups[0]!.labels, { __meta_tessera_node_role: 'manager', __meta_tessera_node_state: 'ready' });
 });
 
 test.serial('kill -9 of tsd leaves containers running; the restarted tsd takes them over', async (t) => {
