@@ -2,7 +2,6 @@
 // dispatcher that agents (including this node's own) hold their sessions with.
 import * as grpc from '@grpc/grpc-js';
 import { chmod } from 'node:fs/promises';
-import type { Server } from 'node:http';
 
 import type { ImageStore } from '../common/images/types.js';
 import type { LogSource } from '../common/logs/log-source.js';
@@ -51,6 +50,7 @@ import { lateHandlers, newRaftServer } from '../control-plane/raft/host/serve-me
 import { addRaftService } from '../control-plane/raft/transport/raft-service.js';
 import { apiSocketOf, dataPaths, type DaemonConfig } from './config.js';
 import { DaemonMetrics } from '../control-plane/metrics/daemon-metrics.js';
+import type { MetricsServer } from './metrics/metrics-server.js';
 import { kekAtStart, protectedKeysOf, serveAutolock, startAutolockKeeper, type StartingKek } from './autolock-start.js';
 
 export const VERSION = '0.1.0';
@@ -76,6 +76,8 @@ export interface ManagerDeps {
    * caller: a node certificate of this cluster, not revoked (the store's list).
    */
   imagePeer?: (server: grpc.Server, authorize: (call: HasAuthContext) => void) => void;
+  /** Paths served beside the node's /metrics over mutual TLS (e.g. Prometheus HTTP service discovery). */
+  httpRoutes?: Pick<MetricsServer, 'addRoute' | 'removeRoute'>;
 }
 
 export class Manager {
@@ -92,7 +94,8 @@ export class Manager {
   /** Set by stop(): a join still waiting to be promoted gives up instead of waiting its 120 s. */
   private stopping = false;
   apiPort = 0;
-  metricsPort = 0;
+  /** The manager half's metrics while it runs; tsd serves them on the node's /metrics. */
+  metrics: DaemonMetrics | undefined;
   /** Autolock: the KEK that opens the Raft keyring or the etcd store key when a kek file does not (autolock-start.ts). */
   private startingKek: StartingKek = {};
 
@@ -250,6 +253,8 @@ export class Manager {
     this.closers.push(() => stopDuties?.());
 
     const metrics = new DaemonMetrics(() => tasks.list());
+    this.metrics = metrics;
+    this.closers.push(() => (this.metrics = undefined));
     const audit = await openAudit(dataPaths(config).auditLog, config.nodeName, log);
     this.closers.push(() => audit.close());
     // An attempted change without a verified certificate, stopped at the door (its request unread).
@@ -344,11 +349,6 @@ export class Manager {
     dispatcher.addTo(raft ? leaderOnly(server, () => this.notLeaderReason()) : server);
     // Served by every manager, leader or not, once the revocation list is known (the store is open).
     this.deps.imagePeer?.(server, (call) => void requireNode(authenticate(call)));
-
-    const [metricsHost, metricsPort] = splitHostPort(config.metricsListen);
-    const served: { server: Server; port: number } = await metrics.serve(metricsHost, Number(metricsPort));
-    this.metricsPort = served.port;
-    this.closers.push(() => new Promise<void>((resolve) => served.server.close(() => resolve())));
   }
 
   /** Where agents on other nodes reach this manager's dispatcher. */
