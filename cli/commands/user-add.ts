@@ -98,6 +98,8 @@ export async function addUser(client: ApiClient, name: string, options: UserAddO
   const role = checkRequest(name, options);
   const path = options.output ?? `./${name}.tessera.json`;
   if (!options.force) await refuseExisting(path);
+  // Before the CA is asked: a refusal afterwards would leave a certificate issued for nothing.
+  if (!options.force && options.pemDir !== undefined) for (const name of Object.values(PEM_FILES)) await refuseExisting(join(options.pemDir, name));
   const keys = await generateKeyPair();
   const csrPem = await createCsr(keys, { commonNameHint: name });
   const validityMs = options.validityDays === undefined ? 0 : options.validityDays * DAY_MS;
@@ -140,7 +142,6 @@ async function writePemFiles(dir: string, tls: NonNullable<CliContext['tls']>, f
     [PEM_FILES.key, tls.keyPem],
     [PEM_FILES.ca, joinPem(tls.trustedRootPems)],
   ];
-  for (const [name] of files) if (!force) await refuseExisting(join(dir, name));
   for (const [name, text] of files) await writePrivateFile(join(dir, name), text, force);
   return [`wrote ${join(dir, PEM_FILES.cert)}, ${join(dir, PEM_FILES.key)} and ${join(dir, PEM_FILES.ca)} (mode 0600; key.pem is the private key)`];
 }
