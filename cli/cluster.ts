@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Command, InvalidArgumentError } from 'commander';
 
 import { cleanupNode } from '../daemon/cleanup.js';
-import { dataPaths, apiSocketOf, validateConfig, type DaemonConfig } from '../daemon/config.js';
+import { dataPaths, apiSocketOf, metricsListenOf, validateConfig, type DaemonConfig } from '../daemon/config.js';
 import { configFromOptions, flagName, nodeArgv, optionAttribute, withNodeOptions, NODE_SETTING_KEYS, type NodeSettingKey } from '../daemon/node-options.js';
 import type { Node } from '../common/resources/types.js';
 import {
@@ -63,6 +63,10 @@ export const CLUSTER_UP_RULES: {
     why: `it names one API address; ${OWN_NAME_AND_ADDRESSES} (<underlay address>:7420, and node-1's API is also on <data-root>/cluster/node-1/api.sock)`,
   },
   metricsListen: { kind: 'one-node-only', why: `it names one metrics address; ${OWN_NAME_AND_ADDRESSES} (<underlay address>:7421)` },
+  metricsInsecure: {
+    kind: 'one-node-only',
+    why: 'it names one plain-HTTP metrics address; the nodes of a multi-node cluster serve /metrics over mutual TLS only',
+  },
   nodeName: { kind: 'one-node-only', why: 'the nodes are named node-1 … node-N' },
   bridge: { kind: 'every-node' },
   subnet: { kind: 'one-node-only', why: `container subnets must not overlap across nodes; ${OWN_NAME_AND_ADDRESSES} /24 (10.X.N.0/24)` },
@@ -256,7 +260,7 @@ export async function clusterUp(config: DaemonConfig, out: (line: string) => voi
     throw err;
   }
   out(
-    `cluster is up: node ${config.nodeName} ready, tsd pid ${pid}, API ${localApi(config)} (root) and ${config.listen} (mutual TLS), metrics http://${config.metricsListen}/metrics`,
+    `cluster is up: node ${config.nodeName} ready, tsd pid ${pid}, API ${localApi(config)} (root) and ${config.listen} (mutual TLS), metrics https://${metricsListenOf(config)}/metrics (mutual TLS)`,
   );
   out(`tsd log: ${paths.daemonLog}`);
 }

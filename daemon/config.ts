@@ -11,8 +11,13 @@ export interface DaemonConfig {
    * dispatcher, NodeCA and Raft).
    */
   listen: string;
-  /** host:port for /metrics; port 0 picks a free one. */
-  metricsListen: string;
+  /**
+   * host:port of /metrics, HTTPS with the cluster's mutual TLS (daemon/metrics/); port 0 picks a
+   * free one. Default: the advertise address, port 7421 (metricsListenOf).
+   */
+  metricsListen?: string;
+  /** host:port of /metrics in plain HTTP as well: an explicit opt-in (metrics carry no secrets); unset: none. */
+  metricsInsecure?: string;
   nodeName: string;
   bridge: string;
   subnet: string;
@@ -68,7 +73,6 @@ export function defaultConfig(): DaemonConfig {
     dataRoot: '/var/lib/tessera',
     // Every address of the machine, as Swarm's 2377: the server is mutual TLS only, so reachable is not open.
     listen: '0.0.0.0:7420',
-    metricsListen: '127.0.0.1:7421',
     nodeName:
       hostname()
         .toLowerCase()
@@ -117,10 +121,17 @@ export function dataPaths(config: DaemonConfig) {
   };
 }
 
-const ADDRESS = /^(unix:.+|[A-Za-z0-9.-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})$/;
 const HOST_PORT = /^([A-Za-z0-9.-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})$/;
 /** Shortest node certificate lifetime: long enough to outlast a handshake on a loaded machine, short enough for a test to watch renewals. */
 export const MIN_CERT_VALIDITY_MS = 60_000;
+
+/** The default /metrics port, on the node's advertise address. */
+export const METRICS_PORT = 7421;
+
+/** Where /metrics is served over mutual TLS: --metrics-listen, or <advertise address>:7421. */
+export function metricsListenOf(config: Pick<DaemonConfig, 'metricsListen' | 'advertiseAddress'>): string {
+  return config.metricsListen ?? `${config.advertiseAddress}:${METRICS_PORT}`;
+}
 
 /** The unix socket a manager serves root on: --api-socket, or <data-root>/tsd.sock. */
 export function apiSocketOf(config: Pick<DaemonConfig, 'apiSocket' | 'dataRoot'>): string {
@@ -133,7 +144,12 @@ export function validateConfig(config: DaemonConfig): void {
   if (!config.dataRoot.startsWith('/')) problems.push(`--data-root must be an absolute path, got "${config.dataRoot}"`);
   if (!HOST_PORT.test(config.listen))
     problems.push(`--listen must be host:port (it is always mutual TLS; root on this machine uses --api-socket), got "${config.listen}"`);
-  if (!ADDRESS.test(config.metricsListen)) problems.push(`--metrics-listen must be host:port, got "${config.metricsListen}"`);
+  if (config.metricsListen !== undefined && !HOST_PORT.test(config.metricsListen))
+    problems.push(`--metrics-listen must be host:port, got "${config.metricsListen}"`);
+  if (config.metricsInsecure !== undefined && !HOST_PORT.test(config.metricsInsecure))
+    problems.push(`--metrics-insecure must be host:port, got "${config.metricsInsecure}"`);
+  if (config.metricsInsecure !== undefined && config.metricsInsecure === metricsListenOf(config))
+    problems.push(`--metrics-insecure must differ from the mutual-TLS metrics address ${metricsListenOf(config)}`);
   if (!DNS_LABEL.test(config.nodeName)) problems.push(`--node-name must be a DNS label (a-z, 0-9, -), got "${config.nodeName}"`);
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(config.bridge)) problems.push(`--bridge must be a link name of at most 15 characters, got "${config.bridge}"`);
   if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(config.subnet)) problems.push(`--subnet must be an IPv4 CIDR such as 10.213.0.0/24, got "${config.subnet}"`);

@@ -15,7 +15,7 @@ import { UsageSampler } from '../agent/stats/usage-sampler.js';
 import { OverlayNetworking } from '../agent/worker/overlay-attachments.js';
 import type { TransportSecurity } from '../common/transport/credentials.js';
 import type { Node } from '../common/resources/types.js';
-import { dataPaths, type DaemonConfig } from './config.js';
+import { dataPaths, metricsListenOf, type DaemonConfig } from './config.js';
 import { Manager, VERSION } from './manager.js';
 import { initIdentity, joinIdentity, type NodeIdentity } from './identity/bootstrap.js';
 import { CertificateRenewal } from './identity/renewal.js';
@@ -32,6 +32,9 @@ import { ImageChannel } from '../agent/session/image-channel.js';
 import { holdingOf } from '../common/images/peer-messages.js';
 import { WorkerBlobServer } from './image-peer-server.js';
 import { splitHostPort } from './manager-servers.js';
+import { ContainerMetrics } from '../agent/stats/container-metrics.js';
+import { MetricsServer } from './metrics/metrics-server.js';
+import { newNodeRegistry } from './metrics/node-registry.js';
 
 /** True when the chain's last certificate is `rootPem` (compared as DER, not as text). */
 function endsWith(chainPem: string, rootPem: string | undefined): boolean {
@@ -52,6 +55,10 @@ export class Daemon {
   manager: Manager | undefined;
 
   renewal: CertificateRenewal | undefined;
+  /** /metrics on every node; managers add routes beside it (addRoute). */
+  metricsServer: MetricsServer | undefined;
+  /** Where /metrics listens (mutual TLS), once started. */
+  metricsPort = 0;
 
   constructor(
     private readonly config: DaemonConfig,
@@ -100,6 +107,20 @@ export class Daemon {
     const blobService = { blobPath: (digest: string) => images.blobPath(digest), log };
     const workerBlobs = new WorkerBlobServer(config.listen, security, { ...blobService, authorize: (call) => void peerAccess.authorize(call) });
     this.closers.push(() => workerBlobs.stop());
+    // /metrics: one registry for this node (process, containers) and the manager half's while it runs.
+    const metricsRegistry = newNodeRegistry();
+    const metricsServer = new MetricsServer({
+      identity: node.identity,
+      // Revocations: a manager reads its store's list; any node has the list its session brought.
+      trust: () => ({
+        clusterId: node.clusterId,
+        isRevoked: (serial) => this.manager?.clusterSecurity?.isRevoked(serial) ?? peerAccess.isRevoked(serial),
+      }),
+      registries: () => [metricsRegistry, ...(this.manager?.metrics ? [this.manager.metrics.registry] : [])],
+      log,
+    });
+    this.metricsServer = metricsServer;
+    this.closers.push(() => metricsServer.close());
     const network = new BridgeNetwork({ bridge: config.bridge, subnet: config.subnet, nftTable: config.nftTable, stateDir: paths.network });
 
     // With a persistent store (raft, etcd), or on a worker, the cluster still knows this node's
@@ -133,6 +154,8 @@ export class Daemon {
         logs,
         self,
         log,
+        httpRoutes: metricsServer,
+        metricsPort: () => this.metricsPort,
         imagePeer: (server, authorize) => addImagePeerService(server, { ...blobService, authorize }),
         ...(joinVia !== undefined && config.store === 'raft' ? { joinVia } : {}),
       });
@@ -200,6 +223,20 @@ export class Daemon {
       report: (task, status) => session!.report(task, status),
       log,
     });
+    // Per-task container metrics in cAdvisor's names, read from cgroups and netns at each scrape.
+    new ContainerMetrics({
+      runtime,
+      running: () => worker.running().flatMap((r) => (r.running ? [{ task: r.current, containerId: r.containerId }] : [])),
+      node: config.nodeName,
+      log,
+    }).register(metricsRegistry);
+    const [metricsHost, metricsPort] = splitHostPort(metricsListenOf(config));
+    this.metricsPort = await metricsServer.listenTls(metricsHost, Number(metricsPort));
+    if (config.metricsInsecure !== undefined) {
+      const [plainHost, plainPort] = splitHostPort(config.metricsInsecure);
+      await metricsServer.listenPlain(plainHost, Number(plainPort));
+      log(`metrics are also served in plain HTTP on ${config.metricsInsecure} (--metrics-insecure)`);
+    }
     session = new AgentSession({
       // A manager's own agent starts at its own dispatcher; a follower sends it on to the leader.
       managers: this.manager ? [this.manager.dispatcherAddress(), ...(config.join ? [config.join] : [])] : [config.join!],
@@ -262,7 +299,8 @@ export class Daemon {
     this.closers.push(() => renewal.stop());
     log(
       `tsd ${VERSION} ready: node ${config.nodeName}` +
-        (this.manager ? `, manager API ${config.listen}, metrics http://${config.metricsListen}/metrics` : `, joined ${config.join}`),
+        (this.manager ? `, manager API ${config.listen}` : `, joined ${config.join}`) +
+        `, metrics https://${metricsListenOf(config)}/metrics (mutual TLS)`,
     );
   }
 

@@ -2,7 +2,6 @@
 // dispatcher that agents (including this node's own) hold their sessions with.
 import * as grpc from '@grpc/grpc-js';
 import { chmod } from 'node:fs/promises';
-import type { Server } from 'node:http';
 
 import type { ImageStore } from '../common/images/types.js';
 import type { LogSource } from '../common/logs/log-source.js';
@@ -50,9 +49,10 @@ import type { Store } from '../control-plane/store/store.js';
 import { MembersApiClient, grpcMessage } from '../control-plane/raft/host/members-api.js';
 import { lateHandlers, newRaftServer } from '../control-plane/raft/host/serve-member.js';
 import { addRaftService } from '../control-plane/raft/transport/raft-service.js';
-import { apiSocketOf, dataPaths, type DaemonConfig } from './config.js';
+import { apiSocketOf, dataPaths, metricsListenOf, type DaemonConfig } from './config.js';
 import { DaemonMetrics } from '../control-plane/metrics/daemon-metrics.js';
 import { registerStoreMetrics } from '../control-plane/metrics/raft-metrics.js';
+import type { MetricsServer } from './metrics/metrics-server.js';
 import { kekAtStart, protectedKeysOf, serveAutolock, startAutolockKeeper, type StartingKek } from './autolock-start.js';
 
 export const VERSION = '0.1.0';
@@ -78,6 +78,10 @@ export interface ManagerDeps {
    * caller: a node certificate of this cluster, not revoked (the store's list).
    */
   imagePeer?: (server: grpc.Server, authorize: (call: HasAuthContext) => void) => void;
+  /** Paths served beside the node's /metrics over mutual TLS (e.g. Prometheus HTTP service discovery). */
+  httpRoutes?: Pick<MetricsServer, 'addRoute' | 'removeRoute'>;
+  /** The port the node's metrics server is bound to (what service discovery lists for every node). */
+  metricsPort?: () => number;
 }
 
 export class Manager {
@@ -94,7 +98,8 @@ export class Manager {
   /** Set by stop(): a join still waiting to be promoted gives up instead of waiting its 120 s. */
   private stopping = false;
   apiPort = 0;
-  metricsPort = 0;
+  /** The manager half's metrics while it runs; tsd serves them on the node's /metrics. */
+  metrics: DaemonMetrics | undefined;
   /** Autolock: the KEK that opens the Raft keyring or the etcd store key when a kek file does not (autolock-start.ts). */
   private startingKek: StartingKek = {};
 
@@ -255,6 +260,8 @@ export class Manager {
     // Raft and store metrics under etcd's names (none with --store etcd: etcd serves its own).
     const storeMetrics = registerStoreMetrics(metrics.registry, store);
     this.closers.push(() => storeMetrics.stop());
+    this.metrics = metrics;
+    this.closers.push(() => (this.metrics = undefined));
     const audit = await openAudit(dataPaths(config).auditLog, config.nodeName, log);
     this.closers.push(() => audit.close());
     // An attempted change without a verified certificate, stopped at the door (its request unread).
@@ -341,10 +348,16 @@ export class Manager {
       services: () => services.list(),
       tasks: () => tasks.list(),
       networks: () => overlay.allocations.current,
-      metricsPort: () => Number(splitHostPort(config.metricsListen)[1]) || this.metricsPort,
+      metricsPort: () => this.deps.metricsPort?.() ?? Number(splitHostPort(metricsListenOf(config))[1]),
       log,
     });
-    for (const [path, handler] of sd.routes()) metrics.addRoute(path, handler);
+    // Served on the node's metrics server (mutual TLS only); gone with the manager half on a demotion.
+    const routes = this.deps.httpRoutes;
+    if (routes)
+      for (const [path, handler] of sd.routes()) {
+        routes.addRoute(path, handler);
+        this.closers.push(() => routes.removeRoute(path));
+      }
     api.addTo(server, authenticate);
     api.addTo(localServer, authenticateLocalRoot);
     if (autolock) {
@@ -359,11 +372,6 @@ export class Manager {
     dispatcher.addTo(raft ? leaderOnly(server, () => this.notLeaderReason()) : server);
     // Served by every manager, leader or not, once the revocation list is known (the store is open).
     this.deps.imagePeer?.(server, (call) => void requireNode(authenticate(call)));
-
-    const [metricsHost, metricsPort] = splitHostPort(config.metricsListen);
-    const served: { server: Server; port: number } = await metrics.serve(metricsHost, Number(metricsPort));
-    this.metricsPort = served.port;
-    this.closers.push(() => new Promise<void>((resolve) => served.server.close(() => resolve())));
   }
 
   /** Where agents on other nodes reach this manager's dispatcher. */

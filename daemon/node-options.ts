@@ -21,7 +21,16 @@ export type NodeFlags = { readonly [K in keyof DaemonConfig]-?: NodeFlag<DaemonC
 export const NODE_FLAGS: NodeFlags = {
   dataRoot: { spelling: '--data-root <dir>', description: 'where tsd keeps images, containers and logs', kind: 'text' },
   listen: { spelling: '--listen <address>', description: 'host:port of the mutual-TLS gRPC server (API, dispatcher, Raft)', kind: 'text' },
-  metricsListen: { spelling: '--metrics-listen <address>', description: 'Prometheus /metrics address', kind: 'text' },
+  metricsListen: {
+    spelling: '--metrics-listen <address>',
+    description: 'host:port of Prometheus /metrics, HTTPS with the cluster mutual TLS (default <advertise-address>:7421)',
+    kind: 'text',
+  },
+  metricsInsecure: {
+    spelling: '--metrics-insecure <address>',
+    description: 'also serve /metrics in plain HTTP on this host:port (opt-in; metrics carry no secrets)',
+    kind: 'text',
+  },
   nodeName: { spelling: '--node-name <name>', description: "this node's name", kind: 'text' },
   bridge: { spelling: '--bridge <name>', description: 'container bridge link name', kind: 'text' },
   subnet: { spelling: '--subnet <cidr>', description: 'node-local container subnet', kind: 'text' },

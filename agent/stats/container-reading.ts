@@ -23,9 +23,11 @@ export async function readContainer(runtime: StatsRuntime, containerId: string, 
   const stats = await runtime.stats(containerId);
   // The process may have ended since its state was read: then there are no counters to show.
   const netDev = await unlessAbsent(readFile(`${procRoot}/${state.pid}/net/dev`, 'utf8'), undefined);
+  const interfaces = netDev === undefined ? undefined : parseNetDev(netDev.slice(0, MAX_NET_DEV_BYTES));
   return {
     atMs,
     stats,
-    ...(netDev === undefined ? {} : { network: networkTotals(parseNetDev(netDev.slice(0, MAX_NET_DEV_BYTES))) }),
+    pid: state.pid,
+    ...(interfaces === undefined ? {} : { network: networkTotals(interfaces), interfaces }),
   };
 }

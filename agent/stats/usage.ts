@@ -10,6 +10,10 @@ export interface ContainerReading {
   stats: ContainerStats;
   /** Absent when the container's network counters could not be read (its process is gone). */
   network?: InterfaceCounters;
+  /** The same counters per interface (loopback included), for metrics labelled by interface. */
+  interfaces?: ReadonlyMap<string, InterfaceCounters>;
+  /** The container's init process, as the runtime reported it. */
+  pid?: number;
 }
 
 /** One task's row, as the node sends it (proto TaskUsage). */

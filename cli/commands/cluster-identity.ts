@@ -48,6 +48,7 @@ export function registerClusterIdentityCommands(cluster: Command, withClient: Wi
     .option('--output <file>', 'context file to write (default ./NAME.tessera.json)')
     .option('--validity-days <days>', 'how long the certificate is valid (default: one year)', validityDays)
     .option('--force', 'replace the output file if it exists')
+    .option('--pem-dir <dir>', 'also write cert.pem, key.pem (0600) and ca.pem there, for tools that take PEM files (Prometheus)')
     .action((name: string, options: UserAddOptions) =>
       withClient(async (client) => {
         for (const line of await addUser(client, name, options)) out(line);

@@ -1,11 +1,12 @@
 // `tsctl cluster user add NAME --role ROLE`: a key pair made here, a CSR sent to the cluster CA, and
 // a context file holding the certificate, the key and the managers' addresses, ready to hand to the
 // user (like a kubeconfig). The private key is never sent: only the CSR, which proves possession.
-import { rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 import { createCsr, generateKeyPair, type NodeKeyPair } from '../../common/identity/csr.js';
 import { IDENTITY_NAME, isUserRole, parseIdentity, type UserRole } from '../../common/identity/certificate.js';
-import { parseCertificate, splitPemCertificates, webcrypto } from '../../common/identity/x509.js';
+import { joinPem, parseCertificate, splitPemCertificates, webcrypto } from '../../common/identity/x509.js';
 import { isAbsent } from '../../agent/fs-errors.js';
 import type { ApiClient } from '../client.js';
 import { validateContext, type CliContext } from '../context-schema.js';
@@ -24,7 +25,12 @@ export interface UserAddOptions {
   validityDays?: number;
   /** Replace an existing file. */
   force?: boolean;
+  /** Also write the certificate, key and roots as PEM files here (cert.pem, key.pem, ca.pem): Prometheus's tls_config takes files. */
+  pemDir?: string;
 }
+
+/** The PEM files of --pem-dir: what Prometheus's tls_config names as cert_file, key_file and ca_file. */
+export const PEM_FILES = { cert: 'cert.pem', key: 'key.pem', ca: 'ca.pem' } as const;
 
 export function parseValidityDays(value: string): number {
   const days = Number(value);
@@ -92,6 +98,8 @@ export async function addUser(client: ApiClient, name: string, options: UserAddO
   const role = checkRequest(name, options);
   const path = options.output ?? `./${name}.tessera.json`;
   if (!options.force) await refuseExisting(path);
+  // Before the CA is asked: a refusal afterwards would leave a certificate issued for nothing.
+  if (!options.force && options.pemDir !== undefined) for (const name of Object.values(PEM_FILES)) await refuseExisting(join(options.pemDir, name));
   const keys = await generateKeyPair();
   const csrPem = await createCsr(keys, { commonNameHint: name });
   const validityMs = options.validityDays === undefined ? 0 : options.validityDays * DAY_MS;
@@ -109,9 +117,31 @@ export async function addUser(client: ApiClient, name: string, options: UserAddO
     throw new Error(`user add: the server's answer does not make a valid context (${(err as Error).message})`);
   }
   await writePrivateFile(path, contextText(context), options.force === true);
+  const pemLines = options.pemDir === undefined ? [] : await writePemFiles(options.pemDir, tlsOf(context), options.force === true);
   return [
+    ...pemLines,
     `user/${name} (${role}) of cluster ${escapeControl(res.clusterId)}: certificate valid until ${notAfter.toISOString()}`,
     `wrote ${path} (mode 0600; it holds the private key, which never left this machine: hand it over privately)`,
     `use it: TESSERA_CONTEXT=${path} tsctl get services`,
   ];
+}
+
+function tlsOf(context: CliContext): NonNullable<CliContext['tls']> {
+  if (context.tls === undefined) throw new Error('user add: the context holds no certificate');
+  return context.tls;
+}
+
+/**
+ * The certificate chain, the key and the cluster's roots as PEM files, every one 0600 in a 0700
+ * directory (made if absent): the key is private, and the others need not be read by anyone else.
+ */
+async function writePemFiles(dir: string, tls: NonNullable<CliContext['tls']>, force: boolean): Promise<string[]> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const files: Array<[string, string]> = [
+    [PEM_FILES.cert, tls.certChainPem],
+    [PEM_FILES.key, tls.keyPem],
+    [PEM_FILES.ca, joinPem(tls.trustedRootPems)],
+  ];
+  for (const [name, text] of files) await writePrivateFile(join(dir, name), text, force);
+  return [`wrote ${join(dir, PEM_FILES.cert)}, ${join(dir, PEM_FILES.key)} and ${join(dir, PEM_FILES.ca)} (mode 0600; key.pem is the private key)`];
 }

@@ -1,6 +1,7 @@
-// The manager's Prometheus metrics (API requests, tasks by state, the process's own) and the HTTP
-// endpoint that serves them as tsd's /metrics. Named DaemonMetrics because tsd serves them.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+// The manager's Prometheus metrics (API requests, tasks by state), in a registry of the manager
+// half's own: it comes and goes with the manager (a promotion or demotion starts or stops it, and
+// prom-client refuses a name registered twice). tsd serves it on /metrics with the node's registry
+// (process and container metrics), merged at each scrape (daemon/metrics/metrics-server.ts).
 import * as client from 'prom-client';
 
 import type { Task } from '../../common/resources/types.js';
@@ -10,16 +11,8 @@ export class DaemonMetrics {
   readonly registry = new client.Registry();
   readonly apiRequests: client.Counter<'method' | 'code'>;
   readonly apiRequestSeconds: client.Histogram<'method'>;
-  /** Further paths served beside /metrics (Prometheus service discovery), by exact path. */
-  private readonly routes = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>();
 
   constructor(listTasks: () => Task[]) {
-    client.collectDefaultMetrics({ register: this.registry, prefix: 'tessera_' });
-    // prom-client names these gauges "*_total", which Prometheus reserves for counters and
-    // `promtool check metrics` rejects; they are left out rather than published misnamed.
-    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
-      this.registry.removeSingleMetric(`tessera_${name}`);
-    }
     this.apiRequests = new client.Counter({
       name: 'tessera_api_requests_total',
       help: 'API requests handled, by gRPC method and status code.',
@@ -44,35 +37,5 @@ export class DaemonMetrics {
         for (const [state, count] of counts) this.set({ state }, count);
       },
     });
-  }
-
-  /** Serves `handler` at `path` (query ignored) on the same server as /metrics. */
-  addRoute(path: string, handler: (req: IncomingMessage, res: ServerResponse) => void): void {
-    this.routes.set(path, handler);
-  }
-
-  /** Serves /metrics on host:port; resolves with the bound port. */
-  async serve(host: string, port: number): Promise<{ server: Server; port: number }> {
-    const server = createServer((req, res) => {
-      const route = this.routes.get((req.url ?? '').split('?')[0]!);
-      if (route) {
-        route(req, res);
-        return;
-      }
-      if (req.url !== '/metrics') {
-        res.writeHead(404).end('not found: try /metrics\n');
-        return;
-      }
-      this.registry
-        .metrics()
-        .then((body) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(body))
-        .catch((err: Error) => res.writeHead(500).end(`${err.message}\n`));
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => resolve());
-    });
-    const address = server.address();
-    return { server, port: typeof address === 'object' && address ? address.port : port };
   }
 }

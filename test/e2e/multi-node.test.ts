@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
+import { addUser } from '../../cli/commands/user-add.js';
 import { parseIdentity } from '../../common/identity/certificate.js';
 import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
 import { MembersApiClient } from '../../control-plane/raft/host/members-api.js';
@@ -116,6 +117,32 @@ test.serial('replicas spread over the nodes and run there', async (t) => {
   await apply('spread', { replicas: 6 });
   const tasks = await eventually('6 running tasks', () => runningOf('spread', 6), 90_000);
   t.deepEqual(perNode(tasks), { 'node-1': 2, 'node-2': 2, 'node-3': 2 });
+});
+
+test.serial("every node serves its own tasks' container metrics over mutual TLS, to a viewer's PEM files", async (t) => {
+  // As Prometheus scrapes: the viewer's PEM files, each node checked by the IP address its certificate names.
+  const pemDir = join(workDir, 'prometheus-tls');
+  await addUser(client, 'prometheus', { role: 'viewer', output: join(workDir, 'prometheus.tessera.json'), pemDir });
+  const curl = (url: string, ...args: string[]) =>
+    run('nsenter', [`--net=/run/netns/${cluster.switchNetns}`, 'curl', '-sS', '--fail', '--max-time', '10', '--cacert', join(pemDir, 'ca.pem'), ...args, url]);
+  const nodes = (await client.list({ kind: 'Node', allStacks: true })).objectsJson.map((j) => JSON.parse(j) as Node);
+  for (const node of nodes) {
+    const name = node.metadata.name;
+    const url = `https://${node.status.address}:7421/metrics`;
+    // A worker answers once its session has brought the revocation list (503 until then).
+    const body = await eventually(
+      `${name}'s /metrics`,
+      () =>
+        curl(url, '--cert', join(pemDir, 'cert.pem'), '--key', join(pemDir, 'key.pem')).then(
+          (r) => r.stdout,
+          () => undefined,
+        ),
+      30_000,
+    );
+    t.regex(body, new RegExp(`^container_cpu_usage_seconds_total\\{[^}]*node="${name}",stack="[^"]*",service="spread"[^}]*\\} `, 'm'), name);
+    t.notRegex(body, new RegExp(`^container_[^{]*\\{[^}]*node="(?!${name}")`, 'm'), `${name} publishes its own containers only`);
+    await t.throwsAsync(curl(url), undefined, `${name} refuses a scrape without a client certificate`);
+  }
 });
 
 test.serial('a join with a wrong token is refused', async (t) => {

@@ -283,8 +283,30 @@ test.serial('/metrics serves process, API and task metrics that promtool accepts
   } finally {
     client.close();
   }
-  const metrics = await fetchPage('127.0.0.1', METRICS_PORT, '/metrics');
+  // As Prometheus scrapes: HTTPS with a viewer's PEM files, the node's certificate checked by its
+  // IP address (tsd's advertise address, 127.0.0.1 here). No certificate: no connection.
+  const pemDir = join(workDir, 'prometheus-tls');
+  await node.tsctl('cluster', 'user', 'add', 'prometheus', '--role', 'viewer', '--output', join(workDir, 'prometheus.tessera.json'), '--pem-dir', pemDir);
+  const curl = (...args: string[]) =>
+    run('ip', [
+      'netns',
+      'exec',
+      node.netns,
+      'curl',
+      '-sS',
+      '--fail',
+      '--max-time',
+      '10',
+      '--cacert',
+      join(pemDir, 'ca.pem'),
+      ...args,
+      `https://127.0.0.1:${METRICS_PORT}/metrics`,
+    ]);
+  await t.throwsAsync(curl(), undefined, 'refused without a client certificate');
+  const metrics = (await curl('--cert', join(pemDir, 'cert.pem'), '--key', join(pemDir, 'key.pem'))).stdout;
   t.regex(metrics, /^tessera_process_cpu_seconds_total /m);
+  t.regex(metrics, /^container_cpu_usage_seconds_total\{[^}]*service="web"[^}]*\} /m, "the web tasks' containers in cAdvisor's names");
+  t.regex(metrics, /^container_memory_working_set_bytes\{[^}]*node="node1"[^}]*\} /m);
   t.regex(metrics, /^tessera_api_requests_total\{method="Apply",code="OK"\} \d+/m);
   t.regex(metrics, /^tessera_api_requests_total\{method="Apply",code="INVALID_ARGUMENT"\} \d+/m);
   t.regex(metrics, /^tessera_tasks\{state="running"\} [1-9]/m);

@@ -14,7 +14,7 @@ export interface TestPki {
   clusterId: string;
   ca: CaMaterial;
   /** A node's identity, expecting to talk to a manager of this cluster. */
-  node(nodeId: string, role: NodeRole, options?: { validityMs?: number; now?: Date }): Promise<TransportSecurity & { mode: 'mtls' }>;
+  node(nodeId: string, role: NodeRole, options?: { validityMs?: number; now?: Date; ips?: string[] }): Promise<TransportSecurity & { mode: 'mtls' }>;
   /** A user's identity (tsctl), expecting a manager of this cluster. */
   user(name: string, role: UserRole): Promise<TransportSecurity & { mode: 'mtls' }>;
 }

@@ -1,14 +1,14 @@
 // Prometheus HTTP service discovery as a manager serves it: the informers and the watched network
-// allocation over a memory store (what the manager's own wiring reads), the routes on the metrics
-// server, fetched over HTTP on loopback as Prometheus fetches them. No daemon: the store, informers
-// and server are the real ones; the node, service and task objects are written as the managers and
-// agents would write them.
-import type { Server } from 'node:http';
+// allocation over a memory store (what the manager's own wiring reads), the routes served by a plain
+// HTTP server on loopback standing in for the node's mutual-TLS metrics server (its TLS and caller
+// checks are tested in node-metrics.test.ts), fetched as Prometheus fetches them. No daemon: the
+// store and informers are the real ones; the node, service and task objects are written as the
+// managers and agents would write them.
+import { createServer, type Server } from 'node:http';
 
 import test from 'ava';
 
 import { API_VERSION, type Node, type Service, type Task } from '../../common/resources/types.js';
-import { DaemonMetrics } from '../../control-plane/metrics/daemon-metrics.js';
 import { PrometheusSdRoutes, SD_NODES_PATH, SD_TASKS_PATH } from '../../control-plane/metrics/prometheus-sd-route.js';
 import type { TargetGroup } from '../../control-plane/metrics/prometheus-sd.js';
 import { NetworkStateWatcher, writeNetworkState } from '../../control-plane/network/allocation-store.js';
@@ -52,7 +52,6 @@ test('a manager-like server answers /sd/nodes and /sd/tasks as http_sd JSON from
   const allocations = new NetworkStateWatcher(cs.store);
   await allocations.start();
   const logged: string[] = [];
-  const metrics = new DaemonMetrics(() => cs.tasks.list());
   const sd = new PrometheusSdRoutes({
     nodes: () => cs.nodes.list(),
     services: () => cs.services.list(),
@@ -61,11 +60,16 @@ test('a manager-like server answers /sd/nodes and /sd/tasks as http_sd JSON from
     metricsPort: () => 7421,
     log: (line) => logged.push(line),
   });
-  for (const [path, handler] of sd.routes()) metrics.addRoute(path, handler);
-  let served: { server: Server; port: number } | undefined;
+  const routes = new Map(sd.routes());
+  const server: Server = createServer((req, res) => {
+    const route = routes.get((req.url ?? '').split('?')[0] ?? '');
+    if (route) route(req, res);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   try {
-    served = await metrics.serve('127.0.0.1', 0);
-    const base = `http://127.0.0.1:${served.port}`;
+    const address = server.address();
+    const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
     const fetchGroups = async (path: string): Promise<TargetGroup[]> => {
       const res = await fetch(base + path, { headers: { 'X-Prometheus-Refresh-Interval-Seconds': '30' } });
       t.is(res.status, 200);
@@ -128,9 +132,8 @@ test('a manager-like server answers /sd/nodes and /sd/tasks as http_sd JSON from
     );
 
     t.is((await fetch(base + SD_TASKS_PATH, { method: 'POST' })).status, 405);
-    t.is((await fetch(`${base}/metrics`)).status, 200, '/metrics is still served beside the routes');
   } finally {
-    if (served) await new Promise<void>((resolve) => served!.server.close(() => resolve()));
+    await new Promise<void>((resolve) => server.close(() => resolve()));
     allocations.stop();
     cs.stop();
     await cs.store.close();

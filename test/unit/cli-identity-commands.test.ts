@@ -224,3 +224,26 @@ test('audit output: escapes are unambiguous, json lines stay the same values wit
   t.is(objectsCell([...objects, { kind: '…', name: 'and 96 more' }]), 'service/s/n1, service/s/n2, service/s/n3 +97 more');
   t.is(formatAuditTable([JSON.stringify(entry)]).split('\n')[1], '2024-05-01T10:00:00Z   user:x (admin)   Apply    service/a\\x9b\\u{202e}b   ok');
 });
+
+test('user add --pem-dir: cert.pem, key.pem and ca.pem for Prometheus, 0600, the same certificate as the context; not overwritten without --force', async (t) => {
+  const f = await startFixture(t);
+  const admin = await clientFor(t, f.adminContext);
+  const output = join(f.dir, 'prometheus.tessera.json');
+  const pemDir = join(f.dir, 'prometheus-tls');
+  const lines = await addUser(admin, 'prometheus', { role: 'viewer', output, pemDir });
+  t.true(
+    lines.some((l) => l.includes(join(pemDir, 'key.pem'))),
+    lines.join('\n'),
+  );
+  const context = await readContext(output);
+  if (!context?.tls) return t.fail('the written context has no certificate');
+  t.is((await stat(pemDir)).mode & 0o777, 0o700);
+  for (const name of ['cert.pem', 'key.pem', 'ca.pem']) t.is((await stat(join(pemDir, name))).mode & 0o777, 0o600, name);
+  t.is(await readFile(join(pemDir, 'cert.pem'), 'utf8'), context.tls.certChainPem);
+  t.is(await readFile(join(pemDir, 'key.pem'), 'utf8'), context.tls.keyPem);
+  t.is((await readFile(join(pemDir, 'ca.pem'), 'utf8')).trim(), f.pki.ca.certPem.trim());
+  t.like(parseIdentity(await readFile(join(pemDir, 'cert.pem'), 'utf8')), { cn: 'prometheus', ou: 'viewer', o: f.pki.clusterId });
+  const again = await t.throwsAsync(addUser(admin, 'prometheus', { role: 'viewer', output: join(f.dir, 'other.json'), pemDir }));
+  t.regex(again.message, /cert\.pem exists/);
+  t.is(f.issued.length, 1, 'refused before asking the CA');
+});

@@ -15,6 +15,7 @@ const SAMPLES: Record<NodeSettingKey, string[]> = {
   dataRoot: ['--data-root', '/srv/tessera-flags'],
   listen: ['--listen', '127.0.0.1:7499'],
   metricsListen: ['--metrics-listen', '127.0.0.1:7498'],
+  metricsInsecure: ['--metrics-insecure', '127.0.0.1:7497'],
   nodeName: ['--node-name', 'sample-node'],
   bridge: ['--bridge', 'tsflags0'],
   subnet: ['--subnet', '10.77.0.0/24'],

@@ -23,6 +23,11 @@ export class PeerAccess {
     this.revoked = new Set(serials);
   }
 
+  /** Whether the serial is revoked; undefined until a manager has sent the list. */
+  isRevoked(serial: string): boolean | undefined {
+    return this.revoked?.has(normalizeSerial(serial));
+  }
+
   /** The calling node's id; throws UNAUTHENTICATED, PERMISSION_DENIED or UNAVAILABLE (no list yet). */
   authorize(call: HasAuthContext): string {
     let subject;
