@@ -32,6 +32,8 @@ import { ImageChannel } from '../agent/session/image-channel.js';
 import { holdingOf } from '../common/images/peer-messages.js';
 import { WorkerBlobServer } from './image-peer-server.js';
 import { splitHostPort } from './manager-servers.js';
+import { Registry } from 'prom-client';
+import { AgentMetrics } from '../agent/metrics/agent-metrics.js';
 
 /** True when the chain's last certificate is `rootPem` (compared as DER, not as text). */
 function endsWith(chainPem: string, rootPem: string | undefined): boolean {
@@ -79,6 +81,9 @@ export class Daemon {
     };
 
     const runtime = new NativeRuntime({ stateRoot: paths.runtimeState });
+    // The agent's metrics (task starts, pulls, health checks, overlay DNS and peers). Their own
+    // registry until the node-level /metrics registry lands (issue 17); not served yet.
+    const agentMetrics = new AgentMetrics(new Registry());
     // Images across nodes: the store reports what it holds over the session (imageChannel), asks
     // there which peers hold an image it lacks, and fetches its blobs from them (blobPeers) before
     // going to a registry; this node serves its own blobs to the cluster's other nodes.
@@ -93,6 +98,7 @@ export class Daemon {
       insecureRegistries: config.insecureRegistries,
       log,
       onChange: () => imageChannel.inventoryChanged(),
+      metrics: agentMetrics,
     });
     const blobPeers = new PeerBlobClient({ security, clusterId: node.clusterId });
     this.closers.push(() => blobPeers.close());
@@ -186,7 +192,7 @@ export class Daemon {
       log,
     });
     // Overlay networks, service discovery, VIPs and the routing mesh, from the managers' state.
-    const overlay = new OverlayNetworking({ localUnderlayAddress: config.advertiseAddress, log });
+    const overlay = new OverlayNetworking({ localUnderlayAddress: config.advertiseAddress, log, metrics: agentMetrics });
     if (dataPlane === 'removed') this.closers.push(() => overlay.teardown());
     const worker = new Worker({
       runtime,
@@ -199,6 +205,7 @@ export class Daemon {
       overlay,
       report: (task, status) => session!.report(task, status),
       log,
+      metrics: agentMetrics,
     });
     session = new AgentSession({
       // A manager's own agent starts at its own dispatcher; a follower sends it on to the leader.
