@@ -35,6 +35,7 @@ import { splitHostPort } from './manager-servers.js';
 import { ContainerMetrics } from '../agent/stats/container-metrics.js';
 import { MetricsServer } from './metrics/metrics-server.js';
 import { newNodeRegistry } from './metrics/node-registry.js';
+import { AgentMetrics } from '../agent/metrics/agent-metrics.js';
 
 /** True when the chain's last certificate is `rootPem` (compared as DER, not as text). */
 function endsWith(chainPem: string, rootPem: string | undefined): boolean {
@@ -86,6 +87,10 @@ export class Daemon {
     };
 
     const runtime = new NativeRuntime({ stateRoot: paths.runtimeState });
+    // /metrics: one registry for this node (process, containers, the agent's own) and the manager half's while it runs.
+    const metricsRegistry = newNodeRegistry();
+    // The agent's metrics (task starts, pulls, health checks, overlay DNS and peers).
+    const agentMetrics = new AgentMetrics(metricsRegistry);
     // Images across nodes: the store reports what it holds over the session (imageChannel), asks
     // there which peers hold an image it lacks, and fetches its blobs from them (blobPeers) before
     // going to a registry; this node serves its own blobs to the cluster's other nodes.
@@ -100,6 +105,7 @@ export class Daemon {
       insecureRegistries: config.insecureRegistries,
       log,
       onChange: () => imageChannel.inventoryChanged(),
+      metrics: agentMetrics,
     });
     const blobPeers = new PeerBlobClient({ security, clusterId: node.clusterId });
     this.closers.push(() => blobPeers.close());
@@ -107,8 +113,6 @@ export class Daemon {
     const blobService = { blobPath: (digest: string) => images.blobPath(digest), log };
     const workerBlobs = new WorkerBlobServer(config.listen, security, { ...blobService, authorize: (call) => void peerAccess.authorize(call) });
     this.closers.push(() => workerBlobs.stop());
-    // /metrics: one registry for this node (process, containers) and the manager half's while it runs.
-    const metricsRegistry = newNodeRegistry();
     const metricsServer = new MetricsServer({
       identity: node.identity,
       // Revocations: a manager reads its store's list; any node has the list its session brought.
@@ -209,7 +213,7 @@ export class Daemon {
       log,
     });
     // Overlay networks, service discovery, VIPs and the routing mesh, from the managers' state.
-    const overlay = new OverlayNetworking({ localUnderlayAddress: config.advertiseAddress, log });
+    const overlay = new OverlayNetworking({ localUnderlayAddress: config.advertiseAddress, log, metrics: agentMetrics });
     if (dataPlane === 'removed') this.closers.push(() => overlay.teardown());
     const worker = new Worker({
       runtime,
@@ -222,6 +226,7 @@ export class Daemon {
       overlay,
       report: (task, status) => session!.report(task, status),
       log,
+      metrics: agentMetrics,
     });
     // Per-task container metrics in cAdvisor's names, read from cgroups and netns at each scrape.
     new ContainerMetrics({

@@ -53,6 +53,7 @@ import { apiSocketOf, dataPaths, metricsListenOf, type DaemonConfig } from './co
 import { DaemonMetrics } from '../control-plane/metrics/daemon-metrics.js';
 import { registerStoreMetrics } from '../control-plane/metrics/raft-metrics.js';
 import type { MetricsServer } from './metrics/metrics-server.js';
+import { CONTROLLER_NAMES, ControlPlaneMetrics } from '../control-plane/metrics/control-plane-metrics.js';
 import { kekAtStart, protectedKeysOf, serveAutolock, startAutolockKeeper, type StartingKek } from './autolock-start.js';
 
 export const VERSION = '0.1.0';
@@ -200,7 +201,15 @@ export class Manager {
       });
     }
 
-    const health = new NodeHealth(objects, nodes, tasks, { timeoutMs: config.nodeDownAfterMs, checkEveryMs: config.heartbeatMs, log });
+    const metrics = new DaemonMetrics(() => tasks.list());
+    // Scheduler, controller and dispatcher metrics, served on the same /metrics.
+    const controlPlaneMetrics = new ControlPlaneMetrics(metrics.registry, () => services.list());
+    const health = new NodeHealth(objects, nodes, tasks, {
+      timeoutMs: config.nodeDownAfterMs,
+      checkEveryMs: config.heartbeatMs,
+      log,
+      observer: controlPlaneMetrics.dispatcher,
+    });
     health.heartbeat(config.nodeName);
 
     const overlay = await startOverlayControl({ store, services, tasks, nodes, reserved: [config.subnet], log });
@@ -213,15 +222,19 @@ export class Manager {
       // Every known node gets a fresh grace period: its agent is reconnecting to this new leader.
       for (const n of nodes.list()) health.heartbeat(n.metadata.name);
       health.start();
-      const serviceController = new ServiceController(objects, services, tasks, nodes, { log });
-      const schedulingController = new SchedulingController(objects, nodes, tasks, log);
-      const drainController = new DrainController(objects, nodes, tasks, log);
+      const { controllers } = controlPlaneMetrics;
+      const serviceController = new ServiceController(objects, services, tasks, nodes, { log, queue: controllers.queue(CONTROLLER_NAMES.service) });
+      const schedulingController = new SchedulingController(objects, nodes, tasks, log, Date.now, undefined, {
+        queue: controllers.queue(CONTROLLER_NAMES.scheduler),
+        scheduling: controlPlaneMetrics.scheduler,
+      });
+      const drainController = new DrainController(objects, nodes, tasks, log, controllers.queue(CONTROLLER_NAMES.drain));
       const compactor = new AutoCompactor(store, { retainRevisions: config.historyRevisions, checkEveryMs: 60_000, log });
       serviceController.start();
       schedulingController.start();
       drainController.start();
       compactor.start();
-      const stopAllocator = overlay.lead();
+      const stopAllocator = overlay.lead(controllers.queue(CONTROLLER_NAMES.network));
       // A root CA rotation ends here, on the leader, once every node holds a certificate from the new root.
       const rotationCheck = setInterval(() => {
         completeRotationIfDone({ security: clusterSecurity, nodeNames: () => nodes.list().map((n) => n.metadata.name), log }).catch((err: unknown) =>
@@ -256,7 +269,6 @@ export class Manager {
     }
     this.closers.push(() => stopDuties?.());
 
-    const metrics = new DaemonMetrics(() => tasks.list());
     // Raft and store metrics under etcd's names (none with --store etcd: etcd serves its own).
     const storeMetrics = registerStoreMetrics(metrics.registry, store);
     this.closers.push(() => storeMetrics.stop());
@@ -334,6 +346,7 @@ export class Manager {
         log,
       },
       nodeExec: this.nodeExec,
+      observer: controlPlaneMetrics.dispatcher,
       trust: {
         current: () => ({ trustedRootPems: clusterSecurity.meta.trustedRootPems, signingRootPem: signingRootPem(clusterSecurity.meta) }),
         subscribe: (listener) => clusterSecurity.onChange(listener),

@@ -10,10 +10,12 @@
 // collection take it alone, so a collection never sees a half-written image as garbage. The
 // lock is per process: one store object per root (tsd's), other processes go through its API.
 import { mkdir, rm } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
 import { stageArchive, tarStream } from './archive-writer.js';
 import { BlobStore } from './blob-store.js';
 import { ReadWriteLock, mapLimit } from './concurrency.js';
 import { meteredChunks } from './metered.js';
+import type { ImagePullObserver, PullSource } from '../metrics/agent-metrics.js';
 import { isSha256Digest } from '../../common/images/digest.js';
 import { markReferenced, sweep } from './garbage-collector.js';
 import { ImageIndexStore } from './image-index.js';
@@ -70,6 +72,8 @@ export interface LocalImageStoreOptions {
   log?: (message: string) => void;
   /** Called after the set of image records changed (a pull, load, peer fetch or removal): the agent reports its inventory. */
   onChange?: () => void;
+  /** Pulls and downloaded bytes (agent/metrics); absent: not recorded. */
+  metrics?: ImagePullObserver;
 }
 
 const MAX_JSON_BYTES = 8 * 1024 * 1024;
@@ -169,29 +173,35 @@ export class LocalImageStore implements ImageStore {
     if (!location) return undefined;
     const what = `image ${name} from peers`;
     const fetcher = new PeerBlobFetcher(location.peers, source, this.log);
-    const pulled = await this.lock.read(async () => {
-      const manifestWhat = `${what}: manifest ${location.manifestDigest}`;
-      const manifestBytes = await fetcher.bytes(location.manifestDigest, MAX_JSON_BYTES, manifestWhat);
-      const document = parseManifestDocument(manifestBytes, manifestWhat);
-      if (document.kind !== 'manifest') throw new Error(`${manifestWhat} is an index, not an image manifest`);
-      await this.blobs.putBytes(manifestBytes, { digest: location.manifestDigest, size: manifestBytes.byteLength }, manifestWhat);
-      const input: AssembleInput = {
-        references: [name],
-        manifestDigest: location.manifestDigest,
-        manifest: document.manifest,
-        fetchBlob: async (descriptor, blobWhat) => {
-          if (await this.blobs.has(descriptor.digest, descriptor.size)) return;
-          await fetcher.into(this.blobs, descriptor, blobWhat);
-        },
-        what,
-      };
-      // Asked by an index digest: the index must be there and choose this very manifest for this node.
-      const asked = isSha256Digest(name) ? name : parseReference(name).digest;
-      if (asked !== undefined && asked !== location.manifestDigest)
-        input.indexDigest = await this.indexFromPeers(fetcher, asked, location.manifestDigest, what);
-      const [image] = await this.assemble(input);
-      return image;
-    });
+    const started = performance.now();
+    const pulled = await this.observedPull(
+      'peer',
+      started,
+      this.lock.read(async () => {
+        const manifestWhat = `${what}: manifest ${location.manifestDigest}`;
+        const manifestBytes = await fetcher.bytes(location.manifestDigest, MAX_JSON_BYTES, manifestWhat);
+        const document = parseManifestDocument(manifestBytes, manifestWhat);
+        if (document.kind !== 'manifest') throw new Error(`${manifestWhat} is an index, not an image manifest`);
+        await this.blobs.putBytes(manifestBytes, { digest: location.manifestDigest, size: manifestBytes.byteLength }, manifestWhat);
+        const input: AssembleInput = {
+          references: [name],
+          manifestDigest: location.manifestDigest,
+          manifest: document.manifest,
+          fetchBlob: async (descriptor, blobWhat) => {
+            if (await this.blobs.has(descriptor.digest, descriptor.size)) return;
+            await fetcher.into(this.blobs, descriptor, blobWhat);
+            this.options.metrics?.downloaded('peer', descriptor.size);
+          },
+          what,
+        };
+        // Asked by an index digest: the index must be there and choose this very manifest for this node.
+        const asked = isSha256Digest(name) ? name : parseReference(name).digest;
+        if (asked !== undefined && asked !== location.manifestDigest)
+          input.indexDigest = await this.indexFromPeers(fetcher, asked, location.manifestDigest, what);
+        const [image] = await this.assemble(input);
+        return image;
+      }),
+    );
     if (pulled) this.log(`${what}: stored (${location.peers.map((p) => p.nodeName).join(', ')} held it)`);
     return pulled;
   }
@@ -221,9 +231,12 @@ export class LocalImageStore implements ImageStore {
     const emit = (event: PullProgress): void => {
       for (const listener of listeners) listener(event);
     };
-    const work = this.removeStaleTempOnce()
-      .then(() => this.lock.read(() => this.pullOnce(ref, options?.insecureRegistries ?? [], emit)))
-      .finally(() => this.pullsInFlight.delete(key));
+    const started = performance.now();
+    const work = this.observedPull(
+      'registry',
+      started,
+      this.removeStaleTempOnce().then(() => this.lock.read(() => this.pullOnce(ref, options?.insecureRegistries ?? [], emit))),
+    ).finally(() => this.pullsInFlight.delete(key));
     this.pullsInFlight.set(key, { work, listeners });
     return work;
   }
@@ -419,6 +432,22 @@ export class LocalImageStore implements ImageStore {
     return new RegistryClient(clientOptions);
   }
 
+  /** Records a pull's result and time when it settles; the pull's own outcome passes through. */
+  private observedPull<T>(source: PullSource, started: number, work: Promise<T>): Promise<T> {
+    const metrics = this.options.metrics;
+    if (!metrics) return work;
+    return work.then(
+      (value) => {
+        metrics.pulled(source, true, (performance.now() - started) / 1000);
+        return value;
+      },
+      (error: unknown) => {
+        metrics.pulled(source, false, (performance.now() - started) / 1000);
+        throw error;
+      },
+    );
+  }
+
   private async pullOnce(ref: ImageReference, extraInsecure: string[], emit: (event: PullProgress) => void): Promise<PulledImage> {
     const client = await this.registryClient(extraInsecure, `pull ${formatReference(ref)}`);
     const reference = formatReference(ref);
@@ -458,6 +487,7 @@ export class LocalImageStore implements ImageStore {
           );
           return this.blobs.ingest({ digest: descriptor.digest, size: descriptor.size }, metered, blobWhat);
         });
+        this.options.metrics?.downloaded('registry', descriptor.size);
       },
       what,
       onProgress: emit,

@@ -23,6 +23,7 @@ import { NamespaceCommands } from '../network/exec.js';
 import { OverlayDriver } from '../network/overlay/overlay-driver.js';
 import { OVERLAY_BRIDGE_PREFIX } from '../network/overlay/names.js';
 import { VipBalancer } from '../network/vip/vip-balancer.js';
+import type { AgentMetrics } from '../metrics/agent-metrics.js';
 
 const GUARD_TABLE = 'tessera_ovguard';
 const RETRY_MS = 1000;
@@ -33,6 +34,8 @@ export interface OverlayNetworkingConfig {
   log: (message: string) => void;
   /** How long a task waits for the managers to allocate its addresses before it fails. */
   allocationTimeoutMs?: number;
+  /** Overlay DNS queries and peers (agent/metrics); absent: not recorded. */
+  metrics?: AgentMetrics;
 }
 
 export interface TaskOverlay {
@@ -89,7 +92,8 @@ export class OverlayNetworking implements TaskOverlay {
 
   constructor(private readonly config: OverlayNetworkingConfig) {
     this.driver = new OverlayDriver({ localUnderlayAddress: config.localUnderlayAddress });
-    this.resolver = new ServiceResolver({ log: (message) => config.log(`overlay dns: ${message}`) });
+    this.resolver = new ServiceResolver({ log: (message) => config.log(`overlay dns: ${message}`), ...(config.metrics ? { metrics: config.metrics } : {}) });
+    config.metrics?.watchOverlayPeers(() => this.driver.peerCounts());
   }
 
   /** Takes a new view from the manager; converging runs in the background, latest view wins. */

@@ -30,6 +30,7 @@ import { grantSearch } from '../userns/search-acl.js';
 import { makeMountPoints, mountPointsOf } from '../userns/mount-points.js';
 import { assertUserNamespaces } from '../userns/kernel-support.js';
 import { idMappingsOf, type ServiceIdRange } from '../userns/id-ranges.js';
+import { StartPhaseTimer, type HealthProbeObserver, type TaskStartObserver } from '../metrics/agent-metrics.js';
 
 export interface TaskRunnerDeps {
   runtime: ContainerRuntime;
@@ -52,6 +53,8 @@ export interface TaskRunnerDeps {
   /** Called when the task starts or stops running, so published ports can follow. */
   onRunningChanged(task: Task): void;
   log(message: string): void;
+  /** Task start phases and health probes (agent/metrics); absent: not recorded. */
+  metrics?: TaskStartObserver & HealthProbeObserver;
 }
 
 const DEFAULT_STOP_GRACE_MS = 10_000;
@@ -183,18 +186,23 @@ export class TaskRunner {
     const containerDir = join(deps.containersDir, this.containerId);
     let exit: ExitStatus | undefined;
     let failure: { state: TaskState; message: string } | undefined;
+    // Reports to the manager between phases are charged to none of them.
+    const phases = new StartPhaseTimer(deps.metrics);
     try {
       await deps.report(task, { state: 'accepted', message: 'accepted by node' });
       if (this.stopWasRequested()) return;
       await deps.report(task, { state: 'preparing', message: `pulling image ${task.spec.spec.image}` });
       let image;
+      phases.enter('image');
       try {
         image = await deps.images.ensure(task.spec.spec.image, { insecureRegistries: deps.insecureRegistries });
       } catch (err) {
+        phases.failed();
         failure = { state: 'rejected', message: `image ${task.spec.spec.image}: ${(err as Error).message}` };
         return;
       }
       if (this.stopWasRequested()) return;
+      phases.enter('rootfs');
       const healthConfig = effectiveHealthConfig(task.spec.spec.healthcheck, image.config.healthcheck);
 
       // Set on every start, not only when made: the directories may be an older tsd's (0755).
@@ -209,7 +217,9 @@ export class TaskRunner {
           : await mountOverlayRootfs(image.layerDirs, containerDir);
       // Overlay networks: the managers allocate the task's addresses; wait for them (and for the
       // networks to be programmed here) before the container exists.
+      phases.enter('network');
       const overlay = deps.overlay ? await deps.overlay.prepare(task) : undefined;
+      phases.enter('rootfs');
       await writeNameFiles(rootfs, { resolver: overlay?.dnsServer, dns: task.spec.spec.dns, extraHosts: task.spec.spec.extraHosts });
       this.overlayAttachments = overlay?.attachments ?? [];
       const hostname = taskHostname(task);
@@ -265,7 +275,9 @@ export class TaskRunner {
       // The environment is in it (credentials, often).
       await writePrivateFile(join(containerDir, 'config.json'), JSON.stringify(spec, null, 2));
 
+      phases.enter(undefined);
       await deps.report(task, { state: 'starting', message: 'starting container', containerId: this.containerId });
+      phases.enter('spawn');
       const logPath = logPathFor(deps.logsDir, task.metadata.name);
       // The runtime appends to the file; made here first, it keeps this mode (the runtime's own is 0640).
       await createPrivateFile(logPath);
@@ -277,9 +289,11 @@ export class TaskRunner {
         logMaxFiles: LOG_MAX_FILES,
       });
       this.created = true;
+      phases.enter('network');
       const attachment = await deps.network.attach(this.containerId, state.pid);
       this.address = attachment.address;
       if (deps.overlay && this.overlayAttachments.length > 0) await deps.overlay.attach(this.containerId, state.pid, this.overlayAttachments);
+      phases.enter('spawn');
       if (this.stopWasRequested()) {
         // Stopped before it started: the created container goes; wait below returns when it has.
         await deps.runtime
@@ -287,6 +301,7 @@ export class TaskRunner {
           .catch((err: Error) => deps.log(`task ${task.metadata.name}: SIGKILL of the created container failed: ${err.message}`));
       } else {
         await deps.runtime.start(this.containerId);
+        phases.started();
         this.running = true;
         await deps.report(task, {
           state: 'running',
@@ -302,6 +317,8 @@ export class TaskRunner {
       exit = await deps.runtime.wait(this.containerId);
       if (this.stopWasRequested()) deps.log(`task ${task.metadata.name}: container stopped (exit ${exit.exitCode})`);
     } catch (err) {
+      // Once the container ran this records nothing: the start did not fail.
+      phases.failed();
       failure = { state: 'failed', message: (err as Error).message };
     } finally {
       this.health?.stop();
@@ -341,6 +358,7 @@ export class TaskRunner {
       config,
       runtime: this.deps.runtime,
       containerId: this.containerId,
+      ...(this.deps.metrics ? { metrics: this.deps.metrics } : {}),
       report: (fields) => {
         if (this.running && !this.stopRequested) {
           void this.deps

@@ -5,7 +5,7 @@ import type { Node, Task } from '../../common/resources/types.js';
 import { isTerminal } from '../../common/resources/types.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { Informer } from './informer.js';
-import { WorkQueue } from './work-queue.js';
+import { WorkQueue, type WorkQueueObserver } from './work-queue.js';
 
 /** Pure: the tasks that must be shut down because their node is drained. */
 export function tasksToDrain(nodes: readonly Node[], tasks: readonly Task[]): Task[] {
@@ -21,11 +21,14 @@ export class DrainController {
     private readonly nodes: Informer<Node>,
     private readonly tasks: Informer<Task>,
     log: (message: string) => void = () => {},
+    queueObserver?: WorkQueueObserver,
   ) {
     this.queue = new WorkQueue(
       () => this.reconcile(),
       (_k, err) => log(`drain: ${(err as Error).message}`),
       1,
+      undefined,
+      queueObserver,
     );
   }
 

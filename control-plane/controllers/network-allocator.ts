@@ -8,7 +8,7 @@ import type { Network, Node, Service, Task } from '../../common/resources/types.
 import type { Store } from '../store/store.js';
 import { canonicalJson } from '../store/object-store.js';
 import type { Informer } from './informer.js';
-import { WorkQueue } from './work-queue.js';
+import { WorkQueue, type WorkQueueObserver } from './work-queue.js';
 
 const KEY = 'allocate';
 
@@ -21,6 +21,8 @@ export interface NetworkAllocatorDeps {
   /** Subnets never handed out beyond the nodes' own bridge subnets (read from their Node status). */
   pool?: Partial<AllocationPool>;
   log: (message: string) => void;
+  /** Observes the allocator's work queue (metrics); absent: not observed. */
+  queue?: WorkQueueObserver;
 }
 
 export class NetworkAllocator {
@@ -33,6 +35,8 @@ export class NetworkAllocator {
       () => this.reconcile(),
       (_key, err) => deps.log(`network allocator: ${(err as Error).message}`),
       1,
+      undefined,
+      deps.queue,
     );
   }
 

@@ -3,9 +3,9 @@
 import type { Node, Task } from '../../common/resources/types.js';
 import { isTerminal } from '../../common/resources/types.js';
 import type { ObjectStore } from '../store/object-store.js';
-import { schedule } from '../scheduler/schedule.js';
+import { schedule, type UnschedulableReason } from '../scheduler/schedule.js';
 import { OwnWrites, type Informer } from './informer.js';
-import { WorkQueue, type ReconcileResult } from './work-queue.js';
+import { WorkQueue, type ReconcileResult, type WorkQueueObserver } from './work-queue.js';
 import { WriteBudget } from './write-budget.js';
 
 const BATCH_KEY = 'pending';
@@ -21,6 +21,23 @@ export interface SchedulerPassWrites {
   ended: number;
   assigned: number;
   pending: number;
+}
+
+/** What the scheduling controller reports for metrics (control-plane/metrics/scheduler-metrics.ts). */
+export interface SchedulingObserver {
+  /** After a pass: tasks still without a node, and the unplaced ones by filter. */
+  passed(pending: number, unschedulable: ReadonlyMap<UnschedulableReason, number>): void;
+  /** A task was assigned this long after it was created. */
+  assigned(waitedSeconds: number): void;
+  /** Tasks placed and left unplaced by one pass. */
+  attempted(scheduled: number, unschedulable: number): void;
+  /** The controller stopped (this manager no longer leads). */
+  stopped(): void;
+}
+
+export interface SchedulingMetrics {
+  queue?: WorkQueueObserver;
+  scheduling?: SchedulingObserver;
 }
 
 function needsPlacement(task: Task): boolean {
@@ -44,11 +61,14 @@ export class SchedulingController {
     private readonly now: () => number = Date.now,
     /** Called after each pass with the writes it made (tests). */
     private readonly onPass: (writes: SchedulerPassWrites) => void = () => {},
+    private readonly metrics: SchedulingMetrics = {},
   ) {
     this.queue = new WorkQueue(
       () => this.reconcile(),
       (_key, err) => this.log(`scheduler: ${(err as Error).message}`),
       1,
+      undefined,
+      metrics.queue,
     );
   }
 
@@ -64,6 +84,7 @@ export class SchedulingController {
 
   stop(): void {
     this.queue.stop();
+    this.metrics.scheduling?.stopped();
   }
 
   private isUnstartedShutdown(task: Task): boolean {
@@ -75,16 +96,26 @@ export class SchedulingController {
     const timestamp = new Date(this.now()).toISOString();
     const writes = new OwnWrites();
     const budget = new WriteBudget<keyof SchedulerPassWrites>(MAX_SCHEDULER_WRITES_PER_PASS, { ended: 0, assigned: 0, pending: 0 });
-    await this.writePass(all, timestamp, writes, budget);
+    const unschedulable = new Map<UnschedulableReason, number>();
+    const pending = await this.writePass(all, timestamp, writes, budget, unschedulable);
+    this.metrics.scheduling?.passed(pending - budget.writes.assigned, unschedulable);
     await writes.seenBy(this.tasks);
     this.onPass(budget.writes);
     return budget.exhausted ? { requeueAfterMs: 0 } : undefined;
   }
 
-  private async writePass(all: Task[], timestamp: string, writes: OwnWrites, budget: WriteBudget<keyof SchedulerPassWrites>): Promise<void> {
+  /** Resolves with the number of tasks that were waiting for a node; counts the unplaced by filter into `unschedulable`. */
+  private async writePass(
+    all: Task[],
+    timestamp: string,
+    writes: OwnWrites,
+    budget: WriteBudget<keyof SchedulerPassWrites>,
+    unschedulable: Map<UnschedulableReason, number>,
+  ): Promise<number> {
+    const pending = all.filter(needsPlacement);
     // No agent will ever see a task that has no node: end it here.
     for (const task of all.filter((t) => this.isUnstartedShutdown(t))) {
-      if (budget.exhausted) return;
+      if (budget.exhausted) return pending.length;
       await budget.spend('ended');
       writes.note(
         await this.objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (t) =>
@@ -94,27 +125,30 @@ export class SchedulingController {
         ),
       );
     }
-    const pending = all.filter(needsPlacement);
     if (pending.length > 0) {
       const live = all.filter((t) => t.nodeName !== undefined && !isTerminal(t.status.state));
-      const result = schedule({ nodes: this.nodes.list(), tasks: live, pending });
+      const result = schedule({ nodes: this.nodes.list(), tasks: live, pending }, (reasons) => {
+        for (const reason of reasons) unschedulable.set(reason, (unschedulable.get(reason) ?? 0) + 1);
+      });
+      this.metrics.scheduling?.attempted(result.placements.length, result.unplaced.length);
       const byName = new Map(pending.map((t) => [t.metadata.name, t]));
       for (const placement of result.placements) {
-        if (budget.exhausted) return;
+        if (budget.exhausted) return pending.length;
         await budget.spend('assigned');
         const task = byName.get(placement.task)!;
-        writes.note(
-          await this.objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (t) =>
-            needsPlacement(t)
-              ? { ...t, nodeName: placement.node, status: { ...t.status, state: 'assigned', message: `assigned to node ${placement.node}`, timestamp } }
-              : undefined,
-          ),
+        const written = await this.objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (t) =>
+          needsPlacement(t)
+            ? { ...t, nodeName: placement.node, status: { ...t.status, state: 'assigned', message: `assigned to node ${placement.node}`, timestamp } }
+            : undefined,
         );
+        writes.note(written);
+        const createdAt = task.metadata.createdAt === undefined ? NaN : Date.parse(task.metadata.createdAt);
+        if (written && Number.isFinite(createdAt)) this.metrics.scheduling?.assigned(Math.max(0, this.now() - createdAt) / 1000);
       }
       for (const { task: taskName, reason } of result.unplaced) {
         const task = byName.get(taskName)!;
         if (task.status.state === 'pending' && task.status.schedulingReason === reason) continue;
-        if (budget.exhausted) return;
+        if (budget.exhausted) return pending.length;
         await budget.spend('pending');
         writes.note(
           await this.objects.updateWithRetry('Task', task.metadata.stack ?? '', task.metadata.name, (t) =>
@@ -123,5 +157,6 @@ export class SchedulingController {
         );
       }
     }
+    return pending.length;
   }
 }

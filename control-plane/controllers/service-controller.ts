@@ -11,7 +11,7 @@ import { isGlobalMode } from '../../common/resources/types.js';
 import { reconcileGlobalService } from './global-reconcile.js';
 import { dependencyWait, dependentsOf, gateTask } from './dependency-gate.js';
 import { OwnWrites, type Informer } from './informer.js';
-import { WorkQueue, type ReconcileResult } from './work-queue.js';
+import { WorkQueue, type ReconcileResult, type WorkQueueObserver } from './work-queue.js';
 import { WriteBudget } from './write-budget.js';
 
 export interface ServiceControllerOptions {
@@ -19,6 +19,8 @@ export interface ServiceControllerOptions {
   log?: (message: string) => void;
   /** Called after each pass with the task writes it made (metrics, tests). */
   onPass?: (key: string, writes: PassWrites) => void;
+  /** Observes the controller's work queue (metrics); absent: not observed. */
+  queue?: WorkQueueObserver;
 }
 
 /** A decision that took this long makes the service wait as long before its next one. */
@@ -63,6 +65,9 @@ export class ServiceController {
     this.queue = new WorkQueue(
       (key) => this.reconcile(key),
       (key, err) => this.log(`service ${key}: reconcile failed: ${(err as Error).message}`),
+      undefined,
+      undefined,
+      options.queue,
     );
   }
 

@@ -11,6 +11,16 @@ export interface NodeHealthOptions {
   checkEveryMs: number;
   now?: () => number;
   log?: (message: string) => void;
+  /** Told about silent nodes (metrics); absent: not told. */
+  observer?: NodeHealthObserver;
+}
+
+/** What node health reports for metrics (control-plane/metrics/dispatcher-metrics.ts). */
+export interface NodeHealthObserver {
+  /** A check found a node not yet down silent for more than two check periods. */
+  heartbeatMissed(): void;
+  /** A node was marked down. */
+  nodeDown(): void;
 }
 
 export class NodeHealth {
@@ -47,12 +57,15 @@ export class NodeHealth {
       const seen = this.lastSeen.get(node.metadata.name);
       const alive = seen !== undefined && now - seen <= this.options.timeoutMs;
       const wanted = alive ? 'ready' : 'down';
+      // The check runs every heartbeat period: twice that without one is a heartbeat missed, not jitter.
+      if (node.status.state !== 'down' && (seen === undefined || now - seen > 2 * this.options.checkEveryMs)) this.options.observer?.heartbeatMissed();
       if (node.status.state !== wanted) {
-        await this.objects.updateWithRetry('Node', '', node.metadata.name, (n) =>
+        const written = await this.objects.updateWithRetry('Node', '', node.metadata.name, (n) =>
           n.status.state === wanted
             ? undefined
             : { ...n, status: { ...n.status, state: wanted, message: alive ? 'heartbeats received' : `no heartbeat for ${this.options.timeoutMs} ms` } },
         );
+        if (written && wanted === 'down') this.options.observer?.nodeDown();
       }
       if (!alive) await this.orphanTasksOf(node.metadata.name);
     }

@@ -54,6 +54,20 @@ export interface DispatcherDeps {
   images?: ImageDispatchDeps;
   /** Where execs in other nodes' containers go out on their sessions (tsctl exec); absent: none are routed. */
   nodeExec?: NodeExec;
+  /** Told about sessions, heartbeats, assignments and status updates (metrics); absent: not told. */
+  observer?: DispatcherObserver;
+}
+
+/** What the dispatcher reports for metrics (control-plane/metrics/dispatcher-metrics.ts). */
+export interface DispatcherObserver {
+  /** Where the count of registered sessions is read when scraped. */
+  watchSessions(count: () => number): void;
+  /** A message from a registered node: every one counts as its heartbeat. */
+  heartbeat(): void;
+  /** An assignments message went to a node with this many tasks added or changed and this many removed. */
+  assignmentsSent(upserts: number, removed: number): void;
+  /** Task status updates received in one batch. */
+  statusUpdates(count: number): void;
 }
 
 type SessionCall = grpc.ServerDuplexStream<AgentMessage__Output, ManagerMessage>;
@@ -63,7 +77,9 @@ export class DispatcherServer {
   /** The node each registered session belongs to, so that a removed node's session can be cut. */
   private readonly sessionNodes = new Map<SessionCall, string>();
 
-  constructor(private readonly deps: DispatcherDeps) {}
+  constructor(private readonly deps: DispatcherDeps) {
+    deps.observer?.watchSessions(() => this.sessionNodes.size);
+  }
 
   addTo(server: grpc.Server): void {
     const pkg = loadDispatcherPackage();
@@ -151,6 +167,7 @@ export class DispatcherServer {
               removedFiles: files.withdraw,
             },
           });
+          deps.observer?.assignmentsSent(upserts.length, removed.length);
         })
         .catch((err: Error) => deps.log(`dispatcher: assignments for ${nodeName ?? '?'}: ${err.message}`));
     };
@@ -257,12 +274,14 @@ export class DispatcherServer {
     }
     if (!nodeName) throw Object.assign(new Error('the first message of a session must be register'), { code: grpc.status.FAILED_PRECONDITION });
     deps.health.heartbeat(nodeName);
+    deps.observer?.heartbeat();
     if (message.kind === 'logChunk' && message.logChunk) deps.nodeLogs?.onChunk(nodeName, message.logChunk);
     if (message.kind === 'topAnswer' && message.topAnswer) deps.nodeTop?.onAnswer(nodeName, message.topAnswer);
     deps.nodeExec?.onMessage(nodeName, message);
     if (message.kind === 'statuses' && message.statuses) {
       const updates = message.statuses.updates;
       if (updates.length > MAX_UPDATES_PER_BATCH) throw new Error(`status batch of ${updates.length} updates exceeds ${MAX_UPDATES_PER_BATCH}`);
+      deps.observer?.statusUpdates(updates.length);
       for (const update of updates) {
         const where = `status of task ${update.taskStack}/${update.taskName}`;
         const status = parseReportedStatus(update.statusJson, where);

@@ -9,11 +9,12 @@ import type { Network, Node, Service, Task } from '../../common/resources/types.
 import { kindPrefix } from '../store/keys.js';
 import type { Store } from '../store/store.js';
 import { NetworkStateWatcher } from './allocation-store.js';
+import type { WorkQueueObserver } from '../controllers/work-queue.js';
 
 export interface OverlayControl {
   views: NetworkViews;
-  /** Starts a fresh allocator; the returned function stops it (on losing leadership). */
-  lead(): () => void;
+  /** Starts a fresh allocator (its queue observed by `queue`); the returned function stops it (on losing leadership). */
+  lead(queue?: WorkQueueObserver): () => void;
   stop(): void;
   /** The watched allocation document (task addresses on each network), read by Prometheus service discovery. */
   allocations: NetworkStateWatcher;
@@ -34,7 +35,7 @@ export async function startOverlayControl(deps: {
   const allocations = new NetworkStateWatcher(deps.store, onError);
   await allocations.start();
   let allocator: NetworkAllocator | undefined;
-  const lead = (): (() => void) => {
+  const lead = (queue?: WorkQueueObserver): (() => void) => {
     allocator?.stop();
     const own = new NetworkAllocator({
       store: deps.store,
@@ -44,6 +45,7 @@ export async function startOverlayControl(deps: {
       nodes: deps.nodes,
       pool: { reserved: deps.reserved },
       log: deps.log,
+      ...(queue ? { queue } : {}),
     });
     allocator = own;
     own.start();

@@ -58,7 +58,27 @@ interface TaskGroup {
   invalid?: string;
 }
 
-export function schedule(input: ScheduleInput): ScheduleResult {
+/** The filters that can leave a task unplaced, as metric label values (tessera_scheduler_unschedulable_tasks). */
+export const UNSCHEDULABLE_REASONS = [
+  'no_nodes',
+  'invalid_placement',
+  'not_ready',
+  'paused',
+  'draining',
+  'insufficient_memory',
+  'insufficient_cpu',
+  'constraint',
+  'host_port',
+  'max_replicas_per_node',
+] as const;
+export type UnschedulableReason = (typeof UNSCHEDULABLE_REASONS)[number];
+
+/**
+ * Schedules the batch. `onUnplaced`, when given, hears every task left unplaced with the filters
+ * that rejected at least one node for it (one task may name several), from the counts the
+ * explanation is made of: no second pass over the nodes.
+ */
+export function schedule(input: ScheduleInput, onUnplaced?: (reasons: ReadonlySet<UnschedulableReason>) => void): ScheduleResult {
   const nodes = [...input.nodes].sort((a, b) => compareStrings(a.metadata.name, b.metadata.name));
   const slots: NodeSlot[] = nodes.map((node) => ({
     node,
@@ -121,6 +141,7 @@ export function schedule(input: ScheduleInput): ScheduleResult {
     const group = groupFor(groups, task, slots, treeFor);
     if (group.invalid !== undefined) {
       result.unplaced.push({ task: task.metadata.name, reason: group.invalid });
+      onUnplaced?.(new Set(['invalid_placement']));
       continue;
     }
     const demand = demandOf(task);
@@ -151,6 +172,7 @@ export function schedule(input: ScheduleInput): ScheduleResult {
     }
     if (bestIndex < 0) {
       result.unplaced.push({ task: task.metadata.name, reason: explain(nodes.length, group.availabilityReasons, rejections) });
+      onUnplaced?.(reasonsOf(nodes.length, group.availabilityReasons, rejections));
       continue;
     }
     const chosen = slots[bestIndex] as NodeSlot;
@@ -233,6 +255,34 @@ export function explain(nodeCount: number, availabilityReasons: ReadonlyMap<stri
   for (const [reason, count] of otherReasons ?? []) all.set(reason, (all.get(reason) ?? 0) + count);
   const parts = [...all].sort(([a], [b]) => reasonRank(a) - reasonRank(b) || compareStrings(a, b)).map(([reason, count]) => `${count} ${reason}`);
   return `no suitable node (${nodeCount} node${nodeCount === 1 ? '' : 's'}: ${parts.join(', ')})`;
+}
+
+const REASON_LABELS: Record<string, UnschedulableReason> = {
+  'not ready': 'not_ready',
+  paused: 'paused',
+  draining: 'draining',
+  'insufficient memory': 'insufficient_memory',
+  'insufficient cpu': 'insufficient_cpu',
+};
+const PREFIX_LABELS: Array<[string, UnschedulableReason]> = [
+  ['failed constraint ', 'constraint'],
+  ['host port ', 'host_port'],
+  ['max replicas per node ', 'max_replicas_per_node'],
+];
+
+function reasonsOf(
+  nodeCount: number,
+  availabilityReasons: ReadonlyMap<string, number>,
+  otherReasons: ReadonlyMap<string, number> | undefined,
+): Set<UnschedulableReason> {
+  const labels = new Set<UnschedulableReason>();
+  if (nodeCount === 0) labels.add('no_nodes');
+  for (const reason of [...availabilityReasons.keys(), ...(otherReasons?.keys() ?? [])]) {
+    const label = REASON_LABELS[reason] ?? PREFIX_LABELS.find(([prefix]) => reason.startsWith(prefix))?.[1];
+    // Every reason comes from filters.ts; one without a label would be a new filter to add above.
+    if (label !== undefined) labels.add(label);
+  }
+  return labels;
 }
 
 function compareStrings(a: string, b: string): number {

@@ -315,6 +315,13 @@ test.serial('/metrics serves process, API and task metrics that promtool accepts
   t.regex(metrics, /^tessera_server_is_leader 1$/m);
   t.regex(metrics, /^tessera_disk_wal_fsync_duration_seconds_count [1-9]/m);
   t.regex(metrics, /^tessera_debugging_mvcc_keys [1-9]/m);
+  // Scheduler, controller and dispatcher metrics (docs/prometheus.md): this node's own agent session, its placed tasks, the passes.
+  t.regex(metrics, /^tessera_dispatcher_sessions 1$/m);
+  t.regex(metrics, /^tessera_scheduler_scheduling_duration_seconds_count [1-9]/m);
+  t.regex(metrics, /^tessera_workqueue_adds_total\{name="service"\} [1-9]/m);
+  t.regex(metrics, /^tessera_workqueue_work_duration_seconds_count\{name="scheduler"\} [1-9]/m);
+  t.regex(metrics, /^tessera_service_rollout_state\{stack="[^"]*",service="[^"]+",state="none"\} [01]$/m);
+  t.regex(metrics, /^tessera_dispatcher_status_updates_total [1-9]/m);
   const path = join(workDir, 'metrics.txt');
   await writeFile(path, metrics);
   const { stdout, stderr } = await run('sh', ['-c', `promtool check metrics < ${path}`]).catch((e: Error & { stdout: string; stderr: string }) => e);

@@ -36,7 +36,7 @@ export interface WorkerHost {
   /** Every status the worker reported, in order. */
   reports: TaskReport[];
   /** Makes the host's worker (stopped at teardown): the given runtime, userns allocator and log sink over the host's store and network. */
-  startWorker(deps: Pick<WorkerDeps, 'runtime' | 'log'> & Partial<Pick<WorkerDeps, 'userns'>>): Worker;
+  startWorker(deps: Pick<WorkerDeps, 'runtime' | 'log'> & Partial<Pick<WorkerDeps, 'userns' | 'metrics'>>): Worker;
 }
 
 export interface WorkerHostOptions {

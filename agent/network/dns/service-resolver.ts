@@ -18,6 +18,7 @@ import type { DnsRecords } from '../../../common/network/dns-records.js';
 import type { DnsUpstream } from './types.js';
 import { unlessAbsent } from '../../fs-errors.js';
 import { fieldsOf, validPort } from '../input.js';
+import type { DnsQueryObserver, DnsQueryResult } from '../../metrics/agent-metrics.js';
 
 const UDP_LIMIT = 512;
 const RCODE_FORMERR = 1;
@@ -34,6 +35,8 @@ export interface ServiceResolverConfig {
   ttl?: number;
   /** Where failures that no client sees go (a query that could not be answered, a socket error). */
   log?: (message: string) => void;
+  /** Counts queries by how they were answered (agent/metrics); absent: not counted. */
+  metrics?: DnsQueryObserver;
 }
 
 interface NetworkListener {
@@ -131,16 +134,22 @@ export class ServiceResolver {
    * drop it (not a query we can even reply to).
    */
   async handle(tables: readonly NameTable[], query: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+    const { reply, result } = await this.answer(tables, query, transport);
+    if (result) this.config.metrics?.query(transport, result);
+    return reply;
+  }
+
+  private async answer(tables: readonly NameTable[], query: Buffer, transport: 'udp' | 'tcp'): Promise<{ reply: Buffer | undefined; result?: DnsQueryResult }> {
     let packet: dnsPacket.DecodedPacket;
     try {
       packet = dnsPacket.decode(query);
     } catch {
       // Not a DNS message we can read: the client gets FORMERR (when there is an id to answer to).
-      return query.length >= 2 ? errorReply(query.readUInt16BE(0), RCODE_FORMERR) : undefined;
+      return { reply: query.length >= 2 ? errorReply(query.readUInt16BE(0), RCODE_FORMERR) : undefined, result: 'malformed' };
     }
-    if (packet.type !== 'query') return undefined;
+    if (packet.type !== 'query') return { reply: undefined, result: 'malformed' };
     const question = packet.questions?.[0];
-    if (!question || (packet.questions?.length ?? 0) !== 1) return errorReply(packet.id ?? 0, RCODE_FORMERR);
+    if (!question || (packet.questions?.length ?? 0) !== 1) return { reply: errorReply(packet.id ?? 0, RCODE_FORMERR), result: 'malformed' };
     const result = question.class === 'IN' || question.class === undefined ? lookupFirst(tables, question.name, this.random) : { kind: 'forward' as const };
     if (result.kind === 'forward') return this.forward(query, packet.id ?? 0, transport);
     const wantsA = question.type === 'A';
@@ -155,27 +164,29 @@ export class ServiceResolver {
       answers.pop();
       reply = dnsPacket.encode({ type: 'response', id: packet.id ?? 0, flags: flags | dnsPacket.TRUNCATED_RESPONSE, questions: [question], answers });
     }
-    return reply;
+    return { reply, result: 'answered' };
   }
 
-  private async forward(query: Buffer, id: number, transport: 'udp' | 'tcp'): Promise<Buffer> {
+  private async forward(query: Buffer, id: number, transport: 'udp' | 'tcp'): Promise<{ reply: Buffer; result: DnsQueryResult }> {
     let upstreams: DnsUpstream[];
     try {
       upstreams = await this.resolveUpstreams();
     } catch (error) {
       this.log(`reading ${this.resolvConfPath}: ${(error as Error).message}; answering SERVFAIL`);
-      return errorReply(id, RCODE_SERVFAIL);
+      return { reply: errorReply(id, RCODE_SERVFAIL), result: 'servfail' };
     }
     for (const upstream of upstreams) {
       try {
-        return transport === 'udp'
-          ? await forwardUdp(query, upstream, this.timeoutMs, Math.floor(this.random() * 0x10000))
-          : await forwardTcp(query, upstream, this.timeoutMs);
+        const reply =
+          transport === 'udp'
+            ? await forwardUdp(query, upstream, this.timeoutMs, Math.floor(this.random() * 0x10000))
+            : await forwardTcp(query, upstream, this.timeoutMs);
+        return { reply, result: 'forwarded' };
       } catch {
         // Next upstream; SERVFAIL when none answers.
       }
     }
-    return errorReply(id, RCODE_SERVFAIL);
+    return { reply: errorReply(id, RCODE_SERVFAIL), result: 'servfail' };
   }
 
   private async resolveUpstreams(): Promise<DnsUpstream[]> {

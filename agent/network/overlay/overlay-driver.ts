@@ -136,6 +136,21 @@ export class OverlayDriver {
     });
   }
 
+  /**
+   * Other nodes and their task endpoints programmed here, from the mirror of the last setPeers
+   * (a network whose mirror is unknown after a failed batch counts nothing until it is set again).
+   */
+  peerCounts(): { nodes: number; endpoints: number } {
+    const nodes = new Set<string>();
+    let endpoints = 0;
+    for (const state of this.networks.values()) {
+      if (!state.peers) continue;
+      for (const node of state.peers.flood) nodes.add(node);
+      endpoints += state.peers.macs.size;
+    }
+    return { nodes: nodes.size, endpoints };
+  }
+
   /** Programs exactly these peers' FDB and neighbour entries for the network. Idempotent. */
   setPeers(networkId: string, peers: OverlayPeer[]): Promise<void> {
     return this.exclusive(async () => {

@@ -2,6 +2,7 @@
 // (health-state.ts) gives, kills a probe that outlives its timeout, and hands every state worth
 // reporting to the task runner.
 import type { ContainerRuntime } from '../../runtime/types.js';
+import type { HealthProbeObserver, ProbeResultKind } from '../../metrics/agent-metrics.js';
 import {
   initialHealth,
   nextProbeDelay,
@@ -34,6 +35,8 @@ export interface HealthProberOptions {
   now?: () => number;
   /** Health an earlier tsd reported for this container (it was adopted): carried on, not reset to starting. */
   resume?: Pick<HealthState, 'status' | 'failingStreak'>;
+  /** Counts each probe's result and time (agent/metrics); absent: not recorded. */
+  metrics?: HealthProbeObserver;
 }
 
 export class HealthProber {
@@ -82,6 +85,7 @@ export class HealthProber {
     const result: ProbeResult = outcome.timedOut
       ? timedOutResult(start, end, config.timeoutMs)
       : { start, end, exitCode: outcome.exitCode, output: outcome.output };
+    this.options.metrics?.probed(probeResultKind(outcome), (end - start) / 1000);
     const before = this.state;
     this.state = recordProbe(before, config, result);
     if (reportWorthy(before, this.state)) {
@@ -93,6 +97,12 @@ export class HealthProber {
     }
     this.schedule(nextProbeDelay(this.state, config, end));
   }
+}
+
+function probeResultKind(outcome: ProbeOutcome): ProbeResultKind {
+  if (outcome.timedOut) return 'timeout';
+  if (outcome.exitCode === -1) return 'error';
+  return outcome.exitCode === 0 ? 'healthy' : 'unhealthy';
 }
 
 /** A RunProbe that execs in a running container of `runtime`, stdout and stderr together. */

@@ -4,6 +4,7 @@ import type { TaskStatus } from '../../../common/resources/types.js';
 import type { ContainerRuntime } from '../../runtime/types.js';
 import { execProbe, HealthProber } from './health-prober.js';
 import type { HealthConfig, HealthState } from './health-state.js';
+import type { HealthProbeObserver } from '../../metrics/agent-metrics.js';
 
 /** Probe results sent to the managers with each report (the newest ones). */
 const REPORTED_LOG_LENGTH = 3;
@@ -31,6 +32,7 @@ export interface TaskHealthOptions {
   report(fields: HealthFields): void;
   log(message: string): void;
   resume?: Pick<HealthState, 'status' | 'failingStreak'>;
+  metrics?: HealthProbeObserver;
 }
 
 /** Starts probing a running container; stop() ends it (no report follows). */
@@ -41,6 +43,7 @@ export function startTaskHealth(options: TaskHealthOptions): HealthProber {
     onChange: (state) => options.report(healthFields(state)),
     log: (message) => options.log(message),
     ...(options.resume ? { resume: options.resume } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   prober.start();
   return prober;
