@@ -24,7 +24,7 @@ const NO_HOST_SHARING = "Tessera gives every task its own namespaces; sharing th
 const NOT_YET = (what: string) => `${what} is not supported by Tessera yet`;
 /** What to do instead of `build:`, said by the error and by docs/compose.md. */
 export const BUILD_ADVICE =
-  'image builds are not supported yet: build the image and push it to a registry the nodes can pull from (or `tsctl image load FILE.tar` on each node), then set image: to its reference';
+  'image builds are not supported yet: build the image and push it to a registry the nodes can pull from (or `tsctl image load FILE.tar` on a manager: the other nodes fetch it from their peers), then set image: to its reference';
 const BUILD_NOTE = `without image: refused (${BUILD_ADVICE}); with image: ignored with a warning, as \`docker stack deploy\` does, and the service runs that image as it is in the registry`;
 const UPDATE_KEYS = (which: string): Record<string, KeyStatus> =>
   Object.fromEntries(['parallelism', 'delay', 'failure_action', 'monitor', 'max_failure_ratio', 'order'].map((k) => [`services.*.deploy.${which}.${k}`, ok()]));

@@ -481,7 +481,7 @@ test('build: without image: is one error at the build key, not a missing-image e
   t.is(error.issues.length, 1);
   t.regex(
     error.message,
-    /^\S*c\.yaml:3:5: services\.web\.build: this service has build: but no image:, and image builds are not supported yet: build the image and push it to a registry the nodes can pull from \(or `tsctl image load FILE\.tar` on each node\), then set image: to its reference$/,
+    /^\S*c\.yaml:3:5: services\.web\.build: this service has build: but no image:, and image builds are not supported yet: build the image and push it to a registry the nodes can pull from \(or `tsctl image load FILE\.tar` on a manager: the other nodes fetch it from their peers\), then set image: to its reference$/,
   );
 });
 
