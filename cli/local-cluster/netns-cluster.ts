@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { unlessAbsent, isAbsent } from '../../agent/fs-errors.js';
+import { forget, remember } from './live-clusters.js';
 import { cgroupHierarchies } from './cgroup-hierarchies.js';
 import { processAlive } from '../../agent/runtime/process-alive.js';
 import { ApiClient } from '../client.js';
@@ -294,6 +295,9 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
     managerAddress: `172.31.${options.underlayOctet}.1:${API_PORT}`,
     nodes: [],
   };
+  // Until destroyed: a test worker ended early (ava's timeout sends SIGTERM, and no after.always
+  // hook runs then) still removes it (test/helpers/worker-teardown.ts).
+  remember(state, () => destroyNetnsCluster(state));
   state.cgroupRoot = await topmostMissingCgroup(clusterCgroup(options));
   try {
     await mkdir(options.baseDir, { recursive: true });
@@ -413,6 +417,7 @@ const warn = (line: string): void => void process.stderr.write(`netns cluster: $
 
 /** `log` hears what could not be removed (left on the host); by default it goes to standard error. */
 export async function destroyNetnsCluster(state: NetnsClusterState, log: (line: string) => void = warn): Promise<void> {
+  forget(state);
   const byRole = [...state.nodes].sort((a, b) => (a.role === b.role ? 0 : a.role === 'worker' ? -1 : 1));
   for (const node of byRole) {
     if (node.pid > 0 && processAlive(node.pid)) process.kill(node.pid, 'SIGTERM');
