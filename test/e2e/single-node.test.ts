@@ -287,7 +287,7 @@ test.serial('/metrics serves process, API and task metrics that promtool accepts
   // IP address (tsd's advertise address, 127.0.0.1 here). No certificate: no connection.
   const pemDir = join(workDir, 'prometheus-tls');
   await node.tsctl('cluster', 'user', 'add', 'prometheus', '--role', 'viewer', '--output', join(workDir, 'prometheus.tessera.json'), '--pem-dir', pemDir);
-  const curl = (...args: string[]) =>
+  const curl = (urlPath: string, ...args: string[]) =>
     run('ip', [
       'netns',
       'exec',
@@ -300,10 +300,11 @@ test.serial('/metrics serves process, API and task metrics that promtool accepts
       '--cacert',
       join(pemDir, 'ca.pem'),
       ...args,
-      `https://127.0.0.1:${METRICS_PORT}/metrics`,
+      `https://127.0.0.1:${METRICS_PORT}${urlPath}`,
     ]);
-  await t.throwsAsync(curl(), undefined, 'refused without a client certificate');
-  const metrics = (await curl('--cert', join(pemDir, 'cert.pem'), '--key', join(pemDir, 'key.pem'))).stdout;
+  const clientCert = ['--cert', join(pemDir, 'cert.pem'), '--key', join(pemDir, 'key.pem')];
+  await t.throwsAsync(curl('/metrics'), undefined, 'refused without a client certificate');
+  const metrics = (await curl('/metrics', ...clientCert)).stdout;
   t.regex(metrics, /^tessera_process_cpu_seconds_total /m);
   t.regex(metrics, /^container_cpu_usage_seconds_total\{[^}]*service="web"[^}]*\} /m, "the web tasks' containers in cAdvisor's names");
   t.regex(metrics, /^container_memory_working_set_bytes\{[^}]*node="node1"[^}]*\} /m);
@@ -326,8 +327,8 @@ test.serial('/metrics serves process, API and task metrics that promtool accepts
   await writeFile(path, metrics);
   const { stdout, stderr } = await run('sh', ['-c', `promtool check metrics < ${path}`]).catch((e: Error & { stdout: string; stderr: string }) => e);
   t.is(`${stdout}${stderr}`.trim(), '', `promtool finds no problems, but said: ${JSON.stringify(`${stdout}${stderr}`)}`);
-  // Prometheus HTTP SD beside /metrics: this node's metrics endpoint, found from the store.
-  const groups = JSON.parse(await fetchPage('127.0.0.1', METRICS_PORT, '/sd/nodes')) as Array<{ targets: string[]; labels: Record<string, string> }>;
+  // Prometheus HTTP SD beside /metrics, behind the same client certificate: this node's metrics endpoint, found from the store.
+  const groups = JSON.parse((await curl('/sd/nodes', ...clientCert)).stdout) as Array<{ targets: string[]; labels: Record<string, string> }>;
   t.is(groups.length, 1);
   t.regex(groups[0]!.targets[0]!, new RegExp(`:${METRICS_PORT}$`));
   t.like(groups[0]!.labels, { __meta_tessera_node_role: 'manager', __meta_tessera_node_state: 'ready' });
