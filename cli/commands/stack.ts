@@ -1,6 +1,7 @@
 // `tsctl stack deploy -c FILE [-c OVERRIDE ...] NAME`: Compose files → the native objects of stack
-// NAME. --dry-run prints them as multi-document YAML; a real deploy sends the Services through the
-// Apply RPC, and refuses (applying nothing) while the files need what the server cannot take yet,
+// NAME. --dry-run prints them as multi-document YAML (with the builds it would run as comments); a
+// real deploy first builds the images of services with build: (cli/compose/build-run.ts), then
+// sends the objects, the built images pinned by digest, through the Apply RPC, and refuses (applying nothing) while the files need what the server cannot take yet,
 // then follows the services until they converge (unless --detach).
 // `tsctl stack ls|services|ps|rm`: the stacks, as `docker stack ...` shows and removes them.
 
@@ -10,6 +11,9 @@ import type { StackObject } from '../../common/resources/types.js';
 import { unhonouredFields } from '../../control-plane/api/unhonoured-fields.js';
 import type { Node, Service, Task } from '../../common/resources/types.js';
 import { loadCompose } from '../compose/load.js';
+import type { ApiClient } from '../client.js';
+import { buildStackImages, prepareBuilds, type RunBuild } from '../compose/build-run.js';
+import { renderBuildPlan } from '../compose/build-table.js';
 import { clientRunner } from '../with-client.js';
 import { DEFAULT_FOLLOW_TIMEOUT_MS, followUntilConverged, parseDuration } from '../output/follow-services.js';
 import { listKind, listStackObjects, removeStacks, stackNotFound } from './stack-objects.js';
@@ -44,7 +48,16 @@ export function planDeploy(objects: readonly StackObject[]): { objects: StackObj
 
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
-export function registerStackCommands(program: Command): void {
+export interface StackCommandDeps {
+  /**
+   * How `stack deploy` builds the images of services with build:, over the command's client (the
+   * Build RPC; cli/build/run-build.ts). Without it a deploy that needs a build is refused before
+   * anything is applied.
+   */
+  connectBuilder?: (client: ApiClient) => RunBuild;
+}
+
+export function registerStackCommands(program: Command, deps: StackCommandDeps = {}): void {
   const withClient = clientRunner(program);
   const out = (text: string) => process.stdout.write(text);
 
@@ -54,34 +67,57 @@ export function registerStackCommands(program: Command): void {
     .description('deploy Compose files as stack NAME (every key is honoured or rejected; see docs/compose.md) and follow it until it converges')
     .argument('<name>', 'the stack name')
     .requiredOption('-c, --compose-file <file>', 'Compose file; repeat to merge overrides in order', collect)
-    .option('--dry-run', 'print the native objects as multi-document YAML and change nothing')
+    .option('--dry-run', 'print the native objects as multi-document YAML, and the builds it would run as comments; build and change nothing')
     .option('-d, --detach', 'return once the objects are applied, without waiting for the services to converge')
     .option('--timeout <duration>', 'give up waiting for convergence after this long (e.g. 90s, 5m)', `${DEFAULT_FOLLOW_TIMEOUT_MS / 1000}s`)
     .option(
       '--allow-outside-files',
-      "read .env, env_file, secret and config files outside the first Compose file's directory too (by default they must be inside it, symbolic links resolved)",
+      "read .env, env_file, secret and config files, build contexts and Dockerfiles outside the first Compose file's directory too (by default they must be inside it, symbolic links resolved)",
     )
-    .action(async (name: string, options: { composeFile: string[]; dryRun?: boolean; detach?: boolean; timeout: string; allowOutsideFiles?: boolean }) => {
-      const timeoutMs = parseDuration(options.timeout);
-      const project = loadCompose(options.composeFile, { env: process.env, projectName: name, allowOutsideFiles: options.allowOutsideFiles === true });
-      for (const warning of project.warnings) process.stderr.write(`warning: ${warning}\n`);
-      if (options.dryRun) {
-        out(renderStackYaml(project.objects));
-        return;
-      }
-      const plan = planDeploy(project.objects);
-      if ('refusal' in plan) throw new Error(plan.refusal);
-      await withClient(async (client) => {
-        const res = await client.apply({ objectsJson: plan.objects.map((o) => JSON.stringify(o)), dryRun: false });
-        for (const r of res.results) out(`${(r.ref?.kind ?? '').toLowerCase()}/${name}/${r.ref?.name ?? ''} ${r.action}\n`);
-        await followUntilConverged(client, res.results, {
-          detach: options.detach === true,
-          timeoutMs,
-          out: process.stdout,
-          isTTY: process.stdout.isTTY === true,
+    .option('--no-build', 'do not build: services with build: run their image (image:, or STACK-SERVICE) as it already is in the cluster')
+    .action(
+      async (
+        name: string,
+        options: { composeFile: string[]; dryRun?: boolean; detach?: boolean; timeout: string; allowOutsideFiles?: boolean; build: boolean },
+      ) => {
+        const timeoutMs = parseDuration(options.timeout);
+        const project = loadCompose(options.composeFile, { env: process.env, projectName: name, allowOutsideFiles: options.allowOutsideFiles === true });
+        for (const warning of project.warnings) process.stderr.write(`warning: ${warning}\n`);
+        if (options.dryRun) {
+          out(renderBuildPlan(project.builds, !options.build));
+          out(renderStackYaml(project.objects));
+          return;
+        }
+        const plan = planDeploy(project.objects);
+        if ('refusal' in plan) throw new Error(plan.refusal);
+        const builds = options.build ? project.builds : [];
+        if (!options.build && project.builds.length > 0) {
+          const services = project.builds.flatMap((job) => job.services).join(', ');
+          process.stderr.write(`warning: --no-build: ${services} run their images as they already are in the cluster's image stores or registries\n`);
+        }
+        // Every input of every build is checked before connecting, so a missing Dockerfile costs nothing.
+        const { problems } = prepareBuilds(builds);
+        if (problems.length > 0) throw new Error(`nothing deployed: the builds cannot start:\n  ${problems.join('\n  ')}`);
+        const connectBuilder = deps.connectBuilder;
+        if (builds.length > 0 && connectBuilder === undefined) {
+          throw new Error(
+            'nothing deployed: this stack builds images (build:), and this tsctl has no image builder; build them with `tsctl build` and deploy with --no-build',
+          );
+        }
+        await withClient(async (client) => {
+          const objects =
+            connectBuilder === undefined ? plan.objects : await buildStackImages(plan.objects, builds, connectBuilder(client), (line) => out(`${line}\n`));
+          const res = await client.apply({ objectsJson: objects.map((o) => JSON.stringify(o)), dryRun: false });
+          for (const r of res.results) out(`${(r.ref?.kind ?? '').toLowerCase()}/${name}/${r.ref?.name ?? ''} ${r.action}\n`);
+          await followUntilConverged(client, res.results, {
+            detach: options.detach === true,
+            timeoutMs,
+            out: process.stdout,
+            isTTY: process.stdout.isTTY === true,
+          });
         });
-      });
-    });
+      },
+    );
 
   stack
     .command('ls')

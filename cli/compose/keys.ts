@@ -4,6 +4,8 @@
 // user chooses and `[]` for the items of a list. A key under a rejected key (or a `wholeKey`) needs
 // no entry.
 
+import { NODE_PLATFORM } from './platform.js';
+
 export type KeyStatusKind = 'honoured' | 'partial' | 'rejected' | 'ignored';
 
 export interface KeyStatus {
@@ -22,10 +24,9 @@ const ignored = (note: string): KeyStatus => ({ status: 'ignored', note });
 const CPU_KNOBS = 'fine-grained CPU knobs are not supported; use deploy.resources.limits.cpus';
 const NO_HOST_SHARING = "Tessera gives every task its own namespaces; sharing the host's or another container's is not supported";
 const NOT_YET = (what: string) => `${what} is not supported by Tessera yet`;
-/** What to do instead of `build:`, said by the error and by docs/compose.md. */
-export const BUILD_ADVICE =
-  'image builds are not supported yet: build the image and push it to a registry the nodes can pull from (or `tsctl image load FILE.tar` on a manager: the other nodes fetch it from their peers), then set image: to its reference';
-const BUILD_NOTE = `without image: refused (${BUILD_ADVICE}); with image: ignored with a warning, as \`docker stack deploy\` does, and the service runs that image as it is in the registry`;
+const BUILD_NOTE =
+  'built by `tsctl stack deploy` before anything is applied, on the manager it talks to; the service then runs the built image by its digest. Without image: the image is named `<stack>-<service>` (as `docker compose build` names it); with image: the build produces that reference (as `docker compose up --build` does; `docker stack deploy` would ignore build:). Services with the same build share one';
+const BUILD_STEP = (what: string) => `${what}: a build step runs as a default container, with no more privilege or host access`;
 const UPDATE_KEYS = (which: string): Record<string, KeyStatus> =>
   Object.fromEntries(['parallelism', 'delay', 'failure_action', 'monitor', 'max_failure_ratio', 'order'].map((k) => [`services.*.deploy.${which}.${k}`, ok()]));
 
@@ -44,7 +45,35 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.annotations': no(NOT_YET('OCI annotations')),
   'services.*.attach': no('log attachment is a `docker compose up` behaviour; use `tsctl logs`'),
   'services.*.blkio_config': no(NOT_YET('block IO control')),
-  'services.*.build': { ...partial(BUILD_NOTE), wholeKey: true },
+  'services.*.build': ok(BUILD_NOTE),
+  'services.*.build.context': partial(
+    'a directory, relative to the project directory (inside it unless --allow-outside-files); a URL or Git context is refused',
+  ),
+  'services.*.build.dockerfile': ok('relative to the context; one outside the context is read on this machine and sent with it'),
+  'services.*.build.dockerfile_inline': ok('at most 1 MiB'),
+  'services.*.build.args': ok("a name without a value takes this machine's value; unset, the Dockerfile's default applies"),
+  'services.*.build.labels': ok('labels of the built image'),
+  'services.*.build.target': ok(),
+  'services.*.build.tags': ok('more names for the built image'),
+  'services.*.build.no_cache': ok(),
+  'services.*.build.pull': partial('accepted; FROM images are used from the building node when it has them, pulled otherwise (true says so in a warning)'),
+  'services.*.build.cache_from': partial(
+    "image references are accepted (the building node's step cache already holds the steps of every image built there); registry and other exported caches (type=registry, a reference naming a registry host…) are ignored with a warning",
+  ),
+  'services.*.build.network': partial('default (the build network) or none; others are refused'),
+  'services.*.build.platforms': partial(`only ${NODE_PLATFORM}, the nodes' platform; others are refused`),
+  'services.*.build.provenance': partial('false only: Tessera builds make no attestations'),
+  'services.*.build.sbom': partial('false only: Tessera builds make no attestations'),
+  'services.*.build.ssh': no(BUILD_STEP('SSH agents and keys are not forwarded into builds')),
+  'services.*.build.secrets': no(BUILD_STEP('secrets are not mounted into build steps')),
+  'services.*.build.additional_contexts': no(NOT_YET('more than one build context')),
+  'services.*.build.cache_to': no('Tessera builds keep their step cache on the building node; there is no cache export'),
+  'services.*.build.entitlements': no(BUILD_STEP('builds get no entitlements')),
+  'services.*.build.privileged': no(BUILD_STEP('builds are never privileged')),
+  'services.*.build.extra_hosts': no(NOT_YET('extra hosts in build steps')),
+  'services.*.build.isolation': no('Windows only'),
+  'services.*.build.shm_size': no(NOT_YET('sizing /dev/shm of build steps')),
+  'services.*.build.ulimits': no(NOT_YET('ulimits for build steps')),
   'services.*.cap_add': ok(),
   'services.*.cap_drop': ok(),
   'services.*.cgroup': no(NO_HOST_SHARING),
@@ -167,7 +196,7 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.oom_score_adj': no(NOT_YET('OOM score adjustment')),
   'services.*.pid': no(NO_HOST_SHARING),
   'services.*.pids_limit': ok('becomes resources.limits.pids unless deploy sets it'),
-  'services.*.platform': no('nodes run images of their own platform; pull or load an image for it'),
+  'services.*.platform': partial(`accepted when it is ${NODE_PLATFORM}, the nodes' platform; any other is refused`),
   'services.*.ports': ok(),
   'services.*.ports[].name': no(NOT_YET('named ports')),
   'services.*.ports[].mode': ok("ingress (every node) or host (the task's node)"),

@@ -16,6 +16,7 @@ import { mergeModels } from './merge.js';
 import { isDict, itemOrigins, normalizeFile, type Dict } from './normalize.js';
 import { check } from './shape.js';
 import { translate, type TranslateIssue } from './translate.js';
+import type { ComposeBuildJob } from './build-plan.js';
 import { readProjectFile, type CappedReader, type ProjectFileOptions } from './project-files.js';
 import { keyProblems } from '../manifest/unique-keys.js';
 import { inputFileProblem, MAX_INPUT_FILE_BYTES, positionOf, readCapped, yamlStructureProblem } from '../manifest/input-limits.js';
@@ -36,6 +37,8 @@ export interface LoadComposeOptions {
 
 export interface ComposeProject {
   objects: StackObject[];
+  /** The images to build (services with build:) before the objects are applied. */
+  builds: ComposeBuildJob[];
   /** Things worth saying that do not stop the deploy, e.g. a variable that is not set. */
   warnings: string[];
 }
@@ -199,7 +202,7 @@ export function loadCompose(files: readonly string[], options: LoadComposeOption
   const firstFile = files[0] ?? '';
   if (translation.issues.length > 0) throw new ManifestError(sorted(firstIssues(translation.issues, firstFile, (i) => locateMerged(parsedFiles, i))));
   for (const warning of sorted(firstIssues(translation.warnings, firstFile, (w) => locateMerged(parsedFiles, w)))) warnings.push(formatIssue(warning));
-  return { objects: translation.objects, warnings };
+  return { objects: translation.objects, builds: translation.builds, warnings };
 }
 
 function sorted(issues: ManifestIssue[]): ManifestIssue[] {

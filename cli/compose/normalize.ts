@@ -134,6 +134,13 @@ function stringList(value: unknown): unknown {
 function normalizeService(service: Dict, file: string, path: IssuePath, issues: NormalizeIssue[]): Dict {
   const out: Dict = { ...service };
   for (const key of LIST_OR_DICT_KEYS) if (key in out) out[key] = listOrDictToMap(out[key]);
+  // `build: ./dir` is `build: {context: ./dir}`; its args and labels are lists or mappings too.
+  if (typeof out['build'] === 'string') out['build'] = { context: out['build'] };
+  if (isDict(out['build'])) {
+    const build: Dict = { ...out['build'] };
+    for (const key of ['args', 'labels']) if (key in build) build[key] = listOrDictToMap(build[key]);
+    out['build'] = build;
+  }
   if (Array.isArray(out['depends_on'])) {
     out['depends_on'] = Object.fromEntries((out['depends_on'] as string[]).map((name) => [name, { condition: 'service_started', required: true }]));
   }

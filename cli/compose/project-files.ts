@@ -53,6 +53,16 @@ function confinementProblem(given: string, path: string, projectDir: string): st
   return undefined;
 }
 
+/**
+ * `given` (relative to the project directory, or absolute) as an absolute path, or why it may not
+ * be used: outside the project directory (as written or through a symbolic link) unless allowed.
+ */
+export function confinedPath(given: string, o: Pick<ProjectFileOptions, 'projectDir' | 'allowOutside'>): { path: string; problem?: string } {
+  const path = resolve(o.projectDir, given);
+  const problem = o.allowOutside ? undefined : confinementProblem(given, path, o.projectDir);
+  return problem === undefined ? { path } : { path, problem };
+}
+
 /** Reads `given` (relative to the project directory, or absolute) within the confinement and the cap. */
 export function readProjectFile(given: string, maxBytes: number, o: ProjectFileOptions): ProjectFile {
   const path = resolve(o.projectDir, given);

@@ -5,8 +5,8 @@
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { API_VERSION, type Mount, type NetworkAttachment, type ServiceDependency, type StackObject } from '../../common/resources/types.js';
 import { validateStackObject, describeValue, type IssuePath } from '../../common/resources/schema.js';
-import { parseCpuNanos, parseDurationMs, parseMemoryBytes, type ParseResult } from '../../common/resources/quantity.js';
-import { BUILD_ADVICE, COMPOSE_KEYS, childPath, itemPath } from './keys.js';
+import { parseCpuNanos, parseDurationMs, parseMemoryBytes } from '../../common/resources/quantity.js';
+import { COMPOSE_KEYS, childPath, itemPath } from './keys.js';
 import { isDict, scalarText, type Dict } from './normalize.js';
 import type { Lookup } from './interpolate.js';
 import { parseDotenv as parseDotenvText } from './dotenv.js';
@@ -15,13 +15,10 @@ import { MAX_FILE_OBJECT_BYTES } from '../../common/resources/limits.js';
 import { DNS_LABEL } from '../../common/resources/names.js';
 import { describeBytes, MAX_INPUT_FILE_BYTES } from '../manifest/input-limits.js';
 import { applyStackExtension, readStackExtension } from './stack-extension.js';
+import { Reporter, toBool, type TranslateIssue } from './reporter.js';
+import { checkServicePlatform, groupBuildJobs, serviceBuild, type ComposeBuildJob, type ServiceBuild } from './build-plan.js';
 
-export interface TranslateIssue {
-  path: IssuePath;
-  message: string;
-  /** The normalised list item the problem is in, when there is one (for its source position). */
-  item?: object;
-}
+export type { TranslateIssue } from './reporter.js';
 
 export interface TranslateOptions {
   stack: string;
@@ -35,8 +32,10 @@ export interface TranslateOptions {
 export interface Translation {
   objects: StackObject[];
   issues: TranslateIssue[];
-  /** Things that do not stop the deploy but change what it does (e.g. an ignored build:). */
+  /** Things that do not stop the deploy but change what it does (e.g. an ignored cache_from). */
   warnings: TranslateIssue[];
+  /** The images to build before the objects are applied (empty when there are issues). */
+  builds: ComposeBuildJob[];
 }
 
 type Issues = TranslateIssue[];
@@ -70,34 +69,6 @@ export function rejectedKeys(model: unknown): Issues {
 }
 
 // ---- value helpers ----------------------------------------------------------------------------
-
-class Reporter {
-  readonly warnings: Issues = [];
-  constructor(readonly issues: Issues) {}
-  warn(path: IssuePath, message: string): void {
-    this.warnings.push({ path, message });
-  }
-  add(path: IssuePath, message: string, item?: object): undefined {
-    this.issues.push({ path, message, ...(item ? { item } : {}) });
-    return undefined;
-  }
-  parsed<T>(result: ParseResult<T>, path: IssuePath, item?: object): T | undefined {
-    return result.ok ? result.value : this.add(path, result.message, item);
-  }
-}
-
-const TRUE = new Set(['1', 't', 'T', 'true', 'TRUE', 'True', 'y', 'Y', 'yes', 'YES', 'Yes', 'on', 'ON', 'On']);
-const FALSE = new Set(['0', 'f', 'F', 'false', 'FALSE', 'False', 'n', 'N', 'no', 'NO', 'No', 'off', 'OFF', 'Off']);
-
-/** Compose allows "true"/"false" strings wherever a boolean goes (for interpolated values). */
-function toBool(value: unknown, path: IssuePath, r: Reporter, item?: object): boolean | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value === 'boolean') return value;
-  const text = scalarText(value);
-  if (TRUE.has(text)) return true;
-  if (FALSE.has(text)) return false;
-  return r.add(path, `expected true or false, got ${describeValue(value)}`, item);
-}
 
 function toInt(value: unknown, path: IssuePath, r: Reporter, min = 0, item?: object): number | undefined {
   if (value === undefined || value === null) return undefined;
@@ -313,6 +284,8 @@ interface ServiceContext {
   r: Reporter;
   declared: Record<string, Declared>;
   services: Set<string>;
+  /** The build: of each service translated so far, to be grouped into build jobs. */
+  builds: ServiceBuild[];
 }
 
 function environment(c: ServiceContext): Record<string, string> | undefined {
@@ -619,33 +592,31 @@ function placement(c: ServiceContext, deploy: Dict) {
 
 const MODES = ['replicated', 'global', 'replicated-job', 'global-job'];
 
-/**
- * `build:` without `image:` cannot be deployed until image builds exist, and the error says so at
- * the build key. With `image:` too, `docker stack deploy` ignores build: and runs the image; so do
- * we, saying so, since the image then has to be in a registry already.
- */
-function imageOrBuild(c: ServiceContext): void {
+/** The image the service runs; with build:, the one the build produces (build-plan.ts). */
+function imageOf(c: ServiceContext): unknown {
   const image = c.service['image'];
   if (c.service['build'] === undefined) {
-    if (typeof image !== 'string') c.r.add(c.path, 'image: is required');
-    return;
+    if (typeof image !== 'string') c.r.add(c.path, 'image: is required (or build: to build one)');
+    return image;
   }
-  const buildPath = [...c.path, 'build'];
-  if (typeof image === 'string') {
-    c.r.warn(
-      buildPath,
-      `ignored, as docker stack deploy does (image builds are not supported yet): the service runs image ${JSON.stringify(image)}, which must already be pushed to a registry the nodes can pull from`,
-    );
-  } else {
-    c.r.add(buildPath, `this service has build: but no image:, and ${BUILD_ADVICE}`);
-  }
+  const build = serviceBuild(
+    c.name,
+    c.path,
+    c.service,
+    { stack: c.o.stack, projectDir: c.o.projectDir, allowOutside: c.o.files.allowOutside, env: c.o.env },
+    c.r,
+  );
+  if (build === undefined) return image;
+  c.builds.push(build);
+  return build.image;
 }
 
 function translateService(c: ServiceContext): Record<string, unknown> {
   const s = c.service;
   const deploy = isDict(s['deploy']) ? s['deploy'] : {};
   const dpath = [...c.path, 'deploy'];
-  imageOrBuild(c);
+  const image = imageOf(c);
+  checkServicePlatform(s, c.path, c.r);
   const mode = deploy['mode'] ?? 'replicated';
   if (!MODES.includes(scalarText(mode))) c.r.add([...dpath, 'mode'], `expected one of ${MODES.join(', ')}, got ${describeValue(mode)}`);
   const endpointMode = deploy['endpoint_mode'];
@@ -690,7 +661,7 @@ function translateService(c: ServiceContext): Record<string, unknown> {
     kind: 'Service',
     metadata: meta(c.name, c.o.stack, deploy['labels']),
     spec: {
-      image: s['image'],
+      image,
       command: command(s['entrypoint']),
       args: command(s['command']),
       env: environment(c),
@@ -765,6 +736,7 @@ export function translate(model: Dict, o: TranslateOptions): Translation {
   if (Object.keys(services).length === 0) r.add([], 'no services: a stack needs at least one service');
   const names = new Set(Object.keys(services));
   let usesDefault = false;
+  const builds: ServiceBuild[] = [];
   for (const [name, raw] of Object.entries(services)) {
     const path = ['services', name];
     if (!DNS_LABEL.test(name) || name.length > 63) {
@@ -777,7 +749,7 @@ export function translate(model: Dict, o: TranslateOptions): Translation {
     const service = isDict(raw) ? raw : {};
     if (!isDict(service['networks'])) usesDefault = true;
     const before = issues.length;
-    const candidate = prune(translateService({ name, path, service, o, r, declared, services: names }));
+    const candidate = prune(translateService({ name, path, service, o, r, declared, services: names, builds }));
     if (issues.length > before || refusedServices.has(name)) continue;
     const result = validateStackObject(candidate);
     if (!result.ok) {
@@ -786,6 +758,7 @@ export function translate(model: Dict, o: TranslateOptions): Translation {
     }
     objects.push(result.object);
   }
+  const jobs = groupBuildJobs(builds, r);
   if (usesDefault && !declared['networks']?.names.has('default')) {
     objects.unshift({ apiVersion: API_VERSION, kind: 'Network', metadata: { name: 'default', stack: o.stack }, spec: { driver: 'overlay' } });
   }
@@ -801,9 +774,10 @@ export function translate(model: Dict, o: TranslateOptions): Translation {
       }
     }
   }
-  if (issues.length > 0) return { objects: [], issues, warnings: r.warnings };
+  if (issues.length > 0) return { objects: [], issues, warnings: r.warnings, builds: [] };
   // The stack's admission level (x-tessera) on every object, and what that level refuses.
   const admitted = applyStackExtension(objects, extension.extension, o.stack);
   issues.push(...admitted.issues);
-  return { objects: issues.length > 0 ? [] : admitted.objects, issues, warnings: r.warnings };
+  const ok = issues.length === 0;
+  return { objects: ok ? admitted.objects : [], issues, warnings: r.warnings, builds: ok ? jobs : [] };
 }
