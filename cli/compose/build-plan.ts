@@ -128,7 +128,8 @@ function dockerfileOf(build: Dict, at: IssuePath, contextDir: string, o: BuildPl
   const absolute = resolve(contextDir, written);
   if (inside(contextDir, absolute)) return { dockerfilePath: relative(contextDir, absolute).split(sep).join('/') };
   // Outside the context (docker build -f ../Dockerfile .): sent inline, from where files may be read.
-  const confined = confinedPath(absolute, { projectDir: o.projectDir, allowOutside: o.allowOutside });
+  // Named relative to the project directory, as the user reads paths, in the message.
+  const confined = confinedPath(relative(o.projectDir, absolute), { projectDir: o.projectDir, allowOutside: o.allowOutside });
   if (confined.problem !== undefined) return r.add([...at, 'dockerfile'], `dockerfile ${confined.problem}`);
   return { dockerfilePath: written, dockerfileFile: absolute };
 }
