@@ -443,7 +443,7 @@ test('a failed build stops the deploy naming the service and the error (a failin
   const builder = recordingBuilder({ at: 2, error });
   const failure = await t.throwsAsync(buildStackImages(loaded.objects, loaded.builds, builder.run, () => undefined));
   t.is(
-    failure?.message,
+    failure.message,
     'nothing deployed: the image of service api (context "./api") did not build: Dockerfile:3:1: RUN make failed\n  exit code 2; last lines:\n    make: *** [all] Error 2',
   );
   t.is(builder.calls.length, 2);
@@ -459,7 +459,7 @@ test('missing contexts and Dockerfiles are all reported before any build starts'
   const builder = recordingBuilder();
   const failure = await t.throwsAsync(buildStackImages(loaded.objects, loaded.builds, builder.run, () => undefined));
   t.is(
-    failure?.message,
+    failure.message,
     [
       'nothing deployed: the builds cannot start:',
       `  service a: build context "./nowhere": ${join(p.dir, 'nowhere')} does not exist`,
@@ -477,7 +477,7 @@ test('an answer that is not a manifest digest is refused, not put into the specs
   const run: RunBuild = () => Promise.resolve({ manifestDigest: 'sha256:../../etc', configDigest: '', tags: [], layers: 0, cachedSteps: 0, ranSteps: 0 });
   const failure = await t.throwsAsync(buildStackImages(loaded.objects, loaded.builds, run, () => undefined));
   t.regex(
-    failure?.message ?? '',
+    failure.message,
     /^nothing deployed: the image of services web1, web2 .* did not build: the builder answered "sha256:\.\.\/\.\.\/etc", not a manifest digest$/,
   );
 });
