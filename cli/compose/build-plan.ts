@@ -49,7 +49,6 @@ export interface ServiceBuild {
   tags: string[];
   noCache: boolean;
   cacheFrom: string[];
-  network?: 'none';
 }
 
 /** One build `stack deploy` runs: the request, where its context is, and the services it serves. */
@@ -198,9 +197,11 @@ export function serviceBuild(name: string, path: IssuePath, service: Dict, o: Bu
   if (toBool(build['pull'], [...at, 'pull'], r) === true) {
     r.warn([...at, 'pull'], 'pull: true: the building node uses a FROM image it already has and pulls only one it lacks (refresh it with `tsctl image pull`)');
   }
+  // "none" cannot be honoured yet: the build API carries no network choice, and a build asked to
+  // run without a network must not quietly get one.
   const network = build['network'];
-  if (network !== undefined && network !== 'default' && network !== 'none') {
-    r.add([...at, 'network'], `network: ${describeValue(network)} is not supported: builds run on the build network (default) or with none`);
+  if (network !== undefined && network !== 'default') {
+    r.add([...at, 'network'], `network: ${describeValue(network)} is not supported: builds run on the build network (default) only`);
   }
   noAttestation(build, 'provenance', at, r);
   noAttestation(build, 'sbom', at, r);
@@ -235,7 +236,6 @@ export function serviceBuild(name: string, path: IssuePath, service: Dict, o: Bu
     tags,
     noCache,
     cacheFrom,
-    ...(network === 'none' ? { network: 'none' as const } : {}),
   };
 }
 
@@ -249,7 +249,6 @@ function sameBuildKey(b: ServiceBuild): string {
     buildArgs: b.buildArgs,
     target: b.target ?? null,
     labels: b.labels,
-    network: b.network ?? null,
   });
 }
 
@@ -264,7 +263,7 @@ interface JobDraft {
 
 /**
  * The builds to run: services whose builds are the same (context, Dockerfile, args, target,
- * labels, network) share one, stored under all their names. Two different builds may not produce
+ * labels) share one, stored under all their names. Two different builds may not produce
  * one name: the second is an error at its build key.
  */
 export function groupBuildJobs(builds: readonly ServiceBuild[], r: Reporter): ComposeBuildJob[] {
@@ -308,7 +307,6 @@ export function groupBuildJobs(builds: readonly ServiceBuild[], r: Reporter): Co
       labels: first.labels,
       compression: 'gzip',
       push: false,
-      ...(first.network !== undefined ? { network: first.network } : {}),
     },
     cacheFrom,
     imageOf,

@@ -13,10 +13,26 @@ import { MAX_DOCKERFILE_BYTES, pinnedReference, type ComposeBuildJob } from './b
 import type { CappedReader } from './project-files.js';
 
 /**
- * Builds one image from a context directory on this machine, reporting progress; resolves with
- * what was stored. The real one streams the context to a manager (cli/build/, the Build RPC).
+ * What a build reports: the builder's progress, and (from the Build RPC's client) the context's
+ * journey to the manager before it; the same shape as cli/build/run-build.ts's BuildEvent.
  */
-export type RunBuild = (request: BuildRequest, contextDir: string, onProgress: (event: BuildProgress) => void) => Promise<BuildResult>;
+export type RunBuildEvent =
+  | BuildProgress
+  | {
+      readonly kind: 'context';
+      readonly phase: 'walked' | 'sending' | 'received';
+      readonly entries: number;
+      readonly bytes: number;
+      readonly totalBytes: number;
+    }
+  | { readonly kind: 'accepted'; readonly node: string };
+
+/**
+ * Builds one image from a context directory on this machine, reporting progress; resolves with
+ * what was stored. The real one is `(request, dir, onProgress) => buildImage(client, request, dir,
+ * onProgress)` (cli/build/run-build.ts): it streams the context to a manager over the Build RPC.
+ */
+export type RunBuild = (request: BuildRequest, contextDir: string, onProgress: (event: RunBuildEvent) => void) => Promise<BuildResult>;
 
 /** A job whose inputs are there, with a Dockerfile from outside its context read in. */
 export interface ReadyBuild {
@@ -77,9 +93,15 @@ export function prepareBuilds(jobs: readonly ComposeBuildJob[], read: CappedRead
   return { ready, problems };
 }
 
+const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+
 /** One line for a progress event worth a line; undefined for the rest (byte counts, step ends). */
-function progressLine(event: BuildProgress, pulling: Set<string>): string | undefined {
+function progressLine(event: RunBuildEvent, pulling: Set<string>): string | undefined {
   switch (event.kind) {
+    case 'context':
+      return event.phase === 'walked' ? `context: ${event.entries} entries, ${mib(event.totalBytes)}` : undefined;
+    case 'accepted':
+      return `building on ${event.node}`;
     case 'step':
       return `step ${event.step}/${event.totalSteps}: ${event.instruction}`;
     case 'cached':

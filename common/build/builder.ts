@@ -23,11 +23,6 @@ export interface BuildRequest {
   readonly compression: 'gzip' | 'zstd';
   /** --push: push the first tag to its registry once built. */
   readonly push: boolean;
-  /**
-   * Compose `build.network: none`: RUN steps get no network at all, not even the build network.
-   * Absent (or "default"): the build network.
-   */
-  readonly network?: 'default' | 'none';
 }
 
 /** One line of progress, streamed to the caller while the build runs. */
