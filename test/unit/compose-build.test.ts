@@ -7,6 +7,8 @@
 // to a manager over the Build RPC (cli/build/ on another branch), which a unit test cannot run.
 
 import test from 'ava';
+import { Command } from 'commander';
+import { parse } from 'yaml';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +17,7 @@ import { ManifestError } from '../../cli/manifest/errors.js';
 import { pinnedReference, type ComposeBuildJob } from '../../cli/compose/build-plan.js';
 import { buildStackImages, type RunBuild } from '../../cli/compose/build-run.js';
 import { renderBuildPlan } from '../../cli/compose/build-table.js';
+import { registerStackCommands } from '../../cli/commands/stack.js';
 import { BuildError, type BuildRequest, type BuildResult } from '../../common/build/builder.js';
 import type { Service, StackObject } from '../../common/resources/types.js';
 
@@ -488,4 +491,73 @@ test('pinned references keep the name and tag, with :latest for a name without o
   t.is(pinnedReference('shop-web', d), `shop-web:latest@${d}`);
   t.is(pinnedReference('localhost:5000/web', d), `localhost:5000/web:latest@${d}`);
   t.is(pinnedReference('localhost:5000/web:2', d), `localhost:5000/web:2@${d}`);
+});
+
+// ---- the command: tsctl stack deploy, in process (no cluster: these paths end before connecting) ----
+
+async function stackDeploy(args: string[]): Promise<{ stdout: string; error?: Error }> {
+  const program = new Command().exitOverride().option('--server <address>');
+  program.configureOutput({ writeErr: () => undefined });
+  registerStackCommands(program);
+  const chunks: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  // The command writes its output with process.stdout.write; the test reads it from there.
+  process.stdout.write = ((chunk: string | Uint8Array) => chunks.push(String(chunk)) > 0) as typeof process.stdout.write;
+  try {
+    await program.parseAsync(['node', 'tsctl', 'stack', 'deploy', ...args]);
+    return { stdout: chunks.join('') };
+  } catch (error) {
+    return { stdout: chunks.join(''), error: error as Error };
+  } finally {
+    process.stdout.write = write;
+  }
+}
+
+test.serial('stack deploy --dry-run shows the builds above the objects, and builds nothing', async (t) => {
+  const p = project(THREE_SERVICES);
+  t.teardown(p.cleanup);
+  const { stdout, error } = await stackDeploy(['--dry-run', '-c', p.path('compose.yaml'), 'shop']);
+  t.is(error, undefined);
+  t.true(
+    stdout.startsWith(
+      [
+        '# builds, run one at a time before anything is applied; each service then runs its image by digest:',
+        '# SERVICES     CONTEXT   DOCKERFILE          TARGET   ARGS   TAGS',
+        '# web1, web2   ./web     Dockerfile          -        -      shop-web1, shop-web2',
+        '# api          ./api     ../Dockerfile.api   -        -      registry.local:5000/api:3',
+        'apiVersion: tessera/v1',
+      ].join('\n'),
+    ),
+    stdout,
+  );
+  const objects = stdout
+    .split('\n---\n')
+    .map((doc) => parse(doc) as StackObject)
+    .filter((o) => o.kind === 'Service');
+  t.deepEqual(
+    objects.map((o) => [o.metadata.name, (o as Service).spec.image]),
+    [
+      ['api', 'registry.local:5000/api:3'],
+      ['db', 'busybox'],
+      ['web1', 'shop-web1'],
+      ['web2', 'shop-web2'],
+    ],
+  );
+  const skipped = await stackDeploy(['--dry-run', '--no-build', '-c', p.path('compose.yaml'), 'shop']);
+  t.true(skipped.stdout.startsWith('# builds skipped (--no-build): the services run these images as they are in the cluster:\n'), skipped.stdout);
+});
+
+test.serial('stack deploy refuses before connecting when an input is missing, or when no builder is connected', async (t) => {
+  const p = project({ ...THREE_SERVICES, 'web/Dockerfile': '' });
+  t.teardown(p.cleanup);
+  rmSync(p.path('web/Dockerfile'));
+  const missing = await stackDeploy(['-c', p.path('compose.yaml'), 'shop']);
+  t.is(
+    missing.error?.message,
+    `nothing deployed: the builds cannot start:\n  services web1, web2: dockerfile "Dockerfile" in context "./web": ${p.path('web/Dockerfile')} does not exist`,
+  );
+  writeFileSync(p.path('web/Dockerfile'), 'FROM busybox\n');
+  const unwired = await stackDeploy(['-c', p.path('compose.yaml'), 'shop']);
+  t.regex(unwired.error?.message ?? '', /^nothing deployed: this stack builds images \(build:\), and this tsctl has no image builder/);
+  t.is(unwired.stdout, '');
 });
