@@ -12,10 +12,11 @@ import { parse } from 'yaml';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loadCompose, type ComposeProject, type LoadComposeOptions } from '../../cli/compose/load.js';
 import { ManifestError } from '../../cli/manifest/errors.js';
 import { pinnedReference, type ComposeBuildJob } from '../../cli/compose/build-plan.js';
-import { buildStackImages, type RunBuild } from '../../cli/compose/build-run.js';
+import { buildStackImages, prepareBuilds, type RunBuild } from '../../cli/compose/build-run.js';
 import { renderBuildPlan } from '../../cli/compose/build-table.js';
 import { registerStackCommands } from '../../cli/commands/stack.js';
 import { BuildError, type BuildRequest, type BuildResult } from '../../common/build/builder.js';
@@ -560,4 +561,21 @@ test.serial('stack deploy refuses before connecting when an input is missing, or
   const unwired = await stackDeploy(['-c', p.path('compose.yaml'), 'shop']);
   t.regex(unwired.error?.message ?? '', /^nothing deployed: this stack builds images \(build:\), and this tsctl has no image builder/);
   t.is(unwired.stdout, '');
+});
+
+test('the fixture of the Compose build end-to-end test plans: two builds from contexts that are all there', (t) => {
+  const file = fileURLToPath(new URL('../fixtures/compose-build/compose.yaml', import.meta.url));
+  const image = '127.0.0.1:5000/busybox:1';
+  const project = loadCompose([file], { env: { IMAGE: image }, projectName: 'cb' });
+  t.deepEqual(
+    project.builds.map((j) => [j.services, j.request.tags, j.request.target, j.request.buildArgs]),
+    [
+      [['api'], ['cb-api'], 'final', { IMAGE: image }],
+      [['web'], ['cb-web'], undefined, { IMAGE: image, GREETING: 'built by tessera' }],
+    ],
+  );
+  const { ready, problems } = prepareBuilds(project.builds);
+  t.deepEqual(problems, []);
+  t.is(ready.length, 2);
+  t.is(serviceOf(project.objects, 'db').spec.image, image);
 });
