@@ -84,6 +84,9 @@ export function registerStackCommands(program: Command, deps: StackCommandDeps =
         const project = loadCompose(options.composeFile, { env: process.env, projectName: name, allowOutsideFiles: options.allowOutsideFiles === true });
         for (const warning of project.warnings) process.stderr.write(`warning: ${warning}\n`);
         if (options.dryRun) {
+          // A dry run plans without the sources; what a real deploy would stop at is said, not fatal.
+          if (options.build)
+            for (const problem of prepareBuilds(project.builds).problems) process.stderr.write(`warning: a deploy would not build: ${problem}\n`);
           out(renderBuildPlan(project.builds, !options.build));
           out(renderStackYaml(project.objects));
           return;
