@@ -1,8 +1,10 @@
 // The Grafana dashboard (deploy/grafana/tessera-cluster.json) without a Grafana (none is
-// installable here): its structure, every PromQL query in it checked by Debian's promtool, and
+// installable here): its structure, every PromQL query in it parsed by Debian's promtool and
+// evaluated by it on synthetic series shaped as tsd exposes them (each must return data), and
 // every metric those queries (and the shipped rules) name is one tsd really registers — taken
 // from the real registries a node and a manager build (a one-member Raft group for the store's),
-// and documented in docs/prometheus.md.
+// and documented in docs/prometheus.md. The series' values are made up: this shows that the
+// queries select what exists, not that their figures are right.
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -107,8 +109,25 @@ export function metricNames(expr: string): string[] {
   return [...names];
 }
 
-/** The series names tsd exposes, from the real registries of a node and of a manager on a Raft store. */
-async function exportedNames(t: { teardown(f: () => unknown): void }): Promise<Set<string>> {
+interface Family {
+  type: string;
+  labelNames: readonly string[];
+}
+
+/** The labels every container series carries (agent/stats/container-series.ts taskLabels), and the families' own. */
+const CONTAINER_LABELS = ['name', 'image', 'node', 'stack', 'service', 'task', 'slot'];
+const CONTAINER_EXTRA: Record<string, string> = {
+  container_network_receive_bytes_total: 'interface',
+  container_network_transmit_bytes_total: 'interface',
+  container_fs_reads_bytes_total: 'device',
+  container_fs_writes_bytes_total: 'device',
+};
+
+/**
+ * The metric families tsd exposes (name → type and label names), from the real registries of a
+ * node and of a manager on a Raft store.
+ */
+async function exportedFamilies(t: { teardown(f: () => unknown): void }): Promise<Map<string, Family>> {
   const node = newNodeRegistry();
   new AgentMetrics(node);
   // The container families exist whatever runs; with no container running they just have no series.
@@ -122,14 +141,26 @@ async function exportedNames(t: { teardown(f: () => unknown): void }): Promise<S
   const store = registerRaftMetrics(manager.registry, group.stores[0]!, { probeEveryMs: 0 });
   t.teardown(() => store.stop());
 
-  const names = new Set<string>(['up']); // made by Prometheus for every target
+  const families = new Map<string, Family>();
   for (const registry of [node, manager.registry]) {
-    for (const metric of await registry.getMetricsAsJSON()) {
-      const type = String(metric.type);
-      if (type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${metric.name}${suffix}`);
-      else if (type === 'summary') for (const suffix of ['', '_sum', '_count']) names.add(`${metric.name}${suffix}`);
-      else names.add(metric.name);
+    for (const metric of registry.getMetricsAsArray()) {
+      // prom-client keeps a metric's label names on the object; its typings leave the field out.
+      const own = (metric as unknown as { labelNames?: readonly string[] }).labelNames ?? [];
+      const extra = CONTAINER_EXTRA[metric.name];
+      const labelNames = metric.name.startsWith('container_') ? [...CONTAINER_LABELS, ...(extra ? [extra] : [])] : own;
+      families.set(metric.name, { type: String(metric.type), labelNames });
     }
+  }
+  return families;
+}
+
+/** The series names of those families (a histogram's _bucket, _sum and _count), and Prometheus's `up`. */
+async function exportedNames(t: { teardown(f: () => unknown): void }): Promise<Set<string>> {
+  const names = new Set<string>(['up']);
+  for (const [name, family] of await exportedFamilies(t)) {
+    if (family.type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${name}${suffix}`);
+    else if (family.type === 'summary') for (const suffix of ['', '_sum', '_count']) names.add(`${name}${suffix}`);
+    else names.add(name);
   }
   return names;
 }
@@ -230,6 +261,79 @@ test('every query of the dashboard passes promtool (as recording rules), and eve
     [],
     'and documented in docs/prometheus.md',
   );
+});
+
+/** Label values that let the dashboard's filters select something: an API error, a rollout not completed, an OOM kill. */
+const FILTER_VALUES: Record<string, string> = { code: 'UNAVAILABLE', state: 'paused', reason: 'oom_killed' };
+
+/**
+ * Input series for `promtool test rules` shaped as tsd exposes them: the family's real label names
+ * (with values), the labels prometheus.yml adds (job, instance = the node name, role), counters
+ * growing by 1 every 15 s scrape and gauges at 1.
+ */
+function syntheticSeries(used: ReadonlySet<string>, families: ReadonlyMap<string, Family>): Array<{ series: string; values: string }> {
+  const out: Array<{ series: string; values: string }> = [];
+  const target = { job: 'tessera-nodes', instance: 'n1', role: 'manager' };
+  const text = (name: string, labels: Record<string, string>): string =>
+    `${name}{${Object.entries(labels)
+      .map(([k, v]) => `${k}="${v}"`)
+      .join(', ')}}`;
+  for (const name of used) {
+    if (name === 'up') {
+      out.push({ series: text('up', target), values: '1+0x80' });
+      continue;
+    }
+    const base = name.replace(/_(bucket|sum|count)$/, '');
+    const family = families.get(name) ?? families.get(base);
+    if (!family) throw new Error(`no family for ${name}`);
+    const own = Object.fromEntries(family.labelNames.map((l) => [l, FILTER_VALUES[l] ?? (l === 'node' ? 'n1' : `${l}-1`)]));
+    const labels = { ...own, ...target };
+    if (name.endsWith('_bucket')) for (const le of ['0.1', '1', '+Inf']) out.push({ series: text(name, { ...labels, le }), values: '0+1x80' });
+    else out.push({ series: text(name, labels), values: family.type === 'gauge' ? '1+0x80' : '0+1x80' });
+  }
+  return out;
+}
+
+test('every query of the dashboard returns data from series shaped as tsd exposes them (promtool test rules)', async (t) => {
+  const d = await dashboard();
+  const variables = d.templating.list.map((v) => v.name);
+  const all = queries(d).map((q) => ({ ...q, expr: substitute(q.expr, variables) }));
+  const families = await exportedFamilies(t);
+  const used = new Set(all.flatMap((q) => metricNames(q.expr)));
+
+  // Each query as an alert that fires when it returns at least one sample.
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-dash-eval-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const alertOf = (i: number): string => `DashboardQuery${i}`;
+  await writeFile(
+    join(dir, 'queries.yml'),
+    stringify({ groups: [{ name: 'dashboard', rules: all.map((q, i) => ({ alert: alertOf(i), expr: `count(${q.expr}) > 0` })) }] }),
+  );
+  await writeFile(
+    join(dir, 'queries.test.yml'),
+    stringify({
+      rule_files: ['queries.yml'],
+      evaluation_interval: '15s',
+      tests: [
+        {
+          interval: '15s',
+          input_series: syntheticSeries(used, families),
+          alert_rule_test: all.map((_, i) => ({ eval_time: '15m', alertname: alertOf(i), exp_alerts: [{ exp_labels: {} }] })),
+        },
+      ],
+    }),
+  );
+  const result = await run('/usr/bin/promtool', ['test', 'rules', 'queries.test.yml'], { cwd: dir, timeout: 120_000 }).catch(
+    (e: Error & { stdout?: string; stderr?: string }) => ({ stdout: e.stdout ?? '', stderr: e.stderr ?? e.message }),
+  );
+  const output = `${result.stdout}${result.stderr}`;
+  // Name the queries that returned nothing, not just their alert numbers.
+  const empty = all.filter((_, i) => new RegExp(`alertname: ${alertOf(i)},`).test(output) || output.includes(`alertname=${alertOf(i)}`));
+  t.deepEqual(
+    empty.map((q) => `${q.where}: ${q.expr}`),
+    [],
+  );
+  t.regex(output, /SUCCESS/, output);
 });
 
 test('every metric the shipped recording and alerting rules name is registered by tsd', async (t) => {
