@@ -79,10 +79,16 @@ function queries(d: Dashboard): Array<{ where: string; expr: string }> {
   return out;
 }
 
-/** Grafana's variables replaced as Grafana would for "All" (the variables' allValue, .*) and a 1m step. */
-function substitute(expr: string, variables: readonly string[]): string {
+/**
+ * Grafana's variables replaced as Grafana would with a 1m step and, by default, "All" chosen (the
+ * variables' allValue, .*); or with the values given (one node, stack, service picked).
+ */
+function substitute(expr: string, variables: readonly string[], chosen: Readonly<Record<string, string>> = {}): string {
   let out = expr.replaceAll('$__rate_interval', '1m').replaceAll('$__interval', '1m').replaceAll('$__range', '1h');
-  for (const name of variables) out = out.replaceAll(`\${${name}}`, '.*').replaceAll(`$${name}`, '.*');
+  for (const name of variables) {
+    const value = chosen[name] ?? '.*';
+    out = out.replaceAll(`\${${name}}`, value).replaceAll(`$${name}`, value);
+  }
   return out;
 }
 
@@ -297,7 +303,10 @@ function syntheticSeries(used: ReadonlySet<string>, families: ReadonlyMap<string
 test('every query of the dashboard returns data from series shaped as tsd exposes them (promtool test rules)', async (t) => {
   const d = await dashboard();
   const variables = d.templating.list.map((v) => v.name);
-  const all = queries(d).map((q) => ({ ...q, expr: substitute(q.expr, variables) }));
+  // One node, stack and service picked (the synthetic series' values): a `=~".*"` would also match
+  // a series that lacks the label, a real value only one that has it.
+  const chosen = { node: 'n1', stack: 'stack-1', service: 'service-1' };
+  const all = queries(d).map((q) => ({ ...q, expr: substitute(q.expr, variables, chosen) }));
   const families = await exportedFamilies(t);
   const used = new Set(all.flatMap((q) => metricNames(q.expr)));
 
