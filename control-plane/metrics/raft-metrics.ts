@@ -251,10 +251,23 @@ export function registerRaftMetrics(registry: client.Registry, store: RaftStore,
     compaction: (seconds) => compaction.observe(seconds),
   });
 
-  registerPeerTrafficMetrics(registry, host.traffic, () => {
+  const peers = (): ReadonlySet<string> => {
     const cs = host.node.confState();
     return new Set([...cs.voters, ...cs.learners].filter((id) => id !== host.id));
+  };
+  new client.Gauge({
+    name: 'tessera_network_active_peers',
+    help: 'Whether the Raft channel to another member is connected: 1 or 0 (label Remote: its id; Local: this member).',
+    labelNames: ['Local', 'Remote'],
+    registers: [registry],
+    collect() {
+      // Members this one has sent to (so has a channel to); one that left loses its series.
+      this.reset();
+      const members = peers();
+      for (const peer of host.peerConnections()) if (members.has(peer.id)) this.set({ Local: host.id, Remote: peer.id }, peer.connected ? 1 : 0);
+    },
   });
+  registerPeerTrafficMetrics(registry, host.traffic, peers);
 
   const prober = new PeerProber(store, registry, options);
   return { stop: () => prober.stop() };

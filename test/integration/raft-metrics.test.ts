@@ -134,6 +134,10 @@ test('raft metrics follow a real group: leader, writes, fsyncs, snapshots, compa
       t.is(await sample(r, 'tessera_network_peer_sent_failures_total', `To="m${j}"`), undefined, `m${i}: no failed send to m${j}`);
     }
   }
+  for (const [i, r] of registries.entries()) {
+    for (const j of [0, 1, 2].filter((j) => j !== i))
+      t.is(await must(r, 'tessera_network_active_peers', `Local="m${i}",Remote="m${j}"`), 1, `m${i}'s channel to m${j} is connected`);
+  }
   const leaderIndex = g.stores.indexOf(leader);
   for (const j of [0, 1, 2].filter((j) => j !== leaderIndex)) {
     const sent = await must(of(leader), 'tessera_network_peer_sent_bytes_total', `To="m${j}"`);

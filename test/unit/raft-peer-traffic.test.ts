@@ -92,6 +92,7 @@ test('a real sender and server count the same serialized bytes on both sides', a
   for (const size of sizes) t.true(size > payload.length && size < payload.length + 200, `a batch of one 10000-byte entry is ${size} bytes`);
   const { service } = raftService();
   const reencoded = service['Stream']!.requestSerialize(received[0]!.batch).length;
+  t.true(client.connected(), 'the channel that carried them is connected (tessera_network_active_peers)');
   t.is(received[0]!.bytes, reencoded, 'the size noted is the encoded batch as decoded');
 
   // Unary Send counts too (a tool's or a test's single batch).
@@ -118,6 +119,7 @@ test('a sender to a member that is not there counts its failed streams; a full q
   sender.send(appendTo('m1', new Uint8Array(10), 1));
   await eventually('the broken stream counted', async () => failures >= 1, 15_000, 20);
   t.true(unreachable >= 1, 'nobody listens: UNAVAILABLE');
+  t.false(client.connected(), 'no connected channel to a member that is not there');
   // Counted as sent when handed to the stream, before the connection failed: such bytes are lost
   // with the stream, which sent_failures_total counts (docs/prometheus.md says so).
   t.true(sent > 10, 'the batch was serialized onto the stream');

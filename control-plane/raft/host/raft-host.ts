@@ -464,6 +464,11 @@ export class RaftHost<R> {
     return this.node.leader;
   }
 
+  /** The members this one sends Raft traffic to, and whether its channel to each is connected now. */
+  peerConnections(): Array<{ id: NodeId; connected: boolean }> {
+    return [...this.senders].map(([id, sender]) => ({ id, connected: sender.client.connected() }));
+  }
+
   /** A client of another member's Raft service (cached per address). */
   peerClient(address: string): RaftPeerClient {
     let c = this.clients.get(address);

@@ -112,6 +112,11 @@ export class RaftPeerClient {
     return this.call('changeMembers', req, timeoutMs);
   }
 
+  /** Whether the channel to the member is connected now (gRPC's READY); it connects on the first call. */
+  connected(): boolean {
+    return this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+  }
+
   close(): void {
     this.client.close();
   }
