@@ -90,7 +90,7 @@ export class Daemon {
     // /metrics: one registry for this node (process, containers, the agent's own) and the manager half's while it runs.
     const metricsRegistry = newNodeRegistry();
     // The agent's metrics (task starts, pulls, health checks, overlay DNS and peers).
-    const agentMetrics = new AgentMetrics(metricsRegistry);
+    const agentMetrics = new AgentMetrics(metricsRegistry, { log });
     // Images across nodes: the store reports what it holds over the session (imageChannel), asks
     // there which peers hold an image it lacks, and fetches its blobs from them (blobPeers) before
     // going to a registry; this node serves its own blobs to the cluster's other nodes.

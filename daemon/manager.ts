@@ -223,7 +223,11 @@ export class Manager {
       for (const n of nodes.list()) health.heartbeat(n.metadata.name);
       health.start();
       const { controllers } = controlPlaneMetrics;
-      const serviceController = new ServiceController(objects, services, tasks, nodes, { log, queue: controllers.queue(CONTROLLER_NAMES.service) });
+      const serviceController = new ServiceController(objects, services, tasks, nodes, {
+        log,
+        queue: controllers.queue(CONTROLLER_NAMES.service),
+        onRestart: (stack, service) => controllers.taskRestarted(stack, service),
+      });
       const schedulingController = new SchedulingController(objects, nodes, tasks, log, Date.now, undefined, {
         queue: controllers.queue(CONTROLLER_NAMES.scheduler),
         scheduling: controlPlaneMetrics.scheduler,

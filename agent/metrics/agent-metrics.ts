@@ -5,6 +5,8 @@
 import { performance } from 'node:perf_hooks';
 import * as client from 'prom-client';
 
+import { readNodeMemory, type NodeMemory } from '../stats/node-memory.js';
+
 /** The phases of a task start, in order (agent/worker/task-runner.ts). */
 export const START_PHASES = ['image', 'rootfs', 'network', 'spawn'] as const;
 export type StartPhase = (typeof START_PHASES)[number];
@@ -31,6 +33,14 @@ export interface ImagePullObserver {
   pulled(source: PullSource, ok: boolean, seconds: number): void;
 }
 
+/** How a task's container ended (agent/worker/task-runner.ts reports it). */
+export const TASK_EXIT_REASONS = ['completed', 'failed', 'oom_killed', 'stopped'] as const;
+export type TaskExitReason = (typeof TASK_EXIT_REASONS)[number];
+
+export interface TaskExitObserver {
+  taskExited(reason: TaskExitReason): void;
+}
+
 export interface HealthProbeObserver {
   probed(result: ProbeResultKind, seconds: number): void;
 }
@@ -49,10 +59,17 @@ export interface OverlayPeerCounts {
 
 const SECONDS_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
-export class AgentMetrics implements TaskStartObserver, ImagePullObserver, HealthProbeObserver, DnsQueryObserver {
+export interface AgentMetricsOptions {
+  /** Where /proc is (tests). */
+  procRoot?: string;
+  log?: (message: string) => void;
+}
+
+export class AgentMetrics implements TaskStartObserver, TaskExitObserver, ImagePullObserver, HealthProbeObserver, DnsQueryObserver {
   private readonly startPhaseSeconds: client.Histogram<'phase'>;
   private readonly startSeconds: client.Histogram;
   private readonly startFailures: client.Counter<'phase'>;
+  private readonly exits: client.Counter<'reason'>;
   private readonly pullBytes: client.Counter<'source'>;
   private readonly pulls: client.Counter<'source' | 'result'>;
   private readonly pullSeconds: client.Histogram<'source'>;
@@ -61,7 +78,10 @@ export class AgentMetrics implements TaskStartObserver, ImagePullObserver, Healt
   private readonly dnsQueries: client.Counter<'transport' | 'result'>;
   private overlayPeers: (() => OverlayPeerCounts) | undefined;
 
-  constructor(readonly registry: client.Registry) {
+  constructor(
+    readonly registry: client.Registry,
+    options: AgentMetricsOptions = {},
+  ) {
     const registers = [registry];
     this.startPhaseSeconds = new client.Histogram({
       name: 'tessera_agent_task_start_phase_duration_seconds',
@@ -82,6 +102,14 @@ export class AgentMetrics implements TaskStartObserver, ImagePullObserver, Healt
       labelNames: ['phase'],
       registers,
     });
+    this.exits = new client.Counter({
+      name: 'tessera_agent_task_exits_total',
+      help: "Task containers that ended, by reason: completed (exit 0), failed (another exit or a signal), oom_killed (the kernel's OOM killer), stopped (asked to stop).",
+      labelNames: ['reason'],
+      registers,
+    });
+    // Every reason exported from the start: increase() sees the first exit of each.
+    for (const reason of TASK_EXIT_REASONS) this.exits.inc({ reason }, 0);
     this.pullBytes = new client.Counter({
       name: 'tessera_agent_image_pull_bytes_total',
       help: 'Bytes of image blobs downloaded, from a registry or from other nodes (peer).',
@@ -119,6 +147,7 @@ export class AgentMetrics implements TaskStartObserver, ImagePullObserver, Healt
       labelNames: ['transport', 'result'],
       registers,
     });
+    registerNodeMemory(registers, options);
     // Read when scraped from the driver's own mirror of what it programmed: nothing to keep in step.
     const peerCounts = (): OverlayPeerCounts | undefined => this.overlayPeers?.();
     new client.Gauge({
@@ -157,6 +186,10 @@ export class AgentMetrics implements TaskStartObserver, ImagePullObserver, Healt
     this.startFailures.inc({ phase });
   }
 
+  taskExited(reason: TaskExitReason): void {
+    this.exits.inc({ reason });
+  }
+
   downloaded(source: PullSource, bytes: number): void {
     this.pullBytes.inc({ source }, bytes);
   }
@@ -173,6 +206,55 @@ export class AgentMetrics implements TaskStartObserver, ImagePullObserver, Healt
 
   query(transport: 'udp' | 'tcp', result: DnsQueryResult): void {
     this.dnsQueries.inc({ transport, result });
+  }
+}
+
+/**
+ * The node's memory from /proc/meminfo, read when scraped (one small read for both gauges). A
+ * failed read leaves the gauges out of that scrape rather than reporting zero free memory.
+ */
+function registerNodeMemory(registers: client.Registry[], options: AgentMetricsOptions): void {
+  let reading: { at: number; memory: Promise<NodeMemory | undefined> } | undefined;
+  const read = (): Promise<NodeMemory | undefined> => {
+    // Both gauges of one scrape share a reading.
+    if (reading && Date.now() - reading.at < 500) return reading.memory;
+    const memory = readNodeMemory(options.procRoot).catch((err: unknown) => {
+      options.log?.(`metrics: node memory not read: ${err instanceof Error ? err.message : String(err)}`);
+      return undefined;
+    });
+    reading = { at: Date.now(), memory };
+    return memory;
+  };
+  const gauge = (name: string, help: string, pick: (m: NodeMemory) => number): void => {
+    new ReadGauge({ name, help, registers }, async () => {
+      const memory = await read();
+      return memory ? pick(memory) : undefined;
+    });
+  };
+  gauge('tessera_node_memory_total_bytes', "The node's memory (MemTotal of /proc/meminfo), in bytes.", (m) => m.totalBytes);
+  gauge(
+    'tessera_node_memory_available_bytes',
+    "Memory the node can still give without swapping (the kernel's MemAvailable estimate), in bytes.",
+    (m) => m.availableBytes,
+  );
+}
+
+/**
+ * A gauge without labels whose value is read when scraped, and that has no sample at all when the
+ * read gives none (prom-client's own always has one, 0 after a reset: a false "no memory left").
+ */
+class ReadGauge extends client.Gauge {
+  constructor(
+    options: { name: string; help: string; registers: client.Registry[] },
+    private readonly read: () => Promise<number | undefined>,
+  ) {
+    super(options);
+  }
+
+  override async get(): ReturnType<client.Gauge['get']> {
+    const base = await super.get();
+    const value = await this.read();
+    return { ...base, values: value === undefined ? [] : [{ value, labels: {} }] };
   }
 }
 

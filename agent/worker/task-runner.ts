@@ -30,7 +30,7 @@ import { grantSearch } from '../userns/search-acl.js';
 import { makeMountPoints, mountPointsOf } from '../userns/mount-points.js';
 import { assertUserNamespaces } from '../userns/kernel-support.js';
 import { idMappingsOf, type ServiceIdRange } from '../userns/id-ranges.js';
-import { StartPhaseTimer, type HealthProbeObserver, type TaskStartObserver } from '../metrics/agent-metrics.js';
+import { StartPhaseTimer, type HealthProbeObserver, type TaskExitObserver, type TaskExitReason, type TaskStartObserver } from '../metrics/agent-metrics.js';
 
 export interface TaskRunnerDeps {
   runtime: ContainerRuntime;
@@ -54,10 +54,17 @@ export interface TaskRunnerDeps {
   onRunningChanged(task: Task): void;
   log(message: string): void;
   /** Task start phases and health probes (agent/metrics); absent: not recorded. */
-  metrics?: TaskStartObserver & HealthProbeObserver;
+  metrics?: TaskStartObserver & TaskExitObserver & HealthProbeObserver;
 }
 
 const DEFAULT_STOP_GRACE_MS = 10_000;
+
+/** How a container ended, as the metrics count it; the same order of precedence as the status reported. */
+export function exitReason(exit: ExitStatus, stopRequested: boolean): TaskExitReason {
+  if (stopRequested) return 'stopped';
+  if (exit.oomKilled) return 'oom_killed';
+  return exit.exitCode === 0 ? 'completed' : 'failed';
+}
 /** What the agent writes into a rootfs as host root, handed to a user-namespaced container's root. */
 const AGENT_WRITTEN_PATHS = ['etc', 'etc/hosts', 'etc/resolv.conf', 'etc/hostname', CONTAINER_INIT_PATH.slice(1)];
 const LOG_MAX_BYTES = 10 * 1024 * 1024;
@@ -372,6 +379,8 @@ export class TaskRunner {
 
   private async reportEnd(exit: ExitStatus | undefined, failure: { state: TaskState; message: string } | undefined): Promise<void> {
     const { deps, task } = this;
+    // A container that ran and ended (a start that failed is counted by its phase instead).
+    if (exit && !failure) deps.metrics?.taskExited(exitReason(exit, this.stopRequested));
     try {
       if (failure) {
         await deps.report(task, { state: failure.state, message: failure.message, error: failure.message });

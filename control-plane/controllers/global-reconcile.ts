@@ -81,6 +81,7 @@ export function reconcileGlobalService(input: ReconcileGlobalInput, newTaskId: T
         task.nodeName = nodeName;
         task.status = { state: 'assigned', message: `global service: bound to node ${nodeName}`, timestamp: task.status.timestamp };
         decision.create.push(task);
+        if (slot.restart) (decision.restarts ??= []).push(task.metadata.name);
       }
       if (slot.waitMs !== undefined) decision.requeueAfterMs = Math.min(decision.requeueAfterMs ?? Infinity, slot.waitMs);
     }

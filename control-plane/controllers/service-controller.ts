@@ -21,6 +21,8 @@ export interface ServiceControllerOptions {
   onPass?: (key: string, writes: PassWrites) => void;
   /** Observes the controller's work queue (metrics); absent: not observed. */
   queue?: WorkQueueObserver;
+  /** Called for each task created to restart one that ended on its own (metrics). */
+  onRestart?: (stack: string, service: string) => void;
 }
 
 /** A decision that took this long makes the service wait as long before its next one. */
@@ -49,6 +51,7 @@ export class ServiceController {
   private readonly now: () => number;
   private readonly log: (message: string) => void;
   private readonly onPass: (key: string, writes: PassWrites) => void;
+  private readonly onRestart: (stack: string, service: string) => void;
   /** How long each service's last decision took (performance.now() clock), for cooldownLeftMs. */
   private readonly decisionCost = new Map<string, { ms: number; endedAt: number }>();
 
@@ -62,6 +65,7 @@ export class ServiceController {
     this.now = options.now ?? Date.now;
     this.log = options.log ?? (() => {});
     this.onPass = options.onPass ?? (() => {});
+    this.onRestart = options.onRestart ?? (() => {});
     this.queue = new WorkQueue(
       (key) => this.reconcile(key),
       (key, err) => this.log(`service ${key}: reconcile failed: ${(err as Error).message}`),
@@ -182,11 +186,13 @@ export class ServiceController {
   ): Promise<string[]> {
     const wait = this.dependencyWaitOf(service, stack);
     const failedRemovals: string[] = [];
+    const restarts = new Set(decision.restarts);
     for (const task of decision.create) {
       if (budget.exhausted) return failedRemovals;
       // A global service's tasks are bound to their nodes at once: held ones are not created yet.
       if (wait !== undefined && task.nodeName !== undefined) continue;
       writes.note(await this.objects.create(gateTask(task, wait) ?? task));
+      if (restarts.has(task.metadata.name)) this.onRestart(stack, task.spec.serviceName);
       await budget.spend('created');
     }
     const shutdown = new Set(decision.shutdown);

@@ -69,6 +69,8 @@ export interface ReconcileServiceDecision {
   remove: string[];
   /** Call again after this long: a slot is waiting out its restart back-off, or a rollout a timer. */
   requeueAfterMs?: number;
+  /** Names of the created tasks that restart a slot whose task ended on its own (failed, exited, unhealthy). */
+  restarts?: string[];
   /** Write to the service first: its rollout status, and for an automatic rollback its spec. */
   service?: { spec: ServiceSpec; status: ServiceStatus };
 }
@@ -89,6 +91,7 @@ export function reconcileService(input: ReconcileServiceInput, newTaskId: TaskId
   const create: Task[] = [];
   const shutdown: Array<{ name: string; slot: number }> = [];
   const remove: string[] = [];
+  const restarts: string[] = [];
   let requeueAfterMs: number | undefined;
 
   // Only slots with tasks are materialised: a service of 100,000 replicas that has few tasks yet
@@ -122,8 +125,11 @@ export function reconcileService(input: ReconcileServiceInput, newTaskId: TaskId
     if (!plan.hold) {
       const decision = decideSlot(String(slot), slotTasks, { template, policy, now: input.now, plan });
       for (const t of decision.shutdown) shutdown.push({ name: t.metadata.name, slot });
-      if (decision.create && create.length < MAX_TASK_WRITES_PER_PASS) create.push(newTask(service, input.serviceKey, slot, newTaskId(), input.now));
-      else if (decision.create) requeueAfterMs = 0; // the next pass creates the rest
+      if (decision.create && create.length < MAX_TASK_WRITES_PER_PASS) {
+        const task = newTask(service, input.serviceKey, slot, newTaskId(), input.now);
+        create.push(task);
+        if (decision.restart) restarts.push(task.metadata.name);
+      } else if (decision.create) requeueAfterMs = 0; // the next pass creates the rest
       if (decision.waitMs !== undefined) requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, decision.waitMs);
     }
 
@@ -134,6 +140,7 @@ export function reconcileService(input: ReconcileServiceInput, newTaskId: TaskId
   shutdown.sort((a, b) => b.slot - a.slot);
   const decision: ReconcileServiceDecision = { create, shutdown: shutdown.map((s) => s.name), remove };
   if (requeueAfterMs !== undefined) decision.requeueAfterMs = requeueAfterMs;
+  if (restarts.length > 0) decision.restarts = restarts;
   if (plan.write) decision.service = plan.write;
   return decision;
 }
@@ -149,6 +156,8 @@ export interface SlotDecision {
   shutdown: Task[];
   create: boolean;
   waitMs?: number;
+  /** The task to create restarts the slot: its last task ended on its own (for the metrics). */
+  restart?: boolean;
 }
 
 /**
@@ -205,6 +214,8 @@ interface ReplacementDecision {
   create: boolean;
   /** Set when a replacement is due but the back-off has not passed yet. */
   waitMs?: number;
+  /** Set when the replacement restarts a task that ended on its own (not one we stopped, not a lost node's). */
+  restart?: boolean;
 }
 
 /**
@@ -240,7 +251,8 @@ export function decideReplacement(slotTasks: Task[], template: string, policy: R
   const endedAt = Date.parse(newest.status.timestamp);
   const elapsed = Number.isNaN(endedAt) ? Infinity : now - endedAt;
   if (elapsed < delay) return { create: false, waitMs: delay - elapsed };
-  return { create: true };
+  // An orphaned task's node went away: rescheduling it is not a restart of a failing task.
+  return newest.status.state === 'orphaned' ? { create: true } : { create: true, restart: true };
 }
 
 function endedAtMs(t: Task): number {

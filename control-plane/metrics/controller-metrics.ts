@@ -36,6 +36,9 @@ export class ControllerMetrics {
   private readonly workSeconds: client.Histogram<'name'>;
   private readonly reconciles: client.Counter<'name' | 'result'>;
   private readonly reconcileSeconds: client.Histogram<'name' | 'result'>;
+  private readonly restarts: client.Counter<'stack' | 'service'>;
+  /** The services the restart counter has series of (JSON [stack, service]). */
+  private readonly restartKeys = new Set<string>();
 
   constructor(registry: client.Registry, services: () => readonly Service[]) {
     const registers = [registry];
@@ -116,6 +119,32 @@ export class ControllerMetrics {
       buckets: DURATION_BUCKETS,
       registers,
     });
+    // Series of every existing service from the start (increase() sees the first restart), and
+    // none of removed ones (bounded by the services that exist).
+    const exported = this.restartKeys;
+    const restartLabels = (key: string): { stack: string; service: string } => {
+      const [stack, service] = JSON.parse(key) as [string, string];
+      return { stack, service };
+    };
+    this.restarts = new client.Counter({
+      name: 'tessera_service_task_restarts_total',
+      help: 'Tasks the service controller created to restart one of the service that ended on its own (failed, exited, OOM-killed, unhealthy), counted on the leader.',
+      labelNames: ['stack', 'service'],
+      registers,
+      collect() {
+        const existing = new Set(services().map((s) => JSON.stringify([s.metadata.stack ?? '', s.metadata.name])));
+        for (const key of exported) {
+          if (existing.has(key)) continue;
+          this.remove(restartLabels(key));
+          exported.delete(key);
+        }
+        for (const key of existing) {
+          if (exported.has(key)) continue;
+          this.inc(restartLabels(key), 0);
+          exported.add(key);
+        }
+      },
+    });
     new client.Gauge({
       name: 'tessera_service_rollout_state',
       help: 'A service’s latest rollout state: 1 for the state it is in, 0 for the others ("none": never updated since created).',
@@ -131,6 +160,12 @@ export class ControllerMetrics {
         }
       },
     });
+  }
+
+  /** The service controller created a task to restart one of the service's that ended on its own. */
+  taskRestarted(stack: string, service: string): void {
+    this.restarts.inc({ stack, service });
+    this.restartKeys.add(JSON.stringify([stack, service]));
   }
 
   /** The observer for one controller's queue; `name` is its label value (e.g. "service", "scheduler"). */

@@ -13,6 +13,7 @@
 import { performance } from 'node:perf_hooks';
 import * as client from 'prom-client';
 
+import type { PeerTraffic } from '../raft/transport/peer-traffic.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { MvccStats } from '../store/mvcc/mvcc-state.js';
 import { RaftStore } from '../store/raft-store.js';
@@ -66,6 +67,76 @@ function followingCounter(registry: client.Registry, name: string, help: string,
       seen = Math.max(seen, now);
     },
   });
+}
+
+/**
+ * A counter per peer that follows one of the host's per-peer counts, read when scraped. Peers that
+ * are no longer members are forgotten, by the host's counts and the metric alike.
+ */
+function followingPeerCounter(
+  registry: client.Registry,
+  name: string,
+  help: string,
+  label: 'To' | 'From',
+  counts: () => ReadonlyMap<string, number>,
+  members: () => ReadonlySet<string>,
+): void {
+  const seen = new Map<string, number>();
+  new client.Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect() {
+      const now = counts();
+      const current = members();
+      for (const peer of seen.keys()) {
+        if (now.has(peer) && current.has(peer)) continue;
+        this.remove({ [label]: peer });
+        seen.delete(peer);
+      }
+      for (const [peer, n] of now) {
+        if (!current.has(peer)) continue;
+        const was = seen.get(peer) ?? 0;
+        if (n > was) this.inc({ [label]: peer }, n - was);
+        seen.set(peer, Math.max(was, n));
+      }
+    },
+  });
+}
+
+/** etcd's peer traffic counters, from the transport's counts (control-plane/raft/transport/peer-traffic.ts). */
+function registerPeerTrafficMetrics(registry: client.Registry, traffic: PeerTraffic, peers: () => ReadonlySet<string>): void {
+  // The members other than this one; counts of any other id are dropped before the counters read them.
+  const members = (): ReadonlySet<string> => {
+    const current = peers();
+    traffic.retain(current);
+    return current;
+  };
+  followingPeerCounter(
+    registry,
+    'tessera_network_peer_sent_bytes_total',
+    'Bytes of Raft batches sent to another member (label To: its id): serialized messages, without gRPC, HTTP/2 or TLS framing.',
+    'To',
+    () => traffic.sentBytes,
+    members,
+  );
+  followingPeerCounter(
+    registry,
+    'tessera_network_peer_received_bytes_total',
+    'Bytes of Raft batches received from another member (label From: its id): serialized messages, without gRPC, HTTP/2 or TLS framing.',
+    'From',
+    () => traffic.receivedBytes,
+    members,
+  );
+  followingPeerCounter(
+    registry,
+    'tessera_network_peer_sent_failures_total',
+    'Failed sends to another member (label To: its id): a stream that broke with an error, or a message dropped because the queue to it was full.',
+    'To',
+    () => traffic.sendFailures,
+    members,
+  );
 }
 
 /** The MVCC state's sizes and revisions, and its compaction time (both backends that keep their own data). */
@@ -179,6 +250,24 @@ export function registerRaftMetrics(registry: client.Registry, store: RaftStore,
     stateSnapshotMade: (seconds) => stateSnapshot.observe(seconds),
     compaction: (seconds) => compaction.observe(seconds),
   });
+
+  const peers = (): ReadonlySet<string> => {
+    const cs = host.node.confState();
+    return new Set([...cs.voters, ...cs.learners].filter((id) => id !== host.id));
+  };
+  new client.Gauge({
+    name: 'tessera_network_active_peers',
+    help: 'Whether the Raft channel to another member is connected: 1 or 0 (label Remote: its id; Local: this member).',
+    labelNames: ['Local', 'Remote'],
+    registers: [registry],
+    collect() {
+      // Members this one has sent to (so has a channel to); one that left loses its series.
+      this.reset();
+      const members = peers();
+      for (const peer of host.peerConnections()) if (members.has(peer.id)) this.set({ Local: host.id, Remote: peer.id }, peer.connected ? 1 : 0);
+    },
+  });
+  registerPeerTrafficMetrics(registry, host.traffic, peers);
 
   const prober = new PeerProber(store, registry, options);
   return { stop: () => prober.stop() };

@@ -247,8 +247,8 @@ export class RaftStore implements Store, RaftServiceHandlers {
 
   // ------------------------------------------------------------------ Raft service handlers
 
-  receive(batch: WireBatch): void {
-    this.host.receive(batch);
+  receive(batch: WireBatch, bytes?: number): void {
+    this.host.receive(batch, bytes);
   }
 
   /**

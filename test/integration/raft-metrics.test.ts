@@ -46,7 +46,7 @@ function promtool(text: string): Promise<{ code: number; output: string }> {
   });
 }
 
-test('raft metrics follow a real group: leader, writes, fsyncs, snapshots, compaction, a leader change; promtool is clean', async (t) => {
+test('raft metrics follow a real group: leader, writes, fsyncs, snapshots, compaction, peer traffic, a leader change; promtool is clean', async (t) => {
   const g = await startLocalGroup(3, { snapshotEvery: 25 });
   t.teardown(() => g.stop());
   const registries = g.stores.map(() => new client.Registry());
@@ -124,6 +124,26 @@ test('raft metrics follow a real group: leader, writes, fsyncs, snapshots, compa
     return true;
   });
 
+  // Peer traffic: every member sent to and received from both others. What j received from i
+  // (read first) was sent by i before (read second); no send has failed on a healthy group.
+  for (const [i, r] of registries.entries()) {
+    for (const j of [0, 1, 2].filter((j) => j !== i)) {
+      const got = await must(registries[j]!, 'tessera_network_peer_received_bytes_total', `From="m${i}"`);
+      const sent = await must(r, 'tessera_network_peer_sent_bytes_total', `To="m${j}"`);
+      t.true(got > 0 && got <= sent, `m${j} received ${got} bytes from m${i}, which sent ${sent}`);
+      t.is(await sample(r, 'tessera_network_peer_sent_failures_total', `To="m${j}"`), undefined, `m${i}: no failed send to m${j}`);
+    }
+  }
+  for (const [i, r] of registries.entries()) {
+    for (const j of [0, 1, 2].filter((j) => j !== i))
+      t.is(await must(r, 'tessera_network_active_peers', `Local="m${i}",Remote="m${j}"`), 1, `m${i}'s channel to m${j} is connected`);
+  }
+  const leaderIndex = g.stores.indexOf(leader);
+  for (const j of [0, 1, 2].filter((j) => j !== leaderIndex)) {
+    const sent = await must(of(leader), 'tessera_network_peer_sent_bytes_total', `To="m${j}"`);
+    t.true(sent > 60 * '/m/xx'.length + 60 * 'value-xx'.length, `the leader replicated the 60 writes to m${j} (${sent} bytes)`);
+  }
+
   const text = await registries[0]!.metrics();
   const checked = await promtool(text);
   t.is(checked.output, '', 'promtool check metrics has no complaint');
@@ -138,6 +158,11 @@ test('raft metrics follow a real group: leader, writes, fsyncs, snapshots, compa
   const next = survivors.find((s) => s.isLeader())!;
   await until('both survivors know the new leader', async () => survivors.every((s) => s.host.leader() === next.host.id));
   t.is(await must(of(next), 'tessera_server_is_leader'), 1);
+  // The survivors' sends to the stopped member fail (its server refuses them: stopped), and count.
+  await until('a survivor counted failed sends to the old leader', async () => {
+    for (const s of survivors) if (((await sample(of(s), 'tessera_network_peer_sent_failures_total', `To="${leader.host.id}"`)) ?? 0) > 0) return true;
+    return false;
+  });
   for (const [i, s] of survivors.entries()) {
     await until(`${s.host.id} counted the leader change`, async () => (await must(of(s), 'tessera_server_leader_changes_seen_total')) > changesBefore[i]!);
     t.is(await must(of(s), 'tessera_server_has_leader'), 1);

@@ -7,8 +7,15 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as client from 'prom-client';
 
-import { AgentMetrics, StartPhaseTimer, type StartPhase } from '../../agent/metrics/agent-metrics.js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { AgentMetrics, StartPhaseTimer, TASK_EXIT_REASONS, type StartPhase } from '../../agent/metrics/agent-metrics.js';
 import { NameTable, ServiceResolver } from '../../agent/network/dns/index.js';
+import { parseMeminfo } from '../../agent/stats/node-memory.js';
+import { exitReason } from '../../agent/worker/task-runner.js';
 
 const run = promisify(execFile);
 
@@ -93,6 +100,7 @@ test('every agent metric, moved once, passes promtool check metrics', async (t) 
   metrics.probed('healthy', 0.01);
   metrics.probed('timeout', 1);
   metrics.query('udp', 'forwarded');
+  metrics.taskExited('oom_killed');
   metrics.watchOverlayPeers(() => ({ nodes: 2, endpoints: 5 }));
   t.is(await valueOf(registry, 'tessera_agent_overlay_peer_nodes'), 2);
   t.is(await valueOf(registry, 'tessera_agent_overlay_peer_endpoints'), 5);
@@ -100,4 +108,61 @@ test('every agent metric, moved once, passes promtool check metrics', async (t) 
   checking.child.stdin?.end(await registry.metrics());
   const { stdout, stderr } = await checking.catch((e: Error & { stdout: string; stderr: string }) => e);
   t.is(`${stdout}${stderr}`.trim(), '');
+});
+
+test('task exits are counted by reason, every reason exported from the start', async (t) => {
+  const registry = new client.Registry();
+  const metrics = new AgentMetrics(registry);
+  for (const reason of TASK_EXIT_REASONS) t.is(await valueOf(registry, 'tessera_agent_task_exits_total', { reason }), 0, reason);
+  // The reasons as the task runner derives them from a container's exit.
+  const reasons = [
+    exitReason({ exitCode: 0, oomKilled: false }, false),
+    exitReason({ exitCode: 137, oomKilled: true }, false),
+    exitReason({ exitCode: 1, oomKilled: false }, false),
+    exitReason({ exitCode: 143, oomKilled: false, signal: 'SIGTERM' }, true),
+    exitReason({ exitCode: 137, oomKilled: true }, true),
+  ];
+  t.deepEqual(reasons, ['completed', 'oom_killed', 'failed', 'stopped', 'stopped']);
+  for (const reason of reasons) metrics.taskExited(reason);
+  t.is(await valueOf(registry, 'tessera_agent_task_exits_total', { reason: 'completed' }), 1);
+  t.is(await valueOf(registry, 'tessera_agent_task_exits_total', { reason: 'oom_killed' }), 1);
+  t.is(await valueOf(registry, 'tessera_agent_task_exits_total', { reason: 'failed' }), 1);
+  t.is(await valueOf(registry, 'tessera_agent_task_exits_total', { reason: 'stopped' }), 2);
+});
+
+test("node memory: /proc/meminfo's MemTotal and MemAvailable in bytes; an unreadable file leaves the gauges out and says so", async (t) => {
+  t.deepEqual(parseMeminfo('MemTotal:       2048 kB\nMemFree:         100 kB\nMemAvailable:    1024 kB\n'), {
+    totalBytes: 2048 * 1024,
+    availableBytes: 1024 * 1024,
+  });
+  t.is(parseMeminfo('MemTotal:       2048 kB\nMemFree:         100 kB\n'), undefined, 'kernels before 3.14 have no MemAvailable');
+
+  // This machine's own /proc.
+  const registry = new client.Registry();
+  new AgentMetrics(registry);
+  const total = Number(/^MemTotal:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'))![1]) * 1024;
+  t.is(await valueOf(registry, 'tessera_node_memory_total_bytes'), total);
+  const available = (await valueOf(registry, 'tessera_node_memory_available_bytes'))!;
+  t.true(available > 0 && available <= total, `available ${available} of ${total}`);
+
+  // A proc root without meminfo.
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-meminfo-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const logged: string[] = [];
+  const missing = new client.Registry();
+  new AgentMetrics(missing, { procRoot: dir, log: (m) => logged.push(m) });
+  t.is(await valueOf(missing, 'tessera_node_memory_available_bytes'), undefined);
+  t.is(await valueOf(missing, 'tessera_node_memory_total_bytes'), undefined);
+  t.true(logged.length >= 1 && logged[0]!.includes('meminfo'), logged.join('; '));
+  const lines = (await missing.metrics()).split('\n');
+  t.false(
+    lines.some((l) => l.startsWith('tessera_node_memory_')),
+    'no sample in the exposition',
+  );
+
+  // A proc root with a chosen meminfo.
+  await writeFile(join(dir, 'meminfo'), 'MemTotal:       4000 kB\nMemAvailable:     300 kB\n');
+  const chosen = new client.Registry();
+  new AgentMetrics(chosen, { procRoot: dir });
+  t.is(await valueOf(chosen, 'tessera_node_memory_available_bytes'), 300 * 1024);
 });

@@ -12,7 +12,7 @@ import { NodeHealth } from '../../control-plane/dispatcher/node-health.js';
 import { CONTROLLER_NAMES, ControlPlaneMetrics } from '../../control-plane/metrics/control-plane-metrics.js';
 import { API_VERSION, type Node, type Service } from '../../common/resources/types.js';
 import { startControllerStore, type ControllerStore } from '../helpers/informers.js';
-import { until } from '../helpers/eventually.js';
+import { eventually, until } from '../helpers/eventually.js';
 
 const run = promisify(execFile);
 const GiB = 2 ** 30;
@@ -59,6 +59,7 @@ function controllers(t: { teardown(f: () => unknown): void; log(m: string): void
   const services = new ServiceController(store.objects, store.services, store.tasks, store.nodes, {
     log: (m) => t.log(m),
     queue: metrics.controllers.queue(CONTROLLER_NAMES.service),
+    onRestart: (stack, service) => metrics.controllers.taskRestarted(stack, service),
   });
   const scheduler = new SchedulingController(store.objects, store.nodes, store.tasks, (m) => t.log(m), Date.now, undefined, {
     queue: metrics.controllers.queue(CONTROLLER_NAMES.scheduler),
@@ -88,7 +89,7 @@ test('a task too big for every node shows as unschedulable by reason; placing it
     spec: { image: 'busybox', replicas: 2, resources: { reservations: { memory: 2 * GiB } } },
   });
   await until('both tasks pending', () => store.tasks.list().filter((task) => task.status.state === 'pending').length === 2, 20_000, 20);
-  await until('the gauges follow the pass', async () => (await valueOf(registry, 'tessera_scheduler_pending_tasks')) === 2, 20_000, 20);
+  await eventually('the gauges follow the pass', async () => (await valueOf(registry, 'tessera_scheduler_pending_tasks')) === 2, 20_000, 20);
   t.is(await valueOf(registry, 'tessera_scheduler_unschedulable_tasks', { reason: 'insufficient_memory' }), 2);
   t.is(await valueOf(registry, 'tessera_scheduler_unschedulable_tasks', { reason: 'not_ready' }), 0, 'every reason is exported, 0 when it rejected nothing');
   t.true(((await valueOf(registry, 'tessera_scheduler_schedule_attempts_total', { result: 'unschedulable' })) ?? 0) >= 2);
@@ -111,7 +112,7 @@ test('a task too big for every node shows as unschedulable by reason; placing it
   // A node with room: both are placed, and the time since their creation is recorded.
   await store.objects.create(readyNode('large', 8 * GiB));
   await until('both tasks assigned', () => store.tasks.list().filter((task) => task.nodeName === 'large').length === 2, 20_000, 20);
-  await until('pending back to 0', async () => (await valueOf(registry, 'tessera_scheduler_pending_tasks')) === 0, 20_000, 20);
+  await eventually('pending back to 0', async () => (await valueOf(registry, 'tessera_scheduler_pending_tasks')) === 0, 20_000, 20);
   t.is(await valueOf(registry, 'tessera_scheduler_unschedulable_tasks', { reason: 'insufficient_memory' }), 0);
   t.is(await sampleOf(registry, 'tessera_scheduler_scheduling_duration_seconds', 'tessera_scheduler_scheduling_duration_seconds_count'), 2);
   t.is(await valueOf(registry, 'tessera_scheduler_schedule_attempts_total', { result: 'scheduled' }), 2);
@@ -122,6 +123,50 @@ test('a task too big for every node shows as unschedulable by reason; placing it
   t.is(await valueOf(registry, 'tessera_service_rollout_state', { service: 'big' }), undefined);
 
   t.is(await promtoolProblems(registry), '', 'promtool check metrics finds nothing');
+});
+
+test('the service controller counts the restarts of tasks that ended on their own, not new slots', async (t) => {
+  const store = await startControllerStore();
+  const registry = new client.Registry();
+  const metrics = new ControlPlaneMetrics(registry, () => store.services.list());
+  controllers(t, store, metrics);
+  await store.objects.create(readyNode('n1', 8 * GiB));
+  await store.objects.create<Service>({
+    apiVersion: API_VERSION,
+    kind: 'Service',
+    metadata: { name: 'crash', stack: 'shop' },
+    spec: { image: 'busybox', replicas: 1 },
+  });
+  await until('the first task', () => store.tasks.list().length === 1, 20_000, 20);
+  const restarts = (): Promise<number | undefined> => valueOf(registry, 'tessera_service_task_restarts_total', { stack: 'shop', service: 'crash' });
+  t.is(await restarts(), 0, 'exported at 0 before the first restart');
+
+  // The agent reports the task's container failed, three times over: each is restarted (after the back-off).
+  for (let i = 1; i <= 3; i++) {
+    const live = await until(
+      'a live task',
+      () => store.tasks.list().find((task) => task.desiredState === 'running' && task.status.state !== 'failed'),
+      20_000,
+      20,
+    );
+    await store.objects.updateWithRetry('Task', 'shop', live.metadata.name, (task) => ({
+      ...task,
+      status: { ...task.status, state: 'failed', message: 'exited with code 1', exitCode: 1, timestamp: new Date().toISOString() },
+    }));
+    await eventually(`restart ${i}`, async () => (await restarts()) === i, 20_000, 20);
+  }
+
+  // A scale-up creates a task in a new slot: not a restart.
+  const service = store.services.list()[0]!;
+  await store.objects.update<Service>({ ...service, spec: { ...service.spec, replicas: 2 } });
+  await until('the second slot', () => store.tasks.list().some((task) => task.spec.slot === 2), 20_000, 20);
+  t.is(await restarts(), 3);
+
+  // A removed service's series go.
+  await store.objects.delete('Service', 'shop', 'crash');
+  await until('service gone', () => store.services.list().length === 0, 20_000, 20);
+  t.is(await restarts(), undefined);
+  t.is(await promtoolProblems(registry), '');
 });
 
 test('node health counts missed heartbeats and a node marked down', async (t) => {

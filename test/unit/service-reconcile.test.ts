@@ -179,6 +179,18 @@ test('an orphaned task (its node went down) is replaced whatever the condition',
   t.is(run(svc({ restart: { condition: 'on-failure' } }), [lost]).create.length, 1);
 });
 
+test('a replacement of a task that ended on its own is marked a restart; a lost node, a new slot or an update is not', (t) => {
+  const service = svc();
+  const failed = run(service, [tk({ slot: 1, state: 'failed', exitCode: 1 })]);
+  t.deepEqual(failed.restarts, [failed.create[0]!.metadata.name]);
+  const orphaned = run(service, [tk({ slot: 1, state: 'orphaned' })]);
+  t.is(orphaned.create.length, 1);
+  t.is(orphaned.restarts, undefined);
+  const fresh = run(svc({ replicas: 2 }), []);
+  t.is(fresh.create.length, 2);
+  t.is(fresh.restarts, undefined);
+});
+
 test('back-off: the first restart waits the base delay', (t) => {
   const failed = tk({ slot: 1, state: 'failed', exitCode: 1, changed: 10_000 });
   const service = svc({ restart: { delayMs: 100 } });

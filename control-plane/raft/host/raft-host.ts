@@ -26,6 +26,7 @@ import type { DiskRaftStorage } from '../storage/disk-storage.js';
 import type { TransportSecurity } from '../../../common/transport/credentials.js';
 import { RaftPeerClient } from '../transport/peer-client.js';
 import { PeerSender } from '../transport/peer-sender.js';
+import { PeerTraffic } from '../transport/peer-traffic.js';
 import { checkProposal, fromWire, type WireBatch } from '../transport/wire.js';
 import { isEnveloped, unwrapEntry, wrapForwarded } from './forwarded-entry.js';
 
@@ -160,6 +161,8 @@ export class RaftHost<R> {
   /** The leader as of the last Ready with a soft state (leader changes are counted against it). */
   private seenLeader: NodeId = '';
   readonly counters: RaftHostCounters = { leaderChanges: 0, proposalsFailed: 0 };
+  /** Bytes of Raft batches sent to and received from each other member, and failed sends. */
+  readonly traffic = new PeerTraffic();
   observer: RaftHostObserver | undefined;
 
   constructor(private readonly options: RaftHostOptions<R>) {
@@ -266,10 +269,14 @@ export class RaftHost<R> {
     await this.options.storage.close();
   }
 
-  /** A batch from the transport. Throws (with the reason) if it is not for this group or member. */
-  receive(batch: WireBatch): void {
+  /**
+   * A batch from the transport (bytes: its serialized size, counted as received from its sender).
+   * Throws (with the reason) if it is not for this group or member.
+   */
+  receive(batch: WireBatch, bytes?: number): void {
     if (this.stopped) throw new Error(`raft member ${this.options.id} is stopped`);
     if (batch.group !== this.options.group) throw new Error(`raft batch for group "${batch.group}", this member is in "${this.options.group}"`);
+    if (bytes !== undefined) this.traffic.received(batch.from, bytes);
     if (batch.fromAddress) this.learned.set(batch.from, batch.fromAddress);
     const errors: string[] = [];
     for (const w of batch.messages) {
@@ -457,6 +464,11 @@ export class RaftHost<R> {
     return this.node.leader;
   }
 
+  /** The members this one sends Raft traffic to, and whether its channel to each is connected now. */
+  peerConnections(): Array<{ id: NodeId; connected: boolean }> {
+    return [...this.senders].map(([id, sender]) => ({ id, connected: sender.client.connected() }));
+  }
+
   /** A client of another member's Raft service (cached per address). */
   peerClient(address: string): RaftPeerClient {
     let c = this.clients.get(address);
@@ -605,7 +617,8 @@ export class RaftHost<R> {
       sender = undefined;
     }
     if (!sender) {
-      sender = new PeerSender(new RaftPeerClient(address, this.options.security), {
+      const client = new RaftPeerClient(address, this.options.security, { onSentBytes: (bytes) => this.traffic.sent(to, bytes) });
+      sender = new PeerSender(client, {
         group: this.options.group,
         from: this.options.id,
         fromAddress: this.options.address,
@@ -615,6 +628,7 @@ export class RaftHost<R> {
           this.node.reportPeerDown(to);
           this.schedule();
         },
+        onSendFailure: (count) => this.traffic.sendFailed(to, count),
       });
       this.senders.set(to, sender);
     }

@@ -34,7 +34,7 @@ export function lateHandlers(get: () => RaftServiceHandlers | undefined): RaftSe
     return handlers;
   };
   return {
-    receive: (b) => h().receive(b),
+    receive: (b, bytes) => h().receive(b, bytes),
     propose: async (c, f, ms) => h().propose(c, f, ms),
     rangeJson: async (p) => h().rangeJson(p),
     status: async () => h().status(),

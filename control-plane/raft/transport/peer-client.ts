@@ -1,9 +1,9 @@
 // A typed client of one member's Raft service (proto/raft.proto), used by peers (messages,
 // forwarded writes and membership changes) and by tools (status, benchmarks, tests).
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 
 import { channelOptions, clientCredentials, type TransportSecurity } from '../../../common/transport/credentials.js';
-import { CHANNEL_OPTIONS, raftService } from './proto.js';
+import { BATCH_METHODS, CHANNEL_OPTIONS, raftService } from './proto.js';
 import type { WireBatch } from './wire.js';
 
 export interface WireMemberStatus {
@@ -34,6 +34,32 @@ export interface ChangeMembersRequest {
   address: string;
 }
 
+export interface RaftPeerClientOptions {
+  /** Called with the serialized size of every batch sent (Send and Stream), for the traffic metrics. */
+  onSentBytes?: (bytes: number) => void;
+}
+
+/**
+ * The Raft service's client constructor, with the batch methods' serializer wrapped to report
+ * each batch's size. The size is that of the buffer gRPC sends anyway: no second encoding.
+ */
+function countingClient(onSentBytes: (bytes: number) => void): grpc.ServiceClientConstructor {
+  const { Client } = raftService();
+  const methods: grpc.ServiceDefinition = Object.fromEntries(
+    Object.entries(Client.service).map(([name, method]) => {
+      if (!BATCH_METHODS.has(name)) return [name, method];
+      const serialize = method.requestSerialize;
+      const counted = (value: unknown): Buffer => {
+        const bytes = serialize(value);
+        onSentBytes(bytes.length);
+        return bytes;
+      };
+      return [name, { ...method, requestSerialize: counted }];
+    }),
+  );
+  return grpc.makeClientConstructor(methods, Client.serviceName);
+}
+
 type Callback<T> = (err: grpc.ServiceError | null, value?: T) => void;
 type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: Callback<Res>) => grpc.ClientUnaryCall;
 
@@ -43,8 +69,9 @@ export class RaftPeerClient {
   constructor(
     readonly address: string,
     security: TransportSecurity,
+    options: RaftPeerClientOptions = {},
   ) {
-    const { Client } = raftService();
+    const Client = options.onSentBytes ? countingClient(options.onSentBytes) : raftService().Client;
     this.client = new Client(address, clientCredentials(security), { ...CHANNEL_OPTIONS, ...channelOptions(security) });
   }
 
@@ -83,6 +110,11 @@ export class RaftPeerClient {
 
   changeMembers(req: ChangeMembersRequest, timeoutMs = 15_000): Promise<{ index: number }> {
     return this.call('changeMembers', req, timeoutMs);
+  }
+
+  /** Whether the channel to the member is connected now (gRPC's READY); it connects on the first call. */
+  connected(): boolean {
+    return this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
   }
 
   close(): void {

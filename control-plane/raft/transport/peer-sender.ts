@@ -21,6 +21,11 @@ export interface PeerSenderOptions {
   onError?: (err: Error) => void;
   /** The connection was refused or dropped (UNAVAILABLE), as when the peer's process died. */
   onUnreachable?: () => void;
+  /**
+   * Sends that failed, for the metrics: 1 for a stream that broke with an error (whatever it
+   * carried may be lost), or the number of queued messages dropped because the queue was full.
+   */
+  onSendFailure?: (count: number) => void;
 }
 
 export class PeerSender {
@@ -75,7 +80,10 @@ export class PeerSender {
 
   private bound<T>(queue: T[]): void {
     const max = this.options.maxQueued ?? 4096;
-    if (queue.length > max) queue.splice(0, queue.length - max);
+    if (queue.length <= max) return;
+    const dropped = queue.length - max;
+    queue.splice(0, dropped);
+    this.options.onSendFailure?.(dropped);
   }
 
   private schedule(): void {
@@ -115,6 +123,7 @@ export class PeerSender {
       this.stream = undefined;
       this.blocked = false;
       if (!err) return;
+      this.options.onSendFailure?.(1);
       if (err.code === grpc.status.UNAVAILABLE) this.options.onUnreachable?.();
       // A stream that carried traffic for a while was healthy: report the next failure again.
       if (Date.now() - openedAt > HEALTHY_MS) this.failures = 0;

@@ -32,6 +32,9 @@ export function raftService(): RaftServiceDefinition {
   return loaded;
 }
 
+/** The methods that carry Raft batches between members (the peer traffic the metrics count). */
+export const BATCH_METHODS: ReadonlySet<string> = new Set(['Send', 'Stream']);
+
 /**
  * Per-call bookkeeping Raft traffic does not use: channelz statistics, and buffering every request
  * for transparent retries (a Raft message or write is retried by Raft or by its caller). Both

@@ -5,11 +5,12 @@ import * as grpc from '@grpc/grpc-js';
 
 import type { ChangeMembersRequest, WireStatus } from './peer-client.js';
 import type { HasAuthContext } from '../../../common/transport/mutual-tls.js';
-import { raftService } from './proto.js';
+import { BATCH_METHODS, raftService } from './proto.js';
 import type { WireBatch } from './wire.js';
 
 export interface RaftServiceHandlers {
-  receive(batch: WireBatch): void;
+  /** bytes: the batch's serialized size, for the traffic metrics (undefined if not known). */
+  receive(batch: WireBatch, bytes?: number): void;
   /** timeoutMs: what is left of the caller's deadline (a forwarded write gives up with it). */
   propose(command: Uint8Array, forward: boolean, timeoutMs: number): Promise<{ resultJson: string; index: number }>;
   rangeJson(prefix: string): Promise<string>;
@@ -106,7 +107,11 @@ function unary<Req, Res>(
  * A peer's stream of batches. A batch that is refused (another group, a malformed message) ends the
  * stream with the reason, which the sender logs; it opens a new stream for its next batch.
  */
-function batchStream(handlers: RaftServiceHandlers, authorize: AuthorizePeer | undefined): grpc.handleClientStreamingCall<WireBatch, object> {
+function batchStream(
+  handlers: RaftServiceHandlers,
+  authorize: AuthorizePeer | undefined,
+  sizes: BatchSizes,
+): grpc.handleClientStreamingCall<WireBatch, object> {
   return (call, callback) => {
     const peer = admitted(authorize, call, callback);
     if (peer === REFUSED) return;
@@ -121,7 +126,7 @@ function batchStream(handlers: RaftServiceHandlers, authorize: AuthorizePeer | u
       if (ended) return;
       try {
         checkFrom(batch, peer);
-        handlers.receive(batch);
+        handlers.receive(batch, sizes.get(batch));
       } catch (err) {
         end(err);
       }
@@ -131,14 +136,38 @@ function batchStream(handlers: RaftServiceHandlers, authorize: AuthorizePeer | u
   };
 }
 
+/** The serialized size of each batch received, keyed by the decoded batch (gone with it). */
+type BatchSizes = WeakMap<object, number>;
+
+/**
+ * The Raft service's definition with the batch methods' deserializer wrapped to note each batch's
+ * size (the buffer gRPC decoded anyway), so that the handler can count it for its sender.
+ */
+function sizeNotingService(sizes: BatchSizes): grpc.ServiceDefinition {
+  const service: grpc.ServiceDefinition = Object.fromEntries(
+    Object.entries(raftService().service).map(([name, method]) => {
+      if (!BATCH_METHODS.has(name)) return [name, method];
+      const deserialize = method.requestDeserialize;
+      const noted = (bytes: Buffer): unknown => {
+        const batch = deserialize(bytes);
+        if (typeof batch === 'object' && batch !== null) sizes.set(batch, bytes.length);
+        return batch;
+      };
+      return [name, { ...method, requestDeserialize: noted }];
+    }),
+  );
+  return service;
+}
+
 export function addRaftService(server: grpc.Server, handlers: RaftServiceHandlers, authorize?: AuthorizePeer): void {
-  server.addService(raftService().service, {
+  const sizes: BatchSizes = new WeakMap();
+  server.addService(sizeNotingService(sizes), {
     send: unary<WireBatch, object>(authorize, async (batch, _ms, peer) => {
       checkFrom(batch, peer);
-      handlers.receive(batch);
+      handlers.receive(batch, sizes.get(batch));
       return {};
     }),
-    stream: batchStream(handlers, authorize),
+    stream: batchStream(handlers, authorize, sizes),
     propose: unary<{ command: Uint8Array; forward: boolean }, { resultJson: string; index: number }>(authorize, (req, ms) =>
       handlers.propose(req.command, req.forward, ms),
     ),
