@@ -20,7 +20,7 @@ export interface StageAnalysis {
   readonly outputStage: number;
   /** Indexes of the stages the output needs, ascending. */
   readonly needed: readonly number[];
-  /** `COPY --from` of each copy instruction, as expanded with the ARGs in scope (phase 2 checks ENV did not change it). */
+  /** `COPY --from` of each copy instruction, as expanded without the base image's Env (phase 2 checks it did not matter). */
   readonly copySources: ReadonlyMap<CopyInstruction, ResolvedCopyFrom>;
 }
 
@@ -68,14 +68,19 @@ export function analyseStages(input: PlanInput): StageAnalysis {
       location: at,
     });
     const deps = base.kind === 'stage' ? [base.index] : [];
-    // --from with the ARGs in scope at that point (ENV is only known in phase 2, which checks it agrees).
+    // --from with this stage's ARGs and ENVs; the base image's Env is only known in phase 2,
+    // which checks the value came out the same.
     const stageArgs = new Map<string, string | undefined>();
-    const lookup = (name: string): string | undefined => stageArgs.get(name);
+    const stageEnv = new Map<string, string>();
+    const lookup = (name: string): string | undefined => stageEnv.get(name) ?? stageArgs.get(name);
     for (const instruction of stage.instructions) {
       if (instruction.kind === 'arg') {
         for (const declaration of instruction.declarations) {
           stageArgs.set(declaration.name, argValue(declaration, { buildArgs, globalArgs, automatic }, (word) => expander.word(word, lookup, instruction.location)));
         }
+      } else if (instruction.kind === 'env') {
+        const pairs = instruction.pairs.map((pair) => [expander.word(pair.key, lookup, instruction.location), expander.word(pair.value, lookup, instruction.location)]);
+        for (const [key, value] of pairs) if (key !== undefined && value !== undefined) stageEnv.set(key, value);
       } else if (instruction.kind === 'copy' && instruction.from !== undefined) {
         const value = expander.word(instruction.from, lookup, instruction.location);
         const source = resolveCopyFrom(value, index, parsed, headers, instruction.location);
@@ -116,7 +121,7 @@ function resolveBase(image: string, earlier: readonly StageHeader[], at: BuildSo
 
 /** `COPY --from=`: an earlier stage's index or name, else an image. */
 export function resolveCopyFrom(value: string, current: number, parsed: ParsedDockerfile, earlier: readonly StageHeader[], at: BuildSourceLocation): CopySource {
-  if (value === '') throw new BuildError('COPY --from is empty', at);
+  if (value === '') throw new BuildError("COPY --from is empty (it is expanded with the Dockerfile's ARGs and ENVs, not the base image's environment)", at);
   if (/^[0-9]+$/.test(value)) {
     const index = Number(value);
     if (index >= current) throw new BuildError(`COPY --from=${value} refers to the current or a later stage; only earlier stages can be copied from`, at);

@@ -57,7 +57,10 @@ export function planSteps(input: PlanInput, baseConfigs: Readonly<Record<string,
         // could not have been resolved by the executor, so only stages are allowed).
         if (phase1 === undefined) return triggerCopySource(value, index, analysis, instruction.location);
         if (phase1.value !== value) {
-          throw new BuildError(`COPY --from=${value}: the value depends on an ENV (it was "${phase1.value}" with the ARGs alone); --from may only use ARGs`, instruction.location);
+          throw new BuildError(
+            `COPY --from=${value}: the value depends on the base image's environment (it was "${phase1.value}" without it), which --from may not use`,
+            instruction.location,
+          );
         }
         return phase1.source;
       },
