@@ -2,7 +2,7 @@
 // words that start with "--", each `--name=value` or, for a boolean flag, `--name`.
 
 import { BuildError, type BuildSourceLocation } from './builder.js';
-import { rawWordSpans } from './shell-lexer.js';
+import { nextRawWord } from './shell-lexer.js';
 
 export interface FlagRules {
   /** Flags taking a value. */
@@ -26,11 +26,8 @@ export function parseFlags(keyword: string, args: string, escape: string, rules:
   const booleans = new Set<string>();
   const seen = new Set<string>();
   let restStart = 0;
-  for (const span of rawWordSpans(args, escape)) {
-    if (!span.word.startsWith('--')) {
-      restStart = span.start;
-      break;
-    }
+  // Only the leading words are looked at: the rest (a long RUN line) is not split here.
+  for (let span = nextRawWord(args, escape, 0); span?.word.startsWith('--') === true; span = nextRawWord(args, escape, span.end)) {
     restStart = span.end;
     const equals = span.word.indexOf('=');
     const name = span.word.slice(2, equals === -1 ? undefined : equals);

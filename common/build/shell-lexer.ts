@@ -35,26 +35,35 @@ export function splitRawWords(text: string, escape: string): string[] {
 
 export function rawWordSpans(text: string, escape: string): RawWordSpan[] {
   const spans: RawWordSpan[] = [];
-  let start = -1;
-  let quote: string | undefined;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text.charAt(i);
-    if (quote === undefined && /\s/.test(ch)) {
-      if (start !== -1) spans.push({ word: text.slice(start, i), start, end: i });
-      start = -1;
-      continue;
-    }
-    if (start === -1) start = i;
-    if (ch === escape && quote !== "'" && i + 1 < text.length) {
+  for (let span = nextRawWord(text, escape, 0); span !== undefined; span = nextRawWord(text, escape, span.end)) spans.push(span);
+  return spans;
+}
+
+/** Blanks as Go's unicode.IsSpace sees them in ASCII (Docker's splitting). */
+function isBlank(code: number): boolean {
+  return code === 32 || (code >= 9 && code <= 13) || code === 0x85 || code === 0xa0;
+}
+
+/** The first raw word at or after `from`, or undefined at the end. */
+export function nextRawWord(text: string, escape: string, from: number): RawWordSpan | undefined {
+  let i = from;
+  while (i < text.length && isBlank(text.charCodeAt(i))) i++;
+  if (i >= text.length) return undefined;
+  const start = i;
+  const escapeCode = escape.charCodeAt(0);
+  let quote = 0;
+  for (; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (quote === 0 && isBlank(code)) break;
+    if (code === escapeCode && quote !== 39 && i + 1 < text.length) {
       i++;
-    } else if (quote === undefined && (ch === '"' || ch === "'")) {
-      quote = ch;
-    } else if (ch === quote) {
-      quote = undefined;
+    } else if (quote === 0 && (code === 34 || code === 39)) {
+      quote = code;
+    } else if (code === quote) {
+      quote = 0;
     }
   }
-  if (start !== -1) spans.push({ word: text.slice(start), start, end: text.length });
-  return spans;
+  return { word: text.slice(start, i), start, end: i };
 }
 
 /** Expands one word: quotes removed, escapes applied, variables substituted; never split. */
