@@ -60,6 +60,8 @@ export function analyseStages(input: PlanInput): StageAnalysis {
         throw new BuildError(`FROM --platform=${platform}: this node builds for ${formatPlatform(input.platform)} only (no emulation of other platforms)`, at);
       }
     }
+    const name = stage.from.stageName;
+    if (name !== undefined && headers.some((header) => header.name === name)) throw new BuildError(`duplicate stage name "${name}"`, at);
     headers.push({
       index,
       ...(stage.from.stageName === undefined ? {} : { name: stage.from.stageName }),

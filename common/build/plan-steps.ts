@@ -198,7 +198,7 @@ export class StagePlanner {
       cacheText: `RUN ${JSON.stringify({ argv, args: cacheArgs.sort(), inlineFiles })}`,
       configAfter,
       argv,
-      env: [...configAfter.env, ...args.map(([name, value]) => `${name}=${value}`)],
+      env: withDefaultPath([...configAfter.env, ...args.map(([name, value]) => `${name}=${value}`)]),
       user: configAfter.user,
       workdir: configAfter.workingDir === '' ? '/' : configAfter.workingDir,
       inlineFiles,
@@ -303,6 +303,13 @@ export class StagePlanner {
     if (!/^[0-7]{3,4}$/.test(value)) throw new BuildError(`${keyword} --chmod: "${value}" is not an octal mode such as 755 or 0644 (symbolic modes are not supported)`, at);
     return Number.parseInt(value, 8);
   }
+}
+
+/** Docker's and buildah's PATH for a RUN whose image sets none (a scratch base); not written to the config. */
+export const DEFAULT_RUN_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+function withDefaultPath(env: string[]): string[] {
+  return env.some((entry) => entry.startsWith('PATH=')) ? env : [...env, DEFAULT_RUN_PATH];
 }
 
 function where(at: BuildSourceLocation): string {

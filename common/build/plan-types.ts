@@ -63,7 +63,7 @@ export interface BuildImageConfig {
   readonly user: string;
   /** "PORT/PROTO" keys, e.g. "80/tcp", sorted. */
   readonly exposedPorts: readonly string[];
-  /** Absolute container paths, sorted. */
+  /** Container paths as written (after expansion), sorted. */
   readonly volumes: readonly string[];
   readonly labels: Readonly<Record<string, string>>;
   readonly healthcheck?: BuildHealthcheck;
@@ -125,7 +125,10 @@ export interface RunStep extends StepCommon {
   readonly kind: 'run';
   /** Exec form as given, or the stage's SHELL followed by the command for shell form (heredoc bodies included). */
   readonly argv: readonly string[];
-  /** The config's Env plus the build args in scope that no ENV of the same name overrides (as Docker passes them to RUN). */
+  /**
+   * The config's Env plus the build args in scope that no ENV of the same name overrides (as
+   * Docker passes them to RUN), plus Docker's default PATH when the config sets none.
+   */
   readonly env: readonly string[];
   /** The config's User ("" = root). */
   readonly user: string;
@@ -135,7 +138,10 @@ export interface RunStep extends StepCommon {
   readonly inlineFiles: readonly RunInlineFile[];
 }
 
-/** The content of a `COPY <<EOF /dest` heredoc: a file created with that name (the delimiter) in the destination. */
+/**
+ * The content of a `COPY <<EOF /dest` heredoc: a file named after the delimiter in the destination
+ * directory (or the destination itself when it does not end in "/"), mode 0644 unless --chmod.
+ */
 export interface CopyHeredocFile {
   readonly name: string;
   /** Already expanded (unless the delimiter was quoted) and, for `<<-`, with leading tabs removed. */

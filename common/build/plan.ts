@@ -92,7 +92,9 @@ export function planSteps(input: PlanInput, baseConfigs: Readonly<Record<string,
   const output = finalConfigs.get(analysis.outputStage) ?? EMPTY_CONFIG;
   const given = Object.keys(input.request.buildArgs).sort();
   const buildArgsUsed = given.filter((name) => consumed.has(name) || PROXY_ARGS.has(name));
-  const buildArgsUnused = given.filter((name) => !consumed.has(name) && !PROXY_ARGS.has(name));
+  // BUILDKIT_* args (BUILDKIT_INLINE_CACHE, common in Compose files) switch BuildKit features:
+  // meaningless here, and not worth a warning either.
+  const buildArgsUnused = given.filter((name) => !consumed.has(name) && !PROXY_ARGS.has(name) && !name.startsWith('BUILDKIT_'));
   if (buildArgsUnused.length > 0) warnings.push(`one or more build args [${buildArgsUnused.join(' ')}] were not consumed`);
   return {
     stages,

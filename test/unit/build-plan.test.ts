@@ -448,3 +448,18 @@ test('a syntax directive naming another frontend gets a warning; docker/dockerfi
   t.deepEqual(plan('# syntax=docker/dockerfile:1.7\nFROM busybox\n').warnings, []);
   t.regex(plan('# syntax=example.com/frontend\nFROM busybox\n').warnings[0] ?? '', /is ignored/);
 });
+
+test('a duplicate stage name is an error at the second FROM', (t) => {
+  t.is(planError('FROM busybox AS a\nFROM busybox AS A\n'), 'Dockerfile:2:1: duplicate stage name "a"');
+});
+
+test('BUILDKIT_* build args (BuildKit switches) are not reported as unused', (t) => {
+  t.deepEqual(plan('FROM busybox\n', { buildArgs: { BUILDKIT_INLINE_CACHE: '1' } }).buildArgsUnused, []);
+});
+
+test("RUN gets Docker's default PATH when the config has none, without it entering the config", (t) => {
+  const result = plan('FROM scratch\nRUN ["/hello"]\n');
+  t.deepEqual(runs(result)[0]?.env, ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
+  t.deepEqual(result.outputConfig.env, []);
+  t.is(envOf(runs(plan('FROM busybox\nRUN x\n'))[0], 'PATH'), '/usr/sbin:/usr/bin:/sbin:/bin');
+});
