@@ -79,7 +79,7 @@ export function expandHeredoc(content: string, lookup: VariableLookup, escape: s
   return new WordExpander(content, lookup, escape, true).run();
 }
 
-const NAME_START = /[A-Za-z0-9_]/;
+const NAME_CHAR = /[A-Za-z0-9_]/;
 /** Pattern removal tries every prefix length: bounded so it stays quadratic in a small number. */
 const MAX_PATTERN_SUBJECT = 4096;
 
@@ -202,9 +202,11 @@ class WordExpander {
     return this.lookup(name) ?? '';
   }
 
+  /** A variable name: letters, digits and "_"; one that starts with a digit is digits only ($1abc is $1 then "abc"). */
   private name(): string {
     const start = this.pos;
-    while (this.pos < this.text.length && NAME_START.test(this.text.charAt(this.pos))) this.pos++;
+    const allowed = /[0-9]/.test(this.text.charAt(this.pos)) ? /[0-9]/ : NAME_CHAR;
+    while (this.pos < this.text.length && allowed.test(this.text.charAt(this.pos))) this.pos++;
     return this.text.slice(start, this.pos);
   }
 

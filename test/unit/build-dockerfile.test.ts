@@ -55,6 +55,8 @@ const expansions: [string, string][] = [
   ['$', '$'],
   ['$ x', '$ x'],
   ['a$-b', 'a$-b'],
+  ['$1abc', 'abc'],
+  ['${A}_$A_', 'a_'],
   ['"it\'s"', "it's"],
   ['\'say "hi"\'', 'say "hi"'],
   ['trailing\\', 'trailing\\'],
