@@ -353,3 +353,18 @@ test('ONBUILD: recorded with its trigger checked; chained ONBUILD, FROM and MAIN
   t.is(errorOf('FROM a\nONBUILD BOGUS b\n'), 'Dockerfile:2:1: unknown instruction: BOGUS');
   t.is(errorOf('FROM a\nONBUILD RUN --mount=x y\n').split(':').slice(0, 4).join(':'), 'Dockerfile:2:1: RUN --mount is not supported');
 });
+
+test('what is not a heredoc: a quoted or JSON "<<EOF", and heredocs outside RUN, COPY and ADD', (t) => {
+  const lines = readDockerfileLines('FROM a\nRUN ["<<EOF"]\nRUN "<<NOHEREDOC"\nRUN <<EMPTY\nEMPTY\nADD <<EOF foo.txt /bar/\ninline\nEOF\n', 'Dockerfile');
+  t.deepEqual(
+    lines.instructions.map((i) => [i.keyword, i.heredocs.map((h) => [h.name, h.content])]),
+    [
+      ['FROM', []],
+      ['RUN', []],
+      ['RUN', []],
+      ['RUN', [['EMPTY', '']]],
+      ['ADD', [['EOF', 'inline\n']]],
+    ],
+  );
+  t.like(only('ADD <<EOF foo.txt /bar/\ninline\nEOF'), { sources: [{ kind: 'heredoc' }, { kind: 'path', word: 'foo.txt' }], dest: '/bar/' });
+});
