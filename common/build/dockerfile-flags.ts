@@ -21,7 +21,8 @@ export interface ParsedFlags {
   readonly rest: string;
 }
 
-export function parseFlags(keyword: string, args: string, escape: string, rules: FlagRules, location: BuildSourceLocation): ParsedFlags {
+/** `locate` maps an offset in `args` to its place in the file, so an error points at its flag. */
+export function parseFlags(keyword: string, args: string, escape: string, rules: FlagRules, locate: (offset: number) => BuildSourceLocation): ParsedFlags {
   const values = new Map<string, string>();
   const booleans = new Set<string>();
   const seen = new Set<string>();
@@ -29,6 +30,7 @@ export function parseFlags(keyword: string, args: string, escape: string, rules:
   // Only the leading words are looked at: the rest (a long RUN line) is not split here.
   for (let span = nextRawWord(args, escape, 0); span?.word.startsWith('--') === true; span = nextRawWord(args, escape, span.end)) {
     restStart = span.end;
+    const location = locate(span.start);
     const equals = span.word.indexOf('=');
     const name = span.word.slice(2, equals === -1 ? undefined : equals);
     const value = equals === -1 ? undefined : span.word.slice(equals + 1);

@@ -34,6 +34,24 @@ export interface RawInstruction {
   /** The instruction as written with continuations joined, e.g. "RUN make all". */
   readonly text: string;
   readonly heredocs: readonly RawHeredoc[];
+  /** Where the pieces of `args` came from in the file (offsets into `args`, the first may be negative). */
+  readonly argPieces: readonly SourcePiece[];
+}
+
+export interface SourcePiece {
+  readonly offset: number;
+  /** 1-based. */
+  readonly line: number;
+  /** 1-based. */
+  readonly column: number;
+}
+
+/** The file position of `args[offset]` (the instruction's own location when unknown). */
+export function locateInArgs(instruction: RawInstruction, offset: number): BuildSourceLocation {
+  let found: SourcePiece | undefined;
+  for (const piece of instruction.argPieces) if (piece.offset <= offset) found = piece;
+  if (found === undefined) return instruction.location;
+  return { file: instruction.location.file, line: found.line, column: found.column + offset - found.offset };
 }
 
 export interface DockerfileLines {
@@ -120,21 +138,29 @@ class LineWalker {
     // Only the line just read can end in a continuation: testing it alone keeps this linear.
     let current = (this.lines[line] ?? '').slice(column);
     const parts: string[] = [];
+    // Where each joined piece starts, in the logical line and in the file (for error columns).
+    const pieces: SourcePiece[] = [{ offset: 0, line: line + 1, column: column + 1 }];
+    let length = 0;
     let index = line;
     while (this.continuation.test(current)) {
-      parts.push(current.replace(this.continuation, ''));
+      const piece = current.replace(this.continuation, '');
+      parts.push(piece);
+      length += piece.length;
       index++;
       // Blank and comment lines inside a continuation are skipped, as Docker does.
       while (index < this.lines.length && isBlankOrComment(this.lines[index] ?? '')) index++;
       current = index < this.lines.length ? (this.lines[index] ?? '') : '';
       if (index >= this.lines.length) break;
+      pieces.push({ offset: length, line: index + 1, column: 1 });
     }
     parts.push(current);
     const logical = parts.join('');
-    const trimmed = logical.trim();
+    const trimmed = logical.trimEnd();
     const space = trimmed.search(/\s/);
     const written = space === -1 ? trimmed : trimmed.slice(0, space);
     const args = space === -1 ? '' : trimmed.slice(space).trim();
+    const argsOffset = args === '' ? 0 : trimmed.indexOf(args, written.length);
+    const argPieces = pieces.map((piece) => ({ ...piece, offset: piece.offset - argsOffset }));
     const keyword = written.toUpperCase();
     const heredocs: RawHeredoc[] = [];
     let next = index + 1;
@@ -146,7 +172,7 @@ class LineWalker {
       }
     }
     const text = args === '' ? written : `${written} ${args}`;
-    return { instruction: { keyword, location, args, text, heredocs }, nextLine: next };
+    return { instruction: { keyword, location, args, text, heredocs, argPieces }, nextLine: next };
   }
 
   private heredocBody(from: number, opener: HeredocOpener, location: BuildSourceLocation): { heredoc: RawHeredoc; nextLine: number } {

@@ -16,7 +16,7 @@ import type {
   StageInstruction,
 } from './dockerfile-instructions.js';
 import { MAX_STAGES } from './dockerfile-limits.js';
-import { isHeredocOpener, readDockerfileLines, type RawInstruction } from './dockerfile-lines.js';
+import { isHeredocOpener, locateInArgs, readDockerfileLines, type RawInstruction } from './dockerfile-lines.js';
 import { parseFlags } from './dockerfile-flags.js';
 import { parseGoDuration } from './durations.js';
 import { splitRawWords } from './shell-lexer.js';
@@ -51,7 +51,7 @@ export function parseDockerfile(text: string, file: string): ParsedDockerfile {
 export function parseInstruction(raw: RawInstruction, escape: string): FromInstruction | StageInstruction {
   const base = { keyword: raw.keyword, location: raw.location, text: raw.text };
   const at = raw.location;
-  const rest = (rules: Parameters<typeof parseFlags>[3]): ReturnType<typeof parseFlags> => parseFlags(raw.keyword, raw.args, escape, rules, at);
+  const rest = (rules: Parameters<typeof parseFlags>[3]): ReturnType<typeof parseFlags> => parseFlags(raw.keyword, raw.args, escape, rules, (offset) => locateInArgs(raw, offset));
   if (raw.heredocs.length > 0 && raw.keyword !== 'RUN' && raw.keyword !== 'COPY' && raw.keyword !== 'ADD') {
     throw new BuildError(`${raw.keyword} does not take heredocs`, at);
   }
@@ -112,7 +112,7 @@ export function parseInstruction(raw: RawInstruction, escape: string): FromInstr
 type Base = { readonly keyword: string; readonly location: BuildSourceLocation; readonly text: string };
 
 function noFlags(raw: RawInstruction, escape: string): string {
-  return parseFlags(raw.keyword, raw.args, escape, {}, raw.location).rest;
+  return parseFlags(raw.keyword, raw.args, escape, {}, (offset) => locateInArgs(raw, offset)).rest;
 }
 
 function required(keyword: string, args: string, at: BuildSourceLocation): string {
@@ -212,7 +212,7 @@ const RUN_REFUSED = {
 };
 
 function parseRun(base: Base, raw: RawInstruction, escape: string): StageInstruction {
-  const flags = parseFlags('RUN', raw.args, escape, { refused: RUN_REFUSED }, raw.location);
+  const flags = parseFlags('RUN', raw.args, escape, { refused: RUN_REFUSED }, (offset) => locateInArgs(raw, offset));
   const command = commandForm('RUN', flags.rest, raw.location, false);
   if (command.kind === 'exec' && raw.heredocs.length > 0) throw new BuildError('RUN: heredocs need the shell form', raw.location);
   return { ...base, kind: 'run', command, heredocs: raw.heredocs };
@@ -238,7 +238,7 @@ function parseCopy(base: Base, raw: RawInstruction, escape: string): CopyInstruc
     add
       ? { values: ['chown', 'chmod', 'checksum'], booleans: ['link'], refused: ADD_REFUSED }
       : { values: ['from', 'chown', 'chmod'], booleans: ['link'], refused: COPY_REFUSED },
-    raw.location,
+    (offset) => locateInArgs(raw, offset),
   );
   const json = jsonStrings(flags.rest);
   const words = json ?? splitRawWords(flags.rest, escape);
@@ -271,7 +271,9 @@ const MS = 1e6;
 
 function parseHealthcheck(base: Base, raw: RawInstruction, escape: string): HealthcheckInstruction {
   const at = raw.location;
-  const flags = parseFlags('HEALTHCHECK', raw.args, escape, { values: ['interval', 'timeout', 'start-period', 'start-interval', 'retries'] }, at);
+  const flags = parseFlags('HEALTHCHECK', raw.args, escape, { values: ['interval', 'timeout', 'start-period', 'start-interval', 'retries'] }, (offset) =>
+    locateInArgs(raw, offset),
+  );
   const words = splitRawWords(flags.rest, escape);
   const type = words[0]?.toUpperCase();
   if (type === 'NONE') {
@@ -332,5 +334,5 @@ export function triggerInstruction(trigger: string, location: BuildSourceLocatio
   const space = trimmed.search(/\s/);
   const written = space === -1 ? trimmed : trimmed.slice(0, space);
   const args = space === -1 ? '' : trimmed.slice(space).trim();
-  return { keyword: written.toUpperCase(), location, args, text: trimmed, heredocs: [] };
+  return { keyword: written.toUpperCase(), location, args, text: trimmed, heredocs: [], argPieces: [] };
 }

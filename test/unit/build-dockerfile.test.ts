@@ -226,13 +226,18 @@ test('FROM errors', (t) => {
   t.is(errorOf('FROM\n'), 'Dockerfile:1:1: FROM requires either one or three arguments: FROM image [AS name]');
   t.is(errorOf('FROM a b c\n'), 'Dockerfile:1:1: FROM: expected "AS" before the stage name, found "b"');
   t.regex(errorOf('FROM a AS 1x\n'), /^Dockerfile:1:1: invalid stage name "1x"/);
-  t.is(errorOf('FROM --plat=x a\n'), 'Dockerfile:1:1: FROM: unknown flag: --plat');
+  t.is(errorOf('FROM --plat=x a\n'), 'Dockerfile:1:6: FROM: unknown flag: --plat');
   t.is(errorOf('# only a comment\n'), 'Dockerfile:1:1: the Dockerfile has no FROM instruction');
   t.is(errorOf('RUN x\nFROM a\n'), 'Dockerfile:1:1: RUN before the first FROM: only ARG may come before it');
 });
 
 test('the stage count limit is enforced and named', (t) => {
   t.regex(errorOf('FROM a\n'.repeat(MAX_STAGES + 1)), new RegExp(`^Dockerfile:${MAX_STAGES + 1}:1: .*MAX_STAGES`));
+});
+
+test('a flag error points at the flag, also on a continuation line', (t) => {
+  t.is(errorOf('FROM a\n  COPY --chown=1 \\\n   --chmod=1 \\\n     --bogus=x a /b\n'), 'Dockerfile:4:6: COPY: unknown flag: --bogus');
+  t.is(errorOf('FROM a\nHEALTHCHECK   --interval=1s --interval=2s CMD x\n'), 'Dockerfile:2:29: HEALTHCHECK: duplicate flag specified: --interval');
 });
 
 test('an unknown instruction names file, line and column', (t) => {
@@ -247,9 +252,9 @@ test('RUN shell and exec form; invalid JSON is shell form as in Docker', (t) => 
 });
 
 test('RUN --mount, --network, --security are refused by name', (t) => {
-  t.regex(errorOf('FROM a\nRUN --mount=type=cache,target=/x make\n'), /^Dockerfile:2:1: RUN --mount is not supported: /);
-  t.regex(errorOf('FROM a\nRUN --network=host make\n'), /^Dockerfile:2:1: RUN --network is not supported: /);
-  t.regex(errorOf('FROM a\nRUN --security=insecure make\n'), /^Dockerfile:2:1: RUN --security is not supported: /);
+  t.regex(errorOf('FROM a\nRUN --mount=type=cache,target=/x make\n'), /^Dockerfile:2:5: RUN --mount is not supported: /);
+  t.regex(errorOf('FROM a\nRUN --network=host make\n'), /^Dockerfile:2:5: RUN --network is not supported: /);
+  t.regex(errorOf('FROM a\nRUN --security=insecure make\n'), /^Dockerfile:2:5: RUN --security is not supported: /);
   t.is(errorOf('FROM a\nRUN\n'), 'Dockerfile:2:1: RUN requires at least one argument');
 });
 
@@ -275,13 +280,13 @@ test('COPY and ADD: flags, JSON form, heredoc sources', (t) => {
 
 test('COPY and ADD errors', (t) => {
   t.is(errorOf('FROM a\nCOPY a\n'), 'Dockerfile:2:1: COPY requires at least two arguments: source(s) and destination');
-  t.regex(errorOf('FROM a\nCOPY --parents a /b\n'), /^Dockerfile:2:1: COPY --parents is not supported/);
-  t.regex(errorOf('FROM a\nCOPY --exclude=x a /b\n'), /^Dockerfile:2:1: COPY --exclude is not supported/);
-  t.regex(errorOf('FROM a\nADD --from=x a /b\n'), /^Dockerfile:2:1: ADD --from is not supported/);
+  t.regex(errorOf('FROM a\nCOPY --parents a /b\n'), /^Dockerfile:2:6: COPY --parents is not supported/);
+  t.regex(errorOf('FROM a\nCOPY --exclude=x a /b\n'), /^Dockerfile:2:6: COPY --exclude is not supported/);
+  t.regex(errorOf('FROM a\nADD --from=x a /b\n'), /^Dockerfile:2:5: ADD --from is not supported/);
   t.regex(errorOf('FROM a\nADD --keep-git-dir a /b\n'), /ADD --keep-git-dir is not supported/);
-  t.is(errorOf('FROM a\nCOPY --from a /b\n'), 'Dockerfile:2:1: COPY: missing a value on flag --from');
-  t.is(errorOf('FROM a\nCOPY --from=x --from=y a /b\n'), 'Dockerfile:2:1: COPY: duplicate flag specified: --from');
-  t.is(errorOf('FROM a\nCOPY --link=maybe a /b\n'), 'Dockerfile:2:1: COPY: expecting boolean value for flag --link, not "maybe"');
+  t.is(errorOf('FROM a\nCOPY --from a /b\n'), 'Dockerfile:2:6: COPY: missing a value on flag --from');
+  t.is(errorOf('FROM a\nCOPY --from=x --from=y a /b\n'), 'Dockerfile:2:15: COPY: duplicate flag specified: --from');
+  t.is(errorOf('FROM a\nCOPY --link=maybe a /b\n'), 'Dockerfile:2:6: COPY: expecting boolean value for flag --link, not "maybe"');
 });
 
 test('ENV and LABEL: K=V pairs with quotes and escapes, and the legacy K V form', (t) => {
