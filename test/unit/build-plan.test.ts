@@ -463,3 +463,9 @@ test("RUN gets Docker's default PATH when the config has none, without it enteri
   t.deepEqual(result.outputConfig.env, []);
   t.is(envOf(runs(plan('FROM busybox\nRUN x\n'))[0], 'PATH'), '/usr/sbin:/usr/bin:/sbin:/bin');
 });
+
+test('with `# escape=`` ` backslashes are literal and the backtick escapes', (t) => {
+  const result = plan('# escape=`\nFROM busybox\nENV DIR=C:\\dir LIT=`$HOME NEXT=a`\n` b\nENTRYPOINT run me\n');
+  t.deepEqual(result.outputConfig.env.slice(1), ['DIR=C:\\dir', 'LIT=$HOME', 'NEXT=a b']);
+  t.deepEqual(result.outputConfig.entrypoint, ['/bin/sh', '-c', 'run me']);
+});
