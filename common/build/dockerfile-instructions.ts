@@ -5,14 +5,17 @@
 
 import type { BuildHealthcheck } from './plan-types.js';
 import type { BuildSourceLocation } from './builder.js';
-import type { RawHeredoc } from './dockerfile-lines.js';
+import type { RawHeredoc, SourcePiece } from './dockerfile-lines.js';
 
-interface InstructionBase {
+export interface InstructionBase {
   /** Upper-case keyword. */
   readonly keyword: string;
   readonly location: BuildSourceLocation;
   /** As written, continuations joined: "RUN make all". */
   readonly text: string;
+  /** The arguments as read (for error positions: common/build/dockerfile-lines.ts wordLocation). */
+  readonly args: string;
+  readonly argPieces: readonly SourcePiece[];
 }
 
 /** Exec form (a JSON array, as given) or shell form (the command text, run by SHELL). */

@@ -46,12 +46,34 @@ export interface SourcePiece {
   readonly column: number;
 }
 
+/** What error positions are computed from: an instruction's location, arguments and their pieces. */
+export interface ArgumentSource {
+  readonly location: BuildSourceLocation;
+  readonly args: string;
+  readonly argPieces: readonly SourcePiece[];
+}
+
 /** The file position of `args[offset]` (the instruction's own location when unknown). */
-export function locateInArgs(instruction: RawInstruction, offset: number): BuildSourceLocation {
+export function locateInArgs(source: ArgumentSource, offset: number): BuildSourceLocation {
   let found: SourcePiece | undefined;
-  for (const piece of instruction.argPieces) if (piece.offset <= offset) found = piece;
-  if (found === undefined) return instruction.location;
-  return { file: instruction.location.file, line: found.line, column: found.column + offset - found.offset };
+  for (const piece of source.argPieces) if (piece.offset <= offset) found = piece;
+  if (found === undefined) return source.location;
+  return { file: source.location.file, line: found.line, column: found.column + offset - found.offset };
+}
+
+/**
+ * The file position of a word of the arguments: where its text (or, for a JSON form, its JSON
+ * string) first occurs; the instruction's location when it cannot be found. Only computed for
+ * an error, so the search costs nothing on the way to a plan.
+ */
+export function wordLocation(source: ArgumentSource, word: string): BuildSourceLocation {
+  if (word === '') return source.location;
+  let offset = source.args.indexOf(word);
+  if (offset === -1) {
+    const json = source.args.indexOf(JSON.stringify(word));
+    offset = json === -1 ? -1 : json + 1;
+  }
+  return offset === -1 ? source.location : locateInArgs(source, offset);
 }
 
 export interface DockerfileLines {

@@ -4,6 +4,7 @@
 
 import { BuildError, type BuildSourceLocation } from './builder.js';
 import type {
+  InstructionBase,
   ArgInstruction,
   CommandForm,
   CopyInstruction,
@@ -49,7 +50,7 @@ export function parseDockerfile(text: string, file: string): ParsedDockerfile {
 
 /** Parses one instruction (also used for ONBUILD triggers, given as one line). */
 export function parseInstruction(raw: RawInstruction, escape: string): FromInstruction | StageInstruction {
-  const base = { keyword: raw.keyword, location: raw.location, text: raw.text };
+  const base = { keyword: raw.keyword, location: raw.location, text: raw.text, args: raw.args, argPieces: raw.argPieces };
   const at = raw.location;
   const rest = (rules: Parameters<typeof parseFlags>[3]): ReturnType<typeof parseFlags> => parseFlags(raw.keyword, raw.args, escape, rules, (offset) => locateInArgs(raw, offset));
   if (raw.heredocs.length > 0 && raw.keyword !== 'RUN' && raw.keyword !== 'COPY' && raw.keyword !== 'ADD') {
@@ -109,7 +110,7 @@ export function parseInstruction(raw: RawInstruction, escape: string): FromInstr
   }
 }
 
-type Base = { readonly keyword: string; readonly location: BuildSourceLocation; readonly text: string };
+type Base = InstructionBase;
 
 function noFlags(raw: RawInstruction, escape: string): string {
   return parseFlags(raw.keyword, raw.args, escape, {}, (offset) => locateInArgs(raw, offset)).rest;

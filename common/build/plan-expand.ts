@@ -9,30 +9,33 @@ import { expandHeredoc, expandWord, WordError, type VariableLookup } from './she
 /** Characters all expansions of one plan may produce together. */
 export const MAX_PLAN_EXPANSION_CHARS = 16 * 1024 * 1024;
 
+/** A location, or how to compute it: only needed when an error is thrown. */
+export type LocationSource = BuildSourceLocation | (() => BuildSourceLocation);
+
 export class Expander {
   private used = 0;
 
   constructor(readonly escape: string) {}
 
-  word(word: string, lookup: VariableLookup, at: BuildSourceLocation): string {
+  word(word: string, lookup: VariableLookup, at: LocationSource): string {
     return this.count(() => expandWord(word, lookup, this.escape), at);
   }
 
-  heredoc(content: string, lookup: VariableLookup, at: BuildSourceLocation): string {
+  heredoc(content: string, lookup: VariableLookup, at: LocationSource): string {
     return this.count(() => expandHeredoc(content, lookup, this.escape), at);
   }
 
-  private count(expand: () => string, at: BuildSourceLocation): string {
+  private count(expand: () => string, at: LocationSource): string {
     let result: string;
     try {
       result = expand();
     } catch (error) {
-      if (error instanceof WordError) throw new BuildError(error.message, at);
+      if (error instanceof WordError) throw new BuildError(error.message, typeof at === 'function' ? at() : at);
       throw error;
     }
     this.used += result.length;
     if (this.used > MAX_PLAN_EXPANSION_CHARS) {
-      throw new BuildError(`expansions produce more than the limit of ${MAX_PLAN_EXPANSION_CHARS} characters in all (MAX_PLAN_EXPANSION_CHARS)`, at);
+      throw new BuildError(`expansions produce more than the limit of ${MAX_PLAN_EXPANSION_CHARS} characters in all (MAX_PLAN_EXPANSION_CHARS)`, typeof at === 'function' ? at() : at);
     }
     return result;
   }

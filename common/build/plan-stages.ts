@@ -5,6 +5,7 @@
 import { BuildError, type BuildSourceLocation } from './builder.js';
 import type { CopyInstruction, ParsedDockerfile } from './dockerfile-instructions.js';
 import { parseDockerfile } from './dockerfile-parse.js';
+import { wordLocation } from './dockerfile-lines.js';
 import { argValue, Expander } from './plan-expand.js';
 import { automaticArgs, formatPlatform, platformMatches } from './plan-args.js';
 import type { CopySource, PlanInput, StageBase, StageHeader } from './plan-types.js';
@@ -41,7 +42,7 @@ export function analyseStages(input: PlanInput): StageAnalysis {
   const globalLookup = (name: string): string | undefined => (globalArgs.has(name) ? globalArgs.get(name) : automatic.get(name));
   for (const instruction of parsed.globalArgs) {
     for (const declaration of instruction.declarations) {
-      globalArgs.set(declaration.name, argValue(declaration, { buildArgs, automatic }, (word) => expander.word(word, globalLookup, instruction.location)));
+      globalArgs.set(declaration.name, argValue(declaration, { buildArgs, automatic }, (word) => expander.word(word, globalLookup, () => wordLocation(instruction, word))));
     }
   }
 
@@ -50,14 +51,19 @@ export function analyseStages(input: PlanInput): StageAnalysis {
   const dependencies: number[][] = [];
   parsed.stages.forEach((stage, index) => {
     const at = stage.from.location;
-    const image = expander.word(stage.from.image, globalLookup, at);
-    if (image === '') throw new BuildError(`FROM: the base name (${stage.from.image}) should not be blank`, at);
-    const base = resolveBase(image, headers, at);
+    const imageAt = (): BuildSourceLocation => wordLocation(stage.from, stage.from.image);
+    const image = expander.word(stage.from.image, globalLookup, imageAt);
+    if (image === '') throw new BuildError(`FROM: the base name (${stage.from.image}) should not be blank`, imageAt());
+    const base = resolveBase(image, headers, imageAt);
     let platform: string | undefined;
     if (stage.from.platform !== undefined) {
-      platform = expander.word(stage.from.platform, globalLookup, at);
+      const rawPlatform = stage.from.platform;
+      platform = expander.word(rawPlatform, globalLookup, () => wordLocation(stage.from, `--platform=${rawPlatform}`));
       if (!platformMatches(platform, input.platform)) {
-        throw new BuildError(`FROM --platform=${platform}: this node builds for ${formatPlatform(input.platform)} only (no emulation of other platforms)`, at);
+        throw new BuildError(
+          `FROM --platform=${platform}: this node builds for ${formatPlatform(input.platform)} only (no emulation of other platforms)`,
+          wordLocation(stage.from, `--platform=${rawPlatform}`),
+        );
       }
     }
     const name = stage.from.stageName;
@@ -78,14 +84,16 @@ export function analyseStages(input: PlanInput): StageAnalysis {
     for (const instruction of stage.instructions) {
       if (instruction.kind === 'arg') {
         for (const declaration of instruction.declarations) {
-          stageArgs.set(declaration.name, argValue(declaration, { buildArgs, globalArgs, automatic }, (word) => expander.word(word, lookup, instruction.location)));
+          stageArgs.set(declaration.name, argValue(declaration, { buildArgs, globalArgs, automatic }, (word) => expander.word(word, lookup, () => wordLocation(instruction, word))));
         }
       } else if (instruction.kind === 'env') {
-        const pairs = instruction.pairs.map((pair) => [expander.word(pair.key, lookup, instruction.location), expander.word(pair.value, lookup, instruction.location)]);
+        const pairs = instruction.pairs.map((pair) => [expander.word(pair.key, lookup, () => wordLocation(instruction, pair.key)), expander.word(pair.value, lookup, () => wordLocation(instruction, pair.value))]);
         for (const [key, value] of pairs) if (key !== undefined && value !== undefined) stageEnv.set(key, value);
       } else if (instruction.kind === 'copy' && instruction.from !== undefined) {
-        const value = expander.word(instruction.from, lookup, instruction.location);
-        const source = resolveCopyFrom(value, index, parsed, headers, instruction.location);
+        const rawFrom = instruction.from;
+        const fromAt = (): BuildSourceLocation => wordLocation(instruction, `--from=${rawFrom}`);
+        const value = expander.word(rawFrom, lookup, fromAt);
+        const source = resolveCopyFrom(value, index, parsed, headers, fromAt());
         copySources.set(instruction, { value, source, stage: index });
         if (source.kind === 'stage') deps.push(source.index);
       }
@@ -113,11 +121,11 @@ export function analyseStages(input: PlanInput): StageAnalysis {
   };
 }
 
-function resolveBase(image: string, earlier: readonly StageHeader[], at: BuildSourceLocation): StageBase {
+function resolveBase(image: string, earlier: readonly StageHeader[], at: () => BuildSourceLocation): StageBase {
   if (image === 'scratch') return { kind: 'scratch' };
   const stage = earlier.find((header) => header.name === image.toLowerCase());
   if (stage !== undefined) return { kind: 'stage', index: stage.index };
-  checkReference(image, at);
+  checkReference(image, at());
   return { kind: 'image', reference: image };
 }
 

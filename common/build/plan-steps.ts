@@ -5,8 +5,8 @@
 
 import { posix } from 'node:path';
 import { BuildError, type BuildSourceLocation } from './builder.js';
-import type { CopyInstruction, RunInstruction, StageInstruction } from './dockerfile-instructions.js';
-import type { RawHeredoc } from './dockerfile-lines.js';
+import type { CopyInstruction, InstructionBase, RunInstruction, StageInstruction } from './dockerfile-instructions.js';
+import { wordLocation, type RawHeredoc } from './dockerfile-lines.js';
 import { MAX_EXPOSED_PORTS } from './dockerfile-limits.js';
 import { ConfigBuilder, DEFAULT_SHELL } from './plan-config.js';
 import { argValue, type ArgSources, type Expander } from './plan-expand.js';
@@ -53,8 +53,9 @@ export class StagePlanner {
   /** Variables visible to expansion: the config's Env first, then this stage's ARGs. */
   private readonly lookup = (name: string): string | undefined => this.config.getEnv(name) ?? this.args.get(name);
 
-  private expand(word: string, at: BuildSourceLocation): string {
-    return this.context.expander.word(word, this.lookup, at);
+  /** Expands a word of `instruction`; an error points at the word. */
+  private expand(word: string, instruction: InstructionBase): string {
+    return this.context.expander.word(word, this.lookup, () => wordLocation(instruction, word));
   }
 
   add(instruction: StageInstruction): void {
@@ -68,8 +69,8 @@ export class StagePlanner {
       return;
     }
     if (instruction.kind === 'workdir') {
-      const path = this.expand(instruction.path, instruction.location);
-      if (path === '') throw new BuildError('WORKDIR: the path is empty after expansion', instruction.location);
+      const path = this.expand(instruction.path, instruction);
+      if (path === '') throw new BuildError('WORKDIR: the path is empty after expansion', wordLocation(instruction, instruction.path));
       this.config.workingDir = posix.resolve(this.config.workingDir === '' ? '/' : this.config.workingDir, path);
       const configAfter = this.config.snapshot();
       this.steps.push({ ...common, kind: 'workdir', path: this.config.workingDir, cacheText: `WORKDIR ${this.config.workingDir}`, configAfter });
@@ -88,7 +89,7 @@ export class StagePlanner {
         const values: string[] = [];
         for (const declaration of instruction.declarations) {
           // ENV before the ARG is visible to its default, as every expansion sees it.
-          const value = argValue(declaration, this.context.argSources, (word) => this.expand(word, at));
+          const value = argValue(declaration, this.context.argSources, (word) => this.expand(word, instruction));
           this.args.set(declaration.name, value);
           if (Object.hasOwn(this.context.argSources.buildArgs, declaration.name)) this.context.consumed.add(declaration.name);
           if (!PROXY_ARGS.has(declaration.name)) values.push(value === undefined ? declaration.name : `${declaration.name}=${value}`);
@@ -97,17 +98,17 @@ export class StagePlanner {
       }
       case 'env': {
         // Every pair sees the variables as they were before this ENV (Docker expands the whole instruction first).
-        const pairs = instruction.pairs.map((pair) => [this.expand(pair.key, at), this.expand(pair.value, at)] as const);
-        for (const [key, value] of pairs) {
-          if (key === '' || key.includes('=')) throw new BuildError(`ENV: invalid name "${key}"`, at);
+        const pairs = instruction.pairs.map((pair) => [this.expand(pair.key, instruction), this.expand(pair.value, instruction), pair.key] as const);
+        for (const [key, value, raw] of pairs) {
+          if (key === '' || key.includes('=')) throw new BuildError(`ENV: invalid name "${key}"`, wordLocation(instruction, raw));
           this.config.setEnv(key, value);
         }
         return undefined;
       }
       case 'label': {
-        const pairs = instruction.pairs.map((pair) => [this.expand(pair.key, at), this.expand(pair.value, at)] as const);
-        for (const [key, value] of pairs) {
-          if (key === '') throw new BuildError('LABEL: empty name', at);
+        const pairs = instruction.pairs.map((pair) => [this.expand(pair.key, instruction), this.expand(pair.value, instruction), pair.key] as const);
+        for (const [key, value, raw] of pairs) {
+          if (key === '') throw new BuildError('LABEL: empty name', wordLocation(instruction, raw));
           this.config.setLabel(key, value);
         }
         return undefined;
@@ -117,15 +118,15 @@ export class StagePlanner {
         this.context.warnings.push(`${where(at)}: MAINTAINER is deprecated; use LABEL org.opencontainers.image.authors=...`);
         return undefined;
       case 'user': {
-        const user = this.expand(instruction.user, at);
-        if (user === '') throw new BuildError('USER: the user is empty after expansion', at);
+        const user = this.expand(instruction.user, instruction);
+        if (user === '') throw new BuildError('USER: the user is empty after expansion', wordLocation(instruction, instruction.user));
         this.config.user = user;
         return undefined;
       }
       case 'expose':
         for (const word of instruction.ports) {
-          for (const spec of this.expand(word, at).split(/\s+/).filter((part) => part !== '')) {
-            for (const port of exposedPorts(spec, at)) this.config.expose(port);
+          for (const spec of this.expand(word, instruction).split(/\s+/).filter((part) => part !== '')) {
+            for (const port of exposedPorts(spec, () => wordLocation(instruction, word))) this.config.expose(port);
           }
         }
         return undefined;
@@ -141,15 +142,17 @@ export class StagePlanner {
         this.config.healthcheck = instruction.healthcheck;
         return undefined;
       case 'stopsignal': {
-        const signal = this.expand(instruction.signal, at);
-        if (!/^(?:[0-9]{1,2}|(?:SIG)?[A-Z][A-Z0-9+-]{0,15})$/i.test(signal)) throw new BuildError(`STOPSIGNAL: invalid signal "${signal}"`, at);
+        const signal = this.expand(instruction.signal, instruction);
+        if (!/^(?:[0-9]{1,2}|(?:SIG)?[A-Z][A-Z0-9+-]{0,15})$/i.test(signal)) {
+          throw new BuildError(`STOPSIGNAL: invalid signal "${signal}"`, wordLocation(instruction, instruction.signal));
+        }
         this.config.stopSignal = signal;
         return undefined;
       }
       case 'volume':
         for (const word of instruction.paths) {
-          const path = this.expand(word, at);
-          if (path.trim() === '') throw new BuildError('VOLUME specified can not be an empty string', at);
+          const path = this.expand(word, instruction);
+          if (path.trim() === '') throw new BuildError('VOLUME specified can not be an empty string', wordLocation(instruction, word));
           this.config.addVolume(path);
         }
         return undefined;
@@ -230,28 +233,30 @@ export class StagePlanner {
   private copy(instruction: CopyInstruction): CopyStep {
     const at = instruction.location;
     const keyword = instruction.add ? 'ADD' : 'COPY';
-    const from: CopySource = instruction.from === undefined ? { kind: 'context' } : this.context.copySource(instruction, this.expand(instruction.from, at));
+    const from: CopySource = instruction.from === undefined ? { kind: 'context' } : this.context.copySource(instruction, this.expand(instruction.from, instruction));
     const paths: string[] = [];
     const heredocFiles: { name: string; content: string }[] = [];
     for (const source of instruction.sources) {
       if (source.kind === 'heredoc') heredocFiles.push({ name: source.heredoc.name, content: this.heredocContent(source.heredoc, at) });
-      else paths.push(this.expand(source.word, at));
+      else paths.push(this.expand(source.word, instruction));
     }
     if (paths.some((path) => path === '')) throw new BuildError(`${keyword}: a source is empty after expansion`, at);
     const urls = instruction.add ? paths.filter((path) => /^[a-z][a-z0-9+.-]*:\/\//i.test(path) || path.startsWith('git@')) : [];
     let url: CopyStep['url'];
     if (urls.length > 0) url = this.addUrl(urls, paths, instruction, at);
     else if (instruction.checksum !== undefined) throw new BuildError('ADD --checksum is only for a source that is an http(s) URL', at);
-    const rawDest = this.expand(instruction.dest, at);
-    if (rawDest === '') throw new BuildError(`${keyword}: the destination is empty after expansion`, at);
+    const rawDest = this.expand(instruction.dest, instruction);
+    if (rawDest === '') throw new BuildError(`${keyword}: the destination is empty after expansion`, wordLocation(instruction, instruction.dest));
     const dest = this.destination(rawDest);
     const sourceCount = paths.length + heredocFiles.length;
     if (sourceCount > 1 && !dest.endsWith('/')) {
       throw new BuildError(`${keyword} with more than one source needs a destination that is a directory ending in "/" (got "${rawDest}")`, at);
     }
-    const chown = instruction.chown === undefined ? undefined : this.expand(instruction.chown, at);
-    if (chown !== undefined && !/^[^:\s]+(?::[^:\s]+)?$/.test(chown)) throw new BuildError(`${keyword} --chown: "${chown}" is not user, user:group, uid or uid:gid`, at);
-    const chmod = instruction.chmod === undefined ? undefined : this.chmod(instruction.chmod, keyword, at);
+    const chown = instruction.chown === undefined ? undefined : this.expand(instruction.chown, instruction);
+    if (chown !== undefined && !/^[^:\s]+(?::[^:\s]+)?$/.test(chown)) {
+      throw new BuildError(`${keyword} --chown: "${chown}" is not user, user:group, uid or uid:gid`, wordLocation(instruction, instruction.chown ?? ''));
+    }
+    const chmod = instruction.chmod === undefined ? undefined : this.chmod(instruction.chmod, keyword, instruction);
     const sources = url === undefined ? paths : [];
     const configAfter = this.config.snapshot();
     const resolved = { from, sources, dest, chown, chmod, url, heredocFiles, extract: instruction.add && url === undefined };
@@ -284,9 +289,9 @@ export class StagePlanner {
     }
     if (urls.length > 1 || paths.length > 1) throw new BuildError('ADD of a URL takes that one source only (split it into one ADD per URL)', at);
     if (instruction.checksum === undefined) return { url: first };
-    const checksum = this.expand(instruction.checksum, at);
+    const checksum = this.expand(instruction.checksum, instruction);
     if (!/^(?:sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})$/.test(checksum)) {
-      throw new BuildError(`ADD --checksum: "${checksum}" is not sha256:, sha384: or sha512: followed by the lowercase hex digest`, at);
+      throw new BuildError(`ADD --checksum: "${checksum}" is not sha256:, sha384: or sha512: followed by the lowercase hex digest`, wordLocation(instruction, instruction.checksum));
     }
     return { url: first, checksum };
   }
@@ -298,9 +303,11 @@ export class StagePlanner {
     return directory && absolute !== '/' ? `${absolute}/` : absolute;
   }
 
-  private chmod(raw: string, keyword: string, at: BuildSourceLocation): number {
-    const value = this.expand(raw, at);
-    if (!/^[0-7]{3,4}$/.test(value)) throw new BuildError(`${keyword} --chmod: "${value}" is not an octal mode such as 755 or 0644 (symbolic modes are not supported)`, at);
+  private chmod(raw: string, keyword: string, instruction: CopyInstruction): number {
+    const value = this.expand(raw, instruction);
+    if (!/^[0-7]{3,4}$/.test(value)) {
+      throw new BuildError(`${keyword} --chmod: "${value}" is not an octal mode such as 755 or 0644 (symbolic modes are not supported)`, wordLocation(instruction, raw));
+    }
     return Number.parseInt(value, 8);
   }
 }
@@ -319,14 +326,14 @@ function where(at: BuildSourceLocation): string {
 const PROTOCOLS = new Set(['tcp', 'udp', 'sctp']);
 
 /** "80", "53/udp", "8000-8010/tcp" as the "PORT/PROTO" keys of ExposedPorts. */
-function exposedPorts(spec: string, at: BuildSourceLocation): string[] {
+function exposedPorts(spec: string, where: () => BuildSourceLocation): string[] {
   const match = /^([0-9]{1,5})(?:-([0-9]{1,5}))?(?:\/([A-Za-z]+))?$/.exec(spec);
   const first = Number(match?.[1]);
   const last = match?.[2] === undefined ? first : Number(match[2]);
   const protocol = (match?.[3] ?? 'tcp').toLowerCase();
-  if (match === null || first < 1 || last > 65535 || last < first) throw new BuildError(`EXPOSE: invalid port "${spec}" (want PORT, PORT/PROTO or FIRST-LAST/PROTO, ports 1-65535)`, at);
-  if (!PROTOCOLS.has(protocol)) throw new BuildError(`EXPOSE: invalid protocol "${protocol}" in "${spec}" (tcp, udp or sctp)`, at);
-  if (last - first + 1 > MAX_EXPOSED_PORTS) throw new BuildError(`EXPOSE: the range "${spec}" has more than the limit of ${MAX_EXPOSED_PORTS} ports (MAX_EXPOSED_PORTS)`, at);
+  if (match === null || first < 1 || last > 65535 || last < first) throw new BuildError(`EXPOSE: invalid port "${spec}" (want PORT, PORT/PROTO or FIRST-LAST/PROTO, ports 1-65535)`, where());
+  if (!PROTOCOLS.has(protocol)) throw new BuildError(`EXPOSE: invalid protocol "${protocol}" in "${spec}" (tcp, udp or sctp)`, where());
+  if (last - first + 1 > MAX_EXPOSED_PORTS) throw new BuildError(`EXPOSE: the range "${spec}" has more than the limit of ${MAX_EXPOSED_PORTS} ports (MAX_EXPOSED_PORTS)`, where());
   const ports: string[] = [];
   for (let port = first; port <= last; port++) ports.push(`${port}/${protocol}`);
   return ports;

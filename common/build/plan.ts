@@ -10,6 +10,7 @@
 import { BuildError, type BuildSourceLocation } from './builder.js';
 import { MAX_INSTRUCTIONS, MAX_ONBUILD_TRIGGERS } from './dockerfile-limits.js';
 import { parseInstruction, triggerInstruction } from './dockerfile-parse.js';
+import { wordLocation } from './dockerfile-lines.js';
 import { PROXY_ARGS } from './plan-args.js';
 import { EMPTY_CONFIG, withLabels } from './plan-config.js';
 import { analyseStages, resolveCopyFrom, type StageAnalysis } from './plan-stages.js';
@@ -59,7 +60,7 @@ export function planSteps(input: PlanInput, baseConfigs: Readonly<Record<string,
         if (phase1.value !== value) {
           throw new BuildError(
             `COPY --from=${value}: the value depends on the base image's environment (it was "${phase1.value}" without it), which --from may not use`,
-            instruction.location,
+            wordLocation(instruction, `--from=${instruction.from ?? ''}`),
           );
         }
         return phase1.source;

@@ -126,10 +126,10 @@ test('COPY --from by index and by name; a later or the current stage is refused'
       { kind: 'stage', index: 0 },
     ],
   );
-  t.regex(planError('FROM busybox\nCOPY --from=0 /x /x\n'), /^Dockerfile:2:1: COPY --from=0 refers to the current or a later stage/);
+  t.regex(planError('FROM busybox\nCOPY --from=0 /x /x\n'), /^Dockerfile:2:6: COPY --from=0 refers to the current or a later stage/);
   t.regex(
     planError('FROM busybox\nCOPY --from=later /x /x\nFROM busybox AS later\n'),
-    /^Dockerfile:2:1: COPY --from=later refers to the current or a later stage/,
+    /^Dockerfile:2:6: COPY --from=later refers to the current or a later stage/,
   );
 });
 
@@ -138,13 +138,13 @@ test('FROM --platform: the node platform is accepted, another is refused at its 
   t.is(planStages(input('FROM --platform=$BUILDPLATFORM busybox\n')).stages[0]?.platform, 'linux/amd64');
   t.is(
     planError('FROM busybox\nFROM --platform=linux/arm64 busybox\n'),
-    'Dockerfile:2:1: FROM --platform=linux/arm64: this node builds for linux/amd64 only (no emulation of other platforms)',
+    'Dockerfile:2:6: FROM --platform=linux/arm64: this node builds for linux/amd64 only (no emulation of other platforms)',
   );
 });
 
 test('FROM with an empty or invalid image is an error at its line', (t) => {
-  t.is(planError('ARG X\nFROM ${X}\n'), 'Dockerfile:2:1: FROM: the base name (${X}) should not be blank');
-  t.regex(planError('FROM Bad_Name\n'), /^Dockerfile:1:1: invalid image reference/);
+  t.is(planError('ARG X\nFROM ${X}\n'), 'Dockerfile:2:6: FROM: the base name (${X}) should not be blank');
+  t.regex(planError('FROM Bad_Name\n'), /^Dockerfile:1:6: invalid image reference/);
 });
 
 test('planSteps needs the config of every base image', (t) => {
@@ -380,11 +380,11 @@ test('the image settings reach the config: LABEL, EXPOSE, VOLUME, USER, STOPSIGN
 });
 
 test('EXPOSE and STOPSIGNAL errors', (t) => {
-  t.regex(planError('FROM busybox\nEXPOSE 0\n'), /^Dockerfile:2:1: EXPOSE: invalid port "0"/);
+  t.regex(planError('FROM busybox\nEXPOSE 0\n'), /^Dockerfile:2:8: EXPOSE: invalid port "0"/);
   t.regex(planError('FROM busybox\nEXPOSE 90-80\n'), /invalid port "90-80"/);
   t.regex(planError('FROM busybox\nEXPOSE 80/icmp\n'), /invalid protocol "icmp"/);
   t.regex(planError('FROM busybox\nEXPOSE 1-65535\n'), /MAX_EXPOSED_PORTS/);
-  t.regex(planError('FROM busybox\nSTOPSIGNAL "kill me"\n'), /^Dockerfile:2:1: STOPSIGNAL: invalid signal/);
+  t.regex(planError('FROM busybox\nSTOPSIGNAL "kill me"\n'), /^Dockerfile:2:12: STOPSIGNAL: invalid signal/);
 });
 
 test('every step carries the config after it', (t) => {
@@ -416,9 +416,11 @@ test('ONBUILD is recorded in the config; a base image trigger runs first and is 
   t.throws(() => plan('FROM bad\n', {}, { bad }), { message: /ONBUILD trigger "FROM x" is not allowed/ });
 });
 
-test('expansion errors name the instruction', (t) => {
-  t.is(planError('FROM busybox\n\nWORKDIR ${DIR:?set DIR}\n'), 'Dockerfile:3:1: DIR: set DIR');
-  t.is(planError('FROM busybox\nLABEL a=${b\n'), "Dockerfile:2:1: missing '}' in ${b");
+test('expansion errors point at the word, also on a continuation line and in JSON form', (t) => {
+  t.is(planError('FROM busybox\nENV A=1 \\\n  B=2 \\\n    C=${X:?needed}\n'), 'Dockerfile:4:7: X: needed');
+  t.is(planError('FROM busybox\nVOLUME ["/ok", "/${X:?v}"]\n'), 'Dockerfile:2:17: X: v');
+  t.is(planError('FROM busybox\n\nWORKDIR ${DIR:?set DIR}\n'), 'Dockerfile:3:9: DIR: set DIR');
+  t.is(planError('FROM busybox\nLABEL a=${b\n'), "Dockerfile:2:9: missing '}' in ${b");
 });
 
 test('the plan-wide expansion budget stops ARGs that double each other', (t) => {
@@ -434,7 +436,7 @@ test("COPY --from may use the Dockerfile's ARGs and ENVs but not the base image'
   t.deepEqual(copies(plan('FROM busybox AS b\nFROM busybox\nENV SRC=b\nCOPY --from=$SRC /x /x\n'))[0]?.from, { kind: 'stage', index: 0 });
   const withEnv: BaseImageConfig = { ...BUSYBOX, env: ['SRC=other'] };
   t.throws(() => plan('FROM busybox AS b\nFROM envbase\nARG SRC=b\nCOPY --from=$SRC /x /x\n', {}, { envbase: withEnv }), {
-    message: /^Dockerfile:4:1: COPY --from=other: the value depends on the base image's environment \(it was "b" without it\)/,
+    message: /^Dockerfile:4:6: COPY --from=other: the value depends on the base image's environment \(it was "b" without it\)/,
   });
 });
 
