@@ -16,6 +16,7 @@ export interface InstructionBase {
   /** The arguments as read (for error positions: common/build/dockerfile-lines.ts wordLocation). */
   readonly args: string;
   readonly argPieces: readonly SourcePiece[];
+  readonly argsOffset: number;
 }
 
 /** Exec form (a JSON array, as given) or shell form (the command text, run by SHELL). */

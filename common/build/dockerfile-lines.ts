@@ -34,8 +34,10 @@ export interface RawInstruction {
   /** The instruction as written with continuations joined, e.g. "RUN make all". */
   readonly text: string;
   readonly heredocs: readonly RawHeredoc[];
-  /** Where the pieces of `args` came from in the file (offsets into `args`, the first may be negative). */
+  /** Where the joined pieces of the logical line came from in the file (offsets into that line). */
   readonly argPieces: readonly SourcePiece[];
+  /** Where `args` starts in the logical line. */
+  readonly argsOffset: number;
 }
 
 export interface SourcePiece {
@@ -51,14 +53,16 @@ export interface ArgumentSource {
   readonly location: BuildSourceLocation;
   readonly args: string;
   readonly argPieces: readonly SourcePiece[];
+  readonly argsOffset: number;
 }
 
 /** The file position of `args[offset]` (the instruction's own location when unknown). */
 export function locateInArgs(source: ArgumentSource, offset: number): BuildSourceLocation {
+  const logical = offset + source.argsOffset;
   let found: SourcePiece | undefined;
-  for (const piece of source.argPieces) if (piece.offset <= offset) found = piece;
+  for (const piece of source.argPieces) if (piece.offset <= logical) found = piece;
   if (found === undefined) return source.location;
-  return { file: source.location.file, line: found.line, column: found.column + offset - found.offset };
+  return { file: source.location.file, line: found.line, column: found.column + logical - found.offset };
 }
 
 /**
@@ -182,7 +186,6 @@ class LineWalker {
     const written = space === -1 ? trimmed : trimmed.slice(0, space);
     const args = space === -1 ? '' : trimmed.slice(space).trim();
     const argsOffset = args === '' ? 0 : trimmed.indexOf(args, written.length);
-    const argPieces = pieces.map((piece) => ({ ...piece, offset: piece.offset - argsOffset }));
     const keyword = written.toUpperCase();
     const heredocs: RawHeredoc[] = [];
     let next = index + 1;
@@ -194,7 +197,7 @@ class LineWalker {
       }
     }
     const text = args === '' ? written : `${written} ${args}`;
-    return { instruction: { keyword, location, args, text, heredocs, argPieces }, nextLine: next };
+    return { instruction: { keyword, location, args, text, heredocs, argPieces: pieces, argsOffset }, nextLine: next };
   }
 
   private heredocBody(from: number, opener: HeredocOpener, location: BuildSourceLocation): { heredoc: RawHeredoc; nextLine: number } {
@@ -213,9 +216,14 @@ class LineWalker {
 
 }
 
+/** Blank, or a comment (first non-blank character "#"); scanned rather than trimmed, as it runs on every line. */
 function isBlankOrComment(line: string): boolean {
-  const trimmed = line.trim();
-  return trimmed === '' || trimmed.startsWith('#');
+  for (let i = 0; i < line.length; i++) {
+    const ch = line.charCodeAt(i);
+    if (ch === 32 || ch === 9 || ch === 13 || ch === 11 || ch === 12) continue;
+    return ch === 35;
+  }
+  return true;
 }
 
 interface HeredocOpener {

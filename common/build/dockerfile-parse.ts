@@ -50,7 +50,7 @@ export function parseDockerfile(text: string, file: string): ParsedDockerfile {
 
 /** Parses one instruction (also used for ONBUILD triggers, given as one line). */
 export function parseInstruction(raw: RawInstruction, escape: string): FromInstruction | StageInstruction {
-  const base = { keyword: raw.keyword, location: raw.location, text: raw.text, args: raw.args, argPieces: raw.argPieces };
+  const base = { keyword: raw.keyword, location: raw.location, text: raw.text, args: raw.args, argPieces: raw.argPieces, argsOffset: raw.argsOffset };
   const at = raw.location;
   const rest = (rules: Parameters<typeof parseFlags>[3]): ReturnType<typeof parseFlags> => parseFlags(raw.keyword, raw.args, escape, rules, (offset) => locateInArgs(raw, offset));
   if (raw.heredocs.length > 0 && raw.keyword !== 'RUN' && raw.keyword !== 'COPY' && raw.keyword !== 'ADD') {
@@ -335,5 +335,5 @@ export function triggerInstruction(trigger: string, location: BuildSourceLocatio
   const space = trimmed.search(/\s/);
   const written = space === -1 ? trimmed : trimmed.slice(0, space);
   const args = space === -1 ? '' : trimmed.slice(space).trim();
-  return { keyword: written.toUpperCase(), location, args, text: trimmed, heredocs: [], argPieces: [] };
+  return { keyword: written.toUpperCase(), location, args, text: trimmed, heredocs: [], argPieces: [], argsOffset: 0 };
 }

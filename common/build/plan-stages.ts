@@ -78,10 +78,12 @@ export function analyseStages(input: PlanInput): StageAnalysis {
     const deps = base.kind === 'stage' ? [base.index] : [];
     // --from with this stage's ARGs and ENVs; the base image's Env is only known in phase 2,
     // which checks the value came out the same.
+    // Only a stage with a COPY --from needs its ARGs and ENVs followed here.
+    const copiesFrom = stage.instructions.some((instruction) => instruction.kind === 'copy' && instruction.from !== undefined);
     const stageArgs = new Map<string, string | undefined>();
     const stageEnv = new Map<string, string>();
     const lookup = (name: string): string | undefined => stageEnv.get(name) ?? stageArgs.get(name);
-    for (const instruction of stage.instructions) {
+    for (const instruction of copiesFrom ? stage.instructions : []) {
       if (instruction.kind === 'arg') {
         for (const declaration of instruction.declarations) {
           stageArgs.set(declaration.name, argValue(declaration, { buildArgs, globalArgs, automatic }, (word) => expander.word(word, lookup, () => wordLocation(instruction, word))));
