@@ -235,22 +235,32 @@ export class StagePlanner {
     const keyword = instruction.add ? 'ADD' : 'COPY';
     const from: CopySource = instruction.from === undefined ? { kind: 'context' } : this.context.copySource(instruction, this.expand(instruction.from, instruction));
     const paths: string[] = [];
+    /** The raw word of each path, for error positions. */
+    const rawPaths: string[] = [];
     const heredocFiles: { name: string; content: string }[] = [];
     for (const source of instruction.sources) {
-      if (source.kind === 'heredoc') heredocFiles.push({ name: source.heredoc.name, content: this.heredocContent(source.heredoc, at) });
-      else paths.push(this.expand(source.word, instruction));
+      if (source.kind === 'heredoc') {
+        heredocFiles.push({ name: source.heredoc.name, content: this.heredocContent(source.heredoc, at) });
+        continue;
+      }
+      const path = this.expand(source.word, instruction);
+      if (path === '') throw new BuildError(`${keyword}: a source is empty after expansion`, wordLocation(instruction, source.word));
+      paths.push(path);
+      rawPaths.push(source.word);
     }
-    if (paths.some((path) => path === '')) throw new BuildError(`${keyword}: a source is empty after expansion`, at);
     const urls = instruction.add ? paths.filter((path) => /^[a-z][a-z0-9+.-]*:\/\//i.test(path) || path.startsWith('git@')) : [];
     let url: CopyStep['url'];
-    if (urls.length > 0) url = this.addUrl(urls, paths, instruction, at);
+    if (urls.length > 0) url = this.addUrl(urls, paths, instruction, wordLocation(instruction, rawPaths[paths.indexOf(urls[0] ?? '')] ?? ''));
     else if (instruction.checksum !== undefined) throw new BuildError('ADD --checksum is only for a source that is an http(s) URL', at);
     const rawDest = this.expand(instruction.dest, instruction);
     if (rawDest === '') throw new BuildError(`${keyword}: the destination is empty after expansion`, wordLocation(instruction, instruction.dest));
     const dest = this.destination(rawDest);
     const sourceCount = paths.length + heredocFiles.length;
     if (sourceCount > 1 && !dest.endsWith('/')) {
-      throw new BuildError(`${keyword} with more than one source needs a destination that is a directory ending in "/" (got "${rawDest}")`, at);
+      throw new BuildError(
+        `${keyword} with more than one source needs a destination that is a directory ending in "/" (got "${rawDest}")`,
+        wordLocation(instruction, instruction.dest),
+      );
     }
     const chown = instruction.chown === undefined ? undefined : this.expand(instruction.chown, instruction);
     if (chown !== undefined && !/^[^:\s]+(?::[^:\s]+)?$/.test(chown)) {

@@ -252,7 +252,7 @@ test('WORKDIR is relative to the previous one and expanded; COPY destinations re
 test('several sources need a directory destination ending in /', (t) => {
   t.is(
     planError('FROM busybox\nCOPY a b /dest\n'),
-    'Dockerfile:2:1: COPY with more than one source needs a destination that is a directory ending in "/" (got "/dest")',
+    'Dockerfile:2:10: COPY with more than one source needs a destination that is a directory ending in "/" (got "/dest")',
   );
 });
 
@@ -277,7 +277,7 @@ test('ADD: local archives are extracted, URLs fetched with an optional checksum,
   t.like(copies(result)[1], { add: true, extractArchives: false, sources: [], url: { url: 'https://example.com/f.txt', checksum: sum } });
   t.regex(
     planError('FROM busybox\nADD https://github.com/x/y.git /src\n'),
-    /^Dockerfile:2:1: ADD https:\/\/github.com\/x\/y.git: only http\(s\) URLs of files/,
+    /^Dockerfile:2:5: ADD https:\/\/github.com\/x\/y.git: only http\(s\) URLs of files/,
   );
   t.regex(planError('FROM busybox\nADD git@github.com:x/y /src\n'), /only http\(s\) URLs/);
   t.is(planError('FROM busybox\nADD --checksum=sha256:abc a /b\n'), 'Dockerfile:2:1: ADD --checksum is only for a source that is an http(s) URL');
