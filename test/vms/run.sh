@@ -87,6 +87,22 @@ start_libvirt() {
   [[ $pool_info == *running* ]] || virsh -c "$libvirt_uri" pool-start default >/dev/null
 }
 
+# On failure: each reachable VM's tsd journal (this boot and the one before), tasks, addresses,
+# routes and nftables rules, into $work/diag-NODE.txt (the VMs are destroyed next).
+collect_diagnostics() {
+  local node
+  for node in node1 node2 node3; do
+    timeout 60 ip netns exec "$ns" ssh -F "$work/ssh_config" -o ConnectTimeout=5 "$node" sudo sh -c "'
+      echo \"== tsctl get tasks\"; tsctl get tasks 2>&1
+      echo \"== ip -br addr; ip route\"; ip -br addr; ip route
+      echo \"== nft list ruleset\"; nft list ruleset
+      echo \"== journalctl -u tsd (previous boot, last 150)\"; journalctl -u tsd -b -1 --no-pager -n 150 2>&1
+      echo \"== journalctl -u tsd (this boot, last 400)\"; journalctl -u tsd -b 0 --no-pager -n 400'" >"$work/diag-$node.txt" 2>&1 ||
+      echo "(collecting from $node failed or timed out)" >>"$work/diag-$node.txt"
+  done
+  log "diagnostics of each VM in $work/diag-node{1,2,3}.txt"
+}
+
 cleanup() {
   local status=$?
   set +e
@@ -94,6 +110,7 @@ cleanup() {
     log "failed; VMs kept (TESSERA_VM_KEEP=1). Logs: $work. Clean up with TESSERA_VM_CLEANUP_ONLY=1 npm run test:vms"
     exit "$status"
   fi
+  [ "$status" != 0 ] && [ -f "$work/ssh_config" ] && collect_diagnostics
   log "cleaning up"
   local cleanup_started
   cleanup_started=$(date +%s)
@@ -303,6 +320,7 @@ eventually 240 "node3 ready again" all_ready node1 node1 node2 node3
 # Six replicas: the new ones go to node3, which has none since the kill, so the reboot below has tasks to reconcile.
 vm node1 sudo tsctl scale hello=6
 eventually 240 "hello running on node3 again" node_has_running node1 node3
+eventually 120 "hello on 8080 on node3 after its boot" port_answers "${addresses[2]}" 8080 "hello from"
 
 step "restart tsd under systemd on node2; its containers keep running"
 before=$(vm node2 "pgrep -x httpd | sort | tr '\n' ' '")
