@@ -98,6 +98,7 @@ const byInstance = (samples: PromSample[]): Map<string, number> => new Map(sampl
 
 test.before(async (t) => {
   t.timeout(4 * 60_000);
+  failed = true; // until the set-up is through
   workDir = await mkdtemp(join(tmpdir(), 'tessera-prom-e2e-'));
   const prefix = `pr${process.pid.toString(36).slice(-4)}${Math.floor(Math.random() * 36 ** 2).toString(36)}`;
   cluster = await createNetnsCluster({
@@ -197,6 +198,7 @@ test.before(async (t) => {
     logPath: join(workDir, 'prometheus.log'),
     port: PROM_PORT,
   });
+  failed = false;
 });
 
 test.afterEach.always((t) => {
@@ -211,7 +213,8 @@ test.after.always(async () => {
     await saveClusterLogs(cluster, keep);
     await copyLogs(keep, [{ path: join(workDir, 'prometheus.log'), name: 'prometheus.log' }]);
   } else if (failed && workDir) {
-    process.stderr.write(`prometheus e2e failed; its log:\n${await readFile(join(workDir, 'prometheus.log'), 'utf8').catch((e: Error) => e.message)}\n`);
+    const log = await readFile(join(workDir, 'prometheus.log'), 'utf8').catch((e: Error) => e.message);
+    process.stderr.write(`prometheus e2e failed; the end of Prometheus's log:\n${log.split('\n').slice(-60).join('\n')}\n`);
   }
   if (cluster) await destroyNetnsCluster(cluster);
   registry?.stop();
@@ -281,6 +284,7 @@ test.serial('an opted-in task’s own endpoint is scraped at its overlay address
 });
 
 test.serial('a crash-looping service raises TesseraTaskRestartLoop (pending or firing)', async (t) => {
+  t.timeout(3 * 60_000);
   // The rule has no `for:`, so it fires as soon as its expression holds; pending would do as well:
   // either state proves the expression matched real series of four containers in one slot.
   const alert = await eventually(
