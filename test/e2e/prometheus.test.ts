@@ -286,7 +286,7 @@ test.serial('an opted-in task’s own endpoint is scraped at its overlay address
 test.serial('a crash-looping service raises TesseraTaskRestartLoop (pending or firing)', async (t) => {
   t.timeout(3 * 60_000);
   // The rule has no `for:`, so it fires as soon as its expression holds; pending would do as well:
-  // either state proves the expression matched real series of four containers in one slot.
+  // either state proves the expression matched the service controller's real restart counts.
   const alert = await eventually(
     'TesseraTaskRestartLoop for pm/crash',
     async () =>
@@ -297,8 +297,8 @@ test.serial('a crash-looping service raises TesseraTaskRestartLoop (pending or f
     1000,
   );
   t.log(`${alert.state}: ${alert.annotations.summary ?? ''}`);
-  t.like(alert.labels, { stack: STACK, service: 'crash', slot: '1', severity: 'warning' });
-  t.true(Number(alert.value) >= 4);
+  t.like(alert.labels, { stack: STACK, service: 'crash', severity: 'warning' });
+  t.true(Number(alert.value) > 3);
   const none = (await prom().alerts()).filter((a) => a.labels.alertname === 'TesseraTaskRestartLoop' && a.labels.service !== 'crash');
   t.deepEqual(none, [], 'no other service is in a loop');
 });
