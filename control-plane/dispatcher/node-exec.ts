@@ -1,9 +1,9 @@
 // tsctl exec routed to the node that holds the task, over its dispatcher session (issue 16).
-// Sessions and execs in flight are kept as for every request to a node (node-requests.ts); an
-// exec whose node's session ends gets an exit with the reason (never a hang). Answers are taken only from
-// the node the exec was opened on. Flow control: output from the node is held to a window the
-// manager credits back only once the output has been passed on to the client (the caller says
-// when); stdin to the node is sent only within the credit the node gave back.
+// Sessions and execs in flight are kept as for every request to a node (node-requests.ts): an
+// exec whose node's session ends gets an exit with the reason (never a hang), and answers are
+// taken only from the node the exec was opened on. Flow control: output from the node is held to
+// a window the manager credits back only once the output has been passed on to the client (the
+// caller says when); stdin to the node is sent only within the credit the node gave back.
 import type { AgentMessage__Output } from '../../proto/gen/tessera/dispatcher/v1/AgentMessage.js';
 import { EXEC_EXIT_FAILED, EXEC_WINDOW_BYTES, MAX_EXEC_CHUNK_BYTES, MAX_EXECS_PER_MANAGER } from '../../common/exec/exec-limits.js';
 import { CreditWindow, ReceiveWindow } from '../../common/exec/credit-window.js';
