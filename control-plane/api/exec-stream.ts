@@ -12,7 +12,8 @@ import type { ExecOutput } from '../../proto/gen/tessera/api/v1/ExecOutput.js';
 import type { ExecStart__Output } from '../../proto/gen/tessera/api/v1/ExecStart.js';
 import type { Task } from '../../common/resources/types.js';
 import { execRequestProblem, MAX_EXEC_CHUNK_BYTES, terminalSizeProblem } from '../../common/exec/exec-limits.js';
-import { NodeExecUnavailable, type NodeExec, type NodeExecChannel, type NodeExecRequest } from '../dispatcher/node-exec.js';
+import type { NodeExec, NodeExecChannel, NodeExecRequest } from '../dispatcher/node-exec.js';
+import { NodeUnavailableError } from '../dispatcher/node-requests.js';
 import { authorizeExec } from '../auth/exec-authorization.js';
 import type { Caller } from '../auth/caller.js';
 import { ApiError, invalidArgument } from './errors.js';
@@ -95,7 +96,7 @@ export async function serveExec(deps: ExecDeps, call: ExecCall, caller: Caller):
     await relay(deps.nodeExec, task.nodeName, request, call, record);
   } catch (err) {
     record(err);
-    throw err instanceof NodeExecUnavailable ? new ApiError(grpc.status.UNAVAILABLE, `exec: ${err.message}`) : err;
+    throw err instanceof NodeUnavailableError ? new ApiError(grpc.status.UNAVAILABLE, `exec: ${err.message}`) : err;
   }
 }
 

@@ -6,7 +6,8 @@
 import type { LogEntry, LogSource } from '../../common/logs/log-source.js';
 import type { Task } from '../../common/resources/types.js';
 import type { LogLine } from '../../proto/gen/tessera/api/v1/LogLine.js';
-import { NodeLogsUnavailable, type NodeLogQuery, type NodeLogs } from '../dispatcher/node-logs.js';
+import type { NodeLogQuery, NodeLogs } from '../dispatcher/node-logs.js';
+import { NodeUnavailableError } from '../dispatcher/node-requests.js';
 
 /** How long a node may take to send the lines it already has. */
 export const NODE_ANSWER_MS = 15_000;
@@ -34,7 +35,7 @@ function fetcherFor(deps: LogsDeps, node: string): Fetch {
   if (deps.selfNode === undefined || node === deps.selfNode)
     return (query, onEntries, onCaughtUp, signal) => deps.local.stream(query.taskNames, { ...query, signal }, onEntries, onCaughtUp);
   const nodeLogs = deps.nodeLogs;
-  if (nodeLogs === undefined) return () => Promise.reject(new NodeLogsUnavailable(node, 'this manager cannot ask other nodes for logs'));
+  if (nodeLogs === undefined) return () => Promise.reject(new NodeUnavailableError(node, 'this manager cannot ask other nodes for logs'));
   return (query, onEntries, onCaughtUp, signal) => nodeLogs.request(node, query, onEntries, onCaughtUp, signal);
 }
 
@@ -83,7 +84,7 @@ export async function streamLogs(deps: LogsDeps, tasks: Task[], query: LogsQuery
     const nodeQuery: NodeLogQuery = { taskNames: nodeTasks.map((t) => t.metadata.name), ...query };
     const done = fetcherFor(deps, node)(nodeQuery, take, caughtUp, abort.signal)
       .catch((err: unknown) =>
-        notice(`${err instanceof NodeLogsUnavailable ? err.message : `node ${node}: ${(err as Error).message}`}; its tasks' lines are missing`),
+        notice(`${err instanceof NodeUnavailableError ? err.message : `node ${node}: ${(err as Error).message}`}; its tasks' lines are missing`),
       )
       .finally(() => {
         clearTimeout(timer);

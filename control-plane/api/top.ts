@@ -7,7 +7,8 @@ import type { Node, Task } from '../../common/resources/types.js';
 import type { NodeTop as NodeTopRow } from '../../proto/gen/tessera/api/v1/NodeTop.js';
 import type { TaskTop } from '../../proto/gen/tessera/api/v1/TaskTop.js';
 import type { TopResponse } from '../../proto/gen/tessera/api/v1/TopResponse.js';
-import { NodeTopUnavailable, type NodeTop, type NodeUsage } from '../dispatcher/node-top.js';
+import type { NodeTop, NodeUsage } from '../dispatcher/node-top.js';
+import { NodeUnavailableError } from '../dispatcher/node-requests.js';
 
 /** A node samples for about a second (agent/stats/usage-sampler.ts); this leaves it room on a busy machine. */
 export const NODE_ANSWER_MS = 5000;
@@ -100,7 +101,7 @@ export async function gatherTop(
           ),
         };
       } catch (err) {
-        return { node, error: err instanceof NodeTopUnavailable ? err.message : `node ${node}: ${(err as Error).message}` };
+        return { node, error: err instanceof NodeUnavailableError ? err.message : `node ${node}: ${(err as Error).message}` };
       }
     }),
   );

@@ -1,26 +1,16 @@
-// tsctl exec routed to the node that holds the task, over its dispatcher session (issue 16). The
-// dispatcher attaches each registered session here and detaches it when it ends; an exec whose
-// node's session ends gets an exit with the reason (never a hang). Answers are taken only from
-// the node the exec was opened on. Flow control: output from the node is held to a window the
-// manager credits back only once the output has been passed on to the client (the caller says
-// when); stdin to the node is sent only within the credit the node gave back.
-import type { ManagerMessage } from '../../proto/gen/tessera/dispatcher/v1/ManagerMessage.js';
+// tsctl exec routed to the node that holds the task, over its dispatcher session (issue 16).
+// Sessions and execs in flight are kept as for every request to a node (node-requests.ts): an
+// exec whose node's session ends gets an exit with the reason (never a hang), and answers are
+// taken only from the node the exec was opened on. Flow control: output from the node is held to
+// a window the manager credits back only once the output has been passed on to the client (the
+// caller says when); stdin to the node is sent only within the credit the node gave back.
 import type { AgentMessage__Output } from '../../proto/gen/tessera/dispatcher/v1/AgentMessage.js';
 import { EXEC_EXIT_FAILED, EXEC_WINDOW_BYTES, MAX_EXEC_CHUNK_BYTES, MAX_EXECS_PER_MANAGER } from '../../common/exec/exec-limits.js';
 import { CreditWindow, ReceiveWindow } from '../../common/exec/credit-window.js';
+import { NodeRequests, NodeUnavailableError, type SendToNode } from './node-requests.js';
 
 /** The text of an exit error a node may send; longer is cut. */
 const MAX_ERROR_CHARS = 4096;
-
-export class NodeExecUnavailable extends Error {
-  constructor(
-    readonly node: string,
-    why: string,
-  ) {
-    super(`node ${node}: ${why}`);
-    this.name = 'NodeExecUnavailable';
-  }
-}
 
 export interface ExecExitInfo {
   code: number;
@@ -59,54 +49,35 @@ export interface NodeExecChannel {
 
 interface Pending {
   node: string;
-  send: (message: ManagerMessage) => void;
+  send: SendToNode;
   handlers: NodeExecHandlers;
   output: ReceiveWindow;
   input: CreditWindow;
   stdinWaiters: Array<() => void>;
 }
 
-export class NodeExec {
-  private readonly sessions = new Map<string, (message: ManagerMessage) => void>();
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 1;
-
-  attach(node: string, send: (message: ManagerMessage) => void): void {
-    this.detach(node, 'its session was replaced');
-    this.sessions.set(node, send);
-  }
-
-  /** A node's session ended (or was replaced): its execs end with `why`. */
-  detach(node: string, why: string, send?: (message: ManagerMessage) => void): void {
-    if (send !== undefined && this.sessions.get(node) !== send) return;
-    this.sessions.delete(node);
-    for (const [id, exec] of this.pending) if (exec.node === node) this.end(id, exec, { code: EXEC_EXIT_FAILED, signal: '', error: `node ${node}: ${why}` });
-  }
-
+export class NodeExec extends NodeRequests<Pending> {
   /**
    * The node was marked down (no heartbeat within the timeout) while its session may still look
    * open (a partition: no connection reset reaches this manager): its execs end now rather than
    * when TCP gives up.
    */
   nodeDown(node: string, why: string): void {
-    for (const [id, exec] of this.pending) {
-      if (exec.node !== node) continue;
+    for (const [id, exec] of this.requestsTo(node)) {
       exec.send({ execCancel: { execId: id } });
-      this.end(id, exec, { code: EXEC_EXIT_FAILED, signal: '', error: `node ${node}: ${why}` });
+      this.fail(id, why);
     }
   }
 
   /** Execs in flight (for tests and limits). */
   get count(): number {
-    return this.pending.size;
+    return this.inFlightCount;
   }
 
   open(node: string, request: NodeExecRequest, handlers: NodeExecHandlers): NodeExecChannel {
-    const send = this.sessions.get(node);
-    if (send === undefined) throw new NodeExecUnavailable(node, 'no session with this manager (the node is down, or connected to another manager)');
-    if (this.pending.size >= MAX_EXECS_PER_MANAGER)
-      throw new NodeExecUnavailable(node, `this manager already routes ${MAX_EXECS_PER_MANAGER} execs; try again later`);
-    const execId = this.nextId++;
+    const send = this.sessionOf(node);
+    if (this.inFlightCount >= MAX_EXECS_PER_MANAGER)
+      throw new NodeUnavailableError(node, `this manager already routes ${MAX_EXECS_PER_MANAGER} execs; try again later`);
     const exec: Pending = {
       node,
       send,
@@ -115,9 +86,9 @@ export class NodeExec {
       input: new CreditWindow(EXEC_WINDOW_BYTES),
       stdinWaiters: [],
     };
-    this.pending.set(execId, exec);
+    const execId = this.track(exec);
     send({ execOpen: { execId, ...request } });
-    const live = () => this.pending.get(execId) === exec;
+    const live = () => this.isInFlight(execId);
     return {
       stdin: (data) => {
         if (!live()) return true;
@@ -133,8 +104,7 @@ export class NodeExec {
         if (live()) send({ execResize: { execId, rows, cols } });
       },
       cancel: () => {
-        if (!live()) return;
-        this.pending.delete(execId);
+        if (this.settle(execId) === undefined) return;
         this.wake(exec);
         send({ execCancel: { execId } });
       },
@@ -146,8 +116,8 @@ export class NodeExec {
     const answer = message.execStarted ?? message.execOutput ?? message.execExited ?? message.execStdinCredit;
     if (answer == null) return;
     const execId = Number(answer.execId);
-    const exec = this.pending.get(execId);
-    if (exec === undefined || exec.node !== node) return;
+    const exec = this.answerable(execId, node);
+    if (exec === undefined) return;
     if (message.execStarted) exec.handlers.onStarted();
     if (message.execOutput) {
       const { stream, data } = message.execOutput;
@@ -160,7 +130,7 @@ export class NodeExec {
         if (credited) return;
         credited = true;
         const bytes = exec.output.release(data.length);
-        if (bytes > 0 && this.pending.get(execId) === exec) exec.send({ execOutputCredit: { execId, bytes } });
+        if (bytes > 0 && this.isInFlight(execId)) exec.send({ execOutputCredit: { execId, bytes } });
       });
     }
     if (message.execStdinCredit) {
@@ -182,8 +152,12 @@ export class NodeExec {
     this.end(execId, exec, { code: EXEC_EXIT_FAILED, signal: '', error: `node ${exec.node} broke the exec protocol: ${why}` });
   }
 
+  protected failed(exec: Pending, error: NodeUnavailableError, execId: number): void {
+    this.end(execId, exec, { code: EXEC_EXIT_FAILED, signal: '', error: error.message });
+  }
+
   private end(execId: number, exec: Pending, exit: ExecExitInfo): void {
-    this.pending.delete(execId);
+    this.settle(execId);
     this.wake(exec);
     exec.handlers.onExit(exit);
   }

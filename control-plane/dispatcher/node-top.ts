@@ -1,25 +1,15 @@
 // Task resource use of nodes (tsctl top), asked of their agents over their dispatcher sessions.
-// The dispatcher attaches each registered session here and detaches it when it ends. A node
-// without a session, whose session ends meanwhile, or that does not answer within the time asked
-// fails with NodeTopUnavailable, which the API turns into a partial-result notice. What a node
-// sends is checked before it is believed: only answers to its own requests, only for the tasks it
-// was asked about (tasks the store assigns to it), each once, with sane figures.
-import type { ManagerMessage } from '../../proto/gen/tessera/dispatcher/v1/ManagerMessage.js';
+// Sessions and requests in flight are kept as for every request to a node (node-requests.ts). A
+// node without a session, whose session ends meanwhile, or that does not answer within the time
+// asked fails with NodeUnavailableError, which the API turns into a partial-result notice. What a
+// node sends is checked before it is believed: only answers to its own requests, only for the tasks
+// it was asked about (tasks the store assigns to it), each once, with sane figures.
 import type { TopAnswer__Output } from '../../proto/gen/tessera/dispatcher/v1/TopAnswer.js';
 import type { TaskUsage__Output } from '../../proto/gen/tessera/dispatcher/v1/TaskUsage.js';
+import { NodeRequests, NodeUnavailableError } from './node-requests.js';
 
 const MAX_NAME_BYTES = 253;
 const MAX_ERROR = 300;
-
-export class NodeTopUnavailable extends Error {
-  constructor(
-    readonly node: string,
-    why: string,
-  ) {
-    super(`node ${node}: ${why}`);
-    this.name = 'NodeTopUnavailable';
-  }
-}
 
 export interface NodeTaskUsage {
   task: string;
@@ -61,8 +51,8 @@ const FIGURES = [
  * the entry missing. A task asked for and not answered is missing.
  */
 export function acceptTopAnswer(node: string, asked: ReadonlySet<string>, answer: TopAnswer__Output): NodeUsage {
-  if (answer.error) throw new NodeTopUnavailable(node, answer.error.slice(0, MAX_ERROR));
-  if (answer.tasks.length > asked.size) throw new NodeTopUnavailable(node, `sent ${answer.tasks.length} task entries for ${asked.size} tasks asked`);
+  if (answer.error) throw new NodeUnavailableError(node, answer.error.slice(0, MAX_ERROR));
+  if (answer.tasks.length > asked.size) throw new NodeUnavailableError(node, `sent ${answer.tasks.length} task entries for ${asked.size} tasks asked`);
   const usage: NodeUsage = {
     node,
     tasks: [],
@@ -106,36 +96,19 @@ interface Pending {
   tasks: ReadonlySet<string>;
   resolve: (usage: NodeUsage) => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
+  /** Set once the request is tracked (the timeout names the request). */
+  timer?: NodeJS.Timeout;
 }
 
-export class NodeTop {
-  private readonly sessions = new Map<string, (message: ManagerMessage) => void>();
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 1;
-
-  /** A node's session registered: requests for it go there (a newer session replaces an older one). */
-  attach(node: string, send: (message: ManagerMessage) => void): void {
-    this.detach(node, 'its session was replaced');
-    this.sessions.set(node, send);
-  }
-
-  /** A node's session ended (or is replaced): its running requests fail. */
-  detach(node: string, why: string, send?: (message: ManagerMessage) => void): void {
-    if (send !== undefined && this.sessions.get(node) !== send) return; // an older session, already replaced
-    this.sessions.delete(node);
-    for (const [id, request] of this.pending) if (request.node === node) this.settle(id)?.reject(new NodeTopUnavailable(node, why));
-  }
-
-  /** Asks `node` for the use of `taskNames`; rejects with NodeTopUnavailable when it cannot answer within `timeoutMs`. */
+export class NodeTop extends NodeRequests<Pending> {
+  /** Asks `node` for the use of `taskNames`; rejects with NodeUnavailableError when it cannot answer within `timeoutMs`. */
   request(node: string, taskNames: readonly string[], timeoutMs: number): Promise<NodeUsage> {
-    const send = this.sessions.get(node);
-    if (send === undefined)
-      return Promise.reject(new NodeTopUnavailable(node, 'no session with this manager (the node is down, or connected to another manager)'));
-    const requestId = this.nextId++;
+    // A throw in here (no session) rejects the promise.
     return new Promise<NodeUsage>((resolve, reject) => {
-      const timer = setTimeout(() => this.settle(requestId)?.reject(new NodeTopUnavailable(node, `did not answer within ${timeoutMs / 1000} s`)), timeoutMs);
-      this.pending.set(requestId, { node, tasks: new Set(taskNames), resolve, reject, timer });
+      const send = this.sessionOf(node);
+      const request: Pending = { node, tasks: new Set(taskNames), resolve, reject };
+      const requestId = this.track(request);
+      request.timer = setTimeout(() => this.fail(requestId, `did not answer within ${timeoutMs / 1000} s`), timeoutMs);
       send({ topRequest: { requestId, taskNames: [...taskNames] } });
     });
   }
@@ -143,8 +116,8 @@ export class NodeTop {
   /** An answer a node sent: only that node's own requests can be answered by it. */
   onAnswer(node: string, answer: TopAnswer__Output): void {
     const id = Number(answer.requestId);
-    const request = this.pending.get(id);
-    if (request === undefined || request.node !== node) return; // timed out meanwhile, or not this node's to answer
+    const request = this.answerable(id, node);
+    if (request === undefined) return; // timed out meanwhile, or not this node's to answer
     this.settle(id);
     try {
       request.resolve(acceptTopAnswer(node, request.tasks, answer));
@@ -153,12 +126,14 @@ export class NodeTop {
     }
   }
 
+  protected failed(request: Pending, error: NodeUnavailableError): void {
+    request.reject(error);
+  }
+
   /** Forgets a pending request and stops its timer; returns it when it was still pending. */
-  private settle(id: number): Pending | undefined {
-    const request = this.pending.get(id);
-    if (request === undefined) return undefined;
-    this.pending.delete(id);
-    clearTimeout(request.timer);
+  protected override settle(id: number): Pending | undefined {
+    const request = super.settle(id);
+    clearTimeout(request?.timer);
     return request;
   }
 }

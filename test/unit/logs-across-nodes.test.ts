@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { FileLogSource, inWindow, logEntry } from '../../agent/worker/log-source.js';
 import { logPathFor } from '../../agent/worker/task-runner.js';
 import { LogRequestServer, logRequestProblem } from '../../agent/session/log-requests.js';
-import { NodeLogs, NodeLogsUnavailable } from '../../control-plane/dispatcher/node-logs.js';
+import { NodeLogs } from '../../control-plane/dispatcher/node-logs.js';
+import { NodeUnavailableError } from '../../control-plane/dispatcher/node-requests.js';
 import { mergeByTime, streamLogs } from '../../control-plane/api/logs-stream.js';
 import { logLineText } from '../../cli/commands/logs.js';
 import type { LogEntry } from '../../common/logs/log-source.js';
@@ -116,7 +117,7 @@ test("the manager's requests: routed to the node's session, answered only by tha
       () => undefined,
       new AbortController().signal,
     ),
-    { instanceOf: NodeLogsUnavailable, message: /node node-2: no session/ },
+    { instanceOf: NodeUnavailableError, message: /node node-2: no session/ },
   );
   nodeLogs.attach('node-2', send);
   const got: string[] = [];

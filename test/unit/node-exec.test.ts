@@ -4,7 +4,8 @@
 // its execs with a reason. The sessions are recorded send functions (what the dispatcher hands it).
 import test from 'ava';
 
-import { NodeExec, NodeExecUnavailable, type ExecExitInfo, type NodeExecRequest } from '../../control-plane/dispatcher/node-exec.js';
+import { NodeExec, type ExecExitInfo, type NodeExecRequest } from '../../control-plane/dispatcher/node-exec.js';
+import { NodeUnavailableError } from '../../control-plane/dispatcher/node-requests.js';
 import type { ManagerMessage } from '../../proto/gen/tessera/dispatcher/v1/ManagerMessage.js';
 import type { AgentMessage__Output } from '../../proto/gen/tessera/dispatcher/v1/AgentMessage.js';
 import { EXEC_WINDOW_BYTES, MAX_EXEC_CHUNK_BYTES } from '../../common/exec/exec-limits.js';
@@ -63,7 +64,7 @@ test('an exec opens on the node holding the task; answers from another node are 
 test('a node without a session is unavailable, with a reason', (t) => {
   const nodeExec = new NodeExec();
   t.throws(() => nodeExec.open('node-9', request, handlers().handlers), {
-    instanceOf: NodeExecUnavailable,
+    instanceOf: NodeUnavailableError,
     message: /node node-9: no session with this manager/,
   });
 });

@@ -5,7 +5,8 @@
 // e2e test test/e2e/top-across-nodes.test.ts runs the real ones).
 import test from 'ava';
 
-import { acceptTopAnswer, NodeTop, NodeTopUnavailable } from '../../control-plane/dispatcher/node-top.js';
+import { acceptTopAnswer, NodeTop } from '../../control-plane/dispatcher/node-top.js';
+import { NodeUnavailableError } from '../../control-plane/dispatcher/node-requests.js';
 import { gatherTop, tasksToAsk, topResponse } from '../../control-plane/api/top.js';
 import { formatDecimalBytes, formatNodeTable, formatTaskTable } from '../../cli/commands/top.js';
 import type { ManagerMessage } from '../../proto/gen/tessera/dispatcher/v1/ManagerMessage.js';
@@ -82,7 +83,7 @@ test('an answer is believed only for the tasks asked, each once, with numbers in
   ]);
   t.is(got.cgroupVersion, 'v1');
   t.throws(() => acceptTopAnswer('node-2', new Set(['a.1']), answer(1, [usage('a.1'), usage('b.1')])), {
-    instanceOf: NodeTopUnavailable,
+    instanceOf: NodeUnavailableError,
     message: 'node node-2: sent 2 task entries for 1 tasks asked',
   });
   t.throws(() => acceptTopAnswer('node-2', asked, answer(1, [], 'x'.repeat(10_000))), { message: /^node node-2: x{300}$/ });
@@ -92,7 +93,7 @@ test('an answer is believed only for the tasks asked, each once, with numbers in
 
 test('NodeTop asks over the session, routes the answer to the asker, and never waits past its time', async (t) => {
   const top = new NodeTop();
-  await t.throwsAsync(top.request('node-2', ['a.1'], 1000), { instanceOf: NodeTopUnavailable, message: /node node-2: no session with this manager/ });
+  await t.throwsAsync(top.request('node-2', ['a.1'], 1000), { instanceOf: NodeUnavailableError, message: /node node-2: no session with this manager/ });
 
   const sent: ManagerMessage[] = [];
   top.attach('node-2', (m) => sent.push(m));
