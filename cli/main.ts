@@ -22,6 +22,7 @@ import { registerApplyCommands } from './commands/apply.js';
 import { registerClusterUpdateCommand } from './commands/cluster-update.js';
 import { registerClusterAutolockCommands } from './commands/cluster-autolock.js';
 import { registerExecCommand } from './commands/exec.js';
+import { registerBuildCommand } from './commands/build.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -162,6 +163,7 @@ registerEventsCommand(program, withClient);
 registerLogsCommand(program, withClient);
 registerTopCommand(program, withClient);
 registerExecCommand(program, withClient);
+registerBuildCommand(program, withClient);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`error: ${err.message}\n`);

@@ -106,10 +106,10 @@ async function* contextChunks(call: BuildCall): AsyncGenerator<Buffer> {
   for (;;) {
     const message = await nextMessage(call, BUILD_CHUNK_IDLE_MS, 'context data');
     if (message === undefined) throw invalidArgument('build: the stream ended before the context was complete (no context_end)');
-    if (message.contextEnd) return;
-    if (message.header) throw invalidArgument('build: a second header');
+    if (message.kind === 'contextEnd') return;
+    if (message.kind !== 'context' || message.context === undefined)
+      throw invalidArgument(message.kind === 'header' ? 'build: a second header' : 'build: a message without context data in the context stream');
     const chunk = message.context;
-    if (chunk === undefined) throw invalidArgument('build: an empty message in the context stream');
     if (chunk.length > BUILD_LIMITS.maxChunkBytes)
       throw invalidArgument(`build: a context message of ${chunk.length} bytes; at most ${BUILD_LIMITS.maxChunkBytes}`);
     yield chunk;
