@@ -25,7 +25,8 @@ export type BuildEvent =
 /** The manager takes less than the context is; names the context, the cap and where the bytes are. */
 export class ContextTooLargeError extends Error {
   constructor(contextDir: string, tarBytes: number, maxBytes: number, node: string, walked: WalkedContext) {
-    const largest = largestEntries(walked.entries)
+    const largest = largestEntries(walked.entries, 3)
+      .filter((e) => e.bytes > 0)
       .map((e) => `${e.path} ${mib(e.bytes)}`)
       .join(', ');
     super(
@@ -36,6 +37,7 @@ export class ContextTooLargeError extends Error {
 }
 
 export function mib(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
   return bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 

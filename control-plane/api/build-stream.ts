@@ -67,44 +67,64 @@ function buildErrorCode(err: BuildError): grpc.status {
   return err.location !== undefined && err.run === undefined ? grpc.status.INVALID_ARGUMENT : grpc.status.FAILED_PRECONDITION;
 }
 
-/** Takes one message off the call, waiting at most `timeoutMs`; undefined when the client half-closed. */
-function nextMessage(call: BuildCall, timeoutMs: number, what: string): Promise<BuildInput__Output | undefined> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => fail(invalidArgument(`build: no ${what} within ${timeoutMs / 1000} s`)), timeoutMs);
-    const cleanup = () => {
-      clearTimeout(timer);
-      call.off('data', onData);
-      call.off('end', onEnd);
-      call.off('error', fail);
-      call.off('cancelled', onCancelled);
-      // Nothing more is read until asked: the client waits in gRPC's flow control meanwhile.
+/**
+ * The client's messages, one at a time: the call is paused while a message waits to be taken, so
+ * the client is held by gRPC's flow control rather than buffered here. Listens from the start, so
+ * that the end of the client's side is seen whenever it comes.
+ */
+export class CallReader {
+  private readonly queue: BuildInput__Output[] = [];
+  private ended = false;
+  private failure: Error | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly call: BuildCall) {
+    call.on('data', (message: BuildInput__Output) => {
+      this.queue.push(message);
       call.pause();
-    };
-    const fail = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    const onData = (message: BuildInput__Output) => {
-      cleanup();
-      resolve(message);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(undefined);
-    };
-    const onCancelled = () => fail(new ApiError(grpc.status.CANCELLED, 'build: the client went away'));
-    call.on('data', onData);
-    call.on('end', onEnd);
-    call.on('error', fail);
-    call.on('cancelled', onCancelled);
-    call.resume();
-  });
+      this.wake?.();
+    });
+    call.on('end', () => {
+      this.ended = true;
+      this.wake?.();
+    });
+    call.on('error', (err: Error) => {
+      this.failure ??= err;
+      this.wake?.();
+    });
+    call.on('cancelled', () => {
+      this.failure ??= new ApiError(grpc.status.CANCELLED, 'build: the client went away');
+      this.wake?.();
+    });
+  }
+
+  /** The next message; undefined once the client has half-closed. Refuses after `timeoutMs` without one. */
+  async next(timeoutMs: number, what: string): Promise<BuildInput__Output | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const message = this.queue.shift();
+      if (message !== undefined) return message;
+      if (this.failure !== undefined) throw this.failure;
+      if (this.ended) return undefined;
+      const left = deadline - Date.now();
+      if (left <= 0) throw invalidArgument(`build: no ${what} within ${timeoutMs / 1000} s`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(timer);
+          this.wake = undefined;
+          resolve();
+        };
+        this.call.resume();
+      });
+    }
+  }
 }
 
 /** The context tar's chunks, up to context_end; anything else on the stream meanwhile is refused. */
-async function* contextChunks(call: BuildCall): AsyncGenerator<Buffer> {
+async function* contextChunks(reader: CallReader): AsyncGenerator<Buffer> {
   for (;;) {
-    const message = await nextMessage(call, BUILD_CHUNK_IDLE_MS, 'context data');
+    const message = await reader.next(BUILD_CHUNK_IDLE_MS, 'context data');
     if (message === undefined) throw invalidArgument('build: the stream ended before the context was complete (no context_end)');
     if (message.kind === 'contextEnd') return;
     if (message.kind !== 'context' || message.context === undefined)
@@ -201,21 +221,23 @@ export async function serveBuild(deps: BuildDeps, slots: BuildSlots, call: Build
   let header: BuildHeader__Output | undefined;
   let dir: string | undefined;
   let release: (() => void) | undefined;
+  const reader = new CallReader(call);
   try {
-    const first = await nextMessage(call, BUILD_HEADER_TIMEOUT_MS, 'header');
+    const first = await reader.next(BUILD_HEADER_TIMEOUT_MS, 'header');
     if (first?.header == null) throw invalidArgument('build: the first message must be the header');
     header = first.header;
     const request = parseBuildHeader(header);
     if (deps.builder === undefined) throw new ApiError(grpc.status.UNIMPLEMENTED, 'image builds are not available on this node');
+    const writer = new ProgressWriter(call);
+    // The cap first, so that tsctl can say which parts of its context are too large before it sends any.
+    writer.send({ accepted: { maxContextBytes: deps.maxContextBytes, node: deps.node } });
     if (header.contextBytes > deps.maxContextBytes)
       throw invalidArgument(`build: the context is ${header.contextBytes} bytes, more than the ${deps.maxContextBytes} ${deps.node} accepts`);
     release = slots.take(deps.node);
     await mkdir(deps.contextRoot, { recursive: true, mode: 0o700 });
     dir = await mkdtemp(join(deps.contextRoot, 'context-'));
-    const writer = new ProgressWriter(call);
-    writer.send({ accepted: { maxContextBytes: deps.maxContextBytes, node: deps.node } });
     const unpacked = await unpackContext(
-      contextChunks(call),
+      contextChunks(reader),
       dir,
       { maxBytes: deps.maxContextBytes, maxEntries: BUILD_LIMITS.maxContextEntries },
       cancelled.signal,

@@ -46,7 +46,7 @@ test('plain output: one line per event that says something new, numbered by step
       '#0 building on node n1',
       '#0 context sent: 20.0 KiB',
       '#1 [build 1/3] FROM busybox',
-      '#0 pulling busybox 0.0 KiB/4.0 KiB',
+      '#0 pulling busybox 0 B/4.0 KiB',
       '#0 pulling busybox 4.0 KiB/4.0 KiB',
       '#1 DONE 0.1s',
       '#2 [build 2/3] COPY . /src',
