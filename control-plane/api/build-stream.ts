@@ -160,12 +160,13 @@ export function progressMessage(event: BuildProgress): BuildOutput {
  * past that, RUN output lines are dropped (the builder cannot wait for a slow client) and a
  * line says how many before the next message that gets through. Step events are never dropped.
  */
-class ProgressWriter {
+export class ProgressWriter {
   private pending = 0;
   private dropped = 0;
   private lastStep = 0;
 
-  constructor(private readonly call: BuildCall) {}
+  /** Only the call's write: its callback says gRPC has taken the message. */
+  constructor(private readonly call: { write(message: BuildOutput, callback: () => void): unknown }) {}
 
   send(message: BuildOutput): void {
     this.pending++;

@@ -6,7 +6,8 @@ import test from 'ava';
 
 import { PlainBuildProgress, TtyBuildProgress, resultLines, stepLabel } from '../../cli/build/progress.js';
 import { buildErrorOf, progressOf, type BuildEvent } from '../../cli/build/run-build.js';
-import { progressMessage } from '../../control-plane/api/build-stream.js';
+import { ProgressWriter, progressMessage } from '../../control-plane/api/build-stream.js';
+import type { BuildOutput } from '../../proto/gen/tessera/api/v1/BuildOutput.js';
 import type { BuildProgress } from '../../common/build/builder.js';
 import type { BuildOutput__Output } from '../../proto/gen/tessera/api/v1/BuildOutput.js';
 
@@ -140,4 +141,26 @@ test('success prints the manifest digest first, then the names', (t) => {
     resultLines({ manifestDigest: 'sha256:abc', configDigest: 'sha256:def', tags: ['app:1', 'app:latest'], layers: 3, cachedSteps: 1, ranSteps: 2 }),
     ['sha256:abc', 'tagged app:1', 'tagged app:latest', '3 layers; 2 steps run, 1 from the cache'],
   );
+});
+
+test('a client that reads slowly loses RUN output lines, counted, but never a step event', (t) => {
+  const sent: BuildOutput[] = [];
+  const taken: Array<() => void> = [];
+  const writer = new ProgressWriter({
+    write: (message, callback) => {
+      sent.push(message);
+      taken.push(callback);
+    },
+  });
+  for (let i = 0; i < 1500; i++) writer.progress({ kind: 'output', step: 4, line: `line ${i}` });
+  t.is(sent.length, 1000, 'a thousand messages wait for the client; the rest are dropped');
+  writer.progress({ kind: 'done', step: 4, durationMs: 10 });
+  t.deepEqual(sent.slice(-2), [
+    { output: { step: 4, line: '(500 lines of output not shown: the client took them too slowly)' } },
+    { done: { step: 4, durationMs: 10 } },
+  ]);
+  // Once gRPC has taken them, output flows again.
+  for (const callback of taken.splice(0)) callback();
+  writer.progress({ kind: 'output', step: 5, line: 'after' });
+  t.deepEqual(sent.at(-1), { output: { step: 5, line: 'after' } });
 });
