@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { BuildInput__Output } from '../../proto/gen/tessera/api/v1/BuildInput.js';
 import type { BuildHeader__Output } from '../../proto/gen/tessera/api/v1/BuildHeader.js';
 import type { BuildOutput } from '../../proto/gen/tessera/api/v1/BuildOutput.js';
-import { BuildError, type BuildProgress, type BuildRequest, type ImageBuilder } from '../../common/build/builder.js';
+import { BuildError, type BuildProgress, type BuildRequest, type BuildResult, type ImageBuilder } from '../../common/build/builder.js';
 import { BUILD_LIMITS, buildRequestProblems, contextPathParts } from '../../common/build/request-limits.js';
 import { quoteName } from '../../common/resources/limits.js';
 import { ContextRefusedError, unpackContext } from '../build/context-unpack.js';
@@ -223,13 +223,14 @@ export async function serveBuild(deps: BuildDeps, slots: BuildSlots, call: Build
   let dir: string | undefined;
   let release: (() => void) | undefined;
   const reader = new CallReader(call);
+  const writer = new ProgressWriter(call);
+  let result: BuildResult;
   try {
     const first = await reader.next(BUILD_HEADER_TIMEOUT_MS, 'header');
     if (first?.header == null) throw invalidArgument('build: the first message must be the header');
     header = first.header;
     const request = parseBuildHeader(header);
     if (deps.builder === undefined) throw new ApiError(grpc.status.UNIMPLEMENTED, 'image builds are not available on this node');
-    const writer = new ProgressWriter(call);
     // The cap first, so that tsctl can say which parts of its context are too large before it sends any.
     writer.send({ accepted: { maxContextBytes: deps.maxContextBytes, node: deps.node } });
     if (header.contextBytes > deps.maxContextBytes)
@@ -245,26 +246,27 @@ export async function serveBuild(deps: BuildDeps, slots: BuildSlots, call: Build
     );
     await checkDockerfilePresent(request, dir);
     writer.send({ contextReceived: unpacked.bytes });
-    const result = await deps.builder.build(request, dir, (event) => writer.progress(event), cancelled.signal);
-    writer.send({
-      result: {
-        manifestDigest: result.manifestDigest,
-        configDigest: result.configDigest,
-        tags: [...result.tags],
-        layers: result.layers,
-        cachedSteps: result.cachedSteps,
-        ranSteps: result.ranSteps,
-      },
-    });
-    deps.record(header);
-    call.end();
+    result = await deps.builder.build(request, dir, (event) => writer.progress(event), cancelled.signal);
   } catch (err) {
     deps.record(header, err);
     throw toBuildApiError(err, call);
   } finally {
     release?.();
+    // Before the answer ends the call: a client that sees the end finds nothing left behind.
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   }
+  writer.send({
+    result: {
+      manifestDigest: result.manifestDigest,
+      configDigest: result.configDigest,
+      tags: [...result.tags],
+      layers: result.layers,
+      cachedSteps: result.cachedSteps,
+      ranSteps: result.ranSteps,
+    },
+  });
+  deps.record(header);
+  call.end();
 }
 
 /** The error as the call ends with it; a builder's failure is first sent as a `failure` message with its location. */
