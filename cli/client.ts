@@ -43,6 +43,8 @@ import type { TopRequest } from '../proto/gen/tessera/api/v1/TopRequest.js';
 import type { TopResponse__Output } from '../proto/gen/tessera/api/v1/TopResponse.js';
 import type { ExecInput } from '../proto/gen/tessera/api/v1/ExecInput.js';
 import type { ExecOutput__Output } from '../proto/gen/tessera/api/v1/ExecOutput.js';
+import type { BuildInput } from '../proto/gen/tessera/api/v1/BuildInput.js';
+import type { BuildOutput__Output } from '../proto/gen/tessera/api/v1/BuildOutput.js';
 import { assertAddressAllowed, channelOptions, clientCredentials, LOCAL_INSECURE, type TransportSecurity } from '../common/transport/credentials.js';
 
 export class ApiCallError extends Error {
@@ -203,6 +205,11 @@ export class ApiClient {
   /** The Exec call's stream (tsctl exec): no deadline, it lives as long as the command. */
   exec(): grpc.ClientDuplexStream<ExecInput, ExecOutput__Output> {
     return this.raw.exec();
+  }
+
+  /** The BuildImage call's stream (tsctl build, cli/build/run-build.ts): no deadline, a build takes as long as it takes. */
+  buildImage(): grpc.ClientDuplexStream<BuildInput, BuildOutput__Output> {
+    return this.raw.buildImage();
   }
 
   /** Streams log lines to onLine; resolves at the end of the stream or when cancelled. */

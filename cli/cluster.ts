@@ -89,6 +89,7 @@ export const CLUSTER_UP_RULES: {
   historyRevisions: { kind: 'every-node' },
   liveRestore: { kind: 'every-node' },
   autolock: { kind: 'every-node' },
+  buildContextMaxBytes: { kind: 'every-node' },
 };
 
 /** Options of `cluster up` that are not tsd settings: they shape the cluster itself. */

@@ -22,6 +22,8 @@ import { registerApplyCommands } from './commands/apply.js';
 import { registerClusterUpdateCommand } from './commands/cluster-update.js';
 import { registerClusterAutolockCommands } from './commands/cluster-autolock.js';
 import { registerExecCommand } from './commands/exec.js';
+import { registerBuildCommand } from './commands/build.js';
+import { buildImage } from './build/run-build.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -156,12 +158,14 @@ registerClusterMembersCommands(program, cluster);
 registerClusterIdentityCommands(cluster, withClient);
 registerClusterUpdateCommand(cluster, withClient);
 registerClusterAutolockCommands(cluster);
-registerStackCommands(program);
+// Compose build: jobs go through the same BuildImage call as `tsctl build`.
+registerStackCommands(program, { connectBuilder: (client) => (request, contextDir, onProgress) => buildImage(client, request, contextDir, onProgress) });
 registerRolloutCommands(program, withClient);
 registerEventsCommand(program, withClient);
 registerLogsCommand(program, withClient);
 registerTopCommand(program, withClient);
 registerExecCommand(program, withClient);
+registerBuildCommand(program, withClient);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`error: ${err.message}\n`);

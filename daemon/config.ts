@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { DNS_LABEL } from '../common/resources/names.js';
 import { machineAddress } from './machine-address.js';
+import { DEFAULT_MAX_CONTEXT_BYTES } from '../common/build/request-limits.js';
 
 export interface DaemonConfig {
   dataRoot: string;
@@ -66,6 +67,8 @@ export interface DaemonConfig {
    * changes it for the whole cluster.
    */
   autolock: boolean;
+  /** Managers: the most bytes of a build context's tar (tsctl build) this node accepts. */
+  buildContextMaxBytes: number;
 }
 
 export function defaultConfig(): DaemonConfig {
@@ -95,6 +98,7 @@ export function defaultConfig(): DaemonConfig {
     historyRevisions: 10_000,
     liveRestore: false,
     autolock: false,
+    buildContextMaxBytes: DEFAULT_MAX_CONTEXT_BYTES,
   };
 }
 
@@ -112,6 +116,8 @@ export function dataPaths(config: DaemonConfig) {
     network: join(config.dataRoot, 'network'),
     /** Per-container secrets and configs (tmpfs mounts); the worker makes it beside containers/. */
     run: join(config.dataRoot, 'run'),
+    /** Build contexts being built from (tsctl build), one directory each; emptied at every start. */
+    buildContexts: join(config.dataRoot, 'build-contexts'),
     /** Named volumes; the worker makes it beside containers/. */
     volumes: join(config.dataRoot, 'volumes'),
     daemonLog: join(config.dataRoot, 'tsd.log'),
@@ -173,5 +179,7 @@ export function validateConfig(config: DaemonConfig): void {
     problems.push(`--raft-snapshot-every must be an integer of at least 10, got ${config.raftSnapshotEvery}`);
   if (!(Number.isInteger(config.historyRevisions) && config.historyRevisions >= 0))
     problems.push(`--history-revisions must be a whole number (0 keeps all history), got ${config.historyRevisions}`);
+  if (!(Number.isInteger(config.buildContextMaxBytes) && config.buildContextMaxBytes >= 1024 * 1024))
+    problems.push(`--build-context-max-bytes must be a whole number of at least 1048576 (1 MiB), got ${config.buildContextMaxBytes}`);
   if (problems.length > 0) throw new Error(`invalid tsd settings:\n  ${problems.join('\n  ')}`);
 }

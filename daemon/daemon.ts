@@ -161,6 +161,9 @@ export class Daemon {
         httpRoutes: metricsServer,
         metricsPort: () => this.metricsPort,
         imagePeer: (server, authorize) => addImagePeerService(server, { ...blobService, authorize }),
+        // The agent's builder (agent/build/, another branch of issue 18) goes here once merged;
+        // until then the API answers BuildImage with UNIMPLEMENTED.
+        imageBuilder: undefined,
         ...(joinVia !== undefined && config.store === 'raft' ? { joinVia } : {}),
       });
       this.manager = manager;

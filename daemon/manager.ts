@@ -1,9 +1,10 @@
 // The manager half of a node daemon: store, informers, controllers, the user API and the
 // dispatcher that agents (including this node's own) hold their sessions with.
 import * as grpc from '@grpc/grpc-js';
-import { chmod } from 'node:fs/promises';
+import { chmod, rm } from 'node:fs/promises';
 
 import type { ImageStore } from '../common/images/types.js';
+import type { ImageBuilder } from '../common/build/builder.js';
 import type { LogSource } from '../common/logs/log-source.js';
 import { expecting, type TransportSecurity } from '../common/transport/credentials.js';
 import { ApiServer } from '../control-plane/api/server.js';
@@ -83,6 +84,8 @@ export interface ManagerDeps {
   httpRoutes?: Pick<MetricsServer, 'addRoute' | 'removeRoute'>;
   /** The port the node's metrics server is bound to (what service discovery lists for every node). */
   metricsPort?: () => number;
+  /** This node's image builder (tsctl build); absent: the API answers builds with UNIMPLEMENTED. */
+  imageBuilder?: ImageBuilder;
 }
 
 export class Manager {
@@ -279,6 +282,8 @@ export class Manager {
     this.metrics = metrics;
     this.closers.push(() => (this.metrics = undefined));
     const audit = await openAudit(dataPaths(config).auditLog, config.nodeName, log);
+    // Contexts of builds an earlier tsd was running when it stopped: no build survives a restart.
+    await rm(dataPaths(config).buildContexts, { recursive: true, force: true });
     this.closers.push(() => audit.close());
     // An attempted change without a verified certificate, stopped at the door (its request unread).
     auditRefusal = (path, peer, reason) => {
@@ -331,6 +336,9 @@ export class Manager {
       readAudit: audit.readAudit,
       // Only the leader holds the sessions, so only it knows where images are.
       imageHolders: () => (this.raft && !this.raft.isLeader() ? undefined : imageLocations.held()),
+      ...(this.deps.imageBuilder ? { imageBuilder: this.deps.imageBuilder } : {}),
+      buildContextDir: dataPaths(config).buildContexts,
+      buildContextMaxBytes: config.buildContextMaxBytes,
     });
     const dispatcher = new DispatcherServer({
       objects,

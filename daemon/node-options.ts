@@ -74,6 +74,11 @@ export const NODE_FLAGS: NodeFlags = {
     description: 'init: protect the Raft keys with an unlock key (on no disk); a restarted manager waits for `tsctl cluster unlock`',
     kind: 'switch',
   },
+  buildContextMaxBytes: {
+    spelling: '--build-context-max-bytes <bytes>',
+    description: 'managers: the largest build context (tsctl build) accepted, as tar bytes (default 512 MiB)',
+    kind: 'integer',
+  },
 };
 
 export type NodeSettingKey = keyof DaemonConfig;

@@ -62,6 +62,9 @@ import { DNS_LABEL } from '../../common/resources/names.js';
 import type { DaemonMetrics } from '../metrics/daemon-metrics.js';
 import type { HeldImage } from '../dispatcher/image-locations.js';
 import { imageListOf } from './image-list.js';
+import type { ImageBuilder } from '../../common/build/builder.js';
+import { DEFAULT_MAX_CONTEXT_BYTES } from '../../common/build/request-limits.js';
+import { BuildSlots, serveBuild } from './build-stream.js';
 
 export interface ApiServerDeps {
   store: Store;
@@ -108,6 +111,12 @@ export interface ApiServerDeps {
   readAudit?: (options: { limit: number; callerContains?: string }) => Promise<string[]>;
   /** The images every connected node reports holding (ImageList's NODES); undefined where not known (not the leader). */
   imageHolders?: () => HeldImage[] | undefined;
+  /** This node's image builder (tsctl build); absent: BuildImage is UNIMPLEMENTED. */
+  imageBuilder?: ImageBuilder;
+  /** Where build contexts are unpacked; default the system's temporary directory. */
+  buildContextDir?: string;
+  /** The cap of one build context's tar, in bytes; default DEFAULT_MAX_CONTEXT_BYTES. */
+  buildContextMaxBytes?: number;
 }
 
 export interface AuditRecord {
@@ -212,6 +221,8 @@ export class ApiServer {
   private readonly callers = new WeakMap<object, Caller>();
 
   private readonly objects: ObjectStore;
+  /** Builds running on this server (BuildImage), against their limit. */
+  private readonly buildSlots = new BuildSlots();
 
   constructor(private readonly deps: ApiServerDeps) {
     this.objects = new ObjectStore(deps.store);
@@ -656,6 +667,17 @@ export class ApiServer {
           recordStart: (start: unknown, error?: unknown) => this.streamEnded(call, 'Exec', error, start ?? {}),
         };
         serveExec(deps, call, caller).catch((err: unknown) => call.emit('error', toServiceError(err)));
+      },
+      BuildImage: (call) => {
+        const deps = {
+          ...(this.deps.imageBuilder ? { builder: this.deps.imageBuilder } : {}),
+          contextRoot: this.deps.buildContextDir ?? join(tmpdir(), 'tessera-build-contexts'),
+          maxContextBytes: this.deps.buildContextMaxBytes ?? DEFAULT_MAX_CONTEXT_BYTES,
+          node: this.deps.selfNode === undefined ? "this manager's node" : `node ${this.deps.selfNode}`,
+          // The header names the tags; build args only in the digest (they may carry a secret); the context never.
+          record: (header: unknown, error?: unknown) => this.streamEnded(call, 'BuildImage', error, header ?? {}),
+        };
+        serveBuild(deps, this.buildSlots, call).catch((err: unknown) => call.emit('error', toServiceError(err)));
       },
       Events: (call) => {
         const run = async () => {

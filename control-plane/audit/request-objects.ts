@@ -40,6 +40,8 @@ const DESCRIBERS: ReadonlyMap<string, Describer> = new Map<string, Describer>([
   ['ImagePush', (request) => [named('Image', text(request, 'reference')), named('PushTarget', text(request, 'target') || text(request, 'reference'))]],
   // The task exec'd into; the command only in the digest (it may carry a secret), stdin never.
   ['Exec', (request) => [objectOf('Task', request.stack, request.task)]],
+  // The images a build stores (its tags); build args only in the digest, the context never.
+  ['BuildImage', buildTags],
 ]);
 
 /** RPC names of the methods that change something, i.e. those the audit log records. */
@@ -69,6 +71,14 @@ function applyObjects(request: Fields): AuditObject[] {
   // Only the objects that will be listed are parsed; the rest are just counted.
   const described = objectsJson.slice(0, Math.max(0, MAX_LISTED_OBJECTS - pruned.length)).map(manifestObject);
   return bounded([...pruned, ...described], pruned.length + objectsJson.length);
+}
+
+function buildTags(request: Fields): AuditObject[] {
+  const tags = list(request, 'tags');
+  return bounded(
+    tags.slice(0, MAX_LISTED_OBJECTS).map((tag) => named('Image', typeof tag === 'string' ? tag : '?')),
+    tags.length,
+  );
 }
 
 function deleteObjects(request: Fields): AuditObject[] {

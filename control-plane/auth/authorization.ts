@@ -36,7 +36,8 @@ export type ApiMethod =
   | 'Events'
   | 'Top'
   | 'ImagePush'
-  | 'Exec';
+  | 'Exec'
+  | 'BuildImage';
 
 /** read: viewers and up. workload: operators and up (deploy, scale, roll back, images they run). admin: admins only. */
 type Access = 'read' | 'workload' | 'admin';
@@ -78,6 +79,8 @@ const METHOD_ACCESS: Readonly<Record<ApiMethod, Access>> = {
   // A process in a running container, as kubectl exec needs create on pods/exec (Kubernetes' edit
   // role has it, view does not); operators only into services admitted at baseline (exec-authorization.ts).
   Exec: 'workload',
+  // Runs the Dockerfile's RUN steps in containers and stores the image on the node, as ImageLoad does.
+  BuildImage: 'workload',
 };
 
 export const API_METHODS: readonly ApiMethod[] = Object.keys(METHOD_ACCESS) as ApiMethod[];
@@ -109,6 +112,8 @@ const MUTATING_METHODS: ReadonlySet<ApiMethod> = new Set<ApiMethod>([
   'ImagePush',
   // It runs a process: audited like a change, though it changes no object.
   'Exec',
+  // It stores an image (and may push one with the node's credentials).
+  'BuildImage',
 ]);
 
 export type AuthorizationResult = { allowed: true } | { allowed: false; reason: string };

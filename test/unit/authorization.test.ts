@@ -17,7 +17,7 @@ const manager: Caller = { kind: 'node', nodeId: 'node-2', role: 'manager', seria
 const worker: Caller = { kind: 'node', nodeId: 'node-3', role: 'worker', serial: '05' };
 
 const READ: ApiMethod[] = ['Get', 'List', 'Watch', 'Logs', 'ImageList', 'ClusterInfo', 'ClusterMembers', 'Events', 'Top'];
-const WORKLOAD: ApiMethod[] = ['Apply', 'Delete', 'Scale', 'ImagePull', 'ImagePullProgress', 'ImageLoad', 'ImageSave', 'ImagePush', 'Exec'];
+const WORKLOAD: ApiMethod[] = ['Apply', 'Delete', 'Scale', 'ImagePull', 'ImagePullProgress', 'ImageLoad', 'ImageSave', 'ImagePush', 'Exec', 'BuildImage'];
 
 // Written out rather than derived from the implementation's table, so the test states the matrix.
 const MATRIX: Array<{ caller: Caller; allowed: readonly ApiMethod[]; why?: string }> = [
@@ -64,6 +64,7 @@ test('isMutating names the calls the audit log records', (t) => {
   const mutating = API_METHODS.filter((m) => isMutating(m));
   t.deepEqual(mutating.sort(), [
     'Apply',
+    'BuildImage',
     'ClusterMemberChange',
     'Delete',
     'Exec',

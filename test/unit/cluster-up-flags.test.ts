@@ -35,6 +35,7 @@ const SAMPLES: Record<NodeSettingKey, string[]> = {
   historyRevisions: ['--history-revisions', '77'],
   liveRestore: ['--live-restore'],
   autolock: ['--autolock'],
+  buildContextMaxBytes: ['--build-context-max-bytes', '2097152'],
 };
 
 /** For settings the cluster derives per node: what node i must get from the sample above. */
