@@ -1,7 +1,7 @@
 // Pure: the image config a build carries from step to step, and the config and manifest documents
 // it commits. The `config` section uses the OCI/Docker key spelling, so it is written out as is.
 import { z } from 'zod';
-import type { ConfigPatch } from './exec-plan.js';
+import type { BuildImageConfig } from '../../common/build/plan-types.js';
 import { OCI_CONFIG, OCI_MANIFEST } from '../images/media-types.js';
 import { sha256Digest } from '../../common/images/digest.js';
 
@@ -16,7 +16,7 @@ export interface ContainerConfig {
   WorkingDir?: string;
   Labels?: Record<string, string>;
   StopSignal?: string;
-  Healthcheck?: NonNullable<ConfigPatch['healthcheck']>;
+  Healthcheck?: { Test: string[]; Interval?: number; Timeout?: number; StartPeriod?: number; StartInterval?: number; Retries?: number };
   Shell?: string[];
   OnBuild?: string[];
 }
@@ -113,45 +113,76 @@ export function parseBaseConfig(bytes: Uint8Array, what: string, platform: { arc
   };
 }
 
-/** `config` with `patch` applied: ENV and LABEL merge by key, EXPOSE and VOLUME add, the rest replace. */
-export function applyConfigPatch(config: ContainerConfig, patch: ConfigPatch): ContainerConfig {
-  const next: ContainerConfig = structuredClone(config);
-  if (patch.env) next.Env = mergeEnv(next.Env ?? [], patch.env);
-  if (patch.labels) next.Labels = { ...next.Labels, ...patch.labels };
-  if (patch.exposedPorts) next.ExposedPorts = keysOf([...Object.keys(next.ExposedPorts ?? {}), ...patch.exposedPorts]);
-  if (patch.volumes) next.Volumes = keysOf([...Object.keys(next.Volumes ?? {}), ...patch.volumes]);
-  if (patch.user !== undefined) next.User = patch.user;
-  if (patch.workingDir !== undefined) next.WorkingDir = patch.workingDir;
-  if (patch.entrypoint !== undefined) setOrClear(next, 'Entrypoint', patch.entrypoint);
-  if (patch.cmd !== undefined) setOrClear(next, 'Cmd', patch.cmd);
-  if (patch.healthcheck !== undefined) next.Healthcheck = { ...patch.healthcheck };
-  if (patch.stopSignal !== undefined) next.StopSignal = patch.stopSignal;
-  if (patch.shell !== undefined) next.Shell = [...patch.shell];
-  if (patch.onBuild !== undefined) next.OnBuild = [...(next.OnBuild ?? []), ...patch.onBuild];
-  return next;
+/** The plan's config in the image config's spelling (keys left out when unset, as Docker writes them). */
+export function toContainerConfig(c: BuildImageConfig): ContainerConfig {
+  const out: ContainerConfig = {};
+  if (c.user !== '') out.User = c.user;
+  if (c.exposedPorts.length > 0) out.ExposedPorts = keysOf(c.exposedPorts);
+  if (c.env.length > 0) out.Env = [...c.env];
+  if (c.entrypoint !== undefined) out.Entrypoint = [...c.entrypoint];
+  if (c.cmd !== undefined) out.Cmd = [...c.cmd];
+  if (c.volumes.length > 0) out.Volumes = keysOf(c.volumes);
+  if (c.workingDir !== '') out.WorkingDir = c.workingDir;
+  if (Object.keys(c.labels).length > 0) out.Labels = { ...c.labels };
+  if (c.stopSignal !== undefined) out.StopSignal = c.stopSignal;
+  if (c.healthcheck !== undefined) {
+    const h = c.healthcheck;
+    out.Healthcheck = dropZero({
+      Test: [...h.test],
+      Interval: h.intervalNs,
+      Timeout: h.timeoutNs,
+      StartPeriod: h.startPeriodNs,
+      StartInterval: h.startIntervalNs,
+      Retries: h.retries,
+    });
+  }
+  if (c.shell !== undefined) out.Shell = [...c.shell];
+  if (c.onBuild.length > 0) out.OnBuild = [...c.onBuild];
+  return out;
 }
 
-/** Env entries with `values` set: an existing name keeps its place, a new one goes last. */
-export function mergeEnv(env: readonly string[], values: Readonly<Record<string, string>>): string[] {
-  const out = [...env];
-  for (const [name, value] of Object.entries(values)) {
-    const at = out.findIndex((e) => e.slice(0, e.indexOf('=')) === name);
-    if (at >= 0) out[at] = `${name}=${value}`;
-    else out.push(`${name}=${value}`);
-  }
-  return out;
+/** A base image's config in the planner's form (what planSteps starts a stage from). */
+export function toBuildImageConfig(c: ContainerConfig): BuildImageConfig {
+  const h = c.Healthcheck;
+  return {
+    env: [...(c.Env ?? [])],
+    ...(c.Cmd === undefined ? {} : { cmd: [...c.Cmd] }),
+    ...(c.Entrypoint === undefined ? {} : { entrypoint: [...c.Entrypoint] }),
+    workingDir: c.WorkingDir ?? '',
+    user: c.User ?? '',
+    exposedPorts: Object.keys(c.ExposedPorts ?? {}).sort(),
+    volumes: Object.keys(c.Volumes ?? {}).sort(),
+    labels: { ...c.Labels },
+    ...(h === undefined
+      ? {}
+      : {
+          healthcheck: {
+            test: [...h.Test],
+            intervalNs: h.Interval ?? 0,
+            timeoutNs: h.Timeout ?? 0,
+            startPeriodNs: h.StartPeriod ?? 0,
+            startIntervalNs: h.StartInterval ?? 0,
+            retries: h.Retries ?? 0,
+          },
+        }),
+    ...(c.StopSignal === undefined ? {} : { stopSignal: c.StopSignal }),
+    ...(c.Shell === undefined ? {} : { shell: [...c.Shell] }),
+    onBuild: [...(c.OnBuild ?? [])],
+  };
 }
 
 /** The config document and the manifest of a built image, as bytes (their digests name them). */
 export function imageDocuments(input: {
   base: Pick<BaseImageConfig, 'architecture' | 'os'>;
   config: ContainerConfig;
+  author?: string;
   layers: readonly BuiltLayer[];
   history: readonly HistoryEntry[];
   created: string;
 }): { configBytes: Buffer; manifestBytes: Buffer; configDigest: string } {
   const configDoc = {
     created: input.created,
+    ...(input.author === undefined ? {} : { author: input.author }),
     architecture: input.base.architecture,
     os: input.base.os,
     config: input.config,
@@ -170,7 +201,7 @@ export function imageDocuments(input: {
 }
 
 /** A history entry as buildah writes them: RUN as its command, every other instruction as "#(nop)". */
-export function historyFor(instruction: string, args: readonly string[] | undefined, emptyLayer: boolean): HistoryEntry {
+export function historyFor(instruction: string, args: readonly string[] | undefined, emptyLayer: boolean): { created_by: string; empty_layer?: boolean } {
   const createdBy = args !== undefined ? args.join(' ') : `/bin/sh -c #(nop) ${instruction}`;
   return emptyLayer ? { created_by: createdBy, empty_layer: true } : { created_by: createdBy };
 }
@@ -179,9 +210,9 @@ function keysOf(keys: readonly string[]): Record<string, Record<string, never>> 
   return Object.fromEntries([...new Set(keys)].sort().map((k) => [k, {}]));
 }
 
-function setOrClear(config: ContainerConfig, key: 'Entrypoint' | 'Cmd', value: string[] | null): void {
-  if (value === null) delete config[key];
-  else config[key] = [...value];
+/** Zero durations and retries mean "the runtime's default": Docker leaves them out. */
+function dropZero<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== 0)) as T;
 }
 
 function dropUndefined<T extends object>(value: T): T {

@@ -1,0 +1,96 @@
+// ADD's local tar auto-extraction: a source file that is a tar archive (plain, gzip, bzip2 or xz)
+// is unpacked into the destination instead of copied. node-tar unpacks it into a scratch directory
+// first (it refuses absolute paths and "..", and never writes through a symlink it made), and the
+// executor copies from there with COPY's own rules; bzip2 and xz go through Debian's bzip2 and xz
+// tools, since Node has no decoder for either.
+import { spawn } from 'node:child_process';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { createGunzip } from 'node:zlib';
+import { mkdir, open } from 'node:fs/promises';
+import { once } from 'node:events';
+import { extract } from 'tar';
+import { BuildError } from '../../common/build/builder.js';
+
+export type ArchiveKind = 'tar' | 'gzip' | 'bzip2' | 'xz';
+
+/** Pure: the archive kind from a file's first 262 bytes, or undefined when it is not one ADD unpacks. */
+export function archiveKindOf(head: Buffer): ArchiveKind | undefined {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head.length >= 3 && head.subarray(0, 3).toString('latin1') === 'BZh') return 'bzip2';
+  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
+  if (head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar') return 'tar';
+  return undefined;
+}
+
+export async function detectArchive(path: string): Promise<ArchiveKind | undefined> {
+  const file = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(262);
+    const { bytesRead } = await file.read(head, 0, head.length, 0);
+    const kind = archiveKindOf(head.subarray(0, bytesRead));
+    // gzip wraps anything; only a tar inside is unpacked (Docker copies other files as they are).
+    if (kind === 'gzip') return archiveKindOf(await gunzippedHead(path, head.length)) === 'tar' ? 'gzip' : undefined;
+    return kind;
+  } finally {
+    await file.close();
+  }
+}
+
+/** Unpacks `archive` into the empty directory `target`, keeping owners and modes. */
+export async function unpackArchive(archive: string, kind: ArchiveKind, target: string, scratch: string, what: string): Promise<void> {
+  await mkdir(target, { recursive: true });
+  let tarFile = archive;
+  if (kind === 'bzip2' || kind === 'xz') {
+    tarFile = `${scratch}.tar`;
+    await decompressWith(kind === 'bzip2' ? 'bzip2' : 'xz', archive, tarFile, what);
+  }
+  const warnings: string[] = [];
+  try {
+    await extract({
+      file: tarFile,
+      cwd: target,
+      preserveOwner: true,
+      strict: true,
+      onwarn: (_code: string, message: string | Error) => warnings.push(message instanceof Error ? message.message : message),
+    });
+  } catch (error) {
+    throw new BuildError(`${what}: cannot unpack the archive: ${(error as Error).message}`);
+  }
+  if (warnings.length > 0) throw new BuildError(`${what}: cannot unpack the archive: ${warnings[0] ?? ''}`);
+}
+
+/** The first `length` bytes of a gzip file's content (fewer when it is shorter or broken). */
+async function gunzippedHead(path: string, length: number): Promise<Buffer> {
+  const gunzip = createReadStream(path).pipe(createGunzip());
+  const chunks: Buffer[] = [];
+  let got = 0;
+  try {
+    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      got += chunk.length;
+      if (got >= length) break;
+    }
+  } catch {
+    // Not valid gzip after all: then it is not an archive ADD unpacks, and is copied as it is.
+  } finally {
+    gunzip.destroy();
+  }
+  return Buffer.concat(chunks).subarray(0, length);
+}
+
+async function decompressWith(tool: 'bzip2' | 'xz', source: string, target: string, what: string): Promise<void> {
+  const child = spawn(tool, ['-dc', '--', source], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = createWriteStream(target, { flags: 'wx', mode: 0o600 });
+  child.stdout.pipe(out);
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (chunk: string) => {
+    if (stderr.length < 4096) stderr += chunk;
+  });
+  const spawnError = once(child, 'error').then(([error]) => {
+    throw new BuildError(`${what}: ${tool} is needed to unpack this archive: ${(error as Error).message}`);
+  });
+  const [code] = (await Promise.race([once(child, 'close'), spawnError])) as [number | null];
+  await once(out, 'close').catch(() => undefined);
+  if (code !== 0) throw new BuildError(`${what}: ${tool} could not decompress it: ${stderr.trim() || `exit ${String(code)}`}`);
+}
