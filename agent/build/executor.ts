@@ -11,6 +11,7 @@ import type { BuildImageConfig, BuildPlan, BuildPlatform, PlanInput } from '../.
 import type { LocalImageStore } from '../images/image-store.js';
 import type { ContainerRuntime } from '../runtime/types.js';
 import { hostPlatform } from '../images/manifest.js';
+import { planStages, planSteps } from '../../common/build/plan.js';
 import { assertCompressionAvailable } from './layer-blob.js';
 import { resolveComponents } from './in-root.js';
 import { BuildRun } from './build-run.js';
@@ -22,6 +23,14 @@ import type { RunLimits } from './run-step.js';
  */
 export type PlanBuild = (input: PlanInput, baseConfigOf: (reference: string) => Promise<BuildImageConfig>) => Promise<BuildPlan>;
 
+/** common/build/'s planner: phase 1, the base images' configs (resolved one after another), phase 2. */
+export const planDockerfile: PlanBuild = async (input, baseConfigOf) => {
+  const graph = planStages(input);
+  const baseConfigs: Record<string, BuildImageConfig> = {};
+  for (const reference of graph.baseImages) baseConfigs[reference] = await baseConfigOf(reference);
+  return planSteps(input, baseConfigs);
+};
+
 export interface BuildExecutorOptions {
   images: LocalImageStore;
   runtime: ContainerRuntime;
@@ -30,7 +39,8 @@ export interface BuildExecutorOptions {
   /** Parent cgroup of RUN containers. */
   cgroupParent: string;
   insecureRegistries: string[];
-  plan: PlanBuild;
+  /** Default planDockerfile; tests give plans of their own. */
+  plan?: PlanBuild;
   /** Each RUN's limits; default 2 GiB of memory and 4096 processes. */
   limits?: RunLimits;
   log: (message: string) => void;
@@ -60,10 +70,11 @@ export class BuildExecutor implements ImageBuilder {
       buildId: `${process.pid}-${randomBytes(4).toString('hex')}`,
     });
     try {
-      const plan = await this.options.plan(
+      const plan = await (this.options.plan ?? planDockerfile)(
         { dockerfile, fileName: request.dockerfileInline === undefined ? request.dockerfilePath : 'dockerfile_inline', request, platform },
         (reference) => run.baseConfigOf(reference),
       );
+      for (const warning of plan.warnings) this.options.log(`build: ${warning}`);
       return await run.execute(plan);
     } finally {
       await run.release();
