@@ -1,0 +1,258 @@
+// The image builder's executor end to end, all real: Dockerfiles planned by common/build's planner,
+// RUN steps in containers of our native runtime, layers into a real image store holding the busybox
+// image, and the built image's root file system looked at through an overlay mount of its layers.
+// The runtime is wrapped only to count the containers it creates (for the warm-rebuild checks).
+import test, { type ExecutionContext } from 'ava';
+import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Parser, type ReadEntry } from 'tar';
+import { BuildError, type BuildProgress, type BuildRequest, type BuildResult } from '../../common/build/builder.js';
+import { BuildExecutor } from '../../agent/build/executor.js';
+import { LocalImageStore } from '../../agent/images/image-store.js';
+import { readDecompressed } from '../../agent/images/decompress.js';
+import { NativeRuntime } from '../../agent/runtime/native-runtime.js';
+import type { ContainerRuntime } from '../../agent/runtime/types.js';
+import { mountOverlayRootfs, unmountRootfs } from '../../agent/runtime/rootfs.js';
+import { buildBusyboxImage } from '../helpers/busybox-image.js';
+import { cgroupDirsUnder } from '../helpers/host-cgroups.js';
+
+interface Lab {
+  dir: string;
+  images: LocalImageStore;
+  builder: BuildExecutor;
+  /** Containers the runtime created so far. */
+  created: () => number;
+  context(files: Record<string, string>): Promise<string>;
+  build(context: string, tag: string, options?: Partial<BuildRequest>): Promise<{ result: BuildResult; events: BuildProgress[] }>;
+  /** The built image's merged root file system, mounted until the test ends. */
+  rootfsOf(tag: string): Promise<string>;
+  /** Paths and types of one layer's tar, by index (0 = busybox). */
+  layerEntries(tag: string, index: number): Promise<Map<string, { type: string; uid: number; mode: number; body: string }>>;
+}
+
+async function startLab(t: ExecutionContext, name: string): Promise<Lab> {
+  const dir = await mkdtemp(join(tmpdir(), `tessera-build-${name}-`));
+  const cgroupParent = `tessera-test-build-${name}-${process.pid}`;
+  const mounts: string[] = [];
+  t.teardown(async () => {
+    for (const m of mounts) await unmountRootfs(m).catch((error: Error) => t.log(`unmount ${m}: ${error.message}`));
+    for (const cg of await cgroupDirsUnder(cgroupParent)) await rmdir(cg).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  });
+  const images = new LocalImageStore({ root: join(dir, 'images') });
+  await images.load((await buildBusyboxImage(join(dir, 'busybox'))).tarballPath);
+  const native = new NativeRuntime({ stateRoot: join(dir, 'runtime'), cgroupParent });
+  let created = 0;
+  const runtime: ContainerRuntime = {
+    create: (id, bundle, options) => {
+      created += 1;
+      return native.create(id, bundle, options);
+    },
+    start: (id) => native.start(id),
+    kill: (id, signal) => native.kill(id, signal),
+    wait: (id) => native.wait(id),
+    state: (id) => native.state(id),
+    delete: (id) => native.delete(id),
+  };
+  const builder = new BuildExecutor({ images, runtime, workDir: join(dir, 'builds'), cgroupParent, insecureRegistries: [], log: (m) => t.log(m) });
+  let contexts = 0;
+  const lab: Lab = {
+    dir,
+    images,
+    builder,
+    created: () => created,
+    async context(files) {
+      const context = join(dir, `context-${++contexts}`);
+      for (const [path, content] of Object.entries(files)) {
+        await mkdir(join(context, path, '..'), { recursive: true });
+        await writeFile(join(context, path), content);
+      }
+      return context;
+    },
+    async build(context, tag, options = {}) {
+      const events: BuildProgress[] = [];
+      const request: BuildRequest = {
+        tags: [tag],
+        dockerfilePath: 'Dockerfile',
+        buildArgs: {},
+        noCache: false,
+        labels: {},
+        compression: 'gzip',
+        push: false,
+        ...options,
+      };
+      const result = await builder.build(request, context, (e) => events.push(e), new AbortController().signal);
+      return { result, events };
+    },
+    async rootfsOf(tag) {
+      const image = await images.get(tag);
+      if (image === undefined) throw new Error(`${tag} is not in the store`);
+      const mountDir = join(dir, `mount-${mounts.length}`);
+      mounts.push(mountDir);
+      return mountOverlayRootfs(image.layerDirs, mountDir);
+    },
+    async layerEntries(tag, index) {
+      const image = await images.get(tag);
+      if (image === undefined) throw new Error(`${tag} is not in the store`);
+      const manifest = JSON.parse((await readFile(images.blobPath(image.digest))).toString()) as { layers: Array<{ digest: string }> };
+      const layer = manifest.layers[index];
+      if (layer === undefined) throw new Error(`${tag} has no layer ${index}`);
+      return tarEntries(images.blobPath(layer.digest));
+    },
+  };
+  return lab;
+}
+
+test.serial('RUN writes files and deletes a lower file (a whiteout in its layer); RUN has only loopback, up', async (t) => {
+  const lab = await startLab(t, 'run');
+  const context = await lab.context({
+    Dockerfile: [
+      'FROM busybox',
+      'RUN echo built > /built.txt && mkdir -p /app',
+      'RUN rm /etc/hostname',
+      'RUN ls /sys/class/net && cat /sys/class/net/lo/operstate',
+    ].join('\n'),
+  });
+  const { result, events } = await lab.build(context, 'built:1');
+  t.is(result.layers, 4);
+  t.is(result.ranSteps, 3);
+  t.is(result.cachedSteps, 0);
+  t.deepEqual(result.tags, ['docker.io/library/built:1']);
+  const output = events.flatMap((e) => (e.kind === 'output' && e.step === 3 ? [e.line] : []));
+  t.deepEqual(output, ['lo', 'unknown'], 'a fresh network namespace: lo only, brought up (its operstate reads "unknown" for loopback)');
+
+  const written = await lab.layerEntries('built:1', 1);
+  t.is(written.get('built.txt')?.body, 'built\n');
+  t.is(written.get('app/')?.type, 'Directory');
+  t.false(
+    [...written.keys()].some((p) => p.startsWith('proc') || p.startsWith('sys') || p.startsWith('dev')),
+    'mount points the runtime made are not in the layer',
+  );
+  const deleted = await lab.layerEntries('built:1', 2);
+  t.deepEqual([...deleted.keys()], ['etc/', 'etc/.wh.hostname']);
+
+  const rootfs = await lab.rootfsOf('built:1');
+  t.is(await readFile(join(rootfs, 'built.txt'), 'utf8'), 'built\n');
+  await t.throwsAsync(lstat(join(rootfs, 'etc', 'hostname')), { code: 'ENOENT' });
+  t.is(await readFile(join(rootfs, 'etc', 'passwd'), 'utf8').then((s) => s.startsWith('root:')), true);
+});
+
+test.serial('COPY --chown by name and --chmod, a directory copies its contents, a trailing slash means into', async (t) => {
+  const lab = await startLab(t, 'copy');
+  const context = await lab.context({
+    Dockerfile: ['FROM busybox', 'COPY --chown=nobody:nobody --chmod=640 a.txt /data/', 'COPY dir/ /tree', 'COPY *.md /docs/'].join('\n'),
+    'a.txt': 'A\n',
+    'dir/sub/b.txt': 'B\n',
+    'one.md': '1',
+    'two.md': '2',
+  });
+  await chmod(join(context, 'dir', 'sub', 'b.txt'), 0o600);
+  const { result } = await lab.build(context, 'copy:1');
+  t.is(result.layers, 4);
+  const rootfs = await lab.rootfsOf('copy:1');
+  const a = await lstat(join(rootfs, 'data', 'a.txt'));
+  t.is(a.uid, 65534);
+  t.is(a.gid, 65534);
+  t.is(a.mode & 0o7777, 0o640);
+  t.is(await readFile(join(rootfs, 'tree', 'sub', 'b.txt'), 'utf8'), 'B\n');
+  const b = await lstat(join(rootfs, 'tree', 'sub', 'b.txt'));
+  t.is(b.uid, 0, 'context files belong to root');
+  t.is(b.mode & 0o7777, 0o600, 'modes are kept without --chmod');
+  t.deepEqual((await readdir(join(rootfs, 'docs'))).sort(), ['one.md', 'two.md']);
+});
+
+test.serial('multi-stage: COPY --from an earlier stage takes its file; the builder stage adds no layer to the image', async (t) => {
+  const lab = await startLab(t, 'stages');
+  const context = await lab.context({
+    Dockerfile: [
+      'FROM busybox AS builder',
+      'RUN mkdir /out && echo from-builder > /out/result',
+      'FROM busybox',
+      'COPY --from=builder /out/result /result',
+      'CMD ["cat", "/result"]',
+    ].join('\n'),
+  });
+  const { result } = await lab.build(context, 'stages:1');
+  t.is(result.layers, 2);
+  const rootfs = await lab.rootfsOf('stages:1');
+  t.is(await readFile(join(rootfs, 'result'), 'utf8'), 'from-builder\n');
+  const record = await lab.images.get('stages:1');
+  t.deepEqual(record?.config.cmd, ['cat', '/result']);
+});
+
+test.serial('a failing RUN fails the build with its exit code, its last lines and its place; nothing is tagged', async (t) => {
+  const lab = await startLab(t, 'fail');
+  const lines = Array.from({ length: 30 }, (_, i) => `echo line${i + 1}`).join('; ');
+  const context = await lab.context({ Dockerfile: ['FROM busybox', `RUN ${lines}; exit 3`].join('\n') });
+  const error = await t.throwsAsync(lab.build(context, 'fail:1'), { instanceOf: BuildError });
+  t.is(error.run?.exitCode, 3);
+  t.is(error.run?.lastLines.length, 20);
+  t.is(error.run?.lastLines.at(-1), 'line30');
+  t.is(error.location?.line, 2);
+  t.regex(error.message, /exited with code 3/);
+  t.is(await lab.images.get('fail:1'), undefined);
+});
+
+test.serial('warm rebuild: every step from the cache, no container; a changed file reruns from its step on; removal collects the cache', async (t) => {
+  const lab = await startLab(t, 'cache');
+  const context = await lab.context({
+    Dockerfile: ['FROM busybox', 'COPY a.txt /a.txt', 'RUN cat /a.txt > /b.txt', 'ENV MODE=test', 'COPY c.txt /c.txt'].join('\n'),
+    'a.txt': 'first\n',
+    'c.txt': 'c1\n',
+  });
+  const cold = await lab.build(context, 'cache:1');
+  t.is(cold.result.ranSteps, 4);
+  const containersAfterCold = lab.created();
+  t.is(containersAfterCold, 1);
+  const coldLayers = (await lab.images.get('cache:1'))?.layers;
+
+  const warm = await lab.build(context, 'cache:1');
+  t.is(warm.result.cachedSteps, 4);
+  t.is(warm.result.ranSteps, 0);
+  t.is(lab.created(), containersAfterCold, 'no container was started');
+  t.deepEqual((await lab.images.get('cache:1'))?.layers, coldLayers, 'the same layers');
+  t.is(warm.events.filter((e) => e.kind === 'cached').length, 4);
+
+  await writeFile(join(context, 'c.txt'), 'c2\n');
+  const lastChanged = await lab.build(context, 'cache:1');
+  t.is(lastChanged.result.cachedSteps, 3);
+  t.is(lastChanged.result.ranSteps, 1);
+  t.is(lab.created(), containersAfterCold, 'only the last COPY ran');
+
+  await writeFile(join(context, 'a.txt'), 'second\n');
+  const firstChanged = await lab.build(context, 'cache:1');
+  t.is(firstChanged.result.cachedSteps, 0);
+  t.is(firstChanged.result.ranSteps, 4);
+  t.is(lab.created(), containersAfterCold + 1);
+  t.is(await readFile(join(await lab.rootfsOf('cache:1'), 'b.txt'), 'utf8'), 'second\n');
+
+  const noCache = await lab.build(context, 'cache:1', { noCache: true });
+  t.is(noCache.result.ranSteps, 4);
+
+  // Removing the image takes the cache entries only it named, and the layers only they kept.
+  const cacheDir = join(lab.dir, 'images', 'build-cache');
+  t.true((await readdir(cacheDir)).length > 0);
+  await lab.images.remove('cache:1');
+  t.deepEqual(await readdir(cacheDir), []);
+  const layersLeft = await readdir(join(lab.dir, 'images', 'layers'));
+  t.is(layersLeft.length, 1, 'only busybox is left');
+});
+
+async function tarEntries(blobPath: string): Promise<Map<string, { type: string; uid: number; mode: number; body: string }>> {
+  const entries = new Map<string, { type: string; uid: number; mode: number; body: string }>();
+  const parser = new Parser();
+  const done = new Promise<void>((resolve, reject) => {
+    parser.on('end', resolve);
+    parser.on('error', reject);
+  });
+  parser.on('entry', (entry: ReadEntry) => {
+    const chunks: Buffer[] = [];
+    entry.on('data', (c: Buffer) => chunks.push(c));
+    entry.on('end', () => entries.set(entry.path, { type: entry.type, uid: entry.uid ?? 0, mode: entry.mode ?? 0, body: Buffer.concat(chunks).toString() }));
+  });
+  for await (const chunk of readDecompressed(blobPath, 'layer')) parser.write(chunk);
+  parser.end();
+  await done;
+  return entries;
+}
