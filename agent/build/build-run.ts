@@ -3,7 +3,7 @@
 // config steps in memory), turns each step's upper directory into a layer, and commits the output
 // stage as an image. Everything it stores is pinned until it ends (BuildPins), so a garbage
 // collection in between cannot take a layer a later step or the commit needs.
-import { mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { BuildProgress, BuildRequest, BuildResult } from '../../common/build/builder.js';
@@ -241,7 +241,15 @@ export class BuildRun {
   }
 
   private async run(step: Extract<BuildStep, { kind: 'run' }>, rootfs: StepRootfs): Promise<void> {
-    if (step.inlineFiles.length > 0) throw new BuildError('a RUN heredoc script run by its #! line is not supported by this builder yet', step.location);
+    const binds: Array<{ source: string; destination: string }> = [];
+    for (const [i, file] of step.inlineFiles.entries()) {
+      if (!file.path.startsWith('/dev/')) throw new BuildError(`RUN heredoc file ${file.path}: expected a path under /dev/ (it would land in the layer)`, step.location);
+      // Beside the rootfs, not in it: bound read-only for this RUN only.
+      const source = join(rootfs.dir, `inline-${i}`);
+      await writeFile(source, file.content, { mode: file.mode & 0o777 });
+      await chmod(source, file.mode & 0o777);
+      binds.push({ source, destination: file.path });
+    }
     const outcome = await runStepContainer({
       runtime: this.o.runtime,
       containerId: `build-${this.o.buildId}-${this.stepNumber}`,
@@ -255,6 +263,7 @@ export class BuildRun {
       limits: this.o.limits,
       onLine: (line) => this.o.onProgress({ kind: 'output', step: this.stepNumber, line }),
       signal: this.o.signal,
+      binds,
     });
     const { exit } = outcome;
     if (exit.exitCode !== 0 || exit.oomKilled) {

@@ -36,6 +36,8 @@ export interface RunStepInput {
   workdir: string;
   cgroupParent: string;
   limits: RunLimits;
+  /** Read-only files bound into the container (a RUN heredoc's script); they never reach the layer. */
+  binds?: ReadonlyArray<{ source: string; destination: string }>;
   onLine: (line: string) => void;
   signal: AbortSignal;
 }
@@ -70,6 +72,7 @@ export async function runStepContainer(input: RunStepInput): Promise<RunOutcome>
     cgroupsPath: `${input.cgroupParent}/${containerId}`,
     memoryLimit: input.limits.memoryBytes,
     pidsLimit: input.limits.pids,
+    binds: (input.binds ?? []).map((b) => ({ ...b, readonly: true })),
   });
   // The environment may hold build arguments that are secrets to someone: the bundle is private.
   await writePrivateFile(join(input.dir, 'config.json'), JSON.stringify(spec));

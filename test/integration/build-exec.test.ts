@@ -162,24 +162,34 @@ test.serial('COPY --chown by name and --chmod, a directory copies its contents, 
   t.deepEqual((await readdir(join(rootfs, 'docs'))).sort(), ['one.md', 'two.md']);
 });
 
-test.serial('multi-stage: COPY --from an earlier stage takes its file; the builder stage adds no layer to the image', async (t) => {
-  const lab = await startLab(t, 'stages');
-  const context = await lab.context({
-    Dockerfile: [
-      'FROM busybox AS builder',
-      'RUN mkdir /out && echo from-builder > /out/result',
-      'FROM busybox',
-      'COPY --from=builder /out/result /result',
-      'CMD ["cat", "/result"]',
-    ].join('\n'),
-  });
-  const { result } = await lab.build(context, 'stages:1');
-  t.is(result.layers, 2);
-  const rootfs = await lab.rootfsOf('stages:1');
-  t.is(await readFile(join(rootfs, 'result'), 'utf8'), 'from-builder\n');
-  const record = await lab.images.get('stages:1');
-  t.deepEqual(record?.config.cmd, ['cat', '/result']);
-});
+test.serial(
+  'multi-stage: COPY --from an earlier stage takes its files (one made by a RUN heredoc script); the builder stage adds no layer to the image',
+  async (t) => {
+    const lab = await startLab(t, 'stages');
+    const context = await lab.context({
+      Dockerfile: [
+        'FROM busybox AS builder',
+        'RUN mkdir /out && echo from-builder > /out/result',
+        'RUN <<EOF',
+        '#!/bin/sh',
+        'echo "heredoc $0" > /out/heredoc',
+        'EOF',
+        'FROM busybox',
+        'COPY --from=builder /out/result /result',
+        'COPY --from=builder /out/heredoc /heredoc',
+        'CMD ["cat", "/result"]',
+      ].join('\n'),
+    });
+    const { result } = await lab.build(context, 'stages:1');
+    t.is(result.layers, 3);
+    const rootfs = await lab.rootfsOf('stages:1');
+    t.is(await readFile(join(rootfs, 'result'), 'utf8'), 'from-builder\n');
+    // A heredoc script with #! runs as a file of its own (BuildKit's /dev/pipes/), not in any layer.
+    t.regex(await readFile(join(rootfs, 'heredoc'), 'utf8'), /^heredoc \S+\n$/);
+    const record = await lab.images.get('stages:1');
+    t.deepEqual(record?.config.cmd, ['cat', '/result']);
+  },
+);
 
 test.serial('a failing RUN fails the build with its exit code, its last lines and its place; nothing is tagged', async (t) => {
   const lab = await startLab(t, 'fail');
