@@ -20,6 +20,7 @@ import { layerTar } from './layer-diff.js';
 import { writeLayerBlob } from './layer-blob.js';
 import { mountStepRootfs, removeStepRootfs, unmountStepRootfs, upperIsEmpty, type StepRootfs } from './step-rootfs.js';
 import { runStepContainer, type RunLimits } from './run-step.js';
+import { downloadUrl, type DownloadedFile } from './add-url.js';
 import { mkdirInRoot, readInRoot } from './copy-apply.js';
 import { executeCopy, copyInputsDigest, type CopyContext } from './copy-step.js';
 import { parseGroup, parsePasswd, resolveUser } from '../worker/container-config.js';
@@ -68,6 +69,7 @@ export class BuildRun {
   private readonly images = new Map<string, Promise<ResolvedImage>>();
   private readonly stages = new Map<number, StageState>();
   private readonly cacheKeys: string[] = [];
+  private readonly downloads = new Map<string, Promise<DownloadedFile>>();
   private stepNumber = 0;
   private totalSteps = 0;
   private cachedSteps = 0;
@@ -295,7 +297,20 @@ export class BuildRun {
       mountDir: (name) => join(this.dir, `${name}-${this.stepNumber}`),
       emptyLower: join(this.dir, 'empty'),
       state,
+      download: (url, checksum) => this.download(url, checksum),
     };
+  }
+
+  /** Fetches a URL once per build; a later step's --checksum is checked against the same bytes. */
+  private async download(url: string, checksum: string | undefined): Promise<DownloadedFile> {
+    let fetched = this.downloads.get(url);
+    if (fetched === undefined) {
+      fetched = downloadUrl(url, join(this.dir, `download-${this.downloads.size}`), undefined, this.o.signal);
+      this.downloads.set(url, fetched);
+    }
+    const file = await fetched;
+    if (checksum !== undefined && checksum !== file.sha256) throw new BuildError(`ADD ${url}: checksum mismatch: --checksum=${checksum}, the content is ${file.sha256}`);
+    return file;
   }
 
   private async commit(output: StageState, config: BuildImageConfig): Promise<BuildResult> {

@@ -9,6 +9,7 @@ import { combineDigests } from './cache-key.js';
 import { applyCopy, lookupOwner } from './copy-apply.js';
 import { digestOfMatches, directorySource, expandSources, type MatchedSource } from './copy-sources.js';
 import { detectArchive, unpackArchive } from './add-archive.js';
+import type { DownloadedFile } from './add-url.js';
 import { mountStepRootfs, removeStepRootfs, type StepRootfs } from './step-rootfs.js';
 import type { ResolvedImage, StageLayer, StageState } from './build-run.js';
 
@@ -20,13 +21,19 @@ export interface CopyContext {
   mountDir: (name: string) => string;
   emptyLower: string;
   state: StageState;
+  /** ADD of a URL: the file fetched once per build (and URL). */
+  download: (url: string, checksum: string | undefined) => Promise<DownloadedFile>;
 }
 
 /** The digest of what the step reads: the context files' contents, or the source stage's or image's identity. */
 export async function copyInputsDigest(step: CopyStep, context: CopyContext): Promise<string> {
   return withLocation(step, async () => {
-    if (step.url !== undefined) throw new BuildError('ADD of a URL is not supported by this builder yet');
     const heredocs = combineDigests(step.heredocFiles.map((f) => combineDigests([f.name, f.content])));
+    if (step.url !== undefined) {
+      // With --checksum the content is known without fetching it; without, it is fetched to find out.
+      const content = step.url.checksum ?? (await context.download(step.url.url, undefined)).sha256;
+      return combineDigests(['url', content, heredocs]);
+    }
     switch (step.from.kind) {
       case 'context':
         return combineDigests(['context', await digestOfMatches(await expandSources(context.contextDir, step.sources, false, step.instruction)), heredocs]);
@@ -41,11 +48,12 @@ export async function copyInputsDigest(step: CopyStep, context: CopyContext): Pr
 /** Copies the step's sources into `rootfs` (mounted); `scratch` is a directory path the step may use. */
 export async function executeCopy(step: CopyStep, rootfs: StepRootfs, context: CopyContext, scratch: string): Promise<void> {
   await withLocation(step, async () => {
-    if (step.url !== undefined) throw new BuildError('ADD of a URL is not supported by this builder yet');
     let source: StepRootfs | undefined;
     try {
       let matches: MatchedSource[];
-      if (step.from.kind === 'context') {
+      if (step.url !== undefined) {
+        matches = [urlSource(await context.download(step.url.url, step.url.checksum), step.url.url)];
+      } else if (step.from.kind === 'context') {
         matches = await expandSources(context.contextDir, step.sources, false, step.instruction);
       } else {
         const layers = step.from.kind === 'stage' ? context.stage(step.from.index).layers : (await context.image(step.from.reference)).layers;
@@ -74,6 +82,16 @@ async function mountLayers(layers: readonly StageLayer[], context: CopyContext):
     context.mountDir('from'),
     context.emptyLower,
   );
+}
+
+/** A fetched file as ADD copies it: root's, mode 0600 (as Docker leaves it), named after the URL. */
+function urlSource(file: DownloadedFile, url: string): MatchedSource {
+  return {
+    pattern: url,
+    path: file.name,
+    entries: [{ rel: '', hostPath: file.path, type: 'file', mode: 0o600, uid: 0, gid: 0, mtime: file.mtime, size: 0 }],
+    keepOwners: false,
+  };
 }
 
 /** ADD: every source file that is a tar archive is replaced by its unpacked contents. */

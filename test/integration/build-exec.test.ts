@@ -5,6 +5,9 @@
 import test, { type ExecutionContext } from 'ava';
 import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Parser, type ReadEntry } from 'tar';
 import { BuildError, type BuildProgress, type BuildRequest, type BuildResult } from '../../common/build/builder.js';
@@ -266,3 +269,43 @@ async function tarEntries(blobPath: string): Promise<Map<string, { type: string;
   await done;
   return entries;
 }
+
+test.serial('ADD of a URL from a loopback server: named after the URL, mode 0600, --checksum checked, cached by content', async (t) => {
+  const lab = await startLab(t, 'url');
+  const body = 'fetched over http\n';
+  let requests = 0;
+  const server = createServer((request, response) => {
+    requests += 1;
+    response.writeHead(200, { 'content-type': 'text/plain', 'last-modified': 'Wed, 01 Jan 2025 00:00:00 GMT' });
+    response.end(request.url === '/hello.txt' ? body : 'other\n');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const { port } = server.address() as AddressInfo;
+  const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+  const context = await lab.context({
+    Dockerfile: [
+      'FROM scratch',
+      `ADD http://127.0.0.1:${port}/hello.txt /files/`,
+      `ADD --checksum=${digest} http://127.0.0.1:${port}/hello.txt /checked.txt`,
+    ].join('\n'),
+  });
+  const { result } = await lab.build(context, 'url:1');
+  t.is(result.layers, 2);
+  t.is(lab.created(), 0, 'no container for ADD');
+  const rootfs = await lab.rootfsOf('url:1');
+  t.is(await readFile(join(rootfs, 'files', 'hello.txt'), 'utf8'), body);
+  const info = await lstat(join(rootfs, 'files', 'hello.txt'));
+  t.is(info.mode & 0o7777, 0o600);
+  t.is(info.mtime.toISOString(), '2025-01-01T00:00:00.000Z');
+  t.is(await readFile(join(rootfs, 'checked.txt'), 'utf8'), body);
+
+  const again = await lab.build(context, 'url:1');
+  t.is(again.result.cachedSteps, 2, 'the same bytes behind the URL: from the cache');
+
+  const wrong = await lab.context({ Dockerfile: ['FROM scratch', `ADD --checksum=sha256:${'0'.repeat(64)} http://127.0.0.1:${port}/hello.txt /x`].join('\n') });
+  const error = await t.throwsAsync(lab.build(wrong, 'url:2'), { instanceOf: BuildError });
+  t.regex(error.message, /checksum mismatch/);
+  t.is(error.location?.line, 2);
+  t.true(requests >= 2);
+});
