@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import { mkdir, open } from 'node:fs/promises';
-import { once } from 'node:events';
+import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar';
 import { BuildError } from '../../common/build/builder.js';
 
@@ -80,17 +80,17 @@ async function gunzippedHead(path: string, length: number): Promise<Buffer> {
 
 async function decompressWith(tool: 'bzip2' | 'xz', source: string, target: string, what: string): Promise<void> {
   const child = spawn(tool, ['-dc', '--', source], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out = createWriteStream(target, { flags: 'wx', mode: 0o600 });
-  child.stdout.pipe(out);
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (chunk: string) => {
     if (stderr.length < 4096) stderr += chunk;
   });
-  const spawnError = once(child, 'error').then(([error]) => {
-    throw new BuildError(`${what}: ${tool} is needed to unpack this archive: ${(error as Error).message}`);
+  // Listened for from the start: 'close' may come before the copy below has finished.
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.once('error', (error) => reject(new BuildError(`${what}: ${tool} is needed to unpack this archive: ${error.message}`)));
+    child.once('close', (code) => resolve(code));
   });
-  const [code] = (await Promise.race([once(child, 'close'), spawnError])) as [number | null];
-  await once(out, 'close').catch(() => undefined);
+  const copied = pipeline(child.stdout, createWriteStream(target, { flags: 'wx', mode: 0o600 }));
+  const [code] = await Promise.all([exited, copied]);
   if (code !== 0) throw new BuildError(`${what}: ${tool} could not decompress it: ${stderr.trim() || `exit ${String(code)}`}`);
 }

@@ -3,13 +3,16 @@
 // image, and the built image's root file system looked at through an overlay mount of its layers.
 // The runtime is wrapped only to count the containers it creates (for the warm-rebuild checks).
 import test, { type ExecutionContext } from 'ava';
-import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, symlink, mkdtemp, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { Parser, type ReadEntry } from 'tar';
+import { Parser, create as tarCreate, type ReadEntry } from 'tar';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
 import { BuildError, type BuildProgress, type BuildRequest, type BuildResult } from '../../common/build/builder.js';
 import { BuildExecutor } from '../../agent/build/executor.js';
 import { LocalImageStore } from '../../agent/images/image-store.js';
@@ -19,6 +22,8 @@ import type { ContainerRuntime } from '../../agent/runtime/types.js';
 import { mountOverlayRootfs, unmountRootfs } from '../../agent/runtime/rootfs.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
 import { cgroupDirsUnder } from '../helpers/host-cgroups.js';
+
+const execFileAsync = promisify(execFile);
 
 interface Lab {
   dir: string;
@@ -308,4 +313,54 @@ test.serial('ADD of a URL from a loopback server: named after the URL, mode 0600
   t.regex(error.message, /checksum mismatch/);
   t.is(error.location?.line, 2);
   t.true(requests >= 2);
+});
+
+test.serial('ADD unpacks local tar, tar.gz and tar.xz (owners from the archive), copies other .gz as is; WORKDIR makes its directory once', async (t) => {
+  const lab = await startLab(t, 'add');
+  const context = await lab.context({
+    Dockerfile: [
+      'FROM busybox',
+      'ADD app.tar.gz /app/',
+      'ADD more.tar.xz plain.tar /more/',
+      'ADD notes.txt.gz /notes/',
+      'WORKDIR /work/deep',
+      'WORKDIR /tmp',
+    ].join('\n'),
+  });
+  const staging = join(lab.dir, 'staging');
+  await mkdir(join(staging, 'bin'), { recursive: true });
+  await writeFile(join(staging, 'bin', 'tool'), '#!/bin/sh\n');
+  await chmod(join(staging, 'bin', 'tool'), 0o750);
+  await chown(join(staging, 'bin', 'tool'), 1234, 5678);
+  await tarCreate({ cwd: staging, file: join(context, 'app.tar.gz'), gzip: true }, ['bin']);
+  await tarCreate({ cwd: staging, file: join(context, 'more.tar') }, ['bin']);
+  await execFileAsync('xz', ['-z', join(context, 'more.tar')]);
+  await tarCreate({ cwd: staging, file: join(context, 'plain.tar') }, ['bin/tool']);
+  await writeFile(join(context, 'notes.txt.gz'), gzipSync('notes\n'));
+
+  const { result } = await lab.build(context, 'add:1');
+  t.is(result.layers, 5, 'busybox, three ADDs and the WORKDIR that made a directory (/tmp existed)');
+  const rootfs = await lab.rootfsOf('add:1');
+  const tool = await lstat(join(rootfs, 'app', 'bin', 'tool'));
+  t.is(tool.uid, 1234);
+  t.is(tool.gid, 5678);
+  t.is(tool.mode & 0o7777, 0o750);
+  t.is(await readFile(join(rootfs, 'more', 'bin', 'tool'), 'utf8'), '#!/bin/sh\n');
+  t.deepEqual(await readdir(join(rootfs, 'notes')), ['notes.txt.gz']);
+  t.true((await lstat(join(rootfs, 'work', 'deep'))).isDirectory());
+  t.is((await lab.images.get('add:1'))?.config.workingDir, '/tmp');
+});
+
+test.serial('a symlink in the context cannot reach outside it; a missing source names itself and its line', async (t) => {
+  const lab = await startLab(t, 'escape');
+  const context = await lab.context({ Dockerfile: ['FROM busybox', 'COPY evil /stolen'].join('\n') });
+  await symlink('/etc/hostname', join(context, 'evil'));
+  const error = await t.throwsAsync(lab.build(context, 'escape:1'), { instanceOf: BuildError });
+  t.regex(error.message, /"evil": no such file or directory/);
+  t.is(error.location?.line, 2);
+
+  const inside = await lab.context({ Dockerfile: ['FROM busybox', 'COPY link /copied'].join('\n'), 'etc/hostname': 'the context one\n' });
+  await symlink('../../../../etc/hostname', join(inside, 'link'));
+  await lab.build(inside, 'escape:2');
+  t.is(await readFile(join(await lab.rootfsOf('escape:2'), 'copied'), 'utf8'), 'the context one\n');
 });
