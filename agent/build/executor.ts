@@ -12,6 +12,8 @@ import type { LocalImageStore } from '../images/image-store.js';
 import type { ContainerRuntime } from '../runtime/types.js';
 import { hostPlatform } from '../images/manifest.js';
 import { planStages, planSteps } from '../../common/build/plan.js';
+import { parseReference } from '../../common/images/reference.js';
+import { pushTarget } from '../images/push-target.js';
 import { assertCompressionAvailable } from './layer-blob.js';
 import { resolveComponents } from './in-root.js';
 import { BuildRun } from './build-run.js';
@@ -56,7 +58,7 @@ export class BuildExecutor implements ImageBuilder {
 
   async build(request: BuildRequest, contextDir: string, onProgress: (event: BuildProgress) => void, signal: AbortSignal): Promise<BuildResult> {
     assertCompressionAvailable(request.compression);
-    if (request.push && request.tags.length === 0) throw new BuildError('--push needs a tag (-t) to push to');
+    checkTags(request);
     const dockerfile = request.dockerfileInline ?? (await readDockerfile(contextDir, request.dockerfilePath));
     const platform = buildPlatform();
     const run = new BuildRun({
@@ -79,6 +81,25 @@ export class BuildExecutor implements ImageBuilder {
     } finally {
       await run.release();
     }
+  }
+}
+
+/** Tags are checked before any step runs: a bad one found at the commit would waste the whole build. */
+function checkTags(request: BuildRequest): void {
+  for (const tag of request.tags) {
+    try {
+      parseReference(tag);
+    } catch (error) {
+      throw new BuildError(`-t ${tag}: ${(error as Error).message}`);
+    }
+  }
+  if (!request.push) return;
+  const first = request.tags[0];
+  if (first === undefined) throw new BuildError('--push needs a tag (-t) to push to');
+  try {
+    pushTarget(first, undefined);
+  } catch (error) {
+    throw new BuildError(`--push: ${(error as Error).message}`);
   }
 }
 

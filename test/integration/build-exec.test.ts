@@ -22,6 +22,7 @@ import type { ContainerRuntime } from '../../agent/runtime/types.js';
 import { mountOverlayRootfs, unmountRootfs } from '../../agent/runtime/rootfs.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
 import { cgroupDirsUnder } from '../helpers/host-cgroups.js';
+import { startRegistry } from '../helpers/registry.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -39,7 +40,7 @@ interface Lab {
   layerEntries(tag: string, index: number): Promise<Map<string, { type: string; uid: number; mode: number; body: string }>>;
 }
 
-async function startLab(t: ExecutionContext, name: string): Promise<Lab> {
+async function startLab(t: ExecutionContext, name: string, insecureRegistries: string[] = []): Promise<Lab> {
   const dir = await mkdtemp(join(tmpdir(), `tessera-build-${name}-`));
   const cgroupParent = `tessera-test-build-${name}-${process.pid}`;
   const mounts: string[] = [];
@@ -48,7 +49,8 @@ async function startLab(t: ExecutionContext, name: string): Promise<Lab> {
     for (const cg of await cgroupDirsUnder(cgroupParent)) await rmdir(cg).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   });
-  const images = new LocalImageStore({ root: join(dir, 'images') });
+  // No credentials file of the machine's: these tests speak to registries of their own only.
+  const images = new LocalImageStore({ root: join(dir, 'images'), credentialsFile: join(dir, 'no-registries.json') });
   await images.load((await buildBusyboxImage(join(dir, 'busybox'))).tarballPath);
   const native = new NativeRuntime({ stateRoot: join(dir, 'runtime'), cgroupParent });
   let created = 0;
@@ -63,7 +65,7 @@ async function startLab(t: ExecutionContext, name: string): Promise<Lab> {
     state: (id) => native.state(id),
     delete: (id) => native.delete(id),
   };
-  const builder = new BuildExecutor({ images, runtime, workDir: join(dir, 'builds'), cgroupParent, insecureRegistries: [], log: (m) => t.log(m) });
+  const builder = new BuildExecutor({ images, runtime, workDir: join(dir, 'builds'), cgroupParent, insecureRegistries, log: (m) => t.log(m) });
   let contexts = 0;
   const lab: Lab = {
     dir,
@@ -363,4 +365,26 @@ test.serial('a symlink in the context cannot reach outside it; a missing source 
   await symlink('../../../../etc/hostname', join(inside, 'link'));
   await lab.build(inside, 'escape:2');
   t.is(await readFile(join(await lab.rootfsOf('escape:2'), 'copied'), 'utf8'), 'the context one\n');
+});
+
+test.serial('--push sends the built image to a loopback registry under its first tag; pulled back it is the same image', async (t) => {
+  const registry = await startRegistry();
+  t.teardown(() => registry.stop());
+  const lab = await startLab(t, 'push', [registry.host]);
+  const context = await lab.context({ Dockerfile: ['FROM busybox', 'COPY a.txt /a.txt', 'LABEL built=yes'].join('\n'), 'a.txt': 'pushed\n' });
+  const tag = `${registry.host}/team/built:1`;
+  const { result, events } = await lab.build(context, tag, { push: true });
+  t.true(events.some((e) => e.kind === 'push' && e.reference === tag));
+  const other = new LocalImageStore({
+    root: join(lab.dir, 'other-store'),
+    credentialsFile: join(lab.dir, 'no-registries.json'),
+    insecureRegistries: [registry.host],
+  });
+  const pulled = await other.pull(tag);
+  t.is(pulled.digest, result.manifestDigest);
+  t.is(pulled.configDigest, result.configDigest);
+  t.deepEqual(pulled.layers, (await lab.images.get(tag))?.layers);
+
+  const unnamed = await t.throwsAsync(lab.build(context, 'nowhere:1', { push: true }), { instanceOf: BuildError });
+  t.regex(unnamed.message, /--push: .*names no registry/);
 });
