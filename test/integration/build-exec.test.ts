@@ -15,6 +15,8 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { BuildError, type BuildProgress, type BuildRequest, type BuildResult } from '../../common/build/builder.js';
 import { BuildExecutor } from '../../agent/build/executor.js';
+import { layerTar } from '../../agent/build/layer-diff.js';
+import { writeLayerBlob } from '../../agent/build/layer-blob.js';
 import { LocalImageStore } from '../../agent/images/image-store.js';
 import { readDecompressed } from '../../agent/images/decompress.js';
 import { NativeRuntime } from '../../agent/runtime/native-runtime.js';
@@ -387,4 +389,29 @@ test.serial('--push sends the built image to a loopback registry under its first
 
   const unnamed = await t.throwsAsync(lab.build(context, 'nowhere:1', { push: true }), { instanceOf: BuildError });
   t.regex(unnamed.message, /--push: .*names no registry/);
+});
+
+test.serial('garbage collection keeps what a running build pinned and takes it once the build let go', async (t) => {
+  const lab = await startLab(t, 'gc');
+  const upper = join(lab.dir, 'upper');
+  await mkdir(upper);
+  await writeFile(join(upper, 'file'), 'layer content\n');
+  const pins = lab.images.holdForBuild();
+  const temp = await lab.images.buildTempPath('build');
+  const blob = await writeLayerBlob(layerTar(upper, { what: 'test layer' }), temp, 'gzip');
+  const layerDir = await lab.images.addBuiltLayer(temp, blob, pins);
+  const key = `sha256:${'c'.repeat(64)}`;
+  await lab.images.putBuildCacheEntry({ key, layer: blob, config: {}, history: { created_by: 'test' }, createdAt: new Date().toISOString() }, pins);
+
+  await lab.images.prune();
+  t.is(await readFile(join(layerDir, 'file'), 'utf8'), 'layer content\n');
+  t.truthy(await lab.images.buildCacheEntry(key, pins));
+  t.true((await lstat(lab.images.blobPath(blob.digest))).isFile());
+
+  lab.images.releaseBuild(pins);
+  const gc = await lab.images.prune();
+  t.is(gc.layersRemoved, 1);
+  t.is(gc.blobsRemoved, 1);
+  await t.throwsAsync(lstat(layerDir), { code: 'ENOENT' });
+  t.deepEqual(await readdir(join(lab.dir, 'images', 'build-cache')), []);
 });
