@@ -6,7 +6,10 @@
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
-import { mkdir, open } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathComponents, resolveInRoot } from './in-root.js';
+import { unlessAbsent } from '../fs-errors.js';
 import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar';
 import { BuildError } from '../../common/build/builder.js';
@@ -45,18 +48,41 @@ export async function unpackArchive(archive: string, kind: ArchiveKind, target: 
     await decompressWith(kind === 'bzip2' ? 'bzip2' : 'xz', archive, tarFile, what);
   }
   const warnings: string[] = [];
+  const modes = new Map<string, number>();
   try {
     await extract({
       file: tarFile,
       cwd: target,
       preserveOwner: true,
       strict: true,
+      onReadEntry: (entry) => {
+        if ((entry.type === 'File' || entry.type === 'Directory') && entry.mode !== undefined) modes.set(entry.path, entry.mode & 0o7777);
+      },
       onwarn: (_code: string, message: string | Error) => warnings.push(message instanceof Error ? message.message : message),
     });
   } catch (error) {
     throw new BuildError(`${what}: cannot unpack the archive: ${(error as Error).message}`);
   }
   if (warnings.length > 0) throw new BuildError(`${what}: cannot unpack the archive: ${warnings[0] ?? ''}`);
+  await restoreModes(target, modes);
+}
+
+/**
+ * node-tar creates files through tsd's umask and does not chmod new files; Docker keeps the
+ * archive's modes exactly (group-writable ones too), so they are set again here, after the owners
+ * (a chown clears set-id bits). Only real files and directories inside `target` are touched.
+ */
+async function restoreModes(target: string, modes: ReadonlyMap<string, number>): Promise<void> {
+  for (const [path, mode] of modes) {
+    const parts = pathComponents(path);
+    if (parts.length === 0 || parts.includes('..')) continue;
+    const full = join(target, ...parts);
+    const info = await unlessAbsent(lstat(full), undefined);
+    if (info === undefined || info.isSymbolicLink()) continue; // skipped or replaced by a later entry
+    // A later entry may have replaced a component with a symlink; resolving in the target keeps the chmod inside it.
+    const inside = await resolveInRoot(target, parts.join('/'), false);
+    if (inside === full) await chmod(full, mode);
+  }
 }
 
 /** The first `length` bytes of a gzip file's content (fewer when it is shorter or broken). */
