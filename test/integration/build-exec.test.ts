@@ -389,6 +389,15 @@ test.serial('--push sends the built image to a loopback registry under its first
 
   const unnamed = await t.throwsAsync(lab.build(context, 'nowhere:1', { push: true }), { instanceOf: BuildError });
   t.regex(unnamed.message, /--push: .*names no registry/);
+
+  // FROM an image the store does not hold: pulled through the store, as the worker pulls.
+  const elsewhere = await startLab(t, 'pull', [registry.host]);
+  const child = await elsewhere.context({ Dockerfile: [`FROM ${tag}`, 'COPY b.txt /b.txt'].join('\n'), 'b.txt': 'child\n' });
+  const built = await elsewhere.build(child, 'child:1');
+  t.true(built.events.some((e) => e.kind === 'pull' && e.reference === tag));
+  t.is(built.result.layers, 3);
+  t.deepEqual((await elsewhere.images.get('child:1'))?.config.env, (await lab.images.get(tag))?.config.env);
+  t.is(await readFile(join(await elsewhere.rootfsOf('child:1'), 'a.txt'), 'utf8'), 'pushed\n');
 });
 
 test.serial('garbage collection keeps what a running build pinned and takes it once the build let go', async (t) => {
