@@ -85,7 +85,7 @@ export class BuildExecutor implements ImageBuilder {
 }
 
 /** Tags are checked before any step runs: a bad one found at the commit would waste the whole build. */
-function checkTags(request: BuildRequest): void {
+export function checkTags(request: BuildRequest): void {
   for (const tag of request.tags) {
     try {
       parseReference(tag);

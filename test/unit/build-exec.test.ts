@@ -19,6 +19,8 @@ import { unpackLayer } from '../../agent/images/layer-unpack.js';
 import { lgetxattr, lsetxattr, mknod } from '../../agent/runtime/native.js';
 import { sha256Digest } from '../../common/images/digest.js';
 import type { BuildImageConfig } from '../../common/build/plan-types.js';
+import { BuildError } from '../../common/build/builder.js';
+import { checkTags } from '../../agent/build/executor.js';
 
 const file = (path: string, sha: string, extra: Partial<SourceFileDigest> = {}): SourceFileDigest => ({
   path,
@@ -286,3 +288,12 @@ async function readTar(tar: Buffer): Promise<Array<{ path: string; type: string;
   });
   return entries;
 }
+
+test('tags and the --push target are checked before a build starts', (t) => {
+  const request = { tags: ['app:1'], dockerfilePath: 'Dockerfile', buildArgs: {}, noCache: false, labels: {}, compression: 'gzip' as const, push: false };
+  t.notThrows(() => checkTags(request));
+  t.throws(() => checkTags({ ...request, tags: ['Bad Name'] }), { instanceOf: BuildError, message: /-t Bad Name/ });
+  t.throws(() => checkTags({ ...request, tags: [], push: true }), { message: /--push needs a tag/ });
+  t.throws(() => checkTags({ ...request, push: true }), { message: /--push: .*names no registry/ });
+  t.notThrows(() => checkTags({ ...request, tags: ['127.0.0.1:5000/app:1'], push: true }));
+});
