@@ -81,6 +81,7 @@ export async function runStepContainer(input: RunStepInput): Promise<RunOutcome>
   const tail = new OutputTail(input.onLine);
   const log = await open(logPath, 'r');
   let created = false;
+  let exited = false;
   const kill = (): void => {
     if (created) void runtime.kill(containerId, 'SIGKILL').catch(() => undefined); // it may have ended already
   };
@@ -93,6 +94,7 @@ export async function runStepContainer(input: RunStepInput): Promise<RunOutcome>
     if (input.signal.aborted) throw new BuildError('build cancelled');
     await runtime.start(containerId);
     const exit = await runtime.wait(containerId);
+    exited = true;
     // Read through a function: the abort listener may have fired while the wait was pending.
     if (isAborted(input.signal)) throw new BuildError('build cancelled');
     await tail.readFrom(log);
@@ -103,7 +105,8 @@ export async function runStepContainer(input: RunStepInput): Promise<RunOutcome>
     input.signal.removeEventListener('abort', kill);
     await log.close();
     if (created) {
-      await runtime.kill(containerId, 'SIGKILL').catch(() => undefined); // normally gone already
+      // A container left running by a failure above (or a cancel) is killed; its kill may race its exit.
+      if (!exited) await runtime.kill(containerId, 'SIGKILL').catch(() => undefined);
       await runtime.wait(containerId);
       await runtime.delete(containerId);
     }
