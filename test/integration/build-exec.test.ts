@@ -10,12 +10,14 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Parser, create as tarCreate, type ReadEntry } from 'tar';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { BuildError, type BuildProgress, type BuildRequest, type BuildResult } from '../../common/build/builder.js';
 import { BuildExecutor } from '../../agent/build/executor.js';
 import { layerTar } from '../../agent/build/layer-diff.js';
+import { sweepBuildLeftovers } from '../../agent/build/leftovers.js';
+import { mountStepRootfs } from '../../agent/build/step-rootfs.js';
 import { writeLayerBlob } from '../../agent/build/layer-blob.js';
 import { LocalImageStore } from '../../agent/images/image-store.js';
 import { readDecompressed } from '../../agent/images/decompress.js';
@@ -423,4 +425,27 @@ test.serial('garbage collection keeps what a running build pinned and takes it o
   t.is(gc.blobsRemoved, 1);
   await t.throwsAsync(lstat(layerDir), { code: 'ENOENT' });
   t.deepEqual(await readdir(join(lab.dir, 'images', 'build-cache')), []);
+});
+
+test.serial('leftovers of a build whose tsd died are unmounted and removed; a live build is left alone', async (t) => {
+  const lab = await startLab(t, 'leftovers');
+  const workDir = join(lab.dir, 'builds');
+  const dead = spawnSync('true').pid;
+  if (dead === undefined) throw new Error('could not start a process to take a dead pid from');
+  const stale = join(workDir, `build-${dead}-abcd1234`);
+  const image = await lab.images.get('busybox');
+  if (image === undefined) throw new Error('busybox is not in the store');
+  const step = await mountStepRootfs(image.layerDirs, join(stale, 'step-1'), join(stale, 'empty'));
+  await writeFile(join(step.rootfs, 'written-by-the-dead-build'), 'x');
+  const live = join(workDir, `build-${process.pid}-0000ffff`);
+  await mkdir(live, { recursive: true });
+  const native = new NativeRuntime({ stateRoot: join(lab.dir, 'runtime'), cgroupParent: 'unused' });
+  const removed = await sweepBuildLeftovers({ runtime: native, workDir, log: (m) => t.log(m) });
+  t.is(removed, 1);
+  await t.throwsAsync(lstat(stale), { code: 'ENOENT' });
+  t.true((await lstat(live)).isDirectory());
+  const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+  t.false(mounts.includes(stale));
+  // The busybox layer itself is untouched.
+  await t.throwsAsync(lstat(join(image.layerDirs[0] ?? '', 'written-by-the-dead-build')), { code: 'ENOENT' });
 });
