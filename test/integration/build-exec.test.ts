@@ -5,6 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { chmod, chown, lstat, mkdir, symlink, mkdtemp, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -225,13 +226,17 @@ test.serial('warm rebuild: every step from the cache, no container; a changed fi
     'a.txt': 'first\n',
     'c.txt': 'c1\n',
   });
+  let started = performance.now();
   const cold = await lab.build(context, 'cache:1');
+  t.log(`cold build: ${Math.round(performance.now() - started)} ms (figure only, not asserted)`);
   t.is(cold.result.ranSteps, 4);
   const containersAfterCold = lab.created();
   t.is(containersAfterCold, 1);
   const coldLayers = (await lab.images.get('cache:1'))?.layers;
 
+  started = performance.now();
   const warm = await lab.build(context, 'cache:1');
+  t.log(`warm build, nothing changed: ${Math.round(performance.now() - started)} ms (figure only, not asserted)`);
   t.is(warm.result.cachedSteps, 4);
   t.is(warm.result.ranSteps, 0);
   t.is(lab.created(), containersAfterCold, 'no container was started');
