@@ -118,6 +118,8 @@ export function dataPaths(config: DaemonConfig) {
     run: join(config.dataRoot, 'run'),
     /** Build contexts being built from (tsctl build), one directory each; emptied at every start. */
     buildContexts: join(config.dataRoot, 'build-contexts'),
+    /** Build steps' root file systems and bundles while a build runs (agent/build/). */
+    builds: join(config.dataRoot, 'builds'),
     /** Named volumes; the worker makes it beside containers/. */
     volumes: join(config.dataRoot, 'volumes'),
     daemonLog: join(config.dataRoot, 'tsd.log'),

@@ -1,6 +1,8 @@
 // One node daemon: the agent (worker, runtime, images, network) on every node, and the manager
 // when the node does not join another one. The agent always talks to a manager through a
 // dispatcher session, its own node's included, so one code path serves one node and many.
+import { BuildExecutor } from '../agent/build/executor.js';
+import { sweepBuildLeftovers } from '../agent/build/leftovers.js';
 import { availableParallelism, hostname, totalmem } from 'node:os';
 
 import { LocalImageStore } from '../agent/images/image-store.js';
@@ -145,6 +147,17 @@ export class Daemon {
       localSubnet: config.subnet,
     };
     const logs = new FileLogSource(paths.logs);
+    // Image builds: RUN steps are containers of our runtime, under tsd's cgroup parent like tasks.
+    // What a killed tsd's builds left (mounts, containers, step directories) goes first.
+    await sweepBuildLeftovers({ runtime, workDir: paths.builds, log });
+    const builder = new BuildExecutor({
+      images,
+      runtime,
+      workDir: paths.builds,
+      cgroupParent: config.cgroupParent,
+      insecureRegistries: config.insecureRegistries,
+      log,
+    });
     /** The manager half, now (a manager's start) or later (a promotion); joinVia: a manager to join the Raft group through. */
     const startManager = async (identity: NodeIdentity, joinVia: string | undefined): Promise<void> => {
       if (config.store === 'raft') await prepareRaftDir(config);
@@ -161,9 +174,8 @@ export class Daemon {
         httpRoutes: metricsServer,
         metricsPort: () => this.metricsPort,
         imagePeer: (server, authorize) => addImagePeerService(server, { ...blobService, authorize }),
-        // The agent's builder (agent/build/, another branch of issue 18) goes here once merged;
-        // until then the API answers BuildImage with UNIMPLEMENTED.
-        imageBuilder: undefined,
+        // tsctl build and Compose build: run on the node of the manager that takes the call.
+        imageBuilder: builder,
         ...(joinVia !== undefined && config.store === 'raft' ? { joinVia } : {}),
       });
       this.manager = manager;

@@ -1,11 +1,8 @@
-// `tsctl build` against a real tsd (issue 18), one node in a network namespace of the test's own.
-// The daemon is wired with the agent's image builder once agent/build/ (another branch) is merged;
-// until then it answers BuildImage with UNIMPLEMENTED. The test asserts whichever the daemon does,
-// and says which: with a builder, a FROM scratch image is built from a real context (nothing to
-// pull), listed by `image ls` under its tag with the digest tsctl printed, and a context over the
-// daemon's --build-context-max-bytes is refused by tsctl before it is sent, naming the cap; without
-// one, the refusal is UNIMPLEMENTED with its message, and the call leaves nothing behind. Either
-// way the daemon starts with the new flag and no context directory is left under its data root.
+// `tsctl build` against a real tsd (issue 18), one node in a network namespace of the test's own:
+// a FROM scratch image is built from a real context (nothing to pull) by the daemon's own builder,
+// and listed by `image ls` under its tag with the digest tsctl printed; a context over the daemon's
+// --build-context-max-bytes is refused by tsctl before it is sent, naming the cap. No context
+// directory is left under the data root either way.
 import test from 'ava';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
@@ -18,7 +15,6 @@ import { startTestNode, type TestNode } from '../helpers/tsd-node.js';
 
 const run = promisify(execFile);
 const tsctlMain = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli', 'main.js');
-const NOT_AVAILABLE = 'image builds are not available on this node';
 
 let node: TestNode | undefined;
 let work: string | undefined;
@@ -48,7 +44,7 @@ async function contextsLeft(): Promise<string[]> {
   return readdir(join(node?.dataRoot ?? '', 'build-contexts')).catch(() => []);
 }
 
-test.serial('tsctl build through the real daemon: built and listed, or UNIMPLEMENTED until the builder is wired', async (t) => {
+test.serial('tsctl build through the real daemon: built and listed', async (t) => {
   if (!node || !work) return t.fail('no node');
   const context = join(work, 'app');
   await mkdir(join(context, 'etc'), { recursive: true });
@@ -57,26 +53,18 @@ test.serial('tsctl build through the real daemon: built and listed, or UNIMPLEME
   await writeFile(join(context, '.dockerignore'), '*.tmp\n');
   await writeFile(join(context, 'scratch.tmp'), 'left out');
   const out = await tsctl('build', '-t', 'e2e-built:1', '--progress', 'plain', context);
-  if (out.stderr.includes(NOT_AVAILABLE)) {
-    t.log('this daemon has no image builder (agent/build/ not merged): asserting the refusal');
-    t.is(out.code, 1);
-    t.is(out.stderr, `#0 context: 4 entries, 4.5 KiB to send\nerror: ${NOT_AVAILABLE}\n`);
-    t.is(out.stdout, '');
-  } else {
-    t.log('this daemon builds: asserting the image');
-    t.is(out.code, 0, out.stderr);
-    const digest = out.stdout.split('\n')[0] ?? '';
-    t.regex(digest, /^sha256:[0-9a-f]{64}$/);
-    t.regex(out.stdout, /tagged e2e-built:1\n/);
-    t.regex(out.stderr, /#0 building on node node1\n/);
-    const images = await tsctl('image', 'ls');
-    t.true(images.stdout.includes(digest.slice('sha256:'.length, 'sha256:'.length + 12)), images.stdout);
-    t.regex(images.stdout, /e2e-built/);
-  }
+  t.is(out.code, 0, out.stderr);
+  const digest = out.stdout.split('\n')[0] ?? '';
+  t.regex(digest, /^sha256:[0-9a-f]{64}$/);
+  t.regex(out.stdout, /tagged docker\.io\/library\/e2e-built:1\n/);
+  t.regex(out.stderr, /#0 building on node node1\n/);
+  const images = await tsctl('image', 'ls');
+  t.true(images.stdout.includes(digest.slice('sha256:'.length, 'sha256:'.length + 12)), images.stdout);
+  t.regex(images.stdout, /e2e-built/);
   t.deepEqual(await contextsLeft(), []);
 });
 
-test.serial('tsd --build-context-max-bytes caps the context: refused before it is sent (or UNIMPLEMENTED without a builder)', async (t) => {
+test.serial('tsd --build-context-max-bytes caps the context: refused before it is sent', async (t) => {
   if (!node || !work) return t.fail('no node');
   await node.stopDaemon();
   await node.restartDaemon(['--build-context-max-bytes', String(1024 * 1024)]);
@@ -86,11 +74,9 @@ test.serial('tsd --build-context-max-bytes caps the context: refused before it i
   await writeFile(join(context, 'data/blob.bin'), Buffer.alloc(2 * 1024 * 1024, 7));
   const out = await tsctl('build', '-t', 'e2e-big:1', '--progress', 'plain', context);
   t.is(out.code, 1);
-  if (out.stderr.includes(NOT_AVAILABLE)) t.log('this daemon has no image builder: the refusal comes before the cap');
-  else
-    t.regex(
-      out.stderr,
-      new RegExp(`error: build context ${context} is 2\\.0 MiB as a tar, more than the 1\\.0 MiB node node1 accepts; the largest parts: data/ 2\\.0 MiB`),
-    );
+  t.regex(
+    out.stderr,
+    new RegExp(`error: build context ${context} is 2\\.0 MiB as a tar, more than the 1\\.0 MiB node node1 accepts; the largest parts: data/ 2\\.0 MiB`),
+  );
   t.deepEqual(await contextsLeft(), []);
 });
