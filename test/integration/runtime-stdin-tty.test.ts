@@ -110,6 +110,45 @@ test('a terminal: tty names /dev/pts/N of its own devpts, owned by the user; std
   t.deepEqual(await fx.cleanup(), { cgroups: [], mounts: [] });
 });
 
+test('a terminal in a user namespace: its own devpts, and the terminal belongs to the mapped user', async (t) => {
+  const fx = await fixture(t);
+  // The mapped root is an unprivileged host uid: it must be able to reach the rootfs.
+  await fs.chmod(fx.dir, 0o755);
+  const id = fx.newId();
+  await fs.mkdir(path.join(fx.dir, 'logs'), { recursive: true });
+  const spec = fx.specFor(id, { args: ['sh', '-c', 'tty; stat -c "owner %u" "$(tty)"; test -t 0 && echo is-terminal'], terminal: true, uid: 1000, gid: 1000 });
+  spec.linux?.namespaces?.push({ type: 'user' });
+  if (spec.linux !== undefined) {
+    spec.linux.uidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+    spec.linux.gidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+  }
+  fx.track(id);
+  await fx.runtime.create(id, await fx.writeBundle(id, spec), { logPath: fx.logPath(id), logFormat: 'json' });
+  await fx.runtime.start(id);
+  t.deepEqual(await withTimeout(fx.runtime.wait(id), 10_000), { exitCode: 0, oomKilled: false }, await logText(fx.logPath(id)));
+  const text = await logText(fx.logPath(id));
+  t.regex(text, /^\/dev\/pts\/\d+\r\n/m);
+  t.regex(text, /^owner 1000\r\n/m);
+  t.regex(text, /^is-terminal\r\n/m);
+  await fx.runtime.delete(id);
+  t.deepEqual(await fx.cleanup(), { cgroups: [], mounts: [] });
+});
+
+test('a terminal without a devpts at /dev/pts fails create at that step and leaves nothing behind', async (t) => {
+  const fx = await fixture(t);
+  const id = fx.newId();
+  await fs.mkdir(path.join(fx.dir, 'logs'), { recursive: true });
+  const spec = fx.specFor(id, { args: ['true'], terminal: true });
+  spec.mounts = (spec.mounts ?? []).filter((m) => m.destination !== '/dev/pts');
+  const bundle = await fx.writeBundle(id, spec);
+  await t.throwsAsync(fx.runtime.create(id, bundle, { logPath: fx.logPath(id) }), { message: /open the terminal.*\/dev\/pts\/ptmx/ });
+  t.is(await fx.runtime.state(id), undefined);
+  // Inherited stdio has no shim between the creator and the container to hold a terminal's master.
+  await t.throwsAsync(fx.runtime.create(id, bundle, { stdio: 'inherit' }), { message: /process\.terminal needs the container's output logged by its shim/ });
+  t.is(await fx.runtime.state(id), undefined);
+  t.deepEqual(await fx.cleanup(), { cgroups: [], mounts: [] });
+});
+
 /** Runs the creator script as a stand-in for tsd, waits for "ready", kills it with SIGKILL. */
 async function createInDoomedProcess(
   t: ExecutionContext,
