@@ -10,12 +10,15 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "security_child.h"
@@ -95,8 +98,8 @@ void Must(bool ok, const ChildError& e, const ChildFds& fds) {
 // Closes every inherited fd except the ones the child uses: Node's sockets and other
 // containers' start pipes must not be held open by this process.
 void CloseOtherFds(const SpawnPlan& plan, const ChildFds& fds) {
-  constexpr int kKeep = 6;
-  int keep[kKeep] = {fds.logFd, fds.nullFd, fds.startRead, fds.statusWrite, fds.stderrFd, plan.userNsSyncRead};
+  constexpr int kKeep = 7;
+  int keep[kKeep] = {fds.logFd, fds.nullFd, fds.startRead, fds.statusWrite, fds.stderrFd, plan.userNsSyncRead, fds.consoleSocket};
   for (int i = 0; i < kKeep; i++)
     for (int j = i + 1; j < kKeep; j++)
       if (keep[j] < keep[i]) {
@@ -394,6 +397,61 @@ void FinalSecurity(const SpawnPlan& plan, const ChildFds& fds) {
   if (plan.noNewPrivileges) Must(LoadSeccomp(plan, &e), e, fds);
 }
 
+// Hands the pty master to the shim as SCM_RIGHTS on the console socket.
+bool SendMaster(int socketFd, int master) {
+  char tag = 'T';
+  struct iovec iov = {&tag, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  memset(&control, 0, sizeof(control));
+  struct msghdr msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof(control.buf);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &master, sizeof(int));
+  ssize_t n;
+  do {
+    n = sendmsg(socketFd, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  return n == 1;
+}
+
+// plan.terminal: a pty from the container's own devpts, so the process sees /dev/pts/N inside
+// (as under runc) and no host pty is reachable. Opened after pivot_root, while still root in the
+// namespaces; the master goes to the shim, which logs what the container writes. Returns the
+// terminal side, already the controlling terminal of this session (setsid ran first).
+int OpenTerminal(const SpawnPlan& plan, const ChildFds& fds) {
+  struct open_how how;
+  memset(&how, 0, sizeof(how));
+  how.flags = O_RDWR | O_NOCTTY | O_CLOEXEC;
+  // No symlink in the image may redirect us: only the real devpts node will do.
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  int master = static_cast<int>(syscall(SYS_openat2, AT_FDCWD, "/dev/pts/ptmx", &how, sizeof(how)));
+  if (master < 0) Fail(fds, errno, "open the terminal", "/dev/pts/ptmx (the container needs a devpts mount at /dev/pts)");
+  struct stat st;
+  if (fstat(master, &st) != 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 || minor(st.st_rdev) != 2)
+    Fail(fds, ENOTTY, "open the terminal", "/dev/pts/ptmx is not a devpts ptmx node");
+  int unlock = 0;
+  if (ioctl(master, TIOCSPTLCK, &unlock) != 0) Fail(fds, errno, "unlock the terminal", nullptr);
+  int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) Fail(fds, errno, "open the terminal's side", nullptr);
+  // The process's user owns its terminal, as after a login (the group stays devpts's).
+  if (fchown(slave, plan.uid, static_cast<gid_t>(-1)) != 0) Fail(fds, errno, "chown the terminal", nullptr);
+  if (ioctl(slave, TIOCSCTTY, 0) != 0) Fail(fds, errno, "set the controlling terminal", nullptr);
+  if (!SendMaster(fds.consoleSocket, master)) Fail(fds, errno, "send the terminal to the shim", nullptr);
+  close(master);
+  close(fds.consoleSocket);
+  return slave;
+}
+
 const char* ResolveExecutable(const SpawnPlan& plan, const ChildFds& fds) {
   int firstErr = ENOENT;
   for (const std::string& candidate : plan.executableCandidates) {
@@ -459,6 +517,7 @@ void RunContainerChild(const SpawnPlan& plan, const ChildFds& fds) {
   if ((plan.rootPropagation & (MS_SHARED | MS_UNBINDABLE)) != 0 && mount(nullptr, "/", nullptr, plan.rootPropagation, nullptr) != 0)
     Fail(fds, errno, "set propagation of the container's root", nullptr);
   umask(022);
+  int terminal = plan.terminal ? OpenTerminal(plan, fds) : -1;
   ApplyProcessSecurity(plan, fds);
   if (chdir(plan.cwd.c_str()) != 0) Fail(fds, errno, "chdir to cwd", plan.cwd.c_str());
   const char* executable = ResolveExecutable(plan, fds);
@@ -472,8 +531,11 @@ void RunContainerChild(const SpawnPlan& plan, const ChildFds& fds) {
   } while (n < 0 && errno == EINTR);
   if (n != 1) _exit(126);  // the runtime went away (or abandoned us) before start
 
-  if (dup2(fds.nullFd, 0) < 0 || dup2(fds.logFd, 1) < 0 || dup2(fds.stderrFd >= 0 ? fds.stderrFd : fds.logFd, 2) < 0)
+  if (terminal >= 0) {
+    if (dup2(terminal, 0) < 0 || dup2(terminal, 1) < 0 || dup2(terminal, 2) < 0) Fail(fds, errno, "make the terminal stdio", nullptr);
+  } else if (dup2(fds.nullFd, 0) < 0 || dup2(fds.logFd, 1) < 0 || dup2(fds.stderrFd >= 0 ? fds.stderrFd : fds.logFd, 2) < 0) {
     Fail(fds, errno, "redirect stdio to log", plan.logPath.c_str());
+  }
   FinalSecurity(plan, fds);
   // Nothing but stdio may leak into the container; the status pipe closes on exec and so
   // tells the parent that execve succeeded.

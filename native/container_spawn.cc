@@ -302,6 +302,8 @@ Napi::Value SpawnContainer(const Napi::CallbackInfo& info) {
   plan->Prepare();
   // Joining it would move this process's future children for good; only the shim does that.
   if (HasPidNamespacePath(*plan)) throw Napi::Error::New(env, "spawn plan: a pid namespace path needs the shim (spawnShim)");
+  // The terminal's master and the open stdin's write end must outlive this process: the shim holds them.
+  if (plan->terminal || plan->stdinOpen) throw Napi::Error::New(env, "spawn plan: a terminal or an open stdin needs the shim (spawnShim)");
 
   ChildFds fds;
   auto closeAll = [&fds, &plan]() {

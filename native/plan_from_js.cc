@@ -343,6 +343,8 @@ SpawnPlan PlanFromJs(Napi::Env env, Napi::Object obj) {
   if (plan.args.empty()) throw Napi::TypeError::New(env, "spawn plan: args must not be empty");
   plan.env = Strs(obj, "", "env");
   plan.noNewPrivileges = Bool(obj, "", "noNewPrivileges");
+  plan.terminal = Present(obj, "terminal") && Bool(obj, "", "terminal");
+  plan.stdinOpen = Present(obj, "stdinOpen") && Bool(obj, "", "stdinOpen");
   if (Present(obj, "devices")) {
     Napi::Array arr = Arr(obj, "", "devices");
     for (uint32_t i = 0; i < arr.Length(); i++) {

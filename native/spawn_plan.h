@@ -112,6 +112,12 @@ struct SpawnPlan {
   // namespace under the rootfs, nothing outside the rootfs changes propagation, and the init
   // chroots instead of pivot_root (which would move the root of every process on the host).
   bool hostMountNamespace = false;
+  // OCI process.terminal: the init opens a pty in its own devpts, sends the master to the shim
+  // (fds.consoleSocket) and makes the terminal its controlling tty and stdin/stdout/stderr.
+  bool terminal = false;
+  // stdin is a pipe whose write end the shim holds (and never writes) instead of /dev/null: reads
+  // block rather than see EOF, as under `docker run -i` with nobody attached. Shim only.
+  bool stdinOpen = false;
 
   // Filled by Prepare(): NULL-terminated pointer arrays into the strings above.
   std::vector<char*> argv;
@@ -128,6 +134,7 @@ struct ChildFds {
   int startWrite = -1;   // parent's end (closed in the child)
   int statusRead = -1;   // parent's end
   int statusWrite = -1;  // CLOEXEC: closes on successful execve, so EOF means "exec worked"
+  int consoleSocket = -1;  // with plan.terminal: the child sends the pty master here (SCM_RIGHTS)
 };
 
 // Status records the child writes on statusWrite.

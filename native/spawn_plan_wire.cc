@@ -171,6 +171,8 @@ std::string EncodePlan(const SpawnPlan& plan) {
     w.U32(f.k);
   }
   w.U8(plan.hostMountNamespace);
+  w.U8(plan.terminal);
+  w.U8(plan.stdinOpen);
   w.U32(static_cast<uint32_t>(plan.devices.size()));
   for (const ChildDevice& d : plan.devices) {
     w.Strs(d.components);
@@ -267,6 +269,8 @@ std::string DecodePlan(const char* data, size_t len, SpawnPlan* plan) {
     plan->seccompFilter.push_back(f);
   }
   plan->hostMountNamespace = r.U8() != 0;
+  plan->terminal = r.U8() != 0;
+  plan->stdinOpen = r.U8() != 0;
   uint32_t devices = r.Count();
   for (uint32_t i = 0; i < devices && r.ok; i++) {
     ChildDevice d;

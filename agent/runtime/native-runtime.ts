@@ -57,6 +57,10 @@ export class NativeRuntime implements ContainerRuntime {
     const bundle = path.resolve(bundleDir);
     const source = path.join(bundle, 'config.json');
     const spec = await readBundleConfig(bundle);
+    // The shim holds the pty's master; inherited stdio has no shim in the way (runc wants a console socket there).
+    if (options.stdio === 'inherit' && spec.process.terminal === true) {
+      throw new Error(`${source}: process.terminal needs the container's output logged by its shim, not inherited stdio`);
+    }
     const rootfs = await resolveRootfs(spec, bundle, source);
     const cgroups = await this.cgroupDriver();
     const cgroupPath =
@@ -77,6 +81,7 @@ export class NativeRuntime implements ContainerRuntime {
         cgroups: { version: cgroups.version, mountRoot: this.cgroupMountRoot, dirs: cgroup.dirs },
         logPath: stdio.logPath,
         source,
+        ...(options.stdinOpen === true ? { stdinOpen: true } : {}),
       });
       // plan.json is only read by exec, after create: write it while the shim starts.
       const planWritten = this.store.writePlan(id, plan);

@@ -76,6 +76,10 @@ export interface NativeSpawnPlan extends NativeSecurityPlan {
   args: string[];
   env: string[];
   noNewPrivileges: boolean;
+  /** OCI process.terminal: the init's stdio is a pty of its own devpts; the shim holds the master and logs it as stdout. */
+  terminal?: boolean;
+  /** stdin is a pipe the shim holds open and never writes (reads block), instead of /dev/null. Shim only. */
+  stdinOpen?: boolean;
   /** linux.devices: nodes made in the container after its mounts (absent: none). */
   devices?: NativeDevice[];
 }

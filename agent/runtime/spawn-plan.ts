@@ -68,11 +68,12 @@ export interface SpawnPlanInputs {
   logPath: string;
   /** Names the config in error messages. */
   source: string;
+  /** stdin stays open and never delivers data (see LoggedCreateOptions.stdinOpen). */
+  stdinOpen?: boolean;
 }
 
 export async function buildSpawnPlan(inputs: SpawnPlanInputs): Promise<NativeSpawnPlan> {
   const { spec, source } = inputs;
-  if (spec.process.terminal === true) throw new Error(`${source}: process.terminal is not supported yet`);
   const env = spec.process.env ?? [`PATH=${DEFAULT_PATH}`];
   const args0 = spec.process.args[0];
   if (args0 === undefined || args0 === '') throw new Error(`${source}: process.args[0] must name the program to run`);
@@ -98,6 +99,8 @@ export async function buildSpawnPlan(inputs: SpawnPlanInputs): Promise<NativeSpa
     args: spec.process.args,
     env,
     noNewPrivileges: spec.process.noNewPrivileges ?? false,
+    ...(spec.process.terminal === true ? { terminal: true } : {}),
+    ...(inputs.stdinOpen === true ? { stdinOpen: true } : {}),
     ...(spec.linux?.devices !== undefined && spec.linux.devices.length > 0 ? { devices: spec.linux.devices.map(nativeDevice) } : {}),
   };
 }

@@ -41,6 +41,8 @@ export interface ContainerSpecInput {
   arch?: string;
   /** A user namespace of its own with these id maps (userns: auto); absent: the host's ids. */
   userNamespace?: { uidMappings: OciIdMapping[]; gidMappings: OciIdMapping[] };
+  /** process.terminal: a pseudo-terminal as stdin/stdout/stderr; TERM=xterm is added when env has no TERM, as Docker does. */
+  terminal?: boolean;
 }
 
 export const CFS_PERIOD_US = 100_000;
@@ -77,6 +79,9 @@ export function buildOciSpec(input: ContainerSpecInput): OciSpec {
   const env = input.env ?? [];
   for (const e of env) if (!e.includes('=')) throw new Error(`buildOciSpec: env entry '${e}' must be NAME=value`);
   const withPath = env.some((e) => e.startsWith('PATH=')) ? env : [`PATH=${DEFAULT_PATH}`, ...env];
+  const terminal = input.terminal ?? false;
+  // Programs on a terminal look TERM up (curses, readline); without one some refuse to draw.
+  const withTerm = terminal && !withPath.some((e) => e.startsWith('TERM=')) ? [...withPath, 'TERM=xterm'] : withPath;
 
   const resources: NonNullable<NonNullable<OciSpec['linux']>['resources']> = {};
   if (input.memoryLimit !== undefined) resources.memory = { limit: positiveInt(input.memoryLimit, 'memoryLimit') };
@@ -107,10 +112,10 @@ export function buildOciSpec(input: ContainerSpecInput): OciSpec {
   const spec: OciSpec = {
     ociVersion: '1.0.2',
     process: {
-      terminal: false,
+      terminal,
       user: { uid: input.uid ?? 0, gid: input.gid ?? 0, additionalGids: input.additionalGids ?? [] },
       args: [...input.args],
-      env: withPath,
+      env: withTerm,
       cwd: input.cwd ?? '/',
       noNewPrivileges: true,
       // Inheritable and ambient stay empty: a non-root process gets no capabilities across execve,

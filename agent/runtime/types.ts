@@ -149,6 +149,7 @@ export type CreateOptions = LoggedCreateOptions | InheritedStdioCreateOptions;
  */
 export interface InheritedStdioCreateOptions {
   stdio: 'inherit';
+  stdinOpen?: undefined;
 }
 
 export interface LoggedCreateOptions {
@@ -165,6 +166,12 @@ export interface LoggedCreateOptions {
   logMaxBytes?: number;
   /** Log files kept when rotating, the current one included: logPath, logPath.1, ... (default 1). */
   logMaxFiles?: number;
+  /**
+   * stdin is a pipe the shim holds open for the container's life and never writes, instead of
+   * /dev/null: reads block rather than see EOF (`docker run -i` with nobody attached). With
+   * process.terminal the terminal is stdin either way, and delivers nothing.
+   */
+  stdinOpen?: boolean;
 }
 
 export interface ExecOptions {

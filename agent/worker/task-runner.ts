@@ -262,6 +262,7 @@ export class TaskRunner {
         hostname: processConfig.hostname,
         rootfsPath: rootfs,
         cgroupsPath: `${deps.cgroupParent}/${this.containerId}`,
+        ...(task.spec.spec.tty === true ? { terminal: true } : {}),
         ...(limits?.memory !== undefined ? { memoryLimit: limits.memory } : {}),
         ...(limits?.pids !== undefined ? { pidsLimit: limits.pids } : {}),
         ...(limits?.cpus !== undefined ? { cpuQuota: Math.round(limits.cpus * 100_000) } : {}),
@@ -294,6 +295,8 @@ export class TaskRunner {
         logFormat: 'json',
         logMaxBytes: LOG_MAX_BYTES,
         logMaxFiles: LOG_MAX_FILES,
+        // Nobody attaches to a task: an open stdin only keeps programs that exit at its end running.
+        ...(task.spec.spec.stdinOpen === true ? { stdinOpen: true } : {}),
       });
       this.created = true;
       phases.enter('network');

@@ -656,6 +656,8 @@ function translateService(c: ServiceContext): Record<string, unknown> {
     : undefined;
   const init = toBool(s['init'], [...c.path, 'init'], c.r);
   const readOnly = toBool(s['read_only'], [...c.path, 'read_only'], c.r);
+  const tty = toBool(s['tty'], [...c.path, 'tty'], c.r);
+  const stdinOpen = toBool(s['stdin_open'], [...c.path, 'stdin_open'], c.r);
   return {
     apiVersion: API_VERSION,
     kind: 'Service',
@@ -693,6 +695,8 @@ function translateService(c: ServiceContext): Record<string, unknown> {
       dns: dns.servers || dns.search || dns.options ? dns : undefined,
       stopSignal: s['stop_signal'],
       ...(init !== undefined ? { init } : {}),
+      ...(tty !== undefined ? { tty } : {}),
+      ...(stdinOpen !== undefined ? { stdinOpen } : {}),
       logging,
       containerLabels: stringMap(s['labels']),
       updateConfig: updatePolicy(deploy['update_config'], [...dpath, 'update_config'], c.r),

@@ -3,7 +3,7 @@ import { describeValue, type IssuePath } from '../../common/resources/schema.js'
 import type { PortSpec, ServiceSpec } from '../../common/resources/types.js';
 import { checkFields, type DocContext } from './findings.js';
 import { parseKubeQuantity } from './quantity.js';
-import { isMap, readInt, readList, readMap, readProtocol, readString, readStringList } from './read.js';
+import { isMap, readBool, readInt, readList, readMap, readProtocol, readString, readStringList } from './read.js';
 import type { ContainerPort, KubeLookup } from './types.js';
 
 export const CONTAINER_FIELDS = {
@@ -26,15 +26,17 @@ export const CONTAINER_FIELDS = {
   terminationMessagePolicy: true,
   startupProbe: 'startup probes are not implemented; a livenessProbe with initialDelaySeconds gives a start period',
   lifecycle: 'no post-start or pre-stop hooks',
-  stdin: 'containers run without standard input',
-  stdinOnce: 'containers run without standard input',
-  tty: 'containers run without a terminal',
+  stdin: true,
+  // Closes stdin after the first attach ends; nothing attaches to a Tessera task, so stdin: true
+  // alone gives the same container (open, never delivering data).
+  stdinOnce: true,
+  tty: true,
   volumeDevices: 'no raw block devices',
   resizePolicy: 'resources are changed by a rolling update',
   restartPolicy: 'per-container restart policies belong to sidecar init containers, which are not supported',
 } as const;
 
-type ProcessSpec = Pick<ServiceSpec, 'image' | 'command' | 'args' | 'workdir' | 'env'>;
+type ProcessSpec = Pick<ServiceSpec, 'image' | 'command' | 'args' | 'workdir' | 'env' | 'tty' | 'stdinOpen'>;
 
 export function translateProcess(
   ctx: DocContext,
@@ -68,6 +70,10 @@ export function translateProcess(
   if (workdir !== undefined) out.workdir = workdir;
   const env = translateEnv(ctx, container, path, stack, lookup);
   if (Object.keys(env).length > 0) out.env = env;
+  // Absent and false are the same container: only true is written.
+  if (readBool(ctx, container['tty'], [...path, 'tty']) === true) out.tty = true;
+  if (readBool(ctx, container['stdin'], [...path, 'stdin']) === true) out.stdinOpen = true;
+  readBool(ctx, container['stdinOnce'], [...path, 'stdinOnce']);
   return out;
 }
 

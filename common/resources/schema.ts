@@ -340,6 +340,8 @@ const serviceSpec = z
       .regex(/^(SIG)?[A-Z0-9+-]+$/, { error: 'expected a signal name like SIGTERM' })
       .optional(),
     init: z.boolean().optional(),
+    tty: z.boolean().optional(),
+    stdinOpen: z.boolean().optional(),
     logging: z.strictObject({ driver: z.string().optional(), options: stringMap.optional() }).optional(),
     containerLabels: stringMap.optional(),
     updateConfig: updatePolicy.optional(),
@@ -496,6 +498,8 @@ export function normalizeService(manifest: ServiceManifest): Service {
       dns: spec.dns,
       stopSignal: spec.stopSignal,
       init: spec.init,
+      tty: spec.tty,
+      stdinOpen: spec.stdinOpen,
       logging: spec.logging,
       containerLabels: spec.containerLabels,
       updateConfig: spec.updateConfig,

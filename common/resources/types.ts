@@ -170,6 +170,17 @@ export interface ServiceSpec {
   stopSignal?: string;
   /** Run a minimal init as PID 1 that reaps zombies and forwards signals. */
   init?: boolean;
+  /**
+   * A pseudo-terminal as the container's controlling terminal and stdin/stdout/stderr (Swarm's
+   * ContainerSpec.TTY, Compose tty, `docker run -t`); its output is logged as stdout. Default false.
+   */
+  tty?: boolean;
+  /**
+   * A stdin that stays open and never delivers data (Swarm's OpenStdin, Compose stdin_open,
+   * `docker run -i` with nobody attached), for programs that exit at the end of their input.
+   * Default false: stdin is /dev/null.
+   */
+  stdinOpen?: boolean;
   logging?: { driver?: string; options?: Record<string, string> };
   /** Labels on the containers (metadata.labels label the service). */
   containerLabels?: Record<string, string>;

@@ -357,6 +357,36 @@ static long long now_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The pty master the container init sent (SCM_RIGHTS) before it reported ready, so it is already
+ * queued: never blocks. Returns the fd, or -1 with errno set. */
+static int receive_master(int sock) {
+  char tag;
+  struct iovec iov = {&tag, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  struct msghdr msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof(control.buf);
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return -1;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (n != 1 || c == NULL || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) {
+    errno = EPROTO;
+    return -1;
+  }
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof(int));
+  return fd;
+}
+
 /* Any of fds 0-2 that is closed (the stdio given to the container, or a creator that started us
  * without them) is held on /dev/null, so that the signalfd and the socket made next cannot take
  * those numbers: the /dev/null dup2 onto 0-2 below would otherwise close them under the poll loop,
@@ -433,10 +463,23 @@ int main(int argc, char **argv) {
   int listen_fd = -1;
   int setup_err = 0;
   const char *setup_step = NULL;
-  if (!opts.inherit_stdio && log_open(&log, &opts.log) != 0) {
+  /* With a terminal, everything the container writes comes out of the pty's master: logged as
+   * stdout, as Docker does with -t. */
+  int master = -1;
+  if (launched.console_fd >= 0) {
+    master = receive_master(launched.console_fd);
+    if (master < 0) {
+      setup_err = errno;
+      setup_step = "shim: receive the terminal from the container init";
+    }
+    close(launched.console_fd);
+  }
+  /* launched.stdin_fd (an open stdin's write end) stays open and unwritten until this process
+   * exits: the container's reads block instead of seeing EOF. */
+  if (setup_step == NULL && !opts.inherit_stdio && log_open(&log, &opts.log) != 0) {
     setup_err = errno;
     setup_step = "shim: open log";
-  } else if ((listen_fd = listen_on_socket()) < 0) {
+  } else if (setup_step == NULL && (listen_fd = listen_on_socket()) < 0) {
     setup_err = errno;
     setup_step = "shim: listen on control socket";
   }
@@ -473,7 +516,8 @@ int main(int argc, char **argv) {
   }
 
   for (int i = 0; i < MAX_CLIENTS; i++) clients[i].fd = -1;
-  struct log_stream out = {launched.stdout_fd, "stdout", {0}, 0, launched.stdout_fd < 0};
+  int out_fd = master >= 0 ? master : launched.stdout_fd;
+  struct log_stream out = {out_fd, "stdout", {0}, 0, out_fd < 0};
   struct log_stream err = {launched.stderr_fd, "stderr", {0}, 0, launched.stderr_fd < 0};
   if (out.fd >= 0) fcntl(out.fd, F_SETFL, O_NONBLOCK);
   if (err.fd >= 0) fcntl(err.fd, F_SETFL, O_NONBLOCK);

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -96,11 +97,18 @@ extern "C" void shim_launch(int plan_fd, int report_fd, int inherit_stdio, struc
   // The process tsd spawned leaves at once: tsd reaps it, and the shim is reparented to init.
   if (shim > 0) _exit(0);
 
+  // Both are fds the shim holds for the container's life; inherited stdio has no shim in the way.
+  if (inherit_stdio && (plan.terminal || plan.stdinOpen))
+    ReportAndExit(report_fd, EINVAL, "shim: a terminal or an open stdin needs --stdio log");
   int devNull = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devNull < 0) ReportAndExit(report_fd, errno, "shim: open /dev/null");
-  int start[2], status[2], outPipe[2] = {-1, -1}, errPipe[2] = {-1, -1};
+  // With a terminal the init's stdio is the pty (its master comes on console[]): no pipes then.
+  bool pipes = !inherit_stdio && !plan.terminal;
+  int start[2], status[2], outPipe[2] = {-1, -1}, errPipe[2] = {-1, -1}, inPipe[2] = {-1, -1}, console[2] = {-1, -1};
   if (pipe2(start, O_CLOEXEC) != 0 || pipe2(status, O_CLOEXEC) != 0 ||
-      (!inherit_stdio && (pipe2(outPipe, O_CLOEXEC) != 0 || pipe2(errPipe, O_CLOEXEC) != 0)))
+      (pipes && (pipe2(outPipe, O_CLOEXEC) != 0 || pipe2(errPipe, O_CLOEXEC) != 0)) ||
+      (pipes && plan.stdinOpen && pipe2(inPipe, O_CLOEXEC) != 0) ||
+      (plan.terminal && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, console) != 0))
     ReportAndExit(report_fd, errno, "shim: open container init pipes");
   if (int e = tessera::OpenUserNsSync(&plan); e != 0) ReportAndExit(report_fd, e, "shim: open user namespace sync pipe");
   // The init is born in a pid namespace given by path: this process joins it for its children.
@@ -109,7 +117,8 @@ extern "C" void shim_launch(int plan_fd, int report_fd, int inherit_stdio, struc
   // Inherited: the init's stdio dup2()s onto itself, so fds 0-2 stay the creator's files.
   fds.logFd = inherit_stdio ? 1 : outPipe[1];
   fds.stderrFd = inherit_stdio ? 2 : errPipe[1];
-  fds.nullFd = inherit_stdio ? 0 : devNull;
+  fds.nullFd = inherit_stdio ? 0 : (inPipe[0] >= 0 ? inPipe[0] : devNull);
+  fds.consoleSocket = console[1];
   fds.startRead = start[0];
   fds.startWrite = start[1];
   fds.statusRead = status[0];
@@ -140,14 +149,18 @@ extern "C" void shim_launch(int plan_fd, int report_fd, int inherit_stdio, struc
   // The init's ends must close here, or the shim would never see EOF on them.
   close(start[0]);
   close(status[1]);
-  if (!inherit_stdio) {
+  if (pipes) {
     close(outPipe[1]);
     close(errPipe[1]);
   }
+  if (inPipe[0] >= 0) close(inPipe[0]);
+  if (console[1] >= 0) close(console[1]);
   close(devNull);
   out->pid = static_cast<pid_t>(pid);
   out->start_fd = start[1];
   out->status_fd = status[0];
   out->stdout_fd = outPipe[0];
   out->stderr_fd = errPipe[0];
+  out->stdin_fd = inPipe[1];
+  out->console_fd = console[0];
 }

@@ -15,6 +15,8 @@ struct shim_launched {
   int status_fd; /* read end of its CLOEXEC status pipe */
   int stdout_fd; /* read ends of its stdout and stderr; -1 when it inherited the shim's stdio */
   int stderr_fd;
+  int stdin_fd;   /* write end of its open stdin (plan.stdinOpen without a terminal): held, never written; else -1 */
+  int console_fd; /* with a terminal: the socket on which the init sends the pty master before it reports ready; else -1 */
 };
 
 /* Reads the encoded spawn plan from plan_fd until EOF, forks and lets the calling process exit

@@ -151,6 +151,8 @@ services:
     stop_grace_period: 1m30s
     tmpfs: /run
     init: true
+    tty: true
+    stdin_open: "yes"
 networks:
   front: {driver: overlay, ipam: {config: [{subnet: 10.20.0.0/24}]}}
 volumes:
@@ -208,6 +210,11 @@ test('a full project: interpolation with .env and the environment, env_file, eve
   t.deepEqual(api.spec.extraHosts, [{ hostname: 'db.local', address: '10.0.0.5' }]);
   t.deepEqual(api.spec.mounts, [{ type: 'tmpfs', target: '/run' }]);
   t.is(api.spec.stopGracePeriodMs, 90_000);
+  t.true(api.spec.tty);
+  t.true(api.spec.stdinOpen);
+  // Not given: absent (false), not written as false.
+  t.is(web.spec.tty, undefined);
+  t.is(web.spec.stdinOpen, undefined);
   t.deepEqual(api.spec.networks, [{ name: 'default' }]);
   const kinds = result.objects.map((o) => `${o.kind}/${o.metadata.name}`).sort();
   t.deepEqual(kinds, ['Config/conf', 'Network/default', 'Network/front', 'Secret/token', 'Service/api', 'Service/web', 'Volume/data']);
@@ -371,7 +378,6 @@ const CORPUS_REJECTIONS: Record<string, RegExp> = {
   'nginx-golang-postgres': SECRET_FILE_MISSING,
   'pihole-cloudflared-DoH': /ipv4_address: not supported/,
   plex: /network_mode: not supported/,
-  'react-express-mongodb': /stdin_open: not supported/,
   'react-express-mysql': SECRET_FILE_MISSING,
   'react-java-mysql': SECRET_FILE_MISSING,
   'sparkjava-mysql': SECRET_FILE_MISSING,
@@ -402,7 +408,7 @@ test('awesome-compose: each project translates (dry run) or is rejected for its 
       for (const issue of error.issues) t.true(issue.line !== undefined, `${dir}: ${issue.message} has no line`);
     }
   }
-  t.is(translated, 26);
+  t.is(translated, 27);
 });
 
 test('build: and image: together: the build produces that image, and the service runs it (as docker compose up --build)', (t) => {
@@ -581,6 +587,8 @@ test('keys marked honoured show up in the output (one project using each top-lev
     stop_signal: 'stopSignal',
     stop_grace_period: 'stopGracePeriodMs',
     init: 'init',
+    tty: 'tty',
+    stdin_open: 'stdinOpen',
   };
   for (const [key, field] of Object.entries(landing)) {
     t.not(COMPOSE_KEYS[`services.*.${key}`]?.status, 'rejected', key);

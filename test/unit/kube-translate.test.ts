@@ -337,10 +337,10 @@ spec:
 
 test('--lenient: refusals become warnings and the fields are dropped; malformed input stays an error', (t) => {
   const text =
-    'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: p\n    image: busybox\n    tty: true\n    lifecycle: {}\n    ports: [{containerPort: 80, hostIP: 127.0.0.1}]\n';
-  // `lifecycle: {}` asks for nothing; tty and hostIP are refused.
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: p\n    image: busybox\n    volumeDevices: [{name: d, devicePath: /dev/xvda}]\n    lifecycle: {}\n    ports: [{containerPort: 80, hostIP: 127.0.0.1}]\n';
+  // `lifecycle: {}` asks for nothing; volumeDevices and hostIP are refused.
   const expected = [
-    'k.yaml:8:10: spec.containers[0].tty: not supported (containers run without a terminal)',
+    'k.yaml:8:20: spec.containers[0].volumeDevices: not supported (no raw block devices)',
     'k.yaml:10:41: spec.containers[0].ports[0].hostIP: not supported (host ports listen on every address of the node)',
   ];
   t.deepEqual(errors(text), expected);
@@ -351,6 +351,17 @@ test('--lenient: refusals become warnings and the fields are dropped; malformed 
     errors('apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: p, image: busybox, ports: [{containerPort: "eighty"}]}\n', true),
     ['k.yaml:6:55: spec.containers[0].ports[0].containerPort: expected an integer >= 1, got "eighty"'],
   );
+});
+
+test('container stdin and tty → spec.stdinOpen and spec.tty; stdinOnce is accepted; false writes nothing', (t) => {
+  const pod = (fields: string): string => `apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: p, image: busybox, ${fields}}\n`;
+  const both = svc(load(pod('stdin: true, stdinOnce: true, tty: true')).objects, 'p').spec;
+  t.true(both.stdinOpen);
+  t.true(both.tty);
+  const neither = svc(load(pod('stdin: false, tty: false')).objects, 'p').spec;
+  t.is(neither.stdinOpen, undefined);
+  t.is(neither.tty, undefined);
+  t.deepEqual(errors(pod('tty: "yes"')), ['k.yaml:6:36: spec.containers[0].tty: expected true or false, got "yes"']);
 });
 
 test('a directory: Kubernetes documents of all files are translated together, in sorted order', async (t) => {

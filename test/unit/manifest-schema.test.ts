@@ -115,6 +115,17 @@ test('wrong types say what was expected and what was found', (t) => {
   t.deepEqual(onlyIssue(service({}, { name: 'web', labels: { a: true } })).path, ['metadata', 'labels', 'a']);
 });
 
+test('tty and stdinOpen: booleans kept in the stored form, anything else refused at its path', (t) => {
+  const result = validateObject(service({ tty: true, stdinOpen: true }));
+  t.true(result.ok);
+  if (result.ok) t.like(result.object.spec, { tty: true, stdinOpen: true });
+  const absent = validateObject(service({}));
+  t.true(absent.ok);
+  if (absent.ok) t.false('tty' in absent.object.spec || 'stdinOpen' in absent.object.spec);
+  t.deepEqual(onlyIssue(service({ tty: 'yes' })).path, ['spec', 'tty']);
+  t.deepEqual(onlyIssue(service({ stdinOpen: 1 })).path, ['spec', 'stdinOpen']);
+});
+
 test('env values must be strings: a number names the key and is not coerced', (t) => {
   const issue = onlyIssue(service({ env: { PORT: 8080, DEBUG: 'yes' } }));
   t.deepEqual(issue.path, ['spec', 'env', 'PORT']);

@@ -137,6 +137,12 @@ test('json and yaml output are List envelopes that apply -f accepts back', (t) =
   t.deepEqual(parse(yamlText), { apiVersion: 'tessera/v1', kind: 'List', items: [service] });
   t.deepEqual(loadManifestText(yamlText, 'roundtrip.yaml'), [service]);
   t.deepEqual(loadManifestText(json, 'roundtrip.json'), [service]);
+  // tty and stdinOpen are shown and read back like every other field.
+  const interactive: Service = { ...service, spec: { ...service.spec, tty: true, stdinOpen: true } };
+  const shown = formatObjects([interactive], 'yaml', 'Service');
+  t.regex(shown, /^ {6}tty: true$/m);
+  t.regex(shown, /^ {6}stdinOpen: true$/m);
+  t.deepEqual(loadManifestText(shown, 'interactive.yaml'), [interactive]);
 });
 
 test('describe service: spec, limits, restart policy and tasks with their history', (t) => {

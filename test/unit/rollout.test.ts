@@ -510,6 +510,16 @@ test('what changed, in one line', (t) => {
   t.is(describeSpecChange({ image: 'a', replicas: 1 }, { image: 'a', replicas: 3 }), 'no change to the task template');
 });
 
+test('a change of tty or stdinOpen changes the task template, so it rolls the service', (t) => {
+  t.not(templateKey({ image: 'a' }), templateKey({ image: 'a', tty: true }));
+  t.not(templateKey({ image: 'a' }), templateKey({ image: 'a', stdinOpen: true }));
+  t.is(describeSpecChange({ image: 'a' }, { image: 'a', tty: true, stdinOpen: true }), 'stdinOpen, tty changed');
+  const sim = steady({ replicas: 2 });
+  sim.apply({ image: 'app:1', tty: true });
+  sim.run(30_000);
+  t.is(sim.update?.state, 'completed');
+});
+
 test('start-first: a new task that is running but still starting its health checks does not replace the old one yet', (t) => {
   const sim = steady({ replicas: 1, updateConfig: { order: 'start-first' } });
   sim.apply({ image: 'app:2', command: ['starting'] });

@@ -4,7 +4,7 @@ import test from 'ava';
 import { planMounts } from '../../agent/runtime/mount-plan.js';
 import { parseOciSpec } from '../../agent/runtime/oci-config.js';
 import { buildOciSpec, DEFAULT_MOUNTS } from '../../agent/runtime/spec.js';
-import { DEFAULT_PATH, executableCandidates, namespacesOf } from '../../agent/runtime/spawn-plan.js';
+import { buildSpawnPlan, DEFAULT_PATH, executableCandidates, namespacesOf } from '../../agent/runtime/spawn-plan.js';
 
 test('buildOciSpec fills defaults and limits', (t) => {
   const spec = buildOciSpec({
@@ -37,6 +37,24 @@ test('buildOciSpec rejects bad input naming the field', (t) => {
   t.throws(() => buildOciSpec({ args: ['x'], rootfsPath: '/r', memoryLimit: -1 }), { message: /memoryLimit/ });
   t.throws(() => buildOciSpec({ args: ['x'], rootfsPath: '/r', env: ['NOEQUALS'] }), { message: /NOEQUALS/ });
   t.throws(() => buildOciSpec({ args: ['x'], rootfsPath: '/r', cpuQuota: 0.5 }), { message: /cpuQuota must be an integer number of microseconds/ });
+});
+
+test('terminal: process.terminal with TERM=xterm unless env sets TERM; the spawn plan carries it and stdinOpen', async (t) => {
+  const plain = buildOciSpec({ args: ['sh'], rootfsPath: '/r' });
+  t.false(plain.process.terminal);
+  t.false(plain.process.env?.some((e) => e.startsWith('TERM=')));
+  const tty = buildOciSpec({ args: ['sh'], rootfsPath: '/r', terminal: true });
+  t.true(tty.process.terminal);
+  t.deepEqual(tty.process.env, [`PATH=${DEFAULT_PATH}`, 'TERM=xterm']);
+  t.deepEqual(buildOciSpec({ args: ['sh'], rootfsPath: '/r', terminal: true, env: ['TERM=vt100'] }).process.env, [`PATH=${DEFAULT_PATH}`, 'TERM=vt100']);
+  t.true(parseOciSpec(JSON.parse(JSON.stringify(tty)), 'x').process.terminal);
+  const inputs = { rootfs: '/r', cgroupProcsFiles: [], logPath: '/l', source: 'b/config.json' };
+  const both = await buildSpawnPlan({ ...inputs, spec: tty, stdinOpen: true });
+  t.true(both.terminal);
+  t.true(both.stdinOpen);
+  const neither = await buildSpawnPlan({ ...inputs, spec: plain });
+  t.is(neither.terminal, undefined);
+  t.is(neither.stdinOpen, undefined);
 });
 
 test('parseOciSpec names the file and field of each problem', (t) => {
