@@ -285,7 +285,9 @@ export async function clusterUpNetns(options: NetnsClusterOptions, out: (line: s
     throw new Error('a single-node cluster is up; run tsctl cluster down before building a multi-node one');
   }
   const state = await createNetnsCluster(options);
-  await writeContext({ server: state.apiSocket, netns: state });
+  // Every manager's socket, so that tsctl goes on at another when node-1's tsd is down (issue 20).
+  const managerSockets = state.nodes.flatMap((n) => (n.role === 'manager' && n.apiSocket !== undefined ? [n.apiSocket] : []));
+  await writeContext({ server: state.apiSocket, servers: managerSockets, netns: state });
   const managerNames = state.nodes.filter((n) => n.role === 'manager').map((n) => n.name);
   out(
     managers === 1
