@@ -22,6 +22,8 @@ import { registerApplyCommands } from './commands/apply.js';
 import { registerClusterUpdateCommand } from './commands/cluster-update.js';
 import { registerClusterAutolockCommands } from './commands/cluster-autolock.js';
 import { registerExecCommand } from './commands/exec.js';
+import { isWatchable, printChanges, revisionNow } from './commands/get-watch.js';
+import { registerClusterNodeCommands } from './commands/cluster-node.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -59,7 +61,8 @@ program
   .argument('[name]', 'only this service (for services and tasks)')
   .option('-o, --output <format>', 'table, json or yaml', outputFormat, 'table' as OutputFormat)
   .option('--stack <stack>', 'only this stack')
-  .action(async (kindArg: string, name: string | undefined, options: { output: OutputFormat; stack?: string }) => {
+  .option('-w, --watch', 'after the table, print each change as it happens (services, tasks, nodes) until interrupted')
+  .action(async (kindArg: string, name: string | undefined, options: { output: OutputFormat; stack?: string; watch?: boolean }) => {
     const kind = (
       {
         service: 'Service',
@@ -78,7 +81,10 @@ program
       } as const
     )[kindArg];
     if (!kind) throw new Error(`unknown kind "${kindArg}": expected services, tasks, nodes, secrets, configs or volumes`);
+    if (options.watch && !isWatchable(kind)) throw new Error(`get -w follows services, tasks and nodes, not ${kindArg}`);
     await withClient(async (client) => {
+      // Read before the table's lists, so that the watch misses nothing after them.
+      const since = options.watch && isWatchable(kind) ? await revisionNow(client, kind) : 0;
       const services = await listAll<Service>(client, 'Service');
       const tasks = kind === 'Node' ? [] : await listAll<Task>(client, 'Task');
       let objects: AnyObject[];
@@ -96,6 +102,14 @@ program
         );
       }
       out(formatObjects(objects, options.output, kind, { tasks, now: new Date() }));
+      if (options.watch && isWatchable(kind))
+        await printChanges(
+          client,
+          kind,
+          since,
+          { ...(name !== undefined ? { name } : {}), ...(options.stack !== undefined ? { stack: options.stack } : {}) },
+          out,
+        );
     });
   });
 
@@ -162,6 +176,7 @@ registerEventsCommand(program, withClient);
 registerLogsCommand(program, withClient);
 registerTopCommand(program, withClient);
 registerExecCommand(program, withClient);
+registerClusterNodeCommands(cluster, out);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`error: ${err.message}\n`);

@@ -518,3 +518,64 @@ async function removeCgroups(parent: string, log: (line: string) => void): Promi
     }
   }
 }
+
+// --- one node at a time (tsctl cluster node stop|kill|start) -------------------------------------
+
+const NODE_STOP_TIMEOUT_MS = 60_000;
+
+function nodeNamed(state: NetnsClusterState, name: string): ClusterNodeState {
+  const node = state.nodes.find((n) => n.name === name);
+  if (!node) throw new Error(`this cluster has no node "${name}"; its nodes are ${state.nodes.map((n) => n.name).join(', ')}`);
+  return node;
+}
+
+/**
+ * Stops a node's tsd: `stop` sends SIGTERM and waits for it to exit (it cleans up after itself),
+ * `kill` sends SIGKILL (as a crash would: its containers and cgroups stay until it starts again or
+ * the cluster goes down). Returns what happened.
+ */
+export async function stopNetnsNodeTsd(state: NetnsClusterState, name: string, how: 'stop' | 'kill'): Promise<string> {
+  const node = nodeNamed(state, name);
+  if (!nodeRunning(node)) return `${node.name}'s tsd is not running`;
+  process.kill(node.pid, how === 'kill' ? 'SIGKILL' : 'SIGTERM');
+  const deadline = Date.now() + NODE_STOP_TIMEOUT_MS;
+  while (nodeRunning(node) && Date.now() < deadline) await sleep(100);
+  if (nodeRunning(node))
+    throw new Error(`${node.name}'s tsd (pid ${node.pid}) did not stop within ${NODE_STOP_TIMEOUT_MS / 1000} s; tsctl cluster node kill ${node.name} ends it`);
+  return how === 'kill' ? `${node.name}'s tsd (pid ${node.pid}) killed` : `${node.name}'s tsd (pid ${node.pid}) stopped`;
+}
+
+/**
+ * Starts a stopped node's tsd again with its data, certificate and settings: a manager resumes its
+ * place among the managers (`init` on an existing data root), a worker reconnects. Resolves once
+ * its API answers (a manager) or its process runs (a worker: it reports ready on its own).
+ */
+export async function startNetnsNodeTsd(state: NetnsClusterState, name: string, readyTimeoutMs = 60_000): Promise<string> {
+  const node = nodeNamed(state, name);
+  if (nodeRunning(node)) throw new Error(`${node.name}'s tsd (pid ${node.pid}) is already running`);
+  if (!node.tsdOptions)
+    throw new Error(`the recorded state of ${node.name} has no tsd options (made by an older tsctl): recreate the cluster to restart nodes`);
+  if (node.role === 'worker') {
+    await startTsd(node, ['join', ...node.tsdOptions, state.managerAddress]);
+    return `${node.name}'s tsd started (pid ${node.pid})`;
+  }
+  await startTsd(node, ['init', ...node.tsdOptions]);
+  const client = new ApiClient(node.apiSocket!, 5000);
+  try {
+    // The manager answers once it has caught up with the others (or waits for a majority to be up).
+    const outcome = await waitFor(
+      `${node.name}'s API`,
+      readyTimeoutMs,
+      async () => {
+        if (!nodeRunning(node)) return 'exited';
+        await client.list({ kind: 'Node', allStacks: true });
+        return 'answers';
+      },
+      () => logTail(node),
+    );
+    if (outcome === 'exited') throw new Error(`${node.name}'s tsd exited while starting\n${await logTail(node)}`);
+  } finally {
+    client.close();
+  }
+  return `${node.name}'s tsd started (pid ${node.pid}); its API answers at ${node.apiSocket}`;
+}

@@ -352,3 +352,12 @@ test('a watch whose manager goes away with its connection cut goes on at the nex
   t.deepEqual(seen, [4, 5]);
   t.deepEqual(m2.watchFrom, [4]);
 });
+
+test('get -w prints one line per change: what happened, to which object, its state', async (t) => {
+  const { changeLine, isWatchable } = await import('../../cli/commands/get-watch.js');
+  const task = { kind: 'Task', metadata: { name: 'web.1', stack: 'app' }, spec: {}, status: { state: 'running' } };
+  t.is(changeLine({ type: 'modified', objectJson: JSON.stringify(task), revision: 9 }), 'modified  task/app/web.1  running');
+  t.is(changeLine({ type: 'deleted', objectJson: '{', revision: 9 }), 'deleted (revision 9): the server sent an object that is not JSON');
+  t.true(isWatchable('Task'));
+  t.false(isWatchable('Secret'));
+});
