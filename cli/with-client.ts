@@ -23,7 +23,11 @@ const REFRESH_TIMEOUT_MS = 2000;
 export function openClient(flag: string | undefined, context: CliContext | undefined): ApiClient {
   const [first, ...others] = candidateServers(flag, context);
   const security = securityFor(first!, context?.tls);
-  if (others.length === 0) return new ApiClient(first!, { security });
+  // One address from --server, the environment or a single-node context: its own error says what is wrong.
+  // A context that lists managers or holds a certificate gets the wait for an election and the
+  // one-line answer naming each manager, also when it knows only one (perhaps a removed one).
+  const fromContext = context !== undefined && flag === undefined && process.env.TESSERA_SERVER === undefined;
+  if (others.length === 0 && !(fromContext && (context.servers !== undefined || context.tls !== undefined))) return new ApiClient(first!, { security });
   return new ApiClient(first!, { security, failover: { addresses: others, securityFor: (address) => securityFor(address, context?.tls) } });
 }
 
