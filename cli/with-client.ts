@@ -40,9 +40,17 @@ export async function keepContextCurrent(client: ApiClient, context: CliContext,
   const checkedAt = await contextCheckedAt();
   const due = checkedAt === undefined || now - checkedAt >= REFRESH_SERVERS_EVERY_MS;
   const managers = due ? (await client.clusterInfo(REFRESH_TIMEOUT_MS)).managers : undefined;
-  const next = updatedContext(context, client.answeringAddress(), managers && serversForManagers(context, managers));
+  // Read again: a long command (get -w) must not write back the copy it started with over what
+  // another tsctl wrote since (a node's new PID), nor bring back a context `cluster down` removed.
+  const fresh = await readContext();
+  if (fresh === undefined || fresh.server !== context.server || !sameList(fresh.servers, context.servers)) return;
+  const next = updatedContext(fresh, client.answeringAddress(), managers && serversForManagers(fresh, managers));
   if (next) await writeContext(next);
   else if (due && checkedAt !== undefined) await markContextChecked();
+}
+
+function sameList(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  return (a ?? []).length === (b ?? []).length && (a ?? []).every((x, i) => x === b![i]);
 }
 
 export function clientRunner(program: Command): WithClient {

@@ -284,7 +284,7 @@ test('WatchResume drops what was delivered and keeps the rest of a revision cut 
   t.true(resume.deliver(e(11, 'a', 'deleted')), 'another change of the same object in that revision');
 });
 
-test('after a call, the context learns the cluster’s managers, atomically and 0600; an unchanged list is not rewritten', async (t) => {
+test.serial('after a call, the context learns the cluster’s managers, atomically and 0600; an unchanged list is not rewritten', async (t) => {
   const dir = await scratch(t);
   const path = join(dir, 'context.json');
   const old = process.env.TESSERA_CONTEXT;
@@ -360,4 +360,37 @@ test('get -w prints one line per change: what happened, to which object, its sta
   t.is(changeLine({ type: 'deleted', objectJson: '{', revision: 9 }), 'deleted (revision 9): the server sent an object that is not JSON');
   t.true(isWatchable('Task'));
   t.false(isWatchable('Secret'));
+});
+
+test.serial('a long command does not write back the context it started with over a newer one, nor bring back a removed one', async (t) => {
+  const dir = await scratch(t);
+  const path = join(dir, 'context.json');
+  const old = process.env.TESSERA_CONTEXT;
+  process.env.TESSERA_CONTEXT = path;
+  t.teardown(() => {
+    if (old === undefined) delete process.env.TESSERA_CONTEXT;
+    else process.env.TESSERA_CONTEXT = old;
+  });
+  const m2 = await fakeManager(t, dir, 'm2', { managers: [] });
+  const m1Address = `unix:${join(dir, 'm1.sock')}`;
+  const started: CliContext = { server: m1Address, servers: [m1Address, m2.address] };
+  const client = failoverClient(m1Address, [m2.address]);
+  t.teardown(() => client.close());
+  await client.list({ kind: 'Node', allStacks: true }); // answered by m2
+
+  // `cluster down` removed the file meanwhile: it stays removed.
+  await keepContextCurrent(client, started);
+  await t.throwsAsync(stat(path), { code: 'ENOENT' });
+
+  // Another tsctl changed the list meanwhile: its list stays.
+  const newer: CliContext = { server: m2.address, servers: [m2.address] };
+  await writeContext(newer);
+  await keepContextCurrent(client, started);
+  t.deepEqual(await readContext(path), newer);
+
+  // The same list, with other fields changed since (a node's new PID): those are kept, m2 goes first.
+  const withState = { ...started, local: { pid: 4242, config: {} } } as unknown as CliContext;
+  await writeContext(withState);
+  await keepContextCurrent(client, started);
+  t.deepEqual(await readContext(path), { ...withState, server: m2.address });
 });
