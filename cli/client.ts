@@ -46,11 +46,15 @@ import type { ExecOutput__Output } from '../proto/gen/tessera/api/v1/ExecOutput.
 import type { BuildInput } from '../proto/gen/tessera/api/v1/BuildInput.js';
 import type { BuildOutput__Output } from '../proto/gen/tessera/api/v1/BuildOutput.js';
 import { assertAddressAllowed, channelOptions, clientCredentials, LOCAL_INSECURE, type TransportSecurity } from '../common/transport/credentials.js';
+import type { ClusterInfoResponse__Output } from '../proto/gen/tessera/api/v1/ClusterInfoResponse.js';
+import { ELECTION_WAIT_MS, failoverClient, failureReason, ManagerRotation, mayRetry, NO_MANAGER_ANSWERED } from './failover.js';
+import { WatchResume } from './watch-resume.js';
 
 export class ApiCallError extends Error {
   readonly code: grpc.status;
   constructor(err: grpc.ServiceError) {
-    super(callErrorMessage(err));
+    // The gRPC error stays as the cause: a watch reads its code to decide whether to go on elsewhere.
+    super(callErrorMessage(err), { cause: err });
     this.code = err.code;
     this.name = 'ApiCallError';
   }
@@ -59,6 +63,7 @@ export class ApiCallError extends Error {
 /** The server's own words, with what kind of refusal it is where the code alone would leave a user guessing. */
 function callErrorMessage(err: grpc.ServiceError): string {
   const said = err.details || err.message;
+  if (said.startsWith(NO_MANAGER_ANSWERED)) return said; // already the one line that says what to do
   if (err.code === grpc.status.UNAVAILABLE) return `cannot reach the Tessera API (${said}); is the cluster up? (tsctl cluster up)`;
   if (err.code === grpc.status.UNAUTHENTICATED) return `the server did not accept this client's identity: ${said}`;
   if (err.code === grpc.status.PERMISSION_DENIED) return `permission denied: ${said}`;
@@ -70,6 +75,11 @@ export interface ApiClientOptions {
   timeoutMs?: number;
   /** Default plaintext, which assertAddressAllowed admits only on a unix socket or loopback. */
   security?: TransportSecurity;
+  /**
+   * Several managers: `address` is tried first, then these in order, each with its own security;
+   * calls safe to repeat go to the next one when a manager is down or does not lead (failover.ts).
+   */
+  failover?: { addresses: string[]; securityFor: (address: string) => TransportSecurity; waitMs?: number };
 }
 
 type Callback<T> = (err: grpc.ServiceError | null, value?: T) => void;
@@ -87,21 +97,52 @@ function unary<T>(start: (callback: Callback<T>) => void): Promise<T> {
 export class ApiClient {
   private readonly raw: TesseraClient;
   private readonly timeoutMs: number;
+  /** With several managers: which one is in use, and the way to the next. */
+  private readonly rotation: ManagerRotation<TesseraClient> | undefined;
 
   /** `options` as a number is the timeout alone (how older callers pass it). */
   constructor(
     readonly address: string,
     options: ApiClientOptions | number = {},
   ) {
-    const { timeoutMs = 30_000, security = LOCAL_INSECURE } = typeof options === 'number' ? { timeoutMs: options } : options;
-    assertAddressAllowed(address, security);
+    const { timeoutMs = 30_000, security = LOCAL_INSECURE, failover } = typeof options === 'number' ? { timeoutMs: options } : options;
     this.timeoutMs = timeoutMs;
     const pkg = loadApiPackage();
-    this.raw = new pkg.tessera.api.v1.Tessera(address, clientCredentials(security), {
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
-      'grpc.max_send_message_length': MAX_REQUEST_BYTES, // requests: the server's 4 MiB; responses (List) may be larger
-      ...channelOptions(security),
-    });
+    const open = (to: string, toSecurity: TransportSecurity): TesseraClient => {
+      assertAddressAllowed(to, toSecurity);
+      return new pkg.tessera.api.v1.Tessera(to, clientCredentials(toSecurity), {
+        'grpc.max_receive_message_length': 64 * 1024 * 1024,
+        'grpc.max_send_message_length': MAX_REQUEST_BYTES, // requests: the server's 4 MiB; responses (List) may be larger
+        ...channelOptions(toSecurity),
+      });
+    };
+    if (!failover) {
+      this.raw = open(address, security);
+      this.rotation = undefined;
+      return;
+    }
+    const addresses = [...new Set([address, ...failover.addresses])];
+    // Every address is checked now, so a bad one is refused before anything is sent anywhere.
+    for (const each of addresses) assertAddressAllowed(each, failover.securityFor(each));
+    this.rotation = new ManagerRotation<TesseraClient>(
+      addresses,
+      (to) => open(to, to === address ? security : failover.securityFor(to)),
+      (client) => client.close(),
+      failover.waitMs ?? ELECTION_WAIT_MS,
+    );
+    const definition = pkg.tessera.api.v1.Tessera.service;
+    const unaryMethods = new Set<string>();
+    for (const [name, method] of Object.entries(definition)) {
+      if (method.requestStream || method.responseStream) continue;
+      unaryMethods.add(name);
+      if (method.originalName) unaryMethods.add(method.originalName);
+    }
+    this.raw = failoverClient(this.rotation, unaryMethods);
+  }
+
+  /** The manager this client talks to now (after a failover, not the one it started with). */
+  answeringAddress(): string {
+    return this.rotation?.currentAddress ?? this.address;
   }
 
   private options(timeoutMs = this.timeoutMs): grpc.CallOptions {
@@ -225,8 +266,37 @@ export class ApiClient {
   /**
    * Streams the changes of one kind to onEvent. Resolves when the signal aborts it (or the server
    * ends the stream), rejects when the stream fails. No deadline: a watch lives as long as its user.
+   * With several managers, a watch whose manager goes away goes on at the next one from the last
+   * revision it delivered, skipping what it has already delivered (watch-resume.ts).
    */
-  watch(req: WatchRequest, onEvent: (event: WatchEvent__Output) => void, signal: AbortSignal): Promise<void> {
+  async watch(req: WatchRequest, onEvent: (event: WatchEvent__Output) => void, signal: AbortSignal): Promise<void> {
+    const rotation = this.rotation;
+    if (!rotation) return this.watchOnce(req, onEvent, signal);
+    const resume = new WatchResume(Number(req.fromRevision ?? 0));
+    for (;;) {
+      const openedAt = Date.now();
+      try {
+        return await this.watchOnce(
+          { ...req, fromRevision: resume.fromRevision() },
+          (event) => {
+            rotation.answered();
+            if (resume.deliver(event)) onEvent(event);
+          },
+          signal,
+        );
+      } catch (err) {
+        const failed = err instanceof ApiCallError ? err.cause : undefined;
+        if (signal.aborted || !isServiceError(failed) || !mayRetry('Watch', failed)) throw err;
+        // A watch that ran a while before failing starts a new wait for an election.
+        if (Date.now() - openedAt > ELECTION_WAIT_MS) rotation.answered();
+        const next = rotation.advance(failureReason(failed));
+        if (next instanceof Error) throw next;
+        await new Promise((r) => setTimeout(r, next));
+      }
+    }
+  }
+
+  private watchOnce(req: WatchRequest, onEvent: (event: WatchEvent__Output) => void, signal: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
       const stream = this.raw.watch(req);
       const cancel = () => stream.cancel();
@@ -282,6 +352,11 @@ export class ApiClient {
     return unary((cb) => this.raw.updateNode(req, this.options(), cb));
   }
 
+  /** The cluster's id, version and managers' API addresses (the leader's first). */
+  clusterInfo(timeoutMs?: number): Promise<ClusterInfoResponse__Output> {
+    return unary((cb) => this.raw.clusterInfo({}, this.options(timeoutMs), cb));
+  }
+
   /**
    * Whether a connection (with its TLS handshake) comes up within timeoutMs: false as soon as the
    * channel fails, so that a caller with several managers moves on without waiting out a deadline.
@@ -301,8 +376,13 @@ export class ApiClient {
   }
 
   close(): void {
-    this.raw.close();
+    if (this.rotation) this.rotation.closeAll();
+    else this.raw.close();
   }
+}
+
+function isServiceError(value: unknown): value is grpc.ServiceError {
+  return value instanceof Error && typeof (value as Partial<grpc.ServiceError>).code === 'number';
 }
 
 /** A client for `address`, plaintext unless `security` says otherwise (see with-client.ts for tsctl's choice). */

@@ -17,13 +17,14 @@ import type { Node } from '../common/resources/types.js';
 import {
   createNetnsCluster,
   destroyNetnsCluster,
+  nodeRunning,
   type NetnsClusterOptions,
   type NetnsDerivedSetting,
   type SharedNodeSettings,
 } from './local-cluster/netns-cluster.js';
 import { connect } from './client.js';
 import { readContext, removeContext, writeContext } from './context.js';
-import { processAlive } from '../agent/runtime/process-alive.js';
+import { processAlive, processStartTime } from '../agent/runtime/process-alive.js';
 import { isAbsent } from '../agent/fs-errors.js';
 
 const READY_TIMEOUT_MS = 60_000;
@@ -197,13 +198,13 @@ export async function startClusterUp(plan: ClusterUpPlan, out: (line: string) =>
 }
 
 /** Resolves when the API answers and this node reports ready; throws with tsd's last words otherwise. */
-async function waitReady(config: DaemonConfig, pid: number): Promise<void> {
+async function waitReady(config: DaemonConfig, pid: number, startTime: number | undefined): Promise<void> {
   const client = connect(localApi(config));
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let lastError: string | undefined;
   try {
     while (Date.now() < deadline) {
-      if (!processAlive(pid)) break;
+      if (!processAlive(pid, startTime)) break;
       try {
         const res = await client.list({ kind: 'Node', allStacks: true }, 2000);
         const nodes = res.objectsJson.map((j) => JSON.parse(j) as Node);
@@ -223,7 +224,7 @@ async function waitReady(config: DaemonConfig, pid: number): Promise<void> {
     (err: unknown) => (isAbsent(err) ? `tsd wrote no ${log}` : `could not read ${log}: ${(err as Error).message}`),
   );
   const said = lastError === undefined ? '' : `; the API last said: ${lastError}`;
-  throw new Error(`tsd did not become ready (${processAlive(pid) ? 'still starting after 60 s' : 'it exited'})${said}; ${tail}`);
+  throw new Error(`tsd did not become ready (${processAlive(pid, startTime) ? 'still starting after 60 s' : 'it exited'})${said}; ${tail}`);
 }
 
 /** The single-node cluster's root-only API socket, which tsctl on this machine talks to. */
@@ -234,8 +235,8 @@ function localApi(config: DaemonConfig): string {
 export async function clusterUp(config: DaemonConfig, out: (line: string) => void): Promise<void> {
   validateConfig(config);
   const existing = await readContext();
-  if (existing?.local && processAlive(existing.local.pid)) {
-    await waitReady(existing.local.config, existing.local.pid);
+  if (existing?.local && processAlive(existing.local.pid, existing.local.startTime)) {
+    await waitReady(existing.local.config, existing.local.pid, existing.local.startTime);
     out(`cluster is already up (tsd pid ${existing.local.pid}, API ${existing.server})`);
     return;
   }
@@ -252,11 +253,13 @@ export async function clusterUp(config: DaemonConfig, out: (line: string) => voi
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not start tsd');
   child.unref();
-  await writeContext({ server: localApi(config), local: { pid, config } });
+  // Recorded with the PID, so that a later tsctl tells this tsd from a zombie or a reused PID.
+  const startTime = processStartTime(pid);
+  await writeContext({ server: localApi(config), local: { pid, ...(startTime === undefined ? {} : { startTime }), config } });
   try {
-    await waitReady(config, pid);
+    await waitReady(config, pid, startTime);
   } catch (err) {
-    if (processAlive(pid)) process.kill(pid, 'SIGTERM');
+    if (processAlive(pid, startTime)) process.kill(pid, 'SIGTERM');
     await removeContext();
     throw err;
   }
@@ -275,15 +278,17 @@ export async function clusterUpNetns(options: NetnsClusterOptions, out: (line: s
   const { nodes } = options;
   const managers = options.managers ?? 1;
   const existing = await readContext();
-  if (existing?.netns && existing.netns.nodes.some((n) => processAlive(n.pid))) {
+  if (existing?.netns && existing.netns.nodes.some(nodeRunning)) {
     out(`a ${existing.netns.nodes.length}-node cluster is already up (API ${existing.server}); run tsctl cluster down first to change it`);
     return;
   }
-  if (existing?.local && processAlive(existing.local.pid)) {
+  if (existing?.local && processAlive(existing.local.pid, existing.local.startTime)) {
     throw new Error('a single-node cluster is up; run tsctl cluster down before building a multi-node one');
   }
   const state = await createNetnsCluster(options);
-  await writeContext({ server: state.apiSocket, netns: state });
+  // Every manager's socket, so that tsctl goes on at another when node-1's tsd is down (issue 20).
+  const managerSockets = state.nodes.flatMap((n) => (n.role === 'manager' && n.apiSocket !== undefined ? [n.apiSocket] : []));
+  await writeContext({ server: state.apiSocket, servers: managerSockets, netns: state });
   const managerNames = state.nodes.filter((n) => n.role === 'manager').map((n) => n.name);
   out(
     managers === 1
@@ -306,15 +311,15 @@ export async function clusterDown(out: (line: string) => void): Promise<void> {
     out('no local cluster is recorded in the tsctl context; nothing to stop');
     return;
   }
-  const { pid, config } = context.local;
-  if (processAlive(pid)) {
+  const { pid, startTime, config } = context.local;
+  if (processAlive(pid, startTime)) {
     process.kill(pid, 'SIGTERM');
     const deadline = Date.now() + STOP_TIMEOUT_MS;
-    while (processAlive(pid) && Date.now() < deadline) await sleep(100);
-    if (processAlive(pid)) {
+    while (processAlive(pid, startTime) && Date.now() < deadline) await sleep(100);
+    if (processAlive(pid, startTime)) {
       out(`tsd (pid ${pid}) did not stop within ${STOP_TIMEOUT_MS / 1000} s; killing it`);
       process.kill(pid, 'SIGKILL');
-      while (processAlive(pid)) await sleep(100);
+      while (processAlive(pid, startTime)) await sleep(100);
     }
   }
   // Whatever tsd could not remove itself (it may have been killed) goes now.

@@ -34,7 +34,7 @@ export interface CliContext {
   /** The client certificate for host:port addresses. */
   tls?: ContextTls;
   /** Present when this machine's `tsctl cluster up` started the cluster. */
-  local?: { pid: number; config: DaemonConfig };
+  local?: { pid: number; /** tsd's start time (/proc/PID/stat field 22); absent in older files. */ startTime?: number; config: DaemonConfig };
   /** Present when `tsctl cluster up --nodes N` built a cluster of network namespaces. */
   netns?: NetnsClusterState;
 }

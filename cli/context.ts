@@ -1,7 +1,7 @@
 // The tsctl context file, like a kubeconfig: where the cluster's API is, the client certificate for
 // it (remote users), and how the local cluster was started, so that later commands (and
 // `cluster down`) find it. Kept at $TESSERA_CONTEXT or ~/.tessera/context.json, mode 0600.
-import { mkdir, open, rm } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, utimes } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -60,16 +60,45 @@ export function contextText(context: CliContext): string {
   return `${JSON.stringify(context, null, 2)}\n`;
 }
 
+/**
+ * Writes the context through a new 0600 file renamed over the old one: a reader (another tsctl)
+ * sees the old or the new file whole, never half of one, and the mode is 0600 whatever the old
+ * file's was.
+ */
 export async function writeContext(context: CliContext): Promise<void> {
-  await mkdir(dirname(contextPath()), { recursive: true });
-  const file = await open(contextPath(), 'w', 0o600);
+  const path = contextPath();
+  await mkdir(dirname(path), { recursive: true });
+  const temporary = `${path}.${process.pid}.tmp`;
+  const file = await open(temporary, 'w', 0o600);
   try {
-    // The mode given to open applies only to a new file; an older, wider one is narrowed before it is written.
-    await file.chmod(0o600);
+    await file.chmod(0o600); // a temporary left by a crashed tsctl of the same PID may be wider
     await file.writeFile(contextText(context));
+    await file.sync();
   } finally {
     await file.close();
   }
+  try {
+    await rename(temporary, path);
+  } catch (err) {
+    await rm(temporary, { force: true });
+    throw err;
+  }
+}
+
+/** When the context's manager list was last written or confirmed (the file's mtime); undefined without a file. */
+export async function contextCheckedAt(path = contextPath()): Promise<number | undefined> {
+  try {
+    return (await stat(path)).mtimeMs;
+  } catch (err) {
+    if (isAbsent(err)) return undefined;
+    throw err;
+  }
+}
+
+/** Marks the manager list as confirmed now without rewriting the file. */
+export async function markContextChecked(path = contextPath()): Promise<void> {
+  const now = new Date();
+  await utimes(path, now, now);
 }
 
 export async function removeContext(): Promise<void> {

@@ -24,6 +24,8 @@ import { registerClusterAutolockCommands } from './commands/cluster-autolock.js'
 import { registerExecCommand } from './commands/exec.js';
 import { registerBuildCommand } from './commands/build.js';
 import { buildImage } from './build/run-build.js';
+import { isWatchable, printChanges, revisionNow } from './commands/get-watch.js';
+import { registerClusterNodeCommands } from './commands/cluster-node.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -61,7 +63,8 @@ program
   .argument('[name]', 'only this service (for services and tasks)')
   .option('-o, --output <format>', 'table, json or yaml', outputFormat, 'table' as OutputFormat)
   .option('--stack <stack>', 'only this stack')
-  .action(async (kindArg: string, name: string | undefined, options: { output: OutputFormat; stack?: string }) => {
+  .option('-w, --watch', 'after the table, print each change as it happens (services, tasks, nodes) until interrupted')
+  .action(async (kindArg: string, name: string | undefined, options: { output: OutputFormat; stack?: string; watch?: boolean }) => {
     const kind = (
       {
         service: 'Service',
@@ -80,7 +83,10 @@ program
       } as const
     )[kindArg];
     if (!kind) throw new Error(`unknown kind "${kindArg}": expected services, tasks, nodes, secrets, configs or volumes`);
+    if (options.watch && !isWatchable(kind)) throw new Error(`get -w follows services, tasks and nodes, not ${kindArg}`);
     await withClient(async (client) => {
+      // Read before the table's lists, so that the watch misses nothing after them.
+      const since = options.watch && isWatchable(kind) ? await revisionNow(client, kind) : 0;
       const services = await listAll<Service>(client, 'Service');
       const tasks = kind === 'Node' ? [] : await listAll<Task>(client, 'Task');
       let objects: AnyObject[];
@@ -98,6 +104,14 @@ program
         );
       }
       out(formatObjects(objects, options.output, kind, { tasks, now: new Date() }));
+      if (options.watch && isWatchable(kind))
+        await printChanges(
+          client,
+          kind,
+          since,
+          { ...(name !== undefined ? { name } : {}), ...(options.stack !== undefined ? { stack: options.stack } : {}) },
+          out,
+        );
     });
   });
 
@@ -166,6 +180,7 @@ registerLogsCommand(program, withClient);
 registerTopCommand(program, withClient);
 registerExecCommand(program, withClient);
 registerBuildCommand(program, withClient);
+registerClusterNodeCommands(cluster, out);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`error: ${err.message}\n`);

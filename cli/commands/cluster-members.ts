@@ -3,8 +3,9 @@
 import type { Command } from 'commander';
 
 import { MembersApiClient, grpcMessage, type ClusterMemberRow } from '../../control-plane/raft/host/members-api.js';
-import { readContext, serverAddress } from '../context.js';
-import { securityFor } from '../connection.js';
+import { readContext } from '../context.js';
+import { candidateServers, securityFor } from '../connection.js';
+import { failureReason, neverSent, noManagerMessage } from '../failover.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -22,16 +23,25 @@ export function formatMembers(rows: ClusterMemberRow[]): string[] {
 
 export function registerClusterMembersCommands(program: Command, cluster: Command): void {
   const withMembers = async <T>(fn: (c: MembersApiClient) => Promise<T>): Promise<T> => {
-    const address = await serverAddress(program.opts<{ server?: string }>().server);
-    // The root socket in plaintext, a manager's port with the context's certificate.
-    const client = new MembersApiClient(address, securityFor(address, (await readContext())?.tls));
-    try {
-      return await fn(client);
-    } catch (err) {
-      throw new Error(grpcMessage(err));
-    } finally {
-      client.close();
+    const context = await readContext();
+    // The context's managers in turn (issue 20): a listing is a read, and a change that reached no
+    // manager (no connection) may go to the next; one that may have been received is not repeated.
+    const addresses = candidateServers(program.opts<{ server?: string }>().server, context);
+    const reasons = new Map<string, string>();
+    for (const address of addresses) {
+      // The root socket in plaintext, a manager's port with the context's certificate.
+      const client = new MembersApiClient(address, securityFor(address, context?.tls));
+      try {
+        return await fn(client);
+      } catch (err) {
+        const failed = err as { code?: number; details?: string; message?: string };
+        if (addresses.length === 1 || !neverSent(failed)) throw new Error(grpcMessage(err));
+        reasons.set(address, failureReason(failed));
+      } finally {
+        client.close();
+      }
     }
+    throw new Error(noManagerMessage(reasons));
   };
   const members = cluster
     .command('members')

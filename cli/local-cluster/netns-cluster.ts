@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { unlessAbsent, isAbsent } from '../../agent/fs-errors.js';
 import { forget, remember } from './live-clusters.js';
 import { cgroupHierarchies } from './cgroup-hierarchies.js';
-import { processAlive } from '../../agent/runtime/process-alive.js';
+import { processAlive, processStartTime } from '../../agent/runtime/process-alive.js';
 import { ApiClient } from '../client.js';
 import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
 import { defaultConfig, validateConfig, type DaemonConfig } from '../../daemon/config.js';
@@ -83,6 +83,8 @@ export interface ClusterNodeState {
   cgroupParent: string;
   subnet: string;
   pid: number;
+  /** The tsd's start time (/proc/PID/stat field 22) when pid was recorded; absent in older states. */
+  startTime?: number;
   role: 'manager' | 'worker';
   /** Managers only: the node's API on a unix socket (node-1's is the cluster's apiSocket). */
   apiSocket?: string;
@@ -199,6 +201,20 @@ export function nodeTsdArgv(node: ClusterNodeState, options: NetnsClusterOptions
   return nodeArgv(nodeDaemonConfig(node, options));
 }
 
+/** Starts the node's tsd and records its PID and start time on `node`. */
+async function startTsd(node: ClusterNodeState, args: string[]): Promise<void> {
+  node.pid = await spawnTsd(node, args, join(node.dataRoot, 'tsd.log'));
+  // Read at once: nsenter, unshare and sh exec into tsd, so the PID and its start time stay tsd's.
+  const startTime = processStartTime(node.pid);
+  if (startTime === undefined) delete node.startTime;
+  else node.startTime = startTime;
+}
+
+/** Whether the node's recorded tsd still runs (not a zombie, not a reused PID). */
+export function nodeRunning(node: Pick<ClusterNodeState, 'pid' | 'startTime'>): boolean {
+  return node.pid > 0 && processAlive(node.pid, node.startTime);
+}
+
 async function spawnTsd(node: ClusterNodeState, args: string[], logPath: string): Promise<number> {
   // tsd's output is root's alone (0600), also in a log an older version made 0644.
   const logFile = await open(logPath, 'a', 0o600);
@@ -310,7 +326,7 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
     await sh('ip', inSwitch(state, ['link', 'set', state.bridge, 'up']));
     for (let i = 1; i <= options.nodes; i++) state.nodes.push(await makeNodeNamespace(state, options, i));
     const manager = state.nodes[0]!;
-    manager.pid = await spawnTsd(manager, ['init', ...optionsOf(manager, options)], join(manager.dataRoot, 'tsd.log'));
+    await startTsd(manager, ['init', ...optionsOf(manager, options)]);
     const timeout = options.readyTimeoutMs ?? 60_000;
     const client = new ApiClient(state.apiSocket, 5000);
     const members = new MembersApiClient(state.apiSocket, LOCAL_INSECURE, 5000);
@@ -319,13 +335,13 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
       await waitFor(
         'the manager to be ready',
         timeout,
-        async () => (processAlive(manager.pid) ? (await client.list({ kind: 'Node', allStacks: true })).objectsJson.length > 0 || undefined : undefined),
+        async () => (nodeRunning(manager) ? (await client.list({ kind: 'Node', allStacks: true })).objectsJson.length > 0 || undefined : undefined),
         logOf(manager),
       );
       // Managers join one at a time: each must be a voter before the next membership change.
       const managerToken = (await client.joinToken('manager', false)).token;
       for (const node of state.nodes.slice(1).filter((n) => n.role === 'manager')) {
-        node.pid = await spawnTsd(node, await joinArgs(node, options, managerToken, state.managerAddress), join(node.dataRoot, 'tsd.log'));
+        await startTsd(node, await joinArgs(node, options, managerToken, state.managerAddress));
         await waitFor(
           `${node.name} to be a voting manager`,
           timeout,
@@ -338,7 +354,7 @@ export async function createNetnsCluster(options: NetnsClusterOptions): Promise<
       }
       const { token } = await client.joinToken('worker', false);
       for (const node of state.nodes.filter((n) => n.role === 'worker')) {
-        node.pid = await spawnTsd(node, await joinArgs(node, options, token, state.managerAddress), join(node.dataRoot, 'tsd.log'));
+        await startTsd(node, await joinArgs(node, options, token, state.managerAddress));
       }
       await waitFor(
         `all ${options.nodes} nodes to be ready`,
@@ -387,7 +403,7 @@ export async function addNetnsNode(state: NetnsClusterState, options: NetnsClust
   const client = new ApiClient(state.apiSocket, 5000);
   try {
     const { token } = await client.joinToken('worker', false);
-    node.pid = await spawnTsd(node, await joinArgs(node, options, token, state.managerAddress), join(node.dataRoot, 'tsd.log'));
+    await startTsd(node, await joinArgs(node, options, token, state.managerAddress));
     await waitFor(
       `${node.name} to be ready`,
       options.readyTimeoutMs ?? 60_000,
@@ -407,9 +423,9 @@ export async function addNetnsNode(state: NetnsClusterState, options: NetnsClust
 /** Starts a worker node's tsd again (after it died or was killed), with the same settings. */
 export async function restartNetnsNode(state: NetnsClusterState, options: NetnsClusterOptions, node: ClusterNodeState): Promise<void> {
   if (node.role !== 'worker') throw new Error(`${node.name} is a manager; restarting managers needs the replicated store`);
-  if (processAlive(node.pid)) throw new Error(`${node.name}'s tsd (pid ${node.pid}) is still running`);
+  if (nodeRunning(node)) throw new Error(`${node.name}'s tsd (pid ${node.pid}) is still running`);
   // The node kept its certificate: it needs no token to come back.
-  node.pid = await spawnTsd(node, ['join', ...optionsOf(node, options), state.managerAddress], join(node.dataRoot, 'tsd.log'));
+  await startTsd(node, ['join', ...optionsOf(node, options), state.managerAddress]);
 }
 
 /** Stops every node's tsd (workers first), removes its containers, namespaces, links, cgroups and data. */
@@ -420,12 +436,12 @@ export async function destroyNetnsCluster(state: NetnsClusterState, log: (line: 
   forget(state);
   const byRole = [...state.nodes].sort((a, b) => (a.role === b.role ? 0 : a.role === 'worker' ? -1 : 1));
   for (const node of byRole) {
-    if (node.pid > 0 && processAlive(node.pid)) process.kill(node.pid, 'SIGTERM');
+    if (nodeRunning(node)) process.kill(node.pid, 'SIGTERM');
   }
   const deadline = Date.now() + 60_000;
   for (const node of byRole) {
-    while (node.pid > 0 && processAlive(node.pid) && Date.now() < deadline) await sleep(100);
-    if (node.pid > 0 && processAlive(node.pid)) {
+    while (nodeRunning(node) && Date.now() < deadline) await sleep(100);
+    if (nodeRunning(node)) {
       log(`tsd of ${node.name} (pid ${node.pid}) did not stop; killing it`);
       process.kill(node.pid, 'SIGKILL');
     }
@@ -501,4 +517,65 @@ async function removeCgroups(parent: string, log: (line: string) => void): Promi
       await unlessAbsent(rmdir(dir), undefined).catch((err: Error) => log(`could not remove cgroup ${dir}: ${err.message}`));
     }
   }
+}
+
+// --- one node at a time (tsctl cluster node stop|kill|start) -------------------------------------
+
+const NODE_STOP_TIMEOUT_MS = 60_000;
+
+function nodeNamed(state: NetnsClusterState, name: string): ClusterNodeState {
+  const node = state.nodes.find((n) => n.name === name);
+  if (!node) throw new Error(`this cluster has no node "${name}"; its nodes are ${state.nodes.map((n) => n.name).join(', ')}`);
+  return node;
+}
+
+/**
+ * Stops a node's tsd: `stop` sends SIGTERM and waits for it to exit (it cleans up after itself),
+ * `kill` sends SIGKILL (as a crash would: its containers and cgroups stay until it starts again or
+ * the cluster goes down). Returns what happened.
+ */
+export async function stopNetnsNodeTsd(state: NetnsClusterState, name: string, how: 'stop' | 'kill'): Promise<string> {
+  const node = nodeNamed(state, name);
+  if (!nodeRunning(node)) return `${node.name}'s tsd is not running`;
+  process.kill(node.pid, how === 'kill' ? 'SIGKILL' : 'SIGTERM');
+  const deadline = Date.now() + NODE_STOP_TIMEOUT_MS;
+  while (nodeRunning(node) && Date.now() < deadline) await sleep(100);
+  if (nodeRunning(node))
+    throw new Error(`${node.name}'s tsd (pid ${node.pid}) did not stop within ${NODE_STOP_TIMEOUT_MS / 1000} s; tsctl cluster node kill ${node.name} ends it`);
+  return how === 'kill' ? `${node.name}'s tsd (pid ${node.pid}) killed` : `${node.name}'s tsd (pid ${node.pid}) stopped`;
+}
+
+/**
+ * Starts a stopped node's tsd again with its data, certificate and settings: a manager resumes its
+ * place among the managers (`init` on an existing data root), a worker reconnects. Resolves once
+ * its API answers (a manager) or its process runs (a worker: it reports ready on its own).
+ */
+export async function startNetnsNodeTsd(state: NetnsClusterState, name: string, readyTimeoutMs = 60_000): Promise<string> {
+  const node = nodeNamed(state, name);
+  if (nodeRunning(node)) throw new Error(`${node.name}'s tsd (pid ${node.pid}) is already running`);
+  if (!node.tsdOptions)
+    throw new Error(`the recorded state of ${node.name} has no tsd options (made by an older tsctl): recreate the cluster to restart nodes`);
+  if (node.role === 'worker') {
+    await startTsd(node, ['join', ...node.tsdOptions, state.managerAddress]);
+    return `${node.name}'s tsd started (pid ${node.pid})`;
+  }
+  await startTsd(node, ['init', ...node.tsdOptions]);
+  const client = new ApiClient(node.apiSocket!, 5000);
+  try {
+    // The manager answers once it has caught up with the others (or waits for a majority to be up).
+    const outcome = await waitFor(
+      `${node.name}'s API`,
+      readyTimeoutMs,
+      async () => {
+        if (!nodeRunning(node)) return 'exited';
+        await client.list({ kind: 'Node', allStacks: true });
+        return 'answers';
+      },
+      () => logTail(node),
+    );
+    if (outcome === 'exited') throw new Error(`${node.name}'s tsd exited while starting\n${await logTail(node)}`);
+  } finally {
+    client.close();
+  }
+  return `${node.name}'s tsd started (pid ${node.pid}); its API answers at ${node.apiSocket}`;
 }

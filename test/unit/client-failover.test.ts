@@ -1,0 +1,396 @@
+// tsctl follows the cluster (issue 20): which calls may be repeated on another manager, how the
+// context's list of managers is kept, and failover between real gRPC servers on unix sockets in a
+// scratch directory (each a stand-in manager answering a few methods the way the test needs:
+// down, "no leader", or answering).
+import test from 'ava';
+import * as grpc from '@grpc/grpc-js';
+import { mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { API_METHOD_RETRY, retryClassOf, safeToRepeat } from '../../cli/api-methods.js';
+import { ApiClient } from '../../cli/client.js';
+import { readContext, writeContext, type CliContext } from '../../cli/context.js';
+import { contextServers, serversForManagers, updatedContext } from '../../cli/context-servers.js';
+import { failureReason, ManagerRotation, mayRetry, noManagerMessage } from '../../cli/failover.js';
+import { WatchResume } from '../../cli/watch-resume.js';
+import { keepContextCurrent } from '../../cli/with-client.js';
+import { loadApiPackage } from '../../proto/load.js';
+import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
+import type { NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
+import type { WatchEvent__Output } from '../../proto/gen/tessera/api/v1/WatchEvent.js';
+
+async function scratch(t: { teardown(fn: () => Promise<void>): void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-failover-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+// --- the table ----------------------------------------------------------------------------------
+
+test('every rpc of the Tessera service is classified, and nothing else', (t) => {
+  const rpcs = Object.keys(loadApiPackage().tessera.api.v1.Tessera.service).sort();
+  t.deepEqual(Object.keys(API_METHOD_RETRY).sort(), rpcs);
+});
+
+test('reads, watches and idempotent writes may be repeated; calls that do something new may not', (t) => {
+  for (const m of ['List', 'list', 'Get', 'ClusterInfo', 'ClusterMembers']) t.is(retryClassOf(m), 'read', m);
+  t.is(retryClassOf('watch'), 'watch');
+  for (const m of ['Apply', 'Delete', 'Scale', 'UpdateNode']) t.is(retryClassOf(m), 'idempotent', m);
+  for (const m of ['IssueUserCertificate', 'JoinToken', 'RemoveNode', 'RotateCa', 'Exec', 'ImageLoad', 'Logs']) t.is(retryClassOf(m), 'once', m);
+  t.is(retryClassOf('SomethingNew'), 'once', 'an rpc added without a class is not repeated');
+  t.true(safeToRepeat(['list', 'apply', 'watch']));
+  t.false(safeToRepeat(['list', 'joinToken']));
+});
+
+test('a failed call is repeated elsewhere only when the manager is down or does not lead, and the method allows it', (t) => {
+  const refused = { code: grpc.status.UNAVAILABLE, details: 'No connection established. Last error: connect ECONNREFUSED /x.sock' };
+  const dropped = { code: grpc.status.UNAVAILABLE, details: 'Connection dropped' };
+  const noLeader = { code: grpc.status.INTERNAL, details: 'no leader is known yet' };
+  const denied = { code: grpc.status.PERMISSION_DENIED, details: 'permission denied' };
+  t.true(mayRetry('list', dropped));
+  t.true(mayRetry('apply', noLeader));
+  t.false(mayRetry('list', denied));
+  t.true(mayRetry('joinToken', refused), 'never sent: even a call that does something new');
+  t.false(mayRetry('joinToken', dropped), 'may have been received: not repeated');
+  t.is(failureReason(refused), 'connection refused');
+  t.is(failureReason({ code: grpc.status.UNAVAILABLE, details: 'No connection established. Last error: connect ENOENT /x.sock' }), 'no socket');
+  t.is(failureReason({ code: grpc.status.DEADLINE_EXCEEDED, details: 'Deadline exceeded' }), 'timeout');
+  t.is(failureReason(noLeader), 'no leader yet');
+});
+
+test('the rotation tries every manager in order, pauses between rounds and gives up with one line after the wait', (t) => {
+  let now = 0;
+  const closed: string[] = [];
+  const rotation = new ManagerRotation(
+    ['a', 'b', 'c'],
+    (address) => address,
+    (c) => closed.push(c),
+    1000,
+    () => now,
+  );
+  t.is(rotation.current(), 'a');
+  t.is(rotation.advance('connection refused'), 0);
+  t.is(rotation.current(), 'b');
+  t.is(rotation.advance('timeout'), 0);
+  t.is(rotation.advance('no leader yet'), 250, 'a full round: a pause before the next');
+  t.is(rotation.currentAddress, 'a');
+  now = 1000;
+  const gaveUp = rotation.advance('connection refused');
+  t.true(gaveUp instanceof Error);
+  t.is(
+    (gaveUp as Error).message,
+    'no manager answered: a (connection refused), b (timeout), c (no leader yet) — check `tsctl cluster members` from a manager host or pass --server',
+  );
+  t.deepEqual(closed, ['a', 'b'], 'the channel of a failed manager (each one opened) is dropped');
+  rotation.answered();
+  now = 5000;
+  t.is(rotation.advance('connection refused'), 0, 'an answer starts a new wait');
+  t.is(noManagerMessage(new Map([['x', 'y']])).split('\n').length, 1);
+});
+
+// --- the context's list -------------------------------------------------------------------------
+
+const netns = {
+  nodes: [
+    { name: 'node-1', underlayAddress: '172.31.9.1', apiSocket: 'unix:/c/node-1/api.sock', role: 'manager' },
+    { name: 'node-2', underlayAddress: '172.31.9.2', apiSocket: 'unix:/c/node-2/api.sock', role: 'manager' },
+    { name: 'node-3', underlayAddress: '172.31.9.3', role: 'worker' },
+  ],
+} as unknown as NetnsClusterState;
+
+test('the cluster’s managers become the context’s list: as they are with a certificate, as sockets for a local netns cluster', (t) => {
+  const remote = { server: '10.0.0.1:7420', tls: {} } as unknown as CliContext;
+  t.deepEqual(serversForManagers(remote, ['10.0.0.2:7420', 'bad address', '10.0.0.1:7420']), ['10.0.0.2:7420', '10.0.0.1:7420']);
+  const local: CliContext = { server: 'unix:/c/node-1/api.sock', netns };
+  t.deepEqual(serversForManagers(local, ['172.31.9.2:7420', '172.31.9.1:7420', '172.31.9.7:7420']), ['unix:/c/node-2/api.sock', 'unix:/c/node-1/api.sock']);
+  t.is(serversForManagers({ server: 'unix:/var/lib/tessera/tsd.sock' }, ['127.0.0.1:7420']), undefined, 'a single-node context has one socket');
+  t.is(serversForManagers(remote, []), undefined, 'an empty answer leaves the list alone');
+});
+
+test('the manager that answered goes first; a removed one is forgotten; nothing changed means nothing to write', (t) => {
+  const context: CliContext = { server: 'm1:7420', servers: ['m1:7420', 'm2:7420', 'm3:7420'] };
+  t.is(updatedContext(context, 'm1:7420', ['m1:7420', 'm2:7420', 'm3:7420']), undefined);
+  t.deepEqual(updatedContext(context, 'm2:7420', undefined), { server: 'm2:7420', servers: ['m1:7420', 'm2:7420', 'm3:7420'] });
+  t.deepEqual(
+    updatedContext(context, 'm2:7420', ['m2:7420', 'm4:7420']),
+    { server: 'm2:7420', servers: ['m2:7420', 'm4:7420'] },
+    'm1 and m3 were removed, m4 added',
+  );
+  t.deepEqual(
+    updatedContext(context, 'lb:7420', ['m2:7420']),
+    { server: 'lb:7420', servers: ['m2:7420', 'lb:7420'] },
+    'an address that answered but is not listed (NAT, a load balancer) is kept',
+  );
+  t.deepEqual(contextServers({ server: 'a', servers: ['b', 'a'] }), ['a', 'b']);
+});
+
+// --- real gRPC servers --------------------------------------------------------------------------
+
+interface FakeManager {
+  address: string;
+  calls: string[];
+  watchFrom: number[];
+  stop(): void;
+}
+
+type Behaviour = {
+  list?: 'answer' | 'no-leader';
+  managers?: string[];
+  /** Events the watch sends, then it fails as a dying manager would (UNAVAILABLE) unless `watchEnds`. */
+  events?: Array<{ revision: number; name: string }>;
+  watchFails?: boolean;
+  /** The whole server goes away mid-watch, its connections cut (as when its tsd is killed). */
+  watchDies?: boolean;
+};
+
+async function fakeManager(t: { teardown(fn: () => void): void }, dir: string, name: string, behaviour: Behaviour): Promise<FakeManager> {
+  const server = new grpc.Server();
+  const calls: string[] = [];
+  const watchFrom: number[] = [];
+  const noLeader = (): grpc.ServiceError =>
+    Object.assign(new Error('no leader is known yet'), { code: grpc.status.UNAVAILABLE, details: 'no leader is known yet', metadata: new grpc.Metadata() });
+  server.addService(loadApiPackage().tessera.api.v1.Tessera.service, {
+    List: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
+      calls.push('List');
+      if (behaviour.list === 'no-leader') cb(noLeader());
+      else cb(null, { objectsJson: [JSON.stringify({ from: name })], revision: 7 });
+    },
+    ClusterInfo: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
+      calls.push('ClusterInfo');
+      cb(null, { clusterId: 'c', managers: behaviour.managers ?? [] });
+    },
+    JoinToken: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
+      calls.push('JoinToken');
+      // Received, then the manager "dies" before answering.
+      cb(Object.assign(new Error('Connection dropped'), { code: grpc.status.UNAVAILABLE, details: 'Connection dropped', metadata: new grpc.Metadata() }));
+    },
+    Watch: (call: grpc.ServerWritableStream<{ fromRevision: number }, unknown>) => {
+      calls.push('Watch');
+      watchFrom.push(Number(call.request.fromRevision));
+      for (const e of behaviour.events ?? []) {
+        if (e.revision >= Number(call.request.fromRevision))
+          call.write({ type: 'added', objectJson: JSON.stringify({ metadata: { name: e.name } }), revision: e.revision });
+      }
+      if (behaviour.watchFails) setTimeout(() => call.emit('error', noLeader()), 50);
+      if (behaviour.watchDies) setTimeout(() => server.forceShutdown(), 50);
+    },
+  });
+  const address = `unix:${join(dir, `${name}.sock`)}`;
+  await new Promise<void>((resolve, reject) => server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+  const stop = () => server.forceShutdown();
+  t.teardown(stop);
+  return { address, calls, watchFrom, stop };
+}
+
+function failoverClient(first: string, others: string[], waitMs = 2000): ApiClient {
+  return new ApiClient(first, { timeoutMs: 3000, failover: { addresses: others, securityFor: () => LOCAL_INSECURE, waitMs } });
+}
+
+test('a read goes to the next manager when the first is down or has no leader, and the one that answered is remembered', async (t) => {
+  const dir = await scratch(t);
+  const down = `unix:${join(dir, 'down.sock')}`;
+  const noLeader = await fakeManager(t, dir, 'm2', { list: 'no-leader' });
+  const good = await fakeManager(t, dir, 'm3', {});
+  const client = failoverClient(down, [noLeader.address, good.address]);
+  t.teardown(() => client.close());
+  const res = await client.list({ kind: 'Service', allStacks: true });
+  t.deepEqual(res.objectsJson, [JSON.stringify({ from: 'm3' })]);
+  t.deepEqual(noLeader.calls, ['List']);
+  t.is(client.answeringAddress(), good.address);
+  await client.list({ kind: 'Service', allStacks: true });
+  t.deepEqual(good.calls, ['List', 'List'], 'later calls stay with the manager that answered');
+});
+
+test('a call that does something new is not repeated once a manager may have received it, but is when none did', async (t) => {
+  const dir = await scratch(t);
+  const received = await fakeManager(t, dir, 'm1', {});
+  const other = await fakeManager(t, dir, 'm2', {});
+  const client = failoverClient(received.address, [other.address]);
+  t.teardown(() => client.close());
+  const err = await t.throwsAsync(client.joinToken('worker', false));
+  t.regex(err.message, /Connection dropped/);
+  t.deepEqual(received.calls, ['JoinToken']);
+  t.deepEqual(other.calls, [], 'not sent again');
+
+  const down = `unix:${join(dir, 'down.sock')}`;
+  const viaDown = failoverClient(down, [other.address]);
+  t.teardown(() => viaDown.close());
+  await t.throwsAsync(viaDown.joinToken('worker', false));
+  t.deepEqual(other.calls, ['JoinToken'], 'the down manager never got it, so the next one did');
+});
+
+test('when no manager answers within the wait, the error is one line naming each and what to do', async (t) => {
+  const dir = await scratch(t);
+  const a = `unix:${join(dir, 'a.sock')}`;
+  const b = await fakeManager(t, dir, 'b', { list: 'no-leader' });
+  const client = failoverClient(a, [b.address], 600);
+  t.teardown(() => client.close());
+  const err = await t.throwsAsync(client.list({ kind: 'Service', allStacks: true }));
+  t.is(
+    err.message,
+    `no manager answered: ${a} (no socket), ${b.address} (no leader yet) — check \`tsctl cluster members\` from a manager host or pass --server`,
+  );
+  t.true(b.calls.length >= 2, 'asked again during the wait for an election');
+});
+
+test('a watch goes on at the next manager from its last revision, without a gap or a repeat', async (t) => {
+  const dir = await scratch(t);
+  // m1 sends revision 5 half (x of x, y), then 4 and 5 again would be repeats; it then fails.
+  const m1 = await fakeManager(t, dir, 'm1', {
+    events: [
+      { revision: 4, name: 'w' },
+      { revision: 5, name: 'x' },
+    ],
+    watchFails: true,
+  });
+  const m2 = await fakeManager(t, dir, 'm2', {
+    events: [
+      { revision: 4, name: 'w' },
+      { revision: 5, name: 'x' },
+      { revision: 5, name: 'y' },
+      { revision: 6, name: 'z' },
+    ],
+  });
+  const client = failoverClient(m1.address, [m2.address]);
+  t.teardown(() => client.close());
+  const seen: string[] = [];
+  const abort = new AbortController();
+  const done = client.watch(
+    { kind: 'Task', allStacks: true, fromRevision: 4 },
+    (e: WatchEvent__Output) => {
+      seen.push(`${e.revision}:${(JSON.parse(e.objectJson) as { metadata: { name: string } }).metadata.name}`);
+      if (seen.length === 4) abort.abort();
+    },
+    abort.signal,
+  );
+  await done;
+  t.deepEqual(seen, ['4:w', '5:x', '5:y', '6:z']);
+  t.deepEqual(m1.watchFrom, [4]);
+  t.deepEqual(m2.watchFrom, [5], 'resumed at the last revision delivered (it may have had more changes)');
+});
+
+test('WatchResume drops what was delivered and keeps the rest of a revision cut off half way', (t) => {
+  const e = (revision: number, name: string, type = 'modified'): WatchEvent__Output => ({ type, objectJson: JSON.stringify({ metadata: { name } }), revision });
+  const resume = new WatchResume(10);
+  t.is(resume.fromRevision(), 10);
+  t.true(resume.deliver(e(10, 'a')));
+  t.true(resume.deliver(e(11, 'a')));
+  t.true(resume.deliver(e(11, 'b')));
+  t.is(resume.fromRevision(), 11);
+  t.false(resume.deliver(e(10, 'a')));
+  t.false(resume.deliver(e(11, 'b')));
+  t.true(resume.deliver(e(11, 'c')));
+  t.true(resume.deliver(e(11, 'a', 'deleted')), 'another change of the same object in that revision');
+});
+
+test.serial('after a call, the context learns the cluster’s managers, atomically and 0600; an unchanged list is not rewritten', async (t) => {
+  const dir = await scratch(t);
+  const path = join(dir, 'context.json');
+  const old = process.env.TESSERA_CONTEXT;
+  process.env.TESSERA_CONTEXT = path;
+  t.teardown(() => {
+    if (old === undefined) delete process.env.TESSERA_CONTEXT;
+    else process.env.TESSERA_CONTEXT = old;
+  });
+  const m2 = await fakeManager(t, dir, 'm2', {});
+  const m1Address = `unix:${join(dir, 'm1.sock')}`;
+  // A local netns cluster's context: the cluster names its managers by underlay address.
+  const state = {
+    nodes: [
+      { name: 'node-1', underlayAddress: '172.31.9.1', apiSocket: m1Address, role: 'manager' },
+      { name: 'node-2', underlayAddress: '172.31.9.2', apiSocket: m2.address, role: 'manager' },
+      { name: 'node-3', underlayAddress: '172.31.9.3', apiSocket: `unix:${join(dir, 'm3.sock')}`, role: 'manager' },
+    ],
+  } as unknown as NetnsClusterState;
+  const m2Again = await fakeManager(t, dir, 'm2b', { managers: ['172.31.9.2:7420', '172.31.9.1:7420'] });
+  m2.stop();
+  const context: CliContext = { server: m1Address, servers: [m1Address, m2Again.address], netns: state };
+  // m2b stands at node-2's socket for this test.
+  state.nodes[1]!.apiSocket = m2Again.address;
+  await writeFile(path, '{}', { mode: 0o644 });
+  await writeContext(context);
+  await utimes(path, new Date(0), new Date(0)); // last checked long ago
+  const client = failoverClient(m1Address, [m2Again.address]);
+  t.teardown(() => client.close());
+  await client.list({ kind: 'Node', allStacks: true });
+  await keepContextCurrent(client, context);
+  const written = await readContext(path);
+  t.is(written?.server, m2Again.address, 'the manager that answered goes first');
+  t.deepEqual(written?.servers, [m2Again.address, m1Address], 'node-3 is no manager any more');
+  t.is((await stat(path)).mode & 0o777, 0o600);
+  const before = (await stat(path)).mtimeMs;
+  await keepContextCurrent(client, written!);
+  t.is((await stat(path)).mtimeMs, before, 'checked within the minute: not asked again, not rewritten');
+  t.deepEqual(
+    m2Again.calls.filter((c) => c === 'ClusterInfo'),
+    ['ClusterInfo'],
+  );
+});
+
+test('a watch whose manager goes away with its connection cut goes on at the next one', async (t) => {
+  const dir = await scratch(t);
+  const m1 = await fakeManager(t, dir, 'm1', { events: [{ revision: 4, name: 'w' }], watchDies: true });
+  const m2 = await fakeManager(t, dir, 'm2', {
+    events: [
+      { revision: 4, name: 'w' },
+      { revision: 5, name: 'x' },
+    ],
+  });
+  const client = failoverClient(m1.address, [m2.address]);
+  t.teardown(() => client.close());
+  const seen: number[] = [];
+  const abort = new AbortController();
+  await client.watch(
+    { kind: 'Task', allStacks: true, fromRevision: 4 },
+    (e) => {
+      seen.push(Number(e.revision));
+      if (seen.length === 2) abort.abort();
+    },
+    abort.signal,
+  );
+  t.deepEqual(seen, [4, 5]);
+  t.deepEqual(m2.watchFrom, [4]);
+});
+
+test('get -w prints one line per change: what happened, to which object, its state', async (t) => {
+  const { changeLine, isWatchable } = await import('../../cli/commands/get-watch.js');
+  const task = { kind: 'Task', metadata: { name: 'web.1', stack: 'app' }, spec: {}, status: { state: 'running' } };
+  t.is(changeLine({ type: 'modified', objectJson: JSON.stringify(task), revision: 9 }), 'modified  task/app/web.1  running');
+  t.is(changeLine({ type: 'deleted', objectJson: '{', revision: 9 }), 'deleted (revision 9): the server sent an object that is not JSON');
+  t.true(isWatchable('Task'));
+  t.false(isWatchable('Secret'));
+});
+
+test.serial('a long command does not write back the context it started with over a newer one, nor bring back a removed one', async (t) => {
+  const dir = await scratch(t);
+  const path = join(dir, 'context.json');
+  const old = process.env.TESSERA_CONTEXT;
+  process.env.TESSERA_CONTEXT = path;
+  t.teardown(() => {
+    if (old === undefined) delete process.env.TESSERA_CONTEXT;
+    else process.env.TESSERA_CONTEXT = old;
+  });
+  const m2 = await fakeManager(t, dir, 'm2', { managers: [] });
+  const m1Address = `unix:${join(dir, 'm1.sock')}`;
+  const started: CliContext = { server: m1Address, servers: [m1Address, m2.address] };
+  const client = failoverClient(m1Address, [m2.address]);
+  t.teardown(() => client.close());
+  await client.list({ kind: 'Node', allStacks: true }); // answered by m2
+
+  // `cluster down` removed the file meanwhile: it stays removed.
+  await keepContextCurrent(client, started);
+  await t.throwsAsync(stat(path), { code: 'ENOENT' });
+
+  // Another tsctl changed the list meanwhile: its list stays.
+  const newer: CliContext = { server: m2.address, servers: [m2.address] };
+  await writeContext(newer);
+  await keepContextCurrent(client, started);
+  t.deepEqual(await readContext(path), newer);
+
+  // The same list, with other fields changed since (a node's new PID): those are kept, m2 goes first.
+  const withState = { ...started, local: { pid: 4242, config: {} } } as unknown as CliContext;
+  await writeContext(withState);
+  await keepContextCurrent(client, started);
+  t.deepEqual(await readContext(path), { ...withState, server: m2.address });
+});
