@@ -8,7 +8,7 @@ import type { ContainerStats } from '../types.js';
 import { exists, throwAfterCleanup, unlessAbsent } from '../../fs-errors.js';
 import type { BlockDevice } from './block-devices.js';
 import type { CgroupCreateOptions, CgroupDriver, CgroupRecord } from './driver.js';
-import { mkdirRecorded, readControl, readOptional, removeCreated, writeControl, writeLines } from './fs-util.js';
+import { controlExists, mkdirRecorded, readControl, readOptional, removeCreated, writeControl, writeLines } from './fs-util.js';
 import { planV1, type V1Controller, type V1Write } from './plan.js';
 import { validateResources } from './resources.js';
 import { parseKeyValues } from './stats-parse.js';
@@ -83,17 +83,14 @@ export class CgroupsV1 implements CgroupDriver {
     return (parseKeyValues(await readOptional(path.join(memory, 'memory.oom_control'))).get('oom_kill') ?? 0) > 0;
   }
 
+  /** Read synchronously, like the control files (fs-util.ts): about 25 reads of kernel memory. */
   async stats(record: CgroupRecord): Promise<ContainerStats> {
-    const dirs = new Map<V1StatController, Promise<string | undefined>>();
-    const dirOf = (controller: V1StatController) => {
-      let dir = dirs.get(controller);
-      if (dir === undefined) dirs.set(controller, (dir = findWith(record.dirs, MARKER[controller])));
-      return dir;
-    };
+    const dirs = new Map<V1StatController, string | undefined>();
     const files = new Map<string, string>();
     for (const [controller, file] of V1_STAT_FILES) {
-      const dir = await dirOf(controller);
-      const text = dir === undefined ? undefined : await readOptional(path.join(dir, file));
+      if (!dirs.has(controller)) dirs.set(controller, findWithNow(record.dirs, MARKER[controller]));
+      const dir = dirs.get(controller);
+      const text = dir === undefined ? undefined : readControl(path.join(dir, file));
       if (text !== undefined) files.set(file, text);
     }
     return statsFromV1Files(files);
@@ -204,6 +201,11 @@ async function applyChoice(dir: string, w: V1Write): Promise<void> {
 async function settleAll(tasks: Array<Promise<unknown>>): Promise<void> {
   const results = await Promise.allSettled(tasks);
   for (const r of results) if (r.status === 'rejected') throw r.reason;
+}
+
+/** findWith, synchronously (for stats: see fs-util.ts). */
+function findWithNow(dirs: string[], file: string): string | undefined {
+  return dirs.find((dir) => controlExists(path.join(dir, file)));
 }
 
 async function findWith(dirs: string[], file: string): Promise<string | undefined> {
