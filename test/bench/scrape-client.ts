@@ -4,7 +4,8 @@
 //   "keep"  GET /metrics on the kept-alive connection (what Prometheus does between scrapes)
 //   "fresh" GET /metrics on a new connection (TLS handshake included)
 // The answer: {"ms": client-observed time from request to the body's last byte, "bytes",
-// "status", "series": sample lines, "containerSeries": lines of the container_* families}.
+// "status", "series": sample lines, "containerSeries": lines of the container_* families,
+// "reused": whether the request went on a connection already open}.
 // Usage: scrape-client.ts PEM_DIR URL
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
@@ -27,6 +28,7 @@ interface Answer {
   status: number;
   series: number;
   containerSeries: number;
+  reused: boolean;
 }
 
 function scrape(fresh: boolean): Promise<Answer> {
@@ -48,6 +50,7 @@ function scrape(fresh: boolean): Promise<Answer> {
           status: res.statusCode ?? 0,
           series: samples.length,
           containerSeries: samples.filter((line) => line.startsWith('container_')).length,
+          reused: req.reusedSocket,
         });
       });
     });

@@ -13,10 +13,13 @@
 //   connection (Prometheus keeps it between scrapes), after 5 warm-up scrapes; and on a new
 //   connection each time (the TLS handshake included). p50, p95 and max.
 // - tsd's CPU per scrape: utime+stime of its /proc/PID/stat over windows of scrapes (one every
-//   BENCH_INTERVAL_MS, start to start) minus the same over idle windows of the same length, taken
-//   alternately (idle, scrapes, idle, scrapes, …), divided by the scrapes. The same for the
-//   containers' shims, which answer a state request per container per scrape. From it, the CPU
-//   share of one scrape every 15 s (cpu per scrape / 15 s).
+//   BENCH_INTERVAL_MS, start to start) minus what it used at its idle rate over the same time, the
+//   idle rate from idle windows of the same length taken alternately (idle, scrapes, idle, …),
+//   divided by the scrapes. The same for the containers' shims, which answer a state request per
+//   container per scrape; and for a window of scrapes on new connections (TLS handshake). From
+//   it, the CPU share of one scrape every 15 s (cpu per scrape / 15 s). A window is 15 scrapes
+//   (3.75 s by default): shorter than tsd's keep-alive timeout (node's default, 5 s), so the
+//   kept connection survives the idle windows; kept scrapes that found it closed are counted.
 // - tsd's garbage collections in those windows, from its --trace-gc-nvp lines: count, longest
 //   pause, pauses over 5 ms, scrape windows against idle ones; heap bytes allocated per scrape =
 //   (allocated in scrape windows − in idle windows) / scrapes. V8 reports allocation per
@@ -60,11 +63,11 @@ import { median, percentile } from './stats.js';
 
 const run = promisify(execFile);
 const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 60);
-const WINDOWS = 3;
+const WINDOWS = 4;
 const INTERVAL_MS = Number(process.env.BENCH_INTERVAL_MS ?? 250);
 const REPLICAS = Number(process.env.BENCH_REPLICAS ?? 100);
 const WARM_UP = 5;
-const FRESH_SCRAPES = 10;
+const FRESH_SCRAPES = 15;
 const PIECE_ROUNDS = 10;
 const GC_PAUSE_GOAL_MS = 5;
 const PROMETHEUS_INTERVAL_S = 15;
@@ -77,6 +80,7 @@ interface ScrapeAnswer {
   status: number;
   series: number;
   containerSeries: number;
+  reused: boolean;
 }
 
 /** The scraper inside the node's namespace, one command and one answer at a time. */
@@ -108,6 +112,7 @@ class Scraper {
 
 /** utime + stime of a process, in clock ticks; 0 once it is gone. */
 async function cpuTicks(pid: number): Promise<number> {
+  // A shim whose container ended has no stat any more: it adds nothing, which is what it cost.
   const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
   // After ") ": field 3 is index 0, so utime (14) and stime (15) are 11 and 12.
@@ -342,6 +347,7 @@ try {
   const idle: Window[] = [];
   const busy: Window[] = [];
   const kept: number[] = [];
+  let reconnected = 0;
   for (let w = 0; w < WINDOWS; w++) {
     idle.push(await measured(node, logPath, shimPids, () => sleep(windowMs)));
     busy.push(
@@ -350,6 +356,7 @@ try {
         for (let i = 0; i < perWindow; i++) {
           last = await scraper!.scrape('keep');
           kept.push(last.ms);
+          if (!last.reused) reconnected++;
           const next = started + (i + 1) * INTERVAL_MS;
           await sleep(Math.max(0, next - performance.now()));
         }
@@ -357,10 +364,13 @@ try {
     );
   }
   const fresh: number[] = [];
-  for (let i = 0; i < FRESH_SCRAPES; i++) {
-    fresh.push((await scraper.scrape('fresh')).ms);
-    await sleep(INTERVAL_MS);
-  }
+  const freshWindow = await measured(node, logPath, shimPids, async () => {
+    const started = performance.now();
+    for (let i = 0; i < FRESH_SCRAPES; i++) {
+      fresh.push((await scraper!.scrape('fresh')).ms);
+      await sleep(Math.max(0, started + (i + 1) * INTERVAL_MS - performance.now()));
+    }
+  });
   const loadAfter = os.loadavg();
   scraper.stop();
   scraper = undefined;
@@ -369,8 +379,13 @@ try {
 
   const sum = (ws: Window[], f: (w: Window) => number) => ws.reduce((a, w) => a + f(w), 0);
   const scrapes = kept.length;
-  const tsdPerScrapeMs = ((sum(busy, (w) => w.tsdTicks) - sum(idle, (w) => w.tsdTicks)) * MS_PER_TICK) / scrapes;
-  const shimPerScrapeMs = ((sum(busy, (w) => w.shimTicks) - sum(idle, (w) => w.shimTicks)) * MS_PER_TICK) / scrapes;
+  const idleMs = sum(idle, (w) => w.ms);
+  /** CPU ms of `ws` above the idle rate, per scrape. */
+  const perScrape = (ws: Window[], ticks: (w: Window) => number, count: number) =>
+    ((sum(ws, ticks) - (sum(idle, ticks) / idleMs) * sum(ws, (w) => w.ms)) * MS_PER_TICK) / count;
+  const tsdPerScrapeMs = perScrape(busy, (w) => w.tsdTicks, scrapes);
+  const shimPerScrapeMs = perScrape(busy, (w) => w.shimTicks, scrapes);
+  const tsdPerFreshMs = perScrape([freshWindow], (w) => w.tsdTicks, fresh.length);
   const gcOf = (ws: Window[]) => ({
     count: sum(ws, (w) => w.gc.count),
     max: Math.max(...ws.map((w) => w.gc.maxPauseMs)),
@@ -401,20 +416,27 @@ try {
   table(
     ['tsd, per scrape (scrape windows − idle windows)', 'value', 'goal'],
     [
-      ['tsd CPU per scrape (ms)', fmt(tsdPerScrapeMs), '-'],
+      ['tsd CPU per scrape, kept connection (ms)', fmt(tsdPerScrapeMs), '-'],
+      ['tsd CPU per scrape, new TLS connection each (ms)', fmt(tsdPerFreshMs), '-'],
       ['shims CPU per scrape (ms, all 100 together)', fmt(shimPerScrapeMs), '-'],
-      [`tsd CPU at one scrape every ${PROMETHEUS_INTERVAL_S} s (% of one CPU)`, fmt((tsdPerScrapeMs / (PROMETHEUS_INTERVAL_S * 1000)) * 100, 3), '-'],
+      // Every 15 s the kept connection is gone (tsd closes idle ones after 5 s): each scrape is a new one.
+      [
+        `tsd CPU at one scrape every ${PROMETHEUS_INTERVAL_S} s, new connection (% of one CPU)`,
+        fmt((tsdPerFreshMs / (PROMETHEUS_INTERVAL_S * 1000)) * 100, 3),
+        '-',
+      ],
       [`tsd heap allocated per scrape (MiB, ± ${mib(gcBusy.edge + gcIdle.edge)} x ${WINDOWS} / ${scrapes})`, mib(allocatedPerScrape), '-'],
       [`GC pauses > ${GC_PAUSE_GOAL_MS} ms in scrape windows (idle windows)`, `${gcBusy.over} (${gcIdle.over})`, '0'],
       ['longest GC pause in scrape windows (idle windows) (ms)', `${fmt(gcBusy.max)} (${fmt(gcIdle.max)})`, `<= ${GC_PAUSE_GOAL_MS}`],
       ['GCs in scrape windows (idle windows)', `${gcBusy.count} (${gcIdle.count})`, '-'],
       ['GC pause total in scrape windows (idle windows) (ms)', `${fmt(gcBusy.total)} (${fmt(gcIdle.total)})`, '-'],
       ['response (KiB), series, container_* series', `${fmt((last?.bytes ?? 0) / 1024)}, ${last?.series}, ${last?.containerSeries}`, '-'],
+      ['kept-connection scrapes that had to reconnect', String(reconnected), '0'],
     ],
   );
   console.log(`(collections by kind: scrape windows ${kinds(gcBusy.kinds)}; idle windows ${kinds(gcIdle.kinds)})`);
   console.log(
-    `(tsd CPU ticks of ${MS_PER_TICK} ms: scrape windows ${busy.map((w) => w.tsdTicks).join(', ')}; idle ${idle.map((w) => w.tsdTicks).join(', ')}; window lengths ${busy.map((w) => fmt(w.ms, 0)).join(', ')} / ${idle.map((w) => fmt(w.ms, 0)).join(', ')} ms)\n`,
+    `(tsd CPU ticks of ${MS_PER_TICK} ms: scrape windows ${busy.map((w) => w.tsdTicks).join(', ')}; idle ${idle.map((w) => w.tsdTicks).join(', ')}; new connections ${freshWindow.tsdTicks}; window lengths ${busy.map((w) => fmt(w.ms, 0)).join(', ')} / ${idle.map((w) => fmt(w.ms, 0)).join(', ')} ms)\n`,
   );
   table(
     [`in this process, all ${tasks.length} containers at once (median of ${PIECE_ROUNDS})`, 'ms', 'x cat'],
