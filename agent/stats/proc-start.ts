@@ -2,9 +2,7 @@
 // /proc/<pid>/stat is its start in clock ticks after boot, and /proc/stat's btime is the boot in
 // seconds since the epoch. Read from the kernel rather than remembered by tsd, so a container a
 // restarted tsd took over reports its real start (container_start_time_seconds).
-import { readFile } from 'node:fs/promises';
-
-import { unlessAbsent } from '../fs-errors.js';
+import { readKernelFile } from './kernel-file.js';
 
 /** USER_HZ: 100 on every Linux architecture tsd runs on (the kernel fixes it for userspace). */
 export const CLOCK_TICKS_PER_SECOND = 100;
@@ -42,7 +40,9 @@ const MAX_STAT_BYTES = 64 * 1024;
 
 /** The boot time in seconds since the epoch, from /proc/stat. */
 export async function bootTimeSeconds(procRoot = '/proc'): Promise<number | undefined> {
-  return parseBootTime((await readFile(`${procRoot}/stat`, 'utf8')).slice(0, MAX_STAT_BYTES));
+  const text = readKernelFile(`${procRoot}/stat`, MAX_STAT_BYTES);
+  if (text === undefined) throw new Error(`${procRoot}/stat is missing`);
+  return parseBootTime(text);
 }
 
 /**
@@ -51,7 +51,7 @@ export async function bootTimeSeconds(procRoot = '/proc'): Promise<number | unde
  * kernel sums every interrupt counter to write that file).
  */
 export async function processStartSeconds(pid: number, procRoot = '/proc', bootTime = () => bootTimeSeconds(procRoot)): Promise<number | undefined> {
-  const stat = await unlessAbsent(readFile(`${procRoot}/${pid}/stat`, 'utf8'), undefined);
+  const stat = readKernelFile(`${procRoot}/${pid}/stat`, MAX_STAT_BYTES);
   if (stat === undefined) return undefined;
-  return startSecondsAfterBoot(stat.slice(0, MAX_STAT_BYTES), await bootTime());
+  return startSecondsAfterBoot(stat, await bootTime());
 }
