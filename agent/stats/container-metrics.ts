@@ -9,7 +9,7 @@ import type { Task } from '../../common/resources/types.js';
 import { errorMessage } from '../fs-errors.js';
 import { readContainer, type StatsRuntime } from './container-reading.js';
 import { CONTAINER_METRICS, containerSamples, taskLabels, type ContainerMetricName, type Sample } from './container-series.js';
-import { processStartSeconds } from './proc-start.js';
+import { bootTimeSeconds, processStartSeconds } from './proc-start.js';
 
 export interface RunningTaskContainer {
   task: Task;
@@ -56,11 +56,14 @@ export class ContainerMetrics {
     const { deps } = this;
     const merged: Snapshot = new Map();
     const failures: string[] = [];
+    // /proc/stat's boot time, read once for the whole scrape (not before a container needs it).
+    let boot: Promise<number | undefined> | undefined;
+    const bootTime = () => (boot ??= bootTimeSeconds(deps.procRoot));
     await Promise.all(
       deps.running().map(async ({ task, containerId }) => {
         try {
           const reading = await readContainer(deps.runtime, containerId, deps.procRoot);
-          const start = reading.pid === undefined ? undefined : await processStartSeconds(reading.pid, deps.procRoot);
+          const start = reading.pid === undefined ? undefined : await processStartSeconds(reading.pid, deps.procRoot, bootTime);
           for (const [name, samples] of containerSamples(taskLabels(task, containerId, deps.node), reading, start)) {
             const list = merged.get(name);
             if (list) list.push(...samples);

@@ -1,11 +1,10 @@
 // One reading of a running container: its cgroup's counters (through the runtime, which knows
 // where its cgroup is on v1, hybrid and v2 hosts) and its network counters from
 // /proc/<init pid>/net/dev (the container's own network namespace).
-import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 
-import { unlessAbsent } from '../fs-errors.js';
 import type { ContainerRuntime } from '../runtime/types.js';
+import { readKernelFile } from './kernel-file.js';
 import { networkTotals, parseNetDev } from './net-dev.js';
 import type { ContainerReading } from './usage.js';
 
@@ -22,8 +21,8 @@ export async function readContainer(runtime: StatsRuntime, containerId: string, 
   const atMs = performance.now();
   const stats = await runtime.stats(containerId);
   // The process may have ended since its state was read: then there are no counters to show.
-  const netDev = await unlessAbsent(readFile(`${procRoot}/${state.pid}/net/dev`, 'utf8'), undefined);
-  const interfaces = netDev === undefined ? undefined : parseNetDev(netDev.slice(0, MAX_NET_DEV_BYTES));
+  const netDev = readKernelFile(`${procRoot}/${state.pid}/net/dev`, MAX_NET_DEV_BYTES);
+  const interfaces = netDev === undefined ? undefined : parseNetDev(netDev);
   return {
     atMs,
     stats,

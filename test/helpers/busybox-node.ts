@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { buildBusyboxImage } from './busybox-image.js';
-import { startTestNode, type TestNode } from './tsd-node.js';
+import { startTestNode, type TestNode, type TestNodeOptions } from './tsd-node.js';
 
 export interface BusyboxNode {
   node: TestNode;
@@ -16,12 +16,12 @@ export interface BusyboxNode {
 }
 
 /** `workDirPrefix` names the test's temporary directory, e.g. "tessera-e2e-health-". */
-export async function startBusyboxNode(workDirPrefix: string): Promise<BusyboxNode> {
+export async function startBusyboxNode(workDirPrefix: string, nodeOptions: TestNodeOptions = {}): Promise<BusyboxNode> {
   const workDir = await mkdtemp(join(tmpdir(), workDirPrefix));
   let node: TestNode | undefined;
   try {
     const image = await buildBusyboxImage(join(workDir, 'image'));
-    node = await startTestNode();
+    node = await startTestNode(nodeOptions);
     const loaded = await node.tsctl('image', 'load', image.tarballPath);
     const imageRef = /loaded (\S+)/.exec(loaded)?.[1];
     if (!imageRef) throw new Error(`image load printed nothing useful: ${loaded}`);

@@ -41,7 +41,13 @@ export interface TestNode {
   destroy(): Promise<void>;
 }
 
-export async function startTestNode(options: { subnetOctet?: number } = {}): Promise<TestNode> {
+export interface TestNodeOptions {
+  subnetOctet?: number;
+  /** Flags for node itself, before tsd's script (e.g. --trace-gc-nvp for a benchmark). */
+  nodeFlags?: string[];
+}
+
+export async function startTestNode(options: TestNodeOptions = {}): Promise<TestNode> {
   const id = `${process.pid.toString(36)}${Math.floor(Math.random() * 36 ** 3).toString(36)}`;
   const prefix = `tse${id}`;
   const netns = `${prefix}-ns`;
@@ -70,6 +76,7 @@ export async function startTestNode(options: { subnetOctet?: number } = {}): Pro
         `--net=/run/netns/${netns}`,
         process.execPath,
         '--enable-source-maps',
+        ...(options.nodeFlags ?? []),
         tsdMain,
         'run',
         '--data-root',

@@ -1,8 +1,12 @@
 // Container metrics in cAdvisor's names (agent/stats/container-series.ts, proc-start.ts): the
 // counters cAdvisor publishes that tsctl top does not show (CFS throttled periods, RSS, OOM kills)
 // parsed from v1 (hybrid hosts) and v2 sample text, the series one reading gives, and the labels
-// with their sanitising and bounds. Pure; a real container is test/integration/node-metrics.test.ts.
+// with their sanitising and bounds. Pure but for a proc tree in a temporary directory; a real
+// container is test/integration/node-metrics.test.ts.
 import test from 'ava';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import { statsFromV1Files, statsFromV2Files } from '../../agent/runtime/cgroups/stats-files.js';
 import {
@@ -15,7 +19,7 @@ import {
   CONTAINER_METRICS,
 } from '../../agent/stats/container-series.js';
 import { parseNetDev } from '../../agent/stats/net-dev.js';
-import { parseBootTime, parseStartTicks, startSeconds } from '../../agent/stats/proc-start.js';
+import { bootTimeSeconds, parseBootTime, parseStartTicks, processStartSeconds, startSeconds } from '../../agent/stats/proc-start.js';
 import type { ContainerReading } from '../../agent/stats/usage.js';
 import type { Task } from '../../common/resources/types.js';
 
@@ -155,4 +159,26 @@ test('start time: /proc/PID/stat field 22 after a command name with spaces and p
   t.is(startSeconds(stat, 'btime 1765000000\n'), 1765000000 + 1234.56);
   t.is(parseStartTicks('garbage'), undefined);
   t.is(startSeconds(stat, 'no boot time'), undefined);
+});
+
+test('start time from a proc tree: the boot time a caller passes is asked only for a process that is there', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'tessera-proc-start-'));
+  try {
+    const fields = ['S', ...Array.from({ length: 18 }, (_, i) => String(i + 4)), '500', '0', '0'];
+    await mkdir(join(root, '77'));
+    await writeFile(join(root, '77', 'stat'), `77 (sleep) ${fields.join(' ')}\n`);
+    await writeFile(join(root, 'stat'), 'cpu 1 2 3\nbtime 1765000000\n');
+    t.is(await processStartSeconds(77, root), 1765000000 + 5, 'reads /proc/stat itself when not given the boot time');
+    let asked = 0;
+    const bootTime = () => {
+      asked++;
+      return Promise.resolve(1700000000);
+    };
+    t.is(await processStartSeconds(77, root, bootTime), 1700000000 + 5);
+    t.is(await processStartSeconds(78, root, bootTime), undefined, 'a process that has gone has no start');
+    t.is(asked, 1);
+    t.is(await bootTimeSeconds(root), 1765000000);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 });

@@ -8,7 +8,7 @@ import type { ContainerStats } from '../types.js';
 import { exists, throwAfterCleanup, unlessAbsent } from '../../fs-errors.js';
 import type { BlockDevice } from './block-devices.js';
 import type { CgroupCreateOptions, CgroupDriver, CgroupRecord } from './driver.js';
-import { mkdirRecorded, readControl, readOptional, removeCreated, writeControl, writeLines } from './fs-util.js';
+import { controlExists, mkdirRecorded, readControl, readOptional, removeCreated, writeControl, writeLines } from './fs-util.js';
 import { planV1, type V1Controller, type V1Write } from './plan.js';
 import { validateResources } from './resources.js';
 import { parseKeyValues } from './stats-parse.js';
@@ -29,9 +29,17 @@ const MARKER: Record<Exclude<V1Controller, 'hugetlb'>, string> = {
   devices: 'devices.list',
 };
 
+/** Records whose stats directories are remembered; past this the memory starts over (containers removed elsewhere). */
+const MAX_REMEMBERED_RECORDS = 4096;
+
 export class CgroupsV1 implements CgroupDriver {
   readonly version = 'v1' as const;
   private found?: Promise<Map<V1Controller, string>>;
+  /**
+   * Each record's directory per stats controller, once found: a container's cgroup does not move,
+   * and looking for the marker files again cost each scrape ~17 failed access() per container.
+   */
+  private readonly statDirs = new Map<string, Map<V1StatController, string>>();
 
   constructor(private readonly mountRoot: string) {}
 
@@ -83,24 +91,38 @@ export class CgroupsV1 implements CgroupDriver {
     return (parseKeyValues(await readOptional(path.join(memory, 'memory.oom_control'))).get('oom_kill') ?? 0) > 0;
   }
 
+  /** Read synchronously, like the control files (fs-util.ts): 19 reads of kernel memory. */
   async stats(record: CgroupRecord): Promise<ContainerStats> {
-    const dirs = new Map<V1StatController, Promise<string | undefined>>();
-    const dirOf = (controller: V1StatController) => {
-      let dir = dirs.get(controller);
-      if (dir === undefined) dirs.set(controller, (dir = findWith(record.dirs, MARKER[controller])));
-      return dir;
-    };
+    const dirs = new Map<V1StatController, string | undefined>();
     const files = new Map<string, string>();
     for (const [controller, file] of V1_STAT_FILES) {
-      const dir = await dirOf(controller);
-      const text = dir === undefined ? undefined : await readOptional(path.join(dir, file));
+      if (!dirs.has(controller)) dirs.set(controller, this.statDir(record, controller));
+      const dir = dirs.get(controller);
+      const text = dir === undefined ? undefined : readControl(path.join(dir, file));
       if (text !== undefined) files.set(file, text);
     }
     return statsFromV1Files(files);
   }
 
   async remove(record: CgroupRecord): Promise<void> {
+    this.statDirs.delete(recordKey(record));
     await removeCreated(record.createdDirs, new Set(record.dirs));
+  }
+
+  /** The record's directory in `controller`'s hierarchy; a miss is looked for again next time. */
+  private statDir(record: CgroupRecord, controller: V1StatController): string | undefined {
+    const key = recordKey(record);
+    const known = this.statDirs.get(key);
+    const remembered = known?.get(controller);
+    if (remembered !== undefined) return remembered;
+    const dir = findWithNow(record.dirs, MARKER[controller]);
+    if (dir === undefined) return undefined;
+    if (known !== undefined) known.set(controller, dir);
+    else {
+      if (this.statDirs.size >= MAX_REMEMBERED_RECORDS) this.statDirs.clear();
+      this.statDirs.set(key, new Map([[controller, dir]]));
+    }
+    return dir;
   }
 
   /** Controller -> the real path of its hierarchy root (cpu and cpuacct may share one). Mounts do not move: looked up once. */
@@ -204,6 +226,15 @@ async function applyChoice(dir: string, w: V1Write): Promise<void> {
 async function settleAll(tasks: Array<Promise<unknown>>): Promise<void> {
   const results = await Promise.allSettled(tasks);
   for (const r of results) if (r.status === 'rejected') throw r.reason;
+}
+
+function recordKey(record: CgroupRecord): string {
+  return record.dirs.join('\n');
+}
+
+/** findWith, synchronously (for stats: see fs-util.ts). */
+function findWithNow(dirs: string[], file: string): string | undefined {
+  return dirs.find((dir) => controlExists(path.join(dir, file)));
 }
 
 async function findWith(dirs: string[], file: string): Promise<string | undefined> {

@@ -14,7 +14,7 @@ import type { ContainerStats } from '../types.js';
 import { exists, throwAfterCleanup } from '../../fs-errors.js';
 import type { CgroupDriver, CgroupRecord } from './driver.js';
 import { deviceProgramFor, encodeProgram } from './device-bpf.js';
-import { mkdirRecorded, readOptional, removeCreated, writeControl } from './fs-util.js';
+import { mkdirRecorded, readControl, readOptional, removeCreated, writeControl } from './fs-util.js';
 import { planV2, type ControlWrite } from './plan.js';
 import { validateResources } from './resources.js';
 import { parseKeyValues } from './stats-parse.js';
@@ -101,11 +101,12 @@ export class CgroupsV2 implements CgroupDriver {
     return (parseKeyValues(await readOptional(path.join(dir, 'memory.events'))).get('oom_kill') ?? 0) > 0;
   }
 
+  /** Read synchronously, like the control files (fs-util.ts): ten reads of kernel memory. */
   async stats(record: CgroupRecord): Promise<ContainerStats> {
     const dir = record.dirs[0] ?? '';
     const files = new Map<string, string>();
     for (const file of V2_STAT_FILES) {
-      const text = await readOptional(path.join(dir, file));
+      const text = readControl(path.join(dir, file));
       if (text !== undefined) files.set(file, text);
     }
     return statsFromV2Files(files);
