@@ -3,7 +3,9 @@
 // runs in or changes the host's own network namespace.
 
 import test from 'ava';
+import { spawn } from 'node:child_process';
 import { OverlayDriver } from '../../agent/network/overlay/overlay-driver.js';
+import { macForAddress } from '../../common/network/mac-address.js';
 import {
   attachContainer,
   attachmentNode,
@@ -177,4 +179,29 @@ test('a restarted driver programs a network again after it left the node and cam
   await n2.driver.setPeers(A, peersFor(A, 100, nodes, [attA1b, attA2]));
   t.true((await fdbMacs(n1, A)).includes(`${attA2.mac}>${n2.underlayAddress}`));
   t.is(await eventually(() => fetchFrom(a1b, 'http://10.100.0.20/')), 'x2');
+});
+
+test('the bridge is created with its MAC already set, so udev cannot replace it (MACAddressPolicy=persistent)', async (t) => {
+  // systemd-udevd gives a new link whose address the kernel picked at random a "persistent" one
+  // (Debian's default policy) some time after it appears. There is no udevd here, so the test reads
+  // the kernel's own announcement of the new bridge: it must already carry the node address's MAC
+  // (the kernel then marks it set by its creator, which udev leaves alone), not a random one that a
+  // later `link set address` would have to win a race against.
+  const { nodes } = await buildUnderlay(t.teardown.bind(t), 'tsovm', 1, 57);
+  const [n1] = nodes as [TestNode];
+  const { bridge } = OverlayDriver.linkNames(A);
+  const monitor = spawn('ip', ['netns', 'exec', n1.netns.name, 'ip', '-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    if (monitor.pid !== undefined && monitor.exitCode === null) process.kill(monitor.pid, 'SIGTERM');
+  });
+  let seen = '';
+  monitor.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString()));
+  await new Promise((r) => setTimeout(r, 300)); // the monitor subscribes before the bridge exists
+  const spec = networkSpec(A, 100, 100, n1);
+  await n1.driver.ensureNetwork(spec);
+  await eventually(async () => {
+    if (!seen.includes(`${bridge}:`)) throw new Error(`no announcement of ${bridge} yet`);
+  }, 50);
+  const first = seen.split('\n').find((line) => line.includes(`${bridge}:`)) ?? '';
+  t.regex(first, new RegExp(`link/ether ${macForAddress(spec.nodeAddress)} `), `the first announcement of ${bridge}: ${first}`);
 });

@@ -95,8 +95,13 @@ export class OverlayDriver {
       const wanted = [nodeAddressCidr(network), gatewayCidr(network)];
       const lines: BatchLine[] = [];
       if (existingVxlan !== undefined && !reusable) lines.push({ command: `link del ${vxlan}`, tolerate: MISSING });
-      lines.push({ command: `link add ${bridge} type bridge`, tolerate: EXISTS });
-      lines.push({ command: `link set ${bridge} address ${macForAddress(network.spec.nodeAddress)} mtu ${network.mtu}` });
+      const bridgeMac = macForAddress(network.spec.nodeAddress);
+      // The MAC is given at creation, not only set afterwards: systemd-udevd's MACAddressPolicy=
+      // persistent (Debian's default) gives a new link whose address the kernel chose at random one
+      // of its own, racing with a later `link set address`; a bridge that lost that race answered
+      // with a MAC no peer's neighbour entry names, so replies to the node's address vanished.
+      lines.push({ command: `link add ${bridge} address ${bridgeMac} type bridge`, tolerate: EXISTS });
+      lines.push({ command: `link set ${bridge} address ${bridgeMac} mtu ${network.mtu}` });
       // A changed subnet or node address: drop the old addresses so only the wanted ones remain.
       for (const address of bridgeAddresses ?? []) {
         if (!wanted.includes(address)) lines.push({ command: `addr del ${address} dev ${bridge}`, tolerate: /Cannot assign/i });
