@@ -15,7 +15,7 @@ import type { ContainerRuntime } from '../runtime/types.js';
 import type { ImageRecord } from '../../common/images/types.js';
 import { hostPlatform } from '../images/manifest.js';
 import { baseCacheKey, stepCacheKey } from './cache-key.js';
-import { historyFor, imageDocuments, parseBaseConfig, toBuildImageConfig, toContainerConfig, type BaseImageConfig, type BuiltLayer, type HistoryEntry } from './image-config.js';
+import { historyFor, imageCreated, imageDocuments, parseBaseConfig, toBuildImageConfig, toContainerConfig, type BaseImageConfig, type BuiltLayer, type HistoryEntry } from './image-config.js';
 import { layerTar } from './layer-diff.js';
 import { writeLayerBlob } from './layer-blob.js';
 import { mountStepRootfs, removeStepRootfs, unmountStepRootfs, upperIsEmpty, type StepRootfs } from './step-rootfs.js';
@@ -321,7 +321,7 @@ export class BuildRun {
       ...(config.author === undefined ? {} : { author: config.author }),
       layers: output.layers,
       history: output.history,
-      created: this.o.now().toISOString(),
+      created: imageCreated(output.history, this.o.now().toISOString()),
     });
     const records = await this.o.images.commitBuiltImage({
       references: [...request.tags],

@@ -200,6 +200,23 @@ export function imageDocuments(input: {
   return { configBytes, manifestBytes: Buffer.from(JSON.stringify(manifest)), configDigest };
 }
 
+/**
+ * The built image's `created`: the newest step time in its history, not the commit's clock, so a
+ * build taken wholly from the step cache gives the same config, hence the same digest, as the build
+ * that filled the cache (a redeploy of an unchanged project then rolls nothing). `fallback` (the
+ * clock) only when no history entry carries a valid time.
+ */
+export function imageCreated(history: readonly HistoryEntry[], fallback: string): string {
+  let newest: { ms: number; text: string } | undefined;
+  for (const entry of history) {
+    if (entry.created === undefined) continue;
+    const ms = Date.parse(entry.created);
+    if (Number.isNaN(ms)) continue;
+    if (newest === undefined || ms > newest.ms) newest = { ms, text: entry.created };
+  }
+  return newest?.text ?? fallback;
+}
+
 /** A history entry as buildah writes them: RUN as its command, every other instruction as "#(nop)". */
 export function historyFor(instruction: string, args: readonly string[] | undefined, emptyLayer: boolean): { created_by: string; empty_layer?: boolean } {
   const createdBy = args !== undefined ? args.join(' ') : `/bin/sh -c #(nop) ${instruction}`;

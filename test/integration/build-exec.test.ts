@@ -241,6 +241,7 @@ test.serial('warm rebuild: every step from the cache, no container; a changed fi
   t.is(warm.result.ranSteps, 0);
   t.is(lab.created(), containersAfterCold, 'no container was started');
   t.deepEqual((await lab.images.get('cache:1'))?.layers, coldLayers, 'the same layers');
+  t.is(warm.result.manifestDigest, cold.result.manifestDigest, 'the same image: created is the newest step time, not the clock');
   t.is(warm.events.filter((e) => e.kind === 'cached').length, 4);
 
   await writeFile(join(context, 'c.txt'), 'c2\n');

@@ -13,7 +13,7 @@ import { encodeEntryHeader, paxRecord } from '../../agent/build/tar-entries.js';
 import { globComponentRegex, hasGlob, expandSources } from '../../agent/build/copy-sources.js';
 import { archiveKindOf } from '../../agent/build/add-archive.js';
 import { resolveInRoot } from '../../agent/build/in-root.js';
-import { toBuildImageConfig, toContainerConfig, parseBaseConfig, historyFor } from '../../agent/build/image-config.js';
+import { toBuildImageConfig, toContainerConfig, parseBaseConfig, historyFor, imageCreated } from '../../agent/build/image-config.js';
 import { writeLayerBlob } from '../../agent/build/layer-blob.js';
 import { unpackLayer } from '../../agent/images/layer-unpack.js';
 import { lgetxattr, lsetxattr, mknod } from '../../agent/runtime/native.js';
@@ -296,4 +296,17 @@ test('tags and the --push target are checked before a build starts', (t) => {
   t.throws(() => checkTags({ ...request, tags: [], push: true }), { message: /--push needs a tag/ });
   t.throws(() => checkTags({ ...request, push: true }), { message: /--push: .*names no registry/ });
   t.notThrows(() => checkTags({ ...request, tags: ['127.0.0.1:5000/app:1'], push: true }));
+});
+
+test("an image's created is its newest history time (stable for a fully cached build); the clock only without one", (t) => {
+  const history = [
+    { created: '2024-01-01T00:00:00Z', created_by: 'base' },
+    { created_by: 'no time' },
+    { created: '2026-12-07T07:00:00.123Z', created_by: 'RUN' },
+    { created: 'not a date', created_by: 'odd' },
+    { created: '2026-12-07T06:59:59Z', created_by: 'ENV', empty_layer: true },
+  ];
+  t.is(imageCreated(history, '2030-01-01T00:00:00.000Z'), '2026-12-07T07:00:00.123Z');
+  t.is(imageCreated([{ created_by: 'x' }], '2030-01-01T00:00:00.000Z'), '2030-01-01T00:00:00.000Z');
+  t.is(imageCreated([], 'clock'), 'clock');
 });
