@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { buildBusyboxImage } from './busybox-image.js';
 import { type RunningRegistry, pushImage, startRegistry } from './registry.js';
-import { type ComparableImage, readOciLayoutImage } from './image-tree.js';
+import { type ComparableImage, readDirTransportImage } from './image-tree.js';
 
 export const BUILDAH = '/usr/bin/buildah';
 
@@ -61,7 +61,10 @@ export interface BuildahOracle {
   /** Where buildah finds the base image: docker.io/library/busybox:latest, remapped to the loopback registry. */
   readonly baseImage: string;
   build(options: BuildahBuildOptions): Promise<BuildahBuildResult>;
-  /** Writes the image to an OCI layout (`buildah push IMAGE oci:DIR:latest`) and reads it back. */
+  /**
+   * Writes the image to a `dir:` directory (`buildah push IMAGE dir:DIR`) and reads it back. Not
+   * `oci:`: that re-encodes the config as an OCI one, dropping Healthcheck.
+   */
   read(tag: string): Promise<ComparableImage>;
   /** Removes every image and working container but the base image (an empty step cache). */
   clearCache(): Promise<void>;
@@ -137,6 +140,8 @@ export async function startBuildah(): Promise<BuildahOracle> {
     registry = await startRegistry();
     const busybox = await buildBusyboxImage(join(dir, 'busybox'));
     await pushImage(busybox.ociLayoutDir, registry.host, 'library/busybox:latest');
+    // buildah refuses an auth file that does not exist; an empty one: no credentials for anything.
+    await writeFile(env.REGISTRY_AUTH_FILE as string, '{"auths":{}}\n');
     await writeFile(policy, `${JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] })}\n`);
     await writeFile(env.CONTAINERS_STORAGE_CONF as string, `[storage]\ndriver = "vfs"\ngraphroot = "${root}"\nrunroot = "${runroot}"\n`);
     await writeFile(
@@ -162,7 +167,7 @@ export async function startBuildah(): Promise<BuildahOracle> {
       registry: reg,
       baseImage,
       async build(options) {
-        const args = [...global, 'bud', '--signature-policy', policy, '--isolation', 'oci', '--network', 'none', '--pull=false'];
+        const args = [...global, 'bud', '--signature-policy', policy, '--format', 'docker', '--isolation', 'oci', '--network', 'none', '--pull=false'];
         args.push(`--layers=${options.layers ?? true}`, '-t', options.tag, '-f', join(options.context, options.dockerfile ?? 'Dockerfile'));
         for (const [key, value] of Object.entries(options.buildArgs ?? {})) args.push('--build-arg', `${key}=${value}`);
         if (options.target !== undefined) args.push('--target', options.target);
@@ -179,10 +184,10 @@ export async function startBuildah(): Promise<BuildahOracle> {
       },
       async read(tag) {
         const layout = join(dir, 'oci', `${++exports}`);
-        const pushed = await run([...global, 'push', '--signature-policy', policy, tag, `oci:${layout}:latest`], env, 120_000);
-        if (pushed.code !== 0) throw new Error(`buildah push ${tag} oci:${layout} failed: ${pushed.output}`);
+        const pushed = await run([...global, 'push', '--signature-policy', policy, tag, `dir:${layout}`], env, 120_000);
+        if (pushed.code !== 0) throw new Error(`buildah push ${tag} dir:${layout} failed: ${pushed.output}`);
         try {
-          return await readOciLayoutImage(layout, 'latest');
+          return await readDirTransportImage(layout);
         } finally {
           await rm(layout, { recursive: true, force: true });
         }

@@ -273,6 +273,20 @@ export async function readOciLayoutImage(layoutDir: string, refName?: string): P
   return assemble(`oci:${layoutDir}${refName === undefined ? '' : `:${refName}`}`, manifest, blobPath);
 }
 
+/**
+ * The image in a containers/image `dir:` directory (manifest.json, blobs named by their hex digest),
+ * which keeps a Docker v2s2 manifest and config as they are: `oci:` re-encodes the config as OCI's,
+ * which has no Healthcheck (nor OnBuild, Shell), so it cannot carry what a Dockerfile sets.
+ */
+export async function readDirTransportImage(dir: string): Promise<ComparableImage> {
+  const manifest = await readJson<Manifest>(join(dir, 'manifest.json'), `dir:${dir} manifest`);
+  return assemble(`dir:${dir}`, manifest, (digest) => {
+    const hex = digest.replace(/^sha256:/, '');
+    if (!/^[a-f0-9]{64}$/.test(hex)) throw new Error(`bad digest ${digest}`);
+    return join(dir, hex);
+  });
+}
+
 /** The image our store holds under `reference`, read from its stored manifest, config and layer blobs. */
 export async function readStoreImage(store: LocalImageStore, reference: string): Promise<ComparableImage> {
   const record = await store.get(reference);
