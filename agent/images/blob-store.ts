@@ -138,6 +138,21 @@ export class BlobStore {
     return digest;
   }
 
+  /**
+   * Moves a file this process wrote into its temp dir (a built layer, hashed while it was written)
+   * into the store under `digest`, by rename; when the store has that blob already the file goes.
+   */
+  async adopt(tempFile: string, digest: string): Promise<string> {
+    const finalPath = this.path(digest);
+    if (await this.has(digest)) {
+      await rm(tempFile, { force: true });
+      return finalPath;
+    }
+    await mkdir(this.blobsDir, { recursive: true });
+    await rename(tempFile, finalPath);
+    return finalPath;
+  }
+
   /** Copies a file into the store after checking it against `expected`. */
   async importFile(filePath: string, expected: ExpectedBlob, what: string): Promise<string> {
     if (await this.has(expected.digest, expected.size)) return this.path(expected.digest);

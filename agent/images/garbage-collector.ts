@@ -8,6 +8,7 @@ import type { LayerStore } from './layer-store.js';
 import { isNotFound } from '../fs-errors.js';
 import { imageManifestSchema, parseWith } from './manifest.js';
 import type { GcResult, ImageRecord } from '../../common/images/types.js';
+import type { BuildCacheStore, BuildPins } from './build-cache.js';
 
 const MAX_MANIFEST_BYTES = 8 * 1024 * 1024;
 const HEX64 = /^[a-f0-9]{64}$/;
@@ -17,11 +18,20 @@ export interface Marks {
   layers: Set<string>;
   /** Set when some record's manifest could not be read: its layer blobs are unknown, so no blob may go. */
   blobsUnknown: boolean;
+  /** Build-cache entries an image record or a build in progress names. */
+  cacheKeys: Set<string>;
+}
+
+/** The image builder's part of the store: its step cache and what builds in progress hold. */
+export interface BuildCacheRoots {
+  cache: BuildCacheStore;
+  pins: Iterable<BuildPins>;
 }
 
 /** What the records refer to: manifests, indexes, configs, layer blobs (via manifests), diff-ids. */
-export async function markReferenced(records: ImageRecord[], blobs: BlobStore, log: (message: string) => void): Promise<Marks> {
-  const marks: Marks = { blobs: new Set(), layers: new Set(), blobsUnknown: false };
+export async function markReferenced(records: ImageRecord[], blobs: BlobStore, log: (message: string) => void, build?: BuildCacheRoots): Promise<Marks> {
+  const marks: Marks = { blobs: new Set(), layers: new Set(), blobsUnknown: false, cacheKeys: new Set() };
+  if (build) await markBuildCache(records, build, marks, log);
   const manifestsRead = new Set<string>();
   for (const record of records) {
     marks.blobs.add(record.digest);
@@ -43,8 +53,30 @@ export async function markReferenced(records: ImageRecord[], blobs: BlobStore, l
   return marks;
 }
 
-export async function sweep(marks: Marks, blobs: BlobStore, layers: LayerStore): Promise<GcResult> {
+/**
+ * Build-cache entries named by records or pinned by running builds, and the layer blobs and
+ * unpacked layers they hold (the intermediate stages of a multi-stage build are only held so).
+ */
+async function markBuildCache(records: ImageRecord[], build: BuildCacheRoots, marks: Marks, log: (message: string) => void): Promise<void> {
+  for (const record of records) for (const key of record.buildCacheKeys ?? []) marks.cacheKeys.add(key);
+  for (const pins of build.pins) {
+    for (const key of pins.cacheKeys) marks.cacheKeys.add(key);
+    for (const digest of pins.blobs) marks.blobs.add(digest);
+    for (const diffId of pins.layers) marks.layers.add(diffId);
+  }
+  for (const key of marks.cacheKeys) {
+    const entry = await build.cache.get(key, log);
+    if (entry?.layer === undefined) continue;
+    marks.blobs.add(entry.layer.digest);
+    marks.layers.add(entry.layer.diffId);
+  }
+}
+
+export async function sweep(marks: Marks, blobs: BlobStore, layers: LayerStore, cache?: BuildCacheStore): Promise<GcResult> {
   const result: GcResult = { blobsRemoved: 0, layersRemoved: 0, bytesFreed: 0 };
+  if (cache) {
+    for (const key of await cache.keys()) if (!marks.cacheKeys.has(key)) await cache.remove(key);
+  }
   if (!marks.blobsUnknown) {
     for (const hex of await listHex(blobs.blobsDir)) {
       if (marks.blobs.has(`sha256:${hex}`)) continue;

@@ -33,6 +33,7 @@ const recordSchema = z.object({
       .optional(),
   }),
   createdAt: z.string(),
+  buildCacheKeys: z.array(z.string().regex(/^sha256:[a-f0-9]{64}$/)).optional(),
 });
 
 export class ImageIndexStore {
@@ -96,7 +97,9 @@ export class ImageIndexStore {
     const parsed = recordSchema.safeParse(json);
     if (!parsed.success) throw new Error(`image record ${path} is damaged: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
     const { healthcheck, ...config } = parsed.data.config;
-    const record: ImageRecord = { ...parsed.data, config: { ...config } };
+    const { buildCacheKeys, ...fields } = parsed.data;
+    const record: ImageRecord = { ...fields, config: { ...config } };
+    if (buildCacheKeys !== undefined) record.buildCacheKeys = buildCacheKeys;
     if (healthcheck) record.config.healthcheck = stripUndefined(healthcheck);
     return record;
   }

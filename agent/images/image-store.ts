@@ -51,6 +51,8 @@ import type {
   RemoveResult,
 } from '../../common/images/types.js';
 import { pushManifest } from './registry-push.js';
+import { BuildCacheStore, BuildPins, type BuildCacheEntry } from './build-cache.js';
+import { sha256Digest } from '../../common/images/digest.js';
 import { mountSource, pushTarget } from './push-target.js';
 
 export interface LocalImageStoreOptions {
@@ -120,6 +122,9 @@ export class LocalImageStore implements ImageStore {
   private peers: PeerBlobSource | undefined;
   private readonly lock = new ReadWriteLock();
   private staleTempRemoved: Promise<void> | undefined;
+  private readonly buildCache: BuildCacheStore;
+  /** What builds in progress hold (agent/build); the collector keeps it. */
+  private readonly buildPins = new Set<BuildPins>();
 
   constructor(private readonly options: LocalImageStoreOptions) {
     this.root = options.root;
@@ -127,7 +132,119 @@ export class LocalImageStore implements ImageStore {
     this.blobs = new BlobStore(options.root);
     this.layers = new LayerStore(options.root, this.blobs, this.log);
     this.index = new ImageIndexStore(options.root);
+    this.buildCache = new BuildCacheStore(options.root);
     this.platform = options.platform ?? hostPlatform();
+  }
+
+  // ---- The image builder's side (agent/build/): everything it stores goes through these. ----
+
+  /** Pins for one build: what is added to them survives garbage collection until `releaseBuild`. */
+  holdForBuild(): BuildPins {
+    const pins = new BuildPins();
+    this.buildPins.add(pins);
+    return pins;
+  }
+
+  releaseBuild(pins: BuildPins): void {
+    this.buildPins.delete(pins);
+  }
+
+  /** A fresh path in the store's temp dir (same file system as the blobs, so files can be renamed in). */
+  async buildTempPath(prefix: string): Promise<string> {
+    await this.removeStaleTempOnce();
+    return this.blobs.tempPath(prefix);
+  }
+
+  /** A step-cache entry; pinned first, so a collection cannot take it between this read and the build's use. */
+  async buildCacheEntry(key: string, pins: BuildPins): Promise<BuildCacheEntry | undefined> {
+    pins.cacheKeys.add(key);
+    return this.lock.read(() => this.buildCache.get(key, this.log));
+  }
+
+  async putBuildCacheEntry(entry: BuildCacheEntry, pins: BuildPins): Promise<void> {
+    pins.cacheKeys.add(entry.key);
+    if (entry.layer) {
+      pins.blobs.add(entry.layer.digest);
+      pins.layers.add(entry.layer.diffId);
+    }
+    await this.lock.read(() => this.buildCache.put(entry));
+  }
+
+  /**
+   * Takes a layer blob a build wrote into the temp dir (see buildTempPath) into the store and
+   * unpacks it; returns its unpacked directory.
+   */
+  async addBuiltLayer(tempFile: string, layer: { diffId: string; digest: string }, pins: BuildPins): Promise<string> {
+    pins.blobs.add(layer.digest);
+    pins.layers.add(layer.diffId);
+    return this.lock.read(async () => {
+      await this.blobs.adopt(tempFile, layer.digest);
+      return this.layers.ensure(layer.diffId, layer.digest, async () => undefined, `built layer ${layer.digest}`);
+    });
+  }
+
+  /** The unpacked directory of a stored layer (unpacked again from its blob if needed); undefined when the blob is gone. */
+  async storedLayerDir(layer: { diffId: string; digest: string; size: number }, pins: BuildPins): Promise<string | undefined> {
+    pins.blobs.add(layer.digest);
+    pins.layers.add(layer.diffId);
+    return this.lock.read(async () => {
+      if (await this.layers.has(layer.diffId)) return this.layers.dir(layer.diffId);
+      if (!(await this.blobs.has(layer.digest, layer.size))) return undefined;
+      return this.layers.ensure(layer.diffId, layer.digest, async () => undefined, `cached layer ${layer.digest}`);
+    });
+  }
+
+  /** The raw config and manifest of a stored image (a build's base), and pins its blobs and layers. */
+  async imageDocuments(record: ImageRecord, pins: BuildPins): Promise<{ config: Buffer; manifest: ImageManifest }> {
+    pins.blobs.add(record.digest);
+    pins.blobs.add(record.configDigest);
+    for (const diffId of record.layers) pins.layers.add(diffId);
+    return this.lock.read(async () => {
+      const what = `image ${record.reference}`;
+      const manifest = parseWith(imageManifestSchema, await this.blobs.readBytes(record.digest, MAX_JSON_BYTES, `${what}: manifest`), `${what}: manifest`);
+      for (const layer of manifest.layers) pins.blobs.add(layer.digest);
+      return { config: await this.blobs.readBytes(manifest.config.digest, MAX_JSON_BYTES, `${what}: config`), manifest };
+    });
+  }
+
+  /**
+   * Stores a built image: its config and manifest blobs (its layers are in already, see
+   * addBuiltLayer) and one record per reference, naming the build's cache entries.
+   */
+  async commitBuiltImage(input: {
+    references: string[];
+    configBytes: Buffer;
+    manifestBytes: Buffer;
+    buildCacheKeys: string[];
+    pins: BuildPins;
+  }): Promise<ImageRecord[]> {
+    const what = 'built image';
+    const manifest = parseWith(imageManifestSchema, input.manifestBytes, `${what}: manifest`);
+    const config = parseWith(imageConfigSchema, input.configBytes, `${what}: config`);
+    const manifestDigest = sha256Digest(input.manifestBytes);
+    input.pins.blobs.add(manifestDigest);
+    input.pins.blobs.add(manifest.config.digest);
+    return this.lock.read(async () => {
+      await this.blobs.putBytes(input.configBytes, { digest: manifest.config.digest, size: manifest.config.size }, `${what}: config`);
+      await this.blobs.putBytes(input.manifestBytes, undefined, `${what}: manifest`);
+      for (const layer of manifest.layers) {
+        if (!(await this.blobs.has(layer.digest, layer.size))) throw new Error(`${what}: layer ${layer.digest} is not in the store`);
+      }
+      const references = input.references.map((r) => formatReference(parseReference(r)));
+      const records: ImageRecord[] = (references.length > 0 ? references : [manifestDigest]).map((reference) => ({
+        reference,
+        digest: manifestDigest,
+        configDigest: manifest.config.digest,
+        layers: config.rootfs.diff_ids,
+        size: manifest.config.size + manifest.layers.reduce((sum, l) => sum + l.size, 0),
+        config: runtimeConfigOf(config),
+        createdAt: config.created ?? new Date().toISOString(),
+        buildCacheKeys: [...input.buildCacheKeys],
+      }));
+      for (const record of records) await this.index.put(record);
+      this.options.onChange?.();
+      return records;
+    });
   }
 
   /** The image from this store, else from the cluster's other nodes (setPeerSource), else from its registry. */
@@ -405,8 +522,8 @@ export class LocalImageStore implements ImageStore {
   }
 
   private async collectGarbage(): Promise<GcResult> {
-    const marks = await markReferenced(await this.index.list(), this.blobs, this.log);
-    const result = await sweep(marks, this.blobs, this.layers);
+    const marks = await markReferenced(await this.index.list(), this.blobs, this.log, { cache: this.buildCache, pins: this.buildPins });
+    const result = await sweep(marks, this.blobs, this.layers, this.buildCache);
     if (result.blobsRemoved + result.layersRemoved > 0) {
       this.log(`image gc: removed ${result.blobsRemoved} blobs and ${result.layersRemoved} layers, ${result.bytesFreed} bytes`);
     }

@@ -38,6 +38,11 @@ export interface ImageRecord {
   size: number;
   config: ImageRuntimeConfig;
   createdAt: string;
+  /**
+   * Keys of the build-cache entries of the build that made this image (every step of every stage
+   * it ran); the image store's garbage collector keeps those entries while the record exists.
+   */
+  buildCacheKeys?: string[];
 }
 
 export interface PulledImage extends ImageRecord {

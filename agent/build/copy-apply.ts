@@ -1,0 +1,129 @@
+// Writes a COPY's or ADD's sources into a stage's mounted rootfs (whose upper dir becomes the
+// step's layer), with Docker's rules: a directory's contents are copied, not the directory; a
+// destination ending in "/", several sources, or an existing directory mean "into this directory";
+// files keep their mode and mtime, take --chown's owner (root for the context) and --chmod's mode.
+// Every path is resolved inside the rootfs (in-root.ts), and every file is created with O_NOFOLLOW.
+import { constants } from 'node:fs';
+import { copyFile, lchown, lstat, lutimes, mkdir, open, rm, symlink, chmod, chown, utimes, readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { BuildError } from '../../common/build/builder.js';
+import { pathComponents, resolveComponents } from './in-root.js';
+import type { MatchedSource, SourceEntry } from './copy-sources.js';
+import { isAbsent, unlessAbsent } from '../fs-errors.js';
+import { parseGroup, parsePasswd, resolveUser } from '../worker/container-config.js';
+
+export interface CopyOptions {
+  rootfs: string;
+  /** Absolute container path; a trailing "/" means a directory. */
+  dest: string;
+  /** --chown's owner of everything copied; without it root, or the source's own for matches that keep theirs. */
+  owner?: { uid: number; gid: number };
+  chmod?: number;
+  what: string;
+}
+
+/** Copies `matches` into the rootfs at `options.dest`. */
+export async function applyCopy(matches: readonly MatchedSource[], options: CopyOptions): Promise<void> {
+  const { rootfs, dest } = options;
+  const single = matches.length === 1 ? matches[0] : undefined;
+  const destIsDir =
+    dest.endsWith('/') || matches.length > 1 || single?.entries[0]?.type === 'directory' || (await isDirectoryInRoot(rootfs, dest));
+  if (destIsDir) await mkdirInRoot(rootfs, dest, options.owner);
+  for (const match of matches) {
+    const top = match.entries[0] as SourceEntry;
+    if (top.type === 'directory') {
+      for (const entry of match.entries.slice(1)) await writeEntry(rootfs, `${dest}/${entry.rel}`, entry, match.keepOwners, options);
+    } else {
+      const target = destIsDir ? `${dest}/${basename(match.path)}` : dest;
+      await writeEntry(rootfs, target, top, match.keepOwners, options);
+    }
+  }
+}
+
+/** Creates the directory `path` (container path) and any missing parents; returns its host path. */
+export async function mkdirInRoot(rootfs: string, path: string, owner?: { uid: number; gid: number }): Promise<string> {
+  const components = await resolveComponents(rootfs, path, true);
+  for (let i = 1; i <= components.length; i++) {
+    const host = join(rootfs, ...components.slice(0, i));
+    const info = await unlessAbsent(lstat(host), undefined);
+    if (info === undefined) {
+      await mkdir(host, { mode: 0o755 });
+      await chmod(host, 0o755); // not narrowed by the umask
+      if (owner !== undefined && i === components.length) await chown(host, owner.uid, owner.gid);
+    } else if (!info.isDirectory()) {
+      throw new BuildError(`/${components.slice(0, i).join('/')} is not a directory`);
+    }
+  }
+  return join(rootfs, ...components);
+}
+
+/** uid and gid of "user[:group]" from the stage's /etc/passwd and /etc/group (numbers need neither). */
+export async function lookupOwner(rootfs: string, spec: string): Promise<{ uid: number; gid: number }> {
+  const passwd = parsePasswd(await readInRoot(rootfs, '/etc/passwd'));
+  const groups = parseGroup(await readInRoot(rootfs, '/etc/group'));
+  const [user = '', group] = spec.split(':');
+  // --chown=1000 means 1000:1000 (Docker), not the passwd entry's group as USER would.
+  if (/^\d+$/.test(user) && group === undefined) return { uid: Number(user), gid: Number(user) };
+  try {
+    return resolveUser(spec, passwd, groups);
+  } catch (error) {
+    throw new BuildError(`--chown=${spec}: ${(error as Error).message}`);
+  }
+}
+
+/** A file of the rootfs as text, '' when it does not exist; symlinks are resolved inside the rootfs. */
+export async function readInRoot(rootfs: string, path: string): Promise<string> {
+  const host = join(rootfs, ...(await resolveComponents(rootfs, path, true)));
+  return unlessAbsent(readFile(host, 'utf8'), '');
+}
+
+async function isDirectoryInRoot(rootfs: string, path: string): Promise<boolean> {
+  const host = join(rootfs, ...(await resolveComponents(rootfs, path, true)));
+  const info = await unlessAbsent(lstat(host), undefined);
+  return info?.isDirectory() ?? false;
+}
+
+async function writeEntry(rootfs: string, containerPath: string, entry: SourceEntry, keepOwner: boolean, options: CopyOptions): Promise<void> {
+  const parts = pathComponents(containerPath);
+  const name = parts.pop();
+  if (name === undefined || name === '..') throw new BuildError(`${options.what}: cannot copy onto ${containerPath}`);
+  const parent = await mkdirInRoot(rootfs, `/${parts.join('/')}`);
+  const host = join(parent, name);
+  const existing = await unlessAbsent(lstat(host), undefined);
+  const owner = options.owner ?? (keepOwner ? { uid: entry.uid, gid: entry.gid } : { uid: 0, gid: 0 });
+  const mode = options.chmod ?? entry.mode;
+  if (entry.type === 'directory') {
+    if (existing?.isDirectory() === true) return; // an existing directory keeps its own metadata
+    if (existing !== undefined) await rm(host, { force: true });
+    await mkdir(host, { mode: 0o700 });
+    await chown(host, owner.uid, owner.gid);
+    await chmod(host, mode);
+    await utimes(host, entry.mtime, entry.mtime);
+    return;
+  }
+  if (existing?.isDirectory() === true) throw new BuildError(`${options.what}: cannot overwrite directory ${containerPath} with a non-directory`);
+  if (existing !== undefined) await rm(host, { force: true });
+  if (entry.type === 'symlink') {
+    await symlink(entry.target ?? '', host);
+    await lchown(host, owner.uid, owner.gid);
+    await lutimes(host, entry.mtime, entry.mtime);
+    return;
+  }
+  await copyRegularFile(entry.hostPath, host);
+  await chown(host, owner.uid, owner.gid);
+  await chmod(host, mode); // after chown, which clears set-id bits
+  await utimes(host, entry.mtime, entry.mtime);
+}
+
+/** Copies content into a new file at `target`, never through something that appeared there. */
+async function copyRegularFile(source: string, target: string): Promise<void> {
+  const file = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  await file.close();
+  try {
+    // copyFile may clone (reflink) where the file system can; the target exists and is ours.
+    await copyFile(source, target);
+  } catch (error) {
+    if (isAbsent(error)) throw new BuildError(`${source} disappeared while it was copied`);
+    throw error;
+  }
+}
