@@ -27,7 +27,7 @@ export interface TreeEntry {
   readonly linkTarget?: string;
 }
 
-/** The config fields a Dockerfile sets, normalised: null, {} and absent all read as absent. */
+/** The config fields a Dockerfile sets, normalised: null, {}, [], "" and absent all read as absent. */
 export interface ComparableConfig {
   env?: string[];
   cmd?: string[];
@@ -182,8 +182,9 @@ export function applyLayer(tree: Map<string, TreeEntry>, entries: readonly Layer
   }
 }
 
+/** A non-empty array of strings; [] reads as absent: buildah writes `"Entrypoint": []` where Docker writes null, and both mean none. */
 function stringArray(value: unknown): string[] | undefined {
-  return Array.isArray(value) && value.every((v) => typeof v === 'string') ? value : undefined;
+  return Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'string') ? value : undefined;
 }
 
 function nonEmptyString(value: unknown): string | undefined {

@@ -79,11 +79,12 @@ test('a whiteout in a layer hides only lower paths: the same layer may add the p
   t.like(tree.get('x'), { type: 'dir' });
 });
 
-test('comparableConfig leaves out empty fields and io.buildah.version, sorts ports and volumes', (t) => {
+test('comparableConfig leaves out empty fields (null, [], {}, "") and io.buildah.version, sorts ports and volumes', (t) => {
   t.deepEqual(
     comparableConfig({
       Env: ['A=1'],
       Cmd: null,
+      Entrypoint: [],
       Labels: { 'io.buildah.version': '1.28.2', b: '2' },
       ExposedPorts: { '8080/tcp': {}, '53/udp': {} },
       Volumes: {},
