@@ -6,8 +6,8 @@
 //   warm, unchanged  right after, nothing changed: every step from the cache
 // What is timed: for ours, BuildExecutor.build() in-process (plan, steps, layers, commit into the
 // image store) — not the context upload, since the executor is handed a context on disk; for
-// buildah, the whole `buildah bud --layers --isolation oci --network none` process, vfs storage
-// (its process start, ~tens of ms, is in its figures). Not timed: emptying the caches and putting
+// buildah, the whole `buildah bud --layers --isolation oci --network none` process, overlay storage
+// (BENCH_BUILDAH_DRIVER=vfs for vfs; its process start, ~tens of ms, is in its figures). Not timed: emptying the caches and putting
 // the base image back before each cold build. Medians over BENCH_RUNS rounds (default 5). The
 // machine is shared: its load average is printed with the table, and only ratios within one run
 // mean anything.
@@ -20,6 +20,8 @@ import { type OurBuilder, loadOurBuilder, startOurBuilder } from '../helpers/our
 import { median } from './stats.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+/** buildah's storage driver: overlay by default (as installed buildah uses, and as our steps are), vfs on request. */
+const DRIVER = process.env.BENCH_BUILDAH_DRIVER === 'vfs' ? 'vfs' : 'overlay';
 const FIXTURE = fileURLToPath(new URL('../fixtures/builds/bench-three-stage/', import.meta.url));
 const PHASES = ['cold', 'warm, 1 changed', 'warm, unchanged'] as const;
 type Phase = (typeof PHASES)[number];
@@ -40,7 +42,7 @@ const times: Record<'ours' | 'buildah', Record<Phase, number[]>> = {
 const oursSteps: Record<Phase, string[]> = { cold: [], 'warm, 1 changed': [], 'warm, unchanged': [] };
 const loadBefore = os.loadavg();
 try {
-  oracle = await startBuildah();
+  oracle = await startBuildah({ storageDriver: DRIVER });
   if ('executor' in loaded) ours = await startOurBuilder(loaded.executor);
   const context = join(work, 'context');
   await cp(FIXTURE, context, { recursive: true });
@@ -90,7 +92,7 @@ try {
 
 const ms = (value: number): string => (Number.isNaN(value) ? '—' : `${value.toFixed(0)} ms`);
 console.log(`bench:build — ${RUNS} rounds, three-stage Dockerfile, 10 steps (test/fixtures/builds/bench-three-stage)`);
-console.log('timed: ours = BuildExecutor.build() in-process; buildah = the `buildah bud --layers` process (vfs, oci isolation, runc)');
+console.log(`timed: ours = BuildExecutor.build() in-process; buildah = the \`buildah bud --layers\` process (${DRIVER} storage, oci isolation, runc)`);
 console.log('cold = empty step cache, base image present; warm, 1 changed = src/main.txt edited; warm, unchanged = rebuild as is');
 console.log(
   `load average before: ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after: ${os

@@ -3,7 +3,7 @@
 //
 // Everything buildah reads or writes is in one temporary directory, named by environment variables
 // and flags, never the host's /etc/containers or /var/lib/containers:
-//   CONTAINERS_STORAGE_CONF   storage.conf: vfs driver, graphroot and runroot in the temp dir
+//   CONTAINERS_STORAGE_CONF   storage.conf: vfs driver (overlay on request), graphroot and runroot in the temp dir
 //   CONTAINERS_REGISTRIES_CONF registries.conf: docker.io is *remapped* to the loopback registry
 //                              (insecure, plain HTTP), so `FROM busybox` resolves to our busybox and
 //                              nothing can reach the internet; short-name mode disabled (no alias
@@ -11,7 +11,7 @@
 //   CONTAINERS_CONF           containers.conf of our own (cgroupfs, no events log)
 //   REGISTRY_AUTH_FILE, TMPDIR in the temp dir
 //   --signature-policy        an insecureAcceptAnything policy file in the temp dir
-// plus `--root/--runroot/--storage-driver vfs` on every command. RUN steps run with
+// plus `--root/--runroot/--storage-driver` on every command. RUN steps run with
 // `--isolation oci` (runc) and `--network none`.
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -57,6 +57,7 @@ export type BuildahBuildResult =
 
 export interface BuildahOracle {
   readonly dir: string;
+  readonly storageDriver: 'vfs' | 'overlay';
   readonly registry: RunningRegistry;
   /** Where buildah finds the base image: docker.io/library/busybox:latest, remapped to the loopback registry. */
   readonly baseImage: string;
@@ -101,14 +102,24 @@ async function unmountUnder(dir: string): Promise<void> {
   }
 }
 
+export interface StartBuildahOptions {
+  /**
+   * c/storage driver; default vfs (plain copies: nothing mounted, nothing to leak). overlay is
+   * what a real buildah uses and what bench:build gives it, for a fair race with our overlay steps;
+   * its mounts are under the temp dir and taken down by stop().
+   */
+  storageDriver?: 'vfs' | 'overlay';
+}
+
 /** Starts a loopback registry holding our busybox as library/busybox:latest, and a buildah confined to a temp dir. */
-export async function startBuildah(): Promise<BuildahOracle> {
+export async function startBuildah(options: StartBuildahOptions = {}): Promise<BuildahOracle> {
+  const driver = options.storageDriver ?? 'vfs';
   const dir = await mkdtemp(join(tmpdir(), 'tessera-buildah-'));
   let registry: RunningRegistry | undefined;
   const root = join(dir, 'storage');
   const runroot = join(dir, 'run');
   const policy = join(dir, 'policy.json');
-  const global = ['--root', root, '--runroot', runroot, '--storage-driver', 'vfs'];
+  const global = ['--root', root, '--runroot', runroot, '--storage-driver', driver];
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
     HOME: join(dir, 'home'),
@@ -131,6 +142,7 @@ export async function startBuildah(): Promise<BuildahOracle> {
           process.stderr.write(`buildah cleanup: buildah ${args.join(' ')}: ${result.output}\n`);
       }
     }
+    // Whatever the storage driver left mounted (overlay's layer mounts, the graph root's own bind).
     await unmountUnder(dir);
     await registry?.stop();
     await rm(dir, { recursive: true, force: true });
@@ -143,7 +155,7 @@ export async function startBuildah(): Promise<BuildahOracle> {
     // buildah refuses an auth file that does not exist; an empty one: no credentials for anything.
     await writeFile(env.REGISTRY_AUTH_FILE as string, '{"auths":{}}\n');
     await writeFile(policy, `${JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] })}\n`);
-    await writeFile(env.CONTAINERS_STORAGE_CONF as string, `[storage]\ndriver = "vfs"\ngraphroot = "${root}"\nrunroot = "${runroot}"\n`);
+    await writeFile(env.CONTAINERS_STORAGE_CONF as string, `[storage]\ndriver = "${driver}"\ngraphroot = "${root}"\nrunroot = "${runroot}"\n`);
     await writeFile(
       env.CONTAINERS_REGISTRIES_CONF as string,
       [
@@ -164,6 +176,7 @@ export async function startBuildah(): Promise<BuildahOracle> {
     let exports = 0;
     return {
       dir,
+      storageDriver: driver,
       registry: reg,
       baseImage,
       async build(options) {
