@@ -31,6 +31,13 @@ if (!buildahInstalled()) {
   process.exit(1);
 }
 
+// A stray rejection (a builder's background work failing) would end the process before the
+// cleanup below runs: record it, say so with the figures, and exit non-zero.
+const stray: string[] = [];
+process.on('unhandledRejection', (reason) => {
+  stray.push(reason instanceof Error ? (reason.stack ?? reason.message) : String(reason));
+});
+
 const loaded = await loadOurBuilder();
 const work = await mkdtemp(join(tmpdir(), 'tessera-bench-build-'));
 let oracle: BuildahOracle | undefined;
@@ -108,4 +115,9 @@ for (const phase of PHASES) {
   const b = median(times.buildah[phase]);
   const ratio = Number.isNaN(a) || Number.isNaN(b) ? '—' : `${(a / b).toFixed(2)}×`;
   console.log(`${phase.padEnd(18)}${ms(a).padStart(15)}${ms(b).padStart(18)}${ratio.padStart(14)}  ${[...new Set(oursSteps[phase])].join(', ') || '—'}`);
+}
+if (stray.length > 0) {
+  console.log(`\n${stray.length} unhandled rejection(s) during the run (figures above may be off):`);
+  for (const s of [...new Set(stray)]) console.log(s);
+  process.exitCode = 1;
 }
