@@ -118,6 +118,6 @@ for (const phase of PHASES) {
 }
 if (stray.length > 0) {
   console.log(`\n${stray.length} unhandled rejection(s) during the run (figures above may be off):`);
-  for (const s of [...new Set(stray)]) console.log(s);
+  for (const reason of new Set(stray)) console.log(reason);
   process.exitCode = 1;
 }
