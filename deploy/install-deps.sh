@@ -15,6 +15,7 @@ packages=(
   libseccomp-dev  # the addon compiles seccomp profiles to BPF with libseccomp
   iperf3          # bench:overlay measures overlay vs raw veth throughput with it
   tini            # init: true runs its static build (tini-static) as a container's PID 1
+  buildah         # the oracle of image builds (test/integration/build-oracle.test.ts, bench:build)
   # Go and the library the OCI runtime-tools validation programs build against, offline
   # (../shared/oci-runtime-tools/run.sh; test/integration/oci-conformance.test.ts)
   golang-go golang-github-opencontainers-runtime-tools-dev golang-github-google-uuid-dev
