@@ -28,7 +28,7 @@ export async function applyCopy(matches: readonly MatchedSource[], options: Copy
   const single = matches.length === 1 ? matches[0] : undefined;
   const destIsDir =
     dest.endsWith('/') || matches.length > 1 || single?.entries[0]?.type === 'directory' || (await isDirectoryInRoot(rootfs, dest));
-  if (destIsDir) await mkdirInRoot(rootfs, dest, options.owner);
+  if (destIsDir) await mkdirInRoot(rootfs, dest, options.owner, true);
   for (const match of matches) {
     const top = match.entries[0] as SourceEntry;
     if (top.type === 'directory') {
@@ -40,8 +40,12 @@ export async function applyCopy(matches: readonly MatchedSource[], options: Copy
   }
 }
 
-/** Creates the directory `path` (container path) and any missing parents; returns its host path. */
-export async function mkdirInRoot(rootfs: string, path: string, owner?: { uid: number; gid: number }): Promise<string> {
+/**
+ * Creates the directory `path` (container path) and any missing parents; returns its host path.
+ * `owner` owns the last one if this made it, or with `ownEveryCreated` every one this made: COPY
+ * --chown gives the directories it creates to the new owner, as BuildKit and buildah do.
+ */
+export async function mkdirInRoot(rootfs: string, path: string, owner?: { uid: number; gid: number }, ownEveryCreated = false): Promise<string> {
   const components = await resolveComponents(rootfs, path, true);
   for (let i = 1; i <= components.length; i++) {
     const host = join(rootfs, ...components.slice(0, i));
@@ -49,7 +53,7 @@ export async function mkdirInRoot(rootfs: string, path: string, owner?: { uid: n
     if (info === undefined) {
       await mkdir(host, { mode: 0o755 });
       await chmod(host, 0o755); // not narrowed by the umask
-      if (owner !== undefined && i === components.length) await chown(host, owner.uid, owner.gid);
+      if (owner !== undefined && (ownEveryCreated || i === components.length)) await chown(host, owner.uid, owner.gid);
     } else if (!info.isDirectory()) {
       throw new BuildError(`/${components.slice(0, i).join('/')} is not a directory`);
     }
@@ -87,7 +91,7 @@ async function writeEntry(rootfs: string, containerPath: string, entry: SourceEn
   const parts = pathComponents(containerPath);
   const name = parts.pop();
   if (name === undefined || name === '..') throw new BuildError(`${options.what}: cannot copy onto ${containerPath}`);
-  const parent = await mkdirInRoot(rootfs, `/${parts.join('/')}`);
+  const parent = await mkdirInRoot(rootfs, `/${parts.join('/')}`, options.owner, true);
   const host = join(parent, name);
   const existing = await unlessAbsent(lstat(host), undefined);
   const owner = options.owner ?? (keepOwner ? { uid: entry.uid, gid: entry.gid } : { uid: 0, gid: 0 });

@@ -86,7 +86,8 @@ export async function runStepContainer(input: RunStepInput): Promise<RunOutcome>
     if (created) void runtime.kill(containerId, 'SIGKILL').catch(() => undefined); // it may have ended already
   };
   input.signal.addEventListener('abort', kill);
-  const timer = setInterval(() => void tail.readFrom(log), TAIL_INTERVAL_MS);
+  // Output is passed on while the step runs; the read after its exit takes the rest.
+  const timer = setInterval(() => tail.readInBackground(log), TAIL_INTERVAL_MS);
   try {
     const state = await runtime.create(containerId, input.dir, { logPath, logFormat: 'raw' });
     created = true;
@@ -103,6 +104,8 @@ export async function runStepContainer(input: RunStepInput): Promise<RunOutcome>
   } finally {
     clearInterval(timer);
     input.signal.removeEventListener('abort', kill);
+    // A read the timer queued must end before the file it reads is closed.
+    await tail.idle();
     await log.close();
     if (created) {
       // A container left running by a failure above (or a cancel) is killed; its kill may race its exit.
@@ -138,9 +141,25 @@ class OutputTail {
 
   constructor(private readonly onLine: (line: string) => void) {}
 
+  /** Reads what is new; reads run one after another, and one that failed does not stop the next. */
   readFrom(file: FileHandle): Promise<void> {
-    this.reading = this.reading.then(() => this.readMore(file));
-    return this.reading;
+    const read = this.reading.then(() => this.readMore(file));
+    this.reading = read.catch(() => undefined); // the caller of this read gets its error
+    return read;
+  }
+
+  /**
+   * For the timer. A failed periodic read is deliberately dropped: the offset only moves past
+   * what was read, so the final read after the container's exit reads the rest again and is the
+   * one whose error the build reports.
+   */
+  readInBackground(file: FileHandle): void {
+    this.reading = this.reading.then(() => this.readMore(file)).catch(() => undefined);
+  }
+
+  /** Resolves once no read is queued. */
+  async idle(): Promise<void> {
+    await this.reading;
   }
 
   flush(): void {
