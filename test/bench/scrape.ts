@@ -48,6 +48,7 @@ import v8 from 'node:v8';
 import * as client from 'prom-client';
 
 import { ApiClient } from '../../cli/client.js';
+import { exposition } from '../../common/metrics/text-collectors.js';
 import { API_VERSION, type Service, type Task } from '../../common/resources/types.js';
 import { V1_STAT_FILES, V2_STAT_FILES } from '../../agent/runtime/cgroups/stats-files.js';
 import { NativeRuntime } from '../../agent/runtime/native-runtime.js';
@@ -200,7 +201,7 @@ async function pieces(dataRoot: string, tasks: Task[]): Promise<Pieces> {
   const collect = async () => {
     const registry = new client.Registry();
     new ContainerMetrics({ runtime, running, node: 'node1', log }).register(registry);
-    return registry.metrics();
+    return (await exposition([registry])).body;
   };
   await collect();
   const rows: Array<[string, number]> = [
