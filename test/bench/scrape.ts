@@ -18,7 +18,7 @@
 //   divided by the scrapes. The same for the containers' shims, which answer a state request per
 //   container per scrape; and for a window of scrapes on new connections (TLS handshake). From
 //   it, the CPU share of one scrape every 15 s (cpu per scrape / 15 s). A window is 15 scrapes
-//   (3.75 s by default): shorter than tsd's keep-alive timeout (node's default, 5 s), so the
+//   (3.75 s by default): shorter than tsd's keep-alive timeout (75 s, metrics-server.ts), so the
 //   kept connection survives the idle windows; kept scrapes that found it closed are counted.
 // - tsd's garbage collections in those windows, from its --trace-gc-nvp lines: count, longest
 //   pause, pauses over 5 ms, scrape windows against idle ones; heap bytes allocated per scrape =
