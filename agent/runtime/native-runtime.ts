@@ -16,7 +16,17 @@ import { readBundleConfig } from './oci-config.js';
 import { ShimClient, ShimGoneError, readExitFile } from './shim-client.js';
 import { buildSpawnPlan, resolveRootfs, sharesHostMountNamespace } from './spawn-plan.js';
 import { processStartTime, StateStore, validateContainerId, type StoredState } from './state-store.js';
-import type { ContainerRuntime, ContainerState, ContainerStats, CreateOptions, ExecOptions, ExecProcess, ExitStatus, OciSpec } from './types.js';
+import type {
+  ContainerRuntime,
+  ContainerState,
+  ContainerStats,
+  CreateOptions,
+  ExecOptions,
+  ExecProcess,
+  ExitStatus,
+  MetricsReading,
+  OciSpec,
+} from './types.js';
 import { exists } from '../fs-errors.js';
 
 export interface NativeRuntimeOptions {
@@ -212,6 +222,15 @@ export class NativeRuntime implements ContainerRuntime {
     return (await this.cgroupDriver()).stats(state.cgroup);
   }
 
+  async metricsReading(id: string): Promise<MetricsReading | undefined> {
+    validateContainerId(id);
+    const stored = await this.store.read(id);
+    if (stored === undefined) return undefined;
+    const status = stored.exit === undefined ? await this.liveStatus(stored) : 'stopped';
+    if (status !== 'running') return { status, pid: stored.pid };
+    return { status, pid: stored.pid, stats: await (await this.cgroupDriver()).stats(stored.cgroup, 'metrics') };
+  }
+
   async state(id: string): Promise<ContainerState | undefined> {
     validateContainerId(id);
     const stored = await this.store.read(id);
@@ -261,6 +280,19 @@ export class NativeRuntime implements ContainerRuntime {
   stateDir(id: string): string {
     validateContainerId(id);
     return this.store.dir(id);
+  }
+
+  /**
+   * statusOf() for a container that is probably running: the shim answers first, and exit.json
+   * (which a running container has not) is read only once the shim is gone.
+   */
+  private async liveStatus(stored: StoredState): Promise<ContainerState['status']> {
+    try {
+      return (await this.shim(stored.id).state()).status;
+    } catch (err) {
+      if (!(err instanceof ShimGoneError)) throw err;
+      return this.statusOf(stored);
+    }
   }
 
   private async statusOf(stored: StoredState): Promise<ContainerState['status']> {

@@ -220,6 +220,13 @@ export interface ExitStatus {
   oomKilled: boolean;
 }
 
+export interface MetricsReading {
+  status: ContainerState['status'];
+  pid: number;
+  /** Only when the container runs. */
+  stats?: ContainerStats;
+}
+
 export interface ContainerRuntime {
   /** Creates the container's process paused before exec; namespaces and cgroup exist afterwards. */
   create(id: string, bundleDir: string, options: CreateOptions): Promise<ContainerState>;
@@ -231,6 +238,12 @@ export interface ContainerRuntime {
   state(id: string): Promise<ContainerState | undefined>;
   /** Resource usage from the container's cgroup (optional: not every runtime has it). */
   stats?(id: string): Promise<ContainerStats>;
+  /**
+   * For a metrics scrape: the container's status and init pid, and when it runs the counters the
+   * Prometheus families use (optional). One read of the container's state where state() and
+   * stats() read it twice; undefined when the container does not exist.
+   */
+  metricsReading?(id: string): Promise<MetricsReading | undefined>;
   /** Removes what create made (cgroup, state); the container must be stopped. */
   delete(id: string): Promise<void>;
   /** Runs another process in the running container (its namespaces, cgroup and process settings). */

@@ -1,7 +1,7 @@
 // A running task's container as Prometheus series with cAdvisor's names, units and labels (pure),
 // so that dashboards and alerts written for cAdvisor work on Tessera's nodes: `name`, `image` and
 // `container_label_*` as cAdvisor gives them, plus which node, stack, service, task and slot.
-// container-metrics.ts reads the containers and publishes these on each scrape.
+// container-metrics.ts reads the containers and publishes these (as text, container-text.ts) on each scrape.
 import type { Task } from '../../common/resources/types.js';
 import { workingSetBytes } from '../runtime/cgroups/stats-files.js';
 import type { ContainerReading } from './usage.js';
@@ -85,15 +85,18 @@ export function taskLabels(task: Task, containerName: string, node: string): Ser
   };
 }
 
-/** Every family's samples for one container reading. */
-export function containerSamples(labels: SeriesLabels, reading: ContainerReading, startSeconds: number | undefined): Map<ContainerMetricName, Sample[]> {
+/** Receives one value of one family; `extra` labels (interface, device) follow the container's. */
+export type ValueSink = (name: ContainerMetricName, value: number, extra?: SeriesLabels) => void;
+
+/**
+ * Every family's values for one container reading, in the families' order, to `emit`. The one
+ * place that says which counter feeds which family: the samples below and the exposition text
+ * (container-text.ts) are both written from it. Values that are missing or not finite are left out.
+ */
+export function containerValues(reading: ContainerReading, startSeconds: number | undefined, emit: ValueSink): void {
   const { stats } = reading;
-  const out = new Map<ContainerMetricName, Sample[]>();
-  const add = (name: ContainerMetricName, value: number | undefined, extra: SeriesLabels = {}) => {
-    if (value === undefined || !Number.isFinite(value)) return;
-    let list = out.get(name);
-    if (list === undefined) out.set(name, (list = []));
-    list.push({ labels: { ...labels, ...extra }, value });
+  const add = (name: ContainerMetricName, value: number | undefined, extra?: SeriesLabels) => {
+    if (value !== undefined && Number.isFinite(value)) emit(name, value, extra);
   };
   add('container_cpu_usage_seconds_total', stats.cpu.usageNanos / 1e9);
   add('container_cpu_cfs_throttled_periods_total', stats.cpu.throttledPeriods);
@@ -115,5 +118,15 @@ export function containerSamples(labels: SeriesLabels, reading: ContainerReading
   }
   add('container_processes', stats.pids.current);
   add('container_start_time_seconds', startSeconds);
+}
+
+/** Every family's samples for one container reading. */
+export function containerSamples(labels: SeriesLabels, reading: ContainerReading, startSeconds: number | undefined): Map<ContainerMetricName, Sample[]> {
+  const out = new Map<ContainerMetricName, Sample[]>();
+  containerValues(reading, startSeconds, (name, value, extra) => {
+    let list = out.get(name);
+    if (list === undefined) out.set(name, (list = []));
+    list.push({ labels: extra === undefined ? { ...labels } : { ...labels, ...extra }, value });
+  });
   return out;
 }

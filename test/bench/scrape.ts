@@ -18,7 +18,7 @@
 //   divided by the scrapes. The same for the containers' shims, which answer a state request per
 //   container per scrape; and for a window of scrapes on new connections (TLS handshake). From
 //   it, the CPU share of one scrape every 15 s (cpu per scrape / 15 s). A window is 15 scrapes
-//   (3.75 s by default): shorter than tsd's keep-alive timeout (node's default, 5 s), so the
+//   (3.75 s by default): shorter than tsd's keep-alive timeout (75 s, metrics-server.ts), so the
 //   kept connection survives the idle windows; kept scrapes that found it closed are counted.
 // - tsd's garbage collections in those windows, from its --trace-gc-nvp lines: count, longest
 //   pause, pauses over 5 ms, scrape windows against idle ones; heap bytes allocated per scrape =
@@ -48,6 +48,7 @@ import v8 from 'node:v8';
 import * as client from 'prom-client';
 
 import { ApiClient } from '../../cli/client.js';
+import { exposition } from '../../common/metrics/text-collectors.js';
 import { API_VERSION, type Service, type Task } from '../../common/resources/types.js';
 import { V1_STAT_FILES, V2_STAT_FILES } from '../../agent/runtime/cgroups/stats-files.js';
 import { NativeRuntime } from '../../agent/runtime/native-runtime.js';
@@ -200,7 +201,7 @@ async function pieces(dataRoot: string, tasks: Task[]): Promise<Pieces> {
   const collect = async () => {
     const registry = new client.Registry();
     new ContainerMetrics({ runtime, running, node: 'node1', log }).register(registry);
-    return registry.metrics();
+    return (await exposition([registry])).body;
   };
   await collect();
   const rows: Array<[string, number]> = [

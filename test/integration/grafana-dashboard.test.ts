@@ -17,6 +17,8 @@ import { parse, stringify } from 'yaml';
 import { AgentMetrics } from '../../agent/metrics/agent-metrics.js';
 import { NativeRuntime } from '../../agent/runtime/native-runtime.js';
 import { ContainerMetrics } from '../../agent/stats/container-metrics.js';
+import { CONTAINER_METRICS } from '../../agent/stats/container-series.js';
+import { textCollectors } from '../../common/metrics/text-collectors.js';
 import { ControlPlaneMetrics } from '../../control-plane/metrics/control-plane-metrics.js';
 import { DaemonMetrics } from '../../control-plane/metrics/daemon-metrics.js';
 import { registerRaftMetrics } from '../../control-plane/metrics/raft-metrics.js';
@@ -155,6 +157,14 @@ async function exportedFamilies(t: { teardown(f: () => unknown): void }): Promis
       const extra = CONTAINER_EXTRA[metric.name];
       const labelNames = metric.name.startsWith('container_') ? [...CONTAINER_LABELS, ...(extra ? [extra] : [])] : own;
       families.set(metric.name, { type: String(metric.type), labelNames });
+    }
+  }
+  // The container families are written as text beside the registry (common/metrics/text-collectors.ts).
+  for (const collector of textCollectors(node)) {
+    for (const name of collector.names) {
+      const family = CONTAINER_METRICS.find((m) => m.name === name);
+      const extra = CONTAINER_EXTRA[name];
+      families.set(name, { type: family?.type ?? 'untyped', labelNames: [...CONTAINER_LABELS, ...(extra ? [extra] : [])] });
     }
   }
   return families;

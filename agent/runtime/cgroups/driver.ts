@@ -2,6 +2,7 @@
 // linux.resources, hand the init the cgroup.procs files to join, read stats and OOM, remove.
 
 import type { ContainerStats } from '../types.js';
+import type { StatsScope } from './stats-files.js';
 import type { BlockDevice } from './block-devices.js';
 
 export interface CgroupCreateOptions {
@@ -33,7 +34,8 @@ export interface CgroupDriver {
   procsFiles(record: CgroupRecord): string[];
   /** True when the kernel OOM killer killed a process of this cgroup. */
   oomKilled(record: CgroupRecord): Promise<boolean>;
-  stats(record: CgroupRecord): Promise<ContainerStats>;
+  /** The cgroup's counters; `metrics` reads only the files the Prometheus families use. */
+  stats(record: CgroupRecord, scope?: StatsScope): Promise<ContainerStats>;
   /** Removes the directories create() made; kills stragglers of the leaf if it will not drain. */
   remove(record: CgroupRecord): Promise<void>;
 }

@@ -12,7 +12,7 @@ import { controlExists, mkdirRecorded, readControl, readOptional, removeCreated,
 import { planV1, type V1Controller, type V1Write } from './plan.js';
 import { validateResources } from './resources.js';
 import { parseKeyValues } from './stats-parse.js';
-import { statsFromV1Files, V1_STAT_FILES, type V1StatController } from './stats-files.js';
+import { statsFromV1Files, V1_FALLBACK_OF, V1_METRICS_FILES, V1_STAT_FILES, type StatsScope, type V1StatController } from './stats-files.js';
 
 /** Hierarchies every container joins when mounted; memory, pids and devices are required. */
 const JOINED: readonly V1Controller[] = ['memory', 'pids', 'cpu', 'cpuacct', 'cpuset', 'devices', 'blkio', 'hugetlb'];
@@ -91,11 +91,14 @@ export class CgroupsV1 implements CgroupDriver {
     return (parseKeyValues(await readOptional(path.join(memory, 'memory.oom_control'))).get('oom_kill') ?? 0) > 0;
   }
 
-  /** Read synchronously, like the control files (fs-util.ts): 19 reads of kernel memory. */
-  async stats(record: CgroupRecord): Promise<ContainerStats> {
+  /** Read synchronously, like the control files (fs-util.ts): up to 17 reads of kernel memory, 8 for metrics. */
+  async stats(record: CgroupRecord, scope: StatsScope = 'all'): Promise<ContainerStats> {
     const dirs = new Map<V1StatController, string | undefined>();
     const files = new Map<string, string>();
     for (const [controller, file] of V1_STAT_FILES) {
+      if (scope === 'metrics' && !V1_METRICS_FILES.has(file)) continue;
+      const preferred = V1_FALLBACK_OF.get(file);
+      if (preferred !== undefined && files.has(preferred)) continue;
       if (!dirs.has(controller)) dirs.set(controller, this.statDir(record, controller));
       const dir = dirs.get(controller);
       const text = dir === undefined ? undefined : readControl(path.join(dir, file));

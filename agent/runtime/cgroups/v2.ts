@@ -18,7 +18,7 @@ import { mkdirRecorded, readControl, readOptional, removeCreated, writeControl }
 import { planV2, type ControlWrite } from './plan.js';
 import { validateResources } from './resources.js';
 import { parseKeyValues } from './stats-parse.js';
-import { statsFromV2Files, V2_STAT_FILES } from './stats-files.js';
+import { statsFromV2Files, V2_METRICS_FILES, V2_STAT_FILES, type StatsScope } from './stats-files.js';
 
 /** Enabled when available even without a limit, so stats have something to read. */
 const STATS_CONTROLLERS = ['cpu', 'io', 'memory', 'pids'] as const;
@@ -101,11 +101,12 @@ export class CgroupsV2 implements CgroupDriver {
     return (parseKeyValues(await readOptional(path.join(dir, 'memory.events'))).get('oom_kill') ?? 0) > 0;
   }
 
-  /** Read synchronously, like the control files (fs-util.ts): ten reads of kernel memory. */
-  async stats(record: CgroupRecord): Promise<ContainerStats> {
+  /** Read synchronously, like the control files (fs-util.ts): ten reads of kernel memory, seven for metrics. */
+  async stats(record: CgroupRecord, scope: StatsScope = 'all'): Promise<ContainerStats> {
     const dir = record.dirs[0] ?? '';
     const files = new Map<string, string>();
     for (const file of V2_STAT_FILES) {
+      if (scope === 'metrics' && !V2_METRICS_FILES.has(file)) continue;
       const text = readControl(path.join(dir, file));
       if (text !== undefined) files.set(file, text);
     }
