@@ -13,11 +13,14 @@ export interface ImageChannelOptions {
   /** The cluster's revoked serials, each time a manager sends them. */
   onRevocations?: (serials: string[]) => void;
   log: (message: string) => void;
-  /** How long a locate waits for the manager's answer (default 5 s); then the node goes to the registry. */
+  /** How long a locate waits for the manager's answer (default 15 s); then the node goes to the registry. */
   locateTimeoutMs?: number;
 }
 
-const LOCATE_TIMEOUT_MS = 5000;
+// Long enough for a busy manager: on the VMs (QEMU without KVM) 5 s ran out while the image sat on
+// a peer, and the task failed on a registry the nodes cannot reach. Without a session a locate
+// fails at once, so a manager that is gone costs nothing here.
+const LOCATE_TIMEOUT_MS = 15_000;
 
 interface PendingLocate {
   resolve: (location: ImageLocation | undefined) => void;
