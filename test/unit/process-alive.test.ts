@@ -10,13 +10,15 @@ import { parseProcStat, processAlive, processStartTime, procStat } from '../../a
 
 /** Starts a parent that leaves one exited child unreaped; resolves with both PIDs once the child is a zombie. */
 async function zombieKeeper(): Promise<{ parent: ChildProcess; zombie: number }> {
-  // `true &` forks the child; `exec sleep` replaces the shell by a program that never calls wait().
-  const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // `sleep 1 &` forks the child; `exec sleep` replaces the shell by a program that never calls
+  // wait(). The child outlives the exec (a second is plenty even on a loaded machine), so the shell
+  // cannot have reaped it first.
+  const parent = spawn('sh', ['-c', 'sleep 1 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const zombie = await new Promise<number>((resolve, reject) => {
     parent.stdout!.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
     parent.once('error', reject);
   });
-  for (let i = 0; i < 100 && procStat(zombie)?.state !== 'Z'; i++) await sleep(20);
+  for (let i = 0; i < 500 && procStat(zombie)?.state !== 'Z'; i++) await sleep(20);
   return { parent, zombie };
 }
 
