@@ -203,9 +203,14 @@ export function nodeTsdArgv(node: ClusterNodeState, options: NetnsClusterOptions
 
 /** Starts the node's tsd and records its PID and start time on `node`. */
 async function startTsd(node: ClusterNodeState, args: string[]): Promise<void> {
-  node.pid = await spawnTsd(node, args, join(node.dataRoot, 'tsd.log'));
+  recordTsd(node, await spawnTsd(node, args, join(node.dataRoot, 'tsd.log')));
+}
+
+/** Records a tsd just started for `node`: its PID and start time, which nodeRunning and teardown check. */
+export function recordTsd(node: ClusterNodeState, pid: number): void {
+  node.pid = pid;
   // Read at once: nsenter, unshare and sh exec into tsd, so the PID and its start time stay tsd's.
-  const startTime = processStartTime(node.pid);
+  const startTime = processStartTime(pid);
   if (startTime === undefined) delete node.startTime;
   else node.startTime = startTime;
 }

@@ -19,12 +19,12 @@ import { ApiClient } from '../../cli/client.js';
 import {
   createNetnsCluster,
   destroyNetnsCluster,
+  recordTsd,
   type ClusterNodeState,
   type NetnsClusterOptions,
   type NetnsClusterState,
 } from '../../cli/local-cluster/netns-cluster.js';
 import { MembersApiClient } from '../../control-plane/raft/host/members-api.js';
-import { processStartTime } from '../../agent/runtime/process-alive.js';
 import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
 import type { Task } from '../../common/resources/types.js';
 import { saveClusterLogs } from '../helpers/cluster-logs.js';
@@ -93,12 +93,8 @@ async function startTsd(state: NetnsClusterState, node: ClusterNodeState): Promi
   await log.close();
   child.unref();
   if (child.pid === undefined) throw new Error(`could not start tsd for ${node.name}`);
-  node.pid = child.pid;
-  // destroyNetnsCluster stops the tsd whose PID and start time are recorded: record this one's
-  // (nsenter, unshare and sh exec into tsd, so the PID's start time is tsd's).
-  const startTime = processStartTime(child.pid);
-  if (startTime === undefined) delete node.startTime;
-  else node.startTime = startTime;
+  // destroyNetnsCluster stops the tsd whose PID and start time are recorded.
+  recordTsd(node, child.pid);
 }
 
 function alive(pid: number): boolean {
