@@ -197,11 +197,12 @@ test('the bridge is created with its MAC already set, so udev cannot replace it 
   let seen = '';
   monitor.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString()));
   // The monitor must be listening before the bridge exists: a probe link it reports proves it is.
-  await n1.netns.exec('ip', ['link', 'add', 'tsovmprobe', 'type', 'bridge']);
+  // Each attempt makes the probe anew, since one made before the monitor listened is never reported.
   await eventually(async () => {
+    await n1.netns.exec('ip', ['link', 'add', 'tsovmprobe', 'type', 'bridge']);
+    await n1.netns.exec('ip', ['link', 'del', 'tsovmprobe']);
     if (!seen.includes('tsovmprobe')) throw new Error('ip monitor is not listening yet');
   }, 100);
-  await n1.netns.exec('ip', ['link', 'del', 'tsovmprobe']);
   const spec = networkSpec(A, 100, 100, n1);
   await n1.driver.ensureNetwork(spec);
   await eventually(async () => {

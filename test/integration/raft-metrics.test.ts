@@ -124,21 +124,30 @@ test('raft metrics follow a real group: leader, writes, fsyncs, snapshots, compa
     return true;
   });
 
-  // Peer traffic: every member sent to and received from both others. What j received from i
-  // (read first) was sent by i before (read second); no send has failed on a healthy group.
+  // Peer traffic. The leader and each follower talk both ways (appends, and their answers); two
+  // followers only if one of them campaigned, which Raft does not promise, so their pair is checked
+  // only where it is counted. What j received from i (read first) was sent by i before (read
+  // second); no send has failed on a healthy group.
+  const leaderIndex = g.stores.indexOf(leader);
   for (const [i, r] of registries.entries()) {
     for (const j of [0, 1, 2].filter((j) => j !== i)) {
-      const got = await must(registries[j]!, 'tessera_network_peer_received_bytes_total', `From="m${i}"`);
-      const sent = await must(r, 'tessera_network_peer_sent_bytes_total', `To="m${j}"`);
-      t.true(got > 0 && got <= sent, `m${j} received ${got} bytes from m${i}, which sent ${sent}`);
+      const withLeader = i === leaderIndex || j === leaderIndex;
+      const got = await (withLeader ? must : sample)(registries[j]!, 'tessera_network_peer_received_bytes_total', `From="m${i}"`);
+      if (got !== undefined) {
+        const sent = await must(r, 'tessera_network_peer_sent_bytes_total', `To="m${j}"`);
+        t.true(got > 0 && got <= sent, `m${j} received ${got} bytes from m${i}, which sent ${sent}`);
+      }
       t.is(await sample(r, 'tessera_network_peer_sent_failures_total', `To="m${j}"`), undefined, `m${i}: no failed send to m${j}`);
     }
   }
+  // A channel exists once a member has sent to the peer: always between leader and followers.
   for (const [i, r] of registries.entries()) {
-    for (const j of [0, 1, 2].filter((j) => j !== i))
-      t.is(await must(r, 'tessera_network_active_peers', `Local="m${i}",Remote="m${j}"`), 1, `m${i}'s channel to m${j} is connected`);
+    for (const j of [0, 1, 2].filter((j) => j !== i)) {
+      const withLeader = i === leaderIndex || j === leaderIndex;
+      const active = await (withLeader ? must : sample)(r, 'tessera_network_active_peers', `Local="m${i}",Remote="m${j}"`);
+      if (active !== undefined) t.is(active, 1, `m${i}'s channel to m${j} is connected`);
+    }
   }
-  const leaderIndex = g.stores.indexOf(leader);
   for (const j of [0, 1, 2].filter((j) => j !== leaderIndex)) {
     const sent = await must(of(leader), 'tessera_network_peer_sent_bytes_total', `To="m${j}"`);
     t.true(sent > 60 * '/m/xx'.length + 60 * 'value-xx'.length, `the leader replicated the 60 writes to m${j} (${sent} bytes)`);
