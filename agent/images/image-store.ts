@@ -80,6 +80,12 @@ export interface LocalImageStoreOptions {
 
 const MAX_JSON_BYTES = 8 * 1024 * 1024;
 
+/** What asking the peers gave: the image, or why they could not give it, or neither when none holds it. */
+interface PeerFetchOutcome {
+  image?: PulledImage;
+  failure?: string;
+}
+
 interface AssembleInput {
   references: string[];
   manifestDigest: string;
@@ -118,7 +124,7 @@ export class LocalImageStore implements ImageStore {
   private readonly platform: Platform;
   private readonly log: (message: string) => void;
   private readonly pullsInFlight = new Map<string, { work: Promise<PulledImage>; listeners: Set<(event: PullProgress) => void> }>();
-  private readonly peerFetchesInFlight = new Map<string, Promise<PulledImage | undefined>>();
+  private readonly peerFetchesInFlight = new Map<string, Promise<PeerFetchOutcome>>();
   private peers: PeerBlobSource | undefined;
   private readonly lock = new ReadWriteLock();
   private staleTempRemoved: Promise<void> | undefined;
@@ -249,7 +255,18 @@ export class LocalImageStore implements ImageStore {
 
   /** The image from this store, else from the cluster's other nodes (setPeerSource), else from its registry. */
   async ensure(reference: string, options?: PullOptions): Promise<PulledImage> {
-    return (await this.get(reference)) ?? (await this.fromPeers(reference)) ?? this.pull(reference, options);
+    const stored = await this.get(reference);
+    if (stored) return stored;
+    const fromPeers = await this.fromPeers(reference);
+    if (fromPeers.image) return fromPeers.image;
+    try {
+      return await this.pull(reference, options);
+    } catch (err) {
+      // Where the cluster holds the image but could not give it, that is the failure to fix (an
+      // offline cluster has no registry to fall back on), so it is named first.
+      if (fromPeers.failure === undefined) throw err;
+      throw new Error(`not fetched from its peers (${fromPeers.failure}), nor from its registry: ${(err as Error).message}`, { cause: err });
+    }
   }
 
   /** The file of a stored blob, for serving it to other nodes (read-only; the digest is checked for its form). */
@@ -263,22 +280,26 @@ export class LocalImageStore implements ImageStore {
   }
 
   /**
-   * The image fetched from the peers holding it, verified blob by blob; undefined when no peer
-   * holds it or none could give it (logged: the caller goes to the registry). Concurrent asks for
-   * one reference share one fetch.
+   * The image fetched from the peers holding it, verified blob by blob; no image when no peer holds
+   * it, or with the failure when none could give it (also logged: the caller goes to the registry).
+   * Concurrent asks for one reference share one fetch.
    */
-  private fromPeers(reference: string): Promise<PulledImage | undefined> {
+  private fromPeers(reference: string): Promise<PeerFetchOutcome> {
     const source = this.peers;
-    if (!source) return Promise.resolve(undefined);
+    if (!source) return Promise.resolve({});
     const name = isSha256Digest(reference) ? reference : validNameOf(reference);
-    if (name === undefined) return Promise.resolve(undefined);
+    if (name === undefined) return Promise.resolve({});
     const existing = this.peerFetchesInFlight.get(name);
     if (existing) return existing;
     const work = this.removeStaleTempOnce()
-      .then(() => this.fetchFromPeers(name, source))
-      .catch((error: unknown) => {
-        this.log(`image ${name}: not fetched from peers (${(error as Error).message}); trying its registry`);
-        return undefined;
+      .then(async (): Promise<PeerFetchOutcome> => {
+        const image = await this.fetchFromPeers(name, source);
+        return image ? { image } : {};
+      })
+      .catch((error: unknown): PeerFetchOutcome => {
+        const failure = (error as Error).message;
+        this.log(`image ${name}: not fetched from peers (${failure}); trying its registry`);
+        return { failure };
       })
       .finally(() => this.peerFetchesInFlight.delete(name));
     this.peerFetchesInFlight.set(name, work);

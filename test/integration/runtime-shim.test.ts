@@ -3,38 +3,12 @@
 // the real exit code, also of a container that exited while nobody was watching), JSON-lines
 // logs with both streams, and size-based rotation.
 
-import test, { type ExecutionContext } from 'ava';
-import { spawn } from 'node:child_process';
+import test from 'ava';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { execCollect } from '../../agent/runtime/exec.js';
-import { RuntimeFixture, withTimeout } from '../helpers/runtime-fixture.js';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repoRoot = path.resolve(here, '../..');
-
-interface LogRecord {
-  time: string;
-  stream: 'stdout' | 'stderr';
-  log: string;
-}
-
-async function fixture(t: ExecutionContext): Promise<RuntimeFixture> {
-  const fx = await RuntimeFixture.create();
-  t.teardown(async () => {
-    await fx.cleanup();
-  });
-  return fx;
-}
-
-async function readRecords(file: string): Promise<LogRecord[]> {
-  const text = await fs.readFile(file, 'utf8').catch(() => '');
-  return text
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as LogRecord);
-}
+import { withTimeout } from '../helpers/runtime-fixture.js';
+import { createInDoomedProcess, readLogRecords as readRecords, runtimeFixture as fixture } from '../helpers/shim-creator.js';
 
 function alive(pid: number): boolean {
   try {
@@ -43,42 +17,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-/** Runs the creator script as a separate "tsd", waits for "ready", kills it with SIGKILL. */
-async function createInDoomedProcess(t: ExecutionContext, fx: RuntimeFixture, jobs: Array<{ id: string; bundle: string; logPath: string }>): Promise<void> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      path.join(here, 'runtime-shim-creator.ts'),
-      JSON.stringify({ stateRoot: path.join(fx.dir, 'state'), cgroupParent: fx.cgroupParent, jobs }),
-    ],
-    {
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const pid = child.pid;
-  if (pid === undefined) throw new Error('creator did not start');
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');
-  });
-  let stderr = '';
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  await withTimeout(
-    new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (c: Buffer) => {
-        if (c.toString().includes('ready')) resolve();
-      });
-      child.on('exit', () => reject(new Error(`creator exited early: ${stderr}`)));
-    }),
-    30_000,
-  );
-  const exited = new Promise((r) => child.on('exit', r));
-  process.kill(pid, 'SIGKILL');
-  await exited;
 }
 
 test('containers outlive the process that created them; a new runtime re-adopts them', async (t) => {

@@ -4,41 +4,16 @@
 // stdout. Both are the shim's fds, so they survive the creating process (live restore).
 
 import test, { type ExecutionContext } from 'ava';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { ContainerSpecInput } from '../../agent/runtime/spec.js';
-import { RuntimeFixture, withTimeout } from '../helpers/runtime-fixture.js';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repoRoot = path.resolve(here, '../..');
+import { type RuntimeFixture, withTimeout } from '../helpers/runtime-fixture.js';
+import { createInDoomedProcess, readLogRecords as records, runtimeFixture as fixture } from '../helpers/shim-creator.js';
 
 /** Reads until EOF: the exit of a container that should have kept reading. */
 const READ_THEN_REPORT = ['sh', '-c', 'read line; echo got-eof'];
 /** How long a blocked read must stay blocked: a read of /dev/null ends in well under a millisecond. */
 const STAYS_BLOCKED_MS = 2000;
-
-interface LogRecord {
-  stream: 'stdout' | 'stderr';
-  log: string;
-}
-
-async function fixture(t: ExecutionContext): Promise<RuntimeFixture> {
-  const fx = await RuntimeFixture.create();
-  t.teardown(async () => {
-    await fx.cleanup();
-  });
-  return fx;
-}
-
-async function records(file: string): Promise<LogRecord[]> {
-  const text = await fs.readFile(file, 'utf8').catch(() => '');
-  return text
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as LogRecord);
-}
 
 async function logText(file: string): Promise<string> {
   return (await records(file)).map((r) => r.log).join('');
@@ -148,43 +123,6 @@ test('a terminal without a devpts at /dev/pts fails create at that step and leav
   t.is(await fx.runtime.state(id), undefined);
   t.deepEqual(await fx.cleanup(), { cgroups: [], mounts: [] });
 });
-
-/** Runs the creator script as a stand-in for tsd, waits for "ready", kills it with SIGKILL. */
-async function createInDoomedProcess(
-  t: ExecutionContext,
-  fx: RuntimeFixture,
-  jobs: Array<{ id: string; bundle: string; logPath: string; stdinOpen: boolean }>,
-): Promise<void> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      path.join(here, 'runtime-shim-creator.ts'),
-      JSON.stringify({ stateRoot: path.join(fx.dir, 'state'), cgroupParent: fx.cgroupParent, jobs }),
-    ],
-    { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const pid = child.pid;
-  if (pid === undefined) throw new Error('creator did not start');
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');
-  });
-  let stderr = '';
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  await withTimeout(
-    new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (c: Buffer) => {
-        if (c.toString().includes('ready')) resolve();
-      });
-      child.on('exit', () => reject(new Error(`creator exited early: ${stderr}`)));
-    }),
-    30_000,
-  );
-  const exited = new Promise((r) => child.on('exit', r));
-  process.kill(pid, 'SIGKILL');
-  await exited;
-}
 
 test('-i -t and -t alone: reads block on the terminal, and both outlive their creator (re-adopted)', async (t) => {
   const fx = await fixture(t);

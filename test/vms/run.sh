@@ -235,6 +235,21 @@ node_reconciled() { # manager, node
   echo "$2: $in_store running tasks in the store, $on_node httpd processes"
   [ "$in_store" = "$on_node" ]
 }
+# No task was refused for its image: the VMs have no registry, so every node must have got the
+# image loaded on node1 from its peers at the first try. Prints the full messages of any that was.
+no_image_rejections() { # manager
+  local json
+  json=$(vm "$1" sudo tsctl get tasks -o json) || return 1
+  printf '%s' "$json" | python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+tasks = doc if isinstance(doc, list) else doc.get("items", [])
+bad = [t for t in tasks if t["status"]["state"] == "rejected" and t["status"].get("message", "").startswith("image ")]
+for t in bad:
+    print(t["metadata"]["name"], t.get("nodeName", "-"), t["status"]["message"])
+sys.exit(1 if bad else 0)
+'
+}
 node_has_running() { # manager, node
   tasks_table "$1" | awk -v n="$2" '$4 == n && $6 == "running" {found=1} END {exit !found}'
 }
@@ -299,6 +314,7 @@ vm node1 sudo tsctl stack deploy --detach -c /vagrant/compose.yaml overlay
 eventually 240 "3 hello tasks running" running_tasks node1 hello 3
 eventually 240 "front and back running" running_tasks node1 front 1
 tasks_table node1
+no_image_rejections node1 || { echo "test:vms: a node was refused the image it should have got from its peers (above)" >&2; exit 1; }
 
 step "the image reached every node; top sees every node's tasks"
 eventually 120 "image ls names node1, node2 and node3" image_on_every_node node1
