@@ -16,6 +16,8 @@ export interface SourceFileDigest {
   sha256?: string;
   /** A symlink's target. */
   target?: string;
+  /** For a second name of one inode: the step's first name of it (COPY keeps them linked). */
+  linkOf?: string;
 }
 
 export type CacheBase =
@@ -39,7 +41,8 @@ export function sourcesDigest(files: readonly SourceFileDigest[]): string {
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i]?.path === sorted[i - 1]?.path) throw new Error(`sourcesDigest: ${sorted[i]?.path ?? ''} is listed twice`);
   }
-  return hash(sorted.map((f) => [f.path, f.type, f.mode & 0o7777, f.uid, f.gid, f.sha256 ?? '', f.target ?? '']));
+  // linkOf only where set, so the keys of steps without hard links stay what they were.
+  return hash(sorted.map((f) => [f.path, f.type, f.mode & 0o7777, f.uid, f.gid, f.sha256 ?? '', f.target ?? '', ...(f.linkOf === undefined ? [] : [f.linkOf])]));
 }
 
 /** Several digests (a COPY's sources one by one, or a stage's result) as one. */
