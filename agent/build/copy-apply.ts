@@ -11,6 +11,8 @@ import { BuildError } from '../../common/build/builder.js';
 import { pathComponents, resolveComponents } from './in-root.js';
 import type { MatchedSource, SourceEntry } from './copy-sources.js';
 import { isAbsent, unlessAbsent } from '../fs-errors.js';
+import { lgetxattr, llistxattr, lsetxattr } from '../runtime/native.js';
+import { keptXattr } from './layer-diff.js';
 import { parseGroup, parsePasswd, resolveUser } from '../worker/container-config.js';
 
 export interface CopyOptions {
@@ -112,6 +114,7 @@ async function writeEntry(
     await mkdir(host, { mode: 0o700 });
     await chown(host, owner.uid, owner.gid);
     await chmod(host, mode);
+    copyKeptXattrs(entry.hostPath, host);
     await utimes(host, entry.mtime, entry.mtime);
     return;
   }
@@ -133,7 +136,16 @@ async function writeEntry(
   if (entry.inode !== undefined) written.set(entry.inode, host);
   await chown(host, owner.uid, owner.gid);
   await chmod(host, mode); // after chown, which clears set-id bits
+  copyKeptXattrs(entry.hostPath, host); // after chown too, which clears a file capability
   await utimes(host, entry.mtime, entry.mtime);
+}
+
+/** The xattrs a layer may carry (file capabilities, user.*), from a source to its copy, as BuildKit's copy keeps them. */
+function copyKeptXattrs(source: string, target: string): void {
+  for (const name of llistxattr(source).filter(keptXattr)) {
+    const value = lgetxattr(source, name);
+    if (value !== undefined) lsetxattr(target, name, value);
+  }
 }
 
 /** Copies content into a new file at `target`, never through something that appeared there. */

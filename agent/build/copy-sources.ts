@@ -9,6 +9,8 @@ import { BuildError } from '../../common/build/builder.js';
 import { combineDigests, sourcesDigest, type SourceFileDigest } from './cache-key.js';
 import { pathComponents, resolveComponents } from './in-root.js';
 import { isAbsent } from '../fs-errors.js';
+import { lgetxattr, llistxattr } from '../runtime/native.js';
+import { keptXattr } from './layer-diff.js';
 
 export interface SourceEntry {
   /** Path below the match, "/"-separated; "" for the match itself. */
@@ -95,6 +97,10 @@ export async function digestOfMatches(matches: readonly MatchedSource[]): Promis
         else digest.linkOf = first;
       }
       if (entry.type === 'file') digest.sha256 = await fileSha256(entry.hostPath);
+      if (entry.type !== 'symlink') {
+        const xattrs = keptXattrLines(entry.hostPath);
+        if (xattrs !== '') digest.xattrs = xattrs;
+      }
       if (entry.target !== undefined) digest.target = entry.target;
       files.push(digest);
     }
@@ -155,6 +161,15 @@ async function walkSource(hostPath: string, rel: string): Promise<SourceEntry[]>
     entries.push(...(await walkSource(join(hostPath, name), rel === '' ? name : `${rel}/${name}`)));
   }
   return entries;
+}
+
+/** The xattrs a copy keeps, as sorted "name=hex" lines ('' for none): they change the layer, so the key. */
+function keptXattrLines(path: string): string {
+  return llistxattr(path)
+    .filter(keptXattr)
+    .sort()
+    .map((name) => `${name}=${lgetxattr(path, name)?.toString('hex') ?? ''}`)
+    .join('\n');
 }
 
 async function fileSha256(path: string): Promise<string> {

@@ -129,6 +129,11 @@ export class TarXattrScanner {
     }
   }
 
+  /** Entries whose headers were read so far. */
+  get entriesSeen(): number {
+    return this.nextEntry;
+  }
+
   /** The xattrs of entry `index` (once; later calls answer undefined). */
   take(index: number): Map<string, Buffer> | undefined {
     const xattrs = this.found.get(index);

@@ -19,6 +19,7 @@ import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { create as tarCreate } from 'tar';
+import { END_OF_ARCHIVE, encodeEntryHeader, padding } from '../../agent/build/tar-entries.js';
 import { type BuildahOracle, buildahInstalled, startBuildah } from '../helpers/buildah.js';
 import { type ComparableImage, compareImages } from '../helpers/image-tree.js';
 import { type OurBuilder, loadOurBuilder, startOurBuilder } from '../helpers/our-builder.js';
@@ -194,7 +195,12 @@ const CASES: readonly OracleCase[] = [
         t.like(image.tree.get(`${root}/tree/sub`), { type: 'dir', mode: 0o750 });
       }
       t.is(file(t, image, 'z/not-a-tar.gz').sha256, createHash('sha256').update(NOT_A_TAR).digest('hex'), 'a gzip of no tar is copied as it is');
-      t.is(image.layers, 6);
+      t.deepEqual(
+        image.tree.get('w/capable')?.xattrs,
+        Object.fromEntries([...ARCHIVE_XATTRS].map(([name, value]) => [name, value.toString('hex')])),
+        'the archive’s file capability and user.* xattr are kept',
+      );
+      t.is(image.layers, 7);
     },
   },
   {
@@ -281,6 +287,12 @@ const CASES: readonly OracleCase[] = [
 ];
 
 const NOT_A_TAR = gzipSync(Buffer.from('only gzip, no tar\n'));
+/** CAP_NET_BIND_SERVICE permitted and effective (revision 2), and a user.* attribute. */
+const CAPABILITY = Buffer.from([1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+const ARCHIVE_XATTRS = new Map([
+  ['security.capability', CAPABILITY],
+  ['user.origin', Buffer.from('oracle')],
+]);
 
 /** add-local's archives: a tree with an owner, a mode, a symlink and a hard link, as a tar and a tar.gz. */
 async function makeArchives(context: string): Promise<void> {
@@ -296,6 +308,9 @@ async function makeArchives(context: string): Promise<void> {
     await tarCreate({ cwd: src, file: join(context, 'archive.tar'), portable: false }, ['tree']);
     await tarCreate({ cwd: src, file: join(context, 'archive.tar.gz'), gzip: true, portable: false }, ['tree']);
     await writeFile(join(context, 'not-a-tar.gz'), NOT_A_TAR);
+    const data = Buffer.from('capable\n');
+    const header = { path: 'capable', type: 'File' as const, mode: 0o755, uid: 0, gid: 0, size: data.length, mtime: new Date(0), xattrs: ARCHIVE_XATTRS };
+    await writeFile(join(context, 'xattrs.tar'), Buffer.concat([encodeEntryHeader(header), data, padding(data.length), END_OF_ARCHIVE]));
   } finally {
     await rm(src, { recursive: true, force: true });
   }

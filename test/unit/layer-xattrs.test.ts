@@ -3,7 +3,7 @@
 // round trips on disk: an upper dir with a file capability and user.* xattrs → layerTar → our
 // unpacker sets exactly the allowed ones; a hand-made layer (what an image from a registry
 // carries) with forbidden ones (trusted.overlay.*, security.selinux, user.overlay.*) sets none of
-// those and says so in its notes. Runs as root (file capabilities need CAP_SETFCAP), as the
+// those and says so in its notes; ADD of a local archive and COPY keep the allowed ones. Runs as root (file capabilities need CAP_SETFCAP), as the
 // image store does.
 import test from 'ava';
 import { mkdir, mkdtemp, readFile, rm, writeFile, link, lstat } from 'node:fs/promises';
@@ -14,6 +14,9 @@ import { encodeEntryHeader, padding, paxRecord, END_OF_ARCHIVE, type LayerEntryH
 import { unpackLayer } from '../../agent/images/layer-unpack.js';
 import { MAX_XATTR_VALUE_BYTES, TarXattrScanner, layerCapability, parsePaxRecords, tarNumber, xattrDecision } from '../../agent/images/tar-xattrs.js';
 import { lgetxattr, llistxattr, lsetxattr } from '../../agent/runtime/native.js';
+import { unpackArchive } from '../../agent/build/add-archive.js';
+import { applyCopy } from '../../agent/build/copy-apply.js';
+import { digestOfMatches, directorySource } from '../../agent/build/copy-sources.js';
 
 /** CAP_NET_BIND_SERVICE (bit 10) permitted and effective, revision 2. */
 const CAP_V2 = Buffer.from([1, 0, 0, 2, 0, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -173,4 +176,43 @@ test('a registry layer’s forbidden xattrs are not set and are noted once per n
     name: 'UnsafeLayerError',
     message: /bad layer: entry "x": refused: security\.capability of 12 bytes/,
   });
+});
+
+test('ADD of a local archive sets its allowed xattrs, COPY carries them on, and they are part of the step’s cache key', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-xattrs-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const archive = join(dir, 'archive.tar');
+  await writeFile(
+    archive,
+    Buffer.concat([
+      ...entry(
+        'bin/server',
+        'srv',
+        new Map([
+          ['security.capability', CAP_V2],
+          ['user.origin', Buffer.from('archive')],
+          ['trusted.x', Buffer.from('no')],
+        ]),
+      ),
+      ...entry('plain', 'p'),
+      END_OF_ARCHIVE,
+    ]),
+  );
+  const unpacked = join(dir, 'unpacked');
+  await unpackArchive(archive, 'tar', unpacked, join(dir, 'scratch'), 'ADD archive.tar /x/');
+  t.deepEqual(lgetxattr(join(unpacked, 'bin', 'server'), 'security.capability'), CAP_V2);
+  t.deepEqual(lgetxattr(join(unpacked, 'bin', 'server'), 'user.origin'), Buffer.from('archive'));
+  t.false(llistxattr(join(unpacked, 'bin', 'server')).includes('trusted.x'));
+  t.deepEqual(llistxattr(join(unpacked, 'plain')), []);
+
+  const rootfs = join(dir, 'rootfs');
+  await mkdir(rootfs);
+  const source = await directorySource(unpacked, 'archive.tar', true);
+  await applyCopy([source], { rootfs, dest: '/x/', what: 'ADD archive.tar /x/' });
+  t.deepEqual(lgetxattr(join(rootfs, 'x', 'bin', 'server'), 'security.capability'), CAP_V2, 'kept through the copy (set after its chown)');
+  t.deepEqual(lgetxattr(join(rootfs, 'x', 'bin', 'server'), 'user.origin'), Buffer.from('archive'));
+
+  const withXattrs = await digestOfMatches([source]);
+  lsetxattr(join(unpacked, 'bin', 'server'), 'user.origin', Buffer.from('changed'));
+  t.not(await digestOfMatches([source]), withXattrs, 'a changed xattr is another cache key');
 });
