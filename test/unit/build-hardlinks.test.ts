@@ -1,6 +1,7 @@
 // Hard links through a build's COPY (issue 18): names of one inode in the sources stay one inode in
 // the step's root (so the layer carries a tar Link entry, not two files), the step's cache key
-// tells linked from separate files, and our layer diff and unpacker keep the link. Real files in a
+// tells linked from separate files, and our layer diff and unpacker keep the link; the context
+// tsctl sends carries them as links and the manager unpacks them as one inode again. Real files in a
 // temp dir; the "rootfs" is a plain directory (COPY resolves every path inside it the same way).
 import test from 'ava';
 import { link, lstat, mkdir, mkdtemp, readFile, rm, writeFile, copyFile } from 'node:fs/promises';
@@ -10,6 +11,9 @@ import { Parser, type ReadEntry } from 'tar';
 import { applyCopy } from '../../agent/build/copy-apply.js';
 import { digestOfMatches, expandSources } from '../../agent/build/copy-sources.js';
 import { layerTar } from '../../agent/build/layer-diff.js';
+import { walkContext } from '../../cli/build/context-walk.js';
+import { contextTar } from '../../cli/build/context-tar.js';
+import { unpackContext } from '../../control-plane/build/context-unpack.js';
 
 async function context(dir: string, linked: boolean): Promise<string> {
   const ctx = join(dir, linked ? 'linked' : 'separate');
@@ -63,4 +67,16 @@ test('the cache key of a COPY tells hard-linked sources from equal separate file
   const separate = await digestOfMatches(await expandSources(await context(dir, false), ['app'], false, 'COPY'));
   t.not(linked, separate);
   t.is(await digestOfMatches(await expandSources(join(dir, 'linked'), ['app'], false, 'COPY')), linked, 'stable');
+});
+
+test('the build context keeps hard links: tsctl’s tar has a Link entry and the manager unpacks one inode', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-hardlinks-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const ctx = await context(dir, true);
+  const walked = await walkContext(ctx);
+  const out = join(dir, 'received');
+  await mkdir(out);
+  await unpackContext(contextTar(ctx, walked.entries), out, { maxBytes: 1024 * 1024, maxEntries: 100 });
+  t.is((await lstat(join(out, 'app', 'b'))).ino, (await lstat(join(out, 'app', 'a'))).ino);
+  t.not((await lstat(join(out, 'app', 'c'))).ino, (await lstat(join(out, 'app', 'a'))).ino);
 });
