@@ -19,8 +19,9 @@ const XATTR_KEY = 'SCHILY.xattr.';
 
 /** Type flags node-tar emits as entries (others are meta entries or ignored by it). */
 const ENTRY_FLAGS = new Set(['0', '\0', '1', '2', '3', '4', '5', '6', '7', 'D']);
-/** Meta entries whose body is not an entry's data: pax ('x', 'g', Solaris 'X') and GNU long names. */
+/** Local pax headers ('x', Solaris 'X'); global ones ('g') are read beside them. */
 const PAX_FLAGS = new Set(['x', 'X']);
+const GNU_LONG_NAME_FLAGS = new Set(['L', 'K']);
 
 export class TarXattrError extends Error {
   constructor(message: string) {
@@ -168,10 +169,13 @@ export class TarXattrScanner {
       if (xattrs.size > 0) this.found.set(this.nextEntry, xattrs);
       this.nextEntry += 1;
     }
-    // GNU long names ('L', 'K') and types node-tar ignores also carry bodies; a pax header applies
-    // to the next header of any kind, as in node-tar.
-    this.local = undefined;
-    this.localSize = undefined;
+    // GNU long names ('L', 'K') are meta entries: as in node-tar, a pax header before one still
+    // applies to the entry after it (and its size to the long name's body too). Any other header,
+    // an entry or a type node-tar ignores, uses the pax header up.
+    if (!GNU_LONG_NAME_FLAGS.has(flag)) {
+      this.local = undefined;
+      this.localSize = undefined;
+    }
     this.bodyLeft = roundUp(size);
     return 'more';
   }

@@ -6,6 +6,7 @@
 // those and says so in its notes; ADD of a local archive and COPY keep the allowed ones. Runs as root (file capabilities need CAP_SETFCAP), as the
 // image store does.
 import test from 'ava';
+import { Header } from 'tar';
 import { mkdir, mkdtemp, readFile, rm, writeFile, link, lstat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -215,4 +216,35 @@ test('ADD of a local archive sets its allowed xattrs, COPY carries them on, and 
   const withXattrs = await digestOfMatches([source]);
   lsetxattr(join(unpacked, 'bin', 'server'), 'user.origin', Buffer.from('changed'));
   t.not(await digestOfMatches([source]), withXattrs, 'a changed xattr is another cache key');
+});
+
+test('a pax header before a GNU long-name header still gives its xattrs to the entry after both, as node-tar reads it', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-xattrs-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const longName = `${'d'.repeat(120)}/file`;
+  const paxBody = paxRecord('SCHILY.xattr.user.long', Buffer.from('yes'));
+  const block = (data: ConstructorParameters<typeof Header>[0]): Buffer => {
+    const out = Buffer.alloc(512);
+    new Header(data).encode(out, 0);
+    return out;
+  };
+  const nameBody = Buffer.from(`${longName}\0`);
+  const tar = Buffer.concat([
+    block({ path: 'PaxHeader/file', type: 'ExtendedHeader', size: paxBody.length, mode: 0o644, mtime: new Date(0) }),
+    paxBody,
+    padding(paxBody.length),
+    block({ path: '././@LongLink', type: 'NextFileHasLongPath', size: nameBody.length, mode: 0o644, mtime: new Date(0) }),
+    nameBody,
+    padding(nameBody.length),
+    block({ path: 'short', type: 'File', size: 1, mode: 0o644, mtime: new Date(0) }),
+    Buffer.from('x'),
+    padding(1),
+    END_OF_ARCHIVE,
+  ]);
+  const blob = join(dir, 'layer.tar');
+  await writeFile(blob, tar);
+  const out = join(dir, 'out');
+  await mkdir(out);
+  await unpackLayer(blob, out, 'long-name layer');
+  t.deepEqual(lgetxattr(join(out, longName), 'user.long'), Buffer.from('yes'));
 });
