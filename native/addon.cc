@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mknod", Napi::Function::New(env, Mknod, "mknod"));
   exports.Set("lsetxattr", Napi::Function::New(env, Lsetxattr, "lsetxattr"));
   exports.Set("lgetxattr", Napi::Function::New(env, Lgetxattr, "lgetxattr"));
+  exports.Set("llistxattr", Napi::Function::New(env, Llistxattr, "llistxattr"));
   exports.Set("createUserNamespace", Napi::Function::New(env, CreateUserNamespace, "createUserNamespace"));
   exports.Set("idmappedMount", Napi::Function::New(env, IdmappedMount, "idmappedMount"));
   exports.Set("spawnContainer", Napi::Function::New(env, SpawnContainer, "spawnContainer"));

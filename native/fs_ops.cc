@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <string.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -160,6 +161,30 @@ Napi::Value Lgetxattr(const Napi::CallbackInfo& info) {
       throw ErrnoError(info.Env(), errno, "lgetxattr " + name + " on " + path);
     }
     return Napi::Buffer<uint8_t>::Copy(info.Env(), buf.data(), static_cast<size_t>(got));
+  }
+}
+
+// llistxattr(path) -> names of the extended attributes set on path (not following a symlink)
+Napi::Value Llistxattr(const Napi::CallbackInfo& info) {
+  std::string path = StringArg(info, 0, "path");
+  for (;;) {
+    ssize_t size = ::llistxattr(path.c_str(), nullptr, 0);
+    if (size < 0) throw ErrnoError(info.Env(), errno, "llistxattr " + path);
+    std::vector<char> buf(static_cast<size_t>(size));
+    ssize_t got = size == 0 ? 0 : ::llistxattr(path.c_str(), buf.data(), buf.size());
+    if (got < 0) {
+      if (errno == ERANGE) continue;  // grew between the two calls
+      throw ErrnoError(info.Env(), errno, "llistxattr " + path);
+    }
+    Napi::Array names = Napi::Array::New(info.Env());
+    uint32_t count = 0;
+    // The list is NUL-separated names.
+    for (ssize_t at = 0; at < got;) {
+      size_t len = strnlen(buf.data() + at, static_cast<size_t>(got - at));
+      if (len > 0) names.Set(count++, Napi::String::New(info.Env(), buf.data() + at, len));
+      at += static_cast<ssize_t>(len) + 1;
+    }
+    return names;
   }
 }
 

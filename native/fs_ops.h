@@ -9,6 +9,7 @@ Napi::Value Umount(const Napi::CallbackInfo& info);
 Napi::Value Mknod(const Napi::CallbackInfo& info);
 Napi::Value Lsetxattr(const Napi::CallbackInfo& info);
 Napi::Value Lgetxattr(const Napi::CallbackInfo& info);
+Napi::Value Llistxattr(const Napi::CallbackInfo& info);
 // Idmapped mounts: a user namespace that only carries id maps, and a bind seen through them.
 Napi::Value CreateUserNamespace(const Napi::CallbackInfo& info);
 Napi::Value IdmappedMount(const Napi::CallbackInfo& info);

@@ -2,11 +2,15 @@
 // is unpacked into the destination instead of copied. node-tar unpacks it into a scratch directory
 // first (it refuses absolute paths and "..", and never writes through a symlink it made), and the
 // executor copies from there with COPY's own rules; bzip2 and xz go through Debian's bzip2 and xz
-// tools, since Node has no decoder for either.
+// tools, since Node has no decoder for either. node-tar drops pax xattr records, so the allowed ones
+// (security.capability, user.*: agent/images/tar-xattrs.ts) are read beside it and set afterwards.
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import { chmod, lstat, mkdir, open } from 'node:fs/promises';
+import { readDecompressed } from '../images/decompress.js';
+import { TarXattrError, TarXattrScanner, layerCapability, xattrDecision } from '../images/tar-xattrs.js';
+import { lsetxattr } from '../runtime/native.js';
 import { join } from 'node:path';
 import { pathComponents, resolveInRoot } from './in-root.js';
 import { unlessAbsent } from '../fs-errors.js';
@@ -49,6 +53,9 @@ export async function unpackArchive(archive: string, kind: ArchiveKind, target: 
   }
   const warnings: string[] = [];
   const modes = new Map<string, number>();
+  const xattrsByEntry = await archiveXattrs(tarFile, what);
+  const xattrsByPath = new Map<string, ReadonlyMap<string, Buffer>>();
+  let entryIndex = 0;
   try {
     await extract({
       file: tarFile,
@@ -56,7 +63,9 @@ export async function unpackArchive(archive: string, kind: ArchiveKind, target: 
       preserveOwner: true,
       strict: true,
       onReadEntry: (entry) => {
+        const xattrs = xattrsByEntry.get(entryIndex++);
         if ((entry.type === 'File' || entry.type === 'Directory') && entry.mode !== undefined) modes.set(entry.path, entry.mode & 0o7777);
+        if (xattrs !== undefined && (entry.type === 'File' || entry.type === 'Directory')) xattrsByPath.set(entry.path, xattrs);
       },
       onwarn: (_code: string, message: string | Error) => warnings.push(message instanceof Error ? message.message : message),
     });
@@ -65,6 +74,45 @@ export async function unpackArchive(archive: string, kind: ArchiveKind, target: 
   }
   if (warnings.length > 0) throw new BuildError(`${what}: cannot unpack the archive: ${warnings[0] ?? ''}`);
   await restoreModes(target, modes);
+  await restoreXattrs(target, xattrsByPath, what);
+}
+
+/** The pax xattrs of each entry of the (uncompressed or gzip) tar, by entry number as node-tar emits them. */
+async function archiveXattrs(tarFile: string, what: string): Promise<Map<number, Map<string, Buffer>>> {
+  const scanner = new TarXattrScanner();
+  const found = new Map<number, Map<string, Buffer>>();
+  try {
+    for await (const chunk of readDecompressed(tarFile, what)) scanner.write(chunk);
+  } catch (error) {
+    if (error instanceof TarXattrError) throw new BuildError(`${what}: cannot unpack the archive: ${error.message}`);
+    throw error;
+  }
+  for (let index = 0; index < scanner.entriesSeen; index++) {
+    const xattrs = scanner.take(index);
+    if (xattrs !== undefined) found.set(index, xattrs);
+  }
+  return found;
+}
+
+/** Sets the allowed xattrs on the unpacked files and directories (after chown, which clears a capability). */
+async function restoreXattrs(target: string, xattrsByPath: ReadonlyMap<string, ReadonlyMap<string, Buffer>>, what: string): Promise<void> {
+  const asRoot = process.getuid?.() === 0;
+  for (const [path, xattrs] of xattrsByPath) {
+    const parts = pathComponents(path);
+    if (parts.length === 0 || parts.includes('..')) continue;
+    const full = join(target, ...parts);
+    const info = await unlessAbsent(lstat(full), undefined);
+    if (info === undefined || info.isSymbolicLink()) continue;
+    if ((await resolveInRoot(target, parts.join('/'), false)) !== full) continue;
+    for (const [name, value] of xattrs) {
+      if (!xattrDecision(name, asRoot).keep) continue;
+      try {
+        lsetxattr(full, name, name === 'security.capability' ? layerCapability(value) : value);
+      } catch (error) {
+        throw new BuildError(`${what}: ${path}: xattr ${name}: ${(error as Error).message}`);
+      }
+    }
+  }
 }
 
 /**

@@ -16,6 +16,10 @@ export interface SourceFileDigest {
   sha256?: string;
   /** A symlink's target. */
   target?: string;
+  /** For a second name of one inode: the step's first name of it (COPY keeps them linked). */
+  linkOf?: string;
+  /** The xattrs a copy keeps ("name=hex" lines, sorted), when there are any. */
+  xattrs?: string;
 }
 
 export type CacheBase =
@@ -39,7 +43,20 @@ export function sourcesDigest(files: readonly SourceFileDigest[]): string {
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i]?.path === sorted[i - 1]?.path) throw new Error(`sourcesDigest: ${sorted[i]?.path ?? ''} is listed twice`);
   }
-  return hash(sorted.map((f) => [f.path, f.type, f.mode & 0o7777, f.uid, f.gid, f.sha256 ?? '', f.target ?? '']));
+  // linkOf and xattrs only where set, so the keys of steps without them stay what they were.
+  return hash(
+    sorted.map((f) => [
+      f.path,
+      f.type,
+      f.mode & 0o7777,
+      f.uid,
+      f.gid,
+      f.sha256 ?? '',
+      f.target ?? '',
+      ...(f.linkOf === undefined ? [] : [f.linkOf]),
+      ...(f.xattrs === undefined ? [] : [`xattrs:${f.xattrs}`]),
+    ]),
+  );
 }
 
 /** Several digests (a COPY's sources one by one, or a stage's result) as one. */

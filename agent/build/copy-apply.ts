@@ -3,13 +3,16 @@
 // destination ending in "/", several sources, or an existing directory mean "into this directory";
 // files keep their mode and mtime, take --chown's owner (root for the context) and --chmod's mode.
 // Every path is resolved inside the rootfs (in-root.ts), and every file is created with O_NOFOLLOW.
+// Names of one inode among the sources stay one inode (hard links), as BuildKit and buildah keep them.
 import { constants } from 'node:fs';
-import { copyFile, lchown, lstat, lutimes, mkdir, open, rm, symlink, chmod, chown, utimes, readFile } from 'node:fs/promises';
+import { copyFile, lchown, link, lstat, lutimes, mkdir, open, rm, symlink, chmod, chown, utimes, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { BuildError } from '../../common/build/builder.js';
 import { pathComponents, resolveComponents } from './in-root.js';
 import type { MatchedSource, SourceEntry } from './copy-sources.js';
 import { isAbsent, unlessAbsent } from '../fs-errors.js';
+import { lgetxattr, llistxattr, lsetxattr } from '../runtime/native.js';
+import { keptXattr } from './layer-diff.js';
 import { parseGroup, parsePasswd, resolveUser } from '../worker/container-config.js';
 
 export interface CopyOptions {
@@ -29,13 +32,14 @@ export async function applyCopy(matches: readonly MatchedSource[], options: Copy
   const destIsDir =
     dest.endsWith('/') || matches.length > 1 || single?.entries[0]?.type === 'directory' || (await isDirectoryInRoot(rootfs, dest));
   if (destIsDir) await mkdirInRoot(rootfs, dest, options.owner, true);
+  const written = new Map<string, string>();
   for (const match of matches) {
     const top = match.entries[0] as SourceEntry;
     if (top.type === 'directory') {
-      for (const entry of match.entries.slice(1)) await writeEntry(rootfs, `${dest}/${entry.rel}`, entry, match.keepOwners, options);
+      for (const entry of match.entries.slice(1)) await writeEntry(rootfs, `${dest}/${entry.rel}`, entry, match.keepOwners, options, written);
     } else {
       const target = destIsDir ? `${dest}/${basename(match.path)}` : dest;
-      await writeEntry(rootfs, target, top, match.keepOwners, options);
+      await writeEntry(rootfs, target, top, match.keepOwners, options, written);
     }
   }
 }
@@ -87,7 +91,15 @@ async function isDirectoryInRoot(rootfs: string, path: string): Promise<boolean>
   return info?.isDirectory() ?? false;
 }
 
-async function writeEntry(rootfs: string, containerPath: string, entry: SourceEntry, keepOwner: boolean, options: CopyOptions): Promise<void> {
+/** `written`: host path of the copy made of each source inode with several names, in this step. */
+async function writeEntry(
+  rootfs: string,
+  containerPath: string,
+  entry: SourceEntry,
+  keepOwner: boolean,
+  options: CopyOptions,
+  written: Map<string, string>,
+): Promise<void> {
   const parts = pathComponents(containerPath);
   const name = parts.pop();
   if (name === undefined || name === '..') throw new BuildError(`${options.what}: cannot copy onto ${containerPath}`);
@@ -102,6 +114,7 @@ async function writeEntry(rootfs: string, containerPath: string, entry: SourceEn
     await mkdir(host, { mode: 0o700 });
     await chown(host, owner.uid, owner.gid);
     await chmod(host, mode);
+    copyKeptXattrs(entry.hostPath, host);
     await utimes(host, entry.mtime, entry.mtime);
     return;
   }
@@ -113,10 +126,26 @@ async function writeEntry(rootfs: string, containerPath: string, entry: SourceEn
     await lutimes(host, entry.mtime, entry.mtime);
     return;
   }
+  const first = entry.inode === undefined ? undefined : written.get(entry.inode);
+  if (first !== undefined && (await unlessAbsent(lstat(first), undefined))?.isFile() === true) {
+    // Owner and mode are the inode's, already set through its first name.
+    await link(first, host);
+    return;
+  }
   await copyRegularFile(entry.hostPath, host);
+  if (entry.inode !== undefined) written.set(entry.inode, host);
   await chown(host, owner.uid, owner.gid);
   await chmod(host, mode); // after chown, which clears set-id bits
+  copyKeptXattrs(entry.hostPath, host); // after chown too, which clears a file capability
   await utimes(host, entry.mtime, entry.mtime);
+}
+
+/** The xattrs a layer may carry (file capabilities, user.*), from a source to its copy, as BuildKit's copy keeps them. */
+function copyKeptXattrs(source: string, target: string): void {
+  for (const name of llistxattr(source).filter(keptXattr)) {
+    const value = lgetxattr(source, name);
+    if (value !== undefined) lsetxattr(target, name, value);
+  }
 }
 
 /** Copies content into a new file at `target`, never through something that appeared there. */

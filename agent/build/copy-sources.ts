@@ -9,6 +9,8 @@ import { BuildError } from '../../common/build/builder.js';
 import { combineDigests, sourcesDigest, type SourceFileDigest } from './cache-key.js';
 import { pathComponents, resolveComponents } from './in-root.js';
 import { isAbsent } from '../fs-errors.js';
+import { lgetxattr, llistxattr } from '../runtime/native.js';
+import { keptXattr } from './layer-diff.js';
 
 export interface SourceEntry {
   /** Path below the match, "/"-separated; "" for the match itself. */
@@ -22,6 +24,8 @@ export interface SourceEntry {
   size: number;
   /** A symlink's target, as stored. */
   target?: string;
+  /** "dev:ino" of a file with more than one name, so the copy keeps names of one inode linked. */
+  inode?: string;
 }
 
 export interface MatchedSource {
@@ -80,11 +84,23 @@ export async function expandSources(root: string, patterns: readonly string[], k
 /** The digest of everything the matches contain, for the step's cache key. */
 export async function digestOfMatches(matches: readonly MatchedSource[]): Promise<string> {
   const parts: string[] = [];
+  // Which names share an inode decides the layer (one file or several), so it is part of the key.
+  const firstNames = new Map<string, string>();
   for (const match of matches) {
     const files: SourceFileDigest[] = [];
     for (const entry of match.entries) {
       const digest: SourceFileDigest = { path: entry.rel, type: entry.type, mode: entry.mode, uid: entry.uid, gid: entry.gid };
+      if (entry.inode !== undefined) {
+        const name = `${match.path}/${entry.rel}`;
+        const first = firstNames.get(entry.inode);
+        if (first === undefined) firstNames.set(entry.inode, name);
+        else digest.linkOf = first;
+      }
       if (entry.type === 'file') digest.sha256 = await fileSha256(entry.hostPath);
+      if (entry.type !== 'symlink') {
+        const xattrs = keptXattrLines(entry.hostPath);
+        if (xattrs !== '') digest.xattrs = xattrs;
+      }
       if (entry.target !== undefined) digest.target = entry.target;
       files.push(digest);
     }
@@ -138,13 +154,22 @@ async function walkSource(hostPath: string, rel: string): Promise<SourceEntry[]>
   const info = await lstat(hostPath);
   const base = { rel, hostPath, mode: info.mode & 0o7777, uid: info.uid, gid: info.gid, mtime: info.mtime, size: info.size };
   if (info.isSymbolicLink()) return [{ ...base, type: 'symlink', target: await readlink(hostPath) }];
-  if (info.isFile()) return [{ ...base, type: 'file' }];
+  if (info.isFile()) return [{ ...base, type: 'file', ...(info.nlink > 1 ? { inode: `${info.dev}:${info.ino}` } : {}) }];
   if (!info.isDirectory()) return []; // devices, fifos and sockets in a context are not copied, as with Docker
   const entries: SourceEntry[] = [{ ...base, type: 'directory' }];
   for (const name of (await readdir(hostPath)).sort()) {
     entries.push(...(await walkSource(join(hostPath, name), rel === '' ? name : `${rel}/${name}`)));
   }
   return entries;
+}
+
+/** The xattrs a copy keeps, as sorted "name=hex" lines ('' for none): they change the layer, so the key. */
+function keptXattrLines(path: string): string {
+  return llistxattr(path)
+    .filter(keptXattr)
+    .sort()
+    .map((name) => `${name}=${lgetxattr(path, name)?.toString('hex') ?? ''}`)
+    .join('\n');
 }
 
 async function fileSha256(path: string): Promise<string> {

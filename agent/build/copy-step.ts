@@ -61,7 +61,7 @@ export async function executeCopy(step: CopyStep, rootfs: StepRootfs, context: C
         matches = await expandSources(source.rootfs, step.sources, true, step.instruction);
       }
       if (step.extractArchives) matches = await unpackArchives(matches, scratch, step.instruction);
-      if (step.heredocFiles.length > 0) matches.push(await heredocSource(step, scratch));
+      if (step.heredocFiles.length > 0) matches.push(...(await heredocSources(step, scratch)));
       const owner = step.chown === undefined ? undefined : await lookupOwner(rootfs.rootfs, step.chown);
       await applyCopy(matches, {
         rootfs: rootfs.rootfs,
@@ -112,8 +112,11 @@ async function unpackArchives(matches: MatchedSource[], scratch: string, what: s
   return out;
 }
 
-/** `COPY <<EOF /dest`: the heredocs as files named after their delimiters, owned by root, mode 0644. */
-async function heredocSource(step: CopyStep, scratch: string): Promise<MatchedSource> {
+/**
+ * `COPY <<EOF /dest`: each heredoc is a source file named after its delimiter, owned by root, mode
+ * 0644, so COPY's own rules place it: one heredoc to "/dest" is the file /dest, as in BuildKit.
+ */
+async function heredocSources(step: CopyStep, scratch: string): Promise<MatchedSource[]> {
   const dir = join(scratch, 'heredoc');
   await mkdir(dir, { recursive: true, mode: 0o755 });
   const now = new Date();
@@ -125,7 +128,12 @@ async function heredocSource(step: CopyStep, scratch: string): Promise<MatchedSo
     await writeFile(path, file.content, { mode: 0o644 });
     await utimes(path, now, now);
   }
-  return directorySource(dir, 'heredoc', false);
+  return Promise.all(
+    step.heredocFiles.map(async (file) => {
+      const source = await directorySource(join(dir, file.name), file.name, false);
+      return { ...source, path: file.name };
+    }),
+  );
 }
 
 /** Errors of the step name its place in the Dockerfile. */

@@ -104,7 +104,9 @@ export function parseBaseConfig(bytes: Uint8Array, what: string, platform: { arc
   if (c.StopSignal) config.StopSignal = c.StopSignal;
   if (c.Healthcheck) config.Healthcheck = dropUndefined(c.Healthcheck);
   if (c.Shell) config.Shell = [...c.Shell];
-  // ONBUILD triggers run in the image built FROM this one, not inherited by it.
+  // Kept for the planner, which runs them first in the stage built FROM this image and clears
+  // them there (takeOnBuildTriggers), so they are not inherited further.
+  if (c.OnBuild && c.OnBuild.length > 0) config.OnBuild = [...c.OnBuild];
   return {
     architecture: parsed.data.architecture ?? platform.architecture,
     os: parsed.data.os ?? platform.os,

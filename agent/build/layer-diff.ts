@@ -3,12 +3,13 @@
 // lower layers is needed; only its private forms become the OCI ones: a whiteout (a 0:0 character
 // device) becomes an empty `.wh.NAME` file, an opaque directory (trusted.overlay.opaque=y) gets a
 // `.wh..wh..opq` entry. Entries are sorted by name, parents first, so the same tree always gives
-// the same bytes; hard links are kept (the second name is a link entry to the first).
+// the same bytes; hard links are kept (the second name is a link entry to the first), and so are
+// file capabilities and user.* xattrs (as pax SCHILY.xattr records).
 import type { BigIntStats } from 'node:fs';
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { lgetxattr } from '../runtime/native.js';
+import { lgetxattr, llistxattr } from '../runtime/native.js';
 import { END_OF_ARCHIVE, encodeEntryHeader, padding, type LayerEntryHeader } from './tar-entries.js';
 
 export const WHITEOUT_PREFIX = '.wh.';
@@ -16,8 +17,14 @@ export const OPAQUE_WHITEOUT = '.wh..wh..opq';
 export const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
 /** Set on a directory renamed with redirect_dir on: the upper dir would no longer be a plain diff. */
 const OVERLAY_REDIRECT_XATTR = 'trusted.overlay.redirect';
-/** Extended attributes a layer carries; overlay's own (trusted.overlay.*) never leave the node. */
-export const KEPT_XATTRS: readonly string[] = ['security.capability'];
+/**
+ * Whether a layer carries an extended attribute: file capabilities and user.* ones, the same
+ * allow-list unpacking sets (agent/images/tar-xattrs.ts); overlay's own (trusted.overlay.*, and
+ * user.overlay.* of a `userxattr` mount), security labels and ACLs never leave the node.
+ */
+export function keptXattr(name: string): boolean {
+  return name === 'security.capability' || (name.startsWith('user.') && !name.startsWith('user.overlay.'));
+}
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
@@ -151,7 +158,7 @@ function hardLinkOf(info: BigIntStats, rel: string, links: Map<string, string>):
 
 function keptXattrs(full: string): Map<string, Buffer> | undefined {
   let found: Map<string, Buffer> | undefined;
-  for (const name of KEPT_XATTRS) {
+  for (const name of llistxattr(full).filter(keptXattr)) {
     const value = lgetxattr(full, name);
     if (value !== undefined) (found ??= new Map()).set(name, value);
   }

@@ -1,7 +1,8 @@
 // Unpacks one image layer (tar, optionally gzip or zstd) into a directory that overlayfs can use as a
 // lowerdir. The layer is untrusted input: paths may not leave the directory, nothing is written
 // through a symlink, device nodes are skipped (the runtime provides /dev), and OCI whiteouts
-// become overlayfs whiteouts.
+// become overlayfs whiteouts. Extended attributes (pax SCHILY.xattr records) are set from an
+// allow-list only (tar-xattrs.ts: security.capability, user.*).
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { type FileHandle, link, lstat, lutimes, mkdir, open, readlink, rm, symlink, chmod, lchown } from 'node:fs/promises';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { Parser, type ReadEntry } from 'tar';
 import { lsetxattr, mknod } from '../runtime/native.js';
 import { readDecompressed } from './decompress.js';
+import { TarXattrScanner, layerCapability, xattrDecision } from './tar-xattrs.js';
 import { unlessAbsent } from '../fs-errors.js';
 
 export interface UnpackResult {
@@ -46,6 +48,8 @@ export async function unpackLayer(blobPath: string, targetDir: string, what: str
   const source = readDecompressed(blobPath, what);
 
   const writer = new LayerWriter(targetDir, what);
+  const xattrs = new TarXattrScanner();
+  let entryIndex = 0;
   const hash = createHash('sha256');
   let failure: Error | undefined;
   let sawData = false;
@@ -61,9 +65,11 @@ export async function unpackLayer(blobPath: string, targetDir: string, what: str
   // handler of that file reads it, so memory stays bounded.
   let chain: Promise<void> = Promise.resolve();
   parser.on('entry', (entry: ReadEntry) => {
+    // Entries are emitted in archive order, after the scanner (fed first) has read their headers.
+    const entryXattrs = xattrs.take(entryIndex++);
     chain = chain.then(async () => {
       try {
-        if (failure === undefined) await writer.write(entry);
+        if (failure === undefined) await writer.write(entry, entryXattrs);
       } catch (error) {
         failure ??= error instanceof Error ? error : new Error(String(error));
       } finally {
@@ -80,6 +86,7 @@ export async function unpackLayer(blobPath: string, targetDir: string, what: str
     for await (const chunk of source) {
       if (failure !== undefined) break;
       hash.update(chunk);
+      xattrs.write(chunk);
       if (!sawData && chunk.some((b) => b !== 0)) sawData = true;
       if (!parser.write(chunk)) await new Promise<void>((resolve) => parser.once('drain', resolve));
     }
@@ -106,13 +113,14 @@ class LayerWriter {
   private readonly knownDirs = new Set<string>();
   private readonly dirTimes: { path: string; atime: Date; mtime: Date }[] = [];
   private readonly setOwners = process.getuid?.() === 0;
+  private readonly notedXattrs = new Set<string>();
 
   constructor(
     private readonly root: string,
     private readonly what: string,
   ) {}
 
-  async write(entry: ReadEntry): Promise<void> {
+  async write(entry: ReadEntry, xattrs?: ReadonlyMap<string, Buffer>): Promise<void> {
     if (entry.meta || entry.ignore) return;
     const entryWhat = `${this.what}: entry ${JSON.stringify(entry.path)}`;
     const parts = layerPathComponents(entry.path, this.what);
@@ -149,6 +157,8 @@ class LayerWriter {
         } finally {
           await file.close();
         }
+        // After chown, which clears security.capability; setting an xattr leaves mtime alone.
+        this.setXattrs(full, rel, xattrs, entryWhat);
         return;
       }
       case 'Directory': {
@@ -157,6 +167,7 @@ class LayerWriter {
         this.knownDirs.add(rel);
         if (this.setOwners) await lchown(full, uid, gid);
         await chmod(full, mode);
+        this.setXattrs(full, rel, xattrs, entryWhat);
         this.dirTimes.push({ path: full, atime, mtime });
         return;
       }
@@ -165,6 +176,7 @@ class LayerWriter {
         await this.clear(rel, full, false);
         // The target is stored as given: it is resolved inside the container's root at run time.
         await symlink(entry.linkpath, full);
+        this.skipXattrs(rel, xattrs, 'a symlink carries none on Linux');
         if (this.setOwners) await lchown(full, uid, gid);
         await lutimes(full, atime, mtime);
         return;
@@ -179,11 +191,14 @@ class LayerWriter {
         if (target.isDirectory()) throw new UnsafeLayerError(entryWhat, 'hard link to a directory');
         await this.clear(rel, full, false);
         await link(targetFull, full);
+        // The attributes are the inode's, set by its first name's entry.
+        this.skipXattrs(rel, xattrs, 'a hard link shares its target’s');
         return;
       }
       case 'FIFO': {
         await this.clear(rel, full, false);
         mknod(full, constants.S_IFIFO | mode, 0, 0);
+        this.skipXattrs(rel, xattrs, 'user.* cannot be set on a fifo');
         if (this.setOwners) await lchown(full, uid, gid);
         await lutimes(full, atime, mtime);
         return;
@@ -208,6 +223,44 @@ class LayerWriter {
       case 'Unsupported':
         throw new Error(`${entryWhat}: unsupported tar entry type ${entry.type}`);
     }
+  }
+
+  /** Sets the allowed attributes of `xattrs` on the entry just written; the others are noted once per name. */
+  private setXattrs(full: string, rel: string, xattrs: ReadonlyMap<string, Buffer> | undefined, entryWhat: string): void {
+    for (const [name, value] of xattrs ?? []) {
+      const decision = xattrDecision(name, this.setOwners);
+      if (!decision.keep) {
+        this.noteXattr(name, `skipped xattr ${name} (${decision.why}), first on ${rel}`);
+        continue;
+      }
+      let stored: Buffer;
+      try {
+        stored = name === 'security.capability' ? layerCapability(value) : value;
+      } catch (error) {
+        throw new UnsafeLayerError(entryWhat, (error as Error).message);
+      }
+      try {
+        lsetxattr(full, name, stored);
+      } catch (error) {
+        // A file system without user xattrs (tmpfs before Linux 6.6) cannot hold them: noted, not fatal.
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== 'EOPNOTSUPP' && code !== 'ENOTSUP') {
+          throw new Error(`${entryWhat}: setting xattr ${name}: ${(error as Error).message}`);
+        }
+        this.noteXattr(name, `skipped xattr ${name} (the file system does not support it), first on ${rel}`);
+      }
+    }
+  }
+
+  private skipXattrs(rel: string, xattrs: ReadonlyMap<string, Buffer> | undefined, why: string): void {
+    for (const name of xattrs?.keys() ?? []) this.noteXattr(name, `skipped xattr ${name} on ${rel}: ${why}`);
+  }
+
+  /** One note per attribute name, so a layer of many files does not flood the log. */
+  private noteXattr(name: string, note: string): void {
+    if (this.notedXattrs.has(name)) return;
+    this.notedXattrs.add(name);
+    this.notes.push(note);
   }
 
   /** Applies directory times last: creating entries inside a directory changes its mtime. */

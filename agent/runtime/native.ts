@@ -120,6 +120,7 @@ interface NativeBinding {
   mknod(path: string, mode: number, major: number, minor: number): void;
   lsetxattr(path: string, name: string, value: Buffer): void;
   lgetxattr(path: string, name: string): Buffer | undefined;
+  llistxattr(path: string): string[];
   createUserNamespace?(uidMap: string, gidMap: string): number;
   idmappedMount?(source: string, target: string, usernsFd: number): void;
   spawnContainer?(plan: NativeSpawnPlan): Promise<SpawnedChild>;
@@ -203,6 +204,11 @@ export function lsetxattr(filePath: string, name: string, value: Buffer): void {
 /** lgetxattr(2); undefined when the attribute is not set. */
 export function lgetxattr(filePath: string, name: string): Buffer | undefined {
   return binding.lgetxattr(filePath, name);
+}
+
+/** llistxattr(2): the names of the extended attributes set on the path itself (a symlink's own). */
+export function llistxattr(filePath: string): string[] {
+  return binding.llistxattr(filePath);
 }
 
 /**

@@ -197,11 +197,14 @@ export function serviceBuild(name: string, path: IssuePath, service: Dict, o: Bu
   if (toBool(build['pull'], [...at, 'pull'], r) === true) {
     r.warn([...at, 'pull'], 'pull: true: the building node uses a FROM image it already has and pulls only one it lacks (refresh it with `tsctl image pull`)');
   }
-  // "none" cannot be honoured yet: the build API carries no network choice, and a build asked to
-  // run without a network must not quietly get one.
+  // Every RUN step runs in a network namespace of its own with only loopback, up (agent/build/
+  // run-step.ts), whatever is asked: that is exactly Docker's "none", so "none" is honoured as it
+  // is, and "default" means that same build network. The host's network is never given to a build.
   const network = build['network'];
-  if (network !== undefined && network !== 'default') {
-    r.add([...at, 'network'], `network: ${describeValue(network)} is not supported: builds run on the build network (default) only`);
+  if (network === 'host') {
+    r.add([...at, 'network'], 'network: "host" is not supported: a build step never shares the host\'s network (RUN gets loopback only)');
+  } else if (network !== undefined && network !== 'default' && network !== 'none') {
+    r.add([...at, 'network'], `network: ${describeValue(network)} is not supported: RUN steps get loopback only (default and none both mean that)`);
   }
   noAttestation(build, 'provenance', at, r);
   noAttestation(build, 'sbom', at, r);

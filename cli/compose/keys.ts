@@ -60,7 +60,7 @@ export const COMPOSE_KEYS: Readonly<Record<string, KeyStatus>> = {
   'services.*.build.cache_from': partial(
     "image references are accepted (the building node's step cache already holds the steps of every image built there); registry and other exported caches (type=registry, a reference naming a registry host…) are ignored with a warning",
   ),
-  'services.*.build.network': partial('default (the build network) only; none and others are refused (the build API does not carry a network choice yet)'),
+  'services.*.build.network': partial('default and none, which are the same here: RUN steps get loopback only; host and named networks are refused'),
   'services.*.build.platforms': partial(`only ${NODE_PLATFORM}, the nodes' platform; others are refused`),
   'services.*.build.provenance': partial('false only: Tessera builds make no attestations'),
   'services.*.build.sbom': partial('false only: Tessera builds make no attestations'),

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Parser, type ReadEntry } from 'tar';
 import { readDecompressed } from '../../agent/images/decompress.js';
+import { TarXattrScanner } from '../../agent/images/tar-xattrs.js';
 import type { LocalImageStore } from '../../agent/images/image-store.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo';
@@ -25,6 +26,10 @@ export interface TreeEntry {
   readonly sha256?: string;
   /** A symlink's target. */
   readonly linkTarget?: string;
+  /** Extended attributes from the layers' pax headers (name → value in hex), when there are any. */
+  readonly xattrs?: Readonly<Record<string, string>>;
+  /** The other paths of the final tree that are the same file (hard links), sorted; absent for one name. */
+  readonly hardLinks?: readonly string[];
 }
 
 /** The config fields a Dockerfile sets, normalised: null, {}, [], "" and absent all read as absent. */
@@ -42,6 +47,9 @@ export interface ComparableConfig {
   labels?: Record<string, string>;
   healthcheck?: unknown;
   stopSignal?: string;
+  shell?: string[];
+  /** ONBUILD triggers recorded for images built FROM this one. */
+  onBuild?: string[];
 }
 
 export interface ComparableImage {
@@ -106,17 +114,22 @@ interface LayerEntry {
   size: number;
   sha256?: string;
   linkTarget?: string;
+  xattrs?: Record<string, string>;
 }
 
 /** The entries of one layer blob (gzip, zstd or plain tar), in archive order, with content digests. */
 export async function readLayerEntries(blobPath: string): Promise<LayerEntry[]> {
   const entries: LayerEntry[] = [];
   const parser = new Parser();
+  // node-tar drops pax xattr records; the scanner (fed each chunk first) reads them by entry number.
+  const scanner = new TarXattrScanner();
+  let entryIndex = 0;
   const done = new Promise<void>((resolve, reject) => {
     parser.on('end', resolve);
     parser.on('error', reject);
   });
   parser.on('entry', (entry: ReadEntry) => {
+    const xattrs = scanner.take(entryIndex++);
     const type = typeOf(entry);
     if (type === undefined) {
       entry.resume();
@@ -134,11 +147,15 @@ export async function readLayerEntries(blobPath: string): Promise<LayerEntry[]> 
         item.size = size;
         item.sha256 = hash.digest('hex');
       }
+      if (xattrs !== undefined) item.xattrs = Object.fromEntries([...xattrs].map(([name, value]) => [name, value.toString('hex')]));
       if (type === 'symlink' || type === 'hardlink') item.linkTarget = type === 'hardlink' ? normalisePath(entry.linkpath ?? '') : (entry.linkpath ?? '');
       entries.push(item);
     });
   });
-  for await (const chunk of readDecompressed(blobPath, `layer ${blobPath}`)) parser.write(chunk);
+  for await (const chunk of readDecompressed(blobPath, `layer ${blobPath}`)) {
+    scanner.write(chunk);
+    parser.write(chunk);
+  }
   parser.end();
   await done;
   return entries;
@@ -154,7 +171,7 @@ function removeWithDescendants(tree: Map<string, TreeEntry>, path: string, keepS
 /**
  * Applies one layer over the tree as the OCI image spec says: its whiteouts hide lower paths only
  * (so they go first), then its entries are added; a non-directory replacing a directory drops what
- * was under it; a hard link becomes a file with its target's content and attributes.
+ * was under it; a hard link is the same TreeEntry object as its target (`withHardLinkGroups` names them).
  */
 export function applyLayer(tree: Map<string, TreeEntry>, entries: readonly LayerEntry[]): void {
   for (const entry of entries) {
@@ -178,6 +195,7 @@ export function applyLayer(tree: Map<string, TreeEntry>, entries: readonly Layer
     const item: TreeEntry = { type: entry.type, mode: entry.mode, uid: entry.uid, gid: entry.gid, size: entry.size };
     if (entry.sha256 !== undefined) Object.assign(item, { sha256: entry.sha256 });
     if (entry.linkTarget !== undefined) Object.assign(item, { linkTarget: entry.linkTarget });
+    if (entry.xattrs !== undefined) Object.assign(item, { xattrs: entry.xattrs });
     tree.set(entry.path, item);
   }
 }
@@ -222,6 +240,10 @@ export function comparableConfig(config: Record<string, unknown> | null | undefi
   if (c.Healthcheck !== undefined && c.Healthcheck !== null) out.healthcheck = c.Healthcheck;
   const stopSignal = nonEmptyString(c.StopSignal);
   if (stopSignal !== undefined) out.stopSignal = stopSignal;
+  const shell = stringArray(c.Shell);
+  if (shell) out.shell = shell;
+  const onBuild = stringArray(c.OnBuild);
+  if (onBuild) out.onBuild = onBuild;
   return out;
 }
 
@@ -238,6 +260,7 @@ async function assemble(source: string, manifest: Manifest, blobPath: (digest: s
   const tree = new Map<string, TreeEntry>();
   for (const layer of manifest.layers) applyLayer(tree, await readLayerEntries(blobPath(layer.digest)));
   tree.delete('');
+  withHardLinkGroups(tree);
   return {
     source,
     layers: manifest.layers.length,
@@ -246,6 +269,23 @@ async function assemble(source: string, manifest: Manifest, blobPath: (digest: s
     tree,
     config: comparableConfig(config.config),
   };
+}
+
+/**
+ * Gives each path that shares its file with others (one TreeEntry object, as applyLayer leaves hard
+ * links) the list of the others, so a comparison sees which names are one inode.
+ */
+export function withHardLinkGroups(tree: Map<string, TreeEntry>): void {
+  const groups = new Map<TreeEntry, string[]>();
+  for (const [path, entry] of tree) {
+    const group = groups.get(entry);
+    if (group === undefined) groups.set(entry, [path]);
+    else group.push(path);
+  }
+  for (const [entry, paths] of groups) {
+    if (paths.length < 2) continue;
+    for (const path of paths) tree.set(path, { ...entry, hardLinks: paths.filter((p) => p !== path).sort() });
+  }
 }
 
 function blobPathIn(layoutDir: string): (digest: string) => string {
@@ -300,6 +340,10 @@ function describe(entry: TreeEntry, digestChars = 12): string {
   const parts = [entry.type, `mode ${entry.mode.toString(8).padStart(4, '0')}`, `uid ${entry.uid}`, `gid ${entry.gid}`];
   if (entry.type === 'file') parts.push(`${entry.size} B`, `sha256 ${entry.sha256?.slice(0, digestChars)}`);
   if (entry.linkTarget !== undefined) parts.push(`→ ${entry.linkTarget}`);
+  if (entry.hardLinks !== undefined) parts.push(`hard-linked with ${entry.hardLinks.join(' ')}`);
+  if (entry.xattrs !== undefined) {
+    for (const name of Object.keys(entry.xattrs).sort()) parts.push(`xattr ${name}=${entry.xattrs[name]?.slice(0, digestChars * 4)}`);
+  }
   return parts.join(', ');
 }
 

@@ -3,7 +3,7 @@
 // the executor, all in one temporary directory. The executor is found by importing its module at
 // run time, so the oracle tests and the benchmark work (and say so) on a tree where it is not
 // there yet; `loadOurBuilder` answers why it is unavailable instead of failing the import.
-import { chmod, chown, copyFile, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, rmdir, symlink } from 'node:fs/promises';
+import { chmod, chown, copyFile, link, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, rmdir, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -65,7 +65,8 @@ export async function loadOurBuilder(): Promise<{ executor: ExecutorConstructor 
 
 /**
  * A copy of `context` without what its .dockerignore excludes: what the executor is given, since
- * the sender (tsctl build) applies .dockerignore, not the executor. Modes and owners are kept.
+ * the sender (tsctl build) applies .dockerignore, not the executor. Modes, owners and hard links
+ * (which tsctl's context tar carries as links) are kept.
  */
 export async function filteredContext(context: string, into: string): Promise<string> {
   let patterns: string[] = [];
@@ -75,6 +76,7 @@ export async function filteredContext(context: string, into: string): Promise<st
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   const ignore = dockerignore.default().add(patterns);
+  const copies = new Map<string, string>();
   const copy = async (from: string, to: string): Promise<void> => {
     const info = await lstat(from);
     const rel = relative(context, from);
@@ -91,6 +93,13 @@ export async function filteredContext(context: string, into: string): Promise<st
     } else if (info.isSymbolicLink()) {
       await symlink(await readlink(from), to);
     } else {
+      const inode = `${info.dev}:${info.ino}`;
+      const first = info.nlink > 1 ? copies.get(inode) : undefined;
+      if (first !== undefined) {
+        await link(first, to);
+        return;
+      }
+      if (info.nlink > 1) copies.set(inode, to);
       await copyFile(from, to);
       await chmod(to, info.mode & 0o7777);
     }

@@ -310,3 +310,9 @@ test("an image's created is its newest history time (stable for a fully cached b
   t.is(imageCreated([{ created_by: 'x' }], '2030-01-01T00:00:00.000Z'), '2030-01-01T00:00:00.000Z');
   t.is(imageCreated([], 'clock'), 'clock');
 });
+
+test('a base image’s ONBUILD triggers reach the planner (which runs them first and clears them for the child)', (t) => {
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { OnBuild: ['RUN echo hi'], Cmd: ['sh'] } }));
+  const base = parseBaseConfig(config, 'image base', { architecture: 'amd64', os: 'linux' });
+  t.deepEqual(toBuildImageConfig(base.config).onBuild, ['RUN echo hi']);
+});

@@ -7,7 +7,17 @@ import { mkdir, mkdtemp, rm, symlink, writeFile, link, chmod } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create as tarCreate } from 'tar';
-import { type ComparableImage, type TreeEntry, applyLayer, compareImages, comparableConfig, normalisePath, readLayerEntries } from '../helpers/image-tree.js';
+import {
+  type ComparableImage,
+  type TreeEntry,
+  applyLayer,
+  compareImages,
+  comparableConfig,
+  normalisePath,
+  readLayerEntries,
+  withHardLinkGroups,
+} from '../helpers/image-tree.js';
+import { encodeEntryHeader, padding, END_OF_ARCHIVE } from '../../agent/build/tar-entries.js';
 
 async function layer(dir: string, name: string, files: (root: string) => Promise<void>, paths: string[], gzip: boolean): Promise<string> {
   const root = join(dir, `${name}-root`);
@@ -134,4 +144,53 @@ test('compareImages lists each difference on its own line, and none for equal im
     'label key order is no difference',
   );
   t.deepEqual(compareImages(base([['run/x', file]]), base([]), { ignorePaths: ['run'] }), []);
+});
+
+test('hard-link groups and xattrs are part of the comparison: two separate files are not one linked file', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-image-tree-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const capability = Buffer.from([1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  const data = Buffer.from('x');
+  const base = { mode: 0o755, uid: 0, gid: 0, mtime: new Date(0) };
+  const linkedTar = join(dir, 'linked.tar');
+  await writeFile(
+    linkedTar,
+    Buffer.concat([
+      encodeEntryHeader({ ...base, path: 'a', type: 'File', size: 1, xattrs: new Map([['security.capability', capability]]) }),
+      data,
+      padding(1),
+      encodeEntryHeader({ ...base, path: 'b', type: 'Link', size: 0, linkpath: 'a' }),
+      END_OF_ARCHIVE,
+    ]),
+  );
+  const separateTar = join(dir, 'separate.tar');
+  await writeFile(
+    separateTar,
+    Buffer.concat([
+      encodeEntryHeader({ ...base, path: 'a', type: 'File', size: 1 }),
+      data,
+      padding(1),
+      encodeEntryHeader({ ...base, path: 'b', type: 'File', size: 1 }),
+      data,
+      padding(1),
+      END_OF_ARCHIVE,
+    ]),
+  );
+  const image = async (blob: string): Promise<ComparableImage> => {
+    const tree = new Map<string, TreeEntry>();
+    applyLayer(tree, await readLayerEntries(blob));
+    withHardLinkGroups(tree);
+    return { source: blob, layers: 1, diffIds: [], emptyLayerHistory: 0, tree, config: {} };
+  };
+  const linked = await image(linkedTar);
+  t.deepEqual(linked.tree.get('a')?.hardLinks, ['b']);
+  t.deepEqual(linked.tree.get('b')?.hardLinks, ['a']);
+  t.deepEqual(linked.tree.get('b')?.xattrs, { 'security.capability': capability.toString('hex') }, 'the link shares the inode’s xattrs');
+  const lines = compareImages(linked, await image(separateTar));
+  t.is(lines.length, 2, lines.join('\n'));
+  t.regex(
+    lines[0] ?? '',
+    /^\/a: ours .*hard-linked with b, xattr security\.capability=0100000200040000.*; theirs file, mode 0755, uid 0, gid 0, 1 B, sha256 \w+$/,
+  );
+  t.regex(lines[1] ?? '', /^\/b: ours .*hard-linked with a.*; theirs /);
 });

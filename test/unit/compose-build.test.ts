@@ -227,13 +227,15 @@ test('ssh, secrets and the other build keys a Tessera build cannot honour are re
   t.regex(lines[1] ?? '', /secrets: not supported: secrets are not mounted into build steps/);
 });
 
-test('network: default is accepted; none (which the build API cannot carry yet) and others are refused', (t) => {
+test('network: default and none are accepted (RUN gets loopback only either way); host and named networks are refused', (t) => {
   t.is(onlyJob(load(compose('    build: {context: ., network: default}\n')).project).request.compression, 'gzip');
-  for (const network of ['none', 'host']) {
-    t.deepEqual(refusal(compose(`    build:\n      context: .\n      network: ${network}\n`)), [
-      `compose.yaml:5:7: services.web.build.network: network: "${network}" is not supported: builds run on the build network (default) only`,
-    ]);
-  }
+  t.is(onlyJob(load(compose('    build: {context: ., network: none}\n')).project).request.compression, 'gzip');
+  t.deepEqual(refusal(compose('    build:\n      context: .\n      network: host\n')), [
+    `compose.yaml:5:7: services.web.build.network: network: "host" is not supported: a build step never shares the host's network (RUN gets loopback only)`,
+  ]);
+  t.deepEqual(refusal(compose('    build:\n      context: .\n      network: backend\n')), [
+    `compose.yaml:5:7: services.web.build.network: network: "backend" is not supported: RUN steps get loopback only (default and none both mean that)`,
+  ]);
 });
 
 test('platform: and build.platforms: the nodes’ linux/amd64 is accepted, wasi/wasm and arm64 are refused naming the platform', (t) => {
