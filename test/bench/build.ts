@@ -108,7 +108,7 @@ let baseDigest = '';
 try {
   ours = await startBusyboxNode('tessera-bench-build-');
   const node = ours.node;
-  baseDigest = /\((sha256:[0-9a-f]{64})\)/.exec(await node.tsctl('image', 'ls', '-o', 'json').catch(() => ''))?.[1] ?? '';
+  baseDigest = /busybox\S*\s+(sha256:[0-9a-f]{12})/.exec(await node.tsctl('image', 'ls'))?.[1] ?? '?';
   oracle = await startBuildah({ storageDriver: DRIVER });
   const context = join(ours.workDir, 'context');
   await cp(FIXTURE, context, { recursive: true });
@@ -172,9 +172,7 @@ try {
 
 const ms = (value: number): string => (Number.isNaN(value) ? '—' : `${value.toFixed(0)} ms`);
 const { stdout: buildahVersion } = await run(BUILDAH, ['--version']);
-console.log(
-  `bench:build — ${RUNS} rounds, three-stage Dockerfile, 10 steps (test/fixtures/builds/bench-three-stage), FROM busybox ${baseDigest.slice(0, 19)}…`,
-);
+console.log(`bench:build — ${RUNS} rounds, three-stage Dockerfile, 10 steps (test/fixtures/builds/bench-three-stage), FROM busybox ${baseDigest}…`);
 console.log('timed, spawn to exit: ours = the `tsctl build --progress plain` process against a single-node tsd over its unix API socket');
 console.log('  (tsctl start-up, context walk and upload, the build in tsd, progress back);');
 console.log(`  buildah = the \`buildah bud --layers --isolation oci --network none\` process (${buildahVersion.trim()}, ${DRIVER} storage, runc)`);
