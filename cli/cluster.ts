@@ -10,18 +10,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { type Command, InvalidArgumentError } from 'commander';
 
-import { cleanupNode } from '../daemon/cleanup.js';
 import { dataPaths, apiSocketOf, metricsListenOf, validateConfig, type DaemonConfig } from '../daemon/config.js';
 import { configFromOptions, flagName, nodeArgv, optionAttribute, withNodeOptions, NODE_SETTING_KEYS, type NodeSettingKey } from '../daemon/node-options.js';
 import type { Node } from '../common/resources/types.js';
-import {
-  createNetnsCluster,
-  destroyNetnsCluster,
-  nodeRunning,
-  type NetnsClusterOptions,
-  type NetnsDerivedSetting,
-  type SharedNodeSettings,
-} from './local-cluster/netns-cluster.js';
+// The netns cluster and the daemon's clean-up are imported where `up` and `down` use them: they
+// bring the runtime, the native addon and netlink, which every other tsctl command paid for at
+// start (tsctl build's start-up was profiled; see bench:build).
+import type { NetnsClusterOptions, NetnsDerivedSetting, SharedNodeSettings } from './local-cluster/netns-cluster.js';
 import { connect } from './client.js';
 import { readContext, removeContext, writeContext } from './context.js';
 import { processAlive, processStartTime } from '../agent/runtime/process-alive.js';
@@ -277,6 +272,7 @@ export async function clusterUp(config: DaemonConfig, out: (line: string) => voi
 export async function clusterUpNetns(options: NetnsClusterOptions, out: (line: string) => void): Promise<void> {
   const { nodes } = options;
   const managers = options.managers ?? 1;
+  const { createNetnsCluster, nodeRunning } = await import('./local-cluster/netns-cluster.js');
   const existing = await readContext();
   if (existing?.netns && existing.netns.nodes.some(nodeRunning)) {
     out(`a ${existing.netns.nodes.length}-node cluster is already up (API ${existing.server}); run tsctl cluster down first to change it`);
@@ -302,6 +298,7 @@ export async function clusterUpNetns(options: NetnsClusterOptions, out: (line: s
 export async function clusterDown(out: (line: string) => void): Promise<void> {
   const context = await readContext();
   if (context?.netns) {
+    const { destroyNetnsCluster } = await import('./local-cluster/netns-cluster.js');
     await destroyNetnsCluster(context.netns, out);
     await removeContext();
     out(`cluster is down: ${context.netns.nodes.length} nodes, their namespaces, containers, cgroups and the underlay bridge removed`);
@@ -323,6 +320,7 @@ export async function clusterDown(out: (line: string) => void): Promise<void> {
     }
   }
   // Whatever tsd could not remove itself (it may have been killed) goes now.
+  const { cleanupNode } = await import('../daemon/cleanup.js');
   await cleanupNode(config, out);
   await rm(join(config.dataRoot, 'containers'), { recursive: true, force: true });
   // The cluster itself goes too (like deleting a kind cluster): the next `up` starts empty.

@@ -40,6 +40,9 @@ fi
 if [ -z "${npm_config_nodedir:-}" ] && [ -f "$(dirname "$(dirname "$(command -v node)")")/include/node/node.h" ]; then
   export npm_config_nodedir="$(dirname "$(dirname "$(command -v node)")")"
 fi
+# zstd-napi (zstd layers for builds) compiles its bundled zstd sources rather than fetch a prebuilt
+# binary from the internet (prebuild-install's default, unreachable here and not checked anyway).
+export npm_config_build_from_source=zstd-napi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi

@@ -49,7 +49,8 @@ elif [ -f "$here/../package.json" ]; then
   apt_install "${build_packages[@]}"
   checkout=$(readlink -f "$here/..")
   # package.sh builds the addon and dist/ itself.
-  (cd "$checkout" && { [ -d node_modules ] || npm ci --no-audit --no-fund; })
+  # zstd-napi compiles from its bundled sources, as in install-deps.sh.
+  (cd "$checkout" && { [ -d node_modules ] || npm_config_build_from_source=zstd-napi npm ci --no-audit --no-fund; })
   tar -C "$work" -xzf "$(bash "$checkout/deploy/package.sh" "$work/out" | tail -1)"
   release=$(find "$work" -mindepth 2 -maxdepth 2 -name RELEASE -printf '%h\n' | head -1)
 else

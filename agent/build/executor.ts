@@ -57,7 +57,7 @@ export class BuildExecutor implements ImageBuilder {
   constructor(private readonly options: BuildExecutorOptions) {}
 
   async build(request: BuildRequest, contextDir: string, onProgress: (event: BuildProgress) => void, signal: AbortSignal): Promise<BuildResult> {
-    assertCompressionAvailable(request.compression);
+    await assertCompressionAvailable(request.compression);
     checkTags(request);
     const dockerfile = request.dockerfileInline ?? (await readDockerfile(contextDir, request.dockerfilePath));
     const platform = buildPlatform();

@@ -1,7 +1,9 @@
 // Compresses a layer's tar stream into a file, hashing both sides on the way: the uncompressed
 // sha256 is the layer's diff-id (the config's rootfs.diff_ids), the compressed one its blob digest
-// (the manifest's). gzip comes from node's zlib. zstd needs zlib's zstd (Node 22.15 and later);
-// Node 20 has none and fzstd only decodes, so on such a node a zstd build is refused by name.
+// (the manifest's). gzip comes from node's zlib. zstd from zstd-napi (Node 20's zlib has none, and
+// fzstd only decodes): Node-API bindings to the zstd library, compiled from the sources the package
+// ships when it is installed. It is loaded only when a build asks for zstd, so a node whose addon
+// did not build still builds gzip layers, and a zstd build there is refused by name before any step.
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
@@ -21,30 +23,35 @@ export interface LayerBlob {
   mediaType: string;
 }
 
-type ZstdFactory = () => Transform;
+/** zstd's own default level (what `zstd` and BuildKit use): fast, and smaller than gzip -6. */
+const ZSTD_LEVEL = 3;
 
-/** zlib's zstd compressor where this Node has one (22.15+), looked up at run time. */
-function zstdCompressor(): ZstdFactory | undefined {
-  const candidate = (zlib as unknown as Record<string, unknown>).createZstdCompress;
-  return typeof candidate === 'function' ? (candidate as ZstdFactory) : undefined;
+type ZstdStreamClass = new (parameters?: { compressionLevel?: number }) => Transform;
+let zstdStream: Promise<ZstdStreamClass> | undefined;
+
+/** zstd-napi's streaming compressor, imported once on first use. */
+function zstdCompressStream(): Promise<ZstdStreamClass> {
+  zstdStream ??= import('zstd-napi').then(
+    (module) => module.CompressStream as ZstdStreamClass,
+    (error: Error) => {
+      zstdStream = undefined;
+      throw new BuildError(`zstd layer compression is not available on this node (the zstd-napi addon does not load: ${error.message.split('\n')[0]}): build with gzip`);
+    },
+  );
+  return zstdStream;
 }
 
 /** Throws the build's error for a compression this node cannot write; call before any step runs. */
-export function assertCompressionAvailable(compression: LayerCompression): void {
-  if (compression === 'zstd' && zstdCompressor() === undefined) {
-    throw new BuildError(
-      `zstd layer compression needs Node.js 22.15 or later (zlib's zstd); this node runs ${process.version}, which has only a zstd decoder: build with gzip`,
-    );
-  }
+export async function assertCompressionAvailable(compression: LayerCompression): Promise<void> {
+  if (compression === 'zstd') await zstdCompressStream();
 }
 
 /** Writes `tar` compressed into `target` (which must not exist); returns its digests. */
 export async function writeLayerBlob(tar: AsyncIterable<Buffer>, target: string, compression: LayerCompression): Promise<LayerBlob> {
-  assertCompressionAvailable(compression);
   const diff = createHash('sha256');
   const blob = createHash('sha256');
   let size = 0;
-  const compressor = compression === 'gzip' ? zlib.createGzip() : (zstdCompressor() as ZstdFactory)();
+  const compressor = compression === 'gzip' ? zlib.createGzip() : new (await zstdCompressStream())({ compressionLevel: ZSTD_LEVEL });
   await pipeline(
     tar,
     async function* (source: AsyncIterable<Buffer>) {

@@ -5,7 +5,8 @@ import type { StackObject } from '../../common/resources/types.js';
 import type { ApplyResult__Output } from '../../proto/gen/tessera/api/v1/ApplyResult.js';
 import type { ApiClient } from '../client.js';
 import { clientRunner } from '../with-client.js';
-import { formatIssue, loadManifests, type LoadResult } from '../manifest/load.js';
+// The manifest reader (with the resource schemas) loads when a command reads files, not at every tsctl command's start.
+import type { LoadResult } from '../manifest/load.js';
 import { objectLabel, renderChange, type ObjectChange, type PlannedAction } from '../manifest/object-diff.js';
 import { DEFAULT_FOLLOW_TIMEOUT_MS, followUntilConverged, parseDuration } from '../output/follow-services.js';
 
@@ -17,6 +18,7 @@ interface FileOptions {
 }
 
 async function load(options: FileOptions): Promise<LoadResult> {
+  const { formatIssue, loadManifests } = await import('../manifest/load.js');
   const result = await loadManifests(options.filename, { lenient: options.lenient === true });
   for (const warning of result.warnings) process.stderr.write(`warning: ${formatIssue(warning)}\n`);
   if (result.objects.length === 0) throw new Error(`${options.filename}: no objects to apply`);

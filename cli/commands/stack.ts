@@ -10,9 +10,10 @@ import { stringify } from 'yaml';
 import type { StackObject } from '../../common/resources/types.js';
 import { unhonouredFields } from '../../control-plane/api/unhonoured-fields.js';
 import type { Node, Service, Task } from '../../common/resources/types.js';
-import { loadCompose } from '../compose/load.js';
 import type { ApiClient } from '../client.js';
-import { buildStackImages, prepareBuilds, type RunBuild } from '../compose/build-run.js';
+// The Compose reader and the build runner (with the resource schemas) load when deploy runs, not at
+// every tsctl command's start.
+import type { RunBuild } from '../compose/build-run.js';
 import { renderBuildPlan } from '../compose/build-table.js';
 import { clientRunner } from '../with-client.js';
 import { DEFAULT_FOLLOW_TIMEOUT_MS, followUntilConverged, parseDuration } from '../output/follow-services.js';
@@ -81,6 +82,7 @@ export function registerStackCommands(program: Command, deps: StackCommandDeps =
         options: { composeFile: string[]; dryRun?: boolean; detach?: boolean; timeout: string; allowOutsideFiles?: boolean; build: boolean },
       ) => {
         const timeoutMs = parseDuration(options.timeout);
+        const [{ loadCompose }, { buildStackImages, prepareBuilds }] = await Promise.all([import('../compose/load.js'), import('../compose/build-run.js')]);
         const project = loadCompose(options.composeFile, { env: process.env, projectName: name, allowOutsideFiles: options.allowOutsideFiles === true });
         for (const warning of project.warnings) process.stderr.write(`warning: ${warning}\n`);
         if (options.dryRun) {

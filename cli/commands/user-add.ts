@@ -1,12 +1,13 @@
 // `tsctl cluster user add NAME --role ROLE`: a key pair made here, a CSR sent to the cluster CA, and
 // a context file holding the certificate, the key and the managers' addresses, ready to hand to the
 // user (like a kubeconfig). The private key is never sent: only the CSR, which proves possession.
+import { webcrypto } from 'node:crypto';
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { createCsr, generateKeyPair, type NodeKeyPair } from '../../common/identity/csr.js';
+import type { NodeKeyPair } from '../../common/identity/csr.js';
 import { IDENTITY_NAME, isUserRole, parseIdentity, type UserRole } from '../../common/identity/certificate.js';
-import { joinPem, parseCertificate, splitPemCertificates, webcrypto } from '../../common/identity/x509.js';
+import { joinPem, parseCertificate, splitPemCertificates } from '../../common/identity/x509-core.js';
 import { isAbsent } from '../../agent/fs-errors.js';
 import type { ApiClient } from '../client.js';
 import { validateContext, type CliContext } from '../context-schema.js';
@@ -100,6 +101,8 @@ export async function addUser(client: ApiClient, name: string, options: UserAddO
   if (!options.force) await refuseExisting(path);
   // Before the CA is asked: a refusal afterwards would leave a certificate issued for nothing.
   if (!options.force && options.pemDir !== undefined) for (const name of Object.values(PEM_FILES)) await refuseExisting(join(options.pemDir, name));
+  // Loaded here, not at import: it loads the X.509 library, which every other tsctl command would pay for at start.
+  const { createCsr, generateKeyPair } = await import('../../common/identity/csr.js');
   const keys = await generateKeyPair();
   const csrPem = await createCsr(keys, { commonNameHint: name });
   const validityMs = options.validityDays === undefined ? 0 : options.validityDays * DAY_MS;

@@ -3,7 +3,8 @@
 // writes these from its own decision, so reading them back is all a peer has to do.
 import { createHash } from 'node:crypto';
 import { DNS_LABEL } from '../resources/names.js';
-import { IdentityError, parseCertificate, normalizeSerial, type x509 } from './x509.js';
+import { IdentityError, parseCertificate, normalizeSerial } from './x509-core.js';
+import type { x509 } from './x509.js';
 
 export const NODE_ROLES = ['manager', 'worker'] as const;
 export const USER_ROLES = ['admin', 'operator', 'viewer'] as const;

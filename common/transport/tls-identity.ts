@@ -3,7 +3,7 @@
 // CA rotation calls update(); new handshakes use the new material, connections already made keep
 // theirs, so nothing restarts.
 import type * as grpc from '@grpc/grpc-js';
-import { joinPem } from '../identity/x509.js';
+import { joinPem } from '../identity/x509-core.js';
 
 type CaListener = grpc.experimental.CaCertificateUpdateListener;
 type IdentityListener = grpc.experimental.IdentityCertificateUpdateListener;

@@ -39,12 +39,16 @@ export interface OurBuildOptions {
   buildArgs?: Readonly<Record<string, string>>;
   target?: string;
   noCache?: boolean;
+  /** Layer compression (default gzip). */
+  compression?: 'gzip' | 'zstd';
 }
 
 export interface OurBuilder {
   readonly dir: string;
   build(options: OurBuildOptions): Promise<OurBuildResult>;
   read(tag: string): Promise<ComparableImage>;
+  /** The image store the builder builds into (replaced by clearCache). */
+  store(): LocalImageStore;
   /** A fresh image store holding only busybox: an empty step cache. */
   clearCache(): Promise<void>;
   stop(): Promise<void>;
@@ -146,7 +150,7 @@ export async function startOurBuilder(executor: ExecutorConstructor, log: (messa
         buildArgs: options.buildArgs ?? {},
         noCache: options.noCache ?? false,
         labels: {},
-        compression: 'gzip',
+        compression: options.compression ?? 'gzip',
         push: false,
         ...(options.target === undefined ? {} : { target: options.target }),
       };
@@ -168,6 +172,7 @@ export async function startOurBuilder(executor: ExecutorConstructor, log: (messa
       }
     },
     read: (tag) => readStoreImage(images, tag),
+    store: () => images,
     clearCache: fresh,
     stop,
   };

@@ -13,7 +13,8 @@ import { cgroupDirsUnder } from './host-cgroups.js';
 const run = promisify(execFile);
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const tsdMain = join(repoRoot, 'dist', 'daemon', 'main.js');
-const tsctlMain = join(repoRoot, 'dist', 'cli', 'main.js');
+/** tsctl as built (dist/), for tests and benchmarks that run the real CLI process. */
+export const tsctlMain = join(repoRoot, 'dist', 'cli', 'main.js');
 /** Inside the node's own network namespace any port is free, so the metrics port is fixed. */
 export const METRICS_PORT = 9323;
 
