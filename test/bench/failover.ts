@@ -8,14 +8,20 @@
 // "answer" is when the services table reaches its stdout, "exit" when the process has ended (it may
 // refresh the context's manager list after answering). The killed manager is started again and
 // rejoins before the next run, so every run kills the leader of a healthy 3-manager cluster.
-// For comparison, the same command on the healthy cluster (start-up and one call, no failover).
-// FAILOVER_RUNS sets the number of runs (default 7).
+// Where the time goes, measured beside it: from the same kill, an ApiClient inside this process
+// (already loaded, with the context's managers, leader first: the failover and the cluster's
+// election without tsctl's start-up) until its List answers; the same command on the healthy
+// cluster (start-up and the calls, no failover); and `tsctl --help` (start-up alone: loading the
+// modules, no call). FAILOVER_RUNS sets the number of runs (default 7).
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { processAlive } from '../../agent/runtime/process-alive.js';
+import { ApiClient } from '../../cli/client.js';
+import { contextServers } from '../../cli/context-servers.js';
+import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
 import { eventually } from '../helpers/eventually.js';
 import { TSCTL, TsctlCluster } from '../helpers/tsctl-cluster.js';
 import { median } from './stats.js';
@@ -30,10 +36,10 @@ interface Timed {
   stderr: string;
 }
 
-/** Starts `tsctl get services` now; times from `since` to its first stdout and to its exit. */
-function timedGetServices(cluster: TsctlCluster, since: number): Promise<Timed> {
+/** Starts `tsctl ARGS` now; times from `since` to its first stdout and to its exit. */
+function timedTsctl(cluster: TsctlCluster, since: number, args = ['get', 'services']): Promise<Timed> {
   return new Promise((resolve, reject) => {
-    const child = spawn(TSCTL, ['get', 'services'], { env: cluster.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(TSCTL, args, { env: cluster.env(), stdio: ['ignore', 'pipe', 'pipe'] });
     let answerMs = -1;
     let stderr = '';
     child.stdout.on('data', () => {
@@ -43,6 +49,20 @@ function timedGetServices(cluster: TsctlCluster, since: number): Promise<Timed> 
     child.on('error', reject);
     child.on('close', (code) => resolve({ answerMs, exitMs: performance.now() - since, code: code ?? -1, stderr }));
   });
+}
+
+/** From `since`, the time until a client that is already loaded, with the context's managers in order, has its List answered. */
+async function listAfterKill(cluster: TsctlCluster, since: number): Promise<number> {
+  const context = await cluster.readContext();
+  if (!context) throw new Error('no context');
+  const [first, ...others] = contextServers(context);
+  const client = new ApiClient(first!, { timeoutMs: 30_000, failover: { addresses: others, securityFor: () => LOCAL_INSECURE } });
+  try {
+    await client.list({ kind: 'Service', allStacks: true });
+    return performance.now() - since;
+  } finally {
+    client.close();
+  }
 }
 
 async function settle(cluster: TsctlCluster, name: string): Promise<void> {
@@ -72,7 +92,12 @@ try {
   if (applied.code !== 0) throw new Error(`apply failed: ${applied.stderr}`);
 
   const healthy: Timed[] = [];
-  for (let i = 0; i < RUNS; i++) healthy.push(await timedGetServices(cluster, performance.now()));
+  const startUp: Timed[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    healthy.push(await timedTsctl(cluster, performance.now()));
+    startUp.push(await timedTsctl(cluster, performance.now(), ['--help']));
+  }
+  const inProcess: number[] = [];
 
   const afterKill: Timed[] = [];
   for (let run = 0; run < RUNS; run++) {
@@ -82,10 +107,13 @@ try {
     if (!processAlive(leader.pid, leader.startTime)) throw new Error(`${leader.name}'s tsd (PID ${leader.pid}) is not the one the cluster recorded`);
     process.kill(leader.pid, 'SIGKILL');
     const killedAt = performance.now();
-    const timed = await timedGetServices(cluster, killedAt);
+    const [timed, listMs] = await Promise.all([timedTsctl(cluster, killedAt), listAfterKill(cluster, killedAt)]);
+    inProcess.push(listMs);
     if (timed.code !== 0 || timed.answerMs < 0) throw new Error(`run ${run + 1}: tsctl get services failed (${timed.code}): ${timed.stderr}`);
     afterKill.push(timed);
-    console.error(`run ${run + 1}: killed ${leader.name}; answer ${Math.round(timed.answerMs)} ms, exit ${Math.round(timed.exitMs)} ms`);
+    console.error(
+      `run ${run + 1}: killed ${leader.name}; tsctl answer ${Math.round(timed.answerMs)} ms, exit ${Math.round(timed.exitMs)} ms; in-process List ${Math.round(listMs)} ms`,
+    );
     const start = await cluster.tsctl(['cluster', 'node', 'start', leader.name]);
     if (start.code !== 0) throw new Error(`cluster node start ${leader.name} failed: ${start.stderr}`);
     await settle(cluster, leader.name);
