@@ -15,6 +15,7 @@
 // modules, no call). FAILOVER_RUNS sets the number of runs (default 7).
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -133,6 +134,7 @@ try {
       afterKill.map((r) => r.exitMs),
       '-',
     ),
+    row('kill -9 of the leader → in-process ApiClient List answered (no start-up)', inProcess, '-'),
     row(
       'healthy cluster: `tsctl get services` answer printed (no failover)',
       healthy.map((r) => r.answerMs),
@@ -143,11 +145,16 @@ try {
       healthy.map((r) => r.exitMs),
       '-',
     ),
+    row(
+      '`tsctl --help` exited (start-up alone, no call)',
+      startUp.map((r) => r.exitMs),
+      '-',
+    ),
   ];
   console.log(`tsctl failover: ${RUNS} runs, 3-manager netns cluster, leader killed with SIGKILL, clock from the kill to the new tsctl process's output`);
   const widths = [0, 1, 2, 3].map((i) => Math.max(...[header, ...rows].map((r) => r[i]!.length)));
   for (const r of [header, ...rows]) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  '));
-  console.log(`(after kill, answer per run: ${afterKill.map((r) => ms(r.answerMs)).join(', ')} ms)`);
+  console.log(`(after kill, answer per run: ${afterKill.map((r) => ms(r.answerMs)).join(', ')} ms; load average at the end: ${loadavg()[0]!.toFixed(1)})`);
 } finally {
   const down = await cluster.tsctl(['cluster', 'down']);
   if (down.code !== 0) console.error(`cluster down: ${down.stderr}`);
