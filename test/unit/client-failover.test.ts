@@ -254,7 +254,7 @@ test('when no manager answers within the wait, the error is one line naming each
   const dir = await scratch(t);
   const a = `unix:${join(dir, 'a.sock')}`;
   const b = await fakeManager(t, dir, 'b', { list: 'no-leader' });
-  const client = failoverClient(a, [b.address], 600);
+  const client = failoverClient(a, [b.address], 2000);
   t.teardown(() => client.close());
   const err = await t.throwsAsync(client.list({ kind: 'Service', allStacks: true }));
   t.is(
