@@ -4,8 +4,9 @@
 
 /**
  * - read: changes nothing; asking another manager gives the same answer.
- * - watch: a stream of changes that the caller resumes from its last revision (WatchRequest
- *   from_revision), so a new manager neither skips nor repeats an event.
+ * - watch: a stream that the caller resumes from where it was (Watch: the last revision,
+ *   WatchRequest from_revision; Logs: each task's last line sequence; Events: the last event's
+ *   revision and place), so a new manager neither skips nor repeats what was delivered.
  * - idempotent: a write that states the end result (apply a spec, set replicas, set a setting,
  *   delete a name): done twice, it ends where done once; a repeat after success is refused
  *   (NOT_FOUND) or changes nothing, both of which the command reports truthfully.
@@ -25,6 +26,8 @@ export const API_METHOD_RETRY: Readonly<Record<string, RetryClass>> = {
   AuditLog: 'read',
   Top: 'read',
   Watch: 'watch',
+  Logs: 'watch',
+  Events: 'watch',
   Apply: 'idempotent',
   Delete: 'idempotent',
   Scale: 'idempotent',
@@ -33,11 +36,7 @@ export const API_METHOD_RETRY: Readonly<Record<string, RetryClass>> = {
   ImagePull: 'idempotent',
   ImageRemove: 'idempotent',
   ImagePrune: 'idempotent',
-  // Streams whose output has already gone to the user: a second run would print it again. Logs
-  // lines carry no sequence number to resume from (LogLine has only a time), so `logs -f` is not
-  // resumed either; Events likewise carry no position.
-  Logs: 'once',
-  Events: 'once',
+  // Streams whose output has already gone to the user: a second run would print it again.
   ImagePullProgress: 'once',
   ImageSave: 'once',
   ImagePush: 'once',

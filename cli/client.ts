@@ -48,7 +48,8 @@ import type { BuildOutput__Output } from '../proto/gen/tessera/api/v1/BuildOutpu
 import { assertAddressAllowed, channelOptions, clientCredentials, LOCAL_INSECURE, type TransportSecurity } from '../common/transport/credentials.js';
 import type { ClusterInfoResponse__Output } from '../proto/gen/tessera/api/v1/ClusterInfoResponse.js';
 import { ELECTION_WAIT_MS, failoverClient, failureReason, ManagerRotation, mayRetry, NO_MANAGER_ANSWERED } from './failover.js';
-import { WatchResume } from './watch-resume.js';
+import { EventResume, WatchResume } from './watch-resume.js';
+import { LogResume } from '../common/logs/log-resume.js';
 
 export class ApiCallError extends Error {
   readonly code: grpc.status;
@@ -253,14 +254,72 @@ export class ApiClient {
     return this.raw.buildImage();
   }
 
-  /** Streams log lines to onLine; resolves at the end of the stream or when cancelled. */
+  /**
+   * Streams log lines to onLine; resolves at the end of the stream or when cancelled. With several
+   * managers, a stream whose manager goes away goes on at the next one after each task's last line
+   * delivered (common/logs/log-resume.ts), dropping any line delivered before.
+   */
   logs(req: LogsRequest, onLine: (line: LogLine__Output) => void, signal?: AbortSignal): Promise<void> {
-    return untilEnd(this.raw.logs(req), onLine, signal);
+    if (!this.rotation) return untilEnd(this.raw.logs(req), onLine, signal);
+    const resume = new LogResume(req.tail ?? 0);
+    return this.resuming(
+      'Logs',
+      (answered) => {
+        const { tail, afterSequence } = resume.next();
+        const resumed = { ...req, tail, afterSequence: Object.fromEntries(afterSequence), reportCaughtUp: req.follow === true };
+        const onResumed = (line: LogLine__Output) => {
+          answered();
+          if (line.caughtUp) resume.markCaughtUp();
+          else if (line.notice || resume.deliver(line.task, Number(line.sequence))) onLine(line);
+        };
+        return untilEnd(this.raw.logs(resumed), onResumed, signal, false);
+      },
+      signal,
+    );
   }
 
-  /** Streams cluster events to onEvent; resolves at the end of the stream or when cancelled. */
+  /**
+   * Streams cluster events to onEvent; resolves at the end of the stream or when cancelled. With
+   * several managers, a stream whose manager goes away goes on at the next one after the last event
+   * delivered (its store revision and place), dropping any delivered before.
+   */
   events(req: EventsRequest, onEvent: (event: ClusterEventMessage__Output) => void, signal?: AbortSignal): Promise<void> {
-    return untilEnd(this.raw.events(req), onEvent, signal);
+    if (!this.rotation) return untilEnd(this.raw.events(req), onEvent, signal);
+    const resume = new EventResume();
+    return this.resuming(
+      'Events',
+      (answered) => {
+        const onResumed = (event: ClusterEventMessage__Output) => {
+          answered();
+          if (event.notice || resume.deliver(event)) onEvent(event);
+        };
+        return untilEnd(this.raw.events({ ...req, ...resume.position() }), onResumed, signal, false);
+      },
+      signal,
+    );
+  }
+
+  /**
+   * Runs one stream (`attempt`) and, when its manager goes away in a way that allows it (failover.ts),
+   * again at the next manager; the attempt resumes from where the last one left off. A stream that
+   * delivered something (`answered`) starts a new wait for an election when it fails.
+   */
+  private async resuming(method: string, attempt: (answered: () => void) => Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+    const rotation = this.rotation!;
+    for (;;) {
+      const openedAt = Date.now();
+      try {
+        return await attempt(() => rotation.answered());
+      } catch (err) {
+        const failed = err instanceof ApiCallError ? err.cause : undefined;
+        if (signal?.aborted === true || !isServiceError(failed) || !mayRetry(method, failed)) throw err;
+        // A stream that ran a while before failing starts a new wait for an election.
+        if (Date.now() - openedAt > ELECTION_WAIT_MS) rotation.answered();
+        const next = rotation.advance(failureReason(failed));
+        if (next instanceof Error) throw next;
+        await new Promise((r) => setTimeout(r, next));
+      }
+    }
   }
 
   /**
@@ -270,30 +329,21 @@ export class ApiClient {
    * revision it delivered, skipping what it has already delivered (watch-resume.ts).
    */
   async watch(req: WatchRequest, onEvent: (event: WatchEvent__Output) => void, signal: AbortSignal): Promise<void> {
-    const rotation = this.rotation;
-    if (!rotation) return this.watchOnce(req, onEvent, signal);
+    if (!this.rotation) return this.watchOnce(req, onEvent, signal);
     const resume = new WatchResume(Number(req.fromRevision ?? 0));
-    for (;;) {
-      const openedAt = Date.now();
-      try {
-        return await this.watchOnce(
+    return this.resuming(
+      'Watch',
+      (answered) =>
+        this.watchOnce(
           { ...req, fromRevision: resume.fromRevision() },
           (event) => {
-            rotation.answered();
+            answered();
             if (resume.deliver(event)) onEvent(event);
           },
           signal,
-        );
-      } catch (err) {
-        const failed = err instanceof ApiCallError ? err.cause : undefined;
-        if (signal.aborted || !isServiceError(failed) || !mayRetry('Watch', failed)) throw err;
-        // A watch that ran a while before failing starts a new wait for an election.
-        if (Date.now() - openedAt > ELECTION_WAIT_MS) rotation.answered();
-        const next = rotation.advance(failureReason(failed));
-        if (next instanceof Error) throw next;
-        await new Promise((r) => setTimeout(r, next));
-      }
-    }
+        ),
+      signal,
+    );
   }
 
   private watchOnce(req: WatchRequest, onEvent: (event: WatchEvent__Output) => void, signal: AbortSignal): Promise<void> {
@@ -390,12 +440,26 @@ export function connect(address: string, security: TransportSecurity = LOCAL_INS
   return new ApiClient(address, { security });
 }
 
-/** Hands a server stream's messages to onData; resolves when it ends or is cancelled (by the signal), rejects when it fails. */
-function untilEnd<T>(stream: grpc.ClientReadableStream<T>, onData: (message: T) => void, signal: AbortSignal | undefined): Promise<void> {
+/**
+ * Hands a server stream's messages to onData; resolves when it ends or is cancelled, rejects when it
+ * fails. `cancelledEnds` false: only a cancel by the signal ends it; a manager going away (which
+ * cancels its calls) fails it, so that it can be resumed elsewhere.
+ */
+function untilEnd<T>(stream: grpc.ClientReadableStream<T>, onData: (message: T) => void, signal: AbortSignal | undefined, cancelledEnds = true): Promise<void> {
   return new Promise((resolve, reject) => {
-    signal?.addEventListener('abort', () => stream.cancel());
+    const cancel = () => stream.cancel();
+    signal?.addEventListener('abort', cancel, { once: true });
+    if (signal?.aborted === true) cancel();
+    const settle = () => signal?.removeEventListener('abort', cancel);
     stream.on('data', onData);
-    stream.on('end', () => resolve());
-    stream.on('error', (err: grpc.ServiceError) => (err.code === grpc.status.CANCELLED ? resolve() : reject(new ApiCallError(err))));
+    stream.on('end', () => {
+      settle();
+      resolve();
+    });
+    stream.on('error', (err: grpc.ServiceError) => {
+      settle();
+      if (err.code === grpc.status.CANCELLED && (cancelledEnds || signal?.aborted === true)) resolve();
+      else reject(new ApiCallError(err));
+    });
   });
 }

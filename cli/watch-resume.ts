@@ -1,8 +1,9 @@
-// Where a watch goes on after its manager went away (issue 20). The API's watch sends every change
+// Where a watch (and an events stream, below) goes on after its manager went away (issue 20). The API's watch sends every change
 // with a revision >= from_revision, and several changes may share a revision (one transaction), so
 // resuming from "last + 1" could skip the rest of a revision cut off half way, and resuming from
 // "last" repeats what was delivered. This resumes from the last revision and drops the changes of
 // that revision already delivered, and anything older. Pure.
+import type { ClusterEventMessage__Output } from '../proto/gen/tessera/api/v1/ClusterEventMessage.js';
 import type { WatchEvent__Output } from '../proto/gen/tessera/api/v1/WatchEvent.js';
 
 /** Which object a change is about, within a watch of one kind. */
@@ -42,6 +43,31 @@ export class WatchResume {
       this.seenAtLast.clear();
     }
     this.seenAtLast.add(key);
+    return true;
+  }
+}
+
+/**
+ * Where an events stream goes on after its manager went away: every event names the store revision
+ * it came from and its place among that revision's events, the same on every manager; the next
+ * manager is asked for the events after the last one delivered, and any at or before it is dropped.
+ */
+export class EventResume {
+  private revision = 0;
+  private index = 0;
+
+  /** The after_revision / after_index to ask the next manager for (0: none delivered yet). */
+  position(): { afterRevision: number; afterIndex: number } {
+    return { afterRevision: this.revision, afterIndex: this.index };
+  }
+
+  /** Whether to hand this event on: false for one delivered before. Events without a revision (notices, older managers) always go on. */
+  deliver(event: Pick<ClusterEventMessage__Output, 'revision' | 'index'>): boolean {
+    const revision = Number(event.revision);
+    if (revision === 0) return true;
+    if (revision < this.revision || (revision === this.revision && event.index <= this.index)) return false;
+    this.revision = revision;
+    this.index = event.index;
     return true;
   }
 }

@@ -307,6 +307,7 @@ export class Manager {
       nodeTop: this.nodeTop,
       nodeExec: this.nodeExec,
       logsLeader: () => this.leaderApi(),
+      holdsNodeSessions: () => this.raft === undefined || this.raft.isLeader(),
       metrics,
       events,
       clusterId: this.clusterId,

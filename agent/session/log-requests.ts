@@ -19,6 +19,10 @@ export function logRequestProblem(request: LogRequest__Output): string | undefin
   if (request.taskNames.length > MAX_TASKS) return `${request.taskNames.length} tasks in one log request; at most ${MAX_TASKS}`;
   if (request.taskNames.some((name) => name === '' || Buffer.byteLength(name) > MAX_NAME_BYTES)) return 'a task name in the log request is empty or too long';
   if (request.sinceMs < 0 || request.untilMs < 0) return 'a log request time is negative';
+  const resumed = Object.entries(request.afterSequence);
+  if (resumed.length > MAX_TASKS) return `${resumed.length} resumed tasks in one log request; at most ${MAX_TASKS}`;
+  if (resumed.some(([name, sequence]) => name === '' || Buffer.byteLength(name) > MAX_NAME_BYTES || !Number.isSafeInteger(sequence) || sequence < 0))
+    return 'a resumed task of the log request has an empty or too long name, or a sequence that is not a whole number';
   return undefined;
 }
 
@@ -57,7 +61,14 @@ export class LogRequestServer {
       }
       timer ??= setTimeout(flush, FLUSH_MS);
     };
-    const query = { follow: request.follow, tail: request.tail, sinceMs: request.sinceMs, untilMs: request.untilMs, signal: abort.signal };
+    const query = {
+      follow: request.follow,
+      tail: request.tail,
+      sinceMs: request.sinceMs,
+      untilMs: request.untilMs,
+      afterSequence: new Map(Object.entries(request.afterSequence)),
+      signal: abort.signal,
+    };
     this.source
       .stream(request.taskNames, query, emit, () => {
         flush();

@@ -13,16 +13,24 @@ const READ_CHUNK = 64 * 1024;
 
 /**
  * One line of a log file as an entry. Lines that are not the shim's JSON (logs of an older,
- * raw-format container) are shown as they are, with no time.
+ * raw-format container) are shown as they are, with no time. `place` is the line's place in the
+ * file, its sequence when the shim did not number it (an older shim, or a raw log).
  */
-export function logEntry(task: string, line: string): LogEntry {
-  const raw: LogEntry = { task, timeMs: 0, stream: 'stdout', text: line };
+export function logEntry(task: string, line: string, place = 0): LogEntry {
+  const raw: LogEntry = { task, timeMs: 0, stream: 'stdout', text: line, sequence: place };
   if (!line.startsWith('{')) return raw;
   try {
-    const entry = JSON.parse(line) as { log?: unknown; time?: unknown; stream?: unknown };
+    const entry = JSON.parse(line) as { log?: unknown; time?: unknown; stream?: unknown; seq?: unknown };
     if (typeof entry.log !== 'string') return raw;
     const time = typeof entry.time === 'string' ? Date.parse(entry.time) : NaN;
-    return { task, timeMs: Number.isFinite(time) ? time : 0, stream: entry.stream === 'stderr' ? 'stderr' : 'stdout', text: entry.log.replace(/\n$/, '') };
+    const sequence = typeof entry.seq === 'number' && Number.isSafeInteger(entry.seq) && entry.seq > 0 ? entry.seq : place;
+    return {
+      task,
+      timeMs: Number.isFinite(time) ? time : 0,
+      stream: entry.stream === 'stderr' ? 'stderr' : 'stdout',
+      text: entry.log.replace(/\n$/, ''),
+      sequence,
+    };
   } catch {
     // Not JSON (see above): the line is shown as it is.
     return raw;
@@ -39,6 +47,16 @@ export function lastLines(text: string, count: number): string[] {
   const lines = text.split('\n');
   if (lines[lines.length - 1] === '') lines.pop();
   return count > 0 ? lines.slice(-count) : lines;
+}
+
+/**
+ * The entries of one read that the query wants: in its time window, above the task's resume point,
+ * and (first read only, for a task not being resumed) the last `tail`. Pure.
+ */
+export function wanted(entries: LogEntry[], task: string, query: Pick<LogQuery, 'sinceMs' | 'untilMs' | 'tail' | 'afterSequence'>, first: boolean): LogEntry[] {
+  const after = query.afterSequence?.get(task);
+  const inTime = entries.filter((e) => inWindow(e, query) && (after === undefined || e.sequence > after));
+  return first && after === undefined && query.tail > 0 ? inTime.slice(-query.tail) : inTime;
 }
 
 /** Whether an entry falls in the query's time window; entries without a time always do. */
@@ -65,21 +83,34 @@ export class FileLogSource implements LogSource {
     let offset = 0;
     let partial = '';
     let first = true;
+    // Lines of the current file read so far: the sequence of a line the shim did not number.
+    let lines = 0;
     while (!query.signal.aborted) {
       // -1: no log yet (the task has not started, or its log was removed).
       const size = await unlessAbsent(
         stat(path).then((s) => s.size),
         -1,
       );
-      if (size >= 0 && size < offset) offset = 0; // truncated or replaced
+      if (size >= 0 && size < offset) {
+        // truncated or replaced (rotated)
+        offset = 0;
+        lines = 0;
+      }
       if (size > offset) {
         const read = await this.readFrom(path, offset, size);
         offset = read.offset;
         const all = partial + read.text;
         const complete = all.lastIndexOf('\n');
         partial = complete >= 0 ? all.slice(complete + 1) : all;
-        const entries = (complete >= 0 ? lastLines(all.slice(0, complete + 1), 0) : []).map((line) => logEntry(task, line)).filter((e) => inWindow(e, query));
-        if (entries.length > 0) emit(first && query.tail > 0 ? entries.slice(-query.tail) : entries);
+        const whole = complete >= 0 ? lastLines(all.slice(0, complete + 1), 0) : [];
+        const entries = wanted(
+          whole.map((line, i) => logEntry(task, line, lines + i + 1)),
+          task,
+          query,
+          first,
+        );
+        lines += whole.length;
+        if (entries.length > 0) emit(entries);
       }
       if (first) caughtUp();
       first = false;
@@ -88,8 +119,8 @@ export class FileLogSource implements LogSource {
       await sleep(FOLLOW_POLL_MS, undefined, { signal: query.signal }).catch(() => {});
     }
     if (partial && !query.follow) {
-      const last = logEntry(task, partial);
-      if (inWindow(last, query)) emit([last]);
+      const last = wanted([logEntry(task, partial, lines + 1)], task, query, false);
+      if (last.length > 0) emit(last);
     }
   }
 

@@ -9,6 +9,11 @@ export interface LogEntry {
   timeMs: number;
   stream: 'stdout' | 'stderr';
   text: string;
+  /**
+   * Its place in the task's log, from 1 (the shim numbers what it writes; a line it did not number
+   * counts by its place in the file): the same whichever manager asks, so a stream can resume after it.
+   */
+  sequence: number;
 }
 
 export interface LogQuery {
@@ -18,6 +23,8 @@ export interface LogQuery {
   /** Only lines written at or after / up to these times (ms since the epoch); 0: no bound. */
   sinceMs: number;
   untilMs: number;
+  /** Per task: only lines whose sequence is above this, whatever the tail (a stream resumed after them). */
+  afterSequence?: ReadonlyMap<string, number>;
   signal: AbortSignal;
 }
 

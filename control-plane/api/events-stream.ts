@@ -25,10 +25,21 @@ export interface EventsQuery {
   from: number;
   until: number;
   follow: boolean;
+  /** Only events after this one (store revision, place in it); revision 0: no such bound. */
+  after: { revision: number; index: number };
+}
+
+/** Whether an event comes after a resume position; events without one (not from the store) always do. Pure. */
+export function isAfter(event: Pick<ClusterEvent, 'revision' | 'index'>, after: { revision: number; index: number }): boolean {
+  if (after.revision === 0 || event.revision === undefined) return true;
+  return event.revision > after.revision || (event.revision === after.revision && (event.index ?? 0) > after.index);
 }
 
 /** The query a request asks; throws INVALID_ARGUMENT naming what is wrong. Pure. */
-export function eventsQuery(request: Pick<EventsRequest__Output, 'sinceMs' | 'untilMs' | 'follow' | 'filters'>, now: number): EventsQuery {
+export function eventsQuery(
+  request: Pick<EventsRequest__Output, 'sinceMs' | 'untilMs' | 'follow' | 'filters'> & Partial<Pick<EventsRequest__Output, 'afterRevision' | 'afterIndex'>>,
+  now: number,
+): EventsQuery {
   if (request.filters.length > MAX_FILTERS) throw invalidArgument(`events: ${request.filters.length} filters; at most ${MAX_FILTERS}`);
   const types: string[] = [];
   const filter: EventFilter = { types };
@@ -48,11 +59,22 @@ export function eventsQuery(request: Pick<EventsRequest__Output, 'sinceMs' | 'un
   const until = request.untilMs === 0 ? (request.follow ? Number.MAX_SAFE_INTEGER : now) : request.untilMs;
   if (from < 0 || until < 0) throw invalidArgument('events: since and until must not be before 1970');
   if (until < from) throw invalidArgument('events: until is before since');
-  return { filter, from, until, follow: request.follow && until > now };
+  const after = { revision: request.afterRevision ?? 0, index: request.afterIndex ?? 0 };
+  if (!Number.isSafeInteger(after.revision) || after.revision < 0) throw invalidArgument('events: after_revision is not a whole number');
+  return { filter, from, until, follow: request.follow && until > now, after };
 }
 
 function message(event: ClusterEvent): ClusterEventMessage {
-  return { timeMs: event.time, type: event.type, action: event.action, stack: event.stack, name: event.name, attributes: event.attributes };
+  return {
+    timeMs: event.time,
+    type: event.type,
+    action: event.action,
+    stack: event.stack,
+    name: event.name,
+    attributes: event.attributes,
+    revision: event.revision ?? 0,
+    index: event.index ?? 0,
+  };
 }
 
 /**
@@ -63,7 +85,7 @@ export function streamEvents(log: EventLog, query: EventsQuery, call: grpc.Serve
   if (query.from < log.since)
     call.write({ notice: `this manager keeps events from ${new Date(log.since).toISOString()} (when it started), the last ${log.capacity} at most` });
   // Read and subscribe in one turn of the event loop, so no event falls between the two or comes twice.
-  for (const event of log.read(query.filter, query.from, query.until)) call.write(message(event));
+  for (const event of log.read(query.filter, query.from, query.until)) if (isAfter(event, query.after)) call.write(message(event));
   if (!query.follow) return Promise.resolve();
   return new Promise((resolve, reject) => {
     let cancelEnd: (() => void) | undefined;
@@ -74,7 +96,7 @@ export function streamEvents(log: EventLog, query: EventsQuery, call: grpc.Serve
       else reject(err);
     };
     const unfollow = log.follow((event) => {
-      if (event.time < query.from || event.time > query.until || !matches(event, query.filter)) return;
+      if (event.time < query.from || event.time > query.until || !matches(event, query.filter) || !isAfter(event, query.after)) return;
       if (call.writableLength > MAX_UNREAD_EVENTS)
         finish(new ApiError(grpc.status.RESOURCE_EXHAUSTED, `events: the client fell ${MAX_UNREAD_EVENTS} events behind; ask again with --since`));
       else call.write(message(event));

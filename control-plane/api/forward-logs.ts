@@ -8,6 +8,7 @@ import { loadApiPackage } from '../../proto/load.js';
 import { channelOptions, clientCredentials, type TransportSecurity } from '../../common/transport/credentials.js';
 import type { LogLine, LogLine__Output } from '../../proto/gen/tessera/api/v1/LogLine.js';
 import type { LogsRequest__Output } from '../../proto/gen/tessera/api/v1/LogsRequest.js';
+import { ApiError } from './errors.js';
 
 /** Streams the leader's answer to `request` into `write`; resolves at its end or when the signal aborts. */
 export function logsFromLeader(
@@ -24,8 +25,12 @@ export function logsFromLeader(
     signal.addEventListener('abort', () => stream.cancel());
     stream.on('data', (line: LogLine__Output) => write(line));
     stream.on('end', () => resolve());
-    stream.on('error', (err: grpc.ServiceError) =>
-      err.code === grpc.status.CANCELLED ? resolve() : reject(new Error(`the leader at ${leader}: ${err.details || err.message}`)),
-    );
+    stream.on('error', (err: grpc.ServiceError) => {
+      if (err.code === grpc.status.CANCELLED && signal.aborted) return resolve();
+      const said = `the leader at ${leader}: ${err.details || err.message}`;
+      // The leader went away (or stopped leading): UNAVAILABLE, so the client resumes at another manager.
+      if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.CANCELLED) reject(new ApiError(grpc.status.UNAVAILABLE, `logs: ${said}`));
+      else reject(new Error(said));
+    });
   }).finally(() => client.close());
 }

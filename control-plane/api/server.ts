@@ -42,7 +42,7 @@ import { clusterDefaultOf, describeClusterDefault, planAdmission, updateClusterS
 import { validateClusterUpdate } from './cluster-update.js';
 import { guardService } from './guard.js';
 import { eventsQuery, streamEvents } from './events-stream.js';
-import { streamLogs } from './logs-stream.js';
+import { resumedLogPositions, streamLogs } from './logs-stream.js';
 import { logsFromLeader } from './forward-logs.js';
 import { gatherTop } from './top.js';
 import { topFromLeader } from './forward-top.js';
@@ -75,6 +75,8 @@ export interface ApiServerDeps {
   nodeLogs?: NodeLogs;
   /** Execs in tasks' containers through the nodes' sessions (tsctl exec; the leader's dispatcher holds them). */
   nodeExec?: NodeExec;
+  /** Whether the nodes' sessions come to this manager (it leads, or there is no Raft): a logs follow waits for a node's return only there. */
+  holdsNodeSessions?: () => boolean;
   /** On a follower: the leader's address, which asks the other nodes; undefined where this server asks them itself. */
   logsLeader?: () => { address: string; security: TransportSecurity } | undefined;
   /** Other nodes' task resource use through their sessions (tsctl top); absent: Top answers with a notice per node. */
@@ -582,12 +584,13 @@ export class ApiServer {
         const abort = new AbortController();
         call.on('cancelled', () => abort.abort());
         const run = async () => {
-          const { stack, service, follow, tail, sinceMs, untilMs, task } = call.request;
+          const { stack, service, follow, tail, sinceMs, untilMs, task, reportCaughtUp } = call.request;
           if (!service) throw invalidArgument('logs: missing service name');
           checkNameSize(stack, 'logs: stack');
           checkNameSize(service, 'logs: service');
           checkNameSize(task, 'logs: task');
           if (sinceMs < 0 || untilMs < 0 || (untilMs > 0 && untilMs < sinceMs)) throw invalidArgument('logs: since and until must be times, since first');
+          const afterSequence = resumedLogPositions(call.request.afterSequence);
           await this.get('Service', stack, service);
           const leader = this.deps.logsLeader?.();
           if (leader !== undefined) return logsFromLeader(leader.address, leader.security, call.request, (line) => call.write(line), abort.signal);
@@ -599,8 +602,10 @@ export class ApiServer {
             local: this.deps.logs,
             ...(this.deps.selfNode !== undefined ? { selfNode: this.deps.selfNode } : {}),
             ...(this.deps.nodeLogs ? { nodeLogs: this.deps.nodeLogs } : {}),
+            ...(this.deps.holdsNodeSessions ? { holdsNodeSessions: this.deps.holdsNodeSessions } : {}),
           };
-          await streamLogs(deps, tasks, { follow, tail, sinceMs, untilMs }, (line) => call.write(line), abort.signal).finally(() => cancelEnd?.());
+          const query = { follow, tail, sinceMs, untilMs, afterSequence, reportCaughtUp };
+          await streamLogs(deps, tasks, query, (line) => call.write(line), abort.signal).finally(() => cancelEnd?.());
         };
         run()
           .then(() => {

@@ -16,6 +16,8 @@ export interface NodeLogQuery {
   tail: number;
   sinceMs: number;
   untilMs: number;
+  /** Per task: only lines whose sequence is above this (a stream resumed). */
+  afterSequence?: ReadonlyMap<string, number>;
 }
 
 interface Pending {
@@ -42,7 +44,8 @@ export class NodeLogs extends NodeRequests<Pending> {
         send({ logCancel: { requestId } });
         resolve();
       });
-      send({ logRequest: { requestId, ...query } });
+      const { taskNames, follow, tail, sinceMs, untilMs, afterSequence } = query;
+      send({ logRequest: { requestId, taskNames, follow, tail, sinceMs, untilMs, afterSequence: Object.fromEntries(afterSequence ?? []) } });
     });
   }
 
@@ -62,7 +65,14 @@ export class NodeLogs extends NodeRequests<Pending> {
     // Entries of tasks that were not asked for are dropped: a node answers for what it was asked.
     const entries: LogEntry[] = chunk.entries
       .filter((e) => request.tasks.has(e.task))
-      .map((e) => ({ task: e.task, timeMs: Number(e.timeMs), stream: e.stream === 'stderr' ? 'stderr' : 'stdout', text: e.text.slice(0, MAX_TEXT) }));
+      .map((e) => ({
+        task: e.task,
+        timeMs: Number(e.timeMs),
+        stream: e.stream === 'stderr' ? 'stderr' : 'stdout',
+        text: e.text.slice(0, MAX_TEXT),
+        // A sequence that is not a whole number cannot be resumed from: 0, as for a line without one.
+        sequence: Number.isSafeInteger(e.sequence) && e.sequence > 0 ? e.sequence : 0,
+      }));
     if (entries.length > 0) request.onEntries(entries);
     if (chunk.caughtUp) request.onCaughtUp();
     if (!chunk.done) return;

@@ -15,6 +15,12 @@ export interface ClusterEvent {
   name: string;
   /** What else the event says: a task's node, service, previous state and message; a node's previous state. */
   attributes: Record<string, string>;
+  /**
+   * The store revision it came from and its place among that revision's events (set by the
+   * recorder): the same on every manager, so a stream resumed elsewhere can start after it.
+   */
+  revision?: number;
+  index?: number;
 }
 
 /** The part of an object that events are made from; the rest of it is not kept. */

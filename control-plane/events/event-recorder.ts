@@ -20,10 +20,13 @@ function subject(kv: KeyValue | undefined): EventSubject | undefined {
   return key === undefined ? undefined : subjectOf(key.kindSegment, key.stack, key.name, parsed(kv.value));
 }
 
-function record(log: EventLog, change: WatchEvent, now: number): void {
+/** Records the events of one change of `revision`; `index` is the place of the first among that revision's events. Returns the next index. */
+function record(log: EventLog, change: WatchEvent, now: number, revision: number, index: number): number {
   const before = subject(change.prev);
   const after = change.type === 'put' ? subject(change.kv) : undefined;
-  for (const event of eventsOf(before, after, now)) log.add(event);
+  let next = index;
+  for (const event of eventsOf(before, after, now)) log.add({ ...event, revision, index: next++ });
+  return next;
 }
 
 export class EventRecorder {
@@ -40,9 +43,11 @@ export class EventRecorder {
     const watch = await this.store.watch(
       OBJECTS_PREFIX,
       0,
-      (changes) => {
+      (changes, revision) => {
         const now = Date.now();
-        for (const change of changes) record(this.log, change, now);
+        // One call carries every change of one revision, so the places count from 0 here.
+        let index = 0;
+        for (const change of changes) index = record(this.log, change, now, revision, index);
       },
       (err) => this.restart(err),
     );

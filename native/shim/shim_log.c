@@ -20,6 +20,7 @@ static int open_current(struct log_writer *w, int truncate) {
 
 int log_open(struct log_writer *w, const struct log_options *opts) {
   w->opts = opts;
+  w->seq = 0;
   return open_current(w, 0);
 }
 
@@ -108,7 +109,8 @@ static void emit(struct log_writer *w, const char *stream, const char *data, siz
   static char record[LOG_LINE_MAX * 6 + 128];
   char when[48];
   log_timestamp(when, sizeof(when));
-  int head = snprintf(record, sizeof(record), "{\"time\":\"%s\",\"stream\":\"%s\",\"log\":\"", when, stream);
+  w->seq++;
+  int head = snprintf(record, sizeof(record), "{\"time\":\"%s\",\"stream\":\"%s\",\"seq\":%llu,\"log\":\"", when, stream, w->seq);
   size_t n = (size_t)head + json_escape(record + head, sizeof(record) - (size_t)head - 4, data, len);
   memcpy(record + n, "\"}\n", 3);
   write_record(w, record, n + 3);

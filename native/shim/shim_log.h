@@ -1,5 +1,7 @@
 /* The container's log: stdout and stderr written as JSON lines
- * {"time":RFC3339Nano,"stream":"stdout"|"stderr","log":"..."} (or raw bytes), rotated by size. */
+ * {"time":RFC3339Nano,"stream":"stdout"|"stderr","seq":N,"log":"..."} (or raw bytes), rotated by size.
+ * seq numbers the records of the container's log from 1 across rotations: the shim is the only
+ * writer, so the number is the same whichever manager asks the node (tsctl logs -f resumes from it). */
 #ifndef TESSERA_SHIM_LOG_H
 #define TESSERA_SHIM_LOG_H
 #include <stddef.h>
@@ -17,6 +19,7 @@ struct log_writer {
   const struct log_options *opts;
   int fd;
   long long size;
+  unsigned long long seq; /* records written so far (JSON format) */
 };
 
 /* One stream's pending partial line (JSON lines are cut at newlines, or when this fills). */

@@ -2,91 +2,39 @@
 // --managers 3` (the built binary, as a user runs it): the context lists the three managers; the
 // leader is killed (SIGKILL, via `tsctl cluster node kill`) while `tsctl get tasks -w` runs on it,
 // and the watch goes on at another manager without losing a change; a `tsctl get services` right
-// after the kill answers (its time is logged; the 1.5 s goal is for a benchmark, not asserted
-// here); `tsctl cluster node start` brings the killed manager back and it rejoins; a context that
+// after the kill answers (its time is logged; the 1.5 s goal is measured by npm run bench:failover,
+// not asserted here); `tsctl cluster node start` brings the killed manager back and it rejoins; a context that
 // knows only a removed manager gets one line saying what to do. `cluster down` removes it all.
-// Own prefix, underlay octet, data root and context file keep it apart from other tests.
+// Own prefix, underlay octet, data root and context file keep it apart from other tests
+// (test/helpers/tsctl-cluster.ts, shared with logs-failover.test.ts and the benchmark).
 import test from 'ava';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
 import type { CliContext } from '../../cli/context.js';
 import type { Service, Task } from '../../common/resources/types.js';
-import { destroyNetnsCluster, type NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
+import type { NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 import { eventually } from '../helpers/eventually.js';
 import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
+import { collectLines, parseMembers, TSCTL, TsctlCluster } from '../helpers/tsctl-cluster.js';
 
-const run = promisify(execFile);
-const TSCTL = join(process.cwd(), 'bin', 'tsctl');
-const prefix = `v${process.pid.toString(36).slice(-3)}${Math.floor(Math.random() * 36 ** 2).toString(36)}`;
-
-let workDir: string;
-let contextFile: string;
-let octet = 0;
+let cluster: TsctlCluster;
 let watcher: ChildProcess | undefined;
 
-function env(context = contextFile): NodeJS.ProcessEnv {
-  const vars: NodeJS.ProcessEnv = { ...process.env, TESSERA_CONTEXT: context };
-  delete vars['TESSERA_SERVER'];
-  return vars;
-}
-
-async function tsctl(args: string[], context = contextFile): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(TSCTL, args, { env: env(context), timeout: 120_000 });
-    return { stdout, stderr, code: 0 };
-  } catch (err) {
-    const failed = err as Error & { stdout?: string; stderr?: string; code?: number };
-    return { stdout: failed.stdout ?? '', stderr: failed.stderr ?? failed.message, code: typeof failed.code === 'number' ? failed.code : 1 };
-  }
-}
-
-async function readCtx(): Promise<CliContext | undefined> {
-  const text = await readFile(contextFile, 'utf8').catch(() => undefined);
-  return text === undefined ? undefined : (JSON.parse(text) as CliContext);
-}
-
-async function freeUnderlayOctet(): Promise<number> {
-  const used = (await run('ip', ['-4', '-o', 'addr', 'show'])).stdout;
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const candidate = 100 + Math.floor(Math.random() * 80);
-    if (!used.includes(`172.31.${candidate}.`)) return candidate;
-  }
-  throw new Error('no free 172.31.X.0/24 underlay among 100-179');
-}
-
-interface MemberRow {
-  id: string;
-  role: string;
-}
-
-function parseMembers(out: string): MemberRow[] {
-  return out
-    .trim()
-    .split('\n')
-    .slice(1)
-    .map((line) => {
-      const [id, , role] = line.split(/\s+/);
-      return { id: id!, role: role! };
-    });
-}
+const tsctl = (args: string[], context?: string) => cluster.tsctl(args, context);
+const readCtx = () => cluster.readContext();
+const env = () => cluster.env();
 
 test.before(async () => {
-  workDir = await mkdtemp(join(tmpdir(), 'tessera-failover-'));
-  contextFile = join(workDir, 'context.json');
-  octet = await freeUnderlayOctet();
+  cluster = await TsctlCluster.prepare('v');
 });
 
 test.after.always(async () => {
   // Only the watcher this test started, by its PID.
   if (watcher?.pid !== undefined && watcher.exitCode === null) process.kill(watcher.pid, 'SIGTERM');
-  const state = (await readCtx())?.netns;
-  if (state) await destroyNetnsCluster(state);
-  if (workDir) await rm(workDir, { recursive: true, force: true });
+  if ((cluster as TsctlCluster | undefined) !== undefined) await cluster.destroy();
 });
 
 function stateOf(context: CliContext | undefined): NetnsClusterState {
@@ -95,20 +43,7 @@ function stateOf(context: CliContext | undefined): NetnsClusterState {
 }
 
 test.serial('cluster up --managers 3 writes a context listing every manager, with the tsd start times', async (t) => {
-  const up = await tsctl([
-    'cluster',
-    'up',
-    '--nodes',
-    '3',
-    '--managers',
-    '3',
-    '--data-root',
-    join(workDir, 'data'),
-    '--netns-prefix',
-    prefix,
-    '--underlay-octet',
-    String(octet),
-  ]);
+  const up = await cluster.up(3, 3);
   t.is(up.code, 0, up.stderr);
   const context = await readCtx();
   const state = stateOf(context);
@@ -123,13 +58,10 @@ test.serial(
   'kill -9 of each manager in turn, the leader first: a running get tasks -w goes on without a lost change, get services and scale answer, the manager restarts and rejoins',
   async (t) => {
     const state = stateOf(await readCtx());
-    const members = parseMembers((await tsctl(['cluster', 'members'])).stdout);
-    const leaderName = members.find((m) => m.role === 'leader')?.id;
-    if (!leaderName) return t.fail(`no leader in ${JSON.stringify(members)}`);
+    const leaderName = (await cluster.leader()).name;
     const leader = state.nodes.find((n) => n.name === leaderName)!;
     // The watch runs on the leader: the context names it first.
-    const context = (await readCtx())!;
-    await writeFile(contextFile, JSON.stringify({ ...context, server: leader.apiSocket }), { mode: 0o600 });
+    await cluster.askFirst(leader);
 
     // Changes keep coming: tasks of an image no registry serves are rejected and replaced.
     const sockets = state.nodes.flatMap((n) => (n.apiSocket ? [n.apiSocket] : []));
@@ -139,25 +71,17 @@ test.serial(
       apiVersion: 'tessera/v1',
       kind: 'Service',
       metadata: { name: 'churn', stack: 'fo' },
-      spec: { image: `172.31.${octet}.254:1/none/churn:1`, replicas: 2 },
+      spec: { image: `172.31.${cluster.octet}.254:1/none/churn:1`, replicas: 2 },
     } as Service;
 
-    const lines: string[] = [];
     watcher = spawn(TSCTL, ['get', 'tasks', '-w'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    let partial = '';
-    watcher.stdout!.on('data', (chunk: Buffer) => {
-      const text = partial + chunk.toString();
-      const parts = text.split('\n');
-      partial = parts.pop() ?? '';
-      lines.push(...parts);
-    });
-    watcher.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const output = collectLines(watcher);
+    const lines = output.lines;
     const changeLines = () => lines.filter((l) => /^(added|modified|deleted)\s/.test(l));
     await eventually('the watch to print its table', async () => lines.some((l) => l.startsWith('NAME') || l.includes('No ')) || lines.length > 0, 30_000);
     await client.apply({ objectsJson: [JSON.stringify(service)] });
     await eventually(
-      () => `changes before the kill (seen: ${lines.join(' | ')}; stderr ${stderr})`,
+      () => `changes before the kill (seen: ${lines.join(' | ')}; stderr ${output.stderr()})`,
       async () => changeLines().length >= 2,
       30_000,
     );
@@ -182,11 +106,11 @@ test.serial(
       const scale = await tsctl(['scale', `churn=${3 + round}`, '--stack', 'fo']);
       t.is(scale.code, 0, scale.stderr);
       await eventually(
-        () => `changes after the kill of ${victim.name} (stderr: ${stderr})`,
+        () => `changes after the kill of ${victim.name} (stderr: ${output.stderr()})`,
         async () => changeLines().length > before,
         60_000,
       );
-      t.is(watcher.exitCode, null, `the watch still runs (stderr: ${stderr})`);
+      t.is(watcher.exitCode, null, `the watch still runs (stderr: ${output.stderr()})`);
 
       const start = await tsctl(['cluster', 'node', 'start', victim.name]);
       t.is(start.code, 0, start.stderr);
@@ -221,7 +145,7 @@ test.serial(
     );
     t.pass('the watch holds the last change of every task, including those after each kill');
     t.log(
-      `the watch printed ${changeLines().length} changes, ${changeLines().length - afterFirstKill} after the first kill; stderr: ${stderr.trim() || '(none)'}`,
+      `the watch printed ${changeLines().length} changes, ${changeLines().length - afterFirstKill} after the first kill; stderr: ${output.stderr().trim() || '(none)'}`,
     );
     process.kill(watcher.pid!, 'SIGTERM');
   },
@@ -229,12 +153,12 @@ test.serial(
 
 test.serial('a context that knows only a removed manager gets one line saying what to do', async (t) => {
   const state = stateOf(await readCtx());
-  const members = parseMembers((await tsctl(['cluster', 'members'])).stdout);
+  const members = await cluster.members();
   const follower = state.nodes.find((n) => members.some((m) => m.id === n.name && m.role === 'follower'))!;
   t.is((await tsctl(['cluster', 'node', 'stop', follower.name])).code, 0);
   const removed = await tsctl(['cluster', 'members', 'remove', follower.name]);
   t.is(removed.code, 0, removed.stderr);
-  const stale = join(workDir, 'stale.json');
+  const stale = join(cluster.workDir, 'stale.json');
   await writeFile(stale, JSON.stringify({ server: follower.apiSocket, servers: [follower.apiSocket] }), { mode: 0o600 });
   const get = await tsctl(['get', 'services'], stale);
   t.not(get.code, 0);

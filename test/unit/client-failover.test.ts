@@ -13,7 +13,8 @@ import { ApiClient } from '../../cli/client.js';
 import { readContext, writeContext, type CliContext } from '../../cli/context.js';
 import { contextServers, serversForManagers, updatedContext } from '../../cli/context-servers.js';
 import { failureReason, ManagerRotation, mayRetry, noManagerMessage } from '../../cli/failover.js';
-import { WatchResume } from '../../cli/watch-resume.js';
+import { EventResume, WatchResume } from '../../cli/watch-resume.js';
+import { LogResume } from '../../common/logs/log-resume.js';
 import { keepContextCurrent } from '../../cli/with-client.js';
 import { loadApiPackage } from '../../proto/load.js';
 import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
@@ -37,7 +38,8 @@ test('reads, watches and idempotent writes may be repeated; calls that do someth
   for (const m of ['List', 'list', 'Get', 'ClusterInfo', 'ClusterMembers']) t.is(retryClassOf(m), 'read', m);
   t.is(retryClassOf('watch'), 'watch');
   for (const m of ['Apply', 'Delete', 'Scale', 'UpdateNode']) t.is(retryClassOf(m), 'idempotent', m);
-  for (const m of ['IssueUserCertificate', 'JoinToken', 'RemoveNode', 'RotateCa', 'Exec', 'ImageLoad', 'Logs']) t.is(retryClassOf(m), 'once', m);
+  for (const m of ['Logs', 'Events']) t.is(retryClassOf(m), 'watch', m);
+  for (const m of ['IssueUserCertificate', 'JoinToken', 'RemoveNode', 'RotateCa', 'Exec', 'ImageLoad', 'ImageSave']) t.is(retryClassOf(m), 'once', m);
   t.is(retryClassOf('SomethingNew'), 'once', 'an rpc added without a class is not repeated');
   t.true(safeToRepeat(['list', 'apply', 'watch']));
   t.false(safeToRepeat(['list', 'joinToken']));
@@ -131,6 +133,9 @@ interface FakeManager {
   address: string;
   calls: string[];
   watchFrom: number[];
+  /** What each Logs / Events call asked to resume after. */
+  logsAsked: Array<{ tail: number; after: Record<string, number>; reportCaughtUp: boolean }>;
+  eventsAsked: Array<{ afterRevision: number; afterIndex: number }>;
   stop(): void;
 }
 
@@ -142,12 +147,21 @@ type Behaviour = {
   watchFails?: boolean;
   /** The whole server goes away mid-watch, its connections cut (as when its tsd is killed). */
   watchDies?: boolean;
+  /** Log lines the Logs call sends (all of them: this stand-in ignores the resume point, so the client's own check is tested), caught_up after `caughtUpAfter` of them. */
+  logLines?: Array<{ task: string; sequence: number }>;
+  caughtUpAfter?: number;
+  /** Events the Events call sends (all of them, as above). */
+  clusterEvents?: Array<{ revision: number; index: number; name: string }>;
+  /** The Logs / Events stream then goes away: the whole server is shut down (as when its tsd is killed). */
+  streamDies?: boolean;
 };
 
 async function fakeManager(t: { teardown(fn: () => void): void }, dir: string, name: string, behaviour: Behaviour): Promise<FakeManager> {
   const server = new grpc.Server();
   const calls: string[] = [];
   const watchFrom: number[] = [];
+  const logsAsked: FakeManager['logsAsked'] = [];
+  const eventsAsked: FakeManager['eventsAsked'] = [];
   const noLeader = (): grpc.ServiceError =>
     Object.assign(new Error('no leader is known yet'), { code: grpc.status.UNAVAILABLE, details: 'no leader is known yet', metadata: new grpc.Metadata() });
   server.addService(loadApiPackage().tessera.api.v1.Tessera.service, {
@@ -175,12 +189,28 @@ async function fakeManager(t: { teardown(fn: () => void): void }, dir: string, n
       if (behaviour.watchFails) setTimeout(() => call.emit('error', noLeader()), 50);
       if (behaviour.watchDies) setTimeout(() => server.forceShutdown(), 50);
     },
+    Logs: (call: grpc.ServerWritableStream<{ tail: number; afterSequence: Record<string, number>; reportCaughtUp: boolean }, unknown>) => {
+      calls.push('Logs');
+      logsAsked.push({ tail: call.request.tail, after: { ...call.request.afterSequence }, reportCaughtUp: call.request.reportCaughtUp });
+      (behaviour.logLines ?? []).forEach((l, i) => {
+        call.write({ task: l.task, line: `${l.task}#${l.sequence}`, sequence: l.sequence });
+        if (i + 1 === behaviour.caughtUpAfter && call.request.reportCaughtUp) call.write({ caughtUp: true });
+      });
+      if (behaviour.streamDies) setTimeout(() => server.forceShutdown(), 50);
+    },
+    Events: (call: grpc.ServerWritableStream<{ afterRevision: number; afterIndex: number }, unknown>) => {
+      calls.push('Events');
+      eventsAsked.push({ afterRevision: Number(call.request.afterRevision), afterIndex: call.request.afterIndex });
+      call.write({ notice: 'this manager keeps events from when it started' });
+      for (const e of behaviour.clusterEvents ?? []) call.write({ type: 'task', action: 'running', name: e.name, revision: e.revision, index: e.index });
+      if (behaviour.streamDies) setTimeout(() => server.forceShutdown(), 50);
+    },
   });
   const address = `unix:${join(dir, `${name}.sock`)}`;
   await new Promise<void>((resolve, reject) => server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
   const stop = () => server.forceShutdown();
   t.teardown(stop);
-  return { address, calls, watchFrom, stop };
+  return { address, calls, watchFrom, logsAsked, eventsAsked, stop };
 }
 
 function failoverClient(first: string, others: string[], waitMs = 2000): ApiClient {
@@ -224,7 +254,7 @@ test('when no manager answers within the wait, the error is one line naming each
   const dir = await scratch(t);
   const a = `unix:${join(dir, 'a.sock')}`;
   const b = await fakeManager(t, dir, 'b', { list: 'no-leader' });
-  const client = failoverClient(a, [b.address], 600);
+  const client = failoverClient(a, [b.address], 2000);
   t.teardown(() => client.close());
   const err = await t.throwsAsync(client.list({ kind: 'Service', allStacks: true }));
   t.is(
@@ -393,4 +423,100 @@ test.serial('a long command does not write back the context it started with over
   await writeContext(withState);
   await keepContextCurrent(client, started);
   t.deepEqual(await readContext(path), { ...withState, server: m2.address });
+});
+
+test("logs -f goes on at the next manager after each task's last line, every line once, in order", async (t) => {
+  const dir = await scratch(t);
+  const m1 = await fakeManager(t, dir, 'm1', {
+    logLines: [
+      { task: 'a', sequence: 1 },
+      { task: 'b', sequence: 1 },
+      { task: 'a', sequence: 2 },
+    ],
+    caughtUpAfter: 2,
+    streamDies: true,
+  });
+  // m2 sends what it has from the start: the client drops what it already printed.
+  const m2 = await fakeManager(t, dir, 'm2', {
+    logLines: [
+      { task: 'a', sequence: 1 },
+      { task: 'a', sequence: 2 },
+      { task: 'b', sequence: 1 },
+      { task: 'a', sequence: 3 },
+      { task: 'c', sequence: 1 },
+      { task: 'b', sequence: 2 },
+    ],
+  });
+  const client = failoverClient(m1.address, [m2.address]);
+  t.teardown(() => client.close());
+  const printed: string[] = [];
+  const abort = new AbortController();
+  await client.logs(
+    { stack: '', service: 'web', follow: true, tail: 5 },
+    (line) => {
+      printed.push(line.line);
+      if (printed.length === 6) abort.abort();
+    },
+    abort.signal,
+  );
+  t.deepEqual(printed, ['a#1', 'b#1', 'a#2', 'a#3', 'c#1', 'b#2']);
+  t.deepEqual(m1.logsAsked, [{ tail: 5, after: {}, reportCaughtUp: true }]);
+  t.deepEqual(m2.logsAsked, [{ tail: 0, after: { a: 2, b: 1 }, reportCaughtUp: true }], 'caught up before: the tail no longer applies');
+});
+
+test('LogResume: per task, lines at or below the last delivered are dropped; the tail applies until caught up', (t) => {
+  const resume = new LogResume(10, new Map([['a', 4]]));
+  t.deepEqual(resume.next(), { tail: 10, afterSequence: new Map([['a', 4]]) });
+  t.false(resume.deliver('a', 4));
+  t.true(resume.deliver('a', 5));
+  t.true(resume.deliver('b', 1));
+  t.false(resume.deliver('b', 1));
+  t.true(resume.deliver('b', 0), 'a line without a sequence cannot be checked and goes on');
+  resume.markCaughtUp();
+  t.deepEqual(resume.next(), {
+    tail: 0,
+    afterSequence: new Map([
+      ['a', 5],
+      ['b', 1],
+    ]),
+  });
+});
+
+test('events -f goes on at the next manager after the last event delivered, by revision and place', async (t) => {
+  const dir = await scratch(t);
+  const m1 = await fakeManager(t, dir, 'm1', {
+    clusterEvents: [
+      { revision: 7, index: 0, name: 'x' },
+      { revision: 7, index: 1, name: 'y' },
+    ],
+    streamDies: true,
+  });
+  const m2 = await fakeManager(t, dir, 'm2', {
+    clusterEvents: [
+      { revision: 7, index: 0, name: 'x' },
+      { revision: 7, index: 1, name: 'y' },
+      { revision: 7, index: 2, name: 'z' },
+      { revision: 9, index: 0, name: 'w' },
+    ],
+  });
+  const client = failoverClient(m1.address, [m2.address]);
+  t.teardown(() => client.close());
+  const seen: string[] = [];
+  const abort = new AbortController();
+  await client.events(
+    { follow: true, filters: [] },
+    (e) => {
+      seen.push(e.notice ? 'notice' : e.name);
+      if (seen.filter((x) => x !== 'notice').length === 4) abort.abort();
+    },
+    abort.signal,
+  );
+  t.deepEqual(seen, ['notice', 'x', 'y', 'notice', 'z', 'w'], 'notices are passed on; events once');
+  t.deepEqual(m2.eventsAsked, [{ afterRevision: 7, afterIndex: 1 }]);
+  const resume = new EventResume();
+  t.true(resume.deliver({ revision: 3, index: 2 }));
+  t.false(resume.deliver({ revision: 3, index: 1 }));
+  t.false(resume.deliver({ revision: 2, index: 9 }));
+  t.true(resume.deliver({ revision: 0, index: 0 }), 'an event without a revision (an older manager) is not checked');
+  t.deepEqual(resume.position(), { afterRevision: 3, afterIndex: 2 });
 });

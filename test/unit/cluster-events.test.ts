@@ -5,7 +5,7 @@ import test from 'ava';
 import { eventsOf, subjectOf, type ClusterEvent } from '../../control-plane/events/cluster-events.js';
 import { EventLog } from '../../control-plane/events/event-log.js';
 import { EventRecorder } from '../../control-plane/events/event-recorder.js';
-import { eventsQuery } from '../../control-plane/api/events-stream.js';
+import { eventsQuery, isAfter } from '../../control-plane/api/events-stream.js';
 import { MemoryStore } from '../../control-plane/store/memory-store.js';
 import { objectKey } from '../../control-plane/store/keys.js';
 import { eventLine, parseEventTime } from '../../cli/commands/events.js';
@@ -79,7 +79,7 @@ test('the ring keeps the newest events, reads by time and filter, and follows ne
 
 test('a request: filters checked, naming what is wrong; times ordered', (t) => {
   const ok = eventsQuery({ sinceMs: 5, untilMs: 0, follow: false, filters: ['type=task', 'type=node', 'stack=shop', 'name=web'] }, 100);
-  t.deepEqual(ok, { filter: { types: ['task', 'node'], stack: 'shop', name: 'web' }, from: 5, until: 100, follow: false });
+  t.deepEqual(ok, { filter: { types: ['task', 'node'], stack: 'shop', name: 'web' }, from: 5, until: 100, follow: false, after: { revision: 0, index: 0 } });
   t.is(eventsQuery({ sinceMs: 0, untilMs: 0, follow: true, filters: [] }, 100).until, Number.MAX_SAFE_INTEGER);
   t.throws(() => eventsQuery({ sinceMs: 0, untilMs: 0, follow: false, filters: ['type=pod'] }, 1), { message: /type="?pod"?: not a type; one of .*task/ });
   t.throws(() => eventsQuery({ sinceMs: 0, untilMs: 0, follow: false, filters: ['colour=red'] }, 1), { message: /unknown key "?colour"?/ });
@@ -115,6 +115,24 @@ test('the recorder turns a real store’s changes into events, with the value be
     'task running web.1.abc from=pending',
     'task remove web.1.abc',
   ]);
+  // Each event names the store revision it came from and its place among that revision's events.
+  const positions = log.read({ types: [] }, 0, Number.MAX_SAFE_INTEGER).map((e) => [e.revision, e.index]);
+  const first = positions[0]![0]!;
+  t.deepEqual(positions, [
+    [first, 0],
+    [first, 1],
+    [first + 1, 0],
+    [first + 3, 0],
+  ]);
+  const query = eventsQuery({ sinceMs: 0, untilMs: 0, follow: false, filters: [], afterRevision: first, afterIndex: 0 }, Date.now());
+  t.deepEqual(
+    log
+      .read({ types: [] }, 0, Number.MAX_SAFE_INTEGER)
+      .filter((e) => isAfter(e, query.after))
+      .map((e) => e.action),
+    ['pending', 'running', 'remove'],
+    'a resumed stream starts after the last event delivered',
+  );
   t.deepEqual(errors, []);
 });
 
@@ -134,6 +152,8 @@ test('tsctl events: times as durations, RFC 3339 or epoch seconds; one line per 
       name: 'web.1.abc',
       attributes: { node: 'node-2', message: 'exit code 3' },
       notice: '',
+      revision: 0,
+      index: 0,
     }),
     '2026-12-06T12:00:00.000Z task failed shop/web.1.abc message="exit code 3" node=node-2',
   );
