@@ -24,6 +24,7 @@ import { ApiClient } from '../../cli/client.js';
 import type { Config } from '../../common/resources/types.js';
 import { eventually } from '../helpers/eventually.js';
 import { makeLab, type Lab, type LabNode } from '../helpers/managers-lab.js';
+import { parseMembers } from '../helpers/tsctl-cluster.js';
 
 const run = promisify(execFile);
 const PORT = 7420;
@@ -41,22 +42,6 @@ const BLOCKED_FOR_MS = 2000;
  * without keepalive (minutes, or for good). A liveness bound, not a speed assertion.
  */
 const REACHED_AGAIN_MS = 90_000;
-
-interface MemberRow {
-  id: string;
-  role: string;
-}
-
-function parseMembers(out: string): MemberRow[] {
-  return out
-    .trim()
-    .split('\n')
-    .slice(1)
-    .map((line) => {
-      const [id, , role] = line.split(/\s+/);
-      return { id: id!, role: role! };
-    });
-}
 
 interface TcpSocket {
   local: string;
