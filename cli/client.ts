@@ -47,7 +47,16 @@ import type { BuildInput } from '../proto/gen/tessera/api/v1/BuildInput.js';
 import type { BuildOutput__Output } from '../proto/gen/tessera/api/v1/BuildOutput.js';
 import { assertAddressAllowed, channelOptions, clientCredentials, LOCAL_INSECURE, type TransportSecurity } from '../common/transport/credentials.js';
 import type { ClusterInfoResponse__Output } from '../proto/gen/tessera/api/v1/ClusterInfoResponse.js';
-import { ELECTION_WAIT_MS, failoverClient, failureReason, ManagerRotation, mayRetry, NO_MANAGER_ANSWERED } from './failover.js';
+import {
+  CONNECT_WAIT_MS,
+  type ConnectOutcome,
+  ELECTION_WAIT_MS,
+  failoverClient,
+  failureReason,
+  ManagerRotation,
+  mayRetry,
+  NO_MANAGER_ANSWERED,
+} from './failover.js';
 import { EventResume, WatchResume } from './watch-resume.js';
 import { LogResume } from '../common/logs/log-resume.js';
 
@@ -138,7 +147,7 @@ export class ApiClient {
       unaryMethods.add(name);
       if (method.originalName) unaryMethods.add(method.originalName);
     }
-    this.raw = failoverClient(this.rotation, unaryMethods);
+    this.raw = failoverClient(this.rotation, unaryMethods, (client) => channelState(client.getChannel(), CONNECT_WAIT_MS));
   }
 
   /** The manager this client talks to now (after a failover, not the one it started with). */
@@ -412,23 +421,27 @@ export class ApiClient {
    * channel fails, so that a caller with several managers moves on without waiting out a deadline.
    */
   reachable(timeoutMs: number): Promise<boolean> {
-    const channel = this.raw.getChannel();
-    const deadline = Date.now() + timeoutMs;
-    return new Promise((resolve) => {
-      const check = (): void => {
-        const state = channel.getConnectivityState(true);
-        if (state === grpc.connectivityState.READY) return resolve(true);
-        if (state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN) return resolve(false);
-        channel.watchConnectivityState(state, deadline, (err) => (err ? resolve(false) : check()));
-      };
-      check();
-    });
+    return channelState(this.raw.getChannel(), timeoutMs).then((outcome) => outcome === 'ready');
   }
 
   close(): void {
     if (this.rotation) this.rotation.closeAll();
     else this.raw.close();
   }
+}
+
+/** Whether the channel's connection (with its TLS handshake) is up, failed, or neither within timeoutMs. */
+function channelState(channel: ReturnType<grpc.Client['getChannel']>, timeoutMs: number): Promise<ConnectOutcome> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve) => {
+    const check = (): void => {
+      const state = channel.getConnectivityState(true);
+      if (state === grpc.connectivityState.READY) return resolve('ready');
+      if (state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN) return resolve('failed');
+      channel.watchConnectivityState(state, deadline, (err) => (err ? resolve('timeout') : check()));
+    };
+    check();
+  });
 }
 
 function isServiceError(value: unknown): value is grpc.ServiceError {

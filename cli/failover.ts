@@ -11,6 +11,18 @@ export const ELECTION_WAIT_MS = 10_000;
 /** The pause after every manager has been tried once, before the next round. */
 const ROUND_PAUSE_MS = 250;
 
+/**
+ * How long a manager's connection (TCP and TLS) may take to come up before the next is tried.
+ * grpc-js has no connect timeout: a call to a powered-off host, whose SYNs go unanswered, waits
+ * out its whole deadline (30 s) with the connection still connecting. A process that died refuses
+ * at once, so this costs nothing there; a manager merely slow to accept gets its turn again in the
+ * next round.
+ */
+export const CONNECT_WAIT_MS = 5000;
+
+/** How a manager's connection stands once it is looked at: up, failed, or still not up after the wait. */
+export type ConnectOutcome = 'ready' | 'failed' | 'timeout';
+
 /** The start of the line a client prints when no manager answered; callErrorMessage passes it on as is. */
 export const NO_MANAGER_ANSWERED = 'no manager answered';
 
@@ -126,7 +138,11 @@ function gaveUp(error: Error): grpc.ServiceError {
  * and, when it fails in a way mayRetry allows, makes it again on the next one. Streaming methods
  * and the channel go to the current manager's client as they are (ApiClient.watch resumes itself).
  */
-export function failoverClient<C extends object>(rotation: ManagerRotation<C>, unaryMethods: ReadonlySet<string>): C {
+export function failoverClient<C extends object>(
+  rotation: ManagerRotation<C>,
+  unaryMethods: ReadonlySet<string>,
+  connected: (client: C) => Promise<ConnectOutcome> = () => Promise.resolve('ready'),
+): C {
   return new Proxy({} as C, {
     get(_target, property) {
       const client = rotation.current();
@@ -136,8 +152,23 @@ export function failoverClient<C extends object>(rotation: ManagerRotation<C>, u
       return (...args: unknown[]) => {
         const callback = args.at(-1) as UnaryCallback;
         const head = args.slice(0, -1);
+        const failed = (reason: string): void => {
+          const next = rotation.advance(reason);
+          if (next instanceof Error) return callback(gaveUp(next));
+          setTimeout(attempt, next);
+        };
         const attempt = (): void => {
           const target = rotation.current();
+          connected(target).then(
+            // A failed connection is sent the call all the same: grpc-js fails it at once, never
+            // sent, with the reason (refused, no socket) that the user is told.
+            (outcome) => (outcome === 'timeout' ? failed(`no connection within ${CONNECT_WAIT_MS / 1000} s`) : send(target)),
+            (err: unknown) => failed(failureReason(err as Error)),
+          );
+        };
+        // Only once the connection is up or has failed, so that a request that may not be repeated
+        // is never left queued on a manager that then turns out unreachable.
+        const send = (target: C): void => {
           (Reflect.get(target, property) as (...a: unknown[]) => unknown).apply(target, [
             ...head,
             (err: grpc.ServiceError | null, response?: unknown) => {
@@ -146,9 +177,7 @@ export function failoverClient<C extends object>(rotation: ManagerRotation<C>, u
                 return callback(null, response);
               }
               if (!mayRetry(property, err)) return callback(err);
-              const next = rotation.advance(failureReason(err));
-              if (next instanceof Error) return callback(gaveUp(next));
-              setTimeout(attempt, next);
+              failed(failureReason(err));
             },
           ]);
         };

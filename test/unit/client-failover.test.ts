@@ -5,6 +5,7 @@
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -18,6 +19,7 @@ import { LogResume } from '../../common/logs/log-resume.js';
 import { keepContextCurrent } from '../../cli/with-client.js';
 import { loadApiPackage } from '../../proto/load.js';
 import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
+import { testPki } from '../helpers/test-pki.js';
 import type { NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 import type { WatchEvent__Output } from '../../proto/gen/tessera/api/v1/WatchEvent.js';
 
@@ -230,6 +232,32 @@ test('a read goes to the next manager when the first is down or has no leader, a
   t.is(client.answeringAddress(), good.address);
   await client.list({ kind: 'Service', allStacks: true });
   t.deepEqual(good.calls, ['List', 'List'], 'later calls stay with the manager that answered');
+});
+
+test('a manager whose connection never comes up (a powered-off host) is left after the connect wait, not the call deadline', async (t) => {
+  const dir = await scratch(t);
+  // A stand-in for a host that takes the TCP connection and never answers TLS: the channel stays
+  // connecting, as it does (in SYN_SENT) for a host that is off. No connect timeout in grpc-js.
+  const held: Socket[] = [];
+  const silent = createServer((socket) => held.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const socket of held) socket.destroy();
+    silent.close();
+  });
+  const silentAddress = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const good = await fakeManager(t, dir, 'good', {});
+  const user = await (await testPki()).user('alice', 'viewer');
+  const client = new ApiClient(silentAddress, {
+    timeoutMs: 60_000,
+    security: user,
+    failover: { addresses: [good.address], securityFor: () => LOCAL_INSECURE, waitMs: 2000 },
+  });
+  t.teardown(() => client.close());
+  const res = await client.list({ kind: 'Service', allStacks: true });
+  t.deepEqual(res.objectsJson, [JSON.stringify({ from: 'good' })]);
+  t.is(client.answeringAddress(), good.address);
+  t.true(held.length >= 1, 'the silent manager was dialled first');
 });
 
 test('a call that does something new is not repeated once a manager may have received it, but is when none did', async (t) => {
