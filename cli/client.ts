@@ -315,7 +315,18 @@ export class ApiClient {
    */
   private async resuming(method: string, attempt: (answered: () => void) => Promise<void>, signal: AbortSignal | undefined): Promise<void> {
     const rotation = this.rotation!;
+    const moveOn = async (reason: string): Promise<void> => {
+      const next = rotation.advance(reason);
+      if (next instanceof Error) throw next;
+      await new Promise((r) => setTimeout(r, next));
+    };
     for (;;) {
+      // A stream has no deadline: on a manager whose connection never comes up it would wait for good.
+      if ((await channelState(rotation.current().getChannel(), CONNECT_WAIT_MS)) === 'timeout') {
+        if (signal?.aborted === true) return; // as a stream cancelled by its user ends
+        await moveOn(`no connection within ${CONNECT_WAIT_MS / 1000} s`);
+        continue;
+      }
       const openedAt = Date.now();
       try {
         return await attempt(() => rotation.answered());
@@ -324,9 +335,7 @@ export class ApiClient {
         if (signal?.aborted === true || !isServiceError(failed) || !mayRetry(method, failed)) throw err;
         // A stream that ran a while before failing starts a new wait for an election.
         if (Date.now() - openedAt > ELECTION_WAIT_MS) rotation.answered();
-        const next = rotation.advance(failureReason(failed));
-        if (next instanceof Error) throw next;
-        await new Promise((r) => setTimeout(r, next));
+        await moveOn(failureReason(failed));
       }
     }
   }

@@ -246,18 +246,37 @@ test('a manager whose connection never comes up (a powered-off host) is left aft
     silent.close();
   });
   const silentAddress = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
-  const good = await fakeManager(t, dir, 'good', {});
+  const good = await fakeManager(t, dir, 'good', { events: [{ revision: 3, name: 'web' }] });
   const user = await (await testPki()).user('alice', 'viewer');
-  const client = new ApiClient(silentAddress, {
-    timeoutMs: 60_000,
-    security: user,
-    failover: { addresses: [good.address], securityFor: () => LOCAL_INSECURE, waitMs: 2000 },
-  });
-  t.teardown(() => client.close());
+  const viaSilent = (): ApiClient => {
+    const client = new ApiClient(silentAddress, {
+      timeoutMs: 60_000,
+      security: user,
+      failover: { addresses: [good.address], securityFor: () => LOCAL_INSECURE, waitMs: 2000 },
+    });
+    t.teardown(() => client.close());
+    return client;
+  };
+  const client = viaSilent();
   const res = await client.list({ kind: 'Service', allStacks: true });
   t.deepEqual(res.objectsJson, [JSON.stringify({ from: 'good' })]);
   t.is(client.answeringAddress(), good.address);
   t.true(held.length >= 1, 'the silent manager was dialled first');
+
+  // A watch too (a stream has no deadline at all).
+  const watcher = viaSilent();
+  const stop = new AbortController();
+  const seen: string[] = [];
+  await watcher.watch(
+    { kind: 'Service', allStacks: true, fromRevision: 1 },
+    (event) => {
+      seen.push(String(event.revision));
+      stop.abort();
+    },
+    stop.signal,
+  );
+  t.deepEqual(seen, ['3']);
+  t.is(watcher.answeringAddress(), good.address);
 });
 
 test('a call that does something new is not repeated once a manager may have received it, but is when none did', async (t) => {
