@@ -75,6 +75,7 @@ export async function startScaleCluster(options: ScaleClusterOptions): Promise<S
   });
   const managers = lab.nodes;
   const fleets: FleetProcess[] = [];
+  let workerToken: Promise<string> | undefined;
   const [first, ...others] = managers as [LabNode, ...LabNode[]];
   const api = new ApiClient(first.socket, { failover: { addresses: others.map((m) => m.socket), securityFor: () => LOCAL_INSECURE } });
   const cluster: ScaleCluster = {
@@ -105,7 +106,9 @@ export async function startScaleCluster(options: ScaleClusterOptions): Promise<S
       );
     },
     async startFleet({ namePrefix, count, concurrency, sim, view }) {
-      const token = tokenIn(await lab.tsctl(first.pid > 0 ? first : managers.find((m) => m.pid > 0)!, 'cluster', 'join-token', 'worker'));
+      // One token for every fleet: each request mints a new one and the previous one stops working.
+      workerToken ??= lab.tsctl(first.pid > 0 ? first : managers.find((m) => m.pid > 0)!, 'cluster', 'join-token', 'worker').then(tokenIn);
+      const token = await workerToken;
       const fleet = await startFleetProcess({
         netns: lab.switchNetns,
         logFile: join(lab.dir, `fleet-${namePrefix}.log`),
