@@ -72,13 +72,45 @@ export interface DispatcherObserver {
 
 type SessionCall = grpc.ServerDuplexStream<AgentMessage__Output, ManagerMessage>;
 
+/** The tasks informer's index of tasks by the node they are assigned to. */
+const TASKS_BY_NODE = 'dispatcher:node';
+
 export class DispatcherServer {
   private readonly sessions = new Set<SessionCall>();
   /** The node each registered session belongs to, so that a removed node's session can be cut. */
   private readonly sessionNodes = new Map<SessionCall, string>();
+  /**
+   * Per node, what its sessions do when one of its tasks changes. One informer subscription routes
+   * each task event to its node: with a subscription per session, every event called every session.
+   */
+  private readonly taskListeners = new Map<string, Set<() => void>>();
 
   constructor(private readonly deps: DispatcherDeps) {
     deps.observer?.watchSessions(() => this.sessionNodes.size);
+    // A node's assignments are read from this index, not by walking every task.
+    deps.tasks.addIndex(TASKS_BY_NODE, (task) => task.nodeName);
+    deps.tasks.subscribe((event) => {
+      const node = event.object.nodeName;
+      const before = event.type === 'modified' ? event.previous?.nodeName : undefined;
+      if (node !== undefined) this.tasksChanged(node);
+      if (before !== undefined && before !== node) this.tasksChanged(before);
+    });
+  }
+
+  private tasksChanged(nodeName: string): void {
+    const listeners = this.taskListeners.get(nodeName);
+    if (listeners) for (const listener of listeners) listener();
+  }
+
+  /** Calls `listener` whenever a task assigned to `nodeName` (now or before the change) changes; returns the unsubscribe. */
+  private onTasksOf(nodeName: string, listener: () => void): () => void {
+    let listeners = this.taskListeners.get(nodeName);
+    if (!listeners) this.taskListeners.set(nodeName, (listeners = new Set()));
+    listeners.add(listener);
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size === 0 && this.taskListeners.get(nodeName) === listeners) this.taskListeners.delete(nodeName);
+    };
   }
 
   addTo(server: grpc.Server): void {
@@ -145,7 +177,7 @@ export class DispatcherServer {
       call.emit('error', Object.assign(new Error(message), { code, details: message, metadata: new grpc.Metadata() }));
     };
 
-    const assignedTasks = () => deps.tasks.list().filter((t) => t.nodeName === nodeName);
+    const assignedTasks = () => (nodeName === undefined ? [] : deps.tasks.listBy(TASKS_BY_NODE, nodeName));
     const sendDelta = (full: boolean) => {
       deltaChain = deltaChain
         .then(async () => {
@@ -229,9 +261,7 @@ export class DispatcherServer {
                 });
               });
             }
-            unsubscribe = deps.tasks.subscribe((event) => {
-              const mine = event.object.nodeName === nodeName || (event.type === 'modified' && event.previous?.nodeName === nodeName);
-              if (!mine) return;
+            unsubscribe = this.onTasksOf(registered, () => {
               pending ??= setImmediate(() => {
                 pending = undefined;
                 sendDelta(false);
@@ -285,7 +315,9 @@ export class DispatcherServer {
       for (const update of updates) {
         const where = `status of task ${update.taskStack}/${update.taskName}`;
         const status = parseReportedStatus(update.statusJson, where);
-        const task = deps.tasks.list().find((t) => t.metadata.name === update.taskName && (t.metadata.stack ?? '') === update.taskStack);
+        const found = deps.tasks.get(objectKey('Task', update.taskStack, update.taskName));
+        // The names are the agent's: the key is only a lookup, the task must carry exactly these names.
+        const task = found && found.metadata.name === update.taskName && (found.metadata.stack ?? '') === update.taskStack ? found : undefined;
         if (!task) continue; // deleted meanwhile: nothing to record
         if (task.nodeName !== nodeName) {
           deps.log(`dispatcher: ${nodeName} reported on task ${update.taskName} assigned to ${task.nodeName ?? 'no node'}; ignored`);
