@@ -211,6 +211,9 @@ export class DispatcherServer {
     // Messages are handled one at a time, in order: a status batch must never overtake the register.
     let chain: Promise<void> = Promise.resolve();
     call.on('data', (message: AgentMessage__Output) => {
+      // A message is proof of life when it arrives: handling may queue behind a slow store (a new
+      // leader catching up), and a node must not be declared down for the managers' own backlog.
+      if (nodeName !== undefined) deps.health.heartbeat(nodeName);
       chain = chain
         .then(() => this.onMessage(message, nodeName, certifiedNode))
         .then((registered) => {

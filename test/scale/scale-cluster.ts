@@ -7,7 +7,7 @@ import { join } from 'node:path';
 
 import { ApiClient } from '../../cli/client.js';
 import { LOCAL_INSECURE } from '../../common/transport/credentials.js';
-import { API_VERSION, type Service } from '../../common/resources/types.js';
+import { API_VERSION, type Network, type Service } from '../../common/resources/types.js';
 import { eventually } from '../helpers/eventually.js';
 import { makeLab, type Lab, type LabNode, type LabOptions } from '../helpers/managers-lab.js';
 import { startFleetProcess, type FleetProcess } from './fleet-process.js';
@@ -160,19 +160,28 @@ export async function startScaleCluster(options: ScaleClusterOptions): Promise<S
   return cluster;
 }
 
-/** `count` services of `replicas` each, in stack `stack`, for hollow nodes (the image is never pulled). */
-export function hollowServices(stack: string, prefix: string, count: number, replicas: number): Service[] {
-  return Array.from({ length: count }, (_, i) => ({
+/** The network the hollow services join: a stack's default network is a /24, too small for hundreds of tasks and nodes. */
+export const HOLLOW_NETWORK = 'hollow-net';
+
+/**
+ * A network of `stack` with room for every task, node and VIP (the managers still allocate each an
+ * address on it: that is part of what is measured), then `count` services of `replicas` each on it,
+ * for hollow nodes (the image is never pulled).
+ */
+export function hollowServices(stack: string, prefix: string, count: number, replicas: number, subnet = '10.128.0.0/12'): Array<Service | Network> {
+  const network: Network = { apiVersion: API_VERSION, kind: 'Network', metadata: { name: HOLLOW_NETWORK, stack }, spec: { subnets: [subnet] } };
+  const services = Array.from({ length: count }, (_, i): Service => ({
     apiVersion: API_VERSION,
     kind: 'Service',
     metadata: { name: `${prefix}${i}`, stack },
-    spec: { image: 'registry.invalid/hollow:1', replicas },
+    spec: { image: 'registry.invalid/hollow:1', replicas, networks: [{ name: HOLLOW_NETWORK }] },
   }));
+  return [network, ...services];
 }
 
-/** Applies the services in requests of at most APPLY_CHUNK each. */
-export async function applyServices(api: ApiClient, services: readonly Service[]): Promise<void> {
-  for (let i = 0; i < services.length; i += APPLY_CHUNK) {
-    await api.apply({ objectsJson: services.slice(i, i + APPLY_CHUNK).map((s) => JSON.stringify(s)) });
+/** Applies the objects in requests of at most APPLY_CHUNK each. */
+export async function applyServices(api: ApiClient, objects: ReadonlyArray<Service | Network>): Promise<void> {
+  for (let i = 0; i < objects.length; i += APPLY_CHUNK) {
+    await api.apply({ objectsJson: objects.slice(i, i + APPLY_CHUNK).map((s) => JSON.stringify(s)) });
   }
 }
