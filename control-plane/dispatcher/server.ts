@@ -367,6 +367,8 @@ export class DispatcherServer {
       ...(description.localSubnet ? { localSubnet: description.localSubnet } : {}),
     };
     const engineLabels = description.engineLabels;
+    // Seen before it is written ready: a health check in between would otherwise mark it down again.
+    deps.health.heartbeat(name);
     await deps.objects.updateWithRetry('Node', '', name, (n) => ({
       ...n,
       // Engine labels are the node's own description, taken at its first session (as the join did not carry them).
