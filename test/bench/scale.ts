@@ -26,10 +26,11 @@
 // --profile DIR (managers run with --cpu-prof into DIR; only the rollout is measured, then the
 // managers stop so the profiles are written, and the leader's top entries are printed).
 import { mkdir, readdir, readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { ApiClient } from '../../cli/client.js';
+import { copyLogs } from '../helpers/cluster-logs.js';
 import type { LabNode } from '../helpers/managers-lab.js';
 import type { FleetProcess } from '../scale/fleet-process.js';
 import { HollowView } from '../scale/hollow-view.js';
@@ -324,6 +325,15 @@ async function main(): Promise<void> {
       ]);
       rows.push(['  slots that ran twice at once / slots missing', `${twice.size} / ${missing}`, '0 / 0 (nothing lost)']);
     }
+  } catch (err) {
+    // The managers' and fleets' logs say why; the lab's directory goes with the cluster.
+    const dir = resolve('test-logs', `bench-scale-${Date.now()}`);
+    await copyLogs(dir, [
+      ...cluster.managers.map((m) => ({ path: join(m.dataRoot, 'tsd.log'), name: `${m.name}.log` })),
+      ...(await readdir(cluster.lab.dir)).filter((f) => f.startsWith('fleet-')).map((f) => ({ path: join(cluster.lab.dir, f), name: f })),
+    ]);
+    log(`logs kept in ${dir}`);
+    throw err;
   } finally {
     await cluster.destroy();
   }

@@ -32,7 +32,7 @@ async function start(raw: unknown): Promise<void> {
     token: parseJoinToken(options.token),
     namePrefix: options.namePrefix,
     count: options.count,
-    address: options.address,
+    addressPrefix: options.addressPrefix,
     concurrency: options.concurrency,
     sim: { ...options.sim, random: seededRandom(options.sim.seed) },
     onEvent: (event) => buffer.push(event),

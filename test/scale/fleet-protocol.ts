@@ -15,7 +15,8 @@ export interface StartMessage {
   token: string;
   namePrefix: string;
   count: number;
-  address: string;
+  /** Two octets, e.g. "10.240": node i advertises <prefix>.<i / 250>.<i % 250 + 1>, an address of its own. */
+  addressPrefix: string;
   concurrency: number;
   sim: SimSettings;
 }
@@ -58,6 +59,12 @@ function text(value: unknown, what: string): string {
   return value;
 }
 
+function octetPair(value: unknown): string {
+  if (typeof value !== 'string' || !/^(\d{1,3})\.(\d{1,3})$/.test(value) || value.split('.').some((o) => Number(o) > 255))
+    fail('addressPrefix must be two octets, e.g. "10.240"');
+  return value;
+}
+
 export function parseStartMessage(raw: unknown): StartMessage {
   const m = raw as Partial<Record<keyof StartMessage, unknown>> | null;
   if (!m || m.type !== 'start') fail('not a start message');
@@ -72,7 +79,7 @@ export function parseStartMessage(raw: unknown): StartMessage {
     token: text(m.token, 'token'),
     namePrefix: text(m.namePrefix, 'namePrefix'),
     count: positiveInteger(m.count, 'count', 10_000),
-    address: text(m.address, 'address'),
+    addressPrefix: octetPair(m.addressPrefix),
     concurrency: positiveInteger(m.concurrency, 'concurrency', 1_000),
     sim: {
       startLatencyMs: latency,

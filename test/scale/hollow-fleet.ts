@@ -18,8 +18,12 @@ export interface FleetOptions {
   /** Node names are `<prefix>-<index>` (a DNS label). */
   namePrefix: string;
   count: number;
-  /** The address this process's nodes advertise (where the managers see them). */
-  address: string;
+  /**
+   * Two octets: node i advertises <prefix>.<i / 250>.<i % 250 + 1>. Every node connects from the
+   * fleet's one address, but the managers key overlay peers by the advertised one, which must be
+   * a node's own; nothing dials it (a hollow node serves no image blobs).
+   */
+  addressPrefix: string;
   /** Joins (and session starts) in flight at once. */
   concurrency: number;
   sim: SimulatedContainers;
@@ -47,6 +51,10 @@ async function bounded<T, R>(items: readonly T[], limit: number, work: (item: T,
   return results;
 }
 
+function addressOf(prefix: string, i: number): string {
+  return `${prefix}.${Math.floor(i / 250)}.${(i % 250) + 1}`;
+}
+
 export class HollowFleet {
   readonly nodes: HollowNode[] = [];
   /** Milliseconds the joins took, and then the sessions until every node was registered. */
@@ -61,7 +69,7 @@ export class HollowFleet {
     const names = Array.from({ length: options.count }, (_, i) => `${options.namePrefix}-${String(i).padStart(4, '0')}`);
     const joinStarted = performance.now();
     const identities = await bounded(names, options.concurrency, (name, i) =>
-      requestJoin(options.managers[i % options.managers.length]!, options.token, name, options.address).catch((err: Error) => {
+      requestJoin(options.managers[i % options.managers.length]!, options.token, name, addressOf(options.addressPrefix, i)).catch((err: Error) => {
         throw new Error(`hollow node ${name} could not join: ${err.message}`);
       }),
     );
@@ -77,7 +85,7 @@ export class HollowFleet {
         nodeName: name,
         description: {
           hostname: name,
-          address: options.address,
+          address: addressOf(options.addressPrefix, i),
           // Plenty, so that only the scheduler's own rules (spread) decide.
           memoryBytes: 64 * 2 ** 30,
           nanoCpus: 32e9,

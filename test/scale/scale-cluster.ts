@@ -76,6 +76,7 @@ export async function startScaleCluster(options: ScaleClusterOptions): Promise<S
   const managers = lab.nodes;
   const fleets: FleetProcess[] = [];
   let workerToken: Promise<string> | undefined;
+  let fleetsStarted = 0;
   const [first, ...others] = managers as [LabNode, ...LabNode[]];
   const api = new ApiClient(first.socket, { failover: { addresses: others.map((m) => m.socket), securityFor: () => LOCAL_INSECURE } });
   const cluster: ScaleCluster = {
@@ -106,6 +107,7 @@ export async function startScaleCluster(options: ScaleClusterOptions): Promise<S
       );
     },
     async startFleet({ namePrefix, count, concurrency, sim, view }) {
+      const ordinal = fleetsStarted++;
       // One token for every fleet: each request mints a new one and the previous one stops working.
       workerToken ??= lab.tsctl(first.pid > 0 ? first : managers.find((m) => m.pid > 0)!, 'cluster', 'join-token', 'worker').then(tokenIn);
       const token = await workerToken;
@@ -117,7 +119,8 @@ export async function startScaleCluster(options: ScaleClusterOptions): Promise<S
         token,
         namePrefix,
         count,
-        address: lab.switchAddress!,
+        // Each fleet its own range of advertised addresses (10.240.x.y, 10.241.x.y, …).
+        addressPrefix: `10.${240 + ordinal}`,
         concurrency,
         sim,
       });

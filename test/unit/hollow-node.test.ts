@@ -106,7 +106,7 @@ test('fleet protocol: events survive encoding; a start message is checked', (t) 
     token: 'TSJT-1-x-y',
     namePrefix: 'h',
     count: 10,
-    address: '10.0.0.9',
+    addressPrefix: '10.240',
     concurrency: 4,
     sim: { startLatencyMs: 100, jitter: 0.1, failureRate: 0, seed: 1 },
   };
@@ -114,4 +114,5 @@ test('fleet protocol: events survive encoding; a start message is checked', (t) 
   t.throws(() => parseStartMessage({ ...good, count: 0 }), { message: /count must be an integer/ });
   t.throws(() => parseStartMessage({ ...good, sim: { ...good.sim, failureRate: 2 } }), { message: /failureRate/ });
   t.throws(() => parseStartMessage({ ...good, managers: [] }), { message: /managers/ });
+  t.throws(() => parseStartMessage({ ...good, addressPrefix: '10.300' }), { message: /addressPrefix/ });
 });
