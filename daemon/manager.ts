@@ -222,6 +222,31 @@ export class Manager {
     let stopDuties: (() => void) | undefined;
     const lead = (): void => {
       if (stopDuties) return;
+      // A new leader holds every committed entry but may not have applied them all yet: controllers
+      // started at once decided on informers that lacked the old leader's last writes (a slot's new
+      // task, created again: the slot ran twice; test/e2e/hollow-leader-kill.test.ts). A linearizable
+      // read first, then one turn for the watches to deliver what it applied.
+      const cancel = new AbortController();
+      const cancelled = () => cancel.signal.aborted;
+      stopDuties = () => cancel.abort();
+      void (async () => {
+        for (;;) {
+          try {
+            await store.currentRevision();
+            break;
+          } catch (err) {
+            if (cancelled()) return;
+            log(`waiting to catch up before leading: ${(err as Error).message}`);
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+        await new Promise((r) => setImmediate(r));
+        if (cancelled()) return;
+        stopDuties = undefined;
+        startDuties();
+      })();
+    };
+    const startDuties = (): void => {
       // Every known node gets a fresh grace period: its agent is reconnecting to this new leader.
       for (const n of nodes.list()) health.heartbeat(n.metadata.name);
       health.start();

@@ -16,6 +16,7 @@ import { parseAssignedTask } from '../../common/dispatcher/peer-validation.js';
 import type { Task, TaskState, TaskStatus } from '../../common/resources/types.js';
 import { parseNodeNetworkView, type NodeNetworkView } from '../../common/network/node-network-view.js';
 import { ReconnectPolicy } from './reconnect-policy.js';
+import { ReportLedger } from './report-ledger.js';
 import { LogRequestServer } from './log-requests.js';
 import type { LogSource } from '../../common/logs/log-source.js';
 import type { LogChunk } from '../../proto/gen/tessera/dispatcher/v1/LogChunk.js';
@@ -83,6 +84,7 @@ type Stream = grpc.ClientDuplexStream<AgentMessage, ManagerMessage__Output>;
 export class AgentSession {
   private readonly assignments = new AssignmentSet();
   private readonly files = new DeliveredFiles();
+  private readonly reported = new ReportLedger();
   private readonly reconnect: ReconnectPolicy;
   private stream: Stream | undefined;
   private client: grpc.Client | undefined;
@@ -125,7 +127,9 @@ export class AgentSession {
   }
 
   report(task: Task, status: Partial<TaskStatus> & { state: TaskState }): Promise<void> {
-    this.queue.push({ taskStack: task.metadata.stack ?? '', taskName: task.metadata.name, statusJson: JSON.stringify(status) });
+    const update: TaskStatusUpdate = { taskStack: task.metadata.stack ?? '', taskName: task.metadata.name, statusJson: JSON.stringify(status) };
+    this.reported.noted(task, status.state, update);
+    this.queue.push(update);
     if (this.queue.length >= MAX_BATCH) this.flush();
     else this.flushTimer ??= setTimeout(() => this.flush(), this.options.flushEveryMs ?? 20);
     return Promise.resolve();
@@ -243,7 +247,19 @@ export class AgentSession {
         }
       }
       this.files.apply(full, files, message.assignments.removedFiles);
-      this.options.onAssignments(this.assignments.apply(full, tasks, removed), this.files);
+      const assigned = this.assignments.apply(full, tasks, removed);
+      if (full) {
+        // A new session: reports the last one took down with it go again.
+        const again = this.reported.behind(assigned);
+        if (again.length > 0) {
+          this.options.log(`sending ${again.length} task status reports again: the managers' view is behind them`);
+          this.queue.push(...again);
+          this.flush();
+        }
+      } else {
+        this.reported.forget(removed);
+      }
+      this.options.onAssignments(assigned, this.files);
     }
     if (message.kind === 'trust' && message.trust) {
       try {

@@ -8,8 +8,15 @@ export type InformerEvent<T> = { type: 'added' | 'modified'; object: T; previous
 
 export type InformerListener<T> = (event: InformerEvent<T>) => void;
 
+/** Objects grouped by a value derived from each (e.g. a task's node), kept as the cache changes. */
+interface Index<T> {
+  valueOf: (object: T) => string | undefined;
+  groups: Map<string, Map<string, T>>;
+}
+
 export class Informer<T extends AnyObject> {
   private readonly cache = new Map<string, T>();
+  private readonly indexes = new Map<string, Index<T>>();
   private readonly listeners: Array<InformerListener<T>> = [];
   private watch: Watch | undefined;
   private stopped = false;
@@ -61,6 +68,52 @@ export class Informer<T extends AnyObject> {
     return [...this.cache.values()];
   }
 
+  /**
+   * Keeps the objects grouped by `valueOf` under `name` (the first definition of a name holds), so
+   * that a reader of one group (a node's tasks, a service's tasks) does not walk every object.
+   */
+  addIndex(name: string, valueOf: (object: T) => string | undefined): void {
+    if (this.indexes.has(name)) return;
+    const index: Index<T> = { valueOf, groups: new Map() };
+    this.indexes.set(name, index);
+    for (const [key, object] of this.cache) this.indexAdd(index, key, object);
+  }
+
+  /** The objects whose `name` index value is `value` (empty for an unknown index or value). */
+  listBy(name: string, value: string): T[] {
+    const group = this.indexes.get(name)?.groups.get(value);
+    return group ? [...group.values()] : [];
+  }
+
+  private indexAdd(index: Index<T>, key: string, object: T): void {
+    const value = index.valueOf(object);
+    if (value === undefined) return;
+    let group = index.groups.get(value);
+    if (!group) index.groups.set(value, (group = new Map()));
+    group.set(key, object);
+  }
+
+  private indexRemove(index: Index<T>, key: string, object: T): void {
+    const value = index.valueOf(object);
+    if (value === undefined) return;
+    const group = index.groups.get(value);
+    group?.delete(key);
+    if (group?.size === 0) index.groups.delete(value);
+  }
+
+  private cacheSet(key: string, object: T, previous: T | undefined): void {
+    for (const index of this.indexes.values()) {
+      if (previous) this.indexRemove(index, key, previous);
+      this.indexAdd(index, key, object);
+    }
+    this.cache.set(key, object);
+  }
+
+  private cacheDelete(key: string, object: T): void {
+    for (const index of this.indexes.values()) this.indexRemove(index, key, object);
+    this.cache.delete(key);
+  }
+
   get(key: string): T | undefined {
     return this.cache.get(key);
   }
@@ -77,7 +130,7 @@ export class Informer<T extends AnyObject> {
     // A snapshot: listeners called from emit may read or change the cache while we walk it.
     for (const [key, object] of Array.from(this.cache)) {
       if (!seen.has(key)) {
-        this.cache.delete(key);
+        this.cacheDelete(key, object);
         this.emit({ type: 'deleted', object });
       }
     }
@@ -120,7 +173,7 @@ export class Informer<T extends AnyObject> {
       else {
         const object = this.cache.get(event.kv.key);
         if (object) {
-          this.cache.delete(event.kv.key);
+          this.cacheDelete(event.kv.key, object);
           this.emit({ type: 'deleted', object });
         }
       }
@@ -138,7 +191,7 @@ export class Informer<T extends AnyObject> {
     object.metadata.resourceVersion = String(kv.modRevision);
     const previous = this.cache.get(kv.key);
     if (previous && previous.metadata.resourceVersion === object.metadata.resourceVersion) return;
-    this.cache.set(kv.key, object);
+    this.cacheSet(kv.key, object, previous);
     this.emit(previous ? { type: 'modified', object, previous } : { type: 'added', object });
   }
 

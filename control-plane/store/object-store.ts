@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { API_VERSION, type AnyObject, type Kind } from '../../common/resources/types.js';
 import { kindPrefix, objectKey, parseObjectKey } from './keys.js';
-import type { KeyValue, Store, Watch, WatchEvent } from './store.js';
+import type { KeyValue, Store, TxnRequest, Watch, WatchEvent } from './store.js';
 
 export type ObjectOfKind<K extends Kind> = Extract<AnyObject, { kind: K }>;
 
@@ -169,6 +169,31 @@ export class ObjectStore {
     }
     stored.metadata.resourceVersion = String(res.revision);
     return stored;
+  }
+
+  /**
+   * Writes several objects in one transaction (one Raft entry), each only if it is still at the
+   * resourceVersion it carries, with no read first: the caller's copy (from an informer) is the
+   * base. For changes that leave `spec` alone (placements, status): metadata is written as given,
+   * generation included. Resolves with the written objects, or undefined when any of them had
+   * changed or gone (then nothing was written, and the caller decides again or writes one by one).
+   */
+  async updateAllIfUnchanged<T extends AnyObject>(objs: readonly T[]): Promise<T[] | undefined> {
+    if (objs.length === 0) return [];
+    const compare: TxnRequest['compare'] = [];
+    const success: TxnRequest['success'] = [];
+    const stored = objs.map((obj) => {
+      const { resourceVersion, ...metadata } = obj.metadata;
+      if (resourceVersion === undefined) throw new Error(`updateAllIfUnchanged: ${obj.kind} ${qualified(stackOf(obj), metadata.name)} has no resourceVersion`);
+      const key = objectKey(obj.kind, stackOf(obj), metadata.name);
+      const copy = { ...obj, metadata };
+      compare.push({ key, target: 'modRevision', op: '=', value: Number(resourceVersion) });
+      success.push({ type: 'put', key, value: JSON.stringify(copy) });
+      return copy;
+    });
+    const res = await this.store.txn({ compare, success });
+    if (!res.succeeded) return undefined;
+    return stored.map((obj) => ({ ...obj, metadata: { ...obj.metadata, resourceVersion: String(res.revision) } }));
   }
 
   /** Deletes an object (only at the given resourceVersion, if one is given) and returns its last state. */

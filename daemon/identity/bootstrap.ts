@@ -7,8 +7,8 @@
 import { randomUUID } from 'node:crypto';
 
 import { createCsr, generateKeyPair } from '../../common/identity/csr.js';
-import { parseIdentity, type NodeRole } from '../../common/identity/certificate.js';
-import { parseJoinToken } from '../../common/identity/join-token.js';
+import { parseIdentity, type CertificateSubject, type NodeRole } from '../../common/identity/certificate.js';
+import { parseJoinToken, type JoinToken } from '../../common/identity/join-token.js';
 import { joinPem } from '../../common/identity/x509.js';
 import { TlsIdentity, type TlsMaterial } from '../../common/transport/tls-identity.js';
 import { issueNodeCertificate } from '../../control-plane/ca/issue.js';
@@ -70,6 +70,29 @@ export async function initIdentity(config: DaemonConfig, log: (message: string) 
 }
 
 /**
+ * The join itself, with nothing written: the manager's chain checked against the token's pin, a
+ * new key and CSR, NodeCA.Join. `tsd join` and the hollow nodes of the scale tests (test/scale/)
+ * both come by their certificates this way.
+ */
+export async function requestJoin(
+  address: string,
+  token: JoinToken,
+  nodeName: string,
+  advertiseAddress: string,
+): Promise<{ material: TlsMaterial; subject: CertificateSubject }> {
+  const rootPem = await pinnedRoot(address, token);
+  const keys = await generateKeyPair();
+  const issued = await joinCluster(address, rootPem, {
+    nodeName,
+    tokenSecret: token.secret,
+    csrPem: await createCsr(keys, { commonNameHint: nodeName }),
+    address: advertiseAddress,
+  });
+  const material: TlsMaterial = { trustedRootPems: issued.trustedRootPems, certChainPem: issued.certChainPem, keyPem: keys.keyPem };
+  return { material, subject: parseIdentity(issued.certChainPem) };
+}
+
+/**
  * `tsd join`: the node's identity from its files, or (first start) from the cluster through the
  * manager at `address`. `readToken` is called only when a token is needed.
  */
@@ -82,16 +105,7 @@ export async function joinIdentity(
   const existing = await fromFiles(config);
   if (existing) return existing;
   const token = parseJoinToken(await readToken());
-  const rootPem = await pinnedRoot(address, token);
-  const keys = await generateKeyPair();
-  const issued = await joinCluster(address, rootPem, {
-    nodeName: config.nodeName,
-    tokenSecret: token.secret,
-    csrPem: await createCsr(keys, { commonNameHint: config.nodeName }),
-    address: config.advertiseAddress,
-  });
-  const material: TlsMaterial = { trustedRootPems: issued.trustedRootPems, certChainPem: issued.certChainPem, keyPem: keys.keyPem };
-  const subject = parseIdentity(issued.certChainPem);
+  const { material, subject } = await requestJoin(address, token, config.nodeName, config.advertiseAddress);
   const role = checkOwn(subject, config);
   const identity = new TlsIdentity(material);
   // A manager sharing an etcd needs the key of the store's sealed values (and with it the CA's key).

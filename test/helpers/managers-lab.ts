@@ -28,6 +28,10 @@ export interface LabOptions {
   from: 'dist' | 'source';
   /** Gives the switch's bridge an underlay address of its own (lab.switchAddress), for a service run there (etcd). */
   addressOnSwitch?: boolean;
+  /** Flags for node itself, before tsd's script (e.g. --cpu-prof for a benchmark). */
+  nodeArgs?: string[];
+  /** tsd flags after the lab's own, so they override them (e.g. the default heartbeat settings). */
+  tsdFlags?: string[];
 }
 
 export interface LabNode {
@@ -160,7 +164,15 @@ export async function makeLab(options: LabOptions): Promise<Lab> {
     switchAddress: options.addressOnSwitch ? `${UNDERLAY}.254` : undefined,
     async start(n, args) {
       const logFile = await open(join(n.dataRoot, 'tsd.log'), 'a', 0o600);
-      const tsd = [process.execPath, ...entryArgs(from, 'daemon'), ...args, ...nodeFlags(n, prefix, nodes.indexOf(n)), ...serveFlags(n)];
+      const tsd = [
+        process.execPath,
+        ...(options.nodeArgs ?? []),
+        ...entryArgs(from, 'daemon'),
+        ...args,
+        ...nodeFlags(n, prefix, nodes.indexOf(n)),
+        ...serveFlags(n),
+        ...(options.tsdFlags ?? []),
+      ];
       const child = spawn('nsenter', [`--net=/run/netns/${n.netns}`, ...tsd], { cwd: REPO, stdio: ['ignore', logFile.fd, logFile.fd] });
       await logFile.close();
       n.pid = child.pid ?? 0;
