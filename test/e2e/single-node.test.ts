@@ -371,7 +371,7 @@ test.serial('kill -9 of tsd leaves containers running; the restarted tsd takes t
     ),
     'utf8',
   );
-  t.regex(raw.split('\n')[0]!, /^\{"time":"[^"]+","stream":"stdout","log":"tick 1\\n"\}$/);
+  t.regex(raw.split('\n')[0]!, /^\{"time":"[^"]+","stream":"stdout","seq":1,"log":"tick 1\\n"\}$/, 'the shim numbers its records from 1');
   await node.tsctl('delete', '-f', chatter);
 });
 
