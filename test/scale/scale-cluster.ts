@@ -13,6 +13,7 @@ import { makeLab, type Lab, type LabNode, type LabOptions } from '../helpers/man
 import { startFleetProcess, type FleetProcess } from './fleet-process.js';
 import type { SimSettings } from './fleet-protocol.js';
 import type { HollowView } from './hollow-view.js';
+import { parseMembers } from '../helpers/tsctl-cluster.js';
 
 const API_PORT = 7420;
 const START_TIMEOUT_MS = 120_000;
@@ -42,17 +43,6 @@ export interface ScaleCluster {
   leader(): Promise<LabNode>;
   startFleet(options: { namePrefix: string; count: number; concurrency: number; sim: SimSettings; view: HollowView }): Promise<FleetProcess>;
   destroy(): Promise<void>;
-}
-
-function parseMembers(out: string): Member[] {
-  return out
-    .trim()
-    .split('\n')
-    .slice(1)
-    .map((line) => {
-      const [id, , role] = line.split(/\s+/);
-      return { id: id!, role: role! };
-    });
 }
 
 function tokenIn(out: string): string {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { parse } from 'yaml';
 import { checkComposeStructure } from '../../cli/compose/load.js';
+import { seededRandom } from '../helpers/seeded-random.js';
 
 // The corpus lives in ../shared beside the checkout (never copied into the repo).
 const CORPUS = fileURLToPath(new URL('../../../shared/corpus/compose', import.meta.url));
@@ -37,18 +38,6 @@ function oracle(): (value: unknown) => boolean {
   const ajv = new Ajv({ strict: false, allErrors: false });
   const validate = ajv.compile(body);
   return (value) => validate(value) === true;
-}
-
-/** mulberry32: a tiny seeded PRNG so the mutations are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 type Path = Array<string | number>;
@@ -142,7 +131,7 @@ test('the corpus: our structure check and the compose-spec schema agree on every
 test('generated mutations of the corpus: same verdict as the schema', (t) => {
   requireCorpus();
   const valid = oracle();
-  const random = prng(20240607);
+  const random = seededRandom(20240607);
   const disagreements: string[] = [];
   let accepted = 0;
   let rejected = 0;
