@@ -18,6 +18,7 @@ import type { Service, Task } from '../../common/resources/types.js';
 import { destroyNetnsCluster, type NetnsClusterState } from '../../cli/local-cluster/netns-cluster.js';
 import { buildBusyboxImage } from '../helpers/busybox-image.js';
 import { eventually } from '../helpers/eventually.js';
+import { freeUnderlayOctet as freeOctetIn } from '../helpers/tsctl-cluster.js';
 
 const run = promisify(execFile);
 const TSCTL = join(process.cwd(), 'bin', 'tsctl');
@@ -41,14 +42,7 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /** An underlay octet no address of this machine uses yet (the cluster's bridge gets 172.31.X.254). */
-async function freeUnderlayOctet(): Promise<number> {
-  const used = (await run('ip', ['-4', '-o', 'addr', 'show'])).stdout;
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const candidate = 20 + Math.floor(Math.random() * 80);
-    if (!used.includes(`172.31.${candidate}.`)) return candidate;
-  }
-  throw new Error('no free 172.31.X.0/24 underlay among 20-99');
-}
+const freeUnderlayOctet = (): Promise<number> => freeOctetIn(20, 80);
 
 async function cgroupHierarchies(): Promise<string[]> {
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');

@@ -38,14 +38,14 @@ export function parseMembers(out: string): MemberRow[] {
     });
 }
 
-/** A 172.31.X.0/24 no address of this machine is in (100-179, as the other netns tests pick). */
-async function freeUnderlayOctet(): Promise<number> {
+/** A 172.31.X.0/24 no address of this machine is in, X in [from, from + count) (tests keep apart by range). */
+export async function freeUnderlayOctet(from = 100, count = 80): Promise<number> {
   const used = (await run('ip', ['-4', '-o', 'addr', 'show'])).stdout;
   for (let attempt = 0; attempt < 50; attempt++) {
-    const candidate = 100 + Math.floor(Math.random() * 80);
+    const candidate = from + Math.floor(Math.random() * count);
     if (!used.includes(`172.31.${candidate}.`)) return candidate;
   }
-  throw new Error('no free 172.31.X.0/24 underlay among 100-179');
+  throw new Error(`no free 172.31.X.0/24 underlay among ${from}-${from + count - 1}`);
 }
 
 /** A child's output as lines, collected as they come. */
